@@ -1,0 +1,176 @@
+"""A strict, safe YAML reader that remembers the line of every key.
+
+Only plain YAML values are accepted (maps, lists, strings, numbers, booleans, null): any other
+tag, such as ``!!python/object/apply``, is reported and nothing in it is constructed. Duplicate
+keys are errors. Aliases and merge keys work, but a document whose expansion exceeds
+``MAX_NODES`` nodes ("billion laughs") is rejected before anything is expanded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+MAX_NODES = 20_000
+_ALLOWED_SCALAR_TAGS = {
+    "tag:yaml.org,2002:str",
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:null",
+    "tag:yaml.org,2002:timestamp",
+}
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+Path = tuple[str | int, ...]
+
+
+@dataclass
+class YamlDocument:
+    """The parsed data, the line of each key path, and problems as (line, path, message)."""
+
+    data: Any = None
+    lines: dict[Path, int] = field(default_factory=dict)
+    problems: list[tuple[int | None, Path, str]] = field(default_factory=list)
+
+
+class _TooBig(Exception):
+    pass
+
+
+def _expanded_size(node: Node, memo: dict[int, int], active: set[int]) -> int:
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    if key in active:
+        raise _TooBig("the document refers to itself through an alias")
+    active.add(key)
+    size = 1
+    if isinstance(node, MappingNode):
+        for k, v in node.value:
+            size += _expanded_size(k, memo, active) + _expanded_size(v, memo, active)
+            if size > MAX_NODES:
+                break
+    elif isinstance(node, SequenceNode):
+        for item in node.value:
+            size += _expanded_size(item, memo, active)
+            if size > MAX_NODES:
+                break
+    active.discard(key)
+    if size > MAX_NODES:
+        raise _TooBig(
+            f"the document expands to more than {MAX_NODES} values (an alias bomb?); refused"
+        )
+    memo[key] = size
+    return size
+
+
+def _describe_tag(tag: str) -> str:
+    return tag.replace("tag:yaml.org,2002:", "!!")
+
+
+def parse(text: str) -> YamlDocument:
+    """Parse ``text``; never raises for bad input, problems are returned in the document."""
+    doc = YamlDocument()
+    loader = yaml.SafeLoader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line = mark.line + 1 if mark is not None else None
+            doc.problems.append((line, (), f"invalid YAML: {exc.problem or exc.context}"))
+            return doc
+        except yaml.YAMLError as exc:
+            doc.problems.append((None, (), f"invalid YAML: {exc}"))
+            return doc
+        if node is None:
+            doc.data = None
+            return doc
+        try:
+            _expanded_size(node, {}, set())
+        except _TooBig as exc:
+            doc.problems.append((node.start_mark.line + 1, (), str(exc)))
+            return doc
+        doc.data = _walk(loader, node, (), doc)
+        return doc
+    finally:
+        loader.dispose()
+
+
+def _walk(loader: yaml.SafeLoader, node: Node, path: Path, doc: YamlDocument) -> Any:
+    line = node.start_mark.line + 1
+    if isinstance(node, MappingNode):
+        if node.tag != _MAP_TAG:
+            doc.problems.append((line, path, f"unsupported YAML tag {_describe_tag(node.tag)}"))
+            return None
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if isinstance(key_node, ScalarNode) and key_node.tag == _MERGE_TAG:
+                continue
+            if isinstance(key_node, ScalarNode) and key_node.tag in _ALLOWED_SCALAR_TAGS:
+                key = key_node.value
+                key_line = key_node.start_mark.line + 1
+                if key in seen:
+                    doc.problems.append(
+                        (key_line, (*path, key), f"duplicate key (first set on line {seen[key]})")
+                    )
+                else:
+                    seen[key] = key_line
+        try:
+            loader.flatten_mapping(node)
+        except yaml.MarkedYAMLError as exc:
+            doc.problems.append((line, path, f"invalid merge key: {exc.problem}"))
+            return None
+        result: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key_line = key_node.start_mark.line + 1
+            if not isinstance(key_node, ScalarNode) or key_node.tag not in _ALLOWED_SCALAR_TAGS:
+                doc.problems.append((key_line, path, "a key must be a plain string"))
+                continue
+            key = str(key_node.value)
+            child = (*path, key)
+            doc.lines.setdefault(child, key_line)
+            result[key] = _walk(loader, value_node, child, doc)
+        return result
+    if isinstance(node, SequenceNode):
+        if node.tag != _SEQ_TAG:
+            doc.problems.append((line, path, f"unsupported YAML tag {_describe_tag(node.tag)}"))
+            return None
+        items = []
+        for index, item in enumerate(node.value):
+            child = (*path, index)
+            doc.lines.setdefault(child, item.start_mark.line + 1)
+            items.append(_walk(loader, item, child, doc))
+        return items
+    assert isinstance(node, ScalarNode)
+    if node.tag not in _ALLOWED_SCALAR_TAGS:
+        doc.problems.append(
+            (
+                line,
+                path,
+                f"unsupported YAML tag {_describe_tag(node.tag)} (only plain values are allowed;"
+                " nothing was executed)",
+            )
+        )
+        return None
+    try:
+        return loader.construct_object(node, deep=True)
+    except (yaml.YAMLError, ValueError) as exc:
+        doc.problems.append((line, path, f"invalid value {node.value!r}: {exc}"))
+        return None
+
+
+def parse_scalar(text: str) -> Any:
+    """Resolve one environment-variable string as a YAML scalar ("5" -> 5, "true" -> True)."""
+    if text.strip() == "":
+        return text
+    doc = parse(text)
+    if doc.problems or isinstance(doc.data, (dict, list)):
+        return text
+    return doc.data

@@ -1,0 +1,91 @@
+"""The reliactl command line: the only package that imports typer or rich.
+
+Each command group lives in its own module and imports what it needs inside its commands, so
+`reliactl --version` or `reliactl config show` never pay for psutil, httpx or pydantic.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+from reliactl.cli import _fastparams
+
+_fastparams.install()
+
+import typer  # noqa: E402
+
+from reliactl._version import __version__  # noqa: E402
+from reliactl.cli import config as config_cmd  # noqa: E402
+from reliactl.cli.context import AppContext  # noqa: E402
+from reliactl.cli.exitcodes import ExitCode, epilog  # noqa: E402
+
+app = typer.Typer(
+    name="reliactl",
+    help="Keep scripts, cron jobs and services alive: health checks, circuit breakers, "
+    "retries, locked and time-limited runs, safe cleanup and resilient HTTP.",
+    epilog=epilog(),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    pretty_exceptions_short=True,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"reliactl {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+    config: Annotated[
+        str | None,
+        typer.Option(
+            "--config",
+            "-c",
+            metavar="FILE",
+            help="Configuration file (default: $RELIACTL_CONFIG, ./reliactl.yaml, "
+            "$XDG_CONFIG_HOME/reliactl/config.yaml, /etc/reliactl/config.yaml).",
+        ),
+    ] = None,
+) -> None:
+    """reliactl: operations toolkit for cron jobs, scripts and services."""
+    ctx.obj = AppContext(config_path=config)
+
+
+app.add_typer(config_cmd.app, name="config")
+
+
+def main() -> None:
+    """Console entry point: never a traceback for a known error or a closed pipe."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(ExitCode.SIGNAL_BASE + 2)
+    except BrokenPipeError:
+        # stdout went away (e.g. `| head`): exit quietly, as cat does.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(ExitCode.SIGNAL_BASE + 13)
+    except Exception as exc:
+        from reliactl.cli.output import error, report_error
+        from reliactl.errors import ReliactlError
+
+        if isinstance(exc, ReliactlError):
+            sys.exit(report_error(exc))
+        if os.environ.get("RELIACTL_DEBUG"):
+            raise
+        error(f"internal error: {type(exc).__name__}: {exc} (set RELIACTL_DEBUG=1 for a traceback)")
+        sys.exit(ExitCode.INTERNAL)

@@ -1,0 +1,171 @@
+"""`reliactl config`: validate, show and create the configuration."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from reliactl.cli.context import app_context
+from reliactl.cli.exitcodes import ExitCode
+from reliactl.cli.output import emit_json, emit_text, info, report_error, reports_errors
+
+app = typer.Typer(
+    help="Validate, show and create the YAML + environment configuration.",
+    no_args_is_help=True,
+)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+
+
+@app.command()
+def validate(
+    ctx: typer.Context,
+    file: Annotated[
+        str | None,
+        typer.Argument(help="File to check (default: the file reliactl would load)."),
+    ] = None,
+    json_out: JsonFlag = False,
+    no_env: Annotated[
+        bool, typer.Option("--no-env", help="Check the file alone, ignoring the environment.")
+    ] = False,
+) -> None:
+    """Check a configuration: "valid" and exit 0, or every problem and exit 78.
+
+    CI runs this before a deploy. Problems name the file, line, key path, what was expected
+    and what was found.
+    """
+    from reliactl.config import find_config_file, load
+    from reliactl.errors import ConfigError
+
+    app_ctx = app_context(ctx)
+    path = file or app_ctx.config_path
+    found, _ = find_config_file(path)
+    try:
+        loaded = load(path, use_env=not no_env)
+    except ConfigError as exc:
+        if json_out:
+            emit_json(
+                {
+                    "valid": False,
+                    "file": str(found) if found else None,
+                    "problems": [
+                        {
+                            "file": p.source,
+                            "line": p.line,
+                            "path": p.path,
+                            "variable": p.variable,
+                            "message": p.message,
+                        }
+                        for p in exc.problems
+                    ],
+                }
+            )
+            raise typer.Exit(ExitCode.CONFIG) from None
+        raise typer.Exit(report_error(exc)) from None
+    where = str(loaded.path) if loaded.path else "no configuration file found; the defaults"
+    if json_out:
+        emit_json(
+            {"valid": True, "file": str(loaded.path) if loaded.path else None, "problems": []}
+        )
+    else:
+        emit_text(f"valid: {where}")
+
+
+@app.command()
+@reports_errors
+def show(
+    ctx: typer.Context,
+    json_out: JsonFlag = False,
+    sources: Annotated[
+        bool,
+        typer.Option("--sources/--no-sources", help="Say where each value came from."),
+    ] = True,
+) -> None:
+    """Print the effective configuration (defaults < file < environment < flags).
+
+    Each value is annotated with its source: default, file:line, env VAR or flag. Secrets
+    (webhook URLs, API keys, tokens) are redacted.
+    """
+    from reliactl.config import to_plain
+
+    loaded = app_context(ctx).loaded()
+    plain = to_plain(loaded.config)
+    if json_out:
+        emit_json(
+            {
+                "file": str(loaded.path) if loaded.path else None,
+                "config": plain,
+                "sources": loaded.sources if sources else {},
+            }
+        )
+        return
+    header = f"# effective configuration; file: {loaded.path or 'none (defaults)'}"
+    emit_text(header + "\n" + render_yaml(plain, loaded.sources if sources else {}))
+
+
+def render_yaml(plain: dict[str, Any], sources: dict[str, str]) -> str:
+    """YAML text of ``plain`` with ``# source`` comments on each value."""
+    from reliactl.config import scalar_yaml
+
+    lines: list[str] = []
+
+    def emit(value: Any, path: str, indent: str, key_prefix: str) -> None:
+        source = sources.get(path)
+        comment = f"  # {source}" if source else ""
+        if isinstance(value, dict) and value:
+            lines.append(f"{indent}{key_prefix}{comment}".rstrip() if key_prefix else "")
+            for key, item in value.items():
+                emit(item, f"{path}.{key}" if path else str(key), indent + "  ", f"{key}:")
+        elif isinstance(value, list) and value:
+            lines.append(f"{indent}{key_prefix}{comment}")
+            for index, item in enumerate(value):
+                if isinstance(item, dict):
+                    first = True
+                    for key, sub in item.items():
+                        prefix = "- " if first else "  "
+                        emit(sub, f"{path}[{index}].{key}", indent + "  " + prefix, f"{key}:")
+                        first = False
+                else:
+                    lines.append(f"{indent}  - {scalar_yaml(item)}")
+        else:
+            text = "{}" if value == {} else "[]" if value == [] else scalar_yaml(value)
+            lines.append(f"{indent}{key_prefix} {text}{comment}")
+
+    for section, body in plain.items():
+        lines.append(f"{section}:")
+        for key, value in body.items():
+            emit(value, f"{section}.{key}", "  ", f"{key}:")
+    # A nested list item's indentation contains "- "; normalise "  - " prefixes of continuations.
+    return "\n".join(line.replace("- - ", "- ") for line in lines if line != "")
+
+
+@app.command()
+def init(
+    path: Annotated[str, typer.Argument(help="Where to write it.")] = "reliactl.yaml",
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented starter configuration with every option (refuses to overwrite)."""
+    from reliactl.config import example_yaml
+
+    text = example_yaml()
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    flags |= os.O_TRUNC if force else os.O_EXCL
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        from reliactl.cli.output import error
+
+        error(f"{path} exists; use --force to overwrite it")
+        raise typer.Exit(ExitCode.FAILURE) from None
+    except OSError as exc:
+        from reliactl.cli.output import error
+
+        error(f"cannot write {path}: {exc.strerror}")
+        raise typer.Exit(ExitCode.INTERNAL) from None
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    info(f"wrote {path}; check it with: reliactl config validate {path}")
+    sys.stdout.flush()

@@ -1,0 +1,45 @@
+"""What every command shares: the configuration (loaded once per invocation) and the state store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from reliactl.config import LoadedConfig
+    from reliactl.state import StateStore
+
+
+@dataclass
+class AppContext:
+    """Set by the root callback; commands read it through ``ctx.obj``."""
+
+    config_path: str | None = None
+    flags: dict[str, tuple[Any, str]] = field(default_factory=dict)
+    _loaded: LoadedConfig | None = None
+    _store: StateStore | None = None
+
+    def loaded(self) -> LoadedConfig:
+        """The validated configuration (raises ConfigError, reported as exit 78)."""
+        if self._loaded is None:
+            from reliactl.config import load
+
+            self._loaded = load(self.config_path, flags=self.flags)
+        return self._loaded
+
+    def store(self) -> StateStore:
+        """The state store of the configuration, opened once; warnings go to stderr."""
+        if self._store is None:
+            from reliactl.cli.output import warn
+            from reliactl.state import open_state
+
+            self._store = open_state(self.loaded().config, warn=warn)
+        return self._store
+
+
+def app_context(ctx: Any) -> AppContext:
+    """The AppContext of a click/typer context (a default one when run without the root)."""
+    root = ctx.find_root()
+    if not isinstance(root.obj, AppContext):
+        root.obj = AppContext()
+    return root.obj

@@ -1,0 +1,65 @@
+"""The one table of reliactl's exit codes (DESIGN.md section 2), and errors mapped onto it."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Exit statuses; several names share a number where commands differ in meaning."""
+
+    OK = 0
+    FAILURE = 1  # other commands: the answer is "no"
+    WARNING = 1  # health
+    CRITICAL = 2  # health
+    USAGE = 2  # Typer's own usage errors
+    UNKNOWN = 3  # health
+    COULDNT_CONNECT = 7  # http, as curl
+    HTTP_ERROR = 22  # http --fail, as curl
+    UNAVAILABLE = 69  # breaker open (EX_UNAVAILABLE)
+    TEMPFAIL = 75  # lock busy, rate limit deadline, health gate (EX_TEMPFAIL)
+    CONFIG = 78  # configuration invalid (EX_CONFIG)
+    TIMEOUT = 124  # run: timed out, as timeout(1)
+    INTERNAL = 125  # reliactl itself failed, or bad options to run
+    NOT_EXECUTABLE = 126
+    NOT_FOUND = 127
+    KILLED = 137  # run: had to SIGKILL after the timeout
+    SIGNAL_BASE = 128  # run: 128 + N for signal N
+
+
+EXIT_CODE_TABLE: list[tuple[str, str]] = [
+    ("0", "success / all checks OK"),
+    ("1, 2, 3", "health: WARNING, CRITICAL, UNKNOWN (Nagios plugin convention)"),
+    ("1", 'other commands: the answer is "no" (cleanup left errors, runs --last failed)'),
+    ("2", "usage error, except under run"),
+    ("N", "run: the child's own exit code, passed through"),
+    ("7, 22", "http: could not connect after retries / HTTP status >= 400 with --fail"),
+    ("69", "breaker open: the service is known to be down, not tried"),
+    ("75", "temporary failure, try later: lock busy, rate limit deadline, health gate"),
+    ("78", "configuration invalid"),
+    ("124", "run: the command timed out (137 if it had to be killed)"),
+    ("125", "reliactl itself failed, or bad options to run"),
+    ("126, 127", "run: command not executable / not found"),
+    ("128+N", "run: the child was killed by signal N, or reliactl was, after forwarding it"),
+]
+
+
+def epilog() -> str:
+    """The exit-code table for --help (one line per code; rich keeps the line breaks)."""
+    rows = "\n\n".join(f"[bold]{code}[/bold]  {meaning}" for code, meaning in EXIT_CODE_TABLE)
+    return "[bold]Exit codes[/bold]\n\n" + rows
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The exit code that reports ``exc``."""
+    from reliactl import errors
+
+    if isinstance(exc, errors.ConfigError):
+        return ExitCode.CONFIG
+    if isinstance(exc, errors.CircuitOpenError):
+        return ExitCode.UNAVAILABLE
+    if isinstance(exc, (errors.LockBusyError, errors.RateLimitExceeded)):
+        return ExitCode.TEMPFAIL
+    if isinstance(exc, errors.CommandError):
+        return exc.exit_code
+    return ExitCode.INTERNAL

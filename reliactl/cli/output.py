@@ -1,0 +1,155 @@
+"""The one place that turns results into text: tables, JSON, messages; and error reporting.
+
+Data goes to stdout, messages to stderr. A rich table only on a terminal, plain aligned text
+otherwise; no color when NO_COLOR is set. ``--json`` output is one document with "version".
+rich is imported only when a terminal needs it: cron and pipes never pay for it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from reliactl.errors import ConfigError, ReliactlError
+
+JSON_VERSION = 1
+PROG = "reliactl"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def is_tty(stream: Any = None) -> bool:
+    stream = sys.stdout if stream is None else stream
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def color_enabled(stream: Any = None) -> bool:
+    return is_tty(stream) and "NO_COLOR" not in os.environ
+
+
+def console(*, stderr: bool = False) -> Any:
+    """A rich Console for a terminal (imported lazily)."""
+    from rich.console import Console
+
+    return Console(stderr=stderr, no_color="NO_COLOR" in os.environ, highlight=False)
+
+
+# ---- messages (stderr)
+
+
+def utc_stamp(epoch: float | None = None) -> str:
+    """ISO-8601 UTC with milliseconds, e.g. 2026-11-28T23:57:52.123Z."""
+    now = time.time() if epoch is None else epoch
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+
+
+def error(message: str) -> None:
+    print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
+
+
+def warn(message: str) -> None:
+    print(f"{PROG}: warning: {message}", file=sys.stderr, flush=True)
+
+
+def info(message: str) -> None:
+    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+
+
+# ---- data (stdout)
+
+
+def emit_json(document: dict[str, Any]) -> None:
+    """One JSON document on stdout, with the "version" field first."""
+    doc = {"version": JSON_VERSION, **document}
+    sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def emit_text(text: str) -> None:
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    sys.stdout.flush()
+
+
+def table(
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    title: str | None = None,
+    styles: Sequence[Sequence[str | None]] | None = None,
+) -> None:
+    """Rows as a rich table on a terminal, else as plain aligned columns (no color)."""
+    if is_tty():
+        from rich.table import Table
+
+        tbl = Table(title=title, header_style="bold")
+        for column in columns:
+            tbl.add_column(column)
+        for index, row in enumerate(rows):
+            cells = []
+            for col, cell in enumerate(row):
+                style = styles[index][col] if styles and styles[index] else None
+                text = "" if cell is None else str(cell)
+                cells.append(f"[{style}]{_escape(text)}[/{style}]" if style else _escape(text))
+            tbl.add_row(*cells)
+        console().print(tbl)
+        return
+    emit_text(plain_table(columns, rows))
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def plain_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(c) for c in columns]] + [["" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    lines = [
+        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in cells
+    ]
+    return "\n".join(lines)
+
+
+# ---- errors
+
+
+def report_error(exc: ReliactlError) -> int:
+    """Print ``exc`` on stderr (one line per problem) and return its exit code."""
+    from reliactl.cli.exitcodes import exit_code_for
+
+    if isinstance(exc, ConfigError):
+        for problem in exc.problems:
+            print(f"{PROG}: {problem}", file=sys.stderr)
+        print(
+            f"{PROG}: configuration invalid ({len(exc.problems)} problem"
+            f"{'s' if len(exc.problems) != 1 else ''})",
+            file=sys.stderr,
+            flush=True,
+        )
+    else:
+        error(str(exc))
+    return exit_code_for(exc)
+
+
+def reports_errors(fn: F) -> F:
+    """Decorate a command: a ReliactlError becomes its message on stderr and its exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import typer
+
+        try:
+            return fn(*args, **kwargs)
+        except ReliactlError as exc:
+            raise typer.Exit(report_error(exc)) from None
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,1020 @@
+"""reliactl's configuration: typed, frozen sections, loaded as defaults < YAML < env < flags.
+
+Every field carries its documentation and constraints in ``metadata``; the validator, the
+environment overrides, ``config show`` and the generated ``config.example.yaml`` all read the
+same schema, so a field added here is validated, overridable and documented at once.
+
+Discovery (first found wins): ``--config``, ``$RELIACTL_CONFIG``, ``./reliactl.yaml``,
+``$XDG_CONFIG_HOME/reliactl/config.yaml``, ``/etc/reliactl/config.yaml``. No file is fine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+import stat
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from reliactl import _yaml
+from reliactl.durations import format_duration, parse_duration, parse_size
+from reliactl.errors import ConfigError, ConfigProblem, DurationError
+
+MAX_CONFIG_BYTES = 1024 * 1024
+DEFAULT_CONFIG_NAME = "reliactl.yaml"
+
+KeyPath = tuple[str | int, ...]
+
+
+def _opt(
+    default: Any = dataclasses.MISSING,
+    *,
+    doc: str,
+    kind: str | None = None,
+    gt: float | None = None,
+    ge: float | None = None,
+    le: float | None = None,
+    choices: tuple[str, ...] | None = None,
+    secret: bool = False,
+    example: Any = None,
+    factory: Any = None,
+) -> Any:
+    meta = {
+        "doc": doc,
+        "kind": kind,
+        "gt": gt,
+        "ge": ge,
+        "le": le,
+        "choices": choices,
+        "secret": secret,
+        "example": example,
+    }
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+# --------------------------------------------------------------------------- the schema
+
+
+@dataclass(frozen=True)
+class BreakerSettings:
+    """Per-breaker overrides of the ``circuit_breaker`` defaults (unset = inherit)."""
+
+    failure_threshold: int | None = _opt(None, doc="consecutive failures that open it", gt=0)
+    recovery_timeout: float | None = _opt(
+        None, doc="how long it stays open before a trial call", kind="duration", gt=0
+    )
+    half_open_max_calls: int | None = _opt(None, doc="trial calls admitted while half-open", gt=0)
+    success_threshold: int | None = _opt(None, doc="trial successes needed to close", gt=0)
+
+
+@dataclass(frozen=True)
+class CircuitBreakerConfig:
+    failure_threshold: int = _opt(
+        5, doc="consecutive failures that open a breaker (env CB_FAILURE_THRESHOLD)", gt=0
+    )
+    recovery_timeout: float = _opt(
+        60.0,
+        doc="how long an open breaker rejects calls before a trial (env CB_RECOVERY_TIMEOUT)",
+        kind="duration",
+        gt=0,
+    )
+    half_open_max_calls: int = _opt(1, doc="trial calls admitted while half-open", gt=0)
+    success_threshold: int = _opt(1, doc="successful trials needed to close again", gt=0)
+    breakers: dict[str, BreakerSettings] = _opt(
+        doc="per-breaker overrides, by breaker name",
+        factory=dict,
+        example={
+            "openai": {
+                "failure_threshold": 3,
+                "recovery_timeout": "2m",
+                "half_open_max_calls": 1,
+                "success_threshold": 2,
+            }
+        },
+    )
+
+    def settings_for(self, name: str) -> BreakerSettings:
+        """The effective settings of breaker ``name``: its overrides over these defaults."""
+        own = self.breakers.get(name, BreakerSettings())
+        return BreakerSettings(
+            failure_threshold=own.failure_threshold or self.failure_threshold,
+            recovery_timeout=own.recovery_timeout or self.recovery_timeout,
+            half_open_max_calls=own.half_open_max_calls or self.half_open_max_calls,
+            success_threshold=own.success_threshold or self.success_threshold,
+        )
+
+
+@dataclass(frozen=True)
+class HealthMonitorConfig:
+    check_interval: float = _opt(
+        60.0,
+        doc="interval of --watch and start_health_monitoring (env HEALTH_CHECK_INTERVAL)",
+        kind="duration",
+        gt=0,
+    )
+    memory_threshold_mb: float = _opt(
+        500.0,
+        doc="RSS of this process tree above which memory is bad (env HEALTH_MEMORY_THRESHOLD_MB)",
+        gt=0,
+    )
+    cpu_warn: float = _opt(80.0, doc="CPU percent for WARNING", gt=0, le=100)
+    cpu_critical: float = _opt(95.0, doc="CPU percent for CRITICAL", gt=0, le=100)
+    memory_warn: float = _opt(85.0, doc="system memory used percent for WARNING", gt=0, le=100)
+    memory_critical: float = _opt(95.0, doc="system memory used percent for CRITICAL", gt=0, le=100)
+    disk_warn: float = _opt(80.0, doc="disk used percent for WARNING", gt=0, le=100)
+    disk_critical: float = _opt(90.0, doc="disk used percent for CRITICAL", gt=0, le=100)
+    file_handles_warn: float = _opt(80.0, doc="file handles used percent for WARNING", gt=0, le=100)
+    file_handles_critical: float = _opt(
+        95.0, doc="file handles used percent for CRITICAL", gt=0, le=100
+    )
+    disk_paths: list[str] = _opt(
+        doc="paths whose disk usage is checked (empty: / and the state directory)",
+        factory=list,
+        example=["/", "/var"],
+    )
+    check_timeout: float = _opt(10.0, doc="timeout of each check", kind="duration", gt=0)
+    alert_cooldown: float = _opt(
+        900.0, doc="repeat an alert for a still-bad check only after this", kind="duration", gt=0
+    )
+
+
+@dataclass(frozen=True)
+class RateLimitConfig:
+    openai_requests_per_minute: int = _opt(
+        60, doc="requests per minute of the OpenAI preset (env RATE_LIMIT_OPENAI_RPM)", gt=0
+    )
+    limits: dict[str, str] = _opt(
+        doc='named limits, e.g. api: "60/minute;1000/hour"',
+        factory=dict,
+        kind="rates",
+        example={"api": "60/minute;1000/hour"},
+    )
+
+
+@dataclass(frozen=True)
+class RetryConfig:
+    max_retries: int = _opt(3, doc="retries after the first attempt", ge=0)
+    base_delay: float = _opt(1.0, doc="first delay", kind="duration", gt=0)
+    max_delay: float = _opt(30.0, doc="no delay is longer than this", kind="duration", gt=0)
+    multiplier: float = _opt(2.0, doc="growth factor of exponential backoff", ge=1)
+    strategy: str = _opt(
+        "exponential",
+        doc="exponential, linear or fixed",
+        choices=("exponential", "linear", "fixed"),
+    )
+    jitter: str = _opt(
+        "full",
+        doc="none, full, equal or decorrelated",
+        choices=("none", "full", "equal", "decorrelated"),
+    )
+    max_elapsed: float | None = _opt(
+        None,
+        doc="give up after this much time in all (unset: no limit)",
+        kind="duration",
+        gt=0,
+        example="10m",
+    )
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    lock_dir: str = _opt(
+        "", doc="where `run --lock` keeps lock files", example="~/.local/state/reliactl/locks"
+    )
+    log_dir: str = _opt(
+        "", doc="default directory of run logs", example="~/.local/state/reliactl/logs"
+    )
+    timeout: float | None = _opt(
+        None,
+        doc="default timeout of each attempt (unset: none)",
+        kind="duration",
+        gt=0,
+        example="30m",
+    )
+    kill_after: float = _opt(
+        10.0, doc="SIGKILL this long after the timeout signal", kind="duration", gt=0
+    )
+
+
+@dataclass(frozen=True)
+class CleanupRoot:
+    path: str = _opt(doc="directory to clean (the root itself is kept)")
+    max_age: float = _opt(7 * 86400.0, doc="remove entries older than this", kind="duration", gt=0)
+    include: list[str] = _opt(
+        doc="only names matching these globs", factory=list, example=["*.tmp"]
+    )
+    exclude: list[str] = _opt(
+        doc="never names matching these globs", factory=list, example=["keep-*"]
+    )
+    max_total_size: int | None = _opt(
+        None, doc="then delete oldest first until the root fits", kind="size", gt=0, example="2GiB"
+    )
+
+
+@dataclass(frozen=True)
+class CleanupConfig:
+    roots: list[CleanupRoot] = _opt(
+        doc="roots cleaned by a bare `reliactl cleanup`",
+        factory=list,
+        example=[
+            {
+                "path": "/tmp/reliactl-demo",
+                "max_age": "7d",
+                "include": ["*.tmp", "*.pdf"],
+                "exclude": ["keep-*"],
+                "max_total_size": "2GiB",
+            }
+        ],
+    )
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    path: str = _opt(
+        "",
+        doc="the state database (breakers, runs, alert cooldowns, rate limits)",
+        example="~/.local/state/reliactl/state.db",
+    )
+    retention: float = _opt(
+        30 * 86400.0, doc="keep run history and breaker events this long", kind="duration", gt=0
+    )
+    max_history: int = _opt(10_000, doc="keep at most this many rows per history table", gt=0)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration; every section has defaults, so ``Config()`` is valid."""
+
+    circuit_breaker: CircuitBreakerConfig = field(default_factory=CircuitBreakerConfig)
+    health_monitor: HealthMonitorConfig = field(default_factory=HealthMonitorConfig)
+    rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    cleanup: CleanupConfig = field(default_factory=CleanupConfig)
+    state: StateConfig = field(default_factory=StateConfig)
+
+
+SECTION_DOCS = {
+    "circuit_breaker": "Circuit breakers: fail fast while a service is down.",
+    "health_monitor": "reliactl health: thresholds and intervals.",
+    "rate_limit": "Rate limits shared by processes through the state store.",
+    "retry": "Default retry policy of `reliactl run --retry`, the HTTP client and alerts.",
+    "run": "reliactl run: locks, logs and timeouts.",
+    "cleanup": "reliactl cleanup: age-based removal under configured roots.",
+    "state": "The state store shared by every reliactl process on this host.",
+}
+
+# The seed's environment variables, kept working.
+LEGACY_ENV: dict[str, KeyPath] = {
+    "CB_FAILURE_THRESHOLD": ("circuit_breaker", "failure_threshold"),
+    "CB_RECOVERY_TIMEOUT": ("circuit_breaker", "recovery_timeout"),
+    "HEALTH_CHECK_INTERVAL": ("health_monitor", "check_interval"),
+    "HEALTH_MEMORY_THRESHOLD_MB": ("health_monitor", "memory_threshold_mb"),
+    "RATE_LIMIT_OPENAI_RPM": ("rate_limit", "openai_requests_per_minute"),
+}
+ENV_PREFIX = "RELIACTL_"
+SECRET_WORDS = ("secret", "token", "password", "api_key", "apikey", "webhook", "authorization")
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def state_home(environ: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_STATE_HOME") or os.path.join(
+        env.get("HOME") or os.path.expanduser("~"), ".local", "state"
+    )
+    return Path(base) / "reliactl"
+
+
+def config_candidates(environ: Mapping[str, str] | None = None) -> list[Path]:
+    """Where a configuration file is looked for when none is named, in order."""
+    env = os.environ if environ is None else environ
+    xdg = env.get("XDG_CONFIG_HOME") or os.path.join(
+        env.get("HOME") or os.path.expanduser("~"), ".config"
+    )
+    return [
+        Path(DEFAULT_CONFIG_NAME),
+        Path(xdg) / "reliactl" / "config.yaml",
+        Path("/etc/reliactl/config.yaml"),
+    ]
+
+
+def find_config_file(
+    explicit: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+) -> tuple[Path | None, str]:
+    """The file to load and how it was chosen; an explicit or $RELIACTL_CONFIG file must exist."""
+    env = os.environ if environ is None else environ
+    if explicit:
+        return Path(explicit), "--config"
+    if env.get("RELIACTL_CONFIG"):
+        return Path(env["RELIACTL_CONFIG"]), "RELIACTL_CONFIG"
+    for candidate in config_candidates(env):
+        try:
+            if candidate.is_file():
+                return candidate, "search"
+        except OSError:
+            continue
+    return None, "none"
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated configuration, the file it came from, and the source of every value."""
+
+    config: Config
+    path: Path | None
+    sources: dict[str, str]
+
+
+class _Origins:
+    """Where each key path was set: ("file", line) | ("env", VAR) | ("flag", "--name")."""
+
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+        self.by_path: dict[KeyPath, tuple[str, Any]] = {}
+
+    def problem(self, path: KeyPath, message: str) -> ConfigProblem:
+        dotted = dotted_path(path)
+        probe = path
+        while True:
+            origin = self.by_path.get(probe)
+            if origin is not None:
+                kind, where = origin
+                if kind == "file":
+                    return ConfigProblem(self.filename, where, dotted, message)
+                if kind == "env":
+                    return ConfigProblem("environment", None, dotted, message, variable=where)
+                return ConfigProblem(f"flag {where}", None, dotted, message)
+            if not probe:
+                return ConfigProblem(self.filename, None, dotted, message)
+            probe = probe[:-1]
+
+    def source_of(self, path: KeyPath) -> str:
+        origin = self.by_path.get(path)
+        if origin is None:
+            return "default"
+        kind, where = origin
+        if kind == "file":
+            return f"{self.filename}:{where}"
+        if kind == "env":
+            return f"env {where}"
+        return f"flag {where}"
+
+
+def dotted_path(path: KeyPath) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + part
+    return out
+
+
+def load(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    flags: Mapping[str, tuple[Any, str]] | None = None,
+    use_env: bool = True,
+    search: bool = True,
+) -> LoadedConfig:
+    """Load and validate: built-in defaults < YAML file < environment < ``flags``.
+
+    ``flags`` maps a dotted key path to (value, flag name). Raises ConfigError listing every
+    problem at once. No file at all is fine unless one was named explicitly.
+    """
+    env = dict(os.environ if environ is None else environ)
+    if search:
+        file_path, how = find_config_file(path, env)
+    else:
+        file_path, how = (Path(path), "--config") if path else (None, "none")
+    filename = str(file_path) if file_path is not None else "<defaults>"
+    origins = _Origins(filename)
+    problems: list[ConfigProblem] = []
+    raw: dict[str, Any] = {}
+
+    if file_path is not None:
+        text, error = _read_text(file_path)
+        if error is not None:
+            how_text = {"RELIACTL_CONFIG": " (named by RELIACTL_CONFIG)"}.get(how, "")
+            raise ConfigError([ConfigProblem(filename, None, "", error + how_text)])
+        assert text is not None
+        doc = _yaml.parse(text)
+        for line, kpath, message in doc.problems:
+            problems.append(ConfigProblem(filename, line, dotted_path(kpath), message))
+        if doc.data is None:
+            doc.data = {}
+        if not isinstance(doc.data, dict):
+            problems.append(
+                ConfigProblem(
+                    filename, 1, "", f"expected a mapping of sections, got {_kind(doc.data)}"
+                )
+            )
+        else:
+            raw = doc.data
+            for kpath, line in doc.lines.items():
+                origins.by_path[kpath] = ("file", line)
+
+    if use_env:
+        _apply_env(raw, env, origins, problems)
+    for dotted, (value, flag_name) in (flags or {}).items():
+        kpath = tuple(dotted.split("."))
+        _set_path(raw, kpath, value)
+        origins.by_path[kpath] = ("flag", flag_name)
+
+    _fill_derived_defaults(raw, env)
+    config = _build(Config, raw, (), origins, problems)
+    if isinstance(config, Config):
+        problems.extend(_cross_checks(config, origins))
+    if problems:
+        raise ConfigError(problems)
+    assert isinstance(config, Config)
+    sources = {dotted_path(kp): origins.source_of(kp) for kp in _leaf_paths(config, ())}
+    return LoadedConfig(config=config, path=file_path, sources=sources)
+
+
+def _read_text(path: Path) -> tuple[str | None, str | None]:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None, "configuration file not found"
+    except OSError as exc:
+        return None, f"cannot read configuration file: {exc.strerror}"
+    if stat.S_ISDIR(st.st_mode):
+        return None, "is a directory, expected a YAML file"
+    if not stat.S_ISREG(st.st_mode):
+        return None, "is not a regular file (a FIFO or device?); refused"
+    if st.st_size > MAX_CONFIG_BYTES:
+        return None, f"file is larger than {MAX_CONFIG_BYTES} bytes; refused"
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        return None, f"cannot read configuration file: {exc.strerror}"
+    try:
+        return data.decode("utf-8"), None
+    except UnicodeDecodeError as exc:
+        return None, f"not UTF-8 text (byte {exc.start})"
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return repr(value).lower()
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return repr(value)
+    return repr(value)
+
+
+def _set_path(raw: dict[str, Any], kpath: KeyPath, value: Any) -> None:
+    node: Any = raw
+    for part in kpath[:-1]:
+        nxt = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(nxt, dict):
+            nxt = {}
+            node[part] = nxt
+        node = nxt
+    node[kpath[-1]] = value
+
+
+def _fill_derived_defaults(raw: dict[str, Any], env: Mapping[str, str]) -> None:
+    home = state_home(env)
+    for section, key, default in (
+        ("state", "path", home / "state.db"),
+        ("run", "lock_dir", home / "locks"),
+        ("run", "log_dir", home / "logs"),
+    ):
+        sect = raw.get(section)
+        if sect is None:
+            sect = raw[section] = {}
+        if isinstance(sect, dict):
+            value = sect.get(key)
+            if value in (None, ""):
+                sect[key] = str(default)
+            elif isinstance(value, str):
+                sect[key] = os.path.expanduser(value)
+    cleanup = raw.get("cleanup")
+    roots = cleanup.get("roots") if isinstance(cleanup, dict) else None
+    for root in roots if isinstance(roots, list) else []:
+        if isinstance(root, dict) and isinstance(root.get("path"), str):
+            root["path"] = os.path.expanduser(root["path"])
+
+
+# ---- environment
+
+
+def _schema_field(cls: type, name: str) -> tuple[Any, dataclasses.Field[Any]] | None:
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            return hints[name], f
+    return None
+
+
+def _apply_env(
+    raw: dict[str, Any],
+    env: Mapping[str, str],
+    origins: _Origins,
+    problems: list[ConfigProblem],
+) -> None:
+    wanted: list[tuple[str, KeyPath]] = [
+        (var, kpath) for var, kpath in LEGACY_ENV.items() if var in env
+    ]
+    for var in sorted(env):
+        if not var.startswith(ENV_PREFIX) or "__" not in var:
+            continue
+        parts = var[len(ENV_PREFIX) :].lower().split("__")
+        kpath, error = _resolve_env_path(parts)
+        if error is not None:
+            problems.append(
+                ConfigProblem("environment", None, ".".join(parts), error, variable=var)
+            )
+            continue
+        wanted.append((var, kpath))
+    for var, kpath in wanted:
+        annotation, _ = _field_at(kpath)
+        _set_path(raw, kpath, _env_value(env[var], annotation))
+        origins.by_path[kpath] = ("env", var)
+
+
+def _resolve_env_path(parts: list[str]) -> tuple[KeyPath, str | None]:
+    cls: Any = Config
+    kpath: list[str] = []
+    i = 0
+    while i < len(parts):
+        name = parts[i]
+        if not dataclasses.is_dataclass(cls):
+            return tuple(kpath), "not a setting"
+        found = _schema_field(cls, name)  # type: ignore[arg-type]
+        if found is None:
+            names = [f.name for f in dataclasses.fields(cls)]
+            return tuple(kpath), f"unknown setting '{name}'{_suggest(name, names)}"
+        annotation, _ = found
+        kpath.append(name)
+        base = _strip_optional(annotation)
+        origin = typing.get_origin(base)
+        if origin is dict:
+            value_type = typing.get_args(base)[1]
+            if i + 1 < len(parts) and dataclasses.is_dataclass(value_type):
+                kpath.append(parts[i + 1])
+                cls = value_type
+                i += 2
+                continue
+            if i + 1 < len(parts) and i + 2 == len(parts):
+                kpath.append(parts[i + 1])
+                return tuple(kpath), None
+            return tuple(kpath), "is a mapping; set it in the configuration file"
+        if dataclasses.is_dataclass(base):
+            cls = base
+            i += 1
+            continue
+        if origin is list:
+            return tuple(kpath), "is a list; set it in the configuration file"
+        if i + 1 != len(parts):
+            return tuple(kpath), "is not a section"
+        return tuple(kpath), None
+    return tuple(kpath), "names a section, not a setting"
+
+
+def _field_at(kpath: KeyPath) -> tuple[Any, dataclasses.Field[Any] | None]:
+    cls: Any = Config
+    annotation: Any = Config
+    fld: dataclasses.Field[Any] | None = None
+    i = 0
+    while i < len(kpath):
+        found = _schema_field(cls, str(kpath[i]))
+        if found is None:
+            return str, None
+        annotation, fld = found
+        base = _strip_optional(annotation)
+        if typing.get_origin(base) is dict:
+            annotation = typing.get_args(base)[1]
+            cls = annotation
+            i += 2
+            continue
+        cls = base
+        i += 1
+    return annotation, fld
+
+
+def _env_value(text: str, annotation: Any) -> Any:
+    if _strip_optional(annotation) is str:
+        return text
+    return _yaml.parse_scalar(text)
+
+
+def _suggest(name: str, names: list[str]) -> str:
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+# ---- building and validating
+
+
+_hint_cache: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    hints = _hint_cache.get(cls)
+    if hints is None:
+        hints = typing.get_type_hints(cls)
+        _hint_cache[cls] = hints
+    return hints
+
+
+def _strip_optional(annotation: Any) -> Any:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
+
+
+def _is_optional(annotation: Any) -> bool:
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(
+        None
+    ) in typing.get_args(annotation)
+
+
+T = TypeVar("T")
+
+
+def _build(
+    cls: type[T], raw: Any, path: KeyPath, origins: _Origins, problems: list[ConfigProblem]
+) -> T | None:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        problems.append(origins.problem(path, f"expected a mapping, got {_kind(raw)}"))
+        return None
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    for key in raw:
+        if key not in names:
+            problems.append(
+                origins.problem((*path, key), f"unknown key{_suggest(str(key), names)}")
+            )
+    hints = _hints(cls)
+    kwargs: dict[str, Any] = {}
+    ok = True
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        fpath = (*path, f.name)
+        if f.name not in raw:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                problems.append(origins.problem(fpath, "is required"))
+                ok = False
+            continue
+        good, value = _convert(hints[f.name], f.metadata, raw[f.name], fpath, origins, problems)
+        if good:
+            kwargs[f.name] = value
+        else:
+            ok = False
+    if not ok:
+        return None
+    return cls(**kwargs)
+
+
+def _convert(
+    annotation: Any,
+    meta: Mapping[str, Any],
+    value: Any,
+    path: KeyPath,
+    origins: _Origins,
+    problems: list[ConfigProblem],
+) -> tuple[bool, Any]:
+    def bad(message: str) -> tuple[bool, Any]:
+        problems.append(origins.problem(path, message))
+        return False, None
+
+    if value is None:
+        if _is_optional(annotation):
+            return True, None
+        return bad(f"expected {_expected(annotation, meta)}, got nothing")
+    base = _strip_optional(annotation)
+    kind = meta.get("kind")
+    if dataclasses.is_dataclass(base):
+        built = _build(base, value, path, origins, problems)  # type: ignore[arg-type]
+        return built is not None, built
+    origin = typing.get_origin(base)
+    if origin is list:
+        if not isinstance(value, list):
+            return bad(f"expected a list, got {_kind(value)}")
+        (item_type,) = typing.get_args(base)
+        items, good = [], True
+        for index, item in enumerate(value):
+            ok, converted = _convert(item_type, {}, item, (*path, index), origins, problems)
+            good = good and ok
+            items.append(converted)
+        return good, items
+    if origin is dict:
+        if not isinstance(value, dict):
+            return bad(f"expected a mapping, got {_kind(value)}")
+        _, value_type = typing.get_args(base)
+        result, good = {}, True
+        item_meta = {"kind": kind} if kind == "rates" else {}
+        for key, item in value.items():
+            ok, converted = _convert(
+                value_type, item_meta, item, (*path, str(key)), origins, problems
+            )
+            good = good and ok
+            result[str(key)] = converted
+        return good, result
+    if kind == "duration":
+        try:
+            number: float = parse_duration(value)
+        except DurationError as exc:
+            return bad(str(exc))
+        return _check_range(number, meta, bad, format_duration)
+    if kind == "size":
+        try:
+            size = parse_size(value)
+        except DurationError as exc:
+            return bad(str(exc))
+        return _check_range(size, meta, bad, str)
+    if kind == "rates":
+        if not isinstance(value, str):
+            return bad(f'expected a rate such as "60/minute;1000/hour", got {_kind(value)}')
+        try:
+            parse_rates(value)
+        except ValueError as exc:
+            return bad(str(exc))
+        return True, value
+    if base is bool:
+        if not isinstance(value, bool):
+            return bad(f"expected true or false, got {_kind(value)}")
+        return True, value
+    if base is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            else:
+                return bad(f"expected {_expected(base, meta)}, got {_kind(value)}")
+        return _check_range(value, meta, bad, str)
+    if base is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return bad(f"expected {_expected(base, meta)}, got {_kind(value)}")
+        if not math.isfinite(value):
+            return bad(f"expected a finite number, got {value}")
+        return _check_range(float(value), meta, bad, str)
+    if base is str:
+        if not isinstance(value, str):
+            return bad(f"expected a string, got {_kind(value)}")
+        choices = meta.get("choices")
+        if choices and value not in choices:
+            hint = _suggest(value, list(choices))
+            return bad(f"expected one of {', '.join(choices)}, got {value!r}{hint}")
+        return True, value
+    return bad(f"unsupported value {_kind(value)}")  # pragma: no cover - schema error
+
+
+def _expected(annotation: Any, meta: Mapping[str, Any]) -> str:
+    base = _strip_optional(annotation)
+    if meta.get("kind") == "duration":
+        return "a duration such as 30s, 5m or 1h30m"
+    if meta.get("kind") == "size":
+        return "a size such as 500MB or 2GiB"
+    noun = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+        base, "a value"
+    )
+    if meta.get("gt") == 0 and base in (int, float):
+        return "a positive " + ("integer" if base is int else "number")
+    return noun
+
+
+def _check_range(value: Any, meta: Mapping[str, Any], bad: Any, show: Any) -> tuple[bool, Any]:
+    gt, ge, le = meta.get("gt"), meta.get("ge"), meta.get("le")
+    if gt is not None and not value > gt:
+        if gt == 0:
+            return bad(f"expected a positive value, got {show(value)}")  # type: ignore[no-any-return]
+        return bad(f"expected more than {gt}, got {show(value)}")  # type: ignore[no-any-return]
+    if ge is not None and not value >= ge:
+        return bad(f"expected at least {ge}, got {show(value)}")  # type: ignore[no-any-return]
+    if le is not None and not value <= le:
+        return bad(f"expected at most {le}, got {show(value)}")  # type: ignore[no-any-return]
+    return True, value
+
+
+def _cross_checks(config: Config, origins: _Origins) -> list[ConfigProblem]:
+    problems = []
+    r = config.retry
+    if r.max_delay < r.base_delay:
+        problems.append(
+            origins.problem(
+                ("retry", "max_delay"),
+                f"must not be less than retry.base_delay ({format_duration(r.base_delay)}),"
+                f" got {format_duration(r.max_delay)}",
+            )
+        )
+    h = config.health_monitor
+    for metric in ("cpu", "memory", "disk", "file_handles"):
+        warn, crit = getattr(h, f"{metric}_warn"), getattr(h, f"{metric}_critical")
+        if warn > crit:
+            problems.append(
+                origins.problem(
+                    ("health_monitor", f"{metric}_warn"),
+                    f"must not be above {metric}_critical ({crit:g}), got {warn:g}",
+                )
+            )
+    return problems
+
+
+_RATE_UNITS = {
+    "second": 1.0,
+    "sec": 1.0,
+    "s": 1.0,
+    "minute": 60.0,
+    "min": 60.0,
+    "m": 60.0,
+    "hour": 3600.0,
+    "h": 3600.0,
+    "day": 86400.0,
+    "d": 86400.0,
+}
+
+
+def parse_rates(text: str) -> list[tuple[int, float]]:
+    """ "60/minute;1000/hour" -> [(60, 60.0), (1000, 3600.0)]: (tokens, per seconds)."""
+    rates = []
+    for raw_part in text.split(";"):
+        part = raw_part.strip()
+        if not part:
+            continue
+        count_text, _, unit = part.partition("/")
+        unit = unit.strip().lower()
+        per = 1.0
+        if unit and unit[0].isdigit():
+            try:
+                per = parse_duration(unit)
+            except DurationError:
+                per = 0.0
+        else:
+            per = _RATE_UNITS.get(
+                unit.rstrip("s") if unit.endswith("s") and unit != "s" else unit, 0.0
+            )
+        try:
+            count = int(count_text.strip())
+        except ValueError:
+            count = 0
+        if count <= 0 or per <= 0:
+            raise ValueError(f'expected a rate such as "60/minute;1000/hour", got {text!r}')
+        rates.append((count, per))
+    if not rates:
+        raise ValueError(f'expected a rate such as "60/minute;1000/hour", got {text!r}')
+    return rates
+
+
+# --------------------------------------------------------------------------- views
+
+
+def _leaf_paths(obj: Any, path: KeyPath) -> list[KeyPath]:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        out: list[KeyPath] = []
+        for f in dataclasses.fields(obj):
+            out.extend(_leaf_paths(getattr(obj, f.name), (*path, f.name)))
+        return out
+    if isinstance(obj, dict) and obj:
+        out = []
+        for key, value in obj.items():
+            out.extend(_leaf_paths(value, (*path, key)))
+        return out
+    if isinstance(obj, list) and obj and any(dataclasses.is_dataclass(v) for v in obj):
+        out = []
+        for index, value in enumerate(obj):
+            out.extend(_leaf_paths(value, (*path, index)))
+        return out
+    return [path]
+
+
+def is_secret_key(key: str) -> bool:
+    lowered = key.lower()
+    return any(word in lowered for word in SECRET_WORDS) or lowered in ("url_secret", "key")
+
+
+REDACTED = "***"
+
+
+def to_plain(obj: Any, *, redact: bool = True, human: bool = True) -> Any:
+    """Plain data (dicts, lists, scalars) for YAML/JSON output; secrets redacted."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if (
+                redact
+                and value not in (None, "")
+                and (f.metadata.get("secret") or is_secret_key(f.name))
+            ):
+                out[f.name] = REDACTED
+            elif human and value is not None and f.metadata.get("kind") == "duration":
+                out[f.name] = format_duration(value)
+            else:
+                out[f.name] = to_plain(value, redact=redact, human=human)
+        return out
+    if isinstance(obj, dict):
+        return {
+            k: REDACTED
+            if redact and is_secret_key(str(k)) and v not in (None, "")
+            else to_plain(v, redact=redact, human=human)
+            for k, v in obj.items()
+        }
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v, redact=redact, human=human) for v in obj]
+    return obj
+
+
+def describe_schema() -> list[tuple[str, str, Any, str]]:
+    """(dotted path, doc, default/example, kind) of every setting, for docs and `config init`."""
+    rows: list[tuple[str, str, Any, str]] = []
+
+    def visit(cls: type, prefix: str) -> None:
+        hints = _hints(cls)
+        for f in dataclasses.fields(cls):
+            annotation = _strip_optional(hints[f.name])
+            dotted = f"{prefix}.{f.name}" if prefix else f.name
+            if dataclasses.is_dataclass(annotation) and typing.get_origin(annotation) is None:
+                visit(annotation, dotted)  # type: ignore[arg-type]
+                continue
+            rows.append(
+                (
+                    dotted,
+                    str(f.metadata.get("doc", "")),
+                    f.metadata.get("example"),
+                    str(f.metadata.get("kind") or ""),
+                )
+            )
+
+    visit(Config, "")
+    return rows
+
+
+# --------------------------------------------------------------------------- the seed's API
+
+_cached: Config | None = None
+
+
+def get_reliability_config(*, reload: bool = False) -> Config:
+    """The configuration of this process (defaults < file < environment), loaded once.
+
+    Raises ConfigError when the file or environment is invalid.
+    """
+    global _cached
+    if _cached is None or reload:
+        _cached = load().config
+    return _cached
+
+
+def example_yaml() -> str:
+    """A commented configuration that sets every option: `config init` and config.example.yaml."""
+    import yaml
+
+    defaults = to_plain(Config(), redact=False)
+    lines = [
+        "# reliactl configuration: every option, with its default or an example value.",
+        "# Precedence: built-in defaults < this file < environment < command-line flags.",
+        "# Every scalar can be set from the environment as RELIACTL_<SECTION>__<KEY>,",
+        "# e.g. RELIACTL_RETRY__MAX_RETRIES=5. Durations: 500ms, 30s, 5m, 1h30m, 7d.",
+        "# Sizes: 500MB, 2GiB. Check a change with: reliactl config validate FILE",
+    ]
+    hints = _hints(Config)
+    for section in dataclasses.fields(Config):
+        cls = hints[section.name]
+        lines += ["", f"# {SECTION_DOCS[section.name]}", f"{section.name}:"]
+        for f in dataclasses.fields(cls):
+            value = defaults[section.name][f.name]
+            example = f.metadata.get("example")
+            if example is not None and value in (None, "", [], {}):
+                value = example
+            lines.append(f"  # {f.metadata.get('doc', '')}")
+            if isinstance(value, (dict, list)):
+                dumped = yaml.safe_dump({f.name: value}, default_flow_style=False, sort_keys=False)
+                lines += ["  " + line for line in dumped.rstrip().splitlines()]
+            else:
+                lines.append(f"  {f.name}: {scalar_yaml(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def scalar_yaml(value: Any) -> str:
+    """One scalar as YAML text, quoted only where plain YAML would misread it."""
+    import yaml
+
+    text = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
+    if text.endswith("\n..."):
+        text = text[: -len("\n...")]
+    return text.removesuffix("...").strip()

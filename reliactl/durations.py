@@ -1,0 +1,132 @@
+"""Parse and format durations ("500ms", "30s", "5m", "1h30m", "7d") and sizes ("500MB", "2GiB").
+
+A bare number is seconds (durations) or bytes (sizes). Parsing is strict: a string that is
+not entirely understood is an error, never a silent zero.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from reliactl.errors import DurationError
+
+_DURATION_UNITS: dict[str, float] = {
+    "ms": 0.001,
+    "s": 1.0,
+    "sec": 1.0,
+    "m": 60.0,
+    "min": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+    "w": 604800.0,
+}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?|\.\d+)\s*(ms|sec|min|s|m|h|d|w)", re.IGNORECASE)
+_NUMBER = re.compile(r"[+]?(\d+(?:\.\d*)?|\.\d+)(e[+-]?\d+)?", re.IGNORECASE)
+
+_SIZE_UNITS: dict[str, int] = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+}
+_SIZE = re.compile(r"(\d+(?:\.\d+)?|\.\d+)\s*([a-z]*)", re.IGNORECASE)
+
+
+def parse_duration(value: object) -> float:
+    """Seconds in ``value``: a number, or a string like "500ms", "30s", "5m", "1h30m", "7d".
+
+    Raises DurationError for anything else, including negative, infinite and NaN values.
+    """
+    if isinstance(value, bool):
+        raise DurationError(f"expected a duration such as 30s, 5m or 1h30m, got {value!r}")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if not text:
+            raise DurationError("expected a duration such as 30s, 5m or 1h30m, got ''")
+        seconds = float(text) if _NUMBER.fullmatch(text) else _parse_compound(text, value)
+    else:
+        raise DurationError(
+            f"expected a duration such as 30s, 5m or 1h30m, got {type(value).__name__}"
+        )
+    if not math.isfinite(seconds) or seconds < 0:
+        raise DurationError(f"expected a non-negative finite duration, got {value!r}")
+    return seconds
+
+
+def _parse_compound(text: str, original: str) -> float:
+    pos = 0
+    total = 0.0
+    compact = text.replace(" ", "")
+    for match in _DURATION_PART.finditer(compact):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _DURATION_UNITS[match.group(2).lower()]
+        pos = match.end()
+    if pos != len(compact) or pos == 0:
+        raise DurationError(f"expected a duration such as 30s, 5m or 1h30m, got {original!r}")
+    return total
+
+
+def parse_size(value: object) -> int:
+    """Bytes in ``value``: a number, or a string like "500MB", "2GiB", "10k"."""
+    if isinstance(value, bool):
+        raise DurationError(f"expected a size such as 500MB or 2GiB, got {value!r}")
+    if isinstance(value, int):
+        size = float(value)
+    elif isinstance(value, float):
+        size = value
+    elif isinstance(value, str):
+        match = _SIZE.fullmatch(value.strip())
+        unit = match.group(2).lower() if match else None
+        if match is None or unit not in _SIZE_UNITS:
+            raise DurationError(f"expected a size such as 500MB or 2GiB, got {value!r}")
+        size = float(match.group(1)) * _SIZE_UNITS[unit]
+    else:
+        raise DurationError(f"expected a size such as 500MB or 2GiB, got {type(value).__name__}")
+    if not math.isfinite(size) or size < 0:
+        raise DurationError(f"expected a non-negative size, got {value!r}")
+    return int(size)
+
+
+def format_duration(seconds: float) -> str:
+    """A short human form: 0.25 -> "250ms", 90 -> "1m30s", 93784 -> "1d2h3m4s"."""
+    if not math.isfinite(seconds):
+        return "forever"
+    if seconds < 0:
+        return "-" + format_duration(-seconds)
+    if seconds < 1:
+        ms = round(seconds * 1000)
+        return f"{ms}ms" if ms < 1000 else "1s"
+    if seconds < 60:
+        text = f"{seconds:.1f}".rstrip("0").rstrip(".")
+        return f"{text}s"
+    total = round(seconds)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, total = divmod(total, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)
+
+
+def format_size(size: float) -> str:
+    """A short human form in binary units: 1536 -> "1.5KiB"."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{int(value)}{unit}" if unit == "B" else f"{value:.1f}{unit}"
+        value /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,107 @@
+"""Every error reliactl raises on purpose.
+
+The tree::
+
+    ReliactlError                       base: anything reliactl reports as a clean message
+    +-- ConfigError                     invalid configuration; .problems lists each one
+    +-- StateError                      the state store cannot be opened or written
+    +-- DurationError (ValueError)      "30s", "5m", "500MB" could not be parsed
+    +-- RetryError                      retries exhausted; .attempts, __cause__ = last error
+    +-- CircuitOpenError                a breaker rejected the call; .name, .retry_after
+    +-- LockError                       a lock could not be taken safely (symlink, NFS)
+    |   +-- LockBusyError               the lock is held by someone else; .holder
+    +-- RateLimitExceeded               no token before the deadline; .retry_after
+    +-- CommandError                    a command could not be started (not found, not executable)
+
+The core raises these and never prints; ``reliactl/cli`` turns each into one line on stderr
+and an exit code (``reliactl/cli/exitcodes.py`` holds the one mapping).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class ReliactlError(Exception):
+    """Base class: an error reliactl can explain in one message, never a traceback."""
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One problem in a configuration: where it is and what is wrong."""
+
+    source: str  # a file name, "environment" or "flags"
+    line: int | None  # 1-based line in the file, when known
+    path: str  # dotted key path, e.g. "retry.max_delay"
+    message: str  # "expected a positive number, got 'lots'"
+    variable: str | None = None  # the environment variable, when the problem came from one
+
+    def __str__(self) -> str:
+        if self.variable is not None:
+            where = f"environment {self.variable}"
+        elif self.line is not None:
+            where = f"{self.source}:{self.line}"
+        else:
+            where = self.source
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class ConfigError(ReliactlError):
+    """The configuration is invalid; ``problems`` holds every problem found, not just the first."""
+
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class StateError(ReliactlError):
+    """The state store cannot be used (unwritable directory, a symlink or FIFO at its path)."""
+
+
+class DurationError(ReliactlError, ValueError):
+    """A duration or size string could not be parsed."""
+
+
+class RetryError(ReliactlError):
+    """All attempts failed; the last exception is ``__cause__``."""
+
+    def __init__(self, message: str, attempts: int) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+
+
+class CircuitOpenError(ReliactlError):
+    """A circuit breaker is open and rejected the call without trying it."""
+
+    def __init__(self, name: str, retry_after: float) -> None:
+        self.name = name
+        self.retry_after = max(0.0, retry_after)
+        super().__init__(f"circuit breaker '{name}' is open; retry in {self.retry_after:.1f}s")
+
+
+class LockError(ReliactlError):
+    """A lock could not be taken safely."""
+
+
+class LockBusyError(LockError):
+    """The lock is held by another process; ``holder`` describes it when known."""
+
+    def __init__(self, message: str, holder: str | None = None) -> None:
+        super().__init__(message)
+        self.holder = holder
+
+
+class RateLimitExceeded(ReliactlError):
+    """No rate-limit token could be had before the deadline."""
+
+    def __init__(self, message: str, retry_after: float = 0.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class CommandError(ReliactlError):
+    """A command could not be started; ``exit_code`` is 126 (not executable) or 127 (not found)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

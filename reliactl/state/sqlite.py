@@ -1,0 +1,557 @@
+"""The embedded state store: one SQLite file (stdlib sqlite3, WAL, busy_timeout).
+
+Read-modify-write goes through ``BEGIN IMMEDIATE`` so concurrent processes never lose an
+update. The schema is versioned (``schema_version``) and migrated forward on open. A corrupt
+file (garbage, truncated, another program's database) is renamed to
+``<name>.corrupt-<timestamp>`` with a warning and a fresh store is used: a cron job must never
+die because its state broke. A symlink or FIFO at the path is refused, never followed or
+opened; an unwritable directory is a StateError.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import sqlite3
+import stat
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from reliactl.errors import StateError
+from reliactl.state.base import (
+    BreakerEvent,
+    PruneReport,
+    Record,
+    RecordKind,
+    RunRecord,
+    Updater,
+)
+
+log = logging.getLogger("reliactl.state")
+
+BUSY_TIMEOUT_S = 30.0
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+# Forward migrations: MIGRATIONS[n] takes a database at version n to n + 1.
+MIGRATIONS: list[str] = [
+    # 0 -> 1: the first schema.
+    """
+    CREATE TABLE records (
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        data TEXT NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (kind, key)
+    ) WITHOUT ROWID;
+    CREATE TABLE breaker_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL,
+        from_state TEXT NOT NULL,
+        to_state TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL,
+        command TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        ended_at REAL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        exit_code INTEGER,
+        outcome TEXT NOT NULL
+    );
+    """,
+    # 1 -> 2: free-form run details (attempts, lock wait, breaker decision) and lookups by name.
+    """
+    ALTER TABLE runs ADD COLUMN data TEXT NOT NULL DEFAULT '{}';
+    CREATE INDEX runs_by_name ON runs (name, id);
+    CREATE INDEX events_by_name ON breaker_events (name, id);
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class _Corrupt(Exception):
+    """The file at the path is not a usable reliactl database."""
+
+
+def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB
+    text = str(exc).lower()
+    return "malformed" in text or "not a database" in text or "corrupt" in text
+
+
+def default_warn(message: str) -> None:
+    log.warning("%s", message)
+
+
+class SQLiteStateStore:
+    """A StateStore in one SQLite file. Open with :func:`open_store`."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_rows: int = 10_000,
+        clock: Callable[[], float] = time.time,
+        warn: Callable[[str], None] = default_warn,
+    ) -> None:
+        self.path = path
+        self.max_rows = max_rows
+        self.clock = clock
+        self.warn = warn
+        self.recovered_to: Path | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._open()
+
+    # ---- opening and recovery
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    def _open(self) -> None:
+        for attempt in range(3):
+            inode = _check_path(self.path)
+            try:
+                if inode is not None:
+                    _check_header(self.path)
+                self._conn = _connect(self.path)
+                _migrate(self._conn)
+                return
+            except (_Corrupt, sqlite3.DatabaseError) as exc:
+                if isinstance(exc, sqlite3.DatabaseError) and not (
+                    isinstance(exc, _Corrupt) or _is_corruption(exc)
+                ):
+                    self._close_quietly()
+                    raise StateError(f"state store {self.path}: {exc}") from exc
+                self._close_quietly()
+                if attempt == 2:
+                    raise StateError(f"state store {self.path}: cannot recover: {exc}") from exc
+                self._quarantine(inode, str(exc))
+
+    def _quarantine(self, inode: int | None, reason: str) -> None:
+        """Move the corrupt file aside (once, even when several processes find it at once)."""
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        fd = _open_nofollow(lock_path, os.O_RDWR | os.O_CREAT)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                st = os.lstat(self.path)
+            except FileNotFoundError:
+                return
+            if inode is not None and st.st_ino != inode:
+                return  # another process already replaced it
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+            target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{os.getpid()}")
+            os.rename(self.path, target)
+            for suffix in ("-wal", "-shm", "-journal"):
+                side = self.path.with_name(self.path.name + suffix)
+                with contextlib.suppress(FileNotFoundError):
+                    os.rename(side, target.with_name(target.name + suffix))
+            self.recovered_to = target
+            self.warn(
+                f"state store {self.path} was unreadable ({reason}); moved it to {target}"
+                " and started a fresh one"
+            )
+        finally:
+            os.close(fd)
+
+    def _close_quietly(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+            self._conn = None
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StateError("state store is closed")
+        return self._conn
+
+    def _recovering(self, operation: Callable[[], Any]) -> Any:
+        """Run ``operation``; if the file turns out corrupt, recover once and run it again."""
+        try:
+            return operation()
+        except sqlite3.DatabaseError as exc:
+            if not _is_corruption(exc):
+                raise StateError(f"state store {self.path}: {exc}") from exc
+            self._close_quietly()
+            try:
+                inode: int | None = os.lstat(self.path).st_ino
+            except FileNotFoundError:
+                inode = None
+            self._quarantine(inode, str(exc))
+            self._open()
+            return operation()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    # ---- records
+
+    def get(self, kind: RecordKind, key: str) -> Record | None:
+        def op() -> Record | None:
+            row = self.conn.execute(
+                "SELECT data FROM records WHERE kind = ? AND key = ?", (kind, key)
+            ).fetchone()
+            return None if row is None else _decode(row[0])
+
+        result: Record | None = self._recovering(op)
+        return result
+
+    def update(self, kind: RecordKind, key: str, fn: Updater) -> Record | None:
+        def op() -> Record | None:
+            with self._write() as conn:
+                row = conn.execute(
+                    "SELECT data FROM records WHERE kind = ? AND key = ?", (kind, key)
+                ).fetchone()
+                new = fn(None if row is None else _decode(row[0]))
+                if new is None:
+                    if row is not None:
+                        conn.execute("DELETE FROM records WHERE kind = ? AND key = ?", (kind, key))
+                else:
+                    conn.execute(
+                        "INSERT OR REPLACE INTO records (kind, key, data, updated_at)"
+                        " VALUES (?, ?, ?, ?)",
+                        (kind, key, json.dumps(new, separators=(",", ":")), self.clock()),
+                    )
+                return new
+
+        result: Record | None = self._recovering(op)
+        return result
+
+    def items(self, kind: RecordKind) -> dict[str, Record]:
+        def op() -> dict[str, Record]:
+            rows = self.conn.execute(
+                "SELECT key, data FROM records WHERE kind = ? ORDER BY key", (kind,)
+            ).fetchall()
+            return {key: _decode(data) for key, data in rows}
+
+        result: dict[str, Record] = self._recovering(op)
+        return result
+
+    def delete(self, kind: RecordKind, key: str) -> bool:
+        def op() -> bool:
+            with self._write() as conn:
+                cur = conn.execute("DELETE FROM records WHERE kind = ? AND key = ?", (kind, key))
+                return cur.rowcount > 0
+
+        result: bool = self._recovering(op)
+        return result
+
+    # ---- history
+
+    def add_event(self, event: BreakerEvent) -> None:
+        def op() -> None:
+            with self._write() as conn:
+                cur = conn.execute(
+                    "INSERT INTO breaker_events (name, from_state, to_state, reason, at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (event.name, event.from_state, event.to_state, event.reason, event.at),
+                )
+                _bound(conn, "breaker_events", cur.lastrowid, self.max_rows)
+
+        self._recovering(op)
+
+    def events(self, name: str | None = None, limit: int = 50) -> list[BreakerEvent]:
+        def op() -> list[BreakerEvent]:
+            sql = "SELECT name, from_state, to_state, reason, at FROM breaker_events"
+            args: tuple[Any, ...] = ()
+            if name is not None:
+                sql += " WHERE name = ?"
+                args = (name,)
+            rows = self.conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
+            return [BreakerEvent(*row) for row in rows]
+
+        result: list[BreakerEvent] = self._recovering(op)
+        return result
+
+    def add_run(self, run: RunRecord) -> int:
+        def op() -> int:
+            with self._write() as conn:
+                cur = conn.execute(
+                    "INSERT INTO runs (name, command, started_at, ended_at, attempts, exit_code,"
+                    " outcome, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    _run_row(run),
+                )
+                run_id = cur.lastrowid
+                assert run_id is not None
+                _bound(conn, "runs", run_id, self.max_rows)
+                return run_id
+
+        result: int = self._recovering(op)
+        return result
+
+    def finish_run(self, run_id: int, run: RunRecord) -> None:
+        def op() -> None:
+            with self._write() as conn:
+                conn.execute(
+                    "UPDATE runs SET name = ?, command = ?, started_at = ?, ended_at = ?,"
+                    " attempts = ?, exit_code = ?, outcome = ?, data = ? WHERE id = ?",
+                    (*_run_row(run), run_id),
+                )
+
+        self._recovering(op)
+
+    def runs(self, name: str | None = None, limit: int = 50) -> list[RunRecord]:
+        def op() -> list[RunRecord]:
+            sql = (
+                "SELECT id, name, command, started_at, ended_at, attempts, exit_code, outcome,"
+                " data FROM runs"
+            )
+            args: tuple[Any, ...] = ()
+            if name is not None:
+                sql += " WHERE name = ?"
+                args = (name,)
+            rows = self.conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
+            return [
+                RunRecord(
+                    id=row[0],
+                    name=row[1],
+                    command=row[2],
+                    started_at=row[3],
+                    ended_at=row[4],
+                    attempts=row[5],
+                    exit_code=row[6],
+                    outcome=row[7],
+                    data=_decode(row[8]),
+                )
+                for row in rows
+            ]
+
+        result: list[RunRecord] = self._recovering(op)
+        return result
+
+    # ---- maintenance
+
+    def prune(self, now: float, retention: float, max_rows: int) -> PruneReport:
+        before = _file_size(self.path)
+        cutoff = now - retention
+
+        def op() -> tuple[int, int, int]:
+            with self._write() as conn:
+                events = conn.execute("DELETE FROM breaker_events WHERE at < ?", (cutoff,)).rowcount
+                runs = conn.execute(
+                    "DELETE FROM runs WHERE COALESCE(ended_at, started_at) < ?"
+                    " AND ended_at IS NOT NULL",
+                    (cutoff,),
+                ).rowcount
+                for table in ("breaker_events", "runs"):
+                    top = conn.execute(f"SELECT MAX(id) FROM {table}").fetchone()[0]  # noqa: S608
+                    if top is not None:
+                        removed = _bound(conn, table, top, max_rows)
+                        if table == "runs":
+                            runs += removed
+                        else:
+                            events += removed
+                records = conn.execute(
+                    "DELETE FROM records WHERE kind IN ('alert', 'rate', 'kv') AND updated_at < ?",
+                    (cutoff,),
+                ).rowcount
+            return events, runs, records
+
+        events, runs, records = self._recovering(op)
+        self.conn.execute("VACUUM")
+        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return PruneReport(events, runs, records, before, _file_size(self.path))
+
+    def check(self) -> list[str]:
+        rows = self.conn.execute("PRAGMA integrity_check").fetchall()
+        problems = [str(row[0]) for row in rows if row[0] != "ok"]
+        return problems
+
+    def schema_version(self) -> int:
+        row = self.conn.execute("SELECT version FROM schema_version").fetchone()
+        return int(row[0])
+
+    def close(self) -> None:
+        self._close_quietly()
+
+    def __enter__(self) -> SQLiteStateStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def open_store(
+    path: str | os.PathLike[str],
+    *,
+    max_rows: int = 10_000,
+    clock: Callable[[], float] = time.time,
+    warn: Callable[[str], None] = default_warn,
+) -> SQLiteStateStore:
+    """Open (creating, migrating or recovering as needed) the store at ``path``."""
+    return SQLiteStateStore(Path(path), max_rows=max_rows, clock=clock, warn=warn)
+
+
+def _open_nofollow(path: Path, flags: int) -> int:
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise StateError(f"cannot open {path}: {exc.strerror}") from exc
+
+
+def _check_path(path: Path) -> int | None:
+    """Create the directory (0700) and refuse what must never be opened; returns the inode."""
+    parent = path.parent
+    try:
+        parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StateError(
+            f"cannot create the state directory {parent}: {exc.strerror}; set state.path"
+        ) from exc
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise StateError(f"the state directory {parent} is not writable; set state.path")
+    for candidate in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm"))):
+        try:
+            st = os.lstat(candidate)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            raise StateError(
+                f"{candidate} is a symbolic link; refused (remove it or set state.path)"
+            )
+        if not stat.S_ISREG(st.st_mode):
+            raise StateError(f"{candidate} is not a regular file; refused")
+    try:
+        return os.lstat(path).st_ino
+    except FileNotFoundError:
+        fd = _open_nofollow(path, os.O_RDWR | os.O_CREAT)
+        os.close(fd)
+        return None
+
+
+def _check_header(path: Path) -> None:
+    """Cheap checks that catch garbage and truncation before SQLite trips over them."""
+    fd = _open_nofollow(path, os.O_RDONLY)
+    try:
+        header = os.read(fd, 100)
+        size = os.fstat(fd).st_size
+    finally:
+        os.close(fd)
+    if size == 0:
+        return
+    if len(header) < 100 or not header.startswith(SQLITE_HEADER):
+        raise _Corrupt("not an SQLite database")
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    valid_for = int.from_bytes(header[92:96], "big")
+    change = int.from_bytes(header[24:28], "big")
+    wal_exists = os.path.exists(str(path) + "-wal")
+    if pages and valid_for == change and size < pages * page_size and not wal_exists:
+        raise _Corrupt(f"truncated: {size} bytes, header says {pages * page_size}")
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(
+        str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+    )
+    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    return conn
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    version = _read_version(conn)
+    if version == SCHEMA_VERSION:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = _read_version(conn)
+        if version is None:
+            tables = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'"
+                    " AND name NOT LIKE 'sqlite_%'"
+                )
+            ]
+            if tables:
+                raise _Corrupt(f"another program's database (tables: {', '.join(tables[:5])})")
+            conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+            conn.execute("INSERT INTO schema_version (version) VALUES (0)")
+            version = 0
+        if version > SCHEMA_VERSION:
+            raise StateError(
+                f"the state database is at schema version {version}, newer than this reliactl"
+                f" understands ({SCHEMA_VERSION}); upgrade reliactl or set state.path"
+            )
+        for step in range(version, SCHEMA_VERSION):
+            for statement in MIGRATIONS[step].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+        conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _read_version(conn: sqlite3.Connection) -> int | None:
+    try:
+        row = conn.execute("SELECT version FROM schema_version").fetchone()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return None
+        raise
+    if row is None:
+        raise _Corrupt("schema_version table is empty")
+    return int(row[0])
+
+
+def _bound(conn: sqlite3.Connection, table: str, newest_id: int | None, max_rows: int) -> int:
+    if newest_id is None or newest_id <= max_rows:
+        return 0
+    cur = conn.execute(f"DELETE FROM {table} WHERE id <= ?", (newest_id - max_rows,))  # noqa: S608
+    return cur.rowcount
+
+
+def _run_row(run: RunRecord) -> tuple[Any, ...]:
+    return (
+        run.name,
+        run.command,
+        run.started_at,
+        run.ended_at,
+        run.attempts,
+        run.exit_code,
+        run.outcome,
+        json.dumps(run.data, separators=(",", ":")),
+    )
+
+
+def _decode(text: str) -> Record:
+    value = json.loads(text)
+    return value if isinstance(value, dict) else {}
+
+
+def _file_size(path: Path) -> int:
+    total = 0
+    for suffix in ("", "-wal"):
+        with contextlib.suppress(OSError):
+            total += os.stat(str(path) + suffix).st_size
+    return total

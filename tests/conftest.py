@@ -1,0 +1,59 @@
+"""Shared fixtures: every test runs with its own HOME, XDG dirs and working directory."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+LEGACY_VARS = (
+    "CB_FAILURE_THRESHOLD",
+    "CB_RECOVERY_TIMEOUT",
+    "HEALTH_CHECK_INTERVAL",
+    "HEALTH_MEMORY_THRESHOLD_MB",
+    "RATE_LIMIT_OPENAI_RPM",
+)
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A private HOME/XDG tree and cwd; no reliactl or seed variables leak in from outside."""
+    home = tmp_path / "home"
+    work = tmp_path / "work"
+    for d in (home, work):
+        d.mkdir()
+    for var in list(os.environ):
+        if var.startswith("RELIACTL_") or var in LEGACY_VARS:
+            monkeypatch.delenv(var)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_STATE_HOME", str(home / ".local" / "state"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.chdir(work)
+    from reliactl import config
+
+    config._cached = None
+    yield work
+
+
+@pytest.fixture
+def run_cli():
+    """Invoke the CLI in-process; returns typer's Result (stdout and stderr separate)."""
+    from typer.testing import CliRunner
+
+    from reliactl.cli import app
+
+    runner = CliRunner()
+
+    def invoke(*args: str, input: str | None = None, env: dict[str, str] | None = None):
+        return runner.invoke(app, list(args), input=input, env=env, catch_exceptions=False)
+
+    return invoke
+
+
+@pytest.fixture
+def python() -> str:
+    return sys.executable

@@ -1,0 +1,194 @@
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reliactl.errors import StateError
+from reliactl.state.base import BreakerEvent, RunRecord
+from reliactl.state.sqlite import MIGRATIONS, SCHEMA_VERSION, open_store
+
+COUNTER_SCRIPT = """
+import sys
+from reliactl.state.sqlite import open_store
+store = open_store(sys.argv[1])
+for _ in range(int(sys.argv[2])):
+    store.update("kv", "counter", lambda r: {"n": (r or {"n": 0})["n"] + 1})
+store.close()
+"""
+
+
+def test_update_is_atomic_across_8_processes(tmp_path: Path) -> None:
+    """8 processes x 200 increments of one counter end at exactly 1600."""
+    db = tmp_path / "state.db"
+    open_store(db).close()
+    procs = [
+        subprocess.Popen([sys.executable, "-c", COUNTER_SCRIPT, str(db), "200"]) for _ in range(8)
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [0] * 8
+    with open_store(db) as store:
+        assert store.get("kv", "counter") == {"n": 1600}
+
+
+def test_records_roundtrip_and_delete(tmp_path: Path) -> None:
+    with open_store(tmp_path / "s.db") as store:
+        store.update("breaker", "api", lambda r: {"state": "open"})
+        store.update("alert", "disk", lambda r: {"sent": 1})
+        assert store.get("breaker", "api") == {"state": "open"}
+        assert store.items("breaker") == {"api": {"state": "open"}}
+        assert store.get("alert", "api") is None
+        assert store.update("breaker", "api", lambda r: None) is None
+        assert store.get("breaker", "api") is None
+        assert store.delete("alert", "disk") is True
+        assert store.delete("alert", "disk") is False
+
+
+def test_state_outlives_the_process(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    with open_store(db) as store:
+        store.update("breaker", "api", lambda r: {"failures": 3})
+    with open_store(db) as store:
+        assert store.get("breaker", "api") == {"failures": 3}
+
+
+def test_directories_are_created_0700(tmp_path: Path) -> None:
+    db = tmp_path / "a" / "b" / "state.db"
+    open_store(db).close()
+    assert (db.parent.stat().st_mode & 0o777) == 0o700
+    assert (db.stat().st_mode & 0o777) == 0o600
+
+
+def test_events_and_runs_are_history(tmp_path: Path) -> None:
+    with open_store(tmp_path / "s.db") as store:
+        store.add_event(BreakerEvent("api", "closed", "open", "5 failures", 100.0))
+        store.add_event(BreakerEvent("db", "closed", "open", "x", 101.0))
+        assert [e.name for e in store.events()] == ["db", "api"]
+        assert store.events("api")[0].reason == "5 failures"
+        run_id = store.add_run(RunRecord("job", "./job.sh", started_at=10.0))
+        store.finish_run(
+            run_id,
+            RunRecord("job", "./job.sh", 10.0, 12.0, 2, 0, "success", {"lock_wait": 0.1}),
+        )
+        (run,) = store.runs("job")
+        assert (run.id, run.attempts, run.exit_code, run.outcome) == (run_id, 2, 0, "success")
+        assert run.data == {"lock_wait": 0.1}
+
+
+def test_history_is_bounded_by_max_rows(tmp_path: Path) -> None:
+    with open_store(tmp_path / "s.db", max_rows=10) as store:
+        for i in range(25):
+            store.add_run(RunRecord("job", "x", float(i), float(i), 1, 0, "success"))
+            store.add_event(BreakerEvent("b", "closed", "open", str(i), float(i)))
+        assert len(store.runs(limit=100)) == 10
+        assert len(store.events(limit=100)) == 10
+        assert store.runs(limit=1)[0].started_at == 24.0
+
+
+def test_prune_removes_history_past_retention(tmp_path: Path) -> None:
+    with open_store(tmp_path / "s.db") as store:
+        store.add_run(RunRecord("old", "x", 10.0, 11.0, 1, 0, "success"))
+        store.add_run(RunRecord("new", "x", 990.0, 995.0, 1, 0, "success"))
+        store.add_run(RunRecord("running", "x", 10.0))
+        store.add_event(BreakerEvent("b", "closed", "open", "old", 5.0))
+        report = store.prune(now=1000.0, retention=100.0, max_rows=1000)
+        assert report.runs_removed == 1 and report.events_removed == 1
+        assert sorted(r.name for r in store.runs()) == ["new", "running"]
+        assert store.check() == []
+
+
+CORRUPTIONS = {
+    "garbage": lambda p: p.write_bytes(os.urandom(4096)),
+    "text": lambda p: p.write_text("this is not a database\n" * 50),
+    "zero_length": lambda p: p.write_bytes(b""),
+    "truncated": lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 3]),
+    "header_only": lambda p: p.write_bytes(p.read_bytes()[:100]),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(CORRUPTIONS))
+def test_corrupt_file_is_moved_aside_and_a_fresh_store_used(tmp_path: Path, kind: str) -> None:
+    db = tmp_path / "state.db"
+    with open_store(db) as store:
+        for i in range(200):
+            store.update("kv", f"k{i}", lambda r: {"pad": "x" * 500})
+        store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    CORRUPTIONS[kind](db)
+    warnings: list[str] = []
+    with open_store(db, warn=warnings.append) as store:
+        store.update("kv", "after", lambda r: {"ok": True})
+        assert store.get("kv", "after") == {"ok": True}
+        assert store.check() == []
+    if kind == "zero_length":
+        assert warnings == []  # an empty file is simply a new database
+    else:
+        assert len(warnings) == 1 and ".corrupt-" in warnings[0]
+        assert len(list(tmp_path.glob("state.db.corrupt-*"))) >= 1
+
+
+def test_another_programs_database_is_moved_aside(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE customers (id INTEGER, name TEXT)")
+    conn.execute("INSERT INTO customers VALUES (1, 'ada')")
+    conn.commit()
+    conn.close()
+    warnings: list[str] = []
+    with open_store(db, warn=warnings.append) as store:
+        assert store.schema_version() == SCHEMA_VERSION
+    (moved,) = tmp_path.glob("state.db.corrupt-*")
+    assert sqlite3.connect(moved).execute("SELECT name FROM customers").fetchone() == ("ada",)
+    assert "another program" in warnings[0]
+
+
+def test_symlink_at_the_path_is_refused_and_target_untouched(tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    db = tmp_path / "state.db"
+    db.symlink_to(victim)
+    with pytest.raises(StateError, match="symbolic link"):
+        open_store(db)
+    assert victim.read_text() == "precious"
+
+
+def test_fifo_at_the_path_is_refused_without_blocking(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    os.mkfifo(db)
+    with pytest.raises(StateError, match="not a regular file"):
+        open_store(db)
+
+
+def test_a_file_where_the_directory_should_be_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "blocker").write_text("")
+    with pytest.raises(StateError, match="cannot create the state directory"):
+        open_store(tmp_path / "blocker" / "state.db")
+
+
+def test_database_at_an_older_schema_migrates(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    conn.execute("INSERT INTO schema_version VALUES (1)")
+    conn.executescript(MIGRATIONS[0])
+    conn.execute(
+        "INSERT INTO runs (name, command, started_at, ended_at, attempts, exit_code, outcome)"
+        " VALUES ('old-job', 'x', 1, 2, 1, 0, 'success')"
+    )
+    conn.commit()
+    conn.close()
+    with open_store(db) as store:
+        assert store.schema_version() == SCHEMA_VERSION
+        (run,) = store.runs()
+        assert run.name == "old-job" and run.data == {}
+
+
+def test_database_from_a_newer_reliactl_is_not_destroyed(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    with open_store(db) as store:
+        store.conn.execute("UPDATE schema_version SET version = 999")
+    with pytest.raises(StateError, match="newer"):
+        open_store(db)
+    assert db.exists() and not list(tmp_path.glob("*.corrupt-*"))

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from reliactl.durations import format_duration, format_size, parse_duration, parse_size
+from reliactl.errors import DurationError
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("500ms", 0.5),
+        ("30s", 30),
+        ("5m", 300),
+        ("1h30m", 5400),
+        ("7d", 604800),
+        ("1.5h", 5400),
+        (" 2m 30s ", 150),
+        ("45", 45),
+        (12, 12),
+        (0.25, 0.25),
+        ("1w", 604800),
+    ],
+)
+def test_parse_duration_accepts_units_and_plain_seconds(text: object, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(
+    "bad", ["", "lots", "5x", "m5", "-3s", "1h-5m", "nan", "inf", True, None, [1]]
+)
+def test_parse_duration_rejects_what_it_does_not_understand(bad: object) -> None:
+    with pytest.raises(DurationError):
+        parse_duration(bad)
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("500MB", 500_000_000), ("2GiB", 2 * 1024**3), ("10k", 10_000), ("123", 123), (42, 42)],
+)
+def test_parse_size_decimal_and_binary_units(text: object, size: int) -> None:
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("bad", ["", "2XB", "-1MB", "MB", True])
+def test_parse_size_rejects_garbage(bad: object) -> None:
+    with pytest.raises(DurationError):
+        parse_size(bad)
+
+
+@given(st.floats(min_value=0, max_value=10**7, allow_nan=False))
+def test_format_duration_round_trips_within_a_second(seconds: float) -> None:
+    back = parse_duration(format_duration(seconds))
+    assert math.isclose(back, seconds, abs_tol=0.5 if seconds >= 1 else 0.001)
+
+
+def test_format_size_uses_binary_units() -> None:
+    assert format_size(1536) == "1.5KiB"
+    assert format_size(12) == "12B"
