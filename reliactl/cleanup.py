@@ -1,0 +1,1203 @@
+"""Safe age-based cleanup and the stale-lock sweeper; results are frozen ``CleanupReport``s.
+
+Cleanup deletes files as root from cron, so it keeps the promises of systemd-tmpfiles and
+tmpreaper (RELIABILITY.md #13, CVE-2018-6954):
+
+- the walk goes by directory file descriptors: every directory is opened relative to its
+  parent's descriptor with ``O_NOFOLLOW|O_DIRECTORY`` and checked to be the inode that was
+  listed, and every removal is ``unlinkat``/``rmdir`` relative to that descriptor. A directory
+  swapped for a symlink mid-walk is never entered, so nothing outside the root can be reached;
+- no symlink is ever followed, not even in the root's own path;
+- no other filesystem and no mount point is entered (``st_dev`` compare, plus the mount points
+  listed in ``/proc/self/mountinfo`` for bind mounts of the same filesystem);
+- only regular files, symlinks themselves and directories that became empty (and are old)
+  are removed; FIFOs, sockets and devices are skipped and never opened;
+- a regular file is removed only while this process holds a non-blocking ``flock`` on it: a
+  file locked by a running job is kept. The probe opens the file by ``O_PATH`` first and
+  re-opens that very inode only after checking it is still the regular file that was listed;
+- dangerous roots (``/``, ``/etc``, ``/home``, ``/usr``, ``$HOME`` ...) and paths with ``..``
+  are refused unless forced; an empty path always is;
+- a dry run takes the same decisions (lock probes included) and removes nothing;
+- an entry that vanishes or is denied mid-walk is skipped and counted, never fatal.
+
+Age is the newest of mtime, ctime and atime by default (as tmpfiles); for directories ctime is
+left out by default, because reading and cleaning a directory changes it. Directory times are
+taken before the directory is read, and its atime/mtime are put back afterwards (as tmpfiles
+does), so neither a dry run nor a real one makes an old directory look young.
+
+Memory does not grow with the number of files: files are decided while their directory is
+being read; only the subdirectory names of the directories on the current path are held
+(and, with a size budget, the files that could be deleted for it).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import fnmatch
+import json
+import os
+import socket
+import stat
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from reliactl.errors import UnsafeRootError
+
+if TYPE_CHECKING:
+    from reliactl.config import CleanupRoot
+    from reliactl.state.base import PruneReport
+
+AgeBy = Literal["newest", "mtime", "atime", "ctime"]
+AGE_BY: tuple[AgeBy, ...] = ("newest", "mtime", "atime", "ctime")
+
+EntryKind = Literal["file", "symlink", "dir"]
+
+# Skip reasons (keys of RootReport.skipped).
+SKIP_REASONS = (
+    "excluded",  # matched an exclude glob (an excluded directory is not entered)
+    "not-included",  # include globs given and the name matched none
+    "locked",  # a process holds an flock on it (or a lease)
+    "fifo",
+    "socket",
+    "device",
+    "other-filesystem",  # another st_dev: never entered or removed
+    "mount-point",  # a mount point (bind mounts of the same filesystem too)
+    "vanished",  # disappeared between listing and removal
+    "denied",  # permission denied while listing, probing or opening
+    "changed",  # replaced by something else between listing and removal (e.g. a symlink)
+    "too-deep",  # deeper than MAX_DEPTH directories
+)
+
+MAX_DEPTH = 256  # one descriptor per level is held open
+MAX_PROBLEMS = 1000  # errors kept with their path in a report (all are counted)
+PROGRESS_EVERY = 4096  # entries between progress callbacks
+
+_DANGEROUS = (
+    "/",
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/home",
+    "/lib",
+    "/lib64",
+    "/opt",
+    "/proc",
+    "/root",
+    "/run",
+    "/sbin",
+    "/srv",
+    "/sys",
+    "/usr",
+    "/var",
+)
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+_PROBE_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
+_O_PATH: int = getattr(os, "O_PATH", 0)
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class CleanupTarget:
+    """One root to clean and its rules (``cleanup.roots[]`` in the configuration)."""
+
+    path: str
+    max_age: float
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    max_total_size: int | None = None
+
+    @classmethod
+    def from_config(cls, root: CleanupRoot) -> CleanupTarget:
+        return cls(
+            path=root.path,
+            max_age=root.max_age,
+            include=tuple(root.include),
+            exclude=tuple(root.exclude),
+            max_total_size=root.max_total_size,
+        )
+
+
+@dataclass(frozen=True)
+class Removal:
+    """One entry removed (or, in a dry run, that would be removed)."""
+
+    path: str
+    kind: EntryKind
+    size: int  # bytes of a regular file; 0 for symlinks and directories
+    age: float  # seconds, by the age rule in use
+    reason: Literal["age", "size"]  # the age rule, or the size budget
+
+
+@dataclass(frozen=True)
+class CleanupProblem:
+    """Something that should have been removed and could not be."""
+
+    path: str
+    message: str
+
+
+@dataclass(frozen=True)
+class RootReport:
+    """What one root's cleanup did (or would do, when ``dry_run``)."""
+
+    root: str
+    dry_run: bool
+    max_age: float
+    max_total_size: int | None
+    missing: bool  # the root does not exist (nothing to do)
+    scanned: int
+    files_removed: int
+    symlinks_removed: int
+    dirs_removed: int
+    bytes_removed: int
+    removed_for_size: int  # entries among the above removed by the size budget
+    kept_bytes: int  # bytes of regular files left (the size the budget compares)
+    skipped: Mapping[str, int]
+    errors: tuple[CleanupProblem, ...]  # the first MAX_PROBLEMS
+    error_count: int
+
+    @property
+    def removed(self) -> int:
+        return self.files_removed + self.symlinks_removed + self.dirs_removed
+
+    @property
+    def ok(self) -> bool:
+        return self.error_count == 0
+
+    @property
+    def over_budget(self) -> int:
+        """Bytes still above ``max_total_size`` (files it may not delete, or errors)."""
+        if self.max_total_size is None:
+            return 0
+        return max(0, self.kept_bytes - self.max_total_size)
+
+
+@dataclass(frozen=True)
+class StaleLock:
+    """A lock file found stale: free and without a live holder."""
+
+    path: str
+    pid: int | None
+    host: str | None
+    command: str | None
+    reason: Literal["holder-gone", "no-record"]
+
+
+@dataclass(frozen=True)
+class LockSweepReport:
+    """What a stale-lock sweep removed (or would remove) and why it kept the rest."""
+
+    lock_dir: str
+    dry_run: bool
+    missing: bool
+    removed: tuple[StaleLock, ...]
+    kept: Mapping[str, int]  # reason -> count: held, holder-alive, other-host, new, not-a-file
+    errors: tuple[CleanupProblem, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+@dataclass(frozen=True)
+class CleanupReport:
+    """Everything one cleanup did: per root, the stale-lock sweep and the state prune."""
+
+    dry_run: bool
+    roots: tuple[RootReport, ...] = ()
+    locks: LockSweepReport | None = None
+    state: PruneReport | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing that should have been removed was left behind by an error."""
+        return all(r.ok for r in self.roots) and (self.locks is None or self.locks.ok)
+
+    @property
+    def files_removed(self) -> int:
+        return sum(r.files_removed + r.symlinks_removed for r in self.roots)
+
+    @property
+    def dirs_removed(self) -> int:
+        return sum(r.dirs_removed for r in self.roots)
+
+    @property
+    def bytes_removed(self) -> int:
+        return sum(r.bytes_removed for r in self.roots)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Passed to ``on_progress`` every few thousand entries of a long walk."""
+
+    root: str
+    scanned: int
+    removed: int
+    bytes_removed: int
+
+
+# --------------------------------------------------------------------------- roots
+
+
+def _components(path: str) -> list[str]:
+    return [part for part in path.split("/") if part not in ("", ".")]
+
+
+def _dangerous_identities(home: str | None) -> dict[tuple[int, int], str]:
+    names = list(_DANGEROUS)
+    home = os.environ.get("HOME") if home is None else home
+    if home and home.startswith("/"):
+        # $HOME itself and every directory above it.
+        parts = _components(home)
+        names += ["/" + "/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    out: dict[tuple[int, int], str] = {}
+    for name in names:
+        try:
+            st = os.stat(name)
+        except OSError:
+            continue
+        out.setdefault((st.st_dev, st.st_ino), name)
+    return out
+
+
+def absolute_root(path: str) -> str:
+    """``path`` made absolute (against the working directory) without resolving anything."""
+    if not path:
+        raise UnsafeRootError("refusing to clean an empty path")
+    if "\0" in path:
+        raise UnsafeRootError(f"refusing to clean {path!r}: it contains a NUL byte")
+    if not path.startswith("/"):
+        path = os.path.join(os.getcwd(), path)
+    parts = _components(path)
+    return "/" + "/".join(parts)
+
+
+def open_root(path: str, *, force: bool = False, home: str | None = None) -> tuple[int, str]:
+    """Open a cleanup root safely: (directory fd, absolute path). The caller closes the fd.
+
+    Every component is opened relative to the previous one with O_NOFOLLOW, so a symlink
+    anywhere in the path is refused. Raises UnsafeRootError for an empty path, a symlink, a
+    non-directory, ``..`` and (unless ``force``) a dangerous root such as ``/`` or ``$HOME``;
+    FileNotFoundError when it does not exist.
+    """
+    shown = absolute_root(path)
+    parts = _components(shown)
+    if ".." in parts and not force:
+        raise UnsafeRootError(
+            f"refusing to clean {path}: it contains '..'; give the path without it"
+            " (or --force-root)"
+        )
+    if not force:
+        _refuse_by_name(path, shown, home)
+    fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    for index, part in enumerate(parts):
+        try:
+            nfd = os.open(part, _DIR_FLAGS, dir_fd=fd)
+        except OSError as exc:
+            prefix = "/" + "/".join(parts[: index + 1])
+            problem = _root_open_problem(exc, part, fd, prefix)
+            os.close(fd)
+            if exc.errno == errno.ENOENT:
+                raise FileNotFoundError(errno.ENOENT, "no such directory", shown) from None
+            raise UnsafeRootError(f"refusing to clean {path}: {problem}") from None
+        os.close(fd)
+        fd = nfd
+    try:
+        st = os.fstat(fd)
+        danger = _dangerous_identities(home).get((st.st_dev, st.st_ino))
+        if danger is not None and not force:
+            what = "the home directory" if danger not in _DANGEROUS else danger
+            raise UnsafeRootError(
+                f"refusing to clean {path}: it is {what}; pass --force-root if you mean it"
+            )
+        if ".." in parts:
+            shown = os.readlink(f"/proc/self/fd/{fd}") if os.path.exists("/proc/self") else shown
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, shown
+
+
+def _refuse_by_name(path: str, shown: str, home: str | None) -> None:
+    """Refuse a dangerous root by its name too (it may not exist on this machine)."""
+    home = os.environ.get("HOME") if home is None else home
+    home_parts = _components(home) if home and home.startswith("/") else None
+    parts = _components(shown)
+    if shown in _DANGEROUS:
+        raise UnsafeRootError(
+            f"refusing to clean {path}: it is {shown}; pass --force-root if you mean it"
+        )
+    if home_parts is not None and home_parts[: len(parts)] == parts:
+        what = "the home directory" if parts == home_parts else "above the home directory"
+        raise UnsafeRootError(
+            f"refusing to clean {path}: it is {what}; pass --force-root if you mean it"
+        )
+
+
+def _root_open_problem(exc: OSError, part: str, parent_fd: int, prefix: str) -> str:
+    if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
+        try:
+            st = os.stat(part, dir_fd=parent_fd, follow_symlinks=False)
+        except OSError:
+            st = None
+        if st is not None and stat.S_ISLNK(st.st_mode):
+            target = ""
+            try:
+                target = f" (to {os.readlink(part, dir_fd=parent_fd)})"
+            except OSError:
+                pass
+            return f"{prefix} is a symlink{target}; cleanup never follows symlinks"
+        return f"{prefix} is not a directory"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"cannot open {prefix}: permission denied"
+    return f"cannot open {prefix}: {exc.strerror}"
+
+
+def check_root(path: str, *, force: bool = False, home: str | None = None) -> str:
+    """The absolute path of a root that may be cleaned; raises UnsafeRootError otherwise.
+
+    A root that does not exist passes (there is nothing to clean in it).
+    """
+    try:
+        fd, shown = open_root(path, force=force, home=home)
+    except FileNotFoundError:
+        return absolute_root(path)
+    os.close(fd)
+    return shown
+
+
+# --------------------------------------------------------------------------- mounts
+
+
+def _unescape_mount(text: str) -> str:
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "\\" and i + 4 <= len(text) and text[i + 1 : i + 4].isdigit():
+            out.append(chr(int(text[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def _mount_points_under(root: str) -> set[tuple[int, int]]:
+    """(st_dev, st_ino) of every mount point strictly below ``root`` (empty when unknown)."""
+    prefix = root.rstrip("/") + "/"
+    found: set[tuple[int, int]] = set()
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return found
+    for line in lines:
+        fields = line.split(" ")
+        if len(fields) < 5:
+            continue
+        point = _unescape_mount(fields[4])
+        if not point.startswith(prefix):
+            continue
+        try:
+            st = os.lstat(point)
+        except OSError:
+            continue
+        found.add((st.st_dev, st.st_ino))
+    return found
+
+
+# --------------------------------------------------------------------------- the walk
+
+
+def _age_time(st: os.stat_result, age_by: AgeBy, is_dir: bool) -> float:
+    if age_by == "newest":
+        if is_dir:  # ctime of a directory changes when it is cleaned: left out, as tmpfiles
+            return max(st.st_mtime, st.st_atime)
+        return max(st.st_mtime, st.st_atime, st.st_ctime)
+    if age_by == "mtime":
+        return st.st_mtime
+    if age_by == "atime":
+        return st.st_atime
+    return st.st_ctime
+
+
+def _matches(patterns: Sequence[str], name: str, rel: str) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(rel, p) for p in patterns)
+
+
+class _Frame:
+    """One directory on the current path of the walk."""
+
+    __slots__ = (
+        "age",
+        "fd",
+        "gone",
+        "name",
+        "pending",
+        "pre",
+        "rel",
+        "removed_any",
+        "total",
+    )
+
+    def __init__(self, fd: int, rel: str, name: str, pre: os.stat_result, age: float) -> None:
+        self.fd = fd
+        self.rel = rel  # path below the root ("" for the root)
+        self.name = name  # name in the parent
+        self.pre = pre  # times before it was read
+        self.age = age
+        self.total = 0  # entries listed
+        self.gone = 0  # entries removed (or, in a dry run, that would be)
+        self.removed_any = False
+        self.pending: list[tuple[str, os.stat_result]] = []  # subdirectories to visit
+
+
+class _Probe:
+    """Open a listed regular file for an flock probe without ever opening anything else."""
+
+    def __init__(self) -> None:
+        self.use_proc = bool(_O_PATH) and os.path.isdir("/proc/self/fd")
+
+    def open(self, dir_fd: int, name: str, st: os.stat_result) -> int | str:
+        """A read-only fd on that very inode, or a skip reason."""
+        if self.use_proc:
+            try:
+                pfd = os.open(name, _O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+            except OSError as exc:
+                return _reason_for(exc)
+            try:
+                pst = os.fstat(pfd)
+                if not stat.S_ISREG(pst.st_mode) or (pst.st_dev, pst.st_ino) != (
+                    st.st_dev,
+                    st.st_ino,
+                ):
+                    return "changed"
+                try:
+                    return os.open(f"/proc/self/fd/{pfd}", _PROBE_FLAGS)
+                except OSError as exc:
+                    if exc.errno == errno.ENOENT and not os.path.isdir("/proc/self/fd"):
+                        self.use_proc = False
+                        return self.open(dir_fd, name, st)
+                    return _reason_for(exc)
+            finally:
+                os.close(pfd)
+        try:  # no /proc: O_NONBLOCK keeps even a FIFO swapped in from blocking the open
+            fd = os.open(name, _PROBE_FLAGS | os.O_NOFOLLOW, dir_fd=dir_fd)
+        except OSError as exc:
+            return _reason_for(exc)
+        fst = os.fstat(fd)
+        if not stat.S_ISREG(fst.st_mode) or (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino):
+            os.close(fd)
+            return "changed"
+        return fd
+
+
+def _reason_for(exc: OSError) -> str:
+    if exc.errno == errno.ENOENT:
+        return "vanished"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "denied"
+    if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+        return "locked"  # a lease: someone has it open
+    if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENXIO):
+        return "changed"
+    return f"error: {exc.strerror}"
+
+
+def _try_flock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return False
+        raise
+    return True
+
+
+class _Walker:
+    def __init__(
+        self,
+        target: CleanupTarget,
+        shown: str,
+        *,
+        dry_run: bool,
+        now: float,
+        age_by: AgeBy,
+        on_remove: Callable[[Removal], None] | None,
+        on_progress: Callable[[Progress], None] | None,
+    ) -> None:
+        self.target = target
+        self.shown = shown.rstrip("/") or "/"
+        self.dry_run = dry_run
+        self.now = now
+        self.age_by = age_by
+        self.cutoff = now - target.max_age
+        self.on_remove = on_remove
+        self.on_progress = on_progress
+        self.include = target.include
+        self.exclude = target.exclude
+        self.budget = target.max_total_size
+        self.restore = age_by != "ctime"
+        self.probe = _Probe()
+        self.scanned = 0
+        self.files = self.symlinks = self.dirs = 0
+        self.bytes = 0
+        self.for_size = 0
+        self.kept_bytes = 0
+        self.skipped: dict[str, int] = {}
+        self.errors: list[CleanupProblem] = []
+        self.error_count = 0
+        self.next_progress = PROGRESS_EVERY
+        self.root_dev = 0
+        self.mounts: set[tuple[int, int]] = set()
+        # size-budget candidates: (age time, size, dir rel, name, dev, ino)
+        self.candidates: list[tuple[float, int, str, str, int, int]] = []
+
+    # ---- bookkeeping
+
+    def path_of(self, rel: str, name: str) -> str:
+        inner = f"{rel}/{name}" if rel else name
+        return f"{self.shown}/{inner}" if self.shown != "/" else f"/{inner}"
+
+    def skip(self, reason: str) -> None:
+        if reason.startswith("error: "):
+            return
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+
+    def error(self, path: str, message: str) -> None:
+        self.error_count += 1
+        if len(self.errors) < MAX_PROBLEMS:
+            self.errors.append(CleanupProblem(path, message))
+
+    def removed(
+        self, rel: str, name: str, kind: EntryKind, size: int, t: float, reason: str
+    ) -> None:
+        if kind == "file":
+            self.files += 1
+            self.bytes += size
+        elif kind == "symlink":
+            self.symlinks += 1
+        else:
+            self.dirs += 1
+        if reason == "size":
+            self.for_size += 1
+        if self.on_remove is not None:
+            self.on_remove(
+                Removal(
+                    self.path_of(rel, name),
+                    kind,
+                    size,
+                    max(0.0, self.now - t),
+                    "size" if reason == "size" else "age",
+                )
+            )
+
+    def tick(self) -> None:
+        if self.on_progress is not None and self.scanned >= self.next_progress:
+            self.next_progress = self.scanned + PROGRESS_EVERY
+            self.on_progress(
+                Progress(self.shown, self.scanned, self.files + self.symlinks + self.dirs, self.bytes)
+            )
+
+    # ---- the walk
+
+    def run(self, root_fd: int) -> None:
+        root_st = os.fstat(root_fd)
+        self.root_dev = root_st.st_dev
+        self.mounts = _mount_points_under(self.shown)
+        stack = [_Frame(root_fd, "", "", root_st, _age_time(root_st, self.age_by, True))]
+        self.list_dir(stack[0])
+        try:
+            while stack:
+                frame = stack[-1]
+                if frame.pending:
+                    name, st = frame.pending.pop()
+                    child = self.enter(frame, name, st, len(stack))
+                    if child is not None:
+                        stack.append(child)
+                        self.list_dir(child)
+                    continue
+                stack.pop()
+                self.leave(frame, stack[-1] if stack else None)
+        finally:
+            for frame in stack[1:]:
+                os.close(frame.fd)
+
+    def enter(self, parent: _Frame, name: str, st: os.stat_result, depth: int) -> _Frame | None:
+        if st.st_dev != self.root_dev:
+            self.skip("other-filesystem")
+            return None
+        if (st.st_dev, st.st_ino) in self.mounts:
+            self.skip("mount-point")
+            return None
+        if depth > MAX_DEPTH:
+            self.skip("too-deep")
+            return None
+        try:
+            fd = os.open(name, _DIR_FLAGS, dir_fd=parent.fd)
+        except OSError as exc:
+            reason = _reason_for(exc)
+            if reason == "vanished":
+                parent.gone += 1
+            elif reason.startswith("error: "):
+                self.error(self.path_of(parent.rel, name), f"cannot open: {exc.strerror}")
+            self.skip(reason)
+            return None
+        try:
+            now_st = os.fstat(fd)
+        except OSError:
+            os.close(fd)
+            raise
+        if (now_st.st_dev, now_st.st_ino) != (st.st_dev, st.st_ino):
+            os.close(fd)  # swapped for another directory (or a mount) since it was listed
+            self.skip("changed")
+            return None
+        rel = f"{parent.rel}/{name}" if parent.rel else name
+        return _Frame(fd, rel, name, st, _age_time(st, self.age_by, True))
+
+    def leave(self, frame: _Frame, parent: _Frame | None) -> None:
+        """After a directory's entries: put its times back, remove it if emptied and old."""
+        try:
+            if self.restore:
+                self.restore_times(frame)
+        finally:
+            if parent is not None:
+                os.close(frame.fd)
+        if parent is None:
+            return
+        if frame.gone < frame.total or frame.age > self.cutoff:
+            return
+        if self.include and not _matches(self.include, frame.name, frame.rel):
+            return
+        if not self.dry_run:
+            try:
+                os.rmdir(frame.name, dir_fd=parent.fd)
+            except OSError as exc:
+                if exc.errno == errno.ENOENT:
+                    parent.gone += 1
+                    self.skip("vanished")
+                elif exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    self.error(self.path_of(parent.rel, frame.name), exc.strerror or str(exc))
+                return  # ENOTEMPTY: something new arrived; it stays
+        parent.gone += 1
+        parent.removed_any = True
+        self.removed(parent.rel, frame.name, "dir", 0, frame.age, "age")
+
+    def restore_times(self, frame: _Frame) -> None:
+        pre = frame.pre
+        try:
+            cur = os.fstat(frame.fd)
+        except OSError:
+            return
+        if cur.st_atime_ns == pre.st_atime_ns and cur.st_mtime_ns == pre.st_mtime_ns:
+            return
+        try:
+            os.utime(frame.fd, ns=(pre.st_atime_ns, pre.st_mtime_ns))
+        except OSError:
+            pass  # not ours to change (read-only filesystem, another owner): harmless
+
+    def list_dir(self, frame: _Frame) -> None:
+        try:
+            it = os.scandir(frame.fd)
+        except OSError as exc:
+            self.skip(_reason_for(exc))
+            frame.total += 1  # unknown contents: never "emptied"
+            return
+        with it:
+            while True:
+                try:
+                    entry = next(it)
+                except StopIteration:
+                    break
+                except OSError as exc:
+                    self.skip(_reason_for(exc))
+                    frame.total += 1
+                    break
+                self.scanned += 1
+                frame.total += 1
+                self.visit(frame, entry)
+                if self.scanned >= self.next_progress:
+                    self.tick()
+
+    def visit(self, frame: _Frame, entry: os.DirEntry[str]) -> None:
+        name = entry.name
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError as exc:
+            reason = _reason_for(exc)
+            if reason == "vanished":
+                frame.gone += 1
+            self.skip(reason)
+            return
+        mode = st.st_mode
+        is_reg = stat.S_ISREG(mode)
+        if stat.S_ISDIR(mode):
+            if self.exclude and _matches(self.exclude, name, f"{frame.rel}/{name}".lstrip("/")):
+                self.skip("excluded")
+                return
+            frame.pending.append((name, st))
+            return
+        if not is_reg and not stat.S_ISLNK(mode):
+            if stat.S_ISFIFO(mode):
+                self.skip("fifo")
+            elif stat.S_ISSOCK(mode):
+                self.skip("socket")
+            else:
+                self.skip("device")
+            return
+        size = st.st_size if is_reg else 0
+        if st.st_dev != self.root_dev:
+            self.skip("other-filesystem")
+            self.kept_bytes += size
+            return
+        if (st.st_dev, st.st_ino) in self.mounts:
+            self.skip("mount-point")
+            return
+        if self.exclude or self.include:
+            rel = f"{frame.rel}/{name}" if frame.rel else name
+            if self.exclude and _matches(self.exclude, name, rel):
+                self.skip("excluded")
+                self.kept_bytes += size
+                return
+            if self.include and not _matches(self.include, name, rel):
+                self.skip("not-included")
+                self.kept_bytes += size
+                return
+        t = _age_time(st, self.age_by, False)
+        if t > self.cutoff:
+            self.kept_bytes += size
+            if is_reg and self.budget is not None:
+                self.candidates.append((t, size, frame.rel, name, st.st_dev, st.st_ino))
+            return
+        if is_reg:
+            outcome = self.remove_file(frame.fd, name, st)
+        else:
+            outcome = self.remove_symlink(frame.fd, name)
+        if outcome is None:
+            frame.gone += 1
+            frame.removed_any = True
+            self.removed(frame.rel, name, "file" if is_reg else "symlink", size, t, "age")
+            return
+        if outcome == "vanished":
+            frame.gone += 1
+        elif outcome.startswith("error: "):
+            self.error(self.path_of(frame.rel, name), outcome[len("error: ") :])
+        self.skip(outcome)
+        self.kept_bytes += size
+
+    def remove_file(self, dir_fd: int, name: str, st: os.stat_result) -> str | None:
+        """Remove a listed regular file while holding its flock; None or a skip reason."""
+        fd = self.probe.open(dir_fd, name, st)
+        if isinstance(fd, str):
+            return fd
+        try:
+            if not _try_flock(fd):
+                return "locked"
+            if self.dry_run:
+                return None
+            try:
+                os.unlink(name, dir_fd=dir_fd)
+            except OSError as exc:
+                return _unlink_reason(exc)
+            return None
+        finally:
+            os.close(fd)  # releases the flock
+
+    def remove_symlink(self, dir_fd: int, name: str) -> str | None:
+        if self.dry_run:
+            return None
+        try:
+            os.unlink(name, dir_fd=dir_fd)
+        except OSError as exc:
+            return _unlink_reason(exc)
+        return None
+
+    # ---- the size budget
+
+    def apply_budget(self, root_fd: int) -> None:
+        """Delete the oldest remaining files until the root fits ``max_total_size``."""
+        budget = self.budget
+        if budget is None or self.kept_bytes <= budget:
+            return
+        self.candidates.sort(key=lambda c: (c[0], c[2], c[3]))
+        dir_fds: dict[str, int] = {"": root_fd}
+        try:
+            for t, size, rel, name, dev, ino in self.candidates:
+                if self.kept_bytes <= budget:
+                    break
+                dfd = self.budget_dir(dir_fds, rel, root_fd)
+                if dfd is None:
+                    self.skip("changed")
+                    continue
+                try:
+                    st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+                except OSError as exc:
+                    reason = _reason_for(exc)
+                    if reason == "vanished":
+                        self.kept_bytes -= size
+                    self.skip(reason)
+                    continue
+                if (st.st_dev, st.st_ino) != (dev, ino) or not stat.S_ISREG(st.st_mode):
+                    self.skip("changed")
+                    continue
+                outcome = self.remove_file(dfd, name, st)
+                if outcome is None:
+                    self.kept_bytes -= size
+                    self.removed(rel, name, "file", size, t, "size")
+                    continue
+                if outcome == "vanished":
+                    self.kept_bytes -= size
+                elif outcome.startswith("error: "):
+                    self.error(self.path_of(rel, name), outcome[len("error: ") :])
+                self.skip(outcome)
+        finally:
+            for key, fd in dir_fds.items():
+                if key and fd >= 0:
+                    os.close(fd)
+
+    def budget_dir(self, cache: dict[str, int], rel: str, root_fd: int) -> int | None:
+        """Re-open a directory below the root, component by component, never following."""
+        if rel in cache:
+            fd = cache[rel]
+            return fd if fd >= 0 else None
+        parent_rel, _, name = rel.rpartition("/")
+        parent = self.budget_dir(cache, parent_rel, root_fd)
+        fd = -1
+        if parent is not None:
+            try:
+                fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+                st = os.fstat(fd)
+                if st.st_dev != self.root_dev or (st.st_dev, st.st_ino) in self.mounts:
+                    os.close(fd)
+                    fd = -1
+            except OSError:
+                fd = -1
+        cache[rel] = fd
+        return fd if fd >= 0 else None
+
+    def report(self, missing: bool = False) -> RootReport:
+        return RootReport(
+            root=self.shown,
+            dry_run=self.dry_run,
+            max_age=self.target.max_age,
+            max_total_size=self.budget,
+            missing=missing,
+            scanned=self.scanned,
+            files_removed=self.files,
+            symlinks_removed=self.symlinks,
+            dirs_removed=self.dirs,
+            bytes_removed=self.bytes,
+            removed_for_size=self.for_size,
+            kept_bytes=self.kept_bytes,
+            skipped=dict(sorted(self.skipped.items())),
+            errors=tuple(self.errors),
+            error_count=self.error_count,
+        )
+
+
+def _unlink_reason(exc: OSError) -> str:
+    if exc.errno == errno.ENOENT:
+        return "vanished"
+    return f"error: cannot remove: {exc.strerror}"
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def clean_root(
+    target: CleanupTarget,
+    *,
+    dry_run: bool = False,
+    now: float | None = None,
+    age_by: AgeBy = "newest",
+    force_root: bool = False,
+    on_remove: Callable[[Removal], None] | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    home: str | None = None,
+) -> RootReport:
+    """Clean one root; see the module docstring for the rules. Raises UnsafeRootError.
+
+    ``on_remove`` is called for each entry removed (or that would be, in a dry run), as it
+    happens, so a caller can stream the list without the report holding it.
+    """
+    if age_by not in AGE_BY:
+        raise ValueError(f"age_by must be one of {', '.join(AGE_BY)}, got {age_by!r}")
+    when = time.time() if now is None else now
+    try:
+        root_fd, shown = open_root(target.path, force=force_root, home=home)
+    except FileNotFoundError:
+        shown = absolute_root(target.path)
+        walker = _Walker(
+            target,
+            shown,
+            dry_run=dry_run,
+            now=when,
+            age_by=age_by,
+            on_remove=on_remove,
+            on_progress=on_progress,
+        )
+        return walker.report(missing=True)
+    walker = _Walker(
+        target,
+        shown,
+        dry_run=dry_run,
+        now=when,
+        age_by=age_by,
+        on_remove=on_remove,
+        on_progress=on_progress,
+    )
+    try:
+        walker.run(root_fd)
+        walker.apply_budget(root_fd)
+    finally:
+        os.close(root_fd)
+    return walker.report()
+
+
+def clean(
+    targets: Iterable[CleanupTarget],
+    *,
+    dry_run: bool = False,
+    now: float | None = None,
+    age_by: AgeBy = "newest",
+    force_root: bool = False,
+    on_remove: Callable[[Removal], None] | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    home: str | None = None,
+) -> CleanupReport:
+    """Clean every target. All roots are checked before anything is removed."""
+    targets = list(targets)
+    for target in targets:
+        check_root(target.path, force=force_root, home=home)
+    reports = tuple(
+        clean_root(
+            target,
+            dry_run=dry_run,
+            now=now,
+            age_by=age_by,
+            force_root=force_root,
+            on_remove=on_remove,
+            on_progress=on_progress,
+            home=home,
+        )
+        for target in targets
+    )
+    return CleanupReport(dry_run=dry_run, roots=reports)
+
+
+# --------------------------------------------------------------------------- stale locks
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    pid: int
+    host: str | None
+    started_at: float | None
+    command: str | None
+
+
+def read_holder(data: bytes) -> LockHolder | None:
+    """The holder record a `run --lock` wrote: one JSON line with pid, host, started_at."""
+    line = data.split(b"\n", 1)[0].strip()
+    if not line:
+        return None
+    try:
+        doc = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(doc, dict):
+        return None
+    pid = doc.get("pid")
+    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+        return None
+    host = doc.get("host")
+    started = doc.get("started_at")
+    command = doc.get("command")
+    return LockHolder(
+        pid=pid,
+        host=host if isinstance(host, str) else None,
+        started_at=float(started)
+        if isinstance(started, (int, float)) and not isinstance(started, bool)
+        else None,
+        command=command if isinstance(command, str) else None,
+    )
+
+
+def _boot_time() -> float | None:
+    try:
+        with open("/proc/stat", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("btime "):
+                    return float(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def _process_start(pid: int) -> float | None:
+    """Epoch start time of a live process, from /proc (None when unknown)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as fh:
+            text = fh.read()
+        ticks = int(text.rsplit(")", 1)[1].split()[19])
+        boot = _boot_time()
+        if boot is None:
+            return None
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def holder_alive(holder: LockHolder) -> bool:
+    """Is the recorded pid still the process that took the lock? (pid reuse is detected)."""
+    try:
+        os.kill(holder.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, someone else's
+    if holder.started_at is not None:
+        started = _process_start(holder.pid)
+        # A process that started after the lock was taken is a recycled pid.
+        if started is not None and started > holder.started_at + 2.0:
+            return False
+    return True
+
+
+def sweep_stale_locks(
+    lock_dir: str,
+    *,
+    dry_run: bool = False,
+    now: float | None = None,
+    hostname: str | None = None,
+    grace: float = 5.0,
+    is_alive: Callable[[LockHolder], bool] = holder_alive,
+) -> LockSweepReport:
+    """Remove ``<name>.lock`` files in ``lock_dir`` that nobody holds and whose holder is gone.
+
+    A lock file is stale when a non-blocking flock on it succeeds AND its recorded pid is not
+    alive on this host (or it has no readable record and is older than ``grace`` seconds).
+    It is removed while this process holds that flock, so a newcomer that opened the old
+    inode finds it unlinked after locking and retries. A held lock is never removed.
+    """
+    when = time.time() if now is None else now
+    host = socket.gethostname() if hostname is None else hostname
+    kept: dict[str, int] = {}
+    removed: list[StaleLock] = []
+    errors: list[CleanupProblem] = []
+    try:
+        dfd, shown = open_root(lock_dir, force=True)
+    except FileNotFoundError:
+        return LockSweepReport(absolute_root(lock_dir), dry_run, True, (), {}, ())
+    probe = _Probe()
+
+    def keep(reason: str) -> None:
+        kept[reason] = kept.get(reason, 0) + 1
+
+    try:
+        with os.scandir(dfd) as it:
+            names = [e.name for e in it if e.name.endswith(".lock") and e.name != ".lock"]
+        for name in sorted(names):
+            path = f"{shown.rstrip('/')}/{name}"
+            try:
+                st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            except OSError as exc:
+                keep(_reason_for(exc))
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                keep("not-a-file")
+                continue
+            fd = probe.open(dfd, name, st)
+            if isinstance(fd, str):
+                keep(fd)
+                continue
+            try:
+                if not _try_flock(fd):
+                    keep("held")
+                    continue
+                holder = read_holder(os.pread(fd, 4096, 0))
+                cur = os.fstat(fd)
+                if holder is None:
+                    newest = max(cur.st_mtime, cur.st_ctime)
+                    if when - newest < grace:
+                        keep("new")
+                        continue
+                    reason: Literal["holder-gone", "no-record"] = "no-record"
+                else:
+                    if holder.host and holder.host != host:
+                        keep("other-host")
+                        continue
+                    if is_alive(holder):
+                        keep("holder-alive")
+                        continue
+                    reason = "holder-gone"
+                # Still the inode we hold? (nobody replaced the name meanwhile)
+                try:
+                    again = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+                except FileNotFoundError:
+                    keep("vanished")
+                    continue
+                if (again.st_dev, again.st_ino) != (cur.st_dev, cur.st_ino):
+                    keep("changed")
+                    continue
+                if not dry_run:
+                    try:
+                        os.unlink(name, dir_fd=dfd)  # while holding the flock
+                    except FileNotFoundError:
+                        keep("vanished")
+                        continue
+                    except OSError as exc:
+                        errors.append(CleanupProblem(path, f"cannot remove: {exc.strerror}"))
+                        continue
+                removed.append(
+                    StaleLock(
+                        path,
+                        holder.pid if holder else None,
+                        holder.host if holder else None,
+                        holder.command if holder else None,
+                        reason,
+                    )
+                )
+            finally:
+                os.close(fd)
+    finally:
+        os.close(dfd)
+    return LockSweepReport(
+        shown, dry_run, False, tuple(removed), dict(sorted(kept.items())), tuple(errors)
+    )
+
+
+def removal_paths(removals: Iterable[Removal]) -> list[str]:
+    """Sorted paths of removals (handy to compare a dry run with a real one)."""
+    return sorted(r.path for r in removals)
+
+
+__all__ = [
+    "AGE_BY",
+    "SKIP_REASONS",
+    "AgeBy",
+    "CleanupProblem",
+    "CleanupReport",
+    "CleanupTarget",
+    "LockHolder",
+    "LockSweepReport",
+    "Progress",
+    "Removal",
+    "RootReport",
+    "StaleLock",
+    "absolute_root",
+    "check_root",
+    "clean",
+    "clean_root",
+    "holder_alive",
+    "open_root",
+    "read_holder",
+    "removal_paths",
+    "sweep_stale_locks",
+]
