@@ -553,7 +553,8 @@ class _Walker:
         self.skipped: dict[str, int] = {}
         self.errors: list[CleanupProblem] = []
         self.error_count = 0
-        self.next_progress = PROGRESS_EVERY
+        self.every = PROGRESS_EVERY
+        self.next_progress = self.every
         self.root_dev = 0
         self.mounts: set[tuple[int, int]] = set()
         # size-budget candidates: (age time, size, dir rel, name, dev, ino)
@@ -600,9 +601,11 @@ class _Walker:
 
     def tick(self) -> None:
         if self.on_progress is not None and self.scanned >= self.next_progress:
-            self.next_progress = self.scanned + PROGRESS_EVERY
+            self.next_progress = self.scanned + self.every
             self.on_progress(
-                Progress(self.shown, self.scanned, self.files + self.symlinks + self.dirs, self.bytes)
+                Progress(
+                    self.shown, self.scanned, self.files + self.symlinks + self.dirs, self.bytes
+                )
             )
 
     # ---- the walk
@@ -682,6 +685,8 @@ class _Walker:
                 if exc.errno == errno.ENOENT:
                     parent.gone += 1
                     self.skip("vanished")
+                elif exc.errno == errno.ENOTDIR:
+                    self.skip("changed")  # the name is now something else (a symlink)
                 elif exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                     self.error(self.path_of(parent.rel, frame.name), exc.strerror or str(exc))
                 return  # ENOTEMPTY: something new arrived; it stays
@@ -1124,8 +1129,7 @@ def sweep_stale_locks(
                 holder = read_holder(os.pread(fd, 4096, 0))
                 cur = os.fstat(fd)
                 if holder is None:
-                    newest = max(cur.st_mtime, cur.st_ctime)
-                    if when - newest < grace:
+                    if when - cur.st_mtime < grace:
                         keep("new")
                         continue
                     reason: Literal["holder-gone", "no-record"] = "no-record"

@@ -250,6 +250,23 @@ class StateConfig:
 
 
 @dataclass(frozen=True)
+class ResourcesConfig:
+    temp_dir: str = _opt(
+        "",
+        doc="where temporary_file() creates files (empty: the system temp directory)",
+        example="/var/tmp/reliactl",
+    )
+    http_timeout: float = _opt(
+        30.0, doc="read/write/pool timeout of get_http_session() clients", kind="duration", gt=0
+    )
+    http_connect_timeout: float = _opt(
+        10.0, doc="connect timeout of get_http_session() clients", kind="duration", gt=0
+    )
+    http_max_connections: int = _opt(100, doc="connection pool size of each named client", gt=0)
+    http_max_keepalive: int = _opt(20, doc="idle keep-alive connections kept per client", ge=0)
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration; every section has defaults, so ``Config()`` is valid."""
 
@@ -260,6 +277,7 @@ class Config:
     run: RunConfig = field(default_factory=RunConfig)
     cleanup: CleanupConfig = field(default_factory=CleanupConfig)
     state: StateConfig = field(default_factory=StateConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
 
 
 SECTION_DOCS = {
@@ -270,6 +288,7 @@ SECTION_DOCS = {
     "run": "reliactl run: locks, logs and timeouts.",
     "cleanup": "reliactl cleanup: age-based removal under configured roots.",
     "state": "The state store shared by every reliactl process on this host.",
+    "resources": "Library resources: temporary_file() and get_http_session() clients.",
 }
 
 # The seed's environment variables, kept working.

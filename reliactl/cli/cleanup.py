@@ -194,8 +194,8 @@ def cleanup(
         state=state,
     )
     missing_explicit = [r.root for r in report.roots if r.missing and explicit]
-    for root in missing_explicit:
-        error(f"{root}: no such directory")
+    for missing_root in missing_explicit:
+        error(f"{missing_root}: no such directory")
     if json_out:
         emit_json(_document(report, listed))
     else:
