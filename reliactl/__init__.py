@@ -14,6 +14,8 @@ from reliactl._version import __version__
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
     "CircuitOpenError": "reliactl.errors",
+    "CleanupReport": "reliactl.cleanup",
+    "CleanupTarget": "reliactl.cleanup",
     "CommandError": "reliactl.errors",
     "Config": "reliactl.config",
     "ConfigError": "reliactl.errors",
@@ -21,20 +23,35 @@ _EXPORTS: dict[str, str] = {
     "DurationError": "reliactl.errors",
     "LockBusyError": "reliactl.errors",
     "LockError": "reliactl.errors",
+    "LockSweepReport": "reliactl.cleanup",
     "RateLimitExceeded": "reliactl.errors",
     "ReliactlError": "reliactl.errors",
+    "ResourceCleanupReport": "reliactl.resources",
+    "ResourceStats": "reliactl.resources",
     "RetryError": "reliactl.errors",
+    "RootReport": "reliactl.cleanup",
     "StateError": "reliactl.errors",
+    "UnsafeRootError": "reliactl.errors",
+    "clean": "reliactl.cleanup",
+    "cleanup_resources": "reliactl.resources",
+    "cleanup_resources_sync": "reliactl.resources",
     "format_duration": "reliactl.durations",
     "format_size": "reliactl.durations",
+    "get_http_client": "reliactl.resources",
+    "get_http_session": "reliactl.resources",
     "get_reliability_config": "reliactl.config",
+    "get_resource_stats": "reliactl.resources",
     "open_state": "reliactl.state",
     "parse_duration": "reliactl.durations",
     "parse_size": "reliactl.durations",
+    "sweep_stale_locks": "reliactl.cleanup",
+    "temporary_file": "reliactl.resources",
 }
 
 __all__ = [
     "CircuitOpenError",
+    "CleanupReport",
+    "CleanupTarget",
     "CommandError",
     "Config",
     "ConfigError",
@@ -42,20 +59,41 @@ __all__ = [
     "DurationError",
     "LockBusyError",
     "LockError",
+    "LockSweepReport",
     "RateLimitExceeded",
     "ReliactlError",
+    "ResourceCleanupReport",
+    "ResourceStats",
     "RetryError",
+    "RootReport",
     "StateError",
+    "UnsafeRootError",
     "__version__",
+    "clean",
+    "cleanup_resources",
+    "cleanup_resources_sync",
     "format_duration",
     "format_size",
+    "get_http_client",
+    "get_http_session",
     "get_reliability_config",
+    "get_resource_stats",
     "open_state",
     "parse_duration",
     "parse_size",
+    "sweep_stale_locks",
+    "temporary_file",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from reliactl.cleanup import (
+        CleanupReport,
+        CleanupTarget,
+        LockSweepReport,
+        RootReport,
+        clean,
+        sweep_stale_locks,
+    )
     from reliactl.config import Config, get_reliability_config
     from reliactl.durations import format_duration, format_size, parse_duration, parse_size
     from reliactl.errors import (
@@ -70,6 +108,17 @@ if TYPE_CHECKING:  # pragma: no cover
         ReliactlError,
         RetryError,
         StateError,
+        UnsafeRootError,
+    )
+    from reliactl.resources import (
+        ResourceCleanupReport,
+        ResourceStats,
+        cleanup_resources,
+        cleanup_resources_sync,
+        get_http_client,
+        get_http_session,
+        get_resource_stats,
+        temporary_file,
     )
     from reliactl.state import open_state
 
