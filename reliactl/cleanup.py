@@ -36,6 +36,7 @@ import errno
 import fcntl
 import fnmatch
 import json
+import operator
 import os
 import socket
 import stat
@@ -427,6 +428,15 @@ def _age_time(st: os.stat_result, age_by: AgeBy, is_dir: bool) -> float:
     return st.st_ctime
 
 
+_FILE_TIME: dict[str, Callable[[os.stat_result], float]] = {
+    "newest": lambda st: max(st.st_mtime, st.st_atime, st.st_ctime),
+    "mtime": operator.attrgetter("st_mtime"),
+    "atime": operator.attrgetter("st_atime"),
+    "ctime": operator.attrgetter("st_ctime"),
+}
+_SPECIAL = {stat.S_IFIFO: "fifo", stat.S_IFSOCK: "socket"}
+
+
 def _matches(patterns: Sequence[str], name: str, rel: str) -> bool:
     return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(rel, p) for p in patterns)
 
@@ -443,11 +453,15 @@ class _Frame:
         "pre",
         "rel",
         "removed_any",
+        "shared",
         "total",
     )
 
-    def __init__(self, fd: int, rel: str, name: str, pre: os.stat_result, age: float) -> None:
+    def __init__(
+        self, fd: int, rel: str, name: str, pre: os.stat_result, age: float, shared: bool
+    ) -> None:
         self.fd = fd
+        self.shared = shared  # others may write to it (see _Probe.open)
         self.rel = rel  # path below the root ("" for the root)
         self.name = name  # name in the parent
         self.pre = pre  # times before it was read
@@ -464,9 +478,17 @@ class _Probe:
     def __init__(self) -> None:
         self.use_proc = bool(_O_PATH) and os.path.isdir("/proc/self/fd")
 
-    def open(self, dir_fd: int, name: str, st: os.stat_result) -> int | str:
-        """A read-only fd on that very inode, or a skip reason."""
-        if self.use_proc:
+    def open(self, dir_fd: int, name: str, st: os.stat_result, shared: bool = True) -> int | str:
+        """A read-only fd on that very inode, or a skip reason.
+
+        In a directory others may write to (``shared``), the name could be swapped for a
+        FIFO or a device after it was listed: the file is then opened by O_PATH (which opens
+        nothing), checked, and that very inode re-opened through /proc, so nothing but the
+        listed regular file is ever opened. In a directory only its owner (this user or
+        root) can change, no one else can swap it, and a direct O_NOFOLLOW|O_NONBLOCK open
+        does the same for less than half the kernel time.
+        """
+        if shared and self.use_proc:
             try:
                 pfd = os.open(name, _O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
             except OSError as exc:
@@ -483,11 +505,11 @@ class _Probe:
                 except OSError as exc:
                     if exc.errno == errno.ENOENT and not os.path.isdir("/proc/self/fd"):
                         self.use_proc = False
-                        return self.open(dir_fd, name, st)
+                        return self.open(dir_fd, name, st, shared)
                     return _reason_for(exc)
             finally:
                 os.close(pfd)
-        try:  # no /proc: O_NONBLOCK keeps even a FIFO swapped in from blocking the open
+        try:  # O_NONBLOCK: even a FIFO swapped in (no /proc) could not block the open
             fd = os.open(name, _PROBE_FLAGS | os.O_NOFOLLOW, dir_fd=dir_fd)
         except OSError as exc:
             return _reason_for(exc)
@@ -496,6 +518,11 @@ class _Probe:
             os.close(fd)
             return "changed"
         return fd
+
+
+def _shared(st: os.stat_result, euid: int) -> bool:
+    """May someone other than this user (or root) change entries of this directory?"""
+    return bool(st.st_mode & 0o022) or st.st_uid not in (0, euid)
 
 
 def _reason_for(exc: OSError) -> str:
@@ -545,6 +572,8 @@ class _Walker:
         self.budget = target.max_total_size
         self.restore = age_by != "ctime"
         self.probe = _Probe()
+        self.euid = os.geteuid()
+        self.file_time: Callable[[os.stat_result], float] = _FILE_TIME[age_by]
         self.scanned = 0
         self.files = self.symlinks = self.dirs = 0
         self.bytes = 0
@@ -614,7 +643,8 @@ class _Walker:
         root_st = os.fstat(root_fd)
         self.root_dev = root_st.st_dev
         self.mounts = _mount_points_under(self.shown)
-        stack = [_Frame(root_fd, "", "", root_st, _age_time(root_st, self.age_by, True))]
+        root_age = _age_time(root_st, self.age_by, True)
+        stack = [_Frame(root_fd, "", "", root_st, root_age, _shared(root_st, self.euid))]
         self.list_dir(stack[0])
         try:
             while stack:
@@ -662,7 +692,8 @@ class _Walker:
             self.skip("changed")
             return None
         rel = f"{parent.rel}/{name}" if parent.rel else name
-        return _Frame(fd, rel, name, st, _age_time(st, self.age_by, True))
+        shared = _shared(now_st, self.euid)
+        return _Frame(fd, rel, name, st, _age_time(st, self.age_by, True), shared)
 
     def leave(self, frame: _Frame, parent: _Frame | None) -> None:
         """After a directory's entries: put its times back, remove it if emptied and old."""
@@ -740,28 +771,23 @@ class _Walker:
                 frame.gone += 1
             self.skip(reason)
             return
-        mode = st.st_mode
-        is_reg = stat.S_ISREG(mode)
-        if stat.S_ISDIR(mode):
+        fmt = stat.S_IFMT(st.st_mode)
+        is_reg = fmt == stat.S_IFREG
+        if fmt == stat.S_IFDIR:
             if self.exclude and _matches(self.exclude, name, f"{frame.rel}/{name}".lstrip("/")):
                 self.skip("excluded")
                 return
             frame.pending.append((name, st))
             return
-        if not is_reg and not stat.S_ISLNK(mode):
-            if stat.S_ISFIFO(mode):
-                self.skip("fifo")
-            elif stat.S_ISSOCK(mode):
-                self.skip("socket")
-            else:
-                self.skip("device")
+        if not is_reg and fmt != stat.S_IFLNK:
+            self.skip(_SPECIAL.get(fmt, "device"))
             return
         size = st.st_size if is_reg else 0
         if st.st_dev != self.root_dev:
             self.skip("other-filesystem")
             self.kept_bytes += size
             return
-        if (st.st_dev, st.st_ino) in self.mounts:
+        if self.mounts and (st.st_dev, st.st_ino) in self.mounts:
             self.skip("mount-point")
             return
         if self.exclude or self.include:
@@ -774,14 +800,14 @@ class _Walker:
                 self.skip("not-included")
                 self.kept_bytes += size
                 return
-        t = _age_time(st, self.age_by, False)
+        t = self.file_time(st)
         if t > self.cutoff:
             self.kept_bytes += size
             if is_reg and self.budget is not None:
                 self.candidates.append((t, size, frame.rel, name, st.st_dev, st.st_ino))
             return
         if is_reg:
-            outcome = self.remove_file(frame.fd, name, st)
+            outcome = self.remove_file(frame.fd, name, st, frame.shared)
         else:
             outcome = self.remove_symlink(frame.fd, name)
         if outcome is None:
@@ -796,9 +822,11 @@ class _Walker:
         self.skip(outcome)
         self.kept_bytes += size
 
-    def remove_file(self, dir_fd: int, name: str, st: os.stat_result) -> str | None:
+    def remove_file(
+        self, dir_fd: int, name: str, st: os.stat_result, shared: bool = True
+    ) -> str | None:
         """Remove a listed regular file while holding its flock; None or a skip reason."""
-        fd = self.probe.open(dir_fd, name, st)
+        fd = self.probe.open(dir_fd, name, st, shared)
         if isinstance(fd, str):
             return fd
         try:

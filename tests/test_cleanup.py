@@ -530,3 +530,52 @@ def test_deep_trees_do_not_exhaust_recursion(tmp_path: Path) -> None:
     write(deep / "old")
     _, report = run(root, dry_run=True)
     assert report.skipped == {"too-deep": 1}  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------- shared directories
+
+
+def test_in_a_shared_directory_a_fifo_swapped_in_after_listing_is_never_opened(
+    tmp_path: Path,
+) -> None:
+    """The listed regular file became a FIFO (the race): the O_PATH probe opens nothing."""
+    from reliactl.cleanup import _Probe
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    listed = write(shared / "victim")
+    st = os.lstat(listed)
+    listed.unlink()
+    os.mkfifo(listed)  # same name, now a FIFO
+    writer = subprocess.Popen(
+        [sys.executable, "-c", "import os, sys; os.open(sys.argv[1], os.O_WRONLY)", str(listed)]
+    )
+    dfd = os.open(shared, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        time.sleep(0.3)
+        assert _Probe().open(dfd, "victim", st, shared=True) == "changed"
+        with pytest.raises(subprocess.TimeoutExpired):
+            writer.wait(timeout=0.5)
+    finally:
+        os.close(dfd)
+        writer.kill()
+        writer.wait()
+
+
+def test_a_world_writable_sticky_directory_is_cleaned_with_the_strict_probe(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "tmp"
+    root.mkdir()
+    root.chmod(0o1777)
+    write(root / "old")
+    write(root / "held", "")
+    holder = hold_lock(root / "held")
+    try:
+        removed, report = run(root)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert removal_paths(removed) == [str(root / "old")]
+    assert report.skipped == {"locked": 1}  # type: ignore[attr-defined]
