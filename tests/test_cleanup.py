@@ -579,3 +579,25 @@ def test_a_world_writable_sticky_directory_is_cleaned_with_the_strict_probe(
         holder.wait()
     assert removal_paths(removed) == [str(root / "old")]
     assert report.skipped == {"locked": 1}  # type: ignore[attr-defined]
+
+
+def test_a_directory_denied_mid_walk_is_skipped_and_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Root reads everything, so EACCES is simulated for one directory (the only mock here)."""
+    root = tmp_path / "r"
+    write(root / "closed" / "inside")
+    write(root / "open" / "old")
+    real_open = os.open
+
+    def fake_open(path: object, flags: int, *args: object, **kwargs: object) -> int:
+        if path == "closed":
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, flags, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", fake_open)
+    removed, report = run(root)
+    monkeypatch.undo()
+    assert report.ok and report.skipped == {"denied": 1}  # type: ignore[attr-defined]
+    assert removal_paths(removed) == [str(root / "open"), str(root / "open" / "old")]
+    assert (root / "closed" / "inside").exists()

@@ -120,10 +120,12 @@ def cleanup(
 ) -> None:
     """Remove old files safely: never follows symlinks, never leaves the filesystem.
 
-    Removes regular files, symlinks themselves (never their targets) and directories that
-    became empty and are old. Skips FIFOs, sockets, devices, mount points and files locked
-    with flock by a running job. Exit 0 on success, 1 if anything could not be removed.
-    """
+    Removes regular files, symlinks themselves (never their targets) and directories that became empty and are old; each root itself is kept.
+
+    Skips FIFOs, sockets, devices, mount points and files a running job holds an flock on.
+
+    Exit 0 on success, 1 if anything could not be removed.
+    """  # noqa: E501 - one line per paragraph: --help wraps it
     from reliactl.cleanup import AGE_BY, CleanupTarget
     from reliactl.durations import parse_duration, parse_size
     from reliactl.errors import DurationError
