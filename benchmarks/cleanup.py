@@ -20,6 +20,7 @@ flock, close) so that a file locked by a running job is never removed.
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import shutil
 import subprocess
@@ -114,6 +115,10 @@ def main() -> None:
         "--memory", action="store_true", help="only compare peak RSS at 10k and 100k files"
     )
     args = parser.parse_args()
+    # PYTHONDONTWRITEBYTECODE may be set here: compile once, so no run pays for compiling.
+    import reliactl
+
+    compileall.compile_dir(str(Path(reliactl.__file__).parent), quiet=1)
     base = Path(tempfile.mkdtemp(prefix="reliactl-bench-", dir=args.dir))
     try:
         fs = subprocess.run(
