@@ -495,10 +495,7 @@ class _Probe:
                 return _reason_for(exc)
             try:
                 pst = os.fstat(pfd)
-                if not stat.S_ISREG(pst.st_mode) or (pst.st_dev, pst.st_ino) != (
-                    st.st_dev,
-                    st.st_ino,
-                ):
+                if not _same_file(pst, st):
                     return "changed"
                 try:
                     return os.open(f"/proc/self/fd/{pfd}", _PROBE_FLAGS)
@@ -514,10 +511,25 @@ class _Probe:
         except OSError as exc:
             return _reason_for(exc)
         fst = os.fstat(fd)
-        if not stat.S_ISREG(fst.st_mode) or (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino):
+        if not _same_file(fst, st):
             os.close(fd)
             return "changed"
         return fd
+
+
+def _same_file(now: os.stat_result, listed: os.stat_result) -> bool:
+    """Still the regular file that was listed (and judged)?
+
+    A freed inode number is reused at once (ext4 hands it to the next new file), so the
+    inode alone cannot tell a newcomer from the listed file: its ctime, which nobody can
+    set, must match too. A file changed since it was listed is left for the next run.
+    """
+    return (
+        stat.S_ISREG(now.st_mode)
+        and now.st_ino == listed.st_ino
+        and now.st_dev == listed.st_dev
+        and now.st_ctime_ns == listed.st_ctime_ns
+    )
 
 
 def _shared(st: os.stat_result, euid: int) -> bool:
@@ -586,8 +598,8 @@ class _Walker:
         self.next_progress = self.every
         self.root_dev = 0
         self.mounts: set[tuple[int, int]] = set()
-        # size-budget candidates: (age time, size, dir rel, name, dev, ino)
-        self.candidates: list[tuple[float, int, str, str, int, int]] = []
+        # size-budget candidates: (age time, size, dir rel, name, dev, ino, ctime_ns)
+        self.candidates: list[tuple[float, int, str, str, int, int, int]] = []
 
     # ---- bookkeeping
 
@@ -804,7 +816,9 @@ class _Walker:
         if t > self.cutoff:
             self.kept_bytes += size
             if is_reg and self.budget is not None:
-                self.candidates.append((t, size, frame.rel, name, st.st_dev, st.st_ino))
+                self.candidates.append(
+                    (t, size, frame.rel, name, st.st_dev, st.st_ino, st.st_ctime_ns)
+                )
             return
         if is_reg:
             outcome = self.remove_file(frame.fd, name, st, frame.shared)
@@ -861,7 +875,7 @@ class _Walker:
         self.candidates.sort(key=lambda c: (c[0], c[2], c[3]))
         dir_fds: dict[str, int] = {"": root_fd}
         try:
-            for t, size, rel, name, dev, ino in self.candidates:
+            for t, size, rel, name, dev, ino, ctime_ns in self.candidates:
                 if self.kept_bytes <= budget:
                     break
                 dfd = self.budget_dir(dir_fds, rel, root_fd)
@@ -876,7 +890,7 @@ class _Walker:
                         self.kept_bytes -= size
                     self.skip(reason)
                     continue
-                if (st.st_dev, st.st_ino) != (dev, ino) or not stat.S_ISREG(st.st_mode):
+                if (st.st_dev, st.st_ino, st.st_ctime_ns) != (dev, ino, ctime_ns):
                     self.skip("changed")
                     continue
                 outcome = self.remove_file(dfd, name, st)

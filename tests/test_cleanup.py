@@ -96,6 +96,7 @@ def hostile_tree(base: Path) -> tuple[Path, Path, set[str]]:
     (root / "link_file").symlink_to(outside / "secret.txt")
     (root / "link_dir").symlink_to(outside)
     (root / "sub" / "dangling").symlink_to(base / "nowhere")
+    os.link(outside / "secret.txt", root / "hardlink")  # only the name inside goes
     os.mkfifo(root / "fifo")
     expected = {
         str(root / p)
@@ -109,6 +110,7 @@ def hostile_tree(base: Path) -> tuple[Path, Path, set[str]]:
             "link_file",
             "link_dir",
             "sub/dangling",
+            "hardlink",
         )
     }
     return root, outside, expected
@@ -150,7 +152,7 @@ def test_only_old_files_symlinks_and_emptied_old_dirs_go_and_nothing_outside_cha
     assert sorted(p.name for p in (root / "sub").iterdir()) == ["new1"]
     assert report.ok, report.errors  # type: ignore[attr-defined]
     assert dict(report.skipped) == {"fifo": 1, "locked": 1, "socket": 1}  # type: ignore[attr-defined]
-    assert report.files_removed == 4 and report.symlinks_removed == 3  # type: ignore[attr-defined]
+    assert report.files_removed == 5 and report.symlinks_removed == 3  # type: ignore[attr-defined]
     assert report.dirs_removed == 2  # type: ignore[attr-defined]
 
 
@@ -601,3 +603,31 @@ def test_a_directory_denied_mid_walk_is_skipped_and_counted(
     assert report.ok and report.skipped == {"denied": 1}  # type: ignore[attr-defined]
     assert removal_paths(removed) == [str(root / "open"), str(root / "open" / "old")]
     assert (root / "closed" / "inside").exists()
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_a_file_replaced_after_it_was_listed_is_not_removed(tmp_path: Path, shared: bool) -> None:
+    """The age was judged on the listed inode; a newcomer under the same name stays."""
+    from reliactl.cleanup import _Walker
+
+    root = tmp_path / "r"
+    listed = write(root / "name", "old")
+    st = os.lstat(listed)
+    listed.unlink()
+    time.sleep(0.02)  # a later clock tick: the newcomer's ctime differs (its inode may not)
+    write(root / "name", "newcomer")
+    walker = _Walker(
+        CleanupTarget(str(root), DAY),
+        str(root),
+        dry_run=False,
+        now=FUTURE,
+        age_by="newest",
+        on_remove=None,
+        on_progress=None,
+    )
+    dfd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert walker.remove_file(dfd, "name", st, shared) == "changed"
+    finally:
+        os.close(dfd)
+    assert (root / "name").read_text() == "newcomer"

@@ -299,3 +299,36 @@ def test_cleanup_imports_no_heavy_modules(args: tuple[str, ...], heavy: tuple[st
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
     )
     assert "HEAVY []" in result.stderr, result.stderr
+
+
+def test_a_progress_line_is_drawn_on_a_terminal(
+    run_cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reliactl import cleanup as engine
+    from reliactl.cli import cleanup as command
+
+    calls: list[str] = []
+    real_bar = command._Bar
+
+    class Spy(real_bar):  # type: ignore[misc, valid-type]
+        def update(self, p: object) -> None:
+            calls.append("update")
+            super().update(p)
+
+    monkeypatch.setattr(command, "is_tty", lambda stream=None: True)
+    monkeypatch.setattr(command, "_Bar", Spy)
+    monkeypatch.setattr(engine, "PROGRESS_EVERY", 50)
+    root = tmp_path / "r"
+    root.mkdir()
+    for index in range(120):
+        (root / str(index)).write_text("")
+    result = run_cli("cleanup", str(root), "--older-than", "1d", "--json")
+    assert result.exit_code == 0, result.output
+    assert calls == ["update", "update"]
+    assert json.loads(result.stdout)["roots"][0]["scanned"] == 120
+
+
+def test_no_progress_line_without_a_terminal(run_cli, tmp_path: Path) -> None:
+    from reliactl.cli import cleanup as command
+
+    assert command._progress_bar(streaming=False) is None
