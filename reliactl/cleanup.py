@@ -38,7 +38,6 @@ import fnmatch
 import json
 import operator
 import os
-import socket
 import stat
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -1134,7 +1133,7 @@ def sweep_stale_locks(
     inode finds it unlinked after locking and retries. A held lock is never removed.
     """
     when = time.time() if now is None else now
-    host = socket.gethostname() if hostname is None else hostname
+    host = os.uname().nodename if hostname is None else hostname
     kept: dict[str, int] = {}
     removed: list[StaleLock] = []
     errors: list[CleanupProblem] = []

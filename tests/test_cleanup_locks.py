@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ import pytest
 
 from reliactl.cleanup import LockHolder, read_holder, sweep_stale_locks
 
-HOST = socket.gethostname()
+HOST = os.uname().nodename
 
 HOLD = (
     "import fcntl, os, sys, time\n"
