@@ -8,20 +8,24 @@ _reliactl() {
         w="${COMP_WORDS[i]}"
         if [ "$skip" = 1 ]; then skip=0; continue; fi
         case "$w" in
-            --config|-c) skip=1 ;;
+            --backoff|--config|--delay|--jitter|--json-report|--kill-after|--limit|--lock-name|--lock-wait|--log-file|--max-delay|--name|--no-retry-on|--retries|--retry-on|--signal|--timeout|--total-timeout|-c|-k|-n|-s) skip=1 ;;
             -*) ;;
             *) path="${path:+$path }$w" ;;
         esac
     done
     case "$prev" in
-        --config|-c) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        --backoff|--config|--delay|--jitter|--json-report|--kill-after|--limit|--lock-name|--lock-wait|--log-file|--max-delay|--name|--no-retry-on|--retries|--retry-on|--signal|--timeout|--total-timeout|-c|-k|-n|-s) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     esac
     case "$path" in
         "config validate" | "config validate "*) words="--help -h --json --no-env" ;;
         "config init" | "config init "*) words="--help -h --force" ;;
         "config show" | "config show "*) words="--help -h --json --sources --no-sources" ;;
         "config") words="init show validate --help -h" ;;
-        "") words="config --help -h --version --config -c" ;;
+        "runs" | "runs "*) words="--help -h --json --last --limit -n" ;;
+        "run" | "run "*)
+            if [ "$path" != "run" ]; then COMPREPLY=($(compgen -c -f -- "$cur")); return; fi
+            words="--help -h --lock --lock-name --lock-wait --skip-if-locked --lock-on-nfs --timeout --total-timeout --kill-after -k --signal -s --preserve-status --retry --retries --backoff --delay --max-delay --jitter --retry-on --no-retry-on --retry-on-timeout --name --timestamps --log-file --quiet-success --json-report --no-history" ;;
+        "") words="config run runs --help -h --version --config -c" ;;
     esac
     COMPREPLY=($(compgen -W "$words" -- "$cur"))
     if [ ${#COMPREPLY[@]} -eq 0 ] && [[ "$cur" != -* ]]; then COMPREPLY=($(compgen -f -- "$cur")); fi
