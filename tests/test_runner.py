@@ -258,12 +258,14 @@ def test_a_signal_is_forwarded_and_reliactl_exits_128_plus_n(
 def test_sigterm_mid_run_no_retry_and_the_lock_is_free(tmp_path: Path) -> None:
     attempts = tmp_path / "attempts"
     seen = tmp_path / "seen"
-    script = f"echo x >> {attempts}; trap 'echo TERM > {seen}; exit 1' TERM; sleep 30 & wait"
-    proc = start("run", "--lock-name", "job", "--retries", "3", "--delay", "0", "sh", "-c", script)
+    script = f"trap 'echo TERM > {seen}; exit 1' TERM; echo x >> {attempts}; sleep 30 & wait"
+    proc = start(
+        "run", "--lock-name", "job", "--retries", "3", "--delay", "0", "sh", "-c", script,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
     wait_file(attempts)
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=20)
-    assert proc.returncode == 143, err
+    assert proc.wait(timeout=20) == 143
     assert seen.read_text().strip() == "TERM"
     assert attempts.read_text().count("x") == 1
     assert lock_is_free(lock_dir() / "job.lock")
