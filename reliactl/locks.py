@@ -28,7 +28,6 @@ import fcntl
 import json
 import os
 import re
-import socket
 import stat
 import time
 from collections.abc import Callable, Sequence
@@ -111,14 +110,22 @@ class HeldLock:
 
 def lock_name_for(command: Sequence[str], *, path_env: str | None = None) -> str:
     """The default lock name of a command: its resolved path, sanitized for a file name."""
-    import shutil
-
     if not command:
         raise LockError("no command to derive a lock name from")
     program = command[0]
-    resolved = program if "/" in program else shutil.which(program, path=path_env)
+    resolved = program if "/" in program else _which(program, path_env)
     full = os.path.realpath(resolved) if resolved else program
     return sanitize_name(full)
+
+
+def _which(program: str, path_env: str | None) -> str | None:
+    """shutil.which without importing shutil (cron pays every import)."""
+    path = path_env if path_env is not None else os.environ.get("PATH", os.defpath)
+    for directory in path.split(os.pathsep):
+        candidate = os.path.join(directory or ".", program)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
 
 
 def sanitize_name(text: str) -> str:
@@ -240,7 +247,7 @@ def _write_holder(fd: int, command: str, started_at: float) -> None:
     line = json.dumps(
         {
             "pid": os.getpid(),
-            "host": socket.gethostname(),
+            "host": os.uname().nodename,
             "started_at": round(started_at, 3),
             "command": command,
         }

@@ -39,9 +39,27 @@ import signal
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from reliactl.errors import LockBusyError, ReliactlError
+
+if TYPE_CHECKING:  # protocols cost import time; only the type checker needs them
+    from typing import Protocol
+
+    class DelayStrategy(Protocol):
+        """The retry engine's strategy: the pause before retry ``attempt`` (1 = first retry)."""
+
+        def delay(self, attempt: int, previous_delay: float) -> float: ...
+
+    class OutputSink(Protocol):
+        """Receives the command's output when reliactl processes it (timestamps, logs, chronic)."""
+
+        def write(self, stream: int, data: bytes) -> None:
+            """``stream`` is 1 (stdout) or 2 (stderr)."""
+
+        def end_attempt(self, attempt: int) -> None:
+            """All output of this attempt has been delivered (partial lines may be flushed)."""
+
 
 FORWARDED_SIGNALS: tuple[signal.Signals, ...] = (
     signal.SIGTERM,
@@ -64,22 +82,6 @@ NOT_FOUND = "not_found"
 NOT_EXECUTABLE = "not_executable"
 BUSY = "busy"
 SKIPPED = "skipped"
-
-
-class DelayStrategy(Protocol):
-    """The retry engine's strategy: the pause before retry ``attempt`` (1 = first retry)."""
-
-    def delay(self, attempt: int, previous_delay: float) -> float: ...
-
-
-class OutputSink(Protocol):
-    """Receives the command's output when reliactl processes it (timestamps, logs, chronic)."""
-
-    def write(self, stream: int, data: bytes) -> None:
-        """``stream`` is 1 (stdout) or 2 (stderr)."""
-
-    def end_attempt(self, attempt: int) -> None:
-        """All output of this attempt has been delivered (partial lines may be flushed)."""
 
 
 @dataclass(frozen=True)

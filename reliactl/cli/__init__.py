@@ -97,6 +97,7 @@ run_cmd.register(app)
 
 def main() -> None:
     """Console entry point: never a traceback for a known error or a closed pipe."""
+    run_cmd.FAST_EXIT = True  # a real process: `run` may skip interpreter teardown
     try:
         app()
     except KeyboardInterrupt:

@@ -23,6 +23,11 @@ if TYPE_CHECKING:
 
 STDOUT, STDERR = 1, 2
 
+# Set by reliactl.cli.main() (a real process, not an in-process test runner): `run` then ends
+# with os._exit after flushing and closing everything it opened, which skips ~30 ms of
+# interpreter teardown that cron would pay every minute for nothing.
+FAST_EXIT = False
+
 
 class RunCommand(TyperCommand):
     """A command whose usage errors exit 125 (timeout(1)'s "reliactl itself failed")."""
@@ -683,7 +688,20 @@ def run(
         _write_json_report(json_report, result, {})
     if log_fd is not None:
         os.close(log_fd)
-    raise typer.Exit(result.exit_code)
+    _exit(result.exit_code, store)
+
+
+def _exit(code: int, store: Any) -> None:
+    if not FAST_EXIT:
+        raise typer.Exit(code)
+    try:
+        if store is not None:
+            store.close()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except Exception:  # a closed pipe, a store that fails to close: exit the slow, safe way
+        raise typer.Exit(code) from None
+    os._exit(code)
 
 
 def _summary(result: RunResult) -> str:

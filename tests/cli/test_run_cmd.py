@@ -399,7 +399,9 @@ def test_missing_command_is_a_125_usage_error(run_cli) -> None:
 
 def test_run_imports_nothing_heavy() -> None:
     code = (
-        "import sys\n"
+        "import os, sys\n"
+        "def fake_exit(code):\n    raise SystemExit(code)\n"
+        "os._exit = fake_exit\n"
         "sys.argv = ['reliactl', 'run', '--lock', '--', 'true']\n"
         "from reliactl.cli import main\n"
         "try:\n    main()\nexcept SystemExit as e:\n    code = e.code\n"
