@@ -299,7 +299,7 @@ class _Signals:
             if remaining <= 0:
                 return True
             with contextlib.suppress(InterruptedError):
-                select.select([self._wake_r], [], [], remaining)
+                _readable([self._wake_r], remaining)
             self.drain()
         return False
 
@@ -425,7 +425,7 @@ def _shim(
                 os.write(report_w, f"S{status}\n".encode())
                 os._exit(0)
             with contextlib.suppress(InterruptedError):
-                ready, _, _ = select.select([life_r, chld_r], [], [])
+                ready = _readable([life_r, chld_r], None)
                 if life_r in ready and not os.read(life_r, 1):
                     os.killpg(0, signal.SIGKILL)  # reliactl is gone: so is everything it ran
                 if chld_r in ready:
@@ -735,7 +735,7 @@ class Runner:
                 waits.remove(state.kill_at)
             timeout = max(0.0, min(waits) - self.monotonic()) if waits else None
             try:
-                ready, _, _ = select.select([sigs.wake_fd, *state.pipes], [], [], timeout)
+                ready = _readable([sigs.wake_fd, *state.pipes], timeout)
             except InterruptedError:
                 ready = []
             if sigs.wake_fd in ready:
@@ -768,7 +768,7 @@ class Runner:
             if remaining <= 0:
                 break
             try:
-                ready, _, _ = select.select(list(state.pipes), [], [], min(DRAIN_QUIET, remaining))
+                ready = _readable(list(state.pipes), min(DRAIN_QUIET, remaining))
             except InterruptedError:
                 continue
             if not ready:
@@ -812,6 +812,19 @@ def _fmt(seconds: float) -> str:
     from reliactl.durations import format_duration
 
     return format_duration(seconds)
+
+
+def _readable(fds: Sequence[int], timeout: float | None) -> list[int]:
+    """The fds ready to read (or at EOF/error) within ``timeout`` seconds (None: no limit).
+
+    poll(), not select(): select fails on descriptors above 1024, which a process started
+    by a busy service may well be handed.
+    """
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN | select.POLLPRI)
+    wait_ms = None if timeout is None else max(0, int(timeout * 1000 + 0.999))
+    return [fd for fd, _ in poller.poll(wait_ms)]
 
 
 def _read_all(fd: int) -> bytes:
