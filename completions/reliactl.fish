@@ -2,6 +2,7 @@
 # Install: copy to ~/.config/fish/completions/reliactl.fish
 complete -c reliactl -f
 complete -c reliactl -n '__fish_use_subcommand' -a config -d 'Validate, show and create the YAML + environment configuration.'
+complete -c reliactl -n '__fish_use_subcommand' -a doctor -d 'Check the config, state store, lock and log directories, completions and clock.'
 complete -c reliactl -n '__fish_use_subcommand' -l help -s h -d 'Show the help and exit.'
 complete -c reliactl -n '__fish_use_subcommand' -l version -d 'Print the version and exit.'
 complete -c reliactl -n '__fish_use_subcommand' -l config -s c -r -F -d 'Configuration file (default: $RELIACTL_CONFIG, ./reliactl.yaml, $XDG_CONFIG_HOME/reliactl/config.yaml, /etc/reliactl/config.yaml).'
@@ -17,3 +18,5 @@ complete -c reliactl -n '__fish_seen_subcommand_from config && __fish_seen_subco
 complete -c reliactl -n '__fish_seen_subcommand_from config && __fish_seen_subcommand_from validate' -l help -s h -d 'Show the help and exit.'
 complete -c reliactl -n '__fish_seen_subcommand_from config && __fish_seen_subcommand_from validate' -l json -d 'Print one JSON document.'
 complete -c reliactl -n '__fish_seen_subcommand_from config && __fish_seen_subcommand_from validate' -l no-env -d 'Check the file alone, ignoring the environment.'
+complete -c reliactl -n '__fish_seen_subcommand_from doctor' -l help -s h -d 'Show the help and exit.'
+complete -c reliactl -n '__fish_seen_subcommand_from doctor' -l json -d 'Print one JSON document.'

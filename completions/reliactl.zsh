@@ -22,7 +22,8 @@ _reliactl() {
         "config init" | "config init "*) words="--help -h --force" ;;
         "config show" | "config show "*) words="--help -h --json --sources --no-sources" ;;
         "config") words="init show validate --help -h" ;;
-        "") words="config --help -h --version --config -c" ;;
+        "doctor" | "doctor "*) words="--help -h --json" ;;
+        "") words="config doctor --help -h --version --config -c" ;;
     esac
     COMPREPLY=($(compgen -W "$words" -- "$cur"))
     if [ ${#COMPREPLY[@]} -eq 0 ] && [[ "$cur" != -* ]]; then COMPREPLY=($(compgen -f -- "$cur")); fi
