@@ -8,21 +8,27 @@ _reliactl() {
         w="${COMP_WORDS[i]}"
         if [ "$skip" = 1 ]; then skip=0; continue; fi
         case "$w" in
-            --config|-c) skip=1 ;;
+            --config|--for|--transitions|-c|-n) skip=1 ;;
             -*) ;;
             *) path="${path:+$path }$w" ;;
         esac
     done
     case "$prev" in
-        --config|-c) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        --config|--for|--transitions|-c|-n) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     esac
     case "$path" in
         "config validate" | "config validate "*) words="--help -h --json --no-env" ;;
+        "breaker close" | "breaker close "*) words="--help -h" ;;
+        "breaker reset" | "breaker reset "*) words="--help -h --all" ;;
+        "breaker list" | "breaker list "*) words="--help -h --json --fail-on-open" ;;
+        "breaker show" | "breaker show "*) words="--help -h --json --transitions -n" ;;
+        "breaker trip" | "breaker trip "*) words="--help -h --for" ;;
         "config init" | "config init "*) words="--help -h --force" ;;
         "config show" | "config show "*) words="--help -h --json --sources --no-sources" ;;
+        "breaker") words="close list reset show trip --help -h" ;;
         "config") words="init show validate --help -h" ;;
         "doctor" | "doctor "*) words="--help -h --json" ;;
-        "") words="config doctor --help -h --version --config -c" ;;
+        "") words="breaker config doctor --help -h --version --config -c" ;;
     esac
     COMPREPLY=($(compgen -W "$words" -- "$cur"))
     if [ ${#COMPREPLY[@]} -eq 0 ] && [[ "$cur" != -* ]]; then COMPREPLY=($(compgen -f -- "$cur")); fi

@@ -462,6 +462,8 @@ def _admit(
         if core.opened_at is None or core.opened_at > now:
             # Never opened properly, or the clock was set back: count from now.
             core.opened_at = now
+        if core.open_for is None and not core.forced:  # a record without its open time
+            core.open_for = cfg.open_duration(core.reopens)
         if core.open_for is None:  # tripped by an operator until closed
             core.rejections += 1
             return False, None, float(cfg.recovery_timeout)

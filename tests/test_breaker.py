@@ -493,3 +493,11 @@ def test_http_config_counts_5xx_and_transport_errors_not_4xx() -> None:
         with pytest.raises(httpx.HTTPStatusError):
             b.call(lambda: (_ for _ in ()).throw(status_error(502)))
     assert b.state is CircuitState.OPEN
+
+
+def test_public_names_are_exported_lazily() -> None:
+    import reliactl
+
+    assert reliactl.circuit_manager.get_breaker is not None
+    assert reliactl.CircuitBreaker is CircuitBreaker
+    assert "circuit_breaker" in reliactl.__all__ and "get_persistent_breaker" in reliactl.__all__

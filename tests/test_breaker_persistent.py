@@ -268,3 +268,13 @@ def test_health_status_of_persisted_breakers(db: Path, clock: FakeClock) -> None
     status = manager.get_health_status()
     assert status["open_breakers"] == 1
     assert status["breakers"]["svc"]["persistent"] is True
+
+
+def test_an_open_record_without_its_open_time_still_recovers(db: Path, clock: FakeClock) -> None:
+    store = open_store(db)
+    store.update("breaker", "svc", lambda _: {"state": "open", "opened_at": clock.time()})
+    b = CircuitBreaker("svc", CFG, store=store, clock=clock)
+    with pytest.raises(CircuitOpenError):
+        b.call(ok)
+    clock.advance(10)
+    assert b.call(ok) == "ok"

@@ -231,3 +231,23 @@ def test_breaker_list_imports_no_heavy_modules(tmp_path: Path) -> None:
         timeout=60,
     )
     assert "HEAVY []" in result.stderr, result.stderr
+
+
+def test_list_colors_the_state_on_a_terminal(run_cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console
+
+    from reliactl.cli import output
+
+    fail("down", 5)
+    fail("up", 1)
+    monkeypatch.delenv("NO_COLOR")
+    monkeypatch.setattr(output, "is_tty", lambda stream=None: True)
+    monkeypatch.setattr(
+        output,
+        "console",
+        lambda stderr=False: Console(force_terminal=True, color_system="standard", width=120),
+    )
+    result = run_cli("breaker", "list")
+    assert result.exit_code == 0, result.output
+    assert "\x1b[1;31mopen" in result.stdout  # bold red
+    assert "\x1b[32mclosed" in result.stdout  # green
