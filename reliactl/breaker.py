@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
-from reliactl.errors import CircuitOpenError
+from reliactl.errors import CircuitOpenError, StateError
 from reliactl.state.base import BreakerEvent
 
 if TYPE_CHECKING:
@@ -802,6 +802,8 @@ class CircuitBreaker:
         reservation expires after ``trial_timeout`` (default: the config's), so a call that
         never reports (its process was killed) does not wedge the breaker.
         """
+        if trial_timeout is not None and not (math.isfinite(trial_timeout) and trial_timeout > 0):
+            raise ValueError(f"trial_timeout must be a positive number, got {trial_timeout!r}")
         token = self._acquire(trial_timeout)
         return Admission(self, token, self._mono())
 
@@ -880,8 +882,14 @@ class CircuitBreaker:
                 out[:] = local
                 return core.to_record(self._config_view)
 
-            with _STORE_LOCK:
-                store.update(RECORD_KIND, self.name, update)
+            try:
+                with _STORE_LOCK:
+                    store.update(RECORD_KIND, self.name, update)
+            except StateError as exc:
+                # The call itself is over: losing its outcome must not turn a success into an
+                # error (nor hide the call's own exception). Admission still raises StateError.
+                log.warning("breaker %r: could not record a call's outcome: %s", self.name, exc)
+                return
         if out:
             self._emit(out)
 

@@ -179,3 +179,101 @@ def test_a_hung_trial_reservation_expires(tmp_path: Path, spawn) -> None:
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait(10)
+
+
+ROUNDS_WORKER = r"""
+import os, sys, time
+from pathlib import Path
+from reliactl.breaker import BreakerConfig, CircuitBreaker
+from reliactl.errors import CircuitOpenError
+from reliactl.state.sqlite import open_store
+
+db, out, rounds, max_calls = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+cfg = BreakerConfig(failure_threshold=1, recovery_timeout=0.05, half_open_max_calls=max_calls,
+                    trial_timeout=60)
+breaker = CircuitBreaker("shared", cfg, store=open_store(db))
+pid = os.getpid()
+
+def wait_for(path, limit=60.0):
+    end = time.monotonic() + limit
+    while not path.exists():
+        if time.monotonic() > end:
+            sys.exit("timed out waiting for " + str(path))
+        time.sleep(0.002)
+
+(out / f"ready-{pid}").touch()
+for r in range(rounds):
+    wait_for(out / f"go-{r}")
+    def trial():
+        (out / f"trial-{r}-{pid}").touch()
+        wait_for(out / f"release-{r}")
+    try:
+        breaker.call(trial)
+    except CircuitOpenError:
+        (out / f"rejected-{r}-{pid}").touch()
+"""
+
+
+@pytest.mark.stress
+def test_rounds_of_half_open_races_with_killed_trials(tmp_path: Path) -> None:
+    """Round after round, 24 racing processes: exactly max_calls trials; kill -9 frees a slot."""
+    rounds, max_calls, workers = 12, 3, 24
+    db = tmp_path / "state.db"
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                ROUNDS_WORKER,
+                str(db),
+                str(tmp_path),
+                str(rounds),
+                str(max_calls),
+            ]
+        )
+        for _ in range(workers)
+    ]
+    alive = {p.pid: p for p in procs}
+    parent = CircuitBreaker(
+        "shared",
+        BreakerConfig(
+            failure_threshold=1,
+            recovery_timeout=0.05,
+            half_open_max_calls=max_calls,
+            trial_timeout=60,
+        ),
+        store=open_store(db),
+    )
+    try:
+        wait_until(lambda: count(tmp_path, "ready") == workers, limit=120)
+        for r in range(rounds):
+            parent.trip(0.05)
+            time.sleep(0.1)
+            (tmp_path / f"go-{r}").touch()
+            wait_until(
+                lambda r=r: (
+                    count(tmp_path, f"trial-{r}") + count(tmp_path, f"rejected-{r}") == len(alive)
+                )
+            )
+            trials = [int(p.name.rsplit("-", 1)[1]) for p in tmp_path.glob(f"trial-{r}-*")]
+            assert len(trials) == max_calls, (r, trials)
+            if r % 3 == 1:  # kill one trial holder: its slot is free at the next call
+                victim = alive.pop(trials[0])
+                victim.kill()
+                victim.wait(10)
+                extra = parent.admit()
+                assert extra.trial
+                with pytest.raises(CircuitOpenError):
+                    parent.admit()
+                extra.ignore()
+            (tmp_path / f"release-{r}").touch()
+            wait_until(lambda: parent.state is CircuitState.CLOSED)
+        for proc in alive.values():
+            assert proc.wait(60) == 0
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(10)
+    record = open_store(db).get("breaker", "shared")
+    assert record is not None and record["trials"] == {}

@@ -278,3 +278,27 @@ def test_an_open_record_without_its_open_time_still_recovers(db: Path, clock: Fa
         b.call(ok)
     clock.advance(10)
     assert b.call(ok) == "ok"
+
+
+def test_a_store_failure_after_the_call_never_masks_its_result(db: Path, clock: FakeClock) -> None:
+    from reliactl.errors import StateError
+
+    class Failing(SQLiteStateStore):
+        broken = False
+
+        def update(self, kind, key, fn):  # type: ignore[no-untyped-def]
+            if self.broken:
+                raise StateError("disk full")
+            return super().update(kind, key, fn)
+
+    store = Failing(db)
+    b = CircuitBreaker("svc", CFG, store=store, clock=clock)
+    b.call(ok)
+    store.broken = True
+    assert b.call(ok) == "ok"
+    with pytest.raises(Boom):
+        b.call(boom)
+    adm = b.admit()  # closed: a read only
+    adm.failure("exit 1")  # logged, not raised
+    store.broken = False
+    assert b.snapshot().calls == 1
