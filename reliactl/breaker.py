@@ -438,8 +438,11 @@ def _expire_trials(core: _Core, now: float, ttl: float, check_pids: bool) -> Non
         if not isinstance(expires, (int, float)) or not math.isfinite(expires):
             del core.trials[token]
             continue
-        if expires > now + ttl:  # the clock was set back: count from now, never forever
-            trial["expires"] = expires = now + ttl
+        own_ttl = trial.get("ttl")
+        if not isinstance(own_ttl, (int, float)) or not math.isfinite(own_ttl):
+            own_ttl = ttl
+        if expires > now + own_ttl:  # the clock was set back: count from now, never forever
+            trial["expires"] = expires = now + own_ttl
         if expires <= now or (
             check_pids and trial.get("host") == _HOST and not _pid_alive(trial.get("pid"))
         ):
@@ -484,7 +487,12 @@ def _admit(
     _expire_trials(core, now, ttl, persisted)
     if len(core.trials) < cfg.half_open_max_calls:
         token = _new_token()
-        core.trials[token] = {"expires": now + ttl, "pid": os.getpid(), "host": _HOST}
+        core.trials[token] = {
+            "expires": now + ttl,
+            "ttl": ttl,
+            "pid": os.getpid(),
+            "host": _HOST,
+        }
         return True, token, 0.0
     core.rejections += 1
     soonest = min(float(t["expires"]) for t in core.trials.values())

@@ -302,3 +302,19 @@ def test_a_store_failure_after_the_call_never_masks_its_result(db: Path, clock: 
     adm.failure("exit 1")  # logged, not raised
     store.broken = False
     assert b.snapshot().calls == 1
+
+
+def test_a_long_trial_keeps_its_own_timeout_when_others_call(db: Path, clock: FakeClock) -> None:
+    """A command gated with admit(trial_timeout=1h) is not cut short by callers using 30s."""
+    cfg = BreakerConfig(failure_threshold=1, trial_timeout=30)
+    b = breaker(db, clock, cfg)
+    fail(b)
+    clock.advance(60)
+    long_trial = b.admit(trial_timeout=3600)
+    other = breaker(db, clock, cfg)
+    for _ in range(3):
+        clock.advance(40)
+        with pytest.raises(CircuitOpenError):
+            other.admit()
+    long_trial.success()
+    assert other.call(ok) == "ok"
