@@ -56,9 +56,12 @@ def _retry_in(snap: BreakerSnapshot) -> str:
         return "until closed"
     if snap.retry_after <= 0:
         return "now"
-    return format_duration(
-        round(snap.retry_after, 1) if snap.retry_after < 10 else snap.retry_after
-    )
+    import math
+
+    # Rounded up: "retry in" never promises a trial sooner than it can happen.
+    if snap.retry_after < 10:
+        return format_duration(math.ceil(snap.retry_after * 10) / 10)
+    return format_duration(math.ceil(snap.retry_after))
 
 
 def _rate(snap: BreakerSnapshot) -> str:
