@@ -34,14 +34,21 @@ def trivial() -> int:
     return 1
 
 
-def per_call_ns(fn: Callable[[], Any], calls: int, repeat: int = 7) -> float:
-    """Best-of-``repeat`` mean nanoseconds per call of ``fn`` (a timeit-style loop)."""
-    best = float("inf")
+def best_per_call_ns(
+    candidates: list[tuple[str, Callable[[], Any]]], calls: int, repeat: int = 9
+) -> dict[str, float]:
+    """Best-of-``repeat`` mean nanoseconds per call of each candidate (timeit-style loops).
+
+    The candidates take turns in every repeat, so a noisy moment on a shared machine hurts
+    one sample of each rather than every sample of one.
+    """
+    best = {label: float("inf") for label, _ in candidates}
     for _ in range(repeat):
-        start = time.perf_counter_ns()
-        for _ in range(calls):
-            fn()
-        best = min(best, (time.perf_counter_ns() - start) / calls)
+        for label, fn in candidates:
+            start = time.perf_counter_ns()
+            for _ in range(calls):
+                fn()
+            best[label] = min(best[label], (time.perf_counter_ns() - start) / calls)
     return best
 
 
@@ -58,43 +65,42 @@ def median_ns(fn: Callable[[], Any], calls: int) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=200_000, help="in-memory calls per repeat")
+    parser.add_argument("--calls", type=int, default=100_000, help="in-memory calls per repeat")
     parser.add_argument("--persisted-calls", type=int, default=3000)
     args = parser.parse_args()
     n = args.calls
 
-    base = per_call_ns(trivial, n)
-    rows: list[tuple[str, float]] = []
+    candidates: list[tuple[str, Callable[[], Any]]] = [("trivial function alone", trivial)]
 
     breaker = CircuitBreaker("bench", BreakerConfig(failure_threshold=5))
-    rows.append(("reliactl breaker.call(fn)", per_call_ns(lambda: breaker.call(trivial), n)))
-    rows.append(
-        ("reliactl breaker.call_sync(fn)", per_call_ns(lambda: breaker.call_sync(trivial), n))
-    )
+    candidates.append(("reliactl breaker.call(fn)", lambda: breaker.call(trivial)))
+    candidates.append(("reliactl breaker.call_sync(fn)", lambda: breaker.call_sync(trivial)))
     decorated = circuit_breaker("bench-deco", BreakerConfig(), manager=CircuitBreakerManager())(
         trivial
     )
-    rows.append(("reliactl @circuit_breaker", per_call_ns(decorated, n)))
+    candidates.append(("reliactl @circuit_breaker", decorated))
 
     try:
         import pybreaker
 
         pb = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=60)
-        rows.append(("pybreaker breaker.call(fn)", per_call_ns(lambda: pb.call(trivial), n)))
-        rows.append(("pybreaker @breaker", per_call_ns(pb(trivial), n)))
+        candidates.append(("pybreaker breaker.call(fn)", lambda: pb.call(trivial)))
+        candidates.append(("pybreaker @breaker", pb(trivial)))
     except ImportError:
         print("pybreaker not installed (pip install pybreaker to compare)")
     try:
         import circuitbreaker
 
         cb_decorated = circuitbreaker.circuit(failure_threshold=5, recovery_timeout=60)(trivial)
-        rows.append(("circuitbreaker @circuit", per_call_ns(cb_decorated, n)))
+        candidates.append(("circuitbreaker @circuit", cb_decorated))
     except ImportError:
         print("circuitbreaker not installed (pip install circuitbreaker to compare)")
 
+    best = best_per_call_ns(candidates, n)
+    base = best.pop("trivial function alone")
     print(f"Python {sys.version.split()[0]}; trivial function alone: {base:.0f} ns/call")
     print(f"{'in memory, around a trivial function':40} {'ns/call':>9} {'overhead':>9}")
-    for label, ns in rows:
+    for label, ns in best.items():
         print(f"{label:40} {ns:9.0f} {ns - base:9.0f}")
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -501,3 +501,26 @@ def test_public_names_are_exported_lazily() -> None:
     assert reliactl.circuit_manager.get_breaker is not None
     assert reliactl.CircuitBreaker is CircuitBreaker
     assert "circuit_breaker" in reliactl.__all__ and "get_persistent_breaker" in reliactl.__all__
+
+
+def test_async_calls_through_one_breaker_overlap() -> None:
+    b = CircuitBreaker("overlap", BreakerConfig())
+
+    async def scenario() -> list[str]:
+        first_inside = asyncio.Event()
+        order: list[str] = []
+
+        async def first() -> None:
+            order.append("first in")
+            first_inside.set()
+            await asyncio.sleep(0.01)
+            order.append("first out")
+
+        async def second() -> None:
+            await first_inside.wait()
+            order.append("second in")
+
+        await asyncio.wait_for(asyncio.gather(b.call(first), b.call(second)), 10)
+        return order
+
+    assert asyncio.run(scenario()) == ["first in", "second in", "first out"]

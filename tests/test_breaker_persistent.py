@@ -318,3 +318,21 @@ def test_a_long_trial_keeps_its_own_timeout_when_others_call(db: Path, clock: Fa
             other.admit()
     long_trial.success()
     assert other.call(ok) == "ok"
+
+
+def test_persisted_calls_from_two_threads_run_concurrently(db: Path) -> None:
+    import threading
+
+    b = CircuitBreaker("svc", CFG, store=open_store(db))
+    barrier = threading.Barrier(2, timeout=10)
+    met: list[int] = []
+    threads = [
+        threading.Thread(target=b.call, args=(lambda: met.append(barrier.wait()),))
+        for _ in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(15)
+    assert sorted(met) == [0, 1]
+    assert b.snapshot().successes == 2
