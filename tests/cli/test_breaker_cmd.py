@@ -251,3 +251,26 @@ def test_list_colors_the_state_on_a_terminal(run_cli, monkeypatch: pytest.Monkey
     assert result.exit_code == 0, result.output
     assert "\x1b[1;31mopen" in result.stdout  # bold red
     assert "\x1b[32mclosed" in result.stdout  # green
+
+
+def test_five_failing_processes_open_it_for_the_cli(tmp_path: Path) -> None:
+    """Five separate "cron runs" each record one failure; a real `reliactl` process sees it."""
+    script = (
+        "from reliactl.breaker import get_persistent_breaker\n"
+        "from reliactl.config import load\n"
+        "from reliactl.state import open_state\n"
+        "config = load().config\n"
+        "get_persistent_breaker('nightly', config, open_state(config)).admit().failure('exit 1')\n"
+    )
+    env = dict(os.environ)
+    for _ in range(5):
+        subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "reliactl", "breaker", "list", "--fail-on-open"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 69, result.stderr
+    assert result.stdout.splitlines()[1].split()[:3] == ["nightly", "open", "5"]
