@@ -336,3 +336,13 @@ def test_persisted_calls_from_two_threads_run_concurrently(db: Path) -> None:
         t.join(15)
     assert sorted(met) == [0, 1]
     assert b.snapshot().successes == 2
+
+
+def test_persistent_true_uses_the_configured_state_store(tmp_path: Path, monkeypatch) -> None:
+    target = tmp_path / "configured" / "state.db"
+    monkeypatch.setenv("RELIACTL_STATE__PATH", str(target))
+    manager = CircuitBreakerManager()
+    b = manager.get_breaker("cfg", BreakerConfig(failure_threshold=1), persistent=True)
+    fail(b)
+    assert open_store(target).get("breaker", "cfg")["state"] == "open"  # type: ignore[index]
+    assert not manager.get_breaker("mem", persistent=False).persistent
