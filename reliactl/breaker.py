@@ -654,7 +654,10 @@ def _snapshot(
         opened = core.opened_at if core.opened_at is not None else now
         elapsed = max(0.0, now - opened)  # a clock set back counts as no time, never forever
         retry_after = max(0.0, core.open_for - elapsed)
-    trials = sum(1 for t in core.trials.values() if float(t.get("expires", 0)) > now)
+    # What the next caller would see: expired reservations and those of dead owners are free.
+    probe = _Core(trials={k: dict(v) for k, v in core.trials.items()})
+    _expire_trials(probe, now, math.inf, persistent)
+    trials = len(probe.trials)
     return BreakerSnapshot(
         name=name,
         state=CircuitState(core.state),

@@ -346,3 +346,26 @@ def test_persistent_true_uses_the_configured_state_store(tmp_path: Path, monkeyp
     fail(b)
     assert open_store(target).get("breaker", "cfg")["state"] == "open"  # type: ignore[index]
     assert not manager.get_breaker("mem", persistent=False).persistent
+
+
+def test_snapshot_does_not_count_a_dead_owners_trial(db: Path, clock: FakeClock) -> None:
+    b = breaker(db, clock, BreakerConfig(failure_threshold=1, trial_timeout=3600))
+    fail(b)
+    clock.advance(60)
+    b.admit()
+    assert b.snapshot().trials_in_flight == 1
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    def hand_over(record):
+        for trial in record["trials"].values():
+            trial["pid"] = int(dead.stdout)
+        return record
+
+    b.store.update("breaker", "svc", hand_over)  # type: ignore[union-attr]
+    assert b.snapshot().trials_in_flight == 0
+    assert b.store.get("breaker", "svc")["trials"]  # type: ignore[index,union-attr]  # read-only
