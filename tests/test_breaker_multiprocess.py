@@ -154,9 +154,9 @@ def test_a_trial_killed_with_sigkill_does_not_wedge_the_breaker(tmp_path: Path, 
 
 def test_a_hung_trial_reservation_expires(tmp_path: Path, spawn) -> None:
     """A stopped (alive, never reporting) trial holds its slot only until trial_timeout."""
-    breaker = open_shared(tmp_path, trial_timeout=0.5)
+    breaker = open_shared(tmp_path, trial_timeout=3.0)
     time.sleep(0.25)
-    holder = spawn("trial", T_TRIAL_TIMEOUT="0.5", T_HOLD="60")
+    holder = spawn("trial", T_TRIAL_TIMEOUT="3", T_HOLD="60")
     (tmp_path / "go").touch()
     wait_until(lambda: count(tmp_path, "trial") == 1)
     holder.send_signal(signal.SIGSTOP)
