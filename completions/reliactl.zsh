@@ -9,24 +9,31 @@ _reliactl() {
         w="${COMP_WORDS[i]}"
         if [ "$skip" = 1 ]; then skip=0; continue; fi
         case "$w" in
-            --backoff|--config|--delay|--jitter|--json-report|--kill-after|--limit|--lock-name|--lock-wait|--log-file|--max-delay|--name|--no-retry-on|--retries|--retry-on|--signal|--timeout|--total-timeout|-c|-k|-n|-s) skip=1 ;;
+            --backoff|--config|--delay|--for|--jitter|--json-report|--kill-after|--limit|--lock-name|--lock-wait|--log-file|--max-delay|--name|--no-retry-on|--retries|--retry-on|--signal|--timeout|--total-timeout|--transitions|-c|-k|-n|-s) skip=1 ;;
             -*) ;;
             *) path="${path:+$path }$w" ;;
         esac
     done
     case "$prev" in
-        --backoff|--config|--delay|--jitter|--json-report|--kill-after|--limit|--lock-name|--lock-wait|--log-file|--max-delay|--name|--no-retry-on|--retries|--retry-on|--signal|--timeout|--total-timeout|-c|-k|-n|-s) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        --backoff|--config|--delay|--for|--jitter|--json-report|--kill-after|--limit|--lock-name|--lock-wait|--log-file|--max-delay|--name|--no-retry-on|--retries|--retry-on|--signal|--timeout|--total-timeout|--transitions|-c|-k|-n|-s) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     esac
     case "$path" in
         "config validate" | "config validate "*) words="--help -h --json --no-env" ;;
+        "breaker close" | "breaker close "*) words="--help -h" ;;
+        "breaker reset" | "breaker reset "*) words="--help -h --all" ;;
+        "breaker list" | "breaker list "*) words="--help -h --json --fail-on-open" ;;
+        "breaker show" | "breaker show "*) words="--help -h --json --transitions -n" ;;
+        "breaker trip" | "breaker trip "*) words="--help -h --for" ;;
         "config init" | "config init "*) words="--help -h --force" ;;
         "config show" | "config show "*) words="--help -h --json --sources --no-sources" ;;
+        "breaker") words="close list reset show trip --help -h" ;;
         "config") words="init show validate --help -h" ;;
+        "doctor" | "doctor "*) words="--help -h --json" ;;
         "runs" | "runs "*) words="--help -h --json --last --limit -n" ;;
         "run" | "run "*)
             if [ "$path" != "run" ]; then COMPREPLY=($(compgen -c -f -- "$cur")); return; fi
             words="--help -h --lock --lock-name --lock-wait --skip-if-locked --lock-on-nfs --timeout --total-timeout --kill-after -k --signal -s --preserve-status --retry --retries --backoff --delay --max-delay --jitter --retry-on --no-retry-on --retry-on-timeout --name --timestamps --log-file --quiet-success --json-report --no-history" ;;
-        "") words="config run runs --help -h --version --config -c" ;;
+        "") words="breaker config doctor run runs --help -h --version --config -c" ;;
     esac
     COMPREPLY=($(compgen -W "$words" -- "$cur"))
     if [ ${#COMPREPLY[@]} -eq 0 ] && [[ "$cur" != -* ]]; then COMPREPLY=($(compgen -f -- "$cur")); fi

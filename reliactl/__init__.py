@@ -13,7 +13,12 @@ from reliactl._version import __version__
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
+    "BreakerConfig": "reliactl.breaker",
+    "BreakerSnapshot": "reliactl.breaker",
+    "CircuitBreaker": "reliactl.breaker",
+    "CircuitBreakerManager": "reliactl.breaker",
     "CircuitOpenError": "reliactl.errors",
+    "CircuitState": "reliactl.breaker",
     "CommandError": "reliactl.errors",
     "Config": "reliactl.config",
     "ConfigError": "reliactl.errors",
@@ -25,8 +30,12 @@ _EXPORTS: dict[str, str] = {
     "ReliactlError": "reliactl.errors",
     "RetryError": "reliactl.errors",
     "StateError": "reliactl.errors",
+    "circuit_breaker": "reliactl.breaker",
+    "circuit_manager": "reliactl.breaker",
+    "create_http_circuit_config": "reliactl.breaker",
     "format_duration": "reliactl.durations",
     "format_size": "reliactl.durations",
+    "get_persistent_breaker": "reliactl.breaker",
     "get_reliability_config": "reliactl.config",
     "open_state": "reliactl.state",
     "parse_duration": "reliactl.durations",
@@ -34,7 +43,12 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "BreakerConfig",
+    "BreakerSnapshot",
+    "CircuitBreaker",
+    "CircuitBreakerManager",
     "CircuitOpenError",
+    "CircuitState",
     "CommandError",
     "Config",
     "ConfigError",
@@ -47,8 +61,12 @@ __all__ = [
     "RetryError",
     "StateError",
     "__version__",
+    "circuit_breaker",
+    "circuit_manager",
+    "create_http_circuit_config",
     "format_duration",
     "format_size",
+    "get_persistent_breaker",
     "get_reliability_config",
     "open_state",
     "parse_duration",
@@ -56,6 +74,17 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from reliactl.breaker import (
+        BreakerConfig,
+        BreakerSnapshot,
+        CircuitBreaker,
+        CircuitBreakerManager,
+        CircuitState,
+        circuit_breaker,
+        circuit_manager,
+        create_http_circuit_config,
+        get_persistent_breaker,
+    )
     from reliactl.config import Config, get_reliability_config
     from reliactl.durations import format_duration, format_size, parse_duration, parse_size
     from reliactl.errors import (
