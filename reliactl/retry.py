@@ -38,6 +38,9 @@ from __future__ import annotations
 
 import functools
 import math
+import os
+import select
+import signal
 import time
 from _thread import allocate_lock
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
@@ -287,8 +290,8 @@ class ExponentialBackoffStrategy(BackoffStrategy):
         self.multiplier = _check_multiplier(multiplier)
         # From this attempt on the delay is certainly max_delay: no pow, no overflow.
         if self.base_delay > 0 and self.multiplier > 1:
-            ratio = math.log(max(self.max_delay / self.base_delay, 1.0))
-            self._cap_attempt = int(ratio / math.log(self.multiplier)) + 2
+            ratio = math.log(self.max_delay) - math.log(self.base_delay)  # no overflow
+            self._cap_attempt = min(int(ratio / math.log(self.multiplier)) + 2, 1 << 62)
         else:
             self._cap_attempt = 1 << 62
 
@@ -297,7 +300,7 @@ class ExponentialBackoffStrategy(BackoffStrategy):
             return self.max_delay
         try:
             d = self.base_delay * self.multiplier ** (attempt - 1)
-        except OverflowError:  # pragma: no cover - _cap_attempt comes first
+        except OverflowError:  # a subnormal base_delay: the pow overflows before the cap
             return self.max_delay
         return d if d < self.max_delay else self.max_delay
 
@@ -618,6 +621,61 @@ class RetryBudget:
 # --------------------------------------------------------------------------- the engine
 
 
+def _no_op() -> None:
+    """Entering a Python function runs the signal handlers that are pending."""
+
+
+def interruptible_sleep(seconds: float) -> None:
+    """``time.sleep`` that a signal always ends at once (the default sync backoff sleep).
+
+    ``time.sleep`` misses a signal that lands after the interpreter last looked for one and
+    before the sleep starts: the handler (KeyboardInterrupt, a SIGTERM handler raising
+    SystemExit) then runs only when the whole sleep is over. In the main thread this sleeps in
+    select() on a pipe that is the signal wakeup fd, so such a signal wakes it; bytes meant for
+    a previous wakeup fd (asyncio's) are passed on. A handler that returns normally does not
+    shorten the sleep. Elsewhere (no signal handler runs there) it is ``time.sleep``.
+    """
+    if seconds <= 0:
+        time.sleep(0)
+        return
+    # A Python signal handler can raise after any call returns, before its result is stored.
+    # So results are stored by C code (list.extend) and every cleanup is one C call: whatever
+    # the point where a KeyboardInterrupt lands, the wakeup fd is restored and the pipe closed.
+    fds: list[int] = []
+    saved: list[int] = []
+    try:
+        fds.extend(os.pipe())
+        reader, writer = fds
+        os.set_blocking(writer, False)
+        os.set_blocking(reader, False)
+        try:
+            saved.extend(map(_set_wakeup_fd, (writer,)))
+        except ValueError:  # not the main thread: no signal handler runs here anyway
+            time.sleep(seconds)
+            return
+        _no_op()  # a signal that came before set_wakeup_fd is handled here
+        deadline = time.monotonic() + seconds
+        remaining = seconds
+        while remaining > 0:
+            ready, _, _ = select.select([reader], [], [], remaining)
+            if ready:
+                data = os.read(reader, 512)
+                if saved[0] >= 0 and data:
+                    try:
+                        os.write(saved[0], data)  # asyncio reads signal numbers from it
+                    except OSError:
+                        pass
+                _no_op()  # run the handler now; if it raises, the sleep ends
+            remaining = deadline - time.monotonic()
+    finally:
+        if saved:
+            signal.set_wakeup_fd(saved[0])
+        list(map(os.close, fds))
+
+
+_set_wakeup_fd = functools.partial(signal.set_wakeup_fd, warn_on_full_buffer=False)
+
+
 def _is_coroutine_function(fn: Any) -> bool:
     code = getattr(fn, "__code__", None)
     if code is not None:
@@ -634,9 +692,25 @@ def _qualname(fn: Any) -> str:
 
 
 def _format_seconds(seconds: float) -> str:
-    from reliactl.durations import format_duration
+    return f"{seconds:g}s"
 
-    return format_duration(seconds)
+
+_errors: Any = None
+
+
+def _preload() -> None:
+    """Import what giving up needs before the first backoff, not in the middle of it.
+
+    A signal that arrives while a module is being imported can run its handler inside an
+    importlib weakref callback, where the KeyboardInterrupt is printed and dropped; so the
+    path from a failure to the end of its backoff sleep imports nothing.
+    """
+    global _errors
+    if _errors is None:
+        import reliactl.errors
+
+        _default_rng()
+        _errors = reliactl.errors
 
 
 _CHECKS: dict[str, Callable[[Any], object]] = {
@@ -645,14 +719,6 @@ _CHECKS: dict[str, Callable[[Any], object]] = {
     "jitter": _check_jitter,
     "name": _check_name,
 }
-
-
-class _Giveup(Exception):
-    """Internal: raised by RetryPolicy._next_delay when no further retry is allowed."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class RetryPolicy:
@@ -750,6 +816,8 @@ class RetryPolicy:
                 raise TypeError(
                     f"retry_on must be exception types or a predicate, got {retry_on!r}"
                 )
+        if self._strategy is not None and retry_on is None:
+            self._retry_types = self._strategy.retryable_exceptions
         if retry_on_result is not None and not callable(retry_on_result):
             raise TypeError(f"retry_on_result must be a predicate, got {retry_on_result!r}")
         self._result_pred = retry_on_result
@@ -757,7 +825,7 @@ class RetryPolicy:
         self._on_retry = on_retry
         self._on_giveup = on_giveup
         self._budget = budget
-        self._sleep = sleep if sleep is not None else time.sleep
+        self._sleep = sleep if sleep is not None else interruptible_sleep
         self._async_sleep = async_sleep
         self._clock = clock if clock is not None else time.monotonic
         self._stats = RetryStats()
@@ -837,10 +905,9 @@ class RetryPolicy:
         exc: BaseException | None,
         previous: float | None,
         start: float,
-    ) -> tuple[float, float, float]:
-        """(delay to sleep, strategy delay, budget tokens taken) before attempt + 1.
-
-        Raises _Giveup when no retry is allowed.
+    ) -> tuple[float, float, float] | str:
+        """(delay to sleep, strategy delay, budget tokens taken) before attempt + 1, or why
+        no retry is allowed: "attempts", "deadline" or "budget".
         """
         strategy = self._strategy
         assert strategy is not None
@@ -848,7 +915,7 @@ class RetryPolicy:
         if _TEST_MAX_RETRIES is not None and limit > _TEST_MAX_RETRIES:
             limit = _TEST_MAX_RETRIES
         if attempt > limit:
-            raise _Giveup("attempts")
+            return "attempts"
         computed = strategy.delay(attempt, previous)
         delay = computed
         requested = getattr(exc, "retry_after", None) if exc is not None else None
@@ -865,13 +932,13 @@ class RetryPolicy:
         if max_elapsed is not None and max_elapsed is not UNSET:
             remaining = max_elapsed - (self._clock() - start)
             if remaining <= 0:
-                raise _Giveup("deadline")
+                return "deadline"
             delay = min(delay, remaining)
         spent = 0.0
         if self._budget is not None:
             taken = self._budget.acquire(exc)
             if taken is None:
-                raise _Giveup("budget")
+                return "budget"
             spent = taken
         return delay, computed, spent
 
@@ -882,20 +949,14 @@ class RetryPolicy:
         attempt: int,
         exc: BaseException | None,
         result: Any,
-        stats: tuple[RetryStats, ...],
     ) -> BaseException:
-        """Count the give-up, call on_giveup, and return the exception to raise."""
-        for s in stats:
-            s.failures += 1
-            s.giveups += 1
-            if reason == "budget":
-                s.budget_denied += 1
+        """Call on_giveup and return the exception to raise."""
         if self._on_giveup is not None:
             self._on_giveup(attempt, exc)
         if self._reraise and exc is not None:
             return exc
-        from reliactl.errors import RetryError
-
+        _preload()
+        RetryError = _errors.RetryError
         why = {
             "attempts": "no retries left",
             "deadline": f"max_elapsed {_format_seconds(self.max_elapsed or 0.0)} reached",
@@ -903,7 +964,7 @@ class RetryPolicy:
         }[reason]
         what = f"{type(exc).__name__}: {exc}" if exc is not None else f"result {result!r}"
         plural = "s" if attempt != 1 else ""
-        error = RetryError(
+        error: BaseException = RetryError(
             f"{_qualname(fn)} failed after {attempt} attempt{plural} ({why}): {what}",
             attempt,
             reason=reason,
@@ -913,33 +974,23 @@ class RetryPolicy:
         error.__suppress_context__ = True
         return error
 
-    def _failed(
+    def _decide(
         self,
-        fn: Any,
         attempt: int,
         exc: BaseException | None,
-        result: Any,
         previous: float | None,
         start: float,
-        stats: tuple[RetryStats, ...],
-    ) -> tuple[float, float, float]:
-        """Attempt ``attempt`` failed: the next delay, or raise what ends the call."""
+    ) -> tuple[float, float, float] | str:
+        """Attempt ``attempt`` failed: the next delay and on_retry, or why the call ends
+        ("no": not retried; "attempts", "deadline", "budget": give up)."""
+        if _errors is None:
+            _preload()
         if exc is not None and not self.should_retry(exc):
-            for s in stats:
-                if isinstance(exc, Exception):
-                    s.failures += 1
-                else:
-                    s.interrupted += 1
-            raise exc
-        try:
-            planned = self._next_delay(attempt, exc, previous, start)
-        except _Giveup as giveup:
-            reason = giveup.reason
-        else:
-            if self._on_retry is not None:
-                self._on_retry(attempt, planned[0], exc)
-            return planned
-        raise self._give_up(fn, reason, attempt, exc, result, stats)
+            return "no"
+        planned = self._next_delay(attempt, exc, previous, start)
+        if isinstance(planned, tuple) and self._on_retry is not None:
+            self._on_retry(attempt, planned[0], exc)
+        return planned
 
     @staticmethod
     def _slept(stats: tuple[RetryStats, ...], delay: float) -> None:
@@ -948,9 +999,18 @@ class RetryPolicy:
             s.total_delay += delay
 
     @staticmethod
-    def _interrupted(stats: tuple[RetryStats, ...]) -> None:
+    def _ended(stats: tuple[RetryStats, ...], end: BaseException, reason: str | None) -> None:
+        """Count a call that ends by raising ``end`` (``reason``: see _decide)."""
         for s in stats:
-            s.interrupted += 1
+            if reason is not None and reason != "no":
+                s.failures += 1
+                s.giveups += 1
+                if reason == "budget":
+                    s.budget_denied += 1
+            elif isinstance(end, Exception):
+                s.failures += 1
+            else:
+                s.interrupted += 1
 
     def _succeeded(self, stats: tuple[RetryStats, ...], spent: float) -> None:
         for s in stats:
@@ -974,16 +1034,18 @@ class RetryPolicy:
         previous: float | None = None
         sleep = self._sleep
         result_pred = self._result_pred
+        reason: str | None = None
         try:
             while True:
-                delay, previous, spent = self._failed(
-                    fn, attempt, exc, result, previous, start, stats
-                )
-                try:
-                    sleep(delay)
-                except BaseException:
-                    self._interrupted(stats)
-                    raise
+                decision = self._decide(attempt, exc, previous, start)
+                if isinstance(decision, str):
+                    reason = decision
+                    if decision == "no":
+                        assert exc is not None
+                        raise exc
+                    raise self._give_up(fn, decision, attempt, exc, result)
+                delay, previous, spent = decision
+                sleep(delay)
                 self._slept(stats, delay)
                 attempt += 1
                 try:
@@ -996,6 +1058,11 @@ class RetryPolicy:
                     continue
                 self._succeeded(stats, spent)
                 return result
+        except BaseException as end:
+            # Every way out counts once: not retried, gave up, a hook failed, or an
+            # interruption (also one that lands between two statements of this loop).
+            self._ended(stats, end, reason)
+            raise
         finally:
             exc = None  # no frame <-> traceback cycle
 
@@ -1090,16 +1157,18 @@ class RetryPolicy:
         attempt = 1
         previous: float | None = None
         result_pred = self._result_pred
+        reason: str | None = None
         try:
             while True:
-                delay, previous, spent = self._failed(
-                    fn, attempt, exc, result, previous, start, stats
-                )
-                try:
-                    await self._sleep_async(delay)
-                except BaseException:
-                    self._interrupted(stats)
-                    raise
+                decision = self._decide(attempt, exc, previous, start)
+                if isinstance(decision, str):
+                    reason = decision
+                    if decision == "no":
+                        assert exc is not None
+                        raise exc
+                    raise self._give_up(fn, decision, attempt, exc, result)
+                delay, previous, spent = decision
+                await self._sleep_async(delay)
                 self._slept(stats, delay)
                 attempt += 1
                 try:
@@ -1112,6 +1181,9 @@ class RetryPolicy:
                     continue
                 self._succeeded(stats, spent)
                 return result
+        except BaseException as end:
+            self._ended(stats, end, reason)
+            raise
         finally:
             exc = None
 
@@ -1255,20 +1327,29 @@ class _BlockRun:
     def finish(self, attempt: Attempt, exc: BaseException | None) -> bool:
         if attempt.number != self.number or self.done:
             return False  # a stale attempt object: let whatever happened propagate
+        policy = self.policy
         if exc is None:
             self.done = True
-            self.policy._succeeded(self.stats, self.spent)
+            policy._succeeded(self.stats, self.spent)
             return False
+        reason: str | None = None
         try:
-            self.delay, self.previous, self.spent = self.policy._failed(
-                "retried block", self.number, exc, None, self.previous, self.start, self.stats
-            )
+            decision = policy._decide(self.number, exc, self.previous, self.start)
+            if isinstance(decision, tuple):
+                self.delay, self.previous, self.spent = decision
+                return True
+            reason = decision
+            if decision != "no":
+                error = policy._give_up("retried block", decision, self.number, exc, None)
+                if error is not exc:
+                    raise error
         except BaseException as end:
             self.done = True
-            if end is exc:
-                return False  # not retryable, or reraise=True: the original propagates
+            policy._ended(self.stats, end, reason)
             raise
-        return True
+        self.done = True
+        policy._ended(self.stats, exc, reason)
+        return False  # not retried, or reraise=True: the original propagates
 
     def next_number(self) -> int:
         """After the sleep: the number of the next attempt, or 0 when the run is over."""
@@ -1301,9 +1382,9 @@ class AttemptIterator:
         if run.delay is not None:
             try:
                 run.policy._sleep(run.delay)
-            except BaseException:
+            except BaseException as exc:
                 run.done = True
-                run.policy._interrupted(run.stats)
+                run.policy._ended(run.stats, exc, None)
                 raise
         number = run.next_number()
         if number == 0:
@@ -1329,9 +1410,9 @@ class AsyncAttemptIterator:
         if run.delay is not None:
             try:
                 await run.policy._sleep_async(run.delay)
-            except BaseException:
+            except BaseException as exc:
                 run.done = True
-                run.policy._interrupted(run.stats)
+                run.policy._ended(run.stats, exc, None)
                 raise
         number = run.next_number()
         if number == 0:
