@@ -659,18 +659,32 @@ def interruptible_sleep(seconds: float) -> None:
         while remaining > 0:
             ready, _, _ = select.select([reader], [], [], remaining)
             if ready:
-                data = os.read(reader, 512)
-                if saved[0] >= 0 and data:
-                    try:
-                        os.write(saved[0], data)  # asyncio reads signal numbers from it
-                    except OSError:
-                        pass
+                _pass_on(reader, saved[0])
                 _no_op()  # run the handler now; if it raises, the sleep ends
             remaining = deadline - time.monotonic()
     finally:
-        if saved:
-            signal.set_wakeup_fd(saved[0])
-        list(map(os.close, fds))
+        try:
+            if saved:
+                signal.set_wakeup_fd(saved[0])
+                _pass_on(fds[0], saved[0])  # e.g. when the handler raised inside select()
+        finally:
+            list(map(os.close, fds))
+
+
+def _pass_on(reader: int, previous: int) -> None:
+    """Move signal numbers from our wakeup pipe to the previous wakeup fd (asyncio's)."""
+    while True:
+        try:
+            data = os.read(reader, 512)
+        except OSError:
+            return
+        if not data:
+            return
+        if previous >= 0:
+            try:
+                os.write(previous, data)
+            except OSError:
+                return
 
 
 _set_wakeup_fd = functools.partial(signal.set_wakeup_fd, warn_on_full_buffer=False)
@@ -682,7 +696,10 @@ def _is_coroutine_function(fn: Any) -> bool:
         return bool(code.co_flags & _CO_COROUTINE)
     import inspect
 
-    return inspect.iscoroutinefunction(fn)
+    if inspect.iscoroutinefunction(fn):  # functools.partial, markcoroutinefunction
+        return True
+    call = getattr(type(fn), "__call__", None)  # noqa: B004 - an object with an async __call__
+    return call is not None and inspect.iscoroutinefunction(call)
 
 
 def _qualname(fn: Any) -> str:

@@ -780,3 +780,87 @@ def test_no_signal_is_lost_before_a_backoff_sleep(tmp_path: Path) -> None:
         proc.kill()
         proc.wait()
     assert ended == rounds
+
+
+# ---- the default sync sleep
+
+
+@pytest.fixture
+def wakeup_pipe():
+    """A wakeup fd of our own (as asyncio would install), restored afterwards."""
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    os.set_blocking(r, False)
+    old = signal.set_wakeup_fd(w)
+    try:
+        yield r, w
+    finally:
+        signal.set_wakeup_fd(old)
+        os.close(r)
+        os.close(w)
+
+
+def test_a_raising_handler_ends_the_default_sleep(wakeup_pipe) -> None:
+    """A handler that raises (SIGTERM -> SystemExit style) ends a 600 s sleep; the previous
+    wakeup fd is restored and receives the signal number."""
+    from reliactl.retry import interruptible_sleep
+
+    r, w = wakeup_pipe
+
+    class Stop(Exception):
+        pass
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Stop
+
+    old = signal.signal(signal.SIGUSR1, handler)
+    timer = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGUSR1))
+    try:
+        timer.start()
+        with pytest.raises(Stop):
+            interruptible_sleep(600)
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGUSR1, old)
+    assert signal.set_wakeup_fd(w) == w  # ours again
+    assert os.read(r, 16) == bytes([signal.SIGUSR1])  # passed on to the previous fd
+
+
+def test_a_handler_that_returns_does_not_shorten_the_sleep() -> None:
+    from reliactl.retry import interruptible_sleep
+
+    clock = FakeClock()
+    seen: list[int] = []
+    old = signal.signal(signal.SIGUSR1, lambda s, f: seen.append(s))
+    timer = threading.Timer(0.02, os.kill, (os.getpid(), signal.SIGUSR1))
+    try:
+        import time
+
+        start = time.monotonic()
+        timer.start()
+        interruptible_sleep(0.2)
+        slept = time.monotonic() - start
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGUSR1, old)
+    assert seen == [signal.SIGUSR1]
+    assert slept >= 0.2  # a lower bound of a sleep, not a speed
+    assert clock.sleeps == []
+
+
+def test_the_default_sleep_works_outside_the_main_thread() -> None:
+    from reliactl.retry import interruptible_sleep
+
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            interruptible_sleep(0.01)
+            interruptible_sleep(0)
+        except BaseException as exc:  # pragma: no cover - the failure being tested
+            errors.append(exc)
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join(10)
+    assert errors == [] and not t.is_alive()
