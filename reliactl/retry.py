@@ -631,7 +631,7 @@ def interruptible_sleep(seconds: float) -> None:
     ``time.sleep`` misses a signal that lands after the interpreter last looked for one and
     before the sleep starts: the handler (KeyboardInterrupt, a SIGTERM handler raising
     SystemExit) then runs only when the whole sleep is over. In the main thread this sleeps in
-    select() on a pipe that is the signal wakeup fd, so such a signal wakes it; bytes meant for
+    poll() on a pipe that is the signal wakeup fd, so such a signal wakes it; bytes meant for
     a previous wakeup fd (asyncio's) are passed on. A handler that returns normally does not
     shorten the sleep. Elsewhere (no signal handler runs there) it is ``time.sleep``.
     """
@@ -644,7 +644,11 @@ def interruptible_sleep(seconds: float) -> None:
     fds: list[int] = []
     saved: list[int] = []
     try:
-        fds.extend(os.pipe())
+        try:
+            fds.extend(os.pipe())
+        except OSError:  # out of file descriptors: a plain sleep beats failing the call
+            time.sleep(seconds)
+            return
         reader, writer = fds
         os.set_blocking(writer, False)
         os.set_blocking(reader, False)
@@ -653,12 +657,13 @@ def interruptible_sleep(seconds: float) -> None:
         except ValueError:  # not the main thread: no signal handler runs here anyway
             time.sleep(seconds)
             return
+        poller = select.poll()  # not select(): no FD_SETSIZE limit in a busy service
+        poller.register(reader, select.POLLIN)
         _no_op()  # a signal that came before set_wakeup_fd is handled here
         deadline = time.monotonic() + seconds
         remaining = seconds
         while remaining > 0:
-            ready, _, _ = select.select([reader], [], [], remaining)
-            if ready:
+            if poller.poll(min(math.ceil(remaining * 1000), _MAX_POLL_MS)):
                 _pass_on(reader, saved[0])
                 _no_op()  # run the handler now; if it raises, the sleep ends
             remaining = deadline - time.monotonic()
@@ -687,6 +692,7 @@ def _pass_on(reader: int, previous: int) -> None:
                 return
 
 
+_MAX_POLL_MS = 2**31 - 1
 _set_wakeup_fd = functools.partial(signal.set_wakeup_fd, warn_on_full_buffer=False)
 
 

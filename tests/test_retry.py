@@ -864,3 +864,35 @@ def test_the_default_sleep_works_outside_the_main_thread() -> None:
     t.start()
     t.join(10)
     assert errors == [] and not t.is_alive()
+
+
+FD_CHILD = textwrap.dedent(
+    """
+    import os, resource
+    from reliactl.retry import interruptible_sleep
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    null = os.open(os.devnull, os.O_RDONLY)
+    held = [os.dup(null) for _ in range(1200)]  # the sleep's pipe gets fds above 1024
+    interruptible_sleep(0.01)
+    print("high fds ok", flush=True)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (len(held) + 10, hard))
+    try:
+        while True:
+            held.append(os.dup(null))
+    except OSError:
+        pass
+    interruptible_sleep(0.01)  # no fd left for a pipe: a plain sleep, not an error
+    print("no fds ok", flush=True)
+    """
+)
+
+
+def test_the_default_sleep_survives_high_fds_and_fd_exhaustion(tmp_path: Path) -> None:
+    script = tmp_path / "child.py"
+    script.write_text(FD_CHILD)
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.split("\n")[:2] == ["high fds ok", "no fds ok"], result.stderr
