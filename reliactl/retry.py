@@ -414,8 +414,9 @@ _OVERRIDABLE = frozenset(
 def strategy_from_config(retry_config: RetryConfig, **overrides: Any) -> BackoffStrategy:
     """The strategy of a ``retry`` config section; overrides that are None are ignored.
 
-    ``strategy=`` (or ``name=``) picks the kind. When ``base_delay`` is overridden above the
-    configured ``max_delay`` and ``max_delay`` is not overridden, max_delay rises to it.
+    ``strategy=`` (or ``name=``) picks the kind. When only ``base_delay`` is overridden above
+    the configured ``max_delay``, max_delay rises to it; when only ``max_delay`` is overridden
+    below the configured ``base_delay``, base_delay comes down to it.
     """
     unknown = set(overrides) - _OVERRIDABLE
     if unknown:
@@ -432,12 +433,12 @@ def strategy_from_config(retry_config: RetryConfig, **overrides: Any) -> Backoff
         "jitter": retry_config.jitter,
     }
     values.update(given)
-    if (
-        "max_delay" not in given
-        and isinstance(values["base_delay"], (int, float))
-        and values["base_delay"] > values["max_delay"]
-    ):
-        values["max_delay"] = values["base_delay"]
+    base, cap = values["base_delay"], values["max_delay"]
+    if isinstance(base, (int, float)) and isinstance(cap, (int, float)) and base > cap:
+        if "max_delay" not in given:
+            values["max_delay"] = base
+        elif "base_delay" not in given:
+            values["base_delay"] = cap
     name = values.pop("name")
     return make_strategy(name, **values)
 
@@ -1363,7 +1364,8 @@ class _BlockRun:
                 return True
             reason = decision
             if decision != "no":
-                error = policy._give_up("retried block", decision, self.number, exc, None)
+                what = policy.name or "retried block"
+                error = policy._give_up(what, decision, self.number, exc, None)
                 if error is not exc:
                     raise error
         except BaseException as end:

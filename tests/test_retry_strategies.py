@@ -242,10 +242,12 @@ def test_strategy_from_config_with_overrides() -> None:
     assert isinstance(s, LinearBackoffStrategy) and s.schedule() == [0.5, 1.0]
 
 
-def test_strategy_from_config_raises_max_delay_with_an_overridden_base() -> None:
-    """Overriding only base_delay above the configured max_delay lifts the cap with it."""
+def test_strategy_from_config_keeps_base_and_cap_in_order() -> None:
+    """Overriding only one of base_delay/max_delay past the other moves the other along."""
     s = strategy_from_config(RetryConfig(max_delay=30.0, jitter="none"), base_delay=60.0)
     assert s.delay(1) == 60.0 and s.max_delay == 60.0
+    s = strategy_from_config(RetryConfig(base_delay=2.0, jitter="none"), max_delay=0.5)
+    assert s.delay(1) == 0.5 and s.base_delay == 0.5
     with pytest.raises(ValueError):
         strategy_from_config(RetryConfig(), base_delay=60.0, max_delay=30.0)
 

@@ -150,6 +150,14 @@ def plan(
         _usage(f"--max-retries: expected 0 to {MAX_PLAN_RETRIES}, got {max_retries}")
     if multiplier is not None and not (math.isfinite(multiplier) and multiplier >= 1):
         _usage(f"--multiplier: expected a finite number >= 1, got {multiplier:g}")
+    if base is not None and cap is not None and cap < base:
+        from reliactl.durations import format_duration
+
+        _usage(
+            f"--max-delay ({format_duration(cap)}) must not be less than --base-delay "
+            f"({format_duration(base)})"
+        )
+    # Only one of them given, past the configured other: strategy_from_config moves it.
     given: dict[str, Any] = {
         "strategy": name,
         "base_delay": base,
@@ -166,17 +174,6 @@ def plan(
         section = RetryConfig()
     if max_elapsed is None:
         deadline = section.max_elapsed
-    effective_base = base if base is not None else section.base_delay
-    effective_cap = cap if cap is not None else section.max_delay
-    if effective_cap < effective_base:
-        from reliactl.durations import format_duration
-
-        if cap is not None:
-            _usage(
-                f"--max-delay ({format_duration(effective_cap)}) must not be less than the "
-                f"base delay ({format_duration(effective_base)})"
-            )
-        given["max_delay"] = effective_base  # only --base-delay was raised: the cap follows
     retries = max_retries if max_retries is not None else section.max_retries
     if retries > MAX_PLAN_RETRIES:
         _usage(

@@ -140,6 +140,11 @@ def test_base_delay_above_the_configured_max_lifts_the_cap(run_cli) -> None:
     assert doc["max_delay"] == 60.0 and [r["delay"] for r in doc["schedule"]] == [60.0] * 3
 
 
+def test_max_delay_below_the_configured_base_lowers_it(run_cli) -> None:
+    doc = plan_json(run_cli, "--max-delay", "500ms", "--jitter", "none")
+    assert doc["base_delay"] == 0.5 and [r["delay"] for r in doc["schedule"]] == [0.5] * 3
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -148,7 +153,7 @@ def test_base_delay_above_the_configured_max_lifts_the_cap(run_cli) -> None:
         (["--base-delay", "soon"], "--base-delay: expected a duration"),
         (["--base-delay", "0"], "--base-delay: expected a positive duration"),
         (["--max-delay", "-1s"], "--max-delay"),
-        (["--max-delay", "1s", "--base-delay", "5s"], "must not be less than the base delay"),
+        (["--max-delay", "1s", "--base-delay", "5s"], "must not be less than --base-delay"),
         (["--max-retries", "-1"], "--max-retries: expected 0 to 10000, got -1"),
         (["--max-retries", "100000"], "--max-retries: expected 0 to 10000"),
         (["--multiplier", "0.5"], "--multiplier: expected a finite number >= 1"),
