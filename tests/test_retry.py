@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reliactl.errors import ConfigError, RetryError
 from reliactl.retry import (
@@ -896,3 +898,88 @@ def test_the_default_sleep_survives_high_fds_and_fd_exhaustion(tmp_path: Path) -
         [sys.executable, str(script)], capture_output=True, text=True, timeout=60
     )
     assert result.stdout.split("\n")[:2] == ["high fds ok", "no fds ok"], result.stderr
+
+
+# ---- properties of the engine
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    failures=st.integers(min_value=0, max_value=30),
+    max_retries=st.integers(min_value=0, max_value=20),
+    max_elapsed=st.one_of(st.none(), st.floats(min_value=0.5, max_value=200.0)),
+    took=st.floats(min_value=0.0, max_value=20.0),
+    jitter=st.sampled_from(["none", "full", "equal", "decorrelated"]),
+    seed=st.integers(min_value=0, max_value=1000),
+)
+def test_engine_invariants(
+    failures: int,
+    max_retries: int,
+    max_elapsed: float | None,
+    took: float,
+    jitter: str,
+    seed: int,
+) -> None:
+    """Attempts never exceed max_retries + 1; no attempt starts after the deadline; the
+    stats agree with what happened; the call succeeds exactly when the bounds allowed it."""
+    import random
+
+    clock = FakeClock(start=0.0)
+    starts: list[float] = []
+
+    def op() -> str:
+        starts.append(clock.monotonic())
+        clock.advance(took)
+        if len(starts) <= failures:
+            raise ConnectionError
+        return "ok"
+
+    strategy = ExponentialBackoffStrategy(
+        base_delay=1.0,
+        max_delay=30.0,
+        max_retries=max_retries,
+        jitter=jitter,
+        rng=random.Random(seed),
+    )
+    fn = retry(
+        strategy=strategy, max_elapsed=max_elapsed, sleep=clock.sleep, clock=clock.monotonic
+    )(op)
+    try:
+        outcome: object = fn()
+    except RetryError as exc:
+        outcome = exc
+    assert len(starts) <= max_retries + 1
+    if max_elapsed is not None:
+        assert all(t <= max_elapsed + 1e-9 for t in starts)
+    stats = fn.retry_stats
+    assert stats.attempts == len(starts) and stats.calls == 1
+    assert stats.total_delay == pytest.approx(sum(clock.sleeps))
+    assert all(0 <= d <= 30.0 for d in clock.sleeps)
+    if outcome == "ok":
+        assert len(starts) == failures + 1 and stats.successes == 1
+    else:
+        assert isinstance(outcome, RetryError) and outcome.attempts == len(starts)
+        assert stats.giveups == 1 and len(starts) <= failures
+
+
+def test_public_names_and_the_module_name() -> None:
+    """Every exported retry name resolves; `reliactl.retry` stays the module."""
+    import importlib
+    import types
+
+    import reliactl
+
+    for name in (
+        "ExponentialBackoffStrategy",
+        "RetryPolicy",
+        "retry_async",
+        "retrying",
+        "RetryBudget",
+        "RetryStats",
+        "make_strategy",
+        "strategy_from_config",
+    ):
+        assert name in reliactl.__all__
+        assert getattr(reliactl, name) is getattr(importlib.import_module("reliactl.retry"), name)
+    assert isinstance(reliactl.retry, types.ModuleType)
+    assert reliactl.__all__ == sorted(reliactl.__all__)
