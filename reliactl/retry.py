@@ -857,6 +857,38 @@ class RetryPolicy:
         if self._strategy is None and self._complete():
             self._resolve()
 
+    @classmethod
+    def from_config(
+        cls,
+        retry_config: RetryConfig,
+        *,
+        strategy: str | None = None,
+        max_retries: int | None = None,
+        base_delay: float | None = None,
+        max_delay: float | None = None,
+        multiplier: float | None = None,
+        jitter: str | None = None,
+        max_elapsed: float | _Unset | None = UNSET,
+        rng: random.Random | None = None,
+        **options: Any,
+    ) -> RetryPolicy:
+        """A policy from a given ``retry`` section (a command's loaded configuration, not the
+        process-wide one), settings that are not None overriding it. ``options`` are the
+        other keyword arguments of RetryPolicy (retry_on, hooks, budget, sleep, clock...)."""
+        built = strategy_from_config(
+            retry_config,
+            strategy=strategy,
+            max_retries=max_retries,
+            base_delay=base_delay,
+            max_delay=max_delay,
+            multiplier=multiplier,
+            jitter=jitter,
+            rng=rng,
+        )
+        if max_elapsed is UNSET:
+            max_elapsed = retry_config.max_elapsed
+        return cls(strategy=built, max_elapsed=max_elapsed, **options)
+
     # ---- settings
 
     def _complete(self) -> bool:

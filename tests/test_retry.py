@@ -983,3 +983,17 @@ def test_public_names_and_the_module_name() -> None:
         assert getattr(reliactl, name) is getattr(importlib.import_module("reliactl.retry"), name)
     assert isinstance(reliactl.retry, types.ModuleType)
     assert reliactl.__all__ == sorted(reliactl.__all__)
+
+
+def test_policy_from_a_given_config_section(clock: FakeClock) -> None:
+    """Commands pass their own loaded section (--config), not the process-wide one."""
+    from reliactl.config import RetryConfig
+
+    section = RetryConfig(max_retries=2, base_delay=0.5, jitter="none", max_elapsed=100.0)
+    p = RetryPolicy.from_config(section, strategy="linear", sleep=clock.sleep, retry_on=OSError)
+    assert p.max_elapsed == 100.0 and p.strategy.name == "linear"
+    flaky = Flaky(10, exc=FileNotFoundError())
+    with pytest.raises(RetryError):
+        p(flaky)()
+    assert flaky.calls == 3 and clock.sleeps == [0.5, 1.0]
+    assert RetryPolicy.from_config(section, max_elapsed=None).max_elapsed is None
