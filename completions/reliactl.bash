@@ -8,13 +8,13 @@ _reliactl() {
         w="${COMP_WORDS[i]}"
         if [ "$skip" = 1 ]; then skip=0; continue; fi
         case "$w" in
-            --backoff|--base-delay|--config|--delay|--for|--jitter|--json-report|--kill-after|--limit|--lock-name|--lock-wait|--log-file|--max-delay|--max-elapsed|--max-retries|--multiplier|--name|--no-retry-on|--retries|--retry-on|--seed|--signal|--strategy|--timeout|--total-timeout|--transitions|-c|-k|-n|-s) skip=1 ;;
+            --backoff|--base-delay|--breaker|--config|--delay|--for|--jitter|--json-report|--kill-after|--limit|--lock-name|--lock-wait|--log-file|--max-delay|--max-elapsed|--max-retries|--multiplier|--name|--no-retry-on|--retries|--retry-on|--seed|--signal|--strategy|--timeout|--total-timeout|--transitions|-c|-k|-n|-s) skip=1 ;;
             -*) ;;
             *) path="${path:+$path }$w" ;;
         esac
     done
     case "$prev" in
-        --backoff|--base-delay|--config|--delay|--for|--jitter|--json-report|--kill-after|--limit|--lock-name|--lock-wait|--log-file|--max-delay|--max-elapsed|--max-retries|--multiplier|--name|--no-retry-on|--retries|--retry-on|--seed|--signal|--strategy|--timeout|--total-timeout|--transitions|-c|-k|-n|-s) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        --backoff|--base-delay|--breaker|--config|--delay|--for|--jitter|--json-report|--kill-after|--limit|--lock-name|--lock-wait|--log-file|--max-delay|--max-elapsed|--max-retries|--multiplier|--name|--no-retry-on|--retries|--retry-on|--seed|--signal|--strategy|--timeout|--total-timeout|--transitions|-c|-k|-n|-s) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     esac
     case "$path" in
         "config validate" | "config validate "*) words="--help -h --json --no-env" ;;
@@ -33,7 +33,7 @@ _reliactl() {
         "runs" | "runs "*) words="--help -h --json --last --limit -n" ;;
         "run" | "run "*)
             if [ "$path" != "run" ]; then COMPREPLY=($(compgen -c -f -- "$cur")); return; fi
-            words="--help -h --lock --lock-name --lock-wait --skip-if-locked --lock-on-nfs --timeout --total-timeout --kill-after -k --signal -s --preserve-status --retry --retries --backoff --delay --max-delay --jitter --retry-on --no-retry-on --retry-on-timeout --name --timestamps --log-file --quiet-success --json-report --no-history" ;;
+            words="--help -h --lock --lock-name --lock-wait --skip-if-locked --lock-on-nfs --timeout --total-timeout --kill-after -k --signal -s --preserve-status --retry --retries --backoff --delay --max-delay --jitter --retry-on --no-retry-on --retry-on-timeout --name --timestamps --log-file --quiet-success --json-report --breaker --no-history" ;;
         "") words="breaker config doctor retry run runs --help -h --version --config -c" ;;
     esac
     COMPREPLY=($(compgen -W "$words" -- "$cur"))

@@ -78,6 +78,7 @@ complete -c reliactl -n '__fish_seen_subcommand_from run' -l timestamps -d 'Pref
 complete -c reliactl -n '__fish_seen_subcommand_from run' -l log-file -r -F -d 'Append all output and reliactl\'s lines, timestamped, to PATH (created 0600).'
 complete -c reliactl -n '__fish_seen_subcommand_from run' -l quiet-success -d 'Print output only if the run finally fails (chronic, for cron mail).'
 complete -c reliactl -n '__fish_seen_subcommand_from run' -l json-report -r -F -d 'Write the run\'s result (attempts, codes, lock wait) as JSON to FILE.'
+complete -c reliactl -n '__fish_seen_subcommand_from run' -l breaker -r -F -d 'Do not run while circuit breaker NAME is open (exit 69); record the outcome in it.'
 complete -c reliactl -n '__fish_seen_subcommand_from run' -l no-history -d 'Do not record this run in the state store.'
 complete -c reliactl -n '__fish_seen_subcommand_from runs' -l help -s h -d 'Show the help and exit.'
 complete -c reliactl -n '__fish_seen_subcommand_from runs' -l json -d 'Print one JSON document.'

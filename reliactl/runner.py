@@ -85,7 +85,7 @@ SKIPPED = "skipped"
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
+class RunRetryPolicy:
     """Which failures are retried, how often and how long apart."""
 
     max_retries: int = 0
@@ -125,7 +125,7 @@ class RunOptions:
     kill_after: float | None = 10.0  # SIGKILL this long after the timeout signal (None: never)
     timeout_signal: int = signal.SIGTERM
     preserve_status: bool = False
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    retry: RunRetryPolicy = field(default_factory=RunRetryPolicy)
     lock: LockOptions | None = None
     env: Mapping[str, str] | None = None
     cwd: str | None = None
@@ -823,7 +823,7 @@ def _readable(fds: Sequence[int], timeout: float | None) -> list[int]:
     poller = select.poll()
     for fd in fds:
         poller.register(fd, select.POLLIN | select.POLLPRI)
-    wait_ms = None if timeout is None else max(0, int(timeout * 1000 + 0.999))
+    wait_ms = None if timeout is None else min(2**31 - 1, max(0, int(timeout * 1000 + 0.999)))
     return [fd for fd, _ in poller.poll(wait_ms)]
 
 

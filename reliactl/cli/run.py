@@ -19,7 +19,7 @@ from reliactl.cli.exitcodes import ExitCode
 
 if TYPE_CHECKING:
     from reliactl.config import Config
-    from reliactl.runner import RunEvent, RunResult
+    from reliactl.runner import RunEvent, RunOptions, RunResult
 
 STDOUT, STDERR = 1, 2
 
@@ -221,10 +221,10 @@ def _open_log(path: str) -> int:
         raise _usage(f"--log-file: cannot open {path}: {reason}") from None
 
 
-def _write_json_report(path: str, result: RunResult, extra: dict[str, Any]) -> None:
+def _write_json_report(path: str, result: RunResult | None, extra: dict[str, Any]) -> None:
     from reliactl.cli.output import JSON_VERSION, warn
 
-    doc = {"version": JSON_VERSION, **result.to_dict(), **extra}
+    doc = {"version": JSON_VERSION, **(result.to_dict() if result else {}), **extra}
     tmp = f"{path}.tmp.{os.getpid()}"
     try:
         fd = os.open(
@@ -254,60 +254,20 @@ def _strategy(
     jitter: str | None,
     max_retries: int,
 ) -> Any:
-    import importlib
+    """The retry engine's strategy: the retry.* settings with the flags over them."""
+    from reliactl.retry import strategy_from_config
 
-    retry = config.retry
-    base = delay if delay is not None else retry.base_delay
-    cap = max(base, max_delay if max_delay is not None else retry.max_delay)
-    name = backoff or retry.strategy
     try:
-        make_strategy = importlib.import_module("reliactl.retry").make_strategy
-    except (ImportError, AttributeError):  # the retry engine has not landed yet: same contract
-        make_strategy = _BuiltinStrategy
-    return make_strategy(
-        name,
-        base_delay=base,
-        max_delay=cap,
-        multiplier=retry.multiplier,
-        max_retries=max_retries,
-        jitter=jitter or retry.jitter,
-    )
-
-
-class _BuiltinStrategy:
-    """Exponential/linear/fixed backoff with jitter (stand-in for reliactl.retry)."""
-
-    def __init__(
-        self,
-        name: str,
-        *,
-        base_delay: float,
-        max_delay: float,
-        multiplier: float,
-        max_retries: int,
-        jitter: str,
-    ) -> None:
-        import random
-
-        self.name, self.base, self.cap, self.mult = name, base_delay, max_delay, multiplier
-        self.max_retries, self.jitter = max_retries, jitter
-        self.rng = random.Random()
-
-    def delay(self, attempt: int, previous_delay: float) -> float:
-        if self.name == "fixed":
-            raw = self.base
-        elif self.name == "linear":
-            raw = self.base * attempt
-        else:
-            raw = self.base * self.mult ** (attempt - 1)
-        raw = min(raw, self.cap)
-        if self.jitter == "full":
-            return self.rng.uniform(0, raw)
-        if self.jitter == "equal":
-            return raw / 2 + self.rng.uniform(0, raw / 2)
-        if self.jitter == "decorrelated":
-            return min(self.cap, self.rng.uniform(self.base, max(self.base, previous_delay * 3)))
-        return raw
+        return strategy_from_config(
+            config.retry,
+            strategy=backoff,
+            base_delay=delay,
+            max_delay=max_delay,
+            jitter=jitter,
+            max_retries=max_retries,
+        )
+    except (TypeError, ValueError) as exc:
+        raise _usage(f"retry policy: {exc}") from None
 
 
 # --------------------------------------------------------------------------- run
@@ -544,6 +504,16 @@ def run(
             rich_help_panel="History and output",
         ),
     ] = None,
+    breaker: Annotated[
+        str | None,
+        typer.Option(
+            "--breaker",
+            metavar="NAME",
+            help="Do not run while circuit breaker NAME is open (exit 69); record the "
+            "outcome in it.",
+            rich_help_panel="Breaker",
+        ),
+    ] = None,
     no_history: Annotated[
         bool,
         typer.Option(
@@ -563,7 +533,7 @@ def run(
     from reliactl.cli.context import app_context
     from reliactl.cli.output import error, report_error
     from reliactl.errors import ConfigError, LockError, ReliactlError
-    from reliactl.runner import LockOptions, RetryPolicy, Runner, RunOptions
+    from reliactl.runner import LockOptions, Runner, RunOptions, RunRetryPolicy
 
     # --- flags first: a bad flag never runs the command, whatever the configuration
     timeout_s = _duration("--timeout", timeout)
@@ -611,7 +581,7 @@ def run(
 
     retrying = retry or retries is not None
     max_retries = (retries if retries is not None else config.retry.max_retries) if retrying else 0
-    policy = RetryPolicy(
+    policy = RunRetryPolicy(
         max_retries=max_retries,
         strategy=_strategy(
             config,
@@ -649,14 +619,50 @@ def run(
     # --- history: a broken state store never stops the job (it is reported, once)
     store = None
     run_id = None
-    if not no_history:
+    if not no_history or breaker:
         try:
             store = app_ctx.store()
         except ReliactlError as exc:
-            out.message(f"warning: run history disabled: {exc}")
+            out.message(f"warning: run history and breaker disabled: {exc}")
     started_at = __import__("time").time()
     shown = " ".join(command)
-    if store is not None:
+
+    # --- breaker gate: open means the service is known to be down; do not even take the lock
+    admission = None
+    breaker_info: dict[str, Any] | None = None
+    if breaker and store is not None:
+        from reliactl.breaker import get_persistent_breaker
+        from reliactl.errors import CircuitOpenError
+
+        try:
+            gate = get_persistent_breaker(breaker, config, store)
+            admission = gate.admit(trial_timeout=_trial_timeout(options))
+            breaker_info = {"name": breaker, "decision": "admitted", "trial": admission.trial}
+        except CircuitOpenError as exc:
+            out.message(f"not run: {exc} (exit 69)")
+            out.replay()
+            if not no_history:
+                _record_refusal(store, job_name, shown, started_at, "breaker_open", str(exc))
+            if json_report:
+                _write_json_report(
+                    json_report,
+                    None,
+                    {
+                        "name": job_name,
+                        "command": list(command),
+                        "exit_code": ExitCode.UNAVAILABLE,
+                        "outcome": "breaker_open",
+                        "breaker": {
+                            "name": breaker,
+                            "decision": "rejected",
+                            "retry_after": exc.retry_after,
+                        },
+                    },
+                )
+            _exit(ExitCode.UNAVAILABLE, store)
+        except (ReliactlError, ValueError) as exc:
+            out.message(f"warning: breaker {breaker!r} unusable, running without it: {exc}")
+    if store is not None and not no_history:
         from reliactl.state.base import RunRecord
 
         try:
@@ -670,14 +676,20 @@ def run(
     try:
         result = Runner(options, on_event=on_event, output=out if processing else None).run()
     except LockError as exc:
+        if admission is not None:
+            admission.ignore()
         out.replay()
         error(str(exc))
         _finish_history(store, run_id, job_name, shown, started_at, None, "error", str(exc))
         raise typer.Exit(ExitCode.INTERNAL) from None
     except ReliactlError as exc:
+        if admission is not None:
+            admission.ignore()
         out.replay()
         _finish_history(store, run_id, job_name, shown, started_at, None, "error", str(exc))
         raise typer.Exit(report_error(exc)) from None
+    if admission is not None:
+        breaker_info = _report_to_breaker(admission, result, breaker_info or {})
 
     if result.outcome != "skipped":
         out.message(_summary(result))
@@ -685,7 +697,7 @@ def run(
         out.replay()
     _finish_history(store, run_id, job_name, shown, started_at, result, result.outcome, None)
     if json_report:
-        _write_json_report(json_report, result, {})
+        _write_json_report(json_report, result, {"breaker": breaker_info})
     if log_fd is not None:
         os.close(log_fd)
     _exit(result.exit_code, store)
@@ -702,6 +714,58 @@ def _exit(code: int, store: Any) -> None:
     except Exception:  # a closed pipe, a store that fails to close: exit the slow, safe way
         raise typer.Exit(code) from None
     os._exit(code)
+
+
+def _trial_timeout(options: RunOptions) -> float | None:
+    """How long a half-open trial may take: the run's own bound, when it has one."""
+    if options.total_timeout is not None:
+        return float(options.total_timeout)
+    if options.timeout is not None:
+        return float(options.timeout) * (options.retry.max_retries + 1)
+    return None
+
+
+def _report_to_breaker(admission: Any, result: RunResult, info: dict[str, Any]) -> dict[str, Any]:
+    """The run's outcome, after all retries, is one call of the breaker."""
+    from reliactl.errors import ReliactlError
+
+    try:
+        if result.outcome == "success":
+            admission.success()
+            recorded = "success"
+        elif result.outcome in ("failure", "timeout", "not_found", "not_executable"):
+            admission.failure(
+                f"exit {result.exit_code}" + (" (timeout)" if result.outcome == "timeout" else "")
+            )
+            recorded = "failure"
+        else:  # interrupted, lock busy or skipped: the service was not tried
+            admission.ignore()
+            recorded = "ignored"
+    except ReliactlError:
+        recorded = "not recorded"
+    return {**info, "recorded": recorded}
+
+
+def _record_refusal(
+    store: Any, name: str, command: str, started_at: float, outcome: str, message: str
+) -> None:
+    from reliactl.errors import ReliactlError
+    from reliactl.state.base import RunRecord
+
+    try:
+        store.add_run(
+            RunRecord(
+                name=name,
+                command=command,
+                started_at=started_at,
+                ended_at=started_at,
+                exit_code=ExitCode.UNAVAILABLE,
+                outcome=outcome,
+                data={"message": message},
+            )
+        )
+    except ReliactlError:
+        pass
 
 
 def _summary(result: RunResult) -> str:

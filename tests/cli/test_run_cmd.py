@@ -419,3 +419,61 @@ def test_run_imports_nothing_heavy() -> None:
         preexec_fn=default_signals,
     )
     assert "HEAVY [] 0" in result.stderr, result.stderr
+
+
+# ------------------------------------------------------------------ breaker
+
+
+def breaker_config(tmp_path: Path) -> Path:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("circuit_breaker:\n  failure_threshold: 2\n  recovery_timeout: 1h\n")
+    return cfg
+
+
+def test_an_open_breaker_refuses_to_run_with_exit_69(tmp_path: Path) -> None:
+    cfg = str(breaker_config(tmp_path))
+    counter = tmp_path / "n"
+    body = counter_script(counter, 99, code=3)
+    for _ in range(2):
+        assert run("-c", cfg, "run", "--breaker", "svc", "sh", "-c", body).returncode == 3
+    refused = run("-c", cfg, "run", "--breaker", "svc", "sh", "-c", body)
+    assert refused.returncode == 69, refused.stderr
+    assert "retry in" in refused.stderr
+    assert counter.read_text().strip() == "2"  # the third never ran
+    shown = run("-c", cfg, "breaker", "show", "svc", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert '"open"' in shown.stdout and "exit 3" in shown.stdout
+    last = json.loads(run("-c", cfg, "runs", "--json").stdout)["runs"][0]
+    assert (last["outcome"], last["exit_code"]) == ("breaker_open", 69)
+
+
+def test_the_breaker_counts_the_run_after_its_retries(tmp_path: Path) -> None:
+    """Fails twice then succeeds under --retries: one success for the breaker, not two failures."""
+    cfg = str(breaker_config(tmp_path))
+    counter = tmp_path / "n"
+    result = run(
+        "-c", cfg, "run", "--breaker", "svc", "--retries", "3", *FAST, "sh", "-c",
+        counter_script(counter, 2),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(run("-c", cfg, "breaker", "show", "svc", "--json").stdout)
+    assert "closed" in json.dumps(doc)
+    assert run("-c", cfg, "run", "--breaker", "svc", "true").returncode == 0
+
+
+def test_a_tripped_breaker_gives_69_and_json_report_says_so(tmp_path: Path) -> None:
+    cfg = str(breaker_config(tmp_path))
+    (tmp_path / "c.yaml").write_text(
+        "circuit_breaker:\n  breakers:\n    maint:\n      failure_threshold: 2\n"
+    )
+    tripped = run("-c", cfg, "breaker", "trip", "maint")
+    assert tripped.returncode == 0, tripped.stderr
+    report = tmp_path / "r.json"
+    marker = tmp_path / "ran"
+    result = run(
+        "-c", cfg, "run", "--breaker", "maint", "--json-report", str(report), "touch", str(marker)
+    )
+    assert result.returncode == 69, result.stderr
+    assert not marker.exists()
+    doc = json.loads(report.read_text())
+    assert doc["outcome"] == "breaker_open" and doc["breaker"]["decision"] == "rejected"
