@@ -623,7 +623,8 @@ def run(
         try:
             store = app_ctx.store()
         except ReliactlError as exc:
-            out.message(f"warning: run history and breaker disabled: {exc}")
+            what = "run history and --breaker" if breaker else "run history"
+            out.message(f"warning: state store unusable, {what} disabled: {exc}")
     started_at = __import__("time").time()
     shown = " ".join(command)
 

@@ -312,7 +312,7 @@ def test_a_broken_state_store_does_not_stop_the_job(tmp_path: Path) -> None:
     cfg.write_text(f"state:\n  path: {blocker}/state.db\n")
     result = run("--config", str(cfg), "run", "echo", "ran")
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "ran\n" and "history disabled" in result.stderr
+    assert result.stdout == "ran\n" and "run history disabled" in result.stderr
 
 
 # ------------------------------------------------------------------ output
