@@ -37,6 +37,8 @@ _EXPORTS: dict[str, str] = {
     "RetryError": "reliactl.errors",
     "RetryPolicy": "reliactl.retry",
     "RetryStats": "reliactl.retry",
+    "RunOptions": "reliactl.runner",
+    "RunResult": "reliactl.runner",
     "StateError": "reliactl.errors",
     "circuit_breaker": "reliactl.breaker",
     "circuit_manager": "reliactl.breaker",
@@ -53,6 +55,7 @@ _EXPORTS: dict[str, str] = {
     "retry_async": "reliactl.retry",
     "retrying": "reliactl.retry",
     "retrying_async": "reliactl.retry",
+    "run_command": "reliactl.runner",
     "strategy_from_config": "reliactl.retry",
 }
 
@@ -80,6 +83,8 @@ __all__ = [
     "RetryError",
     "RetryPolicy",
     "RetryStats",
+    "RunOptions",
+    "RunResult",
     "StateError",
     "__version__",
     "circuit_breaker",
@@ -97,6 +102,7 @@ __all__ = [
     "retry_async",
     "retrying",
     "retrying_async",
+    "run_command",
     "strategy_from_config",
 ]
 
@@ -142,6 +148,7 @@ if TYPE_CHECKING:  # pragma: no cover
         retrying_async,
         strategy_from_config,
     )
+    from reliactl.runner import RunOptions, RunResult, run_command
     from reliactl.state import open_state
 
 

@@ -612,24 +612,37 @@ class Runner:
         if total_deadline is not None:
             deadline = total_deadline if deadline is None else min(deadline, total_deadline)
 
-        report_r, report_w = os.pipe()
-        life_r, life_w = os.pipe()
-        pipes: dict[int, int] = {}
-        out_w = err_w = None
-        if self.output is not None:
-            out_r, out_w = os.pipe()
-            err_r, err_w = os.pipe()
-            pipes = {out_r: 1, err_r: 2}
-        _flush_std()
-        with _all_signals_blocked():
-            pid = os.fork()
-            if pid == 0:  # pragma: no cover - the child never returns here
-                _shim(
-                    opts.command, opts.env, opts.cwd, sigs.ignored, report_w, life_r, out_w, err_w
-                )
-        for fd in (report_w, life_r, out_w, err_w):
-            if fd is not None:
+        opened: list[int] = []
+        try:
+            report_r, report_w = _pipe(opened)
+            life_r, life_w = _pipe(opened)
+            pipes: dict[int, int] = {}
+            out_w = err_w = None
+            if self.output is not None:
+                out_r, out_w = _pipe(opened)
+                err_r, err_w = _pipe(opened)
+                pipes = {out_r: 1, err_r: 2}
+            _flush_std()
+            with _all_signals_blocked():
+                pid = os.fork()
+                if pid == 0:  # pragma: no cover - the child never returns here
+                    _shim(
+                        opts.command,
+                        opts.env,
+                        opts.cwd,
+                        sigs.ignored,
+                        report_w,
+                        life_r,
+                        out_w,
+                        err_w,
+                    )
+        except OSError as exc:  # out of fds or processes: reliactl's own failure (125)
+            for fd in opened:
                 os.close(fd)
+            raise ReliactlError(f"cannot start {opts.command[0]!r}: {exc.strerror}") from None
+        for child_end in (report_w, life_r, out_w, err_w):
+            if child_end is not None:
+                os.close(child_end)
         for fd in pipes:
             os.set_blocking(fd, False)
         state = _AttemptState(pid=pid, report_r=report_r, life_w=life_w, pipes=pipes)
@@ -837,6 +850,12 @@ def _read_all(fd: int) -> bytes:
                 break
             chunks.append(data)
     return b"".join(chunks)
+
+
+def _pipe(opened: list[int]) -> tuple[int, int]:
+    r, w = os.pipe()
+    opened.extend((r, w))
+    return r, w
 
 
 def _flush_std() -> None:

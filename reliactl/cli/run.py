@@ -175,7 +175,10 @@ class RunOutput:
         """One of reliactl's own lines (always stamped) to stderr, and to the log."""
         line = self._stamp() + b"reliactl: " + text.encode("utf-8", "replace") + b"\n"
         if self.log_fd is not None:
-            _write_fd(self.log_fd, self._stamp() + b"[reliactl] " + text.encode() + b"\n")
+            _write_fd(
+                self.log_fd,
+                self._stamp() + b"[reliactl] " + text.encode("utf-8", "replace") + b"\n",
+            )
         self._emit(STDERR, line)
 
     def replay(self) -> None:
@@ -626,7 +629,9 @@ def run(
             what = "run history and --breaker" if breaker else "run history"
             out.message(f"warning: state store unusable, {what} disabled: {exc}")
     started_at = __import__("time").time()
-    shown = " ".join(command)
+    # Arguments that are not UTF-8 (surrogate escapes) are shown, stored and logged escaped.
+    shown = _printable(" ".join(command))
+    job_name = _printable(job_name)
 
     # --- breaker gate: open means the service is known to be down; do not even take the lock
     admission = None
@@ -715,6 +720,10 @@ def _exit(code: int, store: Any) -> None:
     except Exception:  # a closed pipe, a store that fails to close: exit the slow, safe way
         raise typer.Exit(code) from None
     os._exit(code)
+
+
+def _printable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _trial_timeout(options: RunOptions) -> float | None:

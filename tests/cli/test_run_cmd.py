@@ -477,3 +477,23 @@ def test_a_tripped_breaker_gives_69_and_json_report_says_so(tmp_path: Path) -> N
     assert not marker.exists()
     doc = json.loads(report.read_text())
     assert doc["outcome"] == "breaker_open" and doc["breaker"]["decision"] == "rejected"
+
+
+def test_a_signal_while_waiting_for_the_lock_ends_the_wait_unrun(tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    marker = tmp_path / "ran"
+    holder = start(
+        "run", "--lock-name", "job", "sh", "-c", f"touch {ready}; sleep 30",
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_file_exists(ready)
+        waiter = start("run", "--lock-name", "job", "--lock-wait", "forever", "touch", str(marker))
+        time.sleep(0.5)
+        waiter.terminate()
+        _, err = waiter.communicate(timeout=20)
+        assert waiter.returncode == 143, err
+        assert not marker.exists()
+    finally:
+        holder.terminate()
+        holder.wait(timeout=20)
