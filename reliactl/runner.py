@@ -709,10 +709,19 @@ class Runner:
                 if state.kill_at is None and opts.kill_after is not None:
                     state.kill_at = self.monotonic() + opts.kill_after
             # 2. has the shim exited? (looked at without reaping: its pid stays ours)
-            if self._shim_exited(state.pid):
+            exited = self._shim_exited(state.pid)
+            if exited is not None:
+                if exited and not state.killed:
+                    # The shim was killed from outside (OOM killer, kill -9 of its pid): its
+                    # group would run on unsupervised. Not reaped yet, so the id is still ours.
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(state.pid, signal.SIGKILL)
                 if state.pipes:
                     self._drain(state)
-                _, status = os.waitpid(state.pid, 0)
+                try:
+                    _, status = os.waitpid(state.pid, 0)
+                except ChildProcessError:  # reaped behind our back: nothing to report
+                    status = 125 << 8
                 return status
             # 3. deadlines
             now = self.monotonic()
@@ -791,18 +800,23 @@ class Runner:
 
     def _signal_group(self, state: _AttemptState, sig: int) -> None:
         # The shim (group leader) is not reaped yet, so state.pid is still this group's id.
+        if state.pid <= 1:  # never kill(-1) or our own group (coreutils#82)
+            return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(state.pid, sig)
             if sig not in (signal.SIGKILL, signal.SIGCONT):
                 os.killpg(state.pid, signal.SIGCONT)
 
     @staticmethod
-    def _shim_exited(pid: int) -> bool:
+    def _shim_exited(pid: int) -> bool | None:
+        """None while the shim runs; else whether a signal killed it. Never reaps it."""
         try:
             info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
         except ChildProcessError:
-            return True
-        return info is not None
+            return False
+        if info is None:
+            return None
+        return info.si_code in (os.CLD_KILLED, os.CLD_DUMPED)
 
 
 def run_command(

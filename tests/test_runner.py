@@ -292,3 +292,16 @@ def test_the_command_does_not_inherit_the_lock_descriptor() -> None:
     assert "fds.lock" not in result.stdout
     fds = [line.split()[-3] for line in result.stdout.splitlines() if "->" in line]
     assert set(fds) <= {"0", "1", "2", "10", "255"}, result.stdout  # sh's own script fd aside
+
+
+def test_a_shim_killed_from_outside_takes_its_group_with_it(tmp_path: Path) -> None:
+    """The OOM killer picks the shim: the command must not run on unsupervised."""
+    pids = tmp_path / "pids"
+    script = f"echo $$ > {pids}; sleep 60"
+    proc = start("run", "sh", "-c", script, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_file(pids)
+    command = int(pids.read_text())
+    shim = os.getpgid(command)
+    os.kill(shim, signal.SIGKILL)
+    assert proc.wait(timeout=20) == 137
+    assert wait_for(lambda: not alive(command), timeout=2)

@@ -605,7 +605,8 @@ def run(
         name=job_name,
         timeout=timeout_s if timeout is not None else config.run.timeout,
         total_timeout=total_s,
-        kill_after=kill_after_s if kill_after_s is not None else config.run.kill_after,
+        # as timeout(1): --kill-after 0 means never SIGKILL
+        kill_after=(kill_after_s or None) if kill_after_s is not None else config.run.kill_after,
         timeout_signal=timeout_sig,
         preserve_status=preserve_status,
         retry=policy,
@@ -673,7 +674,12 @@ def run(
 
         try:
             run_id = store.add_run(
-                RunRecord(name=job_name, command=shown, started_at=started_at, data={})
+                RunRecord(
+                    name=job_name,
+                    command=shown,
+                    started_at=started_at,
+                    data={"pid": os.getpid(), "host": os.uname().nodename},
+                )
             )
         except ReliactlError as exc:
             out.message(f"warning: run history disabled: {exc}")
@@ -830,6 +836,7 @@ def _finish_history(
             "interrupted_by": result.interrupted_by,
             "message": result.message,
             "pid": os.getpid(),
+            "host": os.uname().nodename,
         }
     record = RunRecord(
         name=name,
@@ -848,6 +855,22 @@ def _finish_history(
 
 
 # --------------------------------------------------------------------------- runs
+
+
+def _outcome(record: Any) -> str:
+    """A "running" record whose reliactl (on this host) is gone was killed: say "lost"."""
+    if record.outcome != "running":
+        return str(record.outcome)
+    data = record.data if isinstance(record.data, dict) else {}
+    pid, host = data.get("pid"), data.get("host")
+    if isinstance(pid, int) and pid > 0 and host == os.uname().nodename:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return "lost"
+        except PermissionError:
+            pass
+    return "running"
 
 
 def runs(
@@ -898,7 +921,7 @@ def runs(
             else max(0.0, record.ended_at - record.started_at),
             "attempts": record.attempts,
             "exit_code": record.exit_code,
-            "outcome": record.outcome,
+            "outcome": _outcome(record),
         }
 
     if json_out:
@@ -911,7 +934,7 @@ def runs(
                 "-" if r.ended_at is None else format_duration(max(0.0, r.ended_at - r.started_at))
             )
             rows.append(
-                [r.id, r.name, started, took, r.attempts, r.exit_code, r.outcome, r.command]
+                [r.id, r.name, started, took, r.attempts, r.exit_code, _outcome(r), r.command]
             )
         table(["id", "name", "started", "took", "tries", "exit", "outcome", "command"], rows)
     elif not last:

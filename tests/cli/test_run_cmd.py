@@ -497,3 +497,29 @@ def test_a_signal_while_waiting_for_the_lock_ends_the_wait_unrun(tmp_path: Path)
     finally:
         holder.terminate()
         holder.wait(timeout=20)
+
+
+def test_a_run_whose_reliactl_was_killed_shows_as_lost(tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    proc = start(
+        "run", "--name", "victim", "sh", "-c", f"touch {ready}; sleep 30",
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    wait_file_exists(ready)
+    running = json.loads(run("runs", "victim", "--json").stdout)["runs"][0]
+    assert running["outcome"] == "running"
+    proc.kill()
+    proc.wait(timeout=10)
+    lost = json.loads(run("runs", "victim", "--json").stdout)["runs"][0]
+    assert lost["outcome"] == "lost"
+    assert run("runs", "victim", "--last").returncode == 1
+
+
+def test_kill_after_zero_never_sends_sigkill(tmp_path: Path) -> None:
+    """As timeout -k 0: the TERM-trapping command is signalled once and left to finish."""
+    result = run(
+        "run", "--timeout", "0.2", "--kill-after", "0", "sh", "-c",
+        "trap 'sleep 0.3; exit 0' TERM; while :; do sleep 0.05; done",
+    )  # fmt: skip
+    assert result.returncode == 124, result.stderr
+    assert "SIGKILL" not in result.stderr
