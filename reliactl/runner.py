@@ -258,6 +258,8 @@ class _Signals:
             if signal.getsignal(sig) == signal.SIG_IGN:
                 ignored.add(int(sig))
         self.ignored = frozenset(ignored)
+        self.received = []
+        self.child_exited = False
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -476,6 +478,7 @@ class Runner:
 
     def run(self) -> RunResult:
         opts = self.options
+        self._signals_seen = None
         started_wall = self.now()
         started = self.monotonic()
         name = opts.name or os.path.basename(opts.command[0])
@@ -540,8 +543,8 @@ class Runner:
                         return result(128 + pending[0], SIGNALLED, interrupted_by=pending[0])
                     attempt = self._attempt(number, total_deadline)
                     attempts.append(attempt)
-                    if self._signals_seen is not None:
-                        sig = self._signals_seen
+                    sig = self._interrupted()
+                    if sig is not None:
                         return result(128 + sig, SIGNALLED, interrupted_by=sig)
                     if attempt.exit_code == 0 and not attempt.timed_out:
                         return result(0, SUCCESS)
@@ -573,10 +576,7 @@ class Runner:
                             "retry",
                             f"attempt {number} failed with exit code {attempt.exit_code}"
                             + (" (timed out)" if attempt.timed_out else "")
-                            + f"; retrying in {_fmt(delay)}"
-                            + f" ({opts.retry.max_retries - retries_done} "
-                            f"retr{'y' if opts.retry.max_retries - retries_done == 1 else 'ies'}"
-                            " left)",
+                            + f"; retry {number} of {opts.retry.max_retries} in {_fmt(delay)}",
                             attempt=number,
                             exit_code=attempt.exit_code,
                             delay=delay,
@@ -597,6 +597,10 @@ class Runner:
                     lock.release()
 
     _signals_seen: int | None = None
+
+    def _interrupted(self) -> int | None:
+        """The first signal forwarded during the last attempt, if any."""
+        return self._signals_seen
 
     def _lock_sleep(self, seconds: float) -> bool:
         return self._signals.sleep(seconds)
