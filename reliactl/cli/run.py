@@ -281,6 +281,7 @@ def register(app: typer.Typer) -> None:
         "run",
         cls=RunCommand,
         context_settings=RUN_CONTEXT,
+        options_metavar="[OPTIONS] [--]",
         no_args_is_help=False,
     )(run)
     app.command("runs")(runs)
@@ -291,7 +292,7 @@ def run(
     command: Annotated[
         list[str],
         typer.Argument(
-            metavar="[--] COMMAND [ARGS]...",
+            metavar="COMMAND",
             help="The command and its arguments, passed through untouched.",
             show_default=False,
         ),
