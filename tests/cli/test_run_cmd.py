@@ -523,3 +523,37 @@ def test_kill_after_zero_never_sends_sigkill(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 124, result.stderr
     assert "SIGKILL" not in result.stderr
+
+
+# ------------------------------------------------------------------ the crontab example
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "scripts" / "process_ideasheets.sh"
+
+
+@pytest.mark.skipif(not EXAMPLE.exists(), reason="examples/ not present")
+def test_the_crontab_line_rides_out_a_flaky_upstream_quietly(tmp_path: Path) -> None:
+    """examples/crontab's flags on the example job: two transient 75s, then success, silent."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "a.txt").write_text("title: first idea\nsome words here\n")
+    (inbox / ".upstream-down").write_text("2\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("retry:\n  max_retries: 3\n  base_delay: 10ms\n  jitter: none\n")
+    log = tmp_path / "job.log"
+    env = {**os.environ, "INBOX": str(inbox), "OUTBOX": str(tmp_path / "outbox")}
+    args = (
+        "-c", str(cfg), "run", "--lock", "--retry", "--timeout", "30m",
+        "--breaker", "ideasheets", "--quiet-success", "--log-file", str(log),
+        "--no-retry-on", "65", "--", "sh", str(EXAMPLE),
+    )  # fmt: skip
+    result = run(*args, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "" and result.stderr == ""
+    assert (tmp_path / "outbox" / "a.summary").read_text().startswith("sheet: a\n")
+    text = log.read_text()
+    assert text.count("[err] upstream unavailable") == 2 and "processed 1 sheet(s)" in text
+    (inbox / "bad.txt").write_text("no title\n")
+    failed = run(*args, env=env)
+    assert failed.returncode == 65
+    assert "malformed sheet bad.txt" in failed.stderr and "retry 1" not in failed.stderr
