@@ -132,13 +132,31 @@ def test_timeout_kills_a_tree_that_traps_term_and_leaves_no_process(tmp_path: Pa
         "trap '' TERM; "
         f"(trap '' TERM; sleep 60) & echo $! >> {pids}; "
         f"sh -c 'trap \"\" TERM; sleep 60' & echo $! >> {pids}; "
-        f"echo $$ >> {pids}; wait"
+        f"echo $$ >> {pids}; cut -d' ' -f5 /proc/$$/stat > {tmp_path / 'pgid'}; wait"
     )
     result = run("run", "--timeout", "1", "--kill-after", "1", "sh", "-c", script, timeout=20)
     assert result.returncode == 137, result.stderr
     members = [int(p) for p in pids.read_text().split()]
     assert len(members) == 3
     assert wait_for(lambda: not any(alive(p) for p in members), timeout=2)
+    group = (tmp_path / "pgid").read_text().strip()
+    assert wait_for(lambda: not group_members(int(group)), timeout=2)
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes whose process group is ``pgid``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            found.append(int(entry))
+    return found
 
 
 def test_a_stopped_command_is_continued_and_terminated() -> None:
@@ -279,9 +297,12 @@ def test_kill_9_of_reliactl_kills_the_group_and_frees_the_lock(tmp_path: Path) -
     proc = start("run", "--lock-name", "k9", "sh", "-c", script)
     assert wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 3)
     members = [int(p) for p in pids.read_text().split()]
+    group = os.getpgid(members[-1])
+    assert group_members(group)
     proc.kill()
     proc.wait(timeout=10)
-    assert wait_for(lambda: not any(alive(p) for p in members), timeout=1.0)
+    assert wait_for(lambda: not group_members(group), timeout=1.0)
+    assert not any(alive(p) for p in members)
     assert lock_is_free(lock_dir() / "k9.lock")
 
 
