@@ -108,14 +108,36 @@ class HeldLock:
         self.release()
 
 
+INTERPRETERS = re.compile(
+    r"(sh|bash|dash|zsh|ksh|mksh|busybox|env|python[0-9.]*|pypy[0-9.]*|perl|ruby|node|php)"
+)
+
+
 def lock_name_for(command: Sequence[str], *, path_env: str | None = None) -> str:
-    """The default lock name of a command: its resolved path, sanitized for a file name."""
+    """The default lock name of a command: its resolved path, sanitized for a file name.
+
+    For a shell or interpreter (``sh -c '...'``, ``python3 job.py``, ``env X=1 job``) the
+    program alone would give every such job one shared lock, so the name also carries the
+    script: the resolved path of the first argument that is an existing file, else a short
+    hash of the arguments.
+    """
     if not command:
         raise LockError("no command to derive a lock name from")
     program = command[0]
     resolved = program if "/" in program else _which(program, path_env)
     full = os.path.realpath(resolved) if resolved else program
-    return sanitize_name(full)
+    if not INTERPRETERS.fullmatch(os.path.basename(full)) or len(command) == 1:
+        return sanitize_name(full)
+    for arg in command[1:]:
+        if not arg.startswith("-") and "=" not in arg and os.path.isfile(arg):
+            return sanitize_name(f"{full}-{os.path.realpath(arg)}")
+        if not arg.startswith("-") and "=" not in arg and os.path.basename(full) == "env":
+            inner = lock_name_for(command[command.index(arg) :], path_env=path_env)
+            return sanitize_name(f"{full}-{inner}")
+    import hashlib
+
+    digest = hashlib.sha256("\0".join(command[1:]).encode("utf-8", "surrogateescape"))
+    return sanitize_name(f"{full}-{digest.hexdigest()[:12]}")
 
 
 def _which(program: str, path_env: str | None) -> str | None:

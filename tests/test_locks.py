@@ -237,6 +237,18 @@ def test_default_lock_names_come_from_the_resolved_path(tmp_path: Path) -> None:
     assert locks.lock_name_for(["no-such-program-xyz"]) == "no-such-program-xyz"
 
 
+def test_shell_and_interpreter_jobs_do_not_share_one_default_lock(tmp_path: Path) -> None:
+    """`sh -c A` and `sh -c B` are different jobs; `sh job.sh` is named after job.sh."""
+    script = tmp_path / "job.sh"
+    script.write_text("exit 0\n")
+    a = locks.lock_name_for(["sh", "-c", "echo a"])
+    b = locks.lock_name_for(["sh", "-c", "echo b"])
+    assert a != b and a == locks.lock_name_for(["sh", "-c", "echo a"])
+    by_script = locks.lock_name_for(["sh", "-e", str(script), "arg"])
+    assert by_script.endswith("job.sh") and by_script == locks.lock_name_for(["sh", str(script)])
+    assert locks.lock_name_for(["env", "A=1", "true"]).endswith("true")
+
+
 def test_sanitized_names_are_bounded_and_distinct() -> None:
     a = locks.sanitize_name("/x/" + "a" * 300)
     b = locks.sanitize_name("/y/" + "a" * 300)
