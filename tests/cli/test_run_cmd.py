@@ -561,3 +561,25 @@ def test_the_crontab_line_rides_out_a_flaky_upstream_quietly(tmp_path: Path) -> 
     failed = run(*args, env=env)
     assert failed.returncode == 65
     assert "malformed sheet bad.txt" in failed.stderr and "retry 1" not in failed.stderr
+
+
+def test_an_invalid_configuration_is_78_and_nothing_runs(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("run:\n  kill_after: soon\n")
+    marker = tmp_path / "ran"
+    result = run("-c", str(cfg), "run", "touch", str(marker))
+    assert result.returncode == 78, result.stderr
+    assert "run.kill_after" in result.stderr and not marker.exists()
+
+
+def test_lock_dir_comes_from_the_configuration(tmp_path: Path) -> None:
+    locks_here = tmp_path / "my-locks"
+    result = run(
+        "run",
+        "--lock-name",
+        "cfg",
+        "true",
+        env={**os.environ, "RELIACTL_RUN__LOCK_DIR": str(locks_here)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert (locks_here / "cfg.lock").is_file()
