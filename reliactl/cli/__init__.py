@@ -18,6 +18,7 @@ import typer  # noqa: E402
 
 from reliactl._version import __version__  # noqa: E402
 from reliactl.cli import config as config_cmd  # noqa: E402
+from reliactl.cli import health as health_cmd  # noqa: E402
 from reliactl.cli.context import AppContext  # noqa: E402
 from reliactl.cli.exitcodes import ExitCode, epilog  # noqa: E402
 
@@ -66,6 +67,7 @@ def root(
 
 
 app.add_typer(config_cmd.app, name="config")
+app.command(name="health")(health_cmd.health)
 
 
 def main() -> None:

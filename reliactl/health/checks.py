@@ -145,9 +145,7 @@ def coerce_result(check: Check, raw: Any) -> HealthMetric:
 def _from_mapping(check: Check, raw: Mapping[str, Any]) -> HealthMetric:
     value = raw.get("value")
     number: float | None
-    if isinstance(value, bool):
-        number = float(value)
-    elif isinstance(value, (int, float)) and math.isfinite(value):
+    if isinstance(value, bool) or (isinstance(value, (int, float)) and math.isfinite(value)):
         number = float(value)
     else:
         number = None
@@ -263,7 +261,7 @@ def cpu_check(warn: object, critical: object, name: str = "cpu_usage") -> Check:
         perf = [PerfData("cpu_usage", percent, "%", ws or "", cs or "", 0, 100)]
         load_text = ""
         with contextlib.suppress(OSError, AttributeError):
-            load1, load5, load15 = os.getloadavg()
+            load1, load5, _load15 = os.getloadavg()
             per_core = round(load1 / ncpu, 2)
             perf.append(PerfData("cpu_load1_per_core", per_core, "", "", "", 0))
             perf.append(PerfData("cpu_load5_per_core", round(load5 / ncpu, 2), "", "", "", 0))
@@ -875,9 +873,8 @@ def python_check(spec: CheckSpec, timeout: float) -> Check:
             return await fn()
         return await _in_daemon_thread(fn)
 
-    check = Check(spec.name, "python", run, timeout, spec.debounce, None, None)
-    w, c, ws, cs = _ranges(spec.warn, spec.critical)
-    return replace(check, warn=ws, critical=cs)
+    _w, _c, ws, cs = _ranges(spec.warn, spec.critical)
+    return Check(spec.name, "python", run, timeout, spec.debounce, ws, cs)
 
 
 def _load_target(module_name: str, func_name: str) -> Callable[[], Any]:
