@@ -216,7 +216,7 @@ def _busy(prev: Mapping[str, float], cur: Mapping[str, float]) -> tuple[float, f
     total = sum(cur[k] - prev[k] for k in keys if k not in ("guest", "guest_nice"))
     idle = sum(cur[k] - prev[k] for k in keys if k in ("idle", "iowait"))
     if total <= 0:
-        return None
+        return 0.0, 0.0  # no time passed between the samples: no figure of its own
     return round(max(0.0, min(100.0, 100.0 * (total - idle) / total)), 2), total
 
 
@@ -236,11 +236,14 @@ def cpu_check(warn: object, critical: object, name: str = "cpu_usage") -> Check:
                 return prev
             result = _busy(prev["times"], cur)
             if result is None:
-                return None if prev.get("times") else prev
+                return None  # from before a reboot: discard it and sample afresh
             window = result[1] / ncpu
-            if window < CPU_MIN_WINDOW and isinstance(prev.get("percent"), (int, float)):
-                found.append((float(prev["percent"]), float(prev.get("window", window))))
-                return prev  # too recent to measure: report the last figure, keep the sample
+            if window < CPU_MIN_WINDOW:
+                if isinstance(prev.get("percent"), (int, float)):
+                    found.append((float(prev["percent"]), float(prev.get("window", window))))
+                    return prev  # too recent to measure: report the last figure, keep the sample
+                if window <= 0:
+                    return prev
             found.append((result[0], window))
             return {"at": now, "times": cur, "percent": result[0], "window": window}
 
@@ -636,20 +639,26 @@ def process_check(
 def http_check(spec: CheckSpec, timeout: float) -> Check:
     w, c, ws, cs = _ranges(spec.warn, spec.critical)
     expected = tuple(spec.expect_status)
-    inner = max(0.05, timeout * 0.95)  # answer "timed out" ourselves before the backstop
+    # answer "no answer" (CRITICAL) ourselves before the monitor's backstop (UNKNOWN)
+    inner = timeout * 0.8 if timeout < 2 else timeout - 0.3
 
     async def run(ctx: CheckContext) -> HealthMetric:
         import httpx
 
+        begun = time.monotonic()
         client = await ctx.http_client(spec.verify_tls)
         started = time.monotonic()
+        budget = max(0.01, inner - (started - begun))
         try:
-            response = await client.request(
-                spec.method.upper(), spec.url, headers=dict(spec.headers), timeout=inner
+            response = await asyncio.wait_for(
+                client.request(
+                    spec.method.upper(), spec.url, headers=dict(spec.headers), timeout=budget
+                ),
+                budget,
             )
             latency = round(time.monotonic() - started, 6)
             body = response.text if spec.body_contains else ""
-        except httpx.TimeoutException:
+        except (httpx.TimeoutException, asyncio.TimeoutError):
             return _metric(
                 spec, Status.CRITICAL, None, f"no answer within {format_duration(inner)}"
             )

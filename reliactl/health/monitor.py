@@ -153,6 +153,8 @@ async def run_checks(
     checked_at = clock()
     ctx = CheckContext(records=records, clock=clock, sleep=sleep)
     try:
+        if any(check.kind == "http" for check in checks):
+            await ctx.http_client()  # import httpx and build the client before any clock starts
         results = await asyncio.gather(*(run_check(check, ctx) for check in checks))
     finally:
         await ctx.aclose()
@@ -193,7 +195,11 @@ def _check_from_function(
 
     takes_ctx = False
     try:
-        takes_ctx = len(inspect.signature(fn).parameters) > 0
+        takes_ctx = any(  # one required positional parameter: it wants the CheckContext
+            p.default is inspect.Parameter.empty
+            and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+            for p in inspect.signature(fn).parameters.values()
+        )
     except (TypeError, ValueError):
         pass
     if inspect.iscoroutinefunction(fn):
