@@ -1032,7 +1032,7 @@ def _health_problems(h: HealthMonitorConfig, origins: _Origins) -> list[ConfigPr
         for key in required.get(spec.kind, ()):
             if getattr(spec, key) in ("", None, []):
                 problems.append(
-                    origins.problem((*path, key), f"is required for a {spec.kind} check")
+                    origins.problem((*path, key), f"is required for {spec.kind} checks")
                 )
         if spec.kind == "process" and not (spec.pid or spec.pidfile or spec.process_name):
             problems.append(
@@ -1070,10 +1070,10 @@ def _health_problems(h: HealthMonitorConfig, origins: _Origins) -> list[ConfigPr
         if sink.kind == "command":
             if not sink.command:
                 problems.append(
-                    origins.problem((*path, "command"), "is required for a command sink")
+                    origins.problem((*path, "command"), "is required for command sinks")
                 )
         elif not sink.url:
-            problems.append(origins.problem((*path, "url"), f"is required for a {sink.kind} sink"))
+            problems.append(origins.problem((*path, "url"), f"is required for {sink.kind} sinks"))
     return problems
 
 
