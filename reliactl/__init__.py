@@ -19,6 +19,9 @@ _EXPORTS: dict[str, str] = {
     "ConfigError": "reliactl.errors",
     "ConfigProblem": "reliactl.errors",
     "DurationError": "reliactl.errors",
+    "HealthError": "reliactl.errors",
+    "HealthMonitor": "reliactl.health.monitor",
+    "HealthReport": "reliactl.health.model",
     "LockBusyError": "reliactl.errors",
     "LockError": "reliactl.errors",
     "RateLimitExceeded": "reliactl.errors",
@@ -28,9 +31,12 @@ _EXPORTS: dict[str, str] = {
     "format_duration": "reliactl.durations",
     "format_size": "reliactl.durations",
     "get_reliability_config": "reliactl.config",
+    "get_system_health": "reliactl.health.monitor",
+    "health_monitor": "reliactl.health.monitor",
     "open_state": "reliactl.state",
     "parse_duration": "reliactl.durations",
     "parse_size": "reliactl.durations",
+    "start_health_monitoring": "reliactl.health.monitor",
 }
 
 __all__ = [
@@ -40,6 +46,9 @@ __all__ = [
     "ConfigError",
     "ConfigProblem",
     "DurationError",
+    "HealthError",
+    "HealthMonitor",
+    "HealthReport",
     "LockBusyError",
     "LockError",
     "RateLimitExceeded",
@@ -50,9 +59,12 @@ __all__ = [
     "format_duration",
     "format_size",
     "get_reliability_config",
+    "get_system_health",
+    "health_monitor",
     "open_state",
     "parse_duration",
     "parse_size",
+    "start_health_monitoring",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -64,12 +76,20 @@ if TYPE_CHECKING:  # pragma: no cover
         ConfigError,
         ConfigProblem,
         DurationError,
+        HealthError,
         LockBusyError,
         LockError,
         RateLimitExceeded,
         ReliactlError,
         RetryError,
         StateError,
+    )
+    from reliactl.health.model import HealthReport
+    from reliactl.health.monitor import (
+        HealthMonitor,
+        get_system_health,
+        health_monitor,
+        start_health_monitoring,
     )
     from reliactl.state import open_state
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from reliactl.durations import format_duration, format_size
+from reliactl.health import _procfs
 from reliactl.health.model import (
     HealthMetric,
     NagiosRange,
@@ -220,15 +221,22 @@ def _busy(prev: Mapping[str, float], cur: Mapping[str, float]) -> tuple[float, f
     return round(max(0.0, min(100.0, 100.0 * (total - idle) / total)), 2), total
 
 
+def _cpu_times() -> dict[str, float]:
+    times = _procfs.cpu_times()
+    if times is not None:
+        return times
+    import psutil
+
+    return {k: float(v) for k, v in psutil.cpu_times()._asdict().items()}
+
+
 def cpu_check(warn: object, critical: object, name: str = "cpu_usage") -> Check:
     w, c, ws, cs = _ranges(warn, critical)
 
     def run(ctx: CheckContext) -> HealthMetric:
-        import psutil
-
-        ncpu = psutil.cpu_count() or 1
+        ncpu = os.cpu_count() or 1
         now = ctx.clock()
-        cur = {k: float(v) for k, v in psutil.cpu_times()._asdict().items()}
+        cur = _cpu_times()
         found: list[tuple[float, float]] = []
 
         def advance(prev: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -253,7 +261,7 @@ def cpu_check(warn: object, critical: object, name: str = "cpu_usage") -> Check:
             over = f"over the last {format_duration(window)}"
         else:  # the first run ever on this store: sample briefly
             ctx.sleep(CPU_FIRST_SAMPLE)
-            later = {k: float(v) for k, v in psutil.cpu_times()._asdict().items()}
+            later = _cpu_times()
             measured = _busy(cur, later)
             percent = measured[0] if measured else 0.0
             window = measured[1] / ncpu if measured else CPU_FIRST_SAMPLE
@@ -290,6 +298,9 @@ def cpu_check(warn: object, critical: object, name: str = "cpu_usage") -> Check:
 
 def tree_rss(pid: int | None = None) -> tuple[int, int]:
     """(RSS bytes, process count) of a process and its descendants; vanished ones skipped."""
+    fast = _procfs.tree_rss(os.getpid() if pid is None else pid)
+    if fast is not None:
+        return fast
     import psutil
 
     try:
@@ -315,10 +326,8 @@ def memory_check(
     rss_crit = parse_range(threshold_mb)
 
     def run(ctx: CheckContext) -> HealthMetric:
-        import psutil
-
-        vm = psutil.virtual_memory()
-        percent = round(float(vm.percent), 2)
+        total, available = _memory()
+        percent = round(100.0 * (total - available) / total, 2) if total else 0.0
         rss, procs = tree_rss()
         rss_mb = round(rss / 1024 / 1024, 2)
         status = worst([evaluate(percent, w, c), evaluate(rss_mb, rss_warn, rss_crit)])
@@ -326,7 +335,7 @@ def memory_check(
             name,
             status,
             percent,
-            f"memory {percent:.1f}% used ({format_size(vm.available)} available);"
+            f"memory {percent:.1f}% used ({format_size(available)} available);"
             f" this process tree {rss_mb:.1f}MB RSS in {procs} process"
             f"{'es' if procs != 1 else ''} (limit {threshold_mb:g}MB)",
             unit="%",
@@ -335,12 +344,12 @@ def memory_check(
             critical=cs,
             perfdata=(
                 PerfData("memory_usage", percent, "%", ws or "", cs or "", 0, 100),
-                PerfData("memory_available", float(vm.available), "B", "", "", 0, vm.total),
+                PerfData("memory_available", float(available), "B", "", "", 0, total),
                 PerfData("process_tree_rss", rss_mb, "MB", str(rss_warn), str(rss_crit), 0),
             ),
             details={
-                "total": vm.total,
-                "available": vm.available,
+                "total": total,
+                "available": available,
                 "process_tree_rss_mb": rss_mb,
                 "threshold_mb": threshold_mb,
             },
@@ -349,24 +358,44 @@ def memory_check(
     return Check(name, "memory", run, warn=ws, critical=cs)
 
 
+def _memory() -> tuple[int, int]:
+    """(total, available) bytes of system memory."""
+    info = _procfs.meminfo()
+    if info is not None:
+        return info["MemTotal"], info["MemAvailable"]
+    import psutil
+
+    vm = psutil.virtual_memory()
+    return int(vm.total), int(vm.available)
+
+
+def _swap() -> tuple[int, int]:
+    """(total, used) bytes of swap."""
+    info = _procfs.meminfo()
+    if info is not None and "SwapTotal" in info and "SwapFree" in info:
+        return info["SwapTotal"], info["SwapTotal"] - info["SwapFree"]
+    import psutil
+
+    sm = psutil.swap_memory()
+    return int(sm.total), int(sm.used)
+
+
 def swap_check(warn: object, critical: object, name: str = "swap_usage") -> Check:
     w, c, ws, cs = _ranges(warn, critical)
 
     def run(ctx: CheckContext) -> HealthMetric:
-        import psutil
-
-        sm = psutil.swap_memory()
-        if not sm.total:
+        total, used = _swap()
+        if not total:
             return HealthMetric(
                 name, Status.OK, 0.0, "no swap configured", unit="%", kind="swap", warn=ws,
                 critical=cs, perfdata=(PerfData("swap_usage", 0, "%", ws or "", cs or "", 0, 100),),
             )  # fmt: skip
-        percent = round(float(sm.percent), 2)
+        percent = round(100.0 * used / total, 2)
         return HealthMetric(
             name,
             evaluate(percent, w, c),
             percent,
-            f"swap {percent:.1f}% used ({format_size(sm.used)} of {format_size(sm.total)})",
+            f"swap {percent:.1f}% used ({format_size(used)} of {format_size(total)})",
             unit="%",
             kind="swap",
             warn=ws,
@@ -524,6 +553,10 @@ def _describe_process(proc: Any) -> dict[str, Any]:
             break
         except (psutil.AccessDenied, psutil.ZombieProcess, OSError, AttributeError):
             continue
+    return _with_uptime(info)
+
+
+def _with_uptime(info: dict[str, Any]) -> dict[str, Any]:
     if "create_time" in info:
         uptime = max(0.0, time.time() - info["create_time"])
         info["uptime"] = uptime
@@ -585,13 +618,17 @@ def process_check(
     w, c, ws, cs = _ranges(warn, critical)
 
     def run(ctx: CheckContext) -> HealthMetric:
-        if own:
-            import psutil
-
-            procs, what = [psutil.Process()], "this process"
+        own_info = _procfs.self_info() if own else None
+        if own_info is not None:
+            infos, what = [_with_uptime(dict(own_info))], "this process"
         else:
-            procs, what = find_processes(pid, pidfile, process_name)
-        infos = [info for info in map(_describe_process, procs) if not info.get("vanished")]
+            if own:
+                import psutil
+
+                procs, what = [psutil.Process()], "this process"
+            else:
+                procs, what = find_processes(pid, pidfile, process_name)
+            infos = [i for i in map(_describe_process, procs) if not i.get("vanished")]
         if not infos:
             return HealthMetric(
                 name, Status.CRITICAL, 0.0, f"{what} is not running", kind="process",
@@ -728,16 +765,20 @@ def tcp_check(spec: CheckSpec, timeout: float) -> Check:
     return Check(spec.name, "tcp", run, timeout, spec.debounce, ws, cs)
 
 
-_PERF = re.compile(
+_PERF_PATTERN = (
     r"""('(?:[^']|'')+'|[^=\s']+)=([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)([a-zA-Z%]*)"""
     r"""(?:;([^;\s]*))?(?:;([^;\s]*))?(?:;([^;\s]*))?(?:;([^;\s]*))?"""
 )
+_perf_re: re.Pattern[str] | None = None  # compiled on first use: it costs ~5 ms at import
 
 
 def parse_perfdata(text: str, prefix: str = "") -> list[PerfData]:
     """Nagios plugin perfdata (``'label'=value[UOM];warn;crit;min;max ...``); bad items skipped."""
+    global _perf_re
+    if _perf_re is None:
+        _perf_re = re.compile(_PERF_PATTERN)
     out = []
-    for match in _PERF.finditer(text):
+    for match in _perf_re.finditer(text):
         label, value, uom, warn, crit, low, high = match.groups()
         if label.startswith("'"):
             label = label[1:-1].replace("''", "'")

@@ -362,3 +362,41 @@ def test_default_disk_paths_are_root_and_state_dir_once_per_filesystem(tmp_path:
     assert paths[0] == "/"
     same_fs = os.stat("/").st_dev == os.stat(tmp_path).st_dev
     assert paths == (["/"] if same_fs else ["/", str(tmp_path)])
+
+
+# ---- /proc readers (cron runs skip the psutil import) and the psutil fallback
+
+
+def test_procfs_readers_agree_with_psutil() -> None:
+    import psutil
+
+    from reliactl.health import _procfs
+
+    times = _procfs.cpu_times()
+    assert times is not None
+    reference = psutil.cpu_times()._asdict()
+    assert set(times) <= set(reference)
+    assert abs(times["idle"] - reference["idle"]) < 30
+    mem = _procfs.meminfo()
+    assert mem is not None and mem["MemTotal"] == psutil.virtual_memory().total
+    me = _procfs.self_info()
+    assert me is not None and me["pid"] == os.getpid()
+    assert me["threads"] == psutil.Process().num_threads()
+    assert abs(float(me["create_time"]) - psutil.Process().create_time()) < 1.0
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        rss, count = _procfs.tree_rss(os.getpid()) or (0, 0)
+        assert count == 2 and rss > 0
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_system_checks_fall_back_to_psutil_without_proc(monkeypatch: pytest.MonkeyPatch) -> None:
+    from reliactl.health import _procfs
+
+    for name in ("cpu_times", "meminfo", "tree_rss", "self_info"):
+        monkeypatch.setattr(_procfs, name, lambda *a: None)
+    for check in checks.system_checks(HealthMonitorConfig(), None):
+        m = run1(check)
+        assert m.status is not Status.UNKNOWN, (m.name, m.message)
