@@ -296,3 +296,13 @@ def test_health_help_lists_every_option_and_imports_nothing_heavy() -> None:
         "--count", "--quiet", "--no-alerts", "--test-alert",
     ):  # fmt: skip
         assert option in result.stdout
+
+
+def test_an_unusable_state_store_is_a_warning_not_a_failure(run_cli, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    cfg = write_config(tmp_path, {"web": 1})
+    cfg.write_text(cfg.read_text() + f"state:\n  path: {blocker}/state.db\n")
+    result = run_cli("--config", str(cfg), "health")
+    assert result.exit_code == 1, result.output
+    assert "kept in memory this run" in result.stderr and "web" in result.stdout
