@@ -11,7 +11,7 @@ Discovery (first found wins): ``--config``, ``$RELIACTL_CONFIG``, ``./reliactl.y
 from __future__ import annotations
 
 import dataclasses
-import difflib
+import json
 import math
 import os
 import re
@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from reliactl import _yaml
 from reliactl.durations import format_duration, parse_duration, parse_size
 from reliactl.errors import ConfigError, ConfigProblem, DurationError
 
@@ -550,6 +549,8 @@ def load(
             how_text = {"RELIACTL_CONFIG": " (named by RELIACTL_CONFIG)"}.get(how, "")
             raise ConfigError([ConfigProblem(filename, None, "", error + how_text)])
         assert text is not None
+        from reliactl import _yaml
+
         doc = _yaml.parse(text)
         for line, kpath, message in doc.problems:
             problems.append(ConfigProblem(filename, line, dotted_path(kpath), message))
@@ -756,10 +757,14 @@ def _field_at(kpath: KeyPath) -> tuple[Any, dataclasses.Field[Any] | None]:
 def _env_value(text: str, annotation: Any) -> Any:
     if _strip_optional(annotation) is str:
         return text
+    from reliactl import _yaml
+
     return _yaml.parse_scalar(text)
 
 
 def _suggest(name: str, names: list[str]) -> str:
+    import difflib
+
     close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
@@ -1252,11 +1257,29 @@ def example_yaml() -> str:
     return "\n".join(lines) + "\n"
 
 
-def scalar_yaml(value: Any) -> str:
-    """One scalar as YAML text, quoted only where plain YAML would misread it."""
-    import yaml
+_PLAIN = re.compile(r"[A-Za-z0-9_./~@%+$][A-Za-z0-9_./~@%+$:;,()=*?! -]*")
+_RESERVED = re.compile(
+    r"(?i:y|n|yes|no|true|false|on|off|null|~)|[-+]?(\d[\d_]*(\.\d*)?|\.\d+)(e[-+]?\d+)?"
+    r"|[-+]?\.(inf|nan)|0x[0-9a-f]+|0o?[0-7]+|\d+(:[0-5]?\d)+(\.\d*)?|\d{4}-\d\d?-\d\d?.*",
+    re.IGNORECASE,
+)
 
-    text = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
-    if text.endswith("\n..."):
-        text = text[: -len("\n...")]
-    return text.removesuffix("...").strip()
+
+def scalar_yaml(value: Any) -> str:
+    """One scalar as YAML text, quoted only where plain YAML would misread it (no yaml import)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    text = str(value)
+    if (
+        _PLAIN.fullmatch(text)
+        and not _RESERVED.fullmatch(text)
+        and ": " not in text
+        and " #" not in text
+        and not text.endswith((" ", ":"))
+    ):
+        return text
+    return json.dumps(text)

@@ -10,7 +10,32 @@ import os
 import sys
 from typing import Annotated
 
-from reliactl.cli import _fastparams
+
+def _import_typer_plain_unless_terminal() -> None:
+    """Typer renders help and usage errors with rich (~50 ms to import) unless TYPER_USE_RICH=0.
+
+    When stdout is not a terminal (cron, pipes, CI) reliactl asks for plain text, which is
+    also what a log or grep wants. The variable is set only while typer reads it at import,
+    so it never leaks into a child's environment.
+    """
+    if "typer" in sys.modules or "TYPER_USE_RICH" in os.environ:
+        return
+    try:
+        terminal = sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        terminal = False
+    if terminal:
+        return
+    os.environ["TYPER_USE_RICH"] = "0"
+    try:
+        import typer  # noqa: F401
+    finally:
+        del os.environ["TYPER_USE_RICH"]
+
+
+_import_typer_plain_unless_terminal()
+
+from reliactl.cli import _fastparams  # noqa: E402
 
 _fastparams.install()
 
@@ -18,6 +43,7 @@ import typer  # noqa: E402
 
 from reliactl._version import __version__  # noqa: E402
 from reliactl.cli import config as config_cmd  # noqa: E402
+from reliactl.cli import doctor as doctor_cmd  # noqa: E402
 from reliactl.cli import health as health_cmd  # noqa: E402
 from reliactl.cli.context import AppContext  # noqa: E402
 from reliactl.cli.exitcodes import ExitCode, epilog  # noqa: E402
@@ -67,7 +93,8 @@ def root(
 
 
 app.add_typer(config_cmd.app, name="config")
-app.command(name="health")(health_cmd.health)
+app.command("doctor")(doctor_cmd.doctor)
+app.command("health")(health_cmd.health)
 
 
 def main() -> None:
