@@ -135,10 +135,19 @@ def health(
     except ConfigError as exc:
         raise typer.Exit(report_error(exc)) from None
     store: Any = None
-    try:
-        store = app_ctx.store()
-    except ReliactlError as exc:
-        warn(f"{exc}; debounce, alert cooldowns and CPU samples are kept in memory this run")
+    for attempt in range(4):
+        try:
+            store = app_ctx.store()
+            break
+        except ReliactlError as exc:
+            # Two runs creating a fresh database at once can see "database is locked" from
+            # SQLite's journal-mode switch; a moment later it opens. Without the store,
+            # cooldowns would not be shared, so try a few times before going it alone.
+            if "locked" in str(exc) and attempt < 3:
+                time.sleep(0.05 * (attempt + 1))
+                continue
+            warn(f"{exc}; debounce, alert cooldowns and CPU samples are kept in memory this run")
+            break
 
     from reliactl.health.monitor import HealthMonitor
 
@@ -181,14 +190,14 @@ def _severity(code: int) -> int:
 def _one_round(
     monitor: HealthMonitor, names: list[str] | None, *, alerts: bool
 ) -> tuple[HealthReport, list[AlertOutcome]]:
-    import asyncio
-
     from reliactl.cli.output import warn
 
-    if alerts:
-        report, outcomes = asyncio.run(monitor.check_and_alert(names))
-    else:
-        report, outcomes = asyncio.run(monitor.check_all_health(names)), []
+    report = monitor.run_now(names)
+    outcomes: list[AlertOutcome] = []
+    if alerts and monitor.config.alerts:
+        import asyncio
+
+        outcomes = asyncio.run(monitor.alert_manager().process(report))
     for outcome in outcomes:
         if not outcome.delivered:
             warn(outcome.describe())

@@ -11,16 +11,11 @@ cheap, and a run without HTTP checks never loads httpx.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import importlib
 import inspect
 import math
 import os
 import re
-import signal
-import socket
-import subprocess
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -40,6 +35,8 @@ from reliactl.health.model import (
 )
 
 if TYPE_CHECKING:
+    import asyncio
+
     import httpx
 
     from reliactl.config import CheckSpec, HealthMonitorConfig
@@ -73,6 +70,8 @@ class CheckContext:
 
     async def http_client(self, verify: bool = True) -> httpx.AsyncClient:
         """One AsyncClient per run (per TLS-verification setting), created on first use."""
+        import asyncio
+
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
@@ -680,6 +679,8 @@ def http_check(spec: CheckSpec, timeout: float) -> Check:
     inner = timeout * 0.8 if timeout < 2 else timeout - 0.3
 
     async def run(ctx: CheckContext) -> HealthMetric:
+        import asyncio
+
         import httpx
 
         begun = time.monotonic()
@@ -746,6 +747,8 @@ def tcp_check(spec: CheckSpec, timeout: float) -> Check:
     host, port = spec.host, spec.port
 
     async def run(ctx: CheckContext) -> HealthMetric:
+        import asyncio
+
         started = time.monotonic()
         where = f"{host}:{port}"
         try:
@@ -831,6 +834,9 @@ def run_program(
     On timeout the whole group is killed; a grandchild that keeps the pipe open cannot make
     this wait past the timeout (plus one second to collect what was written).
     """
+    import signal
+    import subprocess
+
     proc = subprocess.Popen(
         list(argv),
         stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
@@ -928,6 +934,8 @@ def python_check(spec: CheckSpec, timeout: float) -> Check:
 
 
 def _load_target(module_name: str, func_name: str) -> Callable[[], Any]:
+    import importlib
+
     module = importlib.import_module(module_name)
     fn = getattr(module, func_name, None)
     if not callable(fn):
@@ -937,6 +945,8 @@ def _load_target(module_name: str, func_name: str) -> Callable[[], Any]:
 
 async def _in_daemon_thread(fn: Callable[[], Any]) -> Any:
     """Run ``fn()`` in a daemon thread: if it hangs past the timeout, exit is not blocked."""
+    import asyncio
+
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Any] = loop.create_future()
 
@@ -1052,4 +1062,6 @@ def disk_paths(config: HealthMonitorConfig, state_dir: str | None) -> list[str]:
 
 
 def hostname() -> str:
+    import socket
+
     return socket.gethostname()

@@ -11,7 +11,6 @@ The seed's API is kept: ``health_monitor.register_custom_check(name, fn)``,
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import threading
@@ -34,6 +33,8 @@ from reliactl.health.checks import (
 from reliactl.health.model import HealthMetric, HealthReport, Status, parse_range, worst
 
 if TYPE_CHECKING:
+    import asyncio
+
     from reliactl.config import Config, HealthMonitorConfig
     from reliactl.health.alerts import AlertOutcome
     from reliactl.state import StateStore
@@ -76,8 +77,35 @@ class RecordStore:
 # --------------------------------------------------------------------------- running
 
 
+def _timed_out(check: Check) -> HealthMetric:
+    return HealthMetric(
+        check.name,
+        Status.UNKNOWN,
+        None,
+        f"timed out after {format_duration(check.timeout)}",
+        kind=check.kind,
+        warn=check.warn,
+        critical=check.critical,
+    )
+
+
+def _crashed(check: Check, exc: BaseException) -> HealthMetric:
+    text = str(exc)
+    return HealthMetric(
+        check.name,
+        Status.UNKNOWN,
+        None,
+        f"check failed: {type(exc).__name__}{': ' + text if text else ''}",
+        kind=check.kind,
+        warn=check.warn,
+        critical=check.critical,
+    )
+
+
 async def run_check(check: Check, ctx: CheckContext) -> HealthMetric:
     """One check within its timeout; any failure or hang is UNKNOWN with the reason."""
+    import asyncio
+
     started = time.monotonic()
     try:
         if check.is_async:
@@ -89,27 +117,85 @@ async def run_check(check: Check, ctx: CheckContext) -> HealthMetric:
                 raw = await asyncio.wait_for(raw, remaining)
         metric = coerce_result(check, raw)
     except asyncio.TimeoutError:
-        metric = HealthMetric(
-            check.name,
-            Status.UNKNOWN,
-            None,
-            f"timed out after {format_duration(check.timeout)}",
-            kind=check.kind,
-            warn=check.warn,
-            critical=check.critical,
-        )
+        metric = _timed_out(check)
     except Exception as exc:
-        text = str(exc)
-        metric = HealthMetric(
-            check.name,
-            Status.UNKNOWN,
-            None,
-            f"check failed: {type(exc).__name__}{': ' + text if text else ''}",
-            kind=check.kind,
-            warn=check.warn,
-            critical=check.critical,
-        )
+        metric = _crashed(check, exc)
     return replace(metric, duration=round(time.monotonic() - started, 6))
+
+
+def run_checks_in_threads(
+    checks: Sequence[Check],
+    records: RecordStore,
+    *,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+) -> HealthReport:
+    """As run_checks for sync checks only, without asyncio (cheaper for a cron run).
+
+    Each check runs in a daemon thread; one still running at its timeout is UNKNOWN and
+    abandoned (it never delays the exit).
+    """
+    if any(check.is_async for check in checks):
+        raise HealthError("run_checks_in_threads takes sync checks only")
+    started = time.monotonic()
+    checked_at = clock()
+    ctx = CheckContext(records=records, clock=clock, sleep=sleep)
+    slots: list[tuple[Check, float, threading.Event, dict[str, Any]]] = []
+    for check in checks:
+        box: dict[str, Any] = {}
+        done = threading.Event()
+
+        def target(
+            check: Check = check, box: dict[str, Any] = box, done: threading.Event = done
+        ) -> None:
+            try:
+                box["raw"] = check.func(ctx)
+            except BaseException as exc:
+                box["exc"] = exc
+            finally:
+                box["end"] = time.monotonic()
+                done.set()
+
+        begun = time.monotonic()
+        threading.Thread(target=target, name="reliactl-check", daemon=True).start()
+        slots.append((check, begun, done, box))
+    results: list[HealthMetric] = []
+    for check, begun, done, box in slots:
+        if not done.wait(max(0.0, begun + check.timeout - time.monotonic())):
+            metric = _timed_out(check)
+            end = time.monotonic()
+        elif "exc" in box:
+            metric = _crashed(check, box["exc"])
+            end = box["end"]
+        else:
+            try:
+                metric = coerce_result(check, box["raw"])
+            except Exception as exc:
+                metric = _crashed(check, exc)
+            end = box["end"]
+        results.append(replace(metric, duration=round(end - begun, 6)))
+    return _aggregate(checks, results, records, checked_at, started)
+
+
+def _aggregate(
+    checks: Sequence[Check],
+    results: Sequence[HealthMetric],
+    records: RecordStore,
+    checked_at: float,
+    started: float,
+) -> HealthReport:
+    metrics: dict[str, HealthMetric] = {}
+    for check, metric in zip(checks, results, strict=True):
+        try:
+            metrics[check.name] = debounce(metric, check, records)
+        except ReliactlError as exc:  # the state store failed: report, do not hide the result
+            metrics[check.name] = replace(metric, message=f"{metric.message} (debounce: {exc})")
+    return HealthReport(
+        overall_status=worst(m.status for m in metrics.values()),
+        metrics=metrics,
+        checked_at=checked_at,
+        duration=round(time.monotonic() - started, 6),
+    )
 
 
 def debounce(metric: HealthMetric, check: Check, records: RecordStore) -> HealthMetric:
@@ -149,6 +235,8 @@ async def run_checks(
     sleep: Callable[[float], None] = time.sleep,
 ) -> HealthReport:
     """Run ``checks`` concurrently and aggregate them (the worst status wins)."""
+    import asyncio
+
     started = time.monotonic()
     checked_at = clock()
     ctx = CheckContext(records=records, clock=clock, sleep=sleep)
@@ -158,18 +246,7 @@ async def run_checks(
         results = await asyncio.gather(*(run_check(check, ctx) for check in checks))
     finally:
         await ctx.aclose()
-    metrics: dict[str, HealthMetric] = {}
-    for check, metric in zip(checks, results, strict=True):
-        try:
-            metrics[check.name] = debounce(metric, check, records)
-        except ReliactlError as exc:  # the state store failed: report, do not hide the result
-            metrics[check.name] = replace(metric, message=f"{metric.message} (debounce: {exc})")
-    return HealthReport(
-        overall_status=worst(m.status for m in metrics.values()),
-        metrics=metrics,
-        checked_at=checked_at,
-        duration=round(time.monotonic() - started, 6),
-    )
+    return _aggregate(checks, results, records, checked_at, started)
 
 
 # --------------------------------------------------------------------------- the monitor
@@ -240,6 +317,8 @@ class MonitoringTask:
         return not self.task.done()
 
     async def stop(self) -> None:
+        import asyncio
+
         self.task.cancel()
         try:
             await self.task
@@ -385,6 +464,24 @@ class HealthMonitor:
         self.last_report = report
         return report
 
+    def run_now(self, only: Sequence[str] | None = None) -> HealthReport:
+        """check_all_health for a caller without an event loop (the CLI, a cron script).
+
+        Sync checks run in threads without loading asyncio; any async check (http, tcp,
+        python, a registered coroutine) makes it use asyncio.run.
+        """
+        checks = self.select(only)
+        if any(check.is_async for check in checks):
+            import asyncio
+
+            report = asyncio.run(
+                run_checks(checks, self.records, clock=self.clock, sleep=self.sleep)
+            )
+        else:
+            report = run_checks_in_threads(checks, self.records, clock=self.clock, sleep=self.sleep)
+        self.last_report = report
+        return report
+
     # ---- alerts
 
     def alert_manager(self, **kwargs: Any) -> Any:
@@ -416,6 +513,8 @@ class HealthMonitor:
         on_report: Callable[[HealthReport], Any] | None = None,
     ) -> MonitoringTask:
         """Check (and alert) every ``interval`` seconds in the background until stopped."""
+        import asyncio
+
         if self._task is not None and self._task.running:
             await self._task.stop()
         period = float(interval if interval is not None else self.config.check_interval)

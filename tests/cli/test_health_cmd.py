@@ -306,3 +306,37 @@ def test_an_unusable_state_store_is_a_warning_not_a_failure(run_cli, tmp_path: P
     result = run_cli("--config", str(cfg), "health")
     assert result.exit_code == 1, result.output
     assert "kept in memory this run" in result.stderr and "web" in result.stdout
+
+
+def test_builtin_run_loads_neither_psutil_nor_asyncio_nor_httpx() -> None:
+    """A cron run of the built-in checks stays cheap: /proc read directly, threads not asyncio."""
+    code = (
+        "import sys\n"
+        "sys.argv = ['reliactl', 'health', '--json']\n"
+        "from reliactl.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "bad = [m for m in ('psutil', 'httpx', 'asyncio', 'pydantic') if m in sys.modules]\n"
+        "print('HEAVY', bad, file=sys.stderr)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert "HEAVY []" in result.stderr, result.stderr
+    assert json.loads(result.stdout)["checks"]
+
+
+def test_tcp_check_through_the_cli(run_cli, tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(
+            "health_monitor:\n  system_checks: []\n  checks:\n"
+            f"    - {{name: db, kind: tcp, host: 127.0.0.1, port: {port}}}\n"
+        )
+        result = run_cli("--config", str(cfg), "health", "--format", "nagios")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("OK: 1 check OK | 'db:time'=")

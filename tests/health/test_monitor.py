@@ -209,3 +209,31 @@ def test_the_seed_api(tmp_path: Path) -> None:
     assert report.metrics["database"].status is Status.OK
     assert report.metrics["database"].message == "Database connection active"
     assert system.metrics["memory_usage"].message.startswith("memory ")
+
+
+def test_run_now_without_an_event_loop_times_out_hung_threads() -> None:
+    m = monitor()
+    m.register_custom_check("stuck", lambda: time.sleep(60), timeout=0.3)
+    m.register_custom_check("boom", lambda: 1 / 0)
+    m.register_custom_check("fine", lambda: {"status": "healthy", "value": 2})
+    started = time.monotonic()
+    report = m.run_now()
+    assert time.monotonic() - started < 2.0
+    assert report.metrics["stuck"].status is Status.UNKNOWN
+    assert "timed out" in report.metrics["stuck"].message
+    assert "ZeroDivisionError" in report.metrics["boom"].message
+    assert report.metrics["fine"].status is Status.OK and report.metrics["fine"].value == 2
+    assert m.last_report is report
+
+
+def test_run_now_uses_asyncio_for_async_checks() -> None:
+    m = monitor()
+
+    async def ok() -> dict[str, Any]:
+        await asyncio.sleep(0)
+        return {"status": "ok", "message": "async"}
+
+    m.register_custom_check("a", ok)
+    m.register_custom_check("s", lambda: {"status": "warning"})
+    report = m.run_now()
+    assert report.metrics["a"].message == "async" and report.overall_status is Status.WARNING
