@@ -373,12 +373,20 @@ class HealthMonitor:
             arg = self._store_arg
             store: StateStore | None = None if isinstance(arg, _Auto) else arg
             if isinstance(arg, _Auto):
-                try:
-                    from reliactl.state import open_state
+                from reliactl.state import open_state
 
-                    store = open_state(self._full)
-                except ReliactlError as exc:
-                    log.warning("health: state store unavailable, keeping state in memory: %s", exc)
+                for attempt in range(4):
+                    try:
+                        store = open_state(self._full)
+                        break
+                    except ReliactlError as exc:
+                        if "locked" in str(exc) and attempt < 3:  # a concurrent first open
+                            time.sleep(0.05 * (attempt + 1))
+                            continue
+                        log.warning(
+                            "health: state store unavailable, state kept in memory: %s", exc
+                        )
+                        break
             self._records = RecordStore(store)
         return self._records
 

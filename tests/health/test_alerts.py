@@ -183,6 +183,20 @@ def test_two_concurrent_runs_deliver_once(server: CountingServer, tmp_path: Path
     assert again.returncode == 2 and server.count == 1
 
 
+@pytest.mark.stress
+def test_many_concurrent_runs_deliver_once(server: CountingServer, tmp_path: Path) -> None:
+    server.delay = 0.5
+    cfg = tmp_path / "reliactl.yaml"
+    url = server.url + SECRET
+    cfg.write_text(CONFIG.format(python=json.dumps(sys.executable), url=url, db=tmp_path / "s.db"))
+    cmd = [sys.executable, "-m", "reliactl", "--config", str(cfg), "health", "--quiet"]
+    for round_ in range(3):
+        procs = [subprocess.Popen(cmd, stderr=subprocess.PIPE) for _ in range(8)]
+        errors = [p.communicate(timeout=120)[1] for p in procs]
+        assert [p.returncode for p in procs] == [2] * 8, errors
+        assert server.count == 1, (round_, errors)
+
+
 def test_discord_and_slack_payloads_are_colored_by_status() -> None:
     clock = FakeClock()
     metric = report(clock, disk=Status.CRITICAL).metrics["disk"]
