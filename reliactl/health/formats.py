@@ -20,6 +20,8 @@ def nagios(report: HealthReport) -> str:
         ok = len(report.metrics) - len(problems)
         if ok:
             text += f"; {ok} other check{'s' if ok != 1 else ''} OK"
+    elif not report.metrics:
+        text = "no checks configured"
     else:
         count = len(report.metrics)
         text = f"{count} check{'s' if count != 1 else ''} OK"

@@ -191,7 +191,8 @@ def _aggregate(
         except ReliactlError as exc:  # the state store failed: report, do not hide the result
             metrics[check.name] = replace(metric, message=f"{metric.message} (debounce: {exc})")
     return HealthReport(
-        overall_status=worst(m.status for m in metrics.values()),
+        # nothing checked is not "all is well": a cron job with an emptied config must notice
+        overall_status=worst(m.status for m in metrics.values()) if metrics else Status.UNKNOWN,
         metrics=metrics,
         checked_at=checked_at,
         duration=round(time.monotonic() - started, 6),
