@@ -168,10 +168,16 @@ def run_checks_in_threads(
             metric = _crashed(check, box["exc"])
             end = box["end"]
         else:
-            try:
-                metric = coerce_result(check, box["raw"])
-            except Exception as exc:
-                metric = _crashed(check, exc)
+            raw = box["raw"]
+            close = getattr(raw, "close", None)
+            if hasattr(raw, "__await__") and callable(close):
+                close()  # a sync function that returned a coroutine: it needs an event loop
+                metric = _crashed(check, TypeError("returned an awaitable; use check_all_health"))
+            else:
+                try:
+                    metric = coerce_result(check, raw)
+                except Exception as exc:
+                    metric = _crashed(check, exc)
             end = box["end"]
         results.append(replace(metric, duration=round(end - begun, 6)))
     return _aggregate(checks, results, records, checked_at, started)
