@@ -8,13 +8,13 @@ _reliactl() {
         w="${COMP_WORDS[i]}"
         if [ "$skip" = 1 ]; then skip=0; continue; fi
         case "$w" in
-            --config|--for|--transitions|-c|-n) skip=1 ;;
+            --base-delay|--config|--for|--jitter|--max-delay|--max-elapsed|--max-retries|--multiplier|--seed|--strategy|--transitions|-c|-n) skip=1 ;;
             -*) ;;
             *) path="${path:+$path }$w" ;;
         esac
     done
     case "$prev" in
-        --config|--for|--transitions|-c|-n) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        --base-delay|--config|--for|--jitter|--max-delay|--max-elapsed|--max-retries|--multiplier|--seed|--strategy|--transitions|-c|-n) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     esac
     case "$path" in
         "config validate" | "config validate "*) words="--help -h --json --no-env" ;;
@@ -25,10 +25,12 @@ _reliactl() {
         "breaker trip" | "breaker trip "*) words="--help -h --for" ;;
         "config init" | "config init "*) words="--help -h --force" ;;
         "config show" | "config show "*) words="--help -h --json --sources --no-sources" ;;
+        "retry plan" | "retry plan "*) words="--help -h --strategy --base-delay --max-delay --max-retries --jitter --multiplier --max-elapsed --seed --json" ;;
         "breaker") words="close list reset show trip --help -h" ;;
         "config") words="init show validate --help -h" ;;
         "doctor" | "doctor "*) words="--help -h --json" ;;
-        "") words="breaker config doctor --help -h --version --config -c" ;;
+        "retry") words="plan --help -h" ;;
+        "") words="breaker config doctor retry --help -h --version --config -c" ;;
     esac
     COMPREPLY=($(compgen -W "$words" -- "$cur"))
     if [ ${#COMPREPLY[@]} -eq 0 ] && [[ "$cur" != -* ]]; then COMPREPLY=($(compgen -f -- "$cur")); fi

@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from reliactl._version import __version__
 
-# public name -> module that defines it
+# public name -> module that defines it. The decorator ``retry`` is not here: ``reliactl.retry``
+# is its module (``from reliactl.retry import retry``), and a lazy attribute would shadow it.
 _EXPORTS: dict[str, str] = {
+    "BackoffStrategy": "reliactl.retry",
     "BreakerConfig": "reliactl.breaker",
     "BreakerSnapshot": "reliactl.breaker",
     "CircuitBreaker": "reliactl.breaker",
@@ -24,11 +26,17 @@ _EXPORTS: dict[str, str] = {
     "ConfigError": "reliactl.errors",
     "ConfigProblem": "reliactl.errors",
     "DurationError": "reliactl.errors",
+    "ExponentialBackoffStrategy": "reliactl.retry",
+    "FixedDelayStrategy": "reliactl.retry",
+    "LinearBackoffStrategy": "reliactl.retry",
     "LockBusyError": "reliactl.errors",
     "LockError": "reliactl.errors",
     "RateLimitExceeded": "reliactl.errors",
     "ReliactlError": "reliactl.errors",
+    "RetryBudget": "reliactl.retry",
     "RetryError": "reliactl.errors",
+    "RetryPolicy": "reliactl.retry",
+    "RetryStats": "reliactl.retry",
     "StateError": "reliactl.errors",
     "circuit_breaker": "reliactl.breaker",
     "circuit_manager": "reliactl.breaker",
@@ -37,12 +45,19 @@ _EXPORTS: dict[str, str] = {
     "format_size": "reliactl.durations",
     "get_persistent_breaker": "reliactl.breaker",
     "get_reliability_config": "reliactl.config",
+    "make_strategy": "reliactl.retry",
     "open_state": "reliactl.state",
     "parse_duration": "reliactl.durations",
     "parse_size": "reliactl.durations",
+    "plan_schedule": "reliactl.retry",
+    "retry_async": "reliactl.retry",
+    "retrying": "reliactl.retry",
+    "retrying_async": "reliactl.retry",
+    "strategy_from_config": "reliactl.retry",
 }
 
 __all__ = [
+    "BackoffStrategy",
     "BreakerConfig",
     "BreakerSnapshot",
     "CircuitBreaker",
@@ -54,11 +69,17 @@ __all__ = [
     "ConfigError",
     "ConfigProblem",
     "DurationError",
+    "ExponentialBackoffStrategy",
+    "FixedDelayStrategy",
+    "LinearBackoffStrategy",
     "LockBusyError",
     "LockError",
     "RateLimitExceeded",
     "ReliactlError",
+    "RetryBudget",
     "RetryError",
+    "RetryPolicy",
+    "RetryStats",
     "StateError",
     "__version__",
     "circuit_breaker",
@@ -68,9 +89,15 @@ __all__ = [
     "format_size",
     "get_persistent_breaker",
     "get_reliability_config",
+    "make_strategy",
     "open_state",
     "parse_duration",
     "parse_size",
+    "plan_schedule",
+    "retry_async",
+    "retrying",
+    "retrying_async",
+    "strategy_from_config",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -99,6 +126,21 @@ if TYPE_CHECKING:  # pragma: no cover
         ReliactlError,
         RetryError,
         StateError,
+    )
+    from reliactl.retry import (
+        BackoffStrategy,
+        ExponentialBackoffStrategy,
+        FixedDelayStrategy,
+        LinearBackoffStrategy,
+        RetryBudget,
+        RetryPolicy,
+        RetryStats,
+        make_strategy,
+        plan_schedule,
+        retry_async,
+        retrying,
+        retrying_async,
+        strategy_from_config,
     )
     from reliactl.state import open_state
 

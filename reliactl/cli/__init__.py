@@ -45,6 +45,7 @@ from reliactl._version import __version__  # noqa: E402
 from reliactl.cli import breaker as breaker_cmd  # noqa: E402
 from reliactl.cli import config as config_cmd  # noqa: E402
 from reliactl.cli import doctor as doctor_cmd  # noqa: E402
+from reliactl.cli import retry as retry_cmd  # noqa: E402
 from reliactl.cli.context import AppContext  # noqa: E402
 from reliactl.cli.exitcodes import ExitCode, epilog  # noqa: E402
 
@@ -95,6 +96,7 @@ def root(
 app.add_typer(config_cmd.app, name="config")
 app.command("doctor")(doctor_cmd.doctor)
 app.add_typer(breaker_cmd.app, name="breaker")
+app.add_typer(retry_cmd.app, name="retry")
 
 
 def main() -> None:
