@@ -9,22 +9,30 @@ _reliactl() {
         w="${COMP_WORDS[i]}"
         if [ "$skip" = 1 ]; then skip=0; continue; fi
         case "$w" in
-            --check|--config|--count|--format|--interval|--test-alert|--textfile|-C|-c|-f|-i|-n) skip=1 ;;
+            --base-delay|--check|--config|--count|--for|--format|--interval|--jitter|--max-delay|--max-elapsed|--max-retries|--multiplier|--seed|--strategy|--test-alert|--textfile|--transitions|-C|-c|-f|-i|-n) skip=1 ;;
             -*) ;;
             *) path="${path:+$path }$w" ;;
         esac
     done
     case "$prev" in
-        --check|--config|--count|--format|--interval|--test-alert|--textfile|-C|-c|-f|-i|-n) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        --base-delay|--check|--config|--count|--for|--format|--interval|--jitter|--max-delay|--max-elapsed|--max-retries|--multiplier|--seed|--strategy|--test-alert|--textfile|--transitions|-C|-c|-f|-i|-n) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     esac
     case "$path" in
         "config validate" | "config validate "*) words="--help -h --json --no-env" ;;
+        "breaker close" | "breaker close "*) words="--help -h" ;;
+        "breaker reset" | "breaker reset "*) words="--help -h --all" ;;
+        "breaker list" | "breaker list "*) words="--help -h --json --fail-on-open" ;;
+        "breaker show" | "breaker show "*) words="--help -h --json --transitions -n" ;;
+        "breaker trip" | "breaker trip "*) words="--help -h --for" ;;
         "config init" | "config init "*) words="--help -h --force" ;;
         "config show" | "config show "*) words="--help -h --json --sources --no-sources" ;;
+        "retry plan" | "retry plan "*) words="--help -h --strategy --base-delay --max-delay --max-retries --jitter --multiplier --max-elapsed --seed --json" ;;
+        "breaker") words="close list reset show trip --help -h" ;;
         "config") words="init show validate --help -h" ;;
         "doctor" | "doctor "*) words="--help -h --json" ;;
         "health" | "health "*) words="--help -h --detailed -d --check -C --json --format -f --textfile --watch -w --interval -i --count -n --quiet -q --no-alerts --test-alert" ;;
-        "") words="config doctor health --help -h --version --config -c" ;;
+        "retry") words="plan --help -h" ;;
+        "") words="breaker config doctor health retry --help -h --version --config -c" ;;
     esac
     COMPREPLY=($(compgen -W "$words" -- "$cur"))
     if [ ${#COMPREPLY[@]} -eq 0 ] && [[ "$cur" != -* ]]; then COMPREPLY=($(compgen -f -- "$cur")); fi
