@@ -9,10 +9,10 @@ delivers, and only then records ``status`` and ``sent_at``. A failed delivery re
 claim and leaves ``status``/``sent_at`` untouched, so the next run tries again (the cooldown
 advances only after a delivery succeeded). A claim whose owner died expires with its lease.
 
-Delivery retries a few times within the sink's ``timeout`` (transport errors, 429 and 5xx).
-The retry engine (``reliactl.retry``) was not merged yet when this was written, so a small
-bounded loop lives here. Failures come back as AlertOutcome values with URL secrets
-redacted; nothing here prints.
+Delivery retries with ``reliactl.retry`` (exponential backoff, no jitter, at most
+``max_attempts`` tries) within the sink's ``timeout``: transport errors, 429 (honouring
+Retry-After) and 5xx are retried, other answers are not. Failures come back as AlertOutcome
+values with URL secrets redacted; nothing here prints.
 """
 
 from __future__ import annotations
@@ -111,6 +111,24 @@ class AlertOutcome:
             f" not delivered after {self.attempts} attempt{'s' if self.attempts != 1 else ''}:"
             f" {self.error}"
         )
+
+
+class _DeliveryFailed(Exception):
+    """One failed attempt; ``retryable`` says whether another could help."""
+
+    def __init__(self, message: str, retryable: bool, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        if retry_after is not None:
+            self.retry_after = retry_after
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        seconds = float(value) if value else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and 0 <= seconds < 3600 else None
 
 
 def _iso(epoch: float) -> str:
@@ -349,29 +367,46 @@ class AlertManager:
 
     async def _deliver(self, sink: AlertSink, alert: Alert) -> tuple[bool, int, str | None]:
         """(delivered, attempts, error) within the sink's deadline, retrying transient errors."""
+        from reliactl.retry import ExponentialBackoffStrategy, RetryPolicy
+
         deadline = self.monotonic() + sink.timeout
-        attempt = 0
-        while True:
-            attempt += 1
+        attempts = 0
+
+        async def attempt() -> None:
+            nonlocal attempts
+            attempts += 1
             remaining = max(0.05, deadline - self.monotonic())
             try:
-                error, retryable = await self._send_once(sink, alert, remaining)
+                error, retryable, wait = await self._send_once(sink, alert, remaining)
             except Exception as exc:  # never let one sink break the others
-                error, retryable = f"{type(exc).__name__}: {exc}", False
-            if error is None:
-                return True, attempt, None
-            error = scrub(error, sink.url)
-            delay = self.base_delay * 2 ** (attempt - 1)
-            if not retryable or attempt >= self.max_attempts:
-                return False, attempt, error
-            if self.monotonic() + delay >= deadline:
-                return False, attempt, f"{error} (deadline {sink.timeout:g}s reached)"
-            await self.sleep(delay)
+                error, retryable, wait = f"{type(exc).__name__}: {exc}", False, None
+            if error is not None:
+                raise _DeliveryFailed(scrub(error, sink.url), retryable, wait)
+
+        policy = RetryPolicy(
+            strategy=ExponentialBackoffStrategy(
+                base_delay=self.base_delay,
+                max_delay=max(self.base_delay, sink.timeout / 2),
+                max_retries=self.max_attempts - 1,
+                jitter="none",
+            ),
+            max_elapsed=sink.timeout,
+            retry_on=lambda exc: isinstance(exc, _DeliveryFailed) and exc.retryable,
+            reraise=True,
+            async_sleep=self.sleep,
+            clock=self.monotonic,
+            name=f"alert sink {sink.name}",
+        )
+        try:
+            await policy.call_async(attempt)
+        except _DeliveryFailed as failed:
+            return False, attempts, str(failed)
+        return True, attempts, None
 
     async def _send_once(
         self, sink: AlertSink, alert: Alert, timeout: float
-    ) -> tuple[str | None, bool]:
-        """(error or None, retryable)."""
+    ) -> tuple[str | None, bool, float | None]:
+        """(error or None, retryable, seconds the server asked us to wait)."""
         body = payload(sink.kind, alert)
         if sink.kind == "command":
             data = json.dumps(body).encode()
@@ -381,14 +416,14 @@ class AlertManager:
                     timeout + 2.0,
                 )
             except FileNotFoundError:
-                return f"{sink.command[0]}: command not found", False
+                return f"{sink.command[0]}: command not found", False, None
             except PermissionError:
-                return f"{sink.command[0]}: permission denied", False
+                return f"{sink.command[0]}: permission denied", False, None
             if code == 0:
-                return None, False
+                return None, False, None
             first = output.strip().splitlines()[0][:200] if output.strip() else ""
             what = "timed out" if code is None else f"exited with status {code}"
-            return f"{sink.command[0]} {what}{': ' + first if first else ''}", True
+            return f"{sink.command[0]} {what}{': ' + first if first else ''}", True, None
         import httpx
 
         if self._client is None:
@@ -396,15 +431,16 @@ class AlertManager:
         try:
             response = await self._client.post(sink.url, json=body, timeout=timeout)
         except httpx.TimeoutException:
-            return f"no answer within {timeout:.1f}s", True
+            return f"no answer within {timeout:.1f}s", True, None
         except httpx.InvalidURL as exc:
-            return f"invalid URL: {exc}", False
+            return f"invalid URL: {exc}", False, None
         except httpx.UnsupportedProtocol:
-            return "invalid URL: expected http:// or https://", False
+            return "invalid URL: expected http:// or https://", False, None
         except (httpx.HTTPError, OSError) as exc:
-            return f"{type(exc).__name__}: {exc}", True
+            return f"{type(exc).__name__}: {exc}", True, None
         if response.status_code < 300:
-            return None, False
+            return None, False, None
         where = redact_url(sink.url)
         retryable = response.status_code == 429 or response.status_code >= 500
-        return f"HTTP {response.status_code} from {where}", retryable
+        wait = _retry_after(response.headers.get("Retry-After"))
+        return f"HTTP {response.status_code} from {where}", retryable, wait

@@ -24,6 +24,7 @@ class CountingServer:
         self.status = status
         self.body = body
         self.delay = delay
+        self.headers: dict[str, str] = {}
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         owner = self
@@ -45,6 +46,8 @@ class CountingServer:
                 self.send_response(owner.status)
                 self.send_header("Content-Length", str(len(owner.body)))
                 self.send_header("Content-Type", "text/plain")
+                for name, value in owner.headers.items():
+                    self.send_header(name, value)
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(owner.body)

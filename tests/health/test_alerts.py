@@ -274,5 +274,16 @@ def test_delivery_gives_up_at_the_deadline(tmp_path: Path) -> None:
         am = manager([sink], tmp_path, clock, max_attempts=10)
         started = time.monotonic()
         (outcome,) = asyncio.run(am.process(report(clock, d=Status.CRITICAL)))
-    assert not outcome.delivered and sum(clock.sleeps) < 1.0
-    assert time.monotonic() - started < 5
+    assert not outcome.delivered and sum(clock.sleeps) <= 1.0
+    assert outcome.attempts < 10 and time.monotonic() - started < 5
+
+
+def test_retry_after_of_a_429_is_honoured(server: CountingServer, tmp_path: Path) -> None:
+    clock = FakeClock()
+    server.status = 429
+    server.headers["Retry-After"] = "3"
+    (outcome,) = asyncio.run(
+        manager([hook(server)], tmp_path, clock).process(report(clock, d=Status.CRITICAL))
+    )
+    assert not outcome.delivered and outcome.attempts == 3
+    assert clock.sleeps == [3.0, 3.0]
