@@ -228,7 +228,9 @@ class CheckSpec:
     path: str = _opt("", doc="file_age: the file whose age is checked; disk: a path on the disk")
     pid: int | None = _opt(None, doc="process: a process id", gt=0)
     pidfile: str = _opt("", doc="process: a file holding the process id")
-    process_name: str = _opt("", doc="process: a process name (as ps shows it)")
+    process_name: str = _opt(
+        "", doc="process: a process name (as ps shows it); with pid/pidfile, it must match too"
+    )
     target: str = _opt("", doc="python: module:function returning {status, value, message}")
 
 

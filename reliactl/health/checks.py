@@ -581,7 +581,11 @@ def find_processes(
         pid = int(text)
     if pid is not None:
         try:
-            return [psutil.Process(pid)], f"pid {pid}"
+            proc = psutil.Process(pid)
+            # with a name too, a recycled pid (a stale pidfile) is not mistaken for the service
+            if name and not _named(proc.name(), proc.cmdline(), name):
+                return [], f"pid {pid} (not {name!r}: a stale pidfile?)"
+            return [proc], f"pid {pid}"
         except (psutil.NoSuchProcess, ValueError):
             return [], f"pid {pid}"
         except psutil.AccessDenied:
@@ -589,13 +593,16 @@ def find_processes(
     found = []
     for proc in psutil.process_iter(["name", "cmdline"], ad_value=None):
         try:
-            cmdline = proc.info.get("cmdline") or []
-            exe = os.path.basename(cmdline[0]) if cmdline else ""
-            if name in (proc.info.get("name"), exe):
+            if _named(proc.info.get("name"), proc.info.get("cmdline"), name or ""):
                 found.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
     return found, f"process {name!r}"
+
+
+def _named(proc_name: str | None, cmdline: list[str] | None, name: str) -> bool:
+    exe = os.path.basename(cmdline[0]) if cmdline else ""
+    return name in (proc_name, exe)
 
 
 def process_check(

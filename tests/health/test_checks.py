@@ -252,6 +252,21 @@ def test_process_by_pidfile_and_not_running(tmp_path: Path) -> None:
     assert run1(check).status is Status.CRITICAL
 
 
+def test_a_pidfile_naming_another_program_is_not_running(tmp_path: Path) -> None:
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        pidfile = tmp_path / "svc.pid"
+        pidfile.write_text(str(child.pid))
+        same = spec("process", pidfile=str(pidfile), process_name="sleep")
+        assert run1(custom_check(same, CONFIG)).status is Status.OK
+        other = spec("process", pidfile=str(pidfile), process_name="nginx")
+        m = run1(custom_check(other, CONFIG))
+        assert m.status is Status.CRITICAL and "stale pidfile" in m.message
+    finally:
+        child.kill()
+        child.wait()
+
+
 def test_process_by_name() -> None:
     child = subprocess.Popen(["sleep", "30"])
     try:
