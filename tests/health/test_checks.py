@@ -415,3 +415,18 @@ def test_system_checks_fall_back_to_psutil_without_proc(monkeypatch: pytest.Monk
     for check in checks.system_checks(HealthMonitorConfig(), None):
         m = run1(check)
         assert m.status is not Status.UNKNOWN, (m.name, m.message)
+
+
+def test_a_zombie_is_not_running(tmp_path: Path) -> None:
+    child = subprocess.Popen(["true"])
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # exited but not reaped yet: a zombie
+            with open(f"/proc/{child.pid}/stat") as fh:
+                if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    break
+            time.sleep(0.01)
+        m = run1(checks.process_check("z", pid=child.pid))
+        assert m.status is Status.CRITICAL and "not running" in m.message
+    finally:
+        child.wait()
