@@ -536,6 +536,13 @@ def _describe_process(proc: Any) -> dict[str, Any]:
     import psutil
 
     info: dict[str, Any] = {"pid": proc.pid}
+    try:
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return {**info, "vanished": True}  # exited, not yet reaped: not running
+    except psutil.NoSuchProcess:
+        return {**info, "vanished": True}
+    except (psutil.AccessDenied, OSError):
+        pass
     getters: dict[str, Callable[[], Any]] = {
         "name": proc.name,
         "rss": lambda: proc.memory_info().rss,
