@@ -1065,6 +1065,7 @@ def _cross_checks(config: Config, origins: _Origins) -> list[ConfigProblem]:
 _CHECK_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 _RESERVED_CHECK_NAMES = (
     "cpu_usage",
+    "disk_usage",
     "memory_usage",
     "swap_usage",
     "file_handles",
