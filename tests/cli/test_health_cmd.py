@@ -275,10 +275,10 @@ def test_config_validate_names_bad_checks_and_sinks(run_cli, tmp_path: Path) -> 
     )
     result = run_cli("config", "validate", str(cfg))
     assert result.exit_code == 78 and "did you mean 'process'" in result.stderr
+    assert f"{cfg}:8: health_monitor.checks[1].warn: range start is above its end" in result.stderr
     cfg.write_text("health_monitor:\n  checks:\n    - {name: memory_usage, kind: disk, path: /}\n")
     result = run_cli("config", "validate", str(cfg))
     assert result.exit_code == 78 and "'memory_usage' is a built-in check's name" in result.stderr
-    assert f"{cfg}:8: health_monitor.checks[1].warn: range start is above its end" in result.stderr
 
 
 def test_health_help_lists_every_option_and_imports_nothing_heavy() -> None:
