@@ -8,13 +8,13 @@ _reliactl() {
         w="${COMP_WORDS[i]}"
         if [ "$skip" = 1 ]; then skip=0; continue; fi
         case "$w" in
-            --backoff|--base-delay|--breaker|--config|--delay|--for|--jitter|--json-report|--kill-after|--limit|--lock-name|--lock-wait|--log-file|--max-delay|--max-elapsed|--max-retries|--multiplier|--name|--no-retry-on|--retries|--retry-on|--seed|--signal|--strategy|--timeout|--total-timeout|--transitions|-c|-k|-n|-s) skip=1 ;;
+            --backoff|--base-delay|--breaker|--check|--config|--count|--delay|--for|--format|--interval|--jitter|--json-report|--kill-after|--limit|--lock-name|--lock-wait|--log-file|--max-delay|--max-elapsed|--max-retries|--multiplier|--name|--no-retry-on|--retries|--retry-on|--seed|--signal|--strategy|--test-alert|--textfile|--timeout|--total-timeout|--transitions|-C|-c|-f|-i|-k|-n|-s) skip=1 ;;
             -*) ;;
             *) path="${path:+$path }$w" ;;
         esac
     done
     case "$prev" in
-        --backoff|--base-delay|--breaker|--config|--delay|--for|--jitter|--json-report|--kill-after|--limit|--lock-name|--lock-wait|--log-file|--max-delay|--max-elapsed|--max-retries|--multiplier|--name|--no-retry-on|--retries|--retry-on|--seed|--signal|--strategy|--timeout|--total-timeout|--transitions|-c|-k|-n|-s) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        --backoff|--base-delay|--breaker|--check|--config|--count|--delay|--for|--format|--interval|--jitter|--json-report|--kill-after|--limit|--lock-name|--lock-wait|--log-file|--max-delay|--max-elapsed|--max-retries|--multiplier|--name|--no-retry-on|--retries|--retry-on|--seed|--signal|--strategy|--test-alert|--textfile|--timeout|--total-timeout|--transitions|-C|-c|-f|-i|-k|-n|-s) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     esac
     case "$path" in
         "config validate" | "config validate "*) words="--help -h --json --no-env" ;;
@@ -29,12 +29,13 @@ _reliactl() {
         "breaker") words="close list reset show trip --help -h" ;;
         "config") words="init show validate --help -h" ;;
         "doctor" | "doctor "*) words="--help -h --json" ;;
+        "health" | "health "*) words="--help -h --detailed -d --check -C --json --format -f --textfile --watch -w --interval -i --count -n --quiet -q --no-alerts --test-alert" ;;
         "retry") words="plan --help -h" ;;
         "runs" | "runs "*) words="--help -h --json --last --limit -n" ;;
         "run" | "run "*)
             if [ "$path" != "run" ]; then COMPREPLY=($(compgen -c -f -- "$cur")); return; fi
             words="--help -h --lock --lock-name --lock-wait --skip-if-locked --lock-on-nfs --timeout --total-timeout --kill-after -k --signal -s --preserve-status --retry --retries --backoff --delay --max-delay --jitter --retry-on --no-retry-on --retry-on-timeout --name --timestamps --log-file --quiet-success --json-report --breaker --no-history" ;;
-        "") words="breaker config doctor retry run runs --help -h --version --config -c" ;;
+        "") words="breaker config doctor health retry run runs --help -h --version --config -c" ;;
     esac
     COMPREPLY=($(compgen -W "$words" -- "$cur"))
     if [ ${#COMPREPLY[@]} -eq 0 ] && [[ "$cur" != -* ]]; then COMPREPLY=($(compgen -f -- "$cur")); fi

@@ -28,6 +28,9 @@ _EXPORTS: dict[str, str] = {
     "DurationError": "reliactl.errors",
     "ExponentialBackoffStrategy": "reliactl.retry",
     "FixedDelayStrategy": "reliactl.retry",
+    "HealthError": "reliactl.errors",
+    "HealthMonitor": "reliactl.health.monitor",
+    "HealthReport": "reliactl.health.model",
     "LinearBackoffStrategy": "reliactl.retry",
     "LockBusyError": "reliactl.errors",
     "LockError": "reliactl.errors",
@@ -47,6 +50,8 @@ _EXPORTS: dict[str, str] = {
     "format_size": "reliactl.durations",
     "get_persistent_breaker": "reliactl.breaker",
     "get_reliability_config": "reliactl.config",
+    "get_system_health": "reliactl.health.monitor",
+    "health_monitor": "reliactl.health.monitor",
     "make_strategy": "reliactl.retry",
     "open_state": "reliactl.state",
     "parse_duration": "reliactl.durations",
@@ -56,6 +61,7 @@ _EXPORTS: dict[str, str] = {
     "retrying": "reliactl.retry",
     "retrying_async": "reliactl.retry",
     "run_command": "reliactl.runner",
+    "start_health_monitoring": "reliactl.health.monitor",
     "strategy_from_config": "reliactl.retry",
 }
 
@@ -74,6 +80,9 @@ __all__ = [
     "DurationError",
     "ExponentialBackoffStrategy",
     "FixedDelayStrategy",
+    "HealthError",
+    "HealthMonitor",
+    "HealthReport",
     "LinearBackoffStrategy",
     "LockBusyError",
     "LockError",
@@ -94,6 +103,8 @@ __all__ = [
     "format_size",
     "get_persistent_breaker",
     "get_reliability_config",
+    "get_system_health",
+    "health_monitor",
     "make_strategy",
     "open_state",
     "parse_duration",
@@ -103,6 +114,7 @@ __all__ = [
     "retrying",
     "retrying_async",
     "run_command",
+    "start_health_monitoring",
     "strategy_from_config",
 ]
 
@@ -126,12 +138,20 @@ if TYPE_CHECKING:  # pragma: no cover
         ConfigError,
         ConfigProblem,
         DurationError,
+        HealthError,
         LockBusyError,
         LockError,
         RateLimitExceeded,
         ReliactlError,
         RetryError,
         StateError,
+    )
+    from reliactl.health.model import HealthReport
+    from reliactl.health.monitor import (
+        HealthMonitor,
+        get_system_health,
+        health_monitor,
+        start_health_monitoring,
     )
     from reliactl.retry import (
         BackoffStrategy,
