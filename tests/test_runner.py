@@ -120,7 +120,7 @@ def test_timeout_with_preserve_status_is_the_childs_status() -> None:
 def test_timeout_signal_is_configurable(tmp_path: Path) -> None:
     marker = tmp_path / "got"
     script = f"trap 'echo INT > {marker}; exit 0' INT; while :; do sleep 0.05; done"
-    result = run("run", "--timeout", "0.3", "--signal", "INT", "sh", "-c", script)
+    result = run("run", "--timeout", "0.6", "--signal", "INT", "sh", "-c", script)
     assert result.returncode == 124, result.stderr
     assert marker.read_text().strip() == "INT"
 
