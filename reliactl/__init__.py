@@ -22,12 +22,14 @@ _EXPORTS: dict[str, str] = {
     "LockBusyError": "reliactl.errors",
     "LockError": "reliactl.errors",
     "RateLimitExceeded": "reliactl.errors",
+    "RateLimiter": "reliactl.ratelimit",
     "ReliactlError": "reliactl.errors",
     "RetryError": "reliactl.errors",
     "StateError": "reliactl.errors",
     "format_duration": "reliactl.durations",
     "format_size": "reliactl.durations",
     "get_reliability_config": "reliactl.config",
+    "limiter_for": "reliactl.ratelimit",
     "open_state": "reliactl.state",
     "parse_duration": "reliactl.durations",
     "parse_size": "reliactl.durations",
@@ -43,6 +45,7 @@ __all__ = [
     "LockBusyError",
     "LockError",
     "RateLimitExceeded",
+    "RateLimiter",
     "ReliactlError",
     "RetryError",
     "StateError",
@@ -50,6 +53,7 @@ __all__ = [
     "format_duration",
     "format_size",
     "get_reliability_config",
+    "limiter_for",
     "open_state",
     "parse_duration",
     "parse_size",
@@ -71,6 +75,7 @@ if TYPE_CHECKING:  # pragma: no cover
         RetryError,
         StateError,
     )
+    from reliactl.ratelimit import RateLimiter, limiter_for
     from reliactl.state import open_state
 
 
