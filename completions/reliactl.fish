@@ -2,6 +2,7 @@
 # Install: copy to ~/.config/fish/completions/reliactl.fish
 complete -c reliactl -f
 complete -c reliactl -n '__fish_use_subcommand' -a config -d 'Validate, show and create the YAML + environment configuration.'
+complete -c reliactl -n '__fish_use_subcommand' -a http -d 'Send one HTTP request: rate limit -> breaker -> request -> retries; body to stdout.'
 complete -c reliactl -n '__fish_use_subcommand' -l help -s h -d 'Show the help and exit.'
 complete -c reliactl -n '__fish_use_subcommand' -l version -d 'Print the version and exit.'
 complete -c reliactl -n '__fish_use_subcommand' -l config -s c -r -F -d 'Configuration file (default: $RELIACTL_CONFIG, ./reliactl.yaml, $XDG_CONFIG_HOME/reliactl/config.yaml, /etc/reliactl/config.yaml).'
@@ -17,3 +18,15 @@ complete -c reliactl -n '__fish_seen_subcommand_from config && __fish_seen_subco
 complete -c reliactl -n '__fish_seen_subcommand_from config && __fish_seen_subcommand_from validate' -l help -s h -d 'Show the help and exit.'
 complete -c reliactl -n '__fish_seen_subcommand_from config && __fish_seen_subcommand_from validate' -l json -d 'Print one JSON document.'
 complete -c reliactl -n '__fish_seen_subcommand_from config && __fish_seen_subcommand_from validate' -l no-env -d 'Check the file alone, ignoring the environment.'
+complete -c reliactl -n '__fish_seen_subcommand_from http' -l help -s h -d 'Show the help and exit.'
+complete -c reliactl -n '__fish_seen_subcommand_from http' -s H -l header -r -F -d 'Request header; repeatable.'
+complete -c reliactl -n '__fish_seen_subcommand_from http' -s d -l data -r -F -d 'Request body: @file, - for stdin, or text.'
+complete -c reliactl -n '__fish_seen_subcommand_from http' -l json-body -d 'The body is JSON: checked, sent as application/json.'
+complete -c reliactl -n '__fish_seen_subcommand_from http' -l breaker -r -F -d 'Go through the persistent circuit breaker NAME (exit 69 while it is open).'
+complete -c reliactl -n '__fish_seen_subcommand_from http' -l retries -r -F -d 'Retries after the first attempt (default: retry.max_retries).'
+complete -c reliactl -n '__fish_seen_subcommand_from http' -l rate -r -F -d 'Rate limit shared by every process, e.g. 60/minute or \'10/second;500/hour\'.'
+complete -c reliactl -n '__fish_seen_subcommand_from http' -l rate-key -r -F -d 'Budget to share (default: http:HOST). Alone, uses rate_limit.limits.NAME (or RATE_LIMIT_OPENAI_RPM for \'openai\').'
+complete -c reliactl -n '__fish_seen_subcommand_from http' -l rate-wait -r -F -d 'Wait at most this long for a rate-limit token, else exit 75 (0: no wait).'
+complete -c reliactl -n '__fish_seen_subcommand_from http' -l timeout -r -F -d 'Timeout of each attempt.'
+complete -c reliactl -n '__fish_seen_subcommand_from http' -l fail -s f -d 'Exit 22 on HTTP status >= 400 (no body printed), as curl.'
+complete -c reliactl -n '__fish_seen_subcommand_from http' -s v -l verbose -d 'Request and response headers to stderr (secrets ***).'
