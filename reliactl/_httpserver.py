@@ -67,6 +67,8 @@ class FlakyServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms stall
+            wbufsize = -1  # and buffered, so they usually leave as one segment
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
