@@ -9,21 +9,23 @@ _reliactl() {
         w="${COMP_WORDS[i]}"
         if [ "$skip" = 1 ]; then skip=0; continue; fi
         case "$w" in
-            --breaker|--config|--data|--header|--rate|--rate-key|--rate-wait|--retries|--timeout|-H|-c|-d) skip=1 ;;
+            --base-delay|--breaker|--config|--data|--header|--jitter|--max-delay|--max-elapsed|--max-retries|--multiplier|--rate|--rate-key|--rate-wait|--retries|--seed|--strategy|--timeout|-H|-c|-d) skip=1 ;;
             -*) ;;
             *) path="${path:+$path }$w" ;;
         esac
     done
     case "$prev" in
-        --breaker|--config|--data|--header|--rate|--rate-key|--rate-wait|--retries|--timeout|-H|-c|-d) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        --base-delay|--breaker|--config|--data|--header|--jitter|--max-delay|--max-elapsed|--max-retries|--multiplier|--rate|--rate-key|--rate-wait|--retries|--seed|--strategy|--timeout|-H|-c|-d) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     esac
     case "$path" in
         "config validate" | "config validate "*) words="--help -h --json --no-env" ;;
         "config init" | "config init "*) words="--help -h --force" ;;
         "config show" | "config show "*) words="--help -h --json --sources --no-sources" ;;
+        "retry plan" | "retry plan "*) words="--help -h --strategy --base-delay --max-delay --max-retries --jitter --multiplier --max-elapsed --seed --json" ;;
         "config") words="init show validate --help -h" ;;
+        "retry") words="plan --help -h" ;;
         "http" | "http "*) words="--help -h -H --header -d --data --json-body --breaker --retries --rate --rate-key --rate-wait --timeout --fail -f -v --verbose" ;;
-        "") words="config http --help -h --version --config -c" ;;
+        "") words="config http retry --help -h --version --config -c" ;;
     esac
     COMPREPLY=($(compgen -W "$words" -- "$cur"))
     if [ ${#COMPREPLY[@]} -eq 0 ] && [[ "$cur" != -* ]]; then COMPREPLY=($(compgen -f -- "$cur")); fi

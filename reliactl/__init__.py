@@ -11,52 +11,79 @@ from typing import TYPE_CHECKING, Any
 
 from reliactl._version import __version__
 
-# public name -> module that defines it
+# public name -> module that defines it. The decorator ``retry`` is not here: ``reliactl.retry``
+# is its module (``from reliactl.retry import retry``), and a lazy attribute would shadow it.
 _EXPORTS: dict[str, str] = {
+    "BackoffStrategy": "reliactl.retry",
     "CircuitOpenError": "reliactl.errors",
     "CommandError": "reliactl.errors",
     "Config": "reliactl.config",
     "ConfigError": "reliactl.errors",
     "ConfigProblem": "reliactl.errors",
     "DurationError": "reliactl.errors",
+    "ExponentialBackoffStrategy": "reliactl.retry",
+    "FixedDelayStrategy": "reliactl.retry",
+    "LinearBackoffStrategy": "reliactl.retry",
     "LockBusyError": "reliactl.errors",
     "LockError": "reliactl.errors",
     "RateLimitExceeded": "reliactl.errors",
     "RateLimiter": "reliactl.ratelimit",
     "ReliactlError": "reliactl.errors",
+    "RetryBudget": "reliactl.retry",
     "RetryError": "reliactl.errors",
+    "RetryPolicy": "reliactl.retry",
+    "RetryStats": "reliactl.retry",
     "StateError": "reliactl.errors",
     "format_duration": "reliactl.durations",
     "format_size": "reliactl.durations",
     "get_reliability_config": "reliactl.config",
     "limiter_for": "reliactl.ratelimit",
+    "make_strategy": "reliactl.retry",
     "open_state": "reliactl.state",
     "parse_duration": "reliactl.durations",
     "parse_size": "reliactl.durations",
+    "plan_schedule": "reliactl.retry",
+    "retry_async": "reliactl.retry",
+    "retrying": "reliactl.retry",
+    "retrying_async": "reliactl.retry",
+    "strategy_from_config": "reliactl.retry",
 }
 
 __all__ = [
+    "BackoffStrategy",
     "CircuitOpenError",
     "CommandError",
     "Config",
     "ConfigError",
     "ConfigProblem",
     "DurationError",
+    "ExponentialBackoffStrategy",
+    "FixedDelayStrategy",
+    "LinearBackoffStrategy",
     "LockBusyError",
     "LockError",
     "RateLimitExceeded",
     "RateLimiter",
     "ReliactlError",
+    "RetryBudget",
     "RetryError",
+    "RetryPolicy",
+    "RetryStats",
     "StateError",
     "__version__",
     "format_duration",
     "format_size",
     "get_reliability_config",
     "limiter_for",
+    "make_strategy",
     "open_state",
     "parse_duration",
     "parse_size",
+    "plan_schedule",
+    "retry_async",
+    "retrying",
+    "retrying_async",
+    "strategy_from_config",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -76,6 +103,21 @@ if TYPE_CHECKING:  # pragma: no cover
         StateError,
     )
     from reliactl.ratelimit import RateLimiter, limiter_for
+    from reliactl.retry import (
+        BackoffStrategy,
+        ExponentialBackoffStrategy,
+        FixedDelayStrategy,
+        LinearBackoffStrategy,
+        RetryBudget,
+        RetryPolicy,
+        RetryStats,
+        make_strategy,
+        plan_schedule,
+        retry_async,
+        retrying,
+        retrying_async,
+        strategy_from_config,
+    )
     from reliactl.state import open_state
 
 

@@ -6,7 +6,7 @@ The tree::
     +-- ConfigError                     invalid configuration; .problems lists each one
     +-- StateError                      the state store cannot be opened or written
     +-- DurationError (ValueError)      "30s", "5m", "500MB" could not be parsed
-    +-- RetryError                      retries exhausted; .attempts, __cause__ = last error
+    +-- RetryError                      gave up retrying; .attempts, .reason, __cause__ = last error
     +-- CircuitOpenError                a breaker rejected the call; .name, .retry_after
     +-- LockError                       a lock could not be taken safely (symlink, NFS)
     |   +-- LockBusyError               the lock is held by someone else; .holder
@@ -65,11 +65,25 @@ class DurationError(ReliactlError, ValueError):
 
 
 class RetryError(ReliactlError):
-    """All attempts failed; the last exception is ``__cause__``."""
+    """Retrying gave up; the last exception is ``__cause__``.
 
-    def __init__(self, message: str, attempts: int) -> None:
+    ``reason`` is "attempts" (no retries left), "deadline" (max_elapsed reached) or "budget"
+    (the retry budget is exhausted); ``last_result`` is the last result when a result
+    predicate asked for the retries.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        attempts: int,
+        *,
+        reason: str = "attempts",
+        last_result: object = None,
+    ) -> None:
         super().__init__(message)
         self.attempts = attempts
+        self.reason = reason
+        self.last_result = last_result
 
 
 class CircuitOpenError(ReliactlError):

@@ -209,20 +209,6 @@ class RetryEvent:
     retry_after: bool  # whether the delay is the server's Retry-After
 
 
-class _SimpleBackoff:
-    """Exponential backoff with full jitter; used only when ``reliactl.retry`` is missing."""
-
-    def __init__(self, max_retries: int, base: float, cap: float, multiplier: float) -> None:
-        self.max_retries = max_retries
-        self._base, self._cap, self._multiplier = base, cap, multiplier
-
-    def delay(self, attempt: int, previous_delay: float | None = None) -> float:
-        import random
-
-        ceiling = min(self._cap, self._base * self._multiplier ** max(0, attempt - 1))
-        return random.uniform(0.0, ceiling)
-
-
 def _backoff_from(retry: Backoff | int | bool | None, config: Config | None) -> Backoff:
     if retry is not None and not isinstance(retry, (bool, int)):
         return retry
@@ -231,18 +217,10 @@ def _backoff_from(retry: Backoff | int | bool | None, config: Config | None) -> 
     max_retries = None if retry is None else int(retry)
     if max_retries is not None and max_retries < 0:
         raise ValueError(f"retries must be 0 or more, got {max_retries}")
+    from reliactl.retry import strategy_from_config
+
     config = config if config is not None else _config()
-    try:
-        from reliactl.retry import strategy_from_config  # type: ignore[import-untyped,unused-ignore]
-    except ImportError:  # pragma: no cover - the retry module is part of the package
-        r = config.retry
-        return _SimpleBackoff(
-            r.max_retries if max_retries is None else max_retries,
-            r.base_delay,
-            r.max_delay,
-            r.multiplier,
-        )
-    return strategy_from_config(config.retry, max_retries=max_retries)  # type: ignore[no-any-return]
+    return strategy_from_config(config.retry, max_retries=max_retries)
 
 
 def _config() -> Config:

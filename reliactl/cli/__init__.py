@@ -44,6 +44,7 @@ import typer  # noqa: E402
 from reliactl._version import __version__  # noqa: E402
 from reliactl.cli import config as config_cmd  # noqa: E402
 from reliactl.cli import http as http_cmd  # noqa: E402
+from reliactl.cli import retry as retry_cmd  # noqa: E402
 from reliactl.cli.context import AppContext  # noqa: E402
 from reliactl.cli.exitcodes import ExitCode, epilog  # noqa: E402
 
@@ -93,6 +94,7 @@ def root(
 
 app.add_typer(config_cmd.app, name="config")
 app.command("http", no_args_is_help=True)(http_cmd.http)
+app.add_typer(retry_cmd.app, name="retry")
 
 
 def main() -> None:
