@@ -9,23 +9,30 @@ _reliactl() {
         w="${COMP_WORDS[i]}"
         if [ "$skip" = 1 ]; then skip=0; continue; fi
         case "$w" in
-            --base-delay|--breaker|--config|--data|--header|--jitter|--max-delay|--max-elapsed|--max-retries|--multiplier|--rate|--rate-key|--rate-wait|--retries|--seed|--strategy|--timeout|-H|-c|-d) skip=1 ;;
+            --base-delay|--breaker|--config|--data|--for|--header|--jitter|--max-delay|--max-elapsed|--max-retries|--multiplier|--rate|--rate-key|--rate-wait|--retries|--seed|--strategy|--timeout|--transitions|-H|-c|-d|-n) skip=1 ;;
             -*) ;;
             *) path="${path:+$path }$w" ;;
         esac
     done
     case "$prev" in
-        --base-delay|--breaker|--config|--data|--header|--jitter|--max-delay|--max-elapsed|--max-retries|--multiplier|--rate|--rate-key|--rate-wait|--retries|--seed|--strategy|--timeout|-H|-c|-d) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        --base-delay|--breaker|--config|--data|--for|--header|--jitter|--max-delay|--max-elapsed|--max-retries|--multiplier|--rate|--rate-key|--rate-wait|--retries|--seed|--strategy|--timeout|--transitions|-H|-c|-d|-n) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     esac
     case "$path" in
         "config validate" | "config validate "*) words="--help -h --json --no-env" ;;
+        "breaker close" | "breaker close "*) words="--help -h" ;;
+        "breaker reset" | "breaker reset "*) words="--help -h --all" ;;
+        "breaker list" | "breaker list "*) words="--help -h --json --fail-on-open" ;;
+        "breaker show" | "breaker show "*) words="--help -h --json --transitions -n" ;;
+        "breaker trip" | "breaker trip "*) words="--help -h --for" ;;
         "config init" | "config init "*) words="--help -h --force" ;;
         "config show" | "config show "*) words="--help -h --json --sources --no-sources" ;;
         "retry plan" | "retry plan "*) words="--help -h --strategy --base-delay --max-delay --max-retries --jitter --multiplier --max-elapsed --seed --json" ;;
+        "breaker") words="close list reset show trip --help -h" ;;
         "config") words="init show validate --help -h" ;;
+        "doctor" | "doctor "*) words="--help -h --json" ;;
         "retry") words="plan --help -h" ;;
         "http" | "http "*) words="--help -h -H --header -d --data --json-body --breaker --retries --rate --rate-key --rate-wait --timeout --fail -f -v --verbose" ;;
-        "") words="config http retry --help -h --version --config -c" ;;
+        "") words="breaker config doctor http retry --help -h --version --config -c" ;;
     esac
     COMPREPLY=($(compgen -W "$words" -- "$cur"))
     if [ ${#COMPREPLY[@]} -eq 0 ] && [[ "$cur" != -* ]]; then COMPREPLY=($(compgen -f -- "$cur")); fi

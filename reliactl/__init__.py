@@ -15,7 +15,12 @@ from reliactl._version import __version__
 # is its module (``from reliactl.retry import retry``), and a lazy attribute would shadow it.
 _EXPORTS: dict[str, str] = {
     "BackoffStrategy": "reliactl.retry",
+    "BreakerConfig": "reliactl.breaker",
+    "BreakerSnapshot": "reliactl.breaker",
+    "CircuitBreaker": "reliactl.breaker",
+    "CircuitBreakerManager": "reliactl.breaker",
     "CircuitOpenError": "reliactl.errors",
+    "CircuitState": "reliactl.breaker",
     "CommandError": "reliactl.errors",
     "Config": "reliactl.config",
     "ConfigError": "reliactl.errors",
@@ -34,8 +39,12 @@ _EXPORTS: dict[str, str] = {
     "RetryPolicy": "reliactl.retry",
     "RetryStats": "reliactl.retry",
     "StateError": "reliactl.errors",
+    "circuit_breaker": "reliactl.breaker",
+    "circuit_manager": "reliactl.breaker",
+    "create_http_circuit_config": "reliactl.breaker",
     "format_duration": "reliactl.durations",
     "format_size": "reliactl.durations",
+    "get_persistent_breaker": "reliactl.breaker",
     "get_reliability_config": "reliactl.config",
     "limiter_for": "reliactl.ratelimit",
     "make_strategy": "reliactl.retry",
@@ -51,7 +60,12 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "BackoffStrategy",
+    "BreakerConfig",
+    "BreakerSnapshot",
+    "CircuitBreaker",
+    "CircuitBreakerManager",
     "CircuitOpenError",
+    "CircuitState",
     "CommandError",
     "Config",
     "ConfigError",
@@ -71,8 +85,12 @@ __all__ = [
     "RetryStats",
     "StateError",
     "__version__",
+    "circuit_breaker",
+    "circuit_manager",
+    "create_http_circuit_config",
     "format_duration",
     "format_size",
+    "get_persistent_breaker",
     "get_reliability_config",
     "limiter_for",
     "make_strategy",
@@ -87,6 +105,17 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from reliactl.breaker import (
+        BreakerConfig,
+        BreakerSnapshot,
+        CircuitBreaker,
+        CircuitBreakerManager,
+        CircuitState,
+        circuit_breaker,
+        circuit_manager,
+        create_http_circuit_config,
+        get_persistent_breaker,
+    )
     from reliactl.config import Config, get_reliability_config
     from reliactl.durations import format_duration, format_size, parse_duration, parse_size
     from reliactl.errors import (

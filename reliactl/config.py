@@ -73,6 +73,30 @@ class BreakerSettings:
     )
     half_open_max_calls: int | None = _opt(None, doc="trial calls admitted while half-open", gt=0)
     success_threshold: int | None = _opt(None, doc="trial successes needed to close", gt=0)
+    failure_rate_threshold: float | None = _opt(
+        None, doc="failure percent over the sliding window that opens it", gt=0, le=100
+    )
+    sliding_window_size: int | None = _opt(
+        None, doc="calls in the failure-rate sliding window", gt=0
+    )
+    minimum_calls: int | None = _opt(
+        None, doc="calls in the window before the failure rate counts", gt=0
+    )
+    slow_call_threshold: float | None = _opt(
+        None, doc="a call at least this slow counts as a failure", kind="duration", gt=0
+    )
+    recovery_multiplier: float | None = _opt(
+        None, doc="each re-open after a failed trial multiplies the open time by this", ge=1
+    )
+    max_recovery_timeout: float | None = _opt(
+        None, doc="the open time never grows beyond this", kind="duration", gt=0
+    )
+    trial_timeout: float | None = _opt(
+        None,
+        doc="a half-open trial reservation expires after this (a killed trial never wedges it)",
+        kind="duration",
+        gt=0,
+    )
 
 
 @dataclass(frozen=True)
@@ -88,6 +112,45 @@ class CircuitBreakerConfig:
     )
     half_open_max_calls: int = _opt(1, doc="trial calls admitted while half-open", gt=0)
     success_threshold: int = _opt(1, doc="successful trials needed to close again", gt=0)
+    failure_rate_threshold: float | None = _opt(
+        None,
+        doc="also open when this percent of the last sliding_window_size calls failed"
+        " (unset: consecutive failures only)",
+        gt=0,
+        le=100,
+        example=50,
+    )
+    sliding_window_size: int = _opt(20, doc="calls in the failure-rate sliding window", gt=0)
+    minimum_calls: int = _opt(
+        10, doc="calls in the window before the failure rate can open a breaker", gt=0
+    )
+    slow_call_threshold: float | None = _opt(
+        None,
+        doc="a call at least this slow counts as a failure (unset: never)",
+        kind="duration",
+        gt=0,
+        example="30s",
+    )
+    recovery_multiplier: float = _opt(
+        1.0,
+        doc="each re-open after a failed trial multiplies the open time by this (1: constant)",
+        ge=1,
+    )
+    max_recovery_timeout: float | None = _opt(
+        None,
+        doc="cap of the growing open time (unset: 1h; never below recovery_timeout)",
+        kind="duration",
+        gt=0,
+        example="1h",
+    )
+    trial_timeout: float | None = _opt(
+        None,
+        doc="a half-open trial reservation expires after this, so a killed or hung trial never"
+        " wedges the breaker (unset: recovery_timeout)",
+        kind="duration",
+        gt=0,
+        example="5m",
+    )
     breakers: dict[str, BreakerSettings] = _opt(
         doc="per-breaker overrides, by breaker name",
         factory=dict,
@@ -97,6 +160,13 @@ class CircuitBreakerConfig:
                 "recovery_timeout": "2m",
                 "half_open_max_calls": 1,
                 "success_threshold": 2,
+                "failure_rate_threshold": 50,
+                "sliding_window_size": 20,
+                "minimum_calls": 5,
+                "slow_call_threshold": "20s",
+                "recovery_multiplier": 2,
+                "max_recovery_timeout": "30m",
+                "trial_timeout": "1m",
             }
         },
     )
@@ -104,12 +174,15 @@ class CircuitBreakerConfig:
     def settings_for(self, name: str) -> BreakerSettings:
         """The effective settings of breaker ``name``: its overrides over these defaults."""
         own = self.breakers.get(name, BreakerSettings())
-        return BreakerSettings(
-            failure_threshold=own.failure_threshold or self.failure_threshold,
-            recovery_timeout=own.recovery_timeout or self.recovery_timeout,
-            half_open_max_calls=own.half_open_max_calls or self.half_open_max_calls,
-            success_threshold=own.success_threshold or self.success_threshold,
-        )
+        merged = {
+            f.name: _first_set(getattr(own, f.name), getattr(self, f.name))
+            for f in dataclasses.fields(BreakerSettings)
+        }
+        return BreakerSettings(**merged)
+
+
+def _first_set(own: Any, default: Any) -> Any:
+    return default if own is None else own
 
 
 @dataclass(frozen=True)

@@ -235,10 +235,7 @@ def _breaker_from(
     if breaker is None or breaker is False:
         return None
     if isinstance(breaker, str):
-        from reliactl.breaker import (  # type: ignore[import-untyped,unused-ignore]
-            circuit_manager,
-            get_persistent_breaker,
-        )
+        from reliactl.breaker import circuit_manager, get_persistent_breaker
 
         if store is not None:
             return get_persistent_breaker(
