@@ -693,13 +693,13 @@ class ResilientClient(_ClientBase):
         limiter = core.limiter
         perf = time.perf_counter
         while True:
-            call.attempt += 1
             try:
                 if limiter is not None:
                     core.note_rate_wait(limiter.acquire(timeout=core.rate_timeout(call)))
                 admission = core.admit()
             except (RateLimitExceeded, CircuitOpenError) as exc:
                 return core.rejected(call, exc)  # type: ignore[no-any-return]
+            call.attempt += 1
             started = perf()
             try:
                 outcome: Any = self._client.request(method, url, **kwargs)
@@ -812,7 +812,6 @@ class AsyncResilientClient(_ClientBase):
         limiter = core.limiter
         perf = time.perf_counter
         while True:
-            call.attempt += 1
             try:
                 if limiter is not None:
                     core.note_rate_wait(
@@ -821,6 +820,7 @@ class AsyncResilientClient(_ClientBase):
                 admission = core.admit()
             except (RateLimitExceeded, CircuitOpenError) as exc:
                 return core.rejected(call, exc)  # type: ignore[no-any-return]
+            call.attempt += 1
             started = perf()
             try:
                 outcome: Any = await self._client.request(method, url, **kwargs)

@@ -463,3 +463,126 @@ def test_openai_without_a_key_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(ValueError, match="needs an API key"):
         OpenAIWrapper()
+
+
+# ---- the circuit breaker
+
+
+@pytest.fixture
+def fresh_manager() -> Iterator[None]:
+    from reliactl.breaker import circuit_manager
+
+    circuit_manager.clear()
+    yield
+    circuit_manager.clear()
+
+
+def breaker(clock: FakeClock, threshold: int = 3) -> Any:
+    from reliactl.breaker import BreakerConfig, CircuitBreaker
+
+    config = BreakerConfig(failure_threshold=threshold, recovery_timeout=30)
+    return CircuitBreaker("svc", config, clock=clock)
+
+
+def test_the_breaker_opens_and_then_rejects_without_touching_the_server(
+    server: FlakyServer, clock: FakeClock
+) -> None:
+    from reliactl.errors import CircuitOpenError
+
+    server.script("/x", *[500] * 3)
+    with client(server.url, clock, retry=0, breaker=breaker(clock)) as c:
+        assert [c.get("/x").status_code for _ in range(3)] == [500, 500, 500]
+        with pytest.raises(CircuitOpenError) as info:
+            c.get("/x")
+        assert info.value.name == "svc" and info.value.retry_after == pytest.approx(30.0)
+        assert server.count("/x") == 3
+        stats = c.get_stats()
+        assert stats["rejected_by_breaker"] == 1 and stats["breaker_state"] == "open"
+        health = asyncio.run(c.get_health_status())
+        assert health["status"] == "unhealthy" and "breaker 'svc' is open" in health["reasons"]
+        clock.advance(30)  # half-open: one trial goes through and closes it
+        assert c.get("/x").status_code == 200
+        assert c.get_stats()["breaker_state"] == "closed"
+    assert server.count("/x") == 4
+
+
+def test_a_breaker_opening_mid_retries_ends_them_with_the_last_answer(
+    server: FlakyServer, clock: FakeClock
+) -> None:
+    server.script("/x", *[503] * 10)
+    with client(server.url, clock, retry=Fixed(5), breaker=breaker(clock, threshold=2)) as c:
+        assert c.get("/x").status_code == 503
+        stats = c.get_stats()
+    assert server.count("/x") == 2
+    assert stats["rejected_by_breaker"] == 1 and stats["retries"] == 1
+
+
+def test_4xx_and_429_never_open_the_breaker(server: FlakyServer, clock: FakeClock) -> None:
+    server.script("/x", *[404] * 5, *[Reply(429, headers={"Retry-After": "0"})] * 5)
+    with client(server.url, clock, retry=0, breaker=breaker(clock, threshold=2)) as c:
+        statuses = [c.get("/x").status_code for _ in range(10)]
+        assert c.get_stats()["breaker_state"] == "closed"
+    assert statuses == [404] * 5 + [429] * 5
+
+
+def test_connection_errors_open_the_breaker(clock: FakeClock) -> None:
+    from reliactl.errors import CircuitOpenError
+
+    with client(refused_url(), clock, retry=Fixed(5), breaker=breaker(clock, threshold=2)) as c:
+        with pytest.raises(HTTPError) as info:
+            c.get("/x")
+        assert info.value.attempts == 2  # the third attempt was refused by the open breaker
+        with pytest.raises(CircuitOpenError):
+            c.get("/x")
+
+
+def test_a_breaker_name_uses_the_process_registry(
+    server: FlakyServer, clock: FakeClock, fresh_manager: None
+) -> None:
+    from reliactl.breaker import circuit_manager
+
+    with client(server.url, clock, breaker="named") as c:
+        c.get("/x")
+        assert c.breaker is circuit_manager.get_breaker("named")
+
+
+def test_a_breaker_name_with_a_store_is_persistent(
+    server: FlakyServer, clock: FakeClock, tmp_path: Any
+) -> None:
+    from reliactl.state.sqlite import open_store
+
+    server.script("/x", *[500] * 10)
+    env = {"CB_FAILURE_THRESHOLD": "2"}
+    from reliactl.config import load
+
+    config = load(environ=env, search=False).config
+    with open_store(tmp_path / "s.db") as store:
+        for _ in range(2):
+            with client(server.url, clock, retry=0, breaker="svc", store=store, config=config) as c:
+                c.get("/x")
+        record = store.get("breaker", "svc")
+    assert record is not None and record["state"] == "open"
+
+
+def test_openai_wrapper_exactly_as_the_seed_builds_it(
+    monkeypatch: pytest.MonkeyPatch, server: FlakyServer, fresh_manager: None
+) -> None:
+    """ORIGIN.md's construction, pointed at the local server by OPENAI_BASE_URL."""
+    monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
+    server.script("/v1/chat/completions", Reply(body={"choices": []}))
+
+    async def seed() -> tuple[dict[str, Any], dict[str, Any]]:
+        wrapper = OpenAIWrapper(
+            api_key="your-key", enable_circuit_breaker=True, rate_limit_requests_per_minute=60
+        )
+        await wrapper.chat_completion([{"role": "user", "content": "hi"}])
+        health = await wrapper.get_health_status()
+        stats = wrapper.get_stats()
+        await wrapper.close()
+        return health, stats
+
+    health, stats = asyncio.run(seed())
+    assert health["status"] == "healthy" and health["breaker"] == "openai"
+    assert f"{stats['success_rate']:.1%}" == "100.0%"
+    assert stats["rate_limit"] == "60/minute"
+    assert server.requests[0].path == "/v1/chat/completions"

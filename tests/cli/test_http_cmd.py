@@ -209,3 +209,18 @@ def test_json_output_of_a_json_api_passes_through(run_cli, server: FlakyServer) 
     server.script("/api", Reply(body={"ok": True}))
     result = run_cli("http", "GET", server.url + "/api")
     assert json.loads(result.stdout) == {"ok": True}
+
+
+def test_breaker_state_persists_across_invocations_and_exits_69(
+    run_cli, server: FlakyServer
+) -> None:
+    server.script("/down", *[500] * 10)
+    env = {"CB_FAILURE_THRESHOLD": "2", **FAST}
+    args = ("http", "GET", server.url + "/down", "--breaker", "svc", "--retries", "0", "--fail")
+    assert [run_cli(*args, env=env).exit_code for _ in range(2)] == [22, 22]
+    rejected = run_cli(*args, env=env)
+    assert rejected.exit_code == 69, rejected.output
+    assert "circuit breaker 'svc' is open" in rejected.stderr
+    assert server.count("/down") == 2
+    shown = run_cli("breaker", "show", "svc", "--json")
+    assert json.loads(shown.stdout)["breaker"]["state"] == "open", shown.output
