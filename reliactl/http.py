@@ -76,7 +76,16 @@ REDACTED = "***"
 LATENCY_SAMPLES = 1000  # attempts kept for the percentiles
 HEALTH_WINDOW = 100  # requests kept for the recent error rate
 DEFAULT_TIMEOUT = 10.0
-DEFAULT_RATE_LIMIT_WAIT = 60.0
+
+
+class _FromConfig:
+    """The default of a setting that ``config`` gives (a sentinel, so None can mean "none")."""
+
+    def __repr__(self) -> str:
+        return "FROM_CONFIG"
+
+
+FROM_CONFIG = _FromConfig()
 DEFAULT_MAX_RETRY_AFTER = 120.0
 
 # --------------------------------------------------------------------------- redaction
@@ -339,7 +348,7 @@ class _Core:
         retry: Backoff | int | bool | None,
         rate_limit: RateLimiter | str | int | None,
         rate_limit_key: str | None,
-        rate_limit_wait: float | None,
+        rate_limit_wait: float | _FromConfig | None,
         base_url: str,
         retry_non_idempotent: bool,
         retry_statuses: Iterable[int],
@@ -349,7 +358,7 @@ class _Core:
         config: Config | None,
         clock: Callable[[], float],
         wall: Callable[[], float],
-        sleep: Callable[[float], None],
+        sleep: Callable[[float], None] | None,
         async_sleep: Callable[[float], Awaitable[None]],
         on_retry: Callable[[RetryEvent], None] | None,
     ) -> None:
@@ -371,6 +380,8 @@ class _Core:
                 async_sleep=async_sleep,
             )
         self.limiter = rate_limit if isinstance(rate_limit, RateLimiter) else None
+        if isinstance(rate_limit_wait, _FromConfig):
+            rate_limit_wait = (config if config is not None else _config()).rate_limit.max_wait
         self.rate_limit_wait = rate_limit_wait
         self.retry_non_idempotent = retry_non_idempotent
         self.retry_statuses = frozenset(retry_statuses)
@@ -636,7 +647,7 @@ class ResilientClient(_ClientBase):
         retry: Backoff | int | bool | None = None,
         rate_limit: RateLimiter | str | int | None = None,
         rate_limit_key: str | None = None,
-        rate_limit_wait: float | None = DEFAULT_RATE_LIMIT_WAIT,
+        rate_limit_wait: float | _FromConfig | None = FROM_CONFIG,
         timeout: Any = DEFAULT_TIMEOUT,
         headers: Mapping[str, str] | None = None,
         retry_non_idempotent: bool = False,
@@ -647,7 +658,7 @@ class ResilientClient(_ClientBase):
         config: Config | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         on_retry: Callable[[RetryEvent], None] | None = None,
         **client_kwargs: Any,
     ) -> None:
@@ -677,6 +688,10 @@ class ResilientClient(_ClientBase):
                 },
             )
         )
+        if sleep is None:
+            from reliactl.retry import interruptible_sleep
+
+            sleep = interruptible_sleep
         self._sleep = sleep
         self._client = httpx.Client(
             base_url=base_url, timeout=_timeout(httpx, timeout), headers=headers, **client_kwargs
@@ -755,7 +770,7 @@ class AsyncResilientClient(_ClientBase):
         retry: Backoff | int | bool | None = None,
         rate_limit: RateLimiter | str | int | None = None,
         rate_limit_key: str | None = None,
-        rate_limit_wait: float | None = DEFAULT_RATE_LIMIT_WAIT,
+        rate_limit_wait: float | _FromConfig | None = FROM_CONFIG,
         timeout: Any = DEFAULT_TIMEOUT,
         headers: Mapping[str, str] | None = None,
         retry_non_idempotent: bool = False,
@@ -790,7 +805,7 @@ class AsyncResilientClient(_ClientBase):
                     "config": config,
                     "clock": clock,
                     "wall": wall,
-                    "sleep": time.sleep,
+                    "sleep": None,
                     "async_sleep": sleep,
                     "on_retry": on_retry,
                 },

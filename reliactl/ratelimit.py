@@ -148,7 +148,8 @@ class RateLimiter:
     """A token bucket per rate; in memory, or shared through ``store`` under ``key``.
 
     ``clock`` is the monotonic clock used for deadlines (and for the in-memory buckets);
-    ``wall`` the epoch clock of stored buckets; ``sleep`` / ``async_sleep`` wait. Inject a
+    ``wall`` the epoch clock of stored buckets; ``sleep`` / ``async_sleep`` wait (the default
+    sync sleep is ``reliactl.retry.interruptible_sleep``: a signal ends it at once). Inject a
     ``reliactl.testing.FakeClock``'s methods and no test ever really waits.
     """
 
@@ -160,7 +161,7 @@ class RateLimiter:
         store: StateStore | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.rates = rates_from(rates)
@@ -260,6 +261,10 @@ class RateLimiter:
             if attempt.granted:
                 return max(0.0, self._clock() - started)
             self._give_up_if_late(attempt.wait, deadline, timeout)
+            if self._sleep is None:
+                from reliactl.retry import interruptible_sleep
+
+                self._sleep = interruptible_sleep
             self._sleep(attempt.wait + _WAKE_SLACK)
 
     async def acquire_async(self, weight: float = 1, timeout: float | None = None) -> float:

@@ -586,3 +586,11 @@ def test_openai_wrapper_exactly_as_the_seed_builds_it(
     assert f"{stats['success_rate']:.1%}" == "100.0%"
     assert stats["rate_limit"] == "60/minute"
     assert server.requests[0].path == "/v1/chat/completions"
+
+
+def test_backoff_sleeps_by_default_end_at_a_signal() -> None:
+    """The default sync sleep is reliactl.retry's, which a signal ends at once."""
+    from reliactl.retry import interruptible_sleep
+
+    with ResilientClient("http://127.0.0.1:9") as c:
+        assert c._sleep is interruptible_sleep

@@ -141,13 +141,14 @@ def http(
         ),
     ] = None,
     rate_wait: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--rate-wait",
             metavar="DURATION",
-            help="Wait at most this long for a rate-limit token, else exit 75 (0: no wait).",
+            help="Wait at most this long for a rate-limit token, else exit 75"
+            " (0: no wait; default: rate_limit.max_wait, 1m).",
         ),
-    ] = "1m",
+    ] = None,
     timeout: Annotated[
         str,
         typer.Option("--timeout", metavar="DURATION", help="Timeout of each attempt."),
@@ -204,7 +205,7 @@ def _run(
     retries: int | None,
     rate: str | None,
     rate_key: str | None,
-    rate_wait: str,
+    rate_wait: str | None,
     timeout: str,
     fail: bool,
     verbose: bool,
@@ -228,7 +229,7 @@ def _run(
     if retries is not None and retries < 0:
         raise _usage(f"--retries: expected 0 or more, got {retries}")
     attempt_timeout = _duration("--timeout", timeout)
-    token_wait = _duration("--rate-wait", rate_wait, zero_ok=True)
+    token_wait = None if rate_wait is None else _duration("--rate-wait", rate_wait, zero_ok=True)
     if json_body and data is None:
         raise _usage("--json-body needs --data")
     body = _read_data(data) if data is not None else None
@@ -244,6 +245,8 @@ def _run(
     config = app_ctx.loaded().config
     store = app_ctx.store() if (breaker or rate or rate_key) else None
     limiter = _limiter(rate, rate_key, parts.netloc, config, store) if (rate or rate_key) else None
+    if token_wait is None:
+        token_wait = config.rate_limit.max_wait
 
     from reliactl.http import ResilientClient, RetryEvent
 

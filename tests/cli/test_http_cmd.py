@@ -224,3 +224,12 @@ def test_breaker_state_persists_across_invocations_and_exits_69(
     assert server.count("/down") == 2
     shown = run_cli("breaker", "show", "svc", "--json")
     assert json.loads(shown.stdout)["breaker"]["state"] == "open", shown.output
+
+
+def test_rate_limit_max_wait_from_config_is_the_default_wait(run_cli, server: FlakyServer) -> None:
+    env = {"RELIACTL_RATE_LIMIT__MAX_WAIT": "0s"}
+    args = ("http", "GET", server.url, "--rate", "1/hour")
+    assert run_cli(*args, env=env).exit_code == 0
+    result = run_cli(*args, env=env)
+    assert result.exit_code == 75, result.output
+    assert "no token within 0s" in result.stderr
