@@ -14,6 +14,7 @@ from reliactl._version import __version__
 # public name -> module that defines it. The decorator ``retry`` is not here: ``reliactl.retry``
 # is its module (``from reliactl.retry import retry``), and a lazy attribute would shadow it.
 _EXPORTS: dict[str, str] = {
+    "AsyncResilientClient": "reliactl.http",
     "BackoffStrategy": "reliactl.retry",
     "BreakerConfig": "reliactl.breaker",
     "BreakerSnapshot": "reliactl.breaker",
@@ -28,12 +29,16 @@ _EXPORTS: dict[str, str] = {
     "DurationError": "reliactl.errors",
     "ExponentialBackoffStrategy": "reliactl.retry",
     "FixedDelayStrategy": "reliactl.retry",
+    "HTTPError": "reliactl.errors",
+    "HTTPStatusError": "reliactl.errors",
     "LinearBackoffStrategy": "reliactl.retry",
     "LockBusyError": "reliactl.errors",
     "LockError": "reliactl.errors",
+    "OpenAIWrapper": "reliactl.http",
     "RateLimitExceeded": "reliactl.errors",
     "RateLimiter": "reliactl.ratelimit",
     "ReliactlError": "reliactl.errors",
+    "ResilientClient": "reliactl.http",
     "RetryBudget": "reliactl.retry",
     "RetryError": "reliactl.errors",
     "RetryPolicy": "reliactl.retry",
@@ -59,6 +64,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "AsyncResilientClient",
     "BackoffStrategy",
     "BreakerConfig",
     "BreakerSnapshot",
@@ -73,12 +79,16 @@ __all__ = [
     "DurationError",
     "ExponentialBackoffStrategy",
     "FixedDelayStrategy",
+    "HTTPError",
+    "HTTPStatusError",
     "LinearBackoffStrategy",
     "LockBusyError",
     "LockError",
+    "OpenAIWrapper",
     "RateLimitExceeded",
     "RateLimiter",
     "ReliactlError",
+    "ResilientClient",
     "RetryBudget",
     "RetryError",
     "RetryPolicy",
@@ -124,6 +134,8 @@ if TYPE_CHECKING:  # pragma: no cover
         ConfigError,
         ConfigProblem,
         DurationError,
+        HTTPError,
+        HTTPStatusError,
         LockBusyError,
         LockError,
         RateLimitExceeded,
@@ -131,6 +143,7 @@ if TYPE_CHECKING:  # pragma: no cover
         RetryError,
         StateError,
     )
+    from reliactl.http import AsyncResilientClient, OpenAIWrapper, ResilientClient
     from reliactl.ratelimit import RateLimiter, limiter_for
     from reliactl.retry import (
         BackoffStrategy,

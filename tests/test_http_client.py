@@ -594,3 +594,28 @@ def test_backoff_sleeps_by_default_end_at_a_signal() -> None:
 
     with ResilientClient("http://127.0.0.1:9") as c:
         assert c._sleep is interruptible_sleep
+
+
+def test_public_names_are_exported_lazily() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, reliactl\n"
+        "assert 'httpx' not in sys.modules\n"
+        "from reliactl import ResilientClient, AsyncResilientClient, OpenAIWrapper, RateLimiter\n"
+        "from reliactl import HTTPError, HTTPStatusError, limiter_for\n"
+        "import reliactl.ratelimit\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_the_rate_limiter_module_never_imports_httpx() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, reliactl.ratelimit\nprint('httpx' in sys.modules)\n"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "False", result.stderr
