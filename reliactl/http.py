@@ -159,6 +159,16 @@ def _secret_param(name: str) -> bool:
     return lowered in _SECRET_QUERY or any(word in lowered for word in _SECRET_WORDS)
 
 
+def host_key(url: str) -> str:
+    """ "host" or "host:port" of ``url`` (never its user or password); "" when it has none."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "", parts.port
+    except ValueError:
+        return ""
+    return f"{host}:{port}" if host and port else host
+
+
 def redact_text(text: str, secrets: Iterable[str]) -> str:
     """``text`` with every occurrence of each secret (of 4+ characters) replaced by "***"."""
     for secret in secrets:
@@ -369,7 +379,7 @@ class _Core:
         self.retry_deadline = retry_deadline
         self.breaker = _breaker_from(breaker, config, store)
         if isinstance(rate_limit, (str, int)) and not isinstance(rate_limit, bool):
-            key = rate_limit_key or (urlsplit(base_url).netloc if base_url else "") or "http"
+            key = rate_limit_key or host_key(base_url) or "http"
             rate_limit = RateLimiter(
                 rate_limit,
                 key=key,

@@ -213,7 +213,7 @@ def _run(
     import json
     from urllib.parse import urlsplit
 
-    from reliactl.http import redact_headers, redact_url
+    from reliactl.http import host_key, redact_headers, redact_url
 
     if not _METHOD.fullmatch(method):
         raise _usage(f"METHOD must be a word such as GET or POST, got {method[:20]!r}")
@@ -221,6 +221,7 @@ def _run(
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
     except ValueError:
         raise _usage(f"URL is not valid: {redact_url(url)}") from None
     if parts.scheme not in ("http", "https") or not host:
@@ -244,7 +245,7 @@ def _run(
     app_ctx = app_context(ctx)
     config = app_ctx.loaded().config
     store = app_ctx.store() if (breaker or rate or rate_key) else None
-    limiter = _limiter(rate, rate_key, parts.netloc, config, store) if (rate or rate_key) else None
+    limiter = _limiter(rate, rate_key, host_key(url), config, store) if (rate or rate_key) else None
     if token_wait is None:
         token_wait = config.rate_limit.max_wait
 

@@ -143,6 +143,8 @@ def test_json_body_is_checked_and_typed(run_cli, server: FlakyServer) -> None:
     [
         (("GET", "ftp://host/x"), "must start with http:// or https://"),
         (("GET", "http:///nohost"), "must start with http:// or https://"),
+        (("GET", "http://h:99999/"), "URL is not valid"),
+        (("GET", "http://[::1/"), "URL is not valid"),
         (("G T", "http://h/"), "METHOD must be a word"),
         (("GET", "http://h/", "-H", "Bearer sk-verysecret"), "-H/--header #1 is not"),
         (("GET", "http://h/", "-H", "X-Token: caf\u00e9"), "header X-Token: the value must be"),
@@ -233,3 +235,14 @@ def test_rate_limit_max_wait_from_config_is_the_default_wait(run_cli, server: Fl
     result = run_cli(*args, env=env)
     assert result.exit_code == 75, result.output
     assert "no token within 0s" in result.stderr
+
+
+def test_the_default_rate_key_is_the_host_never_the_credentials(
+    run_cli, server: FlakyServer
+) -> None:
+    url = server.url.replace("http://", "http://bob:pw-verysecret@")
+    assert run_cli("http", "GET", url, "--rate", "1/hour").exit_code == 0
+    result = run_cli("http", "GET", server.url, "--rate", "1/hour", "--rate-wait", "0")
+    assert result.exit_code == 75, result.output  # the same budget: http:127.0.0.1:PORT
+    assert f"'http:127.0.0.1:{server.port}'" in result.stderr
+    assert "verysecret" not in result.output
