@@ -110,35 +110,37 @@ def format_rates(rates: list[Rate]) -> str:
 # --------------------------------------------------------------------------- bucket arithmetic
 
 
+# One bucket as the arithmetic needs it: (name in the record, capacity, tokens per second).
+_Bucket = tuple[str, float, float]
+
+
+def _buckets(rates: list[Rate]) -> list[_Bucket]:
+    return [(rate.key, float(rate.count), rate.per_second) for rate in rates]
+
+
 def _refill(
-    rates: list[Rate], tokens: dict[str, float], last: float | None, now: float
+    buckets: list[_Bucket], tokens: dict[str, float], last: float | None, now: float
 ) -> dict[str, float]:
     """The buckets at ``now``: refilled since ``last``, capped at capacity, new ones full."""
     elapsed = 0.0 if last is None else max(0.0, now - last)  # a clock step back is no time
     out: dict[str, float] = {}
-    for rate in rates:
-        have = tokens.get(rate.key)
+    for name, capacity, per_second in buckets:
+        have = tokens.get(name)
         if have is None or not math.isfinite(have):
-            out[rate.key] = float(rate.count)
+            out[name] = capacity
         else:
-            out[rate.key] = min(float(rate.count), max(0.0, have) + elapsed * rate.per_second)
+            out[name] = min(capacity, max(0.0, have) + elapsed * per_second)
     return out
 
 
-def _wait_for(rates: list[Rate], tokens: dict[str, float], weight: float) -> float:
+def _wait_for(buckets: list[_Bucket], tokens: dict[str, float], weight: float) -> float:
     """Seconds until every bucket holds ``weight`` tokens (0 when they already do)."""
     wait = 0.0
-    for rate in rates:
-        missing = weight - tokens[rate.key]
+    for name, _, per_second in buckets:
+        missing = weight - tokens[name]
         if missing > _EPSILON:
-            wait = max(wait, missing / rate.per_second)
+            wait = max(wait, missing / per_second)
     return wait
-
-
-@dataclass(frozen=True)
-class _Attempt:
-    granted: bool
-    wait: float  # when refused: seconds until the tokens will be there
 
 
 # --------------------------------------------------------------------------- the limiter
@@ -165,6 +167,7 @@ class RateLimiter:
         async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.rates = rates_from(rates)
+        self._buckets = _buckets(self.rates)
         if not key:
             raise ValueError("a rate limiter needs a non-empty key")
         self.key = key
@@ -174,7 +177,8 @@ class RateLimiter:
         self._sleep = sleep
         self._async_sleep = async_sleep
         self._lock = threading.Lock()  # in-memory buckets; and one store connection per limiter
-        self._tokens: dict[str, float] = {}
+        # In memory: tokens per bucket, in the order of self._buckets (full at first).
+        self._tokens = [capacity for _, capacity, _ in self._buckets]
         self._last: float | None = None
         self._max_weight = min(r.count for r in self.rates)
 
@@ -197,24 +201,33 @@ class RateLimiter:
                 f" (at most {self._max_weight} at once)"
             )
 
-    def _attempt(self, weight: float) -> _Attempt:
-        if self.store is None:
-            with self._lock:
-                now = self._clock()
-                tokens = _refill(self.rates, self._tokens, self._last, now)
-                self._last = now
-                wait = _wait_for(self.rates, tokens, weight)
-                if wait == 0.0:
-                    for name in tokens:
-                        tokens[name] -= weight
-                self._tokens = tokens
-                return _Attempt(wait == 0.0, wait)
-        return self._attempt_stored(weight)
+    def _attempt(self, weight: float) -> float:
+        """Take ``weight`` tokens if every bucket has them: 0.0; else the wait needed."""
+        if self.store is not None:
+            return self._attempt_stored(weight)
+        with self._lock:  # the hot path of every request: plain floats, no allocation
+            now = self._clock()
+            last = self._last
+            elapsed = 0.0 if last is None or now <= last else now - last
+            self._last = now
+            tokens = self._tokens
+            wait = 0.0
+            for index, (_, capacity, per_second) in enumerate(self._buckets):
+                have = tokens[index] + elapsed * per_second
+                have = min(have, capacity)
+                tokens[index] = have
+                missing = weight - have
+                if missing > _EPSILON and missing / per_second > wait:
+                    wait = missing / per_second
+            if wait == 0.0:
+                for index in range(len(tokens)):
+                    tokens[index] -= weight
+            return wait
 
-    def _attempt_stored(self, weight: float) -> _Attempt:
+    def _attempt_stored(self, weight: float) -> float:
         store = self.store
         assert store is not None
-        result: list[_Attempt] = []
+        result: list[float] = []
 
         def update(record: Record | None) -> Record:
             result.clear()  # the store may run this more than once
@@ -224,16 +237,16 @@ class RateLimiter:
             stored = raw if isinstance(raw, dict) else {}
             last = old.get("at")
             tokens = _refill(
-                self.rates,
+                self._buckets,
                 {k: float(v) for k, v in stored.items() if isinstance(v, (int, float))},
                 float(last) if isinstance(last, (int, float)) else None,
                 now,
             )
-            wait = _wait_for(self.rates, tokens, weight)
+            wait = _wait_for(self._buckets, tokens, weight)
             if wait == 0.0:
                 for name in tokens:
                     tokens[name] -= weight
-            result.append(_Attempt(wait == 0.0, wait))
+            result.append(wait)
             return {"spec": self.spec, "at": now, "tokens": tokens}
 
         with self._lock:
@@ -244,8 +257,9 @@ class RateLimiter:
 
     def try_acquire(self, weight: float = 1) -> bool:
         """Take ``weight`` tokens from every bucket if they are all there now; never waits."""
-        self._check_weight(weight)
-        return self._attempt(weight).granted
+        if weight != 1:
+            self._check_weight(weight)
+        return self._attempt(weight) == 0.0
 
     def acquire(self, weight: float = 1, timeout: float | None = None) -> float:
         """Wait for ``weight`` tokens, at most ``timeout`` seconds (None: as long as it takes).
@@ -253,31 +267,39 @@ class RateLimiter:
         Returns the seconds spent waiting (0.0 when the tokens were there). Raises
         RateLimitExceeded, with ``retry_after``, as soon as the wait would pass the deadline.
         """
-        self._check_weight(weight)
+        if weight != 1:
+            self._check_weight(weight)
+        wait = self._attempt(weight)
+        if wait == 0.0:
+            return 0.0  # the common case: no clock read beyond the bucket's own
         started = self._clock()
         deadline = None if timeout is None else started + max(0.0, timeout)
         while True:
-            attempt = self._attempt(weight)
-            if attempt.granted:
-                return max(0.0, self._clock() - started)
-            self._give_up_if_late(attempt.wait, deadline, timeout)
+            self._give_up_if_late(wait, deadline, timeout)
             if self._sleep is None:
                 from reliactl.retry import interruptible_sleep
 
                 self._sleep = interruptible_sleep
-            self._sleep(attempt.wait + _WAKE_SLACK)
+            self._sleep(wait + _WAKE_SLACK)
+            wait = self._attempt(weight)
+            if wait == 0.0:
+                return max(0.0, self._clock() - started)
 
     async def acquire_async(self, weight: float = 1, timeout: float | None = None) -> float:
         """``acquire`` for asyncio: waits with ``async_sleep``, never blocking the loop long."""
-        self._check_weight(weight)
+        if weight != 1:
+            self._check_weight(weight)
+        wait = self._attempt(weight)
+        if wait == 0.0:
+            return 0.0
         started = self._clock()
         deadline = None if timeout is None else started + max(0.0, timeout)
         while True:
-            attempt = self._attempt(weight)
-            if attempt.granted:
+            self._give_up_if_late(wait, deadline, timeout)
+            await self._async_sleep(wait + _WAKE_SLACK)
+            wait = self._attempt(weight)
+            if wait == 0.0:
                 return max(0.0, self._clock() - started)
-            self._give_up_if_late(attempt.wait, deadline, timeout)
-            await self._async_sleep(attempt.wait + _WAKE_SLACK)
 
     async def try_acquire_async(self, weight: float = 1) -> bool:
         """``try_acquire`` for symmetry in async code (it never waits either way)."""
@@ -297,7 +319,7 @@ class RateLimiter:
     def reset(self) -> None:
         """Fill every bucket again (forget what was taken), here and in the store."""
         with self._lock:
-            self._tokens = {}
+            self._tokens = [capacity for _, capacity, _ in self._buckets]
             self._last = None
             if self.store is not None:
                 self.store.delete("rate", self.key)
@@ -306,13 +328,17 @@ class RateLimiter:
         """Tokens in each bucket now, by rate text ("60/minute"), without taking any."""
         if self.store is None:
             with self._lock:
-                tokens = _refill(self.rates, self._tokens, self._last, self._clock())
+                held = {
+                    name: have
+                    for (name, _, _), have in zip(self._buckets, self._tokens, strict=True)
+                }
+                tokens = _refill(self._buckets, held, self._last, self._clock())
         else:
             record = self.store.get("rate", self.key) or {}
             raw = record.get("tokens")
             last = record.get("at")
             tokens = _refill(
-                self.rates,
+                self._buckets,
                 dict(raw) if isinstance(raw, dict) else {},
                 float(last) if isinstance(last, (int, float)) else None,
                 self._wall(),
