@@ -75,6 +75,9 @@ RETRY_STATUSES: frozenset[int] = frozenset({429, *range(500, 600)})
 REDACTED = "***"
 LATENCY_SAMPLES = 1000  # attempts kept for the percentiles
 HEALTH_WINDOW = 100  # requests kept for the recent error rate
+DEGRADED_ERROR_RATE = 0.1  # of the recent requests, failed on the service side
+UNHEALTHY_ERROR_RATE = 0.5
+UNHEALTHY_MIN_REQUESTS = 5  # one failed request out of two is not yet "unhealthy"
 DEFAULT_TIMEOUT = 10.0
 
 
@@ -518,7 +521,10 @@ class _Core:
         """The last outcome: a response is returned, an exception becomes HTTPError."""
         outcome = call.last
         if isinstance(outcome, BaseException):
-            self._finish_stats(success=False, service_failed=True)
+            # Only a transport failure says anything about the service; a cancelled call or
+            # an error of our own (bad arguments) does not.
+            service = isinstance(outcome, self.transient)  # not_sent errors are among them
+            self._finish_stats(success=False, service_failed=service)
             if not isinstance(outcome, Exception):
                 raise outcome
             if not isinstance(outcome, self.httpx.HTTPError):
@@ -567,13 +573,12 @@ class _Core:
         elif state == "half_open":
             status = "degraded"
             reasons.append(f"breaker {stats['breaker']!r} is half-open")
-        if recent:
-            if rate >= 0.5 and len(recent) >= 5:
+        if failed:
+            if rate >= UNHEALTHY_ERROR_RATE and len(recent) >= UNHEALTHY_MIN_REQUESTS:
                 status = "unhealthy"
-            elif (rate >= 0.1 or failed) and status == "healthy":
+            elif rate >= DEGRADED_ERROR_RATE and status == "healthy":
                 status = "degraded"
-            if failed:
-                reasons.append(f"{failed} of the last {len(recent)} requests failed")
+            reasons.append(f"{failed} of the last {len(recent)} requests failed")
         return {
             "status": status,
             "reasons": reasons,
@@ -613,8 +618,9 @@ class _ClientBase:
         return self._core.get_stats()
 
     def health(self) -> dict[str, Any]:
-        """status: unhealthy (breaker open, or half the last 100 requests failed), degraded
-        (breaker half-open, or any recent failure), healthy; with the numbers behind it."""
+        """status: unhealthy (breaker open, or half of the last 100 requests, and at least 5,
+        failed on the service side), degraded (breaker half-open, or 10% of them failed),
+        else healthy; with the numbers behind it ("service side": no answer, 429 or 5xx)."""
         return self._core.health()
 
     async def get_health_status(self) -> dict[str, Any]:

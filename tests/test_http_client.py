@@ -619,3 +619,44 @@ def test_the_rate_limiter_module_never_imports_httpx() -> None:
     code = "import sys, reliactl.ratelimit\nprint('httpx' in sys.modules)\n"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_one_failure_in_many_requests_is_still_healthy(
+    server: FlakyServer, clock: FakeClock
+) -> None:
+    server.script("/x", 500)
+    with client(server.url, clock, retry=0) as c:
+        for _ in range(20):
+            c.get("/x")
+        health = c.health()
+    assert health["status"] == "healthy" and health["recent_failures"] == 1
+    assert health["reasons"] == ["1 of the last 20 requests failed"]
+
+
+def test_errors_of_our_own_are_not_service_failures(server: FlakyServer, clock: FakeClock) -> None:
+    with client(server.url, clock, retry=0) as c:
+        for _ in range(6):
+            with pytest.raises(TypeError):
+                c.get("/x", bogus_argument=1)
+        health = c.health()
+    assert health["status"] == "healthy" and health["stats"]["failures"] == 6
+    assert server.count() == 0
+
+
+def test_threads_sharing_a_client_keep_exact_counts(server: FlakyServer, clock: FakeClock) -> None:
+    import threading
+
+    with client(server.url, clock, rate_limit="1000/second") as c:
+
+        def work() -> None:
+            for _ in range(25):
+                c.get("/x")
+
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        stats = c.get_stats()
+    assert stats["requests"] == stats["successes"] == stats["attempts"] == 100
+    assert server.count("/x") == 100
