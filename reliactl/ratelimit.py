@@ -1,19 +1,27 @@
-"""Token-bucket rate limiting, in memory or shared by processes through the state store.
+"""Rate limiting by token buckets, in memory or shared by processes through the state store.
 
-A limiter holds one bucket per rate of its spec ("60/minute;1000/hour"): a bucket of
-``count`` tokens, full at first, refilled evenly at ``count / per`` tokens a second. A request
-of weight ``w`` takes ``w`` tokens from every bucket at once, or from none. So "60/minute"
-allows a burst of 60 and then one request a second; add "5/second" to cap the burst too.
+A limiter holds one bucket per rate of its spec ("60/minute;1000/hour"): ``count`` tokens,
+all there at first. A request of weight ``w`` takes ``w`` tokens from every bucket at once, or
+from none. A token taken comes back exactly ``per`` seconds later, not bit by bit: so
+"60/minute" means what an API's limit means, never more than 60 requests in any 60 seconds.
+(A classic evenly-refilled bucket would let 60 through at once and then one a second: 119 in
+the first minute.) Four processes trying 100 requests each against "60/minute" get exactly 60
+between them in the first minute, however they pace their tries.
 
-``try_acquire`` never waits. ``acquire`` waits until the tokens are there, at most until its
+Each bucket keeps a short log of when its tokens were taken. Takes less than ``per / 100``
+apart share one entry, stamped with the later time: a token may come back up to 1% of the
+period late, never early, and a log never holds more than about 100 entries.
+
+``try_acquire`` never waits. ``acquire`` waits until the tokens are back, at most until its
 deadline (``timeout``): when the wait it would need is already longer than the time left, it
-raises :class:`~reliactl.errors.RateLimitExceeded` at once (tokens are never given back, so
-the wait can only grow) with ``retry_after`` set to that wait.
+raises :class:`~reliactl.errors.RateLimitExceeded` at once (waiting could not help) with
+``retry_after`` set to that wait.
 
 With a ``store``, the buckets are one record of kind "rate" keyed by the limiter's key, read
 and written in one atomic ``store.update``: every process (cron runs, parallel CI jobs) that
 uses the same key and store shares one budget. Persisted time is wall-clock epoch seconds; a
-clock that steps back counts as no time passed, never as "forever".
+clock that steps back counts as no time passed (the log moves back with it), never as
+"forever".
 
 This module imports nothing heavy (no httpx): the HTTP client and the CLI build on it.
 """
@@ -43,8 +51,7 @@ __all__ = [
     "rates_from",
 ]
 
-# A grant is refused when a bucket holds less than weight - EPSILON: float refill arithmetic
-# must never turn "exactly one token" into 0.9999999 and a spurious extra wait.
+# Slack in token sums: fractional weights must never turn "exactly enough" into a refusal.
 _EPSILON = 1e-9
 # How long past the computed instant a waiter sleeps, so it wakes with the token there.
 _WAKE_SLACK = 0.001
@@ -109,45 +116,69 @@ def format_rates(rates: list[Rate]) -> str:
 
 # --------------------------------------------------------------------------- bucket arithmetic
 
+# Takes closer together than per / _GRAIN share one log entry (a log holds ~_GRAIN entries).
+_GRAIN = 100
 
-# One bucket as the arithmetic needs it: (name in the record, capacity, tokens per second).
-_Bucket = tuple[str, float, float]
-
-
-def _buckets(rates: list[Rate]) -> list[_Bucket]:
-    return [(rate.key, float(rate.count), rate.per_second) for rate in rates]
+# One log entry: [first take, last take, tokens taken]; the tokens come back at last + per.
+Entry = list[float]
 
 
-def _refill(
-    buckets: list[_Bucket], tokens: dict[str, float], last: float | None, now: float
-) -> dict[str, float]:
-    """The buckets at ``now``: refilled since ``last``, capped at capacity, new ones full."""
-    elapsed = 0.0 if last is None else max(0.0, now - last)  # a clock step back is no time
-    out: dict[str, float] = {}
-    for name, capacity, per_second in buckets:
-        have = tokens.get(name)
-        if have is None or not math.isfinite(have):
-            out[name] = capacity
-        else:
-            out[name] = min(capacity, max(0.0, have) + elapsed * per_second)
+def _prune(log: list[Entry], per: float, now: float) -> None:
+    """Drop the entries whose tokens are back by ``now``."""
+    back = 0
+    while back < len(log) and log[back][1] + per <= now:
+        back += 1
+    if back:
+        del log[:back]
+
+
+def _wait(
+    log: list[Entry], used: float, count: float, per: float, weight: float, now: float
+) -> float:
+    """Seconds until ``weight`` more tokens fit under ``count`` (0 when they fit now)."""
+    excess = used + weight - count
+    if excess <= _EPSILON:
+        return 0.0
+    freed = 0.0
+    for entry in log:
+        freed += entry[2]
+        if freed >= excess - _EPSILON:
+            return max(0.0, entry[1] + per - now)
+    return per  # pragma: no cover - weight <= count is checked before
+
+
+def _take(log: list[Entry], grain: float, weight: float, now: float) -> None:
+    if log and now - log[-1][0] < grain:
+        last = log[-1]
+        last[1] = max(last[1], now)
+        last[2] += weight
+    else:
+        log.append([now, now, weight])
+
+
+def _load_log(raw: Any) -> list[Entry]:
+    """A stored log, defensively: anything malformed is dropped (the budget errs generous)."""
+    out: list[Entry] = []
+    if not isinstance(raw, list):
+        return out
+    for item in raw:
+        if (
+            isinstance(item, list)
+            and len(item) == 3
+            and all(isinstance(v, (int, float)) and math.isfinite(v) for v in item)
+            and item[2] > 0
+        ):
+            out.append([float(item[0]), float(item[1]), float(item[2])])
+    out.sort(key=lambda e: e[1])
     return out
-
-
-def _wait_for(buckets: list[_Bucket], tokens: dict[str, float], weight: float) -> float:
-    """Seconds until every bucket holds ``weight`` tokens (0 when they already do)."""
-    wait = 0.0
-    for name, _, per_second in buckets:
-        missing = weight - tokens[name]
-        if missing > _EPSILON:
-            wait = max(wait, missing / per_second)
-    return wait
 
 
 # --------------------------------------------------------------------------- the limiter
 
 
 class RateLimiter:
-    """A token bucket per rate; in memory, or shared through ``store`` under ``key``.
+    """A bucket per rate (never more than ``count`` in any ``per`` seconds); in memory, or
+    shared through ``store`` under ``key``.
 
     ``clock`` is the monotonic clock used for deadlines (and for the in-memory buckets);
     ``wall`` the epoch clock of stored buckets; ``sleep`` / ``async_sleep`` wait (the default
@@ -167,7 +198,8 @@ class RateLimiter:
         async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.rates = rates_from(rates)
-        self._buckets = _buckets(self.rates)
+        # (name in the record, capacity, period, grain) of each bucket
+        self._specs = [(r.key, float(r.count), r.per, r.per / _GRAIN) for r in self.rates]
         if not key:
             raise ValueError("a rate limiter needs a non-empty key")
         self.key = key
@@ -177,9 +209,9 @@ class RateLimiter:
         self._sleep = sleep
         self._async_sleep = async_sleep
         self._lock = threading.Lock()  # in-memory buckets; and one store connection per limiter
-        # In memory: tokens per bucket, in the order of self._buckets (full at first).
-        self._tokens = [capacity for _, capacity, _ in self._buckets]
-        self._last: float | None = None
+        # In memory: each bucket's log and tokens out, in the order of self._specs.
+        self._logs: list[list[Entry]] = [[] for _ in self._specs]
+        self._used = [0.0 for _ in self._specs]
         self._max_weight = min(r.count for r in self.rates)
 
     def __repr__(self) -> str:
@@ -205,23 +237,21 @@ class RateLimiter:
         """Take ``weight`` tokens if every bucket has them: 0.0; else the wait needed."""
         if self.store is not None:
             return self._attempt_stored(weight)
-        with self._lock:  # the hot path of every request: plain floats, no allocation
+        with self._lock:
             now = self._clock()
-            last = self._last
-            elapsed = 0.0 if last is None or now <= last else now - last
-            self._last = now
-            tokens = self._tokens
             wait = 0.0
-            for index, (_, capacity, per_second) in enumerate(self._buckets):
-                have = tokens[index] + elapsed * per_second
-                have = min(have, capacity)
-                tokens[index] = have
-                missing = weight - have
-                if missing > _EPSILON and missing / per_second > wait:
-                    wait = missing / per_second
+            logs, used = self._logs, self._used
+            for index, (_, count, per, _) in enumerate(self._specs):
+                log = logs[index]
+                if log and log[0][1] + per <= now:
+                    _prune(log, per, now)
+                    used[index] = sum(e[2] for e in log)
+                need = _wait(log, used[index], count, per, weight, now)
+                wait = max(wait, need)
             if wait == 0.0:
-                for index in range(len(tokens)):
-                    tokens[index] -= weight
+                for index, (_, _, _, grain) in enumerate(self._specs):
+                    _take(logs[index], grain, weight, now)
+                    used[index] += weight
             return wait
 
     def _attempt_stored(self, weight: float) -> float:
@@ -232,26 +262,39 @@ class RateLimiter:
         def update(record: Record | None) -> Record:
             result.clear()  # the store may run this more than once
             now = self._wall()
-            old: dict[str, Any] = record or {}
-            raw = old.get("tokens")
-            stored = raw if isinstance(raw, dict) else {}
-            last = old.get("at")
-            tokens = _refill(
-                self._buckets,
-                {k: float(v) for k, v in stored.items() if isinstance(v, (int, float))},
-                float(last) if isinstance(last, (int, float)) else None,
-                now,
-            )
-            wait = _wait_for(self._buckets, tokens, weight)
+            logs = self._stored_logs(record, now)
+            wait = 0.0
+            for name, count, per, _ in self._specs:
+                log = logs[name]
+                wait = max(wait, _wait(log, sum(e[2] for e in log), count, per, weight, now))
             if wait == 0.0:
-                for name in tokens:
-                    tokens[name] -= weight
+                for name, _, _, grain in self._specs:
+                    _take(logs[name], grain, weight, now)
             result.append(wait)
-            return {"spec": self.spec, "at": now, "tokens": tokens}
+            return {"spec": self.spec, "at": now, "log": logs}
 
         with self._lock:
             store.update("rate", self.key, update)
         return result[-1]
+
+    def _stored_logs(self, record: Record | None, now: float) -> dict[str, list[Entry]]:
+        """The pruned log of each bucket from a stored record, moved back with the clock."""
+        old: dict[str, Any] = record or {}
+        raw = old.get("log")
+        stored = raw if isinstance(raw, dict) else {}
+        at = old.get("at")
+        shift = 0.0
+        if isinstance(at, (int, float)) and math.isfinite(at) and now < at:
+            shift = now - at  # the wall clock stepped back: no time passed since ``at``
+        logs: dict[str, list[Entry]] = {}
+        for name, _, per, _ in self._specs:
+            log = _load_log(stored.get(name))
+            for entry in log:
+                entry[0] = min(entry[0] + shift, now)
+                entry[1] = min(entry[1] + shift, now)
+            _prune(log, per, now)
+            logs[name] = log
+        return logs
 
     # ---- the public calls
 
@@ -319,8 +362,8 @@ class RateLimiter:
     def reset(self) -> None:
         """Fill every bucket again (forget what was taken), here and in the store."""
         with self._lock:
-            self._tokens = [capacity for _, capacity, _ in self._buckets]
-            self._last = None
+            self._logs = [[] for _ in self._specs]
+            self._used = [0.0 for _ in self._specs]
             if self.store is not None:
                 self.store.delete("rate", self.key)
 
@@ -328,22 +371,19 @@ class RateLimiter:
         """Tokens in each bucket now, by rate text ("60/minute"), without taking any."""
         if self.store is None:
             with self._lock:
-                held = {
-                    name: have
-                    for (name, _, _), have in zip(self._buckets, self._tokens, strict=True)
-                }
-                tokens = _refill(self._buckets, held, self._last, self._clock())
-        else:
-            record = self.store.get("rate", self.key) or {}
-            raw = record.get("tokens")
-            last = record.get("at")
-            tokens = _refill(
-                self._buckets,
-                dict(raw) if isinstance(raw, dict) else {},
-                float(last) if isinstance(last, (int, float)) else None,
-                self._wall(),
-            )
-        return {str(rate): tokens[rate.key] for rate in self.rates}
+                now = self._clock()
+                out = {}
+                for rate, log, (_, count, per, _) in zip(
+                    self.rates, self._logs, self._specs, strict=True
+                ):
+                    live = [e for e in log if e[1] + per > now]
+                    out[str(rate)] = count - sum(e[2] for e in live)
+                return out
+        logs = self._stored_logs(self.store.get("rate", self.key), self._wall())
+        return {
+            str(rate): count - sum(e[2] for e in logs[name])
+            for rate, (name, count, _, _) in zip(self.rates, self._specs, strict=True)
+        }
 
 
 def _seconds(value: float) -> str:

@@ -218,9 +218,9 @@ def test_the_rate_limit_waits_before_sending(server: FlakyServer, clock: FakeClo
         for _ in range(3):
             c.get("/x")
         stats = c.get_stats()
-    assert clock.sleeps == [pytest.approx(0.5, abs=0.01)]
+    assert clock.sleeps == [pytest.approx(1.0, abs=0.01)]
     assert stats["rate_limit_waits"] == 1
-    assert stats["rate_limit_wait_seconds"] == pytest.approx(0.5, abs=0.01)
+    assert stats["rate_limit_wait_seconds"] == pytest.approx(1.0, abs=0.01)
     assert server.count() == 3
 
 
