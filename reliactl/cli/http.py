@@ -242,6 +242,11 @@ def _run(
         if not any(name.lower() == "content-type" for name, _ in headers):
             headers.append(("Content-Type", "application/json"))
 
+    if not any(name.lower() == "user-agent" for name, _ in headers):
+        from reliactl._version import __version__
+
+        headers.append(("User-Agent", f"reliactl/{__version__}"))
+
     app_ctx = app_context(ctx)
     config = app_ctx.loaded().config
     store = app_ctx.store() if (breaker or rate or rate_key) else None

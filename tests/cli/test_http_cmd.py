@@ -27,6 +27,7 @@ def test_get_prints_the_body_to_stdout_and_nothing_else(run_cli, server: FlakySe
     assert result.exit_code == 0, result.output
     assert result.stdout_bytes == b"hello\x00bytes"
     assert result.stderr == ""
+    assert server.requests[0].headers["user-agent"].startswith("reliactl/")
 
 
 def test_verbose_shows_headers_on_stderr_with_secrets_redacted(
