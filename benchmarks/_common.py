@@ -26,6 +26,9 @@ def time_commands(
     """Median wall seconds of each command, runs interleaved so drift hits all equally."""
     samples: dict[str, list[float]] = {name: [] for name in commands}
     full_env = {**os.environ, **(env or {})}
+    # An installed reliactl runs from compiled .pyc files (pip compiles them). This machine sets
+    # PYTHONDONTWRITEBYTECODE, which would make every start recompile every module instead.
+    full_env.pop("PYTHONDONTWRITEBYTECODE", None)
     for index in range(warmup + runs):
         for name, cmd in commands.items():
             started = time.perf_counter()

@@ -8,13 +8,13 @@ _reliactl() {
         w="${COMP_WORDS[i]}"
         if [ "$skip" = 1 ]; then skip=0; continue; fi
         case "$w" in
-            --base-delay|--breaker|--config|--data|--for|--header|--jitter|--max-delay|--max-elapsed|--max-retries|--multiplier|--rate|--rate-key|--rate-wait|--retries|--seed|--strategy|--timeout|--transitions|-H|-c|-d|-n) skip=1 ;;
+            --base-delay|--breaker|--check|--config|--count|--data|--for|--format|--header|--interval|--jitter|--max-delay|--max-elapsed|--max-retries|--multiplier|--rate|--rate-key|--rate-wait|--retries|--seed|--strategy|--test-alert|--textfile|--timeout|--transitions|-C|-H|-c|-d|-f|-i|-n) skip=1 ;;
             -*) ;;
             *) path="${path:+$path }$w" ;;
         esac
     done
     case "$prev" in
-        --base-delay|--breaker|--config|--data|--for|--header|--jitter|--max-delay|--max-elapsed|--max-retries|--multiplier|--rate|--rate-key|--rate-wait|--retries|--seed|--strategy|--timeout|--transitions|-H|-c|-d|-n) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        --base-delay|--breaker|--check|--config|--count|--data|--for|--format|--header|--interval|--jitter|--max-delay|--max-elapsed|--max-retries|--multiplier|--rate|--rate-key|--rate-wait|--retries|--seed|--strategy|--test-alert|--textfile|--timeout|--transitions|-C|-H|-c|-d|-f|-i|-n) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     esac
     case "$path" in
         "config validate" | "config validate "*) words="--help -h --json --no-env" ;;
@@ -29,9 +29,10 @@ _reliactl() {
         "breaker") words="close list reset show trip --help -h" ;;
         "config") words="init show validate --help -h" ;;
         "doctor" | "doctor "*) words="--help -h --json" ;;
+        "health" | "health "*) words="--help -h --detailed -d --check -C --json --format -f --textfile --watch -w --interval -i --count -n --quiet -q --no-alerts --test-alert" ;;
         "retry") words="plan --help -h" ;;
         "http" | "http "*) words="--help -h -H --header -d --data --json-body --breaker --retries --rate --rate-key --rate-wait --timeout --fail -f -v --verbose" ;;
-        "") words="breaker config doctor http retry --help -h --version --config -c" ;;
+        "") words="breaker config doctor health http retry --help -h --version --config -c" ;;
     esac
     COMPREPLY=($(compgen -W "$words" -- "$cur"))
     if [ ${#COMPREPLY[@]} -eq 0 ] && [[ "$cur" != -* ]]; then COMPREPLY=($(compgen -f -- "$cur")); fi

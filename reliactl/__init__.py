@@ -31,6 +31,9 @@ _EXPORTS: dict[str, str] = {
     "FixedDelayStrategy": "reliactl.retry",
     "HTTPError": "reliactl.errors",
     "HTTPStatusError": "reliactl.errors",
+    "HealthError": "reliactl.errors",
+    "HealthMonitor": "reliactl.health.monitor",
+    "HealthReport": "reliactl.health.model",
     "LinearBackoffStrategy": "reliactl.retry",
     "LockBusyError": "reliactl.errors",
     "LockError": "reliactl.errors",
@@ -51,6 +54,8 @@ _EXPORTS: dict[str, str] = {
     "format_size": "reliactl.durations",
     "get_persistent_breaker": "reliactl.breaker",
     "get_reliability_config": "reliactl.config",
+    "get_system_health": "reliactl.health.monitor",
+    "health_monitor": "reliactl.health.monitor",
     "limiter_for": "reliactl.ratelimit",
     "make_strategy": "reliactl.retry",
     "open_state": "reliactl.state",
@@ -60,6 +65,7 @@ _EXPORTS: dict[str, str] = {
     "retry_async": "reliactl.retry",
     "retrying": "reliactl.retry",
     "retrying_async": "reliactl.retry",
+    "start_health_monitoring": "reliactl.health.monitor",
     "strategy_from_config": "reliactl.retry",
 }
 
@@ -81,6 +87,9 @@ __all__ = [
     "FixedDelayStrategy",
     "HTTPError",
     "HTTPStatusError",
+    "HealthError",
+    "HealthMonitor",
+    "HealthReport",
     "LinearBackoffStrategy",
     "LockBusyError",
     "LockError",
@@ -102,6 +111,8 @@ __all__ = [
     "format_size",
     "get_persistent_breaker",
     "get_reliability_config",
+    "get_system_health",
+    "health_monitor",
     "limiter_for",
     "make_strategy",
     "open_state",
@@ -111,6 +122,7 @@ __all__ = [
     "retry_async",
     "retrying",
     "retrying_async",
+    "start_health_monitoring",
     "strategy_from_config",
 ]
 
@@ -134,6 +146,7 @@ if TYPE_CHECKING:  # pragma: no cover
         ConfigError,
         ConfigProblem,
         DurationError,
+        HealthError,
         HTTPError,
         HTTPStatusError,
         LockBusyError,
@@ -142,6 +155,13 @@ if TYPE_CHECKING:  # pragma: no cover
         ReliactlError,
         RetryError,
         StateError,
+    )
+    from reliactl.health.model import HealthReport
+    from reliactl.health.monitor import (
+        HealthMonitor,
+        get_system_health,
+        health_monitor,
+        start_health_monitoring,
     )
     from reliactl.http import AsyncResilientClient, OpenAIWrapper, ResilientClient
     from reliactl.ratelimit import RateLimiter, limiter_for

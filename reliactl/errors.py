@@ -14,6 +14,7 @@ The tree::
     +-- HTTPError                       an HTTP request got no answer, after its retries
     |   +-- HTTPStatusError             it got an error status (>= 400) where one was not wanted
     +-- CommandError                    a command could not be started (not found, not executable)
+    +-- HealthError                     no such health check or alert sink; a bad monitoring setup
 
 The core raises these and never prints; ``reliactl/cli`` turns each into one line on stderr
 and an exit code (``reliactl/cli/exitcodes.py`` holds the one mapping).
@@ -149,3 +150,7 @@ class CommandError(ReliactlError):
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class HealthError(ReliactlError):
+    """A health check or alert sink that does not exist, or a bad monitoring request."""

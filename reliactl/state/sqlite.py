@@ -469,9 +469,20 @@ def _connect(path: Path) -> sqlite3.Connection:
         str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
     )
     conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-    if str(mode).lower() != "wal":
-        conn.execute("PRAGMA journal_mode = WAL")
+    # Switching a new database to WAL needs an exclusive lock, and SQLite does not always run
+    # the busy handler for it: two processes creating the store at once can see "database is
+    # locked" here. Retry until the busy timeout, as the busy handler would.
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            break
+        except sqlite3.OperationalError as exc:
+            busy = "locked" in str(exc) or "busy" in str(exc)
+            if not busy or time.monotonic() > deadline:
+                conn.close()
+                raise
+            time.sleep(0.005)
     conn.execute("PRAGMA synchronous = NORMAL")
     return conn
 
