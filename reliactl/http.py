@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     import httpx
 
     from reliactl.config import Config
+    from reliactl.retry import RetryPolicy
     from reliactl.state import StateStore
 
 __all__ = [
@@ -231,9 +232,17 @@ class RetryEvent:
     retry_after: bool  # whether the delay is the server's Retry-After
 
 
-def _backoff_from(retry: Backoff | int | bool | None, config: Config | None) -> Backoff:
+def _backoff_from(retry: Any, config: Config | None) -> Backoff:
     if retry is not None and not isinstance(retry, (bool, int)):
-        return retry
+        if not callable(getattr(retry, "delay", None)):
+            strategy = getattr(retry, "strategy", None)  # a reliactl.retry.RetryPolicy
+            if strategy is None or not callable(getattr(strategy, "delay", None)):
+                raise TypeError(
+                    "retry must be a number of retries, a backoff strategy or a RetryPolicy,"
+                    f" got {type(retry).__name__}"
+                )
+            return strategy  # type: ignore[no-any-return]
+        return retry  # type: ignore[no-any-return]
     if retry is True:
         retry = None
     max_retries = None if retry is None else int(retry)
@@ -358,7 +367,7 @@ class _Core:
         *,
         httpx_module: Any,
         breaker: Any,
-        retry: Backoff | int | bool | None,
+        retry: Any,
         rate_limit: RateLimiter | str | int | None,
         rate_limit_key: str | None,
         rate_limit_wait: float | _FromConfig | None,
@@ -377,8 +386,11 @@ class _Core:
     ) -> None:
         self.httpx = httpx_module
         self.backoff = _backoff_from(retry, config)
-        if retry_deadline is None and (retry is None or isinstance(retry, (bool, int))):
-            retry_deadline = (config if config is not None else _config()).retry.max_elapsed
+        if retry_deadline is None:
+            if retry is None or isinstance(retry, (bool, int)):
+                retry_deadline = (config if config is not None else _config()).retry.max_elapsed
+            elif not callable(getattr(retry, "delay", None)):
+                retry_deadline = getattr(retry, "max_elapsed", None)  # a RetryPolicy's
         self.retry_deadline = retry_deadline
         self.breaker = _breaker_from(breaker, config, store)
         if isinstance(rate_limit, (str, int)) and not isinstance(rate_limit, bool):
@@ -649,7 +661,8 @@ class ResilientClient(_ClientBase):
 
     ``breaker``: a CircuitBreaker, or a name (``circuit_manager.get_breaker(name)``, or the
     persistent breaker of that name when ``store`` is given). ``retry``: a backoff strategy
-    (``reliactl.retry``), a number of retries, or None for ``config.retry``. ``rate_limit``:
+    (``reliactl.retry``), a ``RetryPolicy`` (its strategy and max_elapsed), a number of
+    retries, or None for ``config.retry``. ``rate_limit``:
     a RateLimiter or a spec ("60/minute;1000/hour"), keyed by ``rate_limit_key`` (default:
     the base URL's host) and shared through ``store`` when given. ``timeout``: seconds per
     attempt (or an httpx.Timeout). Other keyword arguments go to ``httpx.Client``.
@@ -660,7 +673,7 @@ class ResilientClient(_ClientBase):
         base_url: str = "",
         *,
         breaker: Any = None,
-        retry: Backoff | int | bool | None = None,
+        retry: Backoff | RetryPolicy | int | bool | None = None,
         rate_limit: RateLimiter | str | int | None = None,
         rate_limit_key: str | None = None,
         rate_limit_wait: float | _FromConfig | None = FROM_CONFIG,
@@ -783,7 +796,7 @@ class AsyncResilientClient(_ClientBase):
         base_url: str = "",
         *,
         breaker: Any = None,
-        retry: Backoff | int | bool | None = None,
+        retry: Backoff | RetryPolicy | int | bool | None = None,
         rate_limit: RateLimiter | str | int | None = None,
         rate_limit_key: str | None = None,
         rate_limit_wait: float | _FromConfig | None = FROM_CONFIG,

@@ -660,3 +660,18 @@ def test_threads_sharing_a_client_keep_exact_counts(server: FlakyServer, clock: 
         stats = c.get_stats()
     assert stats["requests"] == stats["successes"] == stats["attempts"] == 100
     assert server.count("/x") == 100
+
+
+def test_a_retry_policy_gives_its_strategy_and_deadline(
+    server: FlakyServer, clock: FakeClock
+) -> None:
+    from reliactl.retry import RetryPolicy, make_strategy
+
+    strategy = make_strategy("fixed", base_delay=2, max_delay=2, max_retries=5, jitter="none")
+    policy = RetryPolicy(strategy=strategy, max_elapsed=5)
+    server.script("/x", *[503] * 10)
+    with client(server.url, clock, retry=policy) as c:
+        assert c.get("/x").status_code == 503
+    assert clock.sleeps == [2.0, 2.0]  # a third wait would end past max_elapsed (5s)
+    with pytest.raises(TypeError, match="retry must be"):
+        ResilientClient("http://h", retry="often")  # type: ignore[arg-type]
