@@ -8,13 +8,13 @@ _reliactl() {
         w="${COMP_WORDS[i]}"
         if [ "$skip" = 1 ]; then skip=0; continue; fi
         case "$w" in
-            --backoff|--base-delay|--breaker|--check|--config|--count|--delay|--for|--format|--interval|--jitter|--json-report|--kill-after|--limit|--lock-name|--lock-wait|--log-file|--max-delay|--max-elapsed|--max-retries|--multiplier|--name|--no-retry-on|--retries|--retry-on|--seed|--signal|--strategy|--test-alert|--textfile|--timeout|--total-timeout|--transitions|-C|-c|-f|-i|-k|-n|-s) skip=1 ;;
+            --backoff|--base-delay|--breaker|--check|--config|--count|--data|--delay|--for|--format|--header|--interval|--jitter|--json-report|--kill-after|--limit|--lock-name|--lock-wait|--log-file|--max-delay|--max-elapsed|--max-retries|--multiplier|--name|--no-retry-on|--rate|--rate-key|--rate-wait|--retries|--retry-on|--seed|--signal|--strategy|--test-alert|--textfile|--timeout|--total-timeout|--transitions|-C|-H|-c|-d|-f|-i|-k|-n|-s) skip=1 ;;
             -*) ;;
             *) path="${path:+$path }$w" ;;
         esac
     done
     case "$prev" in
-        --backoff|--base-delay|--breaker|--check|--config|--count|--delay|--for|--format|--interval|--jitter|--json-report|--kill-after|--limit|--lock-name|--lock-wait|--log-file|--max-delay|--max-elapsed|--max-retries|--multiplier|--name|--no-retry-on|--retries|--retry-on|--seed|--signal|--strategy|--test-alert|--textfile|--timeout|--total-timeout|--transitions|-C|-c|-f|-i|-k|-n|-s) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        --backoff|--base-delay|--breaker|--check|--config|--count|--data|--delay|--for|--format|--header|--interval|--jitter|--json-report|--kill-after|--limit|--lock-name|--lock-wait|--log-file|--max-delay|--max-elapsed|--max-retries|--multiplier|--name|--no-retry-on|--rate|--rate-key|--rate-wait|--retries|--retry-on|--seed|--signal|--strategy|--test-alert|--textfile|--timeout|--total-timeout|--transitions|-C|-H|-c|-d|-f|-i|-k|-n|-s) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     esac
     case "$path" in
         "config validate" | "config validate "*) words="--help -h --json --no-env" ;;
@@ -31,11 +31,12 @@ _reliactl() {
         "doctor" | "doctor "*) words="--help -h --json" ;;
         "health" | "health "*) words="--help -h --detailed -d --check -C --json --format -f --textfile --watch -w --interval -i --count -n --quiet -q --no-alerts --test-alert" ;;
         "retry") words="plan --help -h" ;;
+        "http" | "http "*) words="--help -h -H --header -d --data --json-body --breaker --retries --rate --rate-key --rate-wait --timeout --fail -f -v --verbose" ;;
         "runs" | "runs "*) words="--help -h --json --last --limit -n" ;;
         "run" | "run "*)
             if [ "$path" != "run" ]; then COMPREPLY=($(compgen -c -f -- "$cur")); return; fi
             words="--help -h --lock --lock-name --lock-wait --skip-if-locked --lock-on-nfs --timeout --total-timeout --kill-after -k --signal -s --preserve-status --retry --retries --backoff --delay --max-delay --jitter --retry-on --no-retry-on --retry-on-timeout --name --timestamps --log-file --quiet-success --json-report --breaker --no-history" ;;
-        "") words="breaker config doctor health retry run runs --help -h --version --config -c" ;;
+        "") words="breaker config doctor health http retry run runs --help -h --version --config -c" ;;
     esac
     COMPREPLY=($(compgen -W "$words" -- "$cur"))
     if [ ${#COMPREPLY[@]} -eq 0 ] && [[ "$cur" != -* ]]; then COMPREPLY=($(compgen -f -- "$cur")); fi

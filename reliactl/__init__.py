@@ -14,6 +14,7 @@ from reliactl._version import __version__
 # public name -> module that defines it. The decorator ``retry`` is not here: ``reliactl.retry``
 # is its module (``from reliactl.retry import retry``), and a lazy attribute would shadow it.
 _EXPORTS: dict[str, str] = {
+    "AsyncResilientClient": "reliactl.http",
     "BackoffStrategy": "reliactl.retry",
     "BreakerConfig": "reliactl.breaker",
     "BreakerSnapshot": "reliactl.breaker",
@@ -28,14 +29,19 @@ _EXPORTS: dict[str, str] = {
     "DurationError": "reliactl.errors",
     "ExponentialBackoffStrategy": "reliactl.retry",
     "FixedDelayStrategy": "reliactl.retry",
+    "HTTPError": "reliactl.errors",
+    "HTTPStatusError": "reliactl.errors",
     "HealthError": "reliactl.errors",
     "HealthMonitor": "reliactl.health.monitor",
     "HealthReport": "reliactl.health.model",
     "LinearBackoffStrategy": "reliactl.retry",
     "LockBusyError": "reliactl.errors",
     "LockError": "reliactl.errors",
+    "OpenAIWrapper": "reliactl.http",
     "RateLimitExceeded": "reliactl.errors",
+    "RateLimiter": "reliactl.ratelimit",
     "ReliactlError": "reliactl.errors",
+    "ResilientClient": "reliactl.http",
     "RetryBudget": "reliactl.retry",
     "RetryError": "reliactl.errors",
     "RetryPolicy": "reliactl.retry",
@@ -52,6 +58,7 @@ _EXPORTS: dict[str, str] = {
     "get_reliability_config": "reliactl.config",
     "get_system_health": "reliactl.health.monitor",
     "health_monitor": "reliactl.health.monitor",
+    "limiter_for": "reliactl.ratelimit",
     "make_strategy": "reliactl.retry",
     "open_state": "reliactl.state",
     "parse_duration": "reliactl.durations",
@@ -66,6 +73,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "AsyncResilientClient",
     "BackoffStrategy",
     "BreakerConfig",
     "BreakerSnapshot",
@@ -80,14 +88,19 @@ __all__ = [
     "DurationError",
     "ExponentialBackoffStrategy",
     "FixedDelayStrategy",
+    "HTTPError",
+    "HTTPStatusError",
     "HealthError",
     "HealthMonitor",
     "HealthReport",
     "LinearBackoffStrategy",
     "LockBusyError",
     "LockError",
+    "OpenAIWrapper",
     "RateLimitExceeded",
+    "RateLimiter",
     "ReliactlError",
+    "ResilientClient",
     "RetryBudget",
     "RetryError",
     "RetryPolicy",
@@ -105,6 +118,7 @@ __all__ = [
     "get_reliability_config",
     "get_system_health",
     "health_monitor",
+    "limiter_for",
     "make_strategy",
     "open_state",
     "parse_duration",
@@ -139,6 +153,8 @@ if TYPE_CHECKING:  # pragma: no cover
         ConfigProblem,
         DurationError,
         HealthError,
+        HTTPError,
+        HTTPStatusError,
         LockBusyError,
         LockError,
         RateLimitExceeded,
@@ -153,6 +169,8 @@ if TYPE_CHECKING:  # pragma: no cover
         health_monitor,
         start_health_monitoring,
     )
+    from reliactl.http import AsyncResilientClient, OpenAIWrapper, ResilientClient
+    from reliactl.ratelimit import RateLimiter, limiter_for
     from reliactl.retry import (
         BackoffStrategy,
         ExponentialBackoffStrategy,

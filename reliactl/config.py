@@ -369,6 +369,12 @@ class RateLimitConfig:
         kind="rates",
         example={"api": "60/minute;1000/hour"},
     )
+    max_wait: float = _opt(
+        60.0,
+        doc="how long a request waits for a token before giving up (`http` exits 75); 0: never",
+        kind="duration",
+        ge=0,
+    )
 
 
 @dataclass(frozen=True)

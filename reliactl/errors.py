@@ -11,6 +11,8 @@ The tree::
     +-- LockError                       a lock could not be taken safely (symlink, NFS)
     |   +-- LockBusyError               the lock is held by someone else; .holder
     +-- RateLimitExceeded               no token before the deadline; .retry_after
+    +-- HTTPError                       an HTTP request got no answer, after its retries
+    |   +-- HTTPStatusError             it got an error status (>= 400) where one was not wanted
     +-- CommandError                    a command could not be started (not found, not executable)
     +-- HealthError                     no such health check or alert sink; a bad monitoring setup
 
@@ -112,6 +114,34 @@ class RateLimitExceeded(ReliactlError):
     def __init__(self, message: str, retry_after: float = 0.0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class HTTPError(ReliactlError):
+    """An HTTP request failed without a usable answer (refused, timed out, dropped).
+
+    ``method`` and ``url`` (secrets redacted), ``attempts`` made; ``sent`` is False only when
+    the request provably never reached the server (it could not connect). The httpx error is
+    ``__cause__``.
+    """
+
+    def __init__(
+        self, message: str, *, method: str = "", url: str = "", attempts: int = 1, sent: bool = True
+    ) -> None:
+        super().__init__(message)
+        self.method = method
+        self.url = url
+        self.attempts = attempts
+        self.sent = sent
+
+
+class HTTPStatusError(HTTPError):
+    """The server answered with an error status (>= 400) where a success was needed."""
+
+    def __init__(
+        self, message: str, *, status_code: int, method: str = "", url: str = "", attempts: int = 1
+    ) -> None:
+        super().__init__(message, method=method, url=url, attempts=attempts, sent=True)
+        self.status_code = status_code
 
 
 class CommandError(ReliactlError):

@@ -46,6 +46,7 @@ from reliactl.cli import breaker as breaker_cmd  # noqa: E402
 from reliactl.cli import config as config_cmd  # noqa: E402
 from reliactl.cli import doctor as doctor_cmd  # noqa: E402
 from reliactl.cli import health as health_cmd  # noqa: E402
+from reliactl.cli import http as http_cmd  # noqa: E402
 from reliactl.cli import retry as retry_cmd  # noqa: E402
 from reliactl.cli import run as run_cmd  # noqa: E402
 from reliactl.cli.context import AppContext  # noqa: E402
@@ -99,6 +100,7 @@ app.add_typer(config_cmd.app, name="config")
 app.command("doctor")(doctor_cmd.doctor)
 app.command("health")(health_cmd.health)
 app.add_typer(breaker_cmd.app, name="breaker")
+app.command("http", no_args_is_help=True)(http_cmd.http)
 app.add_typer(retry_cmd.app, name="retry")
 run_cmd.register(app)
 

@@ -60,6 +60,10 @@ def exit_code_for(exc: BaseException) -> int:
         return ExitCode.UNAVAILABLE
     if isinstance(exc, (errors.LockBusyError, errors.RateLimitExceeded)):
         return ExitCode.TEMPFAIL
+    if isinstance(exc, errors.HTTPStatusError):
+        return ExitCode.HTTP_ERROR
+    if isinstance(exc, errors.HTTPError):
+        return ExitCode.COULDNT_CONNECT
     if isinstance(exc, errors.CommandError):
         return exc.exit_code
     return ExitCode.INTERNAL
