@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from typing import Annotated
 
 
@@ -42,28 +43,8 @@ _fastparams.install()
 import typer  # noqa: E402
 
 from reliactl._version import __version__  # noqa: E402
-from reliactl.cli import breaker as breaker_cmd  # noqa: E402
-from reliactl.cli import config as config_cmd  # noqa: E402
-from reliactl.cli import doctor as doctor_cmd  # noqa: E402
-from reliactl.cli import health as health_cmd  # noqa: E402
-from reliactl.cli import http as http_cmd  # noqa: E402
-from reliactl.cli import retry as retry_cmd  # noqa: E402
-from reliactl.cli import run as run_cmd  # noqa: E402
 from reliactl.cli.context import AppContext  # noqa: E402
 from reliactl.cli.exitcodes import ExitCode, epilog  # noqa: E402
-
-app = typer.Typer(
-    name="reliactl",
-    help="Keep scripts, cron jobs and services alive: health checks, circuit breakers, "
-    "retries, locked and time-limited runs, safe cleanup and resilient HTTP.",
-    epilog=epilog(),
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_show_locals=False,
-    pretty_exceptions_short=True,
-    rich_markup_mode="rich",
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
 
 
 def _print_version(value: bool) -> None:
@@ -72,7 +53,6 @@ def _print_version(value: bool) -> None:
         raise typer.Exit(0)
 
 
-@app.callback()
 def root(
     ctx: typer.Context,
     version: Annotated[
@@ -96,20 +76,128 @@ def root(
     ctx.obj = AppContext(config_path=config)
 
 
-app.add_typer(config_cmd.app, name="config")
-app.command("doctor")(doctor_cmd.doctor)
-app.command("health")(health_cmd.health)
-app.add_typer(breaker_cmd.app, name="breaker")
-app.command("http", no_args_is_help=True)(http_cmd.http)
-app.add_typer(retry_cmd.app, name="retry")
-run_cmd.register(app)
+# ---- command registration, one function per module, imported only when needed
+
+
+def _config(app: typer.Typer) -> None:
+    from reliactl.cli import config
+
+    app.add_typer(config.app, name="config")
+
+
+def _doctor(app: typer.Typer) -> None:
+    from reliactl.cli import doctor
+
+    app.command("doctor")(doctor.doctor)
+
+
+def _health(app: typer.Typer) -> None:
+    from reliactl.cli import health
+
+    app.command("health")(health.health)
+
+
+def _breaker(app: typer.Typer) -> None:
+    from reliactl.cli import breaker
+
+    app.add_typer(breaker.app, name="breaker")
+
+
+def _http(app: typer.Typer) -> None:
+    from reliactl.cli import http
+
+    app.command("http", no_args_is_help=True)(http.http)
+
+
+def _retry(app: typer.Typer) -> None:
+    from reliactl.cli import retry
+
+    app.add_typer(retry.app, name="retry")
+
+
+def _run(app: typer.Typer) -> None:
+    from reliactl.cli import run
+
+    run.register(app)  # run and runs
+
+
+# Top-level command name -> the function that registers it (and its siblings, for run/runs).
+COMMANDS: dict[str, Callable[[typer.Typer], None]] = {
+    "breaker": _breaker,
+    "config": _config,
+    "doctor": _doctor,
+    "health": _health,
+    "http": _http,
+    "retry": _retry,
+    "run": _run,
+    "runs": _run,
+}
+
+
+def build_app(only: str | None = None) -> typer.Typer:
+    """The Typer app with every command, or only the one about to run.
+
+    Typer inspects every registered command's parameters at each start; building just the
+    invoked command keeps `reliactl run` and friends from paying for all the others.
+    """
+    new = typer.Typer(
+        name="reliactl",
+        help="Keep scripts, cron jobs and services alive: health checks, circuit breakers, "
+        "retries, locked and time-limited runs, safe cleanup and resilient HTTP.",
+        epilog=epilog(),
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_show_locals=False,
+        pretty_exceptions_short=True,
+        rich_markup_mode="rich",
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    new.callback()(root)
+    done: set[Callable[[typer.Typer], None]] = set()
+    for name, register in COMMANDS.items():
+        if (only is None or name == only) and register not in done:
+            done.add(register)
+            register(new)
+    return new
+
+
+def invoked_command(args: list[str]) -> str | None:
+    """The top-level command named in ``args`` (skipping root options), if it is a known one."""
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg in ("--config", "-c"):
+            index += 2
+            continue
+        if arg.startswith("-"):
+            index += 1
+            continue
+        return arg if arg in COMMANDS else None
+    return None
+
+
+_full_app: typer.Typer | None = None
+
+
+def __getattr__(name: str) -> typer.Typer:
+    """``reliactl.cli.app``: the full app (tests, completions), built on first use."""
+    global _full_app
+    if name == "app":
+        if _full_app is None:
+            _full_app = build_app()
+        return _full_app
+    raise AttributeError(f"module 'reliactl.cli' has no attribute {name!r}")
 
 
 def main() -> None:
     """Console entry point: never a traceback for a known error or a closed pipe."""
-    run_cmd.FAST_EXIT = True  # a real process: `run` may skip interpreter teardown
+    application = build_app(invoked_command(sys.argv[1:]))
+    if "reliactl.cli.run" in sys.modules:
+        from reliactl.cli import run as run_module
+
+        run_module.FAST_EXIT = True  # a real process: `run` may skip interpreter teardown
     try:
-        app()
+        application()
     except KeyboardInterrupt:
         sys.exit(ExitCode.SIGNAL_BASE + 2)
     except BrokenPipeError:
