@@ -122,9 +122,10 @@ class SQLiteStateStore:
         for attempt in range(3):
             inode = _check_path(self.path)
             try:
-                if inode is not None:
-                    _check_header(self.path)
+                suspicion = _check_header(self.path) if inode is not None else None
                 self._conn = _connect(self.path)
+                if suspicion is not None:
+                    _confirm(self._conn, suspicion)
                 _migrate(self._conn)
                 return
             except (_Corrupt, sqlite3.DatabaseError) as exc:
@@ -442,8 +443,13 @@ def _check_path(path: Path) -> int | None:
         return None
 
 
-def _check_header(path: Path) -> None:
-    """Cheap checks that catch garbage and truncation before SQLite trips over them."""
+def _check_header(path: Path) -> str | None:
+    """Cheap look at the raw header for garbage and truncation; returns a suspicion or None.
+
+    The bytes are read without SQLite's locks, so a write or checkpoint by another process
+    can make a healthy file look torn for a moment: a suspicion is only confirmed by
+    ``_confirm`` (SQLite's own check, under its locks) before anything is moved aside.
+    """
     fd = _open_nofollow(path, os.O_RDONLY)
     try:
         header = os.read(fd, 100)
@@ -451,17 +457,24 @@ def _check_header(path: Path) -> None:
     finally:
         os.close(fd)
     if size == 0:
-        return
+        return None
     if len(header) < 100 or not header.startswith(SQLITE_HEADER):
-        raise _Corrupt("not an SQLite database")
+        return "not an SQLite database"
     page_size = int.from_bytes(header[16:18], "big")
     page_size = 65536 if page_size == 1 else page_size
     pages = int.from_bytes(header[28:32], "big")
     valid_for = int.from_bytes(header[92:96], "big")
     change = int.from_bytes(header[24:28], "big")
-    wal_exists = os.path.exists(str(path) + "-wal")
-    if pages and valid_for == change and size < pages * page_size and not wal_exists:
-        raise _Corrupt(f"truncated: {size} bytes, header says {pages * page_size}")
+    if pages and valid_for == change and size < pages * page_size:
+        return f"truncated: {size} bytes, header says {pages * page_size}"
+    return None
+
+
+def _confirm(conn: sqlite3.Connection, suspicion: str) -> None:
+    """Raise _Corrupt if SQLite agrees the file is damaged; a torn read of a busy file is not."""
+    rows = conn.execute("PRAGMA quick_check").fetchall()
+    if [tuple(r) for r in rows] != [("ok",)]:
+        raise _Corrupt(f"{suspicion}; {rows[0][0]}")
 
 
 def _connect(path: Path) -> sqlite3.Connection:

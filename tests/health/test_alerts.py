@@ -194,7 +194,7 @@ def test_many_concurrent_runs_deliver_once(server: CountingServer, tmp_path: Pat
         procs = [subprocess.Popen(cmd, stderr=subprocess.PIPE) for _ in range(8)]
         errors = [p.communicate(timeout=120)[1] for p in procs]
         assert [p.returncode for p in procs] == [2] * 8, errors
-        assert server.count == 1, (round_, errors)
+        assert server.count == 1, (round_, [e.decode() for e in errors if e])
 
 
 def test_discord_and_slack_payloads_are_colored_by_status() -> None:
