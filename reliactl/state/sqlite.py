@@ -17,6 +17,7 @@ import logging
 import os
 import sqlite3
 import stat
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -110,6 +111,7 @@ class SQLiteStateStore:
         self.warn = warn
         self.recovered_to: Path | None = None
         self._conn: sqlite3.Connection | None = None
+        self._lock = threading.RLock()
         self._open()
 
     # ---- opening and recovery
@@ -179,7 +181,15 @@ class SQLiteStateStore:
         return self._conn
 
     def _recovering(self, operation: Callable[[], Any]) -> Any:
-        """Run ``operation``; if the file turns out corrupt, recover once and run it again."""
+        """Run ``operation``; if the file turns out corrupt, recover once and run it again.
+
+        One connection serves every thread of the process, so operations are serialised
+        here: another thread's statements must never land inside this one's transaction.
+        """
+        with self._lock:
+            return self._recovering_locked(operation)
+
+    def _recovering_locked(self, operation: Callable[[], Any]) -> Any:
         try:
             return operation()
         except sqlite3.DatabaseError as exc:
@@ -369,12 +379,14 @@ class SQLiteStateStore:
             return events, runs, records
 
         events, runs, records = self._recovering(op)
-        self.conn.execute("VACUUM")
-        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        with self._lock:
+            self.conn.execute("VACUUM")
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return PruneReport(events, runs, records, before, _file_size(self.path))
 
     def check(self) -> list[str]:
-        rows = self.conn.execute("PRAGMA integrity_check").fetchall()
+        with self._lock:
+            rows = self.conn.execute("PRAGMA integrity_check").fetchall()
         problems = [str(row[0]) for row in rows if row[0] != "ok"]
         return problems
 
