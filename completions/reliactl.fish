@@ -99,7 +99,7 @@ complete -c reliactl -n '__fish_seen_subcommand_from run' -l jitter -r -F -d 'Ra
 complete -c reliactl -n '__fish_seen_subcommand_from run' -l retry-on -r -F -d 'Retry only these exit codes, e.g. 1,3,64-78 (never 126/127).'
 complete -c reliactl -n '__fish_seen_subcommand_from run' -l no-retry-on -r -F -d 'Never retry these exit codes.'
 complete -c reliactl -n '__fish_seen_subcommand_from run' -l retry-on-timeout -d 'Retry an attempt that timed out too.'
-complete -c reliactl -n '__fish_seen_subcommand_from run' -l name -r -F -d 'Name of this job in the history (default: the lock name or command name).'
+complete -c reliactl -n '__fish_seen_subcommand_from run' -l name -r -F -d 'Name of this job in the history (default: --lock-name, else a name derived from the command\'s path, the same with or without --lock).'
 complete -c reliactl -n '__fish_seen_subcommand_from run' -l timestamps -d 'Prefix each line of the command\'s output with an ISO-8601 UTC time.'
 complete -c reliactl -n '__fish_seen_subcommand_from run' -l log-file -r -F -d 'Append all output and reliactl\'s lines, timestamped, to PATH (created 0600).'
 complete -c reliactl -n '__fish_seen_subcommand_from run' -l quiet-success -d 'Print output only if the run finally fails (chronic, for cron mail).'

@@ -470,7 +470,8 @@ def run(
         typer.Option(
             "--name",
             metavar="NAME",
-            help="Name of this job in the history (default: the lock name or command name).",
+            help="Name of this job in the history (default: --lock-name, else a name derived from"
+            " the command's path, the same with or without --lock).",
             rich_help_panel="History and output",
         ),
     ] = None,
@@ -579,7 +580,10 @@ def run(
             )
             job_name = name or lname
         else:
-            job_name = name or os.path.basename(command[0])
+            from reliactl import locks
+
+            # The same default name as with --lock, so a job's history is one list either way.
+            job_name = name or locks.lock_name_for(command)
     except LockError as exc:
         raise _usage(str(exc)) from None
 

@@ -581,3 +581,16 @@ def test_lock_dir_comes_from_the_configuration(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert (locks_here / "cfg.lock").is_file()
+
+
+def test_a_job_has_one_history_name_with_or_without_lock(run_cli, tmp_path) -> None:
+    script = tmp_path / "job.sh"
+    script.write_text("#!/bin/sh\nexit 0\n")
+    script.chmod(0o755)
+    assert run_cli("run", "--", str(script)).exit_code == 0
+    assert run_cli("run", "--lock", "--", str(script)).exit_code == 0
+    import json
+
+    doc = json.loads(run_cli("runs", "--json").stdout)
+    names = {r["name"] for r in doc["runs"]}
+    assert len(names) == 1, names
