@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from e2ehelpers import (
     IDEASHEETS,
     WebhookServer,
@@ -123,43 +126,67 @@ def test_flaky_nightly_job(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ two cron ticks overlap
 
 
-def test_two_cron_ticks_overlap(tmp_path: Path) -> None:
-    """A slow run holds the lock; the next tick with --skip-if-locked exits 0 at once
-    without running; the history shows the slow run and the skipped tick."""
-    started, release = tmp_path / "started", tmp_path / "release"
-    second = tmp_path / "second-ran"
-    # The "slow" job runs until the test releases it (no fixed sleep), 30 s at most.
-    slow_body = (
+@contextmanager
+def slow_run(tmp_path: Path, name: str) -> Iterator[subprocess.Popen[str]]:
+    """A cron tick of job NAME that holds its lock until the block ends (no fixed sleep; it
+    gives up by itself after 30 s), started as examples/crontab would start it."""
+    started, release = tmp_path / f"{name}.started", tmp_path / f"{name}.release"
+    body = (
         f"touch {started}; i=0; while [ ! -e {release} ] && [ $i -lt 600 ]; do "
         f"sleep 0.05; i=$((i+1)); done; echo slow done"
     )
     holder = start_reliactl(
-        "run", "--lock-name", "nightly", "--name", "nightly", "--skip-if-locked",
-        "--", "sh", "-c", slow_body,
+        "run", "--lock-name", name, "--name", name, "--skip-if-locked", "--", "sh", "-c", body,
     )  # fmt: skip
     try:
         assert wait_for(started.exists), "the slow run never started"
+        yield holder
+    finally:
+        release.touch()
+        holder.communicate(timeout=30)
+
+
+def test_two_cron_ticks_overlap(tmp_path: Path) -> None:
+    """A slow run holds the lock; the next tick with --skip-if-locked exits 0 at once and
+    quietly without running, one without it exits 75; the history shows all three."""
+    second = tmp_path / "second-ran"
+    with slow_run(tmp_path, "nightly") as holder:
         tick = reliactl(
             "run", "--lock-name", "nightly", "--name", "nightly", "--skip-if-locked",
             "--", "touch", str(second),
         )  # fmt: skip
         assert tick.returncode == 0, tick.stderr
         assert (tick.stdout, tick.stderr) == ("", "")
+        busy = reliactl("run", "--lock-name", "nightly", "--name", "nightly", "touch", str(second))
+        assert busy.returncode == 75, busy.stderr
+        assert f"pid {holder.pid}" in busy.stderr
         assert not second.exists()
         runs = json_out(reliactl("runs", "nightly", "--json"))["runs"]
-        assert [r["outcome"] for r in runs] == ["skipped", "running"], runs
-        assert runs[0]["attempts"] == 0 and runs[0]["command"] == f"touch {second}"
-    finally:
-        release.touch()
-        out, err = holder.communicate(timeout=30)
-    assert holder.returncode == 0, err
-    assert out == "slow done\n"
+        assert [r["outcome"] for r in runs] == ["busy", "skipped", "running"], runs
+        assert all(r["attempts"] == 0 for r in runs)
+        assert [r["command"] for r in runs[:2]] == [f"touch {second}"] * 2
+    assert holder.returncode == 0
     runs = json_out(reliactl("runs", "nightly", "--json"))["runs"]
     assert [(r["outcome"], r["attempts"], r["exit_code"]) for r in runs] == [
+        ("busy", 0, 75),
         ("skipped", 0, 0),
         ("success", 1, 0),
     ], runs
     assert not second.exists()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="runs --last counts a skipped tick as success (cli/run.py), so a job that hangs "
+    "while cron ticks skip it looks healthy forever; README-run.md says 'still running' is 1",
+)
+def test_runs_last_is_not_fooled_by_skipped_ticks(tmp_path: Path) -> None:
+    """While the real run is still going, `runs NAME --last` exits 1, skipped ticks or not."""
+    with slow_run(tmp_path, "hung"):
+        tick = reliactl("run", "--lock-name", "hung", "--name", "hung", "--skip-if-locked", "true")
+        assert tick.returncode == 0, tick.stderr
+        last = reliactl("runs", "hung", "--last")
+        assert last.returncode == 1, last.stdout + last.stderr
 
 
 # ------------------------------------------------------------------ disk filling
