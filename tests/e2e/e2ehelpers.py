@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import shutil
@@ -77,9 +78,12 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
     return predicate()
 
 
-_IGNORED = shutil.ignore_patterns(
-    ".git", ".venv", ".ci-venv", "__pycache__", "*.egg-info", ".*_cache", ".hypothesis"
-)
+_SKIP = (".git", ".venv", ".ci-venv", "__pycache__", "*.egg-info", ".*_cache", ".hypothesis")
+_IGNORED = shutil.ignore_patterns(*_SKIP)
+
+
+def _skipped(name: str) -> bool:
+    return any(fnmatch.fnmatch(part, pattern) for part in name.split("/") for pattern in _SKIP)
 
 
 def copy_repository(dest: Path) -> Path:
@@ -98,6 +102,8 @@ def copy_repository(dest: Path) -> Path:
         return dest
     dest.mkdir(parents=True)
     for name in filter(None, listed.decode().split("\0")):
+        if _skipped(name):  # a CI venv that .gitignore does not know, say
+            continue
         source = REPO / name
         if not source.exists() and not source.is_symlink():
             continue  # deleted in the working tree, not yet committed
