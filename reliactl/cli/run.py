@@ -645,8 +645,14 @@ def run(
         try:
             store = app_ctx.store()
         except ReliactlError as exc:
-            what = "run history and --breaker" if breaker else "run history"
-            out.message(f"warning: state store unusable, {what} disabled: {exc}")
+            lost = [
+                *(["run history"] if not no_history else []),
+                *(["--breaker"] if breaker else []),
+            ]
+            what = " and ".join(lost) + " disabled" if lost else "health state kept in memory"
+            if lost and check:
+                what += ", health state kept in memory"
+            out.message(f"warning: state store unusable, {what}: {exc}")
     # --- health gate: built (and its configuration checked, exit 78) before anything runs;
     # it runs inside the runner, under the lock, before the first attempt.
     health_gate: Gate | None = None

@@ -208,13 +208,13 @@ def test_a_signal_during_the_checks_ends_the_run_unstarted(tmp_path: Path) -> No
     assert not marker.exists()
 
 
-def test_only_check_imports_the_health_modules() -> None:
+def test_only_check_imports_the_health_modules(tmp_path: Path) -> None:
     """cron pays every import: `run` without --check loads no health module and no psutil."""
     from runhelpers import default_signals
 
     def imported(*flags: str) -> set[str]:
         result = subprocess.run(
-            [sys.executable, "-X", "importtime", "-m", "reliactl", "run", *flags, "--", "true"],
+            [sys.executable, "-X", "importtime", "-m", "reliactl", *flags, "--", "true"],
             capture_output=True,
             text=True,
             timeout=60,
@@ -227,8 +227,9 @@ def test_only_check_imports_the_health_modules() -> None:
             if line.startswith("import time:")
         }
 
-    assert not {m for m in imported() if m.startswith("reliactl.health") or m == "psutil"}
-    assert "reliactl.health.monitor" in imported("--check")
+    assert not {m for m in imported("run") if m.startswith("reliactl.health") or m == "psutil"}
+    cfg = config(tmp_path, plugin("db", 0, "fine"))
+    assert "reliactl.health.monitor" in imported("-c", cfg, "run", "--check")
 
 
 def test_the_library_gate_is_called_once_before_the_first_attempt(tmp_path: Path) -> None:
@@ -250,3 +251,31 @@ def test_the_library_gate_is_called_once_before_the_first_attempt(tmp_path: Path
         gate=lambda: calls.append(True),  # type: ignore[func-returns-value]
     )
     assert result.outcome == "failure" and len(result.attempts) == 3 and len(calls) == 2
+
+
+def test_async_checks_work_under_the_gate(tmp_path: Path) -> None:
+    """A tcp check runs on asyncio inside the run's signal handling: up runs, down refuses."""
+    import socket
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        cfg = config(tmp_path, f"    - {{name: api, kind: tcp, host: 127.0.0.1, port: {port}}}\n")
+        up = run("-c", cfg, "run", "--check", "echo", "ran")
+        assert up.returncode == 0, up.stderr
+        assert up.stdout == "ran\n"
+    down = run("-c", cfg, "run", "--check", "echo", "ran")
+    assert down.returncode == 75, down.stderr
+    assert down.stdout == "" and "health is CRITICAL: api (" in down.stderr
+
+
+def test_an_unusable_state_store_does_not_stop_the_gate(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    (tmp_path / "hb").touch()
+    cfg = config(tmp_path, heartbeat(tmp_path))
+    env = {**os.environ, "RELIACTL_STATE__PATH": str(blocker / "state.db")}
+    result = run("-c", cfg, "run", "--check", "echo", "ran", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "ran\n" and "health state kept in memory" in result.stderr
