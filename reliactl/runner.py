@@ -82,6 +82,7 @@ NOT_FOUND = "not_found"
 NOT_EXECUTABLE = "not_executable"
 BUSY = "busy"
 SKIPPED = "skipped"
+GATED = "gated"  # a pre-start gate (``reliactl run --check``) refused to start the command
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,19 @@ class RunRetryPolicy:
         if code in NEVER_RETRIED or code in self.no_retry_on:
             return False
         return self.retry_on is None or code in self.retry_on
+
+
+@dataclass(frozen=True)
+class GateRefusal:
+    """A pre-start gate's "no": the run ends unstarted with this exit code and message."""
+
+    exit_code: int
+    message: str
+
+
+# Called once, after the lock is taken and before the first attempt (never per retry):
+# None starts the command, a GateRefusal ends the run with outcome "gated".
+Gate = Callable[[], GateRefusal | None]
 
 
 @dataclass(frozen=True)
@@ -166,7 +180,7 @@ class RunResult:
     name: str
     command: tuple[str, ...]
     exit_code: int
-    outcome: str  # success failure timeout signal not_found not_executable busy skipped
+    outcome: str  # success failure timeout signal not_found not_executable busy skipped gated
     started_at: float
     duration: float
     attempts: tuple[Attempt, ...] = ()
@@ -462,6 +476,7 @@ class Runner:
         *,
         on_event: EventHandler | None = None,
         output: OutputSink | None = None,
+        gate: Gate | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         now: Callable[[], float] = time.time,
     ) -> None:
@@ -470,6 +485,7 @@ class Runner:
         self.options = options
         self.on_event = on_event or (lambda event: None)
         self.output = output
+        self.gate = gate
         self.monotonic = monotonic
         self.now = now
         self._signals = _Signals()
@@ -524,6 +540,14 @@ class Runner:
                         if opts.lock.skip_if_locked:
                             return result(0, SKIPPED, lock_holder=exc.holder, message=str(exc))
                         return result(75, BUSY, lock_holder=exc.holder, message=str(exc))
+                if self.gate is not None:
+                    # Under the lock, so overlapping runs never both run the gate's checks.
+                    refusal = self.gate()
+                    got = sigs.take()
+                    if got:  # a signal while the gate ran: stop, do not start
+                        return result(128 + got[0], SIGNALLED, interrupted_by=got[0])
+                    if refusal is not None:
+                        return result(refusal.exit_code, GATED, message=refusal.message)
                 total_deadline = (
                     None if opts.total_timeout is None else started + opts.total_timeout
                 )
@@ -828,9 +852,14 @@ def run_command(
     *,
     on_event: EventHandler | None = None,
     output: OutputSink | None = None,
+    gate: Gate | None = None,
 ) -> RunResult:
-    """Run ``options.command`` supervised (lock, retries, timeouts, signals); never prints."""
-    return Runner(options, on_event=on_event, output=output).run()
+    """Run ``options.command`` supervised (lock, retries, timeouts, signals); never prints.
+
+    ``gate`` (optional) is called once under the lock before the first attempt; a
+    GateRefusal it returns ends the run unstarted (outcome "gated").
+    """
+    return Runner(options, on_event=on_event, output=output, gate=gate).run()
 
 
 def _with_delay(attempt: Attempt, delay: float) -> Attempt:

@@ -193,13 +193,33 @@ def test_the_lock_descriptor_is_close_on_exec(tmp_path: Path) -> None:
 
 
 def test_another_users_read_only_lock_file_still_locks(tmp_path: Path) -> None:
-    path = tmp_path / "job.lock"
-    path.write_text("")
-    path.chmod(0o444)
-    if os.geteuid() == 0:
-        pytest.skip("root can write a 0444 file")
-    with locks.acquire(str(path)) as held:
-        assert held.held
+    """A lock file we may only read (another user's 0444 file) still locks, untouched."""
+    import tempfile
+
+    if os.geteuid() != 0:
+        path = tmp_path / "job.lock"
+        path.write_text("")
+        path.chmod(0o444)
+        with locks.acquire(str(path)) as held:
+            assert held.held
+        assert path.stat().st_mode & 0o777 == 0o444
+        return
+    # As root every file is writable: become an unprivileged user for the acquire.
+    shared = Path(tempfile.mkdtemp(prefix="reliactl-ro-"))
+    try:
+        shared.chmod(0o755)
+        path = shared / "job.lock"
+        path.write_text("")
+        path.chmod(0o444)
+        os.seteuid(65534)
+        try:
+            with locks.acquire(str(path)) as held:
+                assert held.held
+        finally:
+            os.seteuid(0)
+        assert path.stat().st_mode & 0o777 == 0o444 and path.stat().st_uid == 0
+    finally:
+        shutil.rmtree(shared)
 
 
 def test_network_filesystems_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

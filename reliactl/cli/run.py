@@ -19,7 +19,8 @@ from reliactl.cli.exitcodes import ExitCode
 
 if TYPE_CHECKING:
     from reliactl.config import Config
-    from reliactl.runner import RunEvent, RunOptions, RunResult
+    from reliactl.health.model import HealthReport
+    from reliactl.runner import Gate, RunEvent, RunOptions, RunResult
 
 STDOUT, STDERR = 1, 2
 
@@ -505,7 +506,7 @@ def run(
         typer.Option(
             "--json-report",
             metavar="FILE",
-            help="Write the run's result (attempts, codes, lock wait) as JSON to FILE.",
+            help="Write the run's result (attempts, codes, lock wait, health) as JSON to FILE.",
             rich_help_panel="History and output",
         ),
     ] = None,
@@ -527,13 +528,25 @@ def run(
             rich_help_panel="History and output",
         ),
     ] = False,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            "--require-healthy",
+            help="Run the configured health checks (health_monitor) once, under the lock, "
+            "before the first attempt: CRITICAL does not start the command (exit 75, outcome "
+            "gated, not counted by --breaker); WARNING or UNKNOWN starts it with a warning. "
+            "The gate sends no alerts: alerting is `reliactl health`'s job.",
+            rich_help_panel="Health gate",
+        ),
+    ] = False,
 ) -> None:
     """Run COMMAND supervised: lock, retries, time limits, signal forwarding, history.
 
     Options stop at the first word that is not an option (`--` is optional). Exit status: the
     command's own; 124 timed out (137 if it had to be killed); 125 reliactl failed or bad
     options; 126/127 cannot run / not found; 128+N killed by (or reliactl received) signal N;
-    75 lock busy; 0 with --skip-if-locked when busy.
+    75 lock busy, or health CRITICAL with --check; 0 with --skip-if-locked when busy.
     """
     from reliactl.cli.context import app_context
     from reliactl.cli.output import error, report_error
@@ -628,12 +641,24 @@ def run(
     # --- history: a broken state store never stops the job (it is reported, once)
     store = None
     run_id = None
-    if not no_history or breaker:
+    if not no_history or breaker or check:
         try:
             store = app_ctx.store()
         except ReliactlError as exc:
-            what = "run history and --breaker" if breaker else "run history"
-            out.message(f"warning: state store unusable, {what} disabled: {exc}")
+            lost = [
+                *(["run history"] if not no_history else []),
+                *(["--breaker"] if breaker else []),
+            ]
+            what = " and ".join(lost) + " disabled" if lost else "health state kept in memory"
+            if lost and check:
+                what += ", health state kept in memory"
+            out.message(f"warning: state store unusable, {what}: {exc}")
+    # --- health gate: built (and its configuration checked, exit 78) before anything runs;
+    # it runs inside the runner, under the lock, before the first attempt.
+    health_gate: Gate | None = None
+    gate_seen: dict[str, HealthReport] = {}
+    if check:
+        health_gate = _health_gate(config, store, out, gate_seen)
     started_at = __import__("time").time()
     # Arguments that are not UTF-8 (surrogate escapes) are shown, stored and logged escaped.
     shown = _printable(" ".join(command))
@@ -691,7 +716,9 @@ def run(
             store = None
 
     try:
-        result = Runner(options, on_event=on_event, output=out if processing else None).run()
+        result = Runner(
+            options, on_event=on_event, output=out if processing else None, gate=health_gate
+        ).run()
     except LockError as exc:
         if admission is not None:
             admission.ignore()
@@ -714,10 +741,62 @@ def run(
         out.replay()
     _finish_history(store, run_id, job_name, shown, started_at, result, result.outcome, None)
     if json_report:
-        _write_json_report(json_report, result, {"breaker": breaker_info})
+        extra: dict[str, Any] = {"breaker": breaker_info}
+        if check:
+            report = gate_seen.get("report")
+            extra["health"] = report.to_dict() if report is not None else None
+        _write_json_report(json_report, result, extra)
     if log_fd is not None:
         os.close(log_fd)
     _exit(result.exit_code, store)
+
+
+def _health_gate(config: Config, store: Any, out: RunOutput, seen: dict[str, HealthReport]) -> Gate:
+    """The --check gate: every configured health check, once; CRITICAL refuses (exit 75).
+
+    The checks share the state store with `reliactl health` (debounce streaks, the CPU
+    sample), so a debounced check counts the gate's observations too. No alert is sent.
+    """
+    from reliactl.cli.output import error
+    from reliactl.errors import ReliactlError
+    from reliactl.health.model import Status
+    from reliactl.health.monitor import HealthMonitor
+    from reliactl.runner import GateRefusal
+
+    monitor = HealthMonitor(config.health_monitor, store=store, full_config=config)
+    try:
+        monitor.checks()  # a setup that validation let through still fails here, not later
+    except (ReliactlError, ValueError) as exc:
+        error(f"--check: invalid health configuration: {_one_line(str(exc))}")
+        raise typer.Exit(ExitCode.CONFIG) from None
+
+    def gate() -> GateRefusal | None:
+        try:
+            report = monitor.run_now()
+        except Exception as exc:  # the checking itself broke: health is unknown, not critical
+            out.message(f"warning: health checks could not run ({_one_line(str(exc))}); starting")
+            return None
+        seen["report"] = report
+        status = report.overall_status
+        if status is Status.OK:
+            return None
+        if status is Status.CRITICAL:
+            bad = [m for m in report.metrics.values() if m.status is Status.CRITICAL]
+            return GateRefusal(ExitCode.TEMPFAIL, f"health is CRITICAL: {_named(bad)}")
+        what = _named(report.problems) if report.metrics else "no health checks are enabled"
+        out.message(f"warning: health is {status.value}: {what}; starting anyway")
+        return None
+
+    return gate
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def _named(metrics: list[Any]) -> str:
+    return "; ".join(f"{m.name} ({_one_line(m.message, 200)})" for m in metrics)
 
 
 def _exit(code: int, store: Any) -> None:
@@ -759,7 +838,7 @@ def _report_to_breaker(admission: Any, result: RunResult, info: dict[str, Any]) 
                 f"exit {result.exit_code}" + (" (timeout)" if result.outcome == "timeout" else "")
             )
             recorded = "failure"
-        else:  # interrupted, lock busy or skipped: the service was not tried
+        else:  # interrupted, lock busy, skipped or gated: the service was not tried
             admission.ignore()
             recorded = "ignored"
     except ReliactlError:
@@ -800,8 +879,8 @@ def _summary(result: RunResult) -> str:
         return f"succeeded in {took}{after}"
     if result.outcome == "skipped":
         return f"skipped: {result.message}"
-    if result.outcome == "busy":
-        return f"not run: {result.message} (exit 75)"
+    if result.outcome in ("busy", "gated"):
+        return f"not run: {result.message} (exit {result.exit_code})"
     if result.outcome == "signal":
         sig = signal_name(result.interrupted_by or 0)
         return f"stopped by {sig} in {took}{after} (exit {result.exit_code})"
