@@ -92,8 +92,12 @@ class CircuitOpenError(ReliactlError):
 
     def __init__(self, name: str, retry_after: float) -> None:
         self.name = name
+        from reliactl.durations import format_duration
+
         self.retry_after = max(0.0, retry_after)
-        super().__init__(f"circuit breaker '{name}' is open; retry in {self.retry_after:.1f}s")
+        super().__init__(
+            f"circuit breaker '{name}' is open; retry in {format_duration(self.retry_after)}"
+        )
 
 
 class LockError(ReliactlError):

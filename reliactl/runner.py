@@ -113,10 +113,11 @@ class GateRefusal:
 
     exit_code: int
     message: str
+    outcome: str = "gated"  # or e.g. "breaker_open": what the run history records
 
 
 # Called once, after the lock is taken and before the first attempt (never per retry):
-# None starts the command, a GateRefusal ends the run with outcome "gated".
+# None starts the command, a GateRefusal ends the run with its outcome ("gated" by default).
 Gate = Callable[[], GateRefusal | None]
 
 
@@ -547,7 +548,7 @@ class Runner:
                     if got:  # a signal while the gate ran: stop, do not start
                         return result(128 + got[0], SIGNALLED, interrupted_by=got[0])
                     if refusal is not None:
-                        return result(refusal.exit_code, GATED, message=refusal.message)
+                        return result(refusal.exit_code, refusal.outcome, message=refusal.message)
                 total_deadline = (
                     None if opts.total_timeout is None else started + opts.total_timeout
                 )

@@ -20,7 +20,7 @@ from reliactl.cli.exitcodes import ExitCode
 if TYPE_CHECKING:
     from reliactl.config import Config
     from reliactl.health.model import HealthReport
-    from reliactl.runner import Gate, RunEvent, RunOptions, RunResult
+    from reliactl.runner import Gate, GateRefusal, RunEvent, RunOptions, RunResult
 
 STDOUT, STDERR = 1, 2
 
@@ -551,7 +551,7 @@ def run(
     from reliactl.cli.context import app_context
     from reliactl.cli.output import error, report_error
     from reliactl.errors import ConfigError, LockError, ReliactlError
-    from reliactl.runner import LockOptions, Runner, RunOptions, RunRetryPolicy
+    from reliactl.runner import GateRefusal, LockOptions, Runner, RunOptions, RunRetryPolicy
 
     # --- flags first: a bad flag never runs the command, whatever the configuration
     timeout_s = _duration("--timeout", timeout)
@@ -664,41 +664,36 @@ def run(
     shown = _printable(" ".join(command))
     job_name = _printable(job_name)
 
-    # --- breaker gate: open means the service is known to be down; do not even take the lock
-    admission = None
+    # --- breaker gate, under the lock (a tick that finds the lock busy never touches the
+    # breaker: it must not take a half-open trial slot nor count a rejection), before --check.
+    admission: Any = None
     breaker_info: dict[str, Any] | None = None
+    breaker_gate: Gate | None = None
     if breaker and store is not None:
-        from reliactl.breaker import get_persistent_breaker
-        from reliactl.errors import CircuitOpenError
+        breaker_store = store
 
-        try:
-            gate = get_persistent_breaker(breaker, config, store)
-            admission = gate.admit(trial_timeout=_trial_timeout(options))
+        def breaker_gate() -> GateRefusal | None:
+            nonlocal admission, breaker_info
+            from reliactl.breaker import get_persistent_breaker
+            from reliactl.errors import CircuitOpenError
+
+            try:
+                gate = get_persistent_breaker(breaker, config, breaker_store)
+                admission = gate.admit(trial_timeout=_trial_timeout(options))
+            except CircuitOpenError as exc:
+                breaker_info = {
+                    "name": breaker,
+                    "decision": "rejected",
+                    "retry_after": exc.retry_after,
+                }
+                return GateRefusal(ExitCode.UNAVAILABLE, str(exc), outcome="breaker_open")
+            except (ReliactlError, ValueError) as exc:
+                out.message(f"warning: breaker {breaker!r} unusable, running without it: {exc}")
+                return None
             breaker_info = {"name": breaker, "decision": "admitted", "trial": admission.trial}
-        except CircuitOpenError as exc:
-            out.message(f"not run: {exc} (exit 69)")
-            out.replay()
-            if not no_history:
-                _record_refusal(store, job_name, shown, started_at, "breaker_open", str(exc))
-            if json_report:
-                _write_json_report(
-                    json_report,
-                    None,
-                    {
-                        "name": job_name,
-                        "command": list(command),
-                        "exit_code": ExitCode.UNAVAILABLE,
-                        "outcome": "breaker_open",
-                        "breaker": {
-                            "name": breaker,
-                            "decision": "rejected",
-                            "retry_after": exc.retry_after,
-                        },
-                    },
-                )
-            _exit(ExitCode.UNAVAILABLE, store)
-        except (ReliactlError, ValueError) as exc:
-            out.message(f"warning: breaker {breaker!r} unusable, running without it: {exc}")
+            return None
+
+    run_gate = _chain_gates(breaker_gate, health_gate)
     if store is not None and not no_history:
         from reliactl.state.base import RunRecord
 
@@ -717,7 +712,7 @@ def run(
 
     try:
         result = Runner(
-            options, on_event=on_event, output=out if processing else None, gate=health_gate
+            options, on_event=on_event, output=out if processing else None, gate=run_gate
         ).run()
     except LockError as exc:
         if admission is not None:
@@ -825,6 +820,22 @@ def _trial_timeout(options: RunOptions) -> float | None:
     return None
 
 
+def _chain_gates(*gates: Gate | None) -> Gate | None:
+    """One gate that asks each in turn and stops at the first refusal."""
+    present = [g for g in gates if g is not None]
+    if not present:
+        return None
+
+    def chained() -> GateRefusal | None:
+        for gate in present:
+            refusal = gate()
+            if refusal is not None:
+                return refusal
+        return None
+
+    return chained
+
+
 def _report_to_breaker(admission: Any, result: RunResult, info: dict[str, Any]) -> dict[str, Any]:
     """The run's outcome, after all retries, is one call of the breaker."""
     from reliactl.errors import ReliactlError
@@ -879,7 +890,7 @@ def _summary(result: RunResult) -> str:
         return f"succeeded in {took}{after}"
     if result.outcome == "skipped":
         return f"skipped: {result.message}"
-    if result.outcome in ("busy", "gated"):
+    if result.outcome in ("busy", "gated", "breaker_open"):
         return f"not run: {result.message} (exit {result.exit_code})"
     if result.outcome == "signal":
         sig = signal_name(result.interrupted_by or 0)
@@ -989,9 +1000,17 @@ def runs(
         raise typer.Exit(ExitCode.USAGE)
     try:
         store = app_context(ctx).store()
-        records = store.runs(name, limit=1 if last else limit)
+        records = store.runs(name, limit=limit if not last else max(limit, 200))
     except ReliactlError as exc:
         raise typer.Exit(report_error(exc)) from None
+    last_ok = False
+    if last:
+        # A tick that found the lock busy (skipped or busy) says nothing about the job: look
+        # past it to the newest run that started (or was refused), else a hung job whose
+        # ticks keep skipping would look healthy forever.
+        decisive = [r for r in records if r.outcome not in ("skipped", "busy")]
+        last_ok = bool(decisive) and decisive[0].outcome == "success"
+        records = (decisive or records)[:1]
 
     def plain(record: Any) -> dict[str, Any]:
         return {
@@ -1027,5 +1046,4 @@ def runs(
         if not records:
             error("no runs recorded" + (f" for {name!r}" if name else ""))
             raise typer.Exit(ExitCode.FAILURE)
-        ok = records[0].outcome in ("success", "skipped")
-        raise typer.Exit(ExitCode.OK if ok else ExitCode.FAILURE)
+        raise typer.Exit(ExitCode.OK if last_ok else ExitCode.FAILURE)

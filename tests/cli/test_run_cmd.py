@@ -594,3 +594,35 @@ def test_a_job_has_one_history_name_with_or_without_lock(run_cli, tmp_path) -> N
     doc = json.loads(run_cli("runs", "--json").stdout)
     names = {r["name"] for r in doc["runs"]}
     assert len(names) == 1, names
+
+
+def test_a_skipped_tick_never_touches_a_half_open_breaker(tmp_path: Path) -> None:
+    """Regression: the breaker was asked before the lock, so a tick skipped while the trial
+    ran got 69 ("open"), counted a rejection, and could steal the trial's slot."""
+    env = {**os.environ, "CB_FAILURE_THRESHOLD": "1", "CB_RECOVERY_TIMEOUT": "1"}
+    assert run("run", "--breaker", "b", "--", "false", env=env).returncode == 1
+    assert run("run", "--breaker", "b", "--", "true", env=env).returncode == 69
+    time.sleep(1.2)  # the recovery timeout: the next admission is the half-open trial
+    started = tmp_path / "trial-started"
+    trial = start(
+        "run",
+        "--lock-name",
+        "j",
+        "--skip-if-locked",
+        "--breaker",
+        "b",
+        "--",
+        "sh",
+        "-c",
+        f"touch {started}; sleep 2",
+        env=env,
+    )
+    assert wait_for(started.exists, timeout=20)
+    tick = run(
+        "run", "--lock-name", "j", "--skip-if-locked", "--breaker", "b", "--", "true", env=env
+    )
+    assert tick.returncode == 0, tick.stderr
+    assert "breaker" not in tick.stderr
+    assert trial.wait(timeout=30) == 0
+    shown = json.loads(run("breaker", "show", "b", "--json", env=env).stdout)
+    assert shown["breaker"]["state"] == "closed", shown

@@ -9,7 +9,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
 from e2ehelpers import (
     IDEASHEETS,
     WebhookServer,
@@ -175,11 +174,6 @@ def test_two_cron_ticks_overlap(tmp_path: Path) -> None:
     assert not second.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runs --last counts a skipped tick as success (cli/run.py), so a job that hangs "
-    "while cron ticks skip it looks healthy forever; README-run.md says 'still running' is 1",
-)
 def test_runs_last_is_not_fooled_by_skipped_ticks(tmp_path: Path) -> None:
     """While the real run is still going, `runs NAME --last` exits 1, skipped ticks or not."""
     with slow_run(tmp_path, "hung"):
