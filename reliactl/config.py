@@ -11,9 +11,10 @@ Discovery (first found wins): ``--config``, ``$RELIACTL_CONFIG``, ``./reliactl.y
 from __future__ import annotations
 
 import dataclasses
-import difflib
+import json
 import math
 import os
+import re
 import stat
 import types
 import typing
@@ -22,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from reliactl import _yaml
 from reliactl.durations import format_duration, parse_duration, parse_size
 from reliactl.errors import ConfigError, ConfigProblem, DurationError
 
@@ -73,6 +73,30 @@ class BreakerSettings:
     )
     half_open_max_calls: int | None = _opt(None, doc="trial calls admitted while half-open", gt=0)
     success_threshold: int | None = _opt(None, doc="trial successes needed to close", gt=0)
+    failure_rate_threshold: float | None = _opt(
+        None, doc="failure percent over the sliding window that opens it", gt=0, le=100
+    )
+    sliding_window_size: int | None = _opt(
+        None, doc="calls in the failure-rate sliding window", gt=0
+    )
+    minimum_calls: int | None = _opt(
+        None, doc="calls in the window before the failure rate counts", gt=0
+    )
+    slow_call_threshold: float | None = _opt(
+        None, doc="a call at least this slow counts as a failure", kind="duration", gt=0
+    )
+    recovery_multiplier: float | None = _opt(
+        None, doc="each re-open after a failed trial multiplies the open time by this", ge=1
+    )
+    max_recovery_timeout: float | None = _opt(
+        None, doc="the open time never grows beyond this", kind="duration", gt=0
+    )
+    trial_timeout: float | None = _opt(
+        None,
+        doc="a half-open trial reservation expires after this (a killed trial never wedges it)",
+        kind="duration",
+        gt=0,
+    )
 
 
 @dataclass(frozen=True)
@@ -88,6 +112,45 @@ class CircuitBreakerConfig:
     )
     half_open_max_calls: int = _opt(1, doc="trial calls admitted while half-open", gt=0)
     success_threshold: int = _opt(1, doc="successful trials needed to close again", gt=0)
+    failure_rate_threshold: float | None = _opt(
+        None,
+        doc="also open when this percent of the last sliding_window_size calls failed"
+        " (unset: consecutive failures only)",
+        gt=0,
+        le=100,
+        example=50,
+    )
+    sliding_window_size: int = _opt(20, doc="calls in the failure-rate sliding window", gt=0)
+    minimum_calls: int = _opt(
+        10, doc="calls in the window before the failure rate can open a breaker", gt=0
+    )
+    slow_call_threshold: float | None = _opt(
+        None,
+        doc="a call at least this slow counts as a failure (unset: never)",
+        kind="duration",
+        gt=0,
+        example="30s",
+    )
+    recovery_multiplier: float = _opt(
+        1.0,
+        doc="each re-open after a failed trial multiplies the open time by this (1: constant)",
+        ge=1,
+    )
+    max_recovery_timeout: float | None = _opt(
+        None,
+        doc="cap of the growing open time (unset: 1h; never below recovery_timeout)",
+        kind="duration",
+        gt=0,
+        example="1h",
+    )
+    trial_timeout: float | None = _opt(
+        None,
+        doc="a half-open trial reservation expires after this, so a killed or hung trial never"
+        " wedges the breaker (unset: recovery_timeout)",
+        kind="duration",
+        gt=0,
+        example="5m",
+    )
     breakers: dict[str, BreakerSettings] = _opt(
         doc="per-breaker overrides, by breaker name",
         factory=dict,
@@ -97,6 +160,13 @@ class CircuitBreakerConfig:
                 "recovery_timeout": "2m",
                 "half_open_max_calls": 1,
                 "success_threshold": 2,
+                "failure_rate_threshold": 50,
+                "sliding_window_size": 20,
+                "minimum_calls": 5,
+                "slow_call_threshold": "20s",
+                "recovery_multiplier": 2,
+                "max_recovery_timeout": "30m",
+                "trial_timeout": "1m",
             }
         },
     )
@@ -104,12 +174,85 @@ class CircuitBreakerConfig:
     def settings_for(self, name: str) -> BreakerSettings:
         """The effective settings of breaker ``name``: its overrides over these defaults."""
         own = self.breakers.get(name, BreakerSettings())
-        return BreakerSettings(
-            failure_threshold=own.failure_threshold or self.failure_threshold,
-            recovery_timeout=own.recovery_timeout or self.recovery_timeout,
-            half_open_max_calls=own.half_open_max_calls or self.half_open_max_calls,
-            success_threshold=own.success_threshold or self.success_threshold,
-        )
+        merged = {
+            f.name: _first_set(getattr(own, f.name), getattr(self, f.name))
+            for f in dataclasses.fields(BreakerSettings)
+        }
+        return BreakerSettings(**merged)
+
+
+def _first_set(own: Any, default: Any) -> Any:
+    return default if own is None else own
+
+
+CHECK_KINDS = ("http", "tcp", "command", "file_age", "process", "disk", "python")
+SYSTEM_CHECK_NAMES = ("cpu", "memory", "swap", "disk", "file_handles", "process")
+ALERT_KINDS = ("webhook", "discord", "slack", "command")
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """One custom health check; which fields apply depends on ``kind``."""
+
+    name: str = _opt(doc="check name: letters, digits, _ . - (shown, alerted and --check NAME)")
+    kind: str = _opt(
+        doc="http, tcp, command, file_age, process, disk or python", choices=CHECK_KINDS
+    )
+    warn: str | None = _opt(
+        None,
+        doc="WARNING threshold, Nagios range: 10, 10:, ~:10, 10:20, @10:20 (durations allowed)",
+        kind="range",
+    )
+    critical: str | None = _opt(None, doc="CRITICAL threshold, Nagios range", kind="range")
+    timeout: float | None = _opt(
+        None, doc="give up (UNKNOWN) after this (unset: check_timeout)", kind="duration", gt=0
+    )
+    debounce: int = _opt(1, doc="consecutive bad results needed before it leaves OK", ge=1)
+    url: str = _opt("", doc="http: the URL to request")
+    method: str = _opt("GET", doc="http: request method")
+    expect_status: list[int] = _opt(
+        doc="http: acceptable status codes (empty: any 2xx or 3xx)", factory=list
+    )
+    body_contains: str = _opt("", doc="http: the response body must contain this text")
+    headers: dict[str, str] = _opt(
+        doc="http: request headers (Authorization and token values are redacted in output)",
+        factory=dict,
+    )
+    verify_tls: bool = _opt(True, doc="http: verify the server's TLS certificate")
+    host: str = _opt("", doc="tcp: host to connect to")
+    port: int | None = _opt(None, doc="tcp: port to connect to", gt=0, le=65535)
+    command: list[str] = _opt(
+        doc="command: a Nagios plugin, argv form (exit 0/1/2/3 = OK/WARNING/CRITICAL/UNKNOWN)",
+        factory=list,
+    )
+    path: str = _opt("", doc="file_age: the file whose age is checked; disk: a path on the disk")
+    pid: int | None = _opt(None, doc="process: a process id", gt=0)
+    pidfile: str = _opt("", doc="process: a file holding the process id")
+    process_name: str = _opt(
+        "", doc="process: a process name (as ps shows it); with pid/pidfile, it must match too"
+    )
+    target: str = _opt("", doc="python: module:function returning {status, value, message}")
+
+
+@dataclass(frozen=True)
+class AlertSink:
+    """Where alerts go when a check changes status (and again after ``cooldown``)."""
+
+    name: str = _opt(doc="sink name (for --test-alert NAME)")
+    kind: str = _opt(doc="webhook (JSON POST), discord, slack or command", choices=ALERT_KINDS)
+    url: str = _opt("", doc="webhook, discord, slack: the webhook URL (a secret)", secret=True)
+    command: list[str] = _opt(
+        doc="command: program run with the alert as JSON on stdin, argv form", factory=list
+    )
+    cooldown: float | None = _opt(
+        None,
+        doc="repeat an alert for a still-bad check only after this (unset: alert_cooldown)",
+        kind="duration",
+        gt=0,
+    )
+    timeout: float = _opt(
+        10.0, doc="deadline of one delivery, retries included", kind="duration", gt=0
+    )
 
 
 @dataclass(frozen=True)
@@ -122,15 +265,20 @@ class HealthMonitorConfig:
     )
     memory_threshold_mb: float = _opt(
         500.0,
-        doc="RSS of this process tree above which memory is bad (env HEALTH_MEMORY_THRESHOLD_MB)",
+        doc="RSS of this process tree: WARNING above 80% of it, CRITICAL above it"
+        " (env HEALTH_MEMORY_THRESHOLD_MB)",
         gt=0,
     )
     cpu_warn: float = _opt(80.0, doc="CPU percent for WARNING", gt=0, le=100)
     cpu_critical: float = _opt(95.0, doc="CPU percent for CRITICAL", gt=0, le=100)
     memory_warn: float = _opt(85.0, doc="system memory used percent for WARNING", gt=0, le=100)
     memory_critical: float = _opt(95.0, doc="system memory used percent for CRITICAL", gt=0, le=100)
-    disk_warn: float = _opt(80.0, doc="disk used percent for WARNING", gt=0, le=100)
-    disk_critical: float = _opt(90.0, doc="disk used percent for CRITICAL", gt=0, le=100)
+    swap_warn: float = _opt(50.0, doc="swap used percent for WARNING", gt=0, le=100)
+    swap_critical: float = _opt(80.0, doc="swap used percent for CRITICAL", gt=0, le=100)
+    disk_warn: float = _opt(80.0, doc="disk used percent (and inodes) for WARNING", gt=0, le=100)
+    disk_critical: float = _opt(
+        90.0, doc="disk used percent (and inodes) for CRITICAL", gt=0, le=100
+    )
     file_handles_warn: float = _opt(80.0, doc="file handles used percent for WARNING", gt=0, le=100)
     file_handles_critical: float = _opt(
         95.0, doc="file handles used percent for CRITICAL", gt=0, le=100
@@ -140,9 +288,73 @@ class HealthMonitorConfig:
         factory=list,
         example=["/", "/var"],
     )
+    system_checks: list[str] = _opt(
+        doc="built-in checks to run: cpu, memory, swap, disk, file_handles, process",
+        factory=lambda: list(SYSTEM_CHECK_NAMES),
+    )
     check_timeout: float = _opt(10.0, doc="timeout of each check", kind="duration", gt=0)
     alert_cooldown: float = _opt(
         900.0, doc="repeat an alert for a still-bad check only after this", kind="duration", gt=0
+    )
+    checks: list[CheckSpec] = _opt(
+        doc="custom checks, run with the built-in ones",
+        factory=list,
+        example=[
+            {
+                "name": "api",
+                "kind": "http",
+                "url": "https://example.com/healthz",
+                "method": "GET",
+                "expect_status": [200],
+                "body_contains": "ok",
+                "headers": {"Authorization": "Bearer TOKEN"},
+                "verify_tls": True,
+                "warn": "1s",
+                "critical": "3s",
+                "timeout": "5s",
+                "debounce": 2,
+            },
+            {"name": "postgres", "kind": "tcp", "host": "127.0.0.1", "port": 5432},
+            {
+                "name": "load",
+                "kind": "command",
+                "command": ["/usr/lib/nagios/plugins/check_load", "-w", "4", "-c", "8"],
+            },
+            {
+                "name": "ideasheets-cron",
+                "kind": "file_age",
+                "path": "/var/lib/ideasheets/heartbeat",
+                "warn": "15m",
+                "critical": "1h",
+            },
+            {
+                "name": "bot",
+                "kind": "process",
+                "pidfile": "/run/bot.pid",
+                "warn": 800,
+                "critical": 1500,
+            },
+            {"name": "sshd", "kind": "process", "process_name": "sshd"},
+            {"name": "init", "kind": "process", "pid": 1},
+            {"name": "data-disk", "kind": "disk", "path": "/srv/data", "warn": 70, "critical": 85},
+            {"name": "database", "kind": "python", "target": "myapp.health:check_database"},
+        ],
+    )
+    alerts: list[AlertSink] = _opt(
+        doc="alert sinks: a message when a check changes status, repeated after the cooldown",
+        factory=list,
+        example=[
+            {
+                "name": "ops-discord",
+                "kind": "discord",
+                "url": "https://discord.com/api/webhooks/ID/TOKEN",
+                "cooldown": "15m",
+                "timeout": "10s",
+            },
+            {"name": "ops-slack", "kind": "slack", "url": "https://hooks.slack.com/services/X"},
+            {"name": "pager", "kind": "webhook", "url": "https://alerts.example.com/hook"},
+            {"name": "log", "kind": "command", "command": ["logger", "-t", "reliactl"]},
+        ],
     )
 
 
@@ -156,6 +368,12 @@ class RateLimitConfig:
         factory=dict,
         kind="rates",
         example={"api": "60/minute;1000/hour"},
+    )
+    max_wait: float = _opt(
+        60.0,
+        doc="how long a request waits for a token before giving up (`http` exits 75); 0: never",
+        kind="duration",
+        ge=0,
     )
 
 
@@ -431,6 +649,8 @@ def load(
             how_text = {"RELIACTL_CONFIG": " (named by RELIACTL_CONFIG)"}.get(how, "")
             raise ConfigError([ConfigProblem(filename, None, "", error + how_text)])
         assert text is not None
+        from reliactl import _yaml
+
         doc = _yaml.parse(text)
         for line, kpath, message in doc.problems:
             problems.append(ConfigProblem(filename, line, dotted_path(kpath), message))
@@ -637,10 +857,14 @@ def _field_at(kpath: KeyPath) -> tuple[Any, dataclasses.Field[Any] | None]:
 def _env_value(text: str, annotation: Any) -> Any:
     if _strip_optional(annotation) is str:
         return text
+    from reliactl import _yaml
+
     return _yaml.parse_scalar(text)
 
 
 def _suggest(name: str, names: list[str]) -> str:
+    import difflib
+
     close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
@@ -767,6 +991,14 @@ def _convert(
         except DurationError as exc:
             return bad(str(exc))
         return _check_range(size, meta, bad, str)
+    if kind == "range":
+        from reliactl.health.model import RangeError, parse_range
+
+        try:
+            parsed = parse_range(value)
+        except RangeError as exc:
+            return bad(str(exc))
+        return True, str(parsed)
     if kind == "rates":
         if not isinstance(value, str):
             return bad(f'expected a rate such as "60/minute;1000/hour", got {_kind(value)}')
@@ -842,7 +1074,7 @@ def _cross_checks(config: Config, origins: _Origins) -> list[ConfigProblem]:
             )
         )
     h = config.health_monitor
-    for metric in ("cpu", "memory", "disk", "file_handles"):
+    for metric in ("cpu", "memory", "swap", "disk", "file_handles"):
         warn, crit = getattr(h, f"{metric}_warn"), getattr(h, f"{metric}_critical")
         if warn > crit:
             problems.append(
@@ -851,6 +1083,103 @@ def _cross_checks(config: Config, origins: _Origins) -> list[ConfigProblem]:
                     f"must not be above {metric}_critical ({crit:g}), got {warn:g}",
                 )
             )
+    problems.extend(_health_problems(h, origins))
+    return problems
+
+
+_CHECK_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
+_RESERVED_CHECK_NAMES = (
+    "cpu_usage",
+    "disk_usage",
+    "memory_usage",
+    "swap_usage",
+    "file_handles",
+    "process_health",
+)
+
+
+def _health_problems(h: HealthMonitorConfig, origins: _Origins) -> list[ConfigProblem]:
+    """Kind-specific requirements of custom checks and alert sinks; unique names."""
+    problems: list[ConfigProblem] = []
+    base: KeyPath = ("health_monitor",)
+    for index, name in enumerate(h.system_checks):
+        if name not in SYSTEM_CHECK_NAMES:
+            hint = _suggest(name, list(SYSTEM_CHECK_NAMES))
+            problems.append(
+                origins.problem(
+                    (*base, "system_checks", index),
+                    f"expected one of {', '.join(SYSTEM_CHECK_NAMES)}, got {name!r}{hint}",
+                )
+            )
+    seen: set[str] = set()
+    required = {
+        "http": ("url",),
+        "tcp": ("host", "port"),
+        "command": ("command",),
+        "file_age": ("path",),
+        "disk": ("path",),
+        "python": ("target",),
+    }
+    for index, spec in enumerate(h.checks):
+        path: KeyPath = (*base, "checks", index)
+        if not _CHECK_NAME.fullmatch(spec.name):
+            problems.append(
+                origins.problem(
+                    (*path, "name"), f"expected letters, digits, _ . or -, got {spec.name!r}"
+                )
+            )
+        elif spec.name in seen:
+            problems.append(origins.problem((*path, "name"), f"duplicate check name {spec.name!r}"))
+        elif spec.name in _RESERVED_CHECK_NAMES or spec.name.startswith("disk_usage:"):
+            problems.append(
+                origins.problem((*path, "name"), f"{spec.name!r} is a built-in check's name")
+            )
+        seen.add(spec.name)
+        for key in required.get(spec.kind, ()):
+            if getattr(spec, key) in ("", None, []):
+                problems.append(
+                    origins.problem((*path, key), f"is required for {spec.kind} checks")
+                )
+        if spec.kind == "process" and not (spec.pid or spec.pidfile or spec.process_name):
+            problems.append(
+                origins.problem(path, "a process check needs pid, pidfile or process_name")
+            )
+        if spec.kind == "file_age" and spec.warn is None and spec.critical is None:
+            problems.append(
+                origins.problem(
+                    (*path, "critical"), "a file_age check needs warn or critical (a maximum age)"
+                )
+            )
+        if spec.kind == "command" and (spec.warn is not None or spec.critical is not None):
+            problems.append(
+                origins.problem(
+                    (*path, "warn" if spec.warn is not None else "critical"),
+                    "does not apply to a command check: the plugin's exit status decides",
+                )
+            )
+        if spec.kind == "python" and spec.target:
+            module, _, func = spec.target.partition(":")
+            if not module or not func:
+                problems.append(
+                    origins.problem(
+                        (*path, "target"), f"expected module:function, got {spec.target!r}"
+                    )
+                )
+        if spec.kind == "http" and spec.url and not spec.url.startswith(("http://", "https://")):
+            problems.append(origins.problem((*path, "url"), "expected an http:// or https:// URL"))
+    sinks: set[str] = set()
+    for index, sink in enumerate(h.alerts):
+        path = (*base, "alerts", index)
+        if sink.name in sinks:
+            problems.append(origins.problem((*path, "name"), f"duplicate sink name {sink.name!r}"))
+        sinks.add(sink.name)
+        if sink.kind == "command":
+            if not sink.command:
+                problems.append(
+                    origins.problem((*path, "command"), "is required for command sinks")
+                )
+        elif not sink.url:
+            problems.append(origins.problem((*path, "url"), f"is required for {sink.kind} sinks"))
     return problems
 
 
@@ -1029,11 +1358,29 @@ def example_yaml() -> str:
     return "\n".join(lines) + "\n"
 
 
-def scalar_yaml(value: Any) -> str:
-    """One scalar as YAML text, quoted only where plain YAML would misread it."""
-    import yaml
+_PLAIN = re.compile(r"[A-Za-z0-9_./~@%+$][A-Za-z0-9_./~@%+$:;,()=*?! -]*")
+_RESERVED = re.compile(
+    r"(?i:y|n|yes|no|true|false|on|off|null|~)|[-+]?(\d[\d_]*(\.\d*)?|\.\d+)(e[-+]?\d+)?"
+    r"|[-+]?\.(inf|nan)|0x[0-9a-f]+|0o?[0-7]+|\d+(:[0-5]?\d)+(\.\d*)?|\d{4}-\d\d?-\d\d?.*",
+    re.IGNORECASE,
+)
 
-    text = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
-    if text.endswith("\n..."):
-        text = text[: -len("\n...")]
-    return text.removesuffix("...").strip()
+
+def scalar_yaml(value: Any) -> str:
+    """One scalar as YAML text, quoted only where plain YAML would misread it (no yaml import)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    text = str(value)
+    if (
+        _PLAIN.fullmatch(text)
+        and not _RESERVED.fullmatch(text)
+        and ": " not in text
+        and " #" not in text
+        and not text.endswith((" ", ":"))
+    ):
+        return text
+    return json.dumps(text)

@@ -6,12 +6,15 @@ The tree::
     +-- ConfigError                     invalid configuration; .problems lists each one
     +-- StateError                      the state store cannot be opened or written
     +-- DurationError (ValueError)      "30s", "5m", "500MB" could not be parsed
-    +-- RetryError                      retries exhausted; .attempts, __cause__ = last error
+    +-- RetryError                      gave up retrying; .attempts, .reason, __cause__ = last error
     +-- CircuitOpenError                a breaker rejected the call; .name, .retry_after
     +-- LockError                       a lock could not be taken safely (symlink, NFS)
     |   +-- LockBusyError               the lock is held by someone else; .holder
     +-- RateLimitExceeded               no token before the deadline; .retry_after
+    +-- HTTPError                       an HTTP request got no answer, after its retries
+    |   +-- HTTPStatusError             it got an error status (>= 400) where one was not wanted
     +-- CommandError                    a command could not be started (not found, not executable)
+    +-- HealthError                     no such health check or alert sink; a bad monitoring setup
     +-- UnsafeRootError                 cleanup refused a root (/, $HOME, a symlink, '..', empty)
 
 The core raises these and never prints; ``reliactl/cli`` turns each into one line on stderr
@@ -64,11 +67,25 @@ class DurationError(ReliactlError, ValueError):
 
 
 class RetryError(ReliactlError):
-    """All attempts failed; the last exception is ``__cause__``."""
+    """Retrying gave up; the last exception is ``__cause__``.
 
-    def __init__(self, message: str, attempts: int) -> None:
+    ``reason`` is "attempts" (no retries left), "deadline" (max_elapsed reached) or "budget"
+    (the retry budget is exhausted); ``last_result`` is the last result when a result
+    predicate asked for the retries.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        attempts: int,
+        *,
+        reason: str = "attempts",
+        last_result: object = None,
+    ) -> None:
         super().__init__(message)
         self.attempts = attempts
+        self.reason = reason
+        self.last_result = last_result
 
 
 class CircuitOpenError(ReliactlError):
@@ -76,8 +93,12 @@ class CircuitOpenError(ReliactlError):
 
     def __init__(self, name: str, retry_after: float) -> None:
         self.name = name
+        from reliactl.durations import format_duration
+
         self.retry_after = max(0.0, retry_after)
-        super().__init__(f"circuit breaker '{name}' is open; retry in {self.retry_after:.1f}s")
+        super().__init__(
+            f"circuit breaker '{name}' is open; retry in {format_duration(self.retry_after)}"
+        )
 
 
 class LockError(ReliactlError):
@@ -100,12 +121,44 @@ class RateLimitExceeded(ReliactlError):
         self.retry_after = retry_after
 
 
+class HTTPError(ReliactlError):
+    """An HTTP request failed without a usable answer (refused, timed out, dropped).
+
+    ``method`` and ``url`` (secrets redacted), ``attempts`` made; ``sent`` is False only when
+    the request provably never reached the server (it could not connect). The httpx error is
+    ``__cause__``.
+    """
+
+    def __init__(
+        self, message: str, *, method: str = "", url: str = "", attempts: int = 1, sent: bool = True
+    ) -> None:
+        super().__init__(message)
+        self.method = method
+        self.url = url
+        self.attempts = attempts
+        self.sent = sent
+
+
+class HTTPStatusError(HTTPError):
+    """The server answered with an error status (>= 400) where a success was needed."""
+
+    def __init__(
+        self, message: str, *, status_code: int, method: str = "", url: str = "", attempts: int = 1
+    ) -> None:
+        super().__init__(message, method=method, url=url, attempts=attempts, sent=True)
+        self.status_code = status_code
+
+
 class CommandError(ReliactlError):
     """A command could not be started; ``exit_code`` is 126 (not executable) or 127 (not found)."""
 
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class HealthError(ReliactlError):
+    """A health check or alert sink that does not exist, or a bad monitoring request."""
 
 
 class UnsafeRootError(ReliactlError):

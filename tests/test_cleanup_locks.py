@@ -233,3 +233,69 @@ def test_sweeping_in_a_loop_never_removes_a_held_lock(tmp_path: Path) -> None:
 def test_sweeping_race_many_rounds(tmp_path: Path) -> None:
     removed, holds = lock_race(tmp_path, sweeps=5000)
     assert holds > 100 and removed > 0  # (exact counts depend on the load)
+
+
+REAL_HOLDER = r"""
+import json, os, random, sys, time
+from reliactl.locks import acquire
+path, stop, violations, dead = sys.argv[1:5]
+holds = 0
+while not os.path.exists(stop):
+    lock = acquire(path, wait=None, command="job")  # re-checks the inode after locking
+    mine = os.fstat(lock.fd)
+    # The worst case for the sweeper: the record says the holder is dead.
+    os.pwrite(lock.fd, (json.dumps({"pid": int(dead), "host": os.uname().nodename,
+                                    "started_at": 1.0, "command": "x"}) + "\n").encode(), 0)
+    holds += 1
+    time.sleep(random.uniform(0, 0.004))
+    try:
+        now = os.stat(path, follow_symlinks=False)
+        ok = (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino)
+    except FileNotFoundError:
+        ok = False
+    if not ok:
+        with open(violations, "a") as fh:
+            fh.write(f"{path} removed while held\n")
+    lock.release()
+    time.sleep(random.uniform(0, 0.002))
+print(holds)
+"""
+
+
+def test_sweeps_never_remove_a_lock_held_through_reliactl_locks(tmp_path: Path) -> None:
+    """The real `run --lock` locking code against sweeps: free stale files go, held ones stay."""
+    locks = tmp_path / "locks"
+    locks.mkdir()
+    stop = tmp_path / "stop"
+    violations = tmp_path / "violations"
+    dead = str(dead_pid())
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                REAL_HOLDER,
+                str(locks / "job.lock"),
+                str(stop),
+                str(violations),
+                dead,
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    removed = 0
+    try:
+        deadline = time.monotonic() + 10
+        while not list(locks.iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        for _ in range(1000):
+            report = sweep_stale_locks(str(locks), grace=0)
+            removed += len(report.removed)
+            assert report.ok, report.errors
+    finally:
+        stop.touch()
+        outs = [p.communicate(timeout=30)[0] for p in procs]
+    assert not violations.exists(), violations.read_text()
+    assert sum(int(o.strip() or 0) for o in outs) > 30 and removed > 0

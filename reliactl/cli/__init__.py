@@ -8,32 +8,43 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from typing import Annotated
 
-from reliactl.cli import _fastparams
+
+def _import_typer_plain_unless_terminal() -> None:
+    """Typer renders help and usage errors with rich (~50 ms to import) unless TYPER_USE_RICH=0.
+
+    When stdout is not a terminal (cron, pipes, CI) reliactl asks for plain text, which is
+    also what a log or grep wants. The variable is set only while typer reads it at import,
+    so it never leaks into a child's environment.
+    """
+    if "typer" in sys.modules or "TYPER_USE_RICH" in os.environ:
+        return
+    try:
+        terminal = sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        terminal = False
+    if terminal:
+        return
+    os.environ["TYPER_USE_RICH"] = "0"
+    try:
+        import typer  # noqa: F401
+    finally:
+        del os.environ["TYPER_USE_RICH"]
+
+
+_import_typer_plain_unless_terminal()
+
+from reliactl.cli import _fastparams  # noqa: E402
 
 _fastparams.install()
 
 import typer  # noqa: E402
 
 from reliactl._version import __version__  # noqa: E402
-from reliactl.cli import cleanup as cleanup_cmd  # noqa: E402
-from reliactl.cli import config as config_cmd  # noqa: E402
 from reliactl.cli.context import AppContext  # noqa: E402
 from reliactl.cli.exitcodes import ExitCode, epilog  # noqa: E402
-
-app = typer.Typer(
-    name="reliactl",
-    help="Keep scripts, cron jobs and services alive: health checks, circuit breakers, "
-    "retries, locked and time-limited runs, safe cleanup and resilient HTTP.",
-    epilog=epilog(),
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_show_locals=False,
-    pretty_exceptions_short=True,
-    rich_markup_mode="rich",
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
 
 
 def _print_version(value: bool) -> None:
@@ -42,7 +53,6 @@ def _print_version(value: bool) -> None:
         raise typer.Exit(0)
 
 
-@app.callback()
 def root(
     ctx: typer.Context,
     version: Annotated[
@@ -66,14 +76,135 @@ def root(
     ctx.obj = AppContext(config_path=config)
 
 
-app.add_typer(config_cmd.app, name="config")
-app.command(name="cleanup")(cleanup_cmd.cleanup)
+# ---- command registration, one function per module, imported only when needed
+
+
+def _cleanup(app: typer.Typer) -> None:
+    from reliactl.cli import cleanup
+
+    app.command("cleanup")(cleanup.cleanup)
+
+
+def _config(app: typer.Typer) -> None:
+    from reliactl.cli import config
+
+    app.add_typer(config.app, name="config")
+
+
+def _doctor(app: typer.Typer) -> None:
+    from reliactl.cli import doctor
+
+    app.command("doctor")(doctor.doctor)
+
+
+def _health(app: typer.Typer) -> None:
+    from reliactl.cli import health
+
+    app.command("health")(health.health)
+
+
+def _breaker(app: typer.Typer) -> None:
+    from reliactl.cli import breaker
+
+    app.add_typer(breaker.app, name="breaker")
+
+
+def _http(app: typer.Typer) -> None:
+    from reliactl.cli import http
+
+    app.command("http", no_args_is_help=True)(http.http)
+
+
+def _retry(app: typer.Typer) -> None:
+    from reliactl.cli import retry
+
+    app.add_typer(retry.app, name="retry")
+
+
+def _run(app: typer.Typer) -> None:
+    from reliactl.cli import run
+
+    run.register(app)  # run and runs
+
+
+# Top-level command name -> the function that registers it (and its siblings, for run/runs).
+COMMANDS: dict[str, Callable[[typer.Typer], None]] = {
+    "breaker": _breaker,
+    "cleanup": _cleanup,
+    "config": _config,
+    "doctor": _doctor,
+    "health": _health,
+    "http": _http,
+    "retry": _retry,
+    "run": _run,
+    "runs": _run,
+}
+
+
+def build_app(only: str | None = None) -> typer.Typer:
+    """The Typer app with every command, or only the one about to run.
+
+    Typer inspects every registered command's parameters at each start; building just the
+    invoked command keeps `reliactl run` and friends from paying for all the others.
+    """
+    new = typer.Typer(
+        name="reliactl",
+        help="Keep scripts, cron jobs and services alive: health checks, circuit breakers, "
+        "retries, locked and time-limited runs, safe cleanup and resilient HTTP.",
+        epilog=epilog(),
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_show_locals=False,
+        pretty_exceptions_short=True,
+        rich_markup_mode="rich",
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    new.callback()(root)
+    done: set[Callable[[typer.Typer], None]] = set()
+    for name, register in COMMANDS.items():
+        if (only is None or name == only) and register not in done:
+            done.add(register)
+            register(new)
+    return new
+
+
+def invoked_command(args: list[str]) -> str | None:
+    """The top-level command named in ``args`` (skipping root options), if it is a known one."""
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg in ("--config", "-c"):
+            index += 2
+            continue
+        if arg.startswith("-"):
+            index += 1
+            continue
+        return arg if arg in COMMANDS else None
+    return None
+
+
+_full_app: typer.Typer | None = None
+
+
+def __getattr__(name: str) -> typer.Typer:
+    """``reliactl.cli.app``: the full app (tests, completions), built on first use."""
+    global _full_app
+    if name == "app":
+        if _full_app is None:
+            _full_app = build_app()
+        return _full_app
+    raise AttributeError(f"module 'reliactl.cli' has no attribute {name!r}")
 
 
 def main() -> None:
     """Console entry point: never a traceback for a known error or a closed pipe."""
+    application = build_app(invoked_command(sys.argv[1:]))
+    if "reliactl.cli.run" in sys.modules:
+        from reliactl.cli import run as run_module
+
+        run_module.FAST_EXIT = True  # a real process: `run` may skip interpreter teardown
     try:
-        app()
+        application()
     except KeyboardInterrupt:
         sys.exit(ExitCode.SIGNAL_BASE + 2)
     except BrokenPipeError:

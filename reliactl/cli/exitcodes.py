@@ -45,9 +45,9 @@ EXIT_CODE_TABLE: list[tuple[str, str]] = [
 
 
 def epilog() -> str:
-    """The exit-code table for --help (one line per code; rich keeps the line breaks)."""
-    rows = "\n\n".join(f"[bold]{code}[/bold]  {meaning}" for code, meaning in EXIT_CODE_TABLE)
-    return "[bold]Exit codes[/bold]\n\n" + rows
+    """The exit-code table for --help: one paragraph per code, plain text in both help modes."""
+    rows = "\n\n".join(f"{code}:  {meaning}" for code, meaning in EXIT_CODE_TABLE)
+    return "Exit codes:\n\n" + rows
 
 
 def exit_code_for(exc: BaseException) -> int:
@@ -60,6 +60,10 @@ def exit_code_for(exc: BaseException) -> int:
         return ExitCode.UNAVAILABLE
     if isinstance(exc, (errors.LockBusyError, errors.RateLimitExceeded)):
         return ExitCode.TEMPFAIL
+    if isinstance(exc, errors.HTTPStatusError):
+        return ExitCode.HTTP_ERROR
+    if isinstance(exc, errors.HTTPError):
+        return ExitCode.COULDNT_CONNECT
     if isinstance(exc, errors.CommandError):
         return exc.exit_code
     return ExitCode.INTERNAL

@@ -17,6 +17,7 @@ import logging
 import os
 import sqlite3
 import stat
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -110,6 +111,7 @@ class SQLiteStateStore:
         self.warn = warn
         self.recovered_to: Path | None = None
         self._conn: sqlite3.Connection | None = None
+        self._lock = threading.RLock()
         self._open()
 
     # ---- opening and recovery
@@ -122,9 +124,10 @@ class SQLiteStateStore:
         for attempt in range(3):
             inode = _check_path(self.path)
             try:
-                if inode is not None:
-                    _check_header(self.path)
+                suspicion = _check_header(self.path) if inode is not None else None
                 self._conn = _connect(self.path)
+                if suspicion is not None:
+                    _confirm(self._conn, suspicion)
                 _migrate(self._conn)
                 return
             except (_Corrupt, sqlite3.DatabaseError) as exc:
@@ -178,7 +181,15 @@ class SQLiteStateStore:
         return self._conn
 
     def _recovering(self, operation: Callable[[], Any]) -> Any:
-        """Run ``operation``; if the file turns out corrupt, recover once and run it again."""
+        """Run ``operation``; if the file turns out corrupt, recover once and run it again.
+
+        One connection serves every thread of the process, so operations are serialised
+        here: another thread's statements must never land inside this one's transaction.
+        """
+        with self._lock:
+            return self._recovering_locked(operation)
+
+    def _recovering_locked(self, operation: Callable[[], Any]) -> Any:
         try:
             return operation()
         except sqlite3.DatabaseError as exc:
@@ -368,12 +379,14 @@ class SQLiteStateStore:
             return events, runs, records
 
         events, runs, records = self._recovering(op)
-        self.conn.execute("VACUUM")
-        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        with self._lock:
+            self.conn.execute("VACUUM")
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return PruneReport(events, runs, records, before, _file_size(self.path))
 
     def check(self) -> list[str]:
-        rows = self.conn.execute("PRAGMA integrity_check").fetchall()
+        with self._lock:
+            rows = self.conn.execute("PRAGMA integrity_check").fetchall()
         problems = [str(row[0]) for row in rows if row[0] != "ok"]
         return problems
 
@@ -442,8 +455,13 @@ def _check_path(path: Path) -> int | None:
         return None
 
 
-def _check_header(path: Path) -> None:
-    """Cheap checks that catch garbage and truncation before SQLite trips over them."""
+def _check_header(path: Path) -> str | None:
+    """Cheap look at the raw header for garbage and truncation; returns a suspicion or None.
+
+    The bytes are read without SQLite's locks, so a write or checkpoint by another process
+    can make a healthy file look torn for a moment: a suspicion is only confirmed by
+    ``_confirm`` (SQLite's own check, under its locks) before anything is moved aside.
+    """
     fd = _open_nofollow(path, os.O_RDONLY)
     try:
         header = os.read(fd, 100)
@@ -451,17 +469,24 @@ def _check_header(path: Path) -> None:
     finally:
         os.close(fd)
     if size == 0:
-        return
+        return None
     if len(header) < 100 or not header.startswith(SQLITE_HEADER):
-        raise _Corrupt("not an SQLite database")
+        return "not an SQLite database"
     page_size = int.from_bytes(header[16:18], "big")
     page_size = 65536 if page_size == 1 else page_size
     pages = int.from_bytes(header[28:32], "big")
     valid_for = int.from_bytes(header[92:96], "big")
     change = int.from_bytes(header[24:28], "big")
-    wal_exists = os.path.exists(str(path) + "-wal")
-    if pages and valid_for == change and size < pages * page_size and not wal_exists:
-        raise _Corrupt(f"truncated: {size} bytes, header says {pages * page_size}")
+    if pages and valid_for == change and size < pages * page_size:
+        return f"truncated: {size} bytes, header says {pages * page_size}"
+    return None
+
+
+def _confirm(conn: sqlite3.Connection, suspicion: str) -> None:
+    """Raise _Corrupt if SQLite agrees the file is damaged; a torn read of a busy file is not."""
+    rows = conn.execute("PRAGMA quick_check").fetchall()
+    if [tuple(r) for r in rows] != [("ok",)]:
+        raise _Corrupt(f"{suspicion}; {rows[0][0]}")
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -469,9 +494,20 @@ def _connect(path: Path) -> sqlite3.Connection:
         str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
     )
     conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-    if str(mode).lower() != "wal":
-        conn.execute("PRAGMA journal_mode = WAL")
+    # Switching a new database to WAL needs an exclusive lock, and SQLite does not always run
+    # the busy handler for it: two processes creating the store at once can see "database is
+    # locked" here. Retry until the busy timeout, as the busy handler would.
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            break
+        except sqlite3.OperationalError as exc:
+            busy = "locked" in str(exc) or "busy" in str(exc)
+            if not busy or time.monotonic() > deadline:
+                conn.close()
+                raise
+            time.sleep(0.005)
     conn.execute("PRAGMA synchronous = NORMAL")
     return conn
 

@@ -88,3 +88,31 @@ def test_internal_errors_are_one_line_without_locals(tmp_path: Path) -> None:
 def test_json_documents_carry_a_version(run_cli) -> None:
     doc = json.loads(run_cli("config", "show", "--json").stdout)
     assert doc["version"] == 1
+
+
+def test_invoked_command_skips_root_options() -> None:
+    from reliactl.cli import invoked_command
+
+    assert invoked_command(["--config", "x.yaml", "run", "--lock", "true"]) == "run"
+    assert invoked_command(["-c", "x", "config", "show"]) == "config"
+    assert invoked_command(["--help"]) is None
+    assert invoked_command(["frobnicate"]) is None
+
+
+def test_a_lean_app_runs_only_the_named_command(tmp_path: Path) -> None:
+    """`reliactl config show` imports no other command module; unknown commands still get help."""
+    code = (
+        "import sys\n"
+        "sys.argv = ['reliactl', 'config', 'show']\n"
+        "from reliactl.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "others = [m for m in ('reliactl.cli.run', 'reliactl.cli.health', 'reliactl.cli.http')"
+        " if m in sys.modules]\n"
+        "print('OTHERS', others, file=sys.stderr)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert "OTHERS []" in result.stderr, result.stderr
+    wrong = reliactl("confg", "show")
+    assert wrong.returncode == 2 and "config" in wrong.stderr

@@ -192,3 +192,48 @@ def test_database_from_a_newer_reliactl_is_not_destroyed(tmp_path: Path) -> None
     with pytest.raises(StateError, match="newer"):
         open_store(db)
     assert db.exists() and not list(tmp_path.glob("*.corrupt-*"))
+
+
+OPEN_SCRIPT = """
+import sys
+from reliactl.state.sqlite import open_store
+store = open_store(sys.argv[1])
+store.update("kv", "opened", lambda r: {"n": (r or {"n": 0})["n"] + 1})
+store.close()
+"""
+
+
+def test_processes_creating_a_fresh_store_at_once_all_succeed(tmp_path: Path) -> None:
+    """Regression: a fresh database switched to WAL by racing processes said 'locked'."""
+    for round_ in range(4):
+        db = tmp_path / f"round{round_}" / "state.db"
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", OPEN_SCRIPT, str(db)], stderr=subprocess.PIPE, text=True
+            )
+            for _ in range(6)
+        ]
+        errors = [p.communicate(timeout=120)[1] for p in procs]
+        assert [p.returncode for p in procs] == [0] * 6, errors
+        with open_store(db) as store:
+            assert store.get("kv", "opened") == {"n": 6}
+
+
+def test_threads_sharing_one_store_never_lose_an_update(tmp_path: Path) -> None:
+    """One connection serves all threads: transactions must not interleave."""
+    import threading
+
+    with open_store(tmp_path / "s.db") as store:
+
+        def work() -> None:
+            for _ in range(200):
+                store.update("kv", "n", lambda r: {"n": (r or {"n": 0})["n"] + 1})
+                store.add_event(BreakerEvent("b", "closed", "open", "x", 1.0))
+
+        threads = [threading.Thread(target=work) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert store.get("kv", "n") == {"n": 1200}
+        assert len(store.events(limit=5000)) == 1200

@@ -1,0 +1,37 @@
+"""Startup cost of reliactl's light commands against `python -c pass` (DESIGN.md section 4).
+
+Prints the median wall time over 20 interleaved runs of `reliactl --version`, `--help` and
+`config show` and their ratio to `python -c pass`. Goal (issue 2): each within 8x.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from _common import PY, print_table, reliactl_cmd, time_commands
+
+
+def main() -> None:
+    runs = int(os.environ.get("BENCH_RUNS", "20"))
+    with tempfile.TemporaryDirectory() as home:
+        env = {"HOME": home, "XDG_STATE_HOME": home, "XDG_CONFIG_HOME": home, "NO_COLOR": "1"}
+        medians = time_commands(
+            {
+                "python -c pass": [PY, "-c", "pass"],
+                "reliactl --version": reliactl_cmd("--version"),
+                "reliactl --help": reliactl_cmd("--help"),
+                "reliactl config show": reliactl_cmd("config", "show"),
+            },
+            runs=runs,
+            env=env,
+        )
+    print(f"startup, median of {runs} interleaved runs (goal: each within 8x python -c pass)")
+    print_table(medians, "python -c pass")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""A real HTTP server on 127.0.0.1 that fails on demand: for tests and benchmarks only.
+
+Stdlib only. Script what a path answers, in order (``server.script("/x", 503, 503, 200)`` or
+``Reply`` objects with headers, a body, a delay, or a dropped connection); once a script is
+used up the path answers ``default``. Every request is recorded (method, path, headers,
+body), so tests can count what the server really saw.
+
+``python -m reliactl._httpserver`` serves ``200 ok`` until killed and prints its URL: the
+benchmark runs it in its own process so client and server do not share one GIL.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One scripted answer."""
+
+    status: int = 200
+    body: bytes | str | dict[str, Any] | list[Any] = b"ok"
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds before answering (a slow server)
+    drop: bool = False  # read the request, then close the connection without answering
+
+    def encoded(self) -> tuple[bytes, dict[str, str]]:
+        headers = dict(self.headers)
+        if isinstance(self.body, (dict, list)):
+            headers.setdefault("Content-Type", "application/json")
+            return json.dumps(self.body).encode(), headers
+        if isinstance(self.body, str):
+            return self.body.encode(), headers
+        return self.body, headers
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One request as the server received it."""
+
+    method: str
+    path: str
+    headers: dict[str, str]  # names lower-cased
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class FlakyServer:
+    """Serve on 127.0.0.1 (a free port) from a daemon thread; use as a context manager."""
+
+    def __init__(self, default: Reply | int = 200) -> None:
+        self.default = default if isinstance(default, Reply) else Reply(default)
+        self.requests: list[Seen] = []
+        self._scripts: dict[str, deque[Reply]] = {}
+        self._lock = threading.Lock()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms stall
+            wbufsize = -1  # and buffered, so they usually leave as one segment
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                path = self.path.split("?", 1)[0]
+                seen = Seen(
+                    self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body
+                )
+                reply = owner._next(path, seen)
+                if reply.delay:
+                    time.sleep(reply.delay)
+                if reply.drop:
+                    self.close_connection = True
+                    return
+                data, headers = reply.encoded()
+                try:
+                    self.send_response(reply.status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+            block_on_close = False
+            request_queue_size = 128
+
+        self._server = Server(("127.0.0.1", 0), Handler)
+        self.port = self._server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+        self._thread.start()
+
+    def _next(self, path: str, seen: Seen) -> Reply:
+        with self._lock:
+            self.requests.append(seen)
+            queue = self._scripts.get(path)
+            if queue:
+                return queue.popleft()
+            return self.default
+
+    def script(self, path: str, *replies: Reply | int) -> None:
+        """Answer the next requests to ``path`` with ``replies`` in order, then ``default``."""
+        with self._lock:
+            queue = self._scripts.setdefault(path, deque())
+            queue.extend(r if isinstance(r, Reply) else Reply(r) for r in replies)
+
+    def count(self, path: str | None = None, method: str | None = None) -> int:
+        """Requests received, to ``path`` (query ignored) and/or with ``method``."""
+        with self._lock:
+            return sum(
+                1
+                for r in self.requests
+                if (path is None or r.path.split("?", 1)[0] == path)
+                and (method is None or r.method == method)
+            )
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> FlakyServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def refused_url() -> str:
+    """A URL on 127.0.0.1 where nothing listens: connecting is refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def main() -> None:
+    """Serve until killed; print the URL on the first line of stdout."""
+    server = FlakyServer()
+    server.requests = _Discard()
+    print(server.url, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+        sys.exit(0)
+
+
+class _Discard(list[Seen]):
+    """A request log that keeps nothing (a long benchmark would otherwise grow it)."""
+
+    def append(self, item: Seen) -> None:
+        pass
+
+
+if __name__ == "__main__":
+    main()

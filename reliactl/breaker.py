@@ -1,0 +1,1307 @@
+"""Circuit breakers: fail fast while a service is down, with state that can outlive a process.
+
+A breaker is closed (calls pass), open (calls are rejected with ``CircuitOpenError`` until the
+recovery timeout has passed) or half-open (at most ``half_open_max_calls`` trial calls run at
+once; ``success_threshold`` successes close it, one failure re-opens it, for longer each time
+when ``recovery_multiplier`` > 1). It opens after ``failure_threshold`` consecutive failures,
+or, with ``failure_rate_threshold``, when that percent of the last ``sliding_window_size``
+calls failed (once ``minimum_calls`` are in the window). A call slower than
+``slow_call_threshold`` counts as a failure.
+
+Only ``Exception`` subclasses count: KeyboardInterrupt, SystemExit and cancellation release
+a trial slot and count as nothing; ``excluded_exceptions`` are ignored the same way; an
+exception that ``is_failure`` declines (an HTTP 404, say) counts as a success.
+
+Two backends share one state machine (the ``_admit`` / ``_record`` functions below):
+
+- in memory (the default): a ``threading.Lock`` guards the transitions only, never the
+  guarded call; times are ``clock.monotonic()``.
+- persisted (``store=``): the state is a record of kind "breaker" keyed by the name in the
+  state store, changed only through ``store.update`` (an atomic read-modify-write across
+  processes), so counters stay exact under contention and several processes (five cron runs
+  in a row) see one breaker. Times are wall-clock epoch seconds; an ``opened_at`` in the future
+  (the clock was set back) is clamped to now, so a breaker is open at most one open period
+  after the jump is noticed, never forever. A half-open trial holds a reservation with a
+  wall-clock expiry and its owner's pid and host: a reservation expires after
+  ``trial_timeout``, or at once when its owner on this host is dead (kill -9).
+  Constructing a breaker never writes: it never resets a persisted one.
+
+Transitions are recorded (``events()``; ``store.add_event`` when persisted) and reported to
+``on_state_change`` listeners; rejections to ``on_call_rejected`` listeners.
+
+``admit()`` is the low-level gate (used by ``call()`` and by ``reliactl run``): it raises
+``CircuitOpenError`` or returns an ``Admission`` whose ``success()`` / ``failure(reason)``
+record the outcome (idempotent; a trial reservation is released either way).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import itertools
+import logging
+import math
+import os
+import socket
+import sys
+import threading
+import time
+import types
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
+
+from reliactl.errors import CircuitOpenError, StateError
+from reliactl.state.base import BreakerEvent
+
+if TYPE_CHECKING:
+    from reliactl.config import BreakerSettings, Config
+    from reliactl.state.base import Record, RecordKind, StateStore
+
+__all__ = [
+    "Admission",
+    "BreakerConfig",
+    "BreakerSnapshot",
+    "CircuitBreaker",
+    "CircuitBreakerManager",
+    "CircuitState",
+    "circuit_breaker",
+    "circuit_manager",
+    "create_http_circuit_config",
+    "get_persistent_breaker",
+    "is_http_failure",
+    "known_breaker_names",
+    "list_breakers",
+]
+
+log = logging.getLogger("reliactl.breaker")
+
+RECORD_KIND: RecordKind = "breaker"
+DEFAULT_MAX_RECOVERY_TIMEOUT = 3600.0
+MAX_REASON = 300
+R = TypeVar("R")
+P = ParamSpec("P")
+
+
+class CircuitState(str, Enum):
+    """The three states of a breaker (the value is what JSON and the store hold)."""
+
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_CLOSED = CircuitState.CLOSED.value
+_OPEN = CircuitState.OPEN.value
+_HALF_OPEN = CircuitState.HALF_OPEN.value
+
+
+class Clock(Protocol):
+    """What a breaker needs of time; ``reliactl.testing.FakeClock`` is one."""
+
+    def monotonic(self) -> float: ...
+
+    def time(self) -> float: ...
+
+
+class _SystemClock:
+    monotonic = staticmethod(time.monotonic)
+    time = staticmethod(time.time)
+
+
+SYSTEM_CLOCK: Clock = _SystemClock()
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True)
+class BreakerConfig:
+    """How one breaker behaves. ``from_settings`` builds one from the YAML configuration."""
+
+    failure_threshold: int = 5
+    recovery_timeout: float = 60.0
+    half_open_max_calls: int = 1
+    success_threshold: int = 1
+    failure_rate_threshold: float | None = None
+    sliding_window_size: int = 20
+    minimum_calls: int = 10
+    slow_call_threshold: float | None = None
+    recovery_multiplier: float = 1.0
+    max_recovery_timeout: float | None = None
+    trial_timeout: float | None = None
+    excluded_exceptions: tuple[type[BaseException], ...] = ()
+    is_failure: Callable[[BaseException], bool] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("failure_threshold", "half_open_max_calls", "success_threshold"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("sliding_window_size", "minimum_calls"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        positive = ("recovery_timeout", "slow_call_threshold", "max_recovery_timeout")
+        for name in (*positive, "trial_timeout"):
+            value = getattr(self, name)
+            if value is None and name != "recovery_timeout":
+                continue
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        rate = self.failure_rate_threshold
+        if rate is not None and not (isinstance(rate, (int, float)) and 0 < rate <= 100):
+            raise ValueError(f"failure_rate_threshold must be in (0, 100], got {rate!r}")
+        mult = self.recovery_multiplier
+        if not isinstance(mult, (int, float)) or not math.isfinite(mult) or mult < 1:
+            raise ValueError(f"recovery_multiplier must be at least 1, got {mult!r}")
+
+    @classmethod
+    def from_settings(cls, settings: BreakerSettings, **overrides: Any) -> BreakerConfig:
+        """The config of a breaker from ``config.circuit_breaker.settings_for(name)``."""
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(settings):
+            value = getattr(settings, f.name)
+            if value is not None:
+                values[f.name] = value
+        values.update(overrides)
+        return cls(**values)
+
+    def open_duration(self, reopens: int) -> float:
+        """How long the breaker stays open after ``reopens`` failed trials in a row."""
+        base = float(self.recovery_timeout)
+        if reopens <= 0 or self.recovery_multiplier == 1:
+            return base
+        cap = max(base, self.max_recovery_timeout or DEFAULT_MAX_RECOVERY_TIMEOUT)
+        # min() before the power: a long outage never overflows a float.
+        return min(cap, base * self.recovery_multiplier ** min(reopens, 64))
+
+    @property
+    def trial_ttl(self) -> float:
+        """How long a half-open trial reservation lives."""
+        return float(self.trial_timeout or self.recovery_timeout)
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-friendly view (exception classes by name), as `breaker show` prints it."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "excluded_exceptions":
+                value = [c.__name__ for c in value]
+            elif f.name == "is_failure":
+                value = None if value is None else getattr(value, "__name__", repr(value))
+            out[f.name] = value
+        return out
+
+
+def _default_settings(name: str) -> BreakerSettings:
+    from reliactl.config import get_reliability_config
+
+    return get_reliability_config().circuit_breaker.settings_for(name)
+
+
+def is_http_failure(exc: BaseException) -> bool:
+    """Whether an HTTP call's exception means the service is failing.
+
+    True for connection errors, timeouts and HTTP 5xx (httpx, requests, aiohttp, urllib);
+    False for 4xx (the service answered: the request was wrong) and for unrelated errors.
+    """
+    status = _status_code(exc)
+    if status is not None:
+        return status >= 500
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return True
+    asyncio_mod = sys.modules.get("asyncio")
+    if asyncio_mod is not None and isinstance(exc, asyncio_mod.TimeoutError):
+        return True
+    httpx = sys.modules.get("httpx")
+    if httpx is not None and isinstance(exc, httpx.TransportError):
+        return True
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return bool(names & _HTTP_FAILURE_NAMES)
+
+
+_HTTP_FAILURE_NAMES = {
+    "ConnectTimeout",
+    "ReadTimeout",
+    "Timeout",
+    "ClientConnectionError",
+    "ServerTimeoutError",
+    "ServerDisconnectedError",
+    "URLError",
+    "TransportError",
+    "RemoteProtocolError",
+}
+
+
+def _status_code(exc: BaseException) -> int | None:
+    response = getattr(exc, "response", None)
+    for holder, attr in (
+        (response, "status_code"),
+        (response, "status"),
+        (exc, "status_code"),
+        (exc, "status"),
+        (exc, "code"),
+    ):
+        if holder is None:
+            continue
+        try:
+            value = getattr(holder, attr, None)
+        except Exception:  # a lazy property of some client library that raised
+            value = None
+        if isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599:
+            return value
+    return None
+
+
+def create_http_circuit_config(name: str | None = None, **overrides: Any) -> BreakerConfig:
+    """A breaker config for HTTP calls: counts connection errors, timeouts and 5xx, not 4xx.
+
+    Thresholds come from the configuration (``circuit_breaker``, its ``breakers.NAME``
+    overrides when ``name`` is given, and CB_FAILURE_THRESHOLD / CB_RECOVERY_TIMEOUT);
+    keyword arguments override them.
+    """
+    settings = _default_settings(name or "")
+    return BreakerConfig.from_settings(settings, **{"is_failure": is_http_failure, **overrides})
+
+
+# --------------------------------------------------------------------------- the state machine
+
+
+_HOST = socket.gethostname()
+_token_counter = itertools.count(1)
+
+
+def _new_token() -> str:
+    return f"{_HOST}:{os.getpid()}:{next(_token_counter)}"
+
+
+def _pid_alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    except OSError:
+        return True
+    return True
+
+
+@dataclass
+class _Core:
+    """A breaker's state. ``now`` values are in the backend's clock; ``*_wall`` are epoch."""
+
+    state: str = _CLOSED
+    consecutive_failures: int = 0
+    trial_successes: int = 0
+    opened_at: float | None = None
+    opened_wall: float | None = None
+    open_for: float | None = None  # None while open: tripped until closed by hand
+    reopens: int = 0
+    forced: bool = False
+    trials: dict[str, dict[str, Any]] = field(default_factory=dict)
+    window: str = ""  # "0" success, "1" failure; newest last
+    calls: int = 0
+    successes: int = 0
+    failures: int = 0
+    rejections: int = 0
+    slow_calls: int = 0
+    ignored: int = 0
+    since: float = 0.0
+    last_failure: str | None = None
+    last_failure_at: float | None = None
+
+    _INT_FIELDS = (
+        "consecutive_failures",
+        "trial_successes",
+        "reopens",
+        "calls",
+        "successes",
+        "failures",
+        "rejections",
+        "slow_calls",
+        "ignored",
+    )
+
+    @classmethod
+    def from_record(cls, record: Record | None, wall: float) -> _Core:
+        """Decode a stored record; anything unreadable starts a closed breaker afresh."""
+        if not record:
+            return cls(since=wall)
+        try:
+            core = cls(since=wall)
+            state = record.get("state")
+            core.state = state if state in (_CLOSED, _OPEN, _HALF_OPEN) else _CLOSED
+            for name in cls._INT_FIELDS:
+                value = record.get(name, 0)
+                setattr(core, name, int(value) if isinstance(value, (int, float)) else 0)
+            for name in ("opened_at", "open_for", "since", "last_failure_at"):
+                value = record.get(name)
+                if isinstance(value, (int, float)) and math.isfinite(value):
+                    setattr(core, name, float(value))
+            core.opened_wall = core.opened_at
+            core.forced = bool(record.get("forced", False))
+            window = record.get("window", "")
+            core.window = window if isinstance(window, str) else ""
+            trials = record.get("trials")
+            if isinstance(trials, dict):
+                core.trials = {str(k): dict(v) for k, v in trials.items() if isinstance(v, Mapping)}
+            failure = record.get("last_failure")
+            core.last_failure = failure if isinstance(failure, str) else None
+            if core.state == _OPEN and core.opened_at is None:
+                core.opened_at = core.opened_wall = wall
+            return core
+        except (TypeError, ValueError, OverflowError) as exc:
+            log.warning("breaker record unreadable (%s); starting it closed", exc)
+            return cls(since=wall)
+
+    def to_record(self, config: dict[str, Any] | None) -> Record:
+        record: Record = {
+            "state": self.state,
+            "consecutive_failures": self.consecutive_failures,
+            "trial_successes": self.trial_successes,
+            "opened_at": self.opened_at,
+            "open_for": self.open_for,
+            "reopens": self.reopens,
+            "forced": self.forced,
+            "trials": self.trials,
+            "window": self.window,
+            "calls": self.calls,
+            "successes": self.successes,
+            "failures": self.failures,
+            "rejections": self.rejections,
+            "slow_calls": self.slow_calls,
+            "ignored": self.ignored,
+            "since": self.since,
+            "last_failure": self.last_failure,
+            "last_failure_at": self.last_failure_at,
+        }
+        if config is not None:
+            record["config"] = config
+        return record
+
+
+Transitions = list[tuple[str, str, str]]  # (from, to, reason)
+
+
+def _move(core: _Core, to: str, reason: str, wall: float, out: Transitions) -> None:
+    out.append((core.state, to, reason))
+    core.state = to
+    core.since = wall
+
+
+def _open(
+    core: _Core,
+    cfg: BreakerConfig,
+    now: float,
+    wall: float,
+    reason: str,
+    out: Transitions,
+    *,
+    reopen: bool,
+) -> None:
+    core.reopens = core.reopens + 1 if reopen else 0
+    core.open_for = cfg.open_duration(core.reopens)
+    core.opened_at = now
+    core.opened_wall = wall
+    core.forced = False
+    core.trials.clear()
+    core.trial_successes = 0
+    _move(core, _OPEN, reason, wall, out)
+
+
+def _close(core: _Core, reason: str, wall: float, out: Transitions) -> None:
+    core.consecutive_failures = 0
+    core.trial_successes = 0
+    core.window = ""
+    core.trials.clear()
+    core.reopens = 0
+    core.opened_at = core.opened_wall = None
+    core.open_for = None
+    core.forced = False
+    if core.state != _CLOSED:
+        _move(core, _CLOSED, reason, wall, out)
+
+
+def _expire_trials(core: _Core, now: float, ttl: float, check_pids: bool) -> None:
+    for token, trial in list(core.trials.items()):
+        expires = trial.get("expires")
+        if not isinstance(expires, (int, float)) or not math.isfinite(expires):
+            del core.trials[token]
+            continue
+        own_ttl = trial.get("ttl")
+        if not isinstance(own_ttl, (int, float)) or not math.isfinite(own_ttl):
+            own_ttl = ttl
+        if expires > now + own_ttl:  # the clock was set back: count from now, never forever
+            trial["expires"] = expires = now + own_ttl
+        if expires <= now or (
+            check_pids and trial.get("host") == _HOST and not _pid_alive(trial.get("pid"))
+        ):
+            del core.trials[token]
+
+
+def _admit(
+    core: _Core,
+    cfg: BreakerConfig,
+    now: float,
+    wall: float,
+    ttl: float,
+    persisted: bool,
+    out: Transitions,
+) -> tuple[bool, str | None, float]:
+    """(admitted, trial token or None, retry_after) for one call."""
+    if core.state == _CLOSED:
+        return True, None, 0.0
+    if core.state == _OPEN:
+        if core.opened_at is None or core.opened_at > now:
+            # Never opened properly, or the clock was set back: count from now.
+            core.opened_at = now
+        if core.open_for is None and not core.forced:  # a record without its open time
+            core.open_for = cfg.open_duration(core.reopens)
+        if core.open_for is None:  # tripped by an operator until closed
+            core.rejections += 1
+            return False, None, float(cfg.recovery_timeout)
+        remaining = core.open_for - (now - core.opened_at)
+        if remaining > 0:
+            core.rejections += 1
+            return False, None, remaining
+        _move(
+            core,
+            _HALF_OPEN,
+            f"open for {_fmt(core.open_for)}; admitting trial calls",
+            wall,
+            out,
+        )
+        core.trials.clear()
+        core.trial_successes = 0
+        core.forced = False
+    _expire_trials(core, now, ttl, persisted)
+    if len(core.trials) < cfg.half_open_max_calls:
+        token = _new_token()
+        core.trials[token] = {
+            "expires": now + ttl,
+            "ttl": ttl,
+            "pid": os.getpid(),
+            "host": _HOST,
+        }
+        return True, token, 0.0
+    core.rejections += 1
+    soonest = min(float(t["expires"]) for t in core.trials.values())
+    return False, None, max(0.0, soonest - now)
+
+
+def _record(
+    core: _Core,
+    cfg: BreakerConfig,
+    now: float,
+    wall: float,
+    token: str | None,
+    outcome: str,
+    reason: str | None,
+    slow: bool,
+    out: Transitions,
+) -> None:
+    """Apply one call's outcome: "success", "failure" or "ignore"."""
+    is_trial = token is not None and core.trials.pop(token, None) is not None
+    if outcome == "ignore":
+        core.ignored += 1
+        return
+    core.calls += 1
+    if slow:
+        core.slow_calls += 1
+    failed = outcome == "failure"
+    window = core.window + ("1" if failed else "0")
+    if len(window) > cfg.sliding_window_size:
+        window = window[-cfg.sliding_window_size :]
+    core.window = window
+    if not failed:
+        core.successes += 1
+        if core.state == _CLOSED:
+            core.consecutive_failures = 0
+        elif core.state == _HALF_OPEN and is_trial:
+            core.trial_successes += 1
+            if core.trial_successes >= cfg.success_threshold:
+                n = core.trial_successes
+                _close(core, f"{n} trial call{'s' if n != 1 else ''} succeeded", wall, out)
+        return
+    core.failures += 1
+    core.consecutive_failures += 1
+    text = (reason or "failure")[:MAX_REASON]
+    core.last_failure = text
+    core.last_failure_at = wall
+    if core.state == _CLOSED:
+        if core.consecutive_failures >= cfg.failure_threshold:
+            n = core.consecutive_failures
+            _open(
+                core,
+                cfg,
+                now,
+                wall,
+                f"{n} consecutive failure{'s' if n != 1 else ''} (last: {text})",
+                out,
+                reopen=False,
+            )
+        elif cfg.failure_rate_threshold is not None:
+            n = len(window)
+            if n >= min(cfg.minimum_calls, cfg.sliding_window_size):
+                rate = 100.0 * window.count("1") / n
+                if rate >= cfg.failure_rate_threshold:
+                    _open(
+                        core,
+                        cfg,
+                        now,
+                        wall,
+                        f"failure rate {rate:.0f}% over the last {n} calls (last: {text})",
+                        out,
+                        reopen=False,
+                    )
+    elif core.state == _HALF_OPEN and is_trial:
+        _open(core, cfg, now, wall, f"trial call failed: {text}", out, reopen=True)
+
+
+def _fmt(seconds: float | None) -> str:
+    from reliactl.durations import format_duration
+
+    return "until closed" if seconds is None else format_duration(seconds)
+
+
+def _describe_exception(exc: BaseException) -> str:
+    text = str(exc)
+    name = type(exc).__name__
+    return (f"{name}: {text}" if text else name)[:MAX_REASON]
+
+
+# --------------------------------------------------------------------------- snapshots
+
+
+@dataclass(frozen=True)
+class BreakerSnapshot:
+    """A breaker's state and counters at one moment (what `breaker list/show` print)."""
+
+    name: str
+    state: CircuitState
+    consecutive_failures: int
+    calls: int
+    successes: int
+    failures: int
+    rejections: int
+    slow_calls: int
+    window_calls: int
+    window_failures: int
+    opened_at: float | None  # wall-clock epoch
+    open_for: float | None
+    retry_after: float | None  # seconds until a trial may run; None: closed, or until closed
+    forced: bool
+    since: float  # wall-clock epoch of the last transition
+    trials_in_flight: int
+    last_failure: str | None
+    last_failure_at: float | None
+    persistent: bool
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failure_rate(self) -> float | None:
+        """Percent of failed calls in the sliding window (None before any call)."""
+        if not self.window_calls:
+            return None
+        return 100.0 * self.window_failures / self.window_calls
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON and ``get_health_status()``."""
+        return {
+            "name": self.name,
+            "state": self.state.value,
+            "consecutive_failures": self.consecutive_failures,
+            "calls": self.calls,
+            "successes": self.successes,
+            "failures": self.failures,
+            "rejections": self.rejections,
+            "slow_calls": self.slow_calls,
+            "failure_rate": self.failure_rate,
+            "window_calls": self.window_calls,
+            "window_failures": self.window_failures,
+            "opened_at": self.opened_at,
+            "open_for": self.open_for,
+            "retry_after": self.retry_after,
+            "forced": self.forced,
+            "since": self.since,
+            "trials_in_flight": self.trials_in_flight,
+            "last_failure": self.last_failure,
+            "last_failure_at": self.last_failure_at,
+            "persistent": self.persistent,
+            "config": self.config,
+        }
+
+
+def _snapshot(
+    name: str,
+    core: _Core,
+    now: float,
+    persistent: bool,
+    config: dict[str, Any],
+) -> BreakerSnapshot:
+    retry_after: float | None = None
+    if core.state == _OPEN and core.open_for is not None:
+        opened = core.opened_at if core.opened_at is not None else now
+        elapsed = max(0.0, now - opened)  # a clock set back counts as no time, never forever
+        retry_after = max(0.0, core.open_for - elapsed)
+    # What the next caller would see: expired reservations and those of dead owners are free.
+    probe = _Core(trials={k: dict(v) for k, v in core.trials.items()})
+    _expire_trials(probe, now, math.inf, persistent)
+    trials = len(probe.trials)
+    return BreakerSnapshot(
+        name=name,
+        state=CircuitState(core.state),
+        consecutive_failures=core.consecutive_failures,
+        calls=core.calls,
+        successes=core.successes,
+        failures=core.failures,
+        rejections=core.rejections,
+        slow_calls=core.slow_calls,
+        window_calls=len(core.window),
+        window_failures=core.window.count("1"),
+        opened_at=core.opened_wall,
+        open_for=core.open_for,
+        retry_after=retry_after,
+        forced=core.forced,
+        since=core.since,
+        trials_in_flight=trials if core.state == _HALF_OPEN else 0,
+        last_failure=core.last_failure,
+        last_failure_at=core.last_failure_at,
+        persistent=persistent,
+        config=config,
+    )
+
+
+# --------------------------------------------------------------------------- the breaker
+
+# One store connection is not safe for concurrent transactions from several threads; every
+# persisted breaker of this process takes this lock around its (short) store operations.
+_STORE_LOCK = threading.Lock()
+
+StateListener = Callable[[BreakerEvent], None]
+RejectListener = Callable[[CircuitOpenError], None]
+
+
+class Admission:
+    """One admitted call: report its outcome once with ``success()`` or ``failure(reason)``.
+
+    A context manager too: leaving the block normally is a success, with an exception it is
+    classified as ``call()`` does. Reporting twice is harmless (the first report counts).
+    """
+
+    __slots__ = ("_breaker", "_done", "started", "token")
+
+    def __init__(self, breaker: CircuitBreaker, token: str | None, started: float) -> None:
+        self._breaker = breaker
+        self.token = token
+        self.started = started
+        self._done = False
+
+    @property
+    def trial(self) -> bool:
+        """Whether this call is a half-open trial (it holds a reservation)."""
+        return self.token is not None
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def success(self) -> None:
+        """The call worked (a slow call still counts as a failure when configured)."""
+        if not self._done:
+            self._done = True
+            self._breaker._finish(self.token, self.started, "success", None)
+
+    def failure(self, reason: str = "failure") -> None:
+        """The call failed because of the service; ``reason`` is kept for `breaker show`."""
+        if not self._done:
+            self._done = True
+            self._breaker._finish(self.token, self.started, "failure", reason)
+
+    def ignore(self) -> None:
+        """Count the call as nothing (interrupted, cancelled); releases a trial slot."""
+        if not self._done:
+            self._done = True
+            self._breaker._finish(self.token, self.started, "ignore", None)
+
+    def exception(self, exc: BaseException) -> None:
+        """Report the call as ending with ``exc``, classified by the breaker's config."""
+        if not self._done:
+            self._done = True
+            self._breaker._finish_exc(self.token, self.started, exc)
+
+    def __enter__(self) -> Admission:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is None:
+            self.success()
+        else:
+            self.exception(exc)
+
+
+class CircuitBreaker:
+    """A circuit breaker, in memory (default) or persisted in a state store (``store=``)."""
+
+    def __init__(
+        self,
+        name: str,
+        config: BreakerConfig | None = None,
+        *,
+        store: StateStore | None = None,
+        clock: Clock | None = None,
+        on_state_change: StateListener | None = None,
+        on_call_rejected: RejectListener | None = None,
+    ) -> None:
+        if not name or not isinstance(name, str):
+            raise ValueError("a circuit breaker needs a non-empty name")
+        self.name = name
+        self.config = config if config is not None else BreakerConfig()
+        self.store = store
+        self.clock = clock if clock is not None else SYSTEM_CLOCK
+        self._mono = self.clock.monotonic
+        self._lock = threading.Lock()
+        self._core = _Core(since=self.clock.time())
+        self._events: deque[BreakerEvent] = deque(maxlen=100)
+        self._state_listeners: list[StateListener] = []
+        self._reject_listeners: list[RejectListener] = []
+        self._config_view = self.config.describe()
+        # The in-memory hot path (closed, nothing failed lately, no slow-call timing).
+        self._fast = store is None and self.config.slow_call_threshold is None
+        self._all_good = "0" * self.config.sliding_window_size
+        if on_state_change is not None:
+            self._state_listeners.append(on_state_change)
+        if on_call_rejected is not None:
+            self._reject_listeners.append(on_call_rejected)
+
+    def __repr__(self) -> str:
+        kind = "persisted" if self.store is not None else "in-memory"
+        return f"<CircuitBreaker {self.name!r} {kind}>"
+
+    @property
+    def persistent(self) -> bool:
+        return self.store is not None
+
+    # ---- listeners
+
+    def on_state_change(self, listener: StateListener) -> StateListener:
+        """Call ``listener(event)`` after each transition this process makes (decorator too)."""
+        self._state_listeners.append(listener)
+        return listener
+
+    def on_call_rejected(self, listener: RejectListener) -> RejectListener:
+        """Call ``listener(error)`` for each call this breaker rejects (decorator too)."""
+        self._reject_listeners.append(listener)
+        return listener
+
+    # ---- the gate
+
+    def admit(self, *, trial_timeout: float | None = None) -> Admission:
+        """Admit one call or raise CircuitOpenError; report the outcome on the Admission.
+
+        While half-open this reserves one of the ``half_open_max_calls`` trial slots; the
+        reservation expires after ``trial_timeout`` (default: the config's), so a call that
+        never reports (its process was killed) does not wedge the breaker.
+        """
+        if trial_timeout is not None and not (math.isfinite(trial_timeout) and trial_timeout > 0):
+            raise ValueError(f"trial_timeout must be a positive number, got {trial_timeout!r}")
+        token = self._acquire(trial_timeout)
+        return Admission(self, token, self._mono())
+
+    def _acquire(self, trial_timeout: float | None) -> str | None:
+        cfg = self.config
+        ttl = float(trial_timeout) if trial_timeout else cfg.trial_ttl
+        out: Transitions = []
+        if self.store is None:
+            core = self._core
+            if core.state == _CLOSED:
+                return None
+            with self._lock:
+                ok, token, retry_after = _admit(
+                    core, cfg, self._mono(), self.clock.time(), ttl, False, out
+                )
+        else:
+            store = self.store
+            with _STORE_LOCK:
+                current = store.get(RECORD_KIND, self.name)
+            if current is None or current.get("state") == _CLOSED:
+                return None
+            result: list[Any] = []
+
+            def update(record: Record | None) -> Record:
+                wall = self.clock.time()
+                core = _Core.from_record(record, wall)
+                local: Transitions = []
+                decision = _admit(core, cfg, wall, wall, ttl, True, local)
+                result[:] = [decision, local]
+                return core.to_record(self._config_view)
+
+            with _STORE_LOCK:
+                store.update(RECORD_KIND, self.name, update)
+            (ok, token, retry_after), out = result
+        if out:
+            self._emit(out)
+        if not ok:
+            self._reject(retry_after)
+        return token
+
+    def _reject(self, retry_after: float) -> None:
+        error = CircuitOpenError(self.name, retry_after)
+        for listener in self._reject_listeners:
+            try:
+                listener(error)
+            except Exception:
+                log.exception("on_call_rejected listener of breaker %r failed", self.name)
+        raise error
+
+    def _finish(self, token: str | None, started: float, outcome: str, reason: str | None) -> None:
+        cfg = self.config
+        slow = False
+        threshold = cfg.slow_call_threshold
+        if threshold is not None and outcome != "ignore":
+            duration = self._mono() - started
+            if duration >= threshold:
+                slow = True
+                if outcome == "success":
+                    outcome = "failure"
+                    reason = f"slow call: {duration:.3g}s >= {_fmt(threshold)}"
+        out: Transitions = []
+        if self.store is None:
+            core = self._core
+            with self._lock:
+                _record(
+                    core, cfg, self._mono(), self.clock.time(), token, outcome, reason, slow, out
+                )
+        else:
+            store = self.store
+
+            def update(record: Record | None) -> Record:
+                wall = self.clock.time()
+                core = _Core.from_record(record, wall)
+                local: Transitions = []
+                _record(core, cfg, wall, wall, token, outcome, reason, slow, local)
+                out[:] = local
+                return core.to_record(self._config_view)
+
+            try:
+                with _STORE_LOCK:
+                    store.update(RECORD_KIND, self.name, update)
+            except StateError as exc:
+                # The call itself is over: losing its outcome must not turn a success into an
+                # error (nor hide the call's own exception). Admission still raises StateError.
+                log.warning("breaker %r: could not record a call's outcome: %s", self.name, exc)
+                return
+        if out:
+            self._emit(out)
+
+    def _finish_exc(self, token: str | None, started: float, exc: BaseException) -> None:
+        cfg = self.config
+        if not isinstance(exc, Exception) or (
+            cfg.excluded_exceptions and isinstance(exc, cfg.excluded_exceptions)
+        ):
+            self._finish(token, started, "ignore", None)
+        elif cfg.is_failure is not None and not _safe_predicate(cfg.is_failure, exc):
+            self._finish(token, started, "success", None)
+        else:
+            self._finish(token, started, "failure", _describe_exception(exc))
+
+    def _emit(self, transitions: Transitions) -> None:
+        wall = self.clock.time()
+        for from_state, to_state, reason in transitions:
+            event = BreakerEvent(self.name, from_state, to_state, reason, wall)
+            if self.store is None:
+                self._events.append(event)
+            else:
+                try:
+                    with _STORE_LOCK:
+                        self.store.add_event(event)
+                except Exception as exc:  # the transition itself is already committed
+                    log.warning("breaker %r: could not record a transition: %s", self.name, exc)
+            log.info("breaker %r: %s -> %s (%s)", self.name, from_state, to_state, reason)
+            for listener in self._state_listeners:
+                try:
+                    listener(event)
+                except Exception:
+                    log.exception("on_state_change listener of breaker %r failed", self.name)
+
+    # ---- calls
+
+    def call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` through the breaker.
+
+        For a coroutine function this returns an awaitable (``await breaker.call(fn)``); the
+        breaker is consulted when it is awaited. Raises CircuitOpenError when rejected.
+        """
+        code = getattr(fn, "__code__", None)
+        if (code.co_flags & _CO_COROUTINE) if code is not None else inspect.iscoroutinefunction(fn):
+            return self.call_async(fn, *args, **kwargs)
+        # The body of call_sync, repeated: one Python call less on every guarded call.
+        token = None if self._fast and self._core.state == _CLOSED else self._acquire(None)
+        started = self._mono()
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            self._finish_exc(token, started, exc)
+            raise
+        kind = type(result)
+        if kind not in _PLAIN_TYPES and (kind in _AWAITABLE_TYPES or inspect.isawaitable(result)):
+            # A plain function that returned a coroutine: the call is only done when awaited.
+            return self._await(result, token, started)
+        if token is None and self._fast:
+            core = self._core
+            with self._lock:
+                if core.state == _CLOSED and core.window == self._all_good:
+                    # Hot path: a success while all is well changes only the counters.
+                    core.calls += 1
+                    core.successes += 1
+                    return result
+        self._finish(token, started, "success", None)
+        return result
+
+    def call_sync(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
+        """Run a plain function through the breaker."""
+        token = None if self._fast and self._core.state == _CLOSED else self._acquire(None)
+        started = self._mono()
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            self._finish_exc(token, started, exc)
+            raise
+        kind = type(result)
+        if kind not in _PLAIN_TYPES and (kind in _AWAITABLE_TYPES or inspect.isawaitable(result)):
+            # A plain function that returned a coroutine: the call is only done when awaited.
+            return self._await(result, token, started)  # type: ignore[return-value]
+        if token is None and self._fast:
+            core = self._core
+            with self._lock:
+                if core.state == _CLOSED and core.window == self._all_good:
+                    # Hot path: a success while all is well changes only the counters.
+                    core.calls += 1
+                    core.successes += 1
+                    return result
+        self._finish(token, started, "success", None)
+        return result
+
+    async def _await(self, awaitable: Any, token: str | None, started: float) -> Any:
+        try:
+            result = await awaitable
+        except BaseException as exc:
+            self._finish_exc(token, started, exc)
+            raise
+        self._finish(token, started, "success", None)
+        return result
+
+    async def call_async(self, fn: Callable[..., Awaitable[R]], /, *args: Any, **kwargs: Any) -> R:
+        """Await ``fn(*args, **kwargs)`` through the breaker."""
+        token = self._acquire(None)
+        started = self._mono()
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            self._finish_exc(token, started, exc)
+            raise
+        self._finish(token, started, "success", None)
+        return result
+
+    __call__ = call
+
+    # ---- inspection
+
+    @property
+    def state(self) -> CircuitState:
+        """The state as last recorded (an open breaker past its timeout still says open)."""
+        if self.store is None:
+            return CircuitState(self._core.state)
+        with _STORE_LOCK:
+            record = self.store.get(RECORD_KIND, self.name)
+        state = (record or {}).get("state", _CLOSED)
+        return CircuitState(state if state in (_CLOSED, _OPEN, _HALF_OPEN) else _CLOSED)
+
+    def snapshot(self) -> BreakerSnapshot:
+        """State and counters now."""
+        if self.store is None:
+            with self._lock:
+                core = dataclasses.replace(self._core, trials=dict(self._core.trials))
+            return _snapshot(self.name, core, self._mono(), False, self._config_view)
+        with _STORE_LOCK:
+            record = self.store.get(RECORD_KIND, self.name)
+        wall = self.clock.time()
+        config = (record or {}).get("config") or self._config_view
+        return _snapshot(self.name, _Core.from_record(record, wall), wall, True, config)
+
+    def events(self, limit: int = 20) -> list[BreakerEvent]:
+        """The newest transitions first."""
+        if self.store is None:
+            return list(reversed(self._events))[:limit]
+        with _STORE_LOCK:
+            return self.store.events(self.name, limit=limit)
+
+    def get_stats(self) -> dict[str, Any]:
+        """The snapshot as plain data (the seed's name)."""
+        return self.snapshot().to_dict()
+
+    # ---- operator actions
+
+    def _operate(self, action: Callable[[_Core, float, float, Transitions], None]) -> None:
+        out: Transitions = []
+        if self.store is None:
+            with self._lock:
+                action(self._core, self._mono(), self.clock.time(), out)
+        else:
+
+            def update(record: Record | None) -> Record:
+                wall = self.clock.time()
+                core = _Core.from_record(record, wall)
+                local: Transitions = []
+                action(core, wall, wall, local)
+                out[:] = local
+                return core.to_record(self._config_view)
+
+            with _STORE_LOCK:
+                self.store.update(RECORD_KIND, self.name, update)
+        if out:
+            self._emit(out)
+
+    def trip(self, duration: float | None = None, reason: str | None = None) -> None:
+        """Force the breaker open: for ``duration`` seconds, then half-open; None: until closed."""
+        if duration is not None and not (math.isfinite(duration) and duration > 0):
+            raise ValueError(f"trip duration must be a positive number of seconds: {duration!r}")
+
+        def action(core: _Core, now: float, wall: float, out: Transitions) -> None:
+            core.opened_at = now
+            core.opened_wall = wall
+            core.open_for = duration
+            core.forced = True
+            core.trials.clear()
+            core.trial_successes = 0
+            text = (
+                reason
+                or f"tripped by hand {'for ' + _fmt(duration) if duration else 'until closed'}"
+            )
+            _move(core, _OPEN, text, wall, out)
+
+        self._operate(action)
+
+    def close(self, reason: str = "closed by hand") -> None:
+        """Close the breaker now (counters are kept; consecutive failures start again)."""
+
+        def action(core: _Core, now: float, wall: float, out: Transitions) -> None:
+            _close(core, reason, wall, out)
+
+        self._operate(action)
+
+    def reset(self, reason: str = "reset by hand") -> None:
+        """Forget everything: closed, every counter zero."""
+
+        def action(core: _Core, now: float, wall: float, out: Transitions) -> None:
+            previous = core.state
+            fresh = _Core(since=wall)
+            for f in dataclasses.fields(_Core):
+                setattr(core, f.name, getattr(fresh, f.name))
+            out.append((previous, _CLOSED, reason))
+
+        self._operate(action)
+
+
+_CO_COROUTINE = inspect.CO_COROUTINE
+_AWAITABLE_TYPES: frozenset[type] = frozenset({types.CoroutineType})
+_PLAIN_TYPES: frozenset[type] = frozenset(
+    {type(None), int, float, str, bytes, bool, dict, list, tuple, set}
+)
+
+
+def _safe_predicate(predicate: Callable[[BaseException], bool], exc: BaseException) -> bool:
+    try:
+        return bool(predicate(exc))
+    except Exception:
+        log.exception("is_failure predicate raised; counting the exception as a failure")
+        return True
+
+
+# --------------------------------------------------------------------------- store helpers
+
+
+def get_persistent_breaker(
+    name: str, config: Config, store: StateStore, *, clock: Clock | None = None
+) -> CircuitBreaker:
+    """A breaker persisted in ``store`` with the settings ``config`` gives ``name``."""
+    settings = config.circuit_breaker.settings_for(name)
+    return CircuitBreaker(name, BreakerConfig.from_settings(settings), store=store, clock=clock)
+
+
+def known_breaker_names(store: StateStore, config: Config | None = None) -> list[str]:
+    """Breakers with a stored record, and those configured in ``circuit_breaker.breakers``."""
+    with _STORE_LOCK:
+        names = set(store.items(RECORD_KIND))
+    if config is not None:
+        names.update(config.circuit_breaker.breakers)
+    return sorted(names)
+
+
+def list_breakers(
+    store: StateStore, config: Config | None = None, *, clock: Clock | None = None
+) -> list[BreakerSnapshot]:
+    """Snapshots of every known breaker (configured ones never used show as closed)."""
+    with _STORE_LOCK:
+        records = store.items(RECORD_KIND)
+    wall = (clock or SYSTEM_CLOCK).time()
+    names = set(records)
+    if config is not None:
+        names.update(config.circuit_breaker.breakers)
+    out = []
+    for name in sorted(names):
+        record = records.get(name)
+        view = (record or {}).get("config")
+        if not isinstance(view, dict):
+            view = (
+                BreakerConfig.from_settings(config.circuit_breaker.settings_for(name)).describe()
+                if config is not None
+                else {}
+            )
+        out.append(_snapshot(name, _Core.from_record(record, wall), wall, True, view))
+    return out
+
+
+# --------------------------------------------------------------------------- the registry
+
+
+class CircuitBreakerManager:
+    """Named breakers of this process: ``circuit_manager.get_breaker("my_service")``."""
+
+    def __init__(self) -> None:
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._lock = threading.Lock()
+        self._store: StateStore | None = None
+        self._opened_store: StateStore | None = None
+
+    def use_store(self, store: StateStore | None) -> None:
+        """Breakers created from now on without ``persistent=False`` are persisted here."""
+        self._store = store
+
+    def _default_store(self) -> StateStore:
+        if self._store is not None:
+            return self._store
+        if self._opened_store is None:
+            from reliactl.config import get_reliability_config
+            from reliactl.state import open_state
+
+            self._opened_store = open_state(get_reliability_config())
+        return self._opened_store
+
+    def get_breaker(
+        self,
+        name: str,
+        config: BreakerConfig | None = None,
+        *,
+        persistent: bool | None = None,
+        store: StateStore | None = None,
+        clock: Clock | None = None,
+    ) -> CircuitBreaker:
+        """The breaker called ``name``, created on first use (later arguments are ignored).
+
+        Without ``config`` the settings come from the configuration (``circuit_breaker`` and
+        its ``breakers.NAME`` overrides). It is persisted when ``store`` is given, when
+        ``persistent=True`` (in the configured state store), or when ``use_store`` set one.
+        """
+        breaker = self._breakers.get(name)
+        if breaker is not None:
+            return breaker
+        with self._lock:
+            breaker = self._breakers.get(name)
+            if breaker is not None:
+                return breaker
+            if config is None:
+                config = BreakerConfig.from_settings(_default_settings(name))
+            if store is None and (persistent or (persistent is None and self._store is not None)):
+                store = self._default_store()
+            breaker = CircuitBreaker(name, config, store=store, clock=clock)
+            self._breakers[name] = breaker
+            return breaker
+
+    def get(self, name: str) -> CircuitBreaker | None:
+        return self._breakers.get(name)
+
+    def breakers(self) -> dict[str, CircuitBreaker]:
+        return dict(self._breakers)
+
+    def remove(self, name: str) -> bool:
+        with self._lock:
+            return self._breakers.pop(name, None) is not None
+
+    def clear(self) -> None:
+        """Forget every breaker of this process (persisted state stays in the store)."""
+        with self._lock:
+            self._breakers.clear()
+
+    def reset_all(self) -> None:
+        for breaker in self.breakers().values():
+            breaker.reset()
+
+    def get_health_status(self) -> dict[str, Any]:
+        """Counts by state and every breaker's stats, as the seed's /health printed them."""
+        snapshots = [b.snapshot() for b in self.breakers().values()]
+        by_state = {s: [x.name for x in snapshots if x.state is s] for s in CircuitState}
+        return {
+            "total_breakers": len(snapshots),
+            "open_breakers": len(by_state[CircuitState.OPEN]),
+            "half_open_breakers": len(by_state[CircuitState.HALF_OPEN]),
+            "closed_breakers": len(by_state[CircuitState.CLOSED]),
+            "open": by_state[CircuitState.OPEN],
+            "half_open": by_state[CircuitState.HALF_OPEN],
+            "breakers": {s.name: s.to_dict() for s in snapshots},
+        }
+
+
+circuit_manager = CircuitBreakerManager()
+
+
+def circuit_breaker(
+    name: str,
+    config: BreakerConfig | None = None,
+    *,
+    persistent: bool | None = None,
+    store: StateStore | None = None,
+    manager: CircuitBreakerManager | None = None,
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorate a function or coroutine function so every call goes through breaker ``name``.
+
+    The breaker comes from ``circuit_manager`` (created on the first call, not at import).
+    """
+
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        registry = manager or circuit_manager
+        breakers = registry._breakers
+
+        def breaker() -> CircuitBreaker:
+            found = breakers.get(name)
+            if found is None:
+                found = registry.get_breaker(name, config, persistent=persistent, store=store)
+            return found
+
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                return await breaker().call_async(fn, *args, **kwargs)
+
+            async_wrapper.breaker = breaker  # type: ignore[attr-defined]
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            return breaker().call_sync(fn, *args, **kwargs)
+
+        wrapper.breaker = breaker  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate

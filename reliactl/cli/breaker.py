@@ -1,0 +1,302 @@
+"""`reliactl breaker`: see and steer the circuit breakers kept in the state store.
+
+Known breakers are those with a record in the state store (some process used them) and those
+named in ``circuit_breaker.breakers`` of the configuration. An unknown NAME is a usage error
+(exit 2) whose message lists the known ones.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from reliactl.cli.context import app_context
+from reliactl.cli.exitcodes import ExitCode
+from reliactl.cli.output import emit_json, emit_text, error, info, reports_errors, table
+
+if TYPE_CHECKING:
+    from reliactl.breaker import BreakerSnapshot
+    from reliactl.config import Config
+    from reliactl.state import StateStore
+
+app = typer.Typer(
+    help="See and steer circuit breakers shared through the state store: which services are "
+    "failing fast, since when, and for how long.",
+    no_args_is_help=True,
+)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+NameArg = Annotated[str, typer.Argument(help="The breaker's name.", metavar="NAME")]
+
+DURATION_KEYS = (
+    "recovery_timeout",
+    "max_recovery_timeout",
+    "trial_timeout",
+    "slow_call_threshold",
+)
+STATE_STYLES = {"closed": "green", "open": "bold red", "half_open": "yellow"}
+
+
+def _stamp(epoch: float | None) -> str:
+    import time
+
+    if epoch is None:
+        return "-"
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def _retry_in(snap: BreakerSnapshot) -> str:
+    from reliactl.durations import format_duration
+
+    if snap.state.value != "open":
+        return "-"
+    if snap.retry_after is None:
+        return "until closed"
+    if snap.retry_after <= 0:
+        return "now"
+    import math
+
+    # Rounded up: "retry in" never promises a trial sooner than it can happen.
+    if snap.retry_after < 10:
+        return format_duration(math.ceil(snap.retry_after * 10) / 10)
+    return format_duration(math.ceil(snap.retry_after))
+
+
+def _rate(snap: BreakerSnapshot) -> str:
+    rate = snap.failure_rate
+    if rate is None:
+        return "-"
+    return f"{rate:.0f}% ({snap.window_failures}/{snap.window_calls})"
+
+
+def _require_known(store: StateStore, config: Config, name: str) -> None:
+    from reliactl.breaker import known_breaker_names
+
+    known = known_breaker_names(store, config)
+    if name in known:
+        return
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    if known:
+        error(f"no breaker named '{name}'{hint}; known breakers: {', '.join(known)}")
+    else:
+        error(
+            f"no breaker named '{name}': no breaker has been used or configured yet"
+            " (name it under circuit_breaker.breakers to manage it before first use)"
+        )
+    raise typer.Exit(ExitCode.USAGE)
+
+
+@app.command("list")
+@reports_errors
+def list_(
+    ctx: typer.Context,
+    json_out: JsonFlag = False,
+    fail_on_open: Annotated[
+        bool,
+        typer.Option(
+            "--fail-on-open",
+            help="Exit 69 when any breaker is open (half-open ones do not count).",
+        ),
+    ] = False,
+) -> None:
+    """Every known breaker: state, consecutive failures, failure rate, opened at, retry in."""
+    from reliactl.breaker import list_breakers
+
+    app_ctx = app_context(ctx)
+    config = app_ctx.loaded().config
+    snapshots = list_breakers(app_ctx.store(), config)
+    open_names = [s.name for s in snapshots if s.state.value == "open"]
+    if json_out:
+        emit_json(
+            {
+                "breakers": [s.to_dict() for s in snapshots],
+                "open": open_names,
+                "total": len(snapshots),
+            }
+        )
+    elif not snapshots:
+        info("no breakers yet: none has been used or configured")
+    else:
+        rows = [
+            [
+                s.name,
+                s.state.value,
+                s.consecutive_failures,
+                _rate(s),
+                _stamp(s.opened_at) if s.state.value == "open" else "-",
+                _retry_in(s),
+            ]
+            for s in snapshots
+        ]
+        styles = [[None, STATE_STYLES[s.state.value], None, None, None, None] for s in snapshots]
+        table(
+            ["NAME", "STATE", "FAILURES", "FAILURE RATE", "OPENED AT", "RETRY IN"],
+            rows,
+            styles=styles,
+        )
+    if fail_on_open and open_names:
+        raise typer.Exit(ExitCode.UNAVAILABLE)
+
+
+@app.command()
+@reports_errors
+def show(
+    ctx: typer.Context,
+    name: NameArg,
+    json_out: JsonFlag = False,
+    transitions: Annotated[
+        int, typer.Option("--transitions", "-n", help="How many recent transitions to show.")
+    ] = 10,
+) -> None:
+    """One breaker: the config in force, its counters and its last transitions."""
+    from reliactl.breaker import list_breakers
+
+    app_ctx = app_context(ctx)
+    config = app_ctx.loaded().config
+    store = app_ctx.store()
+    _require_known(store, config, name)
+    snap = next(s for s in list_breakers(store, config) if s.name == name)
+    events = store.events(name, limit=max(0, transitions))
+    if json_out:
+        emit_json(
+            {
+                "breaker": snap.to_dict(),
+                "transitions": [
+                    {"from": e.from_state, "to": e.to_state, "reason": e.reason, "at": e.at}
+                    for e in events
+                ],
+            }
+        )
+        return
+    emit_text(_show_text(snap, events))
+
+
+def _show_text(snap: BreakerSnapshot, events: list[Any]) -> str:
+    from reliactl.durations import format_duration
+
+    state = snap.state.value + (" (tripped by hand)" if snap.forced else "")
+    lines = [f"breaker {snap.name}: {state}"]
+
+    def row(label: str, value: Any) -> None:
+        lines.append(f"  {label:<22}{value}")
+
+    row("since", _stamp(snap.since))
+    row("consecutive failures", snap.consecutive_failures)
+    row("failure rate", _rate(snap) + (" of the last calls" if snap.window_calls else ""))
+    if snap.state.value == "open":
+        row("opened at", _stamp(snap.opened_at))
+        row("open for", "until closed" if snap.open_for is None else format_duration(snap.open_for))
+        row("retry in", _retry_in(snap))
+    if snap.state.value == "half_open":
+        row("trials in flight", snap.trials_in_flight)
+    row(
+        "calls",
+        f"{snap.calls} ({snap.successes} succeeded, {snap.failures} failed,"
+        f" {snap.slow_calls} slow); {snap.rejections} rejected",
+    )
+    if snap.last_failure:
+        row("last failure", f"{snap.last_failure} at {_stamp(snap.last_failure_at)}")
+    lines.append("config in force:")
+    for key, value in snap.config.items():
+        if value in (None, [], ()):
+            continue
+        shown = format_duration(value) if key in DURATION_KEYS and value else value
+        row(key, shown)
+    if events:
+        lines.append("recent transitions (newest first):")
+        for e in events:
+            lines.append(f"  {_stamp(e.at)}  {e.from_state} -> {e.to_state}: {e.reason}")
+    else:
+        lines.append("no transitions recorded")
+    return "\n".join(lines)
+
+
+@app.command()
+@reports_errors
+def reset(
+    ctx: typer.Context,
+    name: Annotated[
+        str | None, typer.Argument(help="The breaker to reset.", metavar="NAME")
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Reset every known breaker.")] = False,
+) -> None:
+    """Forget a breaker's state: closed, every counter zero (the transition is recorded)."""
+    from reliactl.breaker import get_persistent_breaker, known_breaker_names
+
+    app_ctx = app_context(ctx)
+    config = app_ctx.loaded().config
+    store = app_ctx.store()
+    if (name is None) == (not all_):
+        error("name one breaker, or use --all (not both)")
+        raise typer.Exit(ExitCode.USAGE)
+    if name is not None:
+        _require_known(store, config, name)
+        names = [name]
+    else:
+        names = known_breaker_names(store, config)
+    for each in names:
+        breaker = get_persistent_breaker(each, config, store)
+        before = breaker.state.value
+        breaker.reset("reset by hand (reliactl breaker reset)")
+        info(f"reset breaker '{each}' (was {before})")
+    if not names:
+        info("no breakers to reset")
+
+
+@app.command()
+@reports_errors
+def trip(
+    ctx: typer.Context,
+    name: NameArg,
+    for_: Annotated[
+        str | None,
+        typer.Option(
+            "--for",
+            metavar="DURATION",
+            help="Stay open this long (e.g. 30m), then admit a trial call as usual"
+            " (default: until `reliactl breaker close`).",
+        ),
+    ] = None,
+) -> None:
+    """Force a breaker open (maintenance): callers fail fast with exit 69 until it closes."""
+    from reliactl.breaker import get_persistent_breaker
+    from reliactl.durations import format_duration, parse_duration
+    from reliactl.errors import DurationError
+
+    duration: float | None = None
+    if for_ is not None:
+        try:
+            duration = parse_duration(for_)
+        except DurationError as exc:
+            error(f"invalid --for: {exc}")
+            raise typer.Exit(ExitCode.USAGE) from None
+        if duration <= 0:
+            error(f"invalid --for: expected a positive duration, got {for_!r}")
+            raise typer.Exit(ExitCode.USAGE)
+    app_ctx = app_context(ctx)
+    config = app_ctx.loaded().config
+    store = app_ctx.store()
+    _require_known(store, config, name)
+    how_long = f"for {format_duration(duration)}" if duration else "until closed"
+    breaker = get_persistent_breaker(name, config, store)
+    breaker.trip(duration, f"tripped by hand {how_long} (reliactl breaker trip)")
+    info(f"breaker '{name}' is open {how_long}")
+
+
+@app.command()
+@reports_errors
+def close(ctx: typer.Context, name: NameArg) -> None:
+    """Close a breaker now: calls pass again (counters are kept)."""
+    from reliactl.breaker import get_persistent_breaker
+
+    app_ctx = app_context(ctx)
+    config = app_ctx.loaded().config
+    store = app_ctx.store()
+    _require_known(store, config, name)
+    breaker = get_persistent_breaker(name, config, store)
+    before = breaker.state.value
+    breaker.close("closed by hand (reliactl breaker close)")
+    info(f"breaker '{name}' is closed (was {before})")

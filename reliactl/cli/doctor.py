@@ -1,0 +1,52 @@
+"""`reliactl doctor`: is this machine ready to run reliactl from cron, systemd and CI?"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from reliactl.cli.context import app_context
+from reliactl.cli.exitcodes import ExitCode
+from reliactl.cli.output import color_enabled, emit_json, emit_text
+
+_MARK = {"ok": "ok", "warn": "WARN", "fail": "FAIL"}
+_COLOR = {"ok": "green", "warn": "yellow", "fail": "red"}
+
+
+def doctor(
+    ctx: typer.Context,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Check the config, state store, lock and log directories, completions and clock.
+
+    Each finding comes with a fix. Exit 0 when nothing failed (warnings allowed), 1 otherwise.
+    """
+    from reliactl.doctor import diagnose
+
+    report = diagnose(app_context(ctx).config_path)
+    if json_out:
+        emit_json(
+            {
+                "ok": not report.failed,
+                "findings": [
+                    {"check": f.check, "status": f.status, "message": f.message, "fix": f.fix}
+                    for f in report.findings
+                ],
+            }
+        )
+    else:
+        width = max(len(f.check) for f in report.findings)
+        lines = []
+        for f in report.findings:
+            mark = _MARK[f.status]
+            if color_enabled():
+                code = {"green": "32", "yellow": "33", "red": "31"}[_COLOR[f.status]]
+                mark = f"\x1b[{code}m{mark:<4}\x1b[0m"
+            else:
+                mark = f"{mark:<4}"
+            lines.append(f"{mark}  {f.check:<{width}}  {f.message}")
+            if f.fix and f.status != "ok":
+                lines.append(f"      {'':<{width}}  fix: {f.fix}")
+        emit_text("\n".join(lines))
+    raise typer.Exit(ExitCode.FAILURE if report.failed else ExitCode.OK)

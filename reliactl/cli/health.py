@@ -1,0 +1,356 @@
+"""`reliactl health`: run the checks, print them, alert, exit with the worst status (Nagios)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+import time
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from reliactl.cli.exitcodes import ExitCode
+
+if TYPE_CHECKING:
+    from reliactl.health.alerts import AlertOutcome
+    from reliactl.health.model import HealthMetric, HealthReport
+    from reliactl.health.monitor import HealthMonitor
+
+FORMATS = ("text", "json", "nagios", "prometheus")
+STYLES = {"OK": "green", "WARNING": "yellow", "CRITICAL": "red", "UNKNOWN": "bright_black"}
+
+
+def _usage(message: str) -> typer.Exit:
+    """A bad option of `health`: exit 3 (UNKNOWN), as Nagios plugins do, never 2 (CRITICAL)."""
+    from reliactl.cli.output import error
+
+    error(message)
+    return typer.Exit(ExitCode.UNKNOWN)
+
+
+def health(
+    ctx: typer.Context,
+    detailed: Annotated[
+        bool,
+        typer.Option("--detailed", "-d", help="Every metric with thresholds, timing, perfdata."),
+    ] = False,
+    check: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--check",
+            "-C",
+            metavar="NAME",
+            help="Run only this check (repeatable); a group such as disk_usage selects"
+            " disk_usage:* .",
+        ),
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            "-f",
+            metavar="FORMAT",
+            help="text (default), json, nagios (one line with perfdata) or prometheus"
+            " (text exposition).",
+        ),
+    ] = None,
+    textfile: Annotated[
+        str | None,
+        typer.Option(
+            "--textfile",
+            metavar="PATH",
+            help="Also write the Prometheus exposition to PATH atomically (node_exporter's"
+            " textfile collector).",
+        ),
+    ] = None,
+    watch: Annotated[
+        bool,
+        typer.Option("--watch", "-w", help="Check again every --interval until Ctrl-C."),
+    ] = False,
+    interval: Annotated[
+        str | None,
+        typer.Option(
+            "--interval",
+            "-i",
+            metavar="DURATION",
+            help="Interval of --watch (default: health_monitor.check_interval, 1m).",
+        ),
+    ] = None,
+    count: Annotated[
+        int | None,
+        typer.Option("--count", "-n", metavar="N", help="With --watch: stop after N rounds."),
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print nothing; only the exit code tells.")
+    ] = False,
+    no_alerts: Annotated[
+        bool, typer.Option("--no-alerts", help="Do not send alerts for this run.")
+    ] = False,
+    test_alert: Annotated[
+        str | None,
+        typer.Option(
+            "--test-alert",
+            metavar="SINK",
+            help="Send a sample alert to the sink named SINK and exit (0 delivered, 1 not).",
+        ),
+    ] = None,
+) -> None:
+    """Check this host: CPU, memory, swap, disks, file handles, processes and custom checks.
+
+    Exit code (Nagios): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, the worst of all checks
+    (CRITICAL > WARNING > UNKNOWN > OK). Alerts go to the configured sinks when a check
+    changes status, and again after the cooldown while it stays bad. A failing alert sink is
+    reported on stderr and never changes the exit code. Bad options exit 3.
+    """
+    from reliactl.cli.context import app_context
+    from reliactl.cli.output import report_error, warn
+    from reliactl.errors import ConfigError, HealthError, ReliactlError
+
+    out_format = (fmt or ("json" if json_out else "text")).lower()
+    if out_format not in FORMATS:
+        raise _usage(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
+    if json_out and out_format != "json":
+        raise _usage("--json and --format are exclusive")
+    if count is not None and count < 1:
+        raise _usage(f"--count: expected a positive number, got {count}")
+    if (interval is not None or count is not None) and not watch:
+        raise _usage("--interval and --count apply to --watch only")
+    period: float | None = None
+    if interval is not None:
+        from reliactl.durations import parse_duration
+
+        try:
+            period = parse_duration(interval)
+        except ValueError as exc:
+            raise _usage(f"--interval: {exc}") from None
+        if period <= 0:
+            raise _usage("--interval: expected a positive duration")
+
+    app_ctx = app_context(ctx)
+    try:
+        loaded = app_ctx.loaded()
+    except ConfigError as exc:
+        raise typer.Exit(report_error(exc)) from None
+    store: Any = None
+    for attempt in range(4):
+        try:
+            store = app_ctx.store()
+            break
+        except ReliactlError as exc:
+            # Two runs creating a fresh database at once can see "database is locked" from
+            # SQLite's journal-mode switch; a moment later it opens. Without the store,
+            # cooldowns would not be shared, so try a few times before going it alone.
+            if "locked" in str(exc) and attempt < 3:
+                time.sleep(0.05 * (attempt + 1))
+                continue
+            warn(f"{exc}; debounce, alert cooldowns and CPU samples are kept in memory this run")
+            break
+
+    from reliactl.health.monitor import HealthMonitor
+
+    monitor = HealthMonitor(loaded.config.health_monitor, store=store, full_config=loaded.config)
+    if test_alert is not None:
+        raise typer.Exit(_send_test(monitor, test_alert))
+    try:
+        monitor.select(check)
+    except HealthError as exc:
+        raise _usage(str(exc)) from None
+    if period is None:
+        period = loaded.config.health_monitor.check_interval
+
+    rounds = 0
+    code: int = ExitCode.UNKNOWN
+    try:
+        while True:
+            rounds += 1
+            report, outcomes = _one_round(monitor, check, alerts=not no_alerts)
+            code = report.exit_code
+            if textfile is not None and not _write_textfile(textfile, report):
+                code = max(code, int(ExitCode.UNKNOWN), key=_severity)
+            if not quiet:
+                if watch:
+                    _clear_screen()
+                _render(report, outcomes, out_format, detailed, watch=watch)
+            if not watch or (count is not None and rounds >= count):
+                break
+            time.sleep(period)
+    except KeyboardInterrupt:
+        if not watch:
+            raise
+    raise typer.Exit(code)
+
+
+def _severity(code: int) -> int:
+    return {0: 0, 3: 1, 1: 2, 2: 3}.get(code, 1)
+
+
+def _one_round(
+    monitor: HealthMonitor, names: list[str] | None, *, alerts: bool
+) -> tuple[HealthReport, list[AlertOutcome]]:
+    from reliactl.cli.output import warn
+
+    report = monitor.run_now(names)
+    outcomes: list[AlertOutcome] = []
+    if alerts and monitor.config.alerts:
+        import asyncio
+
+        outcomes = asyncio.run(monitor.alert_manager().process(report))
+    for outcome in outcomes:
+        if not outcome.delivered:
+            warn(outcome.describe())
+    return report, outcomes
+
+
+def _send_test(monitor: HealthMonitor, sink: str) -> int:
+    import asyncio
+
+    from reliactl.cli.output import error, info
+    from reliactl.errors import HealthError
+
+    manager = monitor.alert_manager()
+    try:
+        outcome = asyncio.run(manager.send_test(sink))
+    except HealthError as exc:
+        error(str(exc))
+        return ExitCode.UNKNOWN
+    if outcome.delivered:
+        info(f"test alert delivered to {sink!r}")
+        return ExitCode.OK
+    error(outcome.describe())
+    return ExitCode.FAILURE
+
+
+def _clear_screen() -> bool:
+    from reliactl.cli.output import is_tty
+
+    if is_tty():
+        sys.stdout.write("\x1b[H\x1b[2J")
+        return True
+    return False
+
+
+def _write_textfile(path: str, report: HealthReport) -> bool:
+    """Write the Prometheus exposition atomically (temp file in the same directory, rename)."""
+    from reliactl.cli.output import error
+    from reliactl.health.formats import prometheus
+
+    target = os.path.abspath(path)
+    directory, name = os.path.split(target)
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(prometheus(report))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+        tmp = None
+        return True
+    except OSError as exc:
+        error(f"--textfile {path}: {exc.strerror or exc}")
+        return False
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _render(
+    report: HealthReport,
+    outcomes: list[AlertOutcome],
+    out_format: str,
+    detailed: bool,
+    *,
+    watch: bool = False,
+) -> None:
+    from reliactl.cli.output import emit_json, emit_text
+
+    if out_format == "json":
+        doc = report.to_dict()
+        doc["alerts"] = [
+            {
+                "sink": o.sink,
+                "check": o.check,
+                "status": o.status.value,
+                "kind": o.kind,
+                "delivered": o.delivered,
+                "attempts": o.attempts,
+                "error": o.error,
+            }
+            for o in outcomes
+        ]
+        emit_json(doc)
+        return
+    if out_format == "nagios":
+        from reliactl.health.formats import nagios
+
+        emit_text(nagios(report))
+        return
+    if out_format == "prometheus":
+        from reliactl.health.formats import prometheus
+
+        emit_text(prometheus(report))
+        return
+    _render_table(report, detailed)
+    if watch:
+        stamp = time.strftime("%H:%M:%S", time.localtime(report.checked_at))
+        emit_text(f"(checked at {stamp}; Ctrl-C to stop)")
+
+
+def _value_text(metric: HealthMetric, tty: bool) -> str:
+    if metric.value is None:
+        return "-"
+    value = metric.value
+    unit = metric.unit
+    if unit == "s":
+        text = f"{value * 1000:.0f}ms" if value < 1 else f"{value:.2f}s"
+    elif unit == "%":
+        text = f"{value:.1f}%"
+    else:
+        text = f"{value:g}{unit}"
+    if unit == "%" and tty:
+        filled = max(0, min(10, round(value / 10)))
+        text = f"{'█' * filled}{'░' * (10 - filled)} {text}"
+    return text
+
+
+def _render_table(report: HealthReport, detailed: bool) -> None:
+    from reliactl.cli.output import color_enabled, emit_text, is_tty, table
+
+    tty = is_tty()
+    colors = color_enabled()
+    metrics = list(report.metrics.values())
+    if detailed:
+        columns = ["CHECK", "STATUS", "VALUE", "WARN", "CRIT", "TIME", "MESSAGE"]
+    else:
+        columns = ["CHECK", "STATUS", "VALUE", "MESSAGE"]
+    rows: list[list[Any]] = []
+    styles: list[list[str | None]] = []
+    for m in metrics:
+        row: list[Any] = [m.name, m.status.value, _value_text(m, tty)]
+        if detailed:
+            row += [m.warn or "-", m.critical or "-", f"{m.duration * 1000:.0f}ms"]
+        row.append(m.message)
+        rows.append(row)
+        style = STYLES[m.status.value] if colors else None
+        styles.append([None, style, style, *([None] * (len(columns) - 3))])
+    table(columns, rows, styles=styles if colors else None)
+    if detailed:
+        lines = ["", "perfdata:"]
+        for m in metrics:
+            for p in m.perfdata:
+                lines.append(f"  {p.nagios()}")
+        emit_text("\n".join(lines))
+    counts = dict.fromkeys(STYLES, 0)
+    for m in metrics:
+        counts[m.status.value] += 1
+    bad = ", ".join(f"{n} {s.lower()}" for s, n in counts.items() if s != "OK" and n)
+    summary = f"{report.overall_status.value}: {counts['OK']} of {len(metrics)} checks OK"
+    emit_text(summary + (f" ({bad})" if bad else ""))

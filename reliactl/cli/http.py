@@ -1,0 +1,307 @@
+"""`reliactl http`: a curl-like request through the rate limiter, a breaker and retries."""
+
+from __future__ import annotations
+
+import re
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from reliactl.cli.context import app_context
+from reliactl.cli.exitcodes import ExitCode
+from reliactl.cli.output import error, info, reports_errors
+
+if TYPE_CHECKING:
+    from reliactl.config import Config
+
+_METHOD = re.compile(r"[A-Za-z]{1,20}")
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def _usage(message: str) -> typer.Exit:
+    error(message)
+    return typer.Exit(ExitCode.USAGE)
+
+
+def _parse_headers(raw: list[str]) -> list[tuple[str, str]]:
+    headers = []
+    for index, item in enumerate(raw, start=1):
+        name, sep, value = item.partition(":")
+        name, value = name.strip(), value.strip()
+        if not sep or not _TOKEN.fullmatch(name):
+            # The text may be a bare secret: never echo it.
+            raise _usage(f"-H/--header #{index} is not 'Name: value'")
+        if "\r" in value or "\n" in value or not value.isascii():
+            raise _usage(f"header {name}: the value must be one line of ASCII text")
+        headers.append((name, value))
+    return headers
+
+
+def _read_data(data: str) -> bytes:
+    if data == "-":
+        return (
+            sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
+        )
+    if data.startswith("@"):
+        path = data[1:]
+        if path == "-":
+            return _read_data("-")
+        try:
+            with open(path, "rb") as handle:
+                return handle.read()
+        except OSError as exc:
+            raise _usage(f"--data {data}: {exc.strerror or exc}") from None
+    return data.encode()
+
+
+def _raw(headers: Any) -> list[tuple[str, str]]:
+    """Headers as sent or received (original case), decoded as httpx does (latin-1)."""
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers.raw]
+
+
+def _duration(option: str, text: str, *, zero_ok: bool = False) -> float:
+    from reliactl.durations import parse_duration
+    from reliactl.errors import DurationError
+
+    try:
+        seconds = parse_duration(text)
+    except DurationError as exc:
+        raise _usage(f"{option}: {exc}") from None
+    if seconds < 0 or (seconds == 0 and not zero_ok):
+        raise _usage(f"{option}: expected a positive duration, got {text!r}")
+    return seconds
+
+
+def _limiter(rate: str | None, rate_key: str | None, host: str, config: Config, store: Any) -> Any:
+    from reliactl.ratelimit import limiter_for
+
+    key = rate_key or f"http:{host}"
+    try:
+        return limiter_for(key, config, rates=rate, store=store)
+    except ValueError as exc:
+        option = "--rate" if rate else "--rate-key"
+        raise _usage(f"{option}: {exc}") from None
+
+
+def http(
+    ctx: typer.Context,
+    method: Annotated[
+        str, typer.Argument(metavar="METHOD", help="GET, POST, PUT, PATCH, DELETE, HEAD, ...")
+    ],
+    url: Annotated[str, typer.Argument(metavar="URL", help="http:// or https:// URL.")],
+    header: Annotated[
+        list[str] | None,
+        typer.Option("-H", "--header", metavar="'NAME: VALUE'", help="Request header; repeatable."),
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "-d",
+            "--data",
+            metavar="@FILE|-|TEXT",
+            help="Request body: @file, - for stdin, or text.",
+        ),
+    ] = None,
+    json_body: Annotated[
+        bool,
+        typer.Option("--json-body", help="The body is JSON: checked, sent as application/json."),
+    ] = False,
+    breaker: Annotated[
+        str | None,
+        typer.Option(
+            "--breaker",
+            metavar="NAME",
+            help="Go through the persistent circuit breaker NAME (exit 69 while it is open).",
+        ),
+    ] = None,
+    retries: Annotated[
+        int | None,
+        typer.Option(
+            "--retries",
+            metavar="N",
+            help="Retries after the first attempt (default: retry.max_retries).",
+        ),
+    ] = None,
+    rate: Annotated[
+        str | None,
+        typer.Option(
+            "--rate",
+            metavar="SPEC",
+            help="Rate limit shared by every process, e.g. 60/minute or '10/second;500/hour'.",
+        ),
+    ] = None,
+    rate_key: Annotated[
+        str | None,
+        typer.Option(
+            "--rate-key",
+            metavar="NAME",
+            help="Budget to share (default: http:HOST). Alone, uses rate_limit.limits.NAME"
+            " (or RATE_LIMIT_OPENAI_RPM for 'openai').",
+        ),
+    ] = None,
+    rate_wait: Annotated[
+        str | None,
+        typer.Option(
+            "--rate-wait",
+            metavar="DURATION",
+            help="Wait at most this long for a rate-limit token, else exit 75"
+            " (0: no wait; default: rate_limit.max_wait, 1m).",
+        ),
+    ] = None,
+    timeout: Annotated[
+        str,
+        typer.Option("--timeout", metavar="DURATION", help="Timeout of each attempt."),
+    ] = "10s",
+    fail: Annotated[
+        bool,
+        typer.Option(
+            "--fail", "-f", help="Exit 22 on HTTP status >= 400 (no body printed), as curl."
+        ),
+    ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "-v", "--verbose", help="Request and response headers to stderr (secrets ***)."
+        ),
+    ] = False,
+) -> None:
+    """Send one HTTP request: rate limit -> breaker -> request -> retries; body to stdout.
+
+    Retries connection errors, timeouts, 429 and 5xx (honouring Retry-After); POST and PATCH
+    only when the request provably was not sent. Exit 0 with any answer (22 with --fail for
+    >= 400), 7 when no answer came after the retries, 69 breaker open, 75 no rate-limit
+    token in time. Secret headers (Authorization, Cookie, X-Api-Key, tokens) and URL
+    passwords or keys are shown as *** in every message.
+    """
+    _run(
+        ctx,
+        method=method,
+        url=url,
+        header=header or [],
+        data=data,
+        json_body=json_body,
+        breaker=breaker,
+        retries=retries,
+        rate=rate,
+        rate_key=rate_key,
+        rate_wait=rate_wait,
+        timeout=timeout,
+        fail=fail,
+        verbose=verbose,
+    )
+
+
+@reports_errors
+def _run(
+    ctx: typer.Context,
+    *,
+    method: str,
+    url: str,
+    header: list[str],
+    data: str | None,
+    json_body: bool,
+    breaker: str | None,
+    retries: int | None,
+    rate: str | None,
+    rate_key: str | None,
+    rate_wait: str | None,
+    timeout: str,
+    fail: bool,
+    verbose: bool,
+) -> None:
+    import json
+    from urllib.parse import urlsplit
+
+    from reliactl.http import host_key, redact_headers, redact_url
+
+    if not _METHOD.fullmatch(method):
+        raise _usage(f"METHOD must be a word such as GET or POST, got {method[:20]!r}")
+    method = method.upper()
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        raise _usage(f"URL is not valid: {redact_url(url)}") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise _usage(f"URL must start with http:// or https:// and name a host: {redact_url(url)}")
+    headers = _parse_headers(header)
+    if retries is not None and retries < 0:
+        raise _usage(f"--retries: expected 0 or more, got {retries}")
+    attempt_timeout = _duration("--timeout", timeout)
+    token_wait = None if rate_wait is None else _duration("--rate-wait", rate_wait, zero_ok=True)
+    if json_body and data is None:
+        raise _usage("--json-body needs --data")
+    body = _read_data(data) if data is not None else None
+    if json_body and body is not None:
+        try:
+            json.loads(body)
+        except ValueError as exc:
+            raise _usage(f"--data is not valid JSON: {exc}") from None
+        if not any(name.lower() == "content-type" for name, _ in headers):
+            headers.append(("Content-Type", "application/json"))
+
+    if not any(name.lower() == "user-agent" for name, _ in headers):
+        from reliactl._version import __version__
+
+        headers.append(("User-Agent", f"reliactl/{__version__}"))
+
+    app_ctx = app_context(ctx)
+    config = app_ctx.loaded().config
+    store = app_ctx.store() if (breaker or rate or rate_key) else None
+    limiter = _limiter(rate, rate_key, host_key(url), config, store) if (rate or rate_key) else None
+    if token_wait is None:
+        token_wait = config.rate_limit.max_wait
+
+    from reliactl.http import ResilientClient, RetryEvent
+
+    def on_retry(event: RetryEvent) -> None:
+        after = "Retry-After" if event.retry_after else "backoff"
+        info(
+            f"{event.method} {event.url}: {event.reason};"
+            f" retry {event.attempt} in {event.delay:.2f}s ({after})"
+        )
+
+    hooks: dict[str, list[Any]] = {}
+    if verbose:
+
+        def show_request(request: Any) -> None:
+            target = request.url.raw_path.decode("ascii", "replace")
+            lines = [f"> {request.method} {redact_url(target)} HTTP/1.1"]
+            lines += [f"> {k}: {v}" for k, v in redact_headers(_raw(request.headers))]
+            sys.stderr.write("\n".join(lines) + "\n>\n")
+            sys.stderr.flush()
+
+        def show_response(response: Any) -> None:
+            lines = [f"< {response.http_version} {response.status_code} {response.reason_phrase}"]
+            lines += [f"< {k}: {v}" for k, v in redact_headers(_raw(response.headers))]
+            sys.stderr.write("\n".join(lines) + "\n<\n")
+            sys.stderr.flush()
+
+        hooks = {"request": [show_request], "response": [show_response]}
+
+    with ResilientClient(
+        "",
+        breaker=breaker,
+        retry=retries,
+        rate_limit=limiter,
+        rate_limit_wait=token_wait,
+        timeout=attempt_timeout,
+        store=store,
+        config=config,
+        on_retry=on_retry,
+        event_hooks=hooks,
+    ) as client:
+        response = client.request(method, url, headers=headers, content=body)
+    status = response.status_code
+    if fail and status >= 400:
+        error(f"{method} {redact_url(url)}: HTTP {status} {response.reason_phrase}".rstrip())
+        raise typer.Exit(ExitCode.HTTP_ERROR)
+    sys.stdout.flush()
+    out = getattr(sys.stdout, "buffer", None)
+    if out is not None:
+        out.write(response.content)
+        out.flush()
+    else:  # pragma: no cover - a text-only stdout
+        sys.stdout.write(response.text)

@@ -1,0 +1,259 @@
+"""`reliactl retry`: see what a retry policy will do before putting it in cron."""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from reliactl.cli.context import app_context
+from reliactl.cli.exitcodes import ExitCode
+from reliactl.cli.output import emit_json, emit_text, error, reports_errors, table
+
+app = typer.Typer(
+    help="Retry policies: print the backoff schedule a policy would follow.",
+    no_args_is_help=True,
+)
+
+MAX_PLAN_RETRIES = 10_000
+BAR_WIDTH = 24
+
+
+def _usage(message: str) -> NoReturn:
+    error(message)
+    raise typer.Exit(ExitCode.USAGE)
+
+
+def _duration(option: str, text: str | None) -> float | None:
+    if text is None:
+        return None
+    from reliactl.durations import parse_duration
+    from reliactl.errors import DurationError
+
+    try:
+        return parse_duration(text)
+    except DurationError as exc:
+        _usage(f"{option}: {exc}")
+
+
+def _choice(option: str, value: str | None, choices: tuple[str, ...]) -> str | None:
+    if value is None:
+        return None
+    lowered = value.strip().lower()
+    if lowered not in choices:
+        import difflib
+
+        close = difflib.get_close_matches(lowered, choices, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        _usage(f"{option}: expected one of {', '.join(choices)}, got {value!r}{hint}")
+    return lowered
+
+
+def _bar(delay: float, longest: float) -> str:
+    if longest <= 0 or delay <= 0:
+        return ""
+    encoding = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "")
+    block = "\u2588" if encoding in ("utf8", "utf16", "utf32") else "#"
+    return block * max(1, round(delay / longest * BAR_WIDTH))
+
+
+@app.command()
+@reports_errors
+def plan(
+    ctx: typer.Context,
+    strategy: Annotated[
+        str | None,
+        typer.Option(
+            "--strategy",
+            metavar="NAME",
+            help="exponential, linear or fixed [default: retry.strategy of the config]",
+        ),
+    ] = None,
+    base_delay: Annotated[
+        str | None,
+        typer.Option(
+            "--base-delay",
+            metavar="DURATION",
+            help="First delay, e.g. 500ms, 1s [default: retry.base_delay]",
+        ),
+    ] = None,
+    max_delay: Annotated[
+        str | None,
+        typer.Option(
+            "--max-delay",
+            metavar="DURATION",
+            help="No delay is longer, e.g. 30s, 5m [default: retry.max_delay]",
+        ),
+    ] = None,
+    max_retries: Annotated[
+        int | None,
+        typer.Option(
+            "--max-retries",
+            metavar="N",
+            help="Retries after the first attempt [default: retry.max_retries]",
+        ),
+    ] = None,
+    jitter: Annotated[
+        str | None,
+        typer.Option(
+            "--jitter",
+            metavar="MODE",
+            help="none, full, equal or decorrelated [default: retry.jitter]",
+        ),
+    ] = None,
+    multiplier: Annotated[
+        float | None,
+        typer.Option(
+            "--multiplier",
+            metavar="X",
+            help="Growth factor of exponential backoff, >= 1 [default: retry.multiplier]",
+        ),
+    ] = None,
+    max_elapsed: Annotated[
+        str | None,
+        typer.Option(
+            "--max-elapsed",
+            metavar="DURATION",
+            help="Give up after this much time in all; 'none' for no limit "
+            "[default: retry.max_elapsed]",
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option("--seed", metavar="N", help="Seed the jitter, for a reproducible sample."),
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Print the delay before each retry, the time spent so far, and a bar per delay.
+
+    Settings not given come from the `retry` section of the configuration. With jitter the
+    delays are one random sample (--seed N makes it reproducible) and the range column
+    shows what any run can get. Attempts are assumed to fail at once.
+    """
+    from reliactl.retry import JITTERS, STRATEGIES
+
+    name = _choice("--strategy", strategy, STRATEGIES)
+    jitter_mode = _choice("--jitter", jitter, JITTERS)
+    base = _duration("--base-delay", base_delay)
+    cap = _duration("--max-delay", max_delay)
+    no_limit = max_elapsed is not None and max_elapsed.strip().lower() in ("none", "off")
+    deadline = None if max_elapsed is None or no_limit else _duration("--max-elapsed", max_elapsed)
+    if deadline is not None and deadline <= 0:
+        _usage(f"--max-elapsed: expected a positive duration or 'none', got {max_elapsed!r}")
+    if base is not None and base <= 0:
+        _usage(f"--base-delay: expected a positive duration, got {base_delay!r}")
+    if cap is not None and cap <= 0:
+        _usage(f"--max-delay: expected a positive duration, got {max_delay!r}")
+    if max_retries is not None and not 0 <= max_retries <= MAX_PLAN_RETRIES:
+        _usage(f"--max-retries: expected 0 to {MAX_PLAN_RETRIES}, got {max_retries}")
+    if multiplier is not None and not (math.isfinite(multiplier) and multiplier >= 1):
+        _usage(f"--multiplier: expected a finite number >= 1, got {multiplier:g}")
+    if base is not None and cap is not None and cap < base:
+        from reliactl.durations import format_duration
+
+        _usage(
+            f"--max-delay ({format_duration(cap)}) must not be less than --base-delay "
+            f"({format_duration(base)})"
+        )
+    # Only one of them given, past the configured other: strategy_from_config moves it.
+    given: dict[str, Any] = {
+        "strategy": name,
+        "base_delay": base,
+        "max_delay": cap,
+        "max_retries": max_retries,
+        "jitter": jitter_mode,
+        "multiplier": multiplier,
+    }
+    if any(value is None for value in given.values()) or (max_elapsed is None):
+        section = app_context(ctx).loaded().config.retry
+    else:
+        from reliactl.config import RetryConfig
+
+        section = RetryConfig()
+    if max_elapsed is None:
+        deadline = section.max_elapsed
+    retries = max_retries if max_retries is not None else section.max_retries
+    if retries > MAX_PLAN_RETRIES:
+        _usage(
+            f"retry.max_retries is {retries}; the plan shows at most {MAX_PLAN_RETRIES} "
+            "retries (use --max-retries)"
+        )
+
+    import random
+
+    from reliactl.retry import plan_schedule, strategy_from_config
+
+    rng = random.Random(seed) if seed is not None else None
+    policy = strategy_from_config(section, rng=rng, **given)
+    result = plan_schedule(policy, max_elapsed=deadline)
+    _render(result, seed=seed, json_out=json_out)
+
+
+def _render(result: Any, *, seed: int | None, json_out: bool) -> None:
+    from reliactl.durations import format_duration
+
+    strategy = result.strategy
+    if json_out:
+        emit_json(
+            {
+                "strategy": strategy.name,
+                "jitter": strategy.jitter,
+                "base_delay": strategy.base_delay,
+                "max_delay": strategy.max_delay,
+                "multiplier": getattr(strategy, "multiplier", None),
+                "max_retries": strategy.max_retries,
+                "max_elapsed": result.max_elapsed,
+                "seed": seed,
+                "attempts": result.attempts,
+                "total_delay": result.total_delay,
+                "schedule": [
+                    {
+                        "retry": row.retry,
+                        "attempt": row.retry + 1,
+                        "delay": row.delay,
+                        "cumulative": row.cumulative,
+                        "low": row.low,
+                        "high": row.high,
+                        "cut_by_deadline": row.cut,
+                    }
+                    for row in result.rows
+                ],
+            }
+        )
+        return
+    parts = [f"{strategy.name} backoff", f"{strategy.jitter} jitter"]
+    parts.append(f"base {format_duration(strategy.base_delay)}")
+    parts.append(f"max {format_duration(strategy.max_delay)}")
+    if strategy.name == "exponential":
+        parts.append(f"x{strategy.multiplier:g}")
+    parts.append(f"{strategy.max_retries} retries")
+    if result.max_elapsed is not None:
+        parts.append(f"max elapsed {format_duration(result.max_elapsed)}")
+    if strategy.jitter != "none":
+        parts.append(f"seed {seed}" if seed is not None else "one random sample")
+    emit_text(", ".join(parts))
+    jittered = strategy.jitter != "none"
+    columns = ["attempt", "delay", *(["range"] if jittered else []), "cumulative", ""]
+    longest = max((row.delay for row in result.rows), default=0.0)
+    rows = []
+    for row in result.rows:
+        delay = format_duration(row.delay) + (" (cut)" if row.cut else "")
+        span = f"{format_duration(row.low)}-{format_duration(row.high)}"
+        rows.append(
+            [
+                str(row.retry + 1),
+                delay,
+                *([span] if jittered else []),
+                format_duration(row.cumulative),
+                _bar(row.delay, longest),
+            ]
+        )
+    if rows:
+        table(columns, rows)
+    plural = "s" if result.attempts != 1 else ""
+    emit_text(
+        f"{result.attempts} attempt{plural}; attempt 1 at once; "
+        f"{format_duration(result.total_delay)} of backoff in all"
+    )

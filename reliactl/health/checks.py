@@ -1,0 +1,1081 @@
+"""Health checks: the built-in system checks and the custom kinds declared in configuration.
+
+A :class:`Check` is a name, a function and its limits. The function takes a
+:class:`CheckContext` and returns a :class:`HealthMetric`, a seed-style dict
+(``{"status", "value", "message"}``) or an awaitable of either; sync functions run in a
+daemon thread, so one that hangs is abandoned at its timeout and never blocks exit.
+
+psutil and httpx are imported inside the functions that need them: importing this module is
+cheap, and a run without HTTP checks never loads httpx.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import math
+import os
+import re
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Protocol
+
+from reliactl.durations import format_duration, format_size
+from reliactl.health import _procfs
+from reliactl.health.model import (
+    HealthMetric,
+    NagiosRange,
+    PerfData,
+    Status,
+    evaluate,
+    parse_range,
+    worst,
+)
+
+if TYPE_CHECKING:
+    import asyncio
+
+    import httpx
+
+    from reliactl.config import CheckSpec, HealthMonitorConfig
+
+DEFAULT_TIMEOUT = 10.0
+CPU_FIRST_SAMPLE = 0.1  # seconds: only the first run ever (no stored sample) waits this long
+CPU_MIN_WINDOW = 1.0  # seconds of wall time a CPU sample must cover to be worth a new figure
+SYSTEM_CHECKS = ("cpu", "memory", "swap", "disk", "file_handles", "process")
+CUSTOM_KINDS = ("http", "tcp", "command", "file_age", "process", "disk", "python")
+
+
+class Records(Protocol):
+    """The part of the state store checks use (thread-safe wrappers in monitor.py)."""
+
+    def get(self, kind: Any, key: str) -> dict[str, Any] | None: ...
+
+    def update(
+        self, kind: Any, key: str, fn: Callable[[dict[str, Any] | None], dict[str, Any] | None]
+    ) -> dict[str, Any] | None: ...
+
+
+@dataclass
+class CheckContext:
+    """What a check may use: persisted records, clocks, a shared HTTP client."""
+
+    records: Records
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+    _clients: dict[bool, httpx.AsyncClient] = field(default_factory=dict)
+    _lock: asyncio.Lock | None = None
+
+    async def http_client(self, verify: bool = True) -> httpx.AsyncClient:
+        """One AsyncClient per run (per TLS-verification setting), created on first use."""
+        import asyncio
+
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            client = self._clients.get(verify)
+            if client is None:
+                import httpx
+
+                client = httpx.AsyncClient(
+                    verify=verify,
+                    follow_redirects=False,
+                    limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+                    headers={"User-Agent": "reliactl-health"},
+                )
+                self._clients[verify] = client
+            return client
+
+    async def aclose(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+
+CheckFunc = Callable[[CheckContext], Any]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check to run: ``func(ctx)`` within ``timeout`` seconds."""
+
+    name: str
+    kind: str
+    func: CheckFunc
+    timeout: float = DEFAULT_TIMEOUT
+    debounce: int = 1
+    warn: str | None = None
+    critical: str | None = None
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.func)
+
+
+# --------------------------------------------------------------------------- coercion
+
+
+def coerce_result(check: Check, raw: Any) -> HealthMetric:
+    """A check's return value as a HealthMetric named after the check."""
+    if isinstance(raw, HealthMetric):
+        return replace(
+            raw,
+            name=check.name,
+            kind=raw.kind if raw.kind != "custom" else check.kind,
+            warn=raw.warn if raw.warn is not None else check.warn,
+            critical=raw.critical if raw.critical is not None else check.critical,
+        )
+    if isinstance(raw, Mapping):
+        return _from_mapping(check, raw)
+    if isinstance(raw, bool):
+        status = Status.OK if raw else Status.CRITICAL
+        return HealthMetric(check.name, status, None, "ok" if raw else "failed", kind=check.kind)
+    return HealthMetric(
+        check.name,
+        Status.UNKNOWN,
+        None,
+        f"check returned {type(raw).__name__}, expected a dict with status, value and message",
+        kind=check.kind,
+    )
+
+
+def _from_mapping(check: Check, raw: Mapping[str, Any]) -> HealthMetric:
+    value = raw.get("value")
+    number: float | None
+    if isinstance(value, bool) or (isinstance(value, (int, float)) and math.isfinite(value)):
+        number = float(value)
+    else:
+        number = None
+    message = str(raw.get("message", ""))
+    word = raw.get("status")
+    status = Status.from_word(word) if word is not None else None
+    if status is None and word is not None:
+        status = Status.UNKNOWN
+        message = f"unknown status {word!r}: {message}".rstrip(": ")
+    if status is None:
+        warn = parse_range(check.warn) if check.warn else None
+        crit = parse_range(check.critical) if check.critical else None
+        status = evaluate(number, warn, crit) if number is not None else Status.UNKNOWN
+    perf: tuple[PerfData, ...] = ()
+    unit = str(raw.get("unit", ""))
+    if number is not None:
+        perf = (
+            PerfData(
+                check.name,
+                number,
+                unit if unit in _NAGIOS_UOM else "",
+                check.warn or "",
+                check.critical or "",
+            ),
+        )
+    details = {k: v for k, v in raw.items() if k not in ("status", "value", "message", "unit")}
+    return HealthMetric(
+        check.name,
+        status,
+        number,
+        message or status.value.lower(),
+        unit=unit,
+        kind=check.kind,
+        warn=check.warn,
+        critical=check.critical,
+        perfdata=perf,
+        details=details,
+    )
+
+
+_NAGIOS_UOM = ("", "s", "ms", "us", "%", "B", "KB", "MB", "GB", "TB", "c")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _ranges(
+    warn: object, critical: object
+) -> tuple[NagiosRange | None, NagiosRange | None, str | None, str | None]:
+    w = parse_range(warn) if warn not in (None, "") else None
+    c = parse_range(critical) if critical not in (None, "") else None
+    return w, c, (str(w) if w else None), (str(c) if c else None)
+
+
+def _pct(part: float, whole: float) -> float:
+    return 0.0 if whole <= 0 else round(100.0 * part / whole, 2)
+
+
+# --------------------------------------------------------------------------- cpu
+
+
+def _busy(prev: Mapping[str, float], cur: Mapping[str, float]) -> tuple[float, float] | None:
+    """(busy percent, total seconds across cores) between two cpu_times samples, or None."""
+    keys = set(prev) & set(cur)
+    if not keys or any(cur[k] < prev[k] - 1e-6 for k in keys):
+        return None  # a reboot, or a different machine's sample
+    # guest time is already counted in user/nice on Linux (psutil does the same)
+    total = sum(cur[k] - prev[k] for k in keys if k not in ("guest", "guest_nice"))
+    idle = sum(cur[k] - prev[k] for k in keys if k in ("idle", "iowait"))
+    if total <= 0:
+        return 0.0, 0.0  # no time passed between the samples: no figure of its own
+    return round(max(0.0, min(100.0, 100.0 * (total - idle) / total)), 2), total
+
+
+def _cpu_times() -> dict[str, float]:
+    times = _procfs.cpu_times()
+    if times is not None:
+        return times
+    import psutil
+
+    return {k: float(v) for k, v in psutil.cpu_times()._asdict().items()}
+
+
+def cpu_check(warn: object, critical: object, name: str = "cpu_usage") -> Check:
+    w, c, ws, cs = _ranges(warn, critical)
+
+    def run(ctx: CheckContext) -> HealthMetric:
+        ncpu = os.cpu_count() or 1
+        now = ctx.clock()
+        cur = _cpu_times()
+        found: list[tuple[float, float]] = []
+
+        def advance(prev: dict[str, Any] | None) -> dict[str, Any] | None:
+            if prev is None or not isinstance(prev.get("times"), dict):
+                return prev
+            result = _busy(prev["times"], cur)
+            if result is None:
+                return None  # from before a reboot: discard it and sample afresh
+            window = result[1] / ncpu
+            if window < CPU_MIN_WINDOW:
+                if isinstance(prev.get("percent"), (int, float)):
+                    found.append((float(prev["percent"]), float(prev.get("window", window))))
+                    return prev  # too recent to measure: report the last figure, keep the sample
+                if window <= 0:
+                    return prev
+            found.append((result[0], window))
+            return {"at": now, "times": cur, "percent": result[0], "window": window}
+
+        ctx.records.update("kv", "cpu_times", advance)
+        if found:
+            percent, window = found[0]
+            over = f"over the last {format_duration(window)}"
+        else:  # the first run ever on this store: sample briefly
+            ctx.sleep(CPU_FIRST_SAMPLE)
+            later = _cpu_times()
+            measured = _busy(cur, later)
+            percent = measured[0] if measured else 0.0
+            window = measured[1] / ncpu if measured else CPU_FIRST_SAMPLE
+            record = {"at": ctx.clock(), "times": later, "percent": percent, "window": window}
+            ctx.records.update("kv", "cpu_times", lambda _prev: record)
+            over = f"over a first {format_duration(window)} sample"
+        status = evaluate(percent, w, c)
+        perf = [PerfData("cpu_usage", percent, "%", ws or "", cs or "", 0, 100)]
+        load_text = ""
+        with contextlib.suppress(OSError, AttributeError):
+            load1, load5, _load15 = os.getloadavg()
+            per_core = round(load1 / ncpu, 2)
+            perf.append(PerfData("cpu_load1_per_core", per_core, "", "", "", 0))
+            perf.append(PerfData("cpu_load5_per_core", round(load5 / ncpu, 2), "", "", "", 0))
+            load_text = f"; load {per_core:g} per core ({ncpu} cores)"
+        return HealthMetric(
+            name,
+            status,
+            percent,
+            f"CPU {percent:.1f}% {over}{load_text}",
+            unit="%",
+            kind="cpu",
+            warn=ws,
+            critical=cs,
+            perfdata=tuple(perf),
+            details={"cores": ncpu, "window": window},
+        )
+
+    return Check(name, "cpu", run, warn=ws, critical=cs)
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def tree_rss(pid: int | None = None) -> tuple[int, int]:
+    """(RSS bytes, process count) of a process and its descendants; vanished ones skipped."""
+    fast = _procfs.tree_rss(os.getpid() if pid is None else pid)
+    if fast is not None:
+        return fast
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return 0, 0
+    total = count = 0
+    for proc in procs:
+        try:
+            total += proc.memory_info().rss
+            count += 1
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return total, count
+
+
+def memory_check(
+    warn: object, critical: object, threshold_mb: float, name: str = "memory_usage"
+) -> Check:
+    w, c, ws, cs = _ranges(warn, critical)
+    rss_warn = parse_range(round(threshold_mb * 0.8, 3))
+    rss_crit = parse_range(threshold_mb)
+
+    def run(ctx: CheckContext) -> HealthMetric:
+        total, available = _memory()
+        percent = round(100.0 * (total - available) / total, 2) if total else 0.0
+        rss, procs = tree_rss()
+        rss_mb = round(rss / 1024 / 1024, 2)
+        status = worst([evaluate(percent, w, c), evaluate(rss_mb, rss_warn, rss_crit)])
+        return HealthMetric(
+            name,
+            status,
+            percent,
+            f"memory {percent:.1f}% used ({format_size(available)} available);"
+            f" this process tree {rss_mb:.1f}MB RSS in {procs} process"
+            f"{'es' if procs != 1 else ''} (limit {threshold_mb:g}MB)",
+            unit="%",
+            kind="memory",
+            warn=ws,
+            critical=cs,
+            perfdata=(
+                PerfData("memory_usage", percent, "%", ws or "", cs or "", 0, 100),
+                PerfData("memory_available", float(available), "B", "", "", 0, total),
+                PerfData("process_tree_rss", rss_mb, "MB", str(rss_warn), str(rss_crit), 0),
+            ),
+            details={
+                "total": total,
+                "available": available,
+                "process_tree_rss_mb": rss_mb,
+                "threshold_mb": threshold_mb,
+            },
+        )
+
+    return Check(name, "memory", run, warn=ws, critical=cs)
+
+
+def _memory() -> tuple[int, int]:
+    """(total, available) bytes of system memory."""
+    info = _procfs.meminfo()
+    if info is not None:
+        return info["MemTotal"], info["MemAvailable"]
+    import psutil
+
+    vm = psutil.virtual_memory()
+    return int(vm.total), int(vm.available)
+
+
+def _swap() -> tuple[int, int]:
+    """(total, used) bytes of swap."""
+    info = _procfs.meminfo()
+    if info is not None and "SwapTotal" in info and "SwapFree" in info:
+        return info["SwapTotal"], info["SwapTotal"] - info["SwapFree"]
+    import psutil
+
+    sm = psutil.swap_memory()
+    return int(sm.total), int(sm.used)
+
+
+def swap_check(warn: object, critical: object, name: str = "swap_usage") -> Check:
+    w, c, ws, cs = _ranges(warn, critical)
+
+    def run(ctx: CheckContext) -> HealthMetric:
+        total, used = _swap()
+        if not total:
+            return HealthMetric(
+                name, Status.OK, 0.0, "no swap configured", unit="%", kind="swap", warn=ws,
+                critical=cs, perfdata=(PerfData("swap_usage", 0, "%", ws or "", cs or "", 0, 100),),
+            )  # fmt: skip
+        percent = round(100.0 * used / total, 2)
+        return HealthMetric(
+            name,
+            evaluate(percent, w, c),
+            percent,
+            f"swap {percent:.1f}% used ({format_size(used)} of {format_size(total)})",
+            unit="%",
+            kind="swap",
+            warn=ws,
+            critical=cs,
+            perfdata=(PerfData("swap_usage", percent, "%", ws or "", cs or "", 0, 100),),
+        )
+
+    return Check(name, "swap", run, warn=ws, critical=cs)
+
+
+# --------------------------------------------------------------------------- disk
+
+
+def disk_check(
+    path: str, warn: object, critical: object, name: str | None = None, timeout: float = 10.0
+) -> Check:
+    w, c, ws, cs = _ranges(warn, critical)
+    check_name = name or f"disk_usage:{path}"
+
+    def run(ctx: CheckContext) -> HealthMetric:
+        try:
+            st = os.statvfs(path)
+        except FileNotFoundError:
+            return HealthMetric(
+                check_name, Status.CRITICAL, None, f"{path}: no such file or directory",
+                kind="disk", warn=ws, critical=cs,
+            )  # fmt: skip
+        except OSError as exc:
+            return HealthMetric(
+                check_name, Status.UNKNOWN, None, f"{path}: {exc.strerror}", kind="disk",
+                warn=ws, critical=cs,
+            )  # fmt: skip
+        used = (st.f_blocks - st.f_bfree) * st.f_frsize
+        avail = st.f_bavail * st.f_frsize
+        percent = _pct(used, used + avail)
+        perf = [
+            PerfData(f"disk_used:{path}", percent, "%", ws or "", cs or "", 0, 100),
+            PerfData(f"disk_free:{path}", float(avail), "B", "", "", 0, st.f_blocks * st.f_frsize),
+        ]
+        statuses = [evaluate(percent, w, c)]
+        text = f"{path}: {percent:.1f}% used, {format_size(avail)} free"
+        if st.f_files:
+            inode_pct = _pct(st.f_files - st.f_ffree, st.f_files)
+            statuses.append(evaluate(inode_pct, w, c))
+            perf.append(PerfData(f"disk_inodes:{path}", inode_pct, "%", ws or "", cs or "", 0, 100))
+            text += f", inodes {inode_pct:.1f}% used"
+        return HealthMetric(
+            check_name,
+            worst(statuses),
+            percent,
+            text,
+            unit="%",
+            kind="disk",
+            warn=ws,
+            critical=cs,
+            perfdata=tuple(perf),
+            details={"path": path, "free": avail, "used": used},
+        )
+
+    return Check(check_name, "disk", run, timeout=timeout, warn=ws, critical=cs)
+
+
+# --------------------------------------------------------------------------- file handles
+
+
+def _system_file_handles() -> tuple[int, int] | None:
+    try:
+        with open("/proc/sys/fs/file-nr", encoding="ascii") as fh:
+            allocated, _unused, maximum = (int(x) for x in fh.read().split()[:3])
+    except (OSError, ValueError):
+        return None
+    return allocated, maximum
+
+
+def _own_fds() -> int | None:
+    try:
+        return len(os.listdir("/proc/self/fd")) - 1  # minus the listing's own fd
+    except OSError:
+        pass
+    try:
+        import psutil
+
+        return int(psutil.Process().num_fds())
+    except Exception:
+        return None
+
+
+def file_handles_check(warn: object, critical: object, name: str = "file_handles") -> Check:
+    w, c, ws, cs = _ranges(warn, critical)
+
+    def run(ctx: CheckContext) -> HealthMetric:
+        import resource
+
+        statuses: list[Status] = []
+        perf: list[PerfData] = []
+        parts: list[str] = []
+        value: float | None = None
+        system = _system_file_handles()
+        if system is not None:
+            used, maximum = system
+            pct = _pct(used, maximum)
+            value = pct
+            statuses.append(evaluate(pct, w, c))
+            perf.append(PerfData("file_handles_system", pct, "%", ws or "", cs or "", 0, 100))
+            parts.append(f"system {used} of {maximum} ({pct:g}%)")
+        own = _own_fds()
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if own is not None and soft not in (resource.RLIM_INFINITY, 0):
+            pct = _pct(own, soft)
+            statuses.append(evaluate(pct, w, c))
+            perf.append(PerfData("file_handles_process", pct, "%", ws or "", cs or "", 0, 100))
+            parts.append(f"this process {own} of soft limit {soft} ({pct:g}%)")
+            value = pct if value is None else max(value, pct)
+        if not statuses:
+            return HealthMetric(
+                name, Status.UNKNOWN, None, "file handle counts are not available",
+                kind="file_handles",
+            )  # fmt: skip
+        return HealthMetric(
+            name,
+            worst(statuses),
+            value,
+            "file handles: " + "; ".join(parts),
+            unit="%",
+            kind="file_handles",
+            warn=ws,
+            critical=cs,
+            perfdata=tuple(perf),
+        )
+
+    return Check(name, "file_handles", run, warn=ws, critical=cs)
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def _describe_process(proc: Any) -> dict[str, Any]:
+    """RSS, threads, fds, CPU and uptime of one process; fields it may not read are left out."""
+    import psutil
+
+    info: dict[str, Any] = {"pid": proc.pid}
+    try:
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return {**info, "vanished": True}  # exited, not yet reaped: not running
+    except psutil.NoSuchProcess:
+        return {**info, "vanished": True}
+    except (psutil.AccessDenied, OSError):
+        pass
+    getters: dict[str, Callable[[], Any]] = {
+        "name": proc.name,
+        "rss": lambda: proc.memory_info().rss,
+        "threads": proc.num_threads,
+        "fds": proc.num_fds,
+        "create_time": proc.create_time,
+        "cpu_seconds": lambda: sum(proc.cpu_times()[:2]),
+    }
+    for key, getter in getters.items():
+        try:
+            info[key] = getter()
+        except psutil.NoSuchProcess:
+            info["vanished"] = True
+            break
+        except (psutil.AccessDenied, psutil.ZombieProcess, OSError, AttributeError):
+            continue
+    return _with_uptime(info)
+
+
+def _with_uptime(info: dict[str, Any]) -> dict[str, Any]:
+    if "create_time" in info:
+        uptime = max(0.0, time.time() - info["create_time"])
+        info["uptime"] = uptime
+        if "cpu_seconds" in info and uptime > 0:
+            info["cpu_percent"] = round(100.0 * info["cpu_seconds"] / uptime, 2)
+    return info
+
+
+def find_processes(
+    pid: int | None = None, pidfile: str | None = None, name: str | None = None
+) -> tuple[list[Any], str]:
+    """The matching psutil.Process objects and a description of what was looked for."""
+    import psutil
+
+    if pidfile:
+        try:
+            with open(pidfile, encoding="utf-8", errors="replace") as fh:
+                text = fh.read(64).strip()
+        except OSError as exc:
+            return [], f"pidfile {pidfile}: {exc.strerror}"
+        if not text.isdigit() or int(text) <= 0:
+            return [], f"pidfile {pidfile} does not hold a pid ({text[:20]!r})"
+        pid = int(text)
+    if pid is not None:
+        try:
+            proc = psutil.Process(pid)
+            # with a name too, a recycled pid (a stale pidfile) is not mistaken for the service
+            if name and not _named(proc.name(), proc.cmdline(), name):
+                return [], f"pid {pid} (not {name!r}: a stale pidfile?)"
+            return [proc], f"pid {pid}"
+        except (psutil.NoSuchProcess, ValueError):
+            return [], f"pid {pid}"
+        except psutil.AccessDenied:
+            return [], f"pid {pid} (access denied)"
+    found = []
+    for proc in psutil.process_iter(["name", "cmdline"], ad_value=None):
+        try:
+            if _named(proc.info.get("name"), proc.info.get("cmdline"), name or ""):
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found, f"process {name!r}"
+
+
+def _named(proc_name: str | None, cmdline: list[str] | None, name: str) -> bool:
+    exe = os.path.basename(cmdline[0]) if cmdline else ""
+    return name in (proc_name, exe)
+
+
+def process_check(
+    name: str,
+    *,
+    pid: int | None = None,
+    pidfile: str | None = None,
+    process_name: str | None = None,
+    warn: object = None,
+    critical: object = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    debounce: int = 1,
+    own: bool = False,
+) -> Check:
+    """Process health: RSS, threads, fds, CPU, uptime; "not running" is CRITICAL.
+
+    ``warn``/``critical`` apply to the RSS in MB (summed over every matching process).
+    """
+    w, c, ws, cs = _ranges(warn, critical)
+
+    def run(ctx: CheckContext) -> HealthMetric:
+        own_info = _procfs.self_info() if own else None
+        if own_info is not None:
+            infos, what = [_with_uptime(dict(own_info))], "this process"
+        else:
+            if own:
+                import psutil
+
+                procs, what = [psutil.Process()], "this process"
+            else:
+                procs, what = find_processes(pid, pidfile, process_name)
+            infos = [i for i in map(_describe_process, procs) if not i.get("vanished")]
+        if not infos:
+            return HealthMetric(
+                name, Status.CRITICAL, 0.0, f"{what} is not running", kind="process",
+                warn=ws, critical=cs, perfdata=(PerfData(f"{name}:count", 0, "", "", "", 0),),
+            )  # fmt: skip
+        rss_mb = round(sum(i.get("rss", 0) for i in infos) / 1024 / 1024, 2)
+        threads = sum(i.get("threads", 0) for i in infos)
+        perf = [
+            PerfData(f"{name}:rss", rss_mb, "MB", ws or "", cs or "", 0),
+            PerfData(f"{name}:count", len(infos), "", "", "", 0),
+            PerfData(f"{name}:threads", threads, "", "", "", 0),
+        ]
+        text = f"{what}: {len(infos)} running, {rss_mb:.1f}MB RSS, {threads} threads"
+        fds = [i["fds"] for i in infos if "fds" in i]
+        if fds:
+            perf.append(PerfData(f"{name}:fds", sum(fds), "", "", "", 0))
+            text += f", {sum(fds)} fds"
+        cpu = [i["cpu_percent"] for i in infos if "cpu_percent" in i]
+        if cpu:
+            perf.append(PerfData(f"{name}:cpu", round(sum(cpu), 2), "%", "", "", 0))
+            text += f", {sum(cpu):.1f}% CPU on average"
+        uptimes = [i["uptime"] for i in infos if "uptime" in i]
+        if uptimes:
+            perf.append(PerfData(f"{name}:uptime", round(min(uptimes), 1), "s", "", "", 0))
+            text += f", up {format_duration(min(uptimes))}"
+        return HealthMetric(
+            name,
+            evaluate(rss_mb, w, c),
+            rss_mb,
+            text,
+            unit="MB",
+            kind="process",
+            warn=ws,
+            critical=cs,
+            perfdata=tuple(perf),
+            details={"processes": infos},
+        )
+
+    return Check(name, "process", run, timeout=timeout, debounce=debounce, warn=ws, critical=cs)
+
+
+# --------------------------------------------------------------------------- custom kinds
+
+
+def http_check(spec: CheckSpec, timeout: float) -> Check:
+    w, c, ws, cs = _ranges(spec.warn, spec.critical)
+    expected = tuple(spec.expect_status)
+    # answer "no answer" (CRITICAL) ourselves before the monitor's backstop (UNKNOWN)
+    inner = timeout * 0.8 if timeout < 2 else timeout - 0.3
+
+    async def run(ctx: CheckContext) -> HealthMetric:
+        import asyncio
+
+        import httpx
+
+        begun = time.monotonic()
+        client = await ctx.http_client(spec.verify_tls)
+        started = time.monotonic()
+        budget = max(0.01, inner - (started - begun))
+        try:
+            response = await asyncio.wait_for(
+                client.request(
+                    spec.method.upper(), spec.url, headers=dict(spec.headers), timeout=budget
+                ),
+                budget,
+            )
+            latency = round(time.monotonic() - started, 6)
+            body = response.text if spec.body_contains else ""
+        except (httpx.TimeoutException, asyncio.TimeoutError):
+            return _metric(
+                spec, Status.CRITICAL, None, f"no answer within {format_duration(inner)}"
+            )
+        except (httpx.HTTPError, OSError) as exc:
+            return _metric(spec, Status.CRITICAL, None, f"{type(exc).__name__}: {exc}".rstrip(": "))
+        perf = (PerfData(f"{spec.name}:time", latency, "s", ws or "", cs or "", 0),)
+        ok_status = (
+            response.status_code in expected if expected else 200 <= response.status_code < 400
+        )
+        statuses = [evaluate(latency, w, c)]
+        text = f"HTTP {response.status_code} in {latency * 1000:.0f}ms"
+        if not ok_status:
+            statuses.append(Status.CRITICAL)
+            want = ", ".join(map(str, expected)) if expected else "2xx or 3xx"
+            text += f" (expected {want})"
+        if spec.body_contains and spec.body_contains not in body:
+            statuses.append(Status.CRITICAL)
+            text += f"; body does not contain {spec.body_contains!r}"
+        return _metric(spec, worst(statuses), latency, text, "s", perf)
+
+    return Check(spec.name, "http", run, timeout, spec.debounce, ws, cs)
+
+
+def _metric(
+    spec: CheckSpec,
+    status: Status,
+    value: float | None,
+    message: str,
+    unit: str = "",
+    perf: tuple[PerfData, ...] = (),
+) -> HealthMetric:
+    return HealthMetric(
+        spec.name,
+        status,
+        value,
+        message,
+        unit=unit,
+        kind=spec.kind,
+        warn=str(parse_range(spec.warn)) if spec.warn is not None else None,
+        critical=str(parse_range(spec.critical)) if spec.critical is not None else None,
+        perfdata=perf,
+    )
+
+
+def tcp_check(spec: CheckSpec, timeout: float) -> Check:
+    w, c, ws, cs = _ranges(spec.warn, spec.critical)
+    inner = max(0.05, timeout * 0.95)
+    host, port = spec.host, spec.port
+
+    async def run(ctx: CheckContext) -> HealthMetric:
+        import asyncio
+
+        started = time.monotonic()
+        where = f"{host}:{port}"
+        try:
+            _reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), inner)
+        except asyncio.TimeoutError:
+            return _metric(spec, Status.CRITICAL, None, f"{where}: no answer within {inner:g}s")
+        except OSError as exc:
+            return _metric(spec, Status.CRITICAL, None, f"{where}: {exc.strerror or exc}")
+        latency = round(time.monotonic() - started, 6)
+        writer.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(writer.wait_closed(), 1.0)
+        perf = (PerfData(f"{spec.name}:time", latency, "s", ws or "", cs or "", 0),)
+        text = f"{where} accepted a connection in {latency * 1000:.1f}ms"
+        return _metric(spec, evaluate(latency, w, c), latency, text, "s", perf)
+
+    return Check(spec.name, "tcp", run, timeout, spec.debounce, ws, cs)
+
+
+_PERF_PATTERN = (
+    r"""('(?:[^']|'')+'|[^=\s']+)=([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)([a-zA-Z%]*)"""
+    r"""(?:;([^;\s]*))?(?:;([^;\s]*))?(?:;([^;\s]*))?(?:;([^;\s]*))?"""
+)
+_perf_re: re.Pattern[str] | None = None  # compiled on first use: it costs ~5 ms at import
+
+
+def parse_perfdata(text: str, prefix: str = "") -> list[PerfData]:
+    """Nagios plugin perfdata (``'label'=value[UOM];warn;crit;min;max ...``); bad items skipped."""
+    global _perf_re
+    if _perf_re is None:
+        _perf_re = re.compile(_PERF_PATTERN)
+    out = []
+    for match in _perf_re.finditer(text):
+        label, value, uom, warn, crit, low, high = match.groups()
+        if label.startswith("'"):
+            label = label[1:-1].replace("''", "'")
+
+        def num(x: str | None) -> float | None:
+            try:
+                return float(x) if x else None
+            except ValueError:
+                return None
+
+        out.append(
+            PerfData(
+                f"{prefix}{label}",
+                float(value),
+                uom or "",
+                warn or "",
+                crit or "",
+                num(low),
+                num(high),
+            )
+        )
+    return out
+
+
+def split_plugin_output(output: str) -> tuple[str, str]:
+    """(message, perfdata text) of Nagios plugin output (first line, then ``|`` sections)."""
+    lines = output.splitlines()
+    if not lines:
+        return "", ""
+    first, _, perf = lines[0].partition("|")
+    perfs = [perf]
+    in_perf = False
+    for line in lines[1:]:
+        if in_perf:
+            perfs.append(line)
+        elif "|" in line:
+            in_perf = True
+            perfs.append(line.partition("|")[2])
+    return first.strip(), " ".join(perfs)
+
+
+MAX_OUTPUT = 64 * 1024
+
+
+def run_program(
+    argv: Sequence[str], timeout: float, stdin: bytes | None = None
+) -> tuple[int | None, str]:
+    """(exit code or None on timeout, output) of a program in its own process group.
+
+    On timeout the whole group is killed; a grandchild that keeps the pipe open cannot make
+    this wait past the timeout (plus one second to collect what was written).
+    """
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen(
+        list(argv),
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        close_fds=True,
+    )
+    try:
+        out, _ = proc.communicate(stdin, timeout=timeout)
+        code: int | None = proc.returncode
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        try:
+            out, _ = proc.communicate(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            out = b""
+            if proc.stdout is not None:
+                proc.stdout.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=1.0)
+        code = None
+    text = (out or b"")[:MAX_OUTPUT].decode("utf-8", "replace")
+    return code, text
+
+
+_EXIT_STATUS = {0: Status.OK, 1: Status.WARNING, 2: Status.CRITICAL, 3: Status.UNKNOWN}
+
+
+def command_check(spec: CheckSpec, timeout: float) -> Check:
+    inner = max(0.05, timeout - 0.2) if timeout > 0.5 else timeout * 0.8
+
+    def run(ctx: CheckContext) -> HealthMetric:
+        try:
+            code, output = run_program(spec.command, inner)
+        except FileNotFoundError:
+            return _metric(spec, Status.UNKNOWN, None, f"{spec.command[0]}: command not found")
+        except PermissionError:
+            return _metric(spec, Status.UNKNOWN, None, f"{spec.command[0]}: permission denied")
+        except OSError as exc:
+            return _metric(spec, Status.UNKNOWN, None, f"{spec.command[0]}: {exc.strerror}")
+        message, perf_text = split_plugin_output(output)
+        perf = tuple(parse_perfdata(perf_text, prefix=f"{spec.name}:"))
+        if code is None:
+            return _metric(
+                spec, Status.UNKNOWN, None, f"timed out after {format_duration(inner)}", "", perf
+            )
+        status = _EXIT_STATUS.get(code)
+        if status is None:
+            status = Status.UNKNOWN
+            message = f"exit status {code} is not a Nagios status (0-3): {message}".rstrip(": ")
+        value = perf[0].value if perf else None
+        unit = perf[0].uom if perf else ""
+        return _metric(spec, status, value, message or f"exit status {code}", unit, perf)
+
+    return Check(spec.name, "command", run, timeout, spec.debounce, None, None)
+
+
+def file_age_check(spec: CheckSpec, timeout: float) -> Check:
+    w, c, ws, cs = _ranges(spec.warn, spec.critical)
+    path = spec.path
+
+    def run(ctx: CheckContext) -> HealthMetric:
+        try:
+            mtime = os.stat(path).st_mtime
+        except FileNotFoundError:
+            return _metric(spec, Status.CRITICAL, None, f"{path} does not exist")
+        except OSError as exc:
+            return _metric(spec, Status.UNKNOWN, None, f"{path}: {exc.strerror}")
+        age = ctx.clock() - mtime
+        note = ""
+        if age < 0:
+            note = " (its time is in the future)"
+            age = 0.0
+        age = round(age, 3)
+        perf = (PerfData(f"{spec.name}:age", age, "s", ws or "", cs or "", 0),)
+        text = f"{path} modified {format_duration(age)} ago{note}"
+        return _metric(spec, evaluate(age, w, c), age, text, "s", perf)
+
+    return Check(spec.name, "file_age", run, timeout, spec.debounce, ws, cs)
+
+
+def python_check(spec: CheckSpec, timeout: float) -> Check:
+    module_name, _, func_name = spec.target.partition(":")
+
+    async def run(ctx: CheckContext) -> Any:
+        fn = await _in_daemon_thread(lambda: _load_target(module_name, func_name))
+        if inspect.iscoroutinefunction(fn):
+            return await fn()
+        return await _in_daemon_thread(fn)
+
+    _w, _c, ws, cs = _ranges(spec.warn, spec.critical)
+    return Check(spec.name, "python", run, timeout, spec.debounce, ws, cs)
+
+
+def _load_target(module_name: str, func_name: str) -> Callable[[], Any]:
+    import importlib
+
+    module = importlib.import_module(module_name)
+    fn = getattr(module, func_name, None)
+    if not callable(fn):
+        raise TypeError(f"{module_name}:{func_name} is not a function")
+    return fn  # type: ignore[no-any-return]
+
+
+async def _in_daemon_thread(fn: Callable[[], Any]) -> Any:
+    """Run ``fn()`` in a daemon thread: if it hangs past the timeout, exit is not blocked."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(ok: bool, value: Any) -> None:
+        if future.done():
+            return
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+    def target() -> None:
+        try:
+            result = fn()
+            outcome = (True, result)
+        except BaseException as exc:
+            outcome = (False, exc)
+        with contextlib.suppress(RuntimeError):  # the loop may be gone by now
+            loop.call_soon_threadsafe(settle, *outcome)
+
+    threading.Thread(target=target, name="reliactl-check", daemon=True).start()
+    return await future
+
+
+def run_sync_check(check: Check, ctx: CheckContext) -> Awaitable[Any]:
+    return _in_daemon_thread(lambda: check.func(ctx))
+
+
+def custom_check(spec: CheckSpec, config: HealthMonitorConfig) -> Check:
+    """The Check of one configured custom check."""
+    timeout = spec.timeout if spec.timeout is not None else config.check_timeout
+    kind = spec.kind
+    if kind == "http":
+        return http_check(spec, timeout)
+    if kind == "tcp":
+        return tcp_check(spec, timeout)
+    if kind == "command":
+        return command_check(spec, timeout)
+    if kind == "file_age":
+        return file_age_check(spec, timeout)
+    if kind == "python":
+        return python_check(spec, timeout)
+    if kind == "disk":
+        warn = spec.warn if spec.warn is not None else config.disk_warn
+        crit = spec.critical if spec.critical is not None else config.disk_critical
+        return replace(
+            disk_check(spec.path, warn, crit, name=spec.name, timeout=timeout),
+            debounce=spec.debounce,
+        )
+    if kind == "process":
+        return process_check(
+            spec.name,
+            pid=spec.pid,
+            pidfile=spec.pidfile or None,
+            process_name=spec.process_name or None,
+            warn=spec.warn,
+            critical=spec.critical,
+            timeout=timeout,
+            debounce=spec.debounce,
+        )
+    raise ValueError(f"unknown check kind {kind!r}")  # config validation prevents this
+
+
+def system_checks(config: HealthMonitorConfig, state_dir: str | None = None) -> list[Check]:
+    """The built-in checks enabled by ``system_checks``, with the configured thresholds."""
+    enabled = set(config.system_checks)
+    out: list[Check] = []
+    t = config.check_timeout
+    if "cpu" in enabled:
+        out.append(replace(cpu_check(config.cpu_warn, config.cpu_critical), timeout=t))
+    if "memory" in enabled:
+        out.append(
+            replace(
+                memory_check(
+                    config.memory_warn, config.memory_critical, config.memory_threshold_mb
+                ),
+                timeout=t,
+            )
+        )
+    if "swap" in enabled:
+        out.append(replace(swap_check(config.swap_warn, config.swap_critical), timeout=t))
+    if "disk" in enabled:
+        for path in disk_paths(config, state_dir):
+            out.append(disk_check(path, config.disk_warn, config.disk_critical, timeout=t))
+    if "file_handles" in enabled:
+        out.append(
+            replace(
+                file_handles_check(config.file_handles_warn, config.file_handles_critical),
+                timeout=t,
+            )
+        )
+    if "process" in enabled:
+        out.append(process_check("process_health", own=True, timeout=t))
+    return out
+
+
+def disk_paths(config: HealthMonitorConfig, state_dir: str | None) -> list[str]:
+    """Configured paths, or / and the state directory: one per filesystem."""
+    candidates = list(config.disk_paths) or ["/", *([state_dir] if state_dir else [])]
+    out: list[str] = []
+    seen: set[int] = set()
+    for path in candidates:
+        try:
+            dev = os.stat(path).st_dev
+        except OSError:
+            out.append(path)  # reported as missing by the check itself
+            continue
+        if dev in seen and not config.disk_paths:
+            continue
+        seen.add(dev)
+        out.append(path)
+    return out
+
+
+def hostname() -> str:
+    import socket
+
+    return socket.gethostname()

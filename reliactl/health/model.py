@@ -1,0 +1,289 @@
+"""The values health checks produce: statuses, Nagios ranges, perfdata, metrics and reports.
+
+Pure data and arithmetic, no I/O and no heavy imports: the CLI, the config validator and the
+library all share it.
+
+Nagios range syntax (monitoring-plugins' "THRESHOLDS AND RANGES")::
+
+    10        alert if value < 0 or > 10          (outside 0..10)
+    10:       alert if value < 10                 (outside 10..inf)
+    ~:10      alert if value > 10                 (outside -inf..10)
+    10:20     alert if value < 10 or > 20         (outside 10..20)
+    @10:20    alert if 10 <= value <= 20          (inside 10..20)
+
+A bound may also be a duration ("90s", "10m"), read as seconds.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class Status(str, Enum):
+    """A check's state; ``code`` is the Nagios exit code, ``severity`` orders "worst"."""
+
+    OK = "OK"
+    WARNING = "WARNING"
+    CRITICAL = "CRITICAL"
+    UNKNOWN = "UNKNOWN"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def code(self) -> int:
+        return _CODES[self]
+
+    @property
+    def severity(self) -> int:
+        """OK < UNKNOWN < WARNING < CRITICAL (monitoring-plugins' max_state_alt)."""
+        return _SEVERITY[self]
+
+    @property
+    def is_ok(self) -> bool:
+        return self is Status.OK
+
+    @classmethod
+    def from_word(cls, word: object) -> Status | None:
+        """A status from a word as custom checks return it ("healthy", "warning", 2, ...)."""
+        if isinstance(word, Status):
+            return word
+        if isinstance(word, bool):
+            return None
+        if isinstance(word, int):
+            return _BY_CODE.get(word)
+        if not isinstance(word, str):
+            return None
+        return _WORDS.get(word.strip().lower())
+
+
+_CODES = {Status.OK: 0, Status.WARNING: 1, Status.CRITICAL: 2, Status.UNKNOWN: 3}
+_BY_CODE = {code: status for status, code in _CODES.items()}
+_SEVERITY = {Status.OK: 0, Status.UNKNOWN: 1, Status.WARNING: 2, Status.CRITICAL: 3}
+_WORDS = {
+    "ok": Status.OK,
+    "healthy": Status.OK,
+    "good": Status.OK,
+    "up": Status.OK,
+    "pass": Status.OK,
+    "passed": Status.OK,
+    "warning": Status.WARNING,
+    "warn": Status.WARNING,
+    "degraded": Status.WARNING,
+    "critical": Status.CRITICAL,
+    "crit": Status.CRITICAL,
+    "unhealthy": Status.CRITICAL,
+    "error": Status.CRITICAL,
+    "fail": Status.CRITICAL,
+    "failed": Status.CRITICAL,
+    "down": Status.CRITICAL,
+    "unknown": Status.UNKNOWN,
+}
+
+
+def worst(statuses: Iterable[Status]) -> Status:
+    """The most severe status (OK for none)."""
+    result = Status.OK
+    for status in statuses:
+        if status.severity > result.severity:
+            result = status
+    return result
+
+
+# --------------------------------------------------------------------------- ranges
+
+_NUM = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+
+
+class RangeError(ValueError):
+    """A threshold is not valid Nagios range syntax."""
+
+
+def _bound(text: str, original: str) -> float:
+    text = text.strip()
+    if _NUM.fullmatch(text):
+        return float(text)
+    try:
+        from reliactl.durations import parse_duration
+
+        return parse_duration(text)
+    except ValueError:
+        raise RangeError(
+            f"expected a Nagios range such as 80, 10:, ~:10, 10:20 or @10:20, got {original!r}"
+        ) from None
+
+
+@dataclass(frozen=True)
+class NagiosRange:
+    """A threshold range; ``alerts(value)`` is True when the value is outside it (or inside, @)."""
+
+    start: float = 0.0
+    end: float = math.inf
+    inside: bool = False
+    text: str = ""
+
+    def alerts(self, value: float) -> bool:
+        within = self.start <= value <= self.end
+        return within if self.inside else not within
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def parse_range(value: object) -> NagiosRange:
+    """Parse ``10``, ``10:``, ``~:10``, ``10:20``, ``@10:20`` (numbers or durations)."""
+    if isinstance(value, bool) or value is None:
+        raise RangeError(f"expected a Nagios range such as 80, 10:, ~:10 or 10:20, got {value!r}")
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise RangeError(f"expected a finite threshold, got {value!r}")
+        return NagiosRange(0.0, float(value), False, _fmt(float(value)))
+    if not isinstance(value, str):
+        raise RangeError(f"expected a Nagios range such as 80 or 10:20, got {type(value).__name__}")
+    original = value
+    text = value.strip()
+    if not text:
+        raise RangeError("expected a Nagios range such as 80, 10:, ~:10 or 10:20, got ''")
+    inside = text.startswith("@")
+    if inside:
+        text = text[1:]
+    if ":" in text:
+        low, _, high = text.partition(":")
+        start = -math.inf if low.strip() == "~" else (_bound(low, original) if low.strip() else 0.0)
+        end = math.inf if not high.strip() else _bound(high, original)
+    else:
+        start, end = 0.0, _bound(text, original)
+    if math.isnan(start) or math.isnan(end) or start > end:
+        raise RangeError(f"range start is above its end in {original!r}")
+    return NagiosRange(start, end, inside, original.strip())
+
+
+def evaluate(value: float, warn: NagiosRange | None, critical: NagiosRange | None) -> Status:
+    """CRITICAL if ``critical`` alerts, else WARNING if ``warn`` alerts, else OK."""
+    if critical is not None and critical.alerts(value):
+        return Status.CRITICAL
+    if warn is not None and warn.alerts(value):
+        return Status.WARNING
+    return Status.OK
+
+
+def _fmt(number: float | None) -> str:
+    """A number as Nagios perfdata wants it: plain decimal, no exponent, no trailing zeros."""
+    if number is None or (isinstance(number, float) and not math.isfinite(number)):
+        return ""
+    if float(number).is_integer() and abs(number) < 1e15:
+        return str(int(number))
+    text = f"{number:.6f}".rstrip("0").rstrip(".")
+    return text if text not in ("", "-0") else "0"
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class PerfData:
+    """One performance datum: ``'label'=value[UOM];warn;crit;min;max``."""
+
+    label: str
+    value: float
+    uom: str = ""
+    warn: str = ""
+    crit: str = ""
+    min: float | None = None
+    max: float | None = None
+
+    def nagios(self) -> str:
+        label = self.label.replace("'", "''")
+        fields = [
+            f"'{label}'={_fmt(self.value)}{self.uom}",
+            self.warn,
+            self.crit,
+            _fmt(self.min),
+            _fmt(self.max),
+        ]
+        while len(fields) > 1 and fields[-1] == "":
+            fields.pop()
+        return ";".join(fields)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "value": self.value,
+            "uom": self.uom,
+            "warn": self.warn or None,
+            "crit": self.crit or None,
+            "min": self.min,
+            "max": self.max,
+        }
+
+
+@dataclass(frozen=True)
+class HealthMetric:
+    """The result of one check. ``value`` is in ``unit`` ("%", "s", "B", "MB" or "")."""
+
+    name: str
+    status: Status
+    value: float | None
+    message: str
+    unit: str = ""
+    kind: str = "custom"
+    warn: str | None = None
+    critical: str | None = None
+    perfdata: tuple[PerfData, ...] = ()
+    duration: float = 0.0
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "status": self.status.value,
+            "code": self.status.code,
+            "value": self.value,
+            "unit": self.unit,
+            "message": self.message,
+            "warn": self.warn,
+            "critical": self.critical,
+            "perfdata": [p.to_dict() for p in self.perfdata],
+            "duration": round(self.duration, 6),
+            "details": dict(self.details),
+        }
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """All checks of one run. ``overall_status`` is the worst; ``exit_code`` its Nagios code."""
+
+    overall_status: Status
+    metrics: Mapping[str, HealthMetric]
+    checked_at: float
+    duration: float
+
+    @property
+    def exit_code(self) -> int:
+        return self.overall_status.code
+
+    @property
+    def problems(self) -> list[HealthMetric]:
+        return [m for m in self.metrics.values() if not m.status.is_ok]
+
+    def to_dict(self) -> dict[str, Any]:
+        import time
+
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.checked_at))
+        counts = {s.value: 0 for s in Status}
+        for metric in self.metrics.values():
+            counts[metric.status.value] += 1
+        return {
+            "status": self.overall_status.value,
+            "exit_code": self.exit_code,
+            "checked_at": stamp,
+            "duration": round(self.duration, 6),
+            "counts": counts,
+            "checks": [m.to_dict() for m in self.metrics.values()],
+        }

@@ -1,0 +1,583 @@
+"""Run checks concurrently, each within its timeout, and aggregate them into a HealthReport.
+
+One hung or crashing check becomes UNKNOWN for itself only; the others report on time.
+Debounce counters and the CPU sample live in the state store (kind "kv"), so cron runs a
+minute apart share them; without a store they live in memory for the life of the process.
+
+The seed's API is kept: ``health_monitor.register_custom_check(name, fn)``,
+``await health_monitor.check_all_health()``, ``await start_health_monitoring(interval=60)``,
+``await get_system_health()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from reliactl.durations import format_duration
+from reliactl.errors import HealthError, ReliactlError
+from reliactl.health.checks import (
+    DEFAULT_TIMEOUT,
+    Check,
+    CheckContext,
+    coerce_result,
+    custom_check,
+    run_sync_check,
+    system_checks,
+)
+from reliactl.health.model import HealthMetric, HealthReport, Status, parse_range, worst
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from reliactl.config import Config, HealthMonitorConfig
+    from reliactl.health.alerts import AlertOutcome
+    from reliactl.state import StateStore
+
+log = logging.getLogger("reliactl.health")
+
+Record = dict[str, Any]
+
+
+class RecordStore:
+    """A thread-safe view of the state store's records, or an in-memory stand-in."""
+
+    def __init__(self, store: StateStore | None = None) -> None:
+        self.store = store
+        self._memory: dict[tuple[str, str], Record] = {}
+        self._lock = threading.Lock()
+
+    def get(self, kind: Any, key: str) -> Record | None:
+        with self._lock:
+            if self.store is not None:
+                return self.store.get(kind, key)
+            found = self._memory.get((kind, key))
+            return None if found is None else dict(found)
+
+    def update(
+        self, kind: Any, key: str, fn: Callable[[Record | None], Record | None]
+    ) -> Record | None:
+        with self._lock:
+            if self.store is not None:
+                return self.store.update(kind, key, fn)
+            current = self._memory.get((kind, key))
+            new = fn(None if current is None else dict(current))
+            if new is None:
+                self._memory.pop((kind, key), None)
+            else:
+                self._memory[(kind, key)] = dict(new)
+            return new
+
+
+# --------------------------------------------------------------------------- running
+
+
+def _timed_out(check: Check) -> HealthMetric:
+    return HealthMetric(
+        check.name,
+        Status.UNKNOWN,
+        None,
+        f"timed out after {format_duration(check.timeout)}",
+        kind=check.kind,
+        warn=check.warn,
+        critical=check.critical,
+    )
+
+
+def _crashed(check: Check, exc: BaseException) -> HealthMetric:
+    text = str(exc)
+    return HealthMetric(
+        check.name,
+        Status.UNKNOWN,
+        None,
+        f"check failed: {type(exc).__name__}{': ' + text if text else ''}",
+        kind=check.kind,
+        warn=check.warn,
+        critical=check.critical,
+    )
+
+
+async def run_check(check: Check, ctx: CheckContext) -> HealthMetric:
+    """One check within its timeout; any failure or hang is UNKNOWN with the reason."""
+    import asyncio
+
+    started = time.monotonic()
+    try:
+        if check.is_async:
+            raw = await asyncio.wait_for(check.func(ctx), check.timeout)
+        else:
+            raw = await asyncio.wait_for(run_sync_check(check, ctx), check.timeout)
+            if asyncio.iscoroutine(raw) or isinstance(raw, asyncio.Future):
+                remaining = max(0.001, check.timeout - (time.monotonic() - started))
+                raw = await asyncio.wait_for(raw, remaining)
+        metric = coerce_result(check, raw)
+    except asyncio.TimeoutError:
+        metric = _timed_out(check)
+    except Exception as exc:
+        metric = _crashed(check, exc)
+    return replace(metric, duration=round(time.monotonic() - started, 6))
+
+
+def run_checks_in_threads(
+    checks: Sequence[Check],
+    records: RecordStore,
+    *,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+) -> HealthReport:
+    """As run_checks for sync checks only, without asyncio (cheaper for a cron run).
+
+    Each check runs in a daemon thread; one still running at its timeout is UNKNOWN and
+    abandoned (it never delays the exit).
+    """
+    if any(check.is_async for check in checks):
+        raise HealthError("run_checks_in_threads takes sync checks only")
+    started = time.monotonic()
+    checked_at = clock()
+    ctx = CheckContext(records=records, clock=clock, sleep=sleep)
+    slots: list[tuple[Check, float, threading.Event, dict[str, Any]]] = []
+    for check in checks:
+        box: dict[str, Any] = {}
+        done = threading.Event()
+
+        def target(
+            check: Check = check, box: dict[str, Any] = box, done: threading.Event = done
+        ) -> None:
+            try:
+                box["raw"] = check.func(ctx)
+            except BaseException as exc:
+                box["exc"] = exc
+            finally:
+                box["end"] = time.monotonic()
+                done.set()
+
+        begun = time.monotonic()
+        threading.Thread(target=target, name="reliactl-check", daemon=True).start()
+        slots.append((check, begun, done, box))
+    results: list[HealthMetric] = []
+    for check, begun, done, box in slots:
+        if not done.wait(max(0.0, begun + check.timeout - time.monotonic())):
+            metric = _timed_out(check)
+            end = time.monotonic()
+        elif "exc" in box:
+            metric = _crashed(check, box["exc"])
+            end = box["end"]
+        else:
+            raw = box["raw"]
+            close = getattr(raw, "close", None)
+            if hasattr(raw, "__await__") and callable(close):
+                close()  # a sync function that returned a coroutine: it needs an event loop
+                metric = _crashed(check, TypeError("returned an awaitable; use check_all_health"))
+            else:
+                try:
+                    metric = coerce_result(check, raw)
+                except Exception as exc:
+                    metric = _crashed(check, exc)
+            end = box["end"]
+        results.append(replace(metric, duration=round(end - begun, 6)))
+    return _aggregate(checks, results, records, checked_at, started)
+
+
+def _aggregate(
+    checks: Sequence[Check],
+    results: Sequence[HealthMetric],
+    records: RecordStore,
+    checked_at: float,
+    started: float,
+) -> HealthReport:
+    metrics: dict[str, HealthMetric] = {}
+    for check, metric in zip(checks, results, strict=True):
+        try:
+            metrics[check.name] = debounce(metric, check, records)
+        except ReliactlError as exc:  # the state store failed: report, do not hide the result
+            metrics[check.name] = replace(metric, message=f"{metric.message} (debounce: {exc})")
+    return HealthReport(
+        # nothing checked is not "all is well": a cron job with an emptied config must notice
+        overall_status=worst(m.status for m in metrics.values()) if metrics else Status.UNKNOWN,
+        metrics=metrics,
+        checked_at=checked_at,
+        duration=round(time.monotonic() - started, 6),
+    )
+
+
+def debounce(metric: HealthMetric, check: Check, records: RecordStore) -> HealthMetric:
+    """Hold a check at OK until it was bad ``check.debounce`` times in a row (kept in "kv")."""
+    if check.debounce <= 1:
+        return metric
+    held: list[tuple[int, str]] = []
+
+    def step(prev: Record | None) -> Record | None:
+        streak = int((prev or {}).get("streak", 0))
+        reported = str((prev or {}).get("reported", "OK"))
+        if metric.status.is_ok:
+            return {"streak": 0, "reported": "OK"}
+        streak += 1
+        if reported == "OK" and streak < check.debounce:
+            held.append((streak, reported))
+            return {"streak": streak, "reported": "OK"}
+        return {"streak": streak, "reported": metric.status.value}
+
+    records.update("kv", f"health:debounce:{check.name}", step)
+    if not held:
+        return metric
+    streak = held[0][0]
+    return replace(
+        metric,
+        status=Status.OK,
+        message=f"{metric.message} ({metric.status.value} {streak}/{check.debounce}, debounced)",
+        details={**metric.details, "debounced": metric.status.value, "streak": streak},
+    )
+
+
+async def run_checks(
+    checks: Sequence[Check],
+    records: RecordStore,
+    *,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+) -> HealthReport:
+    """Run ``checks`` concurrently and aggregate them (the worst status wins)."""
+    import asyncio
+
+    started = time.monotonic()
+    checked_at = clock()
+    ctx = CheckContext(records=records, clock=clock, sleep=sleep)
+    try:
+        if any(check.kind == "http" for check in checks):
+            await ctx.http_client()  # import httpx and build the client before any clock starts
+        results = await asyncio.gather(*(run_check(check, ctx) for check in checks))
+    finally:
+        await ctx.aclose()
+    return _aggregate(checks, results, records, checked_at, started)
+
+
+# --------------------------------------------------------------------------- the monitor
+
+
+class _Auto:
+    pass
+
+
+AUTO: Any = _Auto()
+
+
+def _check_from_function(
+    name: str,
+    fn: Callable[..., Any],
+    timeout: float | None,
+    warn: object,
+    critical: object,
+    debounce: int,
+    default_timeout: float,
+) -> Check:
+    import inspect
+
+    takes_ctx = False
+    try:
+        takes_ctx = any(  # one required positional parameter: it wants the CheckContext
+            p.default is inspect.Parameter.empty
+            and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+            for p in inspect.signature(fn).parameters.values()
+        )
+    except (TypeError, ValueError):
+        pass
+    if inspect.iscoroutinefunction(fn):
+
+        async def run_async(ctx: CheckContext) -> Any:
+            return await (fn(ctx) if takes_ctx else fn())
+
+        func: Callable[[CheckContext], Any] = run_async
+    else:
+
+        def run_sync(ctx: CheckContext) -> Any:
+            return fn(ctx) if takes_ctx else fn()
+
+        func = run_sync
+    ws = str(parse_range(warn)) if warn not in (None, "") else None
+    cs = str(parse_range(critical)) if critical not in (None, "") else None
+    return Check(
+        name,
+        "custom",
+        func,
+        timeout=timeout if timeout is not None else default_timeout,
+        debounce=max(1, int(debounce)),
+        warn=ws,
+        critical=cs,
+    )
+
+
+@dataclass
+class MonitoringTask:
+    """A background monitoring loop; ``await task.stop()`` ends it."""
+
+    task: asyncio.Task[None]
+    interval: float
+    monitor: HealthMonitor
+
+    @property
+    def running(self) -> bool:
+        return not self.task.done()
+
+    async def stop(self) -> None:
+        import asyncio
+
+        self.task.cancel()
+        try:
+            await self.task
+        except asyncio.CancelledError:
+            pass
+
+
+class HealthMonitor:
+    """Built-in, configured and registered checks; run them, alert on changes.
+
+    With no arguments it reads ``get_reliability_config()`` and the configured state store on
+    first use (falling back to memory, with a logged warning, if the store cannot be opened).
+    """
+
+    def __init__(
+        self,
+        config: HealthMonitorConfig | None = None,
+        *,
+        store: StateStore | _Auto | None = AUTO,
+        full_config: Config | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        state_dir: str | None = None,
+    ) -> None:
+        self._config = config
+        self._full = full_config
+        self._store_arg = store
+        self._records: RecordStore | None = None
+        self._state_dir = state_dir
+        self.clock = clock
+        self.sleep = sleep
+        self._custom: dict[str, Check] = {}
+        self._default_timeout: set[str] = set()
+        self._task: MonitoringTask | None = None
+        self.last_report: HealthReport | None = None
+
+    # ---- configuration
+
+    @property
+    def config(self) -> HealthMonitorConfig:
+        if self._config is None:
+            if self._full is None:
+                from reliactl.config import get_reliability_config
+
+                self._full = get_reliability_config()
+            self._config = self._full.health_monitor
+        return self._config
+
+    @property
+    def records(self) -> RecordStore:
+        if self._records is None:
+            arg = self._store_arg
+            store: StateStore | None = None if isinstance(arg, _Auto) else arg
+            if isinstance(arg, _Auto):
+                from reliactl.state import open_state
+
+                for attempt in range(4):
+                    try:
+                        store = open_state(self._full)
+                        break
+                    except ReliactlError as exc:
+                        if "locked" in str(exc) and attempt < 3:  # a concurrent first open
+                            time.sleep(0.05 * (attempt + 1))
+                            continue
+                        log.warning(
+                            "health: state store unavailable, state kept in memory: %s", exc
+                        )
+                        break
+            self._records = RecordStore(store)
+        return self._records
+
+    def _state_directory(self) -> str | None:
+        if self._state_dir is not None:
+            return self._state_dir
+        store = self.records.store
+        if store is not None and os.path.sep in store.location:
+            return os.path.dirname(store.location)
+        return None
+
+    # ---- checks
+
+    def register_custom_check(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        *,
+        timeout: float | None = None,
+        warn: object = None,
+        critical: object = None,
+        debounce: int = 1,
+    ) -> None:
+        """Add a check: ``fn()`` (sync or async) returns {"status", "value", "message"}.
+
+        ``status`` may be OK/WARNING/CRITICAL/UNKNOWN or the seed's "healthy"; without a status
+        the ``warn``/``critical`` Nagios ranges judge ``value``. A function taking one
+        argument receives the CheckContext.
+        """
+        if not name or not isinstance(name, str):
+            raise HealthError(f"a check needs a name, got {name!r}")
+        self._custom[name] = _check_from_function(
+            name, fn, timeout, warn, critical, debounce, DEFAULT_TIMEOUT
+        )
+        if timeout is None:
+            self._default_timeout.add(name)
+        else:
+            self._default_timeout.discard(name)
+
+    def unregister_custom_check(self, name: str) -> bool:
+        self._default_timeout.discard(name)
+        return self._custom.pop(name, None) is not None
+
+    def checks(self) -> list[Check]:
+        """Every check: built-in, then configured, then registered (a later name replaces)."""
+        config = self.config
+        out: dict[str, Check] = {}
+        for check in system_checks(config, self._state_directory()):
+            out[check.name] = check
+        for spec in config.checks:
+            out[spec.name] = custom_check(spec, config)
+        for name, registered in self._custom.items():
+            timeout = config.check_timeout if name in self._default_timeout else None
+            out[name] = registered if timeout is None else replace(registered, timeout=timeout)
+        return list(out.values())
+
+    def select(self, names: Sequence[str] | None) -> list[Check]:
+        """The checks named (a group such as ``disk_usage`` selects ``disk_usage:*``)."""
+        checks = self.checks()
+        if not names:
+            return checks
+        chosen: list[Check] = []
+        unknown = []
+        for name in names:
+            matched = [c for c in checks if c.name == name or c.name.split(":", 1)[0] == name]
+            if not matched:
+                unknown.append(name)
+            for check in matched:
+                if check not in chosen:
+                    chosen.append(check)
+        if unknown:
+            known = ", ".join(sorted({c.name for c in checks}))
+            raise HealthError(
+                f"no check named {', '.join(map(repr, unknown))}; the checks are: {known}"
+            )
+        return chosen
+
+    async def check_all_health(self, only: Sequence[str] | None = None) -> HealthReport:
+        """Run every check (or those in ``only``) concurrently; never raises for a bad check."""
+        report = await run_checks(
+            self.select(only), self.records, clock=self.clock, sleep=self.sleep
+        )
+        self.last_report = report
+        return report
+
+    def run_now(self, only: Sequence[str] | None = None) -> HealthReport:
+        """check_all_health for a caller without an event loop (the CLI, a cron script).
+
+        Sync checks run in threads without loading asyncio; any async check (http, tcp,
+        python, a registered coroutine) makes it use asyncio.run.
+        """
+        checks = self.select(only)
+        if any(check.is_async for check in checks):
+            import asyncio
+
+            report = asyncio.run(
+                run_checks(checks, self.records, clock=self.clock, sleep=self.sleep)
+            )
+        else:
+            report = run_checks_in_threads(checks, self.records, clock=self.clock, sleep=self.sleep)
+        self.last_report = report
+        return report
+
+    # ---- alerts
+
+    def alert_manager(self, **kwargs: Any) -> Any:
+        from reliactl.health.alerts import AlertManager
+
+        config = self.config
+        return AlertManager(
+            config.alerts,
+            self.records,
+            default_cooldown=config.alert_cooldown,
+            clock=self.clock,
+            **kwargs,
+        )
+
+    async def check_and_alert(
+        self, only: Sequence[str] | None = None
+    ) -> tuple[HealthReport, list[AlertOutcome]]:
+        report = await self.check_all_health(only)
+        outcomes: list[AlertOutcome] = []
+        if self.config.alerts:
+            outcomes = await self.alert_manager().process(report)
+        return report, outcomes
+
+    # ---- background monitoring
+
+    async def start_monitoring(
+        self,
+        interval: float | None = None,
+        on_report: Callable[[HealthReport], Any] | None = None,
+    ) -> MonitoringTask:
+        """Check (and alert) every ``interval`` seconds in the background until stopped."""
+        import asyncio
+
+        if self._task is not None and self._task.running:
+            await self._task.stop()
+        period = float(interval if interval is not None else self.config.check_interval)
+        if period <= 0:
+            raise HealthError(f"the interval must be positive, got {interval!r}")
+
+        async def loop() -> None:
+            while True:
+                try:
+                    report, outcomes = await self.check_and_alert()
+                    for outcome in outcomes:
+                        if not outcome.delivered:
+                            log.warning("health alert not delivered: %s", outcome.describe())
+                    if on_report is not None:
+                        result = on_report(report)
+                        if asyncio.iscoroutine(result):
+                            await result
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("health monitoring round failed")
+                await asyncio.sleep(period)
+
+        task = asyncio.get_running_loop().create_task(loop(), name="reliactl-health-monitor")
+        self._task = MonitoringTask(task, period, self)
+        return self._task
+
+    async def stop_monitoring(self) -> None:
+        if self._task is not None:
+            await self._task.stop()
+            self._task = None
+
+
+health_monitor = HealthMonitor()
+
+
+async def start_health_monitoring(
+    interval: float | None = None,
+    on_report: Callable[[HealthReport], Any] | None = None,
+) -> MonitoringTask:
+    """The seed's entry point: monitor in the background with the global ``health_monitor``."""
+    return await health_monitor.start_monitoring(interval, on_report)
+
+
+async def stop_health_monitoring() -> None:
+    await health_monitor.stop_monitoring()
+
+
+async def get_system_health() -> HealthReport:
+    """The seed's troubleshooting call: every check of the global monitor, once."""
+    return await health_monitor.check_all_health()

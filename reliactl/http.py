@@ -1,0 +1,1033 @@
+"""Resilient HTTP: httpx behind a rate limiter, a circuit breaker and retries, with statistics.
+
+Every attempt of a request goes: rate limit (wait for a token, at most ``rate_limit_wait``)
+-> breaker admission (an open breaker rejects without touching the server) -> the request,
+with its timeout -> the decision:
+
+- retried: connection errors, timeouts, dropped connections, 429 and 5xx (``retry_statuses``);
+  never other 4xx, never an error of our own (bad URL, unsupported scheme);
+- POST, PATCH (any method that is not idempotent) are retried only when the request provably
+  never left (it could not connect, or waited in vain for a pooled connection), unless
+  ``retry_non_idempotent=True``;
+- the wait is the server's Retry-After (seconds or an HTTP date) when it sends one, else the
+  backoff strategy's delay; a wait that would pass the retry deadline ends the retries (with
+  no deadline, a Retry-After above ``max_retry_after`` does).
+
+A request that gets an answer returns the ``httpx.Response``, whatever its status (as curl and
+httpx do); one that never gets an answer raises :class:`~reliactl.errors.HTTPError`. A
+rejection by the rate limiter or the breaker before the first attempt raises
+``RateLimitExceeded`` / ``CircuitOpenError``; after a failed attempt it ends the retries and
+the last outcome stands.
+
+Breaker accounting: transport errors and 5xx are failures; 429 counts as nothing (the service
+is up, just busy); every other answer is a success.
+
+Secrets never reach a message: URLs lose passwords and secret-looking query values, and
+headers such as Authorization, Cookie, X-Api-Key or anything named like a token are shown as
+"***" (see ``redact_url`` and ``redact_headers``).
+
+httpx is imported when a client is built, never by importing this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import math
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import timezone
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
+
+from reliactl.errors import CircuitOpenError, HTTPError, HTTPStatusError, RateLimitExceeded
+from reliactl.ratelimit import RateLimiter
+
+if TYPE_CHECKING:
+    import httpx
+
+    from reliactl.config import Config
+    from reliactl.retry import RetryPolicy
+    from reliactl.state import StateStore
+
+__all__ = [
+    "IDEMPOTENT_METHODS",
+    "RETRY_STATUSES",
+    "AsyncResilientClient",
+    "OpenAIWrapper",
+    "ResilientClient",
+    "RetryEvent",
+    "is_secret_header",
+    "parse_retry_after",
+    "redact_headers",
+    "redact_text",
+    "redact_url",
+]
+
+log = logging.getLogger("reliactl.http")
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+RETRY_STATUSES: frozenset[int] = frozenset({429, *range(500, 600)})
+REDACTED = "***"
+LATENCY_SAMPLES = 1000  # attempts kept for the percentiles
+HEALTH_WINDOW = 100  # requests kept for the recent error rate
+DEGRADED_ERROR_RATE = 0.1  # of the recent requests, failed on the service side
+UNHEALTHY_ERROR_RATE = 0.5
+UNHEALTHY_MIN_REQUESTS = 5  # one failed request out of two is not yet "unhealthy"
+DEFAULT_TIMEOUT = 10.0
+
+
+class _FromConfig:
+    """The default of a setting that ``config`` gives (a sentinel, so None can mean "none")."""
+
+    def __repr__(self) -> str:
+        return "FROM_CONFIG"
+
+
+FROM_CONFIG = _FromConfig()
+DEFAULT_MAX_RETRY_AFTER = 120.0
+
+# --------------------------------------------------------------------------- redaction
+
+_SECRET_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key"}
+)
+_SECRET_WORDS = (
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "api-key",
+    "api_key",
+    "apikey",
+    "auth",
+    "session",
+    "signature",
+    "credential",
+    "private",
+)
+_SECRET_QUERY = frozenset({"key", "sig", "code", "access_token", "client_secret"})
+
+
+def is_secret_header(name: str) -> bool:
+    """Authorization, Cookie, X-Api-Key and anything named like a token, secret or password."""
+    lowered = name.strip().lower()
+    return lowered in _SECRET_HEADERS or any(word in lowered for word in _SECRET_WORDS)
+
+
+def _redact_value(name: str, value: str) -> str:
+    if not is_secret_header(name):
+        return value
+    scheme, sep, rest = value.strip().partition(" ")
+    if sep and rest and name.strip().lower() in ("authorization", "proxy-authorization"):
+        return f"{scheme} {REDACTED}"  # keep "Bearer"/"Basic": it helps, and is no secret
+    return REDACTED
+
+
+def redact_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(name, value) pairs with secret values replaced by "***" (the auth scheme is kept)."""
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    return [(str(name), _redact_value(str(name), str(value))) for name, value in pairs]
+
+
+def redact_url(url: object) -> str:
+    """The URL without its password and with secret-looking query values as "***"."""
+    text = str(url)
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return text
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:{REDACTED}@{host}" if ":" in userinfo else f"{REDACTED}@{host}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(_secret_param(k) for k, _ in pairs):
+            query = "&".join(
+                f"{quote(k, safe='')}={REDACTED if _secret_param(k) else quote(v, safe='')}"
+                for k, v in pairs
+            )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _secret_param(name: str) -> bool:
+    lowered = name.lower()
+    return lowered in _SECRET_QUERY or any(word in lowered for word in _SECRET_WORDS)
+
+
+def host_key(url: str) -> str:
+    """ "host" or "host:port" of ``url`` (never its user or password); "" when it has none."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "", parts.port
+    except ValueError:
+        return ""
+    return f"{host}:{port}" if host and port else host
+
+
+def redact_text(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every occurrence of each secret (of 4+ characters) replaced by "***"."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+# --------------------------------------------------------------------------- Retry-After
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After value: delta-seconds or an HTTP date; else None.
+
+    A date in the past means 0; a negative or unreadable value is ignored (None).
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = max(0.0, when.timestamp() - (time.time() if now is None else now))
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return seconds
+
+
+# --------------------------------------------------------------------------- collaborators
+
+
+class Backoff(Protocol):
+    """What the client needs of a retry strategy (``reliactl.retry`` strategies are ones)."""
+
+    max_retries: int
+
+    def delay(self, attempt: int, previous_delay: float | None = None) -> float: ...
+
+
+@dataclass(frozen=True)
+class RetryEvent:
+    """Passed to ``on_retry`` before each retry's wait."""
+
+    method: str
+    url: str  # redacted
+    attempt: int  # the attempt that failed (1 = the first)
+    reason: str  # "HTTP 503", "ConnectError: [Errno 111] Connection refused"
+    delay: float  # seconds until the next attempt
+    retry_after: bool  # whether the delay is the server's Retry-After
+
+
+def _backoff_from(retry: Any, config: Config | None) -> Backoff:
+    if retry is not None and not isinstance(retry, (bool, int)):
+        if not callable(getattr(retry, "delay", None)):
+            strategy = getattr(retry, "strategy", None)  # a reliactl.retry.RetryPolicy
+            if strategy is None or not callable(getattr(strategy, "delay", None)):
+                raise TypeError(
+                    "retry must be a number of retries, a backoff strategy or a RetryPolicy,"
+                    f" got {type(retry).__name__}"
+                )
+            return strategy  # type: ignore[no-any-return]
+        return retry  # type: ignore[no-any-return]
+    if retry is True:
+        retry = None
+    max_retries = None if retry is None else int(retry)
+    if max_retries is not None and max_retries < 0:
+        raise ValueError(f"retries must be 0 or more, got {max_retries}")
+    from reliactl.retry import strategy_from_config
+
+    config = config if config is not None else _config()
+    return strategy_from_config(config.retry, max_retries=max_retries)
+
+
+def _config() -> Config:
+    from reliactl.config import get_reliability_config
+
+    return get_reliability_config()
+
+
+def _breaker_from(
+    breaker: Any, config: Config | None, store: StateStore | None, clock: Any = None
+) -> Any:
+    if breaker is None or breaker is False:
+        return None
+    if isinstance(breaker, str):
+        from reliactl.breaker import circuit_manager, get_persistent_breaker
+
+        if store is not None:
+            return get_persistent_breaker(
+                breaker, config if config is not None else _config(), store, clock=clock
+            )
+        return circuit_manager.get_breaker(breaker)
+    if not callable(getattr(breaker, "admit", None)):
+        raise TypeError(f"breaker must be a name or have admit(), got {type(breaker).__name__}")
+    return breaker
+
+
+def _breaker_state(breaker: Any) -> str | None:
+    if breaker is None:
+        return None
+    state = getattr(breaker, "state", None)
+    if callable(state):
+        state = state()
+    return None if state is None else str(getattr(state, "value", state))
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def _percentile(ordered: list[float], p: float) -> float | None:
+    if not ordered:
+        return None
+    rank = max(1, math.ceil(p / 100.0 * len(ordered)))
+    return ordered[rank - 1]
+
+
+class _Stats:
+    """Counters of one client; thread-safe."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.requests = 0
+        self.successes = 0
+        self.failures = 0
+        self.attempts = 0
+        self.retries = 0
+        self.rejected_by_breaker = 0
+        self.rate_limited = 0
+        self.rate_limit_waits = 0
+        self.rate_limit_wait_seconds = 0.0
+        self.latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
+        self.recent: deque[bool] = deque(maxlen=HEALTH_WINDOW)  # True: the service failed
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            ordered = sorted(self.latencies)
+            requests = self.requests
+            done = self.successes + self.failures
+            return {
+                "requests": requests,
+                "successes": self.successes,
+                "failures": self.failures,
+                "attempts": self.attempts,
+                "retries": self.retries,
+                "rejected_by_breaker": self.rejected_by_breaker,
+                "rate_limited": self.rate_limited,
+                "rate_limit_waits": self.rate_limit_waits,
+                "rate_limit_wait_seconds": round(self.rate_limit_wait_seconds, 6),
+                "success_rate": self.successes / done if done else 1.0,
+                "latency_p50": _percentile(ordered, 50),
+                "latency_p95": _percentile(ordered, 95),
+                "latency_p99": _percentile(ordered, 99),
+            }
+
+
+# --------------------------------------------------------------------------- the shared core
+
+
+class _Call:
+    """One logical request across its attempts."""
+
+    __slots__ = ("_url", "attempt", "deadline", "last", "method", "previous_delay", "sent")
+
+    def __init__(self, method: str, url: Callable[[], str], deadline: float | None) -> None:
+        self.method = method
+        self._url = url
+        self.deadline = deadline
+        self.attempt = 0
+        self.previous_delay: float | None = None
+        self.last: Any = None  # the last httpx.Response or exception
+        self.sent = False  # whether any attempt may have reached the server
+
+    @property
+    def url(self) -> str:
+        """The full URL, redacted: computed only when a message needs it."""
+        return redact_url(self._url())
+
+
+class _Core:
+    """Everything the sync and async clients share: settings, decisions, statistics."""
+
+    def __init__(
+        self,
+        *,
+        httpx_module: Any,
+        breaker: Any,
+        retry: Any,
+        rate_limit: RateLimiter | str | int | None,
+        rate_limit_key: str | None,
+        rate_limit_wait: float | _FromConfig | None,
+        base_url: str,
+        retry_non_idempotent: bool,
+        retry_statuses: Iterable[int],
+        retry_deadline: float | None,
+        max_retry_after: float,
+        store: StateStore | None,
+        config: Config | None,
+        clock: Callable[[], float],
+        wall: Callable[[], float],
+        sleep: Callable[[float], None] | None,
+        async_sleep: Callable[[float], Awaitable[None]],
+        on_retry: Callable[[RetryEvent], None] | None,
+    ) -> None:
+        self.httpx = httpx_module
+        self.backoff = _backoff_from(retry, config)
+        if retry_deadline is None:
+            if retry is None or isinstance(retry, (bool, int)):
+                retry_deadline = (config if config is not None else _config()).retry.max_elapsed
+            elif not callable(getattr(retry, "delay", None)):
+                retry_deadline = getattr(retry, "max_elapsed", None)  # a RetryPolicy's
+        self.retry_deadline = retry_deadline
+        self.breaker = _breaker_from(breaker, config, store)
+        if isinstance(rate_limit, (str, int)) and not isinstance(rate_limit, bool):
+            key = rate_limit_key or host_key(base_url) or "http"
+            rate_limit = RateLimiter(
+                rate_limit,
+                key=key,
+                store=store,
+                clock=clock,
+                wall=wall,
+                sleep=sleep,
+                async_sleep=async_sleep,
+            )
+        self.limiter = rate_limit if isinstance(rate_limit, RateLimiter) else None
+        if isinstance(rate_limit_wait, _FromConfig):
+            rate_limit_wait = (config if config is not None else _config()).rate_limit.max_wait
+        self.rate_limit_wait = rate_limit_wait
+        self.retry_non_idempotent = retry_non_idempotent
+        self.retry_statuses = frozenset(retry_statuses)
+        self.max_retry_after = max_retry_after
+        self.clock = clock
+        self.wall = wall
+        self.on_retry = on_retry
+        self.stats = _Stats()
+        h = httpx_module
+        # Errors that prove the request never left: safe to retry for any method.
+        self.not_sent = (h.ConnectError, h.ConnectTimeout, h.PoolTimeout)
+        # Errors worth retrying for idempotent methods (the request may have been sent).
+        self.transient = (h.TimeoutException, h.NetworkError, h.RemoteProtocolError)
+
+    # ---- before an attempt
+
+    def start(self, method: str, url: Callable[[], str]) -> _Call:
+        with self.stats.lock:
+            self.stats.requests += 1
+        deadline = None if self.retry_deadline is None else self.clock() + self.retry_deadline
+        return _Call(method, url, deadline)
+
+    def rate_timeout(self, call: _Call) -> float | None:
+        wait = self.rate_limit_wait
+        if call.deadline is not None:
+            left = max(0.0, call.deadline - self.clock())
+            wait = left if wait is None else min(wait, left)
+        return wait
+
+    def note_rate_wait(self, waited: float) -> None:
+        if waited > 0:
+            with self.stats.lock:
+                self.stats.rate_limit_waits += 1
+                self.stats.rate_limit_wait_seconds += waited
+
+    def admit(self) -> Any:
+        return None if self.breaker is None else self.breaker.admit()
+
+    def rejected(self, call: _Call, exc: RateLimitExceeded | CircuitOpenError) -> Any:
+        """A rejection before an attempt: raise it, or end the retries with the last outcome."""
+        with self.stats.lock:
+            if isinstance(exc, CircuitOpenError):
+                self.stats.rejected_by_breaker += 1
+            else:
+                self.stats.rate_limited += 1
+        if call.last is None:
+            self._finish_stats(success=False, service_failed=isinstance(exc, CircuitOpenError))
+            raise exc
+        return self.finish(call)
+
+    # ---- after an attempt
+
+    def record_attempt(self, call: _Call, admission: Any, outcome: Any, latency: float) -> None:
+        call.last = outcome
+        with self.stats.lock:
+            self.stats.attempts += 1
+            if call.attempt > 1:
+                self.stats.retries += 1
+            self.stats.latencies.append(latency)
+        if isinstance(outcome, BaseException):
+            call.sent = call.sent or not isinstance(outcome, self.not_sent)
+            if admission is not None:
+                if isinstance(outcome, Exception) and isinstance(outcome, self.transient):
+                    admission.failure(_describe(outcome))
+                else:
+                    getattr(admission, "ignore", admission.success)()
+            return
+        call.sent = True
+        if admission is not None:
+            status = outcome.status_code
+            if status >= 500:
+                admission.failure(f"HTTP {status}")
+            elif status == 429:
+                getattr(admission, "ignore", admission.success)()
+            else:
+                admission.success()
+
+    def next_delay(self, call: _Call) -> float | None:
+        """Seconds to wait before the next attempt, or None to stop here."""
+        outcome = call.last
+        idempotent = call.method in IDEMPOTENT_METHODS or self.retry_non_idempotent
+        retry_after: float | None = None
+        if isinstance(outcome, BaseException):
+            if not isinstance(outcome, Exception):
+                return None  # KeyboardInterrupt, CancelledError: never retried
+            if isinstance(outcome, self.not_sent):
+                pass
+            elif not (idempotent and isinstance(outcome, self.transient)):
+                return None
+            reason = _describe(outcome)
+        else:
+            if outcome.status_code not in self.retry_statuses or not idempotent:
+                return None
+            retry_after = parse_retry_after(outcome.headers.get("retry-after"), self.wall())
+            reason = f"HTTP {outcome.status_code}"
+        if call.attempt > self.backoff.max_retries:
+            return None
+        if retry_after is not None:
+            delay = retry_after
+            if call.deadline is None and delay > self.max_retry_after:
+                log.warning(
+                    "%s %s: %s asks to retry after %.0fs, more than %.0fs: giving up",
+                    call.method,
+                    call.url,
+                    reason,
+                    delay,
+                    self.max_retry_after,
+                )
+                return None
+        else:
+            delay = max(0.0, float(self.backoff.delay(call.attempt, call.previous_delay)))
+        if call.deadline is not None and self.clock() + delay > call.deadline:
+            return None
+        call.previous_delay = delay
+        event = RetryEvent(
+            call.method, call.url, call.attempt, reason, delay, retry_after is not None
+        )
+        log.info("%s %s: %s; retry %d in %.2fs", call.method, call.url, reason, call.attempt, delay)
+        if self.on_retry is not None:
+            self.on_retry(event)
+        return delay
+
+    def finish(self, call: _Call) -> Any:
+        """The last outcome: a response is returned, an exception becomes HTTPError."""
+        outcome = call.last
+        if isinstance(outcome, BaseException):
+            # Only a transport failure says anything about the service; a cancelled call or
+            # an error of our own (bad arguments) does not.
+            service = isinstance(outcome, self.transient)  # not_sent errors are among them
+            self._finish_stats(success=False, service_failed=service)
+            if not isinstance(outcome, Exception):
+                raise outcome
+            if not isinstance(outcome, self.httpx.HTTPError):
+                raise outcome
+            tries = f" after {call.attempt} attempts" if call.attempt > 1 else ""
+            raise HTTPError(
+                f"{call.method} {call.url}: {_describe(outcome)}{tries}",
+                method=call.method,
+                url=call.url,
+                attempts=call.attempt,
+                sent=call.sent,
+            ) from outcome
+        status = outcome.status_code
+        self._finish_stats(success=status < 400, service_failed=status >= 500 or status == 429)
+        return outcome
+
+    def _finish_stats(self, *, success: bool, service_failed: bool) -> None:
+        with self.stats.lock:
+            if success:
+                self.stats.successes += 1
+            else:
+                self.stats.failures += 1
+            self.stats.recent.append(service_failed)
+
+    # ---- reports
+
+    def get_stats(self) -> dict[str, Any]:
+        stats = self.stats.snapshot()
+        stats["breaker"] = getattr(self.breaker, "name", None)
+        stats["breaker_state"] = _breaker_state(self.breaker)
+        stats["rate_limit"] = self.limiter.spec if self.limiter is not None else None
+        return stats
+
+    def health(self) -> dict[str, Any]:
+        stats = self.get_stats()
+        with self.stats.lock:
+            recent = list(self.stats.recent)
+        failed = sum(recent)
+        rate = failed / len(recent) if recent else 0.0
+        state = stats["breaker_state"]
+        reasons = []
+        status = "healthy"
+        if state == "open":
+            status = "unhealthy"
+            reasons.append(f"breaker {stats['breaker']!r} is open")
+        elif state == "half_open":
+            status = "degraded"
+            reasons.append(f"breaker {stats['breaker']!r} is half-open")
+        if failed:
+            if rate >= UNHEALTHY_ERROR_RATE and len(recent) >= UNHEALTHY_MIN_REQUESTS:
+                status = "unhealthy"
+            elif rate >= DEGRADED_ERROR_RATE and status == "healthy":
+                status = "degraded"
+            reasons.append(f"{failed} of the last {len(recent)} requests failed")
+        return {
+            "status": status,
+            "reasons": reasons,
+            "breaker": stats["breaker"],
+            "breaker_state": state,
+            "recent_requests": len(recent),
+            "recent_failures": failed,
+            "recent_error_rate": rate,
+            "stats": stats,
+        }
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    if not text:
+        text = {"ReadTimeout": "timed out waiting for the answer"}.get(type(exc).__name__, "")
+    name = type(exc).__name__
+    return f"{name}: {text}" if text else name
+
+
+def _timeout(httpx_module: Any, timeout: Any) -> Any:
+    if isinstance(timeout, httpx_module.Timeout) or timeout is None:
+        return timeout
+    return httpx_module.Timeout(float(timeout))
+
+
+# --------------------------------------------------------------------------- the clients
+
+
+class _ClientBase:
+    _core: _Core
+
+    def get_stats(self) -> dict[str, Any]:
+        """requests, successes, failures, attempts, retries, rejected_by_breaker,
+        rate_limited, rate_limit_waits (+ _seconds), success_rate (1.0 before any request),
+        latency_p50/p95/p99 (seconds per attempt, last 1000), breaker, breaker_state."""
+        return self._core.get_stats()
+
+    def health(self) -> dict[str, Any]:
+        """status: unhealthy (breaker open, or half of the last 100 requests, and at least 5,
+        failed on the service side), degraded (breaker half-open, or 10% of them failed),
+        else healthy; with the numbers behind it ("service side": no answer, 429 or 5xx)."""
+        return self._core.health()
+
+    async def get_health_status(self) -> dict[str, Any]:
+        """``health()``, awaitable (the seed's API)."""
+        return self._core.health()
+
+    @property
+    def breaker(self) -> Any:
+        return self._core.breaker
+
+    @property
+    def limiter(self) -> RateLimiter | None:
+        return self._core.limiter
+
+
+def _core_kwargs(
+    httpx_module: Any,
+    base_url: str,
+    kwargs: dict[str, Any],
+) -> dict[str, Any]:
+    return {"httpx_module": httpx_module, "base_url": base_url, **kwargs}
+
+
+class ResilientClient(_ClientBase):
+    """A synchronous httpx client with rate limiting, a breaker, retries and statistics.
+
+    ``breaker``: a CircuitBreaker, or a name (``circuit_manager.get_breaker(name)``, or the
+    persistent breaker of that name when ``store`` is given). ``retry``: a backoff strategy
+    (``reliactl.retry``), a ``RetryPolicy`` (its strategy and max_elapsed), a number of
+    retries, or None for ``config.retry``. ``rate_limit``:
+    a RateLimiter or a spec ("60/minute;1000/hour"), keyed by ``rate_limit_key`` (default:
+    the base URL's host) and shared through ``store`` when given. ``timeout``: seconds per
+    attempt (or an httpx.Timeout). Other keyword arguments go to ``httpx.Client``.
+    """
+
+    def __init__(
+        self,
+        base_url: str = "",
+        *,
+        breaker: Any = None,
+        retry: Backoff | RetryPolicy | int | bool | None = None,
+        rate_limit: RateLimiter | str | int | None = None,
+        rate_limit_key: str | None = None,
+        rate_limit_wait: float | _FromConfig | None = FROM_CONFIG,
+        timeout: Any = DEFAULT_TIMEOUT,
+        headers: Mapping[str, str] | None = None,
+        retry_non_idempotent: bool = False,
+        retry_statuses: Iterable[int] = RETRY_STATUSES,
+        retry_deadline: float | None = None,
+        max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+        store: StateStore | None = None,
+        config: Config | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] | None = None,
+        on_retry: Callable[[RetryEvent], None] | None = None,
+        **client_kwargs: Any,
+    ) -> None:
+        import httpx
+
+        self._core = _Core(
+            **_core_kwargs(
+                httpx,
+                base_url,
+                {
+                    "breaker": breaker,
+                    "retry": retry,
+                    "rate_limit": rate_limit,
+                    "rate_limit_key": rate_limit_key,
+                    "rate_limit_wait": rate_limit_wait,
+                    "retry_non_idempotent": retry_non_idempotent,
+                    "retry_statuses": retry_statuses,
+                    "retry_deadline": retry_deadline,
+                    "max_retry_after": max_retry_after,
+                    "store": store,
+                    "config": config,
+                    "clock": clock,
+                    "wall": wall,
+                    "sleep": sleep,
+                    "async_sleep": asyncio.sleep,
+                    "on_retry": on_retry,
+                },
+            )
+        )
+        if sleep is None:
+            from reliactl.retry import interruptible_sleep
+
+            sleep = interruptible_sleep
+        self._sleep = sleep
+        self._client = httpx.Client(
+            base_url=base_url, timeout=_timeout(httpx, timeout), headers=headers, **client_kwargs
+        )
+
+    def __repr__(self) -> str:
+        return f"ResilientClient({redact_url(self._client.base_url)!r})"
+
+    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """Send with the protections above; keyword arguments as ``httpx.Client.request``."""
+        core = self._core
+        method = method.upper()
+        call = core.start(method, lambda: str(self._client.base_url.join(url)))
+        limiter = core.limiter
+        perf = time.perf_counter
+        while True:
+            try:
+                if limiter is not None:
+                    core.note_rate_wait(limiter.acquire(timeout=core.rate_timeout(call)))
+                admission = core.admit()
+            except (RateLimitExceeded, CircuitOpenError) as exc:
+                return core.rejected(call, exc)  # type: ignore[no-any-return]
+            call.attempt += 1
+            started = perf()
+            try:
+                outcome: Any = self._client.request(method, url, **kwargs)
+            except BaseException as exc:
+                outcome = exc
+            core.record_attempt(call, admission, outcome, perf() - started)
+            delay = core.next_delay(call)
+            if delay is None:
+                return core.finish(call)  # type: ignore[no-any-return]
+            if not isinstance(outcome, BaseException):
+                outcome.close()
+            self._sleep(delay)
+
+    def get(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("GET", url, **kwargs)
+
+    def head(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("HEAD", url, **kwargs)
+
+    def options(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("OPTIONS", url, **kwargs)
+
+    def post(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("POST", url, **kwargs)
+
+    def put(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("PUT", url, **kwargs)
+
+    def patch(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("PATCH", url, **kwargs)
+
+    def delete(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("DELETE", url, **kwargs)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> ResilientClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncResilientClient(_ClientBase):
+    """``ResilientClient`` for asyncio, on ``httpx.AsyncClient``; ``sleep`` is awaited."""
+
+    def __init__(
+        self,
+        base_url: str = "",
+        *,
+        breaker: Any = None,
+        retry: Backoff | RetryPolicy | int | bool | None = None,
+        rate_limit: RateLimiter | str | int | None = None,
+        rate_limit_key: str | None = None,
+        rate_limit_wait: float | _FromConfig | None = FROM_CONFIG,
+        timeout: Any = DEFAULT_TIMEOUT,
+        headers: Mapping[str, str] | None = None,
+        retry_non_idempotent: bool = False,
+        retry_statuses: Iterable[int] = RETRY_STATUSES,
+        retry_deadline: float | None = None,
+        max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+        store: StateStore | None = None,
+        config: Config | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        on_retry: Callable[[RetryEvent], None] | None = None,
+        **client_kwargs: Any,
+    ) -> None:
+        import httpx
+
+        self._core = _Core(
+            **_core_kwargs(
+                httpx,
+                base_url,
+                {
+                    "breaker": breaker,
+                    "retry": retry,
+                    "rate_limit": rate_limit,
+                    "rate_limit_key": rate_limit_key,
+                    "rate_limit_wait": rate_limit_wait,
+                    "retry_non_idempotent": retry_non_idempotent,
+                    "retry_statuses": retry_statuses,
+                    "retry_deadline": retry_deadline,
+                    "max_retry_after": max_retry_after,
+                    "store": store,
+                    "config": config,
+                    "clock": clock,
+                    "wall": wall,
+                    "sleep": None,
+                    "async_sleep": sleep,
+                    "on_retry": on_retry,
+                },
+            )
+        )
+        self._sleep = sleep
+        self._client = httpx.AsyncClient(
+            base_url=base_url, timeout=_timeout(httpx, timeout), headers=headers, **client_kwargs
+        )
+
+    def __repr__(self) -> str:
+        return f"AsyncResilientClient({redact_url(self._client.base_url)!r})"
+
+    async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """Send with the protections above; keyword arguments as ``httpx.AsyncClient.request``."""
+        core = self._core
+        method = method.upper()
+        call = core.start(method, lambda: str(self._client.base_url.join(url)))
+        limiter = core.limiter
+        perf = time.perf_counter
+        while True:
+            try:
+                if limiter is not None:
+                    core.note_rate_wait(
+                        await limiter.acquire_async(timeout=core.rate_timeout(call))
+                    )
+                admission = core.admit()
+            except (RateLimitExceeded, CircuitOpenError) as exc:
+                return core.rejected(call, exc)  # type: ignore[no-any-return]
+            call.attempt += 1
+            started = perf()
+            try:
+                outcome: Any = await self._client.request(method, url, **kwargs)
+            except BaseException as exc:
+                outcome = exc
+            core.record_attempt(call, admission, outcome, perf() - started)
+            delay = core.next_delay(call)
+            if delay is None:
+                return core.finish(call)  # type: ignore[no-any-return]
+            if not isinstance(outcome, BaseException):
+                await outcome.aclose()
+            await self._sleep(delay)
+
+    async def get(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("GET", url, **kwargs)
+
+    async def head(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("HEAD", url, **kwargs)
+
+    async def options(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("OPTIONS", url, **kwargs)
+
+    async def post(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("POST", url, **kwargs)
+
+    async def put(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("PUT", url, **kwargs)
+
+    async def patch(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("PATCH", url, **kwargs)
+
+    async def delete(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("DELETE", url, **kwargs)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def __aenter__(self) -> AsyncResilientClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+# --------------------------------------------------------------------------- the OpenAI preset
+
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+
+
+class OpenAIWrapper:
+    """The seed's OpenAI wrapper: an AsyncResilientClient preset for the OpenAI API.
+
+    ``OpenAIWrapper(api_key=..., enable_circuit_breaker=True, rate_limit_requests_per_minute=60)``
+    talks to ``base_url`` (default ``$OPENAI_BASE_URL`` or the OpenAI API) with bearer auth,
+    through the breaker "openai", a limiter keyed "openai" (default per-minute rate from
+    ``rate_limit.openai_requests_per_minute`` / RATE_LIMIT_OPENAI_RPM), and retries. Like
+    OpenAI's own SDK it retries POSTs on 429 and 5xx (``retry_non_idempotent=True``).
+
+    The API key is never logged, never in a repr and never in an error message.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        enable_circuit_breaker: bool = True,
+        rate_limit_requests_per_minute: int | None = None,
+        *,
+        base_url: str | None = None,
+        timeout: float = 60.0,
+        model: str = "gpt-4o-mini",
+        breaker_name: str = "openai",
+        config: Config | None = None,
+        store: StateStore | None = None,
+        **client_kwargs: Any,
+    ) -> None:
+        key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY", "")
+        if not key:
+            raise ValueError("OpenAIWrapper needs an API key: pass api_key= or set OPENAI_API_KEY")
+        self.__key = key
+        self.model = model
+        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL).rstrip(
+            "/"
+        )
+        config = config if config is not None else _config()
+        rpm = rate_limit_requests_per_minute or config.rate_limit.openai_requests_per_minute
+        client_kwargs.setdefault("retry_non_idempotent", True)
+        client_kwargs.setdefault("rate_limit_key", "openai")
+        self.client = AsyncResilientClient(
+            self.base_url + "/",
+            breaker=breaker_name if enable_circuit_breaker else None,
+            rate_limit=f"{rpm}/minute",
+            timeout=timeout,
+            headers={"Authorization": f"Bearer {key}"},
+            config=config,
+            store=store,
+            **client_kwargs,
+        )
+
+    def __repr__(self) -> str:
+        return f"OpenAIWrapper(base_url={redact_url(self.base_url)!r}, api_key={REDACTED!r})"
+
+    def _scrub(self, text: str) -> str:
+        return redact_text(text, [self.__key])
+
+    async def post(self, path: str, json: Any) -> Any:
+        """POST ``json`` to ``path`` (relative to the base URL); the decoded JSON answer.
+
+        Raises HTTPStatusError for a status >= 400 (with the API's error message, scrubbed),
+        HTTPError when no answer came, CircuitOpenError / RateLimitExceeded when not sent.
+        """
+        try:
+            response = await self.client.post(path.lstrip("/"), json=json)
+        except HTTPError as exc:
+            raise HTTPError(
+                self._scrub(str(exc)),
+                method=exc.method,
+                url=exc.url,
+                attempts=exc.attempts,
+                sent=exc.sent,
+            ) from None
+        if response.status_code >= 400:
+            detail = _api_error(response)
+            raise HTTPStatusError(
+                self._scrub(f"OpenAI API {path}: HTTP {response.status_code}{detail}"),
+                status_code=response.status_code,
+                method="POST",
+                url=redact_url(response.request.url),
+            )
+        try:
+            return response.json()
+        except ValueError:
+            raise HTTPError(
+                f"OpenAI API {path}: the answer is not JSON", method="POST", url=path
+            ) from None
+
+    async def chat_completion(
+        self, messages: list[dict[str, Any]], model: str | None = None, **params: Any
+    ) -> Any:
+        """POST /chat/completions with ``messages`` and ``params``; the decoded answer."""
+        body = {"model": model or self.model, "messages": messages, **params}
+        return await self.post("/chat/completions", body)
+
+    def get_stats(self) -> dict[str, Any]:
+        return self.client.get_stats()
+
+    async def get_health_status(self) -> dict[str, Any]:
+        return await self.client.get_health_status()
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def __aenter__(self) -> OpenAIWrapper:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+def _api_error(response: Any) -> str:
+    try:
+        doc = response.json()
+    except ValueError:
+        return ""
+    error = doc.get("error") if isinstance(doc, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    return f": {str(message)[:300]}" if message else ""

@@ -1,0 +1,356 @@
+"""Exclusive run locks: a thin ``fcntl.flock`` layer with flock(1)'s semantics.
+
+Why not filelock: measured here, importing it costs ~130 ms and an acquire ~270 us, against
+~7 us for a raw ``flock``; ``reliactl run`` starts once a minute from cron, so the import
+alone would be most of its budget. More importantly the guarantees below are easier to show
+in 150 lines than to verify in a dependency:
+
+- the lock file is opened with ``O_NOFOLLOW | O_CLOEXEC | O_CREAT`` and mode 0600: a planted
+  symlink is refused (its target is never opened, truncated or re-moded), and no exec'd child
+  inherits the descriptor (a child must never be able to release the parent's lock);
+- the file is never truncated or chmod'ed before the lock is held, and never unlinked on
+  release (unlinking lets a waiter lock a dead inode while a newcomer locks a new one);
+- after ``flock`` succeeds the path is checked to still name the same inode (another tool may
+  have removed a stale lock file in between); if not, the lock is retaken on the new file;
+- the holder writes one JSON line ``{"pid", "host", "started_at", "command"}`` so that a busy
+  message can name it and ``cleanup --stale-locks`` can judge it;
+- a lock on NFS/CIFS/sshfs is refused (flock there is emulated or local-only) unless the
+  caller says it knows (``allow_network_fs``): never a fake success.
+
+The lock is released by closing the descriptor, so it is released however the process ends,
+including SIGKILL.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import re
+import stat
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from reliactl.errors import LockBusyError, LockError
+
+NETWORK_FS_TYPES = frozenset(
+    {"nfs", "nfs4", "cifs", "smb3", "smbfs", "ncpfs", "afs", "9p", "fuse.sshfs", "sshfs"}
+)
+_NAME_OK = re.compile(r"[A-Za-z0-9._-]+")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+MAX_NAME = 120
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """Who holds (or last held) a lock, as written in the lock file."""
+
+    pid: int | None
+    host: str | None
+    started_at: float | None
+    command: str | None
+
+    def describe(self) -> str:
+        from reliactl.durations import format_duration
+
+        if self.pid is None:
+            return "an unknown process (no holder information in the lock file)"
+        parts = [f"pid {self.pid}"]
+        if self.host:
+            parts.append(f"on {self.host}")
+        if self.started_at is not None:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started_at))
+            age = max(0.0, time.time() - self.started_at)
+            parts.append(f"since {stamp} ({format_duration(age)} ago)")
+        if self.command:
+            parts.append(f"running {self.command!r}")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class LockAttempt:
+    """What acquiring cost: seconds waited and how many times the inode changed under us."""
+
+    waited: float
+    retakes: int
+
+
+class HeldLock:
+    """An exclusive flock on ``path``; ``release()`` (or closing) frees it. Never unlinks."""
+
+    def __init__(self, path: str, fd: int, attempt: LockAttempt) -> None:
+        self.path = path
+        self.fd = fd
+        self.attempt = attempt
+
+    @property
+    def held(self) -> bool:
+        return self.fd >= 0
+
+    def release(self) -> None:
+        """Clear the holder line and unlock. Safe to call twice."""
+        fd, self.fd = self.fd, -1
+        if fd < 0:
+            return
+        try:
+            os.ftruncate(fd, 0)  # still held here: the holder line is ours to clear
+        except OSError:
+            pass
+        finally:
+            os.close(fd)  # closing the last descriptor releases the flock
+
+    def __enter__(self) -> HeldLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+INTERPRETERS = re.compile(
+    r"(sh|bash|dash|zsh|ksh|mksh|busybox|env|python[0-9.]*|pypy[0-9.]*|perl|ruby|node|php)"
+)
+
+
+def lock_name_for(command: Sequence[str], *, path_env: str | None = None) -> str:
+    """The default lock name of a command: its resolved path, sanitized for a file name.
+
+    For a shell or interpreter (``sh -c '...'``, ``python3 job.py``, ``env X=1 job``) the
+    program alone would give every such job one shared lock, so the name also carries the
+    script: the resolved path of the first argument that is an existing file, else a short
+    hash of the arguments.
+    """
+    if not command:
+        raise LockError("no command to derive a lock name from")
+    program = command[0]
+    resolved = program if "/" in program else _which(program, path_env)
+    full = os.path.realpath(resolved) if resolved else program
+    if not INTERPRETERS.fullmatch(os.path.basename(full)) or len(command) == 1:
+        return sanitize_name(full)
+    for arg in command[1:]:
+        if not arg.startswith("-") and "=" not in arg and os.path.isfile(arg):
+            return sanitize_name(f"{full}-{os.path.realpath(arg)}")
+        if not arg.startswith("-") and "=" not in arg and os.path.basename(full) == "env":
+            inner = lock_name_for(command[command.index(arg) :], path_env=path_env)
+            return sanitize_name(f"{full}-{inner}")
+    import hashlib
+
+    digest = hashlib.sha256("\0".join(command[1:]).encode("utf-8", "surrogateescape"))
+    return sanitize_name(f"{full}-{digest.hexdigest()[:12]}")
+
+
+def _which(program: str, path_env: str | None) -> str | None:
+    """shutil.which without importing shutil (cron pays every import)."""
+    path = path_env if path_env is not None else os.environ.get("PATH", os.defpath)
+    for directory in path.split(os.pathsep):
+        candidate = os.path.join(directory or ".", program)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def sanitize_name(text: str) -> str:
+    """A file-name-safe form of ``text``: unsafe runs become "_", bounded length, no dot first."""
+    name = _UNSAFE.sub("_", text).strip("_.") or "lock"
+    if len(name) > MAX_NAME:
+        import hashlib
+
+        digest = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+        name = name[: MAX_NAME - 13] + "-" + digest
+    return name
+
+
+def check_name(name: str) -> str:
+    """``name`` if usable as a lock name (letters, digits, ``._-``, not starting with a dot)."""
+    if not _NAME_OK.fullmatch(name) or name.startswith(".") or len(name) > MAX_NAME:
+        raise LockError(
+            f"invalid lock name {name!r}: use letters, digits, '.', '_' and '-' "
+            f"(at most {MAX_NAME}, not starting with '.')"
+        )
+    return name
+
+
+def lock_path(lock_dir: str, name: str) -> str:
+    return os.path.join(lock_dir, check_name(name) + ".lock")
+
+
+def filesystem_type(path: str, mountinfo: str = "/proc/self/mountinfo") -> str | None:
+    """The filesystem type of the mount holding ``path`` (Linux), or None if unknown."""
+    try:
+        with open(mountinfo, encoding="utf-8", errors="replace") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    real = os.path.realpath(path)
+    best: tuple[int, str] | None = None
+    for line in lines:
+        left, sep, right = line.partition(" - ")
+        fields = left.split()
+        if not sep or len(fields) < 5:
+            continue
+        mount_point = _unescape_mount(fields[4])
+        inside = real == mount_point or real.startswith(mount_point.rstrip("/") + "/")
+        if inside and (best is None or len(mount_point) >= best[0]):
+            fstype = right.split()[0] if right.split() else ""
+            best = (len(mount_point), fstype)
+    return best[1] if best else None
+
+
+def _unescape_mount(text: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
+
+
+def read_holder(fd_or_path: int | str) -> LockHolder:
+    """Parse the holder line of a lock file (an open descriptor or a path, never followed)."""
+    empty = LockHolder(None, None, None, None)
+    try:
+        if isinstance(fd_or_path, int):
+            data = os.pread(fd_or_path, 4096, 0)
+        else:
+            fd = os.open(fd_or_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+            try:
+                data = os.pread(fd, 4096, 0)
+            finally:
+                os.close(fd)
+        doc = json.loads(data.split(b"\n", 1)[0] or b"null")
+    except (OSError, ValueError):
+        return empty
+    if not isinstance(doc, dict):
+        return empty
+    pid, host, started, command = (doc.get(k) for k in ("pid", "host", "started_at", "command"))
+    return LockHolder(
+        pid=pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
+        host=host if isinstance(host, str) else None,
+        started_at=float(started) if isinstance(started, (int, float)) else None,
+        command=command if isinstance(command, str) else None,
+    )
+
+
+def _open_lock_file(path: str) -> int:
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise LockError(
+                f"refusing lock file {path}: it is a symbolic link (possibly planted); "
+                "remove it or choose another --lock-name"
+            ) from None
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            # Someone else's lock file we may not write: flock works on a read-only fd.
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+            except OSError as exc2:
+                raise LockError(f"cannot open lock file {path}: {exc2.strerror}") from None
+        else:
+            raise LockError(f"cannot open lock file {path}: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+    except OSError as exc:
+        os.close(fd)
+        raise LockError(f"cannot stat lock file {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise LockError(f"refusing lock file {path}: not a regular file")
+    return fd
+
+
+def _same_file(path: str, fd: int) -> bool:
+    try:
+        on_disk = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return False
+    mine = os.fstat(fd)
+    return (on_disk.st_dev, on_disk.st_ino) == (mine.st_dev, mine.st_ino)
+
+
+def _write_holder(fd: int, command: str, started_at: float) -> None:
+    line = json.dumps(
+        {
+            "pid": os.getpid(),
+            "host": os.uname().nodename,
+            "started_at": round(started_at, 3),
+            "command": command,
+        }
+    )
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (line + "\n").encode("utf-8", "surrogateescape"), 0)
+    except OSError:
+        pass  # read-only lock file (someone else's): the lock itself is what matters
+
+
+def acquire(
+    path: str,
+    *,
+    wait: float | None = 0.0,
+    command: str = "",
+    allow_network_fs: bool = False,
+    sleep: Callable[[float], bool] | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
+    now: Callable[[], float] = time.time,
+) -> HeldLock:
+    """Take the exclusive lock at ``path`` (creating the file and directory if needed).
+
+    ``wait``: 0 fails at once when busy, a number waits that many seconds, None waits forever.
+    ``sleep(seconds)`` waits between tries and returns False to abandon the wait (a signal
+    arrived); it defaults to ``time.sleep``. Raises LockBusyError (with the holder) when busy,
+    LockError when the lock cannot be taken safely (symlink, not a regular file, NFS).
+    """
+    directory = os.path.dirname(path) or "."
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise LockError(f"cannot create the lock directory {directory}: {exc.strerror}") from None
+    if not allow_network_fs:
+        fstype = filesystem_type(directory)
+        if fstype in NETWORK_FS_TYPES:
+            raise LockError(
+                f"refusing to lock {path}: it is on {fstype}, where flock is not reliable "
+                "across hosts; use a local lock directory (run.lock_dir) or --lock-on-nfs"
+            )
+    started = monotonic()
+    deadline = None if wait is None else started + wait
+    pause = 0.005
+    retakes = 0
+    while True:
+        fd = _open_lock_file(path)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                        raise LockError(f"cannot lock {path}: {exc.strerror}") from None
+                remaining = None if deadline is None else deadline - monotonic()
+                if remaining is not None and remaining <= 0:
+                    holder = read_holder(fd)
+                    raise LockBusyError(
+                        f"lock {path} is busy: held by {holder.describe()}",
+                        holder=holder.describe(),
+                    )
+                step = pause if remaining is None else min(pause, remaining)
+                pause = min(pause * 2, 0.1)
+                if not (sleep or _plain_sleep)(step):
+                    raise LockBusyError(f"gave up waiting for lock {path}")
+            if not _same_file(path, fd):
+                # Replaced or removed while we waited: that inode is not the lock any more.
+                os.close(fd)
+                fd = -1
+                retakes += 1
+                if retakes > 100:
+                    raise LockError(f"lock file {path} keeps being replaced; giving up")
+                continue
+            _write_holder(fd, command, now())
+            return HeldLock(path, fd, LockAttempt(monotonic() - started, retakes))
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            raise
+
+
+def _plain_sleep(seconds: float) -> bool:
+    time.sleep(seconds)
+    return True

@@ -1,0 +1,422 @@
+"""Rate limiting by token buckets, in memory or shared by processes through the state store.
+
+A limiter holds one bucket per rate of its spec ("60/minute;1000/hour"): ``count`` tokens,
+all there at first. A request of weight ``w`` takes ``w`` tokens from every bucket at once, or
+from none. A token taken comes back exactly ``per`` seconds later, not bit by bit: so
+"60/minute" means what an API's limit means, never more than 60 requests in any 60 seconds.
+(A classic evenly-refilled bucket would let 60 through at once and then one a second: 119 in
+the first minute.) Four processes trying 100 requests each against "60/minute" get exactly 60
+between them in the first minute, however they pace their tries.
+
+Each bucket keeps a short log of when its tokens were taken. Takes less than ``per / 100``
+apart share one entry, stamped with the later time: a token may come back up to 1% of the
+period late, never early, and a log never holds more than about 100 entries.
+
+``try_acquire`` never waits. ``acquire`` waits until the tokens are back, at most until its
+deadline (``timeout``): when the wait it would need is already longer than the time left, it
+raises :class:`~reliactl.errors.RateLimitExceeded` at once (waiting could not help) with
+``retry_after`` set to that wait.
+
+With a ``store``, the buckets are one record of kind "rate" keyed by the limiter's key, read
+and written in one atomic ``store.update``: every process (cron runs, parallel CI jobs) that
+uses the same key and store shares one budget. Persisted time is wall-clock epoch seconds; a
+clock that steps back counts as no time passed (the log moves back with it), never as
+"forever".
+
+This module imports nothing heavy (no httpx): the HTTP client and the CLI build on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from reliactl.config import parse_rates
+from reliactl.errors import RateLimitExceeded
+
+if TYPE_CHECKING:
+    from reliactl.config import Config
+    from reliactl.state import Record, StateStore
+
+__all__ = [
+    "Rate",
+    "RateLimiter",
+    "format_rates",
+    "limiter_for",
+    "rates_from",
+]
+
+# Slack in token sums: fractional weights must never turn "exactly enough" into a refusal.
+_EPSILON = 1e-9
+# How long past the computed instant a waiter sleeps, so it wakes with the token there.
+_WAKE_SLACK = 0.001
+
+
+@dataclass(frozen=True)
+class Rate:
+    """``count`` tokens per ``per`` seconds."""
+
+    count: int
+    per: float
+
+    def __post_init__(self) -> None:
+        if self.count <= 0 or not self.per > 0 or not math.isfinite(self.per):
+            raise ValueError(f"a rate needs a positive count and period, got {self}")
+
+    @property
+    def per_second(self) -> float:
+        return self.count / self.per
+
+    @property
+    def key(self) -> str:
+        """The bucket's name inside a stored record, e.g. "60/60"."""
+        return f"{self.count}/{self.per:g}"
+
+    def __str__(self) -> str:
+        return f"{self.count}/{_format_period(self.per)}"
+
+
+_PERIOD_NAMES = {1.0: "second", 60.0: "minute", 3600.0: "hour", 86400.0: "day"}
+
+
+def _format_period(per: float) -> str:
+    name = _PERIOD_NAMES.get(per)
+    if name is not None:
+        return name
+    from reliactl.durations import format_duration
+
+    return format_duration(per)
+
+
+def rates_from(spec: str | int | Rate | list[Rate] | list[tuple[int, float]]) -> list[Rate]:
+    """Rates from "60/minute;1000/hour", a bare per-minute count, or (count, per) pairs."""
+    if isinstance(spec, Rate):
+        return [spec]
+    if isinstance(spec, bool):
+        raise ValueError(f"expected a rate such as '60/minute', got {spec!r}")
+    if isinstance(spec, int):
+        return [Rate(spec, 60.0)]
+    if isinstance(spec, str):
+        return [Rate(count, per) for count, per in parse_rates(spec)]
+    rates = [r if isinstance(r, Rate) else Rate(int(r[0]), float(r[1])) for r in spec]
+    if not rates:
+        raise ValueError("expected at least one rate")
+    return rates
+
+
+def format_rates(rates: list[Rate]) -> str:
+    """The spec text of ``rates``: "60/minute;1000/hour"."""
+    return ";".join(str(r) for r in rates)
+
+
+# --------------------------------------------------------------------------- bucket arithmetic
+
+# Takes closer together than per / _GRAIN share one log entry (a log holds ~_GRAIN entries).
+_GRAIN = 100
+
+# One log entry: [first take, last take, tokens taken]; the tokens come back at last + per.
+Entry = list[float]
+
+
+def _prune(log: list[Entry], per: float, now: float) -> None:
+    """Drop the entries whose tokens are back by ``now``."""
+    back = 0
+    while back < len(log) and log[back][1] + per <= now:
+        back += 1
+    if back:
+        del log[:back]
+
+
+def _wait(
+    log: list[Entry], used: float, count: float, per: float, weight: float, now: float
+) -> float:
+    """Seconds until ``weight`` more tokens fit under ``count`` (0 when they fit now)."""
+    excess = used + weight - count
+    if excess <= _EPSILON:
+        return 0.0
+    freed = 0.0
+    for entry in log:
+        freed += entry[2]
+        if freed >= excess - _EPSILON:
+            return max(0.0, entry[1] + per - now)
+    return per  # pragma: no cover - weight <= count is checked before
+
+
+def _take(log: list[Entry], grain: float, weight: float, now: float) -> None:
+    if log and now - log[-1][0] < grain:
+        last = log[-1]
+        last[1] = max(last[1], now)
+        last[2] += weight
+    else:
+        log.append([now, now, weight])
+
+
+def _load_log(raw: Any) -> list[Entry]:
+    """A stored log, defensively: anything malformed is dropped (the budget errs generous)."""
+    out: list[Entry] = []
+    if not isinstance(raw, list):
+        return out
+    for item in raw:
+        if (
+            isinstance(item, list)
+            and len(item) == 3
+            and all(isinstance(v, (int, float)) and math.isfinite(v) for v in item)
+            and item[2] > 0
+        ):
+            out.append([float(item[0]), float(item[1]), float(item[2])])
+    out.sort(key=lambda e: e[1])
+    return out
+
+
+# --------------------------------------------------------------------------- the limiter
+
+
+class RateLimiter:
+    """A bucket per rate (never more than ``count`` in any ``per`` seconds); in memory, or
+    shared through ``store`` under ``key``.
+
+    ``clock`` is the monotonic clock used for deadlines (and for the in-memory buckets);
+    ``wall`` the epoch clock of stored buckets; ``sleep`` / ``async_sleep`` wait (the default
+    sync sleep is ``reliactl.retry.interruptible_sleep``: a signal ends it at once). Inject a
+    ``reliactl.testing.FakeClock``'s methods and no test ever really waits.
+    """
+
+    def __init__(
+        self,
+        rates: str | int | Rate | list[Rate] | list[tuple[int, float]],
+        *,
+        key: str = "default",
+        store: StateStore | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] | None = None,
+        async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.rates = rates_from(rates)
+        # (name in the record, capacity, period, grain) of each bucket
+        self._specs = [(r.key, float(r.count), r.per, r.per / _GRAIN) for r in self.rates]
+        if not key:
+            raise ValueError("a rate limiter needs a non-empty key")
+        self.key = key
+        self.store = store
+        self._clock = clock
+        self._wall = wall
+        self._sleep = sleep
+        self._async_sleep = async_sleep
+        self._lock = threading.Lock()  # in-memory buckets; and one store connection per limiter
+        # In memory: each bucket's log and tokens out, in the order of self._specs.
+        self._logs: list[list[Entry]] = [[] for _ in self._specs]
+        self._used = [0.0 for _ in self._specs]
+        self._max_weight = min(r.count for r in self.rates)
+
+    def __repr__(self) -> str:
+        where = f" store={self.store.location!r}" if self.store is not None else ""
+        return f"RateLimiter({format_rates(self.rates)!r}, key={self.key!r}{where})"
+
+    @property
+    def spec(self) -> str:
+        return format_rates(self.rates)
+
+    # ---- one attempt
+
+    def _check_weight(self, weight: float) -> None:
+        if not weight > 0 or not math.isfinite(weight):
+            raise ValueError(f"weight must be a positive number, got {weight!r}")
+        if weight > self._max_weight:
+            raise ValueError(
+                f"weight {weight:g} can never be granted by {self.spec!r}"
+                f" (at most {self._max_weight} at once)"
+            )
+
+    def _attempt(self, weight: float) -> float:
+        """Take ``weight`` tokens if every bucket has them: 0.0; else the wait needed."""
+        if self.store is not None:
+            return self._attempt_stored(weight)
+        with self._lock:
+            now = self._clock()
+            wait = 0.0
+            logs, used = self._logs, self._used
+            for index, (_, count, per, _) in enumerate(self._specs):
+                log = logs[index]
+                if log and log[0][1] + per <= now:
+                    _prune(log, per, now)
+                    used[index] = sum(e[2] for e in log)
+                need = _wait(log, used[index], count, per, weight, now)
+                wait = max(wait, need)
+            if wait == 0.0:
+                for index, (_, _, _, grain) in enumerate(self._specs):
+                    _take(logs[index], grain, weight, now)
+                    used[index] += weight
+            return wait
+
+    def _attempt_stored(self, weight: float) -> float:
+        store = self.store
+        assert store is not None
+        result: list[float] = []
+
+        def update(record: Record | None) -> Record:
+            result.clear()  # the store may run this more than once
+            now = self._wall()
+            logs = self._stored_logs(record, now)
+            wait = 0.0
+            for name, count, per, _ in self._specs:
+                log = logs[name]
+                wait = max(wait, _wait(log, sum(e[2] for e in log), count, per, weight, now))
+            if wait == 0.0:
+                for name, _, _, grain in self._specs:
+                    _take(logs[name], grain, weight, now)
+            result.append(wait)
+            return {"spec": self.spec, "at": now, "log": logs}
+
+        with self._lock:
+            store.update("rate", self.key, update)
+        return result[-1]
+
+    def _stored_logs(self, record: Record | None, now: float) -> dict[str, list[Entry]]:
+        """The pruned log of each bucket from a stored record, moved back with the clock."""
+        old: dict[str, Any] = record or {}
+        raw = old.get("log")
+        stored = raw if isinstance(raw, dict) else {}
+        at = old.get("at")
+        shift = 0.0
+        if isinstance(at, (int, float)) and math.isfinite(at) and now < at:
+            shift = now - at  # the wall clock stepped back: no time passed since ``at``
+        logs: dict[str, list[Entry]] = {}
+        for name, _, per, _ in self._specs:
+            log = _load_log(stored.get(name))
+            for entry in log:
+                entry[0] = min(entry[0] + shift, now)
+                entry[1] = min(entry[1] + shift, now)
+            _prune(log, per, now)
+            logs[name] = log
+        return logs
+
+    # ---- the public calls
+
+    def try_acquire(self, weight: float = 1) -> bool:
+        """Take ``weight`` tokens from every bucket if they are all there now; never waits."""
+        if weight != 1:
+            self._check_weight(weight)
+        return self._attempt(weight) == 0.0
+
+    def acquire(self, weight: float = 1, timeout: float | None = None) -> float:
+        """Wait for ``weight`` tokens, at most ``timeout`` seconds (None: as long as it takes).
+
+        Returns the seconds spent waiting (0.0 when the tokens were there). Raises
+        RateLimitExceeded, with ``retry_after``, as soon as the wait would pass the deadline.
+        """
+        if weight != 1:
+            self._check_weight(weight)
+        wait = self._attempt(weight)
+        if wait == 0.0:
+            return 0.0  # the common case: no clock read beyond the bucket's own
+        started = self._clock()
+        deadline = None if timeout is None else started + max(0.0, timeout)
+        while True:
+            self._give_up_if_late(wait, deadline, timeout)
+            if self._sleep is None:
+                from reliactl.retry import interruptible_sleep
+
+                self._sleep = interruptible_sleep
+            self._sleep(wait + _WAKE_SLACK)
+            wait = self._attempt(weight)
+            if wait == 0.0:
+                return max(0.0, self._clock() - started)
+
+    async def acquire_async(self, weight: float = 1, timeout: float | None = None) -> float:
+        """``acquire`` for asyncio: waits with ``async_sleep``, never blocking the loop long."""
+        if weight != 1:
+            self._check_weight(weight)
+        wait = self._attempt(weight)
+        if wait == 0.0:
+            return 0.0
+        started = self._clock()
+        deadline = None if timeout is None else started + max(0.0, timeout)
+        while True:
+            self._give_up_if_late(wait, deadline, timeout)
+            await self._async_sleep(wait + _WAKE_SLACK)
+            wait = self._attempt(weight)
+            if wait == 0.0:
+                return max(0.0, self._clock() - started)
+
+    async def try_acquire_async(self, weight: float = 1) -> bool:
+        """``try_acquire`` for symmetry in async code (it never waits either way)."""
+        return self.try_acquire(weight)
+
+    def _give_up_if_late(self, wait: float, deadline: float | None, timeout: float | None) -> None:
+        if deadline is None:
+            return
+        now = self._clock()
+        if now + wait > deadline:
+            raise RateLimitExceeded(
+                f"rate limit {self.spec!r} of {self.key!r}: no token within"
+                f" {_seconds(timeout or 0.0)} (next in {_seconds(wait)})",
+                retry_after=wait,
+            )
+
+    def reset(self) -> None:
+        """Fill every bucket again (forget what was taken), here and in the store."""
+        with self._lock:
+            self._logs = [[] for _ in self._specs]
+            self._used = [0.0 for _ in self._specs]
+            if self.store is not None:
+                self.store.delete("rate", self.key)
+
+    def available(self) -> dict[str, float]:
+        """Tokens in each bucket now, by rate text ("60/minute"), without taking any."""
+        if self.store is None:
+            with self._lock:
+                now = self._clock()
+                out = {}
+                for rate, log, (_, count, per, _) in zip(
+                    self.rates, self._logs, self._specs, strict=True
+                ):
+                    live = [e for e in log if e[1] + per > now]
+                    out[str(rate)] = count - sum(e[2] for e in live)
+                return out
+        logs = self._stored_logs(self.store.get("rate", self.key), self._wall())
+        return {
+            str(rate): count - sum(e[2] for e in logs[name])
+            for rate, (name, count, _, _) in zip(self.rates, self._specs, strict=True)
+        }
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.3g}s" if value < 10 else f"{value:.0f}s"
+
+
+# --------------------------------------------------------------------------- from config
+
+
+def limiter_for(
+    key: str,
+    config: Config | None = None,
+    *,
+    rates: str | int | list[Rate] | None = None,
+    store: StateStore | None = None,
+    **kwargs: Any,
+) -> RateLimiter:
+    """The limiter of ``key``: ``rates`` if given, else ``rate_limit.limits[key]``, else for
+    "openai" ``rate_limit.openai_requests_per_minute`` (env RATE_LIMIT_OPENAI_RPM).
+
+    Raises ValueError when no rate is known for ``key``.
+    """
+    if rates is None:
+        if config is None:
+            from reliactl.config import get_reliability_config
+
+            config = get_reliability_config()
+        settings = config.rate_limit
+        if key in settings.limits:
+            rates = settings.limits[key]
+        elif key == "openai":
+            rates = f"{settings.openai_requests_per_minute}/minute"
+        else:
+            known = ", ".join(sorted(settings.limits)) or "none"
+            raise ValueError(f"no rate limit named {key!r} in rate_limit.limits (known: {known})")
+    return RateLimiter(rates, key=key, store=store, **kwargs)

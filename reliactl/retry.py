@@ -1,0 +1,1597 @@
+"""Retries with backoff: strategies as pure functions of an attempt number, and the engine.
+
+Strategies (``ExponentialBackoffStrategy``, ``LinearBackoffStrategy``, ``FixedDelayStrategy``)
+never sleep: ``delay(attempt, previous_delay)`` returns the seconds to wait before retry number
+``attempt`` (1 = before the first retry). Jitter: ``none``, ``full`` (uniform 0..d), ``equal``
+(d/2 + uniform 0..d/2) and ``decorrelated`` (min(max_delay, uniform(base, previous * 3)));
+every delay is capped by ``max_delay`` and safe at any attempt number.
+
+The engine is a ``RetryPolicy``; ``retry(...)`` / ``retry_async(...)`` make one and use it as a
+decorator, ``retrying(...)`` retries a block::
+
+    @retry_async(max_retries=3, base_delay=1.0)
+    async def flaky() -> None: ...
+
+    for attempt in retrying(retry_on=ConnectionError):
+        with attempt:
+            connect()
+
+Rules the engine keeps:
+
+- Only ``Exception`` instances of the configured types (or accepted by the predicate) are
+  retried; ``KeyboardInterrupt``, ``SystemExit``, ``asyncio.CancelledError`` and
+  ``GeneratorExit`` propagate at once, also when raised inside a backoff sleep.
+- Bounds: ``max_retries`` and ``max_elapsed`` (measured from the start of the first attempt);
+  the sleep before the last attempt is cut short at the deadline instead of overshooting it.
+- An exception with a ``retry_after`` attribute (seconds) sets the delay, capped by
+  ``max_delay`` and the deadline.
+- Giving up raises ``RetryError`` (``.attempts``, ``.reason``, last exception as
+  ``__cause__``) or, with ``reraise=True``, the last exception itself.
+- Clock and sleep are injected; ``reliactl.testing.zero_backoff()`` makes every delay zero.
+- Settings that are not given come from the ``retry`` configuration section, read at the first
+  call (never at import); a broken configuration raises ``ConfigError`` from that call.
+
+Importing this module is cheap: no asyncio, no configuration, no random until needed.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import select
+import signal
+import time
+from _thread import allocate_lock
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
+from enum import Enum
+from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar
+
+if TYPE_CHECKING:
+    import random
+
+    from reliactl.config import RetryConfig
+
+__all__ = [
+    "DEFAULT_RETRYABLE",
+    "JITTERS",
+    "STRATEGIES",
+    "UNSET",
+    "AsyncRetryDecorator",
+    "Attempt",
+    "BackoffStrategy",
+    "ExponentialBackoffStrategy",
+    "FixedDelayStrategy",
+    "LinearBackoffStrategy",
+    "PlanRow",
+    "RetryBudget",
+    "RetryPlan",
+    "RetryPolicy",
+    "RetryStats",
+    "make_strategy",
+    "plan_schedule",
+    "retry",
+    "retry_async",
+    "retrying",
+    "retrying_async",
+    "strategy_from_config",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+JITTERS = ("none", "full", "equal", "decorrelated")
+STRATEGIES = ("exponential", "linear", "fixed")
+DEFAULT_RETRYABLE: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
+
+ExceptionTypes = type[BaseException] | tuple[type[BaseException], ...]
+RetryOn = ExceptionTypes | Callable[[BaseException], bool]
+OnRetry = Callable[[int, float, BaseException | None], object]
+OnGiveup = Callable[[int, BaseException | None], object]
+
+_CO_COROUTINE = 0x80
+_CO_GENERATORS = 0x20 | 0x200  # CO_GENERATOR | CO_ASYNC_GENERATOR
+
+
+class _Unset(Enum):
+    UNSET = "UNSET"
+
+
+UNSET = _Unset.UNSET
+"""Marks a setting that was not given (so it comes from the configuration)."""
+
+# Set by reliactl.testing.zero_backoff(): every delay becomes 0, retries optionally capped.
+_ZERO_BACKOFF = False
+_TEST_MAX_RETRIES: int | None = None
+
+_random: Any = None
+
+
+def _default_rng() -> random.Random:
+    global _random
+    if _random is None:
+        import random
+
+        _random = random.Random()
+    return _random  # type: ignore[no-any-return]
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _check_delay(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number of seconds, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
+    return number
+
+
+def _check_retries(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"max_retries must be an integer >= 0, got {value!r}")
+    return value
+
+
+def _check_multiplier(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"multiplier must be a number >= 1, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number) or number < 1:
+        raise ValueError(f"multiplier must be a finite number >= 1, got {value!r}")
+    return number
+
+
+def _check_jitter(value: object) -> str:
+    if value not in JITTERS:
+        raise ValueError(f"jitter must be one of {', '.join(JITTERS)}, got {value!r}")
+    return str(value)
+
+
+def _check_name(value: object) -> str:
+    if value not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {value!r}")
+    return str(value)
+
+
+def _exception_types(value: object, what: str) -> tuple[type[BaseException], ...]:
+    items = value if isinstance(value, tuple) else (value,)
+    for item in items:
+        if not (isinstance(item, type) and issubclass(item, BaseException)):
+            raise TypeError(f"{what} must be exception types, got {item!r}")
+    return items
+
+
+def _check_attempt(attempt: object) -> int:
+    if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
+        raise ValueError(f"attempt must be an integer >= 1, got {attempt!r}")
+    return attempt
+
+
+# --------------------------------------------------------------------------- strategies
+
+
+class BackoffStrategy:
+    """Base of the strategies: a capped delay per attempt, then jitter. Never sleeps."""
+
+    name = ""
+    __slots__ = (
+        "base_delay",
+        "jitter",
+        "max_delay",
+        "max_retries",
+        "retryable_exceptions",
+        "rng",
+    )
+
+    def __init__(
+        self,
+        base_delay: float,
+        max_delay: float,
+        max_retries: int,
+        jitter: str,
+        retryable_exceptions: ExceptionTypes,
+        rng: random.Random | None,
+    ) -> None:
+        self.base_delay = _check_delay("base_delay", base_delay)
+        self.max_delay = _check_delay("max_delay", max_delay)
+        if self.max_delay < self.base_delay:
+            raise ValueError(
+                f"max_delay ({self.max_delay:g}s) must not be less than base_delay "
+                f"({self.base_delay:g}s)"
+            )
+        self.max_retries = _check_retries(max_retries)
+        self.jitter = _check_jitter(jitter)
+        self.retryable_exceptions = _exception_types(retryable_exceptions, "retryable_exceptions")
+        self.rng = rng
+
+    def base(self, attempt: int) -> float:
+        """The delay before retry ``attempt`` without jitter, capped at ``max_delay``."""
+        raise NotImplementedError
+
+    def _previous(self, attempt: int, previous_delay: float | None) -> float:
+        if previous_delay is not None and math.isfinite(previous_delay) and previous_delay >= 0:
+            return float(previous_delay)
+        return self.base(attempt - 1) if attempt > 1 else self.base_delay
+
+    def bounds(self, attempt: int, previous_delay: float | None = None) -> tuple[float, float]:
+        """The lowest and highest delay ``delay(attempt, previous_delay)`` can return."""
+        d = self.base(attempt)
+        jitter = self.jitter
+        if jitter == "none":
+            return d, d
+        if jitter == "full":
+            return 0.0, d
+        if jitter == "equal":
+            return d / 2, d
+        low = self.base_delay
+        return low, min(self.max_delay, max(low, self._previous(attempt, previous_delay) * 3.0))
+
+    def delay(self, attempt: int, previous_delay: float | None = None) -> float:
+        """Seconds to wait before retry ``attempt`` (1 = before the first retry).
+
+        ``previous_delay`` is the delay returned for the retry before; only decorrelated jitter
+        uses it (without it, the un-jittered previous delay stands in).
+        """
+        d = self.base(attempt)
+        jitter = self.jitter
+        if jitter == "none":
+            return d
+        rng = self.rng if self.rng is not None else _default_rng()
+        if jitter == "full":
+            return min(d, rng.uniform(0.0, d))
+        if jitter == "equal":
+            half = d / 2
+            return max(half, min(d, half + rng.uniform(0.0, half)))
+        low, high = self.bounds(attempt, previous_delay)
+        return max(low, min(high, rng.uniform(low, high)))
+
+    def schedule(self, retries: int | None = None) -> list[float]:
+        """The delays of retries 1..``retries`` (default: max_retries), jitter chained."""
+        out: list[float] = []
+        previous: float | None = None
+        for attempt in range(1, (self.max_retries if retries is None else retries) + 1):
+            previous = self.delay(attempt, previous)
+            out.append(previous)
+        return out
+
+    def is_retryable(self, exc: BaseException) -> bool:
+        """True for an ``Exception`` of one of ``retryable_exceptions``."""
+        return isinstance(exc, Exception) and isinstance(exc, self.retryable_exceptions)
+
+    def _describe(self) -> str:
+        return f"base_delay={self.base_delay:g}, max_delay={self.max_delay:g}"
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self._describe()}, max_retries={self.max_retries}, "
+            f"jitter={self.jitter!r})"
+        )
+
+
+class ExponentialBackoffStrategy(BackoffStrategy):
+    """``base_delay * multiplier ** (attempt - 1)``, capped at ``max_delay``; full jitter."""
+
+    name = "exponential"
+    __slots__ = ("_cap_attempt", "multiplier")
+
+    def __init__(
+        self,
+        base_delay: float = 1.0,
+        max_delay: float = 30.0,
+        multiplier: float = 2.0,
+        max_retries: int = 5,
+        jitter: str = "full",
+        retryable_exceptions: ExceptionTypes = DEFAULT_RETRYABLE,
+        rng: random.Random | None = None,
+    ) -> None:
+        super().__init__(base_delay, max_delay, max_retries, jitter, retryable_exceptions, rng)
+        self.multiplier = _check_multiplier(multiplier)
+        # From this attempt on the delay is certainly max_delay: no pow, no overflow.
+        if self.base_delay > 0 and self.multiplier > 1:
+            ratio = math.log(self.max_delay) - math.log(self.base_delay)  # no overflow
+            self._cap_attempt = min(int(ratio / math.log(self.multiplier)) + 2, 1 << 62)
+        else:
+            self._cap_attempt = 1 << 62
+
+    def base(self, attempt: int) -> float:
+        if _check_attempt(attempt) >= self._cap_attempt:
+            return self.max_delay
+        try:
+            d = self.base_delay * self.multiplier ** (attempt - 1)
+        except OverflowError:  # a subnormal base_delay: the pow overflows before the cap
+            return self.max_delay
+        return d if d < self.max_delay else self.max_delay
+
+    def _describe(self) -> str:
+        return f"{super()._describe()}, multiplier={self.multiplier:g}"
+
+
+class LinearBackoffStrategy(BackoffStrategy):
+    """``base_delay + increment * (attempt - 1)`` (increment defaults to base_delay), capped."""
+
+    name = "linear"
+    __slots__ = ("increment",)
+
+    def __init__(
+        self,
+        base_delay: float = 1.0,
+        max_delay: float = 30.0,
+        increment: float | None = None,
+        max_retries: int = 5,
+        jitter: str = "none",
+        retryable_exceptions: ExceptionTypes = DEFAULT_RETRYABLE,
+        rng: random.Random | None = None,
+    ) -> None:
+        super().__init__(base_delay, max_delay, max_retries, jitter, retryable_exceptions, rng)
+        self.increment = (
+            self.base_delay if increment is None else _check_delay("increment", increment)
+        )
+
+    def base(self, attempt: int) -> float:
+        d = self.base_delay + self.increment * (_check_attempt(attempt) - 1)
+        return d if d < self.max_delay else self.max_delay
+
+    def _describe(self) -> str:
+        return f"{super()._describe()}, increment={self.increment:g}"
+
+
+class FixedDelayStrategy(BackoffStrategy):
+    """The same ``base_delay`` before every retry (jitter, if any, varies it)."""
+
+    name = "fixed"
+    __slots__ = ()
+
+    def __init__(
+        self,
+        base_delay: float = 1.0,
+        max_delay: float | None = None,
+        max_retries: int = 5,
+        jitter: str = "none",
+        retryable_exceptions: ExceptionTypes = DEFAULT_RETRYABLE,
+        rng: random.Random | None = None,
+    ) -> None:
+        super().__init__(
+            base_delay,
+            base_delay if max_delay is None else max_delay,
+            max_retries,
+            jitter,
+            retryable_exceptions,
+            rng,
+        )
+
+    def base(self, attempt: int) -> float:
+        _check_attempt(attempt)
+        return self.base_delay
+
+
+def make_strategy(
+    name: str,
+    *,
+    base_delay: float,
+    max_delay: float,
+    multiplier: float = 2.0,
+    max_retries: int,
+    jitter: str,
+    rng: random.Random | None = None,
+    retryable_exceptions: ExceptionTypes = DEFAULT_RETRYABLE,
+) -> BackoffStrategy:
+    """A strategy by name: exponential, linear (increment = base_delay) or fixed."""
+    kind = _check_name(name)
+    if kind == "exponential":
+        return ExponentialBackoffStrategy(
+            base_delay, max_delay, multiplier, max_retries, jitter, retryable_exceptions, rng
+        )
+    if kind == "linear":
+        return LinearBackoffStrategy(
+            base_delay,
+            max_delay,
+            None,
+            max_retries,
+            jitter,
+            retryable_exceptions,
+            rng,
+        )
+    return FixedDelayStrategy(base_delay, max_delay, max_retries, jitter, retryable_exceptions, rng)
+
+
+_OVERRIDABLE = frozenset(
+    {
+        "name",
+        "strategy",
+        "base_delay",
+        "max_delay",
+        "multiplier",
+        "max_retries",
+        "jitter",
+        "rng",
+        "retryable_exceptions",
+    }
+)
+
+
+def strategy_from_config(retry_config: RetryConfig, **overrides: Any) -> BackoffStrategy:
+    """The strategy of a ``retry`` config section; overrides that are None are ignored.
+
+    ``strategy=`` (or ``name=``) picks the kind. When only ``base_delay`` is overridden above
+    the configured ``max_delay``, max_delay rises to it; when only ``max_delay`` is overridden
+    below the configured ``base_delay``, base_delay comes down to it.
+    """
+    unknown = set(overrides) - _OVERRIDABLE
+    if unknown:
+        raise TypeError(f"strategy_from_config() got unexpected overrides: {sorted(unknown)}")
+    given = {k: v for k, v in overrides.items() if v is not None and v is not UNSET}
+    if "strategy" in given:
+        given["name"] = given.pop("strategy")
+    values: dict[str, Any] = {
+        "name": retry_config.strategy,
+        "base_delay": retry_config.base_delay,
+        "max_delay": retry_config.max_delay,
+        "multiplier": retry_config.multiplier,
+        "max_retries": retry_config.max_retries,
+        "jitter": retry_config.jitter,
+    }
+    values.update(given)
+    base, cap = values["base_delay"], values["max_delay"]
+    if isinstance(base, (int, float)) and isinstance(cap, (int, float)) and base > cap:
+        if "max_delay" not in given:
+            values["max_delay"] = base
+        elif "base_delay" not in given:
+            values["base_delay"] = cap
+    name = values.pop("name")
+    return make_strategy(name, **values)
+
+
+# --------------------------------------------------------------------------- plans
+
+
+class PlanRow(NamedTuple):
+    """One retry of a schedule: the delay before attempt ``retry + 1``."""
+
+    retry: int
+    delay: float
+    cumulative: float
+    low: float
+    high: float
+    cut: bool  # shortened by max_elapsed
+
+
+class RetryPlan(NamedTuple):
+    """What a strategy will do if every attempt fails at once (attempts take no time)."""
+
+    strategy: BackoffStrategy
+    max_elapsed: float | None
+    rows: tuple[PlanRow, ...]
+
+    @property
+    def attempts(self) -> int:
+        return len(self.rows) + 1
+
+    @property
+    def total_delay(self) -> float:
+        return self.rows[-1].cumulative if self.rows else 0.0
+
+
+def plan_schedule(strategy: BackoffStrategy, *, max_elapsed: float | None = None) -> RetryPlan:
+    """The delays a policy with ``strategy`` and ``max_elapsed`` would sleep, in order."""
+    rows: list[PlanRow] = []
+    total = 0.0
+    previous: float | None = None
+    for attempt in range(1, strategy.max_retries + 1):
+        low, high = strategy.bounds(attempt, previous)
+        delay = strategy.delay(attempt, previous)
+        previous = delay
+        cut = False
+        if max_elapsed is not None:
+            remaining = max_elapsed - total
+            if remaining <= 0:
+                break
+            if delay > remaining:
+                delay, cut = remaining, True
+        total += delay
+        rows.append(PlanRow(attempt, delay, total, low, high, cut))
+    return RetryPlan(strategy, max_elapsed, tuple(rows))
+
+
+# --------------------------------------------------------------------------- statistics and budget
+
+
+class RetryStats(Mapping[str, float]):
+    """Counters of a decorated function or a policy; a read-only mapping (``dict(stats)``).
+
+    Every finished call ends as one of: success, failure (gave up, or an error that is not
+    retried) or interrupted (KeyboardInterrupt, SystemExit, cancellation). ``attempts`` counts
+    successes + failures + interrupted + retries.
+    """
+
+    __slots__ = (
+        "budget_denied",
+        "failures",
+        "giveups",
+        "interrupted",
+        "retries",
+        "successes",
+        "total_delay",
+    )
+    _KEYS = (
+        "calls",
+        "attempts",
+        "successes",
+        "failures",
+        "retries",
+        "giveups",
+        "budget_denied",
+        "interrupted",
+        "total_delay",
+    )
+
+    def __init__(self) -> None:
+        self.successes = 0
+        self.failures = 0
+        self.retries = 0
+        self.giveups = 0
+        self.budget_denied = 0
+        self.interrupted = 0
+        self.total_delay = 0.0
+
+    @property
+    def calls(self) -> int:
+        """Finished calls."""
+        return self.successes + self.failures + self.interrupted
+
+    @property
+    def attempts(self) -> int:
+        return self.calls + self.retries
+
+    def reset(self) -> None:
+        self.__init__()  # type: ignore[misc]
+
+    def as_dict(self) -> dict[str, float]:
+        return {key: getattr(self, key) for key in self._KEYS}
+
+    def __getitem__(self, key: str) -> float:
+        if key not in self._KEYS:
+            raise KeyError(key)
+        return getattr(self, key)  # type: ignore[no-any-return]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._KEYS)
+
+    def __len__(self) -> int:
+        return len(self._KEYS)
+
+    def __repr__(self) -> str:
+        return f"RetryStats({self.as_dict()})"
+
+
+class RetryBudget:
+    """A token bucket that all calls of a policy share, as the AWS SDKs' retry quota.
+
+    A retry takes ``retry_cost`` tokens (``timeout_cost`` after a TimeoutError); when too few
+    are left the retry is denied and the call gives up, so a failing dependency is not hit by a
+    retry storm. A success after retries gives the last cost back; a first-try success adds
+    ``success_refund``; never above ``capacity``. Thread-safe.
+    """
+
+    __slots__ = ("_lock", "_tokens", "capacity", "retry_cost", "success_refund", "timeout_cost")
+
+    def __init__(
+        self,
+        capacity: float = 500.0,
+        *,
+        retry_cost: float = 5.0,
+        timeout_cost: float = 10.0,
+        success_refund: float = 1.0,
+    ) -> None:
+        self.capacity = _check_delay("capacity", capacity)
+        self.retry_cost = _check_delay("retry_cost", retry_cost)
+        self.timeout_cost = _check_delay("timeout_cost", timeout_cost)
+        self.success_refund = _check_delay("success_refund", success_refund)
+        self._tokens = self.capacity
+        self._lock = allocate_lock()
+
+    @property
+    def tokens(self) -> float:
+        return self._tokens
+
+    def acquire(self, exc: BaseException | None = None) -> float | None:
+        """Take the cost of one retry after ``exc``; None (nothing taken) when too few are left."""
+        cost = self.timeout_cost if isinstance(exc, TimeoutError) else self.retry_cost
+        with self._lock:
+            if self._tokens < cost:
+                return None
+            self._tokens -= cost
+        return cost
+
+    def release(self, amount: float) -> None:
+        """Give ``amount`` tokens back, up to ``capacity``."""
+        if amount > 0:
+            with self._lock:
+                self._tokens = min(self.capacity, self._tokens + amount)
+
+    def record_success(self, spent: float = 0.0) -> None:
+        """A call succeeded; ``spent`` is the cost of its last retry (0: first try)."""
+        if self._tokens < self.capacity:
+            self.release(spent if spent > 0 else self.success_refund)
+
+    def __repr__(self) -> str:
+        return f"RetryBudget(tokens={self._tokens:g}/{self.capacity:g})"
+
+
+# --------------------------------------------------------------------------- the engine
+
+
+def _no_op() -> None:
+    """Entering a Python function runs the signal handlers that are pending."""
+
+
+def interruptible_sleep(seconds: float) -> None:
+    """``time.sleep`` that a signal always ends at once (the default sync backoff sleep).
+
+    ``time.sleep`` misses a signal that lands after the interpreter last looked for one and
+    before the sleep starts: the handler (KeyboardInterrupt, a SIGTERM handler raising
+    SystemExit) then runs only when the whole sleep is over. In the main thread this sleeps in
+    poll() on a pipe that is the signal wakeup fd, so such a signal wakes it; bytes meant for
+    a previous wakeup fd (asyncio's) are passed on. A handler that returns normally does not
+    shorten the sleep. Elsewhere (no signal handler runs there) it is ``time.sleep``.
+    """
+    if seconds <= 0:
+        time.sleep(0)
+        return
+    # A Python signal handler can raise after any call returns, before its result is stored.
+    # So results are stored by C code (list.extend) and every cleanup is one C call: whatever
+    # the point where a KeyboardInterrupt lands, the wakeup fd is restored and the pipe closed.
+    fds: list[int] = []
+    saved: list[int] = []
+    try:
+        try:
+            fds.extend(os.pipe())
+        except OSError:  # out of file descriptors: a plain sleep beats failing the call
+            time.sleep(seconds)
+            return
+        reader, writer = fds
+        os.set_blocking(writer, False)
+        os.set_blocking(reader, False)
+        try:
+            saved.extend(map(_set_wakeup_fd, (writer,)))
+        except ValueError:  # not the main thread: no signal handler runs here anyway
+            time.sleep(seconds)
+            return
+        poller = select.poll()  # not select(): no FD_SETSIZE limit in a busy service
+        poller.register(reader, select.POLLIN)
+        _no_op()  # a signal that came before set_wakeup_fd is handled here
+        deadline = time.monotonic() + seconds
+        remaining = seconds
+        while remaining > 0:
+            if poller.poll(min(math.ceil(remaining * 1000), _MAX_POLL_MS)):
+                _pass_on(reader, saved[0])
+                _no_op()  # run the handler now; if it raises, the sleep ends
+            remaining = deadline - time.monotonic()
+    finally:
+        try:
+            if saved:
+                signal.set_wakeup_fd(saved[0])
+                _pass_on(fds[0], saved[0])  # e.g. when the handler raised inside select()
+        finally:
+            list(map(os.close, fds))
+
+
+def _pass_on(reader: int, previous: int) -> None:
+    """Move signal numbers from our wakeup pipe to the previous wakeup fd (asyncio's)."""
+    while True:
+        try:
+            data = os.read(reader, 512)
+        except OSError:
+            return
+        if not data:
+            return
+        if previous >= 0:
+            try:
+                os.write(previous, data)
+            except OSError:
+                return
+
+
+_MAX_POLL_MS = 2**31 - 1
+_set_wakeup_fd = functools.partial(signal.set_wakeup_fd, warn_on_full_buffer=False)
+
+
+def _is_coroutine_function(fn: Any) -> bool:
+    code = getattr(fn, "__code__", None)
+    if code is not None:
+        return bool(code.co_flags & _CO_COROUTINE)
+    import inspect
+
+    if inspect.iscoroutinefunction(fn):  # functools.partial, markcoroutinefunction
+        return True
+    call = getattr(type(fn), "__call__", None)  # noqa: B004 - an object with an async __call__
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+def _qualname(fn: Any) -> str:
+    if isinstance(fn, str):
+        return fn
+    return str(getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn))
+
+
+def _format_seconds(seconds: float) -> str:
+    return f"{seconds:g}s"
+
+
+_errors: Any = None
+
+
+def _preload() -> None:
+    """Import what giving up needs before the first backoff, not in the middle of it.
+
+    A signal that arrives while a module is being imported can run its handler inside an
+    importlib weakref callback, where the KeyboardInterrupt is printed and dropped; so the
+    path from a failure to the end of its backoff sleep imports nothing.
+    """
+    global _errors
+    if _errors is None:
+        import reliactl.errors
+
+        _default_rng()
+        _errors = reliactl.errors
+
+
+_CHECKS: dict[str, Callable[[Any], object]] = {
+    "multiplier": _check_multiplier,
+    "max_retries": _check_retries,
+    "jitter": _check_jitter,
+    "name": _check_name,
+}
+
+
+class RetryPolicy:
+    """One retry configuration: a decorator (``@policy``), ``call()``, and ``attempts()``.
+
+    Settings left as None / UNSET come from the ``retry`` configuration section at the first
+    call. ``strategy`` is a strategy object (which then carries every backoff setting) or a
+    strategy name.
+    """
+
+    __slots__ = (
+        "_async_sleep",
+        "_budget",
+        "_clock",
+        "_given",
+        "_max_elapsed",
+        "_on_giveup",
+        "_on_retry",
+        "_reraise",
+        "_result_pred",
+        "_retry_pred",
+        "_retry_types",
+        "_retry_types_given",
+        "_rng",
+        "_sleep",
+        "_stats",
+        "_strategy",
+        "name",
+    )
+
+    def __init__(
+        self,
+        *,
+        strategy: BackoffStrategy | str | None = None,
+        max_retries: int | None = None,
+        base_delay: float | None = None,
+        max_delay: float | None = None,
+        multiplier: float | None = None,
+        jitter: str | None = None,
+        max_elapsed: float | _Unset | None = UNSET,
+        retry_on: RetryOn | None = None,
+        retry_on_result: Callable[[Any], bool] | None = None,
+        reraise: bool = False,
+        on_retry: OnRetry | None = None,
+        on_giveup: OnGiveup | None = None,
+        budget: RetryBudget | None = None,
+        sleep: Callable[[float], object] | None = None,
+        async_sleep: Callable[[float], Awaitable[object]] | None = None,
+        clock: Callable[[], float] | None = None,
+        rng: random.Random | None = None,
+        name: str | None = None,
+    ) -> None:
+        given: dict[str, Any] = {
+            "base_delay": base_delay,
+            "max_delay": max_delay,
+            "multiplier": multiplier,
+            "max_retries": max_retries,
+            "jitter": jitter,
+        }
+        given = {k: v for k, v in given.items() if v is not None}
+        self._strategy: BackoffStrategy | None = None
+        if isinstance(strategy, BackoffStrategy):
+            if given:
+                raise TypeError(
+                    f"give either strategy= or backoff settings, not both (got {sorted(given)})"
+                )
+            self._strategy = strategy
+        elif strategy is not None:
+            given["name"] = _check_name(strategy)
+        # Check what was given now, so a typo fails at decoration, not at 3 a.m.
+        for key, value in given.items():
+            if key in ("base_delay", "max_delay"):
+                _check_delay(key, value)
+            else:
+                _CHECKS[key](value)
+        if max_elapsed is not UNSET and max_elapsed is not None:
+            _check_delay("max_elapsed", max_elapsed)
+        self._given = given
+        self._rng = rng
+        if isinstance(strategy, BackoffStrategy) and max_elapsed is UNSET:
+            max_elapsed = None  # a complete strategy object: the configuration is not read
+        self._max_elapsed: float | _Unset | None = max_elapsed
+        if rng is not None and isinstance(strategy, BackoffStrategy):
+            raise TypeError("give rng= to the strategy object, not to retry()")
+        self._retry_types: tuple[type[BaseException], ...] = DEFAULT_RETRYABLE
+        self._retry_types_given = False
+        self._retry_pred: Callable[[BaseException], bool] | None = None
+        if retry_on is not None:
+            if isinstance(retry_on, (type, tuple)):
+                self._retry_types = _exception_types(retry_on, "retry_on")
+                self._retry_types_given = True
+            elif callable(retry_on):
+                self._retry_pred = retry_on
+            else:
+                raise TypeError(
+                    f"retry_on must be exception types or a predicate, got {retry_on!r}"
+                )
+        if self._strategy is not None and retry_on is None:
+            self._retry_types = self._strategy.retryable_exceptions
+        if retry_on_result is not None and not callable(retry_on_result):
+            raise TypeError(f"retry_on_result must be a predicate, got {retry_on_result!r}")
+        self._result_pred = retry_on_result
+        self._reraise = bool(reraise)
+        self._on_retry = on_retry
+        self._on_giveup = on_giveup
+        self._budget = budget
+        self._sleep = sleep if sleep is not None else interruptible_sleep
+        self._async_sleep = async_sleep
+        self._clock = clock if clock is not None else time.monotonic
+        self._stats = RetryStats()
+        self.name = name
+        if self._strategy is None and self._complete():
+            self._resolve()
+
+    @classmethod
+    def from_config(
+        cls,
+        retry_config: RetryConfig,
+        *,
+        strategy: str | None = None,
+        max_retries: int | None = None,
+        base_delay: float | None = None,
+        max_delay: float | None = None,
+        multiplier: float | None = None,
+        jitter: str | None = None,
+        max_elapsed: float | _Unset | None = UNSET,
+        rng: random.Random | None = None,
+        **options: Any,
+    ) -> RetryPolicy:
+        """A policy from a given ``retry`` section (a command's loaded configuration, not the
+        process-wide one), settings that are not None overriding it. ``options`` are the
+        other keyword arguments of RetryPolicy (retry_on, hooks, budget, sleep, clock...)."""
+        built = strategy_from_config(
+            retry_config,
+            strategy=strategy,
+            max_retries=max_retries,
+            base_delay=base_delay,
+            max_delay=max_delay,
+            multiplier=multiplier,
+            jitter=jitter,
+            rng=rng,
+        )
+        if max_elapsed is UNSET:
+            max_elapsed = retry_config.max_elapsed
+        return cls(strategy=built, max_elapsed=max_elapsed, **options)
+
+    # ---- settings
+
+    def _complete(self) -> bool:
+        keys = {"name", "base_delay", "max_delay", "max_retries", "jitter"}
+        if self._given.get("name") == "exponential":
+            keys.add("multiplier")
+        return keys <= set(self._given) and self._max_elapsed is not UNSET
+
+    def _resolve(self) -> BackoffStrategy:
+        """Build the strategy, reading the configuration only for what was not given."""
+        strategy = self._strategy
+        if strategy is None:
+            if self._complete():
+                values = dict(self._given)
+                values.setdefault("multiplier", 2.0)
+                strategy = make_strategy(values.pop("name"), rng=self._rng, **values)
+            else:
+                from reliactl.config import get_reliability_config
+
+                section = get_reliability_config().retry
+                strategy = strategy_from_config(section, rng=self._rng, **self._given)
+                if self._max_elapsed is UNSET:
+                    self._max_elapsed = section.max_elapsed
+            if not self._retry_types_given and self._retry_pred is None:
+                self._retry_types = strategy.retryable_exceptions
+            self._strategy = strategy  # last: other threads test it
+        return strategy
+
+    @property
+    def strategy(self) -> BackoffStrategy:
+        """The backoff strategy (resolved from the configuration if need be)."""
+        return self._strategy if self._strategy is not None else self._resolve()
+
+    @property
+    def max_elapsed(self) -> float | None:
+        if self._max_elapsed is UNSET:
+            self._resolve()
+        return None if self._max_elapsed is UNSET else self._max_elapsed
+
+    @property
+    def stats(self) -> RetryStats:
+        return self._stats
+
+    @property
+    def budget(self) -> RetryBudget | None:
+        return self._budget
+
+    def get_stats(self) -> dict[str, float]:
+        """This policy's counters over every function and block it retried, as a dict."""
+        return self._stats.as_dict()
+
+    def __repr__(self) -> str:
+        shown = repr(self._strategy) if self._strategy is not None else f"from config {self._given}"
+        return f"RetryPolicy({shown})"
+
+    # ---- decisions
+
+    def should_retry(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is one this policy retries (never a BaseException that is not an
+        Exception: KeyboardInterrupt, SystemExit, CancelledError, GeneratorExit)."""
+        if not isinstance(exc, Exception):
+            return False
+        if self._retry_pred is not None:
+            return bool(self._retry_pred(exc))
+        return isinstance(exc, self._retry_types)
+
+    def _next_delay(
+        self,
+        attempt: int,
+        exc: BaseException | None,
+        previous: float | None,
+        start: float,
+    ) -> tuple[float, float, float] | str:
+        """(delay to sleep, strategy delay, budget tokens taken) before attempt + 1, or why
+        no retry is allowed: "attempts", "deadline" or "budget".
+        """
+        strategy = self._strategy
+        assert strategy is not None
+        limit = strategy.max_retries
+        if _TEST_MAX_RETRIES is not None and limit > _TEST_MAX_RETRIES:
+            limit = _TEST_MAX_RETRIES
+        if attempt > limit:
+            return "attempts"
+        computed = strategy.delay(attempt, previous)
+        delay = computed
+        requested = getattr(exc, "retry_after", None) if exc is not None else None
+        if requested is not None:
+            try:
+                seconds = float(requested)
+            except (TypeError, ValueError):
+                seconds = math.nan
+            if math.isfinite(seconds) and seconds >= 0:
+                delay = min(seconds, strategy.max_delay)
+        if _ZERO_BACKOFF:
+            delay = 0.0
+        max_elapsed = self._max_elapsed
+        if max_elapsed is not None and max_elapsed is not UNSET:
+            remaining = max_elapsed - (self._clock() - start)
+            if remaining <= 0:
+                return "deadline"
+            delay = min(delay, remaining)
+        spent = 0.0
+        if self._budget is not None:
+            taken = self._budget.acquire(exc)
+            if taken is None:
+                return "budget"
+            spent = taken
+        return delay, computed, spent
+
+    def _give_up(
+        self,
+        fn: Any,
+        reason: str,
+        attempt: int,
+        exc: BaseException | None,
+        result: Any,
+    ) -> BaseException:
+        """Call on_giveup and return the exception to raise."""
+        if self._on_giveup is not None:
+            self._on_giveup(attempt, exc)
+        if self._reraise and exc is not None:
+            return exc
+        _preload()
+        RetryError = _errors.RetryError
+        why = {
+            "attempts": "no retries left",
+            "deadline": f"max_elapsed {_format_seconds(self.max_elapsed or 0.0)} reached",
+            "budget": "retry budget exhausted",
+        }[reason]
+        what = f"{type(exc).__name__}: {exc}" if exc is not None else f"result {result!r}"
+        plural = "s" if attempt != 1 else ""
+        error: BaseException = RetryError(
+            f"{_qualname(fn)} failed after {attempt} attempt{plural} ({why}): {what}",
+            attempt,
+            reason=reason,
+            last_result=result,
+        )
+        error.__cause__ = exc
+        error.__suppress_context__ = True
+        return error
+
+    def _decide(
+        self,
+        attempt: int,
+        exc: BaseException | None,
+        previous: float | None,
+        start: float,
+    ) -> tuple[float, float, float] | str:
+        """Attempt ``attempt`` failed: the next delay and on_retry, or why the call ends
+        ("no": not retried; "attempts", "deadline", "budget": give up)."""
+        if _errors is None:
+            _preload()
+        if exc is not None and not self.should_retry(exc):
+            return "no"
+        planned = self._next_delay(attempt, exc, previous, start)
+        if isinstance(planned, tuple) and self._on_retry is not None:
+            self._on_retry(attempt, planned[0], exc)
+        return planned
+
+    @staticmethod
+    def _slept(stats: tuple[RetryStats, ...], delay: float) -> None:
+        for s in stats:
+            s.retries += 1
+            s.total_delay += delay
+
+    @staticmethod
+    def _ended(stats: tuple[RetryStats, ...], end: BaseException, reason: str | None) -> None:
+        """Count a call that ends by raising ``end`` (``reason``: see _decide)."""
+        for s in stats:
+            if reason is not None and reason != "no":
+                s.failures += 1
+                s.giveups += 1
+                if reason == "budget":
+                    s.budget_denied += 1
+            elif isinstance(end, Exception):
+                s.failures += 1
+            else:
+                s.interrupted += 1
+
+    def _succeeded(self, stats: tuple[RetryStats, ...], spent: float) -> None:
+        for s in stats:
+            s.successes += 1
+        if self._budget is not None:
+            self._budget.record_success(spent)
+
+    # ---- sync
+
+    def _retry_sync(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        exc: BaseException | None,
+        result: Any,
+        start: float,
+        stats: tuple[RetryStats, ...],
+    ) -> Any:
+        attempt = 1
+        previous: float | None = None
+        sleep = self._sleep
+        result_pred = self._result_pred
+        reason: str | None = None
+        try:
+            while True:
+                decision = self._decide(attempt, exc, previous, start)
+                if isinstance(decision, str):
+                    reason = decision
+                    if decision == "no":
+                        assert exc is not None
+                        raise exc
+                    raise self._give_up(fn, decision, attempt, exc, result)
+                delay, previous, spent = decision
+                sleep(delay)
+                self._slept(stats, delay)
+                attempt += 1
+                try:
+                    result = fn(*args, **kwargs)
+                except BaseException as error:
+                    exc = error
+                    continue
+                exc = None
+                if result_pred is not None and result_pred(result):
+                    continue
+                self._succeeded(stats, spent)
+                return result
+        except BaseException as end:
+            # Every way out counts once: not retried, gave up, a hook failed, or an
+            # interruption (also one that lands between two statements of this loop).
+            self._ended(stats, end, reason)
+            raise
+        finally:
+            exc = None  # no frame <-> traceback cycle
+
+    def call(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
+        """Call ``fn(*args, **kwargs)`` with retries (counted in this policy's stats)."""
+        if self._strategy is None:
+            self._resolve()
+        max_elapsed = self._max_elapsed
+        start = self._clock() if max_elapsed is not None else 0.0
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            failure: BaseException | None = exc
+        else:
+            if self._result_pred is None or not self._result_pred(result):
+                self._succeeded((self._stats,), 0.0)
+                return result
+            failure = None
+        try:
+            return self._retry_sync(  # type: ignore[no-any-return]
+                fn,
+                args,
+                kwargs,
+                failure,
+                result if failure is None else None,
+                start,
+                (self._stats,),
+            )
+        finally:
+            failure = None
+
+    def _wrap_sync(self, fn: Callable[P, R]) -> Callable[P, R]:
+        policy = self
+        fstats = RetryStats()
+        pstats = self._stats
+        both = (fstats, pstats)
+        result_pred = self._result_pred
+        budget = self._budget
+        clock = self._clock
+
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            if policy._strategy is None:
+                policy._resolve()
+            start = clock() if policy._max_elapsed is not None else 0.0
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                failure: BaseException | None = exc
+            else:
+                if result_pred is None or not result_pred(result):
+                    fstats.successes += 1
+                    pstats.successes += 1
+                    if budget is not None:
+                        budget.record_success()
+                    return result
+                failure = None
+            try:
+                return policy._retry_sync(  # type: ignore[no-any-return]
+                    fn, args, kwargs, failure, result if failure is None else None, start, both
+                )
+            finally:
+                failure = None
+
+        wrapper.retry_stats = fstats  # type: ignore[attr-defined]
+        wrapper.retry_policy = policy  # type: ignore[attr-defined]
+        return wrapper
+
+    # ---- async
+
+    async def _sleep_async(self, delay: float) -> None:
+        sleep = self._async_sleep
+        if sleep is None:
+            import asyncio
+
+            await asyncio.sleep(delay)
+            return
+        waited = sleep(delay)
+        if waited is not None and hasattr(waited, "__await__"):
+            await waited
+
+    async def _retry_async(
+        self,
+        fn: Callable[..., Awaitable[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        exc: BaseException | None,
+        result: Any,
+        start: float,
+        stats: tuple[RetryStats, ...],
+    ) -> Any:
+        attempt = 1
+        previous: float | None = None
+        result_pred = self._result_pred
+        reason: str | None = None
+        try:
+            while True:
+                decision = self._decide(attempt, exc, previous, start)
+                if isinstance(decision, str):
+                    reason = decision
+                    if decision == "no":
+                        assert exc is not None
+                        raise exc
+                    raise self._give_up(fn, decision, attempt, exc, result)
+                delay, previous, spent = decision
+                await self._sleep_async(delay)
+                self._slept(stats, delay)
+                attempt += 1
+                try:
+                    result = await fn(*args, **kwargs)
+                except BaseException as error:
+                    exc = error
+                    continue
+                exc = None
+                if result_pred is not None and result_pred(result):
+                    continue
+                self._succeeded(stats, spent)
+                return result
+        except BaseException as end:
+            self._ended(stats, end, reason)
+            raise
+        finally:
+            exc = None
+
+    async def call_async(self, fn: Callable[..., Awaitable[R]], /, *args: Any, **kwargs: Any) -> R:
+        """Await ``fn(*args, **kwargs)`` with retries (counted in this policy's stats)."""
+        if self._strategy is None:
+            self._resolve()
+        start = self._clock() if self._max_elapsed is not None else 0.0
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            failure: BaseException | None = exc
+        else:
+            if self._result_pred is None or not self._result_pred(result):
+                self._succeeded((self._stats,), 0.0)
+                return result
+            failure = None
+        try:
+            return await self._retry_async(  # type: ignore[no-any-return]
+                fn,
+                args,
+                kwargs,
+                failure,
+                result if failure is None else None,
+                start,
+                (self._stats,),
+            )
+        finally:
+            failure = None
+
+    def _wrap_async(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+        policy = self
+        fstats = RetryStats()
+        pstats = self._stats
+        both = (fstats, pstats)
+        result_pred = self._result_pred
+        budget = self._budget
+        clock = self._clock
+
+        @functools.wraps(fn)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            if policy._strategy is None:
+                policy._resolve()
+            start = clock() if policy._max_elapsed is not None else 0.0
+            try:
+                result = await fn(*args, **kwargs)
+            except BaseException as exc:
+                failure: BaseException | None = exc
+            else:
+                if result_pred is None or not result_pred(result):
+                    fstats.successes += 1
+                    pstats.successes += 1
+                    if budget is not None:
+                        budget.record_success()
+                    return result
+                failure = None
+            try:
+                return await policy._retry_async(  # type: ignore[no-any-return]
+                    fn, args, kwargs, failure, result if failure is None else None, start, both
+                )
+            finally:
+                failure = None
+
+        wrapper.retry_stats = fstats  # type: ignore[attr-defined]
+        wrapper.retry_policy = policy  # type: ignore[attr-defined]
+        return wrapper
+
+    # ---- decorating
+
+    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
+        """Decorate ``fn`` (a coroutine function gets an async wrapper)."""
+        if not callable(fn):
+            raise TypeError(f"retry decorates a function, got {fn!r}")
+        code = getattr(fn, "__code__", None)
+        if code is not None and code.co_flags & _CO_GENERATORS:
+            raise TypeError(f"cannot retry generator function {_qualname(fn)}")
+        if _is_coroutine_function(fn):
+            return self._wrap_async(fn)  # type: ignore[arg-type, return-value]
+        return self._wrap_sync(fn)
+
+    def wrap_async(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+        """Decorate ``fn`` as async even when it is a plain function returning an awaitable."""
+        code = getattr(fn, "__code__", None)
+        if code is not None and code.co_flags & _CO_GENERATORS:
+            raise TypeError(f"cannot retry generator function {_qualname(fn)}")
+        return self._wrap_async(fn)
+
+    # ---- blocks
+
+    def attempts(self) -> AttemptIterator:
+        """Retry a block: ``for attempt in policy.attempts(): with attempt: ...``."""
+        return AttemptIterator(self)
+
+    def attempts_async(self) -> AsyncAttemptIterator:
+        """Retry a block in async code: ``async for attempt in ...: with attempt: ...``."""
+        return AsyncAttemptIterator(self)
+
+
+class Attempt:
+    """One attempt of a retried block; ``with attempt:`` records how it ended."""
+
+    __slots__ = ("_run", "number")
+
+    def __init__(self, run: _BlockRun, number: int) -> None:
+        self._run = run
+        self.number = number
+
+    def __enter__(self) -> Attempt:
+        return self
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> bool:
+        return self._run.finish(self, exc)
+
+    def __repr__(self) -> str:
+        return f"Attempt({self.number})"
+
+
+class _BlockRun:
+    """State shared by the sync and async attempt iterators."""
+
+    __slots__ = ("delay", "done", "number", "policy", "previous", "spent", "start", "stats")
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self.policy = policy
+        self.stats = (policy._stats,)
+        self.number = 0
+        self.done = False
+        self.delay: float | None = None  # set when the last attempt failed and will be retried
+        self.previous: float | None = None
+        self.spent = 0.0
+        self.start = 0.0
+
+    def begin(self) -> Attempt:
+        policy = self.policy
+        if policy._strategy is None:
+            policy._resolve()
+        self.start = policy._clock() if policy._max_elapsed is not None else 0.0
+        self.number = 1
+        return Attempt(self, 1)
+
+    def finish(self, attempt: Attempt, exc: BaseException | None) -> bool:
+        if attempt.number != self.number or self.done:
+            return False  # a stale attempt object: let whatever happened propagate
+        policy = self.policy
+        if exc is None:
+            self.done = True
+            policy._succeeded(self.stats, self.spent)
+            return False
+        reason: str | None = None
+        try:
+            decision = policy._decide(self.number, exc, self.previous, self.start)
+            if isinstance(decision, tuple):
+                self.delay, self.previous, self.spent = decision
+                return True
+            reason = decision
+            if decision != "no":
+                what = policy.name or "retried block"
+                error = policy._give_up(what, decision, self.number, exc, None)
+                if error is not exc:
+                    raise error
+        except BaseException as end:
+            self.done = True
+            policy._ended(self.stats, end, reason)
+            raise
+        self.done = True
+        policy._ended(self.stats, exc, reason)
+        return False  # not retried, or reraise=True: the original propagates
+
+    def next_number(self) -> int:
+        """After the sleep: the number of the next attempt, or 0 when the run is over."""
+        if self.delay is None:
+            if not self.done:  # the block did not use `with attempt:`: it ended normally
+                self.done = True
+                self.policy._succeeded(self.stats, self.spent)
+            return 0
+        self.policy._slept(self.stats, self.delay)
+        self.delay = None
+        self.number += 1
+        return self.number
+
+
+class AttemptIterator:
+    """``for attempt in policy.attempts(): with attempt: ...`` (sleeps between attempts)."""
+
+    __slots__ = ("_run",)
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self._run = _BlockRun(policy)
+
+    def __iter__(self) -> AttemptIterator:
+        return self
+
+    def __next__(self) -> Attempt:
+        run = self._run
+        if run.number == 0:
+            return run.begin()
+        if run.delay is not None:
+            try:
+                run.policy._sleep(run.delay)
+            except BaseException as exc:
+                run.done = True
+                run.policy._ended(run.stats, exc, None)
+                raise
+        number = run.next_number()
+        if number == 0:
+            raise StopIteration
+        return Attempt(run, number)
+
+
+class AsyncAttemptIterator:
+    """``async for attempt in policy.attempts_async(): with attempt: ...``."""
+
+    __slots__ = ("_run",)
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self._run = _BlockRun(policy)
+
+    def __aiter__(self) -> AsyncAttemptIterator:
+        return self
+
+    async def __anext__(self) -> Attempt:
+        run = self._run
+        if run.number == 0:
+            return run.begin()
+        if run.delay is not None:
+            try:
+                await run.policy._sleep_async(run.delay)
+            except BaseException as exc:
+                run.done = True
+                run.policy._ended(run.stats, exc, None)
+                raise
+        number = run.next_number()
+        if number == 0:
+            raise StopAsyncIteration
+        return Attempt(run, number)
+
+
+# --------------------------------------------------------------------------- the short forms
+
+
+def retry(
+    *,
+    strategy: BackoffStrategy | str | None = None,
+    max_retries: int | None = None,
+    base_delay: float | None = None,
+    max_delay: float | None = None,
+    multiplier: float | None = None,
+    jitter: str | None = None,
+    max_elapsed: float | _Unset | None = UNSET,
+    retry_on: RetryOn | None = None,
+    retry_on_result: Callable[[Any], bool] | None = None,
+    reraise: bool = False,
+    on_retry: OnRetry | None = None,
+    on_giveup: OnGiveup | None = None,
+    budget: RetryBudget | None = None,
+    sleep: Callable[[float], object] | None = None,
+    async_sleep: Callable[[float], Awaitable[object]] | None = None,
+    clock: Callable[[], float] | None = None,
+    rng: random.Random | None = None,
+) -> RetryPolicy:
+    """A retry decorator: ``@retry(max_retries=3, retry_on=OSError)``.
+
+    Works on plain and coroutine functions (``sleep`` for the first, ``async_sleep`` for the
+    second). The decorated function has ``.retry_stats`` and ``.retry_policy``.
+    """
+    return RetryPolicy(
+        strategy=strategy,
+        max_retries=max_retries,
+        base_delay=base_delay,
+        max_delay=max_delay,
+        multiplier=multiplier,
+        jitter=jitter,
+        max_elapsed=max_elapsed,
+        retry_on=retry_on,
+        retry_on_result=retry_on_result,
+        reraise=reraise,
+        on_retry=on_retry,
+        on_giveup=on_giveup,
+        budget=budget,
+        sleep=sleep,
+        async_sleep=async_sleep,
+        clock=clock,
+        rng=rng,
+    )
+
+
+class AsyncRetryDecorator:
+    """What ``retry_async(...)`` returns: decorates async functions with its ``policy``."""
+
+    __slots__ = ("policy",)
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self.policy = policy
+
+    def __call__(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+        return self.policy.wrap_async(fn)
+
+
+def retry_async(
+    *,
+    strategy: BackoffStrategy | str | None = None,
+    max_retries: int | None = None,
+    base_delay: float | None = None,
+    max_delay: float | None = None,
+    multiplier: float | None = None,
+    jitter: str | None = None,
+    max_elapsed: float | _Unset | None = UNSET,
+    retry_on: RetryOn | None = None,
+    retry_on_result: Callable[[Any], bool] | None = None,
+    reraise: bool = False,
+    on_retry: OnRetry | None = None,
+    on_giveup: OnGiveup | None = None,
+    budget: RetryBudget | None = None,
+    sleep: Callable[[float], Awaitable[object]] | None = None,
+    clock: Callable[[], float] | None = None,
+    rng: random.Random | None = None,
+) -> AsyncRetryDecorator:
+    """The seed's async decorator: ``@retry_async(max_retries=3, base_delay=1.0)`` or
+    ``@retry_async(strategy=strategy)``; ``sleep`` is an async sleep (default asyncio.sleep).
+    """
+    return AsyncRetryDecorator(
+        RetryPolicy(
+            strategy=strategy,
+            max_retries=max_retries,
+            base_delay=base_delay,
+            max_delay=max_delay,
+            multiplier=multiplier,
+            jitter=jitter,
+            max_elapsed=max_elapsed,
+            retry_on=retry_on,
+            retry_on_result=retry_on_result,
+            reraise=reraise,
+            on_retry=on_retry,
+            on_giveup=on_giveup,
+            budget=budget,
+            async_sleep=sleep,
+            clock=clock,
+            rng=rng,
+        )
+    )
+
+
+def retrying(**options: Any) -> AttemptIterator:
+    """Retry a block: ``for attempt in retrying(retry_on=OSError): with attempt: ...``.
+
+    Takes the keyword arguments of ``retry()``.
+    """
+    return RetryPolicy(**options).attempts()
+
+
+def retrying_async(**options: Any) -> AsyncAttemptIterator:
+    """``async for attempt in retrying_async(...): with attempt: ...``; ``sleep`` is async."""
+    if "sleep" in options:
+        options["async_sleep"] = options.pop("sleep")
+    return RetryPolicy(**options).attempts_async()

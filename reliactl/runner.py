@@ -1,0 +1,933 @@
+"""Supervised command execution: lock, retry, timeout, signals -> a frozen RunResult.
+
+The process model (coreutils timeout(1) semantics, plus what timeout cannot promise):
+
+    reliactl ──fork──> shim (setsid: session and group leader, ignores forwarded signals)
+                         └──fork+exec──> COMMAND (same group; default signals, open mask)
+
+- The shim is a forked copy of reliactl (no new interpreter start). It holds the read end of
+  a "lifeline" pipe whose only writer is reliactl: when reliactl dies in any way, even
+  SIGKILL, the pipe reads EOF and the shim SIGKILLs the whole group. PR_SET_PDEATHSIG would
+  reach only the direct child; the lifeline reaches every process left in the group, and
+  needs neither ctypes nor a getppid() race check.
+- The shim reports the command's raw wait status (or the errno of a failed exec) on a
+  close-on-exec pipe, then exits; reliactl maps it to 0..255, 126/127 or 128+N.
+- Timeouts and forwarded signals go to the whole group (killpg), followed by SIGCONT, then
+  SIGKILL after ``kill_after``. The group is signalled only while the shim (its leader) has
+  not been reaped, so its id cannot have been recycled; ``waitid(WNOWAIT)`` looks without
+  reaping.
+- Without output processing the command inherits reliactl's stdout and stderr directly: no
+  pipe, so a grandchild holding stdout can never hang reliactl. With processing (an
+  ``OutputSink``), the pipes are read in one select loop and, once the command has exited,
+  drained with a deadline, never waited on for EOF.
+- Signals reach the loop through ``signal.set_wakeup_fd``; a signal during a lock wait or a
+  backoff sleep ends it at once. Signals ignored when reliactl started stay ignored, are not
+  forwarded, and stay ignored in the command; SIGPIPE, SIGXFSZ and SIGCHLD are reset to their
+  defaults and the signal mask is emptied for the command.
+
+This module never prints: events go to an ``on_event`` callback, the command's output to the
+``OutputSink`` (or straight to the inherited descriptors), and the outcome is a RunResult.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import select
+import signal
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from reliactl.errors import LockBusyError, ReliactlError
+
+if TYPE_CHECKING:  # protocols cost import time; only the type checker needs them
+    from typing import Protocol
+
+    class DelayStrategy(Protocol):
+        """The retry engine's strategy: the pause before retry ``attempt`` (1 = first retry)."""
+
+        def delay(self, attempt: int, previous_delay: float) -> float: ...
+
+    class OutputSink(Protocol):
+        """Receives the command's output when reliactl processes it (timestamps, logs, chronic)."""
+
+        def write(self, stream: int, data: bytes) -> None:
+            """``stream`` is 1 (stdout) or 2 (stderr)."""
+
+        def end_attempt(self, attempt: int) -> None:
+            """All output of this attempt has been delivered (partial lines may be flushed)."""
+
+
+FORWARDED_SIGNALS: tuple[signal.Signals, ...] = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+)
+NEVER_RETRIED = frozenset({126, 127})
+DRAIN_QUIET = 0.05  # after the command exits, stop reading a pipe quiet this long
+DRAIN_MAX = 1.0  # ... and stop reading altogether after this long
+
+# outcomes
+SUCCESS = "success"
+FAILURE = "failure"
+TIMEOUT = "timeout"
+SIGNALLED = "signal"  # reliactl received a terminating signal and forwarded it
+NOT_FOUND = "not_found"
+NOT_EXECUTABLE = "not_executable"
+BUSY = "busy"
+SKIPPED = "skipped"
+GATED = "gated"  # a pre-start gate (``reliactl run --check``) refused to start the command
+
+
+@dataclass(frozen=True)
+class RunRetryPolicy:
+    """Which failures are retried, how often and how long apart."""
+
+    max_retries: int = 0
+    strategy: DelayStrategy | None = None  # None: no pause between attempts
+    retry_on: frozenset[int] | None = None  # only these exit codes (None: any non-zero)
+    no_retry_on: frozenset[int] = frozenset()
+    retry_on_timeout: bool = False
+
+    def retryable(self, attempt: Attempt) -> bool:
+        """Whether this failed attempt may be tried again (ignoring counts and time)."""
+        if attempt.exit_code == 0 or attempt.exec_error is not None:
+            return False
+        if attempt.timed_out:
+            return self.retry_on_timeout
+        code = attempt.exit_code
+        if code in NEVER_RETRIED or code in self.no_retry_on:
+            return False
+        return self.retry_on is None or code in self.retry_on
+
+
+@dataclass(frozen=True)
+class GateRefusal:
+    """A pre-start gate's "no": the run ends unstarted with this exit code and message."""
+
+    exit_code: int
+    message: str
+    outcome: str = "gated"  # or e.g. "breaker_open": what the run history records
+
+
+# Called once, after the lock is taken and before the first attempt (never per retry):
+# None starts the command, a GateRefusal ends the run with its outcome ("gated" by default).
+Gate = Callable[[], GateRefusal | None]
+
+
+@dataclass(frozen=True)
+class LockOptions:
+    path: str
+    wait: float | None = 0.0  # None: forever
+    skip_if_locked: bool = False
+    allow_network_fs: bool = False
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything one ``run`` needs; the CLI builds it from flags and configuration."""
+
+    command: tuple[str, ...]
+    name: str = ""
+    timeout: float | None = None  # per attempt
+    total_timeout: float | None = None  # across attempts and pauses
+    kill_after: float | None = 10.0  # SIGKILL this long after the timeout signal (None: never)
+    timeout_signal: int = signal.SIGTERM
+    preserve_status: bool = False
+    retry: RunRetryPolicy = field(default_factory=RunRetryPolicy)
+    lock: LockOptions | None = None
+    env: Mapping[str, str] | None = None
+    cwd: str | None = None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One execution of the command."""
+
+    number: int
+    started_at: float  # wall-clock epoch seconds
+    duration: float  # seconds (monotonic)
+    exit_code: int  # as a shell reports it: 0..255, 124/137 on timeout, 128+N for signal N
+    signal: int | None = None  # the signal that ended the command, if one did
+    timed_out: bool = False
+    killed: bool = False  # reliactl had to SIGKILL the group
+    exec_error: str | None = None  # the command could not be started
+    delay_after: float | None = None  # pause before the next attempt, if there was one
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "started_at": self.started_at,
+            "duration": round(self.duration, 6),
+            "exit_code": self.exit_code,
+            "signal": self.signal,
+            "timed_out": self.timed_out,
+            "killed": self.killed,
+            "exec_error": self.exec_error,
+            "delay_after": self.delay_after,
+        }
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The outcome of a run after all attempts: what reliactl exits with, and why."""
+
+    name: str
+    command: tuple[str, ...]
+    exit_code: int
+    outcome: str  # success failure timeout signal not_found not_executable busy skipped gated
+    started_at: float
+    duration: float
+    attempts: tuple[Attempt, ...] = ()
+    interrupted_by: int | None = None  # the signal reliactl received and forwarded
+    lock_path: str | None = None
+    lock_wait: float | None = None  # seconds spent waiting for the lock
+    lock_holder: str | None = None  # who held it, when busy
+    message: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.outcome in (SUCCESS, SKIPPED)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "command": list(self.command),
+            "exit_code": self.exit_code,
+            "outcome": self.outcome,
+            "started_at": self.started_at,
+            "duration": round(self.duration, 6),
+            "attempts": [a.to_dict() for a in self.attempts],
+            "interrupted_by": self.interrupted_by,
+            "lock": None
+            if self.lock_path is None
+            else {"path": self.lock_path, "wait": self.lock_wait, "holder": self.lock_holder},
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    """Something reliactl reports about a run (rendered by the CLI on stderr)."""
+
+    kind: str  # start, lock_wait, attempt_failed, retry, timeout, kill, signal, finish
+    message: str
+    attempt: int = 0
+    exit_code: int | None = None
+    delay: float | None = None
+
+
+EventHandler = Callable[[RunEvent], None]
+
+
+def signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def exit_code_of(status: int) -> tuple[int, int | None]:
+    """(shell exit code, terminating signal) of a raw wait status."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        return 128 + sig, sig
+    if os.WIFEXITED(status):
+        return os.WEXITSTATUS(status), None
+    return 125, None  # stopped/continued are never reported with WEXITED
+
+
+# --------------------------------------------------------------------------- signals
+
+
+class _Signals:
+    """Installs forwarding handlers and a wakeup pipe for the duration of a run; restores all."""
+
+    def __init__(self) -> None:
+        self.ignored: frozenset[int] = frozenset()
+        self.received: list[int] = []
+        self.child_exited = False
+        self._saved: dict[int, Any] = {}
+        self._wake_r = -1
+        self._wake_w = -1
+        self._old_wakeup = -1
+        self._old_mask: set[Any] | None = None
+
+    @property
+    def wake_fd(self) -> int:
+        return self._wake_r
+
+    def __enter__(self) -> _Signals:
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            raise ReliactlError("a supervised run must be started from the main thread")
+        ignored = set()
+        for sig in FORWARDED_SIGNALS:
+            if signal.getsignal(sig) == signal.SIG_IGN:
+                ignored.add(int(sig))
+        self.ignored = frozenset(ignored)
+        self.received = []
+        self.child_exited = False
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        try:
+            for sig in (*FORWARDED_SIGNALS, signal.SIGCHLD):
+                if int(sig) in self.ignored:
+                    continue
+                self._saved[int(sig)] = signal.signal(sig, self._on_signal)
+            self._old_wakeup = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+            # Inherited blocked SIGCHLD/forwarded signals would starve the loop (timeout bug#13535).
+            wanted = {signal.SIGCHLD, *(s for s in FORWARDED_SIGNALS if int(s) not in ignored)}
+            self._old_mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, wanted)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if signum == signal.SIGCHLD:
+            self.child_exited = True
+        else:
+            self.received.append(signum)
+
+    def drain(self) -> None:
+        """Empty the wakeup pipe (the handlers already recorded what arrived)."""
+        with contextlib.suppress(OSError):
+            while os.read(self._wake_r, 512):
+                pass
+
+    def take(self) -> list[int]:
+        got, self.received = self.received, []
+        return got
+
+    def sleep(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; False at once if a forwarded signal arrives."""
+        deadline = time.monotonic() + max(0.0, seconds)
+        while not self.received:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return True
+            with contextlib.suppress(InterruptedError):
+                _readable([self._wake_r], remaining)
+            self.drain()
+        return False
+
+    def __exit__(self, *exc: object) -> None:
+        if self._old_mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, self._old_mask)
+            self._old_mask = None
+        if self._wake_w >= 0:
+            signal.set_wakeup_fd(self._old_wakeup)
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        self._saved.clear()
+        for fd in (self._wake_r, self._wake_w):
+            if fd >= 0:
+                os.close(fd)
+        self._wake_r = self._wake_w = -1
+
+
+@contextlib.contextmanager
+def _all_signals_blocked() -> Iterator[None]:
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+# --------------------------------------------------------------------------- child side
+
+
+def _close_fds_except(keep: set[int]) -> None:
+    low = 3
+    for fd in sorted(k for k in keep if k >= 3):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 20)
+
+
+def _exec_command(
+    argv: Sequence[str], env: Mapping[str, str] | None, cwd: str | None, ignored: frozenset[int]
+) -> tuple[int, str]:
+    """exec ``argv`` as execvp does (PATH search, /bin/sh for ENOEXEC); returns only on failure."""
+    environ = dict(os.environ if env is None else env)
+    program = argv[0]
+    if cwd is not None:
+        try:
+            os.chdir(cwd)
+        except OSError as exc:
+            return exc.errno or errno.ENOENT, f"{cwd}: {exc.strerror}"
+    if "/" in program:
+        candidates = [program]
+    else:
+        path = environ.get("PATH", os.defpath)
+        candidates = [os.path.join(d or ".", program) for d in path.split(os.pathsep)]
+    saved: OSError | None = None
+    for candidate in candidates:
+        try:
+            os.execve(candidate, list(argv), environ)  # noqa: S606
+        except OSError as exc:
+            if exc.errno == errno.ENOEXEC:
+                try:
+                    os.execve("/bin/sh", ["sh", candidate, *argv[1:]], environ)  # noqa: S606
+                except OSError as exc2:
+                    exc = exc2
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG):
+                if saved is None or saved.errno in (errno.ENOENT, errno.ENOTDIR):
+                    saved = saved or exc
+                continue
+            if exc.errno in (errno.EACCES, errno.EISDIR):
+                saved = exc
+                continue
+            saved = exc
+            break
+    assert saved is not None
+    return saved.errno or errno.ENOENT, saved.strerror or "cannot execute"
+
+
+def _shim(
+    argv: Sequence[str],
+    env: Mapping[str, str] | None,
+    cwd: str | None,
+    ignored: frozenset[int],
+    report_w: int,
+    life_r: int,
+    out_w: int | None,
+    err_w: int | None,
+) -> NoReturn:
+    """Forked child of reliactl: lead the group, run the command, relay its status, die with us."""
+    try:
+        signal.set_wakeup_fd(-1)
+        os.setsid()
+        if out_w is not None and err_w is not None:
+            os.dup2(out_w, 1)
+            os.dup2(err_w, 2)
+        _close_fds_except({report_w, life_r})
+        for sig in FORWARDED_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)  # the shim outlives group signals; it is KILLed
+        chld_r, chld_w = os.pipe()
+        os.set_blocking(chld_w, False)
+        os.set_blocking(chld_r, False)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.set_wakeup_fd(chld_w)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                signal.set_wakeup_fd(-1)
+                for sig in FORWARDED_SIGNALS:
+                    signal.signal(sig, signal.SIG_IGN if int(sig) in ignored else signal.SIG_DFL)
+                for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD):
+                    signal.signal(sig, signal.SIG_DFL)
+                for fd in (chld_r, chld_w, life_r):
+                    os.close(fd)
+                signal.pthread_sigmask(signal.SIG_SETMASK, set())
+                code, why = _exec_command(argv, env, cwd, ignored)
+                os.write(report_w, f"E{code} {why}\n".encode("utf-8", "replace"))
+                os._exit(127 if code in (errno.ENOENT, errno.ENOTDIR) else 126)
+            finally:
+                os._exit(127)
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                os.write(report_w, f"S{status}\n".encode())
+                os._exit(0)
+            with contextlib.suppress(InterruptedError):
+                ready = _readable([life_r, chld_r], None)
+                if life_r in ready and not os.read(life_r, 1):
+                    os.killpg(0, signal.SIGKILL)  # reliactl is gone: so is everything it ran
+                if chld_r in ready:
+                    with contextlib.suppress(OSError):
+                        os.read(chld_r, 512)
+    except BaseException:
+        os._exit(125)
+    os._exit(125)
+
+
+# --------------------------------------------------------------------------- parent side
+
+
+@dataclass
+class _AttemptState:
+    pid: int
+    report_r: int
+    life_w: int
+    pipes: dict[int, int]  # read fd -> stream (1/2)
+    timed_out: bool = False
+    killed: bool = False
+    signalled: int | None = None
+    kill_at: float | None = None
+
+
+class Runner:
+    """Runs one command under the given options; ``run()`` returns the RunResult."""
+
+    def __init__(
+        self,
+        options: RunOptions,
+        *,
+        on_event: EventHandler | None = None,
+        output: OutputSink | None = None,
+        gate: Gate | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        if not options.command:
+            raise ReliactlError("no command given")
+        self.options = options
+        self.on_event = on_event or (lambda event: None)
+        self.output = output
+        self.gate = gate
+        self.monotonic = monotonic
+        self.now = now
+        self._signals = _Signals()
+
+    # ---- the whole run
+
+    def run(self) -> RunResult:
+        opts = self.options
+        self._signals_seen = None
+        started_wall = self.now()
+        started = self.monotonic()
+        name = opts.name or os.path.basename(opts.command[0])
+        attempts: list[Attempt] = []
+        lock = None
+        lock_wait: float | None = None
+
+        def result(code: int, outcome: str, **extra: Any) -> RunResult:
+            return RunResult(
+                name=name,
+                command=tuple(opts.command),
+                exit_code=code,
+                outcome=outcome,
+                started_at=started_wall,
+                duration=self.monotonic() - started,
+                attempts=tuple(attempts),
+                lock_path=opts.lock.path if opts.lock else None,
+                lock_wait=lock_wait,
+                **extra,
+            )
+
+        with self._signals as sigs:
+            try:
+                if opts.lock is not None:
+                    from reliactl import locks
+
+                    try:
+                        lock = locks.acquire(
+                            opts.lock.path,
+                            wait=opts.lock.wait,
+                            command=" ".join(opts.command),
+                            allow_network_fs=opts.lock.allow_network_fs,
+                            sleep=self._lock_sleep,
+                            monotonic=self.monotonic,
+                            now=self.now,
+                        )
+                        lock_wait = lock.attempt.waited
+                    except LockBusyError as exc:
+                        lock_wait = self.monotonic() - started
+                        got = sigs.take()
+                        if got:
+                            return result(128 + got[0], SIGNALLED, interrupted_by=got[0])
+                        if opts.lock.skip_if_locked:
+                            return result(0, SKIPPED, lock_holder=exc.holder, message=str(exc))
+                        return result(75, BUSY, lock_holder=exc.holder, message=str(exc))
+                if self.gate is not None:
+                    # Under the lock, so overlapping runs never both run the gate's checks.
+                    refusal = self.gate()
+                    got = sigs.take()
+                    if got:  # a signal while the gate ran: stop, do not start
+                        return result(128 + got[0], SIGNALLED, interrupted_by=got[0])
+                    if refusal is not None:
+                        return result(refusal.exit_code, refusal.outcome, message=refusal.message)
+                total_deadline = (
+                    None if opts.total_timeout is None else started + opts.total_timeout
+                )
+                previous_delay = 0.0
+                number = 0
+                self.on_event(
+                    RunEvent(
+                        "start",
+                        f"starting {' '.join(opts.command)!r}"
+                        + (f" (lock {opts.lock.path})" if opts.lock else ""),
+                    )
+                )
+                while True:
+                    number += 1
+                    pending = sigs.take()
+                    if pending:
+                        return result(128 + pending[0], SIGNALLED, interrupted_by=pending[0])
+                    attempt = self._attempt(number, total_deadline)
+                    attempts.append(attempt)
+                    sig = self._interrupted()
+                    if sig is not None:
+                        return result(128 + sig, SIGNALLED, interrupted_by=sig)
+                    if attempt.exit_code == 0 and not attempt.timed_out:
+                        return result(0, SUCCESS)
+                    if attempt.exec_error is not None:
+                        outcome = NOT_FOUND if attempt.exit_code == 127 else NOT_EXECUTABLE
+                        return result(attempt.exit_code, outcome, message=attempt.exec_error)
+                    final = TIMEOUT if attempt.timed_out else FAILURE
+                    retries_done = number - 1
+                    if retries_done >= opts.retry.max_retries or not opts.retry.retryable(attempt):
+                        return result(attempt.exit_code, final)
+                    delay = 0.0
+                    if opts.retry.strategy is not None:
+                        delay = max(0.0, float(opts.retry.strategy.delay(number, previous_delay)))
+                    if total_deadline is not None and self.monotonic() + delay >= total_deadline:
+                        self.on_event(
+                            RunEvent(
+                                "give_up",
+                                f"no time left for another attempt within the total timeout "
+                                f"of {opts.total_timeout}s",
+                                attempt=number,
+                                exit_code=attempt.exit_code,
+                            )
+                        )
+                        return result(attempt.exit_code, final)
+                    previous_delay = delay
+                    attempts[-1] = _with_delay(attempt, delay)
+                    self.on_event(
+                        RunEvent(
+                            "retry",
+                            f"attempt {number} failed with exit code {attempt.exit_code}"
+                            + (" (timed out)" if attempt.timed_out else "")
+                            + f"; retry {number} of {opts.retry.max_retries} in {_fmt(delay)}",
+                            attempt=number,
+                            exit_code=attempt.exit_code,
+                            delay=delay,
+                        )
+                    )
+                    if not sigs.sleep(delay):
+                        sig = sigs.take()[0]
+                        self.on_event(
+                            RunEvent(
+                                "signal",
+                                f"received {signal_name(sig)} while waiting to retry; not retrying",
+                                attempt=number,
+                            )
+                        )
+                        return result(128 + sig, SIGNALLED, interrupted_by=sig)
+            finally:
+                if lock is not None:
+                    lock.release()
+
+    _signals_seen: int | None = None
+
+    def _interrupted(self) -> int | None:
+        """The first signal forwarded during the last attempt, if any."""
+        return self._signals_seen
+
+    def _lock_sleep(self, seconds: float) -> bool:
+        return self._signals.sleep(seconds)
+
+    # ---- one attempt
+
+    def _attempt(self, number: int, total_deadline: float | None) -> Attempt:
+        opts = self.options
+        sigs = self._signals
+        started_wall = self.now()
+        started = self.monotonic()
+        deadline = None if opts.timeout is None else started + opts.timeout
+        if total_deadline is not None:
+            deadline = total_deadline if deadline is None else min(deadline, total_deadline)
+
+        opened: list[int] = []
+        try:
+            report_r, report_w = _pipe(opened)
+            life_r, life_w = _pipe(opened)
+            pipes: dict[int, int] = {}
+            out_w = err_w = None
+            if self.output is not None:
+                out_r, out_w = _pipe(opened)
+                err_r, err_w = _pipe(opened)
+                pipes = {out_r: 1, err_r: 2}
+            _flush_std()
+            with _all_signals_blocked():
+                pid = os.fork()
+                if pid == 0:  # pragma: no cover - the child never returns here
+                    _shim(
+                        opts.command,
+                        opts.env,
+                        opts.cwd,
+                        sigs.ignored,
+                        report_w,
+                        life_r,
+                        out_w,
+                        err_w,
+                    )
+        except OSError as exc:  # out of fds or processes: reliactl's own failure (125)
+            for fd in opened:
+                os.close(fd)
+            raise ReliactlError(f"cannot start {opts.command[0]!r}: {exc.strerror}") from None
+        for child_end in (report_w, life_r, out_w, err_w):
+            if child_end is not None:
+                os.close(child_end)
+        for fd in pipes:
+            os.set_blocking(fd, False)
+        state = _AttemptState(pid=pid, report_r=report_r, life_w=life_w, pipes=pipes)
+        try:
+            status = self._supervise(state, number, deadline)
+            report = _read_all(report_r)
+        finally:
+            for fd in (*state.pipes, report_r, life_w):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            if self.output is not None:
+                self.output.end_attempt(number)
+        duration = self.monotonic() - started
+        return self._attempt_result(state, number, started_wall, duration, status, report)
+
+    def _attempt_result(
+        self,
+        state: _AttemptState,
+        number: int,
+        started_wall: float,
+        duration: float,
+        status: int,
+        report: bytes,
+    ) -> Attempt:
+        command_status: int | None = None
+        exec_error: str | None = None
+        for line in report.splitlines():
+            if line.startswith(b"S"):
+                command_status = int(line[1:])
+            elif line.startswith(b"E"):
+                err, _, why = line[1:].decode("utf-8", "replace").partition(" ")
+                exec_error = f"cannot run {self.options.command[0]!r}: {why}"
+                exit_code = 127 if int(err) in (errno.ENOENT, errno.ENOTDIR) else 126
+                return Attempt(number, started_wall, duration, exit_code, exec_error=exec_error)
+        if command_status is not None:
+            code, sig = exit_code_of(command_status)
+        else:  # the shim itself was killed (our SIGKILL, or someone else's)
+            code, sig = exit_code_of(status)
+        if state.timed_out:
+            shown = code if self.options.preserve_status else (137 if state.killed else 124)
+            return Attempt(
+                number, started_wall, duration, shown, sig, timed_out=True, killed=state.killed
+            )
+        return Attempt(number, started_wall, duration, code, sig, killed=state.killed)
+
+    def _supervise(self, state: _AttemptState, number: int, deadline: float | None) -> int:
+        """Wait for the shim while handling output, signals and deadlines; returns its status."""
+        sigs = self._signals
+        opts = self.options
+        buffers = self.output
+        while True:
+            # 1. signals received by reliactl: forward to the group
+            for sig in sigs.take():
+                if self._signals_seen is None:
+                    self._signals_seen = sig
+                    self.on_event(
+                        RunEvent(
+                            "signal",
+                            f"received {signal_name(sig)}; forwarding it to the command's group",
+                            attempt=number,
+                        )
+                    )
+                self._signal_group(state, sig)
+                if state.kill_at is None and opts.kill_after is not None:
+                    state.kill_at = self.monotonic() + opts.kill_after
+            # 2. has the shim exited? (looked at without reaping: its pid stays ours)
+            exited = self._shim_exited(state.pid)
+            if exited is not None:
+                if exited and not state.killed:
+                    # The shim was killed from outside (OOM killer, kill -9 of its pid): its
+                    # group would run on unsupervised. Not reaped yet, so the id is still ours.
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(state.pid, signal.SIGKILL)
+                if state.pipes:
+                    self._drain(state)
+                try:
+                    _, status = os.waitpid(state.pid, 0)
+                except ChildProcessError:  # reaped behind our back: nothing to report
+                    status = 125 << 8
+                return status
+            # 3. deadlines
+            now = self.monotonic()
+            if deadline is not None and not state.timed_out and now >= deadline:
+                state.timed_out = True
+                self.on_event(
+                    RunEvent(
+                        "timeout",
+                        f"attempt {number} timed out; sending {signal_name(opts.timeout_signal)}"
+                        " to the command's group",
+                        attempt=number,
+                    )
+                )
+                self._signal_group(state, opts.timeout_signal)
+                if opts.kill_after is not None and state.kill_at is None:
+                    state.kill_at = now + opts.kill_after
+            if state.kill_at is not None and now >= state.kill_at and not state.killed:
+                state.killed = True
+                self.on_event(
+                    RunEvent(
+                        "kill",
+                        "the command's group is still running; sending SIGKILL",
+                        attempt=number,
+                    )
+                )
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(state.pid, signal.SIGKILL)
+            # 4. wait for output, a signal or the next deadline
+            waits = [t for t in (deadline, state.kill_at) if t is not None]
+            if state.timed_out and deadline in waits:
+                waits.remove(deadline)
+            if state.killed and state.kill_at in waits:
+                waits.remove(state.kill_at)
+            timeout = max(0.0, min(waits) - self.monotonic()) if waits else None
+            try:
+                ready = _readable([sigs.wake_fd, *state.pipes], timeout)
+            except InterruptedError:
+                ready = []
+            if sigs.wake_fd in ready:
+                sigs.drain()
+            if buffers is not None:
+                for fd in [fd for fd in ready if fd in state.pipes]:
+                    self._read_pipe(state, fd)
+
+    def _read_pipe(self, state: _AttemptState, fd: int) -> bool:
+        """Read what is there; False (and forget the fd) on EOF."""
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return True
+        except OSError:
+            data = b""
+        if not data:
+            del state.pipes[fd]
+            os.close(fd)
+            return False
+        assert self.output is not None
+        self.output.write(state.pipes[fd], data)
+        return True
+
+    def _drain(self, state: _AttemptState) -> None:
+        """The command exited: read what is left, but never wait for EOF a grandchild holds."""
+        hard = self.monotonic() + DRAIN_MAX
+        while state.pipes:
+            remaining = hard - self.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                ready = _readable(list(state.pipes), min(DRAIN_QUIET, remaining))
+            except InterruptedError:
+                continue
+            if not ready:
+                break
+            for fd in ready:
+                self._read_pipe(state, fd)
+
+    def _signal_group(self, state: _AttemptState, sig: int) -> None:
+        # The shim (group leader) is not reaped yet, so state.pid is still this group's id.
+        if state.pid <= 1:  # never kill(-1) or our own group (coreutils#82)
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(state.pid, sig)
+            if sig not in (signal.SIGKILL, signal.SIGCONT):
+                os.killpg(state.pid, signal.SIGCONT)
+
+    @staticmethod
+    def _shim_exited(pid: int) -> bool | None:
+        """None while the shim runs; else whether a signal killed it. Never reaps it."""
+        try:
+            info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return False
+        if info is None:
+            return None
+        return info.si_code in (os.CLD_KILLED, os.CLD_DUMPED)
+
+
+def run_command(
+    options: RunOptions,
+    *,
+    on_event: EventHandler | None = None,
+    output: OutputSink | None = None,
+    gate: Gate | None = None,
+) -> RunResult:
+    """Run ``options.command`` supervised (lock, retries, timeouts, signals); never prints.
+
+    ``gate`` (optional) is called once under the lock before the first attempt; a
+    GateRefusal it returns ends the run unstarted (outcome "gated").
+    """
+    return Runner(options, on_event=on_event, output=output, gate=gate).run()
+
+
+def _with_delay(attempt: Attempt, delay: float) -> Attempt:
+    from dataclasses import replace
+
+    return replace(attempt, delay_after=delay)
+
+
+def _fmt(seconds: float) -> str:
+    from reliactl.durations import format_duration
+
+    return format_duration(seconds)
+
+
+def _readable(fds: Sequence[int], timeout: float | None) -> list[int]:
+    """The fds ready to read (or at EOF/error) within ``timeout`` seconds (None: no limit).
+
+    poll(), not select(): select fails on descriptors above 1024, which a process started
+    by a busy service may well be handed.
+    """
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN | select.POLLPRI)
+    wait_ms = None if timeout is None else min(2**31 - 1, max(0, int(timeout * 1000 + 0.999)))
+    return [fd for fd, _ in poller.poll(wait_ms)]
+
+
+def _read_all(fd: int) -> bytes:
+    os.set_blocking(fd, False)
+    chunks = []
+    with contextlib.suppress(OSError):
+        while True:
+            data = os.read(fd, 4096)
+            if not data:
+                break
+            chunks.append(data)
+    return b"".join(chunks)
+
+
+def _pipe(opened: list[int]) -> tuple[int, int]:
+    r, w = os.pipe()
+    opened.extend((r, w))
+    return r, w
+
+
+def _flush_std() -> None:
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+
+
+def parse_codes(text: str) -> frozenset[int]:
+    """Exit codes from "1,3,64-78" (lists and inclusive ranges, 0..255)."""
+    codes: set[int] = set()
+    for part in text.split(","):
+        item = part.strip()
+        if not item:
+            raise ValueError(f"empty item in exit code list {text!r}")
+        low, sep, high = item.partition("-")
+        try:
+            lo = int(low)
+            hi = int(high) if sep else lo
+        except ValueError:
+            raise ValueError(f"expected exit codes like 1,3,64-78, got {text!r}") from None
+        if not (0 <= lo <= 255 and 0 <= hi <= 255) or lo > hi:
+            raise ValueError(f"exit code range {item!r} must be within 0-255, low to high")
+        codes.update(range(lo, hi + 1))
+    return frozenset(codes)

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from reliactl.doctor import diagnose
+
+
+def statuses(report) -> dict[str, str]:
+    return {f.check: f.status for f in report.findings}
+
+
+def test_fresh_machine_passes_with_warnings(run_cli) -> None:
+    result = run_cli("doctor")
+    assert result.exit_code == 0, result.output
+    assert "WARN  config" in result.stdout and "fix: reliactl config init" in result.stdout
+    assert "ok    state store" in result.stdout
+
+
+def test_invalid_config_fails_with_the_validate_hint(run_cli, tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("retry:\n  max_retries: lots\n")
+    result = run_cli("--config", str(cfg), "doctor", "--json")
+    assert result.exit_code == 1, result.output
+    doc = json.loads(result.stdout)
+    (config,) = [f for f in doc["findings"] if f["check"] == "config"]
+    assert config["status"] == "fail" and "reliactl config validate" in config["fix"]
+
+
+def test_unwritable_state_location_fails(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"state:\n  path: {blocker}/state.db\nrun:\n  lock_dir: {blocker}/locks\n")
+    report = diagnose(str(cfg))
+    found = statuses(report)
+    assert found["state store"] == "fail" and found["lock directory"] == "fail"
+    assert report.failed
+
+
+def test_clock_before_the_release_fails() -> None:
+    assert statuses(diagnose(now=0.0))["clock"] == "fail"
+
+
+def test_clock_behind_the_state_store_warns(tmp_path: Path) -> None:
+    report = diagnose()
+    state = next(f for f in report.findings if f.check == "state store")
+    path = state.message.split(" ")[0]
+    future = os.stat(path).st_mtime + 3600
+    os.utime(path, (future, future))
+    assert statuses(diagnose(now=future - 3600))["clock"] == "warn"
+
+
+def test_installed_completions_are_found(tmp_path: Path) -> None:
+    target = Path(os.environ["HOME"]) / ".local/share/bash-completion/completions/reliactl"
+    target.parent.mkdir(parents=True)
+    target.write_text("# x")
+    assert statuses(diagnose())["completions"] == "ok"

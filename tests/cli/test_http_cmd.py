@@ -1,0 +1,249 @@
+"""`reliactl http` against a real HTTP server on 127.0.0.1 that fails on demand."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reliactl._httpserver import FlakyServer, Reply, refused_url
+
+FAST = {"RELIACTL_RETRY__BASE_DELAY": "10ms", "RELIACTL_RETRY__MAX_DELAY": "20ms"}
+
+
+@pytest.fixture
+def server() -> Iterator[FlakyServer]:
+    with FlakyServer() as srv:
+        yield srv
+
+
+def test_get_prints_the_body_to_stdout_and_nothing_else(run_cli, server: FlakyServer) -> None:
+    server.script("/x", Reply(body=b"hello\x00bytes"))
+    result = run_cli("http", "GET", server.url + "/x")
+    assert result.exit_code == 0, result.output
+    assert result.stdout_bytes == b"hello\x00bytes"
+    assert result.stderr == ""
+    assert server.requests[0].headers["user-agent"].startswith("reliactl/")
+
+
+def test_verbose_shows_headers_on_stderr_with_secrets_redacted(
+    run_cli, server: FlakyServer
+) -> None:
+    server.script("/x", Reply(headers={"Set-Cookie": "sid=s3cr3t", "X-Trace": "t1"}))
+    result = run_cli(
+        "http",
+        "get",
+        server.url + "/x?api_key=k-verysecret",
+        "-H",
+        "Authorization: Bearer sk-verysecret",
+        "-H",
+        "X-Api-Key: k-verysecret",
+        "-H",
+        "Cookie: session=k-verysecret",
+        "-H",
+        "Accept: text/plain",
+        "-v",
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "ok"
+    err = result.stderr
+    assert "> GET /x?api_key=*** HTTP/1.1" in err
+    assert "> Authorization: Bearer ***" in err and "> X-Api-Key: ***" in err
+    assert "> Accept: text/plain" in err
+    assert "< HTTP/1.1 200 OK" in err and "< X-Trace: t1" in err and "< Set-Cookie: ***" in err
+    assert "verysecret" not in result.output and "s3cr3t" not in result.output
+    assert server.requests[0].headers["authorization"] == "Bearer sk-verysecret"
+
+
+def test_fail_exits_22_on_an_error_status_like_curl(run_cli, server: FlakyServer) -> None:
+    server.script("/missing", Reply(404, body="nope"), Reply(404, body="nope"))
+    result = run_cli("http", "GET", server.url + "/missing", "--fail")
+    assert result.exit_code == 22, result.output
+    assert result.stdout == ""
+    assert "HTTP 404 Not Found" in result.stderr
+    plain = run_cli("http", "GET", server.url + "/missing")
+    assert plain.exit_code == 0 and plain.stdout == "nope"
+
+
+def test_5xx_is_retried_and_each_retry_is_reported(run_cli, server: FlakyServer) -> None:
+    server.script("/x", 503, Reply(429, headers={"Retry-After": "0"}), 200)
+    result = run_cli("http", "GET", server.url + "/x", "--retries", "3", env=FAST)
+    assert result.exit_code == 0, result.output
+    assert server.count("/x") == 3
+    assert "HTTP 503; retry 1" in result.stderr and "HTTP 429; retry 2" in result.stderr
+    assert "(Retry-After)" in result.stderr
+
+
+def test_post_is_not_retried_once_sent(run_cli, server: FlakyServer) -> None:
+    server.script("/p", 503, 200)
+    result = run_cli("http", "POST", server.url + "/p", "-d", "x", "--fail", env=FAST)
+    assert result.exit_code == 22, result.output
+    assert server.count("/p") == 1
+
+
+def test_connection_refused_after_retries_exits_7(run_cli) -> None:
+    url = refused_url() + "/x?token=tok-verysecret"
+    result = run_cli("http", "GET", url, "--retries", "2", env=FAST)
+    assert result.exit_code == 7, result.output
+    assert "after 3 attempts" in result.stderr and "Connection refused" in result.stderr
+    assert "tok-verysecret" not in result.stderr and "token=***" in result.stderr
+
+
+def test_a_timeout_after_retries_exits_7(run_cli, server: FlakyServer) -> None:
+    server.script("/slow", Reply(delay=1.0))
+    result = run_cli("http", "GET", server.url + "/slow", "--retries", "0", "--timeout", "100ms")
+    assert result.exit_code == 7, result.output
+    assert "ReadTimeout" in result.stderr
+
+
+def test_rate_limit_is_shared_by_invocations_and_exits_75(run_cli, server: FlakyServer) -> None:
+    first = run_cli("http", "GET", server.url, "--rate", "1/minute", "--rate-wait", "0")
+    assert first.exit_code == 0, first.output
+    second = run_cli("http", "GET", server.url, "--rate", "1/minute", "--rate-wait", "0")
+    assert second.exit_code == 75, second.output
+    assert "rate limit '1/minute'" in second.stderr
+    assert server.count() == 1
+    other = run_cli("http", "GET", server.url, "--rate", "1/minute", "--rate-key", "other")
+    assert other.exit_code == 0, other.output
+
+
+def test_rate_key_alone_takes_the_configured_limit(run_cli, server: FlakyServer) -> None:
+    env = {"RATE_LIMIT_OPENAI_RPM": "1"}
+    args = ("http", "GET", server.url, "--rate-key", "openai", "--rate-wait", "0")
+    assert run_cli(*args, env=env).exit_code == 0
+    assert run_cli(*args, env=env).exit_code == 75
+    unknown = run_cli("http", "GET", server.url, "--rate-key", "nope")
+    assert unknown.exit_code == 2 and "no rate limit named 'nope'" in unknown.stderr
+
+
+def test_data_from_a_file_and_from_stdin(run_cli, server: FlakyServer, tmp_path: Path) -> None:
+    body = tmp_path / "body.bin"
+    body.write_bytes(b"\x01file body")
+    assert run_cli("http", "PUT", server.url + "/f", "--data", f"@{body}").exit_code == 0
+    assert run_cli("http", "POST", server.url + "/s", "-d", "-", input="from stdin").exit_code == 0
+    assert run_cli("http", "POST", server.url + "/t", "-d", "plain").exit_code == 0
+    assert [r.body for r in server.requests] == [b"\x01file body", b"from stdin", b"plain"]
+
+
+def test_json_body_is_checked_and_typed(run_cli, server: FlakyServer) -> None:
+    ok = run_cli("http", "POST", server.url + "/j", "-d", '{"a": [1, 2]}', "--json-body")
+    assert ok.exit_code == 0, ok.output
+    seen = server.requests[0]
+    assert seen.headers["content-type"] == "application/json" and seen.json() == {"a": [1, 2]}
+    bad = run_cli("http", "POST", server.url + "/j", "-d", "{nope", "--json-body")
+    assert bad.exit_code == 2 and "not valid JSON" in bad.stderr
+    assert server.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("GET", "ftp://host/x"), "must start with http:// or https://"),
+        (("GET", "http:///nohost"), "must start with http:// or https://"),
+        (("GET", "http://h:99999/"), "URL is not valid"),
+        (("GET", "http://[::1/"), "URL is not valid"),
+        (("G T", "http://h/"), "METHOD must be a word"),
+        (("GET", "http://h/", "-H", "Bearer sk-verysecret"), "-H/--header #1 is not"),
+        (("GET", "http://h/", "-H", "X-Token: caf\u00e9"), "header X-Token: the value must be"),
+        (("GET", "http://h/", "--timeout", "soon"), "--timeout:"),
+        (("GET", "http://h/", "--timeout", "0s"), "--timeout: expected a positive duration"),
+        (("GET", "http://h/", "--rate", "lots"), "--rate:"),
+        (("GET", "http://h/", "--retries", "-1"), "--retries: expected 0 or more"),
+        (("GET", "http://h/", "--json-body"), "--json-body needs --data"),
+        (("GET", "http://h/", "-d", "@/nonexistent/file"), "No such file"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(run_cli, args: tuple[str, ...], message: str) -> None:
+    result = run_cli("http", *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert "Traceback" not in result.output and "verysecret" not in result.output
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_http_help_lists_every_option_and_imports_no_httpx() -> None:
+    code = (
+        "import sys\n"
+        "sys.argv = ['reliactl', 'http', '--help']\n"
+        "from reliactl.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('HEAVY', [m for m in ('httpx', 'pydantic') if m in sys.modules], file=sys.stderr)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert "HEAVY []" in result.stderr, result.stderr
+    for option in (
+        "--header",
+        "--data",
+        "--json-body",
+        "--breaker",
+        "--retries",
+        "--rate",
+        "--rate-key",
+        "--rate-wait",
+        "--timeout",
+        "--fail",
+        "--verbose",
+    ):
+        assert option in result.stdout
+
+
+def test_a_usage_error_under_http_imports_no_httpx(run_cli) -> None:
+    """Rejecting bad input happens before httpx is even imported (cheap for cron)."""
+    code = (
+        "import sys\n"
+        "sys.argv = ['reliactl', 'http', 'GET', 'ftp://x/']\n"
+        "from reliactl.cli import main\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    print('EXIT', e.code, file=sys.stderr)\n"
+        "print('HEAVY', [m for m in ('httpx',) if m in sys.modules], file=sys.stderr)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert "EXIT 2" in result.stderr and "HEAVY []" in result.stderr, result.stderr
+
+
+def test_json_output_of_a_json_api_passes_through(run_cli, server: FlakyServer) -> None:
+    server.script("/api", Reply(body={"ok": True}))
+    result = run_cli("http", "GET", server.url + "/api")
+    assert json.loads(result.stdout) == {"ok": True}
+
+
+def test_breaker_state_persists_across_invocations_and_exits_69(
+    run_cli, server: FlakyServer
+) -> None:
+    server.script("/down", *[500] * 10)
+    env = {"CB_FAILURE_THRESHOLD": "2", **FAST}
+    args = ("http", "GET", server.url + "/down", "--breaker", "svc", "--retries", "0", "--fail")
+    assert [run_cli(*args, env=env).exit_code for _ in range(2)] == [22, 22]
+    rejected = run_cli(*args, env=env)
+    assert rejected.exit_code == 69, rejected.output
+    assert "circuit breaker 'svc' is open" in rejected.stderr
+    assert server.count("/down") == 2
+    shown = run_cli("breaker", "show", "svc", "--json")
+    assert json.loads(shown.stdout)["breaker"]["state"] == "open", shown.output
+
+
+def test_rate_limit_max_wait_from_config_is_the_default_wait(run_cli, server: FlakyServer) -> None:
+    env = {"RELIACTL_RATE_LIMIT__MAX_WAIT": "0s"}
+    args = ("http", "GET", server.url, "--rate", "1/hour")
+    assert run_cli(*args, env=env).exit_code == 0
+    result = run_cli(*args, env=env)
+    assert result.exit_code == 75, result.output
+    assert "no token within 0s" in result.stderr
+
+
+def test_the_default_rate_key_is_the_host_never_the_credentials(
+    run_cli, server: FlakyServer
+) -> None:
+    url = server.url.replace("http://", "http://bob:pw-verysecret@")
+    assert run_cli("http", "GET", url, "--rate", "1/hour").exit_code == 0
+    result = run_cli("http", "GET", server.url, "--rate", "1/hour", "--rate-wait", "0")
+    assert result.exit_code == 75, result.output  # the same budget: http:127.0.0.1:PORT
+    assert f"'http:127.0.0.1:{server.port}'" in result.stderr
+    assert "verysecret" not in result.output

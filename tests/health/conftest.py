@@ -1,0 +1,12 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from health_servers import CountingServer
+
+
+@pytest.fixture
+def server() -> Iterator[CountingServer]:
+    with CountingServer() as srv:
+        yield srv

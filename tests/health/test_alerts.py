@@ -1,0 +1,289 @@
+"""Alerts, counted by a real HTTP server: once per change, cooldowns, claims, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from health_servers import CountingServer
+
+from reliactl.config import AlertSink
+from reliactl.errors import HealthError
+from reliactl.health.alerts import AlertManager, payload, redact_url, scrub
+from reliactl.health.model import HealthMetric, HealthReport, Status, worst
+from reliactl.health.monitor import RecordStore
+from reliactl.state.sqlite import open_store
+from reliactl.testing import FakeClock
+
+SECRET = "/api/webhooks/123/s3cr3t-t0ken"
+
+
+def report(clock: FakeClock, **statuses: Status) -> HealthReport:
+    metrics = {
+        name: HealthMetric(name, status, 97.5, f"{name} is {status.value.lower()}", unit="%")
+        for name, status in statuses.items()
+    }
+    return HealthReport(worst(statuses.values()), metrics, clock.time(), 0.0)
+
+
+def manager(sinks: list[AlertSink], tmp_path: Path, clock: FakeClock, **kw: object) -> AlertManager:
+    store = open_store(tmp_path / "state.db")
+    return AlertManager(
+        sinks,
+        RecordStore(store),
+        clock=clock.time,
+        monotonic=clock.monotonic,
+        sleep=clock.async_sleep,
+        host="testhost",
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def hook(server: CountingServer, **kw: object) -> AlertSink:
+    return AlertSink(name="hook", kind="webhook", url=server.url + SECRET, **kw)  # type: ignore[arg-type]
+
+
+def test_one_alert_per_status_change(server: CountingServer, tmp_path: Path) -> None:
+    clock = FakeClock()
+    am = manager([hook(server, cooldown=600)], tmp_path, clock)
+    sequence = [
+        Status.OK,
+        Status.CRITICAL,
+        Status.CRITICAL,
+        Status.WARNING,
+        Status.WARNING,
+        Status.OK,
+        Status.OK,
+    ]
+    for status in sequence:
+        asyncio.run(am.process(report(clock, disk=status)))
+        clock.advance(60)
+    posted = server.posted()
+    assert [(p["status"], p["previous"], p["kind"]) for p in posted] == [
+        ("CRITICAL", "OK", "problem"),
+        ("WARNING", "CRITICAL", "problem"),
+        ("OK", "WARNING", "recovery"),
+    ]
+    assert posted[0]["check"] == "disk" and posted[0]["host"] == "testhost"
+    assert posted[0]["message"] == "disk is critical" and posted[0]["value"] == 97.5
+
+
+def test_no_repeat_within_the_cooldown_one_after_it(server: CountingServer, tmp_path: Path) -> None:
+    clock = FakeClock()
+    am = manager([hook(server, cooldown=600)], tmp_path, clock)
+    asyncio.run(am.process(report(clock, disk=Status.CRITICAL)))
+    clock.advance(599)
+    asyncio.run(am.process(report(clock, disk=Status.CRITICAL)))
+    assert server.count == 1
+    clock.advance(2)
+    outcomes = asyncio.run(am.process(report(clock, disk=Status.CRITICAL)))
+    assert server.count == 2 and outcomes[0].kind == "repeat" and outcomes[0].delivered
+    asyncio.run(am.process(report(clock, disk=Status.CRITICAL)))
+    assert server.count == 2
+    assert [p["kind"] for p in server.posted()] == ["problem", "repeat"]
+
+
+def test_a_500_does_not_advance_the_cooldown(server: CountingServer, tmp_path: Path) -> None:
+    clock = FakeClock()
+    am = manager([hook(server)], tmp_path, clock)
+    server.status = 500
+    (outcome,) = asyncio.run(am.process(report(clock, disk=Status.CRITICAL)))
+    assert not outcome.delivered and outcome.attempts == 3
+    assert server.count == 3 and clock.sleeps == [0.5, 1.0]  # retried, without really sleeping
+    assert "HTTP 500" in (outcome.error or "")
+    assert "s3cr3t" not in (outcome.error or "") and "s3cr3t" not in outcome.describe()
+    record = am.records.get("alert", "hook:disk")
+    assert record is not None and "sent_at" not in record and "claim" not in record
+    server.status = 200
+    clock.advance(1)
+    (outcome,) = asyncio.run(am.process(report(clock, disk=Status.CRITICAL)))
+    assert outcome.delivered and outcome.kind == "problem"
+    assert server.count == 4
+    asyncio.run(am.process(report(clock, disk=Status.CRITICAL)))
+    assert server.count == 4
+
+
+def test_a_client_error_is_not_retried(server: CountingServer, tmp_path: Path) -> None:
+    clock = FakeClock()
+    server.status = 404
+    (outcome,) = asyncio.run(
+        manager([hook(server)], tmp_path, clock).process(report(clock, x=Status.WARNING))
+    )
+    assert not outcome.delivered and outcome.attempts == 1 and server.count == 1
+
+
+def test_a_claim_blocks_others_until_its_lease_expires(
+    server: CountingServer, tmp_path: Path
+) -> None:
+    clock = FakeClock()
+    am = manager([hook(server, timeout=10)], tmp_path, clock)
+    now = clock.time()
+    am.records.update(
+        "alert", "hook:disk", lambda _r: {"claim": "crashed-run", "claimed_until": now + 40}
+    )
+    asyncio.run(am.process(report(clock, disk=Status.CRITICAL)))
+    assert server.count == 0
+    clock.advance(41)
+    asyncio.run(am.process(report(clock, disk=Status.CRITICAL)))
+    assert server.count == 1
+
+
+def test_a_failing_sink_does_not_stop_the_others(server: CountingServer, tmp_path: Path) -> None:
+    clock = FakeClock()
+    broken = AlertSink(name="broken", kind="webhook", url="http://127.0.0.1:9/hook?token=abc")
+    outcomes = asyncio.run(
+        manager([broken, hook(server)], tmp_path, clock).process(report(clock, d=Status.CRITICAL))
+    )
+    by_sink = {o.sink: o for o in outcomes}
+    assert by_sink["hook"].delivered and not by_sink["broken"].delivered
+    assert "token=abc" not in (by_sink["broken"].error or "")
+    assert server.count == 1
+
+
+CONFIG = """\
+health_monitor:
+  system_checks: []
+  checks:
+    - name: broken
+      kind: command
+      command: [{python}, -c, "raise SystemExit(2)"]
+  alerts:
+    - name: hook
+      kind: webhook
+      url: {url}
+state:
+  path: {db}
+"""
+
+
+def test_two_concurrent_runs_deliver_once(server: CountingServer, tmp_path: Path) -> None:
+    server.delay = 1.0  # the first delivery is still in flight when the second run decides
+    cfg = tmp_path / "reliactl.yaml"
+    cfg.write_text(
+        CONFIG.format(
+            python=json.dumps(sys.executable), url=server.url + SECRET, db=tmp_path / "s.db"
+        )
+    )
+    cmd = [sys.executable, "-m", "reliactl", "--config", str(cfg), "health", "--json"]
+    env = {**os.environ, "NO_COLOR": "1"}
+    procs = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        for _ in range(2)
+    ]
+    results = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [2, 2], results
+    assert server.count == 1
+    again = subprocess.run(cmd, capture_output=True, env=env, timeout=60)
+    assert again.returncode == 2 and server.count == 1
+
+
+@pytest.mark.stress
+def test_many_concurrent_runs_deliver_once(server: CountingServer, tmp_path: Path) -> None:
+    server.delay = 0.5
+    cfg = tmp_path / "reliactl.yaml"
+    url = server.url + SECRET
+    cfg.write_text(CONFIG.format(python=json.dumps(sys.executable), url=url, db=tmp_path / "s.db"))
+    cmd = [sys.executable, "-m", "reliactl", "--config", str(cfg), "health", "--quiet"]
+    for round_ in range(3):
+        procs = [subprocess.Popen(cmd, stderr=subprocess.PIPE) for _ in range(8)]
+        errors = [p.communicate(timeout=120)[1] for p in procs]
+        assert [p.returncode for p in procs] == [2] * 8, errors
+        assert server.count == 1, (round_, [e.decode() for e in errors if e])
+
+
+def test_discord_and_slack_payloads_are_colored_by_status() -> None:
+    clock = FakeClock()
+    metric = report(clock, disk=Status.CRITICAL).metrics["disk"]
+    from reliactl.health.alerts import Alert
+
+    alert = Alert("disk", Status.CRITICAL, Status.OK, "problem", metric.message, 97.5, "%", "h", 0)
+    embed = payload("discord", alert)["embeds"][0]
+    assert embed["color"] == 0xE74C3C and "disk is CRITICAL on h" in embed["title"]
+    assert {"name": "value", "value": "97.5%", "inline": True} in embed["fields"]
+    slack = payload("slack", alert)
+    assert slack["attachments"][0]["color"] == "#e74c3c" and "disk" in slack["text"]
+    ok = Alert("disk", Status.OK, Status.CRITICAL, "recovery", "fine", None, "", "h", 0)
+    assert payload("discord", ok)["embeds"][0]["color"] == 0x2ECC71
+
+
+def test_discord_sink_posts_an_embed(server: CountingServer, tmp_path: Path) -> None:
+    clock = FakeClock()
+    sink = AlertSink(name="d", kind="discord", url=server.url + SECRET)
+    asyncio.run(manager([sink], tmp_path, clock).process(report(clock, disk=Status.WARNING)))
+    (body,) = server.posted()
+    assert body["embeds"][0]["color"] == 0xF1C40F
+    assert server.requests[0]["path"] == SECRET
+
+
+def test_command_sink_gets_the_alert_on_stdin(tmp_path: Path) -> None:
+    clock = FakeClock()
+    out = tmp_path / "alert.json"
+    script = f"import sys; open({str(out)!r}, 'w').write(sys.stdin.read())"
+    sink = AlertSink(name="cmd", kind="command", command=[sys.executable, "-c", script])
+    (outcome,) = asyncio.run(
+        manager([sink], tmp_path, clock).process(report(clock, disk=Status.CRITICAL))
+    )
+    assert outcome.delivered, outcome.error
+    assert json.loads(out.read_text())["status"] == "CRITICAL"
+    failing = AlertSink(name="f", kind="command", command=[sys.executable, "-c", "exit(1)"])
+    (outcome,) = asyncio.run(
+        manager([failing], tmp_path / "..", clock).process(report(clock, disk=Status.CRITICAL))
+    )
+    assert not outcome.delivered and "status 1" in (outcome.error or "")
+
+
+def test_send_test_alert(server: CountingServer, tmp_path: Path) -> None:
+    clock = FakeClock()
+    am = manager([hook(server)], tmp_path, clock)
+    outcome = asyncio.run(am.send_test("hook"))
+    assert outcome.delivered and server.posted()[0]["kind"] == "test"
+    with pytest.raises(HealthError, match="no alert sink named 'nope'"):
+        asyncio.run(am.send_test("nope"))
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://discord.com/api/webhooks/1/tok", "https://discord.com/***"),
+        ("https://user:pw@hooks.example.com:8443/x?token=1", "https://hooks.example.com:8443/***"),
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+        ("not a url", "***"),
+    ],
+)
+def test_redact_url(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+
+
+def test_scrub_hides_path_and_query_in_error_text() -> None:
+    url = "https://hooks.slack.com/services/T0/B0/XYZ?sig=abc"
+    text = f"ConnectError: cannot reach {url} (path /services/T0/B0/XYZ, sig=abc)"
+    cleaned = scrub(text, url)
+    assert "XYZ" not in cleaned and "sig=abc" not in cleaned and "hooks.slack.com" in cleaned
+
+
+def test_delivery_gives_up_at_the_deadline(tmp_path: Path) -> None:
+    clock = FakeClock()
+    with CountingServer(status=503) as srv:
+        sink = AlertSink(name="h", kind="webhook", url=srv.url, timeout=1.0)
+        am = manager([sink], tmp_path, clock, max_attempts=10)
+        started = time.monotonic()
+        (outcome,) = asyncio.run(am.process(report(clock, d=Status.CRITICAL)))
+    assert not outcome.delivered and sum(clock.sleeps) <= 1.0
+    assert outcome.attempts < 10 and time.monotonic() - started < 5
+
+
+def test_retry_after_of_a_429_is_honoured(server: CountingServer, tmp_path: Path) -> None:
+    clock = FakeClock()
+    server.status = 429
+    server.headers["Retry-After"] = "3"
+    (outcome,) = asyncio.run(
+        manager([hook(server)], tmp_path, clock).process(report(clock, d=Status.CRITICAL))
+    )
+    assert not outcome.delivered and outcome.attempts == 3
+    assert clock.sleeps == [3.0, 3.0]

@@ -1,0 +1,432 @@
+"""Each check kind against the real thing: HTTP and TCP on 127.0.0.1, commands, files, processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from health_servers import CountingServer
+
+from reliactl.config import CheckSpec, HealthMonitorConfig, load
+from reliactl.health import checks
+from reliactl.health.checks import Check, custom_check, parse_perfdata, split_plugin_output
+from reliactl.health.model import HealthMetric, Status
+from reliactl.health.monitor import HealthMonitor, RecordStore, run_checks
+from reliactl.state.sqlite import open_store
+
+CONFIG = HealthMonitorConfig()
+
+
+def run1(check: Check, records: RecordStore | None = None, **kw: Any) -> HealthMetric:
+    report = asyncio.run(run_checks([check], records or RecordStore(), **kw))
+    return report.metrics[check.name]
+
+
+def spec(kind: str, name: str = "c", **fields: Any) -> CheckSpec:
+    return CheckSpec(name=name, kind=kind, **fields)
+
+
+def py(code: str) -> list[str]:
+    return [sys.executable, "-c", textwrap.dedent(code)]
+
+
+# ---- http
+
+
+def test_http_ok_reports_latency_and_perfdata(server: CountingServer) -> None:
+    m = run1(custom_check(spec("http", url=server.url + "/healthz", body_contains="ok"), CONFIG))
+    assert m.status is Status.OK, m.message
+    assert m.unit == "s" and m.value is not None and m.value < 5
+    assert m.perfdata[0].label == "c:time"
+    assert server.requests[0]["path"] == "/healthz"
+
+
+def test_http_unexpected_status_is_critical(server: CountingServer) -> None:
+    server.status = 503
+    m = run1(custom_check(spec("http", url=server.url), CONFIG))
+    assert m.status is Status.CRITICAL and "HTTP 503" in m.message
+    m = run1(custom_check(spec("http", url=server.url, expect_status=[503]), CONFIG))
+    assert m.status is Status.OK, m.message
+
+
+def test_http_body_must_contain(server: CountingServer) -> None:
+    server.body = b"degraded"
+    m = run1(custom_check(spec("http", url=server.url, body_contains="ok"), CONFIG))
+    assert m.status is Status.CRITICAL and "does not contain" in m.message
+
+
+def test_http_latency_thresholds(server: CountingServer) -> None:
+    server.delay = 0.2
+    m = run1(custom_check(spec("http", url=server.url, warn="0.1", critical="5s"), CONFIG))
+    assert m.status is Status.WARNING, m.message
+    assert m.warn == "0.1" and m.critical == "5s"
+
+
+def test_http_no_answer_within_timeout_is_critical(server: CountingServer) -> None:
+    server.delay = 3
+    started = time.monotonic()
+    m = run1(custom_check(spec("http", url=server.url, timeout=0.4), CONFIG))
+    assert time.monotonic() - started < 2.5
+    assert m.status is Status.CRITICAL and "no answer" in m.message
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_http_connection_refused_is_critical() -> None:
+    m = run1(custom_check(spec("http", url=f"http://127.0.0.1:{free_port()}/"), CONFIG))
+    assert m.status is Status.CRITICAL, m.message
+
+
+# ---- tcp
+
+
+def test_tcp_listener_ok_and_closed_port_critical() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        m = run1(custom_check(spec("tcp", host="127.0.0.1", port=port), CONFIG))
+        assert m.status is Status.OK, m.message
+        assert f"127.0.0.1:{port}" in m.message
+    m = run1(custom_check(spec("tcp", host="127.0.0.1", port=free_port()), CONFIG))
+    assert m.status is Status.CRITICAL, m.message
+
+
+# ---- command (Nagios plugins)
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [(0, Status.OK), (1, Status.WARNING), (2, Status.CRITICAL), (3, Status.UNKNOWN)],
+)
+def test_command_exit_status_maps_to_status(code: int, status: Status) -> None:
+    plugin = py(
+        f"""
+        print("DISK {status.value} - free space: / 3326 MB (56%) | /=2643MB;5948;5958;0;5968")
+        print("second line of long text")
+        raise SystemExit({code})
+        """
+    )
+    m = run1(custom_check(spec("command", command=plugin), CONFIG))
+    assert m.status is status
+    assert m.message == f"DISK {status.value} - free space: / 3326 MB (56%)"
+    assert m.perfdata[0].nagios() == "'c:/'=2643MB;5948;5958;0;5968"
+    assert m.value == 2643 and m.unit == "MB"
+
+
+def test_command_out_of_range_exit_and_missing_program_are_unknown(tmp_path: Path) -> None:
+    m = run1(custom_check(spec("command", command=py("raise SystemExit(7)")), CONFIG))
+    assert m.status is Status.UNKNOWN and "7" in m.message
+    missing = str(tmp_path / "no-such-plugin")
+    m = run1(custom_check(spec("command", command=[missing]), CONFIG))
+    assert m.status is Status.UNKNOWN and "not found" in m.message
+
+
+def test_command_timeout_kills_the_group_even_with_a_grandchild_holding_the_pipe(
+    tmp_path: Path,
+) -> None:
+    marker = tmp_path / "grandchild.pid"
+    script = f"sleep 30 & echo $! > {marker}; sleep 30"
+    started = time.monotonic()
+    m = run1(custom_check(spec("command", command=["sh", "-c", script], timeout=0.8), CONFIG))
+    assert time.monotonic() - started < 4
+    assert m.status is Status.UNKNOWN and "timed out" in m.message
+    grandchild = int(marker.read_text())
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        try:
+            os.kill(grandchild, 0)
+        except ProcessLookupError:
+            break
+        with open(f"/proc/{grandchild}/stat") as fh:  # a zombie awaiting init counts as gone
+            if fh.read().split()[2] == "Z":
+                break
+        time.sleep(0.05)
+    else:
+        os.kill(grandchild, signal.SIGKILL)
+        pytest.fail("the grandchild survived the timeout")
+
+
+def test_perfdata_parser_handles_quotes_and_skips_garbage() -> None:
+    items = parse_perfdata("'my label'=1.5s;1;2 rta=0.2ms;;;0;10 bad=U junk", prefix="p:")
+    assert [(p.label, p.value, p.uom) for p in items] == [
+        ("p:my label", 1.5, "s"),
+        ("p:rta", 0.2, "ms"),
+    ]
+    assert items[1].min == 0 and items[1].max == 10
+    assert split_plugin_output("OK - fine | a=1\nlong\ntext | b=2\nc=3") == (
+        "OK - fine",
+        " a=1  b=2 c=3",
+    )
+
+
+# ---- file_age
+
+
+def test_file_age_uses_the_real_mtime(tmp_path: Path) -> None:
+    heartbeat = tmp_path / "heartbeat"
+    heartbeat.write_text("")
+    check = custom_check(spec("file_age", path=str(heartbeat), warn="1m", critical="1h"), CONFIG)
+    assert run1(check).status is Status.OK
+    old = time.time() - 300
+    os.utime(heartbeat, (old, old))
+    m = run1(check)
+    assert m.status is Status.WARNING, m.message
+    assert 299 <= (m.value or 0) < 320
+    older = time.time() - 7200
+    os.utime(heartbeat, (older, older))
+    assert run1(check).status is Status.CRITICAL
+    heartbeat.unlink()
+    m = run1(check)
+    assert m.status is Status.CRITICAL and "does not exist" in m.message
+
+
+# ---- python
+
+
+def test_python_kind_imports_module_function(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "myhealth.py").write_text(
+        textwrap.dedent(
+            """
+            import asyncio
+
+            def db():
+                return {"status": "healthy", "value": 1, "message": "Database connection active"}
+
+            async def queue():
+                await asyncio.sleep(0)
+                return {"status": "warning", "value": 120, "message": "queue is long"}
+
+            def boom():
+                raise RuntimeError("db down")
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    m = run1(custom_check(spec("python", target="myhealth:db"), CONFIG))
+    assert (m.status, m.value, m.message) == (Status.OK, 1.0, "Database connection active")
+    m = run1(custom_check(spec("python", target="myhealth:queue"), CONFIG))
+    assert m.status is Status.WARNING and m.value == 120
+    m = run1(custom_check(spec("python", target="myhealth:boom"), CONFIG))
+    assert m.status is Status.UNKNOWN and "db down" in m.message
+    m = run1(custom_check(spec("python", target="nosuchmodule_xyz:f"), CONFIG))
+    assert m.status is Status.UNKNOWN and "nosuchmodule_xyz" in m.message
+
+
+# ---- process
+
+
+def test_process_by_pidfile_and_not_running(tmp_path: Path) -> None:
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        pidfile = tmp_path / "svc.pid"
+        pidfile.write_text(f"{child.pid}\n")
+        check = custom_check(spec("process", pidfile=str(pidfile), critical=100000), CONFIG)
+        m = run1(check)
+        assert m.status is Status.OK, m.message
+        assert m.details["processes"][0]["pid"] == child.pid
+        assert {"rss", "threads", "uptime"} <= set(m.details["processes"][0])
+    finally:
+        child.kill()
+        child.wait()
+    m = run1(check)
+    assert m.status is Status.CRITICAL and "not running" in m.message
+    pidfile.write_text("garbage")
+    assert run1(check).status is Status.CRITICAL
+    pidfile.unlink()
+    assert run1(check).status is Status.CRITICAL
+
+
+def test_a_pidfile_naming_another_program_is_not_running(tmp_path: Path) -> None:
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        pidfile = tmp_path / "svc.pid"
+        pidfile.write_text(str(child.pid))
+        same = spec("process", pidfile=str(pidfile), process_name="sleep")
+        assert run1(custom_check(same, CONFIG)).status is Status.OK
+        other = spec("process", pidfile=str(pidfile), process_name="nginx")
+        m = run1(custom_check(other, CONFIG))
+        assert m.status is Status.CRITICAL and "stale pidfile" in m.message
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_process_by_name() -> None:
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        m = run1(custom_check(spec("process", process_name="sleep"), CONFIG))
+        assert m.status is Status.OK and child.pid in [p["pid"] for p in m.details["processes"]]
+    finally:
+        child.kill()
+        child.wait()
+    m = run1(custom_check(spec("process", process_name="no-such-proc-xyz"), CONFIG))
+    assert m.status is Status.CRITICAL
+
+
+def test_a_process_that_vanishes_mid_scan_never_crashes_the_check() -> None:
+    import psutil
+
+    child = subprocess.Popen(["sleep", "30"])
+    proc = psutil.Process(child.pid)
+    child.kill()
+    child.wait()
+    info = checks._describe_process(proc)
+    assert info.get("vanished") is True
+
+
+def test_access_denied_fields_are_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    import psutil
+
+    def denied(self: Any) -> int:
+        raise psutil.AccessDenied(self.pid)
+
+    monkeypatch.setattr(psutil.Process, "num_fds", denied)
+    monkeypatch.setattr(psutil.Process, "cpu_times", denied)
+    m = run1(checks.process_check("me", pid=os.getpid()))
+    assert m.status is Status.OK, m.message
+    info = m.details["processes"][0]
+    assert "fds" not in info and "cpu_percent" not in info and info["rss"] > 0
+
+
+# ---- system checks
+
+
+def test_memory_threshold_env_turns_memory_bad() -> None:
+    config = load(environ={"HEALTH_MEMORY_THRESHOLD_MB": "1"}).config
+    monitor = HealthMonitor(config.health_monitor, store=None)
+    report = asyncio.run(monitor.check_all_health(["memory_usage"]))
+    metric = report.metrics["memory_usage"]
+    assert metric.status is Status.CRITICAL, metric.message
+    assert "limit 1MB" in metric.message
+    normal = HealthMonitor(HealthMonitorConfig(), store=None)
+    assert asyncio.run(normal.check_all_health(["memory_usage"])).overall_status is Status.OK
+
+
+def test_cpu_first_run_samples_then_uses_the_stored_sample(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "state.db")
+    records = RecordStore(store)
+    sleeps: list[float] = []
+    check = checks.cpu_check(80, 95)
+    first = run1(check, records, sleep=sleeps.append)
+    assert sleeps == [checks.CPU_FIRST_SAMPLE] and first.value is not None
+    sample = store.get("kv", "cpu_times")
+    assert sample is not None and "idle" in sample["times"]
+
+    # pretend the stored sample is a minute old: 10% busy over 60 s of each of the cores
+    import psutil
+
+    ncpu = psutil.cpu_count() or 1
+    times = dict(sample["times"])
+    times["idle"] -= 54.0 * ncpu
+    times["user"] -= 6.0 * ncpu
+    store.update("kv", "cpu_times", lambda rec: {**(rec or {}), "times": times})
+    second = run1(check, records, sleep=sleeps.append)
+    assert sleeps == [checks.CPU_FIRST_SAMPLE], "no blind wait once a sample is stored"
+    assert second.value is not None and abs(second.value - 10.0) < 3, second.message
+    assert "over the last 1m" in second.message
+    third = run1(check, records, sleep=sleeps.append)  # a moment later: same figure, no wait
+    assert third.value == second.value and len(sleeps) == 1
+
+
+def test_cpu_sample_from_before_a_reboot_is_discarded(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "state.db")
+    store.update(
+        "kv", "cpu_times", lambda _r: {"times": {"user": 1e12, "idle": 1e12}, "percent": 99.0}
+    )
+    sleeps: list[float] = []
+    m = run1(checks.cpu_check(80, 95), RecordStore(store), sleep=sleeps.append)
+    assert sleeps == [checks.CPU_FIRST_SAMPLE] and m.value != 99.0
+
+
+def test_disk_check_reports_used_free_and_inodes(tmp_path: Path) -> None:
+    m = run1(checks.disk_check(str(tmp_path), 80, 90))
+    assert m.name == f"disk_usage:{tmp_path}" and m.unit == "%"
+    labels = [p.label for p in m.perfdata]
+    assert f"disk_used:{tmp_path}" in labels and f"disk_free:{tmp_path}" in labels
+    assert run1(checks.disk_check(str(tmp_path), "0.0001", 100)).status is Status.WARNING
+    missing = run1(checks.disk_check(str(tmp_path / "nope"), 80, 90))
+    assert missing.status is Status.CRITICAL
+
+
+def test_file_handles_and_swap_report() -> None:
+    m = run1(checks.file_handles_check(80, 95))
+    assert m.status is Status.OK and any(p.label == "file_handles_process" for p in m.perfdata)
+    assert run1(checks.file_handles_check("0.000001", 95)).status is Status.WARNING
+    swap = run1(checks.swap_check(50, 80))
+    assert swap.status in (Status.OK, Status.WARNING, Status.CRITICAL) and swap.unit == "%"
+
+
+def test_default_disk_paths_are_root_and_state_dir_once_per_filesystem(tmp_path: Path) -> None:
+    paths = checks.disk_paths(CONFIG, str(tmp_path))
+    assert paths[0] == "/"
+    same_fs = os.stat("/").st_dev == os.stat(tmp_path).st_dev
+    assert paths == (["/"] if same_fs else ["/", str(tmp_path)])
+
+
+# ---- /proc readers (cron runs skip the psutil import) and the psutil fallback
+
+
+def test_procfs_readers_agree_with_psutil() -> None:
+    import psutil
+
+    from reliactl.health import _procfs
+
+    times = _procfs.cpu_times()
+    assert times is not None
+    reference = psutil.cpu_times()._asdict()
+    assert set(times) <= set(reference)
+    assert abs(times["idle"] - reference["idle"]) < 30
+    mem = _procfs.meminfo()
+    assert mem is not None and mem["MemTotal"] == psutil.virtual_memory().total
+    me = _procfs.self_info()
+    assert me is not None and me["pid"] == os.getpid()
+    assert me["threads"] == psutil.Process().num_threads()
+    assert abs(float(me["create_time"]) - psutil.Process().create_time()) < 1.0
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        rss, count = _procfs.tree_rss(os.getpid()) or (0, 0)
+        assert count == 2 and rss > 0
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_system_checks_fall_back_to_psutil_without_proc(monkeypatch: pytest.MonkeyPatch) -> None:
+    from reliactl.health import _procfs
+
+    for name in ("cpu_times", "meminfo", "tree_rss", "self_info"):
+        monkeypatch.setattr(_procfs, name, lambda *a: None)
+    for check in checks.system_checks(HealthMonitorConfig(), None):
+        m = run1(check)
+        assert m.status is not Status.UNKNOWN, (m.name, m.message)
+
+
+def test_a_zombie_is_not_running(tmp_path: Path) -> None:
+    child = subprocess.Popen(["true"])
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # exited but not reaped yet: a zombie
+            with open(f"/proc/{child.pid}/stat") as fh:
+                if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    break
+            time.sleep(0.01)
+        m = run1(checks.process_check("z", pid=child.pid))
+        assert m.status is Status.CRITICAL and "not running" in m.message
+    finally:
+        child.wait()

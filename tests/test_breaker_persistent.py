@@ -1,0 +1,371 @@
+"""Breakers persisted in a real SQLite state store, in one process, on a FakeClock."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reliactl.breaker import (
+    BreakerConfig,
+    CircuitBreaker,
+    CircuitBreakerManager,
+    CircuitState,
+    get_persistent_breaker,
+    known_breaker_names,
+    list_breakers,
+)
+from reliactl.config import load
+from reliactl.errors import CircuitOpenError
+from reliactl.state.sqlite import SQLiteStateStore, open_store
+from reliactl.testing import FakeClock
+
+CFG = BreakerConfig(failure_threshold=3, recovery_timeout=10.0)
+
+
+class Boom(Exception):
+    pass
+
+
+def boom() -> None:
+    raise Boom("down")
+
+
+def ok() -> str:
+    return "ok"
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "state.db"
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def breaker(db: Path, clock: FakeClock, cfg: BreakerConfig = CFG, name: str = "svc"):
+    return CircuitBreaker(name, cfg, store=open_store(db), clock=clock)
+
+
+def fail(b: CircuitBreaker, times: int = 1) -> None:
+    for _ in range(times):
+        with pytest.raises(Boom):
+            b.call(boom)
+
+
+def test_two_breaker_objects_on_two_connections_share_state(db: Path, clock: FakeClock) -> None:
+    first, second = breaker(db, clock), breaker(db, clock)
+    fail(first, 2)
+    fail(second)
+    assert first.state is CircuitState.OPEN
+    with pytest.raises(CircuitOpenError):
+        second.call(ok)
+    assert first.snapshot().failures == 3 and first.snapshot().rejections == 1
+
+
+def test_constructing_a_breaker_never_resets_the_stored_one(db: Path, clock: FakeClock) -> None:
+    fail(breaker(db, clock), 3)
+    again = breaker(db, clock)  # a new process's breaker, same name
+    assert again.state is CircuitState.OPEN
+    assert again.snapshot().failures == 3
+    manager = CircuitBreakerManager()
+    from_manager = manager.get_breaker("svc", CFG, store=open_store(db))
+    assert from_manager.state is CircuitState.OPEN
+
+
+def test_five_failing_runs_in_a_row_open_it_for_the_sixth(db: Path, clock: FakeClock) -> None:
+    cfg = BreakerConfig(failure_threshold=5)
+    for _ in range(5):  # each "cron run" builds its own store and breaker
+        b = breaker(db, clock, cfg)
+        b.admit().failure("exit 1")
+        b.store.close()  # type: ignore[union-attr]
+    with pytest.raises(CircuitOpenError):
+        breaker(db, clock, cfg).admit()
+
+
+def test_transitions_are_recorded_in_the_store(db: Path, clock: FakeClock) -> None:
+    b = breaker(db, clock)
+    fail(b, 3)
+    clock.advance(10)
+    b.call(ok)
+    events = open_store(db).events("svc")
+    assert [(e.from_state, e.to_state) for e in events] == [
+        ("half_open", "closed"),
+        ("open", "half_open"),
+        ("closed", "open"),
+    ]
+    assert events[-1].reason.startswith("3 consecutive failures (last: Boom: down)")
+    assert events[-1].at == 1_700_000_000.0
+
+
+def test_opened_at_in_the_future_recovers_within_the_timeout(db: Path, clock: FakeClock) -> None:
+    """The wall clock is set back a day: the breaker is open one period more, not a day."""
+    b = breaker(db, clock)
+    fail(b, 3)
+    clock.set_wall(clock.time() - 86400)
+    with pytest.raises(CircuitOpenError) as info:
+        b.call(ok)  # the jump is noticed here: opened_at is clamped to now
+    assert info.value.retry_after == pytest.approx(10.0)
+    assert b.snapshot().retry_after == pytest.approx(10.0)
+    clock.advance(10)
+    assert b.call(ok) == "ok"
+    assert b.state is CircuitState.CLOSED
+
+
+def test_list_never_shows_more_than_the_period_after_a_jump(db: Path, clock: FakeClock) -> None:
+    b = breaker(db, clock)
+    fail(b, 3)
+    clock.set_wall(clock.time() - 86400)
+    (snap,) = list_breakers(open_store(db), clock=clock)
+    assert snap.retry_after is not None and snap.retry_after <= 10.0
+
+
+def test_trial_reservation_holds_expiry_pid_and_host(db: Path, clock: FakeClock) -> None:
+    b = breaker(db, clock, BreakerConfig(failure_threshold=1, trial_timeout=30))
+    fail(b)
+    clock.advance(60)
+    adm = b.admit()
+    record = open_store(db).get("breaker", "svc")
+    assert record is not None
+    (trial,) = record["trials"].values()
+    assert trial["pid"] == os.getpid()
+    assert trial["expires"] == clock.time() + 30
+    assert trial["host"]
+    adm.success()
+    assert open_store(db).get("breaker", "svc")["trials"] == {}  # type: ignore[index]
+
+
+def test_a_trial_of_a_dead_process_is_reclaimed_at_once(db: Path, clock: FakeClock) -> None:
+    b = breaker(db, clock, BreakerConfig(failure_threshold=1, trial_timeout=3600))
+    fail(b)
+    clock.advance(60)
+    b.admit()  # reserved by this process...
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead_pid = int(dead.stdout)
+
+    def hand_over(record):  # ...now owned by a process that has exited
+        for trial in record["trials"].values():
+            trial["pid"] = dead_pid
+        return record
+
+    b.store.update("breaker", "svc", hand_over)  # type: ignore[union-attr]
+    assert b.admit().trial  # not rejected for an hour
+
+
+def test_a_trial_of_a_live_process_expires_after_trial_timeout(db: Path, clock: FakeClock) -> None:
+    b = breaker(db, clock, BreakerConfig(failure_threshold=1, trial_timeout=30))
+    fail(b)
+    clock.advance(60)
+    b.admit()  # this process is alive and never reports
+    with pytest.raises(CircuitOpenError) as info:
+        b.admit()
+    assert info.value.retry_after == pytest.approx(30)
+    clock.advance(30)
+    assert b.admit().trial
+
+
+def test_a_reservation_in_the_future_is_clamped(db: Path, clock: FakeClock) -> None:
+    b = breaker(db, clock, BreakerConfig(failure_threshold=1, trial_timeout=30))
+    fail(b)
+    clock.advance(60)
+    b.admit()
+    clock.set_wall(clock.time() - 86400)  # the reservation now expires "a day from now"
+    with pytest.raises(CircuitOpenError):
+        b.admit()
+    clock.advance(30)
+    assert b.admit().trial
+
+
+def test_growing_open_time_is_shared(db: Path, clock: FakeClock) -> None:
+    cfg = BreakerConfig(failure_threshold=1, recovery_timeout=10, recovery_multiplier=3)
+    fail(breaker(db, clock, cfg))
+    clock.advance(10)
+    fail(breaker(db, clock, cfg))  # a failed trial in "another process"
+    snap = breaker(db, clock, cfg).snapshot()
+    assert snap.open_for == 30 and snap.state is CircuitState.OPEN
+
+
+def test_an_unreadable_record_starts_closed(db: Path, clock: FakeClock) -> None:
+    store = open_store(db)
+    store.update("breaker", "svc", lambda _: {"state": "bogus", "calls": "many", "trials": 3})
+    b = CircuitBreaker("svc", CFG, store=store, clock=clock)
+    assert b.call(ok) == "ok"
+    assert b.snapshot().state is CircuitState.CLOSED
+
+
+def test_get_persistent_breaker_uses_settings_for_the_name(
+    tmp_path: Path, db: Path, clock: FakeClock
+) -> None:
+    conf = tmp_path / "c.yaml"
+    conf.write_text(
+        "circuit_breaker:\n  failure_threshold: 4\n  breakers:\n"
+        "    job:\n      failure_threshold: 2\n      slow_call_threshold: 5s\n"
+    )
+    config = load(conf, environ={}).config
+    store = open_store(db)
+    job = get_persistent_breaker("job", config, store, clock=clock)
+    other = get_persistent_breaker("other", config, store)
+    assert job.config.failure_threshold == 2 and job.config.slow_call_threshold == 5.0
+    assert other.config.failure_threshold == 4
+    assert job.persistent and isinstance(job.store, SQLiteStateStore)
+    assert known_breaker_names(store, config) == ["job"]  # configured, never used
+    job.admit().failure("exit 2")
+    other.admit().success()
+    assert known_breaker_names(store, config) == ["job", "other"]
+
+
+def test_admit_gate_for_a_whole_command(db: Path, clock: FakeClock) -> None:
+    b = breaker(db, clock, BreakerConfig(failure_threshold=2, recovery_timeout=10))
+    for code in (1, 2):
+        adm = b.admit()
+        assert not adm.trial
+        adm.failure(f"exit {code}")
+        adm.failure("reported twice")  # idempotent
+    snap = b.snapshot()
+    assert snap.failures == 2 and snap.last_failure == "exit 2"
+    with pytest.raises(CircuitOpenError):
+        b.admit()
+    clock.advance(10)
+    trial = b.admit(trial_timeout=3600)
+    assert trial.trial
+    record = b.store.get("breaker", "svc")  # type: ignore[union-attr]
+    assert next(iter(record["trials"].values()))["expires"] == clock.time() + 3600  # type: ignore[index]
+    trial.success()
+    assert b.state is CircuitState.CLOSED
+
+
+def test_operator_actions_are_persisted(db: Path, clock: FakeClock) -> None:
+    b = breaker(db, clock)
+    breaker(db, clock).trip(60)
+    with pytest.raises(CircuitOpenError) as info:
+        b.call(ok)
+    assert info.value.retry_after == 60
+    breaker(db, clock).close()
+    assert b.call(ok) == "ok"
+    fail(b, 2)
+    breaker(db, clock).reset()
+    snap = b.snapshot()
+    assert snap.failures == 0 and snap.consecutive_failures == 0
+    assert open_store(db).events("svc")[0].reason == "reset by hand"
+
+
+def test_health_status_of_persisted_breakers(db: Path, clock: FakeClock) -> None:
+    manager = CircuitBreakerManager()
+    manager.use_store(open_store(db))
+    b = manager.get_breaker("svc", BreakerConfig(failure_threshold=1))
+    assert b.persistent
+    fail(b)
+    status = manager.get_health_status()
+    assert status["open_breakers"] == 1
+    assert status["breakers"]["svc"]["persistent"] is True
+
+
+def test_an_open_record_without_its_open_time_still_recovers(db: Path, clock: FakeClock) -> None:
+    store = open_store(db)
+    store.update("breaker", "svc", lambda _: {"state": "open", "opened_at": clock.time()})
+    b = CircuitBreaker("svc", CFG, store=store, clock=clock)
+    with pytest.raises(CircuitOpenError):
+        b.call(ok)
+    clock.advance(10)
+    assert b.call(ok) == "ok"
+
+
+def test_a_store_failure_after_the_call_never_masks_its_result(db: Path, clock: FakeClock) -> None:
+    from reliactl.errors import StateError
+
+    class Failing(SQLiteStateStore):
+        broken = False
+
+        def update(self, kind, key, fn):  # type: ignore[no-untyped-def]
+            if self.broken:
+                raise StateError("disk full")
+            return super().update(kind, key, fn)
+
+    store = Failing(db)
+    b = CircuitBreaker("svc", CFG, store=store, clock=clock)
+    b.call(ok)
+    store.broken = True
+    assert b.call(ok) == "ok"
+    with pytest.raises(Boom):
+        b.call(boom)
+    adm = b.admit()  # closed: a read only
+    adm.failure("exit 1")  # logged, not raised
+    store.broken = False
+    assert b.snapshot().calls == 1
+
+
+def test_a_long_trial_keeps_its_own_timeout_when_others_call(db: Path, clock: FakeClock) -> None:
+    """A command gated with admit(trial_timeout=1h) is not cut short by callers using 30s."""
+    cfg = BreakerConfig(failure_threshold=1, trial_timeout=30)
+    b = breaker(db, clock, cfg)
+    fail(b)
+    clock.advance(60)
+    long_trial = b.admit(trial_timeout=3600)
+    other = breaker(db, clock, cfg)
+    for _ in range(3):
+        clock.advance(40)
+        with pytest.raises(CircuitOpenError):
+            other.admit()
+    long_trial.success()
+    assert other.call(ok) == "ok"
+
+
+def test_persisted_calls_from_two_threads_run_concurrently(db: Path) -> None:
+    import threading
+
+    b = CircuitBreaker("svc", CFG, store=open_store(db))
+    barrier = threading.Barrier(2, timeout=10)
+    met: list[int] = []
+    threads = [
+        threading.Thread(target=b.call, args=(lambda: met.append(barrier.wait()),))
+        for _ in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(15)
+    assert sorted(met) == [0, 1]
+    assert b.snapshot().successes == 2
+
+
+def test_persistent_true_uses_the_configured_state_store(tmp_path: Path, monkeypatch) -> None:
+    target = tmp_path / "configured" / "state.db"
+    monkeypatch.setenv("RELIACTL_STATE__PATH", str(target))
+    manager = CircuitBreakerManager()
+    b = manager.get_breaker("cfg", BreakerConfig(failure_threshold=1), persistent=True)
+    fail(b)
+    assert open_store(target).get("breaker", "cfg")["state"] == "open"  # type: ignore[index]
+    assert not manager.get_breaker("mem", persistent=False).persistent
+
+
+def test_snapshot_does_not_count_a_dead_owners_trial(db: Path, clock: FakeClock) -> None:
+    b = breaker(db, clock, BreakerConfig(failure_threshold=1, trial_timeout=3600))
+    fail(b)
+    clock.advance(60)
+    b.admit()
+    assert b.snapshot().trials_in_flight == 1
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    def hand_over(record):
+        for trial in record["trials"].values():
+            trial["pid"] = int(dead.stdout)
+        return record
+
+    b.store.update("breaker", "svc", hand_over)  # type: ignore[union-attr]
+    assert b.snapshot().trials_in_flight == 0
+    assert b.store.get("breaker", "svc")["trials"]  # type: ignore[index,union-attr]  # read-only

@@ -1,0 +1,358 @@
+"""The token-bucket rate limiter: in memory, store-backed, across threads and processes."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from reliactl.config import Config, RateLimitConfig, load
+from reliactl.errors import RateLimitExceeded
+from reliactl.ratelimit import Rate, RateLimiter, format_rates, limiter_for, rates_from
+from reliactl.state.sqlite import open_store
+from reliactl.testing import FakeClock
+
+
+def fake_limiter(spec: str, clock: FakeClock, **kwargs: object) -> RateLimiter:
+    return RateLimiter(
+        spec,
+        clock=clock.monotonic,
+        wall=clock.time,
+        sleep=clock.sleep,
+        async_sleep=clock.async_sleep,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+# ---- specs
+
+
+def test_rates_from_accepts_spec_text_counts_and_pairs() -> None:
+    assert rates_from("60/minute;1000/hour") == [Rate(60, 60.0), Rate(1000, 3600.0)]
+    assert rates_from(30) == [Rate(30, 60.0)]
+    assert rates_from([(5, 1.0)]) == [Rate(5, 1.0)]
+    assert format_rates(rates_from("60/minute;1000/hour;7/90s")) == "60/minute;1000/hour;7/1m30s"
+
+
+@pytest.mark.parametrize("bad", ["", "0/minute", "ten/minute", "5/fortnight", "-1/s"])
+def test_bad_rate_specs_are_value_errors(bad: str) -> None:
+    with pytest.raises(ValueError):
+        RateLimiter(bad)
+
+
+# ---- in memory
+
+
+def test_try_acquire_grants_the_burst_then_refuses() -> None:
+    clock = FakeClock()
+    limiter = fake_limiter("3/minute", clock)
+    assert [limiter.try_acquire() for _ in range(4)] == [True, True, True, False]
+
+
+def test_a_token_comes_back_one_period_after_it_was_taken() -> None:
+    clock = FakeClock()
+    limiter = fake_limiter("60/minute", clock)
+    assert sum(limiter.try_acquire() for _ in range(40)) == 40
+    clock.advance(30)
+    assert sum(limiter.try_acquire() for _ in range(100)) == 20
+    clock.advance(29.99)
+    assert not limiter.try_acquire()  # not bit by bit: nothing is back before 60s
+    clock.advance(0.01)
+    assert sum(limiter.try_acquire() for _ in range(100)) == 40  # the first 40 are back
+    clock.advance(30)
+    assert sum(limiter.try_acquire() for _ in range(100)) == 20
+
+
+def test_blocking_callers_get_exactly_the_rate_in_the_first_period() -> None:
+    """Unlike an evenly refilled bucket (119 in the first minute), "60/minute" means 60."""
+    clock = FakeClock()
+    start = clock.monotonic()
+    limiter = fake_limiter("60/minute", clock)
+    granted_at = []
+    for _ in range(100):
+        limiter.acquire(timeout=120)
+        granted_at.append(clock.monotonic() - start)
+    assert sum(t < 60 for t in granted_at) == 60
+    assert sum(t < 120 for t in granted_at) == 100
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_never_more_than_count_in_any_window(seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    clock = FakeClock()
+    limiter = fake_limiter("7/10s;20/minute", clock)
+    granted = []
+    began = clock.monotonic()
+    for _ in range(2000):
+        clock.advance(rng.choice([0.0, 0.01, 0.3, 1.0, 2.5]))
+        weight = rng.choice([1, 1, 1, 2])
+        if limiter.try_acquire(weight):
+            granted.append((clock.monotonic(), weight))
+    for start, _ in granted:
+        assert sum(w for t, w in granted if start <= t < start + 10) <= 7
+        assert sum(w for t, w in granted if start <= t < start + 60) <= 20
+    minutes = (clock.monotonic() - began) / 60
+    assert sum(w for _, w in granted) >= 0.8 * 20 * minutes  # and the budget is used
+
+
+def test_the_log_stays_short_and_tokens_are_at_most_1_percent_late() -> None:
+    clock = FakeClock()
+    limiter = fake_limiter("100000/hour", clock)
+    for _ in range(50000):
+        assert limiter.try_acquire()
+        clock.advance(0.05)
+    assert len(limiter._logs[0]) <= 101
+    first = clock.monotonic() - 50000 * 0.05
+    clock.advance(first + 3600 - 0.01 - clock.monotonic())
+    assert limiter.available()["100000/hour"] == 50000  # nothing back early
+    clock.advance(36.02)  # one period and 1% after the first take
+    assert limiter.available()["100000/hour"] >= 50000 + 36 / 0.05 - 1
+
+
+def test_every_rate_of_a_spec_must_allow_the_request() -> None:
+    """ "2/second;3/minute": the second bucket stops the third second's requests."""
+    clock = FakeClock()
+    limiter = fake_limiter("2/second;3/minute", clock)
+    assert [limiter.try_acquire() for _ in range(3)] == [True, True, False]
+    clock.advance(1)
+    assert [limiter.try_acquire() for _ in range(2)] == [True, False]
+    assert limiter.available() == {"2/second": 1.0, "3/minute": 0.0}
+
+
+def test_a_refused_request_takes_no_token_from_any_bucket() -> None:
+    clock = FakeClock()
+    limiter = fake_limiter("1/second;10/minute", clock)
+    assert limiter.try_acquire()
+    assert not limiter.try_acquire()
+    assert limiter.available()["10/minute"] == pytest.approx(9.0)
+
+
+def test_weight_takes_several_tokens_and_impossible_weights_are_refused() -> None:
+    clock = FakeClock()
+    limiter = fake_limiter("10/minute", clock)
+    assert limiter.try_acquire(weight=7)
+    assert not limiter.try_acquire(weight=4)
+    assert limiter.try_acquire(weight=3)
+    with pytest.raises(ValueError, match="can never be granted"):
+        limiter.try_acquire(weight=11)
+    with pytest.raises(ValueError):
+        limiter.acquire(weight=0)
+
+
+def test_acquire_waits_exactly_until_the_token_is_there() -> None:
+    clock = FakeClock()
+    limiter = fake_limiter("2/second", clock)
+    assert limiter.acquire() == 0.0
+    assert limiter.acquire() == 0.0
+    waited = limiter.acquire(timeout=5)
+    assert waited == pytest.approx(1.0, abs=0.01)
+    assert len(clock.sleeps) == 1 and clock.sleeps[0] == pytest.approx(1.0, abs=0.01)
+
+
+def test_acquire_raises_at_once_when_the_wait_passes_the_deadline() -> None:
+    clock = FakeClock()
+    limiter = fake_limiter("1/minute", clock)
+    limiter.acquire()
+    with pytest.raises(RateLimitExceeded) as info:
+        limiter.acquire(timeout=10)
+    assert info.value.retry_after == pytest.approx(60.0)
+    assert clock.sleeps == []  # no pointless wait for a token that cannot come in time
+    assert "1/minute" in str(info.value)
+
+
+def test_acquire_without_timeout_waits_as_long_as_needed() -> None:
+    clock = FakeClock()
+    limiter = fake_limiter("1/hour", clock)
+    limiter.acquire()
+    assert limiter.acquire() == pytest.approx(3600.0, abs=0.01)
+
+
+def test_acquire_async_waits_with_the_async_sleep() -> None:
+    clock = FakeClock()
+    limiter = fake_limiter("1/second", clock)
+
+    async def main() -> list[float]:
+        return [await limiter.acquire_async(timeout=2) for _ in range(3)]
+
+    waits = asyncio.run(main())
+    assert waits[0] == 0.0
+    assert waits[1] == pytest.approx(1.0, abs=0.01) and waits[2] == pytest.approx(1.0, abs=0.01)
+    with pytest.raises(RateLimitExceeded):
+        asyncio.run(limiter.acquire_async(timeout=0.5))
+
+
+def test_threads_sharing_a_limiter_never_get_more_than_the_budget() -> None:
+    clock = FakeClock()
+    limiter = fake_limiter("100/hour", clock)
+    granted: list[int] = []
+
+    def worker() -> None:
+        granted.append(sum(limiter.try_acquire() for _ in range(50)))
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(granted) == 100
+
+
+# ---- store-backed
+
+
+def test_limiters_on_one_store_and_key_share_one_budget(tmp_path: Path) -> None:
+    clock = FakeClock()
+    with open_store(tmp_path / "state.db") as store_a, open_store(tmp_path / "state.db") as store_b:
+        a = fake_limiter("5/minute", clock, key="api", store=store_a)
+        b = fake_limiter("5/minute", clock, key="api", store=store_b)
+        other = fake_limiter("5/minute", clock, key="other", store=store_b)
+        assert sum(a.try_acquire() for _ in range(3)) == 3
+        assert sum(b.try_acquire() for _ in range(5)) == 2
+        assert sum(other.try_acquire() for _ in range(5)) == 5
+        record = store_a.get("rate", "api")
+        assert record is not None and sum(e[2] for e in record["log"]["5/60"]) == 5
+
+
+def test_a_stored_budget_outlives_the_process_that_spent_it(tmp_path: Path) -> None:
+    clock = FakeClock()
+    with open_store(tmp_path / "state.db") as store:
+        assert sum(fake_limiter("4/hour", clock, key="k", store=store).try_acquire() for _ in "xy")
+    with open_store(tmp_path / "state.db") as store:
+        later = fake_limiter("4/hour", clock, key="k", store=store)
+        assert sum(later.try_acquire() for _ in range(10)) == 2
+
+
+def test_a_wall_clock_stepping_back_is_no_time_not_forever(tmp_path: Path) -> None:
+    clock = FakeClock(wall_start=1_700_000_000.0)
+    with open_store(tmp_path / "state.db") as store:
+        limiter = fake_limiter("1/second", clock, key="k", store=store)
+        assert limiter.try_acquire()
+        clock.set_wall(1_600_000_000.0)  # NTP step back by years
+        assert not limiter.try_acquire()  # no refill for negative time...
+        clock.advance(1.0)
+        assert limiter.try_acquire()  # ...and refilling resumes from the new clock at once
+
+
+def test_acquire_against_the_store_waits_for_the_shared_refill(tmp_path: Path) -> None:
+    clock = FakeClock()
+    with open_store(tmp_path / "state.db") as store:
+        limiter = fake_limiter("2/second", clock, key="k", store=store)
+        limiter.acquire()
+        limiter.acquire()
+        assert limiter.acquire(timeout=2) == pytest.approx(1.0, abs=0.01)
+        assert limiter.acquire(timeout=0) == 0.0  # the first two came back together
+        with pytest.raises(RateLimitExceeded):
+            limiter.acquire(timeout=0.5)
+
+
+def test_changed_rates_keep_the_buckets_they_share(tmp_path: Path) -> None:
+    clock = FakeClock()
+    with open_store(tmp_path / "state.db") as store:
+        old = fake_limiter("3/minute", clock, key="k", store=store)
+        assert sum(old.try_acquire() for _ in range(3)) == 3
+        new = fake_limiter("3/minute;100/hour", clock, key="k", store=store)
+        assert not new.try_acquire()  # the 3/minute bucket is still empty
+        clock.advance(60)
+        assert new.try_acquire()
+        assert new.available()["100/hour"] == pytest.approx(99.0)
+
+
+def test_reset_fills_the_buckets_again(tmp_path: Path) -> None:
+    clock = FakeClock()
+    with open_store(tmp_path / "state.db") as store:
+        limiter = fake_limiter("1/hour", clock, key="k", store=store)
+        assert limiter.try_acquire() and not limiter.try_acquire()
+        limiter.reset()
+        assert store.get("rate", "k") is None
+        assert limiter.try_acquire()
+
+
+WORKER = textwrap.dedent(
+    """
+    import os, sys, time
+    from reliactl.ratelimit import RateLimiter
+    from reliactl.state.sqlite import open_store
+
+    path, go, frozen = sys.argv[1], sys.argv[2], sys.argv[3] == "frozen"
+    store = open_store(path)
+    kwargs = {"wall": lambda: 1_700_000_000.0} if frozen else {}
+    limiter = RateLimiter("60/minute", key="shared", store=store, **kwargs)
+    while not os.path.exists(go):
+        time.sleep(0.001)
+    started = time.time()
+    granted = sum(limiter.try_acquire() for _ in range(100))
+    print(granted, started, time.time())
+    """
+)
+
+
+def _race(tmp_path: Path, mode: str, processes: int = 4) -> tuple[int, float]:
+    """Start ``processes`` workers, release them at once; total granted and wall span."""
+    go = tmp_path / "go"
+    db = tmp_path / "state.db"
+    open_store(db).close()  # create the schema before the race
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(db), str(go), mode],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(processes)
+    ]
+    time.sleep(0.3)  # let them all reach the starting line
+    go.write_text("")
+    total, first, last = 0, float("inf"), 0.0
+    for proc in procs:
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        granted, started, ended = out.split()
+        total += int(granted)
+        first, last = min(first, float(started)), max(last, float(ended))
+    return total, last - first
+
+
+def test_four_processes_share_one_budget_of_exactly_60(tmp_path: Path) -> None:
+    """4 processes x 100 requests against "60/minute" get exactly 60 between them.
+
+    The wall clock of the workers is frozen, so no token refills during the race and the
+    assertion is exact; the race itself (4 processes on one SQLite file) is real.
+    """
+    total, _ = _race(tmp_path, "frozen")
+    assert total == 60
+
+
+@pytest.mark.stress
+def test_four_processes_on_the_real_clock_never_exceed_the_budget(tmp_path: Path) -> None:
+    total, span = _race(tmp_path, "real")
+    assert span < 60
+    assert total == 60  # tokens come back only a minute after they were taken
+
+
+# ---- defaults from config
+
+
+def test_openai_limiter_follows_rate_limit_openai_rpm() -> None:
+    config = load(environ={"RATE_LIMIT_OPENAI_RPM": "42"}, search=False).config
+    limiter = limiter_for("openai", config)
+    assert limiter.rates == [Rate(42, 60.0)]
+
+
+def test_named_limits_come_from_config_and_unknown_names_are_errors() -> None:
+    config = Config(rate_limit=RateLimitConfig(limits={"api": "10/second;100/minute"}))
+    assert limiter_for("api", config).spec == "10/second;100/minute"
+    assert limiter_for("x", config, rates="5/minute").spec == "5/minute"
+    with pytest.raises(ValueError, match="no rate limit named 'nope'"):
+        limiter_for("nope", config)
+
+
+def test_repr_names_the_spec_and_key() -> None:
+    assert repr(RateLimiter("5/minute", key="k")) == "RateLimiter('5/minute', key='k')"
