@@ -37,6 +37,9 @@ if TYPE_CHECKING:
     from reliactl.health.monitor import RecordStore
 
 LEASE_MARGIN = 30.0  # a claim outlives the delivery deadline by this much
+# A claim that ends further ahead than a fresh lease would came from a clock that was ahead
+# (then set back): stale. Within this slack it is just another process's slightly later now.
+CLOCK_SLACK = 5.0
 MAX_ATTEMPTS = 3
 BASE_DELAY = 0.5
 
@@ -237,20 +240,24 @@ class AlertManager:
 
     def _claim(self, sink: AlertSink, metric: HealthMetric, token: str) -> Alert | None:
         """Atomically decide whether ``metric`` needs an alert to ``sink`` and claim it."""
-        now = self.clock()
         lease = sink.timeout + LEASE_MARGIN
         cooldown = self.cooldown_of(sink)
         status = metric.status
         decided: list[Alert] = []
 
         def step(rec: dict[str, Any] | None) -> dict[str, Any] | None:
+            # Read the clock inside the transaction: a "now" taken before waiting for the
+            # store's lock can be older than a claim another run made meanwhile, and that
+            # claim would then look as if it came from the future (a clock jump) and be taken
+            # over: two runs would both deliver.
+            now = self.clock()
             current = dict(rec or {})
             previous = Status.from_word(current.get("status")) or Status.OK
             until = current.get("claimed_until")
             if (
                 current.get("claim")
                 and isinstance(until, (int, float))
-                and now < until <= now + lease
+                and now < until <= now + lease + CLOCK_SLACK
             ):
                 return rec  # another run is delivering this very alert (a stale lease is not)
             sent_at = current.get("sent_at")

@@ -134,6 +134,33 @@ def test_a_claim_blocks_others_until_its_lease_expires(
     assert server.count == 1
 
 
+def test_a_claim_made_a_moment_later_by_another_run_is_respected(
+    server: CountingServer, tmp_path: Path
+) -> None:
+    """Regression (8 concurrent runs sent 2 alerts): a claim whose end lies a little beyond
+    this run's own now + lease was made by a run whose clock read a moment later; it is
+    live, not a claim from a clock that jumped."""
+    clock = FakeClock()
+    am = manager([hook(server, timeout=10)], tmp_path, clock)
+    later = clock.time() + 0.5  # the other run read the clock half a second after us
+    am.records.update(
+        "alert", "hook:disk", lambda _r: {"claim": "other-run", "claimed_until": later + 40}
+    )
+    asyncio.run(am.process(report(clock, disk=Status.CRITICAL)))
+    assert server.count == 0
+
+
+def test_a_claim_from_a_clock_set_back_is_stale(server: CountingServer, tmp_path: Path) -> None:
+    clock = FakeClock()
+    am = manager([hook(server, timeout=10)], tmp_path, clock)
+    ahead = clock.time() + 3600  # written while the clock was an hour ahead
+    am.records.update(
+        "alert", "hook:disk", lambda _r: {"claim": "old-run", "claimed_until": ahead + 40}
+    )
+    asyncio.run(am.process(report(clock, disk=Status.CRITICAL)))
+    assert server.count == 1
+
+
 def test_a_failing_sink_does_not_stop_the_others(server: CountingServer, tmp_path: Path) -> None:
     clock = FakeClock()
     broken = AlertSink(name="broken", kind="webhook", url="http://127.0.0.1:9/hook?token=abc")
