@@ -14,23 +14,17 @@ Goal (issue 8): ResilientClient at least 0.9x plain httpx.
 from __future__ import annotations
 
 import os
+import statistics
+import subprocess
 import sys
+import time
+from typing import Any
 
-# This file is named like the stdlib package `http`; run as a script, its directory comes
-# first on sys.path and would shadow it (httpx imports http.client). Drop that entry.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+import httpx
 
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import time  # noqa: E402
-from typing import Any  # noqa: E402
-
-import httpx  # noqa: E402
-
-from reliactl.breaker import CircuitBreaker  # noqa: E402
-from reliactl.http import ResilientClient  # noqa: E402
-from reliactl.ratelimit import RateLimiter  # noqa: E402
+from reliactl.breaker import CircuitBreaker
+from reliactl.http import ResilientClient
+from reliactl.ratelimit import RateLimiter
 
 
 def start_server() -> tuple[subprocess.Popen[str], str]:
