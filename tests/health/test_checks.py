@@ -430,3 +430,20 @@ def test_a_zombie_is_not_running(tmp_path: Path) -> None:
         assert m.status is Status.CRITICAL and "not running" in m.message
     finally:
         child.wait()
+
+
+def test_a_first_short_cpu_sample_warns_but_never_pages(tmp_path: Path) -> None:
+    """The first run ever samples 100 ms: a spike then is WARNING; a real window is CRITICAL."""
+    store = open_store(tmp_path / "state.db")
+    records = RecordStore(store)
+    check = checks.cpu_check("@0:100", "@0:100")  # any figure at all is "bad"
+    first = run1(check, records, sleep=lambda _s: None)
+    assert first.status is Status.WARNING, first.message
+    assert "never CRITICAL" in first.message
+    sample = store.get("kv", "cpu_times")
+    assert sample is not None
+    times = dict(sample["times"])
+    times["idle"] -= 30.0 * (os.cpu_count() or 1)
+    store.update("kv", "cpu_times", lambda rec: {**(rec or {}), "times": times})
+    later = run1(check, records, sleep=lambda _s: None)
+    assert later.status is Status.CRITICAL, later.message
