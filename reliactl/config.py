@@ -789,8 +789,7 @@ def _apply_env(
             continue
         wanted.append((var, kpath))
     for var, kpath in wanted:
-        annotation, _ = _field_at(kpath)
-        _set_path(raw, kpath, _env_value(env[var], annotation))
+        _set_path(raw, kpath, _env_value(env[var], _field_at(kpath)))
         origins.by_path[kpath] = ("env", var)
 
 
@@ -833,16 +832,16 @@ def _resolve_env_path(parts: list[str]) -> tuple[KeyPath, str | None]:
     return tuple(kpath), "names a section, not a setting"
 
 
-def _field_at(kpath: KeyPath) -> tuple[Any, dataclasses.Field[Any] | None]:
+def _field_at(kpath: KeyPath) -> Any:
+    """The annotation of the setting at ``kpath`` (str if the path is not in the schema)."""
     cls: Any = Config
     annotation: Any = Config
-    fld: dataclasses.Field[Any] | None = None
     i = 0
     while i < len(kpath):
         found = _schema_field(cls, str(kpath[i]))
         if found is None:
-            return str, None
-        annotation, fld = found
+            return str
+        annotation = found[0]
         base = _strip_optional(annotation)
         if typing.get_origin(base) is dict:
             annotation = typing.get_args(base)[1]
@@ -851,7 +850,7 @@ def _field_at(kpath: KeyPath) -> tuple[Any, dataclasses.Field[Any] | None]:
             continue
         cls = base
         i += 1
-    return annotation, fld
+    return annotation
 
 
 def _env_value(text: str, annotation: Any) -> Any:
@@ -1285,31 +1284,6 @@ def to_plain(obj: Any, *, redact: bool = True, human: bool = True) -> Any:
     if isinstance(obj, (list, tuple)):
         return [to_plain(v, redact=redact, human=human) for v in obj]
     return obj
-
-
-def describe_schema() -> list[tuple[str, str, Any, str]]:
-    """(dotted path, doc, default/example, kind) of every setting, for docs and `config init`."""
-    rows: list[tuple[str, str, Any, str]] = []
-
-    def visit(cls: type, prefix: str) -> None:
-        hints = _hints(cls)
-        for f in dataclasses.fields(cls):
-            annotation = _strip_optional(hints[f.name])
-            dotted = f"{prefix}.{f.name}" if prefix else f.name
-            if dataclasses.is_dataclass(annotation) and typing.get_origin(annotation) is None:
-                visit(annotation, dotted)  # type: ignore[arg-type]
-                continue
-            rows.append(
-                (
-                    dotted,
-                    str(f.metadata.get("doc", "")),
-                    f.metadata.get("example"),
-                    str(f.metadata.get("kind") or ""),
-                )
-            )
-
-    visit(Config, "")
-    return rows
 
 
 # --------------------------------------------------------------------------- the seed's API
