@@ -388,3 +388,72 @@ def test_redis_killed_during_a_run_never_fails_the_job(own_redis: Any, tmp_path:
     _, err = proc.communicate(timeout=HANG_BOUND)
     assert proc.returncode == 7, err
     assert "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- lost races
+
+
+class RacingStore:
+    """A real Redis store where another client writes ``theirs`` inside the first WATCH window
+    of each update: the EXEC fails for real and the store must call the updater again."""
+
+    def __init__(self, inner: Any, other: Any, theirs: dict[str, Any]) -> None:
+        self.inner, self.other, self.theirs = inner, other, theirs
+        self.calls = 0
+
+    def update(self, kind: Any, key: str, fn: Any) -> Any:
+        raced = False
+
+        def wrapped(record: Any) -> Any:
+            nonlocal raced
+            self.calls += 1
+            result = fn(record)
+            if not raced:
+                raced = True
+                self.other.update(kind, key, lambda r: dict(self.theirs))
+            return result
+
+        return self.inner.update(kind, key, wrapped)
+
+    def get(self, kind: Any, key: str) -> Any:
+        return self.inner.get(kind, key)
+
+
+def test_a_lost_race_reruns_the_updater_on_the_winners_record(
+    redis_server: Any, namespace: str
+) -> None:
+    """update() after a lost WATCH race calls fn again with the winner's record and stores
+    only that call's result: no increment is lost, none counted twice."""
+    with (
+        open_url(redis_server.url, namespace=namespace) as mine,
+        open_url(redis_server.url, namespace=namespace) as other,
+    ):
+        racing = RacingStore(mine, other, {"n": 10})
+        result = racing.update("kv", "c", lambda r: {"n": (r or {"n": 0})["n"] + 1})
+        assert racing.calls == 2
+        assert result == {"n": 11} and mine.get("kv", "c") == {"n": 11}
+
+
+def test_an_alert_claim_lost_to_another_host_sends_nothing(
+    redis_server: Any, namespace: str
+) -> None:
+    """Two hosts decide the same alert at once; the one whose claim loses the race sends
+    nothing (its first, discarded decision must not leak out of the retried update)."""
+    from reliactl.config import AlertSink
+    from reliactl.health.alerts import AlertManager
+    from reliactl.health.model import HealthMetric, Status
+    from reliactl.health.monitor import RecordStore
+
+    sink = AlertSink(name="log", kind="command", command=["true"])
+    metric = HealthMetric("api", Status.CRITICAL, None, "down")
+    now = time.time()
+    theirs = {"status": "OK", "claim": "host-b:1:1", "claimed_until": now + 5}
+    with (
+        open_url(redis_server.url, namespace=namespace) as mine,
+        open_url(redis_server.url, namespace=namespace) as other,
+    ):
+        racing = RacingStore(mine, other, theirs)
+        manager = AlertManager([sink], RecordStore(racing))  # type: ignore[arg-type]
+        assert manager._claim(sink, metric, "host-a:1:1") is None
+        assert racing.calls == 2
+        assert mine.get("alert", "log:api") == theirs
