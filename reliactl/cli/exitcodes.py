@@ -35,7 +35,11 @@ EXIT_CODE_TABLE: list[tuple[str, str]] = [
     ("N", "run: the child's own exit code, passed through"),
     ("7, 22", "http: could not connect after retries / HTTP status >= 400 with --fail"),
     ("69", "breaker open: the service is known to be down, not tried"),
-    ("75", "temporary failure, try later: lock busy, rate limit deadline, health gate"),
+    (
+        "75",
+        "temporary failure, try later: lock busy, rate limit deadline, health gate, Redis"
+        " state store unreachable",
+    ),
     ("78", "configuration invalid"),
     ("124", "run: the command timed out (137 if it had to be killed)"),
     ("125", "reliactl itself failed, or bad options to run"),
