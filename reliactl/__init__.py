@@ -55,6 +55,7 @@ _EXPORTS: dict[str, str] = {
     "RunOptions": "reliactl.runner",
     "RunResult": "reliactl.runner",
     "StateError": "reliactl.errors",
+    "StateUnavailableError": "reliactl.errors",
     "UnsafeRootError": "reliactl.errors",
     "circuit_breaker": "reliactl.breaker",
     "circuit_manager": "reliactl.breaker",
@@ -129,6 +130,7 @@ __all__ = [
     "RunOptions",
     "RunResult",
     "StateError",
+    "StateUnavailableError",
     "UnsafeRootError",
     "__version__",
     "circuit_breaker",
@@ -199,6 +201,7 @@ if TYPE_CHECKING:  # pragma: no cover
         ReliactlError,
         RetryError,
         StateError,
+        StateUnavailableError,
         UnsafeRootError,
     )
     from reliactl.health.model import HealthReport

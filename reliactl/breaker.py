@@ -43,7 +43,6 @@ import itertools
 import logging
 import math
 import os
-import socket
 import sys
 import threading
 import time
@@ -55,6 +54,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 from reliactl.errors import CircuitOpenError, StateError
+from reliactl.hostname import hostname
 from reliactl.state.base import BreakerEvent
 
 if TYPE_CHECKING:
@@ -274,7 +274,7 @@ def create_http_circuit_config(name: str | None = None, **overrides: Any) -> Bre
 # --------------------------------------------------------------------------- the state machine
 
 
-_HOST = socket.gethostname()
+_HOST = hostname()  # RELIACTL_HOSTNAME overrides it (reliactl/hostname.py)
 _token_counter = itertools.count(1)
 
 

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from reliactl.errors import UnsafeRootError
+from reliactl.hostname import hostname as recorded_hostname
 
 if TYPE_CHECKING:
     from reliactl.config import CleanupRoot
@@ -1133,7 +1134,7 @@ def sweep_stale_locks(
     inode finds it unlinked after locking and retries. A held lock is never removed.
     """
     when = time.time() if now is None else now
-    host = os.uname().nodename if hostname is None else hostname
+    host = recorded_hostname() if hostname is None else hostname
     kept: dict[str, int] = {}
     removed: list[StaleLock] = []
     errors: list[CleanupProblem] = []

@@ -465,6 +465,39 @@ class StateConfig:
         30 * 86400.0, doc="keep run history and breaker events this long", kind="duration", gt=0
     )
     max_history: int = _opt(10_000, doc="keep at most this many rows per history table", gt=0)
+    url: str = _opt(
+        "",
+        doc="empty (SQLite at state.path), a path, sqlite:///path, redis://[user:pw@]host:port/db,"
+        " rediss:// (TLS) or unix:///path.sock; Redis needs pip install 'reliactl[redis]'",
+        kind="state_url",
+    )
+    password: str = _opt(
+        "",
+        doc="Redis password when not in state.url (better: env RELIACTL_STATE__PASSWORD)",
+        secret=True,
+    )
+    password_file: str = _opt(
+        "", doc="Redis: a file whose first line is the password (used when none is set)"
+    )
+    tls_ca_file: str = _opt(
+        "", doc="rediss://: CA bundle that signed the server's certificate (empty: system CAs)"
+    )
+    namespace: str = _opt(
+        "reliactl",
+        doc="Redis: prefix of every key, so several fleets can share one Redis",
+    )
+    connect_timeout: float = _opt(
+        1.0, doc="Redis: give up connecting after this", kind="duration", gt=0, le=60
+    )
+    operation_timeout: float = _opt(
+        0.5, doc="Redis: give up waiting for one reply after this", kind="duration", gt=0, le=60
+    )
+    on_unavailable: str = _opt(
+        "error",
+        doc="Redis unreachable: error (the store is unusable, as a broken SQLite file);"
+        " local, open and closed are reserved",
+        choices=("error", "local", "open", "closed"),
+    )
 
 
 @dataclass(frozen=True)
@@ -505,7 +538,7 @@ SECTION_DOCS = {
     "retry": "Default retry policy of `reliactl run --retry`, the HTTP client and alerts.",
     "run": "reliactl run: locks, logs and timeouts.",
     "cleanup": "reliactl cleanup: age-based removal under configured roots.",
-    "state": "The state store shared by every reliactl process on this host.",
+    "state": "The state store shared by every reliactl process on this host (or fleet, on Redis).",
     "resources": "Library resources: temporary_file() and get_http_session() clients.",
 }
 
@@ -1083,6 +1116,48 @@ def _cross_checks(config: Config, origins: _Origins) -> list[ConfigProblem]:
                 )
             )
     problems.extend(_health_problems(h, origins))
+    problems.extend(_state_problems(config.state, origins))
+    return problems
+
+
+_NAMESPACE = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
+
+
+def _state_problems(s: StateConfig, origins: _Origins) -> list[ConfigProblem]:
+    """state.url must parse; a Redis one needs redis-py (found, never imported, here)."""
+    if not s.url:
+        return []  # the default: SQLite at state.path (and no import on the startup path)
+    from reliactl.state.url import INSTALL_HINT, StateURLError, parse_state_url
+
+    problems: list[ConfigProblem] = []
+    try:
+        parsed = parse_state_url(s.url, s.path)
+    except StateURLError as exc:
+        return [origins.problem(("state", "url"), str(exc))]
+    if parsed.backend == "redis":
+        import importlib.util
+
+        if importlib.util.find_spec("redis") is None:
+            problems.append(
+                origins.problem(
+                    ("state", "url"), f"a Redis URL needs the redis extra: {INSTALL_HINT}"
+                )
+            )
+        if not _NAMESPACE.fullmatch(s.namespace):
+            problems.append(
+                origins.problem(
+                    ("state", "namespace"),
+                    f"expected 1-64 letters, digits, _ . : or -, got {s.namespace!r}",
+                )
+            )
+        if s.on_unavailable != "error":
+            problems.append(
+                origins.problem(
+                    ("state", "on_unavailable"),
+                    f"{s.on_unavailable!r} is not implemented yet; this version supports"
+                    " only 'error'",
+                )
+            )
     return problems
 
 
@@ -1269,6 +1344,10 @@ def to_plain(obj: Any, *, redact: bool = True, human: bool = True) -> Any:
                 and (f.metadata.get("secret") or is_secret_key(f.name))
             ):
                 out[f.name] = REDACTED
+            elif redact and value and f.metadata.get("kind") == "state_url":
+                from reliactl.state.url import redact_url
+
+                out[f.name] = redact_url(value)
             elif human and value is not None and f.metadata.get("kind") == "duration":
                 out[f.name] = format_duration(value)
             else:

@@ -5,6 +5,7 @@ The tree::
     ReliactlError                       base: anything reliactl reports as a clean message
     +-- ConfigError                     invalid configuration; .problems lists each one
     +-- StateError                      the state store cannot be opened or written
+    |   +-- StateUnavailableError       a shared store (Redis) is unreachable or did not answer
     +-- DurationError (ValueError)      "30s", "5m", "500MB" could not be parsed
     +-- RetryError                      gave up retrying; .attempts, .reason, __cause__ = last error
     +-- CircuitOpenError                a breaker rejected the call; .name, .retry_after
@@ -60,6 +61,10 @@ class ConfigError(ReliactlError):
 
 class StateError(ReliactlError):
     """The state store cannot be used (unwritable directory, a symlink or FIFO at its path)."""
+
+
+class StateUnavailableError(StateError):
+    """A shared state store (Redis) cannot be reached or did not answer in time: try later."""
 
 
 class DurationError(ReliactlError, ValueError):

@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from reliactl.errors import LockBusyError, LockError
+from reliactl.hostname import hostname
 
 NETWORK_FS_TYPES = frozenset(
     {"nfs", "nfs4", "cifs", "smb3", "smbfs", "ncpfs", "afs", "9p", "fuse.sshfs", "sshfs"}
@@ -269,7 +270,7 @@ def _write_holder(fd: int, command: str, started_at: float) -> None:
     line = json.dumps(
         {
             "pid": os.getpid(),
-            "host": os.uname().nodename,
+            "host": hostname(),
             "started_at": round(started_at, 3),
             "command": command,
         }

@@ -17,7 +17,7 @@ class ExitCode(IntEnum):
     COULDNT_CONNECT = 7  # http, as curl
     HTTP_ERROR = 22  # http --fail, as curl
     UNAVAILABLE = 69  # breaker open (EX_UNAVAILABLE)
-    TEMPFAIL = 75  # lock busy, rate limit deadline, health gate (EX_TEMPFAIL)
+    TEMPFAIL = 75  # lock busy, rate limit deadline, health gate, Redis down (EX_TEMPFAIL)
     CONFIG = 78  # configuration invalid (EX_CONFIG)
     TIMEOUT = 124  # run: timed out, as timeout(1)
     INTERNAL = 125  # reliactl itself failed, or bad options to run
@@ -35,7 +35,11 @@ EXIT_CODE_TABLE: list[tuple[str, str]] = [
     ("N", "run: the child's own exit code, passed through"),
     ("7, 22", "http: could not connect after retries / HTTP status >= 400 with --fail"),
     ("69", "breaker open: the service is known to be down, not tried"),
-    ("75", "temporary failure, try later: lock busy, rate limit deadline, health gate"),
+    (
+        "75",
+        "temporary failure, try later: lock busy, rate limit deadline, health gate, Redis"
+        " state store unreachable",
+    ),
     ("78", "configuration invalid"),
     ("124", "run: the command timed out (137 if it had to be killed)"),
     ("125", "reliactl itself failed, or bad options to run"),
@@ -59,6 +63,8 @@ def exit_code_for(exc: BaseException) -> int:
     if isinstance(exc, errors.CircuitOpenError):
         return ExitCode.UNAVAILABLE
     if isinstance(exc, (errors.LockBusyError, errors.RateLimitExceeded)):
+        return ExitCode.TEMPFAIL
+    if isinstance(exc, errors.StateUnavailableError):  # Redis down: try later
         return ExitCode.TEMPFAIL
     if isinstance(exc, errors.HTTPStatusError):
         return ExitCode.HTTP_ERROR

@@ -16,6 +16,7 @@ import typer
 from typer.core import TyperCommand
 
 from reliactl.cli.exitcodes import ExitCode
+from reliactl.hostname import hostname
 
 if TYPE_CHECKING:
     from reliactl.config import Config
@@ -703,7 +704,7 @@ def run(
                     name=job_name,
                     command=shown,
                     started_at=started_at,
-                    data={"pid": os.getpid(), "host": os.uname().nodename},
+                    data={"pid": os.getpid(), "host": hostname()},
                 )
             )
         except ReliactlError as exc:
@@ -931,7 +932,7 @@ def _finish_history(
             "interrupted_by": result.interrupted_by,
             "message": result.message,
             "pid": os.getpid(),
-            "host": os.uname().nodename,
+            "host": hostname(),
         }
     record = RunRecord(
         name=name,
@@ -958,7 +959,7 @@ def _outcome(record: Any) -> str:
         return str(record.outcome)
     data = record.data if isinstance(record.data, dict) else {}
     pid, host = data.get("pid"), data.get("host")
-    if isinstance(pid, int) and pid > 0 and host == os.uname().nodename:
+    if isinstance(pid, int) and pid > 0 and host == hostname():
         try:
             os.kill(pid, 0)
         except ProcessLookupError:

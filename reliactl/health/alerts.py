@@ -250,6 +250,7 @@ class AlertManager:
             # store's lock can be older than a claim another run made meanwhile, and that
             # claim would then look as if it came from the future (a clock jump) and be taken
             # over: two runs would both deliver.
+            decided.clear()  # the store may call this again (Redis: a lost WATCH race)
             now = self.clock()
             current = dict(rec or {})
             previous = Status.from_word(current.get("status")) or Status.OK

@@ -239,6 +239,7 @@ def cpu_check(warn: object, critical: object, name: str = "cpu_usage") -> Check:
         found: list[tuple[float, float]] = []
 
         def advance(prev: dict[str, Any] | None) -> dict[str, Any] | None:
+            found.clear()  # the store may call this again (Redis: a lost WATCH race)
             if prev is None or not isinstance(prev.get("times"), dict):
                 return prev
             result = _busy(prev["times"], cur)
@@ -1080,6 +1081,6 @@ def disk_paths(config: HealthMonitorConfig, state_dir: str | None) -> list[str]:
 
 
 def hostname() -> str:
-    import socket
+    from reliactl.hostname import hostname as recorded_hostname
 
-    return socket.gethostname()
+    return recorded_hostname()

@@ -212,6 +212,7 @@ def debounce(metric: HealthMetric, check: Check, records: RecordStore) -> Health
     held: list[tuple[int, str]] = []
 
     def step(prev: Record | None) -> Record | None:
+        held.clear()  # the store may call this again (Redis: a lost WATCH race)
         streak = int((prev or {}).get("streak", 0))
         reported = str((prev or {}).get("reported", "OK"))
         if metric.status.is_ok:
@@ -401,7 +402,7 @@ class HealthMonitor:
         if self._state_dir is not None:
             return self._state_dir
         store = self.records.store
-        if store is not None and os.path.sep in store.location:
+        if store is not None and os.path.isabs(store.location):  # a file, not a redis:// URL
             return os.path.dirname(store.location)
         return None
 

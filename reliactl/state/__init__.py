@@ -1,8 +1,13 @@
-"""Persisted state shared by processes: see ``base.StateStore``; SQLite is the embedded backend."""
+"""Persisted state shared by processes: see ``base.StateStore``.
+
+SQLite is the embedded default; Redis (``state.url`` = redis://, rediss://, unix://) is the
+shared backend of a fleet. ``open_state`` is the only place that knows which one is in use.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -17,6 +22,7 @@ from reliactl.state.base import (
 
 if TYPE_CHECKING:
     from reliactl.config import Config
+    from reliactl.state.url import StateURL
 
 __all__ = [
     "BreakerEvent",
@@ -32,15 +38,61 @@ __all__ = [
 def open_state(
     config: Config | None = None, *, warn: Callable[[str], None] | None = None
 ) -> StateStore:
-    """Open the store configured by ``state`` (defaults to get_reliability_config())."""
-    from reliactl.state.sqlite import open_store
+    """Open the store configured by ``state`` (defaults to get_reliability_config()).
 
+    ``state.url`` picks the backend: empty, a path or sqlite:///path is SQLite; redis://,
+    rediss:// and unix:// are Redis (redis-py is imported only then). A Redis URL without
+    redis-py installed is a ConfigError naming the pip command.
+    """
     if config is None:
         from reliactl.config import get_reliability_config
 
         config = get_reliability_config()
+    state = config.state
+    path = state.path
+    if state.url:
+        from reliactl.state.url import parse_state_url
+
+        parsed = _parsed(state.url, state.path, parse_state_url)
+        if parsed.backend == "redis":
+            return _open_redis(config, parsed)
+        path = os.path.expanduser(parsed.path)
+    from reliactl.state.sqlite import open_store
+
     return open_store(
-        config.state.path,
-        max_rows=config.state.max_history,
+        path,
+        max_rows=state.max_history,
         warn=warn or logging.getLogger("reliactl.state").warning,
+    )
+
+
+def _parsed(url: str, path: str, parse: Callable[[str, str], StateURL]) -> StateURL:
+    from reliactl.errors import ConfigError, ConfigProblem
+    from reliactl.state.url import StateURLError
+
+    try:
+        return parse(url, path)
+    except StateURLError as exc:
+        raise ConfigError([ConfigProblem("configuration", None, "state.url", str(exc))]) from None
+
+
+def _open_redis(config: Config, url: StateURL) -> StateStore:
+    from reliactl.errors import ConfigError, ConfigProblem
+    from reliactl.state.url import INSTALL_HINT
+
+    try:
+        from reliactl.state.redis import open_redis_store
+    except ImportError:
+        message = f"a Redis URL needs the redis extra: {INSTALL_HINT}"
+        raise ConfigError([ConfigProblem("configuration", None, "state.url", message)]) from None
+    s = config.state
+    return open_redis_store(
+        url,
+        namespace=s.namespace,
+        max_rows=s.max_history,
+        password=s.password,
+        password_file=os.path.expanduser(s.password_file) if s.password_file else "",
+        tls_ca_file=os.path.expanduser(s.tls_ca_file) if s.tls_ca_file else "",
+        connect_timeout=s.connect_timeout,
+        operation_timeout=s.operation_timeout,
     )

@@ -31,6 +31,7 @@ class BreakerEvent:
     to_state: str
     reason: str
     at: float  # wall-clock epoch seconds
+    host: str | None = None  # the host that recorded it (shared backends; None on SQLite)
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,12 @@ class StateStore(Protocol):
         ...
 
     def update(self, kind: RecordKind, key: str, fn: Updater) -> Record | None:
-        """Atomically replace the record by ``fn(current)`` (None deletes it); return it."""
+        """Atomically replace the record by ``fn(current)`` (None deletes it); return it.
+
+        ``fn`` may be called more than once (an optimistic backend calls it again when another
+        client changed the record meanwhile); only the last call's result is stored, so
+        anything ``fn`` reports to its caller must be reset at the start of each call.
+        """
         ...
 
     def items(self, kind: RecordKind) -> dict[str, Record]:
@@ -92,7 +98,7 @@ class StateStore(Protocol):
         ...
 
     def add_run(self, run: RunRecord) -> int:
-        """Append a run; returns its id."""
+        """Append a run; returns its id (unique among every client of the store)."""
         ...
 
     def finish_run(self, run_id: int, run: RunRecord) -> None:

@@ -1,0 +1,570 @@
+"""The shared state store on Redis (or Valkey): one store for a fleet of hosts.
+
+Imported only when ``state.url`` is a Redis URL (``open_state`` decides), so SQLite users
+never load redis-py. Every command has a connect and a reply timeout and no client-side
+retries: a down, hung or partitioned Redis fails a store call within a stated bound
+(``connect_timeout + operation_timeout`` per command) with one clear StateError, never hangs.
+
+Keys (``NS`` = ``state.namespace``; braces are Redis Cluster hash tags)::
+
+    NS:r:{KIND:KEY}      one record: JSON {"d": record, "u": updated_at}
+    NS:h:{events}        stream of breaker transitions, trimmed to max_history on every add
+    NS:h:{runs}:seq      run id counter (INCR: unique across hosts)
+    NS:h:{runs}:ids      sorted set of run ids (score = id), trimmed to max_history
+    NS:h:{runs}:data     hash run id -> JSON run
+
+``update`` is optimistic: WATCH the record, GET, call the Python updater, MULTI/SET/EXEC,
+and start again if another client changed the record meanwhile. The updater is arbitrary
+Python (a breaker's state machine, a token bucket, an alert claim), which a Lua script could
+only run if each were rewritten in Lua; the price is that ``fn`` may run more than once, and
+only the last run's result is stored (the protocol says so).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from reliactl.errors import StateError, StateUnavailableError
+from reliactl.hostname import hostname
+from reliactl.state.base import (
+    RECORD_KINDS,
+    BreakerEvent,
+    PruneReport,
+    Record,
+    RecordKind,
+    RunRecord,
+    Updater,
+)
+from reliactl.state.url import StateURL, redact_url
+
+log = logging.getLogger("reliactl.state")
+
+CONTENTION_DEADLINE_S = 10.0  # an update that keeps losing races gives up after this
+PAGE = 500
+
+_ADD_RUN = """
+local id = redis.call('INCR', KEYS[1])
+redis.call('HSET', KEYS[3], id, ARGV[1])
+redis.call('ZADD', KEYS[2], id, id)
+local keep = tonumber(ARGV[2])
+if id > keep then
+  local old = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', id - keep, 'LIMIT', 0, 1000)
+  if #old > 0 then
+    redis.call('HDEL', KEYS[3], unpack(old))
+    redis.call('ZREM', KEYS[2], unpack(old))
+  end
+end
+return id
+"""
+
+_FINISH_RUN = """
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+_DELETE_IF_SAME = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+def _escape(key: str) -> str:
+    """A record key inside a hash tag: no brace may end the tag early."""
+    return key.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+
+
+def _unescape(text: str) -> str:
+    return text.replace("%7D", "}").replace("%7B", "{").replace("%25", "%")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+class RedisStateStore:
+    """A StateStore on one Redis database. Open with :func:`open_redis_store`."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        url: StateURL,
+        *,
+        namespace: str = "reliactl",
+        max_rows: int = 10_000,
+        operation_timeout: float = 0.5,
+        connect_timeout: float = 1.0,
+        clock: Callable[[], float] = time.time,
+        secrets: tuple[str, ...] = (),
+    ) -> None:
+        # redis-py's annotations are unions of its sync and async returns (and Optional where
+        # a reply never is None): typed as Any here, and every reply is checked as it is read.
+        self.client: Any = client
+        self.url = url
+        self.namespace = namespace
+        self.max_rows = max_rows
+        self.operation_timeout = operation_timeout
+        self.connect_timeout = connect_timeout
+        self.clock = clock
+        self._secrets = secrets
+        self._events_key = f"{namespace}:h:{{events}}"
+        self._runs_seq = f"{namespace}:h:{{runs}}:seq"
+        self._runs_ids = f"{namespace}:h:{{runs}}:ids"
+        self._runs_data = f"{namespace}:h:{{runs}}:data"
+        self._add_run = client.register_script(_ADD_RUN)
+        self._finish_run = client.register_script(_FINISH_RUN)
+        self._delete_if_same = client.register_script(_DELETE_IF_SAME)
+
+    @property
+    def location(self) -> str:
+        return self.url.shown()
+
+    # ---- errors: one line, no password, the right class
+
+    def _fail(self, exc: redis.RedisError) -> NoReturn:
+        where = f"state store {self.location}"
+        text = redact_url(_one_line(str(exc)), self._secrets) or type(exc).__name__
+        lowered = text.lower()
+        if isinstance(exc, redis.AuthenticationError) or any(
+            word in lowered for word in ("wrongpass", "noauth", "invalid password", "invalid user")
+        ):
+            raise StateError(
+                f"{where}: authentication failed ({text}); check state.password,"
+                " RELIACTL_STATE__PASSWORD or state.password_file"
+            ) from None
+        if isinstance(exc, redis.TimeoutError):
+            raise StateUnavailableError(
+                f"{where}: Redis did not answer within {self.connect_timeout:g}s to connect /"
+                f" {self.operation_timeout:g}s to reply (down, hung or partitioned?): {text}"
+            ) from None
+        if isinstance(exc, redis.ConnectionError):
+            raise StateUnavailableError(f"{where}: cannot reach Redis: {text}") from None
+        if lowered.startswith("oom") or "maxmemory" in lowered:
+            raise StateError(
+                f"{where}: Redis is full and refuses writes (maxmemory reached with a"
+                f" noeviction policy): {text}"
+            ) from None
+        if isinstance(exc, redis.ReadOnlyError) or lowered.startswith("readonly"):
+            raise StateError(f"{where}: Redis is a read-only replica: {text}") from None
+        raise StateError(f"{where}: {text}") from None
+
+    def _call(self, op: Callable[[], Any]) -> Any:
+        try:
+            return op()
+        except redis.RedisError as exc:
+            self._fail(exc)
+
+    def ping(self) -> float:
+        """Seconds of one PING round trip (raises StateError when Redis is unusable)."""
+
+        def op() -> float:
+            started = time.perf_counter()
+            self.client.ping()
+            return time.perf_counter() - started
+
+        result: float = self._call(op)
+        return result
+
+    # ---- records
+
+    def _key(self, kind: RecordKind, key: str) -> str:
+        return f"{self.namespace}:r:{{{kind}:{_escape(key)}}}"
+
+    def _encode(self, record: Record) -> str:
+        return json.dumps({"d": record, "u": self.clock()}, separators=(",", ":"))
+
+    def get(self, kind: RecordKind, key: str) -> Record | None:
+        raw = self._call(lambda: self.client.get(self._key(kind, key)))
+        return _decode_record(raw)
+
+    def update(self, kind: RecordKind, key: str, fn: Updater) -> Record | None:
+        rkey = self._key(kind, key)
+
+        def op() -> Record | None:
+            deadline = time.monotonic() + CONTENTION_DEADLINE_S
+            attempt = 0
+            with self.client.pipeline(transaction=True) as pipe:
+                while True:
+                    try:
+                        pipe.watch(rkey)
+                        raw = pipe.get(rkey)
+                        new = fn(_decode_record(raw))
+                        if new is None and raw is None:
+                            pipe.unwatch()
+                            return None
+                        pipe.multi()
+                        if new is None:
+                            pipe.delete(rkey)
+                        else:
+                            pipe.set(rkey, self._encode(new))
+                        pipe.execute()
+                        return new
+                    except redis.WatchError:
+                        attempt += 1
+                        if time.monotonic() > deadline:
+                            raise StateError(
+                                f"state store {self.location}: record {kind}/{key} is changed"
+                                f" by other clients too often ({attempt} lost races in"
+                                f" {CONTENTION_DEADLINE_S:g}s)"
+                            ) from None
+                        time.sleep(random.uniform(0, min(0.02, 0.0005 * 2 ** min(attempt, 10))))
+
+        result: Record | None = self._call(op)
+        return result
+
+    def items(self, kind: RecordKind) -> dict[str, Record]:
+        prefix = f"{self.namespace}:r:{{{kind}:"
+
+        def op() -> dict[str, Record]:
+            keys = sorted(
+                k.decode() if isinstance(k, bytes) else str(k)
+                for k in self.client.scan_iter(match=prefix + "*", count=1000)
+            )
+            out: dict[str, Record] = {}
+            for start in range(0, len(keys), PAGE):
+                chunk = keys[start : start + PAGE]
+                for full, raw in zip(chunk, self.client.mget(chunk), strict=True):
+                    record = _decode_record(raw)
+                    if record is not None and full.endswith("}"):
+                        out[_unescape(full[len(prefix) : -1])] = record
+            return dict(sorted(out.items()))
+
+        result: dict[str, Record] = self._call(op)
+        return result
+
+    def delete(self, kind: RecordKind, key: str) -> bool:
+        removed = self._call(lambda: self.client.delete(self._key(kind, key)))
+        return bool(removed)
+
+    # ---- history
+
+    def add_event(self, event: BreakerEvent) -> None:
+        fields = {
+            "name": event.name,
+            "from": event.from_state,
+            "to": event.to_state,
+            "reason": event.reason,
+            "at": repr(float(event.at)),
+            "host": event.host or hostname(),
+        }
+        self._call(
+            lambda: self.client.xadd(
+                self._events_key, fields, maxlen=self.max_rows, approximate=False
+            )
+        )
+
+    def events(self, name: str | None = None, limit: int = 50) -> list[BreakerEvent]:
+        def op() -> list[BreakerEvent]:
+            out: list[BreakerEvent] = []
+            top: str = "+"
+            while len(out) < limit:
+                count = limit if name is None else PAGE
+                entries = self.client.xrevrange(self._events_key, max=top, min="-", count=count)
+                for _entry_id, fields in entries:
+                    event = _decode_event(fields)
+                    if event is not None and (name is None or event.name == name):
+                        out.append(event)
+                        if len(out) >= limit:
+                            break
+                if len(entries) < count:
+                    break
+                last = entries[-1][0]
+                top = "(" + (last.decode() if isinstance(last, bytes) else str(last))
+            return out
+
+        result: list[BreakerEvent] = self._call(op)
+        return result
+
+    def add_run(self, run: RunRecord) -> int:
+        payload = _encode_run(run)
+        run_id = self._call(
+            lambda: self._add_run(
+                keys=[self._runs_seq, self._runs_ids, self._runs_data],
+                args=[payload, self.max_rows],
+            )
+        )
+        return int(run_id)
+
+    def finish_run(self, run_id: int, run: RunRecord) -> None:
+        payload = _encode_run(run)
+        self._call(
+            lambda: self._finish_run(keys=[self._runs_ids, self._runs_data], args=[run_id, payload])
+        )
+
+    def runs(self, name: str | None = None, limit: int = 50) -> list[RunRecord]:
+        def op() -> list[RunRecord]:
+            out: list[RunRecord] = []
+            start = 0
+            while len(out) < limit:
+                count = limit if name is None else PAGE
+                ids = self.client.zrevrange(self._runs_ids, start, start + count - 1)
+                if not ids:
+                    break
+                raws = self.client.hmget(self._runs_data, ids)
+                for rid, raw in zip(ids, raws, strict=True):
+                    run = _decode_run(int(rid), raw)
+                    if run is not None and (name is None or run.name == name):
+                        out.append(run)
+                        if len(out) >= limit:
+                            break
+                if len(ids) < count:
+                    break
+                start += count
+            return out
+
+        result: list[RunRecord] = self._call(op)
+        return result
+
+    # ---- maintenance
+
+    def _used_memory(self) -> int:
+        info = self.client.info("memory")
+        return int(info.get("used_memory", 0)) if isinstance(info, dict) else 0
+
+    def prune(self, now: float, retention: float, max_rows: int) -> PruneReport:
+        cutoff = now - retention
+
+        def op() -> PruneReport:
+            before = self._used_memory()
+            events = self._prune_events(cutoff, max_rows)
+            runs = self._prune_runs(cutoff, max_rows)
+            records = 0
+            for kind in RECORD_KINDS:
+                if kind == "breaker":
+                    continue
+                prefix = f"{self.namespace}:r:{{{kind}:"
+                for key in list(self.client.scan_iter(match=prefix + "*", count=1000)):
+                    raw = self.client.get(key)
+                    updated = _updated_at(raw)
+                    if raw is not None and updated is not None and updated < cutoff:
+                        records += int(self._delete_if_same(keys=[key], args=[raw]))
+            return PruneReport(events, runs, records, before, self._used_memory())
+
+        result: PruneReport = self._call(op)
+        return result
+
+    def _prune_events(self, cutoff: float, max_rows: int) -> int:
+        old: list[Any] = []
+        low = "-"
+        while True:
+            entries = self.client.xrange(self._events_key, min=low, max="+", count=PAGE)
+            for entry_id, fields in entries:
+                event = _decode_event(fields)
+                if event is None or event.at < cutoff:
+                    old.append(entry_id)
+            if len(entries) < PAGE:
+                break
+            last = entries[-1][0]
+            low = "(" + (last.decode() if isinstance(last, bytes) else str(last))
+        removed = 0
+        for start in range(0, len(old), PAGE):
+            removed += int(self.client.xdel(self._events_key, *old[start : start + PAGE]))
+        removed += int(self.client.xtrim(self._events_key, maxlen=max_rows, approximate=False))
+        return removed
+
+    def _prune_runs(self, cutoff: float, max_rows: int) -> int:
+        doomed: list[Any] = []
+        for rid, raw in self.client.hscan_iter(self._runs_data, count=1000):
+            run = _decode_run(int(rid), raw)
+            if run is None or (run.ended_at is not None and run.ended_at < cutoff):
+                doomed.append(rid)
+        extra = self.client.zrange(self._runs_ids, 0, -max_rows - 1)
+        doomed_set = {int(r) for r in doomed} | {int(r) for r in extra}
+        ids = sorted(doomed_set)
+        for start in range(0, len(ids), PAGE):
+            chunk = ids[start : start + PAGE]
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hdel(self._runs_data, *chunk)
+            pipe.zrem(self._runs_ids, *chunk)
+            pipe.execute()
+        return len(ids)
+
+    def check(self) -> list[str]:
+        """Problems that make Redis unfit to hold reliactl's state (empty when fine)."""
+
+        def op() -> list[str]:
+            problems: list[str] = []
+            info = self.client.info("memory")
+            policy = str(info.get("maxmemory_policy", "noeviction")) if info else "noeviction"
+            if policy not in ("noeviction",) and not policy.startswith("volatile"):
+                problems.append(
+                    f"maxmemory-policy is {policy}: Redis may evict breaker state and"
+                    " history when full; use noeviction"
+                )
+            return problems
+
+        result: list[str] = self._call(op)
+        return result
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        except redis.RedisError:
+            pass
+
+    def __enter__(self) -> RedisStateStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --------------------------------------------------------------------------- opening
+
+
+def open_redis_store(
+    url: StateURL,
+    *,
+    namespace: str = "reliactl",
+    max_rows: int = 10_000,
+    password: str = "",
+    password_file: str = "",
+    tls_ca_file: str = "",
+    connect_timeout: float = 1.0,
+    operation_timeout: float = 0.5,
+    clock: Callable[[], float] = time.time,
+) -> RedisStateStore:
+    """Connect (one PING, within the timeouts) and return the store; StateError otherwise."""
+    secret = url.password or password or _read_password(password_file)
+    kwargs: dict[str, Any] = {
+        "db": url.db,
+        "username": url.username,
+        "password": secret or None,
+        "socket_connect_timeout": connect_timeout,
+        "socket_timeout": operation_timeout,
+        "retry": Retry(NoBackoff(), 0),
+        "health_check_interval": 0,
+        "client_name": f"reliactl@{hostname()}"[:100].replace(" ", "_"),
+    }
+    if url.scheme == "unix":
+        kwargs["unix_socket_path"] = url.path
+    else:
+        kwargs["host"] = url.host
+        kwargs["port"] = url.port
+        if url.tls:
+            kwargs["ssl"] = True
+            if tls_ca_file:
+                kwargs["ssl_ca_certs"] = tls_ca_file
+    client = redis.Redis(**kwargs)
+    store = RedisStateStore(
+        client,
+        url,
+        namespace=namespace,
+        max_rows=max_rows,
+        operation_timeout=operation_timeout,
+        connect_timeout=connect_timeout,
+        clock=clock,
+        secrets=(secret,) if secret else (),
+    )
+    try:
+        store.ping()
+    except StateError:
+        store.close()
+        raise
+    return store
+
+
+def _read_password(path: str) -> str:
+    if not path:
+        return ""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            first = fh.readline(4096)
+    except OSError as exc:
+        raise StateError(f"cannot read state.password_file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise StateError(f"state.password_file {path} is not UTF-8 text") from None
+    return first.rstrip("\r\n")
+
+
+# --------------------------------------------------------------------------- codecs
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _decode_record(raw: Any) -> Record | None:
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except (ValueError, TypeError):
+        log.warning("state store: an unreadable record was ignored")
+        return None
+    data = value.get("d") if isinstance(value, dict) else None
+    return data if isinstance(data, dict) else None
+
+
+def _updated_at(raw: Any) -> float | None:
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except (ValueError, TypeError):
+        return 0.0  # unreadable: as old as can be
+    updated = value.get("u") if isinstance(value, dict) else None
+    return float(updated) if isinstance(updated, (int, float)) else 0.0
+
+
+def _decode_event(fields: Any) -> BreakerEvent | None:
+    if not isinstance(fields, dict):
+        return None
+    f = {_text(k): _text(v) for k, v in fields.items()}
+    try:
+        return BreakerEvent(
+            f["name"], f["from"], f["to"], f["reason"], float(f["at"]), host=f.get("host")
+        )
+    except (KeyError, ValueError):
+        return None
+
+
+def _encode_run(run: RunRecord) -> str:
+    data = {"host": hostname(), **run.data}
+    return json.dumps(
+        {
+            "name": run.name,
+            "command": run.command,
+            "started_at": run.started_at,
+            "ended_at": run.ended_at,
+            "attempts": run.attempts,
+            "exit_code": run.exit_code,
+            "outcome": run.outcome,
+            "data": data,
+        },
+        separators=(",", ":"),
+    )
+
+
+def _decode_run(run_id: int, raw: Any) -> RunRecord | None:
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+        data = value.get("data")
+        return RunRecord(
+            id=run_id,
+            name=str(value["name"]),
+            command=str(value["command"]),
+            started_at=float(value["started_at"]),
+            ended_at=None if value.get("ended_at") is None else float(value["ended_at"]),
+            attempts=int(value.get("attempts") or 0),
+            exit_code=None if value.get("exit_code") is None else int(value["exit_code"]),
+            outcome=str(value.get("outcome") or "running"),
+            data=data if isinstance(data, dict) else {},
+        )
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
