@@ -150,6 +150,9 @@ def cleanup(
             raise _usage(f"--max-size: expected a positive size, got {max_size!r}")
 
     app_ctx = app_context(ctx)
+    # Validated even when PATHs make the roots unused: an invalid configuration is exit 78
+    # for every command, and run.lock_dir / state.path come from it.
+    config = app_ctx.loaded().config
     explicit = bool(paths)
     targets: list[CleanupTarget] = []
     if paths:
@@ -166,7 +169,6 @@ def cleanup(
                 )
             )
     else:
-        config = app_ctx.loaded().config
         for root in config.cleanup.roots:
             base = CleanupTarget.from_config(root)
             targets.append(
