@@ -98,6 +98,7 @@ complete -c reliactl -n '__reliactl_at \'cleanup\'' -l stale-locks -d 'Also remo
 complete -c reliactl -n '__reliactl_at \'cleanup\'' -l state -d 'Also prune run history and breaker events past state.retention / state.max_history, and vacuum the state store.'
 complete -c reliactl -n '__reliactl_at \'cleanup\'' -l force-root -d 'Allow a dangerous root (/, /etc, /home, /usr, $HOME ...) or a path with \'..\'.'
 complete -c reliactl -n '__reliactl_at \'cleanup\'' -l json -d 'Print one JSON document.'
+complete -c reliactl -n '__reliactl_at \'cleanup\'' -l quiet -s q -d 'Print only problems (errors, warnings): nothing on a night with nothing to report, for cron mail. The exit code still tells.'
 complete -c reliactl -n '__reliactl_word \'cleanup\'' -F
 complete -c reliactl -n '__reliactl_word \'config\'' -a init -d 'Write a commented starter configuration: the defaults, examples commented out.'
 complete -c reliactl -n '__reliactl_word \'config\'' -a show -d 'Print the effective configuration (defaults < file < environment < flags).'

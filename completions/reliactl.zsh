@@ -114,7 +114,7 @@ _reliactl_bash() {
                 "breaker reset") _rl_words="--help -h --all" ;;
                 "breaker show") _rl_words="--help -h --json --transitions -n" ;;
                 "breaker trip") _rl_words="--help -h --for" ;;
-                "cleanup") _rl_words="--help -h --older-than --age-by --max-size --include --exclude --dry-run -n --list -l --stale-locks --state --force-root --json" ;;
+                "cleanup") _rl_words="--help -h --older-than --age-by --max-size --include --exclude --dry-run -n --list -l --stale-locks --state --force-root --json --quiet -q" ;;
                 "config") _rl_words="--help -h" ;;
                 "config init") _rl_words="--help -h --force" ;;
                 "config show") _rl_words="--help -h --json --sources --no-sources" ;;
