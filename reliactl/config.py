@@ -1381,13 +1381,26 @@ def get_reliability_config(*, reload: bool = False) -> Config:
     return _cached
 
 
-def example_yaml() -> str:
-    """A commented configuration that sets every option: `config init` and config.example.yaml."""
+def example_yaml(*, starter: bool = False) -> str:
+    """A commented configuration: config.example.yaml, or (``starter``) what `config init` writes.
+
+    The reference sets every option, example values included (example checks, sinks,
+    breakers). The starter has the same layout and comments but is only the defaults: each
+    example is there, commented out, so `reliactl health` in a fresh directory runs the
+    built-in checks and alerts no placeholder URL.
+    """
     import yaml
 
     defaults = to_plain(Config(), redact=False)
-    lines = [
-        "# reliactl configuration: every option, with its default or an example value.",
+    if starter:
+        lines = [
+            "# reliactl starter configuration: the built-in defaults. Examples (checks, alert",
+            "# sinks, breakers...) are commented out: uncomment and edit what you need.",
+            "# The full reference of every option is config.example.yaml in reliactl's sources.",
+        ]
+    else:
+        lines = ["# reliactl configuration: every option, with its default or an example value."]
+    lines += [
         "# Precedence: built-in defaults < this file < environment < command-line flags.",
         "# Every scalar can be set from the environment as RELIACTL_<SECTION>__<KEY>,",
         "# e.g. RELIACTL_RETRY__MAX_RETRIES=5. Durations: 500ms, 30s, 5m, 1h30m, 7d.",
@@ -1400,14 +1413,19 @@ def example_yaml() -> str:
         for f in dataclasses.fields(cls):
             value = defaults[section.name][f.name]
             example = f.metadata.get("example")
+            commented = False
             if example is not None and value in (None, "", [], {}):
                 value = example
+                commented = starter  # the starter keeps the default: the example is a comment
             lines.append(f"  # {f.metadata.get('doc', '')}")
+            if commented and isinstance(value, (dict, list)):
+                lines.append(f"  {f.name}: {'{}' if isinstance(value, dict) else '[]'}")
             if isinstance(value, (dict, list)):
                 dumped = yaml.safe_dump({f.name: value}, default_flow_style=False, sort_keys=False)
-                lines += ["  " + line for line in dumped.rstrip().splitlines()]
+                body = dumped.rstrip().splitlines()
             else:
-                lines.append(f"  {f.name}: {scalar_yaml(value)}")
+                body = [f"{f.name}: {scalar_yaml(value)}"]
+            lines += [("  # " if commented else "  ") + line for line in body]
     return "\n".join(lines) + "\n"
 
 

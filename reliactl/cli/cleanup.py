@@ -117,6 +117,15 @@ def cleanup(
         ),
     ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet",
+            "-q",
+            help="Print only problems (errors, warnings): nothing on a night with nothing "
+            "to report, for cron mail. The exit code still tells.",
+        ),
+    ] = False,
 ) -> None:
     """Remove old files safely: never follows symlinks, never leaves the filesystem.
 
@@ -150,6 +159,9 @@ def cleanup(
             raise _usage(f"--max-size: expected a positive size, got {max_size!r}")
 
     app_ctx = app_context(ctx)
+    # Validated even when PATHs make the roots unused: an invalid configuration is exit 78
+    # for every command, and run.lock_dir / state.path come from it.
+    config = app_ctx.loaded().config
     explicit = bool(paths)
     targets: list[CleanupTarget] = []
     if paths:
@@ -166,7 +178,6 @@ def cleanup(
                 )
             )
     else:
-        config = app_ctx.loaded().config
         for root in config.cleanup.roots:
             base = CleanupTarget.from_config(root)
             targets.append(
@@ -201,7 +212,7 @@ def cleanup(
     if json_out:
         emit_json(_document(report, listed))
     else:
-        _render(report, summary_to_stderr=dry_run or list_removed)
+        _render(report, summary_to_stderr=dry_run or list_removed, quiet=quiet)
     if exit_code == ExitCode.OK and (not report.ok or missing_explicit):
         exit_code = ExitCode.FAILURE
     raise typer.Exit(exit_code)
@@ -412,7 +423,7 @@ def _skipped_text(skipped: dict[str, int] | Any) -> str:
     return ", ".join(f"{reason} {count}" for reason, count in skipped.items()) or "-"
 
 
-def _render(report: CleanupReport, *, summary_to_stderr: bool) -> None:
+def _render(report: CleanupReport, *, summary_to_stderr: bool, quiet: bool = False) -> None:
     from reliactl.cli.output import table
     from reliactl.durations import format_size
 
@@ -430,6 +441,8 @@ def _render(report: CleanupReport, *, summary_to_stderr: bool) -> None:
     if report.locks is not None:
         for problem in report.locks.errors:
             warn(f"{problem.path}: {problem.message}")
+    if quiet:
+        return  # the problems above are all there is to say
     if summary_to_stderr:
         for r in report.roots:
             if r.missing:

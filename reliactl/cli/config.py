@@ -147,10 +147,15 @@ def init(
     path: Annotated[str, typer.Argument(help="Where to write it.")] = "reliactl.yaml",
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
-    """Write a commented starter configuration with every option (refuses to overwrite)."""
+    """Write a commented starter configuration: the defaults, examples commented out.
+
+    Every option is there with its comment; the example checks, alert sinks and breakers are
+    commented out, so nothing placeholder runs until you uncomment it. Refuses to overwrite
+    without --force.
+    """
     from reliactl.config import example_yaml
 
-    text = example_yaml()
+    text = example_yaml(starter=True)
     flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
     flags |= os.O_TRUNC if force else os.O_EXCL
     try:

@@ -27,31 +27,51 @@ class ExitCode(IntEnum):
     SIGNAL_BASE = 128  # run: 128 + N for signal N
 
 
+# The one source of the exit-code table: `reliactl --help` prints it (epilog), README.md and
+# docs/DESIGN.md carry it as Markdown (markdown_table), and a test keeps the three equal.
+# Meanings are Markdown: `code` spans lose their backticks in --help.
 EXIT_CODE_TABLE: list[tuple[str, str]] = [
     ("0", "success / all checks OK"),
-    ("1, 2, 3", "health: WARNING, CRITICAL, UNKNOWN (Nagios plugin convention)"),
-    ("1", 'other commands: the answer is "no" (cleanup left errors, runs --last failed)'),
-    ("2", "usage error, except under run"),
-    ("N", "run: the child's own exit code, passed through"),
-    ("7, 22", "http: could not connect after retries / HTTP status >= 400 with --fail"),
-    ("69", "breaker open: the service is known to be down, not tried"),
+    ("1, 2, 3", "`health`: WARNING, CRITICAL, UNKNOWN (Nagios plugin convention)"),
+    (
+        "1",
+        'other commands: the answer is "no" (cleanup left errors, `runs --last` failed, '
+        "`doctor` found a failure)",
+    ),
+    ("2", "usage error (Typer's own), except under `run` (125) and `health` (3)"),
+    ("N", "`run`: the child's own exit code, passed through"),
+    (
+        "7, 22",
+        "`http`: could not connect after retries / HTTP status >= 400 with `--fail` (as curl)",
+    ),
+    (
+        "69",
+        "breaker open: the service is known to be down, not tried (sysexits EX_UNAVAILABLE)",
+    ),
     (
         "75",
-        "temporary failure, try later: lock busy, rate limit deadline, health gate, Redis"
-        " state store unreachable",
+        "temporary failure, try later: lock busy, rate limit deadline, health gate, "
+        "Redis state store unreachable "
+        "(sysexits EX_TEMPFAIL)",
     ),
-    ("78", "configuration invalid"),
-    ("124", "run: the command timed out (137 if it had to be killed)"),
-    ("125", "reliactl itself failed, or bad options to run"),
-    ("126, 127", "run: command not executable / not found"),
-    ("128+N", "run: the child was killed by signal N, or reliactl was, after forwarding it"),
+    ("78", "configuration invalid (sysexits EX_CONFIG)"),
+    ("124", "`run`: the command timed out (as coreutils `timeout`; 137 if it had to be killed)"),
+    ("125", "reliactl itself failed, or bad options to `run` (as `timeout`)"),
+    ("126, 127", "`run`: command not executable / not found (as `timeout`, `env`)"),
+    ("128+N", "`run`: the child was killed by signal N, or reliactl was, after forwarding it"),
 ]
 
 
 def epilog() -> str:
     """The exit-code table for --help: one paragraph per code, plain text in both help modes."""
-    rows = "\n\n".join(f"{code}:  {meaning}" for code, meaning in EXIT_CODE_TABLE)
+    rows = "\n\n".join(f"{code}:  {meaning.replace('`', '')}" for code, meaning in EXIT_CODE_TABLE)
     return "Exit codes:\n\n" + rows
+
+
+def markdown_table() -> str:
+    """The exit-code table as README.md and docs/DESIGN.md carry it."""
+    rows = [f"| {code} | {meaning} |" for code, meaning in EXIT_CODE_TABLE]
+    return "\n".join(["| code | meaning |", "| --- | --- |", *rows]) + "\n"
 
 
 def exit_code_for(exc: BaseException) -> int:

@@ -419,7 +419,9 @@ def run(
         typer.Option(
             "--delay",
             metavar="DURATION",
-            help="First pause between attempts.",
+            help="Base of the backoff. With jitter (retry.jitter, full by default) it is the "
+            "upper bound of the first pause, drawn from 0..DURATION (equal: DURATION/2..DURATION; "
+            "decorrelated: DURATION..3xDURATION); without jitter it is the first pause.",
             rich_help_panel="Retries",
         ),
     ] = None,
@@ -547,7 +549,8 @@ def run(
     Options stop at the first word that is not an option (`--` is optional). Exit status: the
     command's own; 124 timed out (137 if it had to be killed); 125 reliactl failed or bad
     options; 126/127 cannot run / not found; 128+N killed by (or reliactl received) signal N;
-    75 lock busy, or health CRITICAL with --check; 0 with --skip-if-locked when busy.
+    69 not run: the --breaker is open; 75 lock busy, or health CRITICAL with --check; 0 with
+    --skip-if-locked when busy.
     """
     from reliactl.cli.context import app_context
     from reliactl.cli.output import error, report_error

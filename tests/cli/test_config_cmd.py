@@ -4,6 +4,7 @@ import json
 import os
 from pathlib import Path
 
+import pytest
 import yaml
 
 GOOD = "retry:\n  max_retries: 5\nrun:\n  kill_after: 3s\n"
@@ -133,3 +134,54 @@ def test_init_refuses_a_planted_symlink(run_cli, tmp_path: Path) -> None:
     assert result.exit_code != 0
     assert victim.read_text() == "keep"
     assert os.path.islink(link)
+
+
+def test_init_writes_the_defaults_with_every_example_commented_out(run_cli, tmp_path: Path) -> None:
+    """`config init` is a starter: it loads to exactly the defaults (no example check, sink,
+    breaker or root is active), while each example is still there as a comment."""
+    from reliactl import config as cfgmod
+
+    target = tmp_path / "reliactl.yaml"
+    assert run_cli("config", "init", str(target)).exit_code == 0
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("{}\n")
+    loaded = cfgmod.load(target, environ={}).config
+    defaults = cfgmod.load(empty, environ={}).config
+    assert cfgmod.to_plain(loaded, redact=False) == cfgmod.to_plain(defaults, redact=False)
+    text = target.read_text()
+    for commented in ("  # checks:", "  #   kind: http", "  # alerts:", "  # breakers:"):
+        assert commented in text
+    reference = (Path(__file__).resolve().parents[2] / "config.example.yaml").read_text()
+    assert text != reference and "  checks:\n  - name: api" in reference
+
+
+INVALID_CONFIG_COMMANDS = [
+    ["health"],
+    ["cleanup"],
+    ["cleanup", ".", "--older-than", "1d"],
+    ["cleanup", ".", "--older-than", "1d", "--dry-run"],
+    ["cleanup", "--stale-locks"],
+    ["breaker", "list"],
+    ["breaker", "reset", "x"],
+    ["runs"],
+    ["run", "true"],
+    ["retry", "plan"],
+    ["http", "GET", "http://127.0.0.1:9/"],
+    ["config", "show"],
+    ["config", "validate"],
+]
+
+
+@pytest.mark.parametrize("args", INVALID_CONFIG_COMMANDS, ids=" ".join)
+def test_every_command_refuses_an_invalid_configuration_with_78(
+    run_cli, tmp_path: Path, args: list[str]
+) -> None:
+    """An invalid configuration is exit 78 with the problem named, whatever the command and
+    even where its settings go unused (cleanup with PATHs used to ignore it and exit 0)."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("retry:\n  max_retries: lots\n")
+    (tmp_path / "old").write_text("x")
+    result = run_cli("--config", str(bad), *args)
+    assert result.exit_code == 78, result.output
+    assert f"{bad}:2: retry.max_retries: expected an integer" in result.stderr
+    assert (tmp_path / "old").exists()

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from e2ehelpers import EXAMPLES, VENV_BIN, reliactl, shell_env
+from e2ehelpers import EXAMPLES, VENV_BIN, WebhookServer, reliactl, shell_env
 
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 
@@ -116,3 +117,109 @@ def test_ci_smoke_check(tmp_path: Path) -> None:
     invalid = smoke(broken)
     assert invalid.returncode == 78, invalid.stdout + invalid.stderr
     assert "retry.max_retries" in invalid.stdout + invalid.stderr
+
+
+def test_ci_smoke_check_works_without_a_config_file(tmp_path: Path) -> None:
+    """Run with no argument in a repository without reliactl.yaml, the smoke check checks
+    the defaults (it used to fail: `config validate reliactl.yaml`, no such file)."""
+    result = subprocess.run(
+        ["sh", str(EXAMPLES / "ci" / "smoke-check.sh")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=shell_env(),
+        cwd=tmp_path,
+    )
+    assert "valid: no configuration file found" in result.stdout, result.stdout + result.stderr
+    # The built-in checks of this machine decide; only CRITICAL/UNKNOWN (>= 2) fail CI.
+    assert result.returncode == 0 or "CRITICAL" in result.stdout, result.stdout + result.stderr
+
+
+def test_ci_smoke_check_never_sends_alerts(tmp_path: Path) -> None:
+    """A CRITICAL check fails the smoke check (exit 2) without alerting the configured sink:
+    a CI run must not page anyone."""
+    with WebhookServer() as server:
+        cfg = tmp_path / "reliactl.yaml"
+        cfg.write_text(
+            SMOKE_CONFIG.format(heartbeat=tmp_path / "missing")
+            + f'  alerts:\n    - {{name: ops, kind: webhook, url: "{server.url}/hook"}}\n'
+        )
+        assert reliactl("config", "validate", str(cfg)).returncode == 0
+        result = subprocess.run(
+            ["sh", str(EXAMPLES / "ci" / "smoke-check.sh"), str(cfg)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=shell_env(),
+        )
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert server.posts == []
+
+
+def _unit_line(unit: str, key: str) -> str:
+    lines = [line for line in (EXAMPLES / "systemd" / unit).read_text().splitlines() if "=" in line]
+    found = [line.split("=", 1)[1] for line in lines if line.split("=", 1)[0] == key]
+    assert len(found) == 1, (key, found)
+    return found[0]
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "touched"),
+    [
+        ("exited", "0", True),
+        ("exited", "75", False),
+        ("exited", "69", False),
+        ("exited", "1", False),
+        ("killed", "TERM", False),
+    ],
+)
+def test_systemd_job_refreshes_its_heartbeat_only_after_a_real_success(
+    tmp_path: Path, code: str, status: str, touched: bool
+) -> None:
+    """The job unit's heartbeat command runs as systemd would run it (`$$` unescaped, the
+    EXIT_CODE/EXIT_STATUS of the main process set) and touches the heartbeat after exit 0
+    only: not after 75 or 69, which SuccessExitStatus= makes clean for the unit."""
+    text = (EXAMPLES / "systemd" / "ideasheets.service").read_text()
+    assert not [line for line in text.splitlines() if line.startswith("ExecStartPost")]
+    command = _unit_line("ideasheets.service", "ExecStopPost").lstrip("-")
+    assert "$EXIT_STATUS" not in command.replace("$$", "")  # systemd would expand it itself
+    heartbeat = tmp_path / "heartbeat"
+    command = command.replace("$$", "$").replace("/var/lib/ideasheets/heartbeat", str(heartbeat))
+    env = dict(shell_env(), EXIT_CODE=code, EXIT_STATUS=status, SERVICE_RESULT="success")
+    result = subprocess.run(
+        shlex.split(command), capture_output=True, text=True, timeout=30, env=env
+    )
+    assert result.returncode == 0, result.stderr  # never fails the unit on its own
+    assert heartbeat.exists() is touched
+
+
+def _cron_command(marker: str) -> str:
+    for line in (EXAMPLES / "crontab").read_text().splitlines():
+        if line and not line.startswith("#") and marker in line and line[0] in "*0123456789":
+            return line.split(None, 5)[5]
+    raise AssertionError(f"no crontab line with {marker!r}")
+
+
+def test_crontab_cleanup_line_prints_nothing_when_there_is_nothing_to_report(
+    tmp_path: Path,
+) -> None:
+    """cron mails any output: the nightly cleanup line (roots, stale locks, state pruning) is
+    silent on a night with nothing to report and exits 0 (it printed two summary lines)."""
+    root = tmp_path / "scratch"
+    root.mkdir()
+    (root / "young.tmp").write_text("x")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"cleanup:\n  roots:\n    - {{path: {root}, max_age: 7d}}\n")
+    command = _cron_command("reliactl cleanup")
+    for night in (1, 2):
+        result = subprocess.run(
+            ["sh", "-c", command],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=shell_env(RELIACTL_CONFIG=str(cfg)),
+            cwd=tmp_path,
+        )
+        assert result.returncode == 0, (night, result.stdout + result.stderr)
+        assert result.stdout + result.stderr == "", (night, result.stdout + result.stderr)
+    assert (root / "young.tmp").exists()
