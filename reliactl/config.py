@@ -526,18 +526,22 @@ SECRET_WORDS = ("secret", "token", "password", "api_key", "apikey", "webhook", "
 
 def state_home(environ: Mapping[str, str] | None = None) -> Path:
     env = os.environ if environ is None else environ
-    base = env.get("XDG_STATE_HOME") or os.path.join(
-        env.get("HOME") or os.path.expanduser("~"), ".local", "state"
-    )
-    return Path(base) / "reliactl"
+    return Path(_xdg_dir(env, "XDG_STATE_HOME", os.path.join(".local", "state"))) / "reliactl"
+
+
+def _xdg_dir(env: Mapping[str, str], var: str, fallback: str) -> str:
+    """``$var`` if it is an absolute path; else ``$HOME/fallback`` (the XDG Base Directory
+    spec says a relative value is invalid and must be ignored: it would depend on the cwd)."""
+    value = env.get(var) or ""
+    if os.path.isabs(value):
+        return value
+    return os.path.join(env.get("HOME") or os.path.expanduser("~"), fallback)
 
 
 def config_candidates(environ: Mapping[str, str] | None = None) -> list[Path]:
     """Where a configuration file is looked for when none is named, in order."""
     env = os.environ if environ is None else environ
-    xdg = env.get("XDG_CONFIG_HOME") or os.path.join(
-        env.get("HOME") or os.path.expanduser("~"), ".config"
-    )
+    xdg = _xdg_dir(env, "XDG_CONFIG_HOME", ".config")
     return [
         Path(DEFAULT_CONFIG_NAME),
         Path(xdg) / "reliactl" / "config.yaml",
@@ -545,10 +549,46 @@ def config_candidates(environ: Mapping[str, str] | None = None) -> list[Path]:
     ]
 
 
+def config_untrusted(path: Path, st: os.stat_result | None = None) -> str | None:
+    """Why the configuration file ``path`` must not be trusted, or None (see reliactl.trust).
+
+    The file must be owned by the invoking user or root and writable by nobody else, and so
+    must the directory holding it (and, for a symbolic link, the directory of its target):
+    otherwise another user could make reliactl run their command checks or delete their
+    choice of cleanup roots with this user's rights.
+    """
+    from reliactl.trust import untrusted
+
+    try:
+        info = os.stat(path) if st is None else st
+    except OSError:
+        return None  # reading it reports the problem
+    reason = untrusted(info)
+    if reason is not None:
+        return f"the file is {reason}"
+    absolute = os.path.abspath(path)
+    for directory in dict.fromkeys(
+        (os.path.dirname(absolute), os.path.dirname(os.path.realpath(absolute)))
+    ):
+        try:
+            reason = untrusted(os.stat(directory))
+        except OSError:
+            continue
+        if reason is not None:
+            return f"its directory {directory} is {reason}"
+    return None
+
+
 def find_config_file(
-    explicit: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+    explicit: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    notes: list[str] | None = None,
 ) -> tuple[Path | None, str]:
-    """The file to load and how it was chosen; an explicit or $RELIACTL_CONFIG file must exist."""
+    """The file to load and how it was chosen; an explicit or $RELIACTL_CONFIG file must exist.
+
+    A file found by search that is not trusted (``config_untrusted``) is skipped, and why is
+    appended to ``notes``; an explicit one is refused when it is read.
+    """
     env = os.environ if environ is None else environ
     if explicit:
         return Path(explicit), "--config"
@@ -556,10 +596,16 @@ def find_config_file(
         return Path(env["RELIACTL_CONFIG"]), "RELIACTL_CONFIG"
     for candidate in config_candidates(env):
         try:
-            if candidate.is_file():
-                return candidate, "search"
+            if not candidate.is_file():
+                continue
         except OSError:
             continue
+        reason = config_untrusted(candidate)
+        if reason is not None:
+            if notes is not None:
+                notes.append(f"skipped configuration file {candidate}: {reason}")
+            continue
+        return candidate, "search"
     return None, "none"
 
 
@@ -573,6 +619,7 @@ class LoadedConfig:
     config: Config
     path: Path | None
     sources: dict[str, str]
+    notes: tuple[str, ...] = ()  # files skipped by the search, and why
 
 
 class _Origins:
@@ -634,8 +681,9 @@ def load(
     problem at once. No file at all is fine unless one was named explicitly.
     """
     env = dict(os.environ if environ is None else environ)
+    notes: list[str] = []
     if search:
-        file_path, how = find_config_file(path, env)
+        file_path, how = find_config_file(path, env, notes)
     else:
         file_path, how = (Path(path), "--config") if path else (None, "none")
     filename = str(file_path) if file_path is not None else "<defaults>"
@@ -682,27 +730,43 @@ def load(
         raise ConfigError(problems)
     assert isinstance(config, Config)
     sources = {dotted_path(kp): origins.source_of(kp) for kp in _leaf_paths(config, ())}
-    return LoadedConfig(config=config, path=file_path, sources=sources)
+    return LoadedConfig(config=config, path=file_path, sources=sources, notes=tuple(notes))
 
 
 def _read_text(path: Path) -> tuple[str | None, str | None]:
+    # O_NONBLOCK: a FIFO planted at the path must never block the open.
     try:
-        st = os.stat(path)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except FileNotFoundError:
         return None, "configuration file not found"
     except OSError as exc:
         return None, f"cannot read configuration file: {exc.strerror}"
-    if stat.S_ISDIR(st.st_mode):
-        return None, "is a directory, expected a YAML file"
-    if not stat.S_ISREG(st.st_mode):
-        return None, "is not a regular file (a FIFO or device?); refused"
-    if st.st_size > MAX_CONFIG_BYTES:
-        return None, f"file is larger than {MAX_CONFIG_BYTES} bytes; refused"
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_CONFIG_BYTES + 1)
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            return None, "is a directory, expected a YAML file"
+        if not stat.S_ISREG(st.st_mode):
+            return None, "is not a regular file (a FIFO or device?); refused"
+        reason = config_untrusted(path, st)
+        if reason is not None:
+            return None, f"refused: {reason} (fix its owner or mode: chown/chmod go-w)"
+        if st.st_size > MAX_CONFIG_BYTES:
+            return None, f"file is larger than {MAX_CONFIG_BYTES} bytes; refused"
+        chunks = []
+        total = 0
+        while total <= MAX_CONFIG_BYTES:
+            chunk = os.read(fd, MAX_CONFIG_BYTES + 1 - total)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        data = b"".join(chunks)
     except OSError as exc:
         return None, f"cannot read configuration file: {exc.strerror}"
+    finally:
+        os.close(fd)
+    if len(data) > MAX_CONFIG_BYTES:
+        return None, f"file is larger than {MAX_CONFIG_BYTES} bytes; refused"
     try:
         return data.decode("utf-8"), None
     except UnicodeDecodeError as exc:

@@ -40,9 +40,14 @@ def validate(
     from reliactl.config import find_config_file, load
     from reliactl.errors import ConfigError
 
+    from reliactl.cli.output import warn
+
     app_ctx = app_context(ctx)
     path = file or app_ctx.config_path
-    found, _ = find_config_file(path)
+    notes: list[str] = []
+    found, _ = find_config_file(path, notes=notes)
+    for note in notes:
+        warn(note)
     try:
         loaded = load(path, use_env=not no_env)
     except ConfigError as exc:
