@@ -37,10 +37,9 @@ def validate(
     CI runs this before a deploy. Problems name the file, line, key path, what was expected
     and what was found.
     """
+    from reliactl.cli.output import warn
     from reliactl.config import find_config_file, load
     from reliactl.errors import ConfigError
-
-    from reliactl.cli.output import warn
 
     app_ctx = app_context(ctx)
     path = file or app_ctx.config_path
