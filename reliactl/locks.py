@@ -8,6 +8,8 @@ in 150 lines than to verify in a dependency:
 - the lock file is opened with ``O_NOFOLLOW | O_CLOEXEC | O_CREAT`` and mode 0600: a planted
   symlink is refused (its target is never opened, truncated or re-moded), and no exec'd child
   inherits the descriptor (a child must never be able to release the parent's lock);
+- a lock file with more than one hard link is refused (the holder line would truncate the
+  linked file);
 - the file is never truncated or chmod'ed before the lock is held, and never unlinked on
   release (unlinking lets a waiter lock a dead inode while a newcomer locks a new one);
 - after ``flock`` succeeds the path is checked to still name the same inode (another tool may
@@ -253,6 +255,13 @@ def _open_lock_file(path: str) -> int:
     if not stat.S_ISREG(info.st_mode):
         os.close(fd)
         raise LockError(f"refusing lock file {path}: not a regular file")
+    if info.st_nlink > 1:
+        # A hard link planted to another file: the holder line would truncate that file.
+        os.close(fd)
+        raise LockError(
+            f"refusing lock file {path}: it has {info.st_nlink} hard links (possibly planted);"
+            " remove it or choose another --lock-name"
+        )
     return fd
 
 

@@ -51,3 +51,24 @@ def untrusted(st: os.stat_result, *, euid: int | None = None) -> str | None:
             f"group {st.st_gid})"
         )
     return None
+
+
+def not_regular(path: str) -> str | None:
+    """Why ``path`` cannot be an output file (it exists and is a FIFO, device, socket or
+    directory), or None when it is a regular file or does not exist. Checked before a job
+    starts, so a FIFO nobody reads never blocks reliactl."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None  # absent (or a dangling link): creating it reports any problem
+    if stat.S_ISREG(st.st_mode):
+        return None
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    )
+    what = next((name for test, name in kinds if test(st.st_mode)), "not a regular file")
+    return f"{path} is {what}, not a regular file; refused"

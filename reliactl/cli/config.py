@@ -153,9 +153,16 @@ def init(
 ) -> None:
     """Write a commented starter configuration with every option (refuses to overwrite)."""
     from reliactl.config import example_yaml
+    from reliactl.trust import not_regular
 
+    refused = not_regular(path)
+    if refused is not None:
+        from reliactl.cli.output import error
+
+        error(refused)
+        raise typer.Exit(ExitCode.FAILURE)
     text = example_yaml()
-    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
     flags |= os.O_TRUNC if force else os.O_EXCL
     try:
         fd = os.open(path, flags, 0o600)

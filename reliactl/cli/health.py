@@ -118,6 +118,12 @@ def health(
         raise _usage(f"--count: expected a positive number, got {count}")
     if (interval is not None or count is not None) and not watch:
         raise _usage("--interval and --count apply to --watch only")
+    if textfile is not None:
+        from reliactl.trust import not_regular
+
+        refused = not_regular(textfile)
+        if refused is not None:
+            raise _usage(f"--textfile: {refused}")
     period: float | None = None
     if interval is not None:
         from reliactl.durations import parse_duration

@@ -217,12 +217,24 @@ def _write_fd(fd: int, data: bytes) -> None:
 
 
 def _open_log(path: str) -> int:
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    # O_NONBLOCK: a FIFO at the path must be refused at once, not block the job forever.
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+    from reliactl.trust import not_regular
+
+    refused = not_regular(path)
+    if refused is not None:
+        raise _usage(f"--log-file: {refused}")
     try:
-        return os.open(path, flags, 0o600)
+        fd = os.open(path, flags, 0o600)
     except OSError as exc:
         reason = "it is a symbolic link" if exc.errno == 40 else exc.strerror
         raise _usage(f"--log-file: cannot open {path}: {reason}") from None
+    import stat
+
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped in after the check
+        os.close(fd)
+        raise _usage(f"--log-file: {path} is not a regular file; refused")
+    return fd
 
 
 def _write_json_report(path: str, result: RunResult | None, extra: dict[str, Any]) -> None:
@@ -567,6 +579,12 @@ def run(
     no_retry_codes = _codes("--no-retry-on", no_retry_on)
     if retries is not None and retries < 0:
         raise _usage(f"--retries: expected a number >= 0, got {retries}")
+    if json_report:
+        from reliactl.trust import not_regular
+
+        refused = not_regular(json_report)
+        if refused is not None:
+            raise _usage(f"--json-report: {refused}")
     if timeout_s == 0:
         timeout_s = None  # timeout(1): a duration of 0 disables the timeout
     if total_s == 0:
