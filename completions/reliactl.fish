@@ -93,7 +93,7 @@ complete -c reliactl -n '__fish_seen_subcommand_from retry && __fish_seen_subcom
 complete -c reliactl -n '__fish_seen_subcommand_from retry && __fish_seen_subcommand_from plan' -l seed -r -F -d 'Seed the jitter, for a reproducible sample.'
 complete -c reliactl -n '__fish_seen_subcommand_from retry && __fish_seen_subcommand_from plan' -l json -d 'Print one JSON document.'
 complete -c reliactl -n '__fish_seen_subcommand_from run' -l help -s h -d 'Show the help and exit.'
-complete -c reliactl -n '__fish_seen_subcommand_from run' -l lock -d 'Hold an exclusive lock while running (named after the command\'s path).'
+complete -c reliactl -n '__fish_seen_subcommand_from run' -l lock -d 'Hold an exclusive lock while running, named after the command\'s real path (the script\'s, behind sh/python/env), e.g. srv-app-backup_run.lock.'
 complete -c reliactl -n '__fish_seen_subcommand_from run' -l lock-name -r -F -d 'Name the lock (file run.lock_dir/NAME.lock); implies --lock.'
 complete -c reliactl -n '__fish_seen_subcommand_from run' -l lock-wait -r -F -d 'Wait this long for a busy lock (default 0: exit 75 at once).'
 complete -c reliactl -n '__fish_seen_subcommand_from run' -l skip-if-locked -d 'A busy lock is a quiet exit 0 (for cron); implies --lock.'

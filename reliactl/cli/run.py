@@ -314,7 +314,8 @@ def run(
         bool,
         typer.Option(
             "--lock",
-            help="Hold an exclusive lock while running (named after the command's path).",
+            help="Hold an exclusive lock while running, named after the command's real path (the"
+            " script's, behind sh/python/env), e.g. srv-app-backup_run.lock.",
             rich_help_panel="Lock",
         ),
     ] = False,
@@ -597,12 +598,16 @@ def run(
         raise typer.Exit(report_error(exc)) from None
 
     lock_opts = None
+    ambiguous: str | None = None
     want_lock = lock or lock_name is not None or skip_if_locked or lock_wait is not None
     try:
         if want_lock:
             from reliactl import locks
 
-            lname = locks.check_name(lock_name) if lock_name else locks.lock_name_for(command)
+            if lock_name is not None:  # "" too: an empty name is refused, never replaced
+                lname = locks.check_name(lock_name)
+            else:
+                lname, ambiguous = locks.derive_lock_name(command)
             lock_opts = LockOptions(
                 path=os.path.join(config.run.lock_dir, lname + ".lock"),
                 wait=wait_s,
@@ -655,6 +660,9 @@ def run(
 
     def on_event(event: RunEvent) -> None:
         out.message(event.message)
+
+    if ambiguous is not None:
+        out.message(f"warning: lock name {lname!r} may be ambiguous: {ambiguous}; use --lock-name")
 
     # --- history: a broken state store never stops the job (it is reported, once)
     store = None
