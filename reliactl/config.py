@@ -262,6 +262,7 @@ class HealthMonitorConfig:
         doc="interval of --watch and start_health_monitoring (env HEALTH_CHECK_INTERVAL)",
         kind="duration",
         gt=0,
+        le=7 * 86400.0,
     )
     memory_threshold_mb: float = _opt(
         500.0,
@@ -722,7 +723,7 @@ def load(
         _set_path(raw, kpath, value)
         origins.by_path[kpath] = ("flag", flag_name)
 
-    _fill_derived_defaults(raw, env)
+    _fill_derived_defaults(raw, env, origins, file_path, problems)
     config = _build(Config, raw, (), origins, problems)
     if isinstance(config, Config):
         problems.extend(_cross_checks(config, origins))
@@ -798,8 +799,42 @@ def _set_path(raw: dict[str, Any], kpath: KeyPath, value: Any) -> None:
     node[kpath[-1]] = value
 
 
-def _fill_derived_defaults(raw: dict[str, Any], env: Mapping[str, str]) -> None:
+def _fill_derived_defaults(
+    raw: dict[str, Any],
+    env: Mapping[str, str],
+    origins: _Origins,
+    file_path: Path | None,
+    problems: list[ConfigProblem],
+) -> None:
+    """Default the state, lock and log paths; make every configured path absolute.
+
+    A relative path must never make the lock or the store depend on the caller's working
+    directory: one from the file is resolved against the file's directory, one from a flag
+    against the working directory (where the user typed it), one from the environment is an
+    error (there is nothing stable to resolve it against).
+    """
     home = state_home(env)
+    base = os.path.dirname(os.path.abspath(file_path)) if file_path is not None else None
+
+    def anchored(value: str, kpath: KeyPath) -> str:
+        value = os.path.expanduser(value)
+        if os.path.isabs(value):
+            return value
+        origin = origins.by_path.get(kpath)
+        kind = origin[0] if origin is not None else None
+        if kind == "file" and base is not None:
+            return os.path.normpath(os.path.join(base, value))
+        if kind == "flag":
+            return os.path.abspath(value)
+        problems.append(
+            origins.problem(
+                kpath,
+                f"expected an absolute path (a relative one would depend on the working"
+                f" directory), got {value!r}",
+            )
+        )
+        return value
+
     for section, key, default in (
         ("state", "path", home / "state.db"),
         ("run", "lock_dir", home / "locks"),
@@ -813,12 +848,16 @@ def _fill_derived_defaults(raw: dict[str, Any], env: Mapping[str, str]) -> None:
             if value in (None, ""):
                 sect[key] = str(default)
             elif isinstance(value, str):
-                sect[key] = os.path.expanduser(value)
+                sect[key] = anchored(value, (section, key))
     cleanup = raw.get("cleanup")
     roots = cleanup.get("roots") if isinstance(cleanup, dict) else None
-    for root in roots if isinstance(roots, list) else []:
+    for index, root in enumerate(roots if isinstance(roots, list) else []):
         if isinstance(root, dict) and isinstance(root.get("path"), str):
-            root["path"] = os.path.expanduser(root["path"])
+            kpath: KeyPath = ("cleanup", "roots", index, "path")
+            if not root["path"].strip():
+                problems.append(origins.problem(kpath, "must not be empty"))
+            else:
+                root["path"] = anchored(root["path"], kpath)
 
 
 # ---- environment
@@ -954,6 +993,13 @@ def _strip_optional(annotation: Any) -> Any:
     return annotation
 
 
+def _is_container(annotation: Any) -> bool:
+    """A non-optional section, list or mapping (where an empty YAML value means the default)."""
+    if _is_optional(annotation):
+        return False
+    return dataclasses.is_dataclass(annotation) or typing.get_origin(annotation) in (list, dict)
+
+
 def _is_optional(annotation: Any) -> bool:
     return typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(
         None
@@ -983,6 +1029,13 @@ def _build(
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         fpath = (*path, f.name)
         if f.name not in raw:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                problems.append(origins.problem(fpath, "is required"))
+                ok = False
+            continue
+        if raw[f.name] is None and _is_container(hints[f.name]):
+            # `retry:` with every key commented out: the section (or list, mapping) is
+            # present but empty, which means its defaults.
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 problems.append(origins.problem(fpath, "is required"))
                 ok = False
@@ -1243,6 +1296,14 @@ def _health_problems(h: HealthMonitorConfig, origins: _Origins) -> list[ConfigPr
                 )
         elif not sink.url:
             problems.append(origins.problem((*path, "url"), f"is required for {sink.kind} sinks"))
+        elif sink.url != REDACTED and not sink.url.lower().startswith(("http://", "https://")):
+            # (REDACTED: `config show` output stays loadable; it cannot be delivered to.)
+            scheme = sink.url.split(":", 1)[0] if ":" in sink.url else sink.url[:20]
+            problems.append(
+                origins.problem(
+                    (*path, "url"), f"expected an http:// or https:// URL, got {scheme}:"
+                )
+            )
     return problems
 
 

@@ -134,6 +134,8 @@ def health(
             raise _usage(f"--interval: {exc}") from None
         if period <= 0:
             raise _usage("--interval: expected a positive duration")
+        if period > 7 * 86400:  # time.sleep() overflows long before 1e12 s
+            raise _usage(f"--interval: expected at most 7d, got {interval}")
 
     app_ctx = app_context(ctx)
     try:

@@ -977,6 +977,8 @@ def _finish_history(
 
 # --------------------------------------------------------------------------- runs
 
+MAX_LIMIT = 1_000_000
+
 
 def _outcome(record: Any) -> str:
     """A "running" record whose reliactl (on this host) is gone was killed: say "lost"."""
@@ -1021,8 +1023,8 @@ def runs(
     from reliactl.durations import format_duration
     from reliactl.errors import ReliactlError
 
-    if limit < 1:
-        error(f"--limit: expected a number >= 1, got {limit}")
+    if not 1 <= limit <= MAX_LIMIT:  # SQLite's LIMIT overflows past 2**63
+        error(f"--limit: expected a number from 1 to {MAX_LIMIT}, got {limit}")
         raise typer.Exit(ExitCode.USAGE)
     try:
         store = app_context(ctx).store()
