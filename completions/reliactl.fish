@@ -153,7 +153,7 @@ complete -c reliactl -n '__reliactl_at \'retry plan\'' -l max-elapsed -x -d 'Giv
 complete -c reliactl -n '__reliactl_at \'retry plan\'' -l seed -x -d 'Seed the jitter, for a reproducible sample.'
 complete -c reliactl -n '__reliactl_at \'retry plan\'' -l json -d 'Print one JSON document.'
 complete -c reliactl -n '__reliactl_at \'run\'' -l help -s h -d 'Show the help and exit.'
-complete -c reliactl -n '__reliactl_at \'run\'' -l lock -d 'Hold an exclusive lock while running (named after the command\'s path).'
+complete -c reliactl -n '__reliactl_at \'run\'' -l lock -d 'Hold an exclusive lock while running, named after the command\'s real path (the script\'s, behind sh/python/env), e.g. srv-app-backup_run.lock.'
 complete -c reliactl -n '__reliactl_at \'run\'' -l lock-name -x -d 'Name the lock (file run.lock_dir/NAME.lock); implies --lock.'
 complete -c reliactl -n '__reliactl_at \'run\'' -l lock-wait -x -a 'forever' -d 'Wait this long for a busy lock (default 0: exit 75 at once).'
 complete -c reliactl -n '__reliactl_at \'run\'' -l skip-if-locked -d 'A busy lock is a quiet exit 0 (for cron); implies --lock.'

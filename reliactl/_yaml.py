@@ -3,7 +3,9 @@
 Only plain YAML values are accepted (maps, lists, strings, numbers, booleans, null): any other
 tag, such as ``!!python/object/apply``, is reported and nothing in it is constructed. Duplicate
 keys are errors. Aliases and merge keys work, but a document whose expansion exceeds
-``MAX_NODES`` nodes ("billion laughs") is rejected before anything is expanded.
+``MAX_NODES`` nodes ("billion laughs") is rejected before anything is expanded. A NUL or other
+unprintable character, and nesting deeper than the composer's recursion allows, are problems
+with a line, never an exception.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 MAX_NODES = 20_000
+MAX_DEPTH = 100  # reported where a document nests deeper than Python's stack allows
 _ALLOWED_SCALAR_TAGS = {
     "tag:yaml.org,2002:str",
     "tag:yaml.org,2002:int",
@@ -77,10 +80,18 @@ def _describe_tag(tag: str) -> str:
 def parse(text: str) -> YamlDocument:
     """Parse ``text``; never raises for bad input, problems are returned in the document."""
     doc = YamlDocument()
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # checks every character: a NUL is refused here
+    except yaml.reader.ReaderError as exc:
+        at = text.count("\n", 0, exc.position) + 1
+        doc.problems.append((at, (), f"invalid YAML: {_reader_problem(exc)}"))
+        return doc
     try:
         try:
             node = loader.get_single_node()
+        except RecursionError:
+            doc.problems.append(_too_deep(text))
+            return doc
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line = mark.line + 1 if mark is not None else None
@@ -94,13 +105,40 @@ def parse(text: str) -> YamlDocument:
             return doc
         try:
             _expanded_size(node, {}, set())
+            doc.data = _walk(loader, node, (), doc)
         except _TooBig as exc:
             doc.problems.append((node.start_mark.line + 1, (), str(exc)))
-            return doc
-        doc.data = _walk(loader, node, (), doc)
+        except RecursionError:
+            doc.problems.append(_too_deep(text))
+            doc.data = None
         return doc
     finally:
         loader.dispose()
+
+
+def _reader_problem(exc: yaml.reader.ReaderError) -> str:
+    char = exc.character
+    code = ord(char) if isinstance(char, str) else char
+    return f"unacceptable character #x{code:04x} (a NUL or other control character)"
+
+
+def _too_deep(text: str) -> tuple[int | None, Path, str]:
+    """Where the document nests deeper than MAX_DEPTH, found without recursion (events)."""
+    depth = 0
+    line: int | None = None
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    mark = event.start_mark
+                    line = mark.line + 1 if mark is not None else None
+                    break
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+    except yaml.YAMLError:
+        pass
+    return line, (), f"the document nests more than {MAX_DEPTH} levels deep; refused"
 
 
 def _walk(loader: yaml.SafeLoader, node: Node, path: Path, doc: YamlDocument) -> Any:

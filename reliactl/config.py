@@ -262,6 +262,7 @@ class HealthMonitorConfig:
         doc="interval of --watch and start_health_monitoring (env HEALTH_CHECK_INTERVAL)",
         kind="duration",
         gt=0,
+        le=7 * 86400.0,
     )
     memory_threshold_mb: float = _opt(
         500.0,
@@ -559,18 +560,22 @@ SECRET_WORDS = ("secret", "token", "password", "api_key", "apikey", "webhook", "
 
 def state_home(environ: Mapping[str, str] | None = None) -> Path:
     env = os.environ if environ is None else environ
-    base = env.get("XDG_STATE_HOME") or os.path.join(
-        env.get("HOME") or os.path.expanduser("~"), ".local", "state"
-    )
-    return Path(base) / "reliactl"
+    return Path(_xdg_dir(env, "XDG_STATE_HOME", os.path.join(".local", "state"))) / "reliactl"
+
+
+def _xdg_dir(env: Mapping[str, str], var: str, fallback: str) -> str:
+    """``$var`` if it is an absolute path; else ``$HOME/fallback`` (the XDG Base Directory
+    spec says a relative value is invalid and must be ignored: it would depend on the cwd)."""
+    value = env.get(var) or ""
+    if os.path.isabs(value):
+        return value
+    return os.path.join(env.get("HOME") or os.path.expanduser("~"), fallback)
 
 
 def config_candidates(environ: Mapping[str, str] | None = None) -> list[Path]:
     """Where a configuration file is looked for when none is named, in order."""
     env = os.environ if environ is None else environ
-    xdg = env.get("XDG_CONFIG_HOME") or os.path.join(
-        env.get("HOME") or os.path.expanduser("~"), ".config"
-    )
+    xdg = _xdg_dir(env, "XDG_CONFIG_HOME", ".config")
     return [
         Path(DEFAULT_CONFIG_NAME),
         Path(xdg) / "reliactl" / "config.yaml",
@@ -578,10 +583,46 @@ def config_candidates(environ: Mapping[str, str] | None = None) -> list[Path]:
     ]
 
 
+def config_untrusted(path: Path, st: os.stat_result | None = None) -> str | None:
+    """Why the configuration file ``path`` must not be trusted, or None (see reliactl.trust).
+
+    The file must be owned by the invoking user or root and writable by nobody else, and so
+    must the directory holding it (and, for a symbolic link, the directory of its target):
+    otherwise another user could make reliactl run their command checks or delete their
+    choice of cleanup roots with this user's rights.
+    """
+    from reliactl.trust import untrusted
+
+    try:
+        info = os.stat(path) if st is None else st
+    except OSError:
+        return None  # reading it reports the problem
+    reason = untrusted(info)
+    if reason is not None:
+        return f"the file is {reason}"
+    absolute = os.path.abspath(path)
+    for directory in dict.fromkeys(
+        (os.path.dirname(absolute), os.path.dirname(os.path.realpath(absolute)))
+    ):
+        try:
+            reason = untrusted(os.stat(directory))
+        except OSError:
+            continue
+        if reason is not None:
+            return f"its directory {directory} is {reason}"
+    return None
+
+
 def find_config_file(
-    explicit: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+    explicit: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    notes: list[str] | None = None,
 ) -> tuple[Path | None, str]:
-    """The file to load and how it was chosen; an explicit or $RELIACTL_CONFIG file must exist."""
+    """The file to load and how it was chosen; an explicit or $RELIACTL_CONFIG file must exist.
+
+    A file found by search that is not trusted (``config_untrusted``) is skipped, and why is
+    appended to ``notes``; an explicit one is refused when it is read.
+    """
     env = os.environ if environ is None else environ
     if explicit:
         return Path(explicit), "--config"
@@ -589,10 +630,16 @@ def find_config_file(
         return Path(env["RELIACTL_CONFIG"]), "RELIACTL_CONFIG"
     for candidate in config_candidates(env):
         try:
-            if candidate.is_file():
-                return candidate, "search"
+            if not candidate.is_file():
+                continue
         except OSError:
             continue
+        reason = config_untrusted(candidate)
+        if reason is not None:
+            if notes is not None:
+                notes.append(f"skipped configuration file {candidate}: {reason}")
+            continue
+        return candidate, "search"
     return None, "none"
 
 
@@ -606,6 +653,7 @@ class LoadedConfig:
     config: Config
     path: Path | None
     sources: dict[str, str]
+    notes: tuple[str, ...] = ()  # files skipped by the search, and why
 
 
 class _Origins:
@@ -667,8 +715,9 @@ def load(
     problem at once. No file at all is fine unless one was named explicitly.
     """
     env = dict(os.environ if environ is None else environ)
+    notes: list[str] = []
     if search:
-        file_path, how = find_config_file(path, env)
+        file_path, how = find_config_file(path, env, notes)
     else:
         file_path, how = (Path(path), "--config") if path else (None, "none")
     filename = str(file_path) if file_path is not None else "<defaults>"
@@ -707,7 +756,7 @@ def load(
         _set_path(raw, kpath, value)
         origins.by_path[kpath] = ("flag", flag_name)
 
-    _fill_derived_defaults(raw, env)
+    _fill_derived_defaults(raw, env, origins, file_path, problems)
     config = _build(Config, raw, (), origins, problems)
     if isinstance(config, Config):
         problems.extend(_cross_checks(config, origins))
@@ -715,27 +764,43 @@ def load(
         raise ConfigError(problems)
     assert isinstance(config, Config)
     sources = {dotted_path(kp): origins.source_of(kp) for kp in _leaf_paths(config, ())}
-    return LoadedConfig(config=config, path=file_path, sources=sources)
+    return LoadedConfig(config=config, path=file_path, sources=sources, notes=tuple(notes))
 
 
 def _read_text(path: Path) -> tuple[str | None, str | None]:
+    # O_NONBLOCK: a FIFO planted at the path must never block the open.
     try:
-        st = os.stat(path)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except FileNotFoundError:
         return None, "configuration file not found"
     except OSError as exc:
         return None, f"cannot read configuration file: {exc.strerror}"
-    if stat.S_ISDIR(st.st_mode):
-        return None, "is a directory, expected a YAML file"
-    if not stat.S_ISREG(st.st_mode):
-        return None, "is not a regular file (a FIFO or device?); refused"
-    if st.st_size > MAX_CONFIG_BYTES:
-        return None, f"file is larger than {MAX_CONFIG_BYTES} bytes; refused"
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_CONFIG_BYTES + 1)
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            return None, "is a directory, expected a YAML file"
+        if not stat.S_ISREG(st.st_mode):
+            return None, "is not a regular file (a FIFO or device?); refused"
+        reason = config_untrusted(path, st)
+        if reason is not None:
+            return None, f"refused: {reason} (fix its owner or mode: chown/chmod go-w)"
+        if st.st_size > MAX_CONFIG_BYTES:
+            return None, f"file is larger than {MAX_CONFIG_BYTES} bytes; refused"
+        chunks = []
+        total = 0
+        while total <= MAX_CONFIG_BYTES:
+            chunk = os.read(fd, MAX_CONFIG_BYTES + 1 - total)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        data = b"".join(chunks)
     except OSError as exc:
         return None, f"cannot read configuration file: {exc.strerror}"
+    finally:
+        os.close(fd)
+    if len(data) > MAX_CONFIG_BYTES:
+        return None, f"file is larger than {MAX_CONFIG_BYTES} bytes; refused"
     try:
         return data.decode("utf-8"), None
     except UnicodeDecodeError as exc:
@@ -767,8 +832,42 @@ def _set_path(raw: dict[str, Any], kpath: KeyPath, value: Any) -> None:
     node[kpath[-1]] = value
 
 
-def _fill_derived_defaults(raw: dict[str, Any], env: Mapping[str, str]) -> None:
+def _fill_derived_defaults(
+    raw: dict[str, Any],
+    env: Mapping[str, str],
+    origins: _Origins,
+    file_path: Path | None,
+    problems: list[ConfigProblem],
+) -> None:
+    """Default the state, lock and log paths; make every configured path absolute.
+
+    A relative path must never make the lock or the store depend on the caller's working
+    directory: one from the file is resolved against the file's directory, one from a flag
+    against the working directory (where the user typed it), one from the environment is an
+    error (there is nothing stable to resolve it against).
+    """
     home = state_home(env)
+    base = os.path.dirname(os.path.abspath(file_path)) if file_path is not None else None
+
+    def anchored(value: str, kpath: KeyPath) -> str:
+        value = os.path.expanduser(value)
+        if os.path.isabs(value):
+            return value
+        origin = origins.by_path.get(kpath)
+        kind = origin[0] if origin is not None else None
+        if kind == "file" and base is not None:
+            return os.path.normpath(os.path.join(base, value))
+        if kind == "flag":
+            return os.path.abspath(value)
+        problems.append(
+            origins.problem(
+                kpath,
+                f"expected an absolute path (a relative one would depend on the working"
+                f" directory), got {value!r}",
+            )
+        )
+        return value
+
     for section, key, default in (
         ("state", "path", home / "state.db"),
         ("run", "lock_dir", home / "locks"),
@@ -782,12 +881,16 @@ def _fill_derived_defaults(raw: dict[str, Any], env: Mapping[str, str]) -> None:
             if value in (None, ""):
                 sect[key] = str(default)
             elif isinstance(value, str):
-                sect[key] = os.path.expanduser(value)
+                sect[key] = anchored(value, (section, key))
     cleanup = raw.get("cleanup")
     roots = cleanup.get("roots") if isinstance(cleanup, dict) else None
-    for root in roots if isinstance(roots, list) else []:
+    for index, root in enumerate(roots if isinstance(roots, list) else []):
         if isinstance(root, dict) and isinstance(root.get("path"), str):
-            root["path"] = os.path.expanduser(root["path"])
+            kpath: KeyPath = ("cleanup", "roots", index, "path")
+            if not root["path"].strip():
+                problems.append(origins.problem(kpath, "must not be empty"))
+            else:
+                root["path"] = anchored(root["path"], kpath)
 
 
 # ---- environment
@@ -923,6 +1026,13 @@ def _strip_optional(annotation: Any) -> Any:
     return annotation
 
 
+def _is_container(annotation: Any) -> bool:
+    """A non-optional section, list or mapping (where an empty YAML value means the default)."""
+    if _is_optional(annotation):
+        return False
+    return dataclasses.is_dataclass(annotation) or typing.get_origin(annotation) in (list, dict)
+
+
 def _is_optional(annotation: Any) -> bool:
     return typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(
         None
@@ -952,6 +1062,13 @@ def _build(
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         fpath = (*path, f.name)
         if f.name not in raw:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                problems.append(origins.problem(fpath, "is required"))
+                ok = False
+            continue
+        if raw[f.name] is None and _is_container(hints[f.name]):
+            # `retry:` with every key commented out: the section (or list, mapping) is
+            # present but empty, which means its defaults.
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 problems.append(origins.problem(fpath, "is required"))
                 ok = False
@@ -1254,6 +1371,14 @@ def _health_problems(h: HealthMonitorConfig, origins: _Origins) -> list[ConfigPr
                 )
         elif not sink.url:
             problems.append(origins.problem((*path, "url"), f"is required for {sink.kind} sinks"))
+        elif sink.url != REDACTED and not sink.url.lower().startswith(("http://", "https://")):
+            # (REDACTED: `config show` output stays loadable; it cannot be delivered to.)
+            scheme = sink.url.split(":", 1)[0] if ":" in sink.url else sink.url[:20]
+            problems.append(
+                origins.problem(
+                    (*path, "url"), f"expected an http:// or https:// URL, got {scheme}:"
+                )
+            )
     return problems
 
 

@@ -50,7 +50,17 @@ def diagnose(
 
     env = dict(os.environ if environ is None else environ)
     findings: list[Finding] = []
-    found, how = find_config_file(config_path, env)
+    notes: list[str] = []
+    found, how = find_config_file(config_path, env, notes)
+    for note in notes:
+        findings.append(
+            Finding(
+                "config trust",
+                WARN,
+                note,
+                "chown it to you or root and chmod go-w it (and its directory), or remove it",
+            )
+        )
     try:
         loaded = load(config_path, environ=env)
     except ConfigError as exc:

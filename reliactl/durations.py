@@ -21,8 +21,11 @@ _DURATION_UNITS: dict[str, float] = {
     "d": 86400.0,
     "w": 604800.0,
 }
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?|\.\d+)\s*(ms|sec|min|s|m|h|d|w)", re.IGNORECASE)
-_NUMBER = re.compile(r"[+]?(\d+(?:\.\d*)?|\.\d+)(e[+-]?\d+)?", re.IGNORECASE)
+# re.ASCII: \d must not match other scripts' digits (U+0665 is not 5 here, whatever float() says).
+_DURATION_PART = re.compile(
+    r"(\d+(?:\.\d+)?|\.\d+)\s*(ms|sec|min|s|m|h|d|w)", re.IGNORECASE | re.ASCII
+)
+_NUMBER = re.compile(r"[+]?(\d+(?:\.\d*)?|\.\d+)(e[+-]?\d+)?", re.IGNORECASE | re.ASCII)
 
 _SIZE_UNITS: dict[str, int] = {
     "": 1,
@@ -40,7 +43,7 @@ _SIZE_UNITS: dict[str, int] = {
     "gib": 1024**3,
     "tib": 1024**4,
 }
-_SIZE = re.compile(r"(\d+(?:\.\d+)?|\.\d+)\s*([a-z]*)", re.IGNORECASE)
+_SIZE = re.compile(r"(\d+(?:\.\d+)?|\.\d+)\s*([a-z]*)", re.IGNORECASE | re.ASCII)
 
 
 def parse_duration(value: object) -> float:

@@ -8,6 +8,8 @@ in 150 lines than to verify in a dependency:
 - the lock file is opened with ``O_NOFOLLOW | O_CLOEXEC | O_CREAT`` and mode 0600: a planted
   symlink is refused (its target is never opened, truncated or re-moded), and no exec'd child
   inherits the descriptor (a child must never be able to release the parent's lock);
+- a lock file with more than one hard link is refused (the holder line would truncate the
+  linked file);
 - the file is never truncated or chmod'ed before the lock is held, and never unlinked on
   release (unlinking lets a waiter lock a dead inode while a newcomer locks a new one);
 - after ``flock`` succeeds the path is checked to still name the same inode (another tool may
@@ -40,7 +42,6 @@ NETWORK_FS_TYPES = frozenset(
     {"nfs", "nfs4", "cifs", "smb3", "smbfs", "ncpfs", "afs", "9p", "fuse.sshfs", "sshfs"}
 )
 _NAME_OK = re.compile(r"[A-Za-z0-9._-]+")
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_NAME = 120
 
 
@@ -112,38 +113,132 @@ class HeldLock:
 INTERPRETERS = re.compile(
     r"(sh|bash|dash|zsh|ksh|mksh|busybox|env|python[0-9.]*|pypy[0-9.]*|perl|ruby|node|php)"
 )
+# Options after which an interpreter runs inline code or a module, not a script file.
+_SHELLS = re.compile(r"sh|bash|dash|zsh|ksh|mksh|busybox")
+_INLINE = (
+    (re.compile(r"(python|pypy)[0-9.]*"), frozenset({"-c", "-m"})),
+    (re.compile(r"perl"), frozenset({"-e", "-E"})),
+    (re.compile(r"ruby"), frozenset({"-e"})),
+    (re.compile(r"node"), frozenset({"-e", "-p", "--eval", "--print"})),
+    (re.compile(r"php"), frozenset({"-r"})),
+)
+
+
+def _inline(interpreter: str, arg: str) -> bool:
+    """Does ``arg`` make ``interpreter`` run inline code (``sh -c``, ``sh -ec``, ``python -m``)?"""
+    if _SHELLS.fullmatch(interpreter):
+        return arg.startswith("-") and not arg.startswith("--") and "c" in arg[1:]
+    return any(p.fullmatch(interpreter) and arg in opts for p, opts in _INLINE)
+
+
+_ENV_WITH_VALUE = frozenset({"-u", "--unset", "-C", "--chdir"})
+_LITERAL = re.compile(r"[A-Za-z0-9._]")
 
 
 def lock_name_for(command: Sequence[str], *, path_env: str | None = None) -> str:
-    """The default lock name of a command: its resolved path, sanitized for a file name.
+    """The default lock name of a command (see :func:`derive_lock_name`)."""
+    return derive_lock_name(command, path_env=path_env)[0]
 
-    For a shell or interpreter (``sh -c '...'``, ``python3 job.py``, ``env X=1 job``) the
-    program alone would give every such job one shared lock, so the name also carries the
-    script: the resolved path of the first argument that is an existing file, else a short
-    hash of the arguments.
+
+def derive_lock_name(
+    command: Sequence[str], *, path_env: str | None = None
+) -> tuple[str, str | None]:
+    """The default lock name of a command, and why it may be ambiguous (None when it is not).
+
+    The name encodes the job's identity injectively (:func:`encode_name`), so unrelated
+    commands never share a lock. The identity is the resolved real path of the program, or,
+    behind ``env`` (its options and ``VAR=value`` words skipped, ``PATH=`` and ``-C`` honoured)
+    and interpreters (``sh job.sh``, ``python3 -u job.py``), the real path of the script: so
+    ``./job.sh``, ``/abs/job.sh``, ``sh job.sh`` and ``env TZ=UTC /abs/job.sh`` from any
+    working directory are one job. Arguments after the program or script do not count.
+
+    Ambiguous (the caller should warn and suggest ``--lock-name``): a program not found,
+    and an interpreter running inline code (``sh -c '...'``, ``python3 -m mod``) or no script
+    file, named by a hash of its arguments, whose meaning may depend on the working directory.
     """
     if not command:
         raise LockError("no command to derive a lock name from")
-    program = command[0]
-    resolved = program if "/" in program else _which(program, path_env)
-    full = os.path.realpath(resolved) if resolved else program
-    if not INTERPRETERS.fullmatch(os.path.basename(full)) or len(command) == 1:
-        return sanitize_name(full)
-    for arg in command[1:]:
-        if not arg.startswith("-") and "=" not in arg and os.path.isfile(arg):
-            return sanitize_name(f"{full}-{os.path.realpath(arg)}")
-        if not arg.startswith("-") and "=" not in arg and os.path.basename(full) == "env":
-            inner = lock_name_for(command[command.index(arg) :], path_env=path_env)
-            return sanitize_name(f"{full}-{inner}")
+    args = list(command)
+    search = path_env if path_env is not None else os.environ.get("PATH", os.defpath)
+    cwd = ""
+    while True:
+        program = args[0]
+        resolved = _resolve(program, search, cwd)
+        if resolved is None:
+            return encode_name("\0" + program), (
+                f"{program!r} was not found, so the lock is named after the word itself"
+            )
+        base = os.path.basename(resolved)
+        if base == "env" and len(args) > 1:
+            rest, search, cwd, odd = _skip_env(args[1:], search, cwd)
+            if odd is not None or not rest:
+                return _hashed(resolved, args[1:]), odd or "env without a command"
+            args = rest
+            continue
+        if len(args) == 1 or not INTERPRETERS.fullmatch(base):
+            return encode_name(resolved), None
+        for arg in args[1:]:
+            if _inline(base, arg):
+                return _hashed(resolved, args[1:]), (
+                    f"{base} {arg} runs inline code, so the lock is named after a hash of the"
+                    " arguments (which may mean different things in different directories)"
+                )
+            if arg.startswith("-") or "=" in arg:
+                continue
+            candidate = os.path.join(cwd, arg)
+            if os.path.isfile(candidate):
+                return encode_name(os.path.realpath(candidate)), None
+        return _hashed(resolved, args[1:]), (
+            f"no script file found among the arguments of {base}, so the lock is named after"
+            " a hash of them"
+        )
+
+
+def _hashed(resolved: str, args: Sequence[str]) -> str:
     import hashlib
 
-    digest = hashlib.sha256("\0".join(command[1:]).encode("utf-8", "surrogateescape"))
-    return sanitize_name(f"{full}-{digest.hexdigest()[:12]}")
+    digest = hashlib.sha256("\0".join(args).encode("utf-8", "surrogateescape")).hexdigest()
+    return encode_name(resolved) + "%00" + digest[:16]
 
 
-def _which(program: str, path_env: str | None) -> str | None:
+def _resolve(program: str, search: str, cwd: str) -> str | None:
+    """The real path of ``program`` as exec would find it, or None when there is none."""
+    if "/" in program:
+        candidate = os.path.join(cwd, program)
+        return os.path.realpath(candidate) if os.path.exists(candidate) else None
+    found = _which(program, search)
+    return os.path.realpath(found) if found else None
+
+
+def _skip_env(args: list[str], search: str, cwd: str) -> tuple[list[str], str, str, str | None]:
+    """env(1)'s own words skipped: (the command, its PATH, its directory, odd usage or None)."""
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            i += 1
+            break
+        if arg in _ENV_WITH_VALUE and i + 1 < len(args):
+            if arg in ("-C", "--chdir"):
+                cwd = os.path.join(cwd, args[i + 1])
+            i += 2
+            continue
+        if arg.startswith("--chdir="):
+            cwd = os.path.join(cwd, arg.split("=", 1)[1])
+        elif arg.startswith(("-S", "--split-string")):
+            return [], search, cwd, "env -S splits its argument itself"
+        elif not (arg.startswith("-") or "=" in arg):
+            break
+        elif "=" in arg and not arg.startswith("-"):
+            name, _, value = arg.partition("=")
+            if name == "PATH":
+                search = value
+        i += 1
+    return args[i:], search, cwd, None
+
+
+def _which(program: str, path: str) -> str | None:
     """shutil.which without importing shutil (cron pays every import)."""
-    path = path_env if path_env is not None else os.environ.get("PATH", os.defpath)
     for directory in path.split(os.pathsep):
         candidate = os.path.join(directory or ".", program)
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
@@ -151,14 +246,34 @@ def _which(program: str, path_env: str | None) -> str | None:
     return None
 
 
-def sanitize_name(text: str) -> str:
-    """A file-name-safe form of ``text``: unsafe runs become "_", bounded length, no dot first."""
-    name = _UNSAFE.sub("_", text).strip("_.") or "lock"
+def encode_name(identity: str) -> str:
+    """An injective, file-name-safe form of ``identity`` (as systemd-escape, with ``%``).
+
+    Letters, digits, ``.`` and ``_`` stay; ``/`` becomes ``-``; every other byte (``-`` and
+    ``%`` included) becomes ``%XX``; one leading ``/`` is dropped and a leading ``.`` escaped.
+    ``/srv/app_backup/run`` -> ``srv-app_backup-run``, ``/srv/app/backup_run`` ->
+    ``srv-app-backup_run``, ``my job.sh`` -> ``my%20job.sh``. Longer than MAX_NAME: cut, with
+    ``%%`` and a hash of the whole identity (``%%`` never occurs otherwise).
+    """
+    text = identity[1:] if identity.startswith("/") else identity
+    out = []
+    for char in text:
+        if _LITERAL.fullmatch(char):
+            out.append(char)
+        elif char == "/":
+            out.append("-")
+        else:
+            out.extend(f"%{b:02x}" for b in char.encode("utf-8", "surrogateescape"))
+    name = "".join(out)
+    if name.startswith("."):
+        name = "%2e" + name[1:]
+    if not name:
+        name = "%00"
     if len(name) > MAX_NAME:
         import hashlib
 
-        digest = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:12]
-        name = name[: MAX_NAME - 13] + "-" + digest
+        digest = hashlib.sha256(identity.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+        name = name[: MAX_NAME - 18] + "%%" + digest
     return name
 
 
@@ -254,6 +369,13 @@ def _open_lock_file(path: str) -> int:
     if not stat.S_ISREG(info.st_mode):
         os.close(fd)
         raise LockError(f"refusing lock file {path}: not a regular file")
+    if info.st_nlink > 1:
+        # A hard link planted to another file: the holder line would truncate that file.
+        os.close(fd)
+        raise LockError(
+            f"refusing lock file {path}: it has {info.st_nlink} hard links (possibly planted);"
+            " remove it or choose another --lock-name"
+        )
     return fd
 
 

@@ -249,12 +249,12 @@ def test_default_lock_names_come_from_the_resolved_path(tmp_path: Path) -> None:
     true = shutil.which("true")
     assert true is not None
     name = locks.lock_name_for(["true", "ignored", "args"])
-    assert name == locks.sanitize_name(os.path.realpath(true))
+    assert name == locks.encode_name(os.path.realpath(true))
     assert "/" not in name and not name.startswith(".")
     script = tmp_path / "my job.sh"
     script.write_text("")
-    assert locks.lock_name_for([str(script)]).endswith("my_job.sh")
-    assert locks.lock_name_for(["no-such-program-xyz"]) == "no-such-program-xyz"
+    assert locks.lock_name_for([str(script)]).endswith("my%20job.sh")
+    assert locks.lock_name_for(["no-such-program-xyz"]) == "%00no%2dsuch%2dprogram%2dxyz"
 
 
 def test_shell_and_interpreter_jobs_do_not_share_one_default_lock(tmp_path: Path) -> None:
@@ -269,11 +269,11 @@ def test_shell_and_interpreter_jobs_do_not_share_one_default_lock(tmp_path: Path
     assert locks.lock_name_for(["env", "A=1", "true"]).endswith("true")
 
 
-def test_sanitized_names_are_bounded_and_distinct() -> None:
-    a = locks.sanitize_name("/x/" + "a" * 300)
-    b = locks.sanitize_name("/y/" + "a" * 300)
+def test_encoded_names_are_bounded_and_distinct() -> None:
+    a = locks.encode_name("/x/" + "a" * 300)
+    b = locks.encode_name("/y/" + "a" * 300)
     assert len(a) <= locks.MAX_NAME and len(b) <= locks.MAX_NAME and a != b
-    assert locks.sanitize_name("../..") == "lock"
+    assert not locks.encode_name("/../..").startswith(".")
 
 
 @pytest.mark.parametrize("bad", ["", "a/b", "../x", ".hidden", "x" * 200, "sp ace"])

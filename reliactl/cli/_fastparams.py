@@ -37,8 +37,13 @@ def _convert_one(target: type, value: Any) -> Any:
         if text in _FALSE:
             return False
         raise ValueError(f"{value!r} is not a valid boolean.")
+    text = str(value).strip()
+    # int() and float() accept "1_000" and other scripts' digits (U+0665); an option takes
+    # plain ASCII numbers only.
+    if not text.isascii() or "_" in text:
+        raise ValueError(f"{value!r} is not a valid {_NAMES[target]}.")
     try:
-        return target(str(value).strip())
+        return target(text)
     except ValueError:
         raise ValueError(f"{value!r} is not a valid {_NAMES[target]}.") from None
 

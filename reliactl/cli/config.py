@@ -37,12 +37,16 @@ def validate(
     CI runs this before a deploy. Problems name the file, line, key path, what was expected
     and what was found.
     """
+    from reliactl.cli.output import warn
     from reliactl.config import find_config_file, load
     from reliactl.errors import ConfigError
 
     app_ctx = app_context(ctx)
     path = file or app_ctx.config_path
-    found, _ = find_config_file(path)
+    notes: list[str] = []
+    found, _ = find_config_file(path, notes=notes)
+    for note in notes:
+        warn(note)
     try:
         loaded = load(path, use_env=not no_env)
     except ConfigError as exc:
@@ -154,9 +158,16 @@ def init(
     without --force.
     """
     from reliactl.config import example_yaml
+    from reliactl.trust import not_regular
 
+    refused = not_regular(path)
+    if refused is not None:
+        from reliactl.cli.output import error
+
+        error(refused)
+        raise typer.Exit(ExitCode.FAILURE)
     text = example_yaml(starter=True)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
     flags |= os.O_TRUNC if force else os.O_EXCL
     try:
         fd = os.open(path, flags, 0o600)

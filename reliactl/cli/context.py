@@ -25,6 +25,11 @@ class AppContext:
             from reliactl.config import load
 
             self._loaded = load(self.config_path, flags=self.flags)
+            if self._loaded.notes:
+                from reliactl.cli.output import warn
+
+                for note in self._loaded.notes:
+                    warn(note)
         return self._loaded
 
     def store(self) -> StateStore:

@@ -118,6 +118,12 @@ def health(
         raise _usage(f"--count: expected a positive number, got {count}")
     if (interval is not None or count is not None) and not watch:
         raise _usage("--interval and --count apply to --watch only")
+    if textfile is not None:
+        from reliactl.trust import not_regular
+
+        refused = not_regular(textfile)
+        if refused is not None:
+            raise _usage(f"--textfile: {refused}")
     period: float | None = None
     if interval is not None:
         from reliactl.durations import parse_duration
@@ -128,6 +134,8 @@ def health(
             raise _usage(f"--interval: {exc}") from None
         if period <= 0:
             raise _usage("--interval: expected a positive duration")
+        if period > 7 * 86400:  # time.sleep() overflows long before 1e12 s
+            raise _usage(f"--interval: expected at most 7d, got {interval}")
 
     app_ctx = app_context(ctx)
     try:

@@ -218,12 +218,24 @@ def _write_fd(fd: int, data: bytes) -> None:
 
 
 def _open_log(path: str) -> int:
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    # O_NONBLOCK: a FIFO at the path must be refused at once, not block the job forever.
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+    from reliactl.trust import not_regular
+
+    refused = not_regular(path)
+    if refused is not None:
+        raise _usage(f"--log-file: {refused}")
     try:
-        return os.open(path, flags, 0o600)
+        fd = os.open(path, flags, 0o600)
     except OSError as exc:
         reason = "it is a symbolic link" if exc.errno == 40 else exc.strerror
         raise _usage(f"--log-file: cannot open {path}: {reason}") from None
+    import stat
+
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped in after the check
+        os.close(fd)
+        raise _usage(f"--log-file: {path} is not a regular file; refused")
+    return fd
 
 
 def _write_json_report(path: str, result: RunResult | None, extra: dict[str, Any]) -> None:
@@ -303,7 +315,8 @@ def run(
         bool,
         typer.Option(
             "--lock",
-            help="Hold an exclusive lock while running (named after the command's path).",
+            help="Hold an exclusive lock while running, named after the command's real path (the"
+            " script's, behind sh/python/env), e.g. srv-app-backup_run.lock.",
             rich_help_panel="Lock",
         ),
     ] = False,
@@ -571,6 +584,12 @@ def run(
     no_retry_codes = _codes("--no-retry-on", no_retry_on)
     if retries is not None and retries < 0:
         raise _usage(f"--retries: expected a number >= 0, got {retries}")
+    if json_report:
+        from reliactl.trust import not_regular
+
+        refused = not_regular(json_report)
+        if refused is not None:
+            raise _usage(f"--json-report: {refused}")
     if timeout_s == 0:
         timeout_s = None  # timeout(1): a duration of 0 disables the timeout
     if total_s == 0:
@@ -583,12 +602,16 @@ def run(
         raise typer.Exit(report_error(exc)) from None
 
     lock_opts = None
+    ambiguous: str | None = None
     want_lock = lock or lock_name is not None or skip_if_locked or lock_wait is not None
     try:
         if want_lock:
             from reliactl import locks
 
-            lname = locks.check_name(lock_name) if lock_name else locks.lock_name_for(command)
+            if lock_name is not None:  # "" too: an empty name is refused, never replaced
+                lname = locks.check_name(lock_name)
+            else:
+                lname, ambiguous = locks.derive_lock_name(command)
             lock_opts = LockOptions(
                 path=os.path.join(config.run.lock_dir, lname + ".lock"),
                 wait=wait_s,
@@ -641,6 +664,9 @@ def run(
 
     def on_event(event: RunEvent) -> None:
         out.message(event.message)
+
+    if ambiguous is not None:
+        out.message(f"warning: lock name {lname!r} may be ambiguous: {ambiguous}; use --lock-name")
 
     # --- history: a broken state store never stops the job (it is reported, once)
     store = None
@@ -955,6 +981,8 @@ def _finish_history(
 
 # --------------------------------------------------------------------------- runs
 
+MAX_LIMIT = 1_000_000
+
 
 def _outcome(record: Any) -> str:
     """A "running" record whose reliactl (on this host) is gone was killed: say "lost"."""
@@ -999,8 +1027,8 @@ def runs(
     from reliactl.durations import format_duration
     from reliactl.errors import ReliactlError
 
-    if limit < 1:
-        error(f"--limit: expected a number >= 1, got {limit}")
+    if not 1 <= limit <= MAX_LIMIT:  # SQLite's LIMIT overflows past 2**63
+        error(f"--limit: expected a number from 1 to {MAX_LIMIT}, got {limit}")
         raise typer.Exit(ExitCode.USAGE)
     try:
         store = app_context(ctx).store()

@@ -2,10 +2,17 @@
 
 Read-modify-write goes through ``BEGIN IMMEDIATE`` so concurrent processes never lose an
 update. The schema is versioned (``schema_version``) and migrated forward on open. A corrupt
-file (garbage, truncated, another program's database) is renamed to
-``<name>.corrupt-<timestamp>`` with a warning and a fresh store is used: a cron job must never
-die because its state broke. A symlink or FIFO at the path is refused, never followed or
-opened; an unwritable directory is a StateError.
+store (truncated, damaged pages, a garbage schema version, NUL bytes left by a crash) is renamed
+to ``<name>.corrupt-<timestamp>`` with a warning and a fresh store is used: a cron job must
+never die because its state broke. Only the last few such files are kept.
+
+What is moved aside must be recognisably reliactl's: an empty file, a file whose SQLite header
+carries reliactl's application id, a file whose first pages hold reliactl's schema, or a file
+of NUL bytes. Anything else at the path (another program's database, a copy of /etc/passwd)
+is refused with a StateError and left untouched. So is a symlink or FIFO, a store or state
+directory owned by another user or writable by others (a planted tripped breaker must not
+stop root's job), and an unwritable directory. One unreadable record is reported through
+``warn`` and skipped; it never makes a listing fail.
 """
 
 from __future__ import annotations
@@ -37,6 +44,12 @@ log = logging.getLogger("reliactl.state")
 
 BUSY_TIMEOUT_S = 30.0
 SQLITE_HEADER = b"SQLite format 3\x00"
+# PRAGMA application_id of a reliactl store ("RLCT"), at offset 68 of the SQLite header.
+APPLICATION_ID = 0x524C4354
+# Text that only reliactl's schema puts in the first pages (sqlite_master) of a store.
+SCHEMA_MARK = b"CREATE TABLE breaker_events"
+IDENTIFY_BYTES = 64 * 1024
+KEEP_CORRUPT = 3  # quarantined files kept (newest first); older ones are removed
 
 # Forward migrations: MIGRATIONS[n] takes a database at version n to n + 1.
 MIGRATIONS: list[str] = [
@@ -82,6 +95,10 @@ class _Corrupt(Exception):
     """The file at the path is not a usable reliactl database."""
 
 
+class _Foreign(Exception):
+    """The file at the path is not a reliactl store: refuse it, never move it."""
+
+
 def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
     if code is not None:
@@ -122,21 +139,28 @@ class SQLiteStateStore:
 
     def _open(self) -> None:
         for attempt in range(3):
-            inode = _check_path(self.path)
+            inode = _check_path(self.path, self.warn)
+            ours = True
             try:
-                suspicion = _check_header(self.path) if inode is not None else None
+                suspicion = None
+                if inode is not None:
+                    ours, suspicion = _identify(self.path)
                 self._conn = _connect(self.path)
                 if suspicion is not None:
                     _confirm(self._conn, suspicion)
                 _migrate(self._conn)
                 return
-            except (_Corrupt, sqlite3.DatabaseError) as exc:
-                if isinstance(exc, sqlite3.DatabaseError) and not (
-                    isinstance(exc, _Corrupt) or _is_corruption(exc)
-                ):
-                    self._close_quietly()
-                    raise StateError(f"state store {self.path}: {exc}") from exc
+            except (_Corrupt, _Foreign, sqlite3.DatabaseError) as exc:
                 self._close_quietly()
+                if isinstance(exc, _Foreign) or (
+                    not ours and (isinstance(exc, _Corrupt) or _is_corruption(exc))
+                ):
+                    raise StateError(
+                        f"state store {self.path}: {exc}: not a reliactl state store, so it was"
+                        " left untouched; move it yourself or set state.path"
+                    ) from exc
+                if isinstance(exc, sqlite3.DatabaseError) and not _is_corruption(exc):
+                    raise StateError(f"state store {self.path}: {exc}") from exc
                 if attempt == 2:
                     raise StateError(f"state store {self.path}: cannot recover: {exc}") from exc
                 self._quarantine(inode, str(exc))
@@ -155,12 +179,19 @@ class SQLiteStateStore:
                 return  # another process already replaced it
             stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
             target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{os.getpid()}")
+            serial = 0
+            while os.path.lexists(target):  # never rename over an earlier copy
+                serial += 1
+                target = self.path.with_name(
+                    f"{self.path.name}.corrupt-{stamp}-{os.getpid()}.{serial}"
+                )
             os.rename(self.path, target)
             for suffix in ("-wal", "-shm", "-journal"):
                 side = self.path.with_name(self.path.name + suffix)
                 with contextlib.suppress(FileNotFoundError):
                     os.rename(side, target.with_name(target.name + suffix))
             self.recovered_to = target
+            _prune_quarantined(self.path, KEEP_CORRUPT)
             self.warn(
                 f"state store {self.path} was unreadable ({reason}); moved it to {target}"
                 " and started a fresh one"
@@ -217,12 +248,23 @@ class SQLiteStateStore:
 
     # ---- records
 
+    def _unreadable(self, what: str, why: str) -> None:
+        self.warn(f"state store {self.path}: skipped unreadable {what} ({why})")
+
+    def _record(self, kind: str, key: str, data: Any) -> Record | None:
+        """A stored record's data decoded, or None (reported) if it cannot be read."""
+        try:
+            return _decode(data)
+        except ValueError as exc:
+            self._unreadable(f"{kind} record {key!r}", str(exc) or type(exc).__name__)
+            return None
+
     def get(self, kind: RecordKind, key: str) -> Record | None:
         def op() -> Record | None:
             row = self.conn.execute(
                 "SELECT data FROM records WHERE kind = ? AND key = ?", (kind, key)
             ).fetchone()
-            return None if row is None else _decode(row[0])
+            return None if row is None else self._record(kind, key, row[0])
 
         result: Record | None = self._recovering(op)
         return result
@@ -233,7 +275,7 @@ class SQLiteStateStore:
                 row = conn.execute(
                     "SELECT data FROM records WHERE kind = ? AND key = ?", (kind, key)
                 ).fetchone()
-                new = fn(None if row is None else _decode(row[0]))
+                new = fn(None if row is None else self._record(kind, key, row[0]))
                 if new is None:
                     if row is not None:
                         conn.execute("DELETE FROM records WHERE kind = ? AND key = ?", (kind, key))
@@ -253,7 +295,12 @@ class SQLiteStateStore:
             rows = self.conn.execute(
                 "SELECT key, data FROM records WHERE kind = ? ORDER BY key", (kind,)
             ).fetchall()
-            return {key: _decode(data) for key, data in rows}
+            out: dict[str, Record] = {}
+            for key, data in rows:
+                record = self._record(kind, key, data)
+                if record is not None:
+                    out[key] = record
+            return out
 
         result: dict[str, Record] = self._recovering(op)
         return result
@@ -289,7 +336,15 @@ class SQLiteStateStore:
                 sql += " WHERE name = ?"
                 args = (name,)
             rows = self.conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
-            return [BreakerEvent(*row) for row in rows]
+            out = []
+            for row in rows:
+                if not (
+                    all(isinstance(v, str) for v in row[:4]) and isinstance(row[4], (int, float))
+                ):
+                    self._unreadable("breaker event", f"unexpected values {row!r}"[:200])
+                    continue
+                out.append(BreakerEvent(*row))
+            return out
 
         result: list[BreakerEvent] = self._recovering(op)
         return result
@@ -332,23 +387,45 @@ class SQLiteStateStore:
                 sql += " WHERE name = ?"
                 args = (name,)
             rows = self.conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
-            return [
-                RunRecord(
-                    id=row[0],
-                    name=row[1],
-                    command=row[2],
-                    started_at=row[3],
-                    ended_at=row[4],
-                    attempts=row[5],
-                    exit_code=row[6],
-                    outcome=row[7],
-                    data=_decode(row[8]),
-                )
-                for row in rows
-            ]
+            out = []
+            for row in rows:
+                record = self._run(row)
+                if record is not None:
+                    out.append(record)
+            return out
 
         result: list[RunRecord] = self._recovering(op)
         return result
+
+    def _run(self, row: tuple[Any, ...]) -> RunRecord | None:
+        """One runs row as a RunRecord, or None (reported) if its values cannot be read."""
+        run_id, name, command, started, ended, attempts, code, outcome, data = row
+        number = (int, float)
+        try:
+            if not (
+                isinstance(name, str)
+                and isinstance(command, str)
+                and isinstance(outcome, str)
+                and isinstance(started, number)
+                and (ended is None or isinstance(ended, number))
+                and isinstance(attempts, int)
+                and (code is None or isinstance(code, int))
+            ):
+                raise ValueError("unexpected column values")
+            return RunRecord(
+                id=run_id,
+                name=name,
+                command=command,
+                started_at=float(started),
+                ended_at=None if ended is None else float(ended),
+                attempts=attempts,
+                exit_code=code,
+                outcome=outcome,
+                data=_decode(data),
+            )
+        except ValueError as exc:
+            self._unreadable(f"run {run_id}", str(exc))
+            return None
 
     # ---- maintenance
 
@@ -391,8 +468,9 @@ class SQLiteStateStore:
         return problems
 
     def schema_version(self) -> int:
-        row = self.conn.execute("SELECT version FROM schema_version").fetchone()
-        return int(row[0])
+        with self._lock:
+            version = _read_version(self.conn)
+        return SCHEMA_VERSION if version is None else version
 
     def close(self) -> None:
         self._close_quietly()
@@ -425,15 +503,27 @@ def _open_nofollow(path: Path, flags: int) -> int:
         raise StateError(f"cannot open {path}: {exc.strerror}") from exc
 
 
-def _check_path(path: Path) -> int | None:
-    """Create the directory (0700) and refuse what must never be opened; returns the inode."""
+def _check_path(path: Path, warn: Callable[[str], None] = default_warn) -> int | None:
+    """Create the directory (0700) and refuse what must never be opened; returns the inode.
+
+    Refused: a symlink or non-regular file at the path (or its -wal/-shm), a state directory
+    or store file owned by another user or writable by others (see reliactl.trust).
+    """
+    from reliactl.trust import untrusted
+
     parent = path.parent
     try:
         parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        reason = untrusted(os.stat(parent))
     except OSError as exc:
         raise StateError(
             f"cannot create the state directory {parent}: {exc.strerror}; set state.path"
         ) from exc
+    if reason is not None:
+        raise StateError(
+            f"the state directory {parent} is {reason}; refused, another user could plant or"
+            " replace the store (chown/chmod go-w it, or set state.path)"
+        )
     if not os.access(parent, os.W_OK | os.X_OK):
         raise StateError(f"the state directory {parent} is not writable; set state.path")
     for candidate in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm"))):
@@ -447,12 +537,99 @@ def _check_path(path: Path) -> int | None:
             )
         if not stat.S_ISREG(st.st_mode):
             raise StateError(f"{candidate} is not a regular file; refused")
+        reason = untrusted(st)
+        if reason is not None:
+            raise StateError(
+                f"{candidate} is {reason}; refused, its breakers and history are not"
+                " trustworthy (remove it, or set state.path)"
+            )
     try:
         return os.lstat(path).st_ino
     except FileNotFoundError:
         fd = _open_nofollow(path, os.O_RDWR | os.O_CREAT)
         os.close(fd)
         return None
+
+
+def _identify(path: Path) -> tuple[bool, str | None]:
+    """Is the file at ``path`` recognisably a reliactl store, and is it suspect?
+
+    Returns (ours, suspicion). Raises _Foreign for an SQLite database with another
+    application id, and for any file that is neither SQLite, reliactl's schema nor NUL bytes.
+    """
+    fd = _open_nofollow(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        data = os.read(fd, IDENTIFY_BYTES)
+    finally:
+        os.close(fd)
+    if not data:
+        return True, None  # empty: simply a new database
+    marked = SCHEMA_MARK in data
+    if data.startswith(SQLITE_HEADER) and len(data) >= 72:
+        app = int.from_bytes(data[68:72], "big")
+        if app not in (0, APPLICATION_ID):
+            raise _Foreign(f"an SQLite database of another program (application id {app:#x})")
+        suspicion = _check_header(path)
+        if app == APPLICATION_ID or marked:
+            return True, suspicion
+        return _probe_tables(path), suspicion
+    if marked:
+        return True, "not an SQLite database (a damaged reliactl store)"
+    if data.count(0) == len(data):
+        return True, "only NUL bytes (what a crash can leave)"
+    if data.startswith(SQLITE_HEADER):
+        return False, "truncated SQLite header"
+    raise _Foreign("not an SQLite database")
+
+
+def _probe_tables(path: Path) -> bool:
+    """An SQLite file without reliactl's marks: look at its tables without changing a byte.
+
+    True when it has no tables (a store whose creation was interrupted) or only reliactl's;
+    raises _Foreign when it has others; False when it cannot be read (not recognisable).
+    """
+    quoted = str(path).replace("%", "%25").replace("?", "%3f").replace("#", "%23")
+    try:
+        probe = sqlite3.connect(f"file:{quoted}?mode=ro&immutable=1", uri=True)
+    except sqlite3.Error:
+        return False
+    try:
+        tables = [
+            r[0]
+            for r in probe.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        ]
+    except sqlite3.Error:
+        return False
+    finally:
+        probe.close()
+    if {"schema_version", "records", "breaker_events", "runs"}.issuperset(tables):
+        return True
+    raise _Foreign(f"another program's database (tables: {', '.join(tables[:5])})")
+
+
+def _prune_quarantined(path: Path, keep: int) -> None:
+    """Remove all but the newest ``keep`` ``<name>.corrupt-*`` sets (file, -wal, -shm)."""
+    prefix = path.name + ".corrupt-"
+    try:
+        names = [n for n in os.listdir(path.parent) if n.startswith(prefix)]
+    except OSError:
+        return
+    sides = ("-wal", "-shm", "-journal")
+    bases = sorted({_strip_side(n, sides) for n in names})
+    for base in bases[: max(0, len(bases) - keep)]:
+        for name in (base, *(base + s for s in sides)):
+            with contextlib.suppress(OSError):
+                if not stat.S_ISDIR(os.lstat(path.parent / name).st_mode):
+                    os.unlink(path.parent / name)
+
+
+def _strip_side(name: str, sides: tuple[str, ...]) -> str:
+    for side in sides:
+        if name.endswith(side):
+            return name[: -len(side)]
+    return name
 
 
 def _check_header(path: Path) -> str | None:
@@ -489,10 +666,16 @@ def _confirm(conn: sqlite3.Connection, suspicion: str) -> None:
         raise _Corrupt(f"{suspicion}; {rows[0][0]}")
 
 
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(
         str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
     )
+    # A text value that is not UTF-8 (a damaged record) must not make a whole listing fail.
+    conn.text_factory = _text
     conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
     # Switching a new database to WAL needs an exclusive lock, and SQLite does not always run
     # the busy handler for it: two processes creating the store at once can see "database is
@@ -515,6 +698,8 @@ def _connect(path: Path) -> sqlite3.Connection:
 def _migrate(conn: sqlite3.Connection) -> None:
     version = _read_version(conn)
     if version == SCHEMA_VERSION:
+        if conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")  # a store made before it
         return
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -528,7 +713,11 @@ def _migrate(conn: sqlite3.Connection) -> None:
                 )
             ]
             if tables:
-                raise _Corrupt(f"another program's database (tables: {', '.join(tables[:5])})")
+                ours = {"records", "breaker_events", "runs"}
+                listed = ", ".join(tables[:5])
+                if ours.issuperset(tables):
+                    raise _Corrupt(f"schema_version table missing (tables: {listed})")
+                raise _Foreign(f"another program's database (tables: {listed})")
             conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
             conn.execute("INSERT INTO schema_version (version) VALUES (0)")
             version = 0
@@ -542,6 +731,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
                 if statement.strip():
                     conn.execute(statement)
         conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
@@ -557,7 +747,10 @@ def _read_version(conn: sqlite3.Connection) -> int | None:
         raise
     if row is None:
         raise _Corrupt("schema_version table is empty")
-    return int(row[0])
+    version = row[0]
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise _Corrupt(f"schema_version holds {str(version)[:40]!r}, not a version number")
+    return version
 
 
 def _bound(conn: sqlite3.Connection, table: str, newest_id: int | None, max_rows: int) -> int:
@@ -580,7 +773,12 @@ def _run_row(run: RunRecord) -> tuple[Any, ...]:
     )
 
 
-def _decode(text: str) -> Record:
+def _decode(text: Any) -> Record:
+    """A record's JSON text as a dict; ValueError if it is not readable JSON."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")  # UnicodeDecodeError is a ValueError
+    if not isinstance(text, str):
+        raise ValueError(f"expected JSON text, got {type(text).__name__}")
     value = json.loads(text)
     return value if isinstance(value, dict) else {}
 

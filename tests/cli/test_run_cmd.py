@@ -68,7 +68,7 @@ def test_default_lock_name_is_the_command_path(tmp_path: Path) -> None:
     result = run("run", "--lock", "true", "ignored")
     assert result.returncode == 0, result.stderr
     names = os.listdir(lock_dir())
-    assert len(names) == 1 and names[0].endswith("true.lock") and names[0].startswith("usr_")
+    assert len(names) == 1 and names[0].endswith("true.lock") and names[0].startswith("usr-")
     assert stat.S_IMODE((lock_dir() / names[0]).stat().st_mode) == 0o600
 
 

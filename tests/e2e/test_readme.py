@@ -129,9 +129,12 @@ README_HOME = "/home/you"
 
 def normalise(text: str, home: str) -> str:
     """Output as the README shows it: times, durations and pids as placeholders, the home
-    directory as /home/you (also inside lock names, where '/' became '_'), runs of spaces
+    directory as /home/you (also inside lock names, escaped as reliactl.locks escapes paths), runs
+    of spaces
     (table padding, which depends on path lengths) as one, path listings sorted."""
-    for real, shown in ((home, README_HOME), (home.strip("/").replace("/", "_"), "home_you")):
+    from reliactl.locks import encode_name
+
+    for real, shown in ((home, README_HOME), (encode_name(home), encode_name(README_HOME))):
         text = text.replace(real, shown)
     text = TIME.sub("<time>", text)
     text = PID.sub("pid <pid>", text)
@@ -296,12 +299,12 @@ def test_normalise_hides_what_changes_between_runs_and_nothing_else() -> None:
     order of a path listing go; words, codes and counts stay."""
     real = (
         "2026-01-02T03:04:05.678Z reliactl: retry 1 of 3 in 385ms (pid 4242)\n"
-        "lock /root/x/.local/state/reliactl/locks/root_x_t_job.sh.lock\n"
+        "lock /root/x/.local/state/reliactl/locks/root-x-t-job.sh.lock\n"
         "ideasheets  open   5   1m30s\n"
     )
     assert normalise(real, "/root/x") == (
         "<time> reliactl: retry 1 of 3 in <duration> (pid <pid>)\n"
-        "lock /home/you/.local/state/reliactl/locks/home_you_t_job.sh.lock\n"
+        "lock /home/you/.local/state/reliactl/locks/home-you-t-job.sh.lock\n"
         "ideasheets open 5 <duration>"
     )
     assert normalise("exit 69", "/h") != normalise("exit 75", "/h")

@@ -100,9 +100,16 @@ def test_prune_removes_history_past_retention(tmp_path: Path) -> None:
         assert store.check() == []
 
 
+def _garble_pages(p: Path) -> None:
+    data = bytearray(p.read_bytes())
+    data[4096:] = os.urandom(len(data) - 4096)
+    p.write_bytes(bytes(data))
+
+
 CORRUPTIONS = {
-    "garbage": lambda p: p.write_bytes(os.urandom(4096)),
-    "text": lambda p: p.write_text("this is not a database\n" * 50),
+    "garbled_pages": _garble_pages,
+    "nul_bytes": lambda p: p.write_bytes(bytes(len(p.read_bytes()))),
+    "garbled_header": lambda p: p.write_bytes(os.urandom(100) + p.read_bytes()[100:]),
     "zero_length": lambda p: p.write_bytes(b""),
     "truncated": lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 3]),
     "header_only": lambda p: p.write_bytes(p.read_bytes()[:100]),
@@ -129,19 +136,18 @@ def test_corrupt_file_is_moved_aside_and_a_fresh_store_used(tmp_path: Path, kind
         assert len(list(tmp_path.glob("state.db.corrupt-*"))) >= 1
 
 
-def test_another_programs_database_is_moved_aside(tmp_path: Path) -> None:
+def test_another_programs_database_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    """Issue 13: state.path naming another program's SQLite database never renames it."""
     db = tmp_path / "state.db"
     conn = sqlite3.connect(db)
     conn.execute("CREATE TABLE customers (id INTEGER, name TEXT)")
     conn.execute("INSERT INTO customers VALUES (1, 'ada')")
     conn.commit()
     conn.close()
-    warnings: list[str] = []
-    with open_store(db, warn=warnings.append) as store:
-        assert store.schema_version() == SCHEMA_VERSION
-    (moved,) = tmp_path.glob("state.db.corrupt-*")
-    assert sqlite3.connect(moved).execute("SELECT name FROM customers").fetchone() == ("ada",)
-    assert "another program" in warnings[0]
+    before = db.read_bytes()
+    with pytest.raises(StateError, match=r"another program.*left untouched"):
+        open_store(db)
+    assert db.read_bytes() == before and not list(tmp_path.glob("state.db.corrupt-*"))
 
 
 def test_symlink_at_the_path_is_refused_and_target_untouched(tmp_path: Path) -> None:
