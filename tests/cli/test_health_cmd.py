@@ -197,6 +197,31 @@ def test_bad_options_exit_3_with_one_line(run_cli, args: list[str], message: str
     assert message in result.stderr and "Traceback" not in result.output
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--chek"], "No such option: --chek"),
+        (["--format"], "requires an argument"),
+        (["extra"], "unexpected extra argument"),
+        (["--watch", "--count", "abc"], "'abc' is not a valid integer"),
+        (["-n"], "requires an argument"),
+    ],
+)
+def test_click_usage_errors_exit_3_not_2(run_cli, args: list[str], message: str) -> None:
+    """Click's own parse errors of `health` exit 3 (UNKNOWN), never 2 (CRITICAL)."""
+    result = run_cli("health", *args)
+    assert result.exit_code == 3, result.output
+    assert message in result.stderr and "Traceback" not in result.output
+    proc = subprocess.run(
+        [sys.executable, "-m", "reliactl", "health", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
 HOOK = """\
 - name: hook
   kind: webhook
