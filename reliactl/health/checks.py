@@ -268,10 +268,12 @@ def cpu_check(warn: object, critical: object, name: str = "cpu_usage") -> Check:
             ctx.records.update("kv", "cpu_times", lambda _prev: record)
             over = f"over a first {format_duration(window)} sample"
         status = evaluate(percent, w, c)
-        if not found and status is Status.CRITICAL:
-            # A 100 ms first sample is one moment, not a trend: it may warn, never page.
+        if window < CPU_MIN_WINDOW and status is Status.CRITICAL:
+            # A 100 ms sample is one moment, not a trend: it may warn, never page. This holds
+            # for a run that reports the stored first sample again (a second run within a
+            # second of the first), not only for the run that took it.
             status = Status.WARNING
-            over += " (a first short sample is never CRITICAL)"
+            over += " (a short sample is never CRITICAL)"
         perf = [PerfData("cpu_usage", percent, "%", ws or "", cs or "", 0, 100)]
         load_text = ""
         with contextlib.suppress(OSError, AttributeError):

@@ -447,3 +447,15 @@ def test_a_first_short_cpu_sample_warns_but_never_pages(tmp_path: Path) -> None:
     store.update("kv", "cpu_times", lambda rec: {**(rec or {}), "times": times})
     later = run1(check, records, sleep=lambda _s: None)
     assert later.status is Status.CRITICAL, later.message
+
+
+def test_a_second_run_right_after_the_first_short_sample_never_pages(tmp_path: Path) -> None:
+    """A run within a second of the first reuses its 100 ms figure: still at worst WARNING."""
+    store = open_store(tmp_path / "state.db")
+    records = RecordStore(store)
+    check = checks.cpu_check("@0:100", "@0:100")  # any figure at all is "bad"
+    first = run1(check, records)  # a real 100 ms first sample
+    assert first.status is Status.WARNING, first.message
+    second = run1(check, records)  # well within CPU_MIN_WINDOW of the first
+    assert second.status is Status.WARNING, second.message
+    assert "never CRITICAL" in second.message
