@@ -110,8 +110,13 @@ def test_prometheus_format_parses(run_cli, tmp_path: Path) -> None:
     status = {labels["check"]: value for labels, value in samples["reliactl_health_status"]}
     assert status["db"] == 2 and status["web"] == 0 and "memory_usage" in status
     assert samples["reliactl_health_overall_status"][0][1] == 2
-    values = {(lab["check"], lab["metric"]): v for lab, v in samples["reliactl_health_value"]}
+    seconds = samples["reliactl_health_value_seconds"]
+    values = {(lab["check"], lab["metric"]): v for lab, v in seconds}
     assert values[("web", "web:web_time")] == 0.5
+    ratios = samples["reliactl_health_value_ratio"]
+    assert all(0 <= v <= 1 for _lab, v in ratios) and ("memory_usage", "memory_usage") in {
+        (lab["check"], lab["metric"]) for lab, _v in ratios
+    }
 
 
 def test_textfile_is_written_atomically(run_cli, tmp_path: Path) -> None:
