@@ -211,8 +211,11 @@ class BackoffStrategy:
         raise NotImplementedError
 
     def _previous(self, attempt: int, previous_delay: float | None) -> float:
+        # AWS's "sleep" starts at base and never goes below it: a previous delay under
+        # base_delay (0 from a caller that has none yet, a retry_after of 0) counts as base,
+        # so the first retry is jittered too (uniform(base, 3 * base)), never exactly base.
         if previous_delay is not None and math.isfinite(previous_delay) and previous_delay >= 0:
-            return float(previous_delay)
+            return max(float(previous_delay), self.base_delay)
         return self.base(attempt - 1) if attempt > 1 else self.base_delay
 
     def bounds(self, attempt: int, previous_delay: float | None = None) -> tuple[float, float]:
@@ -244,8 +247,12 @@ class BackoffStrategy:
         if jitter == "equal":
             half = d / 2
             return max(half, min(d, half + rng.uniform(0.0, half)))
-        low, high = self.bounds(attempt, previous_delay)
-        return max(low, min(high, rng.uniform(low, high)))
+        # Decorrelated jitter exactly as published (AWS, "Exponential Backoff And Jitter"):
+        # sleep = min(cap, uniform(base, previous * 3)); the cap applies to the draw, so a
+        # share of the delays is exactly the cap once previous * 3 passes it.
+        low = self.base_delay
+        high = max(low, self._previous(attempt, previous_delay) * 3.0)
+        return min(self.max_delay, max(low, rng.uniform(low, high)))
 
     def schedule(self, retries: int | None = None) -> list[float]:
         """The delays of retries 1..``retries`` (default: max_retries), jitter chained."""
