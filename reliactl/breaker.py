@@ -527,6 +527,9 @@ def _record(
         core.successes += 1
         if core.state == _CLOSED:
             core.consecutive_failures = 0
+            # resilience4j evaluates the rate after every recorded call: the call that fills
+            # the window to minimum_calls may open it even when it succeeded itself.
+            _check_rate(core, cfg, now, wall, core.last_failure or "failure", out)
         elif core.state == _HALF_OPEN and is_trial:
             core.trial_successes += 1
             if core.trial_successes >= cfg.success_threshold:
@@ -550,22 +553,32 @@ def _record(
                 out,
                 reopen=False,
             )
-        elif cfg.failure_rate_threshold is not None:
-            n = len(window)
-            if n >= min(cfg.minimum_calls, cfg.sliding_window_size):
-                rate = 100.0 * window.count("1") / n
-                if rate >= cfg.failure_rate_threshold:
-                    _open(
-                        core,
-                        cfg,
-                        now,
-                        wall,
-                        f"failure rate {rate:.0f}% over the last {n} calls (last: {text})",
-                        out,
-                        reopen=False,
-                    )
+        else:
+            _check_rate(core, cfg, now, wall, text, out)
     elif core.state == _HALF_OPEN and is_trial:
         _open(core, cfg, now, wall, f"trial call failed: {text}", out, reopen=True)
+
+
+def _check_rate(
+    core: _Core, cfg: BreakerConfig, now: float, wall: float, text: str, out: Transitions
+) -> None:
+    """Open a closed breaker whose failure rate over a full enough window reached the limit."""
+    if cfg.failure_rate_threshold is None:
+        return
+    window = core.window
+    n = len(window)
+    if n and n >= min(cfg.minimum_calls, cfg.sliding_window_size):
+        rate = 100.0 * window.count("1") / n
+        if rate >= cfg.failure_rate_threshold:
+            _open(
+                core,
+                cfg,
+                now,
+                wall,
+                f"failure rate {rate:.0f}% over the last {n} calls (last: {text})",
+                out,
+                reopen=False,
+            )
 
 
 def _fmt(seconds: float | None) -> str:

@@ -220,6 +220,25 @@ def test_failure_rate_opens_only_after_minimum_calls(clock: FakeClock) -> None:
     assert "failure rate 50% over the last 6 calls" in b.events()[0].reason
 
 
+def test_failure_rate_is_evaluated_after_a_success_too(clock: FakeClock) -> None:
+    """resilience4j: the call that reaches minimum_calls opens the breaker on the window's
+    rate even when that call succeeded (3 failures + 1 success = 75% >= 50%)."""
+    b = make(
+        clock,
+        failure_threshold=100,
+        failure_rate_threshold=50,
+        sliding_window_size=10,
+        minimum_calls=4,
+    )
+    fail(b, 3)
+    assert b.state is CircuitState.CLOSED  # only 3 calls: below minimum_calls
+    assert b.call(ok) == "ok"  # the call itself goes through and succeeds...
+    assert b.state is CircuitState.OPEN  # ...and the window it completes is 75% failures
+    assert "failure rate 75% over the last 4 calls" in b.events()[0].reason
+    with pytest.raises(CircuitOpenError):
+        b.call(ok)
+
+
 def test_failure_rate_window_slides(clock: FakeClock) -> None:
     b = make(
         clock,
