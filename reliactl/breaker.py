@@ -956,7 +956,10 @@ class CircuitBreaker:
         breaker is consulted when it is awaited. Raises CircuitOpenError when rejected.
         """
         code = getattr(fn, "__code__", None)
-        if (code.co_flags & _CO_COROUTINE) if code is not None else inspect.iscoroutinefunction(fn):
+        flags = code.co_flags if code is not None else 0
+        if flags & _CO_GENERATORS or code is None:
+            _refuse_generator(fn)
+        if (flags & _CO_COROUTINE) if code is not None else inspect.iscoroutinefunction(fn):
             return self.call_async(fn, *args, **kwargs)
         # The body of call_sync, repeated: one Python call less on every guarded call.
         token = None if self._fast and self._core.state == _CLOSED else self._acquire(None)
@@ -983,6 +986,9 @@ class CircuitBreaker:
 
     def call_sync(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
         """Run a plain function through the breaker."""
+        code = getattr(fn, "__code__", None)
+        if code is None or code.co_flags & _CO_GENERATORS:
+            _refuse_generator(fn)
         token = None if self._fast and self._core.state == _CLOSED else self._acquire(None)
         started = self._mono()
         try:
@@ -1016,6 +1022,9 @@ class CircuitBreaker:
 
     async def call_async(self, fn: Callable[..., Awaitable[R]], /, *args: Any, **kwargs: Any) -> R:
         """Await ``fn(*args, **kwargs)`` through the breaker."""
+        code = getattr(fn, "__code__", None)
+        if code is None or code.co_flags & _CO_GENERATORS:
+            _refuse_generator(fn)
         token = self._acquire(None)
         started = self._mono()
         try:
@@ -1026,7 +1035,15 @@ class CircuitBreaker:
         self._finish(token, started, "success", None)
         return result
 
-    __call__ = call
+    def __call__(self, fn: Callable[P, R], /, *args: Any, **kwargs: Any) -> Callable[P, R]:
+        """Decorate ``fn`` (pybreaker's form, ``@breaker``): each call goes through this
+        breaker. To call a function once through it, use ``breaker.call(fn, *args)``."""
+        if args or kwargs or not callable(fn):
+            raise TypeError(
+                f"breaker {self.name!r}: calling the breaker decorates a function "
+                "(@breaker); to call one through it, use breaker.call(fn, *args, **kwargs)"
+            )
+        return _decorate(fn, lambda: self)
 
     # ---- inspection
 
@@ -1127,6 +1144,7 @@ class CircuitBreaker:
 
 
 _CO_COROUTINE = inspect.CO_COROUTINE
+_CO_GENERATORS = inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
 _AWAITABLE_TYPES: frozenset[type] = frozenset({types.CoroutineType})
 _PLAIN_TYPES: frozenset[type] = frozenset(
     {type(None), int, float, str, bytes, bool, dict, list, tuple, set}
@@ -1301,20 +1319,37 @@ def circuit_breaker(
                 found = registry.get_breaker(name, config, persistent=persistent, store=store)
             return found
 
-        if inspect.iscoroutinefunction(fn):
-
-            @functools.wraps(fn)
-            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                return await breaker().call_async(fn, *args, **kwargs)
-
-            async_wrapper.breaker = breaker  # type: ignore[attr-defined]
-            return async_wrapper  # type: ignore[return-value]
-
-        @functools.wraps(fn)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            return breaker().call_sync(fn, *args, **kwargs)
-
-        wrapper.breaker = breaker  # type: ignore[attr-defined]
-        return wrapper
+        return _decorate(fn, breaker)
 
     return decorate
+
+
+def _decorate(fn: Callable[P, R], breaker: Callable[[], CircuitBreaker]) -> Callable[P, R]:
+    """``fn`` with every call going through ``breaker()``; ``.breaker`` on the wrapper."""
+    _refuse_generator(fn)
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+            return await breaker().call_async(fn, *args, **kwargs)
+
+        async_wrapper.breaker = breaker  # type: ignore[attr-defined]
+        return async_wrapper  # type: ignore[return-value]
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        return breaker().call_sync(fn, *args, **kwargs)
+
+    wrapper.breaker = breaker  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _refuse_generator(fn: Any) -> None:
+    """A generator function cannot be guarded by a call: refuse it, as retry does."""
+    from reliactl.retry import refuse_generator
+
+    refuse_generator(
+        fn,
+        "a circuit breaker cannot guard",
+        "guard the iteration instead: `with breaker.admit(): items = list(gen())`",
+    )
