@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
-from reliactl.errors import CircuitOpenError, StateError
+from reliactl.errors import CircuitOpenError, ReliactlError, StateError
 from reliactl.state.base import BreakerEvent
 
 if TYPE_CHECKING:
@@ -1180,11 +1180,16 @@ def known_breaker_names(store: StateStore, config: Config | None = None) -> list
 
 
 def list_breakers(
-    store: StateStore, config: Config | None = None, *, clock: Clock | None = None
+    store: StateStore | None, config: Config | None = None, *, clock: Clock | None = None
 ) -> list[BreakerSnapshot]:
-    """Snapshots of every known breaker (configured ones never used show as closed)."""
-    with _STORE_LOCK:
-        records = store.items(RECORD_KIND)
+    """Snapshots of every known breaker (configured ones never used show as closed).
+
+    Without a store (none exists yet), only the configured breakers, all closed.
+    """
+    records: dict[str, Record] = {}
+    if store is not None:
+        with _STORE_LOCK:
+            records = store.items(RECORD_KIND)
     wall = (clock or SYSTEM_CLOCK).time()
     names = set(records)
     if config is not None:
@@ -1278,11 +1283,39 @@ class CircuitBreakerManager:
         for breaker in self.breakers().values():
             breaker.reset()
 
+    def shared_snapshots(self) -> list[BreakerSnapshot]:
+        """Every breaker of the shared state store and of the configuration, as
+        ``reliactl breaker list`` shows them: also those this process never touched.
+
+        The store is the one ``use_store`` set, else the configured one if it exists (a
+        process that only looks never creates a state database).
+        """
+        from reliactl.config import get_reliability_config
+
+        config = get_reliability_config()
+        store = self._store or self._opened_store
+        if store is None and os.path.exists(config.state.path):
+            store = self._default_store()
+        return list_breakers(store, config)
+
     def get_health_status(self) -> dict[str, Any]:
-        """Counts by state and every breaker's stats, as the seed's /health printed them."""
-        snapshots = [b.snapshot() for b in self.breakers().values()]
+        """Counts by state and every breaker's stats, as the seed's /health printed them.
+
+        Lists this process's breakers and every one in the shared state store (a new process
+        sees the breakers other processes opened). A store that cannot be read is reported
+        as ``store_error``; this process's breakers are still listed.
+        """
+        found = {b.name: b.snapshot() for b in self.breakers().values()}
+        store_error: str | None = None
+        try:
+            shared = self.shared_snapshots()
+        except (ReliactlError, OSError) as exc:
+            shared, store_error = [], str(exc)
+        for snap in shared:
+            found.setdefault(snap.name, snap)
+        snapshots = [found[name] for name in sorted(found)]
         by_state = {s: [x.name for x in snapshots if x.state is s] for s in CircuitState}
-        return {
+        status: dict[str, Any] = {
             "total_breakers": len(snapshots),
             "open_breakers": len(by_state[CircuitState.OPEN]),
             "half_open_breakers": len(by_state[CircuitState.HALF_OPEN]),
@@ -1291,6 +1324,9 @@ class CircuitBreakerManager:
             "half_open": by_state[CircuitState.HALF_OPEN],
             "breakers": {s.name: s.to_dict() for s in snapshots},
         }
+        if store_error is not None:
+            status["store_error"] = store_error
+        return status
 
 
 circuit_manager = CircuitBreakerManager()
