@@ -22,9 +22,9 @@ import gc
 import os
 import tempfile
 import threading
+from collections.abc import Coroutine, Generator
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Coroutine, Generator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -291,7 +291,6 @@ async def get_http_session(name: str = "default", **overrides: Any) -> httpx.Asy
     ``async with session.get(url) as response:`` (the response is an ``httpx.Response``:
     ``response.json()`` is not awaited).
     """
-    import httpx
 
     loop = asyncio.get_running_loop()
     with _registry.lock:
