@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
-from reliactl.errors import CircuitOpenError, StateError
+from reliactl.errors import CircuitOpenError, ReliactlError, StateError
 from reliactl.hostname import hostname
 from reliactl.state.base import BreakerEvent
 
@@ -527,6 +527,9 @@ def _record(
         core.successes += 1
         if core.state == _CLOSED:
             core.consecutive_failures = 0
+            # resilience4j evaluates the rate after every recorded call: the call that fills
+            # the window to minimum_calls may open it even when it succeeded itself.
+            _check_rate(core, cfg, now, wall, core.last_failure or "failure", out)
         elif core.state == _HALF_OPEN and is_trial:
             core.trial_successes += 1
             if core.trial_successes >= cfg.success_threshold:
@@ -550,22 +553,32 @@ def _record(
                 out,
                 reopen=False,
             )
-        elif cfg.failure_rate_threshold is not None:
-            n = len(window)
-            if n >= min(cfg.minimum_calls, cfg.sliding_window_size):
-                rate = 100.0 * window.count("1") / n
-                if rate >= cfg.failure_rate_threshold:
-                    _open(
-                        core,
-                        cfg,
-                        now,
-                        wall,
-                        f"failure rate {rate:.0f}% over the last {n} calls (last: {text})",
-                        out,
-                        reopen=False,
-                    )
+        else:
+            _check_rate(core, cfg, now, wall, text, out)
     elif core.state == _HALF_OPEN and is_trial:
         _open(core, cfg, now, wall, f"trial call failed: {text}", out, reopen=True)
+
+
+def _check_rate(
+    core: _Core, cfg: BreakerConfig, now: float, wall: float, text: str, out: Transitions
+) -> None:
+    """Open a closed breaker whose failure rate over a full enough window reached the limit."""
+    if cfg.failure_rate_threshold is None:
+        return
+    window = core.window
+    n = len(window)
+    if n and n >= min(cfg.minimum_calls, cfg.sliding_window_size):
+        rate = 100.0 * window.count("1") / n
+        if rate >= cfg.failure_rate_threshold:
+            _open(
+                core,
+                cfg,
+                now,
+                wall,
+                f"failure rate {rate:.0f}% over the last {n} calls (last: {text})",
+                out,
+                reopen=False,
+            )
 
 
 def _fmt(seconds: float | None) -> str:
@@ -943,7 +956,10 @@ class CircuitBreaker:
         breaker is consulted when it is awaited. Raises CircuitOpenError when rejected.
         """
         code = getattr(fn, "__code__", None)
-        if (code.co_flags & _CO_COROUTINE) if code is not None else inspect.iscoroutinefunction(fn):
+        flags = code.co_flags if code is not None else 0
+        if flags & _CO_GENERATORS or code is None:
+            _refuse_generator(fn)
+        if (flags & _CO_COROUTINE) if code is not None else inspect.iscoroutinefunction(fn):
             return self.call_async(fn, *args, **kwargs)
         # The body of call_sync, repeated: one Python call less on every guarded call.
         token = None if self._fast and self._core.state == _CLOSED else self._acquire(None)
@@ -970,6 +986,9 @@ class CircuitBreaker:
 
     def call_sync(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
         """Run a plain function through the breaker."""
+        code = getattr(fn, "__code__", None)
+        if code is None or code.co_flags & _CO_GENERATORS:
+            _refuse_generator(fn)
         token = None if self._fast and self._core.state == _CLOSED else self._acquire(None)
         started = self._mono()
         try:
@@ -1003,6 +1022,9 @@ class CircuitBreaker:
 
     async def call_async(self, fn: Callable[..., Awaitable[R]], /, *args: Any, **kwargs: Any) -> R:
         """Await ``fn(*args, **kwargs)`` through the breaker."""
+        code = getattr(fn, "__code__", None)
+        if code is None or code.co_flags & _CO_GENERATORS:
+            _refuse_generator(fn)
         token = self._acquire(None)
         started = self._mono()
         try:
@@ -1013,7 +1035,15 @@ class CircuitBreaker:
         self._finish(token, started, "success", None)
         return result
 
-    __call__ = call
+    def __call__(self, fn: Callable[P, R], /, *args: Any, **kwargs: Any) -> Callable[P, R]:
+        """Decorate ``fn`` (pybreaker's form, ``@breaker``): each call goes through this
+        breaker. To call a function once through it, use ``breaker.call(fn, *args)``."""
+        if args or kwargs or not callable(fn):
+            raise TypeError(
+                f"breaker {self.name!r}: calling the breaker decorates a function "
+                "(@breaker); to call one through it, use breaker.call(fn, *args, **kwargs)"
+            )
+        return _decorate(fn, lambda: self)
 
     # ---- inspection
 
@@ -1114,6 +1144,7 @@ class CircuitBreaker:
 
 
 _CO_COROUTINE = inspect.CO_COROUTINE
+_CO_GENERATORS = inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
 _AWAITABLE_TYPES: frozenset[type] = frozenset({types.CoroutineType})
 _PLAIN_TYPES: frozenset[type] = frozenset(
     {type(None), int, float, str, bytes, bool, dict, list, tuple, set}
@@ -1149,11 +1180,16 @@ def known_breaker_names(store: StateStore, config: Config | None = None) -> list
 
 
 def list_breakers(
-    store: StateStore, config: Config | None = None, *, clock: Clock | None = None
+    store: StateStore | None, config: Config | None = None, *, clock: Clock | None = None
 ) -> list[BreakerSnapshot]:
-    """Snapshots of every known breaker (configured ones never used show as closed)."""
-    with _STORE_LOCK:
-        records = store.items(RECORD_KIND)
+    """Snapshots of every known breaker (configured ones never used show as closed).
+
+    Without a store (none exists yet), only the configured breakers, all closed.
+    """
+    records: dict[str, Record] = {}
+    if store is not None:
+        with _STORE_LOCK:
+            records = store.items(RECORD_KIND)
     wall = (clock or SYSTEM_CLOCK).time()
     names = set(records)
     if config is not None:
@@ -1247,11 +1283,39 @@ class CircuitBreakerManager:
         for breaker in self.breakers().values():
             breaker.reset()
 
+    def shared_snapshots(self) -> list[BreakerSnapshot]:
+        """Every breaker of the shared state store and of the configuration, as
+        ``reliactl breaker list`` shows them: also those this process never touched.
+
+        The store is the one ``use_store`` set, else the configured one if it exists (a
+        process that only looks never creates a state database).
+        """
+        from reliactl.config import get_reliability_config
+
+        config = get_reliability_config()
+        store = self._store or self._opened_store
+        if store is None and os.path.exists(config.state.path):
+            store = self._default_store()
+        return list_breakers(store, config)
+
     def get_health_status(self) -> dict[str, Any]:
-        """Counts by state and every breaker's stats, as the seed's /health printed them."""
-        snapshots = [b.snapshot() for b in self.breakers().values()]
+        """Counts by state and every breaker's stats, as the seed's /health printed them.
+
+        Lists this process's breakers and every one in the shared state store (a new process
+        sees the breakers other processes opened). A store that cannot be read is reported
+        as ``store_error``; this process's breakers are still listed.
+        """
+        found = {b.name: b.snapshot() for b in self.breakers().values()}
+        store_error: str | None = None
+        try:
+            shared = self.shared_snapshots()
+        except (ReliactlError, OSError) as exc:
+            shared, store_error = [], str(exc)
+        for snap in shared:
+            found.setdefault(snap.name, snap)
+        snapshots = [found[name] for name in sorted(found)]
         by_state = {s: [x.name for x in snapshots if x.state is s] for s in CircuitState}
-        return {
+        status: dict[str, Any] = {
             "total_breakers": len(snapshots),
             "open_breakers": len(by_state[CircuitState.OPEN]),
             "half_open_breakers": len(by_state[CircuitState.HALF_OPEN]),
@@ -1260,6 +1324,9 @@ class CircuitBreakerManager:
             "half_open": by_state[CircuitState.HALF_OPEN],
             "breakers": {s.name: s.to_dict() for s in snapshots},
         }
+        if store_error is not None:
+            status["store_error"] = store_error
+        return status
 
 
 circuit_manager = CircuitBreakerManager()
@@ -1288,20 +1355,37 @@ def circuit_breaker(
                 found = registry.get_breaker(name, config, persistent=persistent, store=store)
             return found
 
-        if inspect.iscoroutinefunction(fn):
-
-            @functools.wraps(fn)
-            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                return await breaker().call_async(fn, *args, **kwargs)
-
-            async_wrapper.breaker = breaker  # type: ignore[attr-defined]
-            return async_wrapper  # type: ignore[return-value]
-
-        @functools.wraps(fn)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            return breaker().call_sync(fn, *args, **kwargs)
-
-        wrapper.breaker = breaker  # type: ignore[attr-defined]
-        return wrapper
+        return _decorate(fn, breaker)
 
     return decorate
+
+
+def _decorate(fn: Callable[P, R], breaker: Callable[[], CircuitBreaker]) -> Callable[P, R]:
+    """``fn`` with every call going through ``breaker()``; ``.breaker`` on the wrapper."""
+    _refuse_generator(fn)
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+            return await breaker().call_async(fn, *args, **kwargs)
+
+        async_wrapper.breaker = breaker  # type: ignore[attr-defined]
+        return async_wrapper  # type: ignore[return-value]
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        return breaker().call_sync(fn, *args, **kwargs)
+
+    wrapper.breaker = breaker  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _refuse_generator(fn: Any) -> None:
+    """A generator function cannot be guarded by a call: refuse it, as retry does."""
+    from reliactl.retry import refuse_generator
+
+    refuse_generator(
+        fn,
+        "a circuit breaker cannot guard",
+        "guard the iteration instead: `with breaker.admit(): items = list(gen())`",
+    )

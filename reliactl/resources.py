@@ -22,6 +22,7 @@ import gc
 import os
 import tempfile
 import threading
+from collections.abc import Coroutine, Generator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -210,14 +211,86 @@ def _client_kwargs(overrides: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
+class PendingResponse:
+    """A request of a session client: ``await`` it for the response, or use it as
+    ``async with session.get(url) as response:`` (the seed's aiohttp-style form), which
+    closes the response on exit. Either way the body is read, as httpx's ``get`` does."""
+
+    __slots__ = ("_coro", "_response")
+
+    def __init__(self, coro: Coroutine[Any, Any, httpx.Response]) -> None:
+        self._coro = coro
+        self._response: httpx.Response | None = None
+
+    def __await__(self) -> Generator[Any, None, httpx.Response]:
+        return self._coro.__await__()
+
+    async def __aenter__(self) -> httpx.Response:
+        self._response = await self._coro
+        return self._response
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._response is not None:
+            await self._response.aclose()
+
+
+_session_class: type[httpx.AsyncClient] | None = None
+
+
+def _session_client_class() -> type[httpx.AsyncClient]:
+    """An ``httpx.AsyncClient`` whose request methods return a PendingResponse (made once,
+    on first use, so importing this module never imports httpx)."""
+    global _session_class
+    if _session_class is not None:
+        return _session_class
+    import httpx
+
+    class SessionClient(httpx.AsyncClient):
+        """httpx.AsyncClient; ``get``/``post``/... also work under ``async with``."""
+
+        def request(self, *args: Any, **kwargs: Any) -> PendingResponse:  # type: ignore[override]
+            return PendingResponse(super().request(*args, **kwargs))
+
+        def get(self, *args: Any, **kwargs: Any) -> PendingResponse:  # type: ignore[override]
+            return PendingResponse(super().get(*args, **kwargs))
+
+        def head(self, *args: Any, **kwargs: Any) -> PendingResponse:  # type: ignore[override]
+            return PendingResponse(super().head(*args, **kwargs))
+
+        def options(self, *args: Any, **kwargs: Any) -> PendingResponse:  # type: ignore[override]
+            return PendingResponse(super().options(*args, **kwargs))
+
+        def post(self, *args: Any, **kwargs: Any) -> PendingResponse:  # type: ignore[override]
+            return PendingResponse(super().post(*args, **kwargs))
+
+        def put(self, *args: Any, **kwargs: Any) -> PendingResponse:  # type: ignore[override]
+            return PendingResponse(super().put(*args, **kwargs))
+
+        def patch(self, *args: Any, **kwargs: Any) -> PendingResponse:  # type: ignore[override]
+            return PendingResponse(super().patch(*args, **kwargs))
+
+        def delete(self, *args: Any, **kwargs: Any) -> PendingResponse:  # type: ignore[override]
+            return PendingResponse(super().delete(*args, **kwargs))
+
+    _session_class = SessionClient
+    return SessionClient
+
+
 async def get_http_session(name: str = "default", **overrides: Any) -> httpx.AsyncClient:
     """The named, pooled ``httpx.AsyncClient`` of this event loop (created on first use).
 
     Timeouts and pool limits come from the ``resources`` configuration; ``overrides`` are
     passed to ``httpx.AsyncClient`` when the client is created. The same name returns the
-    same client until ``cleanup_resources()`` closes it.
+    same client until ``cleanup_resources()`` closes it. Its request methods work both as
+    ``response = await session.get(url)`` and, as the seed wrote it,
+    ``async with session.get(url) as response:`` (the response is an ``httpx.Response``:
+    ``response.json()`` is not awaited).
     """
-    import httpx
 
     loop = asyncio.get_running_loop()
     with _registry.lock:
@@ -225,7 +298,7 @@ async def get_http_session(name: str = "default", **overrides: Any) -> httpx.Asy
         if found is not None and found[1] is loop and not found[0].is_closed:
             existing: httpx.AsyncClient = found[0]
             return existing
-    client = httpx.AsyncClient(**_client_kwargs(overrides))
+    client = _session_client_class()(**_client_kwargs(overrides))
     spare: httpx.AsyncClient | None = None
     with _registry.lock:
         found = _registry.async_clients.get(name)
@@ -349,6 +422,7 @@ def get_resource_stats() -> ResourceStats:
 
 
 __all__ = [
+    "PendingResponse",
     "ResourceCleanupReport",
     "ResourceStats",
     "cleanup_resources",

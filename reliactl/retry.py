@@ -45,7 +45,7 @@ import time
 from _thread import allocate_lock
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from enum import Enum
-from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar, overload
 
 if TYPE_CHECKING:
     import random
@@ -211,8 +211,11 @@ class BackoffStrategy:
         raise NotImplementedError
 
     def _previous(self, attempt: int, previous_delay: float | None) -> float:
+        # AWS's "sleep" starts at base and never goes below it: a previous delay under
+        # base_delay (0 from a caller that has none yet, a retry_after of 0) counts as base,
+        # so the first retry is jittered too (uniform(base, 3 * base)), never exactly base.
         if previous_delay is not None and math.isfinite(previous_delay) and previous_delay >= 0:
-            return float(previous_delay)
+            return max(float(previous_delay), self.base_delay)
         return self.base(attempt - 1) if attempt > 1 else self.base_delay
 
     def bounds(self, attempt: int, previous_delay: float | None = None) -> tuple[float, float]:
@@ -244,8 +247,12 @@ class BackoffStrategy:
         if jitter == "equal":
             half = d / 2
             return max(half, min(d, half + rng.uniform(0.0, half)))
-        low, high = self.bounds(attempt, previous_delay)
-        return max(low, min(high, rng.uniform(low, high)))
+        # Decorrelated jitter exactly as published (AWS, "Exponential Backoff And Jitter"):
+        # sleep = min(cap, uniform(base, previous * 3)); the cap applies to the draw, so a
+        # share of the delays is exactly the cap once previous * 3 passes it.
+        low = self.base_delay
+        high = max(low, self._previous(attempt, previous_delay) * 3.0)
+        return min(self.max_delay, max(low, rng.uniform(low, high)))
 
     def schedule(self, retries: int | None = None) -> list[float]:
         """The delays of retries 1..``retries`` (default: max_retries), jitter chained."""
@@ -709,6 +716,34 @@ def _is_coroutine_function(fn: Any) -> bool:
     return call is not None and inspect.iscoroutinefunction(call)
 
 
+def refuse_generator(fn: Any, action: str, instead: str) -> None:
+    """Raise TypeError when ``fn`` is a generator or async generator function.
+
+    Retry and breaker refuse them alike: the body runs while the caller iterates, after the
+    call has returned, so neither could see its failures (and yielded items cannot be taken
+    back to try again). ``action`` starts the message, ``instead`` says what to do.
+    """
+    inner = fn
+    for _ in range(8):  # a bound method or functools.partial of one
+        inner = getattr(inner, "__func__", None) or getattr(inner, "func", None) or inner
+        if getattr(inner, "__code__", None) is not None:
+            break
+    code = getattr(inner, "__code__", None)
+    if code is None or not code.co_flags & _CO_GENERATORS:
+        return
+    kind = "an async generator" if code.co_flags & 0x200 else "a generator"
+    raise TypeError(
+        f"{action} {_qualname(fn)}: it is {kind} function, whose body runs while the caller "
+        f"iterates, after the call has returned; {instead}"
+    )
+
+
+_RETRY_INSTEAD = (
+    "retry a function that returns the items (a list), or retry around the iteration: "
+    "`for attempt in retrying(...): with attempt: items = list(gen())`"
+)
+
+
 def _qualname(fn: Any) -> str:
     if isinstance(fn, str):
         return fn
@@ -1124,6 +1159,7 @@ class RetryPolicy:
 
     def call(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
         """Call ``fn(*args, **kwargs)`` with retries (counted in this policy's stats)."""
+        refuse_generator(fn, "cannot retry", _RETRY_INSTEAD)
         if self._strategy is None:
             self._resolve()
         max_elapsed = self._max_elapsed
@@ -1245,6 +1281,7 @@ class RetryPolicy:
 
     async def call_async(self, fn: Callable[..., Awaitable[R]], /, *args: Any, **kwargs: Any) -> R:
         """Await ``fn(*args, **kwargs)`` with retries (counted in this policy's stats)."""
+        refuse_generator(fn, "cannot retry", _RETRY_INSTEAD)
         if self._strategy is None:
             self._resolve()
         start = self._clock() if self._max_elapsed is not None else 0.0
@@ -1313,18 +1350,14 @@ class RetryPolicy:
         """Decorate ``fn`` (a coroutine function gets an async wrapper)."""
         if not callable(fn):
             raise TypeError(f"retry decorates a function, got {fn!r}")
-        code = getattr(fn, "__code__", None)
-        if code is not None and code.co_flags & _CO_GENERATORS:
-            raise TypeError(f"cannot retry generator function {_qualname(fn)}")
+        refuse_generator(fn, "cannot retry", _RETRY_INSTEAD)
         if _is_coroutine_function(fn):
             return self._wrap_async(fn)  # type: ignore[arg-type, return-value]
         return self._wrap_sync(fn)
 
     def wrap_async(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]:
         """Decorate ``fn`` as async even when it is a plain function returning an awaitable."""
-        code = getattr(fn, "__code__", None)
-        if code is not None and code.co_flags & _CO_GENERATORS:
-            raise TypeError(f"cannot retry generator function {_qualname(fn)}")
+        refuse_generator(fn, "cannot retry", _RETRY_INSTEAD)
         return self._wrap_async(fn)
 
     # ---- blocks
@@ -1480,7 +1513,14 @@ class AsyncAttemptIterator:
 # --------------------------------------------------------------------------- the short forms
 
 
+@overload
+def retry(fn: Callable[P, R], /) -> Callable[P, R]: ...
+
+
+@overload
 def retry(
+    fn: None = None,
+    /,
     *,
     strategy: BackoffStrategy | str | None = None,
     max_retries: int | None = None,
@@ -1499,12 +1539,43 @@ def retry(
     async_sleep: Callable[[float], Awaitable[object]] | None = None,
     clock: Callable[[], float] | None = None,
     rng: random.Random | None = None,
-) -> RetryPolicy:
-    """A retry decorator: ``@retry(max_retries=3, retry_on=OSError)``.
+) -> RetryPolicy: ...
+
+
+def retry(
+    fn: Callable[P, R] | None = None,
+    /,
+    *,
+    strategy: BackoffStrategy | str | None = None,
+    max_retries: int | None = None,
+    base_delay: float | None = None,
+    max_delay: float | None = None,
+    multiplier: float | None = None,
+    jitter: str | None = None,
+    max_elapsed: float | _Unset | None = UNSET,
+    retry_on: RetryOn | None = None,
+    retry_on_result: Callable[[Any], bool] | None = None,
+    reraise: bool = False,
+    on_retry: OnRetry | None = None,
+    on_giveup: OnGiveup | None = None,
+    budget: RetryBudget | None = None,
+    sleep: Callable[[float], object] | None = None,
+    async_sleep: Callable[[float], Awaitable[object]] | None = None,
+    clock: Callable[[], float] | None = None,
+    rng: random.Random | None = None,
+) -> RetryPolicy | Callable[P, R]:
+    """A retry decorator: ``@retry(max_retries=3, retry_on=OSError)``, or bare ``@retry``
+    (every setting from the ``retry`` configuration section, as ``@retry()``).
 
     Works on plain and coroutine functions (``sleep`` for the first, ``async_sleep`` for the
     second). The decorated function has ``.retry_stats`` and ``.retry_policy``.
     """
+    if fn is not None:
+        if not callable(fn):
+            raise TypeError(
+                f"retry() takes keyword arguments only, e.g. @retry(max_retries=3); got {fn!r}"
+            )
+        return RetryPolicy()(fn)
     return RetryPolicy(
         strategy=strategy,
         max_retries=max_retries,
@@ -1538,7 +1609,14 @@ class AsyncRetryDecorator:
         return self.policy.wrap_async(fn)
 
 
+@overload
+def retry_async(fn: Callable[P, Awaitable[R]], /) -> Callable[P, Coroutine[Any, Any, R]]: ...
+
+
+@overload
 def retry_async(
+    fn: None = None,
+    /,
     *,
     strategy: BackoffStrategy | str | None = None,
     max_retries: int | None = None,
@@ -1556,10 +1634,41 @@ def retry_async(
     sleep: Callable[[float], Awaitable[object]] | None = None,
     clock: Callable[[], float] | None = None,
     rng: random.Random | None = None,
-) -> AsyncRetryDecorator:
+) -> AsyncRetryDecorator: ...
+
+
+def retry_async(
+    fn: Callable[P, Awaitable[R]] | None = None,
+    /,
+    *,
+    strategy: BackoffStrategy | str | None = None,
+    max_retries: int | None = None,
+    base_delay: float | None = None,
+    max_delay: float | None = None,
+    multiplier: float | None = None,
+    jitter: str | None = None,
+    max_elapsed: float | _Unset | None = UNSET,
+    retry_on: RetryOn | None = None,
+    retry_on_result: Callable[[Any], bool] | None = None,
+    reraise: bool = False,
+    on_retry: OnRetry | None = None,
+    on_giveup: OnGiveup | None = None,
+    budget: RetryBudget | None = None,
+    sleep: Callable[[float], Awaitable[object]] | None = None,
+    clock: Callable[[], float] | None = None,
+    rng: random.Random | None = None,
+) -> AsyncRetryDecorator | Callable[P, Coroutine[Any, Any, R]]:
     """The seed's async decorator: ``@retry_async(max_retries=3, base_delay=1.0)`` or
-    ``@retry_async(strategy=strategy)``; ``sleep`` is an async sleep (default asyncio.sleep).
+    ``@retry_async(strategy=strategy)``, or bare ``@retry_async`` (settings from the
+    configuration); ``sleep`` is an async sleep (default asyncio.sleep).
     """
+    if fn is not None:
+        if not callable(fn):
+            raise TypeError(
+                "retry_async() takes keyword arguments only, e.g. @retry_async(max_retries=3);"
+                f" got {fn!r}"
+            )
+        return RetryPolicy().wrap_async(fn)
     return AsyncRetryDecorator(
         RetryPolicy(
             strategy=strategy,

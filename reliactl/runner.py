@@ -49,7 +49,7 @@ if TYPE_CHECKING:  # protocols cost import time; only the type checker needs the
     class DelayStrategy(Protocol):
         """The retry engine's strategy: the pause before retry ``attempt`` (1 = first retry)."""
 
-        def delay(self, attempt: int, previous_delay: float) -> float: ...
+        def delay(self, attempt: int, previous_delay: float | None) -> float: ...
 
     class OutputSink(Protocol):
         """Receives the command's output when reliactl processes it (timestamps, logs, chronic)."""
@@ -552,7 +552,7 @@ class Runner:
                 total_deadline = (
                     None if opts.total_timeout is None else started + opts.total_timeout
                 )
-                previous_delay = 0.0
+                previous_delay: float | None = None  # none yet: the first retry is jittered too
                 number = 0
                 self.on_event(
                     RunEvent(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from typing import Any
 
 import pytest
 
@@ -218,6 +219,25 @@ def test_failure_rate_opens_only_after_minimum_calls(clock: FakeClock) -> None:
     fail(b)
     assert b.state is CircuitState.OPEN  # 3/6 = 50%
     assert "failure rate 50% over the last 6 calls" in b.events()[0].reason
+
+
+def test_failure_rate_is_evaluated_after_a_success_too(clock: FakeClock) -> None:
+    """resilience4j: the call that reaches minimum_calls opens the breaker on the window's
+    rate even when that call succeeded (3 failures + 1 success = 75% >= 50%)."""
+    b = make(
+        clock,
+        failure_threshold=100,
+        failure_rate_threshold=50,
+        sliding_window_size=10,
+        minimum_calls=4,
+    )
+    fail(b, 3)
+    assert b.state is CircuitState.CLOSED  # only 3 calls: below minimum_calls
+    assert b.call(ok) == "ok"  # the call itself goes through and succeeds...
+    assert b.state is CircuitState.OPEN  # ...and the window it completes is 75% failures
+    assert "failure rate 75% over the last 4 calls" in b.events()[0].reason
+    with pytest.raises(CircuitOpenError):
+        b.call(ok)
 
 
 def test_failure_rate_window_slides(clock: FakeClock) -> None:
@@ -524,3 +544,57 @@ def test_async_calls_through_one_breaker_overlap() -> None:
         return order
 
     assert asyncio.run(scenario()) == ["first in", "second in", "first out"]
+
+
+def test_a_breaker_instance_decorates_as_in_pybreaker(clock: FakeClock) -> None:
+    """`@breaker` on a CircuitBreaker wraps the function (sync and async), never calls it."""
+    b = make(clock, failure_threshold=2)
+    ran = []
+
+    @b
+    def fetch(x: int) -> int:
+        ran.append(x)
+        if x < 0:
+            raise Boom("down")
+        return x * 2
+
+    @b
+    async def afetch() -> str:
+        return "async ok"
+
+    assert ran == [] and callable(fetch) and fetch.__name__ == "fetch"
+    assert fetch(21) == 42 and ran == [21]
+    assert asyncio.run(afetch()) == "async ok"
+    for _ in range(2):
+        with pytest.raises(Boom):
+            fetch(-1)
+    assert b.state is CircuitState.OPEN
+    with pytest.raises(CircuitOpenError):
+        fetch(1)
+    assert ran == [21, -1, -1] and fetch.breaker() is b  # type: ignore[attr-defined]
+    with pytest.raises(TypeError, match=r"breaker.call\(fn, \*args"):
+        b(ok, 1)  # the old meaning of breaker(fn, *args): a clear message, not a call
+
+
+def test_generator_functions_are_refused_like_retry_refuses_them(clock: FakeClock) -> None:
+    """A generator's body runs after the call returned: the breaker refuses it (decorator,
+    instance decorator, call) instead of counting its creation as a success."""
+    from reliactl.retry import retry
+
+    b = make(clock)
+
+    def gen() -> Any:
+        yield 1
+
+    async def agen() -> Any:
+        yield 1
+
+    for fn, kind in ((gen, "a generator"), (agen, "an async generator")):
+        for use in (b, circuit_breaker("gen-svc"), b.call, b.call_sync, retry(max_retries=1)):
+            with pytest.raises(TypeError, match=f"it is {kind} function"):
+                use(fn)
+        with pytest.raises(TypeError, match=r"breaker\.admit"):
+            b(fn)
+    with pytest.raises(TypeError, match="an async generator"):
+        asyncio.run(b.call_async(agen))
+    assert b.snapshot().calls == 0

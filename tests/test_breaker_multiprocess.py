@@ -5,6 +5,7 @@ Recovery timeouts here are tiny real ones (0.2 s); every wait is a bounded poll.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -277,3 +278,57 @@ def test_rounds_of_half_open_races_with_killed_trials(tmp_path: Path) -> None:
             proc.wait(10)
     record = open_store(db).get("breaker", "shared")
     assert record is not None and record["trials"] == {}
+
+
+OPENER = r"""
+from reliactl.breaker import BreakerConfig, circuit_manager
+
+def down():
+    raise ConnectionError("payments are down")
+
+payments = circuit_manager.get_breaker("payments", BreakerConfig(failure_threshold=1),
+                                       persistent=True)
+try:
+    payments.call(down)
+except ConnectionError:
+    pass
+circuit_manager.get_breaker("search", persistent=True).call(lambda: "ok")
+"""
+
+LOOKER = r"""
+import json
+from reliactl.breaker import circuit_manager
+
+circuit_manager.get_breaker("local-only")  # this process's own, in memory
+print(json.dumps(circuit_manager.get_health_status()))
+"""
+
+
+def test_health_status_in_a_new_process_sees_every_breaker_of_the_shared_store(
+    tmp_path: Path,
+) -> None:
+    """The seed's troubleshooting snippet (a fresh `python -c` printing open_breakers) sees
+    the breakers other processes opened, the same ones `reliactl breaker list` shows."""
+    state = Path(os.environ["XDG_STATE_HOME"]) / "reliactl" / "state.db"
+    looked = subprocess.run(
+        [sys.executable, "-c", LOOKER], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert json.loads(looked.stdout)["total_breakers"] == 1  # only its own, in memory
+    assert not state.exists(), "looking must not create a state database"
+    subprocess.run([sys.executable, "-c", OPENER], timeout=60, check=True)
+    looked = subprocess.run(
+        [sys.executable, "-c", LOOKER], capture_output=True, text=True, timeout=60, check=True
+    )
+    status = json.loads(looked.stdout)
+    assert status["open_breakers"] == 1 and status["open"] == ["payments"], status
+    assert set(status["breakers"]) == {"local-only", "payments", "search"}
+    assert status["breakers"]["payments"]["last_failure"].endswith("payments are down")
+    assert "store_error" not in status
+    listed = subprocess.run(
+        [sys.executable, "-m", "reliactl", "breaker", "list", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert {b["name"] for b in json.loads(listed.stdout)["breakers"]} == {"payments", "search"}

@@ -43,8 +43,15 @@ def temp_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 class Hello(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
-        body = b"hello"
+        body = b"hello" if self.path != "/json" else b'{"ok": true}'
         self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.send_response(201)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -161,6 +168,30 @@ def test_same_name_same_async_client_and_cleanup_closes_it(server: str) -> None:
         assert get_resource_stats().open_clients == 0
         fresh = await get_http_session("api_client")
         assert fresh is not client and not fresh.is_closed
+        await cleanup_resources()
+
+    asyncio.run(main())
+
+
+def test_session_requests_work_awaited_and_in_the_seeds_async_with_form(server: str) -> None:
+    """`async with session.get(url) as response:` (the seed's form) and `await session.get(url)`
+    both give the response (a real server); the async-with form closes it on exit."""
+    import httpx
+
+    async def main() -> None:
+        session = await get_http_session("api_client")
+        assert isinstance(session, httpx.AsyncClient)
+        async with session.get(server + "/json") as response:
+            assert isinstance(response, httpx.Response)
+            assert response.status_code == 200 and response.json() == {"ok": True}
+        assert response.is_closed
+        awaited = await session.get(server)
+        assert awaited.text == "hello"
+        async with session.post(server, content=b"payload") as posted:
+            assert posted.status_code == 201 and posted.content == b"payload"
+        assert (await session.request("GET", server)).text == "hello"
+        async with session.stream("GET", server) as streamed:  # httpx's own form still works
+            assert await streamed.aread() == b"hello"
         await cleanup_resources()
 
     asyncio.run(main())

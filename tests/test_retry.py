@@ -6,6 +6,8 @@ sleep is cut short by a signal.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import os
 import signal
 import subprocess
@@ -27,6 +29,7 @@ from reliactl.retry import (
     RetryPolicy,
     RetryStats,
     retry,
+    retry_async,
     retrying,
 )
 from reliactl.testing import FakeClock, backoff_is_zero, zero_backoff
@@ -532,11 +535,56 @@ def test_bad_arguments_fail_at_decoration(kwargs: dict[str, Any], error: type[Ex
 
 
 def test_generator_functions_are_refused() -> None:
+    """Generator and async generator functions are refused at decoration and by call(),
+    with a message that says what to do instead (the breaker refuses them the same way)."""
+
     def gen() -> Any:
         yield 1
 
-    with pytest.raises(TypeError, match="generator"):
-        retry(**EXACT, max_retries=1)(gen)
+    async def agen() -> Any:
+        yield 1
+
+    policy = RetryPolicy(**EXACT, max_retries=1)
+    for fn, kind in ((gen, "a generator"), (agen, "an async generator")):
+        with pytest.raises(TypeError, match=f"it is {kind} function.*retrying"):
+            retry(**EXACT, max_retries=1)(fn)
+        with pytest.raises(TypeError, match=kind):
+            policy.call(fn)
+    with pytest.raises(TypeError, match="an async generator"):
+        retry_async(max_retries=1)(agen)
+    with pytest.raises(TypeError, match="an async generator"):
+        asyncio.run(policy.call_async(agen))
+    with pytest.raises(TypeError, match="a generator"):
+        retry(functools.partial(gen))
+
+
+def test_bare_retry_decorates_with_the_configured_policy() -> None:
+    """`@retry` without parentheses works like `@retry()`: settings from the configuration."""
+    calls = []
+
+    @retry
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 2:
+            raise ConnectionError("once")
+        return "done"
+
+    with zero_backoff():
+        assert flaky() == "done"
+    assert len(calls) == 2 and flaky.retry_stats.successes == 1  # type: ignore[attr-defined]
+
+    @retry_async
+    async def aflaky() -> str:
+        calls.append(1)
+        if len(calls) < 4:
+            raise ConnectionError("once")
+        return "async done"
+
+    with zero_backoff():
+        assert asyncio.run(aflaky()) == "async done"
+    assert len(calls) == 4
+    with pytest.raises(TypeError, match=r"keyword arguments only, e.g. @retry\(max_retries=3\)"):
+        retry(3)  # type: ignore[call-overload]
 
 
 def test_a_hook_that_raises_is_not_swallowed(clock: FakeClock) -> None:

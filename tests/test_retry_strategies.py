@@ -173,11 +173,13 @@ def test_decorrelated_jitter_stays_between_base_and_cap(
     s = ExponentialBackoffStrategy(
         base_delay=base, max_delay=base + extra, jitter="decorrelated", rng=random.Random(seed)
     )
+    """Within [base, cap] and at most 3x the previous delay (a previous under base counts as
+    base: the formula's sleep never starts below it)."""
     d = s.delay(attempt, previous)
     low, high = s.bounds(attempt, previous)
     assert base <= low <= d <= high <= s.max_delay
     if previous is not None and math.isfinite(previous):
-        assert d <= max(base, previous * 3)
+        assert d <= max(base, previous) * 3
 
 
 @settings(max_examples=100, deadline=None)
@@ -279,3 +281,50 @@ def test_plan_cuts_the_last_delay_at_the_deadline() -> None:
 def test_plan_with_zero_retries_is_one_attempt() -> None:
     p = plan_schedule(FixedDelayStrategy(max_retries=0))
     assert p.rows == () and p.attempts == 1 and p.total_delay == 0.0
+
+
+def _formula_chains(base: float, cap: float, retries: int, n: int, seed: int) -> list[list[float]]:
+    """AWS's decorrelated jitter, written out: sleep = min(cap, uniform(base, sleep * 3))."""
+    rng = random.Random(seed)
+    chains = []
+    for _ in range(n):
+        sleep, chain = base, []
+        for _ in range(retries):
+            sleep = min(cap, rng.uniform(base, sleep * 3))
+            chain.append(sleep)
+        chains.append(chain)
+    return chains
+
+
+@pytest.mark.parametrize(("base", "cap"), [(1.0, 10.0), (0.5, 2.0), (1.0, 1000.0)])
+def test_decorrelated_jitter_has_the_published_distribution(base: float, cap: float) -> None:
+    """Each retry's delays match samples of min(cap, uniform(base, previous * 3)) (KS test)."""
+    from stathelpers import ks_critical, ks_statistic
+
+    n, retries = 4000, 6
+    strategy = ExponentialBackoffStrategy(
+        base_delay=base,
+        max_delay=cap,
+        max_retries=retries,
+        jitter="decorrelated",
+        rng=random.Random(1),
+    )
+    ours = [strategy.schedule() for _ in range(n)]
+    formula = _formula_chains(base, cap, retries, n, seed=2)
+    for index in range(retries):
+        gap = ks_statistic([c[index] for c in ours], [c[index] for c in formula])
+        assert gap < ks_critical(n, n), (index + 1, gap)
+    at_cap = sum(1 for chain in ours for d in chain if d == cap) / (n * retries)
+    expected = sum(1 for chain in formula for d in chain if d == cap) / (n * retries)
+    assert abs(at_cap - expected) < 0.03, "the cap applies to the draw: a share is exactly cap"
+
+
+def test_decorrelated_first_retry_is_jittered_when_the_caller_has_no_previous_delay() -> None:
+    """A previous delay of 0 (or none) counts as base: retry 1 is uniform(base, 3 * base)."""
+    strategy = ExponentialBackoffStrategy(
+        base_delay=1.0, max_delay=30.0, jitter="decorrelated", rng=random.Random(3)
+    )
+    for previous in (None, 0.0):
+        firsts = [strategy.delay(1, previous) for _ in range(500)]
+        assert min(firsts) >= 1.0 and max(firsts) <= 3.0
+        assert len(set(firsts)) > 400 and max(firsts) > 2.5 and min(firsts) < 1.5

@@ -71,12 +71,13 @@ class RecordingStrategy:
         self.delays = delays
         self.calls: list[tuple[int, float]] = []
 
-    def delay(self, attempt: int, previous_delay: float) -> float:
+    def delay(self, attempt: int, previous_delay: float | None) -> float:
         self.calls.append((attempt, previous_delay))
         return self.delays[attempt - 1]
 
 
 def test_run_command_asks_the_strategy_for_each_pause(tmp_path: Path) -> None:
+    """The runner asks the strategy before each retry, passing the pause it took before."""
     strategy = RecordingStrategy([0.0, 0.01, 0.02])
     events: list[RunEvent] = []
     result = run_command(
@@ -88,7 +89,9 @@ def test_run_command_asks_the_strategy_for_each_pause(tmp_path: Path) -> None:
     )
     assert result.exit_code == 5 and result.outcome == "failure"
     assert len(result.attempts) == 4
-    assert strategy.calls == [(1, 0.0), (2, 0.0), (3, 0.01)]
+    # no previous pause before the first retry: None, not a 0 that decorrelated jitter would
+    # read as "the last pause was 0" and answer exactly base_delay (hosts in lockstep)
+    assert strategy.calls == [(1, None), (2, 0.0), (3, 0.01)]
     assert [a.delay_after for a in result.attempts] == [0.0, 0.01, 0.02, None]
     assert [e.kind for e in events].count("retry") == 3
     json.dumps(result.to_dict())  # the report is plain JSON

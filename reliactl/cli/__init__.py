@@ -100,7 +100,7 @@ def _doctor(app: typer.Typer) -> None:
 def _health(app: typer.Typer) -> None:
     from reliactl.cli import health
 
-    app.command("health")(health.health)
+    app.command("health", cls=health.HealthCommand)(health.health)
 
 
 def _breaker(app: typer.Typer) -> None:

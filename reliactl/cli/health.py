@@ -10,6 +10,7 @@ import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
 from reliactl.cli.exitcodes import ExitCode
 
@@ -20,6 +21,21 @@ if TYPE_CHECKING:
 
 FORMATS = ("text", "json", "nagios", "prometheus")
 STYLES = {"OK": "green", "WARNING": "yellow", "CRITICAL": "red", "UNKNOWN": "bright_black"}
+
+
+class HealthCommand(TyperCommand):
+    """`health` whose parse errors (unknown option, missing value, extra argument, a number
+    that is not one) exit 3 (UNKNOWN) like its own option checks: a monitoring system reads
+    Click's usual 2 as CRITICAL, and a typo in a check definition is not an outage."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        from typer._click.exceptions import UsageError
+
+        try:
+            return super().parse_args(ctx, args)
+        except UsageError as exc:
+            exc.exit_code = ExitCode.UNKNOWN
+            raise
 
 
 def _usage(message: str) -> typer.Exit:

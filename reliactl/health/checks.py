@@ -18,7 +18,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -269,10 +269,12 @@ def cpu_check(warn: object, critical: object, name: str = "cpu_usage") -> Check:
             ctx.records.update("kv", "cpu_times", lambda _prev: record)
             over = f"over a first {format_duration(window)} sample"
         status = evaluate(percent, w, c)
-        if not found and status is Status.CRITICAL:
-            # A 100 ms first sample is one moment, not a trend: it may warn, never page.
+        if window < CPU_MIN_WINDOW and status is Status.CRITICAL:
+            # A 100 ms sample is one moment, not a trend: it may warn, never page. This holds
+            # for a run that reports the stored first sample again (a second run within a
+            # second of the first), not only for the run that took it.
             status = Status.WARNING
-            over += " (a first short sample is never CRITICAL)"
+            over += " (a short sample is never CRITICAL)"
         perf = [PerfData("cpu_usage", percent, "%", ws or "", cs or "", 0, 100)]
         load_text = ""
         with contextlib.suppress(OSError, AttributeError):
@@ -787,42 +789,103 @@ def tcp_check(spec: CheckSpec, timeout: float) -> Check:
     return Check(spec.name, "tcp", run, timeout, spec.debounce, ws, cs)
 
 
-_PERF_PATTERN = (
-    r"""('(?:[^']|'')+'|[^=\s']+)=([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)([a-zA-Z%]*)"""
-    r"""(?:;([^;\s]*))?(?:;([^;\s]*))?(?:;([^;\s]*))?(?:;([^;\s]*))?"""
+MAX_PERF_TEXT = 64 * 1024  # characters of perfdata looked at (MAX_OUTPUT is the same bound)
+MAX_PERF_ITEMS = 1000  # items kept: each becomes a perfdata field and a Prometheus series
+_PERF_VALUE = (
+    r"(?:([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)|(U))([a-zA-Z%]*)"  # value or U, UOM
 )
-_perf_re: re.Pattern[str] | None = None  # compiled on first use: it costs ~5 ms at import
+_perf_value_re: re.Pattern[str] | None = None
+
+
+def _perf_items(text: str) -> Iterator[tuple[str, str]]:
+    """(label, ``value[UOM];warn;crit;min;max``) of each item, in one left-to-right pass.
+
+    Each character is looked at a bounded number of times (str.find from a position that only
+    moves forward), so hostile output (an unclosed quote, one 60 KB word) costs as much as
+    ordinary output of the same size. A quoted label ends at a quote not doubled (``''`` is a
+    literal quote, as the plugin guidelines say); an unclosed quote ends the perfdata.
+    """
+    pos, end = 0, len(text)
+    while pos < end:
+        while pos < end and text[pos].isspace():
+            pos += 1
+        if pos >= end:
+            return
+        if text[pos] == "'":
+            parts: list[str] = []
+            look = pos + 1
+            while True:
+                close = text.find("'", look)
+                if close < 0:
+                    return  # an unclosed quote: nothing after it can be read reliably
+                if close + 1 < end and text[close + 1] == "'":
+                    parts.append(text[look : close + 1])
+                    look = close + 2
+                    continue
+                break
+            label = "".join(parts) + text[look:close]
+            pos = close + 1
+            if pos >= end or text[pos] != "=":
+                pos = _next_space(text, pos)
+                continue
+            field_end = _next_space(text, pos)
+            yield label, text[pos + 1 : field_end]
+            pos = field_end
+        else:
+            field_end = _next_space(text, pos)
+            label, eq, rest = text[pos:field_end].partition("=")
+            if eq:
+                yield label, rest
+            pos = field_end
+
+
+def _next_space(text: str, pos: int) -> int:
+    """The index of the first whitespace at or after ``pos`` (``len(text)`` if none)."""
+    match = _SPACE.search(text, pos)
+    return match.start() if match else len(text)
+
+
+_SPACE = re.compile(r"\s")
 
 
 def parse_perfdata(text: str, prefix: str = "") -> list[PerfData]:
-    """Nagios plugin perfdata (``'label'=value[UOM];warn;crit;min;max ...``); bad items skipped."""
-    global _perf_re
-    if _perf_re is None:
-        _perf_re = re.compile(_PERF_PATTERN)
-    out = []
-    for match in _perf_re.finditer(text):
-        label, value, uom, warn, crit, low, high = match.groups()
-        if label.startswith("'"):
-            label = label[1:-1].replace("''", "'")
+    """Nagios plugin perfdata (``'label'=value[UOM];warn;crit;min;max ...``); bad items skipped.
 
-        def num(x: str | None) -> float | None:
-            try:
-                return float(x) if x else None
-            except ValueError:
-                return None
+    Linear in the input, of which at most MAX_PERF_TEXT characters are read (cut at a space,
+    never inside an item) and at most MAX_PERF_ITEMS items kept. A value of ``U`` (the
+    guidelines' "unknown") is kept as NaN, not dropped.
+    """
+    global _perf_value_re
+    if _perf_value_re is None:
+        _perf_value_re = re.compile(_PERF_VALUE)
+    if len(text) > MAX_PERF_TEXT:
+        cut = text.rfind(" ", 0, MAX_PERF_TEXT + 1)
+        text = text[: cut if cut > 0 else MAX_PERF_TEXT]
 
-        out.append(
-            PerfData(
-                f"{prefix}{label}",
-                float(value),
-                uom or "",
-                warn or "",
-                crit or "",
-                num(low),
-                num(high),
-            )
-        )
+    def num(x: str) -> float | None:
+        if not _NUMBER.fullmatch(x):
+            return None
+        number = float(x)
+        return number if math.isfinite(number) else None
+
+    out: list[PerfData] = []
+    for label, item in _perf_items(text):
+        if not label:
+            continue
+        value_text, _, thresholds = item.partition(";")
+        match = _perf_value_re.fullmatch(value_text)
+        if match is None:
+            continue
+        number, unknown, uom = match.groups()
+        value = math.nan if unknown else float(number)
+        warn, crit, low, high = ([*thresholds.split(";", 4), "", "", "", ""])[:4]
+        out.append(PerfData(f"{prefix}{label}", value, uom or "", warn, crit, num(low), num(high)))
+        if len(out) >= MAX_PERF_ITEMS:
+            break
     return out
+
+
+_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
 
 
 def split_plugin_output(output: str) -> tuple[str, str]:
@@ -908,8 +971,9 @@ def command_check(spec: CheckSpec, timeout: float) -> Check:
         if status is None:
             status = Status.UNKNOWN
             message = f"exit status {code} is not a Nagios status (0-3): {message}".rstrip(": ")
-        value = perf[0].value if perf else None
-        unit = perf[0].uom if perf else ""
+        known = bool(perf) and math.isfinite(perf[0].value)  # a plugin's U is no value
+        value = perf[0].value if known else None
+        unit = perf[0].uom if known else ""
         return _metric(spec, status, value, message or f"exit status {code}", unit, perf)
 
     return Check(spec.name, "command", run, timeout, spec.debounce, None, None)

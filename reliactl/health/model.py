@@ -185,9 +185,65 @@ def _fmt(number: float | None) -> str:
 # --------------------------------------------------------------------------- results
 
 
+_TIME_SCALE = {"s": 1.0, "ms": 1e3, "us": 1e6}  # seconds -> the UOM of a time value
+# Every character str.splitlines() breaks a line at, and the other control characters.
+_NOT_ONE_LINE = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    """``text`` with every line break and control character a space: one line of plugin output."""
+    return _NOT_ONE_LINE.sub(" ", text)
+
+
+def perf_range(text: str, uom: str = "") -> str:
+    """A threshold as perfdata wants it: a Nagios range of plain numbers in the value's UOM.
+
+    A duration bound is converted to the value's time unit (``500ms`` for a value in ``s``
+    is ``0.5``); numbers are kept as they are. Text that is not a range gives ``""`` (an
+    empty field), never something a perfdata parser would choke on.
+    """
+    text = text.strip()
+    if not text:
+        return ""
+    try:
+        parsed = parse_range(text)
+    except RangeError:
+        return ""
+    scale = _TIME_SCALE.get(uom, 1.0)
+
+    def bound(part: str, default: float) -> float:
+        part = part.strip()
+        if part == "~":
+            return -math.inf
+        if not part:
+            return default
+        if _NUM.fullmatch(part):
+            return float(part)
+        from reliactl.durations import parse_duration
+
+        return parse_duration(part) * scale
+
+    body = text[1:] if parsed.inside else text
+    if ":" in body:
+        low, _, high = body.partition(":")
+        start, end = bound(low, 0.0), bound(high, math.inf)
+    else:
+        start, end = 0.0, bound(body, math.inf)
+    if start == 0 and math.isfinite(end):
+        out = _fmt(end)
+    else:
+        low_text = "~" if start == -math.inf else _fmt(start)
+        out = f"{low_text}:{_fmt(end) if math.isfinite(end) else ''}"
+    return f"@{out}" if parsed.inside else out
+
+
 @dataclass(frozen=True)
 class PerfData:
-    """One performance datum: ``'label'=value[UOM];warn;crit;min;max``."""
+    """One performance datum: ``'label'=value[UOM];warn;crit;min;max``.
+
+    ``value`` NaN means unknown (a plugin's ``U``); ``warn``/``crit`` are Nagios ranges,
+    numbers or durations.
+    """
 
     label: str
     value: float
@@ -198,11 +254,15 @@ class PerfData:
     max: float | None = None
 
     def nagios(self) -> str:
-        label = self.label.replace("'", "''")
+        """The datum per the plugin guidelines: a quoted label without ``=`` or line breaks
+        (``'`` doubled), ``U`` for a value that is not a finite number, thresholds in the
+        value's own unit."""
+        label = one_line(self.label).replace("=", "_").replace("|", "/").replace("'", "''")
+        known = math.isfinite(self.value)
         fields = [
-            f"'{label}'={_fmt(self.value)}{self.uom}",
-            self.warn,
-            self.crit,
+            f"'{label}'={_fmt(self.value)}{self.uom}" if known else f"'{label}'=U",
+            perf_range(self.warn, self.uom),
+            perf_range(self.crit, self.uom),
             _fmt(self.min),
             _fmt(self.max),
         ]
@@ -213,7 +273,7 @@ class PerfData:
     def to_dict(self) -> dict[str, Any]:
         return {
             "label": self.label,
-            "value": self.value,
+            "value": self.value if math.isfinite(self.value) else None,
             "uom": self.uom,
             "warn": self.warn or None,
             "crit": self.crit or None,

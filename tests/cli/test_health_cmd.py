@@ -110,8 +110,13 @@ def test_prometheus_format_parses(run_cli, tmp_path: Path) -> None:
     status = {labels["check"]: value for labels, value in samples["reliactl_health_status"]}
     assert status["db"] == 2 and status["web"] == 0 and "memory_usage" in status
     assert samples["reliactl_health_overall_status"][0][1] == 2
-    values = {(lab["check"], lab["metric"]): v for lab, v in samples["reliactl_health_value"]}
+    seconds = samples["reliactl_health_value_seconds"]
+    values = {(lab["check"], lab["metric"]): v for lab, v in seconds}
     assert values[("web", "web:web_time")] == 0.5
+    ratios = samples["reliactl_health_value_ratio"]
+    assert all(0 <= v <= 1 for _lab, v in ratios) and ("memory_usage", "memory_usage") in {
+        (lab["check"], lab["metric"]) for lab, _v in ratios
+    }
 
 
 def test_textfile_is_written_atomically(run_cli, tmp_path: Path) -> None:
@@ -195,6 +200,31 @@ def test_bad_options_exit_3_with_one_line(run_cli, args: list[str], message: str
     result = run_cli("health", *args)
     assert result.exit_code == 3, result.output
     assert message in result.stderr and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--chek"], "No such option: --chek"),
+        (["--format"], "requires an argument"),
+        (["extra"], "unexpected extra argument"),
+        (["--watch", "--count", "abc"], "'abc' is not a valid integer"),
+        (["-n"], "requires an argument"),
+    ],
+)
+def test_click_usage_errors_exit_3_not_2(run_cli, args: list[str], message: str) -> None:
+    """Click's own parse errors of `health` exit 3 (UNKNOWN), never 2 (CRITICAL)."""
+    result = run_cli("health", *args)
+    assert result.exit_code == 3, result.output
+    assert message in result.stderr and "Traceback" not in result.output
+    proc = subprocess.run(
+        [sys.executable, "-m", "reliactl", "health", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
 
 
 HOOK = """\

@@ -374,6 +374,56 @@ def test_json_report_describes_the_attempts(tmp_path: Path) -> None:
     assert stat.S_IMODE(report.stat().st_mode) == 0o600
 
 
+def test_run_and_retry_plan_draw_decorrelated_delays_from_one_distribution(
+    tmp_path: Path, run_cli
+) -> None:
+    """`run --jitter decorrelated` jitters the first retry too, and its pauses follow the
+    distribution `retry plan` shows for the same settings (two-sample KS test per retry)."""
+    from stathelpers import ks_critical, ks_statistic
+
+    cfg = tmp_path / "reliactl.yaml"
+    cfg.write_text(
+        "retry:\n  strategy: exponential\n  base_delay: 5ms\n  max_delay: 40ms\n"
+        "  jitter: decorrelated\n"
+    )
+    retries, runs = 4, 16
+    ran: list[list[float]] = []
+    for index in range(runs):  # real runs: the delays the runner chose, from its report
+        report = tmp_path / f"r{index}.json"
+        result = run(
+            "-c", str(cfg), "run", "--no-history", "--retries", str(retries),
+            "--json-report", str(report), "false",
+        )  # fmt: skip
+        assert result.returncode == 1, result.stderr
+        attempts = json.loads(report.read_text())["attempts"]
+        ran.append([a["delay_after"] for a in attempts[:-1]])
+    import random
+
+    from reliactl.config import load
+    from reliactl.retry import plan_schedule, strategy_from_config
+
+    section = load(str(cfg)).config.retry
+
+    def sample(seed: int) -> list[float]:
+        strategy = strategy_from_config(section, max_retries=retries, rng=random.Random(seed))
+        return [row.delay for row in plan_schedule(strategy).rows]
+
+    for seed in range(5):  # `retry plan` is exactly this computation, seed for seed
+        plan = run_cli(
+            "-c", str(cfg), "retry", "plan", "--max-retries", str(retries), "--max-elapsed",
+            "none", "--seed", str(seed), "--json",
+        )  # fmt: skip
+        assert plan.exit_code == 0, plan.output
+        assert [row["delay"] for row in json.loads(plan.stdout)["schedule"]] == sample(seed)
+    planned = [sample(seed) for seed in range(100, 3100)]
+    firsts = [chain[0] for chain in ran]
+    assert len(set(firsts)) > runs // 2, f"the first retry is not jittered: {firsts}"
+    for index in range(retries):
+        ours = [chain[index] for chain in ran]
+        theirs = [chain[index] for chain in planned]
+        assert ks_statistic(ours, theirs) < ks_critical(len(ours), len(theirs)), index + 1
+
+
 # ------------------------------------------------------------------ in-process CLI
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import signal
 import socket
@@ -161,16 +162,61 @@ def test_command_timeout_kills_the_group_even_with_a_grandchild_holding_the_pipe
 
 
 def test_perfdata_parser_handles_quotes_and_skips_garbage() -> None:
-    items = parse_perfdata("'my label'=1.5s;1;2 rta=0.2ms;;;0;10 bad=U junk", prefix="p:")
-    assert [(p.label, p.value, p.uom) for p in items] == [
-        ("p:my label", 1.5, "s"),
-        ("p:rta", 0.2, "ms"),
+    """Quoted labels ('' a literal quote), UOMs and min/max are read; words without = skipped;
+    a plugin's U (unknown) value is kept as NaN, not dropped."""
+    items = parse_perfdata(
+        "'my label'=1.5s;1;2 rta=0.2ms;;;0;10 gone=U;5;9 junk 'it''s'=3c x=1,5 y=abc", prefix="p:"
+    )
+    assert [(p.label, p.uom) for p in items] == [
+        ("p:my label", "s"),
+        ("p:rta", "ms"),
+        ("p:gone", ""),
+        ("p:it's", "c"),
     ]
+    assert [p.value for p in items][:2] == [1.5, 0.2] and items[3].value == 3
+    assert math.isnan(items[2].value) and (items[2].warn, items[2].crit) == ("5", "9")
     assert items[1].min == 0 and items[1].max == 10
     assert split_plugin_output("OK - fine | a=1\nlong\ntext | b=2\nc=3") == (
         "OK - fine",
         " a=1  b=2 c=3",
     )
+
+
+HOSTILE_PERFDATA = {
+    "apostrophe then text": "'" + "a" * 60_000,
+    "one long word": "a" * 60_000,
+    "closed quotes, no =": "'x' " * 15_000,
+    "quote runs": "'" + "''" * 30_000,
+    "label then long value": "a=" + "9" * 60_000,
+}
+
+
+@pytest.mark.parametrize("shape", sorted(HOSTILE_PERFDATA))
+def test_perfdata_parser_is_linear_on_hostile_plugin_output(shape: str) -> None:
+    """60 KB of hostile perfdata parses at once (the old regex took 20+ s on 40 KB)."""
+    text = HOSTILE_PERFDATA[shape]
+    started = time.monotonic()
+    parse_perfdata(text + " ok=1")
+    assert time.monotonic() - started < 10.0, "hang bound only: linear parsing takes ~1 ms"
+
+
+def test_perfdata_parser_bounds_what_it_reads() -> None:
+    """At most MAX_PERF_TEXT characters (cut between items) and MAX_PERF_ITEMS items are read."""
+    many = " ".join(f"m{i}=1" for i in range(5000))
+    assert len(parse_perfdata(many)) == checks.MAX_PERF_ITEMS
+    tail = "pad=1 " * (checks.MAX_PERF_TEXT // 6) + "late=123456"
+    labels = [p.label for p in parse_perfdata(tail)]
+    assert "late" not in labels and all(label == "pad" for label in labels)
+
+
+def test_a_plugin_with_an_unclosed_quote_in_a_huge_output_answers_in_time(tmp_path: Path) -> None:
+    """A command check whose plugin prints an apostrophe and 60 KB of perfdata still answers."""
+    code = "import sys; sys.stdout.write(\"OK - fine | 'x=1 \" + 'a' * 60000)"
+    check = custom_check(spec("command", command=py(code), timeout=30), CONFIG)
+    started = time.monotonic()
+    m = run1(check)
+    assert m.status is Status.OK and m.message == "OK - fine", m.message
+    assert time.monotonic() - started < 20.0, "hang bound only"
 
 
 # ---- file_age
@@ -447,3 +493,15 @@ def test_a_first_short_cpu_sample_warns_but_never_pages(tmp_path: Path) -> None:
     store.update("kv", "cpu_times", lambda rec: {**(rec or {}), "times": times})
     later = run1(check, records, sleep=lambda _s: None)
     assert later.status is Status.CRITICAL, later.message
+
+
+def test_a_second_run_right_after_the_first_short_sample_never_pages(tmp_path: Path) -> None:
+    """A run within a second of the first reuses its 100 ms figure: still at worst WARNING."""
+    store = open_store(tmp_path / "state.db")
+    records = RecordStore(store)
+    check = checks.cpu_check("@0:100", "@0:100")  # any figure at all is "bad"
+    first = run1(check, records)  # a real 100 ms first sample
+    assert first.status is Status.WARNING, first.message
+    second = run1(check, records)  # well within CPU_MIN_WINDOW of the first
+    assert second.status is Status.WARNING, second.message
+    assert "never CRITICAL" in second.message
