@@ -32,7 +32,8 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds before answering (a slow server)
     drop: bool = False  # read the request, then close the connection without answering
-    trickle: float = 0.0  # send the body one byte at a time, this many seconds apart
+    trickle: float = 0.0  # send the answer one byte at a time, this many seconds apart
+    trickle_headers: bool = True  # the status line and headers trickle too (False: body only)
     size: int = 0  # instead of ``body``, send this many filler bytes (a huge answer)
 
     def encoded(self) -> tuple[bytes, dict[str, str]]:
@@ -91,6 +92,9 @@ class FlakyServer:
                     return
                 data, headers = reply.encoded()
                 length = reply.size or len(data)
+                if reply.trickle and reply.trickle_headers:
+                    self._trickle(reply, data, headers)
+                    return
                 try:
                     self.send_response(reply.status)
                     for name, value in headers.items():
@@ -113,6 +117,21 @@ class FlakyServer:
                         self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True
+
+            def _trickle(self, reply: Reply, data: bytes, headers: dict[str, str]) -> None:
+                """The whole answer, status line first, one byte every ``reply.trickle`` s."""
+                lines = [f"HTTP/1.1 {reply.status} {self.responses[reply.status][0]}"]
+                lines += [f"{name}: {value}" for name, value in headers.items()]
+                lines += [f"Content-Length: {len(data)}", "", ""]
+                raw = "\r\n".join(lines).encode("latin-1") + data
+                self.close_connection = True
+                try:
+                    for index in range(len(raw)):
+                        self.wfile.write(raw[index : index + 1])
+                        self.wfile.flush()
+                        time.sleep(reply.trickle)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
 
