@@ -137,7 +137,7 @@ complete -c reliactl -n '__reliactl_at \'http\'' -l retries -x -d 'Retries after
 complete -c reliactl -n '__reliactl_at \'http\'' -l rate -x -d 'Rate limit shared by every process, e.g. 60/minute or \'10/second;500/hour\'.'
 complete -c reliactl -n '__reliactl_at \'http\'' -l rate-key -x -d 'Budget to share (default: http:HOST). Alone, uses rate_limit.limits.NAME (or RATE_LIMIT_OPENAI_RPM for \'openai\').'
 complete -c reliactl -n '__reliactl_at \'http\'' -l rate-wait -x -d 'Wait at most this long for a rate-limit token, else exit 75 (0: no wait; default: rate_limit.max_wait, 1m).'
-complete -c reliactl -n '__reliactl_at \'http\'' -l timeout -x -d 'Timeout of each attempt.'
+complete -c reliactl -n '__reliactl_at \'http\'' -l timeout -x -d 'Deadline of each attempt: connecting, sending and the whole answer.'
 complete -c reliactl -n '__reliactl_at \'http\'' -l fail -s f -d 'Exit 22 on HTTP status >= 400 (no body printed), as curl.'
 complete -c reliactl -n '__reliactl_at \'http\'' -s v -l verbose -d 'Request and response headers to stderr (secrets ***).'
 complete -c reliactl -n '__reliactl_word \'retry\'' -a plan -d 'Print the delay before each retry, the time spent so far, and a bar per delay.'

@@ -1,7 +1,8 @@
 """A real HTTP server on 127.0.0.1 that fails on demand: for tests and benchmarks only.
 
 Stdlib only. Script what a path answers, in order (``server.script("/x", 503, 503, 200)`` or
-``Reply`` objects with headers, a body, a delay, or a dropped connection); once a script is
+``Reply`` objects with headers, a body, a delay, a dropped connection, a body trickled one
+byte at a time, or a huge generated body); once a script is
 used up the path answers ``default``. Every request is recorded (method, path, headers,
 body), so tests can count what the server really saw.
 
@@ -31,6 +32,9 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds before answering (a slow server)
     drop: bool = False  # read the request, then close the connection without answering
+    trickle: float = 0.0  # send the answer one byte at a time, this many seconds apart
+    trickle_headers: bool = True  # the status line and headers trickle too (False: body only)
+    size: int = 0  # instead of ``body``, send this many filler bytes (a huge answer)
 
     def encoded(self) -> tuple[bytes, dict[str, str]]:
         headers = dict(self.headers)
@@ -87,16 +91,47 @@ class FlakyServer:
                     self.close_connection = True
                     return
                 data, headers = reply.encoded()
+                length = reply.size or len(data)
+                if reply.trickle and reply.trickle_headers:
+                    self._trickle(reply, data, headers)
+                    return
                 try:
                     self.send_response(reply.status)
                     for name, value in headers.items():
                         self.send_header(name, value)
-                    self.send_header("Content-Length", str(len(data)))
+                    self.send_header("Content-Length", str(length))
                     self.end_headers()
-                    if self.command != "HEAD":
+                    if self.command == "HEAD":
+                        return
+                    if reply.size:
+                        chunk = b"x" * 65536
+                        for start in range(0, length, len(chunk)):
+                            self.wfile.write(chunk[: length - start])
+                    elif reply.trickle:
+                        self.wfile.flush()
+                        for index in range(len(data)):
+                            self.wfile.write(data[index : index + 1])
+                            self.wfile.flush()
+                            time.sleep(reply.trickle)
+                    else:
                         self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True
+
+            def _trickle(self, reply: Reply, data: bytes, headers: dict[str, str]) -> None:
+                """The whole answer, status line first, one byte every ``reply.trickle`` s."""
+                lines = [f"HTTP/1.1 {reply.status} {self.responses[reply.status][0]}"]
+                lines += [f"{name}: {value}" for name, value in headers.items()]
+                lines += [f"Content-Length: {len(data)}", "", ""]
+                raw = "\r\n".join(lines).encode("latin-1") + data
+                self.close_connection = True
+                try:
+                    for index in range(len(raw)):
+                        self.wfile.write(raw[index : index + 1])
+                        self.wfile.flush()
+                        time.sleep(reply.trickle)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
 
@@ -104,6 +139,10 @@ class FlakyServer:
             daemon_threads = True
             block_on_close = False
             request_queue_size = 128
+
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+                    super().handle_error(request, client_address)  # a client that gave up is not
 
         self._server = Server(("127.0.0.1", 0), Handler)
         self.port = self._server.server_address[1]

@@ -294,6 +294,12 @@ class HealthMonitorConfig:
         factory=lambda: list(SYSTEM_CHECK_NAMES),
     )
     check_timeout: float = _opt(10.0, doc="timeout of each check", kind="duration", gt=0)
+    max_response_size: int = _opt(
+        10 * 1024 * 1024,
+        doc="http checks read at most this much of a body (body_contains looks there only)",
+        kind="size",
+        gt=0,
+    )
     alert_cooldown: float = _opt(
         900.0, doc="repeat an alert for a still-bad check only after this", kind="duration", gt=0
     )

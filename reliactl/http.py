@@ -24,7 +24,7 @@ is up, just busy); every other answer is a success.
 
 Secrets never reach a message: URLs lose passwords and secret-looking query values, and
 headers such as Authorization, Cookie, X-Api-Key or anything named like a token are shown as
-"***" (see ``redact_url`` and ``redact_headers``).
+"***" (``reliactl.redact`` decides what is a secret, for the whole codebase).
 
 httpx is imported when a client is built, never by importing this module.
 """
@@ -32,6 +32,7 @@ httpx is imported when a client is built, never by importing this module.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import logging
 import math
@@ -39,14 +40,16 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from datetime import timezone
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from reliactl.errors import CircuitOpenError, HTTPError, HTTPStatusError, RateLimitExceeded
 from reliactl.ratelimit import RateLimiter
+from reliactl.redact import REDACTED, is_secret_name, redact_headers, redact_text, redact_url
 
 if TYPE_CHECKING:
     import httpx
@@ -73,7 +76,6 @@ log = logging.getLogger("reliactl.http")
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 RETRY_STATUSES: frozenset[int] = frozenset({429, *range(500, 600)})
-REDACTED = "***"
 LATENCY_SAMPLES = 1000  # attempts kept for the percentiles
 HEALTH_WINDOW = 100  # requests kept for the recent error rate
 DEGRADED_ERROR_RATE = 0.1  # of the recent requests, failed on the service side
@@ -94,73 +96,7 @@ DEFAULT_MAX_RETRY_AFTER = 120.0
 
 # --------------------------------------------------------------------------- redaction
 
-_SECRET_HEADERS = frozenset(
-    {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key"}
-)
-_SECRET_WORDS = (
-    "token",
-    "secret",
-    "password",
-    "passwd",
-    "api-key",
-    "api_key",
-    "apikey",
-    "auth",
-    "session",
-    "signature",
-    "credential",
-    "private",
-)
-_SECRET_QUERY = frozenset({"key", "sig", "code", "access_token", "client_secret"})
-
-
-def is_secret_header(name: str) -> bool:
-    """Authorization, Cookie, X-Api-Key and anything named like a token, secret or password."""
-    lowered = name.strip().lower()
-    return lowered in _SECRET_HEADERS or any(word in lowered for word in _SECRET_WORDS)
-
-
-def _redact_value(name: str, value: str) -> str:
-    if not is_secret_header(name):
-        return value
-    scheme, sep, rest = value.strip().partition(" ")
-    if sep and rest and name.strip().lower() in ("authorization", "proxy-authorization"):
-        return f"{scheme} {REDACTED}"  # keep "Bearer"/"Basic": it helps, and is no secret
-    return REDACTED
-
-
-def redact_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    """(name, value) pairs with secret values replaced by "***" (the auth scheme is kept)."""
-    pairs = headers.items() if isinstance(headers, Mapping) else headers
-    return [(str(name), _redact_value(str(name), str(value))) for name, value in pairs]
-
-
-def redact_url(url: object) -> str:
-    """The URL without its password and with secret-looking query values as "***"."""
-    text = str(url)
-    try:
-        parts = urlsplit(text)
-    except ValueError:
-        return text
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, host = netloc.rpartition("@")
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}:{REDACTED}@{host}" if ":" in userinfo else f"{REDACTED}@{host}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        if any(_secret_param(k) for k, _ in pairs):
-            query = "&".join(
-                f"{quote(k, safe='')}={REDACTED if _secret_param(k) else quote(v, safe='')}"
-                for k, v in pairs
-            )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-def _secret_param(name: str) -> bool:
-    lowered = name.lower()
-    return lowered in _SECRET_QUERY or any(word in lowered for word in _SECRET_WORDS)
+is_secret_header = is_secret_name  # the name this module always exported
 
 
 def host_key(url: str) -> str:
@@ -171,14 +107,6 @@ def host_key(url: str) -> str:
     except ValueError:
         return ""
     return f"{host}:{port}" if host and port else host
-
-
-def redact_text(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every occurrence of each secret (of 4+ characters) replaced by "***"."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, REDACTED)
-    return text
 
 
 # --------------------------------------------------------------------------- Retry-After
@@ -436,6 +364,19 @@ class _Core:
             wait = left if wait is None else min(wait, left)
         return wait
 
+    def attempt_deadline(self, call: _Call, seconds: float | None) -> tuple[float, float] | None:
+        """(time.monotonic() deadline, its length) of the next attempt, or None for none.
+
+        An attempt ends ``seconds`` after it starts (its timeout, the whole answer included)
+        and never after the retry deadline."""
+        now = time.monotonic()
+        best = None if seconds is None else (now + seconds, seconds)
+        if call.deadline is not None and self.retry_deadline is not None:
+            at = now + max(0.0, call.deadline - self.clock())
+            if best is None or at < best[0]:
+                best = (at, self.retry_deadline)
+        return best
+
     def note_rate_wait(self, waited: float) -> None:
         if waited > 0:
             with self.stats.lock:
@@ -617,6 +558,161 @@ def _timeout(httpx_module: Any, timeout: Any) -> Any:
     return httpx_module.Timeout(float(timeout))
 
 
+def _attempt_seconds(timeout: Any) -> float | None:
+    """The whole-attempt deadline a ``timeout`` argument sets (a number; not an httpx.Timeout)."""
+    if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > 0:
+        return float(timeout)
+    return None
+
+
+# --------------------------------------------------------------------------- deadlines
+#
+# httpx's timeouts bound each socket operation, not a request: a server that sends one byte
+# a second never trips a 3 s read timeout. The sync client therefore runs every attempt under
+# a deadline held in a context variable, and wraps httpcore's network backend so that each
+# connect, read and write waits at most until that deadline (and fails once it has passed).
+# The async clients of reliactl bound their awaits with asyncio instead.
+
+_DEADLINE: ContextVar[tuple[float, float] | None] = ContextVar(
+    "reliactl_http_deadline", default=None
+)
+_WRITE_CHUNK = 64 * 1024
+
+
+def deadline_message(seconds: float) -> str:
+    """The error text of an attempt cut off at its deadline."""
+    from reliactl.durations import format_duration
+
+    return f"no complete answer within the {format_duration(seconds)} deadline"
+
+
+def _bounded(timeout: float | None, exc_type: type[Exception]) -> float | None:
+    box = _DEADLINE.get()
+    if box is None:
+        return timeout
+    at, seconds = box
+    left = at - time.monotonic()
+    if left <= 0:
+        raise exc_type(deadline_message(seconds))
+    return left if timeout is None else min(timeout, left)
+
+
+def _passed(exc_type: type[Exception]) -> None:
+    """Raise ``exc_type`` with the deadline message when the deadline has passed."""
+    box = _DEADLINE.get()
+    if box is not None and time.monotonic() >= box[0]:
+        raise exc_type(deadline_message(box[1])) from None
+
+
+class _DeadlineStream:
+    """An httpcore network stream whose every operation ends by the attempt's deadline."""
+
+    def __init__(self, inner: Any, httpcore: Any) -> None:
+        self._inner = inner
+        self._httpcore = httpcore
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        exc = self._httpcore.ReadTimeout
+        try:
+            return self._inner.read(max_bytes, _bounded(timeout, exc))  # type: ignore[no-any-return]
+        except exc:
+            _passed(exc)
+            raise
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        exc = self._httpcore.WriteTimeout
+        view = memoryview(buffer)
+        try:
+            for start in range(0, len(view), _WRITE_CHUNK):  # re-bounded between chunks
+                self._inner.write(
+                    view[start : start + _WRITE_CHUNK].tobytes(), _bounded(timeout, exc)
+                )
+        except exc:
+            _passed(exc)
+            raise
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
+    ) -> Any:
+        exc = self._httpcore.ConnectTimeout
+        try:
+            inner = self._inner.start_tls(ssl_context, server_hostname, _bounded(timeout, exc))
+        except exc:
+            _passed(exc)
+            raise
+        return _DeadlineStream(inner, self._httpcore)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _DeadlineBackend:
+    """httpcore's sync network backend with the attempt deadline applied to every stream."""
+
+    def __init__(self, inner: Any, httpcore: Any) -> None:
+        self._inner = inner
+        self._httpcore = httpcore
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> Any:
+        exc = self._httpcore.ConnectTimeout
+        try:
+            inner = self._inner.connect_tcp(
+                host, port, _bounded(timeout, exc), local_address, socket_options
+            )
+        except exc:
+            _passed(exc)
+            raise
+        return _DeadlineStream(inner, self._httpcore)
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Any = None
+    ) -> Any:
+        exc = self._httpcore.ConnectTimeout
+        try:
+            inner = self._inner.connect_unix_socket(path, _bounded(timeout, exc), socket_options)
+        except exc:
+            _passed(exc)
+            raise
+        return _DeadlineStream(inner, self._httpcore)
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def _install_deadlines(client: Any) -> bool:
+    """Wrap the network backend of each of ``client``'s httpcore pools; False if one was not.
+
+    A transport without an httpcore pool (httpx.MockTransport, a user's own) does no socket
+    I/O of its own and is left alone.
+    """
+    import httpcore
+
+    ok = True
+    transports = [getattr(client, "_transport", None), *getattr(client, "_mounts", {}).values()]
+    for transport in transports:
+        pool = getattr(transport, "_pool", None)
+        if pool is None:
+            continue
+        backend = getattr(pool, "_network_backend", None)
+        if backend is None:
+            ok = False
+        elif not isinstance(backend, _DeadlineBackend):
+            pool._network_backend = _DeadlineBackend(backend, httpcore)
+    if not ok:
+        log.warning("httpx internals changed: request deadlines bound each read only")
+    return ok
+
+
 # --------------------------------------------------------------------------- the clients
 
 
@@ -725,12 +821,57 @@ class ResilientClient(_ClientBase):
         self._client = httpx.Client(
             base_url=base_url, timeout=_timeout(httpx, timeout), headers=headers, **client_kwargs
         )
+        self._attempt_timeout = _attempt_seconds(timeout)
+        _install_deadlines(self._client)
 
     def __repr__(self) -> str:
         return f"ResilientClient({redact_url(self._client.base_url)!r})"
 
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        """Send with the protections above; keyword arguments as ``httpx.Client.request``."""
+        """Send with the protections above; keyword arguments as ``httpx.Client.request``.
+
+        Each attempt, connecting, sending and reading the whole answer, ends by its deadline:
+        ``timeout`` (when a number) after it starts, and never after the retry deadline."""
+        seconds = self._seconds(kwargs)
+        response, token = self._attempts(
+            method, url, seconds, lambda: self._client.request(method, url, **kwargs)
+        )
+        _DEADLINE.reset(token)
+        return response
+
+    @contextlib.contextmanager
+    def stream(self, method: str, url: str, **kwargs: Any) -> Iterator[httpx.Response]:
+        """``request`` without reading the answer's body: for large answers.
+
+        Yields the last attempt's response (retries happen before, on its status and headers
+        only); read it with ``iter_bytes()`` inside the ``with`` block, where the attempt's
+        deadline still bounds every read. The response is closed on leaving the block.
+        """
+        seconds = self._seconds(kwargs)
+        send_kwargs = {k: kwargs.pop(k) for k in ("auth", "follow_redirects") if k in kwargs}
+
+        def send() -> httpx.Response:
+            request = self._client.build_request(method, url, **kwargs)
+            return self._client.send(request, stream=True, **send_kwargs)
+
+        response, token = self._attempts(method, url, seconds, send)
+        try:
+            yield response
+        finally:
+            try:
+                response.close()
+            finally:
+                _DEADLINE.reset(token)
+
+    def _seconds(self, kwargs: dict[str, Any]) -> float | None:
+        if "timeout" in kwargs:
+            return _attempt_seconds(kwargs["timeout"])
+        return self._attempt_timeout
+
+    def _attempts(
+        self, method: str, url: str, seconds: float | None, send: Callable[[], httpx.Response]
+    ) -> tuple[httpx.Response, Token[tuple[float, float] | None]]:
+        """The final response, with the deadline of its attempt still set (reset ``token``)."""
         core = self._core
         method = method.upper()
         call = core.start(method, lambda: str(self._client.base_url.join(url)))
@@ -742,17 +883,23 @@ class ResilientClient(_ClientBase):
                     core.note_rate_wait(limiter.acquire(timeout=core.rate_timeout(call)))
                 admission = core.admit()
             except (RateLimitExceeded, CircuitOpenError) as exc:
-                return core.rejected(call, exc)  # type: ignore[no-any-return]
+                return core.rejected(call, exc), _DEADLINE.set(_DEADLINE.get())
             call.attempt += 1
             started = perf()
+            token = _DEADLINE.set(core.attempt_deadline(call, seconds))
             try:
-                outcome: Any = self._client.request(method, url, **kwargs)
+                outcome: Any = send()
             except BaseException as exc:
                 outcome = exc
-            core.record_attempt(call, admission, outcome, perf() - started)
-            delay = core.next_delay(call)
-            if delay is None:
-                return core.finish(call)  # type: ignore[no-any-return]
+            try:
+                core.record_attempt(call, admission, outcome, perf() - started)
+                delay = core.next_delay(call)
+                if delay is None:
+                    return core.finish(call), token
+            except BaseException:
+                _DEADLINE.reset(token)
+                raise
+            _DEADLINE.reset(token)
             if not isinstance(outcome, BaseException):
                 outcome.close()
             self._sleep(delay)
@@ -844,12 +991,18 @@ class AsyncResilientClient(_ClientBase):
         self._client = httpx.AsyncClient(
             base_url=base_url, timeout=_timeout(httpx, timeout), headers=headers, **client_kwargs
         )
+        self._attempt_timeout = _attempt_seconds(timeout)
 
     def __repr__(self) -> str:
         return f"AsyncResilientClient({redact_url(self._client.base_url)!r})"
 
     async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        """Send with the protections above; keyword arguments as ``httpx.AsyncClient.request``."""
+        """Send with the protections above; keyword arguments as ``httpx.AsyncClient.request``.
+
+        Each attempt, the whole answer included, ends by its deadline (as ``ResilientClient``)."""
+        seconds = _attempt_seconds(kwargs["timeout"]) if "timeout" in kwargs else None
+        if "timeout" not in kwargs:
+            seconds = self._attempt_timeout
         core = self._core
         method = method.upper()
         call = core.start(method, lambda: str(self._client.base_url.join(url)))
@@ -866,8 +1019,15 @@ class AsyncResilientClient(_ClientBase):
                 return core.rejected(call, exc)  # type: ignore[no-any-return]
             call.attempt += 1
             started = perf()
+            box = core.attempt_deadline(call, seconds)
             try:
-                outcome: Any = await self._client.request(method, url, **kwargs)
+                sending = self._client.request(method, url, **kwargs)
+                if box is None:
+                    outcome: Any = await sending
+                else:
+                    outcome = await asyncio.wait_for(sending, max(0.0, box[0] - time.monotonic()))
+            except asyncio.TimeoutError:
+                outcome = core.httpx.ReadTimeout(deadline_message(box[1] if box else 0.0))
             except BaseException as exc:
                 outcome = exc
             core.record_attempt(call, admission, outcome, perf() - started)

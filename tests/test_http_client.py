@@ -675,3 +675,73 @@ def test_a_retry_policy_gives_its_strategy_and_deadline(
     assert clock.sleeps == [2.0, 2.0]  # a third wait would end past max_elapsed (5s)
     with pytest.raises(TypeError, match="retry must be"):
         ResilientClient("http://h", retry="often")  # type: ignore[arg-type]
+
+
+# ---- whole-request deadlines (issue 13)
+
+HANG_BOUND = 20.0  # seconds: detects a hang only
+
+
+def test_each_attempt_ends_at_its_timeout_however_slowly_the_server_answers(
+    server: FlakyServer,
+) -> None:
+    """A server trickling a byte every 0.2 s (60 s of answer) is cut at 1 s per attempt."""
+    trickle = Reply(body=b"x" * 300, trickle=0.2)
+    server.script("/t", trickle, trickle)
+    import time
+
+    started = time.monotonic()
+    c = ResilientClient(server.url, retry=Fixed(max_retries=1, seconds=0), timeout=1)
+    with c, pytest.raises(HTTPError, match="within the 1s deadline after 2 attempts"):
+        c.get("/t")
+    assert time.monotonic() - started < HANG_BOUND
+    assert server.count("/t") == 2
+
+
+def test_the_retry_deadline_cuts_an_attempt_too(server: FlakyServer) -> None:
+    """retry_deadline bounds everything: an attempt still running at it is cut off there."""
+    import time
+
+    server.script("/t", Reply(body=b"x" * 300, trickle=0.2))
+    started = time.monotonic()
+    c = ResilientClient(server.url, retry=Fixed(seconds=0), retry_deadline=1.0, timeout=30)
+    with c, pytest.raises(HTTPError, match="deadline"):
+        c.get("/t")
+    assert time.monotonic() - started < HANG_BOUND
+    assert server.count("/t") == 1
+
+
+def test_stream_reads_the_body_within_the_attempt_deadline(server: FlakyServer) -> None:
+    """stream() hands over an unread body; reading it past the deadline raises ReadTimeout."""
+    import time
+
+    import httpx
+
+    server.script("/s", Reply(body=b"abc" * 100, trickle=0.1, trickle_headers=False))
+    server.script("/ok", Reply(body=b"whole"))
+    with ResilientClient(server.url, retry=0, timeout=1.0) as c:
+        with c.stream("GET", "/ok") as response:
+            assert response.read() == b"whole"
+        started = time.monotonic()
+        got = b""
+        with pytest.raises(httpx.ReadTimeout, match="1s deadline"), c.stream("GET", "/s") as r:
+            for chunk in r.iter_bytes():
+                got += chunk
+        assert time.monotonic() - started < HANG_BOUND
+        assert 0 < len(got) < 300
+
+
+def test_the_async_client_cuts_a_trickling_server_at_the_timeout(server: FlakyServer) -> None:
+    """AsyncResilientClient: the same whole-attempt deadline, enforced with asyncio."""
+    import time
+
+    server.script("/t", Reply(body=b"x" * 300, trickle=0.2))
+
+    async def main() -> None:
+        async with AsyncResilientClient(server.url, retry=0, timeout=1.0) as c:
+            with pytest.raises(HTTPError, match="1s deadline"):
+                await c.get("/t")
+
+    started = time.monotonic()
+    asyncio.run(main())
+    assert time.monotonic() - started < HANG_BOUND

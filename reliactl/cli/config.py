@@ -91,12 +91,13 @@ def show(
     """Print the effective configuration (defaults < file < environment < flags).
 
     Each value is annotated with its source: default, file:line, env VAR or flag. Secrets
-    (webhook URLs, API keys, tokens) are redacted.
+    are shown as ***: alert webhook URLs, API keys, tokens, URL passwords and token-like
+    query parameters, secret headers (Authorization, Cookie, X-Api-Key, ...).
     """
     from reliactl.config import to_plain
 
     loaded = app_context(ctx).loaded()
-    plain = to_plain(loaded.config)
+    plain = redact_plain(to_plain(loaded.config))
     if json_out:
         emit_json(
             {
@@ -108,6 +109,22 @@ def show(
         return
     header = f"# effective configuration; file: {loaded.path or 'none (defaults)'}"
     emit_text(header + "\n" + render_yaml(plain, loaded.sources if sources else {}))
+
+
+def redact_plain(value: Any, key: str = "") -> Any:
+    """``value`` with what ``reliactl http`` treats as secret hidden: passwords and token-like
+    query values in any URL, secret header values in any ``headers`` mapping."""
+    from reliactl.redact import redact_headers, redact_url
+
+    if isinstance(value, dict):
+        if key == "headers":
+            return dict(redact_headers(value))
+        return {k: redact_plain(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_plain(v, key) for v in value]
+    if isinstance(value, str) and "://" in value:
+        return redact_url(value)
+    return value
 
 
 def render_yaml(plain: dict[str, Any], sources: dict[str, str]) -> str:

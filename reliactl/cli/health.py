@@ -15,6 +15,8 @@ from typer.core import TyperCommand
 from reliactl.cli.exitcodes import ExitCode
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from reliactl.health.alerts import AlertOutcome
     from reliactl.health.model import HealthMetric, HealthReport
     from reliactl.health.monitor import HealthMonitor
@@ -187,6 +189,7 @@ def health(
 
     rounds = 0
     code: int = ExitCode.UNKNOWN
+    restore = _kill_plugins_on_signals()
     try:
         while True:
             rounds += 1
@@ -204,7 +207,43 @@ def health(
     except KeyboardInterrupt:
         if not watch:
             raise
+    finally:
+        from reliactl.health.checks import kill_running_programs
+
+        kill_running_programs()  # Ctrl-C: plugins run in their own sessions and never saw it
+        restore()
     raise typer.Exit(code)
+
+
+def _kill_plugins_on_signals() -> Callable[[], None]:
+    """Make TERM and HUP kill running plugins (command checks and sinks) before we die.
+
+    Each plugin runs in its own session, so the signal that stops ``health`` (systemd, a
+    supervisor, ``timeout``) never reaches it: without this it would be orphaned. We still
+    die by the signal, as before. Signals that were ignored stay ignored. Returns a function
+    that puts the previous handlers back."""
+    import signal
+
+    def handler(signum: int, frame: object) -> None:
+        from reliactl.health.checks import kill_running_programs
+
+        kill_running_programs()
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    previous: dict[int, Any] = {}
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            if signal.getsignal(signum) is signal.SIG_DFL:
+                previous[signum] = signal.signal(signum, handler)
+        except ValueError:  # not the main thread: leave signals alone
+            pass
+
+    def restore() -> None:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+    return restore
 
 
 def _severity(code: int) -> int:

@@ -151,7 +151,11 @@ def http(
     ] = None,
     timeout: Annotated[
         str,
-        typer.Option("--timeout", metavar="DURATION", help="Timeout of each attempt."),
+        typer.Option(
+            "--timeout",
+            metavar="DURATION",
+            help="Deadline of each attempt: connecting, sending and the whole answer.",
+        ),
     ] = "10s",
     fail: Annotated[
         bool,
@@ -169,7 +173,9 @@ def http(
     """Send one HTTP request: rate limit -> breaker -> request -> retries; body to stdout.
 
     Retries connection errors, timeouts, 429 and 5xx (honouring Retry-After); POST and PATCH
-    only when the request provably was not sent. Exit 0 with any answer (22 with --fail for
+    only when the request provably was not sent. --timeout bounds each attempt whole (a
+    server that trickles its answer is cut off), retry.max_elapsed all of them; the body is
+    streamed to stdout as it arrives. Exit 0 with any answer (22 with --fail for
     >= 400), 7 when no answer came after the retries, 69 breaker open, 75 no rate-limit
     token in time. Secret headers (Authorization, Cookie, X-Api-Key, tokens) and URL
     passwords or keys are shown as *** in every message.
@@ -267,8 +273,9 @@ def _run(
     if verbose:
 
         def show_request(request: Any) -> None:
-            target = request.url.raw_path.decode("ascii", "replace")
-            lines = [f"> {request.method} {redact_url(target)} HTTP/1.1"]
+            shown = urlsplit(redact_url(str(request.url)))  # the host tells a webhook's form
+            target = (shown.path or "/") + (f"?{shown.query}" if shown.query else "")
+            lines = [f"> {request.method} {target} HTTP/1.1"]
             lines += [f"> {k}: {v}" for k, v in redact_headers(_raw(request.headers))]
             sys.stderr.write("\n".join(lines) + "\n>\n")
             sys.stderr.flush()
@@ -281,27 +288,53 @@ def _run(
 
         hooks = {"request": [show_request], "response": [show_response]}
 
-    with ResilientClient(
-        "",
-        breaker=breaker,
-        retry=retries,
-        rate_limit=limiter,
-        rate_limit_wait=token_wait,
-        timeout=attempt_timeout,
-        store=store,
-        config=config,
-        on_retry=on_retry,
-        event_hooks=hooks,
-    ) as client:
-        response = client.request(method, url, headers=headers, content=body)
-    status = response.status_code
-    if fail and status >= 400:
-        error(f"{method} {redact_url(url)}: HTTP {status} {response.reason_phrase}".rstrip())
-        raise typer.Exit(ExitCode.HTTP_ERROR)
+    with (
+        ResilientClient(
+            "",
+            breaker=breaker,
+            retry=retries,
+            rate_limit=limiter,
+            rate_limit_wait=token_wait,
+            timeout=attempt_timeout,
+            store=store,
+            config=config,
+            on_retry=on_retry,
+            event_hooks=hooks,
+        ) as client,
+        client.stream(method, url, headers=headers, content=body) as response,
+    ):
+        status = response.status_code
+        if fail and status >= 400:
+            error(f"{method} {redact_url(url)}: HTTP {status} {response.reason_phrase}".rstrip())
+            raise typer.Exit(ExitCode.HTTP_ERROR)
+        _copy_body(response, method, redact_url(url))
+
+
+def _copy_body(response: Any, method: str, shown_url: str) -> None:
+    """Stream the answer's body to stdout as it comes (never held whole in memory)."""
+    import httpx
+
+    from reliactl.errors import HTTPError
+
     sys.stdout.flush()
     out = getattr(sys.stdout, "buffer", None)
-    if out is not None:
-        out.write(response.content)
-        out.flush()
-    else:  # pragma: no cover - a text-only stdout
-        sys.stdout.write(response.text)
+    written = 0
+    try:
+        for chunk in response.iter_bytes():
+            if out is not None:
+                out.write(chunk)
+            else:  # pragma: no cover - a text-only stdout
+                sys.stdout.write(chunk.decode("utf-8", "replace"))
+            written += len(chunk)
+    except httpx.HTTPError as exc:
+        text = str(exc).strip() or type(exc).__name__
+        raise HTTPError(
+            f"{method} {shown_url}: HTTP {response.status_code}, then the body broke off after"
+            f" {written} bytes: {text}",
+            method=method,
+            url=shown_url,
+            attempts=1,
+            sent=True,
+        ) from None
+    finally:
+        (out or sys.stdout).flush()

@@ -10,8 +10,10 @@ claim and leaves ``status``/``sent_at`` untouched, so the next run tries again (
 advances only after a delivery succeeded). A claim whose owner died expires with its lease.
 
 Delivery retries with ``reliactl.retry`` (exponential backoff, no jitter, at most
-``max_attempts`` tries) within the sink's ``timeout``: transport errors, 429 (honouring
-Retry-After) and 5xx are retried, other answers are not. Failures come back as AlertOutcome
+``max_attempts`` tries) within the sink's ``timeout``, counted from the claim and binding
+each attempt whole (a trickling server is cut off): transport errors, 429 (honouring
+Retry-After) and 5xx are retried, other answers are not. The claim's lease outlives the
+longest possible delivery. The answer's body is never read. Failures come back as AlertOutcome
 values with URL secrets redacted; nothing here prints.
 """
 
@@ -24,11 +26,12 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from reliactl.errors import HealthError, ReliactlError
 from reliactl.health.checks import _in_daemon_thread, hostname, run_program
 from reliactl.health.model import HealthMetric, HealthReport, Status
+from reliactl.redact import redact_url as _redact_url
+from reliactl.redact import scrub
 
 if TYPE_CHECKING:
     import httpx
@@ -36,7 +39,13 @@ if TYPE_CHECKING:
     from reliactl.config import AlertSink
     from reliactl.health.monitor import RecordStore
 
-LEASE_MARGIN = 30.0  # a claim outlives the delivery deadline by this much
+# A delivery ends by its sink's ``timeout`` counted from the claim (every attempt and every
+# wait is cut there), plus at most DELIVERY_GRACE (a command sink killed at its deadline has
+# one second to hand back its output). The claim's lease is longer still by LEASE_MARGIN
+# (store writes, a loaded machine): no other run can take over a delivery in flight, so a
+# slow sink can never make an alert go out twice within its cooldown.
+DELIVERY_GRACE = 3.0
+LEASE_MARGIN = 30.0
 # A claim that ends further ahead than a fresh lease would came from a clock that was ahead
 # (then set back): stale. Within this slack it is just another process's slightly later now.
 CLOCK_SLACK = 5.0
@@ -139,32 +148,8 @@ def _iso(epoch: float) -> str:
 
 
 def redact_url(url: str) -> str:
-    """``https://discord.com/***``: scheme and host only; path, query and credentials hidden."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return "***"
-    if not parts.scheme or not host:
-        return "***"
-    tail = "/***" if (parts.path not in ("", "/") or parts.query or parts.username) else ""
-    return f"{parts.scheme}://{host}{port}{tail}"
-
-
-def scrub(text: str, url: str) -> str:
-    """``text`` with the URL (and its path and query) replaced by the redacted form."""
-    if not url:
-        return text
-    out = text.replace(url, redact_url(url))
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return out
-    for secret in (parts.path, parts.query, parts.password or "", parts.username or ""):
-        if secret and len(secret) > 1:
-            out = out.replace(secret, "/***" if secret.startswith("/") else "***")
-    return out
+    """``https://discord.com/***``: a sink's URL is a secret as a whole (scheme, host shown)."""
+    return _redact_url(url, path=False)
 
 
 def payload(sink_kind: str, alert: Alert) -> dict[str, Any]:
@@ -240,7 +225,7 @@ class AlertManager:
 
     def _claim(self, sink: AlertSink, metric: HealthMetric, token: str) -> Alert | None:
         """Atomically decide whether ``metric`` needs an alert to ``sink`` and claim it."""
-        lease = sink.timeout + LEASE_MARGIN
+        lease = sink.timeout + DELIVERY_GRACE + LEASE_MARGIN
         cooldown = self.cooldown_of(sink)
         status = metric.status
         decided: list[Alert] = []
@@ -262,6 +247,11 @@ class AlertManager:
             ):
                 return rec  # another run is delivering this very alert (a stale lease is not)
             sent_at = current.get("sent_at")
+            if isinstance(sent_at, (int, float)) and sent_at > now + CLOCK_SLACK:
+                # Sent "in the future": the clock was ahead then and has been set back. Count
+                # the cooldown from now (as the breaker does its open time), never forever.
+                current["sent_at"] = sent_at = now
+                rec = current
             if status != previous:
                 kind = "recovery" if status.is_ok else "problem"
             elif not status.is_ok and isinstance(sent_at, (int, float)):
@@ -312,11 +302,12 @@ class AlertManager:
 
     async def process(self, report: HealthReport) -> list[AlertOutcome]:
         """Send what the report calls for to every sink; never raises for a failed sink."""
-        jobs: list[tuple[AlertSink, Alert, str]] = []
+        jobs: list[tuple[AlertSink, Alert, str, float]] = []
         outcomes: list[AlertOutcome] = []
         for sink in self.sinks:
             for metric in report.metrics.values():
                 token = uuid.uuid4().hex
+                claimed = self.monotonic()  # before the claim: the delivery ends by its lease
                 try:
                     alert = self._claim(sink, metric, token)
                 except ReliactlError as exc:
@@ -327,14 +318,14 @@ class AlertManager:
                     )
                     continue
                 if alert is not None:
-                    jobs.append((sink, alert, token))
+                    jobs.append((sink, alert, token, claimed))
         if not jobs:
             return outcomes
         try:
-            results = await asyncio.gather(*(self._deliver(s, a) for s, a, _ in jobs))
+            results = await asyncio.gather(*(self._deliver(s, a, t0) for s, a, _, t0 in jobs))
         finally:
             await self._close()
-        for (sink, alert, token), (ok, attempts, failure) in zip(jobs, results, strict=True):
+        for (sink, alert, token, _), (ok, attempts, failure) in zip(jobs, results, strict=True):
             error = failure
             try:
                 self._settle(sink, alert, token, ok)
@@ -373,19 +364,29 @@ class AlertManager:
             client, self._client = self._client, None
             await client.aclose()
 
-    async def _deliver(self, sink: AlertSink, alert: Alert) -> tuple[bool, int, str | None]:
-        """(delivered, attempts, error) within the sink's deadline, retrying transient errors."""
+    async def _deliver(
+        self, sink: AlertSink, alert: Alert, started: float | None = None
+    ) -> tuple[bool, int, str | None]:
+        """(delivered, attempts, error) by ``started`` + the sink's timeout, retrying.
+
+        Each attempt is cut at that deadline whatever the server does (one that trickles its
+        answer a byte a second included); a command sink gets DELIVERY_GRACE more to exit."""
         from reliactl.retry import ExponentialBackoffStrategy, RetryPolicy
 
-        deadline = self.monotonic() + sink.timeout
+        deadline = (self.monotonic() if started is None else started) + sink.timeout
         attempts = 0
 
         async def attempt() -> None:
             nonlocal attempts
             attempts += 1
             remaining = max(0.05, deadline - self.monotonic())
+            grace = DELIVERY_GRACE if sink.kind == "command" else 0.0
             try:
-                error, retryable, wait = await self._send_once(sink, alert, remaining)
+                error, retryable, wait = await asyncio.wait_for(
+                    self._send_once(sink, alert, remaining), remaining + grace
+                )
+            except asyncio.TimeoutError:
+                error, retryable, wait = f"no answer within {remaining:.1f}s", True, None
             except Exception as exc:  # never let one sink break the others
                 error, retryable, wait = f"{type(exc).__name__}: {exc}", False, None
             if error is not None:
@@ -419,9 +420,8 @@ class AlertManager:
         if sink.kind == "command":
             data = json.dumps(body).encode()
             try:
-                code, output = await asyncio.wait_for(
-                    _in_daemon_thread(lambda: run_program(sink.command, timeout, stdin=data)),
-                    timeout + 2.0,
+                code, output = await _in_daemon_thread(
+                    lambda: run_program(sink.command, timeout, stdin=data)
                 )
             except FileNotFoundError:
                 return f"{sink.command[0]}: command not found", False, None
@@ -437,7 +437,11 @@ class AlertManager:
         if self._client is None:
             self._client = httpx.AsyncClient(headers={"User-Agent": "reliactl-health"})
         try:
-            response = await self._client.post(sink.url, json=body, timeout=timeout)
+            # The status and Retry-After are all we need: the body is never read, so a huge
+            # or endless answer costs nothing.
+            async with self._client.stream("POST", sink.url, json=body, timeout=timeout) as resp:
+                status = resp.status_code
+                retry_after = resp.headers.get("Retry-After")
         except httpx.TimeoutException:
             return f"no answer within {timeout:.1f}s", True, None
         except httpx.InvalidURL as exc:
@@ -446,9 +450,8 @@ class AlertManager:
             return "invalid URL: expected http:// or https://", False, None
         except (httpx.HTTPError, OSError) as exc:
             return f"{type(exc).__name__}: {exc}", True, None
-        if response.status_code < 300:
+        if status < 300:
             return None, False, None
         where = redact_url(sink.url)
-        retryable = response.status_code == 429 or response.status_code >= 500
-        wait = _retry_after(response.headers.get("Retry-After"))
-        return f"HTTP {response.status_code} from {where}", retryable, wait
+        retryable = status == 429 or status >= 500
+        return f"HTTP {status} from {where}", retryable, _retry_after(retry_after)

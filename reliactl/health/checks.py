@@ -693,7 +693,17 @@ def process_check(
 # --------------------------------------------------------------------------- custom kinds
 
 
-def http_check(spec: CheckSpec, timeout: float) -> Check:
+DEFAULT_MAX_RESPONSE = 10 * 1024 * 1024
+
+
+def http_check(
+    spec: CheckSpec, timeout: float, max_response_size: int = DEFAULT_MAX_RESPONSE
+) -> Check:
+    """Request ``spec.url``; the status, the latency and (``body_contains``) the body decide.
+
+    The timeout bounds the whole request, the body included, whatever the server does (a
+    trickling answer is cut off). The body is read only for ``body_contains``, and then at
+    most ``max_response_size`` bytes of it: a huge answer costs no more memory than that."""
     w, c, ws, cs = _ranges(spec.warn, spec.critical)
     expected = tuple(spec.expect_status)
     # answer "no answer" (CRITICAL) ourselves before the monitor's backstop (UNKNOWN)
@@ -708,15 +718,22 @@ def http_check(spec: CheckSpec, timeout: float) -> Check:
         client = await ctx.http_client(spec.verify_tls)
         started = time.monotonic()
         budget = max(0.01, inner - (started - begun))
-        try:
-            response = await asyncio.wait_for(
-                client.request(
-                    spec.method.upper(), spec.url, headers=dict(spec.headers), timeout=budget
-                ),
-                budget,
+
+        async def fetch() -> tuple[httpx.Response, float, str, bool]:
+            request = client.build_request(
+                spec.method.upper(), spec.url, headers=dict(spec.headers), timeout=budget
             )
-            latency = round(time.monotonic() - started, 6)
-            body = response.text if spec.body_contains else ""
+            response = await client.send(request, stream=True)
+            try:
+                latency = round(time.monotonic() - started, 6)
+                body, cut = await _read_bounded(response, max_response_size, spec.body_contains)
+            finally:
+                await response.aclose()
+            return response, latency, body, cut
+
+        try:
+            # One deadline for all of it: httpx's own timeout bounds each read only.
+            response, latency, body, cut = await asyncio.wait_for(fetch(), budget)
         except (httpx.TimeoutException, asyncio.TimeoutError):
             return _metric(
                 spec, Status.CRITICAL, None, f"no answer within {format_duration(inner)}"
@@ -736,9 +753,26 @@ def http_check(spec: CheckSpec, timeout: float) -> Check:
         if spec.body_contains and spec.body_contains not in body:
             statuses.append(Status.CRITICAL)
             text += f"; body does not contain {spec.body_contains!r}"
+            if cut:
+                text += f" in its first {format_size(max_response_size)}"
         return _metric(spec, worst(statuses), latency, text, "s", perf)
 
     return Check(spec.name, "http", run, timeout, spec.debounce, ws, cs)
+
+
+async def _read_bounded(response: httpx.Response, limit: int, wanted: str) -> tuple[str, bool]:
+    """(text of the body's first ``limit`` bytes, whether there was more); "" unless wanted."""
+    if not wanted:
+        return "", False
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            break
+    data = b"".join(chunks)[:limit]
+    return data.decode(response.encoding or "utf-8", "replace"), size > limit
 
 
 def _metric(
@@ -906,6 +940,25 @@ def split_plugin_output(output: str) -> tuple[str, str]:
 
 
 MAX_OUTPUT = 64 * 1024
+# Programs run_program is waiting for: a CLI stopped by a signal kills their groups (each runs
+# in its own session, so a signal to ours never reaches them) instead of orphaning them.
+_RUNNING: set[Any] = set()
+
+
+def kill_running_programs() -> int:
+    """SIGKILL the process group of every program still running; how many there were.
+
+    Safe in a signal handler (no lock; set operations are atomic under the GIL). A program
+    already reaped (``returncode`` set) is skipped, so no recycled process group is hit."""
+    import signal
+
+    killed = 0
+    for proc in list(_RUNNING):
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+                killed += 1
+    return killed
 
 
 def run_program(
@@ -916,7 +969,6 @@ def run_program(
     On timeout the whole group is killed; a grandchild that keeps the pipe open cannot make
     this wait past the timeout (plus one second to collect what was written).
     """
-    import signal
     import subprocess
 
     proc = subprocess.Popen(
@@ -927,6 +979,17 @@ def run_program(
         start_new_session=True,
         close_fds=True,
     )
+    _RUNNING.add(proc)
+    try:
+        return _wait_program(proc, timeout, stdin)
+    finally:
+        _RUNNING.discard(proc)
+
+
+def _wait_program(proc: Any, timeout: float, stdin: bytes | None) -> tuple[int | None, str]:
+    import signal
+    import subprocess
+
     try:
         out, _ = proc.communicate(stdin, timeout=timeout)
         code: int | None = proc.returncode
@@ -1063,7 +1126,7 @@ def custom_check(spec: CheckSpec, config: HealthMonitorConfig) -> Check:
     timeout = spec.timeout if spec.timeout is not None else config.check_timeout
     kind = spec.kind
     if kind == "http":
-        return http_check(spec, timeout)
+        return http_check(spec, timeout, config.max_response_size)
     if kind == "tcp":
         return tcp_check(spec, timeout)
     if kind == "command":

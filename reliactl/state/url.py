@@ -13,7 +13,6 @@ without the ``redis`` extra, and ``run``/``health`` on SQLite never pay for redi
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -120,16 +119,13 @@ def _db(value: str, text: str) -> int:
     return int(value)
 
 
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^:@/\s]*):[^@/\s]*@")
-
-
 def redact_url(text: str, secrets: tuple[str, ...] = ()) -> str:
-    """``text`` with every URL password (``scheme://user:PASSWORD@``) and ``secrets`` hidden.
+    """``text`` with every URL's password (and other secrets, see ``reliactl.redact``) and
+    ``secrets`` hidden: the one call site through which the state backend shows URLs and
+    error messages."""
+    from reliactl.redact import redact_urls_in
 
-    The one call site through which the state backend shows URLs and error messages; it is
-    meant to delegate to reliactl's shared redaction function once that exists (issue 13).
-    """
-    out = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", text)
+    out = redact_urls_in(text)
     for secret in secrets:
         if secret:
             out = out.replace(secret, REDACTED)

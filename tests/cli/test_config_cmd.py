@@ -185,3 +185,38 @@ def test_every_command_refuses_an_invalid_configuration_with_78(
     assert result.exit_code == 78, result.output
     assert f"{bad}:2: retry.max_retries: expected an integer" in result.stderr
     assert (tmp_path / "old").exists()
+
+
+SECRET_CHECKS = """\
+health_monitor:
+  system_checks: []
+  checks:
+    - name: api
+      kind: http
+      url: https://bob:pw-verysecret@api.example/health?api_key=k-verysecret&verbose=1
+      headers:
+        X-Api-Key: xk-verysecret
+        Api-Key: ak-verysecret
+        Cookie: sid=c-verysecret
+        X-Goog-Api-Key: g-verysecret
+        X-Access-Key: a-verysecret
+        Authorization: Bearer b-verysecret
+        Accept: text/plain
+    - name: relay
+      kind: http
+      url: https://discord.com/api/webhooks/42/d-verysecret
+"""
+
+
+@pytest.mark.parametrize("args", [(), ("--json",), ("--no-sources",), ("--json", "--no-sources")])
+def test_show_redacts_what_http_treats_as_secret(run_cli, tmp_path: Path, args: tuple) -> None:
+    """Check URLs lose passwords, token params and webhook tokens; secret headers show ***."""
+    cfg = tmp_path / "reliactl.yaml"
+    cfg.write_text(SECRET_CHECKS)
+    result = run_cli("--config", str(cfg), "config", "show", *args)
+    assert result.exit_code == 0, result.output
+    assert "verysecret" not in result.output
+    out = result.stdout
+    assert "https://bob:***@api.example/health?api_key=***&verbose=1" in out
+    assert "https://discord.com/api/webhooks/42/***" in out
+    assert "text/plain" in out  # an ordinary header stays readable

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -373,3 +378,85 @@ def test_tcp_check_through_the_cli(run_cli, tmp_path: Path) -> None:
         result = run_cli("--config", str(cfg), "health", "--format", "nagios")
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("OK: 1 check OK | 'db:time'=")
+
+
+# ---- slow sinks and signals (issue 13), through a real `reliactl health` process
+
+
+def _health(cfg: Path, *args: str, **kw: Any) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "reliactl", "--config", str(cfg), "health", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
+
+
+def test_a_trickling_webhook_cannot_hold_up_health(tmp_path: Path) -> None:
+    """A sink answering a byte every 0.2 s is given up at its 2 s timeout: health ends soon,
+    with the check's exit code and a redacted warning (the old code took 49 s and more)."""
+    from reliactl._httpserver import FlakyServer, Reply
+
+    with FlakyServer(Reply(body=b"ok" * 150, trickle=0.2)) as srv:
+        sink = HOOK.format(url=srv.url + "/t/SECRET") + "  timeout: 2s\n"
+        cfg = write_config(tmp_path, {"db": 2}, alerts=sink)
+        started = time.monotonic()
+        proc = _health(cfg)
+        _, err = proc.communicate(timeout=90)
+        took = time.monotonic() - started
+    assert took < 25, f"took {took:.1f}s"
+    assert proc.returncode == 2, err
+    assert "not delivered" in err and "no answer within" in err
+    assert "SECRET" not in err
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_stopping_health_watch_does_not_orphan_a_running_plugin(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    """TERM (or Ctrl-C) while a command check runs: the plugin, in its own session, is killed
+    too instead of running on as an orphan; TERM still ends health by that signal."""
+    pidfile = tmp_path / "plugin.pid"
+    plugin = (
+        f"import os, time; open({str(pidfile)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
+    )
+    cfg = tmp_path / "reliactl.yaml"
+    cfg.write_text(
+        "health_monitor:\n"
+        "  system_checks: []\n"
+        "  checks:\n"
+        "    - name: slow\n"
+        "      kind: command\n"
+        "      timeout: 5m\n"
+        f"      command: [{json.dumps(sys.executable)}, -c, {json.dumps(plugin)}]\n"
+    )
+    proc = _health(cfg, "--watch", "--interval", "1h")
+    try:
+        deadline = time.monotonic() + 30
+        while not (pidfile.exists() and pidfile.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        plugin_pid = int(pidfile.read_text())
+        assert _alive(plugin_pid)
+        proc.send_signal(sig)
+        proc.communicate(timeout=30)
+        gone = time.monotonic() + 10
+        while _alive(plugin_pid) and time.monotonic() < gone:
+            time.sleep(0.05)
+        assert not _alive(plugin_pid), "the plugin outlived health --watch"
+        if sig == signal.SIGTERM:
+            assert proc.returncode == -signal.SIGTERM
+    finally:
+        proc.kill()
+        proc.wait()
+        if pidfile.exists() and pidfile.read_text():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pidfile.read_text()), signal.SIGKILL)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -247,3 +249,91 @@ def test_the_default_rate_key_is_the_host_never_the_credentials(
     assert result.exit_code == 75, result.output  # the same budget: http:127.0.0.1:PORT
     assert f"'http:127.0.0.1:{server.port}'" in result.stderr
     assert "verysecret" not in result.output
+
+
+# ---- deadlines, streaming and redaction (issue 13), through a real `reliactl http` process
+
+HANG_BOUND = 20.0  # seconds: only detects a hang; the old code took a minute or more
+
+
+def _reliactl(*args: str, timeout: float = 90.0, **kw: object) -> tuple[int, bytes, str, float]:
+    """Run `python -m reliactl ARGS`: (exit code, stdout, stderr, seconds it took)."""
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "reliactl", *args],
+        capture_output=True,
+        timeout=timeout,
+        env={**os.environ, **FAST},
+        **kw,  # type: ignore[arg-type]
+    )
+    return proc.returncode, proc.stdout, proc.stderr.decode(), time.monotonic() - started
+
+
+def test_timeout_cuts_off_a_server_that_trickles_its_answer(server: FlakyServer) -> None:
+    """--timeout bounds the whole attempt: a byte every 0.2 s (60 s of answer) ends at 2 s."""
+    server.script("/slow", Reply(body=b"x" * 300, trickle=0.2))
+    code, out, err, took = _reliactl(
+        "http", "GET", server.url + "/slow", "--timeout", "2s", "--retries", "0"
+    )
+    assert code == 7, err
+    assert took < HANG_BOUND, f"took {took:.1f}s"
+    assert "no complete answer within the 2s deadline" in err
+    assert out == b""
+
+
+def test_timeout_cuts_off_a_body_that_trickles_after_the_headers(server: FlakyServer) -> None:
+    """Headers at once, then a byte every 0.2 s: cut at the deadline with what came on stdout."""
+    server.script("/body", Reply(body=b"y" * 300, trickle=0.2, trickle_headers=False))
+    code, out, err, took = _reliactl("http", "GET", server.url + "/body", "--timeout", "2s")
+    assert code == 7, err
+    assert took < HANG_BOUND, f"took {took:.1f}s"
+    assert "HTTP 200, then the body broke off after" in err and "2s deadline" in err
+    assert 0 < len(out) < 300 and set(out) == {ord("y")}
+
+
+def test_each_retry_of_a_trickling_server_has_its_own_deadline(server: FlakyServer) -> None:
+    """Two attempts of 1.5 s each against a trickling server: both cut off, then exit 7."""
+    server.script("/t", Reply(body=b"z" * 300, trickle=0.2), Reply(body=b"z" * 300, trickle=0.2))
+    code, _, err, took = _reliactl(
+        "http", "GET", server.url + "/t", "--timeout", "1500ms", "--retries", "1"
+    )
+    assert code == 7, err
+    assert took < HANG_BOUND, f"took {took:.1f}s"
+    assert server.count("/t") == 2 and "after 2 attempts" in err
+
+
+def test_a_large_answer_is_streamed_to_stdout_not_buffered(server: FlakyServer) -> None:
+    """A 120 MB answer reaches stdout whole while reliactl's peak RSS stays far below 120 MB."""
+    size = 120 * 1024 * 1024
+    server.script("/big", Reply(size=size))
+    probe = (
+        "import resource, subprocess, sys\n"
+        "with open('/dev/null', 'wb') as sink:\n"
+        "    p = subprocess.run([sys.executable, '-m', 'reliactl', 'http', 'GET', sys.argv[1],"
+        " '--timeout', '60s'], stdout=sink)\n"
+        "print(p.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, server.url + "/big"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    code, peak_kib = map(int, proc.stdout.split())
+    assert code == 0, proc.stderr
+    assert peak_kib * 1024 < size / 2, f"peak RSS {peak_kib} KiB for a {size} byte answer"
+
+
+def test_webhook_tokens_in_url_paths_are_redacted_in_errors_and_verbose_lines(
+    server: FlakyServer,
+) -> None:
+    """Discord and Slack webhook tokens in the path never reach stderr, as in alert messages."""
+    discord = "/api/webhooks/123456/DISCORD-verysecret"
+    code, _, err, _ = _reliactl("http", "POST", server.url + discord, "-d", "{}", "-v")
+    assert code == 0, err
+    assert "> POST /api/webhooks/123456/*** HTTP/1.1" in err
+    slack = "/services/T0ABC/B0DEF/SLACKverysecret"
+    code, _, err, _ = _reliactl("http", "POST", refused_url() + slack, "--retries", "0")
+    assert code == 7, err
+    assert "/services/***" in err
+    assert "verysecret" not in err

@@ -7,15 +7,17 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 from health_servers import CountingServer
 
+from reliactl._httpserver import FlakyServer, Reply
 from reliactl.config import AlertSink
 from reliactl.errors import HealthError
-from reliactl.health.alerts import AlertManager, payload, redact_url, scrub
+from reliactl.health.alerts import AlertManager, AlertOutcome, payload, redact_url, scrub
 from reliactl.health.model import HealthMetric, HealthReport, Status, worst
 from reliactl.health.monitor import RecordStore
 from reliactl.state.sqlite import open_store
@@ -314,3 +316,75 @@ def test_retry_after_of_a_429_is_honoured(server: CountingServer, tmp_path: Path
     )
     assert not outcome.delivered and outcome.attempts == 3
     assert clock.sleeps == [3.0, 3.0]
+
+
+# ---- deadlines, leases and clocks (issue 13)
+
+HANG_BOUND = 20.0  # seconds: detects a hang only
+
+
+def real_manager(sinks: list[AlertSink], tmp_path: Path, **kw: object) -> AlertManager:
+    """An AlertManager on real clocks (deadlines are enforced by asyncio in real time)."""
+    return AlertManager(
+        sinks,
+        RecordStore(open_store(tmp_path / "state.db")),
+        host="testhost",
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_a_trickling_webhook_is_cut_off_at_the_sink_timeout(tmp_path: Path) -> None:
+    """A sink answering a byte every 0.2 s is given up at its 1.5 s timeout, retries included."""
+    with FlakyServer(Reply(body=b"ok" * 150, trickle=0.2)) as srv:
+        sink = AlertSink(name="slow", kind="webhook", url=srv.url + SECRET, timeout=1.5)
+        started = time.monotonic()
+        (outcome,) = asyncio.run(
+            real_manager([sink], tmp_path).process(report(FakeClock(), d=Status.CRITICAL))
+        )
+        took = time.monotonic() - started
+    assert took < HANG_BOUND, f"took {took:.1f}s"
+    assert not outcome.delivered and "no answer within" in (outcome.error or "")
+    assert "s3cr3t" not in outcome.describe()
+
+
+def test_the_claim_outlives_the_longest_delivery(tmp_path: Path) -> None:
+    """While a slow sink is being tried, its claim holds: a second run sends nothing; and the
+    delivery is over (cut at the sink's timeout) long before the claim's lease ends."""
+    with FlakyServer(Reply(body=b"ok" * 300, trickle=0.2)) as srv:
+        sink = AlertSink(name="slow", kind="webhook", url=srv.url + SECRET, timeout=2.0)
+        first = real_manager([sink], tmp_path)
+        outcomes: list[AlertOutcome] = []
+        worker = threading.Thread(
+            target=lambda: outcomes.extend(
+                asyncio.run(first.process(report(FakeClock(), d=Status.CRITICAL)))
+            )
+        )
+        worker.start()
+        deadline = time.monotonic() + 10
+        while srv.count() == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        record = first.records.get("alert", "slow:d")
+        assert record is not None and record.get("claim"), record
+        second = real_manager([sink], tmp_path)
+        assert asyncio.run(second.process(report(FakeClock(), d=Status.CRITICAL))) == []
+        worker.join(HANG_BOUND)
+        assert not worker.is_alive(), "the delivery outlived its deadline"
+        assert time.time() < record["claimed_until"], "the delivery outlived its claim"
+        assert srv.count() >= 1 and len(outcomes) == 1 and not outcomes[0].delivered
+
+
+def test_a_sent_at_in_the_future_does_not_suppress_repeats_forever(
+    server: CountingServer, tmp_path: Path
+) -> None:
+    """An alert recorded while the clock was a year ahead: the cooldown counts from now."""
+    clock = FakeClock()
+    am = manager([hook(server, cooldown=600)], tmp_path, clock)
+    ahead = clock.time() + 365 * 86400
+    am.records.update("alert", "hook:disk", lambda _r: {"status": "CRITICAL", "sent_at": ahead})
+    asyncio.run(am.process(report(clock, disk=Status.CRITICAL)))
+    assert server.count == 0  # within a cooldown of now: no repeat yet
+    record = am.records.get("alert", "hook:disk")
+    assert record is not None and record["sent_at"] <= clock.time()
+    clock.advance(601)
+    (outcome,) = asyncio.run(am.process(report(clock, disk=Status.CRITICAL)))
+    assert outcome.delivered and outcome.kind == "repeat" and server.count == 1

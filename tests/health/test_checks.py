@@ -11,12 +11,14 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from health_servers import CountingServer
 
+from reliactl._httpserver import FlakyServer, Reply
 from reliactl.config import CheckSpec, HealthMonitorConfig, load
 from reliactl.health import checks
 from reliactl.health.checks import Check, custom_check, parse_perfdata, split_plugin_output
@@ -78,6 +80,32 @@ def test_http_no_answer_within_timeout_is_critical(server: CountingServer) -> No
     m = run1(custom_check(spec("http", url=server.url, timeout=0.4), CONFIG))
     assert time.monotonic() - started < 2.5
     assert m.status is Status.CRITICAL and "no answer" in m.message
+
+
+def test_http_check_timeout_bounds_a_trickling_answer() -> None:
+    """A server answering a byte every 0.2 s (60 s in all) is CRITICAL at the 1.5 s timeout."""
+    with FlakyServer(Reply(body=b"ok" * 150, trickle=0.2)) as srv:
+        started = time.monotonic()
+        m = run1(custom_check(spec("http", url=srv.url, timeout=1.5, body_contains="ok"), CONFIG))
+        took = time.monotonic() - started
+    assert took < 20, f"took {took:.1f}s"
+    assert m.status is Status.CRITICAL and "no answer within" in m.message
+
+
+def test_http_check_reads_at_most_max_response_size_of_the_body() -> None:
+    """body_contains looks at the first max_response_size bytes only; a status-only check
+    reads none of a huge body."""
+    head = b"a" * 1000 + b"EARLY" + b"a" * (2 * 1024 * 1024)
+    with FlakyServer(Reply(body=head + b"LATE")) as srv:
+        config = replace(CONFIG, max_response_size=1024 * 1024)
+        early = run1(custom_check(spec("http", url=srv.url, body_contains="EARLY"), config))
+        late = run1(custom_check(spec("http", url=srv.url, body_contains="LATE"), config))
+        srv.script("/huge", Reply(size=500 * 1024 * 1024))
+        status_only = run1(custom_check(spec("http", url=srv.url + "/huge"), config))
+    assert early.status is Status.OK, early.message
+    assert late.status is Status.CRITICAL
+    assert "does not contain 'LATE' in its first 1" in late.message
+    assert status_only.status is Status.OK, status_only.message
 
 
 def free_port() -> int:

@@ -1,0 +1,183 @@
+"""Keeping secrets out of every message, log line and ``config show``: the one owner.
+
+What counts as a secret is decided here and nowhere else:
+
+- a header or query parameter whose name :func:`is_secret_name` calls secret: Authorization,
+  Cookie, X-Api-Key, Api-Key, X-Goog-Api-Key, X-Access-Key, anything ending in ``-key`` /
+  ``_key`` or containing token, secret, password, auth, session, signature, credential...;
+- the password of a URL (and a user name given without a password, as a token often is);
+- the token in the path of a known webhook form (Discord, Slack, Telegram bots), on any host;
+- a URL that is a secret as a whole (an alert sink's webhook): ``path=False`` keeps only
+  its scheme, host and port.
+
+Stdlib only, no I/O; imported by ``http``, ``health.alerts``, ``health.checks`` and the CLI.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
+
+__all__ = [
+    "REDACTED",
+    "is_secret_name",
+    "redact_headers",
+    "redact_text",
+    "redact_url",
+    "redact_urls_in",
+    "scrub",
+]
+
+REDACTED = "***"
+
+# Names compared lower-cased, with "_" read as "-".
+_SECRET_NAMES = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "key",
+        "sig",
+        "code",
+        "pwd",
+    }
+)
+_SECRET_WORDS = (
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "api-key",
+    "apikey",
+    "access-key",
+    "accesskey",
+    "auth",
+    "session",
+    "signature",
+    "credential",
+    "private",
+    "cookie",
+)
+_AUTH_HEADERS = ("authorization", "proxy-authorization")
+
+# Paths of webhook URLs whose last segments are the credential, recognised by their shape on
+# any host (a relay or proxy in front of the service keeps the same path), and Slack's newer
+# forms on its own host.
+_WEBHOOK_PATHS: tuple[tuple[re.Pattern[str] | None, re.Pattern[str]], ...] = (
+    # Discord: /api[/v10]/webhooks/<id>/<token>
+    (None, re.compile(r"^(?P<keep>/api(?:/v\d+)?/webhooks/[^/]+/)[^/]+(?P<rest>.*)$")),
+    # Slack: /services/T…/B…/<token>
+    (None, re.compile(r"^(?P<keep>/services/)T[A-Z0-9]+/B[A-Z0-9]+/[^/]+(?P<rest>.*)$")),
+    (re.compile(r"^hooks\.slack\.com$"), re.compile(r"^(?P<keep>/\w+/)[^?#]+(?P<rest>)$")),
+    # Telegram bots: /bot<id>:<token>/sendMessage
+    (None, re.compile(r"^(?P<keep>/(?:file/)?bot)\d+:[^/]+(?P<rest>.*)$")),
+)
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a header or query parameter called ``name`` carries a secret."""
+    lowered = name.strip().lower().replace("_", "-")
+    return (
+        lowered in _SECRET_NAMES
+        or lowered.endswith("-key")
+        or any(word in lowered for word in _SECRET_WORDS)
+    )
+
+
+def _redact_value(name: str, value: str) -> str:
+    if not is_secret_name(name):
+        return value
+    scheme, sep, rest = value.strip().partition(" ")
+    if sep and rest and name.strip().lower() in _AUTH_HEADERS:
+        return f"{scheme} {REDACTED}"  # keep "Bearer"/"Basic": it helps, and is no secret
+    return REDACTED
+
+
+def redact_headers(headers: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> list[tuple[str, str]]:
+    """(name, value) pairs with secret values replaced by "***" (the auth scheme is kept)."""
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    return [(str(name), _redact_value(str(name), str(value))) for name, value in pairs]
+
+
+def _redact_path(host: str, path: str) -> str:
+    for host_pattern, path_pattern in _WEBHOOK_PATHS:
+        if host_pattern is None or host_pattern.search(host):
+            match = path_pattern.match(path)
+            if match:
+                return f"{match.group('keep')}{REDACTED}{match.group('rest')}"
+    return path
+
+
+def redact_url(url: object, *, path: bool = True) -> str:
+    """``url`` without its password, secret query values, or a known webhook's token.
+
+    With ``path=False`` (a URL that is a secret as a whole) only ``scheme://host[:port]`` is
+    kept, followed by "/***" when anything else was there. Text that is not a URL with a
+    scheme and a host comes back as "***" in that mode, unchanged otherwise.
+    """
+    text = str(url)
+    try:
+        parts = urlsplit(text)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:  # a malformed URL (a bad port): still never show its password
+        return REDACTED if not path else _USERINFO.sub(rf"\g<scheme>\g<user>:{REDACTED}@", text)
+    if not path:
+        if not parts.scheme or not host:
+            return REDACTED
+        hidden = parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc
+        shown_host = f"[{host}]" if ":" in host else host
+        return (
+            f"{parts.scheme}://{shown_host}{f':{port}' if port else ''}{'/***' if hidden else ''}"
+        )
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostpart = netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:{REDACTED}@{hostpart}" if ":" in userinfo else f"{REDACTED}@{hostpart}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(is_secret_name(k) for k, _ in pairs):
+            query = "&".join(
+                f"{quote(k, safe='')}={REDACTED if is_secret_name(k) else quote(v, safe='')}"
+                for k, v in pairs
+            )
+    return urlunsplit(
+        (parts.scheme, netloc, _redact_path(host.lower(), parts.path), query, parts.fragment)
+    )
+
+
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^:@/\s]*):[^@/\s]*@")
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>]+")
+
+
+def redact_urls_in(text: str) -> str:
+    """``text`` (a message, a log line) with every URL in it passed through :func:`redact_url`."""
+    return _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
+
+
+def redact_text(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every occurrence of each secret (of 4+ characters) replaced by "***"."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` (an error message) with a secret-as-a-whole URL and its parts hidden."""
+    if not url:
+        return text
+    out = text.replace(url, redact_url(url, path=False))
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return out
+    for secret in (parts.path, parts.query, parts.password or "", parts.username or ""):
+        if secret and len(secret) > 1:
+            out = out.replace(secret, "/***" if secret.startswith("/") else REDACTED)
+    return out

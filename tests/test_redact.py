@@ -1,0 +1,106 @@
+"""reliactl.redact: the one place that decides what is a secret, and how it is hidden."""
+
+from __future__ import annotations
+
+import pytest
+
+from reliactl import http
+from reliactl.health import alerts
+from reliactl.redact import is_secret_name, redact_headers, redact_url, scrub
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Authorization",
+        "Proxy-Authorization",
+        "Cookie",
+        "Set-Cookie",
+        "X-Api-Key",
+        "Api-Key",
+        "X-Goog-Api-Key",
+        "X-Access-Key",
+        "X-Functions-Key",
+        "X-Auth-Token",
+        "api_key",
+        "access_token",
+        "client_secret",
+        "sig",
+        "X-Amz-Signature",
+        "password",
+    ],
+)
+def test_secret_names(name: str) -> None:
+    """Headers and query parameters that carry credentials are secret, whatever their case."""
+    assert is_secret_name(name) and is_secret_name(name.upper())
+
+
+@pytest.mark.parametrize("name", ["Accept", "Content-Type", "User-Agent", "q", "page", "X-Trace"])
+def test_ordinary_names(name: str) -> None:
+    """Ordinary headers and parameters stay readable."""
+    assert not is_secret_name(name)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "https://discord.com/api/webhooks/123/tok-EN?wait=true",
+            "https://discord.com/api/webhooks/123/***?wait=true",
+        ),
+        (
+            "https://discord.com/api/v10/webhooks/1/tok",
+            "https://discord.com/api/v10/webhooks/1/***",
+        ),
+        (
+            "https://hooks.slack.com/services/T01AB/B02CD/xyzXYZ",
+            "https://hooks.slack.com/services/***",
+        ),
+        ("https://hooks.slack.com/triggers/T1/2/abc", "https://hooks.slack.com/triggers/***"),
+        ("http://relay:8080/services/T01AB/B02CD/xyz", "http://relay:8080/services/***"),
+        ("https://api.telegram.org/bot123:ABC-def/send", "https://api.telegram.org/bot***/send"),
+        ("https://bob:pw@h/x?token=1&q=2", "https://bob:***@h/x?token=***&q=2"),
+        ("https://TOKEN@github.com/x", "https://***@github.com/x"),
+        ("http://h/services/status", "http://h/services/status"),
+    ],
+)
+def test_redact_url_hides_passwords_token_params_and_webhook_tokens(url: str, shown: str) -> None:
+    """Known webhook forms lose the token in their path; other paths are kept."""
+    assert redact_url(url) == shown
+
+
+def test_a_secret_as_a_whole_url_keeps_only_scheme_and_host() -> None:
+    """path=False: an alert sink's URL shows where it goes, nothing more."""
+    assert redact_url("https://u:p@hooks.example:8443/x?k=1", path=False) == (
+        "https://hooks.example:8443/***"
+    )
+    assert redact_url("not a url", path=False) == "***"
+
+
+def test_there_is_one_redaction_owner() -> None:
+    """http and alerts use reliactl.redact, not copies with their own idea of a secret."""
+    assert http.redact_url is redact_url and http.redact_headers is redact_headers
+    assert http.is_secret_header is is_secret_name
+    url = "https://discord.com/api/webhooks/1/tok"
+    assert alerts.redact_url(url) == redact_url(url, path=False) == "https://discord.com/***"
+    assert alerts.scrub is scrub
+
+
+def test_redact_headers_keeps_the_auth_scheme() -> None:
+    """'Bearer' is no secret and helps; the credential after it is."""
+    assert redact_headers({"Authorization": "Bearer abc", "X-Goog-Api-Key": "k", "A": "b"}) == [
+        ("Authorization", "Bearer ***"),
+        ("X-Goog-Api-Key", "***"),
+        ("A", "b"),
+    ]
+
+
+def test_urls_inside_a_message_lose_their_secrets() -> None:
+    """A message that quotes URLs (a Redis connection error) shows each without its password
+    or token-like query values, and the rest of the message unchanged."""
+    from reliactl.redact import redact_urls_in
+
+    text = "cannot reach redis://ops:hunter2@10.0.0.5:6379/0 (see https://x.example/?token=abc1)"
+    out = redact_urls_in(text)
+    assert "hunter2" not in out and "abc1" not in out
+    assert out.startswith("cannot reach redis://ops:***@10.0.0.5:6379/0 (see https://x.example/")
