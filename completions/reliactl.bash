@@ -36,7 +36,7 @@ _reliactl() {
         "runs" | "runs "*) words="--help -h --json --last --limit -n" ;;
         "run" | "run "*)
             if [ "$path" != "run" ]; then COMPREPLY=($(compgen -c -f -- "$cur")); return; fi
-            words="--help -h --lock --lock-name --lock-wait --skip-if-locked --lock-on-nfs --timeout --total-timeout --kill-after -k --signal -s --preserve-status --retry --retries --backoff --delay --max-delay --jitter --retry-on --no-retry-on --retry-on-timeout --name --timestamps --log-file --quiet-success --json-report --breaker --no-history --check --require-healthy" ;;
+            words="--help -h --lock --lock-name --lock-wait --skip-if-locked --lock-on-nfs --timeout --total-timeout --kill-after -k --signal -s --preserve-status --leave-running --retry --retries --backoff --delay --max-delay --jitter --retry-on --no-retry-on --retry-on-timeout --name --timestamps --log-file --quiet-success --json-report --breaker --no-history --check --require-healthy" ;;
         "") words="breaker cleanup config doctor health http retry run runs --help -h --version --config -c" ;;
     esac
     COMPREPLY=($(compgen -W "$words" -- "$cur"))

@@ -103,6 +103,7 @@ complete -c reliactl -n '__fish_seen_subcommand_from run' -l total-timeout -r -F
 complete -c reliactl -n '__fish_seen_subcommand_from run' -l kill-after -s k -r -F -d 'SIGKILL the group this long after the timeout signal (default run.kill_after); exit 137.'
 complete -c reliactl -n '__fish_seen_subcommand_from run' -l signal -s s -r -F -d 'Signal sent to the group on timeout.'
 complete -c reliactl -n '__fish_seen_subcommand_from run' -l preserve-status -d 'On timeout, exit with the command\'s own status instead of 124.'
+complete -c reliactl -n '__fish_seen_subcommand_from run' -l leave-running -d 'Leave processes the command started running after it exits (default: stop them like a timeout, holding the lock until they are gone). The lock is then released while they run.'
 complete -c reliactl -n '__fish_seen_subcommand_from run' -l retry -d 'Retry failures with the configured policy (retry.* settings).'
 complete -c reliactl -n '__fish_seen_subcommand_from run' -l retries -r -F -d 'Retries after the first attempt (implies --retry).'
 complete -c reliactl -n '__fish_seen_subcommand_from run' -l backoff -r -F -d 'Backoff strategy between attempts.'

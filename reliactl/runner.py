@@ -69,6 +69,9 @@ FORWARDED_SIGNALS: tuple[signal.Signals, ...] = (
     signal.SIGUSR1,
     signal.SIGUSR2,
 )
+# Stop signals: never handled by reliactl; the command gets the dispositions reliactl started
+# with, the shim ignores them (it must keep watching the lifeline while the command is stopped).
+JOB_CONTROL_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
 NEVER_RETRIED = frozenset({126, 127})
 DRAIN_QUIET = 0.05  # after the command exits, stop reading a pipe quiet this long
 DRAIN_MAX = 1.0  # ... and stop reading altogether after this long
@@ -144,6 +147,11 @@ class RunOptions:
     lock: LockOptions | None = None
     env: Mapping[str, str] | None = None
     cwd: str | None = None
+    # Processes the command leaves behind are stopped like a timeout, and the lock is held
+    # until they are gone; True leaves them running (and releases the lock while they run).
+    leave_running: bool = False
+    # On reliactl's controlling terminal, the command's group becomes the foreground job.
+    job_control: bool = True
 
 
 @dataclass(frozen=True)
@@ -159,6 +167,9 @@ class Attempt:
     killed: bool = False  # reliactl had to SIGKILL the group
     exec_error: str | None = None  # the command could not be started
     delay_after: float | None = None  # pause before the next attempt, if there was one
+    escaped: int = 0  # processes outside the command's group that reliactl had to signal
+    leftovers: int = 0  # processes still running after the command exited, stopped by reliactl
+    left_running: int = 0  # ... and left running (--leave-running)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -171,6 +182,9 @@ class Attempt:
             "killed": self.killed,
             "exec_error": self.exec_error,
             "delay_after": self.delay_after,
+            "escaped": self.escaped,
+            "leftovers": self.leftovers,
+            "left_running": self.left_running,
         }
 
 
@@ -195,6 +209,16 @@ class RunResult:
     def succeeded(self) -> bool:
         return self.outcome in (SUCCESS, SKIPPED)
 
+    @property
+    def escaped(self) -> int:
+        """Processes outside the command's group that had to be signalled, all attempts."""
+        return sum(a.escaped for a in self.attempts)
+
+    @property
+    def leftovers(self) -> int:
+        """Processes the command left running that reliactl stopped, all attempts."""
+        return sum(a.leftovers for a in self.attempts)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -209,6 +233,7 @@ class RunResult:
             if self.lock_path is None
             else {"path": self.lock_path, "wait": self.lock_wait, "holder": self.lock_holder},
             "message": self.message,
+            "processes_stopped": {"escaped": self.escaped, "leftovers": self.leftovers},
         }
 
 
@@ -269,7 +294,7 @@ class _Signals:
         if threading.current_thread() is not threading.main_thread():
             raise ReliactlError("a supervised run must be started from the main thread")
         ignored = set()
-        for sig in FORWARDED_SIGNALS:
+        for sig in (*FORWARDED_SIGNALS, signal.SIGALRM, *JOB_CONTROL_SIGNALS):
             if signal.getsignal(sig) == signal.SIG_IGN:
                 ignored.add(int(sig))
         self.ignored = frozenset(ignored)
@@ -279,13 +304,16 @@ class _Signals:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         try:
-            for sig in (*FORWARDED_SIGNALS, signal.SIGCHLD):
+            for sig in (*FORWARDED_SIGNALS, signal.SIGALRM, signal.SIGCHLD):
                 if int(sig) in self.ignored:
                     continue
                 self._saved[int(sig)] = signal.signal(sig, self._on_signal)
             self._old_wakeup = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
             # Inherited blocked SIGCHLD/forwarded signals would starve the loop (timeout bug#13535).
-            wanted = {signal.SIGCHLD, *(s for s in FORWARDED_SIGNALS if int(s) not in ignored)}
+            wanted = {
+                signal.SIGCHLD,
+                *(s for s in (*FORWARDED_SIGNALS, signal.SIGALRM) if int(s) not in ignored),
+            }
             self._old_mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, wanted)
         except BaseException:
             self.__exit__()
@@ -403,17 +431,36 @@ def _shim(
     life_r: int,
     out_w: int | None,
     err_w: int | None,
+    tty: _Tty | None,
 ) -> NoReturn:
-    """Forked child of reliactl: lead the group, run the command, relay its status, die with us."""
+    """Forked child of reliactl: lead the job, run the command, relay its status, die with us.
+
+    Reports on ``report_w``: ``S<status>`` when the command exits, ``T<signal>`` when it is
+    stopped, ``E<errno> <why>`` when it cannot be started. Stays alive (a child subreaper
+    reaping orphans) until no process of the job is left, so reliactl can find every one of
+    them under it; lifeline EOF SIGKILLs them all, an ``L`` on the lifeline leaves them.
+    """
     try:
         signal.set_wakeup_fd(-1)
-        os.setsid()
+        if tty is None:
+            os.setsid()  # no terminal: a session of its own, no controlling tty to gain
+        else:
+            os.setpgid(0, 0)  # same session, its own group: job control still reaches it
+            if tty.foreground:
+                with _tty_signals_blocked():
+                    os.tcsetpgrp(tty.fd, os.getpid())
+        _become_subreaper()
         if out_w is not None and err_w is not None:
             os.dup2(out_w, 1)
             os.dup2(err_w, 2)
         _close_fds_except({report_w, life_r})
-        for sig in FORWARDED_SIGNALS:
-            signal.signal(sig, signal.SIG_IGN)  # the shim outlives group signals; it is KILLed
+        # The shim outlives every signal sent to the group (--signal may name any), so it can
+        # reap the job to the end; the command gets reliactl's own dispositions back.
+        inherited: dict[int, Any] = {}
+        for sig in signal.valid_signals():
+            if sig not in _SHIM_KEEPS:
+                with contextlib.suppress(OSError, ValueError):
+                    inherited[int(sig)] = signal.signal(sig, signal.SIG_IGN)
         chld_r, chld_w = os.pipe()
         os.set_blocking(chld_w, False)
         os.set_blocking(chld_r, False)
@@ -423,10 +470,11 @@ def _shim(
         if pid == 0:
             try:
                 signal.set_wakeup_fd(-1)
-                for sig in FORWARDED_SIGNALS:
-                    signal.signal(sig, signal.SIG_IGN if int(sig) in ignored else signal.SIG_DFL)
-                for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD):
-                    signal.signal(sig, signal.SIG_DFL)
+                for number, old in inherited.items():
+                    keep = number in ignored or (old == signal.SIG_IGN and number not in _RESET)
+                    with contextlib.suppress(OSError, ValueError):
+                        signal.signal(number, signal.SIG_IGN if keep else signal.SIG_DFL)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 for fd in (chld_r, chld_w, life_r):
                     os.close(fd)
                 signal.pthread_sigmask(signal.SIG_SETMASK, set())
@@ -436,21 +484,239 @@ def _shim(
             finally:
                 os._exit(127)
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
+        watched = [life_r, chld_r]
+        command_done = False
         while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                os.write(report_w, f"S{status}\n".encode())
-                os._exit(0)
+            while True:  # reap the command and every orphan reparented to us
+                try:
+                    done, status = os.waitpid(-1, os.WNOHANG | os.WUNTRACED)
+                except ChildProcessError:  # nobody left: the job is over
+                    os._exit(0)
+                if done == 0:
+                    break
+                if done == pid and not command_done:
+                    if os.WIFSTOPPED(status):
+                        os.write(report_w, f"T{os.WSTOPSIG(status)}\n".encode())
+                        continue
+                    os.write(report_w, f"S{status}\n".encode())
+                    command_done = True
             with contextlib.suppress(InterruptedError):
-                ready = _readable([life_r, chld_r], None)
-                if life_r in ready and not os.read(life_r, 1):
-                    os.killpg(0, signal.SIGKILL)  # reliactl is gone: so is everything it ran
+                ready = _readable(watched, None)
+                if life_r in ready:
+                    word = os.read(life_r, 1)
+                    if word == b"L":  # reliactl leaves what is left running
+                        os._exit(0)
+                    if not word:  # reliactl is gone: so is everything it ran
+                        watched.remove(life_r)
+                        signal_job(os.getpid(), signal.SIGKILL, group=os.getpid())
                 if chld_r in ready:
                     with contextlib.suppress(OSError):
                         os.read(chld_r, 512)
     except BaseException:
         os._exit(125)
     os._exit(125)
+
+
+_SHIM_KEEPS = frozenset({signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD})
+# Python ignores these itself; the command gets them at their defaults, as from a shell.
+_RESET = frozenset({int(signal.SIGPIPE), int(signal.SIGXFSZ)})
+
+
+@dataclass(frozen=True)
+class _Tty:
+    """reliactl's controlling terminal on stdin, and whether reliactl is its foreground job."""
+
+    fd: int
+    foreground: bool
+
+
+def _controlling_tty() -> _Tty | None:
+    """stdin, when it is reliactl's controlling terminal (tcgetpgrp fails on any other tty)."""
+    try:
+        if not os.isatty(0):
+            return None
+        return _Tty(0, os.tcgetpgrp(0) == os.getpgrp())
+    except OSError:
+        return None
+
+
+@contextlib.contextmanager
+def _tty_signals_blocked() -> Iterator[None]:
+    """tcsetpgrp from a background group raises SIGTTOU unless it is blocked (as shells do)."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTTOU, signal.SIGTTIN})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def _become_subreaper() -> bool:
+    """prctl(PR_SET_CHILD_SUBREAPER): orphans of the job are reparented to us, not to init."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+# --------------------------------------------------------------------------- the job's processes
+
+
+@dataclass(frozen=True)
+class JobProcess:
+    """A live process of the job: (pid, start time) names it even if the pid is reused."""
+
+    pid: int
+    pgid: int
+    start: int  # start time, clock ticks after boot (/proc/<pid>/stat field 22)
+
+    def command_line(self) -> str:
+        """Its command line as ps shows it (or its name in brackets), at most 120 characters."""
+        raw = _read_proc(f"/proc/{self.pid}/cmdline")
+        if raw:
+            text = raw.rstrip(b"\0").replace(b"\0", b" ").decode("utf-8", "backslashreplace")
+        else:
+            stat = _read_proc(f"/proc/{self.pid}/stat") or b""
+            name = stat.partition(b"(")[2].rpartition(b")")[0]
+            text = "[" + name.decode("utf-8", "replace") + "]"
+        return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _read_proc(path: str) -> bytes | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return os.read(fd, 65536)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _stat(pid: int) -> tuple[str, int, int, int] | None:
+    """(state, ppid, pgid, start time) of ``pid`` from /proc/<pid>/stat, None if it is gone."""
+    data = _read_proc(f"/proc/{pid}/stat")
+    if not data:
+        return None
+    fields = data.rpartition(b")")[2].split()
+    try:
+        return fields[0].decode(), int(fields[1]), int(fields[2]), int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def _children(pid: int) -> list[int] | None:
+    """Children of ``pid`` from /proc/<pid>/task/*/children; None if the kernel lacks them."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    found: list[int] = []
+    for tid in tasks:
+        data = _read_proc(f"/proc/{pid}/task/{tid}/children")
+        if data is None:
+            if not os.path.exists(f"/proc/{pid}/task/{tid}"):
+                continue  # the thread ended meanwhile
+            return None  # CONFIG_PROC_CHILDREN is off: the caller scans /proc instead
+        found.extend(int(word) for word in data.split())
+    return found
+
+
+def _children_by_scan() -> dict[int, list[int]]:
+    parents: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            stat = _stat(int(name))
+            if stat is not None:
+                parents.setdefault(stat[1], []).append(int(name))
+    return parents
+
+
+def job_processes(root: int) -> list[JobProcess]:
+    """Every live (not zombie) descendant of ``root``, found through its children, recursively.
+
+    With ``root`` a child subreaper, that is every process the job started and that is still
+    running, whatever group or session it moved to and however often it forked.
+    """
+    found: list[JobProcess] = []
+    seen = {root}
+    stack = [root]
+    scanned: dict[int, list[int]] | None = None
+    while stack:
+        parent = stack.pop()
+        kids = _children(parent) if scanned is None else scanned.get(parent, [])
+        if kids is None:
+            scanned = _children_by_scan()
+            kids = scanned.get(parent, [])
+        for kid in kids:
+            if kid in seen:
+                continue
+            seen.add(kid)
+            stat = _stat(kid)
+            if stat is None or stat[0] in ("Z", "X"):
+                continue
+            stack.append(kid)
+            found.append(JobProcess(kid, stat[2], stat[3]))
+    return found
+
+
+def _send(proc: JobProcess, sig: int) -> bool:
+    """Signal exactly this process: through a pidfd, after checking the pid was not reused."""
+    pidfd = -1
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except ProcessLookupError:
+        return False
+    except (OSError, AttributeError):
+        pass  # no pidfds here: the start-time check below still narrows the race to a moment
+    try:
+        stat = _stat(proc.pid)
+        if stat is None or stat[3] != proc.start:
+            return False
+        if pidfd >= 0:
+            signal.pidfd_send_signal(pidfd, sig)
+        else:
+            os.kill(proc.pid, sig)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+    finally:
+        if pidfd >= 0:
+            os.close(pidfd)
+
+
+def signal_job(root: int, sig: int, *, group: int) -> list[JobProcess]:
+    """Send ``sig`` to every process under ``root`` that a killpg(``group``) does not reach.
+
+    SIGKILL goes to every process found. The tree is walked again until a walk finds no
+    process not yet signalled (a process can fork while it is being killed); processes that
+    were stopped get SIGCONT after a catchable signal. Returns the processes signalled.
+    """
+    done: set[tuple[int, int]] = set()
+    hit: list[JobProcess] = []
+    for _ in range(100):  # bounded: a fork bomb outrunning SIGKILL is the cgroup's job
+        fresh = [
+            p
+            for p in job_processes(root)
+            if (p.pid, p.start) not in done and (sig == signal.SIGKILL or p.pgid != group)
+        ]
+        if not fresh:
+            break
+        for proc in fresh:
+            done.add((proc.pid, proc.start))
+            if _send(proc, sig):
+                hit.append(proc)
+    if sig not in (signal.SIGKILL, signal.SIGCONT):
+        for proc in hit:
+            _send(proc, signal.SIGCONT)
+    return hit
 
 
 # --------------------------------------------------------------------------- parent side
@@ -462,10 +728,19 @@ class _AttemptState:
     report_r: int
     life_w: int
     pipes: dict[int, int]  # read fd -> stream (1/2)
+    tty: _Tty | None = None
     timed_out: bool = False
     killed: bool = False
     signalled: int | None = None
     kill_at: float | None = None
+    report: bytearray = field(default_factory=bytearray)
+    parsed: int = 0  # how much of the report has been acted on
+    command_status: int | None = None  # set when the shim reports that the command exited
+    sent: set[int] = field(default_factory=set)  # signals sent to the job
+    escaped: set[tuple[int, int]] = field(default_factory=set)  # signalled outside the group
+    leftovers: set[tuple[int, int]] = field(default_factory=set)  # alive after the command
+    left_running: int = 0
+    terminal_signal: int | None = None  # Ctrl-C/Ctrl-\ at the terminal ended the command
 
 
 class Runner:
@@ -503,6 +778,11 @@ class Runner:
         lock = None
         lock_wait: float | None = None
 
+        def stopped_by(sig: int) -> RunResult:
+            if sig == signal.SIGALRM:  # as timeout(1): SIGALRM means "time out now"
+                return result(124, TIMEOUT, message="SIGALRM received: timed out")
+            return result(128 + sig, SIGNALLED, interrupted_by=sig)
+
         def result(code: int, outcome: str, **extra: Any) -> RunResult:
             return RunResult(
                 name=name,
@@ -537,7 +817,7 @@ class Runner:
                         lock_wait = self.monotonic() - started
                         got = sigs.take()
                         if got:
-                            return result(128 + got[0], SIGNALLED, interrupted_by=got[0])
+                            return stopped_by(got[0])
                         if opts.lock.skip_if_locked:
                             return result(0, SKIPPED, lock_holder=exc.holder, message=str(exc))
                         return result(75, BUSY, lock_holder=exc.holder, message=str(exc))
@@ -546,7 +826,7 @@ class Runner:
                     refusal = self.gate()
                     got = sigs.take()
                     if got:  # a signal while the gate ran: stop, do not start
-                        return result(128 + got[0], SIGNALLED, interrupted_by=got[0])
+                        return stopped_by(got[0])
                     if refusal is not None:
                         return result(refusal.exit_code, refusal.outcome, message=refusal.message)
                 total_deadline = (
@@ -565,7 +845,7 @@ class Runner:
                     number += 1
                     pending = sigs.take()
                     if pending:
-                        return result(128 + pending[0], SIGNALLED, interrupted_by=pending[0])
+                        return stopped_by(pending[0])
                     attempt = self._attempt(number, total_deadline)
                     attempts.append(attempt)
                     sig = self._interrupted()
@@ -609,6 +889,8 @@ class Runner:
                     )
                     if not sigs.sleep(delay):
                         sig = sigs.take()[0]
+                        if sig == signal.SIGALRM:
+                            return stopped_by(sig)
                         self.on_event(
                             RunEvent(
                                 "signal",
@@ -640,6 +922,7 @@ class Runner:
         deadline = None if opts.timeout is None else started + opts.timeout
         if total_deadline is not None:
             deadline = total_deadline if deadline is None else min(deadline, total_deadline)
+        tty = _controlling_tty() if opts.job_control else None
 
         opened: list[int] = []
         try:
@@ -664,7 +947,12 @@ class Runner:
                         life_r,
                         out_w,
                         err_w,
+                        tty,
                     )
+            if tty is not None:
+                # As shells do: both sides set the group, so a signal sent at once finds it.
+                with contextlib.suppress(OSError):
+                    os.setpgid(pid, pid)
         except OSError as exc:  # out of fds or processes: reliactl's own failure (125)
             for fd in opened:
                 os.close(fd)
@@ -674,18 +962,21 @@ class Runner:
                 os.close(child_end)
         for fd in pipes:
             os.set_blocking(fd, False)
-        state = _AttemptState(pid=pid, report_r=report_r, life_w=life_w, pipes=pipes)
+        os.set_blocking(report_r, False)
+        state = _AttemptState(pid=pid, report_r=report_r, life_w=life_w, pipes=pipes, tty=tty)
         try:
             status = self._supervise(state, number, deadline)
-            report = _read_all(report_r)
+            state.report += _read_all(report_r)
         finally:
             for fd in (*state.pipes, report_r, life_w):
                 with contextlib.suppress(OSError):
                     os.close(fd)
+            if tty is not None and tty.foreground:
+                _take_terminal_back(tty, pid)
             if self.output is not None:
                 self.output.end_attempt(number)
         duration = self.monotonic() - started
-        return self._attempt_result(state, number, started_wall, duration, status, report)
+        return self._attempt_result(state, number, started_wall, duration, status)
 
     def _attempt_result(
         self,
@@ -694,11 +985,10 @@ class Runner:
         started_wall: float,
         duration: float,
         status: int,
-        report: bytes,
     ) -> Attempt:
         command_status: int | None = None
         exec_error: str | None = None
-        for line in report.splitlines():
+        for line in bytes(state.report).splitlines():
             if line.startswith(b"S"):
                 command_status = int(line[1:])
             elif line.startswith(b"E"):
@@ -710,12 +1000,43 @@ class Runner:
             code, sig = exit_code_of(command_status)
         else:  # the shim itself was killed (our SIGKILL, or someone else's)
             code, sig = exit_code_of(status)
+        escaped, leftovers = len(state.escaped), len(state.leftovers)
         if state.timed_out:
             shown = code if self.options.preserve_status else (137 if state.killed else 124)
             return Attempt(
-                number, started_wall, duration, shown, sig, timed_out=True, killed=state.killed
+                number,
+                started_wall,
+                duration,
+                shown,
+                sig,
+                timed_out=True,
+                killed=state.killed,
+                escaped=escaped,
+                leftovers=leftovers,
             )
-        return Attempt(number, started_wall, duration, code, sig, killed=state.killed)
+        if (
+            sig is not None
+            and state.tty is not None
+            and state.tty.foreground
+            and sig in (signal.SIGINT, signal.SIGQUIT)
+            and sig not in state.sent
+        ):
+            # Ctrl-C / Ctrl-\ at the terminal went to the command's foreground group only: the
+            # user interrupted the run, as if reliactl had received the signal itself.
+            state.terminal_signal = sig
+            if self._signals_seen is None:
+                self._signals_seen = sig
+        return Attempt(
+            number,
+            started_wall,
+            duration,
+            code,
+            sig,
+            killed=state.killed,
+            escaped=escaped,
+            leftovers=leftovers,
+            left_running=state.left_running,
+        )
 
     def _supervise(self, state: _AttemptState, number: int, deadline: float | None) -> int:
         """Wait for the shim while handling output, signals and deadlines; returns its status."""
@@ -723,8 +1044,12 @@ class Runner:
         opts = self.options
         buffers = self.output
         while True:
-            # 1. signals received by reliactl: forward to the group
+            # 1. signals received by reliactl: forward to the job (SIGALRM: time out now)
             for sig in sigs.take():
+                if sig == signal.SIGALRM:
+                    if state.command_status is None:
+                        deadline = self.monotonic()
+                    continue
                 if self._signals_seen is None:
                     self._signals_seen = sig
                     self.on_event(
@@ -752,9 +1077,14 @@ class Runner:
                 except ChildProcessError:  # reaped behind our back: nothing to report
                     status = 125 << 8
                 return status
-            # 3. deadlines
+            # 3. deadlines (the time limit is the command's: it ends when the command exits)
             now = self.monotonic()
-            if deadline is not None and not state.timed_out and now >= deadline:
+            if (
+                deadline is not None
+                and not state.timed_out
+                and state.command_status is None
+                and now >= deadline
+            ):
                 state.timed_out = True
                 self.on_event(
                     RunEvent(
@@ -765,35 +1095,130 @@ class Runner:
                     )
                 )
                 self._signal_group(state, opts.timeout_signal)
+                if opts.timeout_signal == signal.SIGKILL:
+                    state.killed = True
                 if opts.kill_after is not None and state.kill_at is None:
                     state.kill_at = now + opts.kill_after
             if state.kill_at is not None and now >= state.kill_at and not state.killed:
                 state.killed = True
+                left = job_processes(state.pid)
+                if state.command_status is not None:
+                    state.leftovers.update((p.pid, p.start) for p in left)
                 self.on_event(
                     RunEvent(
                         "kill",
-                        "the command's group is still running; sending SIGKILL",
+                        f"still running: {_named(left)}; sending SIGKILL"
+                        if left
+                        else "the command's group is still running; sending SIGKILL",
                         attempt=number,
                     )
                 )
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(state.pid, signal.SIGKILL)
-            # 4. wait for output, a signal or the next deadline
+                self._signal_group(state, signal.SIGKILL)
+            # 4. wait for output, a report, a signal or the next deadline
             waits = [t for t in (deadline, state.kill_at) if t is not None]
-            if state.timed_out and deadline in waits:
+            if (state.timed_out or state.command_status is not None) and deadline in waits:
                 waits.remove(deadline)
             if state.killed and state.kill_at in waits:
                 waits.remove(state.kill_at)
             timeout = max(0.0, min(waits) - self.monotonic()) if waits else None
+            watched = [sigs.wake_fd, *state.pipes]
+            if state.report_r >= 0:
+                watched.append(state.report_r)
             try:
-                ready = _readable([sigs.wake_fd, *state.pipes], timeout)
+                ready = _readable(watched, timeout)
             except InterruptedError:
                 ready = []
             if sigs.wake_fd in ready:
                 sigs.drain()
+            if state.report_r in ready:
+                self._read_report(state, number)
             if buffers is not None:
                 for fd in [fd for fd in ready if fd in state.pipes]:
                     self._read_pipe(state, fd)
+
+    def _read_report(self, state: _AttemptState, number: int) -> None:
+        """The shim's reports: the command stopped (T) or exited (S) while the shim lives on."""
+        try:
+            data = os.read(state.report_r, 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:  # EOF: the shim is exiting; step 2 reaps it
+            state.report_r = -1
+            return
+        state.report += data
+        while (end := state.report.find(b"\n", state.parsed)) >= 0:
+            line = bytes(state.report[state.parsed : end])
+            state.parsed = end + 1
+            if line.startswith(b"T"):
+                self._command_stopped(state, int(line[1:]))
+            elif line.startswith(b"S") and state.command_status is None:
+                state.command_status = int(line[1:])
+                self._command_exited(state, number)
+
+    def _command_exited(self, state: _AttemptState, number: int) -> None:
+        """The command exited; processes it started may still run. Stop them (or leave them)."""
+        opts = self.options
+        if state.sent and not opts.leave_running:
+            return  # already being stopped (timeout, forwarded signal): SIGKILL names survivors
+        left = job_processes(state.pid)
+        if not left:
+            return  # the shim exits by itself in a moment
+        if opts.leave_running:
+            state.left_running = len(left)
+            self.on_event(
+                RunEvent(
+                    "leftovers",
+                    f"warning: the command exited but {_count(left)} it started still run: "
+                    f"{_named(left)}; leaving them (--leave-running): the lock is released "
+                    "while they run",
+                    attempt=number,
+                )
+            )
+            with contextlib.suppress(OSError):
+                os.write(state.life_w, b"L")
+            return
+        state.leftovers.update((p.pid, p.start) for p in left)
+        how = signal_name(opts.timeout_signal)
+        if opts.kill_after is not None:
+            how += f", then SIGKILL after {_fmt(opts.kill_after)}"
+        self.on_event(
+            RunEvent(
+                "leftovers",
+                f"warning: the command exited but {_count(left)} it started still run: "
+                f"{_named(left)}; stopping them ({how})",
+                attempt=number,
+            )
+        )
+        if opts.timeout_signal not in state.sent:
+            self._signal_group(state, opts.timeout_signal)
+        if state.kill_at is None and opts.kill_after is not None:
+            state.kill_at = self.monotonic() + opts.kill_after
+
+    def _command_stopped(self, state: _AttemptState, sig: int) -> None:
+        """On a terminal, a stopped command stops reliactl too, so the shell sees the job stop;
+        when the shell continues reliactl (fg, bg), it continues the command."""
+        tty = state.tty
+        if tty is None or sig not in (*JOB_CONTROL_SIGNALS, signal.SIGSTOP):
+            return
+        _take_terminal_back(tty, state.pid)
+        if int(sig) in self._signals.ignored:
+            sig = signal.SIGSTOP
+        old = signal.signal(sig, signal.SIG_DFL) if sig != signal.SIGSTOP else None
+        try:
+            unblocked = signal.pthread_sigmask(signal.SIG_UNBLOCK, {sig})
+            os.kill(os.getpid(), sig)  # stops here until the shell sends SIGCONT
+            signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
+        finally:
+            if old is not None:
+                signal.signal(sig, old)
+        with contextlib.suppress(OSError):
+            if os.tcgetpgrp(tty.fd) == os.getpgrp():  # we are the foreground job again (fg)
+                with _tty_signals_blocked():
+                    os.tcsetpgrp(tty.fd, state.pid)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(state.pid, signal.SIGCONT)
 
     def _read_pipe(self, state: _AttemptState, fd: int) -> bool:
         """Read what is there; False (and forget the fd) on EOF."""
@@ -828,13 +1253,20 @@ class Runner:
                 self._read_pipe(state, fd)
 
     def _signal_group(self, state: _AttemptState, sig: int) -> None:
-        # The shim (group leader) is not reaped yet, so state.pid is still this group's id.
+        """``sig`` to the command's group and to every process of the job outside it."""
+        # The shim (group leader, a subreaper) is not reaped yet, so state.pid is still this
+        # group's id, and every process of the job is still below it.
         if state.pid <= 1:  # never kill(-1) or our own group (coreutils#82)
             return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(state.pid, sig)
-            if sig not in (signal.SIGKILL, signal.SIGCONT):
-                os.killpg(state.pid, signal.SIGCONT)
+        state.sent.add(sig)
+        if sig != signal.SIGKILL:  # SIGKILL goes to each process: the shim must live to reap
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(state.pid, sig)
+                if sig != signal.SIGCONT:
+                    os.killpg(state.pid, signal.SIGCONT)
+        for proc in signal_job(state.pid, sig, group=state.pid):
+            if proc.pgid != state.pid and (proc.pid, proc.start) not in state.leftovers:
+                state.escaped.add((proc.pid, proc.start))
 
     @staticmethod
     def _shim_exited(pid: int) -> bool | None:
@@ -846,6 +1278,26 @@ class Runner:
         if info is None:
             return None
         return info.si_code in (os.CLD_KILLED, os.CLD_DUMPED)
+
+
+def _named(procs: Sequence[JobProcess]) -> str:
+    """ "123 (sleep 60), 456 (sh -c ...)": pid and command line of the first ten."""
+    names = ", ".join(f"{p.pid} ({p.command_line()})" for p in procs[:10])
+    if len(procs) > 10:
+        names += f" and {len(procs) - 10} more"
+    return names
+
+
+def _count(procs: Sequence[JobProcess]) -> str:
+    return f"{len(procs)} process{'es' if len(procs) != 1 else ''}"
+
+
+def _take_terminal_back(tty: _Tty, job: int) -> None:
+    """Give the terminal back to reliactl's group if the job's group still has it."""
+    with contextlib.suppress(OSError):
+        if os.tcgetpgrp(tty.fd) == job:
+            with _tty_signals_blocked():
+                os.tcsetpgrp(tty.fd, os.getpgrp())
 
 
 def run_command(

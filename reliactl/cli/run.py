@@ -81,6 +81,11 @@ def _signal_number(text: str) -> int:
     import signal
 
     raw = text.strip().upper()
+    if raw in ("0", "SIG0", "EXIT"):
+        raise _usage(
+            "--signal: 0 is not a signal (kill -0 only checks that a process exists), so it "
+            "could not stop the command; use e.g. TERM, INT, HUP or KILL"
+        )
     if raw.isdigit():
         number = int(raw)
         if number in {int(s) for s in signal.valid_signals()} and number != 0:
@@ -387,6 +392,16 @@ def run(
             rich_help_panel="Time limits",
         ),
     ] = False,
+    leave_running: Annotated[
+        bool,
+        typer.Option(
+            "--leave-running",
+            help="Leave processes the command started running after it exits (default: stop "
+            "them like a timeout, holding the lock until they are gone). The lock is then "
+            "released while they run.",
+            rich_help_panel="Time limits",
+        ),
+    ] = False,
     retry: Annotated[
         bool,
         typer.Option(
@@ -627,6 +642,7 @@ def run(
         kill_after=(kill_after_s or None) if kill_after_s is not None else config.run.kill_after,
         timeout_signal=timeout_sig,
         preserve_status=preserve_status,
+        leave_running=leave_running,
         retry=policy,
         lock=lock_opts,
     )
@@ -743,7 +759,7 @@ def run(
         _write_json_report(json_report, result, extra)
     if log_fd is not None:
         os.close(log_fd)
-    _exit(result.exit_code, store)
+    _exit(result.exit_code, store, result.interrupted_by)
 
 
 def _health_gate(config: Config, store: Any, out: RunOutput, seen: dict[str, HealthReport]) -> Gate:
@@ -794,7 +810,13 @@ def _named(metrics: list[Any]) -> str:
     return "; ".join(f"{m.name} ({_one_line(m.message, 200)})" for m in metrics)
 
 
-def _exit(code: int, store: Any) -> None:
+def _exit(code: int, store: Any, died_by: int | None = None) -> None:
+    """Exit with ``code``; a real process ended by signal ``died_by`` dies by it instead.
+
+    As timeout(1) does: after cleanup reliactl re-raises the signal with its default action
+    (core dumps off), so a shell loop stops at the first Ctrl-C as with the bare command;
+    the shell still sees 128+N.
+    """
     if not FAST_EXIT:
         raise typer.Exit(code)
     try:
@@ -804,7 +826,22 @@ def _exit(code: int, store: Any) -> None:
         sys.stderr.flush()
     except Exception:  # a closed pipe, a store that fails to close: exit the slow, safe way
         raise typer.Exit(code) from None
+    if died_by is not None and code == 128 + died_by:
+        _die_by(died_by)
     os._exit(code)
+
+
+def _die_by(sig: int) -> None:
+    import resource
+    import signal
+
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {sig})
+        os.kill(os.getpid(), sig)
+    except (OSError, ValueError):
+        pass  # then exit(128+N), which the shell reads the same way
 
 
 def _printable(text: str) -> str:
@@ -887,23 +924,35 @@ def _summary(result: RunResult) -> str:
     tries = len(result.attempts)
     after = f" after {tries} attempt{'s' if tries != 1 else ''}" if tries > 1 else ""
     if result.outcome == "success":
-        return f"succeeded in {took}{after}"
+        return f"succeeded in {took}{after}{_stopped(result)}"
     if result.outcome == "skipped":
         return f"skipped: {result.message}"
     if result.outcome in ("busy", "gated", "breaker_open"):
         return f"not run: {result.message} (exit {result.exit_code})"
     if result.outcome == "signal":
         sig = signal_name(result.interrupted_by or 0)
-        return f"stopped by {sig} in {took}{after} (exit {result.exit_code})"
+        return f"stopped by {sig} in {took}{after} (exit {result.exit_code}){_stopped(result)}"
     if result.outcome in ("not_found", "not_executable"):
         return f"{result.message} (exit {result.exit_code})"
     if result.outcome == "timeout":
-        last = result.attempts[-1]
-        how = "killed with SIGKILL" if last.killed else "timed out"
-        return f"{how} after {took}{after} (exit {result.exit_code})"
+        last = result.attempts[-1] if result.attempts else None
+        how = "killed with SIGKILL" if last and last.killed else "timed out"
+        return f"{how} after {took}{after} (exit {result.exit_code}){_stopped(result)}"
     final = result.attempts[-1] if result.attempts else None
     why = f" by {signal_name(final.signal)}" if final and final.signal else ""
-    return f"failed{why} in {took}{after} (exit {result.exit_code})"
+    return f"failed{why} in {took}{after} (exit {result.exit_code}){_stopped(result)}"
+
+
+def _stopped(result: RunResult) -> str:
+    """ "; stopped 2 processes left running by the command" (what containment had to do)."""
+    parts = []
+    if result.leftovers:
+        many = "es" if result.leftovers != 1 else ""
+        parts.append(f"stopped {result.leftovers} process{many} the command left running")
+    if result.escaped:
+        many = "es" if result.escaped != 1 else ""
+        parts.append(f"signalled {result.escaped} process{many} that had left its group")
+    return "".join("; " + part for part in parts)
 
 
 def _finish_history(
