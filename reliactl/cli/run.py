@@ -196,19 +196,45 @@ class RunOutput:
         self.held.clear()
 
 
+# Streams reliactl could not write (full disk, closed, reader gone): their output is dropped
+# from then on, and one note says so (on the other stream and in the log, best effort).
+_broken: set[int] = set()
+_log_for_note: list[int] = []
+
+
 def _write(stream: int, data: bytes) -> None:
+    if stream in _broken:
+        return
     target = sys.stdout if stream == STDOUT else sys.stderr
     try:
-        buffer = target.buffer
-    except AttributeError:  # a text-only stream (tests)
-        target.write(data.decode("utf-8", "replace"))
-        target.flush()
-        return
-    try:
+        try:
+            buffer = target.buffer
+        except AttributeError:  # a text-only stream (tests)
+            target.write(data.decode("utf-8", "replace"))
+            target.flush()
+            return
         buffer.write(data)
         buffer.flush()
-    except (BrokenPipeError, ValueError):
-        pass  # our reader went away: the command's status still matters more
+    except (OSError, ValueError) as exc:
+        # The job must run on, and its exit code pass through: drop what cannot be written.
+        _stream_broken(stream, exc)
+
+
+def _stream_broken(stream: int, exc: BaseException) -> None:
+    from reliactl.cli.output import stream_failed, utc_stamp
+
+    first = not _broken
+    _broken.add(stream)
+    stream_failed("stdout" if stream == STDOUT else "stderr")
+    if not first:
+        return
+    name = "stdout" if stream == STDOUT else "stderr"
+    why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    note = f"cannot write to {name} ({why}); what would go there is dropped; the job runs on\n"
+    if stream == STDOUT:
+        _write(STDERR, f"{utc_stamp()} reliactl: {note}".encode())
+    for fd in _log_for_note:
+        _write_fd(fd, f"{utc_stamp()} [reliactl] {note}".encode())
 
 
 def _write_fd(fd: int, data: bytes) -> None:
@@ -648,6 +674,8 @@ def run(
     )
 
     log_fd = _open_log(log_file) if log_file else None
+    if log_fd is not None:
+        _log_for_note.append(log_fd)
     out = RunOutput(timestamps=timestamps, log_fd=log_fd, quiet_success=quiet_success)
     processing = timestamps or log_fd is not None or quiet_success
 
