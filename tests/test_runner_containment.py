@@ -221,3 +221,59 @@ def test_twenty_concurrent_ticks_of_a_group_escaping_job_never_overlap(tmp_path:
     assert lines.count("run") == 20
     assert "OVERLAP" not in lines
     assert not alive(int(last.read_text()))
+
+
+# ------------------------------------------------------------------ signal details (timeout(1))
+
+
+@pytest.mark.parametrize("sig", ["KILL", "9", "SIGKILL"])
+def test_signal_kill_on_timeout_exits_137_as_timeout_does(sig: str) -> None:
+    """`timeout -s KILL` exits 137: the command had to be killed; reliactl used to say 124."""
+    result = run("run", "--no-history", "--timeout", "0.3", "--signal", sig, "sleep", "30")
+    assert result.returncode == 137, result.stderr
+
+
+def test_sigalrm_to_reliactl_means_time_out_now(tmp_path: Path) -> None:
+    """As timeout(1): SIGALRM ends the attempt as a timeout (124), long before --timeout."""
+    started = tmp_path / "started"
+    proc = start("run", "--no-history", "--timeout", "1h", "sh", "-c", f"touch {started}; sleep 60")
+    assert wait_for(started.exists)
+    proc.send_signal(signal.SIGALRM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 124, err
+    assert "timed out" in err
+
+
+@pytest.mark.parametrize("sig", ["0", "SIG0", "EXIT"])
+def test_signal_zero_is_refused_clearly_and_nothing_runs(sig: str, tmp_path: Path) -> None:
+    """kill -0 is an existence check, not a signal: it could never stop the command."""
+    marker = tmp_path / "ran"
+    result = run("run", "--no-history", "--signal", sig, "touch", str(marker))
+    assert result.returncode == 125
+    assert "0 is not a signal" in result.stderr
+    assert not marker.exists()
+
+
+def test_a_shell_still_sees_128_plus_n_when_reliactl_dies_by_the_signal() -> None:
+    """reliactl re-raises the signal that ended it; `$?` in a shell is still 143."""
+    line = (
+        f"{sys.executable} -m reliactl run --no-history sleep 30 & pid=$!; "
+        "sleep 1; kill -TERM $pid; wait $pid; echo status=$?"
+    )
+    result = subprocess.run(
+        ["sh", "-c", line], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+    )
+    assert "status=143" in result.stdout, result.stderr
+
+
+def test_upper_case_duration_units_mean_the_same_in_flags_and_config(tmp_path: Path) -> None:
+    """Units are case-insensitive everywhere (one parser): `0.3S` is `0.3s` in --timeout and
+    in run.timeout alike, and `M` is minutes."""
+    assert run("run", "--no-history", "--timeout", "0.3S", "sleep", "30").returncode == 124
+    config = tmp_path / "reliactl.yaml"
+    config.write_text("run:\n  timeout: 0.3S\n")
+    assert run("-c", str(config), "run", "--no-history", "sleep", "30").returncode == 124
+    from reliactl.durations import parse_duration
+
+    assert parse_duration("42D") == parse_duration("42d") == 42 * 86400
+    assert parse_duration("1M") == 60
