@@ -152,6 +152,8 @@ class RunOptions:
     leave_running: bool = False
     # On reliactl's controlling terminal, the command's group becomes the foreground job.
     job_control: bool = True
+    # A cgroup v2 of the job's own, where reliactl's cgroup directory is writable.
+    use_cgroup: bool = True
 
 
 @dataclass(frozen=True)
@@ -432,6 +434,7 @@ def _shim(
     out_w: int | None,
     err_w: int | None,
     tty: _Tty | None,
+    cgroup: str | None,
 ) -> NoReturn:
     """Forked child of reliactl: lead the job, run the command, relay its status, die with us.
 
@@ -450,6 +453,10 @@ def _shim(
                 with _tty_signals_blocked():
                     os.tcsetpgrp(tty.fd, os.getpid())
         _become_subreaper()
+        if cgroup is not None:  # reliactl's cgroup: the job gets one of its own below it
+            cgroup = job_cgroup(cgroup, os.getpid())
+            if not _make_cgroup(cgroup):
+                cgroup = None
         if out_w is not None and err_w is not None:
             os.dup2(out_w, 1)
             os.dup2(err_w, 2)
@@ -478,6 +485,8 @@ def _shim(
                 for fd in (chld_r, chld_w, life_r):
                     os.close(fd)
                 signal.pthread_sigmask(signal.SIG_SETMASK, set())
+                if cgroup is not None:  # the command and all it starts: in the job's cgroup
+                    _write_file(os.path.join(cgroup, "cgroup.procs"), b"0")
                 code, why = _exec_command(argv, env, cwd, ignored)
                 os.write(report_w, f"E{code} {why}\n".encode("utf-8", "replace"))
                 os._exit(127 if code in (errno.ENOENT, errno.ENOTDIR) else 126)
@@ -491,6 +500,8 @@ def _shim(
                 try:
                     done, status = os.waitpid(-1, os.WNOHANG | os.WUNTRACED)
                 except ChildProcessError:  # nobody left: the job is over
+                    if cgroup is not None:
+                        _remove_cgroup(cgroup)
                     os._exit(0)
                 if done == 0:
                     break
@@ -505,9 +516,13 @@ def _shim(
                 if life_r in ready:
                     word = os.read(life_r, 1)
                     if word == b"L":  # reliactl leaves what is left running
+                        if cgroup is not None:
+                            _remove_cgroup(cgroup, keep_members=True)
                         os._exit(0)
                     if not word:  # reliactl is gone: so is everything it ran
                         watched.remove(life_r)
+                        if cgroup is not None:
+                            _kill_cgroup(cgroup)
                         signal_job(os.getpid(), signal.SIGKILL, group=os.getpid())
                 if chld_r in ready:
                     with contextlib.suppress(OSError):
@@ -551,6 +566,116 @@ def _tty_signals_blocked() -> Iterator[None]:
 
 
 PR_SET_CHILD_SUBREAPER = 36
+
+
+# --------------------------------------------------------------------------- cgroup v2
+
+_cgroup_base_cache: list[str | None] = []
+
+
+def cgroup_base() -> str | None:
+    """reliactl's own cgroup v2 directory when it can hold a job cgroup (writable), else None.
+
+    Found from /proc/self/cgroup ("0::<path>") and the cgroup2 mount in /proc/self/mountinfo;
+    a read-only /sys/fs/cgroup (most containers) or a cgroup v1-only host gives None.
+    """
+    if _cgroup_base_cache:
+        return _cgroup_base_cache[0]
+    base = None
+    own = _read_proc("/proc/self/cgroup") or b""
+    path = next((ln[3:] for ln in own.splitlines() if ln.startswith(b"0::")), None)
+    for line in (_read_proc("/proc/self/mountinfo") or b"").splitlines():
+        fields = line.split()
+        if b"-" not in fields or path is None:
+            continue
+        dash = fields.index(b"-")
+        if fields[dash + 1 : dash + 2] != [b"cgroup2"]:
+            continue
+        root, mount = _unescape(fields[3]), _unescape(fields[4])
+        rel = path.decode("utf-8", "surrogateescape")
+        if rel != root and not rel.startswith(root.rstrip("/") + "/"):
+            continue
+        candidate = os.path.join(mount, rel[len(root) :].lstrip("/"))
+        if os.access(candidate, os.W_OK) and os.path.exists(
+            os.path.join(candidate, "cgroup.procs")
+        ):
+            base = os.path.normpath(candidate)
+            break
+    _cgroup_base_cache.append(base)
+    return base
+
+
+def _unescape(field_: bytes) -> str:
+    """mountinfo escapes space, tab, newline and backslash as octal (\\040)."""
+    text = field_.decode("utf-8", "surrogateescape")
+    for code in ("040", "011", "012", "134"):
+        text = text.replace("\\" + code, chr(int(code, 8)))
+    return text
+
+
+def job_cgroup(base: str, shim_pid: int) -> str:
+    return os.path.join(base, f"reliactl-{shim_pid}")
+
+
+def _make_cgroup(path: str) -> bool:
+    try:
+        os.mkdir(path)
+        return True
+    except FileExistsError:  # left by a shim that was killed: reuse it if it is empty
+        return not (_read_proc(os.path.join(path, "cgroup.procs")) or b"").strip()
+    except OSError:
+        return False
+
+
+def _write_file(path: str, data: bytes) -> bool:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        os.write(fd, data)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _cgroup_members(path: str) -> list[int]:
+    data = _read_proc(os.path.join(path, "cgroup.procs")) or b""
+    return [int(word) for word in data.split()]
+
+
+def _kill_cgroup(path: str) -> None:
+    """SIGKILL every process in the cgroup at once (cgroup.kill, Linux 5.14), else one by one."""
+    if _write_file(os.path.join(path, "cgroup.kill"), b"1"):
+        return
+    for _ in range(100):
+        members = _cgroup_members(path)
+        if not members:
+            return
+        for pid in members:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _remove_cgroup(path: str, *, keep_members: bool = False, wait: float = 0.0) -> None:
+    """rmdir the job's cgroup; with ``keep_members``, first move what runs back to the parent."""
+    if keep_members:
+        parent = os.path.join(os.path.dirname(path), "cgroup.procs")
+        for pid in _cgroup_members(path):
+            _write_file(parent, str(pid).encode())
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.005)
 
 
 def _become_subreaper() -> bool:
@@ -729,6 +854,7 @@ class _AttemptState:
     life_w: int
     pipes: dict[int, int]  # read fd -> stream (1/2)
     tty: _Tty | None = None
+    cgroup: str | None = None  # the job's own cgroup v2, if the machine allows one
     timed_out: bool = False
     killed: bool = False
     signalled: int | None = None
@@ -923,6 +1049,7 @@ class Runner:
         if total_deadline is not None:
             deadline = total_deadline if deadline is None else min(deadline, total_deadline)
         tty = _controlling_tty() if opts.job_control else None
+        cgroups = cgroup_base() if opts.use_cgroup else None
 
         opened: list[int] = []
         try:
@@ -948,6 +1075,7 @@ class Runner:
                         out_w,
                         err_w,
                         tty,
+                        cgroups,
                     )
             if tty is not None:
                 # As shells do: both sides set the group, so a signal sent at once finds it.
@@ -963,7 +1091,14 @@ class Runner:
         for fd in pipes:
             os.set_blocking(fd, False)
         os.set_blocking(report_r, False)
-        state = _AttemptState(pid=pid, report_r=report_r, life_w=life_w, pipes=pipes, tty=tty)
+        state = _AttemptState(
+            pid=pid,
+            report_r=report_r,
+            life_w=life_w,
+            pipes=pipes,
+            tty=tty,
+            cgroup=None if cgroups is None else job_cgroup(cgroups, pid),
+        )
         try:
             status = self._supervise(state, number, deadline)
             state.report += _read_all(report_r)
@@ -1067,15 +1202,23 @@ class Runner:
             if exited is not None:
                 if exited and not state.killed:
                     # The shim was killed from outside (OOM killer, kill -9 of its pid): its
-                    # group would run on unsupervised. Not reaped yet, so the id is still ours.
+                    # group would run on unsupervised. Not reaped yet, so the id is still ours;
+                    # processes outside the group are found through the job's cgroup.
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.killpg(state.pid, signal.SIGKILL)
+                    if state.cgroup is not None:
+                        _kill_cgroup(state.cgroup)
                 if state.pipes:
                     self._drain(state)
                 try:
                     _, status = os.waitpid(state.pid, 0)
                 except ChildProcessError:  # reaped behind our back: nothing to report
                     status = 125 << 8
+                if state.cgroup is not None and os.path.isdir(state.cgroup):
+                    # The shim removes it; if the shim was killed, its members are too.
+                    if exited:
+                        _kill_cgroup(state.cgroup)
+                    _remove_cgroup(state.cgroup, wait=1.0)
                 return status
             # 3. deadlines (the time limit is the command's: it ends when the command exits)
             now = self.monotonic()
@@ -1259,6 +1402,8 @@ class Runner:
         if state.pid <= 1:  # never kill(-1) or our own group (coreutils#82)
             return
         state.sent.add(sig)
+        if sig == signal.SIGKILL and state.cgroup is not None:
+            _kill_cgroup(state.cgroup)  # all at once: no fork can race it
         if sig != signal.SIGKILL:  # SIGKILL goes to each process: the shim must live to reap
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(state.pid, sig)

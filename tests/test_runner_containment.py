@@ -277,3 +277,69 @@ def test_upper_case_duration_units_mean_the_same_in_flags_and_config(tmp_path: P
 
     assert parse_duration("42D") == parse_duration("42d") == 42 * 86400
     assert parse_duration("1M") == 60
+
+
+# ------------------------------------------------------------------ cgroup v2 (where allowed)
+
+
+def ppid(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def writable_cgroup() -> str:
+    from reliactl.runner import cgroup_base
+
+    base = cgroup_base()
+    if base is None:
+        pytest.skip("this machine has no writable cgroup2 directory for reliactl")
+    return base
+
+
+def test_the_job_gets_a_cgroup_of_its_own_which_is_removed_after(tmp_path: Path) -> None:
+    """Where reliactl's cgroup v2 is writable, the command runs in reliactl-<shim pid> below it,
+    and the directory is gone when the run ends."""
+    base = writable_cgroup()
+    out = tmp_path / "cg"
+    result = run("run", "--no-history", "sh", "-c", f"grep ^0:: /proc/$$/cgroup > {out}")
+    assert result.returncode == 0, result.stderr
+    name = out.read_text().strip().rsplit("/", 1)[1]
+    assert name.startswith("reliactl-")
+    assert not os.path.exists(os.path.join(base, name))
+
+
+def test_a_shim_killed_from_outside_still_takes_escaped_processes_with_it(
+    tmp_path: Path,
+) -> None:
+    """With the shim (the subreaper) gone, orphans go to init; the job's cgroup still finds
+    them, so a process that left the group dies too."""
+    writable_cgroup()
+    pidfile = tmp_path / "esc"
+    script = f"setsid sh -c 'echo $$ > {pidfile}; exec sleep 60' & wait"
+    proc = start("run", "--no-history", "sh", "-c", script)
+    escaped = int(wait_file(pidfile))
+    command = ppid(escaped)  # setsid exec'd in the command's background child
+    os.kill(ppid(command), signal.SIGKILL)  # the shim
+    proc.communicate(timeout=30)
+    assert wait_for(lambda: not alive(escaped), timeout=5)
+
+
+def test_leave_running_moves_leftovers_out_of_the_job_cgroup(tmp_path: Path) -> None:
+    """Left running, a process must not keep the job's cgroup alive: it goes back to
+    reliactl's cgroup and the job's directory is removed."""
+    writable_cgroup()
+    pidfile = tmp_path / "bg"
+    try:
+        result = run(
+            "run", "--no-history", "--leave-running",
+            "sh", "-c", f"sleep 60 >/dev/null 2>&1 & echo $! > {pidfile}",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        left = int(pidfile.read_text())
+        assert alive(left)
+        where = Path(f"/proc/{left}/cgroup").read_text()
+        own = Path("/proc/self/cgroup").read_text()
+        assert [ln for ln in where.splitlines() if ln.startswith("0::")] == [
+            ln for ln in own.splitlines() if ln.startswith("0::")
+        ]  # back in reliactl's (here: the test's) cgroup
+    finally:
+        kill_quietly(pidfile)
