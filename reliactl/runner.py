@@ -2,20 +2,32 @@
 
 The process model (coreutils timeout(1) semantics, plus what timeout cannot promise):
 
-    reliactl ──fork──> shim (setsid: session and group leader, ignores forwarded signals)
-                         └──fork+exec──> COMMAND (same group; default signals, open mask)
+    reliactl ──fork──> shim (group leader, child subreaper, ignores catchable signals)
+                         └──fork+exec──> COMMAND (same group; reliactl's dispositions, open mask)
+                                          └── whatever it starts: the job, found below the shim
 
-- The shim is a forked copy of reliactl (no new interpreter start). It holds the read end of
-  a "lifeline" pipe whose only writer is reliactl: when reliactl dies in any way, even
-  SIGKILL, the pipe reads EOF and the shim SIGKILLs the whole group. PR_SET_PDEATHSIG would
-  reach only the direct child; the lifeline reaches every process left in the group, and
-  needs neither ctypes nor a getppid() race check.
+- The shim is a forked copy of reliactl (no new interpreter start). Without a controlling
+  terminal it calls setsid; on reliactl's terminal it makes a group in reliactl's session and,
+  in the foreground, hands it the terminal (tcsetpgrp), so job control works as for the bare
+  command (a stopped command stops reliactl with the same signal; SIGCONT resumes both).
+- The shim is a child subreaper: orphans of the job are reparented to it, so every process
+  of the job, whatever group or session it moved to, is a descendant of the shim
+  (``job_processes``, /proc/<pid>/task/*/children). Where reliactl's cgroup v2 directory is
+  writable, the command also runs in a cgroup of its own (``reliactl-<shim pid>``): SIGKILL is
+  one write to cgroup.kill, and the job can be killed even if the shim was.
+- It holds the read end of a "lifeline" pipe whose only writer is reliactl: when reliactl
+  dies in any way, even SIGKILL, the pipe reads EOF and the shim SIGKILLs every process of the
+  job. An ``L`` on the lifeline (--leave-running) makes it exit and leave them.
 - The shim reports the command's raw wait status (or the errno of a failed exec) on a
-  close-on-exec pipe, then exits; reliactl maps it to 0..255, 126/127 or 128+N.
-- Timeouts and forwarded signals go to the whole group (killpg), followed by SIGCONT, then
-  SIGKILL after ``kill_after``. The group is signalled only while the shim (its leader) has
-  not been reaped, so its id cannot have been recycled; ``waitid(WNOWAIT)`` looks without
-  reaping.
+  close-on-exec pipe as soon as the command exits, then reaps until no process of the job is
+  left. Processes still running then are stopped like a timeout; the attempt (and the lock)
+  ends only when the shim has exited.
+- Timeouts and forwarded signals go to the group (killpg) and to each process of the job
+  outside it, followed by SIGCONT; SIGKILL after ``kill_after`` goes to each process (and the
+  cgroup), never to the shim, which must live to reap. The group is signalled only while the
+  shim (its leader) has not been reaped, so its id cannot have been recycled;
+  ``waitid(WNOWAIT)`` looks without reaping. Single processes are signalled through a pidfd
+  after checking their start time.
 - Without output processing the command inherits reliactl's stdout and stderr directly: no
   pipe, so a grandchild holding stdout can never hang reliactl. With processing (an
   ``OutputSink``), the pipes are read in one select loop and, once the command has exited,
@@ -23,7 +35,7 @@ The process model (coreutils timeout(1) semantics, plus what timeout cannot prom
 - Signals reach the loop through ``signal.set_wakeup_fd``; a signal during a lock wait or a
   backoff sleep ends it at once. Signals ignored when reliactl started stay ignored, are not
   forwarded, and stay ignored in the command; SIGPIPE, SIGXFSZ and SIGCHLD are reset to their
-  defaults and the signal mask is emptied for the command.
+  defaults and the signal mask is emptied for the command. SIGALRM means "time out now".
 
 This module never prints: events go to an ``on_event`` callback, the command's output to the
 ``OutputSink`` (or straight to the inherited descriptors), and the outcome is a RunResult.
