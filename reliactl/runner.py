@@ -465,10 +465,10 @@ def _shim(
                 with _tty_signals_blocked():
                     os.tcsetpgrp(tty.fd, os.getpid())
         _become_subreaper()
-        if cgroup is not None:  # reliactl's cgroup: the job gets one of its own below it
-            cgroup = job_cgroup(cgroup, os.getpid())
-            if not _make_cgroup(cgroup):
-                cgroup = None
+        # reliactl's cgroup: a job that runs past CGROUP_AFTER gets one of its own below it.
+        cgroup_path = None if cgroup is None else job_cgroup(cgroup, os.getpid())
+        cgroup = None  # set once the job has been moved into it
+        adopt_at = time.monotonic() + CGROUP_AFTER
         if out_w is not None and err_w is not None:
             os.dup2(out_w, 1)
             os.dup2(err_w, 2)
@@ -497,8 +497,6 @@ def _shim(
                 for fd in (chld_r, chld_w, life_r):
                     os.close(fd)
                 signal.pthread_sigmask(signal.SIG_SETMASK, set())
-                if cgroup is not None:  # the command and all it starts: in the job's cgroup
-                    _write_file(os.path.join(cgroup, "cgroup.procs"), b"0")
                 code, why = _exec_command(argv, env, cwd, ignored)
                 os.write(report_w, f"E{code} {why}\n".encode("utf-8", "replace"))
                 os._exit(127 if code in (errno.ENOENT, errno.ENOTDIR) else 126)
@@ -523,8 +521,14 @@ def _shim(
                         continue
                     os.write(report_w, f"S{status}\n".encode())
                     command_done = True
+            wait = None
+            if cgroup_path is not None:
+                wait = adopt_at - time.monotonic()
+                if wait <= 0:
+                    cgroup = _adopt_into_cgroup(cgroup_path, os.getpid())
+                    cgroup_path = wait = None
             with contextlib.suppress(InterruptedError):
-                ready = _readable(watched, None)
+                ready = _readable(watched, wait)
                 if life_r in ready:
                     word = os.read(life_r, 1)
                     if word == b"L":  # reliactl leaves what is left running
@@ -629,6 +633,44 @@ def job_cgroup(base: str, shim_pid: int) -> str:
     return os.path.join(base, f"reliactl-{shim_pid}")
 
 
+# A job is moved into a cgroup of its own only once it has run this long. Moving a process
+# between cgroups waits for an RCU grace period (measured 10-20 ms here, cgroup2 without
+# favordynmods): paid before exec, every cron tick would pay it. Done later by the shim, it
+# runs beside the command, and short jobs never pay it; until then the subreaper alone
+# contains the job (it always does while the shim lives).
+CGROUP_AFTER = 0.1
+
+
+def _adopt_into_cgroup(path: str, shim: int) -> str | None:
+    """Create the job's cgroup and move every process of the job into it (their children
+    follow by themselves); walked again until the job's processes are all in it."""
+    if not _make_cgroup(path):
+        return None
+    procs = os.path.join(path, "cgroup.procs")
+    own = _own_cgroup(shim)
+    if own is None:
+        return path
+    job = own.rstrip(b"/") + b"/" + os.path.basename(path).encode()
+    for _ in range(20):
+        outside = [p for p in job_processes(shim) if not _cgroup_within(p.pid, job)]
+        if not outside:
+            break
+        for proc in outside:
+            _write_file(procs, str(proc.pid).encode())
+    return path
+
+
+def _own_cgroup(pid: int) -> bytes | None:
+    data = _read_proc(f"/proc/{pid}/cgroup") or b""
+    return next((ln[3:] for ln in data.splitlines() if ln.startswith(b"0::")), None)
+
+
+def _cgroup_within(pid: int, job: bytes) -> bool:
+    """Whether ``pid`` is in the job's cgroup or below it (a nested reliactl's, say)."""
+    where = _own_cgroup(pid)
+    return where is None or where == job or where.startswith(job + b"/")
+
+
 def _make_cgroup(path: str) -> bool:
     try:
         os.mkdir(path)
@@ -690,14 +732,57 @@ def _remove_cgroup(path: str, *, keep_members: bool = False, wait: float = 0.0) 
             time.sleep(0.005)
 
 
+_prctl: list[Any] = []
+
+
+def prepare_subreaper() -> None:
+    """Build the prctl function in reliactl, before forking: in the forked shim the same work
+    costs several times more (copy-on-write faults on a fresh library load).
+
+    Python has no prctl. ``ctypes`` costs 5-8 ms to import (its Python module builds dozens of
+    classes); the C module under it, ``_ctypes``, with one function-pointer class, costs
+    ~0.9 ms, once per process. ctypes is the fallback.
+    """
+    if _prctl:
+        return
+    function: Any = None
+    try:
+        import _ctypes
+
+        lib: Any = _ctypes
+        base_int: Any = lib._SimpleCData
+        base_fn: Any = lib.CFuncPtr
+
+        class _Int(base_int):  # type: ignore[misc]
+            _type_ = "i"
+
+        class _Function(base_fn):  # type: ignore[misc]
+            _flags_ = lib.FUNCFLAG_CDECL | lib.FUNCFLAG_USE_ERRNO
+            _restype_ = _Int
+
+        class _Libc:
+            _handle = lib.dlopen(None, lib.RTLD_LOCAL)
+
+        function = _Function(("prctl", _Libc()))
+    except Exception:  # a private module may change: the public one follows
+        try:
+            import ctypes
+
+            function = ctypes.CDLL(None, use_errno=True).prctl
+        except (OSError, AttributeError):
+            function = None
+    _prctl.append(function)
+
+
 def _become_subreaper() -> bool:
     """prctl(PR_SET_CHILD_SUBREAPER): orphans of the job are reparented to us, not to init."""
+    prepare_subreaper()
+    function = _prctl[0]
+    if function is None:
+        return False
     try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
-    except (OSError, AttributeError):
+        return bool(function(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except Exception:
         return False
 
 
@@ -1074,6 +1159,7 @@ class Runner:
                 err_r, err_w = _pipe(opened)
                 pipes = {out_r: 1, err_r: 2}
             _flush_std()
+            prepare_subreaper()
             with _all_signals_blocked():
                 pid = os.fork()
                 if pid == 0:  # pragma: no cover - the child never returns here

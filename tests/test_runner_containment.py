@@ -296,11 +296,12 @@ def writable_cgroup() -> str:
 
 
 def test_the_job_gets_a_cgroup_of_its_own_which_is_removed_after(tmp_path: Path) -> None:
-    """Where reliactl's cgroup v2 is writable, the command runs in reliactl-<shim pid> below it,
-    and the directory is gone when the run ends."""
+    """Where reliactl's cgroup v2 is writable, a job that runs a moment is moved into
+    reliactl-<shim pid> below it, and the directory is gone when the run ends."""
     base = writable_cgroup()
     out = tmp_path / "cg"
-    result = run("run", "--no-history", "sh", "-c", f"grep ^0:: /proc/$$/cgroup > {out}")
+    script = f"sleep 1; grep ^0:: /proc/$$/cgroup > {out}"  # moved after runner.CGROUP_AFTER
+    result = run("run", "--no-history", "sh", "-c", script)
     assert result.returncode == 0, result.stderr
     name = out.read_text().strip().rsplit("/", 1)[1]
     assert name.startswith("reliactl-")
@@ -317,6 +318,7 @@ def test_a_shim_killed_from_outside_still_takes_escaped_processes_with_it(
     script = f"setsid sh -c 'echo $$ > {pidfile}; exec sleep 60' & wait"
     proc = start("run", "--no-history", "sh", "-c", script)
     escaped = int(wait_file(pidfile))
+    assert wait_for(lambda: "reliactl-" in Path(f"/proc/{escaped}/cgroup").read_text())
     command = ppid(escaped)  # setsid exec'd in the command's background child
     os.kill(ppid(command), signal.SIGKILL)  # the shim
     proc.communicate(timeout=30)
@@ -331,7 +333,7 @@ def test_leave_running_moves_leftovers_out_of_the_job_cgroup(tmp_path: Path) -> 
     try:
         result = run(
             "run", "--no-history", "--leave-running",
-            "sh", "-c", f"sleep 60 >/dev/null 2>&1 & echo $! > {pidfile}",
+            "sh", "-c", f"sleep 60 >/dev/null 2>&1 & echo $! > {pidfile}; sleep 1",
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
         left = int(pidfile.read_text())
