@@ -461,7 +461,7 @@ def _shim(
             os.setsid()  # no terminal: a session of its own, no controlling tty to gain
         else:
             os.setpgid(0, 0)  # same session, its own group: job control still reaches it
-            if tty.foreground:
+            if tty.hand_over:
                 with _tty_signals_blocked():
                     os.tcsetpgrp(tty.fd, os.getpid())
         _become_subreaper()
@@ -555,10 +555,16 @@ _RESET = frozenset({int(signal.SIGPIPE), int(signal.SIGXFSZ)})
 
 @dataclass(frozen=True)
 class _Tty:
-    """reliactl's controlling terminal on stdin, and whether reliactl is its foreground job."""
+    """reliactl's controlling terminal on stdin, and where reliactl stands on it."""
 
     fd: int
-    foreground: bool
+    foreground: bool  # reliactl's group is the terminal's foreground group
+    alone: bool  # ... and reliactl is alone in it (not in a pipeline, script or subshell)
+
+    @property
+    def hand_over(self) -> bool:
+        """Give the command the terminal at once: only when that takes it from nobody else."""
+        return self.foreground and self.alone
 
 
 def _controlling_tty() -> _Tty | None:
@@ -566,9 +572,27 @@ def _controlling_tty() -> _Tty | None:
     try:
         if not os.isatty(0):
             return None
-        return _Tty(0, os.tcgetpgrp(0) == os.getpgrp())
+        group = os.getpgrp()
+        return _Tty(0, os.tcgetpgrp(0) == group, _alone_in_group(group))
     except OSError:
         return None
+
+
+def _alone_in_group(group: int) -> bool:
+    """Whether no other process shares reliactl's process group. A script or subshell leads
+    the group when reliactl does not; the other commands of a pipeline are its siblings."""
+    me = os.getpid()
+    if group != me:
+        return False
+    parent = os.getppid()
+    siblings = _children(parent)
+    if siblings is None:
+        siblings = _children_by_scan().get(parent, [])
+    for pid in siblings:
+        stat = _stat(pid) if pid != me else None
+        if stat is not None and stat[2] == group and stat[0] not in ("Z", "X"):
+            return False
+    return True
 
 
 @contextlib.contextmanager
@@ -951,6 +975,7 @@ class _AttemptState:
     life_w: int
     pipes: dict[int, int]  # read fd -> stream (1/2)
     tty: _Tty | None = None
+    handed: bool = False  # the command's group has (or had) the terminal
     cgroup: str | None = None  # the job's own cgroup v2, if the machine allows one
     timed_out: bool = False
     killed: bool = False
@@ -1195,6 +1220,7 @@ class Runner:
             life_w=life_w,
             pipes=pipes,
             tty=tty,
+            handed=tty is not None and tty.hand_over,
             cgroup=None if cgroups is None else job_cgroup(cgroups, pid),
         )
         try:
@@ -1204,7 +1230,7 @@ class Runner:
             for fd in (*state.pipes, report_r, life_w):
                 with contextlib.suppress(OSError):
                     os.close(fd)
-            if tty is not None and tty.foreground:
+            if tty is not None:
                 _take_terminal_back(tty, pid)
             if self.output is not None:
                 self.output.end_attempt(number)
@@ -1250,7 +1276,7 @@ class Runner:
         if (
             sig is not None
             and state.tty is not None
-            and state.tty.foreground
+            and state.handed
             and sig in (signal.SIGINT, signal.SIGQUIT)
             and sig not in state.sent
         ):
@@ -1259,6 +1285,9 @@ class Runner:
             state.terminal_signal = sig
             if self._signals_seen is None:
                 self._signals_seen = sig
+            if not state.tty.alone:  # the script or pipeline around reliactl gets it too
+                with contextlib.suppress(OSError):
+                    os.killpg(0, sig)
         return Attempt(
             number,
             started_wall,
@@ -1443,21 +1472,32 @@ class Runner:
         tty = state.tty
         if tty is None or sig not in (*JOB_CONTROL_SIGNALS, signal.SIGSTOP):
             return
+        if sig in (signal.SIGTTIN, signal.SIGTTOU) and not state.handed and _in_foreground(tty):
+            # reliactl's group (a script, a pipeline) has the terminal and the command wants
+            # it (a password prompt): hand it over now rather than stop everything.
+            with contextlib.suppress(OSError), _tty_signals_blocked():
+                os.tcsetpgrp(tty.fd, state.pid)
+                state.handed = True
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(state.pid, signal.SIGCONT)
+            return
+        had_terminal = state.handed
         _take_terminal_back(tty, state.pid)
         if int(sig) in self._signals.ignored:
             sig = signal.SIGSTOP
         old = signal.signal(sig, signal.SIG_DFL) if sig != signal.SIGSTOP else None
         try:
             unblocked = signal.pthread_sigmask(signal.SIG_UNBLOCK, {sig})
-            os.kill(os.getpid(), sig)  # stops here until the shell sends SIGCONT
+            # The whole group stops, as the terminal would have stopped it: alone, that is
+            # reliactl; in a script or pipeline, the shell sees its whole job stop.
+            os.killpg(0, sig)  # stops here until the shell sends SIGCONT
             signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
         finally:
             if old is not None:
                 signal.signal(sig, old)
-        with contextlib.suppress(OSError):
-            if os.tcgetpgrp(tty.fd) == os.getpgrp():  # we are the foreground job again (fg)
-                with _tty_signals_blocked():
-                    os.tcsetpgrp(tty.fd, state.pid)
+        if had_terminal and _in_foreground(tty):  # fg: the command gets the terminal back
+            with contextlib.suppress(OSError), _tty_signals_blocked():
+                os.tcsetpgrp(tty.fd, state.pid)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(state.pid, signal.SIGCONT)
 
@@ -1533,6 +1573,13 @@ def _named(procs: Sequence[JobProcess]) -> str:
 
 def _count(procs: Sequence[JobProcess]) -> str:
     return f"{len(procs)} process{'es' if len(procs) != 1 else ''}"
+
+
+def _in_foreground(tty: _Tty) -> bool:
+    try:
+        return os.tcgetpgrp(tty.fd) == os.getpgrp()
+    except OSError:
+        return False
 
 
 def _take_terminal_back(tty: _Tty, job: int) -> None:

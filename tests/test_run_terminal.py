@@ -140,3 +140,42 @@ def test_a_background_run_that_reads_the_terminal_stops_until_fg(shell: Shell) -
     shell.expect("got:typed")
     assert "succeeded" in shell.expect(PROMPT)
     assert "rc=0" in shell.run("echo rc=$?")
+
+
+def test_a_pipeline_peer_keeps_the_terminal(shell: Shell) -> None:
+    """`reliactl run cmd | less`: reliactl shares its group with the pager, so the terminal
+    is not taken from that group (the pager reading it would be stopped)."""
+    peer = "sh -c 'read line; read typed < /dev/tty; echo \"peer:$line:$typed\"'"
+    shell.send(f"{RELIACTL} sh -c 'echo out' | {peer}\n")
+    time.sleep(1.0)
+    shell.send("kb\n")
+    out = shell.expect(PROMPT)
+    assert "peer:out:kb" in out, out
+    assert "Stopped" not in out
+
+
+def test_ctrl_c_in_a_script_stops_the_script_too(shell: Shell, tmp_path: Path) -> None:
+    """Inside a script the terminal's SIGINT reaches the script's shell as with the bare
+    command: the script does not go on to its next line."""
+    started = tmp_path / "started"
+    script = tmp_path / "job.sh"
+    script.write_text(f"{RELIACTL} sh -c 'touch {started}; sleep 20'\necho after-the-run\n")
+    shell.send(f"bash {script}\n")
+    assert wait_for(started.exists, timeout=30)
+    time.sleep(0.2)
+    shell.send("\x03")
+    out = shell.expect(PROMPT)
+    assert "after-the-run" not in out, out
+    assert "rc=130" in shell.run("echo rc=$?")
+
+
+def test_a_script_prompt_on_the_terminal_gets_the_typed_answer(shell: Shell) -> None:
+    """A command inside a script that asks on /dev/tty (a password prompt) is given the
+    terminal when it reads, instead of being stopped."""
+    shell.send(
+        f"bash -c \"{RELIACTL} sh -c 'read answer < /dev/tty; echo got:\\$answer'; echo done\"\n"
+    )
+    time.sleep(1.0)
+    shell.send("yes\n")
+    out = shell.expect(PROMPT)
+    assert "got:yes" in out and "done" in out, out
