@@ -670,6 +670,7 @@ def _adopt_into_cgroup(path: str, shim: int) -> str | None:
     follow by themselves); walked again until the job's processes are all in it."""
     if not _make_cgroup(path):
         return None
+    _sweep_cgroups(os.path.dirname(path))
     procs = os.path.join(path, "cgroup.procs")
     own = _own_cgroup(shim)
     if own is None:
@@ -682,6 +683,20 @@ def _adopt_into_cgroup(path: str, shim: int) -> str | None:
         for proc in outside:
             _write_file(procs, str(proc.pid).encode())
     return path
+
+
+def _sweep_cgroups(base: str) -> None:
+    """Remove empty job cgroups whose shim is gone (it was killed before it could): rmdir
+    refuses a cgroup that still has processes, so only leftovers of dead runs go."""
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return
+    for name in names:
+        pid = name.removeprefix("reliactl-")
+        if name.startswith("reliactl-") and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.join(base, name))
 
 
 def _own_cgroup(pid: int) -> bytes | None:

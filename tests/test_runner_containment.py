@@ -345,3 +345,20 @@ def test_leave_running_moves_leftovers_out_of_the_job_cgroup(tmp_path: Path) -> 
         ]  # back in reliactl's (here: the test's) cgroup
     finally:
         kill_quietly(pidfile)
+
+
+def test_a_stale_job_cgroup_of_a_dead_shim_is_swept(tmp_path: Path) -> None:
+    """A shim killed before it could remove its cgroup leaves an empty directory; the next
+    job that gets a cgroup removes it, so they never pile up."""
+    base = writable_cgroup()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = Path(base) / f"reliactl-{dead.pid}"
+    stale.mkdir()
+    try:
+        result = run("run", "--no-history", "sleep", "0.5")
+        assert result.returncode == 0, result.stderr
+        assert not stale.exists()
+    finally:
+        with contextlib.suppress(OSError):
+            stale.rmdir()
