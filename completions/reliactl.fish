@@ -163,6 +163,7 @@ complete -c reliactl -n '__reliactl_at \'run\'' -l total-timeout -x -d 'Time lim
 complete -c reliactl -n '__reliactl_at \'run\'' -l kill-after -s k -x -d 'SIGKILL the group this long after the timeout signal (default run.kill_after); exit 137.'
 complete -c reliactl -n '__reliactl_at \'run\'' -l signal -s s -x -d 'Signal sent to the group on timeout.'
 complete -c reliactl -n '__reliactl_at \'run\'' -l preserve-status -d 'On timeout, exit with the command\'s own status instead of 124.'
+complete -c reliactl -n '__reliactl_at \'run\'' -l leave-running -d 'Leave processes the command started running after it exits (default: stop them like a timeout, holding the lock until they are gone). The lock is then released while they run.'
 complete -c reliactl -n '__reliactl_at \'run\'' -l retry -d 'Retry failures with the configured policy (retry.* settings).'
 complete -c reliactl -n '__reliactl_at \'run\'' -l retries -x -d 'Retries after the first attempt (implies --retry).'
 complete -c reliactl -n '__reliactl_at \'run\'' -l backoff -x -a 'exponential linear fixed' -d 'Backoff strategy between attempts.'

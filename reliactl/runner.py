@@ -2,20 +2,32 @@
 
 The process model (coreutils timeout(1) semantics, plus what timeout cannot promise):
 
-    reliactl ──fork──> shim (setsid: session and group leader, ignores forwarded signals)
-                         └──fork+exec──> COMMAND (same group; default signals, open mask)
+    reliactl ──fork──> shim (group leader, child subreaper, ignores catchable signals)
+                         └──fork+exec──> COMMAND (same group; reliactl's dispositions, open mask)
+                                          └── whatever it starts: the job, found below the shim
 
-- The shim is a forked copy of reliactl (no new interpreter start). It holds the read end of
-  a "lifeline" pipe whose only writer is reliactl: when reliactl dies in any way, even
-  SIGKILL, the pipe reads EOF and the shim SIGKILLs the whole group. PR_SET_PDEATHSIG would
-  reach only the direct child; the lifeline reaches every process left in the group, and
-  needs neither ctypes nor a getppid() race check.
+- The shim is a forked copy of reliactl (no new interpreter start). Without a controlling
+  terminal it calls setsid; on reliactl's terminal it makes a group in reliactl's session and,
+  in the foreground, hands it the terminal (tcsetpgrp), so job control works as for the bare
+  command (a stopped command stops reliactl with the same signal; SIGCONT resumes both).
+- The shim is a child subreaper: orphans of the job are reparented to it, so every process
+  of the job, whatever group or session it moved to, is a descendant of the shim
+  (``job_processes``, /proc/<pid>/task/*/children). Where reliactl's cgroup v2 directory is
+  writable, the command also runs in a cgroup of its own (``reliactl-<shim pid>``): SIGKILL is
+  one write to cgroup.kill, and the job can be killed even if the shim was.
+- It holds the read end of a "lifeline" pipe whose only writer is reliactl: when reliactl
+  dies in any way, even SIGKILL, the pipe reads EOF and the shim SIGKILLs every process of the
+  job. An ``L`` on the lifeline (--leave-running) makes it exit and leave them.
 - The shim reports the command's raw wait status (or the errno of a failed exec) on a
-  close-on-exec pipe, then exits; reliactl maps it to 0..255, 126/127 or 128+N.
-- Timeouts and forwarded signals go to the whole group (killpg), followed by SIGCONT, then
-  SIGKILL after ``kill_after``. The group is signalled only while the shim (its leader) has
-  not been reaped, so its id cannot have been recycled; ``waitid(WNOWAIT)`` looks without
-  reaping.
+  close-on-exec pipe as soon as the command exits, then reaps until no process of the job is
+  left. Processes still running then are stopped like a timeout; the attempt (and the lock)
+  ends only when the shim has exited.
+- Timeouts and forwarded signals go to the group (killpg) and to each process of the job
+  outside it, followed by SIGCONT; SIGKILL after ``kill_after`` goes to each process (and the
+  cgroup), never to the shim, which must live to reap. The group is signalled only while the
+  shim (its leader) has not been reaped, so its id cannot have been recycled;
+  ``waitid(WNOWAIT)`` looks without reaping. Single processes are signalled through a pidfd
+  after checking their start time.
 - Without output processing the command inherits reliactl's stdout and stderr directly: no
   pipe, so a grandchild holding stdout can never hang reliactl. With processing (an
   ``OutputSink``), the pipes are read in one select loop and, once the command has exited,
@@ -23,7 +35,7 @@ The process model (coreutils timeout(1) semantics, plus what timeout cannot prom
 - Signals reach the loop through ``signal.set_wakeup_fd``; a signal during a lock wait or a
   backoff sleep ends it at once. Signals ignored when reliactl started stay ignored, are not
   forwarded, and stay ignored in the command; SIGPIPE, SIGXFSZ and SIGCHLD are reset to their
-  defaults and the signal mask is emptied for the command.
+  defaults and the signal mask is emptied for the command. SIGALRM means "time out now".
 
 This module never prints: events go to an ``on_event`` callback, the command's output to the
 ``OutputSink`` (or straight to the inherited descriptors), and the outcome is a RunResult.
@@ -69,6 +81,9 @@ FORWARDED_SIGNALS: tuple[signal.Signals, ...] = (
     signal.SIGUSR1,
     signal.SIGUSR2,
 )
+# Stop signals: never handled by reliactl; the command gets the dispositions reliactl started
+# with, the shim ignores them (it must keep watching the lifeline while the command is stopped).
+JOB_CONTROL_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
 NEVER_RETRIED = frozenset({126, 127})
 DRAIN_QUIET = 0.05  # after the command exits, stop reading a pipe quiet this long
 DRAIN_MAX = 1.0  # ... and stop reading altogether after this long
@@ -144,6 +159,13 @@ class RunOptions:
     lock: LockOptions | None = None
     env: Mapping[str, str] | None = None
     cwd: str | None = None
+    # Processes the command leaves behind are stopped like a timeout, and the lock is held
+    # until they are gone; True leaves them running (and releases the lock while they run).
+    leave_running: bool = False
+    # On reliactl's controlling terminal, the command's group becomes the foreground job.
+    job_control: bool = True
+    # A cgroup v2 of the job's own, where reliactl's cgroup directory is writable.
+    use_cgroup: bool = True
 
 
 @dataclass(frozen=True)
@@ -159,6 +181,9 @@ class Attempt:
     killed: bool = False  # reliactl had to SIGKILL the group
     exec_error: str | None = None  # the command could not be started
     delay_after: float | None = None  # pause before the next attempt, if there was one
+    escaped: int = 0  # processes outside the command's group that reliactl had to signal
+    leftovers: int = 0  # processes still running after the command exited, stopped by reliactl
+    left_running: int = 0  # ... and left running (--leave-running)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -171,6 +196,9 @@ class Attempt:
             "killed": self.killed,
             "exec_error": self.exec_error,
             "delay_after": self.delay_after,
+            "escaped": self.escaped,
+            "leftovers": self.leftovers,
+            "left_running": self.left_running,
         }
 
 
@@ -195,6 +223,16 @@ class RunResult:
     def succeeded(self) -> bool:
         return self.outcome in (SUCCESS, SKIPPED)
 
+    @property
+    def escaped(self) -> int:
+        """Processes outside the command's group that had to be signalled, all attempts."""
+        return sum(a.escaped for a in self.attempts)
+
+    @property
+    def leftovers(self) -> int:
+        """Processes the command left running that reliactl stopped, all attempts."""
+        return sum(a.leftovers for a in self.attempts)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -209,6 +247,7 @@ class RunResult:
             if self.lock_path is None
             else {"path": self.lock_path, "wait": self.lock_wait, "holder": self.lock_holder},
             "message": self.message,
+            "processes_stopped": {"escaped": self.escaped, "leftovers": self.leftovers},
         }
 
 
@@ -269,7 +308,7 @@ class _Signals:
         if threading.current_thread() is not threading.main_thread():
             raise ReliactlError("a supervised run must be started from the main thread")
         ignored = set()
-        for sig in FORWARDED_SIGNALS:
+        for sig in (*FORWARDED_SIGNALS, signal.SIGALRM, *JOB_CONTROL_SIGNALS):
             if signal.getsignal(sig) == signal.SIG_IGN:
                 ignored.add(int(sig))
         self.ignored = frozenset(ignored)
@@ -279,13 +318,16 @@ class _Signals:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         try:
-            for sig in (*FORWARDED_SIGNALS, signal.SIGCHLD):
+            for sig in (*FORWARDED_SIGNALS, signal.SIGALRM, signal.SIGCHLD):
                 if int(sig) in self.ignored:
                     continue
                 self._saved[int(sig)] = signal.signal(sig, self._on_signal)
             self._old_wakeup = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
             # Inherited blocked SIGCHLD/forwarded signals would starve the loop (timeout bug#13535).
-            wanted = {signal.SIGCHLD, *(s for s in FORWARDED_SIGNALS if int(s) not in ignored)}
+            wanted = {
+                signal.SIGCHLD,
+                *(s for s in (*FORWARDED_SIGNALS, signal.SIGALRM) if int(s) not in ignored),
+            }
             self._old_mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, wanted)
         except BaseException:
             self.__exit__()
@@ -403,17 +445,41 @@ def _shim(
     life_r: int,
     out_w: int | None,
     err_w: int | None,
+    tty: _Tty | None,
+    cgroup: str | None,
 ) -> NoReturn:
-    """Forked child of reliactl: lead the group, run the command, relay its status, die with us."""
+    """Forked child of reliactl: lead the job, run the command, relay its status, die with us.
+
+    Reports on ``report_w``: ``S<status>`` when the command exits, ``T<signal>`` when it is
+    stopped, ``E<errno> <why>`` when it cannot be started. Stays alive (a child subreaper
+    reaping orphans) until no process of the job is left, so reliactl can find every one of
+    them under it; lifeline EOF SIGKILLs them all, an ``L`` on the lifeline leaves them.
+    """
     try:
         signal.set_wakeup_fd(-1)
-        os.setsid()
+        if tty is None:
+            os.setsid()  # no terminal: a session of its own, no controlling tty to gain
+        else:
+            os.setpgid(0, 0)  # same session, its own group: job control still reaches it
+            if tty.hand_over:
+                with _tty_signals_blocked():
+                    os.tcsetpgrp(tty.fd, os.getpid())
+        _become_subreaper()
+        # reliactl's cgroup: a job that runs past CGROUP_AFTER gets one of its own below it.
+        cgroup_path = None if cgroup is None else job_cgroup(cgroup, os.getpid())
+        cgroup = None  # set once the job has been moved into it
+        adopt_at = time.monotonic() + CGROUP_AFTER
         if out_w is not None and err_w is not None:
             os.dup2(out_w, 1)
             os.dup2(err_w, 2)
         _close_fds_except({report_w, life_r})
-        for sig in FORWARDED_SIGNALS:
-            signal.signal(sig, signal.SIG_IGN)  # the shim outlives group signals; it is KILLed
+        # The shim outlives every signal sent to the group (--signal may name any), so it can
+        # reap the job to the end; the command gets reliactl's own dispositions back.
+        inherited: dict[int, Any] = {}
+        for sig in signal.valid_signals():
+            if sig not in _SHIM_KEEPS:
+                with contextlib.suppress(OSError, ValueError):
+                    inherited[int(sig)] = signal.signal(sig, signal.SIG_IGN)
         chld_r, chld_w = os.pipe()
         os.set_blocking(chld_w, False)
         os.set_blocking(chld_r, False)
@@ -423,10 +489,11 @@ def _shim(
         if pid == 0:
             try:
                 signal.set_wakeup_fd(-1)
-                for sig in FORWARDED_SIGNALS:
-                    signal.signal(sig, signal.SIG_IGN if int(sig) in ignored else signal.SIG_DFL)
-                for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD):
-                    signal.signal(sig, signal.SIG_DFL)
+                for number, old in inherited.items():
+                    keep = number in ignored or (old == signal.SIG_IGN and number not in _RESET)
+                    with contextlib.suppress(OSError, ValueError):
+                        signal.signal(number, signal.SIG_IGN if keep else signal.SIG_DFL)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 for fd in (chld_r, chld_w, life_r):
                     os.close(fd)
                 signal.pthread_sigmask(signal.SIG_SETMASK, set())
@@ -436,21 +503,481 @@ def _shim(
             finally:
                 os._exit(127)
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
+        watched = [life_r, chld_r]
+        command_done = False
         while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                os.write(report_w, f"S{status}\n".encode())
-                os._exit(0)
+            while True:  # reap the command and every orphan reparented to us
+                try:
+                    done, status = os.waitpid(-1, os.WNOHANG | os.WUNTRACED)
+                except ChildProcessError:  # nobody left: the job is over
+                    if cgroup is not None:
+                        _remove_cgroup(cgroup)
+                    os._exit(0)
+                if done == 0:
+                    break
+                if done == pid and not command_done:
+                    if os.WIFSTOPPED(status):
+                        os.write(report_w, f"T{os.WSTOPSIG(status)}\n".encode())
+                        continue
+                    os.write(report_w, f"S{status}\n".encode())
+                    command_done = True
+            wait = None
+            if cgroup_path is not None:
+                wait = adopt_at - time.monotonic()
+                if wait <= 0:
+                    cgroup = _adopt_into_cgroup(cgroup_path, os.getpid())
+                    cgroup_path = wait = None
             with contextlib.suppress(InterruptedError):
-                ready = _readable([life_r, chld_r], None)
-                if life_r in ready and not os.read(life_r, 1):
-                    os.killpg(0, signal.SIGKILL)  # reliactl is gone: so is everything it ran
+                ready = _readable(watched, wait)
+                if life_r in ready:
+                    word = os.read(life_r, 1)
+                    if word == b"L":  # reliactl leaves what is left running
+                        if cgroup is not None:
+                            _remove_cgroup(cgroup, keep_members=True)
+                        os._exit(0)
+                    if not word:  # reliactl is gone: so is everything it ran
+                        watched.remove(life_r)
+                        if cgroup is not None:
+                            _kill_cgroup(cgroup)
+                        signal_job(os.getpid(), signal.SIGKILL, group=os.getpid())
                 if chld_r in ready:
                     with contextlib.suppress(OSError):
                         os.read(chld_r, 512)
     except BaseException:
         os._exit(125)
     os._exit(125)
+
+
+_SHIM_KEEPS = frozenset({signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD})
+# Python ignores these itself; the command gets them at their defaults, as from a shell.
+_RESET = frozenset({int(signal.SIGPIPE), int(signal.SIGXFSZ)})
+
+
+@dataclass(frozen=True)
+class _Tty:
+    """reliactl's controlling terminal on stdin, and where reliactl stands on it."""
+
+    fd: int
+    foreground: bool  # reliactl's group is the terminal's foreground group
+    alone: bool  # ... and reliactl is alone in it (not in a pipeline, script or subshell)
+
+    @property
+    def hand_over(self) -> bool:
+        """Give the command the terminal at once: only when that takes it from nobody else."""
+        return self.foreground and self.alone
+
+
+def _controlling_tty() -> _Tty | None:
+    """stdin, when it is reliactl's controlling terminal (tcgetpgrp fails on any other tty)."""
+    try:
+        if not os.isatty(0):
+            return None
+        group = os.getpgrp()
+        return _Tty(0, os.tcgetpgrp(0) == group, _alone_in_group(group))
+    except OSError:
+        return None
+
+
+def _alone_in_group(group: int) -> bool:
+    """Whether no other process shares reliactl's process group. A script or subshell leads
+    the group when reliactl does not; the other commands of a pipeline are its siblings."""
+    me = os.getpid()
+    if group != me:
+        return False
+    parent = os.getppid()
+    siblings = _children(parent)
+    if siblings is None:
+        siblings = _children_by_scan().get(parent, [])
+    for pid in siblings:
+        stat = _stat(pid) if pid != me else None
+        if stat is not None and stat[2] == group and stat[0] not in ("Z", "X"):
+            return False
+    return True
+
+
+@contextlib.contextmanager
+def _tty_signals_blocked() -> Iterator[None]:
+    """tcsetpgrp from a background group raises SIGTTOU unless it is blocked (as shells do)."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTTOU, signal.SIGTTIN})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+# --------------------------------------------------------------------------- cgroup v2
+
+_cgroup_base_cache: list[str | None] = []
+
+
+def cgroup_base() -> str | None:
+    """reliactl's own cgroup v2 directory when it can hold a job cgroup (writable), else None.
+
+    Found from /proc/self/cgroup ("0::<path>") and the cgroup2 mount in /proc/self/mountinfo;
+    a read-only /sys/fs/cgroup (most containers) or a cgroup v1-only host gives None.
+    """
+    if _cgroup_base_cache:
+        return _cgroup_base_cache[0]
+    base = None
+    own = _read_proc("/proc/self/cgroup") or b""
+    path = next((ln[3:] for ln in own.splitlines() if ln.startswith(b"0::")), None)
+    for line in (_read_proc("/proc/self/mountinfo") or b"").splitlines():
+        fields = line.split()
+        if b"-" not in fields or path is None:
+            continue
+        dash = fields.index(b"-")
+        if fields[dash + 1 : dash + 2] != [b"cgroup2"]:
+            continue
+        root, mount = _unescape(fields[3]), _unescape(fields[4])
+        rel = path.decode("utf-8", "surrogateescape")
+        if rel != root and not rel.startswith(root.rstrip("/") + "/"):
+            continue
+        candidate = os.path.join(mount, rel[len(root) :].lstrip("/"))
+        if os.access(candidate, os.W_OK) and os.path.exists(
+            os.path.join(candidate, "cgroup.procs")
+        ):
+            base = os.path.normpath(candidate)
+            break
+    _cgroup_base_cache.append(base)
+    return base
+
+
+def _unescape(field_: bytes) -> str:
+    """mountinfo escapes space, tab, newline and backslash as octal (\\040)."""
+    text = field_.decode("utf-8", "surrogateescape")
+    for code in ("040", "011", "012", "134"):
+        text = text.replace("\\" + code, chr(int(code, 8)))
+    return text
+
+
+def job_cgroup(base: str, shim_pid: int) -> str:
+    return os.path.join(base, f"reliactl-{shim_pid}")
+
+
+# A job is moved into a cgroup of its own only once it has run this long. Moving a process
+# between cgroups waits for an RCU grace period (measured 10-20 ms here, cgroup2 without
+# favordynmods): paid before exec, every cron tick would pay it. Done later by the shim, it
+# runs beside the command, and short jobs never pay it; until then the subreaper alone
+# contains the job (it always does while the shim lives).
+CGROUP_AFTER = 0.1
+
+
+def _adopt_into_cgroup(path: str, shim: int) -> str | None:
+    """Create the job's cgroup and move every process of the job into it (their children
+    follow by themselves); walked again until the job's processes are all in it."""
+    if not _make_cgroup(path):
+        return None
+    _sweep_cgroups(os.path.dirname(path))
+    procs = os.path.join(path, "cgroup.procs")
+    own = _own_cgroup(shim)
+    if own is None:
+        return path
+    job = own.rstrip(b"/") + b"/" + os.path.basename(path).encode()
+    for _ in range(20):
+        outside = [p for p in job_processes(shim) if not _cgroup_within(p.pid, job)]
+        if not outside:
+            break
+        for proc in outside:
+            _write_file(procs, str(proc.pid).encode())
+    return path
+
+
+def _sweep_cgroups(base: str) -> None:
+    """Remove empty job cgroups whose shim is gone (it was killed before it could): rmdir
+    refuses a cgroup that still has processes, so only leftovers of dead runs go."""
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return
+    for name in names:
+        pid = name.removeprefix("reliactl-")
+        if name.startswith("reliactl-") and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.join(base, name))
+
+
+def _own_cgroup(pid: int) -> bytes | None:
+    data = _read_proc(f"/proc/{pid}/cgroup") or b""
+    return next((ln[3:] for ln in data.splitlines() if ln.startswith(b"0::")), None)
+
+
+def _cgroup_within(pid: int, job: bytes) -> bool:
+    """Whether ``pid`` is in the job's cgroup or below it (a nested reliactl's, say)."""
+    where = _own_cgroup(pid)
+    return where is None or where == job or where.startswith(job + b"/")
+
+
+def _make_cgroup(path: str) -> bool:
+    try:
+        os.mkdir(path)
+        return True
+    except FileExistsError:  # left by a shim that was killed: reuse it if it is empty
+        return not (_read_proc(os.path.join(path, "cgroup.procs")) or b"").strip()
+    except OSError:
+        return False
+
+
+def _write_file(path: str, data: bytes) -> bool:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        os.write(fd, data)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _cgroup_members(path: str) -> list[int]:
+    data = _read_proc(os.path.join(path, "cgroup.procs")) or b""
+    return [int(word) for word in data.split()]
+
+
+def _kill_cgroup(path: str) -> None:
+    """SIGKILL every process in the cgroup at once (cgroup.kill, Linux 5.14), else one by one."""
+    if _write_file(os.path.join(path, "cgroup.kill"), b"1"):
+        return
+    for _ in range(100):
+        members = _cgroup_members(path)
+        if not members:
+            return
+        for pid in members:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _remove_cgroup(path: str, *, keep_members: bool = False, wait: float = 0.0) -> None:
+    """rmdir the job's cgroup; with ``keep_members``, first move what runs back to the parent."""
+    if keep_members:
+        parent = os.path.join(os.path.dirname(path), "cgroup.procs")
+        for pid in _cgroup_members(path):
+            _write_file(parent, str(pid).encode())
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.005)
+
+
+_prctl: list[Any] = []
+
+
+def prepare_subreaper() -> None:
+    """Build the prctl function in reliactl, before forking: in the forked shim the same work
+    costs several times more (copy-on-write faults on a fresh library load).
+
+    Python has no prctl. ``ctypes`` costs 5-8 ms to import (its Python module builds dozens of
+    classes); the C module under it, ``_ctypes``, with one function-pointer class, costs
+    ~0.9 ms, once per process. ctypes is the fallback.
+    """
+    if _prctl:
+        return
+    function: Any = None
+    try:
+        import _ctypes
+
+        lib: Any = _ctypes
+        base_int: Any = lib._SimpleCData
+        base_fn: Any = lib.CFuncPtr
+
+        class _Int(base_int):  # type: ignore[misc]
+            _type_ = "i"
+
+        class _Function(base_fn):  # type: ignore[misc]
+            _flags_ = lib.FUNCFLAG_CDECL | lib.FUNCFLAG_USE_ERRNO
+            _restype_ = _Int
+
+        class _Libc:
+            _handle = lib.dlopen(None, lib.RTLD_LOCAL)
+
+        function = _Function(("prctl", _Libc()))
+    except Exception:  # a private module may change: the public one follows
+        try:
+            import ctypes
+
+            function = ctypes.CDLL(None, use_errno=True).prctl
+        except (OSError, AttributeError):
+            function = None
+    _prctl.append(function)
+
+
+def _become_subreaper() -> bool:
+    """prctl(PR_SET_CHILD_SUBREAPER): orphans of the job are reparented to us, not to init."""
+    prepare_subreaper()
+    function = _prctl[0]
+    if function is None:
+        return False
+    try:
+        return bool(function(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except Exception:
+        return False
+
+
+# --------------------------------------------------------------------------- the job's processes
+
+
+@dataclass(frozen=True)
+class JobProcess:
+    """A live process of the job: (pid, start time) names it even if the pid is reused."""
+
+    pid: int
+    pgid: int
+    start: int  # start time, clock ticks after boot (/proc/<pid>/stat field 22)
+
+    def command_line(self) -> str:
+        """Its command line as ps shows it (or its name in brackets), at most 120 characters."""
+        raw = _read_proc(f"/proc/{self.pid}/cmdline")
+        if raw:
+            text = raw.rstrip(b"\0").replace(b"\0", b" ").decode("utf-8", "backslashreplace")
+        else:
+            stat = _read_proc(f"/proc/{self.pid}/stat") or b""
+            name = stat.partition(b"(")[2].rpartition(b")")[0]
+            text = "[" + name.decode("utf-8", "replace") + "]"
+        return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _read_proc(path: str) -> bytes | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return os.read(fd, 65536)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _stat(pid: int) -> tuple[str, int, int, int] | None:
+    """(state, ppid, pgid, start time) of ``pid`` from /proc/<pid>/stat, None if it is gone."""
+    data = _read_proc(f"/proc/{pid}/stat")
+    if not data:
+        return None
+    fields = data.rpartition(b")")[2].split()
+    try:
+        return fields[0].decode(), int(fields[1]), int(fields[2]), int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def _children(pid: int) -> list[int] | None:
+    """Children of ``pid`` from /proc/<pid>/task/*/children; None if the kernel lacks them."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    found: list[int] = []
+    for tid in tasks:
+        data = _read_proc(f"/proc/{pid}/task/{tid}/children")
+        if data is None:
+            if not os.path.exists(f"/proc/{pid}/task/{tid}"):
+                continue  # the thread ended meanwhile
+            return None  # CONFIG_PROC_CHILDREN is off: the caller scans /proc instead
+        found.extend(int(word) for word in data.split())
+    return found
+
+
+def _children_by_scan() -> dict[int, list[int]]:
+    parents: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            stat = _stat(int(name))
+            if stat is not None:
+                parents.setdefault(stat[1], []).append(int(name))
+    return parents
+
+
+def job_processes(root: int) -> list[JobProcess]:
+    """Every live (not zombie) descendant of ``root``, found through its children, recursively.
+
+    With ``root`` a child subreaper, that is every process the job started and that is still
+    running, whatever group or session it moved to and however often it forked.
+    """
+    found: list[JobProcess] = []
+    seen = {root}
+    stack = [root]
+    scanned: dict[int, list[int]] | None = None
+    while stack:
+        parent = stack.pop()
+        kids = _children(parent) if scanned is None else scanned.get(parent, [])
+        if kids is None:
+            scanned = _children_by_scan()
+            kids = scanned.get(parent, [])
+        for kid in kids:
+            if kid in seen:
+                continue
+            seen.add(kid)
+            stat = _stat(kid)
+            if stat is None or stat[0] in ("Z", "X"):
+                continue
+            stack.append(kid)
+            found.append(JobProcess(kid, stat[2], stat[3]))
+    return found
+
+
+def _send(proc: JobProcess, sig: int) -> bool:
+    """Signal exactly this process: through a pidfd, after checking the pid was not reused."""
+    pidfd = -1
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except ProcessLookupError:
+        return False
+    except (OSError, AttributeError):
+        pass  # no pidfds here: the start-time check below still narrows the race to a moment
+    try:
+        stat = _stat(proc.pid)
+        if stat is None or stat[3] != proc.start:
+            return False
+        if pidfd >= 0:
+            signal.pidfd_send_signal(pidfd, sig)
+        else:
+            os.kill(proc.pid, sig)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+    finally:
+        if pidfd >= 0:
+            os.close(pidfd)
+
+
+def signal_job(root: int, sig: int, *, group: int) -> list[JobProcess]:
+    """Send ``sig`` to every process under ``root`` that a killpg(``group``) does not reach.
+
+    SIGKILL goes to every process found. The tree is walked again until a walk finds no
+    process not yet signalled (a process can fork while it is being killed); processes that
+    were stopped get SIGCONT after a catchable signal. Returns the processes signalled.
+    """
+    done: set[tuple[int, int]] = set()
+    hit: list[JobProcess] = []
+    for _ in range(100):  # bounded: a fork bomb outrunning SIGKILL is the cgroup's job
+        fresh = [
+            p
+            for p in job_processes(root)
+            if (p.pid, p.start) not in done and (sig == signal.SIGKILL or p.pgid != group)
+        ]
+        if not fresh:
+            break
+        for proc in fresh:
+            done.add((proc.pid, proc.start))
+            if _send(proc, sig):
+                hit.append(proc)
+    if sig not in (signal.SIGKILL, signal.SIGCONT):
+        for proc in hit:
+            _send(proc, signal.SIGCONT)
+    return hit
 
 
 # --------------------------------------------------------------------------- parent side
@@ -462,10 +989,21 @@ class _AttemptState:
     report_r: int
     life_w: int
     pipes: dict[int, int]  # read fd -> stream (1/2)
+    tty: _Tty | None = None
+    handed: bool = False  # the command's group has (or had) the terminal
+    cgroup: str | None = None  # the job's own cgroup v2, if the machine allows one
     timed_out: bool = False
     killed: bool = False
     signalled: int | None = None
     kill_at: float | None = None
+    report: bytearray = field(default_factory=bytearray)
+    parsed: int = 0  # how much of the report has been acted on
+    command_status: int | None = None  # set when the shim reports that the command exited
+    sent: set[int] = field(default_factory=set)  # signals sent to the job
+    escaped: set[tuple[int, int]] = field(default_factory=set)  # signalled outside the group
+    leftovers: set[tuple[int, int]] = field(default_factory=set)  # alive after the command
+    left_running: int = 0
+    terminal_signal: int | None = None  # Ctrl-C/Ctrl-\ at the terminal ended the command
 
 
 class Runner:
@@ -503,6 +1041,11 @@ class Runner:
         lock = None
         lock_wait: float | None = None
 
+        def stopped_by(sig: int) -> RunResult:
+            if sig == signal.SIGALRM:  # as timeout(1): SIGALRM means "time out now"
+                return result(124, TIMEOUT, message="SIGALRM received: timed out")
+            return result(128 + sig, SIGNALLED, interrupted_by=sig)
+
         def result(code: int, outcome: str, **extra: Any) -> RunResult:
             return RunResult(
                 name=name,
@@ -537,7 +1080,7 @@ class Runner:
                         lock_wait = self.monotonic() - started
                         got = sigs.take()
                         if got:
-                            return result(128 + got[0], SIGNALLED, interrupted_by=got[0])
+                            return stopped_by(got[0])
                         if opts.lock.skip_if_locked:
                             return result(0, SKIPPED, lock_holder=exc.holder, message=str(exc))
                         return result(75, BUSY, lock_holder=exc.holder, message=str(exc))
@@ -546,7 +1089,7 @@ class Runner:
                     refusal = self.gate()
                     got = sigs.take()
                     if got:  # a signal while the gate ran: stop, do not start
-                        return result(128 + got[0], SIGNALLED, interrupted_by=got[0])
+                        return stopped_by(got[0])
                     if refusal is not None:
                         return result(refusal.exit_code, refusal.outcome, message=refusal.message)
                 total_deadline = (
@@ -565,7 +1108,7 @@ class Runner:
                     number += 1
                     pending = sigs.take()
                     if pending:
-                        return result(128 + pending[0], SIGNALLED, interrupted_by=pending[0])
+                        return stopped_by(pending[0])
                     attempt = self._attempt(number, total_deadline)
                     attempts.append(attempt)
                     sig = self._interrupted()
@@ -609,6 +1152,8 @@ class Runner:
                     )
                     if not sigs.sleep(delay):
                         sig = sigs.take()[0]
+                        if sig == signal.SIGALRM:
+                            return stopped_by(sig)
                         self.on_event(
                             RunEvent(
                                 "signal",
@@ -640,6 +1185,8 @@ class Runner:
         deadline = None if opts.timeout is None else started + opts.timeout
         if total_deadline is not None:
             deadline = total_deadline if deadline is None else min(deadline, total_deadline)
+        tty = _controlling_tty() if opts.job_control else None
+        cgroups = cgroup_base() if opts.use_cgroup else None
 
         opened: list[int] = []
         try:
@@ -652,6 +1199,7 @@ class Runner:
                 err_r, err_w = _pipe(opened)
                 pipes = {out_r: 1, err_r: 2}
             _flush_std()
+            prepare_subreaper()
             with _all_signals_blocked():
                 pid = os.fork()
                 if pid == 0:  # pragma: no cover - the child never returns here
@@ -664,7 +1212,13 @@ class Runner:
                         life_r,
                         out_w,
                         err_w,
+                        tty,
+                        cgroups,
                     )
+            if tty is not None:
+                # As shells do: both sides set the group, so a signal sent at once finds it.
+                with contextlib.suppress(OSError):
+                    os.setpgid(pid, pid)
         except OSError as exc:  # out of fds or processes: reliactl's own failure (125)
             for fd in opened:
                 os.close(fd)
@@ -674,18 +1228,29 @@ class Runner:
                 os.close(child_end)
         for fd in pipes:
             os.set_blocking(fd, False)
-        state = _AttemptState(pid=pid, report_r=report_r, life_w=life_w, pipes=pipes)
+        os.set_blocking(report_r, False)
+        state = _AttemptState(
+            pid=pid,
+            report_r=report_r,
+            life_w=life_w,
+            pipes=pipes,
+            tty=tty,
+            handed=tty is not None and tty.hand_over,
+            cgroup=None if cgroups is None else job_cgroup(cgroups, pid),
+        )
         try:
             status = self._supervise(state, number, deadline)
-            report = _read_all(report_r)
+            state.report += _read_all(report_r)
         finally:
             for fd in (*state.pipes, report_r, life_w):
                 with contextlib.suppress(OSError):
                     os.close(fd)
+            if tty is not None:
+                _take_terminal_back(tty, pid)
             if self.output is not None:
                 self.output.end_attempt(number)
         duration = self.monotonic() - started
-        return self._attempt_result(state, number, started_wall, duration, status, report)
+        return self._attempt_result(state, number, started_wall, duration, status)
 
     def _attempt_result(
         self,
@@ -694,11 +1259,10 @@ class Runner:
         started_wall: float,
         duration: float,
         status: int,
-        report: bytes,
     ) -> Attempt:
         command_status: int | None = None
         exec_error: str | None = None
-        for line in report.splitlines():
+        for line in bytes(state.report).splitlines():
             if line.startswith(b"S"):
                 command_status = int(line[1:])
             elif line.startswith(b"E"):
@@ -710,12 +1274,46 @@ class Runner:
             code, sig = exit_code_of(command_status)
         else:  # the shim itself was killed (our SIGKILL, or someone else's)
             code, sig = exit_code_of(status)
+        escaped, leftovers = len(state.escaped), len(state.leftovers)
         if state.timed_out:
             shown = code if self.options.preserve_status else (137 if state.killed else 124)
             return Attempt(
-                number, started_wall, duration, shown, sig, timed_out=True, killed=state.killed
+                number,
+                started_wall,
+                duration,
+                shown,
+                sig,
+                timed_out=True,
+                killed=state.killed,
+                escaped=escaped,
+                leftovers=leftovers,
             )
-        return Attempt(number, started_wall, duration, code, sig, killed=state.killed)
+        if (
+            sig is not None
+            and state.tty is not None
+            and state.handed
+            and sig in (signal.SIGINT, signal.SIGQUIT)
+            and sig not in state.sent
+        ):
+            # Ctrl-C / Ctrl-\ at the terminal went to the command's foreground group only: the
+            # user interrupted the run, as if reliactl had received the signal itself.
+            state.terminal_signal = sig
+            if self._signals_seen is None:
+                self._signals_seen = sig
+            if not state.tty.alone:  # the script or pipeline around reliactl gets it too
+                with contextlib.suppress(OSError):
+                    os.killpg(0, sig)
+        return Attempt(
+            number,
+            started_wall,
+            duration,
+            code,
+            sig,
+            killed=state.killed,
+            escaped=escaped,
+            leftovers=leftovers,
+            left_running=state.left_running,
+        )
 
     def _supervise(self, state: _AttemptState, number: int, deadline: float | None) -> int:
         """Wait for the shim while handling output, signals and deadlines; returns its status."""
@@ -723,8 +1321,12 @@ class Runner:
         opts = self.options
         buffers = self.output
         while True:
-            # 1. signals received by reliactl: forward to the group
+            # 1. signals received by reliactl: forward to the job (SIGALRM: time out now)
             for sig in sigs.take():
+                if sig == signal.SIGALRM:
+                    if state.command_status is None:
+                        deadline = self.monotonic()
+                    continue
                 if self._signals_seen is None:
                     self._signals_seen = sig
                     self.on_event(
@@ -742,19 +1344,32 @@ class Runner:
             if exited is not None:
                 if exited and not state.killed:
                     # The shim was killed from outside (OOM killer, kill -9 of its pid): its
-                    # group would run on unsupervised. Not reaped yet, so the id is still ours.
+                    # group would run on unsupervised. Not reaped yet, so the id is still ours;
+                    # processes outside the group are found through the job's cgroup.
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.killpg(state.pid, signal.SIGKILL)
+                    if state.cgroup is not None:
+                        _kill_cgroup(state.cgroup)
                 if state.pipes:
                     self._drain(state)
                 try:
                     _, status = os.waitpid(state.pid, 0)
                 except ChildProcessError:  # reaped behind our back: nothing to report
                     status = 125 << 8
+                if state.cgroup is not None and os.path.isdir(state.cgroup):
+                    # The shim removes it; if the shim was killed, its members are too.
+                    if exited:
+                        _kill_cgroup(state.cgroup)
+                    _remove_cgroup(state.cgroup, wait=1.0)
                 return status
-            # 3. deadlines
+            # 3. deadlines (the time limit is the command's: it ends when the command exits)
             now = self.monotonic()
-            if deadline is not None and not state.timed_out and now >= deadline:
+            if (
+                deadline is not None
+                and not state.timed_out
+                and state.command_status is None
+                and now >= deadline
+            ):
                 state.timed_out = True
                 self.on_event(
                     RunEvent(
@@ -765,35 +1380,141 @@ class Runner:
                     )
                 )
                 self._signal_group(state, opts.timeout_signal)
+                if opts.timeout_signal == signal.SIGKILL:
+                    state.killed = True
                 if opts.kill_after is not None and state.kill_at is None:
                     state.kill_at = now + opts.kill_after
             if state.kill_at is not None and now >= state.kill_at and not state.killed:
                 state.killed = True
+                left = job_processes(state.pid)
+                if state.command_status is not None:
+                    state.leftovers.update((p.pid, p.start) for p in left)
                 self.on_event(
                     RunEvent(
                         "kill",
-                        "the command's group is still running; sending SIGKILL",
+                        f"still running: {_named(left)}; sending SIGKILL"
+                        if left
+                        else "the command's group is still running; sending SIGKILL",
                         attempt=number,
                     )
                 )
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(state.pid, signal.SIGKILL)
-            # 4. wait for output, a signal or the next deadline
+                self._signal_group(state, signal.SIGKILL)
+            # 4. wait for output, a report, a signal or the next deadline
             waits = [t for t in (deadline, state.kill_at) if t is not None]
-            if state.timed_out and deadline in waits:
+            if (state.timed_out or state.command_status is not None) and deadline in waits:
                 waits.remove(deadline)
             if state.killed and state.kill_at in waits:
                 waits.remove(state.kill_at)
             timeout = max(0.0, min(waits) - self.monotonic()) if waits else None
+            watched = [sigs.wake_fd, *state.pipes]
+            if state.report_r >= 0:
+                watched.append(state.report_r)
             try:
-                ready = _readable([sigs.wake_fd, *state.pipes], timeout)
+                ready = _readable(watched, timeout)
             except InterruptedError:
                 ready = []
             if sigs.wake_fd in ready:
                 sigs.drain()
+            if state.report_r in ready:
+                self._read_report(state, number)
             if buffers is not None:
                 for fd in [fd for fd in ready if fd in state.pipes]:
                     self._read_pipe(state, fd)
+
+    def _read_report(self, state: _AttemptState, number: int) -> None:
+        """The shim's reports: the command stopped (T) or exited (S) while the shim lives on."""
+        try:
+            data = os.read(state.report_r, 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:  # EOF: the shim is exiting; step 2 reaps it
+            state.report_r = -1
+            return
+        state.report += data
+        while (end := state.report.find(b"\n", state.parsed)) >= 0:
+            line = bytes(state.report[state.parsed : end])
+            state.parsed = end + 1
+            if line.startswith(b"T"):
+                self._command_stopped(state, int(line[1:]))
+            elif line.startswith(b"S") and state.command_status is None:
+                state.command_status = int(line[1:])
+                self._command_exited(state, number)
+
+    def _command_exited(self, state: _AttemptState, number: int) -> None:
+        """The command exited; processes it started may still run. Stop them (or leave them)."""
+        opts = self.options
+        if state.sent and not opts.leave_running:
+            return  # already being stopped (timeout, forwarded signal): SIGKILL names survivors
+        left = job_processes(state.pid)
+        if not left:
+            return  # the shim exits by itself in a moment
+        if opts.leave_running:
+            state.left_running = len(left)
+            self.on_event(
+                RunEvent(
+                    "leftovers",
+                    f"warning: the command exited but {_count(left)} it started still run: "
+                    f"{_named(left)}; leaving them (--leave-running): the lock is released "
+                    "while they run",
+                    attempt=number,
+                )
+            )
+            with contextlib.suppress(OSError):
+                os.write(state.life_w, b"L")
+            return
+        state.leftovers.update((p.pid, p.start) for p in left)
+        how = signal_name(opts.timeout_signal)
+        if opts.kill_after is not None:
+            how += f", then SIGKILL after {_fmt(opts.kill_after)}"
+        self.on_event(
+            RunEvent(
+                "leftovers",
+                f"warning: the command exited but {_count(left)} it started still run: "
+                f"{_named(left)}; stopping them ({how})",
+                attempt=number,
+            )
+        )
+        if opts.timeout_signal not in state.sent:
+            self._signal_group(state, opts.timeout_signal)
+        if state.kill_at is None and opts.kill_after is not None:
+            state.kill_at = self.monotonic() + opts.kill_after
+
+    def _command_stopped(self, state: _AttemptState, sig: int) -> None:
+        """On a terminal, a stopped command stops reliactl too, so the shell sees the job stop;
+        when the shell continues reliactl (fg, bg), it continues the command."""
+        tty = state.tty
+        if tty is None or sig not in (*JOB_CONTROL_SIGNALS, signal.SIGSTOP):
+            return
+        if sig in (signal.SIGTTIN, signal.SIGTTOU) and not state.handed and _in_foreground(tty):
+            # reliactl's group (a script, a pipeline) has the terminal and the command wants
+            # it (a password prompt): hand it over now rather than stop everything.
+            with contextlib.suppress(OSError), _tty_signals_blocked():
+                os.tcsetpgrp(tty.fd, state.pid)
+                state.handed = True
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(state.pid, signal.SIGCONT)
+            return
+        had_terminal = state.handed
+        _take_terminal_back(tty, state.pid)
+        if int(sig) in self._signals.ignored:
+            sig = signal.SIGSTOP
+        old = signal.signal(sig, signal.SIG_DFL) if sig != signal.SIGSTOP else None
+        try:
+            unblocked = signal.pthread_sigmask(signal.SIG_UNBLOCK, {sig})
+            # The whole group stops, as the terminal would have stopped it: alone, that is
+            # reliactl; in a script or pipeline, the shell sees its whole job stop.
+            os.killpg(0, sig)  # stops here until the shell sends SIGCONT
+            signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
+        finally:
+            if old is not None:
+                signal.signal(sig, old)
+        if had_terminal and _in_foreground(tty):  # fg: the command gets the terminal back
+            with contextlib.suppress(OSError), _tty_signals_blocked():
+                os.tcsetpgrp(tty.fd, state.pid)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(state.pid, signal.SIGCONT)
 
     def _read_pipe(self, state: _AttemptState, fd: int) -> bool:
         """Read what is there; False (and forget the fd) on EOF."""
@@ -828,13 +1549,22 @@ class Runner:
                 self._read_pipe(state, fd)
 
     def _signal_group(self, state: _AttemptState, sig: int) -> None:
-        # The shim (group leader) is not reaped yet, so state.pid is still this group's id.
+        """``sig`` to the command's group and to every process of the job outside it."""
+        # The shim (group leader, a subreaper) is not reaped yet, so state.pid is still this
+        # group's id, and every process of the job is still below it.
         if state.pid <= 1:  # never kill(-1) or our own group (coreutils#82)
             return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(state.pid, sig)
-            if sig not in (signal.SIGKILL, signal.SIGCONT):
-                os.killpg(state.pid, signal.SIGCONT)
+        state.sent.add(sig)
+        if sig == signal.SIGKILL and state.cgroup is not None:
+            _kill_cgroup(state.cgroup)  # all at once: no fork can race it
+        if sig != signal.SIGKILL:  # SIGKILL goes to each process: the shim must live to reap
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(state.pid, sig)
+                if sig != signal.SIGCONT:
+                    os.killpg(state.pid, signal.SIGCONT)
+        for proc in signal_job(state.pid, sig, group=state.pid):
+            if proc.pgid != state.pid and (proc.pid, proc.start) not in state.leftovers:
+                state.escaped.add((proc.pid, proc.start))
 
     @staticmethod
     def _shim_exited(pid: int) -> bool | None:
@@ -846,6 +1576,33 @@ class Runner:
         if info is None:
             return None
         return info.si_code in (os.CLD_KILLED, os.CLD_DUMPED)
+
+
+def _named(procs: Sequence[JobProcess]) -> str:
+    """ "123 (sleep 60), 456 (sh -c ...)": pid and command line of the first ten."""
+    names = ", ".join(f"{p.pid} ({p.command_line()})" for p in procs[:10])
+    if len(procs) > 10:
+        names += f" and {len(procs) - 10} more"
+    return names
+
+
+def _count(procs: Sequence[JobProcess]) -> str:
+    return f"{len(procs)} process{'es' if len(procs) != 1 else ''}"
+
+
+def _in_foreground(tty: _Tty) -> bool:
+    try:
+        return os.tcgetpgrp(tty.fd) == os.getpgrp()
+    except OSError:
+        return False
+
+
+def _take_terminal_back(tty: _Tty, job: int) -> None:
+    """Give the terminal back to reliactl's group if the job's group still has it."""
+    with contextlib.suppress(OSError):
+        if os.tcgetpgrp(tty.fd) == job:
+            with _tty_signals_blocked():
+                os.tcsetpgrp(tty.fd, os.getpgrp())
 
 
 def run_command(

@@ -35,8 +35,13 @@ def default_signals() -> None:
 
 
 def run(*args: str, timeout: float = 60, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    """Run reliactl to completion (the timeout only guards against a hang)."""
+    """Run reliactl to completion (the timeout only guards against a hang).
+
+    stdin is /dev/null unless given: on a developer's terminal, reliactl would otherwise
+    hand the terminal to the command (job control), unlike under cron or CI.
+    """
     kwargs.setdefault("preexec_fn", default_signals)
+    kwargs.setdefault("stdin", subprocess.DEVNULL)
     return subprocess.run(
         reliactl_cmd(*args), capture_output=True, text=True, timeout=timeout, **kwargs
     )
@@ -45,6 +50,7 @@ def run(*args: str, timeout: float = 60, **kwargs: Any) -> subprocess.CompletedP
 def start(*args: str, **kwargs: Any) -> subprocess.Popen[str]:
     kwargs.setdefault("stdout", subprocess.PIPE)
     kwargs.setdefault("stderr", subprocess.PIPE)
+    kwargs.setdefault("stdin", subprocess.DEVNULL)  # as in run(): no terminal, as under cron
     kwargs.setdefault("preexec_fn", default_signals)
     return subprocess.Popen(reliactl_cmd(*args), text=True, **kwargs)
 

@@ -196,8 +196,34 @@ def __getattr__(name: str) -> typer.Typer:
     raise AttributeError(f"module 'reliactl.cli' has no attribute {name!r}")
 
 
+def _ensure_std_fds() -> None:
+    """Reopen a closed stdin, stdout or stderr on /dev/null (as daemons and sudo do).
+
+    Otherwise the next file reliactl opens (a lock, the state database) becomes fd 1 or 2,
+    and the command's output, inherited through it, is written into that file.
+    """
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+            continue
+        except OSError:
+            pass
+        try:
+            opened = os.open(os.devnull, os.O_RDWR)
+        except OSError:
+            return
+        if opened != fd:
+            os.dup2(opened, fd)
+            os.close(opened)
+        os.set_inheritable(fd, True)  # os.open makes it close-on-exec: the command needs it
+        if getattr(sys, name, None) is None:
+            mode = "r" if fd == 0 else "w"
+            setattr(sys, name, open(fd, mode, encoding="utf-8", closefd=False))  # noqa: SIM115
+
+
 def main() -> None:
     """Console entry point: never a traceback for a known error or a closed pipe."""
+    _ensure_std_fds()
     application = build_app(invoked_command(sys.argv[1:]))
     if "reliactl.cli.run" in sys.modules:
         from reliactl.cli import run as run_module

@@ -52,15 +52,37 @@ def utc_stamp(epoch: float | None = None) -> str:
 
 
 def error(message: str) -> None:
-    print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
+    _say(f"{PROG}: error: {message}")
 
 
 def warn(message: str) -> None:
-    print(f"{PROG}: warning: {message}", file=sys.stderr, flush=True)
+    _say(f"{PROG}: warning: {message}")
 
 
 def info(message: str) -> None:
-    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+    _say(f"{PROG}: {message}")
+
+
+def _say(line: str) -> None:
+    """One of reliactl's own lines on stderr, best effort: a full disk or a closed stderr must
+    never turn into a traceback or a different exit code (the job's code matters more)."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError, AttributeError):
+        stream_failed("stderr")
+
+
+_dead_streams: list[Any] = []
+
+
+def stream_failed(name: str) -> None:
+    """``sys.<name>`` cannot be written (closed, full disk, reader gone): send later writes,
+    and the interpreter's last flush (which would exit 120), to /dev/null instead."""
+    _dead_streams.append(getattr(sys, name, None))  # its unflushed bytes are never retried
+    try:
+        setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
+    except OSError:
+        pass
 
 
 # ---- data (stdout)

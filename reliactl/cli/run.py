@@ -82,6 +82,11 @@ def _signal_number(text: str) -> int:
     import signal
 
     raw = text.strip().upper()
+    if raw in ("0", "SIG0", "EXIT"):
+        raise _usage(
+            "--signal: 0 is not a signal (kill -0 only checks that a process exists), so it "
+            "could not stop the command; use e.g. TERM, INT, HUP or KILL"
+        )
     if raw.isdigit():
         number = int(raw)
         if number in {int(s) for s in signal.valid_signals()} and number != 0:
@@ -192,19 +197,45 @@ class RunOutput:
         self.held.clear()
 
 
+# Streams reliactl could not write (full disk, closed, reader gone): their output is dropped
+# from then on, and one note says so (on the other stream and in the log, best effort).
+_broken: set[int] = set()
+_log_for_note: list[int] = []
+
+
 def _write(stream: int, data: bytes) -> None:
+    if stream in _broken:
+        return
     target = sys.stdout if stream == STDOUT else sys.stderr
     try:
-        buffer = target.buffer
-    except AttributeError:  # a text-only stream (tests)
-        target.write(data.decode("utf-8", "replace"))
-        target.flush()
-        return
-    try:
+        try:
+            buffer = target.buffer
+        except AttributeError:  # a text-only stream (tests)
+            target.write(data.decode("utf-8", "replace"))
+            target.flush()
+            return
         buffer.write(data)
         buffer.flush()
-    except (BrokenPipeError, ValueError):
-        pass  # our reader went away: the command's status still matters more
+    except (OSError, ValueError) as exc:
+        # The job must run on, and its exit code pass through: drop what cannot be written.
+        _stream_broken(stream, exc)
+
+
+def _stream_broken(stream: int, exc: BaseException) -> None:
+    from reliactl.cli.output import stream_failed, utc_stamp
+
+    first = not _broken
+    _broken.add(stream)
+    stream_failed("stdout" if stream == STDOUT else "stderr")
+    if not first:
+        return
+    name = "stdout" if stream == STDOUT else "stderr"
+    why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    note = f"cannot write to {name} ({why}); what would go there is dropped; the job runs on\n"
+    if stream == STDOUT:
+        _write(STDERR, f"{utc_stamp()} reliactl: {note}".encode())
+    for fd in _log_for_note:
+        _write_fd(fd, f"{utc_stamp()} [reliactl] {note}".encode())
 
 
 def _write_fd(fd: int, data: bytes) -> None:
@@ -398,6 +429,16 @@ def run(
         typer.Option(
             "--preserve-status",
             help="On timeout, exit with the command's own status instead of 124.",
+            rich_help_panel="Time limits",
+        ),
+    ] = False,
+    leave_running: Annotated[
+        bool,
+        typer.Option(
+            "--leave-running",
+            help="Leave processes the command started running after it exits (default: stop "
+            "them like a timeout, holding the lock until they are gone). The lock is then "
+            "released while they run.",
             rich_help_panel="Time limits",
         ),
     ] = False,
@@ -654,11 +695,14 @@ def run(
         kill_after=(kill_after_s or None) if kill_after_s is not None else config.run.kill_after,
         timeout_signal=timeout_sig,
         preserve_status=preserve_status,
+        leave_running=leave_running,
         retry=policy,
         lock=lock_opts,
     )
 
     log_fd = _open_log(log_file) if log_file else None
+    if log_fd is not None:
+        _log_for_note.append(log_fd)
     out = RunOutput(timestamps=timestamps, log_fd=log_fd, quiet_success=quiet_success)
     processing = timestamps or log_fd is not None or quiet_success
 
@@ -773,7 +817,7 @@ def run(
         _write_json_report(json_report, result, extra)
     if log_fd is not None:
         os.close(log_fd)
-    _exit(result.exit_code, store)
+    _exit(result.exit_code, store, result.interrupted_by)
 
 
 def _health_gate(config: Config, store: Any, out: RunOutput, seen: dict[str, HealthReport]) -> Gate:
@@ -824,7 +868,13 @@ def _named(metrics: list[Any]) -> str:
     return "; ".join(f"{m.name} ({_one_line(m.message, 200)})" for m in metrics)
 
 
-def _exit(code: int, store: Any) -> None:
+def _exit(code: int, store: Any, died_by: int | None = None) -> None:
+    """Exit with ``code``; a real process ended by signal ``died_by`` dies by it instead.
+
+    As timeout(1) does: after cleanup reliactl re-raises the signal with its default action
+    (core dumps off), so a shell loop stops at the first Ctrl-C as with the bare command;
+    the shell still sees 128+N.
+    """
     if not FAST_EXIT:
         raise typer.Exit(code)
     try:
@@ -834,7 +884,22 @@ def _exit(code: int, store: Any) -> None:
         sys.stderr.flush()
     except Exception:  # a closed pipe, a store that fails to close: exit the slow, safe way
         raise typer.Exit(code) from None
+    if died_by is not None and code == 128 + died_by:
+        _die_by(died_by)
     os._exit(code)
+
+
+def _die_by(sig: int) -> None:
+    import resource
+    import signal
+
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {sig})
+        os.kill(os.getpid(), sig)
+    except (OSError, ValueError):
+        pass  # then exit(128+N), which the shell reads the same way
 
 
 def _printable(text: str) -> str:
@@ -917,23 +982,35 @@ def _summary(result: RunResult) -> str:
     tries = len(result.attempts)
     after = f" after {tries} attempt{'s' if tries != 1 else ''}" if tries > 1 else ""
     if result.outcome == "success":
-        return f"succeeded in {took}{after}"
+        return f"succeeded in {took}{after}{_stopped(result)}"
     if result.outcome == "skipped":
         return f"skipped: {result.message}"
     if result.outcome in ("busy", "gated", "breaker_open"):
         return f"not run: {result.message} (exit {result.exit_code})"
     if result.outcome == "signal":
         sig = signal_name(result.interrupted_by or 0)
-        return f"stopped by {sig} in {took}{after} (exit {result.exit_code})"
+        return f"stopped by {sig} in {took}{after} (exit {result.exit_code}){_stopped(result)}"
     if result.outcome in ("not_found", "not_executable"):
         return f"{result.message} (exit {result.exit_code})"
     if result.outcome == "timeout":
-        last = result.attempts[-1]
-        how = "killed with SIGKILL" if last.killed else "timed out"
-        return f"{how} after {took}{after} (exit {result.exit_code})"
+        last = result.attempts[-1] if result.attempts else None
+        how = "killed with SIGKILL" if last and last.killed else "timed out"
+        return f"{how} after {took}{after} (exit {result.exit_code}){_stopped(result)}"
     final = result.attempts[-1] if result.attempts else None
     why = f" by {signal_name(final.signal)}" if final and final.signal else ""
-    return f"failed{why} in {took}{after} (exit {result.exit_code})"
+    return f"failed{why} in {took}{after} (exit {result.exit_code}){_stopped(result)}"
+
+
+def _stopped(result: RunResult) -> str:
+    """ "; stopped 2 processes left running by the command" (what containment had to do)."""
+    parts = []
+    if result.leftovers:
+        many = "es" if result.leftovers != 1 else ""
+        parts.append(f"stopped {result.leftovers} process{many} the command left running")
+    if result.escaped:
+        many = "es" if result.escaped != 1 else ""
+        parts.append(f"signalled {result.escaped} process{many} that had left its group")
+    return "".join("; " + part for part in parts)
 
 
 def _finish_history(
