@@ -55,7 +55,7 @@ function __reliactl_mode --description 'reliactl: the token is in this mode'
     test "$state[2]" = "$argv[1]"
 end
 set -g __reliactl_value_options '/--config' '/-c' 'breaker show/--transitions' 'breaker show/-n' 'breaker trip/--for' 'cleanup/--older-than' 'cleanup/--age-by' 'cleanup/--max-size' 'cleanup/--include' 'cleanup/--exclude' 'health/--check' 'health/-C' 'health/--format' 'health/-f' 'health/--textfile' 'health/--interval' 'health/-i' 'health/--count' 'health/-n' 'health/--test-alert' 'http/-H' 'http/--header' 'http/-d' 'http/--data' 'http/--breaker' 'http/--retries' 'http/--rate' 'http/--rate-key' 'http/--rate-wait' 'http/--timeout' 'retry plan/--strategy' 'retry plan/--base-delay' 'retry plan/--max-delay' 'retry plan/--max-retries' 'retry plan/--jitter' 'retry plan/--multiplier' 'retry plan/--max-elapsed' 'retry plan/--seed' 'run/--lock-name' 'run/--lock-wait' 'run/--timeout' 'run/--total-timeout' 'run/--kill-after' 'run/-k' 'run/--signal' 'run/-s' 'run/--retries' 'run/--backoff' 'run/--delay' 'run/--max-delay' 'run/--jitter' 'run/--retry-on' 'run/--no-retry-on' 'run/--name' 'run/--log-file' 'run/--json-report' 'run/--breaker' 'runs/--limit' 'runs/-n'
-set -g __reliactl_subcommands '/breaker' '/cleanup' '/config' '/doctor' '/health' '/http' '/retry' '/run' '/runs' 'breaker/close' 'breaker/list' 'breaker/reset' 'breaker/show' 'breaker/trip' 'config/init' 'config/show' 'config/validate' 'retry/plan'
+set -g __reliactl_subcommands '/breaker' '/cleanup' '/config' '/doctor' '/health' '/http' '/jobs' '/retry' '/run' '/runs' 'breaker/close' 'breaker/list' 'breaker/reset' 'breaker/show' 'breaker/trip' 'config/init' 'config/show' 'config/validate' 'retry/plan'
 complete -c reliactl -f
 complete -c reliactl -n '__reliactl_word \'\'' -a breaker -d 'See and steer circuit breakers shared through the state store: which services are failing fast, since when, and for how long.'
 complete -c reliactl -n '__reliactl_word \'\'' -a cleanup -d 'Remove old files safely: never follows symlinks, never leaves the filesystem.'
@@ -63,6 +63,7 @@ complete -c reliactl -n '__reliactl_word \'\'' -a config -d 'Validate, show and 
 complete -c reliactl -n '__reliactl_word \'\'' -a doctor -d 'Check the config, state store, lock and log directories, completions and clock.'
 complete -c reliactl -n '__reliactl_word \'\'' -a health -d 'Check this host: CPU, memory, swap, disks, file handles, processes and custom checks.'
 complete -c reliactl -n '__reliactl_word \'\'' -a http -d 'Send one HTTP request: rate limit -> breaker -> request -> retries; body to stdout.'
+complete -c reliactl -n '__reliactl_word \'\'' -a jobs -d 'Jobs declared in `jobs:` and seen in run history: last run, last success, next expected'
 complete -c reliactl -n '__reliactl_word \'\'' -a retry -d 'Retry policies: print the backoff schedule a policy would follow.'
 complete -c reliactl -n '__reliactl_word \'\'' -a run -d 'Run COMMAND supervised: lock, retries, time limits, signal forwarding, history.'
 complete -c reliactl -n '__reliactl_word \'\'' -a runs -d 'Recent `reliactl run` invocations, newest first.'
@@ -140,6 +141,8 @@ complete -c reliactl -n '__reliactl_at \'http\'' -l rate-wait -x -d 'Wait at mos
 complete -c reliactl -n '__reliactl_at \'http\'' -l timeout -x -d 'Deadline of each attempt: connecting, sending and the whole answer.'
 complete -c reliactl -n '__reliactl_at \'http\'' -l fail -s f -d 'Exit 22 on HTTP status >= 400 (no body printed), as curl.'
 complete -c reliactl -n '__reliactl_at \'http\'' -s v -l verbose -d 'Request and response headers to stderr (secrets ***).'
+complete -c reliactl -n '__reliactl_at \'jobs\'' -l help -s h -d 'Show the help and exit.'
+complete -c reliactl -n '__reliactl_at \'jobs\'' -l json -d 'Print one JSON document.'
 complete -c reliactl -n '__reliactl_word \'retry\'' -a plan -d 'Print the delay before each retry, the time spent so far, and a bar per delay.'
 complete -c reliactl -n '__reliactl_at \'retry\'' -l help -s h -d 'Show the help and exit.'
 complete -c reliactl -n '__reliactl_at \'retry plan\'' -l help -s h -d 'Show the help and exit.'

@@ -59,7 +59,7 @@ _reliactl_value() {
 }
 _reliactl_sub() {
     case "$1/$2" in
-        "/breaker"|"/cleanup"|"/config"|"/doctor"|"/health"|"/http"|"/retry"|"/run"|"/runs"|"breaker/close"|"breaker/list"|"breaker/reset"|"breaker/show"|"breaker/trip"|"config/init"|"config/show"|"config/validate"|"retry/plan") return 0 ;;
+        "/breaker"|"/cleanup"|"/config"|"/doctor"|"/health"|"/http"|"/jobs"|"/retry"|"/run"|"/runs"|"breaker/close"|"breaker/list"|"breaker/reset"|"breaker/show"|"breaker/trip"|"config/init"|"config/show"|"config/validate"|"retry/plan") return 0 ;;
     esac
     return 1
 }
@@ -122,6 +122,7 @@ _reliactl_bash() {
                 "doctor") _rl_words="--help -h --json" ;;
                 "health") _rl_words="--help -h --detailed -d --check -C --json --format -f --textfile --watch -w --interval -i --count -n --quiet -q --no-alerts --test-alert" ;;
                 "http") _rl_words="--help -h -H --header -d --data --json-body --breaker --retries --rate --rate-key --rate-wait --timeout --fail -f -v --verbose" ;;
+                "jobs") _rl_words="--help -h --json" ;;
                 "retry") _rl_words="--help -h" ;;
                 "retry plan") _rl_words="--help -h --strategy --base-delay --max-delay --max-retries --jitter --multiplier --max-elapsed --seed --json" ;;
                 "run") _rl_words="--help -h --lock --lock-name --lock-wait --skip-if-locked --lock-on-nfs --timeout --total-timeout --kill-after -k --signal -s --preserve-status --leave-running --retry --retries --backoff --delay --max-delay --jitter --retry-on --no-retry-on --retry-on-timeout --name --timestamps --log-file --quiet-success --json-report --breaker --no-history --check --require-healthy" ;;
@@ -131,7 +132,7 @@ _reliactl_bash() {
             return ;;
     esac
     case "$_rl_node" in
-        "") _reliactl_reply -W "breaker cleanup config doctor health http retry run runs" -- "$_rl_cur" ;;
+        "") _reliactl_reply -W "breaker cleanup config doctor health http jobs retry run runs" -- "$_rl_cur" ;;
         "breaker") _reliactl_reply -W "close list reset show trip" -- "$_rl_cur" ;;
         "cleanup") _reliactl_reply -f -- "$_rl_cur" ;;
         "config") _reliactl_reply -W "init show validate" -- "$_rl_cur" ;;

@@ -346,3 +346,45 @@ def job_statuses(
         for name in seen:
             out.append(evaluate_job(name, None, store.runs(name, limit), now=when))
     return out
+
+
+JOB_CHECK_PREFIX = "job:"
+
+
+def job_check(name: str, spec: JobSpec, timeout: float) -> Any:
+    """The health check (kind ``job``) of one declared job: ``job:NAME``.
+
+    Its value and perfdata ``last_success_age`` are the seconds since the last success
+    (absent while it never succeeded); ``failures`` is the current failure streak.
+    """
+    from reliactl.health.checks import Check, CheckContext
+    from reliactl.health.model import HealthMetric, PerfData, Status
+
+    check_name = f"{JOB_CHECK_PREFIX}{name}"
+
+    def run(ctx: CheckContext) -> HealthMetric:
+        now = ctx.clock()
+        history = getattr(ctx.records, "runs", None)
+        runs = history(name, 200) if callable(history) else []
+        first = declared_at(ctx.records, name, now)
+        st = evaluate_job(name, spec, runs, now=now, first_declared=first)
+        perf = [PerfData("failures", float(st.consecutive_failures), "", "", "", 0)]
+        if st.success_age is not None:
+            perf.insert(0, PerfData("last_success_age", round(st.success_age, 3), "s", min=0))
+        return HealthMetric(
+            check_name,
+            Status(st.status),
+            None if st.success_age is None else round(st.success_age, 3),
+            st.message,
+            unit="s",
+            kind="job",
+            perfdata=tuple(perf),
+            details=st.to_dict(),
+        )
+
+    return Check(check_name, "job", run, timeout)
+
+
+def job_checks(jobs: Mapping[str, JobSpec], timeout: float) -> list[Any]:
+    """One ``job`` check per declared job, in declaration order."""
+    return [job_check(name, spec, timeout) for name, spec in jobs.items()]

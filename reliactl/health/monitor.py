@@ -59,6 +59,11 @@ class RecordStore:
             found = self._memory.get((kind, key))
             return None if found is None else dict(found)
 
+    def runs(self, name: str | None, limit: int) -> list[Any]:
+        """Run history of ``name``, newest first (none without a store): for job checks."""
+        with self._lock:
+            return [] if self.store is None else self.store.runs(name, limit)
+
     def update(
         self, kind: Any, key: str, fn: Callable[[Record | None], Record | None]
     ) -> Record | None:
@@ -446,6 +451,11 @@ class HealthMonitor:
             out[check.name] = check
         for spec in config.checks:
             out[spec.name] = custom_check(spec, config)
+        if config.jobs_checks and self._full is not None and self._full.jobs:
+            from reliactl.schedule import job_checks
+
+            for check in job_checks(self._full.jobs, config.check_timeout):
+                out[check.name] = check
         for name, registered in self._custom.items():
             timeout = config.check_timeout if name in self._default_timeout else None
             out[name] = registered if timeout is None else replace(registered, timeout=timeout)
