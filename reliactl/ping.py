@@ -140,16 +140,33 @@ class PingResult:
 
 class OutputTail:
     """An output sink (``reliactl.runner.OutputSink``) keeping the last ``limit`` bytes of
-    stdout and stderr, interleaved as they came, and passing everything on to ``inner``."""
+    stdout and stderr, interleaved as they came, and passing everything on to ``inner`` (by
+    default straight to reliactl's own fd 1 and 2, best effort: a stream that fails to take a
+    write is dropped, and the job goes on)."""
 
     def __init__(self, limit: int = DEFAULT_BODY_LIMIT, inner: Any = None) -> None:
         self.limit = max(0, int(limit))
         self.inner = inner
         self._buf = bytearray()
+        self._dropped: set[int] = set()
+
+    def _pass_on(self, stream: int, data: bytes) -> None:
+        import os
+
+        view = memoryview(data)
+        while view and stream not in self._dropped:
+            try:
+                view = view[os.write(stream, view) :]
+            except InterruptedError:
+                continue
+            except OSError:
+                self._dropped.add(stream)
 
     def write(self, stream: int, data: bytes) -> None:
         if self.inner is not None:
             self.inner.write(stream, data)
+        else:
+            self._pass_on(stream, data)
         if self.limit:
             self._buf += data[-self.limit :]
             if len(self._buf) > self.limit:

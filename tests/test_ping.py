@@ -199,3 +199,29 @@ def test_the_environment_supplies_the_url_when_none_is_configured() -> None:
     assert targets_from(None, environ=env).url == env["RELIACTL_PING_URL"]
     assert targets_from({"url": "https://other/x"}, environ=env).url == "https://other/x"
     assert not targets_from(None, environ={}).configured
+
+
+def test_output_tail_alone_passes_output_through_to_the_real_stdout(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Without an inner sink the command's output still reaches reliactl's stdout/stderr (a
+    real subprocess whose fd 1 is a file), and a full disk (/dev/full) never stops the run."""
+    import subprocess
+
+    code = (
+        "from reliactl.ping import OutputTail\n"
+        "from reliactl.runner import RunOptions, run_command\n"
+        "t = OutputTail(4)\n"
+        "r = run_command(RunOptions(command=('sh', '-c', 'echo hello; echo oops >&2')), output=t)\n"
+        "import sys; sys.stderr.write(repr((r.exit_code, t.tail())))\n"
+    )
+    out = tmp_path / "out"
+    with open(out, "wb") as handle:
+        proc = subprocess.run(
+            [sys.executable, "-c", code], stdout=handle, stderr=subprocess.PIPE, timeout=60
+        )
+    assert out.read_bytes() == b"hello\n"
+    assert proc.stderr.startswith(b"oops\n") and proc.stderr.endswith(b"(0, b'ops\\n')")
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.run(
+            [sys.executable, "-c", code], stdout=full, stderr=subprocess.PIPE, timeout=60
+        )
+    assert proc.stderr.endswith(b"(0, b'ops\\n')")
