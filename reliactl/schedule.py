@@ -13,6 +13,9 @@ first), when the job was first declared, and ``now`` (wall-clock epoch seconds):
   ``max_duration``;
 - OK otherwise.
 
+A name found only in history (not declared) is at worst WARNING: nothing says what is
+expected of it.
+
 Runs that never started their command (lock busy, breaker open, gate refused) are neither
 successes nor failures: a job refused for a week is caught as overdue. A clock set back
 (a success "in the future") counts as age zero, never as "forever".
@@ -256,11 +259,12 @@ def evaluate_job(
         severity = 2 if streak >= max_failures else 1
         last_failed = next(r for r in history if r.outcome not in NOT_DECISIVE)
         code = "" if last_failed.exit_code is None else f", exit {last_failed.exit_code}"
+        limit = f"CRITICAL at {max_failures}; " if spec is not None else ""
         problems.append(
             (
                 severity,
                 f"{streak} failed run{'s' if streak != 1 else ''} in a row"
-                f" (CRITICAL at {max_failures}; last {last_failed.outcome}{code})",
+                f" ({limit}last {last_failed.outcome}{code})",
             )
         )
     if (
@@ -287,8 +291,12 @@ def evaluate_job(
     else:
         happened = "never ran"
     severity = max((p[0] for p in problems), default=0)
+    if spec is None:  # only seen in history: nothing says when it is critical
+        severity = min(severity, 1)
     status = ("OK", "WARNING", "CRITICAL")[severity]
-    message = f"expected {expected}, {happened}"
+    message = (
+        f"expected {expected}, {happened}" if spec is not None else f"not declared; {happened}"
+    )
     if problems:
         message += "; " + "; ".join(text for _, text in sorted(problems, key=lambda p: -p[0]))
     return JobStatus(

@@ -108,14 +108,19 @@ def test_a_never_run_job_counts_from_when_it_was_first_declared(
 def test_jobs_seen_in_history_are_listed_after_declared_ones(
     clock: FakeClock, tmp_path: Path
 ) -> None:
-    """A name in history that is not declared is listed, judged on failures only."""
+    """A name in history that is not declared is listed, at worst WARNING (nothing says when
+    it is critical)."""
     store = SQLiteStateStore(tmp_path / "state.db")
     try:
         now = clock.time()
         store.add_run(_run("adhoc", now - 50, 1, "failure", 3))
         statuses = job_statuses({"a": JobSpec(every=60.0)}, store, now=now)
         assert [(s.name, s.declared) for s in statuses] == [("a", True), ("adhoc", False)]
-        assert statuses[1].status == "CRITICAL" and statuses[1].consecutive_failures == 1
+        assert statuses[1].status == "WARNING" and statuses[1].consecutive_failures == 1
+        assert statuses[1].message == (
+            "not declared; no success yet; last run 50s ago (failure); 1 failed run in a row"
+            " (last failure, exit 3)"
+        )
         assert json.dumps(statuses[1].to_dict())
     finally:
         store.close()

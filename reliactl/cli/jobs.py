@@ -20,8 +20,9 @@ def jobs(
     """Jobs declared in `jobs:` and seen in run history: last run, last success, next expected
     run, status (OK, WARNING, CRITICAL as the `job` health checks) and failures in a row.
 
-    Exit 0 when every listed job is OK, 1 when any is not (the answer is "no"); an unknown
-    NAME is a usage error (2).
+    Exit 0 when every declared job (or NAME) is OK, 1 when one is not (the answer is "no");
+    jobs only seen in history are listed (at worst WARNING) but do not change the exit code.
+    An unknown NAME is a usage error (2).
     """
     import time
 
@@ -102,4 +103,5 @@ def jobs(
         import sys
 
         print("no jobs declared (jobs: in the configuration) or recorded", file=sys.stderr)
-    raise typer.Exit(ExitCode.OK if all(s.status == "OK" for s in statuses) else ExitCode.FAILURE)
+    judged = statuses if name is not None else [s for s in statuses if s.declared]
+    raise typer.Exit(ExitCode.OK if all(s.status == "OK" for s in judged) else ExitCode.FAILURE)

@@ -33,22 +33,24 @@ def _run(run_cli, config: str, name: str, code: int) -> None:  # type: ignore[no
 
 def test_jobs_lists_declared_and_seen_jobs_with_their_state(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Declared jobs first (a failure streak below max_failures is WARNING), then names only
-    seen in history; --json has ISO 8601 UTC times; not all OK exits 1."""
+    seen in history; --json has ISO 8601 UTC times; a declared job not OK exits 1."""
     config = _config(tmp_path)
     _run(run_cli, config, "backup", 0)
     _run(run_cli, config, "backup", 4)
     _run(run_cli, config, "adhoc", 0)
+    _run(run_cli, config, "other", 9)
     result = run_cli("--config", config, "jobs", "--json")
     assert result.exit_code == 1, result.output
     doc = json.loads(result.stdout)
     by_name = {j["name"]: j for j in doc["jobs"]}
-    assert list(by_name) == ["backup", "nightly", "adhoc"]
+    assert list(by_name) == ["backup", "nightly", "adhoc", "other"]
     backup = by_name["backup"]
     assert (backup["status"], backup["consecutive_failures"]) == ("WARNING", 1)
     assert backup["last_outcome"] == "failure" and backup["last_success_at"].endswith("Z")
     assert "expected every 1h, last success" in backup["message"]
     assert by_name["nightly"]["status"] == "OK" and by_name["nightly"]["last_run_at"] is None
     assert by_name["adhoc"]["declared"] is False
+    assert by_name["other"]["status"] == "WARNING"  # undeclared: at worst WARNING
 
     text = run_cli("--config", config, "jobs")
     assert "backup" in text.stdout and "WARNING" in text.stdout
@@ -59,9 +61,12 @@ def test_jobs_name_shows_recent_runs_and_an_unknown_name_is_a_usage_error(
     run_cli,  # type: ignore[no-untyped-def]
     tmp_path: Path,
 ) -> None:
-    """`reliactl jobs NAME` adds its recent runs; a name nobody knows exits 2."""
+    """`reliactl jobs NAME` adds its recent runs; a failing undeclared job does not make the
+    listing exit 1; a name nobody knows exits 2."""
     config = _config(tmp_path)
     _run(run_cli, config, "backup", 0)
+    _run(run_cli, config, "failing-adhoc", 1)
+    assert run_cli("--config", config, "jobs").exit_code == 0  # undeclared: no verdict
     result = run_cli("--config", config, "jobs", "backup", "--json")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
