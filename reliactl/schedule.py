@@ -396,3 +396,52 @@ def job_check(name: str, spec: JobSpec, timeout: float) -> Any:
 def job_checks(jobs: Mapping[str, JobSpec], timeout: float) -> list[Any]:
     """One ``job`` check per declared job, in declaration order."""
     return [job_check(name, spec, timeout) for name, spec in jobs.items()]
+
+
+def alert_on_result(
+    name: str,
+    result: Any,
+    output: bytes,
+    sinks: Any,
+    records: Any,
+    *,
+    default_cooldown: float = 900.0,
+    clock: Any = time.time,
+) -> list[Any]:
+    """Alert the sinks about a run of job ``name`` that finally failed (after retries), with
+    its exit code and output tail; one recovery alert on its next success; repeats only after
+    the sink's cooldown. Runs refused before they started alert nothing (health reports a
+    job that stops running). Returns the ``AlertOutcome``s; never raises for a failed sink.
+
+    The alert is the check ``run:NAME`` in the alert records, so its cooldown and status are
+    its own, apart from the ``job:NAME`` health check's.
+    """
+    if not sinks or result.outcome in NOT_DECISIVE:
+        return []
+    import asyncio
+
+    from reliactl.health.alerts import AlertManager
+    from reliactl.health.model import HealthMetric, HealthReport, Status
+
+    ok = result.outcome == "success"
+    if ok:
+        message = f"{name} succeeded"
+    else:
+        tail = output[-2048:].decode("utf-8", "replace").strip()
+        attempts = len(getattr(result, "attempts", ()) or ()) or 1
+        message = (
+            f"{name} failed: {result.outcome}, exit {result.exit_code}"
+            f" after {attempts} attempt{'s' if attempts != 1 else ''}"
+            + (f"; output ends:\n{tail}" if tail else "")
+        )
+    metric = HealthMetric(
+        f"run:{name}",
+        Status.OK if ok else Status.CRITICAL,
+        float(result.exit_code),
+        message,
+        kind="job",
+    )
+    report = HealthReport(metric.status, {metric.name: metric}, clock(), 0.0)
+    manager = AlertManager(sinks, records, default_cooldown=default_cooldown, clock=clock)
+    outcomes: list[Any] = asyncio.run(manager.process(report))
+    return outcomes

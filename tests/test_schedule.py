@@ -233,3 +233,47 @@ def test_job_settings_come_from_the_environment(tmp_path: Path) -> None:
     """RELIACTL_JOBS__NAME__KEY sets a job's key, as for every other section."""
     loaded = load(environ={"RELIACTL_JOBS__BACKUP__EVERY": "1h"}, search=False)
     assert loaded.config.jobs["backup"].every == 3600.0
+
+
+def test_a_failed_run_alerts_once_per_cooldown_and_recovers_once(tmp_path: Path) -> None:
+    """alert: true: a final failure sends the sinks its exit code and output tail (a real
+    webhook server); a second failure within the cooldown sends nothing; the next success
+    sends one recovery; a lock-busy refusal sends nothing."""
+    import sys
+
+    from reliactl.config import AlertSink
+    from reliactl.health.monitor import RecordStore
+    from reliactl.runner import RunOptions, run_command
+    from reliactl.schedule import alert_on_result
+    from tests.pingserver import PingServer
+
+    store = SQLiteStateStore(tmp_path / "state.db")
+    records = RecordStore(store)
+    fail = (sys.executable, "-c", "print('disk full at /srv'); raise SystemExit(4)")
+    try:
+        with PingServer() as server:
+            sinks = [AlertSink(name="hook", kind="webhook", url=f"{server.url}/hook")]
+
+            def once(command: tuple[str, ...], output: bytes) -> list[object]:
+                result = run_command(RunOptions(command=command))
+                return alert_on_result("backup", result, output, sinks, records)
+
+            (first,) = once(fail, b"disk full at /srv\n")
+            assert first.delivered and first.kind == "problem"  # type: ignore[attr-defined]
+            assert once(fail, b"again\n") == []
+            (back,) = once(("true",), b"")
+            assert back.kind == "recovery"  # type: ignore[attr-defined]
+
+            class Busy:
+                outcome, exit_code = "busy", 75
+
+            assert alert_on_result("backup", Busy(), b"", sinks, records) == []
+        bodies = [json.loads(p.body) for p in server.pings]
+    finally:
+        store.close()
+    assert [(b["check"], b["status"], b["kind"]) for b in bodies] == [
+        ("run:backup", "CRITICAL", "problem"),
+        ("run:backup", "OK", "recovery"),
+    ]
+    assert "exit 4 after 1 attempt" in bodies[0]["message"]
+    assert "disk full at /srv" in bodies[0]["message"]
