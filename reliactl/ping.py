@@ -480,21 +480,48 @@ def _shown(url: str) -> str:
 
 
 def targets_from(
-    settings: Mapping[str, Any] | None = None, *, environ: Mapping[str, str] | None = None
+    settings: Any = None,
+    *,
+    url: str | None = None,
+    start: str | None = None,
+    success: str | None = None,
+    failure: str | None = None,
+    refusal: str | None = None,
+    body_limit: int | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> PingTargets:
-    """PingTargets from a job's ``ping`` settings, falling back to ``RELIACTL_PING_URL``."""
+    """Where a run's pings go: flags (the keyword arguments) over the job's ``ping`` settings
+    (``config.JobPing`` or a mapping) over ``RELIACTL_PING_URL`` in the environment, which is
+    used only when nothing else names a target.
+
+    Raises ValueError with a one-line message for an unusable URL or template (``run``
+    reports it as a usage error before the job starts); the message never shows the URL's
+    credential.
+    """
     import os
 
     env = os.environ if environ is None else environ
-    s = dict(settings or {})
-    url = s.get("url") or ""
-    if not (url or s.get("start") or s.get("success") or s.get("failure")):
-        url = env.get("RELIACTL_PING_URL", "")
+
+    def setting(key: str) -> Any:
+        if isinstance(settings, Mapping):
+            return settings.get(key)
+        return getattr(settings, key, None)
+
+    given = {"url": url, "start": start, "success": success, "failure": failure}
+    chosen = {key: value if value else (setting(key) or "") for key, value in given.items()}
+    if not any(chosen.values()):
+        chosen["url"] = env.get("RELIACTL_PING_URL", "")
+    for key, value in chosen.items():
+        if value:
+            problem = ping_url_problem(value) if key == "url" else check_template(value)
+            if problem:
+                raise ValueError(f"ping {key} {_shown(value)}: {problem}")
+    mode = refusal or setting("refusal") or "log"
+    if mode not in REFUSALS:
+        raise ValueError(f"ping refusal: expected one of {', '.join(REFUSALS)}, got {mode!r}")
+    limit = body_limit if body_limit is not None else setting("body_limit")
     return PingTargets(
-        url=url,
-        start=s.get("start") or "",
-        success=s.get("success") or "",
-        failure=s.get("failure") or "",
-        refusal=s.get("refusal") or "log",
-        body_limit=int(s.get("body_limit") or DEFAULT_BODY_LIMIT),
+        refusal=mode,
+        body_limit=DEFAULT_BODY_LIMIT if limit is None else max(0, int(limit)),
+        **chosen,
     )

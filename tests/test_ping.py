@@ -193,12 +193,23 @@ def test_bad_templates_and_urls_are_explained() -> None:
     assert check_template("ftp://x/") == "expected an http:// or https:// URL"
 
 
-def test_the_environment_supplies_the_url_when_none_is_configured() -> None:
-    """RELIACTL_PING_URL is the healthchecks.io URL when a job has no ping settings."""
+def test_flags_over_job_settings_over_the_environment() -> None:
+    """--ping flags win over the job's ping:, which wins over RELIACTL_PING_URL (used only
+    when nothing names a target); a bad template is one line without the credential."""
+    from reliactl.config import JobPing
+
     env = {"RELIACTL_PING_URL": "https://hc-ping.com/" + UUID}
     assert targets_from(None, environ=env).url == env["RELIACTL_PING_URL"]
-    assert targets_from({"url": "https://other/x"}, environ=env).url == "https://other/x"
+    job = JobPing(url="https://hc.example/job", refusal="fail", body_limit=5)
+    got = targets_from(job, environ=env)
+    assert (got.url, got.refusal, got.body_limit) == ("https://hc.example/job", "fail", 5)
+    assert targets_from(job, url="https://flag/x", environ=env).url == "https://flag/x"
+    templated = targets_from(None, success="https://k/api/push/T?m={outcome}", environ=env)
+    assert (templated.url, templated.success) == ("", "https://k/api/push/T?m={outcome}")
     assert not targets_from(None, environ={}).configured
+    with pytest.raises(ValueError, match=r"unknown placeholder \{oops\}") as info:
+        targets_from(None, failure=f"https://hc-ping.com/{UUID}/{{oops}}", environ={})
+    assert UUID not in str(info.value)
 
 
 def test_output_tail_alone_passes_output_through_to_the_real_stdout(tmp_path) -> None:  # type: ignore[no-untyped-def]
