@@ -277,3 +277,49 @@ def test_a_failed_run_alerts_once_per_cooldown_and_recovers_once(tmp_path: Path)
     ]
     assert "exit 4 after 1 attempt" in bodies[0]["message"]
     assert "disk full at /srv" in bodies[0]["message"]
+
+
+def test_run_watch_pings_alerts_and_records_without_touching_the_exit_code(
+    tmp_path: Path,
+) -> None:
+    """The engine's hooks: a failing run through RunWatch pings start and URL/<code> with the
+    tail, alerts the sink, keeps its exit code, and its history data hides the UUID; a watch
+    with nothing configured leaves the engine's sink untouched (no pipes)."""
+    import sys
+
+    from reliactl.config import AlertSink
+    from reliactl.health.monitor import RecordStore
+    from reliactl.ping import PingTargets
+    from reliactl.runner import RunOptions, run_command
+    from reliactl.schedule import RunWatch
+    from tests.pingserver import PingServer
+
+    uuid = "5bf66975-d4c7-4bf5-bcc8-b8d8a82ea278"
+    store = SQLiteStateStore(tmp_path / "state.db")
+    try:
+        with PingServer() as server:
+            watch = RunWatch(
+                "backup",
+                targets=PingTargets(url=f"{server.url}/{uuid}"),
+                alert=True,
+                sinks=[AlertSink(name="hook", kind="webhook", url=f"{server.url}/hook")],
+                records=RecordStore(store),
+            )
+            command = (sys.executable, "-c", "print('tail line'); raise SystemExit(5)")
+            result = run_command(
+                RunOptions(command=command), on_event=watch.on_event, output=watch.output()
+            )
+            warnings = watch.finish(result)
+            history = watch.history()
+        paths = [p.path for p in server.pings]
+        bodies = {p.path: p.body for p in server.pings}
+    finally:
+        store.close()
+    assert result.exit_code == 5 and warnings == []
+    assert paths[0] == f"/{uuid}/start" and set(paths[1:]) == {f"/{uuid}/5", "/hook"}
+    assert bodies[f"/{uuid}/5"] == b"tail line\n"
+    assert b"tail line" in bodies["/hook"]
+    assert uuid not in json.dumps(history) and history["alerts"][0]["delivered"]
+    idle = RunWatch("other", targets=PingTargets())
+    sentinel = object()
+    assert not idle.active and idle.output(sentinel) is sentinel
