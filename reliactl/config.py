@@ -528,7 +528,7 @@ class ResourcesConfig:
 
 
 @dataclass(frozen=True)
-class JobPing:
+class JobPingSettings:
     """Where `run` sends a job's heartbeats (reliactl.ping). The URLs are secrets."""
 
     url: str = _opt(
@@ -557,7 +557,7 @@ class JobPing:
 
 
 @dataclass(frozen=True)
-class JobSpec:
+class JobSettings:
     """What is expected of one job that `reliactl run --job NAME` runs."""
 
     schedule: str = _opt(
@@ -580,7 +580,9 @@ class JobSpec:
     max_failures: int = _opt(
         1, doc="consecutive failed runs that make the job CRITICAL (fewer: WARNING)", gt=0
     )
-    ping: JobPing = _opt(doc="heartbeats sent by `run` (a monitor off the host)", factory=JobPing)
+    ping: JobPingSettings = _opt(
+        doc="heartbeats sent by `run` (a monitor off the host)", factory=JobPingSettings
+    )
     breaker: str = _opt("", doc="`run` goes through this circuit breaker (empty: none)")
     alert: bool = _opt(False, doc="a run that finally fails alerts the health_monitor sinks")
 
@@ -597,7 +599,7 @@ class Config:
     cleanup: CleanupConfig = field(default_factory=CleanupConfig)
     state: StateConfig = field(default_factory=StateConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
-    jobs: dict[str, JobSpec] = _opt(
+    jobs: dict[str, JobSettings] = _opt(
         doc="jobs by name: their schedule, limits and pings",
         factory=dict,
         example={
@@ -1339,7 +1341,7 @@ def _cross_checks(config: Config, origins: _Origins) -> list[ConfigProblem]:
 _JOB_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@\-]{0,127}")
 
 
-def _job_problems(jobs: dict[str, JobSpec], origins: _Origins) -> list[ConfigProblem]:
+def _job_problems(jobs: dict[str, JobSettings], origins: _Origins) -> list[ConfigProblem]:
     """Job names, one schedule each, cron expressions and zones that parse, usable pings."""
     problems: list[ConfigProblem] = []
     for name, job in jobs.items():

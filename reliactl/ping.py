@@ -318,7 +318,9 @@ class Pinger:
 
     def report(self, result: Any, output: bytes = b"") -> PingResult | None:
         """The end ping for a ``reliactl.runner.RunResult``: ``refused`` for a run that never
-        started its command, ``finish`` otherwise."""
+        started its command, ``finish`` otherwise. A ``JobResult`` (the RunResult in ``.run``)
+        is taken too."""
+        result = getattr(result, "run", result)
         if result.outcome in REFUSED_OUTCOMES:
             return self.refused(
                 outcome=result.outcome, exit_code=result.exit_code, message=result.message or ""
@@ -490,9 +492,9 @@ def targets_from(
     body_limit: int | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> PingTargets:
-    """Where a run's pings go: flags (the keyword arguments) over the job's ``ping`` settings
-    (``config.JobPing`` or a mapping) over ``RELIACTL_PING_URL`` in the environment, which is
-    used only when nothing else names a target.
+    """Where a run's pings go: flags (the keyword arguments) over the job's ``ping``
+    settings (``config.JobPingSettings`` or a mapping) over ``RELIACTL_PING_URL`` in the
+    environment, which is used only when nothing else names a target.
 
     Raises ValueError with a one-line message for an unusable URL or template (``run``
     reports it as a usage error before the job starts); the message never shows the URL's

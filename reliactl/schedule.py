@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from reliactl.durations import format_duration
 
 if TYPE_CHECKING:
-    from reliactl.config import JobSpec
+    from reliactl.config import JobSettings
     from reliactl.state.base import RunRecord
 
 __all__ = [
@@ -114,7 +114,7 @@ class Schedule:
     every: float | None = None
 
     @classmethod
-    def of(cls, spec: JobSpec) -> Schedule:
+    def of(cls, spec: JobSettings) -> Schedule:
         return cls(spec.schedule, spec.tz, spec.every)
 
     @property
@@ -208,7 +208,7 @@ def _ago(seconds: float) -> str:
 
 def evaluate_job(
     name: str,
-    spec: JobSpec | None,
+    spec: JobSettings | None,
     runs: Iterable[RunRecord],
     *,
     now: float,
@@ -335,7 +335,7 @@ def declared_at(records: Any, name: str, now: float) -> float:
 
 
 def job_statuses(
-    jobs: Mapping[str, JobSpec],
+    jobs: Mapping[str, JobSettings],
     store: Any,
     *,
     now: float | None = None,
@@ -359,7 +359,7 @@ def job_statuses(
 JOB_CHECK_PREFIX = "job:"
 
 
-def job_check(name: str, spec: JobSpec, timeout: float) -> Any:
+def job_check(name: str, spec: JobSettings, timeout: float) -> Any:
     """The health check (kind ``job``) of one declared job: ``job:NAME``.
 
     Its value and perfdata ``last_success_age`` are the seconds since the last success
@@ -393,7 +393,7 @@ def job_check(name: str, spec: JobSpec, timeout: float) -> Any:
     return Check(check_name, "job", run, timeout)
 
 
-def job_checks(jobs: Mapping[str, JobSpec], timeout: float) -> list[Any]:
+def job_checks(jobs: Mapping[str, JobSettings], timeout: float) -> list[Any]:
     """One ``job`` check per declared job, in declaration order."""
     return [job_check(name, spec, timeout) for name, spec in jobs.items()]
 
@@ -495,8 +495,19 @@ class RunWatch:
         return self.pinger is not None or self.alert
 
     def on_event(self, event: Any) -> None:
+        """A runner event handler: its "start" event sends the start ping."""
         if self.pinger is not None:
             self.pinger.on_event(event)
+
+    # The job engine's hooks (``reliactl.jobs.JobHooks``: on_start once the command is about
+    # to start, on_finish with the JobResult); use these or on_event + finish, not both.
+
+    def on_start(self, start: Any = None) -> None:
+        if self.pinger is not None:
+            self.pinger.start()
+
+    def on_finish(self, result: Any) -> None:
+        self.finish(result)
 
     def output(self, inner: Any = None) -> Any:
         limit = self.pinger.targets.body_limit if self.pinger is not None else 0
@@ -510,7 +521,9 @@ class RunWatch:
         return self.tail
 
     def finish(self, result: Any) -> list[str]:
-        """Send the end ping and the alert; the warnings to show (URLs redacted)."""
+        """Send the end ping and the alert; the warnings to show (URLs redacted). ``result``
+        is a ``RunResult`` or anything with one in ``.run`` (a ``JobResult``)."""
+        result = getattr(result, "run", result)
         output = self.tail.tail() if self.tail is not None else b""
         if self.pinger is not None:
             self.pinger.report(result, output)

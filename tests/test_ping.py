@@ -196,11 +196,11 @@ def test_bad_templates_and_urls_are_explained() -> None:
 def test_flags_over_job_settings_over_the_environment() -> None:
     """--ping flags win over the job's ping:, which wins over RELIACTL_PING_URL (used only
     when nothing names a target); a bad template is one line without the credential."""
-    from reliactl.config import JobPing
+    from reliactl.config import JobPingSettings
 
     env = {"RELIACTL_PING_URL": "https://hc-ping.com/" + UUID}
     assert targets_from(None, environ=env).url == env["RELIACTL_PING_URL"]
-    job = JobPing(url="https://hc.example/job", refusal="fail", body_limit=5)
+    job = JobPingSettings(url="https://hc.example/job", refusal="fail", body_limit=5)
     got = targets_from(job, environ=env)
     assert (got.url, got.refusal, got.body_limit) == ("https://hc.example/job", "fail", 5)
     assert targets_from(job, url="https://flag/x", environ=env).url == "https://flag/x"

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from reliactl.config import JobSpec, load
+from reliactl.config import JobSettings, load
 from reliactl.errors import ConfigError
 from reliactl.schedule import Schedule, declared_at, evaluate_job, job_statuses
 from reliactl.state.base import RunRecord
@@ -34,7 +34,7 @@ def clock() -> FakeClock:
 
 def test_a_recent_success_is_ok_and_says_what_was_expected(clock: FakeClock) -> None:
     """OK within period + grace; the message names the rhythm, the age and the host."""
-    spec = JobSpec(every=900.0)
+    spec = JobSettings(every=900.0)
     now = clock.time()
     status = evaluate_job("j", spec, [_run("j", now - 300, 10, "success")], now=now)
     assert status.status == "OK"
@@ -45,7 +45,7 @@ def test_a_recent_success_is_ok_and_says_what_was_expected(clock: FakeClock) -> 
 
 def test_an_overdue_job_is_critical(clock: FakeClock) -> None:
     """Past the expected run plus grace (default: half the period) is a missed run."""
-    spec = JobSpec(every=900.0)
+    spec = JobSettings(every=900.0)
     start = clock.time()
     runs = [_run("j", start, 10, "success")]
     clock.advance(10 + 900 + 449)
@@ -59,7 +59,7 @@ def test_an_overdue_job_is_critical(clock: FakeClock) -> None:
 
 def test_a_run_longer_than_max_duration_is_a_warning(clock: FakeClock) -> None:
     """A run still going after max_duration is WARNING, saying for how long."""
-    spec = JobSpec(every=3600.0, max_duration=600.0)
+    spec = JobSettings(every=3600.0, max_duration=600.0)
     now = clock.time()
     runs = [_run("j", now - 601, 0, "running", None), _run("j", now - 3000, 5, "success")]
     status = evaluate_job("j", spec, runs, now=now)
@@ -70,7 +70,7 @@ def test_a_run_longer_than_max_duration_is_a_warning(clock: FakeClock) -> None:
 def test_a_failure_streak_warns_then_is_critical_at_max_failures(clock: FakeClock) -> None:
     """Fewer than max_failures failures in a row: WARNING; max_failures: CRITICAL; refusals
     (lock busy, breaker open) neither break nor extend the streak."""
-    spec = JobSpec(every=3600.0, max_failures=3)
+    spec = JobSettings(every=3600.0, max_failures=3)
     now = clock.time()
     runs = [_run("j", now - 100, 1, "success")]
     for i, outcome in enumerate(["failure", "busy", "timeout", "breaker_open"]):
@@ -89,7 +89,7 @@ def test_a_never_run_job_counts_from_when_it_was_first_declared(
     """The first sight is stored; the job is OK through period + grace, then CRITICAL."""
     store = SQLiteStateStore(tmp_path / "state.db")
     try:
-        jobs = {"nightly": JobSpec(every=3600.0, grace=600.0)}
+        jobs = {"nightly": JobSettings(every=3600.0, grace=600.0)}
         first = clock.time()
         (status,) = job_statuses(jobs, store, now=first)
         assert status.status == "OK" and status.message.endswith("never ran; declared 0s ago")
@@ -114,7 +114,7 @@ def test_jobs_seen_in_history_are_listed_after_declared_ones(
     try:
         now = clock.time()
         store.add_run(_run("adhoc", now - 50, 1, "failure", 3))
-        statuses = job_statuses({"a": JobSpec(every=60.0)}, store, now=now)
+        statuses = job_statuses({"a": JobSettings(every=60.0)}, store, now=now)
         assert [(s.name, s.declared) for s in statuses] == [("a", True), ("adhoc", False)]
         assert statuses[1].status == "WARNING" and statuses[1].consecutive_failures == 1
         assert statuses[1].message == (
@@ -129,7 +129,9 @@ def test_jobs_seen_in_history_are_listed_after_declared_ones(
 def test_a_success_in_the_future_counts_as_age_zero(clock: FakeClock) -> None:
     """A clock set back never makes a job look overdue forever or negative."""
     now = clock.time()
-    status = evaluate_job("j", JobSpec(every=60.0), [_run("j", now + 500, 1, "success")], now=now)
+    status = evaluate_job(
+        "j", JobSettings(every=60.0), [_run("j", now + 500, 1, "success")], now=now
+    )
     assert status.status == "OK" and status.success_age == 0
 
 
@@ -146,7 +148,7 @@ def test_cron_across_the_spring_dst_change_in_berlin() -> None:
     assert nxt is not None
     assert datetime.fromtimestamp(nxt, BERLIN).strftime("%m-%d %H:%M %Z") == "03-29 03:00 CEST"
     assert nxt - ran == 23 * 3600 + 29 * 60  # 24h29m on the wall clock, one hour skipped
-    spec = JobSpec(schedule="30 2 * * *", tz="Europe/Berlin", grace=3600.0)
+    spec = JobSettings(schedule="30 2 * * *", tz="Europe/Berlin", grace=3600.0)
     runs = [_run("j", ran - 60, 60, "success")]
     assert evaluate_job("j", spec, runs, now=_epoch(2026, 3, 29, 3, 59)).status == "OK"
     assert evaluate_job("j", spec, runs, now=_epoch(2026, 3, 29, 4, 1)).status == "CRITICAL"
@@ -163,14 +165,14 @@ def test_cron_across_the_autumn_dst_change_in_berlin() -> None:
     assert (shown.strftime("%m-%d %H:%M %Z"), shown.fold) == ("10-25 02:30 CEST", 0)
     second = sched.next_after(first + 60)
     assert second is not None and second - first == 25 * 3600
-    spec = JobSpec(schedule="30 2 * * *", tz="Europe/Berlin", grace=1800.0)
+    spec = JobSettings(schedule="30 2 * * *", tz="Europe/Berlin", grace=1800.0)
     runs = [_run("j", first, 60, "success")]
     assert evaluate_job("j", spec, runs, now=first + 25 * 3600 + 1799).status == "OK"
 
 
 def test_an_hourly_cron_in_utc_and_its_message() -> None:
     """A cron schedule's message names the expression and zone."""
-    spec = JobSpec(schedule="0 * * * *", tz="UTC")
+    spec = JobSettings(schedule="0 * * * *", tz="UTC")
     now = datetime(2026, 1, 1, 12, 30, tzinfo=ZoneInfo("UTC")).timestamp()
     status = evaluate_job("j", spec, [_run("j", now - 1800, 5, "success")], now=now)
     assert status.status == "OK"
@@ -323,3 +325,25 @@ def test_run_watch_pings_alerts_and_records_without_touching_the_exit_code(
     idle = RunWatch("other", targets=PingTargets())
     sentinel = object()
     assert not idle.active and idle.output(sentinel) is sentinel
+
+
+def test_run_watch_is_a_job_engine_hook_too(tmp_path: Path) -> None:
+    """on_start/on_finish (the job engine's JobHooks) send the same pings, and a result that
+    carries its RunResult in .run (a JobResult) is understood."""
+    from reliactl.ping import PingTargets
+    from reliactl.runner import RunOptions, run_command
+    from reliactl.schedule import RunWatch
+    from tests.pingserver import PingServer
+
+    with PingServer() as server:
+        watch = RunWatch("j", targets=PingTargets(url=f"{server.url}/u"))
+        watch.on_start(None)
+        run = run_command(RunOptions(command=("sh", "-c", "exit 3")), output=watch.output())
+
+        class JobResultLike:
+            def __init__(self, run: object) -> None:
+                self.run = run
+
+        watch.on_finish(JobResultLike(run))
+    assert [p.path for p in server.pings] == ["/u/start", "/u/3"]
+    assert watch.warnings() == []
