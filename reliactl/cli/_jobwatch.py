@@ -1,0 +1,108 @@
+"""`run`'s job options (--job, --ping, --ping-start/-success/-failure, --alert) turned into a
+``schedule.RunWatch``, and what it learnt written back to the run's history.
+
+Kept out of cli/run.py so the command's body only calls ``watch_for_run`` before the job and
+``record_watch`` after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from reliactl.config import Config, JobSettings
+    from reliactl.schedule import RunWatch
+
+
+class _LazyRecords:
+    """The state store's records, opened only when an alert needs them."""
+
+    def __init__(self, open_store: Callable[[], Any]) -> None:
+        self._open = open_store
+        self._records: Any = None
+
+    def _get(self) -> Any:
+        if self._records is None:
+            from reliactl.health.monitor import RecordStore
+
+            self._records = RecordStore(self._open())
+        return self._records
+
+    def get(self, kind: Any, key: str) -> Any:
+        return self._get().get(kind, key)
+
+    def update(self, kind: Any, key: str, fn: Any) -> Any:
+        return self._get().update(kind, key, fn)
+
+
+def job_settings(config: Config, job: str | None) -> JobSettings | None:
+    """The ``jobs:`` entry named by --job; ValueError naming the declared jobs if unknown."""
+    if job is None:
+        return None
+    found = config.jobs.get(job)
+    if found is None:
+        known = ", ".join(sorted(config.jobs)) or "none declared"
+        raise ValueError(f"--job: no job named {job!r} in jobs: ({known})")
+    return found
+
+
+def watch_for_run(
+    config: Config,
+    name: str,
+    settings: JobSettings | None,
+    *,
+    ping: str | None = None,
+    ping_start: str | None = None,
+    ping_success: str | None = None,
+    ping_failure: str | None = None,
+    alert: bool = False,
+    open_store: Callable[[], Any],
+    environ: Any = None,
+) -> RunWatch | None:
+    """The RunWatch of one run (None when it neither pings nor alerts); ValueError for an
+    unusable ping URL or template (the message hides the credential)."""
+    from reliactl.ping import targets_from
+    from reliactl.schedule import RunWatch
+
+    targets = targets_from(
+        settings.ping if settings is not None else None,
+        url=ping,
+        start=ping_start,
+        success=ping_success,
+        failure=ping_failure,
+        environ=environ,
+    )
+    wants_alert = alert or (settings is not None and settings.alert)
+    sinks = config.health_monitor.alerts if wants_alert else ()
+    watch = RunWatch(
+        name,
+        targets=targets,
+        alert=wants_alert,
+        sinks=sinks,
+        records=_LazyRecords(open_store),
+        default_cooldown=config.health_monitor.alert_cooldown,
+    )
+    return watch if watch.active else None
+
+
+def record_watch(watch: RunWatch, store: Any, run_id: int | None) -> None:
+    """Add the pings and alerts of ``watch`` to run ``run_id``'s history record (best effort:
+    the job's outcome is already recorded and never depends on this)."""
+    if store is None or run_id is None:
+        return
+    data = watch.history()
+    if not data:
+        return
+    import dataclasses
+
+    from reliactl.errors import ReliactlError
+
+    try:
+        for record in store.runs(watch.name, 20):
+            if record.id == run_id:
+                merged = {**record.data, **data}
+                store.finish_run(run_id, dataclasses.replace(record, data=merged))
+                return
+    except ReliactlError:
+        return
