@@ -347,3 +347,33 @@ def test_run_watch_is_a_job_engine_hook_too(tmp_path: Path) -> None:
         watch.on_finish(JobResultLike(run))
     assert [p.path for p in server.pings] == ["/u/start", "/u/3"]
     assert watch.warnings() == []
+
+
+@pytest.mark.stress
+def test_concurrent_first_sights_agree_on_when_a_job_was_declared(tmp_path: Path) -> None:
+    """Eight processes seeing a new job at once (health and jobs from several crons) store
+    one declared_at: every one of them reads the same first value."""
+    import subprocess
+    import sys
+
+    db = tmp_path / "state.db"
+    SQLiteStateStore(db).close()
+    code = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from reliactl.schedule import declared_at\n"
+        "from reliactl.state.sqlite import SQLiteStateStore\n"
+        "s = SQLiteStateStore(Path(sys.argv[1]))\n"
+        "print(declared_at(s, 'new-job', time.time()))\n"
+        "s.close()\n"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(db)], stdout=subprocess.PIPE)
+        for _ in range(8)
+    ]
+    seen = set()
+    for proc in procs:
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0
+        seen.add(float(out))
+    assert len(seen) == 1
