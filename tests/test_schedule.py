@@ -245,8 +245,8 @@ def test_a_failed_run_alerts_once_per_cooldown_and_recovers_once(tmp_path: Path)
 
     from reliactl.config import AlertSink
     from reliactl.health.monitor import RecordStore
+    from reliactl.jobwatch import alert_on_result
     from reliactl.runner import RunOptions, run_command
-    from reliactl.schedule import alert_on_result
     from tests.pingserver import PingServer
 
     store = SQLiteStateStore(tmp_path / "state.db")
@@ -291,9 +291,9 @@ def test_run_watch_pings_alerts_and_records_without_touching_the_exit_code(
 
     from reliactl.config import AlertSink
     from reliactl.health.monitor import RecordStore
+    from reliactl.jobwatch import RunWatch
     from reliactl.ping import PingTargets
     from reliactl.runner import RunOptions, run_command
-    from reliactl.schedule import RunWatch
     from tests.pingserver import PingServer
 
     uuid = "5bf66975-d4c7-4bf5-bcc8-b8d8a82ea278"
@@ -330,9 +330,9 @@ def test_run_watch_pings_alerts_and_records_without_touching_the_exit_code(
 def test_run_watch_is_a_job_engine_hook_too(tmp_path: Path) -> None:
     """on_start/on_finish (the job engine's JobHooks) send the same pings, and a result that
     carries its RunResult in .run (a JobResult) is understood."""
+    from reliactl.jobwatch import RunWatch
     from reliactl.ping import PingTargets
     from reliactl.runner import RunOptions, run_command
-    from reliactl.schedule import RunWatch
     from tests.pingserver import PingServer
 
     with PingServer() as server:

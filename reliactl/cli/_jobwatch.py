@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from reliactl.config import Config, JobSettings
-    from reliactl.schedule import RunWatch
+    from reliactl.jobwatch import RunWatch
 
 
 class _LazyRecords:
@@ -62,8 +62,8 @@ def watch_for_run(
 ) -> RunWatch | None:
     """The RunWatch of one run (None when it neither pings nor alerts); ValueError for an
     unusable ping URL or template (the message hides the credential)."""
+    from reliactl.jobwatch import RunWatch
     from reliactl.ping import targets_from
-    from reliactl.schedule import RunWatch
 
     targets = targets_from(
         settings.ping if settings is not None else None,

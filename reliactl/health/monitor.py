@@ -452,7 +452,7 @@ class HealthMonitor:
         for spec in config.checks:
             out[spec.name] = custom_check(spec, config)
         if config.jobs_checks and self._full is not None and self._full.jobs:
-            from reliactl.schedule import job_checks
+            from reliactl.health.jobcheck import job_checks
 
             for check in job_checks(self._full.jobs, config.check_timeout):
                 out[check.name] = check
