@@ -32,8 +32,8 @@ def job_check(name: str, spec: JobSettings, timeout: float) -> Check:
 
     def run(ctx: CheckContext) -> HealthMetric:
         now = ctx.clock()
-        history = getattr(ctx.records, "runs", None)
-        runs = history(name, 200) if callable(history) else []
+        store = getattr(ctx.records, "store", None)  # RecordStore's StateStore (thread-safe)
+        runs = store.runs(name, 200) if store is not None else []
         first = declared_at(ctx.records, name, now)
         st = evaluate_job(name, spec, runs, now=now, first_declared=first)
         perf = [PerfData("failures", float(st.consecutive_failures), "", "", "", 0)]

@@ -59,11 +59,6 @@ class RecordStore:
             found = self._memory.get((kind, key))
             return None if found is None else dict(found)
 
-    def runs(self, name: str | None, limit: int) -> list[Any]:
-        """Run history of ``name``, newest first (none without a store): for job checks."""
-        with self._lock:
-            return [] if self.store is None else self.store.runs(name, limit)
-
     def update(
         self, kind: Any, key: str, fn: Callable[[Record | None], Record | None]
     ) -> Record | None:
