@@ -940,9 +940,9 @@ class RetryPolicy:
                 values.setdefault("multiplier", 2.0)
                 strategy = make_strategy(values.pop("name"), rng=self._rng, **values)
             else:
-                from reliactl.config import get_reliability_config
+                from reliactl._configsource import process_config
 
-                section = get_reliability_config().retry
+                section = process_config().retry
                 strategy = strategy_from_config(section, rng=self._rng, **self._given)
                 if self._max_elapsed is UNSET:
                     self._max_elapsed = section.max_elapsed
