@@ -53,7 +53,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from reliactl.backoff import GiveUp, decide
 from reliactl.errors import LockBusyError, ReliactlError
 
 if TYPE_CHECKING:  # protocols cost import time; only the type checker needs them
@@ -1118,6 +1117,9 @@ class Runner:
                         outcome = NOT_FOUND if attempt.exit_code == 127 else NOT_EXECUTABLE
                         return result(attempt.exit_code, outcome, message=attempt.exec_error)
                     final = TIMEOUT if attempt.timed_out else FAILURE
+                    # Imported once an attempt failed: a run that succeeds never pays for it.
+                    from reliactl.backoff import GiveUp, decide
+
                     decision = decide(
                         opts.retry.strategy,
                         number,
