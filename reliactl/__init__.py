@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from reliactl import _configsource
 from reliactl._version import __version__
 
 # public name -> module that defines it. The decorator ``retry`` is not here: ``reliactl.retry``
@@ -240,6 +241,18 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from reliactl.runner import RunOptions, RunResult, run_command
     from reliactl.state import open_state
+
+
+def _process_config() -> Config:
+    """``get_reliability_config()``; config is imported at the first call, not here."""
+    from reliactl.config import get_reliability_config
+
+    return get_reliability_config()
+
+
+# retry, ratelimit and state read the process-wide configuration through this source (they
+# never import config: the layers point one way).
+_configsource.install(_process_config)
 
 
 def __getattr__(name: str) -> Any:

@@ -1147,7 +1147,7 @@ def _convert(
             return bad(str(exc))
         return _check_range(size, meta, bad, str)
     if kind == "range":
-        from reliactl.health.model import RangeError, parse_range
+        from reliactl.ranges import RangeError, parse_range
 
         try:
             parsed = parse_range(value)
@@ -1157,8 +1157,10 @@ def _convert(
     if kind == "rates":
         if not isinstance(value, str):
             return bad(f'expected a rate such as "60/minute;1000/hour", got {_kind(value)}')
+        from reliactl.ratelimit import parse_rates as parse
+
         try:
-            parse_rates(value)
+            parse(value)
         except ValueError as exc:
             return bad(str(exc))
         return True, value
@@ -1388,49 +1390,12 @@ def _health_problems(h: HealthMonitorConfig, origins: _Origins) -> list[ConfigPr
     return problems
 
 
-_RATE_UNITS = {
-    "second": 1.0,
-    "sec": 1.0,
-    "s": 1.0,
-    "minute": 60.0,
-    "min": 60.0,
-    "m": 60.0,
-    "hour": 3600.0,
-    "h": 3600.0,
-    "day": 86400.0,
-    "d": 86400.0,
-}
-
-
 def parse_rates(text: str) -> list[tuple[int, float]]:
-    """ "60/minute;1000/hour" -> [(60, 60.0), (1000, 3600.0)]: (tokens, per seconds)."""
-    rates = []
-    for raw_part in text.split(";"):
-        part = raw_part.strip()
-        if not part:
-            continue
-        count_text, _, unit = part.partition("/")
-        unit = unit.strip().lower()
-        per = 1.0
-        if unit and unit[0].isdigit():
-            try:
-                per = parse_duration(unit)
-            except DurationError:
-                per = 0.0
-        else:
-            per = _RATE_UNITS.get(
-                unit.rstrip("s") if unit.endswith("s") and unit != "s" else unit, 0.0
-            )
-        try:
-            count = int(count_text.strip())
-        except ValueError:
-            count = 0
-        if count <= 0 or per <= 0:
-            raise ValueError(f'expected a rate such as "60/minute;1000/hour", got {text!r}')
-        rates.append((count, per))
-    if not rates:
-        raise ValueError(f'expected a rate such as "60/minute;1000/hour", got {text!r}')
-    return rates
+    """ "60/minute;1000/hour" -> [(60, 60.0), (1000, 3600.0)]: kept here for callers; the rate
+    limiter owns the syntax (``reliactl.ratelimit.parse_rates``)."""
+    from reliactl.ratelimit import parse_rates as parse
+
+    return parse(text)
 
 
 # --------------------------------------------------------------------------- views

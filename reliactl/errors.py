@@ -98,7 +98,7 @@ class CircuitOpenError(ReliactlError):
 
     def __init__(self, name: str, retry_after: float) -> None:
         self.name = name
-        from reliactl.durations import format_duration
+        from reliactl.units import format_duration
 
         self.retry_after = max(0.0, retry_after)
         super().__init__(

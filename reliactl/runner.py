@@ -58,10 +58,7 @@ from reliactl.errors import LockBusyError, ReliactlError
 if TYPE_CHECKING:  # protocols cost import time; only the type checker needs them
     from typing import Protocol
 
-    class DelayStrategy(Protocol):
-        """The retry engine's strategy: the pause before retry ``attempt`` (1 = first retry)."""
-
-        def delay(self, attempt: int, previous_delay: float | None) -> float: ...
+    from reliactl.backoff import Backoff as DelayStrategy
 
     class OutputSink(Protocol):
         """Receives the command's output when reliactl processes it (timestamps, logs, chronic)."""
@@ -1120,13 +1117,20 @@ class Runner:
                         outcome = NOT_FOUND if attempt.exit_code == 127 else NOT_EXECUTABLE
                         return result(attempt.exit_code, outcome, message=attempt.exec_error)
                     final = TIMEOUT if attempt.timed_out else FAILURE
-                    retries_done = number - 1
-                    if retries_done >= opts.retry.max_retries or not opts.retry.retryable(attempt):
-                        return result(attempt.exit_code, final)
-                    delay = 0.0
-                    if opts.retry.strategy is not None:
-                        delay = max(0.0, float(opts.retry.strategy.delay(number, previous_delay)))
-                    if total_deadline is not None and self.monotonic() + delay >= total_deadline:
+                    # Imported once an attempt failed: a run that succeeds never pays for it.
+                    from reliactl.backoff import GiveUp, decide
+
+                    decision = decide(
+                        opts.retry.strategy,
+                        number,
+                        previous=previous_delay,
+                        retryable=opts.retry.retryable(attempt),
+                        max_retries=opts.retry.max_retries,
+                        now=self.monotonic() if total_deadline is not None else 0.0,
+                        deadline=total_deadline,
+                        at_deadline="stop",
+                    )
+                    if decision is GiveUp.DEADLINE:
                         self.on_event(
                             RunEvent(
                                 "give_up",
@@ -1136,7 +1140,9 @@ class Runner:
                                 exit_code=attempt.exit_code,
                             )
                         )
+                    if isinstance(decision, GiveUp):
                         return result(attempt.exit_code, final)
+                    delay = decision.delay
                     previous_delay = delay
                     attempts[-1] = _with_delay(attempt, delay)
                     self.on_event(

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     import httpx
 
     from reliactl.config import AlertSink
-    from reliactl.health.monitor import RecordStore
+    from reliactl.health.records import RecordStore
 
 # A delivery ends by its sink's ``timeout`` counted from the claim (every attempt and every
 # wait is cut there), plus at most DELIVERY_GRACE (a command sink killed at its deadline has

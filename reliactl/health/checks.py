@@ -24,15 +24,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from reliactl.durations import format_duration, format_size
 from reliactl.health import _procfs
-from reliactl.health.model import (
-    HealthMetric,
-    NagiosRange,
-    PerfData,
-    Status,
-    evaluate,
-    parse_range,
-    worst,
-)
+from reliactl.health.model import HealthMetric, PerfData, Status, evaluate, worst
+from reliactl.ranges import NagiosRange, parse_range
 
 if TYPE_CHECKING:
     import asyncio

@@ -8,7 +8,8 @@ from __future__ import annotations
 import math
 import re
 
-from reliactl.health.model import HealthReport, PerfData, Status, _fmt, one_line
+from reliactl.health.model import HealthReport, PerfData, Status, one_line
+from reliactl.ranges import _fmt
 
 PROM_PREFIX = "reliactl_health"
 
