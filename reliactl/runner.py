@@ -53,6 +53,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from reliactl._procfs import pid_alive, stat_fields, unescape_mount
+from reliactl._procfs import read_bytes as _read_proc
 from reliactl.errors import LockBusyError, ReliactlError
 
 if TYPE_CHECKING:  # protocols cost import time; only the type checker needs them
@@ -646,11 +648,7 @@ def cgroup_base() -> str | None:
 
 
 def _unescape(field_: bytes) -> str:
-    """mountinfo escapes space, tab, newline and backslash as octal (\\040)."""
-    text = field_.decode("utf-8", "surrogateescape")
-    for code in ("040", "011", "012", "134"):
-        text = text.replace("\\" + code, chr(int(code, 8)))
-    return text
+    return unescape_mount(field_.decode("utf-8", "surrogateescape"))
 
 
 def job_cgroup(base: str, shim_pid: int) -> str:
@@ -694,7 +692,7 @@ def _sweep_cgroups(base: str) -> None:
         return
     for name in names:
         pid = name.removeprefix("reliactl-")
-        if name.startswith("reliactl-") and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+        if name.startswith("reliactl-") and pid.isdigit() and not pid_alive(int(pid)):
             with contextlib.suppress(OSError):
                 os.rmdir(os.path.join(base, name))
 
@@ -848,27 +846,13 @@ class JobProcess:
         return text if len(text) <= 120 else text[:117] + "..."
 
 
-def _read_proc(path: str) -> bytes | None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        return os.read(fd, 65536)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-
-
 def _stat(pid: int) -> tuple[str, int, int, int] | None:
     """(state, ppid, pgid, start time) of ``pid`` from /proc/<pid>/stat, None if it is gone."""
-    data = _read_proc(f"/proc/{pid}/stat")
-    if not data:
+    fields = stat_fields(pid)
+    if not fields:
         return None
-    fields = data.rpartition(b")")[2].split()
     try:
-        return fields[0].decode(), int(fields[1]), int(fields[2]), int(fields[19])
+        return fields[0], int(fields[1]), int(fields[2]), int(fields[19])
     except (IndexError, ValueError):
         return None
 

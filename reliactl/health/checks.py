@@ -22,8 +22,8 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
+from reliactl import _procfs
 from reliactl.durations import format_duration, format_size
-from reliactl.health import _procfs
 from reliactl.health.model import (
     HealthMetric,
     NagiosRange,

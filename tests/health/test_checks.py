@@ -459,7 +459,7 @@ def test_default_disk_paths_are_root_and_state_dir_once_per_filesystem(tmp_path:
 def test_procfs_readers_agree_with_psutil() -> None:
     import psutil
 
-    from reliactl.health import _procfs
+    from reliactl import _procfs
 
     times = _procfs.cpu_times()
     assert times is not None
@@ -482,7 +482,7 @@ def test_procfs_readers_agree_with_psutil() -> None:
 
 
 def test_system_checks_fall_back_to_psutil_without_proc(monkeypatch: pytest.MonkeyPatch) -> None:
-    from reliactl.health import _procfs
+    from reliactl import _procfs
 
     for name in ("cpu_times", "meminfo", "tree_rss", "self_info"):
         monkeypatch.setattr(_procfs, name, lambda *a: None)
