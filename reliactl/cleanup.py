@@ -441,7 +441,6 @@ class _Frame:
         "pending",
         "pre",
         "rel",
-        "removed_any",
         "shared",
         "total",
     )
@@ -457,7 +456,6 @@ class _Frame:
         self.age = age
         self.total = 0  # entries listed
         self.gone = 0  # entries removed (or, in a dry run, that would be)
-        self.removed_any = False
         self.pending: list[tuple[str, os.stat_result]] = []  # subdirectories to visit
 
 
@@ -723,7 +721,6 @@ class _Walker:
                     self.error(self.path_of(parent.rel, frame.name), exc.strerror or str(exc))
                 return  # ENOTEMPTY: something new arrived; it stays
         parent.gone += 1
-        parent.removed_any = True
         self.removed(parent.rel, frame.name, "dir", 0, frame.age, "age")
 
     def restore_times(self, frame: _Frame) -> None:
@@ -815,7 +812,6 @@ class _Walker:
             outcome = self.remove_symlink(frame.fd, name)
         if outcome is None:
             frame.gone += 1
-            frame.removed_any = True
             self.removed(frame.rel, name, "file" if is_reg else "symlink", size, t, "age")
             return
         if outcome == "vanished":

@@ -130,7 +130,7 @@ class GateRefusal:
 
     exit_code: int
     message: str
-    outcome: str = "gated"  # or e.g. "breaker_open": what the run history records
+    outcome: str = GATED  # or e.g. "breaker_open": what the run history records
 
 
 # Called once, after the lock is taken and before the first attempt (never per retry):
@@ -293,7 +293,6 @@ class _Signals:
     def __init__(self) -> None:
         self.ignored: frozenset[int] = frozenset()
         self.received: list[int] = []
-        self.child_exited = False
         self._saved: dict[int, Any] = {}
         self._wake_r = -1
         self._wake_w = -1
@@ -315,7 +314,6 @@ class _Signals:
                 ignored.add(int(sig))
         self.ignored = frozenset(ignored)
         self.received = []
-        self.child_exited = False
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -337,9 +335,7 @@ class _Signals:
         return self
 
     def _on_signal(self, signum: int, frame: object) -> None:
-        if signum == signal.SIGCHLD:
-            self.child_exited = True
-        else:
+        if signum != signal.SIGCHLD:  # SIGCHLD only wakes the loop (through the wakeup fd)
             self.received.append(signum)
 
     def drain(self) -> None:
@@ -978,7 +974,6 @@ class _AttemptState:
     cgroup: str | None = None  # the job's own cgroup v2, if the machine allows one
     timed_out: bool = False
     killed: bool = False
-    signalled: int | None = None
     kill_at: float | None = None
     report: bytearray = field(default_factory=bytearray)
     parsed: int = 0  # how much of the report has been acted on
@@ -987,7 +982,6 @@ class _AttemptState:
     escaped: set[tuple[int, int]] = field(default_factory=set)  # signalled outside the group
     leftovers: set[tuple[int, int]] = field(default_factory=set)  # alive after the command
     left_running: int = 0
-    terminal_signal: int | None = None  # Ctrl-C/Ctrl-\ at the terminal ended the command
 
 
 class Runner:
@@ -1281,7 +1275,6 @@ class Runner:
         ):
             # Ctrl-C / Ctrl-\ at the terminal went to the command's foreground group only: the
             # user interrupted the run, as if reliactl had received the signal itself.
-            state.terminal_signal = sig
             if self._signals_seen is None:
                 self._signals_seen = sig
             if not state.tty.alone:  # the script or pipeline around reliactl gets it too

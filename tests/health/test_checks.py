@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from health_servers import CountingServer
+from httpserver import CountingServer, FlakyServer, Reply
 
-from reliactl._httpserver import FlakyServer, Reply
 from reliactl.config import CheckSpec, HealthMonitorConfig, load
 from reliactl.health import checks
 from reliactl.health.checks import Check, custom_check, parse_perfdata, split_plugin_output
@@ -50,7 +49,7 @@ def test_http_ok_reports_latency_and_perfdata(server: CountingServer) -> None:
     assert m.status is Status.OK, m.message
     assert m.unit == "s" and m.value is not None and m.value < 5
     assert m.perfdata[0].label == "c:time"
-    assert server.requests[0]["path"] == "/healthz"
+    assert server.requests[0].path == "/healthz"
 
 
 def test_http_unexpected_status_is_critical(server: CountingServer) -> None:
