@@ -1089,7 +1089,7 @@ def _build(
     return cls(**kwargs)
 
 
-def _convert(
+def _convert(  # noqa: C901 - one branch per annotation shape of the schema
     annotation: Any,
     meta: Mapping[str, Any],
     value: Any,
@@ -1295,7 +1295,7 @@ _RESERVED_CHECK_NAMES = (
 )
 
 
-def _health_problems(h: HealthMonitorConfig, origins: _Origins) -> list[ConfigProblem]:
+def _health_problems(h: HealthMonitorConfig, origins: _Origins) -> list[ConfigProblem]:  # noqa: C901 - one branch per check or sink kind's requirement
     """Kind-specific requirements of custom checks and alert sinks; unique names."""
     problems: list[ConfigProblem] = []
     base: KeyPath = ("health_monitor",)

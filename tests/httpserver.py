@@ -64,7 +64,7 @@ class Seen:
 class FlakyServer:
     """Serve on 127.0.0.1 (a free port) from a daemon thread; use as a context manager."""
 
-    def __init__(self, default: Reply | int = 200) -> None:
+    def __init__(self, default: Reply | int = 200) -> None:  # noqa: C901 - the handler class closes over its server
         self.default = default if isinstance(default, Reply) else Reply(default)
         self.requests: list[Seen] = []
         self._scripts: dict[str, deque[Reply]] = {}
