@@ -10,11 +10,10 @@ from pathlib import Path
 
 import psutil
 import pytest
+from runhelpers import NOBODY
 
 from reliactl import _procfs
 from reliactl.locks import LockHolder, holder_alive
-
-NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
 
 
 def test_read_bytes_reads_a_file_past_one_read(tmp_path: Path) -> None:
