@@ -25,7 +25,6 @@ _EXPORTS: dict[str, str] = {
     "CircuitState": "reliactl.breaker",
     "CleanupReport": "reliactl.cleanup",
     "CleanupTarget": "reliactl.cleanup",
-    "CommandError": "reliactl.errors",
     "Config": "reliactl.config",
     "ConfigError": "reliactl.errors",
     "ConfigProblem": "reliactl.errors",
@@ -100,7 +99,6 @@ __all__ = [
     "CircuitState",
     "CleanupReport",
     "CleanupTarget",
-    "CommandError",
     "Config",
     "ConfigError",
     "ConfigProblem",
@@ -189,7 +187,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from reliactl.durations import format_duration, format_size, parse_duration, parse_size
     from reliactl.errors import (
         CircuitOpenError,
-        CommandError,
         ConfigError,
         ConfigProblem,
         DurationError,

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from reliactl.durations import format_duration, parse_duration, parse_size
 from reliactl.errors import ConfigError, ConfigProblem, DurationError
+from reliactl.redact import REDACTED, is_secret_name
 
 MAX_CONFIG_BYTES = 1024 * 1024
 DEFAULT_CONFIG_NAME = "reliactl.yaml"
@@ -558,9 +559,6 @@ LEGACY_ENV: dict[str, KeyPath] = {
     "RATE_LIMIT_OPENAI_RPM": ("rate_limit", "openai_requests_per_minute"),
 }
 ENV_PREFIX = "RELIACTL_"
-SECRET_WORDS = ("secret", "token", "password", "api_key", "apikey", "webhook", "authorization")
-
-
 # --------------------------------------------------------------------------- paths
 
 
@@ -1089,7 +1087,7 @@ def _build(
     return cls(**kwargs)
 
 
-def _convert(
+def _convert(  # noqa: C901 - one branch per annotation shape of the schema
     annotation: Any,
     meta: Mapping[str, Any],
     value: Any,
@@ -1297,7 +1295,7 @@ _RESERVED_CHECK_NAMES = (
 )
 
 
-def _health_problems(h: HealthMonitorConfig, origins: _Origins) -> list[ConfigProblem]:
+def _health_problems(h: HealthMonitorConfig, origins: _Origins) -> list[ConfigProblem]:  # noqa: C901 - one branch per check or sink kind's requirement
     """Kind-specific requirements of custom checks and alert sinks; unique names."""
     problems: list[ConfigProblem] = []
     base: KeyPath = ("health_monitor",)
@@ -1421,11 +1419,9 @@ def _leaf_paths(obj: Any, path: KeyPath) -> list[KeyPath]:
 
 
 def is_secret_key(key: str) -> bool:
-    lowered = key.lower()
-    return any(word in lowered for word in SECRET_WORDS) or lowered in ("url_secret", "key")
-
-
-REDACTED = "***"
+    """A key whose value ``config show`` hides: what ``reliactl.redact`` calls a secret name,
+    and webhook URLs (the URL is the credential)."""
+    return is_secret_name(key) or "webhook" in key.lower()
 
 
 def to_plain(obj: Any, *, redact: bool = True, human: bool = True) -> Any:

@@ -14,7 +14,6 @@ The tree::
     +-- RateLimitExceeded               no token before the deadline; .retry_after
     +-- HTTPError                       an HTTP request got no answer, after its retries
     |   +-- HTTPStatusError             it got an error status (>= 400) where one was not wanted
-    +-- CommandError                    a command could not be started (not found, not executable)
     +-- HealthError                     no such health check or alert sink; a bad monitoring setup
     +-- UnsafeRootError                 cleanup refused a root (/, $HOME, a symlink, '..', empty)
 
@@ -152,14 +151,6 @@ class HTTPStatusError(HTTPError):
     ) -> None:
         super().__init__(message, method=method, url=url, attempts=attempts, sent=True)
         self.status_code = status_code
-
-
-class CommandError(ReliactlError):
-    """A command could not be started; ``exit_code`` is 126 (not executable) or 127 (not found)."""
-
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 class HealthError(ReliactlError):

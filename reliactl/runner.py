@@ -53,6 +53,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from reliactl._procfs import pid_alive, stat_fields, unescape_mount
+from reliactl._procfs import read_bytes as _read_proc
 from reliactl.errors import LockBusyError, ReliactlError
 
 if TYPE_CHECKING:  # protocols cost import time; only the type checker needs them
@@ -125,7 +127,7 @@ class GateRefusal:
 
     exit_code: int
     message: str
-    outcome: str = "gated"  # or e.g. "breaker_open": what the run history records
+    outcome: str = GATED  # or e.g. "breaker_open": what the run history records
 
 
 # Called once, after the lock is taken and before the first attempt (never per retry):
@@ -288,7 +290,6 @@ class _Signals:
     def __init__(self) -> None:
         self.ignored: frozenset[int] = frozenset()
         self.received: list[int] = []
-        self.child_exited = False
         self._saved: dict[int, Any] = {}
         self._wake_r = -1
         self._wake_w = -1
@@ -310,7 +311,6 @@ class _Signals:
                 ignored.add(int(sig))
         self.ignored = frozenset(ignored)
         self.received = []
-        self.child_exited = False
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -332,9 +332,7 @@ class _Signals:
         return self
 
     def _on_signal(self, signum: int, frame: object) -> None:
-        if signum == signal.SIGCHLD:
-            self.child_exited = True
-        else:
+        if signum != signal.SIGCHLD:  # SIGCHLD only wakes the loop (through the wakeup fd)
             self.received.append(signum)
 
     def drain(self) -> None:
@@ -433,7 +431,7 @@ def _exec_command(
     return saved.errno or errno.ENOENT, saved.strerror or "cannot execute"
 
 
-def _shim(
+def _shim(  # noqa: C901 - runs between fork and exec: flat, nothing to import
     argv: Sequence[str],
     env: Mapping[str, str] | None,
     cwd: str | None,
@@ -643,11 +641,7 @@ def cgroup_base() -> str | None:
 
 
 def _unescape(field_: bytes) -> str:
-    """mountinfo escapes space, tab, newline and backslash as octal (\\040)."""
-    text = field_.decode("utf-8", "surrogateescape")
-    for code in ("040", "011", "012", "134"):
-        text = text.replace("\\" + code, chr(int(code, 8)))
-    return text
+    return unescape_mount(field_.decode("utf-8", "surrogateescape"))
 
 
 def job_cgroup(base: str, shim_pid: int) -> str:
@@ -691,7 +685,7 @@ def _sweep_cgroups(base: str) -> None:
         return
     for name in names:
         pid = name.removeprefix("reliactl-")
-        if name.startswith("reliactl-") and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+        if name.startswith("reliactl-") and pid.isdigit() and not pid_alive(int(pid)):
             with contextlib.suppress(OSError):
                 os.rmdir(os.path.join(base, name))
 
@@ -845,27 +839,13 @@ class JobProcess:
         return text if len(text) <= 120 else text[:117] + "..."
 
 
-def _read_proc(path: str) -> bytes | None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        return os.read(fd, 65536)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-
-
 def _stat(pid: int) -> tuple[str, int, int, int] | None:
     """(state, ppid, pgid, start time) of ``pid`` from /proc/<pid>/stat, None if it is gone."""
-    data = _read_proc(f"/proc/{pid}/stat")
-    if not data:
+    fields = stat_fields(pid)
+    if not fields:
         return None
-    fields = data.rpartition(b")")[2].split()
     try:
-        return fields[0].decode(), int(fields[1]), int(fields[2]), int(fields[19])
+        return fields[0], int(fields[1]), int(fields[2]), int(fields[19])
     except (IndexError, ValueError):
         return None
 
@@ -991,7 +971,6 @@ class _AttemptState:
     cgroup: str | None = None  # the job's own cgroup v2, if the machine allows one
     timed_out: bool = False
     killed: bool = False
-    signalled: int | None = None
     kill_at: float | None = None
     report: bytearray = field(default_factory=bytearray)
     parsed: int = 0  # how much of the report has been acted on
@@ -1000,7 +979,6 @@ class _AttemptState:
     escaped: set[tuple[int, int]] = field(default_factory=set)  # signalled outside the group
     leftovers: set[tuple[int, int]] = field(default_factory=set)  # alive after the command
     left_running: int = 0
-    terminal_signal: int | None = None  # Ctrl-C/Ctrl-\ at the terminal ended the command
 
 
 class Runner:
@@ -1028,7 +1006,7 @@ class Runner:
 
     # ---- the whole run
 
-    def run(self) -> RunResult:
+    def run(self) -> RunResult:  # noqa: C901 - the attempt loop; its decisions move to the retry core
         opts = self.options
         self._signals_seen = None
         started_wall = self.now()
@@ -1303,7 +1281,6 @@ class Runner:
         ):
             # Ctrl-C / Ctrl-\ at the terminal went to the command's foreground group only: the
             # user interrupted the run, as if reliactl had received the signal itself.
-            state.terminal_signal = sig
             if self._signals_seen is None:
                 self._signals_seen = sig
             if not state.tty.alone:  # the script or pipeline around reliactl gets it too
@@ -1321,7 +1298,7 @@ class Runner:
             left_running=state.left_running,
         )
 
-    def _supervise(self, state: _AttemptState, number: int, deadline: float | None) -> int:
+    def _supervise(self, state: _AttemptState, number: int, deadline: float | None) -> int:  # noqa: C901 - the one event loop: a branch per event it waits for
         """Wait for the shim while handling output, signals and deadlines; returns its status."""
         sigs = self._signals
         opts = self.options

@@ -12,6 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+# Run a command as another user (nobody), as the trust and liveness tests need.
+NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+
 
 def reliactl_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "reliactl", *args]

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import math
 
-from reliactl._httpserver import FlakyServer
+from httpserver import FlakyServer
+
 from reliactl.backoff import GiveUp, Retry, decide
 from reliactl.http import AsyncResilientClient, ResilientClient, RetryEvent
 from reliactl.retry import ExponentialBackoffStrategy, FixedDelayStrategy

@@ -332,7 +332,7 @@ def register(app: typer.Typer) -> None:
     app.command("runs")(runs)
 
 
-def run(
+def run(  # noqa: C901 - moving into reliactl/jobs.py (issue 15 item 1)
     ctx: typer.Context,
     command: Annotated[
         list[str],
