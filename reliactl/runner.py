@@ -109,6 +109,9 @@ class RunRetryPolicy:
     retry_on: frozenset[int] | None = None  # only these exit codes (None: any non-zero)
     no_retry_on: frozenset[int] = frozenset()
     retry_on_timeout: bool = False
+    # No retry starts later than this after the first attempt started (None: no limit); a
+    # pause that would end past it is cut short, as `retry plan` shows (retry.max_elapsed).
+    max_elapsed: float | None = None
 
     def retryable(self, attempt: Attempt) -> bool:
         """Whether this failed attempt may be tried again (ignoring counts and time)."""
@@ -1104,6 +1107,7 @@ class Runner:
                         + (f" (lock {opts.lock.path})" if opts.lock else ""),
                     )
                 )
+                first_started = self.monotonic()  # retry.max_elapsed counts from here
                 while True:
                     number += 1
                     pending = sigs.take()
@@ -1126,6 +1130,20 @@ class Runner:
                     delay = 0.0
                     if opts.retry.strategy is not None:
                         delay = max(0.0, float(opts.retry.strategy.delay(number, previous_delay)))
+                    if opts.retry.max_elapsed is not None:
+                        remaining = opts.retry.max_elapsed - (self.monotonic() - first_started)
+                        if remaining <= 0:
+                            self.on_event(
+                                RunEvent(
+                                    "give_up",
+                                    f"max_elapsed {_fmt(opts.retry.max_elapsed)} reached; "
+                                    "not retrying",
+                                    attempt=number,
+                                    exit_code=attempt.exit_code,
+                                )
+                            )
+                            return result(attempt.exit_code, final)
+                        delay = min(delay, remaining)
                     if total_deadline is not None and self.monotonic() + delay >= total_deadline:
                         self.on_event(
                             RunEvent(

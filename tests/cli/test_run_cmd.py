@@ -429,16 +429,20 @@ def test_run_and_retry_plan_draw_decorrelated_delays_from_one_distribution(
 
 
 def test_run_help_lists_every_option(run_cli) -> None:
+    """`run --help` lists every option by the config key's name; the old retry spellings
+    (--retries, --backoff, --delay) still work but are not advertised."""
     result = run_cli("run", "--help")
     assert result.exit_code == 0
     for flag in (
         "--lock", "--lock-name", "--lock-wait", "--skip-if-locked", "--lock-on-nfs", "--timeout",
         "--total-timeout", "--kill-after", "--signal", "--preserve-status", "--retry",
-        "--retries", "--backoff", "--delay", "--max-delay", "--jitter", "--retry-on",
-        "--no-retry-on", "--retry-on-timeout", "--timestamps", "--log-file", "--quiet-success",
-        "--json-report", "--name", "--leave-running",
+        "--max-retries", "--strategy", "--base-delay", "--max-delay", "--jitter", "--multiplier",
+        "--max-elapsed", "--retry-on", "--no-retry-on", "--retry-on-timeout", "--timestamps",
+        "--log-file", "--quiet-success", "--json-report", "--name", "--leave-running",
     ):  # fmt: skip
         assert flag in result.stdout, flag
+    for old in ("--retries ", "--backoff", "--delay "):
+        assert old not in result.stdout, old
 
 
 def test_missing_command_is_a_125_usage_error(run_cli) -> None:
