@@ -1,7 +1,8 @@
 """`reliactl run` (locked, retrying, time-limited execution) and `reliactl runs` (history).
 
-This module parses flags, renders events and output, records history and exits; the engine is
-``reliactl.runner``. Options stop at the first word that is not an option, so the command and
+This module parses flags into a ``reliactl.jobs.JobSpec``, renders events and output, and
+exits; the job's rules (lock naming, gates, history) are ``reliactl.jobs``'s, the supervision
+``reliactl.runner``'s. Options stop at the first word that is not an option, so the command and
 its arguments pass through untouched (``--`` is optional). Bad options exit 125, as timeout(1).
 """
 
@@ -617,26 +618,19 @@ def run(
     kill_after_s = _duration("--kill-after", kill_after)
     wait_s = _duration("--lock-wait", lock_wait, forever=True) if lock_wait is not None else 0.0
     timeout_sig = _signal_number(signal_)
-    strategy_flag, strategy_v = _alias("--strategy", strategy, "--backoff", backoff)
-    strategy_v = _choice(strategy_flag, strategy_v, ("exponential", "linear", "fixed"))
-    jitter_v = _choice("--jitter", jitter, ("none", "full", "equal", "decorrelated"))
-    delay_flag, delay_v = _alias("--base-delay", base_delay, "--delay", delay)
-    delay_s = _duration(delay_flag, delay_v)
-    max_delay_s = _duration("--max-delay", max_delay)
-    elapsed_s = _max_elapsed(max_elapsed)
-    retries_flag, retries_v = _alias("--max-retries", max_retries, "--retries", retries)
+    retry_settings = _retry_settings(
+        strategy=_alias("--strategy", strategy, "--backoff", backoff),
+        base_delay=_alias("--base-delay", base_delay, "--delay", delay),
+        max_retries=_alias("--max-retries", max_retries, "--retries", retries),
+        max_delay=max_delay,
+        multiplier=multiplier,
+        jitter=jitter,
+        max_elapsed=max_elapsed,
+    )
     retry_codes = _codes("--retry-on", retry_on)
     no_retry_codes = _codes("--no-retry-on", no_retry_on)
-    if retries_v is not None and retries_v < 0:
-        raise _usage(f"{retries_flag}: expected a number >= 0, got {retries_v}")
-    if multiplier is not None and not (multiplier >= 1 and multiplier != float("inf")):
-        raise _usage(f"--multiplier: expected a finite number >= 1, got {multiplier:g}")
     if json_report:
-        from reliactl.trust import not_regular
-
-        refused = not_regular(json_report)
-        if refused is not None:
-            raise _usage(f"--json-report: {refused}")
+        _check_report_path(json_report)
 
     app_ctx = app_context(ctx)
     try:
@@ -660,13 +654,7 @@ def run(
         preserve_status=preserve_status,
         leave_running=leave_running,
         retry=retry,
-        max_retries=retries_v,
-        strategy=strategy_v,
-        base_delay=delay_s,
-        max_delay=max_delay_s,
-        multiplier=multiplier,
-        jitter=jitter_v,
-        max_elapsed=elapsed_s,
+        **retry_settings,
         retry_on=retry_codes,
         no_retry_on=no_retry_codes or frozenset(),
         retry_on_timeout=retry_on_timeout,
@@ -728,6 +716,42 @@ def _alias(flag: str, value: Any, old_flag: str, old_value: Any) -> tuple[str, A
     if value is not None:
         raise _usage(f"{flag} and {old_flag} (its old name) both given; use {flag}")
     return old_flag, old_value
+
+
+def _retry_settings(
+    *,
+    strategy: tuple[str, str | None],
+    base_delay: tuple[str, str | None],
+    max_retries: tuple[str, int | None],
+    max_delay: str | None,
+    multiplier: float | None,
+    jitter: str | None,
+    max_elapsed: str | None,
+) -> dict[str, Any]:
+    """The retry flags (each as (the flag used, its value) where an old name exists) as
+    JobSpec fields; a bad value is a usage error."""
+    retries_flag, retries = max_retries
+    if retries is not None and retries < 0:
+        raise _usage(f"{retries_flag}: expected a number >= 0, got {retries}")
+    if multiplier is not None and not (multiplier >= 1 and multiplier != float("inf")):
+        raise _usage(f"--multiplier: expected a finite number >= 1, got {multiplier:g}")
+    return {
+        "strategy": _choice(*strategy, ("exponential", "linear", "fixed")),
+        "jitter": _choice("--jitter", jitter, ("none", "full", "equal", "decorrelated")),
+        "base_delay": _duration(*base_delay),
+        "max_delay": _duration("--max-delay", max_delay),
+        "max_elapsed": _max_elapsed(max_elapsed),
+        "max_retries": retries,
+        "multiplier": multiplier,
+    }
+
+
+def _check_report_path(path: str) -> None:
+    from reliactl.trust import not_regular
+
+    refused = not_regular(path)
+    if refused is not None:
+        raise _usage(f"--json-report: {refused}")
 
 
 def _max_elapsed(text: str | None) -> Any:
