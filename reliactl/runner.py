@@ -1130,20 +1130,10 @@ class Runner:
                     delay = 0.0
                     if opts.retry.strategy is not None:
                         delay = max(0.0, float(opts.retry.strategy.delay(number, previous_delay)))
-                    if opts.retry.max_elapsed is not None:
-                        remaining = opts.retry.max_elapsed - (self.monotonic() - first_started)
-                        if remaining <= 0:
-                            self.on_event(
-                                RunEvent(
-                                    "give_up",
-                                    f"max_elapsed {_fmt(opts.retry.max_elapsed)} reached; "
-                                    "not retrying",
-                                    attempt=number,
-                                    exit_code=attempt.exit_code,
-                                )
-                            )
-                            return result(attempt.exit_code, final)
-                        delay = min(delay, remaining)
+                    capped = self._within_max_elapsed(delay, first_started, attempt)
+                    if capped is None:
+                        return result(attempt.exit_code, final)
+                    delay = capped
                     if total_deadline is not None and self.monotonic() + delay >= total_deadline:
                         self.on_event(
                             RunEvent(
@@ -1185,6 +1175,27 @@ class Runner:
                     lock.release()
 
     _signals_seen: int | None = None
+
+    def _within_max_elapsed(
+        self, delay: float, first_started: float, attempt: Attempt
+    ) -> float | None:
+        """The pause before the next retry, cut at retry.max_elapsed (counted from the first
+        attempt's start); None, after a give_up event, when no retry may start any more."""
+        limit = self.options.retry.max_elapsed
+        if limit is None:
+            return delay
+        remaining = limit - (self.monotonic() - first_started)
+        if remaining > 0:
+            return min(delay, remaining)
+        self.on_event(
+            RunEvent(
+                "give_up",
+                f"max_elapsed {_fmt(limit)} reached; not retrying",
+                attempt=attempt.number,
+                exit_code=attempt.exit_code,
+            )
+        )
+        return None
 
     def _interrupted(self) -> int | None:
         """The first signal forwarded during the last attempt, if any."""
