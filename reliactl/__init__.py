@@ -36,6 +36,9 @@ _EXPORTS: dict[str, str] = {
     "HealthError": "reliactl.errors",
     "HealthMonitor": "reliactl.health.monitor",
     "HealthReport": "reliactl.health.model",
+    "JobHooks": "reliactl.jobs",
+    "JobResult": "reliactl.jobs",
+    "JobSpec": "reliactl.jobs",
     "LinearBackoffStrategy": "reliactl.retry",
     "LockBusyError": "reliactl.errors",
     "LockError": "reliactl.errors",
@@ -82,6 +85,7 @@ _EXPORTS: dict[str, str] = {
     "retrying": "reliactl.retry",
     "retrying_async": "reliactl.retry",
     "run_command": "reliactl.runner",
+    "run_job": "reliactl.jobs",
     "start_health_monitoring": "reliactl.health.monitor",
     "strategy_from_config": "reliactl.retry",
     "sweep_stale_locks": "reliactl.cleanup",
@@ -110,6 +114,9 @@ __all__ = [
     "HealthError",
     "HealthMonitor",
     "HealthReport",
+    "JobHooks",
+    "JobResult",
+    "JobSpec",
     "LinearBackoffStrategy",
     "LockBusyError",
     "LockError",
@@ -157,6 +164,7 @@ __all__ = [
     "retrying",
     "retrying_async",
     "run_command",
+    "run_job",
     "start_health_monitoring",
     "strategy_from_config",
     "sweep_stale_locks",
@@ -210,6 +218,7 @@ if TYPE_CHECKING:  # pragma: no cover
         start_health_monitoring,
     )
     from reliactl.http import AsyncResilientClient, OpenAIWrapper, ResilientClient
+    from reliactl.jobs import JobHooks, JobResult, JobSpec, run_job
     from reliactl.ratelimit import RateLimiter, limiter_for
     from reliactl.resources import (
         ResourceCleanupReport,

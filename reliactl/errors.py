@@ -16,6 +16,8 @@ The tree::
     |   +-- HTTPStatusError             it got an error status (>= 400) where one was not wanted
     +-- HealthError                     no such health check or alert sink; a bad monitoring setup
     +-- UnsafeRootError                 cleanup refused a root (/, $HOME, a symlink, '..', empty)
+    +-- JobSpecError (ValueError)       a job cannot run as specified (lock name, retry policy)
+    +-- GateSetupError                  a job's gate cannot be built (invalid health checks)
 
 The core raises these and never prints; ``reliactl/cli`` turns each into one line on stderr
 and an exit code (``reliactl/cli/exitcodes.py`` holds the one mapping).
@@ -159,3 +161,11 @@ class HealthError(ReliactlError):
 
 class UnsafeRootError(ReliactlError):
     """A cleanup root was refused: empty, a symlink, not a directory, '..', or dangerous."""
+
+
+class JobSpecError(ReliactlError, ValueError):
+    """A job cannot be run as specified: an invalid lock name or an impossible retry policy."""
+
+
+class GateSetupError(ReliactlError):
+    """A job's pre-start gate cannot be built from the configuration (invalid health checks)."""

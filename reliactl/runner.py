@@ -108,6 +108,9 @@ class RunRetryPolicy:
     retry_on: frozenset[int] | None = None  # only these exit codes (None: any non-zero)
     no_retry_on: frozenset[int] = frozenset()
     retry_on_timeout: bool = False
+    # No retry starts later than this after the first attempt started (None: no limit); a
+    # pause that would end past it is cut short, as `retry plan` shows (retry.max_elapsed).
+    max_elapsed: float | None = None
 
     def retryable(self, attempt: Attempt) -> bool:
         """Whether this failed attempt may be tried again (ignoring counts and time)."""
@@ -1079,6 +1082,7 @@ class Runner:
                         + (f" (lock {opts.lock.path})" if opts.lock else ""),
                     )
                 )
+                first_started = self.monotonic()  # retry.max_elapsed counts from here
                 while True:
                     number += 1
                     pending = sigs.take()
@@ -1121,6 +1125,10 @@ class Runner:
                     if isinstance(decision, GiveUp):
                         return result(attempt.exit_code, final)
                     delay = decision.delay
+                    capped = self._within_max_elapsed(delay, first_started, attempt)
+                    if capped is None:
+                        return result(attempt.exit_code, final)
+                    delay = capped
                     previous_delay = delay
                     attempts[-1] = _with_delay(attempt, delay)
                     self.on_event(
@@ -1151,6 +1159,27 @@ class Runner:
                     lock.release()
 
     _signals_seen: int | None = None
+
+    def _within_max_elapsed(
+        self, delay: float, first_started: float, attempt: Attempt
+    ) -> float | None:
+        """The pause before the next retry, cut at retry.max_elapsed (counted from the first
+        attempt's start); None, after a give_up event, when no retry may start any more."""
+        limit = self.options.retry.max_elapsed
+        if limit is None:
+            return delay
+        remaining = limit - (self.monotonic() - first_started)
+        if remaining > 0:
+            return min(delay, remaining)
+        self.on_event(
+            RunEvent(
+                "give_up",
+                f"max_elapsed {_fmt(limit)} reached; not retrying",
+                attempt=attempt.number,
+                exit_code=attempt.exit_code,
+            )
+        )
+        return None
 
     def _interrupted(self) -> int | None:
         """The first signal forwarded during the last attempt, if any."""
