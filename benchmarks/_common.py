@@ -10,6 +10,10 @@ import time
 from collections.abc import Sequence
 
 PY = sys.executable
+# The test HTTP server (tests/httpserver.py) serves the HTTP benchmarks too: one copy.
+TESTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests")
+if TESTS not in sys.path:
+    sys.path.append(TESTS)
 
 
 def reliactl_cmd(*args: str) -> list[str]:

@@ -1,6 +1,6 @@
 """Requests/s through ResilientClient against plain httpx, to the same local server, one run.
 
-The server (``python -m reliactl._httpserver``, 200 "ok" on keep-alive) runs in its own
+The server (``python tests/httpserver.py``, 200 "ok" on keep-alive) runs in its own
 process so it does not share the client's GIL. The two clients alternate request by request
 (who goes first alternates too), so load from other processes on a busy machine hits both
 alike; each client's throughput is its requests over the time spent in them. The protected
@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 import httpx
+from _common import TESTS
 
 from reliactl.breaker import CircuitBreaker
 from reliactl.http import ResilientClient
@@ -29,7 +30,7 @@ from reliactl.ratelimit import RateLimiter
 
 def start_server() -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "reliactl._httpserver"], stdout=subprocess.PIPE, text=True
+        [sys.executable, os.path.join(TESTS, "httpserver.py")], stdout=subprocess.PIPE, text=True
     )
     assert proc.stdout is not None
     return proc, proc.stdout.readline().strip()

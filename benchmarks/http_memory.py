@@ -1,6 +1,6 @@
 """Peak RSS of `reliactl http GET` fetching a large answer to /dev/null, and its wall time.
 
-The server (``reliactl._httpserver.FlakyServer`` with ``Reply(size=N)``) runs in this
+The server (``FlakyServer`` of tests/httpserver.py with ``Reply(size=N)``) runs in this
 process; each `reliactl http` runs as its own child and its peak RSS is read from
 ``os.wait4``. A client that buffers the answer needs at least its size (httpx held it twice
 over: 431-635 MB for 200 MB before issue 13); a streaming one stays near its idle size.
@@ -18,8 +18,7 @@ import sys
 import time
 
 from _common import reliactl_cmd
-
-from reliactl._httpserver import FlakyServer, Reply
+from httpserver import FlakyServer, Reply
 
 
 def fetch(url: str) -> tuple[int, float, float]:

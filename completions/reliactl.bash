@@ -41,11 +41,16 @@ _reliactl_value() {
         "run/--total-timeout") _rl_kind="" ;;
         "run/--kill-after"|"run/-k") _rl_kind="" ;;
         "run/--signal"|"run/-s") _rl_kind="" ;;
+        "run/--max-retries") _rl_kind="" ;;
         "run/--retries") _rl_kind="" ;;
-        "run/--backoff") _rl_kind="exponential linear fixed" ;;
+        "run/--strategy") _rl_kind="exponential linear fixed" ;;
+        "run/--backoff") _rl_kind="" ;;
         "run/--delay") _rl_kind="" ;;
+        "run/--base-delay") _rl_kind="" ;;
         "run/--max-delay") _rl_kind="" ;;
         "run/--jitter") _rl_kind="none full equal decorrelated" ;;
+        "run/--multiplier") _rl_kind="" ;;
+        "run/--max-elapsed") _rl_kind="none" ;;
         "run/--retry-on") _rl_kind="" ;;
         "run/--no-retry-on") _rl_kind="" ;;
         "run/--name") _rl_kind="" ;;
@@ -124,7 +129,7 @@ _reliactl() {
                 "jobs") _rl_words="--help -h --json" ;;
                 "retry") _rl_words="--help -h" ;;
                 "retry plan") _rl_words="--help -h --strategy --base-delay --max-delay --max-retries --jitter --multiplier --max-elapsed --seed --json" ;;
-                "run") _rl_words="--help -h --lock --lock-name --lock-wait --skip-if-locked --lock-on-nfs --timeout --total-timeout --kill-after -k --signal -s --preserve-status --leave-running --retry --retries --backoff --delay --max-delay --jitter --retry-on --no-retry-on --retry-on-timeout --name --timestamps --log-file --quiet-success --json-report --breaker --no-history --check --require-healthy" ;;
+                "run") _rl_words="--help -h --lock --lock-name --lock-wait --skip-if-locked --lock-on-nfs --timeout --total-timeout --kill-after -k --signal -s --preserve-status --leave-running --retry --max-retries --retries --strategy --backoff --delay --base-delay --max-delay --jitter --multiplier --max-elapsed --retry-on --no-retry-on --retry-on-timeout --name --timestamps --log-file --quiet-success --json-report --breaker --no-history --check --require-healthy" ;;
                 "runs") _rl_words="--help -h --json --last --limit -n" ;;
             esac
             _reliactl_reply -W "$_rl_words" -- "$_rl_cur"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from reliactl import _configsource
 from reliactl._version import __version__
 
 # public name -> module that defines it. The decorator ``retry`` is not here: ``reliactl.retry``
@@ -24,7 +25,6 @@ _EXPORTS: dict[str, str] = {
     "CircuitState": "reliactl.breaker",
     "CleanupReport": "reliactl.cleanup",
     "CleanupTarget": "reliactl.cleanup",
-    "CommandError": "reliactl.errors",
     "Config": "reliactl.config",
     "ConfigError": "reliactl.errors",
     "ConfigProblem": "reliactl.errors",
@@ -36,6 +36,9 @@ _EXPORTS: dict[str, str] = {
     "HealthError": "reliactl.errors",
     "HealthMonitor": "reliactl.health.monitor",
     "HealthReport": "reliactl.health.model",
+    "JobHooks": "reliactl.jobs",
+    "JobResult": "reliactl.jobs",
+    "JobSpec": "reliactl.jobs",
     "LinearBackoffStrategy": "reliactl.retry",
     "LockBusyError": "reliactl.errors",
     "LockError": "reliactl.errors",
@@ -82,6 +85,7 @@ _EXPORTS: dict[str, str] = {
     "retrying": "reliactl.retry",
     "retrying_async": "reliactl.retry",
     "run_command": "reliactl.runner",
+    "run_job": "reliactl.jobs",
     "start_health_monitoring": "reliactl.health.monitor",
     "strategy_from_config": "reliactl.retry",
     "sweep_stale_locks": "reliactl.cleanup",
@@ -99,7 +103,6 @@ __all__ = [
     "CircuitState",
     "CleanupReport",
     "CleanupTarget",
-    "CommandError",
     "Config",
     "ConfigError",
     "ConfigProblem",
@@ -111,6 +114,9 @@ __all__ = [
     "HealthError",
     "HealthMonitor",
     "HealthReport",
+    "JobHooks",
+    "JobResult",
+    "JobSpec",
     "LinearBackoffStrategy",
     "LockBusyError",
     "LockError",
@@ -158,6 +164,7 @@ __all__ = [
     "retrying",
     "retrying_async",
     "run_command",
+    "run_job",
     "start_health_monitoring",
     "strategy_from_config",
     "sweep_stale_locks",
@@ -188,7 +195,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from reliactl.durations import format_duration, format_size, parse_duration, parse_size
     from reliactl.errors import (
         CircuitOpenError,
-        CommandError,
         ConfigError,
         ConfigProblem,
         DurationError,
@@ -212,6 +218,7 @@ if TYPE_CHECKING:  # pragma: no cover
         start_health_monitoring,
     )
     from reliactl.http import AsyncResilientClient, OpenAIWrapper, ResilientClient
+    from reliactl.jobs import JobHooks, JobResult, JobSpec, run_job
     from reliactl.ratelimit import RateLimiter, limiter_for
     from reliactl.resources import (
         ResourceCleanupReport,
@@ -240,6 +247,18 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from reliactl.runner import RunOptions, RunResult, run_command
     from reliactl.state import open_state
+
+
+def _process_config() -> Config:
+    """``get_reliability_config()``; config is imported at the first call, not here."""
+    from reliactl.config import get_reliability_config
+
+    return get_reliability_config()
+
+
+# retry, ratelimit and state read the process-wide configuration through this source (they
+# never import config: the layers point one way).
+_configsource.install(_process_config)
 
 
 def __getattr__(name: str) -> Any:

@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
+from reliactl._procfs import pid_alive
 from reliactl.errors import CircuitOpenError, ReliactlError, StateError
 from reliactl.hostname import hostname
 from reliactl.state.base import BreakerEvent
@@ -282,20 +283,6 @@ def _new_token() -> str:
     return f"{_HOST}:{os.getpid()}:{next(_token_counter)}"
 
 
-def _pid_alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process: alive
-    except OSError:
-        return True
-    return True
-
-
 @dataclass
 class _Core:
     """A breaker's state. ``now`` values are in the backend's clock; ``*_wall`` are epoch."""
@@ -444,7 +431,7 @@ def _expire_trials(core: _Core, now: float, ttl: float, check_pids: bool) -> Non
         if expires > now + own_ttl:  # the clock was set back: count from now, never forever
             trial["expires"] = expires = now + own_ttl
         if expires <= now or (
-            check_pids and trial.get("host") == _HOST and not _pid_alive(trial.get("pid"))
+            check_pids and trial.get("host") == _HOST and not pid_alive(trial.get("pid"))
         ):
             del core.trials[token]
 

@@ -35,7 +35,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import fnmatch
-import json
 import operator
 import os
 import stat
@@ -44,8 +43,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from reliactl._procfs import unescape_mount
 from reliactl.errors import UnsafeRootError
 from reliactl.hostname import hostname as recorded_hostname
+from reliactl.locks import LockHolder, holder_alive, parse_holder
 
 if TYPE_CHECKING:
     from reliactl.config import CleanupRoot
@@ -377,18 +378,6 @@ def check_root(path: str, *, force: bool = False, home: str | None = None) -> st
 # --------------------------------------------------------------------------- mounts
 
 
-def _unescape_mount(text: str) -> str:
-    out, i = [], 0
-    while i < len(text):
-        if text[i] == "\\" and i + 4 <= len(text) and text[i + 1 : i + 4].isdigit():
-            out.append(chr(int(text[i + 1 : i + 4], 8)))
-            i += 4
-        else:
-            out.append(text[i])
-            i += 1
-    return "".join(out)
-
-
 def _mount_points_under(root: str) -> set[tuple[int, int]]:
     """(st_dev, st_ino) of every mount point strictly below ``root`` (empty when unknown)."""
     prefix = root.rstrip("/") + "/"
@@ -402,7 +391,7 @@ def _mount_points_under(root: str) -> set[tuple[int, int]]:
         fields = line.split(" ")
         if len(fields) < 5:
             continue
-        point = _unescape_mount(fields[4])
+        point = unescape_mount(fields[4])
         if not point.startswith(prefix):
             continue
         try:
@@ -452,7 +441,6 @@ class _Frame:
         "pending",
         "pre",
         "rel",
-        "removed_any",
         "shared",
         "total",
     )
@@ -468,7 +456,6 @@ class _Frame:
         self.age = age
         self.total = 0  # entries listed
         self.gone = 0  # entries removed (or, in a dry run, that would be)
-        self.removed_any = False
         self.pending: list[tuple[str, os.stat_result]] = []  # subdirectories to visit
 
 
@@ -734,7 +721,6 @@ class _Walker:
                     self.error(self.path_of(parent.rel, frame.name), exc.strerror or str(exc))
                 return  # ENOTEMPTY: something new arrived; it stays
         parent.gone += 1
-        parent.removed_any = True
         self.removed(parent.rel, frame.name, "dir", 0, frame.age, "age")
 
     def restore_times(self, frame: _Frame) -> None:
@@ -773,7 +759,7 @@ class _Walker:
                 if self.scanned >= self.next_progress:
                     self.tick()
 
-    def visit(self, frame: _Frame, entry: os.DirEntry[str]) -> None:
+    def visit(self, frame: _Frame, entry: os.DirEntry[str]) -> None:  # noqa: C901 - one entry's whole safety decision, audited in one place
         name = entry.name
         try:
             st = entry.stat(follow_symlinks=False)
@@ -826,7 +812,6 @@ class _Walker:
             outcome = self.remove_symlink(frame.fd, name)
         if outcome is None:
             frame.gone += 1
-            frame.removed_any = True
             self.removed(frame.rel, name, "file" if is_reg else "symlink", size, t, "age")
             return
         if outcome == "vanished":
@@ -1041,83 +1026,7 @@ def clean(
 # --------------------------------------------------------------------------- stale locks
 
 
-@dataclass(frozen=True)
-class LockHolder:
-    pid: int
-    host: str | None
-    started_at: float | None
-    command: str | None
-
-
-def read_holder(data: bytes) -> LockHolder | None:
-    """The holder record a `run --lock` wrote: one JSON line with pid, host, started_at."""
-    line = data.split(b"\n", 1)[0].strip()
-    if not line:
-        return None
-    try:
-        doc = json.loads(line.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        return None
-    if not isinstance(doc, dict):
-        return None
-    pid = doc.get("pid")
-    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
-        return None
-    host = doc.get("host")
-    started = doc.get("started_at")
-    command = doc.get("command")
-    return LockHolder(
-        pid=pid,
-        host=host if isinstance(host, str) else None,
-        started_at=float(started)
-        if isinstance(started, (int, float)) and not isinstance(started, bool)
-        else None,
-        command=command if isinstance(command, str) else None,
-    )
-
-
-def _boot_time() -> float | None:
-    try:
-        with open("/proc/stat", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("btime "):
-                    return float(line.split()[1])
-    except (OSError, ValueError):
-        return None
-    return None
-
-
-def _process_start(pid: int) -> float | None:
-    """Epoch start time of a live process, from /proc (None when unknown)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as fh:
-            text = fh.read()
-        ticks = int(text.rsplit(")", 1)[1].split()[19])
-        boot = _boot_time()
-        if boot is None:
-            return None
-        return boot + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def holder_alive(holder: LockHolder) -> bool:
-    """Is the recorded pid still the process that took the lock? (pid reuse is detected)."""
-    try:
-        os.kill(holder.pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, someone else's
-    if holder.started_at is not None:
-        started = _process_start(holder.pid)
-        # A process that started after the lock was taken is a recycled pid.
-        if started is not None and started > holder.started_at + 2.0:
-            return False
-    return True
-
-
-def sweep_stale_locks(
+def sweep_stale_locks(  # noqa: C901 - a branch per keep reason, all under one held flock
     lock_dir: str,
     *,
     dry_run: bool = False,
@@ -1168,7 +1077,7 @@ def sweep_stale_locks(
                 if not _try_flock(fd):
                     keep("held")
                     continue
-                holder = read_holder(os.pread(fd, 4096, 0))
+                holder = parse_holder(os.pread(fd, 4096, 0))
                 cur = os.fstat(fd)
                 if holder is None:
                     if when - cur.st_mtime < grace:
@@ -1231,7 +1140,6 @@ __all__ = [
     "CleanupProblem",
     "CleanupReport",
     "CleanupTarget",
-    "LockHolder",
     "LockSweepReport",
     "Progress",
     "Removal",
@@ -1241,9 +1149,7 @@ __all__ = [
     "check_root",
     "clean",
     "clean_root",
-    "holder_alive",
     "open_root",
-    "read_holder",
     "removal_paths",
     "sweep_stale_locks",
 ]

@@ -100,11 +100,11 @@ def diagnose(
 
 def _check_state(path: str, max_rows: int) -> Finding:
     from reliactl.errors import StateError
-    from reliactl.state.sqlite import open_store
+    from reliactl.state import open_sqlite_store
 
     warnings: list[str] = []
     try:
-        store = open_store(path, max_rows=max_rows, warn=warnings.append)
+        store = open_sqlite_store(path, max_rows=max_rows, warn=warnings.append)
     except StateError as exc:
         return Finding("state store", FAIL, str(exc), "set state.path to a writable location")
     try:

@@ -14,9 +14,10 @@ The tree::
     +-- RateLimitExceeded               no token before the deadline; .retry_after
     +-- HTTPError                       an HTTP request got no answer, after its retries
     |   +-- HTTPStatusError             it got an error status (>= 400) where one was not wanted
-    +-- CommandError                    a command could not be started (not found, not executable)
     +-- HealthError                     no such health check or alert sink; a bad monitoring setup
     +-- UnsafeRootError                 cleanup refused a root (/, $HOME, a symlink, '..', empty)
+    +-- JobSpecError (ValueError)       a job cannot run as specified (lock name, retry policy)
+    +-- GateSetupError                  a job's gate cannot be built (invalid health checks)
 
 The core raises these and never prints; ``reliactl/cli`` turns each into one line on stderr
 and an exit code (``reliactl/cli/exitcodes.py`` holds the one mapping).
@@ -98,7 +99,7 @@ class CircuitOpenError(ReliactlError):
 
     def __init__(self, name: str, retry_after: float) -> None:
         self.name = name
-        from reliactl.durations import format_duration
+        from reliactl.units import format_duration
 
         self.retry_after = max(0.0, retry_after)
         super().__init__(
@@ -154,17 +155,17 @@ class HTTPStatusError(HTTPError):
         self.status_code = status_code
 
 
-class CommandError(ReliactlError):
-    """A command could not be started; ``exit_code`` is 126 (not executable) or 127 (not found)."""
-
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
 class HealthError(ReliactlError):
     """A health check or alert sink that does not exist, or a bad monitoring request."""
 
 
 class UnsafeRootError(ReliactlError):
     """A cleanup root was refused: empty, a symlink, not a directory, '..', or dangerous."""
+
+
+class JobSpecError(ReliactlError, ValueError):
+    """A job cannot be run as specified: an invalid lock name or an impossible retry policy."""
+
+
+class GateSetupError(ReliactlError):
+    """A job's pre-start gate cannot be built from the configuration (invalid health checks)."""

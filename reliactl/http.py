@@ -44,9 +44,10 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from datetime import timezone
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from reliactl.backoff import Backoff, GiveUp, decide
 from reliactl.errors import CircuitOpenError, HTTPError, HTTPStatusError, RateLimitExceeded
 from reliactl.ratelimit import RateLimiter
 from reliactl.redact import REDACTED, is_secret_name, redact_headers, redact_text, redact_url
@@ -138,14 +139,6 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 
 # --------------------------------------------------------------------------- collaborators
-
-
-class Backoff(Protocol):
-    """What the client needs of a retry strategy (``reliactl.retry`` strategies are ones)."""
-
-    max_retries: int
-
-    def delay(self, attempt: int, previous_delay: float | None = None) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -443,24 +436,28 @@ class _Core:
                 return None
             retry_after = parse_retry_after(outcome.headers.get("retry-after"), self.wall())
             reason = f"HTTP {outcome.status_code}"
-        if call.attempt > self.backoff.max_retries:
+        decision = decide(
+            self.backoff,
+            call.attempt,
+            previous=call.previous_delay,
+            retry_after=retry_after,
+            retry_after_limit=self.max_retry_after if call.deadline is None else None,
+            now=self.clock() if call.deadline is not None else 0.0,
+            deadline=call.deadline,
+            at_deadline="stop",
+        )
+        if decision is GiveUp.RETRY_AFTER:
+            log.warning(
+                "%s %s: %s asks to retry after %.0fs, more than %.0fs: giving up",
+                call.method,
+                call.url,
+                reason,
+                retry_after,
+                self.max_retry_after,
+            )
+        if isinstance(decision, GiveUp):
             return None
-        if retry_after is not None:
-            delay = retry_after
-            if call.deadline is None and delay > self.max_retry_after:
-                log.warning(
-                    "%s %s: %s asks to retry after %.0fs, more than %.0fs: giving up",
-                    call.method,
-                    call.url,
-                    reason,
-                    delay,
-                    self.max_retry_after,
-                )
-                return None
-        else:
-            delay = max(0.0, float(self.backoff.delay(call.attempt, call.previous_delay)))
-        if call.deadline is not None and self.clock() + delay > call.deadline:
-            return None
+        delay = decision.delay
         call.previous_delay = delay
         event = RetryEvent(
             call.method, call.url, call.attempt, reason, delay, retry_after is not None

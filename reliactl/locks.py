@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from reliactl._procfs import pid_alive, start_time, unescape_mount
 from reliactl.errors import LockBusyError, LockError
 from reliactl.hostname import hostname
 
@@ -305,7 +306,7 @@ def filesystem_type(path: str, mountinfo: str = "/proc/self/mountinfo") -> str |
         fields = left.split()
         if not sep or len(fields) < 5:
             continue
-        mount_point = _unescape_mount(fields[4])
+        mount_point = unescape_mount(fields[4])
         inside = real == mount_point or real.startswith(mount_point.rstrip("/") + "/")
         if inside and (best is None or len(mount_point) >= best[0]):
             fstype = right.split()[0] if right.split() else ""
@@ -313,13 +314,32 @@ def filesystem_type(path: str, mountinfo: str = "/proc/self/mountinfo") -> str |
     return best[1] if best else None
 
 
-def _unescape_mount(text: str) -> str:
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
+def parse_holder(data: bytes) -> LockHolder | None:
+    """The holder line a lock writes (one JSON line: pid, host, started_at, command), read
+    strictly: None unless it names a positive integer pid; odd fields are dropped."""
+    line = data.split(b"\n", 1)[0].strip()
+    try:
+        doc = json.loads(line) if line else None
+    except ValueError:  # not JSON, or not UTF-8
+        return None
+    if not isinstance(doc, dict):
+        return None
+    pid, host, started, command = (doc.get(k) for k in ("pid", "host", "started_at", "command"))
+    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+        return None
+    return LockHolder(
+        pid=pid,
+        host=host if isinstance(host, str) else None,
+        started_at=float(started)
+        if isinstance(started, (int, float)) and not isinstance(started, bool)
+        else None,
+        command=command if isinstance(command, str) else None,
+    )
 
 
 def read_holder(fd_or_path: int | str) -> LockHolder:
-    """Parse the holder line of a lock file (an open descriptor or a path, never followed)."""
-    empty = LockHolder(None, None, None, None)
+    """The holder of a lock file (an open descriptor or a path, never followed); a holder with
+    no pid when the file has no readable record."""
     try:
         if isinstance(fd_or_path, int):
             data = os.pread(fd_or_path, 4096, 0)
@@ -329,18 +349,21 @@ def read_holder(fd_or_path: int | str) -> LockHolder:
                 data = os.pread(fd, 4096, 0)
             finally:
                 os.close(fd)
-        doc = json.loads(data.split(b"\n", 1)[0] or b"null")
-    except (OSError, ValueError):
-        return empty
-    if not isinstance(doc, dict):
-        return empty
-    pid, host, started, command = (doc.get(k) for k in ("pid", "host", "started_at", "command"))
-    return LockHolder(
-        pid=pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
-        host=host if isinstance(host, str) else None,
-        started_at=float(started) if isinstance(started, (int, float)) else None,
-        command=command if isinstance(command, str) else None,
-    )
+    except OSError:
+        data = b""
+    return parse_holder(data) or LockHolder(None, None, None, None)
+
+
+def holder_alive(holder: LockHolder) -> bool:
+    """Is the recorded pid still the process that took the lock? (pid reuse is detected)."""
+    if not pid_alive(holder.pid):
+        return False
+    if holder.started_at is not None and holder.pid is not None:
+        started = start_time(holder.pid)
+        # A process that started after the lock was taken is a recycled pid.
+        if started is not None and started > holder.started_at + 2.0:
+            return False
+    return True
 
 
 def _open_lock_file(path: str) -> int:

@@ -36,8 +36,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from reliactl.config import parse_rates
-from reliactl.errors import RateLimitExceeded
+from reliactl.durations import parse_duration
+from reliactl.errors import DurationError, RateLimitExceeded
 
 if TYPE_CHECKING:
     from reliactl.config import Config
@@ -390,6 +390,53 @@ def _seconds(value: float) -> str:
     return f"{value:.3g}s" if value < 10 else f"{value:.0f}s"
 
 
+# --------------------------------------------------------------------------- rate syntax
+
+_RATE_UNITS = {
+    "second": 1.0,
+    "sec": 1.0,
+    "s": 1.0,
+    "minute": 60.0,
+    "min": 60.0,
+    "m": 60.0,
+    "hour": 3600.0,
+    "h": 3600.0,
+    "day": 86400.0,
+    "d": 86400.0,
+}
+
+
+def parse_rates(text: str) -> list[tuple[int, float]]:
+    """ "60/minute;1000/hour" -> [(60, 60.0), (1000, 3600.0)]: (tokens, per seconds)."""
+    rates = []
+    for raw_part in text.split(";"):
+        part = raw_part.strip()
+        if not part:
+            continue
+        count_text, _, unit = part.partition("/")
+        unit = unit.strip().lower()
+        per = 1.0
+        if unit and unit[0].isdigit():
+            try:
+                per = parse_duration(unit)
+            except DurationError:
+                per = 0.0
+        else:
+            per = _RATE_UNITS.get(
+                unit.rstrip("s") if unit.endswith("s") and unit != "s" else unit, 0.0
+            )
+        try:
+            count = int(count_text.strip())
+        except ValueError:
+            count = 0
+        if count <= 0 or per <= 0:
+            raise ValueError(f'expected a rate such as "60/minute;1000/hour", got {text!r}')
+        rates.append((count, per))
+    if not rates:
+        raise ValueError(f'expected a rate such as "60/minute;1000/hour", got {text!r}')
+    return rates
+
+
 # --------------------------------------------------------------------------- from config
 
 
@@ -408,9 +455,9 @@ def limiter_for(
     """
     if rates is None:
         if config is None:
-            from reliactl.config import get_reliability_config
+            from reliactl._configsource import process_config
 
-            config = get_reliability_config()
+            config = process_config()
         settings = config.rate_limit
         if key in settings.limits:
             rates = settings.limits[key]

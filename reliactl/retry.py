@@ -47,6 +47,9 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from enum import Enum
 from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar, overload
 
+from reliactl.backoff import GiveUp
+from reliactl.backoff import decide as _decide_next
+
 if TYPE_CHECKING:
     import random
 
@@ -99,10 +102,6 @@ class _Unset(Enum):
 
 UNSET = _Unset.UNSET
 """Marks a setting that was not given (so it comes from the configuration)."""
-
-# Set by reliactl.testing.zero_backoff(): every delay becomes 0, retries optionally capped.
-_ZERO_BACKOFF = False
-_TEST_MAX_RETRIES: int | None = None
 
 _random: Any = None
 
@@ -941,9 +940,9 @@ class RetryPolicy:
                 values.setdefault("multiplier", 2.0)
                 strategy = make_strategy(values.pop("name"), rng=self._rng, **values)
             else:
-                from reliactl.config import get_reliability_config
+                from reliactl._configsource import process_config
 
-                section = get_reliability_config().retry
+                section = process_config().retry
                 strategy = strategy_from_config(section, rng=self._rng, **self._given)
                 if self._max_elapsed is UNSET:
                     self._max_elapsed = section.max_elapsed
@@ -998,40 +997,37 @@ class RetryPolicy:
         start: float,
     ) -> tuple[float, float, float] | str:
         """(delay to sleep, strategy delay, budget tokens taken) before attempt + 1, or why
-        no retry is allowed: "attempts", "deadline" or "budget".
+        no retry is allowed: "attempts", "deadline" or "budget" (``reliactl.backoff.decide``).
         """
         strategy = self._strategy
         assert strategy is not None
-        limit = strategy.max_retries
-        if _TEST_MAX_RETRIES is not None and limit > _TEST_MAX_RETRIES:
-            limit = _TEST_MAX_RETRIES
-        if attempt > limit:
-            return "attempts"
-        computed = strategy.delay(attempt, previous)
-        delay = computed
         requested = getattr(exc, "retry_after", None) if exc is not None else None
+        retry_after: float | None = None
         if requested is not None:
             try:
-                seconds = float(requested)
+                retry_after = float(requested)
             except (TypeError, ValueError):
-                seconds = math.nan
-            if math.isfinite(seconds) and seconds >= 0:
-                delay = min(seconds, strategy.max_delay)
-        if _ZERO_BACKOFF:
-            delay = 0.0
+                retry_after = None
         max_elapsed = self._max_elapsed
-        if max_elapsed is not None and max_elapsed is not UNSET:
-            remaining = max_elapsed - (self._clock() - start)
-            if remaining <= 0:
-                return "deadline"
-            delay = min(delay, remaining)
+        timed = max_elapsed is not None and max_elapsed is not UNSET
+        decision = _decide_next(
+            strategy,
+            attempt,
+            previous=previous,
+            retry_after=retry_after,
+            retry_after_cap=strategy.max_delay,
+            now=self._clock() if timed else 0.0,
+            deadline=start + max_elapsed if timed else None,  # type: ignore[operator]
+        )
+        if isinstance(decision, GiveUp):
+            return decision.value
         spent = 0.0
         if self._budget is not None:
             taken = self._budget.acquire(exc)
             if taken is None:
-                return "budget"
+                return GiveUp.BUDGET.value
             spent = taken
-        return delay, computed, spent
+        return decision.delay, decision.computed, spent
 
     def _give_up(
         self,

@@ -53,15 +53,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from reliactl._procfs import pid_alive, stat_fields, unescape_mount
+from reliactl._procfs import read_bytes as _read_proc
 from reliactl.errors import LockBusyError, ReliactlError
 
 if TYPE_CHECKING:  # protocols cost import time; only the type checker needs them
     from typing import Protocol
 
-    class DelayStrategy(Protocol):
-        """The retry engine's strategy: the pause before retry ``attempt`` (1 = first retry)."""
-
-        def delay(self, attempt: int, previous_delay: float | None) -> float: ...
+    from reliactl.backoff import Backoff as DelayStrategy
 
     class OutputSink(Protocol):
         """Receives the command's output when reliactl processes it (timestamps, logs, chronic)."""
@@ -109,6 +108,9 @@ class RunRetryPolicy:
     retry_on: frozenset[int] | None = None  # only these exit codes (None: any non-zero)
     no_retry_on: frozenset[int] = frozenset()
     retry_on_timeout: bool = False
+    # No retry starts later than this after the first attempt started (None: no limit); a
+    # pause that would end past it is cut short, as `retry plan` shows (retry.max_elapsed).
+    max_elapsed: float | None = None
 
     def retryable(self, attempt: Attempt) -> bool:
         """Whether this failed attempt may be tried again (ignoring counts and time)."""
@@ -128,7 +130,7 @@ class GateRefusal:
 
     exit_code: int
     message: str
-    outcome: str = "gated"  # or e.g. "breaker_open": what the run history records
+    outcome: str = GATED  # or e.g. "breaker_open": what the run history records
 
 
 # Called once, after the lock is taken and before the first attempt (never per retry):
@@ -291,7 +293,6 @@ class _Signals:
     def __init__(self) -> None:
         self.ignored: frozenset[int] = frozenset()
         self.received: list[int] = []
-        self.child_exited = False
         self._saved: dict[int, Any] = {}
         self._wake_r = -1
         self._wake_w = -1
@@ -313,7 +314,6 @@ class _Signals:
                 ignored.add(int(sig))
         self.ignored = frozenset(ignored)
         self.received = []
-        self.child_exited = False
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -335,9 +335,7 @@ class _Signals:
         return self
 
     def _on_signal(self, signum: int, frame: object) -> None:
-        if signum == signal.SIGCHLD:
-            self.child_exited = True
-        else:
+        if signum != signal.SIGCHLD:  # SIGCHLD only wakes the loop (through the wakeup fd)
             self.received.append(signum)
 
     def drain(self) -> None:
@@ -436,7 +434,7 @@ def _exec_command(
     return saved.errno or errno.ENOENT, saved.strerror or "cannot execute"
 
 
-def _shim(
+def _shim(  # noqa: C901 - runs between fork and exec: flat, nothing to import
     argv: Sequence[str],
     env: Mapping[str, str] | None,
     cwd: str | None,
@@ -646,11 +644,7 @@ def cgroup_base() -> str | None:
 
 
 def _unescape(field_: bytes) -> str:
-    """mountinfo escapes space, tab, newline and backslash as octal (\\040)."""
-    text = field_.decode("utf-8", "surrogateescape")
-    for code in ("040", "011", "012", "134"):
-        text = text.replace("\\" + code, chr(int(code, 8)))
-    return text
+    return unescape_mount(field_.decode("utf-8", "surrogateescape"))
 
 
 def job_cgroup(base: str, shim_pid: int) -> str:
@@ -694,7 +688,7 @@ def _sweep_cgroups(base: str) -> None:
         return
     for name in names:
         pid = name.removeprefix("reliactl-")
-        if name.startswith("reliactl-") and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+        if name.startswith("reliactl-") and pid.isdigit() and not pid_alive(int(pid)):
             with contextlib.suppress(OSError):
                 os.rmdir(os.path.join(base, name))
 
@@ -848,27 +842,13 @@ class JobProcess:
         return text if len(text) <= 120 else text[:117] + "..."
 
 
-def _read_proc(path: str) -> bytes | None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        return os.read(fd, 65536)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-
-
 def _stat(pid: int) -> tuple[str, int, int, int] | None:
     """(state, ppid, pgid, start time) of ``pid`` from /proc/<pid>/stat, None if it is gone."""
-    data = _read_proc(f"/proc/{pid}/stat")
-    if not data:
+    fields = stat_fields(pid)
+    if not fields:
         return None
-    fields = data.rpartition(b")")[2].split()
     try:
-        return fields[0].decode(), int(fields[1]), int(fields[2]), int(fields[19])
+        return fields[0], int(fields[1]), int(fields[2]), int(fields[19])
     except (IndexError, ValueError):
         return None
 
@@ -994,7 +974,6 @@ class _AttemptState:
     cgroup: str | None = None  # the job's own cgroup v2, if the machine allows one
     timed_out: bool = False
     killed: bool = False
-    signalled: int | None = None
     kill_at: float | None = None
     report: bytearray = field(default_factory=bytearray)
     parsed: int = 0  # how much of the report has been acted on
@@ -1003,7 +982,6 @@ class _AttemptState:
     escaped: set[tuple[int, int]] = field(default_factory=set)  # signalled outside the group
     leftovers: set[tuple[int, int]] = field(default_factory=set)  # alive after the command
     left_running: int = 0
-    terminal_signal: int | None = None  # Ctrl-C/Ctrl-\ at the terminal ended the command
 
 
 class Runner:
@@ -1031,7 +1009,7 @@ class Runner:
 
     # ---- the whole run
 
-    def run(self) -> RunResult:
+    def run(self) -> RunResult:  # noqa: C901 - the attempt loop; its decisions move to the retry core
         opts = self.options
         self._signals_seen = None
         started_wall = self.now()
@@ -1104,6 +1082,7 @@ class Runner:
                         + (f" (lock {opts.lock.path})" if opts.lock else ""),
                     )
                 )
+                first_started = self.monotonic()  # retry.max_elapsed counts from here
                 while True:
                     number += 1
                     pending = sigs.take()
@@ -1120,13 +1099,20 @@ class Runner:
                         outcome = NOT_FOUND if attempt.exit_code == 127 else NOT_EXECUTABLE
                         return result(attempt.exit_code, outcome, message=attempt.exec_error)
                     final = TIMEOUT if attempt.timed_out else FAILURE
-                    retries_done = number - 1
-                    if retries_done >= opts.retry.max_retries or not opts.retry.retryable(attempt):
-                        return result(attempt.exit_code, final)
-                    delay = 0.0
-                    if opts.retry.strategy is not None:
-                        delay = max(0.0, float(opts.retry.strategy.delay(number, previous_delay)))
-                    if total_deadline is not None and self.monotonic() + delay >= total_deadline:
+                    # Imported once an attempt failed: a run that succeeds never pays for it.
+                    from reliactl.backoff import GiveUp, decide
+
+                    decision = decide(
+                        opts.retry.strategy,
+                        number,
+                        previous=previous_delay,
+                        retryable=opts.retry.retryable(attempt),
+                        max_retries=opts.retry.max_retries,
+                        now=self.monotonic() if total_deadline is not None else 0.0,
+                        deadline=total_deadline,
+                        at_deadline="stop",
+                    )
+                    if decision is GiveUp.DEADLINE:
                         self.on_event(
                             RunEvent(
                                 "give_up",
@@ -1136,7 +1122,13 @@ class Runner:
                                 exit_code=attempt.exit_code,
                             )
                         )
+                    if isinstance(decision, GiveUp):
                         return result(attempt.exit_code, final)
+                    delay = decision.delay
+                    capped = self._within_max_elapsed(delay, first_started, attempt)
+                    if capped is None:
+                        return result(attempt.exit_code, final)
+                    delay = capped
                     previous_delay = delay
                     attempts[-1] = _with_delay(attempt, delay)
                     self.on_event(
@@ -1167,6 +1159,27 @@ class Runner:
                     lock.release()
 
     _signals_seen: int | None = None
+
+    def _within_max_elapsed(
+        self, delay: float, first_started: float, attempt: Attempt
+    ) -> float | None:
+        """The pause before the next retry, cut at retry.max_elapsed (counted from the first
+        attempt's start); None, after a give_up event, when no retry may start any more."""
+        limit = self.options.retry.max_elapsed
+        if limit is None:
+            return delay
+        remaining = limit - (self.monotonic() - first_started)
+        if remaining > 0:
+            return min(delay, remaining)
+        self.on_event(
+            RunEvent(
+                "give_up",
+                f"max_elapsed {_fmt(limit)} reached; not retrying",
+                attempt=attempt.number,
+                exit_code=attempt.exit_code,
+            )
+        )
+        return None
 
     def _interrupted(self) -> int | None:
         """The first signal forwarded during the last attempt, if any."""
@@ -1297,7 +1310,6 @@ class Runner:
         ):
             # Ctrl-C / Ctrl-\ at the terminal went to the command's foreground group only: the
             # user interrupted the run, as if reliactl had received the signal itself.
-            state.terminal_signal = sig
             if self._signals_seen is None:
                 self._signals_seen = sig
             if not state.tty.alone:  # the script or pipeline around reliactl gets it too
@@ -1315,7 +1327,7 @@ class Runner:
             left_running=state.left_running,
         )
 
-    def _supervise(self, state: _AttemptState, number: int, deadline: float | None) -> int:
+    def _supervise(self, state: _AttemptState, number: int, deadline: float | None) -> int:  # noqa: C901 - the one event loop: a branch per event it waits for
         """Wait for the shim while handling output, signals and deadlines; returns its status."""
         sigs = self._signals
         opts = self.options

@@ -206,6 +206,28 @@ def _ago(seconds: float) -> str:
     return format_duration(round(seconds) if seconds >= 60 else round(seconds, 1))
 
 
+def _failure_streak(history: list[RunRecord]) -> int:
+    """Failed runs since the last success, newest first; refusals neither count nor break."""
+    streak = 0
+    for run in history:
+        if run.outcome in NOT_DECISIVE:
+            continue
+        if run.outcome == "success":
+            break
+        streak += 1
+    return streak
+
+
+def _last_success(history: list[RunRecord]) -> tuple[float | None, str | None]:
+    """When the newest success ended (or started, if its end was not recorded), and where."""
+    success = next((r for r in history if r.outcome == "success"), None)
+    if success is None:
+        return None, None
+    at = success.ended_at if success.ended_at is not None else success.started_at
+    host = success.data.get("host") if isinstance(success.data, Mapping) else None
+    return at, host
+
+
 def evaluate_job(
     name: str,
     spec: JobSettings | None,
@@ -218,22 +240,10 @@ def evaluate_job(
     history = list(runs)
     schedule = Schedule.of(spec) if spec is not None else Schedule()
     last = history[0] if history else None
-    success = next((r for r in history if r.outcome == "success"), None)
-    streak = 0
-    for run in history:
-        if run.outcome in NOT_DECISIVE:
-            continue
-        if run.outcome == "success":
-            break
-        streak += 1
+    streak = _failure_streak(history)
     running = next((r for r in history if r.outcome == "running" and r.ended_at is None), None)
     running_for = None if running is None else max(0.0, now - running.started_at)
-
-    success_at = None
-    success_host = None
-    if success is not None:
-        success_at = success.ended_at if success.ended_at is not None else success.started_at
-        success_host = success.data.get("host") if isinstance(success.data, Mapping) else None
+    success_at, success_host = _last_success(history)
     age = None if success_at is None else max(0.0, now - success_at)
 
     problems: list[tuple[int, str]] = []  # (severity 2 CRITICAL / 1 WARNING, text)

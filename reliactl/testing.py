@@ -4,8 +4,10 @@
 advance time instantly; pass ``clock.monotonic`` / ``clock.sleep`` where reliactl takes a
 clock or a sleep, and no test ever waits for a backoff or a recovery timeout.
 
-``zero_backoff()`` makes every backoff of ``reliactl.retry`` zero (and can cap retries), for
-the test suites of programs that use reliactl's retries without injecting a sleep.
+``zero_backoff()`` makes every backoff in the process zero (and can cap retries): RetryPolicy
+and ``@retry``, the HTTP clients and ``run``'s retries all decide through
+``reliactl.backoff.decide``, which it switches. For the test suites of programs that use
+reliactl's retries without injecting a sleep.
 """
 
 from __future__ import annotations
@@ -72,19 +74,19 @@ class zero_backoff:
         self._saved: list[tuple[bool, int | None]] = []
 
     def enable(self) -> None:
-        from reliactl import retry
+        from reliactl import backoff
 
-        self._saved.append((retry._ZERO_BACKOFF, retry._TEST_MAX_RETRIES))
-        retry._ZERO_BACKOFF = True
-        retry._TEST_MAX_RETRIES = self.max_retries
+        self._saved.append((backoff._ZERO_BACKOFF, backoff._TEST_MAX_RETRIES))
+        backoff._ZERO_BACKOFF = True
+        backoff._TEST_MAX_RETRIES = self.max_retries
 
     def disable(self) -> None:
-        from reliactl import retry
+        from reliactl import backoff
 
         if self._saved:
-            retry._ZERO_BACKOFF, retry._TEST_MAX_RETRIES = self._saved.pop()
+            backoff._ZERO_BACKOFF, backoff._TEST_MAX_RETRIES = self._saved.pop()
         else:
-            retry._ZERO_BACKOFF, retry._TEST_MAX_RETRIES = False, None
+            backoff._ZERO_BACKOFF, backoff._TEST_MAX_RETRIES = False, None
 
     def __enter__(self) -> zero_backoff:
         self.enable()
@@ -114,6 +116,6 @@ class zero_backoff:
 
 def backoff_is_zero() -> bool:
     """Whether ``zero_backoff`` is in force."""
-    from reliactl import retry
+    from reliactl import backoff
 
-    return retry._ZERO_BACKOFF
+    return backoff._ZERO_BACKOFF

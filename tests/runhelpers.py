@@ -12,6 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+# Run a command as another user (nobody), as the trust and liveness tests need.
+NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+
 
 def reliactl_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "reliactl", *args]
@@ -92,3 +95,31 @@ def lock_is_free(path: Path) -> bool:
 
 def lock_dir() -> Path:
     return Path(os.environ["XDG_STATE_HOME"]) / "reliactl" / "locks"
+
+
+def catches(pid: int, sig: int) -> bool:
+    """Whether process ``pid`` has a handler installed for ``sig`` (/proc/PID/status SigCgt)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("SigCgt:"):
+                    return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+    except OSError:
+        pass
+    return False
+
+
+def has_open(pid: int, path: Path) -> bool:
+    """Whether process ``pid`` holds a descriptor open on ``path``."""
+    target = os.path.realpath(path)
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                return True
+        except OSError:
+            continue
+    return False

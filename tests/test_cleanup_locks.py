@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from reliactl.cleanup import LockHolder, read_holder, sweep_stale_locks
+from reliactl.cleanup import sweep_stale_locks
+from reliactl.locks import LockHolder, parse_holder, read_holder
 
 HOST = os.uname().nodename
 
@@ -136,13 +137,22 @@ def test_a_missing_lock_dir_is_nothing_to_do(tmp_path: Path) -> None:
         (b'{"pid": 12}', LockHolder(12, None, None, None)),
         (b'{"pid": true}', None),
         (b'{"pid": -3}', None),
+        (b'{"pid": 0, "started_at": 5}', None),
+        (b'{"pid": 7, "started_at": true}', LockHolder(7, None, None, None)),
         (b"[1, 2]", None),
         (b"\xff\xfe", None),
         (b"", None),
     ],
 )
-def test_holder_records_are_read_strictly(data: bytes, expected: LockHolder | None) -> None:
-    assert read_holder(data) == expected
+def test_holder_records_are_read_strictly(
+    data: bytes, expected: LockHolder | None, tmp_path: Path
+) -> None:
+    """One reader for the sweeper and the busy message: a record without a positive int pid is
+    no holder, in both (locks.read_holder used to report pid -3 or started_at True)."""
+    assert parse_holder(data) == expected
+    path = tmp_path / "job.lock"
+    path.write_bytes(data)
+    assert read_holder(str(path)) == (expected or LockHolder(None, None, None, None))
 
 
 # --------------------------------------------------------------------------- the race

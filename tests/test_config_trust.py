@@ -8,28 +8,13 @@ or can write is refused when named, and skipped (with a note) when only found by
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
-
-
-@pytest.fixture
-def shared_dir() -> Iterator[Path]:
-    """A world-writable, sticky directory (like /tmp) that another user can reach."""
-    path = Path(tempfile.mkdtemp(prefix="reliactl-shared-", dir="/tmp"))
-    path.chmod(0o1777)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
+from runhelpers import NOBODY
 
 
 def as_nobody_write(path: Path, text: str) -> None:

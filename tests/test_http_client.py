@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from httpserver import FlakyServer, Reply, refused_url
 
-from reliactl._httpserver import FlakyServer, Reply, refused_url
 from reliactl.errors import HTTPError, HTTPStatusError, RateLimitExceeded
 from reliactl.http import (
     AsyncResilientClient,

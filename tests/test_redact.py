@@ -81,9 +81,20 @@ def test_there_is_one_redaction_owner() -> None:
     """http and alerts use reliactl.redact, not copies with their own idea of a secret."""
     assert http.redact_url is redact_url and http.redact_headers is redact_headers
     assert http.is_secret_header is is_secret_name
-    url = "https://discord.com/api/webhooks/1/tok"
-    assert alerts.redact_url(url) == redact_url(url, path=False) == "https://discord.com/***"
-    assert alerts.scrub is scrub
+    assert alerts.redact_url is redact_url and alerts.scrub is scrub
+
+
+def test_config_show_hides_what_redact_calls_a_secret() -> None:
+    """`config show` asks reliactl.redact which keys are secret (plus webhook URLs): a Cookie
+    header or a private_key of a check are hidden (config.py's own word list showed them)."""
+    from reliactl import config, redact
+    from reliactl.state import url as state_url
+
+    plain = config.to_plain(
+        {"Cookie": "sid=s3cr3t", "private_key": "k3y", "webhook_url": "https://x/y", "a": "b"}
+    )
+    assert plain == {"Cookie": "***", "private_key": "***", "webhook_url": "***", "a": "b"}
+    assert config.REDACTED is state_url.REDACTED is redact.REDACTED
 
 
 def test_redact_headers_keeps_the_auth_scheme() -> None:

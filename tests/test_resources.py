@@ -8,12 +8,11 @@ import os
 import stat
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from httpserver import FlakyServer, Reply
 
 from reliactl import config as config_module
 from reliactl.resources import (
@@ -41,33 +40,15 @@ def temp_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return d
 
 
-class Hello(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = b"hello" if self.path != "/json" else b'{"ok": true}'
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        self.send_response(201)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+@pytest.fixture
+def flaky() -> Iterator[FlakyServer]:
+    with FlakyServer(Reply(200, "hello")) as srv:
+        yield srv
 
 
 @pytest.fixture
-def server() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Hello)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+def server(flaky: FlakyServer) -> str:
+    return flaky.url
 
 
 # --------------------------------------------------------------------------- temp files
@@ -173,7 +154,9 @@ def test_same_name_same_async_client_and_cleanup_closes_it(server: str) -> None:
     asyncio.run(main())
 
 
-def test_session_requests_work_awaited_and_in_the_seeds_async_with_form(server: str) -> None:
+def test_session_requests_work_awaited_and_in_the_seeds_async_with_form(
+    server: str, flaky: FlakyServer
+) -> None:
     """`async with session.get(url) as response:` (the seed's form) and `await session.get(url)`
     both give the response (a real server); the async-with form closes it on exit."""
     import httpx
@@ -181,14 +164,17 @@ def test_session_requests_work_awaited_and_in_the_seeds_async_with_form(server: 
     async def main() -> None:
         session = await get_http_session("api_client")
         assert isinstance(session, httpx.AsyncClient)
+        flaky.script("/json", Reply(body={"ok": True}))
         async with session.get(server + "/json") as response:
             assert isinstance(response, httpx.Response)
             assert response.status_code == 200 and response.json() == {"ok": True}
         assert response.is_closed
         awaited = await session.get(server)
         assert awaited.text == "hello"
-        async with session.post(server, content=b"payload") as posted:
-            assert posted.status_code == 201 and posted.content == b"payload"
+        flaky.script("/made", Reply(201, b"made"))
+        async with session.post(server + "/made", content=b"payload") as posted:
+            assert posted.status_code == 201 and posted.content == b"made"
+        assert flaky.requests[-1].body == b"payload"
         assert (await session.request("GET", server)).text == "hello"
         async with session.stream("GET", server) as streamed:  # httpx's own form still works
             assert await streamed.aread() == b"hello"

@@ -244,7 +244,7 @@ def test_a_failed_run_alerts_once_per_cooldown_and_recovers_once(tmp_path: Path)
     import sys
 
     from reliactl.config import AlertSink
-    from reliactl.health.monitor import RecordStore
+    from reliactl.health.records import RecordStore
     from reliactl.jobwatch import alert_on_result
     from reliactl.runner import RunOptions, run_command
     from tests.pingserver import PingServer
@@ -290,7 +290,7 @@ def test_run_watch_pings_alerts_and_records_without_touching_the_exit_code(
     import sys
 
     from reliactl.config import AlertSink
-    from reliactl.health.monitor import RecordStore
+    from reliactl.health.records import RecordStore
     from reliactl.jobwatch import RunWatch
     from reliactl.ping import PingTargets
     from reliactl.runner import RunOptions, run_command

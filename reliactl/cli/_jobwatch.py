@@ -24,7 +24,7 @@ class _LazyRecords:
 
     def _get(self) -> Any:
         if self._records is None:
-            from reliactl.health.monitor import RecordStore
+            from reliactl.health.records import RecordStore
 
             self._records = RecordStore(self._open())
         return self._records

@@ -29,7 +29,7 @@ def _usage(message: str) -> typer.Exit:
 
 
 @reports_errors
-def cleanup(
+def cleanup(  # noqa: C901 - flags to targets; the core moves out (issue 15 item 1)
     ctx: typer.Context,
     paths: Annotated[
         list[str] | None,
@@ -218,7 +218,7 @@ def cleanup(
     raise typer.Exit(exit_code)
 
 
-def _run(
+def _run(  # noqa: C901 - the cleanup core moves out of cli (issue 15 item 1)
     app_ctx: Any,
     targets: list[CleanupTarget],
     *,

@@ -90,6 +90,4 @@ def exit_code_for(exc: BaseException) -> int:
         return ExitCode.HTTP_ERROR
     if isinstance(exc, errors.HTTPError):
         return ExitCode.COULDNT_CONNECT
-    if isinstance(exc, errors.CommandError):
-        return exc.exit_code
     return ExitCode.INTERNAL

@@ -48,7 +48,7 @@ def _usage(message: str) -> typer.Exit:
     return typer.Exit(ExitCode.UNKNOWN)
 
 
-def health(
+def health(  # noqa: C901 - textfile and alerting move to the core (issue 15 item 1)
     ctx: typer.Context,
     detailed: Annotated[
         bool,

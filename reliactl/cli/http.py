@@ -199,7 +199,7 @@ def http(
 
 
 @reports_errors
-def _run(
+def _run(  # noqa: C901 - one branch per output mode and exit rule of curl
     ctx: typer.Context,
     *,
     method: str,

@@ -1,7 +1,8 @@
 """`reliactl run` (locked, retrying, time-limited execution) and `reliactl runs` (history).
 
-This module parses flags, renders events and output, records history and exits; the engine is
-``reliactl.runner``. Options stop at the first word that is not an option, so the command and
+This module parses flags into a ``reliactl.jobs.JobSpec``, renders events and output, and
+exits; the job's rules (lock naming, gates, history) are ``reliactl.jobs``'s, the supervision
+``reliactl.runner``'s. Options stop at the first word that is not an option, so the command and
 its arguments pass through untouched (``--`` is optional). Bad options exit 125, as timeout(1).
 """
 
@@ -16,12 +17,9 @@ import typer
 from typer.core import TyperCommand
 
 from reliactl.cli.exitcodes import ExitCode
-from reliactl.hostname import hostname
 
 if TYPE_CHECKING:
-    from reliactl.config import Config
-    from reliactl.health.model import HealthReport
-    from reliactl.runner import Gate, GateRefusal, RunEvent, RunOptions, RunResult
+    from reliactl.runner import RunEvent, RunResult
 
 STDOUT, STDERR = 1, 2
 
@@ -290,34 +288,6 @@ def _write_json_report(path: str, result: RunResult | None, extra: dict[str, Any
             pass
 
 
-# --------------------------------------------------------------------------- retry strategy
-
-
-def _strategy(
-    config: Config,
-    *,
-    backoff: str | None,
-    delay: float | None,
-    max_delay: float | None,
-    jitter: str | None,
-    max_retries: int,
-) -> Any:
-    """The retry engine's strategy: the retry.* settings with the flags over them."""
-    from reliactl.retry import strategy_from_config
-
-    try:
-        return strategy_from_config(
-            config.retry,
-            strategy=backoff,
-            base_delay=delay,
-            max_delay=max_delay,
-            jitter=jitter,
-            max_retries=max_retries,
-        )
-    except (TypeError, ValueError) as exc:
-        raise _usage(f"retry policy: {exc}") from None
-
-
 # --------------------------------------------------------------------------- run
 
 
@@ -450,28 +420,40 @@ def run(
             rich_help_panel="Retries",
         ),
     ] = False,
-    retries: Annotated[
+    max_retries: Annotated[
         int | None,
         typer.Option(
-            "--retries",
+            "--max-retries",
             metavar="N",
-            help="Retries after the first attempt (implies --retry).",
+            help="Retries after the first attempt (implies --retry) [default: retry.max_retries].",
+            rich_help_panel="Retries",
+        ),
+    ] = None,
+    retries: Annotated[
+        int | None,
+        typer.Option("--retries", metavar="N", hidden=True, help="Old name of --max-retries."),
+    ] = None,
+    strategy: Annotated[
+        str | None,
+        typer.Option(
+            "--strategy",
+            metavar="exponential|linear|fixed",
+            help="Backoff strategy between attempts [default: retry.strategy].",
             rich_help_panel="Retries",
         ),
     ] = None,
     backoff: Annotated[
         str | None,
-        typer.Option(
-            "--backoff",
-            metavar="exponential|linear|fixed",
-            help="Backoff strategy between attempts.",
-            rich_help_panel="Retries",
-        ),
+        typer.Option("--backoff", metavar="NAME", hidden=True, help="Old name of --strategy."),
     ] = None,
     delay: Annotated[
         str | None,
+        typer.Option("--delay", metavar="DURATION", hidden=True, help="Old name of --base-delay."),
+    ] = None,
+    base_delay: Annotated[
+        str | None,
         typer.Option(
-            "--delay",
+            "--base-delay",
             metavar="DURATION",
             help="Base of the backoff. With jitter (retry.jitter, full by default) it is the "
             "upper bound of the first pause, drawn from 0..DURATION (equal: DURATION/2..DURATION; "
@@ -494,6 +476,25 @@ def run(
             "--jitter",
             metavar="none|full|equal|decorrelated",
             help="Randomise pauses so many hosts do not retry in step.",
+            rich_help_panel="Retries",
+        ),
+    ] = None,
+    multiplier: Annotated[
+        float | None,
+        typer.Option(
+            "--multiplier",
+            metavar="X",
+            help="Growth factor of exponential backoff, >= 1 [default: retry.multiplier].",
+            rich_help_panel="Retries",
+        ),
+    ] = None,
+    max_elapsed: Annotated[
+        str | None,
+        typer.Option(
+            "--max-elapsed",
+            metavar="DURATION|none",
+            help="Start no retry later than this after the first attempt started; a pause "
+            "that would end past it is cut short [default: retry.max_elapsed].",
             rich_help_panel="Retries",
         ),
     ] = None,
@@ -608,8 +609,8 @@ def run(
     """
     from reliactl.cli.context import app_context
     from reliactl.cli.output import error, report_error
-    from reliactl.errors import ConfigError, LockError, ReliactlError
-    from reliactl.runner import GateRefusal, LockOptions, Runner, RunOptions, RunRetryPolicy
+    from reliactl.errors import ConfigError, GateSetupError, JobSpecError, LockError, ReliactlError
+    from reliactl.jobs import FROM_CONFIG, JobSpec, prepare_job
 
     # --- flags first: a bad flag never runs the command, whatever the configuration
     timeout_s = _duration("--timeout", timeout)
@@ -617,24 +618,19 @@ def run(
     kill_after_s = _duration("--kill-after", kill_after)
     wait_s = _duration("--lock-wait", lock_wait, forever=True) if lock_wait is not None else 0.0
     timeout_sig = _signal_number(signal_)
-    backoff_v = _choice("--backoff", backoff, ("exponential", "linear", "fixed"))
-    jitter_v = _choice("--jitter", jitter, ("none", "full", "equal", "decorrelated"))
-    delay_s = _duration("--delay", delay)
-    max_delay_s = _duration("--max-delay", max_delay)
+    retry_settings = _retry_settings(
+        strategy=_alias("--strategy", strategy, "--backoff", backoff),
+        base_delay=_alias("--base-delay", base_delay, "--delay", delay),
+        max_retries=_alias("--max-retries", max_retries, "--retries", retries),
+        max_delay=max_delay,
+        multiplier=multiplier,
+        jitter=jitter,
+        max_elapsed=max_elapsed,
+    )
     retry_codes = _codes("--retry-on", retry_on)
     no_retry_codes = _codes("--no-retry-on", no_retry_on)
-    if retries is not None and retries < 0:
-        raise _usage(f"--retries: expected a number >= 0, got {retries}")
     if json_report:
-        from reliactl.trust import not_regular
-
-        refused = not_regular(json_report)
-        if refused is not None:
-            raise _usage(f"--json-report: {refused}")
-    if timeout_s == 0:
-        timeout_s = None  # timeout(1): a duration of 0 disables the timeout
-    if total_s == 0:
-        total_s = None
+        _check_report_path(json_report)
 
     app_ctx = app_context(ctx)
     try:
@@ -642,230 +638,134 @@ def run(
     except ConfigError as exc:
         raise typer.Exit(report_error(exc)) from None
 
-    lock_opts = None
-    ambiguous: str | None = None
-    want_lock = lock or lock_name is not None or skip_if_locked or lock_wait is not None
-    try:
-        if want_lock:
-            from reliactl import locks
-
-            if lock_name is not None:  # "" too: an empty name is refused, never replaced
-                lname = locks.check_name(lock_name)
-            else:
-                lname, ambiguous = locks.derive_lock_name(command)
-            lock_opts = LockOptions(
-                path=os.path.join(config.run.lock_dir, lname + ".lock"),
-                wait=wait_s,
-                skip_if_locked=skip_if_locked,
-                allow_network_fs=lock_on_nfs,
-            )
-            job_name = name or lname
-        else:
-            from reliactl import locks
-
-            # The same default name as with --lock, so a job's history is one list either way.
-            job_name = name or locks.lock_name_for(command)
-    except LockError as exc:
-        raise _usage(str(exc)) from None
-
-    retrying = retry or retries is not None
-    max_retries = (retries if retries is not None else config.retry.max_retries) if retrying else 0
-    policy = RunRetryPolicy(
-        max_retries=max_retries,
-        strategy=_strategy(
-            config,
-            backoff=backoff_v,
-            delay=delay_s,
-            max_delay=max_delay_s,
-            jitter=jitter_v,
-            max_retries=max_retries,
-        )
-        if retrying
-        else None,
-        retry_on=retry_codes,
-        no_retry_on=no_retry_codes or frozenset(),
-        retry_on_timeout=retry_on_timeout,
-    )
-    options = RunOptions(
+    spec = JobSpec(
         command=tuple(command),
-        name=job_name,
-        timeout=timeout_s if timeout is not None else config.run.timeout,
-        total_timeout=total_s,
-        # as timeout(1): --kill-after 0 means never SIGKILL
-        kill_after=(kill_after_s or None) if kill_after_s is not None else config.run.kill_after,
+        name=name,
+        lock=lock or lock_wait is not None,
+        lock_name=lock_name,
+        lock_wait=wait_s,
+        skip_if_locked=skip_if_locked,
+        lock_on_nfs=lock_on_nfs,
+        # timeout(1): a duration of 0 disables the timeout, and --kill-after 0 never SIGKILLs
+        timeout=FROM_CONFIG if timeout_s is None else (timeout_s or None),
+        total_timeout=total_s or None,
+        kill_after=FROM_CONFIG if kill_after_s is None else (kill_after_s or None),
         timeout_signal=timeout_sig,
         preserve_status=preserve_status,
         leave_running=leave_running,
-        retry=policy,
-        lock=lock_opts,
+        retry=retry,
+        **retry_settings,
+        retry_on=retry_codes,
+        no_retry_on=no_retry_codes or frozenset(),
+        retry_on_timeout=retry_on_timeout,
+        breaker=breaker,
+        check=check,
+        history=not no_history,
     )
+    try:
+        job = prepare_job(spec, config)
+    except JobSpecError as exc:
+        raise _usage(str(exc)) from None
 
     log_fd = _open_log(log_file) if log_file else None
     if log_fd is not None:
         _log_for_note.append(log_fd)
     out = RunOutput(timestamps=timestamps, log_fd=log_fd, quiet_success=quiet_success)
     processing = timestamps or log_fd is not None or quiet_success
+    opened: list[Any] = []
+
+    def open_store() -> Any:
+        store = app_ctx.store()
+        opened.append(store)
+        return store
 
     def on_event(event: RunEvent) -> None:
         out.message(event.message)
 
-    if ambiguous is not None:
-        out.message(f"warning: lock name {lname!r} may be ambiguous: {ambiguous}; use --lock-name")
-
-    # --- history: a broken state store never stops the job (it is reported, once)
-    store = None
-    run_id = None
-    if not no_history or breaker or check:
-        try:
-            store = app_ctx.store()
-        except ReliactlError as exc:
-            lost = [
-                *(["run history"] if not no_history else []),
-                *(["--breaker"] if breaker else []),
-            ]
-            what = " and ".join(lost) + " disabled" if lost else "health state kept in memory"
-            if lost and check:
-                what += ", health state kept in memory"
-            out.message(f"warning: state store unusable, {what}: {exc}")
-    # --- health gate: built (and its configuration checked, exit 78) before anything runs;
-    # it runs inside the runner, under the lock, before the first attempt.
-    health_gate: Gate | None = None
-    gate_seen: dict[str, HealthReport] = {}
-    if check:
-        health_gate = _health_gate(config, store, out, gate_seen)
-    started_at = __import__("time").time()
-    # Arguments that are not UTF-8 (surrogate escapes) are shown, stored and logged escaped.
-    shown = _printable(" ".join(command))
-    job_name = _printable(job_name)
-
-    # --- breaker gate, under the lock (a tick that finds the lock busy never touches the
-    # breaker: it must not take a half-open trial slot nor count a rejection), before --check.
-    admission: Any = None
-    breaker_info: dict[str, Any] | None = None
-    breaker_gate: Gate | None = None
-    if breaker and store is not None:
-        breaker_store = store
-
-        def breaker_gate() -> GateRefusal | None:
-            nonlocal admission, breaker_info
-            from reliactl.breaker import get_persistent_breaker
-            from reliactl.errors import CircuitOpenError
-
-            try:
-                gate = get_persistent_breaker(breaker, config, breaker_store)
-                admission = gate.admit(trial_timeout=_trial_timeout(options))
-            except CircuitOpenError as exc:
-                breaker_info = {
-                    "name": breaker,
-                    "decision": "rejected",
-                    "retry_after": exc.retry_after,
-                }
-                return GateRefusal(ExitCode.UNAVAILABLE, str(exc), outcome="breaker_open")
-            except (ReliactlError, ValueError) as exc:
-                out.message(f"warning: breaker {breaker!r} unusable, running without it: {exc}")
-                return None
-            breaker_info = {"name": breaker, "decision": "admitted", "trial": admission.trial}
-            return None
-
-    run_gate = _chain_gates(breaker_gate, health_gate)
-    if store is not None and not no_history:
-        from reliactl.state.base import RunRecord
-
-        try:
-            run_id = store.add_run(
-                RunRecord(
-                    name=job_name,
-                    command=shown,
-                    started_at=started_at,
-                    data={"pid": os.getpid(), "host": hostname()},
-                )
-            )
-        except ReliactlError as exc:
-            out.message(f"warning: run history disabled: {exc}")
-            store = None
-
     try:
-        result = Runner(
-            options, on_event=on_event, output=out if processing else None, gate=run_gate
-        ).run()
+        done = job.run(store=open_store, on_event=on_event, output=out if processing else None)
+    except GateSetupError as exc:
+        error(f"--check: {exc}")
+        raise typer.Exit(ExitCode.CONFIG) from None
     except LockError as exc:
-        if admission is not None:
-            admission.ignore()
         out.replay()
         error(str(exc))
-        _finish_history(store, run_id, job_name, shown, started_at, None, "error", str(exc))
         raise typer.Exit(ExitCode.INTERNAL) from None
     except ReliactlError as exc:
-        if admission is not None:
-            admission.ignore()
         out.replay()
-        _finish_history(store, run_id, job_name, shown, started_at, None, "error", str(exc))
         raise typer.Exit(report_error(exc)) from None
-    if admission is not None:
-        breaker_info = _report_to_breaker(admission, result, breaker_info or {})
-
+    result = done.run
     if result.outcome != "skipped":
         out.message(_summary(result))
     if not result.succeeded:
         out.replay()
-    _finish_history(store, run_id, job_name, shown, started_at, result, result.outcome, None)
     if json_report:
-        extra: dict[str, Any] = {"breaker": breaker_info}
+        extra: dict[str, Any] = {"breaker": done.breaker}
         if check:
-            report = gate_seen.get("report")
-            extra["health"] = report.to_dict() if report is not None else None
+            extra["health"] = done.health.to_dict() if done.health is not None else None
         _write_json_report(json_report, result, extra)
     if log_fd is not None:
         os.close(log_fd)
-    _exit(result.exit_code, store, result.interrupted_by)
+    _exit(result.exit_code, opened[0] if opened else None, result.interrupted_by)
 
 
-def _health_gate(config: Config, store: Any, out: RunOutput, seen: dict[str, HealthReport]) -> Gate:
-    """The --check gate: every configured health check, once; CRITICAL refuses (exit 75).
+def _alias(flag: str, value: Any, old_flag: str, old_value: Any) -> tuple[str, Any]:
+    """A setting given by its name or by its old (hidden) spelling; both at once is an error."""
+    if old_value is None:
+        return flag, value
+    if value is not None:
+        raise _usage(f"{flag} and {old_flag} (its old name) both given; use {flag}")
+    return old_flag, old_value
 
-    The checks share the state store with `reliactl health` (debounce streaks, the CPU
-    sample), so a debounced check counts the gate's observations too. No alert is sent.
-    """
-    from reliactl.cli.output import error
-    from reliactl.errors import ReliactlError
-    from reliactl.health.model import Status
-    from reliactl.health.monitor import HealthMonitor
-    from reliactl.runner import GateRefusal
 
-    monitor = HealthMonitor(config.health_monitor, store=store, full_config=config)
-    try:
-        monitor.checks()  # a setup that validation let through still fails here, not later
-    except (ReliactlError, ValueError) as exc:
-        error(f"--check: invalid health configuration: {_one_line(str(exc))}")
-        raise typer.Exit(ExitCode.CONFIG) from None
+def _retry_settings(
+    *,
+    strategy: tuple[str, str | None],
+    base_delay: tuple[str, str | None],
+    max_retries: tuple[str, int | None],
+    max_delay: str | None,
+    multiplier: float | None,
+    jitter: str | None,
+    max_elapsed: str | None,
+) -> dict[str, Any]:
+    """The retry flags (each as (the flag used, its value) where an old name exists) as
+    JobSpec fields; a bad value is a usage error."""
+    retries_flag, retries = max_retries
+    if retries is not None and retries < 0:
+        raise _usage(f"{retries_flag}: expected a number >= 0, got {retries}")
+    if multiplier is not None and not (multiplier >= 1 and multiplier != float("inf")):
+        raise _usage(f"--multiplier: expected a finite number >= 1, got {multiplier:g}")
+    return {
+        "strategy": _choice(*strategy, ("exponential", "linear", "fixed")),
+        "jitter": _choice("--jitter", jitter, ("none", "full", "equal", "decorrelated")),
+        "base_delay": _duration(*base_delay),
+        "max_delay": _duration("--max-delay", max_delay),
+        "max_elapsed": _max_elapsed(max_elapsed),
+        "max_retries": retries,
+        "multiplier": multiplier,
+    }
 
-    def gate() -> GateRefusal | None:
-        try:
-            report = monitor.run_now()
-        except Exception as exc:  # the checking itself broke: health is unknown, not critical
-            out.message(f"warning: health checks could not run ({_one_line(str(exc))}); starting")
-            return None
-        seen["report"] = report
-        status = report.overall_status
-        if status is Status.OK:
-            return None
-        if status is Status.CRITICAL:
-            bad = [m for m in report.metrics.values() if m.status is Status.CRITICAL]
-            return GateRefusal(ExitCode.TEMPFAIL, f"health is CRITICAL: {_named(bad)}")
-        what = _named(report.problems) if report.metrics else "no health checks are enabled"
-        out.message(f"warning: health is {status.value}: {what}; starting anyway")
+
+def _check_report_path(path: str) -> None:
+    from reliactl.trust import not_regular
+
+    refused = not_regular(path)
+    if refused is not None:
+        raise _usage(f"--json-report: {refused}")
+
+
+def _max_elapsed(text: str | None) -> Any:
+    """--max-elapsed: seconds, None for 'none', or the configuration's retry.max_elapsed."""
+    from reliactl.jobs import FROM_CONFIG
+
+    if text is None:
+        return FROM_CONFIG
+    if text.strip().lower() in ("none", "off"):
         return None
-
-    return gate
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
-
-
-def _named(metrics: list[Any]) -> str:
-    return "; ".join(f"{m.name} ({_one_line(m.message, 200)})" for m in metrics)
+    seconds = _duration("--max-elapsed", text)
+    if seconds is None or seconds <= 0:
+        raise _usage(f"--max-elapsed: expected a positive duration or 'none', got {text!r}")
+    return seconds
 
 
 def _exit(code: int, store: Any, died_by: int | None = None) -> None:
@@ -900,78 +800,6 @@ def _die_by(sig: int) -> None:
         os.kill(os.getpid(), sig)
     except (OSError, ValueError):
         pass  # then exit(128+N), which the shell reads the same way
-
-
-def _printable(text: str) -> str:
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def _trial_timeout(options: RunOptions) -> float | None:
-    """How long a half-open trial may take: the run's own bound, when it has one."""
-    if options.total_timeout is not None:
-        return float(options.total_timeout)
-    if options.timeout is not None:
-        return float(options.timeout) * (options.retry.max_retries + 1)
-    return None
-
-
-def _chain_gates(*gates: Gate | None) -> Gate | None:
-    """One gate that asks each in turn and stops at the first refusal."""
-    present = [g for g in gates if g is not None]
-    if not present:
-        return None
-
-    def chained() -> GateRefusal | None:
-        for gate in present:
-            refusal = gate()
-            if refusal is not None:
-                return refusal
-        return None
-
-    return chained
-
-
-def _report_to_breaker(admission: Any, result: RunResult, info: dict[str, Any]) -> dict[str, Any]:
-    """The run's outcome, after all retries, is one call of the breaker."""
-    from reliactl.errors import ReliactlError
-
-    try:
-        if result.outcome == "success":
-            admission.success()
-            recorded = "success"
-        elif result.outcome in ("failure", "timeout", "not_found", "not_executable"):
-            admission.failure(
-                f"exit {result.exit_code}" + (" (timeout)" if result.outcome == "timeout" else "")
-            )
-            recorded = "failure"
-        else:  # interrupted, lock busy, skipped or gated: the service was not tried
-            admission.ignore()
-            recorded = "ignored"
-    except ReliactlError:
-        recorded = "not recorded"
-    return {**info, "recorded": recorded}
-
-
-def _record_refusal(
-    store: Any, name: str, command: str, started_at: float, outcome: str, message: str
-) -> None:
-    from reliactl.errors import ReliactlError
-    from reliactl.state.base import RunRecord
-
-    try:
-        store.add_run(
-            RunRecord(
-                name=name,
-                command=command,
-                started_at=started_at,
-                ended_at=started_at,
-                exit_code=ExitCode.UNAVAILABLE,
-                outcome=outcome,
-                data={"message": message},
-            )
-        )
-    except ReliactlError:
-        pass
 
 
 def _summary(result: RunResult) -> str:
@@ -1013,68 +841,9 @@ def _stopped(result: RunResult) -> str:
     return "".join("; " + part for part in parts)
 
 
-def _finish_history(
-    store: Any,
-    run_id: int | None,
-    name: str,
-    command: str,
-    started_at: float,
-    result: RunResult | None,
-    outcome: str,
-    message: str | None,
-) -> None:
-    if store is None or run_id is None:
-        return
-    import time
-
-    from reliactl.errors import ReliactlError
-    from reliactl.state.base import RunRecord
-
-    data: dict[str, Any] = {"message": message} if message else {}
-    if result is not None:
-        data = {
-            "attempts": [a.to_dict() for a in result.attempts],
-            "lock_wait": result.lock_wait,
-            "interrupted_by": result.interrupted_by,
-            "message": result.message,
-            "pid": os.getpid(),
-            "host": hostname(),
-        }
-    record = RunRecord(
-        name=name,
-        command=command,
-        started_at=started_at,
-        ended_at=time.time(),
-        attempts=len(result.attempts) if result else 0,
-        exit_code=result.exit_code if result else ExitCode.INTERNAL,
-        outcome=outcome,
-        data=data,
-    )
-    try:
-        store.finish_run(run_id, record)
-    except ReliactlError:
-        pass
-
-
 # --------------------------------------------------------------------------- runs
 
 MAX_LIMIT = 1_000_000
-
-
-def _outcome(record: Any) -> str:
-    """A "running" record whose reliactl (on this host) is gone was killed: say "lost"."""
-    if record.outcome != "running":
-        return str(record.outcome)
-    data = record.data if isinstance(record.data, dict) else {}
-    pid, host = data.get("pid"), data.get("host")
-    if isinstance(pid, int) and pid > 0 and host == hostname():
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return "lost"
-        except PermissionError:
-            pass
-    return "running"
 
 
 def runs(
@@ -1103,23 +872,22 @@ def runs(
     from reliactl.cli.output import emit_json, error, report_error, table
     from reliactl.durations import format_duration
     from reliactl.errors import ReliactlError
+    from reliactl.jobs import LAST_LOOKBACK, newest_decisive, record_outcome
 
     if not 1 <= limit <= MAX_LIMIT:  # SQLite's LIMIT overflows past 2**63
         error(f"--limit: expected a number from 1 to {MAX_LIMIT}, got {limit}")
         raise typer.Exit(ExitCode.USAGE)
     try:
         store = app_context(ctx).store()
-        records = store.runs(name, limit=limit if not last else max(limit, 200))
+        records = store.runs(name, limit=limit if not last else max(limit, LAST_LOOKBACK))
     except ReliactlError as exc:
         raise typer.Exit(report_error(exc)) from None
     last_ok = False
     if last:
-        # A tick that found the lock busy (skipped or busy) says nothing about the job: look
-        # past it to the newest run that started (or was refused), else a hung job whose
-        # ticks keep skipping would look healthy forever.
-        decisive = [r for r in records if r.outcome not in ("skipped", "busy")]
-        last_ok = bool(decisive) and decisive[0].outcome == "success"
-        records = (decisive or records)[:1]
+        # The newest run that says how the job is doing (ticks that found it busy do not).
+        decisive = newest_decisive(records)
+        last_ok = decisive is not None and decisive.outcome == "success"
+        records = [decisive] if decisive is not None else records[:1]
 
     def plain(record: Any) -> dict[str, Any]:
         return {
@@ -1133,7 +901,7 @@ def runs(
             else max(0.0, record.ended_at - record.started_at),
             "attempts": record.attempts,
             "exit_code": record.exit_code,
-            "outcome": _outcome(record),
+            "outcome": record_outcome(record),
         }
 
     if json_out:
@@ -1146,7 +914,7 @@ def runs(
                 "-" if r.ended_at is None else format_duration(max(0.0, r.ended_at - r.started_at))
             )
             rows.append(
-                [r.id, r.name, started, took, r.attempts, r.exit_code, _outcome(r), r.command]
+                [r.id, r.name, started, took, r.attempts, r.exit_code, record_outcome(r), r.command]
             )
         table(["id", "name", "started", "took", "tries", "exit", "outcome", "command"], rows)
     elif not last:

@@ -28,13 +28,13 @@ _EXPORTS: dict[str, str] = {
     "HealthMonitor": "reliactl.health.monitor",
     "HealthReport": "reliactl.health.model",
     "MonitoringTask": "reliactl.health.monitor",
-    "NagiosRange": "reliactl.health.model",
+    "NagiosRange": "reliactl.ranges",
     "PerfData": "reliactl.health.model",
-    "RangeError": "reliactl.health.model",
+    "RangeError": "reliactl.ranges",
     "Status": "reliactl.health.model",
     "get_system_health": "reliactl.health.monitor",
     "health_monitor": "reliactl.health.monitor",
-    "parse_range": "reliactl.health.model",
+    "parse_range": "reliactl.ranges",
     "start_health_monitoring": "reliactl.health.monitor",
     "stop_health_monitoring": "reliactl.health.monitor",
 }
@@ -63,15 +63,7 @@ __all__ = [
 if TYPE_CHECKING:  # pragma: no cover
     from reliactl.health.alerts import Alert, AlertManager, AlertOutcome
     from reliactl.health.checks import Check, CheckContext
-    from reliactl.health.model import (
-        HealthMetric,
-        HealthReport,
-        NagiosRange,
-        PerfData,
-        RangeError,
-        Status,
-        parse_range,
-    )
+    from reliactl.health.model import HealthMetric, HealthReport, PerfData, Status
     from reliactl.health.monitor import (
         HealthMonitor,
         MonitoringTask,
@@ -80,6 +72,7 @@ if TYPE_CHECKING:  # pragma: no cover
         start_health_monitoring,
         stop_health_monitoring,
     )
+    from reliactl.ranges import NagiosRange, RangeError, parse_range
 
 
 def __getattr__(name: str) -> Any:

@@ -30,14 +30,13 @@ from typing import TYPE_CHECKING, Any
 from reliactl.errors import HealthError, ReliactlError
 from reliactl.health.checks import _in_daemon_thread, hostname, run_program
 from reliactl.health.model import HealthMetric, HealthReport, Status
-from reliactl.redact import redact_url as _redact_url
-from reliactl.redact import scrub
+from reliactl.redact import redact_url, scrub
 
 if TYPE_CHECKING:
     import httpx
 
     from reliactl.config import AlertSink
-    from reliactl.health.monitor import RecordStore
+    from reliactl.health.records import RecordStore
 
 # A delivery ends by its sink's ``timeout`` counted from the claim (every attempt and every
 # wait is cut there), plus at most DELIVERY_GRACE (a command sink killed at its deadline has
@@ -145,11 +144,6 @@ def _retry_after(value: str | None) -> float | None:
 
 def _iso(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
-
-
-def redact_url(url: str) -> str:
-    """``https://discord.com/***``: a sink's URL is a secret as a whole (scheme, host shown)."""
-    return _redact_url(url, path=False)
 
 
 def payload(sink_kind: str, alert: Alert) -> dict[str, Any]:
@@ -452,6 +446,6 @@ class AlertManager:
             return f"{type(exc).__name__}: {exc}", True, None
         if status < 300:
             return None, False, None
-        where = redact_url(sink.url)
+        where = redact_url(sink.url, path=False)  # the whole URL is the secret
         retryable = status == 429 or status >= 500
         return f"HTTP {status} from {where}", retryable, _retry_after(retry_after)

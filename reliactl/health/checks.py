@@ -22,17 +22,10 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
+from reliactl import _procfs
 from reliactl.durations import format_duration, format_size
-from reliactl.health import _procfs
-from reliactl.health.model import (
-    HealthMetric,
-    NagiosRange,
-    PerfData,
-    Status,
-    evaluate,
-    parse_range,
-    worst,
-)
+from reliactl.health.model import HealthMetric, PerfData, Status, evaluate, worst
+from reliactl.ranges import NagiosRange, parse_range
 
 if TYPE_CHECKING:
     import asyncio
@@ -44,8 +37,6 @@ if TYPE_CHECKING:
 DEFAULT_TIMEOUT = 10.0
 CPU_FIRST_SAMPLE = 0.1  # seconds: only the first run ever (no stored sample) waits this long
 CPU_MIN_WINDOW = 1.0  # seconds of wall time a CPU sample must cover to be worth a new figure
-SYSTEM_CHECKS = ("cpu", "memory", "swap", "disk", "file_handles", "process")
-CUSTOM_KINDS = ("http", "tcp", "command", "file_age", "process", "disk", "python")
 
 
 class Records(Protocol):

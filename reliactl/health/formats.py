@@ -8,7 +8,8 @@ from __future__ import annotations
 import math
 import re
 
-from reliactl.health.model import HealthReport, PerfData, Status, _fmt, one_line
+from reliactl.health.model import HealthReport, PerfData, one_line
+from reliactl.ranges import _fmt
 
 PROM_PREFIX = "reliactl_health"
 
@@ -140,10 +141,6 @@ def prometheus(report: HealthReport) -> str:
         f"{PROM_PREFIX}_last_run_timestamp_seconds {_prom_number(round(report.checked_at, 3))}",
     ]
     return "\n".join(lines) + "\n"
-
-
-def status_word(status: Status) -> str:
-    return status.value
 
 
 __all__ = ["_fmt", "nagios", "prometheus"]

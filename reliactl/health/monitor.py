@@ -30,7 +30,9 @@ from reliactl.health.checks import (
     run_sync_check,
     system_checks,
 )
-from reliactl.health.model import HealthMetric, HealthReport, Status, parse_range, worst
+from reliactl.health.model import HealthMetric, HealthReport, Status, worst
+from reliactl.health.records import Record, RecordStore
+from reliactl.ranges import parse_range
 
 if TYPE_CHECKING:
     import asyncio
@@ -40,38 +42,6 @@ if TYPE_CHECKING:
     from reliactl.state import StateStore
 
 log = logging.getLogger("reliactl.health")
-
-Record = dict[str, Any]
-
-
-class RecordStore:
-    """A thread-safe view of the state store's records, or an in-memory stand-in."""
-
-    def __init__(self, store: StateStore | None = None) -> None:
-        self.store = store
-        self._memory: dict[tuple[str, str], Record] = {}
-        self._lock = threading.Lock()
-
-    def get(self, kind: Any, key: str) -> Record | None:
-        with self._lock:
-            if self.store is not None:
-                return self.store.get(kind, key)
-            found = self._memory.get((kind, key))
-            return None if found is None else dict(found)
-
-    def update(
-        self, kind: Any, key: str, fn: Callable[[Record | None], Record | None]
-    ) -> Record | None:
-        with self._lock:
-            if self.store is not None:
-                return self.store.update(kind, key, fn)
-            current = self._memory.get((kind, key))
-            new = fn(None if current is None else dict(current))
-            if new is None:
-                self._memory.pop((kind, key), None)
-            else:
-                self._memory[(kind, key)] = dict(new)
-            return new
 
 
 # --------------------------------------------------------------------------- running

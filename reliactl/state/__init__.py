@@ -22,6 +22,7 @@ from reliactl.state.base import (
 
 if TYPE_CHECKING:
     from reliactl.config import Config
+    from reliactl.state.sqlite import SQLiteStateStore
     from reliactl.state.url import StateURL
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "RecordKind",
     "RunRecord",
     "StateStore",
+    "open_sqlite_store",
     "open_state",
 ]
 
@@ -38,16 +40,16 @@ __all__ = [
 def open_state(
     config: Config | None = None, *, warn: Callable[[str], None] | None = None
 ) -> StateStore:
-    """Open the store configured by ``state`` (defaults to get_reliability_config()).
+    """Open the store configured by ``state`` (defaults to the process-wide configuration).
 
     ``state.url`` picks the backend: empty, a path or sqlite:///path is SQLite; redis://,
     rediss:// and unix:// are Redis (redis-py is imported only then). A Redis URL without
     redis-py installed is a ConfigError naming the pip command.
     """
     if config is None:
-        from reliactl.config import get_reliability_config
+        from reliactl._configsource import process_config
 
-        config = get_reliability_config()
+        config = process_config()
     state = config.state
     path = state.path
     if state.url:
@@ -64,6 +66,17 @@ def open_state(
         max_rows=state.max_history,
         warn=warn or logging.getLogger("reliactl.state").warning,
     )
+
+
+def open_sqlite_store(
+    path: str | os.PathLike[str], *, max_rows: int, warn: Callable[[str], None]
+) -> SQLiteStateStore:
+    """The SQLite store at ``path`` (what ``doctor`` inspects: integrity, schema version).
+
+    Code outside ``state/`` names no backend module; it asks here."""
+    from reliactl.state.sqlite import open_store
+
+    return open_store(path, max_rows=max_rows, warn=warn)
 
 
 def _parsed(url: str, path: str, parse: Callable[[str, str], StateURL]) -> StateURL:

@@ -126,7 +126,6 @@ class SQLiteStateStore:
         self.max_rows = max_rows
         self.clock = clock
         self.warn = warn
-        self.recovered_to: Path | None = None
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.RLock()
         self._open()
@@ -190,7 +189,6 @@ class SQLiteStateStore:
                 side = self.path.with_name(self.path.name + suffix)
                 with contextlib.suppress(FileNotFoundError):
                     os.rename(side, target.with_name(target.name + suffix))
-            self.recovered_to = target
             _prune_quarantined(self.path, KEEP_CORRUPT)
             self.warn(
                 f"state store {self.path} was unreadable ({reason}); moved it to {target}"

@@ -16,8 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from reliactl.redact import REDACTED
+
 REDIS_SCHEMES = ("redis", "rediss", "unix")
-REDACTED = "***"
 INSTALL_HINT = "pip install 'reliactl[redis]'"
 
 

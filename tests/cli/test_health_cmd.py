@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "health"))
-from health_servers import CountingServer
+from httpserver import CountingServer
 
 PLUGIN = (
     "[{py}, -c, \"print('{word} - {name} | {name}_time=0.5s;1;2;0'); raise SystemExit({code})\"]"
@@ -396,7 +396,7 @@ def _health(cfg: Path, *args: str, **kw: Any) -> subprocess.Popen[str]:
 def test_a_trickling_webhook_cannot_hold_up_health(tmp_path: Path) -> None:
     """A sink answering a byte every 0.2 s is given up at its 2 s timeout: health ends soon,
     with the check's exit code and a redacted warning (the old code took 49 s and more)."""
-    from reliactl._httpserver import FlakyServer, Reply
+    from httpserver import FlakyServer, Reply
 
     with FlakyServer(Reply(body=b"ok" * 150, trickle=0.2)) as srv:
         sink = HOOK.format(url=srv.url + "/t/SECRET") + "  timeout: 2s\n"

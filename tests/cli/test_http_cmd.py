@@ -11,8 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from reliactl._httpserver import FlakyServer, Reply, refused_url
+from httpserver import FlakyServer, Reply, refused_url
 
 FAST = {"RELIACTL_RETRY__BASE_DELAY": "10ms", "RELIACTL_RETRY__MAX_DELAY": "20ms"}
 

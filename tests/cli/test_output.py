@@ -11,7 +11,6 @@ from reliactl.cli import output
 from reliactl.cli.exitcodes import EXIT_CODE_TABLE, ExitCode, exit_code_for
 from reliactl.errors import (
     CircuitOpenError,
-    CommandError,
     ConfigError,
     LockBusyError,
     RateLimitExceeded,
@@ -63,7 +62,6 @@ def test_utc_stamp_is_iso8601_utc() -> None:
         (CircuitOpenError("api", 3), 69),
         (LockBusyError("busy"), 75),
         (RateLimitExceeded("slow down"), 75),
-        (CommandError("nope", 127), 127),
         (StateError("broken"), 125),
     ],
 )

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from runhelpers import lock_dir, lock_is_free, run, start, wait_for
+from runhelpers import catches, has_open, lock_dir, lock_is_free, run, start, wait_for
 
 
 def counter_script(counter: Path, fail_times: int, code: int = 1) -> str:
@@ -429,16 +429,20 @@ def test_run_and_retry_plan_draw_decorrelated_delays_from_one_distribution(
 
 
 def test_run_help_lists_every_option(run_cli) -> None:
+    """`run --help` lists every option by the config key's name; the old retry spellings
+    (--retries, --backoff, --delay) still work but are not advertised."""
     result = run_cli("run", "--help")
     assert result.exit_code == 0
     for flag in (
         "--lock", "--lock-name", "--lock-wait", "--skip-if-locked", "--lock-on-nfs", "--timeout",
         "--total-timeout", "--kill-after", "--signal", "--preserve-status", "--retry",
-        "--retries", "--backoff", "--delay", "--max-delay", "--jitter", "--retry-on",
-        "--no-retry-on", "--retry-on-timeout", "--timestamps", "--log-file", "--quiet-success",
-        "--json-report", "--name", "--leave-running",
+        "--max-retries", "--strategy", "--base-delay", "--max-delay", "--jitter", "--multiplier",
+        "--max-elapsed", "--retry-on", "--no-retry-on", "--retry-on-timeout", "--timestamps",
+        "--log-file", "--quiet-success", "--json-report", "--name", "--leave-running",
     ):  # fmt: skip
         assert flag in result.stdout, flag
+    for old in ("--retries ", "--backoff", "--delay "):
+        assert old not in result.stdout, old
 
 
 def test_missing_command_is_a_125_usage_error(run_cli) -> None:
@@ -542,7 +546,13 @@ def test_a_signal_while_waiting_for_the_lock_ends_the_wait_unrun(tmp_path: Path)
     try:
         wait_file_exists(ready)
         waiter = start("run", "--lock-name", "job", "--lock-wait", "forever", "touch", str(marker))
-        time.sleep(0.5)
+        # Ready when it is in the wait: its TERM handler installed and the lock file open (a
+        # fixed sleep could signal it before it got there, under load).
+        lock_file = lock_dir() / "job.lock"
+        pid = waiter.pid
+        assert wait_for(
+            lambda: catches(pid, signal.SIGTERM) and has_open(pid, lock_file), timeout=30
+        ), "the waiter never started waiting"
         waiter.terminate()
         _, err = waiter.communicate(timeout=20)
         assert waiter.returncode == -signal.SIGTERM, err  # a shell sees 143
@@ -650,11 +660,15 @@ def test_a_job_has_one_history_name_with_or_without_lock(run_cli, tmp_path) -> N
 def test_a_skipped_tick_never_touches_a_half_open_breaker(tmp_path: Path) -> None:
     """Regression: the breaker was asked before the lock, so a tick skipped while the trial
     ran got 69 ("open"), counted a rejection, and could steal the trial's slot."""
-    env = {**os.environ, "CB_FAILURE_THRESHOLD": "1", "CB_RECOVERY_TIMEOUT": "1"}
+    # A long recovery timeout, so that the 69 below never races a slow process start; the
+    # breaker is then kept open for exactly 1 s more, after which it admits a trial.
+    env = {**os.environ, "CB_FAILURE_THRESHOLD": "1", "CB_RECOVERY_TIMEOUT": "1h"}
     assert run("run", "--breaker", "b", "--", "false", env=env).returncode == 1
     assert run("run", "--breaker", "b", "--", "true", env=env).returncode == 69
-    time.sleep(1.2)  # the recovery timeout: the next admission is the half-open trial
+    assert run("breaker", "trip", "b", "--for", "1s", env=env).returncode == 0
+    time.sleep(1.2)  # the open period is over: the next admission is the half-open trial
     started = tmp_path / "trial-started"
+    release = tmp_path / "release-trial"
     trial = start(
         "run",
         "--lock-name",
@@ -665,13 +679,18 @@ def test_a_skipped_tick_never_touches_a_half_open_breaker(tmp_path: Path) -> Non
         "--",
         "sh",
         "-c",
-        f"touch {started}; sleep 2",
+        # The trial holds the lock until the tick is over, however slow the machine is.
+        f"touch {started}; i=0; while [ ! -e {release} ] && [ $i -lt 600 ]; do sleep 0.05;"
+        " i=$((i+1)); done",
         env=env,
     )
-    assert wait_for(started.exists, timeout=20)
-    tick = run(
-        "run", "--lock-name", "j", "--skip-if-locked", "--breaker", "b", "--", "true", env=env
-    )
+    try:
+        assert wait_for(started.exists, timeout=30)
+        tick = run(
+            "run", "--lock-name", "j", "--skip-if-locked", "--breaker", "b", "--", "true", env=env
+        )
+    finally:
+        release.touch()
     assert tick.returncode == 0, tick.stderr
     assert "breaker" not in tick.stderr
     assert trial.wait(timeout=30) == 0

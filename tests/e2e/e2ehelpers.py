@@ -9,12 +9,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from httpserver import FlakyServer, Reply
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
@@ -113,53 +113,11 @@ def copy_repository(dest: Path) -> Path:
     return dest
 
 
-class WebhookServer:
-    """A real HTTP server on 127.0.0.1 that records every POSTed JSON body and answers 204."""
+class WebhookServer(FlakyServer):
+    """The test server recording every POSTed JSON body and answering 204."""
 
     def __init__(self) -> None:
-        self.posts: list[tuple[str, Any]] = []
-        self._lock = threading.Lock()
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                try:
-                    doc: Any = json.loads(raw)
-                except ValueError:
-                    doc = raw.decode("utf-8", "replace")
-                with owner._lock:
-                    owner.posts.append((self.path, doc))
-                self.send_response(204)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-        self._server = Server(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    def __enter__(self) -> WebhookServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        super().__init__(Reply(204, b""))
 
     def received(self, path: str) -> list[Any]:
-        with self._lock:
-            return [doc for p, doc in self.posts if p == path]
+        return self.posted(path)

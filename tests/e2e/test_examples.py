@@ -164,7 +164,7 @@ def test_ci_smoke_check_never_sends_alerts(tmp_path: Path) -> None:
             env=shell_env(),
         )
         assert result.returncode == 2, result.stdout + result.stderr
-        assert server.posts == []
+        assert server.posted() == []
 
 
 def _unit_line(unit: str, key: str) -> str:

@@ -245,4 +245,4 @@ def test_disk_filling(tmp_path: Path) -> None:
         # Still OK: nothing more to say.
         result = reliactl("-c", str(cfg), "health", "--format", "nagios")
         assert result.returncode == 0, result.stdout + result.stderr
-        assert len(server.posts) == 4, server.posts
+        assert len(server.posted()) == 4, server.posted()

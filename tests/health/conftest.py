@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from health_servers import CountingServer
+from httpserver import CountingServer
 
 
 @pytest.fixture

@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from health_servers import CountingServer
+from httpserver import CountingServer, FlakyServer, Reply
 
-from reliactl._httpserver import FlakyServer, Reply
 from reliactl.config import CheckSpec, HealthMonitorConfig, load
 from reliactl.health import checks
 from reliactl.health.checks import Check, custom_check, parse_perfdata, split_plugin_output
@@ -50,7 +49,7 @@ def test_http_ok_reports_latency_and_perfdata(server: CountingServer) -> None:
     assert m.status is Status.OK, m.message
     assert m.unit == "s" and m.value is not None and m.value < 5
     assert m.perfdata[0].label == "c:time"
-    assert server.requests[0]["path"] == "/healthz"
+    assert server.requests[0].path == "/healthz"
 
 
 def test_http_unexpected_status_is_critical(server: CountingServer) -> None:
@@ -459,7 +458,7 @@ def test_default_disk_paths_are_root_and_state_dir_once_per_filesystem(tmp_path:
 def test_procfs_readers_agree_with_psutil() -> None:
     import psutil
 
-    from reliactl.health import _procfs
+    from reliactl import _procfs
 
     times = _procfs.cpu_times()
     assert times is not None
@@ -482,7 +481,7 @@ def test_procfs_readers_agree_with_psutil() -> None:
 
 
 def test_system_checks_fall_back_to_psutil_without_proc(monkeypatch: pytest.MonkeyPatch) -> None:
-    from reliactl.health import _procfs
+    from reliactl import _procfs
 
     for name in ("cpu_times", "meminfo", "tree_rss", "self_info"):
         monkeypatch.setattr(_procfs, name, lambda *a: None)

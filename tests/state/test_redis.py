@@ -337,7 +337,9 @@ except ReliactlError as exc:
 
 def test_redis_killed_while_breakers_record(own_redis: Any, tmp_path: Path) -> None:
     """kill -9 of Redis under a process calling a persisted breaker: it stops with one clear
-    StateError line, promptly, no traceback."""
+    StateError line, promptly, no traceback. A kill that lands between a call and the record
+    of its outcome adds one warning first (the call's result stands, its outcome is not
+    recorded); nothing else."""
     server = own_redis()
     proc = subprocess.Popen(
         [sys.executable, "-c", LOOP],
@@ -353,8 +355,11 @@ def test_redis_killed_while_breakers_record(own_redis: Any, tmp_path: Path) -> N
     _, err = proc.communicate(timeout=HANG_BOUND)
     assert proc.returncode == 3, err
     assert "Traceback" not in err
-    assert err.startswith("error: state store redis://127.0.0.1:"), err
-    assert len(err.strip().splitlines()) == 1, err
+    *warnings, last = err.strip().splitlines()
+    assert last.startswith("error: state store redis://127.0.0.1:"), err
+    assert len(warnings) <= 1, err
+    for line in warnings:
+        assert line.startswith("breaker 'api': could not record a call's outcome: state store"), err
 
 
 def test_redis_killed_during_a_run_never_fails_the_job(own_redis: Any, tmp_path: Path) -> None:
@@ -442,7 +447,7 @@ def test_an_alert_claim_lost_to_another_host_sends_nothing(
     from reliactl.config import AlertSink
     from reliactl.health.alerts import AlertManager
     from reliactl.health.model import HealthMetric, Status
-    from reliactl.health.monitor import RecordStore
+    from reliactl.health.records import RecordStore
 
     sink = AlertSink(name="log", kind="command", command=["true"])
     metric = HealthMetric("api", Status.CRITICAL, None, "down")

@@ -6,21 +6,17 @@ Real SQLite files, the real CLI in a subprocess, and another user via setpriv.
 from __future__ import annotations
 
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from runhelpers import NOBODY
 
 from reliactl.errors import StateError
 from reliactl.state.base import RunRecord
 from reliactl.state.sqlite import KEEP_CORRUPT, open_store
-
-NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
 
 
 def reliactl(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -36,17 +32,6 @@ def config_for(tmp_path: Path, db: Path) -> Path:
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"state:\n  path: '{db}'\n")
     return cfg
-
-
-@pytest.fixture
-def shared_dir() -> Iterator[Path]:
-    """A world-writable sticky directory another user can reach (like /tmp)."""
-    path = Path(tempfile.mkdtemp(prefix="reliactl-shared-", dir="/tmp"))
-    path.chmod(0o1777)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.mark.parametrize(

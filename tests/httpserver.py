@@ -1,4 +1,4 @@
-"""A real HTTP server on 127.0.0.1 that fails on demand: for tests and benchmarks only.
+"""The one test HTTP server: real, on 127.0.0.1, failing on demand (tests and benchmarks).
 
 Stdlib only. Script what a path answers, in order (``server.script("/x", 503, 503, 200)`` or
 ``Reply`` objects with headers, a body, a delay, a dropped connection, a body trickled one
@@ -6,8 +6,10 @@ byte at a time, or a huge generated body); once a script is
 used up the path answers ``default``. Every request is recorded (method, path, headers,
 body), so tests can count what the server really saw.
 
-``python -m reliactl._httpserver`` serves ``200 ok`` until killed and prints its URL: the
-benchmark runs it in its own process so client and server do not share one GIL.
+``CountingServer`` answers every request alike (status, body, headers and delay settable
+while it runs), for health checks and alert sinks. ``python tests/httpserver.py`` serves
+``200 ok`` until killed and prints its URL: the benchmark runs it in its own process so
+client and server do not share one GIL.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ class Seen:
 class FlakyServer:
     """Serve on 127.0.0.1 (a free port) from a daemon thread; use as a context manager."""
 
-    def __init__(self, default: Reply | int = 200) -> None:
+    def __init__(self, default: Reply | int = 200) -> None:  # noqa: C901 - the handler class closes over its server
         self.default = default if isinstance(default, Reply) else Reply(default)
         self.requests: list[Seen] = []
         self._scripts: dict[str, deque[Reply]] = {}
@@ -166,6 +168,19 @@ class FlakyServer:
             queue = self._scripts.setdefault(path, deque())
             queue.extend(r if isinstance(r, Reply) else Reply(r) for r in replies)
 
+    def posted(self, path: str | None = None) -> list[Any]:
+        """The JSON bodies POSTed (to ``path``), in order; a body that is not JSON as text."""
+        with self._lock:
+            seen = [r for r in self.requests if r.method == "POST"]
+        out: list[Any] = []
+        for request in seen:
+            if path is None or request.path == path:
+                try:
+                    out.append(request.json())
+                except ValueError:
+                    out.append(request.body.decode("utf-8", "replace"))
+        return out
+
     def count(self, path: str | None = None, method: str | None = None) -> int:
         """Requests received, to ``path`` (query ignored) and/or with ``method``."""
         with self._lock:
@@ -185,6 +200,27 @@ class FlakyServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class CountingServer(FlakyServer):
+    """Answers every request with ``status``/``body``/``headers`` after ``delay`` seconds
+    (change them while it runs); ``count`` is how many requests arrived."""
+
+    def __init__(self, status: int = 200, body: bytes = b"ok", delay: float = 0.0) -> None:
+        self.status, self.body, self.delay = status, body, delay
+        self.headers: dict[str, str] = {}
+        super().__init__()
+
+    def _next(self, path: str, seen: Seen) -> Reply:
+        with self._lock:
+            self.requests.append(seen)
+        headers = {"Content-Type": "text/plain", **self.headers}
+        return Reply(self.status, self.body, headers, delay=self.delay)
+
+    @property  # type: ignore[override]
+    def count(self) -> int:
+        with self._lock:
+            return len(self.requests)
 
 
 def refused_url() -> str:

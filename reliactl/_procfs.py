@@ -1,13 +1,19 @@
-"""Linux /proc readers for the built-in checks, so a cron run need not import psutil.
+"""Linux /proc readers: the one owner of reading /proc (and pid liveness) in reliactl.
+
+Used by the built-in health checks (so a cron run need not import psutil), the lock layer
+and the stale-lock sweeper (is a recorded holder still the process that took the lock?),
+the breaker (is a half-open trial's process gone?), the runner (job processes, cgroups) and
+run history (is a "running" record's reliactl gone?).
 
 Every function returns None when /proc does not answer as expected (another OS, a sandbox);
-the caller then falls back to psutil. Values match psutil's on Linux: CPU times in seconds,
-memory in bytes, "used" memory as total minus available.
+the caller then falls back (to psutil for the checks). Values match psutil's on Linux: CPU
+times in seconds, memory in bytes, "used" memory as total minus available.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections import defaultdict
 
 _CPU_FIELDS = (
@@ -24,12 +30,26 @@ _CPU_FIELDS = (
 )
 
 
-def _read(path: str) -> str | None:
+def read_bytes(path: str) -> bytes | None:
+    """The whole of a /proc (or cgroupfs) file, None if it cannot be read (gone, refused)."""
     try:
-        with open(path, encoding="ascii", errors="replace") as fh:
-            return fh.read()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):  # mountinfo on a busy host exceeds one read
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _read(path: str) -> str | None:
+    data = read_bytes(path)
+    return None if data is None else data.decode("ascii", "replace")
 
 
 def _ticks() -> float:
@@ -73,7 +93,7 @@ def meminfo() -> dict[str, int] | None:
     return out
 
 
-def _stat_fields(pid: int | str) -> list[str] | None:
+def stat_fields(pid: int | str) -> list[str] | None:
     """Fields of /proc/PID/stat after the command name (field 3 onwards)."""
     text = _read(f"/proc/{pid}/stat")
     if not text:
@@ -102,7 +122,7 @@ def tree_rss(pid: int) -> tuple[int, int] | None:
         return None
     children: dict[int, list[int]] = defaultdict(list)
     for entry in entries:
-        fields = _stat_fields(entry)
+        fields = stat_fields(entry)
         if fields is None or len(fields) < 2:
             continue  # gone since the listing
         try:
@@ -126,6 +146,7 @@ def tree_rss(pid: int) -> tuple[int, int] | None:
 
 
 def boot_time() -> float | None:
+    """Epoch seconds the machine booted (btime in /proc/stat)."""
     text = _read("/proc/stat")
     for line in (text or "").splitlines():
         if line.startswith("btime "):
@@ -136,9 +157,45 @@ def boot_time() -> float | None:
     return None
 
 
+def start_time(pid: int) -> float | None:
+    """Epoch seconds ``pid`` started (None when unknown or gone): with the pid, names a process
+    even if the pid is reused later."""
+    fields = stat_fields(pid)
+    boot = boot_time()
+    if fields is None or boot is None:
+        return None
+    try:
+        return boot + int(fields[19]) / _ticks()
+    except (ValueError, IndexError):
+        return None
+
+
+def pid_alive(pid: object) -> bool:
+    """Whether a process with this pid exists (on this host); anything but a positive int is
+    not a pid, so not alive. Someone else's process (EPERM) is alive."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # EPERM: exists, another user's
+    return True
+
+
+_MOUNT_ESCAPE = re.compile(r"\\([0-7]{3})")
+
+
+def unescape_mount(text: str) -> str:
+    """A path field of /proc/self/mountinfo: the kernel writes space, tab, newline and
+    backslash as three octal digits (``\\040``); anything else is left as it is."""
+    return _MOUNT_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), text)
+
+
 def self_info() -> dict[str, float | int | str] | None:
     """This process's pid, name, RSS, threads, fds, CPU seconds and start time."""
-    fields = _stat_fields("self")
+    fields = stat_fields("self")
     status = _read("/proc/self/status")
     rss = _rss("self")
     boot = boot_time()

@@ -1,0 +1,107 @@
+"""The one retry decision: after a failed attempt, the pause before the next one or why not.
+
+``decide()`` is a pure function (no sleep, no clock read, no side effect): every retry loop in
+reliactl asks it, so the rules are written once and ``reliactl.testing.zero_backoff()`` reaches
+them all: ``RetryPolicy`` (``reliactl.retry``), the HTTP clients (``reliactl.http``) and
+``run``'s loop (``reliactl.runner``). Its answer is a ``Retry`` (the delay to sleep and the
+strategy's own delay) or a ``GiveUp`` reason.
+
+The rules, in order:
+
+1. an outcome that is not retryable ends the call (``GiveUp.NOT_RETRYABLE``);
+2. attempt ``n`` failed: no retry when ``n > max_retries`` (``GiveUp.ATTEMPTS``);
+3. the strategy's delay for retry ``n`` (decorrelated jitter chains on ``previous``);
+4. a server's or an exception's ``retry_after`` replaces it, capped by ``retry_after_cap``;
+   above ``retry_after_limit`` the call ends instead (``GiveUp.RETRY_AFTER``);
+5. under ``zero_backoff()`` the delay is 0 (and retries may be capped);
+6. a deadline: ``"cut"`` shortens the pause to end at the deadline and gives up once it has
+   passed; ``"stop"`` gives up when the pause would reach it (``GiveUp.DEADLINE``).
+
+A retry budget (``RetryBudget``) is the caller's: taking tokens is a side effect, done only
+after ``decide()`` said retry; running out is ``GiveUp.BUDGET``.
+"""
+
+from __future__ import annotations
+
+import math
+from enum import Enum
+from typing import NamedTuple, Protocol
+
+__all__ = ["Backoff", "GiveUp", "Retry", "decide"]
+
+# Set by reliactl.testing.zero_backoff(): every delay becomes 0, retries optionally capped.
+_ZERO_BACKOFF = False
+_TEST_MAX_RETRIES: int | None = None
+
+
+class Backoff(Protocol):
+    """A backoff strategy (``reliactl.retry``'s strategies are ones): never sleeps."""
+
+    max_retries: int
+
+    def delay(self, attempt: int, previous_delay: float | None = None) -> float:
+        """Seconds to wait before retry ``attempt`` (1 = before the first retry)."""
+        ...
+
+
+class GiveUp(str, Enum):
+    """Why a retry loop stops (the values are ``RetryError.reason``'s)."""
+
+    NOT_RETRYABLE = "no"
+    ATTEMPTS = "attempts"
+    DEADLINE = "deadline"
+    BUDGET = "budget"
+    RETRY_AFTER = "retry_after"  # the server asks for a longer wait than allowed
+
+
+class Retry(NamedTuple):
+    """Retry after ``delay`` seconds; ``computed`` is the strategy's own delay for it."""
+
+    delay: float
+    computed: float
+
+
+def decide(
+    backoff: Backoff | None,
+    attempt: int,
+    *,
+    previous: float | None = None,
+    retryable: bool = True,
+    max_retries: int | None = None,
+    retry_after: float | None = None,
+    retry_after_cap: float | None = None,
+    retry_after_limit: float | None = None,
+    now: float = 0.0,
+    deadline: float | None = None,
+    at_deadline: str = "cut",
+) -> Retry | GiveUp:
+    """Attempt ``attempt`` (1 = the first) failed: the next pause, or why to give up.
+
+    ``backoff`` None means no pause (and ``max_retries`` must be given); ``max_retries``
+    overrides the strategy's. ``now`` and ``deadline`` are on the same clock. See the module
+    docstring for the order of the rules.
+    """
+    if not retryable:
+        return GiveUp.NOT_RETRYABLE
+    limit = max_retries if max_retries is not None else (backoff.max_retries if backoff else 0)
+    if _TEST_MAX_RETRIES is not None and limit > _TEST_MAX_RETRIES:
+        limit = _TEST_MAX_RETRIES
+    if attempt > limit:
+        return GiveUp.ATTEMPTS
+    computed = 0.0 if backoff is None else max(0.0, float(backoff.delay(attempt, previous)))
+    delay = computed
+    if retry_after is not None and math.isfinite(retry_after) and retry_after >= 0:
+        if retry_after_limit is not None and retry_after > retry_after_limit:
+            return GiveUp.RETRY_AFTER
+        delay = retry_after if retry_after_cap is None else min(retry_after, retry_after_cap)
+    if _ZERO_BACKOFF:
+        delay = 0.0
+    if deadline is not None:
+        remaining = deadline - now
+        if at_deadline == "cut":
+            if remaining <= 0:
+                return GiveUp.DEADLINE
+            delay = min(delay, remaining)
+        elif delay >= remaining:
+            return GiveUp.DEADLINE
+    return Retry(delay, computed)

@@ -1,0 +1,48 @@
+"""Health's records (debounce counters, alert claims): the state store's, or memory's.
+
+Its own module so that monitor (which runs checks) and alerts (which claims deliveries) both
+use it without importing each other.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from reliactl.state import StateStore
+
+__all__ = ["Record", "RecordStore"]
+
+Record = dict[str, Any]
+
+
+class RecordStore:
+    """A thread-safe view of the state store's records, or an in-memory stand-in."""
+
+    def __init__(self, store: StateStore | None = None) -> None:
+        self.store = store
+        self._memory: dict[tuple[str, str], Record] = {}
+        self._lock = threading.Lock()
+
+    def get(self, kind: Any, key: str) -> Record | None:
+        with self._lock:
+            if self.store is not None:
+                return self.store.get(kind, key)
+            found = self._memory.get((kind, key))
+            return None if found is None else dict(found)
+
+    def update(
+        self, kind: Any, key: str, fn: Callable[[Record | None], Record | None]
+    ) -> Record | None:
+        with self._lock:
+            if self.store is not None:
+                return self.store.update(kind, key, fn)
+            current = self._memory.get((kind, key))
+            new = fn(None if current is None else dict(current))
+            if new is None:
+                self._memory.pop((kind, key), None)
+            else:
+                self._memory[(kind, key)] = dict(new)
+            return new

@@ -1,0 +1,683 @@
+"""The job engine: what `reliactl run` means, as one library call.
+
+``run_job(JobSpec(...))`` names the lock, builds the retry policy, opens the state store
+(and runs on without it when it is unusable), gates the start on the health checks and on a
+circuit breaker, runs the command with :mod:`reliactl.runner`, reports the outcome to the
+breaker and records the run in the history. It never prints: reliactl's own lines (warnings,
+and the runner's events) go to ``on_event``; the answer is a :class:`JobResult`.
+
+The rules, in one place:
+
+- Lock: ``lock_name`` names it (``run.lock_dir/NAME.lock``), else the command's real path
+  does (``locks.derive_lock_name``, with a warning event when that name may be ambiguous).
+  The job's history name is ``name``, else the lock name, else the same derived name.
+- Store: opened only when history, a breaker or the health gate needs it. An unusable store
+  is a warning event; the job runs without history and breaker (health state in memory).
+- Health gate (``check``): every configured check once, under the lock, before the first
+  attempt. CRITICAL refuses (exit 75, outcome "gated"); WARNING and UNKNOWN start with a
+  warning; checks that cannot run at all start with a warning (unknown is not critical).
+- Breaker gate (``breaker``): asked under the lock (a tick that finds the lock busy never
+  touches it) and before the health gate. Open: exit 69, outcome "breaker_open". The run,
+  after all its retries, is one call: success, failure (failure, timeout, not_found,
+  not_executable) or ignored (interrupted, busy, skipped, gated: the service was not tried).
+- History: a "running" row before the start, finished with the outcome (or "error" when
+  reliactl itself failed). :func:`record_outcome` reads a "running" row whose reliactl on
+  this host is gone as "lost"; :func:`newest_decisive` is what ``runs --last`` judges.
+
+Hooks (:class:`JobHooks`, ``JobSpec.hooks``) see the start of the command (after the lock
+and the gates) and every finish; what a hook raises is a warning event, never the job's end.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from reliactl.errors import (
+    GateSetupError,
+    JobSpecError,
+    LockError,
+    ReliactlError,
+)
+from reliactl.hostname import hostname
+
+if TYPE_CHECKING:
+    from reliactl.config import Config
+    from reliactl.health.model import HealthReport
+    from reliactl.runner import Gate, GateRefusal, OutputSink, RunEvent, RunOptions, RunResult
+    from reliactl.state.base import RunRecord, StateStore
+
+__all__ = [
+    "FROM_CONFIG",
+    "JobHooks",
+    "JobResult",
+    "JobSpec",
+    "JobStart",
+    "PreparedJob",
+    "newest_decisive",
+    "prepare_job",
+    "record_outcome",
+    "run_job",
+]
+
+# Exit codes the engine decides (the same numbers as reliactl.cli.exitcodes, which the core
+# does not import): 75 temporary failure, 69 unavailable, 125 reliactl itself failed.
+TEMPFAIL = 75
+UNAVAILABLE = 69
+INTERNAL = 125
+
+# Outcomes the breaker counts as the service failing (the others: it was not tried).
+BREAKER_FAILURES = frozenset({"failure", "timeout", "not_found", "not_executable"})
+# Outcomes `runs --last` looks past: a tick that found the lock busy says nothing of the job.
+NOT_DECISIVE = frozenset({"skipped", "busy"})
+# How many records `runs --last` looks through for a decisive one.
+LAST_LOOKBACK = 200
+
+
+class _FromConfig(Enum):
+    FROM_CONFIG = "from the configuration"
+
+    def __repr__(self) -> str:
+        return "FROM_CONFIG"
+
+
+FROM_CONFIG = _FromConfig.FROM_CONFIG
+"""A JobSpec default that means "the configuration's setting" (None means "none")."""
+
+
+@dataclass(frozen=True)
+class JobStart:
+    """What a hook learns when the command is about to start (lock held, gates passed)."""
+
+    name: str
+    command: tuple[str, ...]
+    started_at: float  # when the job began (before the lock), epoch seconds
+    run_id: int | None  # the history row, when history is kept
+
+
+class JobHooks:
+    """Observer of a job's life: subclass and override what you need (both are no-ops).
+
+    ``on_start`` runs once the command is about to start: after the lock is taken and the
+    gates admitted it (never for a busy, skipped or refused run). ``on_finish`` runs for every
+    job that ends with a JobResult, after the history is recorded. A hook that raises is
+    reported as a "warning" event and never changes the job's result.
+    """
+
+    def on_start(self, start: JobStart) -> None:
+        """The command is about to start."""
+
+    def on_finish(self, result: JobResult) -> None:
+        """The job ended (whatever its outcome)."""
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One job, as `reliactl run`'s flags describe it. Durations are seconds.
+
+    ``FROM_CONFIG`` takes the configuration's setting (``run.timeout``, ``run.kill_after``,
+    ``retry.max_elapsed``); the retry overrides left None take ``retry.*``. Retries are on
+    when ``retry`` is True or ``max_retries`` is given.
+    """
+
+    command: tuple[str, ...]
+    name: str | None = None  # history name (default: the lock name, else derived)
+    # lock
+    lock: bool = False
+    lock_name: str | None = None  # implies lock
+    lock_wait: float | None = 0.0  # None: forever
+    skip_if_locked: bool = False  # implies lock
+    lock_on_nfs: bool = False
+    # time limits
+    timeout: float | _FromConfig | None = FROM_CONFIG  # per attempt; None: no limit
+    total_timeout: float | None = None
+    kill_after: float | _FromConfig | None = FROM_CONFIG  # None: never SIGKILL
+    timeout_signal: int = signal.SIGTERM
+    preserve_status: bool = False
+    leave_running: bool = False
+    # retries
+    retry: bool = False
+    max_retries: int | None = None
+    strategy: str | None = None
+    base_delay: float | None = None
+    max_delay: float | None = None
+    multiplier: float | None = None
+    jitter: str | None = None
+    max_elapsed: float | _FromConfig | None = FROM_CONFIG  # None: no limit
+    retry_on: frozenset[int] | None = None
+    no_retry_on: frozenset[int] = frozenset()
+    retry_on_timeout: bool = False
+    # gates and history
+    breaker: str | None = None
+    check: bool = False
+    history: bool = True
+    # process
+    env: Mapping[str, str] | None = None
+    cwd: str | None = None
+    hooks: tuple[JobHooks, ...] = ()
+
+    @property
+    def wants_lock(self) -> bool:
+        return (
+            self.lock or self.lock_name is not None or self.skip_if_locked or self.lock_wait != 0.0
+        )
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """A job's end: the RunResult, the gates' decisions, the history row and the exit code."""
+
+    run: RunResult
+    name: str
+    run_id: int | None = None  # None when no history was kept
+    breaker: dict[str, Any] | None = None  # name, decision (admitted/rejected), trial, recorded
+    health: HealthReport | None = None  # the health gate's report, when it ran
+    checked: bool = False  # the health gate was asked for
+
+    @property
+    def exit_code(self) -> int:
+        return self.run.exit_code
+
+    @property
+    def outcome(self) -> str:
+        return self.run.outcome
+
+    @property
+    def succeeded(self) -> bool:
+        return self.run.succeeded
+
+    def to_dict(self) -> dict[str, Any]:
+        doc = {**self.run.to_dict(), "run_id": self.run_id, "breaker": self.breaker}
+        doc["name"] = self.name
+        if self.checked:
+            doc["health"] = self.health.to_dict() if self.health is not None else None
+        return doc
+
+
+EventCallback = Callable[["RunEvent"], None]
+
+
+def _printable(text: str) -> str:
+    """Arguments that are not UTF-8 (surrogate escapes) are shown, stored and logged escaped."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def _named(metrics: list[Any]) -> str:
+    return "; ".join(f"{m.name} ({_one_line(m.message, 200)})" for m in metrics)
+
+
+class PreparedJob:
+    """A JobSpec checked against the configuration: names and options fixed, nothing run.
+
+    :func:`prepare_job` builds it (raising JobSpecError for what cannot run); ``run()`` runs it
+    once. Two steps so that a CLI can refuse bad input before it opens logs or stores.
+    """
+
+    def __init__(
+        self, spec: JobSpec, config: Config, options: RunOptions, ambiguous: str | None
+    ) -> None:
+        self.spec = spec
+        self.config = config
+        self.options = options
+        self.ambiguous = ambiguous  # why the derived lock name may be ambiguous
+        self.name = options.name
+
+    # ---- the run
+
+    def run(
+        self,
+        *,
+        store: StateStore | Callable[[], StateStore] | None = None,
+        on_event: EventCallback | None = None,
+        output: OutputSink | None = None,
+    ) -> JobResult:
+        """Run the job once. ``store`` is a StateStore, a function that opens one (called only
+        when needed), or None for the configuration's. Raises GateSetupError (invalid health
+        checks, before anything runs) and what the runner raises (LockError, ReliactlError),
+        after recording the run as "error"."""
+        from reliactl.runner import Runner
+
+        spec, options = self.spec, self.options
+        emit: EventCallback = on_event or (lambda event: None)
+
+        def warn(text: str) -> None:
+            from reliactl.runner import RunEvent
+
+            emit(RunEvent("warning", text))
+
+        if self.ambiguous is not None:
+            warn(
+                f"warning: lock name {self.name!r} may be ambiguous: {self.ambiguous}; "
+                "use --lock-name"
+            )
+        opened = self._open_store(store, warn)
+        gate_seen: dict[str, HealthReport] = {}
+        health_gate = self._health_gate(opened, warn, gate_seen) if spec.check else None
+        started_at = time.time()
+        shown = _printable(" ".join(spec.command))
+        name = _printable(self.name)
+        options = _with_name(options, name)
+
+        breaker = _BreakerGate(spec.breaker, self.config, opened, options, warn)
+        run_id: int | None = None
+        history = opened if spec.history else None
+        if history is not None:
+            from reliactl.state.base import RunRecord
+
+            try:
+                run_id = history.add_run(
+                    RunRecord(
+                        name=name,
+                        command=shown,
+                        started_at=started_at,
+                        data={"pid": os.getpid(), "host": hostname()},
+                    )
+                )
+            except ReliactlError as exc:
+                warn(f"warning: run history disabled: {exc}")
+                history = None
+        starting = self._start_hook(JobStart(name, spec.command, started_at, run_id), warn)
+        gates = [g for g in (breaker.gate(), health_gate, starting) if g is not None]
+        gate = _chain_gates(gates)
+
+        def finish(result: RunResult | None, outcome: str, message: str | None) -> None:
+            _finish_history(history, run_id, name, shown, started_at, result, outcome, message)
+
+        try:
+            result = Runner(options, on_event=emit, output=output, gate=gate).run()
+        except ReliactlError as exc:
+            breaker.ignore()
+            finish(None, "error", str(exc))
+            raise
+        breaker.report(result)
+        finish(result, result.outcome, None)
+        job = JobResult(
+            run=result,
+            name=name,
+            run_id=run_id if history is not None else None,
+            breaker=breaker.info,
+            health=gate_seen.get("report"),
+            checked=spec.check,
+        )
+        for hook in spec.hooks:
+            _call_hook(hook.on_finish, job, warn)
+        return job
+
+    def _open_store(
+        self,
+        store: StateStore | Callable[[], StateStore] | None,
+        warn: Callable[[str], None],
+    ) -> StateStore | None:
+        """The store, when history, a breaker or the health gate needs it; None if unusable."""
+        spec = self.spec
+        if not (spec.history or spec.breaker or spec.check):
+            return None
+        try:
+            if store is None:
+                from reliactl.state import open_state
+
+                return open_state(self.config)
+            if callable(store) and not hasattr(store, "add_run"):
+                return store()
+            return store  # type: ignore[return-value]
+        except ReliactlError as exc:
+            lost = [
+                *(["run history"] if spec.history else []),
+                *(["--breaker"] if spec.breaker else []),
+            ]
+            what = " and ".join(lost) + " disabled" if lost else "health state kept in memory"
+            if lost and spec.check:
+                what += ", health state kept in memory"
+            warn(f"warning: state store unusable, {what}: {exc}")
+            return None
+
+    def _health_gate(
+        self,
+        store: StateStore | None,
+        warn: Callable[[str], None],
+        seen: dict[str, HealthReport],
+    ) -> Gate:
+        """Every configured health check, once; CRITICAL refuses (exit 75).
+
+        The checks share the state store with `reliactl health` (debounce streaks, the CPU
+        sample), so a debounced check counts the gate's observations too. No alert is sent.
+        """
+        from reliactl.health.model import Status
+        from reliactl.health.monitor import HealthMonitor
+        from reliactl.runner import GateRefusal
+
+        config = self.config
+        monitor = HealthMonitor(config.health_monitor, store=store, full_config=config)
+        try:
+            monitor.checks()  # a setup that validation let through still fails here, not later
+        except (ReliactlError, ValueError) as exc:
+            raise GateSetupError(f"invalid health configuration: {_one_line(str(exc))}") from None
+
+        def gate() -> GateRefusal | None:
+            try:
+                report = monitor.run_now()
+            except Exception as exc:  # the checking itself broke: health is unknown, not critical
+                warn(f"warning: health checks could not run ({_one_line(str(exc))}); starting")
+                return None
+            seen["report"] = report
+            status = report.overall_status
+            if status is Status.OK:
+                return None
+            if status is Status.CRITICAL:
+                bad = [m for m in report.metrics.values() if m.status is Status.CRITICAL]
+                return GateRefusal(TEMPFAIL, f"health is CRITICAL: {_named(bad)}")
+            what = _named(report.problems) if report.metrics else "no health checks are enabled"
+            warn(f"warning: health is {status.value}: {what}; starting anyway")
+            return None
+
+        return gate
+
+    def _start_hook(self, start: JobStart, warn: Callable[[str], None]) -> Gate | None:
+        """A last gate that admits always and tells the hooks the command starts."""
+        hooks = self.spec.hooks
+        if not hooks:
+            return None
+
+        def starting() -> GateRefusal | None:
+            for hook in hooks:
+                _call_hook(hook.on_start, start, warn)
+            return None
+
+        return starting
+
+
+def _call_hook(fn: Callable[[Any], None], arg: Any, warn: Callable[[str], None]) -> None:
+    try:
+        fn(arg)
+    except Exception as exc:  # a hook never ends the job
+        what = getattr(fn, "__qualname__", repr(fn))
+        warn(f"warning: hook {what} failed: {_one_line(str(exc) or type(exc).__name__)}")
+
+
+class _BreakerGate:
+    """The --breaker gate and the one call the run's outcome makes on the breaker."""
+
+    def __init__(
+        self,
+        name: str | None,
+        config: Config,
+        store: StateStore | None,
+        options: RunOptions,
+        warn: Callable[[str], None],
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.store = store
+        self.options = options
+        self.warn = warn
+        self.admission: Any = None
+        self.info: dict[str, Any] | None = None
+
+    def gate(self) -> Gate | None:
+        if not self.name or self.store is None:
+            return None
+        return self._admit
+
+    def _admit(self) -> GateRefusal | None:
+        from reliactl.breaker import get_persistent_breaker
+        from reliactl.errors import CircuitOpenError
+        from reliactl.runner import GateRefusal
+
+        name = self.name
+        assert name is not None and self.store is not None
+        try:
+            breaker = get_persistent_breaker(name, self.config, self.store)
+            self.admission = breaker.admit(trial_timeout=_trial_timeout(self.options))
+        except CircuitOpenError as exc:
+            self.info = {"name": name, "decision": "rejected", "retry_after": exc.retry_after}
+            return GateRefusal(UNAVAILABLE, str(exc), outcome="breaker_open")
+        except (ReliactlError, ValueError) as exc:
+            self.warn(f"warning: breaker {name!r} unusable, running without it: {exc}")
+            return None
+        self.info = {"name": name, "decision": "admitted", "trial": self.admission.trial}
+        return None
+
+    def ignore(self) -> None:
+        if self.admission is not None:
+            self.admission.ignore()
+
+    def report(self, result: RunResult) -> None:
+        """The run's outcome, after all retries, is one call of the breaker."""
+        admission = self.admission
+        if admission is None:
+            return
+        try:
+            if result.outcome == "success":
+                admission.success()
+                recorded = "success"
+            elif result.outcome in BREAKER_FAILURES:
+                timed_out = " (timeout)" if result.outcome == "timeout" else ""
+                admission.failure(f"exit {result.exit_code}{timed_out}")
+                recorded = "failure"
+            else:  # interrupted, lock busy, skipped or gated: the service was not tried
+                admission.ignore()
+                recorded = "ignored"
+        except ReliactlError:
+            recorded = "not recorded"
+        self.info = {**(self.info or {}), "recorded": recorded}
+
+
+def _trial_timeout(options: RunOptions) -> float | None:
+    """How long a half-open trial may take: the run's own bound, when it has one."""
+    if options.total_timeout is not None:
+        return float(options.total_timeout)
+    if options.timeout is not None:
+        return float(options.timeout) * (options.retry.max_retries + 1)
+    return None
+
+
+def _chain_gates(gates: Sequence[Gate]) -> Gate | None:
+    """One gate that asks each in turn and stops at the first refusal."""
+    if not gates:
+        return None
+
+    def chained() -> GateRefusal | None:
+        for gate in gates:
+            refusal = gate()
+            if refusal is not None:
+                return refusal
+        return None
+
+    return chained
+
+
+def _with_name(options: RunOptions, name: str) -> RunOptions:
+    if options.name == name:
+        return options
+    from dataclasses import replace
+
+    return replace(options, name=name)
+
+
+def _finish_history(
+    store: StateStore | None,
+    run_id: int | None,
+    name: str,
+    command: str,
+    started_at: float,
+    result: RunResult | None,
+    outcome: str,
+    message: str | None,
+) -> None:
+    if store is None or run_id is None:
+        return
+    from reliactl.state.base import RunRecord
+
+    data: dict[str, Any] = {"message": message} if message else {}
+    if result is not None:
+        data = {
+            "attempts": [a.to_dict() for a in result.attempts],
+            "lock_wait": result.lock_wait,
+            "interrupted_by": result.interrupted_by,
+            "message": result.message,
+            "pid": os.getpid(),
+            "host": hostname(),
+        }
+    record = RunRecord(
+        name=name,
+        command=command,
+        started_at=started_at,
+        ended_at=time.time(),
+        attempts=len(result.attempts) if result else 0,
+        exit_code=result.exit_code if result else INTERNAL,
+        outcome=outcome,
+        data=data,
+    )
+    try:
+        store.finish_run(run_id, record)
+    except ReliactlError:
+        pass
+
+
+# --------------------------------------------------------------------------- preparing
+
+
+def prepare_job(spec: JobSpec, config: Config | None = None) -> PreparedJob:
+    """Check ``spec`` against ``config`` (default: get_reliability_config()) without running.
+
+    Raises JobSpecError for an invalid lock name or an impossible retry policy.
+    """
+    from reliactl.runner import LockOptions, RunOptions, RunRetryPolicy
+
+    if config is None:
+        from reliactl.config import get_reliability_config
+
+        config = get_reliability_config()
+    if not spec.command:
+        raise JobSpecError("no command given")
+    from reliactl import locks
+
+    lock_opts = None
+    ambiguous: str | None = None
+    try:
+        if spec.wants_lock:
+            if spec.lock_name is not None:  # "" too: an empty name is refused, never replaced
+                lock_name = locks.check_name(spec.lock_name)
+            else:
+                lock_name, ambiguous = locks.derive_lock_name(spec.command)
+            lock_opts = LockOptions(
+                path=os.path.join(config.run.lock_dir, lock_name + ".lock"),
+                wait=spec.lock_wait,
+                skip_if_locked=spec.skip_if_locked,
+                allow_network_fs=spec.lock_on_nfs,
+            )
+            name = spec.name or lock_name
+        else:
+            # The same default name as with a lock, so a job's history is one list either way.
+            name = spec.name or locks.lock_name_for(spec.command)
+    except LockError as exc:
+        raise JobSpecError(str(exc)) from None
+
+    retrying = spec.retry or spec.max_retries is not None
+    max_retries = 0
+    strategy = None
+    max_elapsed = None
+    if retrying:
+        from reliactl.retry import strategy_from_config
+
+        max_retries = spec.max_retries if spec.max_retries is not None else config.retry.max_retries
+        if max_retries < 0:
+            raise JobSpecError(f"retry policy: max_retries must be >= 0, got {max_retries}")
+        try:
+            strategy = strategy_from_config(
+                config.retry,
+                strategy=spec.strategy,
+                base_delay=spec.base_delay,
+                max_delay=spec.max_delay,
+                multiplier=spec.multiplier,
+                jitter=spec.jitter,
+                max_retries=max_retries,
+            )
+        except (TypeError, ValueError) as exc:
+            raise JobSpecError(f"retry policy: {exc}") from None
+        max_elapsed = (
+            config.retry.max_elapsed if spec.max_elapsed is FROM_CONFIG else spec.max_elapsed
+        )
+        if max_elapsed is not None and not max_elapsed > 0:
+            raise JobSpecError(f"retry policy: max_elapsed must be > 0, got {max_elapsed}")
+    policy = RunRetryPolicy(
+        max_retries=max_retries,
+        strategy=strategy,
+        retry_on=spec.retry_on,
+        no_retry_on=spec.no_retry_on,
+        retry_on_timeout=spec.retry_on_timeout,
+        max_elapsed=max_elapsed,
+    )
+    options = RunOptions(
+        command=tuple(spec.command),
+        name=name,
+        timeout=config.run.timeout if spec.timeout is FROM_CONFIG else spec.timeout,
+        total_timeout=spec.total_timeout,
+        kill_after=config.run.kill_after if spec.kill_after is FROM_CONFIG else spec.kill_after,
+        timeout_signal=spec.timeout_signal,
+        preserve_status=spec.preserve_status,
+        leave_running=spec.leave_running,
+        retry=policy,
+        lock=lock_opts,
+        env=spec.env,
+        cwd=spec.cwd,
+    )
+    return PreparedJob(spec, config, options, ambiguous)
+
+
+def run_job(
+    spec: JobSpec,
+    *,
+    config: Config | None = None,
+    store: StateStore | Callable[[], StateStore] | None = None,
+    on_event: EventCallback | None = None,
+    output: OutputSink | None = None,
+) -> JobResult:
+    """Run one job as `reliactl run` does (lock, gates, retries, time limits, history).
+
+    ``config`` defaults to get_reliability_config(); ``store`` to the configuration's state
+    store (a StateStore, or a function that opens one). ``on_event`` receives reliactl's own
+    lines (RunEvent; kind "warning" for the engine's warnings); ``output`` (optional) receives
+    the command's output instead of the inherited stdout/stderr. Never prints.
+    """
+    return prepare_job(spec, config).run(store=store, on_event=on_event, output=output)
+
+
+# --------------------------------------------------------------------------- history rules
+
+
+def record_outcome(record: RunRecord, *, host: str | None = None) -> str:
+    """A record's outcome; a "running" one whose reliactl (on this host) is gone is "lost"."""
+    if record.outcome != "running":
+        return str(record.outcome)
+    data = record.data if isinstance(record.data, dict) else {}
+    pid, where = data.get("pid"), data.get("host")
+    if isinstance(pid, int) and pid > 0 and where == (host or hostname()):
+        from reliactl._procfs import pid_alive
+
+        if not pid_alive(pid):
+            return "lost"
+    return "running"
+
+
+def newest_decisive(records: Sequence[RunRecord]) -> RunRecord | None:
+    """The newest record (of ``records``, newest first) that says how the job is doing.
+
+    A tick that found the lock busy (skipped or busy) says nothing about the job: look past it
+    to the newest run that started (or was refused), else a hung job whose ticks keep skipping
+    would look healthy forever. None when every record is such a tick (or there is none).
+    """
+    for record in records:
+        if record.outcome not in NOT_DECISIVE:
+            return record
+    return None
