@@ -58,6 +58,11 @@ _reliactl_value() {
         "run/--log-file") _rl_kind="@file" ;;
         "run/--json-report") _rl_kind="@file" ;;
         "run/--breaker") _rl_kind="" ;;
+        "run/--job") _rl_kind="" ;;
+        "run/--ping") _rl_kind="" ;;
+        "run/--ping-start") _rl_kind="" ;;
+        "run/--ping-success") _rl_kind="" ;;
+        "run/--ping-failure") _rl_kind="" ;;
         "runs/--limit"|"runs/-n") _rl_kind="" ;;
         *) return 1 ;;
     esac
@@ -130,7 +135,7 @@ _reliactl_bash() {
                 "jobs") _rl_words="--help -h --json" ;;
                 "retry") _rl_words="--help -h" ;;
                 "retry plan") _rl_words="--help -h --strategy --base-delay --max-delay --max-retries --jitter --multiplier --max-elapsed --seed --json" ;;
-                "run") _rl_words="--help -h --lock --lock-name --lock-wait --skip-if-locked --lock-on-nfs --timeout --total-timeout --kill-after -k --signal -s --preserve-status --leave-running --retry --max-retries --retries --strategy --backoff --delay --base-delay --max-delay --jitter --multiplier --max-elapsed --retry-on --no-retry-on --retry-on-timeout --name --timestamps --log-file --quiet-success --json-report --breaker --no-history --check --require-healthy" ;;
+                "run") _rl_words="--help -h --lock --lock-name --lock-wait --skip-if-locked --lock-on-nfs --timeout --total-timeout --kill-after -k --signal -s --preserve-status --leave-running --retry --max-retries --retries --strategy --backoff --delay --base-delay --max-delay --jitter --multiplier --max-elapsed --retry-on --no-retry-on --retry-on-timeout --name --timestamps --log-file --quiet-success --json-report --breaker --no-history --job --ping --ping-start --ping-success --ping-failure --alert --check --require-healthy" ;;
                 "runs") _rl_words="--help -h --json --last --limit -n" ;;
             esac
             _reliactl_reply -W "$_rl_words" -- "$_rl_cur"

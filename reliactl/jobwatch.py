@@ -108,6 +108,12 @@ class RunWatch:
         self.alerts: list[Any] = []
         self._alert_error: str | None = None
 
+    def rename(self, name: str) -> None:
+        """The history name, once the engine has derived it (``{name}`` in templates)."""
+        self.name = name
+        if self.pinger is not None:
+            self.pinger.name = name
+
     @property
     def active(self) -> bool:
         return self.pinger is not None or self.alert

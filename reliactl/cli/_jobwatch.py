@@ -36,6 +36,52 @@ class _LazyRecords:
         return self._get().update(kind, key, fn)
 
 
+def resolve(
+    config: Config,
+    job: str | None,
+    *,
+    name: str | None,
+    breaker: str | None,
+    open_store: Callable[[], Any],
+    **pings: Any,
+) -> tuple[str | None, str | None, RunWatch | None]:
+    """--job's settings under the flags: (history name, breaker, watch or None). ValueError
+    for an unknown job or an unusable ping URL (a usage error before the job starts)."""
+    settings = job_settings(config, job)
+    if settings is not None:
+        name = name or job
+        breaker = breaker or settings.breaker or None
+    watch = watch_for_run(config, name or "", settings, open_store=open_store, **pings)
+    return name, breaker, watch
+
+
+def hooks(watch: RunWatch | None) -> tuple[Any, ...]:
+    return () if watch is None else (as_hook(watch),)
+
+
+def output(watch: RunWatch | None, sink: Any) -> Any:
+    """The runner's output sink: the engine's, wrapped when the watch needs the tail."""
+    return sink if watch is None else watch.output(sink)
+
+
+def named(watch: RunWatch | None, name: str) -> None:
+    if watch is not None:
+        watch.rename(name)
+
+
+def report(
+    watch: RunWatch | None, say: Callable[[str], None], store: Any, run_id: int | None
+) -> dict[str, Any]:
+    """After the job: its ping/alert warnings through ``say``, the pings into the run's
+    history; what --json-report adds (pings, alerts; URLs redacted)."""
+    if watch is None:
+        return {}
+    for text in watch.warnings():
+        say(f"warning: {text}")
+    record_watch(watch, store, run_id)
+    return watch.history()
+
+
 def job_settings(config: Config, job: str | None) -> JobSettings | None:
     """The ``jobs:`` entry named by --job; ValueError naming the declared jobs if unknown."""
     if job is None:
@@ -84,6 +130,21 @@ def watch_for_run(
         default_cooldown=config.health_monitor.alert_cooldown,
     )
     return watch if watch.active else None
+
+
+def as_hook(watch: RunWatch) -> Any:
+    """``watch`` as a ``reliactl.jobs.JobHooks`` of the job engine (start ping once the lock
+    is held and the gates admitted the run; end ping and alert with the JobResult)."""
+    from reliactl.jobs import JobHooks
+
+    class _WatchHooks(JobHooks):
+        def on_start(self, start: Any) -> None:
+            watch.on_start(start)
+
+        def on_finish(self, result: Any) -> None:
+            watch.on_finish(result)
+
+    return _WatchHooks()
 
 
 def record_watch(watch: RunWatch, store: Any, run_id: int | None) -> None:
