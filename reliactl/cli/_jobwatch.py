@@ -7,6 +7,7 @@ Kept out of cli/run.py so the command's body only calls ``watch_for_run`` before
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,8 @@ def resolve(
 ) -> tuple[str | None, str | None, RunWatch | None]:
     """--job's settings under the flags: (history name, breaker, watch or None). ValueError
     for an unknown job or an unusable ping URL (a usage error before the job starts)."""
+    if job is None and not any(pings.values()) and not os.environ.get("RELIACTL_PING_URL"):
+        return name, breaker, None  # the common case: nothing to watch, nothing imported
     settings = job_settings(config, job)
     if settings is not None:
         name = name or job

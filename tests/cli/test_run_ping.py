@@ -131,3 +131,19 @@ def test_job_picks_up_its_name_and_ping_and_bad_values_are_usage_errors(
     assert unknown.returncode == 125 and "no job named 'nope'" in unknown.stderr
     assert bad.returncode == 125 and "unknown placeholder {exit}" in bad.stderr
     assert not Path("ran").exists()
+
+
+def test_a_run_without_pings_imports_neither_ping_nor_schedule() -> None:
+    """Cron pays every import every minute: run without --ping/--job/--alert or
+    RELIACTL_PING_URL loads neither reliactl.ping, reliactl.schedule nor cronsim."""
+    env = {k: v for k, v in os.environ.items() if k != "RELIACTL_PING_URL"}
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "reliactl", "run", "--", "true"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    loaded = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()}
+    assert not loaded & {"reliactl.ping", "reliactl.schedule", "reliactl.jobwatch", "cronsim"}
