@@ -55,8 +55,8 @@ def _stamp(epoch: float | None) -> str:
 
 def _breaker_doc(snap: BreakerSnapshot) -> dict[str, Any]:
     """A snapshot as JSON: points in time as ISO 8601 UTC plus ``*_epoch`` numbers."""
-    doc = snap.to_dict()
-    doc["changed_at"] = doc.pop("since")  # when it entered its state: a point in time
+    # `since` (when it entered its state) is a point in time: named like the others.
+    doc = {("changed_at" if k == "since" else k): v for k, v in snap.to_dict().items()}
     return with_times(doc, "opened_at", "last_failure_at", "changed_at")
 
 

@@ -327,7 +327,11 @@ def _render(
     from reliactl.cli.output import emit_json, emit_text
 
     if out_format == "json":
-        doc = report.to_dict()
+        doc = {}
+        for key, value in report.to_dict().items():
+            doc[key] = value
+            if key == "checked_at":  # ISO text already: the number beside it, as elsewhere
+                doc["checked_at_epoch"] = report.checked_at
         doc["alerts"] = [
             {
                 "sink": o.sink,

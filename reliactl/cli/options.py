@@ -128,10 +128,16 @@ def install_plain_metavars() -> None:
     Options get an explicit metavar each (a test walks the app); arguments are patched here,
     as Typer offers no per-argument hook.
     """
-    from typer.core import TyperArgument
+    from typer.core import TyperArgument, TyperOption
 
     if getattr(TyperArgument, "_reliactl_plain", False):
         return
+    option_type = TyperOption.display_type_rich
+
+    def option_display_type(self: Any, ctx: Any) -> str | None:
+        if self.is_flag or self.count:
+            return None  # a flag takes no value: rich help showed `--json <bool>`
+        return option_type(self, ctx)
 
     def display_type_rich(self: Any, ctx: Any) -> str | None:
         return None
@@ -142,7 +148,12 @@ def install_plain_metavars() -> None:
             name = f"[{name}]"
         return name + ("..." if self.nargs != 1 else "")
 
+    def rich_display_name(self: Any) -> str:
+        return str(self.display_name_raw) + ("..." if self.nargs != 1 else "")
+
+    TyperOption.display_type_rich = option_display_type  # type: ignore[method-assign]
     TyperArgument.display_type_rich = display_type_rich  # type: ignore[method-assign]
+    TyperArgument._rich_display_name = rich_display_name  # type: ignore[method-assign]
     TyperArgument._usage_display_name = usage_display_name  # type: ignore[method-assign]
     TyperArgument._reliactl_plain = True  # type: ignore[attr-defined]
 
