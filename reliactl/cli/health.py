@@ -58,7 +58,7 @@ def health(
         str | None,
         typer.Option(
             "--format",
-            metavar="text|json|nagios|prometheus",
+            metavar="FORMAT",
             help="text (default), json, nagios (one line with perfdata) or prometheus"
             " (text exposition).",
         ),
