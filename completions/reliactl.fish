@@ -180,7 +180,7 @@ complete -c reliactl -n '__reliactl_at \'run\'' -l quiet-success -d 'Print outpu
 complete -c reliactl -n '__reliactl_at \'run\'' -l json-report -r -F -d 'Write the run\'s result (attempts, codes, lock wait, health) as JSON to FILE.'
 complete -c reliactl -n '__reliactl_at \'run\'' -l breaker -x -d 'Do not run while circuit breaker NAME is open (exit 69); record the outcome in it.'
 complete -c reliactl -n '__reliactl_at \'run\'' -l no-history -d 'Do not record this run in the state store.'
-complete -c reliactl -n '__reliactl_at \'run\'' -l require-healthy -d 'Run the configured health checks (health_monitor) once, under the lock, before the first attempt: CRITICAL does not start the command (exit 75, outcome gated, not counted by --breaker); WARNING or UNKNOWN starts it with a warning. The gate sends no alerts: alerting is `reliactl health`\'s job.'
+complete -c reliactl -n '__reliactl_at \'run\'' -l check -l require-healthy -d 'Run the configured health checks (health_monitor) once, under the lock, before the first attempt: CRITICAL does not start the command (exit 75, outcome gated, not counted by --breaker); WARNING or UNKNOWN starts it with a warning. The gate sends no alerts: alerting is `reliactl health`\'s job.'
 complete -c reliactl -n '__reliactl_word \'run\'' -a '(__fish_complete_command)'
 complete -c reliactl -n '__reliactl_at \'runs\'' -l help -s h -d 'Show the help and exit.'
 complete -c reliactl -n '__reliactl_at \'runs\'' -l json -d 'Print one JSON document.'

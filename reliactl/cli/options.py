@@ -10,8 +10,8 @@ max_retries`` is ``--max-retries``), and each short flag means one thing across 
   -w  --watch (health)       -h  --help
 
 Old spellings that scripts may hold (``health -d``/``-f``, ``cleanup -n``, ``breaker show
---transitions``, ``http --retries``, ``run --check``) keep working as hidden aliases: they are
-absent from --help and completions, and documented in docs/DESIGN.md section 2.
+--transitions``, ``http --retries``) keep working as hidden aliases: they are absent from
+--help and completions, and documented in docs/DESIGN.md section 2.
 
 A usage error (unknown option, missing or bad value, a command's own check of its flags) is
 one line on stderr, ``reliactl: error: ...``, never Click's four-line block or rich's red box,

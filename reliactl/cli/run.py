@@ -580,6 +580,7 @@ def run(
     check: Annotated[
         bool,
         typer.Option(
+            "--check",
             "--require-healthy",
             help="Run the configured health checks (health_monitor) once, under the lock, "
             "before the first attempt: CRITICAL does not start the command (exit 75, outcome "
@@ -588,22 +589,20 @@ def run(
             rich_help_panel="Health gate",
         ),
     ] = False,
-    check_alias: Annotated[bool, typer.Option("--check", hidden=True)] = False,  # old name
 ) -> None:
     """Run COMMAND supervised: lock, retries, time limits, signal forwarding, history.
 
     Options stop at the first word that is not an option (`--` is optional). Exit status: the
     command's own; 124 timed out (137 if it had to be killed); 125 reliactl failed or bad
     options; 126/127 cannot run / not found; 128+N killed by (or reliactl received) signal N;
-    69 not run: the --breaker is open; 75 lock busy, or health CRITICAL with
-    --require-healthy; 0 with --skip-if-locked when busy.
+    69 not run: the --breaker is open; 75 lock busy, or health CRITICAL with --check; 0 with
+    --skip-if-locked when busy.
     """
     from reliactl.cli.context import app_context
     from reliactl.cli.output import error, report_error
     from reliactl.errors import ConfigError, LockError, ReliactlError
     from reliactl.runner import GateRefusal, LockOptions, Runner, RunOptions, RunRetryPolicy
 
-    check = check or check_alias  # --check is health's NAME selector everywhere else
     # --- flags first: a bad flag never runs the command, whatever the configuration
     timeout_s = _duration("--timeout", timeout)
     total_s = _duration("--total-timeout", total_timeout)

@@ -88,7 +88,6 @@ def test_the_same_setting_has_the_config_keys_flag_name() -> None:
     assert "--max-retries" in options["retry plan"]
     assert "--limit" in options["runs"] and "--limit" in options["breaker show"]
     assert "--transitions" not in options["breaker show"]
-    assert "--require-healthy" in options["run"] and "--check" not in options["run"]
 
 
 def test_old_spellings_still_work_and_are_not_in_help(tmp_path: Path) -> None:
@@ -117,7 +116,6 @@ def test_old_spellings_still_work_and_are_not_in_help(tmp_path: Path) -> None:
         (("health", "--help"), " -f,"),
         (("http", "--help"), "--retries "),
         (("breaker", "show", "--help"), "--transitions"),
-        (("run", "--help"), "--check"),
     ):
         text = reliactl(*args).stdout
         assert gone not in text, (args, gone)
