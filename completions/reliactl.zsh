@@ -7,7 +7,7 @@ _reliactl_value() {
     # ("@file", or the words it may be, or empty for free text).
     case "$1/$2" in
         "/--config"|"/-c") _rl_kind="@file" ;;
-        "breaker show/--transitions"|"breaker show/-n") _rl_kind="" ;;
+        "breaker show/--limit"|"breaker show/-n") _rl_kind="" ;;
         "breaker trip/--for") _rl_kind="" ;;
         "cleanup/--older-than") _rl_kind="" ;;
         "cleanup/--age-by") _rl_kind="newest mtime atime ctime" ;;
@@ -15,7 +15,7 @@ _reliactl_value() {
         "cleanup/--include") _rl_kind="" ;;
         "cleanup/--exclude") _rl_kind="" ;;
         "health/--check"|"health/-C") _rl_kind="" ;;
-        "health/--format"|"health/-f") _rl_kind="text json nagios prometheus" ;;
+        "health/--format") _rl_kind="text json nagios prometheus" ;;
         "health/--textfile") _rl_kind="@file" ;;
         "health/--interval"|"health/-i") _rl_kind="" ;;
         "health/--count"|"health/-n") _rl_kind="" ;;
@@ -23,7 +23,7 @@ _reliactl_value() {
         "http/-H"|"http/--header") _rl_kind="" ;;
         "http/-d"|"http/--data") _rl_kind="@file" ;;
         "http/--breaker") _rl_kind="" ;;
-        "http/--retries") _rl_kind="" ;;
+        "http/--max-retries") _rl_kind="" ;;
         "http/--rate") _rl_kind="" ;;
         "http/--rate-key") _rl_kind="" ;;
         "http/--rate-wait") _rl_kind="" ;;
@@ -43,10 +43,7 @@ _reliactl_value() {
         "run/--kill-after"|"run/-k") _rl_kind="" ;;
         "run/--signal"|"run/-s") _rl_kind="" ;;
         "run/--max-retries") _rl_kind="" ;;
-        "run/--retries") _rl_kind="" ;;
         "run/--strategy") _rl_kind="exponential linear fixed" ;;
-        "run/--backoff") _rl_kind="" ;;
-        "run/--delay") _rl_kind="" ;;
         "run/--base-delay") _rl_kind="" ;;
         "run/--max-delay") _rl_kind="" ;;
         "run/--jitter") _rl_kind="none full equal decorrelated" ;;
@@ -117,19 +114,19 @@ _reliactl_bash() {
                 "breaker close") _rl_words="--help -h" ;;
                 "breaker list") _rl_words="--help -h --json --fail-on-open" ;;
                 "breaker reset") _rl_words="--help -h --all" ;;
-                "breaker show") _rl_words="--help -h --json --transitions -n" ;;
+                "breaker show") _rl_words="--help -h --json --limit -n" ;;
                 "breaker trip") _rl_words="--help -h --for" ;;
-                "cleanup") _rl_words="--help -h --older-than --age-by --max-size --include --exclude --dry-run -n --list -l --stale-locks --state --force-root --json --quiet -q" ;;
+                "cleanup") _rl_words="--help -h --older-than --age-by --max-size --include --exclude --dry-run --list -l --stale-locks --state --force-root --json --quiet -q" ;;
                 "config") _rl_words="--help -h" ;;
                 "config init") _rl_words="--help -h --force" ;;
                 "config show") _rl_words="--help -h --json --sources --no-sources" ;;
                 "config validate") _rl_words="--help -h --json --no-env" ;;
                 "doctor") _rl_words="--help -h --json" ;;
-                "health") _rl_words="--help -h --detailed -d --check -C --json --format -f --textfile --watch -w --interval -i --count -n --quiet -q --no-alerts --test-alert" ;;
-                "http") _rl_words="--help -h -H --header -d --data --json-body --breaker --retries --rate --rate-key --rate-wait --timeout --fail -f -v --verbose" ;;
+                "health") _rl_words="--help -h --detailed --check -C --json --format --textfile --watch -w --interval -i --count -n --quiet -q --no-alerts --test-alert" ;;
+                "http") _rl_words="--help -h -H --header -d --data --json-body --breaker --max-retries --rate --rate-key --rate-wait --timeout --fail -f -v --verbose" ;;
                 "retry") _rl_words="--help -h" ;;
                 "retry plan") _rl_words="--help -h --strategy --base-delay --max-delay --max-retries --jitter --multiplier --max-elapsed --seed --json" ;;
-                "run") _rl_words="--help -h --lock --lock-name --lock-wait --skip-if-locked --lock-on-nfs --timeout --total-timeout --kill-after -k --signal -s --preserve-status --leave-running --retry --max-retries --retries --strategy --backoff --delay --base-delay --max-delay --jitter --multiplier --max-elapsed --retry-on --no-retry-on --retry-on-timeout --name --timestamps --log-file --quiet-success --json-report --breaker --no-history --check --require-healthy" ;;
+                "run") _rl_words="--help -h --lock --lock-name --lock-wait --skip-if-locked --lock-on-nfs --timeout --total-timeout --kill-after -k --signal -s --preserve-status --leave-running --retry --max-retries --strategy --base-delay --max-delay --jitter --multiplier --max-elapsed --retry-on --no-retry-on --retry-on-timeout --name --timestamps --log-file --quiet-success --json-report --breaker --no-history --require-healthy" ;;
                 "runs") _rl_words="--help -h --json --last --limit -n" ;;
             esac
             _reliactl_reply -W "$_rl_words" -- "$_rl_cur"

@@ -45,6 +45,9 @@ import typer  # noqa: E402
 from reliactl._version import __version__  # noqa: E402
 from reliactl.cli.context import AppContext  # noqa: E402
 from reliactl.cli.exitcodes import ExitCode, epilog  # noqa: E402
+from reliactl.cli.options import RootGroup, install_plain_metavars  # noqa: E402
+
+install_plain_metavars()
 
 
 def _print_version(value: bool) -> None:
@@ -149,6 +152,7 @@ def build_app(only: str | None = None) -> typer.Typer:
     """
     new = typer.Typer(
         name="reliactl",
+        cls=RootGroup,
         help="Keep scripts, cron jobs and services alive: health checks, circuit breakers, "
         "retries, locked and time-limited runs, safe cleanup and resilient HTTP.",
         epilog=epilog(),

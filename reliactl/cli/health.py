@@ -10,9 +10,9 @@ import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from typer.core import TyperCommand
 
 from reliactl.cli.exitcodes import ExitCode
+from reliactl.cli.options import JsonOption, UsageCommand, hidden, quiet_option, usage
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -25,35 +25,24 @@ FORMATS = ("text", "json", "nagios", "prometheus")
 STYLES = {"OK": "green", "WARNING": "yellow", "CRITICAL": "red", "UNKNOWN": "bright_black"}
 
 
-class HealthCommand(TyperCommand):
-    """`health` whose parse errors (unknown option, missing value, extra argument, a number
-    that is not one) exit 3 (UNKNOWN) like its own option checks: a monitoring system reads
+class HealthCommand(UsageCommand):
+    """`health` whose usage errors (unknown option, missing value, extra argument, a number
+    that is not one, and its own option checks) exit 3 (UNKNOWN): a monitoring system reads
     Click's usual 2 as CRITICAL, and a typo in a check definition is not an outage."""
 
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        from typer._click.exceptions import UsageError
-
-        try:
-            return super().parse_args(ctx, args)
-        except UsageError as exc:
-            exc.exit_code = ExitCode.UNKNOWN
-            raise
+    usage_exit_code = ExitCode.UNKNOWN
 
 
-def _usage(message: str) -> typer.Exit:
-    """A bad option of `health`: exit 3 (UNKNOWN), as Nagios plugins do, never 2 (CRITICAL)."""
-    from reliactl.cli.output import error
-
-    error(message)
-    return typer.Exit(ExitCode.UNKNOWN)
+_usage = usage  # one line, exit 3 under `health`
 
 
 def health(  # noqa: C901 - textfile and alerting move to the core (issue 15 item 1)
     ctx: typer.Context,
     detailed: Annotated[
         bool,
-        typer.Option("--detailed", "-d", help="Every metric with thresholds, timing, perfdata."),
+        typer.Option("--detailed", help="Every metric with thresholds, timing, perfdata."),
     ] = False,
+    detailed_d: Annotated[bool, hidden("-d")] = False,  # -d is --data (http), as curl
     check: Annotated[
         list[str] | None,
         typer.Option(
@@ -64,17 +53,17 @@ def health(  # noqa: C901 - textfile and alerting move to the core (issue 15 ite
             " disk_usage:* .",
         ),
     ] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    json_out: JsonOption = False,
     fmt: Annotated[
         str | None,
         typer.Option(
             "--format",
-            "-f",
             metavar="FORMAT",
             help="text (default), json, nagios (one line with perfdata) or prometheus"
             " (text exposition).",
         ),
     ] = None,
+    fmt_f: Annotated[str | None, hidden("-f", metavar="FORMAT")] = None,  # -f is --fail (http)
     textfile: Annotated[
         str | None,
         typer.Option(
@@ -99,11 +88,11 @@ def health(  # noqa: C901 - textfile and alerting move to the core (issue 15 ite
     ] = None,
     count: Annotated[
         int | None,
-        typer.Option("--count", "-n", metavar="N", help="With --watch: stop after N rounds."),
+        typer.Option(
+            "--count", "-n", metavar="N", help="With --watch: stop after N rounds (as top -n)."
+        ),
     ] = None,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="Print nothing; only the exit code tells.")
-    ] = False,
+    quiet: Annotated[bool, quiet_option("Print nothing; only the exit code tells.")] = False,
     no_alerts: Annotated[
         bool, typer.Option("--no-alerts", help="Do not send alerts for this run.")
     ] = False,
@@ -127,6 +116,8 @@ def health(  # noqa: C901 - textfile and alerting move to the core (issue 15 ite
     from reliactl.cli.output import report_error, warn
     from reliactl.errors import ConfigError, HealthError, ReliactlError
 
+    detailed = detailed or detailed_d
+    fmt = fmt if fmt is not None else fmt_f
     out_format = (fmt or ("json" if json_out else "text")).lower()
     if out_format not in FORMATS:
         raise _usage(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -336,7 +327,11 @@ def _render(
     from reliactl.cli.output import emit_json, emit_text
 
     if out_format == "json":
-        doc = report.to_dict()
+        doc = {}
+        for key, value in report.to_dict().items():
+            doc[key] = value
+            if key == "checked_at":  # ISO text already: the number beside it, as elsewhere
+                doc["checked_at_epoch"] = report.checked_at
         doc["alerts"] = [
             {
                 "sink": o.sink,
