@@ -54,8 +54,8 @@ function __reliactl_mode --description 'reliactl: the token is in this mode'
     set -l state (__reliactl_state)
     test "$state[2]" = "$argv[1]"
 end
-set -g __reliactl_value_options '/--config' '/-c' 'breaker show/--transitions' 'breaker show/-n' 'breaker trip/--for' 'cleanup/--older-than' 'cleanup/--age-by' 'cleanup/--max-size' 'cleanup/--include' 'cleanup/--exclude' 'health/--check' 'health/-C' 'health/--format' 'health/-f' 'health/--textfile' 'health/--interval' 'health/-i' 'health/--count' 'health/-n' 'health/--test-alert' 'http/-H' 'http/--header' 'http/-d' 'http/--data' 'http/--breaker' 'http/--retries' 'http/--rate' 'http/--rate-key' 'http/--rate-wait' 'http/--timeout' 'retry plan/--strategy' 'retry plan/--base-delay' 'retry plan/--max-delay' 'retry plan/--max-retries' 'retry plan/--jitter' 'retry plan/--multiplier' 'retry plan/--max-elapsed' 'retry plan/--seed' 'run/--lock-name' 'run/--lock-wait' 'run/--timeout' 'run/--total-timeout' 'run/--kill-after' 'run/-k' 'run/--signal' 'run/-s' 'run/--retries' 'run/--backoff' 'run/--delay' 'run/--max-delay' 'run/--jitter' 'run/--retry-on' 'run/--no-retry-on' 'run/--name' 'run/--log-file' 'run/--json-report' 'run/--breaker' 'runs/--limit' 'runs/-n'
-set -g __reliactl_subcommands '/breaker' '/cleanup' '/config' '/doctor' '/health' '/http' '/retry' '/run' '/runs' 'breaker/close' 'breaker/list' 'breaker/reset' 'breaker/show' 'breaker/trip' 'config/init' 'config/show' 'config/validate' 'retry/plan'
+set -g __reliactl_value_options '/--config' '/-c' 'breaker show/--transitions' 'breaker show/-n' 'breaker trip/--for' 'cleanup/--older-than' 'cleanup/--age-by' 'cleanup/--max-size' 'cleanup/--include' 'cleanup/--exclude' 'health/--check' 'health/-C' 'health/--format' 'health/-f' 'health/--textfile' 'health/--interval' 'health/-i' 'health/--count' 'health/-n' 'health/--test-alert' 'health history/--since' 'health history/-s' 'http/-H' 'http/--header' 'http/-d' 'http/--data' 'http/--breaker' 'http/--retries' 'http/--rate' 'http/--rate-key' 'http/--rate-wait' 'http/--timeout' 'retry plan/--strategy' 'retry plan/--base-delay' 'retry plan/--max-delay' 'retry plan/--max-retries' 'retry plan/--jitter' 'retry plan/--multiplier' 'retry plan/--max-elapsed' 'retry plan/--seed' 'run/--lock-name' 'run/--lock-wait' 'run/--timeout' 'run/--total-timeout' 'run/--kill-after' 'run/-k' 'run/--signal' 'run/-s' 'run/--retries' 'run/--backoff' 'run/--delay' 'run/--max-delay' 'run/--jitter' 'run/--retry-on' 'run/--no-retry-on' 'run/--name' 'run/--log-file' 'run/--json-report' 'run/--breaker' 'runs/--limit' 'runs/-n'
+set -g __reliactl_subcommands '/breaker' '/cleanup' '/config' '/doctor' '/health' '/http' '/retry' '/run' '/runs' 'breaker/close' 'breaker/list' 'breaker/reset' 'breaker/show' 'breaker/trip' 'config/init' 'config/show' 'config/validate' 'health/history' 'retry/plan'
 complete -c reliactl -f
 complete -c reliactl -n '__reliactl_word \'\'' -a breaker -d 'See and steer circuit breakers shared through the state store: which services are failing fast, since when, and for how long.'
 complete -c reliactl -n '__reliactl_word \'\'' -a cleanup -d 'Remove old files safely: never follows symlinks, never leaves the filesystem.'
@@ -116,6 +116,7 @@ complete -c reliactl -n '__reliactl_at \'config validate\'' -l no-env -d 'Check 
 complete -c reliactl -n '__reliactl_word \'config validate\'' -F
 complete -c reliactl -n '__reliactl_at \'doctor\'' -l help -s h -d 'Show the help and exit.'
 complete -c reliactl -n '__reliactl_at \'doctor\'' -l json -d 'Print one JSON document.'
+complete -c reliactl -n '__reliactl_word \'health\'' -a history -d 'The health history kept by every health run: a chart per check with its warning (-)'
 complete -c reliactl -n '__reliactl_at \'health\'' -l help -s h -d 'Show the help and exit.'
 complete -c reliactl -n '__reliactl_at \'health\'' -l detailed -s d -d 'Every metric with thresholds, timing, perfdata.'
 complete -c reliactl -n '__reliactl_at \'health\'' -l check -s C -x -d 'Run only this check (repeatable); a group such as disk_usage selects disk_usage:* .'
@@ -128,6 +129,9 @@ complete -c reliactl -n '__reliactl_at \'health\'' -l count -s n -x -d 'With --w
 complete -c reliactl -n '__reliactl_at \'health\'' -l quiet -s q -d 'Print nothing; only the exit code tells.'
 complete -c reliactl -n '__reliactl_at \'health\'' -l no-alerts -d 'Do not send alerts for this run.'
 complete -c reliactl -n '__reliactl_at \'health\'' -l test-alert -x -d 'Send a sample alert to the sink named SINK and exit (0 delivered, 1 not).'
+complete -c reliactl -n '__reliactl_at \'health history\'' -l help -s h -d 'Show the help and exit.'
+complete -c reliactl -n '__reliactl_at \'health history\'' -l since -s s -x -d 'How far back to look (24h).'
+complete -c reliactl -n '__reliactl_at \'health history\'' -l json -d 'Print one JSON document.'
 complete -c reliactl -n '__reliactl_at \'http\'' -l help -s h -d 'Show the help and exit.'
 complete -c reliactl -n '__reliactl_at \'http\'' -s H -l header -x -d 'Request header; repeatable.'
 complete -c reliactl -n '__reliactl_at \'http\'' -s d -l data -r -F -d 'Request body: @file, - for stdin, or text.'

@@ -20,6 +20,7 @@ _reliactl_value() {
         "health/--interval"|"health/-i") _rl_kind="" ;;
         "health/--count"|"health/-n") _rl_kind="" ;;
         "health/--test-alert") _rl_kind="" ;;
+        "health history/--since"|"health history/-s") _rl_kind="" ;;
         "http/-H"|"http/--header") _rl_kind="" ;;
         "http/-d"|"http/--data") _rl_kind="@file" ;;
         "http/--breaker") _rl_kind="" ;;
@@ -59,7 +60,7 @@ _reliactl_value() {
 }
 _reliactl_sub() {
     case "$1/$2" in
-        "/breaker"|"/cleanup"|"/config"|"/doctor"|"/health"|"/http"|"/retry"|"/run"|"/runs"|"breaker/close"|"breaker/list"|"breaker/reset"|"breaker/show"|"breaker/trip"|"config/init"|"config/show"|"config/validate"|"retry/plan") return 0 ;;
+        "/breaker"|"/cleanup"|"/config"|"/doctor"|"/health"|"/http"|"/retry"|"/run"|"/runs"|"breaker/close"|"breaker/list"|"breaker/reset"|"breaker/show"|"breaker/trip"|"config/init"|"config/show"|"config/validate"|"health/history"|"retry/plan") return 0 ;;
     esac
     return 1
 }
@@ -121,6 +122,7 @@ _reliactl_bash() {
                 "config validate") _rl_words="--help -h --json --no-env" ;;
                 "doctor") _rl_words="--help -h --json" ;;
                 "health") _rl_words="--help -h --detailed -d --check -C --json --format -f --textfile --watch -w --interval -i --count -n --quiet -q --no-alerts --test-alert" ;;
+                "health history") _rl_words="--help -h --since -s --json" ;;
                 "http") _rl_words="--help -h -H --header -d --data --json-body --breaker --retries --rate --rate-key --rate-wait --timeout --fail -f -v --verbose" ;;
                 "retry") _rl_words="--help -h" ;;
                 "retry plan") _rl_words="--help -h --strategy --base-delay --max-delay --max-retries --jitter --multiplier --max-elapsed --seed --json" ;;
@@ -137,6 +139,7 @@ _reliactl_bash() {
         "config") _reliactl_reply -W "init show validate" -- "$_rl_cur" ;;
         "config init") _reliactl_reply -f -- "$_rl_cur" ;;
         "config validate") _reliactl_reply -f -- "$_rl_cur" ;;
+        "health") _reliactl_reply -W "history" -- "$_rl_cur" ;;
         "retry") _reliactl_reply -W "plan" -- "$_rl_cur" ;;
         "run") _reliactl_reply -c -- "$_rl_cur" ;;
         *) COMPREPLY=() ;;

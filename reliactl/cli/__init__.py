@@ -100,7 +100,7 @@ def _doctor(app: typer.Typer) -> None:
 def _health(app: typer.Typer) -> None:
     from reliactl.cli import health
 
-    app.command("health", cls=health.HealthCommand)(health.health)
+    health.register(app)  # health and health history
 
 
 def _breaker(app: typer.Typer) -> None:
