@@ -55,12 +55,16 @@ _reliactl_value() {
         "run/--json-report") _rl_kind="@file" ;;
         "run/--breaker") _rl_kind="" ;;
         "runs/--limit"|"runs/-n") _rl_kind="" ;;
+        "serve/--host") _rl_kind="" ;;
+        "serve/--port"|"serve/-p") _rl_kind="" ;;
+        "serve/--interval"|"serve/-i") _rl_kind="" ;;
+        "serve/--token-file") _rl_kind="@file" ;;
         *) return 1 ;;
     esac
 }
 _reliactl_sub() {
     case "$1/$2" in
-        "/breaker"|"/cleanup"|"/config"|"/doctor"|"/health"|"/http"|"/retry"|"/run"|"/runs"|"breaker/close"|"breaker/list"|"breaker/reset"|"breaker/show"|"breaker/trip"|"config/init"|"config/show"|"config/validate"|"health/history"|"retry/plan") return 0 ;;
+        "/breaker"|"/cleanup"|"/config"|"/doctor"|"/health"|"/http"|"/retry"|"/run"|"/runs"|"/serve"|"breaker/close"|"breaker/list"|"breaker/reset"|"breaker/show"|"breaker/trip"|"config/init"|"config/show"|"config/validate"|"health/history"|"retry/plan") return 0 ;;
     esac
     return 1
 }
@@ -128,12 +132,13 @@ _reliactl_bash() {
                 "retry plan") _rl_words="--help -h --strategy --base-delay --max-delay --max-retries --jitter --multiplier --max-elapsed --seed --json" ;;
                 "run") _rl_words="--help -h --lock --lock-name --lock-wait --skip-if-locked --lock-on-nfs --timeout --total-timeout --kill-after -k --signal -s --preserve-status --leave-running --retry --retries --backoff --delay --max-delay --jitter --retry-on --no-retry-on --retry-on-timeout --name --timestamps --log-file --quiet-success --json-report --breaker --no-history --check --require-healthy" ;;
                 "runs") _rl_words="--help -h --json --last --limit -n" ;;
+                "serve") _rl_words="--help -h --host --port -p --interval -i --token-file --json-logs" ;;
             esac
             _reliactl_reply -W "$_rl_words" -- "$_rl_cur"
             return ;;
     esac
     case "$_rl_node" in
-        "") _reliactl_reply -W "breaker cleanup config doctor health http retry run runs" -- "$_rl_cur" ;;
+        "") _reliactl_reply -W "breaker cleanup config doctor health http retry run runs serve" -- "$_rl_cur" ;;
         "breaker") _reliactl_reply -W "close list reset show trip" -- "$_rl_cur" ;;
         "cleanup") _reliactl_reply -f -- "$_rl_cur" ;;
         "config") _reliactl_reply -W "init show validate" -- "$_rl_cur" ;;

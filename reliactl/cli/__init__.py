@@ -121,6 +121,12 @@ def _retry(app: typer.Typer) -> None:
     app.add_typer(retry.app, name="retry")
 
 
+def _serve(app: typer.Typer) -> None:
+    from reliactl.cli import serve
+
+    app.command("serve")(serve.serve)
+
+
 def _run(app: typer.Typer) -> None:
     from reliactl.cli import run
 
@@ -138,6 +144,7 @@ COMMANDS: dict[str, Callable[[typer.Typer], None]] = {
     "retry": _retry,
     "run": _run,
     "runs": _run,
+    "serve": _serve,
 }
 
 

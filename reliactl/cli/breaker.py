@@ -89,6 +89,15 @@ def _require_known(store: StateStore, config: Config, name: str) -> None:
     raise typer.Exit(ExitCode.USAGE)
 
 
+def breakers_document(snapshots: list[BreakerSnapshot]) -> dict[str, Any]:
+    """The JSON document of `breaker list --json` (and serve's /api/breakers)."""
+    return {
+        "breakers": [s.to_dict() for s in snapshots],
+        "open": [s.name for s in snapshots if s.state.value == "open"],
+        "total": len(snapshots),
+    }
+
+
 @app.command("list")
 @reports_errors
 def list_(
@@ -110,13 +119,7 @@ def list_(
     snapshots = list_breakers(app_ctx.store(), config)
     open_names = [s.name for s in snapshots if s.state.value == "open"]
     if json_out:
-        emit_json(
-            {
-                "breakers": [s.to_dict() for s in snapshots],
-                "open": open_names,
-                "total": len(snapshots),
-            }
-        )
+        emit_json(breakers_document(snapshots))
     elif not snapshots:
         info("no breakers yet: none has been used or configured")
     else:

@@ -1077,6 +1077,23 @@ def _outcome(record: Any) -> str:
     return "running"
 
 
+def run_to_dict(record: Any) -> dict[str, Any]:
+    """One run as `runs --json` (and serve's /api/runs) show it."""
+    return {
+        "id": record.id,
+        "name": record.name,
+        "command": record.command,
+        "started_at": record.started_at,
+        "ended_at": record.ended_at,
+        "duration": None
+        if record.ended_at is None
+        else max(0.0, record.ended_at - record.started_at),
+        "attempts": record.attempts,
+        "exit_code": record.exit_code,
+        "outcome": _outcome(record),
+    }
+
+
 def runs(
     ctx: typer.Context,
     name: Annotated[
@@ -1121,23 +1138,8 @@ def runs(
         last_ok = bool(decisive) and decisive[0].outcome == "success"
         records = (decisive or records)[:1]
 
-    def plain(record: Any) -> dict[str, Any]:
-        return {
-            "id": record.id,
-            "name": record.name,
-            "command": record.command,
-            "started_at": record.started_at,
-            "ended_at": record.ended_at,
-            "duration": None
-            if record.ended_at is None
-            else max(0.0, record.ended_at - record.started_at),
-            "attempts": record.attempts,
-            "exit_code": record.exit_code,
-            "outcome": _outcome(record),
-        }
-
     if json_out:
-        emit_json({"runs": [plain(r) for r in records]})
+        emit_json({"runs": [run_to_dict(r) for r in records]})
     elif records:
         rows = []
         for r in records:
