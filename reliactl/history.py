@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from reliactl.health.model import HealthReport
     from reliactl.state import StateStore
 
-HISTORY_VERSION = 1
 LAST_KEY = "health:history:last"  # kv record: each check's last status, unit and thresholds
 STATUS_MARK = {"OK": " ", "WARNING": "w", "CRITICAL": "C", "UNKNOWN": "?"}
 
@@ -143,7 +142,6 @@ def history_document(
         events += store.health_events(each, since, limit=500)
     events.sort(key=lambda e: -e.at)
     return {
-        "version": HISTORY_VERSION,
         "since": _iso(since),
         "now": _iso(now),
         "checks": out,

@@ -18,13 +18,14 @@ import time
 from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Any
+from urllib.parse import unquote
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from reliactl.redact import redact_url
+from reliactl.redact import redact_url, redact_urls_in
 from reliactl.serve.core import Service
 from reliactl.serve.metrics import ReliactlCollector, exposition
 
@@ -42,8 +43,12 @@ SECURITY_HEADERS = {
 MAX_SINCE = 366 * 86400.0
 
 
-def _json(doc: Any, status: int = 200) -> Response:
-    body = json.dumps(doc, indent=2, allow_nan=False, default=str) + "\n"
+def _json(doc: dict[str, Any], status: int = 200) -> Response:
+    """A document as the CLI's --json prints it (emit_json): "version" first."""
+    from reliactl.cli.output import JSON_VERSION
+
+    body = json.dumps({"version": JSON_VERSION, **doc}, indent=2, allow_nan=False, default=str)
+    body += "\n"
     return Response(body, status, media_type="application/json", headers=SECURITY_HEADERS)
 
 
@@ -51,7 +56,8 @@ def access_log(request: Request, status: int, started: float, json_logs: bool) -
     path = request.url.path
     if request.url.query:
         path += "?" + request.url.query
-    path = redact_url(path)
+    # Secret-named parameters first, then any webhook or URL password hidden in a value.
+    path = redact_urls_in(unquote(redact_url(path)))
     client = request.client.host if request.client else "-"
     took = (time.monotonic() - started) * 1000
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -169,6 +175,11 @@ def build_app(service: Service, *, json_logs: bool = False, loop_rounds: bool = 
             if task is not None:
                 await task  # finishes the round in progress
             service.store.close()
+            print(
+                "reliactl serve: stopped (the round in progress finished, the store is closed)",
+                file=sys.stderr,
+                flush=True,
+            )
 
     routes = [
         Route("/", index),
