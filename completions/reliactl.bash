@@ -19,6 +19,7 @@ _reliactl_value() {
         "health/--interval"|"health/-i") _rl_kind="" ;;
         "health/--count"|"health/-n") _rl_kind="" ;;
         "health/--test-alert") _rl_kind="" ;;
+        "health history/--since") _rl_kind="" ;;
         "http/-H"|"http/--header") _rl_kind="" ;;
         "http/-d"|"http/--data") _rl_kind="@file" ;;
         "http/--breaker") _rl_kind="" ;;
@@ -55,12 +56,16 @@ _reliactl_value() {
         "run/--json-report") _rl_kind="@file" ;;
         "run/--breaker") _rl_kind="" ;;
         "runs/--limit"|"runs/-n") _rl_kind="" ;;
+        "serve/--host") _rl_kind="" ;;
+        "serve/--port"|"serve/-p") _rl_kind="" ;;
+        "serve/--interval"|"serve/-i") _rl_kind="" ;;
+        "serve/--token-file") _rl_kind="@file" ;;
         *) return 1 ;;
     esac
 }
 _reliactl_sub() {
     case "$1/$2" in
-        "/breaker"|"/cleanup"|"/config"|"/doctor"|"/health"|"/http"|"/retry"|"/run"|"/runs"|"breaker/close"|"breaker/list"|"breaker/reset"|"breaker/show"|"breaker/trip"|"config/init"|"config/show"|"config/validate"|"retry/plan") return 0 ;;
+        "/breaker"|"/cleanup"|"/config"|"/doctor"|"/health"|"/http"|"/retry"|"/run"|"/runs"|"/serve"|"breaker/close"|"breaker/list"|"breaker/reset"|"breaker/show"|"breaker/trip"|"config/init"|"config/show"|"config/validate"|"health/history"|"retry/plan") return 0 ;;
     esac
     return 1
 }
@@ -122,22 +127,25 @@ _reliactl() {
                 "config validate") _rl_words="--help -h --json --no-env" ;;
                 "doctor") _rl_words="--help -h --json" ;;
                 "health") _rl_words="--help -h --detailed --check -C --json --format --textfile --watch -w --interval -i --count -n --quiet -q --no-alerts --test-alert" ;;
+                "health history") _rl_words="--help -h --since --json" ;;
                 "http") _rl_words="--help -h -H --header -d --data --json-body --breaker --max-retries --rate --rate-key --rate-wait --timeout --fail -f -v --verbose" ;;
                 "retry") _rl_words="--help -h" ;;
                 "retry plan") _rl_words="--help -h --strategy --base-delay --max-delay --max-retries --jitter --multiplier --max-elapsed --seed --json" ;;
                 "run") _rl_words="--help -h --lock --lock-name --lock-wait --skip-if-locked --lock-on-nfs --timeout --total-timeout --kill-after -k --signal -s --preserve-status --leave-running --retry --max-retries --strategy --base-delay --max-delay --jitter --multiplier --max-elapsed --retry-on --no-retry-on --retry-on-timeout --name --timestamps --log-file --quiet-success --json-report --breaker --no-history --require-healthy" ;;
                 "runs") _rl_words="--help -h --json --last --limit -n" ;;
+                "serve") _rl_words="--help -h --host --port -p --interval -i --token-file --json-logs" ;;
             esac
             _reliactl_reply -W "$_rl_words" -- "$_rl_cur"
             return ;;
     esac
     case "$_rl_node" in
-        "") _reliactl_reply -W "breaker cleanup config doctor health http retry run runs" -- "$_rl_cur" ;;
+        "") _reliactl_reply -W "breaker cleanup config doctor health http retry run runs serve" -- "$_rl_cur" ;;
         "breaker") _reliactl_reply -W "close list reset show trip" -- "$_rl_cur" ;;
         "cleanup") _reliactl_reply -f -- "$_rl_cur" ;;
         "config") _reliactl_reply -W "init show validate" -- "$_rl_cur" ;;
         "config init") _reliactl_reply -f -- "$_rl_cur" ;;
         "config validate") _reliactl_reply -f -- "$_rl_cur" ;;
+        "health") _reliactl_reply -W "history" -- "$_rl_cur" ;;
         "retry") _reliactl_reply -W "plan" -- "$_rl_cur" ;;
         "run") _reliactl_reply -c -- "$_rl_cur" ;;
         *) COMPREPLY=() ;;

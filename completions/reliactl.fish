@@ -54,8 +54,8 @@ function __reliactl_mode --description 'reliactl: the token is in this mode'
     set -l state (__reliactl_state)
     test "$state[2]" = "$argv[1]"
 end
-set -g __reliactl_value_options '/--config' '/-c' 'breaker show/--limit' 'breaker show/-n' 'breaker trip/--for' 'cleanup/--older-than' 'cleanup/--age-by' 'cleanup/--max-size' 'cleanup/--include' 'cleanup/--exclude' 'health/--check' 'health/-C' 'health/--format' 'health/--textfile' 'health/--interval' 'health/-i' 'health/--count' 'health/-n' 'health/--test-alert' 'http/-H' 'http/--header' 'http/-d' 'http/--data' 'http/--breaker' 'http/--max-retries' 'http/--rate' 'http/--rate-key' 'http/--rate-wait' 'http/--timeout' 'retry plan/--strategy' 'retry plan/--base-delay' 'retry plan/--max-delay' 'retry plan/--max-retries' 'retry plan/--jitter' 'retry plan/--multiplier' 'retry plan/--max-elapsed' 'retry plan/--seed' 'run/--lock-name' 'run/--lock-wait' 'run/--timeout' 'run/--total-timeout' 'run/--kill-after' 'run/-k' 'run/--signal' 'run/-s' 'run/--max-retries' 'run/--strategy' 'run/--base-delay' 'run/--max-delay' 'run/--jitter' 'run/--multiplier' 'run/--max-elapsed' 'run/--retry-on' 'run/--no-retry-on' 'run/--name' 'run/--log-file' 'run/--json-report' 'run/--breaker' 'runs/--limit' 'runs/-n'
-set -g __reliactl_subcommands '/breaker' '/cleanup' '/config' '/doctor' '/health' '/http' '/retry' '/run' '/runs' 'breaker/close' 'breaker/list' 'breaker/reset' 'breaker/show' 'breaker/trip' 'config/init' 'config/show' 'config/validate' 'retry/plan'
+set -g __reliactl_value_options '/--config' '/-c' 'breaker show/--limit' 'breaker show/-n' 'breaker trip/--for' 'cleanup/--older-than' 'cleanup/--age-by' 'cleanup/--max-size' 'cleanup/--include' 'cleanup/--exclude' 'health/--check' 'health/-C' 'health/--format' 'health/--textfile' 'health/--interval' 'health/-i' 'health/--count' 'health/-n' 'health/--test-alert' 'health history/--since' 'http/-H' 'http/--header' 'http/-d' 'http/--data' 'http/--breaker' 'http/--max-retries' 'http/--rate' 'http/--rate-key' 'http/--rate-wait' 'http/--timeout' 'retry plan/--strategy' 'retry plan/--base-delay' 'retry plan/--max-delay' 'retry plan/--max-retries' 'retry plan/--jitter' 'retry plan/--multiplier' 'retry plan/--max-elapsed' 'retry plan/--seed' 'run/--lock-name' 'run/--lock-wait' 'run/--timeout' 'run/--total-timeout' 'run/--kill-after' 'run/-k' 'run/--signal' 'run/-s' 'run/--max-retries' 'run/--strategy' 'run/--base-delay' 'run/--max-delay' 'run/--jitter' 'run/--multiplier' 'run/--max-elapsed' 'run/--retry-on' 'run/--no-retry-on' 'run/--name' 'run/--log-file' 'run/--json-report' 'run/--breaker' 'runs/--limit' 'runs/-n' 'serve/--host' 'serve/--port' 'serve/-p' 'serve/--interval' 'serve/-i' 'serve/--token-file'
+set -g __reliactl_subcommands '/breaker' '/cleanup' '/config' '/doctor' '/health' '/http' '/retry' '/run' '/runs' '/serve' 'breaker/close' 'breaker/list' 'breaker/reset' 'breaker/show' 'breaker/trip' 'config/init' 'config/show' 'config/validate' 'health/history' 'retry/plan'
 complete -c reliactl -f
 complete -c reliactl -n '__reliactl_word \'\'' -a breaker -d 'See and steer circuit breakers shared through the state store: which services are failing fast, since when, and for how long.'
 complete -c reliactl -n '__reliactl_word \'\'' -a cleanup -d 'Remove old files safely: never follows symlinks, never leaves the filesystem.'
@@ -66,6 +66,7 @@ complete -c reliactl -n '__reliactl_word \'\'' -a http -d 'Send one HTTP request
 complete -c reliactl -n '__reliactl_word \'\'' -a retry -d 'Retry policies: print the backoff schedule a policy would follow.'
 complete -c reliactl -n '__reliactl_word \'\'' -a run -d 'Run COMMAND supervised: lock, retries, time limits, signal forwarding, history.'
 complete -c reliactl -n '__reliactl_word \'\'' -a runs -d 'Recent `reliactl run` invocations, newest first.'
+complete -c reliactl -n '__reliactl_word \'\'' -a serve -d 'Run the checks every interval (alerts and cooldowns as `health --watch`) and serve'
 complete -c reliactl -n '__reliactl_at \'\'' -l help -s h -d 'Show the help and exit.'
 complete -c reliactl -n '__reliactl_at \'\'' -l version -d 'Print the version and exit.'
 complete -c reliactl -n '__reliactl_at \'\'' -l config -s c -r -F -d 'Configuration file (default: $RELIACTL_CONFIG, ./reliactl.yaml, $XDG_CONFIG_HOME/reliactl/config.yaml, /etc/reliactl/config.yaml).'
@@ -116,6 +117,7 @@ complete -c reliactl -n '__reliactl_at \'config validate\'' -l no-env -d 'Check 
 complete -c reliactl -n '__reliactl_word \'config validate\'' -F
 complete -c reliactl -n '__reliactl_at \'doctor\'' -l help -s h -d 'Show the help and exit.'
 complete -c reliactl -n '__reliactl_at \'doctor\'' -l json -d 'Print one JSON document.'
+complete -c reliactl -n '__reliactl_word \'health\'' -a history -d 'The health history kept by every health run: a chart per check with its warning (-)'
 complete -c reliactl -n '__reliactl_at \'health\'' -l help -s h -d 'Show the help and exit.'
 complete -c reliactl -n '__reliactl_at \'health\'' -l detailed -d 'Every metric with thresholds, timing, perfdata.'
 complete -c reliactl -n '__reliactl_at \'health\'' -l check -s C -x -d 'Run only this check (repeatable); a group such as disk_usage selects disk_usage:* .'
@@ -128,6 +130,9 @@ complete -c reliactl -n '__reliactl_at \'health\'' -l count -s n -x -d 'With --w
 complete -c reliactl -n '__reliactl_at \'health\'' -l quiet -s q -d 'Print nothing; only the exit code tells.'
 complete -c reliactl -n '__reliactl_at \'health\'' -l no-alerts -d 'Do not send alerts for this run.'
 complete -c reliactl -n '__reliactl_at \'health\'' -l test-alert -x -d 'Send a sample alert to the sink named SINK and exit (0 delivered, 1 not).'
+complete -c reliactl -n '__reliactl_at \'health history\'' -l help -s h -d 'Show the help and exit.'
+complete -c reliactl -n '__reliactl_at \'health history\'' -l since -x -d 'How far back to look (24h).'
+complete -c reliactl -n '__reliactl_at \'health history\'' -l json -d 'Print one JSON document.'
 complete -c reliactl -n '__reliactl_at \'http\'' -l help -s h -d 'Show the help and exit.'
 complete -c reliactl -n '__reliactl_at \'http\'' -s H -l header -x -d 'Request header; repeatable.'
 complete -c reliactl -n '__reliactl_at \'http\'' -s d -l data -r -F -d 'Request body: @file, - for stdin, or text.'
@@ -188,5 +193,11 @@ complete -c reliactl -n '__reliactl_at \'runs\'' -l help -s h -d 'Show the help 
 complete -c reliactl -n '__reliactl_at \'runs\'' -l json -d 'Print one JSON document.'
 complete -c reliactl -n '__reliactl_at \'runs\'' -l last -d 'Only the newest run, and exit 0 if it succeeded, 1 if not (for monitoring).'
 complete -c reliactl -n '__reliactl_at \'runs\'' -l limit -s n -x -d 'How many runs to list.'
+complete -c reliactl -n '__reliactl_at \'serve\'' -l help -s h -d 'Show the help and exit.'
+complete -c reliactl -n '__reliactl_at \'serve\'' -l host -x -d 'Address to listen on.'
+complete -c reliactl -n '__reliactl_at \'serve\'' -l port -s p -x -d 'TCP port to listen on.'
+complete -c reliactl -n '__reliactl_at \'serve\'' -l interval -s i -x -d 'Run the checks this often (default: health_monitor.check_interval, 1m).'
+complete -c reliactl -n '__reliactl_at \'serve\'' -l token-file -r -F -d 'A file whose first line is the token that writes (breaker reset/trip) need (default: $RELIACTL_SERVE_TOKEN; without one, serve is read-only).'
+complete -c reliactl -n '__reliactl_at \'serve\'' -l json-logs -d 'Access log lines as JSON objects.'
 complete -c reliactl -n '__reliactl_mode command' -a '(__fish_complete_command)'
 complete -c reliactl -n '__reliactl_mode args' -F

@@ -500,6 +500,25 @@ class StateConfig:
     operation_timeout: float = _opt(
         0.5, doc="Redis: give up waiting for one reply after this", kind="duration", gt=0, le=60
     )
+    history_raw: float = _opt(
+        86400.0,
+        doc="health history: keep every check's raw points this long, then 5-minute aggregates",
+        kind="duration",
+        gt=0,
+    )
+    history_retention: float = _opt(
+        30 * 86400.0,
+        doc="health history: keep the aggregates and status changes this long",
+        kind="duration",
+        gt=0,
+    )
+    history_bucket: float = _opt(
+        300.0,
+        doc="health history: the aggregates' bucket (min, max, mean, worst status per bucket)",
+        kind="duration",
+        ge=10,
+        le=86400,
+    )
     on_unavailable: str = _opt(
         "error",
         doc="Redis unreachable: error (the store is unusable, as a broken SQLite file);"

@@ -103,7 +103,7 @@ def _doctor(app: typer.Typer) -> None:
 def _health(app: typer.Typer) -> None:
     from reliactl.cli import health
 
-    app.command("health", cls=health.HealthCommand)(health.health)
+    health.register(app)  # health and health history
 
 
 def _breaker(app: typer.Typer) -> None:
@@ -124,6 +124,12 @@ def _retry(app: typer.Typer) -> None:
     app.add_typer(retry.app, name="retry")
 
 
+def _serve(app: typer.Typer) -> None:
+    from reliactl.cli import serve
+
+    app.command("serve")(serve.serve)
+
+
 def _run(app: typer.Typer) -> None:
     from reliactl.cli import run
 
@@ -141,6 +147,7 @@ COMMANDS: dict[str, Callable[[typer.Typer], None]] = {
     "retry": _retry,
     "run": _run,
     "runs": _run,
+    "serve": _serve,
 }
 
 

@@ -100,6 +100,16 @@ def _require_known(store: StateStore, config: Config, name: str) -> None:
     )
 
 
+def breakers_document(snapshots: list[BreakerSnapshot]) -> dict[str, Any]:
+    """The JSON document of `breaker list --json` (and serve's /api/breakers)."""
+    return {
+        "version": TIMES_JSON_VERSION,
+        "breakers": [_breaker_doc(s) for s in snapshots],
+        "open": [s.name for s in snapshots if s.state.value == "open"],
+        "total": len(snapshots),
+    }
+
+
 @app.command("list")
 @reports_errors
 def list_(
@@ -121,14 +131,7 @@ def list_(
     snapshots = list_breakers(app_ctx.store(), config)
     open_names = [s.name for s in snapshots if s.state.value == "open"]
     if json_out:
-        emit_json(
-            {
-                "breakers": [_breaker_doc(s) for s in snapshots],
-                "open": open_names,
-                "total": len(snapshots),
-            },
-            version=TIMES_JSON_VERSION,
-        )
+        emit_json(breakers_document(snapshots), version=TIMES_JSON_VERSION)
     elif not snapshots:
         info("no breakers yet: none has been used or configured")
     else:

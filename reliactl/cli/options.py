@@ -52,10 +52,20 @@ def _one_line(exc: Any) -> typer.Exit:
 
     message = " ".join(str(exc.format_message()).split()).rstrip(".")
     ctx = getattr(exc, "ctx", None)
+    code = exc.exit_code
     if ctx is not None:
         message += f" (see '{ctx.command_path} --help')"
+        # A group's own options (health is a group since `health history`) carry no
+        # parse_args hook of ours: the nearest command that names a usage code decides.
+        walk = ctx
+        while walk is not None:
+            named = getattr(walk.command, "usage_exit_code", None)
+            if named is not None:
+                code = int(named)
+                break
+            walk = walk.parent
     error(message)
-    return typer.Exit(exc.exit_code)
+    return typer.Exit(code)
 
 
 class RootGroup(TyperGroup):

@@ -838,6 +838,34 @@ def _stopped(result: RunResult) -> str:
 MAX_LIMIT = 1_000_000
 
 
+def run_to_dict(record: Any) -> dict[str, Any]:
+    """One run as `runs --json` (and serve's /api/runs) show it."""
+    from reliactl.cli.output import with_times
+    from reliactl.jobs import record_outcome
+
+    doc = {
+        "id": record.id,
+        "name": record.name,
+        "command": record.command,
+        "started_at": record.started_at,
+        "ended_at": record.ended_at,
+        "duration": None
+        if record.ended_at is None
+        else max(0.0, record.ended_at - record.started_at),
+        "attempts": record.attempts,
+        "exit_code": record.exit_code,
+        "outcome": record_outcome(record),
+    }
+    return with_times(doc, "started_at", "ended_at")
+
+
+def runs_document(records: list[Any]) -> dict[str, Any]:
+    """The JSON document of `runs --json` (and serve's /api/runs)."""
+    from reliactl.cli.output import TIMES_JSON_VERSION
+
+    return {"version": TIMES_JSON_VERSION, "runs": [run_to_dict(r) for r in records]}
+
+
 def runs(
     ctx: typer.Context,
     name: Annotated[
@@ -869,7 +897,6 @@ def runs(
         iso_utc,
         report_error,
         table,
-        with_times,
     )
     from reliactl.durations import format_duration
     from reliactl.errors import ReliactlError
@@ -889,24 +916,8 @@ def runs(
         last_ok = decisive is not None and decisive.outcome == "success"
         records = [decisive] if decisive is not None else records[:1]
 
-    def plain(record: Any) -> dict[str, Any]:
-        doc = {
-            "id": record.id,
-            "name": record.name,
-            "command": record.command,
-            "started_at": record.started_at,
-            "ended_at": record.ended_at,
-            "duration": None
-            if record.ended_at is None
-            else max(0.0, record.ended_at - record.started_at),
-            "attempts": record.attempts,
-            "exit_code": record.exit_code,
-            "outcome": record_outcome(record),
-        }
-        return with_times(doc, "started_at", "ended_at")
-
     if json_out:
-        emit_json({"runs": [plain(r) for r in records]}, version=TIMES_JSON_VERSION)
+        emit_json(runs_document(records), version=TIMES_JSON_VERSION)
     elif records:
         rows = []
         for r in records:

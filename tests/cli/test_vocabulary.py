@@ -143,7 +143,7 @@ def test_run_check_is_require_healthy_and_check_is_a_hidden_alias(tmp_path: Path
 
 
 def _usage_code(path: str) -> int:
-    return {"health": 3, "run": 125}.get(path, 2)
+    return {"health": 3, "health history": 3, "run": 125}.get(path, 2)
 
 
 @pytest.mark.parametrize("path", COMMANDS)
