@@ -102,8 +102,21 @@ def _crashed(check: Check, exc: BaseException) -> HealthMetric:
     )
 
 
-async def run_check(check: Check, ctx: CheckContext) -> HealthMetric:
-    """One check within its timeout; any failure or hang is UNKNOWN with the reason."""
+async def run_check(
+    check: Check, ctx: CheckContext, slots: asyncio.Semaphore | None = None
+) -> HealthMetric:
+    """One check within its timeout; any failure or hang is UNKNOWN with the reason.
+
+    With ``slots``, the check first waits for one (``health_monitor.max_parallel``); its
+    timeout and duration count from then, so a check queued behind others never times out
+    for their sake."""
+    if slots is None:
+        return await _run_check(check, ctx)
+    async with slots:
+        return await _run_check(check, ctx)
+
+
+async def _run_check(check: Check, ctx: CheckContext) -> HealthMetric:
     import asyncio
 
     started = time.monotonic()
@@ -241,17 +254,20 @@ async def run_checks(
     *,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
+    max_parallel: int = 256,
 ) -> HealthReport:
-    """Run ``checks`` concurrently and aggregate them (the worst status wins)."""
+    """Run ``checks`` concurrently, at most ``max_parallel`` at once, and aggregate them
+    (the worst status wins)."""
     import asyncio
 
     started = time.monotonic()
     checked_at = clock()
-    ctx = CheckContext(records=records, clock=clock, sleep=sleep)
+    ctx = CheckContext(records=records, clock=clock, sleep=sleep, max_parallel=max_parallel)
+    slots = asyncio.Semaphore(max_parallel)
     try:
         if any(check.kind == "http" for check in checks):
-            await ctx.http_client()  # import httpx and build the client before any clock starts
-        results = await asyncio.gather(*(run_check(check, ctx) for check in checks))
+            ctx.prepare_http()  # import httpx and build the client before any clock starts
+        results = await asyncio.gather(*(run_check(check, ctx, slots) for check in checks))
     finally:
         await ctx.aclose()
     return _aggregate(checks, results, records, checked_at, started)
@@ -475,7 +491,11 @@ class HealthMonitor:
     async def check_all_health(self, only: Sequence[str] | None = None) -> HealthReport:
         """Run every check (or those in ``only``) concurrently; never raises for a bad check."""
         report = await run_checks(
-            self.select(only), self.records, clock=self.clock, sleep=self.sleep
+            self.select(only),
+            self.records,
+            clock=self.clock,
+            sleep=self.sleep,
+            max_parallel=self.config.max_parallel,
         )
         self.last_report = report
         return report
@@ -491,7 +511,13 @@ class HealthMonitor:
             import asyncio
 
             report = asyncio.run(
-                run_checks(checks, self.records, clock=self.clock, sleep=self.sleep)
+                run_checks(
+                    checks,
+                    self.records,
+                    clock=self.clock,
+                    sleep=self.sleep,
+                    max_parallel=self.config.max_parallel,
+                )
             )
         else:
             report = run_checks_in_threads(checks, self.records, clock=self.clock, sleep=self.sleep)
