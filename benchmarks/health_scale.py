@@ -41,6 +41,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 4096
+    def handle_error(self, request, client_address):
+        pass  # a client closing its idle keep-alive connections at exit
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"

@@ -106,7 +106,8 @@ def cleanup(
         typer.Option(
             "--state",
             help="Also prune run history and breaker events past state.retention / "
-            "state.max_history, and vacuum the state store.",
+            "state.max_history, and closed breakers unused for state.retention (never a "
+            "configured one), and vacuum the state store.",
         ),
     ] = False,
     force_root: Annotated[
@@ -302,9 +303,14 @@ def _run(
         else:
             import time
 
+            from reliactl.breaker import keep_on_prune
+
             config = app_ctx.loaded().config
             pruned = app_ctx.store().prune(
-                time.time(), config.state.retention, config.state.max_history
+                time.time(),
+                config.state.retention,
+                config.state.max_history,
+                keep_breaker=keep_on_prune(config),
             )
     report = CleanupReport(dry_run=dry_run, roots=tuple(roots), locks=locks, state=pruned)
     return report, listed, ExitCode.OK

@@ -429,7 +429,13 @@ class SQLiteStateStore:
 
     # ---- maintenance
 
-    def prune(self, now: float, retention: float, max_rows: int) -> PruneReport:
+    def prune(
+        self,
+        now: float,
+        retention: float,
+        max_rows: int,
+        keep_breaker: Callable[[str, Record], bool] | None = None,
+    ) -> PruneReport:
         before = _file_size(self.path)
         cutoff = now - retention
 
@@ -453,6 +459,17 @@ class SQLiteStateStore:
                     "DELETE FROM records WHERE kind IN ('alert', 'rate', 'kv') AND updated_at < ?",
                     (cutoff,),
                 ).rowcount
+                if keep_breaker is not None:
+                    stale = conn.execute(
+                        "SELECT key, data FROM records WHERE kind = 'breaker' AND updated_at < ?",
+                        (cutoff,),
+                    ).fetchall()
+                    for key, data in stale:
+                        record = self._record("breaker", key, data)
+                        if record is None or not keep_breaker(key, record):
+                            records += conn.execute(
+                                "DELETE FROM records WHERE kind = 'breaker' AND key = ?", (key,)
+                            ).rowcount
             return events, runs, records
 
         events, runs, records = self._recovering(op)
