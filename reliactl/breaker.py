@@ -1017,14 +1017,42 @@ class CircuitBreaker:
         except BaseException as exc:
             self._finish_exc(token, started, exc)
             raise
+        if token is None and self._fast and self._good_while_closed():
+            return result
         self._finish(token, started, "success", None)
         return result
+
+    def _good_while_closed(self) -> bool:
+        """Hot path of a success while all is well: count it and say so (else record it)."""
+        core = self._core
+        with self._lock:
+            if core.state == _CLOSED and core.window == self._all_good:
+                core.calls += 1
+                core.successes += 1
+                return True
+        return False
 
     async def call_async(self, fn: Callable[..., Awaitable[R]], /, *args: Any, **kwargs: Any) -> R:
         """Await ``fn(*args, **kwargs)`` through the breaker."""
         code = getattr(fn, "__code__", None)
         if code is None or code.co_flags & _CO_GENERATORS:
             _refuse_generator(fn)
+        if self._fast and self._core.state == _CLOSED:
+            # As call_sync: a closed in-memory breaker admits without a reservation, and with
+            # no slow-call threshold the call's start time is never looked at.
+            try:
+                result = await fn(*args, **kwargs)
+            except BaseException as exc:
+                self._finish_exc(None, 0.0, exc)
+                raise
+            core = self._core
+            with self._lock:
+                if core.state == _CLOSED and core.window == self._all_good:
+                    core.calls += 1
+                    core.successes += 1
+                    return result
+            self._finish(None, 0.0, "success", None)
+            return result
         token = self._acquire(None)
         started = self._mono()
         try:
