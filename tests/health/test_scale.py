@@ -12,6 +12,7 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -126,3 +127,30 @@ def test_a_queued_checks_timeout_starts_when_it_starts(slow_server: SlowServer) 
     assert slow_server.peak() == 1
     assert max(m.duration or 0 for m in report.metrics.values()) < 2.5
     assert report.duration is not None and report.duration >= 3.0
+
+
+def test_command_checks_run_at_most_max_parallel_at_once(tmp_path: Path) -> None:
+    """Plugins (the threaded path, no asyncio) are bounded too: each marks itself running,
+    counts the marks, and the largest count never exceeds max_parallel; and with one at a time
+    each plugin's timeout counts from its own start (4 x 0.4 s > the 1.5 s timeout)."""
+    running = tmp_path / "running"
+    running.mkdir()
+    script = (
+        f'touch {running}/$$; n=$(ls {running} | wc -l); echo "$n" > {tmp_path}/peak.$$; '
+        f"sleep 0.4; rm {running}/$$; echo OK"
+    )
+    specs = [
+        CheckSpec(name=f"plugin{i}", kind="command", command=["sh", "-c", script])
+        for i in range(12)
+    ]
+    config = HealthMonitorConfig(system_checks=[], checks=specs, max_parallel=3)
+    report = HealthMonitor(config, store=None).run_now()
+    assert report.overall_status is Status.OK, report.to_dict()
+    peaks = [int(p.read_text()) for p in tmp_path.glob("peak.*")]
+    assert len(peaks) == 12 and max(peaks) <= 3, peaks
+
+    one = HealthMonitorConfig(system_checks=[], checks=specs[:4], max_parallel=1, check_timeout=1.5)
+    report = HealthMonitor(one, store=None).run_now()
+    assert report.overall_status is Status.OK, report.to_dict()
+    assert max(m.duration or 0 for m in report.metrics.values()) < 1.5
+    assert report.duration is not None and report.duration >= 1.6
