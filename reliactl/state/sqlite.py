@@ -283,7 +283,7 @@ class SQLiteStateStore:
                     conn.execute(
                         "INSERT OR REPLACE INTO records (kind, key, data, updated_at)"
                         " VALUES (?, ?, ?, ?)",
-                        (kind, key, json.dumps(new, separators=(",", ":")), self.clock()),
+                        (kind, key, _encode(new), self.clock()),
                     )
                 return new
 
@@ -788,6 +788,10 @@ def _run_row(run: RunRecord) -> tuple[Any, ...]:
         run.outcome,
         json.dumps(run.data, separators=(",", ":")),
     )
+
+
+# One encoder for every write: json.dumps with separators builds a new one per call.
+_encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _decode(text: Any) -> Record:
