@@ -96,7 +96,7 @@ complete -c reliactl -n '__reliactl_at \'cleanup\'' -l exclude -x -d 'Never remo
 complete -c reliactl -n '__reliactl_at \'cleanup\'' -l dry-run -d 'List what would be removed (one path a line on stdout); remove nothing.'
 complete -c reliactl -n '__reliactl_at \'cleanup\'' -l list -s l -d 'Also list each removed path on stdout.'
 complete -c reliactl -n '__reliactl_at \'cleanup\'' -l stale-locks -d 'Also remove lock files in run.lock_dir that nobody holds and whose recorded holder is gone. A held lock is never removed.'
-complete -c reliactl -n '__reliactl_at \'cleanup\'' -l state -d 'Also prune run history and breaker events past state.retention / state.max_history, and vacuum the state store.'
+complete -c reliactl -n '__reliactl_at \'cleanup\'' -l state -d 'Also prune run history and breaker events past state.retention / state.max_history, and closed breakers unused for state.retention (never a configured one), and vacuum the state store.'
 complete -c reliactl -n '__reliactl_at \'cleanup\'' -l force-root -d 'Allow a dangerous root (/, /etc, /home, /usr, $HOME ...) or a path with \'..\'.'
 complete -c reliactl -n '__reliactl_at \'cleanup\'' -l json -d 'Print one JSON document.'
 complete -c reliactl -n '__reliactl_at \'cleanup\'' -l quiet -s q -d 'Print only problems (errors, warnings): nothing on a night with nothing to report, for cron mail. The exit code still tells.'

@@ -301,6 +301,12 @@ class HealthMonitorConfig:
         kind="size",
         gt=0,
     )
+    max_parallel: int = _opt(
+        256,
+        doc="checks running at once; the others wait, and a check's timeout starts when it does",
+        ge=1,
+        le=10000,
+    )
     alert_cooldown: float = _opt(
         900.0, doc="repeat an alert for a still-bad check only after this", kind="duration", gt=0
     )

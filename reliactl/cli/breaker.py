@@ -85,8 +85,10 @@ def _rate(snap: BreakerSnapshot) -> str:
 
 
 def _require_known(store: StateStore, config: Config, name: str) -> None:
-    from reliactl.breaker import known_breaker_names
+    from reliactl.breaker import is_known_breaker, known_breaker_names
 
+    if is_known_breaker(store, config, name):
+        return  # every name is read only to say which ones exist when this one does not
     known = known_breaker_names(store, config)
     if name in known:
         return
@@ -166,15 +168,17 @@ def show(
     transitions: Annotated[int | None, hidden("--transitions", metavar="N")] = None,
 ) -> None:
     """One breaker: the config in force, its counters and its last transitions."""
-    from reliactl.breaker import list_breakers
+    from reliactl.breaker import breaker_snapshot
 
     app_ctx = app_context(ctx)
     config = app_ctx.loaded().config
     store = app_ctx.store()
     if transitions is not None:  # the old name of --limit
         limit = transitions
-    _require_known(store, config, name)
-    snap = next(s for s in list_breakers(store, config) if s.name == name)
+    snap = breaker_snapshot(store, config, name)
+    while snap is None:  # unknown (a usage error), or it was created meanwhile
+        _require_known(store, config, name)
+        snap = breaker_snapshot(store, config, name)
     events = store.events(name, limit=max(0, limit))
     if json_out:
         emit_json(

@@ -106,7 +106,8 @@ def cleanup(  # noqa: C901 - flags to targets; the core moves out (issue 15 item
         typer.Option(
             "--state",
             help="Also prune run history and breaker events past state.retention / "
-            "state.max_history, and vacuum the state store.",
+            "state.max_history, and closed breakers unused for state.retention (never a "
+            "configured one), and vacuum the state store.",
         ),
     ] = False,
     force_root: Annotated[
@@ -301,9 +302,14 @@ def _run(  # noqa: C901 - the cleanup core moves out of cli (issue 15 item 1)
         else:
             import time
 
+            from reliactl.breaker import keep_on_prune
+
             config = app_ctx.loaded().config
             pruned = app_ctx.store().prune(
-                time.time(), config.state.retention, config.state.max_history
+                time.time(),
+                config.state.retention,
+                config.state.max_history,
+                keep_breaker=keep_on_prune(config),
             )
     report = CleanupReport(dry_run=dry_run, roots=tuple(roots), locks=locks, state=pruned)
     return report, listed, ExitCode.OK

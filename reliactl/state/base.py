@@ -185,8 +185,19 @@ class StateStore(Protocol):
         """The newest runs first, of one name or all."""
         ...
 
-    def prune(self, now: float, retention: float, max_rows: int) -> PruneReport:
-        """Remove history older than ``retention`` seconds or beyond ``max_rows``; vacuum."""
+    def prune(
+        self,
+        now: float,
+        retention: float,
+        max_rows: int,
+        keep_breaker: Callable[[str, Record], bool] | None = None,
+    ) -> PruneReport:
+        """Remove history older than ``retention`` seconds or beyond ``max_rows``; vacuum.
+
+        Breaker records not updated within ``retention`` go too when ``keep_breaker`` is
+        given and answers False for them (it keeps open and configured ones); without it
+        breaker records are kept.
+        """
         ...
 
     def add_health_points(self, points: Sequence[HealthPoint]) -> None:

@@ -490,7 +490,13 @@ class RedisStateStore:
         info = self.client.info("memory")
         return int(info.get("used_memory", 0)) if isinstance(info, dict) else 0
 
-    def prune(self, now: float, retention: float, max_rows: int) -> PruneReport:
+    def prune(
+        self,
+        now: float,
+        retention: float,
+        max_rows: int,
+        keep_breaker: Callable[[str, Record], bool] | None = None,
+    ) -> PruneReport:
         cutoff = now - retention
 
         def op() -> PruneReport:
@@ -499,14 +505,21 @@ class RedisStateStore:
             runs = self._prune_runs(cutoff, max_rows)
             records = 0
             for kind in RECORD_KINDS:
-                if kind == "breaker":
+                if kind == "breaker" and keep_breaker is None:
                     continue
                 prefix = f"{self.namespace}:r:{{{kind}:"
                 for key in list(self.client.scan_iter(match=prefix + "*", count=1000)):
                     raw = self.client.get(key)
                     updated = _updated_at(raw)
-                    if raw is not None and updated is not None and updated < cutoff:
-                        records += int(self._delete_if_same(keys=[key], args=[raw]))
+                    if raw is None or updated is None or updated >= cutoff:
+                        continue
+                    if kind == "breaker" and keep_breaker is not None:
+                        full = key.decode() if isinstance(key, bytes) else str(key)
+                        record = _decode_record(raw)
+                        name = _unescape(full[len(prefix) : -1])
+                        if record is not None and keep_breaker(name, record):
+                            continue
+                    records += int(self._delete_if_same(keys=[key], args=[raw]))
             return PruneReport(events, runs, records, before, self._used_memory())
 
         result: PruneReport = self._call(op)

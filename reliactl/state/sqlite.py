@@ -316,7 +316,7 @@ class SQLiteStateStore:
                     conn.execute(
                         "INSERT OR REPLACE INTO records (kind, key, data, updated_at)"
                         " VALUES (?, ?, ?, ?)",
-                        (kind, key, json.dumps(new, separators=(",", ":")), self.clock()),
+                        (kind, key, _encode(new), self.clock()),
                     )
                 return new
 
@@ -575,7 +575,13 @@ class SQLiteStateStore:
         result: int = self._recovering(op)
         return result
 
-    def prune(self, now: float, retention: float, max_rows: int) -> PruneReport:
+    def prune(
+        self,
+        now: float,
+        retention: float,
+        max_rows: int,
+        keep_breaker: Callable[[str, Record], bool] | None = None,
+    ) -> PruneReport:
         before = _file_size(self.path)
         cutoff = now - retention
 
@@ -599,6 +605,17 @@ class SQLiteStateStore:
                     "DELETE FROM records WHERE kind IN ('alert', 'rate', 'kv') AND updated_at < ?",
                     (cutoff,),
                 ).rowcount
+                if keep_breaker is not None:
+                    stale = conn.execute(
+                        "SELECT key, data FROM records WHERE kind = 'breaker' AND updated_at < ?",
+                        (cutoff,),
+                    ).fetchall()
+                    for key, data in stale:
+                        record = self._record("breaker", key, data)
+                        if record is None or not keep_breaker(key, record):
+                            records += conn.execute(
+                                "DELETE FROM records WHERE kind = 'breaker' AND key = ?", (key,)
+                            ).rowcount
             return events, runs, records
 
         events, runs, records = self._recovering(op)
@@ -926,6 +943,10 @@ def _run_row(run: RunRecord) -> tuple[Any, ...]:
         run.outcome,
         json.dumps(run.data, separators=(",", ":")),
     )
+
+
+# One encoder for every write: json.dumps with separators builds a new one per call.
+_encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _decode(text: Any) -> Record:

@@ -205,7 +205,7 @@ def test_reset_needs_exactly_one_of_name_or_all(run_cli, args) -> None:
 def test_help_documents_every_option(run_cli) -> None:
     for command, options in {
         "list": ["--json", "--fail-on-open"],
-        "show": ["--json", "-n, --limit N"],
+        "show": ["--json", "--limit", "-n", " N "],
         "reset": ["--all"],
         "trip": ["--for"],
         "close": [],
