@@ -94,6 +94,8 @@ def collect() -> Node:
                 elif name in FILE_ARGUMENTS or metavar in FILE_METAVARS:
                     node.arguments = "file"
                 continue
+            if getattr(param, "hidden", False):
+                continue  # an old spelling kept for scripts: not offered
             names = [*param.opts, *getattr(param, "secondary_opts", [])]
             takes_value = not getattr(param, "is_flag", False) and not getattr(
                 param, "count", False

@@ -6,7 +6,7 @@ _reliactl_value() {
     # ("@file", or the words it may be, or empty for free text).
     case "$1/$2" in
         "/--config"|"/-c") _rl_kind="@file" ;;
-        "breaker show/--transitions"|"breaker show/-n") _rl_kind="" ;;
+        "breaker show/--limit"|"breaker show/-n") _rl_kind="" ;;
         "breaker trip/--for") _rl_kind="" ;;
         "cleanup/--older-than") _rl_kind="" ;;
         "cleanup/--age-by") _rl_kind="newest mtime atime ctime" ;;
@@ -14,15 +14,16 @@ _reliactl_value() {
         "cleanup/--include") _rl_kind="" ;;
         "cleanup/--exclude") _rl_kind="" ;;
         "health/--check"|"health/-C") _rl_kind="" ;;
-        "health/--format"|"health/-f") _rl_kind="text json nagios prometheus" ;;
+        "health/--format") _rl_kind="text json nagios prometheus" ;;
         "health/--textfile") _rl_kind="@file" ;;
         "health/--interval"|"health/-i") _rl_kind="" ;;
         "health/--count"|"health/-n") _rl_kind="" ;;
         "health/--test-alert") _rl_kind="" ;;
+        "health history/--since") _rl_kind="" ;;
         "http/-H"|"http/--header") _rl_kind="" ;;
         "http/-d"|"http/--data") _rl_kind="@file" ;;
         "http/--breaker") _rl_kind="" ;;
-        "http/--retries") _rl_kind="" ;;
+        "http/--max-retries") _rl_kind="" ;;
         "http/--rate") _rl_kind="" ;;
         "http/--rate-key") _rl_kind="" ;;
         "http/--rate-wait") _rl_kind="" ;;
@@ -42,10 +43,7 @@ _reliactl_value() {
         "run/--kill-after"|"run/-k") _rl_kind="" ;;
         "run/--signal"|"run/-s") _rl_kind="" ;;
         "run/--max-retries") _rl_kind="" ;;
-        "run/--retries") _rl_kind="" ;;
         "run/--strategy") _rl_kind="exponential linear fixed" ;;
-        "run/--backoff") _rl_kind="" ;;
-        "run/--delay") _rl_kind="" ;;
         "run/--base-delay") _rl_kind="" ;;
         "run/--max-delay") _rl_kind="" ;;
         "run/--jitter") _rl_kind="none full equal decorrelated" ;;
@@ -63,12 +61,16 @@ _reliactl_value() {
         "run/--ping-success") _rl_kind="" ;;
         "run/--ping-failure") _rl_kind="" ;;
         "runs/--limit"|"runs/-n") _rl_kind="" ;;
+        "serve/--host") _rl_kind="" ;;
+        "serve/--port"|"serve/-p") _rl_kind="" ;;
+        "serve/--interval"|"serve/-i") _rl_kind="" ;;
+        "serve/--token-file") _rl_kind="@file" ;;
         *) return 1 ;;
     esac
 }
 _reliactl_sub() {
     case "$1/$2" in
-        "/breaker"|"/cleanup"|"/config"|"/doctor"|"/health"|"/http"|"/jobs"|"/retry"|"/run"|"/runs"|"breaker/close"|"breaker/list"|"breaker/reset"|"breaker/show"|"breaker/trip"|"config/init"|"config/show"|"config/validate"|"retry/plan") return 0 ;;
+        "/breaker"|"/cleanup"|"/config"|"/doctor"|"/health"|"/http"|"/jobs"|"/retry"|"/run"|"/runs"|"/serve"|"breaker/close"|"breaker/list"|"breaker/reset"|"breaker/show"|"breaker/trip"|"config/init"|"config/show"|"config/validate"|"health/history"|"retry/plan") return 0 ;;
     esac
     return 1
 }
@@ -121,32 +123,35 @@ _reliactl() {
                 "breaker close") _rl_words="--help -h" ;;
                 "breaker list") _rl_words="--help -h --json --fail-on-open" ;;
                 "breaker reset") _rl_words="--help -h --all" ;;
-                "breaker show") _rl_words="--help -h --json --transitions -n" ;;
+                "breaker show") _rl_words="--help -h --json --limit -n" ;;
                 "breaker trip") _rl_words="--help -h --for" ;;
-                "cleanup") _rl_words="--help -h --older-than --age-by --max-size --include --exclude --dry-run -n --list -l --stale-locks --state --force-root --json --quiet -q" ;;
+                "cleanup") _rl_words="--help -h --older-than --age-by --max-size --include --exclude --dry-run --list -l --stale-locks --state --force-root --json --quiet -q" ;;
                 "config") _rl_words="--help -h" ;;
                 "config init") _rl_words="--help -h --force" ;;
                 "config show") _rl_words="--help -h --json --sources --no-sources" ;;
                 "config validate") _rl_words="--help -h --json --no-env" ;;
                 "doctor") _rl_words="--help -h --json" ;;
-                "health") _rl_words="--help -h --detailed -d --check -C --json --format -f --textfile --watch -w --interval -i --count -n --quiet -q --no-alerts --test-alert" ;;
-                "http") _rl_words="--help -h -H --header -d --data --json-body --breaker --retries --rate --rate-key --rate-wait --timeout --fail -f -v --verbose" ;;
+                "health") _rl_words="--help -h --detailed --check -C --json --format --textfile --watch -w --interval -i --count -n --quiet -q --no-alerts --test-alert" ;;
+                "health history") _rl_words="--help -h --since --json" ;;
+                "http") _rl_words="--help -h -H --header -d --data --json-body --breaker --max-retries --rate --rate-key --rate-wait --timeout --fail -f -v --verbose" ;;
                 "jobs") _rl_words="--help -h --json" ;;
                 "retry") _rl_words="--help -h" ;;
                 "retry plan") _rl_words="--help -h --strategy --base-delay --max-delay --max-retries --jitter --multiplier --max-elapsed --seed --json" ;;
-                "run") _rl_words="--help -h --lock --lock-name --lock-wait --skip-if-locked --lock-on-nfs --timeout --total-timeout --kill-after -k --signal -s --preserve-status --leave-running --retry --max-retries --retries --strategy --backoff --delay --base-delay --max-delay --jitter --multiplier --max-elapsed --retry-on --no-retry-on --retry-on-timeout --name --timestamps --log-file --quiet-success --json-report --breaker --no-history --job --ping --ping-start --ping-success --ping-failure --alert --check --require-healthy" ;;
+                "run") _rl_words="--help -h --lock --lock-name --lock-wait --skip-if-locked --lock-on-nfs --timeout --total-timeout --kill-after -k --signal -s --preserve-status --leave-running --retry --max-retries --strategy --base-delay --max-delay --jitter --multiplier --max-elapsed --retry-on --no-retry-on --retry-on-timeout --name --timestamps --log-file --quiet-success --json-report --breaker --no-history --job --ping --ping-start --ping-success --ping-failure --alert --require-healthy" ;;
                 "runs") _rl_words="--help -h --json --last --limit -n" ;;
+                "serve") _rl_words="--help -h --host --port -p --interval -i --token-file --json-logs" ;;
             esac
             _reliactl_reply -W "$_rl_words" -- "$_rl_cur"
             return ;;
     esac
     case "$_rl_node" in
-        "") _reliactl_reply -W "breaker cleanup config doctor health http jobs retry run runs" -- "$_rl_cur" ;;
+        "") _reliactl_reply -W "breaker cleanup config doctor health http jobs retry run runs serve" -- "$_rl_cur" ;;
         "breaker") _reliactl_reply -W "close list reset show trip" -- "$_rl_cur" ;;
         "cleanup") _reliactl_reply -f -- "$_rl_cur" ;;
         "config") _reliactl_reply -W "init show validate" -- "$_rl_cur" ;;
         "config init") _reliactl_reply -f -- "$_rl_cur" ;;
         "config validate") _reliactl_reply -f -- "$_rl_cur" ;;
+        "health") _reliactl_reply -W "history" -- "$_rl_cur" ;;
         "retry") _reliactl_reply -W "plan" -- "$_rl_cur" ;;
         "run") _reliactl_reply -c -- "$_rl_cur" ;;
         *) COMPREPLY=() ;;

@@ -1004,14 +1004,42 @@ class CircuitBreaker:
         except BaseException as exc:
             self._finish_exc(token, started, exc)
             raise
+        if token is None and self._fast and self._good_while_closed():
+            return result
         self._finish(token, started, "success", None)
         return result
+
+    def _good_while_closed(self) -> bool:
+        """Hot path of a success while all is well: count it and say so (else record it)."""
+        core = self._core
+        with self._lock:
+            if core.state == _CLOSED and core.window == self._all_good:
+                core.calls += 1
+                core.successes += 1
+                return True
+        return False
 
     async def call_async(self, fn: Callable[..., Awaitable[R]], /, *args: Any, **kwargs: Any) -> R:
         """Await ``fn(*args, **kwargs)`` through the breaker."""
         code = getattr(fn, "__code__", None)
         if code is None or code.co_flags & _CO_GENERATORS:
             _refuse_generator(fn)
+        if self._fast and self._core.state == _CLOSED:
+            # As call_sync: a closed in-memory breaker admits without a reservation, and with
+            # no slow-call threshold the call's start time is never looked at.
+            try:
+                result = await fn(*args, **kwargs)
+            except BaseException as exc:
+                self._finish_exc(None, 0.0, exc)
+                raise
+            core = self._core
+            with self._lock:
+                if core.state == _CLOSED and core.window == self._all_good:
+                    core.calls += 1
+                    core.successes += 1
+                    return result
+            self._finish(None, 0.0, "success", None)
+            return result
         token = self._acquire(None)
         started = self._mono()
         try:
@@ -1157,6 +1185,28 @@ def get_persistent_breaker(
     return CircuitBreaker(name, BreakerConfig.from_settings(settings), store=store, clock=clock)
 
 
+def is_known_breaker(store: StateStore, config: Config | None, name: str) -> bool:
+    """Whether ``name`` is configured or has a record (reads that one record only)."""
+    if config is not None and name in config.circuit_breaker.breakers:
+        return True
+    with _STORE_LOCK:
+        return store.get(RECORD_KIND, name) is not None
+
+
+def keep_on_prune(config: Config | None) -> Callable[[str, Record], bool]:
+    """For ``StateStore.prune``: keep a breaker record that is configured or not closed.
+
+    A closed breaker nobody used within retention is forgotten (it starts closed again on
+    its next use); an open or half-open one, or one named in the configuration, never is.
+    """
+    configured = frozenset(config.circuit_breaker.breakers) if config is not None else frozenset()
+
+    def keep(name: str, record: Record) -> bool:
+        return name in configured or record.get("state") != _CLOSED
+
+    return keep
+
+
 def known_breaker_names(store: StateStore, config: Config | None = None) -> list[str]:
     """Breakers with a stored record, and those configured in ``circuit_breaker.breakers``."""
     with _STORE_LOCK:
@@ -1181,18 +1231,36 @@ def list_breakers(
     names = set(records)
     if config is not None:
         names.update(config.circuit_breaker.breakers)
-    out = []
-    for name in sorted(names):
-        record = records.get(name)
-        view = (record or {}).get("config")
-        if not isinstance(view, dict):
-            view = (
-                BreakerConfig.from_settings(config.circuit_breaker.settings_for(name)).describe()
-                if config is not None
-                else {}
-            )
-        out.append(_snapshot(name, _Core.from_record(record, wall), wall, True, view))
-    return out
+    return [_stored_snapshot(name, records.get(name), config, wall) for name in sorted(names)]
+
+
+def breaker_snapshot(
+    store: StateStore | None, config: Config | None, name: str, *, clock: Clock | None = None
+) -> BreakerSnapshot | None:
+    """One breaker's snapshot as ``list_breakers`` shows it, or None if it is unknown.
+
+    Reads that breaker's record only: its cost does not grow with the number of breakers.
+    """
+    record: Record | None = None
+    if store is not None:
+        with _STORE_LOCK:
+            record = store.get(RECORD_KIND, name)
+    if record is None and (config is None or name not in config.circuit_breaker.breakers):
+        return None
+    return _stored_snapshot(name, record, config, (clock or SYSTEM_CLOCK).time())
+
+
+def _stored_snapshot(
+    name: str, record: Record | None, config: Config | None, wall: float
+) -> BreakerSnapshot:
+    view = (record or {}).get("config")
+    if not isinstance(view, dict):
+        view = (
+            BreakerConfig.from_settings(config.circuit_breaker.settings_for(name)).describe()
+            if config is not None
+            else {}
+        )
+    return _snapshot(name, _Core.from_record(record, wall), wall, True, view)
 
 
 # --------------------------------------------------------------------------- the registry

@@ -304,6 +304,12 @@ class HealthMonitorConfig:
         kind="size",
         gt=0,
     )
+    max_parallel: int = _opt(
+        256,
+        doc="checks running at once; the others wait, and a check's timeout starts when it does",
+        ge=1,
+        le=10000,
+    )
     alert_cooldown: float = _opt(
         900.0, doc="repeat an alert for a still-bad check only after this", kind="duration", gt=0
     )
@@ -502,6 +508,25 @@ class StateConfig:
     )
     operation_timeout: float = _opt(
         0.5, doc="Redis: give up waiting for one reply after this", kind="duration", gt=0, le=60
+    )
+    history_raw: float = _opt(
+        86400.0,
+        doc="health history: keep every check's raw points this long, then 5-minute aggregates",
+        kind="duration",
+        gt=0,
+    )
+    history_retention: float = _opt(
+        30 * 86400.0,
+        doc="health history: keep the aggregates and status changes this long",
+        kind="duration",
+        gt=0,
+    )
+    history_bucket: float = _opt(
+        300.0,
+        doc="health history: the aggregates' bucket (min, max, mean, worst status per bucket)",
+        kind="duration",
+        ge=10,
+        le=86400,
     )
     on_unavailable: str = _opt(
         "error",

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import operator
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -156,20 +157,26 @@ def _take(log: list[Entry], grain: float, weight: float, now: float) -> None:
         log.append([now, now, weight])
 
 
+_LAST = operator.itemgetter(1)
+
+
 def _load_log(raw: Any) -> list[Entry]:
     """A stored log, defensively: anything malformed is dropped (the budget errs generous)."""
     out: list[Entry] = []
     if not isinstance(raw, list):
         return out
+    isfinite = math.isfinite  # this loop runs for every entry on every shared acquire
     for item in raw:
-        if (
-            isinstance(item, list)
-            and len(item) == 3
-            and all(isinstance(v, (int, float)) and math.isfinite(v) for v in item)
-            and item[2] > 0
-        ):
-            out.append([float(item[0]), float(item[1]), float(item[2])])
-    out.sort(key=lambda e: e[1])
+        if not isinstance(item, list) or len(item) != 3:
+            continue
+        first, last, tokens = item
+        try:  # isfinite refuses what is not a number (a string, null, a list) with TypeError
+            valid = isfinite(first) and isfinite(last) and isfinite(tokens) and tokens > 0
+        except TypeError:
+            continue
+        if valid:
+            out.append([float(first), float(last), float(tokens)])
+    out.sort(key=_LAST)
     return out
 
 

@@ -330,6 +330,34 @@ def test_async_calls_and_rejections(clock: FakeClock) -> None:
     asyncio.run(scenario())
 
 
+def test_async_calls_on_a_closed_breaker_are_all_counted(clock: FakeClock) -> None:
+    """Overlapping async successes and failures through a closed in-memory breaker are each
+    counted once (its fast path skips the reservation and the clock, never the counting)."""
+    b = make(clock, failure_threshold=10_000)
+
+    async def ok() -> int:
+        await asyncio.sleep(0)
+        return 1
+
+    async def bad() -> None:
+        await asyncio.sleep(0)
+        raise Boom("async")
+
+    async def one(i: int) -> None:
+        try:
+            await b.call_async(ok if i % 3 else bad)
+        except Boom:
+            pass
+
+    async def scenario() -> None:
+        await asyncio.gather(*(one(i) for i in range(300)))
+
+    asyncio.run(scenario())
+    snap = b.snapshot()
+    assert (snap.calls, snap.successes, snap.failures) == (300, 200, 100)
+    assert snap.consecutive_failures <= 1
+
+
 def test_a_plain_function_returning_a_coroutine_is_counted_when_awaited(clock: FakeClock) -> None:
     b = make(clock, failure_threshold=1)
 

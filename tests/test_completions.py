@@ -246,7 +246,7 @@ CASES = [
     # ...and these take values
     ("reliactl http GET http://x -d al", {"alpha.yaml"}, set()),
     ("reliactl health --format ", {"text", "json", "nagios", "prometheus"}, {"alpha.yaml"}),
-    ("reliactl health -f na", {"nagios"}, set()),
+    ("reliactl health --format na", {"nagios"}, set()),  # -f is http's --fail; health -f hidden
     ("reliactl cleanup --age-by m", {"mtime"}, set()),
     ("reliactl retry plan --jitter de", {"decorrelated"}, set()),
     ("reliactl health --textfile al", {"alpha.yaml"}, set()),

@@ -45,6 +45,9 @@ import typer  # noqa: E402
 from reliactl._version import __version__  # noqa: E402
 from reliactl.cli.context import AppContext  # noqa: E402
 from reliactl.cli.exitcodes import ExitCode, epilog  # noqa: E402
+from reliactl.cli.options import RootGroup, install_plain_metavars  # noqa: E402
+
+install_plain_metavars()
 
 
 def _print_version(value: bool) -> None:
@@ -100,7 +103,7 @@ def _doctor(app: typer.Typer) -> None:
 def _health(app: typer.Typer) -> None:
     from reliactl.cli import health
 
-    app.command("health", cls=health.HealthCommand)(health.health)
+    health.register(app)  # health and health history
 
 
 def _breaker(app: typer.Typer) -> None:
@@ -127,6 +130,12 @@ def _retry(app: typer.Typer) -> None:
     app.add_typer(retry.app, name="retry")
 
 
+def _serve(app: typer.Typer) -> None:
+    from reliactl.cli import serve
+
+    app.command("serve")(serve.serve)
+
+
 def _run(app: typer.Typer) -> None:
     from reliactl.cli import run
 
@@ -145,6 +154,7 @@ COMMANDS: dict[str, Callable[[typer.Typer], None]] = {
     "retry": _retry,
     "run": _run,
     "runs": _run,
+    "serve": _serve,
 }
 
 
@@ -156,6 +166,7 @@ def build_app(only: str | None = None) -> typer.Typer:
     """
     new = typer.Typer(
         name="reliactl",
+        cls=RootGroup,
         help="Keep scripts, cron jobs and services alive: health checks, circuit breakers, "
         "retries, locked and time-limited runs, safe cleanup and resilient HTTP.",
         epilog=epilog(),

@@ -14,7 +14,17 @@ import typer
 
 from reliactl.cli.context import app_context
 from reliactl.cli.exitcodes import ExitCode
-from reliactl.cli.output import emit_json, emit_text, error, info, reports_errors, table
+from reliactl.cli.options import BreakerNameArg, JsonOption, hidden, limit_option, usage
+from reliactl.cli.output import (
+    TIMES_JSON_VERSION,
+    emit_json,
+    emit_text,
+    info,
+    iso_utc,
+    reports_errors,
+    table,
+    with_times,
+)
 
 if TYPE_CHECKING:
     from reliactl.breaker import BreakerSnapshot
@@ -27,8 +37,8 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
-NameArg = Annotated[str, typer.Argument(help="The breaker's name.", metavar="NAME")]
+JsonFlag = JsonOption
+NameArg = BreakerNameArg
 
 DURATION_KEYS = (
     "recovery_timeout",
@@ -40,11 +50,14 @@ STATE_STYLES = {"closed": "green", "open": "bold red", "half_open": "yellow"}
 
 
 def _stamp(epoch: float | None) -> str:
-    import time
+    return iso_utc(epoch) or "-"
 
-    if epoch is None:
-        return "-"
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+def _breaker_doc(snap: BreakerSnapshot) -> dict[str, Any]:
+    """A snapshot as JSON: points in time as ISO 8601 UTC plus ``*_epoch`` numbers."""
+    # `since` (when it entered its state) is a point in time: named like the others.
+    doc = {("changed_at" if k == "since" else k): v for k, v in snap.to_dict().items()}
+    return with_times(doc, "opened_at", "last_failure_at", "changed_at")
 
 
 def _retry_in(snap: BreakerSnapshot) -> str:
@@ -72,21 +85,31 @@ def _rate(snap: BreakerSnapshot) -> str:
 
 
 def _require_known(store: StateStore, config: Config, name: str) -> None:
-    from reliactl.breaker import known_breaker_names
+    from reliactl.breaker import is_known_breaker, known_breaker_names
 
+    if is_known_breaker(store, config, name):
+        return  # every name is read only to say which ones exist when this one does not
     known = known_breaker_names(store, config)
     if name in known:
         return
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     if known:
-        error(f"no breaker named '{name}'{hint}; known breakers: {', '.join(known)}")
-    else:
-        error(
-            f"no breaker named '{name}': no breaker has been used or configured yet"
-            " (name it under circuit_breaker.breakers to manage it before first use)"
-        )
-    raise typer.Exit(ExitCode.USAGE)
+        raise usage(f"no breaker named '{name}'{hint}; known breakers: {', '.join(known)}")
+    raise usage(
+        f"no breaker named '{name}': no breaker has been used or configured yet"
+        " (name it under circuit_breaker.breakers to manage it before first use)"
+    )
+
+
+def breakers_document(snapshots: list[BreakerSnapshot]) -> dict[str, Any]:
+    """The JSON document of `breaker list --json` (and serve's /api/breakers)."""
+    return {
+        "version": TIMES_JSON_VERSION,
+        "breakers": [_breaker_doc(s) for s in snapshots],
+        "open": [s.name for s in snapshots if s.state.value == "open"],
+        "total": len(snapshots),
+    }
 
 
 @app.command("list")
@@ -110,13 +133,7 @@ def list_(
     snapshots = list_breakers(app_ctx.store(), config)
     open_names = [s.name for s in snapshots if s.state.value == "open"]
     if json_out:
-        emit_json(
-            {
-                "breakers": [s.to_dict() for s in snapshots],
-                "open": open_names,
-                "total": len(snapshots),
-            }
-        )
+        emit_json(breakers_document(snapshots), version=TIMES_JSON_VERSION)
     elif not snapshots:
         info("no breakers yet: none has been used or configured")
     else:
@@ -147,28 +164,35 @@ def show(
     ctx: typer.Context,
     name: NameArg,
     json_out: JsonFlag = False,
-    transitions: Annotated[
-        int, typer.Option("--transitions", "-n", help="How many recent transitions to show.")
-    ] = 10,
+    limit: Annotated[int, limit_option("How many recent transitions to show.")] = 10,
+    transitions: Annotated[int | None, hidden("--transitions", metavar="N")] = None,
 ) -> None:
     """One breaker: the config in force, its counters and its last transitions."""
-    from reliactl.breaker import list_breakers
+    from reliactl.breaker import breaker_snapshot
 
     app_ctx = app_context(ctx)
     config = app_ctx.loaded().config
     store = app_ctx.store()
-    _require_known(store, config, name)
-    snap = next(s for s in list_breakers(store, config) if s.name == name)
-    events = store.events(name, limit=max(0, transitions))
+    if transitions is not None:  # the old name of --limit
+        limit = transitions
+    snap = breaker_snapshot(store, config, name)
+    while snap is None:  # unknown (a usage error), or it was created meanwhile
+        _require_known(store, config, name)
+        snap = breaker_snapshot(store, config, name)
+    events = store.events(name, limit=max(0, limit))
     if json_out:
         emit_json(
             {
-                "breaker": snap.to_dict(),
+                "breaker": _breaker_doc(snap),
                 "transitions": [
-                    {"from": e.from_state, "to": e.to_state, "reason": e.reason, "at": e.at}
+                    with_times(
+                        {"from": e.from_state, "to": e.to_state, "reason": e.reason, "at": e.at},
+                        "at",
+                    )
                     for e in events
                 ],
-            }
+            },
+            version=TIMES_JSON_VERSION,
         )
         return
     emit_text(_show_text(snap, events))
@@ -230,8 +254,7 @@ def reset(
     config = app_ctx.loaded().config
     store = app_ctx.store()
     if (name is None) == (not all_):
-        error("name one breaker, or use --all (not both)")
-        raise typer.Exit(ExitCode.USAGE)
+        raise usage("name one breaker, or use --all (not both)")
     if name is not None:
         _require_known(store, config, name)
         names = [name]
@@ -271,11 +294,9 @@ def trip(
         try:
             duration = parse_duration(for_)
         except DurationError as exc:
-            error(f"invalid --for: {exc}")
-            raise typer.Exit(ExitCode.USAGE) from None
+            raise usage(f"--for: {exc}") from None
         if duration <= 0:
-            error(f"invalid --for: expected a positive duration, got {for_!r}")
-            raise typer.Exit(ExitCode.USAGE)
+            raise usage(f"--for: expected a positive duration, got {for_!r}")
     app_ctx = app_context(ctx)
     config = app_ctx.loaded().config
     store = app_ctx.store()

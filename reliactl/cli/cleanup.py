@@ -14,6 +14,7 @@ import typer
 
 from reliactl.cli.context import app_context
 from reliactl.cli.exitcodes import ExitCode
+from reliactl.cli.options import JsonOption, hidden, quiet_option, usage
 from reliactl.cli.output import emit_json, emit_text, error, info, is_tty, reports_errors, warn
 
 if TYPE_CHECKING:
@@ -23,9 +24,7 @@ if TYPE_CHECKING:
 MAX_ERRORS_SHOWN = 20
 
 
-def _usage(message: str) -> typer.Exit:
-    error(message)
-    return typer.Exit(ExitCode.USAGE)
+_usage = usage  # one line, exit 2
 
 
 @reports_errors
@@ -36,6 +35,7 @@ def cleanup(  # noqa: C901 - flags to targets; the core moves out (issue 15 item
         typer.Argument(
             help="Directories to clean (default: the configured cleanup.roots). "
             "The directories themselves are kept.",
+            metavar="PATH",
             show_default=False,
         ),
     ] = None,
@@ -85,10 +85,10 @@ def cleanup(  # noqa: C901 - flags to targets; the core moves out (issue 15 item
         bool,
         typer.Option(
             "--dry-run",
-            "-n",
             help="List what would be removed (one path a line on stdout); remove nothing.",
         ),
     ] = False,
+    dry_run_n: Annotated[bool, hidden("-n")] = False,  # before -n meant "how many" everywhere
     list_removed: Annotated[
         bool,
         typer.Option("--list", "-l", help="Also list each removed path on stdout."),
@@ -106,7 +106,8 @@ def cleanup(  # noqa: C901 - flags to targets; the core moves out (issue 15 item
         typer.Option(
             "--state",
             help="Also prune run history and breaker events past state.retention / "
-            "state.max_history, and vacuum the state store.",
+            "state.max_history, and closed breakers unused for state.retention (never a "
+            "configured one), and vacuum the state store.",
         ),
     ] = False,
     force_root: Annotated[
@@ -116,14 +117,12 @@ def cleanup(  # noqa: C901 - flags to targets; the core moves out (issue 15 item
             help="Allow a dangerous root (/, /etc, /home, /usr, $HOME ...) or a path with '..'.",
         ),
     ] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    json_out: JsonOption = False,
     quiet: Annotated[
         bool,
-        typer.Option(
-            "--quiet",
-            "-q",
-            help="Print only problems (errors, warnings): nothing on a night with nothing "
-            "to report, for cron mail. The exit code still tells.",
+        quiet_option(
+            "Print only problems (errors, warnings): nothing on a night with nothing "
+            "to report, for cron mail. The exit code still tells."
         ),
     ] = False,
 ) -> None:
@@ -139,6 +138,7 @@ def cleanup(  # noqa: C901 - flags to targets; the core moves out (issue 15 item
     from reliactl.durations import parse_duration, parse_size
     from reliactl.errors import DurationError
 
+    dry_run = dry_run or dry_run_n
     if age_by not in AGE_BY:
         raise _usage(f"--age-by: expected one of {', '.join(AGE_BY)}, got {age_by!r}")
     max_age: float | None = None
@@ -302,9 +302,14 @@ def _run(  # noqa: C901 - the cleanup core moves out of cli (issue 15 item 1)
         else:
             import time
 
+            from reliactl.breaker import keep_on_prune
+
             config = app_ctx.loaded().config
             pruned = app_ctx.store().prune(
-                time.time(), config.state.retention, config.state.max_history
+                time.time(),
+                config.state.retention,
+                config.state.max_history,
+                keep_breaker=keep_on_prune(config),
             )
     report = CleanupReport(dry_run=dry_run, roots=tuple(roots), locks=locks, state=pruned)
     return report, listed, ExitCode.OK

@@ -10,6 +10,7 @@ import typer
 
 from reliactl.cli.context import app_context
 from reliactl.cli.exitcodes import ExitCode
+from reliactl.cli.options import JsonOption
 from reliactl.cli.output import emit_json, emit_text, info, report_error, reports_errors
 
 app = typer.Typer(
@@ -17,7 +18,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+JsonFlag = JsonOption
 
 
 @app.command()
@@ -25,7 +26,9 @@ def validate(
     ctx: typer.Context,
     file: Annotated[
         str | None,
-        typer.Argument(help="File to check (default: the file reliactl would load)."),
+        typer.Argument(
+            metavar="FILE", help="File to check (default: the file reliactl would load)."
+        ),
     ] = None,
     json_out: JsonFlag = False,
     no_env: Annotated[
@@ -165,7 +168,9 @@ def render_yaml(plain: dict[str, Any], sources: dict[str, str]) -> str:
 
 @app.command()
 def init(
-    path: Annotated[str, typer.Argument(help="Where to write it.")] = "reliactl.yaml",
+    path: Annotated[
+        str, typer.Argument(metavar="PATH", help="Where to write it.")
+    ] = "reliactl.yaml",
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a commented starter configuration: the defaults, examples commented out.

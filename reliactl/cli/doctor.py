@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 
 from reliactl.cli.context import app_context
 from reliactl.cli.exitcodes import ExitCode
+from reliactl.cli.options import JsonOption
 from reliactl.cli.output import color_enabled, emit_json, emit_text
 
 _MARK = {"ok": "ok", "warn": "WARN", "fail": "FAIL"}
@@ -16,7 +15,7 @@ _COLOR = {"ok": "green", "warn": "yellow", "fail": "red"}
 
 def doctor(
     ctx: typer.Context,
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    json_out: JsonOption = False,
 ) -> None:
     """Check the config, state store, lock and log directories, completions and clock.
 

@@ -12,7 +12,7 @@ class ExitCode(IntEnum):
     FAILURE = 1  # other commands: the answer is "no"
     WARNING = 1  # health
     CRITICAL = 2  # health
-    USAGE = 2  # Typer's own usage errors
+    USAGE = 2  # usage errors (cli/options.py), except health (3) and run (125)
     UNKNOWN = 3  # health
     COULDNT_CONNECT = 7  # http, as curl
     HTTP_ERROR = 22  # http --fail, as curl
@@ -38,7 +38,11 @@ EXIT_CODE_TABLE: list[tuple[str, str]] = [
         'other commands: the answer is "no" (cleanup left errors, `runs --last` failed, '
         "`doctor` found a failure)",
     ),
-    ("2", "usage error (Typer's own), except under `run` (125) and `health` (3)"),
+    (
+        "2",
+        "usage error (a bad option or argument: one line on stderr), except under `run` (125)"
+        " and `health` (3)",
+    ),
     ("N", "`run`: the child's own exit code, passed through"),
     (
         "7, 22",

@@ -10,9 +10,10 @@ import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from typer.core import TyperCommand
+from typer.core import TyperGroup
 
 from reliactl.cli.exitcodes import ExitCode
+from reliactl.cli.options import JsonOption, UsageCommand, hidden, quiet_option, usage
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -25,10 +26,13 @@ FORMATS = ("text", "json", "nagios", "prometheus")
 STYLES = {"OK": "green", "WARNING": "yellow", "CRITICAL": "red", "UNKNOWN": "bright_black"}
 
 
-class HealthCommand(TyperCommand):
-    """`health` whose parse errors (unknown option, missing value, extra argument, a number
-    that is not one) exit 3 (UNKNOWN) like its own option checks: a monitoring system reads
-    Click's usual 2 as CRITICAL, and a typo in a check definition is not an outage."""
+class HealthGroup(TyperGroup):
+    """`health` (runs the checks) with subcommands (`health history`) whose parse errors
+    (unknown option or command, missing value, a number that is not one) exit 3 (UNKNOWN) like
+    its own option checks: a monitoring system reads Click's usual 2 as CRITICAL, and a typo in
+    a check definition is not an outage."""
+
+    usage_exit_code = ExitCode.UNKNOWN
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         from typer._click.exceptions import UsageError
@@ -39,21 +43,43 @@ class HealthCommand(TyperCommand):
             exc.exit_code = ExitCode.UNKNOWN
             raise
 
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        from typer._click.exceptions import UsageError
 
-def _usage(message: str) -> typer.Exit:
-    """A bad option of `health`: exit 3 (UNKNOWN), as Nagios plugins do, never 2 (CRITICAL)."""
-    from reliactl.cli.output import error
+        try:
+            return super().resolve_command(ctx, args)
+        except UsageError as exc:
+            exc.exit_code = ExitCode.UNKNOWN
+            raise
 
-    error(message)
-    return typer.Exit(ExitCode.UNKNOWN)
+
+class HealthSubcommand(UsageCommand):
+    """A subcommand of `health` (history): its parse errors exit 3 too."""
+
+    usage_exit_code = ExitCode.UNKNOWN
+
+
+def register(app: typer.Typer) -> None:
+    """`health` and `health history` (the latter's code is imported only when it runs)."""
+    group = typer.Typer(cls=HealthGroup, invoke_without_command=True)
+    group.callback()(health)
+
+    from reliactl.cli.history import history
+
+    group.command("history", cls=HealthSubcommand)(history)
+    app.add_typer(group, name="health")
+
+
+_usage = usage  # one line, exit 3 under `health`
 
 
 def health(  # noqa: C901 - textfile and alerting move to the core (issue 15 item 1)
     ctx: typer.Context,
     detailed: Annotated[
         bool,
-        typer.Option("--detailed", "-d", help="Every metric with thresholds, timing, perfdata."),
+        typer.Option("--detailed", help="Every metric with thresholds, timing, perfdata."),
     ] = False,
+    detailed_d: Annotated[bool, hidden("-d")] = False,  # -d is --data (http), as curl
     check: Annotated[
         list[str] | None,
         typer.Option(
@@ -64,17 +90,17 @@ def health(  # noqa: C901 - textfile and alerting move to the core (issue 15 ite
             " disk_usage:* .",
         ),
     ] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    json_out: JsonOption = False,
     fmt: Annotated[
         str | None,
         typer.Option(
             "--format",
-            "-f",
             metavar="FORMAT",
             help="text (default), json, nagios (one line with perfdata) or prometheus"
             " (text exposition).",
         ),
     ] = None,
+    fmt_f: Annotated[str | None, hidden("-f", metavar="FORMAT")] = None,  # -f is --fail (http)
     textfile: Annotated[
         str | None,
         typer.Option(
@@ -99,11 +125,11 @@ def health(  # noqa: C901 - textfile and alerting move to the core (issue 15 ite
     ] = None,
     count: Annotated[
         int | None,
-        typer.Option("--count", "-n", metavar="N", help="With --watch: stop after N rounds."),
+        typer.Option(
+            "--count", "-n", metavar="N", help="With --watch: stop after N rounds (as top -n)."
+        ),
     ] = None,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="Print nothing; only the exit code tells.")
-    ] = False,
+    quiet: Annotated[bool, quiet_option("Print nothing; only the exit code tells.")] = False,
     no_alerts: Annotated[
         bool, typer.Option("--no-alerts", help="Do not send alerts for this run.")
     ] = False,
@@ -118,15 +144,21 @@ def health(  # noqa: C901 - textfile and alerting move to the core (issue 15 ite
 ) -> None:
     """Check this host: CPU, memory, swap, disks, file handles, processes and custom checks.
 
+    Each run is kept in the state store's health history (`reliactl health history`).
+
     Exit code (Nagios): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, the worst of all checks
     (CRITICAL > WARNING > UNKNOWN > OK). Alerts go to the configured sinks when a check
     changes status, and again after the cooldown while it stays bad. A failing alert sink is
     reported on stderr and never changes the exit code. Bad options exit 3.
     """
+    if ctx.invoked_subcommand is not None:
+        return  # `health history ...`: the subcommand does the work
     from reliactl.cli.context import app_context
     from reliactl.cli.output import report_error, warn
     from reliactl.errors import ConfigError, HealthError, ReliactlError
 
+    detailed = detailed or detailed_d
+    fmt = fmt if fmt is not None else fmt_f
     out_format = (fmt or ("json" if json_out else "text")).lower()
     if out_format not in FORMATS:
         raise _usage(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -194,6 +226,7 @@ def health(  # noqa: C901 - textfile and alerting move to the core (issue 15 ite
         while True:
             rounds += 1
             report, outcomes = _one_round(monitor, check, alerts=not no_alerts)
+            record_history(store, report, loaded.config)
             code = report.exit_code
             if textfile is not None and not _write_textfile(textfile, report):
                 code = max(code, int(ExitCode.UNKNOWN), key=_severity)
@@ -267,6 +300,20 @@ def _one_round(
     return report, outcomes
 
 
+def record_history(store: Any, report: HealthReport, config: Any) -> None:
+    """Keep the run in the health history; a failing store is a warning, never a failure."""
+    if store is None:
+        return
+    from reliactl.cli.output import warn
+    from reliactl.errors import ReliactlError
+    from reliactl.history import record_report
+
+    try:
+        record_report(store, report, config.state)
+    except ReliactlError as exc:
+        warn(f"health history not recorded: {exc}")
+
+
 def _send_test(monitor: HealthMonitor, sink: str) -> int:
     import asyncio
 
@@ -325,6 +372,28 @@ def _write_textfile(path: str, report: HealthReport) -> bool:
 # --------------------------------------------------------------------------- rendering
 
 
+def health_document(report: HealthReport, outcomes: list[AlertOutcome]) -> dict[str, Any]:
+    """The JSON document of `health --json` (and serve's /healthz and /api/health)."""
+    doc: dict[str, Any] = {}
+    for key, value in report.to_dict().items():
+        doc[key] = value
+        if key == "checked_at":  # ISO text already: the number beside it, as elsewhere
+            doc["checked_at_epoch"] = report.checked_at
+    doc["alerts"] = [
+        {
+            "sink": o.sink,
+            "check": o.check,
+            "status": o.status.value,
+            "kind": o.kind,
+            "delivered": o.delivered,
+            "attempts": o.attempts,
+            "error": o.error,
+        }
+        for o in outcomes
+    ]
+    return doc
+
+
 def _render(
     report: HealthReport,
     outcomes: list[AlertOutcome],
@@ -336,20 +405,7 @@ def _render(
     from reliactl.cli.output import emit_json, emit_text
 
     if out_format == "json":
-        doc = report.to_dict()
-        doc["alerts"] = [
-            {
-                "sink": o.sink,
-                "check": o.check,
-                "status": o.status.value,
-                "kind": o.kind,
-                "delivered": o.delivered,
-                "attempts": o.attempts,
-                "error": o.error,
-            }
-            for o in outcomes
-        ]
-        emit_json(doc)
+        emit_json(health_document(report, outcomes))
         return
     if out_format == "nagios":
         from reliactl.health.formats import nagios

@@ -10,6 +10,7 @@ import typer
 
 from reliactl.cli.context import app_context
 from reliactl.cli.exitcodes import ExitCode
+from reliactl.cli.options import MaxRetriesOption, hidden, usage
 from reliactl.cli.output import error, info, reports_errors
 
 if TYPE_CHECKING:
@@ -19,9 +20,7 @@ _METHOD = re.compile(r"[A-Za-z]{1,20}")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
-def _usage(message: str) -> typer.Exit:
-    error(message)
-    return typer.Exit(ExitCode.USAGE)
+_usage = usage  # one line, exit 2
 
 
 def _parse_headers(raw: list[str]) -> list[tuple[str, str]]:
@@ -115,14 +114,8 @@ def http(
             help="Go through the persistent circuit breaker NAME (exit 69 while it is open).",
         ),
     ] = None,
-    retries: Annotated[
-        int | None,
-        typer.Option(
-            "--retries",
-            metavar="N",
-            help="Retries after the first attempt (default: retry.max_retries).",
-        ),
-    ] = None,
+    max_retries: MaxRetriesOption = None,
+    retries: Annotated[int | None, hidden("--retries", metavar="N")] = None,  # old name
     rate: Annotated[
         str | None,
         typer.Option(
@@ -188,7 +181,7 @@ def http(
         data=data,
         json_body=json_body,
         breaker=breaker,
-        retries=retries,
+        retries=max_retries if max_retries is not None else retries,
         rate=rate,
         rate_key=rate_key,
         rate_wait=rate_wait,
@@ -234,7 +227,7 @@ def _run(  # noqa: C901 - one branch per output mode and exit rule of curl
         raise _usage(f"URL must start with http:// or https:// and name a host: {redact_url(url)}")
     headers = _parse_headers(header)
     if retries is not None and retries < 0:
-        raise _usage(f"--retries: expected 0 or more, got {retries}")
+        raise _usage(f"--max-retries: expected 0 or more, got {retries}")
     attempt_timeout = _duration("--timeout", timeout)
     token_wait = None if rate_wait is None else _duration("--rate-wait", rate_wait, zero_ok=True)
     if json_body and data is None:

@@ -7,15 +7,16 @@ from typing import Annotated, Any
 import typer
 
 from reliactl.cli.exitcodes import ExitCode
+from reliactl.cli.options import JsonOption
 
 
 def jobs(
     ctx: typer.Context,
     name: Annotated[
         str | None,
-        typer.Argument(help="Only this job, with its recent runs."),
+        typer.Argument(metavar="NAME", help="Only this job, with its recent runs."),
     ] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    json_out: JsonOption = False,
 ) -> None:
     """Jobs declared in `jobs:` and seen in run history: last run, last success, next expected
     run, status (OK, WARNING, CRITICAL as the `job` health checks) and failures in a row.

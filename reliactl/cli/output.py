@@ -18,6 +18,9 @@ from typing import Any, TypeVar
 from reliactl.errors import ConfigError, ReliactlError
 
 JSON_VERSION = 1
+# A document's "version" goes up when one of its fields changes meaning (DESIGN.md section 2).
+# 2: times are ISO 8601 UTC text (`started_at`), epoch seconds beside them (`started_at_epoch`).
+TIMES_JSON_VERSION = 2
 PROG = "reliactl"
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -88,9 +91,30 @@ def stream_failed(name: str) -> None:
 # ---- data (stdout)
 
 
-def emit_json(document: dict[str, Any]) -> None:
+def iso_utc(epoch: float | None) -> str | None:
+    """A point in time as JSON and tables show it: ISO 8601 UTC to the second, e.g.
+    2026-11-28T23:57:52Z (None stays None)."""
+    if epoch is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def with_times(document: dict[str, Any], *keys: str) -> dict[str, Any]:
+    """``document`` with each epoch field in ``keys`` as ISO 8601 UTC text, and the number
+    kept beside it as ``<key>_epoch`` (for scripts that compute with it)."""
+    out: dict[str, Any] = {}
+    for key, value in document.items():
+        if key in keys:
+            out[key] = iso_utc(value)
+            out[f"{key}_epoch"] = value
+        else:
+            out[key] = value
+    return out
+
+
+def emit_json(document: dict[str, Any], *, version: int = JSON_VERSION) -> None:
     """One JSON document on stdout, with the "version" field first."""
-    doc = {"version": JSON_VERSION, **document}
+    doc = {"version": version, **document}
     sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
     sys.stdout.flush()
 

@@ -9,8 +9,16 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from reliactl.cli.context import app_context
-from reliactl.cli.exitcodes import ExitCode
-from reliactl.cli.output import emit_json, emit_text, error, reports_errors, table
+from reliactl.cli.options import (
+    BaseDelayOption,
+    JitterOption,
+    JsonOption,
+    MaxDelayOption,
+    MaxRetriesOption,
+    StrategyOption,
+    usage,
+)
+from reliactl.cli.output import emit_json, emit_text, reports_errors, table
 
 app = typer.Typer(
     help="Retry policies: print the backoff schedule a policy would follow.",
@@ -22,8 +30,7 @@ BAR_WIDTH = 24
 
 
 def _usage(message: str) -> NoReturn:
-    error(message)
-    raise typer.Exit(ExitCode.USAGE)
+    raise usage(message)
 
 
 def _duration(option: str, text: str | None) -> float | None:
@@ -63,46 +70,11 @@ def _bar(delay: float, longest: float) -> str:
 @reports_errors
 def plan(
     ctx: typer.Context,
-    strategy: Annotated[
-        str | None,
-        typer.Option(
-            "--strategy",
-            metavar="NAME",
-            help="exponential, linear or fixed [default: retry.strategy of the config]",
-        ),
-    ] = None,
-    base_delay: Annotated[
-        str | None,
-        typer.Option(
-            "--base-delay",
-            metavar="DURATION",
-            help="First delay, e.g. 500ms, 1s [default: retry.base_delay]",
-        ),
-    ] = None,
-    max_delay: Annotated[
-        str | None,
-        typer.Option(
-            "--max-delay",
-            metavar="DURATION",
-            help="No delay is longer, e.g. 30s, 5m [default: retry.max_delay]",
-        ),
-    ] = None,
-    max_retries: Annotated[
-        int | None,
-        typer.Option(
-            "--max-retries",
-            metavar="N",
-            help="Retries after the first attempt [default: retry.max_retries]",
-        ),
-    ] = None,
-    jitter: Annotated[
-        str | None,
-        typer.Option(
-            "--jitter",
-            metavar="MODE",
-            help="none, full, equal or decorrelated [default: retry.jitter]",
-        ),
-    ] = None,
+    strategy: StrategyOption = None,
+    base_delay: BaseDelayOption = None,
+    max_delay: MaxDelayOption = None,
+    max_retries: MaxRetriesOption = None,
+    jitter: JitterOption = None,
     multiplier: Annotated[
         float | None,
         typer.Option(
@@ -124,7 +96,7 @@ def plan(
         int | None,
         typer.Option("--seed", metavar="N", help="Seed the jitter, for a reproducible sample."),
     ] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    json_out: JsonOption = False,
 ) -> None:
     """Print the delay before each retry, the time spent so far, and a bar per delay.
 
@@ -235,7 +207,7 @@ def _render(result: Any, *, seed: int | None, json_out: bool) -> None:
         parts.append(f"seed {seed}" if seed is not None else "one random sample")
     emit_text(", ".join(parts))
     jittered = strategy.jitter != "none"
-    columns = ["attempt", "delay", *(["range"] if jittered else []), "cumulative", ""]
+    columns = ["ATTEMPT", "DELAY", *(["RANGE"] if jittered else []), "CUMULATIVE", ""]
     longest = max((row.delay for row in result.rows), default=0.0)
     rows = []
     for row in result.rows:

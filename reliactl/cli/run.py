@@ -14,9 +14,9 @@ import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from typer.core import TyperCommand
 
 from reliactl.cli.exitcodes import ExitCode
+from reliactl.cli.options import JsonOption, UsageCommand, hidden, limit_option
 
 if TYPE_CHECKING:
     from reliactl.runner import RunEvent, RunResult
@@ -29,27 +29,19 @@ STDOUT, STDERR = 1, 2
 FAST_EXIT = False
 
 
-class RunCommand(TyperCommand):
+class RunCommand(UsageCommand):
     """A command whose usage errors exit 125 (timeout(1)'s "reliactl itself failed")."""
 
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        from typer._click.exceptions import UsageError
-
-        try:
-            return super().parse_args(ctx, args)
-        except UsageError as exc:
-            exc.exit_code = ExitCode.INTERNAL
-            raise
+    usage_exit_code = ExitCode.INTERNAL
 
 
 RUN_CONTEXT = {"allow_interspersed_args": False, "ignore_unknown_options": False}
 
 
 def _usage(message: str) -> typer.Exit:
-    from reliactl.cli.output import error
+    from reliactl.cli.options import usage
 
-    error(message)
-    return typer.Exit(ExitCode.INTERNAL)
+    return usage(message)  # one line, exit 125 under `run`
 
 
 def _duration(flag: str, text: str | None, *, forever: bool = False) -> float | None:
@@ -613,7 +605,8 @@ def run(
         typer.Option(
             "--ping-start",
             metavar="URL",
-            help="URL template pinged when the command starts ({name} {host} {rid}).",
+            help="URL template pinged when the command starts (placeholders in braces: name,"
+            " host, rid).",
             rich_help_panel="Monitoring",
         ),
     ] = None,
@@ -622,8 +615,8 @@ def run(
         typer.Option(
             "--ping-success",
             metavar="URL",
-            help="URL template pinged on success ({name} {host} {exit_code} {duration_ms}"
-            " {outcome}).",
+            help="URL template pinged on success (placeholders in braces: name, host,"
+            " exit_code, duration_ms, outcome, rid).",
             rich_help_panel="Monitoring",
         ),
     ] = None,
@@ -648,7 +641,6 @@ def run(
     check: Annotated[
         bool,
         typer.Option(
-            "--check",
             "--require-healthy",
             help="Run the configured health checks (health_monitor) once, under the lock, "
             "before the first attempt: CRITICAL does not start the command (exit 75, outcome "
@@ -657,14 +649,15 @@ def run(
             rich_help_panel="Health gate",
         ),
     ] = False,
+    check_alias: Annotated[bool, hidden("--check")] = False,
 ) -> None:
     """Run COMMAND supervised: lock, retries, time limits, signal forwarding, history.
 
     Options stop at the first word that is not an option (`--` is optional). Exit status: the
     command's own; 124 timed out (137 if it had to be killed); 125 reliactl failed or bad
     options; 126/127 cannot run / not found; 128+N killed by (or reliactl received) signal N;
-    69 not run: the --breaker is open; 75 lock busy, or health CRITICAL with --check; 0 with
-    --skip-if-locked when busy.
+    69 not run: the --breaker is open; 75 lock busy, or health CRITICAL with
+    --require-healthy; 0 with --skip-if-locked when busy.
     """
     from reliactl.cli.context import app_context
     from reliactl.cli.output import error, report_error
@@ -739,7 +732,7 @@ def run(
             no_retry_on=no_retry_codes or frozenset(),
             retry_on_timeout=retry_on_timeout,
             breaker=breaker,
-            check=check,
+            check=check or check_alias,
             history=not no_history,
             hooks=_jobwatch.hooks(watch),
         )
@@ -761,7 +754,7 @@ def run(
     try:
         done = job.run(store=open_store, on_event=on_event, output=sink)
     except GateSetupError as exc:
-        error(f"--check: {exc}")
+        error(f"--require-healthy: {exc}")
         raise typer.Exit(ExitCode.CONFIG) from None
     except LockError as exc:
         out.replay()
@@ -779,7 +772,7 @@ def run(
     if json_report:
         extra: dict[str, Any] = {"breaker": done.breaker}
         extra.update(watched)  # pings and alerts, URLs redacted
-        if check:
+        if check or check_alias:
             extra["health"] = done.health.to_dict() if done.health is not None else None
         _write_json_report(json_report, result, extra)
     if log_fd is not None:
@@ -924,12 +917,41 @@ def _stopped(result: RunResult) -> str:
 MAX_LIMIT = 1_000_000
 
 
+def run_to_dict(record: Any) -> dict[str, Any]:
+    """One run as `runs --json` (and serve's /api/runs) show it."""
+    from reliactl.cli.output import with_times
+    from reliactl.jobs import record_outcome
+
+    doc = {
+        "id": record.id,
+        "name": record.name,
+        "command": record.command,
+        "started_at": record.started_at,
+        "ended_at": record.ended_at,
+        "duration": None
+        if record.ended_at is None
+        else max(0.0, record.ended_at - record.started_at),
+        "attempts": record.attempts,
+        "exit_code": record.exit_code,
+        "outcome": record_outcome(record),
+    }
+    return with_times(doc, "started_at", "ended_at")
+
+
+def runs_document(records: list[Any]) -> dict[str, Any]:
+    """The JSON document of `runs --json` (and serve's /api/runs)."""
+    from reliactl.cli.output import TIMES_JSON_VERSION
+
+    return {"version": TIMES_JSON_VERSION, "runs": [run_to_dict(r) for r in records]}
+
+
 def runs(
     ctx: typer.Context,
     name: Annotated[
-        str | None, typer.Argument(help="Only runs of this job (its --name or lock name).")
+        str | None,
+        typer.Argument(metavar="NAME", help="Only runs of this job (its --name or lock name)."),
     ] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    json_out: JsonOption = False,
     last: Annotated[
         bool,
         typer.Option(
@@ -937,24 +959,30 @@ def runs(
             help="Only the newest run, and exit 0 if it succeeded, 1 if not (for monitoring).",
         ),
     ] = False,
-    limit: Annotated[int, typer.Option("--limit", "-n", help="How many runs to list.")] = 20,
+    limit: Annotated[int, limit_option("How many runs to list.")] = 20,
 ) -> None:
     """Recent `reliactl run` invocations, newest first.
 
     `reliactl runs backup --last` exits 0 when the newest run of "backup" succeeded, 1 when
     it failed or is still running, and 1 (with a message) when there is none.
     """
-    import time
 
     from reliactl.cli.context import app_context
-    from reliactl.cli.output import emit_json, error, report_error, table
+    from reliactl.cli.options import usage
+    from reliactl.cli.output import (
+        TIMES_JSON_VERSION,
+        emit_json,
+        error,
+        iso_utc,
+        report_error,
+        table,
+    )
     from reliactl.durations import format_duration
     from reliactl.errors import ReliactlError
     from reliactl.jobs import LAST_LOOKBACK, newest_decisive, record_outcome
 
     if not 1 <= limit <= MAX_LIMIT:  # SQLite's LIMIT overflows past 2**63
-        error(f"--limit: expected a number from 1 to {MAX_LIMIT}, got {limit}")
-        raise typer.Exit(ExitCode.USAGE)
+        raise usage(f"--limit: expected a number from 1 to {MAX_LIMIT}, got {limit}")
     try:
         store = app_context(ctx).store()
         records = store.runs(name, limit=limit if not last else max(limit, LAST_LOOKBACK))
@@ -967,34 +995,19 @@ def runs(
         last_ok = decisive is not None and decisive.outcome == "success"
         records = [decisive] if decisive is not None else records[:1]
 
-    def plain(record: Any) -> dict[str, Any]:
-        return {
-            "id": record.id,
-            "name": record.name,
-            "command": record.command,
-            "started_at": record.started_at,
-            "ended_at": record.ended_at,
-            "duration": None
-            if record.ended_at is None
-            else max(0.0, record.ended_at - record.started_at),
-            "attempts": record.attempts,
-            "exit_code": record.exit_code,
-            "outcome": record_outcome(record),
-        }
-
     if json_out:
-        emit_json({"runs": [plain(r) for r in records]})
+        emit_json(runs_document(records), version=TIMES_JSON_VERSION)
     elif records:
         rows = []
         for r in records:
-            started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r.started_at))
+            started = iso_utc(r.started_at)
             took = (
                 "-" if r.ended_at is None else format_duration(max(0.0, r.ended_at - r.started_at))
             )
             rows.append(
                 [r.id, r.name, started, took, r.attempts, r.exit_code, record_outcome(r), r.command]
             )
-        table(["id", "name", "started", "took", "tries", "exit", "outcome", "command"], rows)
+        table(["ID", "NAME", "STARTED", "TOOK", "TRIES", "EXIT", "OUTCOME", "COMMAND"], rows)
     elif not last:
         print("no runs recorded" + (f" for {name!r}" if name else ""), file=sys.stderr)
     if last:

@@ -72,8 +72,21 @@ def _crashed(check: Check, exc: BaseException) -> HealthMetric:
     )
 
 
-async def run_check(check: Check, ctx: CheckContext) -> HealthMetric:
-    """One check within its timeout; any failure or hang is UNKNOWN with the reason."""
+async def run_check(
+    check: Check, ctx: CheckContext, slots: asyncio.Semaphore | None = None
+) -> HealthMetric:
+    """One check within its timeout; any failure or hang is UNKNOWN with the reason.
+
+    With ``slots``, the check first waits for one (``health_monitor.max_parallel``); its
+    timeout and duration count from then, so a check queued behind others never times out
+    for their sake."""
+    if slots is None:
+        return await _run_check(check, ctx)
+    async with slots:
+        return await _run_check(check, ctx)
+
+
+async def _run_check(check: Check, ctx: CheckContext) -> HealthMetric:
     import asyncio
 
     started = time.monotonic()
@@ -99,58 +112,76 @@ def run_checks_in_threads(
     *,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
+    max_parallel: int = 256,
 ) -> HealthReport:
     """As run_checks for sync checks only, without asyncio (cheaper for a cron run).
 
-    Each check runs in a daemon thread; one still running at its timeout is UNKNOWN and
-    abandoned (it never delays the exit).
+    Each check runs in a daemon thread, at most ``max_parallel`` at once (a check's timeout
+    counts from its thread's start); one still running at its timeout is UNKNOWN and
+    abandoned (it never delays the exit, and its slot goes to the next check).
     """
     if any(check.is_async for check in checks):
         raise HealthError("run_checks_in_threads takes sync checks only")
     started = time.monotonic()
     checked_at = clock()
     ctx = CheckContext(records=records, clock=clock, sleep=sleep)
-    slots: list[tuple[Check, float, threading.Event, dict[str, Any]]] = []
-    for check in checks:
-        box: dict[str, Any] = {}
-        done = threading.Event()
+    changed = threading.Condition()
+    boxes: list[dict[str, Any]] = [{} for _ in checks]
+    results: list[HealthMetric | None] = [None] * len(checks)
+    waiting = list(range(len(checks)))[::-1]  # popped from the end: in order
+    running: dict[int, float] = {}  # index -> when its thread started
 
-        def target(
-            check: Check = check, box: dict[str, Any] = box, done: threading.Event = done
-        ) -> None:
-            try:
-                box["raw"] = check.func(ctx)
-            except BaseException as exc:
-                box["exc"] = exc
-            finally:
-                box["end"] = time.monotonic()
-                done.set()
+    def target(check: Check, box: dict[str, Any]) -> None:
+        try:
+            box["raw"] = check.func(ctx)
+        except BaseException as exc:
+            box["exc"] = exc
+        finally:
+            box["end"] = time.monotonic()
+            with changed:
+                box["done"] = True
+                changed.notify()
 
-        begun = time.monotonic()
-        threading.Thread(target=target, name="reliactl-check", daemon=True).start()
-        slots.append((check, begun, done, box))
-    results: list[HealthMetric] = []
-    for check, begun, done, box in slots:
-        if not done.wait(max(0.0, begun + check.timeout - time.monotonic())):
-            metric = _timed_out(check)
-            end = time.monotonic()
-        elif "exc" in box:
-            metric = _crashed(check, box["exc"])
-            end = box["end"]
-        else:
-            raw = box["raw"]
-            close = getattr(raw, "close", None)
-            if hasattr(raw, "__await__") and callable(close):
-                close()  # a sync function that returned a coroutine: it needs an event loop
-                metric = _crashed(check, TypeError("returned an awaitable; use check_all_health"))
-            else:
-                try:
-                    metric = coerce_result(check, raw)
-                except Exception as exc:
-                    metric = _crashed(check, exc)
-            end = box["end"]
-        results.append(replace(metric, duration=round(end - begun, 6)))
-    return _aggregate(checks, results, records, checked_at, started)
+    with changed:
+        while waiting or running:
+            while waiting and len(running) < max(1, max_parallel):
+                index = waiting.pop()
+                running[index] = time.monotonic()
+                threading.Thread(
+                    target=target, args=(checks[index], boxes[index]), name="reliactl-check",
+                    daemon=True,
+                ).start()  # fmt: skip
+            now = time.monotonic()
+            for index, begun in list(running.items()):
+                check, box = checks[index], boxes[index]
+                if box.get("done"):
+                    metric = _settled(check, box)
+                    results[index] = replace(metric, duration=round(box["end"] - begun, 6))
+                elif now >= begun + check.timeout:
+                    results[index] = replace(_timed_out(check), duration=round(now - begun, 6))
+                else:
+                    continue
+                del running[index]
+            if running and not (waiting and len(running) < max(1, max_parallel)):
+                nearest = min(begun + checks[i].timeout for i, begun in running.items())
+                changed.wait(max(0.0, nearest - time.monotonic()))
+    done = [metric for metric in results if metric is not None]
+    return _aggregate(checks, done, records, checked_at, started)
+
+
+def _settled(check: Check, box: dict[str, Any]) -> HealthMetric:
+    """The metric of a check whose thread returned (or raised) in time."""
+    if "exc" in box:
+        return _crashed(check, box["exc"])
+    raw = box["raw"]
+    close = getattr(raw, "close", None)
+    if hasattr(raw, "__await__") and callable(close):
+        close()  # a sync function that returned a coroutine: it needs an event loop
+        return _crashed(check, TypeError("returned an awaitable; use check_all_health"))
+    try:
+        return coerce_result(check, raw)
+    except Exception as exc:
+        return _crashed(check, exc)
 
 
 def _aggregate(
@@ -211,17 +242,20 @@ async def run_checks(
     *,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
+    max_parallel: int = 256,
 ) -> HealthReport:
-    """Run ``checks`` concurrently and aggregate them (the worst status wins)."""
+    """Run ``checks`` concurrently, at most ``max_parallel`` at once, and aggregate them
+    (the worst status wins)."""
     import asyncio
 
     started = time.monotonic()
     checked_at = clock()
-    ctx = CheckContext(records=records, clock=clock, sleep=sleep)
+    ctx = CheckContext(records=records, clock=clock, sleep=sleep, max_parallel=max_parallel)
+    slots = asyncio.Semaphore(max_parallel)
     try:
         if any(check.kind == "http" for check in checks):
-            await ctx.http_client()  # import httpx and build the client before any clock starts
-        results = await asyncio.gather(*(run_check(check, ctx) for check in checks))
+            ctx.prepare_http()  # import httpx and build the client before any clock starts
+        results = await asyncio.gather(*(run_check(check, ctx, slots) for check in checks))
     finally:
         await ctx.aclose()
     return _aggregate(checks, results, records, checked_at, started)
@@ -450,7 +484,11 @@ class HealthMonitor:
     async def check_all_health(self, only: Sequence[str] | None = None) -> HealthReport:
         """Run every check (or those in ``only``) concurrently; never raises for a bad check."""
         report = await run_checks(
-            self.select(only), self.records, clock=self.clock, sleep=self.sleep
+            self.select(only),
+            self.records,
+            clock=self.clock,
+            sleep=self.sleep,
+            max_parallel=self.config.max_parallel,
         )
         self.last_report = report
         return report
@@ -466,10 +504,22 @@ class HealthMonitor:
             import asyncio
 
             report = asyncio.run(
-                run_checks(checks, self.records, clock=self.clock, sleep=self.sleep)
+                run_checks(
+                    checks,
+                    self.records,
+                    clock=self.clock,
+                    sleep=self.sleep,
+                    max_parallel=self.config.max_parallel,
+                )
             )
         else:
-            report = run_checks_in_threads(checks, self.records, clock=self.clock, sleep=self.sleep)
+            report = run_checks_in_threads(
+                checks,
+                self.records,
+                clock=self.clock,
+                sleep=self.sleep,
+                max_parallel=self.config.max_parallel,
+            )
         self.last_report = report
         return report
 

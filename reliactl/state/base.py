@@ -11,7 +11,7 @@ Nothing outside ``reliactl.state`` knows which backend is in use.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -58,6 +58,82 @@ class PruneReport:
     records_removed: int
     bytes_before: int
     bytes_after: int
+
+
+@dataclass(frozen=True)
+class HealthPoint:
+    """One check's result at one moment (health history, raw)."""
+
+    check: str
+    at: float  # wall-clock epoch seconds
+    status: str  # OK | WARNING | CRITICAL | UNKNOWN
+    value: float | None
+
+
+@dataclass(frozen=True)
+class HealthAggregate:
+    """A check's raw points of one bucket ``[start, start + seconds)`` folded together."""
+
+    check: str
+    start: float
+    seconds: float
+    count: int
+    min: float | None
+    max: float | None
+    mean: float | None
+    worst: str
+
+
+@dataclass(frozen=True)
+class HealthEvent:
+    """A check's status change (OK -> CRITICAL, ...)."""
+
+    check: str
+    at: float
+    from_status: str
+    to_status: str
+    message: str = ""
+    host: str | None = None
+
+
+_SEVERITY = {"OK": 0, "UNKNOWN": 1, "WARNING": 2, "CRITICAL": 3}
+
+
+def worst_status(statuses: Iterable[str]) -> str:
+    """The most severe status word (as health.model.worst; OK < UNKNOWN < WARNING < CRITICAL)."""
+    result = "OK"
+    for status in statuses:
+        if _SEVERITY.get(status, 1) > _SEVERITY.get(result, 1):
+            result = status
+    return result
+
+
+def aggregate_points(points: Sequence[HealthPoint], bucket: float) -> list[HealthAggregate]:
+    """Fold raw points into buckets aligned on multiples of ``bucket`` seconds (every backend).
+
+    Deterministic: the same points always give the same aggregates, so two processes that
+    compact the same bucket at once write the same values.
+    """
+    groups: dict[tuple[str, float], list[HealthPoint]] = {}
+    for p in points:
+        start = (p.at // bucket) * bucket
+        groups.setdefault((p.check, start), []).append(p)
+    out: list[HealthAggregate] = []
+    for (check, start), members in sorted(groups.items()):
+        values = [p.value for p in members if p.value is not None]
+        out.append(
+            HealthAggregate(
+                check=check,
+                start=start,
+                seconds=bucket,
+                count=len(members),
+                min=min(values) if values else None,
+                max=max(values) if values else None,
+                mean=round(sum(values) / len(values), 6) if values else None,
+                worst=worst_status(p.status for p in members),
+            )
+        )
+    return out
 
 
 class StateStore(Protocol):
@@ -109,8 +185,54 @@ class StateStore(Protocol):
         """The newest runs first, of one name or all."""
         ...
 
-    def prune(self, now: float, retention: float, max_rows: int) -> PruneReport:
-        """Remove history older than ``retention`` seconds or beyond ``max_rows``; vacuum."""
+    def prune(
+        self,
+        now: float,
+        retention: float,
+        max_rows: int,
+        keep_breaker: Callable[[str, Record], bool] | None = None,
+    ) -> PruneReport:
+        """Remove history older than ``retention`` seconds or beyond ``max_rows``; vacuum.
+
+        Breaker records not updated within ``retention`` go too when ``keep_breaker`` is
+        given and answers False for them (it keeps open and configured ones); without it
+        breaker records are kept.
+        """
+        ...
+
+    def add_health_points(self, points: Sequence[HealthPoint]) -> None:
+        """Append raw health history points (one per check of a health run)."""
+        ...
+
+    def health_points(self, check: str, since: float) -> list[HealthPoint]:
+        """A check's raw points at or after ``since``, oldest first."""
+        ...
+
+    def health_aggregates(self, check: str, since: float) -> list[HealthAggregate]:
+        """A check's aggregates whose bucket ends after ``since``, oldest first."""
+        ...
+
+    def health_checks(self) -> list[str]:
+        """Every check with history (raw points or aggregates), sorted."""
+        ...
+
+    def add_health_event(self, event: HealthEvent) -> None:
+        """Append a check's status change."""
+        ...
+
+    def health_events(
+        self, check: str | None = None, since: float = 0.0, limit: int = 100
+    ) -> list[HealthEvent]:
+        """Status changes at or after ``since``, newest first, of one check or all."""
+        ...
+
+    def compact_health(
+        self, now: float, raw_retention: float, aggregate_retention: float, bucket: float
+    ) -> int:
+        """Fold raw points older than ``raw_retention`` into ``bucket`` aggregates (whole
+        buckets only, see aggregate_points), drop aggregates and events older than
+        ``aggregate_retention``; returns the number of raw points folded. Safe to run from
+        several processes at once."""
         ...
 
     def check(self) -> list[str]:

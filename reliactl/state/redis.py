@@ -12,6 +12,11 @@ Keys (``NS`` = ``state.namespace``; braces are Redis Cluster hash tags)::
     NS:h:{runs}:seq      run id counter (INCR: unique across hosts)
     NS:h:{runs}:ids      sorted set of run ids (score = id), trimmed to max_history
     NS:h:{runs}:data     hash run id -> JSON run
+    NS:h:{health}:checks         set of the checks with health history
+    NS:h:{health}:raw:CHECK      sorted set of raw points (score = time, member = JSON)
+    NS:h:{health}:agg:CHECK      sorted set of bucket aggregates (score = bucket start)
+    NS:h:{health}:compacting     short lock: one compaction at a time across the fleet
+    NS:h:{hevents}               stream of health status changes, trimmed to max_history
 
 ``update`` is optimistic: WATCH the record, GET, call the Python updater, MULTI/SET/EXEC,
 and start again if another client changed the record meanwhile. The updater is arbitrary
@@ -26,7 +31,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 import redis
@@ -38,6 +43,9 @@ from reliactl.hostname import hostname
 from reliactl.state.base import (
     RECORD_KINDS,
     BreakerEvent,
+    HealthAggregate,
+    HealthEvent,
+    HealthPoint,
     PruneReport,
     Record,
     RecordKind,
@@ -124,6 +132,8 @@ class RedisStateStore:
         self._runs_seq = f"{namespace}:h:{{runs}}:seq"
         self._runs_ids = f"{namespace}:h:{{runs}}:ids"
         self._runs_data = f"{namespace}:h:{{runs}}:data"
+        self._health = f"{namespace}:h:{{health}}"
+        self._hevents_key = f"{namespace}:h:{{hevents}}"
         self._add_run = client.register_script(_ADD_RUN)
         self._finish_run = client.register_script(_FINISH_RUN)
         self._delete_if_same = client.register_script(_DELETE_IF_SAME)
@@ -328,13 +338,165 @@ class RedisStateStore:
         result: list[RunRecord] = self._call(op)
         return result
 
+    # ---- health history
+
+    def _raw_key(self, check: str) -> str:
+        return f"{self._health}:raw:{_escape(check)}"
+
+    def _agg_key(self, check: str) -> str:
+        return f"{self._health}:agg:{_escape(check)}"
+
+    def add_health_points(self, points: Sequence[HealthPoint]) -> None:
+        if not points:
+            return
+        host = hostname()
+
+        def op() -> None:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.sadd(f"{self._health}:checks", *{p.check for p in points})
+            for p in points:
+                member = json.dumps(
+                    {"t": p.at, "s": p.status, "v": p.value, "h": host}, separators=(",", ":")
+                )
+                pipe.zadd(self._raw_key(p.check), {member: p.at})
+            pipe.execute()
+
+        self._call(op)
+
+    def health_points(self, check: str, since: float) -> list[HealthPoint]:
+        raws = self._call(lambda: self.client.zrangebyscore(self._raw_key(check), since, "+inf"))
+        out = []
+        for raw in raws:
+            point = _decode_point(check, raw)
+            if point is not None:
+                out.append(point)
+        return out
+
+    def health_aggregates(self, check: str, since: float) -> list[HealthAggregate]:
+        # A bucket may hold more than one member (a late point folded by a later compaction):
+        # they are merged here. The widest bucket is a day, so start from since - 1d.
+        raws = self._call(
+            lambda: self.client.zrangebyscore(self._agg_key(check), since - 86400, "+inf")
+        )
+        merged: dict[float, HealthAggregate] = {}
+        for raw in raws:
+            agg = _decode_aggregate(check, raw)
+            if agg is None or agg.start + agg.seconds <= since:
+                continue
+            prev = merged.get(agg.start)
+            merged[agg.start] = agg if prev is None else _merge_aggregates(prev, agg)
+        return [merged[k] for k in sorted(merged)]
+
+    def health_checks(self) -> list[str]:
+        names = self._call(lambda: self.client.smembers(f"{self._health}:checks"))
+        return sorted(_text(n) for n in names)
+
+    def add_health_event(self, event: HealthEvent) -> None:
+        fields = {
+            "check": event.check,
+            "at": repr(float(event.at)),
+            "from": event.from_status,
+            "to": event.to_status,
+            "message": event.message,
+            "host": event.host or hostname(),
+        }
+        self._call(
+            lambda: self.client.xadd(
+                self._hevents_key, fields, maxlen=self.max_rows, approximate=False
+            )
+        )
+
+    def health_events(
+        self, check: str | None = None, since: float = 0.0, limit: int = 100
+    ) -> list[HealthEvent]:
+        def op() -> list[HealthEvent]:
+            out: list[HealthEvent] = []
+            top = "+"
+            while len(out) < limit:
+                entries = self.client.xrevrange(self._hevents_key, max=top, min="-", count=PAGE)
+                for _entry_id, fields in entries:
+                    event = _decode_health_event(fields)
+                    if event is None:
+                        continue
+                    if event.at < since:
+                        return out
+                    if check is None or event.check == check:
+                        out.append(event)
+                        if len(out) >= limit:
+                            return out
+                if len(entries) < PAGE:
+                    break
+                last = entries[-1][0]
+                top = "(" + (last.decode() if isinstance(last, bytes) else str(last))
+            return out
+
+        result: list[HealthEvent] = self._call(op)
+        return result
+
+    def compact_health(
+        self, now: float, raw_retention: float, aggregate_retention: float, bucket: float
+    ) -> int:
+        from reliactl.state.base import aggregate_points
+
+        cutoff = ((now - raw_retention) // bucket) * bucket
+        oldest = now - aggregate_retention
+        lock = f"{self._health}:compacting"
+        token = f"{hostname()}:{random.random()}"
+
+        def op() -> int:
+            if not self.client.set(lock, token, nx=True, px=30_000):
+                return 0  # another process is compacting; the next run catches up
+            try:
+                folded = 0
+                for check in self.health_checks():
+                    raw_key, agg_key = self._raw_key(check), self._agg_key(check)
+                    raws = self.client.zrangebyscore(raw_key, "-inf", f"({cutoff!r}")
+                    points = [p for p in (_decode_point(check, r) for r in raws) if p]
+                    pipe = self.client.pipeline(transaction=True)
+                    for agg in aggregate_points(points, bucket):
+                        pipe.zadd(agg_key, {_encode_aggregate(agg): agg.start})
+                    pipe.zremrangebyscore(raw_key, "-inf", f"({cutoff!r}")
+                    pipe.zremrangebyscore(agg_key, "-inf", repr(oldest - bucket))
+                    pipe.execute()
+                    folded += len(raws)
+                    if not self.client.exists(raw_key, agg_key):
+                        self.client.srem(f"{self._health}:checks", check)
+                self._trim_health_events(oldest)
+                return folded
+            finally:
+                self._delete_if_same(keys=[lock], args=[token])
+
+        result: int = self._call(op)
+        return result
+
+    def _trim_health_events(self, oldest: float) -> None:
+        """Remove the oldest events while they are older than ``oldest`` (they come in order)."""
+        while True:
+            entries = self.client.xrange(self._hevents_key, min="-", max="+", count=PAGE)
+            old = []
+            for entry_id, fields in entries:
+                event = _decode_health_event(fields)
+                if event is not None and event.at >= oldest:
+                    break
+                old.append(entry_id)
+            if old:
+                self.client.xdel(self._hevents_key, *old)
+            if len(old) < PAGE:
+                return
+
     # ---- maintenance
 
     def _used_memory(self) -> int:
         info = self.client.info("memory")
         return int(info.get("used_memory", 0)) if isinstance(info, dict) else 0
 
-    def prune(self, now: float, retention: float, max_rows: int) -> PruneReport:
+    def prune(
+        self,
+        now: float,
+        retention: float,
+        max_rows: int,
+        keep_breaker: Callable[[str, Record], bool] | None = None,
+    ) -> PruneReport:
         cutoff = now - retention
 
         def op() -> PruneReport:
@@ -343,14 +505,21 @@ class RedisStateStore:
             runs = self._prune_runs(cutoff, max_rows)
             records = 0
             for kind in RECORD_KINDS:
-                if kind == "breaker":
+                if kind == "breaker" and keep_breaker is None:
                     continue
                 prefix = f"{self.namespace}:r:{{{kind}:"
                 for key in list(self.client.scan_iter(match=prefix + "*", count=1000)):
                     raw = self.client.get(key)
                     updated = _updated_at(raw)
-                    if raw is not None and updated is not None and updated < cutoff:
-                        records += int(self._delete_if_same(keys=[key], args=[raw]))
+                    if raw is None or updated is None or updated >= cutoff:
+                        continue
+                    if kind == "breaker" and keep_breaker is not None:
+                        full = key.decode() if isinstance(key, bytes) else str(key)
+                        record = _decode_record(raw)
+                        name = _unescape(full[len(prefix) : -1])
+                        if record is not None and keep_breaker(name, record):
+                            continue
+                    records += int(self._delete_if_same(keys=[key], args=[raw]))
             return PruneReport(events, runs, records, before, self._used_memory())
 
         result: PruneReport = self._call(op)
@@ -567,4 +736,63 @@ def _decode_run(run_id: int, raw: Any) -> RunRecord | None:
             data=data if isinstance(data, dict) else {},
         )
     except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def _decode_point(check: str, raw: Any) -> HealthPoint | None:
+    try:
+        value = json.loads(raw)
+        v = value.get("v")
+        return HealthPoint(
+            check, float(value["t"]), str(value["s"]), None if v is None else float(v)
+        )
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def _encode_aggregate(agg: HealthAggregate) -> str:
+    return json.dumps(
+        [agg.start, agg.seconds, agg.count, agg.min, agg.max, agg.mean, agg.worst],
+        separators=(",", ":"),
+    )
+
+
+def _decode_aggregate(check: str, raw: Any) -> HealthAggregate | None:
+    try:
+        start, seconds, count, low, high, mean, worst = json.loads(raw)
+        return HealthAggregate(
+            check, float(start), float(seconds), int(count), low, high, mean, str(worst)
+        )
+    except (ValueError, TypeError):
+        return None
+
+
+def _merge_aggregates(a: HealthAggregate, b: HealthAggregate) -> HealthAggregate:
+    from reliactl.state.base import worst_status
+
+    lows = [x for x in (a.min, b.min) if x is not None]
+    highs = [x for x in (a.max, b.max) if x is not None]
+    means = [(m, c) for m, c in ((a.mean, a.count), (b.mean, b.count)) if m is not None]
+    total = sum(c for _m, c in means)
+    return HealthAggregate(
+        a.check,
+        a.start,
+        a.seconds,
+        a.count + b.count,
+        min(lows) if lows else None,
+        max(highs) if highs else None,
+        round(sum(m * c for m, c in means) / total, 6) if total else None,
+        worst_status((a.worst, b.worst)),
+    )
+
+
+def _decode_health_event(fields: Any) -> HealthEvent | None:
+    if not isinstance(fields, dict):
+        return None
+    f = {_text(k): _text(v) for k, v in fields.items()}
+    try:
+        return HealthEvent(
+            f["check"], float(f["at"]), f["from"], f["to"], f.get("message", ""), f.get("host")
+        )
+    except (KeyError, ValueError):
         return None

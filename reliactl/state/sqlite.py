@@ -26,13 +26,16 @@ import sqlite3
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from reliactl.errors import StateError
 from reliactl.state.base import (
     BreakerEvent,
+    HealthAggregate,
+    HealthEvent,
+    HealthPoint,
     PruneReport,
     Record,
     RecordKind,
@@ -87,8 +90,40 @@ MIGRATIONS: list[str] = [
     CREATE INDEX runs_by_name ON runs (name, id);
     CREATE INDEX events_by_name ON breaker_events (name, id);
     """,
+    # 2 -> 3: health history (raw points, bucket aggregates, status changes).
+    """
+    CREATE TABLE health_points (
+        check_name TEXT NOT NULL,
+        at REAL NOT NULL,
+        status TEXT NOT NULL,
+        value REAL
+    );
+    CREATE INDEX health_points_by_check ON health_points (check_name, at);
+    CREATE INDEX health_points_by_time ON health_points (at);
+    CREATE TABLE health_aggregates (
+        check_name TEXT NOT NULL,
+        start REAL NOT NULL,
+        seconds REAL NOT NULL,
+        count INTEGER NOT NULL,
+        min REAL,
+        max REAL,
+        mean REAL,
+        worst TEXT NOT NULL,
+        PRIMARY KEY (check_name, start)
+    ) WITHOUT ROWID;
+    CREATE TABLE health_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        check_name TEXT NOT NULL,
+        at REAL NOT NULL,
+        from_status TEXT NOT NULL,
+        to_status TEXT NOT NULL,
+        message TEXT NOT NULL
+    );
+    CREATE INDEX health_events_by_check ON health_events (check_name, id);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+_HISTORY_TABLES = frozenset({"health_points", "health_aggregates", "health_events"})
 
 
 class _Corrupt(Exception):
@@ -281,7 +316,7 @@ class SQLiteStateStore:
                     conn.execute(
                         "INSERT OR REPLACE INTO records (kind, key, data, updated_at)"
                         " VALUES (?, ?, ?, ?)",
-                        (kind, key, json.dumps(new, separators=(",", ":")), self.clock()),
+                        (kind, key, _encode(new), self.clock()),
                     )
                 return new
 
@@ -427,7 +462,126 @@ class SQLiteStateStore:
 
     # ---- maintenance
 
-    def prune(self, now: float, retention: float, max_rows: int) -> PruneReport:
+    # ---- health history
+
+    def add_health_points(self, points: Sequence[HealthPoint]) -> None:
+        if not points:
+            return
+
+        def op() -> None:
+            with self._write() as conn:
+                conn.executemany(
+                    "INSERT INTO health_points (check_name, at, status, value) VALUES (?, ?, ?, ?)",
+                    [(p.check, p.at, p.status, p.value) for p in points],
+                )
+
+        self._recovering(op)
+
+    def health_points(self, check: str, since: float) -> list[HealthPoint]:
+        def op() -> list[HealthPoint]:
+            rows = self.conn.execute(
+                "SELECT check_name, at, status, value FROM health_points"
+                " WHERE check_name = ? AND at >= ? ORDER BY at",
+                (check, since),
+            ).fetchall()
+            return [HealthPoint(*row) for row in rows if _history_row_ok(row)]
+
+        result: list[HealthPoint] = self._recovering(op)
+        return result
+
+    def health_aggregates(self, check: str, since: float) -> list[HealthAggregate]:
+        def op() -> list[HealthAggregate]:
+            rows = self.conn.execute(
+                "SELECT check_name, start, seconds, count, min, max, mean, worst"
+                " FROM health_aggregates WHERE check_name = ? AND start + seconds > ?"
+                " ORDER BY start",
+                (check, since),
+            ).fetchall()
+            return [HealthAggregate(*row) for row in rows]
+
+        result: list[HealthAggregate] = self._recovering(op)
+        return result
+
+    def health_checks(self) -> list[str]:
+        def op() -> list[str]:
+            rows = self.conn.execute(
+                "SELECT DISTINCT check_name FROM health_points UNION"
+                " SELECT DISTINCT check_name FROM health_aggregates ORDER BY 1"
+            ).fetchall()
+            return [str(r[0]) for r in rows]
+
+        result: list[str] = self._recovering(op)
+        return result
+
+    def add_health_event(self, event: HealthEvent) -> None:
+        def op() -> None:
+            with self._write() as conn:
+                cur = conn.execute(
+                    "INSERT INTO health_events (check_name, at, from_status, to_status, message)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (event.check, event.at, event.from_status, event.to_status, event.message),
+                )
+                _bound(conn, "health_events", cur.lastrowid, self.max_rows)
+
+        self._recovering(op)
+
+    def health_events(
+        self, check: str | None = None, since: float = 0.0, limit: int = 100
+    ) -> list[HealthEvent]:
+        def op() -> list[HealthEvent]:
+            sql = (
+                "SELECT check_name, at, from_status, to_status, message FROM health_events"
+                " WHERE at >= ?"
+            )
+            args: tuple[Any, ...] = (since,)
+            if check is not None:
+                sql += " AND check_name = ?"
+                args = (since, check)
+            rows = self.conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
+            return [HealthEvent(*row) for row in rows]
+
+        result: list[HealthEvent] = self._recovering(op)
+        return result
+
+    def compact_health(
+        self, now: float, raw_retention: float, aggregate_retention: float, bucket: float
+    ) -> int:
+        from reliactl.state.base import aggregate_points
+
+        # Only whole buckets: a bucket is folded once every point in it is past retention.
+        cutoff = ((now - raw_retention) // bucket) * bucket
+        oldest = now - aggregate_retention
+
+        def op() -> int:
+            with self._write() as conn:
+                rows = conn.execute(
+                    "SELECT check_name, at, status, value FROM health_points WHERE at < ?",
+                    (cutoff,),
+                ).fetchall()
+                points = [HealthPoint(*row) for row in rows if _history_row_ok(row)]
+                conn.executemany(
+                    "INSERT OR REPLACE INTO health_aggregates (check_name, start, seconds,"
+                    " count, min, max, mean, worst) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (a.check, a.start, a.seconds, a.count, a.min, a.max, a.mean, a.worst)
+                        for a in aggregate_points(points, bucket)
+                    ],
+                )
+                conn.execute("DELETE FROM health_points WHERE at < ?", (cutoff,))
+                conn.execute("DELETE FROM health_aggregates WHERE start + seconds <= ?", (oldest,))
+                conn.execute("DELETE FROM health_events WHERE at < ?", (oldest,))
+                return len(rows)
+
+        result: int = self._recovering(op)
+        return result
+
+    def prune(
+        self,
+        now: float,
+        retention: float,
+        max_rows: int,
+        keep_breaker: Callable[[str, Record], bool] | None = None,
+    ) -> PruneReport:
         before = _file_size(self.path)
         cutoff = now - retention
 
@@ -451,6 +605,17 @@ class SQLiteStateStore:
                     "DELETE FROM records WHERE kind IN ('alert', 'rate', 'kv') AND updated_at < ?",
                     (cutoff,),
                 ).rowcount
+                if keep_breaker is not None:
+                    stale = conn.execute(
+                        "SELECT key, data FROM records WHERE kind = 'breaker' AND updated_at < ?",
+                        (cutoff,),
+                    ).fetchall()
+                    for key, data in stale:
+                        record = self._record("breaker", key, data)
+                        if record is None or not keep_breaker(key, record):
+                            records += conn.execute(
+                                "DELETE FROM records WHERE kind = 'breaker' AND key = ?", (key,)
+                            ).rowcount
             return events, runs, records
 
         events, runs, records = self._recovering(op)
@@ -602,7 +767,7 @@ def _probe_tables(path: Path) -> bool:
         return False
     finally:
         probe.close()
-    if {"schema_version", "records", "breaker_events", "runs"}.issuperset(tables):
+    if {"schema_version", "records", "breaker_events", "runs", *_HISTORY_TABLES}.issuperset(tables):
         return True
     raise _Foreign(f"another program's database (tables: {', '.join(tables[:5])})")
 
@@ -713,7 +878,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
             if tables:
                 ours = {"records", "breaker_events", "runs"}
                 listed = ", ".join(tables[:5])
-                if ours.issuperset(tables):
+                if ours.issuperset(tables) or _HISTORY_TABLES.issuperset(tables):
                     raise _Corrupt(f"schema_version table missing (tables: {listed})")
                 raise _Foreign(f"another program's database (tables: {listed})")
             conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
@@ -758,6 +923,15 @@ def _bound(conn: sqlite3.Connection, table: str, newest_id: int | None, max_rows
     return cur.rowcount
 
 
+def _history_row_ok(row: Any) -> bool:
+    return (
+        isinstance(row[0], str)
+        and isinstance(row[1], (int, float))
+        and isinstance(row[2], str)
+        and (row[3] is None or isinstance(row[3], (int, float)))
+    )
+
+
 def _run_row(run: RunRecord) -> tuple[Any, ...]:
     return (
         run.name,
@@ -769,6 +943,10 @@ def _run_row(run: RunRecord) -> tuple[Any, ...]:
         run.outcome,
         json.dumps(run.data, separators=(",", ":")),
     )
+
+
+# One encoder for every write: json.dumps with separators builds a new one per call.
+_encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _decode(text: Any) -> Record:

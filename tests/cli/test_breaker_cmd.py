@@ -34,7 +34,7 @@ def test_list_with_no_breakers(run_cli) -> None:
     assert result.stdout == ""
     assert "no breakers yet" in result.stderr
     doc = json.loads(run_cli("breaker", "list", "--json").stdout)
-    assert doc["version"] == 1 and doc["breakers"] == [] and doc["open"] == []
+    assert doc["version"] == 2 and doc["breakers"] == [] and doc["open"] == []
 
 
 def test_list_shows_state_failures_rate_opened_at_and_retry(run_cli) -> None:
@@ -73,7 +73,10 @@ def test_list_json(run_cli) -> None:
     assert entry["name"] == "openai" and entry["state"] == "open"
     assert entry["consecutive_failures"] == 5 and entry["failure_rate"] == 100.0
     assert 0 < entry["retry_after"] <= 60
-    assert entry["opened_at"] == pytest.approx(time.time(), abs=60)
+    assert entry["opened_at_epoch"] == pytest.approx(time.time(), abs=60)
+    assert entry["opened_at"] == time.strftime(
+        "%Y-%m-%dT%H:%M:%SZ", time.gmtime(entry["opened_at_epoch"])
+    )
     assert doc["open"] == ["openai"]
 
 
@@ -173,7 +176,7 @@ def test_trip_rejects_a_bad_duration(run_cli, bad: str) -> None:
     fail("db", 1)
     result = run_cli("breaker", "trip", "db", "--for", bad)
     assert result.exit_code == 2, result.output
-    assert result.stderr.startswith("reliactl: error: invalid --for:")
+    assert result.stderr.startswith("reliactl: error: --for:")
     assert persisted("db").snapshot().state.value == "closed"
 
 
@@ -202,7 +205,7 @@ def test_reset_needs_exactly_one_of_name_or_all(run_cli, args) -> None:
 def test_help_documents_every_option(run_cli) -> None:
     for command, options in {
         "list": ["--json", "--fail-on-open"],
-        "show": ["--json", "--transitions"],
+        "show": ["--json", "--limit", "-n", " N "],
         "reset": ["--all"],
         "trip": ["--for"],
         "close": [],

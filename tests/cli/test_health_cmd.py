@@ -212,7 +212,8 @@ def test_bad_options_exit_3_with_one_line(run_cli, args: list[str], message: str
     [
         (["--chek"], "No such option: --chek"),
         (["--format"], "requires an argument"),
-        (["extra"], "unexpected extra argument"),
+        (["extra"], "No such command"),  # health has subcommands (history) since issue 18
+        (["history", "--since"], "requires an argument"),
         (["--watch", "--count", "abc"], "'abc' is not a valid integer"),
         (["-n"], "requires an argument"),
     ],

@@ -72,7 +72,7 @@ def test_fail_exits_22_on_an_error_status_like_curl(run_cli, server: FlakyServer
 
 def test_5xx_is_retried_and_each_retry_is_reported(run_cli, server: FlakyServer) -> None:
     server.script("/x", 503, Reply(429, headers={"Retry-After": "0"}), 200)
-    result = run_cli("http", "GET", server.url + "/x", "--retries", "3", env=FAST)
+    result = run_cli("http", "GET", server.url + "/x", "--max-retries", "3", env=FAST)
     assert result.exit_code == 0, result.output
     assert server.count("/x") == 3
     assert "HTTP 503; retry 1" in result.stderr and "HTTP 429; retry 2" in result.stderr
@@ -88,7 +88,7 @@ def test_post_is_not_retried_once_sent(run_cli, server: FlakyServer) -> None:
 
 def test_connection_refused_after_retries_exits_7(run_cli) -> None:
     url = refused_url() + "/x?token=tok-verysecret"
-    result = run_cli("http", "GET", url, "--retries", "2", env=FAST)
+    result = run_cli("http", "GET", url, "--max-retries", "2", env=FAST)
     assert result.exit_code == 7, result.output
     assert "after 3 attempts" in result.stderr and "Connection refused" in result.stderr
     assert "tok-verysecret" not in result.stderr and "token=***" in result.stderr
@@ -96,7 +96,9 @@ def test_connection_refused_after_retries_exits_7(run_cli) -> None:
 
 def test_a_timeout_after_retries_exits_7(run_cli, server: FlakyServer) -> None:
     server.script("/slow", Reply(delay=1.0))
-    result = run_cli("http", "GET", server.url + "/slow", "--retries", "0", "--timeout", "100ms")
+    result = run_cli(
+        "http", "GET", server.url + "/slow", "--max-retries", "0", "--timeout", "100ms"
+    )
     assert result.exit_code == 7, result.output
     assert "ReadTimeout" in result.stderr
 
@@ -153,7 +155,7 @@ def test_json_body_is_checked_and_typed(run_cli, server: FlakyServer) -> None:
         (("GET", "http://h/", "--timeout", "soon"), "--timeout:"),
         (("GET", "http://h/", "--timeout", "0s"), "--timeout: expected a positive duration"),
         (("GET", "http://h/", "--rate", "lots"), "--rate:"),
-        (("GET", "http://h/", "--retries", "-1"), "--retries: expected 0 or more"),
+        (("GET", "http://h/", "--max-retries", "-1"), "--max-retries: expected 0 or more"),
         (("GET", "http://h/", "--json-body"), "--json-body needs --data"),
         (("GET", "http://h/", "-d", "@/nonexistent/file"), "No such file"),
     ],
@@ -183,7 +185,7 @@ def test_http_help_lists_every_option_and_imports_no_httpx() -> None:
         "--data",
         "--json-body",
         "--breaker",
-        "--retries",
+        "--max-retries",
         "--rate",
         "--rate-key",
         "--rate-wait",
@@ -220,7 +222,7 @@ def test_breaker_state_persists_across_invocations_and_exits_69(
 ) -> None:
     server.script("/down", *[500] * 10)
     env = {"CB_FAILURE_THRESHOLD": "2", **FAST}
-    args = ("http", "GET", server.url + "/down", "--breaker", "svc", "--retries", "0", "--fail")
+    args = ("http", "GET", server.url + "/down", "--breaker", "svc", "--max-retries", "0", "--fail")
     assert [run_cli(*args, env=env).exit_code for _ in range(2)] == [22, 22]
     rejected = run_cli(*args, env=env)
     assert rejected.exit_code == 69, rejected.output
@@ -272,7 +274,7 @@ def test_timeout_cuts_off_a_server_that_trickles_its_answer(server: FlakyServer)
     """--timeout bounds the whole attempt: a byte every 0.2 s (60 s of answer) ends at 2 s."""
     server.script("/slow", Reply(body=b"x" * 300, trickle=0.2))
     code, out, err, took = _reliactl(
-        "http", "GET", server.url + "/slow", "--timeout", "2s", "--retries", "0"
+        "http", "GET", server.url + "/slow", "--timeout", "2s", "--max-retries", "0"
     )
     assert code == 7, err
     assert took < HANG_BOUND, f"took {took:.1f}s"
@@ -294,7 +296,7 @@ def test_each_retry_of_a_trickling_server_has_its_own_deadline(server: FlakyServ
     """Two attempts of 1.5 s each against a trickling server: both cut off, then exit 7."""
     server.script("/t", Reply(body=b"z" * 300, trickle=0.2), Reply(body=b"z" * 300, trickle=0.2))
     code, _, err, took = _reliactl(
-        "http", "GET", server.url + "/t", "--timeout", "1500ms", "--retries", "1"
+        "http", "GET", server.url + "/t", "--timeout", "1500ms", "--max-retries", "1"
     )
     assert code == 7, err
     assert took < HANG_BOUND, f"took {took:.1f}s"
@@ -332,7 +334,7 @@ def test_webhook_tokens_in_url_paths_are_redacted_in_errors_and_verbose_lines(
     assert code == 0, err
     assert "> POST /api/webhooks/123456/*** HTTP/1.1" in err
     slack = "/services/T0ABC/B0DEF/SLACKverysecret"
-    code, _, err, _ = _reliactl("http", "POST", refused_url() + slack, "--retries", "0")
+    code, _, err, _ = _reliactl("http", "POST", refused_url() + slack, "--max-retries", "0")
     assert code == 7, err
     assert "/services/***" in err
     assert "verysecret" not in err

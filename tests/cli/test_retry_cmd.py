@@ -75,7 +75,7 @@ def test_table_has_a_bar_per_delay(run_cli) -> None:
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0].startswith("exponential backoff, none jitter, base 1s, max 30s, x2")
-    assert lines[1].split() == ["attempt", "delay", "cumulative"]
+    assert lines[1].split() == ["ATTEMPT", "DELAY", "CUMULATIVE"]
     rows = [line.split() for line in lines[2:6]]
     assert [r[:3] for r in rows] == [
         ["2", "1s", "1s"],
@@ -102,7 +102,7 @@ def test_seed_makes_jitter_reproducible(run_cli) -> None:
 def test_jitter_shows_the_range(run_cli, jitter: str) -> None:
     result = run_cli("retry", "plan", "--jitter", jitter, "--seed", "1")
     assert result.exit_code == 0, result.output
-    assert result.stdout.splitlines()[1].split() == ["attempt", "delay", "range", "cumulative"]
+    assert result.stdout.splitlines()[1].split() == ["ATTEMPT", "DELAY", "RANGE", "CUMULATIVE"]
     assert "seed 1" in result.stdout.splitlines()[0]
 
 

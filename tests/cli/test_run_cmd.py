@@ -285,7 +285,7 @@ def test_runs_are_recorded_and_listed(tmp_path: Path) -> None:
     listed = run("runs", "nightly", "--json")
     assert listed.returncode == 0, listed.stderr
     doc = json.loads(listed.stdout)
-    assert doc["version"] == 1
+    assert doc["version"] == 2  # times became ISO text (epoch in *_epoch)
     assert [(r["outcome"], r["exit_code"], r["attempts"]) for r in doc["runs"]] == [
         ("failure", 3, 1),
         ("success", 0, 1),

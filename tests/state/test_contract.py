@@ -130,6 +130,38 @@ def test_prune_removes_stale_records_but_never_breakers(make_store: MakeStore) -
     assert store.get("kv", "x") is None
 
 
+def test_prune_forgets_idle_closed_breakers_but_never_open_or_configured_ones(
+    make_store: MakeStore,
+) -> None:
+    """With keep_on_prune, a closed breaker unused past retention goes; open, half-open and
+    configured ones stay, whatever their age, and a recently used one stays (issue 21:
+    breaker records were never pruned, so `breaker list` grew without end)."""
+    import time
+
+    from reliactl.breaker import keep_on_prune
+    from reliactl.config import BreakerSettings, CircuitBreakerConfig, Config
+
+    store = make_store()
+    for name, state in [
+        ("idle", "closed"),
+        ("down", "open"),
+        ("probing", "half_open"),
+        ("configured", "closed"),
+    ]:
+        store.update("breaker", name, lambda r, state=state: {"state": state})
+    config = Config(
+        circuit_breaker=CircuitBreakerConfig(breakers={"configured": BreakerSettings()})
+    )
+    report = store.prune(
+        now=time.time() + 10_000, retention=100.0, max_rows=1000, keep_breaker=keep_on_prune(config)
+    )
+    assert report.records_removed == 1
+    assert sorted(store.items("breaker")) == ["configured", "down", "probing"]
+    store.update("breaker", "fresh", lambda r: {"state": "closed"})
+    store.prune(now=time.time(), retention=100.0, max_rows=1000, keep_breaker=keep_on_prune(None))
+    assert store.get("breaker", "fresh") == {"state": "closed"}
+
+
 COUNTER = """
 import os, sys
 from reliactl.state import open_state

@@ -5,6 +5,7 @@ Real SQLite files, the real CLI in a subprocess, and another user via setpriv.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -150,6 +151,25 @@ def test_one_unreadable_record_is_reported_and_skipped(tmp_path: Path) -> None:
     assert "good-job" in runs.stdout and "bad-time" not in runs.stdout
     assert f"skipped unreadable run {bad_time}" in runs.stderr
     assert f"skipped unreadable run {bad_data}" in runs.stderr
+
+
+def test_breaker_show_reads_only_the_breaker_it_shows(tmp_path: Path) -> None:
+    """`breaker show NAME` reads NAME's record alone (issue 21: it loaded and snapshotted
+    every breaker to show one, ~1 s with 10k): another breaker's unreadable record is not
+    even seen, while an unknown name still lists the known ones."""
+    db = tmp_path / "state.db"
+    with open_store(db) as store:
+        store.update("breaker", "good", lambda r: {"state": "open", "opened_at": 1.0})
+        store.update("breaker", "other", lambda r: {"state": "closed"})
+        store.conn.execute("UPDATE records SET data = '{not json' WHERE key = 'other'")
+    cfg = config_for(tmp_path, db)
+    shown = reliactl(cfg, "breaker", "show", "good", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["breaker"]["state"] == "open"
+    assert "other" not in shown.stderr, shown.stderr
+    unknown = reliactl(cfg, "breaker", "show", "goo")
+    assert unknown.returncode == 2, unknown.stderr
+    assert "did you mean 'good'" in unknown.stderr
 
 
 def test_corrupt_copies_are_bounded(tmp_path: Path) -> None:

@@ -1,0 +1,70 @@
+"""`reliactl health history`: each check's value over time, its thresholds and status changes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from reliactl.cli.exitcodes import ExitCode
+
+MAX_SINCE = 366 * 86400.0
+
+
+def history(
+    ctx: typer.Context,
+    checks: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="[CHECK]...", help="Only these checks (default: every one)."),
+    ] = None,
+    since: Annotated[
+        str,
+        typer.Option("--since", metavar="DURATION", help="How far back to look (24h)."),
+    ] = "24h",
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """The health history kept by every health run: a chart per check with its warning (-)
+    and critical (=) thresholds, the worst status under each slice (w, C, ?), and the list of
+    status changes. Raw points are kept state.history_raw (24h), then 5-minute aggregates
+    (min, max, mean, worst status) for state.history_retention (30d)."""
+    import shutil
+    import time
+
+    from reliactl.cli.context import app_context
+    from reliactl.cli.output import emit_json, emit_text, error, report_error
+    from reliactl.durations import parse_duration
+    from reliactl.errors import ReliactlError
+    from reliactl.history import chart, events_text, history_document
+
+    try:
+        back = parse_duration(since)
+    except ValueError as exc:
+        error(f"--since: {exc}")
+        raise typer.Exit(ExitCode.UNKNOWN) from None
+    if not 0 < back <= MAX_SINCE:
+        error(f"--since: expected a positive duration of at most 366d, got {since!r}")
+        raise typer.Exit(ExitCode.UNKNOWN)
+    now = time.time()
+    try:
+        store = app_context(ctx).store()
+        if checks:
+            known = set(store.health_checks())
+            unknown = [c for c in checks if c not in known]
+            if unknown:
+                listed = ", ".join(sorted(known)) or "none yet (run `reliactl health` first)"
+                error(
+                    f"no history for {', '.join(map(repr, unknown))}; checks with history: {listed}"
+                )
+                raise typer.Exit(ExitCode.UNKNOWN)
+        doc = history_document(store, checks, now - back, now=now)
+    except ReliactlError as exc:
+        raise typer.Exit(report_error(exc)) from None
+    if json_out:
+        emit_json(doc)
+        return
+    width = min(100, shutil.get_terminal_size((80, 24)).columns)
+    parts = [chart(c, now - back, now, width=width) for c in doc["checks"]]
+    if not parts:
+        parts.append("no health history yet: run `reliactl health` (or serve) first")
+    parts.append(events_text(doc))
+    emit_text("\n\n".join(parts))

@@ -1,0 +1,148 @@
+"""`reliactl serve`: checks every interval and serves the dashboard, /healthz, /metrics, the API."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from typing import Annotated
+
+import typer
+
+from reliactl.cli.exitcodes import ExitCode
+
+INSTALL_HINT = "pip install 'reliactl[serve]'"
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _read_token(path: str | None) -> str | None:
+    from reliactl.errors import ConfigError, ConfigProblem
+
+    if path is None:
+        token = os.environ.get("RELIACTL_SERVE_TOKEN", "").strip()
+        return token or None
+    try:
+        with open(path, encoding="utf-8") as fh:
+            token = fh.readline(4096).strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        why = getattr(exc, "strerror", None) or "not UTF-8 text"
+        message = f"cannot read {path}: {why}"
+        raise ConfigError([ConfigProblem("command line", None, "--token-file", message)]) from None
+    if len(token) < 16:
+        message = f"{path}: the token must be at least 16 characters"
+        raise ConfigError([ConfigProblem("command line", None, "--token-file", message)])
+    return token
+
+
+def serve(
+    ctx: typer.Context,
+    host: Annotated[
+        str, typer.Option("--host", metavar="ADDRESS", help="Address to listen on.")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", "-p", metavar="PORT", help="TCP port to listen on.")
+    ] = 9464,
+    interval: Annotated[
+        str | None,
+        typer.Option(
+            "--interval",
+            "-i",
+            metavar="DURATION",
+            help="Run the checks this often (default: health_monitor.check_interval, 1m).",
+        ),
+    ] = None,
+    token_file: Annotated[
+        str | None,
+        typer.Option(
+            "--token-file",
+            metavar="PATH",
+            help="A file whose first line is the token that writes (breaker reset/trip) need"
+            " (default: $RELIACTL_SERVE_TOKEN; without one, serve is read-only).",
+        ),
+    ] = None,
+    json_logs: Annotated[
+        bool, typer.Option("--json-logs", help="Access log lines as JSON objects.")
+    ] = False,
+) -> None:
+    """Run the checks every interval (alerts and cooldowns as `health --watch`) and serve
+    the dashboard (/), /healthz (200 OK/WARNING, 503 CRITICAL/UNKNOWN; ?check=NAME), /livez,
+    /metrics (Prometheus), and /api/health, /api/breakers, /api/runs, /api/history (the CLI's
+    --json documents). Read-only unless a token is configured; a non-loopback --host needs one.
+    Needs pip install 'reliactl[serve]'. Stops cleanly on TERM or Ctrl-C."""
+    from reliactl.cli.context import app_context
+    from reliactl.cli.output import error, info, report_error
+    from reliactl.durations import parse_duration
+    from reliactl.errors import ReliactlError
+
+    if not 0 < port < 65536:
+        error(f"--port: expected 1 to 65535, got {port}")
+        raise typer.Exit(ExitCode.USAGE)
+    period: float | None = None
+    if interval is not None:
+        try:
+            period = parse_duration(interval)
+        except ValueError as exc:
+            error(f"--interval: {exc}")
+            raise typer.Exit(ExitCode.USAGE) from None
+        if not 0 < period <= 7 * 86400:
+            error(f"--interval: expected a positive duration of at most 7d, got {interval!r}")
+            raise typer.Exit(ExitCode.USAGE)
+    try:
+        import prometheus_client  # noqa: F401
+        import starlette  # noqa: F401
+        import uvicorn
+    except ImportError as exc:
+        error(f"serve needs the serve extra ({exc.name} is missing): {INSTALL_HINT}")
+        raise typer.Exit(ExitCode.CONFIG) from None
+    app_ctx = app_context(ctx)
+    try:
+        token = _read_token(token_file)
+        if not _loopback(host) and token is None:
+            error(
+                f"--host {host} is not a loopback address: refused without a token (anyone"
+                " who can reach it could see every check); set --token-file or"
+                " RELIACTL_SERVE_TOKEN, or bind 127.0.0.1 behind a reverse proxy"
+            )
+            raise typer.Exit(ExitCode.USAGE)
+        loaded = app_ctx.loaded()
+        store = app_ctx.store()
+    except ReliactlError as exc:
+        raise typer.Exit(report_error(exc)) from None
+
+    from reliactl.cli.web.app import build_app
+    from reliactl.cli.web.core import Service
+    from reliactl.health.monitor import HealthMonitor
+
+    config = loaded.config
+    monitor = HealthMonitor(config.health_monitor, store=store, full_config=config)
+    service = Service(
+        config, store, monitor, period or config.health_monitor.check_interval, token=token
+    )
+    asgi = build_app(service, json_logs=json_logs)
+    mode = "read-write (token set)" if token else "read-only"
+    info(f"serving on http://{host}:{port}/ ({mode}); checks every {service.interval:g}s")
+    server = uvicorn.Server(
+        uvicorn.Config(
+            asgi,
+            host=host,
+            port=port,
+            access_log=False,
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=10,
+        )
+    )
+    try:
+        server.run()
+    except OSError as exc:
+        error(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+        raise typer.Exit(ExitCode.UNAVAILABLE) from None
+    if not server.started:
+        raise typer.Exit(ExitCode.UNAVAILABLE)

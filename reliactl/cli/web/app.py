@@ -1,0 +1,226 @@
+"""The Starlette application of `reliactl serve`.
+
+Reads are open; writes (breaker reset/trip) need the token in the ``Authorization: Bearer``
+header, never a cookie, so another site cannot make a browser send it (CSRF-safe: a custom
+header forces a CORS preflight, which this server never grants). Without a configured token
+every write is refused. One access-log line per request goes to stderr (query strings
+redacted); every document is scrubbed of URL passwords and webhook tokens (core.Service).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import sys
+import time
+from collections.abc import AsyncIterator
+from importlib import resources
+from typing import Any
+from urllib.parse import unquote
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from reliactl.cli.web.core import Service
+from reliactl.cli.web.metrics import ReliactlCollector, exposition
+from reliactl.redact import redact_url, redact_urls_in
+
+STATIC = {
+    "index.html": "text/html; charset=utf-8",
+    "app.js": "text/javascript; charset=utf-8",
+    "style.css": "text/css; charset=utf-8",
+}
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+MAX_SINCE = 366 * 86400.0
+
+
+def _json(doc: dict[str, Any], status: int = 200) -> Response:
+    """A document as the CLI's --json prints it (emit_json): "version" first."""
+    from reliactl.cli.output import JSON_VERSION
+
+    body = json.dumps({"version": JSON_VERSION, **doc}, indent=2, allow_nan=False, default=str)
+    body += "\n"
+    return Response(body, status, media_type="application/json", headers=SECURITY_HEADERS)
+
+
+def access_log(request: Request, status: int, started: float, json_logs: bool) -> None:
+    path = request.url.path
+    if request.url.query:
+        path += "?" + request.url.query
+    # Secret-named parameters first, then any webhook or URL password hidden in a value.
+    path = redact_urls_in(unquote(redact_url(path)))
+    client = request.client.host if request.client else "-"
+    took = (time.monotonic() - started) * 1000
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    if json_logs:
+        line = json.dumps(
+            {
+                "at": stamp,
+                "client": client,
+                "method": request.method,
+                "path": path,
+                "status": status,
+                "ms": round(took, 1),
+            }
+        )
+    else:
+        line = f"{stamp} {client} {request.method} {path} {status} {took:.1f}ms"
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
+def build_app(service: Service, *, json_logs: bool = False, loop_rounds: bool = True) -> Any:  # noqa: C901 - one closure per route, kept beside the app they share
+    """The ASGI app: Starlette's routes inside the access log."""
+    collector = ReliactlCollector(service)
+    stop = asyncio.Event()
+
+    def authorized(request: Request) -> Response | None:
+        if not service.token:
+            return _json({"error": "read-only: serve has no token (--token-file)"}, 403)
+        given = request.headers.get("authorization", "")
+        scheme, _, value = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            value.strip().encode(), service.token.encode()
+        ):
+            return _json({"error": "a valid token is needed (Authorization: Bearer ...)"}, 401)
+        return None
+
+    async def index(request: Request) -> Response:
+        return await static_file(request, "index.html")
+
+    async def static(request: Request) -> Response:
+        return await static_file(request, request.path_params["name"])
+
+    async def static_file(request: Request, name: str) -> Response:
+        if name not in STATIC:
+            return _json({"error": "not found"}, 404)
+        body = resources.files("reliactl.cli.web").joinpath("static").joinpath(name).read_bytes()
+        return Response(body, media_type=STATIC[name], headers=SECURITY_HEADERS)
+
+    async def healthz(request: Request) -> Response:
+        status, doc = service.health(request.query_params.get("check"))
+        return _json(doc, status)
+
+    async def livez(request: Request) -> Response:
+        return _json({"status": "alive", "rounds": service.rounds})
+
+    async def metrics(request: Request) -> Response:
+        body = await asyncio.to_thread(exposition, collector)
+        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def api_health(request: Request) -> Response:
+        _status, doc = service.health(request.query_params.get("check"))
+        return _json(doc, 200 if "error" not in doc else 404)
+
+    async def api_breakers(request: Request) -> Response:
+        return _json(await asyncio.to_thread(service.breakers))
+
+    async def api_runs(request: Request) -> Response:
+        try:
+            limit = max(1, min(1000, int(request.query_params.get("limit", "20"))))
+        except ValueError:
+            return _json({"error": "limit: expected a number"}, 400)
+        return _json(await asyncio.to_thread(service.runs, limit))
+
+    async def api_history(request: Request) -> Response:
+        from reliactl.durations import parse_duration
+
+        try:
+            since = parse_duration(request.query_params.get("since", "24h"))
+            points = request.query_params.get("max_points")
+            max_points = max(2, min(10_000, int(points))) if points else None
+        except ValueError as exc:
+            return _json({"error": str(exc)}, 400)
+        if not 0 < since <= MAX_SINCE:
+            return _json({"error": "since: expected a positive duration of at most 366d"}, 400)
+        checks = request.query_params.getlist("check") or None
+        doc = await asyncio.to_thread(service.history, checks, since, max_points)
+        return _json(doc)
+
+    async def breaker_action(request: Request) -> Response:
+        refused = authorized(request)
+        if refused is not None:
+            return refused
+        name, action = request.path_params["name"], request.path_params["action"]
+        status, doc = await asyncio.to_thread(service.breaker_action, name, action)
+        return _json(doc, status)
+
+    async def loop() -> None:
+        while not stop.is_set():
+            try:
+                await asyncio.to_thread(service.round)
+            except Exception as exc:  # a round never kills serve
+                print(f"reliactl serve: check round failed: {exc}", file=sys.stderr, flush=True)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), service.interval)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        task = asyncio.create_task(loop()) if loop_rounds else None
+        try:
+            yield
+        finally:
+            stop.set()
+            if task is not None:
+                await task  # finishes the round in progress
+            service.store.close()
+            print(
+                "reliactl serve: stopped (the round in progress finished, the store is closed)",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    routes = [
+        Route("/", index),
+        Route("/static/{name}", static),
+        Route("/healthz", healthz),
+        Route("/livez", livez),
+        Route("/metrics", metrics),
+        Route("/api/health", api_health),
+        Route("/api/breakers", api_breakers),
+        Route("/api/runs", api_runs),
+        Route("/api/history", api_history),
+        Route("/api/breakers/{name}/{action}", breaker_action, methods=["POST"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+
+    async def logged(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        started = time.monotonic()
+        status = [500]
+
+        async def send_wrapper(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await app(scope, receive, send_wrapper)
+        finally:
+            access_log(Request(scope), status[0], started, json_logs)
+
+    return _Logged(app, logged)
+
+
+class _Logged:
+    """The app wrapped in the access log (lifespan passes through)."""
+
+    def __init__(self, app: Starlette, handler: Any) -> None:
+        self.app = app
+        self.handler = handler
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.handler(scope, receive, send)

@@ -1,0 +1,107 @@
+"""The dashboard in a real headless Chromium (Debian's chromium + chromium-driver, selenium).
+
+Screenshots (desktop and phone widths) are saved under $SERVE_SCREENSHOTS, default
+``<pytest tmp>/screenshots`` (CI: .ci/run sets it to ci-output/screenshots).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from servehelpers import TOKEN, Served
+
+CHROMIUM = shutil.which("chromium")
+DRIVER = shutil.which("chromedriver")
+
+
+@pytest.fixture
+def browser():  # type: ignore[no-untyped-def]
+    if CHROMIUM is None or DRIVER is None:
+        pytest.skip("chromium/chromium-driver are not installed (apt-get install; .ci/run does)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,900"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+RESET = (
+    'document.querySelector(\'#breakers tr[data-breaker="payments"]'
+    ' button[data-action="reset"]\').click()'
+)
+
+
+def wait(predicate, what: str, bound: float = 30.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + bound  # generous: detects a hang only
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except Exception:
+            value = None
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_dashboard_in_a_real_browser(served: Served, browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The page loads with no console error; a breaker tripped from the CLI shows open within
+    one refresh; reset without the token is refused and with it closes the breaker; a failing
+    check turns the overall status CRITICAL (red) and /healthz 503. Screenshots are saved."""
+    from selenium.webdriver.common.by import By
+
+    shots = Path(os.environ.get("SERVE_SCREENSHOTS") or tmp_path / "screenshots")
+    shots.mkdir(parents=True, exist_ok=True)
+    served.cli("run", "--name", "nightly-backup", "--", "true")
+    browser.get(served.base + "/?refresh=1000")
+    overall = browser.find_element(By.ID, "overall")
+    wait(lambda: browser.find_element(By.ID, "overall").text == "OK", "the status OK")
+    wait(lambda: "queue" in browser.find_element(By.ID, "checks").text, "the queue check")
+    assert served.cli("breaker", "trip", "payments").returncode == 0
+    row = '#breakers tr[data-breaker="payments"] td:nth-child(2)'
+    wait(lambda: browser.find_element(By.CSS_SELECTOR, row).text == "open", "open shown", 5)
+    # Reset without the token: refused, still open.
+    browser.find_element(
+        By.CSS_SELECTOR, '#breakers tr[data-breaker="payments"] button[data-action="reset"]'
+    ).click()
+    wait(lambda: "refused" in browser.find_element(By.ID, "action").text, "a refusal")
+    assert served.json("/api/breakers")[1]["open"] == ["payments"]
+    browser.save_screenshot(str(shots / "desktop-breaker-open.png"))
+    token = browser.find_element(By.ID, "token")
+    token.send_keys(TOKEN)
+    browser.find_element(By.TAG_NAME, "h1").click()  # change event: kept in sessionStorage
+    browser.find_element(
+        By.CSS_SELECTOR, '#breakers tr[data-breaker="payments"] button[data-action="reset"]'
+    ).click()
+    wait(lambda: browser.find_element(By.CSS_SELECTOR, row).text == "closed", "closed shown")
+    assert served.json("/api/breakers")[1]["open"] == []
+    served.flag.touch()
+    wait(lambda: overall.text == "CRITICAL", "the overall status CRITICAL")
+    overall = browser.find_element(By.ID, "overall")
+    assert "CRITICAL" in overall.get_attribute("class")
+    color = overall.value_of_css_property("color")
+    red, green = (int(x) for x in color[color.index("(") + 1 :].split(",")[:2])
+    assert red > 150 and green < 100, color
+    assert served.get("/healthz")[0] == 503
+    browser.save_screenshot(str(shots / "desktop-critical.png"))
+    browser.set_window_size(390, 844)
+    time.sleep(1.5)
+    browser.save_screenshot(str(shots / "phone-critical.png"))
+    width = browser.execute_script("return document.documentElement.scrollWidth")
+    assert width <= 400, "the page must fit a phone's width"
+    errors = [
+        e
+        for e in browser.get_log("browser")
+        if e["level"] == "SEVERE" and "/reset - " not in e["message"]  # the refusal we caused
+    ]
+    assert errors == [], errors

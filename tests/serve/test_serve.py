@@ -1,0 +1,186 @@
+"""`reliactl serve` as a real server: probes, metrics, the API, tokens, secrets, shutdown."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from servehelpers import TOKEN, WEBHOOK, Served, free_port, start_serve
+
+
+def test_healthz_follows_the_checks_and_api_matches_the_cli(served: Served) -> None:
+    """/healthz is 200 while all is OK/WARNING and 503 once a check is CRITICAL (within a
+    round); ?check=NAME answers for one check; /api/* are the CLI's --json documents."""
+    assert served.get("/healthz")[0] == 200
+    status, doc = served.json("/healthz?check=queue")
+    assert status == 200 and [c["name"] for c in doc["checks"]] == ["queue"]
+    assert served.json("/healthz?check=nope")[0] == 404
+    served.flag.touch()
+    served.wait_for(lambda: served.get("/healthz")[0] == 503, "/healthz to turn 503")
+    status, doc = served.json("/healthz")
+    assert doc["status"] == "CRITICAL"
+    cli = json.loads(served.cli("health", "--json", "--no-alerts").stdout)
+    assert set(doc) == set(cli)
+    assert [c["name"] for c in doc["checks"]] == [c["name"] for c in cli["checks"]]
+    api = served.json("/api/breakers")[1]
+    listed = json.loads(served.cli("breaker", "list", "--json").stdout)
+    for entry in api["breakers"]:
+        entry.pop("retry_in")
+    assert set(api) == set(listed) and api["open"] == listed["open"]
+    for ours, theirs in zip(api["breakers"], listed["breakers"], strict=True):
+        assert set(ours) == set(theirs)  # "since" of a never-used breaker is "now"
+        assert (ours["name"], ours["state"]) == (theirs["name"], theirs["state"])
+    served.cli("run", "--name", "nightly", "--", "true")
+    runs = served.json("/api/runs")[1]
+    assert runs["runs"][0]["name"] == "nightly" and runs["runs"][0]["outcome"] == "success"
+    assert set(runs["runs"][0]) == set(json.loads(served.cli("runs", "--json").stdout)["runs"][0])
+    history = served.json("/api/history?check=queue&since=1h")[1]
+    assert history["version"] == 1 and history["checks"][0]["points"]
+    assert any(e["to"] == "CRITICAL" for e in history["events"])
+    assert served.json("/api/history?since=forever")[0] == 400
+    assert served.json("/livez")[0] == 200
+
+
+def test_metrics_parse_with_hostile_names(served: Served) -> None:
+    """/metrics parses with prometheus_client's own parser although a perfdata label holds a
+    quote and a backslash and a breaker name a quote, a newline and a backslash; values are
+    in base units (5s stays seconds, 3B bytes) and the families follow health/formats.py."""
+    from reliactl.breaker import get_persistent_breaker
+    from reliactl.config import load
+    from reliactl.state import open_state
+
+    loaded = load(str(served.tmp / "serve.yaml"), environ=served.env)
+    store = open_state(loaded.config)
+    hostile = 'pay"ments\\\nöü'
+    get_persistent_breaker(hostile, loaded.config, store).trip(None, "test")
+    store.close()
+    served.cli("run", "--name", 'job "x"', "--", "false")
+    text = served.get("/metrics")[1]
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    status = {s.labels["check"]: s.value for s in families["reliactl_health_status"].samples}
+    assert status["queue"] == 0
+    seconds = families["reliactl_health_value_seconds"].samples
+    assert [s.value for s in seconds if s.labels["metric"] == 'perf:we"i rd\\'] == [5.0]
+    assert [
+        s.value
+        for s in families["reliactl_health_value_bytes"].samples
+        if s.labels["metric"] == "perf:x_y"
+    ] == [3.0]
+    states = {
+        (s.labels["breaker"], s.labels["state"]): s.value
+        for s in families["reliactl_breaker_state"].samples
+    }
+    assert states[(hostile, "open")] == 1.0 and states[(hostile, "closed")] == 0.0
+    assert states[("payments", "closed")] == 1.0
+    transitions = families["reliactl_breaker_transitions"]
+    assert transitions.type == "counter"
+    assert any(s.labels["breaker"] == hostile and s.value >= 1 for s in transitions.samples)
+    runs = families["reliactl_job_runs"].samples
+    assert any(s.labels == {"job": 'job "x"', "outcome": "failure"} for s in runs)
+    assert "reliactl_health_overall_status" in families
+
+
+def test_writes_need_the_token_in_a_header(served: Served) -> None:
+    """A breaker reset or trip without the token (or with a wrong one) is refused and changes
+    nothing; with the token it works; the token is never accepted from a cookie."""
+    assert served.cli("breaker", "trip", "payments").returncode == 0
+    assert served.post("/api/breakers/payments/reset")[0] == 401
+    assert served.post("/api/breakers/payments/reset", token="wrong-token-xxxxxxxx")[0] == 401
+    assert json.loads(served.cli("breaker", "list", "--json").stdout)["open"] == ["payments"]
+    status, doc = served.post("/api/breakers/payments/reset", token=TOKEN)
+    assert status == 200 and doc["now"] == "closed"
+    assert json.loads(served.cli("breaker", "list", "--json").stdout)["open"] == []
+    status, _doc = served.post("/api/breakers/nope/trip", token=TOKEN)
+    assert status == 404
+
+
+def test_no_secret_anywhere_and_a_clean_stop(served: Served) -> None:
+    """The Discord webhook of the alert sink (and the token) appear in no page, API answer or
+    access-log line; TERM stops serve with exit 0 after one log line per request."""
+    served.flag.touch()  # a CRITICAL check: an alert is attempted to the webhook
+    served.wait_for(lambda: served.get("/healthz")[0] == 503, "a CRITICAL round")
+    paths = [
+        "/",
+        "/static/app.js",
+        "/healthz",
+        "/api/health",
+        "/api/breakers",
+        "/api/runs",
+        "/api/history?since=1h",
+        "/metrics",
+        "/livez",
+    ]
+    for path in paths:
+        body = served.get(path)[1]
+        assert "SECRETWEBHOOKTOKEN" not in body and TOKEN not in body, path
+    served.get(f"/healthz?token={TOKEN}&hook={WEBHOOK}")
+    code, err = served.stop()
+    # uvicorn shuts down cleanly, then re-raises TERM: serve dies by it, as a Unix daemon does.
+    assert code in (0, -15), err
+    assert "stopped (the round in progress finished, the store is closed)" in err
+    assert "SECRETWEBHOOKTOKEN" not in err
+    assert TOKEN not in err
+    log = [line for line in err.splitlines() if " GET " in line]
+    assert len(log) >= len(paths) + 1  # one line per request (and the polls before)
+    assert "Traceback" not in err
+
+
+def test_non_loopback_bind_without_a_token_is_refused(tmp_path: Path) -> None:
+    """--host 0.0.0.0 without a token exits 2 with one clear line and never listens."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reliactl",
+            "serve",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(free_port()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "not a loopback address" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_read_only_without_a_token(tmp_path: Path) -> None:
+    """Without a configured token every write is refused (403) and reads still work."""
+    server = start_serve(tmp_path, token=False)
+    try:
+        assert server.post("/api/breakers/payments/trip", token=TOKEN)[0] == 403
+        assert server.get("/api/breakers")[0] == 200
+    finally:
+        server.stop()
+
+
+def imported(*args: str) -> set[str]:
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "reliactl", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return {
+        line.rsplit("|", 1)[-1].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+
+
+@pytest.mark.parametrize("command", [["run", "--", "true"], ["health", "--json"]])
+def test_run_and_health_never_import_the_web_stack(command: list[str]) -> None:
+    """run and health never import starlette, uvicorn or prometheus_client (startup cost)."""
+    modules = imported(*command)
+    assert "reliactl.cli" in modules
+    heavy = {m for m in modules if m.split(".")[0] in ("starlette", "uvicorn", "prometheus_client")}
+    assert not heavy
+    assert not {m for m in modules if m.startswith("reliactl.cli.web")}
