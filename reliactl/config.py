@@ -295,6 +295,9 @@ class HealthMonitorConfig:
         factory=lambda: list(SYSTEM_CHECK_NAMES),
     )
     check_timeout: float = _opt(10.0, doc="timeout of each check", kind="duration", gt=0)
+    jobs_checks: bool = _opt(
+        True, doc="a check of kind job (missed, failing, too long) for every declared job"
+    )
     max_response_size: int = _opt(
         10 * 1024 * 1024,
         doc="http checks read at most this much of a body (body_contains looks there only)",
@@ -551,6 +554,66 @@ class ResourcesConfig:
 
 
 @dataclass(frozen=True)
+class JobPingSettings:
+    """Where `run` sends a job's heartbeats (reliactl.ping). The URLs are secrets."""
+
+    url: str = _opt(
+        "",
+        doc="healthchecks.io protocol: URL/start, URL, URL/<exit code> (env RELIACTL_PING_URL)",
+        kind="ping_url",
+    )
+    start: str = _opt(
+        "", doc="template pinged when the command starts ({name} {host} {rid})", kind="ping_url"
+    )
+    success: str = _opt(
+        "",
+        doc="template pinged on success ({name} {host} {exit_code} {duration_ms} {outcome})",
+        kind="ping_url",
+    )
+    failure: str = _opt("", doc="template pinged on failure (same placeholders)", kind="ping_url")
+    refusal: str = _opt(
+        "log",
+        doc="a run refused before it started (lock busy, breaker open, health gate):"
+        " log (URL/log), fail (URL/fail, or the failure template) or none",
+        choices=("log", "fail", "none"),
+    )
+    body_limit: int = _opt(
+        10 * 1024, doc="POST at most this much of the output's tail", kind="size", ge=0
+    )
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """What is expected of one job that `reliactl run --job NAME` runs."""
+
+    schedule: str = _opt(
+        "", doc="cron expression of when it runs (5 fields, as crontab)", kind="cron"
+    )
+    tz: str = _opt("", doc="time zone of schedule, e.g. Europe/Berlin (empty: local time)")
+    every: float | None = _opt(
+        None, doc="instead of schedule: it runs this often", kind="duration", gt=0
+    )
+    grace: float | None = _opt(
+        None,
+        doc="how late a run may be before it counts as missed (unset: half the period,"
+        " between 1m and 1h)",
+        kind="duration",
+        gt=0,
+    )
+    max_duration: float | None = _opt(
+        None, doc="a run taking longer is WARNING (unset: no limit)", kind="duration", gt=0
+    )
+    max_failures: int = _opt(
+        1, doc="consecutive failed runs that make the job CRITICAL (fewer: WARNING)", gt=0
+    )
+    ping: JobPingSettings = _opt(
+        doc="heartbeats sent by `run` (a monitor off the host)", factory=JobPingSettings
+    )
+    breaker: str = _opt("", doc="`run` goes through this circuit breaker (empty: none)")
+    alert: bool = _opt(False, doc="a run that finally fails alerts the health_monitor sinks")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration; every section has defaults, so ``Config()`` is valid."""
 
@@ -562,6 +625,35 @@ class Config:
     cleanup: CleanupConfig = field(default_factory=CleanupConfig)
     state: StateConfig = field(default_factory=StateConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    jobs: dict[str, JobSettings] = _opt(
+        doc="jobs by name: their schedule, limits and pings",
+        factory=dict,
+        example={
+            "backup": {
+                "schedule": "30 2 * * *",
+                "tz": "Europe/Berlin",
+                "grace": "1h",
+                "max_duration": "2h",
+                "max_failures": 2,
+                "ping": {
+                    "url": "https://hc-ping.com/YOUR-CHECK-UUID",
+                    "refusal": "log",
+                    "body_limit": "10KiB",
+                },
+                "breaker": "backup-target",
+                "alert": True,
+            },
+            "ideasheets": {
+                "every": "15m",
+                "max_duration": "10m",
+                "ping": {
+                    "start": "https://push.example.com/api/push/TOKEN?status=up&msg=start",
+                    "success": "https://push.example.com/api/push/TOKEN?status=up&ping={duration_ms}",
+                    "failure": "https://push.example.com/api/push/TOKEN?status=down&msg={outcome}",
+                },
+            },
+        },
+    )
 
 
 SECTION_DOCS = {
@@ -573,6 +665,8 @@ SECTION_DOCS = {
     "cleanup": "reliactl cleanup: age-based removal under configured roots.",
     "state": "The state store shared by every reliactl process on this host (or fleet, on Redis).",
     "resources": "Library resources: temporary_file() and get_http_session() clients.",
+    "jobs": "Jobs run by `reliactl run --job NAME`: when they are expected (health checks of"
+    " kind job) and where their heartbeats go.",
 }
 
 # The seed's environment variables, kept working.
@@ -1265,6 +1359,49 @@ def _cross_checks(config: Config, origins: _Origins) -> list[ConfigProblem]:
             )
     problems.extend(_health_problems(h, origins))
     problems.extend(_state_problems(config.state, origins))
+    problems.extend(_job_problems(config.jobs, origins))
+    return problems
+
+
+_JOB_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@\-]{0,127}")
+
+
+def _job_problems(jobs: dict[str, JobSettings], origins: _Origins) -> list[ConfigProblem]:
+    """Job names, one schedule each, cron expressions and zones that parse, usable pings."""
+    problems: list[ConfigProblem] = []
+    for name, job in jobs.items():
+        path: KeyPath = ("jobs", name)
+        if not _JOB_NAME.fullmatch(name):
+            problems.append(
+                origins.problem(
+                    path, f"expected a job name of letters, digits, _ . @ -, got {name!r}"
+                )
+            )
+        if job.schedule and job.every is not None:
+            problems.append(origins.problem((*path, "every"), "give schedule or every, not both"))
+        if job.schedule or job.tz:
+            from reliactl.schedule import cron_problem, tz_problem
+
+            if job.schedule:
+                problem = cron_problem(job.schedule)
+                if problem:
+                    problems.append(origins.problem((*path, "schedule"), problem))
+            if job.tz:
+                problem = tz_problem(job.tz)
+                if problem:
+                    problems.append(origins.problem((*path, "tz"), problem))
+        ping = job.ping
+        for key in ("url", "start", "success", "failure"):
+            value = getattr(ping, key)
+            if value:
+                from reliactl.ping import check_template, ping_url_problem
+
+                problem = ping_url_problem(value) if key == "url" else check_template(value)
+                if problem:
+                    from reliactl.redact import redact_url
+
+                    shown = redact_url(value, path=False)
+                    problems.append(origins.problem((*path, "ping", key), f"{problem}: {shown}"))
     return problems
 
 
@@ -1461,6 +1598,10 @@ def to_plain(obj: Any, *, redact: bool = True, human: bool = True) -> Any:
                 and (f.metadata.get("secret") or is_secret_key(f.name))
             ):
                 out[f.name] = REDACTED
+            elif redact and value and f.metadata.get("kind") == "ping_url":
+                from reliactl.redact import redact_url as redact_whole
+
+                out[f.name] = redact_whole(value, path=False)  # the path is the credential
             elif redact and value and f.metadata.get("kind") == "state_url":
                 from reliactl.state.url import redact_url
 
@@ -1526,6 +1667,18 @@ def example_yaml(*, starter: bool = False) -> str:
     hints = _hints(Config)
     for section in dataclasses.fields(Config):
         cls = hints[section.name]
+        if typing.get_origin(cls) is dict:  # `jobs:` (a mapping of named entries)
+            lines += ["", f"# {SECTION_DOCS[section.name]}", "# Keys of each entry:"]
+            lines += _entry_docs(typing.get_args(cls)[1], "")
+            dumped = yaml.safe_dump(
+                {section.name: section.metadata["example"]},
+                default_flow_style=False,
+                sort_keys=False,
+            ).rstrip()
+            if starter:
+                lines.append(f"{section.name}: {{}}")
+            lines += [("# " if starter else "") + line for line in dumped.splitlines()]
+            continue
         lines += ["", f"# {SECTION_DOCS[section.name]}", f"{section.name}:"]
         for f in dataclasses.fields(cls):
             value = defaults[section.name][f.name]
@@ -1544,6 +1697,18 @@ def example_yaml(*, starter: bool = False) -> str:
                 body = [f"{f.name}: {scalar_yaml(value)}"]
             lines += [("  # " if commented else "  ") + line for line in body]
     return "\n".join(lines) + "\n"
+
+
+def _entry_docs(cls: Any, prefix: str) -> list[str]:
+    out = []
+    for f in dataclasses.fields(cls):
+        sub = _strip_optional(_hints(cls)[f.name])
+        if dataclasses.is_dataclass(sub):
+            out.append(f"#   {prefix}{f.name}: {f.metadata.get('doc', '')}")
+            out += _entry_docs(sub, f"{prefix}{f.name}.")
+        else:
+            out.append(f"#   {prefix}{f.name}: {f.metadata.get('doc', '')}")
+    return out
 
 
 _PLAIN = re.compile(r"[A-Za-z0-9_./~@%+$][A-Za-z0-9_./~@%+$:;,()=*?! -]*")

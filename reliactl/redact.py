@@ -6,7 +6,8 @@ What counts as a secret is decided here and nowhere else:
   Cookie, X-Api-Key, Api-Key, X-Goog-Api-Key, X-Access-Key, anything ending in ``-key`` /
   ``_key`` or containing token, secret, password, auth, session, signature, credential...;
 - the password of a URL (and a user name given without a password, as a token often is);
-- the token in the path of a known webhook form (Discord, Slack, Telegram bots), on any host;
+- the token in the path of a known webhook form (Discord, Slack, Telegram bots), on any host,
+  and of a heartbeat ping URL (a healthchecks.io UUID, an Uptime Kuma push token, ...);
 - a URL that is a secret as a whole (an alert sink's webhook): ``path=False`` keeps only
   its scheme, host and port.
 
@@ -63,6 +64,7 @@ _SECRET_WORDS = (
 )
 _AUTH_HEADERS = ("authorization", "proxy-authorization")
 
+_UUID = r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
 # Paths of webhook URLs whose last segments are the credential, recognised by their shape on
 # any host (a relay or proxy in front of the service keeps the same path), and Slack's newer
 # forms on its own host.
@@ -74,6 +76,13 @@ _WEBHOOK_PATHS: tuple[tuple[re.Pattern[str] | None, re.Pattern[str]], ...] = (
     (re.compile(r"^hooks\.slack\.com$"), re.compile(r"^(?P<keep>/\w+/)[^?#]+(?P<rest>)$")),
     # Telegram bots: /bot<id>:<token>/sendMessage
     (None, re.compile(r"^(?P<keep>/(?:file/)?bot)\d+:[^/]+(?P<rest>.*)$")),
+    # Heartbeat pings (reliactl.ping): healthchecks.io's /<uuid> or /ping/<uuid>[/start...] on
+    # any host (self-hosted too), its /<ping-key>/<slug> on hc-ping.com; Uptime Kuma's
+    # /api/push/<token>; Cronitor's /p/<api-key>/<monitor> on cronitor.link.
+    (None, re.compile(rf"^(?P<keep>/(?:ping/)?){_UUID}(?P<rest>.*)$")),
+    (re.compile(r"(^|\.)hc-ping\.com$"), re.compile(r"^(?P<keep>/)[^/?#]+/[^/?#]+(?P<rest>.*)$")),
+    (None, re.compile(r"^(?P<keep>/api/push/)[^/?#]+(?P<rest>.*)$")),
+    (re.compile(r"(^|\.)cronitor\.link$"), re.compile(r"^(?P<keep>/p/)[^/?#]+(?P<rest>.*)$")),
 )
 
 

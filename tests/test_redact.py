@@ -6,7 +6,7 @@ import pytest
 
 from reliactl import http
 from reliactl.health import alerts
-from reliactl.redact import is_secret_name, redact_headers, redact_url, scrub
+from reliactl.redact import is_secret_name, redact_headers, redact_url, redact_urls_in, scrub
 
 
 @pytest.mark.parametrize(
@@ -115,3 +115,30 @@ def test_urls_inside_a_message_lose_their_secrets() -> None:
     out = redact_urls_in(text)
     assert "hunter2" not in out and "abc1" not in out
     assert out.startswith("cannot reach redis://ops:***@10.0.0.5:6379/0 (see https://x.example/")
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "https://hc-ping.com/5bf66975-d4c7-4bf5-bcc8-b8d8a82ea278/start?rid=1",
+            "https://hc-ping.com/***/start?rid=1",
+        ),
+        (
+            "https://hc.example.org/ping/5BF66975-D4C7-4BF5-BCC8-B8D8A82EA278/3",
+            "https://hc.example.org/ping/***/3",
+        ),
+        ("https://hc-ping.com/fqOOd6-F4MMNa0/db-backup/fail", "https://hc-ping.com/***/fail"),
+        ("https://kuma:3001/api/push/Ab12Cd?status=up", "https://kuma:3001/api/push/***?status=up"),
+        (
+            "https://cronitor.link/p/KEY123/nightly?state=run",
+            "https://cronitor.link/p/***/nightly?state=run",
+        ),
+        ("https://h/5bf66975", "https://h/5bf66975"),
+    ],
+)
+def test_ping_urls_lose_their_credential_in_text(url: str, shown: str) -> None:
+    """A heartbeat URL in any message (the UUID, push token or ping key is the credential)
+    is shown without it, also when it is not known to be a ping URL."""
+    assert redact_url(url) == shown
+    assert redact_urls_in(f"ping to {url} failed") == f"ping to {shown} failed"

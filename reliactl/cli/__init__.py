@@ -118,6 +118,12 @@ def _http(app: typer.Typer) -> None:
     app.command("http", no_args_is_help=True)(http.http)
 
 
+def _jobs(app: typer.Typer) -> None:
+    from reliactl.cli import jobs
+
+    app.command("jobs")(jobs.jobs)
+
+
 def _retry(app: typer.Typer) -> None:
     from reliactl.cli import retry
 
@@ -144,6 +150,7 @@ COMMANDS: dict[str, Callable[[typer.Typer], None]] = {
     "doctor": _doctor,
     "health": _health,
     "http": _http,
+    "jobs": _jobs,
     "retry": _retry,
     "run": _run,
     "runs": _run,

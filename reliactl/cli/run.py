@@ -578,6 +578,66 @@ def run(
             rich_help_panel="History and output",
         ),
     ] = False,
+    job_name: Annotated[
+        str | None,
+        typer.Option(
+            "--job",
+            metavar="JOB",
+            help="Run as job JOB of the configuration's jobs: section: its name in the history"
+            " (unless --name), its ping, breaker and alert settings (flags win).",
+            rich_help_panel="Monitoring",
+        ),
+    ] = None,
+    ping: Annotated[
+        str | None,
+        typer.Option(
+            "--ping",
+            metavar="URL",
+            help="healthchecks.io check URL: URL/start when the command starts, then URL or"
+            " URL/<exit code> with the output's tail (default: the job's ping.url, else"
+            " $RELIACTL_PING_URL). Bounded: delays the start by at most 1s and the exit by"
+            " at most 10s; never changes the exit code; a failed ping is a warning.",
+            rich_help_panel="Monitoring",
+        ),
+    ] = None,
+    ping_start: Annotated[
+        str | None,
+        typer.Option(
+            "--ping-start",
+            metavar="URL",
+            help="URL template pinged when the command starts (placeholders in braces: name,"
+            " host, rid).",
+            rich_help_panel="Monitoring",
+        ),
+    ] = None,
+    ping_success: Annotated[
+        str | None,
+        typer.Option(
+            "--ping-success",
+            metavar="URL",
+            help="URL template pinged on success (placeholders in braces: name, host,"
+            " exit_code, duration_ms, outcome, rid).",
+            rich_help_panel="Monitoring",
+        ),
+    ] = None,
+    ping_failure: Annotated[
+        str | None,
+        typer.Option(
+            "--ping-failure",
+            metavar="URL",
+            help="URL template pinged on failure (same placeholders).",
+            rich_help_panel="Monitoring",
+        ),
+    ] = None,
+    alert: Annotated[
+        bool,
+        typer.Option(
+            "--alert",
+            help="A run that finally fails alerts the health_monitor.alerts sinks (exit code,"
+            " output tail; once per cooldown; one recovery message on the next success).",
+            rich_help_panel="Monitoring",
+        ),
+    ] = False,
     check: Annotated[
         bool,
         typer.Option(
@@ -629,41 +689,8 @@ def run(
         config = app_ctx.loaded().config
     except ConfigError as exc:
         raise typer.Exit(report_error(exc)) from None
+    from reliactl.cli import _jobwatch
 
-    spec = JobSpec(
-        command=tuple(command),
-        name=name,
-        lock=lock or lock_wait is not None,
-        lock_name=lock_name,
-        lock_wait=wait_s,
-        skip_if_locked=skip_if_locked,
-        lock_on_nfs=lock_on_nfs,
-        # timeout(1): a duration of 0 disables the timeout, and --kill-after 0 never SIGKILLs
-        timeout=FROM_CONFIG if timeout_s is None else (timeout_s or None),
-        total_timeout=total_s or None,
-        kill_after=FROM_CONFIG if kill_after_s is None else (kill_after_s or None),
-        timeout_signal=timeout_sig,
-        preserve_status=preserve_status,
-        leave_running=leave_running,
-        retry=retry,
-        **retry_settings,
-        retry_on=retry_codes,
-        no_retry_on=no_retry_codes or frozenset(),
-        retry_on_timeout=retry_on_timeout,
-        breaker=breaker,
-        check=check or check_alias,
-        history=not no_history,
-    )
-    try:
-        job = prepare_job(spec, config)
-    except JobSpecError as exc:
-        raise _usage(str(exc)) from None
-
-    log_fd = _open_log(log_file) if log_file else None
-    if log_fd is not None:
-        _log_for_note.append(log_fd)
-    out = RunOutput(timestamps=timestamps, log_fd=log_fd, quiet_success=quiet_success)
-    processing = timestamps or log_fd is not None or quiet_success
     opened: list[Any] = []
 
     def open_store() -> Any:
@@ -671,11 +698,61 @@ def run(
         opened.append(store)
         return store
 
+    try:  # a bad --job or ping URL is a usage error, as a bad flag
+        name, breaker, watch = _jobwatch.resolve(
+            config,
+            job_name,
+            name=name,
+            breaker=breaker,
+            open_store=open_store,
+            ping=ping,
+            ping_start=ping_start,
+            ping_success=ping_success,
+            ping_failure=ping_failure,
+            alert=alert,
+        )
+        spec = JobSpec(
+            command=tuple(command),
+            name=name,
+            lock=lock or lock_wait is not None,
+            lock_name=lock_name,
+            lock_wait=wait_s,
+            skip_if_locked=skip_if_locked,
+            lock_on_nfs=lock_on_nfs,
+            # timeout(1): a duration of 0 disables the timeout, and --kill-after 0 never SIGKILLs
+            timeout=FROM_CONFIG if timeout_s is None else (timeout_s or None),
+            total_timeout=total_s or None,
+            kill_after=FROM_CONFIG if kill_after_s is None else (kill_after_s or None),
+            timeout_signal=timeout_sig,
+            preserve_status=preserve_status,
+            leave_running=leave_running,
+            retry=retry,
+            **retry_settings,
+            retry_on=retry_codes,
+            no_retry_on=no_retry_codes or frozenset(),
+            retry_on_timeout=retry_on_timeout,
+            breaker=breaker,
+            check=check or check_alias,
+            history=not no_history,
+            hooks=_jobwatch.hooks(watch),
+        )
+        job = prepare_job(spec, config)
+    except (JobSpecError, ValueError) as exc:
+        raise _usage(str(exc)) from None
+    _jobwatch.named(watch, job.name)
+
+    log_fd = _open_log(log_file) if log_file else None
+    if log_fd is not None:
+        _log_for_note.append(log_fd)
+    out = RunOutput(timestamps=timestamps, log_fd=log_fd, quiet_success=quiet_success)
+    processing = timestamps or log_fd is not None or quiet_success
+    sink = _jobwatch.output(watch, out if processing else None)
+
     def on_event(event: RunEvent) -> None:
         out.message(event.message)
 
     try:
-        done = job.run(store=open_store, on_event=on_event, output=out if processing else None)
+        done = job.run(store=open_store, on_event=on_event, output=sink)
     except GateSetupError as exc:
         error(f"--require-healthy: {exc}")
         raise typer.Exit(ExitCode.CONFIG) from None
@@ -687,12 +764,14 @@ def run(
         out.replay()
         raise typer.Exit(report_error(exc)) from None
     result = done.run
+    watched = _jobwatch.report(watch, out.message, opened[0] if opened else None, done.run_id)
     if result.outcome != "skipped":
         out.message(_summary(result))
     if not result.succeeded:
         out.replay()
     if json_report:
         extra: dict[str, Any] = {"breaker": done.breaker}
+        extra.update(watched)  # pings and alerts, URLs redacted
         if check or check_alias:
             extra["health"] = done.health.to_dict() if done.health is not None else None
         _write_json_report(json_report, result, extra)

@@ -450,6 +450,11 @@ class HealthMonitor:
             out[check.name] = check
         for spec in config.checks:
             out[spec.name] = custom_check(spec, config)
+        if config.jobs_checks and self._full is not None and self._full.jobs:
+            from reliactl.health.jobcheck import job_checks
+
+            for check in job_checks(self._full.jobs, config.check_timeout):
+                out[check.name] = check
         for name, registered in self._custom.items():
             timeout = config.check_timeout if name in self._default_timeout else None
             out[name] = registered if timeout is None else replace(registered, timeout=timeout)

@@ -67,6 +67,17 @@ def test_the_example_config_names_what_the_examples_use() -> None:
         assert "--breaker ideasheets" in (EXAMPLES / name).read_text(), name
 
 
+def test_the_example_jobs_are_the_names_the_crontab_and_unit_record() -> None:
+    """Each job the example config declares is the --name its crontab line and systemd unit
+    record runs under, so the job:NAME health check judges the real history."""
+    result = reliactl("--config", str(EXAMPLES / "reliactl.yaml"), "config", "show", "--json")
+    assert result.returncode == 0, result.stderr
+    jobs = json.loads(result.stdout)["config"]["jobs"]
+    assert jobs["ideasheets"]["schedule"] == "15 2 * * *"
+    for name in ("crontab", "systemd/ideasheets.service"):
+        assert "--name ideasheets" in (EXAMPLES / name).read_text(), name
+
+
 SMOKE_CONFIG = """\
 circuit_breaker:
   breakers:

@@ -18,7 +18,7 @@ from reliactl.config import AlertSink
 from reliactl.errors import HealthError
 from reliactl.health.alerts import AlertManager, AlertOutcome, payload, redact_url, scrub
 from reliactl.health.model import HealthMetric, HealthReport, Status, worst
-from reliactl.health.monitor import RecordStore
+from reliactl.health.records import RecordStore
 from reliactl.state.sqlite import open_store
 from reliactl.testing import FakeClock
 

@@ -447,7 +447,7 @@ def test_an_alert_claim_lost_to_another_host_sends_nothing(
     from reliactl.config import AlertSink
     from reliactl.health.alerts import AlertManager
     from reliactl.health.model import HealthMetric, Status
-    from reliactl.health.monitor import RecordStore
+    from reliactl.health.records import RecordStore
 
     sink = AlertSink(name="log", kind="command", command=["true"])
     metric = HealthMetric("api", Status.CRITICAL, None, "down")

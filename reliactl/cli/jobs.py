@@ -1,0 +1,108 @@
+"""reliactl jobs [NAME]: declared jobs and jobs seen in history, and whether they ran."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from reliactl.cli.exitcodes import ExitCode
+from reliactl.cli.options import JsonOption
+
+
+def jobs(
+    ctx: typer.Context,
+    name: Annotated[
+        str | None,
+        typer.Argument(metavar="NAME", help="Only this job, with its recent runs."),
+    ] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Jobs declared in `jobs:` and seen in run history: last run, last success, next expected
+    run, status (OK, WARNING, CRITICAL as the `job` health checks) and failures in a row.
+
+    Exit 0 when every declared job (or NAME) is OK, 1 when one is not (the answer is "no");
+    jobs only seen in history are listed (at worst WARNING) but do not change the exit code.
+    An unknown NAME is a usage error (2).
+    """
+    import time
+
+    from reliactl.cli.context import app_context
+    from reliactl.cli.output import emit_json, error, report_error, table, utc_stamp
+    from reliactl.errors import ReliactlError
+    from reliactl.schedule import job_statuses
+
+    now = time.time()
+    try:
+        context = app_context(ctx)
+        declared = context.loaded().config.jobs
+        store = context.store()
+        statuses = job_statuses(declared, store, now=now)
+        if name is not None:
+            statuses = [s for s in statuses if s.name == name]
+            if not statuses:
+                known = ", ".join(sorted(declared)) or "none declared"
+                error(f"no job named {name!r} declared or in history (jobs: {known})")
+                raise typer.Exit(ExitCode.USAGE)
+        recent = store.runs(name, 10) if name is not None else []
+    except ReliactlError as exc:
+        raise typer.Exit(report_error(exc)) from None
+
+    def stamp(epoch: float | None) -> str | None:
+        return None if epoch is None else utc_stamp(epoch)
+
+    def plain(status: Any) -> dict[str, Any]:
+        doc: dict[str, Any] = status.to_dict()
+        for key in ("last_run_at", "last_success_at", "next_expected_at", "declared_at"):
+            doc[key] = stamp(doc[key])
+        return doc
+
+    if json_out:
+        document: dict[str, Any] = {"jobs": [plain(s) for s in statuses]}
+        if name is not None:
+            document["runs"] = [
+                {
+                    "id": r.id,
+                    "started_at": stamp(r.started_at),
+                    "ended_at": stamp(r.ended_at),
+                    "exit_code": r.exit_code,
+                    "outcome": r.outcome,
+                    "host": r.data.get("host"),
+                }
+                for r in recent
+            ]
+        emit_json(document)
+    elif statuses:
+        rows = [
+            [
+                s.name + ("" if s.declared else " (not declared)"),
+                s.status,
+                s.schedule,
+                stamp(s.last_run_at) or "-",
+                s.last_outcome or "-",
+                stamp(s.last_success_at) or "-",
+                stamp(s.next_expected_at) or "-",
+                s.consecutive_failures,
+            ]
+            for s in statuses
+        ]
+        columns = ["job", "status", "expected", "last run", "outcome", "last success", "next"]
+        table([*columns, "failures"], rows)
+        for s in statuses:
+            if s.status != "OK" or name is not None:
+                print(f"{s.name}: {s.message}")
+        if recent:
+            print()
+            table(
+                ["id", "started", "exit", "outcome", "host"],
+                [
+                    [r.id, stamp(r.started_at), r.exit_code, r.outcome, r.data.get("host") or "-"]
+                    for r in recent
+                ],
+            )
+    else:
+        import sys
+
+        print("no jobs declared (jobs: in the configuration) or recorded", file=sys.stderr)
+    judged = statuses if name is not None else [s for s in statuses if s.declared]
+    raise typer.Exit(ExitCode.OK if all(s.status == "OK" for s in judged) else ExitCode.FAILURE)

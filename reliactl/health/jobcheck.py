@@ -1,0 +1,58 @@
+"""The health check of kind ``job`` (``job:NAME``): one per job declared in ``jobs:``.
+
+The judgement is ``reliactl.schedule.evaluate_job`` over the job's run history; this module
+only turns it into a HealthMetric (value and perfdata: seconds since the last success, and
+the failure streak).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from reliactl.health.checks import Check, CheckContext
+from reliactl.health.model import HealthMetric, PerfData, Status
+from reliactl.schedule import declared_at, evaluate_job
+
+if TYPE_CHECKING:
+    from reliactl.config import JobSettings
+
+__all__ = ["JOB_CHECK_PREFIX", "job_check", "job_checks"]
+
+JOB_CHECK_PREFIX = "job:"
+
+
+def job_check(name: str, spec: JobSettings, timeout: float) -> Check:
+    """The health check (kind ``job``) of one declared job: ``job:NAME``.
+
+    Its value and perfdata ``last_success_age`` are the seconds since the last success
+    (absent while it never succeeded); ``failures`` is the current failure streak.
+    """
+    check_name = f"{JOB_CHECK_PREFIX}{name}"
+
+    def run(ctx: CheckContext) -> HealthMetric:
+        now = ctx.clock()
+        store = getattr(ctx.records, "store", None)  # RecordStore's StateStore (thread-safe)
+        runs = store.runs(name, 200) if store is not None else []
+        first = declared_at(ctx.records, name, now)
+        st = evaluate_job(name, spec, runs, now=now, first_declared=first)
+        perf = [PerfData("failures", float(st.consecutive_failures), "", "", "", 0)]
+        if st.success_age is not None:
+            perf.insert(0, PerfData("last_success_age", round(st.success_age, 3), "s", min=0))
+        return HealthMetric(
+            check_name,
+            Status(st.status),
+            None if st.success_age is None else round(st.success_age, 3),
+            st.message,
+            unit="s",
+            kind="job",
+            perfdata=tuple(perf),
+            details=st.to_dict(),
+        )
+
+    return Check(check_name, "job", run, timeout)
+
+
+def job_checks(jobs: Mapping[str, JobSettings], timeout: float) -> list[Check]:
+    """One ``job`` check per declared job, in declaration order."""
+    return [job_check(name, spec, timeout) for name, spec in jobs.items()]

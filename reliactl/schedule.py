@@ -1,0 +1,366 @@
+"""When jobs are expected, and whether they ran: missed runs, failure streaks, runs too long.
+
+A job declared in the ``jobs:`` section has a schedule (a cron expression with a time zone,
+read by cronsim, the parser healthchecks.io uses, imported only when a cron schedule is
+evaluated; or ``every:`` a duration), a ``grace``, a ``max_duration`` and ``max_failures``.
+``evaluate_job`` is a pure function of that, the job's run history (``RunRecord``s, newest
+first), when the job was first declared, and ``now`` (wall-clock epoch seconds):
+
+- CRITICAL when the run expected after the last success (or, for a job that never succeeded,
+  after it was first declared) is later than ``grace`` overdue, or when the last
+  ``max_failures`` decisive runs all failed;
+- WARNING when it failed fewer times than that in a row, or a run has been going longer than
+  ``max_duration``;
+- OK otherwise.
+
+A name found only in history (not declared) is at worst WARNING: nothing says what is
+expected of it.
+
+Runs that never started their command (lock busy, breaker open, gate refused) are neither
+successes nor failures: a job refused for a week is caught as overdue. A clock set back
+(a success "in the future") counts as age zero, never as "forever".
+
+No printing; ``reliactl jobs`` and the ``job`` health check render what this returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from reliactl.durations import format_duration
+
+if TYPE_CHECKING:
+    from reliactl.config import JobSettings
+    from reliactl.state.base import RunRecord
+
+__all__ = [
+    "JobStatus",
+    "Schedule",
+    "cron_problem",
+    "declared_at",
+    "evaluate_job",
+    "job_statuses",
+    "tz_problem",
+]
+
+# Outcomes that say nothing about the job itself: its command never ran.
+NOT_DECISIVE = frozenset({"running", "skipped", "busy", "gated", "breaker_open"})
+MIN_GRACE = 60.0
+MAX_GRACE = 3600.0
+DECLARED_KEY = "job:{}"  # kv record: {"declared_at": epoch}
+
+
+def cron_problem(expression: str) -> str | None:
+    """Why ``expression`` is not a cron expression cronsim can evaluate, or None."""
+    from datetime import datetime
+
+    from cronsim import CronSim, CronSimError
+
+    try:
+        CronSim(expression, datetime(2000, 1, 1))
+    except CronSimError as exc:
+        return f"not a valid cron expression ({exc}): {expression!r}"
+    except Exception as exc:  # cronsim raising something else for odd input
+        return f"not a valid cron expression ({type(exc).__name__}): {expression!r}"
+    return None
+
+
+def tz_problem(name: str) -> str | None:
+    """Why ``name`` is not a time zone this system knows, or None."""
+    try:
+        _zone(name)
+    except Exception:
+        return f"unknown time zone {name!r} (expected an IANA name such as Europe/Berlin)"
+    return None
+
+
+def _zone(name: str) -> Any:
+    from zoneinfo import ZoneInfo
+
+    if not name or "\x00" in name or name.startswith("/") or ".." in name:
+        raise ValueError(name)
+    return ZoneInfo(name)
+
+
+def _local_zone() -> Any:
+    """The system's time zone with its DST rules (cron runs in local time): $TZ if it names
+    a zone, else /etc/localtime, else UTC."""
+    import os
+    from datetime import timezone
+
+    name = os.environ.get("TZ", "").lstrip(":")
+    if name:
+        with contextlib.suppress(Exception):
+            return _zone(name)
+    try:
+        from zoneinfo import ZoneInfo
+
+        with open("/etc/localtime", "rb") as handle:
+            return ZoneInfo.from_file(handle, key="localtime")
+    except Exception:
+        return timezone.utc
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A job's expected rhythm: a cron expression (in ``tz``) or a fixed period."""
+
+    cron: str = ""
+    tz: str = ""
+    every: float | None = None
+
+    @classmethod
+    def of(cls, spec: JobSettings) -> Schedule:
+        return cls(spec.schedule, spec.tz, spec.every)
+
+    @property
+    def defined(self) -> bool:
+        return bool(self.cron) or self.every is not None
+
+    def next_after(self, epoch: float) -> float | None:
+        """The first expected run strictly after ``epoch`` (None: no schedule)."""
+        if self.every is not None:
+            return epoch + self.every
+        if not self.cron:
+            return None
+        from datetime import datetime, timezone
+
+        from cronsim import CronSim
+
+        zone = _zone(self.tz) if self.tz else _local_zone()
+        start = datetime.fromtimestamp(epoch, tz=timezone.utc).astimezone(zone)
+        fire = next(CronSim(self.cron, start))
+        return fire.timestamp()
+
+    def period(self, around: float) -> float | None:
+        """Seconds between two expected runs near ``around`` (for the default grace)."""
+        if self.every is not None:
+            return self.every
+        first = self.next_after(around)
+        if first is None:
+            return None
+        second = self.next_after(first)
+        return None if second is None else second - first
+
+    def describe(self) -> str:
+        if self.every is not None:
+            return f"every {format_duration(self.every)}"
+        if self.cron:
+            return f"at '{self.cron}'" + (f" {self.tz}" if self.tz else "")
+        return "no schedule"
+
+
+def default_grace(schedule: Schedule, around: float) -> float:
+    period = schedule.period(around)
+    if period is None:
+        return MAX_GRACE
+    return min(MAX_GRACE, max(MIN_GRACE, period / 2))
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """What ``reliactl jobs`` and the ``job`` check say about one job."""
+
+    name: str
+    declared: bool
+    status: str  # OK WARNING CRITICAL UNKNOWN (reliactl.health.model.Status values)
+    message: str
+    schedule: str
+    last_run_at: float | None = None
+    last_outcome: str | None = None
+    last_success_at: float | None = None
+    last_success_host: str | None = None
+    next_expected_at: float | None = None
+    consecutive_failures: int = 0
+    running_for: float | None = None
+    success_age: float | None = None  # seconds since the last success (perfdata)
+    declared_at: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "declared": self.declared,
+            "status": self.status,
+            "message": self.message,
+            "schedule": self.schedule,
+            "last_run_at": self.last_run_at,
+            "last_outcome": self.last_outcome,
+            "last_success_at": self.last_success_at,
+            "last_success_host": self.last_success_host,
+            "next_expected_at": self.next_expected_at,
+            "consecutive_failures": self.consecutive_failures,
+            "running_for": self.running_for,
+            "last_success_age": self.success_age,
+            "declared_at": self.declared_at,
+        }
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 1:
+        return "0s"
+    return format_duration(round(seconds) if seconds >= 60 else round(seconds, 1))
+
+
+def _failure_streak(history: list[RunRecord]) -> int:
+    """Failed runs since the last success, newest first; refusals neither count nor break."""
+    streak = 0
+    for run in history:
+        if run.outcome in NOT_DECISIVE:
+            continue
+        if run.outcome == "success":
+            break
+        streak += 1
+    return streak
+
+
+def _last_success(history: list[RunRecord]) -> tuple[float | None, str | None]:
+    """When the newest success ended (or started, if its end was not recorded), and where."""
+    success = next((r for r in history if r.outcome == "success"), None)
+    if success is None:
+        return None, None
+    at = success.ended_at if success.ended_at is not None else success.started_at
+    host = success.data.get("host") if isinstance(success.data, Mapping) else None
+    return at, host
+
+
+def evaluate_job(
+    name: str,
+    spec: JobSettings | None,
+    runs: Iterable[RunRecord],
+    *,
+    now: float,
+    first_declared: float | None = None,
+) -> JobStatus:
+    """The status of job ``name`` from its history (newest first) at wall-clock ``now``."""
+    history = list(runs)
+    schedule = Schedule.of(spec) if spec is not None else Schedule()
+    last = history[0] if history else None
+    streak = _failure_streak(history)
+    running = next((r for r in history if r.outcome == "running" and r.ended_at is None), None)
+    running_for = None if running is None else max(0.0, now - running.started_at)
+    success_at, success_host = _last_success(history)
+    age = None if success_at is None else max(0.0, now - success_at)
+
+    problems: list[tuple[int, str]] = []  # (severity 2 CRITICAL / 1 WARNING, text)
+    expected = schedule.describe()
+    reference = success_at if success_at is not None else first_declared
+    next_expected = None
+    if schedule.defined and reference is not None:
+        next_expected = schedule.next_after(min(reference, now))
+        grace = spec.grace if spec is not None and spec.grace is not None else None
+        if grace is None:
+            grace = default_grace(schedule, min(reference, now))
+        if next_expected is not None and now > next_expected + grace:
+            late = now - next_expected
+            if success_at is None:
+                assert first_declared is not None
+                problems.append(
+                    (2, f"never ran successfully since declared {_ago(now - first_declared)} ago")
+                )
+            else:
+                problems.append((2, f"missed: expected a run {_ago(late)} ago"))
+    max_failures = spec.max_failures if spec is not None else 1
+    if streak:
+        severity = 2 if streak >= max_failures else 1
+        last_failed = next(r for r in history if r.outcome not in NOT_DECISIVE)
+        code = "" if last_failed.exit_code is None else f", exit {last_failed.exit_code}"
+        limit = f"CRITICAL at {max_failures}; " if spec is not None else ""
+        problems.append(
+            (
+                severity,
+                f"{streak} failed run{'s' if streak != 1 else ''} in a row"
+                f" ({limit}last {last_failed.outcome}{code})",
+            )
+        )
+    if (
+        running_for is not None
+        and spec is not None
+        and spec.max_duration is not None
+        and running_for > spec.max_duration
+    ):
+        problems.append(
+            (
+                1,
+                f"running for {_ago(running_for)}, longer than max_duration"
+                f" {format_duration(spec.max_duration)}",
+            )
+        )
+
+    if success_at is not None:
+        where = f" on {success_host}" if success_host else ""
+        happened = f"last success {_ago(now - success_at)} ago{where}"
+    elif last is not None:
+        happened = f"no success yet; last run {_ago(now - last.started_at)} ago ({last.outcome})"
+    elif first_declared is not None:
+        happened = f"never ran; declared {_ago(now - first_declared)} ago"
+    else:
+        happened = "never ran"
+    severity = max((p[0] for p in problems), default=0)
+    if spec is None:  # only seen in history: nothing says when it is critical
+        severity = min(severity, 1)
+    status = ("OK", "WARNING", "CRITICAL")[severity]
+    message = (
+        f"expected {expected}, {happened}" if spec is not None else f"not declared; {happened}"
+    )
+    if problems:
+        message += "; " + "; ".join(text for _, text in sorted(problems, key=lambda p: -p[0]))
+    return JobStatus(
+        name=name,
+        declared=spec is not None,
+        status=status,
+        message=message,
+        schedule=expected,
+        last_run_at=None if last is None else last.started_at,
+        last_outcome=None if last is None else last.outcome,
+        last_success_at=success_at,
+        last_success_host=success_host,
+        next_expected_at=next_expected,
+        consecutive_failures=streak,
+        running_for=running_for,
+        success_age=age,
+        declared_at=first_declared,
+    )
+
+
+def declared_at(records: Any, name: str, now: float) -> float:
+    """When job ``name`` was first declared (recorded in the state store on first sight)."""
+    found: list[float] = []
+
+    def step(current: dict[str, Any] | None) -> dict[str, Any]:
+        found.clear()
+        record = dict(current or {})
+        value = record.get("declared_at")
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value > now + 86400:
+            record["declared_at"] = now  # absent, unreadable or far in the future: from now
+        found.append(float(record["declared_at"]))
+        return record
+
+    records.update("kv", DECLARED_KEY.format(name), step)
+    return found[-1] if found else now
+
+
+def job_statuses(
+    jobs: Mapping[str, JobSettings],
+    store: Any,
+    *,
+    now: float | None = None,
+    limit: int = 200,
+    include_seen: bool = True,
+) -> list[JobStatus]:
+    """Every declared job, then (``include_seen``) every other name found in run history."""
+    when = time.time() if now is None else now
+    out = []
+    for name, spec in jobs.items():
+        runs = store.runs(name, limit) if store is not None else []
+        first = declared_at(store, name, when) if store is not None else when
+        out.append(evaluate_job(name, spec, runs, now=when, first_declared=first))
+    if include_seen and store is not None:
+        seen = sorted({r.name for r in store.runs(None, 1000)} - set(jobs))
+        for name in seen:
+            out.append(evaluate_job(name, None, store.runs(name, limit), now=when))
+    return out

@@ -1,0 +1,149 @@
+"""`reliactl run --ping/--job/--alert` as a real process against a real ping server: pings
+never change the exit code, are bounded, and their URL never shows in output or history."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from reliactl.state.sqlite import SQLiteStateStore
+from tests.pingserver import PingServer, closed_port_url
+
+UUID = "5bf66975-d4c7-4bf5-bcc8-b8d8a82ea278"
+
+
+def _reliactl(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "reliactl", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def _history(name: str) -> list[dict[str, object]]:
+    state = Path(os.environ["XDG_STATE_HOME"]) / "reliactl" / "state.db"
+    store = SQLiteStateStore(state)
+    try:
+        return [r.data for r in store.runs(name, 10)]
+    finally:
+        store.close()
+
+
+def test_run_pings_start_then_exit_code_with_the_tail_and_keeps_the_exit_code(
+    tmp_path: Path,
+) -> None:
+    """GET URL/start?rid, POST URL/3?rid with the output; exit 3 passes through; the report
+    and the history list the pings with the URL redacted."""
+    report = tmp_path / "report.json"
+    with PingServer() as server:
+        url = f"{server.url}/{UUID}"
+        result = _reliactl(
+            "run", "--name", "pinged", "--ping", url, "--json-report", str(report), "--",
+            "sh", "-c", "echo out; echo err >&2; exit 3",
+        )  # fmt: skip
+    assert result.returncode == 3, result.stderr
+    assert result.stdout == "out\n" and "err" in result.stderr
+    start, end = server.pings
+    assert (start.method, start.path) == ("GET", f"/{UUID}/start")
+    assert (end.method, end.path, end.body) == ("POST", f"/{UUID}/3", b"out\nerr\n")
+    assert start.rid == end.rid and start.rid
+    doc = json.loads(report.read_text())
+    assert [p["event"] for p in doc["pings"]] == ["start", "failure"]
+    (data,) = _history("pinged")
+    text = report.read_text() + json.dumps(data) + result.stderr
+    assert UUID not in text and [p["ok"] for p in data["pings"]] == [True, True]  # type: ignore[index]
+
+
+def test_a_down_or_failing_ping_server_is_a_warning_and_the_job_still_succeeds() -> None:
+    """Connection refused (from RELIACTL_PING_URL) and HTTP 500: exit 0, one warning per ping,
+    no UUID on stderr."""
+    result = _reliactl(
+        "run", "--", "true", env={"RELIACTL_PING_URL": f"{closed_port_url()}/{UUID}"}
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("warning: ping") == 2 and "connection refused" in result.stderr
+    with PingServer("500") as server:
+        failing = _reliactl("run", "--ping", f"{server.url}/{UUID}", "--", "true")
+    assert failing.returncode == 0 and "HTTP 500" in failing.stderr
+    assert UUID not in result.stderr + failing.stderr
+
+
+@pytest.mark.stress
+def test_a_hanging_ping_server_delays_the_run_only_within_the_stated_bounds() -> None:
+    """A server that never answers: the command still runs and its exit code passes
+    through; the start waits at most 1 s and the end at most 10 s (generous hang bound)."""
+    with PingServer("hang") as server:
+        began = time.monotonic()
+        result = _reliactl("run", "--ping", f"{server.url}/{UUID}", "--", "sh", "-c", "exit 4")
+        took = time.monotonic() - began
+    assert result.returncode == 4, result.stderr
+    assert took < 40, took  # 1 s + 10 s of bounds, and a loaded machine; never the 60 s hang
+    assert "warning: ping start" in result.stderr and "abandoned" in result.stderr
+
+
+def test_a_busy_lock_sends_a_log_ping_and_no_start(tmp_path: Path) -> None:
+    """A tick that finds the lock held reports /log (the default refusal), never /start."""
+    holder = subprocess.Popen(
+        [sys.executable, "-m", "reliactl", "run", "--lock-name", "busy", "--", "sleep", "30"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert holder.stderr is not None
+        holder.stderr.readline()  # "starting ...": the lock is held
+        with PingServer() as server:
+            result = _reliactl(
+                "run", "--lock-name", "busy", "--ping", f"{server.url}/{UUID}", "--", "true"
+            )
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    assert result.returncode == 75, result.stderr
+    assert [p.path for p in server.pings] == [f"/{UUID}/log"]
+
+
+def test_job_picks_up_its_name_and_ping_and_bad_values_are_usage_errors(
+    tmp_path: Path,
+) -> None:
+    """--job JOB runs under the job's name with its ping:; an unknown job or a bad template
+    exits 125 before anything runs."""
+    with PingServer() as server:
+        config = tmp_path / "c.yaml"
+        config.write_text(
+            f"jobs:\n  nightly:\n    every: 1d\n    ping:\n      url: {server.url}/{UUID}\n"
+        )
+        config.chmod(0o600)
+        result = _reliactl("--config", str(config), "run", "--job", "nightly", "--", "true")
+        assert result.returncode == 0, result.stderr
+        assert [p.path for p in server.pings] == [f"/{UUID}/start", f"/{UUID}"]
+        listed = _reliactl("--config", str(config), "jobs", "nightly", "--json")
+        assert json.loads(listed.stdout)["jobs"][0]["last_outcome"] == "success"
+        unknown = _reliactl("--config", str(config), "run", "--job", "nope", "--", "true")
+        bad = _reliactl("run", "--ping-success", "https://h/{exit}", "--", "touch", "ran")
+    assert unknown.returncode == 125 and "no job named 'nope'" in unknown.stderr
+    assert bad.returncode == 125 and "unknown placeholder {exit}" in bad.stderr
+    assert not Path("ran").exists()
+
+
+def test_a_run_without_pings_imports_neither_ping_nor_schedule() -> None:
+    """Cron pays every import every minute: run without --ping/--job/--alert or
+    RELIACTL_PING_URL loads neither reliactl.ping, reliactl.schedule nor cronsim."""
+    env = {k: v for k, v in os.environ.items() if k != "RELIACTL_PING_URL"}
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "reliactl", "run", "--", "true"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    loaded = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()}
+    assert not loaded & {"reliactl.ping", "reliactl.schedule", "reliactl.jobwatch", "cronsim"}

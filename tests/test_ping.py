@@ -1,0 +1,238 @@
+"""Heartbeat pings against a real HTTP server on 127.0.0.1 (reliactl/ping.py)."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import pytest
+
+from reliactl.ping import (
+    OutputTail,
+    Pinger,
+    PingTargets,
+    check_template,
+    targets_from,
+)
+from reliactl.runner import RunOptions, run_command
+from tests.pingserver import PingServer, closed_port_url
+
+UUID = "5bf66975-d4c7-4bf5-bcc8-b8d8a82ea278"
+
+
+def _pinger(url: str, **kwargs: object) -> Pinger:
+    options: dict[str, object] = {"name": "backup", "host": "host-a"}
+    options.update(kwargs)
+    return Pinger(PingTargets(url=url), **options)  # type: ignore[arg-type]
+
+
+def test_success_pings_start_then_end_with_one_rid_and_the_output_tail() -> None:
+    """healthchecks.io protocol: GET URL/start?rid=R, then POST URL?rid=R with the tail."""
+    with PingServer() as server:
+        pinger = _pinger(f"{server.url}/{UUID}")
+        assert pinger.start() is not None
+        result = pinger.finish(exit_code=0, outcome="success", duration=1.5, output=b"all good\n")
+    assert result is not None and result.ok, result
+    start, end = server.pings
+    assert (start.method, start.path) == ("GET", f"/{UUID}/start")
+    assert (end.method, end.path) == ("POST", f"/{UUID}")
+    assert start.rid == end.rid == pinger.rid
+    assert start.at <= end.at
+    assert end.body == b"all good\n"
+
+
+def test_failure_pings_the_exit_code_with_only_the_last_body_limit_bytes() -> None:
+    """A failed run pings URL/<exit code>; the body is the last body_limit bytes."""
+    with PingServer() as server:
+        pinger = Pinger(PingTargets(url=f"{server.url}/{UUID}", body_limit=10), name="j", host="h")
+        pinger.start()
+        pinger.finish(exit_code=3, outcome="failure", duration=0.1, output=b"0123456789ABCDEFGHIJ")
+    assert [p.path for p in server.pings] == [f"/{UUID}/start", f"/{UUID}/3"]
+    assert server.pings[1].body == b"ABCDEFGHIJ"
+
+
+@pytest.mark.parametrize(("mode", "suffix"), [("log", "/log"), ("fail", "/fail"), ("none", None)])
+def test_a_refused_run_is_reported_as_configured(mode: str, suffix: str | None) -> None:
+    """Lock busy, breaker open, gate: /log, /fail or nothing, and never a start ping."""
+    with PingServer() as server:
+        pinger = Pinger(PingTargets(url=f"{server.url}/{UUID}", refusal=mode), name="j", host="h")
+        pinger.refused(outcome="busy", exit_code=75, message="lock held by pid 42")
+    if suffix is None:
+        assert server.pings == []
+    else:
+        (ping,) = server.pings
+        assert ping.path == f"/{UUID}{suffix}"
+        assert b"busy" in ping.body and b"pid 42" in ping.body
+
+
+def test_templates_get_every_placeholder_url_quoted() -> None:
+    """--ping-start/-success/-failure templates: {name} {host} {exit_code} {duration_ms}..."""
+    with PingServer() as server:
+        targets = PingTargets(
+            start=f"{server.url}/s/{{name}}?host={{host}}&rid={{rid}}",
+            success=f"{server.url}/ok/{{name}}?ms={{duration_ms}}",
+            failure=f"{server.url}/bad/{{name}}?code={{exit_code}}&o={{outcome}}",
+        )
+        one = Pinger(targets, name="nightly backup", host="host-a", rid="R1")
+        one.start()
+        one.finish(exit_code=0, outcome="success", duration=1.2345)
+        two = Pinger(targets, name="n", host="h")
+        two.finish(exit_code=124, outcome="timeout", duration=3)
+    targets_seen = [p.target for p in server.pings]
+    assert targets_seen == [
+        "/s/nightly%20backup?host=host-a&rid=R1",
+        "/ok/nightly%20backup?ms=1234",
+        "/bad/n?code=124&o=timeout",
+    ]
+
+
+def test_a_down_server_is_a_warning_with_the_url_redacted() -> None:
+    """Connection refused: the ping fails (retried), the warning never shows the UUID."""
+    url = f"{closed_port_url()}/{UUID}"
+    pinger = _pinger(url)
+    pinger.start()
+    result = pinger.finish(exit_code=0, outcome="success", duration=0.1)
+    assert result is not None and not result.ok
+    assert result.attempts == 3
+    warnings = pinger.warnings()
+    assert len(warnings) == 2 and "connection refused" in warnings[1]
+    text = repr(pinger.history()) + "".join(warnings)
+    assert UUID not in text and "127.0.0.1" in text
+
+
+def test_a_500_is_retried_within_the_bound_then_a_warning() -> None:
+    """A server answering 500 is tried 1 + max_retries times; the result says HTTP 500."""
+    with PingServer("500") as server:
+        pinger = _pinger(f"{server.url}/{UUID}")
+        result = pinger.finish(exit_code=0, outcome="success", duration=0.1)
+    assert result is not None and not result.ok
+    assert result.error is not None and "HTTP 500" in result.error
+    assert len(server.pings) == 3
+
+
+def test_a_404_is_not_retried() -> None:
+    """4xx (an unknown check) is final: one request, a warning."""
+    with PingServer("404") as server:
+        pinger = _pinger(f"{server.url}/{UUID}")
+        result = pinger.finish(exit_code=0, outcome="success", duration=0.1)
+    assert result is not None and not result.ok and result.status == 404
+    assert len(server.pings) == 1
+
+
+@pytest.mark.parametrize("mode", ["hang", "trickle"])
+def test_a_hanging_or_trickling_server_is_abandoned_at_the_bounds(mode: str) -> None:
+    """start() returns within start_wait, finish() within end_timeout (generous hang bound)."""
+    with PingServer(mode) as server:
+        pinger = _pinger(f"{server.url}/{UUID}", start_wait=0.3, start_timeout=0.6, end_timeout=1.0)
+        began = time.monotonic()
+        pinger.start()
+        started = time.monotonic() - began
+        result = pinger.finish(exit_code=0, outcome="success", duration=0.1)
+        took = time.monotonic() - began
+        pinger.close()
+    assert started < 5 and took < 10, (started, took)  # not the server's 60 s
+    assert result is not None and not result.ok
+    assert [r.event for r in pinger.results] == ["start", "success"]
+    assert all(not r.ok for r in pinger.results)
+
+
+def test_output_tail_keeps_the_last_bytes_of_both_streams_and_passes_them_on() -> None:
+    """OutputTail is a runner OutputSink: interleaved tail, everything forwarded."""
+    seen: list[tuple[int, bytes]] = []
+
+    class Inner:
+        def write(self, stream: int, data: bytes) -> None:
+            seen.append((stream, data))
+
+        def end_attempt(self, attempt: int) -> None:
+            seen.append((0, b"end"))
+
+    tail = OutputTail(8, inner=Inner())
+    tail.write(1, b"abcdef")
+    tail.write(2, b"GHIJ")
+    tail.end_attempt(1)
+    assert tail.tail() == b"cdefGHIJ"
+    assert seen == [(1, b"abcdef"), (2, b"GHIJ"), (0, b"end")]
+
+
+def test_pings_plug_into_the_runner_and_never_change_its_exit_code() -> None:
+    """The engine hook: on_event sends start, report(result) the end with the real tail."""
+    with PingServer("500") as server:
+        pinger = _pinger(f"{server.url}/{UUID}", end_timeout=2.0)
+        tail = OutputTail()
+        result = run_command(
+            RunOptions(command=(sys.executable, "-c", "print('out'); raise SystemExit(7)")),
+            on_event=pinger.on_event,
+            output=tail,
+        )
+        pinger.report(result, tail.tail())
+    assert result.exit_code == 7
+    assert server.pings[0].path == f"/{UUID}/start"
+    assert server.pings[-1].path == f"/{UUID}/7"
+    assert server.pings[-1].body == b"out\n"
+
+
+def test_a_lock_busy_result_reports_a_refusal_not_an_exit_code() -> None:
+    """report() of an unstarted run (outcome busy) sends URL/log, no start."""
+
+    class Busy:
+        outcome, exit_code, message, duration = "busy", 75, "lock busy", 0.0
+
+    with PingServer() as server:
+        pinger = _pinger(f"{server.url}/{UUID}")
+        pinger.report(Busy())
+    assert [p.path for p in server.pings] == [f"/{UUID}/log"]
+
+
+def test_bad_templates_and_urls_are_explained() -> None:
+    """Unknown placeholders, stray braces and non-http URLs are one-line problems."""
+    assert check_template("https://x/{name}/{exit_code}") is None
+    problem = check_template("https://x/{nme}")
+    assert problem is not None and "unknown placeholder {nme}" in problem
+    assert check_template("https://x/{") is not None
+    assert check_template("ftp://x/") == "expected an http:// or https:// URL"
+
+
+def test_flags_over_job_settings_over_the_environment() -> None:
+    """--ping flags win over the job's ping:, which wins over RELIACTL_PING_URL (used only
+    when nothing names a target); a bad template is one line without the credential."""
+    from reliactl.config import JobPingSettings
+
+    env = {"RELIACTL_PING_URL": "https://hc-ping.com/" + UUID}
+    assert targets_from(None, environ=env).url == env["RELIACTL_PING_URL"]
+    job = JobPingSettings(url="https://hc.example/job", refusal="fail", body_limit=5)
+    got = targets_from(job, environ=env)
+    assert (got.url, got.refusal, got.body_limit) == ("https://hc.example/job", "fail", 5)
+    assert targets_from(job, url="https://flag/x", environ=env).url == "https://flag/x"
+    templated = targets_from(None, success="https://k/api/push/T?m={outcome}", environ=env)
+    assert (templated.url, templated.success) == ("", "https://k/api/push/T?m={outcome}")
+    assert not targets_from(None, environ={}).configured
+    with pytest.raises(ValueError, match=r"unknown placeholder \{oops\}") as info:
+        targets_from(None, failure=f"https://hc-ping.com/{UUID}/{{oops}}", environ={})
+    assert UUID not in str(info.value)
+
+
+def test_output_tail_alone_passes_output_through_to_the_real_stdout(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Without an inner sink the command's output still reaches reliactl's stdout/stderr (a
+    real subprocess whose fd 1 is a file), and a full disk (/dev/full) never stops the run."""
+    import subprocess
+
+    code = (
+        "from reliactl.ping import OutputTail\n"
+        "from reliactl.runner import RunOptions, run_command\n"
+        "t = OutputTail(4)\n"
+        "r = run_command(RunOptions(command=('sh', '-c', 'echo hello; echo oops >&2')), output=t)\n"
+        "import sys; sys.stderr.write(repr((r.exit_code, t.tail())))\n"
+    )
+    out = tmp_path / "out"
+    with open(out, "wb") as handle:
+        proc = subprocess.run(
+            [sys.executable, "-c", code], stdout=handle, stderr=subprocess.PIPE, timeout=60
+        )
+    assert out.read_bytes() == b"hello\n"
+    assert proc.stderr.startswith(b"oops\n") and proc.stderr.endswith(b"(0, b'ops\\n')")
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.run(
+            [sys.executable, "-c", code], stdout=full, stderr=subprocess.PIPE, timeout=60
+        )
+    assert proc.stderr.endswith(b"(0, b'ops\\n')")
