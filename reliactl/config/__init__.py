@@ -1,0 +1,112 @@
+"""reliactl's configuration: typed, frozen sections, loaded as defaults < YAML < env < flags.
+
+Every field carries its documentation and constraints in ``metadata``; the validator, the
+environment overrides, ``config show`` and the generated ``config.example.yaml`` all read the
+same schema, so a field added here is validated, overridable and documented at once.
+
+Discovery (first found wins): ``--config``, ``$RELIACTL_CONFIG``, ``./reliactl.yaml``,
+``$XDG_CONFIG_HOME/reliactl/config.yaml``, ``/etc/reliactl/config.yaml``. No file is fine.
+"""
+
+from __future__ import annotations
+
+from reliactl.config._loading import (
+    LoadedConfig,
+    config_candidates,
+    config_untrusted,
+    find_config_file,
+    load,
+    state_home,
+)
+from reliactl.config._schema import (
+    ALERT_KINDS,
+    CHECK_KINDS,
+    DEFAULT_CONFIG_NAME,
+    ENV_PREFIX,
+    LEGACY_ENV,
+    MAX_CONFIG_BYTES,
+    SECTION_DOCS,
+    SYSTEM_CHECK_NAMES,
+    AlertSink,
+    BreakerSettings,
+    CheckSpec,
+    CircuitBreakerConfig,
+    CleanupConfig,
+    CleanupRoot,
+    Config,
+    HealthMonitorConfig,
+    JobPingSettings,
+    JobSettings,
+    KeyPath,
+    RateLimitConfig,
+    ResourcesConfig,
+    RetryConfig,
+    RunConfig,
+    StateConfig,
+)
+from reliactl.config._validation import (
+    dotted_path,
+    parse_rates,
+)
+from reliactl.config._views import (
+    example_yaml,
+    is_secret_key,
+    scalar_yaml,
+    to_plain,
+)
+
+__all__ = [
+    "ALERT_KINDS",
+    "CHECK_KINDS",
+    "DEFAULT_CONFIG_NAME",
+    "ENV_PREFIX",
+    "LEGACY_ENV",
+    "MAX_CONFIG_BYTES",
+    "SECTION_DOCS",
+    "SYSTEM_CHECK_NAMES",
+    "AlertSink",
+    "BreakerSettings",
+    "CheckSpec",
+    "CircuitBreakerConfig",
+    "CleanupConfig",
+    "CleanupRoot",
+    "Config",
+    "HealthMonitorConfig",
+    "JobPingSettings",
+    "JobSettings",
+    "KeyPath",
+    "LoadedConfig",
+    "RateLimitConfig",
+    "ResourcesConfig",
+    "RetryConfig",
+    "RunConfig",
+    "StateConfig",
+    "config_candidates",
+    "config_untrusted",
+    "dotted_path",
+    "example_yaml",
+    "find_config_file",
+    "get_reliability_config",
+    "is_secret_key",
+    "load",
+    "parse_rates",
+    "scalar_yaml",
+    "state_home",
+    "to_plain",
+]
+
+
+# --------------------------------------------------------------------------- the seed's API
+
+_cached: Config | None = None
+
+
+def get_reliability_config(*, reload: bool = False) -> Config:
+    """The configuration of this process (defaults < file < environment), loaded once.
+
+    Raises ConfigError when the file or environment is invalid.
+    """
+    global _cached
+    if _cached is None or reload:
+        _cached = load().config
+    return _cached

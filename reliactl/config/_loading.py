@@ -1,0 +1,408 @@
+"""Loading: finding the file (trusted only), reading it, the environment over it, flags over
+that; defaults < YAML < env < flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import stat
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reliactl.config._schema import (
+    DEFAULT_CONFIG_NAME,
+    ENV_PREFIX,
+    LEGACY_ENV,
+    MAX_CONFIG_BYTES,
+    Config,
+    KeyPath,
+    _hints,
+    _leaf_paths,
+    _strip_optional,
+)
+from reliactl.config._validation import (
+    _build,
+    _cross_checks,
+    _kind,
+    _Origins,
+    _suggest,
+    dotted_path,
+)
+from reliactl.errors import ConfigError, ConfigProblem
+
+
+def state_home(environ: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    return Path(_xdg_dir(env, "XDG_STATE_HOME", os.path.join(".local", "state"))) / "reliactl"
+
+
+def _xdg_dir(env: Mapping[str, str], var: str, fallback: str) -> str:
+    """``$var`` if it is an absolute path; else ``$HOME/fallback`` (the XDG Base Directory
+    spec says a relative value is invalid and must be ignored: it would depend on the cwd)."""
+    value = env.get(var) or ""
+    if os.path.isabs(value):
+        return value
+    return os.path.join(env.get("HOME") or os.path.expanduser("~"), fallback)
+
+
+def config_candidates(environ: Mapping[str, str] | None = None) -> list[Path]:
+    """Where a configuration file is looked for when none is named, in order."""
+    env = os.environ if environ is None else environ
+    xdg = _xdg_dir(env, "XDG_CONFIG_HOME", ".config")
+    return [
+        Path(DEFAULT_CONFIG_NAME),
+        Path(xdg) / "reliactl" / "config.yaml",
+        Path("/etc/reliactl/config.yaml"),
+    ]
+
+
+def config_untrusted(path: Path, st: os.stat_result | None = None) -> str | None:
+    """Why the configuration file ``path`` must not be trusted, or None (see reliactl.trust).
+
+    The file must be owned by the invoking user or root and writable by nobody else, and so
+    must the directory holding it (and, for a symbolic link, the directory of its target):
+    otherwise another user could make reliactl run their command checks or delete their
+    choice of cleanup roots with this user's rights.
+    """
+    from reliactl.trust import untrusted
+
+    try:
+        info = os.stat(path) if st is None else st
+    except OSError:
+        return None  # reading it reports the problem
+    reason = untrusted(info)
+    if reason is not None:
+        return f"the file is {reason}"
+    absolute = os.path.abspath(path)
+    for directory in dict.fromkeys(
+        (os.path.dirname(absolute), os.path.dirname(os.path.realpath(absolute)))
+    ):
+        try:
+            reason = untrusted(os.stat(directory))
+        except OSError:
+            continue
+        if reason is not None:
+            return f"its directory {directory} is {reason}"
+    return None
+
+
+def find_config_file(
+    explicit: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    notes: list[str] | None = None,
+) -> tuple[Path | None, str]:
+    """The file to load and how it was chosen; an explicit or $RELIACTL_CONFIG file must exist.
+
+    A file found by search that is not trusted (``config_untrusted``) is skipped, and why is
+    appended to ``notes``; an explicit one is refused when it is read.
+    """
+    env = os.environ if environ is None else environ
+    if explicit:
+        return Path(explicit), "--config"
+    if env.get("RELIACTL_CONFIG"):
+        return Path(env["RELIACTL_CONFIG"]), "RELIACTL_CONFIG"
+    for candidate in config_candidates(env):
+        try:
+            if not candidate.is_file():
+                continue
+        except OSError:
+            continue
+        reason = config_untrusted(candidate)
+        if reason is not None:
+            if notes is not None:
+                notes.append(f"skipped configuration file {candidate}: {reason}")
+            continue
+        return candidate, "search"
+    return None, "none"
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated configuration, the file it came from, and the source of every value."""
+
+    config: Config
+    path: Path | None
+    sources: dict[str, str]
+    notes: tuple[str, ...] = ()  # files skipped by the search, and why
+
+
+def load(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    flags: Mapping[str, tuple[Any, str]] | None = None,
+    use_env: bool = True,
+    search: bool = True,
+) -> LoadedConfig:
+    """Load and validate: built-in defaults < YAML file < environment < ``flags``.
+
+    ``flags`` maps a dotted key path to (value, flag name). Raises ConfigError listing every
+    problem at once. No file at all is fine unless one was named explicitly.
+    """
+    env = dict(os.environ if environ is None else environ)
+    notes: list[str] = []
+    if search:
+        file_path, how = find_config_file(path, env, notes)
+    else:
+        file_path, how = (Path(path), "--config") if path else (None, "none")
+    filename = str(file_path) if file_path is not None else "<defaults>"
+    origins = _Origins(filename)
+    problems: list[ConfigProblem] = []
+    raw: dict[str, Any] = {}
+
+    if file_path is not None:
+        text, error = _read_text(file_path)
+        if error is not None:
+            how_text = {"RELIACTL_CONFIG": " (named by RELIACTL_CONFIG)"}.get(how, "")
+            raise ConfigError([ConfigProblem(filename, None, "", error + how_text)])
+        assert text is not None
+        from reliactl import _yaml
+
+        doc = _yaml.parse(text)
+        for line, kpath, message in doc.problems:
+            problems.append(ConfigProblem(filename, line, dotted_path(kpath), message))
+        if doc.data is None:
+            doc.data = {}
+        if not isinstance(doc.data, dict):
+            problems.append(
+                ConfigProblem(
+                    filename, 1, "", f"expected a mapping of sections, got {_kind(doc.data)}"
+                )
+            )
+        else:
+            raw = doc.data
+            for kpath, line in doc.lines.items():
+                origins.by_path[kpath] = ("file", line)
+
+    if use_env:
+        _apply_env(raw, env, origins, problems)
+    for dotted, (value, flag_name) in (flags or {}).items():
+        kpath = tuple(dotted.split("."))
+        _set_path(raw, kpath, value)
+        origins.by_path[kpath] = ("flag", flag_name)
+
+    _fill_derived_defaults(raw, env, origins, file_path, problems)
+    config = _build(Config, raw, (), origins, problems)
+    if isinstance(config, Config):
+        problems.extend(_cross_checks(config, origins))
+    if problems:
+        raise ConfigError(problems)
+    assert isinstance(config, Config)
+    sources = {dotted_path(kp): origins.source_of(kp) for kp in _leaf_paths(config, ())}
+    return LoadedConfig(config=config, path=file_path, sources=sources, notes=tuple(notes))
+
+
+def _read_text(path: Path) -> tuple[str | None, str | None]:
+    # O_NONBLOCK: a FIFO planted at the path must never block the open.
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None, "configuration file not found"
+    except OSError as exc:
+        return None, f"cannot read configuration file: {exc.strerror}"
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            return None, "is a directory, expected a YAML file"
+        if not stat.S_ISREG(st.st_mode):
+            return None, "is not a regular file (a FIFO or device?); refused"
+        reason = config_untrusted(path, st)
+        if reason is not None:
+            return None, f"refused: {reason} (fix its owner or mode: chown/chmod go-w)"
+        if st.st_size > MAX_CONFIG_BYTES:
+            return None, f"file is larger than {MAX_CONFIG_BYTES} bytes; refused"
+        chunks = []
+        total = 0
+        while total <= MAX_CONFIG_BYTES:
+            chunk = os.read(fd, MAX_CONFIG_BYTES + 1 - total)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        data = b"".join(chunks)
+    except OSError as exc:
+        return None, f"cannot read configuration file: {exc.strerror}"
+    finally:
+        os.close(fd)
+    if len(data) > MAX_CONFIG_BYTES:
+        return None, f"file is larger than {MAX_CONFIG_BYTES} bytes; refused"
+    try:
+        return data.decode("utf-8"), None
+    except UnicodeDecodeError as exc:
+        return None, f"not UTF-8 text (byte {exc.start})"
+
+
+def _set_path(raw: dict[str, Any], kpath: KeyPath, value: Any) -> None:
+    node: Any = raw
+    for part in kpath[:-1]:
+        nxt = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(nxt, dict):
+            nxt = {}
+            node[part] = nxt
+        node = nxt
+    node[kpath[-1]] = value
+
+
+def _fill_derived_defaults(
+    raw: dict[str, Any],
+    env: Mapping[str, str],
+    origins: _Origins,
+    file_path: Path | None,
+    problems: list[ConfigProblem],
+) -> None:
+    """Default the state, lock and log paths; make every configured path absolute.
+
+    A relative path must never make the lock or the store depend on the caller's working
+    directory: one from the file is resolved against the file's directory, one from a flag
+    against the working directory (where the user typed it), one from the environment is an
+    error (there is nothing stable to resolve it against).
+    """
+    home = state_home(env)
+    base = os.path.dirname(os.path.abspath(file_path)) if file_path is not None else None
+
+    def anchored(value: str, kpath: KeyPath) -> str:
+        value = os.path.expanduser(value)
+        if os.path.isabs(value):
+            return value
+        origin = origins.by_path.get(kpath)
+        kind = origin[0] if origin is not None else None
+        if kind == "file" and base is not None:
+            return os.path.normpath(os.path.join(base, value))
+        if kind == "flag":
+            return os.path.abspath(value)
+        problems.append(
+            origins.problem(
+                kpath,
+                f"expected an absolute path (a relative one would depend on the working"
+                f" directory), got {value!r}",
+            )
+        )
+        return value
+
+    for section, key, default in (
+        ("state", "path", home / "state.db"),
+        ("run", "lock_dir", home / "locks"),
+        ("run", "log_dir", home / "logs"),
+    ):
+        sect = raw.get(section)
+        if sect is None:
+            sect = raw[section] = {}
+        if isinstance(sect, dict):
+            value = sect.get(key)
+            if value in (None, ""):
+                sect[key] = str(default)
+            elif isinstance(value, str):
+                sect[key] = anchored(value, (section, key))
+    cleanup = raw.get("cleanup")
+    roots = cleanup.get("roots") if isinstance(cleanup, dict) else None
+    for index, root in enumerate(roots if isinstance(roots, list) else []):
+        if isinstance(root, dict) and isinstance(root.get("path"), str):
+            kpath: KeyPath = ("cleanup", "roots", index, "path")
+            if not root["path"].strip():
+                problems.append(origins.problem(kpath, "must not be empty"))
+            else:
+                root["path"] = anchored(root["path"], kpath)
+
+
+def _schema_field(cls: type, name: str) -> tuple[Any, dataclasses.Field[Any]] | None:
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            return hints[name], f
+    return None
+
+
+def _apply_env(
+    raw: dict[str, Any],
+    env: Mapping[str, str],
+    origins: _Origins,
+    problems: list[ConfigProblem],
+) -> None:
+    wanted: list[tuple[str, KeyPath]] = [
+        (var, kpath) for var, kpath in LEGACY_ENV.items() if var in env
+    ]
+    for var in sorted(env):
+        if not var.startswith(ENV_PREFIX) or "__" not in var:
+            continue
+        parts = var[len(ENV_PREFIX) :].lower().split("__")
+        kpath, error = _resolve_env_path(parts)
+        if error is not None:
+            problems.append(
+                ConfigProblem("environment", None, ".".join(parts), error, variable=var)
+            )
+            continue
+        wanted.append((var, kpath))
+    for var, kpath in wanted:
+        _set_path(raw, kpath, _env_value(env[var], _field_at(kpath)))
+        origins.by_path[kpath] = ("env", var)
+
+
+def _resolve_env_path(parts: list[str]) -> tuple[KeyPath, str | None]:
+    cls: Any = Config
+    kpath: list[str] = []
+    i = 0
+    while i < len(parts):
+        name = parts[i]
+        if not dataclasses.is_dataclass(cls):
+            return tuple(kpath), "not a setting"
+        found = _schema_field(cls, name)  # type: ignore[arg-type]
+        if found is None:
+            names = [f.name for f in dataclasses.fields(cls)]
+            return tuple(kpath), f"unknown setting '{name}'{_suggest(name, names)}"
+        annotation, _ = found
+        kpath.append(name)
+        base = _strip_optional(annotation)
+        origin = typing.get_origin(base)
+        if origin is dict:
+            value_type = typing.get_args(base)[1]
+            if i + 1 < len(parts) and dataclasses.is_dataclass(value_type):
+                kpath.append(parts[i + 1])
+                cls = value_type
+                i += 2
+                continue
+            if i + 1 < len(parts) and i + 2 == len(parts):
+                kpath.append(parts[i + 1])
+                return tuple(kpath), None
+            return tuple(kpath), "is a mapping; set it in the configuration file"
+        if dataclasses.is_dataclass(base):
+            cls = base
+            i += 1
+            continue
+        if origin is list:
+            return tuple(kpath), "is a list; set it in the configuration file"
+        if i + 1 != len(parts):
+            return tuple(kpath), "is not a section"
+        return tuple(kpath), None
+    return tuple(kpath), "names a section, not a setting"
+
+
+def _field_at(kpath: KeyPath) -> Any:
+    """The annotation of the setting at ``kpath`` (str if the path is not in the schema)."""
+    cls: Any = Config
+    annotation: Any = Config
+    i = 0
+    while i < len(kpath):
+        found = _schema_field(cls, str(kpath[i]))
+        if found is None:
+            return str
+        annotation = found[0]
+        base = _strip_optional(annotation)
+        if typing.get_origin(base) is dict:
+            annotation = typing.get_args(base)[1]
+            cls = annotation
+            i += 2
+            continue
+        cls = base
+        i += 1
+    return annotation
+
+
+def _env_value(text: str, annotation: Any) -> Any:
+    if _strip_optional(annotation) is str:
+        return text
+    from reliactl import _yaml
+
+    return _yaml.parse_scalar(text)
