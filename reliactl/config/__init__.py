@@ -54,6 +54,7 @@ from reliactl.config._views import (
     scalar_yaml,
     to_plain,
 )
+from reliactl.redact import REDACTED  # what config show prints for a secret (one owner)
 
 __all__ = [
     "ALERT_KINDS",
@@ -62,6 +63,7 @@ __all__ = [
     "ENV_PREFIX",
     "LEGACY_ENV",
     "MAX_CONFIG_BYTES",
+    "REDACTED",
     "SECTION_DOCS",
     "SYSTEM_CHECK_NAMES",
     "AlertSink",
