@@ -55,11 +55,6 @@ class StateURLError(ValueError):
     """``state.url`` cannot be understood; the message never contains a password."""
 
 
-def is_redis_url(text: str) -> bool:
-    """True when ``text`` names a Redis backend (by scheme), without parsing the rest."""
-    return text.split(":", 1)[0].lower() in REDIS_SCHEMES and "://" in text
-
-
 def parse_state_url(text: str, default_path: str = "") -> StateURL:
     """Parse ``state.url``; empty means SQLite at ``default_path`` (``state.path``)."""
     text = text.strip()
