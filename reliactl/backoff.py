@@ -27,7 +27,12 @@ import math
 from enum import Enum
 from typing import NamedTuple, Protocol
 
-__all__ = ["Backoff", "GiveUp", "Retry", "decide"]
+__all__ = ["JITTERS", "STRATEGIES", "Backoff", "GiveUp", "Retry", "decide"]
+
+# The names of the backoff strategies and jitters, owned here: the strategies themselves live in
+# reliactl.retry, the configuration schema and `run`'s flags accept exactly these names.
+STRATEGIES = ("exponential", "linear", "fixed")
+JITTERS = ("none", "full", "equal", "decorrelated")
 
 # Set by reliactl.testing.zero_backoff(): every delay becomes 0, retries optionally capped.
 _ZERO_BACKOFF = False

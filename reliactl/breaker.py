@@ -54,12 +54,13 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 from reliactl._procfs import pid_alive
+from reliactl._settings import BreakerSettings
 from reliactl.errors import CircuitOpenError, ReliactlError, StateError
 from reliactl.hostname import hostname
 from reliactl.state.base import BreakerEvent
 
 if TYPE_CHECKING:
-    from reliactl.config import BreakerSettings, Config
+    from reliactl.config import Config
     from reliactl.state.base import Record, RecordKind, StateStore
 
 __all__ = [
@@ -123,20 +124,11 @@ SYSTEM_CLOCK: Clock = _SystemClock()
 
 
 @dataclass(frozen=True)
-class BreakerConfig:
-    """How one breaker behaves. ``from_settings`` builds one from the YAML configuration."""
+class BreakerConfig(BreakerSettings):
+    """How one breaker behaves: the `BreakerSettings` fields (declared once, the same the
+    configuration file sets) plus what only Python can say. ``from_settings`` builds one from
+    the YAML configuration."""
 
-    failure_threshold: int = 5
-    recovery_timeout: float = 60.0
-    half_open_max_calls: int = 1
-    success_threshold: int = 1
-    failure_rate_threshold: float | None = None
-    sliding_window_size: int = 20
-    minimum_calls: int = 10
-    slow_call_threshold: float | None = None
-    recovery_multiplier: float = 1.0
-    max_recovery_timeout: float | None = None
-    trial_timeout: float | None = None
     excluded_exceptions: tuple[type[BaseException], ...] = ()
     is_failure: Callable[[BaseException], bool] | None = None
 
@@ -167,9 +159,9 @@ class BreakerConfig:
     def from_settings(cls, settings: BreakerSettings, **overrides: Any) -> BreakerConfig:
         """The config of a breaker from ``config.circuit_breaker.settings_for(name)``."""
         values: dict[str, Any] = {}
-        for f in dataclasses.fields(settings):
+        for f in dataclasses.fields(BreakerSettings):
             value = getattr(settings, f.name)
-            if value is not None:
+            if value is not None:  # unset (an override): the default applies
                 values[f.name] = value
         values.update(overrides)
         return cls(**values)

@@ -47,7 +47,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from enum import Enum
 from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar, overload
 
-from reliactl.backoff import GiveUp
+from reliactl.backoff import JITTERS, STRATEGIES, GiveUp
 from reliactl.backoff import decide as _decide_next
 
 if TYPE_CHECKING:
@@ -83,8 +83,6 @@ __all__ = [
 P = ParamSpec("P")
 R = TypeVar("R")
 
-JITTERS = ("none", "full", "equal", "decorrelated")
-STRATEGIES = ("exponential", "linear", "fixed")
 DEFAULT_RETRYABLE: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
 
 ExceptionTypes = type[BaseException] | tuple[type[BaseException], ...]

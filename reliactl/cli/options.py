@@ -26,6 +26,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from typer.core import TyperCommand, TyperGroup
 
+from reliactl.backoff import JITTERS, STRATEGIES
 from reliactl.cli.exitcodes import ExitCode
 
 # ---- the usage-error path
@@ -189,42 +190,44 @@ def hidden(*spellings: str, metavar: str | None = None) -> Any:
     return typer.Option(*spellings, hidden=True, metavar=metavar)
 
 
-# Retry settings: flag = config key of the `retry` section.
-StrategyOption = Annotated[
-    str | None,
-    typer.Option(
-        "--strategy",
-        metavar="exponential|linear|fixed",
-        help="Backoff strategy [default: retry.strategy]",
-    ),
-]
-BaseDelayOption = Annotated[
-    str | None,
-    typer.Option(
-        "--base-delay",
-        metavar="DURATION",
-        help="First delay, e.g. 500ms [default: retry.base_delay]",
-    ),
-]
-MaxDelayOption = Annotated[
-    str | None,
-    typer.Option(
-        "--max-delay", metavar="DURATION", help="No delay is longer [default: retry.max_delay]"
-    ),
-]
-MaxRetriesOption = Annotated[
-    int | None,
-    typer.Option(
-        "--max-retries",
-        metavar="N",
-        help="Retries after the first attempt [default: retry.max_retries]",
-    ),
-]
-JitterOption = Annotated[
-    str | None,
-    typer.Option(
-        "--jitter",
-        metavar="none|full|equal|decorrelated",
-        help="Randomise delays so many hosts do not retry in step [default: retry.jitter]",
-    ),
-]
+# Retry settings: flag = config key of the `retry` section. Each flag is declared once here (its
+# name, metavar and choices); a command may word its help and pick its help panel.
+def strategy_option(
+    help: str = "Backoff strategy [default: retry.strategy]", panel: str | None = None
+) -> Any:
+    return typer.Option(
+        "--strategy", metavar="|".join(STRATEGIES), help=help, rich_help_panel=panel
+    )
+
+
+def base_delay_option(
+    help: str = "First delay, e.g. 500ms [default: retry.base_delay]", panel: str | None = None
+) -> Any:
+    return typer.Option("--base-delay", metavar="DURATION", help=help, rich_help_panel=panel)
+
+
+def max_delay_option(
+    help: str = "No delay is longer [default: retry.max_delay]", panel: str | None = None
+) -> Any:
+    return typer.Option("--max-delay", metavar="DURATION", help=help, rich_help_panel=panel)
+
+
+def max_retries_option(
+    help: str = "Retries after the first attempt [default: retry.max_retries]",
+    panel: str | None = None,
+) -> Any:
+    return typer.Option("--max-retries", metavar="N", help=help, rich_help_panel=panel)
+
+
+def jitter_option(
+    help: str = "Randomise delays so many hosts do not retry in step [default: retry.jitter]",
+    panel: str | None = None,
+) -> Any:
+    return typer.Option("--jitter", metavar="|".join(JITTERS), help=help, rich_help_panel=panel)
+
+
+StrategyOption = Annotated[str | None, strategy_option()]
+BaseDelayOption = Annotated[str | None, base_delay_option()]
+MaxDelayOption = Annotated[str | None, max_delay_option()]
+MaxRetriesOption = Annotated[int | None, max_retries_option()]
+JitterOption = Annotated[str | None, jitter_option()]

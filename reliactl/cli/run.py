@@ -15,8 +15,19 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from reliactl.backoff import JITTERS, STRATEGIES
 from reliactl.cli.exitcodes import ExitCode
-from reliactl.cli.options import JsonOption, UsageCommand, hidden, limit_option
+from reliactl.cli.options import (
+    JsonOption,
+    UsageCommand,
+    base_delay_option,
+    hidden,
+    jitter_option,
+    limit_option,
+    max_delay_option,
+    max_retries_option,
+    strategy_option,
+)
 
 if TYPE_CHECKING:
     from reliactl.runner import RunEvent, RunResult
@@ -414,11 +425,9 @@ def run(
     ] = False,
     max_retries: Annotated[
         int | None,
-        typer.Option(
-            "--max-retries",
-            metavar="N",
+        max_retries_option(
             help="Retries after the first attempt (implies --retry) [default: retry.max_retries].",
-            rich_help_panel="Retries",
+            panel="Retries",
         ),
     ] = None,
     retries: Annotated[
@@ -427,11 +436,9 @@ def run(
     ] = None,
     strategy: Annotated[
         str | None,
-        typer.Option(
-            "--strategy",
-            metavar="exponential|linear|fixed",
+        strategy_option(
             help="Backoff strategy between attempts [default: retry.strategy].",
-            rich_help_panel="Retries",
+            panel="Retries",
         ),
     ] = None,
     backoff: Annotated[
@@ -444,31 +451,25 @@ def run(
     ] = None,
     base_delay: Annotated[
         str | None,
-        typer.Option(
-            "--base-delay",
-            metavar="DURATION",
+        base_delay_option(
             help="Base of the backoff. With jitter (retry.jitter, full by default) it is the "
             "upper bound of the first pause, drawn from 0..DURATION (equal: DURATION/2..DURATION; "
             "decorrelated: DURATION..3xDURATION); without jitter it is the first pause.",
-            rich_help_panel="Retries",
+            panel="Retries",
         ),
     ] = None,
     max_delay: Annotated[
         str | None,
-        typer.Option(
-            "--max-delay",
-            metavar="DURATION",
+        max_delay_option(
             help="No pause is longer than this.",
-            rich_help_panel="Retries",
+            panel="Retries",
         ),
     ] = None,
     jitter: Annotated[
         str | None,
-        typer.Option(
-            "--jitter",
-            metavar="none|full|equal|decorrelated",
+        jitter_option(
             help="Randomise pauses so many hosts do not retry in step.",
-            rich_help_panel="Retries",
+            panel="Retries",
         ),
     ] = None,
     multiplier: Annotated[
@@ -807,8 +808,8 @@ def _retry_settings(
     if multiplier is not None and not (multiplier >= 1 and multiplier != float("inf")):
         raise _usage(f"--multiplier: expected a finite number >= 1, got {multiplier:g}")
     return {
-        "strategy": _choice(*strategy, ("exponential", "linear", "fixed")),
-        "jitter": _choice("--jitter", jitter, ("none", "full", "equal", "decorrelated")),
+        "strategy": _choice(*strategy, STRATEGIES),
+        "jitter": _choice("--jitter", jitter, JITTERS),
         "base_delay": _duration(*base_delay),
         "max_delay": _duration("--max-delay", max_delay),
         "max_elapsed": _max_elapsed(max_elapsed),

@@ -10,6 +10,7 @@ Discovery (first found wins): ``--config``, ``$RELIACTL_CONFIG``, ``./reliactl.y
 
 from __future__ import annotations
 
+from reliactl._settings import BreakerSettings
 from reliactl.config._loading import (
     LoadedConfig,
     config_candidates,
@@ -28,7 +29,7 @@ from reliactl.config._schema import (
     SECTION_DOCS,
     SYSTEM_CHECK_NAMES,
     AlertSink,
-    BreakerSettings,
+    BreakerOverrides,
     CheckSpec,
     CircuitBreakerConfig,
     CleanupConfig,
@@ -67,6 +68,7 @@ __all__ = [
     "SECTION_DOCS",
     "SYSTEM_CHECK_NAMES",
     "AlertSink",
+    "BreakerOverrides",
     "BreakerSettings",
     "CheckSpec",
     "CircuitBreakerConfig",

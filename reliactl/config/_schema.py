@@ -9,6 +9,9 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from reliactl._settings import BreakerSettings, _opt
+from reliactl.backoff import JITTERS, STRATEGIES
+
 MAX_CONFIG_BYTES = 1024 * 1024
 
 
@@ -18,123 +21,39 @@ DEFAULT_CONFIG_NAME = "reliactl.yaml"
 KeyPath = tuple[str | int, ...]
 
 
-def _opt(
-    default: Any = dataclasses.MISSING,
-    *,
-    doc: str,
-    kind: str | None = None,
-    gt: float | None = None,
-    ge: float | None = None,
-    le: float | None = None,
-    choices: tuple[str, ...] | None = None,
-    secret: bool = False,
-    example: Any = None,
-    factory: Any = None,
-) -> Any:
-    meta = {
-        "doc": doc,
-        "kind": kind,
-        "gt": gt,
-        "ge": ge,
-        "le": le,
-        "choices": choices,
-        "secret": secret,
-        "example": example,
-    }
-    if factory is not None:
-        return field(default_factory=factory, metadata=meta)
-    return field(default=default, metadata=meta)
+def _overrides_of(cls: type, name: str, doc: str) -> type:
+    """A frozen dataclass with every field of ``cls``, optional and unset by default."""
+    hints = typing.get_type_hints(cls)
+    fields = [
+        (f.name, hints[f.name] | None, field(default=None, metadata=f.metadata))
+        for f in dataclasses.fields(cls)
+    ]
+    made = dataclasses.make_dataclass(name, fields, frozen=True, namespace={"__doc__": doc})
+    made.__module__ = __name__
+    return made
 
 
-@dataclass(frozen=True)
-class BreakerSettings:
-    """Per-breaker overrides of the ``circuit_breaker`` defaults (unset = inherit)."""
+if typing.TYPE_CHECKING:
 
-    failure_threshold: int | None = _opt(None, doc="consecutive failures that open it", gt=0)
-    recovery_timeout: float | None = _opt(
-        None, doc="how long it stays open before a trial call", kind="duration", gt=0
-    )
-    half_open_max_calls: int | None = _opt(None, doc="trial calls admitted while half-open", gt=0)
-    success_threshold: int | None = _opt(None, doc="trial successes needed to close", gt=0)
-    failure_rate_threshold: float | None = _opt(
-        None, doc="failure percent over the sliding window that opens it", gt=0, le=100
-    )
-    sliding_window_size: int | None = _opt(
-        None, doc="calls in the failure-rate sliding window", gt=0
-    )
-    minimum_calls: int | None = _opt(
-        None, doc="calls in the window before the failure rate counts", gt=0
-    )
-    slow_call_threshold: float | None = _opt(
-        None, doc="a call at least this slow counts as a failure", kind="duration", gt=0
-    )
-    recovery_multiplier: float | None = _opt(
-        None, doc="each re-open after a failed trial multiplies the open time by this", ge=1
-    )
-    max_recovery_timeout: float | None = _opt(
-        None, doc="the open time never grows beyond this", kind="duration", gt=0
-    )
-    trial_timeout: float | None = _opt(
-        None,
-        doc="a half-open trial reservation expires after this (a killed trial never wedges it)",
-        kind="duration",
-        gt=0,
+    class BreakerOverrides:
+        """Per-breaker overrides: every `BreakerSettings` field, unset = inherit."""
+
+        def __init__(self, **overrides: Any) -> None: ...
+        def __getattr__(self, name: str) -> Any: ...
+
+else:
+    BreakerOverrides = _overrides_of(
+        BreakerSettings,
+        "BreakerOverrides",
+        "Per-breaker overrides of the ``circuit_breaker`` defaults (unset = inherit).",
     )
 
 
 @dataclass(frozen=True)
-class CircuitBreakerConfig:
-    failure_threshold: int = _opt(
-        5, doc="consecutive failures that open a breaker (env CB_FAILURE_THRESHOLD)", gt=0
-    )
-    recovery_timeout: float = _opt(
-        60.0,
-        doc="how long an open breaker rejects calls before a trial (env CB_RECOVERY_TIMEOUT)",
-        kind="duration",
-        gt=0,
-    )
-    half_open_max_calls: int = _opt(1, doc="trial calls admitted while half-open", gt=0)
-    success_threshold: int = _opt(1, doc="successful trials needed to close again", gt=0)
-    failure_rate_threshold: float | None = _opt(
-        None,
-        doc="also open when this percent of the last sliding_window_size calls failed"
-        " (unset: consecutive failures only)",
-        gt=0,
-        le=100,
-        example=50,
-    )
-    sliding_window_size: int = _opt(20, doc="calls in the failure-rate sliding window", gt=0)
-    minimum_calls: int = _opt(
-        10, doc="calls in the window before the failure rate can open a breaker", gt=0
-    )
-    slow_call_threshold: float | None = _opt(
-        None,
-        doc="a call at least this slow counts as a failure (unset: never)",
-        kind="duration",
-        gt=0,
-        example="30s",
-    )
-    recovery_multiplier: float = _opt(
-        1.0,
-        doc="each re-open after a failed trial multiplies the open time by this (1: constant)",
-        ge=1,
-    )
-    max_recovery_timeout: float | None = _opt(
-        None,
-        doc="cap of the growing open time (unset: 1h; never below recovery_timeout)",
-        kind="duration",
-        gt=0,
-        example="1h",
-    )
-    trial_timeout: float | None = _opt(
-        None,
-        doc="a half-open trial reservation expires after this, so a killed or hung trial never"
-        " wedges the breaker (unset: recovery_timeout)",
-        kind="duration",
-        gt=0,
-        example="5m",
-    )
-    breakers: dict[str, BreakerSettings] = _opt(
+class CircuitBreakerConfig(BreakerSettings):
+    """The breakers' defaults (the `BreakerSettings` fields) and per-breaker overrides."""
+
+    breakers: dict[str, BreakerOverrides] = _opt(
         doc="per-breaker overrides, by breaker name",
         factory=dict,
         example={
@@ -156,7 +75,7 @@ class CircuitBreakerConfig:
 
     def settings_for(self, name: str) -> BreakerSettings:
         """The effective settings of breaker ``name``: its overrides over these defaults."""
-        own = self.breakers.get(name, BreakerSettings())
+        own = self.breakers.get(name, BreakerOverrides())
         merged = {
             f.name: _first_set(getattr(own, f.name), getattr(self, f.name))
             for f in dataclasses.fields(BreakerSettings)
@@ -389,12 +308,12 @@ class RetryConfig:
     strategy: str = _opt(
         "exponential",
         doc="exponential, linear or fixed",
-        choices=("exponential", "linear", "fixed"),
+        choices=STRATEGIES,
     )
     jitter: str = _opt(
         "full",
         doc="none, full, equal or decorrelated",
-        choices=("none", "full", "equal", "decorrelated"),
+        choices=JITTERS,
     )
     max_elapsed: float | None = _opt(
         None,
