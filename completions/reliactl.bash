@@ -60,6 +60,7 @@ _reliactl_value() {
         "run/--ping-start") _rl_kind="" ;;
         "run/--ping-success") _rl_kind="" ;;
         "run/--ping-failure") _rl_kind="" ;;
+        "run/--chaos") _rl_kind="" ;;
         "runs/--limit"|"runs/-n") _rl_kind="" ;;
         "serve/--host") _rl_kind="" ;;
         "serve/--port"|"serve/-p") _rl_kind="" ;;
@@ -70,7 +71,7 @@ _reliactl_value() {
 }
 _reliactl_sub() {
     case "$1/$2" in
-        "/breaker"|"/cleanup"|"/config"|"/doctor"|"/health"|"/http"|"/jobs"|"/retry"|"/run"|"/runs"|"/serve"|"breaker/close"|"breaker/list"|"breaker/reset"|"breaker/show"|"breaker/trip"|"config/init"|"config/show"|"config/validate"|"health/history"|"retry/plan") return 0 ;;
+        "/breaker"|"/cleanup"|"/config"|"/doctor"|"/drill"|"/health"|"/http"|"/jobs"|"/retry"|"/run"|"/runs"|"/serve"|"breaker/close"|"breaker/list"|"breaker/reset"|"breaker/show"|"breaker/trip"|"config/init"|"config/show"|"config/validate"|"health/history"|"retry/plan") return 0 ;;
     esac
     return 1
 }
@@ -131,13 +132,14 @@ _reliactl() {
                 "config show") _rl_words="--help -h --json --sources --no-sources" ;;
                 "config validate") _rl_words="--help -h --json --no-env" ;;
                 "doctor") _rl_words="--help -h --json" ;;
+                "drill") _rl_words="--help -h --json" ;;
                 "health") _rl_words="--help -h --detailed --check -C --json --format --textfile --watch -w --interval -i --count -n --quiet -q --no-alerts --test-alert" ;;
                 "health history") _rl_words="--help -h --since --json" ;;
                 "http") _rl_words="--help -h -H --header -d --data --json-body --breaker --max-retries --rate --rate-key --rate-wait --timeout --fail -f -v --verbose" ;;
                 "jobs") _rl_words="--help -h --json" ;;
                 "retry") _rl_words="--help -h" ;;
                 "retry plan") _rl_words="--help -h --strategy --base-delay --max-delay --max-retries --jitter --multiplier --max-elapsed --seed --json" ;;
-                "run") _rl_words="--help -h --lock --lock-name --lock-wait --skip-if-locked --lock-on-nfs --timeout --total-timeout --kill-after -k --signal -s --preserve-status --leave-running --retry --max-retries --strategy --base-delay --max-delay --jitter --multiplier --max-elapsed --retry-on --no-retry-on --retry-on-timeout --name --timestamps --log-file --quiet-success --json-report --breaker --no-history --job --ping --ping-start --ping-success --ping-failure --alert --require-healthy" ;;
+                "run") _rl_words="--help -h --lock --lock-name --lock-wait --skip-if-locked --lock-on-nfs --timeout --total-timeout --kill-after -k --signal -s --preserve-status --leave-running --retry --max-retries --strategy --base-delay --max-delay --jitter --multiplier --max-elapsed --retry-on --no-retry-on --retry-on-timeout --name --timestamps --log-file --quiet-success --json-report --breaker --no-history --job --ping --ping-start --ping-success --ping-failure --alert --require-healthy --chaos" ;;
                 "runs") _rl_words="--help -h --json --last --limit -n" ;;
                 "serve") _rl_words="--help -h --host --port -p --interval -i --token-file --json-logs" ;;
             esac
@@ -145,7 +147,7 @@ _reliactl() {
             return ;;
     esac
     case "$_rl_node" in
-        "") _reliactl_reply -W "breaker cleanup config doctor health http jobs retry run runs serve" -- "$_rl_cur" ;;
+        "") _reliactl_reply -W "breaker cleanup config doctor drill health http jobs retry run runs serve" -- "$_rl_cur" ;;
         "breaker") _reliactl_reply -W "close list reset show trip" -- "$_rl_cur" ;;
         "cleanup") _reliactl_reply -f -- "$_rl_cur" ;;
         "config") _reliactl_reply -W "init show validate" -- "$_rl_cur" ;;

@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
+from reliactl import chaos as _chaos
 from reliactl._procfs import pid_alive
 from reliactl._settings import BreakerSettings
 from reliactl.errors import CircuitOpenError, ReliactlError, StateError
@@ -940,6 +941,8 @@ class CircuitBreaker:
             _refuse_generator(fn)
         if (flags & _CO_COROUTINE) if code is not None else inspect.iscoroutinefunction(fn):
             return self.call_async(fn, *args, **kwargs)
+        if _chaos.ACTIVE:
+            fn = _chaos.wrap("breaker", self.name, fn)
         # The body of call_sync, repeated: one Python call less on every guarded call.
         token = None if self._fast and self._core.state == _CLOSED else self._acquire(None)
         started = self._mono()
@@ -968,6 +971,8 @@ class CircuitBreaker:
         code = getattr(fn, "__code__", None)
         if code is None or code.co_flags & _CO_GENERATORS:
             _refuse_generator(fn)
+        if _chaos.ACTIVE:
+            fn = _chaos.wrap("breaker", self.name, fn)
         token = None if self._fast and self._core.state == _CLOSED else self._acquire(None)
         started = self._mono()
         try:
@@ -1016,6 +1021,8 @@ class CircuitBreaker:
         code = getattr(fn, "__code__", None)
         if code is None or code.co_flags & _CO_GENERATORS:
             _refuse_generator(fn)
+        if _chaos.ACTIVE:
+            fn = _chaos.wrap("breaker", self.name, fn)
         if self._fast and self._core.state == _CLOSED:
             # As call_sync: a closed in-memory breaker admits without a reservation, and with
             # no slow-call threshold the call's start time is never looked at.

@@ -18,6 +18,7 @@ The tree::
     +-- UnsafeRootError                 cleanup refused a root (/, $HOME, a symlink, '..', empty)
     +-- JobSpecError (ValueError)       a job cannot run as specified (lock name, retry policy)
     +-- GateSetupError                  a job's gate cannot be built (invalid health checks)
+    +-- ChaosError                      a failure-injection rule is bad, or injection is refused
 
 The core raises these and never prints; ``reliactl/cli`` turns each into one line on stderr
 and an exit code (``reliactl/cli/exitcodes.py`` holds the one mapping).
@@ -169,3 +170,7 @@ class JobSpecError(ReliactlError, ValueError):
 
 class GateSetupError(ReliactlError):
     """A job's pre-start gate cannot be built from the configuration (invalid health checks)."""
+
+
+class ChaosError(ReliactlError):
+    """A chaos rule cannot be parsed, or injection is refused (a production-marked store)."""

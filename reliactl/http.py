@@ -47,6 +47,7 @@ from datetime import timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from reliactl import chaos as _chaos
 from reliactl.backoff import Backoff, GiveUp, decide
 from reliactl.errors import CircuitOpenError, HTTPError, HTTPStatusError, RateLimitExceeded
 from reliactl.ratelimit import RateLimiter
@@ -108,6 +109,10 @@ def host_key(url: str) -> str:
     except ValueError:
         return ""
     return f"{host}:{port}" if host and port else host
+
+
+class _Injected(Exception):
+    """Internal: an injected answer (reliactl.chaos) stands in for the request."""
 
 
 # --------------------------------------------------------------------------- Retry-After
@@ -336,11 +341,28 @@ class _Core:
         self.wall = wall
         self.on_retry = on_retry
         self.stats = _Stats()
+        breaker_name = getattr(self.breaker, "name", None)
+        self.chaos_name = breaker_name or host_key(base_url) or "http"
         h = httpx_module
         # Errors that prove the request never left: safe to retry for any method.
         self.not_sent = (h.ConnectError, h.ConnectTimeout, h.PoolTimeout)
         # Errors worth retrying for idempotent methods (the request may have been sent).
         self.transient = (h.TimeoutException, h.NetworkError, h.RemoteProtocolError)
+
+    # ---- failure injection (reliactl.chaos; never reached unless chaos is on)
+
+    def chaos_fault(self, method: str, url: str) -> tuple[float, Any]:
+        """(delay to add, then None to send as usual, or the response or error to use)."""
+        delay, fault = _chaos.http_fault(self.chaos_name)
+        if fault is None or (isinstance(fault, BaseException) and not isinstance(fault, OSError)):
+            return delay, fault
+        h = self.httpx
+        request = h.Request(method, url)
+        if isinstance(fault, int):
+            return delay, h.Response(fault, request=request, text="chaos: injected status\n")
+        kind = h.ReadTimeout if isinstance(fault, TimeoutError) else h.ConnectError
+        injected = type(f"Injected{kind.__name__}", (kind, _chaos.InjectedFault), {})
+        return delay, injected(str(fault), request=request)
 
     # ---- before an attempt
 
@@ -860,6 +882,16 @@ class ResilientClient(_ClientBase):
             finally:
                 _DEADLINE.reset(token)
 
+    def _chaos_send(
+        self, core: _Core, method: str, url: str, send: Callable[[], httpx.Response]
+    ) -> httpx.Response:
+        delay, fault = core.chaos_fault(method, str(self._client.base_url.join(url)))
+        if delay:
+            self._sleep(delay)
+        if isinstance(fault, BaseException):
+            raise fault
+        return send() if fault is None else fault
+
     def _seconds(self, kwargs: dict[str, Any]) -> float | None:
         if "timeout" in kwargs:
             return _attempt_seconds(kwargs["timeout"])
@@ -885,7 +917,10 @@ class ResilientClient(_ClientBase):
             started = perf()
             token = _DEADLINE.set(core.attempt_deadline(call, seconds))
             try:
-                outcome: Any = send()
+                if _chaos.ACTIVE:
+                    outcome: Any = self._chaos_send(core, method, url, send)
+                else:
+                    outcome = send()
             except BaseException as exc:
                 outcome = exc
             try:
@@ -1018,11 +1053,22 @@ class AsyncResilientClient(_ClientBase):
             started = perf()
             box = core.attempt_deadline(call, seconds)
             try:
+                if _chaos.ACTIVE:
+                    pause, fault = core.chaos_fault(method, str(self._client.base_url.join(url)))
+                    if pause:
+                        await self._sleep(pause)
+                    if isinstance(fault, BaseException):
+                        raise fault
+                    if fault is not None:
+                        outcome: Any = fault
+                        raise _Injected
                 sending = self._client.request(method, url, **kwargs)
                 if box is None:
-                    outcome: Any = await sending
+                    outcome = await sending
                 else:
                     outcome = await asyncio.wait_for(sending, max(0.0, box[0] - time.monotonic()))
+            except _Injected:
+                pass
             except asyncio.TimeoutError:
                 outcome = core.httpx.ReadTimeout(deadline_message(box[1] if box else 0.0))
             except BaseException as exc:

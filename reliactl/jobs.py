@@ -47,6 +47,7 @@ from reliactl.errors import (
 from reliactl.hostname import hostname
 
 if TYPE_CHECKING:
+    from reliactl.chaos import RunChaos
     from reliactl.config import Config
     from reliactl.health.model import HealthReport
     from reliactl.runner import Gate, GateRefusal, OutputSink, RunEvent, RunOptions, RunResult
@@ -140,6 +141,7 @@ class JobSpec:
     timeout_signal: int = signal.SIGTERM
     preserve_status: bool = False
     leave_running: bool = False
+    chaos: RunChaos | None = None  # failure injection (`run --chaos`); None: off
     # retries
     retry: bool = False
     max_retries: int | None = None
@@ -627,6 +629,7 @@ def prepare_job(spec: JobSpec, config: Config | None = None) -> PreparedJob:
         timeout_signal=spec.timeout_signal,
         preserve_status=spec.preserve_status,
         leave_running=spec.leave_running,
+        chaos=spec.chaos,
         retry=policy,
         lock=lock_opts,
         env=spec.env,

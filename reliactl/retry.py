@@ -47,6 +47,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from enum import Enum
 from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar, overload
 
+from reliactl import chaos as _chaos
 from reliactl.backoff import JITTERS, STRATEGIES, GiveUp
 from reliactl.backoff import decide as _decide_next
 
@@ -1156,6 +1157,8 @@ class RetryPolicy:
         refuse_generator(fn, "cannot retry", _RETRY_INSTEAD)
         if self._strategy is None:
             self._resolve()
+        if _chaos.ACTIVE:
+            fn = _chaos.wrap("retry", self.name or _qualname(fn), fn)
         max_elapsed = self._max_elapsed
         start = self._clock() if max_elapsed is not None else 0.0
         try:
@@ -1193,9 +1196,12 @@ class RetryPolicy:
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             if policy._strategy is None:
                 policy._resolve()
+            target = fn
+            if _chaos.ACTIVE:
+                target = _chaos.wrap("retry", policy.name or _qualname(fn), fn)
             start = clock() if policy._max_elapsed is not None else 0.0
             try:
-                result = fn(*args, **kwargs)
+                result = target(*args, **kwargs)
             except BaseException as exc:
                 failure: BaseException | None = exc
             else:
@@ -1208,7 +1214,7 @@ class RetryPolicy:
                 failure = None
             try:
                 return policy._retry_sync(  # type: ignore[no-any-return]
-                    fn, args, kwargs, failure, result if failure is None else None, start, both
+                    target, args, kwargs, failure, result if failure is None else None, start, both
                 )
             finally:
                 failure = None
@@ -1278,6 +1284,8 @@ class RetryPolicy:
         refuse_generator(fn, "cannot retry", _RETRY_INSTEAD)
         if self._strategy is None:
             self._resolve()
+        if _chaos.ACTIVE:
+            fn = _chaos.wrap("retry", self.name or _qualname(fn), fn)
         start = self._clock() if self._max_elapsed is not None else 0.0
         try:
             result = await fn(*args, **kwargs)
@@ -1314,9 +1322,12 @@ class RetryPolicy:
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             if policy._strategy is None:
                 policy._resolve()
+            target = fn
+            if _chaos.ACTIVE:
+                target = _chaos.wrap("retry", policy.name or _qualname(fn), fn)
             start = clock() if policy._max_elapsed is not None else 0.0
             try:
-                result = await fn(*args, **kwargs)
+                result = await target(*args, **kwargs)
             except BaseException as exc:
                 failure: BaseException | None = exc
             else:
@@ -1329,7 +1340,7 @@ class RetryPolicy:
                 failure = None
             try:
                 return await policy._retry_async(  # type: ignore[no-any-return]
-                    fn, args, kwargs, failure, result if failure is None else None, start, both
+                    target, args, kwargs, failure, result if failure is None else None, start, both
                 )
             finally:
                 failure = None

@@ -44,6 +44,7 @@ This module never prints: events go to an ``on_event`` callback, the command's o
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import os
 import select
@@ -61,6 +62,7 @@ if TYPE_CHECKING:  # protocols cost import time; only the type checker needs the
     from typing import Protocol
 
     from reliactl.backoff import Backoff as DelayStrategy
+    from reliactl.chaos import RunChaos
 
     class OutputSink(Protocol):
         """Receives the command's output when reliactl processes it (timestamps, logs, chronic)."""
@@ -168,6 +170,8 @@ class RunOptions:
     job_control: bool = True
     # A cgroup v2 of the job's own, where reliactl's cgroup directory is writable.
     use_cgroup: bool = True
+    # Failure injection (`run --chaos`): attempts that fail, delays, a crash after a while.
+    chaos: RunChaos | None = None
 
 
 @dataclass(frozen=True)
@@ -186,6 +190,7 @@ class Attempt:
     escaped: int = 0  # processes outside the command's group that reliactl had to signal
     leftovers: int = 0  # processes still running after the command exited, stopped by reliactl
     left_running: int = 0  # ... and left running (--leave-running)
+    injected: str | None = None  # `run --chaos`: "fail" (never started) or "kill" (crashed)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -201,6 +206,7 @@ class Attempt:
             "escaped": self.escaped,
             "leftovers": self.leftovers,
             "left_running": self.left_running,
+            "injected": self.injected,
         }
 
 
@@ -984,6 +990,41 @@ class _AttemptState:
     left_running: int = 0
 
 
+class _ChaosCrash:
+    """`run --chaos kill-after=D`: SIGKILL to the command's whole tree D after it started."""
+
+    def __init__(self, shim: int, after: float) -> None:
+        import threading
+
+        self.shim = shim
+        self.fired = False
+        self._timer = threading.Timer(after, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        self.fired = True
+        signal_job(self.shim, signal.SIGKILL, group=self.shim)
+
+    @classmethod
+    def start(cls, shim: int, chaos: RunChaos | None) -> _ChaosCrash | None:
+        if chaos is None or chaos.kill_after is None:
+            return None
+        return cls(shim, chaos.kill_after)
+
+    @staticmethod
+    def stop(crash: _ChaosCrash | None) -> None:
+        if crash is not None:
+            crash._timer.cancel()
+
+    @staticmethod
+    def mark(attempt: Attempt, crash: _ChaosCrash | None) -> Attempt:
+        """The attempt, marked injected when the crash it rehearses happened."""
+        if crash is None or not crash.fired:
+            return attempt
+        return dataclasses.replace(attempt, injected="kill")
+
+
 class Runner:
     """Runs one command under the given options; ``run()`` returns the RunResult."""
 
@@ -1136,6 +1177,7 @@ class Runner:
                             "retry",
                             f"attempt {number} failed with exit code {attempt.exit_code}"
                             + (" (timed out)" if attempt.timed_out else "")
+                            + (f" (injected: {attempt.injected})" if attempt.injected else "")
                             + f"; retry {number} of {opts.retry.max_retries} in {_fmt(delay)}",
                             attempt=number,
                             exit_code=attempt.exit_code,
@@ -1198,6 +1240,9 @@ class Runner:
         deadline = None if opts.timeout is None else started + opts.timeout
         if total_deadline is not None:
             deadline = total_deadline if deadline is None else min(deadline, total_deadline)
+        injected = self._chaos_before(number, started_wall, started)
+        if injected is not None:
+            return injected
         tty = _controlling_tty() if opts.job_control else None
         cgroups = cgroup_base() if opts.use_cgroup else None
 
@@ -1251,10 +1296,12 @@ class Runner:
             handed=tty is not None and tty.hand_over,
             cgroup=None if cgroups is None else job_cgroup(cgroups, pid),
         )
+        crash = _ChaosCrash.start(pid, opts.chaos)
         try:
             status = self._supervise(state, number, deadline)
             state.report += _read_all(report_r)
         finally:
+            _ChaosCrash.stop(crash)
             for fd in (*state.pipes, report_r, life_w):
                 with contextlib.suppress(OSError):
                     os.close(fd)
@@ -1263,7 +1310,20 @@ class Runner:
             if self.output is not None:
                 self.output.end_attempt(number)
         duration = self.monotonic() - started
-        return self._attempt_result(state, number, started_wall, duration, status)
+        attempt = self._attempt_result(state, number, started_wall, duration, status)
+        return _ChaosCrash.mark(attempt, crash)
+
+    def _chaos_before(self, number: int, started_wall: float, started: float) -> Attempt | None:
+        """`run --chaos`: the added delay, then an injected failure (the command not started)."""
+        chaos = self.options.chaos
+        if chaos is None:
+            return None
+        if chaos.delay and not self._signals.sleep(chaos.delay):
+            return None  # a signal arrived: the attempt loop handles it
+        if not chaos.attempt_fails():
+            return None
+        duration = self.monotonic() - started
+        return Attempt(number, started_wall, duration, chaos.exit, injected="fail")
 
     def _attempt_result(
         self,

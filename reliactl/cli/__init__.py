@@ -100,6 +100,12 @@ def _doctor(app: typer.Typer) -> None:
     app.command("doctor")(doctor.doctor)
 
 
+def _drill(app: typer.Typer) -> None:
+    from reliactl.cli import drill
+
+    app.command("drill", no_args_is_help=True)(drill.drill)
+
+
 def _health(app: typer.Typer) -> None:
     from reliactl.cli import health
 
@@ -148,6 +154,7 @@ COMMANDS: dict[str, Callable[[typer.Typer], None]] = {
     "cleanup": _cleanup,
     "config": _config,
     "doctor": _doctor,
+    "drill": _drill,
     "health": _health,
     "http": _http,
     "jobs": _jobs,

@@ -25,6 +25,10 @@ class AppContext:
             from reliactl.config import load
 
             self._loaded = load(self.config_path, flags=self.flags)
+            if self._loaded.config.chaos.rules:
+                from reliactl.chaos import apply_config
+
+                apply_config(self._loaded.config)
             if self._loaded.notes:
                 from reliactl.cli.output import warn
 

@@ -651,6 +651,18 @@ def run(
         ),
     ] = False,
     check_alias: Annotated[bool, hidden("--check")] = False,
+    chaos: Annotated[
+        str | None,
+        typer.Option(
+            "--chaos",
+            metavar="SPEC",
+            help="Rehearse failures: fail=RATE (attempts fail without starting the command), "
+            "exit=CODE (their exit code, default 1), delay=DURATION (before each attempt), "
+            "kill-after=DURATION (SIGKILL the command's tree, a crash), e.g. fail=0.5,exit=75. "
+            "Injected outcomes are marked in the run's history.",
+            rich_help_panel="Rehearsal",
+        ),
+    ] = None,
 ) -> None:
     """Run COMMAND supervised: lock, retries, time limits, signal forwarding, history.
 
@@ -684,6 +696,7 @@ def run(
     no_retry_codes = _codes("--no-retry-on", no_retry_on)
     if json_report:
         _check_report_path(json_report)
+    run_chaos = _chaos_spec(chaos)
 
     app_ctx = app_context(ctx)
     try:
@@ -727,6 +740,7 @@ def run(
             timeout_signal=timeout_sig,
             preserve_status=preserve_status,
             leave_running=leave_running,
+            chaos=run_chaos,
             retry=retry,
             **retry_settings,
             retry_on=retry_codes,
@@ -818,6 +832,22 @@ def _retry_settings(
     }
 
 
+def _chaos_spec(text: str | None) -> Any:
+    """--chaos SPEC as a RunChaos (announced on stderr: a rehearsal is never silent)."""
+    if text is None:
+        return None
+    from reliactl.chaos import parse_run_spec
+    from reliactl.cli.output import warn
+    from reliactl.errors import ChaosError
+
+    try:
+        spec = parse_run_spec(text)
+    except ChaosError as exc:
+        raise _usage(str(exc)) from None
+    warn(f"CHAOS ON: injecting failures into this run ({spec.describe()})")
+    return spec
+
+
 def _check_report_path(path: str) -> None:
     from reliactl.trust import not_regular
 
@@ -898,6 +928,8 @@ def _summary(result: RunResult) -> str:
         return f"{how} after {took}{after} (exit {result.exit_code}){_stopped(result)}"
     final = result.attempts[-1] if result.attempts else None
     why = f" by {signal_name(final.signal)}" if final and final.signal else ""
+    if final is not None and final.injected:
+        why += f" (injected: {final.injected})"
     return f"failed{why} in {took}{after} (exit {result.exit_code}){_stopped(result)}"
 
 
@@ -936,6 +968,9 @@ def run_to_dict(record: Any) -> dict[str, Any]:
         "exit_code": record.exit_code,
         "outcome": record_outcome(record),
     }
+    injected = [a.get("injected") for a in record.data.get("attempts", ()) if isinstance(a, dict)]
+    if any(injected):  # `run --chaos`: which attempts were rehearsed failures (fail / kill)
+        doc["injected"] = injected
     return with_times(doc, "started_at", "ended_at")
 
 

@@ -30,6 +30,7 @@ from reliactl.config._schema import (
     SYSTEM_CHECK_NAMES,
     AlertSink,
     BreakerOverrides,
+    ChaosConfig,
     CheckSpec,
     CircuitBreakerConfig,
     CleanupConfig,
@@ -70,6 +71,7 @@ __all__ = [
     "AlertSink",
     "BreakerOverrides",
     "BreakerSettings",
+    "ChaosConfig",
     "CheckSpec",
     "CircuitBreakerConfig",
     "CleanupConfig",
@@ -113,4 +115,8 @@ def get_reliability_config(*, reload: bool = False) -> Config:
     global _cached
     if _cached is None or reload:
         _cached = load().config
+        if _cached.chaos.rules:
+            from reliactl.chaos import apply_config
+
+            apply_config(_cached)
     return _cached

@@ -439,6 +439,10 @@ class StateConfig:
         " local, open and closed are reserved",
         choices=("error", "local", "open", "closed"),
     )
+    production: bool = _opt(
+        False,
+        doc="this store is production: failure injection (chaos) is refused unless chaos.force",
+    )
 
 
 @dataclass(frozen=True)
@@ -519,6 +523,17 @@ class JobSettings:
 
 
 @dataclass(frozen=True)
+class ChaosConfig:
+    rules: list[str] = _opt(
+        doc="failure injection rules (reliactl.chaos syntax; RELIACTL_CHAOS adds to nothing:"
+        " either is enough); empty: off",
+        factory=list,
+        example=["breaker:openai,error=0.3,delay=200ms", "http:*,status=503,error=0.5"],
+    )
+    force: bool = _opt(False, doc="inject even when state.production is true")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration; every section has defaults, so ``Config()`` is valid."""
 
@@ -530,6 +545,7 @@ class Config:
     cleanup: CleanupConfig = field(default_factory=CleanupConfig)
     state: StateConfig = field(default_factory=StateConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    chaos: ChaosConfig = field(default_factory=ChaosConfig)
     jobs: dict[str, JobSettings] = _opt(
         doc="jobs by name: their schedule, limits and pings",
         factory=dict,
@@ -570,6 +586,7 @@ SECTION_DOCS = {
     "cleanup": "reliactl cleanup: age-based removal under configured roots.",
     "state": "The state store shared by every reliactl process on this host (or fleet, on Redis).",
     "resources": "Library resources: temporary_file() and get_http_session() clients.",
+    "chaos": "Failure injection for rehearsals (off unless rules are given; see `reliactl drill`).",
     "jobs": "Jobs run by `reliactl run --job NAME`: when they are expected (health checks of"
     " kind job) and where their heartbeats go.",
 }

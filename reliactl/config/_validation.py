@@ -291,6 +291,20 @@ def _cross_checks(config: Config, origins: _Origins) -> list[ConfigProblem]:
     problems.extend(_health_problems(h, origins))
     problems.extend(_state_problems(config.state, origins))
     problems.extend(_job_problems(config.jobs, origins))
+    problems.extend(_chaos_problems(config, origins))
+    return problems
+
+
+def _chaos_problems(config: Config, origins: _Origins) -> list[ConfigProblem]:
+    """Every chaos rule parses (the syntax of reliactl.chaos)."""
+    from reliactl.chaos import ChaosError, parse_rules
+
+    problems = []
+    for index, rule in enumerate(config.chaos.rules):
+        try:
+            parse_rules(rule)
+        except ChaosError as exc:
+            problems.append(origins.problem(("chaos", "rules", index), str(exc)))
     return problems
 
 
