@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import struct
 import subprocess
 import sys
 import textwrap
@@ -218,7 +220,69 @@ def test_limiters_on_one_store_and_key_share_one_budget(tmp_path: Path) -> None:
         assert sum(b.try_acquire() for _ in range(5)) == 2
         assert sum(other.try_acquire() for _ in range(5)) == 5
         record = store_a.get("rate", "api")
-        assert record is not None and sum(e[2] for e in record["log"]["5/60"]) == 5
+        assert record is not None and sum(_stored_log(record, "5/60")[2::3]) == 5
+
+
+def test_a_first_format_record_is_read_and_rewritten_in_the_current_one(tmp_path: Path) -> None:
+    """A budget stored by an older reliactl (lists of float seconds under "log") still counts:
+    its tokens are taken into account, and the next write uses the flat microsecond format."""
+    clock = FakeClock(wall_start=1_700_000_000.0)
+    now = clock.time()
+    with open_store(tmp_path / "state.db") as store:
+        store.update(
+            "rate",
+            "k",
+            lambda _: {"spec": "3/60", "at": now - 1, "log": {"3/60": [[now - 5, now - 2, 2.0]]}},
+        )
+        limiter = fake_limiter("3/minute", clock, key="k", store=store)
+        assert limiter.try_acquire() and not limiter.try_acquire()
+        record = store.get("rate", "k")
+        assert record is not None and record["v"] == 2 and "log" not in record
+        assert sum(_stored_log(record, "3/60")[2::3]) == 3
+
+
+def _stored_log(record: dict[str, object], name: str) -> list[float]:
+    """A bucket's stored log (format 2: base64 of little-endian float64 triples)."""
+    logs = record["logs"]
+    assert isinstance(logs, dict)
+    data = base64.b64decode(logs[name])
+    return list(struct.unpack(f"<{len(data) // 8}d", data))
+
+
+def _encoded(*values: float) -> str:
+    return base64.b64encode(struct.pack(f"<{len(values)}d", *values)).decode()
+
+
+@pytest.mark.parametrize(
+    "log",
+    [
+        ["a", "list"],
+        "not base64!",
+        base64.b64encode(b"12345").decode(),  # not whole float64 triples
+        _encoded(1.0, 2.0, 0.0),  # no tokens
+        _encoded(1.0, 2.0, float("nan")),
+        _encoded(1.0, float("inf"), 1.0),
+    ],
+)
+def test_a_malformed_stored_log_is_dropped_not_trusted(tmp_path: Path, log: object) -> None:
+    """Anything but whole triples of finite numbers with positive tokens is ignored: the
+    budget errs generous, never raises."""
+    clock = FakeClock(wall_start=1_700_000_000.0)
+    with open_store(tmp_path / "state.db") as store:
+        store.update("rate", "k", lambda _: {"v": 2, "at": 0, "logs": {"1/60": log}})
+        assert fake_limiter("1/minute", clock, key="k", store=store).try_acquire()
+
+
+def test_an_unsorted_stored_log_is_sorted_before_use(tmp_path: Path) -> None:
+    """Entries written out of order (by hand, or a future writer) are sorted by their last
+    take, so tokens come back in the right order."""
+    clock = FakeClock(wall_start=1_700_000_000.0)
+    now = clock.time()
+    log = _encoded(now - 10, now - 10, 1, now - 50, now - 50, 1)
+    with open_store(tmp_path / "state.db") as store:
+        store.update("rate", "k", lambda _: {"v": 2, "at": now, "logs": {"2/60": log}})
+        limiter = fake_limiter("2/minute", clock, key="k", store=store)
+        assert limiter.acquire(timeout=30) == pytest.approx(10.0, abs=0.01)
 
 
 def test_a_stored_budget_outlives_the_process_that_spent_it(tmp_path: Path) -> None:
