@@ -257,3 +257,20 @@ def test_run_chaos_bad_spec_is_a_usage_error() -> None:
     result = run("run", "--chaos", "fail=0.5,boom=1", "--", "true")
     assert result.returncode == 125
     assert "unknown key 'boom'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_cron_paths_do_not_import_chaos_unless_asked(tmp_path: Path) -> None:
+    """`run` and `health` without chaos settings never load reliactl.chaos (start-up cost);
+    with `--chaos` it is loaded."""
+    import_time = [sys.executable, "-X", "importtime", "-m", "reliactl"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELIACTL_CHAOS")}
+    for args in (["run", "--no-history", "--", "true"], ["health", "--json"]):
+        done = subprocess.run([*import_time, *args], env=env, capture_output=True, text=True)
+        assert "reliactl.chaos" not in done.stderr, args
+    asked = subprocess.run(
+        [*import_time, "run", "--no-history", "--chaos", "delay=1ms", "--", "true"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert asked.returncode == 0 and "reliactl.chaos" in asked.stderr
