@@ -26,6 +26,7 @@ from reliactl.config._schema import (
     LEGACY_ENV,
     MAX_CONFIG_BYTES,
     SECTION_DOCS,
+    SMTP_SECURITY,
     SYSTEM_CHECK_NAMES,
     AlertSink,
     BreakerSettings,
@@ -47,6 +48,7 @@ from reliactl.config._schema import (
 from reliactl.config._validation import (
     dotted_path,
     parse_rates,
+    sink_problems,
 )
 from reliactl.config._views import (
     example_yaml,
@@ -65,6 +67,7 @@ __all__ = [
     "MAX_CONFIG_BYTES",
     "REDACTED",
     "SECTION_DOCS",
+    "SMTP_SECURITY",
     "SYSTEM_CHECK_NAMES",
     "AlertSink",
     "BreakerSettings",
@@ -93,6 +96,7 @@ __all__ = [
     "load",
     "parse_rates",
     "scalar_yaml",
+    "sink_problems",
     "state_home",
     "to_plain",
 ]
