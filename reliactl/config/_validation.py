@@ -531,7 +531,7 @@ def sink_problems(sink: AlertSink) -> list[tuple[str, str]]:
             problems.append(
                 (secret, f"is required for {kind} sinks (or secret_file, or secret_env)")
             )
-    if sink.secret_env and not _ENV_NAME.fullmatch(sink.secret_env):
+    if sink.secret_env not in ("", REDACTED) and not _ENV_NAME.fullmatch(sink.secret_env):
         problems.append(
             ("secret_env", f"expected an environment variable name, got {sink.secret_env!r}")
         )
@@ -544,7 +544,11 @@ def sink_problems(sink: AlertSink) -> list[tuple[str, str]]:
                 problems.append((key, f"expected an e-mail address, got {address!r}"))
         if sink.password and not sink.smtp_user:
             problems.append(("smtp_user", "is required when a password is set"))
-    if kind == "ntfy" and sink.topic and not re.fullmatch(r"[-_A-Za-z0-9]{1,64}", sink.topic):
+    if (
+        kind == "ntfy"
+        and sink.topic not in ("", REDACTED)
+        and not re.fullmatch(r"[-_A-Za-z0-9]{1,64}", sink.topic)
+    ):
         problems.append(("topic", "expected 1-64 letters, digits, - or _"))
     return problems
 

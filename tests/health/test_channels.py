@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -17,9 +16,8 @@ from urllib.parse import unquote
 
 import pytest
 import trustme
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
 from httpserver import FlakyServer, Reply
+from smtpserver import PASSWORD, make_ca, smtp_server
 
 from reliactl.config import ALERT_KINDS, AlertSink
 from reliactl.health.alerts import Alert, AlertManager
@@ -32,7 +30,6 @@ from reliactl.testing import FakeClock
 ROUTING_KEY = "R0UTING-KEY-s3cr3t"
 API_KEY = "0psgenie-KEY-s3cr3t"
 BOT_TOKEN = "123456:B0T-t0ken-s3cr3t"
-PASSWORD = "smtp-pa55word-s3cr3t"
 HANG_BOUND = 20.0  # seconds: detects a hang only
 
 
@@ -272,63 +269,9 @@ def test_dedup_key_is_per_host_and_check() -> None:
 # ---- e-mail over a real SMTP server
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Inbox:
-    """aiosmtpd handler keeping every message; ``reply`` makes DATA answer that instead."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, list[str], bytes]] = []
-        self.reply: str | None = None
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        if self.reply:
-            return self.reply
-        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
-        return "250 OK"
-
-
-def _authenticator(
-    server: Any, session: Any, envelope: Any, mechanism: str, data: Any
-) -> AuthResult:
-    ok = isinstance(data, LoginPassword) and data.password == PASSWORD.encode()
-    return AuthResult(success=ok, handled=False)
-
-
 @pytest.fixture(scope="module")
 def ca(tmp_path_factory: pytest.TempPathFactory) -> tuple[trustme.CA, Path]:
-    authority = trustme.CA()
-    path = tmp_path_factory.mktemp("ca") / "ca.pem"
-    authority.cert_pem.write_to_path(str(path))
-    return authority, path
-
-
-@contextlib.contextmanager
-def smtp_server(
-    ca: tuple[trustme.CA, Path] | None = None, *, implicit: bool = False, auth: bool = False
-) -> Iterator[tuple[Inbox, int]]:
-    inbox = Inbox()
-    kw: dict[str, Any] = {}
-    if ca is not None:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ca[0].issue_cert("127.0.0.1").configure_cert(context)
-        if implicit:
-            kw["ssl_context"] = context
-        else:
-            kw.update(tls_context=context, require_starttls=True)
-    if auth:
-        kw.update(authenticator=_authenticator, auth_required=True, auth_require_tls=ca is not None)
-    port = _free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port, **kw)
-    controller.start()
-    try:
-        yield inbox, port
-    finally:
-        controller.stop()
+    return make_ca(tmp_path_factory.mktemp("ca"))
 
 
 def mail_sink(port: int, **kw: Any) -> AlertSink:
