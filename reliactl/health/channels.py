@@ -30,14 +30,10 @@ leaves this module; nothing here prints.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -45,6 +41,8 @@ from reliactl.health.model import Status
 from reliactl.redact import redact_text, redact_url, scrub
 
 if TYPE_CHECKING:
+    from email.message import EmailMessage
+
     import httpx
 
     from reliactl.config import AlertSink
@@ -108,7 +106,8 @@ class HttpRequest:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-Payload = HttpRequest | EmailMessage
+if TYPE_CHECKING:  # ssl and the email package load only when a mail is sent (cron startup)
+    Payload = HttpRequest | EmailMessage
 
 
 @dataclass(frozen=True)
@@ -267,6 +266,10 @@ def _ntfy(sink: AlertSink, alert: Alert, secret: str) -> Payload:
 
 
 def _email(sink: AlertSink, alert: Alert, secret: str) -> Payload:
+    import hashlib
+    from email.message import EmailMessage
+    from email.utils import formatdate, make_msgid
+
     msg = EmailMessage()
     msg["Subject"] = f"[reliactl] {alert.title()}"
     msg["From"] = sink.mail_from
@@ -345,6 +348,8 @@ def settings_problems(
     except ChannelError as exc:
         return [str(exc)]
     if sink.kind == "email" and sink.tls_ca_file:
+        import ssl
+
         try:
             ssl.create_default_context(cafile=os.path.expanduser(sink.tls_ca_file))
         except (OSError, ssl.SSLError) as exc:
@@ -363,10 +368,10 @@ async def send(sink: AlertSink, alert: Alert, timeout: float, client: ClientFact
     try:
         secret = resolve_secret(sink)
         payload = CHANNELS[sink.kind].build(sink, alert, secret)
-        if isinstance(payload, EmailMessage):
-            error, retryable, wait = await _send_mail(sink, payload, secret, timeout)
-        else:
+        if isinstance(payload, HttpRequest):
             error, retryable, wait = await _post(client(), payload, timeout)
+        else:
+            error, retryable, wait = await _send_mail(sink, payload, secret, timeout)
     except ChannelError as exc:
         error, retryable, wait = str(exc), False, None
     except Exception as exc:  # never let one sink break the others
@@ -427,6 +432,7 @@ async def _send_mail(
 
 def _smtp(sink: AlertSink, msg: EmailMessage, password: str, timeout: float) -> SendResult:
     import smtplib
+    import ssl
 
     security = sink.smtp_security
     port = sink.smtp_port or SMTP_PORTS.get(security, 25)
