@@ -10,9 +10,13 @@ import os
 import stat
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from reliactl.config import AlertSink
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 # No state store, log or lock file written by this reliactl can predate this (2024-01-01).
@@ -44,7 +48,8 @@ def diagnose(
     environ: Mapping[str, str] | None = None,
     now: float | None = None,
 ) -> DoctorReport:
-    """Check config, state store, lock and log directories, completions and the clock."""
+    """Check config, state store, lock and log directories, completions, the clock and each
+    alert sink's settings (offline)."""
     from reliactl.config import config_candidates, find_config_file, load
     from reliactl.errors import ConfigError
 
@@ -95,7 +100,43 @@ def diagnose(
     findings.append(_check_dir("log directory", config.run.log_dir, "run.log_dir"))
     findings.append(_check_completions(env))
     findings.append(clock)
+    findings.extend(_check_sinks(config.health_monitor.alerts, env))
     return DoctorReport(tuple(findings))
+
+
+def _check_sinks(sinks: Sequence[AlertSink], env: Mapping[str, str]) -> list[Finding]:
+    """Each alert sink's settings, offline: nothing is sent and no server is contacted
+    (``health --test-alert NAME`` is the live test)."""
+    from reliactl.health.alerts import Alert
+    from reliactl.health.channels import settings_problems
+    from reliactl.health.model import Status
+
+    sample = Alert("reliactl-test", Status.WARNING, Status.OK, "test", "doctor", host="doctor")
+    findings = []
+    for sink in sinks:
+        label = f"alert sink {sink.name}"
+        problems = settings_problems(sink, sample, env)
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            findings.append(
+                Finding(
+                    label,
+                    FAIL,
+                    f"{sink.kind}: {problems[0]}{more}",
+                    "fix health_monitor.alerts (reliactl config validate), then"
+                    f" reliactl health --test-alert {sink.name}",
+                )
+            )
+        else:
+            findings.append(
+                Finding(
+                    label,
+                    OK,
+                    f"{sink.kind} settings are complete (not sent: reliactl health"
+                    f" --test-alert {sink.name} sends one)",
+                )
+            )
+    return findings
 
 
 def _check_state(path: str, max_rows: int) -> Finding:

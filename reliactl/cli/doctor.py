@@ -17,7 +17,10 @@ def doctor(
     ctx: typer.Context,
     json_out: JsonOption = False,
 ) -> None:
-    """Check the config, state store, lock and log directories, completions and clock.
+    """Check the config, state store, lock and log directories, completions, clock and alert sinks.
+
+    Each alert sink's settings are checked offline (keys present, secret file readable,
+    secret variable set, URLs and addresses well formed): nothing is sent.
 
     Each finding comes with a fix. Exit 0 when nothing failed (warnings allowed), 1 otherwise.
     """

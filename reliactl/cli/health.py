@@ -138,7 +138,9 @@ def health(  # noqa: C901 - textfile and alerting move to the core (issue 15 ite
         typer.Option(
             "--test-alert",
             metavar="SINK",
-            help="Send a sample alert to the sink named SINK and exit (0 delivered, 1 not).",
+            help="Send a sample alert to the sink named SINK (any kind: webhook, discord, slack,"
+            " command, email, pagerduty, opsgenie, telegram, teams, ntfy) and exit (0 delivered,"
+            " 1 not). `reliactl doctor` checks every sink without sending.",
         ),
     ] = None,
 ) -> None:

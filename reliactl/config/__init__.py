@@ -27,6 +27,7 @@ from reliactl.config._schema import (
     LEGACY_ENV,
     MAX_CONFIG_BYTES,
     SECTION_DOCS,
+    SMTP_SECURITY,
     SYSTEM_CHECK_NAMES,
     AlertSink,
     BreakerOverrides,
@@ -49,6 +50,7 @@ from reliactl.config._schema import (
 from reliactl.config._validation import (
     dotted_path,
     parse_rates,
+    sink_problems,
 )
 from reliactl.config._views import (
     example_yaml,
@@ -67,6 +69,7 @@ __all__ = [
     "MAX_CONFIG_BYTES",
     "REDACTED",
     "SECTION_DOCS",
+    "SMTP_SECURITY",
     "SYSTEM_CHECK_NAMES",
     "AlertSink",
     "BreakerOverrides",
@@ -97,6 +100,7 @@ __all__ = [
     "load",
     "parse_rates",
     "scalar_yaml",
+    "sink_problems",
     "state_home",
     "to_plain",
 ]

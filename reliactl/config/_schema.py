@@ -93,7 +93,19 @@ CHECK_KINDS = ("http", "tcp", "command", "file_age", "process", "disk", "python"
 SYSTEM_CHECK_NAMES = ("cpu", "memory", "swap", "disk", "file_handles", "process")
 
 
-ALERT_KINDS = ("webhook", "discord", "slack", "command")
+ALERT_KINDS = (
+    "webhook",
+    "discord",
+    "slack",
+    "command",
+    "email",
+    "pagerduty",
+    "opsgenie",
+    "telegram",
+    "teams",
+    "ntfy",
+)
+SMTP_SECURITY = ("starttls", "tls", "none")
 
 
 @dataclass(frozen=True)
@@ -142,13 +154,61 @@ class CheckSpec:
 
 @dataclass(frozen=True)
 class AlertSink:
-    """Where alerts go when a check changes status (and again after ``cooldown``)."""
+    """Where alerts go when a check changes status (and again after ``cooldown``).
+
+    Which keys each kind needs: ``reliactl.health.channels`` (and README's table)."""
 
     name: str = _opt(doc="sink name (for --test-alert NAME)")
-    kind: str = _opt(doc="webhook (JSON POST), discord, slack or command", choices=ALERT_KINDS)
-    url: str = _opt("", doc="webhook, discord, slack: the webhook URL (a secret)", secret=True)
+    kind: str = _opt(
+        doc="webhook (JSON POST), discord, slack, command, email (SMTP), pagerduty, opsgenie,"
+        " telegram, teams or ntfy",
+        choices=ALERT_KINDS,
+    )
+    url: str = _opt(
+        "",
+        doc="webhook, discord, slack, teams: the webhook URL (a secret); pagerduty, opsgenie,"
+        " telegram, ntfy: the API's address (unset: the provider's public one)",
+        secret=True,
+    )
     command: list[str] = _opt(
         doc="command: program run with the alert as JSON on stdin, argv form", factory=list
+    )
+    routing_key: str = _opt(
+        "", doc="pagerduty: the Events API v2 integration (routing) key", secret=True
+    )
+    api_key: str = _opt("", doc="opsgenie: the API integration's key (GenieKey)", secret=True)
+    token: str = _opt(
+        "", doc="telegram: the bot token; ntfy: an access token (tk_...)", secret=True
+    )
+    password: str = _opt("", doc="email: the SMTP password (with smtp_user)", secret=True)
+    secret_file: str = _opt(
+        "",
+        doc="a file whose first line is the sink's secret (routing_key, api_key, token or"
+        " password) when it is not set inline",
+    )
+    secret_env: str = _opt(
+        "", doc="an environment variable holding the sink's secret when it is not set inline"
+    )
+    chat_id: str = _opt("", doc="telegram: the chat, group or @channel to post to")
+    topic: str = _opt(
+        "", doc="ntfy: the topic (anyone who knows it can read it: a secret)", secret=True
+    )
+    smtp_host: str = _opt("", doc="email: the SMTP server")
+    smtp_port: int | None = _opt(
+        None, doc="email: its port (unset: 587 starttls, 465 tls, 25 none)", gt=0, le=65535
+    )
+    smtp_security: str = _opt(
+        "starttls",
+        doc="email: starttls (upgrade, the default), tls (implicit TLS) or none (plain text)",
+        choices=SMTP_SECURITY,
+    )
+    smtp_user: str = _opt(
+        "", doc="email: log in as this user (password from password, secret_file or secret_env)"
+    )
+    mail_from: str = _opt("", doc="email: the From address")
+    mail_to: list[str] = _opt(doc="email: the recipients", factory=list)
+    tls_ca_file: str = _opt(
+        "", doc="email: CA bundle that signed the SMTP server's certificate (empty: system CAs)"
     )
     cooldown: float | None = _opt(
         None,
@@ -276,6 +336,44 @@ class HealthMonitorConfig:
             {"name": "ops-slack", "kind": "slack", "url": "https://hooks.slack.com/services/X"},
             {"name": "pager", "kind": "webhook", "url": "https://alerts.example.com/hook"},
             {"name": "log", "kind": "command", "command": ["logger", "-t", "reliactl"]},
+            {
+                "name": "mail",
+                "kind": "email",
+                "smtp_host": "smtp.example.com",
+                "smtp_port": 587,
+                "smtp_security": "starttls",
+                "smtp_user": "alerts@example.com",
+                "password": "CHANGE-ME",
+                "tls_ca_file": "/etc/ssl/certs/ca-certificates.crt",
+                "mail_from": "alerts@example.com",
+                "mail_to": ["oncall@example.com"],
+            },
+            {"name": "pagerduty", "kind": "pagerduty", "routing_key": "YOUR-INTEGRATION-KEY"},
+            {
+                "name": "pagerduty-eu",
+                "kind": "pagerduty",
+                "url": "https://events.eu.pagerduty.com/v2/enqueue",
+                "secret_env": "PAGERDUTY_ROUTING_KEY",
+            },
+            {"name": "opsgenie", "kind": "opsgenie", "api_key": "YOUR-API-KEY"},
+            {
+                "name": "telegram",
+                "kind": "telegram",
+                "token": "123456:BOT-TOKEN",
+                "chat_id": "-1001234567890",
+            },
+            {
+                "name": "teams",
+                "kind": "teams",
+                "url": "https://example.webhook.office.com/workflows/ID",
+            },
+            {
+                "name": "phone",
+                "kind": "ntfy",
+                "url": "https://ntfy.sh",
+                "topic": "reliactl-CHANGE-ME",
+                "secret_file": "/etc/reliactl/ntfy-token",
+            },
         ],
     )
 

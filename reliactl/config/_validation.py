@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from reliactl.config._schema import (
     SYSTEM_CHECK_NAMES,
+    AlertSink,
     Config,
     HealthMonitorConfig,
     JobSettings,
@@ -481,22 +482,115 @@ def _health_problems(h: HealthMonitorConfig, origins: _Origins) -> list[ConfigPr
         if sink.name in sinks:
             problems.append(origins.problem((*path, "name"), f"duplicate sink name {sink.name!r}"))
         sinks.add(sink.name)
-        if sink.kind == "command":
-            if not sink.command:
-                problems.append(
-                    origins.problem((*path, "command"), "is required for command sinks")
-                )
-        elif not sink.url:
-            problems.append(origins.problem((*path, "url"), f"is required for {sink.kind} sinks"))
-        elif sink.url != REDACTED and not sink.url.lower().startswith(("http://", "https://")):
-            # (REDACTED: `config show` output stays loadable; it cannot be delivered to.)
-            scheme = sink.url.split(":", 1)[0] if ":" in sink.url else sink.url[:20]
-            problems.append(
-                origins.problem(
-                    (*path, "url"), f"expected an http:// or https:// URL, got {scheme}:"
-                )
-            )
+        problems.extend(origins.problem((*path, key), msg) for key, msg in sink_problems(sink))
     return problems
+
+
+# Per sink kind: the keys it needs, and the new channels' keys it takes (a key of another
+# channel on it is a mistake worth naming). Secrets may come from secret_file/secret_env.
+_SINK_SECRET = {
+    "pagerduty": "routing_key",
+    "opsgenie": "api_key",
+    "telegram": "token",
+    "email": "password",
+    "ntfy": "token",
+}
+_SINK_REQUIRED = {
+    "webhook": ("url",),
+    "discord": ("url",),
+    "slack": ("url",),
+    "teams": ("url",),
+    "command": ("command",),
+    "telegram": ("chat_id",),
+    "ntfy": ("topic",),
+    "email": ("smtp_host", "mail_from", "mail_to"),
+}
+_CHANNEL_KEYS = {
+    "routing_key": ("pagerduty",),
+    "api_key": ("opsgenie",),
+    "token": ("telegram", "ntfy"),
+    "password": ("email",),
+    "secret_file": tuple(_SINK_SECRET),
+    "secret_env": tuple(_SINK_SECRET),
+    "chat_id": ("telegram",),
+    "topic": ("ntfy",),
+    "smtp_host": ("email",),
+    "smtp_port": ("email",),
+    "smtp_user": ("email",),
+    "mail_from": ("email",),
+    "mail_to": ("email",),
+    "tls_ca_file": ("email",),
+}
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def sink_problems(sink: AlertSink) -> list[tuple[str, str]]:
+    """(key, problem) for one alert sink's settings, offline (nothing is read or sent):
+    ``config validate`` reports them with file:line, ``doctor`` names the sink."""
+    problems: list[tuple[str, str]] = []
+    kind = sink.kind
+    for key in _SINK_REQUIRED.get(kind, ()):
+        if getattr(sink, key) in ("", None, []):
+            problems.append((key, f"is required for {kind} sinks"))
+    for key, kinds in _CHANNEL_KEYS.items():
+        if kind not in kinds and getattr(sink, key) not in ("", None, []):
+            problems.append((key, f"does not apply to {kind} sinks"))
+    if sink.url and sink.url != REDACTED and kind != "command":
+        # (REDACTED: `config show` output stays loadable; it cannot be delivered to.)
+        problem = _url_problem(sink.url)
+        if problem:
+            problems.append(("url", problem))
+    secret = _SINK_SECRET.get(kind)
+    if secret and not (getattr(sink, secret) or sink.secret_file or sink.secret_env):
+        optional = kind == "ntfy" or (kind == "email" and not sink.smtp_user)
+        if not optional:
+            problems.append(
+                (secret, f"is required for {kind} sinks (or secret_file, or secret_env)")
+            )
+    if sink.secret_env not in ("", REDACTED) and not _ENV_NAME.fullmatch(sink.secret_env):
+        problems.append(
+            ("secret_env", f"expected an environment variable name, got {sink.secret_env!r}")
+        )
+    if kind == "email":
+        for key, address in [
+            ("mail_from", sink.mail_from),
+            *(("mail_to", a) for a in sink.mail_to),
+        ]:
+            if address and not _looks_like_address(address):
+                problems.append((key, f"expected an e-mail address, got {address!r}"))
+        if sink.password and not sink.smtp_user:
+            problems.append(("smtp_user", "is required when a password is set"))
+    if (
+        kind == "ntfy"
+        and sink.topic not in ("", REDACTED)
+        and not re.fullmatch(r"[-_A-Za-z0-9]{1,64}", sink.topic)
+    ):
+        problems.append(("topic", "expected 1-64 letters, digits, - or _"))
+    return problems
+
+
+def _url_problem(url: str) -> str | None:
+    from urllib.parse import urlsplit
+
+    if not url.lower().startswith(("http://", "https://")):
+        scheme = url.split(":", 1)[0] if ":" in url else url[:20]
+        return f"expected an http:// or https:// URL, got {scheme}:"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises for a bad port
+    except ValueError:
+        return "expected an http:// or https:// URL, got a malformed one"
+    if not parts.hostname:
+        return "expected an http:// or https:// URL with a host"
+    return None
+
+
+def _looks_like_address(text: str) -> bool:
+    from email.utils import parseaddr
+
+    _, address = parseaddr(text)
+    local, at, domain = address.rpartition("@")
+    return bool(at and local and domain and " " not in address)
 
 
 def parse_rates(text: str) -> list[tuple[int, float]]:

@@ -1,4 +1,5 @@
-"""Alert sinks (webhook, discord, slack, command) with cooldowns kept in the state store.
+"""Alert sinks (webhook, discord, slack, command; the other channels in ``channels``) with
+cooldowns kept in the state store.
 
 An alert goes out when a check's status differs from the last status *delivered* to that
 sink (a problem, or a recovery), and again while it stays bad once ``cooldown`` has passed.
@@ -28,6 +29,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from reliactl.errors import HealthError, ReliactlError
+from reliactl.health.channels import CHANNELS
+from reliactl.health.channels import send as send_to_channel
 from reliactl.health.checks import _in_daemon_thread, hostname, run_program
 from reliactl.health.model import HealthMetric, HealthReport, Status
 from reliactl.redact import redact_url, scrub
@@ -353,6 +356,13 @@ class AlertManager:
 
     # ---- delivery
 
+    def _http(self) -> httpx.AsyncClient:
+        import httpx
+
+        if self._client is None:
+            self._client = httpx.AsyncClient(headers={"User-Agent": "reliactl-health"})
+        return self._client
+
     async def _close(self) -> None:
         if self._client is not None:
             client, self._client = self._client, None
@@ -426,14 +436,15 @@ class AlertManager:
             first = output.strip().splitlines()[0][:200] if output.strip() else ""
             what = "timed out" if code is None else f"exited with status {code}"
             return f"{sink.command[0]} {what}{': ' + first if first else ''}", True, None
+        if sink.kind in CHANNELS:  # email, pagerduty, opsgenie, telegram, teams, ntfy
+            return await send_to_channel(sink, alert, timeout, self._http)
         import httpx
 
-        if self._client is None:
-            self._client = httpx.AsyncClient(headers={"User-Agent": "reliactl-health"})
+        client = self._http()
         try:
             # The status and Retry-After are all we need: the body is never read, so a huge
             # or endless answer costs nothing.
-            async with self._client.stream("POST", sink.url, json=body, timeout=timeout) as resp:
+            async with client.stream("POST", sink.url, json=body, timeout=timeout) as resp:
                 status = resp.status_code
                 retry_after = resp.headers.get("Retry-After")
         except httpx.TimeoutException:
