@@ -133,6 +133,9 @@ def build_app(service: Service, *, json_logs: bool = False, loop_rounds: bool = 
             return _json({"error": "limit: expected a number"}, 400)
         return _json(await asyncio.to_thread(service.runs, limit))
 
+    async def api_jobs(request: Request) -> Response:
+        return _json(await asyncio.to_thread(service.jobs))
+
     async def api_history(request: Request) -> Response:
         from reliactl.durations import parse_duration
 
@@ -190,6 +193,7 @@ def build_app(service: Service, *, json_logs: bool = False, loop_rounds: bool = 
         Route("/api/health", api_health),
         Route("/api/breakers", api_breakers),
         Route("/api/runs", api_runs),
+        Route("/api/jobs", api_jobs),
         Route("/api/history", api_history),
         Route("/api/breakers/{name}/{action}", breaker_action, methods=["POST"]),
     ]
