@@ -35,8 +35,10 @@ def _read_token(path: str | None) -> str | None:
         why = getattr(exc, "strerror", None) or "not UTF-8 text"
         message = f"cannot read {path}: {why}"
         raise ConfigError([ConfigProblem("command line", None, "--token-file", message)]) from None
-    if len(token) < 16:
-        message = f"{path}: the token must be at least 16 characters"
+    from reliactl.doctor import SERVE_TOKEN_MIN
+
+    if len(token) < SERVE_TOKEN_MIN:
+        message = f"{path}: the token must be at least {SERVE_TOKEN_MIN} characters"
         raise ConfigError([ConfigProblem("command line", None, "--token-file", message)])
     return token
 

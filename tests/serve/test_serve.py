@@ -251,3 +251,69 @@ def test_api_jobs_is_the_cli_document_and_metrics_cover_jobs_limits_alerts(
     assert {(s.labels["sink"], s.labels["result"]) for s in deliveries.samples} == {
         ("chat", "failed")
     }
+
+
+def test_term_during_a_round_finishes_it_records_it_and_closes_the_store(tmp_path: Path) -> None:
+    """TERM while a slow check is running: serve waits for the round (its result is in the
+    health history afterwards), closes the store (SQLite's -wal file is gone: no connection
+    left open) and exits by the signal without a traceback."""
+    import os
+    import signal
+    import time
+
+    started, finished = tmp_path / "started", tmp_path / "finished"
+    (tmp_path / "slowcheck.py").write_text(
+        "import os, time\n"
+        "def slow():\n"
+        f"    open({str(started)!r}, 'w').close()\n"
+        "    time.sleep(1.5)\n"
+        f"    open({str(finished)!r}, 'w').close()\n"
+        "    return {'value': 42.0}\n",
+        encoding="utf-8",
+    )
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "health_monitor:\n  system_checks: []\n  checks:\n"
+        "    - name: slow\n      kind: python\n      target: slowcheck:slow\n",
+        encoding="utf-8",
+    )
+    state = tmp_path / "state" / "state.db"
+    env = {
+        **os.environ,
+        "RELIACTL_CONFIG": str(config),
+        "RELIACTL_STATE__PATH": str(state),
+        "PYTHONPATH": str(tmp_path),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reliactl", "serve", "--port", str(free_port()), "-i", "1h"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 60  # generous: detects a hang only
+        while not started.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        assert started.exists() and not finished.exists(), proc.poll()
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode in (0, -signal.SIGTERM), err
+    assert finished.exists(), "the round in progress was cut short"
+    assert "stopped (the round in progress finished, the store is closed)" in err
+    assert "Traceback" not in err
+    assert not state.with_name(state.name + "-wal").exists()
+    history = subprocess.run(
+        [sys.executable, "-m", "reliactl", "health", "history", "slow", "--json", "--since", "1h"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    doc = json.loads(history.stdout)
+    assert [p["value"] for p in doc["checks"][0]["points"]] == [42.0], history.stderr
