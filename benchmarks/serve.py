@@ -160,12 +160,12 @@ async def _load(port: int, path: str, seconds: float) -> list[float]:
     return latencies
 
 
-def load(port: int, path: str, seconds: float) -> tuple[float, float]:
-    """(requests per second, p99 in ms) of CLIENTS keep-alive clients for ``seconds``."""
+def load(port: int, path: str, seconds: float) -> tuple[float, float, float]:
+    """(requests per second, p50 and p99 in ms) of CLIENTS keep-alive clients."""
     latencies = asyncio.run(_load(port, path, seconds))
     latencies.sort()
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-    return len(latencies) / seconds, p99 * 1000
+    return len(latencies) / seconds, statistics.median(latencies) * 1000, p99 * 1000
 
 
 def cpu_seconds(pid: int) -> float:
@@ -201,15 +201,16 @@ def main() -> None:
 
         proc, port = start_serve(env, "--interval", "1s")
         first_rss = rss_mb(proc.pid)
-        results: dict[str, tuple[list[float], list[float]]] = {
-            "/healthz": ([], []),
-            "/metrics": ([], []),
+        results: dict[str, tuple[list[float], list[float], list[float]]] = {
+            "/healthz": ([], [], []),
+            "/metrics": ([], [], []),
         }
         try:
             for _ in range(args.rounds):
-                for path, (rps, p99) in results.items():
-                    r, p = load(port, path, args.seconds)
+                for path, (rps, p50, p99) in results.items():
+                    r, median, p = load(port, path, args.seconds)
                     rps.append(r)
+                    p50.append(median)
                     p99.append(p)
             for _ in range(3):  # the dashboard's reads
                 urllib.request.urlopen(
@@ -222,8 +223,11 @@ def main() -> None:
             f"\n{CLIENTS} clients, {args.seconds:g}s per phase, {args.rounds} interleaved rounds,"
         )
         print("check rounds back to back (--interval 1s, a 0.5 s check):")
-        for path, (rps, p99) in results.items():
-            print(f"  {path:<9} {spread(rps, '{:.0f}')} req/s   p99 {spread(p99)} ms")
+        for path, (rps, p50, p99) in results.items():
+            print(
+                f"  {path:<9} {spread(rps, '{:.0f}')} req/s   p50 {spread(p50)} ms"
+                f"   p99 {spread(p99)} ms"
+            )
 
         proc, port = start_serve(env)  # the default interval
         try:
