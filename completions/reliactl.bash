@@ -14,7 +14,7 @@ _reliactl_value() {
         "cleanup/--include") _rl_kind="" ;;
         "cleanup/--exclude") _rl_kind="" ;;
         "health/--check"|"health/-C") _rl_kind="" ;;
-        "health/--format") _rl_kind="text json nagios prometheus" ;;
+        "health/--format") _rl_kind="text json nagios prometheus discord" ;;
         "health/--textfile") _rl_kind="@file" ;;
         "health/--interval"|"health/-i") _rl_kind="" ;;
         "health/--count"|"health/-n") _rl_kind="" ;;

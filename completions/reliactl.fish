@@ -126,7 +126,7 @@ complete -c reliactl -n '__reliactl_at \'health\'' -l help -s h -d 'Show the hel
 complete -c reliactl -n '__reliactl_at \'health\'' -l detailed -d 'Every metric with thresholds, timing, perfdata.'
 complete -c reliactl -n '__reliactl_at \'health\'' -l check -s C -x -d 'Run only this check (repeatable); a group such as disk_usage selects disk_usage:* .'
 complete -c reliactl -n '__reliactl_at \'health\'' -l json -d 'Print one JSON document.'
-complete -c reliactl -n '__reliactl_at \'health\'' -l format -x -a 'text json nagios prometheus' -d 'text (default), json, nagios (one line with perfdata) or prometheus (text exposition).'
+complete -c reliactl -n '__reliactl_at \'health\'' -l format -x -a 'text json nagios prometheus discord' -d 'text (default), json, nagios (one line with perfdata), prometheus (text exposition) or discord (the /health embed as JSON; --detailed adds breakers and resources).'
 complete -c reliactl -n '__reliactl_at \'health\'' -l textfile -r -F -d 'Also write the Prometheus exposition to PATH atomically (node_exporter\'s textfile collector).'
 complete -c reliactl -n '__reliactl_at \'health\'' -l watch -s w -d 'Check again every --interval until Ctrl-C.'
 complete -c reliactl -n '__reliactl_at \'health\'' -l interval -s i -x -d 'Interval of --watch (default: health_monitor.check_interval, 1m).'

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from reliactl.config import AlertSink
 
 OK, WARN, FAIL = "ok", "warn", "fail"
+# The token file of examples/systemd/reliactl-serve.service (`reliactl serve --token-file`).
+SERVE_TOKEN_FILE = "/etc/reliactl/serve.token"  # noqa: S105 - a path, not a secret
+SERVE_TOKEN_MIN = 16  # serve refuses a shorter token file
 # No state store, log or lock file written by this reliactl can predate this (2024-01-01).
 EARLIEST_SANE_EPOCH = 1_704_067_200.0
 
@@ -47,9 +50,11 @@ def diagnose(
     *,
     environ: Mapping[str, str] | None = None,
     now: float | None = None,
+    serve_token_file: str = SERVE_TOKEN_FILE,
 ) -> DoctorReport:
-    """Check config, state store, lock and log directories, completions, the clock and each
-    alert sink's settings (offline)."""
+    """Check config, state store, lock and log directories, completions, the clock, each
+    alert sink's settings (offline) and ``reliactl serve``'s extra and token
+    (``serve_token_file``, when it exists)."""
     from reliactl.config import config_candidates, find_config_file, load
     from reliactl.errors import ConfigError
 
@@ -101,6 +106,7 @@ def diagnose(
     findings.append(_check_completions(env))
     findings.append(clock)
     findings.extend(_check_sinks(config.health_monitor.alerts, env))
+    findings.append(_check_serve(env, serve_token_file))
     return DoctorReport(tuple(findings))
 
 
@@ -254,3 +260,57 @@ def _check_clock(state_path: str, now: float) -> Finding:
             "check NTP (timedatectl status); breakers and cooldowns tolerate the jump",
         )
     return Finding("clock", OK, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)))
+
+
+def _check_serve(env: Mapping[str, str], token_file: str) -> Finding:
+    """`reliactl serve`: its extra installed, and its token private and long enough."""
+    import importlib.util
+
+    missing = [
+        m for m in ("starlette", "uvicorn", "prometheus_client") if not importlib.util.find_spec(m)
+    ]
+    if missing:
+        why = f"the serve extra is not installed ({', '.join(missing)} missing)"
+        return Finding("serve", OK, f"{why}; only `reliactl serve` needs it")
+    env_token = env.get("RELIACTL_SERVE_TOKEN", "").strip()
+    if env_token and len(env_token) < SERVE_TOKEN_MIN:
+        return Finding(
+            "serve",
+            FAIL,
+            f"RELIACTL_SERVE_TOKEN is {len(env_token)} characters: easy to guess",
+            f"use {SERVE_TOKEN_MIN}+ random characters (e.g. openssl rand -hex 24)",
+        )
+    try:
+        st = os.lstat(token_file)
+    except FileNotFoundError:
+        mode = "a token from RELIACTL_SERVE_TOKEN" if env_token else "read-only (no token)"
+        return Finding("serve", OK, f"the serve extra is installed; serve would run {mode}")
+    except OSError as exc:
+        return Finding("serve", WARN, f"cannot inspect {token_file}: {exc.strerror}")
+    fix_mode = f"chown root {token_file} && chmod 600 {token_file}"
+    if not stat.S_ISREG(st.st_mode):
+        return Finding("serve", FAIL, f"{token_file} is not a regular file", fix_mode)
+    if st.st_mode & 0o077:
+        return Finding(
+            "serve",
+            FAIL,
+            f"{token_file} (serve's token) is mode {stat.S_IMODE(st.st_mode):04o}: other"
+            " users can read the token that resets and trips breakers",
+            fix_mode,
+        )
+    if st.st_uid not in (0, os.geteuid()):
+        return Finding("serve", WARN, f"{token_file} is owned by uid {st.st_uid}", fix_mode)
+    try:
+        with open(token_file, encoding="utf-8") as fh:
+            length = len(fh.readline(4096).strip())
+    except (OSError, UnicodeDecodeError) as exc:
+        return Finding("serve", FAIL, f"cannot read {token_file}: {exc}", fix_mode)
+    if length < SERVE_TOKEN_MIN:
+        return Finding(
+            "serve",
+            FAIL,
+            f"{token_file} holds {length} characters: serve refuses a token under"
+            f" {SERVE_TOKEN_MIN}",
+            f"openssl rand -hex 24 > {token_file}",
+        )
+    return Finding("serve", OK, f"{token_file} is private (mode 0600) and long enough")

@@ -179,6 +179,7 @@ class JobStatus:
     running_for: float | None = None
     success_age: float | None = None  # seconds since the last success (perfdata)
     declared_at: float | None = None
+    overdue: bool = False  # a run was expected (plus grace) and did not happen: missed
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -196,6 +197,7 @@ class JobStatus:
             "running_for": self.running_for,
             "last_success_age": self.success_age,
             "declared_at": self.declared_at,
+            "overdue": self.overdue,
         }
 
 
@@ -247,6 +249,7 @@ def evaluate_job(
     age = None if success_at is None else max(0.0, now - success_at)
 
     problems: list[tuple[int, str]] = []  # (severity 2 CRITICAL / 1 WARNING, text)
+    overdue = False
     expected = schedule.describe()
     reference = success_at if success_at is not None else first_declared
     next_expected = None
@@ -256,6 +259,7 @@ def evaluate_job(
         if grace is None:
             grace = default_grace(schedule, min(reference, now))
         if next_expected is not None and now > next_expected + grace:
+            overdue = True
             late = now - next_expected
             if success_at is None:
                 assert first_declared is not None
@@ -324,6 +328,7 @@ def evaluate_job(
         running_for=running_for,
         success_age=age,
         declared_at=first_declared,
+        overdue=overdue,
     )
 
 

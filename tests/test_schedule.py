@@ -49,10 +49,11 @@ def test_an_overdue_job_is_critical(clock: FakeClock) -> None:
     start = clock.time()
     runs = [_run("j", start, 10, "success")]
     clock.advance(10 + 900 + 449)
-    assert evaluate_job("j", spec, runs, now=clock.time()).status == "OK"
+    ok = evaluate_job("j", spec, runs, now=clock.time())
+    assert (ok.status, ok.overdue, ok.to_dict()["overdue"]) == ("OK", False, False)
     clock.advance(2)
     status = evaluate_job("j", spec, runs, now=clock.time())
-    assert status.status == "CRITICAL"
+    assert (status.status, status.overdue, status.to_dict()["overdue"]) == ("CRITICAL", True, True)
     assert "last success 22m31s ago on host-a" in status.message
     assert "missed: expected a run 7m31s ago" in status.message
 
@@ -80,7 +81,8 @@ def test_a_failure_streak_warns_then_is_critical_at_max_failures(clock: FakeCloc
     assert (status.status, status.consecutive_failures) == ("WARNING", 2)
     assert "2 failed runs in a row (CRITICAL at 3; last timeout, exit 124)" in status.message
     runs.insert(0, _run("j", now - 5, 1, "failure", 1))
-    assert evaluate_job("j", spec, runs, now=now).status == "CRITICAL"
+    failing = evaluate_job("j", spec, runs, now=now)
+    assert (failing.status, failing.overdue) == ("CRITICAL", False)  # failing is not missed
 
 
 def test_a_never_run_job_counts_from_when_it_was_first_declared(

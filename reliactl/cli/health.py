@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from reliactl.health.model import HealthMetric, HealthReport
     from reliactl.health.monitor import HealthMonitor
 
-FORMATS = ("text", "json", "nagios", "prometheus")
+FORMATS = ("text", "json", "nagios", "prometheus", "discord")
 STYLES = {"OK": "green", "WARNING": "yellow", "CRITICAL": "red", "UNKNOWN": "bright_black"}
 
 
@@ -96,8 +96,9 @@ def health(  # noqa: C901 - textfile and alerting move to the core (issue 15 ite
         typer.Option(
             "--format",
             metavar="FORMAT",
-            help="text (default), json, nagios (one line with perfdata) or prometheus"
-            " (text exposition).",
+            help="text (default), json, nagios (one line with perfdata), prometheus"
+            " (text exposition) or discord (the /health embed as JSON; --detailed adds"
+            " breakers and resources).",
         ),
     ] = None,
     fmt_f: Annotated[str | None, hidden("-f", metavar="FORMAT")] = None,  # -f is --fail (http)
@@ -235,7 +236,12 @@ def health(  # noqa: C901 - textfile and alerting move to the core (issue 15 ite
             if not quiet:
                 if watch:
                     _clear_screen()
-                _render(report, outcomes, out_format, detailed, watch=watch)
+                breakers = None
+                if out_format == "discord" and detailed:
+                    from reliactl.breaker import list_breakers
+
+                    breakers = list_breakers(store, loaded.config)
+                _render(report, outcomes, out_format, detailed, watch=watch, breakers=breakers)
             if not watch or (count is not None and rounds >= count):
                 break
             time.sleep(period)
@@ -403,9 +409,19 @@ def _render(
     detailed: bool,
     *,
     watch: bool = False,
+    breakers: Any = None,
 ) -> None:
     from reliactl.cli.output import emit_json, emit_text
 
+    if out_format == "discord":
+        import json
+
+        from reliactl.health.formats import discord_embed
+        from reliactl.hostname import hostname
+
+        embed = discord_embed(report, detailed=detailed, breakers=breakers, host=hostname())
+        emit_text(json.dumps(embed, indent=2, ensure_ascii=False))
+        return
     if out_format == "json":
         emit_json(health_document(report, outcomes))
         return

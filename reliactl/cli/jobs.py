@@ -10,6 +10,36 @@ from reliactl.cli.exitcodes import ExitCode
 from reliactl.cli.options import JsonOption
 
 
+def jobs_document(statuses: list[Any], recent: list[Any] | None = None) -> dict[str, Any]:
+    """The ``jobs --json`` document (serve's /api/jobs too): each JobStatus with ISO times,
+    and ``runs`` (the recent runs of one job) when ``recent`` is given."""
+    from reliactl.cli.output import utc_stamp
+
+    def stamp(epoch: float | None) -> str | None:
+        return None if epoch is None else utc_stamp(epoch)
+
+    def plain(status: Any) -> dict[str, Any]:
+        doc: dict[str, Any] = status.to_dict()
+        for key in ("last_run_at", "last_success_at", "next_expected_at", "declared_at"):
+            doc[key] = stamp(doc[key])
+        return doc
+
+    document: dict[str, Any] = {"jobs": [plain(s) for s in statuses]}
+    if recent is not None:
+        document["runs"] = [
+            {
+                "id": r.id,
+                "started_at": stamp(r.started_at),
+                "ended_at": stamp(r.ended_at),
+                "exit_code": r.exit_code,
+                "outcome": r.outcome,
+                "host": r.data.get("host"),
+            }
+            for r in recent
+        ]
+    return document
+
+
 def jobs(
     ctx: typer.Context,
     name: Annotated[
@@ -51,27 +81,8 @@ def jobs(
     def stamp(epoch: float | None) -> str | None:
         return None if epoch is None else utc_stamp(epoch)
 
-    def plain(status: Any) -> dict[str, Any]:
-        doc: dict[str, Any] = status.to_dict()
-        for key in ("last_run_at", "last_success_at", "next_expected_at", "declared_at"):
-            doc[key] = stamp(doc[key])
-        return doc
-
     if json_out:
-        document: dict[str, Any] = {"jobs": [plain(s) for s in statuses]}
-        if name is not None:
-            document["runs"] = [
-                {
-                    "id": r.id,
-                    "started_at": stamp(r.started_at),
-                    "ended_at": stamp(r.ended_at),
-                    "exit_code": r.exit_code,
-                    "outcome": r.outcome,
-                    "host": r.data.get("host"),
-                }
-                for r in recent
-            ]
-        emit_json(document)
+        emit_json(jobs_document(statuses, recent if name is not None else None))
     elif statuses:
         rows = [
             [

@@ -35,8 +35,10 @@ def _read_token(path: str | None) -> str | None:
         why = getattr(exc, "strerror", None) or "not UTF-8 text"
         message = f"cannot read {path}: {why}"
         raise ConfigError([ConfigProblem("command line", None, "--token-file", message)]) from None
-    if len(token) < 16:
-        message = f"{path}: the token must be at least 16 characters"
+    from reliactl.doctor import SERVE_TOKEN_MIN
+
+    if len(token) < SERVE_TOKEN_MIN:
+        message = f"{path}: the token must be at least {SERVE_TOKEN_MIN} characters"
         raise ConfigError([ConfigProblem("command line", None, "--token-file", message)])
     return token
 
@@ -73,9 +75,11 @@ def serve(
 ) -> None:
     """Run the checks every interval (alerts and cooldowns as `health --watch`) and serve
     the dashboard (/), /healthz (200 OK/WARNING, 503 CRITICAL/UNKNOWN; ?check=NAME), /livez,
-    /metrics (Prometheus), and /api/health, /api/breakers, /api/runs, /api/history (the CLI's
-    --json documents). Read-only unless a token is configured; a non-loopback --host needs one.
-    Needs pip install 'reliactl[serve]'. Stops cleanly on TERM or Ctrl-C."""
+    /metrics (Prometheus: checks, breakers, jobs, rate limiters, alert deliveries), and
+    /api/health, /api/breakers, /api/runs, /api/jobs, /api/history (the CLI's --json
+    documents). Read-only unless a token is configured; a non-loopback --host needs one.
+    Needs pip install 'reliactl[serve]'. TERM finishes the round in progress, then stops;
+    examples/systemd/reliactl-serve.service runs it."""
     from reliactl.cli.context import app_context
     from reliactl.cli.output import error, info, report_error
     from reliactl.durations import parse_duration

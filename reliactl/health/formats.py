@@ -1,14 +1,17 @@
-"""Text forms of a HealthReport that other programs read: Nagios plugin output, Prometheus.
+"""Forms of a HealthReport that other programs read: Nagios plugin output, Prometheus, and
+the Discord embed of the seed bot's ``/health`` command.
 
-Pure functions returning strings (the CLI prints them; a library user may serve them).
+Pure functions returning strings or dicts (the CLI prints them; a library user may serve them).
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
+from typing import Any
 
-from reliactl.health.model import HealthReport, PerfData, one_line
+from reliactl.health.model import HealthMetric, HealthReport, PerfData, one_line
 from reliactl.ranges import _fmt
 
 PROM_PREFIX = "reliactl_health"
@@ -143,4 +146,136 @@ def prometheus(report: HealthReport) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["_fmt", "nagios", "prometheus"]
+# Discord's embed limits (https://discord.com/developers/docs/resources/message#embed-object-embed-limits)
+DISCORD_LIMITS = {
+    "title": 256,
+    "description": 4096,
+    "fields": 25,
+    "field_name": 256,
+    "field_value": 1024,
+    "footer": 2048,
+    "total": 6000,  # title + description + field names and values + footer text
+}
+RESOURCE_KINDS = ("cpu", "memory", "swap", "disk", "file_handles", "process")
+_SUMMARY_ROOM = 300  # characters kept free for the "and N more checks" field
+
+
+def _clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters with an ellipsis; never empty (Discord refuses)."""
+    text = text.strip() or "-"
+    return text if len(text) <= limit else text[: max(0, limit - 1)] + "…"
+
+
+def _discord_value(m: HealthMetric) -> str:
+    if m.value is None:
+        return "-"
+    if m.unit == "%":
+        return f"{m.value:.1f}%"
+    if m.unit == "s":
+        return f"{m.value * 1000:.0f}ms" if m.value < 1 else f"{m.value:.2f}s"
+    return f"{m.value:g}{m.unit}"
+
+
+def discord_embed(
+    report: HealthReport,
+    *,
+    detailed: bool = False,
+    breakers: Sequence[Any] | None = None,
+    host: str | None = None,
+) -> dict[str, Any]:
+    """The embed the seed bot's ``/health [detailed:True]`` showed, as Discord's JSON dict.
+
+    Colour by the overall status (the Discord alert sink's colours), a field per check (worst
+    first, status in words and emoji, not colour alone), and with ``detailed`` each check's
+    thresholds and time plus a field of circuit breakers (``breakers``: BreakerSnapshot-like
+    objects with name, state, consecutive_failures) and one of resource figures (the system
+    checks' values). Always within Discord's limits (DISCORD_LIMITS): long texts are cut
+    with an ellipsis, and checks beyond 25 fields or 6000 characters are summarised in a
+    last "and N more" field. Send it as ``{"embeds": [embed]}`` (a webhook) or
+    ``discord.Embed.from_dict(embed)`` (a bot).
+    """
+    from reliactl.health.alerts import COLORS, EMOJI
+
+    limits = DISCORD_LIMITS
+    status = report.overall_status
+    metrics = sorted(report.metrics.values(), key=lambda m: (-m.status.severity, m.name))
+    counts: dict[str, int] = {}
+    for m in metrics:
+        counts[m.status.value] = counts.get(m.status.value, 0) + 1
+    ok = counts.get("OK", 0)
+    bad = ", ".join(f"{n} {s.lower()}" for s, n in counts.items() if s != "OK")
+    title = _clip(f"{EMOJI[status]} System health: {status.value}", limits["title"])
+    if metrics:
+        summary = f"{ok} of {len(metrics)} checks OK" + (f" ({bad})" if bad else "")
+    else:
+        summary = "no checks configured"
+    description = _clip(summary, limits["description"])
+    footer = _clip("reliactl health" + (f" · {host}" if host else ""), limits["footer"])
+
+    extra: list[dict[str, Any]] = []
+    if detailed:
+        if breakers is not None:
+            lines = [
+                f"{b.name}: {b.state.value.replace('_', '-')}"
+                + (f" ({b.consecutive_failures} failures)" if b.consecutive_failures else "")
+                for b in sorted(breakers, key=lambda b: (b.state.value == "closed", b.name))
+            ]
+            value = "\n".join(lines) if lines else "none"
+            extra.append({"name": "Circuit breakers", "value": value, "inline": False})
+        resources = [f"{m.name}: {_discord_value(m)}" for m in metrics if m.kind in RESOURCE_KINDS]
+        if resources:
+            value = "\n".join(sorted(resources))
+            extra.append({"name": "Resources", "value": value, "inline": False})
+    for f in extra:
+        f["name"] = _clip(f["name"], limits["field_name"])
+        f["value"] = _clip(f["value"], min(limits["field_value"], 700))
+
+    budget = limits["total"] - len(title) - len(description) - len(footer)
+    budget -= sum(len(f["name"]) + len(f["value"]) for f in extra)
+    slots = limits["fields"] - len(extra)
+    fields: list[dict[str, Any]] = []
+    for index, m in enumerate(metrics):
+        left = len(metrics) - index
+        room = budget - (_SUMMARY_ROOM if left > 1 else 0)
+        emoji, word = EMOJI[m.status], m.status.value  # the status survives a long name
+        short = _clip(m.name, limits["field_name"] - len(emoji) - len(word) - 3)
+        name = f"{emoji} {short}: {word}"
+        text = f"{_discord_value(m)} · {one_line(m.message)}" if m.value is not None else m.message
+        if detailed:
+            limits_text = " · ".join(
+                t for t in (m.warn and f"warn {m.warn}", m.critical and f"crit {m.critical}") if t
+            )
+            text += f"\n{limits_text + ' · ' if limits_text else ''}took {m.duration * 1000:.0f}ms"
+        value = _clip(text, min(limits["field_value"], room - len(name)))
+        full = len(fields) >= slots - (1 if left > 1 else 0)
+        if full or room - len(name) < 40:
+            rest = metrics[index:]
+            names = ", ".join(r.name for r in rest)
+            word = "check" if len(rest) == 1 else "checks"
+            fields.append(
+                {
+                    "name": f"…and {len(rest)} more {word}",
+                    "value": _clip(names, _SUMMARY_ROOM - 40),
+                    "inline": False,
+                }
+            )
+            break
+        fields.append({"name": name, "value": value, "inline": not detailed})
+        budget -= len(name) + len(value)
+    return {
+        "title": title,
+        "description": description,
+        "color": COLORS[status],
+        "fields": fields + extra,
+        "timestamp": _iso_utc(report.checked_at),
+        "footer": {"text": footer},
+    }
+
+
+def _iso_utc(epoch: float) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+__all__ = ["DISCORD_LIMITS", "_fmt", "discord_embed", "nagios", "prometheus"]

@@ -57,3 +57,31 @@ def test_installed_completions_are_found(tmp_path: Path) -> None:
     target.parent.mkdir(parents=True)
     target.write_text("# x")
     assert statuses(diagnose())["completions"] == "ok"
+
+
+def test_serve_token_file_must_be_private_and_long(tmp_path: Path) -> None:
+    """doctor fails a serve token file other users can read or shorter than serve accepts,
+    and passes a private one; a missing file means serve would be read-only (ok)."""
+    token = tmp_path / "serve.token"
+
+    def serve_finding() -> tuple[str, str]:
+        report = diagnose(environ={}, serve_token_file=str(token))
+        found = [f for f in report.findings if f.check == "serve"]
+        assert len(found) == 1
+        return found[0].status, found[0].message
+
+    assert serve_finding() == (
+        "ok",
+        "the serve extra is installed; serve would run read-only (no token)",
+    )
+    token.write_text("a" * 32 + "\n")
+    token.chmod(0o644)
+    status, message = serve_finding()
+    assert status == "fail" and "mode 0644" in message
+    token.chmod(0o600)
+    assert serve_finding()[0] == "ok"
+    token.write_text("short\n")
+    status, message = serve_finding()
+    assert status == "fail" and "5 characters" in message
+    weak = diagnose(environ={"RELIACTL_SERVE_TOKEN": "abc"}, serve_token_file=str(tmp_path / "x"))
+    assert [f.status for f in weak.findings if f.check == "serve"] == ["fail"]

@@ -99,14 +99,16 @@ def start_serve(tmp: Path, *extra: str, token: bool = True) -> Served:
     (tmp / "perf.sh").write_text("echo 'OK | '\\''we\"i rd\\'\\''=5s;; x_y=3B'\n", encoding="utf-8")
     config = tmp / "serve.yaml"
     config.write_text(
-        "health_monitor:\n  system_checks: [memory]\n  checks:\n"
+        "health_monitor:\n  system_checks: [memory]\n  jobs_checks: false\n  checks:\n"
         "    - name: queue\n      kind: python\n      target: servecheck:depth\n"
         "      warn: '50'\n      critical: '90'\n"
         "    - name: perf\n      kind: command\n"
         f"      command: [sh, {tmp / 'perf.sh'}]\n"
         "  alerts:\n    - name: chat\n      kind: discord\n"
         f"      url: {WEBHOOK}\n"
-        "circuit_breaker:\n  breakers:\n    payments: {failure_threshold: 3}\n",
+        "circuit_breaker:\n  breakers:\n    payments: {failure_threshold: 3}\n"
+        # Never run: overdue once a second and its grace have passed since serve declared it.
+        "jobs:\n  nightly-report: {every: 1s, grace: 1s}\n  weekly: {every: 7d}\n",
         encoding="utf-8",
     )
     (tmp / "token").write_text(TOKEN + "\n", encoding="utf-8")

@@ -57,7 +57,8 @@ def wait(predicate, what: str, bound: float = 30.0):  # type: ignore[no-untyped-
 def test_dashboard_in_a_real_browser(served: Served, browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """The page loads with no console error; a breaker tripped from the CLI shows open within
     one refresh; reset without the token is refused and with it closes the breaker; a failing
-    check turns the overall status CRITICAL (red) and /healthz 503. Screenshots are saved."""
+    check turns the overall status CRITICAL (red) and /healthz 503; the overdue job is listed
+    first in the jobs table. Screenshots are saved."""
     from selenium.webdriver.common.by import By
 
     shots = Path(os.environ.get("SERVE_SCREENSHOTS") or tmp_path / "screenshots")
@@ -85,6 +86,16 @@ def test_dashboard_in_a_real_browser(served: Served, browser, tmp_path: Path) ->
     ).click()
     wait(lambda: browser.find_element(By.CSS_SELECTOR, row).text == "closed", "closed shown")
     assert served.json("/api/breakers")[1]["open"] == []
+    # Read in one script: the table is rebuilt on every refresh (no stale element).
+    first_job = (
+        "const r = document.querySelector('#jobs tbody tr');"
+        " return r ? [r.dataset.job, r.textContent] : null;"
+    )
+    first = wait(
+        lambda: (found := browser.execute_script(first_job)) and "overdue" in found[1] and found,
+        "the overdue job listed first",
+    )
+    assert first[0] == "nightly-report"
     served.flag.touch()
     wait(lambda: overall.text == "CRITICAL", "the overall status CRITICAL")
     overall = browser.find_element(By.ID, "overall")

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -181,6 +182,142 @@ def test_run_and_health_never_import_the_web_stack(command: list[str]) -> None:
     """run and health never import starlette, uvicorn or prometheus_client (startup cost)."""
     modules = imported(*command)
     assert "reliactl.cli" in modules
-    heavy = {m for m in modules if m.split(".")[0] in ("starlette", "uvicorn", "prometheus_client")}
+    heavy = {
+        m
+        for m in modules
+        if m.split(".")[0] in ("starlette", "uvicorn", "httptools", "prometheus_client")
+    }
     assert not heavy
     assert not {m for m in modules if m.startswith("reliactl.cli.web")}
+
+
+def test_api_jobs_is_the_cli_document_and_metrics_cover_jobs_limits_alerts(
+    served: Served,
+) -> None:
+    """/api/jobs is `reliactl jobs --json` (same keys, one version field, the overdue flag);
+    /metrics parses with prometheus_client and has each job's last success, last duration,
+    runs_total by outcome and overdue, each stored rate limiter's tokens (hostile key) and
+    alert deliveries_total by sink and result (the unreachable webhook: failed)."""
+    from reliactl.config import load
+    from reliactl.ratelimit import RateLimiter
+    from reliactl.state import open_state
+
+    hostile = 'api "v2"\\\nö'
+    loaded = load(str(served.tmp / "serve.yaml"), environ=served.env)
+    store = open_state(loaded.config)
+    assert RateLimiter("5/minute", key=hostile, store=store).try_acquire()
+    store.close()
+    assert served.cli("run", "--name", "weekly", "--", "true").returncode == 0
+    assert served.cli("run", "--name", 'job "x"', "--", "false").returncode != 0
+
+    def overdue() -> Any:
+        doc = served.json("/api/jobs")[1]
+        jobs = {j["name"]: j for j in doc["jobs"]}
+        return doc if jobs["nightly-report"]["overdue"] else None
+
+    api = served.wait_for(overdue, "nightly-report to be overdue")
+    cli = json.loads(served.cli("jobs", "--json").stdout)
+    assert list(api) == list(cli) == ["version", "jobs"] and api["version"] == cli["version"]
+    assert [j["name"] for j in api["jobs"]] == [j["name"] for j in cli["jobs"]]
+    for ours, theirs in zip(api["jobs"], cli["jobs"], strict=True):
+        assert list(ours) == list(theirs)
+    jobs = {j["name"]: j for j in api["jobs"]}
+    assert jobs["nightly-report"]["status"] == "CRITICAL"
+    assert not jobs["weekly"]["overdue"] and jobs["weekly"]["last_success_at"]
+
+    served.flag.touch()  # a CRITICAL round: an alert to the (unreachable) Discord webhook
+
+    def families() -> Any:
+        text = served.get("/metrics")[1]
+        found = {f.name: f for f in text_string_to_metric_families(text)}
+        return found if found["reliactl_alert_deliveries"].samples else None
+
+    found = served.wait_for(families, "an alert delivery counted", bound=60)
+    overdue_of = {s.labels["job"]: s.value for s in found["reliactl_job_overdue"].samples}
+    assert overdue_of == {"nightly-report": 1.0, "weekly": 0.0}
+    success = {
+        s.labels["job"] for s in found["reliactl_job_last_success_timestamp_seconds"].samples
+    }
+    assert success == {"weekly"}
+    took = {s.labels["job"] for s in found["reliactl_job_last_duration_seconds"].samples}
+    assert {"weekly", 'job "x"'} <= took
+    runs = {
+        (s.labels["job"], s.labels["outcome"]): s.value for s in found["reliactl_job_runs"].samples
+    }
+    assert runs[("weekly", "success")] == 1 and runs[('job "x"', "failure")] == 1
+    tokens = {
+        (s.labels["limiter"], s.labels["rate"]): s.value
+        for s in found["reliactl_ratelimit_tokens_available"].samples
+    }
+    assert tokens == {(hostile, "5/minute"): 4.0}
+    deliveries = found["reliactl_alert_deliveries"]
+    assert deliveries.type == "counter"
+    assert {(s.labels["sink"], s.labels["result"]) for s in deliveries.samples} == {
+        ("chat", "failed")
+    }
+
+
+def test_term_during_a_round_finishes_it_records_it_and_closes_the_store(tmp_path: Path) -> None:
+    """TERM while a slow check is running: serve waits for the round (its result is in the
+    health history afterwards), closes the store (SQLite's -wal file is gone: no connection
+    left open) and exits by the signal without a traceback."""
+    import os
+    import signal
+    import time
+
+    started, finished = tmp_path / "started", tmp_path / "finished"
+    (tmp_path / "slowcheck.py").write_text(
+        "import os, time\n"
+        "def slow():\n"
+        f"    open({str(started)!r}, 'w').close()\n"
+        "    time.sleep(1.5)\n"
+        f"    open({str(finished)!r}, 'w').close()\n"
+        "    return {'value': 42.0}\n",
+        encoding="utf-8",
+    )
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "health_monitor:\n  system_checks: []\n  checks:\n"
+        "    - name: slow\n      kind: python\n      target: slowcheck:slow\n",
+        encoding="utf-8",
+    )
+    state = tmp_path / "state" / "state.db"
+    env = {
+        **os.environ,
+        "RELIACTL_CONFIG": str(config),
+        "RELIACTL_STATE__PATH": str(state),
+        "PYTHONPATH": str(tmp_path),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reliactl", "serve", "--port", str(free_port()), "-i", "1h"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 60  # generous: detects a hang only
+        while not started.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        assert started.exists() and not finished.exists(), proc.poll()
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode in (0, -signal.SIGTERM), err
+    assert finished.exists(), "the round in progress was cut short"
+    assert "stopped (the round in progress finished, the store is closed)" in err
+    assert "Traceback" not in err
+    assert not state.with_name(state.name + "-wal").exists()
+    history = subprocess.run(
+        [sys.executable, "-m", "reliactl", "health", "history", "slow", "--json", "--since", "1h"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    doc = json.loads(history.stdout)
+    assert [p["value"] for p in doc["checks"][0]["points"]] == [42.0], history.stderr

@@ -41,14 +41,22 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 MAX_SINCE = 366 * 86400.0
+METRICS_MAX_AGE = 1.0  # seconds a /metrics body is shared by the scrapes that follow
 
 
-def _json(doc: dict[str, Any], status: int = 200) -> Response:
+def _json_body(doc: dict[str, Any]) -> bytes:
     """A document as the CLI's --json prints it (emit_json): "version" first."""
     from reliactl.cli.output import JSON_VERSION
 
     body = json.dumps({"version": JSON_VERSION, **doc}, indent=2, allow_nan=False, default=str)
-    body += "\n"
+    return (body + "\n").encode()
+
+
+def _json(doc: dict[str, Any], status: int = 200) -> Response:
+    return _raw_json(_json_body(doc), status)
+
+
+def _raw_json(body: bytes, status: int = 200) -> Response:
     return Response(body, status, media_type="application/json", headers=SECURITY_HEADERS)
 
 
@@ -108,15 +116,37 @@ def build_app(service: Service, *, json_logs: bool = False, loop_rounds: bool = 
         body = resources.files("reliactl.cli.web").joinpath("static").joinpath(name).read_bytes()
         return Response(body, media_type=STATIC[name], headers=SECURITY_HEADERS)
 
+    # /healthz without ?check is what probes hit: its body is built once per round.
+    healthz_cache: list[Any] = [None, 503, b""]  # [report, status, body]
+
     async def healthz(request: Request) -> Response:
-        status, doc = service.health(request.query_params.get("check"))
+        check = request.query_params.get("check")
+        if check is None:
+            report = service.report
+            if report is not None and healthz_cache[0] is report:
+                return _raw_json(healthz_cache[2], healthz_cache[1])
+            status, doc = service.health(None)
+            body = _json_body(doc)
+            healthz_cache[:] = [report, status, body]
+            return _raw_json(body, status)
+        status, doc = service.health(check)
         return _json(doc, status)
 
     async def livez(request: Request) -> Response:
         return _json({"status": "alive", "rounds": service.rounds})
 
+    # One exposition at a time, shared by the scrapes that arrive while it is built and for
+    # METRICS_MAX_AGE after: a burst of scrapers reads the store once, not once each.
+    metrics_lock = asyncio.Lock()
+    metrics_cache: list[Any] = [-1.0, b""]  # [monotonic time built, body]
+
     async def metrics(request: Request) -> Response:
-        body = await asyncio.to_thread(exposition, collector)
+        asked = time.monotonic()
+        async with metrics_lock:
+            built, body = metrics_cache
+            if not built >= asked - METRICS_MAX_AGE:
+                body = await asyncio.to_thread(exposition, collector)
+                metrics_cache[:] = [time.monotonic(), body]
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def api_health(request: Request) -> Response:
@@ -132,6 +162,9 @@ def build_app(service: Service, *, json_logs: bool = False, loop_rounds: bool = 
         except ValueError:
             return _json({"error": "limit: expected a number"}, 400)
         return _json(await asyncio.to_thread(service.runs, limit))
+
+    async def api_jobs(request: Request) -> Response:
+        return _json(await asyncio.to_thread(service.jobs))
 
     async def api_history(request: Request) -> Response:
         from reliactl.durations import parse_duration
@@ -190,6 +223,7 @@ def build_app(service: Service, *, json_logs: bool = False, loop_rounds: bool = 
         Route("/api/health", api_health),
         Route("/api/breakers", api_breakers),
         Route("/api/runs", api_runs),
+        Route("/api/jobs", api_jobs),
         Route("/api/history", api_history),
         Route("/api/breakers/{name}/{action}", breaker_action, methods=["POST"]),
     ]

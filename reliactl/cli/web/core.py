@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from reliactl.state import StateStore
 
 HEALTHY = ("OK", "WARNING")  # /healthz answers 200 for these, 503 otherwise
+JOBS_MAX_AGE = 1.0  # seconds a job status list is reused (/metrics, /api/jobs)
 
 
 @dataclass
@@ -34,14 +36,22 @@ class Service:
     report: HealthReport | None = None
     rounds: int = 0
     started_at: float = field(default_factory=time.time)
+    # Alert deliveries of this process's rounds by (sink, "delivered" | "failed"): what
+    # /metrics counts (the store keeps each (sink, check)'s last claim, not a delivery log).
+    deliveries: Counter[tuple[str, str]] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _jobs_lock: threading.Lock = field(default_factory=threading.Lock)
+    _jobs_cache: tuple[float, list[Any]] | None = None
 
     def round(self) -> HealthReport:
         """One round of checks, alerts (with their cooldowns) and history."""
         from reliactl.cli.health import _one_round, record_history
 
         with self._lock:
-            report, _outcomes = _one_round(self.monitor, None, alerts=True)
+            report, outcomes = _one_round(self.monitor, None, alerts=True)
+            for outcome in outcomes:
+                result = "delivered" if outcome.delivered else "failed"
+                self.deliveries[(outcome.sink, result)] += 1
             record_history(self.store, report, self.config)
             self.report = report
             self.rounds += 1
@@ -79,6 +89,25 @@ class Service:
         from reliactl.cli.run import runs_document
 
         return _scrubbed(runs_document(self.store.runs(None, limit=limit)))
+
+    def job_statuses(self) -> list[Any]:
+        """Each declared job, then each job only seen in history (``reliactl jobs``), at
+        most ``JOBS_MAX_AGE`` old: scrapes and dashboards in a burst read the store once."""
+        from reliactl.schedule import job_statuses
+
+        with self._jobs_lock:
+            now = time.time()
+            cached = self._jobs_cache
+            if cached is None or not 0 <= now - cached[0] < JOBS_MAX_AGE:
+                cached = (now, job_statuses(self.config.jobs, self.store, now=now))
+                self._jobs_cache = cached
+            return list(cached[1])
+
+    def jobs(self) -> dict[str, Any]:
+        """The ``jobs --json`` document."""
+        from reliactl.cli.jobs import jobs_document
+
+        return _scrubbed(jobs_document(self.job_statuses()))
 
     def history(
         self, checks: list[str] | None, since: float, max_points: int | None = None

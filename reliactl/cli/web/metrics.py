@@ -1,7 +1,9 @@
 """serve's /metrics: a prometheus_client collector over the last round and the state store.
 
 Names follow health/formats.py (``reliactl_health_*``, values in base units by the same
-``_family`` table); breakers are ``reliactl_breaker_*`` and jobs (runs) ``reliactl_job_*``.
+``_family`` table); breakers are ``reliactl_breaker_*``, jobs (runs) ``reliactl_job_*``, the
+store's rate limiters ``reliactl_ratelimit_*`` and serve's alert deliveries
+``reliactl_alert_deliveries_total``. (Rate limiter waits are not in the store: no waits_total.)
 Counters (``transitions_total``, ``runs_total``) count what this serve process has seen in
 the store's history since it started, so they only ever grow (a restart is a counter reset,
 as Prometheus expects); they are never the size of the bounded history, which can shrink.
@@ -40,6 +42,8 @@ class ReliactlCollector:
         yield from self._health()
         yield from self._breakers()
         yield from self._jobs()
+        yield from self._rate_limiters()
+        yield from self._alerts()
 
     def _health(self) -> Iterator[Metric]:
         report = self.service.report
@@ -138,6 +142,10 @@ class ReliactlCollector:
                 self._runs[(r.name, r.outcome)] += 1
         if len(self._runs_seen) > SEEN_LIMIT:
             self._runs_seen = set(sorted(self._runs_seen)[-1000:])
+        statuses = self.service.job_statuses()
+        for st in statuses:  # a declared job's success may be older than the last 1000 runs
+            if st.last_success_at is not None:
+                last_success.setdefault(st.name, st.last_success_at)
         success = GaugeMetricFamily(
             "reliactl_job_last_success_timestamp_seconds",
             "When each job (reliactl run --name) last succeeded (epoch).",
@@ -159,9 +167,50 @@ class ReliactlCollector:
         )
         for (name, outcome), count in sorted(self._runs.items()):
             runs.add_metric([name, outcome], count)
+        overdue = GaugeMetricFamily(
+            "reliactl_job_overdue",
+            "1 when a declared job missed its expected run (period plus grace), else 0.",
+            labels=["job"],
+        )
+        for st in statuses:
+            if st.declared:
+                overdue.add_metric([st.name], 1.0 if st.overdue else 0.0)
         yield success
         yield duration
         yield runs
+        yield overdue
+
+    def _rate_limiters(self) -> Iterator[Metric]:
+        """Tokens left in each bucket of each rate limiter shared through the store."""
+        from reliactl.ratelimit import RateLimiter
+
+        store = self.service.store
+        tokens = GaugeMetricFamily(
+            "reliactl_ratelimit_tokens_available",
+            "Tokens left now in each bucket of each stored rate limiter.",
+            labels=["limiter", "rate"],
+        )
+        for key, record in sorted(store.items("rate").items()):
+            spec = record.get("spec")
+            if not isinstance(spec, str):
+                continue
+            try:
+                available = RateLimiter(spec, key=key, store=store).available()
+            except (ValueError, TypeError):
+                continue  # a record written by another version: not ours to judge
+            for rate, left in available.items():
+                tokens.add_metric([key, rate], max(0.0, left))
+        yield tokens
+
+    def _alerts(self) -> Iterator[Metric]:
+        deliveries = CounterMetricFamily(
+            "reliactl_alert_deliveries",
+            "Alerts sent by serve's rounds to each sink, by result (delivered or failed).",
+            labels=["sink", "result"],
+        )
+        for (sink, result), count in sorted(self.service.deliveries.items()):
+            deliveries.add_metric([sink, result], count)
+        yield deliveries
 
 
 def exposition(collector: ReliactlCollector) -> bytes:

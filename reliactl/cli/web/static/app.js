@@ -128,6 +128,26 @@ function renderRuns(doc) {
   if (!(doc.runs || []).length) body.append(el("tr", {}, el("td", { colspan: "5", class: "muted" }, "no runs recorded")));
 }
 
+const SEVERITY = { CRITICAL: 3, UNKNOWN: 2, WARNING: 1, OK: 0 };
+
+function renderJobs(doc) {
+  const body = document.querySelector("#jobs tbody");
+  body.replaceChildren();
+  // Overdue (missed) jobs first, then by status, then by name.
+  const jobs = (doc.jobs || []).slice().sort((a, b) =>
+    (b.overdue - a.overdue) || ((SEVERITY[b.status] || 0) - (SEVERITY[a.status] || 0)) ||
+    a.name.localeCompare(b.name));
+  for (const j of jobs) {
+    const status = j.overdue ? `${j.status} (overdue)` : j.status;
+    body.append(el("tr", { "data-job": j.name, title: j.message || "" },
+      el("td", {}, j.name + (j.declared ? "" : " (not declared)")),
+      el("td", {}, el("span", { class: `badge ${j.status}` }, status)),
+      el("td", {}, j.schedule || "-"), el("td", {}, j.last_success_at || "never"),
+      el("td", {}, String(j.consecutive_failures))));
+  }
+  if (!jobs.length) body.append(el("tr", {}, el("td", { colspan: "5", class: "muted" }, "no jobs declared or run")));
+}
+
 async function refresh() {
   try {
     if (Date.now() - lastHistory > HISTORY_MS) {
@@ -135,9 +155,10 @@ async function refresh() {
       history = Object.fromEntries(doc.checks.map((c) => [c.name, c]));
       lastHistory = Date.now();
     }
-    const [health, breakers, runs] = await Promise.all([
-      getJSON("/api/health"), getJSON("/api/breakers"), getJSON("/api/runs?limit=15")]);
-    renderHealth(health); renderBreakers(breakers); renderRuns(runs);
+    const [health, breakers, jobs, runs] = await Promise.all([
+      getJSON("/api/health"), getJSON("/api/breakers"), getJSON("/api/jobs"),
+      getJSON("/api/runs?limit=15")]);
+    renderHealth(health); renderBreakers(breakers); renderJobs(jobs); renderRuns(runs);
   } catch (err) {
     document.getElementById("updated").textContent = `update failed: ${err.message}`;
   }
