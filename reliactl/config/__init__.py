@@ -39,14 +39,17 @@ from reliactl.config._schema import (
     JobSettings,
     KeyPath,
     RateLimitConfig,
+    RemediateSpec,
     ResourcesConfig,
     RetryConfig,
     RunConfig,
     StateConfig,
 )
 from reliactl.config._validation import (
+    cleanup_root_name,
     dotted_path,
     parse_rates,
+    parse_remediation_action,
 )
 from reliactl.config._views import (
     example_yaml,
@@ -79,10 +82,12 @@ __all__ = [
     "KeyPath",
     "LoadedConfig",
     "RateLimitConfig",
+    "RemediateSpec",
     "ResourcesConfig",
     "RetryConfig",
     "RunConfig",
     "StateConfig",
+    "cleanup_root_name",
     "config_candidates",
     "config_untrusted",
     "dotted_path",
@@ -92,6 +97,7 @@ __all__ = [
     "is_secret_key",
     "load",
     "parse_rates",
+    "parse_remediation_action",
     "scalar_yaml",
     "state_home",
     "to_plain",
