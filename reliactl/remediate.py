@@ -172,7 +172,7 @@ def _cleanup_command(name: str, config: Config, config_path: Path | str | None) 
     root = roots[0]
     argv = [sys.executable, "-m", "reliactl"]
     if config_path is not None:
-        argv += ["--config", str(config_path)]
+        argv += ["--config", os.path.abspath(config_path)]
     argv += ["cleanup", "--older-than", format_duration(root.max_age)]
     for pattern in root.include:
         argv += ["--include", pattern]
@@ -268,7 +268,7 @@ class Remediator:
             if result is None:
                 continue
             done.append(result)
-            metrics[name] = _annotated(verified or metric, result)
+            metrics[name] = _annotated(verified or metric, result, metric)
         if not done:
             return report, done
         healed = replace(
@@ -538,13 +538,17 @@ class Remediator:
         self.monitor.records.update(RECORD_KIND, f"remediate:{name}", step)
 
 
-def _annotated(metric: HealthMetric, result: Remediation) -> HealthMetric:
-    """The metric with the remediation's result in its message and details."""
+def _annotated(metric: HealthMetric, result: Remediation, seen: HealthMetric) -> HealthMetric:
+    """The (verified) metric with the remediation's result in its message and details; a
+    verified metric also says what was seen before (``seen``)."""
+    note = result.result
+    if metric is not seen:
+        note += f": was {seen.status.value}: {_one_line(seen.message, 200)}"
+    elif result.message:
+        note += f": {result.message}"
     return replace(
         metric,
-        message=f"{metric.message} [{result.result}: {result.message}]"
-        if result.message
-        else f"{metric.message} [{result.result}]",
+        message=f"{metric.message} [{note}]",
         details={**metric.details, "remediation": result.to_dict()},
     )
 
