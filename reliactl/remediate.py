@@ -23,7 +23,8 @@ restarts within 5 cycles then unmonitor"):
   anything else "remediation failed". The report carries the verified metric.
 - Cap: at most ``max_attempts`` within ``window``; then nothing runs and one alert
   ("remediation_exhausted") goes to every sink, once per exhaustion (claimed in the record);
-  the check recovering re-arms it.
+  the check recovering, or the window letting another attempt through, re-arms it.
+- UNKNOWN (a check that could not run or timed out) is not CRITICAL: nothing runs for it.
 - Trust: nothing runs when the configuration file is (now) owned by another user or
   writable by others (reliactl.trust), nor for a signal pidfile that is.
 - ``dry_run`` shows what would run for every CRITICAL check and changes nothing.
@@ -235,16 +236,18 @@ class Remediator:
         config_path: Path | str | None = None,
         dry_run: bool = False,
         alerts: bool = True,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         systemd_mark: str = SYSTEMD_MARK,
     ) -> None:
+        """``clock`` defaults to the monitor's (the report's ``checked_at`` is compared with
+        the attempts' times, so both must read one clock)."""
         self.monitor = monitor
         self.config = config
         self.config_path = config_path
         self.dry_run = dry_run
         self.alerts = alerts
-        self.clock = clock
+        self.clock = clock if clock is not None else monitor.clock
         self.sleep = sleep
         self.systemd_mark = systemd_mark
 
@@ -390,6 +393,7 @@ class Remediator:
                 current.setdefault("exhausted_at", now)
                 return current
             attempts.append(now)
+            current.pop("exhausted_at", None)  # the window let one through: a new episode
             current.update(claim=token, claimed_until=now + spec.timeout + CLAIM_MARGIN)
             decided.update(verdict="run", attempt=len(attempts))
             return current

@@ -64,10 +64,12 @@ def write(
     return path
 
 
-def healer(path: Path, **kwargs: Any) -> tuple[Remediator, Any]:
+def healer(path: Path, clock: Any = time.time, **kwargs: Any) -> tuple[Remediator, Any]:
     loaded = load(path)
     store = open_state(loaded.config)
-    monitor = HealthMonitor(loaded.config.health_monitor, store=store, full_config=loaded.config)
+    monitor = HealthMonitor(
+        loaded.config.health_monitor, store=store, full_config=loaded.config, clock=clock
+    )
     return Remediator(monitor, loaded.config, config_path=loaded.path, **kwargs), store
 
 
@@ -328,3 +330,47 @@ def test_bad_remediate_config_is_refused_with_file_and_line(
         load(cfg)
     text = str(caught.value)
     assert expected in text and "reliactl.yaml:" in text and "remediate" in text, text
+
+
+def test_a_remediation_past_its_timeout_is_stopped_and_failed(tmp_path: Path) -> None:
+    """timeout: the engine stops the remediation's whole process tree (a background child
+    too); the result is "remediation failed" with the outcome timeout, and nothing of it
+    is left running."""
+    pidfile = tmp_path / "child.pid"
+    cfg = write(
+        tmp_path,
+        f'command: [{SH}, -c, "sleep 60 & echo $! > {pidfile}; wait"]\ntimeout: 300ms\n',
+    )
+    remediator, _ = healer(cfg)
+    started = time.monotonic()
+    done = round_of(remediator)[1]
+    assert time.monotonic() - started < 30  # a hang detector, not a measurement
+    assert [(r.result, r.outcome) for r in done] == [(FAILED, "timeout")]
+    from reliactl._procfs import pid_alive
+
+    child = int(pidfile.read_text())
+    deadline = time.monotonic() + 10
+    while pid_alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not pid_alive(child)
+
+
+def test_exhaustion_alerts_again_once_the_window_let_another_attempt_through(
+    tmp_path: Path,
+) -> None:
+    """One exhausted alert per episode: after the window passes (a clock moved 2h on), a
+    new attempt runs and fails, and the next exhaustion is announced again, once."""
+    now = [time.time()]
+    with FlakyServer() as sink:
+        cfg = write(
+            tmp_path,
+            "command: [/bin/false]\nverify_after: 0s\nmax_attempts: 1\nwindow: 1h\n",
+            sink=f"{sink.url}/hook",
+        )
+        remediator, _ = healer(cfg, clock=lambda: now[0])
+        results = [round_of(remediator)[1][0].result for _ in range(3)]
+        now[0] += 7200
+        results += [round_of(remediator)[1][0].result for _ in range(3)]
+        assert results == [FAILED, EXHAUSTED, EXHAUSTED, FAILED, EXHAUSTED, EXHAUSTED]
+        kinds = [p.get("kind") for p in sink.posted("/hook")]
+        assert kinds.count("remediation_exhausted") == 2, kinds
