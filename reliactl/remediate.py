@@ -317,10 +317,12 @@ class Remediator:
             ), None
         if verdict == "done":  # another run remediated it after we looked: look again
             verified = self._verify(name, 0.0)
-            result = REMEDIATED if verified is not None and verified.status.is_ok else FAILED
+            good = verified is not None and verified.status in (Status.OK, Status.WARNING)
+            seen = verified.status.value if verified is not None else "not checked"
             return Remediation(
-                name, result, argv, spec.action, "remediated by another run meanwhile"
-            ), verified
+                name, REMEDIATED if good else FAILED, argv, spec.action,
+                f"another run remediated it meanwhile; verified {seen}",
+            ), verified  # fmt: skip
         if verdict == "exhausted":
             return self._exhausted(name, spec, argv, claim), None
         return self._run(name, spec, argv, token, claim["attempt"])
@@ -417,7 +419,10 @@ class Remediator:
             current["streak"] = 0  # `after: N` counts anew after an attempt
             return current
 
-        self.monitor.records.update(RECORD_KIND, f"remediate:{name}", step)
+        try:
+            self.monitor.records.update(RECORD_KIND, f"remediate:{name}", step)
+        except ReliactlError:
+            pass  # the store failed after the run: the claim's lease expires on its own
 
     def _run(
         self, name: str, spec: RemediateSpec, argv: tuple[str, ...], token: str, attempt: int
