@@ -374,3 +374,31 @@ def test_exhaustion_alerts_again_once_the_window_let_another_attempt_through(
         assert results == [FAILED, EXHAUSTED, EXHAUSTED, FAILED, EXHAUSTED, EXHAUSTED]
         kinds = [p.get("kind") for p in sink.posted("/hook")]
         assert kinds.count("remediation_exhausted") == 2, kinds
+
+
+def test_the_remediation_breaker_stops_a_remediation_that_keeps_failing(tmp_path: Path) -> None:
+    """The breaker remediate.flag (failure_threshold 1 here, in circuit_breaker.breakers):
+    after one failed run it is open, so the next round runs nothing ("breaker_open") and
+    does not spend an attempt."""
+    count = tmp_path / "count"
+    cfg = write(
+        tmp_path,
+        f'command: [{SH}, -c, "echo run >> {count}; exit 1"]\nverify_after: 0s\nmax_attempts: 10\n',
+        extra="""
+        circuit_breaker:
+          breakers:
+            remediate.flag:
+              failure_threshold: 1
+              recovery_timeout: 1h
+        """,
+    )
+    remediator, _ = healer(cfg)
+    first = round_of(remediator)[1]
+    second = round_of(remediator)[1]
+    assert [(r.result, r.outcome) for r in first + second] == [
+        (FAILED, "failure"),
+        (FAILED, "breaker_open"),
+    ]
+    assert lines(count) == 1 and second[0].attempt is None
+    record = remediator.monitor.records.get("kv", "remediate:flag")
+    assert record is not None and len(record["attempts"]) == 1

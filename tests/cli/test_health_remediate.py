@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from httpserver import FlakyServer
 from runhelpers import NOBODY
 
 from reliactl.config import load
@@ -78,6 +79,24 @@ def test_a_failed_remediation_is_reported_with_its_output(run_cli, tmp_path: Pat
     assert "remediation: flag: remediation failed" in result.stdout
     assert "cannot fix" in result.stdout
     assert runs_of(cfg) == ["failure"]
+
+
+def test_the_alert_of_a_still_failing_check_carries_the_remediation_output(
+    run_cli, tmp_path: Path
+) -> None:
+    """The problem alert (a real webhook sink) is sent after the remediation, with the
+    verified status and the remediation's output in its message."""
+    with FlakyServer() as sink:
+        text = config(tmp_path, '{command: [/bin/sh, -c, "echo no space left >&2; exit 1"]}')
+        hook = f"  alerts: [{{name: hook, kind: webhook, url: '{sink.url}/h'}}]\n"
+        cfg = text.read_text().replace("  jobs_checks: false\n", "  jobs_checks: false\n" + hook)
+        text.write_text(cfg)
+        result = run_cli("--config", str(text), "health")
+        assert result.exit_code == 2, result.output
+        posted = sink.posted("/h")
+    assert [p["kind"] for p in posted] == ["problem"], posted
+    assert "remediation failed" in posted[0]["message"]
+    assert "no space left" in posted[0]["message"]
 
 
 def test_no_remediate_runs_nothing(run_cli, tmp_path: Path) -> None:
