@@ -40,7 +40,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -308,7 +307,7 @@ class Remediator:
             argv = self._plan(spec)
         except _Refused as exc:
             return Remediation(name, exc.result, action=spec.action, message=str(exc)), None
-        token = uuid.uuid4().hex
+        token = os.urandom(16).hex()
         claim = self._claim(name, spec, token, checked_at)
         verdict = claim["verdict"]
         if verdict == "busy":

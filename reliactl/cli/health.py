@@ -240,7 +240,7 @@ def health(  # noqa: C901 - textfile and alerting move to the core (issue 15 ite
     if period is None:
         period = loaded.config.health_monitor.check_interval
     remediator = None
-    if not no_remediate:
+    if not no_remediate and any(c.remediate for c in loaded.config.health_monitor.checks):
         from reliactl.remediate import Remediator
 
         remediator = Remediator(
