@@ -133,7 +133,7 @@ _reliactl() {
                 "config validate") _rl_words="--help -h --json --no-env" ;;
                 "doctor") _rl_words="--help -h --json" ;;
                 "drill") _rl_words="--help -h --json" ;;
-                "health") _rl_words="--help -h --detailed --check -C --json --format --textfile --watch -w --interval -i --count -n --quiet -q --no-alerts --test-alert" ;;
+                "health") _rl_words="--help -h --detailed --check -C --json --format --textfile --watch -w --interval -i --count -n --quiet -q --no-alerts --no-remediate --dry-run-remediation --test-alert" ;;
                 "health history") _rl_words="--help -h --since --json" ;;
                 "http") _rl_words="--help -h -H --header -d --data --json-body --breaker --max-retries --rate --rate-key --rate-wait --timeout --fail -f -v --verbose" ;;
                 "jobs") _rl_words="--help -h --json" ;;

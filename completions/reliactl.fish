@@ -133,6 +133,8 @@ complete -c reliactl -n '__reliactl_at \'health\'' -l interval -s i -x -d 'Inter
 complete -c reliactl -n '__reliactl_at \'health\'' -l count -s n -x -d 'With --watch: stop after N rounds (as top -n).'
 complete -c reliactl -n '__reliactl_at \'health\'' -l quiet -s q -d 'Print nothing; only the exit code tells.'
 complete -c reliactl -n '__reliactl_at \'health\'' -l no-alerts -d 'Do not send alerts for this run.'
+complete -c reliactl -n '__reliactl_at \'health\'' -l no-remediate -d 'Run no check\'s remediate: command this time (report only).'
+complete -c reliactl -n '__reliactl_at \'health\'' -l dry-run-remediation -d 'Show the remediation each CRITICAL check would run; run none, change nothing.'
 complete -c reliactl -n '__reliactl_at \'health\'' -l test-alert -x -d 'Send a sample alert to the sink named SINK (any kind: webhook, discord, slack, command, email, pagerduty, opsgenie, telegram, teams, ntfy) and exit (0 delivered, 1 not). `reliactl doctor` checks every sink without sending.'
 complete -c reliactl -n '__reliactl_at \'health history\'' -l help -s h -d 'Show the help and exit.'
 complete -c reliactl -n '__reliactl_at \'health history\'' -l since -x -d 'How far back to look (24h).'

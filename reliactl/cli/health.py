@@ -16,11 +16,12 @@ from reliactl.cli.exitcodes import ExitCode
 from reliactl.cli.options import JsonOption, UsageCommand, hidden, quiet_option, usage
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from reliactl.health.alerts import AlertOutcome
     from reliactl.health.model import HealthMetric, HealthReport
     from reliactl.health.monitor import HealthMonitor
+    from reliactl.remediate import Remediation, Remediator
 
 FORMATS = ("text", "json", "nagios", "prometheus", "discord")
 STYLES = {"OK": "green", "WARNING": "yellow", "CRITICAL": "red", "UNKNOWN": "bright_black"}
@@ -134,6 +135,19 @@ def health(  # noqa: C901 - textfile and alerting move to the core (issue 15 ite
     no_alerts: Annotated[
         bool, typer.Option("--no-alerts", help="Do not send alerts for this run.")
     ] = False,
+    no_remediate: Annotated[
+        bool,
+        typer.Option(
+            "--no-remediate", help="Run no check's remediate: command this time (report only)."
+        ),
+    ] = False,
+    dry_run_remediation: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run-remediation",
+            help="Show the remediation each CRITICAL check would run; run none, change nothing.",
+        ),
+    ] = False,
     test_alert: Annotated[
         str | None,
         typer.Option(
@@ -153,6 +167,11 @@ def health(  # noqa: C901 - textfile and alerting move to the core (issue 15 ite
     (CRITICAL > WARNING > UNKNOWN > OK). Alerts go to the configured sinks when a check
     changes status, and again after the cooldown while it stays bad. A failing alert sink is
     reported on stderr and never changes the exit code. Bad options exit 3.
+
+    A check with remediate: runs its command (or cleanup:ROOT, restart:UNIT,
+    signal:PIDFILE:SIG) when it is CRITICAL, under a lock, a timeout, a breaker and at most
+    max_attempts per window, then checks again: the verified status is reported ("remediated"
+    or "remediation failed") and alerted.
     """
     if ctx.invoked_subcommand is not None:
         return  # `health history ...`: the subcommand does the work
@@ -171,6 +190,8 @@ def health(  # noqa: C901 - textfile and alerting move to the core (issue 15 ite
         raise _usage(f"--count: expected a positive number, got {count}")
     if (interval is not None or count is not None) and not watch:
         raise _usage("--interval and --count apply to --watch only")
+    if no_remediate and dry_run_remediation:
+        raise _usage("--no-remediate and --dry-run-remediation are exclusive")
     if textfile is not None:
         from reliactl.trust import not_regular
 
@@ -221,6 +242,17 @@ def health(  # noqa: C901 - textfile and alerting move to the core (issue 15 ite
         raise _usage(str(exc)) from None
     if period is None:
         period = loaded.config.health_monitor.check_interval
+    remediator = None
+    if not no_remediate and any(c.remediate for c in loaded.config.health_monitor.checks):
+        from reliactl.remediate import Remediator
+
+        remediator = Remediator(
+            monitor,
+            loaded.config,
+            config_path=loaded.path,
+            dry_run=dry_run_remediation,
+            alerts=not no_alerts,
+        )
 
     rounds = 0
     code: int = ExitCode.UNKNOWN
@@ -228,7 +260,9 @@ def health(  # noqa: C901 - textfile and alerting move to the core (issue 15 ite
     try:
         while True:
             rounds += 1
-            report, outcomes = _one_round(monitor, check, alerts=not no_alerts)
+            report, outcomes, healed = _healing_round(
+                monitor, check, alerts=not no_alerts, remediator=remediator
+            )
             record_history(store, report, loaded.config)
             code = report.exit_code
             if textfile is not None and not _write_textfile(textfile, report):
@@ -241,7 +275,15 @@ def health(  # noqa: C901 - textfile and alerting move to the core (issue 15 ite
                     from reliactl.breaker import list_breakers
 
                     breakers = list_breakers(store, loaded.config)
-                _render(report, outcomes, out_format, detailed, watch=watch, breakers=breakers)
+                _render(
+                    report,
+                    outcomes,
+                    out_format,
+                    detailed,
+                    watch=watch,
+                    breakers=breakers,
+                    healed=healed,
+                )
             if not watch or (count is not None and rounds >= count):
                 break
             time.sleep(period)
@@ -294,18 +336,34 @@ def _severity(code: int) -> int:
 def _one_round(
     monitor: HealthMonitor, names: list[str] | None, *, alerts: bool
 ) -> tuple[HealthReport, list[AlertOutcome]]:
+    """Check and alert, remediating nothing (serve's rounds)."""
+    report, outcomes, _ = _healing_round(monitor, names, alerts=alerts)
+    return report, outcomes
+
+
+def _healing_round(
+    monitor: HealthMonitor,
+    names: list[str] | None,
+    *,
+    alerts: bool,
+    remediator: Remediator | None = None,
+) -> tuple[HealthReport, list[AlertOutcome], list[Remediation]]:
+    """Check, remediate (the verified report is what is alerted and shown), alert."""
     from reliactl.cli.output import warn
 
     report = monitor.run_now(names)
-    outcomes: list[AlertOutcome] = []
+    healed: list[Remediation] = []
+    if remediator is not None:
+        report, healed = remediator.apply(report)
+    outcomes: list[AlertOutcome] = [o for r in healed for o in r.alerts]
     if alerts and monitor.config.alerts:
         import asyncio
 
-        outcomes = asyncio.run(monitor.alert_manager().process(report))
+        outcomes += asyncio.run(monitor.alert_manager().process(report))
     for outcome in outcomes:
         if not outcome.delivered:
             warn(outcome.describe())
-    return report, outcomes
+    return report, outcomes, healed
 
 
 def record_history(store: Any, report: HealthReport, config: Any) -> None:
@@ -380,7 +438,11 @@ def _write_textfile(path: str, report: HealthReport) -> bool:
 # --------------------------------------------------------------------------- rendering
 
 
-def health_document(report: HealthReport, outcomes: list[AlertOutcome]) -> dict[str, Any]:
+def health_document(
+    report: HealthReport,
+    outcomes: list[AlertOutcome],
+    healed: Sequence[Remediation] = (),
+) -> dict[str, Any]:
     """The JSON document of `health --json` (and serve's /healthz and /api/health)."""
     doc: dict[str, Any] = {}
     for key, value in report.to_dict().items():
@@ -399,6 +461,7 @@ def health_document(report: HealthReport, outcomes: list[AlertOutcome]) -> dict[
         }
         for o in outcomes
     ]
+    doc["remediations"] = [r.to_dict() for r in healed]
     return doc
 
 
@@ -410,6 +473,7 @@ def _render(
     *,
     watch: bool = False,
     breakers: Any = None,
+    healed: Sequence[Remediation] = (),
 ) -> None:
     from reliactl.cli.output import emit_json, emit_text
 
@@ -423,7 +487,7 @@ def _render(
         emit_text(json.dumps(embed, indent=2, ensure_ascii=False))
         return
     if out_format == "json":
-        emit_json(health_document(report, outcomes))
+        emit_json(health_document(report, outcomes, healed))
         return
     if out_format == "nagios":
         from reliactl.health.formats import nagios
@@ -436,6 +500,8 @@ def _render(
         emit_text(prometheus(report))
         return
     _render_table(report, detailed)
+    for result in healed:
+        emit_text(f"remediation: {result.describe()}")
     if watch:
         stamp = time.strftime("%H:%M:%S", time.localtime(report.checked_at))
         emit_text(f"(checked at {stamp}; Ctrl-C to stop)")

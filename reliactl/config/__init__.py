@@ -42,14 +42,17 @@ from reliactl.config._schema import (
     JobSettings,
     KeyPath,
     RateLimitConfig,
+    RemediateSpec,
     ResourcesConfig,
     RetryConfig,
     RunConfig,
     StateConfig,
 )
 from reliactl.config._validation import (
+    cleanup_root_name,
     dotted_path,
     parse_rates,
+    parse_remediation_action,
     sink_problems,
 )
 from reliactl.config._views import (
@@ -86,10 +89,12 @@ __all__ = [
     "KeyPath",
     "LoadedConfig",
     "RateLimitConfig",
+    "RemediateSpec",
     "ResourcesConfig",
     "RetryConfig",
     "RunConfig",
     "StateConfig",
+    "cleanup_root_name",
     "config_candidates",
     "config_untrusted",
     "dotted_path",
@@ -99,6 +104,7 @@ __all__ = [
     "is_secret_key",
     "load",
     "parse_rates",
+    "parse_remediation_action",
     "scalar_yaml",
     "sink_problems",
     "state_home",

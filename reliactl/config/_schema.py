@@ -108,6 +108,49 @@ ALERT_KINDS = (
 SMTP_SECURITY = ("starttls", "tls", "none")
 
 
+REMEDIATION_ACTIONS = ("cleanup", "restart", "signal")
+
+
+@dataclass(frozen=True)
+class RemediateSpec:
+    """What `health` runs when a check fails (a command or a built-in action) and its limits."""
+
+    command: list[str] | str = _opt(
+        doc="argv list run when the check fails; a shell string only with shell: true",
+        kind="argv",
+        factory=list,
+    )
+    shell: bool = _opt(False, doc="run command, one string, with /bin/sh -c (never implied)")
+    action: str = _opt(
+        "",
+        doc="a built-in action instead of command: cleanup:ROOT (a cleanup root's name),"
+        " restart:UNIT (systemctl) or signal:PIDFILE:SIGNAL (e.g. signal:/run/app.pid:HUP)",
+    )
+    after: int = _opt(
+        1,
+        doc="remediate after this many consecutive CRITICAL runs (1: when it turns CRITICAL)",
+        ge=1,
+    )
+    verify_after: float = _opt(
+        5.0,
+        doc="re-run the check this long after the remediation; that result is the check's status",
+        kind="duration",
+        ge=0,
+    )
+    timeout: float = _opt(
+        60.0, doc="stop the remediation (its whole process tree) after this", kind="duration", gt=0
+    )
+    max_attempts: int = _opt(
+        3, doc="at most this many remediations within window; then one alert and no more", gt=0
+    )
+    window: float = _opt(
+        3600.0,
+        doc="the window max_attempts counts in (Monit: 3 restarts within 5 cycles)",
+        kind="duration",
+        gt=0,
+    )
+
+
 @dataclass(frozen=True)
 class CheckSpec:
     """One custom health check; which fields apply depends on ``kind``."""
@@ -150,6 +193,9 @@ class CheckSpec:
         "", doc="process: a process name (as ps shows it); with pid/pidfile, it must match too"
     )
     target: str = _opt("", doc="python: module:function returning {status, value, message}")
+    remediate: RemediateSpec | None = _opt(
+        None, doc="what to run when the check fails, with its safeguards (see Healing in README)"
+    )
 
 
 @dataclass(frozen=True)
@@ -315,10 +361,43 @@ class HealthMonitorConfig:
                 "pidfile": "/run/bot.pid",
                 "warn": 800,
                 "critical": 1500,
+                "remediate": {"action": "signal:/run/bot.pid:HUP"},
             },
             {"name": "sshd", "kind": "process", "process_name": "sshd"},
             {"name": "init", "kind": "process", "pid": 1},
-            {"name": "data-disk", "kind": "disk", "path": "/srv/data", "warn": 70, "critical": 85},
+            {
+                "name": "data-disk",
+                "kind": "disk",
+                "path": "/srv/data",
+                "warn": 70,
+                "critical": 85,
+                "remediate": {
+                    "action": "cleanup:tmp",
+                    "after": 1,
+                    "verify_after": "10s",
+                    "timeout": "5m",
+                    "max_attempts": 3,
+                    "window": "1h",
+                },
+            },
+            {
+                "name": "web",
+                "kind": "http",
+                "url": "http://127.0.0.1:8080/healthz",
+                "remediate": {"action": "restart:web.service", "after": 2},
+            },
+            {
+                "name": "queue",
+                "kind": "file_age",
+                "path": "/var/lib/app/queue.stamp",
+                "critical": "30m",
+                "remediate": {
+                    "command": "pkill -HUP -f queue-worker && touch /var/lib/app/queue.stamp",
+                    "shell": True,
+                    "max_attempts": 2,
+                    "window": "30m",
+                },
+            },
             {"name": "database", "kind": "python", "target": "myapp.health:check_database"},
         ],
     )
@@ -445,6 +524,10 @@ class RunConfig:
 @dataclass(frozen=True)
 class CleanupRoot:
     path: str = _opt(doc="directory to clean (the root itself is kept)")
+    name: str = _opt(
+        "",
+        doc="the name a check's remediate action cleanup:NAME uses (default: path's last part)",
+    )
     max_age: float = _opt(7 * 86400.0, doc="remove entries older than this", kind="duration", gt=0)
     include: list[str] = _opt(
         doc="only names matching these globs", factory=list, example=["*.tmp"]
@@ -465,6 +548,7 @@ class CleanupConfig:
         example=[
             {
                 "path": "/tmp/reliactl-demo",
+                "name": "tmp",
                 "max_age": "7d",
                 "include": ["*.tmp", "*.pdf"],
                 "exclude": ["keep-*"],

@@ -11,8 +11,10 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from reliactl.config._schema import (
+    REMEDIATION_ACTIONS,
     SYSTEM_CHECK_NAMES,
     AlertSink,
+    CleanupRoot,
     Config,
     HealthMonitorConfig,
     JobSettings,
@@ -156,6 +158,14 @@ def _convert(  # noqa: C901 - one branch per annotation shape of the schema
         return bad(f"expected {_expected(annotation, meta)}, got nothing")
     base = _strip_optional(annotation)
     kind = meta.get("kind")
+    if kind == "argv":  # an argv list, or one string (run by a shell only with shell: true)
+        if isinstance(value, str):
+            return True, value
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return True, list(value)
+        return bad(
+            f"expected an argv list of strings (or one string with shell: true), got {_kind(value)}"
+        )
     if dataclasses.is_dataclass(base):
         built = _build(base, value, path, origins, problems)  # type: ignore[arg-type]
         return built is not None, built
@@ -290,6 +300,7 @@ def _cross_checks(config: Config, origins: _Origins) -> list[ConfigProblem]:
                 )
             )
     problems.extend(_health_problems(h, origins))
+    problems.extend(_remediation_problems(config, origins))
     problems.extend(_state_problems(config.state, origins))
     problems.extend(_job_problems(config.jobs, origins))
     problems.extend(_chaos_problems(config, origins))
@@ -350,6 +361,92 @@ def _job_problems(jobs: dict[str, JobSettings], origins: _Origins) -> list[Confi
 
                     shown = redact_url(value, path=False)
                     problems.append(origins.problem((*path, "ping", key), f"{problem}: {shown}"))
+    return problems
+
+
+def parse_remediation_action(text: str) -> tuple[str, tuple[str, ...]]:
+    """``cleanup:ROOT``, ``restart:UNIT`` or ``signal:PIDFILE[:SIGNAL]`` as (kind, arguments).
+
+    The one parser of a remediation's built-in action (validation and reliactl.remediate).
+    A signal is a name such as HUP or SIGUSR1 (default HUP). Raises ValueError, one line.
+    """
+    import signal
+
+    kind, sep, rest = text.partition(":")
+    if not sep or kind not in REMEDIATION_ACTIONS:
+        raise ValueError(
+            f"expected cleanup:ROOT, restart:UNIT or signal:PIDFILE:SIGNAL, got {text!r}"
+        )
+    if not rest:
+        raise ValueError(f"{kind}: needs a name after the colon, got {text!r}")
+    if kind == "cleanup":
+        return kind, (rest,)
+    if kind == "restart":
+        if "/" in rest or rest.startswith("-") or any(c.isspace() for c in rest):
+            raise ValueError(f"restart: expected a systemd unit name, got {rest!r}")
+        return kind, (rest,)
+    path, colon, name = rest.rpartition(":")
+    if not colon:
+        path, name = rest, "HUP"
+    word = name.upper() if name.upper().startswith("SIG") else "SIG" + name.upper()
+    if word not in signal.Signals.__members__:
+        raise ValueError(f"signal: unknown signal {name!r} (e.g. HUP, USR1, TERM)")
+    if not path.startswith("/"):
+        raise ValueError(f"signal: the pidfile must be an absolute path, got {path!r}")
+    return kind, (path, word[3:])
+
+
+def cleanup_root_name(root: CleanupRoot) -> str:
+    """The name ``cleanup:NAME`` finds a root by: its ``name``, else its path's last part."""
+    return root.name or root.path.rstrip("/").rsplit("/", 1)[-1] or root.path
+
+
+def _remediation_problems(config: Config, origins: _Origins) -> list[ConfigProblem]:
+    """A check's remediate: a command or an action (one), a shell string only when asked,
+    an action that parses and names a configured cleanup root."""
+    problems: list[ConfigProblem] = []
+    names = [cleanup_root_name(root) for root in config.cleanup.roots]
+    roots = set(names)
+    for index, spec in enumerate(config.health_monitor.checks):
+        rem = spec.remediate
+        if rem is None:
+            continue
+        path: KeyPath = ("health_monitor", "checks", index, "remediate")
+        if bool(rem.command) == bool(rem.action):
+            problems.append(origins.problem(path, "give command or action (one of them)"))
+        if isinstance(rem.command, str) and rem.command and not rem.shell:
+            problems.append(
+                origins.problem(
+                    (*path, "command"),
+                    "a string runs through a shell only with shell: true; give an argv list"
+                    " such as [systemctl, restart, web]",
+                )
+            )
+        if rem.shell and not isinstance(rem.command, str):
+            problems.append(
+                origins.problem((*path, "shell"), "shell: true takes command as one string")
+            )
+        if rem.action:
+            try:
+                kind, args = parse_remediation_action(rem.action)
+            except ValueError as exc:
+                problems.append(origins.problem((*path, "action"), str(exc)))
+                continue
+            if kind == "cleanup" and names.count(args[0]) > 1:
+                problems.append(
+                    origins.problem(
+                        (*path, "action"),
+                        f"{args[0]!r} names {names.count(args[0])} cleanup roots; give each a name",
+                    )
+                )
+            elif kind == "cleanup" and args[0] not in roots:
+                known = ", ".join(sorted(roots)) or "none configured"
+                problems.append(
+                    origins.problem(
+                        (*path, "action"),
+                        f"no cleanup root named {args[0]!r} (cleanup.roots: {known})",
+                    )
+                )
     return problems
 
 

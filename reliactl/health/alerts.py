@@ -88,6 +88,8 @@ class Alert:
         )
         if self.kind == "test":
             return f"reliactl test alert from {self.host}"
+        if self.kind == "remediation_exhausted":
+            return f"{self.check}: remediation exhausted on {self.host} ({self.status.value})"
         return f"{self.check} {verb} {self.status.value} on {self.host}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -332,6 +334,20 @@ class AlertManager:
                 AlertOutcome(sink.name, alert.check, alert.status, alert.kind, ok, attempts, error)
             )
         return outcomes
+
+    async def announce(self, alert: Alert) -> list[AlertOutcome]:
+        """Deliver one alert that is not a status change (remediation exhausted) to every
+        sink now: no cooldown and nothing recorded; the caller makes it happen once."""
+        if not self.sinks:
+            return []
+        try:
+            results = await asyncio.gather(*(self._deliver(sink, alert) for sink in self.sinks))
+        finally:
+            await self._close()
+        return [
+            AlertOutcome(sink.name, alert.check, alert.status, alert.kind, ok, attempts, error)
+            for sink, (ok, attempts, error) in zip(self.sinks, results, strict=True)
+        ]
 
     async def send_test(self, sink_name: str) -> AlertOutcome:
         """Send a sample alert to one sink now (no cooldown, nothing recorded)."""

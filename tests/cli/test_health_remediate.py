@@ -1,0 +1,179 @@
+"""`reliactl health` heals: remediated / remediation failed in text and --json, --no-remediate,
+--dry-run-remediation, an untrusted configuration (as another user), concurrent runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from httpserver import FlakyServer
+from runhelpers import NOBODY
+
+from reliactl.config import load
+from reliactl.state import open_state
+
+
+def config(where: Path, remediate: str) -> Path:
+    """One command check `flag`, CRITICAL until where/fixed exists, with ``remediate``."""
+    text = f"""state:
+  path: {where}/state.db
+run:
+  lock_dir: {where}/locks
+health_monitor:
+  system_checks: []
+  jobs_checks: false
+  checks:
+    - name: flag
+      kind: command
+      command: [/bin/sh, -c, "test -e {where}/fixed || exit 2"]
+      remediate:
+        {remediate}
+"""
+    path = where / "reliactl.yaml"
+    path.write_text(text)
+    return path
+
+
+def runs_of(cfg: Path) -> list[str]:
+    return [r.outcome for r in open_state(load(cfg).config).runs("remediate.flag")]
+
+
+def test_text_and_json_say_remediated_and_exit_with_the_verified_status(
+    run_cli, tmp_path: Path
+) -> None:
+    """The text report has a "remediation: flag: remediated" line and exits 0 (the verified
+    OK); --json carries the remediations list and the check's verified status."""
+    cfg = config(
+        tmp_path, f'{{command: [/bin/sh, -c, "touch {tmp_path}/fixed"], verify_after: 0s}}'
+    )
+    result = run_cli("--config", str(cfg), "health")
+    assert result.exit_code == 0, result.output
+    assert "remediation: flag: remediated" in result.stdout
+    (tmp_path / "fixed").unlink()
+    result = run_cli("--config", str(cfg), "health", "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert [r["result"] for r in doc["remediations"]] == ["remediated"]
+    assert doc["remediations"][0]["attempt"] == 2
+    assert doc["checks"][0]["status"] == "OK"
+    assert doc["checks"][0]["details"]["remediation"]["result"] == "remediated"
+    assert runs_of(cfg) == ["success", "success"]
+
+
+def test_a_failed_remediation_is_reported_with_its_output(run_cli, tmp_path: Path) -> None:
+    """A remediation that exits 1: "remediation failed" with the exit and its output, the
+    check stays CRITICAL (exit 2)."""
+    cfg = config(tmp_path, '{command: [/bin/sh, -c, "echo cannot fix >&2; exit 1"]}')
+    result = run_cli("--config", str(cfg), "health")
+    assert result.exit_code == 2, result.output
+    assert "remediation: flag: remediation failed" in result.stdout
+    assert "cannot fix" in result.stdout
+    assert runs_of(cfg) == ["failure"]
+
+
+def test_the_alert_of_a_still_failing_check_carries_the_remediation_output(
+    run_cli, tmp_path: Path
+) -> None:
+    """The problem alert (a real webhook sink) is sent after the remediation, with the
+    verified status and the remediation's output in its message."""
+    with FlakyServer() as sink:
+        text = config(tmp_path, '{command: [/bin/sh, -c, "echo no space left >&2; exit 1"]}')
+        hook = f"  alerts: [{{name: hook, kind: webhook, url: '{sink.url}/h'}}]\n"
+        cfg = text.read_text().replace("  jobs_checks: false\n", "  jobs_checks: false\n" + hook)
+        text.write_text(cfg)
+        result = run_cli("--config", str(text), "health")
+        assert result.exit_code == 2, result.output
+        posted = sink.posted("/h")
+    assert [p["kind"] for p in posted] == ["problem"], posted
+    assert "remediation failed" in posted[0]["message"]
+    assert "no space left" in posted[0]["message"]
+
+
+def test_no_remediate_runs_nothing(run_cli, tmp_path: Path) -> None:
+    """--no-remediate: the check is reported CRITICAL as it is; no command, no history."""
+    cfg = config(tmp_path, f'{{command: [/bin/sh, -c, "touch {tmp_path}/fixed"]}}')
+    result = run_cli("--config", str(cfg), "health", "--no-remediate")
+    assert result.exit_code == 2, result.output
+    assert "remediation" not in result.stdout
+    assert not (tmp_path / "fixed").exists() and runs_of(cfg) == []
+
+
+def test_dry_run_remediation_shows_what_would_run_and_runs_nothing(run_cli, tmp_path: Path) -> None:
+    """--dry-run-remediation: "would run" with the argv; nothing runs, nothing recorded."""
+    cfg = config(tmp_path, f'{{command: [/bin/sh, -c, "touch {tmp_path}/fixed"]}}')
+    result = run_cli("--config", str(cfg), "health", "--dry-run-remediation")
+    assert result.exit_code == 2, result.output
+    assert "remediation: flag: would run (/bin/sh -c touch" in result.stdout
+    assert not (tmp_path / "fixed").exists() and runs_of(cfg) == []
+    both = run_cli("--config", str(cfg), "health", "--dry-run-remediation", "--no-remediate")
+    assert both.exit_code == 3 and "exclusive" in both.stderr
+
+
+@pytest.fixture
+def reachable() -> Iterator[Path]:
+    """A root-owned 0755 directory under /tmp that nobody can read (not pytest's 0700 one)."""
+    path = Path(tempfile.mkdtemp(prefix="reliactl-heal-", dir="/tmp"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_remediations_from_a_file_owned_by_another_user_are_refused(reachable: Path) -> None:
+    """health run as nobody (setpriv) with a configuration owned by another user (uid 12345):
+    refused (exit 78, the configuration error, naming the owner); the remediation never runs."""
+    marker = reachable / "out"
+    marker.mkdir(mode=0o777)
+    marker.chmod(0o777)
+    cfg = config(reachable, f'{{command: [/bin/sh, -c, "touch {marker}/ran"]}}')
+    os.chown(cfg, 12345, 12345)
+    result = subprocess.run(
+        [*NOBODY, sys.executable, "-m", "reliactl", "--config", str(cfg), "health"],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "HOME": str(marker)},
+    )  # fmt: skip
+    assert result.returncode == 78, result.stdout + result.stderr
+    assert "refused" in result.stderr and "uid 12345" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (marker / "ran").exists()
+
+
+@pytest.mark.stress
+def test_concurrent_health_runs_remediate_once(tmp_path: Path) -> None:
+    """Three `reliactl health` processes see the check CRITICAL at once: the remediation (a
+    slow one) runs exactly once; the others report busy or the fix made meanwhile."""
+    count = tmp_path / "count"
+    go = tmp_path / "go"
+    cfg = config(
+        tmp_path,
+        f'{{command: [/bin/sh, -c, "echo run >> {count}; sleep 1; touch {tmp_path}/fixed"],'
+        " verify_after: 0s}",
+    )
+    start = (
+        f"while [ ! -e {go} ]; do sleep 0.01; done; "
+        f"exec {sys.executable} -m reliactl --config {cfg} health --json"
+    )
+    procs = [
+        subprocess.Popen(["/bin/sh", "-c", start], stdout=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    time.sleep(0.5)
+    go.touch()
+    docs = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=120)
+        docs.append(json.loads(out))
+    assert count.read_text().splitlines() == ["run"]
+    results = sorted(r["result"] for d in docs for r in d["remediations"])
+    assert results.count("remediated") >= 1, results
+    assert set(results) <= {"remediated", "remediation busy"}, results
