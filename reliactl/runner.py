@@ -263,6 +263,7 @@ class RunResult:
     command: tuple[str, ...]
     exit_code: int
     outcome: str  # success failure timeout signal not_found not_executable busy skipped gated
+    # memory_limit cpu_limit output_limit health_stopped (LIMIT_OUTCOMES)
     started_at: float
     duration: float
     attempts: tuple[Attempt, ...] = ()
@@ -322,7 +323,8 @@ class RunResult:
 class RunEvent:
     """Something reliactl reports about a run (rendered by the CLI on stderr)."""
 
-    kind: str  # start, lock_wait, attempt_failed, retry, timeout, kill, signal, finish
+    kind: str  # start, lock_wait, attempt_failed, retry, timeout, kill, signal, finish,
+    # limit, memory_limit (which path enforces it), health (--watch-health warn)
     message: str
     attempt: int = 0
     exit_code: int | None = None
