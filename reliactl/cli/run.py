@@ -832,7 +832,8 @@ def run(
     try:
         done = job.run(store=open_store, on_event=on_event, output=sink)
     except GateSetupError as exc:
-        error(f"--require-healthy: {exc}")
+        flag = "--require-healthy" if (check or check_alias) else "--watch-health"
+        error(f"{flag}: {exc}")
         raise typer.Exit(ExitCode.CONFIG) from None
     except LockError as exc:
         out.replay()

@@ -129,3 +129,13 @@ def test_bad_limits_in_the_configuration_name_file_and_line(tmp_path: Path) -> N
     assert f"{cfg}:2: run.memory_max: expected a size" in result.stderr
     assert f"{cfg}:3: run.nice: expected at most 19" in result.stderr
     assert f"{cfg}:7: jobs.b.io_class: expected one of idle, best-effort" in result.stderr
+
+
+def test_watch_health_with_an_invalid_health_configuration_exits_78(tmp_path: Path) -> None:
+    """A health configuration that cannot run refuses --watch-health: exit 78, nothing runs."""
+    cfg = _config(tmp_path, "health_monitor:\n  checks:\n    - {name: hb, kind: file_age}\n")
+    marker = tmp_path / "ran"
+    result = run("-c", cfg, "run", "--watch-health", "1s", "--", "touch", str(marker))
+    assert result.returncode == 78, result.stderr
+    assert "health_monitor.checks" in result.stderr
+    assert not marker.exists()
