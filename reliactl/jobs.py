@@ -220,6 +220,16 @@ class JobResult:
     def succeeded(self) -> bool:
         return self.run.succeeded
 
+    @property
+    def peak_rss(self) -> int | None:
+        """Bytes: the run's peak RSS (RunResult.peak_rss)."""
+        return self.run.peak_rss
+
+    @property
+    def cpu_time(self) -> float | None:
+        """Seconds of CPU used by the job's processes (RunResult.cpu_time)."""
+        return self.run.cpu_time
+
     def to_dict(self) -> dict[str, Any]:
         doc = {**self.run.to_dict(), "run_id": self.run_id, "breaker": self.breaker}
         doc["name"] = self.name

@@ -207,6 +207,7 @@ def test_peak_rss_and_cpu_time_are_recorded_for_every_run(tmp_path: Path) -> Non
     assert job.outcome == "success"
     assert job.run.peak_rss is not None and job.run.peak_rss >= 150 * MiB
     assert job.run.cpu_time is not None and job.run.cpu_time > 0
+    assert (job.peak_rss, job.cpu_time) == (job.run.peak_rss, job.run.cpu_time)
     [row] = open_state(cfg).runs("big", limit=1)
     assert row.data["peak_rss"] == job.run.peak_rss
     assert row.data["cpu_time"] == pytest.approx(job.run.cpu_time, abs=1e-5)
