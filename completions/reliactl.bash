@@ -61,6 +61,13 @@ _reliactl_value() {
         "run/--ping-success") _rl_kind="" ;;
         "run/--ping-failure") _rl_kind="" ;;
         "run/--chaos") _rl_kind="" ;;
+        "run/--watch-health") _rl_kind="" ;;
+        "run/--on-critical") _rl_kind="warn stop" ;;
+        "run/--memory-max") _rl_kind="" ;;
+        "run/--cpu-time") _rl_kind="" ;;
+        "run/--nice") _rl_kind="" ;;
+        "run/--io-class") _rl_kind="idle" ;;
+        "run/--max-output") _rl_kind="" ;;
         "runs/--limit"|"runs/-n") _rl_kind="" ;;
         "serve/--host") _rl_kind="" ;;
         "serve/--port"|"serve/-p") _rl_kind="" ;;
@@ -139,7 +146,7 @@ _reliactl() {
                 "jobs") _rl_words="--help -h --json" ;;
                 "retry") _rl_words="--help -h" ;;
                 "retry plan") _rl_words="--help -h --strategy --base-delay --max-delay --max-retries --jitter --multiplier --max-elapsed --seed --json" ;;
-                "run") _rl_words="--help -h --lock --lock-name --lock-wait --skip-if-locked --lock-on-nfs --timeout --total-timeout --kill-after -k --signal -s --preserve-status --leave-running --retry --max-retries --strategy --base-delay --max-delay --jitter --multiplier --max-elapsed --retry-on --no-retry-on --retry-on-timeout --name --timestamps --log-file --quiet-success --json-report --breaker --no-history --job --ping --ping-start --ping-success --ping-failure --alert --require-healthy --chaos" ;;
+                "run") _rl_words="--help -h --lock --lock-name --lock-wait --skip-if-locked --lock-on-nfs --timeout --total-timeout --kill-after -k --signal -s --preserve-status --leave-running --retry --max-retries --strategy --base-delay --max-delay --jitter --multiplier --max-elapsed --retry-on --no-retry-on --retry-on-timeout --name --timestamps --log-file --quiet-success --json-report --breaker --no-history --job --ping --ping-start --ping-success --ping-failure --alert --require-healthy --chaos --watch-health --on-critical --memory-max --cpu-time --nice --io-class --max-output" ;;
                 "runs") _rl_words="--help -h --json --last --limit -n" ;;
                 "serve") _rl_words="--help -h --host --port -p --interval -i --token-file --json-logs" ;;
             esac

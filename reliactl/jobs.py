@@ -50,7 +50,16 @@ if TYPE_CHECKING:
     from reliactl.chaos import RunChaos
     from reliactl.config import Config
     from reliactl.health.model import HealthReport
-    from reliactl.runner import Gate, GateRefusal, OutputSink, RunEvent, RunOptions, RunResult
+    from reliactl.runner import (
+        Gate,
+        GateRefusal,
+        OutputSink,
+        RunEvent,
+        RunOptions,
+        RunResult,
+        Watch,
+        WatchVerdict,
+    )
     from reliactl.state.base import RunRecord, StateStore
 
 __all__ = [
@@ -73,7 +82,17 @@ UNAVAILABLE = 69
 INTERNAL = 125
 
 # Outcomes the breaker counts as the service failing (the others: it was not tried).
-BREAKER_FAILURES = frozenset({"failure", "timeout", "not_found", "not_executable"})
+BREAKER_FAILURES = frozenset(
+    {
+        "failure",
+        "timeout",
+        "not_found",
+        "not_executable",
+        "memory_limit",
+        "cpu_limit",
+        "output_limit",
+    }
+)
 # Outcomes `runs --last` looks past: a tick that found the lock busy says nothing of the job.
 NOT_DECISIVE = frozenset({"skipped", "busy"})
 # How many records `runs --last` looks through for a decisive one.
@@ -162,6 +181,16 @@ class JobSpec:
     env: Mapping[str, str] | None = None
     cwd: str | None = None
     hooks: tuple[JobHooks, ...] = ()
+    # resource limits of each attempt (issue 22); FROM_CONFIG: run.<same name>, None: none
+    memory_max: int | _FromConfig | None = FROM_CONFIG  # bytes, the whole tree
+    cpu_time: float | _FromConfig | None = FROM_CONFIG  # seconds of CPU, per process
+    nice: int | _FromConfig | None = FROM_CONFIG  # -20..19
+    io_class: str | _FromConfig | None = FROM_CONFIG  # idle, best-effort
+    max_output: int | _FromConfig | None = FROM_CONFIG  # bytes of stdout + stderr
+    # health during the run: the gate's checks every watch_health seconds; on CRITICAL
+    # "warn" logs it, "stop" stops the job (outcome health_stopped)
+    watch_health: float | None = None
+    on_critical: str = "warn"
 
     @property
     def wants_lock(self) -> bool:
@@ -192,6 +221,16 @@ class JobResult:
     @property
     def succeeded(self) -> bool:
         return self.run.succeeded
+
+    @property
+    def peak_rss(self) -> int | None:
+        """Bytes: the run's peak RSS (RunResult.peak_rss)."""
+        return self.run.peak_rss
+
+    @property
+    def cpu_time(self) -> float | None:
+        """Seconds of CPU used by the job's processes (RunResult.cpu_time)."""
+        return self.run.cpu_time
 
     def to_dict(self) -> dict[str, Any]:
         doc = {**self.run.to_dict(), "run_id": self.run_id, "breaker": self.breaker}
@@ -265,6 +304,7 @@ class PreparedJob:
         opened = self._open_store(store, warn)
         gate_seen: dict[str, HealthReport] = {}
         health_gate = self._health_gate(opened, warn, gate_seen) if spec.check else None
+        watch = self._health_watch(opened) if spec.watch_health is not None else None
         started_at = time.time()
         shown = _printable(" ".join(spec.command))
         name = _printable(self.name)
@@ -296,7 +336,7 @@ class PreparedJob:
             _finish_history(history, run_id, name, shown, started_at, result, outcome, message)
 
         try:
-            result = Runner(options, on_event=emit, output=output, gate=gate).run()
+            result = Runner(options, on_event=emit, output=output, gate=gate, watch=watch).run()
         except ReliactlError as exc:
             breaker.ignore()
             finish(None, "error", str(exc))
@@ -322,7 +362,7 @@ class PreparedJob:
     ) -> StateStore | None:
         """The store, when history, a breaker or the health gate needs it; None if unusable."""
         spec = self.spec
-        if not (spec.history or spec.breaker or spec.check):
+        if not (spec.history or spec.breaker or spec.check or spec.watch_health is not None):
             return None
         try:
             if store is None:
@@ -355,15 +395,9 @@ class PreparedJob:
         sample), so a debounced check counts the gate's observations too. No alert is sent.
         """
         from reliactl.health.model import Status
-        from reliactl.health.monitor import HealthMonitor
         from reliactl.runner import GateRefusal
 
-        config = self.config
-        monitor = HealthMonitor(config.health_monitor, store=store, full_config=config)
-        try:
-            monitor.checks()  # a setup that validation let through still fails here, not later
-        except (ReliactlError, ValueError) as exc:
-            raise GateSetupError(f"invalid health configuration: {_one_line(str(exc))}") from None
+        monitor = self._health_monitor(store)
 
         def gate() -> GateRefusal | None:
             try:
@@ -383,6 +417,45 @@ class PreparedJob:
             return None
 
         return gate
+
+    def _health_monitor(self, store: StateStore | None) -> Any:
+        from reliactl.health.monitor import HealthMonitor
+
+        config = self.config
+        monitor = HealthMonitor(config.health_monitor, store=store, full_config=config)
+        try:
+            monitor.checks()  # a setup that validation let through still fails here, not later
+        except (ReliactlError, ValueError) as exc:
+            raise GateSetupError(f"invalid health configuration: {_one_line(str(exc))}") from None
+        return monitor
+
+    def _health_watch(self, store: StateStore | None) -> Watch:
+        """--watch-health: the gate's checks again while the command runs (in the runner's
+        watch thread). CRITICAL stops the job (on_critical "stop") or is logged once each time
+        health turns CRITICAL ("warn"); checks that cannot run are a warning, never a stop."""
+        from reliactl.health.model import Status
+        from reliactl.runner import WatchVerdict
+
+        monitor = self._health_monitor(store)
+        stop = self.spec.on_critical == "stop"
+        was_critical = [False]
+
+        def watch() -> WatchVerdict | None:
+            try:
+                report = monitor.run_now()
+            except Exception as exc:
+                return WatchVerdict(False, f"warning: health checks could not run: {exc}")
+            critical = report.overall_status is Status.CRITICAL
+            turned, was_critical[0] = critical and not was_critical[0], critical
+            if not critical:
+                return None
+            bad = [m for m in report.metrics.values() if m.status is Status.CRITICAL]
+            text = f"health is CRITICAL during the run: {_named(bad)}"
+            if stop:
+                return WatchVerdict(True, text)
+            return WatchVerdict(False, f"warning: {text}; running on") if turned else None
+
+        return watch
 
     def _start_hook(self, start: JobStart, warn: Callable[[str], None]) -> Gate | None:
         """A last gate that admits always and tells the hooks the command starts."""
@@ -529,6 +602,8 @@ def _finish_history(
             "message": result.message,
             "pid": os.getpid(),
             "host": hostname(),
+            "peak_rss": result.peak_rss,
+            "cpu_time": None if result.cpu_time is None else round(result.cpu_time, 6),
         }
     record = RunRecord(
         name=name,
@@ -620,6 +695,7 @@ def prepare_job(spec: JobSpec, config: Config | None = None) -> PreparedJob:
         retry_on_timeout=spec.retry_on_timeout,
         max_elapsed=max_elapsed,
     )
+    limits = _limits(spec, config)
     options = RunOptions(
         command=tuple(spec.command),
         name=name,
@@ -634,8 +710,33 @@ def prepare_job(spec: JobSpec, config: Config | None = None) -> PreparedJob:
         lock=lock_opts,
         env=spec.env,
         cwd=spec.cwd,
+        watch_interval=spec.watch_health,
+        **limits,
     )
     return PreparedJob(spec, config, options, ambiguous)
+
+
+def _limits(spec: JobSpec, config: Config) -> dict[str, Any]:
+    """The resource limits of ``spec``, FROM_CONFIG taken from run.*; JobSpecError if invalid."""
+    run = config.run
+    got: dict[str, Any] = {}
+    for key in ("memory_max", "cpu_time", "nice", "io_class", "max_output"):
+        value = getattr(spec, key)
+        if value is FROM_CONFIG:
+            value = getattr(run, key, None)
+        got[key] = None if value == "" else value
+    for key in ("memory_max", "max_output", "cpu_time"):
+        if got[key] is not None and not got[key] > 0:
+            raise JobSpecError(f"{key} must be > 0, got {got[key]}")
+    if got["nice"] is not None and not -20 <= got["nice"] <= 19:
+        raise JobSpecError(f"nice must be from -20 to 19, got {got['nice']}")
+    if got["io_class"] is not None and got["io_class"] not in ("idle", "best-effort"):
+        raise JobSpecError(f"io_class must be idle or best-effort, got {got['io_class']!r}")
+    if spec.watch_health is not None and not spec.watch_health > 0:
+        raise JobSpecError(f"watch_health must be > 0, got {spec.watch_health}")
+    if spec.on_critical not in ("warn", "stop"):
+        raise JobSpecError(f"on_critical must be warn or stop, got {spec.on_critical!r}")
+    return got
 
 
 def run_job(

@@ -99,6 +99,17 @@ NOT_EXECUTABLE = "not_executable"
 BUSY = "busy"
 SKIPPED = "skipped"
 GATED = "gated"  # a pre-start gate (``reliactl run --check``) refused to start the command
+# Stopped like a timeout because a limit was exceeded (issue 22), or by --watch-health.
+MEMORY_LIMIT = "memory_limit"
+CPU_LIMIT = "cpu_limit"
+OUTPUT_LIMIT = "output_limit"
+HEALTH_STOPPED = "health_stopped"
+LIMIT_OUTCOMES = frozenset({MEMORY_LIMIT, CPU_LIMIT, OUTPUT_LIMIT, HEALTH_STOPPED})
+# Exit codes of those outcomes: the same numbers as reliactl.cli.exitcodes (the core does not
+# import it; a test keeps them equal).
+LIMIT_EXIT = 121
+HEALTH_STOPPED_EXIT = 122
+IO_CLASSES = {"best-effort": 2, "idle": 3}  # ioprio classes (linux/ioprio.h)
 
 
 @dataclass(frozen=True)
@@ -117,6 +128,8 @@ class RunRetryPolicy:
     def retryable(self, attempt: Attempt) -> bool:
         """Whether this failed attempt may be tried again (ignoring counts and time)."""
         if attempt.exit_code == 0 or attempt.exec_error is not None:
+            return False
+        if attempt.limit is not None:  # the same limit would stop the next attempt too
             return False
         if attempt.timed_out:
             return self.retry_on_timeout
@@ -138,6 +151,30 @@ class GateRefusal:
 # Called once, after the lock is taken and before the first attempt (never per retry):
 # None starts the command, a GateRefusal ends the run with its outcome ("gated" by default).
 Gate = Callable[[], GateRefusal | None]
+
+
+@dataclass(frozen=True)
+class WatchVerdict:
+    """What a watch (``run --watch-health``) found: a line to log, or a reason to stop."""
+
+    stop: bool
+    message: str
+
+
+# Called every ``RunOptions.watch_interval`` seconds while a command runs, in a thread of its
+# own (it may take as long as health checks do): None is "all well".
+Watch = Callable[[], WatchVerdict | None]
+
+
+@dataclass(frozen=True)
+class _ChildSetup:
+    """What the command's process sets on itself before exec (limits that the kernel keeps)."""
+
+    nice: int | None = None
+    io_class: str | None = None
+    cpu_time: float | None = None
+    kill_after: float | None = None
+    memory_max: int | None = None  # the shim makes a cgroup with memory.max, the child joins
 
 
 @dataclass(frozen=True)
@@ -172,6 +209,14 @@ class RunOptions:
     use_cgroup: bool = True
     # Failure injection (`run --chaos`): attempts that fail, delays, a crash after a while.
     chaos: RunChaos | None = None
+    # Limits of each attempt (issue 22); exceeding one stops the job like a timeout.
+    memory_max: int | None = None  # bytes, the whole tree: cgroup memory.max, else polled RSS
+    cpu_time: float | None = None  # seconds of CPU, per process (RLIMIT_CPU)
+    nice: int | None = None  # the command's nice value, -20..19 (as systemd's Nice=)
+    io_class: str | None = None  # "idle" or "best-effort" (ioprio_set)
+    max_output: int | None = None  # bytes of stdout + stderr
+    limit_poll: float = 0.25  # how often the tree's RSS is sampled when memory_max is set
+    watch_interval: float | None = None  # how often the Runner's ``watch`` is called
 
 
 @dataclass(frozen=True)
@@ -191,6 +236,9 @@ class Attempt:
     leftovers: int = 0  # processes still running after the command exited, stopped by reliactl
     left_running: int = 0  # ... and left running (--leave-running)
     injected: str | None = None  # `run --chaos`: "fail" (never started) or "kill" (crashed)
+    limit: str | None = None  # memory_limit, cpu_limit, output_limit, health_stopped
+    peak_rss: int | None = None  # bytes: the largest process of the job (or the polled tree)
+    cpu_time: float | None = None  # seconds of CPU used by the job's processes
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -207,6 +255,9 @@ class Attempt:
             "leftovers": self.leftovers,
             "left_running": self.left_running,
             "injected": self.injected,
+            "limit": self.limit,
+            "peak_rss": self.peak_rss,
+            "cpu_time": None if self.cpu_time is None else round(self.cpu_time, 6),
         }
 
 
@@ -218,6 +269,7 @@ class RunResult:
     command: tuple[str, ...]
     exit_code: int
     outcome: str  # success failure timeout signal not_found not_executable busy skipped gated
+    # memory_limit cpu_limit output_limit health_stopped (LIMIT_OUTCOMES)
     started_at: float
     duration: float
     attempts: tuple[Attempt, ...] = ()
@@ -241,6 +293,18 @@ class RunResult:
         """Processes the command left running that reliactl stopped, all attempts."""
         return sum(a.leftovers for a in self.attempts)
 
+    @property
+    def peak_rss(self) -> int | None:
+        """Bytes: the largest peak RSS of any attempt (None if no attempt started)."""
+        known = [a.peak_rss for a in self.attempts if a.peak_rss is not None]
+        return max(known) if known else None
+
+    @property
+    def cpu_time(self) -> float | None:
+        """Seconds of CPU used by the job's processes, all attempts."""
+        known = [a.cpu_time for a in self.attempts if a.cpu_time is not None]
+        return sum(known) if known else None
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -256,6 +320,8 @@ class RunResult:
             else {"path": self.lock_path, "wait": self.lock_wait, "holder": self.lock_holder},
             "message": self.message,
             "processes_stopped": {"escaped": self.escaped, "leftovers": self.leftovers},
+            "peak_rss": self.peak_rss,
+            "cpu_time": None if self.cpu_time is None else round(self.cpu_time, 6),
         }
 
 
@@ -263,7 +329,8 @@ class RunResult:
 class RunEvent:
     """Something reliactl reports about a run (rendered by the CLI on stderr)."""
 
-    kind: str  # start, lock_wait, attempt_failed, retry, timeout, kill, signal, finish
+    kind: str  # start, lock_wait, attempt_failed, retry, timeout, kill, signal, finish,
+    # limit, memory_limit (which path enforces it), health (--watch-health warn)
     message: str
     attempt: int = 0
     exit_code: int | None = None
@@ -451,6 +518,7 @@ def _shim(  # noqa: C901 - runs between fork and exec: flat, nothing to import
     err_w: int | None,
     tty: _Tty | None,
     cgroup: str | None,
+    setup: _ChildSetup | None = None,
 ) -> NoReturn:
     """Forked child of reliactl: lead the job, run the command, relay its status, die with us.
 
@@ -473,6 +541,13 @@ def _shim(  # noqa: C901 - runs between fork and exec: flat, nothing to import
         cgroup_path = None if cgroup is None else job_cgroup(cgroup, os.getpid())
         cgroup = None  # set once the job has been moved into it
         adopt_at = time.monotonic() + CGROUP_AFTER
+        join = None
+        if setup is not None and setup.memory_max is not None and cgroup_path is not None:
+            # A memory limit is the kernel's only if the command starts inside the cgroup: make
+            # it now (the command joins it before exec, paying the move only here).
+            join = _memory_cgroup(cgroup_path, setup.memory_max)
+            if join is not None:
+                cgroup, cgroup_path = join, None
         if out_w is not None and err_w is not None:
             os.dup2(out_w, 1)
             os.dup2(err_w, 2)
@@ -501,6 +576,11 @@ def _shim(  # noqa: C901 - runs between fork and exec: flat, nothing to import
                 for fd in (chld_r, chld_w, life_r):
                     os.close(fd)
                 signal.pthread_sigmask(signal.SIG_SETMASK, set())
+                if setup is not None:
+                    failed = _apply_setup(setup, join)
+                    if failed is not None:
+                        os.write(report_w, f"E{failed[0]} {failed[1]}\n".encode("utf-8", "replace"))
+                        os._exit(125)
                 code, why = _exec_command(argv, env, cwd, ignored)
                 os.write(report_w, f"E{code} {why}\n".encode("utf-8", "replace"))
                 os._exit(127 if code in (errno.ENOENT, errno.ENOTDIR) else 126)
@@ -515,6 +595,8 @@ def _shim(  # noqa: C901 - runs between fork and exec: flat, nothing to import
                     done, status = os.waitpid(-1, os.WNOHANG | os.WUNTRACED)
                 except ChildProcessError:  # nobody left: the job is over
                     if cgroup is not None:
+                        if join is not None and _oom_kills(cgroup):
+                            os.write(report_w, b"O\n")  # the kernel enforced memory.max
                         _remove_cgroup(cgroup)
                     os._exit(0)
                 if done == 0:
@@ -550,6 +632,69 @@ def _shim(  # noqa: C901 - runs between fork and exec: flat, nothing to import
     except BaseException:
         os._exit(125)
     os._exit(125)
+
+
+def _apply_setup(setup: _ChildSetup, join: str | None) -> tuple[int, str] | None:
+    """In the command's process before exec: nice, I/O class, RLIMIT_CPU, the memory cgroup.
+    Returns (errno, why) when a limit cannot be applied (the command is then not run)."""
+    if join is not None:  # "0" moves the writer; best effort: the parent polls RSS anyway
+        _write_file(os.path.join(join, "cgroup.procs"), b"0")
+    try:
+        if setup.nice is not None:
+            os.setpriority(os.PRIO_PROCESS, 0, setup.nice)
+    except OSError as exc:
+        return exc.errno or errno.EPERM, f"cannot set --nice {setup.nice}: {exc.strerror}"
+    if setup.io_class is not None:
+        err = _ioprio_set(IO_CLASSES[setup.io_class])
+        if err:
+            return err, f"cannot set --io-class {setup.io_class}: {os.strerror(err)}"
+    if setup.cpu_time is not None:
+        import resource  # a C module, already imported by the parent (prepare_limits)
+
+        soft = max(1, int(setup.cpu_time + 0.999))
+        hard = (
+            resource.RLIM_INFINITY
+            if setup.kill_after is None
+            else soft + max(1, int(setup.kill_after + 0.999))
+        )
+        try:
+            resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+        except (OSError, ValueError) as exc:
+            return errno.EPERM, f"cannot set --cpu-time: {exc}"
+    return None
+
+
+# ioprio_set(2) has no libc wrapper: syscall(2) with the number of this architecture.
+_IOPRIO_SET = {"x86_64": 251, "aarch64": 30, "i686": 289, "armv7l": 314, "ppc64le": 273}
+_syscall: list[Any] = []
+
+
+def prepare_limits(setup: _ChildSetup) -> None:
+    """Load what the command's process needs before the fork (imports cost more after it)."""
+    if setup.cpu_time is not None:
+        import resource  # noqa: F401
+
+    if setup.io_class is not None and not _syscall:
+        try:
+            import ctypes
+
+            _syscall.append(ctypes.CDLL(None, use_errno=True).syscall)
+        except (OSError, AttributeError):
+            _syscall.append(None)
+
+
+def _ioprio_set(io_class: int) -> int:
+    """ioprio_set(IOPRIO_WHO_PROCESS, 0, class << 13 | level) on ourself; 0 or an errno."""
+    number = _IOPRIO_SET.get(os.uname().machine)
+    function = _syscall[0] if _syscall else None
+    if number is None or function is None:
+        return errno.ENOSYS
+    level = 4 if io_class == IO_CLASSES["best-effort"] else 0
+    import ctypes
+
+    if function(number, 1, 0, (io_class << 13) | level) != 0:
+        return ctypes.get_errno() or errno.EINVAL
+    return 0
 
 
 _SHIM_KEEPS = frozenset({signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD})
@@ -750,6 +895,56 @@ def _kill_cgroup(path: str) -> None:
         for pid in members:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def memory_cgroup_support(base: str | None = None) -> str | None:
+    """None when a job cgroup here can carry memory.max; else why not (one line).
+
+    The memory controller must be enabled for reliactl's cgroup's children
+    (``memory`` in its cgroup.subtree_control); a hybrid host whose memory controller is
+    bound to cgroup v1 (many containers) has none on the v2 hierarchy.
+    """
+    if base is None:
+        base = cgroup_base()
+    if base is None:
+        return "reliactl's cgroup v2 directory is not writable (or there is no cgroup v2)"
+    enabled = _read_proc(os.path.join(base, "cgroup.subtree_control")) or b""
+    if b"memory" not in enabled.split():
+        return f"the memory controller is not enabled below {base}"
+    return None
+
+
+def _memory_cgroup(path: str, memory_max: int) -> str | None:
+    """The job's cgroup made with memory.max (and the whole group killed on OOM), or None."""
+    if memory_cgroup_support(os.path.dirname(path)) is not None or not _make_cgroup(path):
+        return None
+    _sweep_cgroups(os.path.dirname(path))
+    if not _write_file(os.path.join(path, "memory.max"), str(memory_max).encode()):
+        _remove_cgroup(path)
+        return None
+    _write_file(os.path.join(path, "memory.swap.max"), b"0")  # swapping is not staying within
+    _write_file(os.path.join(path, "memory.oom.group"), b"1")  # one OOM kill takes the tree
+    return path
+
+
+def _oom_kills(path: str) -> int:
+    """How many processes the kernel OOM-killed in the cgroup (memory.events oom_kill)."""
+    for line in (_read_proc(os.path.join(path, "memory.events")) or b"").splitlines():
+        key, _, value = line.partition(b" ")
+        if key == b"oom_kill" and value.strip().isdigit():
+            return int(value)
+    return 0
+
+
+def tree_rss(root: int) -> int:
+    """Bytes resident in every process below ``root`` (the sum of their RSS, /proc statm)."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    total = 0
+    for proc in job_processes(root):
+        fields = (_read_proc(f"/proc/{proc.pid}/statm") or b"").split()
+        if len(fields) > 1 and fields[1].isdigit():
+            total += int(fields[1]) * page
+    return total
 
 
 def _remove_cgroup(path: str, *, keep_members: bool = False, wait: float = 0.0) -> None:
@@ -988,6 +1183,13 @@ class _AttemptState:
     escaped: set[tuple[int, int]] = field(default_factory=set)  # signalled outside the group
     leftovers: set[tuple[int, int]] = field(default_factory=set)  # alive after the command
     left_running: int = 0
+    limit: str | None = None  # the limit (or watch) that stopped the command
+    limit_message: str | None = None
+    sample_at: float | None = None  # next RSS sample (memory_max)
+    peak_tree: int = 0  # largest sampled RSS of the whole tree
+    output_bytes: int = 0
+    usage: Any = None  # the shim's resource usage (os.wait4), its reaped descendants included
+    watcher: _Watcher | None = None
 
 
 class _ChaosCrash:
@@ -1035,6 +1237,7 @@ class Runner:
         on_event: EventHandler | None = None,
         output: OutputSink | None = None,
         gate: Gate | None = None,
+        watch: Watch | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         now: Callable[[], float] = time.time,
     ) -> None:
@@ -1042,8 +1245,11 @@ class Runner:
             raise ReliactlError("no command given")
         self.options = options
         self.on_event = on_event or (lambda event: None)
+        if output is None and options.max_output is not None:
+            output = _PassThrough()  # counting the output needs it to come through reliactl
         self.output = output
         self.gate = gate
+        self.watch = watch
         self.monotonic = monotonic
         self.now = now
         self._signals = _Signals()
@@ -1134,6 +1340,8 @@ class Runner:
                     sig = self._interrupted()
                     if sig is not None:
                         return result(128 + sig, SIGNALLED, interrupted_by=sig)
+                    if attempt.limit is not None:  # never retried: it would happen again
+                        return result(attempt.exit_code, attempt.limit, message=self._why)
                     if attempt.exit_code == 0 and not attempt.timed_out:
                         return result(0, SUCCESS)
                     if attempt.exec_error is not None:
@@ -1201,6 +1409,7 @@ class Runner:
                     lock.release()
 
     _signals_seen: int | None = None
+    _why: str | None = None  # what the last limit said
 
     def _within_max_elapsed(
         self, delay: float, first_started: float, attempt: Attempt
@@ -1245,6 +1454,7 @@ class Runner:
             return injected
         tty = _controlling_tty() if opts.job_control else None
         cgroups = cgroup_base() if opts.use_cgroup else None
+        setup = self._setup(number, cgroups)
 
         opened: list[int] = []
         try:
@@ -1272,6 +1482,7 @@ class Runner:
                         err_w,
                         tty,
                         cgroups,
+                        setup,
                     )
             if tty is not None:
                 # As shells do: both sides set the group, so a signal sent at once finds it.
@@ -1297,11 +1508,14 @@ class Runner:
             cgroup=None if cgroups is None else job_cgroup(cgroups, pid),
         )
         crash = _ChaosCrash.start(pid, opts.chaos)
+        self._start_watching(state)
         try:
             status = self._supervise(state, number, deadline)
             state.report += _read_all(report_r)
         finally:
             _ChaosCrash.stop(crash)
+            if state.watcher is not None:
+                state.watcher.close()
             for fd in (*state.pipes, report_r, life_w):
                 with contextlib.suppress(OSError):
                     os.close(fd)
@@ -1335,9 +1549,12 @@ class Runner:
     ) -> Attempt:
         command_status: int | None = None
         exec_error: str | None = None
+        oom = False
         for line in bytes(state.report).splitlines():
             if line.startswith(b"S"):
                 command_status = int(line[1:])
+            elif line == b"O":
+                oom = True
             elif line.startswith(b"E"):
                 err, _, why = line[1:].decode("utf-8", "replace").partition(" ")
                 exec_error = f"cannot run {self.options.command[0]!r}: {why}"
@@ -1348,6 +1565,34 @@ class Runner:
         else:  # the shim itself was killed (our SIGKILL, or someone else's)
             code, sig = exit_code_of(status)
         escaped, leftovers = len(state.escaped), len(state.leftovers)
+        usage = state.usage
+        peak = cpu = None
+        if usage is not None:
+            # ru_maxrss (KiB) is the largest process's peak, its pre-exec copy of reliactl's
+            # shim included: a floor of a few MiB; the polled tree total when that is larger.
+            peak = max(int(usage.ru_maxrss) * 1024, state.peak_tree)
+            cpu = float(usage.ru_utime + usage.ru_stime)
+        opts = self.options
+        if state.limit is None and sig is not None and not state.timed_out:
+            self._limit_after_exit(state, sig, oom=oom, cpu=cpu, number=number)
+        if state.limit is not None:
+            self._why = state.limit_message
+            shown = code
+            if not opts.preserve_status:
+                shown = HEALTH_STOPPED_EXIT if state.limit == HEALTH_STOPPED else LIMIT_EXIT
+            return Attempt(
+                number,
+                started_wall,
+                duration,
+                shown,
+                sig,
+                killed=state.killed,
+                escaped=escaped,
+                leftovers=leftovers,
+                limit=state.limit,
+                peak_rss=peak,
+                cpu_time=cpu,
+            )
         if state.timed_out:
             shown = code if self.options.preserve_status else (137 if state.killed else 124)
             return Attempt(
@@ -1360,6 +1605,8 @@ class Runner:
                 killed=state.killed,
                 escaped=escaped,
                 leftovers=leftovers,
+                peak_rss=peak,
+                cpu_time=cpu,
             )
         if (
             sig is not None
@@ -1385,7 +1632,34 @@ class Runner:
             escaped=escaped,
             leftovers=leftovers,
             left_running=state.left_running,
+            peak_rss=peak,
+            cpu_time=cpu,
         )
+
+    def _limit_after_exit(
+        self, state: _AttemptState, sig: int, *, oom: bool, cpu: float | None, number: int
+    ) -> None:
+        """The kernel enforced a limit (an OOM kill in the job's cgroup, RLIMIT_CPU): name it."""
+        opts = self.options
+        if oom and opts.memory_max is not None:
+            self._limit_hit(
+                state,
+                MEMORY_LIMIT,
+                f"the job used more than --memory-max "
+                f"{_size(opts.memory_max)} (the kernel's OOM killer in its cgroup)",
+                number,
+            )
+        elif opts.cpu_time is not None and (
+            sig == signal.SIGXCPU
+            or (sig == signal.SIGKILL and sig not in state.sent and (cpu or 0) >= opts.cpu_time)
+        ):
+            self._limit_hit(
+                state,
+                CPU_LIMIT,
+                f"a process of the job used more than --cpu-time "
+                f"{_fmt(opts.cpu_time)} of CPU ({signal_name(sig)} from the kernel)",
+                number,
+            )
 
     def _supervise(self, state: _AttemptState, number: int, deadline: float | None) -> int:  # noqa: C901 - the one event loop: a branch per event it waits for
         """Wait for the shim while handling output, signals and deadlines; returns its status."""
@@ -1425,7 +1699,7 @@ class Runner:
                 if state.pipes:
                     self._drain(state)
                 try:
-                    _, status = os.waitpid(state.pid, 0)
+                    _, status, state.usage = os.wait4(state.pid, 0)
                 except ChildProcessError:  # reaped behind our back: nothing to report
                     status = 125 << 8
                 if state.cgroup is not None and os.path.isdir(state.cgroup):
@@ -1436,9 +1710,22 @@ class Runner:
                 return status
             # 3. deadlines (the time limit is the command's: it ends when the command exits)
             now = self.monotonic()
+            if state.sample_at is not None and now >= state.sample_at:
+                if state.limit is None and state.command_status is None and not state.timed_out:
+                    self._sample_memory(state, number)
+                    state.sample_at = now + opts.limit_poll
+                else:
+                    state.sample_at = None
+            if state.watcher is not None:
+                for verdict in state.watcher.take():
+                    if verdict.stop and state.command_status is None:
+                        self._limit_hit(state, HEALTH_STOPPED, verdict.message, number)
+                    elif not verdict.stop:
+                        self.on_event(RunEvent("health", verdict.message, attempt=number))
             if (
                 deadline is not None
                 and not state.timed_out
+                and state.limit is None
                 and state.command_status is None
                 and now >= deadline
             ):
@@ -1472,7 +1759,7 @@ class Runner:
                 )
                 self._signal_group(state, signal.SIGKILL)
             # 4. wait for output, a report, a signal or the next deadline
-            waits = [t for t in (deadline, state.kill_at) if t is not None]
+            waits = [t for t in (deadline, state.kill_at, state.sample_at) if t is not None]
             if (state.timed_out or state.command_status is not None) and deadline in waits:
                 waits.remove(deadline)
             if state.killed and state.kill_at in waits:
@@ -1481,12 +1768,16 @@ class Runner:
             watched = [sigs.wake_fd, *state.pipes]
             if state.report_r >= 0:
                 watched.append(state.report_r)
+            if state.watcher is not None:
+                watched.append(state.watcher.wake_r)
             try:
                 ready = _readable(watched, timeout)
             except InterruptedError:
                 ready = []
             if sigs.wake_fd in ready:
                 sigs.drain()
+            if state.watcher is not None and state.watcher.wake_r in ready:
+                state.watcher.drain()
             if state.report_r in ready:
                 self._read_report(state, number)
             if buffers is not None:
@@ -1601,8 +1892,103 @@ class Runner:
             os.close(fd)
             return False
         assert self.output is not None
+        limit = self.options.max_output
+        if limit is not None:
+            room = max(0, limit - state.output_bytes)
+            state.output_bytes += len(data)
+            if state.output_bytes > limit:
+                data = data[:room]  # nothing past the limit is passed on
+                if state.limit is None and state.command_status is None:
+                    self._limit_hit(
+                        state,
+                        OUTPUT_LIMIT,
+                        f"the command wrote more than --max-output {_size(limit)}",
+                        0,
+                    )
+            if not data:
+                return True
         self.output.write(state.pipes[fd], data)
         return True
+
+    def _limit_hit(self, state: _AttemptState, outcome: str, message: str, number: int) -> None:
+        """A limit was exceeded: stop the job as a timeout does (signal, then SIGKILL)."""
+        if state.limit is not None:
+            return
+        state.limit, state.limit_message = outcome, message
+        opts = self.options
+        if state.command_status is not None or state.timed_out:
+            # already over (an OOM kill or RLIMIT_CPU found after the fact)
+            self.on_event(RunEvent("limit", message, attempt=number))
+            return
+        self.on_event(
+            RunEvent(
+                "limit",
+                f"{message}; sending {signal_name(opts.timeout_signal)} to the command's group",
+                attempt=number,
+            )
+        )
+        self._signal_group(state, opts.timeout_signal)
+        if opts.timeout_signal == signal.SIGKILL:
+            state.killed = True
+        if opts.kill_after is not None and state.kill_at is None:
+            state.kill_at = self.monotonic() + opts.kill_after
+
+    def _sample_memory(self, state: _AttemptState, number: int) -> None:
+        """--memory-max: the tree's RSS (the fallback, and the peak), and the cgroup's OOM kills."""
+        limit = self.options.memory_max
+        assert limit is not None
+        rss = tree_rss(state.pid)
+        state.peak_tree = max(state.peak_tree, rss)
+        if rss > limit:
+            self._limit_hit(
+                state,
+                MEMORY_LIMIT,
+                f"the job's processes use {_size(rss)} resident, more than --memory-max "
+                f"{_size(limit)}",
+                number,
+            )
+        elif state.cgroup is not None and _oom_kills(state.cgroup):
+            self._limit_hit(
+                state,
+                MEMORY_LIMIT,
+                f"the job reached --memory-max {_size(limit)} (the kernel's OOM killer in its "
+                "cgroup)",
+                number,
+            )
+
+    def _start_watching(self, state: _AttemptState) -> None:
+        """The limits and the watch polled while this attempt runs (none: nothing runs)."""
+        opts = self.options
+        if opts.memory_max is not None:
+            state.sample_at = self.monotonic()
+        if self.watch is not None and opts.watch_interval is not None:
+            state.watcher = _Watcher(self.watch, opts.watch_interval)
+
+    def _setup(self, number: int, cgroups: str | None) -> _ChildSetup | None:
+        """The limits the command's process sets on itself, loaded before the fork."""
+        setup = _setup_of(self.options)
+        if setup is not None:
+            prepare_limits(setup)
+            if number == 1 and self.options.memory_max is not None:
+                self._memory_event(cgroups)
+        return setup
+
+    def _memory_event(self, cgroups: str | None) -> None:
+        """Say once which path enforces --memory-max on this machine."""
+        limit = self.options.memory_max
+        assert limit is not None
+        why = (
+            memory_cgroup_support(cgroups)
+            if cgroups is not None
+            else "cgroups not used for this run"
+        )
+        every = _fmt(self.options.limit_poll)
+        how = (
+            f"by the job's cgroup (memory.max), and its RSS polled every {every}"
+            if why is None
+            else f"by polling the job's RSS every {every} ({why})"
+        )
+        self.on_event(RunEvent("memory_limit", f"--memory-max {_size(limit)} enforced {how}"))
 
     def _drain(self, state: _AttemptState) -> None:
         """The command exited: read what is left, but never wait for EOF a grandchild holds."""
@@ -1648,6 +2034,85 @@ class Runner:
         if info is None:
             return None
         return info.si_code in (os.CLD_KILLED, os.CLD_DUMPED)
+
+
+class _PassThrough:
+    """The output sink of a run that only counts its output (--max-output): straight through."""
+
+    def write(self, stream: int, data: bytes) -> None:
+        view = memoryview(data)
+        with contextlib.suppress(OSError):
+            while view:
+                view = view[os.write(stream, view) :]
+
+    def end_attempt(self, attempt: int) -> None:
+        pass
+
+
+class _Watcher:
+    """Calls a Watch every ``interval`` seconds in a daemon thread while one attempt runs;
+    verdicts wait in a list, and a byte on ``wake_r`` wakes the supervising loop."""
+
+    def __init__(self, watch: Watch, interval: float) -> None:
+        import threading
+
+        self.watch = watch
+        self.interval = interval
+        self.wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        self._verdicts: list[WatchVerdict] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="reliactl-watch", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        try:
+            while not self._stop.wait(self.interval):
+                try:
+                    verdict = self.watch()
+                except Exception as exc:  # a broken watch is a line in the log, never the end
+                    verdict = WatchVerdict(False, f"warning: watch failed: {exc}")
+                if verdict is None or self._stop.is_set():
+                    continue
+                with self._lock:
+                    self._verdicts.append(verdict)
+                with contextlib.suppress(OSError):
+                    os.write(self._wake_w, b"!")
+        finally:
+            os.close(self._wake_w)  # the thread owns the write end: never a reused fd
+
+    def take(self) -> list[WatchVerdict]:
+        with self._lock:
+            taken, self._verdicts = self._verdicts, []
+        return taken
+
+    def drain(self) -> None:
+        with contextlib.suppress(OSError):
+            os.read(self.wake_r, 512)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(0.2)  # a check still running finishes on its own
+        os.close(self.wake_r)
+
+
+def _setup_of(opts: RunOptions) -> _ChildSetup | None:
+    if (opts.nice, opts.io_class, opts.cpu_time, opts.memory_max) == (None, None, None, None):
+        return None
+    return _ChildSetup(
+        nice=opts.nice,
+        io_class=opts.io_class,
+        cpu_time=opts.cpu_time,
+        kill_after=opts.kill_after,
+        memory_max=opts.memory_max,
+    )
+
+
+def _size(size: int) -> str:
+    from reliactl.units import format_size
+
+    return format_size(size)
 
 
 def _named(procs: Sequence[JobProcess]) -> str:

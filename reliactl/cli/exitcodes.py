@@ -19,6 +19,8 @@ class ExitCode(IntEnum):
     UNAVAILABLE = 69  # breaker open (EX_UNAVAILABLE)
     TEMPFAIL = 75  # lock busy, rate limit deadline, health gate, Redis down (EX_TEMPFAIL)
     CONFIG = 78  # configuration invalid (EX_CONFIG)
+    LIMIT = 121  # run: stopped for exceeding --memory-max, --cpu-time or --max-output
+    HEALTH_STOPPED = 122  # run: stopped by --watch-health (--on-critical stop)
     TIMEOUT = 124  # run: timed out, as timeout(1)
     INTERNAL = 125  # reliactl itself failed, or bad options to run
     NOT_EXECUTABLE = 126
@@ -59,6 +61,8 @@ EXIT_CODE_TABLE: list[tuple[str, str]] = [
         "(sysexits EX_TEMPFAIL)",
     ),
     ("78", "configuration invalid (sysexits EX_CONFIG)"),
+    ("121", "`run`: stopped over a limit (`--memory-max`, `--cpu-time`, `--max-output`)"),
+    ("122", "`run`: stopped, health turned CRITICAL (`--watch-health`, `--on-critical stop`)"),
     ("124", "`run`: the command timed out (as coreutils `timeout`; 137 if it had to be killed)"),
     ("125", "reliactl itself failed, or bad options to `run` (as `timeout`)"),
     ("126, 127", "`run`: command not executable / not found (as `timeout`, `env`)"),

@@ -663,6 +663,79 @@ def run(
             rich_help_panel="Rehearsal",
         ),
     ] = None,
+    watch_health: Annotated[
+        str | None,
+        typer.Option(
+            "--watch-health",
+            metavar="DURATION",
+            help="While the command runs, run the configured health checks (those of "
+            "--require-healthy) every DURATION; on CRITICAL see --on-critical.",
+            rich_help_panel="Health gate",
+        ),
+    ] = None,
+    on_critical: Annotated[
+        str,
+        typer.Option(
+            "--on-critical",
+            metavar="warn|stop",
+            help="What --watch-health does when health turns CRITICAL: warn (log it, once "
+            "each time) or stop (stop the job like a timeout; exit 122, outcome "
+            "health_stopped).",
+            rich_help_panel="Health gate",
+        ),
+    ] = "warn",
+    memory_max: Annotated[
+        str | None,
+        typer.Option(
+            "--memory-max",
+            metavar="SIZE",
+            help="Memory limit of the job's whole process tree, e.g. 2GiB: the cgroup v2 "
+            "memory.max where the machine allows it, else its RSS polled every 0.25s; exceeding "
+            "it stops the job like a timeout (exit 121, outcome memory_limit) [default: "
+            "run.memory_max].",
+            rich_help_panel="Limits",
+        ),
+    ] = None,
+    cpu_time: Annotated[
+        str | None,
+        typer.Option(
+            "--cpu-time",
+            metavar="DURATION",
+            help="CPU time limit of each process of the job (RLIMIT_CPU: SIGXCPU, then SIGKILL "
+            "after --kill-after); exit 121, outcome cpu_limit [default: run.cpu_time].",
+            rich_help_panel="Limits",
+        ),
+    ] = None,
+    nice: Annotated[
+        int | None,
+        typer.Option(
+            "--nice",
+            metavar="N",
+            help="Run the command at nice value N, -20..19 (as systemd's Nice=) [default: "
+            "run.nice].",
+            rich_help_panel="Limits",
+        ),
+    ] = None,
+    io_class: Annotated[
+        str | None,
+        typer.Option(
+            "--io-class",
+            metavar="idle|best-effort",
+            help="I/O scheduling class of the command (ioprio_set, as ionice -c) [default: "
+            "run.io_class].",
+            rich_help_panel="Limits",
+        ),
+    ] = None,
+    max_output: Annotated[
+        str | None,
+        typer.Option(
+            "--max-output",
+            metavar="SIZE",
+            help="Stop a job whose stdout + stderr exceed SIZE, e.g. 100MB (nothing past it is "
+            "passed on); exit 121, outcome output_limit [default: run.max_output].",
+            rich_help_panel="Limits",
+        ),
+    ] = None,
 ) -> None:
     """Run COMMAND supervised: lock, retries, time limits, signal forwarding, history.
 
@@ -670,7 +743,8 @@ def run(
     command's own; 124 timed out (137 if it had to be killed); 125 reliactl failed or bad
     options; 126/127 cannot run / not found; 128+N killed by (or reliactl received) signal N;
     69 not run: the --breaker is open; 75 lock busy, or health CRITICAL with
-    --require-healthy; 0 with --skip-if-locked when busy.
+    --require-healthy; 121 stopped by a limit (--memory-max, --cpu-time, --max-output); 122
+    stopped by --watch-health; 0 with --skip-if-locked when busy.
     """
     from reliactl.cli.context import app_context
     from reliactl.cli.output import error, report_error
@@ -694,6 +768,8 @@ def run(
     )
     retry_codes = _codes("--retry-on", retry_on)
     no_retry_codes = _codes("--no-retry-on", no_retry_on)
+    limits = _limit_flags(memory_max, cpu_time, nice, io_class, max_output)
+    watching = _watch_flags(watch_health, on_critical)
     if json_report:
         _check_report_path(json_report)
     run_chaos = _chaos_spec(chaos)
@@ -750,6 +826,8 @@ def run(
             check=check or check_alias,
             history=not no_history,
             hooks=_jobwatch.hooks(watch),
+            **_job_limits(config, job_name, limits),
+            **watching,
         )
         job = prepare_job(spec, config)
     except (JobSpecError, ValueError) as exc:
@@ -769,7 +847,8 @@ def run(
     try:
         done = job.run(store=open_store, on_event=on_event, output=sink)
     except GateSetupError as exc:
-        error(f"--require-healthy: {exc}")
+        flag = "--require-healthy" if (check or check_alias) else "--watch-health"
+        error(f"{flag}: {exc}")
         raise typer.Exit(ExitCode.CONFIG) from None
     except LockError as exc:
         out.replay()
@@ -793,6 +872,65 @@ def run(
     if log_fd is not None:
         os.close(log_fd)
     _exit(result.exit_code, opened[0] if opened else None, result.interrupted_by)
+
+
+def _size(flag: str, text: str | None) -> int | None:
+    """Bytes from a flag value (500MB, 2GiB); None if unset; a usage error if bad or <= 0."""
+    if text is None:
+        return None
+    from reliactl.durations import parse_size
+    from reliactl.errors import DurationError
+
+    try:
+        size = parse_size(text)
+    except DurationError as exc:
+        raise _usage(f"{flag}: {exc}") from None
+    if size <= 0:
+        raise _usage(f"{flag}: expected a size above 0, got {text!r}")
+    return size
+
+
+def _limit_flags(
+    memory_max: str | None,
+    cpu_time: str | None,
+    nice: int | None,
+    io_class: str | None,
+    max_output: str | None,
+) -> dict[str, Any]:
+    """The limit flags given, as JobSpec fields (the rest come from the configuration)."""
+    cpu = _duration("--cpu-time", cpu_time)
+    if cpu is not None and cpu <= 0:
+        raise _usage(f"--cpu-time: expected a positive duration, got {cpu_time!r}")
+    if nice is not None and not -20 <= nice <= 19:
+        raise _usage(f"--nice: expected a number from -20 to 19, got {nice}")
+    given = {
+        "memory_max": _size("--memory-max", memory_max),
+        "cpu_time": cpu,
+        "nice": nice,
+        "io_class": _choice("--io-class", io_class, ("idle", "best-effort")),
+        "max_output": _size("--max-output", max_output),
+    }
+    return {key: value for key, value in given.items() if value is not None}
+
+
+def _watch_flags(watch_health: str | None, on_critical: str) -> dict[str, Any]:
+    """--watch-health and --on-critical as JobSpec fields."""
+    seconds = _duration("--watch-health", watch_health)
+    if seconds is not None and seconds <= 0:
+        raise _usage(f"--watch-health: expected a positive duration, got {watch_health!r}")
+    critical = _choice("--on-critical", on_critical, ("warn", "stop")) or "warn"
+    return {"watch_health": seconds, "on_critical": critical}
+
+
+def _job_limits(config: Any, job_name: str | None, flags: dict[str, Any]) -> dict[str, Any]:
+    """Flags win over the --job's own limits, which win over run.* (JobSpec's FROM_CONFIG)."""
+    job = config.jobs.get(job_name) if job_name else None
+    limits = dict(flags)
+    if job is not None:
+        for key in ("memory_max", "cpu_time", "nice", "io_class", "max_output"):
+            if key not in limits and getattr(job, key) is not None:
+                limits[key] = getattr(job, key)
+    return limits
 
 
 def _alias(flag: str, value: Any, old_flag: str, old_value: Any) -> tuple[str, Any]:
@@ -922,6 +1060,10 @@ def _summary(result: RunResult) -> str:
         return f"stopped by {sig} in {took}{after} (exit {result.exit_code}){_stopped(result)}"
     if result.outcome in ("not_found", "not_executable"):
         return f"{result.message} (exit {result.exit_code})"
+    if result.outcome in ("memory_limit", "cpu_limit", "output_limit", "health_stopped"):
+        return f"stopped after {took}{after}: {result.message} (exit {result.exit_code})" + (
+            _stopped(result)
+        )
     if result.outcome == "timeout":
         last = result.attempts[-1] if result.attempts else None
         how = "killed with SIGKILL" if last and last.killed else "timed out"
@@ -971,6 +1113,9 @@ def run_to_dict(record: Any) -> dict[str, Any]:
     injected = [a.get("injected") for a in record.data.get("attempts", ()) if isinstance(a, dict)]
     if any(injected):  # `run --chaos`: which attempts were rehearsed failures (fail / kill)
         doc["injected"] = injected
+    data = record.data if isinstance(record.data, dict) else {}
+    doc["peak_rss"] = data.get("peak_rss")  # bytes (None: not measured, or an older run)
+    doc["cpu_time"] = data.get("cpu_time")  # seconds of CPU of the job's processes
     return with_times(doc, "started_at", "ended_at")
 
 
