@@ -177,6 +177,60 @@ SYSTEM_CHECK_NAMES = ("cpu", "memory", "swap", "disk", "file_handles", "process"
 ALERT_KINDS = ("webhook", "discord", "slack", "command")
 
 
+ADAPTIVE_SEASONS = ("none", "weekly")
+
+
+@dataclass(frozen=True)
+class AdaptiveSettings:
+    """Thresholds learnt from a check's own history (reliactl.health.adaptive).
+
+    WARNING above median + k MAD, CRITICAL above median + 2k MAD of the history in the
+    window; never looser than the check's fixed warn/critical (the worse status wins)."""
+
+    window: float = _opt(
+        7 * 86400.0, doc="history the baseline is taken from", kind="duration", gt=0
+    )
+    k: float = _opt(3.0, doc="WARNING above median + k MAD, CRITICAL above median + 2k MAD", gt=0)
+    min_points: int = _opt(
+        100,
+        doc="history (5-minute buckets; per hour of the week when seasonal) needed before"
+        " the baseline applies; fewer: the fixed thresholds only, and the report says so",
+        ge=1,
+    )
+    seasonal: str = _opt(
+        "none",
+        doc="weekly: a baseline per hour of the week (local time) instead of one",
+        choices=ADAPTIVE_SEASONS,
+    )
+    min_spread: float = _opt(
+        0.0,
+        doc="the MAD is taken as at least this (and at least 1% of the median), so a"
+        " perfectly steady history does not alert on the smallest rise",
+        ge=0,
+    )
+
+
+@dataclass(frozen=True)
+class ForecastSettings:
+    """Warn before a growing value reaches its limit (``forecast: 24h`` sets the horizon)."""
+
+    horizon: float = _opt(
+        86400.0,
+        doc="WARNING when the value is predicted to reach its limit within this",
+        kind="duration",
+        gt=0,
+    )
+    window: float = _opt(
+        6 * 3600.0, doc="recent history the trend is fitted on (Theil-Sen)", kind="duration", gt=0
+    )
+    min_points: int = _opt(10, doc="history points needed before a forecast is made", ge=3)
+    limit: float | None = _opt(
+        None,
+        doc="the value that counts as full (unset: 100 for a percent value, else the upper"
+        " bound of critical)",
+    )
+
+
 @dataclass(frozen=True)
 class CheckSpec:
     """One custom health check; which fields apply depends on ``kind``."""
@@ -219,6 +273,15 @@ class CheckSpec:
         "", doc="process: a process name (as ps shows it); with pid/pidfile, it must match too"
     )
     target: str = _opt("", doc="python: module:function returning {status, value, message}")
+    adaptive: AdaptiveSettings | None = _opt(
+        None, doc="thresholds from the check's own history (see AdaptiveSettings)"
+    )
+    forecast: ForecastSettings | None = _opt(
+        None,
+        doc="warn before the value reaches its limit at the current rate: a horizon"
+        " (forecast: 24h) or a mapping",
+        kind="shorthand:horizon",
+    )
 
 
 @dataclass(frozen=True)
@@ -339,7 +402,27 @@ class HealthMonitorConfig:
             },
             {"name": "sshd", "kind": "process", "process_name": "sshd"},
             {"name": "init", "kind": "process", "pid": 1},
-            {"name": "data-disk", "kind": "disk", "path": "/srv/data", "warn": 70, "critical": 85},
+            {
+                "name": "data-disk",
+                "kind": "disk",
+                "path": "/srv/data",
+                "warn": 70,
+                "critical": 85,
+                "forecast": {"horizon": "24h", "window": "6h", "min_points": 10, "limit": 98},
+            },
+            {
+                "name": "api-latency",
+                "kind": "http",
+                "url": "https://example.com/api/ping",
+                "critical": "5s",
+                "adaptive": {
+                    "window": "28d",
+                    "k": 3,
+                    "min_points": 12,
+                    "seasonal": "weekly",
+                    "min_spread": 0.05,
+                },
+            },
             {"name": "database", "kind": "python", "target": "myapp.health:check_database"},
         ],
     )
