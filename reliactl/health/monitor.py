@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from reliactl import tracing
 from reliactl.durations import format_duration
 from reliactl.errors import HealthError, ReliactlError
 from reliactl.health.checks import (
@@ -200,13 +201,15 @@ def _aggregate(
             metrics[check.name] = debounce(metric, check, records)
         except ReliactlError as exc:  # the state store failed: report, do not hide the result
             metrics[check.name] = replace(metric, message=f"{metric.message} (debounce: {exc})")
-    return HealthReport(
+    report = HealthReport(
         # nothing checked is not "all is well": a cron job with an emptied config must notice
         overall_status=worst(m.status for m in metrics.values()) if metrics else Status.UNKNOWN,
         metrics=metrics,
         checked_at=checked_at,
         duration=round(time.monotonic() - started, 6),
     )
+    tracing.record_health(report)  # a span per check when OTEL_* asks for traces; else nothing
+    return report
 
 
 def _adapt(check: Check, metric: HealthMetric, records: RecordStore, now: float) -> HealthMetric:
