@@ -334,6 +334,13 @@ class HealthMonitorConfig:
     file_handles_critical: float = _opt(
         95.0, doc="file handles used percent for CRITICAL", gt=0, le=100
     )
+    disk_forecast: ForecastSettings | None = _opt(
+        None,
+        doc="built-in disk checks also warn when full within this at the current rate"
+        " (24h, or a mapping as a check's forecast)",
+        kind="shorthand:horizon",
+        example={"horizon": "24h", "window": "6h", "min_points": 10, "limit": 100},
+    )
     disk_paths: list[str] = _opt(
         doc="paths whose disk usage is checked (empty: / and the state directory)",
         factory=list,

@@ -1223,7 +1223,8 @@ def system_checks(config: HealthMonitorConfig, state_dir: str | None = None) -> 
         out.append(replace(swap_check(config.swap_warn, config.swap_critical), timeout=t))
     if "disk" in enabled:
         for path in disk_paths(config, state_dir):
-            out.append(disk_check(path, config.disk_warn, config.disk_critical, timeout=t))
+            disk = disk_check(path, config.disk_warn, config.disk_critical, timeout=t)
+            out.append(replace(disk, forecast=config.disk_forecast))
     if "file_handles" in enabled:
         out.append(
             replace(

@@ -388,3 +388,24 @@ def test_config_takes_a_forecast_horizon_and_names_bad_settings_by_line(tmp_path
     assert "adaptive.seasonal: expected one of none, weekly, got 'monthly'" in text
     assert "adaptive.min_point: unknown key (did you mean 'min_points'?)" in text
     assert f"{bad}:8: health_monitor.checks[0].forecast.horizon: expected a duration" in text
+
+
+def test_builtin_disk_checks_take_disk_forecast_and_the_starter_leaves_it_off(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`health_monitor.disk_forecast: 12h` gives every built-in disk check that forecast (the
+    others none); the starter configuration (`config init`) keeps it unset (null, not `{}`,
+    which would turn it on)."""
+    from reliactl.config import example_yaml, load
+    from reliactl.health.checks import system_checks
+
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "health_monitor:\n  disk_forecast: 12h\n  disk_paths: [/]\n  system_checks: [disk, swap]\n",
+        encoding="utf-8",
+    )
+    cfg = load(path, use_env=False).config.health_monitor
+    checks = {c.name: c for c in system_checks(cfg)}
+    assert checks["disk_usage:/"].forecast == ForecastSettings(horizon=12 * HOUR)
+    assert checks["swap_usage"].forecast is None
+    starter = tmp_path / "starter.yaml"
+    starter.write_text(example_yaml(starter=True), encoding="utf-8")
+    assert load(starter, use_env=False).config.health_monitor.disk_forecast is None
