@@ -3,7 +3,9 @@
 Prints the median wall time over 20 interleaved runs of `reliactl --version`, `--help`,
 `config show`, `run -- true` and `health --json` (on the default SQLite store) and their ratio
 to `python -c pass`. Goal (issue 2): the light commands within 8x. The `run` and `health` rows
-show that the Redis backend (issue 16) costs nothing on SQLite: redis-py is never imported.
+show that the Redis backend (issue 16) costs nothing on SQLite: redis-py is never imported,
+and that tracing (issue 20) costs nothing without OTEL_*: the "traced" row (spans to stderr
+with OTEL_TRACES_EXPORTER=console) is what importing the OpenTelemetry SDK adds when on.
 """
 
 from __future__ import annotations
@@ -28,6 +30,11 @@ def main() -> None:
                 "reliactl --help": reliactl_cmd("--help"),
                 "reliactl config show": reliactl_cmd("config", "show"),
                 "reliactl run -- true": reliactl_cmd("run", "--", "true"),
+                "reliactl run -- true (traced)": [
+                    "env",
+                    "OTEL_TRACES_EXPORTER=console",
+                    *reliactl_cmd("run", "--", "true"),
+                ],
                 "reliactl health --json": reliactl_cmd("health", "--json"),
             },
             runs=runs,

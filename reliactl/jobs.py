@@ -310,7 +310,15 @@ class PreparedJob:
         name = _printable(self.name)
         options = _with_name(options, name)
 
+        from reliactl import tracing
+
+        trace = tracing.start_run(name, spec.command, options.env)  # None: tracing off
+        if trace is not None:
+            from dataclasses import replace
+
+            options = replace(options, env=trace.child_env(options.env))
         breaker = _BreakerGate(spec.breaker, self.config, opened, options, warn)
+        breaker.on_change = trace.breaker_event if trace is not None else None
         run_id: int | None = None
         history = opened if spec.history else None
         if history is not None:
@@ -334,6 +342,8 @@ class PreparedJob:
 
         def finish(result: RunResult | None, outcome: str, message: str | None) -> None:
             _finish_history(history, run_id, name, shown, started_at, result, outcome, message)
+            if trace is not None:
+                trace.finish(result, breaker.info, message or "")
 
         try:
             result = Runner(options, on_event=emit, output=output, gate=gate, watch=watch).run()
@@ -497,6 +507,7 @@ class _BreakerGate:
         self.warn = warn
         self.admission: Any = None
         self.info: dict[str, Any] | None = None
+        self.on_change: Callable[[Any], None] | None = None  # state changes (tracing)
 
     def gate(self) -> Gate | None:
         if not self.name or self.store is None:
@@ -512,6 +523,8 @@ class _BreakerGate:
         assert name is not None and self.store is not None
         try:
             breaker = get_persistent_breaker(name, self.config, self.store)
+            if self.on_change is not None:
+                breaker.on_state_change(self.on_change)
             self.admission = breaker.admit(trial_timeout=_trial_timeout(self.options))
         except CircuitOpenError as exc:
             self.info = {"name": name, "decision": "rejected", "retry_after": exc.retry_after}

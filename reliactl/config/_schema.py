@@ -151,6 +151,60 @@ class RemediateSpec:
     )
 
 
+ADAPTIVE_SEASONS = ("none", "weekly")
+
+
+@dataclass(frozen=True)
+class AdaptiveSettings:
+    """Thresholds learnt from a check's own history (reliactl.health.adaptive).
+
+    WARNING above median + k MAD, CRITICAL above median + 2k MAD of the history in the
+    window; never looser than the check's fixed warn/critical (the worse status wins)."""
+
+    window: float = _opt(
+        7 * 86400.0, doc="history the baseline is taken from", kind="duration", gt=0
+    )
+    k: float = _opt(3.0, doc="WARNING above median + k MAD, CRITICAL above median + 2k MAD", gt=0)
+    min_points: int = _opt(
+        100,
+        doc="history (5-minute buckets; per hour of the week when seasonal) needed before"
+        " the baseline applies; fewer: the fixed thresholds only, and the report says so",
+        ge=1,
+    )
+    seasonal: str = _opt(
+        "none",
+        doc="weekly: a baseline per hour of the week (local time) instead of one",
+        choices=ADAPTIVE_SEASONS,
+    )
+    min_spread: float = _opt(
+        0.0,
+        doc="the MAD is taken as at least this (and at least 1% of the median), so a"
+        " perfectly steady history does not alert on the smallest rise",
+        ge=0,
+    )
+
+
+@dataclass(frozen=True)
+class ForecastSettings:
+    """Warn before a growing value reaches its limit (``forecast: 24h`` sets the horizon)."""
+
+    horizon: float = _opt(
+        86400.0,
+        doc="WARNING when the value is predicted to reach its limit within this",
+        kind="duration",
+        gt=0,
+    )
+    window: float = _opt(
+        6 * 3600.0, doc="recent history the trend is fitted on (Theil-Sen)", kind="duration", gt=0
+    )
+    min_points: int = _opt(10, doc="history points needed before a forecast is made", ge=3)
+    limit: float | None = _opt(
+        None,
+        doc="the value that counts as full (unset: 100 for a percent value, else the upper"
+        " bound of critical)",
+    )
+
+
 @dataclass(frozen=True)
 class CheckSpec:
     """One custom health check; which fields apply depends on ``kind``."""
@@ -195,6 +249,15 @@ class CheckSpec:
     target: str = _opt("", doc="python: module:function returning {status, value, message}")
     remediate: RemediateSpec | None = _opt(
         None, doc="what to run when the check fails, with its safeguards (see Healing in README)"
+    )
+    adaptive: AdaptiveSettings | None = _opt(
+        None, doc="thresholds from the check's own history (see AdaptiveSettings)"
+    )
+    forecast: ForecastSettings | None = _opt(
+        None,
+        doc="warn before the value reaches its limit at the current rate: a horizon"
+        " (forecast: 24h) or a mapping",
+        kind="shorthand:horizon",
     )
 
 
@@ -296,6 +359,13 @@ class HealthMonitorConfig:
     file_handles_critical: float = _opt(
         95.0, doc="file handles used percent for CRITICAL", gt=0, le=100
     )
+    disk_forecast: ForecastSettings | None = _opt(
+        None,
+        doc="built-in disk checks also warn when full within this at the current rate"
+        " (24h, or a mapping as a check's forecast)",
+        kind="shorthand:horizon",
+        example={"horizon": "24h", "window": "6h", "min_points": 10, "limit": 100},
+    )
     disk_paths: list[str] = _opt(
         doc="paths whose disk usage is checked (empty: / and the state directory)",
         factory=list,
@@ -379,6 +449,7 @@ class HealthMonitorConfig:
                     "max_attempts": 3,
                     "window": "1h",
                 },
+                "forecast": {"horizon": "24h", "window": "6h", "min_points": 10, "limit": 98},
             },
             {
                 "name": "web",
@@ -396,6 +467,19 @@ class HealthMonitorConfig:
                     "shell": True,
                     "max_attempts": 2,
                     "window": "30m",
+                },
+            },
+            {
+                "name": "api-latency",
+                "kind": "http",
+                "url": "https://example.com/api/ping",
+                "critical": "5s",
+                "adaptive": {
+                    "window": "28d",
+                    "k": 3,
+                    "min_points": 12,
+                    "seasonal": "weekly",
+                    "min_spread": 0.05,
                 },
             },
             {"name": "database", "kind": "python", "target": "myapp.health:check_database"},

@@ -167,6 +167,8 @@ def _convert(  # noqa: C901 - one branch per annotation shape of the schema
             f"expected an argv list of strings (or one string with shell: true), got {_kind(value)}"
         )
     if dataclasses.is_dataclass(base):
+        if str(kind).startswith("shorthand:") and not isinstance(value, dict):
+            value = {str(kind).partition(":")[2]: value}  # `forecast: 24h` is its horizon
         built = _build(base, value, path, origins, problems)  # type: ignore[arg-type]
         return built is not None, built
     origin = typing.get_origin(base)

@@ -106,7 +106,10 @@ def example_yaml(*, starter: bool = False) -> str:
                 commented = starter  # the starter keeps the default: the example is a comment
             lines.append(f"  # {f.metadata.get('doc', '')}")
             if commented and isinstance(value, (dict, list)):
-                lines.append(f"  {f.name}: {'{}' if isinstance(value, dict) else '[]'}")
+                # an optional section left unset is null: `{}` would turn it on with defaults
+                empty = "{}" if isinstance(value, dict) else "[]"
+                unset = defaults[section.name][f.name] is None
+                lines.append(f"  {f.name}: {'null' if unset else empty}")
             if isinstance(value, (dict, list)):
                 dumped = yaml.safe_dump({f.name: value}, default_flow_style=False, sort_keys=False)
                 body = dumped.rstrip().splitlines()

@@ -32,7 +32,12 @@ if TYPE_CHECKING:
 
     import httpx
 
-    from reliactl.config import CheckSpec, HealthMonitorConfig
+    from reliactl.config import (
+        AdaptiveSettings,
+        CheckSpec,
+        ForecastSettings,
+        HealthMonitorConfig,
+    )
 
 DEFAULT_TIMEOUT = 10.0
 CPU_FIRST_SAMPLE = 0.1  # seconds: only the first run ever (no stored sample) waits this long
@@ -141,6 +146,8 @@ class Check:
     debounce: int = 1
     warn: str | None = None
     critical: str | None = None
+    adaptive: AdaptiveSettings | None = None  # limits learnt from history (health.adaptive)
+    forecast: ForecastSettings | None = None  # warn before the value reaches its limit
 
     @property
     def is_async(self) -> bool:
@@ -1155,7 +1162,14 @@ def run_sync_check(check: Check, ctx: CheckContext) -> Awaitable[Any]:
 
 
 def custom_check(spec: CheckSpec, config: HealthMonitorConfig) -> Check:
-    """The Check of one configured custom check."""
+    """The Check of one configured custom check (with its adaptive/forecast settings)."""
+    check = _custom_check(spec, config)
+    if spec.adaptive is not None or spec.forecast is not None:
+        check = replace(check, adaptive=spec.adaptive, forecast=spec.forecast)
+    return check
+
+
+def _custom_check(spec: CheckSpec, config: HealthMonitorConfig) -> Check:
     timeout = spec.timeout if spec.timeout is not None else config.check_timeout
     kind = spec.kind
     if kind == "http":
@@ -1209,7 +1223,8 @@ def system_checks(config: HealthMonitorConfig, state_dir: str | None = None) -> 
         out.append(replace(swap_check(config.swap_warn, config.swap_critical), timeout=t))
     if "disk" in enabled:
         for path in disk_paths(config, state_dir):
-            out.append(disk_check(path, config.disk_warn, config.disk_critical, timeout=t))
+            disk = disk_check(path, config.disk_warn, config.disk_critical, timeout=t)
+            out.append(replace(disk, forecast=config.disk_forecast))
     if "file_handles" in enabled:
         out.append(
             replace(

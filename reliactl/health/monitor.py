@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from reliactl import tracing
 from reliactl.durations import format_duration
 from reliactl.errors import HealthError, ReliactlError
 from reliactl.health.checks import (
@@ -192,18 +193,35 @@ def _aggregate(
     started: float,
 ) -> HealthReport:
     metrics: dict[str, HealthMetric] = {}
-    for check, metric in zip(checks, results, strict=True):
+    for check, result in zip(checks, results, strict=True):
+        metric = result
+        if check.adaptive is not None or check.forecast is not None:
+            metric = _adapt(check, result, records, checked_at)
         try:
             metrics[check.name] = debounce(metric, check, records)
         except ReliactlError as exc:  # the state store failed: report, do not hide the result
             metrics[check.name] = replace(metric, message=f"{metric.message} (debounce: {exc})")
-    return HealthReport(
+    report = HealthReport(
         # nothing checked is not "all is well": a cron job with an emptied config must notice
         overall_status=worst(m.status for m in metrics.values()) if metrics else Status.UNKNOWN,
         metrics=metrics,
         checked_at=checked_at,
         duration=round(time.monotonic() - started, 6),
     )
+    tracing.record_health(report)  # a span per check when OTEL_* asks for traces; else nothing
+    return report
+
+
+def _adapt(check: Check, metric: HealthMetric, records: RecordStore, now: float) -> HealthMetric:
+    """The metric judged also by its learnt limits and forecast (reliactl.health.adaptive)."""
+    from reliactl.health import adaptive
+
+    windows = [s.window for s in (check.adaptive, check.forecast) if s is not None]
+    try:
+        samples = records.history(check.name, now - max(windows))
+    except ReliactlError as exc:  # the state store failed: the fixed thresholds still apply
+        return replace(metric, message=f"{metric.message} (history unavailable: {exc})")
+    return adaptive.apply(metric, samples, now, check.adaptive, check.forecast)
 
 
 def debounce(metric: HealthMetric, check: Check, records: RecordStore) -> HealthMetric:

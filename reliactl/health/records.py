@@ -33,6 +33,18 @@ class RecordStore:
             found = self._memory.get((kind, key))
             return None if found is None else dict(found)
 
+    def history(self, check: str, since: float) -> list[tuple[float, float]]:
+        """A check's recorded values since ``since``, oldest first: each older aggregate's
+        mean (at its bucket's middle), then the raw points. Empty without a state store."""
+        if self.store is None:
+            return []
+        with self._lock:
+            aggregates = self.store.health_aggregates(check, since)
+            points = self.store.health_points(check, since)
+        out = [(a.start + a.seconds / 2, a.mean) for a in aggregates if a.mean is not None]
+        out += [(p.at, p.value) for p in points if p.value is not None]
+        return out
+
     def update(
         self, kind: Any, key: str, fn: Callable[[Record | None], Record | None]
     ) -> Record | None:

@@ -1,0 +1,275 @@
+"""OpenTelemetry tracing (reliactl.tracing): the span tree of a run and of a health round,
+W3C trace context in and out, breaker events, and zero cost when no exporter is configured."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+
+from reliactl import tracing
+from reliactl.config import Config, load
+from reliactl.jobs import JobSpec, run_job
+
+PARENT_TRACE = "0af7651916cd43dd8448eb211c80319c"
+PARENT_SPAN = "b7ad6b7169203331"
+TRACEPARENT = f"00-{PARENT_TRACE}-{PARENT_SPAN}-01"
+
+# Fails twice (exit 1), then succeeds; each attempt appends the TRACEPARENT it was given.
+FLAKY = (
+    'n=$(cat "$D/n" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "$D/n"; '
+    'echo "$TRACEPARENT" >> "$D/tp"; [ $n -ge 3 ]'
+)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """reliactl's environment without any OTEL_* or trace context of the test runner."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("OTEL_") and k not in ("TRACEPARENT", "TRACESTATE")
+    }
+    return {**env, **extra}
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.configure(provider)
+    try:
+        yield exporter
+    finally:
+        tracing.configure(None)
+
+
+def flaky_spec(tmp_path: Path, **kw: Any) -> JobSpec:
+    return JobSpec(
+        ("sh", "-c", FLAKY),
+        name="flaky",
+        retry=True,
+        max_retries=3,
+        base_delay=0.01,
+        strategy="fixed",
+        jitter="none",
+        retry_on=frozenset({1}),
+        history=False,
+        env=clean_env(D=str(tmp_path), TRACEPARENT=TRACEPARENT),
+        **kw,
+    )
+
+
+def test_a_run_with_two_failed_attempts_is_one_span_with_three_attempt_children(
+    tmp_path: Path, spans: InMemorySpanExporter
+) -> None:
+    """The run span continues the TRACEPARENT it was given, has one child per attempt (exit
+    codes 1, 1, 0; the failed ones ERROR with a retry event carrying the pause), and each
+    attempt of the command saw the run span's own context as TRACEPARENT."""
+    result = run_job(flaky_spec(tmp_path), config=Config())
+    assert (result.outcome, len(result.run.attempts)) == ("success", 3)
+    finished = spans.get_finished_spans()
+    (run,) = [s for s in finished if s.name == "run flaky"]
+    attempts = sorted((s for s in finished if s.name.startswith("attempt")), key=lambda s: s.name)
+    assert len(finished) == 4
+    assert format(run.context.trace_id, "032x") == PARENT_TRACE
+    assert run.parent is not None and format(run.parent.span_id, "016x") == PARENT_SPAN
+    assert run.attributes["reliactl.run.outcome"] == "success"
+    assert run.attributes["reliactl.run.attempts"] == 3
+    assert run.status.status_code is StatusCode.UNSET
+    assert [a.name for a in attempts] == ["attempt 1", "attempt 2", "attempt 3"]
+    assert all(a.parent is not None and a.parent.span_id == run.context.span_id for a in attempts)
+    assert [a.attributes["process.exit.code"] for a in attempts] == [1, 1, 0]
+    assert [a.status.status_code for a in attempts] == [
+        StatusCode.ERROR, StatusCode.ERROR, StatusCode.UNSET,
+    ]  # fmt: skip
+    retries = [[e for e in a.events if e.name == "retry"] for a in attempts]
+    assert [len(r) for r in retries] == [1, 1, 0]
+    assert retries[0][0].attributes["reliactl.retry.delay"] == pytest.approx(0.01)
+    assert attempts[0].start_time <= attempts[0].end_time <= attempts[1].start_time
+    assert run.start_time <= attempts[0].start_time and attempts[2].end_time <= run.end_time
+    seen = (tmp_path / "tp").read_text().split()
+    own = f"00-{PARENT_TRACE}-{run.context.span_id:016x}-01"
+    assert seen == [own, own, own]
+
+
+def test_breaker_decision_and_state_change_are_events_of_the_run_span(
+    tmp_path: Path, spans: InMemorySpanExporter
+) -> None:
+    """A failing run through a breaker whose threshold is one failure: the run span (status
+    ERROR) carries the breaker's decision and its closed -> open change."""
+    path = tmp_path / "c.yaml"
+    path.write_text("circuit_breaker:\n  failure_threshold: 1\n  recovery_timeout: 1h\n")
+    cfg = load(str(path)).config
+    result = run_job(JobSpec(("false",), name="svc-job", breaker="svc"), config=cfg)
+    assert result.outcome == "failure"
+    (run,) = [s for s in spans.get_finished_spans() if s.name == "run svc-job"]
+    assert run.status.status_code is StatusCode.ERROR
+    events = {e.name: e.attributes for e in run.events}
+    assert events["breaker.decision"]["reliactl.breaker.decision"] == "admitted"
+    assert events["breaker.decision"]["reliactl.breaker.recorded"] == "failure"
+    change = events["breaker.state_change"]
+    assert (change["reliactl.breaker.from"], change["reliactl.breaker.to"]) == ("closed", "open")
+
+
+def test_health_round_is_a_span_with_a_child_per_check(spans: InMemorySpanExporter) -> None:
+    """A health round is one span with a child per check (name, status, value); a CRITICAL
+    check and the round are ERROR."""
+    from reliactl.health.monitor import HealthMonitor
+
+    monitor = HealthMonitor(Config().health_monitor, store=None)
+    monitor.register_custom_check("good", lambda: {"status": "ok", "value": 1})
+    monitor.register_custom_check("bad", lambda: {"status": "critical", "value": 7})
+    report = monitor.run_now(["good", "bad"])
+    assert report.overall_status.value == "CRITICAL"
+    finished = spans.get_finished_spans()
+    (root,) = [s for s in finished if s.name == "health"]
+    children = {s.name: s for s in finished if s.parent is not None}
+    assert set(children) == {"check good", "check bad"}
+    assert all(c.parent.span_id == root.context.span_id for c in children.values())  # type: ignore[union-attr]
+    assert children["check bad"].attributes["reliactl.check.value"] == 7.0
+    assert children["check bad"].status.status_code is StatusCode.ERROR
+    assert root.status.status_code is StatusCode.ERROR
+
+
+def test_the_exporter_choice_follows_the_otel_variables() -> None:
+    """Tracing is on only when OTEL_* names an exporter; OTEL_SDK_DISABLED wins; `none`
+    means off."""
+    assert tracing.exporters({}) == []
+    assert tracing.exporters({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x:4318"}) == ["otlp"]
+    assert tracing.exporters({"OTEL_TRACES_EXPORTER": "none"}) == []
+    assert tracing.exporters({"OTEL_TRACES_EXPORTER": "console,otlp"}) == ["console", "otlp"]
+    assert tracing.exporters({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_SDK_DISABLED": "true"}) == []
+
+
+# --------------------------------------------------------------------------- real processes
+
+
+def loaded_otel(tmp_path: Path, env: dict[str, str], *args: str) -> list[str]:
+    """The opentelemetry modules a real `reliactl ARGS` process imported (python -X importtime
+    reports every import on stderr as it happens, even if the process ends with os._exit)."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "reliactl", *args],
+        capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path, check=False,
+    )  # fmt: skip
+    imported = [
+        line.rsplit("|", 1)[1].strip()
+        for line in done.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    ]
+    assert "reliactl.cli" in imported, done.stderr[-2000:]
+    return [name for name in imported if name.split(".")[0] == "opentelemetry"]
+
+
+def test_run_and_health_import_no_opentelemetry_without_an_exporter(tmp_path: Path) -> None:
+    """Without OTEL_* (or with OTEL_TRACES_EXPORTER=none, or OTEL_SDK_DISABLED=true) neither
+    `run` nor `health` imports opentelemetry, though the extra is installed; with an
+    exporter named they do (the probe can see it)."""
+    base = clean_env(RELIACTL_STATE__URL=f"sqlite://{tmp_path / 's.db'}")
+    off = [
+        base,
+        {**base, "OTEL_TRACES_EXPORTER": "none"},
+        {**base, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9", "OTEL_SDK_DISABLED": "true"},
+    ]
+    for env in off:
+        assert loaded_otel(tmp_path, env, "run", "true") == []
+        assert loaded_otel(tmp_path, env, "health", "--check", "swap_usage") == []
+    on = {**base, "OTEL_TRACES_EXPORTER": "console"}
+    assert "opentelemetry.sdk.trace" in loaded_otel(tmp_path, on, "run", "true")
+
+
+class Receiver(http.server.ThreadingHTTPServer):
+    """An OTLP/HTTP trace receiver on loopback: decodes each protobuf export request."""
+
+    def __init__(self) -> None:
+        self.spans: list[Any] = []
+        self.lock = threading.Lock()
+        super().__init__(("127.0.0.1", 0), _Handler)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server: Receiver
+
+    def do_POST(self) -> None:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+            ExportTraceServiceResponse,
+        )
+
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        request = ExportTraceServiceRequest()
+        request.ParseFromString(body)
+        with self.server.lock:
+            for resource in request.resource_spans:
+                for scope in resource.scope_spans:
+                    self.server.spans.extend(scope.spans)
+        answer = ExportTraceServiceResponse().SerializeToString()
+        self.send_response(200 if self.path == "/v1/traces" else 404)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_reliactl_run_exports_its_span_tree_over_otlp_http(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """A real `reliactl run` with OTEL_EXPORTER_OTLP_ENDPOINT pointing at a loopback receiver:
+    the protobuf export holds the run span (child of the CI's TRACEPARENT) and its three
+    attempt spans, exit codes 1, 1, 0, and the command saw the run span as its parent."""
+    env = clean_env(
+        D=str(tmp_path),
+        TRACEPARENT=TRACEPARENT,
+        OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{receiver.server_address[1]}",
+        RELIACTL_STATE__URL=f"sqlite://{tmp_path / 's.db'}",
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "reliactl", "run", "--name", "flaky", "--retries", "3",
+         "--delay", "0.01", "--jitter", "none", "--retry-on", "1", "sh", "-c", FLAKY],
+        capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    with receiver.lock:
+        got = list(receiver.spans)
+    by_name = {s.name: s for s in got}
+    assert set(by_name) == {"run flaky", "attempt 1", "attempt 2", "attempt 3"}, got
+    run = by_name["run flaky"]
+    assert run.trace_id.hex() == PARENT_TRACE and run.parent_span_id.hex() == PARENT_SPAN
+    codes = []
+    for n in (1, 2, 3):
+        attempt = by_name[f"attempt {n}"]
+        assert attempt.parent_span_id == run.span_id and attempt.trace_id == run.trace_id
+        attrs = {a.key: a.value for a in attempt.attributes}
+        codes.append(attrs["process.exit.code"].int_value)
+    assert codes == [1, 1, 0]
+    assert [e.name for e in by_name["attempt 1"].events] == ["retry"]
+    seen = set((tmp_path / "tp").read_text().split())
+    assert seen == {f"00-{PARENT_TRACE}-{run.span_id.hex()}-01"}
+    assert json.dumps(done.stderr).count("Traceback") == 0
