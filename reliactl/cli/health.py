@@ -233,7 +233,8 @@ def health(  # noqa: C901 - textfile and alerting move to the core (issue 15 ite
             if not quiet:
                 if watch:
                     _clear_screen()
-                _render(report, outcomes, out_format, detailed, watch=watch)
+                notes = _notes(monitor, report, loaded.config)
+                _render(report, outcomes, out_format, detailed, watch=watch, notes=notes)
             if not watch or (count is not None and rounds >= count):
                 break
             time.sleep(period)
@@ -298,6 +299,19 @@ def _one_round(
         if not outcome.delivered:
             warn(outcome.describe())
     return report, outcomes
+
+
+def _notes(monitor: HealthMonitor, report: HealthReport, config: Any) -> dict[str, Any]:
+    """Each check's silence, acknowledgement and flapping, to show beside it (none when the
+    state store cannot be read: the checks still show)."""
+    from reliactl.errors import ReliactlError
+    from reliactl.health.alertstate import check_notes
+
+    breakers = {name: job.breaker for name, job in config.jobs.items() if job.breaker}
+    try:
+        return dict(check_notes(monitor.records, report.metrics, report.checked_at, breakers))
+    except ReliactlError:
+        return {}
 
 
 def record_history(store: Any, report: HealthReport, config: Any) -> None:
@@ -372,11 +386,17 @@ def _write_textfile(path: str, report: HealthReport) -> bool:
 # --------------------------------------------------------------------------- rendering
 
 
-def health_document(report: HealthReport, outcomes: list[AlertOutcome]) -> dict[str, Any]:
-    """The JSON document of `health --json` (and serve's /healthz and /api/health)."""
+def health_document(
+    report: HealthReport, outcomes: list[AlertOutcome], notes: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The JSON document of `health --json` (and serve's /healthz and /api/health). With
+    ``notes`` (``alertstate.check_notes``) every check says whether it is silenced (by whom,
+    why, until when), acknowledged and flapping."""
     doc: dict[str, Any] = {}
     for key, value in report.to_dict().items():
         doc[key] = value
+        if key == "checks" and notes is not None:
+            doc[key] = [{**c, **_note_doc(notes.get(c["name"]))} for c in value]
         if key == "checked_at":  # ISO text already: the number beside it, as elsewhere
             doc["checked_at_epoch"] = report.checked_at
     doc["alerts"] = [
@@ -394,6 +414,19 @@ def health_document(report: HealthReport, outcomes: list[AlertOutcome]) -> dict[
     return doc
 
 
+def _note_doc(note: Any) -> dict[str, Any]:
+    from reliactl.cli.output import with_times
+
+    if note is None:
+        return {"silenced": None, "acknowledged": None, "flapping": False}
+    doc = note.to_dict()
+    if doc["silenced"] is not None:
+        doc["silenced"] = with_times(doc["silenced"], "until")
+    if doc["acknowledged"] is not None:
+        doc["acknowledged"] = with_times(doc["acknowledged"], "at")
+    return dict(doc)
+
+
 def _render(
     report: HealthReport,
     outcomes: list[AlertOutcome],
@@ -401,11 +434,12 @@ def _render(
     detailed: bool,
     *,
     watch: bool = False,
+    notes: dict[str, Any] | None = None,
 ) -> None:
     from reliactl.cli.output import emit_json, emit_text
 
     if out_format == "json":
-        emit_json(health_document(report, outcomes))
+        emit_json(health_document(report, outcomes, notes or {}))
         return
     if out_format == "nagios":
         from reliactl.health.formats import nagios
@@ -417,7 +451,7 @@ def _render(
 
         emit_text(prometheus(report))
         return
-    _render_table(report, detailed)
+    _render_table(report, detailed, notes or {})
     if watch:
         stamp = time.strftime("%H:%M:%S", time.localtime(report.checked_at))
         emit_text(f"(checked at {stamp}; Ctrl-C to stop)")
@@ -440,7 +474,7 @@ def _value_text(metric: HealthMetric, tty: bool) -> str:
     return text
 
 
-def _render_table(report: HealthReport, detailed: bool) -> None:
+def _render_table(report: HealthReport, detailed: bool, notes: dict[str, Any]) -> None:
     from reliactl.cli.output import color_enabled, emit_text, is_tty, table
 
     tty = is_tty()
@@ -456,7 +490,8 @@ def _render_table(report: HealthReport, detailed: bool) -> None:
         row: list[Any] = [m.name, m.status.value, _value_text(m, tty)]
         if detailed:
             row += [m.warn or "-", m.critical or "-", f"{m.duration * 1000:.0f}ms"]
-        row.append(m.message)
+        note = notes.get(m.name)
+        row.append(f"[{note.text()}] {m.message}" if note is not None else m.message)
         rows.append(row)
         style = STYLES[m.status.value] if colors else None
         styles.append([None, style, style, *([None] * (len(columns) - 3))])

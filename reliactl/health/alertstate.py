@@ -557,3 +557,24 @@ def decide(
         ):
             out.append(Item(check, "repeat", status, told))
     return out
+
+
+def parse_start(text: str, now: float) -> float:
+    """``--start``: an ISO 8601 time (2026-12-01T02:00, local time unless it names a zone or
+    ends in Z) or a duration from now (+2h or 2h). ValueError with a one-line message."""
+    from datetime import datetime
+
+    from reliactl.durations import parse_duration
+
+    value = text.strip()
+    if not value:
+        raise ValueError("expected a time (2026-12-01T02:00) or a duration from now (+2h)")
+    if value.startswith("+") or (value[0].isdigit() and "-" not in value and ":" not in value):
+        return now + parse_duration(value.lstrip("+"))
+    try:
+        when = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
+    except ValueError:
+        raise ValueError(
+            f"expected a time (2026-12-01T02:00) or a duration from now (+2h), got {text!r}"
+        ) from None
+    return when.timestamp()  # naive: local time, as `date` shows it
