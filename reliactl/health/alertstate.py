@@ -506,10 +506,12 @@ def decide(
     A silenced check sends nothing (its entry is left as it was, so whatever is still true
     when the silence ends goes out then). A flapping check sends one "flapping" message and
     then nothing until it settles ("settled", with its status then). A new problem younger
-    than ``group_wait`` waits for a later run. An escalation sink hears only of problems older
+    than ``group_wait`` waits for a later run, unless another new problem has waited that long
+    (then the group goes out whole). An escalation sink hears only of problems older
     than ``escalate_after`` and not acknowledged, then follows them to their recovery.
     """
     out: list[Item] = []
+    held: list[tuple[int, Item]] = []
     for check, status in snap.statuses.items():
         entry = entries.get(check)
         if entry is None:
@@ -545,7 +547,10 @@ def decide(
                 out.append(Item(check, "recovery", status, told))
                 continue
             if told.is_ok and policy.group_wait > 0 and age is not None and age < policy.group_wait:
-                continue  # held: problems failing together go out in one message
+                # Held: problems failing together go out in one message. It goes out with
+                # the first problem that has waited group_wait (the group's flush).
+                held.append((len(out), Item(check, "problem", status, told)))
+                continue
             out.append(
                 Item(check, "escalation" if escalation and told.is_ok else "problem", status, told)
             )
@@ -556,6 +561,9 @@ def decide(
             and max(0.0, now - sent_at) >= repeat
         ):
             out.append(Item(check, "repeat", status, told))
+    if held and any(item.kind == "problem" for item in out):
+        for offset, (index, item) in enumerate(held):
+            out.insert(index + offset, item)
     return out
 
 
