@@ -1,0 +1,129 @@
+"""`reliactl silence` and `reliactl alert`: thin commands over the alert state, their exit
+codes for bad input, and what `health` shows of a silenced or acknowledged check."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from httpserver import CountingServer
+
+CONFIG = """\
+health_monitor:
+  system_checks: []
+  checks:
+    - name: broken
+      kind: command
+      command: [{python}, -c, "raise SystemExit(2)"]
+  alerts:
+    - name: hook
+      kind: webhook
+      url: {url}
+"""
+JOBS = """jobs:
+  backup:
+    every: 1h
+    breaker: nas
+"""
+
+
+@pytest.fixture
+def server() -> Iterator[CountingServer]:
+    with CountingServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+def cfg(tmp_path: Path, server: CountingServer, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "reliactl.yaml"
+    path.write_text(CONFIG.format(python=json.dumps(sys.executable), url=server.url + "/hook"))
+    monkeypatch.setenv("USER", "alice")
+    monkeypatch.delenv("SUDO_USER", raising=False)
+    return path
+
+
+def test_a_silenced_check_is_shown_with_who_and_why_and_sends_nothing(
+    run_cli, cfg: Path, server: CountingServer
+) -> None:
+    """silence add prints an ID; health (table and --json) marks the check silenced by the
+    user with the reason, exits with its real status, and the sink hears nothing; after
+    silence remove the problem goes out."""
+    added = run_cli(
+        "--config", str(cfg), "silence", "add", "brok*", "--for", "2h", "--reason", "disk swap"
+    )
+    assert added.exit_code == 0, added.stderr
+    sid = added.stdout.strip()
+    listed = json.loads(run_cli("--config", str(cfg), "silence", "list", "--json").stdout)
+    (silence,) = listed["silences"]
+    assert silence["id"] == sid and silence["by"] == "alice" and silence["state"] == "active"
+    table = run_cli("--config", str(cfg), "health")
+    assert table.exit_code == 2
+    assert "[silenced by alice: disk swap]" in table.stdout
+    doc = json.loads(run_cli("--config", str(cfg), "health", "--json").stdout)
+    (check,) = doc["checks"]
+    assert check["status"] == "CRITICAL" and check["silenced"]["by"] == "alice"
+    assert check["silenced"]["reason"] == "disk swap" and doc["alerts"] == []
+    assert server.count == 0
+    assert run_cli("--config", str(cfg), "silence", "remove", sid).exit_code == 0
+    run_cli("--config", str(cfg), "health", "--quiet")
+    assert server.count == 1
+    assert "no silences" in run_cli("--config", str(cfg), "silence", "list").stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "says"),
+    [
+        (["silence", "add", "x", "--for", "soon"], 2, "--for: expected a duration"),
+        (["silence", "add", "x", "--for", "0s"], 2, "must be positive"),
+        (["silence", "add", "x", "--for", "1h", "--start", "yesterday"], 2, "--start: expected"),
+        (["silence", "add", "x", "--for", "1h", "--start", "2001-01-01T00:00Z"], 2, "over"),
+        (["silence", "add", " ", "--for", "1h"], 2, "target is empty"),
+        (["silence", "remove", "nope"], 1, "no silence 'nope'"),
+        (["alert", "ack", "nothing*"], 1, "no open problem matches"),
+    ],
+)
+def test_bad_input_is_one_line_and_its_exit_code(
+    run_cli, cfg: Path, args: list[str], code: int, says: str
+) -> None:
+    """Bad durations, times and targets are usage errors (2); an unknown ID or a target with
+    no open problem is "no" (1); never a traceback."""
+    result = run_cli("--config", str(cfg), *args)
+    assert result.exit_code == code, result.stderr
+    assert says in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_alert_list_and_ack(run_cli, cfg: Path, server: CountingServer) -> None:
+    """After a failing run, `alert list` shows the open problem since then, not acknowledged;
+    `alert ack` records who and why, and health shows it."""
+    run_cli("--config", str(cfg), "health", "--quiet")
+    doc = json.loads(run_cli("--config", str(cfg), "alert", "list", "--json").stdout)
+    names = {p["check"]: p for p in doc["problems"]}
+    assert names["broken"]["acknowledged"] is False and names["broken"]["since_epoch"] > 0
+    acked = run_cli("--config", str(cfg), "alert", "ack", "bro*", "--reason", "on it")
+    assert acked.exit_code == 0 and "broken (CRITICAL) acknowledged by alice" in acked.stderr
+    text = run_cli("--config", str(cfg), "alert", "list").stdout
+    assert "alice: on it" in text
+    table = run_cli("--config", str(cfg), "health").stdout
+    assert "[acknowledged by alice: on it]" in table
+
+
+def test_escalation_settings_are_validated_with_file_and_line(run_cli, tmp_path: Path) -> None:
+    """alerts.escalate_to must name a configured sink and come with escalate_after: exit 78,
+    each problem at its file:line."""
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "health_monitor:\n"
+        "  alerts:\n"
+        "    - {name: hook, kind: webhook, url: 'http://127.0.0.1:9/x'}\n"
+        "alerts:\n"
+        "  escalate_to: [pagr]\n"
+        "  group_wait: -1s\n"
+    )
+    result = run_cli("--config", str(path), "config", "validate")
+    assert result.exit_code == 78
+    assert f"{path}:5: alerts.escalate_to[0]: no sink named 'pagr'" in result.stderr
+    assert f"{path}:6: alerts.group_wait" in result.stderr
