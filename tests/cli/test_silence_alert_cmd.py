@@ -121,9 +121,8 @@ def test_escalation_settings_are_validated_with_file_and_line(run_cli, tmp_path:
         "    - {name: hook, kind: webhook, url: 'http://127.0.0.1:9/x'}\n"
         "alerts:\n"
         "  escalate_to: [pagr]\n"
-        "  group_wait: -1s\n"
     )
     result = run_cli("--config", str(path), "config", "validate")
     assert result.exit_code == 78
     assert f"{path}:5: alerts.escalate_to[0]: no sink named 'pagr'" in result.stderr
-    assert f"{path}:6: alerts.group_wait" in result.stderr
+    assert f"{path}:5: alerts.escalate_to: needs alerts.escalate_after" in result.stderr
