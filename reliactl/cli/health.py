@@ -148,8 +148,11 @@ def health(  # noqa: C901 - textfile and alerting move to the core (issue 15 ite
 
     Exit code (Nagios): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, the worst of all checks
     (CRITICAL > WARNING > UNKNOWN > OK). Alerts go to the configured sinks when a check
-    changes status, and again after the cooldown while it stays bad. A failing alert sink is
-    reported on stderr and never changes the exit code. Bad options exit 3.
+    changes status, one message per sink per run, and again after the repeat interval while it
+    stays bad (the `alerts` section: group_wait, repeat_every, escalation, flap detection). A
+    silenced check (`reliactl silence`) is shown, marked, but sends nothing; an acknowledged
+    one (`reliactl alert ack`) stops repeating. A failing alert sink is reported on stderr and
+    never changes the exit code. Bad options exit 3.
     """
     if ctx.invoked_subcommand is not None:
         return  # `health history ...`: the subcommand does the work

@@ -45,6 +45,7 @@ def jobs(
                 error(f"no job named {name!r} declared or in history (jobs: {known})")
                 raise typer.Exit(ExitCode.USAGE)
         recent = store.runs(name, 10) if name is not None else []
+        notes = _notes(store, declared, [s.name for s in statuses], now)
     except ReliactlError as exc:
         raise typer.Exit(report_error(exc)) from None
 
@@ -55,6 +56,13 @@ def jobs(
         doc: dict[str, Any] = status.to_dict()
         for key in ("last_run_at", "last_success_at", "next_expected_at", "declared_at"):
             doc[key] = stamp(doc[key])
+        note = notes.get(status.name)
+        silence = note.silence if note is not None else None
+        doc["silenced"] = (
+            None
+            if silence is None
+            else {"by": silence.by, "reason": silence.reason, "until": stamp(silence.end)}
+        )
         return doc
 
     if json_out:
@@ -76,7 +84,7 @@ def jobs(
         rows = [
             [
                 s.name + ("" if s.declared else " (not declared)"),
-                s.status,
+                s.status + (f" ({notes[s.name].text()})" if s.name in notes else ""),
                 s.schedule,
                 stamp(s.last_run_at) or "-",
                 s.last_outcome or "-",
@@ -106,3 +114,13 @@ def jobs(
         print("no jobs declared (jobs: in the configuration) or recorded", file=sys.stderr)
     judged = statuses if name is not None else [s for s in statuses if s.declared]
     raise typer.Exit(ExitCode.OK if all(s.status == "OK" for s in judged) else ExitCode.FAILURE)
+
+
+def _notes(store: Any, declared: Any, names: list[str], now: float) -> dict[str, Any]:
+    """Each job's silence/acknowledgement (of its job:NAME check), by job name."""
+    from reliactl.health.alertstate import check_notes
+    from reliactl.health.records import RecordStore
+
+    breakers = {n: j.breaker for n, j in declared.items() if j.breaker}
+    found = check_notes(RecordStore(store), [f"job:{n}" for n in names], now, breakers)
+    return {check[len("job:") :]: note for check, note in found.items()}

@@ -126,3 +126,23 @@ def test_escalation_settings_are_validated_with_file_and_line(run_cli, tmp_path:
     assert result.exit_code == 78
     assert f"{path}:5: alerts.escalate_to[0]: no sink named 'pagr'" in result.stderr
     assert f"{path}:5: alerts.escalate_to: needs alerts.escalate_after" in result.stderr
+
+
+def test_jobs_shows_a_silenced_job(
+    run_cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`jobs` marks a job whose name (or breaker) is silenced, in the table and in --json."""
+    monkeypatch.setenv("USER", "erin")
+    cfg = tmp_path / "jobs.yaml"
+    cfg.write_text("jobs:\n  backup:\n    every: 1h\n    breaker: nas\n  other:\n    every: 1h\n")
+    assert (
+        run_cli(
+            "--config", str(cfg), "silence", "add", "nas", "--for", "1h", "--reason", "move"
+        ).exit_code
+        == 0
+    )
+    table = run_cli("--config", str(cfg), "jobs").stdout
+    assert "silenced by erin: move" in table
+    doc = json.loads(run_cli("--config", str(cfg), "jobs", "--json").stdout)
+    by_name = {j["name"]: j for j in doc["jobs"]}
+    assert by_name["backup"]["silenced"]["by"] == "erin" and by_name["other"]["silenced"] is None
