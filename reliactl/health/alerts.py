@@ -295,7 +295,12 @@ class AlertManager:
         for name in snap.statuses:
             if alertstate.silence_for(silences, alertstate.alias_names(name, self.breakers), now):
                 snap.silenced.add(name)
-        snap.legacy = {k: v for k, v in items.items() if isinstance(v, dict) and ":" in k}
+        own = (alertstate.SILENCE, alertstate.PROBLEM, alertstate.NOTIFY)
+        snap.legacy = {
+            k: v
+            for k, v in items.items()
+            if isinstance(v, dict) and ":" in k and not k.startswith(own)
+        }
         return snap, None
 
     def _claim(

@@ -146,3 +146,21 @@ def test_jobs_shows_a_silenced_job(
     doc = json.loads(run_cli("--config", str(cfg), "jobs", "--json").stdout)
     by_name = {j["name"]: j for j in doc["jobs"]}
     assert by_name["backup"]["silenced"]["by"] == "erin" and by_name["other"]["silenced"] is None
+
+
+def test_run_alert_skips_the_escalation_sinks(tmp_path: Path) -> None:
+    """A run's result is one moment: `run --alert` goes to the ordinary sinks only, never to
+    alerts.escalate_to (health's job:NAME check escalates a job that stays failed)."""
+    from reliactl.cli._jobwatch import watch_for_run
+    from reliactl.config import load
+
+    cfg = tmp_path / "esc.yaml"
+    cfg.write_text(
+        "health_monitor:\n  alerts:\n"
+        "    - {name: chat, kind: webhook, url: 'http://127.0.0.1:9/a'}\n"
+        "    - {name: pager, kind: webhook, url: 'http://127.0.0.1:9/b'}\n"
+        "alerts: {escalate_after: 15m, escalate_to: [pager]}\n"
+    )
+    config = load(str(cfg)).config
+    watch = watch_for_run(config, "backup", None, alert=True, open_store=lambda: None)
+    assert watch is not None and [s.name for s in watch.sinks] == ["chat"]
