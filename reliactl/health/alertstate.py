@@ -354,11 +354,7 @@ def observe(
 
 
 def _items(records: RecordStore) -> dict[str, Any]:
-    store = records.store
-    if store is not None:
-        return store.items(KIND)
-    with records._lock:
-        return {key: dict(rec) for (kind, key), rec in records._memory.items() if kind == KIND}
+    return records.items(KIND)
 
 
 def open_problems(records: RecordStore) -> list[Problem]:

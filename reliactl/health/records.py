@@ -33,6 +33,13 @@ class RecordStore:
             found = self._memory.get((kind, key))
             return None if found is None else dict(found)
 
+    def items(self, kind: Any) -> dict[str, Record]:
+        """Every record of ``kind``, by key."""
+        with self._lock:
+            if self.store is not None:
+                return self.store.items(kind)
+            return {k: dict(rec) for (found, k), rec in self._memory.items() if found == kind}
+
     def update(
         self, kind: Any, key: str, fn: Callable[[Record | None], Record | None]
     ) -> Record | None:

@@ -245,3 +245,18 @@ def test_parse_start() -> None:
         except ValueError:
             continue
         raise AssertionError(bad)
+
+
+def test_without_a_state_store_silences_and_grouping_work_in_memory(
+    server: CountingServer,
+) -> None:
+    """The store failed to open (health goes on in memory): a silence added to the same
+    RecordStore still holds, and the rest goes out as one message."""
+    clock = FakeClock()
+    records = RecordStore()
+    sink = AlertSink(name="hook", kind="webhook", url=server.url + "/hook")
+    am = AlertManager([sink], records, clock=clock.time, host="h", sleep=clock.async_sleep)
+    alertstate.add_silence(records, "a", 60, by="x", now=clock.time())
+    asyncio.run(am.process(report(clock, a=C, b=C, c=W)))
+    (seen,) = server.requests
+    assert [x["check"] for x in seen.json()["alerts"]] == ["b", "c"]
