@@ -6,6 +6,7 @@ _reliactl_value() {
     # ("@file", or the words it may be, or empty for free text).
     case "$1/$2" in
         "/--config"|"/-c") _rl_kind="@file" ;;
+        "alert ack/--reason") _rl_kind="" ;;
         "breaker show/--limit"|"breaker show/-n") _rl_kind="" ;;
         "breaker trip/--for") _rl_kind="" ;;
         "cleanup/--older-than") _rl_kind="" ;;
@@ -73,12 +74,15 @@ _reliactl_value() {
         "serve/--port"|"serve/-p") _rl_kind="" ;;
         "serve/--interval"|"serve/-i") _rl_kind="" ;;
         "serve/--token-file") _rl_kind="@file" ;;
+        "silence add/--for") _rl_kind="" ;;
+        "silence add/--reason") _rl_kind="" ;;
+        "silence add/--start") _rl_kind="" ;;
         *) return 1 ;;
     esac
 }
 _reliactl_sub() {
     case "$1/$2" in
-        "/breaker"|"/cleanup"|"/config"|"/doctor"|"/drill"|"/health"|"/http"|"/jobs"|"/retry"|"/run"|"/runs"|"/serve"|"breaker/close"|"breaker/list"|"breaker/reset"|"breaker/show"|"breaker/trip"|"config/init"|"config/show"|"config/validate"|"health/history"|"retry/plan") return 0 ;;
+        "/alert"|"/breaker"|"/cleanup"|"/config"|"/doctor"|"/drill"|"/health"|"/http"|"/jobs"|"/retry"|"/run"|"/runs"|"/serve"|"/silence"|"alert/ack"|"alert/list"|"breaker/close"|"breaker/list"|"breaker/reset"|"breaker/show"|"breaker/trip"|"config/init"|"config/show"|"config/validate"|"health/history"|"retry/plan"|"silence/add"|"silence/list"|"silence/remove") return 0 ;;
     esac
     return 1
 }
@@ -127,6 +131,9 @@ _reliactl() {
         -*)
             case "$_rl_node" in
                 "") _rl_words="--help -h --version --config -c" ;;
+                "alert") _rl_words="--help -h" ;;
+                "alert ack") _rl_words="--help -h --reason" ;;
+                "alert list") _rl_words="--help -h --json" ;;
                 "breaker") _rl_words="--help -h" ;;
                 "breaker close") _rl_words="--help -h" ;;
                 "breaker list") _rl_words="--help -h --json --fail-on-open" ;;
@@ -149,12 +156,17 @@ _reliactl() {
                 "run") _rl_words="--help -h --lock --lock-name --lock-wait --skip-if-locked --lock-on-nfs --timeout --total-timeout --kill-after -k --signal -s --preserve-status --leave-running --retry --max-retries --strategy --base-delay --max-delay --jitter --multiplier --max-elapsed --retry-on --no-retry-on --retry-on-timeout --name --timestamps --log-file --quiet-success --json-report --breaker --no-history --job --ping --ping-start --ping-success --ping-failure --alert --require-healthy --chaos --watch-health --on-critical --memory-max --cpu-time --nice --io-class --max-output" ;;
                 "runs") _rl_words="--help -h --json --last --limit -n" ;;
                 "serve") _rl_words="--help -h --host --port -p --interval -i --token-file --json-logs" ;;
+                "silence") _rl_words="--help -h" ;;
+                "silence add") _rl_words="--help -h --for --reason --start --json" ;;
+                "silence list") _rl_words="--help -h --json" ;;
+                "silence remove") _rl_words="--help -h" ;;
             esac
             _reliactl_reply -W "$_rl_words" -- "$_rl_cur"
             return ;;
     esac
     case "$_rl_node" in
-        "") _reliactl_reply -W "breaker cleanup config doctor drill health http jobs retry run runs serve" -- "$_rl_cur" ;;
+        "") _reliactl_reply -W "alert breaker cleanup config doctor drill health http jobs retry run runs serve silence" -- "$_rl_cur" ;;
+        "alert") _reliactl_reply -W "ack list" -- "$_rl_cur" ;;
         "breaker") _reliactl_reply -W "close list reset show trip" -- "$_rl_cur" ;;
         "cleanup") _reliactl_reply -f -- "$_rl_cur" ;;
         "config") _reliactl_reply -W "init show validate" -- "$_rl_cur" ;;
@@ -163,6 +175,7 @@ _reliactl() {
         "health") _reliactl_reply -W "history" -- "$_rl_cur" ;;
         "retry") _reliactl_reply -W "plan" -- "$_rl_cur" ;;
         "run") _reliactl_reply -c -- "$_rl_cur" ;;
+        "silence") _reliactl_reply -W "add list remove" -- "$_rl_cur" ;;
         *) COMPREPLY=() ;;
     esac
 }

@@ -112,6 +112,18 @@ def _health(app: typer.Typer) -> None:
     health.register(app)  # health and health history
 
 
+def _alert(app: typer.Typer) -> None:
+    from reliactl.cli import alert
+
+    app.add_typer(alert.app, name="alert")
+
+
+def _silence(app: typer.Typer) -> None:
+    from reliactl.cli import silence
+
+    app.add_typer(silence.app, name="silence")
+
+
 def _breaker(app: typer.Typer) -> None:
     from reliactl.cli import breaker
 
@@ -150,6 +162,7 @@ def _run(app: typer.Typer) -> None:
 
 # Top-level command name -> the function that registers it (and its siblings, for run/runs).
 COMMANDS: dict[str, Callable[[typer.Typer], None]] = {
+    "alert": _alert,
     "breaker": _breaker,
     "cleanup": _cleanup,
     "config": _config,
@@ -162,6 +175,7 @@ COMMANDS: dict[str, Callable[[typer.Typer], None]] = {
     "run": _run,
     "runs": _run,
     "serve": _serve,
+    "silence": _silence,
 }
 
 

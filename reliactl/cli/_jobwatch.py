@@ -123,7 +123,12 @@ def watch_for_run(
         environ=environ,
     )
     wants_alert = alert or (settings is not None and settings.alert)
-    sinks = config.health_monitor.alerts if wants_alert else ()
+    # Escalation sinks (alerts.escalate_to) hear only of problems that lasted: a run's
+    # result is one moment, so `run --alert` never goes there (health's job:NAME check does).
+    escalation = set(config.alerts.escalate_to)
+    sinks = (
+        [s for s in config.health_monitor.alerts if s.name not in escalation] if wants_alert else ()
+    )
     watch = RunWatch(
         name,
         targets=targets,

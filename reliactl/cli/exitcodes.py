@@ -38,7 +38,8 @@ EXIT_CODE_TABLE: list[tuple[str, str]] = [
     (
         "1",
         'other commands: the answer is "no" (cleanup left errors, `runs --last` failed, '
-        "`doctor` found a failure)",
+        "`doctor` found a failure, `silence remove` found no such silence, `alert ack` no open"
+        " problem)",
     ),
     (
         "2",

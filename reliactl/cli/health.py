@@ -165,8 +165,11 @@ def health(  # noqa: C901 - textfile and alerting move to the core (issue 15 ite
 
     Exit code (Nagios): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, the worst of all checks
     (CRITICAL > WARNING > UNKNOWN > OK). Alerts go to the configured sinks when a check
-    changes status, and again after the cooldown while it stays bad. A failing alert sink is
-    reported on stderr and never changes the exit code. Bad options exit 3.
+    changes status, one message per sink per run, and again after the repeat interval while it
+    stays bad (the `alerts` section: group_wait, repeat_every, escalation, flap detection). A
+    silenced check (`reliactl silence`) is shown, marked, but sends nothing; an acknowledged
+    one (`reliactl alert ack`) stops repeating. A failing alert sink is reported on stderr and
+    never changes the exit code. Bad options exit 3.
 
     A check with remediate: runs its command (or cleanup:ROOT, restart:UNIT,
     signal:PIDFILE:SIG) when it is CRITICAL, under a lock, a timeout, a breaker and at most
@@ -283,6 +286,7 @@ def health(  # noqa: C901 - textfile and alerting move to the core (issue 15 ite
                     watch=watch,
                     breakers=breakers,
                     healed=healed,
+                    notes=_notes(monitor, report, loaded.config),
                 )
             if not watch or (count is not None and rounds >= count):
                 break
@@ -366,6 +370,19 @@ def _healing_round(
     return report, outcomes, healed
 
 
+def _notes(monitor: HealthMonitor, report: HealthReport, config: Any) -> dict[str, Any]:
+    """Each check's silence, acknowledgement and flapping, to show beside it (none when the
+    state store cannot be read: the checks still show)."""
+    from reliactl.errors import ReliactlError
+    from reliactl.health.alertstate import check_notes
+
+    breakers = {name: job.breaker for name, job in config.jobs.items() if job.breaker}
+    try:
+        return dict(check_notes(monitor.records, report.metrics, report.checked_at, breakers))
+    except ReliactlError:
+        return {}
+
+
 def record_history(store: Any, report: HealthReport, config: Any) -> None:
     """Keep the run in the health history; a failing store is a warning, never a failure."""
     if store is None:
@@ -442,11 +459,16 @@ def health_document(
     report: HealthReport,
     outcomes: list[AlertOutcome],
     healed: Sequence[Remediation] = (),
+    notes: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The JSON document of `health --json` (and serve's /healthz and /api/health)."""
+    """The JSON document of `health --json` (and serve's /healthz and /api/health). With
+    ``notes`` (``alertstate.check_notes``) every check says whether it is silenced (by whom,
+    why, until when), acknowledged and flapping; ``healed`` lists the remediations run."""
     doc: dict[str, Any] = {}
     for key, value in report.to_dict().items():
         doc[key] = value
+        if key == "checks" and notes is not None:
+            doc[key] = [{**c, **_note_doc(notes.get(c["name"]))} for c in value]
         if key == "checked_at":  # ISO text already: the number beside it, as elsewhere
             doc["checked_at_epoch"] = report.checked_at
     doc["alerts"] = [
@@ -465,6 +487,19 @@ def health_document(
     return doc
 
 
+def _note_doc(note: Any) -> dict[str, Any]:
+    from reliactl.cli.output import with_times
+
+    if note is None:
+        return {"silenced": None, "acknowledged": None, "flapping": False}
+    doc = note.to_dict()
+    if doc["silenced"] is not None:
+        doc["silenced"] = with_times(doc["silenced"], "until")
+    if doc["acknowledged"] is not None:
+        doc["acknowledged"] = with_times(doc["acknowledged"], "at")
+    return dict(doc)
+
+
 def _render(
     report: HealthReport,
     outcomes: list[AlertOutcome],
@@ -474,6 +509,7 @@ def _render(
     watch: bool = False,
     breakers: Any = None,
     healed: Sequence[Remediation] = (),
+    notes: dict[str, Any] | None = None,
 ) -> None:
     from reliactl.cli.output import emit_json, emit_text
 
@@ -487,7 +523,7 @@ def _render(
         emit_text(json.dumps(embed, indent=2, ensure_ascii=False))
         return
     if out_format == "json":
-        emit_json(health_document(report, outcomes, healed))
+        emit_json(health_document(report, outcomes, healed, notes or {}))
         return
     if out_format == "nagios":
         from reliactl.health.formats import nagios
@@ -499,7 +535,7 @@ def _render(
 
         emit_text(prometheus(report))
         return
-    _render_table(report, detailed)
+    _render_table(report, detailed, notes or {})
     for result in healed:
         emit_text(f"remediation: {result.describe()}")
     if watch:
@@ -524,7 +560,7 @@ def _value_text(metric: HealthMetric, tty: bool) -> str:
     return text
 
 
-def _render_table(report: HealthReport, detailed: bool) -> None:
+def _render_table(report: HealthReport, detailed: bool, notes: dict[str, Any]) -> None:
     from reliactl.cli.output import color_enabled, emit_text, is_tty, table
 
     tty = is_tty()
@@ -540,7 +576,8 @@ def _render_table(report: HealthReport, detailed: bool) -> None:
         row: list[Any] = [m.name, m.status.value, _value_text(m, tty)]
         if detailed:
             row += [m.warn or "-", m.critical or "-", f"{m.duration * 1000:.0f}ms"]
-        row.append(m.message)
+        note = notes.get(m.name)
+        row.append(f"[{note.text()}] {m.message}" if note is not None else m.message)
         rows.append(row)
         style = STYLES[m.status.value] if colors else None
         styles.append([None, style, style, *([None] * (len(columns) - 3))])

@@ -10,9 +10,12 @@ from reliactl.cli.exitcodes import ExitCode
 from reliactl.cli.options import JsonOption
 
 
-def jobs_document(statuses: list[Any], recent: list[Any] | None = None) -> dict[str, Any]:
-    """The ``jobs --json`` document (serve's /api/jobs too): each JobStatus with ISO times,
-    and ``runs`` (the recent runs of one job) when ``recent`` is given."""
+def jobs_document(
+    statuses: list[Any], recent: list[Any] | None = None, notes: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The ``jobs --json`` document (serve's /api/jobs too): each JobStatus with ISO times and
+    its silence (``notes``: each job's alertstate note, by name), and ``runs`` (the recent runs
+    of one job) when ``recent`` is given."""
     from reliactl.cli.output import utc_stamp
 
     def stamp(epoch: float | None) -> str | None:
@@ -22,6 +25,13 @@ def jobs_document(statuses: list[Any], recent: list[Any] | None = None) -> dict[
         doc: dict[str, Any] = status.to_dict()
         for key in ("last_run_at", "last_success_at", "next_expected_at", "declared_at"):
             doc[key] = stamp(doc[key])
+        note = (notes or {}).get(status.name)
+        silence = note.silence if note is not None else None
+        doc["silenced"] = (
+            None
+            if silence is None
+            else {"by": silence.by, "reason": silence.reason, "until": stamp(silence.end)}
+        )
         return doc
 
     document: dict[str, Any] = {"jobs": [plain(s) for s in statuses]}
@@ -75,6 +85,7 @@ def jobs(
                 error(f"no job named {name!r} declared or in history (jobs: {known})")
                 raise typer.Exit(ExitCode.USAGE)
         recent = store.runs(name, 10) if name is not None else []
+        notes = _notes(store, declared, [s.name for s in statuses], now)
     except ReliactlError as exc:
         raise typer.Exit(report_error(exc)) from None
 
@@ -82,12 +93,12 @@ def jobs(
         return None if epoch is None else utc_stamp(epoch)
 
     if json_out:
-        emit_json(jobs_document(statuses, recent if name is not None else None))
+        emit_json(jobs_document(statuses, recent if name is not None else None, notes))
     elif statuses:
         rows = [
             [
                 s.name + ("" if s.declared else " (not declared)"),
-                s.status,
+                s.status + (f" ({notes[s.name].text()})" if s.name in notes else ""),
                 s.schedule,
                 stamp(s.last_run_at) or "-",
                 s.last_outcome or "-",
@@ -117,3 +128,13 @@ def jobs(
         print("no jobs declared (jobs: in the configuration) or recorded", file=sys.stderr)
     judged = statuses if name is not None else [s for s in statuses if s.declared]
     raise typer.Exit(ExitCode.OK if all(s.status == "OK" for s in judged) else ExitCode.FAILURE)
+
+
+def _notes(store: Any, declared: Any, names: list[str], now: float) -> dict[str, Any]:
+    """Each job's silence/acknowledgement (of its job:NAME check), by job name."""
+    from reliactl.health.alertstate import check_notes
+    from reliactl.health.records import RecordStore
+
+    breakers = {n: j.breaker for n, j in declared.items() if j.breaker}
+    found = check_notes(RecordStore(store), [f"job:{n}" for n in names], now, breakers)
+    return {check[len("job:") :]: note for check, note in found.items()}

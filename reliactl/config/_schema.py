@@ -542,6 +542,50 @@ class HealthMonitorConfig:
 
 
 @dataclass(frozen=True)
+class AlertsConfig:
+    """How alerts to the health_monitor.alerts sinks are grouped, repeated and escalated."""
+
+    group_wait: float = _opt(
+        0.0,
+        doc="a new problem waits this long (from when a run first saw it) so that checks"
+        " failing together go out in one message; a later run sends it (0: at once)",
+        kind="duration",
+        ge=0,
+        le=86400.0,
+        example="30s",
+    )
+    repeat_every: float | None = _opt(
+        None,
+        doc="re-notify a problem this often while it lasts, unless acknowledged (unset: the"
+        " sink's cooldown, else health_monitor.alert_cooldown)",
+        kind="duration",
+        gt=0,
+        example="1h",
+    )
+    escalate_after: float | None = _opt(
+        None,
+        doc="a problem lasting this long, unacknowledged, also goes to the escalate_to sinks",
+        kind="duration",
+        gt=0,
+        example="15m",
+    )
+    escalate_to: list[str] = _opt(
+        doc="sink names (of health_monitor.alerts) that only hear of escalated problems",
+        factory=list,
+        example=["pager"],
+    )
+    flap_changes: int = _opt(
+        0,
+        doc="more status changes than this within flap_window mark a check FLAPPING (0: off)",
+        ge=0,
+        example=5,
+    )
+    flap_window: float = _opt(
+        3600.0, doc="the window flap_changes counts in", kind="duration", gt=0
+    )
+
+
+@dataclass(frozen=True)
 class RateLimitConfig:
     openai_requests_per_minute: int = _opt(
         60, doc="requests per minute of the OpenAI preset (env RATE_LIMIT_OPENAI_RPM)", gt=0
@@ -860,6 +904,7 @@ class Config:
 
     circuit_breaker: CircuitBreakerConfig = field(default_factory=CircuitBreakerConfig)
     health_monitor: HealthMonitorConfig = field(default_factory=HealthMonitorConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
     rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
     retry: RetryConfig = field(default_factory=RetryConfig)
     run: RunConfig = field(default_factory=RunConfig)
@@ -906,6 +951,8 @@ class Config:
 SECTION_DOCS = {
     "circuit_breaker": "Circuit breakers: fail fast while a service is down.",
     "health_monitor": "reliactl health: thresholds and intervals.",
+    "alerts": "Alert grouping, repeats, escalation and flap detection (sinks:"
+    " health_monitor.alerts; silences and acknowledgements: `reliactl silence`, `reliactl alert`).",
     "rate_limit": "Rate limits shared by processes through the state store.",
     "retry": "Default retry policy of `reliactl run --retry`, the HTTP client and alerts.",
     "run": "reliactl run: locks, logs and timeouts.",

@@ -303,6 +303,7 @@ def _cross_checks(config: Config, origins: _Origins) -> list[ConfigProblem]:
             )
     problems.extend(_health_problems(h, origins))
     problems.extend(_remediation_problems(config, origins))
+    problems.extend(_alerts_problems(config, origins))
     problems.extend(_state_problems(config.state, origins))
     problems.extend(_job_problems(config.jobs, origins))
     problems.extend(_chaos_problems(config, origins))
@@ -321,6 +322,40 @@ def _chaos_problems(config: Config, origins: _Origins) -> list[ConfigProblem]:
             parse_rules(rule)
         except ChaosError as exc:
             problems.append(origins.problem(("chaos", "rules", index), str(exc)))
+    return problems
+
+
+def _alerts_problems(config: Config, origins: _Origins) -> list[ConfigProblem]:
+    """The alerts section: escalate_to names configured sinks, with escalate_after."""
+    problems: list[ConfigProblem] = []
+    a = config.alerts
+    sinks = [s.name for s in config.health_monitor.alerts]
+    for index, name in enumerate(a.escalate_to):
+        if name not in sinks:
+            listed = ", ".join(sinks) or "none configured"
+            problems.append(
+                origins.problem(
+                    ("alerts", "escalate_to", index),
+                    f"no sink named {name!r} in health_monitor.alerts (sinks: {listed})",
+                )
+            )
+    if a.escalate_to and a.escalate_after is None:
+        problems.append(
+            origins.problem(("alerts", "escalate_to"), "needs alerts.escalate_after (how long)")
+        )
+    if a.escalate_after is not None and not a.escalate_to:
+        problems.append(
+            origins.problem(
+                ("alerts", "escalate_after"), "needs alerts.escalate_to (the sinks to add)"
+            )
+        )
+    if a.escalate_to and set(a.escalate_to) >= set(sinks):
+        problems.append(
+            origins.problem(
+                ("alerts", "escalate_to"),
+                "every sink is an escalation sink: nothing would hear of a problem at once",
+            )
+        )
     return problems
 
 

@@ -1,14 +1,17 @@
-"""Alert sinks (webhook, discord, slack, command; the other channels in ``channels``) with
-cooldowns kept in the state store.
+"""Alert sinks (webhook, discord, slack, command; the other channels in ``channels``):
+grouped messages, repeats, escalation, silences, acknowledgements and flap detection, with
+every decision in the state store.
 
-An alert goes out when a check's status differs from the last status *delivered* to that
-sink (a problem, or a recovery), and again while it stays bad once ``cooldown`` has passed.
-
-Exactly one process sends each alert, even when cron runs overlap: a run first claims the
-(sink, check) slot with an atomic ``update`` of the "alert" record (a lease, ``claimed_until``),
-delivers, and only then records ``status`` and ``sent_at``. A failed delivery releases the
-claim and leaves ``status``/``sent_at`` untouched, so the next run tries again (the cooldown
-advances only after a delivery succeeded). A claim whose owner died expires with its lease.
+Each run first records what it saw in each check's ``problem:CHECK`` record (status, since,
+state changes, flapping; see ``reliactl.health.alertstate``), then, per sink, decides in ONE
+atomic ``update`` of the sink's ``notify:SINK`` record what that sink must be told (new
+problems, recoveries, repeats after ``repeat_every``, escalations, flapping/settled notices;
+nothing for a silenced check) and claims those entries (a lease, ``claimed_until``). It
+delivers them as one grouped message, and only then records each entry's ``status`` and
+``sent_at``. Concurrent runs (and hosts, on a shared store) find the entries claimed and skip
+them: one message, exactly once. A failed delivery releases the claims and leaves
+``status``/``sent_at`` untouched, so the next run tries again. A claim whose owner died
+expires with its lease.
 
 Delivery retries with ``reliactl.retry`` (exponential backoff, no jitter, at most
 ``max_attempts`` tries) within the sink's ``timeout``, counted from the claim and binding
@@ -24,11 +27,13 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from reliactl.errors import HealthError, ReliactlError
+from reliactl.health import alertstate
+from reliactl.health.alertstate import AlertPolicy, Snapshot
 from reliactl.health.channels import CHANNELS
 from reliactl.health.channels import send as send_to_channel
 from reliactl.health.checks import _in_daemon_thread, hostname, run_program
@@ -83,11 +88,18 @@ class Alert:
     at: float = 0.0
 
     def title(self) -> str:
-        verb = {"recovery": "recovered", "repeat": "still", "test": "test alert"}.get(
-            self.kind, "is"
-        )
+        verb = {
+            "recovery": "recovered",
+            "repeat": "still",
+            "test": "test alert",
+            "flapping": "is flapping, now",
+            "settled": "settled at",
+            "escalation": "escalated:",
+        }.get(self.kind, "is")
         if self.kind == "test":
             return f"reliactl test alert from {self.host}"
+        if self.kind == "group":  # grouped_alert(): the check is the group's summary line
+            return self.check
         if self.kind == "remediation_exhausted":
             return f"{self.check}: remediation exhausted on {self.host} ({self.status.value})"
         return f"{self.check} {verb} {self.status.value} on {self.host}"
@@ -183,6 +195,64 @@ def payload(sink_kind: str, alert: Alert) -> dict[str, Any]:
     return alert.to_dict()
 
 
+def summary(alerts: Sequence[Alert]) -> str:
+    """One line naming what a grouped message holds: "2 problems, 1 recovery on HOST"."""
+    counts: dict[str, int] = {}
+    for alert in alerts:
+        counts[alert.kind] = counts.get(alert.kind, 0) + 1
+    words = {"recovery": "recoveries", "flapping": "flapping", "settled": "settled"}
+    parts = [f"{n} {kind if n == 1 else words.get(kind, kind + 's')}" for kind, n in counts.items()]
+    host = alerts[0].host if alerts else ""
+    return f"reliactl on {host}: {', '.join(parts)}"
+
+
+_SEVERITY = {Status.OK: 0, Status.UNKNOWN: 1, Status.WARNING: 2, Status.CRITICAL: 3}
+
+
+def grouped_alert(alerts: Sequence[Alert]) -> Alert:
+    """One alert that stands for a group (for channels that send text): the summary as its
+    title, a line per alert as its message, the worst status of the group as its status."""
+    worst = max(alerts, key=lambda a: _SEVERITY[a.status])
+    lines = [f"{EMOJI[a.status]} {a.title()}: {a.message}" for a in alerts]
+    return Alert(
+        check=summary(alerts),
+        status=worst.status,
+        previous=worst.previous,
+        kind="group",
+        message="\n".join(lines),
+        host=alerts[0].host,
+        at=max(a.at for a in alerts),
+    )
+
+
+def group_payload(sink_kind: str, alerts: Sequence[Alert]) -> dict[str, Any]:
+    """The body of one grouped message; a group of one is exactly ``payload`` (as before)."""
+    if len(alerts) == 1:
+        return payload(sink_kind, alerts[0])
+    head = summary(alerts)
+    if sink_kind == "discord":
+        embeds = [payload("discord", a)["embeds"][0] for a in alerts[:10]]  # Discord's limit
+        more = f" (first 10 of {len(alerts)})" if len(alerts) > 10 else ""
+        return {"username": "reliactl", "content": (head + more)[:2000], "embeds": embeds}
+    if sink_kind == "slack":
+        lines = [f"{EMOJI[a.status]} {a.title()}: {a.message}" for a in alerts]
+        return {
+            "text": "\n".join([head, *lines])[:39000],
+            "attachments": [
+                {"color": f"#{COLORS[a.status]:06x}", "title": a.title(), "text": a.message}
+                for a in alerts[:20]
+            ],
+        }
+    return {
+        "source": "reliactl",
+        "kind": "group",
+        "summary": head,
+        "host": alerts[0].host,
+        "at": _iso(max(a.at for a in alerts)),
+        "alerts": [a.to_dict() for a in alerts],
+    }
+
+
 class AlertManager:
     """Decide, claim, deliver and record alerts for a report's checks."""
 
@@ -198,6 +268,8 @@ class AlertManager:
         host: str | None = None,
         max_attempts: int = MAX_ATTEMPTS,
         base_delay: float = BASE_DELAY,
+        policy: AlertPolicy | None = None,
+        breakers: Mapping[str, str] | None = None,
     ) -> None:
         self.sinks = list(sinks)
         self.records = records
@@ -208,6 +280,8 @@ class AlertManager:
         self.host = host or hostname()
         self.max_attempts = max(1, max_attempts)
         self.base_delay = base_delay
+        self.policy = policy or AlertPolicy()
+        self.breakers = dict(breakers or {})  # job name -> its breaker (silences match both)
         self._client: httpx.AsyncClient | None = None
 
     def sink(self, name: str) -> AlertSink:
@@ -218,16 +292,56 @@ class AlertManager:
         raise HealthError(f"no alert sink named {name!r} (sinks: {names})")
 
     def cooldown_of(self, sink: AlertSink) -> float:
-        return sink.cooldown if sink.cooldown is not None else self.default_cooldown
+        """How long a still-bad check waits between repeats to ``sink``: the sink's own
+        ``cooldown``, else ``alerts.repeat_every``, else ``health_monitor.alert_cooldown``."""
+        if sink.cooldown is not None:
+            return sink.cooldown
+        if self.policy.repeat_every is not None:
+            return self.policy.repeat_every
+        return self.default_cooldown
 
     # ---- the decision
 
-    def _claim(self, sink: AlertSink, metric: HealthMetric, token: str) -> Alert | None:
-        """Atomically decide whether ``metric`` needs an alert to ``sink`` and claim it."""
+    def _snapshot(self, report: HealthReport) -> tuple[Snapshot, str | None]:
+        """Record the report in the problem records; read silences (and old-format records).
+
+        A store failure here leaves the snapshot without problems and silences (the claims
+        that follow will most likely fail the same way and be reported)."""
+        now = self.clock()
+        snap = Snapshot({m.name: m.status for m in report.metrics.values()})
+        try:
+            for name, status in snap.statuses.items():
+                rec = alertstate.observe(self.records, name, status, now, self.policy, self.host)
+                if rec is not None:
+                    snap.problems[name] = rec
+            items = alertstate._items(self.records)
+        except ReliactlError as exc:
+            return snap, f"state: {exc}"
+        silences = alertstate._silences(items)
+        for name in snap.statuses:
+            if alertstate.silence_for(silences, alertstate.alias_names(name, self.breakers), now):
+                snap.silenced.add(name)
+        own = (alertstate.SILENCE, alertstate.PROBLEM, alertstate.NOTIFY)
+        snap.legacy = {
+            k: v
+            for k, v in items.items()
+            if isinstance(v, dict) and ":" in k and not k.startswith(own)
+        }
+        return snap, None
+
+    def _claim(
+        self, sink: AlertSink, snap: Snapshot, token: str, metrics: Mapping[str, HealthMetric]
+    ) -> list[Alert]:
+        """Atomically decide what ``sink`` must be told now and claim those entries."""
         lease = sink.timeout + DELIVERY_GRACE + LEASE_MARGIN
-        cooldown = self.cooldown_of(sink)
-        status = metric.status
+        repeat = self.cooldown_of(sink)
+        escalation = sink.name in self.policy.escalate_to
         decided: list[Alert] = []
+        prefix = f"{sink.name}:"
+        legacy = {
+            key[len(prefix) :]: rec for key, rec in snap.legacy.items() if key.startswith(prefix)
+        }
+        view = Snapshot(snap.statuses, snap.problems, snap.silenced, legacy)
 
         def step(rec: dict[str, Any] | None) -> dict[str, Any] | None:
             # Read the clock inside the transaction: a "now" taken before waiting for the
@@ -237,102 +351,142 @@ class AlertManager:
             decided.clear()  # the store may call this again (Redis: a lost WATCH race)
             now = self.clock()
             current = dict(rec or {})
-            previous = Status.from_word(current.get("status")) or Status.OK
-            until = current.get("claimed_until")
-            if (
-                current.get("claim")
-                and isinstance(until, (int, float))
-                and now < until <= now + lease + CLOCK_SLACK
-            ):
-                return rec  # another run is delivering this very alert (a stale lease is not)
-            sent_at = current.get("sent_at")
-            if isinstance(sent_at, (int, float)) and sent_at > now + CLOCK_SLACK:
-                # Sent "in the future": the clock was ahead then and has been set back. Count
-                # the cooldown from now (as the breaker does its open time), never forever.
-                current["sent_at"] = sent_at = now
-                rec = current
-            if status != previous:
-                kind = "recovery" if status.is_ok else "problem"
-            elif not status.is_ok and isinstance(sent_at, (int, float)):
-                if max(0.0, now - sent_at) < cooldown:
-                    return rec
-                kind = "repeat"
-            else:
-                return rec
-            current.update(claim=token, claimed_until=now + lease)
-            decided.append(
-                Alert(
-                    metric.name,
-                    status,
-                    previous,
-                    kind,
-                    metric.message,
-                    metric.value,
-                    metric.unit,
-                    self.host,
-                    now,
-                )
+            entries = {k: dict(v) for k, v in (current.get("checks") or {}).items()}
+            changed = False
+
+            def in_flight(entry: dict[str, Any]) -> bool:
+                until = entry.get("claimed_until")
+                return bool(
+                    entry.get("claim")
+                    and isinstance(until, (int, float))
+                    and now < until <= now + lease + CLOCK_SLACK
+                )  # another run is delivering it (a stale lease is not)
+
+            for check in snap.statuses:
+                entry = entries.get(check)
+                if entry is None and check in legacy:
+                    entry = {k: v for k, v in legacy[check].items() if k in ("status", "sent_at")}
+                sent_at = (entry or {}).get("sent_at")
+                if isinstance(sent_at, (int, float)) and sent_at > now + CLOCK_SLACK:
+                    # Sent "in the future": the clock was ahead then and has been set back.
+                    # Count the repeat from now (as the breaker does its open time).
+                    assert entry is not None
+                    entries[check] = {**entry, "sent_at": now}
+                    changed = True
+            items = alertstate.decide(
+                entries,
+                view,
+                now=now,
+                policy=self.policy,
+                repeat=repeat,
+                escalation=escalation,
+                in_flight=in_flight,
             )
+            for item in items:
+                base = entries.get(item.check)
+                if base is None:
+                    base = {
+                        k: v
+                        for k, v in legacy.get(item.check, {}).items()
+                        if k in ("status", "sent_at")
+                    }
+                entries[item.check] = {**base, "claim": token, "claimed_until": now + lease}
+                metric = metrics.get(item.check)
+                decided.append(
+                    Alert(
+                        item.check,
+                        item.status,
+                        item.previous,
+                        item.kind,
+                        metric.message if metric else "",
+                        metric.value if metric else None,
+                        metric.unit if metric else "",
+                        self.host,
+                        now,
+                    )
+                )
+            if not items and not changed:
+                return rec
+            current["checks"] = entries
             return current
 
-        self.records.update("alert", f"{sink.name}:{metric.name}", step)
-        return decided[0] if decided else None
+        self.records.update("alert", alertstate.NOTIFY + sink.name, step)
+        return decided
 
-    def _settle(self, sink: AlertSink, alert: Alert, token: str, delivered: bool) -> None:
+    def _settle(
+        self, sink: AlertSink, alerts: Sequence[Alert], token: str, delivered: bool
+    ) -> None:
         """Record a delivery (status, sent_at) or release a failed claim."""
         done_at = self.clock()
 
         def step(rec: dict[str, Any] | None) -> dict[str, Any] | None:
             current = dict(rec or {})
-            ours = current.get("claim") == token
-            if ours:
-                current.pop("claim", None)
-                current.pop("claimed_until", None)
-            if delivered:
-                current.update(status=alert.status.value, sent_at=done_at)
-                current.pop("failed_at", None)
-            else:
-                current["failed_at"] = done_at
+            entries = {k: dict(v) for k, v in (current.get("checks") or {}).items()}
+            for alert in alerts:
+                entry = entries.setdefault(alert.check, {})
+                if entry.get("claim") == token:
+                    entry.pop("claim", None)
+                    entry.pop("claimed_until", None)
+                if delivered:
+                    entry.update(
+                        status=alert.status.value,
+                        sent_at=done_at,
+                        flapping=alert.kind == "flapping",
+                    )
+                    entry.pop("failed_at", None)
+                else:
+                    entry["failed_at"] = done_at
+            current["checks"] = entries
             return current
 
-        self.records.update("alert", f"{sink.name}:{alert.check}", step)
+        self.records.update("alert", alertstate.NOTIFY + sink.name, step)
 
     # ---- processing a report
 
     async def process(self, report: HealthReport) -> list[AlertOutcome]:
-        """Send what the report calls for to every sink; never raises for a failed sink."""
-        jobs: list[tuple[AlertSink, Alert, str, float]] = []
+        """Send what the report calls for to every sink, one grouped message per sink; never
+        raises for a failed sink."""
+        jobs: list[tuple[AlertSink, list[Alert], str, float]] = []
         outcomes: list[AlertOutcome] = []
+        snap, failure = self._snapshot(report)
         for sink in self.sinks:
-            for metric in report.metrics.values():
-                token = uuid.uuid4().hex
-                claimed = self.monotonic()  # before the claim: the delivery ends by its lease
-                try:
-                    alert = self._claim(sink, metric, token)
-                except ReliactlError as exc:
-                    outcomes.append(
-                        AlertOutcome(
-                            sink.name, metric.name, metric.status, "?", False, 0, f"state: {exc}"
-                        )
+            token = uuid.uuid4().hex
+            claimed = self.monotonic()  # before the claim: the delivery ends by its lease
+            try:
+                alerts = self._claim(sink, snap, token, report.metrics)
+            except ReliactlError as exc:
+                outcomes.append(
+                    AlertOutcome(
+                        sink.name,
+                        "*",
+                        report.overall_status,
+                        "?",
+                        False,
+                        0,
+                        failure or f"state: {exc}",
                     )
-                    continue
-                if alert is not None:
-                    jobs.append((sink, alert, token, claimed))
+                )
+                continue
+            if alerts:
+                jobs.append((sink, alerts, token, claimed))
         if not jobs:
             return outcomes
         try:
             results = await asyncio.gather(*(self._deliver(s, a, t0) for s, a, _, t0 in jobs))
         finally:
             await self._close()
-        for (sink, alert, token, _), (ok, attempts, failure) in zip(jobs, results, strict=True):
-            error = failure
+        for (sink, alerts, token, _), (ok, attempts, failed) in zip(jobs, results, strict=True):
+            error = failed
             try:
-                self._settle(sink, alert, token, ok)
+                self._settle(sink, alerts, token, ok)
             except ReliactlError as exc:
-                error = f"{failure + '; ' if failure else ''}state: {exc}"
-            outcomes.append(
-                AlertOutcome(sink.name, alert.check, alert.status, alert.kind, ok, attempts, error)
-            )
+                error = f"{failed + '; ' if failed else ''}state: {exc}"
+            for alert in alerts:
+                outcomes.append(
+                    AlertOutcome(
+                        sink.name, alert.check, alert.status, alert.kind, ok, attempts, error
+                    )
+                )
         return outcomes
 
     async def announce(self, alert: Alert) -> list[AlertOutcome]:
@@ -341,7 +495,7 @@ class AlertManager:
         if not self.sinks:
             return []
         try:
-            results = await asyncio.gather(*(self._deliver(sink, alert) for sink in self.sinks))
+            results = await asyncio.gather(*(self._deliver(sink, [alert]) for sink in self.sinks))
         finally:
             await self._close()
         return [
@@ -365,7 +519,7 @@ class AlertManager:
             self.clock(),
         )
         try:
-            ok, attempts, error = await self._deliver(sink, alert)
+            ok, attempts, error = await self._deliver(sink, [alert])
         finally:
             await self._close()
         return AlertOutcome(sink.name, alert.check, alert.status, "test", ok, attempts, error)
@@ -385,7 +539,7 @@ class AlertManager:
             await client.aclose()
 
     async def _deliver(
-        self, sink: AlertSink, alert: Alert, started: float | None = None
+        self, sink: AlertSink, alerts: Sequence[Alert], started: float | None = None
     ) -> tuple[bool, int, str | None]:
         """(delivered, attempts, error) by ``started`` + the sink's timeout, retrying.
 
@@ -403,7 +557,7 @@ class AlertManager:
             grace = DELIVERY_GRACE if sink.kind == "command" else 0.0
             try:
                 error, retryable, wait = await asyncio.wait_for(
-                    self._send_once(sink, alert, remaining), remaining + grace
+                    self._send_once(sink, alerts, remaining), remaining + grace
                 )
             except asyncio.TimeoutError:
                 error, retryable, wait = f"no answer within {remaining:.1f}s", True, None
@@ -432,11 +586,26 @@ class AlertManager:
             return False, attempts, str(failed)
         return True, attempts, None
 
+    async def _send_channel(
+        self, sink: AlertSink, alerts: Sequence[Alert], timeout: float
+    ) -> tuple[str | None, bool, float | None]:
+        """A group to a provider channel. Where the provider keeps incidents (PagerDuty,
+        Opsgenie) each check stays its own event, since a dedup key is per check (a retry sends
+        the group again, which the key makes harmless); a chat or mail channel gets one message
+        listing the group, as webhooks do."""
+        if len(alerts) > 1 and not CHANNELS[sink.kind].resolves:
+            alerts = [grouped_alert(alerts)]
+        for alert in alerts:
+            result = await send_to_channel(sink, alert, timeout, self._http)
+            if result[0] is not None:
+                return result
+        return None, False, None
+
     async def _send_once(
-        self, sink: AlertSink, alert: Alert, timeout: float
+        self, sink: AlertSink, alerts: Sequence[Alert], timeout: float
     ) -> tuple[str | None, bool, float | None]:
         """(error or None, retryable, seconds the server asked us to wait)."""
-        body = payload(sink.kind, alert)
+        body = group_payload(sink.kind, alerts)
         if sink.kind == "command":
             data = json.dumps(body).encode()
             try:
@@ -453,7 +622,7 @@ class AlertManager:
             what = "timed out" if code is None else f"exited with status {code}"
             return f"{sink.command[0]} {what}{': ' + first if first else ''}", True, None
         if sink.kind in CHANNELS:  # email, pagerduty, opsgenie, telegram, teams, ntfy
-            return await send_to_channel(sink, alert, timeout, self._http)
+            return await self._send_channel(sink, alerts, timeout)
         import httpx
 
         client = self._http()

@@ -545,8 +545,14 @@ class HealthMonitor:
 
     def alert_manager(self, **kwargs: Any) -> Any:
         from reliactl.health.alerts import AlertManager
+        from reliactl.health.alertstate import AlertPolicy
 
         config = self.config
+        if self._full is not None:
+            kwargs.setdefault("policy", AlertPolicy.from_config(self._full.alerts))
+            kwargs.setdefault(
+                "breakers", {n: j.breaker for n, j in self._full.jobs.items() if j.breaker}
+            )
         return AlertManager(
             config.alerts,
             self.records,

@@ -45,6 +45,13 @@ class RecordStore:
         out += [(p.at, p.value) for p in points if p.value is not None]
         return out
 
+    def items(self, kind: Any) -> dict[str, Record]:
+        """Every record of ``kind``, by key."""
+        with self._lock:
+            if self.store is not None:
+                return self.store.items(kind)
+            return {k: dict(rec) for (found, k), rec in self._memory.items() if found == kind}
+
     def update(
         self, kind: Any, key: str, fn: Callable[[Record | None], Record | None]
     ) -> Record | None:

@@ -446,19 +446,22 @@ def test_an_alert_claim_lost_to_another_host_sends_nothing(
     nothing (its first, discarded decision must not leak out of the retried update)."""
     from reliactl.config import AlertSink
     from reliactl.health.alerts import AlertManager
+    from reliactl.health.alertstate import Snapshot
     from reliactl.health.model import HealthMetric, Status
     from reliactl.health.records import RecordStore
 
     sink = AlertSink(name="log", kind="command", command=["true"])
     metric = HealthMetric("api", Status.CRITICAL, None, "down")
     now = time.time()
-    theirs = {"status": "OK", "claim": "host-b:1:1", "claimed_until": now + 5}
+    entry = {"status": "OK", "claim": "host-b:1:1", "claimed_until": now + 5}
+    theirs = {"checks": {"api": entry}}
     with (
         open_url(redis_server.url, namespace=namespace) as mine,
         open_url(redis_server.url, namespace=namespace) as other,
     ):
         racing = RacingStore(mine, other, theirs)
         manager = AlertManager([sink], RecordStore(racing))  # type: ignore[arg-type]
-        assert manager._claim(sink, metric, "host-a:1:1") is None
+        snap = Snapshot({"api": Status.CRITICAL})
+        assert manager._claim(sink, snap, "host-a:1:1", {"api": metric}) == []
         assert racing.calls == 2
-        assert mine.get("alert", "log:api") == theirs
+        assert mine.get("alert", "notify:log") == theirs

@@ -1,0 +1,94 @@
+"""`reliactl alert`: open problems and their acknowledgements, kept in the state store.
+
+An acknowledged problem stops repeating and escalating until it recovers (then the
+acknowledgement goes with it). The core is ``reliactl.health.alertstate``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from reliactl.cli.exitcodes import ExitCode
+from reliactl.cli.options import JsonOption
+from reliactl.cli.output import reports_errors
+
+app = typer.Typer(
+    help="Open problems (as the last health runs saw them) and acknowledgements: "
+    '"I am on it" stops repeats and escalation until the problem recovers.',
+    no_args_is_help=True,
+)
+
+
+def _context(ctx: typer.Context) -> tuple[Any, dict[str, str]]:
+    """The alert records and each job's breaker (silences and acks match either name)."""
+    from reliactl.cli.context import app_context
+    from reliactl.health.records import RecordStore
+
+    app_ctx = app_context(ctx)
+    jobs = app_ctx.loaded().config.jobs
+    breakers = {name: job.breaker for name, job in jobs.items() if job.breaker}
+    return RecordStore(app_ctx.store()), breakers
+
+
+def _doc(problem: Any) -> dict[str, Any]:
+    from reliactl.cli.output import with_times
+
+    return with_times(problem.to_dict(), "since", "ack_at")
+
+
+@app.command("ack")
+@reports_errors
+def ack(
+    ctx: typer.Context,
+    target: Annotated[
+        str,
+        typer.Argument(metavar="TARGET", help="A check or job name, or a glob (disk*, job:*)."),
+    ],
+    reason: Annotated[
+        str, typer.Option("--reason", metavar="TEXT", help="Why, or who is on it.")
+    ] = "",
+) -> None:
+    """Acknowledge the open problems matching TARGET: no repeats or escalation until they
+    recover (exit 1 if no open problem matches)."""
+    import time
+
+    from reliactl.cli.output import error, info
+    from reliactl.health.alertstate import acknowledge
+
+    records, breakers = _context(ctx)
+    done = acknowledge(records, target, reason=reason, now=time.time(), breakers=breakers)
+    if not done:
+        error(f"no open problem matches {target!r} (see `reliactl alert list`)")
+        raise typer.Exit(ExitCode.FAILURE)
+    for problem in done:
+        info(f"{problem.check} ({problem.status.value}) acknowledged by {problem.ack_by}")
+
+
+@app.command("list")
+@reports_errors
+def list_(ctx: typer.Context, json_out: JsonOption = False) -> None:
+    """Open problems: status, since when, flapping, acknowledged or not (and by whom)."""
+    from reliactl.cli.output import emit_json, emit_text, iso_utc, table
+    from reliactl.health.alertstate import open_problems
+
+    records, _ = _context(ctx)
+    problems = open_problems(records)
+    if json_out:
+        emit_json({"problems": [_doc(p) for p in problems]})
+        return
+    if not problems:
+        emit_text("no open problems")
+        return
+    rows = [
+        [
+            p.check,
+            p.status.value + (" FLAPPING" if p.flapping else ""),
+            iso_utc(p.since) or "-",
+            f"{p.ack_by}{': ' + p.ack_reason if p.ack_reason else ''}" if p.acknowledged else "no",
+            p.host or "-",
+        ]
+        for p in problems
+    ]
+    table(["CHECK", "STATUS", "SINCE", "ACKNOWLEDGED", "HOST"], rows)

@@ -1,0 +1,143 @@
+"""`reliactl silence`: maintenance windows kept in the state store (shared by a fleet).
+
+A silenced check is still checked and shown (marked silenced, by whom and why) but sends no
+alert; the silence ends by itself. The core is ``reliactl.health.alertstate``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from reliactl.cli.exitcodes import ExitCode
+from reliactl.cli.options import JsonOption, usage
+from reliactl.cli.output import reports_errors
+
+app = typer.Typer(
+    help="Silence alerts for a check, job or breaker (or a glob) during maintenance: the "
+    "problems are still checked and shown, but nothing is sent until the silence ends.",
+    no_args_is_help=True,
+)
+
+
+def _records(ctx: typer.Context) -> Any:
+    from reliactl.cli.context import app_context
+    from reliactl.health.records import RecordStore
+
+    return RecordStore(app_context(ctx).store())
+
+
+def _doc(silence: Any, now: float) -> dict[str, Any]:
+    from reliactl.cli.output import with_times
+
+    doc = {**silence.to_dict(), "state": silence.state(now)}
+    return with_times(doc, "start", "end", "created_at")
+
+
+@app.command("add")
+@reports_errors
+def add(
+    ctx: typer.Context,
+    target: Annotated[
+        str,
+        typer.Argument(
+            metavar="TARGET", help="A check, job or breaker name, or a glob (disk*, job:*)."
+        ),
+    ],
+    duration: Annotated[
+        str,
+        typer.Option("--for", metavar="DURATION", help="How long the silence lasts, e.g. 2h."),
+    ],
+    reason: Annotated[
+        str, typer.Option("--reason", metavar="TEXT", help="Why (shown with the problem).")
+    ] = "",
+    start: Annotated[
+        str | None,
+        typer.Option(
+            "--start",
+            metavar="TIME",
+            help="A planned window: when it starts (2026-12-01T02:00 local, ...Z for UTC,"
+            " or +1h from now) [default: now]",
+        ),
+    ] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Add a silence; prints its ID (for `silence remove ID`)."""
+    import time
+
+    from reliactl.cli.output import emit_json, info
+    from reliactl.durations import parse_duration
+    from reliactl.errors import HealthError
+    from reliactl.health.alertstate import add_silence, parse_start
+    from reliactl.hostname import hostname
+
+    now = time.time()
+    try:
+        seconds = parse_duration(duration)
+    except ValueError as exc:
+        raise usage(f"--for: {exc}") from None
+    begin = None
+    if start is not None:
+        try:
+            begin = parse_start(start, now)
+        except ValueError as exc:
+            raise usage(f"--start: {exc}") from None
+    try:
+        silence = add_silence(
+            _records(ctx), target, seconds, reason=reason, start=begin, host=hostname(), now=now
+        )
+    except HealthError as exc:  # a bad target or window
+        raise usage(str(exc)) from None
+    if json_out:
+        emit_json(_doc(silence, now))
+        return
+    from reliactl.cli.output import iso_utc
+
+    info(
+        f"silence {silence.id}: {silence.target} from {iso_utc(silence.start)}"
+        f" until {iso_utc(silence.end)} by {silence.by}"
+    )
+    typer.echo(silence.id)
+
+
+@app.command("list")
+@reports_errors
+def list_(ctx: typer.Context, json_out: JsonOption = False) -> None:
+    """Active and planned silences (expired ones are removed)."""
+    import time
+
+    from reliactl.cli.output import emit_json, emit_text, iso_utc, table
+    from reliactl.health.alertstate import list_silences
+
+    now = time.time()
+    silences = list_silences(_records(ctx), now)
+    if json_out:
+        emit_json({"silences": [_doc(s, now) for s in silences]})
+        return
+    if not silences:
+        emit_text("no silences")
+        return
+    rows = [
+        [s.id, s.target, s.state(now), iso_utc(s.start), iso_utc(s.end), s.by, s.reason]
+        for s in silences
+    ]
+    table(["ID", "TARGET", "STATE", "START", "END", "BY", "REASON"], rows)
+
+
+@app.command("remove")
+@reports_errors
+def remove(
+    ctx: typer.Context,
+    silence_id: Annotated[
+        str, typer.Argument(metavar="ID", help="The silence's ID (from `silence list`).")
+    ],
+) -> None:
+    """End a silence now (exit 1 if there is none of that ID)."""
+    from reliactl.cli.output import error, info
+    from reliactl.health.alertstate import remove_silence
+
+    if not remove_silence(_records(ctx), silence_id):
+        error(f"no silence {silence_id!r} (see `reliactl silence list`)")
+        raise typer.Exit(ExitCode.FAILURE)
+    info(f"silence {silence_id} removed")
