@@ -274,3 +274,15 @@ def test_cron_paths_do_not_import_chaos_unless_asked(tmp_path: Path) -> None:
         text=True,
     )
     assert asked.returncode == 0 and "reliactl.chaos" in asked.stderr
+
+
+def test_the_reference_configuration_never_switches_chaos_on() -> None:
+    """config.example.yaml (and `config init`'s starter) is copied by people: neither may carry
+    an active chaos rule, so loading it leaves injection off."""
+    import yaml
+
+    from reliactl.config import example_yaml
+
+    for text in (example_yaml(), example_yaml(starter=True)):
+        doc = yaml.safe_load(text) or {}
+        assert not ((doc.get("chaos") or {}).get("rules")), text[:200]

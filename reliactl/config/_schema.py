@@ -889,11 +889,11 @@ class JobSettings:
 
 @dataclass(frozen=True)
 class ChaosConfig:
+    # No example on purpose: a copied reference file must never switch failure injection on.
     rules: list[str] = _opt(
-        doc="failure injection rules (reliactl.chaos syntax; RELIACTL_CHAOS adds to nothing:"
-        " either is enough); empty: off",
+        doc="failure injection rules, e.g. 'breaker:openai,error=0.3,delay=200ms' or"
+        " 'http:*,status=503,error=0.5' (see reliactl.chaos); empty: off",
         factory=list,
-        example=["breaker:openai,error=0.3,delay=200ms", "http:*,status=503,error=0.5"],
     )
     force: bool = _opt(False, doc="inject even when state.production is true")
 
