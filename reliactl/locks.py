@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from reliactl._procfs import pid_alive, start_time, unescape_mount
-from reliactl.errors import LockBusyError, LockError
+from reliactl.errors import LockBusyError, LockError, StateUnavailableError
 from reliactl.hostname import hostname
 
 if TYPE_CHECKING:
@@ -666,7 +666,7 @@ def fleet_owner(command: str, started_at: float) -> str:
 
 def acquire_fleet(
     name: str,
-    service: LeaseService,
+    leases: Callable[[], LeaseService],
     *,
     seconds: float,
     wait: float | None = 0.0,
@@ -675,11 +675,12 @@ def acquire_fleet(
     monotonic: Callable[[], float] = time.monotonic,
     now: Callable[[], float] = time.time,
 ) -> FleetLock:
-    """Take the fleet lock ``name`` (a lease of ``seconds``) in ``service``.
+    """Take the fleet lock ``name`` (a lease of ``seconds``) in the store ``leases()`` opens.
 
-    ``wait`` and ``sleep`` as for :func:`acquire`. Raises LockBusyError naming the holder when
-    busy, StateError (StateUnavailableError when unreachable) when the store cannot answer;
-    the service is closed then. On success the FleetLock owns the service (closed on release).
+    ``wait`` and ``sleep`` as for :func:`acquire`; within the wait an unreachable store is
+    waited for like a busy lock. Raises LockBusyError naming the holder when busy, StateError
+    (StateUnavailableError when unreachable) when the store cannot answer. On success the
+    FleetLock owns the opened store (closed on release).
     """
     from reliactl.state.leases import LeaseBusy
 
@@ -687,10 +688,22 @@ def acquire_fleet(
     deadline = None if wait is None else started + wait
     owner = fleet_owner(command, now())
     pause = 0.02
+    service: LeaseService | None = None
     try:
         while True:
             sent = monotonic()
-            got = service.acquire(name, owner, seconds)
+            try:
+                if service is None:
+                    service = leases()
+                got = service.acquire(name, owner, seconds)
+            except StateUnavailableError:
+                # Within --lock-wait an unreachable store is waited for like a busy lock.
+                if deadline is None or monotonic() + pause < deadline:
+                    if not (sleep or _plain_sleep)(pause):
+                        raise LockBusyError(f"gave up waiting for fleet lock {name}") from None
+                    pause = min(pause * 2, 0.25)
+                    continue
+                raise
             if not isinstance(got, LeaseBusy):
                 return FleetLock(
                     got,
@@ -716,5 +729,6 @@ def acquire_fleet(
             if not (sleep or _plain_sleep)(step):
                 raise LockBusyError(f"gave up waiting for fleet lock {name}")
     except BaseException:
-        service.close()
+        if service is not None:
+            service.close()
         raise

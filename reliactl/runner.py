@@ -1235,7 +1235,7 @@ class Runner:
             raise ReliactlError("a fleet lock needs the shared store's leases (open_leases)")
         return locks.acquire_fleet(
             lock.name,
-            lock.open_leases(),
+            lock.open_leases,
             seconds=lock.lease,
             wait=lock.wait,
             command=" ".join(self.options.command),

@@ -647,6 +647,7 @@ class Config:
                     "body_limit": "10KiB",
                 },
                 "breaker": "backup-target",
+                "lock_scope": "fleet",
                 "alert": True,
             },
             "ideasheets": {
