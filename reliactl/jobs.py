@@ -555,6 +555,7 @@ def _finish_history(
         data = {
             "attempts": [a.to_dict() for a in result.attempts],
             "lock_wait": result.lock_wait,
+            **({"fencing_token": result.fencing_token} if result.fencing_token else {}),
             "interrupted_by": result.interrupted_by,
             "message": result.message,
             "pid": os.getpid(),

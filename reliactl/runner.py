@@ -226,6 +226,8 @@ class RunResult:
     lock_path: str | None = None
     lock_wait: float | None = None  # seconds spent waiting for the lock
     lock_holder: str | None = None  # who held it, when busy
+    lock_scope: str | None = None  # host | fleet, when locked
+    fencing_token: int | None = None  # fleet locks: the token the command was given
     message: str | None = None
 
     @property
@@ -254,7 +256,13 @@ class RunResult:
             "interrupted_by": self.interrupted_by,
             "lock": None
             if self.lock_path is None
-            else {"path": self.lock_path, "wait": self.lock_wait, "holder": self.lock_holder},
+            else {
+                "path": self.lock_path,
+                "wait": self.lock_wait,
+                "holder": self.lock_holder,
+                "scope": self.lock_scope,
+                "fencing_token": self.fencing_token,
+            },
             "message": self.message,
             "processes_stopped": {"escaped": self.escaped, "leftovers": self.leftovers},
         }
@@ -1051,6 +1059,8 @@ class Runner:
                 if opts.lock
                 else None,
                 lock_wait=lock_wait,
+                lock_scope=opts.lock.scope if opts.lock else None,
+                fencing_token=getattr(lock, "fencing_token", None),
                 **extra,
             )
 

@@ -518,3 +518,80 @@ def test_redis_stopped_longer_than_the_lease_gives_no_overlap(
     assert not (tmp_path / "overlaps").exists()
     first, second = _tokens(tmp_path)
     assert second > first
+
+
+def test_run_lock_scope_in_config_makes_lock_a_fleet_lock(
+    redis_server: RedisServer, namespace: str, tmp_path: Path
+) -> None:
+    """With run.lock_scope: fleet a plain `--lock` takes the lease; the fencing token is in
+    the --json-report and the run's history."""
+    report = tmp_path / "r.json"
+    env = _host_env(redis_server, namespace, tmp_path, 0, RELIACTL_RUN__LOCK_SCOPE="fleet")
+    done = subprocess.run(
+        _run("--lock", "--lock-name", "cfg", "--json-report", str(report), "--", "true"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=HANG,
+    )
+    assert done.returncode == 0, done.stderr
+    lock = json.loads(report.read_text())["lock"]
+    assert lock["scope"] == "fleet" and lock["fencing_token"] > 0
+    from reliactl.state.redis import open_redis_store
+    from reliactl.state.url import parse_state_url
+
+    with open_redis_store(parse_state_url(redis_server.url), namespace=namespace) as store:
+        (run,) = store.runs("cfg")
+    assert run.data["fencing_token"] == lock["fencing_token"]
+
+
+def test_a_lease_too_short_for_the_store_timeouts_is_refused() -> None:
+    """A lease whose third does not outlast one Redis call is a job spec error, not a lock
+    that could expire between two renewals."""
+    from reliactl.config import Config, RunConfig, StateConfig
+    from reliactl.errors import JobSpecError
+    from reliactl.jobs import JobSpec, prepare_job
+
+    config = Config(
+        run=RunConfig(lock_lease=1.0),
+        state=StateConfig(url="redis://127.0.0.1:1/0", connect_timeout=1.0),
+    )
+    with pytest.raises(JobSpecError, match="too short"):
+        prepare_job(JobSpec(command=("true",), lock_scope="fleet"), config)
+    prepared = prepare_job(JobSpec(command=("true",), lock_scope="host"), config)
+    assert prepared.options.lock is not None and prepared.options.lock.scope == "host"
+
+
+@pytest.mark.stress
+def test_the_lease_is_renewed_during_a_retry_pause(
+    redis_server: RedisServer, namespace: str, tmp_path: Path
+) -> None:
+    """A pause between retries longer than the lease keeps the fleet lock: another host is
+    busy during it, and the retry runs with the same fencing token."""
+    started = tmp_path / "started"
+    holder = subprocess.Popen(
+        [
+            *_run("--lock-scope", "fleet", "--lock-name", "pause", "--max-retries", "1"),
+            *("--strategy", "fixed", "--base-delay", "4s", "--jitter", "none", "--"),
+            *("sh", "-c", 'echo "$RELIACTL_FENCING_TOKEN" >> "$OUT/tokens"; : > "$0"; exit 3'),
+            str(started),
+        ],
+        env=_host_env(redis_server, namespace, tmp_path, 0),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for(started, holder)
+    time.sleep(2.5)  # in the pause, past the first lease
+    busy = subprocess.run(
+        _run("--lock-scope", "fleet", "--lock-name", "pause", "--", "true"),
+        env=_host_env(redis_server, namespace, tmp_path, 1),
+        capture_output=True,
+        text=True,
+        timeout=HANG,
+    )
+    _out, err = holder.communicate(timeout=HANG)
+    assert busy.returncode == 75, busy.stderr
+    assert holder.returncode == 3, err
+    first, second = _tokens(tmp_path)
+    assert first == second
