@@ -545,7 +545,9 @@ class FleetLock:
     The lease is known to be ours until ``valid_until`` (monotonic): the moment the last
     successful renewal (or the acquire) was *sent*, plus the lease, so a slow reply never
     stretches it. Renewals are due every third of the lease; a failed one is tried again
-    every tenth until the lease would have expired: then the lock is lost.
+    every tenth, as long as another call (``service.call_bound``) could still end before
+    ``valid_until``; when none can, the lock is lost, so the job is told to stop before the
+    lease can expire in the store and another host take it.
     """
 
     def __init__(
@@ -604,12 +606,13 @@ class FleetLock:
         except StateError as exc:
             self._last_error = str(exc)
             now = self.monotonic()
-            if now >= self.valid_until:
+            last_chance = self.valid_until - self.service.call_bound
+            if now >= last_chance:
                 return self._lose(
-                    f"fleet lock {self.name}: the lease ({_secs(self.seconds)}) expired without"
-                    f" a successful renewal: {exc}"
+                    f"fleet lock {self.name}: the lease ({_secs(self.seconds)}) could not be"
+                    f" renewed before it expires: {exc}"
                 )
-            self.renew_at = min(now + self.seconds / 10, self.valid_until)
+            self.renew_at = min(now + self.seconds / 10, last_chance)
             return None
         if not ours:
             return self._lose(

@@ -59,6 +59,11 @@ class LeaseService(Protocol):
         """Where the leases live (a URL without password)."""
         ...
 
+    @property
+    def call_bound(self) -> float:
+        """The longest one call may take before it fails (connect + reply timeouts)."""
+        ...
+
     def acquire(self, name: str, owner: str, seconds: float) -> Lease | LeaseBusy:
         """Take the lease ``name`` for ``seconds`` with the owner value ``owner`` (unique per
         holder: it carries a random token) if nobody holds it; else say who does. Raises

@@ -104,6 +104,10 @@ class RedisLeaseService:
     def location(self) -> str:
         return self.store.location
 
+    @property
+    def call_bound(self) -> float:
+        return float(self.store.connect_timeout + self.store.operation_timeout)
+
     def key(self, name: str) -> str:
         from reliactl.state.redis import _escape
 
