@@ -28,6 +28,17 @@ def time_commands(
     warmup: int = 2,
 ) -> dict[str, float]:
     """Median wall seconds of each command, runs interleaved so drift hits all equally."""
+    samples = sample_commands(commands, runs, env, warmup)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def sample_commands(
+    commands: dict[str, Sequence[str]],
+    runs: int = 20,
+    env: dict[str, str] | None = None,
+    warmup: int = 2,
+) -> dict[str, list[float]]:
+    """Wall seconds of every run of each command, runs interleaved so drift hits all equally."""
     samples: dict[str, list[float]] = {name: [] for name in commands}
     full_env = {**os.environ, **(env or {})}
     # An installed reliactl runs from compiled .pyc files (pip compiles them). This machine sets
@@ -41,7 +52,7 @@ def time_commands(
             )
             if index >= warmup:
                 samples[name].append(time.perf_counter() - started)
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return samples
 
 
 def print_table(medians: dict[str, float], baseline: str) -> None:

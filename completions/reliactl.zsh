@@ -40,6 +40,7 @@ _reliactl_value() {
         "retry plan/--seed") _rl_kind="" ;;
         "run/--lock-name") _rl_kind="" ;;
         "run/--lock-wait") _rl_kind="forever" ;;
+        "run/--lock-scope") _rl_kind="host fleet" ;;
         "run/--timeout") _rl_kind="" ;;
         "run/--total-timeout") _rl_kind="" ;;
         "run/--kill-after"|"run/-k") _rl_kind="" ;;
@@ -154,7 +155,7 @@ _reliactl_bash() {
                 "jobs") _rl_words="--help -h --json" ;;
                 "retry") _rl_words="--help -h" ;;
                 "retry plan") _rl_words="--help -h --strategy --base-delay --max-delay --max-retries --jitter --multiplier --max-elapsed --seed --json" ;;
-                "run") _rl_words="--help -h --lock --lock-name --lock-wait --skip-if-locked --lock-on-nfs --timeout --total-timeout --kill-after -k --signal -s --preserve-status --leave-running --retry --max-retries --strategy --base-delay --max-delay --jitter --multiplier --max-elapsed --retry-on --no-retry-on --retry-on-timeout --name --timestamps --log-file --quiet-success --json-report --breaker --no-history --job --ping --ping-start --ping-success --ping-failure --alert --require-healthy --chaos --watch-health --on-critical --memory-max --cpu-time --nice --io-class --max-output" ;;
+                "run") _rl_words="--help -h --lock --lock-name --lock-wait --skip-if-locked --lock-on-nfs --lock-scope --timeout --total-timeout --kill-after -k --signal -s --preserve-status --leave-running --retry --max-retries --strategy --base-delay --max-delay --jitter --multiplier --max-elapsed --retry-on --no-retry-on --retry-on-timeout --name --timestamps --log-file --quiet-success --json-report --breaker --no-history --job --ping --ping-start --ping-success --ping-failure --alert --require-healthy --chaos --watch-health --on-critical --memory-max --cpu-time --nice --io-class --max-output" ;;
                 "runs") _rl_words="--help -h --json --last --limit -n" ;;
                 "serve") _rl_words="--help -h --host --port -p --interval -i --token-file --json-logs" ;;
                 "silence") _rl_words="--help -h" ;;

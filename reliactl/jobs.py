@@ -10,6 +10,9 @@ The rules, in one place:
 
 - Lock: ``lock_name`` names it (``run.lock_dir/NAME.lock``), else the command's real path
   does (``locks.derive_lock_name``, with a warning event when that name may be ambiguous).
+  Its scope is ``lock_scope``, else ``run.lock_scope``: host (that lock file) or fleet (a
+  lease of ``run.lock_lease`` in the shared store, renewed while the job runs; lost: the job
+  is stopped, outcome "lock_lost", exit 75; the store unreachable: not run, exit 75).
   The job's history name is ``name``, else the lock name, else the same derived name.
 - Store: opened only when history, a breaker or the health gate needs it. An unusable store
   is a warning event; the job runs without history and breaker (health state in memory).
@@ -153,6 +156,7 @@ class JobSpec:
     lock_wait: float | None = 0.0  # None: forever
     skip_if_locked: bool = False  # implies lock
     lock_on_nfs: bool = False
+    lock_scope: str | None = None  # host | fleet (implies lock); None: run.lock_scope
     # time limits
     timeout: float | _FromConfig | None = FROM_CONFIG  # per attempt; None: no limit
     total_timeout: float | None = None
@@ -195,7 +199,11 @@ class JobSpec:
     @property
     def wants_lock(self) -> bool:
         return (
-            self.lock or self.lock_name is not None or self.skip_if_locked or self.lock_wait != 0.0
+            self.lock
+            or self.lock_name is not None
+            or self.skip_if_locked
+            or self.lock_wait != 0.0
+            or self.lock_scope is not None
         )
 
 
@@ -584,6 +592,30 @@ def _chain_gates(gates: Sequence[Gate]) -> Gate | None:
     return chained
 
 
+def _scope(spec: JobSpec, config: Config) -> dict[str, Any]:
+    """The lock's scope fields of LockOptions (fleet: the lease and how to open the store)."""
+    scope = spec.lock_scope or config.run.lock_scope
+    if scope not in ("host", "fleet"):
+        raise JobSpecError(f"lock scope must be host or fleet, got {scope!r}")
+    if scope == "host":
+        return {}
+    lease = config.run.lock_lease
+    bound = config.state.connect_timeout + config.state.operation_timeout
+    if lease / 3 <= bound:
+        raise JobSpecError(
+            f"run.lock_lease {lease:g}s is too short for the store's timeouts: a renewal every"
+            f" third of it must outlast one call (state.connect_timeout +"
+            f" state.operation_timeout = {bound:g}s)"
+        )
+
+    def open_leases() -> Any:
+        from reliactl.state import open_leases
+
+        return open_leases(config)
+
+    return {"scope": "fleet", "lease": lease, "open_leases": open_leases}
+
+
 def _with_name(options: RunOptions, name: str) -> RunOptions:
     if options.name == name:
         return options
@@ -611,6 +643,7 @@ def _finish_history(
         data = {
             "attempts": [a.to_dict() for a in result.attempts],
             "lock_wait": result.lock_wait,
+            **({"fencing_token": result.fencing_token} if result.fencing_token else {}),
             "interrupted_by": result.interrupted_by,
             "message": result.message,
             "pid": os.getpid(),
@@ -665,6 +698,8 @@ def prepare_job(spec: JobSpec, config: Config | None = None) -> PreparedJob:
                 wait=spec.lock_wait,
                 skip_if_locked=spec.skip_if_locked,
                 allow_network_fs=spec.lock_on_nfs,
+                name=lock_name,
+                **_scope(spec, config),
             )
             name = spec.name or lock_name
         else:

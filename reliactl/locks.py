@@ -21,6 +21,13 @@ in 150 lines than to verify in a dependency:
 
 The lock is released by closing the descriptor, so it is released however the process ends,
 including SIGKILL.
+
+Fleet scope (``acquire_fleet``): the same holder line is the value of a lease in the shared
+store (``reliactl.state.leases``; Redis), with a random owner token. The lease expires unless
+renewed: ``FleetLock.renew`` is what the supervisor calls every third of the lease, and it
+says when the lock is lost (the lease could not be renewed before it expired, or it is gone
+or another owner's). Both kinds offer the same face to the runner: ``name``, ``where``,
+``env`` (what the command is told), ``renew_at`` (None: never) and ``renew``, ``release``.
 """
 
 from __future__ import annotations
@@ -34,10 +41,14 @@ import stat
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from reliactl._procfs import pid_alive, start_time, unescape_mount
-from reliactl.errors import LockBusyError, LockError
+from reliactl.errors import LockBusyError, LockError, StateUnavailableError
 from reliactl.hostname import hostname
+
+if TYPE_CHECKING:
+    from reliactl.state.leases import Lease, LeaseService
 
 NETWORK_FS_TYPES = frozenset(
     {"nfs", "nfs4", "cifs", "smb3", "smbfs", "ncpfs", "afs", "9p", "fuse.sshfs", "sshfs"}
@@ -83,6 +94,8 @@ class LockAttempt:
 class HeldLock:
     """An exclusive flock on ``path``; ``release()`` (or closing) frees it. Never unlinks."""
 
+    renew_at: float | None = None  # a flock needs no renewal
+
     def __init__(self, path: str, fd: int, attempt: LockAttempt) -> None:
         self.path = path
         self.fd = fd
@@ -91,6 +104,27 @@ class HeldLock:
     @property
     def held(self) -> bool:
         return self.fd >= 0
+
+    @property
+    def name(self) -> str:
+        base = os.path.basename(self.path)
+        return base[: -len(".lock")] if base.endswith(".lock") else base
+
+    @property
+    def where(self) -> str:
+        return self.path
+
+    @property
+    def label(self) -> str:
+        return f"lock {self.path}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What the command is told about its lock."""
+        return {"RELIACTL_LOCK_NAME": self.name}
+
+    def renew(self) -> str | None:
+        return None
 
     def release(self) -> None:
         """Clear the holder line and unlock. Safe to call twice."""
@@ -500,3 +534,204 @@ def acquire(
 def _plain_sleep(seconds: float) -> bool:
     time.sleep(seconds)
     return True
+
+
+# --------------------------------------------------------------------------- fleet scope
+
+
+class FleetLock:
+    """A fleet lease held by this process; the supervisor renews it (``renew_at``/``renew``).
+
+    The lease is known to be ours until ``valid_until`` (monotonic): the moment the last
+    successful renewal (or the acquire) was *sent*, plus the lease, so a slow reply never
+    stretches it. Renewals are due every third of the lease; a failed one is tried again
+    every tenth, as long as another call (``service.call_bound``) could still end before
+    ``valid_until``; when none can, the lock is lost, so the job is told to stop before the
+    lease can expire in the store and another host take it.
+    """
+
+    def __init__(
+        self,
+        lease: Lease,
+        service: LeaseService,
+        *,
+        seconds: float,
+        sent_at: float,
+        attempt: LockAttempt,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.lease = lease
+        self.service = service
+        self.seconds = seconds
+        self.attempt = attempt
+        self.monotonic = monotonic
+        self.valid_until = sent_at + seconds
+        self.renew_at: float | None = sent_at + seconds / 3
+        self.lost: str | None = None
+        self.renewals = 0
+        self._last_error: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.lease.name
+
+    @property
+    def fencing_token(self) -> int:
+        return self.lease.fencing_token
+
+    @property
+    def where(self) -> str:
+        return f"fleet:{self.name}@{self.service.location}"
+
+    @property
+    def label(self) -> str:
+        return f"fleet lock {self.name} on {self.service.location}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "RELIACTL_LOCK_NAME": self.name,
+            "RELIACTL_FENCING_TOKEN": str(self.fencing_token),
+        }
+
+    def renew(self) -> str | None:
+        """Renew now; None while the lock is ours, else why it is lost (final)."""
+        from reliactl.errors import StateError
+
+        if self.lost is not None:
+            return self.lost
+        sent = self.monotonic()
+        try:
+            ours = self.lease.renew(self.seconds)
+        except StateError as exc:
+            self._last_error = str(exc)
+            now = self.monotonic()
+            last_chance = self.valid_until - self.service.call_bound
+            if now >= last_chance:
+                return self._lose(
+                    f"fleet lock {self.name}: the lease ({_secs(self.seconds)}) could not be"
+                    f" renewed before it expires: {exc}"
+                )
+            self.renew_at = min(now + self.seconds / 10, last_chance)
+            return None
+        if not ours:
+            return self._lose(
+                f"fleet lock {self.name}: the lease is gone or held by another owner"
+                " (expired, or the store lost it)"
+            )
+        self.renewals += 1
+        self._last_error = None
+        self.valid_until = sent + self.seconds
+        self.renew_at = sent + self.seconds / 3
+        return None
+
+    def _lose(self, why: str) -> str:
+        self.lost = why
+        self.renew_at = None
+        return why
+
+    def release(self) -> None:
+        """Give the lease back (compare-and-delete) and close the connection; never raises."""
+        from reliactl.errors import StateError
+
+        try:
+            if self.lost is None:
+                self.lease.release()
+        except StateError:
+            pass  # it expires by itself
+        finally:
+            self.renew_at = None
+            self.service.close()
+
+    def __enter__(self) -> FleetLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _secs(seconds: float) -> str:
+    return f"{seconds:g}s"
+
+
+def fleet_owner(command: str, started_at: float) -> str:
+    """The value of a fleet lease: the holder line of a lock file, plus a random token."""
+    return json.dumps(
+        {
+            "pid": os.getpid(),
+            "host": hostname(),
+            "started_at": round(started_at, 3),
+            "command": command,
+            "token": os.urandom(16).hex(),
+        }
+    )
+
+
+def acquire_fleet(
+    name: str,
+    leases: Callable[[], LeaseService],
+    *,
+    seconds: float,
+    wait: float | None = 0.0,
+    command: str = "",
+    sleep: Callable[[float], bool] | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
+    now: Callable[[], float] = time.time,
+) -> FleetLock:
+    """Take the fleet lock ``name`` (a lease of ``seconds``) in the store ``leases()`` opens.
+
+    ``wait`` and ``sleep`` as for :func:`acquire`; within the wait an unreachable store is
+    waited for like a busy lock. Raises LockBusyError naming the holder when busy, StateError
+    (StateUnavailableError when unreachable) when the store cannot answer. On success the
+    FleetLock owns the opened store (closed on release).
+    """
+    from reliactl.state.leases import LeaseBusy
+
+    started = monotonic()
+    deadline = None if wait is None else started + wait
+    owner = fleet_owner(command, now())
+    pause = 0.02
+    service: LeaseService | None = None
+    try:
+        while True:
+            sent = monotonic()
+            try:
+                if service is None:
+                    service = leases()
+                got = service.acquire(name, owner, seconds)
+            except StateUnavailableError:
+                # Within --lock-wait an unreachable store is waited for like a busy lock.
+                if deadline is None or monotonic() + pause < deadline:
+                    if not (sleep or _plain_sleep)(pause):
+                        raise LockBusyError(f"gave up waiting for fleet lock {name}") from None
+                    pause = min(pause * 2, 0.25)
+                    continue
+                raise
+            if not isinstance(got, LeaseBusy):
+                return FleetLock(
+                    got,
+                    service,
+                    seconds=seconds,
+                    sent_at=sent,
+                    attempt=LockAttempt(monotonic() - started, 0),
+                    monotonic=monotonic,
+                )
+            remaining = None if deadline is None else deadline - monotonic()
+            if remaining is not None and remaining <= 0:
+                holder = parse_holder(got.holder.encode("utf-8", "surrogateescape"))
+                shown = (holder or LockHolder(None, None, None, None)).describe()
+                if holder is None:
+                    shown = "an unknown holder (no holder record in the lease)"
+                left = got.expires_in
+                expiry = f"; its lease expires in {_secs(round(left, 1))}" if left else ""
+                raise LockBusyError(
+                    f"fleet lock {name} is busy: held by {shown}{expiry}", holder=shown
+                )
+            step = pause if remaining is None else min(pause, remaining)
+            pause = min(pause * 2, 0.25)
+            if not (sleep or _plain_sleep)(step):
+                raise LockBusyError(f"gave up waiting for fleet lock {name}")
+    except BaseException:
+        if service is not None:
+            service.close()
+        raise

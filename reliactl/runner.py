@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from reliactl._procfs import pid_alive, stat_fields, unescape_mount
 from reliactl._procfs import read_bytes as _read_proc
-from reliactl.errors import LockBusyError, ReliactlError
+from reliactl.errors import LockBusyError, ReliactlError, StateUnavailableError
 
 if TYPE_CHECKING:  # protocols cost import time; only the type checker needs them
     from typing import Protocol
@@ -110,6 +110,8 @@ LIMIT_OUTCOMES = frozenset({MEMORY_LIMIT, CPU_LIMIT, OUTPUT_LIMIT, HEALTH_STOPPE
 LIMIT_EXIT = 121
 HEALTH_STOPPED_EXIT = 122
 IO_CLASSES = {"best-effort": 2, "idle": 3}  # ioprio classes (linux/ioprio.h)
+LOCK_LOST = "lock_lost"  # the fleet lease could not be renewed: the job was stopped (75)
+LOCK_UNAVAILABLE = "lock_unavailable"  # the fleet lock's store was unreachable: not run (75)
 
 
 @dataclass(frozen=True)
@@ -179,10 +181,15 @@ class _ChildSetup:
 
 @dataclass(frozen=True)
 class LockOptions:
-    path: str
+    path: str  # host scope: the lock file
     wait: float | None = 0.0  # None: forever
     skip_if_locked: bool = False
     allow_network_fs: bool = False
+    name: str = ""  # the lock name (RELIACTL_LOCK_NAME); fleet scope: the lease's name
+    scope: str = "host"  # host: a flock on ``path``; fleet: a lease in the shared store
+    lease: float = 30.0  # fleet: seconds; renewed every third of it while the job runs
+    # fleet: opens the shared store's leases (reliactl.state.open_leases with the config)
+    open_leases: Callable[[], Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -277,6 +284,8 @@ class RunResult:
     lock_path: str | None = None
     lock_wait: float | None = None  # seconds spent waiting for the lock
     lock_holder: str | None = None  # who held it, when busy
+    lock_scope: str | None = None  # host | fleet, when locked
+    fencing_token: int | None = None  # fleet locks: the token the command was given
     message: str | None = None
 
     @property
@@ -317,7 +326,13 @@ class RunResult:
             "interrupted_by": self.interrupted_by,
             "lock": None
             if self.lock_path is None
-            else {"path": self.lock_path, "wait": self.lock_wait, "holder": self.lock_holder},
+            else {
+                "path": self.lock_path,
+                "wait": self.lock_wait,
+                "holder": self.lock_holder,
+                "scope": self.lock_scope,
+                "fencing_token": self.fencing_token,
+            },
             "message": self.message,
             "processes_stopped": {"escaped": self.escaped, "leftovers": self.leftovers},
             "peak_rss": self.peak_rss,
@@ -1174,6 +1189,7 @@ class _AttemptState:
     handed: bool = False  # the command's group has (or had) the terminal
     cgroup: str | None = None  # the job's own cgroup v2, if the machine allows one
     timed_out: bool = False
+    lock_lost: bool = False  # the fleet lease was lost: the job is being stopped
     killed: bool = False
     kill_at: float | None = None
     report: bytearray = field(default_factory=bytearray)
@@ -1253,6 +1269,9 @@ class Runner:
         self.monotonic = monotonic
         self.now = now
         self._signals = _Signals()
+        self._lock: Any = None  # the lock held during run() (locks.HeldLock or FleetLock)
+        self._lock_lost: str | None = None  # why the fleet lock was lost, once it was
+        self._env: Mapping[str, str] | None = options.env  # plus RELIACTL_LOCK_NAME etc.
 
     # ---- the whole run
 
@@ -1263,8 +1282,11 @@ class Runner:
         started = self.monotonic()
         name = opts.name or os.path.basename(opts.command[0])
         attempts: list[Attempt] = []
-        lock = None
+        lock: Any = None
         lock_wait: float | None = None
+        self._lock = None
+        self._lock_lost = None
+        self._env = opts.env
 
         def stopped_by(sig: int) -> RunResult:
             if sig == signal.SIGALRM:  # as timeout(1): SIGALRM means "time out now"
@@ -1280,27 +1302,34 @@ class Runner:
                 started_at=started_wall,
                 duration=self.monotonic() - started,
                 attempts=tuple(attempts),
-                lock_path=opts.lock.path if opts.lock else None,
+                lock_path=(lock.where if lock is not None else opts.lock.path)
+                if opts.lock
+                else None,
                 lock_wait=lock_wait,
+                lock_scope=opts.lock.scope if opts.lock else None,
+                fencing_token=getattr(lock, "fencing_token", None),
                 **extra,
             )
+
+        def lock_lost() -> RunResult:
+            return result(75, LOCK_LOST, message=self._lock_lost)
 
         with self._signals as sigs:
             try:
                 if opts.lock is not None:
-                    from reliactl import locks
-
                     try:
-                        lock = locks.acquire(
-                            opts.lock.path,
-                            wait=opts.lock.wait,
-                            command=" ".join(opts.command),
-                            allow_network_fs=opts.lock.allow_network_fs,
-                            sleep=self._lock_sleep,
-                            monotonic=self.monotonic,
-                            now=self.now,
-                        )
+                        lock = self._take_lock(opts.lock)
                         lock_wait = lock.attempt.waited
+                        self._lock = lock
+                        if opts.env is not None or lock.env:
+                            env = dict(os.environ if opts.env is None else opts.env)
+                            env.update(lock.env)
+                            self._env = env
+                    except StateUnavailableError as exc:
+                        lock_wait = self.monotonic() - started
+                        return result(
+                            75, LOCK_UNAVAILABLE, message=f"fleet lock {opts.lock.name}: {exc}"
+                        )
                     except LockBusyError as exc:
                         lock_wait = self.monotonic() - started
                         got = sigs.take()
@@ -1317,6 +1346,8 @@ class Runner:
                         return stopped_by(got[0])
                     if refusal is not None:
                         return result(refusal.exit_code, refusal.outcome, message=refusal.message)
+                if self._renew_lock():  # the gate may have taken a while
+                    return lock_lost()
                 total_deadline = (
                     None if opts.total_timeout is None else started + opts.total_timeout
                 )
@@ -1326,7 +1357,7 @@ class Runner:
                     RunEvent(
                         "start",
                         f"starting {' '.join(opts.command)!r}"
-                        + (f" (lock {opts.lock.path})" if opts.lock else ""),
+                        + (f" ({lock.label})" if lock is not None else ""),
                     )
                 )
                 first_started = self.monotonic()  # retry.max_elapsed counts from here
@@ -1335,11 +1366,15 @@ class Runner:
                     pending = sigs.take()
                     if pending:
                         return stopped_by(pending[0])
+                    if self._renew_lock():
+                        return lock_lost()
                     attempt = self._attempt(number, total_deadline)
                     attempts.append(attempt)
                     sig = self._interrupted()
                     if sig is not None:
                         return result(128 + sig, SIGNALLED, interrupted_by=sig)
+                    if self._lost():
+                        return lock_lost()
                     if attempt.limit is not None:  # never retried: it would happen again
                         return result(attempt.exit_code, attempt.limit, message=self._why)
                     if attempt.exit_code == 0 and not attempt.timed_out:
@@ -1392,7 +1427,10 @@ class Runner:
                             delay=delay,
                         )
                     )
-                    if not sigs.sleep(delay):
+                    slept = self._sleep_renewing(delay)
+                    if self._lost():
+                        return lock_lost()
+                    if not slept:
                         sig = sigs.take()[0]
                         if sig == signal.SIGALRM:
                             return stopped_by(sig)
@@ -1439,6 +1477,74 @@ class Runner:
     def _lock_sleep(self, seconds: float) -> bool:
         return self._signals.sleep(seconds)
 
+    # ---- the lock (host: a flock; fleet: a lease the loop renews, see locks.FleetLock)
+
+    def _take_lock(self, lock: LockOptions) -> Any:
+        from reliactl import locks
+
+        if lock.scope != "fleet":
+            return locks.acquire(
+                lock.path,
+                wait=lock.wait,
+                command=" ".join(self.options.command),
+                allow_network_fs=lock.allow_network_fs,
+                sleep=self._lock_sleep,
+                monotonic=self.monotonic,
+                now=self.now,
+            )
+        if lock.open_leases is None:
+            raise ReliactlError("a fleet lock needs the shared store's leases (open_leases)")
+        return locks.acquire_fleet(
+            lock.name,
+            lock.open_leases,
+            seconds=lock.lease,
+            wait=lock.wait,
+            command=" ".join(self.options.command),
+            sleep=self._lock_sleep,
+            monotonic=self.monotonic,
+            now=self.now,
+        )
+
+    def _lost(self) -> bool:
+        """Has the lock been lost? (a method: the attempt and sleep change it under run())"""
+        return self._lock_lost is not None
+
+    def _renew_lock(self, *, force: bool = True) -> bool:
+        """Renew the lock when due (``force``: now, if it renews at all); True once it is lost
+        (``_lock_lost`` then says why, and a ``lock_lost`` event has been sent)."""
+        lock = self._lock
+        if self._lock_lost is not None:
+            return True
+        if lock is None or lock.renew_at is None:
+            return False
+        if not force and self.monotonic() < lock.renew_at:
+            return False
+        why = lock.renew()
+        if why is None:
+            return False
+        self._lock_lost = why
+        self.on_event(RunEvent("lock_lost", f"lock lost: {why}"))
+        return True
+
+    def _sleep_renewing(self, seconds: float) -> bool:
+        """sigs.sleep, renewing the lock when due; False when a signal arrived or the lock was
+        lost (``_lock_lost`` tells which)."""
+        end = self.monotonic() + seconds
+        while True:
+            remaining = end - self.monotonic()
+            if remaining <= 0:
+                return True
+            renew_at = None if self._lock is None else self._lock.renew_at
+            step = (
+                remaining
+                if renew_at is None
+                else max(0.0, min(remaining, renew_at - self.monotonic()))
+            )
+            if not self._signals.sleep(step):
+                return False
+            if self._renew_lock(force=False):
+                return False
+
     # ---- one attempt
 
     def _attempt(self, number: int, total_deadline: float | None) -> Attempt:
@@ -1473,7 +1579,7 @@ class Runner:
                 if pid == 0:  # pragma: no cover - the child never returns here
                     _shim(
                         opts.command,
-                        opts.env,
+                        self._env,
                         opts.cwd,
                         sigs.ignored,
                         report_w,
@@ -1709,6 +1815,22 @@ class Runner:
                     _remove_cgroup(state.cgroup, wait=1.0)
                 return status
             # 3. deadlines (the time limit is the command's: it ends when the command exits)
+            if not state.lock_lost and self._renew_lock(force=False):
+                # As on timeout: the timeout signal to the whole job, SIGKILL after kill_after.
+                state.lock_lost = True
+                self.on_event(
+                    RunEvent(
+                        "lock_lost",
+                        f"attempt {number}: the lock is lost; sending"
+                        f" {signal_name(opts.timeout_signal)} to the command's group",
+                        attempt=number,
+                    )
+                )
+                self._signal_group(state, opts.timeout_signal)
+                if opts.timeout_signal == signal.SIGKILL:
+                    state.killed = True
+                if opts.kill_after is not None and state.kill_at is None:
+                    state.kill_at = self.monotonic() + opts.kill_after
             now = self.monotonic()
             if state.sample_at is not None and now >= state.sample_at:
                 if state.limit is None and state.command_status is None and not state.timed_out:
@@ -1764,6 +1886,9 @@ class Runner:
                 waits.remove(deadline)
             if state.killed and state.kill_at in waits:
                 waits.remove(state.kill_at)
+            renew_at = None if self._lock is None else self._lock.renew_at
+            if renew_at is not None:
+                waits.append(renew_at)
             timeout = max(0.0, min(waits) - self.monotonic()) if waits else None
             watched = [sigs.wake_fd, *state.pipes]
             if state.report_r >= 0:

@@ -17,7 +17,7 @@ class ExitCode(IntEnum):
     COULDNT_CONNECT = 7  # http, as curl
     HTTP_ERROR = 22  # http --fail, as curl
     UNAVAILABLE = 69  # breaker open (EX_UNAVAILABLE)
-    TEMPFAIL = 75  # lock busy, rate limit deadline, health gate, Redis down (EX_TEMPFAIL)
+    TEMPFAIL = 75  # lock busy/lost, rate limit deadline, health gate, Redis down (EX_TEMPFAIL)
     CONFIG = 78  # configuration invalid (EX_CONFIG)
     LIMIT = 121  # run: stopped for exceeding --memory-max, --cpu-time or --max-output
     HEALTH_STOPPED = 122  # run: stopped by --watch-health (--on-critical stop)
@@ -58,7 +58,7 @@ EXIT_CODE_TABLE: list[tuple[str, str]] = [
     (
         "75",
         "temporary failure, try later: lock busy, rate limit deadline, health gate, "
-        "Redis state store unreachable "
+        "Redis state store unreachable, fleet lock lost "
         "(sysexits EX_TEMPFAIL)",
     ),
     ("78", "configuration invalid (sysexits EX_CONFIG)"),

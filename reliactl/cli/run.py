@@ -358,6 +358,19 @@ def run(
             rich_help_panel="Lock",
         ),
     ] = False,
+    lock_scope: Annotated[
+        str | None,
+        typer.Option(
+            "--lock-scope",
+            metavar="host|fleet",
+            help="host: a lock file on this host; fleet: one holder across every host, a lease"
+            " in the Redis state.url renewed while the job runs (lost: the job is stopped, exit"
+            " 75; Redis unreachable: not run, exit 75); the command gets RELIACTL_LOCK_NAME and"
+            " RELIACTL_FENCING_TOKEN. Implies --lock (default: the job's lock_scope, else"
+            " run.lock_scope).",
+            rich_help_panel="Lock",
+        ),
+    ] = None,
     timeout: Annotated[
         str | None,
         typer.Option(
@@ -742,9 +755,10 @@ def run(
     Options stop at the first word that is not an option (`--` is optional). Exit status: the
     command's own; 124 timed out (137 if it had to be killed); 125 reliactl failed or bad
     options; 126/127 cannot run / not found; 128+N killed by (or reliactl received) signal N;
-    69 not run: the --breaker is open; 75 lock busy, or health CRITICAL with
-    --require-healthy; 121 stopped by a limit (--memory-max, --cpu-time, --max-output); 122
-    stopped by --watch-health; 0 with --skip-if-locked when busy.
+    69 not run: the --breaker is open; 75 lock busy, fleet lock lost or its store unreachable,
+    or health CRITICAL with --require-healthy; 121 stopped by a limit (--memory-max,
+    --cpu-time, --max-output); 122 stopped by --watch-health; 0 with --skip-if-locked when
+    busy.
     """
     from reliactl.cli.context import app_context
     from reliactl.cli.output import error, report_error
@@ -756,6 +770,7 @@ def run(
     total_s = _duration("--total-timeout", total_timeout)
     kill_after_s = _duration("--kill-after", kill_after)
     wait_s = _duration("--lock-wait", lock_wait, forever=True) if lock_wait is not None else 0.0
+    scope = _choice("--lock-scope", lock_scope, ("host", "fleet"))
     timeout_sig = _signal_number(signal_)
     retry_settings = _retry_settings(
         strategy=_alias("--strategy", strategy, "--backoff", backoff),
@@ -809,6 +824,7 @@ def run(
             lock_wait=wait_s,
             skip_if_locked=skip_if_locked,
             lock_on_nfs=lock_on_nfs,
+            lock_scope=scope or _job_lock_scope(config, job_name),
             # timeout(1): a duration of 0 disables the timeout, and --kill-after 0 never SIGKILLs
             timeout=FROM_CONFIG if timeout_s is None else (timeout_s or None),
             total_timeout=total_s or None,
@@ -933,6 +949,14 @@ def _job_limits(config: Any, job_name: str | None, flags: dict[str, Any]) -> dic
     return limits
 
 
+def _job_lock_scope(config: Any, job: str | None) -> str | None:
+    """The lock_scope of --job's entry (which implies a lock), None without one."""
+    from reliactl.cli import _jobwatch
+
+    settings = _jobwatch.job_settings(config, job)
+    return (settings.lock_scope or None) if settings is not None else None
+
+
 def _alias(flag: str, value: Any, old_flag: str, old_value: Any) -> tuple[str, Any]:
     """A setting given by its name or by its old (hidden) spelling; both at once is an error."""
     if old_value is None:
@@ -1053,8 +1077,10 @@ def _summary(result: RunResult) -> str:
         return f"succeeded in {took}{after}{_stopped(result)}"
     if result.outcome == "skipped":
         return f"skipped: {result.message}"
-    if result.outcome in ("busy", "gated", "breaker_open"):
+    if result.outcome in ("busy", "gated", "breaker_open", "lock_unavailable"):
         return f"not run: {result.message} (exit {result.exit_code})"
+    if result.outcome == "lock_lost":
+        return f"stopped in {took}{after}: {result.message} (exit {result.exit_code})"
     if result.outcome == "signal":
         sig = signal_name(result.interrupted_by or 0)
         return f"stopped by {sig} in {took}{after} (exit {result.exit_code}){_stopped(result)}"

@@ -675,6 +675,20 @@ class RunConfig:
         gt=0,
         example="100MB",
     )
+    lock_scope: str = _opt(
+        "host",
+        doc="scope of `run --lock`: host (a lock file in lock_dir) or fleet (a lease in the"
+        " Redis state.url, one holder across every host)",
+        choices=("host", "fleet"),
+    )
+    lock_lease: float = _opt(
+        30.0,
+        doc="fleet locks: the lease, renewed every third of it; a holder that cannot renew it"
+        " in time stops its job (lock_lost, exit 75)",
+        kind="duration",
+        ge=0.5,
+        le=86400,
+    )
 
 
 @dataclass(frozen=True)
@@ -857,6 +871,12 @@ class JobSettings:
         doc="heartbeats sent by `run` (a monitor off the host)", factory=JobPingSettings
     )
     breaker: str = _opt("", doc="`run` goes through this circuit breaker (empty: none)")
+    lock_scope: str = _opt(
+        "",
+        doc="`run --job` holds a lock of this scope: host or fleet (empty: only with --lock,"
+        " of scope run.lock_scope)",
+        choices=("", "host", "fleet"),
+    )
     alert: bool = _opt(False, doc="a run that finally fails alerts the health_monitor sinks")
     memory_max: int | None = _opt(
         None,
@@ -928,6 +948,7 @@ class Config:
                     "body_limit": "10KiB",
                 },
                 "breaker": "backup-target",
+                "lock_scope": "fleet",
                 "alert": True,
                 "memory_max": "4GiB",
                 "cpu_time": "1h",

@@ -22,6 +22,7 @@ from reliactl.state.base import (
 
 if TYPE_CHECKING:
     from reliactl.config import Config
+    from reliactl.state.leases import LeaseService
     from reliactl.state.sqlite import SQLiteStateStore
     from reliactl.state.url import StateURL
 
@@ -32,6 +33,7 @@ __all__ = [
     "RecordKind",
     "RunRecord",
     "StateStore",
+    "open_leases",
     "open_sqlite_store",
     "open_state",
 ]
@@ -66,6 +68,36 @@ def open_state(
         max_rows=state.max_history,
         warn=warn or logging.getLogger("reliactl.state").warning,
     )
+
+
+def open_leases(config: Config | None = None) -> LeaseService:
+    """The fleet's leases (the lock protocol beside StateStore) in the configured shared store.
+
+    A ConfigError when ``state.url`` is not a shared backend (fleet locks need Redis), or names
+    Redis without redis-py installed; StateError (StateUnavailableError when it is down or does
+    not answer within the timeouts) when it cannot be reached.
+    """
+    if config is None:
+        from reliactl._configsource import process_config
+
+        config = process_config()
+    from reliactl.errors import ConfigError, ConfigProblem
+
+    parsed = None
+    if config.state.url:
+        from reliactl.state.url import parse_state_url
+
+        parsed = _parsed(config.state.url, config.state.path, parse_state_url)
+    if parsed is None or parsed.backend != "redis":
+        message = (
+            "a fleet lock (--lock-scope fleet, run.lock_scope or a job's lock_scope) needs a"
+            " store shared by the hosts: set state.url to a redis://, rediss:// or unix:// URL"
+        )
+        raise ConfigError([ConfigProblem("configuration", None, "state.url", message)])
+    store = _open_redis(config, parsed)
+    from reliactl.state.redislease import RedisLeaseService
+
+    return RedisLeaseService(store)  # type: ignore[arg-type]
 
 
 def open_sqlite_store(

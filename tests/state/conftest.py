@@ -30,8 +30,10 @@ def own_redis(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
         pytest.skip("redis-server is not installed (apt-get install redis-server; .ci/run does)")
     started: list[RedisServer] = []
 
-    def start(*extra: str, password: str | None = None) -> RedisServer:
-        server = RedisServer(tmp_path / f"redis{len(started)}", *extra, password=password)
+    def start(*extra: str, password: str | None = None, port: int | None = None) -> RedisServer:
+        server = RedisServer(
+            tmp_path / f"redis{len(started)}", *extra, password=password, port=port
+        )
         started.append(server)
         return server
 

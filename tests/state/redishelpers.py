@@ -22,11 +22,13 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server process; ``url`` points at it. Stopped (and reaped) by ``stop``."""
 
-    def __init__(self, directory: Path, *extra: str, password: str | None = None) -> None:
+    def __init__(
+        self, directory: Path, *extra: str, password: str | None = None, port: int | None = None
+    ) -> None:
         assert REDIS_SERVER is not None, "redis-server is not installed (.ci/run installs it)"
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        self.port = port or free_port()
         self.password = password
         self.socket = str(directory / "redis.sock")
         args = [

@@ -1,0 +1,127 @@
+"""Fleet leases on Redis (the lock protocol of ``state/leases.py``).
+
+Keys (``NS`` = ``state.namespace``; one hash tag per lock, so a lock's keys live in one
+Redis Cluster slot and its scripts may touch both)::
+
+    NS:l:{lock:NAME}          the lease: the holder's JSON line (with a random token), PX ttl
+    NS:l:{lock:NAME}:fence    the fencing counter (INCR), never expires
+
+Every operation is one Lua script (atomic on the server, one round trip):
+
+- acquire: ``SET key owner NX PX ms``; when it took the lease, the fencing counter is seeded
+  from the server's clock in milliseconds if it is absent (a restart that lost the data
+  restarts it above every token handed out before, as long as the server's clock did not go
+  back and fewer than 1000 tokens a second were drawn on average), then INCR'd. When busy it
+  returns the holder's value and PTTL instead;
+- renew: ``PEXPIRE`` only while ``GET key == owner`` (compare-and-expire);
+- release: ``DEL`` only while ``GET key == owner`` (compare-and-delete). A WATCH/MULTI/EXEC
+  transaction would need two round trips and a retry loop for the same effect.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reliactl.state.leases import LeaseBusy
+from reliactl.state.redis import RedisStateStore
+
+_ACQUIRE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  if redis.call('EXISTS', KEYS[2]) == 0 then
+    local t = redis.call('TIME')
+    local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    redis.call('SET', KEYS[2], string.format('%.0f', ms))
+  end
+  return {1, redis.call('INCR', KEYS[2])}
+end
+return {0, redis.call('GET', KEYS[1]) or '', redis.call('PTTL', KEYS[1])}
+"""
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+class RedisLease:
+    """A lease held on Redis (see the module docstring)."""
+
+    def __init__(self, service: RedisLeaseService, name: str, owner: str, token: int) -> None:
+        self._service = service
+        self._name = name
+        self._owner = owner
+        self._token = token
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def fencing_token(self) -> int:
+        return self._token
+
+    def renew(self, seconds: float) -> bool:
+        s = self._service
+        done = s.store._call(
+            lambda: s._renew(keys=[s.key(self._name)], args=[self._owner, _ms(seconds)])
+        )
+        return bool(done)
+
+    def release(self) -> bool:
+        s = self._service
+        done = s.store._call(lambda: s._release(keys=[s.key(self._name)], args=[self._owner]))
+        return bool(done)
+
+
+class RedisLeaseService:
+    """Leases in the Redis database of a RedisStateStore (its client, timeouts and errors)."""
+
+    def __init__(self, store: RedisStateStore) -> None:
+        self.store = store
+        client = store.client
+        self._acquire = client.register_script(_ACQUIRE)
+        self._renew = client.register_script(_RENEW)
+        self._release = client.register_script(_RELEASE)
+
+    @property
+    def location(self) -> str:
+        return self.store.location
+
+    @property
+    def call_bound(self) -> float:
+        return float(self.store.connect_timeout + self.store.operation_timeout)
+
+    def key(self, name: str) -> str:
+        from reliactl.state.redis import _escape
+
+        return f"{self.store.namespace}:l:{{lock:{_escape(name)}}}"
+
+    def acquire(self, name: str, owner: str, seconds: float) -> RedisLease | LeaseBusy:
+        key = self.key(name)
+        reply = self.store._call(
+            lambda: self._acquire(keys=[key, key + ":fence"], args=[owner, _ms(seconds)])
+        )
+        if int(reply[0]) == 1:
+            return RedisLease(self, name, owner, int(reply[1]))
+        pttl = int(reply[2]) if len(reply) > 2 else -2
+        return LeaseBusy(_text(reply[1]), pttl / 1000.0 if pttl >= 0 else None)
+
+    def close(self) -> None:
+        self.store.close()
