@@ -136,6 +136,12 @@ def _serve(app: typer.Typer) -> None:
     app.command("serve")(serve.serve)
 
 
+def _state(app: typer.Typer) -> None:
+    from reliactl.cli import state
+
+    app.add_typer(state.app, name="state")
+
+
 def _run(app: typer.Typer) -> None:
     from reliactl.cli import run
 
@@ -155,6 +161,7 @@ COMMANDS: dict[str, Callable[[typer.Typer], None]] = {
     "run": _run,
     "runs": _run,
     "serve": _serve,
+    "state": _state,
 }
 
 

@@ -82,7 +82,7 @@ def exit_code_for(exc: BaseException) -> int:
     """The exit code that reports ``exc``."""
     from reliactl import errors
 
-    if isinstance(exc, errors.ConfigError):
+    if isinstance(exc, (errors.ConfigError, errors.StateAuthError)):
         return ExitCode.CONFIG
     if isinstance(exc, errors.CircuitOpenError):
         return ExitCode.UNAVAILABLE

@@ -121,7 +121,7 @@ def _ship_queued(
         with open_local() as local:
             sync(remote, local, limit=SHIP_AT_OPEN)
     except StateError as exc:  # never fails the command: `reliactl state sync` says more
-        warn(f"warning: queued history not shipped yet: {exc}")
+        warn(f"queued history not shipped yet: {exc}")
 
 
 def open_sqlite_store(

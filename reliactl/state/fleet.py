@@ -223,7 +223,7 @@ class FleetStore:
             except StateError as local_exc:
                 where = f"(unusable: {local_exc})"
             self._warn(
-                f"warning: {exc}; {what} {where} (state.on_unavailable: {self.mode});"
+                f"{exc}; {what} {where} (state.on_unavailable: {self.mode});"
                 " history is queued and shipped when Redis answers (reliactl state sync)"
             )
 

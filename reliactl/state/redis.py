@@ -38,7 +38,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from reliactl.errors import StateError, StateUnavailableError
+from reliactl.errors import StateAuthError, StateError, StateUnavailableError
 from reliactl.hostname import hostname
 from reliactl.state.base import (
     RECORD_KINDS,
@@ -201,7 +201,7 @@ class RedisStateStore:
         if isinstance(exc, redis.AuthenticationError) or any(
             word in lowered for word in ("wrongpass", "noauth", "invalid password", "invalid user")
         ):
-            raise StateError(
+            raise StateAuthError(
                 f"{where}: authentication failed ({text}); check state.password,"
                 " RELIACTL_STATE__PASSWORD or state.password_file"
             ) from None

@@ -332,10 +332,10 @@ except ReliactlError as exc:
 
 
 def test_redis_killed_while_breakers_record(own_redis: Any, tmp_path: Path) -> None:
-    """kill -9 of Redis under a process calling a persisted breaker, with state.on_unavailable
-    error: it stops with one clear StateError line, promptly, no traceback. A kill that lands between a call and the record
-    of its outcome adds one warning first (the call's result stands, its outcome is not
-    recorded); nothing else."""
+    """kill -9 of Redis under a process calling a persisted breaker, with
+    state.on_unavailable error: it stops with one clear StateError line, promptly, no
+    traceback. A kill that lands between a call and the record of its outcome adds one
+    warning first (the call's result stands, its outcome is not recorded); nothing else."""
     server = own_redis()
     proc = subprocess.Popen(
         [sys.executable, "-c", LOOP],
