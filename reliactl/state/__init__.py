@@ -135,14 +135,19 @@ def open_sqlite_store(
     return open_store(path, max_rows=max_rows, warn=warn)
 
 
-def _parsed(url: str, path: str, parse: Callable[[str, str], StateURL]) -> StateURL:
+def _parsed(
+    url: str,
+    path: str,
+    parse: Callable[[str, str], StateURL],
+    source: tuple[str, str] = ("configuration", "state.url"),
+) -> StateURL:
     from reliactl.errors import ConfigError, ConfigProblem
     from reliactl.state.url import StateURLError
 
     try:
         return parse(url, path)
     except StateURLError as exc:
-        raise ConfigError([ConfigProblem("configuration", None, "state.url", str(exc))]) from None
+        raise ConfigError([ConfigProblem(source[0], None, source[1], str(exc))]) from None
 
 
 def _open_redis(config: Config, url: StateURL) -> RedisStateStore:

@@ -65,7 +65,9 @@ def _parsed_url(config: Config, url: str | None = None) -> StateURL:
     from reliactl.state import _parsed
     from reliactl.state.url import parse_state_url
 
-    return _parsed(config.state.url if url is None else url, config.state.path, parse_state_url)
+    if url is None:
+        return _parsed(config.state.url, config.state.path, parse_state_url)
+    return _parsed(url, config.state.path, parse_state_url, ("flags", "--to"))
 
 
 def _remote(config: Config, url: StateURL) -> RedisStateStore:
