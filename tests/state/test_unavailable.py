@@ -393,6 +393,7 @@ def test_redis_killed_while_breakers_record_falls_back_and_syncs_later(
             proc.wait()
     assert proc.returncode == 0, err
     assert "Traceback" not in err
+    assert out.startswith("calls "), out
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and "on_unavailable: local" in lines[0], err
     with sqlite_at(tmp_path / "local.db") as local:
