@@ -439,3 +439,31 @@ def test_a_store_from_before_the_host_column_keeps_working(tmp_path: Path) -> No
             ("old", None),
         ]
         assert store.queued_count() == 0
+
+
+def _doctor(tmp_path: Path, url: str) -> dict[str, Any]:
+    from reliactl.doctor import diagnose
+
+    env = {"RELIACTL_STATE__URL": url, "RELIACTL_STATE__PATH": str(tmp_path / "local.db")}
+    report = diagnose(None, environ={**os.environ, **env})
+    return {f.check: f for f in report.findings}
+
+
+def test_doctor_checks_redis_version_and_persistence(tmp_path: Path, own_redis: Any) -> None:
+    """doctor: a reachable Redis is ok with its version (6+); with neither RDB saves nor an
+    append-only file it warns that breaker state and fencing do not survive a restart; with
+    appendonly yes it does not; an unreachable Redis fails in one line."""
+    server = own_redis()
+    found = _doctor(tmp_path, server.url)
+    assert (
+        found["redis"].status == "ok"
+        and "Redis 7" in found["redis"].message
+        or int(found["redis"].message.split("Redis ")[1].split(".")[0]) >= 6
+    )
+    assert found["redis persistence"].status == "warn"
+    assert "do not survive a Redis restart" in found["redis persistence"].message
+    server.client().config_set("appendonly", "yes")
+    assert "redis persistence" not in _doctor(tmp_path, server.url)
+    down = _doctor(tmp_path, dead_url())["redis"]
+    assert down.status == "fail" and "cannot reach Redis" in down.message
+    assert "\n" not in down.message
