@@ -58,7 +58,7 @@ EXIT_CODE_TABLE: list[tuple[str, str]] = [
         "Redis state store unreachable "
         "(sysexits EX_TEMPFAIL)",
     ),
-    ("78", "configuration invalid (sysexits EX_CONFIG)"),
+    ("78", "configuration invalid, or Redis refused the state password (sysexits EX_CONFIG)"),
     ("124", "`run`: the command timed out (as coreutils `timeout`; 137 if it had to be killed)"),
     ("125", "reliactl itself failed, or bad options to `run` (as `timeout`)"),
     ("126, 127", "`run`: command not executable / not found (as `timeout`, `env`)"),
