@@ -54,8 +54,8 @@ function __reliactl_mode --description 'reliactl: the token is in this mode'
     set -l state (__reliactl_state)
     test "$state[2]" = "$argv[1]"
 end
-set -g __reliactl_value_options '/--config' '/-c' 'breaker show/--limit' 'breaker show/-n' 'breaker trip/--for' 'cleanup/--older-than' 'cleanup/--age-by' 'cleanup/--max-size' 'cleanup/--include' 'cleanup/--exclude' 'health/--check' 'health/-C' 'health/--format' 'health/--textfile' 'health/--interval' 'health/-i' 'health/--count' 'health/-n' 'health/--test-alert' 'health history/--since' 'http/-H' 'http/--header' 'http/-d' 'http/--data' 'http/--breaker' 'http/--max-retries' 'http/--rate' 'http/--rate-key' 'http/--rate-wait' 'http/--timeout' 'retry plan/--strategy' 'retry plan/--base-delay' 'retry plan/--max-delay' 'retry plan/--max-retries' 'retry plan/--jitter' 'retry plan/--multiplier' 'retry plan/--max-elapsed' 'retry plan/--seed' 'run/--lock-name' 'run/--lock-wait' 'run/--timeout' 'run/--total-timeout' 'run/--kill-after' 'run/-k' 'run/--signal' 'run/-s' 'run/--max-retries' 'run/--strategy' 'run/--base-delay' 'run/--max-delay' 'run/--jitter' 'run/--multiplier' 'run/--max-elapsed' 'run/--retry-on' 'run/--no-retry-on' 'run/--name' 'run/--log-file' 'run/--json-report' 'run/--breaker' 'run/--job' 'run/--ping' 'run/--ping-start' 'run/--ping-success' 'run/--ping-failure' 'runs/--limit' 'runs/-n' 'serve/--host' 'serve/--port' 'serve/-p' 'serve/--interval' 'serve/-i' 'serve/--token-file'
-set -g __reliactl_subcommands '/breaker' '/cleanup' '/config' '/doctor' '/health' '/http' '/jobs' '/retry' '/run' '/runs' '/serve' 'breaker/close' 'breaker/list' 'breaker/reset' 'breaker/show' 'breaker/trip' 'config/init' 'config/show' 'config/validate' 'health/history' 'retry/plan'
+set -g __reliactl_value_options '/--config' '/-c' 'breaker show/--limit' 'breaker show/-n' 'breaker trip/--for' 'cleanup/--older-than' 'cleanup/--age-by' 'cleanup/--max-size' 'cleanup/--include' 'cleanup/--exclude' 'health/--check' 'health/-C' 'health/--format' 'health/--textfile' 'health/--interval' 'health/-i' 'health/--count' 'health/-n' 'health/--test-alert' 'health history/--since' 'http/-H' 'http/--header' 'http/-d' 'http/--data' 'http/--breaker' 'http/--max-retries' 'http/--rate' 'http/--rate-key' 'http/--rate-wait' 'http/--timeout' 'retry plan/--strategy' 'retry plan/--base-delay' 'retry plan/--max-delay' 'retry plan/--max-retries' 'retry plan/--jitter' 'retry plan/--multiplier' 'retry plan/--max-elapsed' 'retry plan/--seed' 'run/--lock-name' 'run/--lock-wait' 'run/--timeout' 'run/--total-timeout' 'run/--kill-after' 'run/-k' 'run/--signal' 'run/-s' 'run/--max-retries' 'run/--strategy' 'run/--base-delay' 'run/--max-delay' 'run/--jitter' 'run/--multiplier' 'run/--max-elapsed' 'run/--retry-on' 'run/--no-retry-on' 'run/--name' 'run/--log-file' 'run/--json-report' 'run/--breaker' 'run/--job' 'run/--ping' 'run/--ping-start' 'run/--ping-success' 'run/--ping-failure' 'runs/--limit' 'runs/-n' 'serve/--host' 'serve/--port' 'serve/-p' 'serve/--interval' 'serve/-i' 'serve/--token-file' 'state migrate/--to'
+set -g __reliactl_subcommands '/breaker' '/cleanup' '/config' '/doctor' '/health' '/http' '/jobs' '/retry' '/run' '/runs' '/serve' '/state' 'breaker/close' 'breaker/list' 'breaker/reset' 'breaker/show' 'breaker/trip' 'config/init' 'config/show' 'config/validate' 'health/history' 'retry/plan' 'state/info' 'state/migrate' 'state/sync'
 complete -c reliactl -f
 complete -c reliactl -n '__reliactl_word \'\'' -a breaker -d 'See and steer circuit breakers shared through the state store: which services are failing fast, since when, and for how long.'
 complete -c reliactl -n '__reliactl_word \'\'' -a cleanup -d 'Remove old files safely: never follows symlinks, never leaves the filesystem.'
@@ -68,6 +68,7 @@ complete -c reliactl -n '__reliactl_word \'\'' -a retry -d 'Retry policies: prin
 complete -c reliactl -n '__reliactl_word \'\'' -a run -d 'Run COMMAND supervised: lock, retries, time limits, signal forwarding, history.'
 complete -c reliactl -n '__reliactl_word \'\'' -a runs -d 'Recent `reliactl run` invocations, newest first.'
 complete -c reliactl -n '__reliactl_word \'\'' -a serve -d 'Run the checks every interval (alerts and cooldowns as `health --watch`) and serve'
+complete -c reliactl -n '__reliactl_word \'\'' -a state -d 'The state store: where breakers, cooldowns and history live (SQLite or Redis), moving them to Redis, shipping what was queued while Redis was away.'
 complete -c reliactl -n '__reliactl_at \'\'' -l help -s h -d 'Show the help and exit.'
 complete -c reliactl -n '__reliactl_at \'\'' -l version -d 'Print the version and exit.'
 complete -c reliactl -n '__reliactl_at \'\'' -l config -s c -r -F -d 'Configuration file (default: $RELIACTL_CONFIG, ./reliactl.yaml, $XDG_CONFIG_HOME/reliactl/config.yaml, /etc/reliactl/config.yaml).'
@@ -208,5 +209,16 @@ complete -c reliactl -n '__reliactl_at \'serve\'' -l port -s p -x -d 'TCP port t
 complete -c reliactl -n '__reliactl_at \'serve\'' -l interval -s i -x -d 'Run the checks this often (default: health_monitor.check_interval, 1m).'
 complete -c reliactl -n '__reliactl_at \'serve\'' -l token-file -r -F -d 'A file whose first line is the token that writes (breaker reset/trip) need (default: $RELIACTL_SERVE_TOKEN; without one, serve is read-only).'
 complete -c reliactl -n '__reliactl_at \'serve\'' -l json-logs -d 'Access log lines as JSON objects.'
+complete -c reliactl -n '__reliactl_word \'state\'' -a info -d 'Backend, location (password hidden), round-trip latency and record counts.'
+complete -c reliactl -n '__reliactl_word \'state\'' -a migrate -d 'Copy this host\'s SQLite store (breakers, cooldowns, rate buckets, kv, runs, breaker'
+complete -c reliactl -n '__reliactl_word \'state\'' -a sync -d 'Ship the runs and breaker events this host recorded while Redis was away.'
+complete -c reliactl -n '__reliactl_at \'state\'' -l help -s h -d 'Show the help and exit.'
+complete -c reliactl -n '__reliactl_at \'state info\'' -l help -s h -d 'Show the help and exit.'
+complete -c reliactl -n '__reliactl_at \'state info\'' -l json -d 'Print one JSON document.'
+complete -c reliactl -n '__reliactl_at \'state migrate\'' -l help -s h -d 'Show the help and exit.'
+complete -c reliactl -n '__reliactl_at \'state migrate\'' -l to -x -d 'The Redis to copy into: redis://host:6379/0, rediss://..., unix:///path. The password may come from state.password or state.password_file.'
+complete -c reliactl -n '__reliactl_at \'state migrate\'' -l json -d 'Print one JSON document.'
+complete -c reliactl -n '__reliactl_at \'state sync\'' -l help -s h -d 'Show the help and exit.'
+complete -c reliactl -n '__reliactl_at \'state sync\'' -l json -d 'Print one JSON document.'
 complete -c reliactl -n '__reliactl_mode command' -a '(__fish_complete_command)'
 complete -c reliactl -n '__reliactl_mode args' -F

@@ -66,12 +66,13 @@ _reliactl_value() {
         "serve/--port"|"serve/-p") _rl_kind="" ;;
         "serve/--interval"|"serve/-i") _rl_kind="" ;;
         "serve/--token-file") _rl_kind="@file" ;;
+        "state migrate/--to") _rl_kind="" ;;
         *) return 1 ;;
     esac
 }
 _reliactl_sub() {
     case "$1/$2" in
-        "/breaker"|"/cleanup"|"/config"|"/doctor"|"/health"|"/http"|"/jobs"|"/retry"|"/run"|"/runs"|"/serve"|"breaker/close"|"breaker/list"|"breaker/reset"|"breaker/show"|"breaker/trip"|"config/init"|"config/show"|"config/validate"|"health/history"|"retry/plan") return 0 ;;
+        "/breaker"|"/cleanup"|"/config"|"/doctor"|"/health"|"/http"|"/jobs"|"/retry"|"/run"|"/runs"|"/serve"|"/state"|"breaker/close"|"breaker/list"|"breaker/reset"|"breaker/show"|"breaker/trip"|"config/init"|"config/show"|"config/validate"|"health/history"|"retry/plan"|"state/info"|"state/migrate"|"state/sync") return 0 ;;
     esac
     return 1
 }
@@ -141,12 +142,16 @@ _reliactl_bash() {
                 "run") _rl_words="--help -h --lock --lock-name --lock-wait --skip-if-locked --lock-on-nfs --timeout --total-timeout --kill-after -k --signal -s --preserve-status --leave-running --retry --max-retries --strategy --base-delay --max-delay --jitter --multiplier --max-elapsed --retry-on --no-retry-on --retry-on-timeout --name --timestamps --log-file --quiet-success --json-report --breaker --no-history --job --ping --ping-start --ping-success --ping-failure --alert --require-healthy" ;;
                 "runs") _rl_words="--help -h --json --last --limit -n" ;;
                 "serve") _rl_words="--help -h --host --port -p --interval -i --token-file --json-logs" ;;
+                "state") _rl_words="--help -h" ;;
+                "state info") _rl_words="--help -h --json" ;;
+                "state migrate") _rl_words="--help -h --to --json" ;;
+                "state sync") _rl_words="--help -h --json" ;;
             esac
             _reliactl_reply -W "$_rl_words" -- "$_rl_cur"
             return ;;
     esac
     case "$_rl_node" in
-        "") _reliactl_reply -W "breaker cleanup config doctor health http jobs retry run runs serve" -- "$_rl_cur" ;;
+        "") _reliactl_reply -W "breaker cleanup config doctor health http jobs retry run runs serve state" -- "$_rl_cur" ;;
         "breaker") _reliactl_reply -W "close list reset show trip" -- "$_rl_cur" ;;
         "cleanup") _reliactl_reply -f -- "$_rl_cur" ;;
         "config") _reliactl_reply -W "init show validate" -- "$_rl_cur" ;;
@@ -155,6 +160,7 @@ _reliactl_bash() {
         "health") _reliactl_reply -W "history" -- "$_rl_cur" ;;
         "retry") _reliactl_reply -W "plan" -- "$_rl_cur" ;;
         "run") _reliactl_reply -c -- "$_rl_cur" ;;
+        "state") _reliactl_reply -W "info migrate sync" -- "$_rl_cur" ;;
         *) COMPREPLY=() ;;
     esac
 }
