@@ -161,7 +161,7 @@ def _check_redis(config: Config) -> list[Finding]:
     server = info.server
     version = str(server.get("version", "?"))
     findings = []
-    major = version.split(".")[0]
+    major = version.split(".", maxsplit=1)[0]
     if major.isdigit() and int(major) < MIN_REDIS_MAJOR:
         findings.append(
             Finding(
