@@ -1,8 +1,10 @@
 """The shared store with a rule for when Redis is away (``state.on_unavailable``).
 
 ``FleetStore`` forwards every call to the Redis store. When Redis cannot be reached (at open,
-or in the middle of a run: killed, partitioned), it warns once, and from then on, for the rest
-of the process, it does not ask Redis again:
+or in the middle of a run: killed, partitioned), it warns once, and from then on it does not ask
+Redis again for ``RETRY_REMOTE_S`` (so a hung Redis costs one timeout, not one per call); a
+long-lived process (``serve``, ``health --watch``) then pings it, ships what it queued, and
+goes back to Redis with one line saying so. Meanwhile:
 
 - records (breakers, rate-limit buckets, alert cooldowns, kv) follow the mode: ``local`` uses
   the host's own SQLite store (``state.path``); ``closed`` keeps breakers and rate limits in
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
 
 MODES = ("local", "open", "closed")
 SHIP_AT_OPEN = 200  # items shipped by a command's start; `state sync` ships everything
+RETRY_REMOTE_S = 30.0  # how long a degraded store waits before asking Redis again
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,8 @@ class FleetStore:
         warn: Callable[[str], None],
         reason: StateUnavailableError | None = None,
         clock: Callable[[], float] = time.time,
+        retry_after: float = RETRY_REMOTE_S,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown state.on_unavailable mode {mode!r}")
@@ -186,6 +191,9 @@ class FleetStore:
         self._memory = _MemoryRecords()
         self._lock = threading.RLock()
         self._local_runs: set[int] = set()
+        self._retry_after = retry_after
+        self._monotonic = monotonic
+        self._degraded_at = 0.0
         self.degraded = False
         if remote is None:
             self._degrade(reason or StateUnavailableError(f"state store {location}: unreachable"))
@@ -198,8 +206,28 @@ class FleetStore:
 
     @property
     def remote(self) -> RedisStateStore | None:
-        """The Redis store, while it answers (None once this process gave up on it)."""
-        return None if self.degraded else self._remote
+        """The Redis store while it answers; None while degraded (asked again, and the queue
+        shipped, once ``retry_after`` seconds have passed)."""
+        if not self.degraded:
+            return self._remote
+        if self._remote is None or self._monotonic() - self._degraded_at < self._retry_after:
+            return None
+        with self._lock:  # one thread asks; another one finding it back asks again: harmless
+            self._degraded_at = self._monotonic()
+            try:
+                self._remote.ping()
+                report = sync(self._remote, self.local(), limit=SHIP_AT_OPEN)
+            except StateUnavailableError:
+                return None
+            except StateError as exc:  # answers, but refuses (full, auth): stay local
+                self._warn(f"{self._location} answers again but cannot take the queue: {exc}")
+                return None
+            self.degraded = False
+            self._warn(
+                f"{self._location} answers again; {report.shipped} queued items shipped,"
+                f" {report.left} left"
+            )
+            return self._remote
 
     def local(self) -> SQLiteStateStore:
         """The host's SQLite store (opened on first use)."""
@@ -213,6 +241,7 @@ class FleetStore:
             if self.degraded:
                 return
             self.degraded = True
+            self._degraded_at = self._monotonic()
             what = {
                 "local": "using this host's store",
                 "closed": "breakers and rate limits in memory (calls go through), the rest in",

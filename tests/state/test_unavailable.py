@@ -464,3 +464,65 @@ def test_doctor_checks_redis_version_and_persistence(tmp_path: Path, own_redis: 
     down = _doctor(tmp_path, dead_url())["redis"]
     assert down.status == "fail" and "cannot reach Redis" in down.message
     assert "\n" not in down.message
+
+
+def test_a_long_lived_process_goes_back_to_redis_and_ships_its_queue(
+    tmp_path: Path, own_redis: Any
+) -> None:
+    """A process that fell back (Redis hung) asks Redis again after retry_after: the runs it
+    queued meanwhile are shipped, new records go to Redis again, and it says so in one line."""
+    from reliactl.state import _open_redis, local_store_opener
+    from reliactl.state.fleet import FleetStore
+    from reliactl.state.url import parse_state_url
+
+    server = own_redis()
+    config = config_for(tmp_path, server.url)
+    remote = _open_redis(config, parse_state_url(server.url))
+    warnings: list[str] = []
+    now = [0.0]
+    store = FleetStore(
+        remote,
+        local_store_opener(config),
+        mode="local",
+        location=server.url,
+        warn=warnings.append,
+        retry_after=30.0,
+        monotonic=lambda: now[0],
+    )
+    with store:
+        server.stop_signal()
+        try:
+            rid = store.add_run(run("during", ended=False))
+            store.finish_run(rid, run("during"))
+            store.update("kv", "k", lambda r: {"where": "local"})
+        finally:
+            server.cont_signal()
+        now[0] = 10.0  # not yet: still local, Redis not asked
+        assert store.get("kv", "k") == {"where": "local"}
+        now[0] = 31.0
+        store.update("kv", "k", lambda r: {"where": "redis"})
+        assert [r.name for r in remote.runs()] == ["during"]
+        assert remote.runs()[0].data["delayed"] is True
+        assert remote.get("kv", "k") == {"where": "redis"}
+    assert len(warnings) == 2, warnings
+    assert "answers again; 1 queued items shipped, 0 left" in warnings[1]
+
+
+def test_shipped_history_and_its_origins_stay_bounded(redis_server: Any, namespace: str) -> None:
+    """Shipping keeps Redis's history bounded: runs and the events stream stay within
+    max_history, and so do the origin sets that make shipping idempotent."""
+    from reliactl.state.redis import open_redis_store
+    from reliactl.state.url import parse_state_url
+
+    with open_redis_store(
+        parse_state_url(redis_server.url), namespace=namespace, max_rows=5
+    ) as remote:
+        for i in range(12):
+            remote.ship_run(f"run|h|p|{i}|0", run(f"r{i}"))
+            event = BreakerEvent("api", "closed", "open", str(i), float(i), "h")
+            remote.ship_event(f"event|h|p|{i}|0", event, {})
+        client = remote.client
+        assert [r.name for r in remote.runs()] == [f"r{i}" for i in range(11, 6, -1)]
+        assert client.zcard(f"{namespace}:h:{{runs}}:origins") == 5
+        assert client.xlen(f"{namespace}:h:{{events}}") == 5
+        assert client.zcard(f"{namespace}:h:{{events}}:origins") == 5
