@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from reliactl.config import Config
     from reliactl.state.fleet import SyncReport
     from reliactl.state.redis import RedisStateStore
+    from reliactl.state.sqlite import SQLiteStateStore
     from reliactl.state.url import StateURL
 
 
@@ -83,6 +84,12 @@ def _local_path(config: Config) -> str:
     return os.path.expanduser(path)
 
 
+def _open_sqlite(path: str, config: Config) -> SQLiteStateStore:
+    from reliactl.state import open_sqlite_store
+
+    return open_sqlite_store(path, max_rows=config.state.max_history, warn=lambda message: None)
+
+
 def state_info(config: Config) -> StateInfo:
     """Backend, location, latency, record counts; for Redis also its version, persistence and
     this host's queue. Raises StateUnavailableError when Redis does not answer."""
@@ -90,7 +97,7 @@ def state_info(config: Config) -> StateInfo:
 
     parsed = _parsed_url(config)
     if parsed.backend == "sqlite":
-        with local_store_opener(config)() as store:
+        with _open_sqlite(_local_path(config), config) as store:
             started = time.perf_counter()
             store.conn.execute("SELECT 1").fetchone()
             latency = time.perf_counter() - started
@@ -130,7 +137,6 @@ def migrate(config: Config, to: str) -> MigrateReport:
     it again copies nothing new. Raises ConfigError for a URL that is not Redis.
     """
     from reliactl.errors import ConfigError, ConfigProblem
-    from reliactl.state import local_store_opener
     from reliactl.state.fleet import origin_of
 
     target = _parsed_url(config, to)
@@ -151,7 +157,7 @@ def migrate(config: Config, to: str) -> MigrateReport:
 
         raise StateError(f"nothing to migrate: no state store at {source_path}")
     records = present = runs = events = history_present = 0
-    with _remote(config, target) as remote, local_store_opener(config)() as local:
+    with _remote(config, target) as remote, _open_sqlite(source_path, config) as local:
         path = str(local.path)
         for kind in RECORD_KINDS:
             for key, record, updated in local.records_with_times(kind):

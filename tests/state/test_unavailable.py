@@ -526,3 +526,14 @@ def test_shipped_history_and_its_origins_stay_bounded(redis_server: Any, namespa
         assert client.zcard(f"{namespace}:h:{{runs}}:origins") == 5
         assert client.xlen(f"{namespace}:h:{{events}}") == 5
         assert client.zcard(f"{namespace}:h:{{events}}:origins") == 5
+
+
+def test_state_info_and_migrate_read_the_sqlite_store_state_url_names(tmp_path: Path) -> None:
+    """With state.url = sqlite:///path, `state info` describes that file (not state.path)."""
+    from reliactl.state.ops import state_info
+
+    named = tmp_path / "named.db"
+    with sqlite_at(named) as store:
+        store.add_run(run("x"))
+    info = state_info(config_for(tmp_path, f"sqlite://{named}"))
+    assert info.location == str(named) and info.counts["runs"] == 1
