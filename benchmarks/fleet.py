@@ -9,6 +9,14 @@ Starts its own redis-server (Debian package `redis-server`) on a free loopback p
 directory, without persistence, and stops it afterwards. Goal: breaker call p50 <= 0.5 ms.
 Set BENCH_CALLS to change the number of measured calls (default 3000), BENCH_RUNS the rounds
 of whole commands (default 20).
+
+Then the scale simulation: BENCH_CLIENTS (default 200) clients, each with its own Redis
+connection (BENCH_PROCS processes of threads, default 8, so the client side is not one GIL;
+the threads of one process share that process's breaker store lock, as threads of one
+program do, so more processes are closer to many hosts),
+call one persisted breaker and one shared rate limiter (60/minute: mostly refusals, each still
+one atomic update) in turn for BENCH_SECONDS (default 10): calls per second, p50/p99 per
+operation, lost WATCH races, and Redis's CPU from INFO (used_cpu_user + used_cpu_sys).
 """
 
 from __future__ import annotations
@@ -20,8 +28,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
+from multiprocessing import get_context
 from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
@@ -79,11 +89,105 @@ def measure(fn: Callable[[], Any], calls: int) -> tuple[float, float]:
     return statistics.median(samples) * 1e6, samples[int(len(samples) * 0.99) - 1] * 1e6
 
 
+def _client_process(port: int, threads: int, seconds: float, queue: Any) -> None:
+    """``threads`` clients, each with its own store (connection), until the deadline."""
+    barrier = threading.Barrier(threads)
+    results: list[tuple[list[float], list[float], int]] = []
+    lock = threading.Lock()
+
+    def client() -> None:
+        store = open_redis_store(parse_state_url(f"redis://127.0.0.1:{port}/0"), namespace="scale")
+        breaker = CircuitBreaker("shared", BreakerConfig(), store=store)
+        limiter = RateLimiter("60/minute", key="shared", store=store)
+        b_lat: list[float] = []
+        r_lat: list[float] = []
+        errors = 0
+        barrier.wait()
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                t0 = time.perf_counter()
+                breaker.call(int)
+                t1 = time.perf_counter()
+                limiter.try_acquire()
+                t2 = time.perf_counter()
+                b_lat.append(t1 - t0)
+                r_lat.append(t2 - t1)
+            except Exception:
+                errors += 1
+        store.close()
+        with lock:
+            results.append((b_lat, r_lat, errors))
+
+    workers = [threading.Thread(target=client) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    b_all = [x for r in results for x in r[0]]
+    r_all = [x for r in results for x in r[1]]
+    queue.put((b_all, r_all, sum(r[2] for r in results)))
+
+
+def _redis_cpu(port: int) -> float:
+    import redis
+
+    info = redis.Redis(host="127.0.0.1", port=port).info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def _pct(samples: list[float], q: float) -> float:
+    return samples[min(len(samples) - 1, int(len(samples) * q))] * 1e3 if samples else 0.0
+
+
+def scale(port: int) -> None:
+    clients = int(os.environ.get("BENCH_CLIENTS", "200"))
+    procs = min(clients, int(os.environ.get("BENCH_PROCS", "8")))
+    seconds = float(os.environ.get("BENCH_SECONDS", "10"))
+    ctx = get_context("spawn")
+    queue = ctx.Queue()
+    per = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
+    cpu0 = _redis_cpu(port)
+    wall0 = time.monotonic()
+    children = [
+        ctx.Process(target=_client_process, args=(port, n, seconds, queue)) for n in per if n
+    ]
+    for c in children:
+        c.start()
+    got = [queue.get(timeout=seconds + 600) for _ in children]
+    for c in children:
+        c.join()
+    wall = time.monotonic() - wall0
+    cpu = _redis_cpu(port) - cpu0
+    b_all = sorted(x for g in got for x in g[0])
+    r_all = sorted(x for g in got for x in g[1])
+    errors = sum(g[2] for g in got)
+    print(
+        f"\nscale: {clients} clients ({len(children)} processes), one breaker + one limiter,"
+        f" {seconds:g}s each"
+    )
+    print(
+        f"breaker calls    {len(b_all) / seconds:8.0f}/s  p50 {_pct(b_all, 0.5):6.1f} ms"
+        f"  p99 {_pct(b_all, 0.99):7.1f} ms"
+    )
+    print(
+        f"limiter acquires {len(r_all) / seconds:8.0f}/s  p50 {_pct(r_all, 0.5):6.1f} ms"
+        f"  p99 {_pct(r_all, 0.99):7.1f} ms"
+    )
+    print(
+        f"errors {errors}; Redis CPU {cpu:.2f}s over the {seconds:g}s run"
+        f" (~{100 * cpu / seconds:.0f}% of a core; {wall:.1f}s wall with the clients' start)"
+    )
+
+
 def main() -> None:
     calls = int(os.environ.get("BENCH_CALLS", "3000"))
     with tempfile.TemporaryDirectory() as tmp:
         proc, port = start_redis(tmp)
         try:
+            if os.environ.get("BENCH_ONLY") == "scale":
+                scale(port)
+                return
             stores: dict[str, Any] = {
                 "sqlite": open_store(os.path.join(tmp, "state.db")),
                 "redis": open_redis_store(parse_state_url(f"redis://127.0.0.1:{port}/0")),
@@ -98,16 +202,21 @@ def main() -> None:
                 store.close()
             rows += lock_rows(tmp, port, calls)
             commands = run_commands(tmp, port)
+            print_rows(calls, rows)
+            print_runs(commands)
+            scale(port)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+
+
+def print_rows(calls: int, rows: list[tuple[str, float, float]]) -> None:
     print(f"persisted operations, {calls} calls each, loopback (goal: breaker p50 <= 500 us)")
     width = max(len(r[0]) for r in rows)
     print(f"{'operation':<{width}}  {'p50':>9}  {'p99':>9}")
     for name, p50, p99 in rows:
         print(f"{name:<{width}}  {p50:7.0f}us  {p99:7.0f}us")
     print()
-    print_runs(commands)
 
 
 def lock_rows(tmp: str, port: int, calls: int) -> list[tuple[str, float, float]]:

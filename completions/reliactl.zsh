@@ -79,12 +79,13 @@ _reliactl_value() {
         "silence add/--for") _rl_kind="" ;;
         "silence add/--reason") _rl_kind="" ;;
         "silence add/--start") _rl_kind="" ;;
+        "state migrate/--to") _rl_kind="" ;;
         *) return 1 ;;
     esac
 }
 _reliactl_sub() {
     case "$1/$2" in
-        "/alert"|"/breaker"|"/cleanup"|"/config"|"/doctor"|"/drill"|"/health"|"/http"|"/jobs"|"/retry"|"/run"|"/runs"|"/serve"|"/silence"|"alert/ack"|"alert/list"|"breaker/close"|"breaker/list"|"breaker/reset"|"breaker/show"|"breaker/trip"|"config/init"|"config/show"|"config/validate"|"health/history"|"retry/plan"|"silence/add"|"silence/list"|"silence/remove") return 0 ;;
+        "/alert"|"/breaker"|"/cleanup"|"/config"|"/doctor"|"/drill"|"/health"|"/http"|"/jobs"|"/retry"|"/run"|"/runs"|"/serve"|"/silence"|"/state"|"alert/ack"|"alert/list"|"breaker/close"|"breaker/list"|"breaker/reset"|"breaker/show"|"breaker/trip"|"config/init"|"config/show"|"config/validate"|"health/history"|"retry/plan"|"silence/add"|"silence/list"|"silence/remove"|"state/info"|"state/migrate"|"state/sync") return 0 ;;
     esac
     return 1
 }
@@ -162,12 +163,16 @@ _reliactl_bash() {
                 "silence add") _rl_words="--help -h --for --reason --start --json" ;;
                 "silence list") _rl_words="--help -h --json" ;;
                 "silence remove") _rl_words="--help -h" ;;
+                "state") _rl_words="--help -h" ;;
+                "state info") _rl_words="--help -h --json" ;;
+                "state migrate") _rl_words="--help -h --to --json" ;;
+                "state sync") _rl_words="--help -h --json" ;;
             esac
             _reliactl_reply -W "$_rl_words" -- "$_rl_cur"
             return ;;
     esac
     case "$_rl_node" in
-        "") _reliactl_reply -W "alert breaker cleanup config doctor drill health http jobs retry run runs serve silence" -- "$_rl_cur" ;;
+        "") _reliactl_reply -W "alert breaker cleanup config doctor drill health http jobs retry run runs serve silence state" -- "$_rl_cur" ;;
         "alert") _reliactl_reply -W "ack list" -- "$_rl_cur" ;;
         "breaker") _reliactl_reply -W "close list reset show trip" -- "$_rl_cur" ;;
         "cleanup") _reliactl_reply -f -- "$_rl_cur" ;;
@@ -178,6 +183,7 @@ _reliactl_bash() {
         "retry") _reliactl_reply -W "plan" -- "$_rl_cur" ;;
         "run") _reliactl_reply -c -- "$_rl_cur" ;;
         "silence") _reliactl_reply -W "add list remove" -- "$_rl_cur" ;;
+        "state") _reliactl_reply -W "info migrate sync" -- "$_rl_cur" ;;
         *) COMPREPLY=() ;;
     esac
 }

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from reliactl.config import AlertSink
+    from reliactl.config import AlertSink, Config
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 # The token file of examples/systemd/reliactl-serve.service (`reliactl serve --token-file`).
@@ -101,6 +101,7 @@ def diagnose(
 
     clock = _check_clock(config.state.path, time.time() if now is None else now)  # before writing
     findings.append(_check_state(config.state.path, config.state.max_history))
+    findings.extend(_check_redis(config))
     findings.append(_check_dir("lock directory", config.run.lock_dir, "run.lock_dir"))
     findings.append(_check_dir("log directory", config.run.log_dir, "run.log_dir"))
     findings.append(_check_completions(env))
@@ -172,6 +173,81 @@ def _check_state(path: str, max_rows: int) -> Finding:
     if warnings:
         return Finding("state store", WARN, warnings[0], "nothing to do: a fresh store is in use")
     return Finding("state store", OK, f"{path} is writable and healthy (schema {version})")
+
+
+MIN_REDIS_MAJOR = 6
+
+
+def _check_redis(config: Config) -> list[Finding]:
+    """With a Redis state.url: it answers, is 6 or newer, keeps data over a restart, never
+    evicts, and this host has nothing left queued."""
+    from reliactl.errors import ReliactlError
+    from reliactl.state.ops import persistence_off, state_info
+
+    url = config.state.url.strip()
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        return []
+    label = "redis"
+    try:
+        info = state_info(config)
+    except ReliactlError as exc:
+        message = " ".join(str(exc).split())
+        return [
+            Finding(
+                label,
+                FAIL,
+                message,
+                "check state.url and the password, that redis-server runs and that this host"
+                " reaches it (reliactl state info)",
+            )
+        ]
+    server = info.server
+    version = str(server.get("version", "?"))
+    findings = []
+    major = version.split(".", maxsplit=1)[0]
+    if major.isdigit() and int(major) < MIN_REDIS_MAJOR:
+        findings.append(
+            Finding(
+                label,
+                FAIL,
+                f"{info.location}: Redis {version} is older than {MIN_REDIS_MAJOR}",
+                f"upgrade to Redis (or Valkey) {MIN_REDIS_MAJOR} or newer",
+            )
+        )
+    else:
+        findings.append(
+            Finding(label, OK, f"{info.location}: Redis {version}, {info.latency_ms:.1f} ms")
+        )
+    if persistence_off(server):
+        findings.append(
+            Finding(
+                "redis persistence",
+                WARN,
+                "persistence is off (no RDB save, appendonly no): fencing tokens and breaker"
+                " state do not survive a Redis restart",
+                "set appendonly yes (CONFIG SET appendonly yes, and in redis.conf)",
+            )
+        )
+    policy = str(server.get("maxmemory_policy", "noeviction"))
+    if policy != "noeviction" and not policy.startswith("volatile"):
+        findings.append(
+            Finding(
+                "redis eviction",
+                WARN,
+                f"maxmemory-policy is {policy}: Redis may evict breaker state and history",
+                "set maxmemory-policy noeviction",
+            )
+        )
+    if info.queued:
+        findings.append(
+            Finding(
+                "state queue",
+                WARN,
+                f"{info.queued} runs/events recorded while Redis was away are not shipped yet",
+                "reliactl state sync",
+            )
+        )
+    return findings
 
 
 def _check_dir(label: str, path: str, setting: str) -> Finding:

@@ -6,6 +6,7 @@ The tree::
     +-- ConfigError                     invalid configuration; .problems lists each one
     +-- StateError                      the state store cannot be opened or written
     |   +-- StateUnavailableError       a shared store (Redis) is unreachable or did not answer
+    |   +-- StateAuthError              a shared store refused the credentials (a setup error)
     +-- DurationError (ValueError)      "30s", "5m", "500MB" could not be parsed
     +-- RetryError                      gave up retrying; .attempts, .reason, __cause__ = last error
     +-- CircuitOpenError                a breaker rejected the call; .name, .retry_after
@@ -67,6 +68,10 @@ class StateError(ReliactlError):
 
 class StateUnavailableError(StateError):
     """A shared state store (Redis) cannot be reached or did not answer in time: try later."""
+
+
+class StateAuthError(StateError):
+    """A shared state store (Redis) refused the user or password: fix the configuration."""
 
 
 class DurationError(ReliactlError, ValueError):

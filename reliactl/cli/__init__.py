@@ -154,6 +154,12 @@ def _serve(app: typer.Typer) -> None:
     app.command("serve")(serve.serve)
 
 
+def _state(app: typer.Typer) -> None:
+    from reliactl.cli import state
+
+    app.add_typer(state.app, name="state")
+
+
 def _run(app: typer.Typer) -> None:
     from reliactl.cli import run
 
@@ -176,6 +182,7 @@ COMMANDS: dict[str, Callable[[typer.Typer], None]] = {
     "runs": _run,
     "serve": _serve,
     "silence": _silence,
+    "state": _state,
 }
 
 

@@ -186,7 +186,13 @@ def show(
                 "breaker": _breaker_doc(snap),
                 "transitions": [
                     with_times(
-                        {"from": e.from_state, "to": e.to_state, "reason": e.reason, "at": e.at},
+                        {
+                            "from": e.from_state,
+                            "to": e.to_state,
+                            "reason": e.reason,
+                            "at": e.at,
+                            "host": e.host,
+                        },
                         "at",
                     )
                     for e in events
@@ -232,7 +238,8 @@ def _show_text(snap: BreakerSnapshot, events: list[Any]) -> str:
     if events:
         lines.append("recent transitions (newest first):")
         for e in events:
-            lines.append(f"  {_stamp(e.at)}  {e.from_state} -> {e.to_state}: {e.reason}")
+            host = f"  on {e.host}" if e.host else ""
+            lines.append(f"  {_stamp(e.at)}  {e.from_state} -> {e.to_state}: {e.reason}{host}")
     else:
         lines.append("no transitions recorded")
     return "\n".join(lines)

@@ -61,7 +61,7 @@ EXIT_CODE_TABLE: list[tuple[str, str]] = [
         "Redis state store unreachable, fleet lock lost "
         "(sysexits EX_TEMPFAIL)",
     ),
-    ("78", "configuration invalid (sysexits EX_CONFIG)"),
+    ("78", "configuration invalid, or Redis refused the state password (sysexits EX_CONFIG)"),
     ("121", "`run`: stopped over a limit (`--memory-max`, `--cpu-time`, `--max-output`)"),
     ("122", "`run`: stopped, health turned CRITICAL (`--watch-health`, `--on-critical stop`)"),
     ("124", "`run`: the command timed out (as coreutils `timeout`; 137 if it had to be killed)"),
@@ -87,7 +87,7 @@ def exit_code_for(exc: BaseException) -> int:
     """The exit code that reports ``exc``."""
     from reliactl import errors
 
-    if isinstance(exc, (errors.ConfigError, errors.ChaosError)):
+    if isinstance(exc, (errors.ConfigError, errors.ChaosError, errors.StateAuthError)):
         return ExitCode.CONFIG
     if isinstance(exc, errors.CircuitOpenError):
         return ExitCode.UNAVAILABLE

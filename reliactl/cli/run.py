@@ -1135,6 +1135,8 @@ def run_to_dict(record: Any) -> dict[str, Any]:
         "attempts": record.attempts,
         "exit_code": record.exit_code,
         "outcome": record_outcome(record),
+        "host": _text_or_none(record.data.get("host")),
+        "delayed": bool(record.data.get("delayed")),
     }
     injected = [a.get("injected") for a in record.data.get("attempts", ()) if isinstance(a, dict)]
     if any(injected):  # `run --chaos`: which attempts were rehearsed failures (fail / kill)
@@ -1143,6 +1145,18 @@ def run_to_dict(record: Any) -> dict[str, Any]:
     doc["peak_rss"] = data.get("peak_rss")  # bytes (None: not measured, or an older run)
     doc["cpu_time"] = data.get("cpu_time")  # seconds of CPU of the job's processes
     return with_times(doc, "started_at", "ended_at")
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _shown_outcome(record: Any) -> str:
+    """OUTCOME of the runs table: "(delayed)" when it reached the shared store late."""
+    from reliactl.jobs import record_outcome
+
+    delayed = " (delayed)" if record.data.get("delayed") else ""
+    return record_outcome(record) + delayed
 
 
 def runs_document(records: list[Any]) -> dict[str, Any]:
@@ -1186,7 +1200,7 @@ def runs(
     )
     from reliactl.durations import format_duration
     from reliactl.errors import ReliactlError
-    from reliactl.jobs import LAST_LOOKBACK, newest_decisive, record_outcome
+    from reliactl.jobs import LAST_LOOKBACK, newest_decisive
 
     if not 1 <= limit <= MAX_LIMIT:  # SQLite's LIMIT overflows past 2**63
         raise usage(f"--limit: expected a number from 1 to {MAX_LIMIT}, got {limit}")
@@ -1211,10 +1225,14 @@ def runs(
             took = (
                 "-" if r.ended_at is None else format_duration(max(0.0, r.ended_at - r.started_at))
             )
+            host = _text_or_none(r.data.get("host")) or "-"
+            outcome = _shown_outcome(r)
             rows.append(
-                [r.id, r.name, started, took, r.attempts, r.exit_code, record_outcome(r), r.command]
+                [r.id, r.name, host, started, took, r.attempts, r.exit_code, outcome, r.command]
             )
-        table(["ID", "NAME", "STARTED", "TOOK", "TRIES", "EXIT", "OUTCOME", "COMMAND"], rows)
+        table(
+            ["ID", "NAME", "HOST", "STARTED", "TOOK", "TRIES", "EXIT", "OUTCOME", "COMMAND"], rows
+        )
     elif not last:
         print("no runs recorded" + (f" for {name!r}" if name else ""), file=sys.stderr)
     if last:

@@ -786,9 +786,9 @@ class StateConfig:
         le=86400,
     )
     on_unavailable: str = _opt(
-        "error",
-        doc="Redis unreachable: error (the store is unusable, as a broken SQLite file);"
-        " local, open and closed are reserved",
+        "local",
+        doc="Redis unreachable: local (use this host's state.path, warn), closed (calls go"
+        " through), open (breakers refuse) or error (store unusable)",
         choices=("error", "local", "open", "closed"),
     )
     production: bool = _opt(

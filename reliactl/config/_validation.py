@@ -517,14 +517,6 @@ def _state_problems(s: StateConfig, origins: _Origins) -> list[ConfigProblem]:
                     f"expected 1-64 letters, digits, _ . : or -, got {s.namespace!r}",
                 )
             )
-        if s.on_unavailable != "error":
-            problems.append(
-                origins.problem(
-                    ("state", "on_unavailable"),
-                    f"{s.on_unavailable!r} is not implemented yet; this version supports"
-                    " only 'error'",
-                )
-            )
     return problems
 
 

@@ -23,6 +23,7 @@ from reliactl.state.base import (
 if TYPE_CHECKING:
     from reliactl.config import Config
     from reliactl.state.leases import LeaseService
+    from reliactl.state.redis import RedisStateStore
     from reliactl.state.sqlite import SQLiteStateStore
     from reliactl.state.url import StateURL
 
@@ -59,15 +60,70 @@ def open_state(
 
         parsed = _parsed(state.url, state.path, parse_state_url)
         if parsed.backend == "redis":
-            return _open_redis(config, parsed)
+            return _open_shared(config, parsed, warn or _log_warning)
         path = os.path.expanduser(parsed.path)
     from reliactl.state.sqlite import open_store
 
-    return open_store(
-        path,
-        max_rows=state.max_history,
-        warn=warn or logging.getLogger("reliactl.state").warning,
-    )
+    return open_store(path, max_rows=state.max_history, warn=warn or _log_warning)
+
+
+def _log_warning(message: str) -> None:
+    logging.getLogger("reliactl.state").warning("%s", message)
+
+
+def local_store_opener(
+    config: Config, warn: Callable[[str], None] | None = None
+) -> Callable[[], SQLiteStateStore]:
+    """Opens this host's own SQLite store (``state.path``): the fallback of a Redis URL, the
+    source of ``state migrate`` and the outbox ``state sync`` ships."""
+    path = os.path.expanduser(config.state.path)
+    max_rows = config.state.max_history
+
+    def opener() -> SQLiteStateStore:
+        from reliactl.state.sqlite import open_store
+
+        return open_store(path, max_rows=max_rows, warn=warn or _log_warning)
+
+    return opener
+
+
+def _open_shared(config: Config, url: StateURL, warn: Callable[[str], None]) -> StateStore:
+    """The Redis store, wrapped by the rule of ``state.on_unavailable`` (see state/fleet.py);
+    history queued while Redis was away is shipped first (a bounded part of it)."""
+    from reliactl.errors import StateUnavailableError
+
+    mode = config.state.on_unavailable
+    open_local = local_store_opener(config, warn)
+    try:
+        remote = _open_redis(config, url)
+    except StateUnavailableError as exc:
+        if mode == "error":
+            raise
+        from reliactl.state.fleet import FleetStore
+
+        return FleetStore(None, open_local, mode=mode, location=url.shown(), warn=warn, reason=exc)
+    if os.path.exists(os.path.expanduser(config.state.path) + ".queued"):
+        _ship_queued(remote, open_local, warn)
+    if mode == "error":
+        return remote
+    from reliactl.state.fleet import FleetStore
+
+    return FleetStore(remote, open_local, mode=mode, location=url.shown(), warn=warn)
+
+
+def _ship_queued(
+    remote: RedisStateStore,
+    open_local: Callable[[], SQLiteStateStore],
+    warn: Callable[[str], None],
+) -> None:
+    from reliactl.errors import StateError
+    from reliactl.state.fleet import SHIP_AT_OPEN, sync
+
+    try:
+        with open_local() as local:
+            sync(remote, local, limit=SHIP_AT_OPEN)
+    except StateError as exc:  # never fails the command: `reliactl state sync` says more
+        warn(f"queued history not shipped yet: {exc}")
 
 
 def open_leases(config: Config | None = None) -> LeaseService:
@@ -97,7 +153,7 @@ def open_leases(config: Config | None = None) -> LeaseService:
     store = _open_redis(config, parsed)
     from reliactl.state.redislease import RedisLeaseService
 
-    return RedisLeaseService(store)  # type: ignore[arg-type]
+    return RedisLeaseService(store)
 
 
 def open_sqlite_store(
@@ -111,17 +167,22 @@ def open_sqlite_store(
     return open_store(path, max_rows=max_rows, warn=warn)
 
 
-def _parsed(url: str, path: str, parse: Callable[[str, str], StateURL]) -> StateURL:
+def _parsed(
+    url: str,
+    path: str,
+    parse: Callable[[str, str], StateURL],
+    source: tuple[str, str] = ("configuration", "state.url"),
+) -> StateURL:
     from reliactl.errors import ConfigError, ConfigProblem
     from reliactl.state.url import StateURLError
 
     try:
         return parse(url, path)
     except StateURLError as exc:
-        raise ConfigError([ConfigProblem("configuration", None, "state.url", str(exc))]) from None
+        raise ConfigError([ConfigProblem(source[0], None, source[1], str(exc))]) from None
 
 
-def _open_redis(config: Config, url: StateURL) -> StateStore:
+def _open_redis(config: Config, url: StateURL) -> RedisStateStore:
     from reliactl.errors import ConfigError, ConfigProblem
     from reliactl.state.url import INSTALL_HINT
 

@@ -38,7 +38,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from reliactl.errors import StateError, StateUnavailableError
+from reliactl.errors import StateAuthError, StateError, StateUnavailableError
 from reliactl.hostname import hostname
 from reliactl.state.base import (
     RECORD_KINDS,
@@ -80,6 +80,52 @@ if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
   return 1
 end
 return 0
+"""
+
+# Ship one run recorded elsewhere (the local outbox, `state migrate`) exactly once: ARGV[1] is
+# its origin (host, local store, local id, start), remembered in a sorted set scored by the
+# run id it got, trimmed with the runs. ARGV[4] is the id this store gave the run at its start
+# (0 when it started while Redis was away): that record is finished in place.
+_SHIP_RUN = """
+if redis.call('ZSCORE', KEYS[4], ARGV[1]) then
+  return 0
+end
+local rid = tonumber(ARGV[4])
+if rid > 0 and redis.call('ZSCORE', KEYS[2], rid) then
+  redis.call('HSET', KEYS[3], rid, ARGV[2])
+  redis.call('ZADD', KEYS[4], rid, ARGV[1])
+  return rid
+end
+local id = redis.call('INCR', KEYS[1])
+redis.call('HSET', KEYS[3], id, ARGV[2])
+redis.call('ZADD', KEYS[2], id, id)
+redis.call('ZADD', KEYS[4], id, ARGV[1])
+local keep = tonumber(ARGV[3])
+if id > keep then
+  local old = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', id - keep, 'LIMIT', 0, 1000)
+  if #old > 0 then
+    redis.call('HDEL', KEYS[3], unpack(old))
+    redis.call('ZREM', KEYS[2], unpack(old))
+  end
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', id - keep)
+end
+return id
+"""
+
+# Ship one breaker event exactly once (ARGV[1] its origin; ARGV[2] the stream's MAXLEN;
+# ARGV[3] a score for the origin set; the rest field/value pairs).
+_SHIP_EVENT = """
+if redis.call('ZSCORE', KEYS[2], ARGV[1]) then
+  return 0
+end
+local fields = {}
+for i = 4, #ARGV do
+  fields[#fields + 1] = ARGV[i]
+end
+redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], '*', unpack(fields))
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[2]) + 1))
+return 1
 """
 
 _DELETE_IF_SAME = """
@@ -132,11 +178,15 @@ class RedisStateStore:
         self._runs_seq = f"{namespace}:h:{{runs}}:seq"
         self._runs_ids = f"{namespace}:h:{{runs}}:ids"
         self._runs_data = f"{namespace}:h:{{runs}}:data"
+        self._runs_origins = f"{namespace}:h:{{runs}}:origins"
+        self._events_origins = f"{namespace}:h:{{events}}:origins"
         self._health = f"{namespace}:h:{{health}}"
         self._hevents_key = f"{namespace}:h:{{hevents}}"
         self._add_run = client.register_script(_ADD_RUN)
         self._finish_run = client.register_script(_FINISH_RUN)
         self._delete_if_same = client.register_script(_DELETE_IF_SAME)
+        self._ship_run = client.register_script(_SHIP_RUN)
+        self._ship_event = client.register_script(_SHIP_EVENT)
 
     @property
     def location(self) -> str:
@@ -151,7 +201,7 @@ class RedisStateStore:
         if isinstance(exc, redis.AuthenticationError) or any(
             word in lowered for word in ("wrongpass", "noauth", "invalid password", "invalid user")
         ):
-            raise StateError(
+            raise StateAuthError(
                 f"{where}: authentication failed ({text}); check state.password,"
                 " RELIACTL_STATE__PASSWORD or state.password_file"
             ) from None
@@ -336,6 +386,89 @@ class RedisStateStore:
             return out
 
         result: list[RunRecord] = self._call(op)
+        return result
+
+    # ---- shipping history recorded elsewhere, and copying records (`state sync`, `migrate`)
+
+    def ship_run(self, origin: str, run: RunRecord, remote_id: int | None = None) -> bool:
+        """Add (or finish, given ``remote_id``) a run recorded elsewhere, once per ``origin``;
+        False when that origin was shipped before."""
+        payload = _encode_run(run)
+        shipped = self._call(
+            lambda: self._ship_run(
+                keys=[self._runs_seq, self._runs_ids, self._runs_data, self._runs_origins],
+                args=[origin, payload, self.max_rows, int(remote_id or 0)],
+            )
+        )
+        return bool(int(shipped))
+
+    def ship_event(self, origin: str, event: BreakerEvent, extra: dict[str, str]) -> bool:
+        """Append a breaker event recorded elsewhere, once per ``origin``."""
+        fields = {
+            "name": event.name,
+            "from": event.from_state,
+            "to": event.to_state,
+            "reason": event.reason,
+            "at": repr(float(event.at)),
+            "host": event.host or hostname(),
+            **extra,
+        }
+        flat = [item for pair in fields.items() for item in pair]
+        shipped = self._call(
+            lambda: self._ship_event(
+                keys=[self._events_key, self._events_origins],
+                args=[origin, self.max_rows, repr(float(event.at)), *flat],
+            )
+        )
+        return bool(int(shipped))
+
+    def import_record(self, kind: RecordKind, key: str, record: Record, updated_at: float) -> bool:
+        """Store a record only if this store has none under that key (never overwrites the
+        fleet's own state); True when it was copied."""
+        value = json.dumps({"d": record, "u": updated_at}, separators=(",", ":"))
+        copied = self._call(lambda: self.client.set(self._key(kind, key), value, nx=True))
+        return bool(copied)
+
+    def counts(self) -> dict[str, int]:
+        """Records per kind and history sizes (for `state info`)."""
+
+        def op() -> dict[str, int]:
+            out: dict[str, int] = {}
+            for kind in RECORD_KINDS:
+                prefix = f"{self.namespace}:r:{{{kind}:"
+                out[kind] = sum(1 for _ in self.client.scan_iter(match=prefix + "*", count=1000))
+            out["events"] = int(self.client.xlen(self._events_key))
+            out["runs"] = int(self.client.zcard(self._runs_ids))
+            return out
+
+        result: dict[str, int] = self._call(op)
+        return result
+
+    def server_info(self) -> dict[str, Any]:
+        """Server version, persistence and memory settings (for `state info` and doctor)."""
+
+        def op() -> dict[str, Any]:
+            server = self.client.info("server")
+            persistence = self.client.info("persistence")
+            memory = self.client.info("memory")
+            save: str | None
+            try:
+                reply = self.client.config_get("save")
+                save = str(reply.get("save", "")) if isinstance(reply, dict) else None
+            except redis.ResponseError:  # CONFIG renamed or forbidden by an ACL
+                save = None
+            return {
+                "version": str(server.get("redis_version", "?")),
+                "mode": str(server.get("redis_mode", "standalone")),
+                "save": save,
+                "appendonly": bool(persistence.get("aof_enabled", 0)),
+                "rdb_last_save": persistence.get("rdb_last_save_time"),
+                "maxmemory": int(memory.get("maxmemory", 0) or 0),
+                "maxmemory_policy": str(memory.get("maxmemory_policy", "?")),
+                "used_memory": int(memory.get("used_memory", 0) or 0),
+            }
+
+        result: dict[str, Any] = self._call(op)
         return result
 
     # ---- health history
@@ -559,6 +692,11 @@ class RedisStateStore:
             pipe.hdel(self._runs_data, *chunk)
             pipe.zrem(self._runs_ids, *chunk)
             pipe.execute()
+        oldest = self.client.zrange(self._runs_ids, 0, 0)
+        if oldest:  # shipped origins of runs no longer kept are forgotten with them
+            self.client.zremrangebyscore(self._runs_origins, "-inf", f"({int(oldest[0])}")
+        else:
+            self.client.delete(self._runs_origins)
         return len(ids)
 
     def check(self) -> list[str]:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from reliactl.errors import StateError
+from reliactl.hostname import hostname
 from reliactl.state.base import (
     BreakerEvent,
     HealthAggregate,
@@ -120,6 +121,18 @@ MIGRATIONS: list[str] = [
         message TEXT NOT NULL
     );
     CREATE INDEX health_events_by_check ON health_events (check_name, id);
+    """,
+    # 3 -> 4: the host of a breaker event (older rows: NULL), and the outbox of history
+    # recorded here while the shared store (Redis) was unreachable, shipped by `state sync`.
+    """
+    ALTER TABLE breaker_events ADD COLUMN host TEXT;
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        ref INTEGER NOT NULL,
+        remote_id INTEGER,
+        queued_at REAL NOT NULL
+    );
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -353,9 +366,16 @@ class SQLiteStateStore:
         def op() -> None:
             with self._write() as conn:
                 cur = conn.execute(
-                    "INSERT INTO breaker_events (name, from_state, to_state, reason, at)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (event.name, event.from_state, event.to_state, event.reason, event.at),
+                    "INSERT INTO breaker_events (name, from_state, to_state, reason, at, host)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        event.name,
+                        event.from_state,
+                        event.to_state,
+                        event.reason,
+                        event.at,
+                        event.host or hostname(),
+                    ),
                 )
                 _bound(conn, "breaker_events", cur.lastrowid, self.max_rows)
 
@@ -363,7 +383,7 @@ class SQLiteStateStore:
 
     def events(self, name: str | None = None, limit: int = 50) -> list[BreakerEvent]:
         def op() -> list[BreakerEvent]:
-            sql = "SELECT name, from_state, to_state, reason, at FROM breaker_events"
+            sql = "SELECT name, from_state, to_state, reason, at, host FROM breaker_events"
             args: tuple[Any, ...] = ()
             if name is not None:
                 sql += " WHERE name = ?"
@@ -371,16 +391,23 @@ class SQLiteStateStore:
             rows = self.conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
             out = []
             for row in rows:
-                if not (
-                    all(isinstance(v, str) for v in row[:4]) and isinstance(row[4], (int, float))
-                ):
-                    self._unreadable("breaker event", f"unexpected values {row!r}"[:200])
-                    continue
-                out.append(BreakerEvent(*row))
+                event = self._event(row)
+                if event is not None:
+                    out.append(event)
             return out
 
         result: list[BreakerEvent] = self._recovering(op)
         return result
+
+    def _event(self, row: tuple[Any, ...]) -> BreakerEvent | None:
+        if not (
+            all(isinstance(v, str) for v in row[:4])
+            and isinstance(row[4], (int, float))
+            and (row[5] is None or isinstance(row[5], str))
+        ):
+            self._unreadable("breaker event", f"unexpected values {row!r}"[:200])
+            return None
+        return BreakerEvent(*row)
 
     def add_run(self, run: RunRecord) -> int:
         def op() -> int:
@@ -460,7 +487,184 @@ class SQLiteStateStore:
             self._unreadable(f"run {run_id}", str(exc))
             return None
 
-    # ---- maintenance
+    # ---- the outbox: history recorded here while the shared store was unreachable
+
+    @property
+    def queued_marker(self) -> Path:
+        """A file that exists while the outbox may hold something (checked without opening)."""
+        return queued_marker(self.path)
+
+    def queue_run(self, run: RunRecord, remote_id: int | None = None) -> int:
+        """Record a run here and queue it for shipping, in one transaction; ``remote_id`` is
+        the id the shared store gave that run at its start (it is finished in place)."""
+
+        def op() -> int:
+            with self._write() as conn:
+                cur = conn.execute(
+                    "INSERT INTO runs (name, command, started_at, ended_at, attempts, exit_code,"
+                    " outcome, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    _run_row(run),
+                )
+                run_id = cur.lastrowid
+                assert run_id is not None
+                self._enqueue(conn, "run", run_id, remote_id)
+                _bound(conn, "runs", run_id, self.max_rows)
+                return run_id
+
+        result: int = self._recovering(op)
+        self._mark_queued()
+        return result
+
+    def queue_event(self, event: BreakerEvent) -> None:
+        """Record a breaker event here and queue it for shipping, in one transaction."""
+
+        def op() -> None:
+            with self._write() as conn:
+                cur = conn.execute(
+                    "INSERT INTO breaker_events (name, from_state, to_state, reason, at, host)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        event.name,
+                        event.from_state,
+                        event.to_state,
+                        event.reason,
+                        event.at,
+                        event.host or hostname(),
+                    ),
+                )
+                assert cur.lastrowid is not None
+                self._enqueue(conn, "event", cur.lastrowid, None)
+                _bound(conn, "breaker_events", cur.lastrowid, self.max_rows)
+
+        self._recovering(op)
+        self._mark_queued()
+
+    def _enqueue(
+        self, conn: sqlite3.Connection, kind: str, ref: int, remote_id: int | None
+    ) -> None:
+        conn.execute(
+            "INSERT INTO outbox (kind, ref, remote_id, queued_at) VALUES (?, ?, ?, ?)",
+            (kind, ref, remote_id, self.clock()),
+        )
+
+    def _mark_queued(self) -> None:
+        with contextlib.suppress(OSError):
+            self.queued_marker.touch()
+
+    def queued(
+        self, limit: int = 500, after: int = 0
+    ) -> list[tuple[int, str, int, int | None, float]]:
+        """The oldest queued items after queue id ``after``: (queue id, kind, ref, remote id,
+        queued at)."""
+
+        def op() -> list[tuple[int, str, int, int | None, float]]:
+            rows = self.conn.execute(
+                "SELECT id, kind, ref, remote_id, queued_at FROM outbox WHERE id > ?"
+                " ORDER BY id LIMIT ?",
+                (after, limit),
+            ).fetchall()
+            return [(int(r[0]), str(r[1]), int(r[2]), r[3], float(r[4])) for r in rows]
+
+        result: list[tuple[int, str, int, int | None, float]] = self._recovering(op)
+        return result
+
+    def queued_count(self) -> int:
+        count: int = self._recovering(
+            lambda: self.conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+        )
+        return count
+
+    def dequeue(self, queue_id: int) -> None:
+        """Forget a shipped item; the marker goes when the outbox is empty."""
+
+        def op() -> int:
+            with self._write() as conn:
+                conn.execute("DELETE FROM outbox WHERE id = ?", (queue_id,))
+                left: int = conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+                return left
+
+        if self._recovering(op) == 0:
+            with contextlib.suppress(OSError):
+                self.queued_marker.unlink()
+
+    def run_by_id(self, run_id: int) -> RunRecord | None:
+        row = self._recovering(
+            lambda: self.conn.execute(
+                "SELECT id, name, command, started_at, ended_at, attempts, exit_code, outcome,"
+                " data FROM runs WHERE id = ?",
+                (run_id,),
+            ).fetchone()
+        )
+        return None if row is None else self._run(row)
+
+    def event_by_id(self, event_id: int) -> BreakerEvent | None:
+        row = self._recovering(
+            lambda: self.conn.execute(
+                "SELECT name, from_state, to_state, reason, at, host FROM breaker_events"
+                " WHERE id = ?",
+                (event_id,),
+            ).fetchone()
+        )
+        return None if row is None else self._event(row)
+
+    def all_events(self) -> list[tuple[int, BreakerEvent]]:
+        """Every breaker event with its id, oldest first (what `state migrate` copies)."""
+        rows = self._recovering(
+            lambda: self.conn.execute(
+                "SELECT id, name, from_state, to_state, reason, at, host FROM breaker_events"
+                " ORDER BY id"
+            ).fetchall()
+        )
+        out = []
+        for row in rows:
+            event = self._event(tuple(row[1:]))
+            if event is not None:
+                out.append((int(row[0]), event))
+        return out
+
+    def all_runs(self) -> list[RunRecord]:
+        """Every run, oldest first (what `state migrate` copies)."""
+        rows = self._recovering(
+            lambda: self.conn.execute(
+                "SELECT id, name, command, started_at, ended_at, attempts, exit_code, outcome,"
+                " data FROM runs ORDER BY id"
+            ).fetchall()
+        )
+        return [r for r in (self._run(row) for row in rows) if r is not None]
+
+    def records_with_times(self, kind: RecordKind) -> list[tuple[str, Record, float]]:
+        """Every record of a kind with its last update time (what `state migrate` copies)."""
+        rows = self._recovering(
+            lambda: self.conn.execute(
+                "SELECT key, data, updated_at FROM records WHERE kind = ? ORDER BY key", (kind,)
+            ).fetchall()
+        )
+        out = []
+        for key, data, updated in rows:
+            record = self._record(kind, key, data)
+            if record is not None:
+                out.append((str(key), record, float(updated)))
+        return out
+
+    def counts(self) -> dict[str, int]:
+        """Rows per kind of record and history table (for `state info`)."""
+
+        def op() -> dict[str, int]:
+            out = dict.fromkeys(("breaker", "alert", "rate", "kv"), 0)
+            for kind, n in self.conn.execute("SELECT kind, COUNT(*) FROM records GROUP BY kind"):
+                out[str(kind)] = int(n)
+            for table, label in (
+                ("breaker_events", "events"),
+                ("runs", "runs"),
+                ("outbox", "queued"),
+            ):
+                out[label] = int(
+                    self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]  # noqa: S608
+                )
+            return out
+
+        result: dict[str, int] = self._recovering(op)
+        return result
 
     # ---- health history
 
@@ -657,6 +861,12 @@ def open_store(
 ) -> SQLiteStateStore:
     """Open (creating, migrating or recovering as needed) the store at ``path``."""
     return SQLiteStateStore(Path(path), max_rows=max_rows, clock=clock, warn=warn)
+
+
+def queued_marker(path: str | os.PathLike[str]) -> Path:
+    """The file beside a store that says its outbox may hold something to ship."""
+    p = Path(path)
+    return p.with_name(p.name + ".queued")
 
 
 def _open_nofollow(path: Path, flags: int) -> int:

@@ -287,7 +287,9 @@ def test_table_headers_are_upper_case_everywhere() -> None:
     printed upper case: one style now."""
     assert reliactl("run", "--name", "job", "true").returncode == 0
     header = reliactl("runs").stdout.splitlines()[0].split()
-    assert header == ["ID", "NAME", "STARTED", "TOOK", "TRIES", "EXIT", "OUTCOME", "COMMAND"]
+    assert header == [
+        *("ID", "NAME", "HOST", "STARTED", "TOOK", "TRIES", "EXIT", "OUTCOME", "COMMAND")
+    ]
     plan = reliactl("retry", "plan", "--jitter", "none").stdout.splitlines()[1].split()
     assert plan == ["ATTEMPT", "DELAY", "CUMULATIVE"]
 

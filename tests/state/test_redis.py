@@ -101,16 +101,7 @@ def test_bad_state_url_is_a_config_error(tmp_path: Path) -> None:
     assert "state.url" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_unimplemented_on_unavailable_is_refused() -> None:
-    """on_unavailable values reserved for the fallback queue are refused, not silently ignored."""
-    env = {
-        "RELIACTL_STATE__URL": "redis://127.0.0.1:1/0",
-        "RELIACTL_STATE__ON_UNAVAILABLE": "local",
-    }
-    proc = reliactl("config", "validate", env=env)
-    assert proc.returncode == 78, proc.stderr
-    assert "state.on_unavailable" in proc.stderr and "not implemented" in proc.stderr
-
+ERROR_MODE = {"RELIACTL_STATE__ON_UNAVAILABLE": "error"}
 
 WITHOUT_REDIS = (
     "import sys; sys.modules['redis'] = None; sys.argv[0] = 'reliactl';"
@@ -224,11 +215,12 @@ def test_wrong_password_is_one_line_without_the_password(own_redis: Any) -> None
 
 
 def test_nothing_listening_is_a_one_line_tempfail() -> None:
-    """A Redis that is not running: one line, exit 75 (try later), no traceback."""
+    """A Redis that is not running, with state.on_unavailable error: one line, exit 75 (try
+    later), no traceback."""
     from redishelpers import free_port
 
     url = f"redis://127.0.0.1:{free_port()}/0"
-    proc = reliactl("breaker", "list", env={"RELIACTL_STATE__URL": url})
+    proc = reliactl("breaker", "list", env={"RELIACTL_STATE__URL": url, **ERROR_MODE})
     assert proc.returncode == 75, proc.stderr
     assert_one_line_error(proc, "cannot reach Redis")
 
@@ -287,13 +279,17 @@ def test_full_redis_from_the_cli_is_one_line(own_redis: Any) -> None:
 
 
 def test_sigstopped_redis_fails_within_the_timeouts(own_redis: Any) -> None:
-    """A hung Redis (SIGSTOP) makes a command fail with one line instead of hanging."""
+    """A hung Redis (SIGSTOP) makes a command fail with one line instead of hanging (mode
+    error; the fallback modes are pinned in test_unavailable.py)."""
     server = own_redis()
     server.stop_signal()
     try:
         started = time.monotonic()
         proc = reliactl(
-            "breaker", "list", env={"RELIACTL_STATE__URL": server.url}, timeout=HANG_BOUND
+            "breaker",
+            "list",
+            env={"RELIACTL_STATE__URL": server.url, **ERROR_MODE},
+            timeout=HANG_BOUND,
         )
         assert time.monotonic() - started < HANG_BOUND
     finally:
@@ -336,17 +332,17 @@ except ReliactlError as exc:
 
 
 def test_redis_killed_while_breakers_record(own_redis: Any, tmp_path: Path) -> None:
-    """kill -9 of Redis under a process calling a persisted breaker: it stops with one clear
-    StateError line, promptly, no traceback. A kill that lands between a call and the record
-    of its outcome adds one warning first (the call's result stands, its outcome is not
-    recorded); nothing else."""
+    """kill -9 of Redis under a process calling a persisted breaker, with
+    state.on_unavailable error: it stops with one clear StateError line, promptly, no
+    traceback. A kill that lands between a call and the record of its outcome adds one
+    warning first (the call's result stands, its outcome is not recorded); nothing else."""
     server = own_redis()
     proc = subprocess.Popen(
         [sys.executable, "-c", LOOP],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "RELIACTL_STATE__URL": server.url},
+        env={**os.environ, "RELIACTL_STATE__URL": server.url, **ERROR_MODE},
     )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "ready"
