@@ -112,3 +112,15 @@ def test_strategy_and_jitter_names_have_one_owner() -> None:
         assert all(name in bad.output for name in names), bad.output
     helptext = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "200"}).output
     assert "|".join(STRATEGIES) in helptext and "|".join(JITTERS) in helptext
+
+
+def test_the_run_limits_are_declared_once_for_run_and_for_each_job() -> None:
+    """`run:` and a `jobs:` entry take the same five limits from one declaration (RunLimits),
+    with the same constraints, so a limit added or tightened once holds in both places."""
+    from reliactl.config import JobSettings, RunConfig, RunLimits
+
+    limits = _names(RunLimits)
+    assert limits == ["memory_max", "cpu_time", "nice", "io_class", "max_output"]
+    for cls in (RunConfig, JobSettings):
+        assert issubclass(cls, RunLimits)
+        assert _names(cls)[: len(limits)] == limits

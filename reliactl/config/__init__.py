@@ -49,6 +49,7 @@ from reliactl.config._schema import (
     ResourcesConfig,
     RetryConfig,
     RunConfig,
+    RunLimits,
     StateConfig,
 )
 from reliactl.config._validation import (
@@ -99,6 +100,7 @@ __all__ = [
     "ResourcesConfig",
     "RetryConfig",
     "RunConfig",
+    "RunLimits",
     "StateConfig",
     "cleanup_root_name",
     "config_candidates",

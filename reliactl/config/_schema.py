@@ -630,7 +630,42 @@ class RetryConfig:
 
 
 @dataclass(frozen=True)
-class RunConfig:
+class RunLimits:
+    """Limits of a supervised job, declared once: the ``run`` section holds the defaults and a
+    ``jobs`` entry its own (which win); ``run``'s flags win over both."""
+
+    memory_max: int | None = _opt(
+        None,
+        doc="memory limit of the job's whole process tree (cgroup v2 memory.max where"
+        " available, else its RSS polled); exceeding it stops the job (exit 121)",
+        kind="size",
+        gt=0,
+        example="2GiB",
+    )
+    cpu_time: float | None = _opt(
+        None,
+        doc="CPU time limit of each process of the job (RLIMIT_CPU; exit 121)",
+        kind="duration",
+        gt=0,
+        example="10m",
+    )
+    nice: int | None = _opt(None, doc="nice value of the job, -20..19", ge=-20, le=19)
+    io_class: str | None = _opt(
+        None,
+        doc="I/O class of the job (ioprio)",
+        choices=("idle", "best-effort"),
+    )
+    max_output: int | None = _opt(
+        None,
+        doc="stop a job whose stdout + stderr exceed this (exit 121)",
+        kind="size",
+        gt=0,
+        example="100MB",
+    )
+
+
+@dataclass(frozen=True)
+class RunConfig(RunLimits):
     lock_dir: str = _opt(
         "", doc="where `run --lock` keeps lock files", example="~/.local/state/reliactl/locks"
     )
@@ -646,34 +681,6 @@ class RunConfig:
     )
     kill_after: float = _opt(
         10.0, doc="SIGKILL this long after the timeout signal", kind="duration", gt=0
-    )
-    memory_max: int | None = _opt(
-        None,
-        doc="default memory limit of the job's whole process tree (cgroup v2 memory.max where"
-        " available, else its RSS polled); exceeding it stops the job (exit 121)",
-        kind="size",
-        gt=0,
-        example="2GiB",
-    )
-    cpu_time: float | None = _opt(
-        None,
-        doc="default CPU time limit of each process of the job (RLIMIT_CPU; exit 121)",
-        kind="duration",
-        gt=0,
-        example="10m",
-    )
-    nice: int | None = _opt(None, doc="default nice value of the job, -20..19", ge=-20, le=19)
-    io_class: str | None = _opt(
-        None,
-        doc="default I/O class of the job (ioprio)",
-        choices=("idle", "best-effort"),
-    )
-    max_output: int | None = _opt(
-        None,
-        doc="default stop a job whose stdout + stderr exceed this (exit 121)",
-        kind="size",
-        gt=0,
-        example="100MB",
     )
     lock_scope: str = _opt(
         "host",
@@ -844,7 +851,7 @@ class JobPingSettings:
 
 
 @dataclass(frozen=True)
-class JobSettings:
+class JobSettings(RunLimits):
     """What is expected of one job that `reliactl run --job NAME` runs."""
 
     schedule: str = _opt(
@@ -878,33 +885,6 @@ class JobSettings:
         choices=("", "host", "fleet"),
     )
     alert: bool = _opt(False, doc="a run that finally fails alerts the health_monitor sinks")
-    memory_max: int | None = _opt(
-        None,
-        doc="memory limit of this job's process tree (unset: run.memory_max)",
-        kind="size",
-        gt=0,
-        example="2GiB",
-    )
-    cpu_time: float | None = _opt(
-        None,
-        doc="CPU time limit of each of its processes (unset: run.cpu_time)",
-        kind="duration",
-        gt=0,
-        example="10m",
-    )
-    nice: int | None = _opt(None, doc="its nice value, -20..19 (unset: run.nice)", ge=-20, le=19)
-    io_class: str | None = _opt(
-        None,
-        doc="its I/O class (unset: run.io_class)",
-        choices=("idle", "best-effort"),
-    )
-    max_output: int | None = _opt(
-        None,
-        doc="output limit (unset: run.max_output)",
-        kind="size",
-        gt=0,
-        example="100MB",
-    )
 
 
 @dataclass(frozen=True)
