@@ -34,11 +34,11 @@ from typing import TYPE_CHECKING, Any
 from reliactl.errors import HealthError, ReliactlError
 from reliactl.health import alertstate
 from reliactl.health.alertstate import AlertPolicy, Snapshot
-from reliactl.health.channels import CHANNELS
+from reliactl.health.channels import CHANNELS, HttpRequest, post_json
 from reliactl.health.channels import send as send_to_channel
 from reliactl.health.checks import _in_daemon_thread, hostname, run_program
 from reliactl.health.model import HealthMetric, HealthReport, Status
-from reliactl.redact import redact_url, scrub
+from reliactl.redact import scrub
 
 if TYPE_CHECKING:
     import httpx
@@ -149,14 +149,6 @@ class _DeliveryFailed(Exception):
         self.retryable = retryable
         if retry_after is not None:
             self.retry_after = retry_after
-
-
-def _retry_after(value: str | None) -> float | None:
-    try:
-        seconds = float(value) if value else None
-    except ValueError:
-        return None
-    return seconds if seconds is not None and 0 <= seconds < 3600 else None
 
 
 def _iso(epoch: float) -> str:
@@ -623,25 +615,4 @@ class AlertManager:
             return f"{sink.command[0]} {what}{': ' + first if first else ''}", True, None
         if sink.kind in CHANNELS:  # email, pagerduty, opsgenie, telegram, teams, ntfy
             return await self._send_channel(sink, alerts, timeout)
-        import httpx
-
-        client = self._http()
-        try:
-            # The status and Retry-After are all we need: the body is never read, so a huge
-            # or endless answer costs nothing.
-            async with client.stream("POST", sink.url, json=body, timeout=timeout) as resp:
-                status = resp.status_code
-                retry_after = resp.headers.get("Retry-After")
-        except httpx.TimeoutException:
-            return f"no answer within {timeout:.1f}s", True, None
-        except httpx.InvalidURL as exc:
-            return f"invalid URL: {exc}", False, None
-        except httpx.UnsupportedProtocol:
-            return "invalid URL: expected http:// or https://", False, None
-        except (httpx.HTTPError, OSError) as exc:
-            return f"{type(exc).__name__}: {exc}", True, None
-        if status < 300:
-            return None, False, None
-        where = redact_url(sink.url, path=False)  # the whole URL is the secret
-        retryable = status == 429 or status >= 500
-        return f"HTTP {status} from {where}", retryable, _retry_after(retry_after)
+        return await post_json(self._http(), HttpRequest(sink.url, body), timeout)

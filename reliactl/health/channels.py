@@ -369,7 +369,7 @@ async def send(sink: AlertSink, alert: Alert, timeout: float, client: ClientFact
         secret = resolve_secret(sink)
         payload = CHANNELS[sink.kind].build(sink, alert, secret)
         if isinstance(payload, HttpRequest):
-            error, retryable, wait = await _post(client(), payload, timeout)
+            error, retryable, wait = await post_json(client(), payload, timeout)
         else:
             error, retryable, wait = await _send_mail(sink, payload, secret, timeout)
     except ChannelError as exc:
@@ -394,7 +394,8 @@ def _retry_after(value: str | None) -> float | None:
     return seconds if seconds is not None and 0 <= seconds < 3600 else None
 
 
-async def _post(client: httpx.AsyncClient, request: HttpRequest, timeout: float) -> SendResult:
+async def post_json(client: httpx.AsyncClient, request: HttpRequest, timeout: float) -> SendResult:
+    """One JSON POST of an alert (every HTTP sink and channel): (error, retryable, retry after)."""
     import httpx
 
     try:

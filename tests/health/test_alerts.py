@@ -16,9 +16,10 @@ from httpserver import CountingServer, FlakyServer, Reply
 
 from reliactl.config import AlertSink
 from reliactl.errors import HealthError
-from reliactl.health.alerts import AlertManager, AlertOutcome, payload, redact_url, scrub
+from reliactl.health.alerts import AlertManager, AlertOutcome, payload, scrub
 from reliactl.health.model import HealthMetric, HealthReport, Status, worst
 from reliactl.health.records import RecordStore
+from reliactl.redact import redact_url
 from reliactl.state.sqlite import open_store
 from reliactl.testing import FakeClock
 
