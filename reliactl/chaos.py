@@ -32,18 +32,16 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
-import inspect
-import logging
 import math
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from reliactl.durations import parse_duration
-from reliactl.errors import ChaosError
+if TYPE_CHECKING:
+    from reliactl.errors import ChaosError
+
 
 __all__ = [
     "ACTIVE",
@@ -59,7 +57,22 @@ __all__ = [
     "rules",
 ]
 
-log = logging.getLogger("reliactl.chaos")
+
+def __getattr__(name: str) -> Any:
+    """``ChaosError`` (owned by reliactl.errors) without importing it on every import of retry."""
+    if name == "ChaosError":
+        from reliactl.errors import ChaosError
+
+        return ChaosError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _log() -> Any:
+    """The module's logger, imported on first use (``import reliactl.retry`` stays light)."""
+    import logging
+
+    return logging.getLogger("reliactl.chaos")
+
 
 ENV = "RELIACTL_CHAOS"
 FORCE_ENV = "RELIACTL_CHAOS_FORCE"
@@ -96,8 +109,7 @@ def _injected_type(name: str) -> type[Exception]:
     return made
 
 
-@dataclass(frozen=True)
-class ChaosRule:
+class ChaosRule(NamedTuple):
     """One rule: which calls (``kind``, ``name`` glob) and what happens to them."""
 
     kind: str  # breaker, retry, http or *
@@ -128,6 +140,9 @@ def parse_rules(text: str) -> tuple[ChaosRule, ...]:
 
 
 def _parse_rule(text: str) -> ChaosRule:  # noqa: C901 - one branch per key, flat
+    from reliactl.durations import parse_duration
+    from reliactl.errors import ChaosError
+
     scope, *pairs = [p.strip() for p in text.split(",")]
     kind, sep, name = scope.partition(":")
     if not sep:
@@ -216,12 +231,14 @@ def enable(
         return
     refused = _production_refusal(force, config)
     if refused is not None:
+        from reliactl.errors import ChaosError
+
         raise ChaosError(f"chaos refused: {refused}")
     with _lock:
         _RULES = parsed
         _ENV_PENDING = False
         ACTIVE = True
-    log.warning(
+    _log().warning(
         "CHAOS ON (%s): injecting failures: %s", source, "; ".join(r.describe() for r in parsed)
     )
 
@@ -259,10 +276,12 @@ def _load_env() -> None:
     if not _ENV_PENDING:
         return
     text = os.environ.get(ENV, "")
+    from reliactl.errors import ChaosError
+
     try:
         enable(text, source=ENV)
     except ChaosError as exc:
-        log.error("%s ignored: %s", ENV, exc)
+        _log().error("%s ignored: %s", ENV, exc)
         disable()
 
 
@@ -292,6 +311,8 @@ def wrap(kind: str, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     rule = _rule_for(kind, name)
     if rule is None:
         return fn
+    import inspect  # only while injecting: `import reliactl.retry` stays light
+
     if inspect.iscoroutinefunction(fn):
 
         async def async_faulty(*args: Any, **kwargs: Any) -> Any:
@@ -337,8 +358,7 @@ def apply_config(config: Any) -> None:
         enable(";".join(given), force=force, source="configuration", config=config)
 
 
-@dataclass(frozen=True)
-class RunChaos:
+class RunChaos(NamedTuple):
     """``run --chaos SPEC``: faults injected into a supervised job's attempts.
 
     ``fail`` is the share of attempts that fail without starting the command (exit ``exit``);
@@ -366,6 +386,9 @@ class RunChaos:
 
 def parse_run_spec(text: str) -> RunChaos:
     """``fail=0.3,delay=2s,exit=75,kill-after=5s`` (any subset); ChaosError names the bad part."""
+    from reliactl.durations import parse_duration
+    from reliactl.errors import ChaosError
+
     values: dict[str, Any] = {}
     for pair in (p.strip() for p in text.split(",")):
         if not pair:
