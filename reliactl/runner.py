@@ -1818,19 +1818,9 @@ class Runner:
             if not state.lock_lost and self._renew_lock(force=False):
                 # As on timeout: the timeout signal to the whole job, SIGKILL after kill_after.
                 state.lock_lost = True
-                self.on_event(
-                    RunEvent(
-                        "lock_lost",
-                        f"attempt {number}: the lock is lost; sending"
-                        f" {signal_name(opts.timeout_signal)} to the command's group",
-                        attempt=number,
-                    )
+                self._stop_like_timeout(
+                    state, "lock_lost", f"attempt {number}: the lock is lost", number
                 )
-                self._signal_group(state, opts.timeout_signal)
-                if opts.timeout_signal == signal.SIGKILL:
-                    state.killed = True
-                if opts.kill_after is not None and state.kill_at is None:
-                    state.kill_at = self.monotonic() + opts.kill_after
             now = self.monotonic()
             if state.sample_at is not None and now >= state.sample_at:
                 if state.limit is None and state.command_status is None and not state.timed_out:
@@ -1852,19 +1842,7 @@ class Runner:
                 and now >= deadline
             ):
                 state.timed_out = True
-                self.on_event(
-                    RunEvent(
-                        "timeout",
-                        f"attempt {number} timed out; sending {signal_name(opts.timeout_signal)}"
-                        " to the command's group",
-                        attempt=number,
-                    )
-                )
-                self._signal_group(state, opts.timeout_signal)
-                if opts.timeout_signal == signal.SIGKILL:
-                    state.killed = True
-                if opts.kill_after is not None and state.kill_at is None:
-                    state.kill_at = now + opts.kill_after
+                self._stop_like_timeout(state, "timeout", f"attempt {number} timed out", number)
             if state.kill_at is not None and now >= state.kill_at and not state.killed:
                 state.killed = True
                 left = job_processes(state.pid)
@@ -2040,15 +2018,20 @@ class Runner:
         if state.limit is not None:
             return
         state.limit, state.limit_message = outcome, message
-        opts = self.options
         if state.command_status is not None or state.timed_out:
             # already over (an OOM kill or RLIMIT_CPU found after the fact)
             self.on_event(RunEvent("limit", message, attempt=number))
             return
+        self._stop_like_timeout(state, "limit", message, number)
+
+    def _stop_like_timeout(self, state: _AttemptState, kind: str, why: str, number: int) -> None:
+        """Stop the job as a timeout does (a timeout, a lost lock, a limit): say why, send the
+        timeout signal to the whole job, and SIGKILL it ``kill_after`` later."""
+        opts = self.options
         self.on_event(
             RunEvent(
-                "limit",
-                f"{message}; sending {signal_name(opts.timeout_signal)} to the command's group",
+                kind,
+                f"{why}; sending {signal_name(opts.timeout_signal)} to the command's group",
                 attempt=number,
             )
         )
