@@ -18,7 +18,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -79,6 +79,16 @@ def _ssl_setting(verify: bool) -> Any:
     return ssl.create_default_context(cafile=certifi.where())
 
 
+def _proxied() -> bool:
+    """Whether the environment names an HTTP proxy: only then does the session read it (and
+    NO_PROXY, as httpx did), since aiohttp's ``trust_env`` costs two thread hand-offs per
+    request (the proxy and .netrc look-ups)."""
+    return any(
+        value and name.lower() in ("http_proxy", "https_proxy", "all_proxy")
+        for name, value in os.environ.items()
+    )
+
+
 @dataclass
 class CheckContext:
     """What a check may use: persisted records, clocks, a shared HTTP connection pool.
@@ -112,14 +122,19 @@ class CheckContext:
             connector=connector,
             headers={"User-Agent": USER_AGENT},
             cookie_jar=aiohttp.DummyCookieJar(),  # one check's cookies never reach another
-            trust_env=True,  # HTTP(S)_PROXY, NO_PROXY and .netrc, as with httpx before
+            trust_env=_proxied(),
             timeout=aiohttp.ClientTimeout(total=None),  # each request sets its own
         )
 
-    def http(self, verify: bool = True) -> aiohttp.ClientSession:
-        """The run's aiohttp session for this TLS-verification setting."""
+    def http_session(self, verify: bool = True) -> aiohttp.ClientSession:
+        """The run's aiohttp session for this TLS-verification setting (the http checks')."""
         self.prepare_http(verify)
         return self._sessions[verify]
+
+    @contextlib.asynccontextmanager
+    async def http(self, verify: bool = True) -> AsyncIterator[httpx.AsyncClient]:
+        """An httpx client of the run, for one request (kept for checks written against it)."""
+        yield await self.http_client(verify)
 
     async def http_client(self, verify: bool = True) -> httpx.AsyncClient:
         """An httpx client of the run (for a check making its own requests), closed with it."""
@@ -765,7 +780,7 @@ def http_check(
 
         import aiohttp
 
-        session = ctx.http(spec.verify_tls)
+        session = ctx.http_session(spec.verify_tls)
         started = time.monotonic()  # the check's clock: this request's start, not the queue's
 
         async def fetch() -> tuple[int, float, str, bool]:
