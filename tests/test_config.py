@@ -218,6 +218,21 @@ def test_alias_bomb_is_rejected_quickly_without_memory(tmp_path: Path) -> None:
     assert peak < 50 * 1024 * 1024
 
 
+def test_a_big_config_written_out_in_full_is_not_an_alias_bomb(tmp_path: Path) -> None:
+    """3,000 health checks (21,000 YAML values, no alias) load: the bomb guard counts what
+    aliases add, not the values written out (issue 21: 5,000 checks were refused as "an
+    alias bomb"); aliases adding more than MAX_NODES are still refused on top of it."""
+    checks = "".join(
+        f"    - {{name: web{i}, kind: http, url: 'http://127.0.0.1:1/?{i}'}}\n" for i in range(3000)
+    )
+    f = write(tmp_path / "big.yaml", f"health_monitor:\n  system_checks: []\n  checks:\n{checks}")
+    assert len(load(f, environ={}).config.health_monitor.checks) == 3000
+    bomb = ["a0: &a0 [" + ",".join(["x"] * 150) + "]"]
+    bomb += [f"b{i}: *a0" for i in range(140)]  # 140 aliases x 151 values > 20,000 added
+    msgs = problems_of(write(tmp_path / "b.yaml", "\n".join(bomb) + "\n"))
+    assert any("alias bomb" in m for m in msgs), msgs
+
+
 def test_recursive_alias_is_rejected(tmp_path: Path) -> None:
     f = write(tmp_path / "c.yaml", "a: &a [*a]\n")
     msgs = problems_of(f)
