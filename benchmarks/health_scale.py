@@ -6,14 +6,18 @@ are run round by round, interleaved:
 
 - ``curl``: ``curl --parallel --parallel-max N`` fetching the N URLs (the peer; installed
   from the distribution's packages if missing);
-- ``reliactl``: ``reliactl --config C health --json --no-alerts`` with N ``http`` checks.
+- ``reliactl``: ``reliactl --config C health --json --no-alerts`` with N ``http`` checks;
+- ``before`` (with ``--base REF``): the same command running the ``reliactl`` package of a git
+  ref (e.g. ``main``), extracted to a temporary directory, in the same rounds.
 
 Printed per N: median wall and CPU seconds (user+sys of the child) with min..max, the ratio to
-curl, and how many reliactl runs were not all OK (a run where any check timed out counts).
-Also 100 ``command`` checks (plugins running ``true``) against ``xargs -P 100 -n 1 true``.
-Asserts nothing.
+curl, the child's peak RSS, and how many reliactl runs were not all OK (a run where any check
+timed out counts). Also 100 ``command`` checks (plugins running ``true``) against
+``xargs -P 100 -n 1 true``. ``--curl-max`` caps curl's parallelism (default: N, all at once);
+``--max-parallel`` sets ``health_monitor.max_parallel`` (default: reliactl's own). Asserts
+nothing.
 
-    python benchmarks/health_scale.py [--runs N] [--counts 50,500]
+    python benchmarks/health_scale.py [--runs N] [--counts 50,500] [--base main]
 """
 
 from __future__ import annotations
@@ -21,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -61,15 +64,23 @@ server.serve_forever()
 """
 
 
-def measure(argv: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """(wall seconds, CPU seconds of the child, its stdout)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    out = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu, out.stdout
+def measure(argv: list[str], env: dict[str, str], cwd: str) -> tuple[float, float, float, str]:
+    """(wall seconds, CPU seconds of the child, its peak RSS in MB, its stdout).
+
+    ``cwd`` is a neutral directory: ``python -m`` puts the working directory first on
+    sys.path, which would shadow the ``before`` copy with the checkout's own package."""
+    with tempfile.TemporaryFile("w+") as out:
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.DEVNULL, text=True
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        text = out.read()
+    cpu = usage.ru_utime + usage.ru_stime
+    return wall, cpu, usage.ru_maxrss / 1024, text
 
 
 def spread(values: list[float]) -> str:
@@ -97,28 +108,38 @@ def compare(
 ) -> None:
     walls: dict[str, list[float]] = {name: [] for name in commands}
     cpus: dict[str, list[float]] = {name: [] for name in commands}
-    bad = 0
+    rss: dict[str, list[float]] = {name: [] for name in commands}
+    bad = dict.fromkeys(commands, 0)
+    loads = [os.getloadavg()[0]]
     for index in range(runs + 1):
         for name, argv in commands.items():
-            wall, cpu, out = measure(argv, env)
+            wall, cpu, peak, out = measure(argv, env, env["HOME"])
             if index == 0:
                 continue  # warm-up round: page cache, bytecode
             walls[name].append(wall)
             cpus[name].append(cpu)
-            if name == "reliactl":
+            rss[name].append(peak)
+            if name != ok:
                 report = json.loads(out) if out.strip() else {}
                 if report.get("status") != "OK":
-                    bad += 1
-    print(f"{label} ({runs} interleaved rounds, {load()})")
+                    bad[name] += 1
+        loads.append(os.getloadavg()[0])
+    print(
+        f"{label} ({runs} interleaved rounds, {load()}; 1-min load during the rounds "
+        f"{min(loads):.1f}..{max(loads):.1f})"
+    )
     base = statistics.median(walls[ok])
     base_cpu = statistics.median(cpus[ok])
     for name in commands:
         w, c = statistics.median(walls[name]), statistics.median(cpus[name])
         print(
             f"  {name:<9} wall {spread(walls[name])}  {w / base:5.2f}x   "
-            f"CPU {spread(cpus[name])}  {c / max(base_cpu, 1e-3):6.1f}x"
+            f"CPU {spread(cpus[name])}  {c / max(base_cpu, 1e-3):6.1f}x   "
+            f"RSS {statistics.median(rss[name]):5.0f} MB"
         )
-    print(f"  reliactl runs not all OK: {bad} of {runs}")
+    for name in commands:
+        if name != ok:
+            print(f"  {name} runs not all OK: {bad[name]} of {runs}")
 
 
 def main() -> None:
@@ -126,6 +147,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--counts", default="50,500")
     parser.add_argument("--commands", type=int, default=100)
+    parser.add_argument("--base", help="git ref whose reliactl package runs as 'before'")
+    parser.add_argument("--curl-max", type=int, help="curl --parallel-max (default: N)")
+    parser.add_argument("--max-parallel", type=int, help="health_monitor.max_parallel")
     args = parser.parse_args()
     curl = ensure_curl()
     server = subprocess.Popen(
@@ -145,24 +169,38 @@ def main() -> None:
             }
             env.pop("RELIACTL_CONFIG", None)
             env.pop("PYTHONDONTWRITEBYTECODE", None)  # an installed copy runs from .pyc files
+            base = ""
+            if args.base:
+                base = f"{tmp}/base"
+                os.mkdir(base)
+                archive = subprocess.run(
+                    ["git", "archive", args.base, "reliactl"],
+                    cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                    capture_output=True,
+                    check=True,
+                )
+                subprocess.run(["tar", "-x", "-C", base], input=archive.stdout, check=True)
             for count in [int(c) for c in args.counts.split(",")]:
                 cfg = Path(tmp) / f"http{count}.yaml"
                 checks = "\n".join(
                     f"    - {{name: web{i}, kind: http, url: '{url}?{i}'}}" for i in range(count)
                 )
-                cfg.write_text(f"health_monitor:\n  system_checks: []\n  checks:\n{checks}\n")
+                bound = f"  max_parallel: {args.max_parallel}\n" if args.max_parallel else ""
+                cfg.write_text(
+                    f"health_monitor:\n{bound}  system_checks: []\n  checks:\n{checks}\n"
+                )
                 urls = [f"{url}?{i}" for i in range(count)]
-                curl_argv = [curl, "-s", "--parallel", "--parallel-max", str(count)]
+                most = str(args.curl_max or count)
+                curl_argv = [curl, "-s", "--parallel", "--parallel-max", most]
                 for each in urls:
                     curl_argv += ["-o", "/dev/null", each]
+                argv = ["--config", str(cfg), "health", "--json", "--no-alerts"]
+                candidates = {"curl": curl_argv, "reliactl": reliactl_cmd(*argv)}
+                if base:
+                    candidates["before"] = ["env", f"PYTHONPATH={base}", *reliactl_cmd(*argv)]
                 compare(
-                    f"{count} http checks, server answers in 200 ms",
-                    {
-                        "curl": curl_argv,
-                        "reliactl": reliactl_cmd(
-                            "--config", str(cfg), "health", "--json", "--no-alerts"
-                        ),
-                    },
+                    f"{count} http checks, server answers in 200 ms, curl --parallel-max {most}",
+                    candidates,
                     env,
                     args.runs,
                     "curl",

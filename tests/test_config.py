@@ -218,6 +218,48 @@ def test_alias_bomb_is_rejected_quickly_without_memory(tmp_path: Path) -> None:
     assert peak < 50 * 1024 * 1024
 
 
+def test_a_big_config_written_out_in_full_is_not_an_alias_bomb(tmp_path: Path) -> None:
+    """3,000 health checks (21,000 YAML values, no alias) load: the bomb guard counts what
+    aliases add, not the values written out (issue 21: 5,000 checks were refused as "an
+    alias bomb"); aliases adding more than MAX_NODES are still refused on top of it."""
+    checks = "".join(
+        f"    - {{name: web{i}, kind: http, url: 'http://127.0.0.1:1/?{i}'}}\n" for i in range(3000)
+    )
+    f = write(tmp_path / "big.yaml", f"health_monitor:\n  system_checks: []\n  checks:\n{checks}")
+    assert len(load(f, environ={}).config.health_monitor.checks) == 3000
+    bomb = ["a0: &a0 [" + ",".join(["x"] * 150) + "]"]
+    bomb += [f"b{i}: *a0" for i in range(140)]  # 140 aliases x 151 values > 20,000 added
+    msgs = problems_of(write(tmp_path / "b.yaml", "\n".join(bomb) + "\n"))
+    assert any("alias bomb" in m for m in msgs), msgs
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "",
+        "base: &b {x: 1, y: [a, 2.5, null, 2024-01-02]}\nother:\n  <<: *b\n  y: 3\n",
+        "dup: 1\ndup: 2\n",
+        "bad: !!python/object/apply:os.system [true]\n",
+        "ok: 1\n  broken: [\n",
+    ],
+)
+def test_libyaml_and_the_pure_python_reader_agree(
+    monkeypatch: pytest.MonkeyPatch, extra: str
+) -> None:
+    """The libyaml fast path (a big config: 5,000 checks, issue 21) reads the same data, the
+    same key lines and the same problems as the pure-Python reader the messages were written
+    for: the reference config plus merge keys, a duplicate key, a refused tag, broken YAML."""
+    from reliactl import _yaml
+
+    text = (Path(__file__).parent.parent / "config.example.yaml").read_text() + extra
+    fast = _yaml.parse(text)
+    assert (_yaml._c_loader(text) is not None) == ("[\n" not in extra)  # broken: pure Python
+    monkeypatch.setattr(_yaml, "_c_loader", lambda text: None)
+    slow = _yaml.parse(text)
+    assert (fast.data, fast.lines, fast.problems) == (slow.data, slow.lines, slow.problems)
+    assert bool(fast.problems) == any(bad in extra for bad in ("dup", "!!", "[\n"))
+
+
 def test_recursive_alias_is_rejected(tmp_path: Path) -> None:
     f = write(tmp_path / "c.yaml", "a: &a [*a]\n")
     msgs = problems_of(f)

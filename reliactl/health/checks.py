@@ -5,8 +5,8 @@ A :class:`Check` is a name, a function and its limits. The function takes a
 (``{"status", "value", "message"}``) or an awaitable of either; sync functions run in a
 daemon thread, so one that hangs is abandoned at its timeout and never blocks exit.
 
-psutil and httpx are imported inside the functions that need them: importing this module is
-cheap, and a run without HTTP checks never loads httpx.
+psutil, aiohttp and httpx are imported inside the functions that need them: importing this
+module is cheap, and a run without HTTP checks never loads an HTTP stack.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from reliactl.ranges import NagiosRange, parse_range
 if TYPE_CHECKING:
     import asyncio
 
+    import aiohttp
     import httpx
 
     from reliactl.config import (
@@ -54,82 +55,108 @@ class Records(Protocol):
     ) -> dict[str, Any] | None: ...
 
 
-HTTP_SHARD = 32  # connections per httpx client of a run (see CheckContext.http)
+USER_AGENT = "reliactl-health"
 
 
-@dataclass
-class _Shard:
-    client: httpx.AsyncClient
-    busy: int = 0
+def _ssl_setting(verify: bool) -> Any:
+    """What the http checks verify TLS against: the system's CAs, as curl and aiohttp's
+    default context do (``SSL_CERT_FILE``/``SSL_CERT_DIR`` win; aiohttp loads that context
+    once, at import), or certifi's bundle when the system has none; ``False`` for
+    ``verify_tls: false``."""
+    import ssl
+
+    if not verify:
+        return False
+    paths = ssl.get_default_verify_paths()
+    if (paths.cafile and os.path.exists(paths.cafile)) or (
+        paths.capath and os.path.isdir(paths.capath) and os.listdir(paths.capath)
+    ):
+        return True
+    try:
+        import certifi
+    except ImportError:  # pragma: no cover - certifi comes with httpx
+        return True
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+def _proxied() -> bool:
+    """Whether the environment names an HTTP proxy: only then does the session read it (and
+    NO_PROXY, as httpx did), since aiohttp's ``trust_env`` costs two thread hand-offs per
+    request (the proxy and .netrc look-ups)."""
+    return any(
+        value and name.lower() in ("http_proxy", "https_proxy", "all_proxy")
+        for name, value in os.environ.items()
+    )
 
 
 @dataclass
 class CheckContext:
     """What a check may use: persisted records, clocks, a shared HTTP connection pool.
 
-    The pool is one set of clients per run (per TLS-verification setting) sharing one TLS
-    context. It is split into clients of at most ``HTTP_SHARD`` connections because httpcore
-    rescans every connection for every queued request on each event: one client of 500
-    connections spent more CPU scheduling than fetching (issue 21).
+    The ``http`` checks of a run share one aiohttp session (per TLS-verification setting)
+    whose pool holds up to ``max_parallel`` connections, so a check that got its slot never
+    queues for a connection. aiohttp, not httpx: on 500 checks httpx/httpcore spent 4-5x
+    the CPU per request and the run took 2.8x curl's time (issue 21, DESIGN.md).
+    :meth:`http_client` still lends an ``httpx.AsyncClient`` to checks that want one.
     """
 
     records: Records
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
     max_parallel: int = 256
-    _shards: dict[bool, list[_Shard]] = field(default_factory=dict)
-    _ssl: dict[bool, Any] = field(default_factory=dict)
-
-    def _new_shard(self, verify: bool) -> _Shard:
-        import httpx
-
-        if verify not in self._ssl:
-            self._ssl[verify] = httpx.create_ssl_context(verify=verify)
-        return _Shard(
-            httpx.AsyncClient(
-                verify=self._ssl[verify],
-                follow_redirects=False,
-                limits=httpx.Limits(
-                    max_connections=HTTP_SHARD, max_keepalive_connections=HTTP_SHARD
-                ),
-                headers={"User-Agent": "reliactl-health"},
-            )
-        )
+    _sessions: dict[bool, aiohttp.ClientSession] = field(default_factory=dict)
+    _httpx: dict[bool, httpx.AsyncClient] = field(default_factory=dict)
 
     def prepare_http(self, verify: bool = True) -> None:
-        """Import httpx and build the first client now (before any check's clock starts)."""
-        if verify not in self._shards:
-            self._shards[verify] = [self._new_shard(verify)]
+        """Import aiohttp and build the session now (before any check's clock starts).
+
+        Call it from a coroutine: the session belongs to the running event loop."""
+        if verify in self._sessions:
+            return
+        import aiohttp
+
+        connector = aiohttp.TCPConnector(
+            limit=max(1, self.max_parallel), limit_per_host=0, ssl=_ssl_setting(verify)
+        )
+        self._sessions[verify] = aiohttp.ClientSession(
+            connector=connector,
+            headers={"User-Agent": USER_AGENT},
+            cookie_jar=aiohttp.DummyCookieJar(),  # one check's cookies never reach another
+            trust_env=_proxied(),
+            timeout=aiohttp.ClientTimeout(total=None),  # each request sets its own
+        )
+
+    def http_session(self, verify: bool = True) -> aiohttp.ClientSession:
+        """The run's aiohttp session for this TLS-verification setting (the http checks')."""
+        self.prepare_http(verify)
+        return self._sessions[verify]
 
     @contextlib.asynccontextmanager
     async def http(self, verify: bool = True) -> AsyncIterator[httpx.AsyncClient]:
-        """A client of the run's pool with a free connection, for one request.
-
-        The least busy client is lent; a new one is added only when all are full, so up to
-        ``max_parallel`` requests never queue inside httpcore.
-        """
-        self.prepare_http(verify)
-        shards = self._shards[verify]
-        shard = min(shards, key=lambda each: each.busy)
-        if shard.busy >= HTTP_SHARD:
-            shard = self._new_shard(verify)
-            shards.append(shard)
-        shard.busy += 1
-        try:
-            yield shard.client
-        finally:
-            shard.busy -= 1
+        """An httpx client of the run, for one request (kept for checks written against it)."""
+        yield await self.http_client(verify)
 
     async def http_client(self, verify: bool = True) -> httpx.AsyncClient:
-        """The pool's first client (for a caller making its own requests)."""
-        self.prepare_http(verify)
-        return self._shards[verify][0].client
+        """An httpx client of the run (for a check making its own requests), closed with it."""
+        if verify not in self._httpx:
+            import httpx
+
+            self._httpx[verify] = httpx.AsyncClient(
+                verify=verify,
+                follow_redirects=False,
+                headers={"User-Agent": USER_AGENT},
+            )
+        return self._httpx[verify]
 
     async def aclose(self) -> None:
-        shards, self._shards = [s for each in self._shards.values() for s in each], {}
-        for shard in shards:
+        sessions, self._sessions = list(self._sessions.values()), {}
+        clients, self._httpx = list(self._httpx.values()), {}
+        for session in sessions:
             with contextlib.suppress(Exception):
-                await shard.client.aclose()
+                await session.close()
+        for client in clients:
+            with contextlib.suppress(Exception):
+                await client.aclose()
 
 
 CheckFunc = Callable[[CheckContext], Any]
@@ -749,43 +776,38 @@ def http_check(
     inner = timeout * 0.8 if timeout < 2 else timeout - 0.3
 
     async def run(ctx: CheckContext) -> HealthMetric:
-        begun = time.monotonic()
-        async with ctx.http(spec.verify_tls) as client:
-            started = time.monotonic()
-            return await ask(client, max(0.01, inner - (started - begun)), started)
-
-    async def ask(client: httpx.AsyncClient, budget: float, started: float) -> HealthMetric:
         import asyncio
 
-        import httpx
+        import aiohttp
 
-        async def fetch() -> tuple[httpx.Response, float, str, bool]:
-            request = client.build_request(
-                spec.method.upper(), spec.url, headers=dict(spec.headers), timeout=budget
-            )
-            response = await client.send(request, stream=True)
-            try:
+        session = ctx.http_session(spec.verify_tls)
+        started = time.monotonic()  # the check's clock: this request's start, not the queue's
+
+        async def fetch() -> tuple[int, float, str, bool]:
+            async with session.request(
+                spec.method.upper(),
+                spec.url,
+                headers=dict(spec.headers),
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=inner),
+            ) as response:
                 latency = round(time.monotonic() - started, 6)
                 body, cut = await _read_bounded(response, max_response_size, spec.body_contains)
-            finally:
-                await response.aclose()
-            return response, latency, body, cut
+                return response.status, latency, body, cut
 
         try:
-            # One deadline for all of it: httpx's own timeout bounds each read only.
-            response, latency, body, cut = await asyncio.wait_for(fetch(), budget)
-        except (httpx.TimeoutException, asyncio.TimeoutError):
+            # One deadline for all of it, the body included, whatever the server trickles.
+            status_code, latency, body, cut = await asyncio.wait_for(fetch(), inner)
+        except asyncio.TimeoutError:  # aiohttp's own timeouts derive from it
             return _metric(
                 spec, Status.CRITICAL, None, f"no answer within {format_duration(inner)}"
             )
-        except (httpx.HTTPError, OSError) as exc:
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
             return _metric(spec, Status.CRITICAL, None, f"{type(exc).__name__}: {exc}".rstrip(": "))
         perf = (PerfData(f"{spec.name}:time", latency, "s", ws or "", cs or "", 0),)
-        ok_status = (
-            response.status_code in expected if expected else 200 <= response.status_code < 400
-        )
+        ok_status = status_code in expected if expected else 200 <= status_code < 400
         statuses = [evaluate(latency, w, c)]
-        text = f"HTTP {response.status_code} in {latency * 1000:.0f}ms"
+        text = f"HTTP {status_code} in {latency * 1000:.0f}ms"
         if not ok_status:
             statuses.append(Status.CRITICAL)
             want = ", ".join(map(str, expected)) if expected else "2xx or 3xx"
@@ -800,19 +822,22 @@ def http_check(
     return Check(spec.name, "http", run, timeout, spec.debounce, ws, cs)
 
 
-async def _read_bounded(response: httpx.Response, limit: int, wanted: str) -> tuple[str, bool]:
+async def _read_bounded(
+    response: aiohttp.ClientResponse, limit: int, wanted: str
+) -> tuple[str, bool]:
     """(text of the body's first ``limit`` bytes, whether there was more); "" unless wanted."""
     if not wanted:
         return "", False
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_bytes():
+    while size <= limit:
+        chunk = await response.content.read(limit + 1 - size)
+        if not chunk:
+            break
         chunks.append(chunk)
         size += len(chunk)
-        if size > limit:
-            break
     data = b"".join(chunks)[:limit]
-    return data.decode(response.encoding or "utf-8", "replace"), size > limit
+    return data.decode(response.charset or "utf-8", "replace"), size > limit
 
 
 def _metric(

@@ -272,7 +272,7 @@ async def run_checks(
     slots = asyncio.Semaphore(max_parallel)
     try:
         if any(check.kind == "http" for check in checks):
-            ctx.prepare_http()  # import httpx and build the client before any clock starts
+            ctx.prepare_http()  # import aiohttp and build the session before any clock starts
         results = await asyncio.gather(*(run_check(check, ctx, slots) for check in checks))
     finally:
         await ctx.aclose()
