@@ -3,8 +3,8 @@
 Every round builds a fresh tree of N files (every other one aged 2 days) for each candidate,
 in an order that rotates from round to round (interleaved), and times the candidate cleaning
 it (warm cache: the tree was just written). Printed per shape: the median with min..max of
-each candidate, its ratio to find and to systemd-tmpfiles, the peak RSS of reliactl, and the
-machine's load average. Shapes:
+each candidate's wall and CPU (user + system) time, their ratios to find and to
+systemd-tmpfiles, the peak RSS of reliactl, and the machine's load average. Shapes:
 
 - ``flat``: directories of 1,000 files;
 - ``deep``: a tree of fan-out 10, four levels deep, 10 files in each leaf directory;
@@ -86,8 +86,8 @@ def count_files(root: Path) -> int:
     return sum(len(files) for _, _, files in os.walk(root))
 
 
-def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, int, int]:
-    """(wall seconds, peak RSS in KiB, exit status) of one child process.
+def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, int, int, float]:
+    """(wall seconds, peak RSS in KiB, exit status, CPU seconds) of one child process.
 
     The peak RSS comes from GNU time when it is there: the rusage of a child forked from
     this (big) Python process counts the parent's pages it had before exec.
@@ -103,10 +103,11 @@ def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, in
         elapsed = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
         rss = int(usage.ru_maxrss)
+        cpu = usage.ru_utime + usage.ru_stime  # the loaded machine blurs wall time, not this
         if gnu_time:
             text = out.read().strip().splitlines()
             rss = int(text[-1]) if text and text[-1].isdigit() else -1
-    return elapsed, rss, proc.returncode
+    return elapsed, rss, proc.returncode, cpu
 
 
 def reliactl_argv(tree: Path) -> list[str]:
@@ -157,11 +158,12 @@ def one_round(cands: Candidates, files: int, shape: str, rotate: int) -> dict[st
         shutil.rmtree(tree, ignore_errors=True)
         build(tree, files, shape)
         argv, env = cands.command(tool, tree)
-        elapsed, rss, status = timed(argv, env)
+        elapsed, rss, status, cpu = timed(argv, env)
         left = count_files(tree)
         if status != 0 or left != files // 2:
             print(f"  {tool}: exit {status}, {left} files left (expected {files // 2})")
         results[tool] = elapsed
+        results[f"{tool}_cpu"] = cpu
         results[f"{tool}_rss"] = rss
         shutil.rmtree(tree, ignore_errors=True)
     return results
@@ -201,7 +203,7 @@ def syscalls(cands: Candidates, files: int, shape: str) -> None:
 def startup_cost() -> float:
     best = float("inf")
     for _ in range(5):
-        elapsed, _, _ = timed([sys.executable, "-m", "reliactl", "cleanup", "--help"])
+        elapsed, _, _, _ = timed([sys.executable, "-m", "reliactl", "cleanup", "--help"])
         best = min(best, elapsed)
     return best
 
@@ -246,7 +248,7 @@ def main() -> None:
             for files in (10_000, 100_000, 300_000):
                 tree = base / "tree"
                 build(tree, files)
-                elapsed, rss, status = timed(reliactl_argv(tree))
+                elapsed, rss, status, _ = timed(reliactl_argv(tree))
                 print(
                     f"{files:>7} files: reliactl {elapsed:.2f}s, peak RSS {rss / 1024:.1f} MiB"
                     f" (exit {status})"
@@ -259,12 +261,19 @@ def main() -> None:
             print(f"{shape}: {args.files} files, half aged 2 days; {args.runs} rounds")
             find = statistics.median(r["find"] for r in rounds)
             tmpf = statistics.median(r["tmpfiles"] for r in rounds) if cands.tmpfiles else None
+            find_cpu = statistics.median(r["find_cpu"] for r in rounds)
+            tmpf_cpu = statistics.median(r["tmpfiles_cpu"] for r in rounds) if tmpf else None
             for tool in cands.names:
                 times = [r[tool] for r in rounds]
                 med = statistics.median(times)
                 line = f"  {tool:<14} {spread(times)}  {med / find:.2f}x find"
                 if tmpf:
                     line += f", {med / tmpf:.2f}x tmpfiles"
+                cpus = [r[f"{tool}_cpu"] for r in rounds]
+                cpu = statistics.median(cpus)
+                line += f"; CPU {spread(cpus)} {cpu / find_cpu:.2f}x find"
+                if tmpf_cpu:
+                    line += f", {cpu / tmpf_cpu:.2f}x tmpfiles"
                 if tool.startswith("reliactl"):
                     rss = max(r[f"{tool}_rss"] for r in rounds)
                     line += f", peak RSS {rss / 1024:.1f} MiB"

@@ -720,7 +720,8 @@ class _Walker:
         self.errors: list[CleanupProblem] = []
         self.error_count = 0
         self.every = PROGRESS_EVERY
-        self.next_progress = self.every
+        # Without a callback the walk never calls tick() (a method call per entry saved).
+        self.next_progress = self.every if on_progress is not None else 1 << 62
         self.root_dev = 0
         self.mounts: set[tuple[int, int]] = set()
         self.locks: _LockTable | None = None  # None: probe each file with flock
