@@ -86,7 +86,9 @@ def count_files(root: Path) -> int:
     return sum(len(files) for _, _, files in os.walk(root))
 
 
-def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, int, int, float]:
+def timed(
+    argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
+) -> tuple[float, int, int, float]:
     """(wall seconds, peak RSS in KiB, exit status, CPU seconds) of one child process.
 
     The peak RSS comes from GNU time when it is there: the rusage of a child forked from
@@ -98,7 +100,7 @@ def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, in
     with tempfile.NamedTemporaryFile("r", suffix=".time") as out:
         wrapped = [gnu_time, "-f", "%M", "-o", out.name, *argv] if gnu_time else argv
         start = time.perf_counter()
-        proc = subprocess.Popen(wrapped, stdout=subprocess.DEVNULL, env=env)
+        proc = subprocess.Popen(wrapped, stdout=subprocess.DEVNULL, env=env, cwd=cwd)
         _, status, usage = os.wait4(proc.pid, 0)
         elapsed = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -145,6 +147,8 @@ class Candidates:
             conf.write_text(f"d {tree} - - - am:1d\n")
             return [str(self.tmpfiles), "--clean", str(conf)], None
         env = None
+        # Children run in the scratch directory: `python -m` puts the working directory
+        # first on sys.path, ahead of PYTHONPATH, so a checkout there would shadow --baseline.
         if tool == "reliactl-base":
             env = dict(os.environ, PYTHONPATH=str(self.baseline))
         return reliactl_argv(tree), env
@@ -158,7 +162,7 @@ def one_round(cands: Candidates, files: int, shape: str, rotate: int) -> dict[st
         shutil.rmtree(tree, ignore_errors=True)
         build(tree, files, shape)
         argv, env = cands.command(tool, tree)
-        elapsed, rss, status, cpu = timed(argv, env)
+        elapsed, rss, status, cpu = timed(argv, env, cands.base)
         left = count_files(tree)
         if status != 0 or left != files // 2:
             print(f"  {tool}: exit {status}, {left} files left (expected {files // 2})")
@@ -185,6 +189,7 @@ def syscalls(cands: Candidates, files: int, shape: str) -> None:
             ["strace", "-f", "-c", "-o", str(out), *argv],
             stdout=subprocess.DEVNULL,
             env=env,
+            cwd=cands.base,
             check=False,
         )
         rows = []
