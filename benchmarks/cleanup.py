@@ -1,20 +1,37 @@
-"""Benchmark `reliactl cleanup` against `find -delete` on the same kind of tree.
+"""Benchmark `reliactl cleanup` against `find -delete` and `systemd-tmpfiles --clean`.
 
-For each run, two fresh trees of N files (half of them aged 2 days) are built; one is cleaned
-by ``find TREE -type f -mtime +1 -delete`` and the other by
-``reliactl cleanup TREE --older-than 1d --age-by mtime``; the wall time of each and the peak
-RSS of the reliactl process are printed. The order alternates between runs.
+Every round builds a fresh tree of N files (every other one aged 2 days) for each candidate,
+in an order that rotates from round to round (interleaved), and times the candidate cleaning
+it (warm cache: the tree was just written). Printed per shape: the median with min..max of
+each candidate's wall and CPU (user + system) time, their ratios to find and to
+systemd-tmpfiles, the peak RSS of reliactl, and the machine's load average. Shapes:
+
+- ``flat``: directories of 1,000 files;
+- ``deep``: a tree of fan-out 10, four levels deep, 10 files in each leaf directory;
+- ``onedir``: every file in one directory.
+
+The candidates:
+
+- ``find TREE -type f -mtime +1 -delete``;
+- ``systemd-tmpfiles --clean CONF`` with ``d TREE - - - am:1d`` (age by atime and mtime for
+  files; install it with ``apt-get install -y systemd``);
+- ``reliactl cleanup TREE --older-than 1d --age-by mtime``;
+- ``reliactl-base``: the same command run from another copy of the package (``--baseline
+  DIR``, e.g. ``git archive main reliactl | tar -x -C DIR``), for before/after figures taken
+  in the same interleaved run.
 
 ``--age-by mtime`` makes reliactl judge age as ``find -mtime`` does: a benchmark cannot make
 an old ctime (utime sets ctime to now), so by the default rule (the newest of mtime, ctime and
 atime, as systemd-tmpfiles) every file here would be young and nothing would be removed.
 
-reliactl does more per removed file than find: an flock probe (O_PATH open, fstat, re-open,
-flock, close) so that a file locked by a running job is never removed.
+reliactl does more per removed file than find or tmpfiles: it keeps a file another process
+holds locked (flock or POSIX lock), which it learns from ``/proc/locks`` (see DESIGN.md).
 
-    python benchmarks/cleanup.py                    # 100,000 files, 3 runs, under $TMPDIR
-    python benchmarks/cleanup.py --files 10000 --dir /dev/shm --runs 5
-    python benchmarks/cleanup.py --memory           # peak RSS at 10k, 100k and 300k files
+    python benchmarks/cleanup.py                        # every shape, 100,000 files, 3 rounds
+    python benchmarks/cleanup.py --shape flat --files 10000 --runs 5
+    python benchmarks/cleanup.py --baseline /tmp/base   # also the old code, interleaved
+    python benchmarks/cleanup.py --syscalls             # strace -c counts, 10,000 files
+    python benchmarks/cleanup.py --memory               # peak RSS at 10k, 100k and 300k files
 """
 
 from __future__ import annotations
@@ -23,6 +40,7 @@ import argparse
 import compileall
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,22 +48,37 @@ import time
 from pathlib import Path
 
 DAY = 86400
+SHAPES = ("flat", "deep", "onedir")
 
 
-def build(root: Path, files: int, per_dir: int = 1000) -> None:
-    """``files`` empty-ish files in directories of ``per_dir``; every other one aged 2 days."""
+def _file(path: Path, old: float, aged: bool) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    os.write(fd, b"0123456789")
+    os.close(fd)
+    if aged:
+        os.utime(path, (old, old))
+
+
+def build(root: Path, files: int, shape: str = "flat") -> None:
+    """``files`` small files laid out by ``shape``; every other one aged 2 days."""
     old = time.time() - 2 * DAY
     root.mkdir(parents=True)
-    for index in range(files):
-        if index % per_dir == 0:
-            directory = root / f"d{index // per_dir:04}"
-            directory.mkdir()
-        path = directory / f"f{index:06}"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        os.write(fd, b"0123456789")
-        os.close(fd)
-        if index % 2 == 0:
-            os.utime(path, (old, old))
+    if shape == "onedir":
+        for index in range(files):
+            _file(root / f"f{index:07}", old, index % 2 == 0)
+    elif shape == "flat":
+        for index in range(files):
+            if index % 1000 == 0:
+                directory = root / f"d{index // 1000:04}"
+                directory.mkdir()
+            _file(directory / f"f{index:07}", old, index % 2 == 0)
+    else:  # deep: leaves of 10 files at depth 4 (fan-out 10)
+        for index in range(files):
+            if index % 10 == 0:
+                leaf = index // 10
+                directory = root.joinpath(*(f"d{(leaf // 10**k) % 10}" for k in range(3, -1, -1)))
+                directory.mkdir(parents=True, exist_ok=True)
+            _file(directory / f"f{index:07}", old, index % 2 == 0)
     os.sync()
 
 
@@ -53,8 +86,10 @@ def count_files(root: Path) -> int:
     return sum(len(files) for _, _, files in os.walk(root))
 
 
-def timed(argv: list[str]) -> tuple[float, int, int]:
-    """(wall seconds, peak RSS in KiB, exit status) of one child process.
+def timed(
+    argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
+) -> tuple[float, int, int, float]:
+    """(wall seconds, peak RSS in KiB, exit status, CPU seconds) of one child process.
 
     The peak RSS comes from GNU time when it is there: the rusage of a child forked from
     this (big) Python process counts the parent's pages it had before exec.
@@ -65,15 +100,16 @@ def timed(argv: list[str]) -> tuple[float, int, int]:
     with tempfile.NamedTemporaryFile("r", suffix=".time") as out:
         wrapped = [gnu_time, "-f", "%M", "-o", out.name, *argv] if gnu_time else argv
         start = time.perf_counter()
-        proc = subprocess.Popen(wrapped, stdout=subprocess.DEVNULL)
+        proc = subprocess.Popen(wrapped, stdout=subprocess.DEVNULL, env=env, cwd=cwd)
         _, status, usage = os.wait4(proc.pid, 0)
         elapsed = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
         rss = int(usage.ru_maxrss)
+        cpu = usage.ru_utime + usage.ru_stime  # the loaded machine blurs wall time, not this
         if gnu_time:
             text = out.read().strip().splitlines()
             rss = int(text[-1]) if text and text[-1].isdigit() else -1
-    return elapsed, rss, proc.returncode
+    return elapsed, rss, proc.returncode, cpu
 
 
 def reliactl_argv(tree: Path) -> list[str]:
@@ -90,40 +126,105 @@ def reliactl_argv(tree: Path) -> list[str]:
     ]
 
 
-def one_run(base: Path, files: int, reliactl_first: bool) -> dict[str, float]:
-    results: dict[str, float] = {}
-    order = ["reliactl", "find"] if reliactl_first else ["find", "reliactl"]
-    for tool in order:
-        tree = base / f"tree-{tool}"
-        shutil.rmtree(tree, ignore_errors=True)
-        build(tree, files)
+class Candidates:
+    """How to run each candidate on a tree: (argv, environment)."""
+
+    def __init__(self, base: Path, baseline: str | None) -> None:
+        self.base = base
+        self.baseline = baseline
+        self.tmpfiles = shutil.which("systemd-tmpfiles")
+        self.names = ["find", "reliactl"]
+        if self.tmpfiles:
+            self.names.insert(1, "tmpfiles")
+        if baseline:
+            self.names.append("reliactl-base")
+
+    def command(self, tool: str, tree: Path) -> tuple[list[str], dict[str, str] | None]:
         if tool == "find":
-            argv = ["find", str(tree), "-type", "f", "-mtime", "+1", "-delete"]
-        else:
-            argv = reliactl_argv(tree)
-        elapsed, rss, status = timed(argv)
+            return ["find", str(tree), "-type", "f", "-mtime", "+1", "-delete"], None
+        if tool == "tmpfiles":
+            conf = self.base / f"{tree.name}.conf"
+            conf.write_text(f"d {tree} - - - am:1d\n")
+            return [str(self.tmpfiles), "--clean", str(conf)], None
+        env = None
+        # Children run in the scratch directory: `python -m` puts the working directory
+        # first on sys.path, ahead of PYTHONPATH, so a checkout there would shadow --baseline.
+        if tool == "reliactl-base":
+            env = dict(os.environ, PYTHONPATH=str(self.baseline))
+        return reliactl_argv(tree), env
+
+
+def one_round(cands: Candidates, files: int, shape: str, rotate: int) -> dict[str, float]:
+    results: dict[str, float] = {}
+    names = cands.names[rotate % len(cands.names) :] + cands.names[: rotate % len(cands.names)]
+    for tool in names:
+        tree = cands.base / f"tree-{tool}"
+        shutil.rmtree(tree, ignore_errors=True)
+        build(tree, files, shape)
+        argv, env = cands.command(tool, tree)
+        elapsed, rss, status, cpu = timed(argv, env, cands.base)
         left = count_files(tree)
-        if status not in (0,) or left != files - files // 2 - files % 2:
+        if status != 0 or left != files // 2:
             print(f"  {tool}: exit {status}, {left} files left (expected {files // 2})")
         results[tool] = elapsed
+        results[f"{tool}_cpu"] = cpu
         results[f"{tool}_rss"] = rss
         shutil.rmtree(tree, ignore_errors=True)
     return results
 
 
+def syscalls(cands: Candidates, files: int, shape: str) -> None:
+    """strace -f -c of each candidate on one tree: total calls and the busiest ones."""
+    if not shutil.which("strace"):
+        print("strace not found: no syscall counts")
+        return
+    print(f"syscalls ({files} files, {shape}, half removed; strace -f -c):")
+    for tool in cands.names:
+        tree = cands.base / f"tree-{tool}"
+        shutil.rmtree(tree, ignore_errors=True)
+        build(tree, files, shape)
+        argv, env = cands.command(tool, tree)
+        out = cands.base / "strace.txt"
+        subprocess.run(
+            ["strace", "-f", "-c", "-o", str(out), *argv],
+            stdout=subprocess.DEVNULL,
+            env=env,
+            cwd=cands.base,
+            check=False,
+        )
+        rows = []
+        total = "?"
+        for line in out.read_text().splitlines():
+            fields = line.split()
+            if fields and fields[-1] == "total":
+                total = fields[3] if len(fields) >= 5 else fields[2]
+            elif len(fields) >= 5 and fields[3].isdigit():
+                rows.append((int(fields[3]), fields[-1]))
+        top = ", ".join(f"{name} {n}" for n, name in sorted(rows, reverse=True)[:7])
+        print(f"  {tool:<14} {total:>7} calls: {top}")
+        shutil.rmtree(tree, ignore_errors=True)
+
+
 def startup_cost() -> float:
     best = float("inf")
     for _ in range(5):
-        elapsed, _, _ = timed([sys.executable, "-m", "reliactl", "cleanup", "--help"])
+        elapsed, _, _, _ = timed([sys.executable, "-m", "reliactl", "cleanup", "--help"])
         best = min(best, elapsed)
     return best
+
+
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.3f}s ({min(values):.3f}..{max(values):.3f})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--shape", choices=(*SHAPES, "all"), default="all")
     parser.add_argument("--dir", default=None, help="where to build the trees (default: $TMPDIR)")
+    parser.add_argument("--baseline", default=None, help="a directory holding another reliactl")
+    parser.add_argument("--syscalls", action="store_true", help="only strace -c counts")
     parser.add_argument(
         "--memory", action="store_true", help="only compare peak RSS at 10k, 100k, 300k files"
     )
@@ -132,37 +233,57 @@ def main() -> None:
     import reliactl
 
     compileall.compile_dir(str(Path(reliactl.__file__).parent), quiet=1)
+    if args.baseline:
+        compileall.compile_dir(args.baseline, quiet=1)
     base = Path(tempfile.mkdtemp(prefix="reliactl-bench-", dir=args.dir))
+    cands = Candidates(base, args.baseline)
+    shapes = SHAPES if args.shape == "all" else (args.shape,)
     try:
         fs = subprocess.run(
             ["stat", "-f", "-c", "%T", str(base)], capture_output=True, text=True, check=False
         ).stdout.strip()
         print(f"trees under {base} ({fs}); python {sys.version.split()[0]}; {os.cpu_count()} cpus")
+        print(f"load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+        if not cands.tmpfiles:
+            print("systemd-tmpfiles not found (apt-get install -y systemd): not compared")
+        if args.syscalls:
+            syscalls(cands, args.files if args.files != 100_000 else 10_000, shapes[0])
+            return
         if args.memory:
             for files in (10_000, 100_000, 300_000):
                 tree = base / "tree"
                 build(tree, files)
-                elapsed, rss, status = timed(reliactl_argv(tree))
+                elapsed, rss, status, _ = timed(reliactl_argv(tree))
                 print(
                     f"{files:>7} files: reliactl {elapsed:.2f}s, peak RSS {rss / 1024:.1f} MiB"
                     f" (exit {status})"
                 )
                 shutil.rmtree(tree)
             return
-        print(f"{args.files} files per tree, half aged 2 days; {args.runs} runs")
         print(f"reliactl start-up (cleanup --help, best of 5): {startup_cost():.3f}s")
-        ratios = []
-        for run in range(args.runs):
-            r = one_run(base, args.files, reliactl_first=run % 2 == 0)
-            ratio = r["reliactl"] / r["find"]
-            ratios.append(ratio)
-            print(
-                f"run {run + 1}: find {r['find']:.2f}s, reliactl {r['reliactl']:.2f}s"
-                f" ({ratio:.2f}x), reliactl peak RSS {r['reliactl_rss'] / 1024:.1f} MiB,"
-                f" find {r['find_rss'] / 1024:.1f} MiB"
-            )
-        ratios.sort()
-        print(f"median ratio reliactl/find: {ratios[len(ratios) // 2]:.2f}x (goal < 1.3x)")
+        for shape in shapes:
+            rounds = [one_round(cands, args.files, shape, run) for run in range(args.runs)]
+            print(f"{shape}: {args.files} files, half aged 2 days; {args.runs} rounds")
+            find = statistics.median(r["find"] for r in rounds)
+            tmpf = statistics.median(r["tmpfiles"] for r in rounds) if cands.tmpfiles else None
+            find_cpu = statistics.median(r["find_cpu"] for r in rounds)
+            tmpf_cpu = statistics.median(r["tmpfiles_cpu"] for r in rounds) if tmpf else None
+            for tool in cands.names:
+                times = [r[tool] for r in rounds]
+                med = statistics.median(times)
+                line = f"  {tool:<14} {spread(times)}  {med / find:.2f}x find"
+                if tmpf:
+                    line += f", {med / tmpf:.2f}x tmpfiles"
+                cpus = [r[f"{tool}_cpu"] for r in rounds]
+                cpu = statistics.median(cpus)
+                line += f"; CPU {spread(cpus)} {cpu / find_cpu:.2f}x find"
+                if tmpf_cpu:
+                    line += f", {cpu / tmpf_cpu:.2f}x tmpfiles"
+                if tool.startswith("reliactl"):
+                    rss = max(r[f"{tool}_rss"] for r in rounds)
+                    line += f", peak RSS {rss / 1024:.1f} MiB"
+                print(line)
+            print(f"  load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

@@ -12,9 +12,17 @@ tmpreaper (RELIABILITY.md #13, CVE-2018-6954):
   listed in ``/proc/self/mountinfo`` for bind mounts of the same filesystem);
 - only regular files, symlinks themselves and directories that became empty (and are old)
   are removed; FIFOs, sockets and devices are skipped and never opened;
-- a regular file is removed only while this process holds a non-blocking ``flock`` on it: a
-  file locked by a running job is kept. The probe opens the file by ``O_PATH`` first and
-  re-opens that very inode only after checking it is still the regular file that was listed;
+- a regular file another process holds locked is kept. Where the kernel's lock table is
+  complete and trustworthy for the root (``/proc/locks`` readable, this process in the initial
+  PID namespace, a local filesystem whose ``st_dev``/``st_ino`` are the lock table's: ext2-4,
+  xfs, tmpfs), the table is read once and again whenever the last read is older than
+  ``LOCK_TABLE_TTL``, and a file whose inode is in it (flock, POSIX, OFD lock or lease, held
+  or waited for) is kept: two syscalls per removed file (lstat, unlinkat), as tmpfiles. In
+  a directory others may write to, the name is lstat'ed again just before the unlink and
+  must still be the listed file. Elsewhere (NFS, btrfs, overlayfs, a container's PID
+  namespace, no /proc) each file is removed only while this process holds a non-blocking
+  ``flock`` on it and ``F_OFD_GETLK`` finds no POSIX lock, opened by ``O_PATH`` first and
+  re-opened only after checking it is still the regular file that was listed;
 - dangerous roots (``/``, ``/etc``, ``/home``, ``/usr``, ``$HOME`` ...) and paths with ``..``
   are refused unless forced; an empty path always is;
 - a dry run takes the same decisions (lock probes included) and removes nothing;
@@ -38,6 +46,7 @@ import fnmatch
 import operator
 import os
 import stat
+import struct
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -100,6 +109,13 @@ _DANGEROUS = (
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 _PROBE_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
 _O_PATH: int = getattr(os, "O_PATH", 0)
+
+LOCK_TABLE = "/proc/locks"
+LOCK_TABLE_TTL = 0.01  # seconds a read of the lock table is trusted before it is re-read
+_INIT_PID_NS_INO = 0xEFFFFFFC  # PROC_PID_INIT_INO: /proc/self/ns/pid of the initial namespace
+# Filesystems whose stat() st_dev and st_ino are the superblock device and inode number the
+# lock table prints, and whose locks are all local (so all in the table).
+_LOCK_TABLE_FILESYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "tmpfs"})
 
 
 # --------------------------------------------------------------------------- results
@@ -504,6 +520,107 @@ class _Probe:
         return fd
 
 
+class _LockTable:
+    """The inodes other processes hold locked, read from ``/proc/locks``; or None where untrusted.
+
+    ``held(st)`` answers from a read at most ``ttl`` seconds old. The kernel prints every
+    flock, POSIX (fcntl) and OFD lock, lease and blocked waiter as ``MAJ:MIN:INODE`` (device
+    numbers in hex) of the superblock; a filesystem not in ``_LOCK_TABLE_FILESYSTEMS`` (its
+    st_dev or st_ino may differ, or its locks live on a server) and a process outside the
+    initial PID namespace (the table hides other namespaces' lockers) get None: the caller
+    then probes each file with flock, as before.
+    """
+
+    def __init__(self, path: str, ttl: float) -> None:
+        self.path = path
+        self.ttl = ttl
+        self.read_at = -1.0e9
+        self.inodes: frozenset[tuple[int, int]] = frozenset()
+        self.reads = 0
+
+    @classmethod
+    def for_root(cls, shown: str, root_dev: int) -> _LockTable | None:
+        """A table trusted for the files of the root at ``shown`` (st_dev ``root_dev``), or None."""
+        try:
+            if os.stat("/proc/self/ns/pid").st_ino != _INIT_PID_NS_INO:
+                return None
+        except OSError:
+            return None
+        if _filesystem_of(shown, root_dev) not in _LOCK_TABLE_FILESYSTEMS:
+            return None
+        table = cls(LOCK_TABLE, LOCK_TABLE_TTL)
+        try:
+            table.refresh(time.monotonic())
+        except (OSError, ValueError):
+            return None
+        return table
+
+    def refresh(self, now: float) -> None:
+        fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            chunks = []
+            while True:
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
+        self.inodes = _parse_lock_table(b"".join(chunks))
+        self.read_at = now
+        self.reads += 1
+
+    def held(self, st: os.stat_result) -> bool:
+        """Does any process hold (or wait for) a lock on this inode? Raises OSError."""
+        now = time.monotonic()
+        if now - self.read_at > self.ttl:
+            self.refresh(now)
+        return (st.st_dev, st.st_ino) in self.inodes
+
+
+def _parse_lock_table(data: bytes) -> frozenset[tuple[int, int]]:
+    """(st_dev, st_ino) of every line of /proc/locks; ValueError on a line it cannot read."""
+    found = set()
+    for line in data.splitlines():
+        for field in line.split():
+            if field.count(b":") == 2:  # MAJ:MIN:INODE, the only field with two colons
+                major, minor, ino = field.split(b":")
+                found.add((os.makedev(int(major, 16), int(minor, 16)), int(ino)))
+                break
+        else:
+            if line.strip():
+                raise ValueError(f"unexpected line in the lock table: {line[:80]!r}")
+    return frozenset(found)
+
+
+def _filesystem_of(path: str, dev: int) -> str | None:
+    """The filesystem type of the mount holding ``path`` (device ``dev``), from mountinfo."""
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    best: tuple[int, str | None] = (-1, None)
+    for line in lines:
+        head, sep, tail = line.partition(" - ")
+        fields = head.split(" ")
+        if not sep or len(fields) < 5:
+            continue
+        point = unescape_mount(fields[4])
+        inside = point in ("/", path) or path.startswith(point.rstrip("/") + "/")
+        if not inside or len(point) < best[0]:
+            continue
+        try:
+            major, minor = (int(x) for x in fields[2].split(":"))
+        except ValueError:
+            continue
+        fstype = tail.split(" ")[0]
+        # The last (topmost) mount on the deepest mount point holds the path; its device
+        # must be the root's, or this is not the mount we think it is.
+        best = (len(point), fstype if os.makedev(major, minor) == dev else None)
+    return best[1]
+
+
 def _same_file(now: os.stat_result, listed: os.stat_result) -> bool:
     """Still the regular file that was listed (and judged)?
 
@@ -534,6 +651,27 @@ def _reason_for(exc: OSError) -> str:
     if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENXIO):
         return "changed"
     return f"error: {exc.strerror}"
+
+
+_F_OFD_GETLK: int | None = getattr(fcntl, "F_OFD_GETLK", None)
+# struct flock {short l_type, l_whence; off_t l_start, l_len; pid_t l_pid;} on 64-bit Linux.
+_STRUCT_FLOCK = "hhqqi4x" if struct.calcsize("P") == 8 else None
+
+
+def _posix_locked(fd: int) -> bool:
+    """Does any other process hold a POSIX (fcntl) or OFD lock on some byte of the file?
+
+    flock and POSIX locks do not see each other on Linux, so the flock probe alone would
+    miss a ``lockf``/``fcntl`` lock; F_OFD_GETLK asks without taking anything.
+    """
+    if _F_OFD_GETLK is None or _STRUCT_FLOCK is None:
+        return False
+    query = struct.pack(_STRUCT_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+    try:
+        answer = fcntl.fcntl(fd, _F_OFD_GETLK, query)
+    except OSError:
+        return False  # a kernel or filesystem without OFD locks: the flock probe decides
+    return bool(struct.unpack(_STRUCT_FLOCK, answer)[0] != fcntl.F_UNLCK)
 
 
 def _try_flock(fd: int) -> bool:
@@ -582,9 +720,11 @@ class _Walker:
         self.errors: list[CleanupProblem] = []
         self.error_count = 0
         self.every = PROGRESS_EVERY
-        self.next_progress = self.every
+        # Without a callback the walk never calls tick() (a method call per entry saved).
+        self.next_progress = self.every if on_progress is not None else 1 << 62
         self.root_dev = 0
         self.mounts: set[tuple[int, int]] = set()
+        self.locks: _LockTable | None = None  # None: probe each file with flock
         # size-budget candidates: (age time, size, dir rel, name, dev, ino, ctime_ns)
         self.candidates: list[tuple[float, int, str, str, int, int, int]] = []
 
@@ -642,6 +782,7 @@ class _Walker:
         root_st = os.fstat(root_fd)
         self.root_dev = root_st.st_dev
         self.mounts = _mount_points_under(self.shown)
+        self.locks = _LockTable.for_root(self.shown, self.root_dev)
         root_age = _age_time(root_st, self.age_by, True)
         stack = [_Frame(root_fd, "", "", root_st, root_age, _shared(root_st, self.euid))]
         self.list_dir(stack[0])
@@ -824,12 +965,41 @@ class _Walker:
     def remove_file(
         self, dir_fd: int, name: str, st: os.stat_result, shared: bool = True
     ) -> str | None:
-        """Remove a listed regular file while holding its flock; None or a skip reason."""
+        """Remove a listed regular file nobody holds locked; None or a skip reason.
+
+        With the lock table: kept when its inode is in a fresh read of the table; in a
+        shared directory the name must still be the listed file just before the unlink.
+        Without it: removed only while this process holds a non-blocking flock on it and
+        no POSIX lock is held on it.
+        """
+        locks = self.locks
+        if locks is not None:
+            try:
+                held = locks.held(st)
+            except (OSError, ValueError):
+                self.locks = None  # the table went away: probe each file from now on
+                return self.remove_file(dir_fd, name, st, shared)
+            if held:
+                return "locked"
+            if shared:  # someone else may have put another file under this name
+                try:
+                    now = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+                except OSError as exc:
+                    return _reason_for(exc)
+                if not _same_file(now, st):
+                    return "changed"
+            if self.dry_run:
+                return None
+            try:
+                os.unlink(name, dir_fd=dir_fd)
+            except OSError as exc:
+                return _unlink_reason(exc)
+            return None
         fd = self.probe.open(dir_fd, name, st, shared)
         if isinstance(fd, str):
             return fd
         try:
-            if not _try_flock(fd):
+            if not _try_flock(fd) or _posix_locked(fd):
                 return "locked"
             if self.dry_run:
                 return None

@@ -130,7 +130,7 @@ def cleanup(  # noqa: C901 - flags to targets; the core moves out (issue 15 item
 
     Removes regular files, symlinks themselves (never their targets) and directories that became empty and are old; each root itself is kept.
 
-    Skips FIFOs, sockets, devices, mount points and files a running job holds an flock on.
+    Skips FIFOs, sockets, devices, mount points and files another process holds locked (flock or POSIX lock).
 
     Exit 0 on success, 1 if anything could not be removed.
     """  # noqa: E501 - one line per paragraph: --help wraps it
