@@ -78,10 +78,14 @@ def test_a_secret_as_a_whole_url_keeps_only_scheme_and_host() -> None:
 
 
 def test_there_is_one_redaction_owner() -> None:
-    """http and alerts use reliactl.redact, not copies with their own idea of a secret."""
+    """http, alerts and the alert channels use reliactl.redact, not copies with their own idea
+    of a secret."""
+    from reliactl.health import channels
+
     assert http.redact_url is redact_url and http.redact_headers is redact_headers
     assert http.is_secret_header is is_secret_name
-    assert alerts.redact_url is redact_url and alerts.scrub is scrub
+    assert alerts.scrub is scrub
+    assert channels.redact_url is redact_url and channels.scrub is scrub
 
 
 def test_config_show_hides_what_redact_calls_a_secret() -> None:
