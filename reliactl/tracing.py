@@ -69,6 +69,7 @@ TRACER_NAME = "reliactl"
 _provider: Any = None  # configure()'s, or the one built from the environment
 _configured = False  # configure() was called (the environment is then not consulted)
 _missing_warned = False
+_tracer_cache: tuple[Any, Any] | None = None  # (provider, its tracer): one per provider
 
 
 def configure(provider: Any) -> None:
@@ -134,10 +135,13 @@ def _library_enabled() -> bool:
 
 def _tracer() -> Any:
     """The tracer, building the provider from the environment the first time."""
-    global _provider
+    global _provider, _tracer_cache
     if _provider is None:
         _provider = _provider_from_env()
-    return _provider.get_tracer(TRACER_NAME)
+    cached = _tracer_cache
+    if cached is None or cached[0] is not _provider:
+        cached = _tracer_cache = (_provider, _provider.get_tracer(TRACER_NAME))
+    return cached[1]
 
 
 def _provider_from_env() -> Any:

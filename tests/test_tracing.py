@@ -364,6 +364,43 @@ def test_an_async_client_request_is_traced_alike(spans: InMemorySpanExporter) ->
     ]
 
 
+def test_a_request_cancelled_during_its_retry_pause_still_ends_its_span(
+    spans: InMemorySpanExporter,
+) -> None:
+    """An async request cancelled while it waits to retry after a 503: its attempt span
+    (503, retry event) and its request span (ERROR, CancelledError) are both exported."""
+    import asyncio
+
+    from reliactl.http import AsyncResilientClient
+    from reliactl.retry import FixedDelayStrategy
+    from tests.httpserver import FlakyServer
+
+    async def go(url: str) -> None:
+        retried = asyncio.Event()
+        async with AsyncResilientClient(
+            url,
+            retry=FixedDelayStrategy(30, max_retries=3),
+            retry_deadline=600,
+            on_retry=lambda event: retried.set(),
+        ) as client:
+            task = asyncio.create_task(client.get("/z"))
+            await asyncio.wait_for(retried.wait(), 60)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    with FlakyServer() as server:
+        server.script("/z", 503)
+        asyncio.run(go(server.url))
+    finished = spans.get_finished_spans()
+    (request,) = [s for s in finished if s.name == "HTTP GET"]
+    (attempt,) = [s for s in finished if s.name == "GET"]
+    assert attempt.attributes["http.response.status_code"] == 503
+    assert [e.name for e in attempt.events] == ["retry"]
+    assert request.status.status_code is StatusCode.ERROR
+    assert request.attributes["error.type"] == "asyncio.exceptions.CancelledError"
+
+
 def test_a_breaker_rejection_and_a_transport_error_are_recorded(
     spans: InMemorySpanExporter,
 ) -> None:
