@@ -364,6 +364,38 @@ def test_an_async_client_request_is_traced_alike(spans: InMemorySpanExporter) ->
     ]
 
 
+def test_a_streamed_request_inside_the_callers_span_is_its_child(
+    spans: InMemorySpanExporter,
+) -> None:
+    """ResilientClient.stream inside a span of the caller's code: the request span is a child
+    of the caller's span, and each streamed attempt (503, then 200) sent its own
+    traceparent."""
+    from reliactl.http import ResilientClient
+    from reliactl.retry import FixedDelayStrategy
+    from tests.httpserver import FlakyServer
+
+    outer_tracer = tracing._provider.get_tracer("caller")
+    with FlakyServer() as server:
+        server.script("/s", 503, 200)
+        strategy = FixedDelayStrategy(0.01, max_retries=3)
+        with (
+            ResilientClient(server.url, retry=strategy) as client,
+            outer_tracer.start_as_current_span("caller") as outer,
+            client.stream("GET", "/s") as response,
+        ):
+            assert response.status_code == 200
+            assert response.read() == b"ok"
+        seen = [r.headers.get("traceparent") for r in server.requests]
+    finished = spans.get_finished_spans()
+    (request,) = [s for s in finished if s.name == "HTTP GET"]
+    attempts = sorted((s for s in finished if s.name == "GET"), key=lambda s: s.start_time)
+    assert request.parent is not None and request.parent.span_id == outer.get_span_context().span_id
+    assert [a.attributes["http.response.status_code"] for a in attempts] == [503, 200]
+    assert seen_spans(seen) == [
+        (_hex_trace(request), f"{a.context.span_id:016x}") for a in attempts
+    ]
+
+
 def test_a_request_cancelled_during_its_retry_pause_still_ends_its_span(
     spans: InMemorySpanExporter,
 ) -> None:
