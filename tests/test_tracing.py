@@ -462,6 +462,37 @@ def test_a_breaker_rejection_and_a_transport_error_are_recorded(
     assert requests[1].status.status_code is StatusCode.ERROR
 
 
+def test_rate_limit_waits_and_rejections_are_events_of_the_request_span(
+    spans: InMemorySpanExporter,
+) -> None:
+    """A request held back by the rate limiter has a ratelimit.wait event (the seconds it
+    waited); one the limiter refuses has a ratelimit.rejected event, no attempt, and ERROR
+    (a fake clock: no real waiting)."""
+    from reliactl.errors import RateLimitExceeded
+    from reliactl.http import ResilientClient
+    from reliactl.testing import FakeClock
+    from tests.httpserver import FlakyServer
+
+    clock = FakeClock()
+    fake = {"clock": clock.monotonic, "wall": clock.time, "sleep": clock.sleep, "retry": 0}
+    with FlakyServer() as server:
+        with ResilientClient(server.url, rate_limit="2/second", **fake) as client:
+            for _ in range(3):
+                client.get("/w")
+        with ResilientClient(server.url, rate_limit="1/minute", rate_limit_wait=5, **fake) as c:
+            c.get("/r")
+            with pytest.raises(RateLimitExceeded):
+                c.get("/r")
+    requests = [s for s in spans.get_finished_spans() if s.name == "HTTP GET"]
+    events = [[(e.name, dict(e.attributes or {})) for e in s.events] for s in requests]
+    assert [[name for name, _ in e] for e in events] == [
+        [], [], ["ratelimit.wait"], [], ["ratelimit.rejected"],
+    ]  # fmt: skip
+    assert events[2][0][1]["reliactl.ratelimit.waited"] > 0
+    assert requests[4].status.status_code is StatusCode.ERROR
+    assert requests[4].attributes["reliactl.http.attempts"] == 0
+
+
 def test_a_retried_function_is_a_span_with_a_retry_event_per_retry(
     spans: InMemorySpanExporter,
 ) -> None:
