@@ -48,10 +48,18 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from reliactl import chaos as _chaos
+from reliactl import tracing as _tracing
 from reliactl.backoff import Backoff, GiveUp, decide
 from reliactl.errors import CircuitOpenError, HTTPError, HTTPStatusError, RateLimitExceeded
 from reliactl.ratelimit import RateLimiter
-from reliactl.redact import REDACTED, is_secret_name, redact_headers, redact_text, redact_url
+from reliactl.redact import (
+    REDACTED,
+    is_secret_name,
+    redact_headers,
+    redact_text,
+    redact_url,
+    redact_urls_in,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -268,7 +276,16 @@ class _Stats:
 class _Call:
     """One logical request across its attempts."""
 
-    __slots__ = ("_url", "attempt", "deadline", "last", "method", "previous_delay", "sent")
+    __slots__ = (
+        "_url",
+        "attempt",
+        "deadline",
+        "last",
+        "method",
+        "previous_delay",
+        "sent",
+        "trace",
+    )
 
     def __init__(self, method: str, url: Callable[[], str], deadline: float | None) -> None:
         self.method = method
@@ -278,6 +295,7 @@ class _Call:
         self.previous_delay: float | None = None
         self.last: Any = None  # the last httpx.Response or exception
         self.sent = False  # whether any attempt may have reached the server
+        self.trace: _tracing.RequestTrace | None = None  # its spans, when tracing is on
 
     @property
     def url(self) -> str:
@@ -370,7 +388,10 @@ class _Core:
         with self.stats.lock:
             self.stats.requests += 1
         deadline = None if self.retry_deadline is None else self.clock() + self.retry_deadline
-        return _Call(method, url, deadline)
+        call = _Call(method, url, deadline)
+        if _tracing.ACTIVE:
+            call.trace = _tracing.start_request(method, call.url, self.chaos_name)
+        return call
 
     def rate_timeout(self, call: _Call) -> float | None:
         wait = self.rate_limit_wait
@@ -392,11 +413,23 @@ class _Core:
                 best = (at, self.retry_deadline)
         return best
 
-    def note_rate_wait(self, waited: float) -> None:
+    def note_rate_wait(self, call: _Call, waited: float) -> None:
         if waited > 0:
             with self.stats.lock:
                 self.stats.rate_limit_waits += 1
                 self.stats.rate_limit_wait_seconds += waited
+            if call.trace is not None:
+                call.trace.rate_wait(waited)
+
+    def begin_attempt(self, call: _Call) -> dict[str, str] | None:
+        """Count the attempt; the headers carrying its trace context (None: not traced)."""
+        call.attempt += 1
+        return None if call.trace is None else call.trace.attempt(call.attempt)
+
+    def abandon(self, call: _Call, exc: BaseException) -> None:
+        """The request ends by ``exc`` escaping the attempt loop (an interrupted sleep)."""
+        if call.trace is not None:
+            call.trace.end(None, exc, _describe(exc), call.attempt)
 
     def admit(self) -> Any:
         return None if self.breaker is None else self.breaker.admit()
@@ -408,6 +441,11 @@ class _Core:
                 self.stats.rejected_by_breaker += 1
             else:
                 self.stats.rate_limited += 1
+        if call.trace is not None:
+            kind = "breaker" if isinstance(exc, CircuitOpenError) else "ratelimit"
+            call.trace.rejected(kind, redact_urls_in(str(exc)))
+            if call.last is None:
+                call.trace.end(None, exc, redact_urls_in(str(exc)), call.attempt)
         if call.last is None:
             self._finish_stats(success=False, service_failed=isinstance(exc, CircuitOpenError))
             raise exc
@@ -442,6 +480,17 @@ class _Core:
 
     def next_delay(self, call: _Call) -> float | None:
         """Seconds to wait before the next attempt, or None to stop here."""
+        delay = self._next_delay(call)
+        if call.trace is not None:
+            outcome = call.last
+            if isinstance(outcome, BaseException):
+                why = redact_urls_in(_describe(outcome))
+                call.trace.attempt_done(None, outcome, why, delay)
+            else:
+                call.trace.attempt_done(outcome.status_code, None, "", delay)
+        return delay
+
+    def _next_delay(self, call: _Call) -> float | None:
         outcome = call.last
         idempotent = call.method in IDEMPOTENT_METHODS or self.retry_non_idempotent
         retry_after: float | None = None
@@ -492,6 +541,12 @@ class _Core:
     def finish(self, call: _Call) -> Any:
         """The last outcome: a response is returned, an exception becomes HTTPError."""
         outcome = call.last
+        if call.trace is not None:
+            if isinstance(outcome, BaseException):
+                why = redact_urls_in(_describe(outcome))
+                call.trace.end(None, outcome, why, call.attempt)
+            else:
+                call.trace.end(outcome.status_code, None, "", call.attempt)
         if isinstance(outcome, BaseException):
             # Only a transport failure says anything about the service; a cancelled call or
             # an error of our own (bad arguments) does not.
@@ -569,6 +624,17 @@ def _describe(exc: BaseException) -> str:
         text = {"ReadTimeout": "timed out waiting for the answer"}.get(type(exc).__name__, "")
     name = type(exc).__name__
     return f"{name}: {text}" if text else name
+
+
+def _with_headers(kwargs: dict[str, Any], extra: dict[str, str] | None) -> dict[str, Any]:
+    """``kwargs`` of a request with ``extra`` headers (the trace context) added, if any."""
+    if not extra:
+        return kwargs
+    import httpx
+
+    headers = httpx.Headers(kwargs.get("headers"))
+    headers.update(extra)
+    return {**kwargs, "headers": headers}
 
 
 def _timeout(httpx_module: Any, timeout: Any) -> Any:
@@ -853,7 +919,10 @@ class ResilientClient(_ClientBase):
         ``timeout`` (when a number) after it starts, and never after the retry deadline."""
         seconds = self._seconds(kwargs)
         response, token = self._attempts(
-            method, url, seconds, lambda: self._client.request(method, url, **kwargs)
+            method,
+            url,
+            seconds,
+            lambda extra: self._client.request(method, url, **_with_headers(kwargs, extra)),
         )
         _DEADLINE.reset(token)
         return response
@@ -869,8 +938,10 @@ class ResilientClient(_ClientBase):
         seconds = self._seconds(kwargs)
         send_kwargs = {k: kwargs.pop(k) for k in ("auth", "follow_redirects") if k in kwargs}
 
-        def send() -> httpx.Response:
+        def send(extra: dict[str, str] | None) -> httpx.Response:
             request = self._client.build_request(method, url, **kwargs)
+            if extra:
+                request.headers.update(extra)
             return self._client.send(request, stream=True, **send_kwargs)
 
         response, token = self._attempts(method, url, seconds, send)
@@ -883,14 +954,19 @@ class ResilientClient(_ClientBase):
                 _DEADLINE.reset(token)
 
     def _chaos_send(
-        self, core: _Core, method: str, url: str, send: Callable[[], httpx.Response]
+        self,
+        core: _Core,
+        method: str,
+        url: str,
+        send: Callable[[dict[str, str] | None], httpx.Response],
+        extra: dict[str, str] | None,
     ) -> httpx.Response:
         delay, fault = core.chaos_fault(method, str(self._client.base_url.join(url)))
         if delay:
             self._sleep(delay)
         if isinstance(fault, BaseException):
             raise fault
-        return send() if fault is None else fault
+        return send(extra) if fault is None else fault
 
     def _seconds(self, kwargs: dict[str, Any]) -> float | None:
         if "timeout" in kwargs:
@@ -898,29 +974,50 @@ class ResilientClient(_ClientBase):
         return self._attempt_timeout
 
     def _attempts(
-        self, method: str, url: str, seconds: float | None, send: Callable[[], httpx.Response]
+        self,
+        method: str,
+        url: str,
+        seconds: float | None,
+        send: Callable[[dict[str, str] | None], httpx.Response],
     ) -> tuple[httpx.Response, Token[tuple[float, float] | None]]:
-        """The final response, with the deadline of its attempt still set (reset ``token``)."""
+        """The final response, with the deadline of its attempt still set (reset ``token``).
+
+        ``send(headers)`` makes one attempt, adding ``headers`` (the trace context) if any."""
         core = self._core
         method = method.upper()
         call = core.start(method, lambda: str(self._client.base_url.join(url)))
+        try:
+            return self._loop(core, call, method, url, seconds, send)
+        except BaseException as exc:
+            core.abandon(call, exc)
+            raise
+
+    def _loop(
+        self,
+        core: _Core,
+        call: _Call,
+        method: str,
+        url: str,
+        seconds: float | None,
+        send: Callable[[dict[str, str] | None], httpx.Response],
+    ) -> tuple[httpx.Response, Token[tuple[float, float] | None]]:
         limiter = core.limiter
         perf = time.perf_counter
         while True:
             try:
                 if limiter is not None:
-                    core.note_rate_wait(limiter.acquire(timeout=core.rate_timeout(call)))
+                    core.note_rate_wait(call, limiter.acquire(timeout=core.rate_timeout(call)))
                 admission = core.admit()
             except (RateLimitExceeded, CircuitOpenError) as exc:
                 return core.rejected(call, exc), _DEADLINE.set(_DEADLINE.get())
-            call.attempt += 1
+            extra = core.begin_attempt(call)
             started = perf()
             token = _DEADLINE.set(core.attempt_deadline(call, seconds))
             try:
                 if _chaos.ACTIVE:
-                    outcome: Any = self._chaos_send(core, method, url, send)
+                    outcome: Any = self._chaos_send(core, method, url, send, extra)
                 else:
-                    outcome = send()
+                    outcome = send(extra)
             except BaseException as exc:
                 outcome = exc
             try:
@@ -1038,18 +1135,33 @@ class AsyncResilientClient(_ClientBase):
         core = self._core
         method = method.upper()
         call = core.start(method, lambda: str(self._client.base_url.join(url)))
+        try:
+            return await self._loop(core, call, method, url, seconds, kwargs)
+        except BaseException as exc:
+            core.abandon(call, exc)
+            raise
+
+    async def _loop(
+        self,
+        core: _Core,
+        call: _Call,
+        method: str,
+        url: str,
+        seconds: float | None,
+        kwargs: dict[str, Any],
+    ) -> httpx.Response:
         limiter = core.limiter
         perf = time.perf_counter
         while True:
             try:
                 if limiter is not None:
                     core.note_rate_wait(
-                        await limiter.acquire_async(timeout=core.rate_timeout(call))
+                        call, await limiter.acquire_async(timeout=core.rate_timeout(call))
                     )
                 admission = core.admit()
             except (RateLimitExceeded, CircuitOpenError) as exc:
                 return core.rejected(call, exc)  # type: ignore[no-any-return]
-            call.attempt += 1
+            extra = core.begin_attempt(call)
             started = perf()
             box = core.attempt_deadline(call, seconds)
             try:
@@ -1062,7 +1174,7 @@ class AsyncResilientClient(_ClientBase):
                     if fault is not None:
                         outcome: Any = fault
                         raise _Injected
-                sending = self._client.request(method, url, **kwargs)
+                sending = self._client.request(method, url, **_with_headers(kwargs, extra))
                 if box is None:
                     outcome = await sending
                 else:

@@ -48,6 +48,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar, overload
 
 from reliactl import chaos as _chaos
+from reliactl import tracing as _tracing
 from reliactl.backoff import JITTERS, STRATEGIES, GiveUp
 from reliactl.backoff import decide as _decide_next
 
@@ -1078,6 +1079,22 @@ class RetryPolicy:
             self._on_retry(attempt, planned[0], exc)
         return planned
 
+    def _traced(
+        self,
+        trace: _tracing.RetryTrace | None,
+        fn: Callable[..., Any],
+        began: int,
+        attempt: int,
+        delay: float,
+        exc: BaseException | None,
+    ) -> _tracing.RetryTrace | None:
+        """Tracing is on and attempt ``attempt`` is retried: its event (and the call's span)."""
+        if trace is None:
+            trace = _tracing.start_retry(self.name or _qualname(fn), began or None)
+        if trace is not None:
+            trace.retry(attempt, delay, exc)
+        return trace
+
     @staticmethod
     def _slept(stats: tuple[RetryStats, ...], delay: float) -> None:
         for s in stats:
@@ -1115,8 +1132,10 @@ class RetryPolicy:
         result: Any,
         start: float,
         stats: tuple[RetryStats, ...],
+        began: int = 0,
     ) -> Any:
         attempt = 1
+        trace: _tracing.RetryTrace | None = None
         previous: float | None = None
         sleep = self._sleep
         result_pred = self._result_pred
@@ -1131,6 +1150,8 @@ class RetryPolicy:
                         raise exc
                     raise self._give_up(fn, decision, attempt, exc, result)
                 delay, previous, spent = decision
+                if _tracing.ACTIVE:
+                    trace = self._traced(trace, fn, began, attempt, delay, exc)
                 sleep(delay)
                 self._slept(stats, delay)
                 attempt += 1
@@ -1143,11 +1164,15 @@ class RetryPolicy:
                 if result_pred is not None and result_pred(result):
                     continue
                 self._succeeded(stats, spent)
+                if trace is not None:
+                    trace.end(attempt, None, None)
                 return result
         except BaseException as end:
             # Every way out counts once: not retried, gave up, a hook failed, or an
             # interruption (also one that lands between two statements of this loop).
             self._ended(stats, end, reason)
+            if trace is not None:
+                trace.end(attempt, end, None if reason == "no" else reason)
             raise
         finally:
             exc = None  # no frame <-> traceback cycle
@@ -1161,6 +1186,7 @@ class RetryPolicy:
             fn = _chaos.wrap("retry", self.name or _qualname(fn), fn)
         max_elapsed = self._max_elapsed
         start = self._clock() if max_elapsed is not None else 0.0
+        began = time.time_ns() if _tracing.ACTIVE else 0
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
@@ -1179,6 +1205,7 @@ class RetryPolicy:
                 result if failure is None else None,
                 start,
                 (self._stats,),
+                began,
             )
         finally:
             failure = None
@@ -1200,6 +1227,7 @@ class RetryPolicy:
             if _chaos.ACTIVE:
                 target = _chaos.wrap("retry", policy.name or _qualname(fn), fn)
             start = clock() if policy._max_elapsed is not None else 0.0
+            began = time.time_ns() if _tracing.ACTIVE else 0
             try:
                 result = target(*args, **kwargs)
             except BaseException as exc:
@@ -1214,7 +1242,14 @@ class RetryPolicy:
                 failure = None
             try:
                 return policy._retry_sync(  # type: ignore[no-any-return]
-                    target, args, kwargs, failure, result if failure is None else None, start, both
+                    target,
+                    args,
+                    kwargs,
+                    failure,
+                    result if failure is None else None,
+                    start,
+                    both,
+                    began,
                 )
             finally:
                 failure = None
@@ -1245,8 +1280,10 @@ class RetryPolicy:
         result: Any,
         start: float,
         stats: tuple[RetryStats, ...],
+        began: int = 0,
     ) -> Any:
         attempt = 1
+        trace: _tracing.RetryTrace | None = None
         previous: float | None = None
         result_pred = self._result_pred
         reason: str | None = None
@@ -1260,6 +1297,8 @@ class RetryPolicy:
                         raise exc
                     raise self._give_up(fn, decision, attempt, exc, result)
                 delay, previous, spent = decision
+                if _tracing.ACTIVE:
+                    trace = self._traced(trace, fn, began, attempt, delay, exc)
                 await self._sleep_async(delay)
                 self._slept(stats, delay)
                 attempt += 1
@@ -1272,9 +1311,13 @@ class RetryPolicy:
                 if result_pred is not None and result_pred(result):
                     continue
                 self._succeeded(stats, spent)
+                if trace is not None:
+                    trace.end(attempt, None, None)
                 return result
         except BaseException as end:
             self._ended(stats, end, reason)
+            if trace is not None:
+                trace.end(attempt, end, None if reason == "no" else reason)
             raise
         finally:
             exc = None
@@ -1287,6 +1330,7 @@ class RetryPolicy:
         if _chaos.ACTIVE:
             fn = _chaos.wrap("retry", self.name or _qualname(fn), fn)
         start = self._clock() if self._max_elapsed is not None else 0.0
+        began = time.time_ns() if _tracing.ACTIVE else 0
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
@@ -1305,6 +1349,7 @@ class RetryPolicy:
                 result if failure is None else None,
                 start,
                 (self._stats,),
+                began,
             )
         finally:
             failure = None
@@ -1326,6 +1371,7 @@ class RetryPolicy:
             if _chaos.ACTIVE:
                 target = _chaos.wrap("retry", policy.name or _qualname(fn), fn)
             start = clock() if policy._max_elapsed is not None else 0.0
+            began = time.time_ns() if _tracing.ACTIVE else 0
             try:
                 result = await target(*args, **kwargs)
             except BaseException as exc:
@@ -1340,7 +1386,14 @@ class RetryPolicy:
                 failure = None
             try:
                 return await policy._retry_async(  # type: ignore[no-any-return]
-                    target, args, kwargs, failure, result if failure is None else None, start, both
+                    target,
+                    args,
+                    kwargs,
+                    failure,
+                    result if failure is None else None,
+                    start,
+                    both,
+                    began,
                 )
             finally:
                 failure = None

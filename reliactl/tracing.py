@@ -16,6 +16,19 @@ What is traced:
   failed) with a ``retry`` event carrying the pause before the next attempt; the breaker's
   decision and state changes are events of the run span.
 - ``health``: one span per round with a child span per check (status, value, kind).
+- ``ResilientClient`` / ``AsyncResilientClient`` (library): a span per request (kind
+  CLIENT) with a child span per attempt (method, URL redacted by ``reliactl.redact``, status
+  code; a ``retry`` event with the pause; rate-limit waits and breaker or rate-limit
+  rejections as events of the request span). Each attempt sends its own context as the W3C
+  ``traceparent`` header, so the server's spans are children of the attempt that reached it.
+- ``reliactl.retry`` (RetryPolicy calls and decorated functions, sync and async): a span per
+  call that was retried, from its first attempt, with a ``retry`` event per retry (attempt,
+  delay, exception type).
+
+The library hooks (http, retry) pay one module-attribute test, :data:`ACTIVE`, when tracing
+is off, as ``chaos.ACTIVE``: it is read from OTEL_* once, when this module is imported, and
+set by :func:`configure`. Their spans are exported by the provider's BatchSpanProcessor (the
+SDK flushes it at interpreter exit), never flushed per request.
 
 Attempt and check spans are recorded when their outcome is known, with the times they
 really started and ended: nothing traced runs between fork and exec, and the attempt loop
@@ -37,7 +50,18 @@ if TYPE_CHECKING:
     from reliactl.runner import RunResult
     from reliactl.state.base import BreakerEvent
 
-__all__ = ["RunTrace", "configure", "enabled", "record_health", "start_run"]
+__all__ = [
+    "ACTIVE",
+    "RequestTrace",
+    "RetryTrace",
+    "RunTrace",
+    "configure",
+    "enabled",
+    "record_health",
+    "start_request",
+    "start_retry",
+    "start_run",
+]
 
 log = logging.getLogger("reliactl.tracing")
 
@@ -45,6 +69,7 @@ TRACER_NAME = "reliactl"
 _provider: Any = None  # configure()'s, or the one built from the environment
 _configured = False  # configure() was called (the environment is then not consulted)
 _missing_warned = False
+_tracer_cache: tuple[Any, Any] | None = None  # (provider, its tracer): one per provider
 
 
 def configure(provider: Any) -> None:
@@ -52,9 +77,10 @@ def configure(provider: Any) -> None:
 
     For a library user who set up OpenTelemetry already, and for tests (the SDK's
     InMemorySpanExporter)."""
-    global _provider, _configured
+    global _provider, _configured, ACTIVE
     _provider = provider
     _configured = provider is not None
+    ACTIVE = _configured or bool(exporters())
 
 
 def exporters(environ: Mapping[str, str] | None = None) -> list[str]:
@@ -93,12 +119,29 @@ def enabled(environ: Mapping[str, str] | None = None) -> bool:
     return found
 
 
+# Whether the library hooks (http, retry) try to trace at all: OTEL_* names an exporter, or
+# configure() was given a provider. A True here is confirmed by enabled() (the extra may be
+# missing), which sets it back to False.
+ACTIVE = bool(exporters())
+
+
+def _library_enabled() -> bool:
+    global ACTIVE
+    if enabled():
+        return True
+    ACTIVE = False
+    return False
+
+
 def _tracer() -> Any:
     """The tracer, building the provider from the environment the first time."""
-    global _provider
+    global _provider, _tracer_cache
     if _provider is None:
         _provider = _provider_from_env()
-    return _provider.get_tracer(TRACER_NAME)
+    cached = _tracer_cache
+    if cached is None or cached[0] is not _provider:
+        cached = _tracer_cache = (_provider, _provider.get_tracer(TRACER_NAME))
+    return cached[1]
 
 
 def _provider_from_env() -> Any:
@@ -322,3 +365,161 @@ def record_health(report: HealthReport) -> None:
         log.warning("tracing the health round failed: %s", exc)
     finally:
         _flush()
+
+
+# --------------------------------------------------------------------------- library hooks
+
+
+def _type_name(exc: BaseException) -> str:
+    kind = type(exc)
+    module = kind.__module__
+    return kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
+
+
+class RequestTrace:
+    """The span of one ResilientClient request, and of its attempts; made by
+    :func:`start_request` only when tracing is on. The URL and messages it is handed are
+    already redacted (this module does not know what a secret is)."""
+
+    def __init__(self, method: str, url: str, client: str) -> None:
+        from opentelemetry import trace
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        self._trace = trace
+        self._propagator = TraceContextTextMapPropagator()
+        self._tracer = _tracer()
+        self._method = method
+        self._url = url
+        self._attempt: Any = None
+        self._ended = False
+        self.span = self._tracer.start_span(
+            f"HTTP {method}",
+            kind=trace.SpanKind.INTERNAL,
+            attributes={
+                "http.request.method": method,
+                "url.full": url,
+                "reliactl.http.client": client,
+            },
+        )
+        self._context = trace.set_span_in_context(self.span)
+
+    def rate_wait(self, seconds: float) -> None:
+        """The rate limiter held the next attempt back ``seconds``."""
+        self.span.add_event("ratelimit.wait", {"reliactl.ratelimit.waited": seconds})
+
+    def rejected(self, kind: str, message: str) -> None:
+        """``kind`` (``breaker`` or ``ratelimit``) refused the next attempt."""
+        self.span.add_event(f"{kind}.rejected", {"reliactl.reason": message[:500]})
+
+    def attempt(self, number: int) -> dict[str, str]:
+        """Start attempt ``number``'s span; the headers (traceparent) that carry it."""
+        attributes: dict[str, Any] = {
+            "http.request.method": self._method,
+            "url.full": self._url,
+            "reliactl.attempt.number": number,
+        }
+        if number > 1:
+            attributes["http.request.resend_count"] = number - 1
+        self._attempt = self._tracer.start_span(
+            self._method,
+            context=self._context,
+            kind=self._trace.SpanKind.CLIENT,
+            attributes=attributes,
+        )
+        carrier: dict[str, str] = {}
+        self._propagator.inject(carrier, context=self._trace.set_span_in_context(self._attempt))
+        return carrier
+
+    def _outcome(
+        self, span: Any, status: int | None, error: BaseException | None, why: str
+    ) -> None:
+        trace = self._trace
+        if status is not None:
+            span.set_attribute("http.response.status_code", status)
+            if status >= 400:
+                span.set_attribute("error.type", str(status))
+                span.set_status(trace.Status(trace.StatusCode.ERROR, f"HTTP {status}"))
+        elif error is not None:
+            span.set_attribute("error.type", _type_name(error))
+            span.set_status(trace.Status(trace.StatusCode.ERROR, why[:500]))
+
+    def attempt_done(
+        self, status: int | None, error: BaseException | None, why: str, delay: float | None
+    ) -> None:
+        """End the attempt's span: its answer's ``status`` or its ``error`` (described by the
+        redacted ``why``), and the pause before the next attempt (None: no retry)."""
+        span, self._attempt = self._attempt, None
+        if span is None:
+            return
+        self._outcome(span, status, error, why)
+        if delay is not None:
+            span.add_event("retry", {"reliactl.retry.delay": delay})
+        span.end()
+
+    def end(self, status: int | None, error: BaseException | None, why: str, attempts: int) -> None:
+        """End the request's span (once; later calls do nothing) with its last outcome."""
+        if self._ended:
+            return
+        self._ended = True
+        self.attempt_done(None, error, why, None)
+        self.span.set_attribute("reliactl.http.attempts", attempts)
+        self._outcome(self.span, status, error, why)
+        self.span.end()
+
+
+def start_request(method: str, url: str, client: str) -> RequestTrace | None:
+    """The trace of an HTTP request starting now, or None when tracing is off."""
+    if not _library_enabled():
+        return None
+    try:
+        return RequestTrace(method, url, client)
+    except Exception as exc:  # a broken tracing setup never fails a request
+        log.warning("tracing disabled for this request: %s", exc)
+        return None
+
+
+class RetryTrace:
+    """The span of one call that ``reliactl.retry`` retried; made by :func:`start_retry`."""
+
+    def __init__(self, name: str, began_ns: int | None) -> None:
+        from opentelemetry import trace
+
+        self._trace = trace
+        self.span = _tracer().start_span(
+            f"retry {name}", start_time=began_ns or None, attributes={"reliactl.retry.name": name}
+        )
+
+    def retry(self, attempt: int, delay: float, error: BaseException | None) -> None:
+        """Attempt ``attempt`` failed (``error``, or None: its result asked for a retry); the
+        next one follows after ``delay`` seconds."""
+        self.span.add_event(
+            "retry",
+            {
+                "reliactl.retry.attempt": attempt,
+                "reliactl.retry.delay": delay,
+                "exception.type": "" if error is None else _type_name(error),
+            },
+        )
+
+    def end(self, attempts: int, error: BaseException | None, reason: str | None) -> None:
+        """The call ended after ``attempts`` attempts: returned (``error`` None) or raised."""
+        trace = self._trace
+        self.span.set_attribute("reliactl.retry.attempts", attempts)
+        if error is not None:
+            self.span.set_attribute("error.type", _type_name(error))
+            if reason:
+                self.span.set_attribute("reliactl.retry.gave_up", reason)
+            self.span.set_status(trace.Status(trace.StatusCode.ERROR, reason or _type_name(error)))
+        self.span.end()
+
+
+def start_retry(name: str, began_ns: int | None) -> RetryTrace | None:
+    """The trace of a call being retried (its first attempt began at ``began_ns``, epoch
+    nanoseconds), or None when tracing is off."""
+    if not _library_enabled():
+        return None
+    try:
+        return RetryTrace(name, began_ns)
+    except Exception as exc:
+        log.warning("tracing disabled for this retried call: %s", exc)
+        return None
