@@ -152,6 +152,35 @@ def test_non_loopback_bind_without_a_token_is_refused(tmp_path: Path) -> None:
     assert "not a loopback address" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_a_short_token_is_refused_from_the_environment_as_from_a_file(tmp_path: Path) -> None:
+    """RELIACTL_SERVE_TOKEN shorter than doctor.SERVE_TOKEN_MIN is refused like a short
+    --token-file: exit 78 (configuration) with one line naming where it came from, before
+    listening (the old code served with a 3-character token)."""
+    import os
+
+    from reliactl.doctor import SERVE_TOKEN_MIN
+
+    (tmp_path / "short").write_text("x" * (SERVE_TOKEN_MIN - 1) + "\n", encoding="utf-8")
+    port = str(free_port())
+    cases = [
+        ({"RELIACTL_SERVE_TOKEN": "x" * (SERVE_TOKEN_MIN - 1)}, [], "RELIACTL_SERVE_TOKEN"),
+        ({}, ["--token-file", str(tmp_path / "short")], "--token-file"),
+    ]
+    for env, extra, named in cases:
+        proc = subprocess.run(
+            [sys.executable, "-m", "reliactl", "serve", "--port", port, *extra],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**os.environ, "RELIACTL_SERVE_TOKEN": "", **env},
+        )
+        assert proc.returncode == 78, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and named in lines[0], lines
+        assert f"at least {SERVE_TOKEN_MIN} characters" in lines[0]
+
+
 def test_read_only_without_a_token(tmp_path: Path) -> None:
     """Without a configured token every write is refused (403) and reads still work."""
     server = start_serve(tmp_path, token=False)
