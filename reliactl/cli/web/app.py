@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from reliactl.cli.web.core import Service
+from reliactl.cli.web.core import NOTES_MAX_AGE, Service
 from reliactl.cli.web.metrics import ReliactlCollector, exposition
 from reliactl.redact import redact_url, redact_urls_in
 
@@ -116,20 +116,26 @@ def build_app(service: Service, *, json_logs: bool = False, loop_rounds: bool = 
         body = resources.files("reliactl.cli.web").joinpath("static").joinpath(name).read_bytes()
         return Response(body, media_type=STATIC[name], headers=SECURITY_HEADERS)
 
-    # /healthz without ?check is what probes hit: its body is built once per round.
-    healthz_cache: list[Any] = [None, 503, b""]  # [report, status, body]
+    # /healthz without ?check is what probes hit: its body is built once per round, and again
+    # at most every NOTES_MAX_AGE (a silence or an acknowledgement shows without a new round).
+    healthz_cache: list[Any] = [None, 503, b"", 0.0]  # [report, status, body, monotonic built]
 
     async def healthz(request: Request) -> Response:
         check = request.query_params.get("check")
         if check is None:
             report = service.report
-            if report is not None and healthz_cache[0] is report:
+            if (
+                report is not None
+                and healthz_cache[0] is report
+                and 0 <= time.monotonic() - healthz_cache[3] < NOTES_MAX_AGE
+            ):
                 return _raw_json(healthz_cache[2], healthz_cache[1])
-            status, doc = service.health(None)
+            built = time.monotonic()
+            status, doc = await asyncio.to_thread(service.health, None)
             body = _json_body(doc)
-            healthz_cache[:] = [report, status, body]
+            healthz_cache[:] = [report, status, body, built]
             return _raw_json(body, status)
-        status, doc = service.health(check)
+        status, doc = await asyncio.to_thread(service.health, check)
         return _json(doc, status)
 
     async def livez(request: Request) -> Response:
@@ -150,7 +156,7 @@ def build_app(service: Service, *, json_logs: bool = False, loop_rounds: bool = 
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def api_health(request: Request) -> Response:
-        _status, doc = service.health(request.query_params.get("check"))
+        _status, doc = await asyncio.to_thread(service.health, request.query_params.get("check"))
         return _json(doc, 200 if "error" not in doc else 404)
 
     async def api_breakers(request: Request) -> Response:

@@ -62,6 +62,27 @@ function sparkline(check, info) {
   return svg;
 }
 
+// What `health` and `jobs` print beside a silenced, flapping or acknowledged check or job
+// (alertstate.CheckNote.text), in words: the marker never relies on colour.
+function notes(item) {
+  const parts = [];
+  const s = item.silenced;
+  if (s) {
+    parts.push(`silenced by ${s.by || "?"}${s.until ? ` until ${s.until}` : ""}` +
+      (s.reason ? `: ${s.reason}` : ""));
+  }
+  if (item.flapping) parts.push("FLAPPING");
+  const a = item.acknowledged;
+  if (a) parts.push(`acknowledged by ${a.by || "?"}${a.reason ? `: ${a.reason}` : ""}`);
+  return parts;
+}
+
+function noteNodes(item) {
+  return notes(item).map((text) => el("div", {
+    class: `note ${text.split(" ")[0].toLowerCase()}`,
+  }, text));
+}
+
 async function getJSON(url) {
   const res = await fetch(url, { cache: "no-store" });
   if (!res.ok && res.status !== 503) throw new Error(`${url}: ${res.status}`);
@@ -84,6 +105,7 @@ function renderHealth(doc) {
       el("div", { class: "row" }, el("span", {}, fmt(c.value, c.unit)),
         el("span", { class: "muted" }, [c.warn && `warn ${c.warn}`, c.critical && `crit ${c.critical}`].filter(Boolean).join(" · "))),
       sparkline(c, info),
+      ...noteNodes(c),
       el("div", { class: "msg" }, c.message || "")));
   }
   document.getElementById("updated").textContent = doc.checked_at ? `checked ${doc.checked_at}` : "";
@@ -141,7 +163,7 @@ function renderJobs(doc) {
     const status = j.overdue ? `${j.status} (overdue)` : j.status;
     body.append(el("tr", { "data-job": j.name, title: j.message || "" },
       el("td", {}, j.name + (j.declared ? "" : " (not declared)")),
-      el("td", {}, el("span", { class: `badge ${j.status}` }, status)),
+      el("td", {}, el("span", { class: `badge ${j.status}` }, status), ...noteNodes(j)),
       el("td", {}, j.schedule || "-"), el("td", {}, j.last_success_at || "never"),
       el("td", {}, String(j.consecutive_failures))));
   }
