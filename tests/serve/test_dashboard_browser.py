@@ -79,6 +79,20 @@ def test_dashboard_in_a_real_browser(served: Served, browser, tmp_path: Path) ->
         assert text.endswith(": swapping the disk"), text
     assert browser.execute_script(note, '#checks [data-check="queue"] .note') is None
     browser.save_screenshot(str(shots / "desktop-silenced.png"))
+    # The recent run's peak RSS and CPU, as `reliactl runs` writes them.
+    from reliactl.units import format_seconds_short, format_size_short
+
+    recorded = served.json("/api/runs")[1]["runs"][0]
+    cells = (
+        "return [...document.querySelectorAll('#runs tbody tr:first-child td')]"
+        ".map((td) => td.textContent);"
+    )
+    shown = wait(lambda: (c := browser.execute_script(cells)) and len(c) == 7 and c, "run cells")
+    assert shown[:1] + shown[5:] == [
+        "nightly-backup",
+        format_size_short(recorded["peak_rss"]),
+        format_seconds_short(recorded["cpu_time"]),
+    ]
     assert served.cli("breaker", "trip", "payments").returncode == 0
     row = '#breakers tr[data-breaker="payments"] td:nth-child(2)'
     wait(lambda: browser.find_element(By.CSS_SELECTOR, row).text == "open", "open shown", 5)

@@ -21,6 +21,35 @@ function fmt(value, unit) {
   return `${Number(value.toPrecision(6))}${unit || ""}`;
 }
 
+// As the `runs` table writes them (units.format_size_short, format_seconds_short).
+function size(bytes) {
+  if (typeof bytes !== "number" || !(bytes >= 0)) return "-";
+  let value = bytes;
+  for (const unit of ["B", "K", "M", "G", "T"]) {
+    if (unit === "B" && value < 1024) return `${Math.trunc(value)}B`;
+    if (unit !== "B") {
+      if (value < 9.95) return `${value.toFixed(1)}${unit}`;
+      if (Math.round(value) < 1024 || unit === "T") return `${Math.round(value)}${unit}`;
+    }
+    value /= 1024;
+  }
+  return "-";
+}
+
+function cpu(seconds) {
+  if (typeof seconds !== "number" || !(seconds >= 0)) return "-";
+  if (seconds < 9.995) return `${seconds.toFixed(2)}s`;
+  if (seconds < 59.95) return `${seconds.toFixed(1)}s`;
+  if (seconds < 60) return "60s";
+  let total = Math.round(seconds), text = "";  // units.format_duration: "1h6m40s"
+  for (const [unit, span] of [["d", 86400], ["h", 3600], ["m", 60], ["s", 1]]) {
+    const count = Math.floor(total / span);
+    total -= count * span;
+    if (count) text += `${count}${unit}`;
+  }
+  return text;
+}
+
 function bound(text) {
   if (!text) return null;
   const body = String(text).replace(/^@/, "");
@@ -145,9 +174,10 @@ function renderRuns(doc) {
   for (const r of doc.runs || []) {
     const started = typeof r.started_at === "number" ? new Date(r.started_at * 1000).toISOString().slice(0, 19) + "Z" : String(r.started_at);
     body.append(el("tr", {}, el("td", {}, r.name), el("td", {}, r.outcome), el("td", {}, r.host || "-"),
-      el("td", {}, started), el("td", {}, r.duration === null ? "-" : fmt(r.duration, "s"))));
+      el("td", {}, started), el("td", {}, r.duration === null ? "-" : fmt(r.duration, "s")),
+      el("td", {}, size(r.peak_rss)), el("td", {}, cpu(r.cpu_time))));
   }
-  if (!(doc.runs || []).length) body.append(el("tr", {}, el("td", { colspan: "5", class: "muted" }, "no runs recorded")));
+  if (!(doc.runs || []).length) body.append(el("tr", {}, el("td", { colspan: "7", class: "muted" }, "no runs recorded")));
 }
 
 const SEVERITY = { CRITICAL: 3, UNKNOWN: 2, WARNING: 1, OK: 0 };
