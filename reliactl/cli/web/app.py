@@ -118,23 +118,26 @@ def build_app(service: Service, *, json_logs: bool = False, loop_rounds: bool = 
 
     # /healthz without ?check is what probes hit: its body is built once per round, and again
     # at most every NOTES_MAX_AGE (a silence or an acknowledgement shows without a new round).
+    # One rebuild at a time: the probes that arrive meanwhile wait for it and share it.
     healthz_cache: list[Any] = [None, 503, b"", 0.0]  # [report, status, body, monotonic built]
+    healthz_lock = asyncio.Lock()
+
+    def healthz_fresh(report: Any) -> bool:
+        age = time.monotonic() - healthz_cache[3]
+        return report is not None and healthz_cache[0] is report and 0 <= age < NOTES_MAX_AGE
 
     async def healthz(request: Request) -> Response:
         check = request.query_params.get("check")
         if check is None:
             report = service.report
-            if (
-                report is not None
-                and healthz_cache[0] is report
-                and 0 <= time.monotonic() - healthz_cache[3] < NOTES_MAX_AGE
-            ):
-                return _raw_json(healthz_cache[2], healthz_cache[1])
-            built = time.monotonic()
-            status, doc = await asyncio.to_thread(service.health, None)
-            body = _json_body(doc)
-            healthz_cache[:] = [report, status, body, built]
-            return _raw_json(body, status)
+            if not healthz_fresh(report):
+                async with healthz_lock:
+                    report = service.report
+                    if not healthz_fresh(report):
+                        built = time.monotonic()
+                        status, doc = await asyncio.to_thread(service.health, None)
+                        healthz_cache[:] = [report, status, _json_body(doc), built]
+            return _raw_json(healthz_cache[2], healthz_cache[1])
         status, doc = await asyncio.to_thread(service.health, check)
         return _json(doc, status)
 
