@@ -116,27 +116,37 @@ def build_app(service: Service, *, json_logs: bool = False, loop_rounds: bool = 
         body = resources.files("reliactl.cli.web").joinpath("static").joinpath(name).read_bytes()
         return Response(body, media_type=STATIC[name], headers=SECURITY_HEADERS)
 
-    # /healthz without ?check is what probes hit: its body is built once per round, and again
-    # at most every NOTES_MAX_AGE (a silence or an acknowledgement shows without a new round).
-    # One rebuild at a time: the probes that arrive meanwhile wait for it and share it.
+    # /healthz without ?check is what probes hit: its body is built once per round, and its
+    # silences/acknowledgements refreshed when it is older than NOTES_MAX_AGE. A new round's
+    # body is built before answering (the status may change); a refresh within the same round
+    # (only the notes can change) runs behind the answer, so probes never wait on the store.
     healthz_cache: list[Any] = [None, 503, b"", 0.0]  # [report, status, body, monotonic built]
-    healthz_lock = asyncio.Lock()
+    healthz_lock = asyncio.Lock()  # one rebuild at a time
+    refreshing: set[asyncio.Task[None]] = set()
 
     def healthz_fresh(report: Any) -> bool:
         age = time.monotonic() - healthz_cache[3]
         return report is not None and healthz_cache[0] is report and 0 <= age < NOTES_MAX_AGE
+
+    async def rebuild_healthz() -> None:
+        async with healthz_lock:
+            report = service.report
+            if not healthz_fresh(report):
+                built = time.monotonic()
+                status, doc = await asyncio.to_thread(service.health, None)
+                healthz_cache[:] = [report, status, _json_body(doc), built]
 
     async def healthz(request: Request) -> Response:
         check = request.query_params.get("check")
         if check is None:
             report = service.report
             if not healthz_fresh(report):
-                async with healthz_lock:
-                    report = service.report
-                    if not healthz_fresh(report):
-                        built = time.monotonic()
-                        status, doc = await asyncio.to_thread(service.health, None)
-                        healthz_cache[:] = [report, status, _json_body(doc), built]
+                if report is None or healthz_cache[0] is not report:
+                    await rebuild_healthz()
+                elif not healthz_lock.locked():
+                    task = asyncio.create_task(rebuild_healthz())
+                    refreshing.add(task)
+                    task.add_done_callback(refreshing.discard)
             return _raw_json(healthz_cache[2], healthz_cache[1])
         status, doc = await asyncio.to_thread(service.health, check)
         return _json(doc, status)
