@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["format_duration", "format_size"]
+__all__ = ["format_duration", "format_seconds_short", "format_size", "format_size_short"]
 
 
 def format_duration(seconds: float) -> str:
@@ -40,3 +40,32 @@ def format_size(size: float) -> str:
             return f"{int(value)}{unit}" if unit == "B" else f"{value:.1f}{unit}"
         value /= 1024
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def format_size_short(size: float) -> str:
+    """At most five characters, binary units as ``ls -sh`` and top write them: 900 -> "900B",
+    13631488 -> "13M", 1572864 -> "1.5M" (a table column of peak RSS)."""
+    value = float(size)
+    if not math.isfinite(value) or value < 0:
+        return "-"
+    for unit in ("B", "K", "M", "G", "T"):
+        if unit == "B" and value < 1024:
+            return f"{int(value)}B"
+        if unit != "B":
+            if value < 9.95:
+                return f"{value:.1f}{unit}"
+            if round(value) < 1024 or unit == "T":
+                return f"{round(value)}{unit}"
+        value /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def format_seconds_short(seconds: float) -> str:
+    """CPU seconds as a table column: 0.0213 -> "0.02s", 12.34 -> "12.3s", 90 -> "1m30s"."""
+    if not math.isfinite(seconds) or seconds < 0:
+        return "-"
+    if seconds < 9.995:
+        return f"{seconds:.2f}s"
+    if seconds < 59.95:
+        return f"{seconds:.1f}s"
+    return format_duration(seconds)

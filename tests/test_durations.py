@@ -61,3 +61,19 @@ def test_format_duration_round_trips_within_a_second(seconds: float) -> None:
 def test_format_size_uses_binary_units() -> None:
     assert format_size(1536) == "1.5KiB"
     assert format_size(12) == "12B"
+
+
+def test_short_forms_for_table_columns() -> None:
+    """The `runs` table's RSS and CPU cells stay at most five characters: binary units as
+    ls -sh writes them (13M, 1.5G) and CPU seconds to the hundredth below 10 s (0.02s)."""
+    from reliactl.units import format_seconds_short, format_size_short
+
+    cases = {0: "0B", 900: "900B", 1536: "1.5K", 13 * 2**20: "13M", 1023.9 * 2**20: "1.0G"}
+    for size, text in {**cases, 1.5 * 2**30: "1.5G", 10 * 2**10 - 1: "10K"}.items():
+        assert format_size_short(size) == text
+    assert format_size_short(-1) == format_size_short(math.nan) == "-"
+    seconds = {0.0213: "0.02s", 0.004: "0.00s", 12.34: "12.3s", 90: "1m30s"}
+    for value, text in seconds.items():
+        assert format_seconds_short(value) == text
+    assert all(len(format_size_short(2**n)) <= 5 for n in range(50))
+    assert format_seconds_short(math.inf) == "-"

@@ -370,15 +370,19 @@ def _healing_round(
     return report, outcomes, healed
 
 
-def _notes(monitor: HealthMonitor, report: HealthReport, config: Any) -> dict[str, Any]:
-    """Each check's silence, acknowledgement and flapping, to show beside it (none when the
-    state store cannot be read: the checks still show)."""
+def _notes(
+    monitor: HealthMonitor, report: HealthReport, config: Any, now: float | None = None
+) -> dict[str, Any]:
+    """Each check's silence, acknowledgement and flapping at ``now`` (default: when the report
+    was checked; serve asks about the present), to show beside it (none when the state store
+    cannot be read: the checks still show)."""
     from reliactl.errors import ReliactlError
     from reliactl.health.alertstate import check_notes
 
     breakers = {name: job.breaker for name, job in config.jobs.items() if job.breaker}
     try:
-        return dict(check_notes(monitor.records, report.metrics, report.checked_at, breakers))
+        at = report.checked_at if now is None else now
+        return dict(check_notes(monitor.records, report.metrics, at, breakers))
     except ReliactlError:
         return {}
 

@@ -13,9 +13,9 @@ from reliactl.cli.options import JsonOption
 def jobs_document(
     statuses: list[Any], recent: list[Any] | None = None, notes: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """The ``jobs --json`` document (serve's /api/jobs too): each JobStatus with ISO times and
-    its silence (``notes``: each job's alertstate note, by name), and ``runs`` (the recent runs
-    of one job) when ``recent`` is given."""
+    """The ``jobs --json`` document (serve's /api/jobs too): each JobStatus with ISO times, its
+    silence, acknowledgement and flapping (``notes``: each job's alertstate note, by name), and
+    ``runs`` (the recent runs of one job) when ``recent`` is given."""
     from reliactl.cli.output import utc_stamp
 
     def stamp(epoch: float | None) -> str | None:
@@ -32,6 +32,13 @@ def jobs_document(
             if silence is None
             else {"by": silence.by, "reason": silence.reason, "until": stamp(silence.end)}
         )
+        problem = note.problem if note is not None else None
+        doc["acknowledged"] = (
+            None
+            if problem is None or not problem.acknowledged
+            else {"by": problem.ack_by, "reason": problem.ack_reason, "at": stamp(problem.ack_at)}
+        )
+        doc["flapping"] = bool(problem is not None and problem.flapping)
         return doc
 
     document: dict[str, Any] = {"jobs": [plain(s) for s in statuses]}
@@ -85,7 +92,7 @@ def jobs(
                 error(f"no job named {name!r} declared or in history (jobs: {known})")
                 raise typer.Exit(ExitCode.USAGE)
         recent = store.runs(name, 10) if name is not None else []
-        notes = _notes(store, declared, [s.name for s in statuses], now)
+        notes = job_notes(store, declared, [s.name for s in statuses], now)
     except ReliactlError as exc:
         raise typer.Exit(report_error(exc)) from None
 
@@ -130,7 +137,7 @@ def jobs(
     raise typer.Exit(ExitCode.OK if all(s.status == "OK" for s in judged) else ExitCode.FAILURE)
 
 
-def _notes(store: Any, declared: Any, names: list[str], now: float) -> dict[str, Any]:
+def job_notes(store: Any, declared: Any, names: list[str], now: float) -> dict[str, Any]:
     """Each job's silence/acknowledgement (of its job:NAME check), by job name."""
     from reliactl.health.alertstate import check_notes
     from reliactl.health.records import RecordStore

@@ -130,14 +130,35 @@ def table(
     *,
     title: str | None = None,
     styles: Sequence[Sequence[str | None]] | None = None,
+    elastic: Sequence[str] = (),
 ) -> None:
-    """Rows as a rich table on a terminal, else as plain aligned columns (no color)."""
+    """Rows as a rich table on a terminal, else as plain aligned columns (no color).
+
+    With ``elastic`` (column names) the terminal table is compact (no vertical rules) and only
+    those columns give way on a narrow terminal (their text wraps); the others are never
+    wrapped or cut."""
     if is_tty():
+        from rich import box
         from rich.table import Table
 
-        tbl = Table(title=title, header_style="bold")
-        for column in columns:
-            tbl.add_column(column)
+        if not elastic:
+            tbl = Table(title=title, header_style="bold")
+            for column in columns:
+                tbl.add_column(column)
+        else:
+            tbl = Table(
+                title=title,
+                header_style="bold",
+                box=box.SIMPLE_HEAD,
+                show_edge=False,
+                pad_edge=False,
+                collapse_padding=True,
+            )
+            for column in columns:
+                if column in elastic:
+                    tbl.add_column(column, overflow="fold", ratio=1)
+                else:
+                    tbl.add_column(column, no_wrap=True)
         for index, row in enumerate(rows):
             cells = []
             for col, cell in enumerate(row):

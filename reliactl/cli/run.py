@@ -1159,6 +1159,55 @@ def _shown_outcome(record: Any) -> str:
     return record_outcome(record) + delayed
 
 
+def _runs_table(records: list[Any]) -> None:
+    """The `runs` table: peak RSS and CPU time short ("13M", "0.02s"; "-" when not measured).
+    On a terminal it fits 80 columns: STARTED without the year and seconds ("11-30 13:51Z";
+    in full in --json and in the plain table), HOST only when a run came from another host,
+    TRIES only when a run retried, and COMMAND gives way (cut with an ellipsis)."""
+    import time
+
+    from reliactl.cli.output import is_tty, iso_utc, table
+    from reliactl.hostname import hostname
+    from reliactl.units import format_duration, format_seconds_short, format_size_short
+
+    def number(value: Any) -> float | None:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return float(value) if ok else None
+
+    tty = is_tty()
+    rows = []
+    for r in records:
+        data = r.data if isinstance(r.data, dict) else {}
+        rss, cpu = number(data.get("peak_rss")), number(data.get("cpu_time"))
+        rows.append(
+            {
+                "ID": r.id,
+                "NAME": r.name,
+                "HOST": _text_or_none(data.get("host")) or "-",
+                "STARTED": time.strftime("%m-%d %H:%MZ", time.gmtime(r.started_at))
+                if tty
+                else iso_utc(r.started_at),
+                "TOOK": "-"
+                if r.ended_at is None
+                else format_duration(max(0.0, r.ended_at - r.started_at)),
+                "TRIES": r.attempts,
+                "EXIT": r.exit_code,
+                "OUTCOME": _shown_outcome(r),
+                "RSS": "-" if rss is None else format_size_short(rss),
+                "CPU": "-" if cpu is None else format_seconds_short(cpu),
+                "COMMAND": r.command,
+            }
+        )
+    columns = list(rows[0])
+    if tty:
+        here = hostname()
+        if all(row["HOST"] in (here, "-") for row in rows):
+            columns.remove("HOST")
+        if all(r.attempts in (0, 1, None) for r in records):
+            columns.remove("TRIES")
+    table(columns, [[row[c] for c in columns] for row in rows], elastic=("NAME", "COMMAND"))
+
+
 def runs_document(records: list[Any]) -> dict[str, Any]:
     """The JSON document of `runs --json` (and serve's /api/runs)."""
     from reliactl.cli.output import TIMES_JSON_VERSION
@@ -1194,11 +1243,8 @@ def runs(
         TIMES_JSON_VERSION,
         emit_json,
         error,
-        iso_utc,
         report_error,
-        table,
     )
-    from reliactl.durations import format_duration
     from reliactl.errors import ReliactlError
     from reliactl.jobs import LAST_LOOKBACK, newest_decisive
 
@@ -1219,20 +1265,7 @@ def runs(
     if json_out:
         emit_json(runs_document(records), version=TIMES_JSON_VERSION)
     elif records:
-        rows = []
-        for r in records:
-            started = iso_utc(r.started_at)
-            took = (
-                "-" if r.ended_at is None else format_duration(max(0.0, r.ended_at - r.started_at))
-            )
-            host = _text_or_none(r.data.get("host")) or "-"
-            outcome = _shown_outcome(r)
-            rows.append(
-                [r.id, r.name, host, started, took, r.attempts, r.exit_code, outcome, r.command]
-            )
-        table(
-            ["ID", "NAME", "HOST", "STARTED", "TOOK", "TRIES", "EXIT", "OUTCOME", "COMMAND"], rows
-        )
+        _runs_table(records)
     elif not last:
         print("no runs recorded" + (f" for {name!r}" if name else ""), file=sys.stderr)
     if last:

@@ -23,10 +23,15 @@ def _loopback(host: str) -> bool:
 
 
 def _read_token(path: str | None) -> str | None:
+    from reliactl.doctor import SERVE_TOKEN_MIN
     from reliactl.errors import ConfigError, ConfigProblem
 
     if path is None:
         token = os.environ.get("RELIACTL_SERVE_TOKEN", "").strip()
+        if token and len(token) < SERVE_TOKEN_MIN:  # as short a token file is refused
+            message = f"the token must be at least {SERVE_TOKEN_MIN} characters"
+            problem = ConfigProblem("environment", None, "", message, "RELIACTL_SERVE_TOKEN")
+            raise ConfigError([problem])
         return token or None
     try:
         with open(path, encoding="utf-8") as fh:
@@ -35,8 +40,6 @@ def _read_token(path: str | None) -> str | None:
         why = getattr(exc, "strerror", None) or "not UTF-8 text"
         message = f"cannot read {path}: {why}"
         raise ConfigError([ConfigProblem("command line", None, "--token-file", message)]) from None
-    from reliactl.doctor import SERVE_TOKEN_MIN
-
     if len(token) < SERVE_TOKEN_MIN:
         message = f"{path}: the token must be at least {SERVE_TOKEN_MIN} characters"
         raise ConfigError([ConfigProblem("command line", None, "--token-file", message)])
@@ -83,7 +86,7 @@ def serve(
     from reliactl.cli.context import app_context
     from reliactl.cli.output import error, info, report_error
     from reliactl.durations import parse_duration
-    from reliactl.errors import ReliactlError
+    from reliactl.errors import ConfigError, ReliactlError
 
     if not 0 < port < 65536:
         error(f"--port: expected 1 to 65535, got {port}")
@@ -108,6 +111,10 @@ def serve(
     app_ctx = app_context(ctx)
     try:
         token = _read_token(token_file)
+    except ConfigError as exc:  # one line, not report_error's "configuration invalid" too
+        error(str(exc))
+        raise typer.Exit(ExitCode.CONFIG) from None
+    try:
         if not _loopback(host) and token is None:
             error(
                 f"--host {host} is not a loopback address: refused without a token (anyone"

@@ -288,7 +288,8 @@ def test_table_headers_are_upper_case_everywhere() -> None:
     assert reliactl("run", "--name", "job", "true").returncode == 0
     header = reliactl("runs").stdout.splitlines()[0].split()
     assert header == [
-        *("ID", "NAME", "HOST", "STARTED", "TOOK", "TRIES", "EXIT", "OUTCOME", "COMMAND")
+        *("ID", "NAME", "HOST", "STARTED", "TOOK", "TRIES", "EXIT", "OUTCOME", "RSS", "CPU"),
+        "COMMAND",
     ]
     plan = reliactl("retry", "plan", "--jitter", "none").stdout.splitlines()[1].split()
     assert plan == ["ATTEMPT", "DELAY", "CUMULATIVE"]

@@ -58,16 +58,41 @@ def test_dashboard_in_a_real_browser(served: Served, browser, tmp_path: Path) ->
     """The page loads with no console error; a breaker tripped from the CLI shows open within
     one refresh; reset without the token is refused and with it closes the breaker; a failing
     check turns the overall status CRITICAL (red) and /healthz 503; the overdue job is listed
-    first in the jobs table. Screenshots are saved."""
+    first in the jobs table; a check and a job silenced with `reliactl silence add` carry a
+    "silenced by ... until ...: REASON" marker in words. Screenshots are saved."""
     from selenium.webdriver.common.by import By
 
     shots = Path(os.environ.get("SERVE_SCREENSHOTS") or tmp_path / "screenshots")
     shots.mkdir(parents=True, exist_ok=True)
     served.cli("run", "--name", "nightly-backup", "--", "true")
+    for target in ("perf", "weekly"):
+        silence = ("silence", "add", target, "--for", "2h", "--reason", "swapping the disk")
+        assert served.cli(*silence).returncode == 0
     browser.get(served.base + "/?refresh=1000")
     overall = browser.find_element(By.ID, "overall")
     wait(lambda: browser.find_element(By.ID, "overall").text == "OK", "the status OK")
     wait(lambda: "queue" in browser.find_element(By.ID, "checks").text, "the queue check")
+    note = "const n = document.querySelector(arguments[0]); return n ? n.textContent : null;"
+    for where in ('#checks [data-check="perf"] .note', '#jobs tr[data-job="weekly"] .note'):
+        text = wait(lambda w=where: browser.execute_script(note, w), f"the marker at {where}")
+        assert text.startswith("silenced by ") and " until " in text, text
+        assert text.endswith(": swapping the disk"), text
+    assert browser.execute_script(note, '#checks [data-check="queue"] .note') is None
+    browser.save_screenshot(str(shots / "desktop-silenced.png"))
+    # The recent run's peak RSS and CPU, as `reliactl runs` writes them.
+    from reliactl.units import format_seconds_short, format_size_short
+
+    recorded = served.json("/api/runs")[1]["runs"][0]
+    cells = (
+        "return [...document.querySelectorAll('#runs tbody tr:first-child td')]"
+        ".map((td) => td.textContent);"
+    )
+    shown = wait(lambda: (c := browser.execute_script(cells)) and len(c) == 7 and c, "run cells")
+    assert shown[:1] + shown[5:] == [
+        "nightly-backup",
+        format_size_short(recorded["peak_rss"]),
+        format_seconds_short(recorded["cpu_time"]),
+    ]
     assert served.cli("breaker", "trip", "payments").returncode == 0
     row = '#breakers tr[data-breaker="payments"] td:nth-child(2)'
     wait(lambda: browser.find_element(By.CSS_SELECTOR, row).text == "open", "open shown", 5)

@@ -152,6 +152,35 @@ def test_non_loopback_bind_without_a_token_is_refused(tmp_path: Path) -> None:
     assert "not a loopback address" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_a_short_token_is_refused_from_the_environment_as_from_a_file(tmp_path: Path) -> None:
+    """RELIACTL_SERVE_TOKEN shorter than doctor.SERVE_TOKEN_MIN is refused like a short
+    --token-file: exit 78 (configuration) with one line naming where it came from, before
+    listening (the old code served with a 3-character token)."""
+    import os
+
+    from reliactl.doctor import SERVE_TOKEN_MIN
+
+    (tmp_path / "short").write_text("x" * (SERVE_TOKEN_MIN - 1) + "\n", encoding="utf-8")
+    port = str(free_port())
+    cases = [
+        ({"RELIACTL_SERVE_TOKEN": "x" * (SERVE_TOKEN_MIN - 1)}, [], "RELIACTL_SERVE_TOKEN"),
+        ({}, ["--token-file", str(tmp_path / "short")], "--token-file"),
+    ]
+    for env, extra, named in cases:
+        proc = subprocess.run(
+            [sys.executable, "-m", "reliactl", "serve", "--port", port, *extra],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**os.environ, "RELIACTL_SERVE_TOKEN": "", **env},
+        )
+        assert proc.returncode == 78, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and named in lines[0], lines
+        assert f"at least {SERVE_TOKEN_MIN} characters" in lines[0]
+
+
 def test_read_only_without_a_token(tmp_path: Path) -> None:
     """Without a configured token every write is refused (403) and reads still work."""
     server = start_serve(tmp_path, token=False)
@@ -321,3 +350,53 @@ def test_term_during_a_round_finishes_it_records_it_and_closes_the_store(tmp_pat
     )
     doc = json.loads(history.stdout)
     assert [p["value"] for p in doc["checks"][0]["points"]] == [42.0], history.stderr
+
+
+NOTE_KEYS = ("silenced", "acknowledged", "flapping")
+
+
+def test_api_shows_silences_and_acknowledgements_as_the_cli(served: Served) -> None:
+    """A check silenced and a check acknowledged with the real CLI (`silence add`, `alert ack`,
+    subprocesses on the same store) show in /healthz and /api/health exactly as in
+    `health --json` (who, why, until), and a silenced job in /api/jobs exactly as in
+    `jobs --json`, without waiting for serve's next round; the documents keep the CLI's keys."""
+    add = served.cli("silence", "add", "perf", "--for", "2h", "--reason", "swapping the disk")
+    assert add.returncode == 0, add.stderr
+    add = served.cli("silence", "add", "nightly-report", "--for", "1h", "--reason", "moved")
+    assert add.returncode == 0, add.stderr
+    served.flag.touch()
+    served.wait_for(lambda: served.get("/healthz")[0] == 503, "/healthz to turn 503")
+    ack = served.cli("alert", "ack", "queue", "--reason", "on it")
+    assert ack.returncode == 0, ack.stderr
+
+    def noted(doc: dict[str, Any]) -> dict[str, Any]:
+        return {c["name"]: {k: c[k] for k in NOTE_KEYS} for c in doc["checks"]}
+
+    def acked(path: str) -> Any:
+        doc = served.json(path)[1]
+        return doc if noted(doc)["queue"]["acknowledged"] else None
+
+    api = served.wait_for(lambda: acked("/api/health"), "the acknowledgement in /api/health")
+    healthz = served.wait_for(lambda: acked("/healthz"), "the acknowledgement in /healthz")
+    cli = json.loads(served.cli("health", "--json", "--no-alerts").stdout)
+    assert noted(api) == noted(healthz) == noted(cli)
+    silenced = noted(cli)["perf"]["silenced"]
+    assert silenced["reason"] == "swapping the disk" and silenced["by"] and silenced["until"]
+    assert noted(cli)["queue"]["acknowledged"]["reason"] == "on it"
+    others = [v for k, v in noted(cli).items() if k not in ("queue", "perf")]
+    assert others and all(
+        v == {"silenced": None, "acknowledged": None, "flapping": False} for v in others
+    )
+    for ours in (api, healthz):
+        assert set(ours) == set(cli)
+        for mine, theirs in zip(ours["checks"], cli["checks"], strict=True):
+            assert set(mine) == set(theirs)
+    jobs_api = served.json("/api/jobs")[1]
+    jobs_cli = json.loads(served.cli("jobs", "--json").stdout)
+    assert set(jobs_api) == set(jobs_cli)
+    for mine, theirs in zip(jobs_api["jobs"], jobs_cli["jobs"], strict=True):
+        assert set(mine) == set(theirs)
+        assert {k: mine[k] for k in NOTE_KEYS} == {k: theirs[k] for k in NOTE_KEYS}
+    by_name = {j["name"]: j for j in jobs_api["jobs"]}
+    assert by_name["nightly-report"]["silenced"]["reason"] == "moved"
+    assert by_name["weekly"]["silenced"] is None

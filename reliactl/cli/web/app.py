@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from reliactl.cli.web.core import Service
+from reliactl.cli.web.core import NOTES_MAX_AGE, Service
 from reliactl.cli.web.metrics import ReliactlCollector, exposition
 from reliactl.redact import redact_url, redact_urls_in
 
@@ -116,20 +116,39 @@ def build_app(service: Service, *, json_logs: bool = False, loop_rounds: bool = 
         body = resources.files("reliactl.cli.web").joinpath("static").joinpath(name).read_bytes()
         return Response(body, media_type=STATIC[name], headers=SECURITY_HEADERS)
 
-    # /healthz without ?check is what probes hit: its body is built once per round.
-    healthz_cache: list[Any] = [None, 503, b""]  # [report, status, body]
+    # /healthz without ?check is what probes hit: its body is built once per round, and its
+    # silences/acknowledgements refreshed when it is older than NOTES_MAX_AGE. A new round's
+    # body is built before answering (the status may change); a refresh within the same round
+    # (only the notes can change) runs behind the answer, so probes never wait on the store.
+    healthz_cache: list[Any] = [None, 503, b"", 0.0]  # [report, status, body, monotonic built]
+    healthz_lock = asyncio.Lock()  # one rebuild at a time
+    refreshing: set[asyncio.Task[None]] = set()
+
+    def healthz_fresh(report: Any) -> bool:
+        age = time.monotonic() - healthz_cache[3]
+        return report is not None and healthz_cache[0] is report and 0 <= age < NOTES_MAX_AGE
+
+    async def rebuild_healthz() -> None:
+        async with healthz_lock:
+            report = service.report
+            if not healthz_fresh(report):
+                built = time.monotonic()
+                status, doc = await asyncio.to_thread(service.health, None)
+                healthz_cache[:] = [report, status, _json_body(doc), built]
 
     async def healthz(request: Request) -> Response:
         check = request.query_params.get("check")
         if check is None:
             report = service.report
-            if report is not None and healthz_cache[0] is report:
-                return _raw_json(healthz_cache[2], healthz_cache[1])
-            status, doc = service.health(None)
-            body = _json_body(doc)
-            healthz_cache[:] = [report, status, body]
-            return _raw_json(body, status)
-        status, doc = service.health(check)
+            if not healthz_fresh(report):
+                if report is None or healthz_cache[0] is not report:
+                    await rebuild_healthz()
+                elif not healthz_lock.locked():
+                    task = asyncio.create_task(rebuild_healthz())
+                    refreshing.add(task)
+                    task.add_done_callback(refreshing.discard)
+            return _raw_json(healthz_cache[2], healthz_cache[1])
+        status, doc = await asyncio.to_thread(service.health, check)
         return _json(doc, status)
 
     async def livez(request: Request) -> Response:
@@ -150,7 +169,7 @@ def build_app(service: Service, *, json_logs: bool = False, loop_rounds: bool = 
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def api_health(request: Request) -> Response:
-        _status, doc = service.health(request.query_params.get("check"))
+        _status, doc = await asyncio.to_thread(service.health, request.query_params.get("check"))
         return _json(doc, 200 if "error" not in doc else 404)
 
     async def api_breakers(request: Request) -> Response:

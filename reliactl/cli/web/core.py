@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 HEALTHY = ("OK", "WARNING")  # /healthz answers 200 for these, 503 otherwise
 JOBS_MAX_AGE = 1.0  # seconds a job status list is reused (/metrics, /api/jobs)
+NOTES_MAX_AGE = 1.0  # seconds the checks' silences/acknowledgements are reused (/healthz)
 
 
 @dataclass
@@ -42,6 +43,8 @@ class Service:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _jobs_lock: threading.Lock = field(default_factory=threading.Lock)
     _jobs_cache: tuple[float, list[Any]] | None = None
+    _notes_lock: threading.Lock = field(default_factory=threading.Lock)
+    _notes_cache: tuple[float, Any, dict[str, Any]] | None = None  # (time, report, notes)
 
     def round(self) -> HealthReport:
         """One round of checks, alerts (with their cooldowns) and history."""
@@ -60,13 +63,14 @@ class Service:
     # ---- documents (the CLI's own)
 
     def health(self, check: str | None = None) -> tuple[int, dict[str, Any]]:
-        """(HTTP status, `health --json` document), of one check with ``check``."""
+        """(HTTP status, `health --json` document), of one check with ``check``: the last
+        round's results, each check's silence/acknowledgement/flapping as they are now."""
         report = self.report
         if report is None:
             return 503, {"status": "UNKNOWN", "message": "no check round has finished yet"}
         from reliactl.cli.health import health_document
 
-        doc = health_document(report, [])
+        doc = health_document(report, [], (), self.check_notes(report))
         if check is not None:
             doc["checks"] = [c for c in doc["checks"] if c["name"] == check]
             if not doc["checks"]:
@@ -74,6 +78,24 @@ class Service:
             doc["status"] = doc["checks"][0]["status"]
             doc["exit_code"] = doc["checks"][0]["code"]
         return (200 if doc["status"] in HEALTHY else 503), _scrubbed(doc)
+
+    def check_notes(self, report: HealthReport) -> dict[str, Any]:
+        """``health``'s notes of the report's checks (silenced, acknowledged, flapping) as the
+        store says now (a silence added after the round shows at once), at most
+        ``NOTES_MAX_AGE`` old: probes and dashboards in a burst read the store once."""
+        from reliactl.cli.health import _notes
+
+        with self._notes_lock:
+            now = time.time()
+            cached = self._notes_cache
+            if (
+                cached is None
+                or cached[1] is not report
+                or not 0 <= now - cached[0] < NOTES_MAX_AGE
+            ):
+                cached = (now, report, _notes(self.monitor, report, self.config, now=now))
+                self._notes_cache = cached
+            return cached[2]
 
     def breakers(self) -> dict[str, Any]:
         from reliactl.breaker import list_breakers
@@ -104,10 +126,17 @@ class Service:
             return list(cached[1])
 
     def jobs(self) -> dict[str, Any]:
-        """The ``jobs --json`` document."""
-        from reliactl.cli.jobs import jobs_document
+        """The ``jobs --json`` document, each job's silence/acknowledgement/flapping included."""
+        from reliactl.cli.jobs import job_notes, jobs_document
+        from reliactl.errors import ReliactlError
 
-        return _scrubbed(jobs_document(self.job_statuses()))
+        statuses = self.job_statuses()
+        try:
+            names = [s.name for s in statuses]
+            notes = job_notes(self.store, self.config.jobs, names, time.time())
+        except ReliactlError:  # as `health`: the jobs still show when the notes cannot be read
+            notes = {}
+        return _scrubbed(jobs_document(statuses, None, notes))
 
     def history(
         self, checks: list[str] | None, since: float, max_points: int | None = None

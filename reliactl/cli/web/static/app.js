@@ -21,6 +21,35 @@ function fmt(value, unit) {
   return `${Number(value.toPrecision(6))}${unit || ""}`;
 }
 
+// As the `runs` table writes them (units.format_size_short, format_seconds_short).
+function size(bytes) {
+  if (typeof bytes !== "number" || !(bytes >= 0)) return "-";
+  let value = bytes;
+  for (const unit of ["B", "K", "M", "G", "T"]) {
+    if (unit === "B" && value < 1024) return `${Math.trunc(value)}B`;
+    if (unit !== "B") {
+      if (value < 9.95) return `${value.toFixed(1)}${unit}`;
+      if (Math.round(value) < 1024 || unit === "T") return `${Math.round(value)}${unit}`;
+    }
+    value /= 1024;
+  }
+  return "-";
+}
+
+function cpu(seconds) {
+  if (typeof seconds !== "number" || !(seconds >= 0)) return "-";
+  if (seconds < 9.995) return `${seconds.toFixed(2)}s`;
+  if (seconds < 59.95) return `${seconds.toFixed(1)}s`;
+  if (seconds < 60) return "60s";
+  let total = Math.round(seconds), text = "";  // units.format_duration: "1h6m40s"
+  for (const [unit, span] of [["d", 86400], ["h", 3600], ["m", 60], ["s", 1]]) {
+    const count = Math.floor(total / span);
+    total -= count * span;
+    if (count) text += `${count}${unit}`;
+  }
+  return text;
+}
+
 function bound(text) {
   if (!text) return null;
   const body = String(text).replace(/^@/, "");
@@ -62,6 +91,27 @@ function sparkline(check, info) {
   return svg;
 }
 
+// What `health` and `jobs` print beside a silenced, flapping or acknowledged check or job
+// (alertstate.CheckNote.text), in words: the marker never relies on colour.
+function notes(item) {
+  const parts = [];
+  const s = item.silenced;
+  if (s) {
+    parts.push(`silenced by ${s.by || "?"}${s.until ? ` until ${s.until}` : ""}` +
+      (s.reason ? `: ${s.reason}` : ""));
+  }
+  if (item.flapping) parts.push("FLAPPING");
+  const a = item.acknowledged;
+  if (a) parts.push(`acknowledged by ${a.by || "?"}${a.reason ? `: ${a.reason}` : ""}`);
+  return parts;
+}
+
+function noteNodes(item) {
+  return notes(item).map((text) => el("div", {
+    class: `note ${text.split(" ")[0].toLowerCase()}`,
+  }, text));
+}
+
 async function getJSON(url) {
   const res = await fetch(url, { cache: "no-store" });
   if (!res.ok && res.status !== 503) throw new Error(`${url}: ${res.status}`);
@@ -84,6 +134,7 @@ function renderHealth(doc) {
       el("div", { class: "row" }, el("span", {}, fmt(c.value, c.unit)),
         el("span", { class: "muted" }, [c.warn && `warn ${c.warn}`, c.critical && `crit ${c.critical}`].filter(Boolean).join(" · "))),
       sparkline(c, info),
+      ...noteNodes(c),
       el("div", { class: "msg" }, c.message || "")));
   }
   document.getElementById("updated").textContent = doc.checked_at ? `checked ${doc.checked_at}` : "";
@@ -123,9 +174,10 @@ function renderRuns(doc) {
   for (const r of doc.runs || []) {
     const started = typeof r.started_at === "number" ? new Date(r.started_at * 1000).toISOString().slice(0, 19) + "Z" : String(r.started_at);
     body.append(el("tr", {}, el("td", {}, r.name), el("td", {}, r.outcome), el("td", {}, r.host || "-"),
-      el("td", {}, started), el("td", {}, r.duration === null ? "-" : fmt(r.duration, "s"))));
+      el("td", {}, started), el("td", {}, r.duration === null ? "-" : fmt(r.duration, "s")),
+      el("td", {}, size(r.peak_rss)), el("td", {}, cpu(r.cpu_time))));
   }
-  if (!(doc.runs || []).length) body.append(el("tr", {}, el("td", { colspan: "5", class: "muted" }, "no runs recorded")));
+  if (!(doc.runs || []).length) body.append(el("tr", {}, el("td", { colspan: "7", class: "muted" }, "no runs recorded")));
 }
 
 const SEVERITY = { CRITICAL: 3, UNKNOWN: 2, WARNING: 1, OK: 0 };
@@ -141,7 +193,7 @@ function renderJobs(doc) {
     const status = j.overdue ? `${j.status} (overdue)` : j.status;
     body.append(el("tr", { "data-job": j.name, title: j.message || "" },
       el("td", {}, j.name + (j.declared ? "" : " (not declared)")),
-      el("td", {}, el("span", { class: `badge ${j.status}` }, status)),
+      el("td", {}, el("span", { class: `badge ${j.status}` }, status), ...noteNodes(j)),
       el("td", {}, j.schedule || "-"), el("td", {}, j.last_success_at || "never"),
       el("td", {}, String(j.consecutive_failures))));
   }
