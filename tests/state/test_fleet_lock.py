@@ -595,3 +595,73 @@ def test_the_lease_is_renewed_during_a_retry_pause(
     assert holder.returncode == 3, err
     first, second = _tokens(tmp_path)
     assert first == second
+
+
+@pytest.mark.stress
+@pytest.mark.parametrize("persistent", [True, False], ids=["aof", "no-persistence"])
+def test_redis_killed_under_a_fleet_locked_run_its_end_is_shipped_once(
+    persistent: bool, namespace: str, tmp_path: Path
+) -> None:
+    """kill -9 of redis-server while a fleet-locked job runs with history on (mode local):
+    the job is stopped lock_lost (75), its end goes to the host's outbox; redis-server is
+    restarted on the same port, `reliactl state sync` ships it, and `runs --json` shows that
+    run once, finished (lock_lost, delayed): in place (same id) when Redis kept its data, added
+    once when it lost it; never left "running"."""
+    from redishelpers import RedisServer
+
+    extra = ("--appendonly", "yes", "--appendfsync", "always") if persistent else ()
+    directory = tmp_path / "redis"
+    server = RedisServer(directory, *extra)
+    restarted: RedisServer | None = None
+    try:
+        started = tmp_path / "started"
+        env = _host_env(server, namespace, tmp_path, 0, HOLD="100", STARTED=str(started))
+        argv = _run("--lock-scope", "fleet", "--lock-name", "gone", "--kill-after", "1s")
+        proc = subprocess.Popen(
+            [*argv, "--name", "nightly", "--", "sh", "-c", BODY],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        _wait_for(started, proc)
+        (running,) = json.loads(
+            subprocess.run(
+                [sys.executable, "-m", "reliactl", "runs", "--json"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=HANG,
+            ).stdout
+        )["runs"]
+        assert running["outcome"] == "running"
+        server.kill()
+        _out, err = proc.communicate(timeout=HANG)
+        assert proc.returncode == 75, err
+        assert "lock lost" in err and "Traceback" not in err
+        restarted = RedisServer(directory, *extra, port=server.port)
+
+        def reliactl(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "reliactl", *args],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=HANG,
+            )
+
+        sync = reliactl("state", "sync", "--json")
+        assert sync.returncode == 0, sync.stderr
+        assert json.loads(sync.stdout)["shipped"] == 1
+        listed = reliactl("runs", "--json")
+        assert listed.returncode == 0, listed.stderr
+        (only,) = json.loads(listed.stdout)["runs"]
+        assert only["outcome"] == "lock_lost" and only["exit_code"] == 75
+        assert only["delayed"] is True and only["ended_at"] is not None
+        if persistent:
+            assert only["id"] == running["id"]  # finished in place, not a second row
+        assert json.loads(reliactl("state", "sync", "--json").stdout)["shipped"] == 0
+    finally:
+        server.stop()
+        if restarted is not None:
+            restarted.stop()
