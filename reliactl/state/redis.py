@@ -175,6 +175,10 @@ def _one_line(text: str) -> str:
 class RedisStateStore:
     """A StateStore on one Redis database. Open with :func:`open_redis_store`."""
 
+    # Safe for several threads at once: redis-py's client takes a pooled connection per
+    # command or pipeline (WATCH/MULTI/EXEC holds its own), and the store keeps no other state.
+    thread_safe = True
+
     def __init__(
         self,
         client: redis.Redis,
