@@ -12,15 +12,17 @@ of whole commands (default 20).
 
 Then the scale simulation: BENCH_CLIENTS (default 200) clients, each with its own Redis
 connection (BENCH_PROCS processes of threads, default 8, so the client side is not one GIL;
-the threads of one process share that process's breaker store lock, as threads of one
-program do, so more processes are closer to many hosts),
-call one persisted breaker and one shared rate limiter (60/minute: mostly refusals, each still
+the threads of one process take turns on the updates of one breaker record, as threads of
+one program do, so more processes are closer to many hosts),
+call one persisted breaker (BENCH_BREAKERS, default 1: the threads of a process spread over
+that many breakers) and one shared rate limiter (60/minute: mostly refusals, each still
 one atomic update) in turn for BENCH_SECONDS (default 10): calls per second, p50/p99 per
 operation, lost WATCH races, and Redis's CPU from INFO (used_cpu_user + used_cpu_sys).
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import socket
@@ -95,9 +97,13 @@ def _client_process(port: int, threads: int, seconds: float, queue: Any) -> None
     results: list[tuple[list[float], list[float], int]] = []
     lock = threading.Lock()
 
+    breakers = int(os.environ.get("BENCH_BREAKERS", "1"))
+    count = itertools.count()
+
     def client() -> None:
         store = open_redis_store(parse_state_url(f"redis://127.0.0.1:{port}/0"), namespace="scale")
-        breaker = CircuitBreaker("shared", BreakerConfig(), store=store)
+        which = next(count) % breakers
+        breaker = CircuitBreaker(f"shared{which or ''}", BreakerConfig(), store=store)
         limiter = RateLimiter("60/minute", key="shared", store=store)
         b_lat: list[float] = []
         r_lat: list[float] = []
@@ -163,7 +169,8 @@ def scale(port: int) -> None:
     r_all = sorted(x for g in got for x in g[1])
     errors = sum(g[2] for g in got)
     print(
-        f"\nscale: {clients} clients ({len(children)} processes), one breaker + one limiter,"
+        f"\nscale: {clients} clients ({len(children)} processes),"
+        f" {os.environ.get('BENCH_BREAKERS', '1')} breaker(s) + one limiter,"
         f" {seconds:g}s each"
     )
     print(

@@ -289,12 +289,15 @@ class PreparedJob:
         store: StateStore | Callable[[], StateStore] | None = None,
         on_event: EventCallback | None = None,
         output: OutputSink | None = None,
+        store_warnings: StoreWarnings | None = None,
     ) -> JobResult:
         """Run the job once. ``store`` is a StateStore, a function that opens one (called only
-        when needed), or None for the configuration's. Raises GateSetupError (invalid health
-        checks, before anything runs) and what the runner raises (LockError, ReliactlError),
-        after recording the run as "error"."""
-        from reliactl.runner import Runner
+        when needed), or None for the configuration's. A caller whose function opens the store
+        routes the store's own warnings through ``store_warnings``: a fleet-locked run holds
+        them until the lock is taken (Redis away: the lock's refusal is the one line). Raises
+        GateSetupError (invalid health checks, before anything runs) and what the runner raises
+        (LockError, ReliactlError), after recording the run as "error"."""
+        from reliactl.runner import LOCK_UNAVAILABLE, Runner
 
         spec, options = self.spec, self.options
         emit: EventCallback = on_event or (lambda event: None)
@@ -309,7 +312,14 @@ class PreparedJob:
                 f"warning: lock name {self.name!r} may be ambiguous: {self.ambiguous}; "
                 "use --lock-name"
             )
-        opened = self._open_store(store, warn)
+        # A fleet lock needs Redis: when Redis is away the lock's refusal says so, and the
+        # store's own "unreachable, using this host's store" warning would only repeat it. So
+        # that warning waits until the lock is taken (or the run ended otherwise).
+        fleet = options.lock is not None and options.lock.scope == "fleet"
+        if store_warnings is None:
+            store_warnings = StoreWarnings()
+        store_warnings.holding = fleet
+        opened = self._open_store(store, warn, store_warnings)
         gate_seen: dict[str, HealthReport] = {}
         health_gate = self._health_gate(opened, warn, gate_seen) if spec.check else None
         watch = self._health_watch(opened) if spec.watch_health is not None else None
@@ -345,7 +355,8 @@ class PreparedJob:
                 warn(f"warning: run history disabled: {exc}")
                 history = None
         starting = self._start_hook(JobStart(name, spec.command, started_at, run_id), warn)
-        gates = [g for g in (breaker.gate(), health_gate, starting) if g is not None]
+        gates: list[Gate] = [store_warnings.gate] if fleet else []
+        gates += [g for g in (breaker.gate(), health_gate, starting) if g is not None]
         gate = _chain_gates(gates)
 
         def finish(result: RunResult | None, outcome: str, message: str | None) -> None:
@@ -356,9 +367,13 @@ class PreparedJob:
         try:
             result = Runner(options, on_event=emit, output=output, gate=gate, watch=watch).run()
         except ReliactlError as exc:
+            store_warnings.release()
             breaker.ignore()
             finish(None, "error", str(exc))
             raise
+        if result.outcome == LOCK_UNAVAILABLE:
+            store_warnings.drop()  # the refusal names the unreachable store: one line
+        store_warnings.release()
         breaker.report(result)
         finish(result, result.outcome, None)
         job = JobResult(
@@ -377,8 +392,10 @@ class PreparedJob:
         self,
         store: StateStore | Callable[[], StateStore] | None,
         warn: Callable[[str], None],
+        store_warnings: Callable[[str], None] | None = None,
     ) -> StateStore | None:
-        """The store, when history, a breaker or the health gate needs it; None if unusable."""
+        """The store, when history, a breaker or the health gate needs it; None if unusable.
+        ``store_warnings`` receives the store's own warnings (Redis away: the fallback)."""
         spec = self.spec
         if not (spec.history or spec.breaker or spec.check or spec.watch_health is not None):
             return None
@@ -386,7 +403,7 @@ class PreparedJob:
             if store is None:
                 from reliactl.state import open_state
 
-                return open_state(self.config)
+                return open_state(self.config, warn=store_warnings)
             if callable(store) and not hasattr(store, "add_run"):
                 return store()
             return store  # type: ignore[return-value]
@@ -487,6 +504,43 @@ class PreparedJob:
             return None
 
         return starting
+
+
+class StoreWarnings:
+    """The state store's warnings (the ``warn`` of ``open_state``), held back while
+    ``holding`` (see PreparedJob.run): passed on to ``emit`` (default: logged as the store
+    logs them) by ``gate`` under the lock or ``release``, or dropped."""
+
+    def __init__(self, emit: Callable[[str], None] | None = None) -> None:
+        self.holding = False
+        self.pending: list[str] = []
+        self._emit = emit or _log_store_warning
+
+    def __call__(self, message: str) -> None:
+        if self.holding:
+            self.pending.append(message)
+        else:
+            self._emit(message)
+
+    def release(self) -> None:
+        self.holding = False
+        pending, self.pending = self.pending, []
+        for message in pending:
+            self._emit(message)
+
+    def drop(self) -> None:
+        self.holding = False
+        self.pending = []
+
+    def gate(self) -> None:
+        """A gate that never refuses: the lock is taken, so the store's warnings apply."""
+        self.release()
+
+
+def _log_store_warning(message: str) -> None:
+    import logging
+
+    logging.getLogger("reliactl.state").warning("%s", message)
 
 
 def _call_hook(fn: Callable[[Any], None], arg: Any, warn: Callable[[str], None]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -36,13 +37,14 @@ class AppContext:
                     warn(note)
         return self._loaded
 
-    def store(self) -> StateStore:
-        """The state store of the configuration, opened once; warnings go to stderr."""
+    def store(self, warn: Callable[[str], None] | None = None) -> StateStore:
+        """The state store of the configuration, opened once; its warnings go to ``warn``
+        (default: stderr)."""
         if self._store is None:
-            from reliactl.cli.output import warn
+            from reliactl.cli.output import warn as to_stderr
             from reliactl.state import open_state
 
-            self._store = open_state(self.loaded().config, warn=warn)
+            self._store = open_state(self.loaded().config, warn=warn or to_stderr)
         return self._store
 
 

@@ -761,9 +761,9 @@ def run(
     busy.
     """
     from reliactl.cli.context import app_context
-    from reliactl.cli.output import error, report_error
+    from reliactl.cli.output import error, report_error, warn
     from reliactl.errors import ConfigError, GateSetupError, JobSpecError, LockError, ReliactlError
-    from reliactl.jobs import FROM_CONFIG, JobSpec, prepare_job
+    from reliactl.jobs import FROM_CONFIG, JobSpec, StoreWarnings, prepare_job
 
     # --- flags first: a bad flag never runs the command, whatever the configuration
     timeout_s = _duration("--timeout", timeout)
@@ -797,9 +797,10 @@ def run(
     from reliactl.cli import _jobwatch
 
     opened: list[Any] = []
+    store_warnings = StoreWarnings(warn)  # a fleet-locked run holds them (one line)
 
     def open_store() -> Any:
-        store = app_ctx.store()
+        store = app_ctx.store(warn=store_warnings)
         opened.append(store)
         return store
 
@@ -861,7 +862,9 @@ def run(
         out.message(event.message)
 
     try:
-        done = job.run(store=open_store, on_event=on_event, output=sink)
+        done = job.run(
+            store=open_store, on_event=on_event, output=sink, store_warnings=store_warnings
+        )
     except GateSetupError as exc:
         flag = "--require-healthy" if (check or check_alias) else "--watch-health"
         error(f"{flag}: {exc}")

@@ -137,7 +137,12 @@ def aggregate_points(points: Sequence[HealthPoint], bucket: float) -> list[Healt
 
 
 class StateStore(Protocol):
-    """Persisted state shared by every reliactl process using the same store."""
+    """Persisted state shared by every reliactl process using the same store.
+
+    A store that several threads may use at once says so with a class attribute
+    ``thread_safe = True`` (the SQLite, Redis and fleet stores do); a persisted breaker
+    serialises its operations on any other store, per store.
+    """
 
     @property
     def location(self) -> str:

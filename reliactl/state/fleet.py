@@ -166,6 +166,8 @@ class _MemoryRecords:
 class FleetStore:
     """A StateStore on Redis that degrades to the host as ``mode`` says (see the module)."""
 
+    thread_safe = True  # its stores are; switching between them is under ``_lock``
+
     def __init__(
         self,
         remote: RedisStateStore | None,

@@ -74,24 +74,46 @@ end
 return id
 """
 
-_FINISH_RUN = """
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+# Whether the record stored under an id is the run being finished (same name, start and host):
+# after a restart that lost the data, ids start again at 1 and another host's run may have
+# taken that id; it must never be overwritten.
+_SAME_RUN = """
+local function same_run(raw, payload)
+  if not raw then return false end
+  local ok1, a = pcall(cjson.decode, raw)
+  local ok2, b = pcall(cjson.decode, payload)
+  if not (ok1 and ok2) or type(a) ~= 'table' or type(b) ~= 'table' then return false end
+  local ha = type(a.data) == 'table' and a.data.host or nil
+  local hb = type(b.data) == 'table' and b.data.host or nil
+  return a.name == b.name and a.started_at == b.started_at and ha == hb
+end
+"""
+
+_FINISH_RUN = (
+    _SAME_RUN
+    + """
+if redis.call('ZSCORE', KEYS[1], ARGV[1])
+    and same_run(redis.call('HGET', KEYS[2], ARGV[1]), ARGV[2]) then
   redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
   return 1
 end
 return 0
 """
+)
 
 # Ship one run recorded elsewhere (the local outbox, `state migrate`) exactly once: ARGV[1] is
 # its origin (host, local store, local id, start), remembered in a sorted set scored by the
 # run id it got, trimmed with the runs. ARGV[4] is the id this store gave the run at its start
 # (0 when it started while Redis was away): that record is finished in place.
-_SHIP_RUN = """
+_SHIP_RUN = (
+    _SAME_RUN
+    + """
 if redis.call('ZSCORE', KEYS[4], ARGV[1]) then
   return 0
 end
 local rid = tonumber(ARGV[4])
-if rid > 0 and redis.call('ZSCORE', KEYS[2], rid) then
+if rid > 0 and redis.call('ZSCORE', KEYS[2], rid)
+    and same_run(redis.call('HGET', KEYS[3], rid), ARGV[2]) then
   redis.call('HSET', KEYS[3], rid, ARGV[2])
   redis.call('ZADD', KEYS[4], rid, ARGV[1])
   return rid
@@ -111,6 +133,7 @@ if id > keep then
 end
 return id
 """
+)
 
 # Ship one breaker event exactly once (ARGV[1] its origin; ARGV[2] the stream's MAXLEN;
 # ARGV[3] a score for the origin set; the rest field/value pairs).
@@ -151,6 +174,10 @@ def _one_line(text: str) -> str:
 
 class RedisStateStore:
     """A StateStore on one Redis database. Open with :func:`open_redis_store`."""
+
+    # Safe for several threads at once: redis-py's client takes a pooled connection per
+    # command or pipeline (WATCH/MULTI/EXEC holds its own), and the store keeps no other state.
+    thread_safe = True
 
     def __init__(
         self,
@@ -360,9 +387,11 @@ class RedisStateStore:
 
     def finish_run(self, run_id: int, run: RunRecord) -> None:
         payload = _encode_run(run)
-        self._call(
+        finished = self._call(
             lambda: self._finish_run(keys=[self._runs_ids, self._runs_data], args=[run_id, payload])
         )
+        if not int(finished):  # its record is gone (trimmed, or lost by a restart): add it
+            self.add_run(run)
 
     def runs(self, name: str | None = None, limit: int = 50) -> list[RunRecord]:
         def op() -> list[RunRecord]:

@@ -162,6 +162,10 @@ def default_warn(message: str) -> None:
 class SQLiteStateStore:
     """A StateStore in one SQLite file. Open with :func:`open_store`."""
 
+    # Safe for several threads at once: one connection, every operation serialised on
+    # ``_lock`` (a breaker needs no lock of its own around it).
+    thread_safe = True
+
     def __init__(
         self,
         path: Path,
@@ -840,7 +844,8 @@ class SQLiteStateStore:
         return SCHEMA_VERSION if version is None else version
 
     def close(self) -> None:
-        self._close_quietly()
+        with self._lock:  # never under another thread's statement
+            self._close_quietly()
 
     def __enter__(self) -> SQLiteStateStore:
         return self

@@ -316,6 +316,81 @@ def test_redis_unreachable_at_start_does_not_run_the_job(tmp_path: Path) -> None
     assert "Traceback" not in done.stderr
 
 
+def test_redis_unreachable_at_start_with_history_is_one_line(tmp_path: Path) -> None:
+    """History on (the store falls back to this host's, state.on_unavailable: local): Redis
+    unreachable at a fleet-locked start is still one line, the lock's refusal naming the
+    unreachable store; the store's fallback warning is not repeated. The run is recorded on
+    this host as not run (lock_unavailable)."""
+    from redishelpers import free_port
+
+    env = {
+        **os.environ,
+        "RELIACTL_STATE__URL": f"redis://127.0.0.1:{free_port()}/0",
+        "RELIACTL_STATE__PATH": str(tmp_path / "local.db"),
+        "HOME": str(tmp_path),
+        "RELIACTL_STATE__CONNECT_TIMEOUT": "0.5s",
+    }
+    done = subprocess.run(
+        _run("--lock-scope", "fleet", "--name", "nightly", "--", "touch", str(tmp_path / "ran")),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=HANG,
+    )
+    assert done.returncode == 75, done.stderr
+    assert not (tmp_path / "ran").exists()
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "not run: fleet lock" in lines[0] and "cannot reach" in lines[0]
+    from reliactl.state import open_sqlite_store
+
+    with open_sqlite_store(tmp_path / "local.db", max_rows=100, warn=print) as local:
+        (recorded,) = local.runs("nightly")
+        assert recorded.outcome == "lock_unavailable" and recorded.exit_code == 75
+
+
+def test_store_fallback_warning_still_shown_once_the_fleet_lock_is_taken(
+    redis_server: RedisServer, namespace: str, tmp_path: Path
+) -> None:
+    """The store's fallback warning is only held back, not lost: a fleet-locked run that takes
+    its lock (Redis answers for the lease) while its history store fell back gets the
+    warning exactly once, before the command starts."""
+    from redishelpers import free_port
+
+    from reliactl.config import load
+    from reliactl.jobs import JobSpec, StoreWarnings, prepare_job
+    from reliactl.state import open_state
+
+    env = _host_env(redis_server, namespace, tmp_path, 0)
+    config = load(None, environ=env, search=False).config
+    dead = load(
+        None,
+        environ={**env, "RELIACTL_STATE__URL": f"redis://127.0.0.1:{free_port()}/0"},
+        search=False,
+    ).config
+    seen: list[str] = []
+    held = StoreWarnings(lambda m: seen.append(f"store: {m}"))
+    marker = tmp_path / "ran"
+    spec = JobSpec(
+        command=("sh", "-c", f'echo "$RELIACTL_FENCING_TOKEN" > {marker}'),
+        lock=True,
+        lock_name="held",
+        lock_scope="fleet",
+    )
+
+    def on_event(event: Any) -> None:
+        if event.kind == "start":
+            seen.append("started")
+
+    done = prepare_job(spec, config).run(
+        store=lambda: open_state(dead, warn=held), on_event=on_event, store_warnings=held
+    )
+    assert done.run.exit_code == 0 and marker.read_text().strip().isdigit()
+    store_lines = [line for line in seen if line.startswith("store:")]
+    assert len(store_lines) == 1 and "cannot reach Redis" in store_lines[0], seen
+    assert seen.index(store_lines[0]) < seen.index("started")
+
+
 def test_fleet_scope_without_redis_is_a_config_error(tmp_path: Path) -> None:
     """`--lock-scope fleet` on the SQLite store is a one-line configuration error (78)."""
     env = {**os.environ, "HOME": str(tmp_path), "RELIACTL_STATE__URL": ""}
@@ -595,3 +670,73 @@ def test_the_lease_is_renewed_during_a_retry_pause(
     assert holder.returncode == 3, err
     first, second = _tokens(tmp_path)
     assert first == second
+
+
+@pytest.mark.stress
+@pytest.mark.parametrize("persistent", [True, False], ids=["aof", "no-persistence"])
+def test_redis_killed_under_a_fleet_locked_run_its_end_is_shipped_once(
+    persistent: bool, namespace: str, tmp_path: Path
+) -> None:
+    """kill -9 of redis-server while a fleet-locked job runs with history on (mode local):
+    the job is stopped lock_lost (75), its end goes to the host's outbox; redis-server is
+    restarted on the same port, `reliactl state sync` ships it, and `runs --json` shows that
+    run once, finished (lock_lost, delayed): in place (same id) when Redis kept its data, added
+    once when it lost it; never left "running"."""
+    from redishelpers import RedisServer
+
+    extra = ("--appendonly", "yes", "--appendfsync", "always") if persistent else ()
+    directory = tmp_path / "redis"
+    server = RedisServer(directory, *extra)
+    restarted: RedisServer | None = None
+    try:
+        started = tmp_path / "started"
+        env = _host_env(server, namespace, tmp_path, 0, HOLD="100", STARTED=str(started))
+        argv = _run("--lock-scope", "fleet", "--lock-name", "gone", "--kill-after", "1s")
+        proc = subprocess.Popen(
+            [*argv, "--name", "nightly", "--", "sh", "-c", BODY],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        _wait_for(started, proc)
+        (running,) = json.loads(
+            subprocess.run(
+                [sys.executable, "-m", "reliactl", "runs", "--json"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=HANG,
+            ).stdout
+        )["runs"]
+        assert running["outcome"] == "running"
+        server.kill()
+        _out, err = proc.communicate(timeout=HANG)
+        assert proc.returncode == 75, err
+        assert "lock lost" in err and "Traceback" not in err
+        restarted = RedisServer(directory, *extra, port=server.port)
+
+        def reliactl(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "reliactl", *args],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=HANG,
+            )
+
+        sync = reliactl("state", "sync", "--json")
+        assert sync.returncode == 0, sync.stderr
+        assert json.loads(sync.stdout)["shipped"] == 1
+        listed = reliactl("runs", "--json")
+        assert listed.returncode == 0, listed.stderr
+        (only,) = json.loads(listed.stdout)["runs"]
+        assert only["outcome"] == "lock_lost" and only["exit_code"] == 75
+        assert only["delayed"] is True and only["ended_at"] is not None
+        if persistent:
+            assert only["id"] == running["id"]  # finished in place, not a second row
+        assert json.loads(reliactl("state", "sync", "--json").stdout)["shipped"] == 0
+    finally:
+        server.stop()
+        if restarted is not None:
+            restarted.stop()

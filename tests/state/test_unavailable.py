@@ -65,12 +65,12 @@ def sqlite_at(path: Path) -> Any:
     return open_sqlite_store(path, max_rows=10_000, warn=lambda m: None)
 
 
-def run(name: str, ended: bool = True) -> RunRecord:
+def run(name: str, ended: bool = True, started_at: float | None = None) -> RunRecord:
     now = time.time()
     return RunRecord(
         name=name,
         command="true",
-        started_at=now,
+        started_at=now if started_at is None else started_at,
         ended_at=now if ended else None,
         attempts=1 if ended else 0,
         exit_code=0 if ended else None,
@@ -192,10 +192,10 @@ def test_a_run_started_on_redis_and_ended_while_away_is_finished_in_place(
     config = config_for(tmp_path, server.url)
     store, warnings = open_with(config)
     with store:
-        rid = store.add_run(run("nightly", ended=False))
+        rid = store.add_run(run("nightly", ended=False, started_at=1000.0))
         server.stop_signal()
         try:
-            store.finish_run(rid, run("nightly"))
+            store.finish_run(rid, run("nightly", started_at=1000.0))
         finally:
             server.cont_signal()
     assert len(warnings) == 1 and "did not answer" in warnings[0]
@@ -205,6 +205,33 @@ def test_a_run_started_on_redis_and_ended_while_away_is_finished_in_place(
     with store:
         (only,) = store.runs()
         assert only.id == rid and only.outcome == "success" and only.data["delayed"] is True
+
+
+def test_a_run_whose_id_was_reused_after_data_loss_never_overwrites_another(
+    redis_server: Any, namespace: str
+) -> None:
+    """Redis restarted without its data gives run ids from 1 again: finishing (or shipping the
+    end of) a run started before never overwrites the other run that got its id since; the
+    end is added as a run of its own (not lost)."""
+    from reliactl.state.redis import open_redis_store
+    from reliactl.state.url import parse_state_url
+
+    with open_redis_store(parse_state_url(redis_server.url), namespace=namespace) as store:
+        before = RunRecord("nightly", "true", 1000.0, data={"host": "web-1"})
+        rid = store.add_run(before)
+        for key in redis_server.client().scan_iter(match=f"{namespace}:*"):
+            redis_server.client().delete(key)  # what a restart without persistence leaves
+        other = store.add_run(RunRecord("backup", "true", 2000.0, data={"host": "web-2"}))
+        assert other == rid  # the id was handed out again
+        ended = RunRecord("nightly", "true", 1000.0, 1001.0, 1, 0, "success", {"host": "web-1"})
+        store.finish_run(rid, ended)
+        (backup,) = store.runs("backup")
+        assert (backup.id, backup.outcome) == (other, "running")
+        (nightly,) = store.runs("nightly")
+        assert nightly.outcome == "success" and nightly.id != other
+        assert store.ship_run("run|web-1|x|1|1000.0", ended, remote_id=rid)  # added, not merged
+        (backup,) = store.runs("backup")
+        assert (backup.id, backup.outcome) == (other, "running")
 
 
 def test_next_command_ships_and_runs_shows_host_and_delayed(tmp_path: Path, own_redis: Any) -> None:
