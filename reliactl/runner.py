@@ -14,7 +14,9 @@ The process model (coreutils timeout(1) semantics, plus what timeout cannot prom
   of the job, whatever group or session it moved to, is a descendant of the shim
   (``job_processes``, /proc/<pid>/task/*/children). Where reliactl's cgroup v2 directory is
   writable, the command also runs in a cgroup of its own (``reliactl-<shim pid>``): SIGKILL is
-  one write to cgroup.kill, and the job can be killed even if the shim was.
+  one write to cgroup.kill, and the job can be killed even if the shim was. Under
+  --memory-max the command starts in a memory cgroup: v2 (memory.max) or, where v2 has no
+  memory controller, a v1 memory directory of its own (``memory_limit_path``).
 - It holds the read end of a "lifeline" pipe whose only writer is reliactl: when reliactl
   dies in any way, even SIGKILL, the pipe reads EOF and the shim SIGKILLs every process of the
   job. An ``L`` on the lifeline (--leave-running) makes it exit and leave them.
