@@ -2234,7 +2234,8 @@ class Runner:
         return setup
 
     def _memory_event(self, path: str, why: str | None) -> None:
-        """Say once which path enforces --memory-max on this machine: v2, v1 or polling."""
+        """Say once which path enforces --memory-max on this machine, by its name: "cgroup v2",
+        "cgroup v1" or "polling"."""
         limit = self.options.memory_max
         assert limit is not None
         every = _fmt(self.options.limit_poll)
@@ -2247,9 +2248,7 @@ class Runner:
             if how is None
             else f"{how}, and its RSS polled every {every}"
         )
-        self.on_event(
-            RunEvent("memory_limit", f"--memory-max {_size(limit)} enforced ({path}) {how}")
-        )
+        self.on_event(RunEvent("memory_limit", f"--memory-max {_size(limit)} enforced {how}"))
 
     def _drain(self, state: _AttemptState) -> None:
         """The command exited: read what is left, but never wait for EOF a grandchild holds."""
