@@ -230,6 +230,41 @@ def test_v1_leftovers_of_killed_runs_are_swept() -> None:
             os.rmdir(leftover)
 
 
+@V1
+def test_a_v1_cgroup_is_removed_when_the_shim_is_killed() -> None:
+    """kill -9 of the shim (which would remove the job's v1 cgroup): reliactl kills what is
+    in the cgroup and removes it, so no directory of the run is left behind."""
+    base = memory_cgroup_v1_base()
+    assert base is not None
+    before = set(_v1_job_cgroups())
+    killed: list[str] = []
+
+    def kill_the_shim() -> None:
+        for _ in range(1000):  # a hang guard: the cgroup appears as the shim starts
+            new = set(_v1_job_cgroups()) - before
+            if len(new) == 1 and _cgroup_procs(base, *new):
+                [name] = new
+                os.kill(int(name.removeprefix("reliactl-")), 9)
+                killed.append(name)
+                return
+            threading.Event().wait(0.02)
+
+    killer = threading.Thread(target=kill_the_shim)
+    killer.start()
+    result = run_command(RunOptions(command=("sleep", "60"), memory_max=64 * MiB, timeout=120))
+    killer.join(60)
+    [name] = killed
+    assert result.outcome != "success", result
+    assert not os.path.exists(os.path.join(base, name))
+
+
+def _cgroup_procs(base: str, name: str) -> bytes:
+    try:
+        return Path(base, name, "cgroup.procs").read_bytes().strip()
+    except OSError:
+        return b""
+
+
 def test_max_output_stops_a_job_printing_forever() -> None:
     """`yes` is stopped once its output passes --max-output; nothing past it is passed on."""
     sink = Sink()
