@@ -14,7 +14,9 @@ The process model (coreutils timeout(1) semantics, plus what timeout cannot prom
   of the job, whatever group or session it moved to, is a descendant of the shim
   (``job_processes``, /proc/<pid>/task/*/children). Where reliactl's cgroup v2 directory is
   writable, the command also runs in a cgroup of its own (``reliactl-<shim pid>``): SIGKILL is
-  one write to cgroup.kill, and the job can be killed even if the shim was.
+  one write to cgroup.kill, and the job can be killed even if the shim was. Under
+  --memory-max the command starts in a memory cgroup: v2 (memory.max) or, where v2 has no
+  memory controller, a v1 memory directory of its own (``memory_limit_path``).
 - It holds the read end of a "lifeline" pipe whose only writer is reliactl: when reliactl
   dies in any way, even SIGKILL, the pipe reads EOF and the shim SIGKILLs every process of the
   job. An ``L`` on the lifeline (--leave-running) makes it exit and leave them.
@@ -177,6 +179,7 @@ class _ChildSetup:
     cpu_time: float | None = None
     kill_after: float | None = None
     memory_max: int | None = None  # the shim makes a cgroup with memory.max, the child joins
+    memory_v1: str | None = None  # reliactl's cgroup v1 memory directory (no v2 controller)
 
 
 @dataclass(frozen=True)
@@ -563,10 +566,17 @@ def _shim(  # noqa: C901 - runs between fork and exec: flat, nothing to import
             join = _memory_cgroup(cgroup_path, setup.memory_max)
             if join is not None:
                 cgroup, cgroup_path = join, None
+        v1 = None  # the job's cgroup v1 memory directory: no oom.group, the shim watches it
+        if join is None and setup is not None and setup.memory_v1 is not None:
+            v1 = join = _memory_cgroup_v1(
+                job_cgroup(setup.memory_v1, os.getpid()), setup.memory_max or 0
+            )
         if out_w is not None and err_w is not None:
             os.dup2(out_w, 1)
             os.dup2(err_w, 2)
         _close_fds_except({report_w, life_r})
+        oom_fd = None if v1 is None else _oom_eventfd(v1)  # made after the fds are closed
+        oom_told = False
         # The shim outlives every signal sent to the group (--signal may name any), so it can
         # reap the job to the end; the command gets reliactl's own dispositions back.
         inherited: dict[int, Any] = {}
@@ -590,6 +600,8 @@ def _shim(  # noqa: C901 - runs between fork and exec: flat, nothing to import
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 for fd in (chld_r, chld_w, life_r):
                     os.close(fd)
+                if oom_fd is not None:
+                    os.close(oom_fd)
                 signal.pthread_sigmask(signal.SIG_SETMASK, set())
                 if setup is not None:
                     failed = _apply_setup(setup, join)
@@ -602,13 +614,17 @@ def _shim(  # noqa: C901 - runs between fork and exec: flat, nothing to import
             finally:
                 os._exit(127)
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
-        watched = [life_r, chld_r]
+        watched = [life_r, chld_r] if oom_fd is None else [life_r, chld_r, oom_fd]
         command_done = False
         while True:
             while True:  # reap the command and every orphan reparented to us
                 try:
                     done, status = os.waitpid(-1, os.WNOHANG | os.WUNTRACED)
                 except ChildProcessError:  # nobody left: the job is over
+                    if v1 is not None:
+                        if not oom_told and _oom_kills(v1):
+                            os.write(report_w, b"O\n")
+                        _remove_cgroup(v1, wait=1.0)
                     if cgroup is not None:
                         if join is not None and _oom_kills(cgroup):
                             os.write(report_w, b"O\n")  # the kernel enforced memory.max
@@ -628,22 +644,39 @@ def _shim(  # noqa: C901 - runs between fork and exec: flat, nothing to import
                 if wait <= 0:
                     cgroup = _adopt_into_cgroup(cgroup_path, os.getpid())
                     cgroup_path = wait = None
+            if v1 is not None and not oom_told:
+                # cgroup v1 has no memory.oom.group: one OOM kill must stop the whole tree, so
+                # it is reported at once (reliactl stops the rest as a limit does).
+                if _oom_kills(v1):
+                    os.write(report_w, b"O\n")
+                    oom_told = True
+                elif oom_fd is None:  # no OOM notification: look again soon
+                    wait = OOM_POLL if wait is None else min(wait, OOM_POLL)
             with contextlib.suppress(InterruptedError):
                 ready = _readable(watched, wait)
                 if life_r in ready:
                     word = os.read(life_r, 1)
                     if word == b"L":  # reliactl leaves what is left running
-                        if cgroup is not None:
-                            _remove_cgroup(cgroup, keep_members=True)
+                        for path in (cgroup, v1):
+                            if path is not None:
+                                _remove_cgroup(path, keep_members=True)
                         os._exit(0)
                     if not word:  # reliactl is gone: so is everything it ran
                         watched.remove(life_r)
-                        if cgroup is not None:
-                            _kill_cgroup(cgroup)
+                        for path in (cgroup, v1):
+                            if path is not None:
+                                _kill_cgroup(path)
                         signal_job(os.getpid(), signal.SIGKILL, group=os.getpid())
                 if chld_r in ready:
                     with contextlib.suppress(OSError):
                         os.read(chld_r, 512)
+                if oom_fd is not None and oom_fd in ready:
+                    with contextlib.suppress(OSError):
+                        os.read(oom_fd, 8)
+                    # the notification comes as the kernel picks a victim; its count follows
+                    deadline_oom = time.monotonic() + 0.2
+                    while not _oom_kills(v1 or "") and time.monotonic() < deadline_oom:
+                        time.sleep(0.005)
     except BaseException:
         os._exit(125)
     os._exit(125)
@@ -943,12 +976,116 @@ def _memory_cgroup(path: str, memory_max: int) -> str | None:
 
 
 def _oom_kills(path: str) -> int:
-    """How many processes the kernel OOM-killed in the cgroup (memory.events oom_kill)."""
-    for line in (_read_proc(os.path.join(path, "memory.events")) or b"").splitlines():
-        key, _, value = line.partition(b" ")
-        if key == b"oom_kill" and value.strip().isdigit():
-            return int(value)
+    """How many processes the kernel OOM-killed in the cgroup: the ``oom_kill`` line of
+    memory.events (v2) or of memory.oom_control (v1, Linux 4.13)."""
+    for name in ("memory.events", "memory.oom_control"):
+        data = _read_proc(os.path.join(path, name))
+        if data is None:
+            continue
+        for line in data.splitlines():
+            key, _, value = line.partition(b" ")
+            if key == b"oom_kill" and value.strip().isdigit():
+                return int(value)
     return 0
+
+
+# --------------------------------------------------------------------------- cgroup v1 memory
+
+_v1_base_cache: list[str | None] = []
+OOM_POLL = 0.05  # how often the shim reads a v1 cgroup's OOM count without a notification
+
+
+def memory_cgroup_v1_base() -> str | None:
+    """reliactl's own cgroup v1 memory directory when it can hold a job cgroup, else None.
+
+    Used when cgroup v2 has no memory controller (a hybrid host, most containers): found from
+    the ``N:...memory...:<path>`` line of /proc/self/cgroup and the ``cgroup`` mount whose
+    options name ``memory`` in /proc/self/mountinfo; it must be writable and have
+    memory.limit_in_bytes.
+    """
+    if _v1_base_cache:
+        return _v1_base_cache[0]
+    base = None
+    path = None
+    for line in (_read_proc("/proc/self/cgroup") or b"").splitlines():
+        parts = line.split(b":", 2)
+        if len(parts) == 3 and b"memory" in parts[1].split(b","):
+            path = parts[2]
+    for line in (_read_proc("/proc/self/mountinfo") or b"").splitlines():
+        fields = line.split()
+        if b"-" not in fields or path is None:
+            continue
+        dash = fields.index(b"-")
+        if fields[dash + 1 : dash + 2] != [b"cgroup"] or len(fields) < dash + 4:
+            continue
+        if b"memory" not in fields[dash + 3].split(b","):
+            continue
+        root, mount = _unescape(fields[3]), _unescape(fields[4])
+        rel = path.decode("utf-8", "surrogateescape")
+        if rel != root and not rel.startswith(root.rstrip("/") + "/"):
+            continue
+        candidate = os.path.join(mount, rel[len(root) :].lstrip("/"))
+        if os.access(candidate, os.W_OK) and os.path.exists(
+            os.path.join(candidate, "memory.limit_in_bytes")
+        ):
+            base = os.path.normpath(candidate)
+            break
+    _v1_base_cache.append(base)
+    return base
+
+
+def memory_limit_path(use_cgroup: bool = True) -> tuple[str, str | None]:
+    """Which path enforces --memory-max here: ``("v2", None)``, ``("v1", None)`` or
+    ``("polling", why)`` (why neither cgroup path can be used, one line)."""
+    if not use_cgroup:
+        return "polling", "cgroups not used for this run"
+    why = memory_cgroup_support()
+    if why is None:
+        return "v2", None
+    if memory_cgroup_v1_base() is not None:
+        return "v1", None
+    return "polling", f"{why}, and no writable cgroup v1 memory directory"
+
+
+def _memory_cgroup_v1(path: str, memory_max: int) -> str | None:
+    """The job's cgroup v1 memory directory with memory.limit_in_bytes (and memsw), or None.
+
+    A directory left under this name by a killed run of the same pid is removed first: its
+    OOM count would be taken for this run's."""
+    with contextlib.suppress(OSError):
+        os.rmdir(path)
+    if not _make_cgroup(path):
+        return None
+    _sweep_cgroups(os.path.dirname(path))
+    limit = str(memory_max).encode()
+    if not _write_file(os.path.join(path, "memory.limit_in_bytes"), limit):
+        _remove_cgroup(path)
+        return None
+    # memory+swap at the same limit: swapping is not staying within (absent without swap
+    # accounting; must follow limit_in_bytes, which it may never be below)
+    _write_file(os.path.join(path, "memory.memsw.limit_in_bytes"), limit)
+    return path
+
+
+def _oom_eventfd(path: str) -> int | None:
+    """An eventfd the kernel signals when the v1 cgroup is out of memory (cgroup.event_control
+    on memory.oom_control), or None (polled instead)."""
+    try:
+        efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+    except (OSError, AttributeError):
+        return None
+    try:
+        ofd = os.open(os.path.join(path, "memory.oom_control"), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        os.close(efd)
+        return None
+    try:
+        if _write_file(os.path.join(path, "cgroup.event_control"), f"{efd} {ofd}".encode()):
+            return efd
+        os.close(efd)
+        return None
+    finally:
+        os.close(ofd)
 
 
 def tree_rss(root: int) -> int:
@@ -1188,6 +1325,7 @@ class _AttemptState:
     tty: _Tty | None = None
     handed: bool = False  # the command's group has (or had) the terminal
     cgroup: str | None = None  # the job's own cgroup v2, if the machine allows one
+    memory_v1: str | None = None  # the job's cgroup v1 memory directory (the v1 path)
     timed_out: bool = False
     lock_lost: bool = False  # the fleet lease was lost: the job is being stopped
     killed: bool = False
@@ -1560,7 +1698,7 @@ class Runner:
             return injected
         tty = _controlling_tty() if opts.job_control else None
         cgroups = cgroup_base() if opts.use_cgroup else None
-        setup = self._setup(number, cgroups)
+        setup = self._setup(number)
 
         opened: list[int] = []
         try:
@@ -1612,6 +1750,9 @@ class Runner:
             tty=tty,
             handed=tty is not None and tty.hand_over,
             cgroup=None if cgroups is None else job_cgroup(cgroups, pid),
+            memory_v1=None
+            if setup is None or setup.memory_v1 is None
+            else job_cgroup(setup.memory_v1, pid),
         )
         crash = _ChaosCrash.start(pid, opts.chaos)
         self._start_watching(state)
@@ -1748,13 +1889,7 @@ class Runner:
         """The kernel enforced a limit (an OOM kill in the job's cgroup, RLIMIT_CPU): name it."""
         opts = self.options
         if oom and opts.memory_max is not None:
-            self._limit_hit(
-                state,
-                MEMORY_LIMIT,
-                f"the job used more than --memory-max "
-                f"{_size(opts.memory_max)} (the kernel's OOM killer in its cgroup)",
-                number,
-            )
+            self._limit_hit(state, MEMORY_LIMIT, self._oom_message(state), number)
         elif opts.cpu_time is not None and (
             sig == signal.SIGXCPU
             or (sig == signal.SIGKILL and sig not in state.sent and (cpu or 0) >= opts.cpu_time)
@@ -1813,6 +1948,10 @@ class Runner:
                     if exited:
                         _kill_cgroup(state.cgroup)
                     _remove_cgroup(state.cgroup, wait=1.0)
+                if state.memory_v1 is not None and os.path.isdir(state.memory_v1):
+                    if exited:
+                        _kill_cgroup(state.memory_v1)
+                    _remove_cgroup(state.memory_v1, wait=1.0)
                 return status
             # 3. deadlines (the time limit is the command's: it ends when the command exits)
             if not state.lock_lost and self._renew_lock(force=False):
@@ -1907,6 +2046,10 @@ class Runner:
             elif line.startswith(b"S") and state.command_status is None:
                 state.command_status = int(line[1:])
                 self._command_exited(state, number)
+            elif line == b"O" and state.command_status is None and not state.timed_out:
+                # cgroup v1: the kernel OOM-killed a process of the job while the command
+                # runs; without memory.oom.group the rest of the tree is stopped here.
+                self._limit_hit(state, MEMORY_LIMIT, self._oom_message(state), number)
 
     def _command_exited(self, state: _AttemptState, number: int) -> None:
         """The command exited; processes it started may still run. Stop them (or leave them)."""
@@ -2055,14 +2198,19 @@ class Runner:
                 f"{_size(limit)}",
                 number,
             )
-        elif state.cgroup is not None and _oom_kills(state.cgroup):
-            self._limit_hit(
-                state,
-                MEMORY_LIMIT,
-                f"the job reached --memory-max {_size(limit)} (the kernel's OOM killer in its "
-                "cgroup)",
-                number,
-            )
+        elif (state.memory_v1 is not None and _oom_kills(state.memory_v1)) or (
+            state.cgroup is not None and _oom_kills(state.cgroup)
+        ):
+            self._limit_hit(state, MEMORY_LIMIT, self._oom_message(state), number)
+
+    def _oom_message(self, state: _AttemptState) -> str:
+        limit = self.options.memory_max
+        assert limit is not None
+        where = "cgroup v1" if state.memory_v1 is not None else "cgroup v2"
+        return (
+            f"the job used more than --memory-max {_size(limit)} "
+            f"(the kernel's OOM killer in its {where})"
+        )
 
     def _start_watching(self, state: _AttemptState) -> None:
         """The limits and the watch polled while this attempt runs (none: nothing runs)."""
@@ -2072,29 +2220,33 @@ class Runner:
         if self.watch is not None and opts.watch_interval is not None:
             state.watcher = _Watcher(self.watch, opts.watch_interval)
 
-    def _setup(self, number: int, cgroups: str | None) -> _ChildSetup | None:
+    def _setup(self, number: int) -> _ChildSetup | None:
         """The limits the command's process sets on itself, loaded before the fork."""
         setup = _setup_of(self.options)
         if setup is not None:
             prepare_limits(setup)
-            if number == 1 and self.options.memory_max is not None:
-                self._memory_event(cgroups)
+            if self.options.memory_max is not None:
+                path, why = memory_limit_path(self.options.use_cgroup)
+                if path == "v1":
+                    setup = dataclasses.replace(setup, memory_v1=memory_cgroup_v1_base())
+                if number == 1:
+                    self._memory_event(path, why)
         return setup
 
-    def _memory_event(self, cgroups: str | None) -> None:
-        """Say once which path enforces --memory-max on this machine."""
+    def _memory_event(self, path: str, why: str | None) -> None:
+        """Say once which path enforces --memory-max on this machine, by its name: "cgroup v2",
+        "cgroup v1" or "polling"."""
         limit = self.options.memory_max
         assert limit is not None
-        why = (
-            memory_cgroup_support(cgroups)
-            if cgroups is not None
-            else "cgroups not used for this run"
-        )
         every = _fmt(self.options.limit_poll)
+        how = {
+            "v2": "by the job's cgroup v2 (memory.max, memory.oom.group)",
+            "v1": "by the job's cgroup v1 (memory.limit_in_bytes; an OOM kill stops the tree)",
+        }.get(path)
         how = (
-            f"by the job's cgroup (memory.max), and its RSS polled every {every}"
-            if why is None
-            else f"by polling the job's RSS every {every} ({why})"
+            f"by polling the job's RSS every {every} ({why})"
+            if how is None
+            else f"{how}, and its RSS polled every {every}"
         )
         self.on_event(RunEvent("memory_limit", f"--memory-max {_size(limit)} enforced {how}"))
 

@@ -1,14 +1,16 @@
 """Resource limits of a supervised job (issue 22): real jobs that allocate, print and spin.
 
 Each limit stops the job like a timeout (signal, grace, SIGKILL) with its own outcome and
-exit code; every run records its peak RSS and CPU time. Memory has two paths: the job's
-cgroup v2 with memory.max where the machine allows it, else the tree's RSS polled; the
-polling path is forced with ``use_cgroup=False``.
+exit code; every run records its peak RSS and CPU time. Memory has three paths: the job's
+cgroup v2 with memory.max where the machine allows it, else its cgroup v1 memory directory
+(memory.limit_in_bytes) where that is writable, else the tree's RSS polled; the polling path
+is forced with ``use_cgroup=False``. This project's machines (and CI) have the v1 path.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -25,6 +27,8 @@ from reliactl.runner import (
     RunOptions,
     RunRetryPolicy,
     memory_cgroup_support,
+    memory_cgroup_v1_base,
+    memory_limit_path,
     run_command,
 )
 from reliactl.state import open_state
@@ -86,10 +90,10 @@ def test_memory_max_by_polling_stops_a_job_allocating_past_it() -> None:
 
 
 def test_memory_max_path_is_detected_and_named() -> None:
-    """The run says which path enforces --memory-max here (cgroup memory.max or polling), as
-    memory_cgroup_support() detects; the job is stopped either way."""
-    why = memory_cgroup_support()
-    print(f"memory limit path on this machine: {'cgroup' if why is None else 'polling: ' + why}")
+    """The run says which path enforces --memory-max here (v2, v1 or polling), as
+    memory_limit_path() detects; the job is stopped either way."""
+    path, why = memory_limit_path()
+    print(f"memory limit path on this machine: {path} {why or ''}")
     seen, on_event = events()
     result = run_command(
         RunOptions(
@@ -99,7 +103,8 @@ def test_memory_max_path_is_detected_and_named() -> None:
     )
     assert result.outcome == "memory_limit", result
     said = next(e.message for e in seen if e.kind == "memory_limit")
-    assert ("by the job's cgroup (memory.max)" in said) == (why is None), said
+    named = {"v2": "by the job's cgroup v2", "v1": "by the job's cgroup v1"}
+    assert said.startswith("--memory-max 80.0MiB enforced " + named.get(path, "by polling")), said
 
 
 @pytest.mark.skipif(
@@ -121,6 +126,143 @@ def test_memory_max_by_cgroup_stops_a_job_allocating_past_it() -> None:
         on_event=on_event,  # type: ignore[arg-type]
     )
     assert result.outcome == "memory_limit", (result, seen)
+
+
+V1 = pytest.mark.skipif(
+    memory_limit_path()[0] != "v1",
+    reason=f"the cgroup v1 memory path is not the one used here: {memory_limit_path()}",
+)
+
+
+def _v1_job_cgroups() -> list[str]:
+    base = memory_cgroup_v1_base()
+    assert base is not None
+    return sorted(n for n in os.listdir(base) if n.startswith("reliactl-"))
+
+
+@V1
+def test_memory_max_by_cgroup_v1_stops_a_job_allocating_past_it() -> None:
+    """Where cgroup v2 has no memory controller but the v1 memory hierarchy is writable, the
+    job runs in a v1 cgroup with memory.limit_in_bytes and the kernel stops it: the poller
+    samples only once (at the start), so the OOM kill (SIGKILL, the kernel's) is the only way
+    the job could end as memory_limit; its cgroup is removed afterwards."""
+    before = _v1_job_cgroups()
+    seen, on_event = events()
+    result = run_command(
+        RunOptions(
+            command=(sys.executable, "-c", HOG),
+            memory_max=80 * MiB,
+            limit_poll=3600,  # the first sample only: the cgroup must do the work
+            kill_after=5,
+            timeout=120,  # a hang guard only
+        ),
+        on_event=on_event,  # type: ignore[arg-type]
+    )
+    assert (result.outcome, result.exit_code) == ("memory_limit", 121), (result, seen)
+    said = next(e.message for e in seen if e.kind == "memory_limit")
+    assert "enforced by the job's cgroup v1 (memory.limit_in_bytes" in said, said
+    assert "cgroup v1" in (result.message or ""), result.message
+    assert result.attempts[-1].signal == 9  # the OOM killer's SIGKILL, not our SIGTERM
+    assert _v1_job_cgroups() == before  # removed, not left behind
+
+
+@V1
+def test_an_oom_kill_in_a_v1_cgroup_stops_the_rest_of_the_tree(tmp_path: Path) -> None:
+    """cgroup v1 has no memory.oom.group: when the kernel OOM-kills one process of the job
+    (a background allocator), the shim reports it at once and reliactl stops the rest of the
+    tree (here a `sleep 300` the command waits for) as a limit does."""
+    pidfile = tmp_path / "sleeper"
+    script = f"{sys.executable} -c '{HOG}' & sleep 300 & echo $! > {pidfile}; wait"
+    result = run_command(
+        RunOptions(
+            command=("sh", "-c", script),
+            memory_max=80 * MiB,
+            limit_poll=3600,
+            kill_after=5,
+            timeout=120,  # a hang guard only: the sleeper would hold the job 300 s
+        ),
+    )
+    assert (result.outcome, result.exit_code) == ("memory_limit", 121), result
+    assert not result.attempts[-1].timed_out
+    sleeper = int(pidfile.read_text())
+    assert (
+        not os.path.exists(f"/proc/{sleeper}")
+        or b") Z" in Path(f"/proc/{sleeper}/stat").read_bytes()
+    )
+
+
+@V1
+def test_a_job_within_the_v1_limit_runs_normally_inside_its_cgroup() -> None:
+    """A job below --memory-max is not touched: it succeeds, it ran in the job's own v1
+    memory cgroup (limit_in_bytes and memsw set to the limit), and the cgroup is gone after."""
+    before = _v1_job_cgroups()
+    sink = Sink()
+    script = (
+        'cg=$(sed -n "s/^[0-9]*:[^:]*memory[^:]*://p" /proc/self/cgroup); '
+        'echo "$cg"; cat "/sys/fs/cgroup/memory$cg/memory.limit_in_bytes"'
+    )
+    result = run_command(
+        RunOptions(command=("sh", "-c", script), memory_max=64 * MiB, timeout=120),
+        output=sink,
+    )
+    assert (result.outcome, result.exit_code) == ("success", 0), result
+    where, limit = bytes(sink.data).decode().split()[:2]
+    assert os.path.basename(where).startswith("reliactl-"), where
+    assert int(limit) == 64 * MiB
+    assert _v1_job_cgroups() == before
+
+
+@V1
+def test_v1_leftovers_of_killed_runs_are_swept() -> None:
+    """An empty v1 job cgroup whose shim is dead (a run killed before it could remove it) is
+    removed by the next run with --memory-max."""
+    base = memory_cgroup_v1_base()
+    assert base is not None
+    dead = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, check=True)
+    leftover = os.path.join(base, f"reliactl-{int(dead.stdout)}")
+    os.mkdir(leftover)
+    try:
+        result = run_command(RunOptions(command=("true",), memory_max=64 * MiB))
+        assert result.outcome == "success"
+        assert not os.path.exists(leftover)
+    finally:
+        if os.path.isdir(leftover):
+            os.rmdir(leftover)
+
+
+@V1
+def test_a_v1_cgroup_is_removed_when_the_shim_is_killed() -> None:
+    """kill -9 of the shim (which would remove the job's v1 cgroup): reliactl kills what is
+    in the cgroup and removes it, so no directory of the run is left behind."""
+    base = memory_cgroup_v1_base()
+    assert base is not None
+    before = set(_v1_job_cgroups())
+    killed: list[str] = []
+
+    def kill_the_shim() -> None:
+        for _ in range(1000):  # a hang guard: the cgroup appears as the shim starts
+            new = set(_v1_job_cgroups()) - before
+            if len(new) == 1 and _cgroup_procs(base, *new):
+                [name] = new
+                os.kill(int(name.removeprefix("reliactl-")), 9)
+                killed.append(name)
+                return
+            threading.Event().wait(0.02)
+
+    killer = threading.Thread(target=kill_the_shim)
+    killer.start()
+    result = run_command(RunOptions(command=("sleep", "60"), memory_max=64 * MiB, timeout=120))
+    killer.join(60)
+    [name] = killed
+    assert result.outcome != "success", result
+    assert not os.path.exists(os.path.join(base, name))
+
+
+def _cgroup_procs(base: str, name: str) -> bytes:
+    try:
+        return Path(base, name, "cgroup.procs").read_bytes().strip()
+    except OSError:
+        return b""
 
 
 def test_max_output_stops_a_job_printing_forever() -> None:

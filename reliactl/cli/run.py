@@ -702,8 +702,9 @@ def run(
         typer.Option(
             "--memory-max",
             metavar="SIZE",
-            help="Memory limit of the job's whole process tree, e.g. 2GiB: the cgroup v2 "
-            "memory.max where the machine allows it, else its RSS polled every 0.25s; exceeding "
+            help="Memory limit of the job's whole process tree, e.g. 2GiB: enforced by the "
+            "kernel in a cgroup of the job's own (v2 memory.max, else a v1 memory controller) "
+            "where the machine allows it, and its RSS polled every 0.25s in any case; exceeding "
             "it stops the job like a timeout (exit 121, outcome memory_limit) [default: "
             "run.memory_max].",
             rich_help_panel="Limits",

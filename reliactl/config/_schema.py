@@ -636,8 +636,8 @@ class RunLimits:
 
     memory_max: int | None = _opt(
         None,
-        doc="memory limit of the job's whole process tree (cgroup v2 memory.max where"
-        " available, else its RSS polled); exceeding it stops the job (exit 121)",
+        doc="memory limit of the job's whole process tree (a cgroup v2 or v1 memory limit"
+        " where available, and its RSS polled); exceeding it stops the job (exit 121)",
         kind="size",
         gt=0,
         example="2GiB",
