@@ -40,7 +40,6 @@ reading its own ``OTEL_EXPORTER_OTLP_*`` variables) and ``console`` (to stderr).
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -63,7 +62,18 @@ __all__ = [
     "start_run",
 ]
 
-log = logging.getLogger("reliactl.tracing")
+
+class _LazyLog:
+    """The module's logger, imported at its first message (`run` and `health` start without
+    the logging package when tracing is off)."""
+
+    def warning(self, message: str, *args: Any) -> None:
+        import logging
+
+        logging.getLogger("reliactl.tracing").warning(message, *args)
+
+
+log = _LazyLog()
 
 TRACER_NAME = "reliactl"
 _provider: Any = None  # configure()'s, or the one built from the environment

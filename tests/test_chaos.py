@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -267,6 +268,8 @@ def test_cron_paths_do_not_import_chaos_unless_asked(tmp_path: Path) -> None:
     for args in (["run", "--no-history", "--", "true"], ["health", "--json"]):
         done = subprocess.run([*import_time, *args], env=env, capture_output=True, text=True)
         assert "reliactl.chaos" not in done.stderr, args
+        if args[0] == "run":  # nor the logging package (tracing's logger is lazy too)
+            assert re.search(r"\|\s+logging$", done.stderr, re.M) is None
     asked = subprocess.run(
         [*import_time, "run", "--no-history", "--chaos", "delay=1ms", "--", "true"],
         env=env,
