@@ -818,28 +818,40 @@ def cgroup_base() -> str | None:
     """
     if _cgroup_base_cache:
         return _cgroup_base_cache[0]
-    base = None
     own = _read_proc("/proc/self/cgroup") or b""
     path = next((ln[3:] for ln in own.splitlines() if ln.startswith(b"0::")), None)
+    base = _own_cgroup_dir(path, b"cgroup2", None, "cgroup.procs")
+    _cgroup_base_cache.append(base)
+    return base
+
+
+def _own_cgroup_dir(
+    path: bytes | None, fstype: bytes, option: bytes | None, marker: str
+) -> str | None:
+    """Our cgroup ``path`` (from /proc/self/cgroup) under the mount of ``fstype`` (with the
+    mount option ``option``, for a v1 controller) in /proc/self/mountinfo, when that directory
+    is writable and holds ``marker``; else None."""
+    if path is None:
+        return None
+    rel = path.decode("utf-8", "surrogateescape")
     for line in (_read_proc("/proc/self/mountinfo") or b"").splitlines():
         fields = line.split()
-        if b"-" not in fields or path is None:
+        if b"-" not in fields:
             continue
         dash = fields.index(b"-")
-        if fields[dash + 1 : dash + 2] != [b"cgroup2"]:
+        if fields[dash + 1 : dash + 2] != [fstype]:
+            continue
+        if option is not None and (
+            len(fields) < dash + 4 or option not in fields[dash + 3].split(b",")
+        ):
             continue
         root, mount = _unescape(fields[3]), _unescape(fields[4])
-        rel = path.decode("utf-8", "surrogateescape")
         if rel != root and not rel.startswith(root.rstrip("/") + "/"):
             continue
         candidate = os.path.join(mount, rel[len(root) :].lstrip("/"))
-        if os.access(candidate, os.W_OK) and os.path.exists(
-            os.path.join(candidate, "cgroup.procs")
-        ):
-            base = os.path.normpath(candidate)
-            break
-    _cgroup_base_cache.append(base)
-    return base
+        if os.access(candidate, os.W_OK) and os.path.exists(os.path.join(candidate, marker)):
+            return os.path.normpath(candidate)
+    return None
 
 
 def _unescape(field_: bytes) -> str:
@@ -1005,31 +1017,12 @@ def memory_cgroup_v1_base() -> str | None:
     """
     if _v1_base_cache:
         return _v1_base_cache[0]
-    base = None
     path = None
     for line in (_read_proc("/proc/self/cgroup") or b"").splitlines():
         parts = line.split(b":", 2)
         if len(parts) == 3 and b"memory" in parts[1].split(b","):
             path = parts[2]
-    for line in (_read_proc("/proc/self/mountinfo") or b"").splitlines():
-        fields = line.split()
-        if b"-" not in fields or path is None:
-            continue
-        dash = fields.index(b"-")
-        if fields[dash + 1 : dash + 2] != [b"cgroup"] or len(fields) < dash + 4:
-            continue
-        if b"memory" not in fields[dash + 3].split(b","):
-            continue
-        root, mount = _unescape(fields[3]), _unescape(fields[4])
-        rel = path.decode("utf-8", "surrogateescape")
-        if rel != root and not rel.startswith(root.rstrip("/") + "/"):
-            continue
-        candidate = os.path.join(mount, rel[len(root) :].lstrip("/"))
-        if os.access(candidate, os.W_OK) and os.path.exists(
-            os.path.join(candidate, "memory.limit_in_bytes")
-        ):
-            base = os.path.normpath(candidate)
-            break
+    base = _own_cgroup_dir(path, b"cgroup", b"memory", "memory.limit_in_bytes")
     _v1_base_cache.append(base)
     return base
 

@@ -369,19 +369,7 @@ class SQLiteStateStore:
     def add_event(self, event: BreakerEvent) -> None:
         def op() -> None:
             with self._write() as conn:
-                cur = conn.execute(
-                    "INSERT INTO breaker_events (name, from_state, to_state, reason, at, host)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        event.name,
-                        event.from_state,
-                        event.to_state,
-                        event.reason,
-                        event.at,
-                        event.host or hostname(),
-                    ),
-                )
-                _bound(conn, "breaker_events", cur.lastrowid, self.max_rows)
+                _bound(conn, "breaker_events", _insert_event(conn, event), self.max_rows)
 
         self._recovering(op)
 
@@ -524,21 +512,9 @@ class SQLiteStateStore:
 
         def op() -> None:
             with self._write() as conn:
-                cur = conn.execute(
-                    "INSERT INTO breaker_events (name, from_state, to_state, reason, at, host)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        event.name,
-                        event.from_state,
-                        event.to_state,
-                        event.reason,
-                        event.at,
-                        event.host or hostname(),
-                    ),
-                )
-                assert cur.lastrowid is not None
-                self._enqueue(conn, "event", cur.lastrowid, None)
-                _bound(conn, "breaker_events", cur.lastrowid, self.max_rows)
+                event_id = _insert_event(conn, event)
+                self._enqueue(conn, "event", event_id, None)
+                _bound(conn, "breaker_events", event_id, self.max_rows)
 
         self._recovering(op)
         self._mark_queued()
@@ -1180,3 +1156,15 @@ def _file_size(path: Path) -> int:
         with contextlib.suppress(OSError):
             total += os.stat(str(path) + suffix).st_size
     return total
+
+
+def _insert_event(conn: sqlite3.Connection, event: BreakerEvent) -> int:
+    """One breaker event row (this host's name when the event carries none); its id."""
+    cur = conn.execute(
+        "INSERT INTO breaker_events (name, from_state, to_state, reason, at, host)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (event.name, event.from_state, event.to_state, event.reason, event.at,
+         event.host or hostname()),
+    )  # fmt: skip
+    assert cur.lastrowid is not None
+    return cur.lastrowid
