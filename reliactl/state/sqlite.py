@@ -195,7 +195,7 @@ class SQLiteStateStore:
             try:
                 suspicion = None
                 if inode is not None:
-                    ours, suspicion = _identify(self.path)
+                    ours, suspicion = _identify_settled(self.path)
                 self._conn = _connect(self.path)
                 if suspicion is not None:
                     _confirm(self._conn, suspicion)
@@ -934,6 +934,37 @@ def _identify(path: Path) -> tuple[bool, str | None]:
     if data.startswith(SQLITE_HEADER):
         return False, "truncated SQLite header"
     raise _Foreign("not an SQLite database")
+
+
+# How often, and how far apart, a file that does not look like ours is looked at again.
+IDENTIFY_LOOKS = 3
+IDENTIFY_PAUSE_S = 0.02
+
+
+def _settle_pause() -> None:
+    time.sleep(IDENTIFY_PAUSE_S)
+
+
+def _identify_settled(path: Path) -> tuple[bool, str | None]:
+    """:func:`_identify`, asked again while its answer is "not ours".
+
+    The bytes are read without SQLite's locks, so a file another process is creating right
+    now can show a torn first page (a prefix of the header, then zeros), which reads as "not
+    an SQLite database". A torn page is whole again within microseconds; another program's
+    file holds still. So a refusal stands only when every one of ``IDENTIFY_LOOKS`` looks,
+    ``IDENTIFY_PAUSE_S`` apart, agrees.
+    """
+    for look in range(IDENTIFY_LOOKS):
+        try:
+            ours, suspicion = _identify(path)
+        except _Foreign:
+            if look == IDENTIFY_LOOKS - 1:
+                raise
+        else:
+            if ours or look == IDENTIFY_LOOKS - 1:
+                return ours, suspicion
+        _settle_pause()
+    raise AssertionError("unreachable")
 
 
 def _probe_tables(path: Path) -> bool:

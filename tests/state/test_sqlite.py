@@ -243,3 +243,49 @@ def test_threads_sharing_one_store_never_lose_an_update(tmp_path: Path) -> None:
             t.join()
         assert store.get("kv", "n") == {"n": 1200}
         assert len(store.events(limit=5000)) == 1200
+
+
+def test_a_store_caught_half_written_by_its_creator_is_opened_not_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A torn first page (header prefix, then zeros) seen while another process creates the
+    store is looked at again; once the creator's write is whole, the store opens (it was
+    refused as 'not a reliactl state store' when six processes raced under load)."""
+    from reliactl.state import sqlite as sqlite_mod
+
+    made = tmp_path / "made.db"
+    with open_store(made) as store:
+        store.update("kv", "k", lambda _r: {"v": 1})
+    whole = made.read_bytes()
+    db = tmp_path / "racing" / "state.db"
+    db.parent.mkdir(mode=0o700)
+    db.write_bytes(whole[:9] + bytes(4096 - 9))  # "SQLite fo" and the rest not yet copied
+    db.chmod(0o600)
+    pauses: list[int] = []
+
+    def creator_finishes() -> None:
+        pauses.append(1)
+        db.write_bytes(whole)
+
+    monkeypatch.setattr(sqlite_mod, "_settle_pause", creator_finishes)
+    with open_store(db) as store:
+        assert store.get("kv", "k") == {"v": 1}
+    assert pauses == [1]
+
+
+def test_a_file_that_stays_foreign_is_still_refused_after_looking_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Looking again does not weaken the refusal: a file that is not SQLite on every look is
+    left untouched and named in one error."""
+    from reliactl.state import sqlite as sqlite_mod
+
+    pauses: list[int] = []
+    monkeypatch.setattr(sqlite_mod, "_settle_pause", lambda: pauses.append(1))
+    db = tmp_path / "state.db"
+    db.write_bytes(b"my notes, not a database\n" * 10)
+    db.chmod(0o600)
+    with pytest.raises(StateError, match="not a reliactl state store"):
+        open_store(db)
+    assert db.read_bytes() == b"my notes, not a database\n" * 10
+    assert len(pauses) == sqlite_mod.IDENTIFY_LOOKS - 1
