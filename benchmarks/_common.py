@@ -134,17 +134,21 @@ def interleave_calls(
     calls: int = 10_000,
     rounds: int = 7,
     warmup: int = 1,
+    before: dict[str, Callable[[], object]] | None = None,
 ) -> dict[str, list[float]]:
     """Seconds per call of each candidate in each round, measured in this process.
 
     Round by round: every round runs ``calls`` calls of each candidate in turn (the order
-    rotating), so drift and other load on the machine hit all candidates alike."""
+    rotating), so drift and other load on the machine hit all candidates alike. ``before``
+    (by name) runs untimed before a candidate's calls in each round (switch a mode on/off)."""
     samples: dict[str, list[float]] = {name: [] for name in candidates}
     names = list(candidates)
     clock = time.perf_counter_ns
     for index in range(warmup + rounds):
         for name in _rotated(names, index):
             fn = candidates[name]
+            if before and name in before:
+                before[name]()
             started = clock()
             for _ in range(calls):
                 fn()
@@ -228,4 +232,5 @@ def print_spread_table(
         low_high = f"{_figure(min(values), unit)}..{_figure(max(values), unit)}"
         ratio = f"{med / base:.2f}x" if base > 0 else "-"
         print(f"{name:<{width}}  {_figure(med, unit):>7} {unit:<2}  {low_high:>19}  {ratio:>8}")
-    print(f"({len(next(iter(rows.values())))} interleaved rounds; ratio = median / {base_name}'s)")
+    count = len(next(iter(rows.values())))
+    print(f"({count} interleaved rounds; ratio: median / median of {base_name})")
