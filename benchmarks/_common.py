@@ -234,3 +234,39 @@ def print_spread_table(
         print(f"{name:<{width}}  {_figure(med, unit):>7} {unit:<2}  {low_high:>19}  {ratio:>8}")
     count = len(next(iter(rows.values())))
     print(f"({count} interleaved rounds; ratio: median / median of {base_name})")
+
+
+class ServerProcess:
+    """An HTTP server (benchmarks/_httpproc.py) in its own process: ``url``, ``count()``."""
+
+    def __init__(self, delay: float = 0.0, size: int = 0) -> None:
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_httpproc.py")
+        argv = [PY, script, "--delay", str(delay), "--size", str(size)]
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        self.url = self.proc.stdout.readline().strip()
+        if not self.url:
+            self.close()
+            raise SystemExit("the benchmark's HTTP server did not start")
+
+    def count(self) -> int:
+        """Requests the server has seen so far."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write("count\n")
+        self.proc.stdin.flush()
+        return int(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
