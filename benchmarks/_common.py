@@ -274,3 +274,29 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
+
+
+def with_peak_rss(argv: Sequence[str], report: str) -> list[str]:
+    """``argv`` started through GNU time, which writes the child's own peak RSS to ``report``.
+
+    ``os.wait4``'s ``ru_maxrss`` of a child of this process starts at this process's RSS at
+    fork/vfork/posix_spawn time (the kernel carries the old mm's high-water mark over exec),
+    so a small peer (curl, find) measured that way shows the benchmark's own ~25 MB. GNU time
+    (~1 MB, Debian package `time`) is the child's parent instead. Without it: ``argv``
+    unchanged, and ``read_peak_rss`` answers None."""
+    if GNU_TIME is None:
+        return list(argv)
+    return [GNU_TIME, "-q", "-f", "%M", "-o", report, *argv]
+
+
+def read_peak_rss(report: str) -> float | None:
+    """MB from ``with_peak_rss``'s report, or None (no GNU time, or nothing written)."""
+    try:
+        with open(report, encoding="ascii") as handle:
+            words = handle.read().split()
+    except OSError:
+        return None
+    return int(words[-1]) / 1024 if words and words[-1].isdigit() else None

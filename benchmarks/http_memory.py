@@ -27,30 +27,35 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _common import ServerProcess, missing_peer, print_header, reliactl_cmd, sized
-
-TIME = shutil.which("time", path="/usr/bin:/bin")
+from _common import (
+    GNU_TIME,
+    ServerProcess,
+    missing_peer,
+    print_header,
+    read_peak_rss,
+    reliactl_cmd,
+    sized,
+    with_peak_rss,
+)
 
 
 def fetch(argv: list[str]) -> tuple[int, float, float]:
     """(exit status, peak RSS in MB, seconds) of one child writing its answer to /dev/null.
 
-    A child's ``ru_maxrss`` starts at its parent's RSS when it is forked (or vforked) from
-    it, so measured straight from this process a small client would show this benchmark's
-    own ~25 MB. GNU time (package `time`), a process of ~1 MB, starts the client and reports
-    the client's peak; without it, the floor is this process's RSS and the line says so."""
+    The peak is the child's own, through GNU time (``_common.with_peak_rss``); without it,
+    ``wait4``'s figure, floored at this process's RSS (the header says so)."""
     env = {**os.environ}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     with tempfile.NamedTemporaryFile("r") as out, open(os.devnull, "wb") as sink:
-        spawn = [TIME, "-q", "-f", "%M", "-o", out.name, *argv] if TIME else argv
+        spawn = with_peak_rss(argv, out.name)
         started = time.perf_counter()
         pid = os.posix_spawn(
             spawn[0], spawn, env, file_actions=[(os.POSIX_SPAWN_DUP2, sink.fileno(), 1)]
         )
         _, status, usage = os.wait4(pid, 0)
         took = time.perf_counter() - started
-        peak_kb = float(out.read().split()[-1]) if TIME else usage.ru_maxrss
-    return os.waitstatus_to_exitcode(status), peak_kb / 1024, took
+        peak = read_peak_rss(out.name)
+    return os.waitstatus_to_exitcode(status), peak or usage.ru_maxrss / 1024, took
 
 
 def spread(values: list[float], fmt: str) -> str:
@@ -65,7 +70,7 @@ def main() -> None:
     args = parser.parse_args()
     sizes = args.sizes or ([0, 1] if sized(0) else [0, 50, 200])
     print_header(f"http GET to /dev/null, peak RSS and time, {args.runs} interleaved rounds")
-    if TIME is None:
+    if GNU_TIME is None:
         print("(GNU time missing, apt-get install time: peak RSS floored at this process's)")
     curl = shutil.which("curl")
     if curl is None:

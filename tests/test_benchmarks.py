@@ -146,6 +146,24 @@ def test_server_process_serves_and_counts_from_its_own_process() -> None:
     assert server.proc.returncode is not None
 
 
+def test_peak_rss_is_the_childs_own_not_the_benchmarks(tmp_path: Path) -> None:
+    """A small child of a big benchmark process reports its own peak RSS (through GNU time),
+    not the parent's RSS it would inherit in wait4's ru_maxrss; without GNU time, None."""
+    ballast = bytearray(96 * 1024 * 1024)
+    for offset in range(0, len(ballast), 4096):
+        ballast[offset] = 1
+    report = str(tmp_path / "rss")
+    argv = _common.with_peak_rss(["/bin/true"], report)
+    done = subprocess.run(argv, check=False)
+    assert done.returncode == 0
+    peak = _common.read_peak_rss(report)
+    if _common.GNU_TIME is None:
+        assert argv == ["/bin/true"] and peak is None
+    else:
+        assert peak is not None and 0 < peak < 32, peak
+    del ballast
+
+
 @pytest.mark.stress
 @pytest.mark.parametrize(
     ("script", "baseline"),
