@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import importlib
+import importlib.metadata
 import os
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 PY = sys.executable
 # The test HTTP server (tests/httpserver.py) serves the HTTP benchmarks too: one copy.
@@ -61,3 +65,238 @@ def print_table(medians: dict[str, float], baseline: str) -> None:
     print(f"{'command':<{width}}  {'median':>9}  {'x ' + baseline:>12}")
     for name, value in medians.items():
         print(f"{name:<{width}}  {value * 1000:7.1f}ms  {value / base:11.1f}x")
+
+
+# --- Issue 21 item 5: benchmarks a reviewer can trust. Every benchmark states the machine's
+# load, interleaves its candidates round by round, and prints median, min..max and the ratio to
+# a named baseline; a peer that is not installed is one line, and the other rows still run.
+
+BENCH_INSTALL = "pip install -e '.[bench]'"
+
+
+def smoke() -> bool:
+    """True when BENCH_SMOKE is set: the smallest sizes, to check that a script still runs."""
+    return bool(os.environ.get("BENCH_SMOKE"))
+
+
+def sized(default: int, smallest: int = 1) -> int:
+    """``default``, or ``smallest`` under BENCH_SMOKE (tests/test_benchmarks.py)."""
+    return smallest if smoke() else default
+
+
+def load_line() -> str:
+    """The machine's load as one line: cores and the 1/5/15-minute load averages."""
+    one, five, fifteen = os.getloadavg()
+    cores = os.cpu_count() or 1
+    return (
+        f"machine: {cores} cores, load average {one:.2f} {five:.2f} {fifteen:.2f} (1/5/15 min,"
+        f" {one / cores:.1f} per core); python {sys.version.split()[0]}"
+    )
+
+
+def print_header(title: str, *notes: str) -> None:
+    """What is measured, then the machine's load (the figures mean little without it)."""
+    print(title)
+    print(load_line())
+    for note in notes:
+        print(note)
+
+
+def missing_peer(name: str, install: str = BENCH_INSTALL) -> None:
+    """One line for a peer that is not installed: named, with how to install it; no traceback."""
+    print(f"peer not measured: {name} is not installed (install it: {install})")
+
+
+def optional_peer(module: str, install: str = BENCH_INSTALL) -> Any:
+    """The imported peer module, or None after printing ``missing_peer`` (other rows still run)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        missing_peer(module, install)
+        return None
+
+
+def peer_version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
+
+
+def _rotated(names: list[str], index: int) -> list[str]:
+    """Round ``index``'s order: who goes first rotates, so no candidate always follows another."""
+    shift = index % len(names) if names else 0
+    return names[shift:] + names[:shift]
+
+
+def interleave_calls(
+    candidates: dict[str, Callable[[], object]],
+    calls: int = 10_000,
+    rounds: int = 7,
+    warmup: int = 1,
+    before: dict[str, Callable[[], object]] | None = None,
+) -> dict[str, list[float]]:
+    """Seconds per call of each candidate in each round, measured in this process.
+
+    Round by round: every round runs ``calls`` calls of each candidate in turn (the order
+    rotating), so drift and other load on the machine hit all candidates alike. ``before``
+    (by name) runs untimed before a candidate's calls in each round (switch a mode on/off)."""
+    samples: dict[str, list[float]] = {name: [] for name in candidates}
+    names = list(candidates)
+    clock = time.perf_counter_ns
+    for index in range(warmup + rounds):
+        for name in _rotated(names, index):
+            fn = candidates[name]
+            if before and name in before:
+                before[name]()
+            started = clock()
+            for _ in range(calls):
+                fn()
+            per_call = (clock() - started) / calls / 1e9
+            if index >= warmup:
+                samples[name].append(per_call)
+    return samples
+
+
+def interleave_awaits(
+    candidates: dict[str, Callable[[], Awaitable[object]]],
+    calls: int = 10_000,
+    rounds: int = 7,
+    warmup: int = 1,
+) -> dict[str, list[float]]:
+    """``interleave_calls`` for coroutine functions: all rounds in one event loop."""
+
+    async def measure() -> dict[str, list[float]]:
+        samples: dict[str, list[float]] = {name: [] for name in candidates}
+        names = list(candidates)
+        clock = time.perf_counter_ns
+        for index in range(warmup + rounds):
+            for name in _rotated(names, index):
+                factory = candidates[name]
+                started = clock()
+                for _ in range(calls):
+                    await factory()
+                per_call = (clock() - started) / calls / 1e9
+                if index >= warmup:
+                    samples[name].append(per_call)
+        return samples
+
+    return asyncio.run(measure())
+
+
+def interleave_once(
+    candidates: dict[str, Callable[[], object]], rounds: int = 7, warmup: int = 1
+) -> dict[str, list[float]]:
+    """Wall seconds of one call of each candidate per round (whole operations: a run, a
+    request, a parse), round by round with the order rotating."""
+    return interleave_calls(candidates, calls=1, rounds=rounds, warmup=warmup)
+
+
+UNITS = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
+
+
+def _figure(seconds: float, unit: str) -> str:
+    value = seconds * UNITS[unit]
+    if abs(value) >= 1000:
+        return f"{value:.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}" if abs(value) >= 1 else f"{value:.3g}"
+
+
+def spread(values: Sequence[float], unit: str = "ms") -> str:
+    """``median (min..max)`` of seconds, in ``unit``."""
+    med, low, high = statistics.median(values), min(values), max(values)
+    return f"{_figure(med, unit)} ({_figure(low, unit)}..{_figure(high, unit)}) {unit}"
+
+
+def print_spread_table(
+    samples: dict[str, Sequence[float]],
+    baseline: str | None = None,
+    unit: str = "ms",
+    label: str = "candidate",
+    subtract: float = 0.0,
+) -> None:
+    """One row per candidate: median, min..max and the median's ratio to ``baseline``'s.
+
+    ``samples`` are seconds (per call, per run); candidates with no samples are left out.
+    ``subtract`` (seconds) is taken off every figure first (e.g. a bare function's cost, to
+    show overhead); the ratio is of what remains. ``baseline`` None: the first row."""
+    rows = {name: [v - subtract for v in values] for name, values in samples.items() if values}
+    if not rows:
+        print("(nothing measured)")
+        return
+    base_name = baseline if baseline in rows else next(iter(rows))
+    base = statistics.median(rows[base_name])
+    width = max(len(label), *(len(n) for n in rows))
+    ratio_head = f"x {base_name}"
+    print(f"{label:<{width}}  {'median':>10}  {'min..max':>19}  {ratio_head}")
+    for name, values in rows.items():
+        med = statistics.median(values)
+        low_high = f"{_figure(min(values), unit)}..{_figure(max(values), unit)}"
+        ratio = f"{med / base:.2f}x" if base > 0 else "-"
+        print(f"{name:<{width}}  {_figure(med, unit):>7} {unit:<2}  {low_high:>19}  {ratio:>8}")
+    count = len(next(iter(rows.values())))
+    print(f"({count} interleaved rounds; ratio: median / median of {base_name})")
+
+
+class ServerProcess:
+    """An HTTP server (benchmarks/_httpproc.py) in its own process: ``url``, ``count()``."""
+
+    def __init__(self, delay: float = 0.0, size: int = 0) -> None:
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_httpproc.py")
+        argv = [PY, script, "--delay", str(delay), "--size", str(size)]
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        self.url = self.proc.stdout.readline().strip()
+        if not self.url:
+            self.close()
+            raise SystemExit("the benchmark's HTTP server did not start")
+
+    def count(self) -> int:
+        """Requests the server has seen so far."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write("count\n")
+        self.proc.stdin.flush()
+        return int(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
+
+
+def with_peak_rss(argv: Sequence[str], report: str) -> list[str]:
+    """``argv`` started through GNU time, which writes the child's own peak RSS to ``report``.
+
+    ``os.wait4``'s ``ru_maxrss`` of a child of this process starts at this process's RSS at
+    fork/vfork/posix_spawn time (the kernel carries the old mm's high-water mark over exec),
+    so a small peer (curl, find) measured that way shows the benchmark's own ~25 MB. GNU time
+    (~1 MB, Debian package `time`) is the child's parent instead. Without it: ``argv``
+    unchanged, and ``read_peak_rss`` answers None."""
+    if GNU_TIME is None:
+        return list(argv)
+    return [GNU_TIME, "-q", "-f", "%M", "-o", report, *argv]
+
+
+def read_peak_rss(report: str) -> float | None:
+    """MB from ``with_peak_rss``'s report, or None (no GNU time, or nothing written)."""
+    try:
+        with open(report, encoding="ascii") as handle:
+            words = handle.read().split()
+    except OSError:
+        return None
+    return int(words[-1]) / 1024 if words and words[-1].isdigit() else None

@@ -7,8 +7,9 @@ scope, interleaved rounds, median (min..max) and the ratio (goal: fleet within 1
 
 Starts its own redis-server (Debian package `redis-server`) on a free loopback port in a temp
 directory, without persistence, and stops it afterwards. Goal: breaker call p50 <= 0.5 ms.
-Set BENCH_CALLS to change the number of measured calls (default 3000), BENCH_RUNS the rounds
-of whole commands (default 20).
+Set BENCH_CALLS to change the number of measured calls (default 3000, in BENCH_ROUNDS
+interleaved rounds, default 10: median, min..max and the ratio to SQLite / the host lock),
+BENCH_RUNS the rounds of whole commands (default 20). The first line states the machine's load.
 
 Then the scale simulation: BENCH_CLIENTS (default 200) clients, each with its own Redis
 connection (BENCH_PROCS processes of threads, default 8, so the client side is not one GIL;
@@ -38,7 +39,14 @@ from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from _common import reliactl_cmd, sample_commands
+from _common import (
+    interleave_calls,
+    print_header,
+    print_spread_table,
+    reliactl_cmd,
+    sample_commands,
+    sized,
+)
 
 from reliactl import locks
 from reliactl.breaker import BreakerConfig, CircuitBreaker
@@ -77,18 +85,6 @@ def start_redis(directory: str) -> tuple[subprocess.Popen[bytes], int]:
             time.sleep(0.02)
     proc.kill()
     sys.exit("redis-server did not start")
-
-
-def measure(fn: Callable[[], Any], calls: int) -> tuple[float, float]:
-    for _ in range(min(200, calls)):
-        fn()
-    samples = []
-    for _ in range(calls):
-        started = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - started)
-    samples.sort()
-    return statistics.median(samples) * 1e6, samples[int(len(samples) * 0.99) - 1] * 1e6
 
 
 def _client_process(port: int, threads: int, seconds: float, queue: Any) -> None:
@@ -147,9 +143,9 @@ def _pct(samples: list[float], q: float) -> float:
 
 
 def scale(port: int) -> None:
-    clients = int(os.environ.get("BENCH_CLIENTS", "200"))
-    procs = min(clients, int(os.environ.get("BENCH_PROCS", "8")))
-    seconds = float(os.environ.get("BENCH_SECONDS", "10"))
+    clients = int(os.environ.get("BENCH_CLIENTS", str(sized(200, 2))))
+    procs = min(clients, int(os.environ.get("BENCH_PROCS", str(sized(8, 1)))))
+    seconds = float(os.environ.get("BENCH_SECONDS", str(sized(10, 1))))
     ctx = get_context("spawn")
     queue = ctx.Queue()
     per = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
@@ -188,7 +184,8 @@ def scale(port: int) -> None:
 
 
 def main() -> None:
-    calls = int(os.environ.get("BENCH_CALLS", "3000"))
+    calls = int(os.environ.get("BENCH_CALLS", str(sized(3000, 20))))
+    print_header("shared state on Redis against SQLite (redis-server in its own process)")
     with tempfile.TemporaryDirectory() as tmp:
         proc, port = start_redis(tmp)
         try:
@@ -199,17 +196,19 @@ def main() -> None:
                 "sqlite": open_store(os.path.join(tmp, "state.db")),
                 "redis": open_redis_store(parse_state_url(f"redis://127.0.0.1:{port}/0")),
             }
-            rows = []
+            ops: dict[str, Callable[[], Any]] = {}
             for backend, store in stores.items():
                 breaker = CircuitBreaker("bench", BreakerConfig(), store=store)
                 limiter = RateLimiter("1000000/second", key="bench", store=store)
-                call = breaker.call
-                rows.append((f"breaker call ({backend})", *measure(lambda c=call: c(int), calls)))
-                rows.append((f"rate-limit acquire ({backend})", *measure(limiter.acquire, calls)))
+                ops[f"breaker call ({backend})"] = lambda c=breaker.call: c(int)
+                ops[f"rate-limit acquire ({backend})"] = limiter.acquire
+            ops.update(lock_ops(tmp, port))
+            rounds = int(os.environ.get("BENCH_ROUNDS", str(sized(10, 2))))
+            samples = interleave_calls(ops, max(1, calls // rounds), rounds)
+            for store in stores.values():
                 store.close()
-            rows += lock_rows(tmp, port, calls)
             commands = run_commands(tmp, port)
-            print_rows(calls, rows)
+            print_rows(calls, samples)
             print_runs(commands)
             scale(port)
         finally:
@@ -217,16 +216,23 @@ def main() -> None:
             proc.wait(timeout=30)
 
 
-def print_rows(calls: int, rows: list[tuple[str, float, float]]) -> None:
-    print(f"persisted operations, {calls} calls each, loopback (goal: breaker p50 <= 500 us)")
-    width = max(len(r[0]) for r in rows)
-    print(f"{'operation':<{width}}  {'p50':>9}  {'p99':>9}")
-    for name, p50, p99 in rows:
-        print(f"{name:<{width}}  {p50:7.0f}us  {p99:7.0f}us")
+def print_rows(calls: int, samples: dict[str, list[float]]) -> None:
+    """Per operation: time per call, median and min..max over the rounds, ratio to SQLite's
+    (breaker, limiter) or to the host flock (locks)."""
+    print(f"persisted operations, {calls} calls each in interleaved rounds, loopback")
+    print("(goal: breaker call on Redis <= 500 us)")
+    for group, base in (
+        ("breaker call", "breaker call (sqlite)"),
+        ("rate-limit acquire", "rate-limit acquire (sqlite)"),
+        ("lock acquire+release", "lock acquire+release (host)"),
+    ):
+        rows = {name: values for name, values in samples.items() if name.startswith(group)}
+        print()
+        print_spread_table(rows, base, unit="us", label=group)
     print()
 
 
-def lock_rows(tmp: str, port: int, calls: int) -> list[tuple[str, float, float]]:
+def lock_ops(tmp: str, port: int) -> dict[str, Callable[[], Any]]:
     """Acquire+release of a host lock (flock) and of a fleet lock (lease) on one connection."""
     path = os.path.join(tmp, "bench.lock")
 
@@ -240,17 +246,12 @@ def lock_rows(tmp: str, port: int, calls: int) -> list[tuple[str, float, float]]
         lease = service.acquire("bench", locks.fleet_owner("bench", time.time()), 30.0)
         lease.release()  # type: ignore[union-attr]
 
-    rows = [
-        ("lock acquire+release (host)", *measure(host, calls)),
-        ("lock acquire+release (fleet)", *measure(fleet, calls)),
-    ]
-    service.close()
-    return rows
+    return {"lock acquire+release (host)": host, "lock acquire+release (fleet)": fleet}
 
 
 def run_commands(tmp: str, port: int) -> dict[str, list[float]]:
     """Whole `reliactl run --lock -- true` runs, host against fleet scope, interleaved."""
-    runs = int(os.environ.get("BENCH_RUNS", "20"))
+    runs = int(os.environ.get("BENCH_RUNS", str(sized(20, 1))))
     redis_url = f"redis://127.0.0.1:{port}/0"
     env = {
         "HOME": tmp,

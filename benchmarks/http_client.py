@@ -1,14 +1,16 @@
 """Requests/s through ResilientClient against plain httpx, to the same local server, one run.
 
 The server (``python tests/httpserver.py``, 200 "ok" on keep-alive) runs in its own
-process so it does not share the client's GIL. The two clients alternate request by request
-(who goes first alternates too), so load from other processes on a busy machine hits both
-alike; each client's throughput is its requests over the time spent in them. The protected
+process so it does not share the client's GIL. The two clients take turns round by round
+(a batch of GETs each per round, who goes first rotating), so load from other processes on a
+busy machine hits both alike; printed: seconds per GET, median and min..max over the rounds,
+and the ratio to plain httpx, after the machine's load. The protected
 client has an in-memory breaker, a rate limit too high to bind and retries configured, so it
 pays for every check on every request. A second figure takes the network away
 (httpx.MockTransport) to show the protection's own cost per request.
 
 Goal (issue 8): ResilientClient at least 0.9x plain httpx.
+BENCH_REQUESTS (default 10000) GETs per client, BENCH_ROUNDS (default 10) rounds.
 """
 
 from __future__ import annotations
@@ -17,11 +19,10 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from typing import Any
 
 import httpx
-from _common import TESTS
+from _common import TESTS, interleave_calls, print_header, print_spread_table, sized
 
 from reliactl.breaker import CircuitBreaker
 from reliactl.http import ResilientClient
@@ -47,40 +48,24 @@ def protected(url: str, **kwargs: Any) -> ResilientClient:
     )
 
 
-def interleaved(clients: dict[str, Any], requests: int) -> dict[str, list[float]]:
-    """Seconds of each request of each client, the clients taking turns request by request."""
-    times: dict[str, list[float]] = {name: [] for name in clients}
-    order = list(clients.items())
-    clock = time.perf_counter
-    for index in range(requests):
-        for name, client in order if index % 2 else reversed(order):
-            started = clock()
-            client.get("/")
-            times[name].append(clock() - started)
-    return times
-
-
-def report(title: str, times: dict[str, list[float]], base: str) -> None:
-    base_rate = len(times[base]) / sum(times[base])
-    print(title)
-    for name, values in times.items():
-        throughput = len(values) / sum(values)
-        print(
-            f"  {name:<16} {throughput:8.0f} req/s  {throughput / base_rate:5.2f}x"
-            f"   median {statistics.median(values) * 1e6:7.1f} us/request"
-        )
-
-
 def main() -> None:
-    requests = int(os.environ.get("BENCH_REQUESTS", "10000"))
+    requests = int(os.environ.get("BENCH_REQUESTS", str(sized(10_000, 40))))
+    rounds = int(os.environ.get("BENCH_ROUNDS", str(sized(10, 2))))
+    per_round = max(1, requests // rounds)
+    print_header(
+        f"http: {per_round * rounds} GETs per client to a local server in its own process,"
+        f" {rounds} interleaved rounds of {per_round} (goal: ResilientClient per request"
+        " <= 1.11x plain httpx, i.e. >= 0.9x its throughput)"
+    )
     proc, url = start_server()
     try:
         clients: dict[str, Any] = {
             "plain httpx": httpx.Client(base_url=url, timeout=10),
             "ResilientClient": protected(url),
         }
-        interleaved(clients, 300)  # warm up: connections, imports, caches
-        network = interleaved(clients, requests)
+        gets = {name: (lambda c=client: c.get("/")) for name, client in clients.items()}
+        interleave_calls(gets, min(300, per_round), rounds=1, warmup=0)  # connections, caches
+        network = interleave_calls(gets, per_round, rounds, warmup=0)
         stats = clients["ResilientClient"].get_stats()
         for client in clients.values():
             client.close()
@@ -95,20 +80,15 @@ def main() -> None:
         "plain httpx": httpx.Client(base_url="http://bench", transport=httpx.MockTransport(answer)),
         "ResilientClient": protected("http://bench", transport=httpx.MockTransport(answer)),
     }
-    interleaved(mocked, 1000)
-    no_network = interleaved(mocked, requests)
+    gets = {name: (lambda c=client: c.get("/")) for name, client in mocked.items()}
+    no_network = interleave_calls(gets, per_round, rounds)
 
-    report(
-        f"http: {requests} GETs each to a local server, interleaved"
-        " (goal: ResilientClient >= 0.9x plain httpx)",
-        network,
-        "plain httpx",
-    )
-    report(
-        "no network (httpx.MockTransport): the cost of the protection itself",
-        no_network,
-        "plain httpx",
-    )
+    print()
+    print_spread_table(network, "plain httpx", unit="us", label="per GET, local server")
+    for name, values in network.items():
+        print(f"  {name}: {1 / statistics.median(values):.0f} req/s (median round)")
+    print()
+    print_spread_table(no_network, "plain httpx", unit="us", label="per GET, MockTransport")
     cost = statistics.median(no_network["ResilientClient"]) - statistics.median(
         no_network["plain httpx"]
     )

@@ -7,22 +7,29 @@
    1 s and 10 s by default; here start_wait 1 s, end_timeout 2 s).
 3. `reliactl health -C job --json` with 50 declared jobs (cron and every) against a store
    holding their runs, and `health --json` without jobs: the import and evaluation cost.
+Both servers run in their own process; the cases run in interleaved rounds, printed as
+median, min..max and the ratio to the plain run, after the machine's load. BENCH_RUNS rounds.
 """
 
 from __future__ import annotations
 
 import os
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _common import PY, print_table, reliactl_cmd, time_commands
+from _common import (
+    PY,
+    interleave_once,
+    print_header,
+    print_spread_table,
+    reliactl_cmd,
+    sample_commands,
+    sized,
+)
 
 
 def _serve_ok() -> tuple[subprocess.Popen[bytes], str]:
@@ -44,21 +51,17 @@ def _serve_ok() -> tuple[subprocess.Popen[bytes], str]:
     return proc, f"http://127.0.0.1:{port}/5bf66975-d4c7-4bf5-bcc8-b8d8a82ea278"
 
 
-def _hanging() -> tuple[socket.socket, str]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)  # accepts connections (backlog), never answers
-
-    def hold() -> None:
-        conns = []
-        while True:
-            try:
-                conns.append(sock.accept()[0])
-            except OSError:
-                return
-
-    threading.Thread(target=hold, daemon=True).start()
-    return sock, f"http://127.0.0.1:{sock.getsockname()[1]}/x"
+def _hanging() -> tuple[subprocess.Popen[bytes], str]:
+    """A server in its own process that accepts connections (backlog) and never answers."""
+    code = (
+        "import socket,time\n"
+        "s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen(16)\n"
+        "print(s.getsockname()[1],flush=True)\n"
+        "while True: time.sleep(3600)\n"
+    )
+    proc = subprocess.Popen([PY, "-c", code], stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    return proc, f"http://127.0.0.1:{int(proc.stdout.readline())}/x"
 
 
 def in_process(runs: int) -> None:
@@ -66,38 +69,40 @@ def in_process(runs: int) -> None:
     from reliactl.runner import RunOptions, run_command
 
     server, url = _serve_ok()
+
+    def plain() -> None:
+        run_command(RunOptions(command=("true",)))
+
+    def pinged() -> None:
+        pinger = Pinger(PingTargets(url=url), name="bench", host="h")
+        tail = OutputTail()
+        result = run_command(RunOptions(command=("true",)), on_event=pinger.on_event, output=tail)
+        pinger.report(result, tail.tail())
+        assert all(r.ok for r in pinger.results), pinger.warnings()
+
+    def alone() -> None:
+        pinger = Pinger(PingTargets(url=url), name="bench", host="h")
+        pinger.start()
+        pinger.finish(exit_code=0, outcome="success", duration=0.0, output=b"x" * 10240)
+
     try:
-        plain, pinged = [], []
-        for _ in range(runs):
-            began = time.perf_counter()
-            run_command(RunOptions(command=("true",)))
-            plain.append(time.perf_counter() - began)
-            began = time.perf_counter()
-            pinger = Pinger(PingTargets(url=url), name="bench", host="h")
-            tail = OutputTail()
-            result = run_command(
-                RunOptions(command=("true",)), on_event=pinger.on_event, output=tail
-            )
-            pinger.report(result, tail.tail())
-            pinged.append(time.perf_counter() - began)
-            assert all(r.ok for r in pinger.results), pinger.warnings()
-        alone = []
-        for _ in range(runs):
-            began = time.perf_counter()
-            pinger = Pinger(PingTargets(url=url), name="bench", host="h")
-            pinger.start()
-            pinger.finish(exit_code=0, outcome="success", duration=0.0, output=b"x" * 10240)
-            alone.append(time.perf_counter() - began)
+        samples = interleave_once(
+            {
+                "run_command(true)": plain,
+                "run_command(true) with pings": pinged,
+                "start + end ping alone (10 KiB)": alone,
+            },
+            rounds=runs,
+        )
     finally:
         server.kill()
-    a, b = statistics.median(plain) * 1000, statistics.median(pinged) * 1000
-    c = statistics.median(alone) * 1000
-    print(f"run_command(true), median of {runs}: {a:.1f} ms plain, {b:.1f} ms with pings")
-    print(f"start + end ping (10 KiB body) to a local server alone: {c:.1f} ms")
+        server.wait()
+    print("\nin-process, the ping server in its own process")
+    print_spread_table(samples, "run_command(true)", label="what")
 
-    sock, hung = _hanging()
+    hung, hung_url = _hanging()
     try:
-        pinger = Pinger(PingTargets(url=hung), name="bench", host="h", end_timeout=2.0)
+        pinger = Pinger(PingTargets(url=hung_url), name="bench", host="h", end_timeout=2.0)
         began = time.perf_counter()
         pinger.start()
         started = time.perf_counter() - began
@@ -105,7 +110,8 @@ def in_process(runs: int) -> None:
         total = time.perf_counter() - began
         pinger.close()
     finally:
-        sock.close()
+        hung.kill()
+        hung.wait()
     print(f"hanging ping server: start() held the run {started:.2f} s, start+finish {total:.2f} s")
 
 
@@ -131,7 +137,7 @@ def health_with_jobs(runs: int) -> None:
                 check=True,
                 stderr=subprocess.DEVNULL,
             )
-        medians = time_commands(
+        samples = sample_commands(
             {
                 "python -c pass": [PY, "-c", "pass"],
                 "health --json (no jobs)": reliactl_cmd("health", "--json"),
@@ -142,12 +148,13 @@ def health_with_jobs(runs: int) -> None:
             runs=runs,
             env=env,
         )
-    print(f"health, median of {runs} interleaved runs")
-    print_table(medians, "python -c pass")
+    print(f"\nhealth, {runs} interleaved rounds")
+    print_spread_table(samples, "python -c pass", label="command")
 
 
 def main() -> None:
-    runs = int(os.environ.get("BENCH_RUNS", "20"))
+    runs = int(os.environ.get("BENCH_RUNS", str(sized(20, 1))))
+    print_header(f"heartbeat pings and job checks, {runs} interleaved rounds")
     in_process(runs)
     health_with_jobs(runs)
 

@@ -1,47 +1,36 @@
 """Per-call overhead of a retry decorator around a function that succeeds the first time.
 
-Prints nanoseconds per call above the bare function, sync and async, for reliactl and, when
-they are installed in this environment, tenacity and stamina (measured in the same run).
-They are not reliactl dependencies; to compare, install them next to reliactl:
+Prints, sync and async, the overhead per call above the bare function (median and min..max
+over interleaved rounds, and the ratio to reliactl's) for reliactl and its peers tenacity,
+stamina and backoff, all measured in the same run, round by round (each round runs every
+candidate's calls in turn, the order rotating), after a line stating the machine's load.
+The peers are the `bench` extra (``pip install -e '.[bench]'``); a missing one is one line.
 
-    python -m venv /tmp/bench && /tmp/bench/bin/pip install -e . tenacity stamina
-    /tmp/bench/bin/python benchmarks/retry_overhead.py
-
-Each figure is the best of several rounds (the least disturbed by other work on the host).
+    python benchmarks/retry_overhead.py [--calls N] [--rounds N]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import importlib.metadata
+import os
+import statistics
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+sys.path.insert(0, os.path.dirname(__file__))
 
-def best_ns_per_call(fn: Callable[[], Any], calls: int, rounds: int) -> float:
-    best = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter_ns()
-        for _ in range(calls):
-            fn()
-        best = min(best, (time.perf_counter_ns() - start) / calls)
-    return best
+from _common import (
+    interleave_awaits,
+    interleave_calls,
+    optional_peer,
+    peer_version,
+    print_header,
+    print_spread_table,
+    sized,
+)
 
-
-def best_ns_per_await(factory: Callable[[], Awaitable[Any]], calls: int, rounds: int) -> float:
-    async def loop() -> float:
-        best = float("inf")
-        for _ in range(rounds):
-            start = time.perf_counter_ns()
-            for _ in range(calls):
-                await factory()
-            best = min(best, (time.perf_counter_ns() - start) / calls)
-        return best
-
-    return asyncio.run(loop())
+BARE = "bare function"
 
 
 def plain() -> int:
@@ -52,7 +41,12 @@ async def aplain() -> int:
     return 1
 
 
-def candidates() -> dict[str, tuple[Callable[[], Any], Callable[[], Awaitable[Any]]]]:
+Pair = tuple[Callable[[], Any], Callable[[], Awaitable[Any]]]
+
+
+def candidates() -> dict[str, Pair]:
+    """Each candidate configured alike: up to 3 retries on ConnectionError, exponential
+    backoff from 0.1 s capped at 1 s with full jitter (the success path never sleeps)."""
     from reliactl.retry import retry
 
     options: dict[str, Any] = {
@@ -65,63 +59,57 @@ def candidates() -> dict[str, tuple[Callable[[], Any], Callable[[], Awaitable[An
         "max_elapsed": None,
         "retry_on": ConnectionError,
     }
-    out = {
+    deadline = {**options, "max_elapsed": 10.0}
+    out: dict[str, Pair] = {
+        BARE: (plain, aplain),
         "reliactl": (retry(**options)(plain), retry(**options)(aplain)),
-        "reliactl (10 s deadline)": (
-            retry(**{**options, "max_elapsed": 10.0})(plain),
-            retry(**{**options, "max_elapsed": 10.0})(aplain),
-        ),
+        "reliactl (10 s deadline)": (retry(**deadline)(plain), retry(**deadline)(aplain)),
     }
-    try:
-        import tenacity
-    except ImportError:
-        pass
-    else:
+    tenacity = optional_peer("tenacity")
+    if tenacity is not None:
         kwargs: dict[str, Any] = {
             "stop": tenacity.stop_after_attempt(4),
             "wait": tenacity.wait_random_exponential(multiplier=0.1, max=1.0),
             "retry": tenacity.retry_if_exception_type(ConnectionError),
             "reraise": True,
         }
-        out[f"tenacity {importlib.metadata.version('tenacity')}"] = (
+        out[f"tenacity {peer_version('tenacity')}"] = (
             tenacity.retry(**kwargs)(plain),
             tenacity.retry(**kwargs)(aplain),
         )
-    try:
-        import stamina
-    except ImportError:
-        pass
-    else:
+    stamina = optional_peer("stamina")
+    if stamina is not None:
         skw: dict[str, Any] = {"on": ConnectionError, "attempts": 4, "timeout": None}
-        out[f"stamina {importlib.metadata.version('stamina')}"] = (
+        out[f"stamina {peer_version('stamina')}"] = (
             stamina.retry(**skw)(plain),
             stamina.retry(**skw)(aplain),
+        )
+    backoff = optional_peer("backoff")
+    if backoff is not None:
+        bkw: dict[str, Any] = {"max_tries": 4, "max_value": 1.0, "factor": 0.1}
+        out[f"backoff {peer_version('backoff')}"] = (
+            backoff.on_exception(backoff.expo, ConnectionError, **bkw)(plain),
+            backoff.on_exception(backoff.expo, ConnectionError, **bkw)(aplain),
         )
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=100_000, help="calls per round")
-    parser.add_argument("--rounds", type=int, default=7, help="rounds; the best is kept")
+    parser.add_argument("--calls", type=int, default=sized(20_000, 50), help="calls per round")
+    parser.add_argument("--rounds", type=int, default=sized(9, 2), help="interleaved rounds")
     args = parser.parse_args()
-
-    base_sync = best_ns_per_call(plain, args.calls, args.rounds)
-    base_async = best_ns_per_await(aplain, args.calls, args.rounds)
-    print(f"python {sys.version.split()[0]}; {args.calls} calls x {args.rounds} rounds, best round")
-    print(f"bare function: sync {base_sync:.0f} ns/call, async {base_async:.0f} ns/await\n")
-    rows = []
-    for name, (sync_fn, async_fn) in candidates().items():
-        sync_ns = best_ns_per_call(sync_fn, args.calls, args.rounds) - base_sync
-        async_ns = best_ns_per_await(async_fn, args.calls, args.rounds) - base_async
-        rows.append((name, sync_ns, async_ns))
-    width = max(len(r[0]) for r in rows)
-    print(f"{'overhead per call':<{width}}  {'sync ns':>9}  {'async ns':>9}")
-    for name, sync_ns, async_ns in rows:
-        print(f"{name:<{width}}  {sync_ns:>9.0f}  {async_ns:>9.0f}")
-    missing = {"tenacity", "stamina"} - {r[0].split()[0] for r in rows}
-    if missing:
-        print(f"\n(not installed here, not measured: {', '.join(sorted(missing))})")
+    print_header(
+        f"retry decorator overhead per call, {args.calls} calls x {args.rounds} interleaved"
+        " rounds (median, min..max, ratio to reliactl; the bare function's median subtracted)"
+    )
+    pairs = candidates()
+    sync = interleave_calls({n: p[0] for n, p in pairs.items()}, args.calls, args.rounds)
+    asy = interleave_awaits({n: p[1] for n, p in pairs.items()}, args.calls, args.rounds)
+    for title, samples in (("sync", sync), ("async", asy)):
+        bare = statistics.median(samples.pop(BARE))
+        print(f"\n{title}: bare function {bare * 1e9:.0f} ns/call; overhead above it:")
+        print_spread_table(samples, "reliactl", unit="ns", label=title, subtract=bare)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,9 @@
    first round and again after the load phases and the dashboard's 24 h history reads.
 
 Rounds are interleaved (healthz, metrics, healthz, metrics, ...); each figure is printed as
-"median (min..max)" over the rounds. Run: python benchmarks/serve.py [--rounds 3]
+"median (min..max)" over the rounds, after a line stating the machine's load. There is no
+peer serving the same pages; the figures are read against the goals.
+Run: python benchmarks/serve.py [--rounds 3]
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _common import reliactl_cmd
+from _common import print_header, reliactl_cmd, sized
 
 CLIENTS = 50
 CHECKS = ("queue", "memory_usage", "disk_usage:/", "cpu_usage", "slow")
@@ -188,15 +190,17 @@ def spread(values: list[float], fmt: str = "{:.1f}") -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=10.0, help="each load phase")
-    parser.add_argument("--idle-window", type=float, default=20.0, help="each idle window")
+    parser.add_argument("--rounds", type=int, default=sized(3))
+    parser.add_argument("--seconds", type=float, default=sized(10), help="each load phase")
+    parser.add_argument("--idle-window", type=float, default=sized(20), help="each idle window")
+    parser.add_argument("--history", type=int, default=sized(3600, 60), help="seconds simulated")
     args = parser.parse_args()
+    print_header("reliactl serve: load, idle CPU and RSS (serve in its own process)")
     with tempfile.TemporaryDirectory() as tmp:
         env = setup(Path(tmp))
         started = time.perf_counter()
-        simulate_history(env)
-        print(f"simulated an hour of history in {time.perf_counter() - started:.1f}s")
+        simulate_history(env, args.history)
+        print(f"simulated {args.history} s of history in {time.perf_counter() - started:.1f}s")
         print(f"state store: {Path(env['RELIACTL_STATE__PATH']).stat().st_size / 1e6:.1f} MB")
 
         proc, port = start_serve(env, "--interval", "1s")
@@ -243,7 +247,7 @@ def main() -> None:
         windows = f"{args.rounds} x {args.idle_window:g}s windows"
         print(f"\nidle CPU at the default interval ({windows}): {spread(shares, '{:.2f}')} %")
         print(
-            f"RSS with an hour of history: {first_rss:.0f} MB after the first round,"
+            f"RSS with {args.history} s of history: {first_rss:.0f} MB after the first round,"
             f" {after_rss:.0f} MB after the load phases, {idle_rss:.0f} MB idle"
         )
 

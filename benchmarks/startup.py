@@ -1,8 +1,9 @@
 """Startup cost of reliactl's light commands against `python -c pass` (DESIGN.md section 4).
 
-Prints the median wall time over 20 interleaved runs of `reliactl --version`, `--help`,
-`config show`, `run -- true` and `health --json` (on the default SQLite store) and their ratio
-to `python -c pass`. Goal (issue 2): the light commands within 8x. The `run` and `health` rows
+Prints the machine's load, then the median and min..max wall time over 20 interleaved runs of
+`reliactl --version`, `--help`, `config show`, `run -- true` and `health --json` (on the
+default SQLite store) and their ratio to `python -c pass`. Goal (issue 2): the light commands
+within 8x. The `run` and `health` rows
 show that the Redis backend (issue 16) costs nothing on SQLite: redis-py is never imported,
 and that tracing (issue 20) costs nothing without OTEL_*: the "traced" row (spans to stderr
 with OTEL_TRACES_EXPORTER=console) is what importing the OpenTelemetry SDK adds when on.
@@ -16,14 +17,14 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _common import PY, print_table, reliactl_cmd, time_commands
+from _common import PY, print_header, print_spread_table, reliactl_cmd, sample_commands, sized
 
 
 def main() -> None:
-    runs = int(os.environ.get("BENCH_RUNS", "20"))
+    runs = int(os.environ.get("BENCH_RUNS", str(sized(20, 1))))
     with tempfile.TemporaryDirectory() as home:
         env = {"HOME": home, "XDG_STATE_HOME": home, "XDG_CONFIG_HOME": home, "NO_COLOR": "1"}
-        medians = time_commands(
+        samples = sample_commands(
             {
                 "python -c pass": [PY, "-c", "pass"],
                 "reliactl --version": reliactl_cmd("--version"),
@@ -40,8 +41,8 @@ def main() -> None:
             runs=runs,
             env=env,
         )
-    print(f"startup, median of {runs} interleaved runs (goal: each within 8x python -c pass)")
-    print_table(medians, "python -c pass")
+    print_header(f"startup, {runs} interleaved rounds (goal: each within 8x python -c pass)")
+    print_spread_table(samples, "python -c pass", label="command")
 
 
 if __name__ == "__main__":

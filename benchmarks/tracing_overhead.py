@@ -4,8 +4,10 @@ httpx.MockTransport) and a RetryPolicy-decorated call that succeeds at once.
 Off (no OTEL_* variable, no provider configured) the hooks are one test of
 ``reliactl.tracing.ACTIVE``; on (an SDK TracerProvider with a no-op exporter behind a
 SimpleSpanProcessor) a GET makes a request span and an attempt span and sends a traceparent.
-Each figure is the best of several rounds, in microseconds per call. To compare with the code
-before the hooks, run it with ``PYTHONPATH`` pointing at an older checkout's tree.
+Off and on are interleaved round by round (the provider switched between batches, untimed);
+printed per path: microseconds per call, median and min..max, and the ratio to tracing off,
+after the machine's load. To compare with the code before the hooks, run it with
+``PYTHONPATH`` pointing at an older checkout's tree.
 
     python benchmarks/tracing_overhead.py [--calls N] [--rounds N]
 """
@@ -14,28 +16,28 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
+import sys
 from collections.abc import Callable
-from typing import Any
 
 import httpx
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from _common import interleave_calls, print_header, print_spread_table, sized
 
 from reliactl import tracing
 from reliactl.http import ResilientClient
 from reliactl.retry import RetryPolicy
 
 
-def best_us(fn: Callable[[], Any], calls: int, rounds: int) -> float:
-    best = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter_ns()
-        for _ in range(calls):
-            fn()
-        best = min(best, (time.perf_counter_ns() - start) / calls)
-    return best / 1000
-
-
-def measure(calls: int, rounds: int) -> dict[str, float]:
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=sized(2000, 20), help="GETs per round")
+    parser.add_argument("--rounds", type=int, default=sized(7, 2), help="interleaved rounds")
+    args = parser.parse_args()
+    if tracing.exporters(os.environ):
+        sys.exit("unset the OTEL_* variables to measure tracing off")
+    print_header(f"tracing off and on, {args.calls} GETs x {args.rounds} interleaved rounds")
     client = ResilientClient(
         "http://bench",
         retry=3,
@@ -47,38 +49,26 @@ def measure(calls: int, rounds: int) -> dict[str, float]:
     def work() -> int:
         return 1
 
-    try:
-        return {
-            "ResilientClient GET": best_us(lambda: client.get("/"), calls, rounds),
-            "retry-decorated call": best_us(work, calls * 20, rounds),
-        }
-    finally:
-        client.close()
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=7)
-    args = parser.parse_args()
-    assert not tracing.exporters(os.environ), "unset OTEL_* to measure tracing off"
-    off = measure(args.calls, args.rounds)
-    on: dict[str, float] = {}
+    switch: dict[str, Callable[[], object]] = {"tracing off": lambda: tracing.configure(None)}
     if hasattr(tracing, "ACTIVE"):
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter
 
         provider = TracerProvider()
         provider.add_span_processor(SimpleSpanProcessor(SpanExporter()))
-        tracing.configure(provider)
-        try:
-            on = measure(args.calls, args.rounds)
-        finally:
-            tracing.configure(None)
-    print(f"{'us per call (best of ' + str(args.rounds) + ')':<34} {'off':>8} {'on':>8}")
-    for name, value in off.items():
-        traced = f"{on[name]:8.2f}" if name in on else "       -"
-        print(f"{name:<34} {value:8.2f} {traced}")
+        switch["tracing on"] = lambda: tracing.configure(provider)
+    paths: dict[str, tuple[Callable[[], object], int]] = {
+        "ResilientClient GET": (lambda: client.get("/"), args.calls),
+        "retry-decorated call": (work, args.calls * 20),
+    }
+    try:
+        for path, (fn, calls) in paths.items():
+            samples = interleave_calls(dict.fromkeys(switch, fn), calls, args.rounds, before=switch)
+            print()
+            print_spread_table(samples, "tracing off", unit="us", label=path)
+    finally:
+        tracing.configure(None)
+        client.close()
 
 
 if __name__ == "__main__":
