@@ -99,6 +99,36 @@ def _suggest(name: str, names: list[str]) -> str:
 T = TypeVar("T")
 
 
+_Plan = tuple[frozenset[str], list[str], tuple[tuple[str, Any, Any, bool], ...]]
+_plans: dict[type, _Plan] = {}
+
+
+def _plan(cls: type) -> _Plan:
+    """What ``_build`` needs of a section class, worked out once per class (5,000 checks
+    would otherwise re-read the same fields and hints 5,000 times): its key names, and per
+    field (name, annotation, metadata, required)."""
+    plan = _plans.get(cls)
+    if plan is None:
+        hints = _hints(cls)
+        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+        names = [f.name for f in fields]
+        plan = (
+            frozenset(names),
+            names,
+            tuple(
+                (
+                    f.name,
+                    hints[f.name],
+                    f.metadata,
+                    f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+                )
+                for f in fields
+            ),
+        )
+        _plans[cls] = plan
+    return plan
+
+
 def _build(
     cls: type[T], raw: Any, path: KeyPath, origins: _Origins, problems: list[ConfigProblem]
 ) -> T | None:
@@ -107,37 +137,55 @@ def _build(
     if not isinstance(raw, dict):
         problems.append(origins.problem(path, f"expected a mapping, got {_kind(raw)}"))
         return None
-    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    known, names, fields = _plan(cls)
     for key in raw:
-        if key not in names:
+        if key not in known:
             problems.append(
                 origins.problem((*path, key), f"unknown key{_suggest(str(key), names)}")
             )
-    hints = _hints(cls)
     kwargs: dict[str, Any] = {}
     ok = True
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        fpath = (*path, f.name)
-        if f.name not in raw:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                problems.append(origins.problem(fpath, "is required"))
+    for name, annotation, meta, required in fields:
+        if name not in raw:
+            if required:
+                problems.append(origins.problem((*path, name), "is required"))
                 ok = False
             continue
-        if raw[f.name] is None and _is_container(hints[f.name]):
+        value = raw[name]
+        if value is None and _is_container(annotation):
             # `retry:` with every key commented out: the section (or list, mapping) is
             # present but empty, which means its defaults.
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                problems.append(origins.problem(fpath, "is required"))
+            if required:
+                problems.append(origins.problem((*path, name), "is required"))
                 ok = False
             continue
-        good, value = _convert(hints[f.name], f.metadata, raw[f.name], fpath, origins, problems)
+        good, value = _convert(annotation, meta, value, (*path, name), origins, problems)
         if good:
-            kwargs[f.name] = value
+            kwargs[name] = value
         else:
             ok = False
     if not ok:
         return None
     return cls(**kwargs)
+
+
+_shapes: dict[Any, tuple[bool, Any, Any, bool]] = {}
+
+
+def _shape(annotation: Any) -> tuple[bool, Any, Any, bool]:
+    """(optional, the annotation without None, its generic origin, is it a section), once
+    per annotation: the schema has a few dozen, a big file converts them 100,000 times."""
+    shape = _shapes.get(annotation)
+    if shape is None:
+        base = _strip_optional(annotation)
+        shape = (
+            _is_optional(annotation),
+            base,
+            typing.get_origin(base),
+            dataclasses.is_dataclass(base),
+        )
+        _shapes[annotation] = shape
+    return shape
 
 
 def _convert(  # noqa: C901 - one branch per annotation shape of the schema
@@ -152,11 +200,11 @@ def _convert(  # noqa: C901 - one branch per annotation shape of the schema
         problems.append(origins.problem(path, message))
         return False, None
 
+    optional, base, origin, is_section = _shape(annotation)
     if value is None:
-        if _is_optional(annotation):
+        if optional:
             return True, None
         return bad(f"expected {_expected(annotation, meta)}, got nothing")
-    base = _strip_optional(annotation)
     kind = meta.get("kind")
     if kind == "argv":  # an argv list, or one string (run by a shell only with shell: true)
         if isinstance(value, str):
@@ -166,12 +214,11 @@ def _convert(  # noqa: C901 - one branch per annotation shape of the schema
         return bad(
             f"expected an argv list of strings (or one string with shell: true), got {_kind(value)}"
         )
-    if dataclasses.is_dataclass(base):
+    if is_section:
         if str(kind).startswith("shorthand:") and not isinstance(value, dict):
             value = {str(kind).partition(":")[2]: value}  # `forecast: 24h` is its horizon
         built = _build(base, value, path, origins, problems)  # type: ignore[arg-type]
         return built is not None, built
-    origin = typing.get_origin(base)
     if origin is list:
         if not isinstance(value, list):
             return bad(f"expected a list, got {_kind(value)}")
