@@ -110,7 +110,7 @@ def _plan(cls: type) -> _Plan:
     plan = _plans.get(cls)
     if plan is None:
         hints = _hints(cls)
-        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+        fields = dataclasses.fields(cls)
         names = [f.name for f in fields]
         plan = (
             frozenset(names),
@@ -217,7 +217,7 @@ def _convert(  # noqa: C901 - one branch per annotation shape of the schema
     if is_section:
         if str(kind).startswith("shorthand:") and not isinstance(value, dict):
             value = {str(kind).partition(":")[2]: value}  # `forecast: 24h` is its horizon
-        built = _build(base, value, path, origins, problems)  # type: ignore[arg-type]
+        built = _build(base, value, path, origins, problems)
         return built is not None, built
     if origin is list:
         if not isinstance(value, list):
