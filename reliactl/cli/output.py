@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import sys
 import time
@@ -115,8 +116,94 @@ def with_times(document: dict[str, Any], *keys: str) -> dict[str, Any]:
 def emit_json(document: dict[str, Any], *, version: int = JSON_VERSION) -> None:
     """One JSON document on stdout, with the "version" field first."""
     doc = {"version": version, **document}
-    sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+    sys.stdout.write(dumps_indented(doc) + "\n")
     sys.stdout.flush()
+
+
+def dumps_indented(document: Any) -> str:
+    """``json.dumps(document, indent=2, default=str)``, character for character, ~4x faster.
+
+    With ``indent`` the standard library falls back to its pure-Python generator encoder:
+    ~35 ms of a 500-check ``health --json`` (issue 21). This writes the same text into one
+    list with the C string escaper; a value json cannot encode goes through ``str`` as there.
+    tests/cli/test_output.py checks it equal to json.dumps on awkward documents."""
+    chunks: list[str] = []
+    _encode(document, chunks, "\n")
+    return "".join(chunks)
+
+
+_json_string = json.encoder.encode_basestring_ascii
+
+
+def _float_text(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if value == _INFINITY:
+        return "Infinity"
+    if value == -_INFINITY:
+        return "-Infinity"
+    return float.__repr__(value)
+
+
+_INFINITY = float("inf")
+
+
+def _key_text(key: Any) -> str:
+    if isinstance(key, str):
+        return _json_string(key)
+    if isinstance(key, float):
+        return _json_string(_float_text(key))
+    if key is True:
+        return '"true"'
+    if key is False:
+        return '"false"'
+    if key is None:
+        return '"null"'
+    if isinstance(key, int):
+        return _json_string(int.__repr__(key))
+    raise TypeError(f"keys must be str, int, float, bool or None, not {type(key).__name__}")
+
+
+def _encode(value: Any, out: list[str], newline: str) -> None:
+    # The order of json's own _iterencode: str, None, True, False, int, float, containers.
+    if isinstance(value, str):
+        out.append(_json_string(value))
+    elif value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, int):
+        out.append(int.__repr__(value))
+    elif isinstance(value, float):
+        out.append(_float_text(value))
+    elif isinstance(value, (list, tuple)):
+        if not value:
+            out.append("[]")
+            return
+        inner = newline + "  "
+        separator = "[" + inner
+        for item in value:
+            out.append(separator)
+            separator = "," + inner
+            _encode(item, out, inner)
+        out.append(newline + "]")
+    elif isinstance(value, dict):
+        if not value:
+            out.append("{}")
+            return
+        inner = newline + "  "
+        separator = "{" + inner
+        for key, item in value.items():
+            out.append(separator)
+            separator = "," + inner
+            out.append(_key_text(key))
+            out.append(": ")
+            _encode(item, out, inner)
+        out.append(newline + "}")
+    else:
+        _encode(str(value), out, newline)
 
 
 def emit_text(text: str) -> None:

@@ -9,7 +9,7 @@ import os
 import stat
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,11 @@ from reliactl.config._validation import (
     dotted_path,
 )
 from reliactl.errors import ConfigError, ConfigProblem
+
+if typing.TYPE_CHECKING:
+    from dataclasses import dataclass
+else:  # frozen dataclasses compiled lazily, as the schema's (see _records)
+    from reliactl.config._records import dataclass
 
 
 def state_home(environ: Mapping[str, str] | None = None) -> Path:

@@ -406,7 +406,7 @@ def _alerts_problems(config: Config, origins: _Origins) -> list[ConfigProblem]:
     return problems
 
 
-_JOB_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@\-]{0,127}")
+_JOB_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.@\-]{0,127}"  # compiled at first use (re caches it)
 
 
 def _job_problems(jobs: dict[str, JobSettings], origins: _Origins) -> list[ConfigProblem]:
@@ -414,7 +414,7 @@ def _job_problems(jobs: dict[str, JobSettings], origins: _Origins) -> list[Confi
     problems: list[ConfigProblem] = []
     for name, job in jobs.items():
         path: KeyPath = ("jobs", name)
-        if not _JOB_NAME.fullmatch(name):
+        if not re.fullmatch(_JOB_NAME, name):
             problems.append(
                 origins.problem(
                     path, f"expected a job name of letters, digits, _ . @ -, got {name!r}"
@@ -534,7 +534,7 @@ def _remediation_problems(config: Config, origins: _Origins) -> list[ConfigProbl
     return problems
 
 
-_NAMESPACE = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
+_NAMESPACE = r"[A-Za-z0-9_.:\-]{1,64}"  # compiled at first use (re caches it)
 
 
 def _state_problems(s: StateConfig, origins: _Origins) -> list[ConfigProblem]:
@@ -557,7 +557,7 @@ def _state_problems(s: StateConfig, origins: _Origins) -> list[ConfigProblem]:
                     ("state", "url"), f"a Redis URL needs the redis extra: {INSTALL_HINT}"
                 )
             )
-        if not _NAMESPACE.fullmatch(s.namespace):
+        if not re.fullmatch(_NAMESPACE, s.namespace):
             problems.append(
                 origins.problem(
                     ("state", "namespace"),
@@ -567,7 +567,7 @@ def _state_problems(s: StateConfig, origins: _Origins) -> list[ConfigProblem]:
     return problems
 
 
-_CHECK_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
+_CHECK_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.\-]*"  # compiled at first use (re caches it)
 
 
 _RESERVED_CHECK_NAMES = (
@@ -604,7 +604,7 @@ def _health_problems(h: HealthMonitorConfig, origins: _Origins) -> list[ConfigPr
     }
     for index, spec in enumerate(h.checks):
         path: KeyPath = (*base, "checks", index)
-        if not _CHECK_NAME.fullmatch(spec.name):
+        if not re.fullmatch(_CHECK_NAME, spec.name):
             problems.append(
                 origins.problem(
                     (*path, "name"), f"expected letters, digits, _ . or -, got {spec.name!r}"
@@ -694,7 +694,7 @@ _CHANNEL_KEYS = {
     "mail_to": ("email",),
     "tls_ca_file": ("email",),
 }
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]*"  # compiled at first use (re caches it)
 
 
 def sink_problems(sink: AlertSink) -> list[tuple[str, str]]:
@@ -720,7 +720,7 @@ def sink_problems(sink: AlertSink) -> list[tuple[str, str]]:
             problems.append(
                 (secret, f"is required for {kind} sinks (or secret_file, or secret_env)")
             )
-    if sink.secret_env not in ("", REDACTED) and not _ENV_NAME.fullmatch(sink.secret_env):
+    if sink.secret_env not in ("", REDACTED) and not re.fullmatch(_ENV_NAME, sink.secret_env):
         problems.append(
             ("secret_env", f"expected an environment variable name, got {sink.secret_env!r}")
         )
