@@ -126,7 +126,8 @@ def parse(text: str) -> YamlDocument:
             doc.data = None
             return doc
         try:
-            _expanded_size(node, {}, set(), MAX_NODES + _written_nodes(node))
+            if "*" in text:  # no "*": no alias, so nothing can expand (a big file skips the walks)
+                _expanded_size(node, {}, set(), MAX_NODES + _written_nodes(node))
             doc.data = _walk(loader, node, (), doc)
         except _TooBig as exc:
             doc.problems.append((node.start_mark.line + 1, (), str(exc)))

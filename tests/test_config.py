@@ -400,3 +400,29 @@ def test_the_same_problems_from_the_per_class_plan_for_every_entry(tmp_path: Pat
         m.startswith(f"{f}:5: health_monitor.checks[2].port: expected a positive") for m in msgs
     )
     assert len(msgs) == 3, msgs
+
+
+def test_the_alias_guard_walks_only_documents_that_can_hold_an_alias(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A document without a "*" holds no alias, so nothing in it can expand and the two
+    guard walks over every node are skipped (a third of a 5,000-check parse, issue 21); a
+    document with one is still walked, and a bomb or a self-reference still refused."""
+    from reliactl import _yaml
+
+    walks = []
+    real = _yaml._written_nodes
+
+    def counting(root: object) -> int:
+        walks.append(root)
+        return real(root)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_yaml, "_written_nodes", counting)
+    checks = "".join(f"  - {{name: web{i}, url: 'http://h/?{i}'}}\n" for i in range(500))
+    doc = _yaml.parse("checks:\n" + checks)
+    assert not doc.problems and len(doc.data["checks"]) == 500
+    assert walks == []
+    assert not _yaml.parse("a: &x 1\nb: *x\n").problems and len(walks) == 1
+    assert "refers to itself" in _yaml.parse("a: &a [*a]\n").problems[0][2]
+    bomb = ["a0: &a0 [" + ",".join(["x"] * 150) + "]"] + [f"b{i}: *a0" for i in range(140)]
+    assert "alias bomb" in _yaml.parse("\n".join(bomb) + "\n").problems[0][2]
