@@ -150,3 +150,37 @@ def test_a_health_document_is_written_as_json_dumps_writes_it(
     output.emit_json(document)
     expected = json.dumps({"version": output.JSON_VERSION, **document}, indent=2, default=str)
     assert capsys.readouterr().out == expected + "\n"
+
+
+def test_a_big_terminal_table_is_laid_out_plainly_with_colors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a terminal, a table of more than RICH_MAX_ROWS rows (500 health checks took rich
+    0.6-2.5 s, issue 21) is the plain aligned layout, its styled cells in ANSI colors and the
+    columns aligned as without them; NO_COLOR drops the colors; a small one is still rich's."""
+    import re
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    rows = [[f"web{i}", "OK" if i % 2 else "CRITICAL", "HTTP 200"] for i in range(201)]
+    styles = [[None, "green" if i % 2 else "bold red", None] for i in range(201)]
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    fake = Tty()
+    monkeypatch.setattr(sys, "stdout", fake)
+    output.table(["CHECK", "STATUS", "MESSAGE"], rows, styles=styles)
+    text = fake.getvalue()
+    assert "\x1b[1;31mCRITICAL\x1b[0m" in text and "\x1b[32mOK\x1b[0m" in text
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    assert plain == output.plain_table(["CHECK", "STATUS", "MESSAGE"], rows) + "\n"
+    assert plain.splitlines()[2] == "web1    OK        HTTP 200"
+    monkeypatch.setenv("NO_COLOR", "1")
+    fake = Tty()
+    monkeypatch.setattr(sys, "stdout", fake)
+    output.table(["CHECK", "STATUS", "MESSAGE"], rows, styles=styles)
+    assert fake.getvalue() == plain
+    fake = Tty()
+    monkeypatch.setattr(sys, "stdout", fake)
+    output.table(["CHECK", "STATUS", "MESSAGE"], rows[:3], styles=styles[:3])
+    assert "┃" in fake.getvalue() or "│" in fake.getvalue()  # rich's box
