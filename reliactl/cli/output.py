@@ -164,6 +164,24 @@ def _key_text(key: Any) -> str:
     raise TypeError(f"keys must be str, int, float, bool or None, not {type(key).__name__}")
 
 
+def _bool_text(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _null_text(value: None) -> str:
+    return "null"
+
+
+# Exact types written without a recursive call (subclasses, e.g. enums, take the long way).
+_SCALARS: dict[type, Callable[[Any], str]] = {
+    str: _json_string,
+    int: int.__repr__,
+    float: _float_text,
+    bool: _bool_text,
+    type(None): _null_text,
+}
+
+
 def _encode(value: Any, out: list[str], newline: str) -> None:
     # The order of json's own _iterencode: str, None, True, False, int, float, containers.
     if isinstance(value, str):
@@ -185,9 +203,13 @@ def _encode(value: Any, out: list[str], newline: str) -> None:
         inner = newline + "  "
         separator = "[" + inner
         for item in value:
-            out.append(separator)
+            scalar = _SCALARS.get(type(item))
+            if scalar is not None:
+                out.append(separator + scalar(item))
+            else:
+                out.append(separator)
+                _encode(item, out, inner)
             separator = "," + inner
-            _encode(item, out, inner)
         out.append(newline + "]")
     elif isinstance(value, dict):
         if not value:
@@ -196,11 +218,14 @@ def _encode(value: Any, out: list[str], newline: str) -> None:
         inner = newline + "  "
         separator = "{" + inner
         for key, item in value.items():
-            out.append(separator)
+            name = _json_string(key) if type(key) is str else _key_text(key)
+            scalar = _SCALARS.get(type(item))
+            if scalar is not None:
+                out.append(f"{separator}{name}: {scalar(item)}")
+            else:
+                out.append(f"{separator}{name}: ")
+                _encode(item, out, inner)
             separator = "," + inner
-            out.append(_key_text(key))
-            out.append(": ")
-            _encode(item, out, inner)
         out.append(newline + "}")
     else:
         _encode(str(value), out, newline)
