@@ -126,7 +126,8 @@ def parse(text: str) -> YamlDocument:
             doc.data = None
             return doc
         try:
-            _expanded_size(node, {}, set(), MAX_NODES + _written_nodes(node))
+            if "*" in text:  # no "*": no alias, so nothing can expand (a big file skips the walks)
+                _expanded_size(node, {}, set(), MAX_NODES + _written_nodes(node))
             doc.data = _walk(loader, node, (), doc)
         except _TooBig as exc:
             doc.problems.append((node.start_mark.line + 1, (), str(exc)))
@@ -136,6 +137,14 @@ def parse(text: str) -> YamlDocument:
         return doc
     finally:
         loader.dispose()
+
+
+_DEPTH_STEP = {
+    yaml.MappingStartEvent: 1,
+    yaml.SequenceStartEvent: 1,
+    yaml.MappingEndEvent: -1,
+    yaml.SequenceEndEvent: -1,
+}
 
 
 def _c_loader(text: str) -> Any:
@@ -149,12 +158,11 @@ def _c_loader(text: str) -> Any:
     depth = 0
     try:
         for event in yaml.parse(text, Loader=c_loader):
-            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
-                depth += 1
+            step = _DEPTH_STEP.get(type(event))
+            if step is not None:
+                depth += step
                 if depth > MAX_DEPTH:
                     return None
-            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
-                depth -= 1
     except yaml.YAMLError:
         return None
     return c_loader(text)
@@ -242,7 +250,9 @@ def _walk(loader: yaml.SafeLoader, node: Node, path: Path, doc: YamlDocument) ->
         )
         return None
     try:
-        return loader.construct_object(node, deep=True)
+        # The tag's constructor directly: construct_object's bookkeeping (memo, recursion
+        # guard) is for collections, and a scalar is ~60% of a big file's values.
+        return loader.yaml_constructors[node.tag](loader, node)
     except (yaml.YAMLError, ValueError) as exc:
         doc.problems.append((line, path, f"invalid value {node.value!r}: {exc}"))
         return None

@@ -347,3 +347,82 @@ def test_example_config_is_what_config_init_writes() -> None:
 def test_secrets_are_redacted_in_plain_views() -> None:
     plain = cfgmod.to_plain({"webhook_url": "https://hooks/secret", "api_key": "sk-1", "name": "x"})
     assert plain == {"webhook_url": "***", "api_key": "***", "name": "x"}
+
+
+def test_sources_are_worked_out_only_when_asked_and_stay_right_for_a_big_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Loading 2,000 checks does not build the per-setting sources (only `config show` reads
+    them; eagerly they were half of a 5,000-check load, issue 21), and once asked they are
+    the same as before: the file line of a key deep in the list, env and defaults."""
+    from reliactl.config import _validation
+
+    checks = "".join(
+        f"    - {{name: web{i}, kind: http, url: 'http://127.0.0.1:1/?{i}'}}\n" for i in range(2000)
+    )
+    f = write(tmp_path / "big.yaml", f"health_monitor:\n  system_checks: []\n  checks:\n{checks}")
+    calls = []
+    real = _validation._Origins.source_of
+
+    def counting(self: _validation._Origins, path: tuple[str | int, ...]) -> str:
+        calls.append(path)
+        return real(self, path)
+
+    monkeypatch.setattr(_validation._Origins, "source_of", counting)
+    loaded = load(f, environ={"RELIACTL_RETRY__MAX_RETRIES": "6"})
+    assert calls == []
+    assert len(loaded.config.health_monitor.checks) == 2000
+    assert loaded.sources["health_monitor.checks[1999].url"] == f"{f}:2003"
+    assert loaded.sources["health_monitor.checks[0].name"] == f"{f}:4"
+    assert loaded.sources["health_monitor.checks[7].method"] == "default"
+    assert loaded.sources["retry.max_retries"] == "env RELIACTL_RETRY__MAX_RETRIES"
+    assert loaded.sources is loaded.sources  # worked out once
+    assert calls
+
+
+def test_the_same_problems_from_the_per_class_plan_for_every_entry(tmp_path: Path) -> None:
+    """The per-class field plan (read once for 5,000 checks) still reports, per entry, an
+    unknown key with its suggestion, a missing required key and a bad value, each at its own
+    line: the plan is shared, the problems are not."""
+    f = write(
+        tmp_path / "c.yaml",
+        "health_monitor:\n"
+        "  checks:\n"
+        "    - {name: a, kind: http, urll: 'http://x/'}\n"
+        "    - {kind: tcp, host: h, port: 1}\n"
+        "    - {name: c, kind: tcp, host: h, port: 0}\n"
+        "    - {name: d, kind: http, url: 'http://x/', timeout: 5s}\n",
+    )
+    msgs = problems_of(f)
+    assert f"{f}:3: health_monitor.checks[0].urll: unknown key (did you mean 'url'?)" in msgs
+    assert any(m.startswith(f"{f}:4: health_monitor.checks[1].name: is required") for m in msgs)
+    assert any(
+        m.startswith(f"{f}:5: health_monitor.checks[2].port: expected a positive") for m in msgs
+    )
+    assert len(msgs) == 3, msgs
+
+
+def test_the_alias_guard_walks_only_documents_that_can_hold_an_alias(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A document without a "*" holds no alias, so nothing in it can expand and the two
+    guard walks over every node are skipped (a third of a 5,000-check parse, issue 21); a
+    document with one is still walked, and a bomb or a self-reference still refused."""
+    from reliactl import _yaml
+
+    walks = []
+    real = _yaml._written_nodes
+
+    def counting(root: object) -> int:
+        walks.append(root)
+        return real(root)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_yaml, "_written_nodes", counting)
+    checks = "".join(f"  - {{name: web{i}, url: 'http://h/?{i}'}}\n" for i in range(500))
+    doc = _yaml.parse("checks:\n" + checks)
+    assert not doc.problems and len(doc.data["checks"]) == 500
+    assert walks == []
+    assert not _yaml.parse("a: &x 1\nb: *x\n").problems and len(walks) == 1
+    assert "refers to itself" in _yaml.parse("a: &a [*a]\n").problems[0][2]
+    bomb = ["a0: &a0 [" + ",".join(["x"] * 150) + "]"] + [f"b{i}: *a0" for i in range(140)]
+    assert "alias bomb" in _yaml.parse("\n".join(bomb) + "\n").problems[0][2]

@@ -6,8 +6,15 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
+
+from reliactl.config._records import finish
+
+if typing.TYPE_CHECKING:
+    from dataclasses import dataclass
+else:  # the same frozen dataclasses, without ~150 compilations at import (see _records)
+    from reliactl.config._records import dataclass
 
 from reliactl._settings import BreakerSettings, _opt
 from reliactl.backoff import JITTERS, STRATEGIES
@@ -28,9 +35,11 @@ def _overrides_of(cls: type, name: str, doc: str) -> type:
         (f.name, hints[f.name] | None, field(default=None, metadata=f.metadata))
         for f in dataclasses.fields(cls)
     ]
-    made = dataclasses.make_dataclass(name, fields, frozen=True, namespace={"__doc__": doc})
+    made = dataclasses.make_dataclass(
+        name, fields, init=False, repr=False, eq=False, namespace={"__doc__": doc}
+    )
     made.__module__ = __name__
-    return made
+    return finish(made)
 
 
 if typing.TYPE_CHECKING:
@@ -49,7 +58,7 @@ else:
     )
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)  # the standard one: BreakerSettings (its base) is
 class CircuitBreakerConfig(BreakerSettings):
     """The breakers' defaults (the `BreakerSettings` fields) and per-breaker overrides."""
 

@@ -99,6 +99,36 @@ def _suggest(name: str, names: list[str]) -> str:
 T = TypeVar("T")
 
 
+_Plan = tuple[frozenset[str], list[str], tuple[tuple[str, Any, Any, bool], ...]]
+_plans: dict[type, _Plan] = {}
+
+
+def _plan(cls: type) -> _Plan:
+    """What ``_build`` needs of a section class, worked out once per class (5,000 checks
+    would otherwise re-read the same fields and hints 5,000 times): its key names, and per
+    field (name, annotation, metadata, required)."""
+    plan = _plans.get(cls)
+    if plan is None:
+        hints = _hints(cls)
+        fields = dataclasses.fields(cls)
+        names = [f.name for f in fields]
+        plan = (
+            frozenset(names),
+            names,
+            tuple(
+                (
+                    f.name,
+                    hints[f.name],
+                    f.metadata,
+                    f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+                )
+                for f in fields
+            ),
+        )
+        _plans[cls] = plan
+    return plan
+
+
 def _build(
     cls: type[T], raw: Any, path: KeyPath, origins: _Origins, problems: list[ConfigProblem]
 ) -> T | None:
@@ -107,37 +137,55 @@ def _build(
     if not isinstance(raw, dict):
         problems.append(origins.problem(path, f"expected a mapping, got {_kind(raw)}"))
         return None
-    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    known, names, fields = _plan(cls)
     for key in raw:
-        if key not in names:
+        if key not in known:
             problems.append(
                 origins.problem((*path, key), f"unknown key{_suggest(str(key), names)}")
             )
-    hints = _hints(cls)
     kwargs: dict[str, Any] = {}
     ok = True
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        fpath = (*path, f.name)
-        if f.name not in raw:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                problems.append(origins.problem(fpath, "is required"))
+    for name, annotation, meta, required in fields:
+        if name not in raw:
+            if required:
+                problems.append(origins.problem((*path, name), "is required"))
                 ok = False
             continue
-        if raw[f.name] is None and _is_container(hints[f.name]):
+        value = raw[name]
+        if value is None and _is_container(annotation):
             # `retry:` with every key commented out: the section (or list, mapping) is
             # present but empty, which means its defaults.
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                problems.append(origins.problem(fpath, "is required"))
+            if required:
+                problems.append(origins.problem((*path, name), "is required"))
                 ok = False
             continue
-        good, value = _convert(hints[f.name], f.metadata, raw[f.name], fpath, origins, problems)
+        good, value = _convert(annotation, meta, value, (*path, name), origins, problems)
         if good:
-            kwargs[f.name] = value
+            kwargs[name] = value
         else:
             ok = False
     if not ok:
         return None
     return cls(**kwargs)
+
+
+_shapes: dict[Any, tuple[bool, Any, Any, bool]] = {}
+
+
+def _shape(annotation: Any) -> tuple[bool, Any, Any, bool]:
+    """(optional, the annotation without None, its generic origin, is it a section), once
+    per annotation: the schema has a few dozen, a big file converts them 100,000 times."""
+    shape = _shapes.get(annotation)
+    if shape is None:
+        base = _strip_optional(annotation)
+        shape = (
+            _is_optional(annotation),
+            base,
+            typing.get_origin(base),
+            dataclasses.is_dataclass(base),
+        )
+        _shapes[annotation] = shape
+    return shape
 
 
 def _convert(  # noqa: C901 - one branch per annotation shape of the schema
@@ -152,11 +200,11 @@ def _convert(  # noqa: C901 - one branch per annotation shape of the schema
         problems.append(origins.problem(path, message))
         return False, None
 
+    optional, base, origin, is_section = _shape(annotation)
     if value is None:
-        if _is_optional(annotation):
+        if optional:
             return True, None
         return bad(f"expected {_expected(annotation, meta)}, got nothing")
-    base = _strip_optional(annotation)
     kind = meta.get("kind")
     if kind == "argv":  # an argv list, or one string (run by a shell only with shell: true)
         if isinstance(value, str):
@@ -166,12 +214,11 @@ def _convert(  # noqa: C901 - one branch per annotation shape of the schema
         return bad(
             f"expected an argv list of strings (or one string with shell: true), got {_kind(value)}"
         )
-    if dataclasses.is_dataclass(base):
+    if is_section:
         if str(kind).startswith("shorthand:") and not isinstance(value, dict):
             value = {str(kind).partition(":")[2]: value}  # `forecast: 24h` is its horizon
-        built = _build(base, value, path, origins, problems)  # type: ignore[arg-type]
+        built = _build(base, value, path, origins, problems)
         return built is not None, built
-    origin = typing.get_origin(base)
     if origin is list:
         if not isinstance(value, list):
             return bad(f"expected a list, got {_kind(value)}")
@@ -359,7 +406,7 @@ def _alerts_problems(config: Config, origins: _Origins) -> list[ConfigProblem]:
     return problems
 
 
-_JOB_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@\-]{0,127}")
+_JOB_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.@\-]{0,127}"  # compiled at first use (re caches it)
 
 
 def _job_problems(jobs: dict[str, JobSettings], origins: _Origins) -> list[ConfigProblem]:
@@ -367,7 +414,7 @@ def _job_problems(jobs: dict[str, JobSettings], origins: _Origins) -> list[Confi
     problems: list[ConfigProblem] = []
     for name, job in jobs.items():
         path: KeyPath = ("jobs", name)
-        if not _JOB_NAME.fullmatch(name):
+        if not re.fullmatch(_JOB_NAME, name):
             problems.append(
                 origins.problem(
                     path, f"expected a job name of letters, digits, _ . @ -, got {name!r}"
@@ -487,7 +534,7 @@ def _remediation_problems(config: Config, origins: _Origins) -> list[ConfigProbl
     return problems
 
 
-_NAMESPACE = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
+_NAMESPACE = r"[A-Za-z0-9_.:\-]{1,64}"  # compiled at first use (re caches it)
 
 
 def _state_problems(s: StateConfig, origins: _Origins) -> list[ConfigProblem]:
@@ -510,7 +557,7 @@ def _state_problems(s: StateConfig, origins: _Origins) -> list[ConfigProblem]:
                     ("state", "url"), f"a Redis URL needs the redis extra: {INSTALL_HINT}"
                 )
             )
-        if not _NAMESPACE.fullmatch(s.namespace):
+        if not re.fullmatch(_NAMESPACE, s.namespace):
             problems.append(
                 origins.problem(
                     ("state", "namespace"),
@@ -520,7 +567,7 @@ def _state_problems(s: StateConfig, origins: _Origins) -> list[ConfigProblem]:
     return problems
 
 
-_CHECK_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
+_CHECK_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.\-]*"  # compiled at first use (re caches it)
 
 
 _RESERVED_CHECK_NAMES = (
@@ -557,7 +604,7 @@ def _health_problems(h: HealthMonitorConfig, origins: _Origins) -> list[ConfigPr
     }
     for index, spec in enumerate(h.checks):
         path: KeyPath = (*base, "checks", index)
-        if not _CHECK_NAME.fullmatch(spec.name):
+        if not re.fullmatch(_CHECK_NAME, spec.name):
             problems.append(
                 origins.problem(
                     (*path, "name"), f"expected letters, digits, _ . or -, got {spec.name!r}"
@@ -647,7 +694,7 @@ _CHANNEL_KEYS = {
     "mail_to": ("email",),
     "tls_ca_file": ("email",),
 }
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]*"  # compiled at first use (re caches it)
 
 
 def sink_problems(sink: AlertSink) -> list[tuple[str, str]]:
@@ -673,7 +720,7 @@ def sink_problems(sink: AlertSink) -> list[tuple[str, str]]:
             problems.append(
                 (secret, f"is required for {kind} sinks (or secret_file, or secret_env)")
             )
-    if sink.secret_env not in ("", REDACTED) and not _ENV_NAME.fullmatch(sink.secret_env):
+    if sink.secret_env not in ("", REDACTED) and not re.fullmatch(_ENV_NAME, sink.secret_env):
         problems.append(
             ("secret_env", f"expected an environment variable name, got {sink.secret_env!r}")
         )

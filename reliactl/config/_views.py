@@ -131,13 +131,13 @@ def _entry_docs(cls: Any, prefix: str) -> list[str]:
     return out
 
 
-_PLAIN = re.compile(r"[A-Za-z0-9_./~@%+$][A-Za-z0-9_./~@%+$:;,()=*?! -]*")
+# Compiled at first use (re caches them), not at import: only config show needs them.
+_PLAIN = r"[A-Za-z0-9_./~@%+$][A-Za-z0-9_./~@%+$:;,()=*?! -]*"
 
 
-_RESERVED = re.compile(
+_RESERVED = (
     r"(?i:y|n|yes|no|true|false|on|off|null|~)|[-+]?(\d[\d_]*(\.\d*)?|\.\d+)(e[-+]?\d+)?"
-    r"|[-+]?\.(inf|nan)|0x[0-9a-f]+|0o?[0-7]+|\d+(:[0-5]?\d)+(\.\d*)?|\d{4}-\d\d?-\d\d?.*",
-    re.IGNORECASE,
+    r"|[-+]?\.(inf|nan)|0x[0-9a-f]+|0o?[0-7]+|\d+(:[0-5]?\d)+(\.\d*)?|\d{4}-\d\d?-\d\d?.*"
 )
 
 
@@ -151,8 +151,8 @@ def scalar_yaml(value: Any) -> str:
         return repr(value)
     text = str(value)
     if (
-        _PLAIN.fullmatch(text)
-        and not _RESERVED.fullmatch(text)
+        re.fullmatch(_PLAIN, text)
+        and not re.fullmatch(_RESERVED, text, re.IGNORECASE)
         and ": " not in text
         and " #" not in text
         and not text.endswith((" ", ":"))

@@ -1,0 +1,158 @@
+"""Frozen dataclasses for the configuration schema without compiling code at import.
+
+``@dataclass(frozen=True)`` compiles six small functions per class (``__init__``,
+``__repr__``, ``__eq__``, ``__hash__``, ``__setattr__``, ``__delattr__``), one ``exec`` each:
+for the schema's ~25 classes that was ~150 compilations and most of ``reliactl.config``'s
+import time, paid by every command (issue 21). Here the standard decorator still does the
+bookkeeping (``__dataclass_fields__``, so ``dataclasses.fields``/``replace``/``asdict`` and
+the schema's introspection work unchanged) with ``init=False, repr=False, eq=False``, which
+compiles nothing; ``__repr__``, ``__eq__``, ``__hash__`` and the frozen ``__setattr__`` /
+``__delattr__`` are shared closures with the same behaviour; and the ``__init__`` of every
+pending class is compiled together, in one ``compile``, when the first instance is made.
+
+The semantics are the standard ones (tests/test_config_records.py compares them with real
+frozen dataclasses): keyword or positional arguments in field order, defaults and default
+factories, ``FrozenInstanceError`` on assignment or deletion, value equality within one
+class, ``hash`` of the compared fields, ``Name(field=value, ...)`` as repr.
+
+Type checkers see the standard ``dataclasses.dataclass`` (``_schema`` imports this one only
+at run time).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+__all__ = ["dataclass", "finish"]
+
+C = TypeVar("C", bound=type)
+
+_pending: list[type] = []
+_lock = threading.Lock()
+_FACTORY = object()  # marks "no argument given: call the default factory"
+
+
+def dataclass(*, frozen: bool) -> Callable[[C], C]:
+    """``dataclasses.dataclass(frozen=True)``, its methods made as the module docstring says."""
+    if not frozen:
+        raise TypeError("reliactl.config._records makes frozen dataclasses only")
+
+    def wrap(cls: C) -> C:
+        if cls.__doc__ is None:  # else dataclasses derives one with inspect.signature,
+            # which for a class without __init__ yet tokenizes object's (~10 ms at import)
+            cls.__doc__ = f"{cls.__name__}: a section of the configuration."
+        processed: C = dataclasses.dataclass(init=False, repr=False, eq=False)(cls)  # type: ignore[assignment]
+        return finish(processed)
+
+    return wrap
+
+
+def finish(cls: C) -> C:
+    """Give a dataclass processed with ``init=False, repr=False, eq=False`` the methods of a
+    frozen one (its ``__init__`` compiled with the others' at the first instance)."""
+    klass: type = cls
+    fields = dataclasses.fields(klass)
+    names = frozenset(f.name for f in fields)
+    shown = tuple(f.name for f in fields if f.repr)
+    compared = tuple(f.name for f in fields if f.compare)
+    hashed = tuple(f.name for f in fields if (f.compare if f.hash is None else f.hash))
+
+    def __setattr__(self: Any, name: str, value: Any) -> None:
+        if type(self) is klass or name in names:
+            raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+        super(klass, self).__setattr__(name, value)  # type: ignore[arg-type]
+
+    def __delattr__(self: Any, name: str) -> None:
+        if type(self) is klass or name in names:
+            raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
+        super(klass, self).__delattr__(name)  # type: ignore[arg-type]
+
+    def __repr__(self: Any) -> str:
+        inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in shown)
+        return f"{self.__class__.__qualname__}({inner})"
+
+    def __eq__(self: Any, other: Any) -> Any:
+        if other.__class__ is self.__class__:  # tuples, as dataclasses: `is` before `==`
+            mine = tuple(getattr(self, name) for name in compared)
+            return mine == tuple(getattr(other, name) for name in compared)
+        return NotImplemented
+
+    def __hash__(self: Any) -> int:
+        return hash(tuple(getattr(self, name) for name in hashed))
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        _compile_pending()
+        klass.__dict__["__init__"](self, *args, **kwargs)
+
+    for method in (__setattr__, __delattr__, __repr__, __eq__, __hash__, __init__):
+        method.__qualname__ = f"{cls.__qualname__}.{method.__name__}"
+        setattr(cls, method.__name__, method)
+    _pending.append(cls)
+    return cls
+
+
+def _compile_pending() -> None:
+    """The ``__init__`` of every pending class, from one compiled source."""
+    with _lock:
+        _compile_locked()
+
+
+def _compile_locked() -> None:
+    classes = list(_pending)
+    if not classes:
+        return
+    sources: list[str] = []
+    arguments: list[dict[str, Any]] = []
+    for index, cls in enumerate(classes):
+        source, values = _init_source(cls, index)
+        sources.append(source)
+        arguments.append(values)
+    namespace: dict[str, Any] = {}
+    code = compile("\n".join(sources), "<reliactl.config schema __init__>", "exec")
+    exec(code, namespace)  # noqa: S102 - our own generated source, as dataclasses does
+    for index, cls in enumerate(classes):
+        init = namespace[f"_make_{index}"](**arguments[index])
+        init.__qualname__ = f"{cls.__qualname__}.__init__"
+        init.__module__ = cls.__module__
+        cls.__init__ = init  # type: ignore[misc]
+    del _pending[: len(classes)]
+
+
+def _init_source(cls: type, index: int) -> tuple[str, dict[str, Any]]:
+    """A factory ``_make_<index>(...)`` returning the class's ``__init__``, and its arguments
+    (the field defaults and default factories, bound as the factory's parameters)."""
+    values: dict[str, Any] = {"_set": object.__setattr__, "_FACTORY": _FACTORY}
+    params: list[str] = []
+    body: list[str] = []
+    seen_default = False
+    for f in dataclasses.fields(cls):
+        name = f.name
+        if not name.isidentifier() or name.startswith("_") or name == "self":
+            raise TypeError(f"{cls.__qualname__}.{name}: not a schema field name")
+        if f.default is not dataclasses.MISSING:
+            values[f"_d_{name}"] = f.default
+            params.append(f"{name}=_d_{name}")
+            body.append(f"    _set(self, {name!r}, {name})")
+            seen_default = True
+        elif f.default_factory is not dataclasses.MISSING:
+            values[f"_f_{name}"] = f.default_factory
+            params.append(f"{name}=_FACTORY")
+            body.append(f"    _set(self, {name!r}, _f_{name}() if {name} is _FACTORY else {name})")
+            seen_default = True
+        else:
+            if seen_default:
+                raise TypeError(f"non-default argument {name!r} follows default argument")
+            params.append(name)
+            body.append(f"    _set(self, {name!r}, {name})")
+    if hasattr(cls, "__post_init__"):
+        body.append("    self.__post_init__()")
+    source = (
+        f"def _make_{index}({', '.join(values)}):\n"
+        f"  def __init__(self, {', '.join(params)}):\n"
+        + ("\n".join("  " + line for line in body) or "    pass")
+        + "\n  return __init__\n"
+    )
+    return source, values

@@ -1,0 +1,153 @@
+"""reliactl.config._records: the schema's frozen dataclasses, made without compiling code at
+import (issue 21), behave as the standard ``@dataclass(frozen=True)`` ones."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import pickle
+import subprocess
+import sys
+from dataclasses import field
+from typing import Any
+
+import pytest
+
+from reliactl.config import _records
+
+
+@dataclasses.dataclass(frozen=True)
+class Standard:
+    name: str
+    port: int | None = None
+    tags: list[str] = field(default_factory=list)
+    ratio: float = 0.5
+
+
+@_records.dataclass(frozen=True)
+class Ours:
+    name: str
+    port: int | None = None
+    tags: list[str] = field(default_factory=list)
+    ratio: float = 0.5
+
+
+@_records.dataclass(frozen=True)
+class OursChild(Ours):
+    extra: bool = False
+
+
+def test_construction_defaults_factories_and_errors_are_the_standard_ones() -> None:
+    """Positional and keyword arguments, defaults, a fresh list per instance from the
+    factory, and TypeError for a missing, unknown or doubled argument, as dataclasses."""
+    for cls in (Standard, Ours):
+        a, b = cls("a"), cls("b", 80, ["x"], ratio=1.0)
+        assert (a.name, a.port, a.tags, a.ratio) == ("a", None, [], 0.5)
+        assert (b.name, b.port, b.tags, b.ratio) == ("b", 80, ["x"], 1.0)
+        assert cls("c").tags is not cls("c").tags
+        for args, kwargs in (((), {}), (("a",), {"nope": 1}), (("a",), {"name": "b"})):
+            with pytest.raises(TypeError):
+                cls(*args, **kwargs)
+    child = OursChild("c", extra=True)
+    assert (child.name, child.extra) == ("c", True)
+    assert [f.name for f in dataclasses.fields(OursChild)] == [
+        "name",
+        "port",
+        "tags",
+        "ratio",
+        "extra",
+    ]
+
+
+def test_repr_eq_hash_and_frozenness_are_the_standard_ones() -> None:
+    """repr text, value equality within one class only (NaN in the same object compares as
+    the tuple comparison of dataclasses does), hash of the fields, and FrozenInstanceError
+    on assigning or deleting a field or a new attribute."""
+    nan = math.nan
+    s1, s2 = Standard("a", 1, ["t"], nan), Standard("a", 1, ["t"], nan)
+    o1, o2 = Ours("a", 1, ["t"], nan), Ours("a", 1, ["t"], nan)
+    assert repr(o1) == repr(s1).replace("Standard", "Ours")
+    assert (o1 == o2) == (s1 == s2)
+    assert o1 != Ours("b") and o1 != s1 and o1 != OursChild("a", 1, ["t"], nan)
+    assert hash(Ours("a", 1, (), 0.5)) == hash(Standard("a", 1, (), 0.5))  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        hash(o1)  # a list field: unhashable, as a standard frozen dataclass
+    for obj in (o1, OursChild("c")):
+        for action in (
+            lambda o: setattr(o, "name", "x"),
+            lambda o: setattr(o, "new", 1),
+            lambda o: delattr(o, "name"),
+        ):
+            with pytest.raises(dataclasses.FrozenInstanceError):
+                action(obj)
+    assert o1.name == "a"
+
+
+def test_dataclass_functions_copy_and_pickle_work() -> None:
+    """fields, replace, asdict, copy, deepcopy and pickle (the schema's introspection and
+    the library's users rely on them) work on these classes."""
+    obj = Ours("a", 2, ["t"])
+    assert dataclasses.is_dataclass(obj)
+    assert dataclasses.replace(obj, port=3) == Ours("a", 3, ["t"])
+    assert dataclasses.asdict(obj) == {"name": "a", "port": 2, "tags": ["t"], "ratio": 0.5}
+    for clone in (copy.copy(obj), copy.deepcopy(obj), pickle.loads(pickle.dumps(obj))):
+        assert clone == obj
+
+
+def test_importing_the_configuration_compiles_no_dataclass_code() -> None:
+    """`import reliactl.config` runs no dataclasses code generation for the schema (it cost
+    ~150 compilations, most of the module's import time, every command); the first
+    Config() compiles every schema __init__ at once and loads the same defaults."""
+    code = (
+        "import dataclasses\n"
+        "made = []\n"
+        "real = dataclasses._create_fn\n"
+        "def spy(name, *a, **k):\n"
+        "    if k['globals'].get('__name__', '').startswith('reliactl.config'):\n"
+        "        made.append(name)\n"
+        "    return real(name, *a, **k)\n"
+        "dataclasses._create_fn = spy\n"
+        "import reliactl._settings\n"
+        "before = len(made)\n"
+        "import reliactl.config\n"
+        "at_import = len(made) - before\n"
+        "cfg = reliactl.config.load(environ={}).config\n"
+        "print(at_import, cfg.retry.max_retries, cfg.health_monitor.max_parallel)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    # CircuitBreakerConfig stays a standard dataclass (its base, the library's
+    # BreakerSettings, is one): its six methods are the only ones left.
+    assert int(out[0]) <= 6, out
+    assert out[1:] == ["3", "256"]
+
+
+def test_every_schema_section_matches_a_standard_frozen_dataclass() -> None:
+    """Each schema class built here, rebuilt as a standard frozen dataclass from the same
+    fields, constructs, compares and prints the same from its defaults."""
+    from reliactl.config import _schema
+
+    sections: list[Any] = [
+        obj
+        for obj in vars(_schema).values()
+        if isinstance(obj, type)
+        and dataclasses.is_dataclass(obj)
+        and obj.__module__ == _schema.__name__
+    ]
+    assert len(sections) > 15
+    for cls in sections:
+        twin = dataclasses.make_dataclass(
+            cls.__name__,
+            [(f.name, f.type, f) for f in dataclasses.fields(cls)],
+            frozen=True,
+        )
+        required = {
+            f.name: "x"
+            for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        }
+        ours, theirs = cls(**required), twin(**required)
+        assert repr(ours) == repr(theirs)
+        assert dataclasses.asdict(ours) == dataclasses.asdict(theirs)
