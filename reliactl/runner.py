@@ -3,13 +3,17 @@
 The process model (coreutils timeout(1) semantics, plus what timeout cannot promise):
 
     reliactl ──fork──> shim (group leader, child subreaper, ignores catchable signals)
-                         └──fork+exec──> COMMAND (same group; reliactl's dispositions, open mask)
-                                          └── whatever it starts: the job, found below the shim
+                         └──posix_spawn──> COMMAND (same group; reliactl's dispositions,
+                                            │              an empty mask)
+                                            └── whatever it starts: the job, found below the shim
 
 - The shim is a forked copy of reliactl (no new interpreter start). Without a controlling
   terminal it calls setsid; on reliactl's terminal it makes a group in reliactl's session and,
   in the foreground, hands it the terminal (tcsetpgrp), so job control works as for the bare
   command (a stopped command stops reliactl with the same signal; SIGCONT resumes both).
+- The shim starts the command with posix_spawn (a vfork: nothing of the shim is copied), or
+  by fork+exec when the command sets a limit on itself before exec (nice, I/O class,
+  RLIMIT_CPU, joining a memory cgroup): ``_spawn_command`` / ``_exec_command``, alike.
 - The shim is a child subreaper: orphans of the job are reparented to it, so every process
   of the job, whatever group or session it moved to, is a descendant of the shim
   (``job_processes``, /proc/<pid>/task/*/children). Where reliactl's cgroup v2 directory is
