@@ -672,7 +672,10 @@ def _shim(  # noqa: C901 - runs between fork and exec: flat, nothing to import
                 for number, old in inherited.items()
                 if not (number in ignored or (old == signal.SIG_IGN and number not in _RESET))
             ]
-            spawned = _spawn_command(argv, env, cwd, defaults)
+            try:
+                spawned = _spawn_command(argv, env, cwd, defaults)
+            except ValueError as exc:  # a NUL byte in an argument or the environment
+                spawned = errno.EINVAL, str(exc)
             if isinstance(spawned, tuple):
                 os.write(report_w, f"E{spawned[0]} {spawned[1]}\n".encode("utf-8", "replace"))
                 os._exit(0)  # no process of the job was started: nothing to reap
@@ -697,7 +700,10 @@ def _shim(  # noqa: C901 - runs between fork and exec: flat, nothing to import
                     if failed is not None:
                         os.write(report_w, f"E{failed[0]} {failed[1]}\n".encode("utf-8", "replace"))
                         os._exit(125)
-                code, why = _exec_command(argv, env, cwd, ignored)
+                try:
+                    code, why = _exec_command(argv, env, cwd, ignored)
+                except ValueError as exc:  # a NUL byte in an argument or the environment
+                    code, why = errno.EINVAL, str(exc)
                 os.write(report_w, f"E{code} {why}\n".encode("utf-8", "replace"))
                 os._exit(127 if code in (errno.ENOENT, errno.ENOTDIR) else 126)
             finally:

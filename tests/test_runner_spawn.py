@@ -145,3 +145,15 @@ def test_a_missing_cwd_is_an_exec_error(tmp_path: Path) -> None:
     )
     assert result.exit_code == 127, result
     assert str(missing) in (result.attempts[-1].exec_error or "")
+
+
+@pytest.mark.parametrize("limit", [{}, {"nice": 0}], ids=["spawned", "forked"])
+def test_a_nul_byte_in_the_environment_is_an_exec_error(limit: dict[str, int]) -> None:
+    """exec cannot take it: 126 with the reason on both paths (the fork path exited 127
+    without a word)."""
+    env = {"PATH": os.environ.get("PATH", os.defpath), "BROKEN": "a\0b"}
+    result = run_command(
+        RunOptions(command=("true",), env=env, timeout=60, job_control=False, **limit)  # type: ignore[arg-type]
+    )
+    assert result.exit_code == 126, result
+    assert "null" in (result.attempts[-1].exec_error or "")
