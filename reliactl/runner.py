@@ -3,13 +3,17 @@
 The process model (coreutils timeout(1) semantics, plus what timeout cannot promise):
 
     reliactl ──fork──> shim (group leader, child subreaper, ignores catchable signals)
-                         └──fork+exec──> COMMAND (same group; reliactl's dispositions, open mask)
-                                          └── whatever it starts: the job, found below the shim
+                         └──posix_spawn──> COMMAND (same group; reliactl's dispositions,
+                                            │              an empty mask)
+                                            └── whatever it starts: the job, found below the shim
 
 - The shim is a forked copy of reliactl (no new interpreter start). Without a controlling
   terminal it calls setsid; on reliactl's terminal it makes a group in reliactl's session and,
   in the foreground, hands it the terminal (tcsetpgrp), so job control works as for the bare
   command (a stopped command stops reliactl with the same signal; SIGCONT resumes both).
+- The shim starts the command with posix_spawn (a vfork: nothing of the shim is copied), or
+  by fork+exec when the command sets a limit on itself before exec (nice, I/O class,
+  RLIMIT_CPU, joining a memory cgroup): ``_spawn_command`` / ``_exec_command``, alike.
 - The shim is a child subreaper: orphans of the job are reparented to it, so every process
   of the job, whatever group or session it moved to, is a descendant of the shim
   (``job_processes``, /proc/<pid>/task/*/children). Where reliactl's cgroup v2 directory is
@@ -59,6 +63,11 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from reliactl._procfs import pid_alive, stat_fields, unescape_mount
 from reliactl._procfs import read_bytes as _read_proc
 from reliactl.errors import LockBusyError, ReliactlError, StateUnavailableError
+
+# The C module under ``signal``: the same calls, without the enum its Python wrappers make of
+# every signal number they return (a full mask is 64 of them: ~0.3 ms a run in the parent,
+# more in the forked shim, which pays a copy-on-write fault for what it touches).
+_csignal: Any = getattr(signal, "_signal", signal)
 
 if TYPE_CHECKING:  # protocols cost import time; only the type checker needs them
     from typing import Protocol
@@ -419,7 +428,7 @@ class _Signals:
                 signal.SIGCHLD,
                 *(s for s in (*FORWARDED_SIGNALS, signal.SIGALRM) if int(s) not in ignored),
             }
-            self._old_mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, wanted)
+            self._old_mask = _csignal.pthread_sigmask(signal.SIG_UNBLOCK, wanted)
         except BaseException:
             self.__exit__()
             raise
@@ -453,7 +462,7 @@ class _Signals:
 
     def __exit__(self, *exc: object) -> None:
         if self._old_mask is not None:
-            signal.pthread_sigmask(signal.SIG_SETMASK, self._old_mask)
+            _csignal.pthread_sigmask(signal.SIG_SETMASK, self._old_mask)
             self._old_mask = None
         if self._wake_w >= 0:
             signal.set_wakeup_fd(self._old_wakeup)
@@ -468,11 +477,11 @@ class _Signals:
 
 @contextlib.contextmanager
 def _all_signals_blocked() -> Iterator[None]:
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    old = _csignal.pthread_sigmask(signal.SIG_BLOCK, _csignal.valid_signals())
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        _csignal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 # --------------------------------------------------------------------------- child side
@@ -510,6 +519,69 @@ def _exec_command(
             if exc.errno == errno.ENOEXEC:
                 try:
                     os.execve("/bin/sh", ["sh", candidate, *argv[1:]], environ)  # noqa: S606
+                except OSError as exc2:
+                    exc = exc2
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG):
+                if saved is None or saved.errno in (errno.ENOENT, errno.ENOTDIR):
+                    saved = saved or exc
+                continue
+            if exc.errno in (errno.EACCES, errno.EISDIR):
+                saved = exc
+                continue
+            saved = exc
+            break
+    assert saved is not None
+    return saved.errno or errno.ENOENT, saved.strerror or "cannot execute"
+
+
+def _spawn_command(
+    argv: Sequence[str], env: Mapping[str, str] | None, cwd: str | None, defaults: list[int]
+) -> int | tuple[int, str]:
+    """Start ``argv`` from the shim with posix_spawn, as ``_exec_command`` would exec it.
+
+    glibc's posix_spawn is a vfork (CLONE_VM|CLONE_VFORK): nothing of the shim's memory is
+    copied and no Python runs in the new process, where a fork of the shim copies its page
+    tables and pays copy-on-write faults for every page the Python code before exec touches.
+    The same PATH search, /bin/sh for ENOEXEC and errno choice as ``_exec_command``;
+    ``defaults`` are the signals set back to SIG_DFL (the rest of the shim's SIG_IGN stays
+    ignored, as over exec), and the signal mask is emptied. Returns the pid, or (errno, why).
+    """
+    environ = os.environ if env is None else env
+    program = argv[0]
+    if cwd is not None:  # the shim's own directory: it would be the command's after a fork
+        try:
+            os.chdir(cwd)
+        except OSError as exc:
+            return exc.errno or errno.ENOENT, f"{cwd}: {exc.strerror}"
+    if "/" in program:
+        candidates = [program]
+    else:
+        path = environ.get("PATH", os.defpath)
+        candidates = [os.path.join(d or ".", program) for d in path.split(os.pathsep)]
+    saved: OSError | None = None
+    for candidate in candidates:
+        if len(candidates) > 1:
+            # Each failed posix_spawn is a whole clone: skip what is not there (execve's
+            # ENOENT/ENOTDIR, on which the search goes on) with one stat.
+            try:
+                os.stat(candidate)
+            except (FileNotFoundError, NotADirectoryError) as exc:
+                saved = saved or exc
+                continue
+            except OSError:
+                pass  # execve says what it is
+        try:
+            return os.posix_spawn(candidate, list(argv), environ, setsigdef=defaults, setsigmask=())
+        except OSError as exc:
+            if exc.errno == errno.ENOEXEC:
+                try:
+                    return os.posix_spawn(
+                        "/bin/sh",
+                        ["sh", candidate, *argv[1:]],
+                        environ,
+                        setsigdef=defaults,
+                        setsigmask=(),
+                    )
                 except OSError as exc2:
                     exc = exc2
             if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG):
@@ -580,16 +652,36 @@ def _shim(  # noqa: C901 - runs between fork and exec: flat, nothing to import
         # The shim outlives every signal sent to the group (--signal may name any), so it can
         # reap the job to the end; the command gets reliactl's own dispositions back.
         inherited: dict[int, Any] = {}
-        for sig in signal.valid_signals():
+        for sig in _csignal.valid_signals():
             if sig not in _SHIM_KEEPS:
-                with contextlib.suppress(OSError, ValueError):
-                    inherited[int(sig)] = signal.signal(sig, signal.SIG_IGN)
+                try:
+                    inherited[sig] = _csignal.signal(sig, _csignal.SIG_IGN)
+                except (OSError, ValueError):
+                    pass
         chld_r, chld_w = os.pipe()
         os.set_blocking(chld_w, False)
         os.set_blocking(chld_r, False)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.set_wakeup_fd(chld_w)
-        pid = os.fork()
+        if setup is None:
+            # No limit to set in the command's own process before exec: posix_spawn (a vfork)
+            # instead of a fork of the shim (benchmarks/run_overhead.py: DESIGN.md "run's
+            # process model"). Dispositions and mask as the fork path below leaves them.
+            defaults = [
+                number
+                for number, old in inherited.items()
+                if not (number in ignored or (old == signal.SIG_IGN and number not in _RESET))
+            ]
+            try:
+                spawned = _spawn_command(argv, env, cwd, defaults)
+            except ValueError as exc:  # a NUL byte in an argument or the environment
+                spawned = errno.EINVAL, str(exc)
+            if isinstance(spawned, tuple):
+                os.write(report_w, f"E{spawned[0]} {spawned[1]}\n".encode("utf-8", "replace"))
+                os._exit(0)  # no process of the job was started: nothing to reap
+            pid = spawned
+        else:
+            pid = os.fork()
         if pid == 0:
             try:
                 signal.set_wakeup_fd(-1)
@@ -602,18 +694,21 @@ def _shim(  # noqa: C901 - runs between fork and exec: flat, nothing to import
                     os.close(fd)
                 if oom_fd is not None:
                     os.close(oom_fd)
-                signal.pthread_sigmask(signal.SIG_SETMASK, set())
+                _csignal.pthread_sigmask(signal.SIG_SETMASK, ())
                 if setup is not None:
                     failed = _apply_setup(setup, join)
                     if failed is not None:
                         os.write(report_w, f"E{failed[0]} {failed[1]}\n".encode("utf-8", "replace"))
                         os._exit(125)
-                code, why = _exec_command(argv, env, cwd, ignored)
+                try:
+                    code, why = _exec_command(argv, env, cwd, ignored)
+                except ValueError as exc:  # a NUL byte in an argument or the environment
+                    code, why = errno.EINVAL, str(exc)
                 os.write(report_w, f"E{code} {why}\n".encode("utf-8", "replace"))
                 os._exit(127 if code in (errno.ENOENT, errno.ENOTDIR) else 126)
             finally:
                 os._exit(127)
-        signal.pthread_sigmask(signal.SIG_SETMASK, set())
+        _csignal.pthread_sigmask(signal.SIG_SETMASK, ())
         watched = [life_r, chld_r] if oom_fd is None else [life_r, chld_r, oom_fd]
         command_done = False
         while True:

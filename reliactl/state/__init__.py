@@ -6,7 +6,6 @@ shared backend of a fleet. ``open_state`` is the only place that knows which one
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -68,6 +67,8 @@ def open_state(
 
 
 def _log_warning(message: str) -> None:
+    import logging  # only when there is something to say: `run` starts without it
+
     logging.getLogger("reliactl.state").warning("%s", message)
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import logging
 import os
 import sqlite3
 import stat
@@ -43,8 +42,6 @@ from reliactl.state.base import (
     RunRecord,
     Updater,
 )
-
-log = logging.getLogger("reliactl.state")
 
 BUSY_TIMEOUT_S = 30.0
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -156,7 +153,9 @@ def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
 
 
 def default_warn(message: str) -> None:
-    log.warning("%s", message)
+    import logging  # only when there is something to say: `run` starts without it
+
+    logging.getLogger("reliactl.state").warning("%s", message)
 
 
 class SQLiteStateStore:
