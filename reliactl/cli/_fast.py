@@ -18,6 +18,9 @@ import os
 import sys
 from typing import Any
 
+# A word one of these argvs must contain; a quick test before the table is read.
+_HOT = frozenset(("run", "health", "-h", "--help"))
+
 
 def _convert(kind: str, text: str) -> Any:
     """An option's value as Typer converts it (``reliactl.cli._fastparams``); ValueError if
@@ -130,8 +133,8 @@ def _parse_command(spec: dict[str, Any], args: list[str]) -> tuple[dict[str, Any
 def plan(argv: list[str]) -> tuple[str, Any] | None:
     """What the fast path does with ``argv``: ("help", text), ("call", (command name, config
     path, kwargs)), or None: run the Typer app."""
-    if os.environ.get("RELIACTL_FAST") == "0":
-        return None
+    if not _HOT.intersection(argv) or os.environ.get("RELIACTL_FAST") == "0":
+        return None  # not a hot command: Typer's, without reading the table
     if any(key.endswith("_COMPLETE") for key in os.environ):
         return None  # a shell's completion request: click's
     from reliactl.cli._table import COMMANDS, ROOT_HELP, ROOT_OPTIONS

@@ -16,8 +16,6 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from reliactl.cli.exitcodes import ExitCode
-
 
 class FastContext:
     """The part of a Click context a command function reads: the root's ``obj`` (an
@@ -74,6 +72,8 @@ def ensure_std_fds() -> None:
 
 def guarded(command: Callable[[], Any]) -> None:
     """Run a dispatched command: never a traceback for a known error or a closed pipe."""
+    from reliactl.cli.exitcodes import ExitCode
+
     try:
         command()
     except KeyboardInterrupt:

@@ -65,6 +65,9 @@ OTHER_ARGVS = [
     ["health", "--json=1"],
     ["-c"],
     ["-c", "--help"],
+    ["--config=", "run", "x"],
+    ["--help", "run"],
+    ["run", "--name", "--help", "x"],
     ["--bogus", "run", "x"],
     ["config", "show"],
     ["runs"],
@@ -92,6 +95,11 @@ def test_the_committed_table_is_what_the_typer_app_generates() -> None:
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
+    from reliactl.cli import _table
+
+    words = set(_table.COMMANDS) | set(_table.ROOT_HELP)
+    words.update(h for spec in _table.COMMANDS.values() for h in spec["help"])
+    assert words == _fast._HOT  # the quick pre-test knows every hot word
 
 
 @pytest.mark.parametrize("argv", FAST_CALLS, ids=" ".join)
