@@ -246,3 +246,21 @@ def test_hot_commands_import_no_typer_click_rich_or_pydantic(
     ]
     assert "reliactl.cli._fast" in modules
     assert [m for m in modules if m.split(".")[0] in HEAVY] == []
+
+
+def test_a_run_ends_the_same_on_both_paths(tmp_path: Path) -> None:
+    """`run` on the fast path passes the command's output and exit code through and prints
+    reliactl's own lines as the Typer path does (timestamps and durations aside)."""
+    import re
+
+    argv = ["run", "--name", "same", "--", "sh", "-c", "echo out; echo err >&2; exit 3"]
+    fast, slow = _both([sys.executable, "-m", "reliactl", *argv], _env(tmp_path), tmp_path)
+
+    def lines(err: bytes) -> list[str]:
+        text = re.sub(r"\S*T\d\d:\d\d:\d\d\S*Z ", "", err.decode())
+        return [re.sub(r"\d+(\.\d+)?m?s\b", "N", line) for line in text.splitlines()]
+
+    assert fast.returncode == slow.returncode == 3
+    assert fast.stdout == slow.stdout == b"out\n"
+    assert lines(fast.stderr) == lines(slow.stderr)
+    assert lines(fast.stderr)[-1] == "reliactl: failed in N (exit 3)"
