@@ -312,6 +312,8 @@ def _typer_names() -> type:
     globals().update({name: getattr(options, name) for name in names}, typer=typer)
 
     class RunCommand(options.UsageCommand):
+        """`run`: usage errors exit 125, as timeout(1)."""
+
         usage_exit_code = ExitCode.INTERNAL
 
     return RunCommand
