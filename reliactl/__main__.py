@@ -1,6 +1,9 @@
 """``python -m reliactl`` and the ``reliactl`` console script.
 
-``reliactl --version`` answers before typer is imported: monitoring calls it often.
+``reliactl --version`` answers before anything else is imported: monitoring calls it often.
+`run`, `health` and `--help` in the forms the fast dispatcher (``reliactl.cli._fast``) fully
+understands run without importing typer; everything else, and every error, goes to the Typer
+app, which stays the definition of the CLI (the fast path's table is generated from it).
 """
 
 from __future__ import annotations
@@ -13,6 +16,10 @@ def main() -> None:
         from reliactl._version import __version__
 
         print(f"reliactl {__version__}")
+        return
+    from reliactl.cli import _fast
+
+    if _fast.main(sys.argv[1:]):
         return
     from reliactl.cli import main as cli_main
 

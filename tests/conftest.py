@@ -70,3 +70,11 @@ def shared_dir() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+# Importing reliactl.cli no longer imports typer (the fast dispatcher runs without it); the
+# app imports it plain (no rich) off a terminal. Tests that import a command module directly
+# get the same typer the CLI would.
+from reliactl.cli import _import_typer_plain_unless_terminal  # noqa: E402
+
+_import_typer_plain_unless_terminal()

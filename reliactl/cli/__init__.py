@@ -9,7 +9,12 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
+
+from reliactl._version import __version__
+
+if TYPE_CHECKING:
+    import typer
 
 
 def _import_typer_plain_unless_terminal() -> None:
@@ -34,20 +39,25 @@ def _import_typer_plain_unless_terminal() -> None:
         del os.environ["TYPER_USE_RICH"]
 
 
-_import_typer_plain_unless_terminal()
+def _prepare_typer() -> None:
+    """Import typer (plain off a terminal), patch it once, and give this module's (string)
+    annotations the names Typer evaluates at registration.
 
-from reliactl.cli import _fastparams  # noqa: E402
+    Importing ``reliactl.cli`` imports no typer: the fast dispatcher (``reliactl.cli._fast``)
+    runs `run`, `health` and `--help` without it; everything else builds the app here.
+    """
+    if "typer" in globals():
+        return
+    _import_typer_plain_unless_terminal()
+    from reliactl.cli import _fastparams
 
-_fastparams.install()
+    _fastparams.install()
+    import typer
 
-import typer  # noqa: E402
+    from reliactl.cli.options import install_plain_metavars
 
-from reliactl._version import __version__  # noqa: E402
-from reliactl.cli.context import AppContext  # noqa: E402
-from reliactl.cli.exitcodes import ExitCode, epilog  # noqa: E402
-from reliactl.cli.options import RootGroup, install_plain_metavars  # noqa: E402
-
-install_plain_metavars()
+    install_plain_metavars()
+    globals()["typer"] = typer
 
 
 def _print_version(value: bool) -> None:
@@ -76,6 +86,8 @@ def root(
     ] = None,
 ) -> None:
     """reliactl: operations toolkit for cron jobs, scripts and services."""
+    from reliactl.cli.context import AppContext
+
     ctx.obj = AppContext(config_path=config)
 
 
@@ -192,6 +204,10 @@ def build_app(only: str | None = None) -> typer.Typer:
     Typer inspects every registered command's parameters at each start; building just the
     invoked command keeps `reliactl run` and friends from paying for all the others.
     """
+    _prepare_typer()
+    from reliactl.cli.exitcodes import epilog
+    from reliactl.cli.options import RootGroup
+
     new = typer.Typer(
         name="reliactl",
         cls=RootGroup,
@@ -242,55 +258,14 @@ def __getattr__(name: str) -> typer.Typer:
     raise AttributeError(f"module 'reliactl.cli' has no attribute {name!r}")
 
 
-def _ensure_std_fds() -> None:
-    """Reopen a closed stdin, stdout or stderr on /dev/null (as daemons and sudo do).
-
-    Otherwise the next file reliactl opens (a lock, the state database) becomes fd 1 or 2,
-    and the command's output, inherited through it, is written into that file.
-    """
-    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
-        try:
-            os.fstat(fd)
-            continue
-        except OSError:
-            pass
-        try:
-            opened = os.open(os.devnull, os.O_RDWR)
-        except OSError:
-            return
-        if opened != fd:
-            os.dup2(opened, fd)
-            os.close(opened)
-        os.set_inheritable(fd, True)  # os.open makes it close-on-exec: the command needs it
-        if getattr(sys, name, None) is None:
-            mode = "r" if fd == 0 else "w"
-            setattr(sys, name, open(fd, mode, encoding="utf-8", closefd=False))  # noqa: SIM115
-
-
 def main() -> None:
     """Console entry point: never a traceback for a known error or a closed pipe."""
-    _ensure_std_fds()
+    from reliactl.cli import _fastrt
+
+    _fastrt.ensure_std_fds()
     application = build_app(invoked_command(sys.argv[1:]))
     if "reliactl.cli.run" in sys.modules:
         from reliactl.cli import run as run_module
 
         run_module.FAST_EXIT = True  # a real process: `run` may skip interpreter teardown
-    try:
-        application()
-    except KeyboardInterrupt:
-        sys.exit(ExitCode.SIGNAL_BASE + 2)
-    except BrokenPipeError:
-        # stdout went away (e.g. `| head`): exit quietly, as cat does.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        sys.exit(ExitCode.SIGNAL_BASE + 13)
-    except Exception as exc:
-        from reliactl.cli.output import error, report_error
-        from reliactl.errors import ReliactlError
-
-        if isinstance(exc, ReliactlError):
-            sys.exit(report_error(exc))
-        if os.environ.get("RELIACTL_DEBUG"):
-            raise
-        error(f"internal error: {type(exc).__name__}: {exc} (set RELIACTL_DEBUG=1 for a traceback)")
-        sys.exit(ExitCode.INTERNAL)
+    _fastrt.guarded(application)

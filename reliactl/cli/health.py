@@ -9,15 +9,14 @@ import tempfile
 import time
 from typing import TYPE_CHECKING, Annotated, Any
 
-import typer
-from typer.core import TyperGroup
-
 from reliactl.cli.exitcodes import ExitCode
-from reliactl.cli.options import JsonOption, UsageCommand, hidden, quiet_option, usage
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    import typer
+
+    from reliactl.cli.options import JsonOption, hidden, quiet_option
     from reliactl.health.alerts import AlertOutcome
     from reliactl.health.model import HealthMetric, HealthReport
     from reliactl.health.monitor import HealthMonitor
@@ -27,51 +26,71 @@ FORMATS = ("text", "json", "nagios", "prometheus", "discord")
 STYLES = {"OK": "green", "WARNING": "yellow", "CRITICAL": "red", "UNKNOWN": "bright_black"}
 
 
-class HealthGroup(TyperGroup):
-    """`health` (runs the checks) with subcommands (`health history`) whose parse errors
-    (unknown option or command, missing value, a number that is not one) exit 3 (UNKNOWN) like
-    its own option checks: a monitoring system reads Click's usual 2 as CRITICAL, and a typo in
-    a check definition is not an outage."""
+def _typer_names() -> tuple[type, type]:
+    """Give this module's (string) annotations the names Typer evaluates when it registers
+    `health`, and return the classes of the `health` group and its subcommands.
 
-    usage_exit_code = ExitCode.UNKNOWN
+    The module itself imports no typer: the fast dispatcher (``reliactl.cli._fast``) calls
+    ``health()`` directly, so ``health()`` ends with ``SystemExit`` rather than ``typer.Exit``.
+    """
+    import typer
+    from typer.core import TyperGroup
 
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        from typer._click.exceptions import UsageError
+    from reliactl.cli import options
 
-        try:
-            return super().parse_args(ctx, args)
-        except UsageError as exc:
-            exc.exit_code = ExitCode.UNKNOWN
-            raise
+    names = ("JsonOption", "hidden", "quiet_option")
+    globals().update({name: getattr(options, name) for name in names}, typer=typer)
 
-    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
-        from typer._click.exceptions import UsageError
+    class HealthGroup(TyperGroup):
+        """`health` (runs the checks) with subcommands (`health history`) whose parse errors
+        (unknown option or command, missing value, a number that is not one) exit 3 (UNKNOWN)
+        like its own option checks: a monitoring system reads Click's usual 2 as CRITICAL, and
+        a typo in a check definition is not an outage."""
 
-        try:
-            return super().resolve_command(ctx, args)
-        except UsageError as exc:
-            exc.exit_code = ExitCode.UNKNOWN
-            raise
+        usage_exit_code = ExitCode.UNKNOWN
 
+        def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+            from typer._click.exceptions import UsageError
 
-class HealthSubcommand(UsageCommand):
-    """A subcommand of `health` (history): its parse errors exit 3 too."""
+            try:
+                return super().parse_args(ctx, args)
+            except UsageError as exc:
+                exc.exit_code = ExitCode.UNKNOWN
+                raise
 
-    usage_exit_code = ExitCode.UNKNOWN
+        def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+            from typer._click.exceptions import UsageError
+
+            try:
+                return super().resolve_command(ctx, args)
+            except UsageError as exc:
+                exc.exit_code = ExitCode.UNKNOWN
+                raise
+
+    class HealthSubcommand(options.UsageCommand):
+        """A subcommand of `health` (history): its parse errors exit 3 too."""
+
+        usage_exit_code = ExitCode.UNKNOWN
+
+    return HealthGroup, HealthSubcommand
 
 
 def register(app: typer.Typer) -> None:
     """`health` and `health history` (the latter's code is imported only when it runs)."""
-    group = typer.Typer(cls=HealthGroup, invoke_without_command=True)
+    group_class, subcommand_class = _typer_names()
+    group = typer.Typer(cls=group_class, invoke_without_command=True)
     group.callback()(health)
 
     from reliactl.cli.history import history
 
-    group.command("history", cls=HealthSubcommand)(history)
+    group.command("history", cls=subcommand_class)(history)
     app.add_typer(group, name="health")
 
 
-_usage = usage  # one line, exit 3 under `health`
+def _usage(message: str) -> SystemExit:
+    from reliactl.cli._fastrt import usage_exit
+
+    return usage_exit(message, ExitCode.UNKNOWN)  # one line, exit 3 (Nagios UNKNOWN)
 
 
 def health(  # noqa: C901 - textfile and alerting move to the core (issue 15 item 1)
@@ -218,7 +237,7 @@ def health(  # noqa: C901 - textfile and alerting move to the core (issue 15 ite
     try:
         loaded = app_ctx.loaded()
     except ConfigError as exc:
-        raise typer.Exit(report_error(exc)) from None
+        raise SystemExit(report_error(exc)) from None
     store: Any = None
     for attempt in range(4):
         try:
@@ -238,7 +257,7 @@ def health(  # noqa: C901 - textfile and alerting move to the core (issue 15 ite
 
     monitor = HealthMonitor(loaded.config.health_monitor, store=store, full_config=loaded.config)
     if test_alert is not None:
-        raise typer.Exit(_send_test(monitor, test_alert))
+        raise SystemExit(_send_test(monitor, test_alert))
     try:
         monitor.select(check)
     except HealthError as exc:
@@ -299,7 +318,7 @@ def health(  # noqa: C901 - textfile and alerting move to the core (issue 15 ite
 
         kill_running_programs()  # Ctrl-C: plugins run in their own sessions and never saw it
         restore()
-    raise typer.Exit(code)
+    raise SystemExit(code)
 
 
 def _kill_plugins_on_signals() -> Callable[[], None]:

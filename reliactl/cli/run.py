@@ -13,23 +13,22 @@ import os
 import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
-import typer
-
 from reliactl.backoff import JITTERS, STRATEGIES
 from reliactl.cli.exitcodes import ExitCode
-from reliactl.cli.options import (
-    JsonOption,
-    UsageCommand,
-    base_delay_option,
-    hidden,
-    jitter_option,
-    limit_option,
-    max_delay_option,
-    max_retries_option,
-    strategy_option,
-)
 
 if TYPE_CHECKING:
+    import typer
+
+    from reliactl.cli.options import (
+        JsonOption,
+        base_delay_option,
+        hidden,
+        jitter_option,
+        limit_option,
+        max_delay_option,
+        max_retries_option,
+        strategy_option,
+    )
     from reliactl.runner import RunEvent, RunResult
 
 STDOUT, STDERR = 1, 2
@@ -40,19 +39,13 @@ STDOUT, STDERR = 1, 2
 FAST_EXIT = False
 
 
-class RunCommand(UsageCommand):
-    """A command whose usage errors exit 125 (timeout(1)'s "reliactl itself failed")."""
-
-    usage_exit_code = ExitCode.INTERNAL
-
-
 RUN_CONTEXT = {"allow_interspersed_args": False, "ignore_unknown_options": False}
 
 
-def _usage(message: str) -> typer.Exit:
-    from reliactl.cli.options import usage
+def _usage(message: str) -> SystemExit:
+    from reliactl.cli._fastrt import usage_exit
 
-    return usage(message)  # one line, exit 125 under `run`
+    return usage_exit(message, ExitCode.INTERNAL)  # one line, exit 125 (as timeout(1))
 
 
 def _duration(flag: str, text: str | None, *, forever: bool = False) -> float | None:
@@ -294,10 +287,42 @@ def _write_json_report(path: str, result: RunResult | None, extra: dict[str, Any
 # --------------------------------------------------------------------------- run
 
 
+def _typer_names() -> type:
+    """Give this module's (string) annotations the names Typer evaluates when it registers
+    `run` and `runs`, and return `run`'s command class (usage errors exit 125, timeout(1)'s
+    "reliactl itself failed").
+
+    The module itself imports no typer: the fast dispatcher (``reliactl.cli._fast``) calls
+    ``run()`` directly, so ``run()`` ends with ``SystemExit`` rather than ``typer.Exit``.
+    """
+    import typer
+
+    from reliactl.cli import options
+
+    names = (
+        "JsonOption",
+        "base_delay_option",
+        "hidden",
+        "jitter_option",
+        "limit_option",
+        "max_delay_option",
+        "max_retries_option",
+        "strategy_option",
+    )
+    globals().update({name: getattr(options, name) for name in names}, typer=typer)
+
+    class RunCommand(options.UsageCommand):
+        """`run`: usage errors exit 125, as timeout(1)."""
+
+        usage_exit_code = ExitCode.INTERNAL
+
+    return RunCommand
+
+
 def register(app: typer.Typer) -> None:
     app.command(
         "run",
-        cls=RunCommand,
+        cls=_typer_names(),
         context_settings=RUN_CONTEXT,
         options_metavar="[OPTIONS] [--]",
         no_args_is_help=False,
@@ -794,7 +819,7 @@ def run(
     try:
         config = app_ctx.loaded().config
     except ConfigError as exc:
-        raise typer.Exit(report_error(exc)) from None
+        raise SystemExit(report_error(exc)) from None
     from reliactl.cli import _jobwatch
 
     opened: list[Any] = []
@@ -869,14 +894,14 @@ def run(
     except GateSetupError as exc:
         flag = "--require-healthy" if (check or check_alias) else "--watch-health"
         error(f"{flag}: {exc}")
-        raise typer.Exit(ExitCode.CONFIG) from None
+        raise SystemExit(ExitCode.CONFIG) from None
     except LockError as exc:
         out.replay()
         error(str(exc))
-        raise typer.Exit(ExitCode.INTERNAL) from None
+        raise SystemExit(ExitCode.INTERNAL) from None
     except ReliactlError as exc:
         out.replay()
-        raise typer.Exit(report_error(exc)) from None
+        raise SystemExit(report_error(exc)) from None
     result = done.run
     watched = _jobwatch.report(watch, out.message, opened[0] if opened else None, done.run_id)
     if result.outcome != "skipped":
@@ -1044,14 +1069,14 @@ def _exit(code: int, store: Any, died_by: int | None = None) -> None:
     the shell still sees 128+N.
     """
     if not FAST_EXIT:
-        raise typer.Exit(code)
+        raise SystemExit(code)
     try:
         if store is not None:
             store.close()
         sys.stdout.flush()
         sys.stderr.flush()
     except Exception:  # a closed pipe, a store that fails to close: exit the slow, safe way
-        raise typer.Exit(code) from None
+        raise SystemExit(code) from None
     if died_by is not None and code == 128 + died_by:
         _die_by(died_by)
     os._exit(code)

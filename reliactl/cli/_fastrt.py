@@ -1,0 +1,95 @@
+"""What a command needs at run time from the CLI, without typer: shared by both dispatchers.
+
+The fast dispatcher (``reliactl.cli._fast``) and the Typer app call the same command functions
+(``reliactl.cli.run.run``, ``reliactl.cli.health.health``). Those functions therefore end and
+fail without typer: they exit with ``SystemExit`` (what ``typer.Exit`` becomes in Click's
+standalone mode anyway), report a flag of theirs that is wrong with ``usage_exit``, and read
+the invocation's ``AppContext`` through a context that is either Click's or ``FastContext``.
+The guard around a command (never a traceback, a closed pipe exits quietly) lives here too, so
+both dispatchers end a command the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+
+class FastContext:
+    """The part of a Click context a command function reads: the root's ``obj`` (an
+    ``AppContext``), ``find_root()`` and ``invoked_subcommand`` (always None: the fast path
+    dispatches no subcommand)."""
+
+    invoked_subcommand: str | None = None
+
+    def __init__(self, obj: Any, command_path: str) -> None:
+        self.obj = obj
+        self.command_path = command_path
+        self.parent: FastContext | None = None
+
+    def find_root(self) -> FastContext:
+        return self
+
+
+def usage_exit(message: str, code: int) -> SystemExit:
+    """A command's own check of its flags failed: one line on stderr, and its usage code.
+
+    Use as ``raise usage_exit("--timeout: ...", ExitCode.INTERNAL)``; the same line and code
+    as ``reliactl.cli.options.usage`` prints and returns under Typer.
+    """
+    from reliactl.cli.output import error
+
+    error(message)
+    return SystemExit(code)
+
+
+def ensure_std_fds() -> None:
+    """Reopen a closed stdin, stdout or stderr on /dev/null (as daemons and sudo do).
+
+    Otherwise the next file reliactl opens (a lock, the state database) becomes fd 1 or 2,
+    and the command's output, inherited through it, is written into that file.
+    """
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+            continue
+        except OSError:
+            pass
+        try:
+            opened = os.open(os.devnull, os.O_RDWR)
+        except OSError:
+            return
+        if opened != fd:
+            os.dup2(opened, fd)
+            os.close(opened)
+        os.set_inheritable(fd, True)  # os.open makes it close-on-exec: the command needs it
+        if getattr(sys, name, None) is None:
+            mode = "r" if fd == 0 else "w"
+            setattr(sys, name, open(fd, mode, encoding="utf-8", closefd=False))  # noqa: SIM115
+
+
+def guarded(command: Callable[[], Any]) -> None:
+    """Run a dispatched command: never a traceback for a known error or a closed pipe."""
+    from reliactl.cli.exitcodes import ExitCode
+
+    try:
+        command()
+    except KeyboardInterrupt:
+        sys.exit(ExitCode.SIGNAL_BASE + 2)
+    except BrokenPipeError:
+        # stdout went away (e.g. `| head`): exit quietly, as cat does.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(ExitCode.SIGNAL_BASE + 13)
+    except Exception as exc:
+        from reliactl.cli.output import error, report_error
+        from reliactl.errors import ReliactlError
+
+        if isinstance(exc, ReliactlError):
+            sys.exit(report_error(exc))
+        if os.environ.get("RELIACTL_DEBUG"):
+            raise
+        error(f"internal error: {type(exc).__name__}: {exc} (set RELIACTL_DEBUG=1 for a traceback)")
+        sys.exit(ExitCode.INTERNAL)

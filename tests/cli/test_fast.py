@@ -1,0 +1,268 @@
+"""The fast dispatcher (reliactl/cli/_fast.py): the same parse, the same function, the same help
+and errors as the Typer app, without importing typer, click, rich or pydantic."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reliactl.cli import _fast, _fastgen
+
+HEAVY = ("typer", "click", "rich", "pydantic")
+
+# argvs the fast path must answer itself (not fall back): the common cron and monitoring forms.
+FAST_CALLS = [
+    ["run", "--", "true"],
+    ["run", "true"],
+    ["run", "--lock", "--timeout", "5m", "--", "sh", "-c", "echo hi"],
+    ["run", "--lock-name", "backup", "--skip-if-locked", "/usr/bin/backup", "--full"],
+    ["run", "--timeout=30s", "-k", "5s", "-s", "KILL", "--", "sleep", "1"],
+    ["run", "--max-retries", "3", "--multiplier", "2.5", "--retry-on", "1,75", "--", "x"],
+    ["run", "--nice", "-5", "--", "x"],  # a negative number is a value, not an option
+    ["run", "--name", "n", "--name", "m", "--", "x"],  # the last one wins, as in click
+    ["run", "--", "cmd", "--", "--lock"],  # only the first -- ends the options
+    ["run", "-", "x"],
+    ["run", "--quiet-success", "--timestamps", "--log-file", "/tmp/l", "--no-history", "x"],
+    ["-c", "/etc/r.yaml", "run", "--", "true"],
+    ["--config=/etc/r.yaml", "run", "--", "true"],
+    ["--config", "a", "-c", "b", "run", "x"],
+    ["health"],
+    ["health", "--json"],
+    ["health", "--format", "nagios", "-C", "disk_usage", "--check", "memory"],
+    ["health", "-q", "--no-alerts", "--no-remediate"],
+    ["health", "--watch", "--interval", "1s", "--count", "2"],
+    ["health", "--count", "+7", "-w"],
+    ["health", "-d", "-f", "json"],
+    ["-c", "x.yaml", "health", "--detailed"],
+]
+# argvs the fast path may answer or leave to Typer; if it answers, it must agree.
+OTHER_ARGVS = [
+    ["run"],
+    ["run", "--lock"],
+    ["run", "--bogus", "--", "true"],
+    ["run", "--lock=yes", "--", "true"],
+    ["run", "--timeout"],
+    ["run", "--timeout", "--lock", "x"],
+    ["run", "--max-retries", "three", "--", "x"],
+    ["run", "--max-retries", "1_000", "--", "x"],
+    ["run", "--multiplier", "nan", "--", "x"],
+    ["run", "-k5", "--", "x"],
+    ["run", "-ks", "x"],
+    ["run", "--retries", "2", "x"],
+    ["health", "history"],
+    ["health", "--json", "history", "--limit", "3"],
+    ["health", "--count", "x"],
+    ["health", "--count", "٣"],
+    ["health", "--bogus"],
+    ["health", "--", "x"],
+    ["health", "extra"],
+    ["health", "--json=1"],
+    ["-c"],
+    ["-c", "--help"],
+    ["--config=", "run", "x"],
+    ["--help", "run"],
+    ["run", "--name", "--help", "x"],
+    ["--bogus", "run", "x"],
+    ["config", "show"],
+    ["runs"],
+    [],
+]
+
+
+def _same(typer: tuple[str, Any], fast: tuple[str, Any]) -> bool:
+    """Equal calls (command, --config, kwargs); NaN equals NaN (``--multiplier nan``)."""
+
+    def canon(call: tuple[str, Any]) -> str:
+        kind, (command, config, kwargs) = call
+        return repr((kind, command, config, sorted(kwargs.items())))
+
+    return typer[0] == "call" and canon(typer) == canon(fast)
+
+
+def test_the_committed_table_is_what_the_typer_app_generates() -> None:
+    """The fast path cannot drift from Typer: a change to an option, a default or a help text
+    of run, health or the root without regenerating reliactl/cli/_table.py fails here."""
+    result = subprocess.run(
+        [sys.executable, "-m", "reliactl.cli._fastgen", "--check"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    from reliactl.cli import _table
+
+    words = set(_table.COMMANDS) | set(_table.ROOT_HELP)
+    words.update(h for spec in _table.COMMANDS.values() for h in spec["help"])
+    assert words == _fast._HOT  # the quick pre-test knows every hot word
+
+
+@pytest.mark.parametrize("argv", FAST_CALLS, ids=" ".join)
+def test_fast_parse_equals_typers_for_common_argvs(argv: list[str]) -> None:
+    """For the common forms the fast path answers itself, and passes the command function
+    exactly the arguments (and --config) Typer passes."""
+    fast = _fast.plan(argv)
+    assert fast is not None and fast[0] == "call", fast
+    assert _same(_fastgen.typer_call(argv), fast)
+
+
+@pytest.mark.parametrize("argv", OTHER_ARGVS, ids=lambda a: " ".join(a) or "(none)")
+def test_fast_parse_agrees_with_typer_or_falls_back(argv: list[str]) -> None:
+    """Invalid, rare or unknown forms: the fast path either leaves them to Typer (None, having
+    done nothing) or parses them exactly as Typer does."""
+    fast = _fast.plan(argv)
+    if fast is None:
+        return
+    assert fast[0] == "call"
+    assert _same(_fastgen.typer_call(argv), fast)
+
+
+def test_the_fast_path_calls_the_very_functions_typer_registers() -> None:
+    """No second implementation: the table names the functions the Typer app registers for
+    `run` and the `health` callback."""
+    import importlib
+
+    from reliactl.cli import _table, build_app
+
+    app = build_app()
+    run = next(c for c in app.registered_commands if c.name == "run")
+    health = next(g for g in app.registered_groups if g.name == "health")
+    assert health.typer_instance is not None and health.typer_instance.registered_callback
+    registered = {
+        "run": run.callback,
+        "health": health.typer_instance.registered_callback.callback,
+    }
+    for name, spec in _table.COMMANDS.items():
+        module, function = spec["function"]
+        assert getattr(importlib.import_module(module), function) is registered[name]
+
+
+def test_completion_requests_and_the_off_switch_go_to_typer(monkeypatch: Any) -> None:
+    """A shell's completion request (_RELIACTL_COMPLETE) and RELIACTL_FAST=0 are Typer's."""
+    assert _fast.plan(["run", "--", "true"]) is not None
+    monkeypatch.setenv("_RELIACTL_COMPLETE", "bash_complete")
+    assert _fast.plan(["run", "--", "true"]) is None
+    monkeypatch.delenv("_RELIACTL_COMPLETE")
+    monkeypatch.setenv("RELIACTL_FAST", "0")
+    assert _fast.plan(["run", "--", "true"]) is None
+
+
+def _env(home: Path, **extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("COLUMNS", "TYPER_USE_RICH", "RELIACTL_FAST", "RELIACTL_CONFIG")
+    }
+    env.update(HOME=str(home), XDG_STATE_HOME=str(home), XDG_CONFIG_HOME=str(home), **extra)
+    return env
+
+
+def _both(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[Any, Any]:
+    fast = subprocess.run(cmd, capture_output=True, env=env, cwd=cwd, timeout=120)
+    slow = subprocess.run(
+        cmd, capture_output=True, env={**env, "RELIACTL_FAST": "0"}, cwd=cwd, timeout=120
+    )
+    return fast, slow
+
+
+HELP_ARGVS = [
+    ["--help"],
+    ["-h"],
+    ["run", "--help"],
+    ["-c", "x.yaml", "run", "--lock", "-h"],
+    ["health", "--help"],
+    ["health", "--json", "-h"],
+]
+
+
+@pytest.mark.parametrize("argv", HELP_ARGVS, ids=" ".join)
+def test_help_is_byte_equal_to_typers(argv: list[str], tmp_path: Path) -> None:
+    """--help from the fast path is Typer's help, byte for byte, for `python -m reliactl` and
+    the console script (the program name differs), off a terminal; at another width (COLUMNS)
+    it is Typer's too (the fast path leaves it to Typer)."""
+    script = shutil.which("reliactl", path=os.path.dirname(sys.executable))
+    starts = [[sys.executable, "-m", "reliactl"]] + ([[script]] if script else [])
+    for start in starts:
+        fast, slow = _both([*start, *argv], _env(tmp_path), tmp_path)
+        assert slow.returncode == 0 and slow.stdout.startswith(b"Usage: ")
+        assert (fast.returncode, fast.stdout, fast.stderr) == (0, slow.stdout, slow.stderr)
+    fast, slow = _both([*starts[0], *argv], _env(tmp_path, COLUMNS="60"), tmp_path)
+    assert (fast.returncode, fast.stdout) == (0, slow.stdout)
+
+
+ERROR_ARGVS = [
+    ["run", "--timeout", "soon", "--", "true"],  # the command's own check, on the fast path
+    ["run", "--nice", "40", "--", "true"],
+    ["run", "--bogus", "--", "true"],  # Typer's parser error, after falling back
+    ["run"],
+    ["health", "--format", "xml"],
+    ["health", "--count", "0", "--watch"],
+    ["health", "--count", "x"],
+    ["-c", "/nonexistent/r.yaml", "health"],
+]
+
+
+@pytest.mark.parametrize("argv", ERROR_ARGVS, ids=" ".join)
+def test_errors_look_the_same_on_both_paths(argv: list[str], tmp_path: Path) -> None:
+    """A bad flag or configuration gives the same one line and exit code (125 under run, 3
+    under health, 78 for the configuration) with and without the fast path."""
+    fast, slow = _both([sys.executable, "-m", "reliactl", *argv], _env(tmp_path), tmp_path)
+    assert slow.returncode not in (0, 1)
+    assert (fast.returncode, fast.stdout, fast.stderr) == (
+        slow.returncode,
+        slow.stdout,
+        slow.stderr,
+    )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["run", "--", "true"], ["health", "--json"], ["--help"], ["run", "--help"]],
+    ids=" ".join,
+)
+def test_hot_commands_import_no_typer_click_rich_or_pydantic(
+    argv: list[str], tmp_path: Path
+) -> None:
+    """`run -- true`, `health --json` and --help start without typer, click, rich or
+    pydantic (python -X importtime lists every module the process imported)."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "reliactl", *argv],
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path),
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert result.returncode in (0, 1, 2, 3), result.stderr[-2000:]
+    modules = [
+        line.rsplit("|", 1)[-1].strip()
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:")
+    ]
+    assert "reliactl.cli._fast" in modules
+    if argv[-1] in ("true", "--json"):
+        assert f"reliactl.cli.{argv[0]}" in modules  # the Typer app's own command module
+    assert [m for m in modules if m.split(".")[0] in HEAVY] == []
+
+
+def test_a_run_ends_the_same_on_both_paths(tmp_path: Path) -> None:
+    """`run` on the fast path passes the command's output and exit code through and prints
+    reliactl's own lines as the Typer path does (timestamps and durations aside)."""
+    import re
+
+    argv = ["run", "--name", "same", "--", "sh", "-c", "echo out; echo err >&2; exit 3"]
+    fast, slow = _both([sys.executable, "-m", "reliactl", *argv], _env(tmp_path), tmp_path)
+
+    def lines(err: bytes) -> list[str]:
+        text = re.sub(r"\S*T\d\d:\d\d:\d\d\S*Z ", "", err.decode())
+        return [re.sub(r"\d+(\.\d+)?m?s\b", "N", line) for line in text.splitlines()]
+
+    assert fast.returncode == slow.returncode == 3
+    assert fast.stdout == slow.stdout == b"out\n"
+    assert lines(fast.stderr) == lines(slow.stderr)
+    assert lines(fast.stderr)[-1] == "reliactl: failed in N (exit 3)"
