@@ -89,10 +89,12 @@ def _breaker_drill(rec: _Recorder, config: Config, store: StateStore, path: str 
     from reliactl.breaker import RECORD_KIND, CircuitState, get_persistent_breaker
 
     name = f"drill-{hostname()}-{os.getpid()}"
-    open_for = 1.0
+    # Open long enough that the refused run surely starts inside the window (a loaded host can
+    # take seconds to start a process), then open again briefly for the trial.
+    refuse_for, open_for = 120.0, 1.0
     breaker = get_persistent_breaker(name, config, store)
     try:
-        breaker.trip(open_for, reason="drill: tripped")
+        breaker.trip(refuse_for, reason="drill: tripped")
         rec.step("trip", breaker.state is CircuitState.OPEN, f"breaker {name!r} tripped")
         run = [*_cli(path), "run", "--breaker", name, "--no-history", "--", "true"]
         refused = subprocess.run(run, check=False, capture_output=True, text=True, timeout=60)
@@ -101,6 +103,7 @@ def _breaker_drill(rec: _Recorder, config: Config, store: StateStore, path: str 
             refused.returncode == UNAVAILABLE,
             f"`run --breaker {name}` exited {refused.returncode} (expected {UNAVAILABLE})",
         )
+        breaker.trip(open_for, reason="drill: tripped for the trial")
         time.sleep(open_for + 0.2)
         trial = subprocess.run(run, check=False, capture_output=True, text=True, timeout=60)
         state = get_persistent_breaker(name, config, store).state

@@ -4,7 +4,10 @@ exit 0 only when each behaved, and nothing of the drill left in the state store.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+
+import pytest
 
 from tests.httpserver import CountingServer
 from tests.runhelpers import run
@@ -63,3 +66,24 @@ def test_an_unknown_drill_is_a_usage_error() -> None:
     assert result.returncode == 2
     assert "no drill named 'fire'" in result.stderr and "breaker" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.stress
+def test_the_breaker_drill_holds_on_a_host_slow_to_start_processes(tmp_path: Path) -> None:
+    """Every Python process here takes 1.5 s to start (a sitecustomize that sleeps, as a loaded
+    host can): the refused run still meets the open breaker (it met a half-open one and ran,
+    exit 0 instead of 69, when the drill opened it for 1 s only), and the trial still closes it."""
+    slow = tmp_path / "slow"
+    slow.mkdir()
+    (slow / "sitecustomize.py").write_text("import time\ntime.sleep(1.5)\n")
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(slow), os.environ.get("PYTHONPATH")])),
+    }
+    cfg = tmp_path / "reliactl.yaml"
+    cfg.write_text("jobs: {}\n")
+    result = run("-c", str(cfg), "drill", "breaker", "--json", timeout=120, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    steps = {s["step"]: s for s in json.loads(result.stdout)["steps"]}
+    assert steps["refuse"]["ok"] is True, steps["refuse"]
+    assert steps["recover"]["ok"] is True, steps["recover"]
