@@ -220,12 +220,12 @@ def test_limiters_on_one_store_and_key_share_one_budget(tmp_path: Path) -> None:
         assert sum(b.try_acquire() for _ in range(5)) == 2
         assert sum(other.try_acquire() for _ in range(5)) == 5
         record = store_a.get("rate", "api")
-        assert record is not None and sum(_stored_log(record, "5/60")[2::3]) == 5
+        assert record is not None and sum(t for _, t in _stored_entries(record, "5/60")) == 5
 
 
 def test_a_first_format_record_is_read_and_rewritten_in_the_current_one(tmp_path: Path) -> None:
     """A budget stored by an older reliactl (lists of float seconds under "log") still counts:
-    its tokens are taken into account, and the next write uses the flat microsecond format."""
+    its tokens are taken into account, and the next write uses the current format (3)."""
     clock = FakeClock(wall_start=1_700_000_000.0)
     now = clock.time()
     with open_store(tmp_path / "state.db") as store:
@@ -237,16 +237,42 @@ def test_a_first_format_record_is_read_and_rewritten_in_the_current_one(tmp_path
         limiter = fake_limiter("3/minute", clock, key="k", store=store)
         assert limiter.try_acquire() and not limiter.try_acquire()
         record = store.get("rate", "k")
-        assert record is not None and record["v"] == 2 and "log" not in record
-        assert sum(_stored_log(record, "3/60")[2::3]) == 3
+        assert record is not None and record["v"] == 3 and "log" not in record
+        assert _stored_entries(record, "3/60") == [
+            (pytest.approx(now - 2, abs=1e-5), 2),
+            (pytest.approx(now, abs=1e-5), 1),
+        ]
 
 
-def _stored_log(record: dict[str, object], name: str) -> list[float]:
-    """A bucket's stored log (format 2: base64 of little-endian float64 triples)."""
+def test_a_second_format_record_is_read_and_rewritten_in_the_current_one(tmp_path: Path) -> None:
+    """A format-2 record (base64 float64 triples) still counts, entry by entry (a token comes
+    back a period after its own take), and the next write is format 3."""
+    clock = FakeClock(wall_start=1_700_000_000.0)
+    now = clock.time()
+    log = _encoded(now - 50, now - 50, 1, now - 10, now - 10, 2)
+    with open_store(tmp_path / "state.db") as store:
+        store.update("rate", "k", lambda _: {"v": 2, "at": now, "logs": {"4/60": log}})
+        limiter = fake_limiter("4/minute", clock, key="k", store=store)
+        assert limiter.try_acquire() and not limiter.try_acquire()
+        record = store.get("rate", "k")
+        assert record is not None and record["v"] == 3
+        assert [t for _, t in _stored_entries(record, "4/60")] == [1, 2, 1]
+        assert limiter.acquire(timeout=30) == pytest.approx(10.0, abs=0.01)
+
+
+def _stored_entries(record: dict[str, object], name: str) -> list[tuple[float, float]]:
+    """A bucket's stored log (format 3), decoded independently of reliactl: (last take,
+    tokens) per entry."""
     logs = record["logs"]
     assert isinstance(logs, dict)
     data = base64.b64decode(logs[name])
-    return list(struct.unpack(f"<{len(data) // 8}d", data))
+    code, base, _first, unit = struct.unpack_from("<cddd", data)
+    size = {b"B": 1, b"H": 2, b"I": 4, b"d": 8}[code]
+    count = (len(data) - 25) // (4 + size)
+    offsets = struct.unpack_from(f"<{count}I", data, 25)
+    fmt = {b"B": "B", b"H": "H", b"I": "I", b"d": "d"}[code]
+    tokens = struct.unpack_from(f"<{count}{fmt}", data, 25 + 4 * count)
+    return [(base + o * unit, t) for o, t in zip(offsets, tokens, strict=True)]
 
 
 def _encoded(*values: float) -> str:
