@@ -276,6 +276,9 @@ class _Log:
         log = cls.empty(per, now)
         if flat:
             lasts, tokens = flat[1::3], flat[2::3]
+            # Entries over 2**31 units (128 periods) older than the newest are long back.
+            start = bisect.bisect_left(lasts, lasts[-1] - 2**31 * log.unit)
+            lasts, tokens = lasts[start:], tokens[start:]
             log.base, log.first = lasts[0], flat[-3]
             log.offsets = array.array(
                 _OFFSET_CODE,
@@ -322,8 +325,10 @@ class _Log:
 
     def take(self, grain: float, weight: float, now: float) -> None:
         offsets, tokens = self.offsets, self.tokens
-        if not offsets:
-            self.base = now  # an empty log starts afresh
+        if not offsets:  # an empty log starts afresh (and narrow again)
+            self.base = now
+            if tokens.typecode != "B":
+                tokens = self.tokens = array.array("B")
         offset = math.ceil((now - self.base) / self.unit)
         if offsets and now - self.first < grain:
             if offset > offsets[-1]:
@@ -342,8 +347,8 @@ class _Log:
             return offset
         oldest = self.offsets[0]  # pruned: within a period of now, so the rest fits
         self.base += oldest * self.unit
-        self.offsets = array.array(_OFFSET_CODE, [o - oldest for o in self.offsets])
-        return offset - oldest
+        self.offsets[:] = array.array(_OFFSET_CODE, [o - oldest for o in self.offsets])
+        return min(offset - oldest, _OFFSET_MAX)
 
     def _put(self, value: float, *, append: bool) -> None:
         tokens = self.tokens
