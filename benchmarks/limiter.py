@@ -10,21 +10,25 @@ floor:
 - reliactl shared limiter, SQLite store, "1000/minute", ``try_acquire`` with ~85 log entries
   (its wall clock steps 0.7 s a call: one entry per 0.6 s grain, a minute of them live);
 - reliactl limiter in memory (same spec and stepped clock);
-- ``limits`` MovingWindowRateLimiter in memory (``pip install limits``), the peer.
+- ``limits`` MovingWindowRateLimiter in memory (``pip install limits``), the peer;
+- with ``--base REF``: the shared limiter of a git ref's ``reliactl/ratelimit.py`` (loaded
+  beside this one, same store code), for before/after figures from one run.
 
 The issue's goal: the shared limiter within 2x the floor. Asserts nothing.
 
-    python benchmarks/limiter.py [--rounds N] [--calls N]
+    python benchmarks/limiter.py [--rounds N] [--calls N] [--base REF]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import itertools
 import json
 import os
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -60,6 +64,26 @@ def floor_call(db: Path) -> tuple[Callable[[], None], Callable[[], None]]:
     return one, conn.close
 
 
+def base_limiter_class(ref: str, tmp: str) -> type[RateLimiter]:
+    """``RateLimiter`` of ``reliactl/ratelimit.py`` as of git ``ref``, as its own module."""
+    source = subprocess.run(
+        ["git", "show", f"{ref}:reliactl/ratelimit.py"],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=os.path.dirname(os.path.abspath(__file__)),
+    ).stdout
+    path = Path(tmp) / "ratelimit_base.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("ratelimit_base", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["ratelimit_base"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    cls: type[RateLimiter] = module.RateLimiter
+    return cls
+
+
 def stepped_wall(step: float) -> Callable[[], float]:
     steps = itertools.count()
     start = time.time()
@@ -70,6 +94,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--calls", type=int, default=400)
+    parser.add_argument("--base", metavar="REF", help="also a git ref's shared limiter")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -82,6 +107,10 @@ def main() -> None:
             "reliactl shared limiter (SQLite)": shared.try_acquire,
             "reliactl limiter in memory": memory.try_acquire,
         }
+        if args.base:
+            base_cls = base_limiter_class(args.base, tmp)
+            base = base_cls("1000/minute", key="base", store=store, wall=stepped_wall(0.7))
+            candidates[f"{args.base} shared limiter (SQLite)"] = base.try_acquire
         try:
             import limits
 
