@@ -10,7 +10,8 @@ between them in the first minute, however they pace their tries.
 
 Each bucket keeps a short log of when its tokens were taken. Takes less than ``per / 100``
 apart share one entry, stamped with the later time: a token may come back up to 1% of the
-period late, never early, and a log never holds more than about 100 entries.
+period late, never early, and a log never holds more than about 100 entries. A stored log
+rounds each take up to 1/2**24 of the period (3.6 us for a minute): later still, never earlier.
 
 ``try_acquire`` never waits. ``acquire`` waits until the tokens are back, at most until its
 deadline (``timeout``): when the wait it would need is already longer than the time left, it
