@@ -220,12 +220,12 @@ def test_limiters_on_one_store_and_key_share_one_budget(tmp_path: Path) -> None:
         assert sum(b.try_acquire() for _ in range(5)) == 2
         assert sum(other.try_acquire() for _ in range(5)) == 5
         record = store_a.get("rate", "api")
-        assert record is not None and sum(_stored_log(record, "5/60")[2::3]) == 5
+        assert record is not None and sum(t for _, t in _stored_entries(record, "5/60")) == 5
 
 
 def test_a_first_format_record_is_read_and_rewritten_in_the_current_one(tmp_path: Path) -> None:
     """A budget stored by an older reliactl (lists of float seconds under "log") still counts:
-    its tokens are taken into account, and the next write uses the flat microsecond format."""
+    its tokens are taken into account, and the next write uses the current format (3)."""
     clock = FakeClock(wall_start=1_700_000_000.0)
     now = clock.time()
     with open_store(tmp_path / "state.db") as store:
@@ -237,16 +237,55 @@ def test_a_first_format_record_is_read_and_rewritten_in_the_current_one(tmp_path
         limiter = fake_limiter("3/minute", clock, key="k", store=store)
         assert limiter.try_acquire() and not limiter.try_acquire()
         record = store.get("rate", "k")
-        assert record is not None and record["v"] == 2 and "log" not in record
-        assert sum(_stored_log(record, "3/60")[2::3]) == 3
+        assert record is not None and record["v"] == 3 and "log" not in record
+        assert _stored_entries(record, "3/60") == [
+            (pytest.approx(now - 2, abs=1e-5), 2),
+            (pytest.approx(now, abs=1e-5), 1),
+        ]
 
 
-def _stored_log(record: dict[str, object], name: str) -> list[float]:
-    """A bucket's stored log (format 2: base64 of little-endian float64 triples)."""
+def test_a_second_format_record_is_read_and_rewritten_in_the_current_one(tmp_path: Path) -> None:
+    """A format-2 record (base64 float64 triples) still counts, entry by entry (a token comes
+    back a period after its own take), and the next write is format 3."""
+    clock = FakeClock(wall_start=1_700_000_000.0)
+    now = clock.time()
+    log = _encoded(now - 50, now - 50, 1, now - 10, now - 10, 2)
+    with open_store(tmp_path / "state.db") as store:
+        store.update("rate", "k", lambda _: {"v": 2, "at": now, "logs": {"4/60": log}})
+        limiter = fake_limiter("4/minute", clock, key="k", store=store)
+        assert limiter.try_acquire() and not limiter.try_acquire()
+        record = store.get("rate", "k")
+        assert record is not None and record["v"] == 3
+        assert [t for _, t in _stored_entries(record, "4/60")] == [1, 2, 1]
+        assert limiter.acquire(timeout=30) == pytest.approx(10.0, abs=0.01)
+
+
+def test_a_second_format_log_with_long_dead_entries_keeps_its_live_ones(tmp_path: Path) -> None:
+    """Entries of a format-2 log from days ago (never pruned: no take since) are dropped on
+    the upgrade without losing the live ones beside them."""
+    clock = FakeClock(wall_start=1_700_000_000.0)
+    now = clock.time()
+    log = _encoded(now - 864000, now - 864000, 1, now - 10, now - 10, 1)
+    with open_store(tmp_path / "state.db") as store:
+        store.update("rate", "k", lambda _: {"v": 2, "at": now - 10, "logs": {"2/60": log}})
+        limiter = fake_limiter("2/minute", clock, key="k", store=store)
+        assert limiter.try_acquire() and not limiter.try_acquire()
+        assert limiter.acquire(timeout=60) == pytest.approx(50.0, abs=0.01)
+
+
+def _stored_entries(record: dict[str, object], name: str) -> list[tuple[float, float]]:
+    """A bucket's stored log (format 3), decoded independently of reliactl: (last take,
+    tokens) per entry."""
     logs = record["logs"]
     assert isinstance(logs, dict)
     data = base64.b64decode(logs[name])
-    return list(struct.unpack(f"<{len(data) // 8}d", data))
+    code, base, _first, unit = struct.unpack_from("<cddd", data)
+    size = {b"B": 1, b"H": 2, b"I": 4, b"d": 8}[code]
+    count = (len(data) - 25) // (4 + size)
+    offsets = struct.unpack_from(f"<{count}I", data, 25)
+    fmt = {b"B": "B", b"H": "H", b"I": "I", b"d": "d"}[code]
+    tokens = struct.unpack_from(f"<{count}{fmt}", data, 25 + 4 * count)
+    return [(base + o * unit, t) for o, t in zip(offsets, tokens, strict=True)]
 
 
 def _encoded(*values: float) -> str:
@@ -283,6 +322,120 @@ def test_an_unsorted_stored_log_is_sorted_before_use(tmp_path: Path) -> None:
         store.update("rate", "k", lambda _: {"v": 2, "at": now, "logs": {"2/60": log}})
         limiter = fake_limiter("2/minute", clock, key="k", store=store)
         assert limiter.acquire(timeout=30) == pytest.approx(10.0, abs=0.01)
+
+
+def _v3(code: bytes, base: float, unit: float, offsets: list[int], tokens: list[float]) -> str:
+    """A format-3 bucket log built by hand."""
+    fmt = code.decode()
+    body = struct.pack(f"<{len(offsets)}I", *offsets) + struct.pack(f"<{len(tokens)}{fmt}", *tokens)
+    return base64.b64encode(struct.pack("<cddd", code, base, base, unit) + body).decode()
+
+
+@pytest.mark.parametrize(
+    "log",
+    [
+        "not base64!",
+        base64.b64encode(b"B" + bytes(9)).decode(),  # a header cut short
+        _v3(b"x", 1_700_000_000.0, 60 / 2**24, [0], []),  # no such token type
+        _v3(b"B", float("nan"), 60 / 2**24, [0], [1]),
+        _v3(b"B", 1_700_000_000.0, 0.0, [0], [1]),  # no unit of time
+        _v3(b"d", 1_700_000_000.0, 60 / 2**24, [0], [-1.0]),  # negative tokens
+        _v3(b"d", 1_700_000_000.0, 60 / 2**24, [0], [float("inf")]),
+        _v3(b"B", 1_700_000_000.0, 60 / 2**24, [0], [1])[:-4] + "AAAA",  # not whole entries
+    ],
+)
+def test_a_malformed_format_3_log_is_dropped_not_trusted(tmp_path: Path, log: str) -> None:
+    """A format-3 log that is not base64, has an unknown token type, a non-finite time, no
+    unit, non-positive or infinite float tokens, or bytes that are not whole entries is
+    ignored: the budget errs generous, never raises."""
+    clock = FakeClock(wall_start=1_700_000_000.0)
+    with open_store(tmp_path / "state.db") as store:
+        store.update("rate", "k", lambda _: {"v": 3, "at": clock.time(), "logs": {"1/60": log}})
+        assert fake_limiter("1/minute", clock, key="k", store=store).try_acquire()
+
+
+def test_an_unsorted_format_3_log_is_sorted_before_use(tmp_path: Path) -> None:
+    """Format-3 entries out of order are sorted by their last take before use."""
+    clock = FakeClock(wall_start=1_700_000_000.0)
+    now = clock.time()
+    unit = 60 / 2**24
+    log = _v3(b"B", now - 60, unit, [round(50 / unit), round(10 / unit)], [1, 1])
+    with open_store(tmp_path / "state.db") as store:
+        store.update("rate", "k", lambda _: {"v": 3, "at": now, "logs": {"2/60": log}})
+        limiter = fake_limiter("2/minute", clock, key="k", store=store)
+        assert limiter.acquire(timeout=30) == pytest.approx(10.0, abs=0.01)
+
+
+def test_a_stored_take_is_never_earlier_than_the_real_one(tmp_path: Path) -> None:
+    """Stored times are rounded to 1/2**24 of the period, always up: a token may come back
+    that much late, never early."""
+    clock = FakeClock(wall_start=1_700_000_000.123456789)
+    taken = []
+    with open_store(tmp_path / "state.db") as store:
+        limiter = fake_limiter("1000/hour", clock, key="k", store=store)
+        for step in (0.0, 37.4142, 50.5, 1234.56789, 99.999):  # each past the 36 s grain
+            clock.advance(step)
+            assert limiter.try_acquire()
+            taken.append(clock.time())
+        record = store.get("rate", "k")
+    assert record is not None
+    stored = [last for last, _ in _stored_entries(record, "1000/3600")]
+    assert len(stored) == len(taken)
+    for real, last in zip(taken, stored, strict=True):
+        assert real <= last <= real + 3600 / 2**24 + 1e-6
+
+
+def test_a_busy_stored_log_stays_small_enough_for_one_database_page(tmp_path: Path) -> None:
+    """~100 live entries (the most a bucket keeps) make a record of well under 1,000 bytes,
+    so SQLite keeps it in its B-tree page: format 2 took ~2,800 bytes and an overflow page."""
+    clock = FakeClock()
+    with open_store(tmp_path / "state.db") as store:
+        limiter = fake_limiter("1000/minute", clock, key="k", store=store)
+        for _ in range(150):
+            assert limiter.try_acquire()
+            clock.advance(0.61)
+        record = store.get("rate", "k")
+        assert record is not None and len(_stored_entries(record, "1000/60")) >= 95
+        (size,) = store.conn.execute(
+            "SELECT length(CAST(data AS BLOB)) FROM records WHERE kind = 'rate'"
+        ).fetchone()
+    assert size < 1000
+
+
+def test_fractional_and_large_weights_are_counted_exactly(tmp_path: Path) -> None:
+    """Token counts are stored in the narrowest exact type and widened as needed (whole
+    counts past 255 and 65,535, then fractions): the budget never drifts."""
+    clock = FakeClock()
+    with open_store(tmp_path / "state.db") as store:
+        limiter = fake_limiter("100000/hour", clock, key="k", store=store)
+        assert limiter.try_acquire(200) and limiter.try_acquire(200)  # one entry of 400
+        assert limiter.available()["100000/hour"] == 99600
+        assert limiter.try_acquire(70000)
+        assert limiter.available()["100000/hour"] == 29600
+        assert limiter.try_acquire(0.25) and limiter.try_acquire(0.5)
+        assert limiter.available()["100000/hour"] == 29599.25
+        assert not limiter.try_acquire(29600)
+        clock.advance(3600)
+        assert limiter.available()["100000/hour"] == 100000
+
+
+def test_a_stored_log_busy_for_hundreds_of_periods_keeps_exact_decisions(tmp_path: Path) -> None:
+    """A log that never empties outgrows its 2**32 offsets after 256 periods and is rebased:
+    the shared limiter keeps deciding exactly as the in-memory one on the same clock."""
+    clock = FakeClock()
+    with open_store(tmp_path / "state.db") as store:
+        shared = fake_limiter("5/second", clock, key="k", store=store)
+        memory = fake_limiter("5/second", clock)
+        bases = set()
+        for _ in range(1000):  # 370 s of one try every 0.37 s: never an empty log
+            clock.advance(0.37)
+            assert shared.try_acquire(2) == memory.try_acquire(2)
+            record = store.get("rate", "k")
+            assert record is not None
+            logs = record["logs"]
+            assert isinstance(logs, dict)
+            bases.add(struct.unpack_from("<cddd", base64.b64decode(logs["5/1"]))[1])
+    assert len(bases) > 1  # rebased at least once
 
 
 def test_a_stored_budget_outlives_the_process_that_spent_it(tmp_path: Path) -> None:

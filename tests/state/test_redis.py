@@ -461,3 +461,30 @@ def test_an_alert_claim_lost_to_another_host_sends_nothing(
         assert manager._claim(sink, snap, "host-a:1:1", {"api": metric}) == []
         assert racing.calls == 2
         assert mine.get("alert", "notify:log") == theirs
+
+
+def test_a_shared_rate_limit_on_redis_keeps_the_sqlite_semantics(
+    redis_server: Any, namespace: str
+) -> None:
+    """Two connections to one Redis share one budget exactly, like on SQLite: the record is
+    format 3 (the limiter's own, the store only moves it), fractional weights count exactly
+    and a token comes back one period after its take."""
+    from reliactl.ratelimit import RateLimiter
+    from reliactl.testing import FakeClock
+
+    clock = FakeClock()
+    kwargs: dict[str, Any] = {"clock": clock.monotonic, "wall": clock.time}
+    with (
+        open_url(redis_server.url, namespace=namespace) as a,
+        open_url(redis_server.url, namespace=namespace) as b,
+    ):
+        first = RateLimiter("3/minute", key="api", store=a, **kwargs)
+        second = RateLimiter("3/minute", key="api", store=b, **kwargs)
+        assert first.try_acquire(1.5) and second.try_acquire(1)
+        assert not second.try_acquire(1) and second.try_acquire(0.5)
+        record = a.get("rate", "api")
+        assert record is not None and record["v"] == 3
+        clock.advance(59.9)
+        assert not first.try_acquire(0.5)
+        clock.advance(0.2)
+        assert first.available() == {"3/minute": 3.0}
