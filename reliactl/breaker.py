@@ -346,7 +346,7 @@ class _Core:
             log.warning("breaker record unreadable (%s); starting it closed", exc)
             return cls(since=wall)
 
-    def to_record(self, config: dict[str, Any] | None) -> Record:
+    def to_record(self, config: dict[str, Any] | None, config_id: str | None = None) -> Record:
         record: Record = {
             "state": self.state,
             "consecutive_failures": self.consecutive_failures,
@@ -369,6 +369,8 @@ class _Core:
         }
         if config is not None:
             record["config"] = config
+        if config_id is not None:
+            record["config_id"] = config_id
         return record
 
 
@@ -805,8 +807,15 @@ class CircuitBreaker:
         self._state_listeners: list[StateListener] = []
         self._reject_listeners: list[RejectListener] = []
         self._config_view = self.config.describe()
+        # Persisted: the store's optional fast paths (state/base.py, BreakerFastPath) and the
+        # id of this config view, so a success that changes only counters may skip
+        # rewriting the view (a record written by another config takes the full path).
+        self._config_id = _config_id(self._config_view) if store is not None else ""
+        self._peek_state = getattr(store, "breaker_state", None)
+        self._count_success = getattr(store, "breaker_success", None)
         # The in-memory hot path (closed, nothing failed lately, no slow-call timing).
-        self._fast = store is None and self.config.slow_call_threshold is None
+        self._timed = self.config.slow_call_threshold is not None
+        self._fast = store is None and not self._timed
         self._all_good = "0" * self.config.sliding_window_size
         # ``_hot``: in memory, no slow-call timing, closed, and the whole sliding window
         # succeeded (so a success changes nothing but two counters). Set under ``_lock`` by
@@ -873,24 +882,29 @@ class CircuitBreaker:
         return Admission(self, token, self._mono())
 
     def _acquire(self, trial_timeout: float | None) -> str | None:
+        store = self.store
+        if store is not None:
+            peek = self._peek_state
+            state = peek(self.name) if peek is not None else ""
+            if state == "":  # no fast path, or a record it could not read: decode it here
+                with _store_guard(store):
+                    current = store.get(RECORD_KIND, self.name)
+                state = None if current is None else current.get("state")
+            if state is None or state == _CLOSED:
+                return None
+        elif self._core.state == _CLOSED:
+            return None
         cfg = self.config
         ttl = float(trial_timeout) if trial_timeout else cfg.trial_ttl
         out: Transitions = []
-        if self.store is None:
+        if store is None:
             core = self._core
-            if core.state == _CLOSED:
-                return None
             with self._lock:
                 ok, token, retry_after = _admit(
                     core, cfg, self._mono(), self.clock.time(), ttl, False, out
                 )
                 self._rehot()
         else:
-            store = self.store
-            with _store_guard(store):
-                current = store.get(RECORD_KIND, self.name)
-            if current is None or current.get("state") == _CLOSED:
-                return None
             result: list[Any] = []
 
             def update(record: Record | None) -> Record:
@@ -899,7 +913,7 @@ class CircuitBreaker:
                 local: Transitions = []
                 decision = _admit(core, cfg, wall, wall, ttl, True, local)
                 result[:] = [decision, local]
-                return core.to_record(self._config_view)
+                return core.to_record(self._config_view, self._config_id)
 
             with _store_guard(store, self.name):
                 store.update(RECORD_KIND, self.name, update)
@@ -940,6 +954,15 @@ class CircuitBreaker:
                 self._rehot()
         else:
             store = self.store
+            count = self._count_success
+            if count is not None and outcome == "success" and token is None:
+                # A closed breaker's success that changes only counters: one statement.
+                try:
+                    if count(self.name, self._config_id, cfg.sliding_window_size):
+                        return
+                except StateError as exc:
+                    log.warning("breaker %r: could not record a call's outcome: %s", self.name, exc)
+                    return
 
             def update(record: Record | None) -> Record:
                 wall = self.clock.time()
@@ -947,7 +970,7 @@ class CircuitBreaker:
                 local: Transitions = []
                 _record(core, cfg, wall, wall, token, outcome, reason, slow, local)
                 out[:] = local
-                return core.to_record(self._config_view)
+                return core.to_record(self._config_view, self._config_id)
 
             try:
                 with _store_guard(store, self.name):
@@ -1024,7 +1047,7 @@ class CircuitBreaker:
             started = 0.0
         else:
             token = self._acquire(None)
-            started = self._mono()
+            started = self._mono() if self._timed else 0.0
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
@@ -1065,7 +1088,7 @@ class CircuitBreaker:
             started = 0.0
         else:
             token = self._acquire(None)
-            started = self._mono()
+            started = self._mono() if self._timed else 0.0
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
@@ -1086,7 +1109,7 @@ class CircuitBreaker:
             started = 0.0
         else:
             token = self._acquire(None)
-            started = self._mono()
+            started = self._mono() if self._timed else 0.0
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
@@ -1160,7 +1183,7 @@ class CircuitBreaker:
                 local: Transitions = []
                 action(core, wall, wall, local)
                 out[:] = local
-                return core.to_record(self._config_view)
+                return core.to_record(self._config_view, self._config_id)
 
             with _store_guard(self.store, self.name):
                 self.store.update(RECORD_KIND, self.name, update)
@@ -1214,6 +1237,15 @@ _AWAITABLE_TYPES: frozenset[type] = frozenset({types.CoroutineType})
 _PLAIN_TYPES: frozenset[type] = frozenset(
     {type(None), int, float, str, bytes, bool, dict, list, tuple, set}
 )
+
+
+def _config_id(view: dict[str, Any]) -> str:
+    """A stable id of a config view (the same in every process that has this config)."""
+    import json
+    import zlib
+
+    text = json.dumps(view, sort_keys=True, separators=(",", ":"), default=str)
+    return f"{zlib.crc32(text.encode()):08x}-{len(text)}"
 
 
 def _count_value(counter: itertools.count[int]) -> int:
