@@ -801,6 +801,7 @@ class CircuitBreaker:
         self.store = store
         self.clock = clock if clock is not None else SYSTEM_CLOCK
         self._mono = self.clock.monotonic
+        self._wall = self.clock.time
         self._lock = threading.Lock()
         self._core = _Core(since=self.clock.time())
         self._events: deque[BreakerEvent] = deque(maxlen=100)
@@ -992,7 +993,27 @@ class CircuitBreaker:
         elif cfg.is_failure is not None and not _safe_predicate(cfg.is_failure, exc):
             self._finish(token, started, "success", None)
         else:
-            self._finish(token, started, "failure", _describe_exception(exc))
+            text = str(exc)  # _describe_exception, inline: the failure path is hot too
+            text = (f"{type(exc).__name__}: {text}" if text else type(exc).__name__)[:MAX_REASON]
+            if self._fast and token is None:
+                core = self._core
+                with self._lock:
+                    if (
+                        core.state == _CLOSED
+                        and cfg.failure_rate_threshold is None
+                        and core.consecutive_failures + 1 < cfg.failure_threshold
+                    ):
+                        # A failure that opens nothing, counted here exactly as _record
+                        # counts it (the in-memory failure path, one call less per layer).
+                        core.calls += 1
+                        core.failures += 1
+                        core.consecutive_failures += 1
+                        core.window = (core.window + "1")[-cfg.sliding_window_size :]
+                        core.last_failure = text
+                        core.last_failure_at = self._wall()
+                        self._hot = False
+                        return
+            self._finish(token, started, "failure", text)
 
     def _emit(self, transitions: Transitions) -> None:
         wall = self.clock.time()
@@ -1507,8 +1528,9 @@ def _decorate(
     """``fn`` with every call going through ``breakers[name]`` (``create()`` when missing,
     as after ``circuit_manager.clear()``); ``.breaker()`` on the wrapper returns it.
 
-    The wrappers repeat the hot path of ``_run_sync`` / ``_run_async`` (a success through a
-    closed in-memory breaker whose window is all successes): one Python call less per call.
+    The wrappers repeat ``_run_sync`` / ``_run_async`` for a closed in-memory breaker with no
+    slow-call timing (admitted without a reservation; a success counted on the hot path when
+    the window is all successes): one Python call less per call, success or failure.
     """
     _refuse_generator(fn)
     lookup = breakers.get
@@ -1522,7 +1544,7 @@ def _decorate(
         @functools.wraps(fn)
         async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
             b: Any = lookup(name) or create()  # Any: ``_hot`` may change during the call
-            if b._hot and not _chaos.ACTIVE:
+            if b._fast and b._core.state == _CLOSED and not _chaos.ACTIVE:
                 try:
                     result = await fn(*args, **kwargs)
                 except BaseException as exc:
@@ -1541,7 +1563,7 @@ def _decorate(
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         b: Any = lookup(name) or create()  # Any: ``_hot`` may change during the call
-        if b._hot and not _chaos.ACTIVE:
+        if b._fast and b._core.state == _CLOSED and not _chaos.ACTIVE:
             try:
                 result = fn(*args, **kwargs)
             except BaseException as exc:

@@ -723,3 +723,23 @@ def test_counters_are_exact_when_hot_successes_race_failures() -> None:
     assert snap.failures == 400
     assert snap.calls == 5 + 8 * 3000 + 2 * 600
     assert snap.successes + snap.failures == snap.calls
+
+
+def test_the_in_memory_failure_path_keeps_reason_time_and_window(clock: FakeClock) -> None:
+    """A failure that opens nothing is counted on the in-memory failure path (issue 21)
+    exactly as the full path counts it: reason text, wall time, window and consecutive
+    count; the failure that reaches the threshold still opens the breaker with its reason."""
+    b = make(clock, failure_threshold=3, sliding_window_size=4)
+    for _ in range(4):
+        b.call(ok)
+    clock.advance(5)
+    fail(b, 2)
+    snap = b.snapshot()
+    assert snap.last_failure == "Boom: down" and snap.last_failure_at == clock.time()
+    assert (snap.consecutive_failures, snap.window_calls, snap.window_failures) == (2, 4, 2)
+    assert (snap.calls, snap.failures, snap.successes) == (6, 2, 4)
+    events: list[BreakerEvent] = []
+    b.on_state_change(events.append)
+    fail(b)
+    assert b.state is CircuitState.OPEN
+    assert events[0].reason == "3 consecutive failures (last: Boom: down)"
