@@ -814,6 +814,7 @@ class CircuitBreaker:
         self._config_id = _config_id(self._config_view) if store is not None else ""
         self._peek_state = getattr(store, "breaker_state", None)
         self._count_success = getattr(store, "breaker_success", None)
+        self._count_rejection = getattr(store, "breaker_rejection", None)
         # The in-memory hot path (closed, nothing failed lately, no slow-call timing).
         self._timed = self.config.slow_call_threshold is not None
         self._fast = store is None and not self._timed
@@ -893,6 +894,16 @@ class CircuitBreaker:
                 state = None if current is None else current.get("state")
             if state is None or state == _CLOSED:
                 return None
+            count = self._count_rejection
+            if state == _OPEN and count is not None:
+                # Still open, no transition due: the rejection is one statement.
+                now = self._wall()
+                found = count(self.name, self._config_id, now)
+                if found is not None:
+                    opened_at, open_for = found
+                    if open_for is None:  # tripped until closed
+                        self._reject(float(self.config.recovery_timeout))
+                    self._reject(max(0.0, open_for - (now - opened_at)))
         elif self._core.state == _CLOSED:
             return None
         cfg = self.config

@@ -472,3 +472,35 @@ def test_a_damaged_record_falls_back_to_the_full_path(db: Path, clock: FakeClock
     assert b.call(ok) == "ok"
     assert any("unreadable breaker record 'svc'" in w for w in warnings)
     assert b.snapshot().calls == 1 and b.state is CircuitState.CLOSED
+
+
+def test_an_open_breakers_rejection_is_one_read_and_one_statement(
+    db: Path, clock: FakeClock
+) -> None:
+    """Issue 21: while an open breaker's period runs, a refused call is one SELECT of the
+    state and one UPDATE ... RETURNING that counts the rejection and gives the retry-after
+    (the same as the full path's); when the period is over the next call goes through the
+    full path and becomes the half-open trial; a breaker tripped until closed is refused
+    with the recovery timeout as its retry-after."""
+    store = open_store(db)
+    b = CircuitBreaker("svc", CFG, store=store, clock=clock)
+    fail(b, 3)
+    clock.advance(4)
+    seen = _statements(store)
+    with pytest.raises(CircuitOpenError) as refused:
+        b.call(ok)
+    assert [s.split()[0] for s in seen] == ["SELECT", "UPDATE"]
+    assert "RETURNING" in seen[1]
+    assert refused.value.retry_after == pytest.approx(6.0)
+    assert b.snapshot().rejections == 1
+    clock.advance(6)
+    assert b.call(ok) == "ok"  # the trial (full path): closes it
+    assert b.state is CircuitState.CLOSED
+    b.trip(None)
+    clock.advance(1000)
+    seen.clear()
+    with pytest.raises(CircuitOpenError) as refused:
+        b.call(ok)
+    assert [s.split()[0] for s in seen] == ["SELECT", "UPDATE"]
+    assert refused.value.retry_after == CFG.recovery_timeout
+    assert b.snapshot().rejections == 2

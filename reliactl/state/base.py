@@ -146,11 +146,19 @@ class BreakerFastPath(Protocol):
     ``breaker_success(key, config_id, window_size)``: count one success atomically when it
     changes only the counters (the record is closed, has the ``config_id`` given, no
     consecutive failure and no failure in its window); False, writing nothing, otherwise.
+
+    ``breaker_rejection(key, config_id, now)``: count one rejection atomically when the
+    record is open with no transition due at ``now``; its ``(opened_at, open_for)``, or None,
+    writing nothing, otherwise.
     """
 
     def breaker_state(self, key: str) -> str | None: ...
 
     def breaker_success(self, key: str, config_id: str, window_size: int) -> bool: ...
+
+    def breaker_rejection(
+        self, key: str, config_id: str, now: float
+    ) -> tuple[float, float | None] | None: ...
 
 
 class StateStore(Protocol):

@@ -404,6 +404,34 @@ class SQLiteStateStore:
                 return False
             return cursor.rowcount == 1
 
+    def breaker_rejection(
+        self, key: str, config_id: str, now: float
+    ) -> tuple[float, float | None] | None:
+        """Count one rejection of open breaker ``key`` in one UPDATE statement, when the call
+        is refused without a transition: the record is open since ``opened_at`` <= ``now``
+        (wall clock) for ``open_for`` seconds that have not passed, or tripped until closed
+        (``open_for`` null, forced), and was last written with config ``config_id``. Returns
+        ``(opened_at, open_for)`` to compute the retry-after from; None, with nothing
+        written, for any other record (the caller then does the full read-modify-write)."""
+        if not _RETURNING:
+            return None
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                raise StateError("state store is closed")
+            try:
+                rows = conn.execute(
+                    _COUNT_REJECTION,
+                    {"at": self.clock(), "key": key, "now": now, "id": f'["open","{config_id}"]'},
+                ).fetchall()
+            except sqlite3.DatabaseError as exc:
+                self._fast_path_failed(exc)
+                return None
+        if len(rows) != 1:
+            return None
+        opened_at, open_for = rows[0]
+        return float(opened_at), None if open_for is None else float(open_for)
+
     def _fast_path_failed(self, exc: sqlite3.DatabaseError) -> None:
         """A breaker fast path's statement failed: a damaged file or record, or an SQLite
         without JSON functions, is left to the full path (which recovers or reports); any
@@ -1209,6 +1237,24 @@ _COUNT_SUCCESS = (
     " AND json_type(data, '$.calls') = 'integer'"
     " AND json_type(data, '$.successes') = 'integer'"
     " AND instr(json_extract(data, '$.window'), '1') = 0"
+)
+
+# A rejection of an open breaker that makes no transition (the breaker's _admit, for that
+# case, with its arithmetic): rejections + 1. UPDATE ... RETURNING needs SQLite 3.35.
+_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
+_COUNT_REJECTION = (
+    "UPDATE records SET data = json_set(data,"
+    " '$.rejections', json_extract(data, '$.rejections') + 1),"
+    " updated_at = :at"
+    " WHERE kind = 'breaker' AND key = :key AND json_valid(data)"
+    " AND json_extract(data, '$.state', '$.config_id') = :id"
+    " AND json_type(data, '$.rejections') = 'integer'"
+    " AND json_type(data, '$.opened_at') IN ('integer', 'real')"
+    " AND json_extract(data, '$.opened_at') <= :now"
+    " AND (json_type(data, '$.open_for') IN ('integer', 'real')"
+    " AND json_extract(data, '$.open_for') - (:now - json_extract(data, '$.opened_at')) > 0"
+    " OR json_type(data, '$.open_for') = 'null' AND json_type(data, '$.forced') = 'true')"
+    " RETURNING json_extract(data, '$.opened_at'), json_extract(data, '$.open_for')"
 )
 
 
