@@ -504,3 +504,24 @@ def test_an_open_breakers_rejection_is_one_read_and_one_statement(
     assert [s.split()[0] for s in seen] == ["SELECT", "UPDATE"]
     assert refused.value.retry_after == CFG.recovery_timeout
     assert b.snapshot().rejections == 2
+
+
+def test_show_reads_one_record_whatever_the_number_of_breakers(db: Path) -> None:
+    """`breaker show NAME` (breaker_snapshot) and the name check of trip/close/reset
+    (is_known_breaker) read that one record: with 2,000 other breakers in the store each is
+    one indexed SELECT, never a scan of every breaker (issue 21; benchmarks/breaker_store.py
+    measures the CLI)."""
+    from reliactl.breaker import breaker_snapshot, is_known_breaker
+
+    store = open_store(db)
+    with store.conn:
+        store.conn.executemany(
+            "INSERT INTO records (kind, key, data, updated_at) VALUES ('breaker', ?, ?, 0)",
+            [(f"svc{i}", '{"state":"closed","calls":3}') for i in range(2000)],
+        )
+    store.update("breaker", "api", lambda _r: {"state": "open", "opened_at": 1.0})
+    seen = _statements(store)
+    snap = breaker_snapshot(store, None, "api")
+    assert snap is not None and snap.state is CircuitState.OPEN
+    assert is_known_breaker(store, None, "api")
+    assert len(seen) == 2 and all("key = " in s and s.startswith("SELECT") for s in seen)
