@@ -346,7 +346,7 @@ class _Core:
             log.warning("breaker record unreadable (%s); starting it closed", exc)
             return cls(since=wall)
 
-    def to_record(self, config: dict[str, Any] | None) -> Record:
+    def to_record(self, config: dict[str, Any] | None, config_id: str | None = None) -> Record:
         record: Record = {
             "state": self.state,
             "consecutive_failures": self.consecutive_failures,
@@ -369,6 +369,8 @@ class _Core:
         }
         if config is not None:
             record["config"] = config
+        if config_id is not None:
+            record["config_id"] = config_id
         return record
 
 
@@ -799,15 +801,34 @@ class CircuitBreaker:
         self.store = store
         self.clock = clock if clock is not None else SYSTEM_CLOCK
         self._mono = self.clock.monotonic
+        self._wall = self.clock.time
         self._lock = threading.Lock()
         self._core = _Core(since=self.clock.time())
         self._events: deque[BreakerEvent] = deque(maxlen=100)
         self._state_listeners: list[StateListener] = []
         self._reject_listeners: list[RejectListener] = []
         self._config_view = self.config.describe()
+        # Persisted: the store's optional fast paths (state/base.py, BreakerFastPath) and the
+        # id of this config view, so a success that changes only counters may skip
+        # rewriting the view (a record written by another config takes the full path).
+        self._config_id = _config_id(self._config_view) if store is not None else ""
+        self._peek_state = getattr(store, "breaker_state", None)
+        self._count_success = getattr(store, "breaker_success", None)
+        self._count_rejection = getattr(store, "breaker_rejection", None)
         # The in-memory hot path (closed, nothing failed lately, no slow-call timing).
-        self._fast = store is None and self.config.slow_call_threshold is None
+        self._timed = self.config.slow_call_threshold is not None
+        self._fast = store is None and not self._timed
         self._all_good = "0" * self.config.sliding_window_size
+        # ``_hot``: in memory, no slow-call timing, closed, and the whole sliding window
+        # succeeded (so a success changes nothing but two counters). Set under ``_lock`` by
+        # every transition (``_rehot``); read without it. A success that sees it True counts
+        # itself with ``next(_hits)`` (one C call, atomic under the GIL) instead of taking the
+        # lock; ``_fold`` adds the hits to ``calls``/``successes`` under the lock. Such a
+        # success is linearised where it read ``_hot``: before any concurrent failure, which
+        # it cannot change (a full window of successes plus one more is the same window).
+        self._hot = False
+        self._hits = itertools.count()
+        self._hits_folded = 0
         if on_state_change is not None:
             self._state_listeners.append(on_state_change)
         if on_call_rejected is not None:
@@ -820,6 +841,21 @@ class CircuitBreaker:
     @property
     def persistent(self) -> bool:
         return self.store is not None
+
+    def _fold(self) -> _Core:
+        """The in-memory core with the hot path's hits counted in (hold ``_lock``)."""
+        core = self._core
+        hits = _count_value(self._hits)
+        if hits != self._hits_folded:
+            core.calls += hits - self._hits_folded
+            core.successes += hits - self._hits_folded
+            self._hits_folded = hits
+        return core
+
+    def _rehot(self) -> None:
+        """Whether a success may take the hot path now (hold ``_lock``)."""
+        core = self._core
+        self._hot = self._fast and core.state == _CLOSED and core.window == self._all_good
 
     # ---- listeners
 
@@ -848,23 +884,39 @@ class CircuitBreaker:
         return Admission(self, token, self._mono())
 
     def _acquire(self, trial_timeout: float | None) -> str | None:
+        store = self.store
+        if store is not None:
+            peek = self._peek_state
+            state = peek(self.name) if peek is not None else ""
+            if state == "":  # no fast path, or a record it could not read: decode it here
+                with _store_guard(store):
+                    current = store.get(RECORD_KIND, self.name)
+                state = None if current is None else current.get("state")
+            if state is None or state == _CLOSED:
+                return None
+            count = self._count_rejection
+            if state == _OPEN and count is not None:
+                # Still open, no transition due: the rejection is one statement.
+                now = self._wall()
+                found = count(self.name, self._config_id, now)
+                if found is not None:
+                    opened_at, open_for = found
+                    if open_for is None:  # tripped until closed
+                        self._reject(float(self.config.recovery_timeout))
+                    self._reject(max(0.0, open_for - (now - opened_at)))
+        elif self._core.state == _CLOSED:
+            return None
         cfg = self.config
         ttl = float(trial_timeout) if trial_timeout else cfg.trial_ttl
         out: Transitions = []
-        if self.store is None:
+        if store is None:
             core = self._core
-            if core.state == _CLOSED:
-                return None
             with self._lock:
                 ok, token, retry_after = _admit(
                     core, cfg, self._mono(), self.clock.time(), ttl, False, out
                 )
+                self._rehot()
         else:
-            store = self.store
-            with _store_guard(store):
-                current = store.get(RECORD_KIND, self.name)
-            if current is None or current.get("state") == _CLOSED:
-                return None
             result: list[Any] = []
 
             def update(record: Record | None) -> Record:
@@ -873,7 +925,7 @@ class CircuitBreaker:
                 local: Transitions = []
                 decision = _admit(core, cfg, wall, wall, ttl, True, local)
                 result[:] = [decision, local]
-                return core.to_record(self._config_view)
+                return core.to_record(self._config_view, self._config_id)
 
             with _store_guard(store, self.name):
                 store.update(RECORD_KIND, self.name, update)
@@ -911,8 +963,18 @@ class CircuitBreaker:
                 _record(
                     core, cfg, self._mono(), self.clock.time(), token, outcome, reason, slow, out
                 )
+                self._rehot()
         else:
             store = self.store
+            count = self._count_success
+            if count is not None and outcome == "success" and token is None:
+                # A closed breaker's success that changes only counters: one statement.
+                try:
+                    if count(self.name, self._config_id, cfg.sliding_window_size):
+                        return
+                except StateError as exc:
+                    log.warning("breaker %r: could not record a call's outcome: %s", self.name, exc)
+                    return
 
             def update(record: Record | None) -> Record:
                 wall = self.clock.time()
@@ -920,7 +982,7 @@ class CircuitBreaker:
                 local: Transitions = []
                 _record(core, cfg, wall, wall, token, outcome, reason, slow, local)
                 out[:] = local
-                return core.to_record(self._config_view)
+                return core.to_record(self._config_view, self._config_id)
 
             try:
                 with _store_guard(store, self.name):
@@ -942,7 +1004,27 @@ class CircuitBreaker:
         elif cfg.is_failure is not None and not _safe_predicate(cfg.is_failure, exc):
             self._finish(token, started, "success", None)
         else:
-            self._finish(token, started, "failure", _describe_exception(exc))
+            text = str(exc)  # _describe_exception, inline: the failure path is hot too
+            text = (f"{type(exc).__name__}: {text}" if text else type(exc).__name__)[:MAX_REASON]
+            if self._fast and token is None:
+                core = self._core
+                with self._lock:
+                    if (
+                        core.state == _CLOSED
+                        and cfg.failure_rate_threshold is None
+                        and core.consecutive_failures + 1 < cfg.failure_threshold
+                    ):
+                        # A failure that opens nothing, counted here exactly as _record
+                        # counts it (the in-memory failure path, one call less per layer).
+                        core.calls += 1
+                        core.failures += 1
+                        core.consecutive_failures += 1
+                        core.window = (core.window + "1")[-cfg.sliding_window_size :]
+                        core.last_failure = text
+                        core.last_failure_at = self._wall()
+                        self._hot = False
+                        return
+            self._finish(token, started, "failure", text)
 
     def _emit(self, transitions: Transitions) -> None:
         wall = self.clock.time()
@@ -976,12 +1058,28 @@ class CircuitBreaker:
         if flags & _CO_GENERATORS or code is None:
             _refuse_generator(fn)
         if (flags & _CO_COROUTINE) if code is not None else inspect.iscoroutinefunction(fn):
-            return self.call_async(fn, *args, **kwargs)
+            return self._run_async(fn, args, kwargs)
+        return self._run_sync(fn, args, kwargs)
+
+    def call_sync(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
+        """Run a plain function through the breaker."""
+        code = getattr(fn, "__code__", None)
+        if code is None or code.co_flags & _CO_GENERATORS:
+            _refuse_generator(fn)
+        return self._run_sync(fn, args, kwargs)  # type: ignore[no-any-return]
+
+    def _run_sync(self, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+        """The body of every synchronous guarded call (``fn`` already checked)."""
         if _chaos.ACTIVE:
             fn = _chaos.wrap("breaker", self.name, fn)
-        # The body of call_sync, repeated: one Python call less on every guarded call.
-        token = None if self._fast and self._core.state == _CLOSED else self._acquire(None)
-        started = self._mono()
+        if self._fast:
+            # A closed in-memory breaker admits without a reservation, and with no slow-call
+            # threshold the call's start time is never looked at.
+            token = None if self._hot or self._core.state == _CLOSED else self._acquire(None)
+            started = 0.0
+        else:
+            token = self._acquire(None)
+            started = self._mono() if self._timed else 0.0
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
@@ -991,43 +1089,9 @@ class CircuitBreaker:
         if kind not in _PLAIN_TYPES and (kind in _AWAITABLE_TYPES or inspect.isawaitable(result)):
             # A plain function that returned a coroutine: the call is only done when awaited.
             return self._await(result, token, started)
-        if token is None and self._fast:
-            core = self._core
-            with self._lock:
-                if core.state == _CLOSED and core.window == self._all_good:
-                    # Hot path: a success while all is well changes only the counters.
-                    core.calls += 1
-                    core.successes += 1
-                    return result
-        self._finish(token, started, "success", None)
-        return result
-
-    def call_sync(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
-        """Run a plain function through the breaker."""
-        code = getattr(fn, "__code__", None)
-        if code is None or code.co_flags & _CO_GENERATORS:
-            _refuse_generator(fn)
-        if _chaos.ACTIVE:
-            fn = _chaos.wrap("breaker", self.name, fn)
-        token = None if self._fast and self._core.state == _CLOSED else self._acquire(None)
-        started = self._mono()
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException as exc:
-            self._finish_exc(token, started, exc)
-            raise
-        kind = type(result)
-        if kind not in _PLAIN_TYPES and (kind in _AWAITABLE_TYPES or inspect.isawaitable(result)):
-            # A plain function that returned a coroutine: the call is only done when awaited.
-            return self._await(result, token, started)  # type: ignore[return-value]
-        if token is None and self._fast:
-            core = self._core
-            with self._lock:
-                if core.state == _CLOSED and core.window == self._all_good:
-                    # Hot path: a success while all is well changes only the counters.
-                    core.calls += 1
-                    core.successes += 1
-                    return result
+        if self._hot and token is None:
+            next(self._hits)
+            return result
         self._finish(token, started, "success", None)
         return result
 
@@ -1037,51 +1101,55 @@ class CircuitBreaker:
         except BaseException as exc:
             self._finish_exc(token, started, exc)
             raise
-        if token is None and self._fast and self._good_while_closed():
+        if self._hot and token is None:
+            next(self._hits)
             return result
         self._finish(token, started, "success", None)
         return result
-
-    def _good_while_closed(self) -> bool:
-        """Hot path of a success while all is well: count it and say so (else record it)."""
-        core = self._core
-        with self._lock:
-            if core.state == _CLOSED and core.window == self._all_good:
-                core.calls += 1
-                core.successes += 1
-                return True
-        return False
 
     async def call_async(self, fn: Callable[..., Awaitable[R]], /, *args: Any, **kwargs: Any) -> R:
         """Await ``fn(*args, **kwargs)`` through the breaker."""
         code = getattr(fn, "__code__", None)
         if code is None or code.co_flags & _CO_GENERATORS:
             _refuse_generator(fn)
+        # The body of _run_async, repeated: one coroutine frame less on every awaited call.
         if _chaos.ACTIVE:
             fn = _chaos.wrap("breaker", self.name, fn)
-        if self._fast and self._core.state == _CLOSED:
-            # As call_sync: a closed in-memory breaker admits without a reservation, and with
-            # no slow-call threshold the call's start time is never looked at.
-            try:
-                result = await fn(*args, **kwargs)
-            except BaseException as exc:
-                self._finish_exc(None, 0.0, exc)
-                raise
-            core = self._core
-            with self._lock:
-                if core.state == _CLOSED and core.window == self._all_good:
-                    core.calls += 1
-                    core.successes += 1
-                    return result
-            self._finish(None, 0.0, "success", None)
-            return result
-        token = self._acquire(None)
-        started = self._mono()
+        if self._fast:
+            token = None if self._hot or self._core.state == _CLOSED else self._acquire(None)
+            started = 0.0
+        else:
+            token = self._acquire(None)
+            started = self._mono() if self._timed else 0.0
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
             self._finish_exc(token, started, exc)
             raise
+        if self._hot and token is None:
+            next(self._hits)
+            return result
+        self._finish(token, started, "success", None)
+        return result
+
+    async def _run_async(self, fn: Callable[..., Awaitable[Any]], args: Any, kwargs: Any) -> Any:
+        """The body of every awaited guarded call (``fn`` already checked)."""
+        if _chaos.ACTIVE:
+            fn = _chaos.wrap("breaker", self.name, fn)
+        if self._fast:
+            token = None if self._hot or self._core.state == _CLOSED else self._acquire(None)
+            started = 0.0
+        else:
+            token = self._acquire(None)
+            started = self._mono() if self._timed else 0.0
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            self._finish_exc(token, started, exc)
+            raise
+        if self._hot and token is None:
+            next(self._hits)
+            return result
         self._finish(token, started, "success", None)
         return result
 
@@ -1093,7 +1161,7 @@ class CircuitBreaker:
                 f"breaker {self.name!r}: calling the breaker decorates a function "
                 "(@breaker); to call one through it, use breaker.call(fn, *args, **kwargs)"
             )
-        return _decorate(fn, lambda: self)
+        return _decorate(fn, {self.name: self}, self.name, lambda: self)
 
     # ---- inspection
 
@@ -1111,7 +1179,8 @@ class CircuitBreaker:
         """State and counters now."""
         if self.store is None:
             with self._lock:
-                core = dataclasses.replace(self._core, trials=dict(self._core.trials))
+                core = self._fold()
+                core = dataclasses.replace(core, trials=dict(core.trials))
             return _snapshot(self.name, core, self._mono(), False, self._config_view)
         with _store_guard(self.store):
             record = self.store.get(RECORD_KIND, self.name)
@@ -1136,7 +1205,8 @@ class CircuitBreaker:
         out: Transitions = []
         if self.store is None:
             with self._lock:
-                action(self._core, self._mono(), self.clock.time(), out)
+                action(self._fold(), self._mono(), self.clock.time(), out)
+                self._rehot()
         else:
 
             def update(record: Record | None) -> Record:
@@ -1145,7 +1215,7 @@ class CircuitBreaker:
                 local: Transitions = []
                 action(core, wall, wall, local)
                 out[:] = local
-                return core.to_record(self._config_view)
+                return core.to_record(self._config_view, self._config_id)
 
             with _store_guard(self.store, self.name):
                 self.store.update(RECORD_KIND, self.name, update)
@@ -1199,6 +1269,20 @@ _AWAITABLE_TYPES: frozenset[type] = frozenset({types.CoroutineType})
 _PLAIN_TYPES: frozenset[type] = frozenset(
     {type(None), int, float, str, bytes, bool, dict, list, tuple, set}
 )
+
+
+def _config_id(view: dict[str, Any]) -> str:
+    """A stable id of a config view (the same in every process that has this config)."""
+    import json
+    import zlib
+
+    text = json.dumps(view, sort_keys=True, separators=(",", ":"), default=str)
+    return f"{zlib.crc32(text.encode()):08x}-{len(text)}"
+
+
+def _count_value(counter: itertools.count[int]) -> int:
+    """The next value ``counter`` would give, without taking it (its repr is ``count(N)``)."""
+    return int(repr(counter)[6:-1])
 
 
 def _safe_predicate(predicate: Callable[[BaseException], bool], exc: BaseException) -> bool:
@@ -1437,34 +1521,76 @@ def circuit_breaker(
 
     def decorate(fn: Callable[P, R]) -> Callable[P, R]:
         registry = manager or circuit_manager
-        breakers = registry._breakers
 
-        def breaker() -> CircuitBreaker:
-            found = breakers.get(name)
-            if found is None:
-                found = registry.get_breaker(name, config, persistent=persistent, store=store)
-            return found
+        def create() -> CircuitBreaker:
+            return registry.get_breaker(name, config, persistent=persistent, store=store)
 
-        return _decorate(fn, breaker)
+        return _decorate(fn, registry._breakers, name, create)
 
     return decorate
 
 
-def _decorate(fn: Callable[P, R], breaker: Callable[[], CircuitBreaker]) -> Callable[P, R]:
-    """``fn`` with every call going through ``breaker()``; ``.breaker`` on the wrapper."""
+def _decorate(
+    fn: Callable[P, R],
+    breakers: Mapping[str, CircuitBreaker],
+    name: str,
+    create: Callable[[], CircuitBreaker],
+) -> Callable[P, R]:
+    """``fn`` with every call going through ``breakers[name]`` (``create()`` when missing,
+    as after ``circuit_manager.clear()``); ``.breaker()`` on the wrapper returns it.
+
+    The wrappers repeat ``_run_sync`` / ``_run_async`` for a closed in-memory breaker with no
+    slow-call timing (admitted without a reservation; a success counted on the hot path when
+    the window is all successes): one Python call less per call, success or failure.
+    """
     _refuse_generator(fn)
+    lookup = breakers.get
+
+    def breaker() -> CircuitBreaker:
+        found = lookup(name)
+        return create() if found is None else found
+
     if inspect.iscoroutinefunction(fn):
 
         @functools.wraps(fn)
         async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-            return await breaker().call_async(fn, *args, **kwargs)
+            b: Any = lookup(name) or create()  # Any: ``_hot`` may change during the call
+            if b._fast and b._core.state == _CLOSED and not _chaos.ACTIVE:
+                try:
+                    result = await fn(*args, **kwargs)
+                except BaseException as exc:
+                    b._finish_exc(None, 0.0, exc)
+                    raise
+                if b._hot:
+                    next(b._hits)
+                    return result
+                b._finish(None, 0.0, "success", None)
+                return result
+            return await b._run_async(fn, args, kwargs)
 
         async_wrapper.breaker = breaker  # type: ignore[attr-defined]
         return async_wrapper  # type: ignore[return-value]
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        return breaker().call_sync(fn, *args, **kwargs)
+        b: Any = lookup(name) or create()  # Any: ``_hot`` may change during the call
+        if b._fast and b._core.state == _CLOSED and not _chaos.ACTIVE:
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                b._finish_exc(None, 0.0, exc)
+                raise
+            kind = type(result)
+            if kind in _PLAIN_TYPES or not (
+                kind in _AWAITABLE_TYPES or inspect.isawaitable(result)
+            ):
+                if b._hot:
+                    next(b._hits)
+                    return result
+                b._finish(None, 0.0, "success", None)
+                return result
+            return b._await(result, None, 0.0)  # type: ignore[no-any-return]
+        return b._run_sync(fn, args, kwargs)  # type: ignore[no-any-return]
 
     wrapper.breaker = breaker  # type: ignore[attr-defined]
     return wrapper

@@ -626,3 +626,120 @@ def test_generator_functions_are_refused_like_retry_refuses_them(clock: FakeCloc
     with pytest.raises(TypeError, match="an async generator"):
         asyncio.run(b.call_async(agen))
     assert b.snapshot().calls == 0
+
+
+def test_hot_path_successes_are_counted_by_every_call_form(clock: FakeClock) -> None:
+    """Once a closed in-memory breaker's whole window succeeded, successes take the lock-free
+    hot path (issue 21): through call, call_sync, call_async, both decorator forms and a
+    breaker instance used as a decorator they are all counted, a failure after them still
+    counts and opens at the threshold, and reset forgets the hot path's counts too."""
+    b = make(clock, sliding_window_size=3, failure_threshold=2)
+    manager = CircuitBreakerManager()
+    manager._breakers["svc"] = b
+    deco = circuit_breaker("svc", manager=manager)(ok)
+
+    async def aok() -> str:
+        return "ok"
+
+    adeco = circuit_breaker("svc", manager=manager)(aok)
+    inst = b(ok)
+
+    async def many_async() -> None:
+        for _ in range(5):
+            assert await b.call_async(aok) == "ok"
+            assert await b.call(aok) == "ok"
+            assert await adeco() == "ok"
+
+    for _ in range(5):
+        assert b.call(ok) == "ok" and b.call_sync(ok) == "ok" and deco() == "ok"
+        assert inst() == "ok"
+    asyncio.run(many_async())
+    assert b._hot  # the window is all successes: the hot path is in use
+    snap = b.snapshot()
+    assert (snap.calls, snap.successes, snap.failures, snap.window_calls) == (35, 35, 0, 3)
+    fail(b)
+    assert not b._hot
+    assert b.snapshot().consecutive_failures == 1
+    assert deco() == "ok"  # a success resets the consecutive count
+    fail(b, 2)
+    assert b.state is CircuitState.OPEN
+    with pytest.raises(CircuitOpenError):
+        deco()
+    snap = b.snapshot()
+    assert (snap.calls, snap.successes, snap.failures, snap.rejections) == (39, 36, 3, 1)
+    b.reset()
+    for _ in range(5):
+        deco()
+    assert (b.snapshot().calls, b.snapshot().successes) == (5, 5)
+
+
+def test_a_success_on_the_hot_path_never_waits_for_the_breaker_lock() -> None:
+    """A success through a closed, healthy in-memory breaker counts itself without the
+    breaker's lock (issue 21: below circuitbreaker per call), so a thread holding the lock
+    (a transition in progress) does not hold it up; the success is counted afterwards."""
+    b = CircuitBreaker("hot", BreakerConfig(sliding_window_size=2))
+    b.call(ok)
+    b.call(ok)
+    done = threading.Event()
+
+    def call() -> None:
+        b.call(ok)
+        done.set()
+
+    with b._lock:
+        worker = threading.Thread(target=call)
+        worker.start()
+        assert done.wait(10), "a hot-path success waited for the lock"
+    worker.join(10)
+    assert b.snapshot().successes == 3
+
+
+@pytest.mark.stress
+def test_counters_are_exact_when_hot_successes_race_failures() -> None:
+    """8 threads of successes on the hot path and 2 of failures on one breaker: every call is
+    counted exactly once (successes + failures == calls) and failures never get lost."""
+    b = CircuitBreaker("race", BreakerConfig(failure_threshold=10**9, sliding_window_size=5))
+    for _ in range(5):
+        b.call(ok)
+
+    def succeed() -> None:
+        for _ in range(3000):
+            b.call(ok)
+
+    def failing() -> None:
+        for i in range(600):
+            try:
+                b.call(boom if i % 3 == 0 else ok)
+            except Boom:
+                pass
+
+    threads = [threading.Thread(target=succeed) for _ in range(8)]
+    threads += [threading.Thread(target=failing) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    snap = b.snapshot()
+    assert snap.failures == 400
+    assert snap.calls == 5 + 8 * 3000 + 2 * 600
+    assert snap.successes + snap.failures == snap.calls
+
+
+def test_the_in_memory_failure_path_keeps_reason_time_and_window(clock: FakeClock) -> None:
+    """A failure that opens nothing is counted on the in-memory failure path (issue 21)
+    exactly as the full path counts it: reason text, wall time, window and consecutive
+    count; the failure that reaches the threshold still opens the breaker with its reason."""
+    b = make(clock, failure_threshold=3, sliding_window_size=4)
+    for _ in range(4):
+        b.call(ok)
+    clock.advance(5)
+    fail(b, 2)
+    snap = b.snapshot()
+    assert snap.last_failure == "Boom: down" and snap.last_failure_at == clock.time()
+    assert (snap.consecutive_failures, snap.window_calls, snap.window_failures) == (2, 4, 2)
+    assert (snap.calls, snap.failures, snap.successes) == (6, 2, 4)
+    events: list[BreakerEvent] = []
+    b.on_state_change(events.append)
+    fail(b)
+    assert b.state is CircuitState.OPEN
+    assert events[0].reason == "3 consecutive failures (last: Boom: down)"

@@ -281,6 +281,8 @@ def test_an_open_record_without_its_open_time_still_recovers(db: Path, clock: Fa
 
 
 def test_a_store_failure_after_the_call_never_masks_its_result(db: Path, clock: FakeClock) -> None:
+    """A store that cannot record a call's outcome (its full update, or the one-statement
+    count of a closed breaker's success) is logged: the call's result or exception stands."""
     from reliactl.errors import StateError
 
     class Failing(SQLiteStateStore):
@@ -290,6 +292,11 @@ def test_a_store_failure_after_the_call_never_masks_its_result(db: Path, clock: 
             if self.broken:
                 raise StateError("disk full")
             return super().update(kind, key, fn)
+
+        def breaker_success(self, key: str, config_id: str, window_size: int) -> bool:
+            if self.broken:
+                raise StateError("disk full")
+            return super().breaker_success(key, config_id, window_size)
 
     store = Failing(db)
     b = CircuitBreaker("svc", CFG, store=store, clock=clock)
@@ -369,3 +376,152 @@ def test_snapshot_does_not_count_a_dead_owners_trial(db: Path, clock: FakeClock)
     b.store.update("breaker", "svc", hand_over)  # type: ignore[union-attr]
     assert b.snapshot().trials_in_flight == 0
     assert b.store.get("breaker", "svc")["trials"]  # type: ignore[index,union-attr]  # read-only
+
+
+def _statements(store: SQLiteStateStore) -> list[str]:
+    seen: list[str] = []
+    store.conn.set_trace_callback(seen.append)
+    return seen
+
+
+def test_a_closed_breakers_success_is_one_read_and_one_statement(
+    db: Path, clock: FakeClock
+) -> None:
+    """Issue 21: once its record is written, a success through a closed persisted breaker is
+    one SELECT of the state (no record decoded) and one UPDATE that counts it in SQL (no
+    BEGIN ... COMMIT, no rewrite of the record from Python); the counters and the window are
+    exactly those of the full path."""
+    store = open_store(db)
+    b = CircuitBreaker("svc", BreakerConfig(sliding_window_size=3), store=store, clock=clock)
+    b.call(ok)  # the first call writes the record (and this config's id) in full
+    seen = _statements(store)
+    for _ in range(4):
+        assert b.call(ok) == "ok"
+    assert [s.split()[0] for s in seen] == ["SELECT", "UPDATE"] * 4
+    assert "json_set" in seen[1]
+    snap = b.snapshot()
+    assert (snap.calls, snap.successes, snap.window_calls, snap.window_failures) == (5, 5, 3, 0)
+    assert store.get("breaker", "svc")["window"] == "000"
+
+
+def test_a_failure_in_one_process_takes_the_next_success_off_the_fast_path(
+    db: Path, clock: FakeClock
+) -> None:
+    """A failure counted through one connection (another process) is seen by the next success
+    through another: that success goes through the full read-modify-write and resets the
+    consecutive count, so the fast path never hides a failure; then the window has a failure
+    in it, so successes stay on the full path until it slides out."""
+    first = breaker(db, clock, BreakerConfig(failure_threshold=3, sliding_window_size=2))
+    second = breaker(db, clock, BreakerConfig(failure_threshold=3, sliding_window_size=2))
+    first.call(ok)
+    fail(first, 2)
+    assert second.snapshot().consecutive_failures == 2
+    assert second.call(ok) == "ok"
+    snap = first.snapshot()
+    assert (snap.consecutive_failures, snap.failures, snap.successes, snap.window_calls) == (
+        0,
+        2,
+        2,
+        2,
+    )
+    assert first.store.get("breaker", "svc")["window"] == "10"  # type: ignore[union-attr]
+    fail(second, 2)
+    assert first.snapshot().consecutive_failures == 2  # not 3: the success reset it
+    fail(first)
+    assert second.state is CircuitState.OPEN
+
+
+def test_a_record_of_the_old_format_or_another_config_is_rewritten_in_full(
+    db: Path, clock: FakeClock
+) -> None:
+    """A record written before the config id existed (an older reliactl), or by a process
+    with another config, is read as before; its first success here goes through the full
+    path, which writes this config's view and id (what `breaker show` prints), and later
+    successes are counted in SQL."""
+    store = open_store(db)
+    old = {"state": "closed", "calls": 7, "successes": 7, "window": "0000000", "config": {}}
+    store.update("breaker", "svc", lambda _r: dict(old))
+    b = CircuitBreaker("svc", BreakerConfig(failure_threshold=9), store=store, clock=clock)
+    b.call(ok)
+    record = store.get("breaker", "svc")
+    assert record is not None and record["calls"] == 8
+    assert record["config"]["failure_threshold"] == 9 and record["config_id"]
+    other = CircuitBreaker("svc", BreakerConfig(failure_threshold=4), store=store, clock=clock)
+    other.call(ok)
+    record = store.get("breaker", "svc")
+    assert record is not None and record["config"]["failure_threshold"] == 4
+    assert record["config_id"] != b._config_id
+    seen = _statements(store)
+    other.call(ok)
+    assert [s.split()[0] for s in seen] == ["SELECT", "UPDATE"]
+    assert b.snapshot().calls == 10
+
+
+def test_a_damaged_record_falls_back_to_the_full_path(db: Path, clock: FakeClock) -> None:
+    """A breaker record that is not JSON never makes the SQL fast path fail a call: admission
+    and the success fall back to the full path, which reports the record and starts the
+    breaker closed afresh (as before the fast path)."""
+    warnings: list[str] = []
+    store = open_store(db, warn=warnings.append)
+    with store.conn:
+        store.conn.execute(
+            "INSERT INTO records (kind, key, data, updated_at) VALUES ('breaker', 'svc', ?, 0)",
+            ("{not json",),
+        )
+    b = CircuitBreaker("svc", CFG, store=store, clock=clock)
+    assert b.call(ok) == "ok"
+    assert any("unreadable breaker record 'svc'" in w for w in warnings)
+    assert b.snapshot().calls == 1 and b.state is CircuitState.CLOSED
+
+
+def test_an_open_breakers_rejection_is_one_read_and_one_statement(
+    db: Path, clock: FakeClock
+) -> None:
+    """Issue 21: while an open breaker's period runs, a refused call is one SELECT of the
+    state and one UPDATE ... RETURNING that counts the rejection and gives the retry-after
+    (the same as the full path's); when the period is over the next call goes through the
+    full path and becomes the half-open trial; a breaker tripped until closed is refused
+    with the recovery timeout as its retry-after."""
+    store = open_store(db)
+    b = CircuitBreaker("svc", CFG, store=store, clock=clock)
+    fail(b, 3)
+    clock.advance(4)
+    seen = _statements(store)
+    with pytest.raises(CircuitOpenError) as refused:
+        b.call(ok)
+    assert [s.split()[0] for s in seen] == ["SELECT", "UPDATE"]
+    assert "RETURNING" in seen[1]
+    assert refused.value.retry_after == pytest.approx(6.0)
+    assert b.snapshot().rejections == 1
+    clock.advance(6)
+    assert b.call(ok) == "ok"  # the trial (full path): closes it
+    assert b.state is CircuitState.CLOSED
+    b.trip(None)
+    clock.advance(1000)
+    seen.clear()
+    with pytest.raises(CircuitOpenError) as refused:
+        b.call(ok)
+    assert [s.split()[0] for s in seen] == ["SELECT", "UPDATE"]
+    assert refused.value.retry_after == CFG.recovery_timeout
+    assert b.snapshot().rejections == 2
+
+
+def test_show_reads_one_record_whatever_the_number_of_breakers(db: Path) -> None:
+    """`breaker show NAME` (breaker_snapshot) and the name check of trip/close/reset
+    (is_known_breaker) read that one record: with 2,000 other breakers in the store each is
+    one indexed SELECT, never a scan of every breaker (issue 21; benchmarks/breaker_store.py
+    measures the CLI)."""
+    from reliactl.breaker import breaker_snapshot, is_known_breaker
+
+    store = open_store(db)
+    with store.conn:
+        store.conn.executemany(
+            "INSERT INTO records (kind, key, data, updated_at) VALUES ('breaker', ?, ?, 0)",
+            [(f"svc{i}", '{"state":"closed","calls":3}') for i in range(2000)],
+        )
+    store.update("breaker", "api", lambda _r: {"state": "open", "opened_at": 1.0})
+    seen = _statements(store)
+    snap = breaker_snapshot(store, None, "api")
+    assert snap is not None and snap.state is CircuitState.OPEN
+    assert is_known_breaker(store, None, "api")
+    assert len(seen) == 2 and all("key = " in s and s.startswith("SELECT") for s in seen)

@@ -136,6 +136,31 @@ def aggregate_points(points: Sequence[HealthPoint], bucket: float) -> list[Healt
     return out
 
 
+class BreakerFastPath(Protocol):
+    """Optional capabilities of a store for a persisted breaker's hot path (the SQLite store
+    has them; a breaker looks them up with ``getattr`` and falls back to ``get``/``update``).
+
+    ``breaker_state(key)``: the record's ``state`` without decoding the record; None when
+    there is no record, "" when it cannot be read that way (the caller then uses ``get``).
+
+    ``breaker_success(key, config_id, window_size)``: count one success atomically when it
+    changes only the counters (the record is closed, has the ``config_id`` given, no
+    consecutive failure and no failure in its window); False, writing nothing, otherwise.
+
+    ``breaker_rejection(key, config_id, now)``: count one rejection atomically when the
+    record is open with no transition due at ``now``; its ``(opened_at, open_for)``, or None,
+    writing nothing, otherwise.
+    """
+
+    def breaker_state(self, key: str) -> str | None: ...
+
+    def breaker_success(self, key: str, config_id: str, window_size: int) -> bool: ...
+
+    def breaker_rejection(
+        self, key: str, config_id: str, now: float
+    ) -> tuple[float, float | None] | None: ...
+
+
 class StateStore(Protocol):
     """Persisted state shared by every reliactl process using the same store.
 

@@ -363,6 +363,82 @@ class SQLiteStateStore:
         result: bool = self._recovering(op)
         return result
 
+    # ---- breaker fast paths (optional StateStore capabilities, see state/base.py)
+
+    def breaker_state(self, key: str) -> str | None:
+        """Breaker ``key``'s ``state`` read in SQL, without decoding its record: None when
+        there is no record, "" when it is unreadable or has no state, or the read failed (the
+        caller then reads the record with ``get``, which reports, recovers or raises)."""
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                raise StateError("state store is closed")
+            try:
+                row = conn.execute(_PEEK_STATE, (key,)).fetchone()
+            except sqlite3.DatabaseError as exc:
+                self._fast_path_failed(exc)
+                return ""
+        if row is None:
+            return None
+        return row[0] if isinstance(row[0], str) else ""
+
+    def breaker_success(self, key: str, config_id: str, window_size: int) -> bool:
+        """Count one success of breaker ``key`` in one UPDATE statement (its own atomic
+        write transaction), when that success changes nothing but the counters and the
+        window: the record is closed, was last written with config ``config_id``, has no
+        consecutive failure and no failure in its window. False, with nothing written, for
+        any other record or when the statement failed: the caller then does the full
+        read-modify-write (``update``, which recovers or raises)."""
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                raise StateError("state store is closed")
+            try:
+                cursor = conn.execute(
+                    _COUNT_SUCCESS,
+                    (window_size, self.clock(), key, f'["closed","{config_id}",0]'),
+                )
+            except sqlite3.DatabaseError as exc:
+                self._fast_path_failed(exc)
+                return False
+            return cursor.rowcount == 1
+
+    def breaker_rejection(
+        self, key: str, config_id: str, now: float
+    ) -> tuple[float, float | None] | None:
+        """Count one rejection of open breaker ``key`` in one UPDATE statement, when the call
+        is refused without a transition: the record is open since ``opened_at`` <= ``now``
+        (wall clock) for ``open_for`` seconds that have not passed, or tripped until closed
+        (``open_for`` null, forced), and was last written with config ``config_id``. Returns
+        ``(opened_at, open_for)`` to compute the retry-after from; None, with nothing
+        written, for any other record (the caller then does the full read-modify-write)."""
+        if not _RETURNING:
+            return None
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                raise StateError("state store is closed")
+            try:
+                rows = conn.execute(
+                    _COUNT_REJECTION,
+                    {"at": self.clock(), "key": key, "now": now, "id": f'["open","{config_id}"]'},
+                ).fetchall()
+            except sqlite3.DatabaseError as exc:
+                self._fast_path_failed(exc)
+                return None
+        if len(rows) != 1:
+            return None
+        opened_at, open_for = rows[0]
+        return float(opened_at), None if open_for is None else float(open_for)
+
+    def _fast_path_failed(self, exc: sqlite3.DatabaseError) -> None:
+        """A breaker fast path's statement failed: a damaged file or record, or an SQLite
+        without JSON functions, is left to the full path (which recovers or reports); any
+        other error (the store stayed locked past busy_timeout) is raised as the full path
+        would raise it, not waited for twice."""
+        if not (_is_corruption(exc) or _json_unusable(exc)):
+            raise StateError(f"state store {self.path}: {exc}") from exc
+
     # ---- history
 
     def add_event(self, event: BreakerEvent) -> None:
@@ -1168,6 +1244,54 @@ def _run_row(run: RunRecord) -> tuple[Any, ...]:
 
 # One encoder for every write: json.dumps with separators builds a new one per call.
 _encode = json.JSONEncoder(separators=(",", ":")).encode
+
+# The breaker fast paths' statements. json_valid first (CASE / AND evaluate in order), so a
+# damaged record is never an error here; any JSON error falls back to the full path anyway.
+_PEEK_STATE = (
+    "SELECT CASE WHEN json_valid(data) THEN json_extract(data, '$.state') END"
+    " FROM records WHERE kind = 'breaker' AND key = ?"
+)
+# A success of a closed breaker with no failure in its window (the breaker's _record, for
+# that case): calls and successes + 1, "0" appended to the window (kept to its size),
+# consecutive_failures stays 0; no failure rate can be reached with no failure in the window.
+# The state, config id and consecutive failures are compared as one JSON array (one parse).
+# A window that is not text makes instr() NULL: no match.
+_COUNT_SUCCESS = (
+    "UPDATE records SET data = json_set(data,"
+    " '$.calls', json_extract(data, '$.calls') + 1,"
+    " '$.successes', json_extract(data, '$.successes') + 1,"
+    " '$.window', substr(json_extract(data, '$.window') || '0', -?)),"
+    " updated_at = ?"
+    " WHERE kind = 'breaker' AND key = ? AND json_valid(data)"
+    " AND json_extract(data, '$.state', '$.config_id', '$.consecutive_failures') = ?"
+    " AND json_type(data, '$.calls') = 'integer'"
+    " AND json_type(data, '$.successes') = 'integer'"
+    " AND instr(json_extract(data, '$.window'), '1') = 0"
+)
+
+# A rejection of an open breaker that makes no transition (the breaker's _admit, for that
+# case, with its arithmetic): rejections + 1. UPDATE ... RETURNING needs SQLite 3.35.
+_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
+_COUNT_REJECTION = (
+    "UPDATE records SET data = json_set(data,"
+    " '$.rejections', json_extract(data, '$.rejections') + 1),"
+    " updated_at = :at"
+    " WHERE kind = 'breaker' AND key = :key AND json_valid(data)"
+    " AND json_extract(data, '$.state', '$.config_id') = :id"
+    " AND json_type(data, '$.rejections') = 'integer'"
+    " AND json_type(data, '$.opened_at') IN ('integer', 'real')"
+    " AND json_extract(data, '$.opened_at') <= :now"
+    " AND (json_type(data, '$.open_for') IN ('integer', 'real')"
+    " AND json_extract(data, '$.open_for') - (:now - json_extract(data, '$.opened_at')) > 0"
+    " OR json_type(data, '$.open_for') = 'null' AND json_type(data, '$.forced') = 'true')"
+    " RETURNING json_extract(data, '$.opened_at'), json_extract(data, '$.open_for')"
+)
+
+
+def _json_unusable(exc: sqlite3.DatabaseError) -> bool:
+    """An SQLite built without JSON functions, or a record that is not JSON."""
+    text = str(exc)
+    return "no such function" in text or "JSON" in text
 
 
 def _decode(text: Any) -> Record:
