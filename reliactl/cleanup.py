@@ -441,6 +441,7 @@ _SPECIAL = {stat.S_IFIFO: "fifo", stat.S_IFSOCK: "socket"}
 _AGE_CODE = {"newest": 0, "mtime": 1, "atime": 2, "ctime": 3}  # list_dir's inline age rule
 _S_IFMT = 0o170000
 _S_IFREG = stat.S_IFREG
+_S_IFDIR = stat.S_IFDIR
 _S_IFLNK = stat.S_IFLNK
 _REMOVABLE = frozenset({_S_IFREG, _S_IFLNK})
 
@@ -816,7 +817,7 @@ class _Walker:
         if st.st_dev != self.root_dev:
             self.skip("other-filesystem")
             return None
-        if (st.st_dev, st.st_ino) in self.mounts:
+        if self.mounts and (st.st_dev, st.st_ino) in self.mounts:
             self.skip("mount-point")
             return None
         if depth > MAX_DEPTH:
@@ -837,7 +838,7 @@ class _Walker:
         except OSError:
             os.close(fd)
             raise
-        if (now_st.st_dev, now_st.st_ino) != (st.st_dev, st.st_ino):
+        if now_st.st_ino != st.st_ino or now_st.st_dev != st.st_dev:
             os.close(fd)  # swapped for another directory (or a mount) since it was listed
             self.skip("changed")
             return None
@@ -876,12 +877,14 @@ class _Walker:
 
     def restore_times(self, frame: _Frame) -> None:
         pre = frame.pre
-        try:
-            cur = os.fstat(frame.fd)
-        except OSError:
-            return
-        if cur.st_atime_ns == pre.st_atime_ns and cur.st_mtime_ns == pre.st_mtime_ns:
-            return
+        # Something in it was removed (or vanished): its mtime moved, no need to look.
+        if self.dry_run or not frame.gone:
+            try:
+                cur = os.fstat(frame.fd)
+            except OSError:
+                return
+            if cur.st_atime_ns == pre.st_atime_ns and cur.st_mtime_ns == pre.st_mtime_ns:
+                return
         try:
             os.utime(frame.fd, ns=(pre.st_atime_ns, pre.st_mtime_ns))
         except OSError:
@@ -914,6 +917,8 @@ class _Walker:
         unlink = os.unlink
         lstat = os.stat
         table = self.locks
+        exclude = self.exclude
+        pending = frame.pending
         next_entry = it.__next__
         listed = gone = files = symlinks = nbytes = kept = 0
         scanned = self.scanned
@@ -947,6 +952,9 @@ class _Walker:
                         self.skip(reason)
                         continue
                     fmt = st.st_mode & _S_IFMT
+                    if fmt == _S_IFDIR and not exclude:
+                        pending.append((name, st))  # entered (or not) by enter()
+                        continue
                     if fmt not in _REMOVABLE or not simple or st.st_dev != root_dev:
                         # directories, special files, other filesystems, globs, budget
                         gone += self.decide(frame, name, st)
@@ -1022,7 +1030,12 @@ class _Walker:
                     kept += size
         finally:
             self.scanned = scanned
-            self.flush(frame, listed, gone, files, symlinks, nbytes, kept)
+            frame.total += listed
+            frame.gone += gone
+            self.files += files
+            self.symlinks += symlinks
+            self.bytes += nbytes
+            self.kept_bytes += kept
 
     def flush(
         self,

@@ -390,6 +390,21 @@ def test_old_directories_stay_old_after_being_read(tmp_path: Path) -> None:
     assert keep.exists()
 
 
+def test_a_directory_something_was_removed_from_keeps_its_old_times(tmp_path: Path) -> None:
+    """Removing an entry moves the directory's mtime; the cleaner puts both times back
+    (without a look first: issue 21's walk skips the fstat when it removed something)."""
+    root = tmp_path / "r"
+    write(root / "d" / "old")
+    keep = write(root / "d" / "young", new=True)
+    old = time.time() - 5 * DAY
+    os.utime(root / "d", (old, old))
+    removed, _ = run(root)
+    assert removal_paths(removed) == [str(root / "d" / "old")]
+    st = os.stat(root / "d")
+    assert abs(st.st_atime - old) < 1 and abs(st.st_mtime - old) < 1
+    assert keep.exists()
+
+
 def test_exclude_keeps_names_and_whole_directories(tmp_path: Path) -> None:
     root = tmp_path / "r"
     write(root / "keep-me")
@@ -657,6 +672,7 @@ def test_the_inline_path_decides_exactly_as_the_rule_by_rule_path(
         holder = hold_lock(root / "held.lock")
         if not inline:
             monkeypatch.setattr(cleanup, "_REMOVABLE", frozenset())
+            monkeypatch.setattr(cleanup, "_S_IFDIR", -1)  # directories through decide() too
         try:
             removed, report = run(root, dry_run=dry_run)
         finally:
