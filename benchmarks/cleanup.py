@@ -33,6 +33,7 @@ holds locked (flock or POSIX lock), which it learns from ``/proc/locks`` (see DE
     python benchmarks/cleanup.py --syscalls             # strace -c counts, 10,000 files
     python benchmarks/cleanup.py --memory               # peak RSS at 10k, 100k and 300k files
     python benchmarks/cleanup.py --floor                # the walk alone vs Python's floor
+    python benchmarks/cleanup.py --floor --baseline /tmp/base  # ... and the old walk
 
 ``--floor`` takes start-up out: a child process times only ``clean_root`` (CPU-s, by
 ``time.process_time``), another only the barest Python loop that could do the job (``scandir``,
@@ -244,6 +245,8 @@ print(time.process_time() - start)
 def floor(cands: Candidates, files: int, shapes: tuple[str, ...], runs: int) -> None:
     """CPU-s of reliactl's walk alone and of the bare Python loop, against tmpfiles."""
     names = ["walk", "bare"] + (["tmpfiles"] if cands.tmpfiles else [])
+    if cands.baseline:
+        names.append("walk-base")
     for shape in shapes:
         cpu: dict[str, list[float]] = {name: [] for name in names}
         for run in range(runs):
@@ -255,12 +258,16 @@ def floor(cands: Candidates, files: int, shapes: tuple[str, ...], runs: int) -> 
                     argv, _ = cands.command(tool, tree)
                     _, _, status, seconds = timed(argv)
                 else:
-                    code = WALK if tool == "walk" else BARE
+                    code = BARE if tool == "bare" else WALK
+                    env = None
+                    if tool == "walk-base":
+                        env = dict(os.environ, PYTHONPATH=str(cands.baseline))
                     out = subprocess.run(
                         [sys.executable, "-c", code, str(tree)],
                         capture_output=True,
                         text=True,
                         cwd=cands.base,
+                        env=env,
                         check=False,
                     )
                     status = out.returncode
