@@ -32,6 +32,14 @@ holds locked (flock or POSIX lock), which it learns from ``/proc/locks`` (see DE
     python benchmarks/cleanup.py --baseline /tmp/base   # also the old code, interleaved
     python benchmarks/cleanup.py --syscalls             # strace -c counts, 10,000 files
     python benchmarks/cleanup.py --memory               # peak RSS at 10k, 100k and 300k files
+    python benchmarks/cleanup.py --floor                # the walk alone vs Python's floor
+    python benchmarks/cleanup.py --floor --baseline /tmp/base  # ... and the old walk
+
+``--floor`` takes start-up out: a child process times only ``clean_root`` (CPU-s, by
+``time.process_time``), another only the barest Python loop that could do the job (``scandir``,
+``DirEntry.stat``, ``unlink`` by dir fd: no rule at all), against systemd-tmpfiles' whole
+process. The gap between the bare loop and tmpfiles is what Python costs per file; the gap
+between reliactl's walk and the bare loop is what its rules cost.
 """
 
 from __future__ import annotations
@@ -205,6 +213,79 @@ def syscalls(cands: Candidates, files: int, shape: str) -> None:
         shutil.rmtree(tree, ignore_errors=True)
 
 
+WALK = """
+import sys, time
+from reliactl.cleanup import CleanupTarget, clean_root
+target = CleanupTarget(sys.argv[1], 86400.0)
+start = time.process_time()
+clean_root(target, age_by="mtime")
+print(time.process_time() - start)
+"""
+
+# The barest Python that removes the same files: no symlink, filesystem, lock or race rule.
+BARE = """
+import os, sys, time
+start = time.process_time()
+cutoff = time.time() - 86400
+stack = [os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)]
+while stack:
+    fd = stack.pop()
+    with os.scandir(fd) as it:
+        for entry in it:
+            st = entry.stat(follow_symlinks=False)
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(os.open(entry.name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd))
+            elif st.st_mtime < cutoff:
+                os.unlink(entry.name, dir_fd=fd)
+    os.close(fd)
+print(time.process_time() - start)
+"""
+
+
+def floor(cands: Candidates, files: int, shapes: tuple[str, ...], runs: int) -> None:
+    """CPU-s of reliactl's walk alone and of the bare Python loop, against tmpfiles."""
+    names = ["walk", "bare"] + (["tmpfiles"] if cands.tmpfiles else [])
+    if cands.baseline:
+        names.append("walk-base")
+    for shape in shapes:
+        cpu: dict[str, list[float]] = {name: [] for name in names}
+        for run in range(runs):
+            for tool in names[run % len(names) :] + names[: run % len(names)]:
+                tree = cands.base / f"tree-{tool}"
+                shutil.rmtree(tree, ignore_errors=True)
+                build(tree, files, shape)
+                if tool == "tmpfiles":
+                    argv, _ = cands.command(tool, tree)
+                    _, _, status, seconds = timed(argv)
+                else:
+                    code = BARE if tool == "bare" else WALK
+                    env = None
+                    if tool == "walk-base":
+                        env = dict(os.environ, PYTHONPATH=str(cands.baseline))
+                    out = subprocess.run(
+                        [sys.executable, "-c", code, str(tree)],
+                        capture_output=True,
+                        text=True,
+                        cwd=cands.base,
+                        env=env,
+                        check=False,
+                    )
+                    status = out.returncode
+                    seconds = float(out.stdout) if status == 0 else float("nan")
+                left = count_files(tree)
+                if status != 0 or left != files // 2:
+                    print(f"  {tool}: exit {status}, {left} files left (expected {files // 2})")
+                cpu[tool].append(seconds)
+                shutil.rmtree(tree, ignore_errors=True)
+        print(f"{shape}: {files} files, half removed; {runs} rounds; CPU-s")
+        ref = statistics.median(cpu["tmpfiles"]) if cands.tmpfiles else None
+        for tool in names:
+            med = statistics.median(cpu[tool])
+            ratio = f"  {med / ref:.2f}x tmpfiles" if ref else ""
+            print(f"  {tool:<9} {spread(cpu[tool])}{ratio}")
+        print(f"  load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+
+
 def startup_cost() -> float:
     best = float("inf")
     for _ in range(5):
@@ -228,6 +309,9 @@ def main() -> None:
     parser.add_argument(
         "--memory", action="store_true", help="only compare peak RSS at 10k, 100k, 300k files"
     )
+    parser.add_argument(
+        "--floor", action="store_true", help="only the walk's CPU vs a bare Python loop's"
+    )
     args = parser.parse_args()
     # PYTHONDONTWRITEBYTECODE may be set here: compile once, so no run pays for compiling.
     import reliactl
@@ -248,6 +332,9 @@ def main() -> None:
             print("systemd-tmpfiles not found (apt-get install -y systemd): not compared")
         if args.syscalls:
             syscalls(cands, args.files if args.files != 100_000 else 10_000, shapes[0])
+            return
+        if args.floor:
+            floor(cands, args.files, shapes, args.runs)
             return
         if args.memory:
             for files in (10_000, 100_000, 300_000):

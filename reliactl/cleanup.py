@@ -42,11 +42,10 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import fnmatch
 import operator
 import os
 import stat
-import struct
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -54,11 +53,10 @@ from typing import TYPE_CHECKING, Literal
 
 from reliactl._procfs import unescape_mount
 from reliactl.errors import UnsafeRootError
-from reliactl.hostname import hostname as recorded_hostname
-from reliactl.locks import LockHolder, holder_alive, parse_holder
 
 if TYPE_CHECKING:
     from reliactl.config import CleanupRoot
+    from reliactl.locks import LockHolder
     from reliactl.state.base import PruneReport
 
 AgeBy = Literal["newest", "mtime", "atime", "ctime"]
@@ -440,9 +438,17 @@ _FILE_TIME: dict[str, Callable[[os.stat_result], float]] = {
     "ctime": operator.attrgetter("st_ctime"),
 }
 _SPECIAL = {stat.S_IFIFO: "fifo", stat.S_IFSOCK: "socket"}
+_AGE_CODE = {"newest": 0, "mtime": 1, "atime": 2, "ctime": 3}  # list_dir's inline age rule
+_S_IFMT = 0o170000
+_S_IFREG = stat.S_IFREG
+_S_IFDIR = stat.S_IFDIR
+_S_IFLNK = stat.S_IFLNK
+_REMOVABLE = frozenset({_S_IFREG, _S_IFLNK})
 
 
 def _matches(patterns: Sequence[str], name: str, rel: str) -> bool:
+    import fnmatch  # only with include/exclude globs (it compiles regexes)
+
     return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(rel, p) for p in patterns)
 
 
@@ -655,7 +661,7 @@ def _reason_for(exc: OSError) -> str:
 
 _F_OFD_GETLK: int | None = getattr(fcntl, "F_OFD_GETLK", None)
 # struct flock {short l_type, l_whence; off_t l_start, l_len; pid_t l_pid;} on 64-bit Linux.
-_STRUCT_FLOCK = "hhqqi4x" if struct.calcsize("P") == 8 else None
+_STRUCT_FLOCK = "hhqqi4x" if sys.maxsize > 2**32 else None
 
 
 def _posix_locked(fd: int) -> bool:
@@ -666,6 +672,8 @@ def _posix_locked(fd: int) -> bool:
     """
     if _F_OFD_GETLK is None or _STRUCT_FLOCK is None:
         return False
+    import struct  # the flock-probe mode only
+
     query = struct.pack(_STRUCT_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
     try:
         answer = fcntl.fcntl(fd, _F_OFD_GETLK, query)
@@ -725,6 +733,7 @@ class _Walker:
         self.root_dev = 0
         self.mounts: set[tuple[int, int]] = set()
         self.locks: _LockTable | None = None  # None: probe each file with flock
+        self.simple = False  # set by run(): see list_dir
         # size-budget candidates: (age time, size, dir rel, name, dev, ino, ctime_ns)
         self.candidates: list[tuple[float, int, str, str, int, int, int]] = []
 
@@ -783,6 +792,8 @@ class _Walker:
         self.root_dev = root_st.st_dev
         self.mounts = _mount_points_under(self.shown)
         self.locks = _LockTable.for_root(self.shown, self.root_dev)
+        # list_dir decides a file inline only when no per-name rule or budget applies.
+        self.simple = not (self.include or self.exclude or self.mounts) and self.budget is None
         root_age = _age_time(root_st, self.age_by, True)
         stack = [_Frame(root_fd, "", "", root_st, root_age, _shared(root_st, self.euid))]
         self.list_dir(stack[0])
@@ -806,7 +817,7 @@ class _Walker:
         if st.st_dev != self.root_dev:
             self.skip("other-filesystem")
             return None
-        if (st.st_dev, st.st_ino) in self.mounts:
+        if self.mounts and (st.st_dev, st.st_ino) in self.mounts:
             self.skip("mount-point")
             return None
         if depth > MAX_DEPTH:
@@ -827,7 +838,7 @@ class _Walker:
         except OSError:
             os.close(fd)
             raise
-        if (now_st.st_dev, now_st.st_ino) != (st.st_dev, st.st_ino):
+        if now_st.st_ino != st.st_ino or now_st.st_dev != st.st_dev:
             os.close(fd)  # swapped for another directory (or a mount) since it was listed
             self.skip("changed")
             return None
@@ -866,79 +877,222 @@ class _Walker:
 
     def restore_times(self, frame: _Frame) -> None:
         pre = frame.pre
-        try:
-            cur = os.fstat(frame.fd)
-        except OSError:
-            return
-        if cur.st_atime_ns == pre.st_atime_ns and cur.st_mtime_ns == pre.st_mtime_ns:
-            return
+        # Something in it was removed (or vanished): its mtime moved, no need to look.
+        if self.dry_run or not frame.gone:
+            try:
+                cur = os.fstat(frame.fd)
+            except OSError:
+                return
+            if cur.st_atime_ns == pre.st_atime_ns and cur.st_mtime_ns == pre.st_mtime_ns:
+                return
         try:
             os.utime(frame.fd, ns=(pre.st_atime_ns, pre.st_mtime_ns))
         except OSError:
             pass  # not ours to change (read-only filesystem, another owner): harmless
 
-    def list_dir(self, frame: _Frame) -> None:
+    def list_dir(self, frame: _Frame) -> None:  # noqa: C901 - the per-entry hot loop, kept flat on purpose
+        """Decide every entry of a directory while it is being read.
+
+        The common entry (a regular file or symlink on the root's filesystem, with no
+        include/exclude globs, size budget or mount point below the root) is decided inline
+        with local counters: Python's cost per entry is most of a walk's CPU (DESIGN.md,
+        cleanup). Every other entry, and every outcome but a removal or a young file, goes
+        through ``decide``, which applies the same rules one by one.
+        """
         try:
             it = os.scandir(frame.fd)
         except OSError as exc:
             self.skip(_reason_for(exc))
             frame.total += 1  # unknown contents: never "emptied"
             return
-        with it:
-            while True:
-                try:
-                    entry = next(it)
-                except StopIteration:
-                    break
-                except OSError as exc:
-                    self.skip(_reason_for(exc))
-                    frame.total += 1
-                    break
-                self.scanned += 1
-                frame.total += 1
-                self.visit(frame, entry)
-                if self.scanned >= self.next_progress:
-                    self.tick()
-
-    def visit(self, frame: _Frame, entry: os.DirEntry[str]) -> None:  # noqa: C901 - one entry's whole safety decision, audited in one place
-        name = entry.name
+        dir_fd = frame.fd
+        shared = frame.shared
+        dry_run = self.dry_run
+        cutoff = self.cutoff
+        root_dev = self.root_dev
+        age_code = _AGE_CODE[self.age_by]
+        simple = self.simple
+        on_remove = self.on_remove
+        monotonic = time.monotonic
+        unlink = os.unlink
+        lstat = os.stat
+        table = self.locks
+        exclude = self.exclude
+        pending = frame.pending
+        next_entry = it.__next__
+        listed = gone = files = symlinks = nbytes = kept = 0
+        scanned = self.scanned
+        next_progress = self.next_progress
         try:
-            st = entry.stat(follow_symlinks=False)
-        except OSError as exc:
-            reason = _reason_for(exc)
-            if reason == "vanished":
-                frame.gone += 1
-            self.skip(reason)
-            return
+            with it:
+                while True:
+                    if scanned >= next_progress:  # after the entry that reached it
+                        self.scanned = scanned
+                        self.flush(frame, listed, gone, files, symlinks, nbytes, kept)
+                        listed = gone = files = symlinks = nbytes = kept = 0
+                        self.tick()
+                        next_progress = self.next_progress
+                    try:
+                        entry = next_entry()
+                    except StopIteration:
+                        break
+                    except OSError as exc:
+                        self.skip(_reason_for(exc))
+                        listed += 1
+                        break
+                    scanned += 1
+                    listed += 1
+                    name = entry.name
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except OSError as exc:
+                        reason = _reason_for(exc)
+                        if reason == "vanished":
+                            gone += 1
+                        self.skip(reason)
+                        continue
+                    fmt = st.st_mode & _S_IFMT
+                    if fmt == _S_IFDIR and not exclude:
+                        pending.append((name, st))  # entered (or not) by enter()
+                        continue
+                    if fmt not in _REMOVABLE or not simple or st.st_dev != root_dev:
+                        # directories, special files, other filesystems, globs, budget
+                        gone += self.decide(frame, name, st)
+                        continue
+                    if age_code == 1:
+                        t = st.st_mtime
+                    elif age_code == 0:
+                        t = max(st.st_mtime, st.st_atime, st.st_ctime)
+                    elif age_code == 2:
+                        t = st.st_atime
+                    else:
+                        t = st.st_ctime
+                    is_reg = fmt == _S_IFREG
+                    size = st.st_size if is_reg else 0
+                    if t > cutoff:
+                        kept += size
+                        continue
+                    outcome: str | None = None
+                    if not is_reg:
+                        if not dry_run:
+                            try:
+                                unlink(name, dir_fd=dir_fd)
+                            except OSError as exc:
+                                outcome = _unlink_reason(exc)
+                    elif table is None:
+                        outcome = self.remove_file(dir_fd, name, st, shared)
+                        table = self.locks  # None still (it never comes back)
+                    else:
+                        now = monotonic()
+                        if now - table.read_at > table.ttl:
+                            try:
+                                table.refresh(now)
+                            except (OSError, ValueError):
+                                self.locks = table = None  # probe each file from now on
+                        if table is None:
+                            outcome = self.remove_file(dir_fd, name, st, shared)
+                        elif (st.st_dev, st.st_ino) in table.inodes:
+                            outcome = "locked"
+                        else:
+                            if shared:  # someone else may have put another file here
+                                try:
+                                    again = lstat(name, dir_fd=dir_fd, follow_symlinks=False)
+                                except OSError as exc:
+                                    outcome = _reason_for(exc)
+                                else:
+                                    if not _same_file(again, st):
+                                        outcome = "changed"
+                            if outcome is None and not dry_run:
+                                try:
+                                    unlink(name, dir_fd=dir_fd)
+                                except OSError as exc:
+                                    outcome = _unlink_reason(exc)
+                    if outcome is None:
+                        gone += 1
+                        if is_reg:
+                            files += 1
+                            nbytes += size
+                        else:
+                            symlinks += 1
+                        if on_remove is not None:
+                            kind: EntryKind = "file" if is_reg else "symlink"
+                            on_remove(
+                                Removal(
+                                    self.path_of(frame.rel, name),
+                                    kind,
+                                    size,
+                                    max(0.0, self.now - t),
+                                    "age",
+                                )
+                            )
+                        continue
+                    gone += self.not_removed(frame, name, outcome)
+                    kept += size
+        finally:
+            self.scanned = scanned
+            frame.total += listed
+            frame.gone += gone
+            self.files += files
+            self.symlinks += symlinks
+            self.bytes += nbytes
+            self.kept_bytes += kept
+
+    def flush(
+        self,
+        frame: _Frame,
+        listed: int,
+        gone: int,
+        files: int,
+        symlinks: int,
+        nbytes: int,
+        kept: int,
+    ) -> None:
+        """Add list_dir's local counters to the walk's and the directory's."""
+        frame.total += listed
+        frame.gone += gone
+        self.files += files
+        self.symlinks += symlinks
+        self.bytes += nbytes
+        self.kept_bytes += kept
+
+    def not_removed(self, frame: _Frame, name: str, outcome: str) -> int:
+        """Count an entry that was to be removed and was not; 1 if it is gone anyway."""
+        if outcome.startswith("error: "):
+            self.error(self.path_of(frame.rel, name), outcome[len("error: ") :])
+        self.skip(outcome)
+        return 1 if outcome == "vanished" else 0
+
+    def decide(self, frame: _Frame, name: str, st: os.stat_result) -> int:
+        """Every rule for one listed entry, one by one; 1 if it is gone (removed, vanished)."""
         fmt = stat.S_IFMT(st.st_mode)
         is_reg = fmt == stat.S_IFREG
         if fmt == stat.S_IFDIR:
             if self.exclude and _matches(self.exclude, name, f"{frame.rel}/{name}".lstrip("/")):
                 self.skip("excluded")
-                return
+                return 0
             frame.pending.append((name, st))
-            return
+            return 0
         if not is_reg and fmt != stat.S_IFLNK:
             self.skip(_SPECIAL.get(fmt, "device"))
-            return
+            return 0
         size = st.st_size if is_reg else 0
         if st.st_dev != self.root_dev:
             self.skip("other-filesystem")
             self.kept_bytes += size
-            return
+            return 0
         if self.mounts and (st.st_dev, st.st_ino) in self.mounts:
             self.skip("mount-point")
-            return
+            return 0
         if self.exclude or self.include:
             rel = f"{frame.rel}/{name}" if frame.rel else name
             if self.exclude and _matches(self.exclude, name, rel):
                 self.skip("excluded")
                 self.kept_bytes += size
-                return
+                return 0
             if self.include and not _matches(self.include, name, rel):
                 self.skip("not-included")
                 self.kept_bytes += size
-                return
+                return 0
         t = self.file_time(st)
         if t > self.cutoff:
             self.kept_bytes += size
@@ -946,21 +1100,16 @@ class _Walker:
                 self.candidates.append(
                     (t, size, frame.rel, name, st.st_dev, st.st_ino, st.st_ctime_ns)
                 )
-            return
+            return 0
         if is_reg:
             outcome = self.remove_file(frame.fd, name, st, frame.shared)
         else:
             outcome = self.remove_symlink(frame.fd, name)
         if outcome is None:
-            frame.gone += 1
             self.removed(frame.rel, name, "file" if is_reg else "symlink", size, t, "age")
-            return
-        if outcome == "vanished":
-            frame.gone += 1
-        elif outcome.startswith("error: "):
-            self.error(self.path_of(frame.rel, name), outcome[len("error: ") :])
-        self.skip(outcome)
+            return 1
         self.kept_bytes += size
+        return self.not_removed(frame, name, outcome)
 
     def remove_file(
         self, dir_fd: int, name: str, st: os.stat_result, shared: bool = True
@@ -1203,7 +1352,7 @@ def sweep_stale_locks(  # noqa: C901 - a branch per keep reason, all under one h
     now: float | None = None,
     hostname: str | None = None,
     grace: float = 5.0,
-    is_alive: Callable[[LockHolder], bool] = holder_alive,
+    is_alive: Callable[[LockHolder], bool] | None = None,
 ) -> LockSweepReport:
     """Remove ``<name>.lock`` files in ``lock_dir`` that nobody holds and whose holder is gone.
 
@@ -1212,6 +1361,12 @@ def sweep_stale_locks(  # noqa: C901 - a branch per keep reason, all under one h
     It is removed while this process holds that flock, so a newcomer that opened the old
     inode finds it unlinked after locking and retries. A held lock is never removed.
     """
+    # Imported here: a plain cleanup walk needs neither (json, re and /proc readers).
+    from reliactl.hostname import hostname as recorded_hostname
+    from reliactl.locks import holder_alive, parse_holder
+
+    if is_alive is None:
+        is_alive = holder_alive
     when = time.time() if now is None else now
     host = recorded_hostname() if hostname is None else hostname
     kept: dict[str, int] = {}

@@ -390,6 +390,21 @@ def test_old_directories_stay_old_after_being_read(tmp_path: Path) -> None:
     assert keep.exists()
 
 
+def test_a_directory_something_was_removed_from_keeps_its_old_times(tmp_path: Path) -> None:
+    """Removing an entry moves the directory's mtime; the cleaner puts both times back
+    (without a look first: issue 21's walk skips the fstat when it removed something)."""
+    root = tmp_path / "r"
+    write(root / "d" / "old")
+    keep = write(root / "d" / "young", new=True)
+    old = time.time() - 5 * DAY
+    os.utime(root / "d", (old, old))
+    removed, _ = run(root)
+    assert removal_paths(removed) == [str(root / "d" / "old")]
+    st = os.stat(root / "d")
+    assert abs(st.st_atime - old) < 1 and abs(st.st_mtime - old) < 1
+    assert keep.exists()
+
+
 def test_exclude_keeps_names_and_whole_directories(tmp_path: Path) -> None:
     root = tmp_path / "r"
     write(root / "keep-me")
@@ -631,3 +646,98 @@ def test_a_file_replaced_after_it_was_listed_is_not_removed(tmp_path: Path, shar
     finally:
         os.close(dfd)
     assert (root / "name").read_text() == "newcomer"
+
+
+# --------------------------------------------------------------------------- the inline path
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_the_inline_path_decides_exactly_as_the_rule_by_rule_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dry_run: bool
+) -> None:
+    """list_dir's inline decision for plain files and symlinks (issue 21: the per-file cost)
+    gives the same removals, skips and counts as sending every entry through ``decide``."""
+    from reliactl import cleanup
+
+    results = []
+    for inline in (True, False):
+        base = tmp_path / ("inline" if inline else "rules")
+        root, _, expected = hostile_tree(base)
+        shared = root / "shared"
+        shared.mkdir()
+        shared.chmod(0o1777)
+        write(shared / "old_in_shared", "12345")
+        write(shared / "new_in_shared", new=True)
+        write(root / "held.lock", "")
+        holder = hold_lock(root / "held.lock")
+        if not inline:
+            monkeypatch.setattr(cleanup, "_REMOVABLE", frozenset())
+            monkeypatch.setattr(cleanup, "_S_IFDIR", -1)  # directories through decide() too
+        try:
+            removed, report = run(root, dry_run=dry_run)
+        finally:
+            monkeypatch.undo()
+            holder.kill()
+            holder.wait()
+        assert expected <= set(removal_paths(removed))
+        results.append(
+            (
+                sorted((os.path.relpath(r.path, root), r.kind, r.size) for r in removed),
+                report.skipped,  # type: ignore[attr-defined]
+                report.scanned,  # type: ignore[attr-defined]
+                report.files_removed,  # type: ignore[attr-defined]
+                report.symlinks_removed,  # type: ignore[attr-defined]
+                report.dirs_removed,  # type: ignore[attr-defined]
+                report.bytes_removed,  # type: ignore[attr-defined]
+                report.kept_bytes,  # type: ignore[attr-defined]
+                sorted(os.path.relpath(p, root) for p in snapshot(root)),
+            )
+        )
+    assert results[0] == results[1]
+
+
+def test_in_a_shared_directory_a_file_swapped_just_before_the_unlink_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The walk's inline path re-checks the name in a directory others may write to: a file
+    put under the listed name after the listing (another inode) is neither removed nor
+    counted, and the walk goes on."""
+    from reliactl import cleanup
+
+    root = tmp_path / "r"
+    root.mkdir()
+    root.chmod(0o1777)
+    write(root / "a_old")
+    write(root / "victim", "old")
+    real_stat = os.stat
+    swapped: list[str] = []
+
+    def swapping_stat(path: object, *args: object, **kwargs: object) -> os.stat_result:
+        if path == "victim" and kwargs.get("dir_fd") is not None and not swapped:
+            swapped.append("victim")
+            os.unlink(root / "victim")
+            time.sleep(0.02)  # a later clock tick: the newcomer's ctime differs
+            (root / "victim").write_text("newcomer")
+        return real_stat(path, *args, **kwargs)  # type: ignore[call-overload, no-any-return]
+
+    monkeypatch.setattr(cleanup.os, "stat", swapping_stat)
+    removed, report = run(root)
+    monkeypatch.undo()
+    assert swapped == ["victim"]
+    assert removal_paths(removed) == [str(root / "a_old")]
+    assert (root / "victim").read_text() == "newcomer"
+    assert report.skipped == {"changed": 1} and report.ok  # type: ignore[attr-defined]
+
+
+def test_importing_the_cleanup_core_leaves_the_lock_sweepers_modules_alone() -> None:
+    """A cleanup walk pays for no import it does not use (issue 21: start-up is most of a
+    10k-file run): the stale-lock sweeper's modules, json, struct and fnmatch load when used."""
+    code = (
+        "import sys, reliactl.cleanup\n"
+        "lazy = ('reliactl.locks', 'reliactl.hostname', 'json', 'struct', 'fnmatch')\n"
+        "print([m for m in lazy if m in sys.modules])\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

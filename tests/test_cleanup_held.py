@@ -225,3 +225,42 @@ def test_cli_keeps_a_posix_locked_file(base: Path) -> None:
         holder.release()
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in root.iterdir()) == ["held"]
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_a_lock_table_lost_mid_walk_falls_back_to_probing_each_file(
+    base: Path, monkeypatch: pytest.MonkeyPatch, shared: bool
+) -> None:
+    """A re-read of the lock table that fails mid-walk switches the walk to the flock probe.
+
+    The walk's inline path (issue 21) re-reads the table itself; a held file listed after the
+    table went away is still kept, and the free files around it still go.
+    """
+    needs_table()
+    root = base / "root"
+    root.mkdir()
+    if shared:
+        root.chmod(0o1777)
+    for index in range(20):
+        (root / f"free{index:02}").write_text("x")
+    (root / "held").write_text("x")
+    real_refresh = cleanup._LockTable.refresh
+    reads: list[float] = []
+
+    def failing_refresh(self: cleanup._LockTable, now: float) -> None:
+        reads.append(now)
+        if len(reads) > 1:
+            raise OSError(5, "Input/output error")
+        real_refresh(self, now)
+
+    monkeypatch.setattr(cleanup._LockTable, "refresh", failing_refresh)
+    monkeypatch.setattr(cleanup, "LOCK_TABLE_TTL", -1.0)  # re-read before every file
+    holder = Holder("flock", root / "held")
+    try:
+        removed, report = run(root)
+    finally:
+        holder.release()
+    assert len(reads) == 2, "the table was not re-read, or re-read after it failed"
+    assert removal_paths(removed) == [str(root / f"free{index:02}") for index in range(20)]
+    assert report.skipped == {"locked": 1} and report.ok
+    assert (root / "held").exists()
