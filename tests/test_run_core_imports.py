@@ -122,10 +122,11 @@ def test_run_and_health_compile_no_core_record_methods(argv: list[str], tmp_path
     """`run -- true` and `health --json` compile no dataclass methods for the core's frozen
     records (reliactl._records builds them: 162 and 126 compilations before, ~0.5 ms each);
     only the mutable runner._AttemptState / alertstate.Snapshot (3 each) remain. Neither
-    start imports uuid (and so platform), which only `silence add` needs."""
+    start imports uuid (and so platform), which only `silence add` needs, logging (the
+    monitor logs only in `serve`'s failures) or tempfile (only `--textfile` writes one)."""
     compiled, modules = _cli_start(argv, tmp_path)
     core = [m for m in compiled if m in CORE_RECORD_MODULES]
     assert len(core) <= 3, core
     assert len(compiled) <= 30, compiled
     assert "reliactl.cli._fast" in modules and "dataclasses" in modules
-    assert not {"uuid", "platform"} & modules
+    assert not {"uuid", "platform", "logging", "tempfile", "shutil"} & modules
