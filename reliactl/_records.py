@@ -37,6 +37,7 @@ C = TypeVar("C", bound=type)
 
 _pending: list[type] = []
 _lock = threading.Lock()
+_processing = threading.local()  # .active: _records itself is processing a class
 _FACTORY = object()  # marks "no argument given: call the default factory"
 
 
@@ -49,7 +50,11 @@ def dataclass(*, frozen: bool) -> Callable[[C], C]:
         if cls.__doc__ is None:  # else dataclasses derives one with inspect.signature,
             # which for a class without __init__ yet tokenizes object's (~10 ms at import)
             cls.__doc__ = f"{cls.__name__}: a frozen record."
-        processed: C = dataclasses.dataclass(init=False, repr=False, eq=False)(cls)  # type: ignore[assignment]
+        _processing.active = True  # a base built here reads as not frozen (see _Params)
+        try:
+            processed: C = dataclasses.dataclass(init=False, repr=False, eq=False)(cls)  # type: ignore[assignment]
+        finally:
+            _processing.active = False
         return finish(processed)
 
     return wrap
@@ -95,8 +100,35 @@ def finish(cls: C) -> C:
     for method in (__setattr__, __delattr__, __repr__, __eq__, __hash__, __init__):
         method.__qualname__ = f"{cls.__qualname__}.{method.__name__}"
         setattr(cls, method.__name__, method)
+    klass.__dataclass_params__ = _Params(klass.__dataclass_params__)  # type: ignore[attr-defined]
     _pending.append(cls)
     return cls
+
+
+class _Params:
+    """The ``__dataclass_params__`` of a class built here: those of a standard frozen dataclass
+    (``init``, ``repr``, ``eq``, ``frozen`` true), so that a standard ``@dataclass(frozen=True)``
+    subclass is accepted as it was before (dataclasses refuses a frozen child of a non-frozen
+    parent). While this module itself processes a subclass (with ``frozen`` false, to compile
+    nothing) the parent reads as not frozen, for the same reason."""
+
+    def __init__(self, params: Any) -> None:
+        self._params = params
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("init", "repr", "eq"):
+            return True
+        return getattr(self._params, name)
+
+    @property
+    def frozen(self) -> bool:
+        return not getattr(_processing, "active", False)
+
+    def __repr__(self) -> str:
+        text = repr(self._params).replace("frozen=False", f"frozen={self.frozen}")
+        for name in ("init", "repr", "eq"):
+            text = text.replace(f"{name}=False", f"{name}=True")
+        return text
 
 
 def _compile_pending() -> None:

@@ -245,3 +245,30 @@ def test_importing_the_run_and_health_core_compiles_no_dataclass_code() -> None:
     ).stdout.split()
     # _AttemptState and Snapshot: __init__, __repr__, __eq__ each (198 before)
     assert int(out[0]) <= 6, out
+
+
+def test_a_standard_frozen_subclass_of_a_built_record_works_as_before() -> None:
+    """A library user's ``@dataclasses.dataclass(frozen=True)`` subclass of a record built
+    here (a core record, a config section) is accepted and behaves as a standard one, as when
+    the parents were standard frozen dataclasses; a non-frozen subclass is still refused, and
+    this module's own subclasses (OursChild) still build."""
+    from reliactl.config import RetryConfig
+    from reliactl.health.model import HealthReport
+    from reliactl.runner import RunResult
+
+    for parent in (Ours, RetryConfig, HealthReport, RunResult):
+        assert dataclasses.fields(parent)  # a dataclass, seen as a frozen one
+        child = dataclasses.make_dataclass(
+            "Child", [("extra", int, field(default=7))], bases=(parent,), frozen=True
+        )
+        assert [f.name for f in dataclasses.fields(child)][-1] == "extra"
+        with pytest.raises(TypeError, match="non-frozen dataclass from a frozen one"):
+            dataclasses.make_dataclass("Loose", [("extra", int, field(default=7))], bases=(parent,))
+    mine = dataclasses.make_dataclass(
+        "Mine", [("extra", int, field(default=7))], bases=(Ours,), frozen=True
+    )("a")
+    assert (mine.name, mine.extra) == ("a", 7) and mine == copy.deepcopy(mine)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        mine.name = "b"  # type: ignore[misc]
+    assert "frozen=True" in repr(Ours.__dataclass_params__)  # type: ignore[attr-defined]
+    assert OursChild("c").extra is False
