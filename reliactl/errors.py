@@ -27,7 +27,12 @@ and an exit code (``reliactl/cli/exitcodes.py`` holds the one mapping).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dataclasses import dataclass
+else:  # frozen dataclasses without compiling code at import (issue 21, see _records)
+    from reliactl._records import dataclass
 
 
 class ReliactlError(Exception):

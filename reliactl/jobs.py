@@ -37,7 +37,6 @@ import os
 import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +47,11 @@ from reliactl.errors import (
     ReliactlError,
 )
 from reliactl.hostname import hostname
+
+if TYPE_CHECKING:
+    from dataclasses import dataclass
+else:  # frozen dataclasses without compiling code at import (issue 21, see _records)
+    from reliactl._records import dataclass
 
 if TYPE_CHECKING:
     from reliactl.chaos import RunChaos

@@ -40,12 +40,16 @@ import re
 import stat
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from reliactl._procfs import pid_alive, start_time, unescape_mount
 from reliactl.errors import LockBusyError, LockError, StateUnavailableError
 from reliactl.hostname import hostname
+
+if TYPE_CHECKING:
+    from dataclasses import dataclass
+else:  # frozen dataclasses without compiling code at import (issue 21, see _records)
+    from reliactl._records import dataclass
 
 if TYPE_CHECKING:
     from reliactl.state.leases import Lease, LeaseService

@@ -57,12 +57,17 @@ import select
 import signal
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from reliactl._procfs import pid_alive, stat_fields, unescape_mount
 from reliactl._procfs import read_bytes as _read_proc
 from reliactl.errors import LockBusyError, ReliactlError, StateUnavailableError
+
+if TYPE_CHECKING:
+    from dataclasses import dataclass
+else:  # frozen dataclasses without compiling code at import (issue 21, see _records)
+    from reliactl._records import dataclass
 
 # The C module under ``signal``: the same calls, without the enum its Python wrappers make of
 # every signal number they return (a full mask is 64 of them: ~0.3 ms a run in the parent,
@@ -193,6 +198,8 @@ class _ChildSetup:
 
 @dataclass(frozen=True)
 class LockOptions:
+    """How `run` takes its lock: the file, whether to wait, and for how long."""
+
     path: str  # host scope: the lock file
     wait: float | None = 0.0  # None: forever
     skip_if_locked: bool = False
@@ -1404,7 +1411,7 @@ def signal_job(root: int, sig: int, *, group: int) -> list[JobProcess]:
 # --------------------------------------------------------------------------- parent side
 
 
-@dataclass
+@dataclasses.dataclass  # mutable: _records makes frozen classes only
 class _AttemptState:
     pid: int
     report_r: int

@@ -37,7 +37,7 @@ from reliactl.errors import ConfigError, ConfigProblem
 if typing.TYPE_CHECKING:
     from dataclasses import dataclass
 else:  # frozen dataclasses compiled lazily, as the schema's (see _records)
-    from reliactl.config._records import dataclass
+    from reliactl._records import dataclass
 
 
 def state_home(environ: Mapping[str, str] | None = None) -> Path:

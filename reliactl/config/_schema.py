@@ -9,12 +9,12 @@ import typing
 from dataclasses import field
 from typing import Any
 
-from reliactl.config._records import finish
+from reliactl._records import finish
 
 if typing.TYPE_CHECKING:
     from dataclasses import dataclass
 else:  # the same frozen dataclasses, without ~150 compilations at import (see _records)
-    from reliactl.config._records import dataclass
+    from reliactl._records import dataclass
 
 from reliactl._settings import BreakerSettings, _opt
 from reliactl.backoff import JITTERS, STRATEGIES

@@ -19,15 +19,20 @@ Every change is an atomic ``update`` of one record, so concurrent runs and hosts
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import os
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any, Final
 
 from reliactl.errors import HealthError
 from reliactl.health.model import Status
+
+if TYPE_CHECKING:
+    from dataclasses import dataclass
+else:  # frozen dataclasses without compiling code at import (issue 21, see _records)
+    from reliactl._records import dataclass
 
 if TYPE_CHECKING:
     from reliactl.health.records import RecordStore
@@ -170,6 +175,8 @@ def add_silence(
     begin = now if start is None else start
     if begin + duration <= now:
         raise HealthError("that window is already over: nothing to silence")
+    import uuid  # here: uuid imports platform, ~3 ms of every `health` start (issue 21)
+
     silence = Silence(
         uuid.uuid4().hex[:10],
         target,
@@ -477,7 +484,7 @@ class Item:
     flapping: bool = False
 
 
-@dataclass
+@dataclasses.dataclass  # mutable: _records makes frozen classes only
 class Snapshot:
     """What a run knows before deciding: its results, the problems, the silences."""
 

@@ -11,7 +11,6 @@ The seed's API is kept: ``health_monitor.register_custom_check(name, fn)``,
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
@@ -37,12 +36,19 @@ from reliactl.ranges import parse_range
 
 if TYPE_CHECKING:
     import asyncio
+    import logging
 
     from reliactl.config import Config, HealthMonitorConfig
     from reliactl.health.alerts import AlertOutcome
     from reliactl.state import StateStore
 
-log = logging.getLogger("reliactl.health")
+
+def _log() -> logging.Logger:
+    """The "reliactl.health" logger; logging is imported at the first message (with traceback,
+    string and textwrap it cost ~5 ms of every `health` start, issue 21)."""
+    import logging
+
+    return logging.getLogger("reliactl.health")
 
 
 # --------------------------------------------------------------------------- running
@@ -413,7 +419,7 @@ class HealthMonitor:
                         if "locked" in str(exc) and attempt < 3:  # a concurrent first open
                             time.sleep(0.05 * (attempt + 1))
                             continue
-                        log.warning(
+                        _log().warning(
                             "health: state store unavailable, state kept in memory: %s", exc
                         )
                         break
@@ -592,7 +598,7 @@ class HealthMonitor:
                     report, outcomes = await self.check_and_alert()
                     for outcome in outcomes:
                         if not outcome.delivered:
-                            log.warning("health alert not delivered: %s", outcome.describe())
+                            _log().warning("health alert not delivered: %s", outcome.describe())
                     if on_report is not None:
                         result = on_report(report)
                         if asyncio.iscoroutine(result):
@@ -600,7 +606,7 @@ class HealthMonitor:
                 except asyncio.CancelledError:
                     raise
                 except Exception:
-                    log.exception("health monitoring round failed")
+                    _log().exception("health monitoring round failed")
                 await asyncio.sleep(period)
 
         task = asyncio.get_running_loop().create_task(loop(), name="reliactl-health-monitor")

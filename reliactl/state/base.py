@@ -12,8 +12,13 @@ Nothing outside ``reliactl.state`` knows which backend is in use.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from dataclasses import field
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from dataclasses import dataclass
+else:  # frozen dataclasses without compiling code at import (issue 21, see _records)
+    from reliactl._records import dataclass
 
 RecordKind = Literal["breaker", "alert", "rate", "kv"]
 RECORD_KINDS: tuple[RecordKind, ...] = ("breaker", "alert", "rate", "kv")

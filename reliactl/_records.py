@@ -1,22 +1,27 @@
-"""Frozen dataclasses for the configuration schema without compiling code at import.
+"""Frozen dataclasses without compiling code at import (the configuration schema's and the
+core's records on the `run` and `health` paths: runner, jobs, locks, errors, state.base,
+health.model, health.alertstate).
 
 ``@dataclass(frozen=True)`` compiles six small functions per class (``__init__``,
 ``__repr__``, ``__eq__``, ``__hash__``, ``__setattr__``, ``__delattr__``), one ``exec`` each:
 for the schema's ~25 classes that was ~150 compilations and most of ``reliactl.config``'s
-import time, paid by every command (issue 21). Here the standard decorator still does the
-bookkeeping (``__dataclass_fields__``, so ``dataclasses.fields``/``replace``/``asdict`` and
-the schema's introspection work unchanged) with ``init=False, repr=False, eq=False``, which
-compiles nothing; ``__repr__``, ``__eq__``, ``__hash__`` and the frozen ``__setattr__`` /
-``__delattr__`` are shared closures with the same behaviour; and the ``__init__`` of every
-pending class is compiled together, in one ``compile``, when the first instance is made.
+import time, paid by every command (issue 21); the core's ~30 records cost as much again.
+Here the standard decorator still does the bookkeeping (``__dataclass_fields__``, so
+``dataclasses.fields``/``replace``/``asdict`` and the schema's introspection work unchanged)
+with ``init=False, repr=False, eq=False``, which compiles nothing; ``__repr__``, ``__eq__``,
+``__hash__`` and the frozen ``__setattr__`` / ``__delattr__`` are shared closures with the
+same behaviour; and the ``__init__`` of every pending class is compiled together, in one
+``compile``, when the first instance is made.
 
-The semantics are the standard ones (tests/test_config_records.py compares them with real
-frozen dataclasses): keyword or positional arguments in field order, defaults and default
-factories, ``FrozenInstanceError`` on assignment or deletion, value equality within one
-class, ``hash`` of the compared fields, ``Name(field=value, ...)`` as repr.
+The semantics are the standard ones (tests/test_config_records.py compares them, and every
+class built here, with real frozen dataclasses): keyword or positional arguments in field
+order, defaults and default factories, ``FrozenInstanceError`` on assignment or deletion,
+value equality within one class, ``hash`` of the compared fields, ``Name(field=value, ...)``
+as repr.
 
-Type checkers see the standard ``dataclasses.dataclass`` (``_schema`` imports this one only
-at run time).
+Type checkers see the standard ``dataclasses.dataclass`` (users import this one only at run
+time, under ``if TYPE_CHECKING: ... else:``). Mutable dataclasses stay standard (this module
+makes frozen ones only), as does a class whose base is a standard dataclass.
 """
 
 from __future__ import annotations
@@ -32,19 +37,24 @@ C = TypeVar("C", bound=type)
 
 _pending: list[type] = []
 _lock = threading.Lock()
+_processing = threading.local()  # .active: _records itself is processing a class
 _FACTORY = object()  # marks "no argument given: call the default factory"
 
 
 def dataclass(*, frozen: bool) -> Callable[[C], C]:
     """``dataclasses.dataclass(frozen=True)``, its methods made as the module docstring says."""
     if not frozen:
-        raise TypeError("reliactl.config._records makes frozen dataclasses only")
+        raise TypeError("reliactl._records makes frozen dataclasses only")
 
     def wrap(cls: C) -> C:
         if cls.__doc__ is None:  # else dataclasses derives one with inspect.signature,
             # which for a class without __init__ yet tokenizes object's (~10 ms at import)
-            cls.__doc__ = f"{cls.__name__}: a section of the configuration."
-        processed: C = dataclasses.dataclass(init=False, repr=False, eq=False)(cls)  # type: ignore[assignment]
+            cls.__doc__ = f"{cls.__name__}: a frozen record."
+        _processing.active = True  # a base built here reads as not frozen (see _Params)
+        try:
+            processed: C = dataclasses.dataclass(init=False, repr=False, eq=False)(cls)  # type: ignore[assignment]
+        finally:
+            _processing.active = False
         return finish(processed)
 
     return wrap
@@ -90,8 +100,35 @@ def finish(cls: C) -> C:
     for method in (__setattr__, __delattr__, __repr__, __eq__, __hash__, __init__):
         method.__qualname__ = f"{cls.__qualname__}.{method.__name__}"
         setattr(cls, method.__name__, method)
+    klass.__dataclass_params__ = _Params(klass.__dataclass_params__)  # type: ignore[attr-defined]
     _pending.append(cls)
     return cls
+
+
+class _Params:
+    """The ``__dataclass_params__`` of a class built here: those of a standard frozen dataclass
+    (``init``, ``repr``, ``eq``, ``frozen`` true), so that a standard ``@dataclass(frozen=True)``
+    subclass is accepted as it was before (dataclasses refuses a frozen child of a non-frozen
+    parent). While this module itself processes a subclass (with ``frozen`` false, to compile
+    nothing) the parent reads as not frozen, for the same reason."""
+
+    def __init__(self, params: Any) -> None:
+        self._params = params
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("init", "repr", "eq"):
+            return True
+        return getattr(self._params, name)
+
+    @property
+    def frozen(self) -> bool:
+        return not getattr(_processing, "active", False)
+
+    def __repr__(self) -> str:
+        text = repr(self._params).replace("frozen=False", f"frozen={self.frozen}")
+        for name in ("init", "repr", "eq"):
+            text = text.replace(f"{name}=False", f"{name}=True")
+        return text
 
 
 def _compile_pending() -> None:
@@ -111,7 +148,7 @@ def _compile_locked() -> None:
         sources.append(source)
         arguments.append(values)
     namespace: dict[str, Any] = {}
-    code = compile("\n".join(sources), "<reliactl.config schema __init__>", "exec")
+    code = compile("\n".join(sources), "<reliactl._records __init__>", "exec")
     exec(code, namespace)  # noqa: S102 - our own generated source, as dataclasses does
     for index, cls in enumerate(classes):
         init = namespace[f"_make_{index}"](**arguments[index])
