@@ -206,3 +206,24 @@ def test_breaker_list_imports_nothing_heavy(tmp_path: Path) -> None:
         m for m in modules if any(m == h or m.startswith(h + ".") for h in NOT_FOR_BREAKER_LIST)
     )
     assert heavy == []
+
+
+def test_the_startup_benchmark_measures_every_typer_parsed_command() -> None:
+    """benchmarks/startup.py's second table has a row for every top-level command the fast
+    path does not run (`run` and `health` are rows of the first table), so a new command
+    cannot go unmeasured."""
+    import importlib.util
+
+    from reliactl.cli import COMMANDS
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "startup.py"
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec = importlib.util.spec_from_file_location("_startup_bench", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(path.parent))
+    measured = {args[0] for args in module.TYPER_COMMANDS.values()}
+    assert set(COMMANDS) - {"run", "health"} <= measured
