@@ -7,6 +7,13 @@ within 8x. The `run` and `health` rows
 show that the Redis backend (issue 16) costs nothing on SQLite: redis-py is never imported,
 and that tracing (issue 20) costs nothing without OTEL_*: the "traced" row (spans to stderr
 with OTEL_TRACES_EXPORTER=console) is what importing the OpenTelemetry SDK adds when on.
+
+Then (issue 21 item 4) every other command, the ones Typer parses, each in its cheapest real
+invocation, interleaved round by round against `python -c pass` in a second table. Goal: each
+within 8x on a loaded machine. `doctor` is slow by nature (it opens the store, stats the
+directories, looks for the serve extra); `http` includes one request to a local server in its
+own process; `drill` and `serve` are measured by `--help` (a real drill takes seconds; serve
+does not exit). STARTUP_PART=commands runs only this second table, =light only the first.
 """
 
 from __future__ import annotations
@@ -17,11 +24,68 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _common import PY, print_header, print_spread_table, reliactl_cmd, sample_commands, sized
+from _common import (
+    PY,
+    ServerProcess,
+    print_header,
+    print_spread_table,
+    reliactl_cmd,
+    sample_commands,
+    sized,
+)
+
+# The commands Typer parses (not on the fast path of run / health / --help): their cheapest
+# real invocation each. The fast-path rows above are not repeated.
+TYPER_COMMANDS: dict[str, tuple[str, ...]] = {
+    "config show": ("config", "show"),
+    "config validate": ("config", "validate"),
+    "breaker list": ("breaker", "list"),
+    "breaker show NAME (unknown)": ("breaker", "show", "bench-nothing"),
+    "runs": ("runs",),
+    "jobs --json": ("jobs", "--json"),
+    "health history": ("health", "history"),
+    "alert list": ("alert", "list"),
+    "silence list": ("silence", "list"),
+    "retry plan": ("retry", "plan"),
+    "state info": ("state", "info"),
+    "cleanup --dry-run DIR": ("cleanup", "--dry-run", "--older-than", "1d", "{dir}"),
+    "http GET URL": ("http", "GET", "{url}"),
+    "doctor (slow by nature)": ("doctor",),
+    "drill --help": ("drill", "--help"),
+    "serve --help": ("serve", "--help"),
+    "breaker --help": ("breaker", "--help"),
+}
+
+
+def command_rows(runs: int, env: dict[str, str], home: str) -> dict[str, list[float]]:
+    """Every Typer-parsed command against `python -c pass`, interleaved."""
+    tree = os.path.join(home, "tree")
+    os.makedirs(tree, exist_ok=True)
+    with ServerProcess() as server:
+        commands: dict[str, list[str]] = {"python -c pass": [PY, "-c", "pass"]}
+        for name, args in TYPER_COMMANDS.items():
+            real = [a.format(dir=tree, url=server.url) for a in args]
+            commands[f"reliactl {name}"] = reliactl_cmd(*real)
+        return sample_commands(commands, runs=runs, env=env)
 
 
 def main() -> None:
     runs = int(os.environ.get("BENCH_RUNS", str(sized(20, 1))))
+    part = os.environ.get("STARTUP_PART", "")
+    if part != "commands":
+        light(runs)
+    if part != "light":
+        with tempfile.TemporaryDirectory() as home:
+            env = {"HOME": home, "XDG_STATE_HOME": home, "XDG_CONFIG_HOME": home, "NO_COLOR": "1"}
+            samples = command_rows(runs, env, home)
+        print_header(
+            f"startup of the Typer-parsed commands, {runs} interleaved rounds "
+            "(goal: each within 8x python -c pass on a loaded machine)"
+        )
+        print_spread_table(samples, "python -c pass", label="command")
+
+
+def light(runs: int) -> None:
     with tempfile.TemporaryDirectory() as home:
         env = {"HOME": home, "XDG_STATE_HOME": home, "XDG_CONFIG_HOME": home, "NO_COLOR": "1"}
         samples = sample_commands(

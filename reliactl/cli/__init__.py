@@ -92,94 +92,124 @@ def root(
 
 
 # ---- command registration, one function per module, imported only when needed
+#
+# Each takes the app and the invoked path: () to register everything (help, completions,
+# tests), (command,) or (command, subcommand) to register only what is about to run. Typer
+# evaluates every registered function's annotations and builds its click parameters at each
+# start, so `breaker list` builds `list` alone, not the group's other four commands, and
+# `runs` skips `run`'s forty options. tests/cli/test_lazy_app.py checks that every command of
+# a lean app equals the same command of the full app (parameters, help, usage code).
 
 
-def _cleanup(app: typer.Typer) -> None:
+def _only(group: typer.Typer, path: tuple[str, ...]) -> typer.Typer:
+    """``group`` with only the subcommand ``path[1]`` registered, when it names exactly one of
+    its commands; otherwise ``group`` itself (``--help``, a typo's "no such command" and its
+    suggestion need every sibling)."""
+    if len(path) < 2 or group.registered_groups:
+        return group
+    import copy
+
+    from typer.main import get_command_name
+
+    kept = [
+        info
+        for info in group.registered_commands
+        if info.callback is not None
+        and (info.name or get_command_name(info.callback.__name__)) == path[1]
+    ]
+    if len(kept) != 1:
+        return group
+    lean = copy.copy(group)
+    lean.registered_commands = kept
+    return lean
+
+
+def _cleanup(app: typer.Typer, path: tuple[str, ...]) -> None:
     from reliactl.cli import cleanup
 
     app.command("cleanup")(cleanup.cleanup)
 
 
-def _config(app: typer.Typer) -> None:
+def _config(app: typer.Typer, path: tuple[str, ...]) -> None:
     from reliactl.cli import config
 
-    app.add_typer(config.app, name="config")
+    app.add_typer(_only(config.app, path), name="config")
 
 
-def _doctor(app: typer.Typer) -> None:
+def _doctor(app: typer.Typer, path: tuple[str, ...]) -> None:
     from reliactl.cli import doctor
 
     app.command("doctor")(doctor.doctor)
 
 
-def _drill(app: typer.Typer) -> None:
+def _drill(app: typer.Typer, path: tuple[str, ...]) -> None:
     from reliactl.cli import drill
 
     app.command("drill", no_args_is_help=True)(drill.drill)
 
 
-def _health(app: typer.Typer) -> None:
+def _health(app: typer.Typer, path: tuple[str, ...]) -> None:
     from reliactl.cli import health
 
-    health.register(app)  # health and health history
+    health.register(app)  # health and health history (a group whose callback is `health`)
 
 
-def _alert(app: typer.Typer) -> None:
+def _alert(app: typer.Typer, path: tuple[str, ...]) -> None:
     from reliactl.cli import alert
 
-    app.add_typer(alert.app, name="alert")
+    app.add_typer(_only(alert.app, path), name="alert")
 
 
-def _silence(app: typer.Typer) -> None:
+def _silence(app: typer.Typer, path: tuple[str, ...]) -> None:
     from reliactl.cli import silence
 
-    app.add_typer(silence.app, name="silence")
+    app.add_typer(_only(silence.app, path), name="silence")
 
 
-def _breaker(app: typer.Typer) -> None:
+def _breaker(app: typer.Typer, path: tuple[str, ...]) -> None:
     from reliactl.cli import breaker
 
-    app.add_typer(breaker.app, name="breaker")
+    app.add_typer(_only(breaker.app, path), name="breaker")
 
 
-def _http(app: typer.Typer) -> None:
+def _http(app: typer.Typer, path: tuple[str, ...]) -> None:
     from reliactl.cli import http
 
     app.command("http", no_args_is_help=True)(http.http)
 
 
-def _jobs(app: typer.Typer) -> None:
+def _jobs(app: typer.Typer, path: tuple[str, ...]) -> None:
     from reliactl.cli import jobs
 
     app.command("jobs")(jobs.jobs)
 
 
-def _retry(app: typer.Typer) -> None:
+def _retry(app: typer.Typer, path: tuple[str, ...]) -> None:
     from reliactl.cli import retry
 
-    app.add_typer(retry.app, name="retry")
+    app.add_typer(_only(retry.app, path), name="retry")
 
 
-def _serve(app: typer.Typer) -> None:
+def _serve(app: typer.Typer, path: tuple[str, ...]) -> None:
     from reliactl.cli import serve
 
     app.command("serve")(serve.serve)
 
 
-def _state(app: typer.Typer) -> None:
+def _state(app: typer.Typer, path: tuple[str, ...]) -> None:
     from reliactl.cli import state
 
-    app.add_typer(state.app, name="state")
+    app.add_typer(_only(state.app, path), name="state")
 
 
-def _run(app: typer.Typer) -> None:
+def _run(app: typer.Typer, path: tuple[str, ...]) -> None:
     from reliactl.cli import run
 
-    run.register(app)  # run and runs
+    run.register(app, path[0] if path else None)  # run and runs, or the one invoked
 
 
 # Top-level command name -> the function that registers it (and its siblings, for run/runs).
-COMMANDS: dict[str, Callable[[typer.Typer], None]] = {
+COMMANDS: dict[str, Callable[[typer.Typer, tuple[str, ...]], None]] = {
     "alert": _alert,
     "breaker": _breaker,
     "cleanup": _cleanup,
@@ -198,16 +228,19 @@ COMMANDS: dict[str, Callable[[typer.Typer], None]] = {
 }
 
 
-def build_app(only: str | None = None) -> typer.Typer:
+def build_app(only: str | tuple[str, ...] | None = None) -> typer.Typer:
     """The Typer app with every command, or only the one about to run.
 
-    Typer inspects every registered command's parameters at each start; building just the
-    invoked command keeps `reliactl run` and friends from paying for all the others.
+    ``only``: a top-level command name, or the invoked path (``invoked_path``): (command,)
+    or (command, subcommand). Typer inspects every registered command's parameters at each
+    start; building just the invoked command keeps `reliactl breaker list` and friends from
+    paying for all the others.
     """
     _prepare_typer()
     from reliactl.cli.exitcodes import epilog
     from reliactl.cli.options import RootGroup
 
+    path: tuple[str, ...] = (only,) if isinstance(only, str) else (only or ())
     new = typer.Typer(
         name="reliactl",
         cls=RootGroup,
@@ -222,16 +255,19 @@ def build_app(only: str | None = None) -> typer.Typer:
         context_settings={"help_option_names": ["-h", "--help"]},
     )
     new.callback()(root)
-    done: set[Callable[[typer.Typer], None]] = set()
+    done: set[Callable[[typer.Typer, tuple[str, ...]], None]] = set()
     for name, register in COMMANDS.items():
-        if (only is None or name == only) and register not in done:
+        if (not path or name == path[0]) and register not in done:
             done.add(register)
-            register(new)
+            register(new, path)
     return new
 
 
-def invoked_command(args: list[str]) -> str | None:
-    """The top-level command named in ``args`` (skipping root options), if it is a known one."""
+def invoked_path(args: list[str]) -> tuple[str, ...]:
+    """The invoked top-level command and the word after it, skipping root options: () for
+    none or an unknown command, (command,) or (command, word). ``word`` is whatever follows
+    the command when it is not an option; the registration keeps a group whole unless it
+    names one of the group's commands."""
     index = 0
     while index < len(args):
         arg = args[index]
@@ -241,8 +277,19 @@ def invoked_command(args: list[str]) -> str | None:
         if arg.startswith("-"):
             index += 1
             continue
-        return arg if arg in COMMANDS else None
-    return None
+        if arg not in COMMANDS:
+            return ()
+        following = args[index + 1] if index + 1 < len(args) else ""
+        if following and not following.startswith("-"):
+            return (arg, following)
+        return (arg,)
+    return ()
+
+
+def invoked_command(args: list[str]) -> str | None:
+    """The top-level command named in ``args`` (skipping root options), if it is a known one."""
+    path = invoked_path(args)
+    return path[0] if path else None
 
 
 _full_app: typer.Typer | None = None
@@ -263,7 +310,7 @@ def main() -> None:
     from reliactl.cli import _fastrt
 
     _fastrt.ensure_std_fds()
-    application = build_app(invoked_command(sys.argv[1:]))
+    application = build_app(invoked_path(sys.argv[1:]))
     if "reliactl.cli.run" in sys.modules:
         from reliactl.cli import run as run_module
 

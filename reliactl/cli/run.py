@@ -319,15 +319,20 @@ def _typer_names() -> type:
     return RunCommand
 
 
-def register(app: typer.Typer) -> None:
-    app.command(
-        "run",
-        cls=_typer_names(),
-        context_settings=RUN_CONTEXT,
-        options_metavar="[OPTIONS] [--]",
-        no_args_is_help=False,
-    )(run)
-    app.command("runs")(runs)
+def register(app: typer.Typer, only: str | None = None) -> None:
+    """`run` and `runs`; ``only`` one of them (the one about to be invoked: Typer inspects
+    every registered function's ~40 parameters at each start, so `runs` skips run's)."""
+    command_class = _typer_names()  # also gives the annotations their names
+    if only in (None, "run"):
+        app.command(
+            "run",
+            cls=command_class,
+            context_settings=RUN_CONTEXT,
+            options_metavar="[OPTIONS] [--]",
+            no_args_is_help=False,
+        )(run)
+    if only in (None, "runs"):
+        app.command("runs")(runs)
 
 
 def run(
