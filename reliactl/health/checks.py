@@ -16,6 +16,7 @@ import inspect
 import math
 import os
 import re
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
@@ -93,7 +94,6 @@ def _import_aiohttp() -> Any:
     :func:`_defer_default_certs`). It fails closed: a context used by any path that bypasses
     the deferral has no CA at all and rejects every certificate; it never accepts one.
     """
-    import sys
 
     if "aiohttp.connector" in sys.modules:
         import aiohttp
@@ -868,8 +868,13 @@ def http_check(
                 return response.status, latency, body, cut
 
         try:
-            # One deadline for all of it, the body included, whatever the server trickles.
-            status_code, latency, body, cut = await asyncio.wait_for(fetch(), inner)
+            # One deadline for all of it, the body included, whatever the server trickles;
+            # asyncio.timeout (3.11+) cancels in place, where wait_for makes a task a check.
+            if sys.version_info >= (3, 11):
+                async with asyncio.timeout(inner):
+                    status_code, latency, body, cut = await fetch()
+            else:  # pragma: no cover - Python 3.10
+                status_code, latency, body, cut = await asyncio.wait_for(fetch(), inner)
         except asyncio.TimeoutError:  # aiohttp's own timeouts derive from it
             return _metric(
                 spec, Status.CRITICAL, None, f"no answer within {format_duration(inner)}"
