@@ -122,6 +122,8 @@ def _defer_default_certs(ctx: Any) -> None:
     real = base.set_default_verify_paths
 
     def ensure() -> None:
+        if ctx.verify_mode == ssl.CERT_NONE:
+            return  # verifies nothing (aiohttp's verify_tls: false context): needs no CA yet
         with _ca_lock:
             if ctx.__dict__.pop("_reliactl_ca_pending", False):
                 real(ctx)

@@ -217,6 +217,10 @@ loaded_by_plain = aiohttp.connector._SSL_CONTEXT_VERIFIED.cert_store_stats()["x5
 second = asyncio.run(run_checks([custom_check(CheckSpec(name="t", kind="http", url=tls), cfg)],
                                 RecordStore()))
 
+off = CheckSpec(name="o", kind="http", url=tls, verify_tls=False)
+third = asyncio.run(run_checks([custom_check(off, cfg)], RecordStore()))
+unverified_cas = aiohttp.connector._SSL_CONTEXT_UNVERIFIED.cert_store_stats()["x509_ca"]
+
 async def foreign():  # another aiohttp user in the same process, default TLS settings
     async with aiohttp.ClientSession() as session:
         try:
@@ -228,7 +232,8 @@ async def foreign():  # another aiohttp user in the same process, default TLS se
 t = second.metrics["t"]
 print(json.dumps({"plain": first.metrics["p"].status.name, "loaded_by_plain": loaded_by_plain,
                   "tls": t.status.name, "tls_message": t.message,
-                  "foreign": asyncio.run(foreign())}))
+                  "foreign": asyncio.run(foreign()), "off": third.metrics["o"].status.name,
+                  "unverified_cas": unverified_cas}))
 """
 
 
@@ -238,7 +243,8 @@ def test_tls_trust_is_not_loaded_for_plain_http_yet_https_still_verifies(tmp_pat
     (SSL_CERT_FILE) are loaded the first time an https connection is made. It fails closed:
     a certificate signed by a CA the system does not trust is CRITICAL, one it trusts is OK,
     and another aiohttp user in the same process gets the same verification (trusted: 200;
-    untrusted: a certificate error), in a fresh interpreter where reliactl imported aiohttp."""
+    untrusted: a certificate error), in a fresh interpreter where reliactl imported aiohttp.
+    verify_tls: false accepts the untrusted certificate and never loads the CAs."""
     ca, ca_file = make_ca(tmp_path)
     (tmp_path / "other").mkdir()
     _other_ca, other_file = make_ca(tmp_path / "other")
@@ -260,6 +266,7 @@ def test_tls_trust_is_not_loaded_for_plain_http_yet_https_still_verifies(tmp_pat
     assert trusted["plain"] == "OK" and trusted["loaded_by_plain"] == 0
     assert trusted["tls"] == "OK", trusted["tls_message"]
     assert trusted["foreign"] == 200
+    assert untrusted["off"] == "OK" and untrusted["unverified_cas"] == 0  # verify_tls: false
     assert untrusted["tls"] == "CRITICAL" and "certif" in untrusted["tls_message"].lower()
     assert untrusted["foreign"] not in (200, "200"), untrusted
 
