@@ -245,3 +245,31 @@ def test_a_hard_fd_limit_below_max_parallel_makes_fewer_run_at_once_not_fail(
     result = _fd_probe(slow_server.url, 150, 96, 96)
     assert result["nbad"] == 0 and result["n"] == 150, result
     assert 1 <= slow_server.peak() < 96
+
+
+_PROGRAMS_PROBE = """
+import json, resource, sys
+from reliactl.config import CheckSpec, HealthMonitorConfig
+from reliactl.health.monitor import HealthMonitor
+
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+specs = [CheckSpec(name=f"p{i}", kind="command", command=["sleep", "0.2"]) for i in range(60)]
+config = HealthMonitorConfig(system_checks=[], checks=specs, max_parallel=60)
+report = HealthMonitor(config, store=None).run_now()
+print(json.dumps([m.message for m in report.metrics.values() if m.status.name != "OK"][:3]))
+"""
+
+
+def test_command_checks_beyond_the_fd_limit_run_fewer_at_once_instead_of_failing() -> None:
+    """60 plugin checks at max_parallel 60 with a hard RLIMIT_NOFILE of 64 (each holds a pipe
+    and spawning needs more): they run in smaller waves and all are OK, none UNKNOWN with
+    "Too many open files"."""
+    done = subprocess.run(
+        [sys.executable, "-c", _PROGRAMS_PROBE],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []
