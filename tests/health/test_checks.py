@@ -210,16 +210,9 @@ from reliactl.health.monitor import RecordStore, run_checks
 
 plain, tls = sys.argv[1], sys.argv[2]
 cfg = HealthMonitorConfig()
-first = asyncio.run(run_checks([custom_check(CheckSpec(name="p", kind="http", url=plain), cfg)],
-                               RecordStore()))
-import aiohttp, aiohttp.connector
-loaded_by_plain = aiohttp.connector._SSL_CONTEXT_VERIFIED.cert_store_stats()["x509_ca"]
-second = asyncio.run(run_checks([custom_check(CheckSpec(name="t", kind="http", url=tls), cfg)],
-                                RecordStore()))
 
-off = CheckSpec(name="o", kind="http", url=tls, verify_tls=False)
-third = asyncio.run(run_checks([custom_check(off, cfg)], RecordStore()))
-unverified_cas = aiohttp.connector._SSL_CONTEXT_UNVERIFIED.cert_store_stats()["x509_ca"]
+def run(spec):
+    return asyncio.run(run_checks([custom_check(spec, cfg)], RecordStore())).metrics[spec.name]
 
 async def foreign():  # another aiohttp user in the same process, default TLS settings
     async with aiohttp.ClientSession() as session:
@@ -229,11 +222,16 @@ async def foreign():  # another aiohttp user in the same process, default TLS se
         except aiohttp.ClientError as exc:
             return type(exc).__name__
 
-t = second.metrics["t"]
-print(json.dumps({"plain": first.metrics["p"].status.name, "loaded_by_plain": loaded_by_plain,
-                  "tls": t.status.name, "tls_message": t.message,
-                  "foreign": asyncio.run(foreign()), "off": third.metrics["o"].status.name,
-                  "unverified_cas": unverified_cas}))
+first = run(CheckSpec(name="p", kind="http", url=plain))
+import aiohttp, aiohttp.connector
+loaded_by_plain = aiohttp.connector._SSL_CONTEXT_VERIFIED.cert_store_stats()["x509_ca"]
+off = run(CheckSpec(name="o", kind="http", url=tls, verify_tls=False))
+unverified_cas = aiohttp.connector._SSL_CONTEXT_UNVERIFIED.cert_store_stats()["x509_ca"]
+other = asyncio.run(foreign())  # the first verified handshake of the process: loads the CAs
+t = run(CheckSpec(name="t", kind="http", url=tls))
+print(json.dumps({"plain": first.status.name, "loaded_by_plain": loaded_by_plain,
+                  "tls": t.status.name, "tls_message": t.message, "foreign": other,
+                  "off": off.status.name, "unverified_cas": unverified_cas}))
 """
 
 
