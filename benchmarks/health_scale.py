@@ -198,8 +198,10 @@ def main() -> None:
                 candidates = {"curl": curl_argv, "reliactl": reliactl_cmd(*argv)}
                 if base:
                     candidates["before"] = ["env", f"PYTHONPATH={base}", *reliactl_cmd(*argv)]
+                bounded = args.max_parallel or "its default (256)"
                 compare(
-                    f"{count} http checks, server answers in 200 ms, curl --parallel-max {most}",
+                    f"{count} http checks, server answers in 200 ms, curl --parallel-max {most}, "
+                    f"reliactl max_parallel {bounded}",
                     candidates,
                     env,
                     args.runs,

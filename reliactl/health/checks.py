@@ -16,6 +16,7 @@ import inspect
 import math
 import os
 import re
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
@@ -79,6 +80,77 @@ def _ssl_setting(verify: bool) -> Any:
     return ssl.create_default_context(cafile=certifi.where())
 
 
+_ca_lock = threading.Lock()
+
+
+def _import_aiohttp() -> Any:
+    """``import aiohttp`` without loading the system CA bundle at import time.
+
+    aiohttp's connector builds two module-level SSL contexts when it is imported, and
+    ``set_default_verify_paths`` (reading /etc/ssl/certs/ca-certificates.crt, or whatever
+    ``SSL_CERT_FILE`` names) cost 70-140 ms of a 0.3-0.45 s import here (OpenSSL 3 is slow at
+    it), for runs that mostly check plain http. While reliactl is the first to import aiohttp,
+    the contexts built during that import load their CAs on first use instead (see
+    :func:`_defer_default_certs`). It fails closed: a context used by any path that bypasses
+    the deferral has no CA at all and rejects every certificate; it never accepts one.
+    """
+
+    if "aiohttp.connector" in sys.modules:
+        import aiohttp
+
+        return aiohttp
+    import ssl
+
+    with _ca_lock:
+        real = ssl.SSLContext.set_default_verify_paths
+        patched: Any = _defer_default_certs
+        ssl.SSLContext.set_default_verify_paths = patched  # type: ignore[method-assign]
+        try:
+            import aiohttp
+        finally:
+            ssl.SSLContext.set_default_verify_paths = real  # type: ignore[method-assign]
+    return aiohttp
+
+
+def _defer_default_certs(ctx: Any) -> None:
+    """Stand-in for ``SSLContext.set_default_verify_paths`` while aiohttp is imported: the
+    context loads the system's default CAs (exactly the real call) the first time it wraps a
+    connection, under a lock, before any handshake; ``load_default_cas`` forces it now."""
+    import ssl
+
+    base: Any = ssl.SSLContext.__mro__[1]  # _ssl._SSLContext: its method is never patched
+    real = base.set_default_verify_paths
+
+    def ensure() -> None:
+        if ctx.verify_mode == ssl.CERT_NONE:
+            return  # verifies nothing (aiohttp's verify_tls: false context): needs no CA yet
+        with _ca_lock:
+            if ctx.__dict__.pop("_reliactl_ca_pending", False):
+                real(ctx)
+                ctx.__dict__.pop("wrap_bio", None)
+                ctx.__dict__.pop("wrap_socket", None)
+
+    def wrap_bio(*args: Any, **kwargs: Any) -> Any:
+        ensure()
+        return ssl.SSLContext.wrap_bio(ctx, *args, **kwargs)
+
+    def wrap_socket(*args: Any, **kwargs: Any) -> Any:
+        ensure()
+        return ssl.SSLContext.wrap_socket(ctx, *args, **kwargs)
+
+    ctx._reliactl_ca_pending = True
+    ctx._reliactl_load_cas = ensure
+    ctx.wrap_bio = wrap_bio
+    ctx.wrap_socket = wrap_socket
+
+
+def load_default_cas(ctx: Any) -> None:
+    """Load the CAs a context's creation deferred (a no-op for any other context)."""
+    ensure = getattr(ctx, "_reliactl_load_cas", None)
+    if ensure is not None:
+        ensure()
+
+
 def _proxied() -> bool:
     """Whether the environment names an HTTP proxy: only then does the session read it (and
     NO_PROXY, as httpx did), since aiohttp's ``trust_env`` costs two thread hand-offs per
@@ -113,8 +185,7 @@ class CheckContext:
         Call it from a coroutine: the session belongs to the running event loop."""
         if verify in self._sessions:
             return
-        import aiohttp
-
+        aiohttp = _import_aiohttp()
         connector = aiohttp.TCPConnector(
             limit=max(1, self.max_parallel), limit_per_host=0, ssl=_ssl_setting(verify)
         )
@@ -774,13 +845,16 @@ def http_check(
     expected = tuple(spec.expect_status)
     # answer "no answer" (CRITICAL) ourselves before the monitor's backstop (UNKNOWN)
     inner = timeout * 0.8 if timeout < 2 else timeout - 0.3
+    tls = spec.verify_tls and spec.url.lower().startswith("https:")
 
     async def run(ctx: CheckContext) -> HealthMetric:
         import asyncio
 
+        session = ctx.http_session(spec.verify_tls)
         import aiohttp
 
-        session = ctx.http_session(spec.verify_tls)
+        if tls:  # the CAs aiohttp's import did not load, once per run, before the clock
+            load_default_cas(getattr(aiohttp.connector, "_SSL_CONTEXT_VERIFIED", None))
         started = time.monotonic()  # the check's clock: this request's start, not the queue's
 
         async def fetch() -> tuple[int, float, str, bool]:
@@ -788,16 +862,20 @@ def http_check(
                 spec.method.upper(),
                 spec.url,
                 headers=dict(spec.headers),
-                allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=inner),
-            ) as response:
+                allow_redirects=False,  # no per-request ClientTimeout: the deadline below
+            ) as response:  # bounds it all, and aiohttp's timer cost ~5% of a check's CPU
                 latency = round(time.monotonic() - started, 6)
                 body, cut = await _read_bounded(response, max_response_size, spec.body_contains)
                 return response.status, latency, body, cut
 
         try:
-            # One deadline for all of it, the body included, whatever the server trickles.
-            status_code, latency, body, cut = await asyncio.wait_for(fetch(), inner)
+            # One deadline for all of it, the body included, whatever the server trickles;
+            # asyncio.timeout (3.11+) cancels in place, where wait_for makes a task a check.
+            if sys.version_info >= (3, 11):
+                async with asyncio.timeout(inner):
+                    status_code, latency, body, cut = await fetch()
+            else:  # pragma: no cover - Python 3.10
+                status_code, latency, body, cut = await asyncio.wait_for(fetch(), inner)
         except asyncio.TimeoutError:  # aiohttp's own timeouts derive from it
             return _metric(
                 spec, Status.CRITICAL, None, f"no answer within {format_duration(inner)}"

@@ -53,6 +53,42 @@ def _log() -> logging.Logger:
 
 # --------------------------------------------------------------------------- running
 
+FDS_PER_CHECK = 2  # an http/tcp check's socket (and a resolver's), a thread's spare
+FDS_PER_PROGRAM = 5  # a command check: its output pipe, and while spawning two more and /dev/null
+FDS_SPARE = 32  # the state store, its journal, logging, the event loop's own
+
+
+def fd_bound(checks: Sequence[Check], max_parallel: int) -> int:
+    """How many of ``checks`` may run at once so that each gets its file descriptors.
+
+    A run asking for more than the soft ``RLIMIT_NOFILE`` allows (often 1024) raises the
+    soft limit towards the hard one, as servers do at start (raised, never lowered, and only
+    by what the run needs); if the hard limit is short too, fewer checks run at once rather
+    than some failing with "Too many open files" against a healthy service."""
+    in_flight = max(1, min(max_parallel, len(checks)))
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):  # pragma: no cover - not a POSIX system
+        return in_flight
+    try:
+        used = len(os.listdir("/proc/self/fd"))
+    except OSError:  # pragma: no cover - no /proc
+        used = FDS_SPARE
+    each = FDS_PER_PROGRAM if any(c.kind == "command" for c in checks) else FDS_PER_CHECK
+    need = used + FDS_SPARE + in_flight * each
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return in_flight
+    target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (OSError, ValueError):  # pragma: no cover - refused: fit within the soft one
+            pass
+    return max(1, min(in_flight, (soft - used - FDS_SPARE) // each))
+
 
 def _timed_out(check: Check) -> HealthMetric:
     return HealthMetric(
@@ -131,6 +167,7 @@ def run_checks_in_threads(
         raise HealthError("run_checks_in_threads takes sync checks only")
     started = time.monotonic()
     checked_at = clock()
+    max_parallel = fd_bound(checks, max_parallel)
     ctx = CheckContext(records=records, clock=clock, sleep=sleep)
     changed = threading.Condition()
     boxes: list[dict[str, Any]] = [{} for _ in checks]
@@ -274,6 +311,7 @@ async def run_checks(
 
     started = time.monotonic()
     checked_at = clock()
+    max_parallel = fd_bound(checks, max_parallel)
     ctx = CheckContext(records=records, clock=clock, sleep=sleep, max_parallel=max_parallel)
     slots = asyncio.Semaphore(max_parallel)
     try:

@@ -202,6 +202,73 @@ def test_http_check_verifies_tls_unless_told_not_to(tmp_path: Path) -> None:
     assert json.loads(done.stdout)["checks"][0]["status"] == "OK"
 
 
+_TLS_PROBE = """
+import asyncio, json, sys
+from reliactl.config import CheckSpec, HealthMonitorConfig
+from reliactl.health.checks import custom_check
+from reliactl.health.monitor import RecordStore, run_checks
+
+plain, tls = sys.argv[1], sys.argv[2]
+cfg = HealthMonitorConfig()
+
+def run(spec):
+    return asyncio.run(run_checks([custom_check(spec, cfg)], RecordStore())).metrics[spec.name]
+
+async def foreign():  # another aiohttp user in the same process, default TLS settings
+    async with aiohttp.ClientSession() as session:
+        try:
+            async with session.get(tls) as answer:
+                return answer.status
+        except aiohttp.ClientError as exc:
+            return type(exc).__name__
+
+first = run(CheckSpec(name="p", kind="http", url=plain))
+import aiohttp, aiohttp.connector
+loaded_by_plain = aiohttp.connector._SSL_CONTEXT_VERIFIED.cert_store_stats()["x509_ca"]
+off = run(CheckSpec(name="o", kind="http", url=tls, verify_tls=False))
+unverified_cas = aiohttp.connector._SSL_CONTEXT_UNVERIFIED.cert_store_stats()["x509_ca"]
+other = asyncio.run(foreign())  # the first verified handshake of the process: loads the CAs
+t = run(CheckSpec(name="t", kind="http", url=tls))
+print(json.dumps({"plain": first.status.name, "loaded_by_plain": loaded_by_plain,
+                  "tls": t.status.name, "tls_message": t.message, "foreign": other,
+                  "off": off.status.name, "unverified_cas": unverified_cas}))
+"""
+
+
+def test_tls_trust_is_not_loaded_for_plain_http_yet_https_still_verifies(tmp_path: Path) -> None:
+    """aiohttp's import no longer loads the CA bundle (70-140 ms here, issue 21): a run of
+    plain http checks leaves aiohttp's verifying context without CAs, and the system CAs
+    (SSL_CERT_FILE) are loaded the first time an https connection is made. It fails closed:
+    a certificate signed by a CA the system does not trust is CRITICAL, one it trusts is OK,
+    and another aiohttp user in the same process gets the same verification (trusted: 200;
+    untrusted: a certificate error), in a fresh interpreter where reliactl imported aiohttp.
+    verify_tls: false accepts the untrusted certificate and never loads the CAs."""
+    ca, ca_file = make_ca(tmp_path)
+    (tmp_path / "other").mkdir()
+    _other_ca, other_file = make_ca(tmp_path / "other")
+    results = {}
+    with FlakyServer() as plain, https_server(ca) as url:
+        for name, trust in (("trusted", ca_file), ("untrusted", other_file)):
+            env = {**os.environ, "SSL_CERT_FILE": str(trust), "SSL_CERT_DIR": str(tmp_path / "no")}
+            done = subprocess.run(
+                [sys.executable, "-c", _TLS_PROBE, plain.url + "/", url],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            assert done.returncode == 0, done.stderr
+            results[name] = json.loads(done.stdout)
+    trusted, untrusted = results["trusted"], results["untrusted"]
+    assert trusted["plain"] == "OK" and trusted["loaded_by_plain"] == 0
+    assert trusted["tls"] == "OK", trusted["tls_message"]
+    assert trusted["foreign"] == 200
+    assert untrusted["off"] == "OK" and untrusted["unverified_cas"] == 0  # verify_tls: false
+    assert untrusted["tls"] == "CRITICAL" and "certif" in untrusted["tls_message"].lower()
+    assert untrusted["foreign"] not in (200, "200"), untrusted
+
+
 def test_an_http_check_run_never_loads_httpx() -> None:
     """The http kind runs on aiohttp (issue 21: httpx/httpcore spent 2-3x the CPU per request
     with 500 checks at once); a health run with http checks does not import httpx at all."""

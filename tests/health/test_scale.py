@@ -187,3 +187,89 @@ def test_5000_http_checks_all_come_back_ok_in_bounded_memory(slow_server: SlowSe
     assert count == 5000 and bad == 0, examples
     assert slowest < 10.5  # a hang detector only: the check timeout is 10 s
     assert rss_mb < 300, f"peak RSS {rss_mb} MB"
+
+
+_FD_PROBE = """
+import json, resource, sys
+from reliactl.config import CheckSpec, HealthMonitorConfig
+from reliactl.health.monitor import HealthMonitor
+
+url, count, soft, hard = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+specs = [CheckSpec(name=f"web{i}", kind="http", url=f"{url}/?{i}") for i in range(count)]
+config = HealthMonitorConfig(system_checks=[], checks=specs, max_parallel=count)
+report = HealthMonitor(config, store=None).run_now()
+bad = [m.message for m in report.metrics.values() if m.status.name != "OK"]
+print(json.dumps({"bad": bad[:3], "nbad": len(bad), "n": len(report.metrics),
+                  "soft": resource.getrlimit(resource.RLIMIT_NOFILE)[0]}))
+"""
+
+
+def _fd_probe(url: str, count: int, soft: int, hard: int) -> dict[str, object]:
+    done = subprocess.run(
+        [sys.executable, "-c", _FD_PROBE, url, str(count), str(soft), str(hard)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
+@pytest.mark.parametrize("slow_server", [0.5], indirect=True)
+def test_more_checks_at_once_than_the_soft_fd_limit_allows_all_come_back_ok(
+    slow_server: SlowServer,
+) -> None:
+    """max_parallel 150 with a soft RLIMIT_NOFILE of 64: the run raises the soft limit
+    towards the hard one (as servers do) instead of 100 checks failing with "Too many open
+    files" against a healthy server; all 150 run at once."""
+    import resource
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < 1024:
+        pytest.skip(f"the hard RLIMIT_NOFILE here is {hard}")  # pragma: no cover
+    result = _fd_probe(slow_server.url, 150, 64, hard)
+    assert result["nbad"] == 0 and result["n"] == 150, result
+    assert isinstance(result["soft"], int) and result["soft"] > 64 + 150
+    assert slow_server.peak() == 150
+
+
+@pytest.mark.parametrize("slow_server", [0.2], indirect=True)
+def test_a_hard_fd_limit_below_max_parallel_makes_fewer_run_at_once_not_fail(
+    slow_server: SlowServer,
+) -> None:
+    """With a hard RLIMIT_NOFILE of 96 too, 150 checks at max_parallel 150 cannot all hold a
+    socket: fewer run at once (the bound still holds), and every check is OK."""
+    result = _fd_probe(slow_server.url, 150, 96, 96)
+    assert result["nbad"] == 0 and result["n"] == 150, result
+    assert 1 <= slow_server.peak() < 96
+
+
+_PROGRAMS_PROBE = """
+import json, resource, sys
+from reliactl.config import CheckSpec, HealthMonitorConfig
+from reliactl.health.monitor import HealthMonitor
+
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+specs = [CheckSpec(name=f"p{i}", kind="command", command=["sleep", "0.2"]) for i in range(60)]
+config = HealthMonitorConfig(system_checks=[], checks=specs, max_parallel=60)
+report = HealthMonitor(config, store=None).run_now()
+print(json.dumps([m.message for m in report.metrics.values() if m.status.name != "OK"][:3]))
+"""
+
+
+def test_command_checks_beyond_the_fd_limit_run_fewer_at_once_instead_of_failing() -> None:
+    """60 plugin checks at max_parallel 60 with a hard RLIMIT_NOFILE of 64 (each holds a pipe
+    and spawning needs more): they run in smaller waves and all are OK, none UNKNOWN with
+    "Too many open files"."""
+    done = subprocess.run(
+        [sys.executable, "-c", _PROGRAMS_PROBE],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []
