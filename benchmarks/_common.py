@@ -300,3 +300,28 @@ def read_peak_rss(report: str) -> float | None:
     except OSError:
         return None
     return int(words[-1]) / 1024 if words and words[-1].isdigit() else None
+
+
+def module_at_ref(ref: str, path: str, name: str, directory: str) -> Any:
+    """The module at ``path`` (relative to the repository) as of git ``ref``, loaded as its
+    own module ``name`` (its file written into ``directory``) beside the working tree's: for
+    before/after figures from one interleaved run. Its absolute imports resolve to the
+    working tree's modules."""
+    import importlib.util
+
+    source = subprocess.run(
+        ["git", "show", f"{ref}:{path}"],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=os.path.dirname(os.path.abspath(__file__)),
+    ).stdout
+    target = os.path.join(directory, f"{name}.py")
+    with open(target, "w") as out:
+        out.write(source)
+    spec = importlib.util.spec_from_file_location(name, target)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module

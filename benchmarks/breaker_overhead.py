@@ -22,7 +22,11 @@ this shared machine hurts one sample of each); printed: the median with min..max
 rounds, the overhead over the bare function, and the ratio to the named peer or floor. The
 load average is printed: compare ratios, not absolute figures. Asserts nothing.
 
+With ``--base-store REF`` the persisted paths also run on a store opened with a git ref's
+``reliactl/state/sqlite.py`` (its own file), in the same rounds: the store's before/after.
+
     python benchmarks/breaker_overhead.py [--calls N] [--rounds N] [--persisted-calls N]
+        [--base-store REF]
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _common import module_at_ref
 
 from reliactl.breaker import BreakerConfig, CircuitBreaker, CircuitBreakerManager, circuit_breaker
 from reliactl.errors import CircuitOpenError
@@ -240,48 +246,75 @@ def median_us(fn: Callable[[], Any], calls: int) -> float:
     return statistics.median(samples) / 1000
 
 
-def persisted(calls: int, rounds: int) -> None:
+def persisted_candidates(store: Any, tag: str) -> list[tuple[str, Callable[[], Any]]]:
+    """A persisted breaker's paths on ``store``: closed success (fast path), the same with the
+    fast paths off (full read-modify-write), a counted failure (full path, the threshold
+    never reached) and an open breaker's counted rejection."""
+    fast = CircuitBreaker("fast", BreakerConfig(), store=store)
+    full = CircuitBreaker("full", BreakerConfig(), store=store)
+    full._peek_state = full._count_success = None  # the path every call took before
+    fails = CircuitBreaker("fails", BreakerConfig(failure_threshold=NEVER), store=store)
+    opened = CircuitBreaker("open", BreakerConfig(), store=store)
+    for b in (fast, full, opened):
+        for _ in range(200):  # warm up: the record exists, pages are cached
+            b.call(trivial)
+    opened.trip(None)
+
+    def rejected() -> None:
+        try:
+            opened.call(trivial)
+        except CircuitOpenError:
+            pass
+
+    def failure() -> None:
+        try:
+            fails.call(failing)
+        except ValueError:
+            pass
+
+    for _ in range(200):
+        failure()
+    return [
+        (f"{tag}closed, success", lambda: fast.call(trivial)),
+        (f"{tag}closed, success, full path", lambda: full.call(trivial)),
+        (f"{tag}closed, failure (full path)", failure),
+        (f"{tag}open, rejected (counted)", rejected),
+    ]
+
+
+def persisted(calls: int, rounds: int, base_store: str | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = open_store(Path(tmp) / "state.db")
-        fast = CircuitBreaker("fast", BreakerConfig(), store=store)
-        full = CircuitBreaker("full", BreakerConfig(), store=store)
-        full._peek_state = full._count_success = None  # the path every call took before
-        opened = CircuitBreaker("open", BreakerConfig(), store=store)
-        for b in (fast, full, opened):
-            for _ in range(200):  # warm up: the record exists, pages are cached
-                b.call(trivial)
-        opened.trip(None)
-
-        def rejected() -> None:
-            try:
-                opened.call(trivial)
-            except CircuitOpenError:
-                pass
-
+        ours = persisted_candidates(store, "reliactl ")
         small = floor_conn(Path(tmp) / "floor.db", {"n": 0})
         record = store.get("breaker", "fast") or {}
         sized = floor_conn(Path(tmp) / "floor-sized.db", record)
         candidates: list[tuple[str, Callable[[], Any]]] = [
             ("raw SQLite floor (small record)", floor_one(small)),
             (f"raw SQLite floor ({len(json.dumps(record))}-byte record)", floor_one(sized)),
-            ("reliactl closed, success", lambda: fast.call(trivial)),
-            ("reliactl closed, success, full path", lambda: full.call(trivial)),
-            ("reliactl open, rejected (counted)", rejected),
+            *ours,
         ]
+        old_store = None
+        if base_store:
+            old = module_at_ref(base_store, "reliactl/state/sqlite.py", "sqlite_base", tmp)
+            old_store = old.open_store(Path(tmp) / "state-base.db")
+            candidates += persisted_candidates(old_store, f"{base_store[:10]} store: ")
         samples: dict[str, list[float]] = {label: [] for label, _ in candidates}
         for _ in range(rounds):
             for label, fn in candidates:
                 samples[label].append(median_us(fn, calls))
         floor = statistics.median(samples["raw SQLite floor (small record)"])
         print(f"persisted in SQLite (WAL), one process; median of {calls} single calls per round")
-        print(f"{'':44} {'us/call (min..max)':>22} {'x floor':>8}")
+        print(f"{'':54} {'us/call (min..max)':>22} {'x floor':>8}")
         for label, values in samples.items():
             med = statistics.median(values)
             text = f"{med:7.1f} ({min(values):.1f}..{max(values):.1f})"
-            print(f"  {label:42} {text:>22} {med / floor:7.2f}x")
+            print(f"  {label:52} {text:>22} {med / floor:7.2f}x")
         print()
         for conn in (small, sized):
             conn.close()
+        if old_store is not None:
+            old_store.close()
         # A wall clock stepped 0.7 s a call keeps ~85 entries (one per 0.6 s grain) in the log.
         steps = iter(range(10**9))
         limiter = RateLimiter(
@@ -309,6 +342,9 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=50_000, help="in-memory calls per round")
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--persisted-calls", type=int, default=1000, help="per round")
+    parser.add_argument(
+        "--base-store", metavar="REF", help="the persisted paths also on a git ref's store"
+    )
     args = parser.parse_args()
     one, five, _ = os.getloadavg()
     print(
@@ -316,7 +352,7 @@ def main() -> None:
         f" interleaved rounds; load average {one:.1f}/{five:.1f} on {os.cpu_count()} CPUs\n"
     )
     in_memory(args.calls, args.rounds)
-    persisted(args.persisted_calls, args.rounds)
+    persisted(args.persisted_calls, args.rounds, args.base_store)
     one, five, _ = os.getloadavg()
     print(f"load average at the end {one:.1f}/{five:.1f}")
 

@@ -12,11 +12,13 @@ floor:
 - reliactl limiter in memory (same spec and stepped clock);
 - ``limits`` MovingWindowRateLimiter in memory (``pip install limits``), the peer;
 - with ``--base REF``: the shared limiter of a git ref's ``reliactl/ratelimit.py`` (loaded
-  beside this one, same store code), for before/after figures from one run.
+  beside this one, same store code), for before/after figures from one run;
+- with ``--base-store REF``: this shared limiter on a store opened with a git ref's
+  ``reliactl/state/sqlite.py`` (its own file, same pragmas), for the store's before/after.
 
 The issue's goal: the shared limiter within 2x the floor. Asserts nothing.
 
-    python benchmarks/limiter.py [--rounds N] [--calls N] [--base REF]
+    python benchmarks/limiter.py [--rounds N] [--calls N] [--base REF] [--base-store REF]
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from _common import module_at_ref
 
 from reliactl.ratelimit import RateLimiter
 from reliactl.state.sqlite import open_store
@@ -95,6 +99,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--calls", type=int, default=400)
     parser.add_argument("--base", metavar="REF", help="also a git ref's shared limiter")
+    parser.add_argument("--base-store", metavar="REF", help="also on a git ref's SQLite store")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -111,6 +116,14 @@ def main() -> None:
             base_cls = base_limiter_class(args.base, tmp)
             base = base_cls("1000/minute", key="base", store=store, wall=stepped_wall(0.7))
             candidates[f"{args.base} shared limiter (SQLite)"] = base.try_acquire
+        base_store = None
+        if args.base_store:
+            old = module_at_ref(args.base_store, "reliactl/state/sqlite.py", "sqlite_base", tmp)
+            base_store = old.open_store(Path(tmp) / "state-base.db")
+            on_base = RateLimiter(
+                "1000/minute", key="bench", store=base_store, wall=stepped_wall(0.7)
+            )
+            candidates[f"shared limiter on {args.base_store}'s store"] = on_base.try_acquire
         try:
             import limits
 
@@ -134,6 +147,8 @@ def main() -> None:
                     fn()
                 samples[name].append((time.perf_counter() - started) / args.calls * 1e6)
         store.close()
+        if base_store is not None:
+            base_store.close()
         close_floor()
 
     load = os.getloadavg()

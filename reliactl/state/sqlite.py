@@ -310,34 +310,41 @@ class SQLiteStateStore:
 
     def get(self, kind: RecordKind, key: str) -> Record | None:
         def op() -> Record | None:
-            row = self.conn.execute(
-                "SELECT data FROM records WHERE kind = ? AND key = ?", (kind, key)
-            ).fetchone()
+            row = self.conn.execute(_SELECT_RECORD, (kind, key)).fetchone()
             return None if row is None else self._record(kind, key, row[0])
 
         result: Record | None = self._recovering(op)
         return result
 
     def update(self, kind: RecordKind, key: str, fn: Updater) -> Record | None:
-        def op() -> Record | None:
-            with self._write() as conn:
-                row = conn.execute(
-                    "SELECT data FROM records WHERE kind = ? AND key = ?", (kind, key)
-                ).fetchone()
-                new = fn(None if row is None else self._record(kind, key, row[0]))
-                if new is None:
-                    if row is not None:
-                        conn.execute("DELETE FROM records WHERE kind = ? AND key = ?", (kind, key))
-                else:
-                    conn.execute(
-                        "INSERT OR REPLACE INTO records (kind, key, data, updated_at)"
-                        " VALUES (?, ?, ?, ?)",
-                        (kind, key, _encode(new), self.clock()),
-                    )
-                return new
-
-        result: Record | None = self._recovering(op)
+        """Atomic read-modify-write of one record across threads and processes: the read,
+        ``fn`` and the write in one BEGIN IMMEDIATE transaction. ``fn`` gets the record (None
+        when there is none or it is unreadable, which is reported) and returns the new one,
+        or None to delete it. An existing row is rewritten in place by UPDATE (INSERT OR
+        REPLACE deleted and re-inserted it, which costs more once the record spills into an
+        overflow page); a new one is inserted."""
+        with self._lock:
+            result: Record | None = self._recovering_locked(lambda: self._update(kind, key, fn))
         return result
+
+    def _update(self, kind: str, key: str, fn: Updater) -> Record | None:
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute(_SELECT_RECORD, (kind, key)).fetchone()
+            new = fn(None if row is None else self._record(kind, key, row[0]))
+            if new is None:
+                if row is not None:
+                    conn.execute(_DELETE_RECORD, (kind, key))
+            elif row is None:
+                conn.execute(_INSERT_RECORD, (kind, key, _encode(new), self.clock()))
+            else:
+                conn.execute(_UPDATE_RECORD, (_encode(new), self.clock(), kind, key))
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return new
 
     def items(self, kind: RecordKind) -> dict[str, Record]:
         def op() -> dict[str, Record]:
@@ -357,7 +364,7 @@ class SQLiteStateStore:
     def delete(self, kind: RecordKind, key: str) -> bool:
         def op() -> bool:
             with self._write() as conn:
-                cur = conn.execute("DELETE FROM records WHERE kind = ? AND key = ?", (kind, key))
+                cur = conn.execute(_DELETE_RECORD, (kind, key))
                 return cur.rowcount > 0
 
         result: bool = self._recovering(op)
@@ -1241,6 +1248,15 @@ def _run_row(run: RunRecord) -> tuple[Any, ...]:
         json.dumps(run.data, separators=(",", ":")),
     )
 
+
+# The generic record statements (update): one text each, so sqlite3's statement cache
+# prepares each once per connection.
+_SELECT_RECORD = "SELECT data FROM records WHERE kind = ? AND key = ?"
+_DELETE_RECORD = "DELETE FROM records WHERE kind = ? AND key = ?"
+_UPDATE_RECORD = "UPDATE records SET data = ?, updated_at = ? WHERE kind = ? AND key = ?"
+# A new record: nothing to replace inside the transaction that found no row, but OR REPLACE
+# keeps the write from failing if a damaged index hid one (and needs no UPSERT, SQLite 3.24).
+_INSERT_RECORD = "INSERT OR REPLACE INTO records (kind, key, data, updated_at) VALUES (?, ?, ?, ?)"
 
 # One encoder for every write: json.dumps with separators builds a new one per call.
 _encode = json.JSONEncoder(separators=(",", ":")).encode
