@@ -241,7 +241,8 @@ def test_a_v1_cgroup_is_removed_when_the_shim_is_killed() -> None:
 
     def kill_the_shim() -> None:
         for _ in range(1000):  # a hang guard: the cgroup appears as the shim starts
-            new = set(_v1_job_cgroups()) - before
+            # Only ours: other test runs on this host make reliactl-<pid> cgroups too.
+            new = {n for n in set(_v1_job_cgroups()) - before if _is_our_child(n)}
             if len(new) == 1 and _cgroup_procs(base, *new):
                 [name] = new
                 os.kill(int(name.removeprefix("reliactl-")), 9)
@@ -256,6 +257,15 @@ def test_a_v1_cgroup_is_removed_when_the_shim_is_killed() -> None:
     [name] = killed
     assert result.outcome != "success", result
     assert not os.path.exists(os.path.join(base, name))
+
+
+def _is_our_child(name: str) -> bool:
+    """Is the shim that a ``reliactl-<pid>`` cgroup is named after a child of this process?"""
+    try:
+        stat = Path(f"/proc/{name.removeprefix('reliactl-')}/stat").read_text()
+    except (OSError, ValueError):
+        return False
+    return int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid()
 
 
 def _cgroup_procs(base: str, name: str) -> bytes:
