@@ -301,6 +301,10 @@ class _Core:
     since: float = 0.0
     last_failure: str | None = None
     last_failure_at: float | None = None
+    # Set by the in-memory failure path, which keeps the exception's class and its text
+    # (``str(exc)``, cut to MAX_REASON) and formats the reason only when it is read:
+    # ``last_failure`` is then that text; read the reason through ``reason()``.
+    last_failure_type: type[BaseException] | None = None
 
     _INT_FIELDS = (
         "consecutive_failures",
@@ -346,6 +350,15 @@ class _Core:
             log.warning("breaker record unreadable (%s); starting it closed", exc)
             return cls(since=wall)
 
+    def reason(self) -> str | None:
+        """The last failure's reason as `breaker show` prints it ("ValueError: down")."""
+        kind = self.last_failure_type
+        if kind is None:
+            return self.last_failure
+        text = self.last_failure
+        name = kind.__name__
+        return (f"{name}: {text}" if text else name)[:MAX_REASON]
+
     def to_record(self, config: dict[str, Any] | None, config_id: str | None = None) -> Record:
         record: Record = {
             "state": self.state,
@@ -364,7 +377,7 @@ class _Core:
             "slow_calls": self.slow_calls,
             "ignored": self.ignored,
             "since": self.since,
-            "last_failure": self.last_failure,
+            "last_failure": self.reason(),
             "last_failure_at": self.last_failure_at,
         }
         if config is not None:
@@ -513,7 +526,8 @@ def _record(
             core.consecutive_failures = 0
             # resilience4j evaluates the rate after every recorded call: the call that fills
             # the window to minimum_calls may open it even when it succeeded itself.
-            _check_rate(core, cfg, now, wall, core.last_failure or "failure", out)
+            if cfg.failure_rate_threshold is not None:
+                _check_rate(core, cfg, now, wall, core.reason() or "failure", out)
         elif core.state == _HALF_OPEN and is_trial:
             core.trial_successes += 1
             if core.trial_successes >= cfg.success_threshold:
@@ -524,6 +538,7 @@ def _record(
     core.consecutive_failures += 1
     text = (reason or "failure")[:MAX_REASON]
     core.last_failure = text
+    core.last_failure_type = None
     core.last_failure_at = wall
     if core.state == _CLOSED:
         if core.consecutive_failures >= cfg.failure_threshold:
@@ -672,7 +687,7 @@ def _snapshot(
         forced=core.forced,
         since=core.since,
         trials_in_flight=trials if core.state == _HALF_OPEN else 0,
-        last_failure=core.last_failure,
+        last_failure=core.reason(),
         last_failure_at=core.last_failure_at,
         persistent=persistent,
         config=config,
@@ -819,6 +834,14 @@ class CircuitBreaker:
         self._timed = self.config.slow_call_threshold is not None
         self._fast = store is None and not self._timed
         self._all_good = "0" * self.config.sliding_window_size
+        # The in-memory failure path (``_finish_exc``): ``_plain``, every Exception is a
+        # failure (nothing excluded, no is_failure); ``_inline``, a closed breaker's failure
+        # below the threshold is counted there (no rate to check, nothing timed).
+        cfg = self.config
+        self._plain = not cfg.excluded_exceptions and cfg.is_failure is None
+        self._inline = self._fast and cfg.failure_rate_threshold is None
+        self._threshold = cfg.failure_threshold
+        self._window_from = -cfg.sliding_window_size
         # ``_hot``: in memory, no slow-call timing, closed, and the whole sliding window
         # succeeded (so a success changes nothing but two counters). Set under ``_lock`` by
         # every transition (``_rehot``); read without it. A success that sees it True counts
@@ -996,35 +1019,40 @@ class CircuitBreaker:
             self._emit(out)
 
     def _finish_exc(self, token: str | None, started: float, exc: BaseException) -> None:
-        cfg = self.config
-        if not isinstance(exc, Exception) or (
-            cfg.excluded_exceptions and isinstance(exc, cfg.excluded_exceptions)
-        ):
-            self._finish(token, started, "ignore", None)
-        elif cfg.is_failure is not None and not _safe_predicate(cfg.is_failure, exc):
-            self._finish(token, started, "success", None)
-        else:
-            text = str(exc)  # _describe_exception, inline: the failure path is hot too
-            text = (f"{type(exc).__name__}: {text}" if text else type(exc).__name__)[:MAX_REASON]
-            if self._fast and token is None:
-                core = self._core
-                with self._lock:
-                    if (
-                        core.state == _CLOSED
-                        and cfg.failure_rate_threshold is None
-                        and core.consecutive_failures + 1 < cfg.failure_threshold
-                    ):
-                        # A failure that opens nothing, counted here exactly as _record
-                        # counts it (the in-memory failure path, one call less per layer).
-                        core.calls += 1
-                        core.failures += 1
-                        core.consecutive_failures += 1
-                        core.window = (core.window + "1")[-cfg.sliding_window_size :]
-                        core.last_failure = text
-                        core.last_failure_at = self._wall()
-                        self._hot = False
-                        return
-            self._finish(token, started, "failure", text)
+        if not (self._plain and isinstance(exc, Exception)):
+            cfg = self.config
+            if not isinstance(exc, Exception) or (
+                cfg.excluded_exceptions and isinstance(exc, cfg.excluded_exceptions)
+            ):
+                self._finish(token, started, "ignore", None)
+                return
+            if cfg.is_failure is not None and not _safe_predicate(cfg.is_failure, exc):
+                self._finish(token, started, "success", None)
+                return
+        # The reason is formatted only when read (_Core.reason): here just the text, once.
+        text = str(exc)[:MAX_REASON]
+        if self._inline and token is None:
+            core = self._core
+            lock = self._lock
+            lock.acquire()
+            try:
+                failures = core.consecutive_failures + 1
+                if failures < self._threshold and core.state == _CLOSED:
+                    # A failure that opens nothing, counted here exactly as _record counts
+                    # it (reason, wall time, window): the in-memory failure path.
+                    core.consecutive_failures = failures
+                    core.calls += 1
+                    core.failures += 1
+                    core.window = (core.window + "1")[self._window_from :]
+                    core.last_failure = text
+                    core.last_failure_type = type(exc)
+                    core.last_failure_at = self._wall()
+                    self._hot = False
+                    return
+            finally:
+                lock.release()
+        name = type(exc).__name__
+        self._finish(token, started, "failure", (f"{name}: {text}" if text else name)[:MAX_REASON])
 
     def _emit(self, transitions: Transitions) -> None:
         wall = self.clock.time()

@@ -743,3 +743,66 @@ def test_the_in_memory_failure_path_keeps_reason_time_and_window(clock: FakeCloc
     fail(b)
     assert b.state is CircuitState.OPEN
     assert events[0].reason == "3 consecutive failures (last: Boom: down)"
+
+
+def test_a_lazily_formatted_reason_reads_as_the_exception(clock: FakeClock) -> None:
+    """The in-memory failure path keeps only the exception's class and text and formats
+    the reason when it is read (issue 21): the snapshot, ``get_stats`` and the event of the
+    failure that opens the breaker still say "Class: text", a message-less exception says
+    its class, a long one is cut to MAX_REASON, and a reason reported by hand afterwards
+    (``Admission.failure``) replaces the lazy one rather than being prefixed with a class."""
+    from reliactl.breaker import MAX_REASON
+
+    b = make(clock, failure_threshold=4)
+    deco = b(boom)
+    with pytest.raises(Boom):
+        deco()
+    snap = b.snapshot()
+    assert snap.last_failure == "Boom: down" and snap.last_failure_at == clock.time()
+    assert b.get_stats()["last_failure"] == "Boom: down"
+
+    def silent() -> None:
+        raise Boom()
+
+    clock.advance(1)
+    with pytest.raises(Boom):
+        b.call(silent)
+    assert b.snapshot().last_failure == "Boom"
+    assert b.snapshot().last_failure_at == clock.time()
+
+    def loud() -> None:
+        raise ValueError("x" * 5000)
+
+    with pytest.raises(ValueError):
+        b.call(loud)
+    text = b.snapshot().last_failure or ""
+    assert len(text) == MAX_REASON and text.startswith("ValueError: xxx")
+
+    events: list[BreakerEvent] = []
+    b.on_state_change(events.append)
+    b.admit().failure("exit 3")  # the fourth failure opens it, with the text as given
+    assert b.state is CircuitState.OPEN
+    assert b.snapshot().last_failure == "exit 3"
+    assert events[0].reason == "4 consecutive failures (last: exit 3)"
+
+
+def test_the_async_failure_path_formats_the_reason_too(clock: FakeClock) -> None:
+    """An awaited failure below the threshold (decorator and ``call_async``) is recorded
+    with the same "Class: text" reason and wall time as a synchronous one (issue 21)."""
+    b = make(clock, failure_threshold=5)
+
+    async def aboom() -> None:
+        raise Boom("async down")
+
+    async def main() -> None:
+        with pytest.raises(Boom):
+            await b(aboom)()
+        assert b.snapshot().last_failure == "Boom: async down"
+        clock.advance(2)
+        with pytest.raises(Boom):
+            await b.call_async(aboom)
+
+    asyncio.run(main())
+    snap = b.snapshot()
+    assert snap.last_failure == "Boom: async down" and snap.last_failure_at == clock.time()
+    assert (snap.failures, snap.consecutive_failures) == (2, 2)
