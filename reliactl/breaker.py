@@ -305,6 +305,9 @@ class _Core:
     # (``str(exc)``, cut to MAX_REASON) and formats the reason only when it is read:
     # ``last_failure`` is then that text; read the reason through ``reason()``.
     last_failure_type: type[BaseException] | None = None
+    # In memory only: failures counted by that path whose "1"s are not yet in ``window``
+    # (``CircuitBreaker._settle`` appends them, under the lock, before the window is read).
+    pending_failures: int = 0
 
     _INT_FIELDS = (
         "consecutive_failures",
@@ -420,6 +423,7 @@ def _close(core: _Core, reason: str, wall: float, out: Transitions) -> None:
     core.consecutive_failures = 0
     core.trial_successes = 0
     core.window = ""
+    core.pending_failures = 0
     core.trials.clear()
     core.reopens = 0
     core.opened_at = core.opened_wall = None
@@ -866,8 +870,11 @@ class CircuitBreaker:
         return self.store is not None
 
     def _fold(self) -> _Core:
-        """The in-memory core with the hot path's hits counted in (hold ``_lock``)."""
+        """The in-memory core with the hot path's hits and the failure path's pending
+        window entries counted in (hold ``_lock``)."""
         core = self._core
+        if core.pending_failures:
+            self._settle(core)
         hits = _count_value(self._hits)
         if hits != self._hits_folded:
             core.calls += hits - self._hits_folded
@@ -875,10 +882,21 @@ class CircuitBreaker:
             self._hits_folded = hits
         return core
 
+    def _settle(self, core: _Core) -> None:
+        """Append the failure path's pending "1"s to the window (hold ``_lock``)."""
+        n = core.pending_failures
+        core.pending_failures = 0
+        core.window = (core.window + "1" * min(n, -self._window_from))[self._window_from :]
+
     def _rehot(self) -> None:
         """Whether a success may take the hot path now (hold ``_lock``)."""
         core = self._core
-        self._hot = self._fast and core.state == _CLOSED and core.window == self._all_good
+        self._hot = (
+            self._fast
+            and core.state == _CLOSED
+            and not core.pending_failures
+            and core.window == self._all_good
+        )
 
     # ---- listeners
 
@@ -983,6 +1001,8 @@ class CircuitBreaker:
         if self.store is None:
             core = self._core
             with self._lock:
+                if core.pending_failures:
+                    self._settle(core)
                 _record(
                     core, cfg, self._mono(), self.clock.time(), token, outcome, reason, slow, out
                 )
@@ -1039,11 +1059,12 @@ class CircuitBreaker:
                 failures = core.consecutive_failures + 1
                 if failures < self._threshold and core.state == _CLOSED:
                     # A failure that opens nothing, counted here exactly as _record counts
-                    # it (reason, wall time, window): the in-memory failure path.
+                    # it (reason, wall time; its "1" joins the window at the next read):
+                    # the in-memory failure path.
                     core.consecutive_failures = failures
                     core.calls += 1
                     core.failures += 1
-                    core.window = (core.window + "1")[self._window_from :]
+                    core.pending_failures += 1
                     core.last_failure = text
                     core.last_failure_type = type(exc)
                     core.last_failure_at = self._wall()

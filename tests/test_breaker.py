@@ -806,3 +806,42 @@ def test_the_async_failure_path_formats_the_reason_too(clock: FakeClock) -> None
     snap = b.snapshot()
     assert snap.last_failure == "Boom: async down" and snap.last_failure_at == clock.time()
     assert (snap.failures, snap.consecutive_failures) == (2, 2)
+
+
+def test_failure_path_window_entries_are_in_order_and_bounded(clock: FakeClock) -> None:
+    """The in-memory failure path appends its "1"s to the sliding window when the window is
+    next read (issue 21): a snapshot, a success and an operator action all see them in call
+    order, never more than the window holds, and a breaker whose window has filled with
+    successes again counts successes on the hot path without losing any."""
+    b = make(clock, failure_threshold=1000, sliding_window_size=4)
+    for _ in range(50):  # far more failures than the window holds
+        with pytest.raises(Boom):
+            b.call(boom)
+    snap = b.snapshot()
+    assert (snap.window_calls, snap.window_failures, snap.failure_rate) == (4, 4, 100.0)
+    b.call(ok)
+    b.call(ok)
+    fail(b)  # window now 1, 0, 0, 1 (newest last)
+    b.call(ok)
+    snap = b.snapshot()
+    assert (snap.window_calls, snap.window_failures) == (4, 1)
+    assert (snap.calls, snap.failures, snap.successes) == (54, 51, 3)
+    assert snap.consecutive_failures == 0
+    for _ in range(10):  # the failure leaves the window; later successes run hot
+        b.call(ok)
+    snap = b.snapshot()
+    assert (snap.window_calls, snap.window_failures, snap.successes) == (4, 0, 13)
+    assert snap.calls == snap.successes + snap.failures
+    fail(b, 2)
+    for _ in range(3):  # window 0, 0, 1, 1 then 0, 0, 0: the second failure is still in
+        b.call(ok)
+    assert (b.snapshot().window_failures, b.snapshot().consecutive_failures) == (1, 0)
+    fail(b, 2)
+    b.close()  # an operator action after pending failures starts the window afresh
+    b.call(ok)
+    snap = b.snapshot()
+    assert (snap.window_calls, snap.window_failures, snap.consecutive_failures) == (1, 0, 0)
+    fail(b, 3)
+    b.reset()
+    snap = b.snapshot()
+    assert (snap.window_calls, snap.calls, snap.last_failure) == (0, 0, None)
