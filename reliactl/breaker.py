@@ -278,7 +278,7 @@ def _new_token() -> str:
     return f"{_HOST}:{os.getpid()}:{next(_token_counter)}"
 
 
-@dataclass
+@dataclass(slots=True)
 class _Core:
     """A breaker's state. ``now`` values are in the backend's clock; ``*_wall`` are epoch."""
 
@@ -1050,7 +1050,10 @@ class CircuitBreaker:
                 self._finish(token, started, "success", None)
                 return
         # The reason is formatted only when read (_Core.reason): here just the text, once.
-        text = str(exc)[:MAX_REASON]
+        try:
+            text = str(exc)[:MAX_REASON]
+        except Exception:  # its __str__ raised: count the failure, raise the caller's own
+            text = "(exception text unavailable)"
         if self._inline and token is None:
             core = self._core
             lock = self._lock

@@ -845,3 +845,24 @@ def test_failure_path_window_entries_are_in_order_and_bounded(clock: FakeClock) 
     b.reset()
     snap = b.snapshot()
     assert (snap.window_calls, snap.calls, snap.last_failure) == (0, 0, None)
+
+
+def test_an_exception_whose_str_raises_is_still_counted_and_re_raised(clock: FakeClock) -> None:
+    """A guarded call's exception whose ``__str__`` raises is counted as a failure with a
+    placeholder reason, and the caller gets that exception, not one from the breaker's
+    bookkeeping (issue 21: the reason text is taken once, on the failure path)."""
+
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no text")
+
+    def bad() -> None:
+        raise Unprintable()
+
+    b = make(clock, failure_threshold=2)
+    with pytest.raises(Unprintable):
+        b(bad)()
+    assert b.snapshot().last_failure == "Unprintable: (exception text unavailable)"
+    with pytest.raises(Unprintable):
+        b.call(bad)
+    assert b.state is CircuitState.OPEN and b.snapshot().failures == 2
