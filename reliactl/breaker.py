@@ -590,12 +590,6 @@ def _fmt(seconds: float | None) -> str:
     return "until closed" if seconds is None else format_duration(seconds)
 
 
-def _describe_exception(exc: BaseException) -> str:
-    text = str(exc)
-    name = type(exc).__name__
-    return (f"{name}: {text}" if text else name)[:MAX_REASON]
-
-
 # --------------------------------------------------------------------------- snapshots
 
 
