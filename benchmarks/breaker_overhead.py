@@ -26,13 +26,19 @@ With ``--base-store REF`` the persisted paths also run on a store opened with a 
 ``reliactl/state/sqlite.py`` (its own file), in the same rounds: the store's before/after.
 
     python benchmarks/breaker_overhead.py [--calls N] [--rounds N] [--persisted-calls N]
-        [--base-store REF]
+        [--base-store REF] [--baseline FILE] [--in-memory-only]
+
+``--baseline FILE`` adds a breaker module from another revision to the in-memory tables, in
+the same interleaved rounds (``git show REV:reliactl/breaker.py > /tmp/before.py``): a
+before/after comparison on the same load. It is loaded beside this tree's reliactl and imports
+the rest of reliactl from it, so it suits revisions that changed only breaker.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import sqlite3
@@ -54,6 +60,17 @@ from reliactl.ratelimit import RateLimiter
 from reliactl.state.sqlite import open_store
 
 NEVER = 10**9  # a failure threshold no run reaches: the breaker stays closed
+BASELINE: Any = None  # --baseline: another revision's reliactl/breaker.py, loaded as a module
+
+
+def load_baseline(path: str) -> Any:
+    spec = importlib.util.spec_from_file_location("reliactl._breaker_baseline", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def trivial() -> int:
@@ -119,6 +136,10 @@ def sync_candidates(fn: Callable[[], int]) -> list[tuple[str, Callable[[], Any]]
     )
     out.append(("reliactl @breaker (instance)", CircuitBreaker("inst", cfg)(fn)))
     out.append(("reliactl lambda: breaker.call(fn)", lambda: b.call(fn)))
+    if BASELINE is not None:
+        old = BASELINE.BreakerConfig(failure_threshold=NEVER)
+        deco = BASELINE.circuit_breaker("deco", old, manager=BASELINE.CircuitBreakerManager())
+        out.append(("baseline @circuit_breaker", deco(fn)))
     try:
         import circuitbreaker
 
@@ -147,6 +168,10 @@ def async_candidates(fn: Callable[[], Any]) -> list[tuple[str, Callable[[], Any]
         )
     )
     out.append(("reliactl lambda: breaker.call_async(fn)", lambda: b.call_async(fn)))
+    if BASELINE is not None:
+        old = BASELINE.BreakerConfig(failure_threshold=NEVER)
+        deco = BASELINE.circuit_breaker("adeco", old, manager=BASELINE.CircuitBreakerManager())
+        out.append(("baseline async @circuit_breaker", deco(fn)))
     try:
         import circuitbreaker
 
@@ -345,14 +370,20 @@ def main() -> None:
     parser.add_argument(
         "--base-store", metavar="REF", help="the persisted paths also on a git ref's store"
     )
+    parser.add_argument("--baseline", help="another revision's reliactl/breaker.py to compare")
+    parser.add_argument("--in-memory-only", action="store_true", help="skip the SQLite part")
     args = parser.parse_args()
+    if args.baseline:
+        global BASELINE
+        BASELINE = load_baseline(args.baseline)
     one, five, _ = os.getloadavg()
     print(
         f"Python {sys.version.split()[0]}, SQLite {sqlite3.sqlite_version}; {args.rounds}"
         f" interleaved rounds; load average {one:.1f}/{five:.1f} on {os.cpu_count()} CPUs\n"
     )
     in_memory(args.calls, args.rounds)
-    persisted(args.persisted_calls, args.rounds, args.base_store)
+    if not args.in_memory_only:
+        persisted(args.persisted_calls, args.rounds, args.base_store)
     one, five, _ = os.getloadavg()
     print(f"load average at the end {one:.1f}/{five:.1f}")
 

@@ -278,7 +278,7 @@ def _new_token() -> str:
     return f"{_HOST}:{os.getpid()}:{next(_token_counter)}"
 
 
-@dataclass
+@dataclass(slots=True)
 class _Core:
     """A breaker's state. ``now`` values are in the backend's clock; ``*_wall`` are epoch."""
 
@@ -301,6 +301,13 @@ class _Core:
     since: float = 0.0
     last_failure: str | None = None
     last_failure_at: float | None = None
+    # Set by the in-memory failure path, which keeps the exception's class and its text
+    # (``str(exc)``, cut to MAX_REASON) and formats the reason only when it is read:
+    # ``last_failure`` is then that text; read the reason through ``reason()``.
+    last_failure_type: type[BaseException] | None = None
+    # In memory only: failures counted by that path whose "1"s are not yet in ``window``
+    # (``CircuitBreaker._settle`` appends them, under the lock, before the window is read).
+    pending_failures: int = 0
 
     _INT_FIELDS = (
         "consecutive_failures",
@@ -346,6 +353,15 @@ class _Core:
             log.warning("breaker record unreadable (%s); starting it closed", exc)
             return cls(since=wall)
 
+    def reason(self) -> str | None:
+        """The last failure's reason as `breaker show` prints it ("ValueError: down")."""
+        kind = self.last_failure_type
+        if kind is None:
+            return self.last_failure
+        text = self.last_failure
+        name = kind.__name__
+        return (f"{name}: {text}" if text else name)[:MAX_REASON]
+
     def to_record(self, config: dict[str, Any] | None, config_id: str | None = None) -> Record:
         record: Record = {
             "state": self.state,
@@ -364,7 +380,7 @@ class _Core:
             "slow_calls": self.slow_calls,
             "ignored": self.ignored,
             "since": self.since,
-            "last_failure": self.last_failure,
+            "last_failure": self.reason(),
             "last_failure_at": self.last_failure_at,
         }
         if config is not None:
@@ -407,6 +423,7 @@ def _close(core: _Core, reason: str, wall: float, out: Transitions) -> None:
     core.consecutive_failures = 0
     core.trial_successes = 0
     core.window = ""
+    core.pending_failures = 0
     core.trials.clear()
     core.reopens = 0
     core.opened_at = core.opened_wall = None
@@ -513,7 +530,8 @@ def _record(
             core.consecutive_failures = 0
             # resilience4j evaluates the rate after every recorded call: the call that fills
             # the window to minimum_calls may open it even when it succeeded itself.
-            _check_rate(core, cfg, now, wall, core.last_failure or "failure", out)
+            if cfg.failure_rate_threshold is not None:
+                _check_rate(core, cfg, now, wall, core.reason() or "failure", out)
         elif core.state == _HALF_OPEN and is_trial:
             core.trial_successes += 1
             if core.trial_successes >= cfg.success_threshold:
@@ -524,6 +542,7 @@ def _record(
     core.consecutive_failures += 1
     text = (reason or "failure")[:MAX_REASON]
     core.last_failure = text
+    core.last_failure_type = None
     core.last_failure_at = wall
     if core.state == _CLOSED:
         if core.consecutive_failures >= cfg.failure_threshold:
@@ -569,12 +588,6 @@ def _fmt(seconds: float | None) -> str:
     from reliactl.durations import format_duration
 
     return "until closed" if seconds is None else format_duration(seconds)
-
-
-def _describe_exception(exc: BaseException) -> str:
-    text = str(exc)
-    name = type(exc).__name__
-    return (f"{name}: {text}" if text else name)[:MAX_REASON]
 
 
 # --------------------------------------------------------------------------- snapshots
@@ -672,7 +685,7 @@ def _snapshot(
         forced=core.forced,
         since=core.since,
         trials_in_flight=trials if core.state == _HALF_OPEN else 0,
-        last_failure=core.last_failure,
+        last_failure=core.reason(),
         last_failure_at=core.last_failure_at,
         persistent=persistent,
         config=config,
@@ -819,6 +832,14 @@ class CircuitBreaker:
         self._timed = self.config.slow_call_threshold is not None
         self._fast = store is None and not self._timed
         self._all_good = "0" * self.config.sliding_window_size
+        # The in-memory failure path (``_finish_exc``): ``_plain``, every Exception is a
+        # failure (nothing excluded, no is_failure); ``_inline``, a closed breaker's failure
+        # below the threshold is counted there (no rate to check, nothing timed).
+        cfg = self.config
+        self._plain = not cfg.excluded_exceptions and cfg.is_failure is None
+        self._inline = self._fast and cfg.failure_rate_threshold is None
+        self._threshold = cfg.failure_threshold
+        self._window_from = -cfg.sliding_window_size
         # ``_hot``: in memory, no slow-call timing, closed, and the whole sliding window
         # succeeded (so a success changes nothing but two counters). Set under ``_lock`` by
         # every transition (``_rehot``); read without it. A success that sees it True counts
@@ -843,8 +864,11 @@ class CircuitBreaker:
         return self.store is not None
 
     def _fold(self) -> _Core:
-        """The in-memory core with the hot path's hits counted in (hold ``_lock``)."""
+        """The in-memory core with the hot path's hits and the failure path's pending
+        window entries counted in (hold ``_lock``)."""
         core = self._core
+        if core.pending_failures:
+            self._settle(core)
         hits = _count_value(self._hits)
         if hits != self._hits_folded:
             core.calls += hits - self._hits_folded
@@ -852,10 +876,21 @@ class CircuitBreaker:
             self._hits_folded = hits
         return core
 
+    def _settle(self, core: _Core) -> None:
+        """Append the failure path's pending "1"s to the window (hold ``_lock``)."""
+        n = core.pending_failures
+        core.pending_failures = 0
+        core.window = (core.window + "1" * min(n, -self._window_from))[self._window_from :]
+
     def _rehot(self) -> None:
         """Whether a success may take the hot path now (hold ``_lock``)."""
         core = self._core
-        self._hot = self._fast and core.state == _CLOSED and core.window == self._all_good
+        self._hot = (
+            self._fast
+            and core.state == _CLOSED
+            and not core.pending_failures
+            and core.window == self._all_good
+        )
 
     # ---- listeners
 
@@ -960,6 +995,8 @@ class CircuitBreaker:
         if self.store is None:
             core = self._core
             with self._lock:
+                if core.pending_failures:
+                    self._settle(core)
                 _record(
                     core, cfg, self._mono(), self.clock.time(), token, outcome, reason, slow, out
                 )
@@ -996,35 +1033,44 @@ class CircuitBreaker:
             self._emit(out)
 
     def _finish_exc(self, token: str | None, started: float, exc: BaseException) -> None:
-        cfg = self.config
-        if not isinstance(exc, Exception) or (
-            cfg.excluded_exceptions and isinstance(exc, cfg.excluded_exceptions)
-        ):
-            self._finish(token, started, "ignore", None)
-        elif cfg.is_failure is not None and not _safe_predicate(cfg.is_failure, exc):
-            self._finish(token, started, "success", None)
-        else:
-            text = str(exc)  # _describe_exception, inline: the failure path is hot too
-            text = (f"{type(exc).__name__}: {text}" if text else type(exc).__name__)[:MAX_REASON]
-            if self._fast and token is None:
-                core = self._core
-                with self._lock:
-                    if (
-                        core.state == _CLOSED
-                        and cfg.failure_rate_threshold is None
-                        and core.consecutive_failures + 1 < cfg.failure_threshold
-                    ):
-                        # A failure that opens nothing, counted here exactly as _record
-                        # counts it (the in-memory failure path, one call less per layer).
-                        core.calls += 1
-                        core.failures += 1
-                        core.consecutive_failures += 1
-                        core.window = (core.window + "1")[-cfg.sliding_window_size :]
-                        core.last_failure = text
-                        core.last_failure_at = self._wall()
-                        self._hot = False
-                        return
-            self._finish(token, started, "failure", text)
+        if not (self._plain and isinstance(exc, Exception)):
+            cfg = self.config
+            if not isinstance(exc, Exception) or (
+                cfg.excluded_exceptions and isinstance(exc, cfg.excluded_exceptions)
+            ):
+                self._finish(token, started, "ignore", None)
+                return
+            if cfg.is_failure is not None and not _safe_predicate(cfg.is_failure, exc):
+                self._finish(token, started, "success", None)
+                return
+        # The reason is formatted only when read (_Core.reason): here just the text, once.
+        try:
+            text = str(exc)[:MAX_REASON]
+        except Exception:  # its __str__ raised: count the failure, raise the caller's own
+            text = "(exception text unavailable)"
+        if self._inline and token is None:
+            core = self._core
+            lock = self._lock
+            lock.acquire()
+            try:
+                failures = core.consecutive_failures + 1
+                if failures < self._threshold and core.state == _CLOSED:
+                    # A failure that opens nothing, counted here exactly as _record counts
+                    # it (reason, wall time; its "1" joins the window at the next read):
+                    # the in-memory failure path.
+                    core.consecutive_failures = failures
+                    core.calls += 1
+                    core.failures += 1
+                    core.pending_failures += 1
+                    core.last_failure = text
+                    core.last_failure_type = type(exc)
+                    core.last_failure_at = self._wall()
+                    self._hot = False
+                    return
+            finally:
+                lock.release()
+        name = type(exc).__name__
+        self._finish(token, started, "failure", (f"{name}: {text}" if text else name)[:MAX_REASON])
 
     def _emit(self, transitions: Transitions) -> None:
         wall = self.clock.time()

@@ -743,3 +743,126 @@ def test_the_in_memory_failure_path_keeps_reason_time_and_window(clock: FakeCloc
     fail(b)
     assert b.state is CircuitState.OPEN
     assert events[0].reason == "3 consecutive failures (last: Boom: down)"
+
+
+def test_a_lazily_formatted_reason_reads_as_the_exception(clock: FakeClock) -> None:
+    """The in-memory failure path keeps only the exception's class and text and formats
+    the reason when it is read (issue 21): the snapshot, ``get_stats`` and the event of the
+    failure that opens the breaker still say "Class: text", a message-less exception says
+    its class, a long one is cut to MAX_REASON, and a reason reported by hand afterwards
+    (``Admission.failure``) replaces the lazy one rather than being prefixed with a class."""
+    from reliactl.breaker import MAX_REASON
+
+    b = make(clock, failure_threshold=4)
+    deco = b(boom)
+    with pytest.raises(Boom):
+        deco()
+    snap = b.snapshot()
+    assert snap.last_failure == "Boom: down" and snap.last_failure_at == clock.time()
+    assert b.get_stats()["last_failure"] == "Boom: down"
+
+    def silent() -> None:
+        raise Boom()
+
+    clock.advance(1)
+    with pytest.raises(Boom):
+        b.call(silent)
+    assert b.snapshot().last_failure == "Boom"
+    assert b.snapshot().last_failure_at == clock.time()
+
+    def loud() -> None:
+        raise ValueError("x" * 5000)
+
+    with pytest.raises(ValueError):
+        b.call(loud)
+    text = b.snapshot().last_failure or ""
+    assert len(text) == MAX_REASON and text.startswith("ValueError: xxx")
+
+    events: list[BreakerEvent] = []
+    b.on_state_change(events.append)
+    b.admit().failure("exit 3")  # the fourth failure opens it, with the text as given
+    assert b.state is CircuitState.OPEN
+    assert b.snapshot().last_failure == "exit 3"
+    assert events[0].reason == "4 consecutive failures (last: exit 3)"
+
+
+def test_the_async_failure_path_formats_the_reason_too(clock: FakeClock) -> None:
+    """An awaited failure below the threshold (decorator and ``call_async``) is recorded
+    with the same "Class: text" reason and wall time as a synchronous one (issue 21)."""
+    b = make(clock, failure_threshold=5)
+
+    async def aboom() -> None:
+        raise Boom("async down")
+
+    async def main() -> None:
+        with pytest.raises(Boom):
+            await b(aboom)()
+        assert b.snapshot().last_failure == "Boom: async down"
+        clock.advance(2)
+        with pytest.raises(Boom):
+            await b.call_async(aboom)
+
+    asyncio.run(main())
+    snap = b.snapshot()
+    assert snap.last_failure == "Boom: async down" and snap.last_failure_at == clock.time()
+    assert (snap.failures, snap.consecutive_failures) == (2, 2)
+
+
+def test_failure_path_window_entries_are_in_order_and_bounded(clock: FakeClock) -> None:
+    """The in-memory failure path appends its "1"s to the sliding window when the window is
+    next read (issue 21): a snapshot, a success and an operator action all see them in call
+    order, never more than the window holds, and a breaker whose window has filled with
+    successes again counts successes on the hot path without losing any."""
+    b = make(clock, failure_threshold=1000, sliding_window_size=4)
+    for _ in range(50):  # far more failures than the window holds
+        with pytest.raises(Boom):
+            b.call(boom)
+    snap = b.snapshot()
+    assert (snap.window_calls, snap.window_failures, snap.failure_rate) == (4, 4, 100.0)
+    b.call(ok)
+    b.call(ok)
+    fail(b)  # window now 1, 0, 0, 1 (newest last)
+    b.call(ok)
+    snap = b.snapshot()
+    assert (snap.window_calls, snap.window_failures) == (4, 1)
+    assert (snap.calls, snap.failures, snap.successes) == (54, 51, 3)
+    assert snap.consecutive_failures == 0
+    for _ in range(10):  # the failure leaves the window; later successes run hot
+        b.call(ok)
+    snap = b.snapshot()
+    assert (snap.window_calls, snap.window_failures, snap.successes) == (4, 0, 13)
+    assert snap.calls == snap.successes + snap.failures
+    fail(b, 2)
+    for _ in range(3):  # window 0, 0, 1, 1 then 0, 0, 0: the second failure is still in
+        b.call(ok)
+    assert (b.snapshot().window_failures, b.snapshot().consecutive_failures) == (1, 0)
+    fail(b, 2)
+    b.close()  # an operator action after pending failures starts the window afresh
+    b.call(ok)
+    snap = b.snapshot()
+    assert (snap.window_calls, snap.window_failures, snap.consecutive_failures) == (1, 0, 0)
+    fail(b, 3)
+    b.reset()
+    snap = b.snapshot()
+    assert (snap.window_calls, snap.calls, snap.last_failure) == (0, 0, None)
+
+
+def test_an_exception_whose_str_raises_is_still_counted_and_re_raised(clock: FakeClock) -> None:
+    """A guarded call's exception whose ``__str__`` raises is counted as a failure with a
+    placeholder reason, and the caller gets that exception, not one from the breaker's
+    bookkeeping (issue 21: the reason text is taken once, on the failure path)."""
+
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no text")
+
+    def bad() -> None:
+        raise Unprintable()
+
+    b = make(clock, failure_threshold=2)
+    with pytest.raises(Unprintable):
+        b(bad)()
+    assert b.snapshot().last_failure == "Unprintable: (exception text unavailable)"
+    with pytest.raises(Unprintable):
+        b.call(bad)
+    assert b.state is CircuitState.OPEN and b.snapshot().failures == 2
