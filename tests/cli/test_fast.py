@@ -266,3 +266,41 @@ def test_a_run_ends_the_same_on_both_paths(tmp_path: Path) -> None:
     assert fast.stdout == slow.stdout == b"out\n"
     assert lines(fast.stderr) == lines(slow.stderr)
     assert lines(fast.stderr)[-1] == "reliactl: failed in N (exit 3)"
+
+
+def _patch_run_option(monkeypatch: Any, option: str, attribute: str, value: Any) -> None:
+    """Make the click command Typer builds for `run` carry ``attribute=value`` on ``option``."""
+    import typer.main
+
+    original = typer.main.get_command
+
+    def patched(app: Any) -> Any:
+        command = original(app)
+        run = getattr(command, "commands", {}).get("run")
+        for param in run.params if run is not None else []:
+            if option in param.opts:
+                setattr(param, attribute, value)
+        return command
+
+    monkeypatch.setattr(typer.main, "get_command", patched)
+
+
+@pytest.mark.parametrize(
+    ("attribute", "value"),
+    [
+        ("envvar", "RELIACTL_RUN_TIMEOUT"),  # Typer would read it when --timeout is absent
+        ("default", lambda: "5m"),  # computed at each call, not once at generation
+    ],
+    ids=["envvar", "callable default"],
+)
+def test_the_generator_refuses_what_the_table_cannot_carry(
+    attribute: str, value: Any, monkeypatch: Any
+) -> None:
+    """An option of run or health whose value Typer takes from somewhere other than argv (an
+    environment variable, a default computed at each call) cannot be answered from defaults
+    recorded once: the fast path would silently ignore the variable or freeze the default.
+    The generator refuses such a table, naming the option, instead of writing one that the
+    drift test would then accept."""
+    _patch_run_option(monkeypatch, "--timeout", attribute, value)
+    with pytest.raises(SystemExit, match="--timeout"):
+        _fastgen.collect()
