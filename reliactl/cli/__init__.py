@@ -267,13 +267,16 @@ def invoked_path(args: list[str]) -> tuple[str, ...]:
     """The invoked top-level command and the word after it, skipping root options: () for
     none or an unknown command, (command,) or (command, word). ``word`` is whatever follows
     the command when it is not an option; the registration keeps a group whole unless it
-    names one of the group's commands."""
+    names one of the group's commands. A root --help before the command gives () too: the root's
+    help, which lists every command, is what runs."""
     index = 0
     while index < len(args):
         arg = args[index]
         if arg in ("--config", "-c"):
             index += 2
             continue
+        if arg in ("-h", "--help"):
+            return ()  # the root's eager help wins over what follows: it lists every command
         if arg.startswith("-"):
             index += 1
             continue

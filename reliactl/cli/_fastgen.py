@@ -131,6 +131,20 @@ def _kind(param: Any) -> str:
     return {str: "str", int: "int", float: "float"}.get(annotation, "")
 
 
+def _not_from_argv(param: Any) -> str | None:
+    """Why Typer's value for ``param`` may come from elsewhere than argv when the option is
+    absent (the table holds defaults recorded once, so the fast path would differ), or None."""
+    if param.envvar:
+        return f"reads ${param.envvar}"
+    if callable(param.default):
+        return "computes its default at each call"
+    if getattr(param, "prompt", None):
+        return "prompts for its value"
+    if param.callback is not None and not param.is_eager:
+        return "has a callback"
+    return None
+
+
 def collect() -> dict[str, Any]:
     """The table as a dict (pure data: names, kinds, defaults, help texts)."""
     import typer.main
@@ -140,6 +154,8 @@ def collect() -> dict[str, Any]:
     root = typer.main.get_command(build_app())
     root_options: dict[str, str] = {}
     for param in root.params:
+        if _not_from_argv(param) is not None:
+            raise SystemExit(f"the root's {'/'.join(param.opts)} {_not_from_argv(param)}")
         if param.param_type_name == "option" and _kind(param) == "str":
             root_options.update(dict.fromkeys(param.opts, param.name))
     commands: dict[str, Any] = {}
@@ -148,6 +164,13 @@ def collect() -> dict[str, Any]:
         options: dict[str, tuple[str, str]] = {}
         argument = None
         for param in command.params:
+            reason = _not_from_argv(param)
+            if reason is not None:
+                opts = "/".join(param.opts)
+                raise SystemExit(
+                    f"{name} {opts} {reason}: the fast path (reliactl/cli/_fast.py) would "
+                    "not; teach it (fall back when that applies) before generating the table"
+                )
             if param.param_type_name == "argument":
                 if param.nargs != -1 or argument is not None:
                     raise SystemExit(f"{name}: the fast path knows one COMMAND... argument")

@@ -40,6 +40,18 @@ FAST_CALLS = [
     ["health", "--count", "+7", "-w"],
     ["health", "-d", "-f", "json"],
     ["-c", "x.yaml", "health", "--detailed"],
+    # review: options after the command belong to it, empty and odd values are values
+    ["run", "--", "cmd", "--timeout", "5"],
+    ["run", "cmd", "-x", "--lock"],
+    ["run", "cmd", "--", "y"],
+    ["run", "--name", "", "--timeout=", "x"],
+    ["run", "--nice=-5", "--multiplier", "-1.5", "--", "x"],
+    ["run", "--log-file", "-", "-s", "-9", "x"],
+    ["run", "--name", "caf\udce9", "--", "x\udcff"],  # non-UTF-8 argv bytes (surrogates)
+    ["run", "--lock", "--", ""],
+    ["-c", "", "run", "x"],
+    ["health", "-C", "", "--check=b", "-C", "--json"],
+    ["health", "-f", "json", "--format", "nagios", "--json", "--json"],
 ]
 # argvs the fast path may answer or leave to Typer; if it answers, it must agree.
 OTHER_ARGVS = [
@@ -72,6 +84,13 @@ OTHER_ARGVS = [
     ["config", "show"],
     ["runs"],
     [],
+    ["-q", "health"],  # a command's option before the command
+    ["--json", "health"],
+    ["--", "run", "x"],
+    ["-c=x", "run", "x"],
+    ["run", "--loc", "x"],  # no prefix matching in click
+    ["run", "--nice", "1e1", "x"],
+    ["health", "-"],
 ]
 
 
@@ -266,3 +285,94 @@ def test_a_run_ends_the_same_on_both_paths(tmp_path: Path) -> None:
     assert fast.stdout == slow.stdout == b"out\n"
     assert lines(fast.stderr) == lines(slow.stderr)
     assert lines(fast.stderr)[-1] == "reliactl: failed in N (exit 3)"
+
+
+def _patch_run_option(monkeypatch: Any, option: str, attribute: str, value: Any) -> None:
+    """Make the click command Typer builds for `run` carry ``attribute=value`` on ``option``."""
+    import typer.main
+
+    original = typer.main.get_command
+
+    def patched(app: Any) -> Any:
+        command = original(app)
+        run = getattr(command, "commands", {}).get("run")
+        for param in run.params if run is not None else []:
+            if option in param.opts:
+                setattr(param, attribute, value)
+        return command
+
+    monkeypatch.setattr(typer.main, "get_command", patched)
+
+
+@pytest.mark.parametrize(
+    ("attribute", "value"),
+    [
+        ("envvar", "RELIACTL_RUN_TIMEOUT"),  # Typer would read it when --timeout is absent
+        ("default", lambda: "5m"),  # computed at each call, not once at generation
+    ],
+    ids=["envvar", "callable default"],
+)
+def test_the_generator_refuses_what_the_table_cannot_carry(
+    attribute: str, value: Any, monkeypatch: Any
+) -> None:
+    """An option of run or health whose value Typer takes from somewhere other than argv (an
+    environment variable, a default computed at each call) cannot be answered from defaults
+    recorded once: the fast path would silently ignore the variable or freeze the default.
+    The generator refuses such a table, naming the option, instead of writing one that the
+    drift test would then accept."""
+    _patch_run_option(monkeypatch, "--timeout", attribute, value)
+    with pytest.raises(SystemExit, match="--timeout"):
+        _fastgen.collect()
+
+
+# (label, argv after the program, extra environment, shell redirections): forms a crontab, a
+# pipe or an odd locale produce; each runs with and without the fast path.
+PROCESS_CASES = [
+    ("non-UTF-8 argv", [b"run", b"--", b"printf", b"%s|", b"\xff\xfe", b"caf\xe9"], {}, ""),
+    ("options after --", ["run", "--", "printf", "%s|", "--timeout", "5", "-x"], {}, ""),
+    ("stdout closed", ["run", "--", "sh", "-c", "echo lost; echo kept >&2"], {}, ">&-"),
+    ("stdin closed", ["run", "--", "sh", "-c", "cat; echo rc=$?"], {}, "<&-"),
+    ("all closed", ["health", "--json"], {}, ">&- 2>&- <&-"),
+    ("help, C locale", ["run", "--help"], {"LC_ALL": "C", "LANG": "C"}, ""),
+    ("help, ascii stdout", ["health", "-h"], {"PYTHONIOENCODING": "ascii"}, ""),
+    ("help, colour asked", ["--help"], {"FORCE_COLOR": "1", "TERM": "xterm-256color"}, ""),
+    ("help, stdout closed", ["--help"], {}, ">&-"),
+    ("root help first", ["--help", "run"], {}, ""),
+    ("missing config", ["run", "true"], {"RELIACTL_CONFIG": "/nonexistent/r.yaml"}, ""),
+]
+
+
+@pytest.mark.parametrize(
+    ("argv", "extra", "redirect"),
+    [case[1:] for case in PROCESS_CASES],
+    ids=[case[0] for case in PROCESS_CASES],
+)
+def test_processes_end_the_same_with_and_without_the_fast_path(
+    argv: list[Any], extra: dict[str, str], redirect: str, tmp_path: Path
+) -> None:
+    """Non-UTF-8 argv bytes reach the child untouched, options after the command are the
+    child's, closed stdin/stdout/stderr (cron, daemons) and the locale or colour variables
+    change nothing: stdout, stderr (timestamps and durations aside) and the exit code are
+    the same with the fast path and with RELIACTL_FAST=0."""
+    import re
+    import shlex
+
+    words = [a if isinstance(a, bytes) else a.encode() for a in argv]
+    line = b" ".join(shlex.quote(w.decode("latin-1")).encode("latin-1") for w in words)
+    script = b'exec "$0" -m reliactl ' + line + b" " + redirect.encode()
+    cmd = [b"sh", b"-c", script, sys.executable.encode()]
+    fast, slow = _both(cmd, _env(tmp_path, **extra), tmp_path)  # type: ignore[arg-type]
+
+    def strip(err: bytes) -> bytes:
+        err = re.sub(rb"\S*T\d\d:\d\d:\d\d\S*Z ", b"", err)
+        return re.sub(rb"\d+(\.\d+)?m?s\b", b"N", err)
+
+    assert (fast.returncode, fast.stdout, strip(fast.stderr)) == (
+        slow.returncode,
+        slow.stdout,
+        strip(slow.stderr),
+    )
+    expected = {b"\xfe": b"\xff\xfe|caf\xe9|", b"-x": b"--timeout|5|-x|", b"$?": b"rc=0\n"}
+    for marker, stdout in expected.items():
+        if any(marker in word for word in words):
+            assert fast.stdout == stdout

@@ -140,6 +140,28 @@ def test_errors_and_exit_codes_equal_the_full_apps(argv: list[str], tmp_path: Pa
     assert lean.exit_code != 0
 
 
+ROOT_HELP_FIRST = [
+    ["--help", "run"],
+    ["-h", "breaker", "list"],
+    ["-c", "x.yaml", "--help", "health"],
+    ["--config=x.yaml", "-h", "runs", "backup"],
+]
+
+
+@pytest.mark.parametrize("argv", ROOT_HELP_FIRST, ids=" ".join)
+def test_root_help_before_a_command_lists_every_command(argv: list[str], monkeypatch: Any) -> None:
+    """`reliactl --help run` is the root's help (the eager --help wins over the command that
+    follows), and it lists every command as the full app does, not only the one named after
+    it (the lean app once registered just that command and listed it alone)."""
+    from typer.testing import CliRunner
+
+    monkeypatch.setenv("COLUMNS", "80")
+    lean = CliRunner().invoke(build_app(invoked_path(argv)), argv)
+    full = CliRunner().invoke(build_app(), argv)
+    assert (lean.exit_code, lean.stdout) == (full.exit_code, full.stdout)
+    assert lean.exit_code == 0 and "  cleanup " in lean.stdout and "  state " in lean.stdout
+
+
 def test_invoked_path_names_the_command_and_the_word_after_it() -> None:
     """Root options are skipped; an option or nothing after the command gives the command
     alone; an unknown command gives nothing (the full app then answers)."""
