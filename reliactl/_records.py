@@ -27,6 +27,7 @@ makes frozen ones only), as does a class whose base is a standard dataclass.
 from __future__ import annotations
 
 import dataclasses
+import reprlib
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -65,6 +66,7 @@ def finish(cls: C) -> C:
     frozen one (its ``__init__`` compiled with the others' at the first instance)."""
     klass: type = cls
     fields = dataclasses.fields(klass)
+    _refuse_unsupported(klass, fields)
     names = frozenset(f.name for f in fields)
     shown = tuple(f.name for f in fields if f.repr)
     compared = tuple(f.name for f in fields if f.compare)
@@ -80,6 +82,7 @@ def finish(cls: C) -> C:
             raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
         super(klass, self).__delattr__(name)  # type: ignore[arg-type]
 
+    @reprlib.recursive_repr()  # a record inside its own field shows ``...``, as dataclasses
     def __repr__(self: Any) -> str:
         inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in shown)
         return f"{self.__class__.__qualname__}({inner})"
@@ -97,12 +100,48 @@ def finish(cls: C) -> C:
         _compile_pending()
         klass.__dict__["__init__"](self, *args, **kwargs)
 
+    own = klass.__dict__
     for method in (__setattr__, __delattr__, __repr__, __eq__, __hash__, __init__):
-        method.__qualname__ = f"{cls.__qualname__}.{method.__name__}"
-        setattr(cls, method.__name__, method)
+        name = method.__name__
+        if name == "__hash__":  # the class's own __hash__ stays (not the None __eq__ implies)
+            if own.get("__hash__") is not None:
+                continue
+        elif name in own:  # the class's own __init__, __repr__ or __eq__ stays, as dataclasses
+            continue
+        method.__qualname__ = f"{cls.__qualname__}.{name}"
+        setattr(cls, name, method)
     klass.__dataclass_params__ = _Params(klass.__dataclass_params__)  # type: ignore[attr-defined]
-    _pending.append(cls)
+    if own["__init__"] is __init__:  # else the class's own: nothing to compile
+        _pending.append(cls)
     return cls
+
+
+def _refuse_unsupported(cls: type, fields: tuple[dataclasses.Field[Any], ...]) -> None:
+    """Refuse, when the class is defined, what the shared methods do not implement (where the
+    standard decorator would do something else): InitVar, ``init=False`` and ``kw_only``
+    fields, field names the generated ``__init__`` cannot take, a non-default field after a
+    default one, an own ``__setattr__``/``__delattr__``. Raised here, never at the first
+    instance: one class's error there would fail every pending class's first instance."""
+    where = cls.__qualname__
+    for name in ("__setattr__", "__delattr__"):
+        if name in cls.__dict__:
+            raise TypeError(f"Cannot overwrite attribute {name} in class {where}")
+    for f in cls.__dict__.get("__dataclass_fields__", {}).values():
+        if f._field_type is dataclasses._FIELD_INITVAR:  # type: ignore[attr-defined]
+            raise TypeError(f"{where}.{f.name}: InitVar is not supported by reliactl._records")
+    seen_default = False
+    for f in fields:
+        if not f.init or f.kw_only is True:
+            raise TypeError(
+                f"{where}.{f.name}: init=False and kw_only fields are not supported by"
+                " reliactl._records (use a standard dataclass)"
+            )
+        if not f.name.isidentifier() or f.name.startswith("_") or f.name == "self":
+            raise TypeError(f"{where}.{f.name}: not a schema field name")
+        if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
+            seen_default = True
+        elif seen_default:
+            raise TypeError(f"non-default argument {f.name!r} follows default argument")
 
 
 class _Params:

@@ -188,7 +188,7 @@ def test_the_core_records_on_the_run_and_health_paths_are_built_by_records() -> 
     for module_name in CORE_MODULES:
         for cls in _frozen_records(module_name):
             seen += 1
-            code = cls.__dict__["__repr__"].__code__
+            code = cls.__dict__["__eq__"].__code__
             assert code.co_filename == _records.__file__, cls
             twin = dataclasses.make_dataclass(
                 cls.__name__,
@@ -272,3 +272,127 @@ def test_a_standard_frozen_subclass_of_a_built_record_works_as_before() -> None:
         mine.name = "b"  # type: ignore[misc]
     assert "frozen=True" in repr(Ours.__dataclass_params__)  # type: ignore[attr-defined]
     assert OursChild("c").extra is False
+
+
+def test_what_records_cannot_build_is_refused_at_definition_and_spares_other_records() -> None:
+    """A frozen record using what the shared methods do not implement (InitVar, init=False
+    or kw_only fields, a field name the generated __init__ cannot take, a required field after
+    a default one) raises TypeError when the class is defined. It used to be accepted and
+    either misbehave silently (init=False/kw_only taken as positional parameters, InitVar never
+    passed) or raise at the first instance of ANY pending record: one bad class made every
+    record defined with it unconstructible."""
+
+    @_records.dataclass(frozen=True)
+    class Pending:  # defined, never instantiated yet: its __init__ is still to compile
+        name: str
+        size: int = 1
+
+    bad_bodies = {
+        "order": "class Bad:\n  x: int = 1\n  y: int\n",
+        "init_false": "class Bad:\n  x: int\n  y: int = field(default=5, init=False)\n",
+        "kw_only": "class Bad:\n  x: int = field(kw_only=True, default=0)\n",
+        "initvar": "class Bad:\n  x: int\n  z: InitVar[int] = 3\n",
+        "private_name": "class Bad:\n  _x: int\n",
+        "own_setattr": "class Bad:\n  x: int\n  def __setattr__(self, n, v): pass\n",
+    }
+    for label, body in bad_bodies.items():
+        namespace: dict[str, Any] = {"field": field, "InitVar": dataclasses.InitVar}
+        # dont_inherit: annotations evaluated (this file's __future__ import would make
+        # InitVar a string that dataclasses cannot resolve outside a module)
+        exec(compile(body, "<bad record>", "exec", dont_inherit=True), namespace)
+        with pytest.raises(TypeError):
+            _records.dataclass(frozen=True)(namespace["Bad"])
+            pytest.fail(f"{label}: accepted")
+    assert repr(Pending("a")).endswith("Pending(name='a', size=1)")
+    assert Pending("a", 2) == Pending(name="a", size=2)
+
+
+def test_a_records_own_methods_stay_and_a_self_containing_record_prints() -> None:
+    """As with the standard decorator, a record's own ``__init__``, ``__repr__``, ``__eq__``
+    and ``__hash__`` are kept (they were silently replaced by the shared ones), and a record
+    that contains itself prints ``...`` instead of nesting once (dataclasses' recursive_repr)."""
+
+    @_records.dataclass(frozen=True)
+    class Own:
+        value: int
+
+        def __init__(self, raw: str) -> None:
+            object.__setattr__(self, "value", int(raw) * 2)
+
+        def __repr__(self) -> str:
+            return f"<Own {self.value}>"
+
+        def __eq__(self, other: object) -> bool:
+            return isinstance(other, Own)
+
+        def __hash__(self) -> int:
+            return 7
+
+    assert Own("2").value == 4
+    assert repr(Own("2")) == "<Own 4>"
+    assert Own("1") == Own("2") and hash(Own("1")) == 7
+
+    @_records.dataclass(frozen=True)
+    class EqOnly:
+        value: int
+
+        def __eq__(self, other: object) -> bool:
+            return True
+
+    @dataclasses.dataclass(frozen=True)
+    class StandardEqOnly:
+        value: int
+
+        def __eq__(self, other: object) -> bool:
+            return True
+
+    assert EqOnly(1) == EqOnly(2)
+    assert hash(EqOnly(1)) == hash(StandardEqOnly(1))  # generated from the fields, as theirs
+
+    @_records.dataclass(frozen=True)
+    class Box:
+        items: list[Any]
+
+    box = Box([])
+    box.items.append(box)
+    assert repr(box).endswith(".Box(items=[...])")
+
+
+def test_first_instances_made_by_many_threads_at_once_are_all_complete() -> None:
+    """The lazy compile of every pending ``__init__`` is safe when several threads make the
+    first instances of several fresh records at the same moment (and define another record
+    meanwhile): every instance gets its own values, none sees a half-installed __init__."""
+    import threading
+
+    classes = []
+    for index in range(6):
+        namespace: dict[str, Any] = {"field": field}
+        exec(f"class R{index}:\n  a: int\n  b: list = field(default_factory=list)\n", namespace)
+        classes.append(_records.dataclass(frozen=True)(namespace[f"R{index}"]))
+    barrier = threading.Barrier(8)
+    results: list[Any] = []
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            if n == 7:
+                late = dataclasses.make_dataclass(
+                    "Late", [("z", int)], init=False, repr=False, eq=False
+                )
+                results.append(_records.finish(late)(n))
+            for cls in classes:
+                results.append(cls(n))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors
+    assert len(results) == 8 * 6 + 1
+    for obj in results:
+        value = obj.z if hasattr(obj, "z") else obj.a
+        assert isinstance(value, int) and (hasattr(obj, "z") or obj.b == [])

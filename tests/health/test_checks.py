@@ -744,3 +744,65 @@ def test_a_second_run_right_after_the_first_short_sample_never_pages(tmp_path: P
     second = run1(check, records)  # well within CPU_MIN_WINDOW of the first
     assert second.status is Status.WARNING, second.message
     assert "never CRITICAL" in second.message
+
+
+_WINDOW_PROBE = """
+import json, ssl, sys, threading, urllib.request
+from reliactl.health import checks
+
+made, stop = [], threading.Event()
+
+def spin():  # another thread of the program makes default contexts all along the import
+    while not stop.is_set():
+        made.append(ssl.create_default_context())
+
+thread = threading.Thread(target=spin)
+thread.start()
+checks._import_aiohttp()
+stop.set()
+thread.join()
+deferred = [c for c in made if c.__dict__.get("_reliactl_ca_pending")]
+base = ssl.SSLContext.__mro__[1]
+restored = ssl.SSLContext.set_default_verify_paths is base.set_default_verify_paths
+ctx = deferred[0] if deferred else ssl.create_default_context()
+empty_before = ctx.cert_store_stats()["x509_ca"] == 0
+try:
+    with urllib.request.urlopen(sys.argv[1], context=ctx, timeout=30) as answer:
+        outcome = answer.status
+except Exception as exc:
+    reason = getattr(exc, "reason", exc)
+    outcome = type(reason).__name__
+print(json.dumps({"deferred": len(deferred), "restored": restored,
+                  "empty_before": empty_before, "outcome": outcome}))
+"""
+
+
+def test_a_context_another_thread_makes_during_the_aiohttp_import_verifies_as_usual(
+    tmp_path: Path,
+) -> None:
+    """While reliactl imports aiohttp (the CA stand-in is installed process-wide), another
+    thread's ``ssl.create_default_context()`` gets the deferred load too: it holds no CA until
+    its first connection, then verifies against the system CAs (SSL_CERT_FILE) exactly as a
+    normal context: a server signed by the trusted CA answers 200 and one signed by another
+    CA fails certificate verification (never accepted). The real method is back afterwards."""
+    ca, ca_file = make_ca(tmp_path)
+    (tmp_path / "other").mkdir()
+    _other, other_file = make_ca(tmp_path / "other")
+    results = {}
+    with https_server(ca) as url:
+        for name, trust in (("trusted", ca_file), ("untrusted", other_file)):
+            env = {**os.environ, "SSL_CERT_FILE": str(trust), "SSL_CERT_DIR": str(tmp_path / "no")}
+            done = subprocess.run(
+                [sys.executable, "-c", _WINDOW_PROBE, url],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            assert done.returncode == 0, done.stderr
+            results[name] = json.loads(done.stdout)
+    for result in results.values():
+        assert result["deferred"] >= 1 and result["restored"] and result["empty_before"], result
+    assert results["trusted"]["outcome"] == 200
+    assert results["untrusted"]["outcome"] == "SSLCertVerificationError"
