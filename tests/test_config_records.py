@@ -60,6 +60,71 @@ def test_construction_defaults_factories_and_errors_are_the_standard_ones() -> N
     ]
 
 
+def test_argument_errors_and_factory_order_match_the_standard_init_exactly() -> None:
+    """The records' ``__init__`` is a closure, not compiled code (issue 21): for every shape
+    of class (no field, required only, defaults, a factory) and every mix of positional and
+    keyword arguments, it binds exactly as the standard generated ``__init__``: the same
+    values, or a TypeError with the same message (unknown, doubled, too many, missing); no
+    factory is called when the call is refused, and factories run in field order."""
+    calls: list[str] = []
+
+    def factory(tag: str) -> Any:
+        def make() -> list[str]:
+            calls.append(tag)
+            return [tag]
+
+        return make
+
+    shapes: list[dict[str, Any]] = [
+        {},
+        {"a": None},
+        {"a": None, "b": None},
+        {"a": None, "b": 1},
+        {"a": 1},
+        {"a": None, "b": field(default_factory=factory("b")), "c": 2},
+        {"a": field(default_factory=factory("a")), "b": field(default_factory=factory("b"))},
+    ]
+    keywords: list[dict[str, Any]] = [{}, {"a": 1}, {"b": 2}, {"zz": 3}, {"a": 1, "c": 2}]
+    for shape in shapes:
+        made = []
+        for decorate in (dataclasses.dataclass(frozen=True), _records.dataclass(frozen=True)):
+            namespace: dict[str, Any] = {"__annotations__": dict.fromkeys(shape, "Any")}
+            namespace.update({k: v for k, v in shape.items() if v is not None})
+            made.append(decorate(type("Shape", (), namespace)))
+        for positional in range(5):
+            for kwargs in keywords:
+                outcomes = []
+                for cls in made:
+                    calls.clear()
+                    try:
+                        outcomes.append((repr(cls(*range(positional), **kwargs)), calls[:]))
+                    except TypeError as exc:
+                        outcomes.append((str(exc), calls[:]))
+                assert outcomes[0] == outcomes[1], (shape, positional, kwargs)
+
+
+def test_signature_is_the_standard_one_also_for_a_standard_child() -> None:
+    """``inspect.signature`` (help(), IDEs, documentation tools) shows the fields as the
+    standard dataclass does, although the records' ``__init__`` takes ``*args, **kwargs``;
+    a standard dataclass child of a record shows its own ``__init__``."""
+    import inspect
+
+    assert str(inspect.signature(Ours)) == str(inspect.signature(Standard))
+
+    @dataclasses.dataclass(frozen=True)
+    class StandardChild(Ours):
+        more: int = 1
+
+    assert list(inspect.signature(StandardChild).parameters) == [
+        "name",
+        "port",
+        "tags",
+        "ratio",
+        "more",
+    ]
+    assert list(inspect.signature(OursChild).parameters)[-1] == "extra"
+
+
 def test_repr_eq_hash_and_frozenness_are_the_standard_ones() -> None:
     """repr text, value equality within one class only (NaN in the same object compares as
     the tuple comparison of dataclasses does), hash of the fields, and FrozenInstanceError
