@@ -133,13 +133,20 @@ def test_run_and_health_compile_no_core_record_methods(argv: list[str], tmp_path
     records (reliactl._records builds them: 162 and 126 compilations before, ~0.5 ms each);
     only the mutable runner._AttemptState / alertstate.Snapshot (3 each) remain. The
     records' ``__init__`` are closures: nothing is compiled at the first instance either (one
-    compile of every pending class's ``__init__`` cost 6-12 ms of each start). Neither
+    compile of every pending class's ``__init__`` cost 6-12 ms of each start); the breaker
+    settings, the CLI's AppContext and the runner's attempt state compile nothing (or only
+    an ``__init__``) either. Neither
     start imports uuid (and so platform), which only `silence add` needs, logging (the
     monitor logs only in `serve`'s failures) or tempfile (only `--textfile` writes one)."""
     compiled, modules = _cli_start(argv, tmp_path)
     core = [m for m in compiled if m in CORE_RECORD_MODULES]
     assert len(core) <= 3, core
     assert not [m for m in compiled if m.startswith("<reliactl")], compiled
+    # BreakerSettings and CircuitBreakerConfig are records too, AppContext a plain class,
+    # and runner._AttemptState compiles its __init__ only (6 + 6 + 3 + 2 methods before).
+    shared = ("reliactl._settings", "reliactl.config._schema", "reliactl.cli.context")
+    assert not [m for m in compiled if m in shared], compiled
+    assert compiled.count("reliactl.runner") <= 1, compiled
     assert len(compiled) <= 30, compiled
     assert "reliactl.cli._fast" in modules and "dataclasses" in modules
     assert not {"uuid", "platform", "logging", "tempfile", "shutil"} & modules
