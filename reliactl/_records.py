@@ -197,11 +197,15 @@ def _make_init(cls: type, fields: tuple[dataclasses.Field[Any], ...]) -> Callabl
 class _Signature:
     """``inspect.signature(cls)`` of a class built here: the standard dataclass's
     ``(name: str, port: int | None = None, tags: list[str] = <factory>) -> None``, worked
-    out when asked (``__init__`` itself takes ``*args, **kwargs``). A subclass with an
-    ``__init__`` of its own (a standard dataclass child) gets its own, as before."""
+    out when asked (``__init__`` itself takes ``*args, **kwargs``), for the class whose
+    ``__init__`` an instance of ``owner`` runs (a plain subclass runs its record base's); a
+    subclass with an ``__init__`` of its own (a standard dataclass child) gets its own."""
 
     def __get__(self, instance: Any, owner: type) -> Any:
-        fields = getattr(owner.__dict__.get("__init__"), "_record_fields", None)
+        init = next(
+            (k.__dict__["__init__"] for k in owner.__mro__ if "__init__" in k.__dict__), None
+        )
+        fields = getattr(init, "_record_fields", None)
         if instance is not None or fields is None:
             raise AttributeError("__signature__")
         import inspect

@@ -124,6 +124,11 @@ def test_signature_is_the_standard_one_also_for_a_standard_child() -> None:
     ]
     assert list(inspect.signature(OursChild).parameters)[-1] == "extra"
 
+    class Plain(Ours):
+        pass
+
+    assert str(inspect.signature(Plain)) == str(inspect.signature(Ours))
+
 
 def test_repr_eq_hash_and_frozenness_are_the_standard_ones() -> None:
     """repr text, value equality within one class only (NaN in the same object compares as
