@@ -6,8 +6,13 @@ the configuration package."""
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dataclasses import dataclass
+else:  # the same frozen dataclass, its methods not compiled at import (see _records)
+    from reliactl._records import dataclass
 
 __all__ = ["BreakerSettings", "_opt"]
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import json
 import os
 import re
@@ -152,22 +153,29 @@ class HeldLock:
 INTERPRETERS = re.compile(
     r"(sh|bash|dash|zsh|ksh|mksh|busybox|env|python[0-9.]*|pypy[0-9.]*|perl|ruby|node|php)"
 )
+
+
 # Options after which an interpreter runs inline code or a module, not a script file.
-_SHELLS = re.compile(r"sh|bash|dash|zsh|ksh|mksh|busybox")
-_INLINE = (
-    (re.compile(r"(python|pypy)[0-9.]*"), frozenset({"-c", "-m"})),
-    (re.compile(r"perl"), frozenset({"-e", "-E"})),
-    (re.compile(r"ruby"), frozenset({"-e"})),
-    (re.compile(r"node"), frozenset({"-e", "-p", "--eval", "--print"})),
-    (re.compile(r"php"), frozenset({"-r"})),
-)
+# Compiled at the first interpreter seen, not at import (every `run` imports this module).
+@functools.cache
+def _inline_rules() -> tuple[re.Pattern[str], tuple[tuple[re.Pattern[str], frozenset[str]], ...]]:
+    shells = re.compile(r"sh|bash|dash|zsh|ksh|mksh|busybox")
+    inline = (
+        (re.compile(r"(python|pypy)[0-9.]*"), frozenset({"-c", "-m"})),
+        (re.compile(r"perl"), frozenset({"-e", "-E"})),
+        (re.compile(r"ruby"), frozenset({"-e"})),
+        (re.compile(r"node"), frozenset({"-e", "-p", "--eval", "--print"})),
+        (re.compile(r"php"), frozenset({"-r"})),
+    )
+    return shells, inline
 
 
 def _inline(interpreter: str, arg: str) -> bool:
     """Does ``arg`` make ``interpreter`` run inline code (``sh -c``, ``sh -ec``, ``python -m``)?"""
-    if _SHELLS.fullmatch(interpreter):
+    shells, inline = _inline_rules()
+    if shells.fullmatch(interpreter):
         return arg.startswith("-") and not arg.startswith("--") and "c" in arg[1:]
-    return any(p.fullmatch(interpreter) and arg in opts for p, opts in _INLINE)
+    return any(p.fullmatch(interpreter) and arg in opts for p, opts in inline)
 
 
 _ENV_WITH_VALUE = frozenset({"-u", "--unset", "-C", "--chdir"})

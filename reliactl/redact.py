@@ -16,6 +16,7 @@ Stdlib only, no I/O; imported by ``http``, ``health.alerts``, ``health.checks`` 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -65,25 +66,34 @@ _SECRET_WORDS = (
 _AUTH_HEADERS = ("authorization", "proxy-authorization")
 
 _UUID = r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
+
+
 # Paths of webhook URLs whose last segments are the credential, recognised by their shape on
 # any host (a relay or proxy in front of the service keeps the same path), and Slack's newer
 # forms on its own host.
-_WEBHOOK_PATHS: tuple[tuple[re.Pattern[str] | None, re.Pattern[str]], ...] = (
-    # Discord: /api[/v10]/webhooks/<id>/<token>
-    (None, re.compile(r"^(?P<keep>/api(?:/v\d+)?/webhooks/[^/]+/)[^/]+(?P<rest>.*)$")),
-    # Slack: /services/T…/B…/<token>
-    (None, re.compile(r"^(?P<keep>/services/)T[A-Z0-9]+/B[A-Z0-9]+/[^/]+(?P<rest>.*)$")),
-    (re.compile(r"^hooks\.slack\.com$"), re.compile(r"^(?P<keep>/\w+/)[^?#]+(?P<rest>)$")),
-    # Telegram bots: /bot<id>:<token>/sendMessage
-    (None, re.compile(r"^(?P<keep>/(?:file/)?bot)\d+:[^/]+(?P<rest>.*)$")),
-    # Heartbeat pings (reliactl.ping): healthchecks.io's /<uuid> or /ping/<uuid>[/start...] on
-    # any host (self-hosted too), its /<ping-key>/<slug> on hc-ping.com; Uptime Kuma's
-    # /api/push/<token>; Cronitor's /p/<api-key>/<monitor> on cronitor.link.
-    (None, re.compile(rf"^(?P<keep>/(?:ping/)?){_UUID}(?P<rest>.*)$")),
-    (re.compile(r"(^|\.)hc-ping\.com$"), re.compile(r"^(?P<keep>/)[^/?#]+/[^/?#]+(?P<rest>.*)$")),
-    (None, re.compile(r"^(?P<keep>/api/push/)[^/?#]+(?P<rest>.*)$")),
-    (re.compile(r"(^|\.)cronitor\.link$"), re.compile(r"^(?P<keep>/p/)[^/?#]+(?P<rest>.*)$")),
-)
+@functools.cache
+def _webhook_paths() -> tuple[tuple[re.Pattern[str] | None, re.Pattern[str]], ...]:
+    """Compiled at the first URL redacted, not at import (every `run` imports this module
+    through the config; ~1 ms of regex compilation it rarely needs)."""
+    return (
+        # Discord: /api[/v10]/webhooks/<id>/<token>
+        (None, re.compile(r"^(?P<keep>/api(?:/v\d+)?/webhooks/[^/]+/)[^/]+(?P<rest>.*)$")),
+        # Slack: /services/T…/B…/<token>
+        (None, re.compile(r"^(?P<keep>/services/)T[A-Z0-9]+/B[A-Z0-9]+/[^/]+(?P<rest>.*)$")),
+        (re.compile(r"^hooks\.slack\.com$"), re.compile(r"^(?P<keep>/\w+/)[^?#]+(?P<rest>)$")),
+        # Telegram bots: /bot<id>:<token>/sendMessage
+        (None, re.compile(r"^(?P<keep>/(?:file/)?bot)\d+:[^/]+(?P<rest>.*)$")),
+        # Heartbeat pings (reliactl.ping): healthchecks.io's /<uuid> or /ping/<uuid>[/start...] on
+        # any host (self-hosted too), its /<ping-key>/<slug> on hc-ping.com; Uptime Kuma's
+        # /api/push/<token>; Cronitor's /p/<api-key>/<monitor> on cronitor.link.
+        (None, re.compile(rf"^(?P<keep>/(?:ping/)?){_UUID}(?P<rest>.*)$")),
+        (
+            re.compile(r"(^|\.)hc-ping\.com$"),
+            re.compile(r"^(?P<keep>/)[^/?#]+/[^/?#]+(?P<rest>.*)$"),
+        ),
+        (None, re.compile(r"^(?P<keep>/api/push/)[^/?#]+(?P<rest>.*)$")),
+        (re.compile(r"(^|\.)cronitor\.link$"), re.compile(r"^(?P<keep>/p/)[^/?#]+(?P<rest>.*)$")),
+    )
 
 
 def is_secret_name(name: str) -> bool:
@@ -112,7 +122,7 @@ def redact_headers(headers: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> li
 
 
 def _redact_path(host: str, path: str) -> str:
-    for host_pattern, path_pattern in _WEBHOOK_PATHS:
+    for host_pattern, path_pattern in _webhook_paths():
         if host_pattern is None or host_pattern.search(host):
             match = path_pattern.match(path)
             if match:
@@ -133,7 +143,7 @@ def redact_url(url: object, *, path: bool = True) -> str:
         host = parts.hostname or ""
         port = parts.port
     except ValueError:  # a malformed URL (a bad port): still never show its password
-        return REDACTED if not path else _USERINFO.sub(rf"\g<scheme>\g<user>:{REDACTED}@", text)
+        return REDACTED if not path else re.sub(_USERINFO, rf"\g<scheme>\g<user>:{REDACTED}@", text)
     if not path:
         if not parts.scheme or not host:
             return REDACTED
@@ -160,13 +170,14 @@ def redact_url(url: object, *, path: bool = True) -> str:
     )
 
 
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^:@/\s]*):[^@/\s]*@")
-_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>]+")
+# Compiled at first use by re's own cache (re.sub with the pattern text), not at import.
+_USERINFO = r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^:@/\s]*):[^@/\s]*@"
+_URL_IN_TEXT = r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>]+"
 
 
 def redact_urls_in(text: str) -> str:
     """``text`` (a message, a log line) with every URL in it passed through :func:`redact_url`."""
-    return _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
+    return re.sub(_URL_IN_TEXT, lambda m: redact_url(m.group(0)), text)
 
 
 def redact_text(text: str, secrets: Iterable[str]) -> str:

@@ -1411,7 +1411,8 @@ def signal_job(root: int, sig: int, *, group: int) -> list[JobProcess]:
 # --------------------------------------------------------------------------- parent side
 
 
-@dataclasses.dataclass  # mutable: _records makes frozen classes only
+@dataclasses.dataclass(repr=False, eq=False)  # mutable (_records: frozen only); only
+# __init__ compiled at import: nothing compares or prints an attempt's state
 class _AttemptState:
     pid: int
     report_r: int

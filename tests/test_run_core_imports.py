@@ -83,13 +83,21 @@ def spy(name, *args, **kwargs):
     print('DC', module, name, file=sys.stderr, flush=True)
     return real(name, *args, **kwargs)
 dataclasses._create_fn = spy
+import builtins
+real_compile = builtins.compile
+def compile_spy(source, filename, mode, *args, **kwargs):
+    if mode == 'exec' and str(filename).startswith('<reliactl'):
+        print('CC', filename, file=sys.stderr, flush=True)
+    return real_compile(source, filename, mode, *args, **kwargs)
+builtins.compile = compile_spy
 sys.argv = ['reliactl', *sys.argv[1:]]
 runpy.run_module('reliactl', run_name='__main__', alter_sys=True)
 """
 
 
 def _cli_start(argv: list[str], tmp_path: Path) -> tuple[list[str], set[str]]:
-    """(module of each dataclass method compiled, modules imported) for a real CLI start."""
+    """(module of each dataclass method compiled, modules imported) for a real CLI start;
+    a source reliactl generated and compiled itself shows as a ``<reliactl...>`` entry."""
     env = {
         "HOME": str(tmp_path),
         "XDG_STATE_HOME": str(tmp_path),
@@ -108,7 +116,9 @@ def _cli_start(argv: list[str], tmp_path: Path) -> tuple[list[str], set[str]]:
         timeout=120,
     )
     assert out.returncode in (0, 1, 2, 3), out.stderr[-2000:]
-    compiled = [line.split()[1] for line in out.stderr.splitlines() if line.startswith("DC ")]
+    compiled = [
+        line.split()[1] for line in out.stderr.splitlines() if line.startswith(("DC ", "CC "))
+    ]
     modules = {
         line.rsplit("|", 1)[-1].strip()
         for line in out.stderr.splitlines()
@@ -121,12 +131,56 @@ def _cli_start(argv: list[str], tmp_path: Path) -> tuple[list[str], set[str]]:
 def test_run_and_health_compile_no_core_record_methods(argv: list[str], tmp_path: Path) -> None:
     """`run -- true` and `health --json` compile no dataclass methods for the core's frozen
     records (reliactl._records builds them: 162 and 126 compilations before, ~0.5 ms each);
-    only the mutable runner._AttemptState / alertstate.Snapshot (3 each) remain. Neither
+    only the mutable runner._AttemptState / alertstate.Snapshot (3 each) remain. The
+    records' ``__init__`` are closures: nothing is compiled at the first instance either (one
+    compile of every pending class's ``__init__`` cost 6-12 ms of each start); the breaker
+    settings, the CLI's AppContext and the runner's attempt state compile nothing (or only
+    an ``__init__``) either. Neither
     start imports uuid (and so platform), which only `silence add` needs, logging (the
     monitor logs only in `serve`'s failures) or tempfile (only `--textfile` writes one)."""
     compiled, modules = _cli_start(argv, tmp_path)
     core = [m for m in compiled if m in CORE_RECORD_MODULES]
     assert len(core) <= 3, core
+    assert not [m for m in compiled if m.startswith("<reliactl")], compiled
+    # BreakerSettings and CircuitBreakerConfig are records too, AppContext a plain class,
+    # and runner._AttemptState compiles its __init__ only (6 + 6 + 3 + 2 methods before).
+    shared = ("reliactl._settings", "reliactl.config._schema", "reliactl.cli.context")
+    assert not [m for m in compiled if m in shared], compiled
+    assert compiled.count("reliactl.runner") <= 1, compiled
     assert len(compiled) <= 30, compiled
     assert "reliactl.cli._fast" in modules and "dataclasses" in modules
     assert not {"uuid", "platform", "logging", "tempfile", "shutil"} & modules
+
+
+REGEX_SPY = """
+import collections, json, sys
+import re, re._compiler as compiler
+real = compiler.compile
+made = collections.Counter()
+def spy(pattern, flags=0):
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_globals.get('__name__', '').split('.')[0] == 're':
+        frame = frame.f_back
+    made[frame.f_globals.get('__name__') if frame else '?'] += 1
+    return real(pattern, flags)
+compiler.compile = spy
+import reliactl.redact, reliactl.locks
+print(json.dumps(made))
+"""
+
+
+def test_redact_and_locks_compile_their_rare_regexes_at_first_use() -> None:
+    """Every `run` and `health` imports `reliactl.redact` (through the config) and `run`
+    imports `reliactl.locks`: importing them compiles none of redact's 14 webhook/URL
+    patterns (~1 ms; only a URL being redacted needs them) nor the locks' interpreter
+    rules (only `sh -c`-style commands need them), and both still work when used."""
+    out = subprocess.run(
+        [sys.executable, "-c", REGEX_SPY], capture_output=True, text=True, timeout=60, check=True
+    )
+    made = json.loads(out.stdout)
+    assert made.get("reliactl.redact", 0) == 0, made
+    assert made.get("reliactl.locks", 0) <= 3, made  # names, INTERPRETERS, literal chars
+    from reliactl import locks, redact
+
+    assert redact.redact_url("https://discord.com/api/webhooks/1/tok").endswith("/1/***")
+    assert locks.derive_lock_name(["sh", "-c", "echo hi"])[1] is not None

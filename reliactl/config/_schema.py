@@ -58,7 +58,7 @@ else:
     )
 
 
-@dataclasses.dataclass(frozen=True)  # the standard one: BreakerSettings (its base) is
+@dataclass(frozen=True)  # as BreakerSettings, its base, since issue 21 wave 3
 class CircuitBreakerConfig(BreakerSettings):
     """The breakers' defaults (the `BreakerSettings` fields) and per-breaker overrides."""
 
