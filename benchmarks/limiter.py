@@ -24,13 +24,11 @@ The issue's goal: the shared limiter within 2x the floor. Asserts nothing.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import itertools
 import json
 import os
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -70,21 +68,9 @@ def floor_call(db: Path) -> tuple[Callable[[], None], Callable[[], None]]:
 
 def base_limiter_class(ref: str, tmp: str) -> type[RateLimiter]:
     """``RateLimiter`` of ``reliactl/ratelimit.py`` as of git ``ref``, as its own module."""
-    source = subprocess.run(
-        ["git", "show", f"{ref}:reliactl/ratelimit.py"],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=os.path.dirname(os.path.abspath(__file__)),
-    ).stdout
-    path = Path(tmp) / "ratelimit_base.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("ratelimit_base", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["ratelimit_base"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    cls: type[RateLimiter] = module.RateLimiter
+    cls: type[RateLimiter] = module_at_ref(
+        ref, "reliactl/ratelimit.py", "ratelimit_base", tmp
+    ).RateLimiter
     return cls
 
 

@@ -1030,12 +1030,7 @@ class _Walker:
                     kept += size
         finally:
             self.scanned = scanned
-            frame.total += listed
-            frame.gone += gone
-            self.files += files
-            self.symlinks += symlinks
-            self.bytes += nbytes
-            self.kept_bytes += kept
+            self.flush(frame, listed, gone, files, symlinks, nbytes, kept)
 
     def flush(
         self,

@@ -502,6 +502,27 @@ def _close_fds_except(keep: set[int]) -> None:
     os.closerange(low, 1 << 20)
 
 
+def _candidates(program: str, environ: Mapping[str, str]) -> list[str]:
+    """Where execvp would look for ``program``: itself if it has a slash, else along PATH."""
+    if "/" in program:
+        return [program]
+    path = environ.get("PATH", os.defpath)
+    return [os.path.join(d or ".", program) for d in path.split(os.pathsep)]
+
+
+def _failed(saved: OSError | None, exc: OSError) -> tuple[OSError, bool]:
+    """execvp's rule for a candidate that failed: the error to report and whether to search on.
+
+    Not there (ENOENT, ENOTDIR, ENAMETOOLONG): search on, keeping the error seen before if
+    any; EACCES/EISDIR: search on, reporting it; anything else: stop and report it.
+    """
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG):
+        return saved or exc, True
+    if exc.errno in (errno.EACCES, errno.EISDIR):
+        return exc, True
+    return exc, False
+
+
 def _exec_command(
     argv: Sequence[str], env: Mapping[str, str] | None, cwd: str | None, ignored: frozenset[int]
 ) -> tuple[int, str]:
@@ -513,11 +534,7 @@ def _exec_command(
             os.chdir(cwd)
         except OSError as exc:
             return exc.errno or errno.ENOENT, f"{cwd}: {exc.strerror}"
-    if "/" in program:
-        candidates = [program]
-    else:
-        path = environ.get("PATH", os.defpath)
-        candidates = [os.path.join(d or ".", program) for d in path.split(os.pathsep)]
+    candidates = _candidates(program, environ)
     saved: OSError | None = None
     for candidate in candidates:
         try:
@@ -528,15 +545,9 @@ def _exec_command(
                     os.execve("/bin/sh", ["sh", candidate, *argv[1:]], environ)  # noqa: S606
                 except OSError as exc2:
                     exc = exc2
-            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG):
-                if saved is None or saved.errno in (errno.ENOENT, errno.ENOTDIR):
-                    saved = saved or exc
-                continue
-            if exc.errno in (errno.EACCES, errno.EISDIR):
-                saved = exc
-                continue
-            saved = exc
-            break
+            saved, search_on = _failed(saved, exc)
+            if not search_on:
+                break
     assert saved is not None
     return saved.errno or errno.ENOENT, saved.strerror or "cannot execute"
 
@@ -560,11 +571,7 @@ def _spawn_command(
             os.chdir(cwd)
         except OSError as exc:
             return exc.errno or errno.ENOENT, f"{cwd}: {exc.strerror}"
-    if "/" in program:
-        candidates = [program]
-    else:
-        path = environ.get("PATH", os.defpath)
-        candidates = [os.path.join(d or ".", program) for d in path.split(os.pathsep)]
+    candidates = _candidates(program, environ)
     saved: OSError | None = None
     for candidate in candidates:
         if len(candidates) > 1:
@@ -591,15 +598,9 @@ def _spawn_command(
                     )
                 except OSError as exc2:
                     exc = exc2
-            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG):
-                if saved is None or saved.errno in (errno.ENOENT, errno.ENOTDIR):
-                    saved = saved or exc
-                continue
-            if exc.errno in (errno.EACCES, errno.EISDIR):
-                saved = exc
-                continue
-            saved = exc
-            break
+            saved, search_on = _failed(saved, exc)
+            if not search_on:
+                break
     assert saved is not None
     return saved.errno or errno.ENOENT, saved.strerror or "cannot execute"
 
