@@ -1099,7 +1099,7 @@ class _Walker:
         if is_reg:
             outcome = self.remove_file(frame.fd, name, st, frame.shared)
         else:
-            outcome = self.remove_symlink(frame.fd, name)
+            outcome = self.unlink(frame.fd, name)
         if outcome is None:
             self.removed(frame.rel, name, "file" if is_reg else "symlink", size, t, "age")
             return 1
@@ -1132,30 +1132,19 @@ class _Walker:
                     return _reason_for(exc)
                 if not _same_file(now, st):
                     return "changed"
-            if self.dry_run:
-                return None
-            try:
-                os.unlink(name, dir_fd=dir_fd)
-            except OSError as exc:
-                return _unlink_reason(exc)
-            return None
+            return self.unlink(dir_fd, name)
         fd = self.probe.open(dir_fd, name, st, shared)
         if isinstance(fd, str):
             return fd
         try:
             if not _try_flock(fd) or _posix_locked(fd):
                 return "locked"
-            if self.dry_run:
-                return None
-            try:
-                os.unlink(name, dir_fd=dir_fd)
-            except OSError as exc:
-                return _unlink_reason(exc)
-            return None
+            return self.unlink(dir_fd, name)
         finally:
             os.close(fd)  # releases the flock
 
-    def remove_symlink(self, dir_fd: int, name: str) -> str | None:
+    def unlink(self, dir_fd: int, name: str) -> str | None:
+        """Unlink ``name`` (nothing under --dry-run); None or a skip reason."""
         if self.dry_run:
             return None
         try:
