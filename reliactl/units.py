@@ -53,9 +53,10 @@ def format_size_short(size: float) -> str:
             return f"{int(value)}B"
         if unit != "B":
             if value < 9.95:
-                return f"{value:.1f}{unit}"
-            if round(value) < 1024 or unit == "T":
-                return f"{round(value)}{unit}"
+                return f"{_half_up(value, 1):.1f}{unit}"
+            whole = int(_half_up(value))
+            if whole < 1024 or unit == "T":
+                return f"{whole}{unit}"
         value /= 1024
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -65,7 +66,18 @@ def format_seconds_short(seconds: float) -> str:
     if not math.isfinite(seconds) or seconds < 0:
         return "-"
     if seconds < 9.995:
-        return f"{seconds:.2f}s"
+        return f"{_half_up(seconds, 2):.2f}s"
     if seconds < 59.95:
-        return f"{seconds:.1f}s"
-    return format_duration(seconds)
+        return f"{_half_up(seconds, 1):.1f}s"
+    return format_duration(_half_up(seconds))
+
+
+def _half_up(value: float, digits: int = 0) -> float:
+    """``value`` rounded to ``digits`` decimals, a tie away from zero (for ``value >= 0``).
+
+    The dashboard writes the same cells in JavaScript (``toFixed``, ``Math.round``), which
+    round a tie up, where Python's ``round`` and ``format`` round it to even: a peak RSS of
+    exactly 20.5 MiB read "20M" in ``runs`` and "21M" on the dashboard.
+    """
+    scale = 10**digits
+    return math.floor(value * scale + 0.5) / scale

@@ -77,3 +77,15 @@ def test_short_forms_for_table_columns() -> None:
         assert format_seconds_short(value) == text
     assert all(len(format_size_short(2**n)) <= 5 for n in range(50))
     assert format_seconds_short(math.inf) == "-"
+
+
+def test_short_forms_round_a_tie_up_as_the_dashboard_does() -> None:
+    """A value exactly halfway (RSS in KiB, CPU in microseconds make them common) is rounded
+    up, as the dashboard's JavaScript does: `runs` and the page show the same cell."""
+    from reliactl.units import format_seconds_short, format_size_short
+
+    assert format_size_short(20.5 * 2**20) == "21M"
+    assert format_size_short(1.25 * 2**20) == "1.3M"
+    assert format_seconds_short(0.125) == "0.13s"
+    assert format_seconds_short(12.25) == "12.3s"
+    assert format_seconds_short(90.5) == "1m31s"
