@@ -79,5 +79,5 @@ def _half_up(value: float, digits: int = 0) -> float:
     round a tie up, where Python's ``round`` and ``format`` round it to even: a peak RSS of
     exactly 20.5 MiB read "20M" in ``runs`` and "21M" on the dashboard.
     """
-    scale = 10**digits
+    scale = 10.0**digits
     return math.floor(value * scale + 0.5) / scale
