@@ -31,9 +31,7 @@ httpx is imported when a client is built, never by importing this module.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import email.utils
 import logging
 import math
 import os
@@ -43,7 +41,6 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
-from datetime import timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -51,7 +48,6 @@ from reliactl import chaos as _chaos
 from reliactl import tracing as _tracing
 from reliactl.backoff import Backoff, GiveUp, decide
 from reliactl.errors import CircuitOpenError, HTTPError, HTTPStatusError, RateLimitExceeded
-from reliactl.ratelimit import RateLimiter
 from reliactl.redact import (
     REDACTED,
     is_secret_name,
@@ -65,6 +61,7 @@ if TYPE_CHECKING:
     import httpx
 
     from reliactl.config import Config
+    from reliactl.ratelimit import RateLimiter
     from reliactl.retry import RetryPolicy
     from reliactl.state import StateStore
 
@@ -139,6 +136,9 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     try:
         seconds = float(text)
     except ValueError:
+        import email.utils
+        from datetime import timezone
+
         try:
             when = email.utils.parsedate_to_datetime(text)
         except (TypeError, ValueError, IndexError):
@@ -325,7 +325,7 @@ class _Core:
         clock: Callable[[], float],
         wall: Callable[[], float],
         sleep: Callable[[float], None] | None,
-        async_sleep: Callable[[float], Awaitable[None]],
+        async_sleep: Callable[[float], Awaitable[None]] | None,
         on_retry: Callable[[RetryEvent], None] | None,
     ) -> None:
         self.httpx = httpx_module
@@ -337,18 +337,22 @@ class _Core:
                 retry_deadline = getattr(retry, "max_elapsed", None)  # a RetryPolicy's
         self.retry_deadline = retry_deadline
         self.breaker = _breaker_from(breaker, config, store)
-        if isinstance(rate_limit, (str, int)) and not isinstance(rate_limit, bool):
-            key = rate_limit_key or host_key(base_url) or "http"
-            rate_limit = RateLimiter(
-                rate_limit,
-                key=key,
-                store=store,
-                clock=clock,
-                wall=wall,
-                sleep=sleep,
-                async_sleep=async_sleep,
-            )
-        self.limiter = rate_limit if isinstance(rate_limit, RateLimiter) else None
+        self.limiter: RateLimiter | None = None
+        if rate_limit is not None:  # reliactl.ratelimit (and asyncio) only for a limited client
+            from reliactl.ratelimit import RateLimiter
+
+            if isinstance(rate_limit, (str, int)) and not isinstance(rate_limit, bool):
+                key = rate_limit_key or host_key(base_url) or "http"
+                rate_limit = RateLimiter(
+                    rate_limit,
+                    key=key,
+                    store=store,
+                    clock=clock,
+                    wall=wall,
+                    sleep=sleep,
+                    **({} if async_sleep is None else {"async_sleep": async_sleep}),
+                )
+            self.limiter = rate_limit if isinstance(rate_limit, RateLimiter) else None
         if isinstance(rate_limit_wait, _FromConfig):
             rate_limit_wait = (config if config is not None else _config()).rate_limit.max_wait
         self.rate_limit_wait = rate_limit_wait
@@ -630,7 +634,7 @@ def _with_headers(kwargs: dict[str, Any], extra: dict[str, str] | None) -> dict[
     """``kwargs`` of a request with ``extra`` headers (the trace context) added, if any."""
     if not extra:
         return kwargs
-    import httpx
+    httpx = import_httpx()
 
     headers = httpx.Headers(kwargs.get("headers"))
     headers.update(extra)
@@ -798,6 +802,178 @@ def _install_deadlines(client: Any) -> bool:
     return ok
 
 
+# --------------------------------------------------------------------------- start-up
+#
+# Issue 21: `reliactl http GET http://...` spent most of its start in what it never uses.
+# httpcore imports trio when it is installed (~75 ms) and anyio (~2 ms), touching them only
+# while running under trio or asyncio; httpx imports its command-line client (click, rich,
+# pygments) when they are installed; and every httpx client loads a CA bundle when it is
+# made (~35-40 ms), even when no https URL is ever requested. ``import_httpx`` and
+# ``_tls_kwargs`` defer all three without changing what happens when they are used.
+
+_import_lock = threading.Lock()
+_SKIPPED_AT_IMPORT = ("trio", "anyio", "httpx._main")
+
+
+class _SkipImports:
+    """A meta path finder that refuses ``names`` to one thread (the one importing httpx)."""
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self.names = frozenset(names)
+        self.thread = threading.get_ident()
+        self.skipped: set[str] = set()
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name in self.names and threading.get_ident() == self.thread:
+            self.skipped.add(name)
+            raise ModuleNotFoundError(f"No module named {name!r} (deferred by reliactl)", name=name)
+
+
+class _LazyModule:
+    """Stands for module ``name`` in ``owner``'s globals until the first attribute read, which
+    imports it and puts the module itself there."""
+
+    def __init__(self, name: str, owner: Any) -> None:
+        self._name = name
+        self._owner = owner
+
+    def __getattr__(self, attr: str) -> Any:
+        import importlib
+
+        module = importlib.import_module(self._name)
+        setattr(self._owner, self._name, module)
+        return getattr(module, attr)
+
+    def __repr__(self) -> str:
+        return f"<module {self._name!r}, imported on first use>"
+
+
+def _httpx_main(*args: Any, **kwargs: Any) -> Any:
+    """httpx's command-line client, imported when called (``httpx.main``)."""
+    import importlib
+
+    return importlib.import_module("httpx._main").main(*args, **kwargs)
+
+
+def import_httpx() -> Any:
+    """``import httpx`` (and httpcore) as reliactl needs them: without trio, anyio and httpx's
+    own CLI until they are used (see above).
+
+    When reliactl is the first to import httpx, those imports are refused to this thread only
+    and for the length of that import; httpcore's module-level ``trio`` and ``anyio`` then
+    stand for the modules and import them on first use (only ever by an async client, under
+    a running trio or asyncio), and ``httpx.main`` imports httpx's CLI when called. Nothing
+    else in httpx or httpcore imports them at import time (httpcore's anyio and trio network
+    backends import their own when first used), so every caller in the process sees httpx
+    behave as before. A process that imported httpx already gets it as it is.
+    """
+    import sys
+
+    module = sys.modules.get("httpx")
+    if module is not None:
+        return module
+    with _import_lock:
+        module = sys.modules.get("httpx")
+        if module is not None:
+            return module
+        finder = _SkipImports(n for n in _SKIPPED_AT_IMPORT if n not in sys.modules)
+        sys.meta_path.insert(0, finder)
+        try:
+            import httpcore  # noqa: F401 - httpx imports it when a client is made: now, here
+            import httpx
+        finally:
+            sys.meta_path.remove(finder)
+        sync = sys.modules.get("httpcore._synchronization")
+        for name in ("trio", "anyio"):
+            if name in finder.skipped and sync is not None and getattr(sync, name, 0) is None:
+                setattr(sync, name, _LazyModule(name, sync))
+        if "httpx._main" in finder.skipped:
+            httpx.main = _httpx_main  # type: ignore[assignment]
+        return httpx
+
+
+_tls_class: Any = None
+
+
+def _deferred_tls_class() -> Any:
+    """``ssl.SSLContext`` subclass whose CA bundle is loaded at the first TLS connection."""
+    global _tls_class
+    if _tls_class is not None:
+        return _tls_class
+    import ssl
+
+    class DeferredTLSContext(ssl.SSLContext):
+        """The TLS context of a client made without ``verify``: exactly httpx's default
+        (``httpx.create_ssl_context(True, trust_env=...)``: certifi's bundle, or
+        ``SSL_CERT_FILE``/``SSL_CERT_DIR`` with trust_env), built when the first TLS
+        connection is wrapped rather than when the client is made. Every connection is
+        wrapped by that real context. Fails closed: this object itself verifies
+        (CERT_REQUIRED, hostnames checked) against no CA at all, so a path that bypassed the
+        two wrap methods would refuse every certificate, never accept one."""
+
+        _real: ssl.SSLContext | None
+        _trust_env: bool
+        _alpn: list[str] | None
+        _lock: threading.Lock
+
+        def __new__(cls, trust_env: bool) -> DeferredTLSContext:
+            self = super().__new__(cls, ssl.PROTOCOL_TLS_CLIENT)
+            self._real = None
+            self._trust_env = trust_env
+            self._alpn = None
+            self._lock = threading.Lock()
+            return self
+
+        def __init__(self, trust_env: bool) -> None:
+            pass
+
+        def real(self) -> ssl.SSLContext:
+            """The verifying context, loaded now if it was not yet."""
+            with self._lock:
+                if self._real is None:
+                    from httpx import create_ssl_context
+
+                    real = create_ssl_context(verify=True, trust_env=self._trust_env)
+                    if self._alpn is not None:
+                        real.set_alpn_protocols(self._alpn)
+                    self._real = real
+                return self._real
+
+        def set_alpn_protocols(self, alpn_protocols: Iterable[str]) -> None:
+            protocols = list(alpn_protocols)
+            with self._lock:
+                self._alpn = protocols
+                real = self._real
+            super().set_alpn_protocols(protocols)
+            if real is not None:
+                real.set_alpn_protocols(protocols)
+
+        def wrap_socket(self, *args: Any, **kwargs: Any) -> Any:
+            return self.real().wrap_socket(*args, **kwargs)
+
+        def wrap_bio(self, *args: Any, **kwargs: Any) -> Any:
+            return self.real().wrap_bio(*args, **kwargs)
+
+    _tls_class = DeferredTLSContext
+    return _tls_class
+
+
+def deferred_tls_context(trust_env: bool = True) -> Any:
+    """httpx's default verifying TLS context, its CA bundle loaded on first use."""
+    return _deferred_tls_class()(trust_env)
+
+
+def _tls_kwargs(client_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``client_kwargs`` with a deferred default TLS context when the caller chose none.
+
+    A caller's ``verify`` (False, a path or a context) or ``cert`` is passed on untouched.
+    """
+    if "verify" in client_kwargs or client_kwargs.get("cert") is not None:
+        return client_kwargs
+    trust_env = bool(client_kwargs.get("trust_env", True))
+    return {**client_kwargs, "verify": deferred_tls_context(trust_env)}
+
+
 # --------------------------------------------------------------------------- the clients
 
 
@@ -872,11 +1048,10 @@ class ResilientClient(_ClientBase):
         on_retry: Callable[[RetryEvent], None] | None = None,
         **client_kwargs: Any,
     ) -> None:
-        import httpx
-
+        hx = import_httpx()
         self._core = _Core(
             **_core_kwargs(
-                httpx,
+                hx,
                 base_url,
                 {
                     "breaker": breaker,
@@ -893,7 +1068,7 @@ class ResilientClient(_ClientBase):
                     "clock": clock,
                     "wall": wall,
                     "sleep": sleep,
-                    "async_sleep": asyncio.sleep,
+                    "async_sleep": None,  # the limiter's default, asyncio.sleep
                     "on_retry": on_retry,
                 },
             )
@@ -903,8 +1078,11 @@ class ResilientClient(_ClientBase):
 
             sleep = interruptible_sleep
         self._sleep = sleep
-        self._client = httpx.Client(
-            base_url=base_url, timeout=_timeout(httpx, timeout), headers=headers, **client_kwargs
+        self._client: httpx.Client = hx.Client(
+            base_url=base_url,
+            timeout=_timeout(hx, timeout),
+            headers=headers,
+            **_tls_kwargs(client_kwargs),
         )
         self._attempt_timeout = _attempt_seconds(timeout)
         _install_deadlines(self._client)
@@ -1086,15 +1264,14 @@ class AsyncResilientClient(_ClientBase):
         config: Config | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
         on_retry: Callable[[RetryEvent], None] | None = None,
         **client_kwargs: Any,
     ) -> None:
-        import httpx
-
+        hx = import_httpx()
         self._core = _Core(
             **_core_kwargs(
-                httpx,
+                hx,
                 base_url,
                 {
                     "breaker": breaker,
@@ -1116,9 +1293,16 @@ class AsyncResilientClient(_ClientBase):
                 },
             )
         )
+        if sleep is None:
+            import asyncio
+
+            sleep = asyncio.sleep
         self._sleep = sleep
-        self._client = httpx.AsyncClient(
-            base_url=base_url, timeout=_timeout(httpx, timeout), headers=headers, **client_kwargs
+        self._client: httpx.AsyncClient = hx.AsyncClient(
+            base_url=base_url,
+            timeout=_timeout(hx, timeout),
+            headers=headers,
+            **_tls_kwargs(client_kwargs),
         )
         self._attempt_timeout = _attempt_seconds(timeout)
 
@@ -1150,6 +1334,8 @@ class AsyncResilientClient(_ClientBase):
         seconds: float | None,
         kwargs: dict[str, Any],
     ) -> httpx.Response:
+        import asyncio
+
         limiter = core.limiter
         perf = time.perf_counter
         while True:

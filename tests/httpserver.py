@@ -6,6 +6,7 @@ byte at a time, or a huge generated body); once a script is
 used up the path answers ``default``. Every request is recorded (method, path, headers,
 body), so tests can count what the server really saw.
 
+``https_server(ca)`` serves ``200 ok`` over TLS with a certificate a trustme CA signed.
 ``CountingServer`` answers every request alike (status, body, headers and delay settable
 while it runs), for health checks and alert sinks. ``python tests/httpserver.py`` serves
 ``200 ok`` until killed and prints its URL: the benchmark runs it in its own process so
@@ -14,12 +15,15 @@ client and server do not share one GIL.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
+import ssl
 import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -221,6 +225,36 @@ class CountingServer(FlakyServer):
     def count(self) -> int:
         with self._lock:
             return len(self.requests)
+
+
+@contextlib.contextmanager
+def https_server(ca: Any) -> Iterator[str]:
+    """An HTTPS server on 127.0.0.1 whose certificate ``ca`` (a throwaway trustme CA) signed."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{httpd.server_address[1]}/"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 def refused_url() -> str:

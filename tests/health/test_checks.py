@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import math
 import os
 import signal
 import socket
-import ssl
 import subprocess
 import sys
 import textwrap
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-from httpserver import CountingServer, FlakyServer, Reply, refused_url
+from httpserver import CountingServer, FlakyServer, Reply, https_server, refused_url
 from smtpserver import make_ca
 
 from reliactl.config import CheckSpec, HealthMonitorConfig, load
@@ -141,36 +136,6 @@ def test_http_check_sends_its_method_and_headers_and_does_not_follow_redirects()
     assert {r.path for r in seen} == {"/a"}  # /elsewhere never asked for
     assert seen[0].headers["x-token"] == "t1"
     assert seen[0].headers["user-agent"] == "reliactl-health"
-
-
-@contextlib.contextmanager
-def https_server(ca: Any) -> Iterator[str]:
-    """An HTTPS server on 127.0.0.1 whose certificate ``ca`` (a throwaway trustme CA) signed."""
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(context)
-    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"https://127.0.0.1:{httpd.server_address[1]}/"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 def test_http_check_verifies_tls_unless_told_not_to(tmp_path: Path) -> None:
