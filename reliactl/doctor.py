@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -114,6 +112,8 @@ def diagnose(
 def _check_sinks(sinks: Sequence[AlertSink], env: Mapping[str, str]) -> list[Finding]:
     """Each alert sink's settings, offline: nothing is sent and no server is contacted
     (``health --test-alert NAME`` is the live test)."""
+    if not sinks:
+        return []  # the alert code (and asyncio under it) only when there is a sink to check
     from reliactl.health.alerts import Alert
     from reliactl.health.channels import settings_problems
     from reliactl.health.model import Status
@@ -181,12 +181,12 @@ MIN_REDIS_MAJOR = 6
 def _check_redis(config: Config) -> list[Finding]:
     """With a Redis state.url: it answers, is 6 or newer, keeps data over a restart, never
     evicts, and this host has nothing left queued."""
-    from reliactl.errors import ReliactlError
-    from reliactl.state.ops import persistence_off, state_info
-
     url = config.state.url.strip()
     if not url.startswith(("redis://", "rediss://", "unix://")):
         return []
+    from reliactl.errors import ReliactlError
+    from reliactl.state.ops import persistence_off, state_info
+
     label = "redis"
     try:
         info = state_info(config)
@@ -251,16 +251,16 @@ def _check_redis(config: Config) -> list[Finding]:
 
 
 def _check_dir(label: str, path: str, setting: str) -> Finding:
-    target = Path(path)
+    target = path or "."  # as Path("") is the current directory
     probe = target
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
+    while not os.path.exists(probe) and probe != os.path.dirname(probe):
+        probe = os.path.dirname(probe)
     try:
         st = os.lstat(target)
     except NotADirectoryError:
         return Finding(label, FAIL, f"{path} is under a file, not a directory", f"set {setting}")
     except FileNotFoundError:
-        if probe.is_dir() and os.access(probe, os.W_OK | os.X_OK):
+        if os.path.isdir(probe) and os.access(probe, os.W_OK | os.X_OK):
             return Finding(label, OK, f"{path} will be created on first use")
         return Finding(
             label,
@@ -275,7 +275,7 @@ def _check_dir(label: str, path: str, setting: str) -> Finding:
     if not stat.S_ISDIR(st.st_mode):
         return Finding(label, FAIL, f"{path} is not a directory", f"set {setting}")
     try:
-        fd, name = tempfile.mkstemp(dir=target, prefix=".doctor-")
+        fd, name = _probe_file(target)
     except OSError as exc:
         return Finding(
             label,
@@ -288,20 +288,34 @@ def _check_dir(label: str, path: str, setting: str) -> Finding:
     return Finding(label, OK, f"{path} is writable")
 
 
+def _probe_file(directory: str) -> tuple[int, str]:
+    """A new empty file in ``directory`` (as tempfile.mkstemp, without importing tempfile and
+    shutil on every doctor run): its fd and path; OSError when it cannot be created."""
+    for attempt in range(100):
+        name = os.path.join(directory, f".doctor-{os.getpid()}-{time.monotonic_ns()}-{attempt}")
+        try:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            return os.open(name, flags, 0o600), name
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free probe file name in {directory}")
+
+
 def _check_completions(env: Mapping[str, str]) -> Finding:
-    home = Path(env.get("HOME") or os.path.expanduser("~"))
-    data = Path(env.get("XDG_DATA_HOME") or home / ".local" / "share")
-    config_home = Path(env.get("XDG_CONFIG_HOME") or home / ".config")
+    join = os.path.join
+    home = env.get("HOME") or os.path.expanduser("~")
+    data = env.get("XDG_DATA_HOME") or join(home, ".local", "share")
+    config_home = env.get("XDG_CONFIG_HOME") or join(home, ".config")
     places = [
-        Path("/etc/bash_completion.d/reliactl"),
-        Path("/usr/share/bash-completion/completions/reliactl"),
-        data / "bash-completion" / "completions" / "reliactl",
-        config_home / "fish" / "completions" / "reliactl.fish",
-        Path("/usr/share/zsh/site-functions/_reliactl"),
-        Path("/usr/local/share/zsh/site-functions/_reliactl"),
+        "/etc/bash_completion.d/reliactl",
+        "/usr/share/bash-completion/completions/reliactl",
+        join(data, "bash-completion", "completions", "reliactl"),
+        join(config_home, "fish", "completions", "reliactl.fish"),
+        "/usr/share/zsh/site-functions/_reliactl",
+        "/usr/local/share/zsh/site-functions/_reliactl",
     ]
     for place in places:
-        if place.exists():
+        if os.path.exists(place):
             return Finding("completions", OK, f"installed at {place}")
     return Finding(
         "completions",

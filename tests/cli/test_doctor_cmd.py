@@ -85,3 +85,52 @@ def test_serve_token_file_must_be_private_and_long(tmp_path: Path) -> None:
     assert status == "fail" and "5 characters" in message
     weak = diagnose(environ={"RELIACTL_SERVE_TOKEN": "abc"}, serve_token_file=str(tmp_path / "x"))
     assert [f.status for f in weak.findings if f.check == "serve"] == ["fail"]
+
+
+_IMPORTS_PROBE = """
+import json, sys
+from reliactl.doctor import diagnose
+
+report = diagnose()
+heavy = ("asyncio", "aiohttp", "redis", "psutil", "httpx", "ssl", "tempfile", "shutil",
+         "reliactl.health.alerts", "reliactl.health.channels", "reliactl.state.ops")
+print(json.dumps({"failed": report.failed, "imported": [m for m in heavy if m in sys.modules]}))
+"""
+
+
+def test_doctor_loads_only_what_its_checks_need(tmp_path: Path) -> None:
+    """Issue 21: on a host with the default SQLite store and no alert sink, diagnose() in a
+    fresh interpreter imports no alert or channel code (and so no asyncio or ssl), no Redis
+    state code, and not tempfile/shutil for its writability probes; the report is complete."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HOME": str(tmp_path), "XDG_STATE_HOME": str(tmp_path)}
+    env["XDG_CONFIG_HOME"] = str(tmp_path)
+    env.pop("RELIACTL_CONFIG", None)
+    done = subprocess.run(
+        [sys.executable, "-c", _IMPORTS_PROBE],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"failed": False, "imported": []}
+
+
+def test_directory_probes_leave_nothing_behind(tmp_path: Path) -> None:
+    """The lock and log directory checks create and remove one probe file each: the
+    directories are reported writable and hold no `.doctor-*` file afterwards."""
+    locks, logs = tmp_path / "locks", tmp_path / "logs"
+    locks.mkdir()
+    logs.mkdir()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"state:\n  path: {tmp_path}/s.db\nrun:\n  lock_dir: {locks}\n  log_dir: {logs}\n"
+    )
+    found = statuses(diagnose(str(cfg)))
+    assert found["lock directory"] == "ok" and found["log directory"] == "ok"
+    assert list(locks.iterdir()) == [] and list(logs.iterdir()) == []
