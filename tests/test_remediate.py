@@ -278,6 +278,53 @@ def test_restart_without_systemd_says_so(tmp_path: Path) -> None:
     assert "systemd is not running" in done[0].message
 
 
+def _fake_systemctl(tmp_path: Path, body: str) -> Path:
+    """A `systemctl` executable in tmp/bin: records its argv in tmp/systemctl.argv (one
+    argument a line), then runs ``body`` (shell)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    tool = bin_dir / "systemctl"
+    tool.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {tmp_path}/systemctl.argv\n{body}\n')
+    tool.chmod(0o755)
+    return bin_dir
+
+
+def test_restart_action_runs_systemctl_restart_on_a_systemd_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """restart:UNIT on a systemd host runs `systemctl restart -- UNIT` (found on PATH, a real
+    process; `--` so a unit name is never read as an option); the check is then verified OK
+    and the remediation is "remediated"."""
+    bin_dir = _fake_systemctl(tmp_path, f"touch {tmp_path}/fixed")
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ.get('PATH', '')}")
+    (tmp_path / "systemd").mkdir()
+    cfg = write(tmp_path, "action: restart:web.service\nverify_after: 0s\n")
+    remediator, _ = healer(cfg, systemd_mark=str(tmp_path / "systemd"))
+    report, done = round_of(remediator)
+    assert [r.result for r in done] == [REMEDIATED], done
+    assert report.metrics["flag"].status is Status.OK
+    argv = (tmp_path / "systemctl.argv").read_text().splitlines()
+    assert argv == ["restart", "--", "web.service"]
+
+
+def test_restart_action_that_systemctl_refuses_fails_with_its_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When `systemctl restart` fails (an unknown unit: exit 5 and its message on stderr),
+    the remediation is "failed", carries systemctl's message, and the check stays CRITICAL."""
+    bin_dir = _fake_systemctl(
+        tmp_path, 'echo "Failed to restart web.service: Unit web.service not found." >&2; exit 5'
+    )
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ.get('PATH', '')}")
+    (tmp_path / "systemd").mkdir()
+    cfg = write(tmp_path, "action: restart:web.service\nverify_after: 0s\nmax_attempts: 1\n")
+    remediator, _ = healer(cfg, systemd_mark=str(tmp_path / "systemd"))
+    report, done = round_of(remediator)
+    assert [r.result for r in done] == [FAILED], done
+    assert "Unit web.service not found" in done[0].message
+    assert report.metrics["flag"].status is Status.CRITICAL
+
+
 def test_cleanup_action_cleans_the_named_root_through_the_cleanup_core(tmp_path: Path) -> None:
     """cleanup:tmp runs the configured root named tmp now, with its settings (include, the
     size budget); the check, CRITICAL while *.tmp files are there, is then remediated.
