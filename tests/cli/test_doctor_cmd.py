@@ -134,3 +134,22 @@ def test_directory_probes_leave_nothing_behind(tmp_path: Path) -> None:
     found = statuses(diagnose(str(cfg)))
     assert found["lock directory"] == "ok" and found["log directory"] == "ok"
     assert list(locks.iterdir()) == [] and list(logs.iterdir()) == []
+
+
+def test_a_refused_config_is_a_doctor_failure_exit_1_not_78(run_cli, tmp_path: Path) -> None:
+    """doctor's exit is its answer (README, `reliactl doctor`: 0 when nothing failed, else 1;
+    the exit-code table's row 1): a named config file refused as writable by others, or one
+    that is invalid, is a FAIL finding among the others and exit 1, whereas `config validate`
+    of the same files exits 78 (configuration invalid)."""
+    refused = tmp_path / "open.yaml"
+    refused.write_text("retry: {}\n")
+    refused.chmod(0o666)
+    invalid = tmp_path / "bad.yaml"
+    invalid.write_text("retry:\n  max_retries: lots\n")
+    for cfg, why in ((refused, "writable by others"), (invalid, "problem")):
+        result = run_cli("--config", str(cfg), "doctor", "--json")
+        assert result.exit_code == 1, result.output
+        findings = {f["check"]: f for f in json.loads(result.stdout)["findings"]}
+        assert findings["config"]["status"] == "fail" and why in findings["config"]["message"]
+        assert findings["state store"]["status"] == "ok"  # the other checks still ran
+        assert run_cli("--config", str(cfg), "config", "validate").exit_code == 78
