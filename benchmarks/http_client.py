@@ -9,6 +9,10 @@ client has an in-memory breaker, a rate limit too high to bind and retries confi
 pays for every check on every request. A second figure takes the network away
 (httpx.MockTransport) to show the protection's own cost per request.
 
+A third table (issue 21 item 4) times making and closing a client, with the retry settings
+given (no config file read): plain httpx loads its CA bundle when a client is made; a
+ResilientClient made without ``verify`` loads it at its first https connection.
+
 Goal (issue 8): ResilientClient at least 0.9x plain httpx.
 BENCH_REQUESTS (default 10000) GETs per client, BENCH_ROUNDS (default 10) rounds.
 """
@@ -97,6 +101,18 @@ def main() -> None:
         f"  ResilientClient's own latency stats: p50 {stats['latency_p50'] * 1000:.3f} ms,"
         f" p99 {stats['latency_p99'] * 1000:.3f} ms over the last 1000 attempts"
     )
+    made = interleave_calls(
+        {
+            "plain httpx": lambda: httpx.Client(base_url="http://bench", timeout=10).close(),
+            "ResilientClient": lambda: ResilientClient(
+                "http://bench", retry=3, retry_deadline=60, rate_limit_wait=None, timeout=10
+            ).close(),
+        },
+        sized(5, 1),
+        rounds,
+    )
+    print()
+    print_spread_table(made, "plain httpx", unit="ms", label="per client made and closed")
 
 
 if __name__ == "__main__":
