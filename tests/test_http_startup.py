@@ -98,6 +98,45 @@ def test_https_verifies_against_httpx_ca_sources_as_before(
             _get(url, trust_env=False)
 
 
+def test_concurrent_first_https_requests_share_one_verifying_context(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight threads make a fresh client's first https requests at once: the CA bundle is
+    loaded once, under a lock, and every request is verified with it (all 200 with the
+    trusted CA; with another CA every one is refused, none slips through half-built)."""
+    import threading
+
+    ca, ca_file = make_ca(tmp_path)
+    (tmp_path / "other").mkdir()
+    _other, other_file = make_ca(tmp_path / "other")
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+
+    def burst(url: str) -> list[Any]:
+        outcomes: list[Any] = []
+        start = threading.Barrier(8)
+        with ResilientClient(retry=0, timeout=30) as client:
+
+            def one() -> None:
+                start.wait(30)
+                try:
+                    outcomes.append(client.get(url).status_code)
+                except HTTPError as exc:
+                    outcomes.append("CERTIFICATE_VERIFY_FAILED" in str(exc))
+
+            threads = [threading.Thread(target=one) for _ in range(8)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(60)
+        return outcomes
+
+    with https_server(ca) as url:
+        monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+        assert burst(url) == [200] * 8
+        monkeypatch.setenv("SSL_CERT_FILE", str(other_file))
+        assert burst(url) == [True] * 8
+
+
 def test_the_async_client_verifies_https_with_the_deferred_context(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
