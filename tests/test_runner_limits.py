@@ -222,7 +222,7 @@ def test_v1_leftovers_of_killed_runs_are_swept() -> None:
     leftover = os.path.join(base, f"reliactl-{int(dead.stdout)}")
     os.mkdir(leftover)
     try:
-        result = run_command(RunOptions(command=("true",), memory_max=64 * MiB))
+        result = run_command(RunOptions(command=("true",), memory_max=256 * MiB))
         assert result.outcome == "success"
         assert not os.path.exists(leftover)
     finally:
