@@ -3,16 +3,15 @@ that; defaults < YAML < env < flags."""
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 import stat
 import typing
 from collections.abc import Mapping
-from dataclasses import field
 from pathlib import Path
 from typing import Any
 
+from reliactl import _records
 from reliactl.config._schema import (
     DEFAULT_CONFIG_NAME,
     ENV_PREFIX,
@@ -35,9 +34,9 @@ from reliactl.config._validation import (
 from reliactl.errors import ConfigError, ConfigProblem
 
 if typing.TYPE_CHECKING:
-    from dataclasses import dataclass
-else:  # frozen dataclasses compiled lazily, as the schema's (see _records)
-    from reliactl._records import dataclass
+    from dataclasses import dataclass, field
+else:  # frozen dataclasses without the dataclasses module, as the schema's (see _records)
+    from reliactl._records import dataclass, field
 
 
 def state_home(environ: Mapping[str, str] | None = None) -> Path:
@@ -322,9 +321,9 @@ def _fill_derived_defaults(
                 root["path"] = anchored(root["path"], kpath)
 
 
-def _schema_field(cls: type, name: str) -> tuple[Any, dataclasses.Field[Any]] | None:
+def _schema_field(cls: type, name: str) -> tuple[Any, _records.Field] | None:
     hints = _hints(cls)
-    for f in dataclasses.fields(cls):
+    for f in _records.fields(cls):
         if f.name == name:
             return hints[name], f
     return None
@@ -361,11 +360,11 @@ def _resolve_env_path(parts: list[str]) -> tuple[KeyPath, str | None]:
     i = 0
     while i < len(parts):
         name = parts[i]
-        if not dataclasses.is_dataclass(cls):
+        if not _records.is_record(cls):
             return tuple(kpath), "not a setting"
-        found = _schema_field(cls, name)  # type: ignore[arg-type]
+        found = _schema_field(cls, name)
         if found is None:
-            names = [f.name for f in dataclasses.fields(cls)]
+            names = [f.name for f in _records.fields(cls)]
             return tuple(kpath), f"unknown setting '{name}'{_suggest(name, names)}"
         annotation, _ = found
         kpath.append(name)
@@ -373,7 +372,7 @@ def _resolve_env_path(parts: list[str]) -> tuple[KeyPath, str | None]:
         origin = typing.get_origin(base)
         if origin is dict:
             value_type = typing.get_args(base)[1]
-            if i + 1 < len(parts) and dataclasses.is_dataclass(value_type):
+            if i + 1 < len(parts) and _records.is_record(value_type):
                 kpath.append(parts[i + 1])
                 cls = value_type
                 i += 2
@@ -382,7 +381,7 @@ def _resolve_env_path(parts: list[str]) -> tuple[KeyPath, str | None]:
                 kpath.append(parts[i + 1])
                 return tuple(kpath), None
             return tuple(kpath), "is a mapping; set it in the configuration file"
-        if dataclasses.is_dataclass(base):
+        if _records.is_record(base):
             cls = base
             i += 1
             continue

@@ -12,13 +12,12 @@ Nothing outside ``reliactl.state`` knows which backend is in use.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
-    from dataclasses import dataclass
-else:  # frozen dataclasses without compiling code at import (issue 21, see _records)
-    from reliactl._records import dataclass
+    from dataclasses import dataclass, field
+else:  # dataclasses without the dataclasses module (issue 21, see _records)
+    from reliactl._records import dataclass, field
 
 RecordKind = Literal["breaker", "alert", "rate", "kv"]
 RECORD_KINDS: tuple[RecordKind, ...] = ("breaker", "alert", "rate", "kv")
