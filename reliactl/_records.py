@@ -342,39 +342,49 @@ def _standard_fields(cls: type, base: type, standard: dict[str, Any]) -> list[Fi
 def _collect(cls: type, frozen: bool) -> tuple[Field, ...]:
     """The class's fields in order: its bases' (records or standard dataclasses), then its
     own annotated names, a name redefined keeping its first place (as dataclasses)."""
-    table = _inherited(cls, frozen)
+    table = _inherited(cls, frozen) if len(cls.__mro__) > 2 else {}
     dc_field = getattr(sys.modules.get("dataclasses"), "Field", None)
-    own_annotations = cls.__dict__.get("__annotations__", {})  # noqa: RUF063 - not inherited
-    for name, annotation in own_annotations.items():
-        if _is_kind(annotation, "ClassVar"):
-            continue
-        if _is_kind(annotation, "InitVar", "KW_ONLY"):
-            raise TypeError(
-                f"{cls.__qualname__}.{name}: InitVar and KW_ONLY are not supported by"
-                " reliactl._records"
-            )
-        value = cls.__dict__.get(name, MISSING)
-        if isinstance(value, Field):
+    own = cls.__dict__
+    for name, annotation in own.get("__annotations__", {}).items():
+        # a plain name or a string without ClassVar/InitVar/KW_ONLY in it is a field
+        if type(annotation) is not str or (
+            "ClassVar" in annotation or "InitVar" in annotation or "KW_ONLY" in annotation
+        ):
+            if _is_kind(annotation, "ClassVar"):
+                continue
+            if _is_kind(annotation, "InitVar", "KW_ONLY"):
+                raise TypeError(
+                    f"{cls.__qualname__}.{name}: InitVar and KW_ONLY are not supported by"
+                    " reliactl._records"
+                )
+        value = own.get(name, MISSING)
+        if value is MISSING:
+            made = Field()
+        elif type(value) is Field:
             made = value
+            if value.default is not MISSING:
+                type.__setattr__(cls, name, value.default)  # the class attribute, as theirs
+            else:
+                type.__delattr__(cls, name)
         elif dc_field is not None and isinstance(value, dc_field):
             made = _from_standard(value)
+            if made.default is not MISSING:
+                type.__setattr__(cls, name, made.default)
+            else:
+                type.__delattr__(cls, name)
         else:
-            made = Field(default=value)
-        made.name = name
-        made.type = annotation
-        made.owner = cls
-        if made.kw_only is MISSING:  # the class's default, as dataclasses sets it
-            made.kw_only = False
+            made = Field(value)
         default = made.default
         if default is not MISSING and default.__class__.__hash__ is None:
             raise ValueError(
                 f"mutable default {type(default)} for field {name} is not allowed:"
                 " use default_factory"
             )
-        if default is not MISSING:
-            type.__setattr__(cls, name, default)  # the class attribute, as dataclasses
-        elif name in cls.__dict__:
-            type.__delattr__(cls, name)
+        made.name = name
+        made.type = annotation
+        made.owner = cls
+        if made.kw_only is MISSING:  # the class's default, as dataclasses sets it
+            made.kw_only = False
         table[name] = made
     fields_ = tuple(table.values())
     _refuse_unsupported(cls, fields_, frozen)
@@ -532,7 +542,6 @@ def replace(obj: R, /, **changes: Any) -> R:
     return cls(**values)
 
 
-_REQUIRED, _DEFAULT, _FACTORY = 0, 1, 2
 _MISSING = object()  # a field no argument and no plain default gave a value yet
 
 
@@ -545,14 +554,10 @@ def _make_init(cls: type, table: tuple[Field, ...], frozen: bool) -> Callable[..
     any field is set or any default factory called. Fields are then set in order, each
     default factory called at its field's turn, and ``__post_init__`` called last, as the
     standard generated ``__init__`` does."""
-    specs = _field_specs(cls, table)
-    count = len(specs)
-    names = tuple(name for name, _, _ in specs)
+    template, required, factories = _slots(table)
+    names = tuple(template)
+    count = len(names)
     position = {name: index for index, name in enumerate(names)}
-    required = tuple(name for name, kind, _ in specs if kind == _REQUIRED)
-    factories = tuple((name, default) for name, kind, default in specs if kind == _FACTORY)
-    # Every field's slot, in field order: its default, or _MISSING (required or factory).
-    template = {name: default if kind == _DEFAULT else _MISSING for name, kind, default in specs}
     if len(required) == count:
         takes = "1 positional argument" if count == 0 else f"{count + 1} positional arguments"
     else:
@@ -605,6 +610,26 @@ def _make_init(cls: type, table: tuple[Field, ...], frozen: bool) -> Callable[..
     return __init__
 
 
+def _slots(
+    table: tuple[Field, ...],
+) -> tuple[dict[str, Any], tuple[str, ...], tuple[tuple[str, Any], ...]]:
+    """Every field's slot in field order (its default, or _MISSING for a required or
+    factory field), the required names, and (name, factory) of the factory fields."""
+    template: dict[str, Any] = {}
+    required: list[str] = []
+    factories: list[tuple[str, Any]] = []
+    for f in table:
+        if f.default is not MISSING:
+            template[f.name] = f.default
+        else:
+            template[f.name] = _MISSING
+            if f.default_factory is not MISSING:
+                factories.append((f.name, f.default_factory))
+            else:
+                required.append(f.name)
+    return template, tuple(required), tuple(factories)
+
+
 def _class_attribute(cls: type, name: str) -> Any:
     for klass in cls.__mro__:
         if name in klass.__dict__:
@@ -644,19 +669,6 @@ class _Signature:
 
 
 _SIGNATURE = _Signature()
-
-
-def _field_specs(cls: type, table: tuple[Field, ...]) -> tuple[tuple[str, int, Any], ...]:
-    """(name, _REQUIRED/_DEFAULT/_FACTORY, default or factory) per field, in order."""
-    spec: list[tuple[str, int, Any]] = []
-    for f in table:
-        if f.default is not MISSING:
-            spec.append((f.name, _DEFAULT, f.default))
-        elif f.default_factory is not MISSING:
-            spec.append((f.name, _FACTORY, f.default_factory))
-        else:
-            spec.append((f.name, _REQUIRED, None))
-    return tuple(spec)
 
 
 def _refuse_keywords(
