@@ -8,7 +8,6 @@ import os
 import stat
 import typing
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from reliactl import _records
@@ -32,16 +31,26 @@ from reliactl.config._validation import (
     dotted_path,
 )
 from reliactl.errors import ConfigError, ConfigProblem
+from reliactl.state.base import path_text
 
 if typing.TYPE_CHECKING:
     from dataclasses import dataclass, field
+    from pathlib import Path
 else:  # frozen dataclasses without the dataclasses module, as the schema's (see _records)
     from reliactl._records import dataclass, field
 
 
 def state_home(environ: Mapping[str, str] | None = None) -> Path:
-    env = os.environ if environ is None else environ
-    return Path(_xdg_dir(env, "XDG_STATE_HOME", os.path.join(".local", "state"))) / "reliactl"
+    from pathlib import Path
+
+    return Path(_state_dir(os.environ if environ is None else environ))
+
+
+def _state_dir(env: Mapping[str, str]) -> str:
+    """``state_home`` as text (the loader's defaults need no pathlib, see path_text)."""
+    return path_text(
+        os.path.join(_xdg_dir(env, "XDG_STATE_HOME", os.path.join(".local", "state")), "reliactl")
+    )
 
 
 def _xdg_dir(env: Mapping[str, str], var: str, fallback: str) -> str:
@@ -55,16 +64,22 @@ def _xdg_dir(env: Mapping[str, str], var: str, fallback: str) -> str:
 
 def config_candidates(environ: Mapping[str, str] | None = None) -> list[Path]:
     """Where a configuration file is looked for when none is named, in order."""
-    env = os.environ if environ is None else environ
+    from pathlib import Path
+
+    return [Path(text) for text in _candidates(os.environ if environ is None else environ)]
+
+
+def _candidates(env: Mapping[str, str]) -> list[str]:
+    """``config_candidates`` as text: the search itself needs no pathlib (see path_text)."""
     xdg = _xdg_dir(env, "XDG_CONFIG_HOME", ".config")
     return [
-        Path(DEFAULT_CONFIG_NAME),
-        Path(xdg) / "reliactl" / "config.yaml",
-        Path("/etc/reliactl/config.yaml"),
+        DEFAULT_CONFIG_NAME,
+        path_text(os.path.join(xdg, "reliactl", "config.yaml")),
+        "/etc/reliactl/config.yaml",
     ]
 
 
-def config_untrusted(path: Path, st: os.stat_result | None = None) -> str | None:
+def config_untrusted(path: str | os.PathLike[str], st: os.stat_result | None = None) -> str | None:
     """Why the configuration file ``path`` must not be trusted, or None (see reliactl.trust).
 
     The file must be owned by the invoking user or root and writable by nobody else, and so
@@ -106,21 +121,24 @@ def find_config_file(
     """
     env = os.environ if environ is None else environ
     if explicit:
+        from pathlib import Path
+
         return Path(explicit), "--config"
     if env.get("RELIACTL_CONFIG"):
+        from pathlib import Path
+
         return Path(env["RELIACTL_CONFIG"]), "RELIACTL_CONFIG"
-    for candidate in config_candidates(env):
-        try:
-            if not candidate.is_file():
-                continue
-        except OSError:
+    for candidate in _candidates(env):
+        if not os.path.isfile(candidate):  # as Path.is_file: False on any OSError
             continue
         reason = config_untrusted(candidate)
         if reason is not None:
             if notes is not None:
                 notes.append(f"skipped configuration file {candidate}: {reason}")
             continue
-        return candidate, "search"
+        from pathlib import Path
+
+        return Path(candidate), "search"
     return None, "none"
 
 
@@ -161,8 +179,12 @@ def load(
     notes: list[str] = []
     if search:
         file_path, how = find_config_file(path, env, notes)
+    elif path:
+        from pathlib import Path
+
+        file_path, how = Path(path), "--config"
     else:
-        file_path, how = (Path(path), "--config") if path else (None, "none")
+        file_path, how = None, "none"
     filename = str(file_path) if file_path is not None else "<defaults>"
     origins = _Origins(filename)
     problems: list[ConfigProblem] = []
@@ -274,7 +296,7 @@ def _fill_derived_defaults(
     against the working directory (where the user typed it), one from the environment is an
     error (there is nothing stable to resolve it against).
     """
-    home = state_home(env)
+    home = _state_dir(env)
     base = os.path.dirname(os.path.abspath(file_path)) if file_path is not None else None
 
     def anchored(value: str, kpath: KeyPath) -> str:
@@ -297,9 +319,9 @@ def _fill_derived_defaults(
         return value
 
     for section, key, default in (
-        ("state", "path", home / "state.db"),
-        ("run", "lock_dir", home / "locks"),
-        ("run", "log_dir", home / "logs"),
+        ("state", "path", os.path.join(home, "state.db")),
+        ("run", "lock_dir", os.path.join(home, "locks")),
+        ("run", "log_dir", os.path.join(home, "logs")),
     ):
         sect = raw.get(section)
         if sect is None:
