@@ -499,6 +499,8 @@ def _put(
             type.__setattr__(klass, "__hash__", None)
     if "__match_args__" not in own:
         type.__setattr__(klass, "__match_args__", tuple(f.name for f in table))
+    if "__replace__" not in own:  # copy.replace (Python 3.13), as dataclasses adds it
+        type.__setattr__(klass, "__replace__", _replace_method)
     if own["__init__"] is __init__:  # else the class's own __init__ gives the signature
         type.__setattr__(klass, "__signature__", _SIGNATURE)
 
@@ -540,6 +542,11 @@ def replace(obj: R, /, **changes: Any) -> R:
     values = {f.name: getattr(obj, f.name) for f in table}
     values.update(changes)  # an unknown name: the __init__'s own TypeError
     return cls(**values)
+
+
+def _replace_method(self: Any, /, **changes: Any) -> Any:
+    """``__replace__`` of a record: ``copy.replace(obj, ...)`` is ``replace(obj, ...)``."""
+    return replace(self, **changes)
 
 
 _MISSING = object()  # a field no argument and no plain default gave a value yet

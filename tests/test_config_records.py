@@ -507,7 +507,8 @@ def test_mutable_records_behave_as_standard_mutable_dataclasses() -> None:
     """``dataclass(frozen=False)`` (CheckContext, MonitoringTask, alertstate's Snapshot,
     runner's _AttemptState with repr=False, eq=False) behaves as the standard decorator:
     fields assignable, value equality and no hash with eq, identity equality and hash with
-    eq=False, the standard repr, __post_init__ called, a frozen base refused."""
+    eq=False, the standard repr, __post_init__ called, a frozen base refused; records of
+    both kinds have ``__replace__`` (copy.replace), as dataclasses gives them on 3.13."""
 
     def build(decorate: Any) -> tuple[Any, Any]:
         @decorate(frozen=False)
@@ -539,6 +540,9 @@ def test_mutable_records_behave_as_standard_mutable_dataclasses() -> None:
     assert "object at" in repr(s1) and "object at" in repr(std_state(1))
     s1.killed = True
     assert _records.replace(s1, pid=2).killed is True
+    # copy.replace (Python 3.13) goes through __replace__, which dataclasses adds too
+    assert box("x").__replace__(name="y") == box("y")
+    assert Ours("a").__replace__(port=3) == Ours("a", 3)
     with pytest.raises(TypeError, match="non-frozen dataclass from a frozen one"):
         _records.dataclass(frozen=False)(type("Loose", (Ours,), {"__annotations__": {}}))
 
