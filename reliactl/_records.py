@@ -1,85 +1,448 @@
-"""Frozen dataclasses without compiling code at import (the configuration schema's and the
-core's records on the `run` and `health` paths: runner, jobs, locks, errors, state.base,
-health.model, health.alertstate).
+"""Dataclasses without the dataclasses module: the configuration schema's and the core's
+records on the `run` and `health` paths (runner, jobs, locks, errors, state.base,
+health.model, health.alertstate, health.checks, health.monitor, the config loader).
 
-``@dataclass(frozen=True)`` compiles six small functions per class (``__init__``,
-``__repr__``, ``__eq__``, ``__hash__``, ``__setattr__``, ``__delattr__``), one ``exec`` each:
-for the schema's ~25 classes that was ~150 compilations and most of ``reliactl.config``'s
-import time, paid by every command (issue 21); the core's ~30 records cost as much again.
-Here the standard decorator still does the bookkeeping (``__dataclass_fields__``, so
-``dataclasses.fields``/``replace``/``asdict`` and the schema's introspection work unchanged)
-with ``init=False, repr=False, eq=False``, which compiles nothing; ``__repr__``, ``__eq__``,
-``__hash__`` and the frozen ``__setattr__`` / ``__delattr__`` are shared closures with the
-same behaviour; and ``__init__`` is a closure over the fields that binds its arguments as
-Python would (``_make_init``). An earlier version compiled every pending class's
-``__init__`` in one ``compile`` at the first instance: ~35 KB of source, 6-12 ms of every
-``run`` (25-45 classes) and ``health`` start on this machine; the closure costs ~1 us more
-per instance, ~5 ms over the 5,000 sections of a 5,000-check configuration.
+``@dataclass(frozen=True)`` compiles six small functions per class, one ``exec`` each (~150
+for the schema, as many again for the core), and ``import dataclasses`` imports ``inspect``
+(with ``ast``, ``dis``, ``tokenize``): ~7.5 ms of every start; its class processing (405
+``_get_field`` calls, each testing the string annotation for ClassVar/InitVar) ~5 ms more,
+and the loader's ``typing.get_type_hints`` per section class more again (issue 21).
+
+Here a class is processed by this module alone. It keeps its own field table,
+``__record_fields__`` (name, annotation, default or factory, metadata, repr/compare/hash,
+the declaring class; the annotation resolved to an object at first ``hints()``, once per
+field), read by :func:`fields`, :func:`hints`, :func:`replace` and :func:`is_record` (the
+config loader's introspection, without dataclasses or ``get_type_hints``). The standard
+view is made when asked: ``__dataclass_fields__`` is a descriptor that imports dataclasses
+and builds real ``Field`` objects from the table at first access, so
+``dataclasses.fields``/``replace``/``asdict``/``is_dataclass`` and a standard
+``@dataclass`` subclass work unchanged. ``__repr__``, ``__eq__``, ``__hash__`` and the
+frozen ``__setattr__`` / ``__delattr__`` are shared closures with the standard behaviour,
+and ``__init__`` a closure over the fields that binds its arguments as Python would
+(``_make_init``; ~1 us more per instance than a compiled one). Nothing is compiled.
 
 The semantics are the standard ones (tests/test_config_records.py compares them, and every
-class built here, with real frozen dataclasses): keyword or positional arguments in field
-order, defaults and default factories, ``FrozenInstanceError`` on assignment or deletion,
-value equality within one class, ``hash`` of the compared fields, ``Name(field=value, ...)``
-as repr.
+class built here, with real dataclasses): keyword or positional arguments in field order,
+defaults and default factories (``field`` here or ``dataclasses.field``), fields inherited
+from record or standard dataclass bases, ``__post_init__``, ``FrozenInstanceError`` on
+assignment or deletion of a frozen record, value equality within one class, ``hash`` of the
+compared fields (``None`` for a mutable record, as ``eq=True`` makes it), the class's own
+``__init__``/``__repr__``/``__eq__``/``__hash__`` kept, ``Name(field=value, ...)`` as repr.
+What the shared methods do not implement (InitVar, KW_ONLY, ``init=False`` and ``kw_only``
+fields, private or reserved field names, a required field after a default one) is refused
+with TypeError when the class is defined.
 
-Type checkers see the standard ``dataclasses.dataclass`` (users import this one only at run
-time, under ``if TYPE_CHECKING: ... else:``). Mutable dataclasses stay standard (this module
-makes frozen ones only), as does a class whose base is a standard dataclass.
+Type checkers see the standard ``dataclasses.dataclass`` and ``field`` (users import these
+only at run time, under ``if TYPE_CHECKING: ... else:``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import reprlib
-import threading
-from collections.abc import Callable
-from typing import Any, TypeVar
+import sys
+import types
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-__all__ = ["dataclass", "finish"]
+if TYPE_CHECKING:
+    import dataclasses
+    from collections.abc import Callable
+
+__all__ = ["MISSING", "dataclass", "field", "fields", "finish", "hints", "is_record", "replace"]
 
 C = TypeVar("C", bound=type)
+R = TypeVar("R")
 
-_processing = threading.local()  # .active: _records itself is processing a class
+
+class _MissingType:
+    """No default (this module's ``dataclasses.MISSING``)."""
+
+    def __repr__(self) -> str:
+        return "MISSING"
 
 
-def dataclass(*, frozen: bool) -> Callable[[C], C]:
-    """``dataclasses.dataclass(frozen=True)``, its methods made as the module docstring says."""
-    if not frozen:
-        raise TypeError("reliactl._records makes frozen dataclasses only")
+MISSING: Any = _MissingType()
+_EMPTY: Any = types.MappingProxyType({})
+
+
+class Field:
+    """One field of a record: what ``dataclasses.Field`` holds, plus the declaring class
+    (whose module the annotation is resolved in) and the resolved annotation."""
+
+    __slots__ = (
+        "_resolved",
+        "_standard",
+        "compare",
+        "default",
+        "default_factory",
+        "hash",
+        "init",
+        "kw_only",
+        "metadata",
+        "name",
+        "owner",
+        "repr",
+        "type",
+    )
+
+    def __init__(
+        self,
+        default: Any = MISSING,
+        default_factory: Any = MISSING,
+        init: bool = True,
+        repr: bool = True,
+        hash: bool | None = None,
+        compare: bool = True,
+        metadata: Any = None,
+        kw_only: Any = MISSING,
+    ) -> None:
+        if default is not MISSING and default_factory is not MISSING:
+            raise ValueError("cannot specify both default and default_factory")
+        self.name: str = ""
+        self.type: Any = None
+        self.default = default
+        self.default_factory = default_factory
+        self.init = init
+        self.repr = repr
+        self.hash = hash
+        self.compare = compare
+        self.metadata = _EMPTY if not metadata else types.MappingProxyType(metadata)
+        self.kw_only = kw_only
+        self.owner: type | None = None
+        self._resolved: Any = MISSING
+        self._standard: Any = None
+
+    def __repr__(self) -> str:
+        return (
+            f"Field(name={self.name!r},type={self.type!r},default={self.default!r},"
+            f"default_factory={self.default_factory!r},init={self.init!r},repr={self.repr!r},"
+            f"hash={self.hash!r},compare={self.compare!r},metadata={self.metadata!r})"
+        )
+
+    def resolved(self) -> Any:
+        """The annotation as an object: a string evaluated once, in the declaring class's
+        module (and, failing that, with the class's namespace too, as get_type_hints)."""
+        value = self._resolved
+        if value is MISSING:
+            value = self.type
+            if isinstance(value, str):
+                value = _evaluate(value, self.owner)
+            self._resolved = value
+        return value
+
+    def standard(self) -> dataclasses.Field[Any]:
+        """This field as a real ``dataclasses.Field`` (made once; importing dataclasses)."""
+        made = self._standard
+        if made is None:
+            import dataclasses
+
+            def std(value: Any) -> Any:
+                return dataclasses.MISSING if value is MISSING else value
+
+            made = dataclasses.field(
+                default=std(self.default),
+                default_factory=std(self.default_factory),
+                init=self.init,
+                repr=self.repr,
+                hash=self.hash,
+                compare=self.compare,
+                metadata=self.metadata,
+                kw_only=self.kw_only is True,  # a processed field's: False unless set
+            )
+            made.name = self.name
+            made.type = self.type
+            made._field_type = dataclasses._FIELD  # type: ignore[attr-defined]
+            self._standard = made
+        return made  # type: ignore[no-any-return]
+
+
+_evaluated: dict[tuple[str, str], Any] = {}
+
+
+def _evaluate(text: str, owner: type | None) -> Any:
+    module = getattr(owner, "__module__", None) or "builtins"
+    key = (module, text)
+    try:
+        return _evaluated[key]
+    except KeyError:
+        pass
+    namespace = getattr(sys.modules.get(module), "__dict__", {})
+    try:
+        value = eval(text, namespace)  # noqa: S307 - the class's own annotation
+    except NameError:  # a name of the class's own namespace, as get_type_hints allows
+        return eval(text, namespace, dict(vars(owner)) if owner is not None else {})  # noqa: S307
+    _evaluated[key] = value
+    return value
+
+
+def field(
+    *,
+    default: Any = MISSING,
+    default_factory: Any = MISSING,
+    init: bool = True,
+    repr: bool = True,
+    hash: bool | None = None,
+    compare: bool = True,
+    metadata: Any = None,
+    kw_only: Any = MISSING,
+) -> Any:
+    """``dataclasses.field`` for a record (a ``dataclasses.field`` is accepted too)."""
+    return Field(default, default_factory, init, repr, hash, compare, metadata, kw_only)
+
+
+def _from_standard(std: Any) -> Field:
+    """A ``dataclasses.Field`` (a class attribute, or a standard base's field) as ours."""
+    import dataclasses
+
+    def ours(value: Any) -> Any:
+        return MISSING if value is dataclasses.MISSING else value
+
+    made = Field(
+        ours(std.default),
+        ours(std.default_factory),
+        std.init,
+        std.repr,
+        std.hash,
+        std.compare,
+        std.metadata,
+        ours(std.kw_only),
+    )
+    made.name = std.name
+    made.type = std.type
+    made._standard = std if getattr(std, "name", None) else None
+    return made
+
+
+class _Params:
+    """The ``__dataclass_params__`` of a record: a standard dataclass's (``init``, ``repr``,
+    ``eq`` true, ``order``/``unsafe_hash`` false, ``frozen`` as declared), which a standard
+    ``@dataclass`` subclass checks (a frozen child of a mutable parent is refused)."""
+
+    init = match_args = True
+    order = unsafe_hash = kw_only = slots = weakref_slot = False
+
+    def __init__(self, frozen: bool, repr: bool = True, eq: bool = True) -> None:
+        self.frozen = frozen
+        self.repr = repr
+        self.eq = eq
+
+    def __repr__(self) -> str:
+        return (
+            f"_DataclassParams(init=True,repr={self.repr},eq={self.eq},order=False,"
+            f"unsafe_hash=False,frozen={self.frozen})"
+        )
+
+
+class _StandardFields:
+    """``__dataclass_fields__`` of a record: the standard ``{name: dataclasses.Field}``,
+    built from ``__record_fields__`` at first access (so only a caller of the dataclasses
+    functions imports dataclasses) and then stored on the class."""
+
+    def __get__(self, instance: Any, owner: type) -> dict[str, Any]:
+        made = {f.name: f.standard() for f in owner.__record_fields__}  # type: ignore[attr-defined]
+        type.__setattr__(owner, "__dataclass_fields__", made)
+        return made
+
+
+_STANDARD_FIELDS = _StandardFields()
+
+
+def dataclass(*, frozen: bool, repr: bool = True, eq: bool = True) -> Callable[[C], C]:
+    """``dataclasses.dataclass(frozen=..., repr=..., eq=...)`` (``init=True``), processed
+    here as the module docstring says."""
 
     def wrap(cls: C) -> C:
-        if cls.__doc__ is None:  # else dataclasses derives one with inspect.signature,
-            # which for a class without __init__ yet tokenizes object's (~10 ms at import)
-            cls.__doc__ = f"{cls.__name__}: a frozen record."
-        _processing.active = True  # a base built here reads as not frozen (see _Params)
-        try:
-            processed: C = dataclasses.dataclass(init=False, repr=False, eq=False)(cls)  # type: ignore[assignment]
-        finally:
-            _processing.active = False
-        return finish(processed)
+        if cls.__doc__ is None:  # dataclasses derives one from inspect.signature
+            cls.__doc__ = f"{cls.__name__}: a {'frozen ' if frozen else ''}record."
+        table = _collect(cls, frozen)
+        klass: type = cls
+        klass.__dataclass_params__ = _Params(frozen, repr, eq)  # type: ignore[attr-defined]
+        klass.__dataclass_fields__ = _STANDARD_FIELDS  # type: ignore[attr-defined]
+        return _install(cls, table, frozen, repr, eq)
 
     return wrap
 
 
 def finish(cls: C) -> C:
-    """Give a dataclass processed with ``init=False, repr=False, eq=False`` the methods of a
-    frozen one."""
+    """Give a class that dataclasses processed with ``init=False, repr=False, eq=False``
+    the methods of a frozen one."""
+    import dataclasses
+
     klass: type = cls
-    fields = dataclasses.fields(klass)
-    _refuse_unsupported(klass, fields)
-    names = frozenset(f.name for f in fields)
-    shown = tuple(f.name for f in fields if f.repr)
-    compared = tuple(f.name for f in fields if f.compare)
-    hashed = tuple(f.name for f in fields if (f.compare if f.hash is None else f.hash))
+    table = tuple(_from_standard(f) for f in dataclasses.fields(klass))
+    for f in table:
+        f.owner = klass
+    _refuse_unsupported(klass, table, frozen=True)
+    klass.__dataclass_params__ = _Params(True)  # type: ignore[attr-defined]
+    return _install(cls, table, True)
+
+
+def _is_kind(annotation: Any, *names: str) -> bool:
+    """Is the annotation (a string, or an object) ``typing.ClassVar``/``dataclasses.InitVar``
+    /``KW_ONLY`` (one of ``names``), bare or subscripted?"""
+    if isinstance(annotation, str):
+        head = annotation.split("[", 1)[0].strip()
+        return head.rsplit(".", 1)[-1] in names and head.split(".")[0] in (
+            *names,
+            "typing",
+            "t",
+            "dataclasses",
+        )
+    dc = sys.modules.get("dataclasses")
+    if "ClassVar" in names and (
+        annotation is ClassVar or getattr(annotation, "__origin__", None) is ClassVar
+    ):
+        return True
+    if (
+        dc is not None
+        and "InitVar" in names
+        and (annotation is dc.InitVar or isinstance(annotation, dc.InitVar))
+    ):
+        return True
+    return dc is not None and "KW_ONLY" in names and annotation is getattr(dc, "KW_ONLY", None)
+
+
+def _inherited(cls: type, frozen: bool) -> dict[str, Field]:
+    """The fields of the class's bases (records or standard dataclasses), in order."""
+    table: dict[str, Field] = {}
+    for base in cls.__mro__[-1:0:-1]:
+        own = base.__dict__
+        inherited = own.get("__record_fields__")
+        if inherited is None:
+            standard = own.get("__dataclass_fields__")
+            if not isinstance(standard, dict):
+                continue
+            inherited = _standard_fields(cls, base, standard)
+        params = own.get("__dataclass_params__")
+        if params is not None and bool(params.frozen) != frozen:
+            if frozen:
+                raise TypeError("cannot inherit frozen dataclass from a non-frozen one")
+            raise TypeError("cannot inherit non-frozen dataclass from a frozen one")
+        for f in inherited:
+            table[f.name] = f
+    return table
+
+
+def _standard_fields(cls: type, base: type, standard: dict[str, Any]) -> list[Field]:
+    import dataclasses
+
+    out = []
+    for std in standard.values():
+        kind = std._field_type
+        if kind is dataclasses._FIELD_INITVAR:  # type: ignore[attr-defined]
+            raise TypeError(
+                f"{cls.__qualname__}.{std.name}: InitVar is not supported by reliactl._records"
+            )
+        if kind is dataclasses._FIELD:  # type: ignore[attr-defined]
+            made = _from_standard(std)
+            made.owner = base
+            out.append(made)
+    return out
+
+
+def _collect(cls: type, frozen: bool) -> tuple[Field, ...]:
+    """The class's fields in order: its bases' (records or standard dataclasses), then its
+    own annotated names, a name redefined keeping its first place (as dataclasses)."""
+    table = _inherited(cls, frozen) if len(cls.__mro__) > 2 else {}
+    dc_field = getattr(sys.modules.get("dataclasses"), "Field", None)
+    own = cls.__dict__
+    for name, annotation in own.get("__annotations__", {}).items():
+        # a plain name or a string without ClassVar/InitVar/KW_ONLY in it is a field
+        if type(annotation) is not str or (
+            "ClassVar" in annotation or "InitVar" in annotation or "KW_ONLY" in annotation
+        ):
+            if _is_kind(annotation, "ClassVar"):
+                continue
+            if _is_kind(annotation, "InitVar", "KW_ONLY"):
+                raise TypeError(
+                    f"{cls.__qualname__}.{name}: InitVar and KW_ONLY are not supported by"
+                    " reliactl._records"
+                )
+        value = own.get(name, MISSING)
+        if value is MISSING:
+            made = Field()
+        elif type(value) is Field:
+            made = value
+            if value.default is not MISSING:
+                type.__setattr__(cls, name, value.default)  # the class attribute, as theirs
+            else:
+                type.__delattr__(cls, name)
+        elif dc_field is not None and isinstance(value, dc_field):
+            made = _from_standard(value)
+            if made.default is not MISSING:
+                type.__setattr__(cls, name, made.default)
+            else:
+                type.__delattr__(cls, name)
+        else:
+            made = Field(value)
+        default = made.default
+        if default is not MISSING and default.__class__.__hash__ is None:
+            raise ValueError(
+                f"mutable default {type(default)} for field {name} is not allowed:"
+                " use default_factory"
+            )
+        made.name = name
+        made.type = annotation
+        made.owner = cls
+        if made.kw_only is MISSING:  # the class's default, as dataclasses sets it
+            made.kw_only = False
+        table[name] = made
+    fields_ = tuple(table.values())
+    _refuse_unsupported(cls, fields_, frozen)
+    return fields_
+
+
+def _refuse_unsupported(cls: type, fields_: tuple[Field, ...], frozen: bool) -> None:
+    """Refuse, when the class is defined, what the shared methods do not implement (where the
+    standard decorator would do something else): ``init=False`` and ``kw_only`` fields,
+    field names the generated ``__init__`` cannot take, a non-default field after a default
+    one, a frozen class's own ``__setattr__``/``__delattr__``."""
+    where = cls.__qualname__
+    if frozen:
+        for name in ("__setattr__", "__delattr__"):
+            if name in cls.__dict__:
+                raise TypeError(f"Cannot overwrite attribute {name} in class {where}")
+    seen_default = False
+    for f in fields_:
+        if not f.init or f.kw_only is True:
+            raise TypeError(
+                f"{where}.{f.name}: init=False and kw_only fields are not supported by"
+                " reliactl._records (use a standard dataclass)"
+            )
+        if not f.name.isidentifier() or f.name.startswith("_") or f.name == "self":
+            raise TypeError(f"{where}.{f.name}: not a schema field name")
+        if f.default is not MISSING or f.default_factory is not MISSING:
+            seen_default = True
+        elif seen_default:
+            raise TypeError(f"non-default argument {f.name!r} follows default argument")
+
+
+def _install(
+    cls: C,
+    table: tuple[Field, ...],
+    frozen: bool,
+    with_repr: bool = True,
+    with_eq: bool = True,
+) -> C:
+    """Give the class its field table and the shared methods (its own ones stay)."""
+    klass: type = cls
+    type.__setattr__(klass, "__record_fields__", table)
+    names = frozenset(f.name for f in table)
+    shown = tuple(f.name for f in table if f.repr)
+    compared = tuple(f.name for f in table if f.compare)
+    hashed = tuple(f.name for f in table if (f.compare if f.hash is None else f.hash))
 
     def __setattr__(self: Any, name: str, value: Any) -> None:
         if type(self) is klass or name in names:
-            raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+            from dataclasses import FrozenInstanceError
+
+            raise FrozenInstanceError(f"cannot assign to field {name!r}")
         super(klass, self).__setattr__(name, value)  # type: ignore[arg-type]
 
     def __delattr__(self: Any, name: str) -> None:
         if type(self) is klass or name in names:
-            raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
+            from dataclasses import FrozenInstanceError
+
+            raise FrozenInstanceError(f"cannot delete field {name!r}")
         super(klass, self).__delattr__(name)  # type: ignore[arg-type]
 
     @reprlib.recursive_repr()  # a record inside its own field shows ``...``, as dataclasses
@@ -96,83 +459,100 @@ def finish(cls: C) -> C:
     def __hash__(self: Any) -> int:
         return hash(tuple(getattr(self, name) for name in hashed))
 
-    __init__ = _make_init(klass, fields)
-
-    own = klass.__dict__
-    for method in (__setattr__, __delattr__, __repr__, __eq__, __hash__, __init__):
-        name = method.__name__
-        if name == "__hash__":  # the class's own __hash__ stays (not the None __eq__ implies)
-            if own.get("__hash__") is not None:
-                continue
-        elif name in own:  # the class's own __init__, __repr__ or __eq__ stays, as dataclasses
-            continue
-        method.__qualname__ = f"{cls.__qualname__}.{name}"
-        setattr(cls, name, method)
-    if own["__init__"] is __init__:  # else the class's own __init__ gives the signature
-        klass.__signature__ = _SIGNATURE  # type: ignore[attr-defined]
-    klass.__dataclass_params__ = _Params(klass.__dataclass_params__)  # type: ignore[attr-defined]
+    __init__ = _make_init(klass, table, frozen)
+    _put(klass, table, frozen, with_repr, with_eq, (__init__, __repr__, __eq__, __hash__))
+    if frozen:
+        for method in (__setattr__, __delattr__):
+            _put_one(klass, method)
     return cls
 
 
-def _refuse_unsupported(cls: type, fields: tuple[dataclasses.Field[Any], ...]) -> None:
-    """Refuse, when the class is defined, what the shared methods do not implement (where the
-    standard decorator would do something else): InitVar, ``init=False`` and ``kw_only``
-    fields, field names the generated ``__init__`` cannot take, a non-default field after a
-    default one, an own ``__setattr__``/``__delattr__``. Raised here, never at the first
-    instance: one class's error there would fail every pending class's first instance."""
-    where = cls.__qualname__
-    for name in ("__setattr__", "__delattr__"):
-        if name in cls.__dict__:
-            raise TypeError(f"Cannot overwrite attribute {name} in class {where}")
-    for f in cls.__dict__.get("__dataclass_fields__", {}).values():
-        if f._field_type is dataclasses._FIELD_INITVAR:  # type: ignore[attr-defined]
-            raise TypeError(f"{where}.{f.name}: InitVar is not supported by reliactl._records")
-    seen_default = False
-    for f in fields:
-        if not f.init or f.kw_only is True:
-            raise TypeError(
-                f"{where}.{f.name}: init=False and kw_only fields are not supported by"
-                " reliactl._records (use a standard dataclass)"
-            )
-        if not f.name.isidentifier() or f.name.startswith("_") or f.name == "self":
-            raise TypeError(f"{where}.{f.name}: not a schema field name")
-        if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
-            seen_default = True
-        elif seen_default:
-            raise TypeError(f"non-default argument {f.name!r} follows default argument")
+def _put_one(klass: type, method: Any) -> None:
+    """Set a shared method on the class unless it defines its own (as dataclasses)."""
+    name = method.__name__
+    if name not in klass.__dict__:
+        method.__qualname__ = f"{klass.__qualname__}.{name}"
+        type.__setattr__(klass, name, method)
 
 
-class _Params:
-    """The ``__dataclass_params__`` of a class built here: those of a standard frozen dataclass
-    (``init``, ``repr``, ``eq``, ``frozen`` true), so that a standard ``@dataclass(frozen=True)``
-    subclass is accepted as it was before (dataclasses refuses a frozen child of a non-frozen
-    parent). While this module itself processes a subclass (with ``frozen`` false, to compile
-    nothing) the parent reads as not frozen, for the same reason."""
+def _put(
+    klass: type,
+    table: tuple[Field, ...],
+    frozen: bool,
+    with_repr: bool,
+    with_eq: bool,
+    made: tuple[Any, Any, Any, Any],
+) -> None:
+    __init__, __repr__, __eq__, __hash__ = made
+    own = klass.__dict__
+    # dataclasses' rule: a __hash__ of the class's own counts unless it is the None that
+    # defining __eq__ implies
+    explicit_hash = "__hash__" in own and not (own["__hash__"] is None and "__eq__" in own)
+    for method, wanted in ((__init__, True), (__repr__, with_repr), (__eq__, with_eq)):
+        if wanted:  # the class's own __init__, __repr__ or __eq__ stays, as dataclasses
+            _put_one(klass, method)
+    if with_eq and not explicit_hash:  # eq=False: the inherited (identity) hash, as theirs
+        if frozen:
+            __hash__.__qualname__ = f"{klass.__qualname__}.__hash__"
+            type.__setattr__(klass, "__hash__", __hash__)
+        else:
+            type.__setattr__(klass, "__hash__", None)
+    if "__match_args__" not in own:
+        type.__setattr__(klass, "__match_args__", tuple(f.name for f in table))
+    if "__replace__" not in own:  # copy.replace (Python 3.13), as dataclasses adds it
+        type.__setattr__(klass, "__replace__", _replace_method)
+    if own["__init__"] is __init__:  # else the class's own __init__ gives the signature
+        type.__setattr__(klass, "__signature__", _SIGNATURE)
 
-    def __init__(self, params: Any) -> None:
-        self._params = params
 
-    def __getattr__(self, name: str) -> Any:
-        if name in ("init", "repr", "eq"):
-            return True
-        return getattr(self._params, name)
-
-    @property
-    def frozen(self) -> bool:
-        return not getattr(_processing, "active", False)
-
-    def __repr__(self) -> str:
-        text = repr(self._params).replace("frozen=False", f"frozen={self.frozen}")
-        for name in ("init", "repr", "eq"):
-            text = text.replace(f"{name}=False", f"{name}=True")
-        return text
+def is_record(obj: Any) -> bool:
+    """Is ``obj`` a class built here (with ``dataclass`` of this module), or an instance of
+    one? (A plain or standard subclass is not: its fields may differ.)"""
+    cls = obj if isinstance(obj, type) else type(obj)
+    return "__record_fields__" in cls.__dict__
 
 
-_REQUIRED, _DEFAULT, _FACTORY = 0, 1, 2
+def fields(obj: Any) -> tuple[Field, ...]:
+    """The fields of a record class or instance, in order (``dataclasses.fields``)."""
+    cls = obj if isinstance(obj, type) else type(obj)
+    table = cls.__dict__.get("__record_fields__")
+    if table is None:
+        raise TypeError(f"{cls.__qualname__} is not a reliactl._records class")
+    return table  # type: ignore[no-any-return]
+
+
+def hints(cls: type) -> dict[str, Any]:
+    """The record's resolved annotations by field name (``typing.get_type_hints`` of its
+    fields), worked out once per class."""
+    made = cls.__dict__.get("__record_hints__")
+    if made is None:
+        made = {f.name: f.resolved() for f in fields(cls)}
+        type.__setattr__(cls, "__record_hints__", made)
+    return made
+
+
+def replace(obj: R, /, **changes: Any) -> R:
+    """``dataclasses.replace`` for a record instance (any other dataclass: the standard one)."""
+    cls = type(obj)
+    table = cls.__dict__.get("__record_fields__")
+    if table is None:
+        import dataclasses
+
+        return dataclasses.replace(obj, **changes)  # type: ignore[type-var]
+    values = {f.name: getattr(obj, f.name) for f in table}
+    values.update(changes)  # an unknown name: the __init__'s own TypeError
+    return cls(**values)
+
+
+def _replace_method(self: Any, /, **changes: Any) -> Any:
+    """``__replace__`` of a record: ``copy.replace(obj, ...)`` is ``replace(obj, ...)``."""
+    return replace(self, **changes)
+
+
 _MISSING = object()  # a field no argument and no plain default gave a value yet
 
 
-def _make_init(cls: type, fields: tuple[dataclasses.Field[Any], ...]) -> Callable[..., None]:
+def _make_init(cls: type, table: tuple[Field, ...], frozen: bool) -> Callable[..., None]:
     """The class's ``__init__``: a closure over its fields, so nothing is compiled.
 
     The binding is Python's own for ``__init__(self, f1, f2=d2, ...)``: positional arguments
@@ -181,24 +561,28 @@ def _make_init(cls: type, fields: tuple[dataclasses.Field[Any], ...]) -> Callabl
     any field is set or any default factory called. Fields are then set in order, each
     default factory called at its field's turn, and ``__post_init__`` called last, as the
     standard generated ``__init__`` does."""
-    specs = _field_specs(cls, fields)
-    count = len(specs)
-    names = tuple(name for name, _, _ in specs)
+    template, required, factories = _slots(table)
+    names = tuple(template)
+    count = len(names)
     position = {name: index for index, name in enumerate(names)}
-    required = tuple(name for name, kind, _ in specs if kind == _REQUIRED)
-    factories = tuple((name, default) for name, kind, default in specs if kind == _FACTORY)
-    # Every field's slot, in field order: its default, or _MISSING (required or factory).
-    template = {name: default if kind == _DEFAULT else _MISSING for name, kind, default in specs}
     if len(required) == count:
         takes = "1 positional argument" if count == 0 else f"{count + 1} positional arguments"
     else:
         takes = f"from {len(required) + 1} to {count + 1} positional arguments"
     post_init = hasattr(cls, "__post_init__")
     qualname = f"{cls.__qualname__}.__init__"
-    # No __slots__ anywhere: the fields live in the instance's __dict__, where the standard
-    # object.__setattr__ of each would put them (field names are never data descriptors).
-    slotted = any("__slots__" in vars(k) for k in cls.__mro__[:-1])
-    setter = object.__setattr__
+    # The fields go straight into the instance's __dict__, where the standard
+    # object.__setattr__ (frozen) or ``self.name = value`` would put them, unless a slot, a
+    # data descriptor named as a field or (mutable) the class's own __setattr__ must see
+    # each one: then one by one, as the standard __init__ does.
+    one_by_one = any("__slots__" in vars(k) for k in cls.__mro__[:-1]) or any(
+        hasattr(type(_class_attribute(cls, name)), "__set__") for name in names
+    )
+    if frozen:
+        setter: Callable[[Any, str, Any], None] = object.__setattr__
+    else:
+        setter = setattr
+        one_by_one = one_by_one or cls.__setattr__ is not object.__setattr__  # type: ignore[comparison-overlap]
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         given = len(args)
@@ -221,7 +605,7 @@ def _make_init(cls: type, fields: tuple[dataclasses.Field[Any], ...]) -> Callabl
         for name, factory in factories:
             if values[name] is _MISSING:
                 values[name] = factory()
-        if slotted:
+        if one_by_one:
             for name, value in values.items():
                 setter(self, name, value)
         else:
@@ -229,8 +613,35 @@ def _make_init(cls: type, fields: tuple[dataclasses.Field[Any], ...]) -> Callabl
         if post_init:
             self.__post_init__()
 
-    __init__._record_fields = fields  # type: ignore[attr-defined]  # for _Signature
+    __init__._record_fields = table  # type: ignore[attr-defined]  # for _Signature
     return __init__
+
+
+def _slots(
+    table: tuple[Field, ...],
+) -> tuple[dict[str, Any], tuple[str, ...], tuple[tuple[str, Any], ...]]:
+    """Every field's slot in field order (its default, or _MISSING for a required or
+    factory field), the required names, and (name, factory) of the factory fields."""
+    template: dict[str, Any] = {}
+    required: list[str] = []
+    factories: list[tuple[str, Any]] = []
+    for f in table:
+        if f.default is not MISSING:
+            template[f.name] = f.default
+        else:
+            template[f.name] = _MISSING
+            if f.default_factory is not MISSING:
+                factories.append((f.name, f.default_factory))
+            else:
+                required.append(f.name)
+    return template, tuple(required), tuple(factories)
+
+
+def _class_attribute(cls: type, name: str) -> Any:
+    for klass in cls.__mro__:
+        if name in klass.__dict__:
+            return klass.__dict__[name]
+    return None
 
 
 class _Signature:
@@ -244,17 +655,18 @@ class _Signature:
         init = next(
             (k.__dict__["__init__"] for k in owner.__mro__ if "__init__" in k.__dict__), None
         )
-        fields = getattr(init, "_record_fields", None)
-        if instance is not None or fields is None:
+        table = getattr(init, "_record_fields", None)
+        if instance is not None or table is None:
             raise AttributeError("__signature__")
+        import dataclasses
         import inspect
 
         kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
         params = [inspect.Parameter("self", kind)]
-        for f in fields:
-            if f.default is not dataclasses.MISSING:
+        for f in table:
+            if f.default is not MISSING:
                 default = f.default
-            elif f.default_factory is not dataclasses.MISSING:
+            elif f.default_factory is not MISSING:
                 default = dataclasses._HAS_DEFAULT_FACTORY  # type: ignore[attr-defined]
             else:
                 default = inspect.Parameter.empty
@@ -264,29 +676,6 @@ class _Signature:
 
 
 _SIGNATURE = _Signature()
-
-
-def _field_specs(
-    cls: type, fields: tuple[dataclasses.Field[Any], ...]
-) -> tuple[tuple[str, int, Any], ...]:
-    """(name, _REQUIRED/_DEFAULT/_FACTORY, default or factory) per field, in order."""
-    spec: list[tuple[str, int, Any]] = []
-    seen_default = False
-    for f in fields:
-        name = f.name
-        if not name.isidentifier() or name.startswith("_") or name == "self":
-            raise TypeError(f"{cls.__qualname__}.{name}: not a schema field name")
-        if f.default is not dataclasses.MISSING:
-            spec.append((name, _DEFAULT, f.default))
-            seen_default = True
-        elif f.default_factory is not dataclasses.MISSING:
-            spec.append((name, _FACTORY, f.default_factory))
-            seen_default = True
-        else:
-            if seen_default:
-                raise TypeError(f"non-default argument {name!r} follows default argument")
-            spec.append((name, _REQUIRED, None))
-    return tuple(spec)
 
 
 def _refuse_keywords(

@@ -5,20 +5,18 @@ the configuration package."""
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from dataclasses import dataclass
-else:  # the same frozen dataclass, its methods not compiled at import (see _records)
-    from reliactl._records import dataclass
+    from dataclasses import MISSING, dataclass, field
+else:  # the same frozen dataclass, without the dataclasses module (see _records)
+    from reliactl._records import MISSING, dataclass, field
 
 __all__ = ["BreakerSettings", "_opt"]
 
 
 def _opt(
-    default: Any = dataclasses.MISSING,
+    default: Any = MISSING,
     *,
     doc: str,
     kind: str | None = None,

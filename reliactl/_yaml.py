@@ -11,11 +11,15 @@ with a line, never an exception.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+if TYPE_CHECKING:
+    from dataclasses import dataclass, field
+else:  # without the dataclasses module (every start with a config file, issue 21)
+    from reliactl._records import dataclass, field
 
 MAX_NODES = 20_000  # values aliases may add on top of those written out (a big file is fine)
 MAX_DEPTH = 100  # reported where a document nests deeper than Python's stack allows
@@ -34,7 +38,7 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 Path = tuple[str | int, ...]
 
 
-@dataclass
+@dataclass(frozen=False)
 class YamlDocument:
     """The parsed data, the line of each key path, and problems as (line, path, message)."""
 

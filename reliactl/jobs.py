@@ -49,9 +49,9 @@ from reliactl.errors import (
 from reliactl.hostname import hostname
 
 if TYPE_CHECKING:
-    from dataclasses import dataclass
-else:  # frozen dataclasses without compiling code at import (issue 21, see _records)
-    from reliactl._records import dataclass
+    from dataclasses import dataclass, replace
+else:  # dataclasses without the dataclasses module (issue 21, see _records)
+    from reliactl._records import dataclass, replace
 
 if TYPE_CHECKING:
     from reliactl.chaos import RunChaos
@@ -336,8 +336,6 @@ class PreparedJob:
 
         trace = tracing.start_run(name, spec.command, options.env)  # None: tracing off
         if trace is not None:
-            from dataclasses import replace
-
             options = replace(options, env=trace.child_env(options.env))
         breaker = _BreakerGate(spec.breaker, self.config, opened, options, warn)
         breaker.on_change = trace.breaker_event if trace is not None else None
@@ -677,8 +675,6 @@ def _scope(spec: JobSpec, config: Config) -> dict[str, Any]:
 def _with_name(options: RunOptions, name: str) -> RunOptions:
     if options.name == name:
         return options
-    from dataclasses import replace
-
     return replace(options, name=name)
 
 

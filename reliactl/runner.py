@@ -50,14 +50,12 @@ This module never prints: events go to an ``on_event`` callback, the command's o
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import os
 import select
 import signal
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import field
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from reliactl._procfs import pid_alive, stat_fields, unescape_mount
@@ -65,9 +63,9 @@ from reliactl._procfs import read_bytes as _read_proc
 from reliactl.errors import LockBusyError, ReliactlError, StateUnavailableError
 
 if TYPE_CHECKING:
-    from dataclasses import dataclass
-else:  # frozen dataclasses without compiling code at import (issue 21, see _records)
-    from reliactl._records import dataclass
+    from dataclasses import dataclass, field, replace
+else:  # dataclasses without the dataclasses module (issue 21, see _records)
+    from reliactl._records import dataclass, field, replace
 
 # The C module under ``signal``: the same calls, without the enum its Python wrappers make of
 # every signal number they return (a full mask is 64 of them: ~0.3 ms a run in the parent,
@@ -1412,8 +1410,8 @@ def signal_job(root: int, sig: int, *, group: int) -> list[JobProcess]:
 # --------------------------------------------------------------------------- parent side
 
 
-@dataclasses.dataclass(repr=False, eq=False)  # mutable (_records: frozen only); only
-# __init__ compiled at import: nothing compares or prints an attempt's state
+@dataclass(frozen=False, repr=False, eq=False)  # mutable; nothing compares or prints an
+# attempt's state (identity equality and hash, as before)
 class _AttemptState:
     pid: int
     report_r: int
@@ -1475,7 +1473,7 @@ class _ChaosCrash:
         """The attempt, marked injected when the crash it rehearses happened."""
         if crash is None or not crash.fired:
             return attempt
-        return dataclasses.replace(attempt, injected="kill")
+        return replace(attempt, injected="kill")
 
 
 class Runner:
@@ -2325,7 +2323,7 @@ class Runner:
             if self.options.memory_max is not None:
                 path, why = memory_limit_path(self.options.use_cgroup)
                 if path == "v1":
-                    setup = dataclasses.replace(setup, memory_v1=memory_cgroup_v1_base())
+                    setup = replace(setup, memory_v1=memory_cgroup_v1_base())
                 if number == 1:
                     self._memory_event(path, why)
         return setup
@@ -2515,7 +2513,6 @@ def run_command(
 
 
 def _with_delay(attempt: Attempt, delay: float) -> Attempt:
-    from dataclasses import replace
 
     return replace(attempt, delay_after=delay)
 

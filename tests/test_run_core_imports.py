@@ -184,3 +184,55 @@ def test_redact_and_locks_compile_their_rare_regexes_at_first_use() -> None:
 
     assert redact.redact_url("https://discord.com/api/webhooks/1/tok").endswith("/1/***")
     assert locks.derive_lock_name(["sh", "-c", "echo hi"])[1] is not None
+
+
+# Imported by neither start (issue 21 item 4, wave 4): dataclasses and the inspect it pulls in
+# (with ast, dis, tokenize, linecache: ~7.5 ms), since reliactl._records builds every record
+# of these paths without them and the config loader reads the records' own field table.
+NOT_AT_START = ("dataclasses", "inspect", "ast", "dis", "tokenize")
+# Nor, without a configuration file (LoadedConfig.path is a Path when there is one), pathlib
+# and the urllib.parse and ipaddress it imports (~3-4 ms): the loader's search and defaults
+# and the store's open path work on text (state.base.path_text), redact parses URLs lazily.
+NOT_WITHOUT_FILE = ("pathlib", "urllib.parse", "ipaddress")
+
+
+@pytest.mark.parametrize("with_file", [True, False], ids=["config file", "no config file"])
+@pytest.mark.parametrize("argv", [["run", "--", "true"], ["health", "--json"]], ids=" ".join)
+def test_run_and_health_starts_import_neither_dataclasses_nor_inspect(
+    argv: list[str], with_file: bool, tmp_path: Path
+) -> None:
+    """A real `reliactl run -- true` / `health --json` (python -X importtime -m reliactl, as
+    cron starts it, with an environment override and, in one case, a configuration file, so
+    the YAML and env paths of the loader run too) imports none of dataclasses, inspect, ast,
+    dis or tokenize, nor without a file pathlib, urllib.parse or ipaddress, and still works
+    (run exits 0; health exits with its status, 0-3)."""
+    if with_file:
+        (tmp_path / "reliactl.yaml").write_text("retry:\n  max_retries: 2\n")
+    env = {
+        "HOME": str(tmp_path),
+        "XDG_STATE_HOME": str(tmp_path),
+        "XDG_CONFIG_HOME": str(tmp_path),
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "NO_COLOR": "1",
+        "RELIACTL_RUN__TIMEOUT": "30s",
+    }
+    if "PYTHONPATH" in os.environ:
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "reliactl", *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert out.returncode in ((0,) if argv[0] == "run" else (0, 1, 2, 3)), out.stderr[-2000:]
+    modules = {
+        line.rsplit("|", 1)[-1].strip()
+        for line in out.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert "reliactl.config._loading" in modules and "reliactl.state.sqlite" in modules
+    assert "reliactl._yaml" in modules  # the file, or the env value parsed as YAML
+    unwanted = set(NOT_AT_START) | (set() if with_file else set(NOT_WITHOUT_FILE))
+    assert not unwanted & modules, sorted(unwanted & modules)

@@ -3,16 +3,14 @@ that; defaults < YAML < env < flags."""
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 import stat
 import typing
 from collections.abc import Mapping
-from dataclasses import field
-from pathlib import Path
 from typing import Any
 
+from reliactl import _records
 from reliactl.config._schema import (
     DEFAULT_CONFIG_NAME,
     ENV_PREFIX,
@@ -33,16 +31,26 @@ from reliactl.config._validation import (
     dotted_path,
 )
 from reliactl.errors import ConfigError, ConfigProblem
+from reliactl.state.base import path_text
 
 if typing.TYPE_CHECKING:
-    from dataclasses import dataclass
-else:  # frozen dataclasses compiled lazily, as the schema's (see _records)
-    from reliactl._records import dataclass
+    from dataclasses import dataclass, field
+    from pathlib import Path
+else:  # frozen dataclasses without the dataclasses module, as the schema's (see _records)
+    from reliactl._records import dataclass, field
 
 
 def state_home(environ: Mapping[str, str] | None = None) -> Path:
-    env = os.environ if environ is None else environ
-    return Path(_xdg_dir(env, "XDG_STATE_HOME", os.path.join(".local", "state"))) / "reliactl"
+    from pathlib import Path
+
+    return Path(_state_dir(os.environ if environ is None else environ))
+
+
+def _state_dir(env: Mapping[str, str]) -> str:
+    """``state_home`` as text (the loader's defaults need no pathlib, see path_text)."""
+    return path_text(
+        os.path.join(_xdg_dir(env, "XDG_STATE_HOME", os.path.join(".local", "state")), "reliactl")
+    )
 
 
 def _xdg_dir(env: Mapping[str, str], var: str, fallback: str) -> str:
@@ -56,16 +64,22 @@ def _xdg_dir(env: Mapping[str, str], var: str, fallback: str) -> str:
 
 def config_candidates(environ: Mapping[str, str] | None = None) -> list[Path]:
     """Where a configuration file is looked for when none is named, in order."""
-    env = os.environ if environ is None else environ
+    from pathlib import Path
+
+    return [Path(text) for text in _candidates(os.environ if environ is None else environ)]
+
+
+def _candidates(env: Mapping[str, str]) -> list[str]:
+    """``config_candidates`` as text: the search itself needs no pathlib (see path_text)."""
     xdg = _xdg_dir(env, "XDG_CONFIG_HOME", ".config")
     return [
-        Path(DEFAULT_CONFIG_NAME),
-        Path(xdg) / "reliactl" / "config.yaml",
-        Path("/etc/reliactl/config.yaml"),
+        DEFAULT_CONFIG_NAME,
+        path_text(os.path.join(xdg, "reliactl", "config.yaml")),
+        "/etc/reliactl/config.yaml",
     ]
 
 
-def config_untrusted(path: Path, st: os.stat_result | None = None) -> str | None:
+def config_untrusted(path: str | os.PathLike[str], st: os.stat_result | None = None) -> str | None:
     """Why the configuration file ``path`` must not be trusted, or None (see reliactl.trust).
 
     The file must be owned by the invoking user or root and writable by nobody else, and so
@@ -107,21 +121,24 @@ def find_config_file(
     """
     env = os.environ if environ is None else environ
     if explicit:
+        from pathlib import Path
+
         return Path(explicit), "--config"
     if env.get("RELIACTL_CONFIG"):
+        from pathlib import Path
+
         return Path(env["RELIACTL_CONFIG"]), "RELIACTL_CONFIG"
-    for candidate in config_candidates(env):
-        try:
-            if not candidate.is_file():
-                continue
-        except OSError:
+    for candidate in _candidates(env):
+        if not os.path.isfile(candidate):  # as Path.is_file: False on any OSError
             continue
         reason = config_untrusted(candidate)
         if reason is not None:
             if notes is not None:
                 notes.append(f"skipped configuration file {candidate}: {reason}")
             continue
-        return candidate, "search"
+        from pathlib import Path
+
+        return Path(candidate), "search"
     return None, "none"
 
 
@@ -162,8 +179,12 @@ def load(
     notes: list[str] = []
     if search:
         file_path, how = find_config_file(path, env, notes)
+    elif path:
+        from pathlib import Path
+
+        file_path, how = Path(path), "--config"
     else:
-        file_path, how = (Path(path), "--config") if path else (None, "none")
+        file_path, how = None, "none"
     filename = str(file_path) if file_path is not None else "<defaults>"
     origins = _Origins(filename)
     problems: list[ConfigProblem] = []
@@ -275,7 +296,7 @@ def _fill_derived_defaults(
     against the working directory (where the user typed it), one from the environment is an
     error (there is nothing stable to resolve it against).
     """
-    home = state_home(env)
+    home = _state_dir(env)
     base = os.path.dirname(os.path.abspath(file_path)) if file_path is not None else None
 
     def anchored(value: str, kpath: KeyPath) -> str:
@@ -298,9 +319,9 @@ def _fill_derived_defaults(
         return value
 
     for section, key, default in (
-        ("state", "path", home / "state.db"),
-        ("run", "lock_dir", home / "locks"),
-        ("run", "log_dir", home / "logs"),
+        ("state", "path", os.path.join(home, "state.db")),
+        ("run", "lock_dir", os.path.join(home, "locks")),
+        ("run", "log_dir", os.path.join(home, "logs")),
     ):
         sect = raw.get(section)
         if sect is None:
@@ -322,9 +343,9 @@ def _fill_derived_defaults(
                 root["path"] = anchored(root["path"], kpath)
 
 
-def _schema_field(cls: type, name: str) -> tuple[Any, dataclasses.Field[Any]] | None:
+def _schema_field(cls: type, name: str) -> tuple[Any, _records.Field] | None:
     hints = _hints(cls)
-    for f in dataclasses.fields(cls):
+    for f in _records.fields(cls):
         if f.name == name:
             return hints[name], f
     return None
@@ -361,11 +382,11 @@ def _resolve_env_path(parts: list[str]) -> tuple[KeyPath, str | None]:
     i = 0
     while i < len(parts):
         name = parts[i]
-        if not dataclasses.is_dataclass(cls):
+        if not _records.is_record(cls):
             return tuple(kpath), "not a setting"
-        found = _schema_field(cls, name)  # type: ignore[arg-type]
+        found = _schema_field(cls, name)
         if found is None:
-            names = [f.name for f in dataclasses.fields(cls)]
+            names = [f.name for f in _records.fields(cls)]
             return tuple(kpath), f"unknown setting '{name}'{_suggest(name, names)}"
         annotation, _ = found
         kpath.append(name)
@@ -373,7 +394,7 @@ def _resolve_env_path(parts: list[str]) -> tuple[KeyPath, str | None]:
         origin = typing.get_origin(base)
         if origin is dict:
             value_type = typing.get_args(base)[1]
-            if i + 1 < len(parts) and dataclasses.is_dataclass(value_type):
+            if i + 1 < len(parts) and _records.is_record(value_type):
                 kpath.append(parts[i + 1])
                 cls = value_type
                 i += 2
@@ -382,7 +403,7 @@ def _resolve_env_path(parts: list[str]) -> tuple[KeyPath, str | None]:
                 kpath.append(parts[i + 1])
                 return tuple(kpath), None
             return tuple(kpath), "is a mapping; set it in the configuration file"
-        if dataclasses.is_dataclass(base):
+        if _records.is_record(base):
             cls = base
             i += 1
             continue

@@ -3,18 +3,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 import types
 import typing
-from dataclasses import field
 from typing import Any
 
-from reliactl._records import finish
+from reliactl import _records
 
 if typing.TYPE_CHECKING:
-    from dataclasses import dataclass
-else:  # the same frozen dataclasses, without ~150 compilations at import (see _records)
-    from reliactl._records import dataclass
+    from dataclasses import dataclass, field
+else:  # the same frozen dataclasses, without the dataclasses module (see _records)
+    from reliactl._records import dataclass, field
 
 from reliactl._settings import BreakerSettings, _opt
 from reliactl.backoff import JITTERS, STRATEGIES
@@ -30,16 +28,17 @@ KeyPath = tuple[str | int, ...]
 
 def _overrides_of(cls: type, name: str, doc: str) -> type:
     """A frozen dataclass with every field of ``cls``, optional and unset by default."""
-    hints = typing.get_type_hints(cls)
-    fields = [
-        (f.name, hints[f.name] | None, field(default=None, metadata=f.metadata))
-        for f in dataclasses.fields(cls)
-    ]
-    made = dataclasses.make_dataclass(
-        name, fields, init=False, repr=False, eq=False, namespace={"__doc__": doc}
-    )
-    made.__module__ = __name__
-    return finish(made)
+    hints = _records.hints(cls)
+    namespace: dict[str, Any] = {
+        "__doc__": doc,
+        "__module__": __name__,
+        "__qualname__": name,
+        "__annotations__": {f.name: hints[f.name] | None for f in _records.fields(cls)},
+    }
+    for f in _records.fields(cls):
+        namespace[f.name] = field(default=None, metadata=f.metadata)
+    made: type = _records.dataclass(frozen=True)(type(name, (), namespace))
+    return made
 
 
 if typing.TYPE_CHECKING:
@@ -87,7 +86,7 @@ class CircuitBreakerConfig(BreakerSettings):
         own = self.breakers.get(name, BreakerOverrides())
         merged = {
             f.name: _first_set(getattr(own, f.name), getattr(self, f.name))
-            for f in dataclasses.fields(BreakerSettings)
+            for f in _records.fields(BreakerSettings)
         }
         return BreakerSettings(**merged)
 
@@ -994,7 +993,8 @@ _hint_cache: dict[type, dict[str, Any]] = {}
 def _hints(cls: type) -> dict[str, Any]:
     hints = _hint_cache.get(cls)
     if hints is None:
-        hints = typing.get_type_hints(cls)
+        # a record's own table (resolved once per field); typing.get_type_hints otherwise
+        hints = _records.hints(cls) if _records.is_record(cls) else typing.get_type_hints(cls)
         _hint_cache[cls] = hints
     return hints
 
@@ -1011,7 +1011,7 @@ def _is_container(annotation: Any) -> bool:
     """A non-optional section, list or mapping (where an empty YAML value means the default)."""
     if _is_optional(annotation):
         return False
-    return dataclasses.is_dataclass(annotation) or typing.get_origin(annotation) in (list, dict)
+    return _records.is_record(annotation) or typing.get_origin(annotation) in (list, dict)
 
 
 def _is_optional(annotation: Any) -> bool:
@@ -1021,9 +1021,9 @@ def _is_optional(annotation: Any) -> bool:
 
 
 def _leaf_paths(obj: Any, path: KeyPath) -> list[KeyPath]:
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+    if _records.is_record(obj) and not isinstance(obj, type):
         out: list[KeyPath] = []
-        for f in dataclasses.fields(obj):
+        for f in _records.fields(obj):
             out.extend(_leaf_paths(getattr(obj, f.name), (*path, f.name)))
         return out
     if isinstance(obj, dict) and obj:
@@ -1031,7 +1031,7 @@ def _leaf_paths(obj: Any, path: KeyPath) -> list[KeyPath]:
         for key, value in obj.items():
             out.extend(_leaf_paths(value, (*path, key)))
         return out
-    if isinstance(obj, list) and obj and any(dataclasses.is_dataclass(v) for v in obj):
+    if isinstance(obj, list) and obj and any(_records.is_record(v) for v in obj):
         out = []
         for index, value in enumerate(obj):
             out.extend(_leaf_paths(value, (*path, index)))

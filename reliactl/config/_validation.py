@@ -3,13 +3,13 @@ its file:line (or variable, or flag)."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+from reliactl import _records
 from reliactl.config._schema import (
     REMEDIATION_ACTIONS,
     SYSTEM_CHECK_NAMES,
@@ -110,7 +110,7 @@ def _plan(cls: type) -> _Plan:
     plan = _plans.get(cls)
     if plan is None:
         hints = _hints(cls)
-        fields = dataclasses.fields(cls)
+        fields = _records.fields(cls)
         names = [f.name for f in fields]
         plan = (
             frozenset(names),
@@ -120,7 +120,7 @@ def _plan(cls: type) -> _Plan:
                     f.name,
                     hints[f.name],
                     f.metadata,
-                    f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+                    f.default is _records.MISSING and f.default_factory is _records.MISSING,
                 )
                 for f in fields
             ),
@@ -182,7 +182,7 @@ def _shape(annotation: Any) -> tuple[bool, Any, Any, bool]:
             _is_optional(annotation),
             base,
             typing.get_origin(base),
-            dataclasses.is_dataclass(base),
+            _records.is_record(base),
         )
         _shapes[annotation] = shape
     return shape

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import typing
 from typing import Any
 
+from reliactl import _records
 from reliactl.config._schema import SECTION_DOCS, Config, _hints, _strip_optional
 from reliactl.durations import format_duration
 from reliactl.redact import REDACTED, is_secret_name
@@ -19,11 +19,23 @@ def is_secret_key(key: str) -> bool:
     return is_secret_name(key) or "webhook" in key.lower()
 
 
+def _fields_of(obj: Any) -> Any:
+    """The fields of a record or other dataclass instance (None for anything else)."""
+    if _records.is_record(obj):
+        return _records.fields(obj)
+    if hasattr(type(obj), "__dataclass_fields__"):  # a standard one: dataclasses knows it
+        import dataclasses
+
+        return dataclasses.fields(obj)
+    return None
+
+
 def to_plain(obj: Any, *, redact: bool = True, human: bool = True) -> Any:
     """Plain data (dicts, lists, scalars) for YAML/JSON output; secrets redacted."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+    fields = None if isinstance(obj, type) else _fields_of(obj)
+    if fields is not None:
         out: dict[str, Any] = {}
-        for f in dataclasses.fields(obj):
+        for f in fields:
             value = getattr(obj, f.name)
             if (
                 redact
@@ -82,7 +94,7 @@ def example_yaml(*, starter: bool = False) -> str:
         "# Sizes: 500MB, 2GiB. Check a change with: reliactl config validate FILE",
     ]
     hints = _hints(Config)
-    for section in dataclasses.fields(Config):
+    for section in _records.fields(Config):
         cls = hints[section.name]
         if typing.get_origin(cls) is dict:  # `jobs:` (a mapping of named entries)
             lines += ["", f"# {SECTION_DOCS[section.name]}", "# Keys of each entry:"]
@@ -97,7 +109,7 @@ def example_yaml(*, starter: bool = False) -> str:
             lines += [("# " if starter else "") + line for line in dumped.splitlines()]
             continue
         lines += ["", f"# {SECTION_DOCS[section.name]}", f"{section.name}:"]
-        for f in dataclasses.fields(cls):
+        for f in _records.fields(cls):
             value = defaults[section.name][f.name]
             example = f.metadata.get("example")
             commented = False
@@ -121,9 +133,9 @@ def example_yaml(*, starter: bool = False) -> str:
 
 def _entry_docs(cls: Any, prefix: str) -> list[str]:
     out = []
-    for f in dataclasses.fields(cls):
+    for f in _records.fields(cls):
         sub = _strip_optional(_hints(cls)[f.name])
-        if dataclasses.is_dataclass(sub):
+        if _records.is_record(sub):
             out.append(f"#   {prefix}{f.name}: {f.metadata.get('doc', '')}")
             out += _entry_docs(sub, f"{prefix}{f.name}.")
         else:

@@ -19,20 +19,18 @@ Every change is an atomic ``update`` of one record, so concurrent runs and hosts
 
 from __future__ import annotations
 
-import dataclasses
 import fnmatch
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import field
 from typing import TYPE_CHECKING, Any, Final
 
 from reliactl.errors import HealthError
 from reliactl.health.model import Status
 
 if TYPE_CHECKING:
-    from dataclasses import dataclass
-else:  # frozen dataclasses without compiling code at import (issue 21, see _records)
-    from reliactl._records import dataclass
+    from dataclasses import dataclass, field
+else:  # dataclasses without the dataclasses module (issue 21, see _records)
+    from reliactl._records import dataclass, field
 
 if TYPE_CHECKING:
     from reliactl.health.records import RecordStore
@@ -484,7 +482,7 @@ class Item:
     flapping: bool = False
 
 
-@dataclasses.dataclass  # mutable: _records makes frozen classes only
+@dataclass(frozen=False)  # mutable
 class Snapshot:
     """What a run knows before deciding: its results, the problems, the silences."""
 

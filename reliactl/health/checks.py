@@ -12,15 +12,14 @@ module is cheap, and a run without HTTP checks never loads an HTTP stack.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import math
 import os
 import re
 import sys
 import threading
 import time
+import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from reliactl import _procfs
@@ -30,6 +29,7 @@ from reliactl.ranges import NagiosRange, parse_range
 
 if TYPE_CHECKING:
     import asyncio
+    from dataclasses import dataclass, replace
 
     import aiohttp
     import httpx
@@ -40,6 +40,8 @@ if TYPE_CHECKING:
         ForecastSettings,
         HealthMonitorConfig,
     )
+else:  # dataclasses without the dataclasses module (issue 21, see _records)
+    from reliactl._records import dataclass, replace
 
 DEFAULT_TIMEOUT = 10.0
 CPU_FIRST_SAMPLE = 0.1  # seconds: only the first run ever (no stored sample) waits this long
@@ -161,7 +163,7 @@ def _proxied() -> bool:
     )
 
 
-@dataclass
+@dataclass(frozen=False)
 class CheckContext:
     """What a check may use: persisted records, clocks, a shared HTTP connection pool.
 
@@ -176,8 +178,12 @@ class CheckContext:
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
     max_parallel: int = 256
-    _sessions: dict[bool, aiohttp.ClientSession] = field(default_factory=dict)
-    _httpx: dict[bool, httpx.AsyncClient] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # the run's clients, by TLS-verification setting: state, not fields (a record's
+        # fields are public), so neither compared nor printed
+        self._sessions: dict[bool, aiohttp.ClientSession] = {}
+        self._httpx: dict[bool, httpx.AsyncClient] = {}
 
     def prepare_http(self, verify: bool = True) -> None:
         """Import aiohttp and build the session now (before any check's clock starts).
@@ -232,6 +238,18 @@ class CheckContext:
 
 CheckFunc = Callable[[CheckContext], Any]
 
+_CO_COROUTINE = 0x80  # inspect.CO_COROUTINE
+
+
+def is_coroutine_function(fn: Any) -> bool:
+    """``inspect.iscoroutinefunction(fn)``, answered without importing inspect (~5 ms of
+    every `health` start: ast, dis, tokenize) for a plain function, the usual check."""
+    if type(fn) is types.FunctionType and not hasattr(fn, "_is_coroutine_marker"):
+        return bool(fn.__code__.co_flags & _CO_COROUTINE)
+    import inspect  # methods, partials, marked functions: its full rules
+
+    return inspect.iscoroutinefunction(fn)
+
 
 @dataclass(frozen=True)
 class Check:
@@ -249,7 +267,7 @@ class Check:
 
     @property
     def is_async(self) -> bool:
-        return inspect.iscoroutinefunction(self.func)
+        return is_coroutine_function(self.func)
 
 
 # --------------------------------------------------------------------------- coercion
@@ -1214,7 +1232,7 @@ def python_check(spec: CheckSpec, timeout: float) -> Check:
 
     async def run(ctx: CheckContext) -> Any:
         fn = await _in_daemon_thread(lambda: _load_target(module_name, func_name))
-        if inspect.iscoroutinefunction(fn):
+        if is_coroutine_function(fn):
             return await fn()
         return await _in_daemon_thread(fn)
 

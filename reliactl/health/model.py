@@ -19,16 +19,15 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from reliactl.ranges import _NUM, NagiosRange, RangeError, _fmt, parse_range
 
 if TYPE_CHECKING:
-    from dataclasses import dataclass
-else:  # frozen dataclasses without compiling code at import (issue 21, see _records)
-    from reliactl._records import dataclass
+    from dataclasses import dataclass, field
+else:  # dataclasses without the dataclasses module (issue 21, see _records)
+    from reliactl._records import dataclass, field
 
 
 class Status(str, Enum):

@@ -15,7 +15,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from reliactl import tracing
@@ -37,10 +36,13 @@ from reliactl.ranges import parse_range
 if TYPE_CHECKING:
     import asyncio
     import logging
+    from dataclasses import dataclass, replace
 
     from reliactl.config import Config, HealthMonitorConfig
     from reliactl.health.alerts import AlertOutcome
     from reliactl.state import StateStore
+else:  # dataclasses without the dataclasses module (issue 21, see _records)
+    from reliactl._records import dataclass, replace
 
 
 def _log() -> logging.Logger:
@@ -378,7 +380,7 @@ def _check_from_function(
     )
 
 
-@dataclass
+@dataclass(frozen=False)
 class MonitoringTask:
     """A background monitoring loop; ``await task.stop()`` ends it."""
 

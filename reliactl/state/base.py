@@ -11,20 +11,34 @@ Nothing outside ``reliactl.state`` knows which backend is in use.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
-    from dataclasses import dataclass
-else:  # frozen dataclasses without compiling code at import (issue 21, see _records)
-    from reliactl._records import dataclass
+    from dataclasses import dataclass, field
+else:  # dataclasses without the dataclasses module (issue 21, see _records)
+    from reliactl._records import dataclass, field
 
 RecordKind = Literal["breaker", "alert", "rate", "kv"]
 RECORD_KINDS: tuple[RecordKind, ...] = ("breaker", "alert", "rate", "kv")
 
 Record = dict[str, Any]
 Updater = Callable[[Record | None], Record | None]
+
+
+def path_text(path: str | os.PathLike[str]) -> str:
+    """``str(pathlib.Path(path))`` without importing pathlib (with urllib.parse and
+    ipaddress, ~3-4 ms of every `run` and `health` start): empty and ``.`` components
+    dropped, repeated and trailing slashes collapsed, ``..`` kept (it is not resolved:
+    a symbolic link may stand before it), a leading ``//`` kept as POSIX allows."""
+    text = os.fspath(path)
+    if text.startswith("/"):
+        lead = "//" if text.startswith("//") and not text.startswith("///") else "/"
+    else:
+        lead = ""
+    body = "/".join(part for part in text.split("/") if part and part != ".")
+    return lead + body or "."
 
 
 @dataclass(frozen=True)

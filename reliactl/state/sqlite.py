@@ -26,8 +26,7 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reliactl.errors import StateError
 from reliactl.hostname import hostname
@@ -41,7 +40,11 @@ from reliactl.state.base import (
     RecordKind,
     RunRecord,
     Updater,
+    path_text,
 )
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 BUSY_TIMEOUT_S = 30.0
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -167,13 +170,15 @@ class SQLiteStateStore:
 
     def __init__(
         self,
-        path: Path,
+        path: str | os.PathLike[str],
         *,
         max_rows: int = 10_000,
         clock: Callable[[], float] = time.time,
         warn: Callable[[str], None] = default_warn,
     ) -> None:
-        self.path = path
+        # The path as text (what str(Path(path)) gives): opening needs no pathlib (~3-4 ms
+        # of every start with urllib.parse and ipaddress); ``path`` makes the Path on demand.
+        self._where = path_text(path)
         self.max_rows = max_rows
         self.clock = clock
         self.warn = warn
@@ -184,18 +189,25 @@ class SQLiteStateStore:
     # ---- opening and recovery
 
     @property
+    def path(self) -> Path:
+        """The store's file."""
+        from pathlib import Path
+
+        return Path(self._where)
+
+    @property
     def location(self) -> str:
-        return str(self.path)
+        return self._where
 
     def _open(self) -> None:
         for attempt in range(3):
-            inode = _check_path(self.path, self.warn)
+            inode = _check_path(self._where, self.warn)
             ours = True
             try:
                 suspicion = None
                 if inode is not None:
-                    ours, suspicion = _identify_settled(self.path)
-                self._conn = _connect(self.path)
+                    ours, suspicion = _identify_settled(self._where)
+                self._conn = _connect(self._where)
                 if suspicion is not None:
                     _confirm(self._conn, suspicion)
                 _migrate(self._conn)
@@ -206,13 +218,13 @@ class SQLiteStateStore:
                     not ours and (isinstance(exc, _Corrupt) or _is_corruption(exc))
                 ):
                     raise StateError(
-                        f"state store {self.path}: {exc}: not a reliactl state store, so it was"
-                        " left untouched; move it yourself or set state.path"
+                        f"state store {self._where}: {exc}: not a reliactl state store, so it"
+                        " was left untouched; move it yourself or set state.path"
                     ) from exc
                 if isinstance(exc, sqlite3.DatabaseError) and not _is_corruption(exc):
-                    raise StateError(f"state store {self.path}: {exc}") from exc
+                    raise StateError(f"state store {self._where}: {exc}") from exc
                 if attempt == 2:
-                    raise StateError(f"state store {self.path}: cannot recover: {exc}") from exc
+                    raise StateError(f"state store {self._where}: cannot recover: {exc}") from exc
                 self._quarantine(inode, str(exc))
 
     def _quarantine(self, inode: int | None, reason: str) -> None:
@@ -923,23 +935,25 @@ def open_store(
     warn: Callable[[str], None] = default_warn,
 ) -> SQLiteStateStore:
     """Open (creating, migrating or recovering as needed) the store at ``path``."""
-    return SQLiteStateStore(Path(path), max_rows=max_rows, clock=clock, warn=warn)
+    return SQLiteStateStore(path, max_rows=max_rows, clock=clock, warn=warn)
 
 
 def queued_marker(path: str | os.PathLike[str]) -> Path:
     """The file beside a store that says its outbox may hold something to ship."""
+    from pathlib import Path
+
     p = Path(path)
     return p.with_name(p.name + ".queued")
 
 
-def _open_nofollow(path: Path, flags: int) -> int:
+def _open_nofollow(path: str | Path, flags: int) -> int:
     try:
         return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except OSError as exc:
         raise StateError(f"cannot open {path}: {exc.strerror}") from exc
 
 
-def _check_path(path: Path, warn: Callable[[str], None] = default_warn) -> int | None:
+def _check_path(path: str, warn: Callable[[str], None] = default_warn) -> int | None:
     """Create the directory (0700) and refuse what must never be opened; returns the inode.
 
     Refused: a symlink or non-regular file at the path (or its -wal/-shm), a state directory
@@ -947,9 +961,9 @@ def _check_path(path: Path, warn: Callable[[str], None] = default_warn) -> int |
     """
     from reliactl.trust import untrusted
 
-    parent = path.parent
+    parent = os.path.dirname(path) or "."  # path_text's form: Path(path).parent
     try:
-        parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.makedirs(parent, mode=0o700, exist_ok=True)  # the mode for the last one only
         reason = untrusted(os.stat(parent))
     except OSError as exc:
         raise StateError(
@@ -962,7 +976,7 @@ def _check_path(path: Path, warn: Callable[[str], None] = default_warn) -> int |
         )
     if not os.access(parent, os.W_OK | os.X_OK):
         raise StateError(f"the state directory {parent} is not writable; set state.path")
-    for candidate in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm"))):
+    for candidate in (path, path + "-wal", path + "-shm"):
         try:
             st = os.lstat(candidate)
         except FileNotFoundError:
@@ -987,7 +1001,7 @@ def _check_path(path: Path, warn: Callable[[str], None] = default_warn) -> int |
         return None
 
 
-def _identify(path: Path) -> tuple[bool, str | None]:
+def _identify(path: str | Path) -> tuple[bool, str | None]:
     """Is the file at ``path`` recognisably a reliactl store, and is it suspect?
 
     Returns (ours, suspicion). Raises _Foreign for an SQLite database with another
@@ -1027,7 +1041,7 @@ def _settle_pause() -> None:
     time.sleep(IDENTIFY_PAUSE_S)
 
 
-def _identify_settled(path: Path) -> tuple[bool, str | None]:
+def _identify_settled(path: str | Path) -> tuple[bool, str | None]:
     """:func:`_identify`, asked again while its answer is "not ours".
 
     The bytes are read without SQLite's locks, so a file another process is creating right
@@ -1049,7 +1063,7 @@ def _identify_settled(path: Path) -> tuple[bool, str | None]:
     raise AssertionError("unreachable")
 
 
-def _probe_tables(path: Path) -> bool:
+def _probe_tables(path: str | Path) -> bool:
     """An SQLite file without reliactl's marks: look at its tables without changing a byte.
 
     True when it has no tables (a store whose creation was interrupted) or only reliactl's;
@@ -1099,7 +1113,7 @@ def _strip_side(name: str, sides: tuple[str, ...]) -> str:
     return name
 
 
-def _check_header(path: Path) -> str | None:
+def _check_header(path: str | Path) -> str | None:
     """Cheap look at the raw header for garbage and truncation; returns a suspicion or None.
 
     The bytes are read without SQLite's locks, so a write or checkpoint by another process
@@ -1137,7 +1151,7 @@ def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "replace")
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect(path: str | Path) -> sqlite3.Connection:
     conn = sqlite3.connect(
         str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
     )
@@ -1320,7 +1334,7 @@ def _decode(text: Any) -> Record:
     return value if isinstance(value, dict) else {}
 
 
-def _file_size(path: Path) -> int:
+def _file_size(path: str | Path) -> int:
     total = 0
     for suffix in ("", "-wal"):
         with contextlib.suppress(OSError):

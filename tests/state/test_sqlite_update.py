@@ -108,3 +108,25 @@ def test_update_that_raises_writes_nothing_and_keeps_the_store_usable(tmp_path: 
         assert store.get("kv", "k") == {"n": 1}
         assert store.update("kv", "k", lambda r: {"n": 2}) == {"n": 2}
         assert not store.conn.in_transaction
+
+
+def test_path_text_is_what_pathlib_prints_and_the_store_keeps_its_path(tmp_path: Path) -> None:
+    """The store's open path and the config loader's defaults work on text without pathlib
+    (issue 21): path_text gives exactly str(Path(p)) (slashes collapsed, "." dropped, ".."
+    kept, "//" kept), and a store opened by a messy path still reports that Path as
+    ``store.path`` and its text as ``location``, creates its directory 0700, and works."""
+    from reliactl.state.base import path_text
+
+    for text in ("", ".", "./", "a", "a/", "a//b", "./a/./b/", "/", "//", "///", "//a/b",
+                 "///a", "/a/../b", "../a", "a/..", "/a/b/.", "~/x", "a/.b/..c"):  # fmt: skip
+        assert path_text(text) == str(Path(text)), text
+    messy = f"{tmp_path}//state/./db.sqlite"
+    store = open_store(messy)
+    try:
+        assert store.path == Path(messy) and isinstance(store.path, Path)
+        assert store.location == str(Path(messy))
+        store.update("kv", "k", lambda _old: {"v": 1})
+        assert store.get("kv", "k") == {"v": 1}
+        assert (tmp_path / "state").stat().st_mode & 0o777 == 0o700
+    finally:
+        store.close()
