@@ -172,7 +172,9 @@ def test_an_oom_kill_in_a_v1_cgroup_stops_the_rest_of_the_tree(tmp_path: Path) -
     (a background allocator), the shim reports it at once and reliactl stops the rest of the
     tree (here a `sleep 300` the command waits for) as a limit does."""
     pidfile = tmp_path / "sleeper"
-    script = f"{sys.executable} -c '{HOG}' & sleep 300 & echo $! > {pidfile}; wait"
+    # The sleeper's pid is written before the allocator starts: under load the OOM kill
+    # (and reliactl stopping the tree) could otherwise come before the shell wrote it.
+    script = f"sleep 300 & echo $! > {pidfile}; {sys.executable} -c '{HOG}' & wait"
     result = run_command(
         RunOptions(
             command=("sh", "-c", script),
