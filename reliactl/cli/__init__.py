@@ -127,18 +127,20 @@ def _only(group: typer.Typer, path: tuple[str, ...]) -> typer.Typer:
 def _cleanup(app: typer.Typer, path: tuple[str, ...]) -> None:
     from reliactl.cli import cleanup
 
+    cleanup.typer_names()
     app.command("cleanup")(cleanup.cleanup)
 
 
 def _config(app: typer.Typer, path: tuple[str, ...]) -> None:
     from reliactl.cli import config
 
-    app.add_typer(_only(config.app, path), name="config")
+    app.add_typer(_only(config.build(), path), name="config")
 
 
 def _doctor(app: typer.Typer, path: tuple[str, ...]) -> None:
     from reliactl.cli import doctor
 
+    doctor.typer_names()
     app.command("doctor")(doctor.doctor)
 
 
@@ -169,12 +171,13 @@ def _silence(app: typer.Typer, path: tuple[str, ...]) -> None:
 def _breaker(app: typer.Typer, path: tuple[str, ...]) -> None:
     from reliactl.cli import breaker
 
-    app.add_typer(_only(breaker.app, path), name="breaker")
+    app.add_typer(_only(breaker.build(), path), name="breaker")
 
 
 def _http(app: typer.Typer, path: tuple[str, ...]) -> None:
     from reliactl.cli import http
 
+    http.typer_names()
     app.command("http", no_args_is_help=True)(http.http)
 
 
@@ -187,7 +190,7 @@ def _jobs(app: typer.Typer, path: tuple[str, ...]) -> None:
 def _retry(app: typer.Typer, path: tuple[str, ...]) -> None:
     from reliactl.cli import retry
 
-    app.add_typer(_only(retry.app, path), name="retry")
+    app.add_typer(_only(retry.build(), path), name="retry")
 
 
 def _serve(app: typer.Typer, path: tuple[str, ...]) -> None:

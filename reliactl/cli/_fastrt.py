@@ -45,6 +45,33 @@ def usage_exit(message: str, code: int) -> SystemExit:
     return SystemExit(code)
 
 
+def usage(message: str) -> SystemExit:
+    """``usage_exit`` with the usage code of every command but `run` and `health`: 2.
+
+    For the typer-free command modules (``raise usage("--limit: ...")``); the same line and
+    code as ``reliactl.cli.options.usage`` under the root.
+    """
+    from reliactl.cli.exitcodes import ExitCode
+
+    return usage_exit(message, ExitCode.USAGE)
+
+
+def typer_names(namespace: dict[str, Any], *names: str, **aliases: str) -> None:
+    """Give a typer-free command module's (string) annotations the names Typer evaluates when
+    it registers the module's commands: ``typer`` and the shared options of
+    ``reliactl.cli.options`` (``names``, and ``alias=name`` for a module's own spelling).
+
+    Called by the module's registration function, which Typer's app alone runs: the fast
+    dispatcher calls the command functions without ever evaluating their annotations.
+    """
+    import typer
+
+    from reliactl.cli import options
+
+    namespace.update({name: getattr(options, name) for name in names}, typer=typer)
+    namespace.update({alias: getattr(options, name) for alias, name in aliases.items()})
+
+
 def ensure_std_fds() -> None:
     """Reopen a closed stdin, stdout or stderr on /dev/null (as daemons and sudo do).
 

@@ -1,0 +1,300 @@
+"""The fast dispatcher on the read-only commands (issue 21 item 4): `config show|validate`,
+`breaker list|show`, `retry plan`, `cleanup`, `doctor` and `http` parse as Typer does, call
+the very function Typer registers, and end the same way (output, exit code, errors, --help
+byte for byte) with and without RELIACTL_FAST=0, without importing typer, click, rich or
+pydantic."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from httpserver import FlakyServer
+
+from reliactl.cli import _fast, _fastgen
+
+HEAVY = ("typer", "click", "rich", "pydantic")
+
+# argvs the fast path must answer itself, with the arguments Typer passes.
+FAST_CALLS = [
+    ["config", "show"],
+    ["config", "show", "--json", "--no-sources"],
+    ["config", "show", "--no-sources", "--sources"],
+    ["-c", "x.yaml", "config", "validate", "f.yaml", "--json"],
+    ["config", "validate", "--no-env", "f.yaml"],
+    ["config", "validate", "--", "-odd.yaml"],
+    ["config", "validate", "-"],
+    ["breaker", "list"],
+    ["breaker", "list", "--json", "--fail-on-open"],
+    ["breaker", "show", "api"],
+    ["breaker", "show", "--json", "api", "-n", "3"],
+    ["breaker", "show", "api", "--transitions", "5", "--limit=2"],
+    ["breaker", "show", "--limit", "-1", "--", "-odd"],
+    ["retry", "plan"],
+    [
+        *("retry", "plan", "--strategy", "fixed", "--base-delay", "1s", "--max-retries", "3"),
+        *("--multiplier", "2.5", "--seed", "7", "--json", "--jitter", "full"),
+        *("--max-elapsed", "none", "--max-delay", "1m"),
+    ],
+    ["cleanup"],
+    ["cleanup", "--older-than", "7d", "/tmp/a", "/tmp/b", "--dry-run", "-l", "--json"],
+    ["cleanup", "-n", "--state", "--stale-locks", "-q", "--age-by", "ctime"],
+    [
+        "cleanup",
+        "/x",
+        "--max-size",
+        "1G",
+        "--include",
+        "*.log",
+        "--exclude",
+        "*.gz",
+        "--include",
+        "b",
+    ],
+    ["cleanup", "--force-root", "--older-than=1d", "--", "-dir"],
+    ["doctor"],
+    ["-c", "r.yaml", "doctor", "--json"],
+    ["http", "GET", "http://h/"],
+    [
+        *("http", "-H", "A: b", "-H", "C: d", "POST", "http://h/", "-d", "x", "--json-body"),
+        *("--breaker", "b", "--max-retries", "2", "--rate", "5/second", "--rate-key", "k"),
+        *("--rate-wait", "1s", "--timeout", "3s", "-f", "-v"),
+    ],
+    ["http", "--retries", "1", "GET", "--", "http://h/"],
+]
+# argvs the fast path may leave to Typer; if it answers, it must agree with Typer.
+OTHER_ARGVS = [
+    ["config"],
+    ["config", "show", "extra"],
+    ["config", "validate", "a", "b"],
+    ["config", "show", "--sources=1"],
+    ["config", "init"],
+    ["config", "--help", "show"],
+    ["breaker"],
+    ["breaker", "show"],
+    ["breaker", "show", "--limit", "x", "a"],
+    ["breaker", "show", "-n3", "a"],
+    ["breaker", "show", "--limit", "5.0", "a"],
+    ["breaker", "list", "--sources"],
+    ["breaker", "reset", "a"],
+    ["breaker", "lis"],
+    ["retry", "plan", "--seed", "1_000"],
+    ["retry", "plan", "--multiplier", "x"],
+    ["retry", "plan", "--seed"],
+    ["cleanup", "-ln"],
+    ["cleanup", "--older-than"],
+    ["http"],
+    ["http", "GET"],
+    ["http", "GET", "http://h/", "extra"],
+    ["http", "-H"],
+    ["doctor", "x"],
+    ["doctor", "--json=yes"],
+]
+
+
+def _same(typer: tuple[str, Any], fast: tuple[str, Any]) -> bool:
+    def canon(call: tuple[str, Any]) -> str:
+        kind, (command, config, kwargs) = call
+        return repr((kind, command, config, sorted(kwargs.items())))
+
+    return typer[0] == "call" and canon(typer) == canon(fast)
+
+
+@pytest.mark.parametrize("argv", FAST_CALLS, ids=" ".join)
+def test_fast_parse_equals_typers(argv: list[str]) -> None:
+    """The common forms of each read-only command are answered on the fast path, with exactly
+    the arguments (options, NAME/FILE/PATH.../METHOD URL, --config) Typer passes."""
+    fast = _fast.plan(argv)
+    assert fast is not None and fast[0] == "call", fast
+    assert _same(_fastgen.typer_call(argv), fast)
+
+
+@pytest.mark.parametrize("argv", OTHER_ARGVS, ids=lambda a: " ".join(a))
+def test_fast_parse_agrees_with_typer_or_falls_back(argv: list[str]) -> None:
+    """Missing or extra arguments, bad values, other subcommands, group help: either Typer's
+    (None, nothing done) or parsed exactly as Typer does."""
+    fast = _fast.plan(argv)
+    if fast is None:
+        return
+    assert fast[0] == "call", fast
+    assert _same(_fastgen.typer_call(argv), fast)
+
+
+# ---- whole processes, with and without the fast path
+
+CONFIG = """\
+circuit_breaker:
+  breakers:
+    api:
+      failure_threshold: 3
+    db:
+      failure_threshold: 2
+"""
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, str]]]:
+    """A working directory with a configuration naming two breakers (one tripped by hand),
+    a directory with an old file, and a real HTTP server; the environment to run in."""
+    work = tmp_path_factory.mktemp("fastcmds")
+    home = work / "home"
+    home.mkdir()
+    (work / "reliactl.yaml").write_text(CONFIG)
+    old = work / "junk"
+    old.mkdir()
+    (old / "a.log").write_text("x")
+    os.utime(old / "a.log", (1, 1))
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("RELIACTL_") and k not in ("COLUMNS", "TYPER_USE_RICH")
+    }
+    env.update(
+        HOME=str(home),
+        XDG_STATE_HOME=str(home / "state"),
+        XDG_CONFIG_HOME=str(home / "config"),
+        NO_COLOR="1",
+    )
+    with FlakyServer() as server:
+        server.script("/missing", *[404] * 20)
+        env["TEST_URL"] = server.url
+        subprocess.run(
+            [sys.executable, "-m", "reliactl", "breaker", "trip", "api"],
+            env={**env, "RELIACTL_FAST": "0"},
+            cwd=work,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        yield work, env
+
+
+def _both(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[Any, Any]:
+    argv = [a.replace("$URL", env["TEST_URL"]) for a in argv]
+    cmd = [sys.executable, "-m", "reliactl", *argv]
+    fast = subprocess.run(cmd, capture_output=True, env=env, cwd=cwd, timeout=120)
+    slow = subprocess.run(
+        cmd, capture_output=True, env={**env, "RELIACTL_FAST": "0"}, cwd=cwd, timeout=120
+    )
+    return fast, slow
+
+
+def _unstamped(out: bytes) -> bytes:
+    """A breaker never used reports "changed_at": now (at each call, on either path)."""
+    return re.sub(rb'"changed_at(_epoch)?": [^,\n]*', b"<now>", out)
+
+
+def _strip(err: bytes) -> bytes:
+    err = re.sub(rb"\S*T\d\d:\d\d:\d\d\S*Z ", b"", err)
+    return re.sub(rb"\d+(\.\d+)?m?s\b", b"N", err)
+
+
+PROCESS_ARGVS = [
+    ["config", "show"],
+    ["config", "show", "--json", "--no-sources"],
+    ["config", "validate"],
+    ["config", "validate", "--json", "nonexistent.yaml"],
+    ["breaker", "list"],
+    ["breaker", "list", "--json", "--fail-on-open"],  # 69: api is open
+    ["breaker", "show", "api"],
+    ["breaker", "show", "apx"],  # unknown: one line, exit 2, "did you mean"
+    ["breaker", "show", "--bogus", "api"],  # Typer's parser error, after falling back
+    ["retry", "plan", "--seed", "3", "--jitter", "full"],
+    ["retry", "plan", "--strategy", "fib"],
+    ["retry", "plan", "--seed", "x"],
+    ["cleanup", "--older-than", "1d", "junk", "--dry-run", "--list"],
+    ["cleanup", "--older-than", "soon", "junk"],
+    ["doctor", "--json"],
+    ["http", "GET", "$URL/"],
+    ["http", "-f", "GET", "$URL/missing"],  # 22, as curl --fail
+    ["http", "GET", "ftp://x/"],
+    ["-c", "/nonexistent/r.yaml", "breaker", "list"],  # 78
+]
+
+
+@pytest.mark.parametrize("argv", PROCESS_ARGVS, ids=" ".join)
+def test_processes_end_the_same_with_and_without_the_fast_path(
+    argv: list[str], site: tuple[Path, dict[str, str]]
+) -> None:
+    """stdout, stderr (timestamps and durations aside) and the exit code of each command,
+    its errors included, are the same on the fast path and with RELIACTL_FAST=0."""
+    work, env = site
+    fast, slow = _both(argv, env, work)
+    assert (fast.returncode, _unstamped(fast.stdout), _strip(fast.stderr)) == (
+        slow.returncode,
+        _unstamped(slow.stdout),
+        _strip(slow.stderr),
+    )
+
+
+HELP_PATHS = [path.split() for path in _fastgen.FAST if path not in ("run", "health")]
+
+
+@pytest.mark.parametrize("path", HELP_PATHS, ids=" ".join)
+def test_help_is_byte_equal_to_typers(path: list[str], site: tuple[Path, dict[str, str]]) -> None:
+    """Each command's --help (and -h after options) from the fast path is Typer's, byte for
+    byte; the console script's program name too for one of them."""
+    work, env = site
+    fast, slow = _both([*path, "--help"], env, work)
+    assert slow.returncode == 0 and slow.stdout.startswith(b"Usage: ")
+    assert (fast.returncode, fast.stdout, fast.stderr) == (0, slow.stdout, slow.stderr)
+    script = shutil.which("reliactl", path=os.path.dirname(sys.executable))
+    if script and path == ["breaker", "show"]:
+        cmd = [script, *path, "--json", "-h"]
+        fast = subprocess.run(cmd, capture_output=True, env=env, cwd=work, timeout=120)
+        slow = subprocess.run(
+            cmd, capture_output=True, env={**env, "RELIACTL_FAST": "0"}, cwd=work, timeout=120
+        )
+        assert slow.stdout.startswith(b"Usage: reliactl breaker show")
+        assert (fast.returncode, fast.stdout) == (0, slow.stdout)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["config", "show"],
+        ["config", "validate"],
+        ["breaker", "list"],
+        ["breaker", "show", "api"],
+        ["retry", "plan"],
+        ["cleanup", "--older-than", "1d", "junk", "--dry-run"],
+        ["doctor"],
+        ["http", "GET", "$URL/"],
+    ],
+    ids=" ".join,
+)
+def test_read_only_commands_import_no_typer_click_rich_or_pydantic(
+    argv: list[str], site: tuple[Path, dict[str, str]]
+) -> None:
+    """Each covered command starts without typer, click, rich or pydantic (python -X
+    importtime lists every module the process imported)."""
+    work, env = site
+    argv = [a.replace("$URL", env["TEST_URL"]) for a in argv]
+    env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "reliactl", *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=work,
+        timeout=120,
+    )
+    assert result.returncode in (0, 1), result.stderr[-2000:]
+    modules = [
+        line.rsplit("|", 1)[-1].strip()
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:")
+    ]
+    assert "reliactl.cli._fast" in modules
+    assert f"reliactl.cli.{argv[0]}" in modules
+    # httpx imports its own CLI (click, rich) when they are installed: the core's import, not
+    # the CLI layer's (reliactl/http.py; a user install has no click)
+    heavy = ("typer", "pydantic") if argv[0] == "http" else HEAVY
+    assert [m for m in modules if m.split(".")[0] in heavy] == []
