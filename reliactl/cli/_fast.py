@@ -152,10 +152,20 @@ def _arguments(
     return not words
 
 
+# RELIACTL_FAST values that turn the fast path off (case and surrounding blanks ignored), the
+# false spellings of reliactl's booleans elsewhere; anything else, unset or empty, leaves it on.
+_OFF = frozenset(("0", "false", "no", "off"))
+
+
+def enabled() -> bool:
+    """False when RELIACTL_FAST says off: 0, false, no or off, in any case."""
+    return os.environ.get("RELIACTL_FAST", "").strip().lower() not in _OFF
+
+
 def plan(argv: list[str]) -> tuple[str, Any] | None:
     """What the fast path does with ``argv``: ("help", text), ("call", (command name, config
     path, kwargs)), or None: run the Typer app."""
-    if not _HOT.intersection(argv) or os.environ.get("RELIACTL_FAST") == "0":
+    if not _HOT.intersection(argv) or not enabled():
         return None  # not a hot command: Typer's, without reading the table
     if any(key.endswith("_COMPLETE") for key in os.environ):
         return None  # a shell's completion request: click's

@@ -298,3 +298,177 @@ def test_read_only_commands_import_no_typer_click_rich_or_pydantic(
     # the CLI layer's (reliactl/http.py; a user install has no click)
     heavy = ("typer", "pydantic") if argv[0] == "http" else HEAVY
     assert [m for m in modules if m.split(".")[0] in heavy] == []
+
+
+def _on_a_terminal(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[int, bytes]:
+    """Run reliactl with stdout and stderr on a 100-column pseudo-terminal: its exit code and
+    every byte it wrote there."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "reliactl", *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            cwd=cwd,
+        )
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: every writer closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return process.wait(timeout=120), b"".join(chunks)
+    finally:
+        os.close(master)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["breaker", "list"], ["retry", "plan", "--seed", "1", "--jitter", "full"], ["doctor"]],
+    ids=" ".join,
+)
+def test_terminal_output_is_byte_equal_on_both_paths(
+    argv: list[str], site: tuple[Path, dict[str, str]]
+) -> None:
+    """On a terminal (rich tables, colour) the fast path renders exactly what the Typer path
+    renders: both call the same rendering code, which imports rich only there."""
+    work, env = site
+    env = {k: v for k, v in env.items() if k != "NO_COLOR"}
+    fast = _on_a_terminal(argv, env, work)
+    slow = _on_a_terminal(argv, {**env, "RELIACTL_FAST": "0"}, work)
+    assert fast == slow
+    if argv[0] != "doctor":
+        assert b"\xe2\x94" in fast[1] or b"\xe2\x95" in fast[1]  # rich's box drawing
+
+
+@pytest.mark.parametrize("value", ["0", "false", "FALSE", " No ", "off", "Off"])
+def test_the_off_switch_accepts_the_usual_false_spellings(value: str, monkeypatch: Any) -> None:
+    """RELIACTL_FAST=0, false, no or off (any case, blanks around) turn the fast path off."""
+    monkeypatch.setenv("RELIACTL_FAST", value)
+    assert _fast.plan(["breaker", "list"]) is None
+    assert _fast.plan(["run", "--", "true"]) is None
+
+
+@pytest.mark.parametrize("value", ["1", "", "yes", "on", "true", "00", "fast"])
+def test_other_values_of_the_off_switch_leave_the_fast_path_on(
+    value: str, monkeypatch: Any
+) -> None:
+    """Anything but a false spelling (unset, empty, 1, yes, ...) leaves the fast path on."""
+    monkeypatch.setenv("RELIACTL_FAST", value)
+    assert _fast.plan(["breaker", "list"]) is not None
+
+
+def test_the_off_switch_spelled_off_reaches_typer_in_a_real_process(
+    site: tuple[Path, dict[str, str]],
+) -> None:
+    """`RELIACTL_FAST=Off reliactl config show` runs the Typer app (it imports typer)."""
+    work, env = site
+    env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "reliactl", "config", "show"],
+        capture_output=True,
+        text=True,
+        env={**env, "RELIACTL_FAST": "Off"},
+        cwd=work,
+        timeout=120,
+    )
+    assert result.returncode == 0
+    assert any(line.endswith("| typer") for line in result.stderr.splitlines())
+
+
+NUMBERS = ["7", " 7 ", "+7", "-0", "007", "5.0", "5.5", "1e3", "nan", "inf", "0x10", "1_000"]
+NUMBERS += ["\u0663", "7\u0663", "", " ", "7 7", "--7", "\uff17"]
+
+
+@pytest.mark.parametrize("text", NUMBERS, ids=repr)
+@pytest.mark.parametrize("target", [int, float], ids=["INT", "FLOAT"])
+def test_numbers_convert_as_clicks_types_but_ascii_without_underscores(
+    target: type, text: str
+) -> None:
+    """Integer and float options convert as click's INT and FLOAT do (``int(text)``,
+    ``float(text)``: `5.0` is not an integer, `1e3` is a float), on both paths (the fast path
+    and Typer's coercion share ``_fastparams._convert_one``), except two refusals DESIGN's
+    bad-input table promises: other scripts' digits (U+0663) and `_` separators (`1_000`)."""
+    from reliactl.cli._fastparams import _convert_one
+
+    try:
+        clicks: Any = target(text)
+    except ValueError:
+        clicks = ValueError
+    try:
+        ours: Any = _convert_one(target, text)
+    except ValueError:
+        ours = ValueError
+    if not text.strip().isascii() or "_" in text:
+        assert ours is ValueError
+    elif clicks is not ValueError and clicks != clicks:  # nan
+        assert ours != ours
+    else:
+        assert ours == clicks
+
+
+@pytest.mark.parametrize("value", ["5.0", "1_000", "\u0663"])
+def test_bad_integers_are_the_same_usage_error_on_both_paths(
+    value: str, site: tuple[Path, dict[str, str]]
+) -> None:
+    """`retry plan --seed 5.0` (or 1_000, or U+0663) is one line and exit 2, alike on the fast
+    path (which leaves the bad value to Typer) and with RELIACTL_FAST=0."""
+    work, env = site
+    fast, slow = _both(["retry", "plan", "--seed", value], env, work)
+    assert slow.returncode == 2 and slow.stderr.startswith(b"reliactl: error: ")
+    assert (fast.returncode, fast.stdout, fast.stderr) == (2, b"", slow.stderr)
+
+
+FAILING = """\
+import sys
+import reliactl.config
+
+
+def broken(*args, **kwargs):
+    raise RuntimeError("boom") from KeyError("cause")
+
+
+reliactl.config.to_plain = broken
+sys.argv = ["reliactl", "config", "show"]
+from reliactl.__main__ import main
+
+main()
+"""
+
+
+@pytest.mark.parametrize("debug", ["1", ""], ids=["RELIACTL_DEBUG=1", "no debug"])
+def test_an_internal_error_reads_the_same_on_both_paths(
+    debug: str, site: tuple[Path, dict[str, str]]
+) -> None:
+    """A bug (an exception that is no ReliactlError) exits 125 with one line; with
+    RELIACTL_DEBUG=1 the line follows Python's traceback, byte-equal on the fast path and the
+    Typer path: the frames of the dispatch (typer, click, the fast path) are left out, the
+    command's frames and the exception chain are kept."""
+    work, env = site
+    env = {**env, "RELIACTL_DEBUG": debug}
+    cmd = [sys.executable, "-c", FAILING]
+    fast = subprocess.run(cmd, capture_output=True, env=env, cwd=work, timeout=120)
+    slow = subprocess.run(
+        cmd, capture_output=True, env={**env, "RELIACTL_FAST": "0"}, cwd=work, timeout=120
+    )
+    assert (fast.returncode, fast.stdout, fast.stderr) == (125, b"", slow.stderr)
+    last = b"reliactl: error: internal error: RuntimeError: boom"
+    if not debug:
+        assert fast.stderr == last + b" (set RELIACTL_DEBUG=1 for a traceback)\n"
+        return
+    assert fast.stderr.endswith(b"RuntimeError: boom\n" + last + b"\n")
+    assert b"KeyError: 'cause'" in fast.stderr and b"in show\n" in fast.stderr
+    for hidden in (b"typer", b"click", b"_fast.py", b"__main__.py"):
+        assert hidden not in fast.stderr
