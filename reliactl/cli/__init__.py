@@ -159,13 +159,13 @@ def _health(app: typer.Typer, path: tuple[str, ...]) -> None:
 def _alert(app: typer.Typer, path: tuple[str, ...]) -> None:
     from reliactl.cli import alert
 
-    app.add_typer(_only(alert.app, path), name="alert")
+    app.add_typer(_only(alert.build(), path), name="alert")
 
 
 def _silence(app: typer.Typer, path: tuple[str, ...]) -> None:
     from reliactl.cli import silence
 
-    app.add_typer(_only(silence.app, path), name="silence")
+    app.add_typer(_only(silence.build(), path), name="silence")
 
 
 def _breaker(app: typer.Typer, path: tuple[str, ...]) -> None:
@@ -184,6 +184,7 @@ def _http(app: typer.Typer, path: tuple[str, ...]) -> None:
 def _jobs(app: typer.Typer, path: tuple[str, ...]) -> None:
     from reliactl.cli import jobs
 
+    jobs.typer_names()
     app.command("jobs")(jobs.jobs)
 
 
@@ -202,7 +203,7 @@ def _serve(app: typer.Typer, path: tuple[str, ...]) -> None:
 def _state(app: typer.Typer, path: tuple[str, ...]) -> None:
     from reliactl.cli import state
 
-    app.add_typer(_only(state.app, path), name="state")
+    app.add_typer(_only(state.build(), path), name="state")
 
 
 def _run(app: typer.Typer, path: tuple[str, ...]) -> None:

@@ -21,7 +21,10 @@ from typing import Any
 # A word one of these argvs must contain; a quick test before the table is read (the first
 # word of each command of the table, and the help options; a test keeps it equal).
 _HOT = frozenset(
-    ("run", "health", "config", "breaker", "retry", "cleanup", "doctor", "http", "-h", "--help")
+    (
+        *("run", "health", "config", "breaker", "retry", "cleanup", "doctor", "http"),
+        *("jobs", "state", "alert", "silence", "-h", "--help"),
+    )
 )
 
 

@@ -37,6 +37,10 @@ FAST = {
     "cleanup": ("reliactl.cli.cleanup", "cleanup", ["cleanup"]),
     "doctor": ("reliactl.cli.doctor", "doctor", ["doctor"]),
     "http": ("reliactl.cli.http", "http", ["http", "GET", "http://x/"]),
+    "jobs": ("reliactl.cli.jobs", "jobs", ["jobs"]),
+    "state info": ("reliactl.cli.state", "info_", ["state", "info"]),
+    "alert list": ("reliactl.cli.alert", "list_", ["alert", "list"]),
+    "silence list": ("reliactl.cli.silence", "list_", ["silence", "list"]),
 }
 # Help texts answered without typer: (command path words) for each program name click shows:
 # the console script's basename, or `python -m reliactl`.

@@ -12,7 +12,15 @@ ROOT_OPTIONS: dict[str, str] = {'--config': 'config', '-c': 'config'}
 
 ROOT_HELP: tuple[str, ...] = ('-h', '--help')
 
-COMMANDS: dict[str, dict[str, Any]] = {'breaker list': {'arguments': (),
+COMMANDS: dict[str, dict[str, Any]] = {'alert list': {'arguments': (),
+                'defaults': {'json_out': False},
+                'function': ('reliactl.cli.alert', 'list_'),
+                'group': False,
+                'help': ('-h', '--help'),
+                'interspersed': True,
+                'options': {'--json': ('json_out', 'flag')},
+                'usage_code': 2},
+ 'breaker list': {'arguments': (),
                   'defaults': {'fail_on_open': False, 'json_out': False},
                   'function': ('reliactl.cli.breaker', 'list_'),
                   'group': False,
@@ -168,6 +176,14 @@ COMMANDS: dict[str, dict[str, Any]] = {'breaker list': {'arguments': (),
                       '-f': ('fail', 'flag'),
                       '-v': ('verbose', 'flag')},
           'usage_code': 2},
+ 'jobs': {'arguments': (('name', 1, False),),
+          'defaults': {'json_out': False, 'name': None},
+          'function': ('reliactl.cli.jobs', 'jobs'),
+          'group': False,
+          'help': ('-h', '--help'),
+          'interspersed': True,
+          'options': {'--json': ('json_out', 'flag')},
+          'usage_code': 2},
  'retry plan': {'arguments': (),
                 'defaults': {'base_delay': None,
                              'jitter': None,
@@ -297,7 +313,23 @@ COMMANDS: dict[str, dict[str, Any]] = {'breaker list': {'arguments': (),
                      '--watch-health': ('watch_health', 'str'),
                      '-k': ('kill_after', 'str'),
                      '-s': ('signal_', 'str')},
-         'usage_code': 125}}
+         'usage_code': 125},
+ 'silence list': {'arguments': (),
+                  'defaults': {'json_out': False},
+                  'function': ('reliactl.cli.silence', 'list_'),
+                  'group': False,
+                  'help': ('-h', '--help'),
+                  'interspersed': True,
+                  'options': {'--json': ('json_out', 'flag')},
+                  'usage_code': 2},
+ 'state info': {'arguments': (),
+                'defaults': {'json_out': False},
+                'function': ('reliactl.cli.state', 'info_'),
+                'group': False,
+                'help': ('-h', '--help'),
+                'interspersed': True,
+                'options': {'--json': ('json_out', 'flag')},
+                'usage_code': 2}}
 
 HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -m reliactl [OPTIONS] COMMAND [ARGS]...\n'
                              '\n'
@@ -399,6 +431,15 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                              '  128+N:  run: the child was killed by signal N, or reliactl was, '
                              'after\n'
                              '  forwarding it\n',
+ ('python -m reliactl', 'alert list'): 'Usage: python -m reliactl alert list [OPTIONS]\n'
+                                       '\n'
+                                       '  Open problems: status, since when, flapping, '
+                                       'acknowledged or not (and by\n'
+                                       '  whom).\n'
+                                       '\n'
+                                       'Options:\n'
+                                       '  --json      Print one JSON document.\n'
+                                       '  -h, --help  Show this message and exit.\n',
  ('python -m reliactl', 'breaker list'): 'Usage: python -m reliactl breaker list [OPTIONS]\n'
                                          '\n'
                                          '  Every known breaker: state, consecutive failures, '
@@ -713,6 +754,27 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                                  'stderr (secrets\n'
                                  '                              ***).\n'
                                  '  -h, --help                  Show this message and exit.\n',
+ ('python -m reliactl', 'jobs'): 'Usage: python -m reliactl jobs [OPTIONS] [NAME]\n'
+                                 '\n'
+                                 '  Jobs declared in `jobs:` and seen in run history: last run, '
+                                 'last success,\n'
+                                 '  next expected run, status (OK, WARNING, CRITICAL as the `job` '
+                                 'health checks)\n'
+                                 '  and failures in a row.\n'
+                                 '\n'
+                                 '  Exit 0 when every declared job (or NAME) is OK, 1 when one is '
+                                 'not (the\n'
+                                 '  answer is "no"); jobs only seen in history are listed (at '
+                                 'worst WARNING) but\n'
+                                 '  do not change the exit code. An unknown NAME is a usage error '
+                                 '(2).\n'
+                                 '\n'
+                                 'Arguments:\n'
+                                 '  NAME  Only this job, with its recent runs.\n'
+                                 '\n'
+                                 'Options:\n'
+                                 '  --json      Print one JSON document.\n'
+                                 '  -h, --help  Show this message and exit.\n',
  ('python -m reliactl', 'retry plan'): 'Usage: python -m reliactl retry plan [OPTIONS]\n'
                                        '\n'
                                        '  Print the delay before each retry, the time spent so '
@@ -1041,6 +1103,28 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                                 'output_limit\n'
                                 '                                  [default: run.max_output].\n'
                                 '  -h, --help                      Show this message and exit.\n',
+ ('python -m reliactl', 'silence list'): 'Usage: python -m reliactl silence list [OPTIONS]\n'
+                                         '\n'
+                                         '  Active and planned silences (expired ones are '
+                                         'removed).\n'
+                                         '\n'
+                                         'Options:\n'
+                                         '  --json      Print one JSON document.\n'
+                                         '  -h, --help  Show this message and exit.\n',
+ ('python -m reliactl', 'state info'): 'Usage: python -m reliactl state info [OPTIONS]\n'
+                                       '\n'
+                                       '  Backend, location (password hidden), round-trip latency '
+                                       'and record counts.\n'
+                                       '\n'
+                                       '  On Redis also the server version, its persistence '
+                                       'settings and how much\n'
+                                       '  history this host has queued. Exit 75 when Redis does '
+                                       'not answer, 78 for a\n'
+                                       '  bad URL or password.\n'
+                                       '\n'
+                                       'Options:\n'
+                                       '  --json      Print one JSON document.\n'
+                                       '  -h, --help  Show this message and exit.\n',
  ('reliactl', ''): 'Usage: reliactl [OPTIONS] COMMAND [ARGS]...\n'
                    '\n'
                    '  Keep scripts, cron jobs and services alive: health checks, circuit '
@@ -1113,6 +1197,15 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                    '\n'
                    '  128+N:  run: the child was killed by signal N, or reliactl was, after\n'
                    '  forwarding it\n',
+ ('reliactl', 'alert list'): 'Usage: reliactl alert list [OPTIONS]\n'
+                             '\n'
+                             '  Open problems: status, since when, flapping, acknowledged or not '
+                             '(and by\n'
+                             '  whom).\n'
+                             '\n'
+                             'Options:\n'
+                             '  --json      Print one JSON document.\n'
+                             '  -h, --help  Show this message and exit.\n',
  ('reliactl', 'breaker list'): 'Usage: reliactl breaker list [OPTIONS]\n'
                                '\n'
                                '  Every known breaker: state, consecutive failures, failure rate, '
@@ -1395,6 +1488,25 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                        '(secrets\n'
                        '                              ***).\n'
                        '  -h, --help                  Show this message and exit.\n',
+ ('reliactl', 'jobs'): 'Usage: reliactl jobs [OPTIONS] [NAME]\n'
+                       '\n'
+                       '  Jobs declared in `jobs:` and seen in run history: last run, last '
+                       'success,\n'
+                       '  next expected run, status (OK, WARNING, CRITICAL as the `job` health '
+                       'checks)\n'
+                       '  and failures in a row.\n'
+                       '\n'
+                       '  Exit 0 when every declared job (or NAME) is OK, 1 when one is not (the\n'
+                       '  answer is "no"); jobs only seen in history are listed (at worst WARNING) '
+                       'but\n'
+                       '  do not change the exit code. An unknown NAME is a usage error (2).\n'
+                       '\n'
+                       'Arguments:\n'
+                       '  NAME  Only this job, with its recent runs.\n'
+                       '\n'
+                       'Options:\n'
+                       '  --json      Print one JSON document.\n'
+                       '  -h, --help  Show this message and exit.\n',
  ('reliactl', 'retry plan'): 'Usage: reliactl retry plan [OPTIONS]\n'
                              '\n'
                              '  Print the delay before each retry, the time spent so far, and a '
@@ -1662,4 +1774,25 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                       'passed\n'
                       '                                  on); exit 121, outcome output_limit\n'
                       '                                  [default: run.max_output].\n'
-                      '  -h, --help                      Show this message and exit.\n'}
+                      '  -h, --help                      Show this message and exit.\n',
+ ('reliactl', 'silence list'): 'Usage: reliactl silence list [OPTIONS]\n'
+                               '\n'
+                               '  Active and planned silences (expired ones are removed).\n'
+                               '\n'
+                               'Options:\n'
+                               '  --json      Print one JSON document.\n'
+                               '  -h, --help  Show this message and exit.\n',
+ ('reliactl', 'state info'): 'Usage: reliactl state info [OPTIONS]\n'
+                             '\n'
+                             '  Backend, location (password hidden), round-trip latency and record '
+                             'counts.\n'
+                             '\n'
+                             '  On Redis also the server version, its persistence settings and how '
+                             'much\n'
+                             '  history this host has queued. Exit 75 when Redis does not answer, '
+                             '78 for a\n'
+                             '  bad URL or password.\n'
+                             '\n'
+                             'Options:\n'
+                             '  --json      Print one JSON document.\n'
+                             '  -h, --help  Show this message and exit.\n'}
