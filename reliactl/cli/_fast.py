@@ -100,6 +100,8 @@ def _option(
 def _parse_command(spec: dict[str, Any], args: list[str]) -> tuple[dict[str, Any], bool] | None:
     """A command's options and arguments as Typer would pass them, and whether --help was
     given; None for anything the fast path leaves to Typer."""
+    if not args and spec["no_args_is_help"]:
+        return None  # Typer prints the help (`reliactl http`)
     options: dict[str, tuple[str, str]] = spec["options"]
     values: dict[str, Any] = {}
     words: list[str] = []  # the positional words, in order, as click collects them

@@ -215,6 +215,9 @@ def collect() -> dict[str, Any]:
                 options[opt] = (param.name, kind)
             for opt in param.secondary_opts:  # `--no-sources` of `--sources/--no-sources`
                 options[opt] = (param.name, "noflag" if kind == "flag" else "")
+        group = getattr(command, "commands", None) is not None  # a group takes extra args
+        if command.ignore_unknown_options or (command.allow_extra_args and not group):
+            raise SystemExit(f"{name}: the fast path refuses unknown options and extra args")
         help_names = (
             command.context_settings.get("help_option_names")
             or root.context_settings["help_option_names"]
@@ -235,7 +238,8 @@ def collect() -> dict[str, Any]:
                 )
             ),
             "arguments": tuple(arguments),
-            "group": bool(getattr(command, "commands", None) is not None),
+            "no_args_is_help": bool(getattr(command, "no_args_is_help", False)),
+            "group": group,
             "help": tuple(help_names),
             "options": options,
             "defaults": defaults,

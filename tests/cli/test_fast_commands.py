@@ -228,6 +228,7 @@ PROCESS_ARGVS = [
     ["http", "GET", "$URL/"],
     ["http", "-f", "GET", "$URL/missing"],  # 22, as curl --fail
     ["http", "GET", "ftp://x/"],
+    ["http"],  # no arguments: Typer prints the help (no_args_is_help)
     ["-c", "/nonexistent/r.yaml", "breaker", "list"],  # 78
     ["jobs", "--json"],
     ["jobs", "nope"],  # unknown: one line, exit 2
