@@ -7,7 +7,6 @@ named in ``circuit_breaker.breakers`` of the configuration. An unknown NAME is a
 
 from __future__ import annotations
 
-import difflib
 from typing import TYPE_CHECKING, Annotated, Any
 
 from reliactl.cli._fastrt import usage
@@ -109,6 +108,8 @@ def _require_known(store: StateStore, config: Config, name: str) -> None:
     known = known_breaker_names(store, config)
     if name in known:
         return
+    import difflib  # only for a name that is not known (~1.4 ms at every start otherwise)
+
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     if known:
