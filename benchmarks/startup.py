@@ -13,7 +13,11 @@ invocation, interleaved round by round against `python -c pass` in a second tabl
 within 8x on a loaded machine. `doctor` is slow by nature (it opens the store, stats the
 directories, looks for the serve extra); `http` includes one request to a local server in its
 own process; `drill` and `serve` are measured by `--help` (a real drill takes seconds; serve
-does not exit). STARTUP_PART=commands runs only this second table, =light only the first.
+does not exit). The commands the fast path answers since wave 3 (FAST_ROWS: `config show`,
+`config validate`, `breaker list`, `breaker show`, `retry plan`, `cleanup`, `http`, `doctor`)
+are measured twice in the same rounds: as a user runs them, and through the Typer app
+(`RELIACTL_FAST=0`, via env(1), which adds ~1 ms), their before and after.
+STARTUP_PART=commands runs only this second table, =light only the first.
 """
 
 from __future__ import annotations
@@ -34,8 +38,7 @@ from _common import (
     sized,
 )
 
-# The commands Typer parses (not on the fast path of run / health / --help): their cheapest
-# real invocation each. The fast-path rows above are not repeated.
+# Every command but run and health (rows of the first table): its cheapest real invocation.
 TYPER_COMMANDS: dict[str, tuple[str, ...]] = {
     "config show": ("config", "show"),
     "config validate": ("config", "validate"),
@@ -57,6 +60,20 @@ TYPER_COMMANDS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Rows the fast dispatcher answers (reliactl/cli/_table.py): measured again with the fast path
+# off, the Typer app's cost, interleaved with the others.
+FAST_ROWS = (
+    "config show",
+    "config validate",
+    "breaker list",
+    "breaker show NAME (unknown)",
+    "retry plan",
+    "cleanup --dry-run DIR",
+    "http GET URL",
+    "doctor (slow by nature)",
+)
+
+
 def command_rows(runs: int, env: dict[str, str], home: str) -> dict[str, list[float]]:
     """Every Typer-parsed command against `python -c pass`, interleaved."""
     tree = os.path.join(home, "tree")
@@ -66,6 +83,9 @@ def command_rows(runs: int, env: dict[str, str], home: str) -> dict[str, list[fl
         for name, args in TYPER_COMMANDS.items():
             real = [a.format(dir=tree, url=server.url) for a in args]
             commands[f"reliactl {name}"] = reliactl_cmd(*real)
+            if name in FAST_ROWS:
+                typer_path = ["env", "RELIACTL_FAST=0", *reliactl_cmd(*real)]
+                commands[f"reliactl {name} [RELIACTL_FAST=0]"] = typer_path
         return sample_commands(commands, runs=runs, env=env)
 
 
@@ -79,7 +99,7 @@ def main() -> None:
             env = {"HOME": home, "XDG_STATE_HOME": home, "XDG_CONFIG_HOME": home, "NO_COLOR": "1"}
             samples = command_rows(runs, env, home)
         print_header(
-            f"startup of the Typer-parsed commands, {runs} interleaved rounds "
+            f"startup of the other commands, {runs} interleaved rounds "
             "(goal: each within 8x python -c pass on a loaded machine)"
         )
         print_spread_table(samples, "python -c pass", label="command")

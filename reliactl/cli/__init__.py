@@ -127,18 +127,20 @@ def _only(group: typer.Typer, path: tuple[str, ...]) -> typer.Typer:
 def _cleanup(app: typer.Typer, path: tuple[str, ...]) -> None:
     from reliactl.cli import cleanup
 
+    cleanup.typer_names()
     app.command("cleanup")(cleanup.cleanup)
 
 
 def _config(app: typer.Typer, path: tuple[str, ...]) -> None:
     from reliactl.cli import config
 
-    app.add_typer(_only(config.app, path), name="config")
+    app.add_typer(_only(config.build(), path), name="config")
 
 
 def _doctor(app: typer.Typer, path: tuple[str, ...]) -> None:
     from reliactl.cli import doctor
 
+    doctor.typer_names()
     app.command("doctor")(doctor.doctor)
 
 
@@ -157,37 +159,39 @@ def _health(app: typer.Typer, path: tuple[str, ...]) -> None:
 def _alert(app: typer.Typer, path: tuple[str, ...]) -> None:
     from reliactl.cli import alert
 
-    app.add_typer(_only(alert.app, path), name="alert")
+    app.add_typer(_only(alert.build(), path), name="alert")
 
 
 def _silence(app: typer.Typer, path: tuple[str, ...]) -> None:
     from reliactl.cli import silence
 
-    app.add_typer(_only(silence.app, path), name="silence")
+    app.add_typer(_only(silence.build(), path), name="silence")
 
 
 def _breaker(app: typer.Typer, path: tuple[str, ...]) -> None:
     from reliactl.cli import breaker
 
-    app.add_typer(_only(breaker.app, path), name="breaker")
+    app.add_typer(_only(breaker.build(), path), name="breaker")
 
 
 def _http(app: typer.Typer, path: tuple[str, ...]) -> None:
     from reliactl.cli import http
 
+    http.typer_names()
     app.command("http", no_args_is_help=True)(http.http)
 
 
 def _jobs(app: typer.Typer, path: tuple[str, ...]) -> None:
     from reliactl.cli import jobs
 
+    jobs.typer_names()
     app.command("jobs")(jobs.jobs)
 
 
 def _retry(app: typer.Typer, path: tuple[str, ...]) -> None:
     from reliactl.cli import retry
 
-    app.add_typer(_only(retry.app, path), name="retry")
+    app.add_typer(_only(retry.build(), path), name="retry")
 
 
 def _serve(app: typer.Typer, path: tuple[str, ...]) -> None:
@@ -199,7 +203,7 @@ def _serve(app: typer.Typer, path: tuple[str, ...]) -> None:
 def _state(app: typer.Typer, path: tuple[str, ...]) -> None:
     from reliactl.cli import state
 
-    app.add_typer(_only(state.app, path), name="state")
+    app.add_typer(_only(state.build(), path), name="state")
 
 
 def _run(app: typer.Typer, path: tuple[str, ...]) -> None:

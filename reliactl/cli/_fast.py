@@ -1,4 +1,4 @@
-"""The fast dispatcher: `reliactl run ...`, `reliactl health ...` and `--help` without typer.
+"""The fast dispatcher: `run`, `health`, the read-only commands and `--help` without typer.
 
 Typer, its click and rich cost ~60 ms to import, more than three times `python -c pass`, and
 cron pays that every minute. For the argv it fully understands this module parses with the
@@ -18,8 +18,14 @@ import os
 import sys
 from typing import Any
 
-# A word one of these argvs must contain; a quick test before the table is read.
-_HOT = frozenset(("run", "health", "-h", "--help"))
+# A word one of these argvs must contain; a quick test before the table is read (the first
+# word of each command of the table, and the help options; a test keeps it equal).
+_HOT = frozenset(
+    (
+        *("run", "health", "config", "breaker", "retry", "cleanup", "doctor", "http"),
+        *("jobs", "state", "alert", "silence", "-h", "--help"),
+    )
+)
 
 
 def _convert(kind: str, text: str) -> Any:
@@ -69,10 +75,10 @@ def _option(
     param, kind = options.get(name, ("", ""))
     if not kind:
         return None  # unknown, a cluster (-wq), an attached value (-n5) or not ours
-    if kind == "flag":
+    if kind in ("flag", "noflag"):
         if eq:
             return None  # `--lock=x`: Typer's error
-        values[param] = True
+        values[param] = kind == "flag"
         return 1
     if eq:
         text, step = attached, 1
@@ -92,11 +98,13 @@ def _option(
 
 
 def _parse_command(spec: dict[str, Any], args: list[str]) -> tuple[dict[str, Any], bool] | None:
-    """A command's options and argument as Typer would pass them, and whether --help was
+    """A command's options and arguments as Typer would pass them, and whether --help was
     given; None for anything the fast path leaves to Typer."""
+    if not args and spec["no_args_is_help"]:
+        return None  # Typer prints the help (`reliactl http`)
     options: dict[str, tuple[str, str]] = spec["options"]
     values: dict[str, Any] = {}
-    rest: list[str] = []
+    words: list[str] = []  # the positional words, in order, as click collects them
     wants_help = False
     index = 0
     while index < len(args):
@@ -104,7 +112,7 @@ def _parse_command(spec: dict[str, Any], args: list[str]) -> tuple[dict[str, Any
         if arg == "--":
             if spec["group"]:
                 return None
-            rest = args[index + 1 :]
+            words.extend(args[index + 1 :])
             break
         if arg in spec["help"]:
             wants_help = True
@@ -116,24 +124,53 @@ def _parse_command(spec: dict[str, Any], args: list[str]) -> tuple[dict[str, Any
                 return None
             index += step
             continue
-        if spec["group"] or spec["interspersed"]:
-            return None  # a subcommand (`health history`) or an argument between options
-        rest = args[index:]
-        break
-    argument = spec["argument"]
-    if not wants_help and (bool(rest) != (argument is not None)):
-        return None  # a missing COMMAND, or an argument where none is taken: Typer's error
+        if spec["group"]:
+            return None  # a subcommand (`health history`): Typer's
+        if not spec["interspersed"]:
+            words.extend(args[index:])  # `run`: options stop at the command
+            break
+        words.append(arg)  # an argument between options, as click allows
+        index += 1
     kwargs = dict(spec["defaults"])
     kwargs.update(values)
-    if argument is not None:
-        kwargs[argument] = rest
+    if not _arguments(spec["arguments"], words, kwargs) and not wants_help:
+        return None  # a missing or extra argument: Typer's error (--help wins, as in click)
     return kwargs, wants_help
+
+
+def _arguments(
+    arguments: tuple[tuple[str, int, bool], ...], words: list[str], kwargs: dict[str, Any]
+) -> bool:
+    """Assign the positional ``words`` to ``arguments`` (parameter, nargs, required) in order,
+    as click does; False when one is missing or a word is left over."""
+    words = list(words)
+    for name, nargs, required in arguments:
+        if nargs == -1:
+            if words:
+                kwargs[name], words = words, []
+            elif required:
+                return False  # a missing COMMAND
+        elif words:
+            kwargs[name] = words.pop(0)
+        elif required:
+            return False  # a missing NAME
+    return not words
+
+
+# RELIACTL_FAST values that turn the fast path off (case and surrounding blanks ignored), the
+# false spellings of reliactl's booleans elsewhere; anything else, unset or empty, leaves it on.
+_OFF = frozenset(("0", "false", "no", "off"))
+
+
+def enabled() -> bool:
+    """False when RELIACTL_FAST says off: 0, false, no or off, in any case."""
+    return os.environ.get("RELIACTL_FAST", "").strip().lower() not in _OFF
 
 
 def plan(argv: list[str]) -> tuple[str, Any] | None:
     """What the fast path does with ``argv``: ("help", text), ("call", (command name, config
     path, kwargs)), or None: run the Typer app."""
-    if not _HOT.intersection(argv) or os.environ.get("RELIACTL_FAST") == "0":
+    if not _HOT.intersection(argv) or not enabled():
         return None  # not a hot command: Typer's, without reading the table
     if any(key.endswith("_COMPLETE") for key in os.environ):
         return None  # a shell's completion request: click's
@@ -158,9 +195,14 @@ def plan(argv: list[str]) -> tuple[str, Any] | None:
             text = _help("")
             return ("help", text) if text is not None else None
         break
-    if index >= len(argv) or argv[index] not in COMMANDS:
+    if index >= len(argv):
         return None
     command = argv[index]
+    if command not in COMMANDS:  # a group's subcommand (`breaker list`), or not ours
+        command = " ".join(argv[index : index + 2])
+        if command not in COMMANDS:
+            return None
+        index += 1
     parsed = _parse_command(COMMANDS[command], argv[index + 1 :])
     if parsed is None:
         return None

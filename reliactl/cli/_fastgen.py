@@ -23,15 +23,28 @@ from typing import Any
 
 TABLE = Path(__file__).with_name("_table.py")
 
-# The commands the fast dispatcher runs: name -> (module, function, an argv Typer accepts
-# without options, used to record the defaults it passes).
+# The commands the fast dispatcher runs: command path -> (module, function, an argv Typer
+# accepts without options, used to record the defaults it passes). Read-only commands that
+# cron, CI and monitoring run; everything else stays Typer's.
 FAST = {
     "run": ("reliactl.cli.run", "run", ["run", "--", "true"]),
     "health": ("reliactl.cli.health", "health", ["health"]),
+    "config show": ("reliactl.cli.config", "show", ["config", "show"]),
+    "config validate": ("reliactl.cli.config", "validate", ["config", "validate"]),
+    "breaker list": ("reliactl.cli.breaker", "list_", ["breaker", "list"]),
+    "breaker show": ("reliactl.cli.breaker", "show", ["breaker", "show", "x"]),
+    "retry plan": ("reliactl.cli.retry", "plan", ["retry", "plan"]),
+    "cleanup": ("reliactl.cli.cleanup", "cleanup", ["cleanup"]),
+    "doctor": ("reliactl.cli.doctor", "doctor", ["doctor"]),
+    "http": ("reliactl.cli.http", "http", ["http", "GET", "http://x/"]),
+    "jobs": ("reliactl.cli.jobs", "jobs", ["jobs"]),
+    "state info": ("reliactl.cli.state", "info_", ["state", "info"]),
+    "alert list": ("reliactl.cli.alert", "list_", ["alert", "list"]),
+    "silence list": ("reliactl.cli.silence", "list_", ["silence", "list"]),
 }
 # Help texts answered without typer: (command path words) for each program name click shows:
 # the console script's basename, or `python -m reliactl`.
-HELP_PATHS = ((), ("run",), ("health",))
+HELP_PATHS = ((), *(tuple(name.split()) for name in FAST))
 PROGS = {
     "reliactl": [
         "-c",
@@ -117,8 +130,12 @@ def _kind(param: Any) -> str:
     if typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(None) in args:
         rest = [a for a in args if a is not type(None)]
         annotation = rest[0] if len(rest) == 1 else None
+    info = getattr(param.type_descriptor, "parameter_info", None)
+    for checked in ("min", "max", "click_type", "parser"):
+        if getattr(info, checked, None) is not None:
+            return ""  # a range, a custom type or parser: click's checks, not ours
     if getattr(param, "is_flag", False):
-        ok = param.is_bool_flag and not param.secondary_opts and not param.count
+        ok = param.is_bool_flag and not param.count
         return "flag" if ok and annotation is bool else ""
     if param.multiple:
         return (
@@ -145,6 +162,23 @@ def _not_from_argv(param: Any) -> str | None:
     return None
 
 
+def _argument(name: str, param: Any, before: list[tuple[str, int, bool]]) -> tuple[str, int, bool]:
+    """(parameter, nargs, required) of a positional argument the fast path can assign as click
+    does: one word (str), or every remaining word (a list of str) as the last argument."""
+    import types
+    import typing
+
+    annotation = param.type_descriptor.annotation
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        annotation = rest[0] if len(rest) == 1 else None
+    takes = {1: str, -1: list[str]}.get(param.nargs)
+    if takes is None or annotation != takes or any(n == -1 for _, n, _ in before):
+        raise SystemExit(f"{name}: the fast path knows str arguments and a last PATH... one")
+    return param.name, int(param.nargs), bool(param.required)
+
+
 def collect() -> dict[str, Any]:
     """The table as a dict (pure data: names, kinds, defaults, help texts)."""
     import typer.main
@@ -160,9 +194,11 @@ def collect() -> dict[str, Any]:
             root_options.update(dict.fromkeys(param.opts, param.name))
     commands: dict[str, Any] = {}
     for name, (module, function, argv) in FAST.items():
-        command = root.commands[name]  # type: ignore[attr-defined]
+        command = root
+        for word in name.split():
+            command = command.commands[word]  # type: ignore[attr-defined]
         options: dict[str, tuple[str, str]] = {}
-        argument = None
+        arguments: list[tuple[str, int, bool]] = []
         for param in command.params:
             reason = _not_from_argv(param)
             if reason is not None:
@@ -172,12 +208,16 @@ def collect() -> dict[str, Any]:
                     "not; teach it (fall back when that applies) before generating the table"
                 )
             if param.param_type_name == "argument":
-                if param.nargs != -1 or argument is not None:
-                    raise SystemExit(f"{name}: the fast path knows one COMMAND... argument")
-                argument = param.name
+                arguments.append(_argument(name, param, arguments))
                 continue
-            for opt in [*param.opts, *param.secondary_opts]:
-                options[opt] = (param.name, _kind(param))
+            kind = _kind(param)
+            for opt in param.opts:
+                options[opt] = (param.name, kind)
+            for opt in param.secondary_opts:  # `--no-sources` of `--sources/--no-sources`
+                options[opt] = (param.name, "noflag" if kind == "flag" else "")
+        group = getattr(command, "commands", None) is not None  # a group takes extra args
+        if command.ignore_unknown_options or (command.allow_extra_args and not group):
+            raise SystemExit(f"{name}: the fast path refuses unknown options and extra args")
         help_names = (
             command.context_settings.get("help_option_names")
             or root.context_settings["help_option_names"]
@@ -186,8 +226,9 @@ def collect() -> dict[str, Any]:
         if kind != "call":
             raise SystemExit(f"{name}: Typer did not call {function} for {argv}: {recorded}")
         defaults = dict(recorded[2])
-        if argument is not None:
-            defaults.pop(argument)
+        for argument, _, required in arguments:
+            if required:
+                defaults.pop(argument)  # given in argv to record the rest; never a default
         commands[name] = {
             "function": (module, function),
             "usage_code": int(getattr(command, "usage_exit_code", 2)),
@@ -196,8 +237,9 @@ def collect() -> dict[str, Any]:
                     "allow_interspersed_args", command.allow_interspersed_args
                 )
             ),
-            "argument": argument,
-            "group": bool(getattr(command, "commands", None) is not None),
+            "arguments": tuple(arguments),
+            "no_args_is_help": bool(getattr(command, "no_args_is_help", False)),
+            "group": group,
             "help": tuple(help_names),
             "options": options,
             "defaults": defaults,
@@ -219,20 +261,28 @@ def collect_help() -> dict[tuple[str, str], str]:
         if k not in ("COLUMNS", "LINES", "TYPER_USE_RICH") and not k.startswith("_TYPER")
     }
     env["RELIACTL_FAST"] = "0"
+    jobs = [(prog, path) for prog in PROGS for path in HELP_PATHS]
     out: dict[tuple[str, str], str] = {}
-    for prog, start in PROGS.items():
-        for path in HELP_PATHS:
-            result = subprocess.run(
-                [sys.executable, *start, *path, "--help"],
-                capture_output=True,
-                text=True,
-                env=env,
-                timeout=120,
-                check=False,
+    for start in range(0, len(jobs), 8):  # a few processes at a time: 2 cores, ~40 texts
+        running = [
+            (
+                prog,
+                path,
+                subprocess.Popen(
+                    [sys.executable, *PROGS[prog], *path, "--help"],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    env=env,
+                ),
             )
-            if result.returncode != 0 or result.stderr:
-                raise SystemExit(f"{prog} {' '.join(path)} --help failed: {result.stderr}")
-            out[(prog, " ".join(path))] = result.stdout
+            for prog, path in jobs[start : start + 8]
+        ]
+        for prog, path, process in running:
+            stdout, stderr = process.communicate(timeout=120)
+            if process.returncode != 0 or stderr:
+                raise SystemExit(f"{prog} {' '.join(path)} --help failed: {stderr}")
+            out[(prog, " ".join(path))] = stdout
     return out
 
 

@@ -45,6 +45,33 @@ def usage_exit(message: str, code: int) -> SystemExit:
     return SystemExit(code)
 
 
+def usage(message: str) -> SystemExit:
+    """``usage_exit`` with the usage code of every command but `run` and `health`: 2.
+
+    For the typer-free command modules (``raise usage("--limit: ...")``); the same line and
+    code as ``reliactl.cli.options.usage`` under the root.
+    """
+    from reliactl.cli.exitcodes import ExitCode
+
+    return usage_exit(message, ExitCode.USAGE)
+
+
+def typer_names(namespace: dict[str, Any], *names: str, **aliases: str) -> None:
+    """Give a typer-free command module's (string) annotations the names Typer evaluates when
+    it registers the module's commands: ``typer`` and the shared options of
+    ``reliactl.cli.options`` (``names``, and ``alias=name`` for a module's own spelling).
+
+    Called by the module's registration function, which Typer's app alone runs: the fast
+    dispatcher calls the command functions without ever evaluating their annotations.
+    """
+    import typer
+
+    from reliactl.cli import options
+
+    namespace.update({name: getattr(options, name) for name in names}, typer=typer)
+    namespace.update({alias: getattr(options, name) for alias, name in aliases.items()})
+
+
 def ensure_std_fds() -> None:
     """Reopen a closed stdin, stdout or stderr on /dev/null (as daemons and sudo do).
 
@@ -90,6 +117,49 @@ def guarded(command: Callable[[], Any]) -> None:
         if isinstance(exc, ReliactlError):
             sys.exit(report_error(exc))
         if os.environ.get("RELIACTL_DEBUG"):
-            raise
-        error(f"internal error: {type(exc).__name__}: {exc} (set RELIACTL_DEBUG=1 for a traceback)")
+            _print_traceback(exc)
+            error(f"internal error: {type(exc).__name__}: {exc}")
+        else:
+            hint = "set RELIACTL_DEBUG=1 for a traceback"
+            error(f"internal error: {type(exc).__name__}: {exc} ({hint})")
         sys.exit(ExitCode.INTERNAL)
+
+
+def _dispatch_dirs() -> tuple[str, ...]:
+    """Where the frames of the dispatch itself live: typer (and its click), click, and
+    reliactl's own dispatchers and parsers."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    package = os.path.dirname(here)
+    files = [
+        os.path.join(package, "__main__.py"),
+        *(os.path.join(here, name) for name in ("__init__.py", "_fast.py", "_fastrt.py")),
+        os.path.join(here, "options.py"),
+    ]
+    for name in ("typer", "click"):
+        module = sys.modules.get(name)
+        path = getattr(module, "__file__", None)
+        if path:
+            files.append(os.path.dirname(os.path.abspath(path)) + os.sep)
+    return tuple(files)
+
+
+def _print_traceback(exc: BaseException) -> None:
+    """The traceback RELIACTL_DEBUG asks for, the same on both dispatchers: Python's own
+    format, without the frames of the dispatch (typer/click's parser and invoke, or the fast
+    path's), which differ between them and say nothing about the failure."""
+    import traceback
+
+    dispatch = _dispatch_dirs()
+    report = traceback.TracebackException.from_exception(exc)
+    seen: set[int] = set()
+    current: traceback.TracebackException | None = report
+    while current is not None and id(current) not in seen:  # causes and contexts too
+        seen.add(id(current))
+        kept = [frame for frame in current.stack if not frame.filename.startswith(dispatch)]
+        current.stack = traceback.StackSummary.from_list(kept)
+        current = current.__cause__ or current.__context__
+    try:
+        sys.stderr.write("".join(report.format()))
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass

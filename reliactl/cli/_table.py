@@ -12,7 +12,103 @@ ROOT_OPTIONS: dict[str, str] = {'--config': 'config', '-c': 'config'}
 
 ROOT_HELP: tuple[str, ...] = ('-h', '--help')
 
-COMMANDS: dict[str, dict[str, Any]] = {'health': {'argument': None,
+COMMANDS: dict[str, dict[str, Any]] = {'alert list': {'arguments': (),
+                'defaults': {'json_out': False},
+                'function': ('reliactl.cli.alert', 'list_'),
+                'group': False,
+                'help': ('-h', '--help'),
+                'interspersed': True,
+                'no_args_is_help': False,
+                'options': {'--json': ('json_out', 'flag')},
+                'usage_code': 2},
+ 'breaker list': {'arguments': (),
+                  'defaults': {'fail_on_open': False, 'json_out': False},
+                  'function': ('reliactl.cli.breaker', 'list_'),
+                  'group': False,
+                  'help': ('-h', '--help'),
+                  'interspersed': True,
+                  'no_args_is_help': False,
+                  'options': {'--fail-on-open': ('fail_on_open', 'flag'),
+                              '--json': ('json_out', 'flag')},
+                  'usage_code': 2},
+ 'breaker show': {'arguments': (('name', 1, True),),
+                  'defaults': {'json_out': False, 'limit': 10, 'transitions': None},
+                  'function': ('reliactl.cli.breaker', 'show'),
+                  'group': False,
+                  'help': ('-h', '--help'),
+                  'interspersed': True,
+                  'no_args_is_help': False,
+                  'options': {'--json': ('json_out', 'flag'),
+                              '--limit': ('limit', 'int'),
+                              '--transitions': ('transitions', 'int'),
+                              '-n': ('limit', 'int')},
+                  'usage_code': 2},
+ 'cleanup': {'arguments': (('paths', -1, False),),
+             'defaults': {'age_by': 'newest',
+                          'dry_run': False,
+                          'dry_run_n': False,
+                          'exclude': None,
+                          'force_root': False,
+                          'include': None,
+                          'json_out': False,
+                          'list_removed': False,
+                          'max_size': None,
+                          'older_than': None,
+                          'paths': None,
+                          'quiet': False,
+                          'stale_locks': False,
+                          'state': False},
+             'function': ('reliactl.cli.cleanup', 'cleanup'),
+             'group': False,
+             'help': ('-h', '--help'),
+             'interspersed': True,
+             'no_args_is_help': False,
+             'options': {'--age-by': ('age_by', 'str'),
+                         '--dry-run': ('dry_run', 'flag'),
+                         '--exclude': ('exclude', 'str*'),
+                         '--force-root': ('force_root', 'flag'),
+                         '--include': ('include', 'str*'),
+                         '--json': ('json_out', 'flag'),
+                         '--list': ('list_removed', 'flag'),
+                         '--max-size': ('max_size', 'str'),
+                         '--older-than': ('older_than', 'str'),
+                         '--quiet': ('quiet', 'flag'),
+                         '--stale-locks': ('stale_locks', 'flag'),
+                         '--state': ('state', 'flag'),
+                         '-l': ('list_removed', 'flag'),
+                         '-n': ('dry_run_n', 'flag'),
+                         '-q': ('quiet', 'flag')},
+             'usage_code': 2},
+ 'config show': {'arguments': (),
+                 'defaults': {'json_out': False, 'sources': True},
+                 'function': ('reliactl.cli.config', 'show'),
+                 'group': False,
+                 'help': ('-h', '--help'),
+                 'interspersed': True,
+                 'no_args_is_help': False,
+                 'options': {'--json': ('json_out', 'flag'),
+                             '--no-sources': ('sources', 'noflag'),
+                             '--sources': ('sources', 'flag')},
+                 'usage_code': 2},
+ 'config validate': {'arguments': (('file', 1, False),),
+                     'defaults': {'file': None, 'json_out': False, 'no_env': False},
+                     'function': ('reliactl.cli.config', 'validate'),
+                     'group': False,
+                     'help': ('-h', '--help'),
+                     'interspersed': True,
+                     'no_args_is_help': False,
+                     'options': {'--json': ('json_out', 'flag'), '--no-env': ('no_env', 'flag')},
+                     'usage_code': 2},
+ 'doctor': {'arguments': (),
+            'defaults': {'json_out': False},
+            'function': ('reliactl.cli.doctor', 'doctor'),
+            'group': False,
+            'help': ('-h', '--help'),
+            'interspersed': True,
+            'no_args_is_help': False,
+            'options': {'--json': ('json_out', 'flag')},
+            'usage_code': 2},
+ 'health': {'arguments': (),
             'defaults': {'check': None,
                          'count': None,
                          'detailed': False,
@@ -32,6 +128,7 @@ COMMANDS: dict[str, dict[str, Any]] = {'health': {'argument': None,
             'group': True,
             'help': ('-h', '--help'),
             'interspersed': False,
+            'no_args_is_help': False,
             'options': {'--check': ('check', 'str*'),
                         '--count': ('count', 'int'),
                         '--detailed': ('detailed', 'flag'),
@@ -53,7 +150,76 @@ COMMANDS: dict[str, dict[str, Any]] = {'health': {'argument': None,
                         '-q': ('quiet', 'flag'),
                         '-w': ('watch', 'flag')},
             'usage_code': 3},
- 'run': {'argument': 'command',
+ 'http': {'arguments': (('method', 1, True), ('url', 1, True)),
+          'defaults': {'breaker': None,
+                       'data': None,
+                       'fail': False,
+                       'header': None,
+                       'json_body': False,
+                       'max_retries': None,
+                       'rate': None,
+                       'rate_key': None,
+                       'rate_wait': None,
+                       'retries': None,
+                       'timeout': '10s',
+                       'verbose': False},
+          'function': ('reliactl.cli.http', 'http'),
+          'group': False,
+          'help': ('-h', '--help'),
+          'interspersed': True,
+          'no_args_is_help': True,
+          'options': {'--breaker': ('breaker', 'str'),
+                      '--data': ('data', 'str'),
+                      '--fail': ('fail', 'flag'),
+                      '--header': ('header', 'str*'),
+                      '--json-body': ('json_body', 'flag'),
+                      '--max-retries': ('max_retries', 'int'),
+                      '--rate': ('rate', 'str'),
+                      '--rate-key': ('rate_key', 'str'),
+                      '--rate-wait': ('rate_wait', 'str'),
+                      '--retries': ('retries', 'int'),
+                      '--timeout': ('timeout', 'str'),
+                      '--verbose': ('verbose', 'flag'),
+                      '-H': ('header', 'str*'),
+                      '-d': ('data', 'str'),
+                      '-f': ('fail', 'flag'),
+                      '-v': ('verbose', 'flag')},
+          'usage_code': 2},
+ 'jobs': {'arguments': (('name', 1, False),),
+          'defaults': {'json_out': False, 'name': None},
+          'function': ('reliactl.cli.jobs', 'jobs'),
+          'group': False,
+          'help': ('-h', '--help'),
+          'interspersed': True,
+          'no_args_is_help': False,
+          'options': {'--json': ('json_out', 'flag')},
+          'usage_code': 2},
+ 'retry plan': {'arguments': (),
+                'defaults': {'base_delay': None,
+                             'jitter': None,
+                             'json_out': False,
+                             'max_delay': None,
+                             'max_elapsed': None,
+                             'max_retries': None,
+                             'multiplier': None,
+                             'seed': None,
+                             'strategy': None},
+                'function': ('reliactl.cli.retry', 'plan'),
+                'group': False,
+                'help': ('-h', '--help'),
+                'interspersed': True,
+                'no_args_is_help': False,
+                'options': {'--base-delay': ('base_delay', 'str'),
+                            '--jitter': ('jitter', 'str'),
+                            '--json': ('json_out', 'flag'),
+                            '--max-delay': ('max_delay', 'str'),
+                            '--max-elapsed': ('max_elapsed', 'str'),
+                            '--max-retries': ('max_retries', 'int'),
+                            '--multiplier': ('multiplier', 'float'),
+                            '--seed': ('seed', 'int'),
+                            '--strategy': ('strategy', 'str')},
+                'usage_code': 2},
+ 'run': {'arguments': (('command', -1, True),),
          'defaults': {'alert': False,
                       'backoff': None,
                       'base_delay': None,
@@ -107,6 +273,7 @@ COMMANDS: dict[str, dict[str, Any]] = {'health': {'argument': None,
          'group': False,
          'help': ('-h', '--help'),
          'interspersed': False,
+         'no_args_is_help': False,
          'options': {'--alert': ('alert', 'flag'),
                      '--backoff': ('backoff', 'str'),
                      '--base-delay': ('base_delay', 'str'),
@@ -158,7 +325,25 @@ COMMANDS: dict[str, dict[str, Any]] = {'health': {'argument': None,
                      '--watch-health': ('watch_health', 'str'),
                      '-k': ('kill_after', 'str'),
                      '-s': ('signal_', 'str')},
-         'usage_code': 125}}
+         'usage_code': 125},
+ 'silence list': {'arguments': (),
+                  'defaults': {'json_out': False},
+                  'function': ('reliactl.cli.silence', 'list_'),
+                  'group': False,
+                  'help': ('-h', '--help'),
+                  'interspersed': True,
+                  'no_args_is_help': False,
+                  'options': {'--json': ('json_out', 'flag')},
+                  'usage_code': 2},
+ 'state info': {'arguments': (),
+                'defaults': {'json_out': False},
+                'function': ('reliactl.cli.state', 'info_'),
+                'group': False,
+                'help': ('-h', '--help'),
+                'interspersed': True,
+                'no_args_is_help': False,
+                'options': {'--json': ('json_out', 'flag')},
+                'usage_code': 2}}
 
 HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -m reliactl [OPTIONS] COMMAND [ARGS]...\n'
                              '\n'
@@ -260,6 +445,181 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                              '  128+N:  run: the child was killed by signal N, or reliactl was, '
                              'after\n'
                              '  forwarding it\n',
+ ('python -m reliactl', 'alert list'): 'Usage: python -m reliactl alert list [OPTIONS]\n'
+                                       '\n'
+                                       '  Open problems: status, since when, flapping, '
+                                       'acknowledged or not (and by\n'
+                                       '  whom).\n'
+                                       '\n'
+                                       'Options:\n'
+                                       '  --json      Print one JSON document.\n'
+                                       '  -h, --help  Show this message and exit.\n',
+ ('python -m reliactl', 'breaker list'): 'Usage: python -m reliactl breaker list [OPTIONS]\n'
+                                         '\n'
+                                         '  Every known breaker: state, consecutive failures, '
+                                         'failure rate, opened at,\n'
+                                         '  retry in.\n'
+                                         '\n'
+                                         'Options:\n'
+                                         '  --json          Print one JSON document.\n'
+                                         '  --fail-on-open  Exit 69 when any breaker is open '
+                                         '(half-open ones do not\n'
+                                         '                  count).\n'
+                                         '  -h, --help      Show this message and exit.\n',
+ ('python -m reliactl', 'breaker show'): 'Usage: python -m reliactl breaker show [OPTIONS] NAME\n'
+                                         '\n'
+                                         '  One breaker: the config in force, its counters and its '
+                                         'last transitions.\n'
+                                         '\n'
+                                         'Arguments:\n'
+                                         "  NAME  The breaker's name.  [required]\n"
+                                         '\n'
+                                         'Options:\n'
+                                         '  --json         Print one JSON document.\n'
+                                         '  -n, --limit N  How many recent transitions to show.  '
+                                         '[default: 10]\n'
+                                         '  -h, --help     Show this message and exit.\n',
+ ('python -m reliactl', 'cleanup'): 'Usage: python -m reliactl cleanup [OPTIONS] [PATH]...\n'
+                                    '\n'
+                                    '  Remove old files safely: never follows symlinks, never '
+                                    'leaves the\n'
+                                    '  filesystem.\n'
+                                    '\n'
+                                    '  Removes regular files, symlinks themselves (never their '
+                                    'targets) and\n'
+                                    '  directories that became empty and are old; each root itself '
+                                    'is kept.\n'
+                                    '\n'
+                                    '  Skips FIFOs, sockets, devices, mount points and files '
+                                    'another process holds\n'
+                                    '  locked (flock or POSIX lock).\n'
+                                    '\n'
+                                    '  Exit 0 on success, 1 if anything could not be removed.\n'
+                                    '\n'
+                                    'Arguments:\n'
+                                    '  PATH...  Directories to clean (default: the configured '
+                                    'cleanup.roots). The\n'
+                                    '           directories themselves are kept.\n'
+                                    '\n'
+                                    'Options:\n'
+                                    '  --older-than DURATION           Remove entries older than '
+                                    'this (e.g. 12h,\n'
+                                    '                                  7d). Required with PATHs; '
+                                    'overrides each\n'
+                                    "                                  root's max_age otherwise.\n"
+                                    '  --age-by newest|mtime|atime|ctime\n'
+                                    "                                  Which time makes an entry's "
+                                    'age: the newest\n'
+                                    '                                  of mtime, ctime and atime '
+                                    '(default, as\n'
+                                    '                                  systemd-tmpfiles; ctime is '
+                                    'left out for\n'
+                                    '                                  directories), or one of '
+                                    'them.  [default:\n'
+                                    '                                  newest]\n'
+                                    '  --max-size SIZE                 Size budget per root (e.g. '
+                                    '2GB): then delete\n'
+                                    '                                  the oldest files until it '
+                                    'fits.\n'
+                                    '  --include GLOB                  Only remove names (or '
+                                    'root-relative paths)\n'
+                                    '                                  matching this glob; '
+                                    'repeatable.\n'
+                                    '  --exclude GLOB                  Never remove (or enter) '
+                                    'names matching this\n'
+                                    '                                  glob; repeatable.\n'
+                                    '  --dry-run                       List what would be removed '
+                                    '(one path a line\n'
+                                    '                                  on stdout); remove '
+                                    'nothing.\n'
+                                    '  -l, --list                      Also list each removed path '
+                                    'on stdout.\n'
+                                    '  --stale-locks                   Also remove lock files in '
+                                    'run.lock_dir that\n'
+                                    '                                  nobody holds and whose '
+                                    'recorded holder is\n'
+                                    '                                  gone. A held lock is never '
+                                    'removed.\n'
+                                    '  --state                         Also prune run history and '
+                                    'breaker events\n'
+                                    '                                  past state.retention / '
+                                    'state.max_history,\n'
+                                    '                                  and closed breakers unused '
+                                    'for\n'
+                                    '                                  state.retention (never a '
+                                    'configured one),\n'
+                                    '                                  and vacuum the state '
+                                    'store.\n'
+                                    '  --force-root                    Allow a dangerous root (/, '
+                                    '/etc, /home,\n'
+                                    '                                  /usr, $HOME ...) or a path '
+                                    "with '..'.\n"
+                                    '  --json                          Print one JSON document.\n'
+                                    '  -q, --quiet                     Print only problems '
+                                    '(errors, warnings):\n'
+                                    '                                  nothing on a night with '
+                                    'nothing to report,\n'
+                                    '                                  for cron mail. The exit '
+                                    'code still tells.\n'
+                                    '  -h, --help                      Show this message and '
+                                    'exit.\n',
+ ('python -m reliactl', 'config show'): 'Usage: python -m reliactl config show [OPTIONS]\n'
+                                        '\n'
+                                        '  Print the effective configuration (defaults < file < '
+                                        'environment < flags).\n'
+                                        '\n'
+                                        '  Each value is annotated with its source: default, '
+                                        'file:line, env VAR or\n'
+                                        '  flag. Secrets are shown as ***: alert webhook URLs, API '
+                                        'keys, tokens, URL\n'
+                                        '  passwords and token-like query parameters, secret '
+                                        'headers (Authorization,\n'
+                                        '  Cookie, X-Api-Key, ...).\n'
+                                        '\n'
+                                        'Options:\n'
+                                        '  --json                    Print one JSON document.\n'
+                                        '  --sources / --no-sources  Say where each value came '
+                                        'from.  [default:\n'
+                                        '                            sources]\n'
+                                        '  -h, --help                Show this message and exit.\n',
+ ('python -m reliactl', 'config validate'): 'Usage: python -m reliactl config validate [OPTIONS] '
+                                            '[FILE]\n'
+                                            '\n'
+                                            '  Check a configuration: "valid" and exit 0, or every '
+                                            'problem and exit 78.\n'
+                                            '\n'
+                                            '  CI runs this before a deploy. Problems name the '
+                                            'file, line, key path, what\n'
+                                            '  was expected and what was found.\n'
+                                            '\n'
+                                            'Arguments:\n'
+                                            '  FILE  File to check (default: the file reliactl '
+                                            'would load).\n'
+                                            '\n'
+                                            'Options:\n'
+                                            '  --json      Print one JSON document.\n'
+                                            '  --no-env    Check the file alone, ignoring the '
+                                            'environment.\n'
+                                            '  -h, --help  Show this message and exit.\n',
+ ('python -m reliactl', 'doctor'): 'Usage: python -m reliactl doctor [OPTIONS]\n'
+                                   '\n'
+                                   '  Check the config, state store, lock and log directories, '
+                                   'completions, clock\n'
+                                   '  and alert sinks.\n'
+                                   '\n'
+                                   "  Each alert sink's settings are checked offline (keys "
+                                   'present, secret file\n'
+                                   '  readable, secret variable set, URLs and addresses well '
+                                   'formed): nothing is\n'
+                                   '  sent.\n'
+                                   '\n'
+                                   '  Each finding comes with a fix. Exit 0 when nothing failed '
+                                   '(warnings\n'
+                                   '  allowed), 1 otherwise.\n'
+                                   '\n'
+                                   'Options:\n'
+                                   '  --json      Print one JSON document.\n'
+                                   '  -h, --help  Show this message and exit.\n',
  ('python -m reliactl', 'health'): 'Usage: python -m reliactl health [OPTIONS] COMMAND [ARGS]...\n'
                                    '\n'
                                    '  Check this host: CPU, memory, swap, disks, file handles, '
@@ -344,6 +704,137 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                                    'Commands:\n'
                                    '  history  The health history kept by every health run: a '
                                    'chart per check...\n',
+ ('python -m reliactl', 'http'): 'Usage: python -m reliactl http [OPTIONS] METHOD URL\n'
+                                 '\n'
+                                 '  Send one HTTP request: rate limit -> breaker -> request -> '
+                                 'retries; body to\n'
+                                 '  stdout.\n'
+                                 '\n'
+                                 '  Retries connection errors, timeouts, 429 and 5xx (honouring '
+                                 'Retry-After);\n'
+                                 '  POST and PATCH only when the request provably was not sent. '
+                                 '--timeout bounds\n'
+                                 '  each attempt whole (a server that trickles its answer is cut '
+                                 'off),\n'
+                                 '  retry.max_elapsed all of them; the body is streamed to stdout '
+                                 'as it arrives.\n'
+                                 '  Exit 0 with any answer (22 with --fail for >= 400), 7 when no '
+                                 'answer came\n'
+                                 '  after the retries, 69 breaker open, 75 no rate-limit token in '
+                                 'time. Secret\n'
+                                 '  headers (Authorization, Cookie, X-Api-Key, tokens) and URL '
+                                 'passwords or keys\n'
+                                 '  are shown as *** in every message.\n'
+                                 '\n'
+                                 'Arguments:\n'
+                                 '  METHOD  GET, POST, PUT, PATCH, DELETE, HEAD, ...  [required]\n'
+                                 '  URL     http:// or https:// URL.  [required]\n'
+                                 '\n'
+                                 'Options:\n'
+                                 "  -H, --header 'NAME: VALUE'  Request header; repeatable.\n"
+                                 '  -d, --data @FILE|-|TEXT     Request body: @file, - for stdin, '
+                                 'or text.\n'
+                                 '  --json-body                 The body is JSON: checked, sent '
+                                 'as\n'
+                                 '                              application/json.\n'
+                                 '  --breaker NAME              Go through the persistent circuit '
+                                 'breaker NAME\n'
+                                 '                              (exit 69 while it is open).\n'
+                                 '  --max-retries N             Retries after the first attempt '
+                                 '[default:\n'
+                                 '                              retry.max_retries]\n'
+                                 '  --rate SPEC                 Rate limit shared by every '
+                                 'process, e.g.\n'
+                                 '                              60/minute or '
+                                 "'10/second;500/hour'.\n"
+                                 '  --rate-key NAME             Budget to share (default: '
+                                 'http:HOST). Alone,\n'
+                                 '                              uses rate_limit.limits.NAME (or\n'
+                                 '                              RATE_LIMIT_OPENAI_RPM for '
+                                 "'openai').\n"
+                                 '  --rate-wait DURATION        Wait at most this long for a '
+                                 'rate-limit token,\n'
+                                 '                              else exit 75 (0: no wait; '
+                                 'default:\n'
+                                 '                              rate_limit.max_wait, 1m).\n'
+                                 '  --timeout DURATION          Deadline of each attempt: '
+                                 'connecting, sending\n'
+                                 '                              and the whole answer.  [default: '
+                                 '10s]\n'
+                                 '  -f, --fail                  Exit 22 on HTTP status >= 400 (no '
+                                 'body printed),\n'
+                                 '                              as curl.\n'
+                                 '  -v, --verbose               Request and response headers to '
+                                 'stderr (secrets\n'
+                                 '                              ***).\n'
+                                 '  -h, --help                  Show this message and exit.\n',
+ ('python -m reliactl', 'jobs'): 'Usage: python -m reliactl jobs [OPTIONS] [NAME]\n'
+                                 '\n'
+                                 '  Jobs declared in `jobs:` and seen in run history: last run, '
+                                 'last success,\n'
+                                 '  next expected run, status (OK, WARNING, CRITICAL as the `job` '
+                                 'health checks)\n'
+                                 '  and failures in a row.\n'
+                                 '\n'
+                                 '  Exit 0 when every declared job (or NAME) is OK, 1 when one is '
+                                 'not (the\n'
+                                 '  answer is "no"); jobs only seen in history are listed (at '
+                                 'worst WARNING) but\n'
+                                 '  do not change the exit code. An unknown NAME is a usage error '
+                                 '(2).\n'
+                                 '\n'
+                                 'Arguments:\n'
+                                 '  NAME  Only this job, with its recent runs.\n'
+                                 '\n'
+                                 'Options:\n'
+                                 '  --json      Print one JSON document.\n'
+                                 '  -h, --help  Show this message and exit.\n',
+ ('python -m reliactl', 'retry plan'): 'Usage: python -m reliactl retry plan [OPTIONS]\n'
+                                       '\n'
+                                       '  Print the delay before each retry, the time spent so '
+                                       'far, and a bar per\n'
+                                       '  delay.\n'
+                                       '\n'
+                                       '  Settings not given come from the `retry` section of the '
+                                       'configuration. With\n'
+                                       '  jitter the delays are one random sample (--seed N makes '
+                                       'it reproducible) and\n'
+                                       '  the range column shows what any run can get. Attempts '
+                                       'are assumed to fail at\n'
+                                       '  once.\n'
+                                       '\n'
+                                       'Options:\n'
+                                       '  --strategy exponential|linear|fixed\n'
+                                       '                                  Backoff strategy '
+                                       '[default: retry.strategy]\n'
+                                       '  --base-delay DURATION           First delay, e.g. 500ms '
+                                       '[default:\n'
+                                       '                                  retry.base_delay]\n'
+                                       '  --max-delay DURATION            No delay is longer '
+                                       '[default:\n'
+                                       '                                  retry.max_delay]\n'
+                                       '  --max-retries N                 Retries after the first '
+                                       'attempt [default:\n'
+                                       '                                  retry.max_retries]\n'
+                                       '  --jitter none|full|equal|decorrelated\n'
+                                       '                                  Randomise delays so many '
+                                       'hosts do not retry\n'
+                                       '                                  in step [default: '
+                                       'retry.jitter]\n'
+                                       '  --multiplier X                  Growth factor of '
+                                       'exponential backoff, >= 1\n'
+                                       '                                  [default: '
+                                       'retry.multiplier]\n'
+                                       '  --max-elapsed DURATION          Give up after this much '
+                                       "time in all; 'none'\n"
+                                       '                                  for no limit [default: '
+                                       'retry.max_elapsed]\n'
+                                       '  --seed N                        Seed the jitter, for a '
+                                       'reproducible sample.\n'
+                                       '  --json                          Print one JSON '
+                                       'document.\n'
+                                       '  -h, --help                      Show this message and '
+                                       'exit.\n',
  ('python -m reliactl', 'run'): 'Usage: python -m reliactl run [OPTIONS] [--] COMMAND...\n'
                                 '\n'
                                 '  Run COMMAND supervised: lock, retries, time limits, signal '
@@ -626,6 +1117,28 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                                 'output_limit\n'
                                 '                                  [default: run.max_output].\n'
                                 '  -h, --help                      Show this message and exit.\n',
+ ('python -m reliactl', 'silence list'): 'Usage: python -m reliactl silence list [OPTIONS]\n'
+                                         '\n'
+                                         '  Active and planned silences (expired ones are '
+                                         'removed).\n'
+                                         '\n'
+                                         'Options:\n'
+                                         '  --json      Print one JSON document.\n'
+                                         '  -h, --help  Show this message and exit.\n',
+ ('python -m reliactl', 'state info'): 'Usage: python -m reliactl state info [OPTIONS]\n'
+                                       '\n'
+                                       '  Backend, location (password hidden), round-trip latency '
+                                       'and record counts.\n'
+                                       '\n'
+                                       '  On Redis also the server version, its persistence '
+                                       'settings and how much\n'
+                                       '  history this host has queued. Exit 75 when Redis does '
+                                       'not answer, 78 for a\n'
+                                       '  bad URL or password.\n'
+                                       '\n'
+                                       'Options:\n'
+                                       '  --json      Print one JSON document.\n'
+                                       '  -h, --help  Show this message and exit.\n',
  ('reliactl', ''): 'Usage: reliactl [OPTIONS] COMMAND [ARGS]...\n'
                    '\n'
                    '  Keep scripts, cron jobs and services alive: health checks, circuit '
@@ -698,6 +1211,167 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                    '\n'
                    '  128+N:  run: the child was killed by signal N, or reliactl was, after\n'
                    '  forwarding it\n',
+ ('reliactl', 'alert list'): 'Usage: reliactl alert list [OPTIONS]\n'
+                             '\n'
+                             '  Open problems: status, since when, flapping, acknowledged or not '
+                             '(and by\n'
+                             '  whom).\n'
+                             '\n'
+                             'Options:\n'
+                             '  --json      Print one JSON document.\n'
+                             '  -h, --help  Show this message and exit.\n',
+ ('reliactl', 'breaker list'): 'Usage: reliactl breaker list [OPTIONS]\n'
+                               '\n'
+                               '  Every known breaker: state, consecutive failures, failure rate, '
+                               'opened at,\n'
+                               '  retry in.\n'
+                               '\n'
+                               'Options:\n'
+                               '  --json          Print one JSON document.\n'
+                               '  --fail-on-open  Exit 69 when any breaker is open (half-open ones '
+                               'do not\n'
+                               '                  count).\n'
+                               '  -h, --help      Show this message and exit.\n',
+ ('reliactl', 'breaker show'): 'Usage: reliactl breaker show [OPTIONS] NAME\n'
+                               '\n'
+                               '  One breaker: the config in force, its counters and its last '
+                               'transitions.\n'
+                               '\n'
+                               'Arguments:\n'
+                               "  NAME  The breaker's name.  [required]\n"
+                               '\n'
+                               'Options:\n'
+                               '  --json         Print one JSON document.\n'
+                               '  -n, --limit N  How many recent transitions to show.  [default: '
+                               '10]\n'
+                               '  -h, --help     Show this message and exit.\n',
+ ('reliactl', 'cleanup'): 'Usage: reliactl cleanup [OPTIONS] [PATH]...\n'
+                          '\n'
+                          '  Remove old files safely: never follows symlinks, never leaves the\n'
+                          '  filesystem.\n'
+                          '\n'
+                          '  Removes regular files, symlinks themselves (never their targets) and\n'
+                          '  directories that became empty and are old; each root itself is kept.\n'
+                          '\n'
+                          '  Skips FIFOs, sockets, devices, mount points and files another process '
+                          'holds\n'
+                          '  locked (flock or POSIX lock).\n'
+                          '\n'
+                          '  Exit 0 on success, 1 if anything could not be removed.\n'
+                          '\n'
+                          'Arguments:\n'
+                          '  PATH...  Directories to clean (default: the configured '
+                          'cleanup.roots). The\n'
+                          '           directories themselves are kept.\n'
+                          '\n'
+                          'Options:\n'
+                          '  --older-than DURATION           Remove entries older than this (e.g. '
+                          '12h,\n'
+                          '                                  7d). Required with PATHs; overrides '
+                          'each\n'
+                          "                                  root's max_age otherwise.\n"
+                          '  --age-by newest|mtime|atime|ctime\n'
+                          "                                  Which time makes an entry's age: the "
+                          'newest\n'
+                          '                                  of mtime, ctime and atime (default, '
+                          'as\n'
+                          '                                  systemd-tmpfiles; ctime is left out '
+                          'for\n'
+                          '                                  directories), or one of them.  '
+                          '[default:\n'
+                          '                                  newest]\n'
+                          '  --max-size SIZE                 Size budget per root (e.g. 2GB): then '
+                          'delete\n'
+                          '                                  the oldest files until it fits.\n'
+                          '  --include GLOB                  Only remove names (or root-relative '
+                          'paths)\n'
+                          '                                  matching this glob; repeatable.\n'
+                          '  --exclude GLOB                  Never remove (or enter) names '
+                          'matching this\n'
+                          '                                  glob; repeatable.\n'
+                          '  --dry-run                       List what would be removed (one path '
+                          'a line\n'
+                          '                                  on stdout); remove nothing.\n'
+                          '  -l, --list                      Also list each removed path on '
+                          'stdout.\n'
+                          '  --stale-locks                   Also remove lock files in '
+                          'run.lock_dir that\n'
+                          '                                  nobody holds and whose recorded '
+                          'holder is\n'
+                          '                                  gone. A held lock is never removed.\n'
+                          '  --state                         Also prune run history and breaker '
+                          'events\n'
+                          '                                  past state.retention / '
+                          'state.max_history,\n'
+                          '                                  and closed breakers unused for\n'
+                          '                                  state.retention (never a configured '
+                          'one),\n'
+                          '                                  and vacuum the state store.\n'
+                          '  --force-root                    Allow a dangerous root (/, /etc, '
+                          '/home,\n'
+                          '                                  /usr, $HOME ...) or a path with '
+                          "'..'.\n"
+                          '  --json                          Print one JSON document.\n'
+                          '  -q, --quiet                     Print only problems (errors, '
+                          'warnings):\n'
+                          '                                  nothing on a night with nothing to '
+                          'report,\n'
+                          '                                  for cron mail. The exit code still '
+                          'tells.\n'
+                          '  -h, --help                      Show this message and exit.\n',
+ ('reliactl', 'config show'): 'Usage: reliactl config show [OPTIONS]\n'
+                              '\n'
+                              '  Print the effective configuration (defaults < file < environment '
+                              '< flags).\n'
+                              '\n'
+                              '  Each value is annotated with its source: default, file:line, env '
+                              'VAR or\n'
+                              '  flag. Secrets are shown as ***: alert webhook URLs, API keys, '
+                              'tokens, URL\n'
+                              '  passwords and token-like query parameters, secret headers '
+                              '(Authorization,\n'
+                              '  Cookie, X-Api-Key, ...).\n'
+                              '\n'
+                              'Options:\n'
+                              '  --json                    Print one JSON document.\n'
+                              '  --sources / --no-sources  Say where each value came from.  '
+                              '[default:\n'
+                              '                            sources]\n'
+                              '  -h, --help                Show this message and exit.\n',
+ ('reliactl', 'config validate'): 'Usage: reliactl config validate [OPTIONS] [FILE]\n'
+                                  '\n'
+                                  '  Check a configuration: "valid" and exit 0, or every problem '
+                                  'and exit 78.\n'
+                                  '\n'
+                                  '  CI runs this before a deploy. Problems name the file, line, '
+                                  'key path, what\n'
+                                  '  was expected and what was found.\n'
+                                  '\n'
+                                  'Arguments:\n'
+                                  '  FILE  File to check (default: the file reliactl would load).\n'
+                                  '\n'
+                                  'Options:\n'
+                                  '  --json      Print one JSON document.\n'
+                                  '  --no-env    Check the file alone, ignoring the environment.\n'
+                                  '  -h, --help  Show this message and exit.\n',
+ ('reliactl', 'doctor'): 'Usage: reliactl doctor [OPTIONS]\n'
+                         '\n'
+                         '  Check the config, state store, lock and log directories, completions, '
+                         'clock\n'
+                         '  and alert sinks.\n'
+                         '\n'
+                         "  Each alert sink's settings are checked offline (keys present, secret "
+                         'file\n'
+                         '  readable, secret variable set, URLs and addresses well formed): '
+                         'nothing is\n'
+                         '  sent.\n'
+                         '\n'
+                         '  Each finding comes with a fix. Exit 0 when nothing failed (warnings\n'
+                         '  allowed), 1 otherwise.\n'
+                         '\n'
+                         'Options:\n'
+                         '  --json      Print one JSON document.\n'
+                         '  -h, --help  Show this message and exit.\n',
  ('reliactl', 'health'): 'Usage: reliactl health [OPTIONS] COMMAND [ARGS]...\n'
                          '\n'
                          '  Check this host: CPU, memory, swap, disks, file handles, processes '
@@ -773,6 +1447,120 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                          'Commands:\n'
                          '  history  The health history kept by every health run: a chart per '
                          'check...\n',
+ ('reliactl', 'http'): 'Usage: reliactl http [OPTIONS] METHOD URL\n'
+                       '\n'
+                       '  Send one HTTP request: rate limit -> breaker -> request -> retries; body '
+                       'to\n'
+                       '  stdout.\n'
+                       '\n'
+                       '  Retries connection errors, timeouts, 429 and 5xx (honouring '
+                       'Retry-After);\n'
+                       '  POST and PATCH only when the request provably was not sent. --timeout '
+                       'bounds\n'
+                       '  each attempt whole (a server that trickles its answer is cut off),\n'
+                       '  retry.max_elapsed all of them; the body is streamed to stdout as it '
+                       'arrives.\n'
+                       '  Exit 0 with any answer (22 with --fail for >= 400), 7 when no answer '
+                       'came\n'
+                       '  after the retries, 69 breaker open, 75 no rate-limit token in time. '
+                       'Secret\n'
+                       '  headers (Authorization, Cookie, X-Api-Key, tokens) and URL passwords or '
+                       'keys\n'
+                       '  are shown as *** in every message.\n'
+                       '\n'
+                       'Arguments:\n'
+                       '  METHOD  GET, POST, PUT, PATCH, DELETE, HEAD, ...  [required]\n'
+                       '  URL     http:// or https:// URL.  [required]\n'
+                       '\n'
+                       'Options:\n'
+                       "  -H, --header 'NAME: VALUE'  Request header; repeatable.\n"
+                       '  -d, --data @FILE|-|TEXT     Request body: @file, - for stdin, or text.\n'
+                       '  --json-body                 The body is JSON: checked, sent as\n'
+                       '                              application/json.\n'
+                       '  --breaker NAME              Go through the persistent circuit breaker '
+                       'NAME\n'
+                       '                              (exit 69 while it is open).\n'
+                       '  --max-retries N             Retries after the first attempt [default:\n'
+                       '                              retry.max_retries]\n'
+                       '  --rate SPEC                 Rate limit shared by every process, e.g.\n'
+                       "                              60/minute or '10/second;500/hour'.\n"
+                       '  --rate-key NAME             Budget to share (default: http:HOST). '
+                       'Alone,\n'
+                       '                              uses rate_limit.limits.NAME (or\n'
+                       "                              RATE_LIMIT_OPENAI_RPM for 'openai').\n"
+                       '  --rate-wait DURATION        Wait at most this long for a rate-limit '
+                       'token,\n'
+                       '                              else exit 75 (0: no wait; default:\n'
+                       '                              rate_limit.max_wait, 1m).\n'
+                       '  --timeout DURATION          Deadline of each attempt: connecting, '
+                       'sending\n'
+                       '                              and the whole answer.  [default: 10s]\n'
+                       '  -f, --fail                  Exit 22 on HTTP status >= 400 (no body '
+                       'printed),\n'
+                       '                              as curl.\n'
+                       '  -v, --verbose               Request and response headers to stderr '
+                       '(secrets\n'
+                       '                              ***).\n'
+                       '  -h, --help                  Show this message and exit.\n',
+ ('reliactl', 'jobs'): 'Usage: reliactl jobs [OPTIONS] [NAME]\n'
+                       '\n'
+                       '  Jobs declared in `jobs:` and seen in run history: last run, last '
+                       'success,\n'
+                       '  next expected run, status (OK, WARNING, CRITICAL as the `job` health '
+                       'checks)\n'
+                       '  and failures in a row.\n'
+                       '\n'
+                       '  Exit 0 when every declared job (or NAME) is OK, 1 when one is not (the\n'
+                       '  answer is "no"); jobs only seen in history are listed (at worst WARNING) '
+                       'but\n'
+                       '  do not change the exit code. An unknown NAME is a usage error (2).\n'
+                       '\n'
+                       'Arguments:\n'
+                       '  NAME  Only this job, with its recent runs.\n'
+                       '\n'
+                       'Options:\n'
+                       '  --json      Print one JSON document.\n'
+                       '  -h, --help  Show this message and exit.\n',
+ ('reliactl', 'retry plan'): 'Usage: reliactl retry plan [OPTIONS]\n'
+                             '\n'
+                             '  Print the delay before each retry, the time spent so far, and a '
+                             'bar per\n'
+                             '  delay.\n'
+                             '\n'
+                             '  Settings not given come from the `retry` section of the '
+                             'configuration. With\n'
+                             '  jitter the delays are one random sample (--seed N makes it '
+                             'reproducible) and\n'
+                             '  the range column shows what any run can get. Attempts are assumed '
+                             'to fail at\n'
+                             '  once.\n'
+                             '\n'
+                             'Options:\n'
+                             '  --strategy exponential|linear|fixed\n'
+                             '                                  Backoff strategy [default: '
+                             'retry.strategy]\n'
+                             '  --base-delay DURATION           First delay, e.g. 500ms [default:\n'
+                             '                                  retry.base_delay]\n'
+                             '  --max-delay DURATION            No delay is longer [default:\n'
+                             '                                  retry.max_delay]\n'
+                             '  --max-retries N                 Retries after the first attempt '
+                             '[default:\n'
+                             '                                  retry.max_retries]\n'
+                             '  --jitter none|full|equal|decorrelated\n'
+                             '                                  Randomise delays so many hosts do '
+                             'not retry\n'
+                             '                                  in step [default: retry.jitter]\n'
+                             '  --multiplier X                  Growth factor of exponential '
+                             'backoff, >= 1\n'
+                             '                                  [default: retry.multiplier]\n'
+                             '  --max-elapsed DURATION          Give up after this much time in '
+                             "all; 'none'\n"
+                             '                                  for no limit [default: '
+                             'retry.max_elapsed]\n'
+                             '  --seed N                        Seed the jitter, for a '
+                             'reproducible sample.\n'
+                             '  --json                          Print one JSON document.\n'
+                             '  -h, --help                      Show this message and exit.\n',
  ('reliactl', 'run'): 'Usage: reliactl run [OPTIONS] [--] COMMAND...\n'
                       '\n'
                       '  Run COMMAND supervised: lock, retries, time limits, signal forwarding,\n'
@@ -1000,4 +1788,25 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                       'passed\n'
                       '                                  on); exit 121, outcome output_limit\n'
                       '                                  [default: run.max_output].\n'
-                      '  -h, --help                      Show this message and exit.\n'}
+                      '  -h, --help                      Show this message and exit.\n',
+ ('reliactl', 'silence list'): 'Usage: reliactl silence list [OPTIONS]\n'
+                               '\n'
+                               '  Active and planned silences (expired ones are removed).\n'
+                               '\n'
+                               'Options:\n'
+                               '  --json      Print one JSON document.\n'
+                               '  -h, --help  Show this message and exit.\n',
+ ('reliactl', 'state info'): 'Usage: reliactl state info [OPTIONS]\n'
+                             '\n'
+                             '  Backend, location (password hidden), round-trip latency and record '
+                             'counts.\n'
+                             '\n'
+                             '  On Redis also the server version, its persistence settings and how '
+                             'much\n'
+                             '  history this host has queued. Exit 75 when Redis does not answer, '
+                             '78 for a\n'
+                             '  bad URL or password.\n'
+                             '\n'
+                             'Options:\n'
+                             '  --json      Print one JSON document.\n'
+                             '  -h, --help  Show this message and exit.\n'}

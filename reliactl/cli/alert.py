@@ -6,19 +6,15 @@ acknowledgement goes with it). The core is ``reliactl.health.alertstate``.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
-
-import typer
+from typing import TYPE_CHECKING, Annotated, Any
 
 from reliactl.cli.exitcodes import ExitCode
-from reliactl.cli.options import JsonOption
 from reliactl.cli.output import reports_errors
 
-app = typer.Typer(
-    help="Open problems (as the last health runs saw them) and acknowledgements: "
-    '"I am on it" stops repeats and escalation until the problem recovers.',
-    no_args_is_help=True,
-)
+if TYPE_CHECKING:
+    import typer
+
+    from reliactl.cli.options import JsonOption
 
 
 def _context(ctx: typer.Context) -> tuple[Any, dict[str, str]]:
@@ -38,7 +34,23 @@ def _doc(problem: Any) -> dict[str, Any]:
     return with_times(problem.to_dict(), "since", "ack_at")
 
 
-@app.command("ack")
+def build() -> typer.Typer:
+    """The `alert` group. The module imports no typer: the fast dispatcher
+    (``reliactl.cli._fast``) calls `list` directly, so the commands end with
+    ``SystemExit``; Typer evaluates the (string) annotations here, at registration."""
+    from reliactl.cli._fastrt import typer_names
+
+    typer_names(globals(), "JsonOption")
+    group = typer.Typer(
+        help="Open problems (as the last health runs saw them) and acknowledgements: "
+        '"I am on it" stops repeats and escalation until the problem recovers.',
+        no_args_is_help=True,
+    )
+    group.command("ack")(ack)
+    group.command("list")(list_)
+    return group
+
+
 @reports_errors
 def ack(
     ctx: typer.Context,
@@ -61,12 +73,11 @@ def ack(
     done = acknowledge(records, target, reason=reason, now=time.time(), breakers=breakers)
     if not done:
         error(f"no open problem matches {target!r} (see `reliactl alert list`)")
-        raise typer.Exit(ExitCode.FAILURE)
+        raise SystemExit(ExitCode.FAILURE)
     for problem in done:
         info(f"{problem.check} ({problem.status.value}) acknowledged by {problem.ack_by}")
 
 
-@app.command("list")
 @reports_errors
 def list_(ctx: typer.Context, json_out: JsonOption = False) -> None:
     """Open problems: status, since when, flapping, acknowledged or not (and by whom)."""

@@ -7,14 +7,11 @@ named in ``circuit_breaker.breakers`` of the configuration. An unknown NAME is a
 
 from __future__ import annotations
 
-import difflib
 from typing import TYPE_CHECKING, Annotated, Any
 
-import typer
-
+from reliactl.cli._fastrt import usage
 from reliactl.cli.context import app_context
 from reliactl.cli.exitcodes import ExitCode
-from reliactl.cli.options import BreakerNameArg, JsonOption, hidden, limit_option, usage
 from reliactl.cli.output import (
     TIMES_JSON_VERSION,
     emit_json,
@@ -27,18 +24,37 @@ from reliactl.cli.output import (
 )
 
 if TYPE_CHECKING:
+    import typer
+
     from reliactl.breaker import BreakerSnapshot
+    from reliactl.cli.options import BreakerNameArg as NameArg
+    from reliactl.cli.options import JsonOption as JsonFlag
+    from reliactl.cli.options import hidden, limit_option
     from reliactl.config import Config
     from reliactl.state import StateStore
 
-app = typer.Typer(
-    help="See and steer circuit breakers shared through the state store: which services are "
-    "failing fast, since when, and for how long.",
-    no_args_is_help=True,
-)
 
-JsonFlag = JsonOption
-NameArg = BreakerNameArg
+def build() -> typer.Typer:
+    """The `breaker` group. The module imports no typer: the fast dispatcher
+    (``reliactl.cli._fast``) calls `list` and `show` directly, so the commands end with
+    ``SystemExit``; Typer evaluates the (string) annotations here, at registration."""
+    from reliactl.cli._fastrt import typer_names
+
+    typer_names(
+        globals(), "hidden", "limit_option", JsonFlag="JsonOption", NameArg="BreakerNameArg"
+    )
+    group = typer.Typer(
+        help="See and steer circuit breakers shared through the state store: which services "
+        "are failing fast, since when, and for how long.",
+        no_args_is_help=True,
+    )
+    group.command("list")(list_)
+    group.command()(show)
+    group.command()(reset)
+    group.command()(trip)
+    group.command()(close)
+    return group
+
 
 DURATION_KEYS = (
     "recovery_timeout",
@@ -92,6 +108,8 @@ def _require_known(store: StateStore, config: Config, name: str) -> None:
     known = known_breaker_names(store, config)
     if name in known:
         return
+    import difflib  # only for a name that is not known (~1.4 ms at every start otherwise)
+
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     if known:
@@ -112,7 +130,6 @@ def breakers_document(snapshots: list[BreakerSnapshot]) -> dict[str, Any]:
     }
 
 
-@app.command("list")
 @reports_errors
 def list_(
     ctx: typer.Context,
@@ -155,10 +172,9 @@ def list_(
             styles=styles,
         )
     if fail_on_open and open_names:
-        raise typer.Exit(ExitCode.UNAVAILABLE)
+        raise SystemExit(ExitCode.UNAVAILABLE)
 
 
-@app.command()
 @reports_errors
 def show(
     ctx: typer.Context,
@@ -245,7 +261,6 @@ def _show_text(snap: BreakerSnapshot, events: list[Any]) -> str:
     return "\n".join(lines)
 
 
-@app.command()
 @reports_errors
 def reset(
     ctx: typer.Context,
@@ -276,7 +291,6 @@ def reset(
         info("no breakers to reset")
 
 
-@app.command()
 @reports_errors
 def trip(
     ctx: typer.Context,
@@ -314,7 +328,6 @@ def trip(
     info(f"breaker '{name}' is open {how_long}")
 
 
-@app.command()
 @reports_errors
 def close(ctx: typer.Context, name: NameArg) -> None:
     """Close a breaker now: calls pass again (counters are kept)."""

@@ -10,21 +10,31 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
-import typer
-
+from reliactl.cli._fastrt import usage
 from reliactl.cli.context import app_context
 from reliactl.cli.exitcodes import ExitCode
-from reliactl.cli.options import JsonOption, hidden, quiet_option, usage
 from reliactl.cli.output import emit_json, emit_text, error, info, is_tty, reports_errors, warn
 
 if TYPE_CHECKING:
+    import typer
+
     from reliactl.cleanup import CleanupReport, CleanupTarget, LockSweepReport, RootReport
+    from reliactl.cli.options import JsonOption, hidden, quiet_option
     from reliactl.state.base import PruneReport
 
 MAX_ERRORS_SHOWN = 20
 
 
 _usage = usage  # one line, exit 2
+
+
+def typer_names() -> None:
+    """Give ``cleanup``'s (string) annotations the names Typer evaluates when it registers the
+    command. The module imports no typer: the fast dispatcher (``reliactl.cli._fast``) calls
+    ``cleanup()`` directly, so it ends with ``SystemExit``."""
+    from reliactl.cli._fastrt import typer_names
+
+    typer_names(globals(), "JsonOption", "hidden", "quiet_option")
 
 
 @reports_errors
@@ -215,7 +225,7 @@ def cleanup(  # noqa: C901 - flags to targets; the core moves out (issue 15 item
         _render(report, summary_to_stderr=dry_run or list_removed, quiet=quiet)
     if exit_code == ExitCode.OK and (not report.ok or missing_explicit):
         exit_code = ExitCode.FAILURE
-    raise typer.Exit(exit_code)
+    raise SystemExit(exit_code)
 
 
 def _run(  # noqa: C901 - the cleanup core moves out of cli (issue 15 item 1)
@@ -246,7 +256,7 @@ def _run(  # noqa: C901 - the cleanup core moves out of cli (issue 15 item 1)
             check_root(target.path, force=force_root)
         except UnsafeRootError as exc:
             error(str(exc))
-            raise typer.Exit(ExitCode.USAGE if explicit else ExitCode.CONFIG) from None
+            raise SystemExit(ExitCode.USAGE if explicit else ExitCode.CONFIG) from None
 
     listed: dict[str, list[str]] = {}
     current: list[str] = []
@@ -290,7 +300,7 @@ def _run(  # noqa: C901 - the cleanup core moves out of cli (issue 15 item 1)
             locks = sweep_stale_locks(lock_dir, dry_run=dry_run)
         except UnsafeRootError as exc:
             error(f"run.lock_dir: {exc}")
-            raise typer.Exit(ExitCode.CONFIG) from None
+            raise SystemExit(ExitCode.CONFIG) from None
         if stream:
             for lock in locks.removed:
                 out.write(lock.path + "\n")

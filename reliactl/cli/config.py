@@ -4,24 +4,35 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated, Any
-
-import typer
+from typing import TYPE_CHECKING, Annotated, Any
 
 from reliactl.cli.context import app_context
 from reliactl.cli.exitcodes import ExitCode
-from reliactl.cli.options import JsonOption
 from reliactl.cli.output import emit_json, emit_text, info, report_error, reports_errors
 
-app = typer.Typer(
-    help="Validate, show and create the YAML + environment configuration.",
-    no_args_is_help=True,
-)
+if TYPE_CHECKING:
+    import typer
 
-JsonFlag = JsonOption
+    from reliactl.cli.options import JsonOption as JsonFlag
 
 
-@app.command()
+def build() -> typer.Typer:
+    """The `config` group. The module imports no typer: the fast dispatcher
+    (``reliactl.cli._fast``) calls `show` and `validate` directly, so they end with
+    ``SystemExit``; Typer evaluates the (string) annotations here, at registration."""
+    from reliactl.cli._fastrt import typer_names
+
+    typer_names(globals(), JsonFlag="JsonOption")
+    group = typer.Typer(
+        help="Validate, show and create the YAML + environment configuration.",
+        no_args_is_help=True,
+    )
+    group.command()(validate)
+    group.command()(show)
+    group.command()(init)
+    return group
+
+
 def validate(
     ctx: typer.Context,
     file: Annotated[
@@ -70,8 +81,8 @@ def validate(
                     ],
                 }
             )
-            raise typer.Exit(ExitCode.CONFIG) from None
-        raise typer.Exit(report_error(exc)) from None
+            raise SystemExit(ExitCode.CONFIG) from None
+        raise SystemExit(report_error(exc)) from None
     where = str(loaded.path) if loaded.path else "no configuration file found; the defaults"
     if json_out:
         emit_json(
@@ -81,7 +92,6 @@ def validate(
         emit_text(f"valid: {where}")
 
 
-@app.command()
 @reports_errors
 def show(
     ctx: typer.Context,
@@ -166,7 +176,6 @@ def render_yaml(plain: dict[str, Any], sources: dict[str, str]) -> str:
     return "\n".join(line.replace("- - ", "- ") for line in lines if line != "")
 
 
-@app.command()
 def init(
     path: Annotated[
         str, typer.Argument(metavar="PATH", help="Where to write it.")
@@ -187,7 +196,7 @@ def init(
         from reliactl.cli.output import error
 
         error(refused)
-        raise typer.Exit(ExitCode.FAILURE)
+        raise SystemExit(ExitCode.FAILURE)
     text = example_yaml(starter=True)
     flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
     flags |= os.O_TRUNC if force else os.O_EXCL
@@ -197,12 +206,12 @@ def init(
         from reliactl.cli.output import error
 
         error(f"{path} exists; use --force to overwrite it")
-        raise typer.Exit(ExitCode.FAILURE) from None
+        raise SystemExit(ExitCode.FAILURE) from None
     except OSError as exc:
         from reliactl.cli.output import error
 
         error(f"cannot write {path}: {exc.strerror}")
-        raise typer.Exit(ExitCode.INTERNAL) from None
+        raise SystemExit(ExitCode.INTERNAL) from None
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(text)
     info(f"wrote {path}; check it with: reliactl config validate {path}")

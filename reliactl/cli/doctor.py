@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
-import typer
+from typing import TYPE_CHECKING
 
 from reliactl.cli.context import app_context
 from reliactl.cli.exitcodes import ExitCode
-from reliactl.cli.options import JsonOption
 from reliactl.cli.output import color_enabled, emit_json, emit_text
+
+if TYPE_CHECKING:
+    import typer
+
+    from reliactl.cli.options import JsonOption
 
 _MARK = {"ok": "ok", "warn": "WARN", "fail": "FAIL"}
 _COLOR = {"ok": "green", "warn": "yellow", "fail": "red"}
+
+
+def typer_names() -> None:
+    """Give ``doctor``'s (string) annotations the names Typer evaluates when it registers the
+    command. The module imports no typer: the fast dispatcher (``reliactl.cli._fast``) calls
+    ``doctor()`` directly, so it ends with ``SystemExit``."""
+    from reliactl.cli._fastrt import typer_names
+
+    typer_names(globals(), "JsonOption")
 
 
 def doctor(
@@ -51,4 +64,4 @@ def doctor(
             if f.fix and f.status != "ok":
                 lines.append(f"      {'':<{width}}  fix: {f.fix}")
         emit_text("\n".join(lines))
-    raise typer.Exit(ExitCode.FAILURE if report.failed else ExitCode.OK)
+    raise SystemExit(ExitCode.FAILURE if report.failed else ExitCode.OK)

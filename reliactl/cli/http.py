@@ -6,14 +6,15 @@ import re
 import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
-import typer
-
+from reliactl.cli._fastrt import usage
 from reliactl.cli.context import app_context
 from reliactl.cli.exitcodes import ExitCode
-from reliactl.cli.options import MaxRetriesOption, hidden, usage
 from reliactl.cli.output import error, info, reports_errors
 
 if TYPE_CHECKING:
+    import typer
+
+    from reliactl.cli.options import MaxRetriesOption, hidden
     from reliactl.config import Config
 
 _METHOD = re.compile(r"[A-Za-z]{1,20}")
@@ -81,6 +82,15 @@ def _limiter(rate: str | None, rate_key: str | None, host: str, config: Config, 
     except ValueError as exc:
         option = "--rate" if rate else "--rate-key"
         raise _usage(f"{option}: {exc}") from None
+
+
+def typer_names() -> None:
+    """Give ``http``'s (string) annotations the names Typer evaluates when it registers the
+    command. The module imports no typer: the fast dispatcher (``reliactl.cli._fast``) calls
+    ``http()`` directly, so it ends with ``SystemExit``."""
+    from reliactl.cli._fastrt import typer_names
+
+    typer_names(globals(), "MaxRetriesOption", "hidden")
 
 
 def http(
@@ -299,7 +309,7 @@ def _run(  # noqa: C901 - one branch per output mode and exit rule of curl
         status = response.status_code
         if fail and status >= 400:
             error(f"{method} {redact_url(url)}: HTTP {status} {response.reason_phrase}".rstrip())
-            raise typer.Exit(ExitCode.HTTP_ERROR)
+            raise SystemExit(ExitCode.HTTP_ERROR)
         _copy_body(response, method, redact_url(url))
 
 

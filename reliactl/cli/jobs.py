@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
-
-import typer
+from typing import TYPE_CHECKING, Annotated, Any
 
 from reliactl.cli.exitcodes import ExitCode
-from reliactl.cli.options import JsonOption
+
+if TYPE_CHECKING:
+    import typer
+
+    from reliactl.cli.options import JsonOption
 
 
 def jobs_document(
@@ -57,6 +59,15 @@ def jobs_document(
     return document
 
 
+def typer_names() -> None:
+    """Give ``jobs``'s (string) annotations the names Typer evaluates when it registers the
+    command. The module imports no typer: the fast dispatcher (``reliactl.cli._fast``) calls
+    ``jobs()`` directly, so it ends with ``SystemExit``."""
+    from reliactl.cli._fastrt import typer_names
+
+    typer_names(globals(), "JsonOption")
+
+
 def jobs(
     ctx: typer.Context,
     name: Annotated[
@@ -90,11 +101,11 @@ def jobs(
             if not statuses:
                 known = ", ".join(sorted(declared)) or "none declared"
                 error(f"no job named {name!r} declared or in history (jobs: {known})")
-                raise typer.Exit(ExitCode.USAGE)
+                raise SystemExit(ExitCode.USAGE)
         recent = store.runs(name, 10) if name is not None else []
         notes = job_notes(store, declared, [s.name for s in statuses], now)
     except ReliactlError as exc:
-        raise typer.Exit(report_error(exc)) from None
+        raise SystemExit(report_error(exc)) from None
 
     def stamp(epoch: float | None) -> str | None:
         return None if epoch is None else utc_stamp(epoch)
@@ -134,7 +145,7 @@ def jobs(
 
         print("no jobs declared (jobs: in the configuration) or recorded", file=sys.stderr)
     judged = statuses if name is not None else [s for s in statuses if s.declared]
-    raise typer.Exit(ExitCode.OK if all(s.status == "OK" for s in judged) else ExitCode.FAILURE)
+    raise SystemExit(ExitCode.OK if all(s.status == "OK" for s in judged) else ExitCode.FAILURE)
 
 
 def job_notes(store: Any, declared: Any, names: list[str], now: float) -> dict[str, Any]:

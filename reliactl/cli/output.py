@@ -359,11 +359,11 @@ def reports_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        import typer
-
         try:
             return fn(*args, **kwargs)
         except ReliactlError as exc:
-            raise typer.Exit(report_error(exc)) from None
+            # SystemExit, which typer.Exit becomes in Click's standalone mode: the fast
+            # dispatcher (cli/_fast.py) calls commands without typer
+            raise SystemExit(report_error(exc)) from None
 
     return wrapper  # type: ignore[return-value]

@@ -4,33 +4,52 @@ from __future__ import annotations
 
 import math
 import sys
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
-import typer
-
+from reliactl.cli import _fastrt
 from reliactl.cli.context import app_context
-from reliactl.cli.options import (
-    BaseDelayOption,
-    JitterOption,
-    JsonOption,
-    MaxDelayOption,
-    MaxRetriesOption,
-    StrategyOption,
-    usage,
-)
 from reliactl.cli.output import emit_json, emit_text, reports_errors, table
 
-app = typer.Typer(
-    help="Retry policies: print the backoff schedule a policy would follow.",
-    no_args_is_help=True,
-)
+if TYPE_CHECKING:
+    import typer
+
+    from reliactl.cli.options import (
+        BaseDelayOption,
+        JitterOption,
+        JsonOption,
+        MaxDelayOption,
+        MaxRetriesOption,
+        StrategyOption,
+    )
+
+
+def build() -> typer.Typer:
+    """The `retry` group. The module imports no typer: the fast dispatcher
+    (``reliactl.cli._fast``) calls `plan` directly, so it ends with ``SystemExit``; Typer
+    evaluates the (string) annotations here, at registration."""
+    _fastrt.typer_names(
+        globals(),
+        "BaseDelayOption",
+        "JitterOption",
+        "JsonOption",
+        "MaxDelayOption",
+        "MaxRetriesOption",
+        "StrategyOption",
+    )
+    group = typer.Typer(
+        help="Retry policies: print the backoff schedule a policy would follow.",
+        no_args_is_help=True,
+    )
+    group.command()(plan)
+    return group
+
 
 MAX_PLAN_RETRIES = 10_000
 BAR_WIDTH = 24
 
 
 def _usage(message: str) -> NoReturn:
-    raise usage(message)
+    raise _fastrt.usage(message)
 
 
 def _duration(option: str, text: str | None) -> float | None:
@@ -66,7 +85,6 @@ def _bar(delay: float, longest: float) -> str:
     return block * max(1, round(delay / longest * BAR_WIDTH))
 
 
-@app.command()
 @reports_errors
 def plan(
     ctx: typer.Context,

@@ -6,19 +6,16 @@ alert; the silence ends by itself. The core is ``reliactl.health.alertstate``.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import typer
-
+from reliactl.cli._fastrt import usage
 from reliactl.cli.exitcodes import ExitCode
-from reliactl.cli.options import JsonOption, usage
 from reliactl.cli.output import reports_errors
 
-app = typer.Typer(
-    help="Silence alerts for a check, job or breaker (or a glob) during maintenance: the "
-    "problems are still checked and shown, but nothing is sent until the silence ends.",
-    no_args_is_help=True,
-)
+if TYPE_CHECKING:
+    import typer
+
+    from reliactl.cli.options import JsonOption
 
 
 def _records(ctx: typer.Context) -> Any:
@@ -35,7 +32,24 @@ def _doc(silence: Any, now: float) -> dict[str, Any]:
     return with_times(doc, "start", "end", "created_at")
 
 
-@app.command("add")
+def build() -> typer.Typer:
+    """The `silence` group. The module imports no typer: the fast dispatcher
+    (``reliactl.cli._fast``) calls `list` directly, so the commands end with
+    ``SystemExit``; Typer evaluates the (string) annotations here, at registration."""
+    from reliactl.cli._fastrt import typer_names
+
+    typer_names(globals(), "JsonOption")
+    group = typer.Typer(
+        help="Silence alerts for a check, job or breaker (or a glob) during maintenance: the "
+        "problems are still checked and shown, but nothing is sent until the silence ends.",
+        no_args_is_help=True,
+    )
+    group.command("add")(add)
+    group.command("list")(list_)
+    group.command("remove")(remove)
+    return group
+
+
 @reports_errors
 def add(
     ctx: typer.Context,
@@ -98,10 +112,11 @@ def add(
         f"silence {silence.id}: {silence.target} from {iso_utc(silence.start)}"
         f" until {iso_utc(silence.end)} by {silence.by}"
     )
-    typer.echo(silence.id)
+    from reliactl.cli.output import emit_text
+
+    emit_text(silence.id)  # typer.echo's bytes, without typer
 
 
-@app.command("list")
 @reports_errors
 def list_(ctx: typer.Context, json_out: JsonOption = False) -> None:
     """Active and planned silences (expired ones are removed)."""
@@ -125,7 +140,6 @@ def list_(ctx: typer.Context, json_out: JsonOption = False) -> None:
     table(["ID", "TARGET", "STATE", "START", "END", "BY", "REASON"], rows)
 
 
-@app.command("remove")
 @reports_errors
 def remove(
     ctx: typer.Context,
@@ -139,5 +153,5 @@ def remove(
 
     if not remove_silence(_records(ctx), silence_id):
         error(f"no silence {silence_id!r} (see `reliactl silence list`)")
-        raise typer.Exit(ExitCode.FAILURE)
+        raise SystemExit(ExitCode.FAILURE)
     info(f"silence {silence_id} removed")

@@ -2,22 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-import typer
+from typing import TYPE_CHECKING, Annotated
 
 from reliactl.cli.context import app_context
-from reliactl.cli.options import JsonOption
 from reliactl.cli.output import emit_json, emit_text, info, reports_errors
 
-app = typer.Typer(
-    help="The state store: where breakers, cooldowns and history live (SQLite or Redis), "
-    "moving them to Redis, shipping what was queued while Redis was away.",
-    no_args_is_help=True,
-)
+if TYPE_CHECKING:
+    import typer
+
+    from reliactl.cli.options import JsonOption
 
 
-@app.command("info")
+def build() -> typer.Typer:
+    """The `state` group. The module imports no typer: the fast dispatcher
+    (``reliactl.cli._fast``) calls `info` directly, so the commands end with
+    ``SystemExit``; Typer evaluates the (string) annotations here, at registration."""
+    from reliactl.cli._fastrt import typer_names
+
+    typer_names(globals(), "JsonOption")
+    group = typer.Typer(
+        help="The state store: where breakers, cooldowns and history live (SQLite or Redis), "
+        "moving them to Redis, shipping what was queued while Redis was away.",
+        no_args_is_help=True,
+    )
+    group.command("info")(info_)
+    group.command()(migrate)
+    group.command()(sync)
+    return group
+
+
 @reports_errors
 def info_(ctx: typer.Context, json_out: JsonOption = False) -> None:
     """Backend, location (password hidden), round-trip latency and record counts.
@@ -62,7 +75,6 @@ def info_(ctx: typer.Context, json_out: JsonOption = False) -> None:
     emit_text("\n".join(lines))
 
 
-@app.command()
 @reports_errors
 def migrate(
     ctx: typer.Context,
@@ -107,7 +119,6 @@ def migrate(
     )
 
 
-@app.command()
 @reports_errors
 def sync(ctx: typer.Context, json_out: JsonOption = False) -> None:
     """Ship the runs and breaker events this host recorded while Redis was away.
