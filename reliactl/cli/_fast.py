@@ -22,7 +22,7 @@ from typing import Any
 # word of each command of the table, and the help options; a test keeps it equal).
 _HOT = frozenset(
     (
-        *("run", "health", "config", "breaker", "retry", "cleanup", "doctor", "http"),
+        *("run", "runs", "health", "config", "breaker", "retry", "cleanup", "doctor", "http"),
         *("jobs", "state", "alert", "silence", "-h", "--help"),
     )
 )

@@ -28,6 +28,7 @@ TABLE = Path(__file__).with_name("_table.py")
 # cron, CI and monitoring run; everything else stays Typer's.
 FAST = {
     "run": ("reliactl.cli.run", "run", ["run", "--", "true"]),
+    "runs": ("reliactl.cli.run", "runs", ["runs"]),
     "health": ("reliactl.cli.health", "health", ["health"]),
     "config show": ("reliactl.cli.config", "show", ["config", "show"]),
     "config validate": ("reliactl.cli.config", "validate", ["config", "validate"]),

@@ -326,6 +326,18 @@ COMMANDS: dict[str, dict[str, Any]] = {'alert list': {'arguments': (),
                      '-k': ('kill_after', 'str'),
                      '-s': ('signal_', 'str')},
          'usage_code': 125},
+ 'runs': {'arguments': (('name', 1, False),),
+          'defaults': {'json_out': False, 'last': False, 'limit': 20, 'name': None},
+          'function': ('reliactl.cli.run', 'runs'),
+          'group': False,
+          'help': ('-h', '--help'),
+          'interspersed': True,
+          'no_args_is_help': False,
+          'options': {'--json': ('json_out', 'flag'),
+                      '--last': ('last', 'flag'),
+                      '--limit': ('limit', 'int'),
+                      '-n': ('limit', 'int')},
+          'usage_code': 2},
  'silence list': {'arguments': (),
                   'defaults': {'json_out': False},
                   'function': ('reliactl.cli.silence', 'list_'),
@@ -1117,6 +1129,26 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                                 'output_limit\n'
                                 '                                  [default: run.max_output].\n'
                                 '  -h, --help                      Show this message and exit.\n',
+ ('python -m reliactl', 'runs'): 'Usage: python -m reliactl runs [OPTIONS] [NAME]\n'
+                                 '\n'
+                                 '  Recent `reliactl run` invocations, newest first.\n'
+                                 '\n'
+                                 '  `reliactl runs backup --last` exits 0 when the newest run of '
+                                 '"backup"\n'
+                                 '  succeeded, 1 when it failed or is still running, and 1 (with a '
+                                 'message) when\n'
+                                 '  there is none.\n'
+                                 '\n'
+                                 'Arguments:\n'
+                                 '  NAME  Only runs of this job (its --name or lock name).\n'
+                                 '\n'
+                                 'Options:\n'
+                                 '  --json         Print one JSON document.\n'
+                                 '  --last         Only the newest run, and exit 0 if it '
+                                 'succeeded, 1 if not\n'
+                                 '                 (for monitoring).\n'
+                                 '  -n, --limit N  How many runs to list.  [default: 20]\n'
+                                 '  -h, --help     Show this message and exit.\n',
  ('python -m reliactl', 'silence list'): 'Usage: python -m reliactl silence list [OPTIONS]\n'
                                          '\n'
                                          '  Active and planned silences (expired ones are '
@@ -1789,6 +1821,25 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                       '                                  on); exit 121, outcome output_limit\n'
                       '                                  [default: run.max_output].\n'
                       '  -h, --help                      Show this message and exit.\n',
+ ('reliactl', 'runs'): 'Usage: reliactl runs [OPTIONS] [NAME]\n'
+                       '\n'
+                       '  Recent `reliactl run` invocations, newest first.\n'
+                       '\n'
+                       '  `reliactl runs backup --last` exits 0 when the newest run of "backup"\n'
+                       '  succeeded, 1 when it failed or is still running, and 1 (with a message) '
+                       'when\n'
+                       '  there is none.\n'
+                       '\n'
+                       'Arguments:\n'
+                       '  NAME  Only runs of this job (its --name or lock name).\n'
+                       '\n'
+                       'Options:\n'
+                       '  --json         Print one JSON document.\n'
+                       '  --last         Only the newest run, and exit 0 if it succeeded, 1 if '
+                       'not\n'
+                       '                 (for monitoring).\n'
+                       '  -n, --limit N  How many runs to list.  [default: 20]\n'
+                       '  -h, --help     Show this message and exit.\n',
  ('reliactl', 'silence list'): 'Usage: reliactl silence list [OPTIONS]\n'
                                '\n'
                                '  Active and planned silences (expired ones are removed).\n'

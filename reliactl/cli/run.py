@@ -1271,8 +1271,8 @@ def runs(
     it failed or is still running, and 1 (with a message) when there is none.
     """
 
+    from reliactl.cli._fastrt import usage
     from reliactl.cli.context import app_context
-    from reliactl.cli.options import usage
     from reliactl.cli.output import (
         TIMES_JSON_VERSION,
         emit_json,
@@ -1288,7 +1288,7 @@ def runs(
         store = app_context(ctx).store()
         records = store.runs(name, limit=limit if not last else max(limit, LAST_LOOKBACK))
     except ReliactlError as exc:
-        raise typer.Exit(report_error(exc)) from None
+        raise SystemExit(report_error(exc)) from None
     last_ok = False
     if last:
         # The newest run that says how the job is doing (ticks that found it busy do not).
@@ -1305,5 +1305,5 @@ def runs(
     if last:
         if not records:
             error("no runs recorded" + (f" for {name!r}" if name else ""))
-            raise typer.Exit(ExitCode.FAILURE)
-        raise typer.Exit(ExitCode.OK if last_ok else ExitCode.FAILURE)
+            raise SystemExit(ExitCode.FAILURE)
+        raise SystemExit(ExitCode.OK if last_ok else ExitCode.FAILURE)

@@ -1,5 +1,5 @@
 """The fast dispatcher on the read-only commands (issue 21 item 4): `config show|validate`,
-`breaker list|show`, `retry plan`, `cleanup`, `doctor` and `http` parse as Typer does, call
+`breaker list|show`, `retry plan`, `cleanup`, `doctor`, `http` and `runs` parse as Typer does, call
 the very function Typer registers, and end the same way (output, exit code, errors, --help
 byte for byte) with and without RELIACTL_FAST=0, without importing typer, click, rich or
 pydantic."""
@@ -73,6 +73,9 @@ FAST_CALLS = [
     ["state", "info", "--json"],
     ["alert", "list"],
     ["silence", "list", "--json"],
+    ["runs"],
+    ["runs", "nightly", "--last"],
+    ["runs", "--json", "-n", "5", "nightly"],
 ]
 # argvs the fast path may leave to Typer; if it answers, it must agree with Typer.
 OTHER_ARGVS = [
@@ -105,6 +108,9 @@ OTHER_ARGVS = [
     ["state", "migrate"],
     ["silence", "add", "x"],
     ["alert", "ack", "x"],
+    ["runs", "a", "b"],
+    ["runs", "--limit"],
+    ["runs", "--last=1"],
 ]
 
 
@@ -151,7 +157,8 @@ circuit_breaker:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, str]]]:
     """A working directory with a configuration naming two breakers (one tripped by hand),
-    a directory with an old file, and a real HTTP server; the environment to run in."""
+    a run of a job that succeeded and one that failed, a directory with an old file, and a
+    real HTTP server; the environment to run in."""
     work = tmp_path_factory.mktemp("fastcmds")
     home = work / "home"
     home.mkdir()
@@ -182,6 +189,14 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[
             capture_output=True,
             timeout=120,
         )
+        for name, command in (("nightly", "true"), ("broken", "false")):
+            subprocess.run(
+                [sys.executable, "-m", "reliactl", "run", "--name", name, "--", command],
+                env=env,
+                cwd=work,
+                capture_output=True,
+                timeout=120,
+            )
         yield work, env
 
 
@@ -197,10 +212,12 @@ def _both(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[Any, Any]:
 
 def _unstamped(out: bytes) -> bytes:
     """What changes from one call to the next on either path: a breaker never used reports
-    "changed_at": now, `state info` the store's round-trip latency, `doctor` the clock (every
-    point in time is masked)."""
+    "changed_at": now, `state info` the store's round-trip latency, `doctor` the clock, `jobs` the
+    age of a run (every point in time and age is masked)."""
     out = re.sub(rb'"changed_at(_epoch)?": [^,\n]*', b"<now>", out)
     out = re.sub(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", b"<stamp>", out)
+    out = re.sub(rb'"(\w+_age|running_for)": [0-9.]+', rb'"\1": <age>', out)
+    out = re.sub(rb"\b\d+(\.\d+)?[smhd] ago\b", b"<age> ago", out)
     return re.sub(rb"(latency\S*\s+)[0-9.]+", rb"\1<N>", out)
 
 
@@ -235,6 +252,12 @@ PROCESS_ARGVS = [
     ["state", "info"],
     ["alert", "list", "--json"],
     ["silence", "list"],
+    ["runs"],
+    ["runs", "--json", "nightly"],
+    ["runs", "nightly", "--last"],
+    ["runs", "broken", "--last"],  # 1: the newest run failed
+    ["runs", "never", "--last"],  # 1, with a message: no run recorded
+    ["runs", "--limit", "0"],  # 2: out of range, one line
 ]
 
 
@@ -290,6 +313,7 @@ def test_help_is_byte_equal_to_typers(path: list[str], site: tuple[Path, dict[st
         ["state", "info"],
         ["alert", "list"],
         ["silence", "list"],
+        ["runs"],
     ],
     ids=" ".join,
 )
@@ -316,7 +340,8 @@ def test_read_only_commands_import_no_typer_click_rich_or_pydantic(
         if line.startswith("import time:")
     ]
     assert "reliactl.cli._fast" in modules
-    assert f"reliactl.cli.{argv[0]}" in modules
+    path = " ".join(argv[:2]) if " ".join(argv[:2]) in _fastgen.FAST else argv[0]
+    assert _fastgen.FAST[path][0] in modules  # the command's own module (`runs`: cli.run)
     # httpx imports its own CLI (click, rich) when they are installed: the core's import, not
     # the CLI layer's (reliactl/http.py; a user install has no click)
     heavy = ("typer", "pydantic") if argv[0] == "http" else HEAVY
