@@ -26,7 +26,7 @@ With ``--base-store REF`` the persisted paths also run on a store opened with a 
 ``reliactl/state/sqlite.py`` (its own file), in the same rounds: the store's before/after.
 
     python benchmarks/breaker_overhead.py [--calls N] [--rounds N] [--persisted-calls N]
-        [--base-store REF] [--baseline FILE] [--in-memory-only]
+        [--base-store REF] [--baseline FILE] [--in-memory-only | --persisted-only]
 
 ``--baseline FILE`` adds a breaker module from another revision to the in-memory tables, in
 the same interleaved rounds (``git show REV:reliactl/breaker.py > /tmp/before.py``): a
@@ -273,12 +273,15 @@ def median_us(fn: Callable[[], Any], calls: int) -> float:
 
 def persisted_candidates(store: Any, tag: str) -> list[tuple[str, Callable[[], Any]]]:
     """A persisted breaker's paths on ``store``: closed success (fast path), the same with the
-    fast paths off (full read-modify-write), a counted failure (full path, the threshold
-    never reached) and an open breaker's counted rejection."""
+    fast paths off (full read-modify-write), a counted failure (the threshold never reached;
+    the store's failure statement), the same on the full path, and an open breaker's counted
+    rejection."""
     fast = CircuitBreaker("fast", BreakerConfig(), store=store)
     full = CircuitBreaker("full", BreakerConfig(), store=store)
-    full._peek_state = full._count_success = None  # the path every call took before
+    full._peek_state = full._count_success = full._count_failure = None  # the full path
     fails = CircuitBreaker("fails", BreakerConfig(failure_threshold=NEVER), store=store)
+    fails_full = CircuitBreaker("fails-full", BreakerConfig(failure_threshold=NEVER), store=store)
+    fails_full._peek_state = fails_full._count_failure = None  # the full path
     opened = CircuitBreaker("open", BreakerConfig(), store=store)
     for b in (fast, full, opened):
         for _ in range(200):  # warm up: the record exists, pages are cached
@@ -297,12 +300,20 @@ def persisted_candidates(store: Any, tag: str) -> list[tuple[str, Callable[[], A
         except ValueError:
             pass
 
+    def failure_full() -> None:
+        try:
+            fails_full.call(failing)
+        except ValueError:
+            pass
+
     for _ in range(200):
         failure()
+        failure_full()
     return [
         (f"{tag}closed, success", lambda: fast.call(trivial)),
         (f"{tag}closed, success, full path", lambda: full.call(trivial)),
-        (f"{tag}closed, failure (full path)", failure),
+        (f"{tag}closed, failure (counted)", failure),
+        (f"{tag}closed, failure, full path", failure_full),
         (f"{tag}open, rejected (counted)", rejected),
     ]
 
@@ -372,6 +383,7 @@ def main() -> None:
     )
     parser.add_argument("--baseline", help="another revision's reliactl/breaker.py to compare")
     parser.add_argument("--in-memory-only", action="store_true", help="skip the SQLite part")
+    parser.add_argument("--persisted-only", action="store_true", help="skip the in-memory part")
     args = parser.parse_args()
     if args.baseline:
         global BASELINE
@@ -381,7 +393,8 @@ def main() -> None:
         f"Python {sys.version.split()[0]}, SQLite {sqlite3.sqlite_version}; {args.rounds}"
         f" interleaved rounds; load average {one:.1f}/{five:.1f} on {os.cpu_count()} CPUs\n"
     )
-    in_memory(args.calls, args.rounds)
+    if not args.persisted_only:
+        in_memory(args.calls, args.rounds)
     if not args.in_memory_only:
         persisted(args.persisted_calls, args.rounds, args.base_store)
     one, five, _ = os.getloadavg()

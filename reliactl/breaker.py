@@ -828,6 +828,12 @@ class CircuitBreaker:
         self._peek_state = getattr(store, "breaker_state", None)
         self._count_success = getattr(store, "breaker_success", None)
         self._count_rejection = getattr(store, "breaker_rejection", None)
+        self._count_failure = getattr(store, "breaker_failure", None)
+        # A hint, never a decision: this process last saw the record open (a peek or a
+        # counted rejection), so the next admission tries the rejection statement first (it
+        # checks the record itself) and peeks only when that finds no open record.
+        self._seen_open = False
+        self._rate_min_calls = min(self.config.minimum_calls, self.config.sliding_window_size)
         # The in-memory hot path (closed, nothing failed lately, no slow-call timing).
         self._timed = self.config.slow_call_threshold is not None
         self._fast = store is None and not self._timed
@@ -921,6 +927,17 @@ class CircuitBreaker:
     def _acquire(self, trial_timeout: float | None) -> str | None:
         store = self.store
         if store is not None:
+            count = self._count_rejection
+            tried = False
+            if self._seen_open and count is not None:
+                # Open at the last look: the rejection statement alone, if still no
+                # transition is due (its WHERE checks state, config and period).
+                now = self._wall()
+                found = count(self.name, self._config_id, now)
+                if found is not None:
+                    self._reject_open(found, now)
+                self._seen_open = False
+                tried = True
             peek = self._peek_state
             state = peek(self.name) if peek is not None else ""
             if state == "":  # no fast path, or a record it could not read: decode it here
@@ -929,16 +946,13 @@ class CircuitBreaker:
                 state = None if current is None else current.get("state")
             if state is None or state == _CLOSED:
                 return None
-            count = self._count_rejection
-            if state == _OPEN and count is not None:
+            if state == _OPEN and count is not None and not tried:
                 # Still open, no transition due: the rejection is one statement.
                 now = self._wall()
                 found = count(self.name, self._config_id, now)
                 if found is not None:
-                    opened_at, open_for = found
-                    if open_for is None:  # tripped until closed
-                        self._reject(float(self.config.recovery_timeout))
-                    self._reject(max(0.0, open_for - (now - opened_at)))
+                    self._seen_open = True
+                    self._reject_open(found, now)
         elif self._core.state == _CLOSED:
             return None
         cfg = self.config
@@ -970,6 +984,14 @@ class CircuitBreaker:
         if not ok:
             self._reject(retry_after)
         return token
+
+    def _reject_open(self, found: tuple[float, float | None], now: float) -> None:
+        """Raise for a rejection counted by the store's statement (its opened_at, open_for)."""
+        opened_at, open_for = found
+        if open_for is None:  # tripped until closed
+            self._reject(float(self.config.recovery_timeout))
+        else:
+            self._reject(max(0.0, open_for - (now - opened_at)))
 
     def _reject(self, retry_after: float) -> None:
         error = CircuitOpenError(self.name, retry_after)
@@ -1008,6 +1030,26 @@ class CircuitBreaker:
                 # A closed breaker's success that changes only counters: one statement.
                 try:
                     if count(self.name, self._config_id, cfg.sliding_window_size):
+                        return
+                except StateError as exc:
+                    log.warning("breaker %r: could not record a call's outcome: %s", self.name, exc)
+                    return
+            count_failure = self._count_failure
+            if count_failure is not None and outcome == "failure" and token is None:
+                # A closed breaker's failure that opens nothing: one statement too.
+                rate = cfg.failure_rate_threshold
+                try:
+                    if count_failure(
+                        self.name,
+                        self._config_id,
+                        window_size=cfg.sliding_window_size,
+                        threshold=min(cfg.failure_threshold, _SQL_INT_MAX),
+                        rate_threshold=None if rate is None else float(rate),
+                        minimum_calls=self._rate_min_calls,
+                        slow=slow,
+                        reason=(reason or "failure")[:MAX_REASON],
+                        wall=self._wall(),
+                    ):
                         return
                 except StateError as exc:
                     log.warning("breaker %r: could not record a call's outcome: %s", self.name, exc)
@@ -1315,6 +1357,9 @@ _AWAITABLE_TYPES: frozenset[type] = frozenset({types.CoroutineType})
 _PLAIN_TYPES: frozenset[type] = frozenset(
     {type(None), int, float, str, bytes, bool, dict, list, tuple, set}
 )
+
+
+_SQL_INT_MAX = 2**62  # a failure threshold past it is never reached; SQLite binds int64
 
 
 def _config_id(view: dict[str, Any]) -> str:

@@ -152,6 +152,12 @@ class BreakerFastPath(Protocol):
     changes only the counters (the record is closed, has the ``config_id`` given, no
     consecutive failure and no failure in its window); False, writing nothing, otherwise.
 
+    ``breaker_failure(key, config_id, *, window_size, threshold, rate_threshold,
+    minimum_calls, slow, reason, wall)``: count one failure of a closed breaker atomically
+    when it opens nothing (the record has the ``config_id`` given, its consecutive failures
+    stay under ``threshold`` and the window with the failure in it does not reach
+    ``rate_threshold``); False, writing nothing, otherwise.
+
     ``breaker_rejection(key, config_id, now)``: count one rejection atomically when the
     record is open with no transition due at ``now``; its ``(opened_at, open_for)``, or None,
     writing nothing, otherwise.
@@ -160,6 +166,20 @@ class BreakerFastPath(Protocol):
     def breaker_state(self, key: str) -> str | None: ...
 
     def breaker_success(self, key: str, config_id: str, window_size: int) -> bool: ...
+
+    def breaker_failure(
+        self,
+        key: str,
+        config_id: str,
+        *,
+        window_size: int,
+        threshold: int,
+        rate_threshold: float | None,
+        minimum_calls: int,
+        slow: bool,
+        reason: str,
+        wall: float,
+    ) -> bool: ...
 
     def breaker_rejection(
         self, key: str, config_id: str, now: float
