@@ -515,8 +515,10 @@ class RateLimiter:
             }
             return {"v": _STORED_VERSION, "spec": spec, "at": now, "logs": encoded}
 
+        # The SQLite store's optimistic update: two statements, not a transaction of four.
+        write = getattr(store, "update_optimistic", None) or store.update
         with self._lock:
-            store.update("rate", self.key, update)
+            write("rate", self.key, update)
         return result[-1]
 
     def _stored_logs(self, record: Record | None, now: float) -> list[_Log]:

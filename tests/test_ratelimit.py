@@ -223,6 +223,24 @@ def test_limiters_on_one_store_and_key_share_one_budget(tmp_path: Path) -> None:
         assert record is not None and sum(t for _, t in _stored_entries(record, "5/60")) == 5
 
 
+def test_a_shared_acquire_on_sqlite_is_one_read_and_one_compared_write(tmp_path: Path) -> None:
+    """Issue 21: on the SQLite store a shared acquire reads the record and writes it back
+    with one UPDATE that compares the text read (the store's optimistic update), not a
+    BEGIN IMMEDIATE transaction; two limiters on two connections still share one budget
+    exactly, a refusal included."""
+    clock = FakeClock()
+    with open_store(tmp_path / "state.db") as store_a, open_store(tmp_path / "state.db") as store_b:
+        a = fake_limiter("3/minute", clock, key="api", store=store_a)
+        b = fake_limiter("3/minute", clock, key="api", store=store_b)
+        assert a.try_acquire()
+        seen: list[str] = []
+        store_a.conn.set_trace_callback(seen.append)
+        assert a.try_acquire() and b.try_acquire()
+        assert not a.try_acquire() and not b.try_acquire()
+        assert [s.split()[0] for s in seen] == ["SELECT", "UPDATE"] * 2
+        assert "AND data IS '" in seen[1]
+
+
 def test_a_first_format_record_is_read_and_rewritten_in_the_current_one(tmp_path: Path) -> None:
     """A budget stored by an older reliactl (lists of float seconds under "log") still counts:
     its tokens are taken into account, and the next write uses the current format (3)."""

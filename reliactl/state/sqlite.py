@@ -346,6 +346,40 @@ class SQLiteStateStore:
         conn.execute("COMMIT")
         return new
 
+    def update_optimistic(self, kind: RecordKind, key: str, fn: Updater) -> Record | None:
+        """``update`` without holding the write lock while ``fn`` runs: read the record,
+        ``fn``, then write only if the row still holds exactly the text read (one UPDATE,
+        INSERT or DELETE that compares it: its own atomic write transaction). When another
+        connection changed the record meanwhile, ``fn`` runs again on the new one (the
+        ``update`` contract allows it); after ``OPTIMISTIC_TRIES`` misses (a busy record, or
+        one whose text does not read back as stored) it is the locked ``update``, so every
+        call finishes. Two statements instead of BEGIN, SELECT, write, COMMIT: what the
+        shared rate limiter's acquire costs over the raw floor."""
+        with self._lock:
+            result: Record | None = self._recovering_locked(
+                lambda: self._update_optimistic(kind, key, fn)
+            )
+        return result
+
+    def _update_optimistic(self, kind: str, key: str, fn: Updater) -> Record | None:
+        conn = self.conn
+        for _ in range(OPTIMISTIC_TRIES):
+            # fetchall: the read statement is finished (no read transaction left open).
+            rows = conn.execute(_SELECT_RECORD, (kind, key)).fetchall()
+            old = rows[0][0] if rows else None
+            new = fn(None if not rows else self._record(kind, key, old))
+            if new is None:
+                if not rows:
+                    return None
+                cursor = conn.execute(_DELETE_IF_SAME, (kind, key, old))
+            elif not rows:
+                cursor = conn.execute(_INSERT_IF_NONE, (kind, key, _encode(new), self.clock()))
+            else:
+                cursor = conn.execute(_UPDATE_IF_SAME, (_encode(new), self.clock(), kind, key, old))
+            if cursor.rowcount == 1:
+                return new
+        return self._update(kind, key, fn)
+
     def items(self, kind: RecordKind) -> dict[str, Record]:
         def op() -> dict[str, Record]:
             rows = self.conn.execute(
@@ -455,9 +489,10 @@ class SQLiteStateStore:
         write transaction), when that failure opens nothing: the record is closed, was last
         written with config ``config_id``, its consecutive failures stay under
         ``threshold`` and the window with this "1" appended does not reach
-        ``rate_threshold`` over ``minimum_calls`` (checked in SQL as ``_check_rate`` checks it). False,
-        with nothing written, for any other record or when the statement failed: the caller
-        then does the full read-modify-write (``update``, which recovers or raises)."""
+        ``rate_threshold`` over ``minimum_calls`` (checked in SQL as ``_check_rate`` checks
+        it). False, with nothing written, for any other record or when the statement failed:
+        the caller then does the full read-modify-write (``update``, which recovers or
+        raises)."""
         with self._lock:
             conn = self._conn
             if conn is None:
@@ -1303,6 +1338,14 @@ _UPDATE_RECORD = "UPDATE records SET data = ?, updated_at = ? WHERE kind = ? AND
 # keeps the write from failing if a damaged index hid one (and needs no UPSERT, SQLite 3.24).
 _INSERT_RECORD = "INSERT OR REPLACE INTO records (kind, key, data, updated_at) VALUES (?, ?, ?, ?)"
 
+# update_optimistic's writes: only if the row still holds the text read (IS: a NULL too).
+OPTIMISTIC_TRIES = 3
+_UPDATE_IF_SAME = (
+    "UPDATE records SET data = ?, updated_at = ? WHERE kind = ? AND key = ? AND data IS ?"
+)
+_DELETE_IF_SAME = "DELETE FROM records WHERE kind = ? AND key = ? AND data IS ?"
+_INSERT_IF_NONE = "INSERT OR IGNORE INTO records (kind, key, data, updated_at) VALUES (?, ?, ?, ?)"
+
 # One encoder for every write: json.dumps with separators builds a new one per call.
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 
@@ -1338,7 +1381,7 @@ _COUNT_SUCCESS = (
 # 100.0 * its "1"s / its length under the threshold), so every opening goes the full path.
 _NEW_WINDOW = "substr(json_extract(data, '$.window') || '1', -:size)"
 _COUNT_FAILURE = (
-    "UPDATE records SET data = json_set(data,"
+    "UPDATE records SET data = json_set(data,"  # noqa: S608 - _NEW_WINDOW is a constant
     " '$.calls', json_extract(data, '$.calls') + 1,"
     " '$.failures', json_extract(data, '$.failures') + 1,"
     " '$.consecutive_failures', json_extract(data, '$.consecutive_failures') + 1,"

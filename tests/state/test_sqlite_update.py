@@ -108,3 +108,59 @@ def test_update_that_raises_writes_nothing_and_keeps_the_store_usable(tmp_path: 
         assert store.get("kv", "k") == {"n": 1}
         assert store.update("kv", "k", lambda r: {"n": 2}) == {"n": 2}
         assert not store.conn.in_transaction
+
+
+def test_optimistic_update_is_two_statements_and_never_loses_a_concurrent_write(
+    tmp_path: Path,
+) -> None:
+    """Issue 21: ``update_optimistic`` reads the record and writes it back with one statement
+    that compares the text read (no BEGIN ... COMMIT); when another connection (another
+    process) changed the record between the read and the write, nothing is overwritten:
+    the updater runs again on the new record, so both increments land."""
+    db = tmp_path / "state.db"
+    with open_store(db) as store, open_store(db) as other:
+        store.update("rate", "k", lambda r: {"n": 0})
+        seen: list[str] = []
+        store.conn.set_trace_callback(seen.append)
+        assert store.update_optimistic("rate", "k", lambda r: {"n": (r or {})["n"] + 1}) == {"n": 1}
+        assert [s.split()[0] for s in seen] == ["SELECT", "UPDATE"]
+        calls: list[object] = []
+
+        def racing(record: dict | None) -> dict:
+            calls.append(record)
+            if len(calls) == 1:  # another process writes between our read and our write
+                other.update("rate", "k", lambda r: {"n": (r or {})["n"] + 10})
+            return {"n": (record or {})["n"] + 1}
+
+        assert store.update_optimistic("rate", "k", racing) == {"n": 12}
+        assert calls == [{"n": 1}, {"n": 11}]
+        assert other.get("rate", "k") == {"n": 12}
+        # A new record and a delete compare too: an insert that lost the race runs again.
+        assert store.update_optimistic("rate", "new", lambda r: {"n": 1}) == {"n": 1}
+        assert store.update_optimistic("rate", "new", lambda r: None) is None
+        assert store.get("rate", "new") is None
+
+
+def test_optimistic_update_of_a_record_that_never_compares_equal_takes_the_lock(
+    tmp_path: Path,
+) -> None:
+    """A stored value that does not read back as stored (text that is not UTF-8: the store
+    reads it with replacement characters) can never match the compare: after a few tries
+    the update is the locked read-modify-write, which replaces it (and reports it), so the
+    call always finishes."""
+    warnings: list[str] = []
+    with open_store(tmp_path / "state.db", warn=warnings.append) as store:
+        store.conn.execute(
+            "INSERT INTO records (kind, key, data, updated_at)"
+            " VALUES ('rate', 'k', CAST(x'7bff7d' AS TEXT), 0)"
+        )
+        seen: list[object] = []
+
+        def fn(record: dict | None) -> dict:
+            seen.append(record)
+            return {"n": 1}
+
+        assert store.update_optimistic("rate", "k", fn) == {"n": 1}
+        assert store.get("rate", "k") == {"n": 1}
+        assert len(seen) > 1 and all(r is None for r in seen)
+        assert any("unreadable rate record 'k'" in w for w in warnings)
