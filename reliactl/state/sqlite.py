@@ -346,40 +346,6 @@ class SQLiteStateStore:
         conn.execute("COMMIT")
         return new
 
-    def update_optimistic(self, kind: RecordKind, key: str, fn: Updater) -> Record | None:
-        """``update`` without holding the write lock while ``fn`` runs: read the record,
-        ``fn``, then write only if the row still holds exactly the text read (one UPDATE,
-        INSERT or DELETE that compares it: its own atomic write transaction). When another
-        connection changed the record meanwhile, ``fn`` runs again on the new one (the
-        ``update`` contract allows it); after ``OPTIMISTIC_TRIES`` misses (a busy record, or
-        one whose text does not read back as stored) it is the locked ``update``, so every
-        call finishes. Two statements instead of BEGIN, SELECT, write, COMMIT: what the
-        shared rate limiter's acquire costs over the raw floor."""
-        with self._lock:
-            result: Record | None = self._recovering_locked(
-                lambda: self._update_optimistic(kind, key, fn)
-            )
-        return result
-
-    def _update_optimistic(self, kind: str, key: str, fn: Updater) -> Record | None:
-        conn = self.conn
-        for _ in range(OPTIMISTIC_TRIES):
-            # fetchall: the read statement is finished (no read transaction left open).
-            rows = conn.execute(_SELECT_RECORD, (kind, key)).fetchall()
-            old = rows[0][0] if rows else None
-            new = fn(None if not rows else self._record(kind, key, old))
-            if new is None:
-                if not rows:
-                    return None
-                cursor = conn.execute(_DELETE_IF_SAME, (kind, key, old))
-            elif not rows:
-                cursor = conn.execute(_INSERT_IF_NONE, (kind, key, _encode(new), self.clock()))
-            else:
-                cursor = conn.execute(_UPDATE_IF_SAME, (_encode(new), self.clock(), kind, key, old))
-            if cursor.rowcount == 1:
-                return new
-        return self._update(kind, key, fn)
-
     def items(self, kind: RecordKind) -> dict[str, Record]:
         def op() -> dict[str, Record]:
             rows = self.conn.execute(
@@ -1337,14 +1303,6 @@ _UPDATE_RECORD = "UPDATE records SET data = ?, updated_at = ? WHERE kind = ? AND
 # A new record: nothing to replace inside the transaction that found no row, but OR REPLACE
 # keeps the write from failing if a damaged index hid one (and needs no UPSERT, SQLite 3.24).
 _INSERT_RECORD = "INSERT OR REPLACE INTO records (kind, key, data, updated_at) VALUES (?, ?, ?, ?)"
-
-# update_optimistic's writes: only if the row still holds the text read (IS: a NULL too).
-OPTIMISTIC_TRIES = 3
-_UPDATE_IF_SAME = (
-    "UPDATE records SET data = ?, updated_at = ? WHERE kind = ? AND key = ? AND data IS ?"
-)
-_DELETE_IF_SAME = "DELETE FROM records WHERE kind = ? AND key = ? AND data IS ?"
-_INSERT_IF_NONE = "INSERT OR IGNORE INTO records (kind, key, data, updated_at) VALUES (?, ?, ?, ?)"
 
 # One encoder for every write: json.dumps with separators builds a new one per call.
 _encode = json.JSONEncoder(separators=(",", ":")).encode
