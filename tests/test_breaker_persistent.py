@@ -640,3 +640,26 @@ def test_a_repeated_rejection_of_an_open_breaker_is_one_statement(
     other.close()
     assert b.call(ok) == "ok"
     assert b.snapshot().calls == 4 and b.state is CircuitState.CLOSED
+
+
+def test_a_transitions_event_is_written_in_its_state_changes_transaction(
+    db: Path, clock: FakeClock
+) -> None:
+    """Issue 21: on the SQLite store a transition's event is inserted inside the transaction
+    that writes the new state (before its COMMIT), never after it, so no other process's
+    change can come between the two; listeners still hear it once, and it is stored once."""
+    store = open_store(db)
+    heard: list[str] = []
+    b = CircuitBreaker(
+        "svc", CFG, store=store, clock=clock, on_state_change=lambda e: heard.append(e.to_state)
+    )
+    b.call(ok)
+    seen = _statements(store)
+    fail(b, 3)
+    inserts = [i for i, s in enumerate(seen) if s.startswith("INSERT INTO breaker_events")]
+    assert len(inserts) == 1
+    begin = max(i for i, s in enumerate(seen[: inserts[0]]) if s == "BEGIN IMMEDIATE")
+    assert "COMMIT" not in seen[begin : inserts[0]] and "COMMIT" in seen[inserts[0] :]
+    assert any(s.startswith("UPDATE records") for s in seen[begin : inserts[0]])
+    assert heard == ["open"]
+    assert [(e.from_state, e.to_state) for e in b.events()] == [("closed", "open")]

@@ -158,6 +158,11 @@ class BreakerFastPath(Protocol):
     stay under ``threshold`` and the window with the failure in it does not reach
     ``rate_threshold``); False, writing nothing, otherwise.
 
+    ``update_with_events(kind, key, fn)``: ``update`` whose ``fn`` returns ``(record,
+    events)``; the breaker events are recorded in the same transaction as the record, so
+    the event log follows the order of the state changes across processes (without it a
+    breaker adds them with ``add_event`` after the update).
+
     ``breaker_rejection(key, config_id, now)``: count one rejection atomically when the
     record is open with no transition due at ``now``; its ``(opened_at, open_for)``, or None,
     writing nothing, otherwise.

@@ -327,7 +327,32 @@ class SQLiteStateStore:
             result: Record | None = self._recovering_locked(lambda: self._update(kind, key, fn))
         return result
 
-    def _update(self, kind: str, key: str, fn: Updater) -> Record | None:
+    def update_with_events(
+        self,
+        kind: RecordKind,
+        key: str,
+        fn: Callable[[Record | None], tuple[Record | None, Sequence[BreakerEvent]]],
+    ) -> Record | None:
+        """``update`` whose ``fn`` also returns breaker events to record: they are inserted
+        in the same transaction as the record, so across processes the event log follows
+        the order of the state changes (an event added after the commit could land after
+        another process's later one), and a kill -9 keeps both or neither."""
+        logged: list[BreakerEvent] = []
+
+        def inner(record: Record | None) -> Record | None:
+            new, events = fn(record)
+            logged[:] = events
+            return new
+
+        with self._lock:
+            result: Record | None = self._recovering_locked(
+                lambda: self._update(kind, key, inner, logged)
+            )
+        return result
+
+    def _update(
+        self, kind: str, key: str, fn: Updater, events: Sequence[BreakerEvent] = ()
+    ) -> Record | None:
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -340,6 +365,11 @@ class SQLiteStateStore:
                 conn.execute(_INSERT_RECORD, (kind, key, _encode(new), self.clock()))
             else:
                 conn.execute(_UPDATE_RECORD, (_encode(new), self.clock(), kind, key))
+            if events:  # fn filled them: update_with_events
+                newest = None
+                for event in events:
+                    newest = _insert_event(conn, event)
+                _bound(conn, "breaker_events", newest, self.max_rows)
         except BaseException:
             conn.execute("ROLLBACK")
             raise
