@@ -834,7 +834,15 @@ class CircuitBreaker:
         # counted rejection), so the next admission tries the rejection statement first (it
         # checks the record itself) and peeks only when that finds no open record.
         self._seen_open = False
-        self._rate_min_calls = min(self.config.minimum_calls, self.config.sliding_window_size)
+        cfg = self.config
+        rate = cfg.failure_rate_threshold
+        # What the store's failure statement checks (BreakerFastPath.breaker_failure).
+        self._failure_limits = (
+            cfg.sliding_window_size,
+            min(cfg.failure_threshold, _SQL_INT_MAX),
+            None if rate is None else float(rate),
+            min(cfg.minimum_calls, cfg.sliding_window_size),
+        )
         # The in-memory hot path (closed, nothing failed lately, no slow-call timing).
         self._timed = self.config.slow_call_threshold is not None
         self._fast = store is None and not self._timed
@@ -1037,18 +1045,14 @@ class CircuitBreaker:
             count_failure = self._count_failure
             if count_failure is not None and outcome == "failure" and token is None:
                 # A closed breaker's failure that opens nothing: one statement too.
-                rate = cfg.failure_rate_threshold
                 try:
                     if count_failure(
                         self.name,
                         self._config_id,
-                        window_size=cfg.sliding_window_size,
-                        threshold=min(cfg.failure_threshold, _SQL_INT_MAX),
-                        rate_threshold=None if rate is None else float(rate),
-                        minimum_calls=self._rate_min_calls,
-                        slow=slow,
-                        reason=(reason or "failure")[:MAX_REASON],
-                        wall=self._wall(),
+                        self._failure_limits,
+                        slow,
+                        (reason or "failure")[:MAX_REASON],
+                        self._wall(),
                     ):
                         return
                 except StateError as exc:

@@ -299,10 +299,10 @@ def test_a_store_failure_after_the_call_never_masks_its_result(db: Path, clock: 
                 raise StateError("disk full")
             return super().breaker_success(key, config_id, window_size)
 
-        def breaker_failure(self, key, config_id, **failure):  # type: ignore[no-untyped-def]
+        def breaker_failure(self, key, config_id, *failure):  # type: ignore[no-untyped-def]
             if self.broken:
                 raise StateError("disk full")
-            return super().breaker_failure(key, config_id, **failure)
+            return super().breaker_failure(key, config_id, *failure)
 
     store = Failing(db)
     b = CircuitBreaker("svc", CFG, store=store, clock=clock)

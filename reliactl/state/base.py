@@ -152,11 +152,11 @@ class BreakerFastPath(Protocol):
     changes only the counters (the record is closed, has the ``config_id`` given, no
     consecutive failure and no failure in its window); False, writing nothing, otherwise.
 
-    ``breaker_failure(key, config_id, *, window_size, threshold, rate_threshold,
-    minimum_calls, slow, reason, wall)``: count one failure of a closed breaker atomically
-    when it opens nothing (the record has the ``config_id`` given, its consecutive failures
-    stay under ``threshold`` and the window with the failure in it does not reach
-    ``rate_threshold``); False, writing nothing, otherwise.
+    ``breaker_failure(key, config_id, limits, slow, reason, wall)``: count one failure of a
+    closed breaker atomically when it opens nothing (the record has the ``config_id`` given;
+    with ``limits`` = (window size, failure threshold, rate threshold or None, minimum calls
+    for the rate), its consecutive failures stay under the threshold and the window with
+    the failure in it does not reach the rate); False, writing nothing, otherwise.
 
     ``update_with_events(kind, key, fn)``: ``update`` whose ``fn`` returns ``(record,
     events)``; the breaker events are recorded in the same transaction as the record, so
@@ -176,11 +176,7 @@ class BreakerFastPath(Protocol):
         self,
         key: str,
         config_id: str,
-        *,
-        window_size: int,
-        threshold: int,
-        rate_threshold: float | None,
-        minimum_calls: int,
+        limits: tuple[int, int, float | None, int],
         slow: bool,
         reason: str,
         wall: float,

@@ -472,23 +472,22 @@ class SQLiteStateStore:
         self,
         key: str,
         config_id: str,
-        *,
-        window_size: int,
-        threshold: int,
-        rate_threshold: float | None,
-        minimum_calls: int,
+        limits: tuple[int, int, float | None, int],
         slow: bool,
         reason: str,
         wall: float,
     ) -> bool:
         """Count one failure of closed breaker ``key`` in one UPDATE statement (its own atomic
         write transaction), when that failure opens nothing: the record is closed, was last
-        written with config ``config_id``, its consecutive failures stay under
-        ``threshold`` and the window with this "1" appended does not reach
-        ``rate_threshold`` over ``minimum_calls`` (checked in SQL as ``_check_rate`` checks
-        it). False, with nothing written, for any other record or when the statement failed:
-        the caller then does the full read-modify-write (``update``, which recovers or
-        raises)."""
+        written with config ``config_id``, and with ``limits`` = (window size, failure
+        threshold, rate threshold or None, minimum calls for the rate: min(minimum_calls,
+        window size)) its consecutive failures stay under the threshold and the window with
+        this "1" appended does not reach the rate (checked in SQL as ``_check_rate`` checks
+        it). ``slow`` counts it as a slow call too; ``reason`` and ``wall`` are its last
+        failure. False, with nothing written, for any other record or when the statement
+        failed: the caller then does the full read-modify-write (``update``, which recovers
+        or raises)."""
+        size, threshold, rate, min_calls = limits
         with self._lock:
             conn = self._conn
             if conn is None:
@@ -496,18 +495,18 @@ class SQLiteStateStore:
             try:
                 cursor = conn.execute(
                     _COUNT_FAILURE,
-                    {
-                        "size": window_size,
-                        "slow": 1 if slow else 0,
-                        "reason": reason,
-                        "wall": wall,
-                        "at": self.clock(),
-                        "key": key,
-                        "id": f'["closed","{config_id}"]',
-                        "threshold": threshold,
-                        "rate": rate_threshold,
-                        "min_calls": minimum_calls,
-                    },
+                    (
+                        reason,
+                        wall,
+                        1 if slow else 0,
+                        size,
+                        self.clock(),
+                        key,
+                        f'["closed","{config_id}"]',
+                        threshold,
+                        rate,
+                        min_calls,
+                    ),
                 )
             except sqlite3.DatabaseError as exc:
                 self._fast_path_failed(exc)
@@ -1362,33 +1361,35 @@ _COUNT_SUCCESS = (
 )
 
 # A failure of a closed breaker that opens nothing (the breaker's _record, for that case):
-# calls, failures and consecutive_failures + 1 (slow_calls + :slow), "1" appended to the
+# calls, failures and consecutive_failures + 1 (slow_calls + ?3), "1" appended to the
 # window (kept to its size), the reason and its wall time. Only when consecutive failures
 # stay under the threshold and, with a rate threshold, the new window does not reach it:
 # the same arithmetic as _check_rate (its length below min(minimum_calls, window size), or
 # 100.0 * its "1"s / its length under the threshold), so every opening goes the full path.
-_NEW_WINDOW = "substr(json_extract(data, '$.window') || '1', -:size)"
 _COUNT_FAILURE = (
-    "UPDATE records SET data = json_set(data,"  # noqa: S608 - _NEW_WINDOW is a constant
+    "UPDATE records SET data = json_set(data,"
     " '$.calls', json_extract(data, '$.calls') + 1,"
     " '$.failures', json_extract(data, '$.failures') + 1,"
     " '$.consecutive_failures', json_extract(data, '$.consecutive_failures') + 1,"
-    " '$.slow_calls', json_extract(data, '$.slow_calls') + :slow,"
-    f" '$.window', {_NEW_WINDOW},"
-    " '$.last_failure', :reason,"
-    " '$.last_failure_at', :wall),"
-    " updated_at = :at"
-    " WHERE kind = 'breaker' AND key = :key AND json_valid(data)"
-    " AND json_extract(data, '$.state', '$.config_id') = :id"
+    " '$.last_failure', ?1,"
+    " '$.last_failure_at', ?2,"
+    " '$.slow_calls', json_extract(data, '$.slow_calls') + ?3,"
+    " '$.window', substr(json_extract(data, '$.window') || '1', -?4)),"
+    " updated_at = ?5"
+    " WHERE kind = 'breaker' AND key = ?6 AND json_valid(data)"
+    " AND json_extract(data, '$.state', '$.config_id') = ?7"
     " AND json_type(data, '$.consecutive_failures') = 'integer'"
-    " AND json_extract(data, '$.consecutive_failures') + 1 < :threshold"
+    " AND json_extract(data, '$.consecutive_failures') + 1 < ?8"
     " AND json_type(data, '$.calls') = 'integer'"
     " AND json_type(data, '$.failures') = 'integer'"
     " AND json_type(data, '$.slow_calls') = 'integer'"
     " AND json_type(data, '$.window') = 'text'"
-    f" AND (:rate IS NULL OR length({_NEW_WINDOW}) < :min_calls"
-    f" OR 100.0 * (length({_NEW_WINDOW}) - length(replace({_NEW_WINDOW}, '1', '')))"
-    f" / length({_NEW_WINDOW}) < :rate)"
+    # The rate over the new window W: no threshold ?9, or W shorter than ?10, or
+    # 100.0 * (W's "1"s) / len(W) under ?9 (W holds at least this "1": never empty).
+    " AND (?9 IS NULL OR length(substr(json_extract(data, '$.window') || '1', -?4)) < ?10"
+    " OR 100.0 * (length(substr(json_extract(data, '$.window') || '1', -?4))"
+    " - length(replace(substr(json_extract(data, '$.window') || '1', -?4), '1', '')))"
+    " / length(substr(json_extract(data, '$.window') || '1', -?4)) < ?9)"
 )
 
 # A rejection of an open breaker that makes no transition (the breaker's _admit, for that
