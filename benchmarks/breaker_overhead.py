@@ -12,8 +12,10 @@ circuitbreaker aiobreaker limits`` in your venv (missing ones are reported, not 
 
 Then a breaker persisted in a real SQLite state store, closed, success (one state read at
 admission, one atomic write of the outcome), next to the same calls with the store's fast
-paths turned off (the full decode/read-modify-write path every call took before issue 21), an
-open breaker's rejection (counted), and the raw SQLite floor: one read plus one BEGIN
+paths turned off (the full decode/read-modify-write path every call took before issue 21), a
+closed breaker's counted failure (one statement too) and the same on the full path, an open
+breaker's rejection (counted: one statement once it has seen the record open), and the raw
+SQLite floor: one read plus one BEGIN
 IMMEDIATE read-modify-write of a small JSON record with the store's pragmas, done directly
 with sqlite3 (and of a record the size of the breaker's, for reference).
 
