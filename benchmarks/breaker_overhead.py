@@ -12,8 +12,10 @@ circuitbreaker aiobreaker limits`` in your venv (missing ones are reported, not 
 
 Then a breaker persisted in a real SQLite state store, closed, success (one state read at
 admission, one atomic write of the outcome), next to the same calls with the store's fast
-paths turned off (the full decode/read-modify-write path every call took before issue 21), an
-open breaker's rejection (counted), and the raw SQLite floor: one read plus one BEGIN
+paths turned off (the full decode/read-modify-write path every call took before issue 21), a
+closed breaker's counted failure (one statement too) and the same on the full path, an open
+breaker's rejection (counted: one statement once it has seen the record open), and the raw
+SQLite floor: one read plus one BEGIN
 IMMEDIATE read-modify-write of a small JSON record with the store's pragmas, done directly
 with sqlite3 (and of a record the size of the breaker's, for reference).
 
@@ -26,7 +28,7 @@ With ``--base-store REF`` the persisted paths also run on a store opened with a 
 ``reliactl/state/sqlite.py`` (its own file), in the same rounds: the store's before/after.
 
     python benchmarks/breaker_overhead.py [--calls N] [--rounds N] [--persisted-calls N]
-        [--base-store REF] [--baseline FILE] [--in-memory-only]
+        [--base-store REF] [--baseline FILE] [--in-memory-only | --persisted-only]
 
 ``--baseline FILE`` adds a breaker module from another revision to the in-memory tables, in
 the same interleaved rounds (``git show REV:reliactl/breaker.py > /tmp/before.py``): a
@@ -273,12 +275,15 @@ def median_us(fn: Callable[[], Any], calls: int) -> float:
 
 def persisted_candidates(store: Any, tag: str) -> list[tuple[str, Callable[[], Any]]]:
     """A persisted breaker's paths on ``store``: closed success (fast path), the same with the
-    fast paths off (full read-modify-write), a counted failure (full path, the threshold
-    never reached) and an open breaker's counted rejection."""
+    fast paths off (full read-modify-write), a counted failure (the threshold never reached;
+    the store's failure statement), the same on the full path, and an open breaker's counted
+    rejection."""
     fast = CircuitBreaker("fast", BreakerConfig(), store=store)
     full = CircuitBreaker("full", BreakerConfig(), store=store)
-    full._peek_state = full._count_success = None  # the path every call took before
+    full._peek_state = full._count_success = full._count_failure = None  # the full path
     fails = CircuitBreaker("fails", BreakerConfig(failure_threshold=NEVER), store=store)
+    fails_full = CircuitBreaker("fails-full", BreakerConfig(failure_threshold=NEVER), store=store)
+    fails_full._peek_state = fails_full._count_failure = None  # the full path
     opened = CircuitBreaker("open", BreakerConfig(), store=store)
     for b in (fast, full, opened):
         for _ in range(200):  # warm up: the record exists, pages are cached
@@ -297,12 +302,20 @@ def persisted_candidates(store: Any, tag: str) -> list[tuple[str, Callable[[], A
         except ValueError:
             pass
 
+    def failure_full() -> None:
+        try:
+            fails_full.call(failing)
+        except ValueError:
+            pass
+
     for _ in range(200):
         failure()
+        failure_full()
     return [
         (f"{tag}closed, success", lambda: fast.call(trivial)),
         (f"{tag}closed, success, full path", lambda: full.call(trivial)),
-        (f"{tag}closed, failure (full path)", failure),
+        (f"{tag}closed, failure (counted)", failure),
+        (f"{tag}closed, failure, full path", failure_full),
         (f"{tag}open, rejected (counted)", rejected),
     ]
 
@@ -372,6 +385,7 @@ def main() -> None:
     )
     parser.add_argument("--baseline", help="another revision's reliactl/breaker.py to compare")
     parser.add_argument("--in-memory-only", action="store_true", help="skip the SQLite part")
+    parser.add_argument("--persisted-only", action="store_true", help="skip the in-memory part")
     args = parser.parse_args()
     if args.baseline:
         global BASELINE
@@ -381,7 +395,8 @@ def main() -> None:
         f"Python {sys.version.split()[0]}, SQLite {sqlite3.sqlite_version}; {args.rounds}"
         f" interleaved rounds; load average {one:.1f}/{five:.1f} on {os.cpu_count()} CPUs\n"
     )
-    in_memory(args.calls, args.rounds)
+    if not args.persisted_only:
+        in_memory(args.calls, args.rounds)
     if not args.in_memory_only:
         persisted(args.persisted_calls, args.rounds, args.base_store)
     one, five, _ = os.getloadavg()

@@ -828,6 +828,21 @@ class CircuitBreaker:
         self._peek_state = getattr(store, "breaker_state", None)
         self._count_success = getattr(store, "breaker_success", None)
         self._count_rejection = getattr(store, "breaker_rejection", None)
+        self._count_failure = getattr(store, "breaker_failure", None)
+        self._update_logged = getattr(store, "update_with_events", None)
+        # A hint, never a decision: this process last saw the record open (a peek or a
+        # counted rejection), so the next admission tries the rejection statement first (it
+        # checks the record itself) and peeks only when that finds no open record.
+        self._seen_open = False
+        cfg = self.config
+        rate = cfg.failure_rate_threshold
+        # What the store's failure statement checks (BreakerFastPath.breaker_failure).
+        self._failure_limits = (
+            cfg.sliding_window_size,
+            min(cfg.failure_threshold, _SQL_INT_MAX),
+            None if rate is None else float(rate),
+            min(cfg.minimum_calls, cfg.sliding_window_size),
+        )
         # The in-memory hot path (closed, nothing failed lately, no slow-call timing).
         self._timed = self.config.slow_call_threshold is not None
         self._fast = store is None and not self._timed
@@ -921,6 +936,17 @@ class CircuitBreaker:
     def _acquire(self, trial_timeout: float | None) -> str | None:
         store = self.store
         if store is not None:
+            count = self._count_rejection
+            tried = False
+            if self._seen_open and count is not None:
+                # Open at the last look: the rejection statement alone, if still no
+                # transition is due (its WHERE checks state, config and period).
+                now = self._wall()
+                found = count(self.name, self._config_id, now)
+                if found is not None:
+                    self._reject_open(found, now)
+                self._seen_open = False
+                tried = True
             peek = self._peek_state
             state = peek(self.name) if peek is not None else ""
             if state == "":  # no fast path, or a record it could not read: decode it here
@@ -929,21 +955,19 @@ class CircuitBreaker:
                 state = None if current is None else current.get("state")
             if state is None or state == _CLOSED:
                 return None
-            count = self._count_rejection
-            if state == _OPEN and count is not None:
+            if state == _OPEN and count is not None and not tried:
                 # Still open, no transition due: the rejection is one statement.
                 now = self._wall()
                 found = count(self.name, self._config_id, now)
                 if found is not None:
-                    opened_at, open_for = found
-                    if open_for is None:  # tripped until closed
-                        self._reject(float(self.config.recovery_timeout))
-                    self._reject(max(0.0, open_for - (now - opened_at)))
+                    self._seen_open = True
+                    self._reject_open(found, now)
         elif self._core.state == _CLOSED:
             return None
         cfg = self.config
         ttl = float(trial_timeout) if trial_timeout else cfg.trial_ttl
         out: Transitions = []
+        logged = False
         if store is None:
             core = self._core
             with self._lock:
@@ -954,22 +978,28 @@ class CircuitBreaker:
         else:
             result: list[Any] = []
 
-            def update(record: Record | None) -> Record:
+            def update(record: Record | None) -> tuple[Record, Transitions, float]:
                 wall = self.clock.time()
                 core = _Core.from_record(record, wall)
                 local: Transitions = []
-                decision = _admit(core, cfg, wall, wall, ttl, True, local)
-                result[:] = [decision, local]
-                return core.to_record(self._config_view, self._config_id)
+                result[:] = [_admit(core, cfg, wall, wall, ttl, True, local)]
+                return core.to_record(self._config_view, self._config_id), local, wall
 
-            with _store_guard(store, self.name):
-                store.update(RECORD_KIND, self.name, update)
-            (ok, token, retry_after), out = result
+            out, logged = self._store_write(update)
+            ((ok, token, retry_after),) = result
         if out:
-            self._emit(out)
+            self._emit(out, logged)
         if not ok:
             self._reject(retry_after)
         return token
+
+    def _reject_open(self, found: tuple[float, float | None], now: float) -> None:
+        """Raise for a rejection counted by the store's statement (its opened_at, open_for)."""
+        opened_at, open_for = found
+        if open_for is None:  # tripped until closed
+            self._reject(float(self.config.recovery_timeout))
+        else:
+            self._reject(max(0.0, open_for - (now - opened_at)))
 
     def _reject(self, retry_after: float) -> None:
         error = CircuitOpenError(self.name, retry_after)
@@ -992,6 +1022,7 @@ class CircuitBreaker:
                     outcome = "failure"
                     reason = f"slow call: {duration:.3g}s >= {_fmt(threshold)}"
         out: Transitions = []
+        logged = False
         if self.store is None:
             core = self._core
             with self._lock:
@@ -1002,7 +1033,6 @@ class CircuitBreaker:
                 )
                 self._rehot()
         else:
-            store = self.store
             count = self._count_success
             if count is not None and outcome == "success" and token is None:
                 # A closed breaker's success that changes only counters: one statement.
@@ -1012,25 +1042,39 @@ class CircuitBreaker:
                 except StateError as exc:
                     log.warning("breaker %r: could not record a call's outcome: %s", self.name, exc)
                     return
+            count_failure = self._count_failure
+            if count_failure is not None and outcome == "failure" and token is None:
+                # A closed breaker's failure that opens nothing: one statement too.
+                try:
+                    if count_failure(
+                        self.name,
+                        self._config_id,
+                        self._failure_limits,
+                        slow,
+                        (reason or "failure")[:MAX_REASON],
+                        self._wall(),
+                    ):
+                        return
+                except StateError as exc:
+                    log.warning("breaker %r: could not record a call's outcome: %s", self.name, exc)
+                    return
 
-            def update(record: Record | None) -> Record:
+            def update(record: Record | None) -> tuple[Record, Transitions, float]:
                 wall = self.clock.time()
                 core = _Core.from_record(record, wall)
                 local: Transitions = []
                 _record(core, cfg, wall, wall, token, outcome, reason, slow, local)
-                out[:] = local
-                return core.to_record(self._config_view, self._config_id)
+                return core.to_record(self._config_view, self._config_id), local, wall
 
             try:
-                with _store_guard(store, self.name):
-                    store.update(RECORD_KIND, self.name, update)
+                out, logged = self._store_write(update)
             except StateError as exc:
                 # The call itself is over: losing its outcome must not turn a success into an
                 # error (nor hide the call's own exception). Admission still raises StateError.
                 log.warning("breaker %r: could not record a call's outcome: %s", self.name, exc)
                 return
         if out:
-            self._emit(out)
+            self._emit(out, logged)
 
     def _finish_exc(self, token: str | None, started: float, exc: BaseException) -> None:
         if not (self._plain and isinstance(exc, Exception)):
@@ -1072,13 +1116,44 @@ class CircuitBreaker:
         name = type(exc).__name__
         self._finish(token, started, "failure", (f"{name}: {text}" if text else name)[:MAX_REASON])
 
-    def _emit(self, transitions: Transitions) -> None:
+    def _store_write(
+        self, update: Callable[[Record | None], tuple[Record, Transitions, float]]
+    ) -> tuple[Transitions, bool]:
+        """This breaker's read-modify-write in its store: ``update`` turns the stored record
+        into the new one, with its transitions and the wall time. Returns the transitions
+        and whether the store wrote their events in the same transaction as the record (a
+        store with ``update_with_events``: events then follow the state changes in order
+        across processes); otherwise ``_emit`` adds them after the commit. Raises what the
+        store raises."""
+        store = self.store
+        assert store is not None
+        out: Transitions = []
+        logged = self._update_logged
+
+        def plain(record: Record | None) -> Record:
+            new, out[:], _ = update(record)
+            return new
+
+        def with_events(record: Record | None) -> tuple[Record, list[BreakerEvent]]:
+            new, out[:], wall = update(record)
+            return new, [BreakerEvent(self.name, a, b, why, wall) for a, b, why in out]
+
+        with _store_guard(store, self.name):
+            if logged is None:
+                store.update(RECORD_KIND, self.name, plain)
+            else:
+                logged(RECORD_KIND, self.name, with_events)
+        return out, logged is not None
+
+    def _emit(self, transitions: Transitions, logged: bool = False) -> None:
+        """Tell the listeners (and the log) about ``transitions``; record their events in
+        memory, or in the store unless it wrote them with the record (``logged``)."""
         wall = self.clock.time()
         for from_state, to_state, reason in transitions:
             event = BreakerEvent(self.name, from_state, to_state, reason, wall)
             if self.store is None:
                 self._events.append(event)
-            else:
+            elif not logged:
                 try:
                     with _store_guard(self.store):
                         self.store.add_event(event)
@@ -1249,24 +1324,23 @@ class CircuitBreaker:
 
     def _operate(self, action: Callable[[_Core, float, float, Transitions], None]) -> None:
         out: Transitions = []
+        logged = False
         if self.store is None:
             with self._lock:
                 action(self._fold(), self._mono(), self.clock.time(), out)
                 self._rehot()
         else:
 
-            def update(record: Record | None) -> Record:
+            def update(record: Record | None) -> tuple[Record, Transitions, float]:
                 wall = self.clock.time()
                 core = _Core.from_record(record, wall)
                 local: Transitions = []
                 action(core, wall, wall, local)
-                out[:] = local
-                return core.to_record(self._config_view, self._config_id)
+                return core.to_record(self._config_view, self._config_id), local, wall
 
-            with _store_guard(self.store, self.name):
-                self.store.update(RECORD_KIND, self.name, update)
+            out, logged = self._store_write(update)
         if out:
-            self._emit(out)
+            self._emit(out, logged)
 
     def trip(self, duration: float | None = None, reason: str | None = None) -> None:
         """Force the breaker open: for ``duration`` seconds, then half-open; None: until closed."""
@@ -1315,6 +1389,9 @@ _AWAITABLE_TYPES: frozenset[type] = frozenset({types.CoroutineType})
 _PLAIN_TYPES: frozenset[type] = frozenset(
     {type(None), int, float, str, bytes, bool, dict, list, tuple, set}
 )
+
+
+_SQL_INT_MAX = 2**62  # a failure threshold past it is never reached; SQLite binds int64
 
 
 def _config_id(view: dict[str, Any]) -> str:

@@ -237,6 +237,9 @@ _TOKEN_MAX = {"B": 2**8 - 1, "H": 2**16 - 1, _OFFSET_CODE: 2**32 - 1}
 _TOKEN_SIZES = {"B": 1, "H": 2, _OFFSET_CODE: 4, "d": 8}
 _HEADER = struct.Struct("<cddd")
 _BIG_ENDIAN = sys.byteorder == "big"
+# How far ahead of this host's wall clock another writer's may be: a stored take later than
+# now + the period + this is impossible, and its log is treated as damaged.
+_SKEW_S = 10.0
 
 
 def _token_code(value: float) -> str:
@@ -452,6 +455,9 @@ class RateLimiter:
         self._logs: list[list[Entry]] = [[] for _ in self._specs]
         self._used = [0.0 for _ in self._specs]
         self._max_weight = min(r.count for r in self.rates)
+        # Stored: each bucket's last encoded log text and the log it was encoded from (taken
+        # out when read, under ``_lock``; a stale one simply does not match the text read).
+        self._written: dict[str, tuple[str, _Log]] = {}
 
     def __repr__(self) -> str:
         where = f" store={self.store.location!r}" if self.store is not None else ""
@@ -510,9 +516,11 @@ class RateLimiter:
                 for log, (_, _, _, grain) in zip(logs, self._specs, strict=True):
                     log.take(grain, weight, now)
             result.append(wait)
-            encoded = {
-                name: log.encode() for log, (name, *_) in zip(logs, self._specs, strict=True)
-            }
+            encoded: dict[str, str] = {}
+            written = self._written
+            for log, (name, *_) in zip(logs, self._specs, strict=True):
+                text = encoded[name] = log.encode()
+                written[name] = (text, log)
             return {"v": _STORED_VERSION, "spec": spec, "at": now, "logs": encoded}
 
         with self._lock:
@@ -533,7 +541,11 @@ class RateLimiter:
         for name, _, per, _ in self._specs:
             log: _Log | None = None
             if version == _STORED_VERSION:
-                log = _Log.load(stored.get(name))
+                raw = stored.get(name)
+                mine = self._written.pop(name, None)
+                # The log this limiter encoded last, if the store still holds that text: the
+                # same state load() would rebuild from it, without decoding and checking it.
+                log = mine[1] if mine is not None and mine[0] == raw else _Log.load(raw)
             elif version == _FORMAT_2:
                 log = _Log.from_flat(_load_flat(stored.get(name)), per, now)
             else:  # the first format: [first, last, tokens] JSON lists under "log"
@@ -544,6 +556,11 @@ class RateLimiter:
                 log = _Log.empty(per, now)
             if known and now < at:
                 log.shift(now - at, now)  # the wall clock stepped back: no time since ``at``
+            if log.offsets and max(log.time(-1), log.first) > now + per + _SKEW_S:
+                # A take stamped more than a period (and a clock's skew) after the record
+                # was written: no writer stamps that, so the log is damaged and dropped, as a
+                # malformed one is (the budget errs generous), not a key blocked for years.
+                log = _Log.empty(per, now)
             log.prune(per, now)
             logs.append(log)
         return logs

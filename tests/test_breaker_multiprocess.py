@@ -5,6 +5,7 @@ Recovery timeouts here are tiny real ones (0.2 s); every wait is a bounded poll.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -53,6 +54,10 @@ if mode == "fail":
             breaker.call(failing)
         except ValueError:
             pass
+elif mode == "flip":
+    for i in range(int(os.environ["T_CALLS"])):
+        breaker.trip(reason=f"trip {os.getpid()} {i}")
+        breaker.close(reason=f"close {os.getpid()} {i}")
 elif mode == "trial":
     def trial():
         (out / f"trial-{os.getpid()}").touch()
@@ -332,3 +337,24 @@ def test_health_status_in_a_new_process_sees_every_breaker_of_the_shared_store(
         check=True,
     )
     assert {b["name"] for b in json.loads(listed.stdout)["breakers"]} == {"payments", "search"}
+
+
+@pytest.mark.stress
+def test_events_of_five_processes_follow_the_state_changes_in_order(tmp_path: Path, spawn) -> None:
+    """Issue 21: five processes trip and close one breaker as fast as they can; each event
+    is written in the transaction of the state change it records, so the stored event log,
+    in the order it was written, is one unbroken chain (every event starts in the state the
+    one before it ended in) with every transition in it. Written after the commit, another
+    process's later event could land first (seen in one of two runs)."""
+    procs = [spawn("flip", T_CALLS="60") for _ in range(5)]
+    wait_until(lambda: count(tmp_path, "ready") == 5, limit=120)
+    (tmp_path / "go").touch()
+    for proc in procs:
+        assert proc.wait(120) == 0
+    store = open_store(tmp_path / "state.db")
+    events = list(reversed(store.events("shared", limit=10_000)))
+    trips = [e for e in events if e.to_state == "open"]
+    assert len(trips) == 5 * 60
+    for before, after in itertools.pairwise(events):
+        assert after.from_state == before.to_state, (before, after)
+    assert events[-1].to_state == store.get("breaker", "shared")["state"]

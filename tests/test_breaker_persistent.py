@@ -282,7 +282,8 @@ def test_an_open_record_without_its_open_time_still_recovers(db: Path, clock: Fa
 
 def test_a_store_failure_after_the_call_never_masks_its_result(db: Path, clock: FakeClock) -> None:
     """A store that cannot record a call's outcome (its full update, or the one-statement
-    count of a closed breaker's success) is logged: the call's result or exception stands."""
+    count of a closed breaker's success or failure) is logged: the call's result or exception
+    stands."""
     from reliactl.errors import StateError
 
     class Failing(SQLiteStateStore):
@@ -297,6 +298,11 @@ def test_a_store_failure_after_the_call_never_masks_its_result(db: Path, clock: 
             if self.broken:
                 raise StateError("disk full")
             return super().breaker_success(key, config_id, window_size)
+
+        def breaker_failure(self, key, config_id, *failure):  # type: ignore[no-untyped-def]
+            if self.broken:
+                raise StateError("disk full")
+            return super().breaker_failure(key, config_id, *failure)
 
     store = Failing(db)
     b = CircuitBreaker("svc", CFG, store=store, clock=clock)
@@ -525,3 +531,135 @@ def test_show_reads_one_record_whatever_the_number_of_breakers(db: Path) -> None
     assert snap is not None and snap.state is CircuitState.OPEN
     assert is_known_breaker(store, None, "api")
     assert len(seen) == 2 and all("key = " in s and s.startswith("SELECT") for s in seen)
+
+
+def test_a_closed_breakers_failure_is_one_read_and_one_statement(
+    db: Path, clock: FakeClock
+) -> None:
+    """Issue 21: a failure of a closed persisted breaker that opens nothing is one SELECT of
+    the state and one UPDATE that counts it in SQL (no BEGIN ... COMMIT, no record decoded);
+    the failure that reaches the threshold goes through the full path and opens it, with its
+    transition event."""
+    store = open_store(db)
+    b = CircuitBreaker("svc", CFG, store=store, clock=clock)
+    b.call(ok)  # writes the record and this config's id in full
+    seen = _statements(store)
+    fail(b, 2)
+    assert [s.split()[0] for s in seen] == ["SELECT", "UPDATE"] * 2
+    assert "json_set" in seen[1]
+    record = store.get("breaker", "svc")
+    assert record is not None
+    assert (record["consecutive_failures"], record["failures"], record["calls"]) == (2, 2, 3)
+    assert record["window"] == "011" and record["last_failure"] == "Boom: down"
+    seen.clear()
+    fail(b)
+    assert "BEGIN IMMEDIATE" in seen and b.state is CircuitState.OPEN
+    assert [(e.from_state, e.to_state) for e in b.events()] == [("closed", "open")]
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        BreakerConfig(failure_threshold=4, sliding_window_size=4),
+        BreakerConfig(
+            failure_threshold=50, failure_rate_threshold=50, sliding_window_size=6, minimum_calls=4
+        ),
+        BreakerConfig(failure_threshold=50, failure_rate_threshold=34, sliding_window_size=3),
+        BreakerConfig(failure_threshold=3, slow_call_threshold=2.0, sliding_window_size=5),
+    ],
+    ids=["threshold", "rate", "rate-full-window", "slow"],
+)
+def test_the_failure_statement_writes_what_the_full_path_writes(
+    db: Path, cfg: BreakerConfig
+) -> None:
+    """The one-statement failure count is the full read-modify-write for that case, field for
+    field: two breakers with one config, one with the fast paths and one without, given the
+    same calls (failures, successes, slow successes, a rate threshold met exactly at the
+    window's edge, waits past the open period) keep identical records and emit the same
+    events; and the statement is taken."""
+    store = open_store(db)
+    clocks = {"fast": FakeClock(), "full": FakeClock()}  # a slow call advances its own
+    fast = CircuitBreaker("fast", cfg, store=store, clock=clocks["fast"])
+    full = CircuitBreaker("full", cfg, store=store, clock=clocks["full"])
+    full._peek_state = full._count_success = full._count_failure = None
+    full._count_rejection = None
+    seen = _statements(store)
+    calling = ["fast"]
+
+    def slow_ok() -> str:
+        clocks[calling[0]].advance(3)
+        return "ok"
+
+    pattern = "ok fail fail ok fail slow fail fail ok ok fail wait ok fail fail fail wait ok"
+    for _ in range(3):
+        for op in pattern.split():
+            results = []
+            for b in (fast, full):
+                calling[0] = b.name
+                if op == "wait":
+                    results.append("waited")
+                    continue
+                try:
+                    results.append(b.call({"ok": ok, "fail": boom, "slow": slow_ok}[op]))
+                except (Boom, CircuitOpenError) as exc:
+                    results.append(type(exc).__name__)
+            if op == "wait":
+                for each in clocks.values():
+                    each.advance(cfg.recovery_timeout + 1)
+            assert results[0] == results[1], op
+            a, b_ = store.get("breaker", "fast"), store.get("breaker", "full")
+            assert a is not None and b_ is not None
+            assert a == b_, op
+    assert [(e.from_state, e.to_state, e.reason) for e in fast.events(100)] == [
+        (e.from_state, e.to_state, e.reason) for e in full.events(100)
+    ]
+    assert any("'$.consecutive_failures', json_extract" in s for s in seen)
+
+
+def test_a_repeated_rejection_of_an_open_breaker_is_one_statement(
+    db: Path, clock: FakeClock
+) -> None:
+    """Issue 21: once a breaker has seen its record open, its next refused call is the
+    rejection statement alone (no SELECT of the state first); the statement checks the
+    record itself, so when another process closed it meanwhile the call is admitted as
+    before (one wasted statement, then the state is read)."""
+    store = open_store(db)
+    b = CircuitBreaker("svc", CFG, store=store, clock=clock)
+    other = breaker(db, clock)
+    fail(b, 3)
+    with pytest.raises(CircuitOpenError):
+        b.call(ok)
+    seen = _statements(store)
+    for expected in (9.0, 8.0):
+        clock.advance(1)
+        with pytest.raises(CircuitOpenError) as refused:
+            b.call(ok)
+        assert refused.value.retry_after == pytest.approx(expected)
+    assert [s.split()[0] for s in seen] == ["UPDATE", "UPDATE"]
+    assert b.snapshot().rejections == 3
+    other.close()
+    assert b.call(ok) == "ok"
+    assert b.snapshot().calls == 4 and b.state is CircuitState.CLOSED
+
+
+def test_a_transitions_event_is_written_in_its_state_changes_transaction(
+    db: Path, clock: FakeClock
+) -> None:
+    """Issue 21: on the SQLite store a transition's event is inserted inside the transaction
+    that writes the new state (before its COMMIT), never after it, so no other process's
+    change can come between the two; listeners still hear it once, and it is stored once."""
+    store = open_store(db)
+    heard: list[str] = []
+    b = CircuitBreaker(
+        "svc", CFG, store=store, clock=clock, on_state_change=lambda e: heard.append(e.to_state)
+    )
+    b.call(ok)
+    seen = _statements(store)
+    fail(b, 3)
+    inserts = [i for i, s in enumerate(seen) if s.startswith("INSERT INTO breaker_events")]
+    assert len(inserts) == 1
+    begin = max(i for i, s in enumerate(seen[: inserts[0]]) if s == "BEGIN IMMEDIATE")
+    assert "COMMIT" not in seen[begin : inserts[0]] and "COMMIT" in seen[inserts[0] :]
+    assert any(s.startswith("UPDATE records") for s in seen[begin : inserts[0]])
+    assert heard == ["open"]
+    assert [(e.from_state, e.to_state) for e in b.events()] == [("closed", "open")]

@@ -223,6 +223,35 @@ def test_limiters_on_one_store_and_key_share_one_budget(tmp_path: Path) -> None:
         assert record is not None and sum(t for _, t in _stored_entries(record, "5/60")) == 5
 
 
+def test_a_limiter_reuses_the_log_it_wrote_only_while_the_store_holds_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 21: a shared acquire whose stored log is still the text this limiter wrote last
+    reuses the log it encoded (no base64 decode and check); as soon as another process (a
+    limiter on another connection) wrote, the stored text is decoded, so the budget stays
+    exactly shared: five tokens between two limiters taking turns, then both refused."""
+    from reliactl import ratelimit
+
+    loads: list[object] = []
+    real_load = ratelimit._Log.load
+    monkeypatch.setattr(
+        ratelimit._Log, "load", classmethod(lambda cls, raw: loads.append(raw) or real_load(raw))
+    )
+    clock = FakeClock()
+    with open_store(tmp_path / "state.db") as store_a, open_store(tmp_path / "state.db") as store_b:
+        a = fake_limiter("5/minute", clock, key="api", store=store_a)
+        b = fake_limiter("5/minute", clock, key="api", store=store_b)
+        assert a.try_acquire() and a.try_acquire()
+        assert loads == []  # the first finds no record, the second its own log
+        assert b.try_acquire() and len(loads) == 1
+        assert a.try_acquire() and len(loads) == 2
+        clock.advance(1)
+        assert b.try_acquire() and len(loads) == 3
+        assert not a.try_acquire() and not b.try_acquire()
+        record = store_a.get("rate", "api")
+        assert record is not None and sum(t for _, t in _stored_entries(record, "5/60")) == 5
+
+
 def test_a_first_format_record_is_read_and_rewritten_in_the_current_one(tmp_path: Path) -> None:
     """A budget stored by an older reliactl (lists of float seconds under "log") still counts:
     its tokens are taken into account, and the next write uses the current format (3)."""
@@ -352,6 +381,32 @@ def test_a_malformed_format_3_log_is_dropped_not_trusted(tmp_path: Path, log: st
     with open_store(tmp_path / "state.db") as store:
         store.update("rate", "k", lambda _: {"v": 3, "at": clock.time(), "logs": {"1/60": log}})
         assert fake_limiter("1/minute", clock, key="k", store=store).try_acquire()
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_a_log_stamped_far_in_the_future_is_damaged_not_a_block(
+    tmp_path: Path, version: int
+) -> None:
+    """A stored log (format 2 or 3) whose takes are finite but impossible, later than now
+    by more than the period plus a clock's skew (a "base" ten days ahead), is damaged: it is
+    dropped as a malformed one is and the key admits, instead of being refused for ten days;
+    a take stamped a few seconds ahead (another host's clock a little fast) still counts."""
+    clock = FakeClock(wall_start=1_700_000_000.0)
+    now = clock.time()
+    unit = 60 / 2**24
+
+    def log(at: float) -> str:
+        return _encoded(at, at, 1) if version == 2 else _v3(b"B", at, unit, [0], [1])
+
+    with open_store(tmp_path / "state.db") as store:
+        far = {"v": version, "at": now, "logs": {"1/60": log(now + 10 * 86400)}}
+        store.update("rate", "far", lambda _: far)
+        assert fake_limiter("1/minute", clock, key="far", store=store).try_acquire()
+        near = {"v": version, "at": now, "logs": {"1/60": log(now + 2)}}
+        store.update("rate", "near", lambda _: near)
+        limiter = fake_limiter("1/minute", clock, key="near", store=store)
+        assert not limiter.try_acquire()
+        assert limiter.acquire(timeout=70) == pytest.approx(62.0, abs=0.01)
 
 
 def test_an_unsorted_format_3_log_is_sorted_before_use(tmp_path: Path) -> None:

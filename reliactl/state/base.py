@@ -166,6 +166,17 @@ class BreakerFastPath(Protocol):
     changes only the counters (the record is closed, has the ``config_id`` given, no
     consecutive failure and no failure in its window); False, writing nothing, otherwise.
 
+    ``breaker_failure(key, config_id, limits, slow, reason, wall)``: count one failure of a
+    closed breaker atomically when it opens nothing (the record has the ``config_id`` given;
+    with ``limits`` = (window size, failure threshold, rate threshold or None, minimum calls
+    for the rate), its consecutive failures stay under the threshold and the window with
+    the failure in it does not reach the rate); False, writing nothing, otherwise.
+
+    ``update_with_events(kind, key, fn)``: ``update`` whose ``fn`` returns ``(record,
+    events)``; the breaker events are recorded in the same transaction as the record, so
+    the event log follows the order of the state changes across processes (without it a
+    breaker adds them with ``add_event`` after the update).
+
     ``breaker_rejection(key, config_id, now)``: count one rejection atomically when the
     record is open with no transition due at ``now``; its ``(opened_at, open_for)``, or None,
     writing nothing, otherwise.
@@ -174,6 +185,16 @@ class BreakerFastPath(Protocol):
     def breaker_state(self, key: str) -> str | None: ...
 
     def breaker_success(self, key: str, config_id: str, window_size: int) -> bool: ...
+
+    def breaker_failure(
+        self,
+        key: str,
+        config_id: str,
+        limits: tuple[int, int, float | None, int],
+        slow: bool,
+        reason: str,
+        wall: float,
+    ) -> bool: ...
 
     def breaker_rejection(
         self, key: str, config_id: str, now: float

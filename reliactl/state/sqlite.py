@@ -339,7 +339,32 @@ class SQLiteStateStore:
             result: Record | None = self._recovering_locked(lambda: self._update(kind, key, fn))
         return result
 
-    def _update(self, kind: str, key: str, fn: Updater) -> Record | None:
+    def update_with_events(
+        self,
+        kind: RecordKind,
+        key: str,
+        fn: Callable[[Record | None], tuple[Record | None, Sequence[BreakerEvent]]],
+    ) -> Record | None:
+        """``update`` whose ``fn`` also returns breaker events to record: they are inserted
+        in the same transaction as the record, so across processes the event log follows
+        the order of the state changes (an event added after the commit could land after
+        another process's later one), and a kill -9 keeps both or neither."""
+        logged: list[BreakerEvent] = []
+
+        def inner(record: Record | None) -> Record | None:
+            new, events = fn(record)
+            logged[:] = events
+            return new
+
+        with self._lock:
+            result: Record | None = self._recovering_locked(
+                lambda: self._update(kind, key, inner, logged)
+            )
+        return result
+
+    def _update(
+        self, kind: str, key: str, fn: Updater, events: Sequence[BreakerEvent] = ()
+    ) -> Record | None:
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -352,6 +377,11 @@ class SQLiteStateStore:
                 conn.execute(_INSERT_RECORD, (kind, key, _encode(new), self.clock()))
             else:
                 conn.execute(_UPDATE_RECORD, (_encode(new), self.clock(), kind, key))
+            if events:  # fn filled them: update_with_events
+                newest = None
+                for event in events:
+                    newest = _insert_event(conn, event)
+                _bound(conn, "breaker_events", newest, self.max_rows)
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -449,6 +479,51 @@ class SQLiteStateStore:
             return None
         opened_at, open_for = rows[0]
         return float(opened_at), None if open_for is None else float(open_for)
+
+    def breaker_failure(
+        self,
+        key: str,
+        config_id: str,
+        limits: tuple[int, int, float | None, int],
+        slow: bool,
+        reason: str,
+        wall: float,
+    ) -> bool:
+        """Count one failure of closed breaker ``key`` in one UPDATE statement (its own atomic
+        write transaction), when that failure opens nothing: the record is closed, was last
+        written with config ``config_id``, and with ``limits`` = (window size, failure
+        threshold, rate threshold or None, minimum calls for the rate: min(minimum_calls,
+        window size)) its consecutive failures stay under the threshold and the window with
+        this "1" appended does not reach the rate (checked in SQL as ``_check_rate`` checks
+        it). ``slow`` counts it as a slow call too; ``reason`` and ``wall`` are its last
+        failure. False, with nothing written, for any other record or when the statement
+        failed: the caller then does the full read-modify-write (``update``, which recovers
+        or raises)."""
+        size, threshold, rate, min_calls = limits
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                raise StateError("state store is closed")
+            try:
+                cursor = conn.execute(
+                    _COUNT_FAILURE,
+                    (
+                        reason,
+                        wall,
+                        1 if slow else 0,
+                        size,
+                        self.clock(),
+                        key,
+                        f'["closed","{config_id}"]',
+                        threshold,
+                        rate,
+                        min_calls,
+                    ),
+                )
+            except sqlite3.DatabaseError as exc:
+                self._fast_path_failed(exc)
+                return False
+            return cursor.rowcount == 1
 
     def _fast_path_failed(self, exc: sqlite3.DatabaseError) -> None:
         """A breaker fast path's statement failed: a damaged file or record, or an SQLite
@@ -1297,6 +1372,38 @@ _COUNT_SUCCESS = (
     " AND json_type(data, '$.calls') = 'integer'"
     " AND json_type(data, '$.successes') = 'integer'"
     " AND instr(json_extract(data, '$.window'), '1') = 0"
+)
+
+# A failure of a closed breaker that opens nothing (the breaker's _record, for that case):
+# calls, failures and consecutive_failures + 1 (slow_calls + ?3), "1" appended to the
+# window (kept to its size), the reason and its wall time. Only when consecutive failures
+# stay under the threshold and, with a rate threshold, the new window does not reach it:
+# the same arithmetic as _check_rate (its length below min(minimum_calls, window size), or
+# 100.0 * its "1"s / its length under the threshold), so every opening goes the full path.
+_COUNT_FAILURE = (
+    "UPDATE records SET data = json_set(data,"
+    " '$.calls', json_extract(data, '$.calls') + 1,"
+    " '$.failures', json_extract(data, '$.failures') + 1,"
+    " '$.consecutive_failures', json_extract(data, '$.consecutive_failures') + 1,"
+    " '$.last_failure', ?1,"
+    " '$.last_failure_at', ?2,"
+    " '$.slow_calls', json_extract(data, '$.slow_calls') + ?3,"
+    " '$.window', substr(json_extract(data, '$.window') || '1', -?4)),"
+    " updated_at = ?5"
+    " WHERE kind = 'breaker' AND key = ?6 AND json_valid(data)"
+    " AND json_extract(data, '$.state', '$.config_id') = ?7"
+    " AND json_type(data, '$.consecutive_failures') = 'integer'"
+    " AND json_extract(data, '$.consecutive_failures') + 1 < ?8"
+    " AND json_type(data, '$.calls') = 'integer'"
+    " AND json_type(data, '$.failures') = 'integer'"
+    " AND json_type(data, '$.slow_calls') = 'integer'"
+    " AND json_type(data, '$.window') = 'text'"
+    # The rate over the new window W: no threshold ?9, or W shorter than ?10, or
+    # 100.0 * (W's "1"s) / len(W) under ?9 (W holds at least this "1": never empty).
+    " AND (?9 IS NULL OR length(substr(json_extract(data, '$.window') || '1', -?4)) < ?10"
+    " OR 100.0 * (length(substr(json_extract(data, '$.window') || '1', -?4))"
+    " - length(replace(substr(json_extract(data, '$.window') || '1', -?4), '1', '')))"
+    " / length(substr(json_extract(data, '$.window') || '1', -?4)) < ?9)"
 )
 
 # A rejection of an open breaker that makes no transition (the breaker's _admit, for that
