@@ -49,6 +49,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from types import ModuleType
 from typing import TYPE_CHECKING, Literal
 
 from reliactl._procfs import unescape_mount
@@ -111,6 +112,12 @@ _O_PATH: int = getattr(os, "O_PATH", 0)
 LOCK_TABLE = "/proc/locks"
 LOCK_TABLE_TTL = 0.01  # seconds a read of the lock table is trusted before it is re-read
 _INIT_PID_NS_INO = 0xEFFFFFFC  # PROC_PID_INIT_INO: /proc/self/ns/pid of the initial namespace
+# The walk in C (reliactl/_cleanupwalk.c, optional): RELIACTL_CLEANUP_C=0 turns it off.
+C_WALK_ENV = "RELIACTL_CLEANUP_C"
+C_BATCH = 4096  # entries a call of the C loop reads at most (memory stays flat)
+# What an item of a C batch says (the OUT_* codes of _cleanupwalk.c).
+_C_DEFER, _C_STAT_FAILED, _C_LOCKED, _C_CHANGED = 0, 1, 2, 3
+_C_RECHECK_FAILED, _C_UNLINK_FAILED, _C_REMOVED, _C_TABLE_LOST = 4, 5, 6, 7
 # Filesystems whose stat() st_dev and st_ino are the superblock device and inode number the
 # lock table prints, and whose locks are all local (so all in the table).
 _LOCK_TABLE_FILESYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "tmpfs"})
@@ -446,6 +453,22 @@ _S_IFLNK = stat.S_IFLNK
 _REMOVABLE = frozenset({_S_IFREG, _S_IFLNK})
 
 
+def c_walk() -> ModuleType | None:
+    """The C walk's module, or None: not built (no compiler), or turned off by the operator
+    (``RELIACTL_CLEANUP_C=0``). The Python walk is the fallback and the reference."""
+    if os.environ.get(C_WALK_ENV, "1").strip().lower() in ("0", "no", "off", "false"):
+        return None
+    try:
+        from reliactl import _cleanupwalk
+    except ImportError:
+        return None
+    return _cleanupwalk
+
+
+def _errno_reason(err: int) -> str:
+    return _reason_for(OSError(err, os.strerror(err)))
+
+
 def _matches(patterns: Sequence[str], name: str, rel: str) -> bool:
     import fnmatch  # only with include/exclude globs (it compiles regexes)
 
@@ -734,6 +757,8 @@ class _Walker:
         self.mounts: set[tuple[int, int]] = set()
         self.locks: _LockTable | None = None  # None: probe each file with flock
         self.simple = False  # set by run(): see list_dir
+        self.c_walk: ModuleType | None = None  # set by run(): see list_dir_c
+        self.c_dirs = 0  # directories the C walk listed
         # size-budget candidates: (age time, size, dir rel, name, dev, ino, ctime_ns)
         self.candidates: list[tuple[float, int, str, str, int, int, int]] = []
 
@@ -794,6 +819,7 @@ class _Walker:
         self.locks = _LockTable.for_root(self.shown, self.root_dev)
         # list_dir decides a file inline only when no per-name rule or budget applies.
         self.simple = not (self.include or self.exclude or self.mounts) and self.budget is None
+        self.c_walk = c_walk() if self.simple else None
         root_age = _age_time(root_st, self.age_by, True)
         stack = [_Frame(root_fd, "", "", root_st, root_age, _shared(root_st, self.euid))]
         self.list_dir(stack[0])
@@ -899,6 +925,9 @@ class _Walker:
         cleanup). Every other entry, and every outcome but a removal or a young file, goes
         through ``decide``, which applies the same rules one by one.
         """
+        if self.c_walk is not None:
+            self.list_dir_c(frame, self.c_walk)
+            return
         try:
             it = os.scandir(frame.fd)
         except OSError as exc:
@@ -1031,6 +1060,87 @@ class _Walker:
         finally:
             self.scanned = scanned
             self.flush(frame, listed, gone, files, symlinks, nbytes, kept)
+
+    def list_dir_c(self, frame: _Frame, module: ModuleType) -> None:
+        """list_dir's inline decisions, made by the C loop (reliactl/_cleanupwalk.c).
+
+        C removes or keeps the plain entries (the same age, lock-table and shared-directory
+        rules as list_dir's inline path) in batches of at most ``C_BATCH`` entries and hands
+        back every other one, which ``decide`` judges on a fresh lstat, and every outcome
+        but "removed" or "young". With an ``on_remove`` callback a batch ends at each
+        removal (the callback sees it as it happens); with ``on_progress`` at the next tick.
+        """
+        try:
+            lister = module.Lister(
+                frame.fd,
+                frame.shared,
+                self.dry_run,
+                self.cutoff,
+                self.root_dev,
+                _AGE_CODE[self.age_by],
+                self.on_remove is not None,
+            )
+        except OSError as exc:
+            self.skip(_reason_for(exc))
+            frame.total += 1  # unknown contents: never "emptied"
+            return
+        self.c_dirs += 1
+        try:
+            while True:
+                limit = min(C_BATCH, max(1, self.next_progress - self.scanned))
+                listed, gone, files, symlinks, nbytes, kept, items, end, read_errno = lister.batch(
+                    limit, self.locks
+                )
+                self.scanned += listed
+                self.flush(frame, listed, gone, files, symlinks, nbytes, kept)
+                for name, code, value, size, t in items:
+                    self.c_item(frame, name, code, value, size, t)
+                if read_errno:
+                    self.skip(_errno_reason(read_errno))
+                    frame.total += 1
+                self.tick()
+                if end:
+                    return
+        finally:
+            lister.close()
+
+    def c_item(self, frame: _Frame, name: str, code: int, value: int, size: int, t: float) -> None:
+        """One entry the C loop did not settle alone (see list_dir_c)."""
+        if code == _C_REMOVED:  # counted by C; only the callback is left
+            if self.on_remove is not None:
+                kind: EntryKind = "file" if value else "symlink"
+                self.on_remove(
+                    Removal(
+                        self.path_of(frame.rel, name), kind, size, max(0.0, self.now - t), "age"
+                    )
+                )
+            return
+        if code in (_C_DEFER, _C_TABLE_LOST):
+            if code == _C_TABLE_LOST:
+                self.locks = None  # probe each file from now on, as list_dir does
+            try:
+                st = os.stat(name, dir_fd=frame.fd, follow_symlinks=False)
+            except OSError as exc:
+                value = exc.errno or 0
+                code = _C_STAT_FAILED
+            else:
+                frame.gone += self.decide(frame, name, st)
+                return
+        if code == _C_STAT_FAILED:
+            reason = _errno_reason(value)
+            if reason == "vanished":
+                frame.gone += 1
+            self.skip(reason)
+            return
+        if code == _C_LOCKED:
+            outcome = "locked"
+        elif code == _C_CHANGED:
+            outcome = "changed"
+        elif code == _C_RECHECK_FAILED:
+            outcome = _errno_reason(value)
+        else:  # _C_UNLINK_FAILED
+            outcome = _unlink_reason(OSError(value, os.strerror(value)))
+        frame.gone += self.not_removed(frame, name, outcome)
 
     def flush(
         self,

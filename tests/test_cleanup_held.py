@@ -20,6 +20,10 @@ import pytest
 
 import reliactl.cleanup as cleanup
 from reliactl.cleanup import CleanupTarget, Removal, clean_root, removal_paths
+from tests.cleanupwalks import walk  # noqa: F401 - the fixture
+
+# Every test here runs against both walks, Python and C (tests/cleanupwalks.py).
+pytestmark = pytest.mark.usefixtures("walk")
 
 DAY = 86400.0
 FUTURE = time.time() + 10 * DAY

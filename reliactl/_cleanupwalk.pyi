@@ -1,0 +1,18 @@
+# Type stub of the optional C extension built from _cleanupwalk.c (see reliactl/cleanup.py).
+from typing import Any
+
+class Lister:
+    def __init__(
+        self,
+        fd: int,
+        shared: bool,
+        dry_run: bool,
+        cutoff: float,
+        root_dev: int,
+        age_code: int,
+        report: bool,
+    ) -> None: ...
+    def batch(
+        self, limit: int, table: Any, /
+    ) -> tuple[int, int, int, int, int, int, list[tuple[str, int, int, int, float]], int, int]: ...
+    def close(self) -> None: ...
