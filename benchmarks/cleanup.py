@@ -16,6 +16,8 @@ The candidates:
 - ``systemd-tmpfiles --clean CONF`` with ``d TREE - - - am:1d`` (age by atime and mtime for
   files; install it with ``apt-get install -y systemd``);
 - ``reliactl cleanup TREE --older-than 1d --age-by mtime``;
+- ``reliactl-py``: the same command with its C walk turned off (``RELIACTL_CLEANUP_C=0``: the
+  pure-Python walk, the fallback where the extension was not built); only where it was built;
 - ``reliactl-base``: the same command run from another copy of the package (``--baseline
   DIR``, e.g. ``git archive main reliactl | tar -x -C DIR``), for before/after figures taken
   in the same interleaved run.
@@ -36,7 +38,8 @@ holds locked (flock or POSIX lock), which it learns from ``/proc/locks`` (see DE
     python benchmarks/cleanup.py --floor --baseline /tmp/base  # ... and the old walk
 
 ``--floor`` takes start-up out: a child process times only ``clean_root`` (CPU-s, by
-``time.process_time``), another only the barest Python loop that could do the job (``scandir``,
+``time.process_time``; ``walk`` with the C walk, ``walk-py`` without it), another only the
+barest Python loop that could do the job (``scandir``,
 ``DirEntry.stat``, ``unlink`` by dir fd: no rule at all), against systemd-tmpfiles' whole
 process. The gap between the bare loop and tmpfiles is what Python costs per file; the gap
 between reliactl's walk and the bare loop is what its rules cost.
@@ -144,6 +147,11 @@ class Candidates:
         self.names = ["find", "reliactl"]
         if self.tmpfiles:
             self.names.insert(1, "tmpfiles")
+        from reliactl.cleanup import c_walk
+
+        self.has_c = c_walk() is not None
+        if self.has_c:
+            self.names.append("reliactl-py")
         if baseline:
             self.names.append("reliactl-base")
 
@@ -159,6 +167,8 @@ class Candidates:
         # first on sys.path, ahead of PYTHONPATH, so a checkout there would shadow --baseline.
         if tool == "reliactl-base":
             env = dict(os.environ, PYTHONPATH=str(self.baseline))
+        if tool == "reliactl-py":
+            env = dict(os.environ, RELIACTL_CLEANUP_C="0")
         return reliactl_argv(tree), env
 
 
@@ -245,6 +255,8 @@ print(time.process_time() - start)
 def floor(cands: Candidates, files: int, shapes: tuple[str, ...], runs: int) -> None:
     """CPU-s of reliactl's walk alone and of the bare Python loop, against tmpfiles."""
     names = ["walk", "bare"] + (["tmpfiles"] if cands.tmpfiles else [])
+    if cands.has_c:
+        names.append("walk-py")
     if cands.baseline:
         names.append("walk-base")
     for shape in shapes:
@@ -262,6 +274,8 @@ def floor(cands: Candidates, files: int, shapes: tuple[str, ...], runs: int) -> 
                     env = None
                     if tool == "walk-base":
                         env = dict(os.environ, PYTHONPATH=str(cands.baseline))
+                    if tool == "walk-py":
+                        env = dict(os.environ, RELIACTL_CLEANUP_C="0")
                     out = subprocess.run(
                         [sys.executable, "-c", code, str(tree)],
                         capture_output=True,

@@ -1,6 +1,7 @@
 /* reliactl._cleanupwalk: cleanup's per-entry loop in C (optional; docs/DESIGN.md, "walk in C").
  *
- * One Lister reads one directory that reliactl.cleanup has already opened safely (by a
+ * One Lister reads (getdents64, on the caller's fd) one directory that reliactl.cleanup has
+ * already opened safely (by a
  * directory fd, O_NOFOLLOW, checked against the listed inode) and decides its plain entries:
  * a regular file or symlink on the root's filesystem is judged by age and, if old, removed
  * with unlinkat relative to that fd -- a regular file only when the cleanup's lock table
@@ -16,13 +17,25 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+
+/* What getdents64(2) writes: records of variable length, each name NUL-terminated. */
+struct dirent64_rec {
+    uint64_t d_ino;
+    int64_t d_off;
+    unsigned short d_reclen;
+    unsigned char d_type;
+    char d_name[];
+};
+
+#define DENTS_BUF (32 * 1024) /* what glibc's readdir asks for; any name fits (NAME_MAX) */
 
 /* What an item of a batch's list says (mirrored in reliactl/cleanup.py). */
 enum {
@@ -38,7 +51,9 @@ enum {
 
 typedef struct {
     PyObject_HEAD
-    DIR *dir;
+    char *buf; /* getdents64 records; NULL once closed */
+    int fd;    /* the caller's directory fd (not ours: Python closes it after close()) */
+    long pos, end; /* the unread records are buf[pos:end] */
     int shared;
     int dry_run;
     int age_code; /* 0 newest of mtime/atime/ctime, 1 mtime, 2 atime, 3 ctime */
@@ -147,25 +162,22 @@ Lister_init(Lister *self, PyObject *args, PyObject *kwds)
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "ippdKip", kwlist, &fd, &shared, &dry_run,
                                      &cutoff, &root_dev, &age_code, &report))
         return -1;
-    if (self->dir != NULL) {
+    if (self->buf != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Lister already initialised");
         return -1;
     }
-    int dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    if (dup_fd < 0) {
+    /* Python opened it just now and never read it; read it from the start all the same. */
+    if (lseek(fd, 0, SEEK_SET) < 0) {
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
     }
-    DIR *dir = fdopendir(dup_fd);
-    if (dir == NULL) {
-        int saved = errno;
-        close(dup_fd);
-        errno = saved;
-        PyErr_SetFromErrno(PyExc_OSError);
+    self->buf = PyMem_RawMalloc(DENTS_BUF);
+    if (self->buf == NULL) {
+        PyErr_NoMemory();
         return -1;
     }
-    rewinddir(dir); /* the fd's offset is shared with the caller's: read from the start */
-    self->dir = dir;
+    self->fd = fd;
+    self->pos = self->end = 0;
     self->shared = shared;
     self->dry_run = dry_run;
     self->cutoff = cutoff;
@@ -178,10 +190,8 @@ Lister_init(Lister *self, PyObject *args, PyObject *kwds)
 static void
 close_dir(Lister *self)
 {
-    if (self->dir != NULL) {
-        closedir(self->dir); /* closes the dup; the caller's fd stays open */
-        self->dir = NULL;
-    }
+    PyMem_RawFree(self->buf); /* the fd is the caller's: left open */
+    self->buf = NULL;
 }
 
 static PyObject *
@@ -207,26 +217,29 @@ Lister_batch(Lister *self, PyObject *args)
     PyObject *table;
     if (!PyArg_ParseTuple(args, "nO", &limit, &table))
         return NULL;
-    if (self->dir == NULL) {
+    if (self->buf == NULL) {
         PyErr_SetString(PyExc_ValueError, "Lister is closed");
         return NULL;
     }
-    int dfd = dirfd(self->dir);
-    if (dfd < 0)
-        return PyErr_SetFromErrno(PyExc_OSError);
+    int dfd = self->fd;
     long long listed = 0, gone = 0, files = 0, symlinks = 0, nbytes = 0, kept = 0;
     int end = 0, read_errno = 0;
     PyObject *out = PyList_New(0);
     if (out == NULL)
         return NULL;
     while (listed < limit) {
-        errno = 0;
-        struct dirent *de = readdir(self->dir);
-        if (de == NULL) {
-            end = 1;
-            read_errno = errno;
-            break;
+        if (self->pos >= self->end) {
+            long n = syscall(SYS_getdents64, dfd, self->buf, DENTS_BUF);
+            if (n <= 0) {
+                end = 1;
+                read_errno = n < 0 ? errno : 0;
+                break;
+            }
+            self->pos = 0;
+            self->end = n;
         }
+        struct dirent64_rec *de = (struct dirent64_rec *)(self->buf + self->pos);
+        self->pos += de->d_reclen;
         const char *name = de->d_name;
         if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0')))
             continue;
