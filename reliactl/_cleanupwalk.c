@@ -1,14 +1,15 @@
 /* reliactl._cleanupwalk: cleanup's per-entry loop in C (optional; docs/DESIGN.md, "walk in C").
  *
  * One Lister reads (getdents64, on the caller's fd) one directory that reliactl.cleanup has
- * already opened safely (by a
- * directory fd, O_NOFOLLOW, checked against the listed inode) and decides its plain entries:
+ * already opened safely (by a directory fd, O_NOFOLLOW, checked against the listed inode)
+ * and decides its plain entries:
+ * a subdirectory goes back to Python with its lstat (the walk opens it, or not, as before);
  * a regular file or symlink on the root's filesystem is judged by age and, if old, removed
  * with unlinkat relative to that fd -- a regular file only when the cleanup's lock table
  * (the same Python _LockTable object, re-read through its refresh() when stale) does not
  * list its inode, and, in a directory others may write to, only when an lstat just before
  * the unlink still finds the very file that was listed (inode, device, ctime). Everything
- * else (directories, special files, other filesystems, a regular file with no lock table,
+ * else (special files, other filesystems, a regular file with no lock table,
  * every failure) goes back to Python in the batch's list, where the rule-by-rule code
  * decides it. Nothing is ever opened, followed or entered here: the only calls on names are
  * fstatat(AT_SYMLINK_NOFOLLOW) and unlinkat, both relative to the directory's fd. The GIL is
@@ -48,6 +49,8 @@ enum {
     OUT_REMOVED = 6,      /* removed (or would be, dry run); value 1 regular file, 0 symlink */
     OUT_TABLE_LOST = 7,   /* the lock table could not be re-read: Python decides it (probe) */
 };
+
+static PyObject *stat_result; /* os.stat_result, for the subdirectories handed back */
 
 typedef struct {
     PyObject_HEAD
@@ -151,6 +154,38 @@ emit(PyObject *out, const char *name, int code, long long value, long long size,
     return rc;
 }
 
+/* (name, os.stat_result) of a subdirectory, as os.lstat would give (times as Python's). */
+static int
+emit_dir(PyObject *dirs, const char *name, const struct stat *st)
+{
+    PyObject *fields = Py_BuildValue(
+        "(IKKKIILLLLdddLLL)", (unsigned int)st->st_mode, (unsigned long long)st->st_ino,
+        (unsigned long long)st->st_dev, (unsigned long long)st->st_nlink, (unsigned int)st->st_uid,
+        (unsigned int)st->st_gid, (long long)st->st_size, (long long)st->st_atim.tv_sec,
+        (long long)st->st_mtim.tv_sec, (long long)st->st_ctim.tv_sec, seconds(st->st_atim),
+        seconds(st->st_mtim), seconds(st->st_ctim),
+        (long long)st->st_atim.tv_sec * 1000000000LL + st->st_atim.tv_nsec,
+        (long long)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec,
+        (long long)st->st_ctim.tv_sec * 1000000000LL + st->st_ctim.tv_nsec);
+    if (fields == NULL)
+        return -1;
+    PyObject *result = PyObject_CallOneArg(stat_result, fields);
+    Py_DECREF(fields);
+    if (result == NULL)
+        return -1;
+    PyObject *pyname = PyUnicode_DecodeFSDefault(name);
+    if (pyname == NULL) {
+        Py_DECREF(result);
+        return -1;
+    }
+    PyObject *item = Py_BuildValue("(NN)", pyname, result);
+    if (item == NULL)
+        return -1;
+    int rc = PyList_Append(dirs, item);
+    Py_DECREF(item);
+    return rc;
+}
+
 static int
 Lister_init(Lister *self, PyObject *args, PyObject *kwds)
 {
@@ -208,7 +243,8 @@ Lister_dealloc(Lister *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-/* batch(limit, table) -> (listed, gone, files, symlinks, nbytes, kept, items, end, read_errno)
+/* batch(limit, table)
+ *   -> (listed, gone, files, symlinks, nbytes, kept, items, subdirs, end, read_errno)
  * table: the _LockTable, or None (then every old regular file goes back to Python). */
 static PyObject *
 Lister_batch(Lister *self, PyObject *args)
@@ -227,6 +263,11 @@ Lister_batch(Lister *self, PyObject *args)
     PyObject *out = PyList_New(0);
     if (out == NULL)
         return NULL;
+    PyObject *dirs = PyList_New(0);
+    if (dirs == NULL) {
+        Py_DECREF(out);
+        return NULL;
+    }
     while (listed < limit) {
         if (self->pos >= self->end) {
             long n = syscall(SYS_getdents64, dfd, self->buf, DENTS_BUF);
@@ -247,6 +288,11 @@ Lister_batch(Lister *self, PyObject *args)
         struct stat st;
         if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
             if (emit(out, name, OUT_STAT_FAILED, errno, 0, 0.0) < 0)
+                goto error;
+            continue;
+        }
+        if (S_ISDIR(st.st_mode)) { /* entered (or not) by the Python walk */
+            if (emit_dir(dirs, name, &st) < 0)
                 goto error;
             continue;
         }
@@ -320,16 +366,18 @@ Lister_batch(Lister *self, PyObject *args)
             break;
         }
     }
-    return Py_BuildValue("(LLLLLLNii)", listed, gone, files, symlinks, nbytes, kept, out, end,
-                         read_errno);
+    return Py_BuildValue("(LLLLLLNNii)", listed, gone, files, symlinks, nbytes, kept, out, dirs,
+                         end, read_errno);
 error:
     Py_DECREF(out);
+    Py_DECREF(dirs);
     return NULL;
 }
 
 static PyMethodDef Lister_methods[] = {
     {"batch", (PyCFunction)Lister_batch, METH_VARARGS,
-     "batch(limit, table) -> (listed, gone, files, symlinks, nbytes, kept, items, end, errno)"},
+     "batch(limit, table) -> (listed, gone, files, symlinks, nbytes, kept, items, subdirs, end,"
+     " errno)"},
     {"close", (PyCFunction)Lister_close, METH_NOARGS, "Close the directory stream."},
     {NULL, NULL, 0, NULL},
 };
@@ -355,6 +403,15 @@ PyInit__cleanupwalk(void)
 {
     if (PyType_Ready(&ListerType) < 0)
         return NULL;
+    if (stat_result == NULL) {
+        PyObject *os = PyImport_ImportModule("os");
+        if (os == NULL)
+            return NULL;
+        stat_result = PyObject_GetAttrString(os, "stat_result");
+        Py_DECREF(os);
+        if (stat_result == NULL)
+            return NULL;
+    }
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;

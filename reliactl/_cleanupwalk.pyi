@@ -1,4 +1,5 @@
 # Type stub of the optional C extension built from _cleanupwalk.c (see reliactl/cleanup.py).
+import os
 from typing import Any
 
 class Lister:
@@ -14,5 +15,16 @@ class Lister:
     ) -> None: ...
     def batch(
         self, limit: int, table: Any, /
-    ) -> tuple[int, int, int, int, int, int, list[tuple[str, int, int, int, float]], int, int]: ...
+    ) -> tuple[
+        int,
+        int,
+        int,
+        int,
+        int,
+        int,
+        list[tuple[str, int, int, int, float]],
+        list[tuple[str, os.stat_result]],
+        int,
+        int,
+    ]: ...
     def close(self) -> None: ...

@@ -1066,8 +1066,9 @@ class _Walker:
 
         C removes or keeps the plain entries (the same age, lock-table and shared-directory
         rules as list_dir's inline path) in batches of at most ``C_BATCH`` entries and hands
-        back every other one, which ``decide`` judges on a fresh lstat, and every outcome
-        but "removed" or "young". With an ``on_remove`` callback a batch ends at each
+        back the subdirectories with their lstat (queued as list_dir queues them), every
+        other entry, which ``decide`` judges on a fresh lstat, and every outcome but
+        "removed" or "young". With an ``on_remove`` callback a batch ends at each
         removal (the callback sees it as it happens); with ``on_progress`` at the next tick.
         """
         try:
@@ -1088,11 +1089,11 @@ class _Walker:
         try:
             while True:
                 limit = min(C_BATCH, max(1, self.next_progress - self.scanned))
-                listed, gone, files, symlinks, nbytes, kept, items, end, read_errno = lister.batch(
-                    limit, self.locks
-                )
+                batch = lister.batch(limit, self.locks)
+                listed, gone, files, symlinks, nbytes, kept, items, subdirs, end, read_errno = batch
                 self.scanned += listed
                 self.flush(frame, listed, gone, files, symlinks, nbytes, kept)
+                frame.pending += subdirs  # (name, lstat), queued as list_dir queues them
                 for name, code, value, size, t in items:
                     self.c_item(frame, name, code, value, size, t)
                 if read_errno:

@@ -286,7 +286,7 @@ class CountingModule:
 
         def batch(limit: int, table: Any) -> Any:
             result = lister.batch(limit, table)
-            batches.append((result[0], len(result[6])))
+            batches.append((result[0], len(result[6]) + len(result[7])))
             return result
 
         return SimpleNamespace(batch=batch, close=lister.close)
@@ -404,3 +404,29 @@ def test_another_users_directory_is_cleaned_by_the_strict_rules(
     assert len(reads) >= 2
     assert (inbox / "victim").read_text() == "newcomer"
     assert report.skipped == {"changed": 1} and report.files_removed == 0
+
+
+def test_a_subdirectory_handed_back_by_c_carries_the_lstat_python_would_take(
+    tmp_path: Path,
+) -> None:
+    """The C loop hands subdirectories back with an os.stat_result it built: every field the
+    walk reads (identity, owner, mode, float and nanosecond times) equals os.lstat's."""
+    module = cleanup.c_walk()
+    if module is None:
+        require_c()
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    os.utime(sub, ns=(1_234_567_891_123_456_789, 1_134_567_891_987_654_321))
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        lister = module.Lister(fd, False, True, 0.0, os.fstat(fd).st_dev, 0, False)
+        result = lister.batch(100, None)
+        lister.close()
+    finally:
+        os.close(fd)
+    ((name, st),) = result[7]
+    want = os.lstat(sub)
+    assert name == "sub" and tuple(st) == tuple(want)
+    for field in ("atime", "mtime", "ctime"):
+        assert getattr(st, f"st_{field}") == getattr(want, f"st_{field}")
+        assert getattr(st, f"st_{field}_ns") == getattr(want, f"st_{field}_ns")
