@@ -414,10 +414,10 @@ def test_a_subdirectory_handed_back_by_c_carries_the_lstat_python_would_take(
     module = cleanup.c_walk()
     if module is None:
         require_c()
-    sub = tmp_path / "sub"
-    sub.mkdir()
+    sub = tmp_path / "top" / "sub"
+    sub.mkdir(parents=True)
     os.utime(sub, ns=(1_234_567_891_123_456_789, 1_134_567_891_987_654_321))
-    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    fd = os.open(sub.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
         lister = module.Lister(fd, False, True, 0.0, os.fstat(fd).st_dev, 0, False)
         result = lister.batch(100, None)
