@@ -36,6 +36,7 @@ holds locked (flock or POSIX lock), which it learns from ``/proc/locks`` (see DE
     python benchmarks/cleanup.py --memory               # peak RSS at 10k, 100k and 300k files
     python benchmarks/cleanup.py --floor                # the walk alone vs Python's floor
     python benchmarks/cleanup.py --floor --baseline /tmp/base  # ... and the old walk
+    python benchmarks/cleanup.py --lock-table           # the cost of reading /proc/locks
 
 ``--floor`` takes start-up out: a child process times only ``clean_root`` (CPU-s, by
 ``time.process_time``; ``walk`` with the C walk, ``walk-py`` without it), another only the
@@ -300,6 +301,136 @@ def floor(cands: Candidates, files: int, shapes: tuple[str, ...], runs: int) -> 
         print(f"  load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
+LOCKER = """
+import fcntl, os, sys
+d = sys.argv[1]
+fds = []
+for i in range(int(sys.argv[2])):
+    fd = os.open(os.path.join(d, str(i)), os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    fds.append(fd)
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+# Another process taking and dropping an flock in a loop: how long each lock call waits.
+PROBE = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+end = time.monotonic() + float(sys.argv[2])
+worst = []
+while time.monotonic() < end:
+    t = time.perf_counter()
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    worst.append(time.perf_counter() - t)
+worst.sort()
+n = len(worst)
+print(n, worst[n // 2] * 1e6, worst[int(n * 0.999)] * 1e6, worst[-1] * 1e6)
+"""
+
+
+def lock_table(base: Path, files: int) -> None:
+    """What one read of /proc/locks costs (wall, CPU, read() calls) with 0, 100 and 3,000
+    more locks held, what it costs another process's flock calls at 100 reads a second (the
+    walk's most), and how many reads a cleanup of ``files`` files makes (C and Python walk)."""
+    import threading
+
+    from reliactl import cleanup
+
+    def one_read() -> int:
+        fd = os.open(cleanup.LOCK_TABLE, os.O_RDONLY | os.O_CLOEXEC)
+        calls = 0
+        try:
+            while True:
+                calls += 1
+                if not os.read(fd, 1 << 16):
+                    return calls
+        finally:
+            os.close(fd)
+
+    for extra in (0, 100, 3000):
+        d = base / f"locks-{extra}"
+        d.mkdir()
+        holder = subprocess.Popen(
+            [sys.executable, "-c", LOCKER, str(d), str(extra)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        try:
+            walls, cpus = [], []
+            calls = 0
+            for _ in range(200):
+                w, c = time.perf_counter(), time.process_time()
+                calls = one_read()
+                walls.append(time.perf_counter() - w)
+                cpus.append(time.process_time() - c)
+            walls.sort()
+            size = len(Path(cleanup.LOCK_TABLE).read_bytes())
+            print(
+                f"table +{extra} locks ({size} bytes, {calls} read() calls a read): wall median"
+                f" {statistics.median(walls) * 1e6:.0f} us, p99 {walls[197] * 1e6:.0f} us;"
+                f" CPU {statistics.mean(cpus) * 1e6:.0f} us"
+            )
+            for rate in (0, 100):
+                stop = threading.Event()
+
+                def reader(rate: int = rate, stop: threading.Event = stop) -> None:
+                    while rate and not stop.is_set():
+                        one_read()
+                        time.sleep(1 / rate)
+
+                thread = threading.Thread(target=reader)
+                thread.start()
+                probe = subprocess.run(
+                    [sys.executable, "-c", PROBE, str(base / "probe"), "2"],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                stop.set()
+                thread.join()
+                n, med, p999, worst = probe.stdout.split()
+                print(
+                    f"  another process's flock+unlock with {rate} reads/s: {n} calls, median"
+                    f" {float(med):.1f} us, p99.9 {float(p999):.0f} us, max {float(worst):.0f} us"
+                )
+        finally:
+            assert holder.stdin is not None
+            holder.stdin.close()
+            holder.wait()
+    for env in ("1", "0"):
+        tree = base / "tree"
+        build(tree, files)
+        code = (
+            "import sys, time\n"
+            "import reliactl.cleanup as c\n"
+            "tables = []\n"
+            "real = c._LockTable.for_root\n"
+            "def spy(*a):\n"
+            "    t = real(*a)\n"
+            "    tables.append(t)\n"
+            "    return t\n"
+            "c._LockTable.for_root = spy\n"
+            "t0 = time.perf_counter()\n"
+            "c.clean_root(c.CleanupTarget(sys.argv[1], 86400.0), age_by='mtime')\n"
+            "print(tables[0].reads if tables[0] else 'no table', time.perf_counter() - t0)\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(tree)],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=dict(os.environ, RELIACTL_CLEANUP_C=env),
+            cwd=base,
+        ).stdout.split()
+        walk = "C" if env == "1" else "Python"
+        print(f"{files} files, {walk} walk: {out[0]} reads of the table in {float(out[1]):.2f} s")
+        shutil.rmtree(tree)
+
+
 def startup_cost() -> float:
     best = float("inf")
     for _ in range(5):
@@ -326,6 +457,9 @@ def main() -> None:
     parser.add_argument(
         "--floor", action="store_true", help="only the walk's CPU vs a bare Python loop's"
     )
+    parser.add_argument(
+        "--lock-table", action="store_true", help="only the cost of reading /proc/locks"
+    )
     args = parser.parse_args()
     # PYTHONDONTWRITEBYTECODE may be set here: compile once, so no run pays for compiling.
     import reliactl
@@ -349,6 +483,9 @@ def main() -> None:
             return
         if args.floor:
             floor(cands, args.files, shapes, args.runs)
+            return
+        if args.lock_table:
+            lock_table(base, args.files)
             return
         if args.memory:
             for files in (10_000, 100_000, 300_000):

@@ -33,6 +33,11 @@ left out by default, because reading and cleaning a directory changes it. Direct
 taken before the directory is read, and its atime/mtime are put back afterwards (as tmpfiles
 does), so neither a dry run nor a real one makes an old directory look young.
 
+The plain entries of a walk without per-name rules are decided in C where the optional
+extension ``reliactl._cleanupwalk`` was built (same rules, on the same directory fd and lock
+table; ``RELIACTL_CLEANUP_C=0`` turns it off); this module's walk is the fallback and the
+reference (docs/DESIGN.md, "Cleanup's walk in C").
+
 Memory does not grow with the number of files: files are decided while their directory is
 being read; only the subdirectory names of the directories on the current path are held
 (and, with a size budget, the files that could be deleted for it).
