@@ -15,9 +15,10 @@ tmpreaper (RELIABILITY.md #13, CVE-2018-6954):
 - a regular file another process holds locked is kept. Where the kernel's lock table is
   complete and trustworthy for the root (``/proc/locks`` readable, this process in the initial
   PID namespace, a local filesystem whose ``st_dev``/``st_ino`` are the lock table's: ext2-4,
-  xfs, tmpfs), the table is read once and again whenever the last read is older than
-  ``LOCK_TABLE_TTL``, and a file whose inode is in it (flock, POSIX, OFD lock or lease, held
-  or waited for) is kept: two syscalls per removed file (lstat, unlinkat), as tmpfiles. In
+  xfs, tmpfs), the table is read at the first old file and again whenever the last read is
+  older than ``LOCK_TABLE_TTL``, and a file whose inode is in it (flock, POSIX, OFD lock or
+  lease, held or waited for) is kept: two syscalls per removed file (lstat, unlinkat), as
+  tmpfiles. In
   a directory others may write to, the name is lstat'ed again just before the unlink and
   must still be the listed file. Elsewhere (NFS, btrfs, overlayfs, a container's PID
   namespace, no /proc) each file is removed only while this process holds a non-blocking
@@ -568,7 +569,7 @@ class _LockTable:
     def __init__(self, path: str, ttl: float) -> None:
         self.path = path
         self.ttl = ttl
-        self.read_at = -1.0e9
+        self.read_at = -1.0e9  # never read: the first held() reads it
         self.inodes: frozenset[tuple[int, int]] = frozenset()
         self.reads = 0
 
@@ -582,12 +583,15 @@ class _LockTable:
             return None
         if _filesystem_of(shown, root_dev) not in _LOCK_TABLE_FILESYSTEMS:
             return None
-        table = cls(LOCK_TABLE, LOCK_TABLE_TTL)
+        # Opening the table takes no lock; reading it does (the kernel's file-lock rwsem, for
+        # writing, once per page read). The first read is left to the first file that needs
+        # it: a walk that finds nothing old reads nothing, and a first read that fails or
+        # cannot be parsed falls back to the flock probe as a failed re-read does.
         try:
-            table.refresh(time.monotonic())
-        except (OSError, ValueError):
+            os.close(os.open(LOCK_TABLE, os.O_RDONLY | os.O_CLOEXEC))
+        except OSError:
             return None
-        return table
+        return cls(LOCK_TABLE, LOCK_TABLE_TTL)
 
     def refresh(self, now: float) -> None:
         fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)

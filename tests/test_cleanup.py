@@ -721,7 +721,7 @@ def test_in_a_shared_directory_a_file_swapped_just_before_the_unlink_is_kept(
 
     def swapping_refresh(self: cleanup._LockTable, now: float) -> None:
         refreshes.append(now)
-        if len(refreshes) == 2:  # the first re-read in the walk: right after victim's lstat
+        if len(refreshes) == 1:  # the walk's first read: right after victim's lstat
             os.unlink(root / "victim")
             time.sleep(0.02)  # a later clock tick: the newcomer's ctime differs
             (root / "victim").write_text("newcomer")
@@ -730,7 +730,7 @@ def test_in_a_shared_directory_a_file_swapped_just_before_the_unlink_is_kept(
     monkeypatch.setattr(cleanup._LockTable, "refresh", swapping_refresh)
     monkeypatch.setattr(cleanup, "LOCK_TABLE_TTL", -1.0)  # re-read before every file
     removed, report = run(root)
-    assert len(refreshes) >= 3
+    assert len(refreshes) >= 2
     assert removal_paths(removed) == [str(root / "sub"), str(root / "sub" / "a_old")]
     assert (root / "victim").read_text() == "newcomer"
     assert report.skipped == {"changed": 1} and report.ok  # type: ignore[attr-defined]

@@ -394,14 +394,14 @@ def test_another_users_directory_is_cleaned_by_the_strict_rules(
 
     def swapping_refresh(self: cleanup._LockTable, now: float) -> None:
         reads.append(now)
-        if len(reads) == 2:  # the first re-read in the walk: right after victim's lstat
+        if len(reads) == 1:  # the walk's first read: right after victim's lstat
             subprocess.run([*NOBODY, sys.executable, "-c", SWAP, str(inbox / "victim")], check=True)
         real_refresh(self, now)
 
     monkeypatch.setattr(cleanup._LockTable, "refresh", swapping_refresh)
     monkeypatch.setattr(cleanup, "LOCK_TABLE_TTL", -1.0)  # re-read before every file
     report = clean_root(CleanupTarget(str(inbox), DAY), now=FUTURE)
-    assert len(reads) >= 2
+    assert len(reads) >= 1
     assert (inbox / "victim").read_text() == "newcomer"
     assert report.skipped == {"changed": 1} and report.files_removed == 0
 
