@@ -46,6 +46,9 @@ def build_extension(root: str | Path, cc: list[str] | None = None) -> str | None
         print(f"reliactl: no Python.h in {include} (or not Linux): pure-Python cleanup walk",
               file=sys.stderr)
         return None
+    # A build from older source must not outlive a failed rebuild (reliactl would refuse it
+    # by its API number anyway).
+    target.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent, prefix=".build-")
     os.close(fd)
     argv = [

@@ -415,6 +415,12 @@ PyInit__cleanupwalk(void)
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
+    /* reliactl/cleanup.py uses the module only when this is the version it was written
+     * for: a stale build (a checkout updated without reinstalling) is never called. */
+    if (PyModule_AddIntConstant(m, "API", 1) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
     Py_INCREF(&ListerType);
     if (PyModule_AddObject(m, "Lister", (PyObject *)&ListerType) < 0) {
         Py_DECREF(&ListerType);

@@ -2,6 +2,8 @@
 import os
 from typing import Any
 
+API: int
+
 class Lister:
     def __init__(
         self,

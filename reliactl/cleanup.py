@@ -18,9 +18,8 @@ tmpreaper (RELIABILITY.md #13, CVE-2018-6954):
   xfs, tmpfs), the table is read at the first old file and again whenever the last read is
   older than ``LOCK_TABLE_TTL``, and a file whose inode is in it (flock, POSIX, OFD lock or
   lease, held or waited for) is kept: two syscalls per removed file (lstat, unlinkat), as
-  tmpfiles. In
-  a directory others may write to, the name is lstat'ed again just before the unlink and
-  must still be the listed file. Elsewhere (NFS, btrfs, overlayfs, a container's PID
+  tmpfiles. In a directory others may write to, the name is lstat'ed again just before the
+  unlink and must still be the listed file. Elsewhere (NFS, btrfs, overlayfs, a container's PID
   namespace, no /proc) each file is removed only while this process holds a non-blocking
   ``flock`` on it and ``F_OFD_GETLK`` finds no POSIX lock, opened by ``O_PATH`` first and
   re-opened only after checking it is still the regular file that was listed;
@@ -121,6 +120,7 @@ _INIT_PID_NS_INO = 0xEFFFFFFC  # PROC_PID_INIT_INO: /proc/self/ns/pid of the ini
 # The walk in C (reliactl/_cleanupwalk.c, optional): RELIACTL_CLEANUP_C=0 turns it off.
 C_WALK_ENV = "RELIACTL_CLEANUP_C"
 C_BATCH = 4096  # entries a call of the C loop reads at most (memory stays flat)
+C_WALK_API = 1  # the _cleanupwalk.API this module speaks (a stale build is not used)
 # What an item of a C batch says (the OUT_* codes of _cleanupwalk.c).
 _C_DEFER, _C_STAT_FAILED, _C_LOCKED, _C_CHANGED = 0, 1, 2, 3
 _C_RECHECK_FAILED, _C_UNLINK_FAILED, _C_REMOVED, _C_TABLE_LOST = 4, 5, 6, 7
@@ -460,14 +460,17 @@ _REMOVABLE = frozenset({_S_IFREG, _S_IFLNK})
 
 
 def c_walk() -> ModuleType | None:
-    """The C walk's module, or None: not built (no compiler), or turned off by the operator
-    (``RELIACTL_CLEANUP_C=0``). The Python walk is the fallback and the reference."""
+    """The C walk's module, or None: not built (no compiler), built from another version of
+    the source, or turned off by the operator (``RELIACTL_CLEANUP_C=0``). The Python walk is
+    the fallback and the reference."""
     if os.environ.get(C_WALK_ENV, "1").strip().lower() in ("0", "no", "off", "false"):
         return None
     try:
         from reliactl import _cleanupwalk
     except ImportError:
         return None
+    if getattr(_cleanupwalk, "API", None) != C_WALK_API:
+        return None  # built from another version of the source: reinstall to rebuild
     return _cleanupwalk
 
 

@@ -17,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from collections.abc import Iterator
@@ -218,6 +219,11 @@ import sys, os, time
 blocked = sys.argv[2] == "missing"
 if blocked:
     sys.modules["reliactl._cleanupwalk"] = None  # as if it was never built: ImportError
+if sys.argv[2] == "stale":  # built from another version of the source
+    import types
+    stale = types.ModuleType("reliactl._cleanupwalk")
+    stale.API = 0
+    sys.modules["reliactl._cleanupwalk"] = stale
 import reliactl.cleanup as cleanup
 seen = []
 real = cleanup._Walker.run
@@ -230,10 +236,11 @@ print(cleanup.c_walk() is None, seen[0], report.files_removed, sorted(os.listdir
 """
 
 
-@pytest.mark.parametrize("how", ["missing", "turned-off"])
+@pytest.mark.parametrize("how", ["missing", "turned-off", "stale"])
 def test_without_the_c_walk_cleanup_falls_back_to_the_python_walk(tmp_path: Path, how: str) -> None:
-    """No extension (never built: the import fails) or RELIACTL_CLEANUP_C=0 (the operator's
-    off switch): cleanup still cleans, in Python, with the same result."""
+    """No extension (never built: the import fails), one built from other source (its API
+    number differs: a checkout updated without reinstalling) or RELIACTL_CLEANUP_C=0 (the
+    operator's off switch): cleanup still cleans, in Python, with the same result."""
     root = tmp_path / "r"
     (root / "d").mkdir(parents=True)
     for name in ("a", "b", "d/c"):
@@ -267,6 +274,10 @@ def test_the_build_goes_on_without_a_c_compiler(tmp_path: Path) -> None:
     assert hatch_build.build_extension(tmp_path, cc=["/nonexistent/cc"]) is None
     assert hatch_build.build_extension(tmp_path, cc=["false"]) is None
     assert [p.name for p in (tmp_path / "reliactl").iterdir()] == ["_cleanupwalk.c"]
+    stale = tmp_path / "reliactl" / ("_cleanupwalk" + sysconfig.get_config_var("EXT_SUFFIX"))
+    stale.write_bytes(b"an older build")
+    assert hatch_build.build_extension(tmp_path, cc=["false"]) is None
+    assert not stale.exists(), "a failed rebuild left an older build in place"
     if shutil.which("gcc") is None and not c_walk_required():
         return
     built = hatch_build.build_extension(tmp_path, cc=["gcc"])
