@@ -16,6 +16,8 @@ The candidates:
 - ``systemd-tmpfiles --clean CONF`` with ``d TREE - - - am:1d`` (age by atime and mtime for
   files; install it with ``apt-get install -y systemd``);
 - ``reliactl cleanup TREE --older-than 1d --age-by mtime``;
+- ``reliactl-py``: the same command with its C walk turned off (``RELIACTL_CLEANUP_C=0``: the
+  pure-Python walk, the fallback where the extension was not built); only where it was built;
 - ``reliactl-base``: the same command run from another copy of the package (``--baseline
   DIR``, e.g. ``git archive main reliactl | tar -x -C DIR``), for before/after figures taken
   in the same interleaved run.
@@ -34,9 +36,11 @@ holds locked (flock or POSIX lock), which it learns from ``/proc/locks`` (see DE
     python benchmarks/cleanup.py --memory               # peak RSS at 10k, 100k and 300k files
     python benchmarks/cleanup.py --floor                # the walk alone vs Python's floor
     python benchmarks/cleanup.py --floor --baseline /tmp/base  # ... and the old walk
+    python benchmarks/cleanup.py --lock-table           # the cost of reading /proc/locks
 
 ``--floor`` takes start-up out: a child process times only ``clean_root`` (CPU-s, by
-``time.process_time``), another only the barest Python loop that could do the job (``scandir``,
+``time.process_time``; ``walk`` with the C walk, ``walk-py`` without it), another only the
+barest Python loop that could do the job (``scandir``,
 ``DirEntry.stat``, ``unlink`` by dir fd: no rule at all), against systemd-tmpfiles' whole
 process. The gap between the bare loop and tmpfiles is what Python costs per file; the gap
 between reliactl's walk and the bare loop is what its rules cost.
@@ -144,6 +148,11 @@ class Candidates:
         self.names = ["find", "reliactl"]
         if self.tmpfiles:
             self.names.insert(1, "tmpfiles")
+        from reliactl.cleanup import c_walk
+
+        self.has_c = c_walk() is not None
+        if self.has_c:
+            self.names.append("reliactl-py")
         if baseline:
             self.names.append("reliactl-base")
 
@@ -159,6 +168,8 @@ class Candidates:
         # first on sys.path, ahead of PYTHONPATH, so a checkout there would shadow --baseline.
         if tool == "reliactl-base":
             env = dict(os.environ, PYTHONPATH=str(self.baseline))
+        if tool == "reliactl-py":
+            env = dict(os.environ, RELIACTL_CLEANUP_C="0")
         return reliactl_argv(tree), env
 
 
@@ -245,6 +256,8 @@ print(time.process_time() - start)
 def floor(cands: Candidates, files: int, shapes: tuple[str, ...], runs: int) -> None:
     """CPU-s of reliactl's walk alone and of the bare Python loop, against tmpfiles."""
     names = ["walk", "bare"] + (["tmpfiles"] if cands.tmpfiles else [])
+    if cands.has_c:
+        names.append("walk-py")
     if cands.baseline:
         names.append("walk-base")
     for shape in shapes:
@@ -262,6 +275,8 @@ def floor(cands: Candidates, files: int, shapes: tuple[str, ...], runs: int) -> 
                     env = None
                     if tool == "walk-base":
                         env = dict(os.environ, PYTHONPATH=str(cands.baseline))
+                    if tool == "walk-py":
+                        env = dict(os.environ, RELIACTL_CLEANUP_C="0")
                     out = subprocess.run(
                         [sys.executable, "-c", code, str(tree)],
                         capture_output=True,
@@ -284,6 +299,136 @@ def floor(cands: Candidates, files: int, shapes: tuple[str, ...], runs: int) -> 
             ratio = f"  {med / ref:.2f}x tmpfiles" if ref else ""
             print(f"  {tool:<9} {spread(cpu[tool])}{ratio}")
         print(f"  load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+
+
+LOCKER = """
+import fcntl, os, sys
+d = sys.argv[1]
+fds = []
+for i in range(int(sys.argv[2])):
+    fd = os.open(os.path.join(d, str(i)), os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    fds.append(fd)
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+# Another process taking and dropping an flock in a loop: how long each lock call waits.
+PROBE = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+end = time.monotonic() + float(sys.argv[2])
+worst = []
+while time.monotonic() < end:
+    t = time.perf_counter()
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    worst.append(time.perf_counter() - t)
+worst.sort()
+n = len(worst)
+print(n, worst[n // 2] * 1e6, worst[int(n * 0.999)] * 1e6, worst[-1] * 1e6)
+"""
+
+
+def lock_table(base: Path, files: int) -> None:
+    """What one read of /proc/locks costs (wall, CPU, read() calls) with 0, 100 and 3,000
+    more locks held, what it costs another process's flock calls at 100 reads a second (the
+    walk's most), and how many reads a cleanup of ``files`` files makes (C and Python walk)."""
+    import threading
+
+    from reliactl import cleanup
+
+    def one_read() -> int:
+        fd = os.open(cleanup.LOCK_TABLE, os.O_RDONLY | os.O_CLOEXEC)
+        calls = 0
+        try:
+            while True:
+                calls += 1
+                if not os.read(fd, 1 << 16):
+                    return calls
+        finally:
+            os.close(fd)
+
+    for extra in (0, 100, 3000):
+        d = base / f"locks-{extra}"
+        d.mkdir()
+        holder = subprocess.Popen(
+            [sys.executable, "-c", LOCKER, str(d), str(extra)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        try:
+            walls, cpus = [], []
+            calls = 0
+            for _ in range(200):
+                w, c = time.perf_counter(), time.process_time()
+                calls = one_read()
+                walls.append(time.perf_counter() - w)
+                cpus.append(time.process_time() - c)
+            walls.sort()
+            size = len(Path(cleanup.LOCK_TABLE).read_bytes())
+            print(
+                f"table +{extra} locks ({size} bytes, {calls} read() calls a read): wall median"
+                f" {statistics.median(walls) * 1e6:.0f} us, p99 {walls[197] * 1e6:.0f} us;"
+                f" CPU {statistics.mean(cpus) * 1e6:.0f} us"
+            )
+            for rate in (0, 100):
+                stop = threading.Event()
+
+                def reader(rate: int = rate, stop: threading.Event = stop) -> None:
+                    while rate and not stop.is_set():
+                        one_read()
+                        time.sleep(1 / rate)
+
+                thread = threading.Thread(target=reader)
+                thread.start()
+                probe = subprocess.run(
+                    [sys.executable, "-c", PROBE, str(base / "probe"), "2"],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                stop.set()
+                thread.join()
+                n, med, p999, worst = probe.stdout.split()
+                print(
+                    f"  another process's flock+unlock with {rate} reads/s: {n} calls, median"
+                    f" {float(med):.1f} us, p99.9 {float(p999):.0f} us, max {float(worst):.0f} us"
+                )
+        finally:
+            assert holder.stdin is not None
+            holder.stdin.close()
+            holder.wait()
+    for env in ("1", "0"):
+        tree = base / "tree"
+        build(tree, files)
+        code = (
+            "import sys, time\n"
+            "import reliactl.cleanup as c\n"
+            "tables = []\n"
+            "real = c._LockTable.for_root\n"
+            "def spy(*a):\n"
+            "    t = real(*a)\n"
+            "    tables.append(t)\n"
+            "    return t\n"
+            "c._LockTable.for_root = spy\n"
+            "t0 = time.perf_counter()\n"
+            "c.clean_root(c.CleanupTarget(sys.argv[1], 86400.0), age_by='mtime')\n"
+            "print(tables[0].reads if tables[0] else 'no table', time.perf_counter() - t0)\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(tree)],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=dict(os.environ, RELIACTL_CLEANUP_C=env),
+            cwd=base,
+        ).stdout.split()
+        walk = "C" if env == "1" else "Python"
+        print(f"{files} files, {walk} walk: {out[0]} reads of the table in {float(out[1]):.2f} s")
+        shutil.rmtree(tree)
 
 
 def startup_cost() -> float:
@@ -312,6 +457,9 @@ def main() -> None:
     parser.add_argument(
         "--floor", action="store_true", help="only the walk's CPU vs a bare Python loop's"
     )
+    parser.add_argument(
+        "--lock-table", action="store_true", help="only the cost of reading /proc/locks"
+    )
     args = parser.parse_args()
     # PYTHONDONTWRITEBYTECODE may be set here: compile once, so no run pays for compiling.
     import reliactl
@@ -335,6 +483,9 @@ def main() -> None:
             return
         if args.floor:
             floor(cands, args.files, shapes, args.runs)
+            return
+        if args.lock_table:
+            lock_table(base, args.files)
             return
         if args.memory:
             for files in (10_000, 100_000, 300_000):

@@ -15,11 +15,11 @@ tmpreaper (RELIABILITY.md #13, CVE-2018-6954):
 - a regular file another process holds locked is kept. Where the kernel's lock table is
   complete and trustworthy for the root (``/proc/locks`` readable, this process in the initial
   PID namespace, a local filesystem whose ``st_dev``/``st_ino`` are the lock table's: ext2-4,
-  xfs, tmpfs), the table is read once and again whenever the last read is older than
-  ``LOCK_TABLE_TTL``, and a file whose inode is in it (flock, POSIX, OFD lock or lease, held
-  or waited for) is kept: two syscalls per removed file (lstat, unlinkat), as tmpfiles. In
-  a directory others may write to, the name is lstat'ed again just before the unlink and
-  must still be the listed file. Elsewhere (NFS, btrfs, overlayfs, a container's PID
+  xfs, tmpfs), the table is read at the first old file and again whenever the last read is
+  older than ``LOCK_TABLE_TTL``, and a file whose inode is in it (flock, POSIX, OFD lock or
+  lease, held or waited for) is kept: two syscalls per removed file (lstat, unlinkat), as
+  tmpfiles. In a directory others may write to, the name is lstat'ed again just before the
+  unlink and must still be the listed file. Elsewhere (NFS, btrfs, overlayfs, a container's PID
   namespace, no /proc) each file is removed only while this process holds a non-blocking
   ``flock`` on it and ``F_OFD_GETLK`` finds no POSIX lock, opened by ``O_PATH`` first and
   re-opened only after checking it is still the regular file that was listed;
@@ -32,6 +32,11 @@ Age is the newest of mtime, ctime and atime by default (as tmpfiles); for direct
 left out by default, because reading and cleaning a directory changes it. Directory times are
 taken before the directory is read, and its atime/mtime are put back afterwards (as tmpfiles
 does), so neither a dry run nor a real one makes an old directory look young.
+
+The plain entries of a walk without per-name rules are decided in C where the optional
+extension ``reliactl._cleanupwalk`` was built (same rules, on the same directory fd and lock
+table; ``RELIACTL_CLEANUP_C=0`` turns it off); this module's walk is the fallback and the
+reference (docs/DESIGN.md, "Cleanup's walk in C").
 
 Memory does not grow with the number of files: files are decided while their directory is
 being read; only the subdirectory names of the directories on the current path are held
@@ -49,6 +54,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from types import ModuleType
 from typing import TYPE_CHECKING, Literal
 
 from reliactl._procfs import unescape_mount
@@ -111,6 +117,13 @@ _O_PATH: int = getattr(os, "O_PATH", 0)
 LOCK_TABLE = "/proc/locks"
 LOCK_TABLE_TTL = 0.01  # seconds a read of the lock table is trusted before it is re-read
 _INIT_PID_NS_INO = 0xEFFFFFFC  # PROC_PID_INIT_INO: /proc/self/ns/pid of the initial namespace
+# The walk in C (reliactl/_cleanupwalk.c, optional): RELIACTL_CLEANUP_C=0 turns it off.
+C_WALK_ENV = "RELIACTL_CLEANUP_C"
+C_BATCH = 4096  # entries a call of the C loop reads at most (memory stays flat)
+C_WALK_API = 1  # the _cleanupwalk.API this module speaks (a stale build is not used)
+# What an item of a C batch says (the OUT_* codes of _cleanupwalk.c).
+_C_DEFER, _C_STAT_FAILED, _C_LOCKED, _C_CHANGED = 0, 1, 2, 3
+_C_RECHECK_FAILED, _C_UNLINK_FAILED, _C_REMOVED, _C_TABLE_LOST = 4, 5, 6, 7
 # Filesystems whose stat() st_dev and st_ino are the superblock device and inode number the
 # lock table prints, and whose locks are all local (so all in the table).
 _LOCK_TABLE_FILESYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "tmpfs"})
@@ -446,6 +459,25 @@ _S_IFLNK = stat.S_IFLNK
 _REMOVABLE = frozenset({_S_IFREG, _S_IFLNK})
 
 
+def c_walk() -> ModuleType | None:
+    """The C walk's module, or None: not built (no compiler), built from another version of
+    the source, or turned off by the operator (``RELIACTL_CLEANUP_C=0``). The Python walk is
+    the fallback and the reference."""
+    if os.environ.get(C_WALK_ENV, "1").strip().lower() in ("0", "no", "off", "false"):
+        return None
+    try:
+        from reliactl import _cleanupwalk
+    except ImportError:
+        return None
+    if getattr(_cleanupwalk, "API", None) != C_WALK_API:
+        return None  # built from another version of the source: reinstall to rebuild
+    return _cleanupwalk
+
+
+def _errno_reason(err: int) -> str:
+    return _reason_for(OSError(err, os.strerror(err)))
+
+
 def _matches(patterns: Sequence[str], name: str, rel: str) -> bool:
     import fnmatch  # only with include/exclude globs (it compiles regexes)
 
@@ -540,7 +572,7 @@ class _LockTable:
     def __init__(self, path: str, ttl: float) -> None:
         self.path = path
         self.ttl = ttl
-        self.read_at = -1.0e9
+        self.read_at = -1.0e9  # never read: the first held() reads it
         self.inodes: frozenset[tuple[int, int]] = frozenset()
         self.reads = 0
 
@@ -554,12 +586,15 @@ class _LockTable:
             return None
         if _filesystem_of(shown, root_dev) not in _LOCK_TABLE_FILESYSTEMS:
             return None
-        table = cls(LOCK_TABLE, LOCK_TABLE_TTL)
+        # Opening the table takes no lock; reading it does (the kernel's file-lock rwsem, for
+        # writing, once per page read). The first read is left to the first file that needs
+        # it: a walk that finds nothing old reads nothing, and a first read that fails or
+        # cannot be parsed falls back to the flock probe as a failed re-read does.
         try:
-            table.refresh(time.monotonic())
-        except (OSError, ValueError):
+            os.close(os.open(LOCK_TABLE, os.O_RDONLY | os.O_CLOEXEC))
+        except OSError:
             return None
-        return table
+        return cls(LOCK_TABLE, LOCK_TABLE_TTL)
 
     def refresh(self, now: float) -> None:
         fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
@@ -734,6 +769,8 @@ class _Walker:
         self.mounts: set[tuple[int, int]] = set()
         self.locks: _LockTable | None = None  # None: probe each file with flock
         self.simple = False  # set by run(): see list_dir
+        self.c_walk: ModuleType | None = None  # set by run(): see list_dir_c
+        self.c_dirs = 0  # directories the C walk listed
         # size-budget candidates: (age time, size, dir rel, name, dev, ino, ctime_ns)
         self.candidates: list[tuple[float, int, str, str, int, int, int]] = []
 
@@ -794,6 +831,7 @@ class _Walker:
         self.locks = _LockTable.for_root(self.shown, self.root_dev)
         # list_dir decides a file inline only when no per-name rule or budget applies.
         self.simple = not (self.include or self.exclude or self.mounts) and self.budget is None
+        self.c_walk = c_walk() if self.simple else None
         root_age = _age_time(root_st, self.age_by, True)
         stack = [_Frame(root_fd, "", "", root_st, root_age, _shared(root_st, self.euid))]
         self.list_dir(stack[0])
@@ -899,6 +937,9 @@ class _Walker:
         cleanup). Every other entry, and every outcome but a removal or a young file, goes
         through ``decide``, which applies the same rules one by one.
         """
+        if self.c_walk is not None:
+            self.list_dir_c(frame, self.c_walk)
+            return
         try:
             it = os.scandir(frame.fd)
         except OSError as exc:
@@ -1031,6 +1072,88 @@ class _Walker:
         finally:
             self.scanned = scanned
             self.flush(frame, listed, gone, files, symlinks, nbytes, kept)
+
+    def list_dir_c(self, frame: _Frame, module: ModuleType) -> None:
+        """list_dir's inline decisions, made by the C loop (reliactl/_cleanupwalk.c).
+
+        C removes or keeps the plain entries (the same age, lock-table and shared-directory
+        rules as list_dir's inline path) in batches of at most ``C_BATCH`` entries and hands
+        back the subdirectories with their lstat (queued as list_dir queues them), every
+        other entry, which ``decide`` judges on a fresh lstat, and every outcome but
+        "removed" or "young". With an ``on_remove`` callback a batch ends at each
+        removal (the callback sees it as it happens); with ``on_progress`` at the next tick.
+        """
+        try:
+            lister = module.Lister(
+                frame.fd,
+                frame.shared,
+                self.dry_run,
+                self.cutoff,
+                self.root_dev,
+                _AGE_CODE[self.age_by],
+                self.on_remove is not None,
+            )
+        except OSError as exc:
+            self.skip(_reason_for(exc))
+            frame.total += 1  # unknown contents: never "emptied"
+            return
+        self.c_dirs += 1
+        try:
+            while True:
+                limit = min(C_BATCH, max(1, self.next_progress - self.scanned))
+                batch = lister.batch(limit, self.locks)
+                listed, gone, files, symlinks, nbytes, kept, items, subdirs, end, read_errno = batch
+                self.scanned += listed
+                self.flush(frame, listed, gone, files, symlinks, nbytes, kept)
+                frame.pending += subdirs  # (name, lstat), queued as list_dir queues them
+                for name, code, value, size, t in items:
+                    self.c_item(frame, name, code, value, size, t)
+                if read_errno:
+                    self.skip(_errno_reason(read_errno))
+                    frame.total += 1
+                self.tick()
+                if end:
+                    return
+        finally:
+            lister.close()
+
+    def c_item(self, frame: _Frame, name: str, code: int, value: int, size: int, t: float) -> None:
+        """One entry the C loop did not settle alone (see list_dir_c)."""
+        if code == _C_REMOVED:  # counted by C; only the callback is left
+            if self.on_remove is not None:
+                kind: EntryKind = "file" if value else "symlink"
+                self.on_remove(
+                    Removal(
+                        self.path_of(frame.rel, name), kind, size, max(0.0, self.now - t), "age"
+                    )
+                )
+            return
+        if code in (_C_DEFER, _C_TABLE_LOST):
+            if code == _C_TABLE_LOST:
+                self.locks = None  # probe each file from now on, as list_dir does
+            try:
+                st = os.stat(name, dir_fd=frame.fd, follow_symlinks=False)
+            except OSError as exc:
+                value = exc.errno or 0
+                code = _C_STAT_FAILED
+            else:
+                frame.gone += self.decide(frame, name, st)
+                return
+        if code == _C_STAT_FAILED:
+            reason = _errno_reason(value)
+            if reason == "vanished":
+                frame.gone += 1
+            self.skip(reason)
+            return
+        if code == _C_LOCKED:
+            outcome = "locked"
+        elif code == _C_CHANGED:
+            outcome = "changed"
+        elif code == _C_RECHECK_FAILED:
+            outcome = _errno_reason(value)
+        else:  # _C_UNLINK_FAILED
+            outcome = _unlink_reason(OSError(value, os.strerror(value)))
+        frame.gone += self.not_removed(frame, name, outcome)
 
     def flush(
         self,

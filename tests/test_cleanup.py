@@ -25,6 +25,10 @@ from reliactl.cleanup import (
     removal_paths,
 )
 from reliactl.errors import UnsafeRootError
+from tests.cleanupwalks import walk  # noqa: F401 - the fixture
+
+# Every test here runs against both walks, Python and C (tests/cleanupwalks.py).
+pytestmark = pytest.mark.usefixtures("walk")
 
 DAY = 86400.0
 FUTURE = time.time() + 10 * DAY
@@ -699,32 +703,35 @@ def test_the_inline_path_decides_exactly_as_the_rule_by_rule_path(
 def test_in_a_shared_directory_a_file_swapped_just_before_the_unlink_is_kept(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The walk's inline path re-checks the name in a directory others may write to: a file
-    put under the listed name after the listing (another inode) is neither removed nor
-    counted, and the walk goes on."""
+    """The walk re-checks the name in a directory others may write to: a file put under the
+    listed name after the listing (another inode) is neither removed nor counted, and the
+    walk goes on. The swap happens inside the lock table's re-read, which both walks do
+    between a file's lstat and its unlink (the table is made stale before every file)."""
     from reliactl import cleanup
 
     root = tmp_path / "r"
     root.mkdir()
     root.chmod(0o1777)
-    write(root / "a_old")
-    write(root / "victim", "old")
-    real_stat = os.stat
-    swapped: list[str] = []
+    write(root / "victim", "old")  # the only file of the shared root
+    write(root / "sub" / "a_old")  # a later directory, not shared: the walk goes on
+    if cleanup._LockTable.for_root(str(root), os.stat(root).st_dev) is None:
+        pytest.skip("the lock table is not trusted here; the flock probe checks the inode")
+    real_refresh = cleanup._LockTable.refresh
+    refreshes: list[float] = []
 
-    def swapping_stat(path: object, *args: object, **kwargs: object) -> os.stat_result:
-        if path == "victim" and kwargs.get("dir_fd") is not None and not swapped:
-            swapped.append("victim")
+    def swapping_refresh(self: cleanup._LockTable, now: float) -> None:
+        refreshes.append(now)
+        if len(refreshes) == 1:  # the walk's first read: right after victim's lstat
             os.unlink(root / "victim")
             time.sleep(0.02)  # a later clock tick: the newcomer's ctime differs
             (root / "victim").write_text("newcomer")
-        return real_stat(path, *args, **kwargs)  # type: ignore[call-overload, no-any-return]
+        real_refresh(self, now)
 
-    monkeypatch.setattr(cleanup.os, "stat", swapping_stat)
+    monkeypatch.setattr(cleanup._LockTable, "refresh", swapping_refresh)
+    monkeypatch.setattr(cleanup, "LOCK_TABLE_TTL", -1.0)  # re-read before every file
     removed, report = run(root)
-    monkeypatch.undo()
-    assert swapped == ["victim"]
-    assert removal_paths(removed) == [str(root / "a_old")]
+    assert len(refreshes) >= 2
+    assert removal_paths(removed) == [str(root / "sub"), str(root / "sub" / "a_old")]
     assert (root / "victim").read_text() == "newcomer"
     assert report.skipped == {"changed": 1} and report.ok  # type: ignore[attr-defined]
 

@@ -20,6 +20,10 @@ import pytest
 
 import reliactl.cleanup as cleanup
 from reliactl.cleanup import CleanupTarget, Removal, clean_root, removal_paths
+from tests.cleanupwalks import walk  # noqa: F401 - the fixture
+
+# Every test here runs against both walks, Python and C (tests/cleanupwalks.py).
+pytestmark = pytest.mark.usefixtures("walk")
 
 DAY = 86400.0
 FUTURE = time.time() + 10 * DAY
@@ -144,7 +148,7 @@ def test_the_lock_table_is_used_where_trusted_and_not_where_unreadable(
     needs_table()
     st = os.stat(base)
     table = cleanup._LockTable.for_root(str(base), st.st_dev)
-    assert table is not None and table.reads == 1
+    assert table is not None and table.reads == 0  # read at the first file that needs it
     monkeypatch.setattr(cleanup, "LOCK_TABLE", "/nonexistent/locks")
     assert cleanup._LockTable.for_root(str(base), st.st_dev) is None
 
@@ -264,3 +268,60 @@ def test_a_lock_table_lost_mid_walk_falls_back_to_probing_each_file(
     assert removal_paths(removed) == [str(root / f"free{index:02}") for index in range(20)]
     assert report.skipped == {"locked": 1} and report.ok
     assert (root / "held").exists()
+
+
+def test_a_walk_that_finds_nothing_old_never_reads_the_lock_table(
+    base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each read of /proc/locks takes the kernel's file-lock rwsem for writing (other
+    processes' lock calls wait): the table is read only when an old regular file is to be
+    decided, so a cron run over a root with nothing due reads it not at all (it was read
+    once per root before); a walk with something old reads it and still keeps a held file."""
+    needs_table()
+    root = base / "root"
+    root.mkdir()
+    for index in range(5):
+        (root / f"young{index}").write_text("x")
+        os.utime(root / f"young{index}", (FUTURE, FUTURE))
+    (root / "old-link").symlink_to("/nowhere")  # a symlink is removed without the table
+    reads: list[float] = []
+    real_refresh = cleanup._LockTable.refresh
+
+    def counting_refresh(self: cleanup._LockTable, now: float) -> None:
+        reads.append(now)
+        real_refresh(self, now)
+
+    monkeypatch.setattr(cleanup._LockTable, "refresh", counting_refresh)
+    removed, report = run(root)
+    assert removal_paths(removed) == [str(root / "old-link")]
+    assert reads == []
+    (root / "held").write_text("x")
+    holder = Holder("posix", root / "held")
+    try:
+        removed, report = run(root)
+    finally:
+        holder.release()
+    assert reads and report.skipped == {"locked": 1} and removed == []
+
+
+def test_a_lock_table_that_cannot_be_parsed_at_its_first_read_means_probing(
+    base: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The first read now happens at the first old file: a table that opens but does not
+    parse then switches the walk to the flock probe (as a failed re-read does), so a held
+    file is still kept and the free ones go."""
+    needs_table()
+    garbage = tmp_path / "locks"
+    garbage.write_text("1: something this reliactl cannot read\n")
+    monkeypatch.setattr(cleanup, "LOCK_TABLE", str(garbage))
+    root = base / "root"
+    root.mkdir()
+    for name in ("a", "b", "held"):
+        (root / name).write_text("x")
+    holder = Holder("flock", root / "held")
+    try:
+        removed, report = run(root)
+    finally:
+        holder.release()
+    assert removal_paths(removed) == [str(root / "a"), str(root / "b")]
+    assert report.skipped == {"locked": 1} and report.ok

@@ -17,6 +17,10 @@ from pathlib import Path
 import pytest
 
 from reliactl.cleanup import CleanupTarget, clean_root
+from tests.cleanupwalks import walk  # noqa: F401 - the fixture
+
+# Every test here runs against both walks, Python and C (tests/cleanupwalks.py).
+pytestmark = pytest.mark.usefixtures("walk")
 
 DAY = 86400.0
 FUTURE = time.time() + 10 * DAY

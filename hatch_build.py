@@ -1,0 +1,101 @@
+"""Build reliactl's optional C extension (reliactl/_cleanupwalk.c) with hatchling.
+
+The extension is cleanup's per-entry loop in C (docs/DESIGN.md, "The walk in C"). It is
+optional: with no C compiler or no Python headers the build prints why and goes on, and
+cleanup runs its pure-Python walk. The shared object is written next to its source in
+``reliactl/`` (git-ignored), where both an editable install (``pip install -e``, whose .pth
+points at the checkout) and a wheel (as an artifact) find it.
+
+Set ``RELIACTL_BUILD_EXTENSION=0`` to build without it; ``CC`` picks the compiler.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from pathlib import Path
+from typing import Any
+
+SOURCE = "reliactl/_cleanupwalk.c"
+MODULE = "_cleanupwalk"
+
+
+def compiler() -> list[str]:
+    """The C compiler command: $CC, else the one Python was built with, else cc."""
+    cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
+    return shlex.split(cc)
+
+
+def build_extension(root: str | Path, cc: list[str] | None = None) -> str | None:
+    """Compile the extension into ``reliactl/``; its path relative to ``root``, or None.
+
+    Never raises for a missing or failing compiler: the package works without it.
+    """
+    root = Path(root)
+    source = root / SOURCE
+    target = root / "reliactl" / (MODULE + (sysconfig.get_config_var("EXT_SUFFIX") or ".so"))
+    include = sysconfig.get_paths()["include"]
+    if os.environ.get("RELIACTL_BUILD_EXTENSION", "1") == "0":
+        print("reliactl: RELIACTL_BUILD_EXTENSION=0: not building the C walk", file=sys.stderr)
+        return None
+    if not sys.platform.startswith("linux") or not (Path(include) / "Python.h").is_file():
+        print(f"reliactl: no Python.h in {include} (or not Linux): pure-Python cleanup walk",
+              file=sys.stderr)
+        return None
+    # A build from older source must not outlive a failed rebuild (reliactl would refuse it
+    # by its API number anyway).
+    target.unlink(missing_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent, prefix=".build-")
+    os.close(fd)
+    argv = [
+        *(cc or compiler()),
+        "-O2",
+        "-fPIC",
+        "-shared",
+        "-Wall",
+        "-Wextra",
+        "-Wno-missing-field-initializers",
+        f"-I{include}",
+        "-o",
+        tmp,
+        str(source),
+    ]
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=300)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        os.unlink(tmp)
+        print(f"reliactl: cannot run the C compiler ({exc}): pure-Python cleanup walk",
+              file=sys.stderr)
+        return None
+    if result.returncode != 0:
+        os.unlink(tmp)
+        print(f"reliactl: the C walk did not compile: pure-Python cleanup walk\n{result.stderr}",
+              file=sys.stderr)
+        return None
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, target)  # atomic: a running process never loads a half-written file
+    return target.relative_to(root).as_posix()
+
+
+try:
+    from hatchling.builders.hooks.plugin.interface import BuildHookInterface
+except ImportError:  # imported outside a build (the tests call build_extension)
+    BuildHookInterface = object  # type: ignore[assignment,misc]
+
+
+class CustomBuildHook(BuildHookInterface):  # type: ignore[misc,valid-type]
+    """hatchling's hook for the wheel target (standard and editable)."""
+
+    def initialize(self, version: str, build_data: dict[str, Any]) -> None:
+        built = build_extension(self.root)
+        if built is None:
+            return
+        if version == "editable":
+            return  # the editable install's .pth points at the checkout, where it was built
+        build_data["pure_python"] = False
+        build_data["infer_tag"] = True
+        build_data["artifacts"].append(built)

@@ -1,0 +1,431 @@
+/* reliactl._cleanupwalk: cleanup's per-entry loop in C (optional; docs/DESIGN.md, "walk in C").
+ *
+ * One Lister reads (getdents64, on the caller's fd) one directory that reliactl.cleanup has
+ * already opened safely (by a directory fd, O_NOFOLLOW, checked against the listed inode)
+ * and decides its plain entries:
+ * a subdirectory goes back to Python with its lstat (the walk opens it, or not, as before);
+ * a regular file or symlink on the root's filesystem is judged by age and, if old, removed
+ * with unlinkat relative to that fd -- a regular file only when the cleanup's lock table
+ * (the same Python _LockTable object, re-read through its refresh() when stale) does not
+ * list its inode, and, in a directory others may write to, only when an lstat just before
+ * the unlink still finds the very file that was listed (inode, device, ctime). Everything
+ * else (special files, other filesystems, a regular file with no lock table,
+ * every failure) goes back to Python in the batch's list, where the rule-by-rule code
+ * decides it. Nothing is ever opened, followed or entered here: the only calls on names are
+ * fstatat(AT_SYMLINK_NOFOLLOW) and unlinkat, both relative to the directory's fd. The GIL is
+ * held throughout (a batch is short). A batch stops after `limit` entries, so memory stays
+ * flat whatever the directory's size. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+/* What getdents64(2) writes: records of variable length, each name NUL-terminated. */
+struct dirent64_rec {
+    uint64_t d_ino;
+    int64_t d_off;
+    unsigned short d_reclen;
+    unsigned char d_type;
+    char d_name[];
+};
+
+#define DENTS_BUF (32 * 1024) /* what glibc's readdir asks for; any name fits (NAME_MAX) */
+
+/* What an item of a batch's list says (mirrored in reliactl/cleanup.py). */
+enum {
+    OUT_DEFER = 0,        /* not decided here: Python lstats it again and applies every rule */
+    OUT_STAT_FAILED = 1,  /* value: errno of the lstat */
+    OUT_LOCKED = 2,       /* old regular file whose inode is in the lock table: kept */
+    OUT_CHANGED = 3,      /* shared directory: the name is now another file: kept */
+    OUT_RECHECK_FAILED = 4, /* shared directory: the lstat before the unlink failed (errno) */
+    OUT_UNLINK_FAILED = 5,  /* value: errno of unlinkat */
+    OUT_REMOVED = 6,      /* removed (or would be, dry run); value 1 regular file, 0 symlink */
+    OUT_TABLE_LOST = 7,   /* the lock table could not be re-read: Python decides it (probe) */
+};
+
+static PyObject *stat_result; /* os.stat_result, for the subdirectories handed back */
+
+typedef struct {
+    PyObject_HEAD
+    char *buf; /* getdents64 records; NULL once closed */
+    int fd;    /* the caller's directory fd (not ours: Python closes it after close()) */
+    long pos, end; /* the unread records are buf[pos:end] */
+    int shared;
+    int dry_run;
+    int age_code; /* 0 newest of mtime/atime/ctime, 1 mtime, 2 atime, 3 ctime */
+    int report;   /* return each removal (an on_remove callback is waiting for it) */
+    double cutoff;
+    unsigned long long root_dev;
+} Lister;
+
+static double
+seconds(struct timespec t)
+{
+    /* as os.stat_result's float times: sec + nsec * 1e-9 */
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static double
+age_time(const struct stat *st, int code)
+{
+    double m = seconds(st->st_mtim), a = seconds(st->st_atim), c = seconds(st->st_ctim);
+    switch (code) {
+    case 1:
+        return m;
+    case 2:
+        return a;
+    case 3:
+        return c;
+    default: {
+        double t = m > a ? m : a;
+        return t > c ? t : c;
+    }
+    }
+}
+
+static int
+get_double(PyObject *obj, const char *name, double *out)
+{
+    PyObject *v = PyObject_GetAttrString(obj, name);
+    if (v == NULL)
+        return -1;
+    *out = PyFloat_AsDouble(v);
+    Py_DECREF(v);
+    return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
+}
+
+/* 1 held, 0 not held, -1 error (exception set), -2 the table could not be re-read. */
+static int
+table_held(PyObject *table, const struct stat *st)
+{
+    struct timespec ts;
+    double now, read_at, ttl;
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    now = seconds(ts);
+    if (get_double(table, "read_at", &read_at) < 0 || get_double(table, "ttl", &ttl) < 0)
+        return -1;
+    if (now - read_at > ttl) {
+        PyObject *r = PyObject_CallMethod(table, "refresh", "d", now);
+        if (r == NULL) {
+            if (PyErr_ExceptionMatches(PyExc_OSError) || PyErr_ExceptionMatches(PyExc_ValueError)) {
+                PyErr_Clear();
+                return -2;
+            }
+            return -1;
+        }
+        Py_DECREF(r);
+    }
+    PyObject *inodes = PyObject_GetAttrString(table, "inodes");
+    if (inodes == NULL)
+        return -1;
+    PyObject *key = Py_BuildValue("(KK)", (unsigned long long)st->st_dev,
+                                  (unsigned long long)st->st_ino);
+    if (key == NULL) {
+        Py_DECREF(inodes);
+        return -1;
+    }
+    int held = PySequence_Contains(inodes, key);
+    Py_DECREF(key);
+    Py_DECREF(inodes);
+    return held;
+}
+
+static int
+emit(PyObject *out, const char *name, int code, long long value, long long size, double t)
+{
+    PyObject *pyname = PyUnicode_DecodeFSDefault(name); /* as os.scandir's str names */
+    if (pyname == NULL)
+        return -1;
+    PyObject *item = Py_BuildValue("(NiLLd)", pyname, code, value, size, t);
+    if (item == NULL)
+        return -1;
+    int rc = PyList_Append(out, item);
+    Py_DECREF(item);
+    return rc;
+}
+
+/* (name, os.stat_result) of a subdirectory, as os.lstat would give (times as Python's). */
+static int
+emit_dir(PyObject *dirs, const char *name, const struct stat *st)
+{
+    PyObject *fields = Py_BuildValue(
+        "(IKKKIILLLLdddLLL)", (unsigned int)st->st_mode, (unsigned long long)st->st_ino,
+        (unsigned long long)st->st_dev, (unsigned long long)st->st_nlink, (unsigned int)st->st_uid,
+        (unsigned int)st->st_gid, (long long)st->st_size, (long long)st->st_atim.tv_sec,
+        (long long)st->st_mtim.tv_sec, (long long)st->st_ctim.tv_sec, seconds(st->st_atim),
+        seconds(st->st_mtim), seconds(st->st_ctim),
+        (long long)st->st_atim.tv_sec * 1000000000LL + st->st_atim.tv_nsec,
+        (long long)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec,
+        (long long)st->st_ctim.tv_sec * 1000000000LL + st->st_ctim.tv_nsec);
+    if (fields == NULL)
+        return -1;
+    PyObject *result = PyObject_CallOneArg(stat_result, fields);
+    Py_DECREF(fields);
+    if (result == NULL)
+        return -1;
+    PyObject *pyname = PyUnicode_DecodeFSDefault(name);
+    if (pyname == NULL) {
+        Py_DECREF(result);
+        return -1;
+    }
+    PyObject *item = Py_BuildValue("(NN)", pyname, result);
+    if (item == NULL)
+        return -1;
+    int rc = PyList_Append(dirs, item);
+    Py_DECREF(item);
+    return rc;
+}
+
+static int
+Lister_init(Lister *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"fd", "shared", "dry_run", "cutoff", "root_dev", "age_code",
+                             "report", NULL};
+    int fd, shared, dry_run, age_code, report;
+    double cutoff;
+    unsigned long long root_dev;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "ippdKip", kwlist, &fd, &shared, &dry_run,
+                                     &cutoff, &root_dev, &age_code, &report))
+        return -1;
+    if (self->buf != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Lister already initialised");
+        return -1;
+    }
+    /* Python opened it just now and never read it; read it from the start all the same. */
+    if (lseek(fd, 0, SEEK_SET) < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    self->buf = PyMem_RawMalloc(DENTS_BUF);
+    if (self->buf == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->fd = fd;
+    self->pos = self->end = 0;
+    self->shared = shared;
+    self->dry_run = dry_run;
+    self->cutoff = cutoff;
+    self->root_dev = root_dev;
+    self->age_code = age_code;
+    self->report = report;
+    return 0;
+}
+
+static void
+close_dir(Lister *self)
+{
+    PyMem_RawFree(self->buf); /* the fd is the caller's: left open */
+    self->buf = NULL;
+}
+
+static PyObject *
+Lister_close(Lister *self, PyObject *Py_UNUSED(ignored))
+{
+    close_dir(self);
+    Py_RETURN_NONE;
+}
+
+static void
+Lister_dealloc(Lister *self)
+{
+    close_dir(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* batch(limit, table)
+ *   -> (listed, gone, files, symlinks, nbytes, kept, items, subdirs, end, read_errno)
+ * table: the _LockTable, or None (then every old regular file goes back to Python). */
+static PyObject *
+Lister_batch(Lister *self, PyObject *args)
+{
+    Py_ssize_t limit;
+    PyObject *table;
+    if (!PyArg_ParseTuple(args, "nO", &limit, &table))
+        return NULL;
+    if (self->buf == NULL) {
+        PyErr_SetString(PyExc_ValueError, "Lister is closed");
+        return NULL;
+    }
+    int dfd = self->fd;
+    long long listed = 0, gone = 0, files = 0, symlinks = 0, nbytes = 0, kept = 0;
+    int end = 0, read_errno = 0;
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    PyObject *dirs = PyList_New(0);
+    if (dirs == NULL) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    while (listed < limit) {
+        if (self->pos >= self->end) {
+            long n = syscall(SYS_getdents64, dfd, self->buf, DENTS_BUF);
+            if (n <= 0) {
+                end = 1;
+                read_errno = n < 0 ? errno : 0;
+                break;
+            }
+            self->pos = 0;
+            self->end = n;
+        }
+        struct dirent64_rec *de = (struct dirent64_rec *)(self->buf + self->pos);
+        self->pos += de->d_reclen;
+        const char *name = de->d_name;
+        if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0')))
+            continue;
+        listed++;
+        struct stat st;
+        if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+            if (emit(out, name, OUT_STAT_FAILED, errno, 0, 0.0) < 0)
+                goto error;
+            continue;
+        }
+        if (S_ISDIR(st.st_mode)) { /* entered (or not) by the Python walk */
+            if (emit_dir(dirs, name, &st) < 0)
+                goto error;
+            continue;
+        }
+        int is_reg = S_ISREG(st.st_mode);
+        if (!(is_reg || S_ISLNK(st.st_mode)) || (unsigned long long)st.st_dev != self->root_dev) {
+            if (emit(out, name, OUT_DEFER, 0, 0, 0.0) < 0)
+                goto error;
+            continue;
+        }
+        long long size = is_reg ? (long long)st.st_size : 0;
+        double t = age_time(&st, self->age_code);
+        if (t > self->cutoff) {
+            kept += size;
+            continue;
+        }
+        if (is_reg) {
+            if (table == Py_None) {
+                if (emit(out, name, OUT_DEFER, 0, 0, 0.0) < 0)
+                    goto error;
+                continue;
+            }
+            int held = table_held(table, &st);
+            if (held == -1)
+                goto error;
+            if (held == -2) { /* stop here: Python switches to the flock probe */
+                if (emit(out, name, OUT_TABLE_LOST, 0, 0, 0.0) < 0)
+                    goto error;
+                break;
+            }
+            if (held) {
+                kept += size;
+                if (emit(out, name, OUT_LOCKED, 0, size, t) < 0)
+                    goto error;
+                continue;
+            }
+            if (self->shared) { /* someone else may have put another file under this name */
+                struct stat again;
+                if (fstatat(dfd, name, &again, AT_SYMLINK_NOFOLLOW) != 0) {
+                    kept += size;
+                    if (emit(out, name, OUT_RECHECK_FAILED, errno, size, t) < 0)
+                        goto error;
+                    continue;
+                }
+                if (!S_ISREG(again.st_mode) || again.st_ino != st.st_ino ||
+                    again.st_dev != st.st_dev || again.st_ctim.tv_sec != st.st_ctim.tv_sec ||
+                    again.st_ctim.tv_nsec != st.st_ctim.tv_nsec) {
+                    kept += size;
+                    if (emit(out, name, OUT_CHANGED, 0, size, t) < 0)
+                        goto error;
+                    continue;
+                }
+            }
+        }
+        if (!self->dry_run && unlinkat(dfd, name, 0) != 0) {
+            kept += size;
+            if (emit(out, name, OUT_UNLINK_FAILED, errno, size, t) < 0)
+                goto error;
+            continue;
+        }
+        gone++;
+        if (is_reg) {
+            files++;
+            nbytes += size;
+        }
+        else {
+            symlinks++;
+        }
+        if (self->report) { /* the callback sees each removal as it happens */
+            if (emit(out, name, OUT_REMOVED, is_reg, size, t) < 0)
+                goto error;
+            break;
+        }
+    }
+    return Py_BuildValue("(LLLLLLNNii)", listed, gone, files, symlinks, nbytes, kept, out, dirs,
+                         end, read_errno);
+error:
+    Py_DECREF(out);
+    Py_DECREF(dirs);
+    return NULL;
+}
+
+static PyMethodDef Lister_methods[] = {
+    {"batch", (PyCFunction)Lister_batch, METH_VARARGS,
+     "batch(limit, table) -> (listed, gone, files, symlinks, nbytes, kept, items, subdirs, end,"
+     " errno)"},
+    {"close", (PyCFunction)Lister_close, METH_NOARGS, "Close the directory stream."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject ListerType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "reliactl._cleanupwalk.Lister",
+    .tp_basicsize = sizeof(Lister),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "One directory of a cleanup walk, decided in batches.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Lister_init,
+    .tp_dealloc = (destructor)Lister_dealloc,
+    .tp_methods = Lister_methods,
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "reliactl._cleanupwalk",
+    "cleanup's per-entry loop in C (see reliactl/cleanup.py).", -1, NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__cleanupwalk(void)
+{
+    if (PyType_Ready(&ListerType) < 0)
+        return NULL;
+    if (stat_result == NULL) {
+        PyObject *os = PyImport_ImportModule("os");
+        if (os == NULL)
+            return NULL;
+        stat_result = PyObject_GetAttrString(os, "stat_result");
+        Py_DECREF(os);
+        if (stat_result == NULL)
+            return NULL;
+    }
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    /* reliactl/cleanup.py uses the module only when this is the version it was written
+     * for: a stale build (a checkout updated without reinstalling) is never called. */
+    if (PyModule_AddIntConstant(m, "API", 1) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&ListerType);
+    if (PyModule_AddObject(m, "Lister", (PyObject *)&ListerType) < 0) {
+        Py_DECREF(&ListerType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
