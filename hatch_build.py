@@ -11,6 +11,7 @@ Set ``RELIACTL_BUILD_EXTENSION=0`` to build without it; ``CC`` picks the compile
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shlex
 import subprocess
@@ -33,12 +34,21 @@ def compiler() -> list[str]:
 def build_extension(root: str | Path, cc: list[str] | None = None) -> str | None:
     """Compile the extension into ``reliactl/``; its path relative to ``root``, or None.
 
-    Never raises for a missing or failing compiler: the package works without it.
+    Never raises for a missing or failing compiler or an unwritable checkout: the package
+    works without it. An older build is removed first in every case.
     """
     root = Path(root)
     source = root / SOURCE
     target = root / "reliactl" / (MODULE + (sysconfig.get_config_var("EXT_SUFFIX") or ".so"))
     include = sysconfig.get_paths()["include"]
+    # Whatever happens next, a build from older source must not stay behind: an editable
+    # install would go on importing it (reliactl also refuses one whose source hash differs).
+    try:
+        target.unlink(missing_ok=True)
+    except OSError as exc:
+        print(f"reliactl: cannot remove {target} ({exc}): pure-Python cleanup walk",
+              file=sys.stderr)
+        return None
     if os.environ.get("RELIACTL_BUILD_EXTENSION", "1") == "0":
         print("reliactl: RELIACTL_BUILD_EXTENSION=0: not building the C walk", file=sys.stderr)
         return None
@@ -46,11 +56,14 @@ def build_extension(root: str | Path, cc: list[str] | None = None) -> str | None
         print(f"reliactl: no Python.h in {include} (or not Linux): pure-Python cleanup walk",
               file=sys.stderr)
         return None
-    # A build from older source must not outlive a failed rebuild (reliactl would refuse it
-    # by its API number anyway).
-    target.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent, prefix=".build-")
-    os.close(fd)
+    try:
+        digest = hashlib.sha256(source.read_bytes()).hexdigest()
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent, prefix=".build-")
+        os.close(fd)
+    except OSError as exc:  # an unwritable checkout: install without the C walk
+        print(f"reliactl: cannot build in {target.parent} ({exc}): pure-Python cleanup walk",
+              file=sys.stderr)
+        return None
     argv = [
         *(cc or compiler()),
         "-O2",
@@ -60,6 +73,7 @@ def build_extension(root: str | Path, cc: list[str] | None = None) -> str | None
         "-Wextra",
         "-Wno-missing-field-initializers",
         f"-I{include}",
+        f'-DCWALK_SRC_SHA="{digest}"',  # the module says which source it was built from
         "-o",
         tmp,
         str(source),
@@ -76,8 +90,13 @@ def build_extension(root: str | Path, cc: list[str] | None = None) -> str | None
         print(f"reliactl: the C walk did not compile: pure-Python cleanup walk\n{result.stderr}",
               file=sys.stderr)
         return None
-    os.chmod(tmp, 0o755)
-    os.replace(tmp, target)  # atomic: a running process never loads a half-written file
+    try:
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, target)  # atomic: a running process never loads a half-written file
+    except OSError as exc:
+        print(f"reliactl: cannot install the C walk ({exc}): pure-Python cleanup walk",
+              file=sys.stderr)
+        return None
     return target.relative_to(root).as_posix()
 
 

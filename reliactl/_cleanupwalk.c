@@ -13,13 +13,15 @@
  * every failure) goes back to Python in the batch's list, where the rule-by-rule code
  * decides it. Nothing is ever opened, followed or entered here: the only calls on names are
  * fstatat(AT_SYMLINK_NOFOLLOW) and unlinkat, both relative to the directory's fd. The GIL is
- * held throughout (a batch is short). A batch stops after `limit` entries, so memory stays
+ * held throughout (a batch is short; cleanup.py uses this only on local filesystems, and
+ * signals are checked every SIGNAL_EVERY entries). A batch stops after `limit` entries, so memory stays
  * flat whatever the directory's size. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -37,6 +39,13 @@ struct dirent64_rec {
 };
 
 #define DENTS_BUF (32 * 1024) /* what glibc's readdir asks for; any name fits (NAME_MAX) */
+#define SIGNAL_EVERY 256      /* entries between checks for a signal (Ctrl-C, SIGTERM) */
+
+/* The sha256 of this file, given by hatch_build.py (-DCWALK_SRC_SHA="..."): reliactl/cleanup.py
+ * does not use a module built from other source (a checkout updated without reinstalling). */
+#ifndef CWALK_SRC_SHA
+#define CWALK_SRC_SHA ""
+#endif
 
 /* What an item of a batch's list says (mirrored in reliactl/cleanup.py). */
 enum {
@@ -63,6 +72,8 @@ typedef struct {
     int report;   /* return each removal (an on_remove callback is waiting for it) */
     double cutoff;
     unsigned long long root_dev;
+    int busy; /* a batch is running: Python it calls (the table's refresh) must not close,
+               * re-initialise or re-enter this Lister, whose buf holds the names in use */
 } Lister;
 
 static double
@@ -154,19 +165,34 @@ emit(PyObject *out, const char *name, int code, long long value, long long size,
     return rc;
 }
 
-/* (name, os.stat_result) of a subdirectory, as os.lstat would give (times as Python's). */
+/* A time in ns as os.stat_result's st_*_ns, or 0 when it does not fit in 64 bits (before
+ * 1678 or after 2262: ext4, xfs bigtime and tmpfs store such times). */
+static int
+time_ns(struct timespec t, long long *out)
+{
+    long long ns;
+    if (__builtin_mul_overflow((long long)t.tv_sec, 1000000000LL, &ns) ||
+        __builtin_add_overflow(ns, (long long)t.tv_nsec, out))
+        return 0;
+    return 1;
+}
+
+/* (name, os.stat_result) of a subdirectory, as os.lstat would give (times as Python's).
+ * 1 done, 0 its times do not fit in C's 64-bit ns (the caller defers it to Python, whose
+ * integers are exact), -1 error. */
 static int
 emit_dir(PyObject *dirs, const char *name, const struct stat *st)
 {
+    long long atime_ns, mtime_ns, ctime_ns;
+    if (!time_ns(st->st_atim, &atime_ns) || !time_ns(st->st_mtim, &mtime_ns) ||
+        !time_ns(st->st_ctim, &ctime_ns))
+        return 0;
     PyObject *fields = Py_BuildValue(
         "(IKKKIILLLLdddLLL)", (unsigned int)st->st_mode, (unsigned long long)st->st_ino,
         (unsigned long long)st->st_dev, (unsigned long long)st->st_nlink, (unsigned int)st->st_uid,
         (unsigned int)st->st_gid, (long long)st->st_size, (long long)st->st_atim.tv_sec,
         (long long)st->st_mtim.tv_sec, (long long)st->st_ctim.tv_sec, seconds(st->st_atim),
-        seconds(st->st_mtim), seconds(st->st_ctim),
-        (long long)st->st_atim.tv_sec * 1000000000LL + st->st_atim.tv_nsec,
-        (long long)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec,
-        (long long)st->st_ctim.tv_sec * 1000000000LL + st->st_ctim.tv_nsec);
+        seconds(st->st_mtim), seconds(st->st_ctim), atime_ns, mtime_ns, ctime_ns);
     if (fields == NULL)
         return -1;
     PyObject *result = PyObject_CallOneArg(stat_result, fields);
@@ -183,7 +209,7 @@ emit_dir(PyObject *dirs, const char *name, const struct stat *st)
         return -1;
     int rc = PyList_Append(dirs, item);
     Py_DECREF(item);
-    return rc;
+    return rc < 0 ? -1 : 1;
 }
 
 static int
@@ -197,6 +223,10 @@ Lister_init(Lister *self, PyObject *args, PyObject *kwds)
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "ippdKip", kwlist, &fd, &shared, &dry_run,
                                      &cutoff, &root_dev, &age_code, &report))
         return -1;
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "Lister is in a batch");
+        return -1;
+    }
     if (self->buf != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Lister already initialised");
         return -1;
@@ -232,6 +262,10 @@ close_dir(Lister *self)
 static PyObject *
 Lister_close(Lister *self, PyObject *Py_UNUSED(ignored))
 {
+    if (self->busy) { /* called from the lock table's refresh, inside batch() */
+        PyErr_SetString(PyExc_RuntimeError, "Lister is in a batch: cannot close it");
+        return NULL;
+    }
     close_dir(self);
     Py_RETURN_NONE;
 }
@@ -246,6 +280,8 @@ Lister_dealloc(Lister *self)
 /* batch(limit, table)
  *   -> (listed, gone, files, symlinks, nbytes, kept, items, subdirs, end, read_errno)
  * table: the _LockTable, or None (then every old regular file goes back to Python). */
+static PyObject *batch(Lister *self, Py_ssize_t limit, PyObject *table);
+
 static PyObject *
 Lister_batch(Lister *self, PyObject *args)
 {
@@ -253,10 +289,23 @@ Lister_batch(Lister *self, PyObject *args)
     PyObject *table;
     if (!PyArg_ParseTuple(args, "nO", &limit, &table))
         return NULL;
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "Lister is in a batch: batch() is not re-entrant");
+        return NULL;
+    }
     if (self->buf == NULL) {
         PyErr_SetString(PyExc_ValueError, "Lister is closed");
         return NULL;
     }
+    self->busy = 1;
+    PyObject *result = batch(self, limit, table);
+    self->busy = 0;
+    return result;
+}
+
+static PyObject *
+batch(Lister *self, Py_ssize_t limit, PyObject *table)
+{
     int dfd = self->fd;
     long long listed = 0, gone = 0, files = 0, symlinks = 0, nbytes = 0, kept = 0;
     int end = 0, read_errno = 0;
@@ -269,8 +318,13 @@ Lister_batch(Lister *self, PyObject *args)
         return NULL;
     }
     while (listed < limit) {
+        if (listed % SIGNAL_EVERY == SIGNAL_EVERY - 1 && PyErr_CheckSignals() < 0)
+            goto error; /* a handler raised (KeyboardInterrupt): stop at once */
         if (self->pos >= self->end) {
-            long n = syscall(SYS_getdents64, dfd, self->buf, DENTS_BUF);
+            long n;
+            do
+                n = syscall(SYS_getdents64, dfd, self->buf, DENTS_BUF);
+            while (n < 0 && errno == EINTR);
             if (n <= 0) {
                 end = 1;
                 read_errno = n < 0 ? errno : 0;
@@ -280,7 +334,19 @@ Lister_batch(Lister *self, PyObject *args)
             self->end = n;
         }
         struct dirent64_rec *de = (struct dirent64_rec *)(self->buf + self->pos);
-        self->pos += de->d_reclen;
+        const long name_at = (long)offsetof(struct dirent64_rec, d_name);
+        long left = self->end - self->pos;
+        long reclen = left > name_at ? (long)de->d_reclen : 0;
+        if (reclen <= name_at || reclen > left ||
+            memchr(de->d_name, '\0', (size_t)(reclen - name_at)) == NULL) {
+            /* a record the kernel cannot have written: stop reading, as on a read error
+             * (the directory is then never "emptied", so never removed) */
+            self->pos = self->end = 0;
+            end = 1;
+            read_errno = EIO;
+            break;
+        }
+        self->pos += reclen;
         const char *name = de->d_name;
         if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0')))
             continue;
@@ -292,7 +358,8 @@ Lister_batch(Lister *self, PyObject *args)
             continue;
         }
         if (S_ISDIR(st.st_mode)) { /* entered (or not) by the Python walk */
-            if (emit_dir(dirs, name, &st) < 0)
+            int rc = emit_dir(dirs, name, &st);
+            if (rc < 0 || (rc == 0 && emit(out, name, OUT_DEFER, 0, 0, 0.0) < 0))
                 goto error;
             continue;
         }
@@ -302,7 +369,13 @@ Lister_batch(Lister *self, PyObject *args)
                 goto error;
             continue;
         }
-        long long size = is_reg ? (long long)st.st_size : 0;
+        long long size = is_reg ? (long long)st.st_size : 0, sum;
+        if (__builtin_add_overflow(kept, size, &sum) || __builtin_add_overflow(nbytes, size, &sum)) {
+            /* the counters would overflow (huge sparse files): Python counts it exactly */
+            if (emit(out, name, OUT_DEFER, 0, 0, 0.0) < 0)
+                goto error;
+            continue;
+        }
         double t = age_time(&st, self->age_code);
         if (t > self->cutoff) {
             kept += size;
@@ -417,7 +490,8 @@ PyInit__cleanupwalk(void)
         return NULL;
     /* reliactl/cleanup.py uses the module only when this is the version it was written
      * for: a stale build (a checkout updated without reinstalling) is never called. */
-    if (PyModule_AddIntConstant(m, "API", 1) < 0) {
+    if (PyModule_AddIntConstant(m, "API", 1) < 0 ||
+        PyModule_AddStringConstant(m, "SOURCE_SHA256", CWALK_SRC_SHA) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -127,6 +127,11 @@ _C_RECHECK_FAILED, _C_UNLINK_FAILED, _C_REMOVED, _C_TABLE_LOST = 4, 5, 6, 7
 # Filesystems whose stat() st_dev and st_ino are the superblock device and inode number the
 # lock table prints, and whose locks are all local (so all in the table).
 _LOCK_TABLE_FILESYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "tmpfs"})
+# Local filesystems (disk or memory, in the kernel): the only ones the C walk runs on.
+_C_WALK_FILESYSTEMS = frozenset(
+    {"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "ramfs", "f2fs", "jfs", "reiserfs"}
+    | {"vfat", "exfat", "ntfs3", "zfs", "bcachefs", "overlay", "nilfs2", "hfsplus", "udf"}
+)
 
 
 # --------------------------------------------------------------------------- results
@@ -471,7 +476,29 @@ def c_walk() -> ModuleType | None:
         return None
     if getattr(_cleanupwalk, "API", None) != C_WALK_API:
         return None  # built from another version of the source: reinstall to rebuild
+    if not _built_from_source_here(_cleanupwalk):
+        return None  # the .c next to it changed since the build (a checkout updated)
     return _cleanupwalk
+
+
+def _built_from_source_here(module: ModuleType) -> bool:
+    """Was ``module`` compiled from the ``_cleanupwalk.c`` next to it (where there is one)?
+
+    hatch_build.py compiles the sha256 of the source into the module: a checkout updated
+    without reinstalling (an editable install) walks in Python rather than calling C built
+    from other source, even when nobody bumped ``API``.
+    """
+    source = os.path.join(os.path.dirname(module.__file__ or ""), "_cleanupwalk.c")
+    try:
+        with open(source, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        return True  # an install that carries only the build
+    except OSError:
+        return False
+    import hashlib
+
+    return getattr(module, "SOURCE_SHA256", None) == hashlib.sha256(data).hexdigest()
 
 
 def _errno_reason(err: int) -> str:
@@ -662,6 +689,16 @@ def _filesystem_of(path: str, dev: int) -> str | None:
     return best[1]
 
 
+def _local_filesystem(fstype: str | None) -> bool:
+    """Is this a filesystem whose stat and unlink never wait on a network or a user daemon?
+
+    The C walk holds the GIL across up to ``C_BATCH`` syscalls: on NFS, CIFS, FUSE (a
+    server or a daemon that may hang) every thread of the process would stop with it. An
+    unknown type (None: not found in mountinfo) is not local.
+    """
+    return fstype in _C_WALK_FILESYSTEMS
+
+
 def _same_file(now: os.stat_result, listed: os.stat_result) -> bool:
     """Still the regular file that was listed (and judged)?
 
@@ -832,6 +869,10 @@ class _Walker:
         # list_dir decides a file inline only when no per-name rule or budget applies.
         self.simple = not (self.include or self.exclude or self.mounts) and self.budget is None
         self.c_walk = c_walk() if self.simple else None
+        if self.c_walk is not None and not _local_filesystem(
+            _filesystem_of(self.shown, self.root_dev)
+        ):
+            self.c_walk = None  # C holds the GIL across its syscalls: no hung NFS stat there
         root_age = _age_time(root_st, self.age_by, True)
         stack = [_Frame(root_fd, "", "", root_st, root_age, _shared(root_st, self.euid))]
         self.list_dir(stack[0])
