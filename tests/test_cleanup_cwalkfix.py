@@ -1,0 +1,359 @@
+"""The C walk of cleanup after its review (issue 21): the findings, each pinned.
+
+Times that do not fit in 64-bit nanoseconds, counters that would overflow, a lock table
+whose re-read closes or re-enters the Lister, signals during a long batch, the local-only
+choice, and the build hook (a stale build, a module built from other source, an unwritable
+checkout). Huge times and sparse files need tmpfs (/dev/shm): ext4 refuses both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import reliactl.cleanup as cleanup
+from reliactl.cleanup import CleanupTarget, clean_root
+from reliactl.locks import NETWORK_FS_TYPES
+from tests.test_cleanup_cwalk import require_c
+
+DAY = 86400.0
+REPO = Path(__file__).resolve().parent.parent
+EXT = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
+BIG = 2**63 - 1  # the largest file size (tmpfs allows it, sparse)
+
+
+@pytest.fixture
+def shm() -> Iterator[Path]:
+    """A directory on tmpfs, which stores times from before 1678 and after 2262."""
+    base = Path(tempfile.mkdtemp(prefix="reliactl-cwalkfix-", dir="/dev/shm"))
+    try:
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def both_walks(monkeypatch: pytest.MonkeyPatch, make: Any, **kwargs: Any) -> list[Any]:
+    """Run cleanup on a fresh tree from ``make()`` with the Python walk, then the C walk;
+    check that the C one really went through C. Returns (report, make's result) of each."""
+    require_c()
+    walkers: list[cleanup._Walker] = []
+    real_run = cleanup._Walker.run
+
+    def spying_run(self: cleanup._Walker, root_fd: int) -> None:
+        walkers.append(self)
+        real_run(self, root_fd)
+
+    monkeypatch.setattr(cleanup._Walker, "run", spying_run)
+    results = []
+    for env in ("0", "1"):
+        monkeypatch.setenv(cleanup.C_WALK_ENV, env)
+        root, extra = make(env)
+        report = clean_root(CleanupTarget(str(root), DAY), **kwargs)
+        assert (walkers[-1].c_dirs > 0) == (env == "1")
+        results.append((report, extra))
+    return results
+
+
+def counts(report: cleanup.RootReport) -> tuple[Any, ...]:
+    return (
+        report.scanned,
+        report.files_removed,
+        report.dirs_removed,
+        report.bytes_removed,
+        report.kept_bytes,
+        dict(report.skipped),
+        report.error_count,
+    )
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_directory_times_beyond_64_bit_nanoseconds_are_never_rewritten(
+    shm: Path, monkeypatch: pytest.MonkeyPatch, dry_run: bool
+) -> None:
+    """A directory dated 2286 (10**19 ns) or 1653 (-10**19 ns), which tmpfs, ext4 and xfs
+    can store, keeps its times exactly through a dry run and a real run of both walks (the
+    C walk once handed back a wrapped ns value, and a dry run rewrote 2286 to 1702), and is
+    decided as the Python walk decides: the future one kept, the past one removed once
+    emptied."""
+
+    def make(name: str) -> tuple[Path, dict[str, Path]]:
+        root = shm / name
+        dirs = {"future": root / "future", "past": root / "past"}
+        for when, path in dirs.items():
+            path.mkdir(parents=True)
+            (path / "old").write_text("x")
+            os.utime(path / "old", (1, 1))
+            ns = 10**19 if when == "future" else -(10**19)
+            os.utime(path, ns=(ns, ns))
+        return root, dirs
+
+    results = both_walks(monkeypatch, make, dry_run=dry_run, now=time.time(), age_by="mtime")
+    for report, dirs in results:
+        future = os.lstat(dirs["future"])
+        assert (future.st_atime_ns, future.st_mtime_ns) == (10**19, 10**19)
+        if dry_run:
+            past = os.lstat(dirs["past"])
+            assert (past.st_atime_ns, past.st_mtime_ns) == (-(10**19), -(10**19))
+        else:
+            assert not dirs["past"].exists()
+            assert not (dirs["future"] / "old").exists()
+        assert (report.files_removed, report.dirs_removed) == (2, 1)
+    assert counts(results[0][0]) == counts(results[1][0])
+
+
+def test_sizes_that_overflow_64_bits_are_counted_exactly_by_both_walks(
+    shm: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sparse files of 2**63-1 bytes each: the kept and removed byte counts are the exact
+    sums (C once added them in a signed 64-bit counter and reported a negative size)."""
+
+    def make(name: str) -> tuple[Path, None]:
+        root = shm / name
+        root.mkdir()
+        for index in range(3):
+            for kind in ("young", "old"):
+                path = root / f"{kind}{index}"
+                with open(path, "wb") as fh:
+                    fh.truncate(BIG)
+                if kind == "old":
+                    os.utime(path, (1, 1))
+        return root, None
+
+    for report, _ in both_walks(monkeypatch, make, now=time.time(), age_by="mtime"):
+        assert report.files_removed == 3
+        assert report.bytes_removed == 3 * BIG
+        assert report.kept_bytes == 3 * BIG
+
+
+@pytest.fixture
+def old_files() -> Iterator[Path]:
+    base = Path(tempfile.mkdtemp(prefix="reliactl-cwalkfix-", dir="/dev/shm"))
+    for index in range(5):
+        (base / f"old{index}").write_text("x")
+        os.utime(base / f"old{index}", (1, 1))
+    try:
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.parametrize("what", ["close", "batch", "init"])
+def test_the_lock_tables_reread_cannot_close_or_reenter_a_running_batch(
+    old_files: Path, what: str
+) -> None:
+    """The lock table's refresh() is Python that C calls in the middle of a batch, while
+    the name being judged lives in the Lister's buffer: a close(), a nested batch() or a
+    re-initialisation from there raises RuntimeError (it once freed or refilled the buffer
+    under C: a use-after-free, or an unlink of other bytes than the name checked), nothing
+    is removed, and the Lister still works afterwards."""
+    module = cleanup.c_walk()
+    if module is None:
+        require_c()
+    fd = os.open(old_files, os.O_RDONLY | os.O_DIRECTORY)
+    args = (fd, False, False, time.time() - DAY, os.fstat(fd).st_dev, 1, False)
+    try:
+        lister = module.Lister(*args)
+
+        class Table:
+            read_at = -1e9
+            ttl = 0.01
+            inodes: frozenset[tuple[int, int]] = frozenset()
+
+            def refresh(self, now: float) -> None:
+                if what == "close":
+                    lister.close()
+                elif what == "batch":
+                    lister.batch(100, None)
+                else:
+                    lister.__init__(*args)
+                self.read_at = now
+
+        with pytest.raises(RuntimeError, match="in a batch"):
+            lister.batch(100, Table())
+        assert sorted(os.listdir(old_files)) == [f"old{i}" for i in range(5)]
+        rest = lister.batch(100, None)  # no table: each old file is handed back to Python
+        assert rest[1] == 0 and rest[8] == 1
+        lister.close()
+    finally:
+        os.close(fd)
+    assert sorted(os.listdir(old_files)) == [f"old{i}" for i in range(5)]
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_a_signal_stops_a_long_batch_in_the_middle(shm: Path) -> None:
+    """A signal handler runs (and its exception stops the walk) during a batch, not after
+    up to C_BATCH syscalls: a SIGALRM every millisecond interrupts a batch over 20,000
+    entries part way (entries are left for the next batch). Tried a few times: under load
+    the first alarm may come before the batch starts."""
+    module = cleanup.c_walk()
+    if module is None:
+        require_c()
+    total = 20_000
+    for index in range(total):
+        (shm / f"f{index}").touch()
+
+    def handler(signum: int, frame: Any) -> None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        raise Interrupted
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    seen = []
+    try:
+        for _ in range(5):
+            fd = os.open(shm, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                lister = module.Lister(fd, False, True, 0.0, os.fstat(fd).st_dev, 0, False)
+                try:
+                    signal.setitimer(signal.ITIMER_REAL, 0.001, 0.001)
+                    lister.batch(total + 10, None)
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+                except Interrupted:
+                    pass
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                rest = lister.batch(total + 10, None)[0]
+                lister.close()
+            finally:
+                os.close(fd)
+            seen.append(rest)
+            if 0 < rest < total:
+                break
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert 0 < seen[-1] < total, f"entries left after the interrupted batch: {seen}"
+
+
+def test_the_c_walk_runs_on_local_filesystems_only(
+    shm: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """C holds the GIL across its syscalls, so it is chosen only where stat and unlink
+    cannot hang on a server or a FUSE daemon: local disk and memory filesystems yes, every
+    network filesystem reliactl.locks knows, FUSE, Ceph, Gluster, Lustre and an unknown
+    type no. A root on tmpfs (and on ext4, the tests' /tmp) walks in C."""
+    for fstype in ("ext4", "xfs", "btrfs", "tmpfs", "overlay"):
+        assert cleanup._local_filesystem(fstype), fstype
+    for fstype in (*NETWORK_FS_TYPES, "fuse", "fuse.rclone", "ceph", "glusterfs", "lustre"):
+        assert not cleanup._local_filesystem(fstype), fstype
+    assert not cleanup._local_filesystem(None)
+
+    def make(name: str) -> tuple[Path, None]:
+        (shm / name / "d").mkdir(parents=True)
+        return shm / name, None
+
+    both_walks(monkeypatch, make, now=time.time())  # asserts C was used with env 1
+
+
+def hatch_build() -> Any:
+    sys.path.insert(0, str(REPO))
+    try:
+        import hatch_build as module
+    finally:
+        sys.path.remove(str(REPO))
+    return module
+
+
+def checkout(base: Path) -> Path:
+    """A copy of the package's source (no build) under ``base``."""
+    shutil.copytree(REPO / "reliactl", base / "reliactl", ignore=shutil.ignore_patterns("*.so"))
+    return base
+
+
+def test_a_stale_build_is_removed_whenever_the_build_is_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RELIACTL_BUILD_EXTENSION=0 or no Python headers: the build of older source that an
+    editable install would go on importing is removed, not left in place."""
+    build = hatch_build()
+    (tmp_path / "reliactl").mkdir()
+    shutil.copy(REPO / "reliactl" / "_cleanupwalk.c", tmp_path / "reliactl")
+    stale = tmp_path / "reliactl" / ("_cleanupwalk" + EXT)
+    stale.write_bytes(b"an older build")
+    monkeypatch.setenv("RELIACTL_BUILD_EXTENSION", "0")
+    assert build.build_extension(tmp_path) is None
+    assert not stale.exists()
+    monkeypatch.delenv("RELIACTL_BUILD_EXTENSION")
+    stale.write_bytes(b"an older build")
+    monkeypatch.setattr(build.sysconfig, "get_paths", lambda: {"include": str(tmp_path)})
+    assert build.build_extension(tmp_path) is None  # no Python.h there
+    assert not stale.exists()
+
+
+LOADER = """
+import sys
+import reliactl.cleanup as cleanup, reliactl._cleanupwalk as built
+assert cleanup.__file__.startswith(sys.argv[1]), cleanup.__file__
+print(cleanup.c_walk() is not None, built.SOURCE_SHA256)
+"""
+
+
+def test_a_module_built_from_other_source_is_not_used(tmp_path: Path) -> None:
+    """The module carries the sha256 of the source it was built from: beside the very
+    source it loads; once that .c changes (a checkout updated without reinstalling, API
+    number unchanged) cleanup walks in Python; without a .c beside it (a wheel) it loads."""
+    if shutil.which("gcc") is None:
+        require_c()
+    root = checkout(tmp_path)
+    assert hatch_build().build_extension(root, cc=["gcc"]) is not None
+    source = root / "reliactl" / "_cleanupwalk.c"
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    env.pop(cleanup.C_WALK_ENV, None)
+
+    def loads() -> tuple[bool, str]:
+        out = subprocess.run(
+            [sys.executable, "-c", LOADER, str(root)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+            check=True,
+        ).stdout.split()
+        return out[0] == "True", out[1]
+
+    assert loads() == (True, hashlib.sha256(source.read_bytes()).hexdigest())
+    with open(source, "a") as fh:
+        fh.write("/* a later change, built by nobody */\n")
+    assert loads()[0] is False
+    source.unlink()
+    assert loads()[0] is True
+
+
+def test_an_unwritable_checkout_installs_without_the_c_walk(tmp_path: Path) -> None:
+    """A checkout on a read-only filesystem (with an older build in it, or none): the build
+    hook says why and returns None instead of raising, so `pip install` still succeeds."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a read-only tmpfs")
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(mnt)], check=True, timeout=60)
+    try:
+        root = checkout(mnt)
+        stale = root / "reliactl" / ("_cleanupwalk" + EXT)
+        build = hatch_build()
+        for older in (True, False):
+            if older:
+                stale.write_bytes(b"an older build")
+            else:
+                stale.unlink()
+            subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True, timeout=60)
+            try:
+                assert build.build_extension(root, cc=["gcc"]) is None
+            finally:
+                subprocess.run(["mount", "-o", "remount,rw", str(mnt)], check=True, timeout=60)
+            assert stale.exists() == older
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True, timeout=60)
