@@ -46,23 +46,28 @@ def build_extension(root: str | Path, cc: list[str] | None = None) -> str | None
     try:
         target.unlink(missing_ok=True)
     except OSError as exc:
-        print(f"reliactl: cannot remove {target} ({exc}): pure-Python cleanup walk",
-              file=sys.stderr)
+        print(
+            f"reliactl: cannot remove {target} ({exc}): pure-Python cleanup walk", file=sys.stderr
+        )
         return None
     if os.environ.get("RELIACTL_BUILD_EXTENSION", "1") == "0":
         print("reliactl: RELIACTL_BUILD_EXTENSION=0: not building the C walk", file=sys.stderr)
         return None
     if not sys.platform.startswith("linux") or not (Path(include) / "Python.h").is_file():
-        print(f"reliactl: no Python.h in {include} (or not Linux): pure-Python cleanup walk",
-              file=sys.stderr)
+        print(
+            f"reliactl: no Python.h in {include} (or not Linux): pure-Python cleanup walk",
+            file=sys.stderr,
+        )
         return None
     try:
         digest = hashlib.sha256(source.read_bytes()).hexdigest()
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent, prefix=".build-")
         os.close(fd)
     except OSError as exc:  # an unwritable checkout: install without the C walk
-        print(f"reliactl: cannot build in {target.parent} ({exc}): pure-Python cleanup walk",
-              file=sys.stderr)
+        print(
+            f"reliactl: cannot build in {target.parent} ({exc}): pure-Python cleanup walk",
+            file=sys.stderr,
+        )
         return None
     argv = [
         *(cc or compiler()),
@@ -82,20 +87,26 @@ def build_extension(root: str | Path, cc: list[str] | None = None) -> str | None
         result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=300)
     except (OSError, subprocess.TimeoutExpired) as exc:
         os.unlink(tmp)
-        print(f"reliactl: cannot run the C compiler ({exc}): pure-Python cleanup walk",
-              file=sys.stderr)
+        print(
+            f"reliactl: cannot run the C compiler ({exc}): pure-Python cleanup walk",
+            file=sys.stderr,
+        )
         return None
     if result.returncode != 0:
         os.unlink(tmp)
-        print(f"reliactl: the C walk did not compile: pure-Python cleanup walk\n{result.stderr}",
-              file=sys.stderr)
+        print(
+            f"reliactl: the C walk did not compile: pure-Python cleanup walk\n{result.stderr}",
+            file=sys.stderr,
+        )
         return None
     try:
-        os.chmod(tmp, 0o755)
+        os.chmod(tmp, 0o755)  # noqa: S103 - a shared object every user of the install loads
         os.replace(tmp, target)  # atomic: a running process never loads a half-written file
     except OSError as exc:
-        print(f"reliactl: cannot install the C walk ({exc}): pure-Python cleanup walk",
-              file=sys.stderr)
+        print(
+            f"reliactl: cannot install the C walk ({exc}): pure-Python cleanup walk",
+            file=sys.stderr,
+        )
         return None
     return target.relative_to(root).as_posix()
 
