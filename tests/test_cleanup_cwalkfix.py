@@ -258,6 +258,42 @@ def test_the_c_walk_runs_on_local_filesystems_only(
     both_walks(monkeypatch, make, now=time.time())  # asserts C was used with env 1
 
 
+def test_a_root_on_a_filesystem_not_known_local_walks_in_python(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real mount of a type not on the local list (hugetlbfs, which takes directories
+    and empty files; no NFS server or FUSE daemon here) is cleaned by the Python walk with
+    the C walk available, with the same result."""
+    require_c()
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a filesystem")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "hugetlbfs", "none", str(mnt)], check=True, timeout=60)
+    walkers: list[cleanup._Walker] = []
+    real_run = cleanup._Walker.run
+
+    def spying_run(self: cleanup._Walker, root_fd: int) -> None:
+        walkers.append(self)
+        real_run(self, root_fd)
+
+    monkeypatch.setattr(cleanup._Walker, "run", spying_run)
+    monkeypatch.delenv(cleanup.C_WALK_ENV, raising=False)
+    try:
+        (mnt / "d").mkdir()
+        for path in (mnt / "old", mnt / "d" / "old"):
+            path.touch()
+            os.utime(path, (1, 1))
+        (mnt / "young").touch()
+        assert cleanup._filesystem_of(str(mnt), os.stat(mnt).st_dev) == "hugetlbfs"
+        report = clean_root(CleanupTarget(str(mnt), DAY), now=time.time(), age_by="mtime")
+        assert walkers[-1].simple and walkers[-1].c_dirs == 0
+        assert report.files_removed == 2
+        assert sorted(os.listdir(mnt)) == ["d", "young"]
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True, timeout=60)
+
+
 def hatch_build() -> Any:
     sys.path.insert(0, str(REPO))
     try:
