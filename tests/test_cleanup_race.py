@@ -121,5 +121,6 @@ def test_swapping_a_directory_for_a_symlink_mid_walk_never_reaches_outside(
 
 @pytest.mark.stress
 def test_swapping_race_many_rounds(tmp_path: Path) -> None:
-    removed, swaps = race(tmp_path, rounds=300)
-    assert removed > 50 * DIRS * FILES and swaps > 10  # liveness; counts depend on the load
+    """300 rounds of the race in all, 150 for each walk: nothing outside is ever removed."""
+    removed, swaps = race(tmp_path, rounds=150)
+    assert removed > 25 * DIRS * FILES and swaps > 10  # liveness; counts depend on the load
