@@ -28,14 +28,17 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from reliactl.durations import format_duration
 
 if TYPE_CHECKING:
+    from dataclasses import dataclass
+
     from reliactl.config import JobSettings
     from reliactl.state.base import RunRecord
+else:  # frozen records without the dataclasses module (every load of a `jobs:` section)
+    from reliactl._records import dataclass
 
 __all__ = [
     "JobStatus",

@@ -196,6 +196,28 @@ NOT_AT_START = ("dataclasses", "inspect", "ast", "dis", "tokenize")
 NOT_WITHOUT_FILE = ("pathlib", "urllib.parse", "ipaddress")
 
 
+# What a cron user's file holds: a few breakers, checks and jobs (a cron schedule and an
+# `every:`), so the schema's sections, the job schedules' validation and the YAML loader run.
+TYPICAL_CONFIG = """\
+circuit_breaker:
+  failure_threshold: 5
+  recovery_timeout: 1m
+  breakers:
+    openai: {{failure_threshold: 3, recovery_timeout: 2m}}
+    db: {{failure_threshold: 2, slow_call_threshold: 20s}}
+retry:
+  max_retries: 2
+health_monitor:
+  system_checks: [disk]
+  checks:
+  - {{name: heartbeat, kind: file_age, path: {home}/heartbeat, warn: 15m, critical: 1h}}
+  - {{name: truth, kind: command, command: [/bin/true]}}
+jobs:
+  backup: {{schedule: 30 2 * * *, grace: 1h, max_duration: 2h, max_failures: 2}}
+  report: {{every: 1h}}
+"""
+
+
 @pytest.mark.parametrize("with_file", [True, False], ids=["config file", "no config file"])
 @pytest.mark.parametrize("argv", [["run", "--", "true"], ["health", "--json"]], ids=" ".join)
 def test_run_and_health_starts_import_neither_dataclasses_nor_inspect(
@@ -207,7 +229,8 @@ def test_run_and_health_starts_import_neither_dataclasses_nor_inspect(
     dis or tokenize, nor without a file pathlib, urllib.parse or ipaddress, and still works
     (run exits 0; health exits with its status, 0-3)."""
     if with_file:
-        (tmp_path / "reliactl.yaml").write_text("retry:\n  max_retries: 2\n")
+        (tmp_path / "reliactl.yaml").write_text(TYPICAL_CONFIG.format(home=tmp_path))
+        (tmp_path / "heartbeat").write_text("")
     env = {
         "HOME": str(tmp_path),
         "XDG_STATE_HOME": str(tmp_path),
