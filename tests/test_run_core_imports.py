@@ -164,7 +164,7 @@ def spy(pattern, flags=0):
     made[frame.f_globals.get('__name__') if frame else '?'] += 1
     return real(pattern, flags)
 compiler.compile = spy
-import reliactl.redact, reliactl.locks
+import reliactl.redact, reliactl.locks, reliactl.durations
 print(json.dumps(made))
 """
 
@@ -173,14 +173,22 @@ def test_redact_and_locks_compile_their_rare_regexes_at_first_use() -> None:
     """Every `run` and `health` imports `reliactl.redact` (through the config) and `run`
     imports `reliactl.locks`: importing them compiles none of redact's 14 webhook/URL
     patterns (~1 ms; only a URL being redacted needs them) nor the locks' interpreter
-    rules (only `sh -c`-style commands need them), and both still work when used."""
+    rules (only `sh -c`-style commands need them), nor `reliactl.durations` its three
+    duration/size patterns (a start without a configuration file parses none), and all
+    still work when used (including the ASCII-only digits rule)."""
     out = subprocess.run(
         [sys.executable, "-c", REGEX_SPY], capture_output=True, text=True, timeout=60, check=True
     )
     made = json.loads(out.stdout)
     assert made.get("reliactl.redact", 0) == 0, made
     assert made.get("reliactl.locks", 0) <= 3, made  # names, INTERPRETERS, literal chars
-    from reliactl import locks, redact
+    assert made.get("reliactl.durations", 0) == 0, made
+    from reliactl import durations, locks, redact
+
+    assert durations.parse_duration("1h30m") == 5400.0 and durations.parse_duration("2") == 2.0
+    assert durations.parse_size("2KiB") == 2048
+    with pytest.raises(ValueError):
+        durations.parse_duration("\u0665s")  # another script's digit: still refused (re.ASCII)
 
     assert redact.redact_url("https://discord.com/api/webhooks/1/tok").endswith("/1/***")
     assert locks.derive_lock_name(["sh", "-c", "echo hi"])[1] is not None
@@ -189,7 +197,7 @@ def test_redact_and_locks_compile_their_rare_regexes_at_first_use() -> None:
 # Imported by neither start (issue 21 item 4, wave 4): dataclasses and the inspect it pulls in
 # (with ast, dis, tokenize, linecache: ~7.5 ms), since reliactl._records builds every record
 # of these paths without them and the config loader reads the records' own field table.
-NOT_AT_START = ("dataclasses", "inspect", "ast", "dis", "tokenize")
+NOT_AT_START = ("dataclasses", "inspect", "ast", "dis", "tokenize", "reliactl.backoff")
 # Nor, without a configuration file (LoadedConfig.path is a Path when there is one), pathlib
 # and the urllib.parse and ipaddress it imports (~3-4 ms): the loader's search and defaults
 # and the store's open path work on text (state.base.path_text), redact parses URLs lazily.
@@ -224,10 +232,12 @@ def test_run_and_health_starts_import_neither_dataclasses_nor_inspect(
     argv: list[str], with_file: bool, tmp_path: Path
 ) -> None:
     """A real `reliactl run -- true` / `health --json` (python -X importtime -m reliactl, as
-    cron starts it, with an environment override and, in one case, a configuration file, so
-    the YAML and env paths of the loader run too) imports none of dataclasses, inspect, ast,
-    dis or tokenize, nor without a file pathlib, urllib.parse or ipaddress, and still works
-    (run exits 0; health exits with its status, 0-3)."""
+    cron starts it, with an environment override and, in one case, a typical configuration
+    file with breakers, checks and jobs, so the YAML and env paths of the loader and the job
+    schedules' validation run too) imports none of dataclasses, inspect, ast, dis or
+    tokenize, nor reliactl.backoff (the schema and `run`'s flags read the strategy and jitter
+    names from reliactl._settings), nor without a file pathlib, urllib.parse or ipaddress,
+    and still works (run exits 0; health exits with its status, 0-3)."""
     if with_file:
         (tmp_path / "reliactl.yaml").write_text(TYPICAL_CONFIG.format(home=tmp_path))
         (tmp_path / "heartbeat").write_text("")
