@@ -196,22 +196,18 @@ def load(
             how_text = {"RELIACTL_CONFIG": " (named by RELIACTL_CONFIG)"}.get(how, "")
             raise ConfigError([ConfigProblem(filename, None, "", error + how_text)])
         assert text is not None
-        from reliactl import _yaml
-
-        doc = _yaml.parse(text)
-        for line, kpath, message in doc.problems:
+        data, lines, yaml_problems = _parse_file(env, filename, text)
+        for line, kpath, message in yaml_problems:
             problems.append(ConfigProblem(filename, line, dotted_path(kpath), message))
-        if doc.data is None:
-            doc.data = {}
-        if not isinstance(doc.data, dict):
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
             problems.append(
-                ConfigProblem(
-                    filename, 1, "", f"expected a mapping of sections, got {_kind(doc.data)}"
-                )
+                ConfigProblem(filename, 1, "", f"expected a mapping of sections, got {_kind(data)}")
             )
         else:
-            raw = doc.data
-            for kpath, line in doc.lines.items():
+            raw = data
+            for kpath, line in lines.items():
                 origins.by_path[kpath] = ("file", line)
 
     if use_env:
@@ -229,6 +225,24 @@ def load(
         raise ConfigError(problems)
     assert isinstance(config, Config)
     return LoadedConfig(config=config, path=file_path, notes=tuple(notes), origins=origins)
+
+
+def _parse_file(
+    env: Mapping[str, str], filename: str, text: str
+) -> tuple[Any, dict[KeyPath, int], list[tuple[int | None, KeyPath, str]]]:
+    """(data, line of each key path, problems) of ``_yaml.parse(text)``, or what it returned
+    for this text at an earlier start (kept by config/_cache.py: the start imports no yaml)."""
+    from reliactl.config import _cache
+
+    kept = _cache.lookup(env, filename, text)
+    if kept is not None:
+        return kept[0], kept[1], []
+    from reliactl import _yaml
+
+    doc = _yaml.parse(text)
+    if not doc.problems:
+        _cache.store(env, filename, text, doc.data, doc.lines)
+    return doc.data, doc.lines, doc.problems
 
 
 def _read_text(path: Path) -> tuple[str | None, str | None]:
