@@ -269,3 +269,17 @@ def test_run_and_health_starts_import_neither_dataclasses_nor_inspect(
     assert "reliactl._yaml" in modules  # the file, or the env value parsed as YAML
     unwanted = set(NOT_AT_START) | (set() if with_file else set(NOT_WITHOUT_FILE))
     assert not unwanted & modules, sorted(unwanted & modules)
+
+
+def test_importing_reliactl_imports_neither_typing_nor_a_submodule() -> None:
+    """`import reliactl` (every CLI start, and a library user's) loads only the package, its
+    version and the configuration-source hook: not typing (~5 ms; `--help` and `--version`
+    need none of it), not collections.abc; the public names still resolve on first use."""
+    loaded = loaded_by(("reliactl",))
+    ours = sorted(m for m in loaded if m.startswith("reliactl"))
+    assert ours == ["reliactl", "reliactl._configsource", "reliactl._version"], ours
+    assert "typing" not in loaded
+    code = "import reliactl, sys; print(reliactl.parse_duration('1m'), 'typing' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["60.0", "True"]
+
