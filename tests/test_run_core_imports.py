@@ -282,4 +282,3 @@ def test_importing_reliactl_imports_neither_typing_nor_a_submodule() -> None:
     code = "import reliactl, sys; print(reliactl.parse_duration('1m'), 'typing' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["60.0", "True"]
-
