@@ -179,3 +179,40 @@ def test_a_cli_start_with_a_kept_entry_imports_no_yaml(tmp_path: Path) -> None:
     assert "yaml" in runs[0][1]
     assert not {"yaml", "reliactl._yaml"} & runs[1][1]
     assert runs[0][0] == runs[1][0] and "reliactl.yaml:6" in runs[1][0]
+
+
+def test_environment_values_read_without_pyyaml_read_as_pyyaml_reads_them() -> None:
+    """`_plain_scalar` decides the common environment values (5, 30s, 1h30m, Europe/Berlin,
+    /var/lib/x) without importing PyYAML: every value it decides, among tricky ones (YAML 1.1
+    booleans and nulls, octal, hex, sexagesimal, timestamps, .inf) and 20,000 random strings,
+    is exactly (value and type) what PyYAML's reading gives; the rest are left to PyYAML."""
+    import random
+
+    from reliactl._yaml import parse_scalar
+    from reliactl.config._loading import _UNDECIDED, _plain_scalar
+
+    tricky = (
+        "5 0 010 00 1_000 0x1F 0b101 0o7 1:30 190:20:30 2001-12-14 .inf -.inf .nan ~ null Null"
+        " NULL nULL yes Yes YES yEs y Y n N on On ON off true True false FALSE no NO 30s 5m"
+        " 1h30m 500MB 2GiB 1e5 1E5 1.5 1.5h 1e5s +5 -5 1s2 0s /var/lib/x Europe/Berlin abc-def"
+        " a.b a@b a:b #x &a *a !x 'q' \"q\" [x] {x} | > %x @x `x - -- --- ... = << _x x_ A z9"
+        " 9z 1x2y 12ab34 x:y \u00e9 \u0665 \u00e95"
+    )
+    corpus = [*tricky.split(" "), "a b", "5 ", " 5", "", "  "]
+    rng = random.Random(21)
+    alphabet = "019aZyYnNoOtTfF_.:/@-+e"
+    for length in range(1, 6):
+        corpus += ["".join(rng.choices(alphabet, k=length)) for _ in range(4000)]
+    decided = 0
+    for text in corpus:
+        got = _plain_scalar(text)
+        if got is _UNDECIDED:
+            continue
+        decided += 1
+        want = parse_scalar(text)
+        assert type(got) is type(want) and got == want, (text, got, want)
+    assert decided > 5000
+    for text in ("5", "30s", "1h30m", "Europe/Berlin", "/var/lib/x"):
+        assert _plain_scalar(text) is not _UNDECIDED
+    for text in ("yes", "010", "0x1F", "1:30", "1_000", "1.5", "~", "2001-12-14"):
+        assert _plain_scalar(text) is _UNDECIDED

@@ -453,6 +453,40 @@ def _field_at(kpath: KeyPath) -> Any:
 def _env_value(text: str, annotation: Any) -> Any:
     if _strip_optional(annotation) is str:
         return text
+    value = _plain_scalar(text)
+    if value is not _UNDECIDED:
+        return value
     from reliactl import _yaml
 
     return _yaml.parse_scalar(text)
+
+
+_UNDECIDED = object()
+# Plain words YAML 1.1 (PyYAML's resolver) reads as booleans or null.
+_YAML_WORDS = frozenset(
+    form
+    for word in ("yes", "no", "true", "false", "on", "off", "null")
+    for form in (word, word.capitalize(), word.upper())
+)
+_WORD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./@-")
+
+
+def _plain_scalar(text: str) -> Any:
+    """What ``_yaml.parse_scalar(text)`` returns, for the common environment values whose YAML
+    reading is certain without PyYAML (~20 ms to import), else ``_UNDECIDED``: a decimal
+    integer without leading zero ("5" -> 5; "010" is octal to YAML: undecided), a number
+    followed by units ("30s", "1h30m", "500MB": no YAML int, float or timestamp ends in a
+    letter), and a word starting with a letter or "/" made of letters, digits and ``_./@-``
+    that is not a YAML boolean or null ("Europe/Berlin", "/var/lib/x": a string). Everything
+    else (signs, dots, colons, spaces, quotes, "yes", "0x1F", "1_000") goes to PyYAML.
+    Pinned against PyYAML in tests/test_config_cache.py."""
+    if not text or not text.isascii():
+        return _UNDECIDED
+    first = text[0]
+    if text.isdigit():
+        return int(text) if first != "0" or text == "0" else _UNDECIDED
+    if text.isalnum() and first in "123456789" and text[-1].isalpha():
+        return text
+    if (first.isalpha() or first == "/") and _WORD_CHARS.issuperset(text):
+        return _UNDECIDED if text in _YAML_WORDS else text
+    return _UNDECIDED
