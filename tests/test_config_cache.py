@@ -216,3 +216,20 @@ def test_environment_values_read_without_pyyaml_read_as_pyyaml_reads_them() -> N
         assert _plain_scalar(text) is not _UNDECIDED
     for text in ("yes", "010", "0x1F", "1:30", "1_000", "1.5", "~", "2001-12-14"):
         assert _plain_scalar(text) is _UNDECIDED
+
+
+def test_cron_verdicts_are_kept_only_for_expressions_cronsim_accepted(tmp_path: Path) -> None:
+    """The entry keeps the cron expressions cronsim accepted while the file was validated
+    (a later start trusts those and skips cronsim), never a rejected one: a bad expression
+    is reported by cronsim at every load, with its line."""
+    file = tmp_path / "reliactl.yaml"
+    file.write_text("jobs:\n  good: {schedule: 30 2 * * *}\n  bad: {schedule: 61 * * * *}\n")
+    messages = []
+    for _ in range(2):
+        with pytest.raises(ConfigError) as caught:
+            load(file, environ=_env(tmp_path), use_env=False)
+        messages.append(str(caught.value))
+    assert messages[0] == messages[1]
+    assert "reliactl.yaml:3: jobs.bad.schedule: not a valid cron expression" in messages[0]
+    (entry,) = _entries(tmp_path)
+    assert json.loads(entry.read_text())["crons"] == ["30 2 * * *"]

@@ -189,6 +189,7 @@ def load(
     origins = _Origins(filename)
     problems: list[ConfigProblem] = []
     raw: dict[str, Any] = {}
+    pending = None
 
     if file_path is not None:
         text, error = _read_text(file_path)
@@ -196,7 +197,7 @@ def load(
             how_text = {"RELIACTL_CONFIG": " (named by RELIACTL_CONFIG)"}.get(how, "")
             raise ConfigError([ConfigProblem(filename, None, "", error + how_text)])
         assert text is not None
-        data, lines, yaml_problems = _parse_file(env, filename, text)
+        data, lines, yaml_problems, pending = _parse_file(env, filename, text)
         for line, kpath, message in yaml_problems:
             problems.append(ConfigProblem(filename, line, dotted_path(kpath), message))
         if data is None:
@@ -221,6 +222,8 @@ def load(
     config = _build(Config, raw, (), origins, problems)
     if isinstance(config, Config):
         problems.extend(_cross_checks(config, origins))
+    if pending is not None:  # a fresh, clean parse: kept with the cron expressions validated
+        pending.write(_accepted_crons(config))
     if problems:
         raise ConfigError(problems)
     assert isinstance(config, Config)
@@ -229,20 +232,36 @@ def load(
 
 def _parse_file(
     env: Mapping[str, str], filename: str, text: str
-) -> tuple[Any, dict[KeyPath, int], list[tuple[int | None, KeyPath, str]]]:
-    """(data, line of each key path, problems) of ``_yaml.parse(text)``, or what it returned
-    for this text at an earlier start (kept by config/_cache.py: the start imports no yaml)."""
+) -> tuple[Any, dict[KeyPath, int], list[tuple[int | None, KeyPath, str]], Any]:
+    """(data, line of each key path, problems, what to keep) of ``_yaml.parse(text)``, or what
+    it returned for this text at an earlier start (kept by config/_cache.py: the start imports
+    no yaml, and the cron expressions cronsim accepted then are not validated again)."""
     from reliactl.config import _cache
 
     kept = _cache.lookup(env, filename, text)
     if kept is not None:
-        return kept[0], kept[1], []
+        data, lines, crons = kept
+        if crons:
+            from reliactl.schedule import accept_crons
+
+            accept_crons(crons)
+        return data, lines, [], None
     from reliactl import _yaml
 
     doc = _yaml.parse(text)
-    if not doc.problems:
-        _cache.store(env, filename, text, doc.data, doc.lines)
-    return doc.data, doc.lines, doc.problems
+    pending = None if doc.problems else _cache.prepare(env, filename, text, doc.data, doc.lines)
+    return doc.data, doc.lines, doc.problems, pending
+
+
+def _accepted_crons(config: Any) -> list[str]:
+    """The cron expressions of ``config``'s jobs that cronsim accepted while validating it."""
+    import sys
+
+    schedule = sys.modules.get("reliactl.schedule")
+    if schedule is None or not isinstance(config, Config):
+        return []
+    accepted = set(schedule.accepted_crons())
+    return sorted({job.schedule for job in config.jobs.values() if job.schedule in accepted})
 
 
 def _read_text(path: Path) -> tuple[str | None, str | None]:
