@@ -5,6 +5,7 @@ not solely own, another reliactl) is parsed by the YAML reader as before."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import subprocess
@@ -119,8 +120,9 @@ def test_documents_with_problems_or_values_json_cannot_carry_are_never_kept(
         with pytest.raises(ConfigError, match=r"reliactl.yaml:3: retry.max_retries: duplicate"):
             load(file, environ=_env(tmp_path), use_env=False)
     assert _entries(tmp_path) == []
-    assert not _cache.store(
-        _env(tmp_path), str(file), "x", {"at": __import__("datetime").date(2020, 1, 1)}, {}
+    assert (
+        _cache.prepare(_env(tmp_path), str(file), "x", {"at": datetime.date(2020, 1, 1)}, {})
+        is None
     )
     file.write_text("retry:\n  max_retries: 2\n  max_delay: lots\n")
     messages = []
@@ -134,7 +136,8 @@ def test_documents_with_problems_or_values_json_cannot_carry_are_never_kept(
 
 def test_without_a_usable_cache_directory_the_file_is_parsed_as_before(tmp_path: Path) -> None:
     """No absolute HOME or XDG_CACHE_HOME: nothing is kept or read. A cache directory that
-    cannot be made (a file in its place) or written (/dev/full as the entry): the load works."""
+    cannot be made (a file in its place, or under /proc): the load works, nothing is kept and
+    no temporary file is left behind."""
     file = tmp_path / "reliactl.yaml"
     file.write_text(CONFIG)
     assert load(file, environ={"HOME": "relative"}, use_env=False).config.retry.max_retries == 3
@@ -142,7 +145,11 @@ def test_without_a_usable_cache_directory_the_file_is_parsed_as_before(tmp_path:
     env = {"XDG_CACHE_HOME": str(tmp_path / "blocked"), "HOME": str(tmp_path)}
     assert load(file, environ=env, use_env=False).config.retry.max_retries == 3
     assert _entries(tmp_path) == []
-    assert not _cache.store(env, str(file), CONFIG, {}, {})
+    pending = _cache.prepare(env, str(file), CONFIG, {}, {})
+    assert pending is not None and not pending.write([])
+    proc = {"XDG_CACHE_HOME": "/proc/self", "HOME": str(tmp_path)}
+    assert load(file, environ=proc, use_env=False).config.retry.max_retries == 3
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp") or p.name == ".cache"]
 
 
 def test_a_cli_start_with_a_kept_entry_imports_no_yaml(tmp_path: Path) -> None:

@@ -195,16 +195,3 @@ def prepare(
     except (ValueError, TypeError):
         return None
     return Pending(directory, config_path, parts)
-
-
-def store(
-    env: Mapping[str, str],
-    config_path: str,
-    text: str,
-    data: Any,
-    lines: dict[KeyPath, int],
-    crons: list[str] | None = None,
-) -> bool:
-    """Keep a clean parse of ``text`` for the next start; False when it was not kept."""
-    pending = prepare(env, config_path, text, data, lines)
-    return pending is not None and pending.write(crons or [])
