@@ -17,7 +17,8 @@ does not exit). The commands the fast path answers since wave 3 (FAST_ROWS: `con
 `config validate`, `breaker list`, `breaker show`, `retry plan`, `cleanup`, `http`, `doctor`)
 are measured twice in the same rounds: as a user runs them, and through the Typer app
 (`RELIACTL_FAST=0`, via env(1), which adds ~1 ms), their before and after.
-STARTUP_PART=commands runs only this second table, =light only the first.
+STARTUP_PART=commands runs only this second table, =light only the first, =config only the
+table of `run` and `health` with a configuration file (see config_file_rows).
 """
 
 from __future__ import annotations
@@ -92,6 +93,9 @@ def command_rows(runs: int, env: dict[str, str], home: str) -> dict[str, list[fl
 def main() -> None:
     runs = int(os.environ.get("BENCH_RUNS", str(sized(20, 1))))
     part = os.environ.get("STARTUP_PART", "")
+    if part == "config":
+        config_file_rows(runs)
+        return
     if part != "commands":
         light(runs)
     if part != "light":
@@ -127,6 +131,101 @@ def light(runs: int) -> None:
         )
     print_header(f"startup, {runs} interleaved rounds (goal: each within 8x python -c pass)")
     print_spread_table(samples, "python -c pass", label="command")
+
+
+# ---- with a configuration file (issue 21 item 4, wave 2: importdiet2) ----------------------
+#
+# A cron user's `run` and `health` read a configuration file, which the other tables' empty
+# HOME does not have: the loader then parses YAML, builds every section and validates the job
+# schedules. STARTUP_PART=config runs only this table: `run -- true` and `health --json`
+# without a file, with a typical file (a few breakers, a file_age check, a cron job and an
+# `every:` job), and with that file but the parse cache (config/_cache.py) unusable
+# (XDG_CACHE_HOME under /dev/null: a cold cache, every start parses with PyYAML). Wall and
+# CPU (user + sys of the process, from wait4) per round, interleaved. STARTUP_BASE=DIR adds
+# the same rows for the reliactl package in DIR (e.g. `git archive REF reliactl | tar -x -C DIR`),
+# for a before/after in the same rounds.
+
+TYPICAL_CONFIG = """\
+circuit_breaker:
+  failure_threshold: 5
+  recovery_timeout: 1m
+  breakers:
+    openai: {{failure_threshold: 3, recovery_timeout: 2m}}
+    db: {{failure_threshold: 2, slow_call_threshold: 20s}}
+retry:
+  max_retries: 3
+health_monitor:
+  checks:
+  - {{name: heartbeat, kind: file_age, path: {home}/heartbeat, warn: 15m, critical: 1h}}
+jobs:
+  backup: {{schedule: 30 2 * * *, grace: 1h, max_duration: 2h, max_failures: 2}}
+  report: {{every: 1h}}
+"""
+
+
+def _sample_wall_and_cpu(
+    commands: dict[str, tuple[list[str], dict[str, str]]], runs: int, warmup: int = 2
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """(wall, CPU) seconds of every run of each command (with its own environment), interleaved."""
+    import subprocess
+    import time
+
+    wall: dict[str, list[float]] = {name: [] for name in commands}
+    cpu: dict[str, list[float]] = {name: [] for name in commands}
+    for index in range(warmup + runs):
+        for name, (argv, env) in commands.items():
+            started = time.perf_counter()
+            proc = subprocess.Popen(
+                argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            _, _, usage = os.wait4(proc.pid, 0)
+            proc.returncode = 0  # reaped here; keeps Popen from waiting again
+            if index >= warmup:
+                wall[name].append(time.perf_counter() - started)
+                cpu[name].append(usage.ru_utime + usage.ru_stime)
+    return wall, cpu
+
+
+def config_file_rows(runs: int) -> None:
+    base_dir = os.environ.get("STARTUP_BASE", "")
+    with tempfile.TemporaryDirectory() as empty, tempfile.TemporaryDirectory() as home:
+        os.makedirs(os.path.join(home, "reliactl"))
+        with open(os.path.join(home, "reliactl", "config.yaml"), "w") as handle:
+            handle.write(TYPICAL_CONFIG.format(home=home))
+        with open(os.path.join(home, "heartbeat"), "w"):
+            pass
+        clean = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        clean.pop("PYTHONPATH", None)
+
+        def env_of(where: str, **extra: str) -> dict[str, str]:
+            homes = {"HOME": where, "XDG_STATE_HOME": where, "XDG_CONFIG_HOME": where}
+            return {**clean, **homes, "NO_COLOR": "1", **extra}
+
+        variants = {
+            "no file": env_of(empty),
+            "config file": env_of(home),
+            "config file, no parse cache": env_of(home, XDG_CACHE_HOME="/dev/null/none"),
+        }
+        commands: dict[str, tuple[list[str], dict[str, str]]] = {
+            "python -c pass": ([PY, "-c", "pass"], env_of(empty))
+        }
+        trees = [("", None)] + ([(" [base]", base_dir)] if base_dir else [])
+        for argv in (["run", "--", "true"], ["health", "--json"]):
+            for variant, env in variants.items():
+                for tag, tree in trees:
+                    if tree is not None and variant == "config file, no parse cache":
+                        continue  # the base has no cache: its "config file" row is that
+                    row_env = dict(env, PYTHONPATH=tree) if tree else env
+                    commands[f"{' '.join(argv)} ({variant}){tag}"] = (reliactl_cmd(*argv), row_env)
+        wall, cpu = _sample_wall_and_cpu(commands, runs)
+    print_header(
+        f"run and health with a configuration file, {runs} interleaved rounds "
+        "(goal: within 5x python -c pass on a quiet machine)"
+    )
+    print("wall:")
+    print_spread_table(wall, "python -c pass", label="command")
+    print("CPU (user + sys):")
+    print_spread_table(cpu, "python -c pass", label="command")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,13 @@ if TYPE_CHECKING:
 else:  # the same frozen dataclass, without the dataclasses module (see _records)
     from reliactl._records import MISSING, dataclass, field
 
-__all__ = ["BreakerSettings", "_opt"]
+__all__ = ["JITTERS", "STRATEGIES", "BreakerSettings", "_opt"]
+
+# The names of the backoff strategies and jitters (re-exported by reliactl.backoff, whose
+# strategies and reliactl.retry's use them): here so that the configuration schema and `run`'s
+# command line read them without importing the backoff module at every start.
+STRATEGIES = ("exponential", "linear", "fixed")
+JITTERS = ("none", "full", "equal", "decorrelated")
 
 
 def _opt(

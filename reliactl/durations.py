@@ -25,10 +25,10 @@ _DURATION_UNITS: dict[str, float] = {
     "w": 604800.0,
 }
 # re.ASCII: \d must not match other scripts' digits (U+0665 is not 5 here, whatever float() says).
-_DURATION_PART = re.compile(
-    r"(\d+(?:\.\d+)?|\.\d+)\s*(ms|sec|min|s|m|h|d|w)", re.IGNORECASE | re.ASCII
-)
-_NUMBER = re.compile(r"[+]?(\d+(?:\.\d*)?|\.\d+)(e[+-]?\d+)?", re.IGNORECASE | re.ASCII)
+# Compiled at the first string parsed, not at import (every start imports this module; one
+# without a configuration file parses no duration): _pattern() caches them.
+_DURATION_PART = r"(\d+(?:\.\d+)?|\.\d+)\s*(ms|sec|min|s|m|h|d|w)"
+_NUMBER = r"[+]?(\d+(?:\.\d*)?|\.\d+)(e[+-]?\d+)?"
 
 _SIZE_UNITS: dict[str, int] = {
     "": 1,
@@ -46,7 +46,16 @@ _SIZE_UNITS: dict[str, int] = {
     "gib": 1024**3,
     "tib": 1024**4,
 }
-_SIZE = re.compile(r"(\d+(?:\.\d+)?|\.\d+)\s*([a-z]*)", re.IGNORECASE | re.ASCII)
+_SIZE = r"(\d+(?:\.\d+)?|\.\d+)\s*([a-z]*)"
+_COMPILED: dict[str, re.Pattern[str]] = {}
+
+
+def _pattern(source: str) -> re.Pattern[str]:
+    """``source`` compiled with IGNORECASE | ASCII, once per process."""
+    compiled = _COMPILED.get(source)
+    if compiled is None:
+        compiled = _COMPILED[source] = re.compile(source, re.IGNORECASE | re.ASCII)
+    return compiled
 
 
 def parse_duration(value: object) -> float:
@@ -62,7 +71,7 @@ def parse_duration(value: object) -> float:
         text = value.strip()
         if not text:
             raise DurationError("expected a duration such as 30s, 5m or 1h30m, got ''")
-        seconds = float(text) if _NUMBER.fullmatch(text) else _parse_compound(text, value)
+        seconds = float(text) if _pattern(_NUMBER).fullmatch(text) else _parse_compound(text, value)
     else:
         raise DurationError(
             f"expected a duration such as 30s, 5m or 1h30m, got {type(value).__name__}"
@@ -76,7 +85,7 @@ def _parse_compound(text: str, original: str) -> float:
     pos = 0
     total = 0.0
     compact = text.replace(" ", "")
-    for match in _DURATION_PART.finditer(compact):
+    for match in _pattern(_DURATION_PART).finditer(compact):
         if match.start() != pos:
             break
         total += float(match.group(1)) * _DURATION_UNITS[match.group(2).lower()]
@@ -95,7 +104,7 @@ def parse_size(value: object) -> int:
     elif isinstance(value, float):
         size = value
     elif isinstance(value, str):
-        match = _SIZE.fullmatch(value.strip())
+        match = _pattern(_SIZE).fullmatch(value.strip())
         unit = match.group(2).lower() if match else None
         if match is None or unit not in _SIZE_UNITS:
             raise DurationError(f"expected a size such as 500MB or 2GiB, got {value!r}")

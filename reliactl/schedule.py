@@ -28,14 +28,17 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from reliactl.durations import format_duration
 
 if TYPE_CHECKING:
+    from dataclasses import dataclass
+
     from reliactl.config import JobSettings
     from reliactl.state.base import RunRecord
+else:  # frozen records without the dataclasses module (every load of a `jobs:` section)
+    from reliactl._records import dataclass
 
 __all__ = [
     "JobStatus",
@@ -54,8 +57,27 @@ MAX_GRACE = 3600.0
 DECLARED_KEY = "job:{}"  # kv record: {"declared_at": epoch}
 
 
+# Cron expressions cronsim accepted in this process, or at an earlier start with the same
+# configuration text and the same cronsim (kept with the parse by config/_cache.py): validating
+# one imports cronsim with calendar and locale (~3 ms of a `run` start), evaluating it does not
+# need the verdict.
+_ACCEPTED: set[str] = set()
+
+
+def accept_crons(expressions: Iterable[str]) -> None:
+    """Take ``expressions`` as accepted by cronsim (config/_cache.py's kept verdicts)."""
+    _ACCEPTED.update(expressions)
+
+
+def accepted_crons() -> list[str]:
+    """The expressions ``cron_problem`` found valid (or was told were), sorted."""
+    return sorted(_ACCEPTED)
+
+
 def cron_problem(expression: str) -> str | None:
     """Why ``expression`` is not a cron expression cronsim can evaluate, or None."""
+    if expression in _ACCEPTED:
+        return None
     from datetime import datetime
 
     from cronsim import CronSim, CronSimError
@@ -66,6 +88,7 @@ def cron_problem(expression: str) -> str | None:
         return f"not a valid cron expression ({exc}): {expression!r}"
     except Exception as exc:  # cronsim raising something else for odd input
         return f"not a valid cron expression ({type(exc).__name__}): {expression!r}"
+    _ACCEPTED.add(expression)
     return None
 
 

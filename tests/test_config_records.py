@@ -232,6 +232,7 @@ CORE_MODULES = (
     "reliactl.state.base",
     "reliactl.health.model",
     "reliactl.health.alertstate",
+    "reliactl.schedule",
 )
 
 

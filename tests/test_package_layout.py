@@ -19,6 +19,8 @@ def _type_checking_imports() -> dict[str, str]:
         if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
             for stmt in node.body:
                 assert isinstance(stmt, ast.ImportFrom) and stmt.module, ast.unparse(stmt)
+                if stmt.module == "typing":  # annotations only (typing is not imported at run)
+                    continue
                 for alias in stmt.names:
                     found[alias.asname or alias.name] = stmt.module
     return found

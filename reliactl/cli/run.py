@@ -13,7 +13,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
-from reliactl.backoff import JITTERS, STRATEGIES
+from reliactl._settings import JITTERS, STRATEGIES
 from reliactl.cli.exitcodes import ExitCode
 
 if TYPE_CHECKING:

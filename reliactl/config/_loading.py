@@ -189,6 +189,7 @@ def load(
     origins = _Origins(filename)
     problems: list[ConfigProblem] = []
     raw: dict[str, Any] = {}
+    pending = None
 
     if file_path is not None:
         text, error = _read_text(file_path)
@@ -196,22 +197,18 @@ def load(
             how_text = {"RELIACTL_CONFIG": " (named by RELIACTL_CONFIG)"}.get(how, "")
             raise ConfigError([ConfigProblem(filename, None, "", error + how_text)])
         assert text is not None
-        from reliactl import _yaml
-
-        doc = _yaml.parse(text)
-        for line, kpath, message in doc.problems:
+        data, lines, yaml_problems, pending = _parse_file(env, filename, text)
+        for line, kpath, message in yaml_problems:
             problems.append(ConfigProblem(filename, line, dotted_path(kpath), message))
-        if doc.data is None:
-            doc.data = {}
-        if not isinstance(doc.data, dict):
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
             problems.append(
-                ConfigProblem(
-                    filename, 1, "", f"expected a mapping of sections, got {_kind(doc.data)}"
-                )
+                ConfigProblem(filename, 1, "", f"expected a mapping of sections, got {_kind(data)}")
             )
         else:
-            raw = doc.data
-            for kpath, line in doc.lines.items():
+            raw = data
+            for kpath, line in lines.items():
                 origins.by_path[kpath] = ("file", line)
 
     if use_env:
@@ -225,10 +222,46 @@ def load(
     config = _build(Config, raw, (), origins, problems)
     if isinstance(config, Config):
         problems.extend(_cross_checks(config, origins))
+    if pending is not None:  # a fresh, clean parse: kept with the cron expressions validated
+        pending.write(_accepted_crons(config))
     if problems:
         raise ConfigError(problems)
     assert isinstance(config, Config)
     return LoadedConfig(config=config, path=file_path, notes=tuple(notes), origins=origins)
+
+
+def _parse_file(
+    env: Mapping[str, str], filename: str, text: str
+) -> tuple[Any, dict[KeyPath, int], list[tuple[int | None, KeyPath, str]], Any]:
+    """(data, line of each key path, problems, what to keep) of ``_yaml.parse(text)``, or what
+    it returned for this text at an earlier start (kept by config/_cache.py: the start imports
+    no yaml, and the cron expressions cronsim accepted then are not validated again)."""
+    from reliactl.config import _cache
+
+    kept = _cache.lookup(env, filename, text)
+    if kept is not None:
+        data, lines, crons = kept
+        if crons:
+            from reliactl.schedule import accept_crons
+
+            accept_crons(crons)
+        return data, lines, [], None
+    from reliactl import _yaml
+
+    doc = _yaml.parse(text)
+    pending = None if doc.problems else _cache.prepare(env, filename, text, doc.data, doc.lines)
+    return doc.data, doc.lines, doc.problems, pending
+
+
+def _accepted_crons(config: Any) -> list[str]:
+    """The cron expressions of ``config``'s jobs that cronsim accepted while validating it."""
+    import sys
+
+    schedule = sys.modules.get("reliactl.schedule")
+    if schedule is None or not isinstance(config, Config):
+        return []
+    accepted = set(schedule.accepted_crons())
+    return sorted({job.schedule for job in config.jobs.values() if job.schedule in accepted})
 
 
 def _read_text(path: Path) -> tuple[str | None, str | None]:
@@ -439,6 +472,40 @@ def _field_at(kpath: KeyPath) -> Any:
 def _env_value(text: str, annotation: Any) -> Any:
     if _strip_optional(annotation) is str:
         return text
+    value = _plain_scalar(text)
+    if value is not _UNDECIDED:
+        return value
     from reliactl import _yaml
 
     return _yaml.parse_scalar(text)
+
+
+_UNDECIDED = object()
+# Plain words YAML 1.1 (PyYAML's resolver) reads as booleans or null.
+_YAML_WORDS = frozenset(
+    form
+    for word in ("yes", "no", "true", "false", "on", "off", "null")
+    for form in (word, word.capitalize(), word.upper())
+)
+_WORD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./@-")
+
+
+def _plain_scalar(text: str) -> Any:
+    """What ``_yaml.parse_scalar(text)`` returns, for the common environment values whose YAML
+    reading is certain without PyYAML (~20 ms to import), else ``_UNDECIDED``: a decimal
+    integer without leading zero ("5" -> 5; "010" is octal to YAML: undecided), a number
+    followed by units ("30s", "1h30m", "500MB": no YAML int, float or timestamp ends in a
+    letter), and a word starting with a letter or "/" made of letters, digits and ``_./@-``
+    that is not a YAML boolean or null ("Europe/Berlin", "/var/lib/x": a string). Everything
+    else (signs, dots, colons, spaces, quotes, "yes", "0x1F", "1_000") goes to PyYAML.
+    Pinned against PyYAML in tests/test_config_cache.py."""
+    if not text or not text.isascii():
+        return _UNDECIDED
+    first = text[0]
+    if text.isdigit():
+        return int(text) if first != "0" or text == "0" else _UNDECIDED
+    if text.isalnum() and first in "123456789" and text[-1].isalpha():
+        return text
+    if (first.isalpha() or first == "/") and _WORD_CHARS.issuperset(text):
+        return _UNDECIDED if text in _YAML_WORDS else text
+    return _UNDECIDED

@@ -14,8 +14,7 @@ if typing.TYPE_CHECKING:
 else:  # the same frozen dataclasses, without the dataclasses module (see _records)
     from reliactl._records import dataclass, field
 
-from reliactl._settings import BreakerSettings, _opt
-from reliactl.backoff import JITTERS, STRATEGIES
+from reliactl._settings import JITTERS, STRATEGIES, BreakerSettings, _opt
 
 MAX_CONFIG_BYTES = 1024 * 1024
 
