@@ -53,7 +53,6 @@ import stat
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Literal
 
@@ -61,9 +60,13 @@ from reliactl._procfs import unescape_mount
 from reliactl.errors import UnsafeRootError
 
 if TYPE_CHECKING:
+    from dataclasses import dataclass
+
     from reliactl.config import CleanupRoot
     from reliactl.locks import LockHolder
     from reliactl.state.base import PruneReport
+else:  # frozen dataclasses without compiling code at import (issue 21, see _records)
+    from reliactl._records import dataclass
 
 AgeBy = Literal["newest", "mtime", "atime", "ctime"]
 AGE_BY: tuple[AgeBy, ...] = ("newest", "mtime", "atime", "ctime")
