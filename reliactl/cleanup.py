@@ -435,24 +435,19 @@ def _mount_points_under(root: str) -> set[tuple[int, int]]:
 # --------------------------------------------------------------------------- the walk
 
 
-def _age_time(st: os.stat_result, age_by: AgeBy, is_dir: bool) -> float:
-    if age_by == "newest":
-        if is_dir:  # ctime of a directory changes when it is cleaned: left out, as tmpfiles
-            return max(st.st_mtime, st.st_atime)
-        return max(st.st_mtime, st.st_atime, st.st_ctime)
-    if age_by == "mtime":
-        return st.st_mtime
-    if age_by == "atime":
-        return st.st_atime
-    return st.st_ctime
-
-
 _FILE_TIME: dict[str, Callable[[os.stat_result], float]] = {
     "newest": lambda st: max(st.st_mtime, st.st_atime, st.st_ctime),
     "mtime": operator.attrgetter("st_mtime"),
     "atime": operator.attrgetter("st_atime"),
     "ctime": operator.attrgetter("st_ctime"),
 }
+# A directory's ctime changes when it is cleaned: "newest" leaves it out, as tmpfiles.
+_DIR_TIME: dict[str, Callable[[os.stat_result], float]] = {
+    **_FILE_TIME,
+    "newest": lambda st: max(st.st_mtime, st.st_atime),
+}
+
+
 _SPECIAL = {stat.S_IFIFO: "fifo", stat.S_IFSOCK: "socket"}
 _AGE_CODE = {"newest": 0, "mtime": 1, "atime": 2, "ctime": 3}  # list_dir's inline age rule
 _S_IFMT = 0o170000
@@ -757,6 +752,7 @@ class _Walker:
         self.probe = _Probe()
         self.euid = os.geteuid()
         self.file_time: Callable[[os.stat_result], float] = _FILE_TIME[age_by]
+        self.dir_time: Callable[[os.stat_result], float] = _DIR_TIME[age_by]
         self.scanned = 0
         self.files = self.symlinks = self.dirs = 0
         self.bytes = 0
@@ -835,21 +831,27 @@ class _Walker:
         # list_dir decides a file inline only when no per-name rule or budget applies.
         self.simple = not (self.include or self.exclude or self.mounts) and self.budget is None
         self.c_walk = c_walk() if self.simple else None
-        root_age = _age_time(root_st, self.age_by, True)
+        # One directory costs a few microseconds of Python around the syscalls (issue 21:
+        # the deep tree's 11,111 directories), so the loop binds what it calls once.
+        list_dir = self.list_dir if self.c_walk is None else self.list_dir_c
+        enter = self.enter
+        leave = self.leave
+        root_age = self.dir_time(root_st)
         stack = [_Frame(root_fd, "", "", root_st, root_age, _shared(root_st, self.euid))]
-        self.list_dir(stack[0])
+        list_dir(stack[0])
         try:
             while stack:
                 frame = stack[-1]
-                if frame.pending:
-                    name, st = frame.pending.pop()
-                    child = self.enter(frame, name, st, len(stack))
+                pending = frame.pending
+                if pending:
+                    name, st = pending.pop()
+                    child = enter(frame, name, st, len(stack))
                     if child is not None:
                         stack.append(child)
-                        self.list_dir(child)
+                        list_dir(child)
                     continue
                 stack.pop()
-                self.leave(frame, stack[-1] if stack else None)
+                leave(frame, stack[-1] if stack else None)
         finally:
             for frame in stack[1:]:
                 os.close(frame.fd)
@@ -884,8 +886,7 @@ class _Walker:
             self.skip("changed")
             return None
         rel = f"{parent.rel}/{name}" if parent.rel else name
-        shared = _shared(now_st, self.euid)
-        return _Frame(fd, rel, name, st, _age_time(st, self.age_by, True), shared)
+        return _Frame(fd, rel, name, st, self.dir_time(st), _shared(now_st, self.euid))
 
     def leave(self, frame: _Frame, parent: _Frame | None) -> None:
         """After a directory's entries: put its times back, remove it if emptied and old."""
@@ -940,9 +941,6 @@ class _Walker:
         cleanup). Every other entry, and every outcome but a removal or a young file, goes
         through ``decide``, which applies the same rules one by one.
         """
-        if self.c_walk is not None:
-            self.list_dir_c(frame, self.c_walk)
-            return
         try:
             it = os.scandir(frame.fd)
         except OSError as exc:
@@ -1076,7 +1074,7 @@ class _Walker:
             self.scanned = scanned
             self.flush(frame, listed, gone, files, symlinks, nbytes, kept)
 
-    def list_dir_c(self, frame: _Frame, module: ModuleType) -> None:
+    def list_dir_c(self, frame: _Frame) -> None:
         """list_dir's inline decisions, made by the C loop (reliactl/_cleanupwalk.c).
 
         C removes or keeps the plain entries (the same age, lock-table and shared-directory
@@ -1085,7 +1083,11 @@ class _Walker:
         other entry, which ``decide`` judges on a fresh lstat, and every outcome but
         "removed" or "young". With an ``on_remove`` callback a batch ends at each
         removal (the callback sees it as it happens); with ``on_progress`` at the next tick.
+        Called once per directory: the bookkeeping is inline (no flush/tick call when
+        there is no progress callback).
         """
+        module = self.c_walk
+        assert module is not None  # run() binds this method only then
         try:
             lister = module.Lister(
                 frame.fd,
@@ -1101,20 +1103,31 @@ class _Walker:
             frame.total += 1  # unknown contents: never "emptied"
             return
         self.c_dirs += 1
+        progress = self.on_progress is not None
+        limit = C_BATCH
         try:
             while True:
-                limit = min(C_BATCH, max(1, self.next_progress - self.scanned))
+                if progress:
+                    limit = min(C_BATCH, max(1, self.next_progress - self.scanned))
                 batch = lister.batch(limit, self.locks)
                 listed, gone, files, symlinks, nbytes, kept, items, subdirs, end, read_errno = batch
                 self.scanned += listed
-                self.flush(frame, listed, gone, files, symlinks, nbytes, kept)
-                frame.pending += subdirs  # (name, lstat), queued as list_dir queues them
+                frame.total += listed
+                frame.gone += gone
+                if gone:
+                    self.files += files
+                    self.symlinks += symlinks
+                    self.bytes += nbytes
+                self.kept_bytes += kept
+                if subdirs:
+                    frame.pending += subdirs  # (name, lstat), queued as list_dir queues them
                 for name, code, value, size, t in items:
                     self.c_item(frame, name, code, value, size, t)
                 if read_errno:
                     self.skip(_errno_reason(read_errno))
                     frame.total += 1
-                self.tick()
+                if progress:
+                    self.tick()
                 if end:
                     return
         finally:
