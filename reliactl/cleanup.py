@@ -114,6 +114,10 @@ _DANGEROUS = (
 )
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+# Reading a directory opened O_NOATIME leaves its atime alone (as systemd-tmpfiles opens
+# them): with nothing removed its times are as they were, with no fstat or utime to put
+# them back. Allowed to its owner and to CAP_FOWNER; elsewhere (EPERM) opened without.
+_O_NOATIME: int = getattr(os, "O_NOATIME", 0)
 _PROBE_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
 _O_PATH: int = getattr(os, "O_PATH", 0)
 
@@ -490,6 +494,7 @@ class _Frame:
         "fd",
         "gone",
         "name",
+        "noatime",
         "pending",
         "pre",
         "rel",
@@ -509,6 +514,7 @@ class _Frame:
         self.total = 0  # entries listed
         self.gone = 0  # entries removed (or, in a dry run, that would be)
         self.pending: list[tuple[str, os.stat_result]] = []  # subdirectories to visit
+        self.noatime = False  # opened O_NOATIME: reading it left its atime alone
 
 
 class _Probe:
@@ -866,8 +872,16 @@ class _Walker:
         if depth > MAX_DEPTH:
             self.skip("too-deep")
             return None
+        noatime = bool(_O_NOATIME) and self.euid in (0, st.st_uid)
         try:
-            fd = os.open(name, _DIR_FLAGS, dir_fd=parent.fd)
+            try:
+                flags = (_DIR_FLAGS | _O_NOATIME) if noatime else _DIR_FLAGS
+                fd = os.open(name, flags, dir_fd=parent.fd)
+            except PermissionError as exc:
+                if not noatime or exc.errno != errno.EPERM:
+                    raise
+                noatime = False  # root without CAP_FOWNER: read it as anyone would
+                fd = os.open(name, _DIR_FLAGS, dir_fd=parent.fd)
         except OSError as exc:
             reason = _reason_for(exc)
             if reason == "vanished":
@@ -886,7 +900,9 @@ class _Walker:
             self.skip("changed")
             return None
         rel = f"{parent.rel}/{name}" if parent.rel else name
-        return _Frame(fd, rel, name, st, self.dir_time(st), _shared(now_st, self.euid))
+        frame = _Frame(fd, rel, name, st, self.dir_time(st), _shared(now_st, self.euid))
+        frame.noatime = noatime
+        return frame
 
     def leave(self, frame: _Frame, parent: _Frame | None) -> None:
         """After a directory's entries: put its times back, remove it if emptied and old."""
@@ -919,6 +935,8 @@ class _Walker:
 
     def restore_times(self, frame: _Frame) -> None:
         pre = frame.pre
+        if frame.noatime and (self.dry_run or not frame.gone):
+            return  # read without touching its atime and nothing removed: times unchanged
         # Something in it was removed (or vanished): its mtime moved, no need to look.
         if self.dry_run or not frame.gone:
             try:
