@@ -31,7 +31,9 @@ tmpreaper (RELIABILITY.md #13, CVE-2018-6954):
 Age is the newest of mtime, ctime and atime by default (as tmpfiles); for directories ctime is
 left out by default, because reading and cleaning a directory changes it. Directory times are
 taken before the directory is read, and its atime/mtime are put back afterwards (as tmpfiles
-does), so neither a dry run nor a real one makes an old directory look young.
+does), so neither a dry run nor a real one makes an old directory look young. Directories are
+opened ``O_NOATIME`` where allowed (owner or CAP_FOWNER, as tmpfiles), so one that nothing was
+removed from keeps its times untouched and needs nothing put back.
 
 The plain entries of a walk without per-name rules are decided in C where the optional
 extension ``reliactl._cleanupwalk`` was built (same rules, on the same directory fd and lock
