@@ -178,6 +178,8 @@ time_ns(struct timespec t, long long *out)
 }
 
 /* (name, os.stat_result) of a subdirectory, as os.lstat would give (times as Python's).
+ * Filled in place, as posixmodule.c fills its own (PyStructSequence_New): calling the type
+ * with a tuple costs about a microsecond more a directory (issue 21, the deep tree).
  * 1 done, 0 its times do not fit in C's 64-bit ns (the caller defers it to Python, whose
  * integers are exact), -1 error. */
 static int
@@ -187,18 +189,45 @@ emit_dir(PyObject *dirs, const char *name, const struct stat *st)
     if (!time_ns(st->st_atim, &atime_ns) || !time_ns(st->st_mtim, &mtime_ns) ||
         !time_ns(st->st_ctim, &ctime_ns))
         return 0;
-    PyObject *fields = Py_BuildValue(
-        "(IKKKIILLLLdddLLL)", (unsigned int)st->st_mode, (unsigned long long)st->st_ino,
-        (unsigned long long)st->st_dev, (unsigned long long)st->st_nlink, (unsigned int)st->st_uid,
-        (unsigned int)st->st_gid, (long long)st->st_size, (long long)st->st_atim.tv_sec,
-        (long long)st->st_mtim.tv_sec, (long long)st->st_ctim.tv_sec, seconds(st->st_atim),
-        seconds(st->st_mtim), seconds(st->st_ctim), atime_ns, mtime_ns, ctime_ns);
-    if (fields == NULL)
-        return -1;
-    PyObject *result = PyObject_CallOneArg(stat_result, fields);
-    Py_DECREF(fields);
+    PyObject *result = PyStructSequence_New((PyTypeObject *)stat_result);
     if (result == NULL)
         return -1;
+    PyObject *v[19] = {
+        PyLong_FromUnsignedLong((unsigned long)st->st_mode),
+        PyLong_FromUnsignedLongLong((unsigned long long)st->st_ino),
+        PyLong_FromUnsignedLongLong((unsigned long long)st->st_dev),
+        PyLong_FromUnsignedLongLong((unsigned long long)st->st_nlink),
+        PyLong_FromUnsignedLong((unsigned long)st->st_uid),
+        PyLong_FromUnsignedLong((unsigned long)st->st_gid),
+        PyLong_FromLongLong((long long)st->st_size),
+        PyLong_FromLongLong((long long)st->st_atim.tv_sec),
+        PyLong_FromLongLong((long long)st->st_mtim.tv_sec),
+        PyLong_FromLongLong((long long)st->st_ctim.tv_sec),
+        PyFloat_FromDouble(seconds(st->st_atim)),
+        PyFloat_FromDouble(seconds(st->st_mtim)),
+        PyFloat_FromDouble(seconds(st->st_ctim)),
+        PyLong_FromLongLong(atime_ns),
+        PyLong_FromLongLong(mtime_ns),
+        PyLong_FromLongLong(ctime_ns),
+        PyLong_FromLong((long)st->st_blksize),
+        PyLong_FromLongLong((long long)st->st_blocks),
+        PyLong_FromUnsignedLongLong((unsigned long long)st->st_rdev),
+    };
+    /* Linux's os.stat_result has these 19 fields (checked at import); every item is set,
+     * None for one that could not be made, so that the result's dealloc frees the rest. */
+    int failed = 0;
+    for (Py_ssize_t i = 0; i < 19; i++) {
+        PyObject *item = v[i];
+        if (item == NULL) {
+            failed = 1;
+            item = Py_NewRef(Py_None);
+        }
+        PyStructSequence_SET_ITEM(result, i, item);
+    }
+    if (failed) {
+        Py_DECREF(result);
+        return -1;
+    }
     PyObject *pyname = PyUnicode_DecodeFSDefault(name);
     if (pyname == NULL) {
         Py_DECREF(result);
@@ -231,11 +260,9 @@ Lister_init(Lister *self, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_RuntimeError, "Lister already initialised");
         return -1;
     }
-    /* Python opened it just now and never read it; read it from the start all the same. */
-    if (lseek(fd, 0, SEEK_SET) < 0) {
-        PyErr_SetFromErrno(PyExc_OSError);
-        return -1;
-    }
+    /* The walk opened it just now and never read it (enter, open_root): no rewind, one
+     * syscall a directory less. An fd already read would list only what is left, so less
+     * would be removed, never more. */
     self->buf = PyMem_RawMalloc(DENTS_BUF);
     if (self->buf == NULL) {
         PyErr_NoMemory();
@@ -484,6 +511,20 @@ PyInit__cleanupwalk(void)
         Py_DECREF(os);
         if (stat_result == NULL)
             return NULL;
+        PyObject *n = PyObject_GetAttrString(stat_result, "n_fields");
+        if (n == NULL)
+            return NULL;
+        Py_ssize_t stat_fields = PyLong_AsSsize_t(n);
+        Py_DECREF(n);
+        if (stat_fields == -1 && PyErr_Occurred())
+            return NULL;
+        /* The layout filled by emit_dir is Linux's (posixmodule.c's stat_result_fields):
+         * anything else and this build refuses to load, so cleanup walks in Python. */
+        if (stat_fields != 19 || !PyType_Check(stat_result)) {
+            Py_CLEAR(stat_result);
+            PyErr_SetString(PyExc_ImportError, "os.stat_result is not Linux's 19 fields");
+            return NULL;
+        }
     }
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)

@@ -31,7 +31,9 @@ tmpreaper (RELIABILITY.md #13, CVE-2018-6954):
 Age is the newest of mtime, ctime and atime by default (as tmpfiles); for directories ctime is
 left out by default, because reading and cleaning a directory changes it. Directory times are
 taken before the directory is read, and its atime/mtime are put back afterwards (as tmpfiles
-does), so neither a dry run nor a real one makes an old directory look young.
+does), so neither a dry run nor a real one makes an old directory look young. Directories are
+opened ``O_NOATIME`` where allowed (owner or CAP_FOWNER, as tmpfiles), so one that nothing was
+removed from keeps its times untouched and needs nothing put back.
 
 The plain entries of a walk without per-name rules are decided in C where the optional
 extension ``reliactl._cleanupwalk`` was built (same rules, on the same directory fd and lock
@@ -53,7 +55,6 @@ import stat
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Literal
 
@@ -61,9 +62,13 @@ from reliactl._procfs import unescape_mount
 from reliactl.errors import UnsafeRootError
 
 if TYPE_CHECKING:
+    from dataclasses import dataclass
+
     from reliactl.config import CleanupRoot
     from reliactl.locks import LockHolder
     from reliactl.state.base import PruneReport
+else:  # frozen dataclasses without compiling code at import (issue 21, see _records)
+    from reliactl._records import dataclass
 
 AgeBy = Literal["newest", "mtime", "atime", "ctime"]
 AGE_BY: tuple[AgeBy, ...] = ("newest", "mtime", "atime", "ctime")
@@ -111,6 +116,10 @@ _DANGEROUS = (
 )
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+# Reading a directory opened O_NOATIME leaves its atime alone (as systemd-tmpfiles opens
+# them): with nothing removed its times are as they were, with no fstat or utime to put
+# them back. Allowed to its owner and to CAP_FOWNER; elsewhere (EPERM) opened without.
+_O_NOATIME: int = getattr(os, "O_NOATIME", 0)
 _PROBE_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
 _O_PATH: int = getattr(os, "O_PATH", 0)
 
@@ -437,24 +446,19 @@ def _mount_points_under(root: str) -> set[tuple[int, int]]:
 # --------------------------------------------------------------------------- the walk
 
 
-def _age_time(st: os.stat_result, age_by: AgeBy, is_dir: bool) -> float:
-    if age_by == "newest":
-        if is_dir:  # ctime of a directory changes when it is cleaned: left out, as tmpfiles
-            return max(st.st_mtime, st.st_atime)
-        return max(st.st_mtime, st.st_atime, st.st_ctime)
-    if age_by == "mtime":
-        return st.st_mtime
-    if age_by == "atime":
-        return st.st_atime
-    return st.st_ctime
-
-
 _FILE_TIME: dict[str, Callable[[os.stat_result], float]] = {
     "newest": lambda st: max(st.st_mtime, st.st_atime, st.st_ctime),
     "mtime": operator.attrgetter("st_mtime"),
     "atime": operator.attrgetter("st_atime"),
     "ctime": operator.attrgetter("st_ctime"),
 }
+# A directory's ctime changes when it is cleaned: "newest" leaves it out, as tmpfiles.
+_DIR_TIME: dict[str, Callable[[os.stat_result], float]] = {
+    **_FILE_TIME,
+    "newest": lambda st: max(st.st_mtime, st.st_atime),
+}
+
+
 _SPECIAL = {stat.S_IFIFO: "fifo", stat.S_IFSOCK: "socket"}
 _AGE_CODE = {"newest": 0, "mtime": 1, "atime": 2, "ctime": 3}  # list_dir's inline age rule
 _S_IFMT = 0o170000
@@ -529,6 +533,7 @@ class _Frame:
         "fd",
         "gone",
         "name",
+        "noatime",
         "pending",
         "pre",
         "rel",
@@ -548,6 +553,7 @@ class _Frame:
         self.total = 0  # entries listed
         self.gone = 0  # entries removed (or, in a dry run, that would be)
         self.pending: list[tuple[str, os.stat_result]] = []  # subdirectories to visit
+        self.noatime = False  # opened O_NOATIME: reading it left its atime alone
 
 
 class _Probe:
@@ -801,6 +807,7 @@ class _Walker:
         self.probe = _Probe()
         self.euid = os.geteuid()
         self.file_time: Callable[[os.stat_result], float] = _FILE_TIME[age_by]
+        self.dir_time: Callable[[os.stat_result], float] = _DIR_TIME[age_by]
         self.scanned = 0
         self.files = self.symlinks = self.dirs = 0
         self.bytes = 0
@@ -883,21 +890,27 @@ class _Walker:
             _filesystem_of(self.shown, self.root_dev)
         ):
             self.c_walk = None  # C holds the GIL across its syscalls: no hung NFS stat there
-        root_age = _age_time(root_st, self.age_by, True)
+        # One directory costs a few microseconds of Python around the syscalls (issue 21:
+        # the deep tree's 11,111 directories), so the loop binds what it calls once.
+        list_dir = self.list_dir if self.c_walk is None else self.list_dir_c
+        enter = self.enter
+        leave = self.leave
+        root_age = self.dir_time(root_st)
         stack = [_Frame(root_fd, "", "", root_st, root_age, _shared(root_st, self.euid))]
-        self.list_dir(stack[0])
+        list_dir(stack[0])
         try:
             while stack:
                 frame = stack[-1]
-                if frame.pending:
-                    name, st = frame.pending.pop()
-                    child = self.enter(frame, name, st, len(stack))
+                pending = frame.pending
+                if pending:
+                    name, st = pending.pop()
+                    child = enter(frame, name, st, len(stack))
                     if child is not None:
                         stack.append(child)
-                        self.list_dir(child)
+                        list_dir(child)
                     continue
                 stack.pop()
-                self.leave(frame, stack[-1] if stack else None)
+                leave(frame, stack[-1] if stack else None)
         finally:
             for frame in stack[1:]:
                 os.close(frame.fd)
@@ -912,8 +925,16 @@ class _Walker:
         if depth > MAX_DEPTH:
             self.skip("too-deep")
             return None
+        noatime = bool(_O_NOATIME) and self.euid in (0, st.st_uid)
         try:
-            fd = os.open(name, _DIR_FLAGS, dir_fd=parent.fd)
+            try:
+                flags = (_DIR_FLAGS | _O_NOATIME) if noatime else _DIR_FLAGS
+                fd = os.open(name, flags, dir_fd=parent.fd)
+            except PermissionError as exc:
+                if not noatime or exc.errno != errno.EPERM:
+                    raise
+                noatime = False  # root without CAP_FOWNER: read it as anyone would
+                fd = os.open(name, _DIR_FLAGS, dir_fd=parent.fd)
         except OSError as exc:
             reason = _reason_for(exc)
             if reason == "vanished":
@@ -932,8 +953,9 @@ class _Walker:
             self.skip("changed")
             return None
         rel = f"{parent.rel}/{name}" if parent.rel else name
-        shared = _shared(now_st, self.euid)
-        return _Frame(fd, rel, name, st, _age_time(st, self.age_by, True), shared)
+        frame = _Frame(fd, rel, name, st, self.dir_time(st), _shared(now_st, self.euid))
+        frame.noatime = noatime
+        return frame
 
     def leave(self, frame: _Frame, parent: _Frame | None) -> None:
         """After a directory's entries: put its times back, remove it if emptied and old."""
@@ -966,6 +988,8 @@ class _Walker:
 
     def restore_times(self, frame: _Frame) -> None:
         pre = frame.pre
+        if frame.noatime and (self.dry_run or not frame.gone):
+            return  # read without touching its atime and nothing removed: times unchanged
         # Something in it was removed (or vanished): its mtime moved, no need to look.
         if self.dry_run or not frame.gone:
             try:
@@ -988,9 +1012,6 @@ class _Walker:
         cleanup). Every other entry, and every outcome but a removal or a young file, goes
         through ``decide``, which applies the same rules one by one.
         """
-        if self.c_walk is not None:
-            self.list_dir_c(frame, self.c_walk)
-            return
         try:
             it = os.scandir(frame.fd)
         except OSError as exc:
@@ -1124,7 +1145,7 @@ class _Walker:
             self.scanned = scanned
             self.flush(frame, listed, gone, files, symlinks, nbytes, kept)
 
-    def list_dir_c(self, frame: _Frame, module: ModuleType) -> None:
+    def list_dir_c(self, frame: _Frame) -> None:
         """list_dir's inline decisions, made by the C loop (reliactl/_cleanupwalk.c).
 
         C removes or keeps the plain entries (the same age, lock-table and shared-directory
@@ -1133,7 +1154,11 @@ class _Walker:
         other entry, which ``decide`` judges on a fresh lstat, and every outcome but
         "removed" or "young". With an ``on_remove`` callback a batch ends at each
         removal (the callback sees it as it happens); with ``on_progress`` at the next tick.
+        Called once per directory: the bookkeeping is inline (no flush/tick call when
+        there is no progress callback).
         """
+        module = self.c_walk
+        assert module is not None  # run() binds this method only then
         try:
             lister = module.Lister(
                 frame.fd,
@@ -1149,20 +1174,31 @@ class _Walker:
             frame.total += 1  # unknown contents: never "emptied"
             return
         self.c_dirs += 1
+        progress = self.on_progress is not None
+        limit = C_BATCH
         try:
             while True:
-                limit = min(C_BATCH, max(1, self.next_progress - self.scanned))
+                if progress:
+                    limit = min(C_BATCH, max(1, self.next_progress - self.scanned))
                 batch = lister.batch(limit, self.locks)
                 listed, gone, files, symlinks, nbytes, kept, items, subdirs, end, read_errno = batch
                 self.scanned += listed
-                self.flush(frame, listed, gone, files, symlinks, nbytes, kept)
-                frame.pending += subdirs  # (name, lstat), queued as list_dir queues them
+                frame.total += listed
+                frame.gone += gone
+                if gone:
+                    self.files += files
+                    self.symlinks += symlinks
+                    self.bytes += nbytes
+                self.kept_bytes += kept
+                if subdirs:
+                    frame.pending += subdirs  # (name, lstat), queued as list_dir queues them
                 for name, code, value, size, t in items:
                     self.c_item(frame, name, code, value, size, t)
                 if read_errno:
                     self.skip(_errno_reason(read_errno))
                     frame.total += 1
-                self.tick()
+                if progress:
+                    self.tick()
                 if end:
                     return
         finally:

@@ -420,8 +420,9 @@ def test_another_users_directory_is_cleaned_by_the_strict_rules(
 def test_a_subdirectory_handed_back_by_c_carries_the_lstat_python_would_take(
     tmp_path: Path,
 ) -> None:
-    """The C loop hands subdirectories back with an os.stat_result it built: every field the
-    walk reads (identity, owner, mode, float and nanosecond times) equals os.lstat's."""
+    """The C loop hands subdirectories back with an os.stat_result it built: every field
+    (identity, owner, mode, float and nanosecond times, and since it is filled in place also
+    st_blksize, st_blocks and st_rdev, which were None) equals os.lstat's."""
     module = cleanup.c_walk()
     if module is None:
         require_c()
@@ -441,3 +442,5 @@ def test_a_subdirectory_handed_back_by_c_carries_the_lstat_python_would_take(
     for field in ("atime", "mtime", "ctime"):
         assert getattr(st, f"st_{field}") == getattr(want, f"st_{field}")
         assert getattr(st, f"st_{field}_ns") == getattr(want, f"st_{field}_ns")
+    for field in ("st_blksize", "st_blocks", "st_rdev"):
+        assert getattr(st, field) == getattr(want, field), field
