@@ -70,7 +70,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "doctor (slow by nature)": ("doctor",),
     "drill nope": ("drill", "nope"),
     "serve --port 0": ("serve", "--port", "0"),
-    "breaker --help (a group's help: Typer's)": ("breaker", "--help"),
+    "breaker --help (a group's help)": ("breaker", "--help"),
 }
 BENCH_CONFIG = "circuit_breaker:\n  breakers:\n    bench:\n      failure_threshold: 3\n"
 

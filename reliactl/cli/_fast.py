@@ -176,7 +176,7 @@ def plan(argv: list[str]) -> tuple[str, Any] | None:
         return None  # not a hot command: Typer's, without reading the table
     if any(key.endswith("_COMPLETE") for key in os.environ):
         return None  # a shell's completion request: click's
-    from reliactl.cli._table import COMMANDS, ROOT_HELP, ROOT_OPTIONS
+    from reliactl.cli._table import COMMANDS, GROUPS, ROOT_HELP, ROOT_OPTIONS
 
     config: str | None = None
     index = 0
@@ -204,6 +204,9 @@ def plan(argv: list[str]) -> tuple[str, Any] | None:
         index += 1
     else:
         command = argv[index]
+        if command in GROUPS and len(argv) == index + 2 and argv[index + 1] in ROOT_HELP:
+            text = _help(command)  # `breaker --help`: the group's own help
+            return ("help", text) if text is not None else None
         if command not in COMMANDS:
             return None  # not ours
     parsed = _parse_command(COMMANDS[command], argv[index + 1 :])

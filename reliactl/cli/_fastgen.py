@@ -63,7 +63,10 @@ FAST = {
 CALLBACK_GUARD = "if ctx.invoked_subcommand is not None:\n    return"
 # Help texts answered without typer: (command path words) for each program name click shows:
 # the console script's basename, or `python -m reliactl`.
-HELP_PATHS = ((), *(tuple(name.split()) for name in FAST))
+# A group's own help (`breaker --help`) is answered too: the groups of FAST's two-word paths
+# (`health --help` is the `health` command's).
+GROUPS = tuple(sorted({name.split()[0] for name in FAST if " " in name} - set(FAST)))
+HELP_PATHS = ((), *((group,) for group in GROUPS), *(tuple(name.split()) for name in FAST))
 PROGS = {
     "reliactl": [
         "-c",
@@ -85,6 +88,7 @@ TYPES = {
     "ROOT_OPTIONS": "dict[str, str]",
     "ROOT_HELP": "tuple[str, ...]",
     "COMMANDS": "dict[str, dict[str, Any]]",
+    "GROUPS": "tuple[str, ...]",
     "HELP": "dict[tuple[str, str], str]",
 }
 
@@ -224,6 +228,18 @@ def _check_parent(group: Any, name: str) -> None:
         )
 
 
+def _groups(root: Any) -> tuple[str, ...]:
+    """``GROUPS``, each checked to be a group that takes the root's help options and nothing
+    else of its own (its help is then all `GROUP --help` can print)."""
+    for name in GROUPS:
+        group = root.commands[name]
+        if getattr(group, "commands", None) is None or group.params or group.callback:
+            raise SystemExit(f"{name}: the fast path answers the help of plain groups only")
+        if group.context_settings.get("help_option_names"):
+            raise SystemExit(f"{name}: its own help options; teach the fast path first")
+    return GROUPS
+
+
 def collect() -> dict[str, Any]:  # noqa: C901 - one check per way a command can differ
     """The table as a dict (pure data: names, kinds, defaults, help texts)."""
     import importlib
@@ -306,6 +322,7 @@ def collect() -> dict[str, Any]:  # noqa: C901 - one check per way a command can
         "ROOT_OPTIONS": root_options,
         "ROOT_HELP": tuple(root.context_settings["help_option_names"]),
         "COMMANDS": commands,
+        "GROUPS": _groups(root),
         "HELP": collect_help(),
     }
 

@@ -399,3 +399,22 @@ def test_health_history_help_is_byte_equal(tmp_path: Path) -> None:
     )
     assert slow.returncode == 0 and slow.stdout.startswith(b"Usage: python -m reliactl health")
     assert (fast.returncode, fast.stdout, fast.stderr) == (0, slow.stdout, slow.stderr)
+
+
+@pytest.mark.parametrize("group", _fastgen.GROUPS)
+def test_a_groups_help_is_byte_equal_and_typer_free(group: str, tmp_path: Path) -> None:
+    """`GROUP --help` (and `-h`) is answered from the table, Typer's text byte for byte,
+    without importing typer; `GROUP --help extra` and a bare `GROUP` stay Typer's."""
+    work, env = _site(tmp_path, "site")
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    for flag in ("--help", "-h"):
+        cmd = [sys.executable, "-X", "importtime", "-m", "reliactl", group, flag]
+        fast = subprocess.run(cmd, capture_output=True, env=env, cwd=work, timeout=120)
+        slow = subprocess.run(
+            cmd, capture_output=True, env={**env, "RELIACTL_FAST": "0"}, cwd=work, timeout=120
+        )
+        assert slow.returncode == 0 and slow.stdout.startswith(b"Usage: python -m reliactl ")
+        assert (fast.returncode, fast.stdout) == (0, slow.stdout)
+        assert not re.search(rb"\| (typer|click|rich)\n", fast.stderr)
+    assert _fast.plan([group]) is None
+    assert _fast.plan([group, "--help", "x"]) is None
