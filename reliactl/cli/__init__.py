@@ -147,6 +147,7 @@ def _doctor(app: typer.Typer, path: tuple[str, ...]) -> None:
 def _drill(app: typer.Typer, path: tuple[str, ...]) -> None:
     from reliactl.cli import drill
 
+    drill.typer_names()
     app.command("drill", no_args_is_help=True)(drill.drill)
 
 
@@ -197,6 +198,7 @@ def _retry(app: typer.Typer, path: tuple[str, ...]) -> None:
 def _serve(app: typer.Typer, path: tuple[str, ...]) -> None:
     from reliactl.cli import serve
 
+    serve.typer_names()
     app.command("serve")(serve.serve)
 
 

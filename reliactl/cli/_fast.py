@@ -1,4 +1,4 @@
-"""The fast dispatcher: `run`, `health`, the read-only commands and `--help` without typer.
+"""The fast dispatcher: every command (`run`, `health`, the others) and `--help` without typer.
 
 Typer, its click and rich cost ~60 ms to import, more than three times `python -c pass`, and
 cron pays that every minute. For the argv it fully understands this module parses with the
@@ -23,7 +23,7 @@ from typing import Any
 _HOT = frozenset(
     (
         *("run", "runs", "health", "config", "breaker", "retry", "cleanup", "doctor", "http"),
-        *("jobs", "state", "alert", "silence", "-h", "--help"),
+        *("jobs", "state", "alert", "silence", "drill", "serve", "-h", "--help"),
     )
 )
 
@@ -135,6 +135,8 @@ def _parse_command(spec: dict[str, Any], args: list[str]) -> tuple[dict[str, Any
     kwargs.update(values)
     if not _arguments(spec["arguments"], words, kwargs) and not wants_help:
         return None  # a missing or extra argument: Typer's error (--help wins, as in click)
+    if not wants_help and any(option not in values for option in spec["required"]):
+        return None  # a missing required option (`silence add --for`): Typer's error
     return kwargs, wants_help
 
 
@@ -174,7 +176,7 @@ def plan(argv: list[str]) -> tuple[str, Any] | None:
         return None  # not a hot command: Typer's, without reading the table
     if any(key.endswith("_COMPLETE") for key in os.environ):
         return None  # a shell's completion request: click's
-    from reliactl.cli._table import COMMANDS, ROOT_HELP, ROOT_OPTIONS
+    from reliactl.cli._table import COMMANDS, GROUPS, ROOT_HELP, ROOT_OPTIONS
 
     config: str | None = None
     index = 0
@@ -197,12 +199,16 @@ def plan(argv: list[str]) -> tuple[str, Any] | None:
         break
     if index >= len(argv):
         return None
-    command = argv[index]
-    if command not in COMMANDS:  # a group's subcommand (`breaker list`), or not ours
-        command = " ".join(argv[index : index + 2])
-        if command not in COMMANDS:
-            return None
+    command = " ".join(argv[index : index + 2])  # a group's subcommand (`breaker list`),
+    if command in COMMANDS:  # `health history` too (before `health`, which is a group)
         index += 1
+    else:
+        command = argv[index]
+        if command in GROUPS and len(argv) == index + 2 and argv[index + 1] in ROOT_HELP:
+            text = _help(command)  # `breaker --help`: the group's own help
+            return ("help", text) if text is not None else None
+        if command not in COMMANDS:
+            return None  # not ours
     parsed = _parse_command(COMMANDS[command], argv[index + 1 :])
     if parsed is None:
         return None
@@ -232,7 +238,10 @@ def call(command: str, config: str | None, kwargs: dict[str, Any]) -> None:
 
     def invoke() -> None:
         try:
-            function(ctx, **kwargs)
+            if COMMANDS[command]["context"]:
+                function(ctx, **kwargs)
+            else:
+                function(**kwargs)  # `config init`
         except EOFError:
             print(file=sys.stderr)
             print("Aborted!", file=sys.stderr)

@@ -14,6 +14,7 @@ the table and fails when it differs from the committed one, so the fast path can
 
 from __future__ import annotations
 
+import inspect
 import os
 import pprint
 import subprocess
@@ -42,10 +43,30 @@ FAST = {
     "state info": ("reliactl.cli.state", "info_", ["state", "info"]),
     "alert list": ("reliactl.cli.alert", "list_", ["alert", "list"]),
     "silence list": ("reliactl.cli.silence", "list_", ["silence", "list"]),
+    # the rest (issue 21 item 4, wave 2): writers, `health history`, `drill`, `serve`
+    "health history": ("reliactl.cli.history", "history", ["health", "history"]),
+    "breaker reset": ("reliactl.cli.breaker", "reset", ["breaker", "reset"]),
+    "breaker trip": ("reliactl.cli.breaker", "trip", ["breaker", "trip", "x"]),
+    "breaker close": ("reliactl.cli.breaker", "close", ["breaker", "close", "x"]),
+    "config init": ("reliactl.cli.config", "init", ["config", "init"]),
+    "silence add": ("reliactl.cli.silence", "add", ["silence", "add", "x", "--for", "1h"]),
+    "silence remove": ("reliactl.cli.silence", "remove", ["silence", "remove", "x"]),
+    "alert ack": ("reliactl.cli.alert", "ack", ["alert", "ack", "x"]),
+    "state migrate": ("reliactl.cli.state", "migrate", ["state", "migrate", "--to", "x"]),
+    "state sync": ("reliactl.cli.state", "sync", ["state", "sync"]),
+    "drill": ("reliactl.cli.drill", "drill", ["drill", "all"]),
+    "serve": ("reliactl.cli.serve", "serve", ["serve"]),
 }
+# A subcommand of a group whose callback runs first (`health history`: `health` itself) is in
+# the table only when that callback, invoked with no option of its own, does nothing: its body
+# opens with this statement (checked on its source at each generation).
+CALLBACK_GUARD = "if ctx.invoked_subcommand is not None:\n    return"
 # Help texts answered without typer: (command path words) for each program name click shows:
 # the console script's basename, or `python -m reliactl`.
-HELP_PATHS = ((), *(tuple(name.split()) for name in FAST))
+# A group's own help (`breaker --help`) is answered too: the groups of FAST's two-word paths
+# (`health --help` is the `health` command's).
+GROUPS = tuple(sorted({name.split()[0] for name in FAST if " " in name} - set(FAST)))
+HELP_PATHS = ((), *((group,) for group in GROUPS), *(tuple(name.split()) for name in FAST))
 PROGS = {
     "reliactl": [
         "-c",
@@ -67,6 +88,7 @@ TYPES = {
     "ROOT_OPTIONS": "dict[str, str]",
     "ROOT_HELP": "tuple[str, ...]",
     "COMMANDS": "dict[str, dict[str, Any]]",
+    "GROUPS": "tuple[str, ...]",
     "HELP": "dict[tuple[str, str], str]",
 }
 
@@ -97,11 +119,11 @@ def typer_call(argv: list[str]) -> tuple[str, Any]:
         def recorder(
             *args: Any, __original: Any = original, __name: str = command, **kwargs: Any
         ) -> None:
-            ctx = kwargs.pop("ctx")
+            ctx = kwargs.pop("ctx", None)
             if __name == "health" and ctx.invoked_subcommand is not None:
                 return
-            root = ctx.find_root()
-            config = getattr(root.obj, "config_path", None)
+            root = ctx.find_root() if ctx is not None else None  # `config init` takes none
+            config = getattr(getattr(root, "obj", None), "config_path", None)
             raise _Recorded({"command": __name, "config": config, "kwargs": kwargs})
 
         wrapped = functools.wraps(original)(recorder)
@@ -180,8 +202,48 @@ def _argument(name: str, param: Any, before: list[tuple[str, int, bool]]) -> tup
     return param.name, int(param.nargs), bool(param.required)
 
 
-def collect() -> dict[str, Any]:
+def _check_parent(group: Any, name: str) -> None:
+    """Refuse a subcommand whose group does something before it runs, unless the group's
+    callback opens with ``CALLBACK_GUARD`` (it returns at once when a subcommand is invoked)
+    and takes nothing from the environment: then `GROUP SUB ...`, no group option between,
+    is the subcommand alone, which the fast path calls."""
+    import ast
+    import textwrap
+
+    if group.callback is None:
+        return
+    for param in group.params:
+        if _not_from_argv(param) is not None and not param.is_eager:
+            raise SystemExit(f"{name}: its group's {'/'.join(param.opts)} reads the environment")
+    function = inspect.unwrap(group.callback)
+    tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        body = body[1:]  # the docstring
+    guard = ast.dump(ast.parse(CALLBACK_GUARD).body[0])
+    if not body or ast.dump(body[0]) != guard:
+        raise SystemExit(
+            f"{name}: its group's callback {function.__name__} does not open with"
+            f" {CALLBACK_GUARD!r}; the fast path cannot skip it"
+        )
+
+
+def _groups(root: Any) -> tuple[str, ...]:
+    """``GROUPS``, each checked to be a group that takes the root's help options and nothing
+    else of its own (its help is then all `GROUP --help` can print)."""
+    for name in GROUPS:
+        group = root.commands[name]
+        if getattr(group, "commands", None) is None or group.params or group.callback:
+            raise SystemExit(f"{name}: the fast path answers the help of plain groups only")
+        if group.context_settings.get("help_option_names"):
+            raise SystemExit(f"{name}: its own help options; teach the fast path first")
+    return GROUPS
+
+
+def collect() -> dict[str, Any]:  # noqa: C901 - one check per way a command can differ
     """The table as a dict (pure data: names, kinds, defaults, help texts)."""
+    import importlib
+
     import typer.main
 
     from reliactl.cli import build_app
@@ -223,6 +285,9 @@ def collect() -> dict[str, Any]:
             command.context_settings.get("help_option_names")
             or root.context_settings["help_option_names"]
         )
+        words = name.split()
+        if len(words) == 2:
+            _check_parent(root.commands[words[0]], name)  # type: ignore[attr-defined]
         kind, recorded = typer_call(argv)
         if kind != "call":
             raise SystemExit(f"{name}: Typer did not call {function} for {argv}: {recorded}")
@@ -230,6 +295,11 @@ def collect() -> dict[str, Any]:
         for argument, _, required in arguments:
             if required:
                 defaults.pop(argument)  # given in argv to record the rest; never a default
+        required_options = tuple(
+            p.name for p in command.params if p.param_type_name == "option" and p.required
+        )
+        for option in required_options:
+            defaults.pop(option)  # `silence add --for`: given in argv too; never a default
         commands[name] = {
             "function": (module, function),
             "usage_code": int(getattr(command, "usage_exit_code", 2)),
@@ -244,11 +314,15 @@ def collect() -> dict[str, Any]:
             "help": tuple(help_names),
             "options": options,
             "defaults": defaults,
+            "required": required_options,
+            "context": "ctx"
+            in inspect.signature(getattr(importlib.import_module(module), function)).parameters,
         }
     return {
         "ROOT_OPTIONS": root_options,
         "ROOT_HELP": tuple(root.context_settings["help_option_names"]),
         "COMMANDS": commands,
+        "GROUPS": _groups(root),
         "HELP": collect_help(),
     }
 

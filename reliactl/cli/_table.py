@@ -12,7 +12,19 @@ ROOT_OPTIONS: dict[str, str] = {'--config': 'config', '-c': 'config'}
 
 ROOT_HELP: tuple[str, ...] = ('-h', '--help')
 
-COMMANDS: dict[str, dict[str, Any]] = {'alert list': {'arguments': (),
+COMMANDS: dict[str, dict[str, Any]] = {'alert ack': {'arguments': (('target', 1, True),),
+               'context': True,
+               'defaults': {'reason': ''},
+               'function': ('reliactl.cli.alert', 'ack'),
+               'group': False,
+               'help': ('-h', '--help'),
+               'interspersed': True,
+               'no_args_is_help': False,
+               'options': {'--reason': ('reason', 'str')},
+               'required': (),
+               'usage_code': 2},
+ 'alert list': {'arguments': (),
+                'context': True,
                 'defaults': {'json_out': False},
                 'function': ('reliactl.cli.alert', 'list_'),
                 'group': False,
@@ -20,8 +32,21 @@ COMMANDS: dict[str, dict[str, Any]] = {'alert list': {'arguments': (),
                 'interspersed': True,
                 'no_args_is_help': False,
                 'options': {'--json': ('json_out', 'flag')},
+                'required': (),
                 'usage_code': 2},
+ 'breaker close': {'arguments': (('name', 1, True),),
+                   'context': True,
+                   'defaults': {},
+                   'function': ('reliactl.cli.breaker', 'close'),
+                   'group': False,
+                   'help': ('-h', '--help'),
+                   'interspersed': True,
+                   'no_args_is_help': False,
+                   'options': {},
+                   'required': (),
+                   'usage_code': 2},
  'breaker list': {'arguments': (),
+                  'context': True,
                   'defaults': {'fail_on_open': False, 'json_out': False},
                   'function': ('reliactl.cli.breaker', 'list_'),
                   'group': False,
@@ -30,8 +55,21 @@ COMMANDS: dict[str, dict[str, Any]] = {'alert list': {'arguments': (),
                   'no_args_is_help': False,
                   'options': {'--fail-on-open': ('fail_on_open', 'flag'),
                               '--json': ('json_out', 'flag')},
+                  'required': (),
                   'usage_code': 2},
+ 'breaker reset': {'arguments': (('name', 1, False),),
+                   'context': True,
+                   'defaults': {'all_': False, 'name': None},
+                   'function': ('reliactl.cli.breaker', 'reset'),
+                   'group': False,
+                   'help': ('-h', '--help'),
+                   'interspersed': True,
+                   'no_args_is_help': False,
+                   'options': {'--all': ('all_', 'flag')},
+                   'required': (),
+                   'usage_code': 2},
  'breaker show': {'arguments': (('name', 1, True),),
+                  'context': True,
                   'defaults': {'json_out': False, 'limit': 10, 'transitions': None},
                   'function': ('reliactl.cli.breaker', 'show'),
                   'group': False,
@@ -42,8 +80,21 @@ COMMANDS: dict[str, dict[str, Any]] = {'alert list': {'arguments': (),
                               '--limit': ('limit', 'int'),
                               '--transitions': ('transitions', 'int'),
                               '-n': ('limit', 'int')},
+                  'required': (),
+                  'usage_code': 2},
+ 'breaker trip': {'arguments': (('name', 1, True),),
+                  'context': True,
+                  'defaults': {'for_': None},
+                  'function': ('reliactl.cli.breaker', 'trip'),
+                  'group': False,
+                  'help': ('-h', '--help'),
+                  'interspersed': True,
+                  'no_args_is_help': False,
+                  'options': {'--for': ('for_', 'str')},
+                  'required': (),
                   'usage_code': 2},
  'cleanup': {'arguments': (('paths', -1, False),),
+             'context': True,
              'defaults': {'age_by': 'newest',
                           'dry_run': False,
                           'dry_run_n': False,
@@ -78,8 +129,21 @@ COMMANDS: dict[str, dict[str, Any]] = {'alert list': {'arguments': (),
                          '-l': ('list_removed', 'flag'),
                          '-n': ('dry_run_n', 'flag'),
                          '-q': ('quiet', 'flag')},
+             'required': (),
              'usage_code': 2},
+ 'config init': {'arguments': (('path', 1, False),),
+                 'context': False,
+                 'defaults': {'force': False, 'path': 'reliactl.yaml'},
+                 'function': ('reliactl.cli.config', 'init'),
+                 'group': False,
+                 'help': ('-h', '--help'),
+                 'interspersed': True,
+                 'no_args_is_help': False,
+                 'options': {'--force': ('force', 'flag')},
+                 'required': (),
+                 'usage_code': 2},
  'config show': {'arguments': (),
+                 'context': True,
                  'defaults': {'json_out': False, 'sources': True},
                  'function': ('reliactl.cli.config', 'show'),
                  'group': False,
@@ -89,8 +153,10 @@ COMMANDS: dict[str, dict[str, Any]] = {'alert list': {'arguments': (),
                  'options': {'--json': ('json_out', 'flag'),
                              '--no-sources': ('sources', 'noflag'),
                              '--sources': ('sources', 'flag')},
+                 'required': (),
                  'usage_code': 2},
  'config validate': {'arguments': (('file', 1, False),),
+                     'context': True,
                      'defaults': {'file': None, 'json_out': False, 'no_env': False},
                      'function': ('reliactl.cli.config', 'validate'),
                      'group': False,
@@ -98,8 +164,10 @@ COMMANDS: dict[str, dict[str, Any]] = {'alert list': {'arguments': (),
                      'interspersed': True,
                      'no_args_is_help': False,
                      'options': {'--json': ('json_out', 'flag'), '--no-env': ('no_env', 'flag')},
+                     'required': (),
                      'usage_code': 2},
  'doctor': {'arguments': (),
+            'context': True,
             'defaults': {'json_out': False},
             'function': ('reliactl.cli.doctor', 'doctor'),
             'group': False,
@@ -107,8 +175,21 @@ COMMANDS: dict[str, dict[str, Any]] = {'alert list': {'arguments': (),
             'interspersed': True,
             'no_args_is_help': False,
             'options': {'--json': ('json_out', 'flag')},
+            'required': (),
             'usage_code': 2},
+ 'drill': {'arguments': (('names', -1, True),),
+           'context': True,
+           'defaults': {'json_out': False},
+           'function': ('reliactl.cli.drill', 'drill'),
+           'group': False,
+           'help': ('-h', '--help'),
+           'interspersed': True,
+           'no_args_is_help': True,
+           'options': {'--json': ('json_out', 'flag')},
+           'required': (),
+           'usage_code': 2},
  'health': {'arguments': (),
+            'context': True,
             'defaults': {'check': None,
                          'count': None,
                          'detailed': False,
@@ -149,8 +230,21 @@ COMMANDS: dict[str, dict[str, Any]] = {'alert list': {'arguments': (),
                         '-n': ('count', 'int'),
                         '-q': ('quiet', 'flag'),
                         '-w': ('watch', 'flag')},
+            'required': (),
             'usage_code': 3},
+ 'health history': {'arguments': (('checks', -1, False),),
+                    'context': True,
+                    'defaults': {'checks': None, 'json_out': False, 'since': '24h'},
+                    'function': ('reliactl.cli.history', 'history'),
+                    'group': False,
+                    'help': ('-h', '--help'),
+                    'interspersed': True,
+                    'no_args_is_help': False,
+                    'options': {'--json': ('json_out', 'flag'), '--since': ('since', 'str')},
+                    'required': (),
+                    'usage_code': 3},
  'http': {'arguments': (('method', 1, True), ('url', 1, True)),
+          'context': True,
           'defaults': {'breaker': None,
                        'data': None,
                        'fail': False,
@@ -184,8 +278,10 @@ COMMANDS: dict[str, dict[str, Any]] = {'alert list': {'arguments': (),
                       '-d': ('data', 'str'),
                       '-f': ('fail', 'flag'),
                       '-v': ('verbose', 'flag')},
+          'required': (),
           'usage_code': 2},
  'jobs': {'arguments': (('name', 1, False),),
+          'context': True,
           'defaults': {'json_out': False, 'name': None},
           'function': ('reliactl.cli.jobs', 'jobs'),
           'group': False,
@@ -193,8 +289,10 @@ COMMANDS: dict[str, dict[str, Any]] = {'alert list': {'arguments': (),
           'interspersed': True,
           'no_args_is_help': False,
           'options': {'--json': ('json_out', 'flag')},
+          'required': (),
           'usage_code': 2},
  'retry plan': {'arguments': (),
+                'context': True,
                 'defaults': {'base_delay': None,
                              'jitter': None,
                              'json_out': False,
@@ -218,8 +316,10 @@ COMMANDS: dict[str, dict[str, Any]] = {'alert list': {'arguments': (),
                             '--multiplier': ('multiplier', 'float'),
                             '--seed': ('seed', 'int'),
                             '--strategy': ('strategy', 'str')},
+                'required': (),
                 'usage_code': 2},
  'run': {'arguments': (('command', -1, True),),
+         'context': True,
          'defaults': {'alert': False,
                       'backoff': None,
                       'base_delay': None,
@@ -325,8 +425,10 @@ COMMANDS: dict[str, dict[str, Any]] = {'alert list': {'arguments': (),
                      '--watch-health': ('watch_health', 'str'),
                      '-k': ('kill_after', 'str'),
                      '-s': ('signal_', 'str')},
+         'required': (),
          'usage_code': 125},
  'runs': {'arguments': (('name', 1, False),),
+          'context': True,
           'defaults': {'json_out': False, 'last': False, 'limit': 20, 'name': None},
           'function': ('reliactl.cli.run', 'runs'),
           'group': False,
@@ -337,8 +439,45 @@ COMMANDS: dict[str, dict[str, Any]] = {'alert list': {'arguments': (),
                       '--last': ('last', 'flag'),
                       '--limit': ('limit', 'int'),
                       '-n': ('limit', 'int')},
+          'required': (),
           'usage_code': 2},
+ 'serve': {'arguments': (),
+           'context': True,
+           'defaults': {'host': '127.0.0.1',
+                        'interval': None,
+                        'json_logs': False,
+                        'port': 9464,
+                        'token_file': None},
+           'function': ('reliactl.cli.serve', 'serve'),
+           'group': False,
+           'help': ('-h', '--help'),
+           'interspersed': True,
+           'no_args_is_help': False,
+           'options': {'--host': ('host', 'str'),
+                       '--interval': ('interval', 'str'),
+                       '--json-logs': ('json_logs', 'flag'),
+                       '--port': ('port', 'int'),
+                       '--token-file': ('token_file', 'str'),
+                       '-i': ('interval', 'str'),
+                       '-p': ('port', 'int')},
+           'required': (),
+           'usage_code': 2},
+ 'silence add': {'arguments': (('target', 1, True),),
+                 'context': True,
+                 'defaults': {'json_out': False, 'reason': '', 'start': None},
+                 'function': ('reliactl.cli.silence', 'add'),
+                 'group': False,
+                 'help': ('-h', '--help'),
+                 'interspersed': True,
+                 'no_args_is_help': False,
+                 'options': {'--for': ('duration', 'str'),
+                             '--json': ('json_out', 'flag'),
+                             '--reason': ('reason', 'str'),
+                             '--start': ('start', 'str')},
+                 'required': ('duration',),
+                 'usage_code': 2},
  'silence list': {'arguments': (),
+                  'context': True,
                   'defaults': {'json_out': False},
                   'function': ('reliactl.cli.silence', 'list_'),
                   'group': False,
@@ -346,8 +485,21 @@ COMMANDS: dict[str, dict[str, Any]] = {'alert list': {'arguments': (),
                   'interspersed': True,
                   'no_args_is_help': False,
                   'options': {'--json': ('json_out', 'flag')},
+                  'required': (),
                   'usage_code': 2},
+ 'silence remove': {'arguments': (('silence_id', 1, True),),
+                    'context': True,
+                    'defaults': {},
+                    'function': ('reliactl.cli.silence', 'remove'),
+                    'group': False,
+                    'help': ('-h', '--help'),
+                    'interspersed': True,
+                    'no_args_is_help': False,
+                    'options': {},
+                    'required': (),
+                    'usage_code': 2},
  'state info': {'arguments': (),
+                'context': True,
                 'defaults': {'json_out': False},
                 'function': ('reliactl.cli.state', 'info_'),
                 'group': False,
@@ -355,7 +507,32 @@ COMMANDS: dict[str, dict[str, Any]] = {'alert list': {'arguments': (),
                 'interspersed': True,
                 'no_args_is_help': False,
                 'options': {'--json': ('json_out', 'flag')},
+                'required': (),
+                'usage_code': 2},
+ 'state migrate': {'arguments': (),
+                   'context': True,
+                   'defaults': {'json_out': False},
+                   'function': ('reliactl.cli.state', 'migrate'),
+                   'group': False,
+                   'help': ('-h', '--help'),
+                   'interspersed': True,
+                   'no_args_is_help': False,
+                   'options': {'--json': ('json_out', 'flag'), '--to': ('to', 'str')},
+                   'required': ('to',),
+                   'usage_code': 2},
+ 'state sync': {'arguments': (),
+                'context': True,
+                'defaults': {'json_out': False},
+                'function': ('reliactl.cli.state', 'sync'),
+                'group': False,
+                'help': ('-h', '--help'),
+                'interspersed': True,
+                'no_args_is_help': False,
+                'options': {'--json': ('json_out', 'flag')},
+                'required': (),
                 'usage_code': 2}}
+
+GROUPS: tuple[str, ...] = ('alert', 'breaker', 'config', 'retry', 'silence', 'state')
 
 HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -m reliactl [OPTIONS] COMMAND [ARGS]...\n'
                              '\n'
@@ -457,6 +634,34 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                              '  128+N:  run: the child was killed by signal N, or reliactl was, '
                              'after\n'
                              '  forwarding it\n',
+ ('python -m reliactl', 'alert'): 'Usage: python -m reliactl alert [OPTIONS] COMMAND [ARGS]...\n'
+                                  '\n'
+                                  '  Open problems (as the last health runs saw them) and '
+                                  'acknowledgements: "I am\n'
+                                  '  on it" stops repeats and escalation until the problem '
+                                  'recovers.\n'
+                                  '\n'
+                                  'Options:\n'
+                                  '  -h, --help  Show this message and exit.\n'
+                                  '\n'
+                                  'Commands:\n'
+                                  '  ack   Acknowledge the open problems matching TARGET: no '
+                                  'repeats or...\n'
+                                  '  list  Open problems: status, since when, flapping, '
+                                  'acknowledged or not...\n',
+ ('python -m reliactl', 'alert ack'): 'Usage: python -m reliactl alert ack [OPTIONS] TARGET\n'
+                                      '\n'
+                                      '  Acknowledge the open problems matching TARGET: no repeats '
+                                      'or escalation\n'
+                                      '  until they recover (exit 1 if no open problem matches).\n'
+                                      '\n'
+                                      'Arguments:\n'
+                                      '  TARGET  A check or job name, or a glob (disk*, job:*).  '
+                                      '[required]\n'
+                                      '\n'
+                                      'Options:\n'
+                                      '  --reason TEXT  Why, or who is on it.\n'
+                                      '  -h, --help     Show this message and exit.\n',
  ('python -m reliactl', 'alert list'): 'Usage: python -m reliactl alert list [OPTIONS]\n'
                                        '\n'
                                        '  Open problems: status, since when, flapping, '
@@ -466,6 +671,37 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                                        'Options:\n'
                                        '  --json      Print one JSON document.\n'
                                        '  -h, --help  Show this message and exit.\n',
+ ('python -m reliactl', 'breaker'): 'Usage: python -m reliactl breaker [OPTIONS] COMMAND '
+                                    '[ARGS]...\n'
+                                    '\n'
+                                    '  See and steer circuit breakers shared through the state '
+                                    'store: which\n'
+                                    '  services are failing fast, since when, and for how long.\n'
+                                    '\n'
+                                    'Options:\n'
+                                    '  -h, --help  Show this message and exit.\n'
+                                    '\n'
+                                    'Commands:\n'
+                                    '  list   Every known breaker: state, consecutive failures, '
+                                    'failure rate,...\n'
+                                    '  show   One breaker: the config in force, its counters and '
+                                    'its last...\n'
+                                    "  reset  Forget a breaker's state: closed, every counter zero "
+                                    '(the...\n'
+                                    '  trip   Force a breaker open (maintenance): callers fail '
+                                    'fast with exit...\n'
+                                    '  close  Close a breaker now: calls pass again (counters are '
+                                    'kept).\n',
+ ('python -m reliactl', 'breaker close'): 'Usage: python -m reliactl breaker close [OPTIONS] NAME\n'
+                                          '\n'
+                                          '  Close a breaker now: calls pass again (counters are '
+                                          'kept).\n'
+                                          '\n'
+                                          'Arguments:\n'
+                                          "  NAME  The breaker's name.  [required]\n"
+                                          '\n'
+                                          'Options:\n'
+                                          '  -h, --help  Show this message and exit.\n',
  ('python -m reliactl', 'breaker list'): 'Usage: python -m reliactl breaker list [OPTIONS]\n'
                                          '\n'
                                          '  Every known breaker: state, consecutive failures, '
@@ -478,6 +714,19 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                                          '(half-open ones do not\n'
                                          '                  count).\n'
                                          '  -h, --help      Show this message and exit.\n',
+ ('python -m reliactl', 'breaker reset'): 'Usage: python -m reliactl breaker reset [OPTIONS] '
+                                          '[NAME]\n'
+                                          '\n'
+                                          "  Forget a breaker's state: closed, every counter zero "
+                                          '(the transition is\n'
+                                          '  recorded).\n'
+                                          '\n'
+                                          'Arguments:\n'
+                                          '  NAME  The breaker to reset.\n'
+                                          '\n'
+                                          'Options:\n'
+                                          '  --all       Reset every known breaker.\n'
+                                          '  -h, --help  Show this message and exit.\n',
  ('python -m reliactl', 'breaker show'): 'Usage: python -m reliactl breaker show [OPTIONS] NAME\n'
                                          '\n'
                                          '  One breaker: the config in force, its counters and its '
@@ -491,6 +740,21 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                                          '  -n, --limit N  How many recent transitions to show.  '
                                          '[default: 10]\n'
                                          '  -h, --help     Show this message and exit.\n',
+ ('python -m reliactl', 'breaker trip'): 'Usage: python -m reliactl breaker trip [OPTIONS] NAME\n'
+                                         '\n'
+                                         '  Force a breaker open (maintenance): callers fail fast '
+                                         'with exit 69 until it\n'
+                                         '  closes.\n'
+                                         '\n'
+                                         'Arguments:\n'
+                                         "  NAME  The breaker's name.  [required]\n"
+                                         '\n'
+                                         'Options:\n'
+                                         '  --for DURATION  Stay open this long (e.g. 30m), then '
+                                         'admit a trial call as\n'
+                                         '                  usual (default: until `reliactl '
+                                         'breaker close`).\n'
+                                         '  -h, --help      Show this message and exit.\n',
  ('python -m reliactl', 'cleanup'): 'Usage: python -m reliactl cleanup [OPTIONS] [PATH]...\n'
                                     '\n'
                                     '  Remove old files safely: never follows symlinks, never '
@@ -575,6 +839,39 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                                     'code still tells.\n'
                                     '  -h, --help                      Show this message and '
                                     'exit.\n',
+ ('python -m reliactl', 'config'): 'Usage: python -m reliactl config [OPTIONS] COMMAND [ARGS]...\n'
+                                   '\n'
+                                   '  Validate, show and create the YAML + environment '
+                                   'configuration.\n'
+                                   '\n'
+                                   'Options:\n'
+                                   '  -h, --help  Show this message and exit.\n'
+                                   '\n'
+                                   'Commands:\n'
+                                   '  validate  Check a configuration: "valid" and exit 0, or '
+                                   'every problem...\n'
+                                   '  show      Print the effective configuration (defaults < file '
+                                   '<...\n'
+                                   '  init      Write a commented starter configuration: the '
+                                   'defaults,...\n',
+ ('python -m reliactl', 'config init'): 'Usage: python -m reliactl config init [OPTIONS] [PATH]\n'
+                                        '\n'
+                                        '  Write a commented starter configuration: the defaults, '
+                                        'examples commented\n'
+                                        '  out.\n'
+                                        '\n'
+                                        '  Every option is there with its comment; the example '
+                                        'checks, alert sinks and\n'
+                                        '  breakers are commented out, so nothing placeholder runs '
+                                        'until you uncomment\n'
+                                        '  it. Refuses to overwrite without --force.\n'
+                                        '\n'
+                                        'Arguments:\n'
+                                        '  PATH  Where to write it.  [default: reliactl.yaml]\n'
+                                        '\n'
+                                        'Options:\n'
+                                        '  --force     Overwrite an existing file.\n'
+                                        '  -h, --help  Show this message and exit.\n',
  ('python -m reliactl', 'config show'): 'Usage: python -m reliactl config show [OPTIONS]\n'
                                         '\n'
                                         '  Print the effective configuration (defaults < file < '
@@ -632,6 +929,30 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                                    'Options:\n'
                                    '  --json      Print one JSON document.\n'
                                    '  -h, --help  Show this message and exit.\n',
+ ('python -m reliactl', 'drill'): 'Usage: python -m reliactl drill [OPTIONS] NAME......\n'
+                                  '\n'
+                                  '  Rehearse failures against the real configuration and check '
+                                  'each step.\n'
+                                  '\n'
+                                  '  breaker: trip a drill breaker, `run --breaker` must refuse '
+                                  '(69), then\n'
+                                  '  recover. alerts: a drill problem to every sink, nothing again '
+                                  'inside the\n'
+                                  '  cooldown, then the recovery. job-missed: every declared job '
+                                  'must turn\n'
+                                  '  CRITICAL when overdue. disk: the thresholds on a forced value '
+                                  'past critical,\n'
+                                  '  and a real reading of each disk. Exit 0 only when every step '
+                                  'behaved, 1\n'
+                                  '  otherwise.\n'
+                                  '\n'
+                                  'Arguments:\n'
+                                  '  NAME......  breaker, alerts, job-missed, disk, or all.  '
+                                  '[required]\n'
+                                  '\n'
+                                  'Options:\n'
+                                  '  --json      Print one JSON document.\n'
+                                  '  -h, --help  Show this message and exit.\n',
  ('python -m reliactl', 'health'): 'Usage: python -m reliactl health [OPTIONS] COMMAND [ARGS]...\n'
                                    '\n'
                                    '  Check this host: CPU, memory, swap, disks, file handles, '
@@ -716,6 +1037,28 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                                    'Commands:\n'
                                    '  history  The health history kept by every health run: a '
                                    'chart per check...\n',
+ ('python -m reliactl', 'health history'): 'Usage: python -m reliactl health history [OPTIONS] '
+                                           '[[CHECK]...]...\n'
+                                           '\n'
+                                           '  The health history kept by every health run: a chart '
+                                           'per check with its\n'
+                                           '  warning (-) and critical (=) thresholds, the worst '
+                                           'status under each slice\n'
+                                           '  (w, C, ?), and the list of status changes. Raw '
+                                           'points are kept\n'
+                                           '  state.history_raw (24h), then 5-minute aggregates '
+                                           '(min, max, mean, worst\n'
+                                           '  status) for state.history_retention (30d).\n'
+                                           '\n'
+                                           'Arguments:\n'
+                                           '  [CHECK]......  Only these checks (default: every '
+                                           'one).\n'
+                                           '\n'
+                                           'Options:\n'
+                                           '  --since DURATION  How far back to look (24h).  '
+                                           '[default: 24h]\n'
+                                           '  --json            Print one JSON document.\n'
+                                           '  -h, --help        Show this message and exit.\n',
  ('python -m reliactl', 'http'): 'Usage: python -m reliactl http [OPTIONS] METHOD URL\n'
                                  '\n'
                                  '  Send one HTTP request: rate limit -> breaker -> request -> '
@@ -801,6 +1144,17 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                                  'Options:\n'
                                  '  --json      Print one JSON document.\n'
                                  '  -h, --help  Show this message and exit.\n',
+ ('python -m reliactl', 'retry'): 'Usage: python -m reliactl retry [OPTIONS] COMMAND [ARGS]...\n'
+                                  '\n'
+                                  '  Retry policies: print the backoff schedule a policy would '
+                                  'follow.\n'
+                                  '\n'
+                                  'Options:\n'
+                                  '  -h, --help  Show this message and exit.\n'
+                                  '\n'
+                                  'Commands:\n'
+                                  '  plan  Print the delay before each retry, the time spent so '
+                                  'far, and a...\n',
  ('python -m reliactl', 'retry plan'): 'Usage: python -m reliactl retry plan [OPTIONS]\n'
                                        '\n'
                                        '  Print the delay before each retry, the time spent so '
@@ -1149,6 +1503,77 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                                  '                 (for monitoring).\n'
                                  '  -n, --limit N  How many runs to list.  [default: 20]\n'
                                  '  -h, --help     Show this message and exit.\n',
+ ('python -m reliactl', 'serve'): 'Usage: python -m reliactl serve [OPTIONS]\n'
+                                  '\n'
+                                  '  Run the checks every interval (alerts and cooldowns as '
+                                  '`health --watch`) and\n'
+                                  '  serve the dashboard (/), /healthz (200 OK/WARNING, 503 '
+                                  'CRITICAL/UNKNOWN;\n'
+                                  '  ?check=NAME), /livez, /metrics (Prometheus: checks, breakers, '
+                                  'jobs, rate\n'
+                                  '  limiters, alert deliveries), and /api/health, /api/breakers, '
+                                  '/api/runs,\n'
+                                  "  /api/jobs, /api/history (the CLI's --json documents). "
+                                  'Read-only unless a\n'
+                                  '  token is configured; a non-loopback --host needs one. Needs '
+                                  'pip install\n'
+                                  "  'reliactl[serve]'. TERM finishes the round in progress, then "
+                                  'stops;\n'
+                                  '  examples/systemd/reliactl-serve.service runs it.\n'
+                                  '\n'
+                                  'Options:\n'
+                                  '  --host ADDRESS           Address to listen on.  [default: '
+                                  '127.0.0.1]\n'
+                                  '  -p, --port PORT          TCP port to listen on.  [default: '
+                                  '9464]\n'
+                                  '  -i, --interval DURATION  Run the checks this often (default:\n'
+                                  '                           health_monitor.check_interval, 1m).\n'
+                                  '  --token-file PATH        A file whose first line is the token '
+                                  'that writes\n'
+                                  '                           (breaker reset/trip) need (default:\n'
+                                  '                           $RELIACTL_SERVE_TOKEN; without one, '
+                                  'serve is read-\n'
+                                  '                           only).\n'
+                                  '  --json-logs              Access log lines as JSON objects.\n'
+                                  '  -h, --help               Show this message and exit.\n',
+ ('python -m reliactl', 'silence'): 'Usage: python -m reliactl silence [OPTIONS] COMMAND '
+                                    '[ARGS]...\n'
+                                    '\n'
+                                    '  Silence alerts for a check, job or breaker (or a glob) '
+                                    'during maintenance:\n'
+                                    '  the problems are still checked and shown, but nothing is '
+                                    'sent until the\n'
+                                    '  silence ends.\n'
+                                    '\n'
+                                    'Options:\n'
+                                    '  -h, --help  Show this message and exit.\n'
+                                    '\n'
+                                    'Commands:\n'
+                                    '  add     Add a silence; prints its ID (for `silence remove '
+                                    'ID`).\n'
+                                    '  list    Active and planned silences (expired ones are '
+                                    'removed).\n'
+                                    '  remove  End a silence now (exit 1 if there is none of that '
+                                    'ID).\n',
+ ('python -m reliactl', 'silence add'): 'Usage: python -m reliactl silence add [OPTIONS] TARGET\n'
+                                        '\n'
+                                        '  Add a silence; prints its ID (for `silence remove '
+                                        'ID`).\n'
+                                        '\n'
+                                        'Arguments:\n'
+                                        '  TARGET  A check, job or breaker name, or a glob (disk*, '
+                                        'job:*).  [required]\n'
+                                        '\n'
+                                        'Options:\n'
+                                        '  --for DURATION  How long the silence lasts, e.g. 2h.  '
+                                        '[required]\n'
+                                        '  --reason TEXT   Why (shown with the problem).\n'
+                                        '  --start TIME    A planned window: when it starts '
+                                        '(2026-12-01T02:00 local,\n'
+                                        '                  ...Z for UTC, or +1h from now) '
+                                        '[default: now]\n'
+                                        '  --json          Print one JSON document.\n'
+                                        '  -h, --help      Show this message and exit.\n',
  ('python -m reliactl', 'silence list'): 'Usage: python -m reliactl silence list [OPTIONS]\n'
                                          '\n'
                                          '  Active and planned silences (expired ones are '
@@ -1157,6 +1582,34 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                                          'Options:\n'
                                          '  --json      Print one JSON document.\n'
                                          '  -h, --help  Show this message and exit.\n',
+ ('python -m reliactl', 'silence remove'): 'Usage: python -m reliactl silence remove [OPTIONS] ID\n'
+                                           '\n'
+                                           '  End a silence now (exit 1 if there is none of that '
+                                           'ID).\n'
+                                           '\n'
+                                           'Arguments:\n'
+                                           "  ID  The silence's ID (from `silence list`).  "
+                                           '[required]\n'
+                                           '\n'
+                                           'Options:\n'
+                                           '  -h, --help  Show this message and exit.\n',
+ ('python -m reliactl', 'state'): 'Usage: python -m reliactl state [OPTIONS] COMMAND [ARGS]...\n'
+                                  '\n'
+                                  '  The state store: where breakers, cooldowns and history live '
+                                  '(SQLite or\n'
+                                  '  Redis), moving them to Redis, shipping what was queued while '
+                                  'Redis was away.\n'
+                                  '\n'
+                                  'Options:\n'
+                                  '  -h, --help  Show this message and exit.\n'
+                                  '\n'
+                                  'Commands:\n'
+                                  '  info     Backend, location (password hidden), round-trip '
+                                  'latency and...\n'
+                                  "  migrate  Copy this host's SQLite store (breakers, cooldowns, "
+                                  'rate...\n'
+                                  '  sync     Ship the runs and breaker events this host recorded '
+                                  'while...\n',
  ('python -m reliactl', 'state info'): 'Usage: python -m reliactl state info [OPTIONS]\n'
                                        '\n'
                                        '  Backend, location (password hidden), round-trip latency '
@@ -1167,6 +1620,40 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                                        '  history this host has queued. Exit 75 when Redis does '
                                        'not answer, 78 for a\n'
                                        '  bad URL or password.\n'
+                                       '\n'
+                                       'Options:\n'
+                                       '  --json      Print one JSON document.\n'
+                                       '  -h, --help  Show this message and exit.\n',
+ ('python -m reliactl', 'state migrate'): 'Usage: python -m reliactl state migrate [OPTIONS]\n'
+                                          '\n'
+                                          "  Copy this host's SQLite store (breakers, cooldowns, "
+                                          'rate buckets, kv, runs,\n'
+                                          '  breaker events) into Redis; then point state.url at '
+                                          'it.\n'
+                                          '\n'
+                                          '  Idempotent: a record Redis already has is kept (the '
+                                          "fleet's state wins) and\n"
+                                          '  each run and event is copied once, so a second run '
+                                          'copies nothing new.\n'
+                                          '\n'
+                                          'Options:\n'
+                                          '  --to URL    The Redis to copy into: '
+                                          'redis://host:6379/0, rediss://...,\n'
+                                          '              unix:///path. The password may come from '
+                                          'state.password or\n'
+                                          '              state.password_file.  [required]\n'
+                                          '  --json      Print one JSON document.\n'
+                                          '  -h, --help  Show this message and exit.\n',
+ ('python -m reliactl', 'state sync'): 'Usage: python -m reliactl state sync [OPTIONS]\n'
+                                       '\n'
+                                       '  Ship the runs and breaker events this host recorded '
+                                       'while Redis was away.\n'
+                                       '\n'
+                                       '  Each is added once, marked delayed (`runs` shows it); '
+                                       'the next command that\n'
+                                       '  opens the store ships some too. Exit 75 when Redis still '
+                                       'does not answer\n'
+                                       '  (nothing is lost).\n'
                                        '\n'
                                        'Options:\n'
                                        '  --json      Print one JSON document.\n'
@@ -1243,6 +1730,31 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                    '\n'
                    '  128+N:  run: the child was killed by signal N, or reliactl was, after\n'
                    '  forwarding it\n',
+ ('reliactl', 'alert'): 'Usage: reliactl alert [OPTIONS] COMMAND [ARGS]...\n'
+                        '\n'
+                        '  Open problems (as the last health runs saw them) and acknowledgements: '
+                        '"I am\n'
+                        '  on it" stops repeats and escalation until the problem recovers.\n'
+                        '\n'
+                        'Options:\n'
+                        '  -h, --help  Show this message and exit.\n'
+                        '\n'
+                        'Commands:\n'
+                        '  ack   Acknowledge the open problems matching TARGET: no repeats or...\n'
+                        '  list  Open problems: status, since when, flapping, acknowledged or '
+                        'not...\n',
+ ('reliactl', 'alert ack'): 'Usage: reliactl alert ack [OPTIONS] TARGET\n'
+                            '\n'
+                            '  Acknowledge the open problems matching TARGET: no repeats or '
+                            'escalation\n'
+                            '  until they recover (exit 1 if no open problem matches).\n'
+                            '\n'
+                            'Arguments:\n'
+                            '  TARGET  A check or job name, or a glob (disk*, job:*).  [required]\n'
+                            '\n'
+                            'Options:\n'
+                            '  --reason TEXT  Why, or who is on it.\n'
+                            '  -h, --help     Show this message and exit.\n',
  ('reliactl', 'alert list'): 'Usage: reliactl alert list [OPTIONS]\n'
                              '\n'
                              '  Open problems: status, since when, flapping, acknowledged or not '
@@ -1252,6 +1764,32 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                              'Options:\n'
                              '  --json      Print one JSON document.\n'
                              '  -h, --help  Show this message and exit.\n',
+ ('reliactl', 'breaker'): 'Usage: reliactl breaker [OPTIONS] COMMAND [ARGS]...\n'
+                          '\n'
+                          '  See and steer circuit breakers shared through the state store: which\n'
+                          '  services are failing fast, since when, and for how long.\n'
+                          '\n'
+                          'Options:\n'
+                          '  -h, --help  Show this message and exit.\n'
+                          '\n'
+                          'Commands:\n'
+                          '  list   Every known breaker: state, consecutive failures, failure '
+                          'rate,...\n'
+                          '  show   One breaker: the config in force, its counters and its '
+                          'last...\n'
+                          "  reset  Forget a breaker's state: closed, every counter zero (the...\n"
+                          '  trip   Force a breaker open (maintenance): callers fail fast with '
+                          'exit...\n'
+                          '  close  Close a breaker now: calls pass again (counters are kept).\n',
+ ('reliactl', 'breaker close'): 'Usage: reliactl breaker close [OPTIONS] NAME\n'
+                                '\n'
+                                '  Close a breaker now: calls pass again (counters are kept).\n'
+                                '\n'
+                                'Arguments:\n'
+                                "  NAME  The breaker's name.  [required]\n"
+                                '\n'
+                                'Options:\n'
+                                '  -h, --help  Show this message and exit.\n',
  ('reliactl', 'breaker list'): 'Usage: reliactl breaker list [OPTIONS]\n'
                                '\n'
                                '  Every known breaker: state, consecutive failures, failure rate, '
@@ -1264,6 +1802,18 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                                'do not\n'
                                '                  count).\n'
                                '  -h, --help      Show this message and exit.\n',
+ ('reliactl', 'breaker reset'): 'Usage: reliactl breaker reset [OPTIONS] [NAME]\n'
+                                '\n'
+                                "  Forget a breaker's state: closed, every counter zero (the "
+                                'transition is\n'
+                                '  recorded).\n'
+                                '\n'
+                                'Arguments:\n'
+                                '  NAME  The breaker to reset.\n'
+                                '\n'
+                                'Options:\n'
+                                '  --all       Reset every known breaker.\n'
+                                '  -h, --help  Show this message and exit.\n',
  ('reliactl', 'breaker show'): 'Usage: reliactl breaker show [OPTIONS] NAME\n'
                                '\n'
                                '  One breaker: the config in force, its counters and its last '
@@ -1277,6 +1827,21 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                                '  -n, --limit N  How many recent transitions to show.  [default: '
                                '10]\n'
                                '  -h, --help     Show this message and exit.\n',
+ ('reliactl', 'breaker trip'): 'Usage: reliactl breaker trip [OPTIONS] NAME\n'
+                               '\n'
+                               '  Force a breaker open (maintenance): callers fail fast with exit '
+                               '69 until it\n'
+                               '  closes.\n'
+                               '\n'
+                               'Arguments:\n'
+                               "  NAME  The breaker's name.  [required]\n"
+                               '\n'
+                               'Options:\n'
+                               '  --for DURATION  Stay open this long (e.g. 30m), then admit a '
+                               'trial call as\n'
+                               '                  usual (default: until `reliactl breaker '
+                               'close`).\n'
+                               '  -h, --help      Show this message and exit.\n',
  ('reliactl', 'cleanup'): 'Usage: reliactl cleanup [OPTIONS] [PATH]...\n'
                           '\n'
                           '  Remove old files safely: never follows symlinks, never leaves the\n'
@@ -1351,6 +1916,36 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                           '                                  for cron mail. The exit code still '
                           'tells.\n'
                           '  -h, --help                      Show this message and exit.\n',
+ ('reliactl', 'config'): 'Usage: reliactl config [OPTIONS] COMMAND [ARGS]...\n'
+                         '\n'
+                         '  Validate, show and create the YAML + environment configuration.\n'
+                         '\n'
+                         'Options:\n'
+                         '  -h, --help  Show this message and exit.\n'
+                         '\n'
+                         'Commands:\n'
+                         '  validate  Check a configuration: "valid" and exit 0, or every '
+                         'problem...\n'
+                         '  show      Print the effective configuration (defaults < file <...\n'
+                         '  init      Write a commented starter configuration: the defaults,...\n',
+ ('reliactl', 'config init'): 'Usage: reliactl config init [OPTIONS] [PATH]\n'
+                              '\n'
+                              '  Write a commented starter configuration: the defaults, examples '
+                              'commented\n'
+                              '  out.\n'
+                              '\n'
+                              '  Every option is there with its comment; the example checks, alert '
+                              'sinks and\n'
+                              '  breakers are commented out, so nothing placeholder runs until you '
+                              'uncomment\n'
+                              '  it. Refuses to overwrite without --force.\n'
+                              '\n'
+                              'Arguments:\n'
+                              '  PATH  Where to write it.  [default: reliactl.yaml]\n'
+                              '\n'
+                              'Options:\n'
+                              '  --force     Overwrite an existing file.\n'
+                              '  -h, --help  Show this message and exit.\n',
  ('reliactl', 'config show'): 'Usage: reliactl config show [OPTIONS]\n'
                               '\n'
                               '  Print the effective configuration (defaults < file < environment '
@@ -1404,6 +1999,26 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                          'Options:\n'
                          '  --json      Print one JSON document.\n'
                          '  -h, --help  Show this message and exit.\n',
+ ('reliactl', 'drill'): 'Usage: reliactl drill [OPTIONS] NAME......\n'
+                        '\n'
+                        '  Rehearse failures against the real configuration and check each step.\n'
+                        '\n'
+                        '  breaker: trip a drill breaker, `run --breaker` must refuse (69), then\n'
+                        '  recover. alerts: a drill problem to every sink, nothing again inside '
+                        'the\n'
+                        '  cooldown, then the recovery. job-missed: every declared job must turn\n'
+                        '  CRITICAL when overdue. disk: the thresholds on a forced value past '
+                        'critical,\n'
+                        '  and a real reading of each disk. Exit 0 only when every step behaved, '
+                        '1\n'
+                        '  otherwise.\n'
+                        '\n'
+                        'Arguments:\n'
+                        '  NAME......  breaker, alerts, job-missed, disk, or all.  [required]\n'
+                        '\n'
+                        'Options:\n'
+                        '  --json      Print one JSON document.\n'
+                        '  -h, --help  Show this message and exit.\n',
  ('reliactl', 'health'): 'Usage: reliactl health [OPTIONS] COMMAND [ARGS]...\n'
                          '\n'
                          '  Check this host: CPU, memory, swap, disks, file handles, processes '
@@ -1479,6 +2094,25 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                          'Commands:\n'
                          '  history  The health history kept by every health run: a chart per '
                          'check...\n',
+ ('reliactl', 'health history'): 'Usage: reliactl health history [OPTIONS] [[CHECK]...]...\n'
+                                 '\n'
+                                 '  The health history kept by every health run: a chart per check '
+                                 'with its\n'
+                                 '  warning (-) and critical (=) thresholds, the worst status '
+                                 'under each slice\n'
+                                 '  (w, C, ?), and the list of status changes. Raw points are '
+                                 'kept\n'
+                                 '  state.history_raw (24h), then 5-minute aggregates (min, max, '
+                                 'mean, worst\n'
+                                 '  status) for state.history_retention (30d).\n'
+                                 '\n'
+                                 'Arguments:\n'
+                                 '  [CHECK]......  Only these checks (default: every one).\n'
+                                 '\n'
+                                 'Options:\n'
+                                 '  --since DURATION  How far back to look (24h).  [default: 24h]\n'
+                                 '  --json            Print one JSON document.\n'
+                                 '  -h, --help        Show this message and exit.\n',
  ('reliactl', 'http'): 'Usage: reliactl http [OPTIONS] METHOD URL\n'
                        '\n'
                        '  Send one HTTP request: rate limit -> breaker -> request -> retries; body '
@@ -1553,6 +2187,16 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                        'Options:\n'
                        '  --json      Print one JSON document.\n'
                        '  -h, --help  Show this message and exit.\n',
+ ('reliactl', 'retry'): 'Usage: reliactl retry [OPTIONS] COMMAND [ARGS]...\n'
+                        '\n'
+                        '  Retry policies: print the backoff schedule a policy would follow.\n'
+                        '\n'
+                        'Options:\n'
+                        '  -h, --help  Show this message and exit.\n'
+                        '\n'
+                        'Commands:\n'
+                        '  plan  Print the delay before each retry, the time spent so far, and '
+                        'a...\n',
  ('reliactl', 'retry plan'): 'Usage: reliactl retry plan [OPTIONS]\n'
                              '\n'
                              '  Print the delay before each retry, the time spent so far, and a '
@@ -1840,6 +2484,67 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                        '                 (for monitoring).\n'
                        '  -n, --limit N  How many runs to list.  [default: 20]\n'
                        '  -h, --help     Show this message and exit.\n',
+ ('reliactl', 'serve'): 'Usage: reliactl serve [OPTIONS]\n'
+                        '\n'
+                        '  Run the checks every interval (alerts and cooldowns as `health '
+                        '--watch`) and\n'
+                        '  serve the dashboard (/), /healthz (200 OK/WARNING, 503 '
+                        'CRITICAL/UNKNOWN;\n'
+                        '  ?check=NAME), /livez, /metrics (Prometheus: checks, breakers, jobs, '
+                        'rate\n'
+                        '  limiters, alert deliveries), and /api/health, /api/breakers, '
+                        '/api/runs,\n'
+                        "  /api/jobs, /api/history (the CLI's --json documents). Read-only unless "
+                        'a\n'
+                        '  token is configured; a non-loopback --host needs one. Needs pip '
+                        'install\n'
+                        "  'reliactl[serve]'. TERM finishes the round in progress, then stops;\n"
+                        '  examples/systemd/reliactl-serve.service runs it.\n'
+                        '\n'
+                        'Options:\n'
+                        '  --host ADDRESS           Address to listen on.  [default: 127.0.0.1]\n'
+                        '  -p, --port PORT          TCP port to listen on.  [default: 9464]\n'
+                        '  -i, --interval DURATION  Run the checks this often (default:\n'
+                        '                           health_monitor.check_interval, 1m).\n'
+                        '  --token-file PATH        A file whose first line is the token that '
+                        'writes\n'
+                        '                           (breaker reset/trip) need (default:\n'
+                        '                           $RELIACTL_SERVE_TOKEN; without one, serve is '
+                        'read-\n'
+                        '                           only).\n'
+                        '  --json-logs              Access log lines as JSON objects.\n'
+                        '  -h, --help               Show this message and exit.\n',
+ ('reliactl', 'silence'): 'Usage: reliactl silence [OPTIONS] COMMAND [ARGS]...\n'
+                          '\n'
+                          '  Silence alerts for a check, job or breaker (or a glob) during '
+                          'maintenance:\n'
+                          '  the problems are still checked and shown, but nothing is sent until '
+                          'the\n'
+                          '  silence ends.\n'
+                          '\n'
+                          'Options:\n'
+                          '  -h, --help  Show this message and exit.\n'
+                          '\n'
+                          'Commands:\n'
+                          '  add     Add a silence; prints its ID (for `silence remove ID`).\n'
+                          '  list    Active and planned silences (expired ones are removed).\n'
+                          '  remove  End a silence now (exit 1 if there is none of that ID).\n',
+ ('reliactl', 'silence add'): 'Usage: reliactl silence add [OPTIONS] TARGET\n'
+                              '\n'
+                              '  Add a silence; prints its ID (for `silence remove ID`).\n'
+                              '\n'
+                              'Arguments:\n'
+                              '  TARGET  A check, job or breaker name, or a glob (disk*, job:*).  '
+                              '[required]\n'
+                              '\n'
+                              'Options:\n'
+                              '  --for DURATION  How long the silence lasts, e.g. 2h.  [required]\n'
+                              '  --reason TEXT   Why (shown with the problem).\n'
+                              '  --start TIME    A planned window: when it starts '
+                              '(2026-12-01T02:00 local,\n'
+                              '                  ...Z for UTC, or +1h from now) [default: now]\n'
+                              '  --json          Print one JSON document.\n'
+                              '  -h, --help      Show this message and exit.\n',
  ('reliactl', 'silence list'): 'Usage: reliactl silence list [OPTIONS]\n'
                                '\n'
                                '  Active and planned silences (expired ones are removed).\n'
@@ -1847,6 +2552,29 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                                'Options:\n'
                                '  --json      Print one JSON document.\n'
                                '  -h, --help  Show this message and exit.\n',
+ ('reliactl', 'silence remove'): 'Usage: reliactl silence remove [OPTIONS] ID\n'
+                                 '\n'
+                                 '  End a silence now (exit 1 if there is none of that ID).\n'
+                                 '\n'
+                                 'Arguments:\n'
+                                 "  ID  The silence's ID (from `silence list`).  [required]\n"
+                                 '\n'
+                                 'Options:\n'
+                                 '  -h, --help  Show this message and exit.\n',
+ ('reliactl', 'state'): 'Usage: reliactl state [OPTIONS] COMMAND [ARGS]...\n'
+                        '\n'
+                        '  The state store: where breakers, cooldowns and history live (SQLite or\n'
+                        '  Redis), moving them to Redis, shipping what was queued while Redis was '
+                        'away.\n'
+                        '\n'
+                        'Options:\n'
+                        '  -h, --help  Show this message and exit.\n'
+                        '\n'
+                        'Commands:\n'
+                        '  info     Backend, location (password hidden), round-trip latency '
+                        'and...\n'
+                        "  migrate  Copy this host's SQLite store (breakers, cooldowns, rate...\n"
+                        '  sync     Ship the runs and breaker events this host recorded while...\n',
  ('reliactl', 'state info'): 'Usage: reliactl state info [OPTIONS]\n'
                              '\n'
                              '  Backend, location (password hidden), round-trip latency and record '
@@ -1857,6 +2585,39 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                              '  history this host has queued. Exit 75 when Redis does not answer, '
                              '78 for a\n'
                              '  bad URL or password.\n'
+                             '\n'
+                             'Options:\n'
+                             '  --json      Print one JSON document.\n'
+                             '  -h, --help  Show this message and exit.\n',
+ ('reliactl', 'state migrate'): 'Usage: reliactl state migrate [OPTIONS]\n'
+                                '\n'
+                                "  Copy this host's SQLite store (breakers, cooldowns, rate "
+                                'buckets, kv, runs,\n'
+                                '  breaker events) into Redis; then point state.url at it.\n'
+                                '\n'
+                                "  Idempotent: a record Redis already has is kept (the fleet's "
+                                'state wins) and\n'
+                                '  each run and event is copied once, so a second run copies '
+                                'nothing new.\n'
+                                '\n'
+                                'Options:\n'
+                                '  --to URL    The Redis to copy into: redis://host:6379/0, '
+                                'rediss://...,\n'
+                                '              unix:///path. The password may come from '
+                                'state.password or\n'
+                                '              state.password_file.  [required]\n'
+                                '  --json      Print one JSON document.\n'
+                                '  -h, --help  Show this message and exit.\n',
+ ('reliactl', 'state sync'): 'Usage: reliactl state sync [OPTIONS]\n'
+                             '\n'
+                             '  Ship the runs and breaker events this host recorded while Redis '
+                             'was away.\n'
+                             '\n'
+                             '  Each is added once, marked delayed (`runs` shows it); the next '
+                             'command that\n'
+                             '  opens the store ships some too. Exit 75 when Redis still does not '
+                             'answer\n'
+                             '  (nothing is lost).\n'
                              '\n'
                              'Options:\n'
                              '  --json      Print one JSON document.\n'

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import typer
-
+from reliactl.cli._fastrt import usage
 from reliactl.cli.context import app_context
 from reliactl.cli.exitcodes import ExitCode
-from reliactl.cli.options import JsonOption, usage
 from reliactl.cli.output import emit_json, emit_text, report_error
+
+if TYPE_CHECKING:
+    import typer
+
+    from reliactl.cli.options import JsonOption
+
+
+def typer_names() -> None:
+    """Give ``drill``'s (string) annotations the names Typer evaluates when it registers the
+    command. The module imports no typer: the fast dispatcher (``reliactl.cli._fast``) calls
+    ``drill()`` directly, so it ends with ``SystemExit``."""
+    from reliactl.cli._fastrt import typer_names as give
+
+    give(globals(), "JsonOption")
 
 
 def drill(
@@ -43,7 +55,7 @@ def drill(
         config = app_ctx.loaded().config
         report = run_drill(names, config, app_ctx.store, config_path=app_ctx.config_path)
     except ReliactlError as exc:
-        raise typer.Exit(report_error(exc)) from None
+        raise SystemExit(report_error(exc)) from None
     if json_out:
         emit_json(report.to_dict())
     else:
@@ -53,4 +65,4 @@ def drill(
         verdict = "every step behaved" if report.ok else "some steps did not behave"
         lines.append(f"drill {'passed' if report.ok else 'FAILED'}: {verdict}")
         emit_text("\n".join(lines))
-    raise typer.Exit(ExitCode.OK if report.ok else ExitCode.FAILURE)
+    raise SystemExit(ExitCode.OK if report.ok else ExitCode.FAILURE)

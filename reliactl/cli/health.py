@@ -80,8 +80,9 @@ def register(app: typer.Typer) -> None:
     group = typer.Typer(cls=group_class, invoke_without_command=True)
     group.callback()(health)
 
-    from reliactl.cli.history import history
+    from reliactl.cli.history import history, typer_names
 
+    typer_names()
     group.command("history", cls=subcommand_class)(history)
     app.add_typer(group, name="health")
 

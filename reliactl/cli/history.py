@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-import typer
+from typing import TYPE_CHECKING, Annotated
 
 from reliactl.cli.exitcodes import ExitCode
 
+if TYPE_CHECKING:
+    import typer
+
 MAX_SINCE = 366 * 86400.0
+
+
+def typer_names() -> None:
+    """Give ``history``'s (string) annotations ``typer``, evaluated when Typer registers it
+    (``cli.health.register``). The module imports no typer: the fast dispatcher
+    (``reliactl.cli._fast``) calls ``history()`` directly, so it ends with ``SystemExit``."""
+    from reliactl.cli._fastrt import typer_names as give
+
+    give(globals())
 
 
 def history(
@@ -40,10 +50,10 @@ def history(
         back = parse_duration(since)
     except ValueError as exc:
         error(f"--since: {exc}")
-        raise typer.Exit(ExitCode.UNKNOWN) from None
+        raise SystemExit(ExitCode.UNKNOWN) from None
     if not 0 < back <= MAX_SINCE:
         error(f"--since: expected a positive duration of at most 366d, got {since!r}")
-        raise typer.Exit(ExitCode.UNKNOWN)
+        raise SystemExit(ExitCode.UNKNOWN)
     now = time.time()
     try:
         store = app_context(ctx).store()
@@ -55,10 +65,10 @@ def history(
                 error(
                     f"no history for {', '.join(map(repr, unknown))}; checks with history: {listed}"
                 )
-                raise typer.Exit(ExitCode.UNKNOWN)
+                raise SystemExit(ExitCode.UNKNOWN)
         doc = history_document(store, checks, now - back, now=now)
     except ReliactlError as exc:
-        raise typer.Exit(report_error(exc)) from None
+        raise SystemExit(report_error(exc)) from None
     if json_out:
         emit_json(doc)
         return

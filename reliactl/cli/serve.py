@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from typing import Annotated
-
-import typer
+from typing import TYPE_CHECKING, Annotated
 
 from reliactl.cli.exitcodes import ExitCode
 
+if TYPE_CHECKING:
+    import typer
+
 INSTALL_HINT = "pip install 'reliactl[serve]'"
+
+
+def typer_names() -> None:
+    """Give ``serve``'s (string) annotations ``typer``, evaluated when Typer registers the
+    command. The module imports no typer: the fast dispatcher (``reliactl.cli._fast``) calls
+    ``serve()`` directly, so it ends with ``SystemExit``."""
+    from reliactl.cli._fastrt import typer_names as give
+
+    give(globals())
 
 
 def _loopback(host: str) -> bool:
@@ -90,30 +100,30 @@ def serve(
 
     if not 0 < port < 65536:
         error(f"--port: expected 1 to 65535, got {port}")
-        raise typer.Exit(ExitCode.USAGE)
+        raise SystemExit(ExitCode.USAGE)
     period: float | None = None
     if interval is not None:
         try:
             period = parse_duration(interval)
         except ValueError as exc:
             error(f"--interval: {exc}")
-            raise typer.Exit(ExitCode.USAGE) from None
+            raise SystemExit(ExitCode.USAGE) from None
         if not 0 < period <= 7 * 86400:
             error(f"--interval: expected a positive duration of at most 7d, got {interval!r}")
-            raise typer.Exit(ExitCode.USAGE)
+            raise SystemExit(ExitCode.USAGE)
     try:
         import prometheus_client  # noqa: F401
         import starlette  # noqa: F401
         import uvicorn
     except ImportError as exc:
         error(f"serve needs the serve extra ({exc.name} is missing): {INSTALL_HINT}")
-        raise typer.Exit(ExitCode.CONFIG) from None
+        raise SystemExit(ExitCode.CONFIG) from None
     app_ctx = app_context(ctx)
     try:
         token = _read_token(token_file)
     except ConfigError as exc:  # one line, not report_error's "configuration invalid" too
         error(str(exc))
-        raise typer.Exit(ExitCode.CONFIG) from None
+        raise SystemExit(ExitCode.CONFIG) from None
     try:
         if not _loopback(host) and token is None:
             error(
@@ -121,11 +131,11 @@ def serve(
                 " who can reach it could see every check); set --token-file or"
                 " RELIACTL_SERVE_TOKEN, or bind 127.0.0.1 behind a reverse proxy"
             )
-            raise typer.Exit(ExitCode.USAGE)
+            raise SystemExit(ExitCode.USAGE)
         loaded = app_ctx.loaded()
         store = app_ctx.store()
     except ReliactlError as exc:
-        raise typer.Exit(report_error(exc)) from None
+        raise SystemExit(report_error(exc)) from None
 
     from reliactl.cli.web.app import build_app
     from reliactl.cli.web.core import Service
@@ -154,6 +164,6 @@ def serve(
         server.run()
     except OSError as exc:
         error(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
-        raise typer.Exit(ExitCode.UNAVAILABLE) from None
+        raise SystemExit(ExitCode.UNAVAILABLE) from None
     if not server.started:
-        raise typer.Exit(ExitCode.UNAVAILABLE)
+        raise SystemExit(ExitCode.UNAVAILABLE)
