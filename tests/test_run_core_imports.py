@@ -198,10 +198,11 @@ def test_redact_and_locks_compile_their_rare_regexes_at_first_use() -> None:
 # (with ast, dis, tokenize, linecache: ~7.5 ms), since reliactl._records builds every record
 # of these paths without them and the config loader reads the records' own field table.
 NOT_AT_START = ("dataclasses", "inspect", "ast", "dis", "tokenize", "reliactl.backoff")
-# Nor, without a configuration file (LoadedConfig.path is a Path when there is one), pathlib
-# and the urllib.parse and ipaddress it imports (~3-4 ms): the loader's search and defaults
-# and the store's open path work on text (state.base.path_text), redact parses URLs lazily.
-NOT_WITHOUT_FILE = ("pathlib", "urllib.parse", "ipaddress")
+# Nor, with a configuration file or without, pathlib and the urllib.parse and ipaddress it
+# imports (~3-4 ms): the loader's search and defaults and the store's open path work on text
+# (state.base.path_text), LoadedConfig.path makes its Path when read (wave 3, healthcfg),
+# redact parses URLs lazily.
+NOT_ON_PATH = ("pathlib", "urllib.parse", "ipaddress")
 
 
 # What a cron user's file holds: a few breakers, checks and jobs (a cron schedule and an
@@ -236,7 +237,7 @@ def test_run_and_health_starts_import_neither_dataclasses_nor_inspect(
     file with breakers, checks and jobs, so the YAML and env paths of the loader and the job
     schedules' validation run too) imports none of dataclasses, inspect, ast, dis or
     tokenize, nor reliactl.backoff (the schema and `run`'s flags read the strategy and jitter
-    names from reliactl._settings), nor without a file pathlib, urllib.parse or ipaddress,
+    names from reliactl._settings), nor pathlib, urllib.parse or ipaddress (with a file too),
     and still works (run exits 0; health exits with its status, 0-3). PyYAML is imported only
     by the first start with the file: not by the second (the kept parse) nor for the
     environment value; nor, for `run`, cronsim at the second start (the kept verdict)."""
@@ -269,7 +270,7 @@ def test_run_and_health_starts_import_neither_dataclasses_nor_inspect(
             if line.startswith("import time:")
         }
         assert "reliactl.config._loading" in modules and "reliactl.state.sqlite" in modules
-        unwanted = set(NOT_AT_START) | (set() if with_file else set(NOT_WITHOUT_FILE))
+        unwanted = set(NOT_AT_START) | set(NOT_ON_PATH)
         assert not unwanted & modules, sorted(unwanted & modules)
         # PyYAML only to parse the file the first time: the second start reads the kept parse
         # (config/_cache.py), and the env value "30s" is read without it (_plain_scalar).
