@@ -165,6 +165,7 @@ def spy(pattern, flags=0):
     return real(pattern, flags)
 compiler.compile = spy
 import reliactl.redact, reliactl.locks, reliactl.durations
+import reliactl.health.checks, reliactl.health.model
 print(json.dumps(made))
 """
 
@@ -174,8 +175,11 @@ def test_redact_and_locks_compile_their_rare_regexes_at_first_use() -> None:
     imports `reliactl.locks`: importing them compiles none of redact's 14 webhook/URL
     patterns (~1 ms; only a URL being redacted needs them) nor the locks' interpreter
     rules (only `sh -c`-style commands need them), nor `reliactl.durations` its three
-    duration/size patterns (a start without a configuration file parses none), and all
-    still work when used (including the ASCII-only digits rule)."""
+    duration/size patterns (a start without a configuration file parses none), nor
+    `reliactl.health.checks` its plugin perfdata patterns or `health.model` its one-line
+    rule (a str.translate table, equal to the pattern it replaced on every character up to
+    U+3000 and the line separators), and all still work when used (including the
+    ASCII-only digits rule)."""
     out = subprocess.run(
         [sys.executable, "-c", REGEX_SPY], capture_output=True, text=True, timeout=60, check=True
     )
@@ -183,6 +187,22 @@ def test_redact_and_locks_compile_their_rare_regexes_at_first_use() -> None:
     assert made.get("reliactl.redact", 0) == 0, made
     assert made.get("reliactl.locks", 0) <= 3, made  # names, INTERPRETERS, literal chars
     assert made.get("reliactl.durations", 0) == 0, made
+    assert made.get("reliactl.health.checks", 0) == 0, made
+    assert made.get("reliactl.health.model", 0) == 0, made
+    import re
+
+    from reliactl.health.checks import parse_perfdata
+    from reliactl.health.model import one_line
+
+    old_rule = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
+    every = "".join(map(chr, range(0x3000))) + "\u2028\u2029\U0001f600"
+    assert one_line(every) == old_rule.sub(" ", every)
+    perf = parse_perfdata("'a b'=1.5s;2;3;0;10 c=U d=x e=-2e3KB;;;;bad")
+    assert [(p.label, p.uom, p.min, p.max) for p in perf] == [
+        ("a b", "s", 0.0, 10.0),
+        ("c", "", None, None),
+        ("e", "KB", None, None),
+    ]
     from reliactl import durations, locks, redact
 
     assert durations.parse_duration("1h30m") == 5400.0 and durations.parse_duration("2") == 2.0
