@@ -80,6 +80,7 @@ def cron_problem(expression: str) -> str | None:
     """Why ``expression`` is not a cron expression cronsim can evaluate, or None."""
     if expression in _ACCEPTED:
         return None
+    _cronsim_stamp()  # the files of the cronsim about to be imported (kept expected runs)
     from datetime import datetime
 
     from cronsim import CronSim, CronSimError
@@ -108,7 +109,10 @@ def _zone(name: str) -> Any:
 
     if not name or "\x00" in name or name.startswith("/") or ".." in name:
         raise ValueError(name)
-    return ZoneInfo(name)
+    # Read from its file every time, never zoneinfo's per-process cache: a long-running
+    # process (health --watch, serve) must not keep (and store, see _kept_times) the rules of
+    # a zone file replaced since it first read it.
+    return ZoneInfo.no_cache(name)
 
 
 def _local_zone() -> Any:
@@ -154,6 +158,7 @@ class Schedule:
             return None
         from datetime import datetime, timezone
 
+        _cronsim_stamp()  # the files of the cronsim about to be imported (kept expected runs)
         from cronsim import CronSim
 
         zone = _zone(self.tz) if self.tz else _local_zone()
@@ -219,7 +224,8 @@ def _file_stamp(path: str) -> list[int] | None:
 
 
 def _cronsim_stamp() -> list[Any]:
-    """cronsim's installed files (its package and module), once per process."""
+    """cronsim's installed files (its package and module), once per process: taken before
+    this process imports cronsim, so they are the files of the code that runs."""
     if not _CRONSIM_FILES:
         import os
         from importlib.util import find_spec
