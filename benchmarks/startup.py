@@ -219,7 +219,11 @@ def config_file_rows(runs: int) -> None:
                 for tag, tree in trees:
                     if tree is not None and variant == "config file, no parse cache":
                         continue  # the base has no cache: its "config file" row is that
-                    row_env = dict(env, PYTHONPATH=tree) if tree else env
+                    row_env = env
+                    if tree:  # its own parse cache: sharing one, each tree's stamp evicts
+                        # the other's entry and both would parse at every start
+                        row_env = dict(env, PYTHONPATH=tree)
+                        row_env.setdefault("XDG_CACHE_HOME", os.path.join(home, "base-cache"))
                     commands[f"{' '.join(argv)} ({variant}){tag}"] = (reliactl_cmd(*argv), row_env)
         wall, cpu = _sample_wall_and_cpu(commands, runs)
     print_header(

@@ -26,6 +26,7 @@ No printing; ``reliactl jobs`` and the ``job`` health check render what this ret
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -46,6 +47,7 @@ __all__ = [
     "cron_problem",
     "declared_at",
     "evaluate_job",
+    "job_status",
     "job_statuses",
     "tz_problem",
 ]
@@ -78,6 +80,7 @@ def cron_problem(expression: str) -> str | None:
     """Why ``expression`` is not a cron expression cronsim can evaluate, or None."""
     if expression in _ACCEPTED:
         return None
+    _cronsim_stamp()  # the files of the cronsim about to be imported (kept expected runs)
     from datetime import datetime
 
     from cronsim import CronSim, CronSimError
@@ -106,7 +109,10 @@ def _zone(name: str) -> Any:
 
     if not name or "\x00" in name or name.startswith("/") or ".." in name:
         raise ValueError(name)
-    return ZoneInfo(name)
+    # Read from its file every time, never zoneinfo's per-process cache: a long-running
+    # process (health --watch, serve) must not keep (and store, see _kept_times) the rules of
+    # a zone file replaced since it first read it.
+    return ZoneInfo.no_cache(name)
 
 
 def _local_zone() -> Any:
@@ -152,6 +158,7 @@ class Schedule:
             return None
         from datetime import datetime, timezone
 
+        _cronsim_stamp()  # the files of the cronsim about to be imported (kept expected runs)
         from cronsim import CronSim
 
         zone = _zone(self.tz) if self.tz else _local_zone()
@@ -178,10 +185,129 @@ class Schedule:
 
 
 def default_grace(schedule: Schedule, around: float) -> float:
-    period = schedule.period(around)
+    return _grace_of(schedule.period(around))
+
+
+def _grace_of(period: float | None) -> float:
     if period is None:
         return MAX_GRACE
     return min(MAX_GRACE, max(MIN_GRACE, period / 2))
+
+
+# ---- a cron schedule's expected times, kept in the job's record --------------------------
+#
+# A cron job's next expected run after its reference (the last success, or when it was first
+# declared) is the same at every health check until the job succeeds again, but working it
+# out imports cronsim (with calendar and locale) and zoneinfo (with sysconfig): ~5 ms of every
+# `health` start with a cron job. So the job's kv record (the one holding `declared_at`, written
+# at every check anyway) keeps it: the cron expression, the zone, the reference, what the
+# answer depends on (the zone file zoneinfo reads: its path, device, inode, size and mtime;
+# $TZ and /etc/localtime for the local zone; the search path and the Python it came from;
+# cronsim's files; reliactl's version) and the two expected runs after the reference (the
+# second gives the default grace). Anything different is worked out again, as before. A zone
+# named by `tz:` or $TZ with no file on the search path (the tzdata package, or a name zoneinfo
+# refuses) is never kept.
+
+EXPECTED_FORMAT = 1
+EXPECTED_KEPT = 4  # entries per job: hosts of a shared store with different zones each keep one
+_CRONSIM_FILES: list[Any] = []
+
+
+def _file_stamp(path: str) -> list[int] | None:
+    import os
+
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_mode]
+
+
+def _cronsim_stamp() -> list[Any]:
+    """cronsim's installed files (its package and module), once per process: taken before
+    this process imports cronsim, so they are the files of the code that runs."""
+    if not _CRONSIM_FILES:
+        import os
+        from importlib.util import find_spec
+
+        spec = find_spec("cronsim")
+        origin = spec.origin if spec is not None and spec.origin else ""
+        where = os.path.dirname(origin)
+        for path in (origin, os.path.join(where, "cronsim.py")):
+            _CRONSIM_FILES.append([path, _file_stamp(path) if origin else None])
+    return _CRONSIM_FILES
+
+
+def _expected_key(schedule: Schedule, after: float, tzpath: list[str]) -> list[Any] | None:
+    """What the expected runs of ``schedule`` after ``after`` depend on, as JSON values, for
+    zoneinfo's search path ``tzpath``; None when they cannot be kept (a zone from the tzdata
+    package, or an invalid name: worked out, and reported, every time)."""
+    import os
+    import sys
+
+    from reliactl._version import __version__
+
+    local = os.environ.get("TZ", "") if not schedule.tz else None
+    name = schedule.tz or (local or "").lstrip(":")
+    zone_files: list[Any] = []
+    if name:
+        found = False
+        if "\x00" not in name and not name.startswith("/") and ".." not in name:
+            for directory in tzpath:
+                path = os.path.join(directory, name)
+                stamp = _file_stamp(path)
+                zone_files.append([path, stamp])
+                if stamp is not None and (stamp[4] & 0o170000) == 0o100000:  # regular file
+                    found = True
+                    break
+        if not found:
+            return None  # the tzdata package, or a name zoneinfo refuses
+    if local is not None:  # the local zone: $TZ if it names one, else /etc/localtime, else UTC
+        zone_files.append(["/etc/localtime", _file_stamp("/etc/localtime")])
+    return [
+        EXPECTED_FORMAT,
+        __version__,
+        sys.version,
+        os.environ.get("PYTHONTZPATH"),
+        list(tzpath),
+        schedule.cron,
+        schedule.tz,
+        local,
+        after,
+        zone_files,
+        _cronsim_stamp(),
+    ]
+
+
+def _kept_times(
+    schedule: Schedule, after: float, kept: list[Any]
+) -> tuple[float | None, float | None]:
+    """The first two expected runs of cron ``schedule`` after ``after``: from ``kept`` (the
+    job record's entries) when one was worked out under the same conditions, else worked out
+    (cronsim, zoneinfo) and appended to ``kept``."""
+    for entry in kept:
+        if not isinstance(entry, dict) or not isinstance(entry.get("key"), list):
+            continue
+        key = entry["key"]
+        if len(key) < 5 or not isinstance(key[4], list):
+            continue
+        tzpath = key[4]
+        if not all(isinstance(p, str) for p in tzpath) or key != _expected_key(
+            schedule, after, tzpath
+        ):
+            continue
+        first, second = entry.get("next"), entry.get("then")
+        if all(v is None or (isinstance(v, float) and math.isfinite(v)) for v in (first, second)):
+            return first, second
+    import zoneinfo
+
+    tzpath = list(zoneinfo.TZPATH)
+    before = _expected_key(schedule, after, tzpath)
+    first = schedule.next_after(after)
+    second = None if first is None else schedule.next_after(first)
+    if before is not None and before == _expected_key(schedule, after, tzpath):
+        kept.append({"key": before, "next": first, "then": second})
+    return first, second
 
 
 @dataclass(frozen=True)
@@ -260,8 +386,12 @@ def evaluate_job(
     *,
     now: float,
     first_declared: float | None = None,
+    kept: list[Any] | None = None,
 ) -> JobStatus:
-    """The status of job ``name`` from its history (newest first) at wall-clock ``now``."""
+    """The status of job ``name`` from its history (newest first) at wall-clock ``now``.
+
+    ``kept``: the expected runs of a cron schedule kept in the job's record (see
+    ``job_status``); read, and appended to when worked out."""
     history = list(runs)
     schedule = Schedule.of(spec) if spec is not None else Schedule()
     last = history[0] if history else None
@@ -277,10 +407,19 @@ def evaluate_job(
     reference = success_at if success_at is not None else first_declared
     next_expected = None
     if schedule.defined and reference is not None:
-        next_expected = schedule.next_after(min(reference, now))
+        after = min(reference, now)
         grace = spec.grace if spec is not None and spec.grace is not None else None
-        if grace is None:
-            grace = default_grace(schedule, min(reference, now))
+        if kept is not None and schedule.cron and schedule.every is None:
+            next_expected, following = _kept_times(schedule, after, kept)
+            if grace is None:
+                period = None
+                if next_expected is not None and following is not None:
+                    period = following - next_expected
+                grace = _grace_of(period)
+        else:
+            next_expected = schedule.next_after(after)
+            if grace is None:
+                grace = default_grace(schedule, after)
         if next_expected is not None and now > next_expected + grace:
             overdue = True
             late = now - next_expected
@@ -357,7 +496,12 @@ def evaluate_job(
 
 def declared_at(records: Any, name: str, now: float) -> float:
     """When job ``name`` was first declared (recorded in the state store on first sight)."""
-    found: list[float] = []
+    return _declared(records, name, now)[0]
+
+
+def _declared(records: Any, name: str, now: float) -> tuple[float, list[Any]]:
+    """``declared_at``, and the expected runs kept in the same record (``_kept_times``)."""
+    found: list[tuple[float, list[Any]]] = []
 
     def step(current: dict[str, Any] | None) -> dict[str, Any]:
         found.clear()
@@ -365,11 +509,37 @@ def declared_at(records: Any, name: str, now: float) -> float:
         value = record.get("declared_at")
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value > now + 86400:
             record["declared_at"] = now  # absent, unreadable or far in the future: from now
-        found.append(float(record["declared_at"]))
+        kept = record.get("expected")
+        found.append((float(record["declared_at"]), kept if isinstance(kept, list) else []))
         return record
 
     records.update("kv", DECLARED_KEY.format(name), step)
-    return found[-1] if found else now
+    return found[-1] if found else (now, [])
+
+
+def job_status(
+    records: Any, name: str, spec: JobSettings, runs: Iterable[RunRecord], now: float
+) -> JobStatus:
+    """The status of declared job ``name`` (``evaluate_job``), recording when it was first
+    declared and keeping its cron schedule's expected runs in its record (written only when
+    they were worked out again; a failed write changes nothing but the next start's cost)."""
+    first, kept = _declared(records, name, now)
+    mine = list(kept)
+    status = evaluate_job(name, spec, runs, now=now, first_declared=first, kept=mine)
+    if mine != kept:
+        fresh = mine[-EXPECTED_KEPT:]
+
+        def keep(current: dict[str, Any] | None) -> dict[str, Any]:
+            record = dict(current or {})
+            record.setdefault("declared_at", first)
+            record["expected"] = fresh
+            return record
+
+        from reliactl.errors import ReliactlError
+
+        with contextlib.suppress(ReliactlError, OSError):
+            records.update("kv", DECLARED_KEY.format(name), keep)
+    return status
 
 
 def job_statuses(
@@ -384,9 +554,10 @@ def job_statuses(
     when = time.time() if now is None else now
     out = []
     for name, spec in jobs.items():
-        runs = store.runs(name, limit) if store is not None else []
-        first = declared_at(store, name, when) if store is not None else when
-        out.append(evaluate_job(name, spec, runs, now=when, first_declared=first))
+        if store is not None:
+            out.append(job_status(store, name, spec, store.runs(name, limit), when))
+        else:
+            out.append(evaluate_job(name, spec, [], now=when, first_declared=when))
     if include_seen and store is not None:
         seen = sorted({r.name for r in store.runs(None, 1000)} - set(jobs))
         for name in seen:

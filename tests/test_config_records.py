@@ -581,3 +581,49 @@ def test_records_and_the_config_load_never_import_dataclasses_or_inspect() -> No
     import json
 
     assert json.loads(out) == [[], 0, 4, 5.0, 2, 4]
+
+
+def test_loaded_config_path_is_a_path_made_on_read(tmp_path: Any) -> None:
+    """``LoadedConfig.path`` stays a public ``pathlib.Path`` (normalised as ``Path`` does:
+    ``a//b/./c.yaml`` -> ``a/b/c.yaml``) in attribute access, ``==``, ``repr``,
+    ``dataclasses.fields``/``asdict``/``replace``, ``_records.replace`` and a pickle, while a
+    fresh load imports no pathlib until the attribute is read (the loader keeps text), and a
+    load without a file has ``path`` None."""
+    from pathlib import Path
+
+    from reliactl import _records
+    from reliactl.config import LoadedConfig, load
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "c.yaml").write_text("retry: {max_retries: 2}\n")
+    named = f"{tmp_path}//sub/./c.yaml"
+    loaded = load(named, environ={"HOME": str(tmp_path)})
+    expected = tmp_path / "sub" / "c.yaml"
+    assert isinstance(loaded.path, Path) and loaded.path == expected
+    assert str(loaded.path) == str(expected)
+    assert f"path={expected!r}" in repr(loaded)
+    assert loaded == load(expected, environ={"HOME": str(tmp_path)})
+    assert [f.name for f in dataclasses.fields(LoadedConfig)] == [
+        "config",
+        "path",
+        "notes",
+        "origins",
+    ]
+    assert dataclasses.asdict(loaded)["path"] == expected
+    assert dataclasses.replace(loaded).path == expected
+    assert _records.replace(loaded, notes=("x",)).path == expected
+    assert pickle.loads(pickle.dumps(loaded)).path == expected
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        loaded.path = Path("/elsewhere")  # type: ignore[misc]
+    assert load(environ={"HOME": str(tmp_path)}, search=False).path is None
+    built = LoadedConfig(config=loaded.config, path=Path("/x/y.yaml"))
+    assert built.path == Path("/x/y.yaml")
+
+    code = (
+        "import sys, reliactl.config as c; l = c.load(sys.argv[1], environ={}); "
+        "print('pathlib' in sys.modules, type(l.path).__name__, 'pathlib' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, named], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.split() == ["False", "PosixPath", "True"]

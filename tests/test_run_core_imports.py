@@ -165,6 +165,7 @@ def spy(pattern, flags=0):
     return real(pattern, flags)
 compiler.compile = spy
 import reliactl.redact, reliactl.locks, reliactl.durations
+import reliactl.health.checks, reliactl.health.model
 print(json.dumps(made))
 """
 
@@ -174,8 +175,11 @@ def test_redact_and_locks_compile_their_rare_regexes_at_first_use() -> None:
     imports `reliactl.locks`: importing them compiles none of redact's 14 webhook/URL
     patterns (~1 ms; only a URL being redacted needs them) nor the locks' interpreter
     rules (only `sh -c`-style commands need them), nor `reliactl.durations` its three
-    duration/size patterns (a start without a configuration file parses none), and all
-    still work when used (including the ASCII-only digits rule)."""
+    duration/size patterns (a start without a configuration file parses none), nor
+    `reliactl.health.checks` its plugin perfdata patterns or `health.model` its one-line
+    rule (a str.translate table, equal to the pattern it replaced on every character up to
+    U+3000 and the line separators), and all still work when used (including the
+    ASCII-only digits rule)."""
     out = subprocess.run(
         [sys.executable, "-c", REGEX_SPY], capture_output=True, text=True, timeout=60, check=True
     )
@@ -183,6 +187,22 @@ def test_redact_and_locks_compile_their_rare_regexes_at_first_use() -> None:
     assert made.get("reliactl.redact", 0) == 0, made
     assert made.get("reliactl.locks", 0) <= 3, made  # names, INTERPRETERS, literal chars
     assert made.get("reliactl.durations", 0) == 0, made
+    assert made.get("reliactl.health.checks", 0) == 0, made
+    assert made.get("reliactl.health.model", 0) == 0, made
+    import re
+
+    from reliactl.health.checks import parse_perfdata
+    from reliactl.health.model import one_line
+
+    old_rule = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
+    every = "".join(map(chr, range(0x3000))) + "\u2028\u2029\U0001f600"
+    assert one_line(every) == old_rule.sub(" ", every)
+    perf = parse_perfdata("'a b'=1.5s;2;3;0;10 c=U d=x e=-2e3KB;;;;bad")
+    assert [(p.label, p.uom, p.min, p.max) for p in perf] == [
+        ("a b", "s", 0.0, 10.0),
+        ("c", "", None, None),
+        ("e", "KB", None, None),
+    ]
     from reliactl import durations, locks, redact
 
     assert durations.parse_duration("1h30m") == 5400.0 and durations.parse_duration("2") == 2.0
@@ -198,10 +218,11 @@ def test_redact_and_locks_compile_their_rare_regexes_at_first_use() -> None:
 # (with ast, dis, tokenize, linecache: ~7.5 ms), since reliactl._records builds every record
 # of these paths without them and the config loader reads the records' own field table.
 NOT_AT_START = ("dataclasses", "inspect", "ast", "dis", "tokenize", "reliactl.backoff")
-# Nor, without a configuration file (LoadedConfig.path is a Path when there is one), pathlib
-# and the urllib.parse and ipaddress it imports (~3-4 ms): the loader's search and defaults
-# and the store's open path work on text (state.base.path_text), redact parses URLs lazily.
-NOT_WITHOUT_FILE = ("pathlib", "urllib.parse", "ipaddress")
+# Nor, with a configuration file or without, pathlib and the urllib.parse and ipaddress it
+# imports (~3-4 ms): the loader's search and defaults and the store's open path work on text
+# (state.base.path_text), LoadedConfig.path makes its Path when read (wave 3, healthcfg),
+# redact parses URLs lazily.
+NOT_ON_PATH = ("pathlib", "urllib.parse", "ipaddress")
 
 
 # What a cron user's file holds: a few breakers, checks and jobs (a cron schedule and an
@@ -236,10 +257,11 @@ def test_run_and_health_starts_import_neither_dataclasses_nor_inspect(
     file with breakers, checks and jobs, so the YAML and env paths of the loader and the job
     schedules' validation run too) imports none of dataclasses, inspect, ast, dis or
     tokenize, nor reliactl.backoff (the schema and `run`'s flags read the strategy and jitter
-    names from reliactl._settings), nor without a file pathlib, urllib.parse or ipaddress,
+    names from reliactl._settings), nor pathlib, urllib.parse or ipaddress (with a file too),
     and still works (run exits 0; health exits with its status, 0-3). PyYAML is imported only
     by the first start with the file: not by the second (the kept parse) nor for the
-    environment value; nor, for `run`, cronsim at the second start (the kept verdict)."""
+    environment value; nor cronsim or zoneinfo at the second start (the kept verdict, and for
+    `health` the cron job's expected runs kept in its record)."""
     if with_file:
         (tmp_path / "reliactl.yaml").write_text(TYPICAL_CONFIG.format(home=tmp_path))
         (tmp_path / "heartbeat").write_text("")
@@ -269,16 +291,19 @@ def test_run_and_health_starts_import_neither_dataclasses_nor_inspect(
             if line.startswith("import time:")
         }
         assert "reliactl.config._loading" in modules and "reliactl.state.sqlite" in modules
-        unwanted = set(NOT_AT_START) | (set() if with_file else set(NOT_WITHOUT_FILE))
+        unwanted = set(NOT_AT_START) | set(NOT_ON_PATH)
         assert not unwanted & modules, sorted(unwanted & modules)
         # PyYAML only to parse the file the first time: the second start reads the kept parse
         # (config/_cache.py), and the env value "30s" is read without it (_plain_scalar).
         parsed = with_file and start == "first"
         assert ("yaml" in modules) == parsed, (start, with_file)
-        if argv[0] == "run" and with_file:
+        if with_file:
             # the cron expression is validated by cronsim at the first start only (its verdict
-            # is kept with the parse); `health` evaluates the schedule, so it imports cronsim
+            # is kept with the parse); `health` evaluates the schedule at the first start and
+            # keeps the expected runs in the job's record (schedule.job_status), so neither
+            # start imports cronsim or zoneinfo again (~5 ms with calendar, locale, sysconfig)
             assert ("cronsim" in modules) == parsed, (start, with_file)
+            assert ("zoneinfo" in modules) == (parsed and argv[0] == "health"), start
 
 
 def test_importing_reliactl_imports_neither_typing_nor_a_submodule() -> None:

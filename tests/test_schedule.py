@@ -379,3 +379,122 @@ def test_concurrent_first_sights_agree_on_when_a_job_was_declared(tmp_path: Path
         assert proc.returncode == 0
         seen.add(float(out))
     assert len(seen) == 1
+
+
+def _no_cron_evaluation(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(self: Schedule, epoch: float) -> float | None:
+        raise AssertionError("worked out again instead of read from the job's record")
+
+    monkeypatch.setattr(Schedule, "next_after", refuse)
+
+
+@pytest.mark.parametrize(
+    ("spec", "reference"),
+    [
+        (JobSettings(schedule="30 2 * * *", tz="Europe/Berlin"), _epoch(2026, 3, 28, 2, 31)),
+        (JobSettings(schedule="30 2 * * *", tz="Europe/Berlin"), _epoch(2026, 10, 24, 2, 31)),
+        (JobSettings(schedule="*/5 * * * *", grace=120.0), 1_800_000_000.0),
+        (JobSettings(schedule="0 0 29 2 *", tz="America/New_York"), 1_800_000_000.0),
+    ],
+    ids=["berlin spring", "berlin autumn", "local every 5 min", "new york 29 feb"],
+)
+def test_a_cron_jobs_expected_runs_are_kept_in_its_record_and_equal_worked_out_ones(
+    spec: JobSettings, reference: float, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`job_status` (the `job` health check and `reliactl jobs`) keeps a cron job's next two
+    expected runs after its reference (last success, else first declared) in the job's kv
+    record, so later checks import neither cronsim nor zoneinfo; what it reports from the kept
+    entry (next expected run, default grace, overdue verdict, message) equals what
+    `evaluate_job` works out, before and after the grace, across DST changes; a new success
+    (another reference) is worked out again and kept too."""
+    from reliactl.schedule import job_status
+
+    store = SQLiteStateStore(tmp_path / "state.db")
+    try:
+        declared_at(store, "j", reference)
+        nxt = Schedule.of(spec).next_after(reference)
+        assert nxt is not None
+        moments = [reference + 1, nxt + 30, nxt + 59 * 60, nxt + 3 * 3600, nxt + 40 * 86400]
+        fresh = [evaluate_job("j", spec, [], now=t, first_declared=reference) for t in moments]
+        assert job_status(store, "j", spec, [], moments[0]) == fresh[0]
+        kept = store.get("kv", "job:j")
+        assert kept is not None and kept["declared_at"] == reference
+        assert [e["next"] for e in kept["expected"]] == [nxt]
+        with monkeypatch.context() as patched:
+            _no_cron_evaluation(patched)
+            for moment, expected in zip(moments, fresh, strict=True):
+                assert job_status(store, "j", spec, [], moment) == expected
+        assert {s.status for s in fresh} != {"OK"}  # the kept grace decided some CRITICAL
+        ran = [_run("j", nxt + 10, 5, "success")]
+        later = nxt + 2 * 86400
+        assert job_status(store, "j", spec, ran, later) == evaluate_job(
+            "j", spec, ran, now=later, first_declared=reference
+        )
+        record = store.get("kv", "job:j")
+        assert record is not None and len(record["expected"]) == 2
+    finally:
+        store.close()
+
+
+def test_kept_expected_runs_are_worked_out_again_when_the_zone_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kept entry holds only under the conditions it was worked out in: the zone file
+    zoneinfo reads (replaced by another zone's rules under the same name: new inode, size,
+    mtime; also within one process, as `health --watch` or `serve` would see it), $TZ for a
+    job in local time, and the search path. After each change the job's expected run is the
+    new zone's, never the kept one nor zoneinfo's cached one; a zone with no file on the search
+    path (the tzdata package's, or none) is not kept at all."""
+    import shutil
+    import zoneinfo
+
+    from reliactl.schedule import job_status
+
+    zones = tmp_path / "zones"
+    (zones / "Test").mkdir(parents=True)
+    shutil.copy(Path(zoneinfo.TZPATH[0]) / "Europe" / "Berlin", zones / "Test" / "Zone")
+    shutil.copy(Path(zoneinfo.TZPATH[0]) / "Asia" / "Tokyo", zones / "Tokyo")
+    shutil.copy(Path(zoneinfo.TZPATH[0]) / "America" / "New_York", zones / "NY")
+    store = SQLiteStateStore(tmp_path / "state.db")
+    zoneinfo.reset_tzpath([str(zones)])
+    zoneinfo.ZoneInfo.clear_cache()
+    try:
+        reference = 1_800_000_000.0
+        declared_at(store, "named", reference)
+        declared_at(store, "local", reference)
+        named = JobSettings(schedule="0 12 * * *", tz="Test/Zone")
+        local = JobSettings(schedule="0 12 * * *")
+
+        def check(name: str, spec: JobSettings) -> float | None:
+            got = job_status(store, name, spec, [], reference + 60)
+            assert got == evaluate_job(name, spec, [], now=reference + 60, first_declared=reference)
+            return got.next_expected_at
+
+        berlin = check("named", named)
+        replacement = zones / "Test" / "Zone.new"
+        shutil.copy(zones / "NY", replacement)
+        replacement.replace(zones / "Test" / "Zone")  # zoneinfo's own cache not cleared:
+        new_york = check("named", named)  # a long-running process reads the new rules too
+        assert berlin is not None and new_york is not None and new_york - berlin == 6 * 3600
+
+        monkeypatch.setenv("TZ", "Tokyo")
+        tokyo = check("local", local)
+        monkeypatch.setenv("TZ", "NY")
+        assert check("local", local) == new_york
+        monkeypatch.setenv("TZ", "Tokyo")
+        assert check("local", local) == tokyo  # both kept: each under its own $TZ
+        record = store.get("kv", "job:local")
+        assert record is not None and len(record["expected"]) == 2
+
+        unknown = JobSettings(schedule="0 12 * * *", tz="Europe/Paris")  # not on this path
+        declared_at(store, "paris", reference)
+        try:  # unknown without the tzdata package; from it, with the package
+            job_status(store, "paris", unknown, [], reference + 60)
+        except zoneinfo.ZoneInfoNotFoundError:
+            pass
+        record = store.get("kv", "job:paris")
+        assert record is not None and "expected" not in record
+    finally:
+        zoneinfo.reset_tzpath()
+        zoneinfo.ZoneInfo.clear_cache()
+        store.close()

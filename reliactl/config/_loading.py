@@ -119,15 +119,23 @@ def find_config_file(
     A file found by search that is not trusted (``config_untrusted``) is skipped, and why is
     appended to ``notes``; an explicit one is refused when it is read.
     """
-    env = os.environ if environ is None else environ
+    found, how = _find_config_text(explicit, os.environ if environ is None else environ, notes)
+    if found is None:
+        return None, how
+    from pathlib import Path
+
+    return Path(found), how
+
+
+def _find_config_text(
+    explicit: str | os.PathLike[str] | None, env: Mapping[str, str], notes: list[str] | None
+) -> tuple[str | None, str]:
+    """``find_config_file`` with the file as ``str(Path(...))`` text (see path_text): the
+    loader needs no pathlib, ``LoadedConfig.path`` makes the Path when it is read."""
     if explicit:
-        from pathlib import Path
-
-        return Path(explicit), "--config"
+        return path_text(explicit), "--config"
     if env.get("RELIACTL_CONFIG"):
-        from pathlib import Path
-
-        return Path(env["RELIACTL_CONFIG"]), "RELIACTL_CONFIG"
+        return path_text(env["RELIACTL_CONFIG"]), "RELIACTL_CONFIG"
     for candidate in _candidates(env):
         if not os.path.isfile(candidate):  # as Path.is_file: False on any OSError
             continue
@@ -136,9 +144,7 @@ def find_config_file(
             if notes is not None:
                 notes.append(f"skipped configuration file {candidate}: {reason}")
             continue
-        from pathlib import Path
-
-        return Path(candidate), "search"
+        return candidate, "search"  # _candidates are path_text already
     return None, "none"
 
 
@@ -162,6 +168,38 @@ class LoadedConfig:
         return {dotted_path(kp): origins.source_of(kp) for kp in _leaf_paths(self.config, ())}
 
 
+class _PathOnRead:
+    """``LoadedConfig.path``: the loader keeps the file's name as text in the instance (its
+    ``__init__`` puts the fields straight into ``__dict__``); reading the field makes the
+    ``Path`` once and keeps it. So a start that never reads it (``run``, ``health`` without
+    remediations) imports no pathlib (with urllib.parse and ipaddress, ~3-4 ms), while
+    ``loaded.path`` is a ``Path`` (or None) as before, also in ``repr``, ``==``, ``hash``,
+    ``dataclasses.fields``/``asdict``/``replace`` and a pickle (they read the attribute).
+    A data descriptor (it has ``__set__``), so it wins over the instance's ``__dict__``."""
+
+    def __get__(self, instance: Any, owner: type) -> Any:
+        if instance is None:
+            raise AttributeError("path")  # as a field without a default: no class attribute
+        value = instance.__dict__["path"]
+        if isinstance(value, str):
+            from pathlib import Path
+
+            value = instance.__dict__["path"] = Path(value)
+        return value
+
+    def __set__(self, instance: Any, value: Any) -> None:
+        # Only object.__setattr__ gets here (a standard dataclass subclass's __init__): the
+        # record's own __setattr__ refuses assignment first.
+        instance.__dict__["path"] = value
+
+    def __delete__(self, instance: Any) -> None:
+        del instance.__dict__["path"]
+
+
+# Set after the class is built: a class attribute named as a field would be its default.
+type.__setattr__(LoadedConfig, "path", _PathOnRead())
+
+
 def load(
     path: str | os.PathLike[str] | None = None,
     *,
@@ -178,14 +216,12 @@ def load(
     env = dict(os.environ if environ is None else environ)
     notes: list[str] = []
     if search:
-        file_path, how = find_config_file(path, env, notes)
+        file_path, how = _find_config_text(path, env, notes)
     elif path:
-        from pathlib import Path
-
-        file_path, how = Path(path), "--config"
+        file_path, how = path_text(path), "--config"
     else:
         file_path, how = None, "none"
-    filename = str(file_path) if file_path is not None else "<defaults>"
+    filename = file_path if file_path is not None else "<defaults>"
     origins = _Origins(filename)
     problems: list[ConfigProblem] = []
     raw: dict[str, Any] = {}
@@ -227,7 +263,9 @@ def load(
     if problems:
         raise ConfigError(problems)
     assert isinstance(config, Config)
-    return LoadedConfig(config=config, path=file_path, notes=tuple(notes), origins=origins)
+    # The file's name as text: LoadedConfig.path makes the Path when read (_PathOnRead).
+    text_path: Any = file_path
+    return LoadedConfig(config=config, path=text_path, notes=tuple(notes), origins=origins)
 
 
 def _parse_file(
@@ -264,7 +302,7 @@ def _accepted_crons(config: Any) -> list[str]:
     return sorted({job.schedule for job in config.jobs.values() if job.schedule in accepted})
 
 
-def _read_text(path: Path) -> tuple[str | None, str | None]:
+def _read_text(path: str) -> tuple[str | None, str | None]:
     # O_NONBLOCK: a FIFO planted at the path must never block the open.
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
@@ -319,7 +357,7 @@ def _fill_derived_defaults(
     raw: dict[str, Any],
     env: Mapping[str, str],
     origins: _Origins,
-    file_path: Path | None,
+    file_path: str | None,
     problems: list[ConfigProblem],
 ) -> None:
     """Default the state, lock and log paths; make every configured path absolute.

@@ -1,6 +1,7 @@
 """The health check of kind ``job`` (``job:NAME``): one per job declared in ``jobs:``.
 
-The judgement is ``reliactl.schedule.evaluate_job`` over the job's run history; this module
+The judgement is ``reliactl.schedule.job_status`` (``evaluate_job``, with a cron schedule's
+expected runs kept in the job's record) over the job's run history; this module
 only turns it into a HealthMetric (value and perfdata: seconds since the last success, and
 the failure streak).
 """
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from reliactl.health.checks import Check, CheckContext
 from reliactl.health.model import HealthMetric, PerfData, Status
-from reliactl.schedule import declared_at, evaluate_job
+from reliactl.schedule import job_status
 
 if TYPE_CHECKING:
     from reliactl.config import JobSettings
@@ -34,8 +35,7 @@ def job_check(name: str, spec: JobSettings, timeout: float) -> Check:
         now = ctx.clock()
         store = getattr(ctx.records, "store", None)  # RecordStore's StateStore (thread-safe)
         runs = store.runs(name, 200) if store is not None else []
-        first = declared_at(ctx.records, name, now)
-        st = evaluate_job(name, spec, runs, now=now, first_declared=first)
+        st = job_status(ctx.records, name, spec, runs, now)
         perf = [PerfData("failures", float(st.consecutive_failures), "", "", "", 0)]
         if st.success_age is not None:
             perf.insert(0, PerfData("last_success_age", round(st.success_age, 3), "s", min=0))

@@ -17,7 +17,6 @@ A bound may also be a duration ("90s", "10m"), read as seconds.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Mapping
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -119,13 +118,14 @@ def evaluate(value: float, warn: NagiosRange | None, critical: NagiosRange | Non
 
 
 _TIME_SCALE = {"s": 1.0, "ms": 1e3, "us": 1e6}  # seconds -> the UOM of a time value
-# Every character str.splitlines() breaks a line at, and the other control characters.
-_NOT_ONE_LINE = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
+# Every character str.splitlines() breaks a line at, and the other control characters, as a
+# str.translate table (a pattern compiled at import cost every `health` start ~0.3 ms).
+_NOT_ONE_LINE = dict.fromkeys((*range(0x20), 0x7F, 0x85, 0x2028, 0x2029), " ")
 
 
 def one_line(text: str) -> str:
     """``text`` with every line break and control character a space: one line of plugin output."""
-    return _NOT_ONE_LINE.sub(" ", text)
+    return text.translate(_NOT_ONE_LINE)
 
 
 def perf_range(text: str, uom: str = "") -> str:
