@@ -23,6 +23,19 @@ def c_walk_required() -> bool:
     return os.environ.get(REQUIRE_ENV, "") == "1"
 
 
+def spy_walkers(monkeypatch: pytest.MonkeyPatch) -> list[cleanup._Walker]:
+    """Every ``_Walker`` that runs from now on (to check which walk it went through)."""
+    walkers: list[cleanup._Walker] = []
+    real_run = cleanup._Walker.run
+
+    def spying_run(self: cleanup._Walker, root_fd: int) -> None:
+        walkers.append(self)
+        real_run(self, root_fd)
+
+    monkeypatch.setattr(cleanup._Walker, "run", spying_run)
+    return walkers
+
+
 @pytest.fixture(params=["python", "c"])
 def walk(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     if request.param == "python":

@@ -29,7 +29,12 @@ import pytest
 
 import reliactl.cleanup as cleanup
 from reliactl.cleanup import CleanupTarget, Removal, clean_root, removal_paths
-from tests.cleanupwalks import REQUIRE_ENV, c_walk_required, walk  # noqa: F401 - the fixture
+from tests.cleanupwalks import (  # noqa: F401 - walk: the fixture
+    REQUIRE_ENV,
+    c_walk_required,
+    spy_walkers,
+    walk,
+)
 
 DAY = 86400.0
 FUTURE = time.time() + 10 * DAY
@@ -146,14 +151,7 @@ def test_both_walks_decide_and_remove_exactly_the_same_set_on_a_hostile_tree(
     surviving entries on the same generated hostile tree, with real lock holders; nothing
     outside the root changes."""
     require_c()
-    walkers: list[cleanup._Walker] = []
-    real_run = cleanup._Walker.run
-
-    def spying_run(self: cleanup._Walker, root_fd: int) -> None:
-        walkers.append(self)
-        real_run(self, root_fd)
-
-    monkeypatch.setattr(cleanup._Walker, "run", spying_run)
+    walkers = spy_walkers(monkeypatch)
     results = []
     for name, env, report in (("python", "0", True), ("c", "1", True), ("c-quiet", "1", False)):
         monkeypatch.setenv(cleanup.C_WALK_ENV, env)

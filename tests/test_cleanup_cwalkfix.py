@@ -26,6 +26,7 @@ import pytest
 import reliactl.cleanup as cleanup
 from reliactl.cleanup import CleanupTarget, clean_root
 from reliactl.locks import NETWORK_FS_TYPES
+from tests.cleanupwalks import spy_walkers
 from tests.test_cleanup_cwalk import require_c
 
 DAY = 86400.0
@@ -48,14 +49,7 @@ def both_walks(monkeypatch: pytest.MonkeyPatch, make: Any, **kwargs: Any) -> lis
     """Run cleanup on a fresh tree from ``make()`` with the Python walk, then the C walk;
     check that the C one really went through C. Returns (report, make's result) of each."""
     require_c()
-    walkers: list[cleanup._Walker] = []
-    real_run = cleanup._Walker.run
-
-    def spying_run(self: cleanup._Walker, root_fd: int) -> None:
-        walkers.append(self)
-        real_run(self, root_fd)
-
-    monkeypatch.setattr(cleanup._Walker, "run", spying_run)
+    walkers = spy_walkers(monkeypatch)
     results = []
     for env in ("0", "1"):
         monkeypatch.setenv(cleanup.C_WALK_ENV, env)
@@ -270,14 +264,7 @@ def test_a_root_on_a_filesystem_not_known_local_walks_in_python(
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     subprocess.run(["mount", "-t", "hugetlbfs", "none", str(mnt)], check=True, timeout=60)
-    walkers: list[cleanup._Walker] = []
-    real_run = cleanup._Walker.run
-
-    def spying_run(self: cleanup._Walker, root_fd: int) -> None:
-        walkers.append(self)
-        real_run(self, root_fd)
-
-    monkeypatch.setattr(cleanup._Walker, "run", spying_run)
+    walkers = spy_walkers(monkeypatch)
     monkeypatch.delenv(cleanup.C_WALK_ENV, raising=False)
     try:
         (mnt / "d").mkdir()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastcheck import same_call
 from httpserver import FlakyServer
 
 from reliactl.cli import _fast, _fastgen
@@ -114,21 +115,13 @@ OTHER_ARGVS = [
 ]
 
 
-def _same(typer: tuple[str, Any], fast: tuple[str, Any]) -> bool:
-    def canon(call: tuple[str, Any]) -> str:
-        kind, (command, config, kwargs) = call
-        return repr((kind, command, config, sorted(kwargs.items())))
-
-    return typer[0] == "call" and canon(typer) == canon(fast)
-
-
 @pytest.mark.parametrize("argv", FAST_CALLS, ids=" ".join)
 def test_fast_parse_equals_typers(argv: list[str]) -> None:
     """The common forms of each read-only command are answered on the fast path, with exactly
     the arguments (options, NAME/FILE/PATH.../METHOD URL, --config) Typer passes."""
     fast = _fast.plan(argv)
     assert fast is not None and fast[0] == "call", fast
-    assert _same(_fastgen.typer_call(argv), fast)
+    assert same_call(_fastgen.typer_call(argv), fast)
 
 
 @pytest.mark.parametrize("argv", OTHER_ARGVS, ids=lambda a: " ".join(a))
@@ -139,7 +132,7 @@ def test_fast_parse_agrees_with_typer_or_falls_back(argv: list[str]) -> None:
     if fast is None:
         return
     assert fast[0] == "call", fast
-    assert _same(_fastgen.typer_call(argv), fast)
+    assert same_call(_fastgen.typer_call(argv), fast)
 
 
 # ---- whole processes, with and without the fast path

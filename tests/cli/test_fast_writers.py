@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastcheck import same_call
 
 from reliactl.cli import _fast, _fastgen
 
@@ -61,21 +62,13 @@ WRITER_OTHERS = [
 ]
 
 
-def _same(typer: tuple[str, Any], fast: tuple[str, Any]) -> bool:
-    def canon(call: tuple[str, Any]) -> str:
-        kind, (command, config, kwargs) = call
-        return repr((kind, command, config, sorted(kwargs.items())))
-
-    return typer[0] == "call" and canon(typer) == canon(fast)
-
-
 @pytest.mark.parametrize("argv", WRITER_CALLS, ids=" ".join)
 def test_writers_parse_as_typer_parses(argv: list[str]) -> None:
     """The common forms of each remaining command are answered on the fast path, with exactly
     the arguments Typer passes (required options, NAME, PATH, CHECK..., NAME...)."""
     fast = _fast.plan(argv)
     assert fast is not None and fast[0] == "call", fast
-    assert _same(_fastgen.typer_call(argv), fast)
+    assert same_call(_fastgen.typer_call(argv), fast)
 
 
 @pytest.mark.parametrize("argv", WRITER_OTHERS, ids=" ".join)
@@ -87,7 +80,7 @@ def test_writers_fall_back_or_agree(argv: list[str]) -> None:
         return
     if fast[0] == "help":
         return  # --help wins over a missing option in click too (byte-equal test below)
-    assert _same(_fastgen.typer_call(argv), fast)
+    assert same_call(_fastgen.typer_call(argv), fast)
 
 
 def test_health_history_is_refused_when_the_group_callback_would_do_work(
