@@ -375,6 +375,8 @@ def test_serve_starts_and_stops_the_same_on_the_fast_path(tmp_path: Path) -> Non
         lines = err.decode().splitlines()
         typer_seen = any(line.endswith("| typer") for line in lines)
         said = [line.replace(f":{port}/", ":PORT/") for line in lines if "import time:" not in line]
+        # how many health rounds finished before /livez answered is a race on either path
+        body = re.sub(rb'"rounds": \d+', b'"rounds": N', body)
         outcomes.append((body, process.returncode, out, _masked("\n".join(said).encode(), work)))
         assert typer_seen is not fast
     assert outcomes[0][0] != b""
