@@ -472,7 +472,9 @@ def c_walk() -> ModuleType | None:
     """The C walk's module, or None: not built (no compiler), built from another version of
     the source, or turned off by the operator (``RELIACTL_CLEANUP_C=0``). The Python walk is
     the fallback and the reference."""
-    if os.environ.get(C_WALK_ENV, "1").strip().lower() in ("0", "no", "off", "false"):
+    from reliactl._switches import switched_off
+
+    if switched_off(C_WALK_ENV):
         return None
     try:
         from reliactl import _cleanupwalk

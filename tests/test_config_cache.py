@@ -240,3 +240,21 @@ def test_cron_verdicts_are_kept_only_for_expressions_cronsim_accepted(tmp_path: 
     assert "reliactl.yaml:3: jobs.bad.schedule: not a valid cron expression" in messages[0]
     (entry,) = _entries(tmp_path)
     assert json.loads(entry.read_text())["crons"] == ["30 2 * * *"]
+
+
+@pytest.mark.parametrize("value", ["0", "off", " False ", "NO"])
+def test_the_off_switch_keeps_no_copy_and_reads_none(value: str, tmp_path: Path) -> None:
+    """RELIACTL_CONFIG_CACHE=0 (or false/no/off, any case): no entry is written, and an entry
+    kept before is not read (a changed value in it does not show through); other values
+    leave the cache on."""
+    file = tmp_path / "reliactl.yaml"
+    file.write_text(CONFIG)
+    off = {**_env(tmp_path), "RELIACTL_CONFIG_CACHE": value}
+    assert load(file, environ=off, use_env=False).config.retry.max_retries == 3
+    assert _entries(tmp_path) == []
+    load(file, environ={**_env(tmp_path), "RELIACTL_CONFIG_CACHE": "1"}, use_env=False)
+    (entry,) = _entries(tmp_path)
+    _tamper(entry, max_retries=7)
+    os.chmod(entry, 0o600)
+    assert load(file, environ=_env(tmp_path), use_env=False).config.retry.max_retries == 7
+    assert load(file, environ=off, use_env=False).config.retry.max_retries == 3

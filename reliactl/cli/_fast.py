@@ -159,14 +159,11 @@ def _arguments(
     return not words
 
 
-# RELIACTL_FAST values that turn the fast path off (case and surrounding blanks ignored), the
-# false spellings of reliactl's booleans elsewhere; anything else, unset or empty, leaves it on.
-_OFF = frozenset(("0", "false", "no", "off"))
-
-
 def enabled() -> bool:
     """False when RELIACTL_FAST says off: 0, false, no or off, in any case."""
-    return os.environ.get("RELIACTL_FAST", "").strip().lower() not in _OFF
+    from reliactl._switches import switched_off
+
+    return not switched_off("RELIACTL_FAST")
 
 
 def plan(argv: list[str]) -> tuple[str, Any] | None:

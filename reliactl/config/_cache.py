@@ -18,7 +18,9 @@ is always reported by the parser itself. The file is read only if it is a regula
 owned by this user and writable by no one else (not through a symbolic link), and written
 to a private temporary file then renamed over (0600, the directory 0700); any error on
 either side is ignored and the file parsed as before. Nothing is cached without an absolute
-``$XDG_CACHE_HOME`` or ``$HOME`` in the environment the loader was given.
+``$XDG_CACHE_HOME`` or ``$HOME`` in the environment the loader was given, nor with
+``RELIACTL_CONFIG_CACHE=0`` (an entry holds the file's text: an operator who wants no copy of
+it outside the file turns the cache off).
 """
 
 from __future__ import annotations
@@ -39,8 +41,16 @@ MAX_CACHE_BYTES = 8 * 1024 * 1024
 KeyPath = tuple[str | int, ...]
 
 
+OFF_SWITCH = "RELIACTL_CONFIG_CACHE"
+
+
 def cache_dir(env: Mapping[str, str]) -> str | None:
-    """``$XDG_CACHE_HOME/reliactl`` or ``$HOME/.cache/reliactl``; None without either."""
+    """``$XDG_CACHE_HOME/reliactl`` or ``$HOME/.cache/reliactl``; None without either, or when
+    the operator turned the cache off (``RELIACTL_CONFIG_CACHE=0``)."""
+    from reliactl._switches import switched_off
+
+    if switched_off(OFF_SWITCH, env):
+        return None
     base = env.get("XDG_CACHE_HOME") or ""
     if os.path.isabs(base):
         return os.path.join(base, "reliactl")

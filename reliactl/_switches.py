@@ -1,0 +1,20 @@
+"""The operators' off switches: one spelling rule for every ``RELIACTL_*`` variable that turns
+a part of reliactl off (``RELIACTL_FAST``, ``RELIACTL_CLEANUP_C``, ``RELIACTL_CONFIG_CACHE``)."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+# The false spellings of reliactl's booleans (case and surrounding blanks ignored); anything
+# else, unset or empty, leaves the part on.
+OFF = frozenset(("0", "false", "no", "off"))
+
+
+def switched_off(name: str, environ: Mapping[str, str] | None = None) -> bool:
+    """True when the variable ``name`` says off: 0, false, no or off, in any case."""
+    value = (os.environ if environ is None else environ).get(name, "")
+    return value.strip().lower() in OFF
