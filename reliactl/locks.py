@@ -473,6 +473,29 @@ def _write_holder(fd: int, command: str, started_at: float) -> None:
         pass  # read-only lock file (someone else's): the lock itself is what matters
 
 
+def _check_directory(directory: str) -> None:
+    """Create a missing lock directory (0700) and refuse one another user could tamper with.
+
+    Refused (reliactl.trust's rule, as for the state directory): a directory owned by another
+    user than us or root, or writable by others (group: unless the owner's private group)
+    without the sticky bit: whoever can write it can unlink or replace a held lock file, and
+    two runs would each hold "the" lock. Sticky shared directories (/tmp, /run/lock: root's,
+    mode 1777) stay usable: nobody can unlink another user's file there.
+    """
+    from reliactl.trust import untrusted
+
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        reason = untrusted(os.stat(directory), sticky_ok=True)
+    except OSError as exc:
+        raise LockError(f"cannot create the lock directory {directory}: {exc.strerror}") from None
+    if reason is not None:
+        raise LockError(
+            f"refusing the lock directory {directory}: it is {reason}; another user could"
+            " replace a held lock file (chmod +t or go-w it, chown it, or set run.lock_dir)"
+        )
+
+
 def acquire(
     path: str,
     *,
@@ -488,13 +511,11 @@ def acquire(
     ``wait``: 0 fails at once when busy, a number waits that many seconds, None waits forever.
     ``sleep(seconds)`` waits between tries and returns False to abandon the wait (a signal
     arrived); it defaults to ``time.sleep``. Raises LockBusyError (with the holder) when busy,
-    LockError when the lock cannot be taken safely (symlink, not a regular file, NFS).
+    LockError when the lock cannot be taken safely (symlink, not a regular file, NFS, a lock
+    directory another user could tamper with: ``_check_directory``).
     """
     directory = os.path.dirname(path) or "."
-    try:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-    except OSError as exc:
-        raise LockError(f"cannot create the lock directory {directory}: {exc.strerror}") from None
+    _check_directory(directory)
     if not allow_network_fs:
         fstype = filesystem_type(directory)
         if fstype in NETWORK_FS_TYPES:

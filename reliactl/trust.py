@@ -36,15 +36,22 @@ def _private_group(st: os.stat_result) -> bool:
     return user.pw_gid == st.st_gid and all(m == user.pw_name for m in group.gr_mem)
 
 
-def untrusted(st: os.stat_result, *, euid: int | None = None) -> str | None:
+def untrusted(
+    st: os.stat_result, *, euid: int | None = None, sticky_ok: bool = False
+) -> str | None:
     """Why a file or directory with this ``stat`` must not be trusted, or None if it may.
 
     The reason names the owner: "owned by bob (uid 1000)" or "writable by others (mode 0666)".
+    ``sticky_ok``: a directory with the sticky bit (``/tmp``, ``/run/lock``: mode 1777) may be
+    writable by others, because nobody can unlink or rename another user's entry in it; only
+    for callers that judge each entry on its own (``run --lock``'s lock directory).
     """
     uid = os.geteuid() if euid is None else euid
     if st.st_uid not in (uid, 0):
         return f"owned by {owner_name(st.st_uid)}, not by {owner_name(uid)} or root"
     mode = stat.S_IMODE(st.st_mode)
+    if sticky_ok and stat.S_ISDIR(st.st_mode) and mode & stat.S_ISVTX:
+        return None
     if mode & stat.S_IWOTH or (mode & stat.S_IWGRP and not _private_group(st)):
         return (
             f"writable by others (mode {mode:04o}, owner {owner_name(st.st_uid)}, "
