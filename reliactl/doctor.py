@@ -100,7 +100,7 @@ def diagnose(
     clock = _check_clock(config.state.path, time.time() if now is None else now)  # before writing
     findings.append(_check_state(config.state.path, config.state.max_history))
     findings.extend(_check_redis(config))
-    findings.append(_check_dir("lock directory", config.run.lock_dir, "run.lock_dir"))
+    findings.append(_check_lock_dir(config.run.lock_dir))
     findings.append(_check_dir("log directory", config.run.log_dir, "run.log_dir"))
     findings.append(_check_completions(env))
     findings.append(clock)
@@ -248,6 +248,27 @@ def _check_redis(config: Config) -> list[Finding]:
             )
         )
     return findings
+
+
+def _check_lock_dir(path: str) -> Finding:
+    """The lock directory is usable and `run --lock` does not refuse it (locks' trust rule)."""
+    found = _check_dir("lock directory", path, "run.lock_dir")
+    if found.status != OK or not os.path.isdir(path or "."):
+        return found
+    from reliactl.locks import directory_untrusted
+
+    try:
+        reason = directory_untrusted(path or ".")
+    except OSError:
+        return found
+    if reason is None:
+        return found
+    return Finding(
+        "lock directory",
+        FAIL,
+        f"{path} is {reason}; run --lock refuses it (another user could replace a held lock)",
+        "chmod +t or go-w it, chown it, or set run.lock_dir",
+    )
 
 
 def _check_dir(label: str, path: str, setting: str) -> Finding:

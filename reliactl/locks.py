@@ -473,6 +473,14 @@ def _write_holder(fd: int, command: str, started_at: float) -> None:
         pass  # read-only lock file (someone else's): the lock itself is what matters
 
 
+def directory_untrusted(directory: str) -> str | None:
+    """Why ``run --lock`` refuses this existing lock directory, or None (``_check_directory``;
+    ``doctor`` asks the same). Raises OSError when it cannot be stat'ed."""
+    from reliactl.trust import untrusted
+
+    return untrusted(os.stat(directory), sticky_ok=True)
+
+
 def _check_directory(directory: str) -> None:
     """Create a missing lock directory (0700) and refuse one another user could tamper with.
 
@@ -482,11 +490,9 @@ def _check_directory(directory: str) -> None:
     two runs would each hold "the" lock. Sticky shared directories (/tmp, /run/lock: root's,
     mode 1777) stay usable: nobody can unlink another user's file there.
     """
-    from reliactl.trust import untrusted
-
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
-        reason = untrusted(os.stat(directory), sticky_ok=True)
+        reason = directory_untrusted(directory)
     except OSError as exc:
         raise LockError(f"cannot create the lock directory {directory}: {exc.strerror}") from None
     if reason is not None:

@@ -153,3 +153,18 @@ def test_a_refused_config_is_a_doctor_failure_exit_1_not_78(run_cli, tmp_path: P
         assert findings["config"]["status"] == "fail" and why in findings["config"]["message"]
         assert findings["state store"]["status"] == "ok"  # the other checks still ran
         assert run_cli("--config", str(cfg), "config", "validate").exit_code == 78
+
+
+def test_a_lock_directory_run_would_refuse_is_a_doctor_failure(tmp_path: Path) -> None:
+    """doctor agrees with `run --lock`: a writable 0777 lock directory (no sticky bit) fails
+    with the mode and the fix; with the sticky bit (1777, /tmp-style) it is ok."""
+    locks = tmp_path / "locks"
+    locks.mkdir()
+    locks.chmod(0o777)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"state:\n  path: {tmp_path}/s.db\nrun:\n  lock_dir: {locks}\n")
+    report = diagnose(str(cfg))
+    lock = next(f for f in report.findings if f.check == "lock directory")
+    assert lock.status == "fail" and "mode 0777" in lock.message and "chmod +t" in lock.fix
+    locks.chmod(0o1777)
+    assert statuses(diagnose(str(cfg)))["lock directory"] == "ok"
