@@ -48,7 +48,8 @@ def untrusted(
     """
     uid = os.geteuid() if euid is None else euid
     if st.st_uid not in (uid, 0):
-        return f"owned by {owner_name(st.st_uid)}, not by {owner_name(uid)} or root"
+        trusted = owner_name(0) if uid == 0 else f"{owner_name(uid)} or root"
+        return f"owned by {owner_name(st.st_uid)}, not by {trusted}"
     mode = stat.S_IMODE(st.st_mode)
     if sticky_ok and stat.S_ISDIR(st.st_mode) and mode & stat.S_ISVTX:
         return None
