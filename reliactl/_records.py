@@ -38,9 +38,9 @@ only at run time, under ``if TYPE_CHECKING: ... else:``).
 
 from __future__ import annotations
 
-import reprlib
 import sys
 import types
+from _thread import get_ident
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 if TYPE_CHECKING:
@@ -426,38 +426,59 @@ def _install(
     """Give the class its field table and the shared methods (its own ones stay)."""
     klass: type = cls
     type.__setattr__(klass, "__record_fields__", table)
-    names = frozenset(f.name for f in table)
-    shown = tuple(f.name for f in table if f.repr)
-    compared = tuple(f.name for f in table if f.compare)
-    hashed = tuple(f.name for f in table if (f.compare if f.hash is None else f.hash))
+    # What the methods read (the field names each uses) is worked out at their first call,
+    # not here: defining a record costs only what its refusals need (issue 21).
+    # One slot, set whole (threads racing to the first call each set an equal tuple).
+    plan: list[Any] = [None]
+
+    def _plan() -> Any:
+        made = (
+            frozenset(f.name for f in table),
+            tuple(f.name for f in table if f.repr),
+            tuple(f.name for f in table if f.compare),
+            tuple(f.name for f in table if (f.compare if f.hash is None else f.hash)),
+        )
+        plan[0] = made
+        return made
 
     def __setattr__(self: Any, name: str, value: Any) -> None:
-        if type(self) is klass or name in names:
+        if type(self) is klass or name in (plan[0] or _plan())[0]:
             from dataclasses import FrozenInstanceError
 
             raise FrozenInstanceError(f"cannot assign to field {name!r}")
         super(klass, self).__setattr__(name, value)  # type: ignore[arg-type]
 
     def __delattr__(self: Any, name: str) -> None:
-        if type(self) is klass or name in names:
+        if type(self) is klass or name in (plan[0] or _plan())[0]:
             from dataclasses import FrozenInstanceError
 
             raise FrozenInstanceError(f"cannot delete field {name!r}")
         super(klass, self).__delattr__(name)  # type: ignore[arg-type]
 
-    @reprlib.recursive_repr()  # a record inside its own field shows ``...``, as dataclasses
+    running: set[tuple[int, int]] = set()
+
     def __repr__(self: Any) -> str:
-        inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in shown)
+        # a record inside its own field shows ``...``, as dataclasses' reprlib.recursive_repr
+        key = (id(self), get_ident())
+        if key in running:
+            return "..."
+        running.add(key)
+        try:
+            shown = (plan[0] or _plan())[1]
+            inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in shown)
+        finally:
+            running.discard(key)
         return f"{self.__class__.__qualname__}({inner})"
 
     def __eq__(self: Any, other: Any) -> Any:
         if other.__class__ is self.__class__:  # tuples, as dataclasses: `is` before `==`
+            compared = (plan[0] or _plan())[2]
             mine = tuple(getattr(self, name) for name in compared)
             return mine == tuple(getattr(other, name) for name in compared)
         return NotImplemented
 
     def __hash__(self: Any) -> int:
-        return hash(tuple(getattr(self, name) for name in hashed))
+        return hash(tuple(getattr(self, name) for name in (plan[0] or _plan())[3]))
 
     __init__ = _make_init(klass, table, frozen)
     _put(klass, table, frozen, with_repr, with_eq, (__init__, __repr__, __eq__, __hash__))
@@ -561,30 +582,19 @@ def _make_init(cls: type, table: tuple[Field, ...], frozen: bool) -> Callable[..
     any field is set or any default factory called. Fields are then set in order, each
     default factory called at its field's turn, and ``__post_init__`` called last, as the
     standard generated ``__init__`` does."""
-    template, required, factories = _slots(table)
-    names = tuple(template)
-    count = len(names)
-    position = {name: index for index, name in enumerate(names)}
-    if len(required) == count:
-        takes = "1 positional argument" if count == 0 else f"{count + 1} positional arguments"
-    else:
-        takes = f"from {len(required) + 1} to {count + 1} positional arguments"
-    post_init = hasattr(cls, "__post_init__")
+    post_init = hasattr(cls, "__post_init__")  # decided here, as the standard __init__
     qualname = f"{cls.__qualname__}.__init__"
-    # The fields go straight into the instance's __dict__, where the standard
-    # object.__setattr__ (frozen) or ``self.name = value`` would put them, unless a slot, a
-    # data descriptor named as a field or (mutable) the class's own __setattr__ must see
-    # each one: then one by one, as the standard __init__ does.
-    one_by_one = any("__slots__" in vars(k) for k in cls.__mro__[:-1]) or any(
-        hasattr(type(_class_attribute(cls, name)), "__set__") for name in names
-    )
-    if frozen:
-        setter: Callable[[Any, str, Any], None] = object.__setattr__
-    else:
-        setter = setattr
-        one_by_one = one_by_one or cls.__setattr__ is not object.__setattr__  # type: ignore[comparison-overlap]
+    plan: list[Any] = [None]  # the binding's tables, set whole at the first instance
+
+    def _plan() -> Any:
+        made = _init_plan(cls, table, frozen)
+        plan[0] = made
+        return made
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        template, required, factories, names, count, takes, one_by_one, setter, position = (
+            plan[0] or _plan()
+        )
         given = len(args)
         if kwargs and (
             not kwargs.keys() <= position.keys()
@@ -615,6 +625,30 @@ def _make_init(cls: type, table: tuple[Field, ...], frozen: bool) -> Callable[..
 
     __init__._record_fields = table  # type: ignore[attr-defined]  # for _Signature
     return __init__
+
+
+def _init_plan(cls: type, table: tuple[Field, ...], frozen: bool) -> Any:
+    """What a record's ``__init__`` binds with (see ``_make_init``), made at its first call."""
+    template, required, factories = _slots(table)
+    names = tuple(template)
+    count = len(names)
+    if len(required) == count:
+        takes = "1 positional argument" if count == 0 else f"{count + 1} positional arguments"
+    else:
+        takes = f"from {len(required) + 1} to {count + 1} positional arguments"
+    # The fields go straight into the instance's __dict__, where the standard
+    # object.__setattr__ (frozen) or ``self.name = value`` would put them, unless a
+    # slot, a data descriptor named as a field or (mutable) the class's own __setattr__
+    # must see each one: then one by one, as the standard __init__ does.
+    one_by_one = any("__slots__" in vars(k) for k in cls.__mro__[:-1]) or any(
+        hasattr(type(_class_attribute(cls, name)), "__set__") for name in names
+    )
+    setter: Callable[[Any, str, Any], None] = object.__setattr__
+    if not frozen:
+        setter = setattr
+        one_by_one = one_by_one or cls.__setattr__ is not object.__setattr__  # type: ignore[comparison-overlap]
+    position = {name: index for index, name in enumerate(names)}
+    return (template, required, factories, names, count, takes, one_by_one, setter, position)
 
 
 def _slots(

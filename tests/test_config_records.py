@@ -429,6 +429,43 @@ def test_a_records_own_methods_stay_and_a_self_containing_record_prints() -> Non
     assert repr(box).endswith(".Box(items=[...])")
 
 
+def test_defining_a_record_defers_its_method_tables_to_first_use(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Defining a record does only what its refusals need (issue 21: ~35 schema classes at
+    every start): the ``__init__`` binding tables are made at the first instance, the
+    repr/eq/hash name tuples at their first call, and then behave as the standard ones."""
+    made: list[int] = []
+    real_slots = _records._slots
+
+    def counting(table: Any) -> Any:
+        made.append(len(table))
+        return real_slots(table)
+
+    monkeypatch.setattr(_records, "_slots", counting)
+
+    @_records.dataclass(frozen=True)
+    class Late:
+        a: int
+        b: tuple[int, ...] = field(default_factory=tuple)
+        c: str = field(default="x", repr=False, compare=False)
+
+    assert made == []  # nothing built at definition
+    first = Late(1)
+    assert made == [3]
+    assert (repr(first), first == Late(1, (), "y"), hash(first) == hash(Late(1))) == (
+        "test_defining_a_record_defers_its_method_tables_to_first_use.<locals>.Late(a=1, b=())",
+        True,
+        True,
+    )
+    Late(2)
+    assert made == [3]  # once per class
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        first.a = 2  # type: ignore[misc]
+    with pytest.raises(TypeError, match="missing 1 required positional argument: 'a'"):
+        Late()  # type: ignore[call-arg]
+
+
 def test_first_instances_made_by_many_threads_at_once_are_all_complete() -> None:
     """The lazy compile of every pending ``__init__`` is safe when several threads make the
     first instances of several fresh records at the same moment (and define another record
@@ -453,7 +490,10 @@ def test_first_instances_made_by_many_threads_at_once_are_all_complete() -> None
                 )
                 results.append(_records.finish(late)(n))
             for cls in classes:
-                results.append(cls(n))
+                made = cls(n)  # and the first repr/eq, whose tables are lazy too
+                assert repr(made) == f"{cls.__qualname__}(a={n}, b=[])"
+                assert made == cls(n) and made != cls(n + 100)
+                results.append(made)
         except BaseException as exc:
             errors.append(exc)
 

@@ -176,7 +176,8 @@ def loaded_otel(tmp_path: Path, env: dict[str, str], *args: str) -> list[str]:
 def test_run_and_health_import_no_opentelemetry_without_an_exporter(tmp_path: Path) -> None:
     """Without OTEL_* (or with OTEL_TRACES_EXPORTER=none, or OTEL_SDK_DISABLED=true) neither
     `run` nor `health` imports opentelemetry, though the extra is installed; with an
-    exporter named they do (the probe can see it)."""
+    exporter named they do (the probe can see it), `health` too (its monitor imports
+    reliactl.tracing only when an OTEL_* variable is set or a provider was configured)."""
     base = clean_env(RELIACTL_STATE__URL=f"sqlite://{tmp_path / 's.db'}")
     off = [
         base,
@@ -188,6 +189,8 @@ def test_run_and_health_import_no_opentelemetry_without_an_exporter(tmp_path: Pa
         assert loaded_otel(tmp_path, env, "health", "--check", "swap_usage") == []
     on = {**base, "OTEL_TRACES_EXPORTER": "console"}
     assert "opentelemetry.sdk.trace" in loaded_otel(tmp_path, on, "run", "true")
+    # health imports reliactl.tracing only when an OTEL_* variable is set: this one traces
+    assert "opentelemetry.sdk.trace" in loaded_otel(tmp_path, on, "health", "--check", "swap_usage")
 
 
 class Receiver(http.server.ThreadingHTTPServer):

@@ -61,10 +61,19 @@ def cache_dir(env: Mapping[str, str]) -> str | None:
 
 
 def _entry_path(directory: str, config_path: str) -> str:
-    import zlib
-
-    key = zlib.crc32(os.path.abspath(config_path).encode("utf-8", "surrogateescape"))
+    key = _crc32(os.path.abspath(config_path).encode("utf-8", "surrogateescape"))
     return os.path.join(directory, f"config-{key:08x}.json")
+
+
+def _crc32(data: bytes) -> int:
+    """``zlib.crc32(data)`` (the entry's name, unchanged) without importing zlib: ~0.3 ms of
+    every start with a file, for a path of a few dozen bytes (~30 us here)."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0xEDB88320 & -(crc & 1))
+    return crc ^ 0xFFFFFFFF
 
 
 def _stamp() -> list[Any]:

@@ -19,7 +19,6 @@ Every change is an atomic ``update`` of one record, so concurrent runs and hosts
 
 from __future__ import annotations
 
-import fnmatch
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
@@ -119,6 +118,8 @@ class Silence:
         return self.start <= now < self.end
 
     def matches(self, names: Iterable[str]) -> bool:
+        import fnmatch  # only a silence's match needs it, not every round
+
         return any(fnmatch.fnmatchcase(name, self.target) for name in names)
 
     def state(self, now: float) -> str:
@@ -383,6 +384,8 @@ def acknowledge(
 ) -> list[Problem]:
     """Acknowledge every open problem matching ``target`` (a name or a glob): no repeats and
     no escalation until it recovers. Returns the problems acknowledged (empty: none matched)."""
+    import fnmatch
+
     who = by if by is not None else current_user()
     done: list[Problem] = []
     for problem in open_problems(records):

@@ -623,12 +623,28 @@ def disk_check(
 
 
 def _system_file_handles() -> tuple[int, int] | None:
+    # bytes, not text: an "ascii" decoder is a codec lookup and an import on every start
+    # (~0.4 ms of `health`); non-digits are a ValueError from int() as they were from decoding
     try:
-        with open("/proc/sys/fs/file-nr", encoding="ascii") as fh:
+        with open("/proc/sys/fs/file-nr", "rb") as fh:
             allocated, _unused, maximum = (int(x) for x in fh.read().split()[:3])
     except (OSError, ValueError):
         return None
     return allocated, maximum
+
+
+def soft_nofile_limit() -> int | None:
+    """The soft ``RLIMIT_NOFILE`` without importing ``resource`` (~0.2 ms of every round):
+    on Linux ``sysconf(_SC_OPEN_MAX)`` is that limit (glibc and musl read it with
+    getrlimit; the kernel keeps it below ``fs.nr_open``, so it fits an int). None when it is
+    unlimited or not known that way: the caller asks ``resource``."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        value = os.sysconf("SC_OPEN_MAX")
+    except (OSError, ValueError):  # pragma: no cover - not available
+        return None
+    return value if value > 0 else None
 
 
 def _own_fds() -> int | None:
@@ -648,8 +664,6 @@ def file_handles_check(warn: object, critical: object, name: str = "file_handles
     w, c, ws, cs = _ranges(warn, critical)
 
     def run(ctx: CheckContext) -> HealthMetric:
-        import resource
-
         statuses: list[Status] = []
         perf: list[PerfData] = []
         parts: list[str] = []
@@ -663,8 +677,14 @@ def file_handles_check(warn: object, critical: object, name: str = "file_handles
             perf.append(PerfData("file_handles_system", pct, "%", ws or "", cs or "", 0, 100))
             parts.append(f"system {used} of {maximum} ({pct:g}%)")
         own = _own_fds()
-        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if own is not None and soft not in (resource.RLIM_INFINITY, 0):
+        soft = soft_nofile_limit()
+        if soft is None:  # unlimited, or not Linux: as resource reports it
+            import resource
+
+            soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            if soft == resource.RLIM_INFINITY:
+                soft = 0
+        if own is not None and soft != 0:
             pct = _pct(own, soft)
             statuses.append(evaluate(pct, w, c))
             perf.append(PerfData("file_handles_process", pct, "%", ws or "", cs or "", 0, 100))

@@ -273,3 +273,28 @@ def test_command_checks_beyond_the_fd_limit_run_fewer_at_once_instead_of_failing
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == []
+
+
+@pytest.mark.parametrize("limits", ["200:4096", "1024:1024", "64:64"])
+def test_the_soft_file_limit_read_without_resource_is_resources(limits: str) -> None:
+    """health reads the soft RLIMIT_NOFILE with sysconf(_SC_OPEN_MAX) (no `resource` import
+    on a round): under prlimit it equals resource.getrlimit's soft value, and an unlimited
+    one would be None (the callers then ask resource, as before; Linux refuses one above
+    fs.nr_open). Real processes, real limits."""
+    import shutil
+
+    if shutil.which("prlimit") is None or not sys.platform.startswith("linux"):
+        pytest.skip("needs util-linux prlimit on Linux")  # pragma: no cover
+    code = (
+        "import json, resource\n"
+        "from reliactl.health.checks import soft_nofile_limit\n"
+        "print(json.dumps([soft_nofile_limit(), resource.getrlimit(resource.RLIMIT_NOFILE)[0],"
+        " resource.RLIM_INFINITY]))\n"
+    )
+    out = subprocess.run(
+        ["prlimit", f"--nofile={limits}", sys.executable, "-c", code],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    ours, soft, infinity = json.loads(out.stdout)
+    assert ours == (None if soft == infinity else soft)
