@@ -95,9 +95,9 @@ runpy.run_module('reliactl', run_name='__main__', alter_sys=True)
 """
 
 
-def _cli_start(argv: list[str], tmp_path: Path) -> tuple[list[str], set[str]]:
-    """(module of each dataclass method compiled, modules imported) for a real CLI start;
-    a source reliactl generated and compiled itself shows as a ``<reliactl...>`` entry."""
+def _start_env(tmp_path: Path) -> dict[str, str]:
+    """The environment cron gives a start: HOME and XDG dirs in ``tmp_path``, PATH, no
+    RELIACTL_* variable (PYTHONPATH kept for an uninstalled checkout)."""
     env = {
         "HOME": str(tmp_path),
         "XDG_STATE_HOME": str(tmp_path),
@@ -107,6 +107,13 @@ def _cli_start(argv: list[str], tmp_path: Path) -> tuple[list[str], set[str]]:
     }
     if "PYTHONPATH" in os.environ:
         env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    return env
+
+
+def _cli_start(argv: list[str], tmp_path: Path) -> tuple[list[str], set[str]]:
+    """(module of each dataclass method compiled, modules imported) for a real CLI start;
+    a source reliactl generated and compiled itself shows as a ``<reliactl...>`` entry."""
+    env = _start_env(tmp_path)
     out = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", SPY, *argv],
         capture_output=True,
@@ -327,15 +334,7 @@ def test_health_round_imports_no_codec_fnmatch_or_tracing(tmp_path: Path) -> Non
     `reliactl.tracing` when no OTEL_* variable asks for traces (tests/test_tracing.py pins the
     spans of a round when one does), nor `resource` while the soft RLIMIT_NOFILE is enough
     (read with sysconf; the check still reports it)."""
-    env = {
-        "HOME": str(tmp_path),
-        "XDG_STATE_HOME": str(tmp_path),
-        "XDG_CONFIG_HOME": str(tmp_path),
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "NO_COLOR": "1",
-    }
-    if "PYTHONPATH" in os.environ:
-        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    env = _start_env(tmp_path)
     out = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "reliactl", "health", "--json"],
         capture_output=True,
