@@ -8,11 +8,10 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from importtime import start_reliactl
 
 from reliactl.config import _cache
 from reliactl.config._loading import load
@@ -168,21 +167,9 @@ def test_a_cli_start_with_a_kept_entry_imports_no_yaml(tmp_path: Path) -> None:
         env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     runs = []
     for _ in range(2):
-        out = subprocess.run(
-            [sys.executable, "-X", "importtime", "-m", "reliactl", "config", "show"],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=tmp_path,
-            timeout=120,
-        )
+        out, modules = start_reliactl(["config", "show"], env=env, cwd=tmp_path)
         assert out.returncode == 0, out.stderr[-2000:]
-        modules = {
-            line.rsplit("|", 1)[-1].strip()
-            for line in out.stderr.splitlines()
-            if line.startswith("import time:")
-        }
-        runs.append((out.stdout, modules))
+        runs.append((out.stdout, set(modules)))
     assert "yaml" in runs[0][1]
     assert not {"yaml", "reliactl._yaml", "zlib"} & runs[1][1]
     assert runs[0][0] == runs[1][0] and "reliactl.yaml:6" in runs[1][0]

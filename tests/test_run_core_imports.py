@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from importtime import imported, start_reliactl
 
 RUN_CORE = (
     "reliactl.jobs",
@@ -126,12 +127,7 @@ def _cli_start(argv: list[str], tmp_path: Path) -> tuple[list[str], set[str]]:
     compiled = [
         line.split()[1] for line in out.stderr.splitlines() if line.startswith(("DC ", "CC "))
     ]
-    modules = {
-        line.rsplit("|", 1)[-1].strip()
-        for line in out.stderr.splitlines()
-        if line.startswith("import time:")
-    }
-    return compiled, modules
+    return compiled, set(imported(out.stderr))
 
 
 @pytest.mark.parametrize("argv", [["run", "--", "true"], ["health", "--json"]], ids=" ".join)
@@ -283,20 +279,9 @@ def test_run_and_health_starts_import_neither_dataclasses_nor_inspect(
     if "PYTHONPATH" in os.environ:
         env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     for start in ("first", "second"):
-        out = subprocess.run(
-            [sys.executable, "-X", "importtime", "-m", "reliactl", *argv],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=tmp_path,
-            timeout=120,
-        )
+        out, started = start_reliactl(argv, env=env, cwd=tmp_path)
         assert out.returncode in ((0,) if argv[0] == "run" else (0, 1, 2, 3)), out.stderr[-2000:]
-        modules = {
-            line.rsplit("|", 1)[-1].strip()
-            for line in out.stderr.splitlines()
-            if line.startswith("import time:")
-        }
+        modules = set(started)
         assert "reliactl.config._loading" in modules and "reliactl.state.sqlite" in modules
         unwanted = set(NOT_AT_START) | set(NOT_ON_PATH)
         assert not unwanted & modules, sorted(unwanted & modules)
@@ -335,20 +320,9 @@ def test_health_round_imports_no_codec_fnmatch_or_tracing(tmp_path: Path) -> Non
     spans of a round when one does), nor `resource` while the soft RLIMIT_NOFILE is enough
     (read with sysconf; the check still reports it)."""
     env = _start_env(tmp_path)
-    out = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "reliactl", "health", "--json"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=120,
-    )
+    out, started = start_reliactl(["health", "--json"], env=env, cwd=tmp_path)
     assert out.returncode in (0, 1, 2, 3), out.stderr[-2000:]
-    modules = {
-        line.rsplit("|", 1)[-1].strip()
-        for line in out.stderr.splitlines()
-        if line.startswith("import time:")
-    }
+    modules = set(started)
     assert "reliactl.health.alertstate" in modules
     assert not {"encodings.ascii", "fnmatch", "reliactl.tracing", "resource"} & modules
     checks = {c["name"]: c for c in json.loads(out.stdout)["checks"]}

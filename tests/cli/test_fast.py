@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from importtime import start_reliactl
 
 from reliactl.cli import _fast, _fastgen
 
@@ -258,20 +259,8 @@ def test_hot_commands_import_no_typer_click_rich_or_pydantic(
 ) -> None:
     """`run -- true`, `health --json` and --help start without typer, click, rich or
     pydantic (python -X importtime lists every module the process imported)."""
-    result = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "reliactl", *argv],
-        capture_output=True,
-        text=True,
-        env=_env(tmp_path),
-        cwd=tmp_path,
-        timeout=120,
-    )
+    result, modules = start_reliactl(argv, env=_env(tmp_path), cwd=tmp_path)
     assert result.returncode in (0, 1, 2, 3), result.stderr[-2000:]
-    modules = [
-        line.rsplit("|", 1)[-1].strip()
-        for line in result.stderr.splitlines()
-        if line.startswith("import time:")
-    ]
     assert "reliactl.cli._fast" in modules
     if argv[-1] in ("true", "--json"):
         assert f"reliactl.cli.{argv[0]}" in modules  # the Typer app's own command module

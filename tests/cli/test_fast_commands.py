@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from fastcheck import same_call
 from httpserver import FlakyServer
+from importtime import start_reliactl
 
 from reliactl.cli import _fast, _fastgen
 
@@ -318,20 +319,8 @@ def test_read_only_commands_import_no_typer_click_rich_or_pydantic(
     work, env = site
     argv = [a.replace("$URL", env["TEST_URL"]) for a in argv]
     env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    result = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "reliactl", *argv],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=work,
-        timeout=120,
-    )
+    result, modules = start_reliactl(argv, env=env, cwd=work)
     assert result.returncode in (0, 1), result.stderr[-2000:]
-    modules = [
-        line.rsplit("|", 1)[-1].strip()
-        for line in result.stderr.splitlines()
-        if line.startswith("import time:")
-    ]
     assert "reliactl.cli._fast" in modules
     path = " ".join(argv[:2]) if " ".join(argv[:2]) in _fastgen.FAST else argv[0]
     assert _fastgen.FAST[path][0] in modules  # the command's own module (`runs`: cli.run)

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from fastcheck import same_call
+from importtime import start_reliactl
 
 from reliactl.cli import _fast, _fastgen
 
@@ -314,19 +315,7 @@ def test_the_remaining_commands_import_no_typer_click_rich_or_pydantic(
     """Each command starts without typer, click, rich or pydantic (python -X importtime)."""
     work, env = _site(tmp_path, "site")
     env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    result = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "reliactl", *argv],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=work,
-        timeout=120,
-    )
-    modules = [
-        line.rsplit("|", 1)[-1].strip()
-        for line in result.stderr.splitlines()
-        if line.startswith("import time:")
-    ]
+    _, modules = start_reliactl(argv, env=env, cwd=work)
     assert "reliactl.cli._fast" in modules
     path = " ".join(argv[:2]) if " ".join(argv[:2]) in _fastgen.FAST else argv[0]
     assert _fastgen.FAST[path][0] in modules

@@ -1,0 +1,33 @@
+"""A real reliactl start under ``python -X importtime``: what the start-up tests read (issue 21
+item 4: which modules each command imports)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def imported(stderr: str) -> list[str]:
+    """Every module ``-X importtime`` reported on ``stderr``, in the order they finished."""
+    return [
+        line.rsplit("|", 1)[-1].strip()
+        for line in stderr.splitlines()
+        if line.startswith("import time:")
+    ]
+
+
+def start_reliactl(
+    argv: list[str], *, env: dict[str, str], cwd: Path | str
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """Run ``python -X importtime -m reliactl ARGV``: the finished process and the modules it
+    imported."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "reliactl", *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=120,
+    )
+    return result, imported(result.stderr)
