@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -18,10 +19,14 @@ def imported(stderr: str) -> list[str]:
 
 
 def start_reliactl(
-    argv: list[str], *, env: dict[str, str], cwd: Path | str
+    argv: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | str | None = None,
+    preexec_fn: Callable[[], object] | None = None,
 ) -> tuple[subprocess.CompletedProcess[str], list[str]]:
-    """Run ``python -X importtime -m reliactl ARGV``: the finished process and the modules it
-    imported."""
+    """Run ``python -X importtime -m reliactl ARGV`` (this process's environment and directory
+    unless given): the finished process and the modules it imported."""
     result = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "reliactl", *argv],
         capture_output=True,
@@ -29,5 +34,6 @@ def start_reliactl(
         env=env,
         cwd=cwd,
         timeout=120,
+        preexec_fn=preexec_fn,
     )
     return result, imported(result.stderr)

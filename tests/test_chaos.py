@@ -7,13 +7,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from importtime import start_reliactl
 
 from reliactl import chaos
 from reliactl.breaker import BreakerConfig, CircuitBreaker, CircuitState
@@ -263,20 +263,16 @@ def test_run_chaos_bad_spec_is_a_usage_error() -> None:
 def test_cron_paths_do_not_import_chaos_unless_asked(tmp_path: Path) -> None:
     """`run` and `health` without chaos settings never load reliactl.chaos (start-up cost);
     with `--chaos` it is loaded."""
-    import_time = [sys.executable, "-X", "importtime", "-m", "reliactl"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("RELIACTL_CHAOS")}
     for args in (["run", "--no-history", "--", "true"], ["health", "--json"]):
-        done = subprocess.run([*import_time, *args], env=env, capture_output=True, text=True)
-        assert "reliactl.chaos" not in done.stderr, args
+        _, modules = start_reliactl(args, env=env)
+        assert "reliactl.cli._fast" in modules and "reliactl.chaos" not in modules, args
         if args[0] == "run":  # nor the logging package (tracing's logger is lazy too)
-            assert re.search(r"\|\s+logging$", done.stderr, re.M) is None
-    asked = subprocess.run(
-        [*import_time, "run", "--no-history", "--chaos", "delay=1ms", "--", "true"],
-        env=env,
-        capture_output=True,
-        text=True,
+            assert "logging" not in modules
+    asked, modules = start_reliactl(
+        ["run", "--no-history", "--chaos", "delay=1ms", "--", "true"], env=env
     )
-    assert asked.returncode == 0 and "reliactl.chaos" in asked.stderr
+    assert asked.returncode == 0 and "reliactl.chaos" in modules
 
 
 def test_the_reference_configuration_never_switches_chaos_on() -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from importtime import start_reliactl
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -160,15 +161,7 @@ def test_the_exporter_choice_follows_the_otel_variables() -> None:
 def loaded_otel(tmp_path: Path, env: dict[str, str], *args: str) -> list[str]:
     """The opentelemetry modules a real `reliactl ARGS` process imported (python -X importtime
     reports every import on stderr as it happens, even if the process ends with os._exit)."""
-    done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "reliactl", *args],
-        capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path, check=False,
-    )  # fmt: skip
-    imported = [
-        line.rsplit("|", 1)[1].strip()
-        for line in done.stderr.splitlines()
-        if line.startswith("import time:") and "|" in line
-    ]
+    done, imported = start_reliactl(list(args), env=env, cwd=tmp_path)
     assert "reliactl.cli" in imported, done.stderr[-2000:]
     return [name for name in imported if name.split(".")[0] == "opentelemetry"]
 

@@ -6,12 +6,12 @@ command: the same parameters, help, usage code, errors and exit codes."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from importtime import start_reliactl
 
 from reliactl.cli import build_app, invoked_path
 
@@ -211,20 +211,9 @@ def test_breaker_list_imports_nothing_heavy(tmp_path: Path) -> None:
         "XDG_CONFIG_HOME": str(tmp_path),
     }
     env.pop("RELIACTL_CONFIG", None)
-    result = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "reliactl", "breaker", "list"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=120,
-    )
+    result, imported = start_reliactl(["breaker", "list"], env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
-    modules = {
-        line.rsplit("|", 1)[-1].strip()
-        for line in result.stderr.splitlines()
-        if line.startswith("import time:")
-    }
+    modules = set(imported)
     assert {"typer", "reliactl.cli.breaker", "reliactl.state.sqlite"} <= modules
     heavy = sorted(
         m for m in modules if any(m == h or m.startswith(h + ".") for h in NOT_FOR_BREAKER_LIST)

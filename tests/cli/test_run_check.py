@@ -6,9 +6,9 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
+from importtime import start_reliactl
 from runhelpers import lock_dir, lock_is_free, run, start, wait_for
 
 from reliactl.runner import GateRefusal, RunOptions, RunRetryPolicy, run_command
@@ -213,19 +213,9 @@ def test_only_check_imports_the_health_modules(tmp_path: Path) -> None:
     from runhelpers import default_signals
 
     def imported(*flags: str) -> set[str]:
-        result = subprocess.run(
-            [sys.executable, "-X", "importtime", "-m", "reliactl", *flags, "--", "true"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            preexec_fn=default_signals,
-        )
+        result, modules = start_reliactl([*flags, "--", "true"], preexec_fn=default_signals)
         assert result.returncode == 0, result.stderr
-        return {
-            line.split("|")[-1].strip()
-            for line in result.stderr.splitlines()
-            if line.startswith("import time:")
-        }
+        return set(modules)
 
     assert not {m for m in imported("run") if m.startswith("reliactl.health") or m == "psutil"}
     cfg = config(tmp_path, plugin("db", 0, "fine"))

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from importtime import start_reliactl
 from runhelpers import catches, has_open, lock_dir, lock_is_free, run, start, wait_for
 
 
@@ -461,19 +462,9 @@ def test_run_imports_nothing_heavy(flags: tuple[str, ...]) -> None:
     """cron pays every import: no pydantic, httpx, psutil, rich or filelock for `run`."""
     from runhelpers import default_signals
 
-    result = subprocess.run(
-        [os.sys.executable, "-X", "importtime", "-m", "reliactl", "run", *flags, "--", "true"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        preexec_fn=default_signals,
-    )
+    result, modules = start_reliactl(["run", *flags, "--", "true"], preexec_fn=default_signals)
     assert result.returncode == 0, result.stderr
-    imported = {
-        line.split("|")[-1].strip().split(".")[0]
-        for line in result.stderr.splitlines()
-        if line.startswith("import time:")
-    }
+    imported = {module.split(".")[0] for module in modules}
     assert "reliactl" in imported
     assert not imported & {"pydantic", "httpx", "psutil", "rich", "filelock"}
 

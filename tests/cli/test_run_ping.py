@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from importtime import start_reliactl
 
 from reliactl.state.sqlite import SQLiteStateStore
 from tests.pingserver import PingServer, closed_port_url
@@ -137,13 +138,7 @@ def test_a_run_without_pings_imports_neither_ping_nor_schedule() -> None:
     """Cron pays every import every minute: run without --ping/--job/--alert or
     RELIACTL_PING_URL loads neither reliactl.ping, reliactl.schedule nor cronsim."""
     env = {k: v for k, v in os.environ.items() if k != "RELIACTL_PING_URL"}
-    result = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "reliactl", "run", "--", "true"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
+    result, modules = start_reliactl(["run", "--", "true"], env=env)
     assert result.returncode == 0, result.stderr
-    loaded = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()}
+    loaded = set(modules)
     assert not loaded & {"reliactl.ping", "reliactl.schedule", "reliactl.jobwatch", "cronsim"}

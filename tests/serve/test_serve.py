@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from importtime import start_reliactl
 from prometheus_client.parser import text_string_to_metric_families
 from servehelpers import TOKEN, WEBHOOK, Served, free_port, start_serve
 
@@ -192,18 +193,8 @@ def test_read_only_without_a_token(tmp_path: Path) -> None:
 
 
 def imported(*args: str) -> set[str]:
-    proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "reliactl", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    return {
-        line.rsplit("|", 1)[-1].strip()
-        for line in proc.stderr.splitlines()
-        if line.startswith("import time:") and "|" in line
-    }
+    """The modules a real `reliactl ARGS` process imported."""
+    return set(start_reliactl(list(args))[1])
 
 
 @pytest.mark.parametrize("command", [["run", "--", "true"], ["health", "--json"]])
