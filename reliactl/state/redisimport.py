@@ -58,8 +58,20 @@ def import_redis() -> Any:
         sys.meta_path.insert(0, finder)
         try:
             import redis
-        finally:
+        except ImportError as exc:
+            if exc.name not in finder.skipped:
+                raise
+            # A redis-py that needs a refused module after all (not 8.1's try/except): forget
+            # its half-run modules and import it whole, as plain ``import redis`` would.
             sys.meta_path.remove(finder)
+            for name in [n for n in sys.modules if n == "redis" or n.startswith("redis.")]:
+                del sys.modules[name]
+            import redis
+
+            return redis
+        finally:
+            if finder in sys.meta_path:
+                sys.meta_path.remove(finder)
         for owner_name, refused in _FLAGS.items():
             owner = sys.modules.get(owner_name)
             if refused in finder.skipped and owner is not None:

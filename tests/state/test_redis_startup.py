@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from importtime import start_reliactl
 from redishelpers import RedisServer
 from test_run_core_imports import _start_env
@@ -209,3 +210,40 @@ def test_a_process_that_imported_redis_first_keeps_it_as_it_is() -> None:
     result = _python(FIRST_IMPORTER)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "untouched" in result.stdout
+
+
+UNGUARDED = """
+import sys
+from reliactl.state.redisimport import import_redis
+
+redis = import_redis()
+assert redis.__file__.startswith(sys.argv[1]), redis.__file__
+assert redis.get_meter_provider is not None and redis.asyncio.MARK == 1
+print("imported whole")
+"""
+
+
+def test_a_redis_py_that_needs_a_refused_module_is_imported_whole(tmp_path: Path) -> None:
+    """A redis-py whose import does not survive the refusal (a future version importing
+    opentelemetry.metrics outside try/except) is imported whole instead of failing: the
+    half-run modules are forgotten and ``import redis`` runs again without the finder."""
+    pytest.importorskip("opentelemetry.metrics")  # the [otel] extra, in the dev venv
+    package = tmp_path / "redis"
+    (package / "asyncio").mkdir(parents=True)
+    (package / "__init__.py").write_text(
+        "from redis import asyncio\nfrom opentelemetry.metrics import get_meter_provider\n"
+    )
+    (package / "asyncio" / "__init__.py").write_text("MARK = 1\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "RELIACTL_"))}
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])]
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", UNGUARDED, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=HANG,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "imported whole" in result.stdout
