@@ -64,6 +64,16 @@ class SkipImports:
             return spec
         return None
 
+    def finish(self) -> None:
+        """Arm the deferred packages for every thread: call when the import is over. Until
+        then only the importing thread's reads import one (another thread probing
+        ``sys.modules`` meanwhile must not start an import that needs the package being
+        imported, whose import-system lock that thread holds)."""
+        for name in self.deferred:
+            module = sys.modules.get(name)
+            if isinstance(module, DeferredModule):
+                module.__dict__["_reliactl_armed"] = True
+
     def _real_spec(self, name: str, path: Any, target: Any) -> Any:
         """The spec the finders after this one give ``name`` (what ``import`` would load)."""
         for finder in sys.meta_path:
@@ -83,23 +93,26 @@ class _DeferredLoader:
         return DeferredModule(spec.name)
 
     def exec_module(self, module: types.ModuleType) -> None:
-        # Armed only now: until here the import system is still setting the module up and
-        # probes attributes it may lack (``getattr(module, "__loader__", None)``).
-        module.__dict__["_reliactl_armed"] = True
+        # Armed only now, and for the importing thread (SkipImports.finish: for all): until
+        # here the import system is still setting the module up and probes attributes it
+        # may lack (``getattr(module, "__loader__", None)``).
+        module.__dict__["_reliactl_armed"] = threading.get_ident()
 
 
 class DeferredModule(types.ModuleType):
     """A package whose ``__init__`` runs at the first read of an attribute it lacks.
 
     It holds the import system's attributes (``__spec__``, ``__path__``, ...) and any submodule
-    imported while deferred. The first read of anything else takes it out of ``sys.modules``,
+    imported while deferred. The first read of anything else (by the importing thread, or by
+    any thread once :meth:`SkipImports.finish` armed it) takes it out of ``sys.modules``,
     imports the package normally (another thread reading at the same time waits on the import
     system's own module lock), re-points the parent package's attribute at the real module,
     copies the submodules over, and forwards this and every later read to it.
     """
 
     def __getattr__(self, attr: str) -> Any:
-        if not self.__dict__.get("_reliactl_armed"):
+        armed = self.__dict__.get("_reliactl_armed")
+        if armed is not True and armed != threading.get_ident():
             raise AttributeError(f"module {self.__name__!r} has no attribute {attr!r}")
         return getattr(self._reliactl_load(), attr)
 

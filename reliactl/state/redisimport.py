@@ -72,6 +72,7 @@ def import_redis() -> Any:
         finally:
             if finder in sys.meta_path:
                 sys.meta_path.remove(finder)
+            finder.finish()
         for owner_name, refused in _FLAGS.items():
             owner = sys.modules.get(owner_name)
             if refused in finder.skipped and owner is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -247,3 +248,60 @@ def test_a_redis_py_that_needs_a_refused_module_is_imported_whole(tmp_path: Path
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "imported whole" in result.stdout
+
+
+def test_a_deferred_package_loads_for_other_threads_only_after_the_import(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The machinery itself (reliactl/_imports.py): while the import that deferred a package
+    runs, another thread probing it in ``sys.modules`` gets AttributeError and starts no
+    import (it could need a module whose import lock the importing thread holds); once the
+    import is over, any thread's first read runs the package, and ``sys.modules``, the parent's
+    attribute and later reads all see the one real module."""
+    import threading
+    import types
+
+    from reliactl._imports import DeferredModule, SkipImports
+
+    (tmp_path / "rl_deferpkg" / "sub").mkdir(parents=True)
+    (tmp_path / "rl_deferpkg" / "__init__.py").write_text(
+        "from rl_deferpkg import sub\nimport rl_deferhook\nrl_deferhook.during()\n"
+    )
+    (tmp_path / "rl_deferpkg" / "sub" / "__init__.py").write_text("X = 42\n")
+    (tmp_path / "rl_deferhook.py").write_text("def during():\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("rl_deferpkg", "rl_deferpkg.sub", "rl_deferhook"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    import rl_deferhook  # type: ignore[import-not-found]
+
+    seen: dict[str, object] = {}
+
+    def in_other_thread(key: str, read: Callable[[], object]) -> None:
+        thread = threading.Thread(target=lambda: seen.setdefault(key, read()))
+        thread.start()
+        thread.join(HANG)
+
+    def during() -> None:
+        sub = sys.modules["rl_deferpkg.sub"]
+        assert isinstance(sub, DeferredModule)
+        in_other_thread("during", lambda: getattr(sub, "X", "absent"))
+
+    monkeypatch.setattr(rl_deferhook, "during", during)
+    finder = SkipImports((), defer=["rl_deferpkg.sub"])
+    sys.meta_path.insert(0, finder)
+    try:
+        import rl_deferpkg  # type: ignore[import-not-found]
+    finally:
+        sys.meta_path.remove(finder)
+        finder.finish()
+    try:
+        assert seen == {"during": "absent"}
+        stand_in = rl_deferpkg.sub
+        in_other_thread("after", lambda: rl_deferpkg.sub.X)
+        assert seen["after"] == 42
+        real = sys.modules["rl_deferpkg.sub"]
+        assert type(real) is types.ModuleType and rl_deferpkg.sub is real
+        assert stand_in.X == 42  # a holder of the stand-in is forwarded
+    finally:
+        for name in ("rl_deferpkg", "rl_deferpkg.sub", "rl_deferhook"):
+            sys.modules.pop(name, None)
