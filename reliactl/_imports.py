@@ -1,10 +1,10 @@
 """Importing a third-party package without the parts of it reliactl never uses (issue 21).
 
 One owner for the machinery behind ``reliactl.http.import_httpx`` (httpx without trio, anyio
-and its command-line client) and ``reliactl.state.redis.import_redis`` (redis-py without
-``redis.asyncio`` and the OpenTelemetry metrics SDK). While reliactl imports such a package, a
-:class:`SkipImports` finder sits first on ``sys.meta_path`` for that one thread and that one
-import:
+and its command-line client) and ``reliactl.state.redisimport.import_redis`` (redis-py without
+``redis.asyncio``, the OpenTelemetry metrics SDK and ``importlib.metadata``). While reliactl
+imports such a package, a :class:`SkipImports` finder sits first on ``sys.meta_path`` for that
+one thread and that one import:
 
 - a *refused* name raises ModuleNotFoundError, as if it were not installed. Only for names the
   package imports inside ``try/except ImportError`` and treats as optional; the caller then
@@ -20,7 +20,7 @@ The standard library's ``importlib.util.LazyLoader`` does not fit redis-py: it l
 first attribute read of any kind, ``__spec__`` and ``__path__`` included, which the import
 system itself reads when redis-py's sync client imports ``redis.asyncio.observability`` during
 ``import redis``; the package then runs in the middle of that import and fails on the circular
-import (measured, redis 8.1.0). Before Python 3.12.3 it is also not thread-safe.
+import (tried: redis 8.1.0). Before Python 3.12.3 it is also not thread-safe.
 
 Other threads import normally throughout, and a package that is already in ``sys.modules`` is
 never touched: a process that imported it first keeps it as it is.
