@@ -19,7 +19,8 @@ nope`, `serve --port 0`: a real drill takes seconds, serve does not exit). `doct
 nature (it opens the store, stats the directories, looks for the serve extra); `http`
 includes one request to a local server in its own process.
 STARTUP_PART=commands runs only this second table, =light only the first, =config only the
-table of `run` and `health` with a configuration file (see config_file_rows).
+table of `run` and `health` with a configuration file (see config_file_rows), =redis only the
+table of the commands with a Redis state store (see redis_rows).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from _common import (
     PY,
+    TESTS,
     ServerProcess,
     print_header,
     print_spread_table,
@@ -99,6 +101,9 @@ def main() -> None:
     part = os.environ.get("STARTUP_PART", "")
     if part == "config":
         config_file_rows(runs)
+        return
+    if part == "redis":
+        redis_rows(runs)
         return
     if part != "commands":
         light(runs)
@@ -229,6 +234,72 @@ def config_file_rows(runs: int) -> None:
     print_header(
         f"run and health with a configuration file, {runs} interleaved rounds "
         "(goal: within 5x python -c pass on a quiet machine)"
+    )
+    print("wall:")
+    print_spread_table(wall, "python -c pass", label="command")
+    print("CPU (user + sys):")
+    print_spread_table(cpu, "python -c pass", label="command")
+
+
+# ---- with a Redis state store (issue 21 item 4, wave 5: redisstart) --------------------------
+#
+# A fleet's cron lines run with `state.url: redis://...`: every `run` with a breaker, cooldown
+# or fleet lock, every `health`, `doctor` and `state` command then imports redis-py.
+# STARTUP_PART=redis starts its own redis-server (tests/state/redishelpers.py: a free loopback
+# port, no persistence) and times, interleaved with `python -c pass`: `state migrate --to` it
+# (an empty local store), `state sync`, `doctor`, `run --lock` (host and fleet scope) and
+# `health --json`, all with RELIACTL_STATE__URL pointing at it. STARTUP_BASE=DIR adds the same
+# rows for the reliactl package in DIR (`git archive REF reliactl | tar -x -C DIR`), for a
+# before/after in the same rounds.
+
+REDIS_COMMANDS: dict[str, tuple[str, ...]] = {
+    "state migrate --to URL": ("state", "migrate", "--to", "{url}"),
+    "state sync": ("state", "sync"),
+    "doctor": ("doctor",),
+    "run --lock -- true": ("run", "--lock", "--", "true"),
+    "run --lock (fleet scope) -- true": ("run", "--lock", "--lock-scope", "fleet", "--", "true"),
+    "health --json": ("health", "--json"),
+}
+
+
+def redis_rows(runs: int) -> None:
+    sys.path.append(os.path.join(TESTS, "state"))
+    from pathlib import Path
+
+    from redishelpers import REDIS_SERVER, RedisServer
+
+    if REDIS_SERVER is None:
+        sys.exit("redis-server is not installed (apt-get install redis-server)")
+    base_dir = os.environ.get("STARTUP_BASE", "")
+    with tempfile.TemporaryDirectory() as home:
+        server = RedisServer(Path(home) / "redis")
+        try:
+            clean = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+            clean.pop("PYTHONPATH", None)
+            env = {
+                **clean,
+                "HOME": home,
+                "XDG_STATE_HOME": home,
+                "XDG_CONFIG_HOME": home,
+                "NO_COLOR": "1",
+                "RELIACTL_STATE__URL": server.url,
+            }
+            commands: dict[str, tuple[list[str], dict[str, str]]] = {
+                "python -c pass": ([PY, "-c", "pass"], env)
+            }
+            trees = [("", env)]
+            if base_dir:
+                trees.append((" [base]", dict(env, PYTHONPATH=base_dir)))
+            for name, args in REDIS_COMMANDS.items():
+                argv = [a.format(url=server.url) for a in args]
+                for tag, row_env in trees:
+                    commands[f"reliactl {name}{tag}"] = (reliactl_cmd(*argv), row_env)
+            wall, cpu = _sample_wall_and_cpu(commands, runs)
+        finally:
+            server.stop()
+    print_header(
+        f"commands with a Redis state store (redis-server in its own process), {runs} "
+        "interleaved rounds (goal: each within 8x python -c pass loaded; run, health 5x quiet)"
     )
     print("wall:")
     print_spread_table(wall, "python -c pass", label="command")

@@ -46,6 +46,9 @@ from urllib.parse import urlsplit
 
 from reliactl import chaos as _chaos
 from reliactl import tracing as _tracing
+from reliactl._imports import LazyModule as _LazyModule
+from reliactl._imports import SkipImports as _SkipImports
+from reliactl._imports import import_lock as _import_lock
 from reliactl.backoff import Backoff, GiveUp, decide
 from reliactl.errors import CircuitOpenError, HTTPError, HTTPStatusError, RateLimitExceeded
 from reliactl.redact import (
@@ -811,41 +814,9 @@ def _install_deadlines(client: Any) -> bool:
 # made (~35-40 ms), even when no https URL is ever requested. ``import_httpx`` and
 # ``_tls_kwargs`` defer all three without changing what happens when they are used.
 
-_import_lock = threading.Lock()
 _SKIPPED_AT_IMPORT = ("trio", "anyio", "httpx._main")
-
-
-class _SkipImports:
-    """A meta path finder that refuses ``names`` to one thread (the one importing httpx)."""
-
-    def __init__(self, names: Iterable[str]) -> None:
-        self.names = frozenset(names)
-        self.thread = threading.get_ident()
-        self.skipped: set[str] = set()
-
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
-        if name in self.names and threading.get_ident() == self.thread:
-            self.skipped.add(name)
-            raise ModuleNotFoundError(f"No module named {name!r} (deferred by reliactl)", name=name)
-
-
-class _LazyModule:
-    """Stands for module ``name`` in ``owner``'s globals until the first attribute read, which
-    imports it and puts the module itself there."""
-
-    def __init__(self, name: str, owner: Any) -> None:
-        self._name = name
-        self._owner = owner
-
-    def __getattr__(self, attr: str) -> Any:
-        import importlib
-
-        module = importlib.import_module(self._name)
-        setattr(self._owner, self._name, module)
-        return getattr(module, attr)
-
-    def __repr__(self) -> str:
-        return f"<module {self._name!r}, imported on first use>"
+# The finder, the stand-in module and the lock live in reliactl/_imports.py (one owner: the
+# Redis state store trims redis-py the same way).
 
 
 def _httpx_main(*args: Any, **kwargs: Any) -> Any:

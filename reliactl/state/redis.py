@@ -32,11 +32,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
-
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from reliactl.errors import StateAuthError, StateError, StateUnavailableError
 from reliactl.hostname import hostname
@@ -52,7 +48,17 @@ from reliactl.state.base import (
     RunRecord,
     Updater,
 )
+from reliactl.state.redisimport import driver_info, import_redis
 from reliactl.state.url import StateURL, redact_url
+
+if TYPE_CHECKING:
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+else:  # without redis.asyncio, the OpenTelemetry metrics SDK, ... until used (issue 21)
+    redis = import_redis()
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
 log = logging.getLogger("reliactl.state")
 
@@ -784,6 +790,7 @@ def open_redis_store(
         "retry": Retry(NoBackoff(), 0),
         "health_check_interval": 0,
         "client_name": f"reliactl@{hostname()}"[:100].replace(" ", "_"),
+        **driver_info(redis),
     }
     if url.scheme == "unix":
         kwargs["unix_socket_path"] = url.path
