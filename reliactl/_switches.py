@@ -4,8 +4,8 @@ a part of reliactl off (``RELIACTL_FAST``, ``RELIACTL_CLEANUP_C``, ``RELIACTL_CO
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
     from collections.abc import Mapping
 

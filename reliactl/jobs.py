@@ -38,7 +38,6 @@ import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
 from enum import Enum
-from typing import TYPE_CHECKING, Any
 
 from reliactl.errors import (
     GateSetupError,
@@ -48,8 +47,10 @@ from reliactl.errors import (
 )
 from reliactl.hostname import hostname
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
     from dataclasses import dataclass, replace
+    from typing import Any
 else:  # dataclasses without the dataclasses module (issue 21, see _records)
     from reliactl._records import dataclass, replace
 

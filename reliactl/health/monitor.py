@@ -16,7 +16,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
 
 from reliactl.durations import format_duration
 from reliactl.errors import HealthError, ReliactlError
@@ -34,10 +33,12 @@ from reliactl.health.model import HealthMetric, HealthReport, Status, worst
 from reliactl.health.records import Record, RecordStore
 from reliactl.ranges import parse_range
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
     import asyncio
     import logging
     from dataclasses import dataclass, replace
+    from typing import Any
 
     from reliactl.config import Config, HealthMonitorConfig
     from reliactl.health.alerts import AlertOutcome
