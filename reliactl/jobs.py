@@ -333,9 +333,13 @@ class PreparedJob:
         name = _printable(self.name)
         options = _with_name(options, name)
 
-        from reliactl import tracing
+        trace = None  # tracing off (reliactl.tracing not even imported without OTEL_*)
+        from reliactl._switches import tracing_may_be_on
 
-        trace = tracing.start_run(name, spec.command, options.env)  # None: tracing off
+        if tracing_may_be_on():
+            from reliactl import tracing
+
+            trace = tracing.start_run(name, spec.command, options.env)
         if trace is not None:
             options = replace(options, env=trace.child_env(options.env))
         breaker = _BreakerGate(spec.breaker, self.config, opened, options, warn)

@@ -267,7 +267,7 @@ def test_run_and_health_starts_import_neither_dataclasses_nor_inspect(
     `health` the cron job's expected runs kept in its record). Nor typing (~3 ms, issue 21
     wave 5: every module of these paths names its annotation-only types under
     TYPE_CHECKING), except through cronsim, which imports it itself, at the first start
-    with the file."""
+    with the file; nor reliactl.tracing, with no OTEL_* variable set."""
     if with_file:
         (tmp_path / "reliactl.yaml").write_text(TYPICAL_CONFIG.format(home=tmp_path))
         (tmp_path / "heartbeat").write_text("")
@@ -293,6 +293,8 @@ def test_run_and_health_starts_import_neither_dataclasses_nor_inspect(
         parsed = with_file and start == "first"
         assert ("yaml" in modules) == parsed, (start, with_file)
         assert ("typing" in modules) == ("cronsim" in modules), (start, with_file)
+        # no OTEL_* variable: tracing cannot be on, its module is not imported (run and health)
+        assert "reliactl.tracing" not in modules, start
         if with_file:
             # the cron expression is validated by cronsim at the first start only (its verdict
             # is kept with the parse); `health` evaluates the schedule at the first start and
