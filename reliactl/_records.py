@@ -41,16 +41,29 @@ from __future__ import annotations
 import sys
 import types
 from _thread import get_ident
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
     import dataclasses
     from collections.abc import Callable
+    from typing import Any, TypeVar
 
-__all__ = ["MISSING", "dataclass", "field", "fields", "finish", "hints", "is_record", "replace"]
+    C = TypeVar("C", bound=type)
+    R = TypeVar("R")
 
-C = TypeVar("C", bound=type)
-R = TypeVar("R")
+__all__ = [
+    "MISSING",
+    "dataclass",
+    "field",
+    "fields",
+    "finish",
+    "hints",
+    "is_record",
+    "is_union",
+    "replace",
+    "type_args",
+    "type_origin",
+]
 
 
 class _MissingType:
@@ -288,8 +301,14 @@ def _is_kind(annotation: Any, *names: str) -> bool:
             "dataclasses",
         )
     dc = sys.modules.get("dataclasses")
-    if "ClassVar" in names and (
-        annotation is ClassVar or getattr(annotation, "__origin__", None) is ClassVar
+    typing = sys.modules.get("typing")  # a ClassVar object exists only once typing is loaded
+    if (
+        "ClassVar" in names
+        and typing is not None
+        and (
+            annotation is typing.ClassVar
+            or getattr(annotation, "__origin__", None) is typing.ClassVar
+        )
     ):
         return True
     if (
@@ -730,3 +749,50 @@ def _missing_message(qualname: str, missing: list[str]) -> str:
     names = quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
     plural = "argument" if len(missing) == 1 else "arguments"
     return f"{qualname}() missing {len(missing)} required positional {plural}: {names}"
+
+
+def type_origin(annotation: Any) -> Any:
+    """``typing.get_origin(annotation)``, without importing typing (~3 ms of every start,
+    issue 21) for the builtin generics (``list[str]``) and unions (``X | None``) the schema
+    is written in; any other annotation goes to typing (a typing object exists only once
+    typing is loaded, so with typing not loaded there is no origin)."""
+    kind = type(annotation)
+    if kind is types.GenericAlias:
+        return annotation.__origin__
+    if kind is types.UnionType:
+        return types.UnionType
+    if "typing" not in sys.modules:
+        return None
+    import typing
+
+    return typing.get_origin(annotation)
+
+
+def type_args(annotation: Any) -> tuple[Any, ...]:
+    """``typing.get_args(annotation)``, as ``type_origin``: without typing for a builtin
+    generic (but ``Callable[...]``, whose arguments typing regroups) or a ``|`` union."""
+    kind = type(annotation)
+    if kind is types.UnionType or (
+        kind is types.GenericAlias and annotation.__origin__ is not _abc_callable()
+    ):
+        return annotation.__args__  # type: ignore[no-any-return]
+    if "typing" not in sys.modules:
+        return ()
+    import typing
+
+    return typing.get_args(annotation)
+
+
+def is_union(annotation: Any) -> bool:
+    """Is the annotation a union (``X | Y``, or ``typing.Union``/``Optional``)?"""
+    origin = type_origin(annotation)
+    if origin is types.UnionType:
+        return True
+    typing = sys.modules.get("typing")
+    return typing is not None and origin is typing.Union
+
+
+def _abc_callable() -> Any:
+    import collections.abc
+
+    return collections.abc.Callable

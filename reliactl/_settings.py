@@ -5,10 +5,10 @@ the configuration package."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
     from dataclasses import MISSING, dataclass, field
+    from typing import Any
 else:  # the same frozen dataclass, without the dataclasses module (see _records)
     from reliactl._records import MISSING, dataclass, field
 

@@ -11,13 +11,13 @@ with a line, never an exception.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
     from dataclasses import dataclass, field
+    from typing import Any
 else:  # without the dataclasses module (every start with a config file, issue 21)
     from reliactl._records import dataclass, field
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
 
 from reliactl.state.base import (
     HealthAggregate,
@@ -28,7 +27,10 @@ from reliactl.state.base import (
     worst_status,
 )
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
+    from typing import Any
+
     from reliactl.config import StateConfig
     from reliactl.health.model import HealthReport
     from reliactl.state import StateStore

@@ -38,7 +38,6 @@ import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
 from enum import Enum
-from typing import TYPE_CHECKING, Any
 
 from reliactl.errors import (
     GateSetupError,
@@ -48,8 +47,10 @@ from reliactl.errors import (
 )
 from reliactl.hostname import hostname
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
     from dataclasses import dataclass, replace
+    from typing import Any
 else:  # dataclasses without the dataclasses module (issue 21, see _records)
     from reliactl._records import dataclass, replace
 
@@ -332,9 +333,13 @@ class PreparedJob:
         name = _printable(self.name)
         options = _with_name(options, name)
 
-        from reliactl import tracing
+        trace = None  # tracing off (reliactl.tracing not even imported without OTEL_*)
+        from reliactl._switches import tracing_may_be_on
 
-        trace = tracing.start_run(name, spec.command, options.env)  # None: tracing off
+        if tracing_may_be_on():
+            from reliactl import tracing
+
+            trace = tracing.start_run(name, spec.command, options.env)
         if trace is not None:
             options = replace(options, env=trace.child_env(options.env))
         breaker = _BreakerGate(spec.breaker, self.config, opened, options, warn)

@@ -41,12 +41,12 @@ import re
 import stat
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
 from reliactl._procfs import pid_alive, start_time, unescape_mount
 from reliactl.errors import LockBusyError, LockError, StateUnavailableError
 from reliactl.hostname import hostname
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
     from dataclasses import dataclass
 else:  # frozen dataclasses without compiling code at import (issue 21, see _records)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
     from dataclasses import dataclass
 else:  # frozen dataclasses without compiling code at import (issue 21, see _records)

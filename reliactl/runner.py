@@ -56,14 +56,15 @@ import select
 import signal
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
 
 from reliactl._procfs import pid_alive, stat_fields, unescape_mount
 from reliactl._procfs import read_bytes as _read_proc
 from reliactl.errors import LockBusyError, ReliactlError, StateUnavailableError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
     from dataclasses import dataclass, field, replace
+    from typing import Any, NoReturn
 else:  # dataclasses without the dataclasses module (issue 21, see _records)
     from reliactl._records import dataclass, field, replace
 

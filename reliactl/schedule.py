@@ -29,12 +29,13 @@ import contextlib
 import math
 import time
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
 
 from reliactl.durations import format_duration
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
     from dataclasses import dataclass
+    from typing import Any
 
     from reliactl.config import JobSettings
     from reliactl.state.base import RunRecord

@@ -667,3 +667,47 @@ def test_loaded_config_path_is_a_path_made_on_read(tmp_path: Any) -> None:
         [sys.executable, "-c", code, named], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.split() == ["False", "PosixPath", "True"]
+
+
+def test_type_origin_and_args_agree_with_typing_and_need_it_only_for_its_objects() -> None:
+    """``_records.type_origin``/``type_args``/``is_union`` (what the config loader reads the
+    schema's annotations with, issue 21 wave 5) give what ``typing.get_origin``/``get_args``
+    give for every kind of annotation, typing's own included (Optional, Union, Literal,
+    ``Callable[[int], str]``, whose arguments typing regroups); and a process that has not
+    imported typing answers the builtin generics and ``|`` unions without importing it."""
+    import collections.abc
+    import typing
+
+    cases: list[Any] = [
+        int,
+        str | None,
+        int | str | None,
+        list[str],
+        dict[str, list[int]],
+        tuple[int, ...],
+        typing.Optional[int],  # noqa: UP045 - typing's own union, on purpose
+        typing.Union[int, str],  # noqa: UP007
+        typing.List[int],  # noqa: UP006
+        typing.Literal["a", "b"],
+        typing.Any,
+        collections.abc.Callable[[int], str],
+        collections.abc.Mapping[str, int],
+        None,
+        "list[int]",
+    ]
+    for case in cases:
+        assert _records.type_origin(case) == typing.get_origin(case), case
+        assert _records.type_args(case) == typing.get_args(case), case
+        origin = typing.get_origin(case)
+        assert _records.is_union(case) == (origin in (typing.Union, type(int | None))), case
+    code = (
+        "import sys\n"
+        "from reliactl import _records as r\n"
+        "assert 'typing' not in sys.modules\n"
+        "assert r.type_origin(list[str]) is list and r.type_args(dict[str, int]) == (str, int)\n"
+        "assert r.is_union(int | None) and not r.is_union(list[int])\n"
+        "assert r.type_origin(int) is None and r.type_args(int) == ()\n"
+        "print('typing' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

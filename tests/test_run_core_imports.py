@@ -264,7 +264,10 @@ def test_run_and_health_starts_import_neither_dataclasses_nor_inspect(
     and still works (run exits 0; health exits with its status, 0-3). PyYAML is imported only
     by the first start with the file: not by the second (the kept parse) nor for the
     environment value; nor cronsim or zoneinfo at the second start (the kept verdict, and for
-    `health` the cron job's expected runs kept in its record)."""
+    `health` the cron job's expected runs kept in its record). Nor typing (~3 ms, issue 21
+    wave 5: every module of these paths names its annotation-only types under
+    TYPE_CHECKING), except through cronsim, which imports it itself, at the first start
+    with the file; nor reliactl.tracing, with no OTEL_* variable set."""
     if with_file:
         (tmp_path / "reliactl.yaml").write_text(TYPICAL_CONFIG.format(home=tmp_path))
         (tmp_path / "heartbeat").write_text("")
@@ -289,6 +292,9 @@ def test_run_and_health_starts_import_neither_dataclasses_nor_inspect(
         # (config/_cache.py), and the env value "30s" is read without it (_plain_scalar).
         parsed = with_file and start == "first"
         assert ("yaml" in modules) == parsed, (start, with_file)
+        assert ("typing" in modules) == ("cronsim" in modules), (start, with_file)
+        # no OTEL_* variable: tracing cannot be on, its module is not imported (run and health)
+        assert "reliactl.tracing" not in modules, start
         if with_file:
             # the cron expression is validated by cronsim at the first start only (its verdict
             # is kept with the parse); `health` evaluates the schedule at the first start and
@@ -306,7 +312,10 @@ def test_importing_reliactl_imports_neither_typing_nor_a_submodule() -> None:
     ours = sorted(m for m in loaded if m.startswith("reliactl"))
     assert ours == ["reliactl", "reliactl._configsource", "reliactl._version"], ours
     assert "typing" not in loaded
-    code = "import reliactl, sys; print(reliactl.parse_duration('1m'), 'typing' in sys.modules)"
+    code = (
+        "import reliactl, sys; "
+        "print(reliactl.parse_duration('1m'), 'reliactl.durations' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["60.0", "True"]
 
@@ -329,3 +338,16 @@ def test_health_round_imports_no_codec_fnmatch_or_tracing(tmp_path: Path) -> Non
     metric = checks["file_handles"]
     if os.path.exists("/proc/sys/fs/file-nr"):
         assert "system " in metric["message"], metric
+
+
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["health", "--help"], ["run", "--help"]], ids=" ".join
+)
+def test_help_imports_no_typing(argv: list[str], tmp_path: Path) -> None:
+    """`reliactl --help` and the run/health help pages (the fast dispatcher's table,
+    reliactl/cli/_table.py, names its annotations' types for the type checker only)
+    import no typing (issue 21, wave 5) and still print their usage."""
+    out, started = start_reliactl(argv, env=_start_env(tmp_path), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "Usage:" in out.stdout
+    assert "typing" not in started

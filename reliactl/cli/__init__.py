@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated
 
 from reliactl._version import __version__
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
+    from typing import Annotated
+
     import typer
 
 
@@ -57,7 +59,9 @@ def _prepare_typer() -> None:
     from reliactl.cli.options import install_plain_metavars
 
     install_plain_metavars()
-    globals()["typer"] = typer
+    from typing import Annotated  # Typer imports typing anyway; the fast path needs none
+
+    globals().update(typer=typer, Annotated=Annotated)
 
 
 def _print_version(value: bool) -> None:

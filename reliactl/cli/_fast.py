@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
+if TYPE_CHECKING:
+    from typing import Any
 
 # A word one of these argvs must contain; a quick test before the table is read (the first
 # word of each command of the table, and the help options; a test keeps it equal).

@@ -6,12 +6,13 @@ import contextlib
 import os
 import sys
 import time
-from typing import TYPE_CHECKING, Annotated, Any
 
 from reliactl.cli.exitcodes import ExitCode
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+    from typing import Annotated, Any
 
     import typer
 
@@ -38,7 +39,10 @@ def _typer_names() -> tuple[type, type]:
     from reliactl.cli import options
 
     names = ("JsonOption", "hidden", "quiet_option")
+    from typing import Annotated, Any  # for Typer only: the fast path imports no typing
+
     globals().update({name: getattr(options, name) for name in names}, typer=typer)
+    globals().update(Annotated=Annotated, Any=Any)
 
     class HealthGroup(TyperGroup):
         """`health` (runs the checks) with subcommands (`health history`) whose parse errors

@@ -14,17 +14,20 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
 
 from reliactl.errors import ConfigError, ReliactlError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    F = TypeVar("F", bound=Callable[..., Any])
 
 JSON_VERSION = 1
 # A document's "version" goes up when one of its fields changes meaning (DESIGN.md section 2).
 # 2: times are ISO 8601 UTC text (`started_at`), epoch seconds beside them (`started_at_epoch`).
 TIMES_JSON_VERSION = 2
 PROG = "reliactl"
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def is_tty(stream: Any = None) -> bool:

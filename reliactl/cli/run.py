@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import TYPE_CHECKING, Annotated, Any
 
 from reliactl._settings import JITTERS, STRATEGIES
 from reliactl.cli.exitcodes import ExitCode
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
+    from typing import Annotated, Any
+
     import typer
 
     from reliactl.cli.options import (
@@ -309,7 +311,10 @@ def _typer_names() -> type:
         "max_retries_option",
         "strategy_option",
     )
+    from typing import Annotated, Any  # for Typer only: the fast path imports no typing
+
     globals().update({name: getattr(options, name) for name in names}, typer=typer)
+    globals().update(Annotated=Annotated, Any=Any)
 
     class RunCommand(options.UsageCommand):
         """`run`: usage errors exit 125, as timeout(1)."""

@@ -31,9 +31,12 @@ import math
 import os
 import stat
 from collections.abc import Mapping
-from typing import Any
 
 from reliactl._version import __version__
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
+if TYPE_CHECKING:
+    from typing import Any
 
 FORMAT = 1  # bump when _yaml.parse's output for the same text changes
 MAX_CACHE_BYTES = 8 * 1024 * 1024

@@ -6,9 +6,7 @@ from __future__ import annotations
 import functools
 import os
 import stat
-import typing
 from collections.abc import Mapping
-from typing import Any
 
 from reliactl import _records
 from reliactl.config._schema import (
@@ -33,9 +31,11 @@ from reliactl.config._validation import (
 from reliactl.errors import ConfigError, ConfigProblem
 from reliactl.state.base import path_text
 
-if typing.TYPE_CHECKING:
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
+if TYPE_CHECKING:
     from dataclasses import dataclass, field
     from pathlib import Path
+    from typing import Any
 else:  # frozen dataclasses without the dataclasses module, as the schema's (see _records)
     from reliactl._records import dataclass, field
 
@@ -462,9 +462,9 @@ def _resolve_env_path(parts: list[str]) -> tuple[KeyPath, str | None]:
         annotation, _ = found
         kpath.append(name)
         base = _strip_optional(annotation)
-        origin = typing.get_origin(base)
+        origin = _records.type_origin(base)
         if origin is dict:
-            value_type = typing.get_args(base)[1]
+            value_type = _records.type_args(base)[1]
             if i + 1 < len(parts) and _records.is_record(value_type):
                 kpath.append(parts[i + 1])
                 cls = value_type
@@ -497,8 +497,8 @@ def _field_at(kpath: KeyPath) -> Any:
             return str
         annotation = found[0]
         base = _strip_optional(annotation)
-        if typing.get_origin(base) is dict:
-            annotation = typing.get_args(base)[1]
+        if _records.type_origin(base) is dict:
+            annotation = _records.type_args(base)[1]
             cls = annotation
             i += 2
             continue

@@ -3,18 +3,15 @@
 
 from __future__ import annotations
 
-import types
-import typing
-from typing import Any
-
 from reliactl import _records
+from reliactl._settings import JITTERS, STRATEGIES, BreakerSettings, _opt
 
-if typing.TYPE_CHECKING:
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
+if TYPE_CHECKING:
     from dataclasses import dataclass, field
+    from typing import Any
 else:  # the same frozen dataclasses, without the dataclasses module (see _records)
     from reliactl._records import dataclass, field
-
-from reliactl._settings import JITTERS, STRATEGIES, BreakerSettings, _opt
 
 MAX_CONFIG_BYTES = 1024 * 1024
 
@@ -40,7 +37,7 @@ def _overrides_of(cls: type, name: str, doc: str) -> type:
     return made
 
 
-if typing.TYPE_CHECKING:
+if TYPE_CHECKING:
 
     class BreakerOverrides:
         """Per-breaker overrides: every `BreakerSettings` field, unset = inherit."""
@@ -993,14 +990,19 @@ def _hints(cls: type) -> dict[str, Any]:
     hints = _hint_cache.get(cls)
     if hints is None:
         # a record's own table (resolved once per field); typing.get_type_hints otherwise
-        hints = _records.hints(cls) if _records.is_record(cls) else typing.get_type_hints(cls)
+        if _records.is_record(cls):
+            hints = _records.hints(cls)
+        else:
+            import typing
+
+            hints = typing.get_type_hints(cls)
         _hint_cache[cls] = hints
     return hints
 
 
 def _strip_optional(annotation: Any) -> Any:
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if _records.is_union(annotation):
+        args = [a for a in _records.type_args(annotation) if a is not type(None)]
         if len(args) == 1:
             return args[0]
     return annotation
@@ -1010,13 +1012,11 @@ def _is_container(annotation: Any) -> bool:
     """A non-optional section, list or mapping (where an empty YAML value means the default)."""
     if _is_optional(annotation):
         return False
-    return _records.is_record(annotation) or typing.get_origin(annotation) in (list, dict)
+    return _records.is_record(annotation) or _records.type_origin(annotation) in (list, dict)
 
 
 def _is_optional(annotation: Any) -> bool:
-    return typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(
-        None
-    ) in typing.get_args(annotation)
+    return _records.is_union(annotation) and type(None) in _records.type_args(annotation)
 
 
 def _leaf_paths(obj: Any, path: KeyPath) -> list[KeyPath]:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import math
 import re
-import typing
 from collections.abc import Mapping
-from typing import Any, TypeVar
 
 from reliactl import _records
 from reliactl.config._schema import (
@@ -28,6 +26,12 @@ from reliactl.config._schema import (
 from reliactl.durations import format_duration, parse_duration, parse_size
 from reliactl.errors import ConfigProblem, DurationError
 from reliactl.redact import REDACTED
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
 
 
 class _Origins:
@@ -96,10 +100,7 @@ def _suggest(name: str, names: list[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-T = TypeVar("T")
-
-
-_Plan = tuple[frozenset[str], list[str], tuple[tuple[str, Any, Any, bool], ...]]
+_Plan = tuple[frozenset[str], list[str], tuple[tuple[str, "Any", "Any", bool], ...]]
 _plans: dict[type, _Plan] = {}
 
 
@@ -181,7 +182,7 @@ def _shape(annotation: Any) -> tuple[bool, Any, Any, bool]:
         shape = (
             _is_optional(annotation),
             base,
-            typing.get_origin(base),
+            _records.type_origin(base),
             _records.is_record(base),
         )
         _shapes[annotation] = shape
@@ -222,7 +223,7 @@ def _convert(  # noqa: C901 - one branch per annotation shape of the schema
     if origin is list:
         if not isinstance(value, list):
             return bad(f"expected a list, got {_kind(value)}")
-        (item_type,) = typing.get_args(base)
+        (item_type,) = _records.type_args(base)
         items, good = [], True
         for index, item in enumerate(value):
             ok, converted = _convert(item_type, {}, item, (*path, index), origins, problems)
@@ -232,7 +233,7 @@ def _convert(  # noqa: C901 - one branch per annotation shape of the schema
     if origin is dict:
         if not isinstance(value, dict):
             return bad(f"expected a mapping, got {_kind(value)}")
-        _, value_type = typing.get_args(base)
+        _, value_type = _records.type_args(base)
         result, good = {}, True
         item_meta = {"kind": kind} if kind == "rates" else {}
         for key, item in value.items():

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import re
-import typing
-from typing import Any
 
 from reliactl import _records
 from reliactl.config._schema import SECTION_DOCS, Config, _hints, _strip_optional
 from reliactl.durations import format_duration
 from reliactl.redact import REDACTED, is_secret_name
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def is_secret_key(key: str) -> bool:
@@ -96,9 +98,9 @@ def example_yaml(*, starter: bool = False) -> str:
     hints = _hints(Config)
     for section in _records.fields(Config):
         cls = hints[section.name]
-        if typing.get_origin(cls) is dict:  # `jobs:` (a mapping of named entries)
+        if _records.type_origin(cls) is dict:  # `jobs:` (a mapping of named entries)
             lines += ["", f"# {SECTION_DOCS[section.name]}", "# Keys of each entry:"]
-            lines += _entry_docs(typing.get_args(cls)[1], "")
+            lines += _entry_docs(_records.type_args(cls)[1], "")
             dumped = yaml.safe_dump(
                 {section.name: section.metadata["example"]},
                 default_flow_style=False,

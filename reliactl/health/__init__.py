@@ -16,7 +16,6 @@ psutil/httpx load only inside the checks that need them.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 _EXPORTS: dict[str, str] = {
     "Alert": "reliactl.health.alerts",
@@ -60,7 +59,10 @@ __all__ = [
     "stop_health_monitoring",
 ]
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any
+
     from reliactl.health.alerts import Alert, AlertManager, AlertOutcome
     from reliactl.health.checks import Check, CheckContext
     from reliactl.health.model import HealthMetric, HealthReport, PerfData, Status

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final
 
 from reliactl.errors import HealthError
 from reliactl.health.model import Status
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
     from dataclasses import dataclass, field
+    from typing import Any, Final
 else:  # dataclasses without the dataclasses module (issue 21, see _records)
     from reliactl._records import dataclass, field
 

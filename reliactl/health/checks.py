@@ -20,16 +20,17 @@ import threading
 import time
 import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
 
 from reliactl import _procfs
 from reliactl.durations import format_duration, format_size
 from reliactl.health.model import HealthMetric, PerfData, Status, evaluate, worst
 from reliactl.ranges import NagiosRange, parse_range
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
     import asyncio
     from dataclasses import dataclass, replace
+    from typing import Any, Protocol
 
     import aiohttp
     import httpx
@@ -48,14 +49,16 @@ CPU_FIRST_SAMPLE = 0.1  # seconds: only the first run ever (no stored sample) wa
 CPU_MIN_WINDOW = 1.0  # seconds of wall time a CPU sample must cover to be worth a new figure
 
 
-class Records(Protocol):
-    """The part of the state store checks use (thread-safe wrappers in monitor.py)."""
+if TYPE_CHECKING:  # a protocol is the type checker's only: no typing at run time
 
-    def get(self, kind: Any, key: str) -> dict[str, Any] | None: ...
+    class Records(Protocol):
+        """The part of the state store checks use (thread-safe wrappers in monitor.py)."""
 
-    def update(
-        self, kind: Any, key: str, fn: Callable[[dict[str, Any] | None], dict[str, Any] | None]
-    ) -> dict[str, Any] | None: ...
+        def get(self, kind: Any, key: str) -> dict[str, Any] | None: ...
+
+        def update(
+            self, kind: Any, key: str, fn: Callable[[dict[str, Any] | None], dict[str, Any] | None]
+        ) -> dict[str, Any] | None: ...
 
 
 USER_AGENT = "reliactl-health"
@@ -236,7 +239,7 @@ class CheckContext:
                 await client.aclose()
 
 
-CheckFunc = Callable[[CheckContext], Any]
+CheckFunc = Callable[[CheckContext], "Any"]  # the string: no typing at run time
 
 _CO_COROUTINE = 0x80  # inspect.CO_COROUTINE
 

@@ -9,12 +9,12 @@ the failure streak).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from reliactl.health.checks import Check, CheckContext
 from reliactl.health.model import HealthMetric, PerfData, Status
 from reliactl.schedule import job_status
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
     from reliactl.config import JobSettings
 

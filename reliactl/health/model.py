@@ -19,12 +19,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from enum import Enum
-from typing import TYPE_CHECKING, Any
 
 from reliactl.ranges import _NUM, NagiosRange, RangeError, _fmt, parse_range
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
     from dataclasses import dataclass, field
+    from typing import Any
 else:  # dataclasses without the dataclasses module (issue 21, see _records)
     from reliactl._records import dataclass, field
 

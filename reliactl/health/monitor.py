@@ -12,11 +12,9 @@ The seed's API is kept: ``health_monitor.register_custom_check(name, fn)``,
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
 
 from reliactl.durations import format_duration
 from reliactl.errors import HealthError, ReliactlError
@@ -34,10 +32,12 @@ from reliactl.health.model import HealthMetric, HealthReport, Status, worst
 from reliactl.health.records import Record, RecordStore
 from reliactl.ranges import parse_range
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
     import asyncio
     import logging
     from dataclasses import dataclass, replace
+    from typing import Any
 
     from reliactl.config import Config, HealthMonitorConfig
     from reliactl.health.alerts import AlertOutcome
@@ -269,9 +269,9 @@ def _trace(report: HealthReport) -> None:
     """A span per check when tracing is on (reliactl.tracing.record_health). Tracing is on
     only through configure() (so reliactl.tracing is imported already) or an OTEL_* variable
     (tracing.exporters): without either, the module is not imported at all (~0.4 ms)."""
-    if "reliactl.tracing" not in sys.modules and not any(
-        name.startswith("OTEL_") and value for name, value in os.environ.items()
-    ):
+    from reliactl._switches import tracing_may_be_on
+
+    if not tracing_may_be_on():
         return
     from reliactl import tracing
 

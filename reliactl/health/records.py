@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
+    from typing import Any
+
     from reliactl.state import StateStore
 
 __all__ = ["Record", "RecordStore"]
 
-Record = dict[str, Any]
+Record = dict[str, "Any"]  # the string: Any is the type checker's only (no typing at run time)
 
 
 class RecordStore:

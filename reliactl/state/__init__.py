@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from reliactl.state.base import (
     BreakerEvent,
@@ -19,6 +18,7 @@ from reliactl.state.base import (
     StateStore,
 )
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
     from reliactl.config import Config
     from reliactl.state.leases import LeaseService

@@ -13,17 +13,25 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
     from dataclasses import dataclass, field
+    from typing import Any, Literal, Protocol
+
+    RecordKind = Literal["breaker", "alert", "rate", "kv"]
 else:  # dataclasses without the dataclasses module (issue 21, see _records)
     from reliactl._records import dataclass, field
 
-RecordKind = Literal["breaker", "alert", "rate", "kv"]
+    # Without typing (~3 ms of every `run` and `health` start, issue 21): the type checker
+    # reads the protocols below as typing.Protocol and checks stores structurally; at run
+    # time they are plain base classes (a class may still name one as its base).
+    Protocol = object
+    RecordKind = str  # one of RECORD_KINDS (a Literal for the type checker)
+
 RECORD_KINDS: tuple[RecordKind, ...] = ("breaker", "alert", "rate", "kv")
 
-Record = dict[str, Any]
+Record = dict[str, "Any"]  # the string: Any is the type checker's only
 Updater = Callable[[Record | None], Record | None]
 
 
@@ -212,11 +220,9 @@ class StateStore(Protocol):
     @property
     def location(self) -> str:
         """Where the state lives (a path, or a URL for a shared backend)."""
-        ...
 
     def get(self, kind: RecordKind, key: str) -> Record | None:
         """The record, or None."""
-        ...
 
     def update(self, kind: RecordKind, key: str, fn: Updater) -> Record | None:
         """Atomically replace the record by ``fn(current)`` (None deletes it); return it.
@@ -225,35 +231,27 @@ class StateStore(Protocol):
         client changed the record meanwhile); only the last call's result is stored, so
         anything ``fn`` reports to its caller must be reset at the start of each call.
         """
-        ...
 
     def items(self, kind: RecordKind) -> dict[str, Record]:
         """Every record of a kind, by key."""
-        ...
 
     def delete(self, kind: RecordKind, key: str) -> bool:
         """Remove a record; True if it existed."""
-        ...
 
     def add_event(self, event: BreakerEvent) -> None:
         """Append a breaker transition."""
-        ...
 
     def events(self, name: str | None = None, limit: int = 50) -> list[BreakerEvent]:
         """The newest transitions first, of one breaker or all."""
-        ...
 
     def add_run(self, run: RunRecord) -> int:
         """Append a run; returns its id (unique among every client of the store)."""
-        ...
 
     def finish_run(self, run_id: int, run: RunRecord) -> None:
         """Replace a run's record (its end, attempts, exit code, outcome)."""
-        ...
 
     def runs(self, name: str | None = None, limit: int = 50) -> list[RunRecord]:
         """The newest runs first, of one name or all."""
-        ...
 
     def prune(
         self,
@@ -268,33 +266,26 @@ class StateStore(Protocol):
         given and answers False for them (it keeps open and configured ones); without it
         breaker records are kept.
         """
-        ...
 
     def add_health_points(self, points: Sequence[HealthPoint]) -> None:
         """Append raw health history points (one per check of a health run)."""
-        ...
 
     def health_points(self, check: str, since: float) -> list[HealthPoint]:
         """A check's raw points at or after ``since``, oldest first."""
-        ...
 
     def health_aggregates(self, check: str, since: float) -> list[HealthAggregate]:
         """A check's aggregates whose bucket ends after ``since``, oldest first."""
-        ...
 
     def health_checks(self) -> list[str]:
         """Every check with history (raw points or aggregates), sorted."""
-        ...
 
     def add_health_event(self, event: HealthEvent) -> None:
         """Append a check's status change."""
-        ...
 
     def health_events(
         self, check: str | None = None, since: float = 0.0, limit: int = 100
     ) -> list[HealthEvent]:
         """Status changes at or after ``since``, newest first, of one check or all."""
-        ...
 
     def compact_health(
         self, now: float, raw_retention: float, aggregate_retention: float, bucket: float
@@ -303,12 +294,9 @@ class StateStore(Protocol):
         buckets only, see aggregate_points), drop aggregates and events older than
         ``aggregate_retention``; returns the number of raw points folded. Safe to run from
         several processes at once."""
-        ...
 
     def check(self) -> list[str]:
         """Integrity problems found (empty when healthy)."""
-        ...
 
     def close(self) -> None:
         """Release the connection."""
-        ...

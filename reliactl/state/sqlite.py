@@ -26,7 +26,6 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
 
 from reliactl.errors import StateError
 from reliactl.hostname import hostname
@@ -43,8 +42,10 @@ from reliactl.state.base import (
     path_text,
 )
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
     from pathlib import Path
+    from typing import Any
 
 BUSY_TIMEOUT_S = 30.0
 SQLITE_HEADER = b"SQLite format 3\x00"
