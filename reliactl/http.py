@@ -35,8 +35,10 @@ import contextlib
 import logging
 import math
 import os
+import sys
 import threading
 import time
+import types
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar, Token
@@ -813,20 +815,126 @@ def _install_deadlines(client: Any) -> bool:
 
 _import_lock = threading.Lock()
 _SKIPPED_AT_IMPORT = ("trio", "anyio", "httpx._main")
+# Imported by httpx/httpcore at module top, executed by no plain request: certifi (httpcore's
+# default context; httpx's create_ssl_context imports it for every client, and only reads it
+# for verify=True, which reliactl's clients never pass: DeferredTLSContext asks for it at the
+# first TLS connection), idna (httpx encodes only a non-ASCII host name with it) and mimetypes
+# (a multipart file's content type). Deferred for the command line's own process only
+# (``import_httpx(defer_unused=True)``): see DESIGN.md "`http GET`: what is left".
+_DEFERRED_FOR_CLI = ("certifi", "idna", "mimetypes")
 
 
-class _SkipImports:
-    """A meta path finder that refuses ``names`` to one thread (the one importing httpx)."""
+class _ImportScope:
+    """A meta path finder for one thread (the one importing httpx), for one import: refuses
+    the ``skip`` names (ModuleNotFoundError) and imports the ``defer`` names as modules whose
+    code runs at the first read of an attribute they lack (``_DeferredModule``).
 
-    def __init__(self, names: Iterable[str]) -> None:
-        self.names = frozenset(names)
+    Reusable for any import that should not pay for what it does not run: install it first
+    in ``sys.meta_path`` for the length of that import only (``import_httpx``)."""
+
+    def __init__(self, skip: Iterable[str] = (), defer: Iterable[str] = ()) -> None:
+        self.names = frozenset(skip)
+        self.defer = frozenset(defer)
         self.thread = threading.get_ident()
         self.skipped: set[str] = set()
+        self.deferred: set[str] = set()
 
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
-        if name in self.names and threading.get_ident() == self.thread:
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if threading.get_ident() != self.thread:
+            return None
+        if name in self.names:
             self.skipped.add(name)
             raise ModuleNotFoundError(f"No module named {name!r} (deferred by reliactl)", name=name)
+        if name in self.defer:
+            spec = _deferring_spec(name, path, target)
+            if spec is not None:
+                self.deferred.add(name)
+            return spec
+        return None
+
+
+class _DeferredModule(types.ModuleType):
+    """A module imported but not yet executed: it has the attributes the import system gives
+    every module (``__name__``, ``__spec__``, ``__file__``, ``__path__`` ...), so importing it
+    again runs nothing; reading any other attribute runs the module's code first (once, under
+    a lock per module), after which it is an ordinary module. Unlike
+    ``importlib.util.LazyLoader`` (Python < 3.13), reading ``__spec__`` (which every later
+    ``import`` of the name does) does not run it."""
+
+    def __getattr__(self, attr: str) -> Any:
+        _run_deferred(self, attr)
+        return getattr(self, attr)
+
+
+class _Pending:
+    """A deferred module's loader, the lock its first read runs it under, and the thread
+    running it (a read of a missing attribute by that thread, during the run, is a read of
+    a partially initialised module)."""
+
+    __slots__ = ("loader", "lock", "owner")
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+        self.lock = threading.Lock()
+        self.owner: int | None = None
+
+
+_deferred_pending: dict[str, _Pending] = {}
+_deferred_guard = threading.Lock()
+
+
+def _run_deferred(module: types.ModuleType, attr: str) -> None:
+    name = module.__name__
+    with _deferred_guard:
+        pending = _deferred_pending.get(name)
+    if pending is None or pending.owner == threading.get_ident():
+        if type(module) is _DeferredModule:
+            raise AttributeError(f"partially initialized module {name!r} has no attribute {attr!r}")
+        return
+    with pending.lock:
+        if type(module) is not _DeferredModule:
+            return  # another thread ran it while this one waited
+        pending.owner = threading.get_ident()
+        try:
+            pending.loader.exec_module(module)
+        except BaseException:
+            if sys.modules.get(name) is module:
+                del sys.modules[name]  # as a failed import: the next import tries again
+            raise
+        finally:
+            module.__class__ = types.ModuleType  # type: ignore[assignment]
+            pending.owner = None
+            with _deferred_guard:
+                _deferred_pending.pop(name, None)
+
+
+class _DeferringLoader:
+    """Creates the module as ``loader`` would and leaves its code to ``_run_deferred``."""
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+
+    def create_module(self, spec: Any) -> Any:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        module.__spec__.loader = self.loader  # type: ignore[union-attr]
+        module.__loader__ = self.loader
+        with _deferred_guard:
+            _deferred_pending[module.__name__] = _Pending(self.loader)
+        module.__class__ = _DeferredModule
+
+
+def _deferring_spec(name: str, path: Any, target: Any) -> Any:
+    """``name``'s spec as the path finder sees it, its code deferred; None (import it as usual)
+    unless it is plain Python source or bytecode."""
+    from importlib.machinery import PathFinder, SourceFileLoader, SourcelessFileLoader
+
+    spec = PathFinder.find_spec(name, path, target)
+    if spec is None or not isinstance(spec.loader, (SourceFileLoader, SourcelessFileLoader)):
+        return None
+    spec.loader = _DeferringLoader(spec.loader)  # type: ignore[assignment]
+    return spec
 
 
 class _LazyModule:
@@ -855,7 +963,7 @@ def _httpx_main(*args: Any, **kwargs: Any) -> Any:
     return importlib.import_module("httpx._main").main(*args, **kwargs)
 
 
-def import_httpx() -> Any:
+def import_httpx(*, defer_unused: bool = False) -> Any:
     """``import httpx`` (and httpcore) as reliactl needs them: without trio, anyio and httpx's
     own CLI until they are used (see above).
 
@@ -866,9 +974,12 @@ def import_httpx() -> Any:
     else in httpx or httpcore imports them at import time (httpcore's anyio and trio network
     backends import their own when first used), so every caller in the process sees httpx
     behave as before. A process that imported httpx already gets it as it is.
-    """
-    import sys
 
+    ``defer_unused`` (the command line's own process only): certifi, idna and mimetypes, when
+    this import is the first of them, are imported as ``_DeferredModule``: their code runs at
+    the first read of one of their attributes (an https connection, a non-ASCII host name, a
+    multipart file), not at import.
+    """
     module = sys.modules.get("httpx")
     if module is not None:
         return module
@@ -876,7 +987,11 @@ def import_httpx() -> Any:
         module = sys.modules.get("httpx")
         if module is not None:
             return module
-        finder = _SkipImports(n for n in _SKIPPED_AT_IMPORT if n not in sys.modules)
+        defer = _DEFERRED_FOR_CLI if defer_unused else ()
+        finder = _ImportScope(
+            skip=(n for n in _SKIPPED_AT_IMPORT if n not in sys.modules),
+            defer=(n for n in defer if n not in sys.modules),
+        )
         sys.meta_path.insert(0, finder)
         try:
             import httpcore  # noqa: F401 - httpx imports it when a client is made: now, here
