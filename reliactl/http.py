@@ -815,13 +815,30 @@ def _install_deadlines(client: Any) -> bool:
 
 _import_lock = threading.Lock()
 _SKIPPED_AT_IMPORT = ("trio", "anyio", "httpx._main")
-# Imported by httpx/httpcore at module top, executed by no plain request: certifi (httpcore's
-# default context; httpx's create_ssl_context imports it for every client, and only reads it
-# for verify=True, which reliactl's clients never pass: DeferredTLSContext asks for it at the
-# first TLS connection), idna (httpx encodes only a non-ASCII host name with it) and mimetypes
-# (a multipart file's content type). Deferred for the command line's own process only
+# Imported by httpx/httpcore (and the stdlib modules they import) at module top, run by no
+# plain request: certifi (httpcore's default context; httpx's create_ssl_context imports it
+# for every client but reads it only for verify=True, which reliactl's clients never pass:
+# DeferredTLSContext asks for it at the first TLS connection), idna (httpx encodes only a
+# non-ASCII host name with it), mimetypes (a multipart file's content type); and, under
+# urllib.request/http.client/tempfile/calendar/socket, what only their functions use:
+# email.parser (http.client's own header parsing; with it email.feedparser), email.header,
+# email.errors, email.quoprimime, email.base64mime (encoding mail headers), locale
+# (calendar's locale-aware classes), selectors (socket.sendfile), shutil (tempfile's
+# functions; with it bz2 and lzma). Deferred for the command line's own process only
 # (``import_httpx(defer_unused=True)``): see DESIGN.md "`http GET`: what is left".
-_DEFERRED_FOR_CLI = ("certifi", "idna", "mimetypes")
+_DEFERRED_FOR_CLI = (
+    "certifi",
+    "idna",
+    "mimetypes",
+    "email.parser",
+    "email.header",
+    "email.errors",
+    "email.quoprimime",
+    "email.base64mime",
+    "locale",
+    "selectors",
+    "shutil",
+)
 
 
 class _ImportScope:
@@ -975,10 +992,10 @@ def import_httpx(*, defer_unused: bool = False) -> Any:
     backends import their own when first used), so every caller in the process sees httpx
     behave as before. A process that imported httpx already gets it as it is.
 
-    ``defer_unused`` (the command line's own process only): certifi, idna and mimetypes, when
-    this import is the first of them, are imported as ``_DeferredModule``: their code runs at
-    the first read of one of their attributes (an https connection, a non-ASCII host name, a
-    multipart file), not at import.
+    ``defer_unused`` (the command line's own process only): the modules of
+    ``_DEFERRED_FOR_CLI`` that this import is the first to import are imported as
+    ``_DeferredModule``: their code runs at the first read of one of their attributes (an
+    https connection, a non-ASCII host name, a multipart file ...), not at import.
     """
     module = sys.modules.get("httpx")
     if module is not None:

@@ -229,21 +229,27 @@ def test_cli_http_get_https_trusts_ssl_cert_file_and_refuses_a_bad_certificate(
 
 # --------------------------------------------------------------------------- deferred modules
 #
-# The command line's process imports httpx with certifi, idna and mimetypes deferred
-# (import_httpx(defer_unused=True)): their code runs at the first read of an attribute.
+# The command line's process imports httpx with certifi, idna, mimetypes and some stdlib
+# modules deferred (import_httpx(defer_unused=True)): their code runs at the first read of an
+# attribute.
 
 _DEFERRED_PROBE = """
 import json, sys, threading
 from reliactl.http import ResilientClient, import_httpx
 
 httpx = import_httpx(defer_unused=True)
-NAMES = {"certifi": "where", "idna": "encode", "mimetypes": "guess_type"}
+NAMES = {
+    "certifi": "where", "idna": "encode", "mimetypes": "guess_type", "email.parser": "Parser",
+    "email.header": "decode_header", "email.errors": "MessageError",
+    "email.quoprimime": "body_encode", "email.base64mime": "body_encode",
+    "locale": "getlocale", "selectors": "DefaultSelector", "shutil": "which",
+}
 
 def ran():
     return {name: attr in vars(sys.modules[name]) for name, attr in NAMES.items()}
 
 seen = {"after_import": ran()}
-import certifi, idna, mimetypes  # importing them again runs nothing either
+import certifi, idna, mimetypes, email.parser, locale  # importing them again runs nothing
 with ResilientClient(retry=0, timeout=30) as client:
     seen["status"] = client.get(sys.argv[1]).status_code
 seen["after_get"] = ran()
@@ -257,19 +263,38 @@ files = {"f": ("notes.txt", b"x")}
 seen["multipart"] = b"text/plain" in httpx.Request("POST", "http://a/", files=files).read()
 seen["ca_count"] = httpx.create_ssl_context().cert_store_stats()["x509_ca"]
 seen["certifi_where"] = certifi.where().endswith("cacert.pem")
+import email.base64mime, email.header, http.client, io, subprocess, tempfile, os
+parsed = http.client.parse_headers(io.BytesIO(b"X-A: b\\r\\nbroken\\r\\n\\r\\n"))
+seen["parsed"] = [parsed["X-A"], [type(d).__name__ for d in parsed.defects]]
+seen["decoded"] = [
+    email.header.decode_header("=?utf-8?q?caf=C3=A9?=")[0][0].decode(),
+    email.base64mime.body_encode(b"x"),
+]
+seen["locale"] = locale.setlocale(locale.LC_ALL, None)
+child = subprocess.run([sys.executable, "-c", "print('hi')"], capture_output=True, timeout=60)
+seen["child"] = child.stdout.decode()  # communicate() waits on a selectors selector
+with tempfile.TemporaryDirectory() as scratch:
+    open(os.path.join(scratch, "f"), "w").close()
+seen["scratch_removed"] = not os.path.exists(scratch)  # shutil.rmtree
 seen["after_use"] = ran()
 seen["types"] = sorted({type(sys.modules[name]).__name__ for name in NAMES})
 print(json.dumps(seen))
 """
 
 
-def test_the_cli_import_defers_certifi_idna_and_mimetypes_until_used(tmp_path: Path) -> None:
-    """With import_httpx(defer_unused=True), as the command line imports httpx: certifi, idna
-    and mimetypes are imported but none of their code has run after the import, after
-    importing them again, nor after a plain http:// GET; then each works at its first use: a
-    non-ASCII host is IDNA-encoded (idna), an invalid A-label refused (idna.IDNAError), a
-    multipart file gets its type (mimetypes), httpx's default verify=True context loads
-    certifi's CA bundle, and each is then an ordinary module."""
+def test_the_cli_import_defers_what_a_plain_request_never_runs_until_used(
+    tmp_path: Path,
+) -> None:
+    """With import_httpx(defer_unused=True), as the command line imports httpx: certifi, idna,
+    mimetypes, email.parser/header/errors/quoprimime/base64mime, locale, selectors and shutil
+    are imported but none of their code has run after the import, after importing them
+    again, nor after a plain http:// GET; then each works at its first use: a non-ASCII host
+    is IDNA-encoded and a symbol refused (idna), a multipart file gets its type (mimetypes),
+    httpx's verify=True context loads certifi's CA bundle, http.client parses headers and
+    notes a defect (email.parser, errors), an encoded word decodes (header, quoprimime),
+    base64mime encodes, the locale is read, a child's output is collected (subprocess waits
+    on a selectors selector), a temporary directory is removed (shutil.rmtree); and each is
+    then an ordinary module."""
     with FlakyServer() as server:
         done = subprocess.run(
             [sys.executable, "-c", _DEFERRED_PROBE, server.url + "/"],
@@ -281,7 +306,9 @@ def test_the_cli_import_defers_certifi_idna_and_mimetypes_until_used(tmp_path: P
         )
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout)
-    none_ran = {"certifi": False, "idna": False, "mimetypes": False}
+    names = ["certifi", "idna", "mimetypes", "email.parser", "email.header", "email.errors"]
+    names += ["email.quoprimime", "email.base64mime", "locale", "selectors", "shutil"]
+    none_ran = dict.fromkeys(names, False)
     assert seen["after_import"] == none_ran
     assert seen["status"] == 200
     assert seen["after_get"] == none_ran
@@ -290,14 +317,20 @@ def test_the_cli_import_defers_certifi_idna_and_mimetypes_until_used(tmp_path: P
     assert seen["multipart"] is True
     assert seen["ca_count"] > 50
     assert seen["certifi_where"] is True
-    assert seen["after_use"] == {"certifi": True, "idna": True, "mimetypes": True}
+    assert seen["parsed"] == ["b", ["MissingHeaderBodySeparatorDefect"]]
+    assert seen["decoded"] == ["caf\u00e9", "eA==\n"]
+    assert isinstance(seen["locale"], str) and seen["locale"]
+    assert seen["child"] == "hi\n"
+    assert seen["scratch_removed"] is True
+    assert seen["after_use"] == dict.fromkeys(names, True)
     assert seen["types"] == ["module"]
 
 
-def test_cli_http_get_runs_no_certifi_nor_idna_code(tmp_path: Path) -> None:
+def test_cli_http_get_runs_no_certifi_idna_email_parser_nor_shutil_code(tmp_path: Path) -> None:
     """A real `reliactl http GET http://...` start (python -X importtime) prints the body and
-    never runs certifi's code (certifi.core, hence importlib.resources) nor idna's (idna.core:
-    its Unicode tables): httpx imports both at import, a plain request uses neither."""
+    never runs certifi's code (certifi.core, hence importlib.resources), idna's (idna.core:
+    its Unicode tables), email.parser's (email.feedparser) nor shutil's (bz2, lzma): httpx
+    imports them at import, a plain request uses none."""
     from importtime import start_reliactl
 
     with FlakyServer() as server:
@@ -306,7 +339,8 @@ def test_cli_http_get_runs_no_certifi_nor_idna_code(tmp_path: Path) -> None:
         )
     assert done.returncode == 0, done.stderr
     assert "httpx" in modules
-    assert not {"certifi.core", "idna.core", "importlib.resources"} & set(modules), modules
+    never = {"certifi.core", "idna.core", "importlib.resources", "email.feedparser", "bz2", "lzma"}
+    assert not never & set(modules), modules
 
 
 def test_cli_http_get_https_with_certifi_refuses_a_ca_it_does_not_hold(tmp_path: Path) -> None:
