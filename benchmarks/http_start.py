@@ -8,13 +8,15 @@ One GET of a local server (benchmarks/_httpproc.py, its own process) per row, wa
 + sys of the process, from wait4), interleaved round by round against `python -c pass`:
 
 - `reliactl http GET URL`: the command as a user runs it (the fast path, empty HOME).
-- `httpx floor`: a fresh interpreter that imports httpx the way reliactl does
-  (`reliactl.http.import_httpx`: no trio/anyio/httpx CLI) and GETs the URL with a plain
-  `httpx.Client` whose TLS context is deferred (no CA load): what any httpx-based command pays
-  before its own code runs.
+- `httpx floor`: a fresh interpreter that imports httpx the way the command does
+  (`reliactl.http.import_httpx(defer_unused=True)`: no trio/anyio/httpx CLI, certifi, idna ...
+  deferred) and GETs the URL with a plain `httpx.Client` whose TLS context is deferred (no CA
+  load): what any httpx-based command pays before reliactl's own code runs.
 - `stdlib http.client GET`: `http.client.HTTPConnection` GET, body to stdout: the floor of a
-  second HTTP client built on the standard library for the CLI (not built; the figure is what
-  such a client could save at most).
+  second HTTP client built on the standard library for the CLI (not built).
+- `reliactl parts + stdlib GET`: what `http GET` would cost with such a second client: the
+  same interpreter imports what the command imports of reliactl (the fast CLI, `cli.http`,
+  `reliactl.http`, `reliactl.retry`), loads the configuration, then GETs with http.client.
 - `curl -s URL`: the peer.
 
 HTTP_START_BASE=DIR adds the `reliactl http GET URL` row for the reliactl package in DIR (e.g.
@@ -36,18 +38,23 @@ from startup import _sample_wall_and_cpu
 HTTPX_FLOOR = """
 import sys
 from reliactl.http import deferred_tls_context, import_httpx
-httpx = import_httpx()
+httpx = import_httpx(defer_unused=True)
 with httpx.Client(verify=deferred_tls_context()) as client:
     sys.stdout.buffer.write(client.get(sys.argv[1]).content)
 """
 
 STDLIB_GET = """
 import http.client, sys, urllib.parse
-url = urllib.parse.urlsplit(sys.argv[1])
+%(prelude)surl = urllib.parse.urlsplit(sys.argv[1])
 connection = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
 connection.request("GET", url.path or "/", headers={"User-Agent": "bench"})
 sys.stdout.buffer.write(connection.getresponse().read())
 connection.close()
+"""
+RELIACTL_PARTS = """
+import reliactl.cli._fast, reliactl.cli.http, reliactl.http, reliactl.retry
+from reliactl.config import get_reliability_config
+get_reliability_config()
 """
 
 
@@ -70,7 +77,10 @@ def main() -> None:
                 dict(env, PYTHONPATH=base_dir),
             )
         commands["httpx floor (import_httpx + Client.get)"] = ([PY, "-c", HTTPX_FLOOR, url], env)
-        commands["stdlib http.client GET"] = ([PY, "-c", STDLIB_GET, url], env)
+        stdlib_get = STDLIB_GET % {"prelude": ""}
+        commands["stdlib http.client GET"] = ([PY, "-c", stdlib_get, url], env)
+        with_parts = STDLIB_GET % {"prelude": RELIACTL_PARTS}
+        commands["reliactl parts + stdlib GET"] = ([PY, "-c", with_parts, url], env)
         curl = shutil.which("curl")
         if curl:
             commands["curl -s URL"] = ([curl, "-s", url], env)

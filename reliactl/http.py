@@ -943,14 +943,22 @@ class _DeferringLoader:
 
 
 def _deferring_spec(name: str, path: Any, target: Any) -> Any:
-    """``name``'s spec as the path finder sees it, its code deferred; None (import it as usual)
-    unless it is plain Python source or bytecode."""
-    from importlib.machinery import PathFinder, SourceFileLoader, SourcelessFileLoader
+    """``name``'s spec as the import system would find it (the other finders, in order), its
+    code deferred; None (import it as usual) unless it is plain Python source or bytecode."""
+    from importlib.machinery import SourceFileLoader, SourcelessFileLoader
 
-    spec = PathFinder.find_spec(name, path, target)
-    if spec is None or not isinstance(spec.loader, (SourceFileLoader, SourcelessFileLoader)):
+    for finder in sys.meta_path:
+        find_spec = getattr(finder, "find_spec", None)
+        if isinstance(finder, _ImportScope) or find_spec is None:
+            continue
+        spec = find_spec(name, path, target)
+        if spec is not None:
+            break
+    else:
         return None
-    spec.loader = _DeferringLoader(spec.loader)  # type: ignore[assignment]
+    if not isinstance(spec.loader, (SourceFileLoader, SourcelessFileLoader)):
+        return None  # frozen, built in, an extension, a zip: not deferred
+    spec.loader = _DeferringLoader(spec.loader)
     return spec
 
 

@@ -449,3 +449,21 @@ def test_a_deferred_module_that_fails_raises_at_first_read_and_imports_again(
             sys.path.remove(str(tmp_path))
     finally:
         sys.modules.pop(name, None)
+
+
+def test_only_python_source_found_by_the_import_system_is_deferred() -> None:
+    """The deferring finder asks the other finders in their order, as the import system
+    would: a built-in or frozen module (a frozen one would otherwise be loaded from its
+    source file instead) and a name no finder knows are left to the usual import; a module
+    the path finder finds as source is deferred with that same loader."""
+    import json
+    from importlib.machinery import SourceFileLoader
+
+    from reliactl.http import _deferring_spec
+
+    assert _deferring_spec("_imp", None, None) is None  # built in
+    assert _deferring_spec("__hello__", None, None) is None  # frozen
+    assert _deferring_spec("reliactl_no_such_module", None, None) is None
+    spec = _deferring_spec("json.tool", json.__path__, None)
+    assert spec is not None and isinstance(spec.loader.loader, SourceFileLoader)
+    assert spec.origin.endswith("tool.py")
