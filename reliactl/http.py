@@ -35,6 +35,7 @@ import contextlib
 import logging
 import math
 import os
+import sys
 import threading
 import time
 from collections import deque
@@ -46,8 +47,8 @@ from urllib.parse import urlsplit
 
 from reliactl import chaos as _chaos
 from reliactl import tracing as _tracing
+from reliactl._imports import ImportScope as _ImportScope
 from reliactl._imports import LazyModule as _LazyModule
-from reliactl._imports import SkipImports as _SkipImports
 from reliactl._imports import import_lock as _import_lock
 from reliactl.backoff import Backoff, GiveUp, decide
 from reliactl.errors import CircuitOpenError, HTTPError, HTTPStatusError, RateLimitExceeded
@@ -815,8 +816,33 @@ def _install_deadlines(client: Any) -> bool:
 # ``_tls_kwargs`` defer all three without changing what happens when they are used.
 
 _SKIPPED_AT_IMPORT = ("trio", "anyio", "httpx._main")
-# The finder, the stand-in module and the lock live in reliactl/_imports.py (one owner: the
+# The finder, the deferred module and the lock live in reliactl/_imports.py (one owner: the
 # Redis state store trims redis-py the same way).
+#
+# Imported by httpx/httpcore (and the stdlib modules they import) at module top, run by no
+# plain request: certifi (httpcore's default context; httpx's create_ssl_context imports it
+# for every client but reads it only for verify=True, which reliactl's clients never pass:
+# DeferredTLSContext asks for it at the first TLS connection), idna (httpx encodes only a
+# non-ASCII host name with it), mimetypes (a multipart file's content type); and, under
+# urllib.request/http.client/tempfile/calendar/socket, what only their functions use:
+# email.parser (http.client's own header parsing; with it email.feedparser), email.header,
+# email.errors, email.quoprimime, email.base64mime (encoding mail headers), locale
+# (calendar's locale-aware classes), selectors (socket.sendfile), shutil (tempfile's
+# functions; with it bz2 and lzma). Deferred for the command line's own process only
+# (``import_httpx(defer_unused=True)``): see DESIGN.md "`http GET`: what is left".
+_DEFERRED_FOR_CLI = (
+    "certifi",
+    "idna",
+    "mimetypes",
+    "email.parser",
+    "email.header",
+    "email.errors",
+    "email.quoprimime",
+    "email.base64mime",
+    "locale",
+    "selectors",
+    "shutil",
+)
 
 
 def _httpx_main(*args: Any, **kwargs: Any) -> Any:
@@ -826,7 +852,7 @@ def _httpx_main(*args: Any, **kwargs: Any) -> Any:
     return importlib.import_module("httpx._main").main(*args, **kwargs)
 
 
-def import_httpx() -> Any:
+def import_httpx(*, defer_unused: bool = False) -> Any:
     """``import httpx`` (and httpcore) as reliactl needs them: without trio, anyio and httpx's
     own CLI until they are used (see above).
 
@@ -837,9 +863,13 @@ def import_httpx() -> Any:
     else in httpx or httpcore imports them at import time (httpcore's anyio and trio network
     backends import their own when first used), so every caller in the process sees httpx
     behave as before. A process that imported httpx already gets it as it is.
-    """
-    import sys
 
+    ``defer_unused`` (the command line's own process only): the modules of
+    ``_DEFERRED_FOR_CLI`` that this import is the first to import are deferred
+    (``reliactl._imports.DeferredModule``): their code runs at the first read of one of their
+    attributes (an https connection, a non-ASCII host name, a multipart file ...), not at
+    import.
+    """
     module = sys.modules.get("httpx")
     if module is not None:
         return module
@@ -847,13 +877,13 @@ def import_httpx() -> Any:
         module = sys.modules.get("httpx")
         if module is not None:
             return module
-        finder = _SkipImports(n for n in _SKIPPED_AT_IMPORT if n not in sys.modules)
-        sys.meta_path.insert(0, finder)
-        try:
+        defer = _DEFERRED_FOR_CLI if defer_unused else ()
+        with _ImportScope(
+            skip=(n for n in _SKIPPED_AT_IMPORT if n not in sys.modules),
+            defer=(n for n in defer if n not in sys.modules),
+        ) as finder:
             import httpcore  # noqa: F401 - httpx imports it when a client is made: now, here
             import httpx
-        finally:
-            sys.meta_path.remove(finder)
         sync = sys.modules.get("httpcore._synchronization")
         for name in ("trio", "anyio"):
             if name in finder.skipped and sync is not None and getattr(sync, name, 0) is None:

@@ -169,6 +169,7 @@ def test_peak_rss_is_the_childs_own_not_the_benchmarks(tmp_path: Path) -> None:
     ("script", "baseline"),
     [
         ("startup.py", "python -c pass"),
+        ("http_start.py", "python -c pass"),
         ("health.py", "curl --parallel (50)"),
         ("ping.py", "run_command(true)"),
     ],

@@ -225,3 +225,243 @@ def test_cli_http_get_https_trusts_ssl_cert_file_and_refuses_a_bad_certificate(
     assert untrusted.returncode == 7, untrusted.stderr
     assert "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr
     assert untrusted.stdout == ""
+
+
+# --------------------------------------------------------------------------- deferred modules
+#
+# The command line's process imports httpx with certifi, idna, mimetypes and some stdlib
+# modules deferred (import_httpx(defer_unused=True)): their code runs at the first read of an
+# attribute.
+
+_DEFERRED_PROBE = """
+import json, sys, threading
+from reliactl.http import ResilientClient, import_httpx
+
+httpx = import_httpx(defer_unused=True)
+NAMES = {
+    "certifi": "where", "idna": "encode", "mimetypes": "guess_type", "email.parser": "Parser",
+    "email.header": "decode_header", "email.errors": "MessageError",
+    "email.quoprimime": "body_encode", "email.base64mime": "body_encode",
+    "locale": "getlocale", "selectors": "DefaultSelector", "shutil": "which",
+}
+
+def ran():
+    return {name: attr in vars(sys.modules[name]) for name, attr in NAMES.items()}
+
+seen = {"after_import": ran()}
+import certifi, idna, mimetypes, email.parser, locale  # importing them again runs nothing
+with ResilientClient(retry=0, timeout=30) as client:
+    seen["status"] = client.get(sys.argv[1]).status_code
+seen["after_get"] = ran()
+seen["idn_host"] = httpx.URL("http://B\\u00fccher.example/").raw_host.decode()
+try:
+    httpx.URL("http://\\u2603.example/")  # a symbol: IDNA 2008 refuses it
+    seen["bad_idn"] = "accepted"
+except httpx.InvalidURL as exc:
+    seen["bad_idn"] = type(exc).__name__
+files = {"f": ("notes.txt", b"x")}
+seen["multipart"] = b"text/plain" in httpx.Request("POST", "http://a/", files=files).read()
+seen["ca_count"] = httpx.create_ssl_context().cert_store_stats()["x509_ca"]
+seen["certifi_where"] = certifi.where().endswith("cacert.pem")
+import email.base64mime, email.header, http.client, io, subprocess, tempfile, os
+parsed = http.client.parse_headers(io.BytesIO(b"X-A: b\\r\\nbroken\\r\\n\\r\\n"))
+seen["parsed"] = [parsed["X-A"], [type(d).__name__ for d in parsed.defects]]
+seen["decoded"] = [
+    email.header.decode_header("=?utf-8?q?caf=C3=A9?=")[0][0].decode(),
+    email.base64mime.body_encode(b"x"),
+]
+seen["locale"] = locale.setlocale(locale.LC_ALL, None)
+child = subprocess.run([sys.executable, "-c", "print('hi')"], capture_output=True, timeout=60)
+seen["child"] = child.stdout.decode()  # communicate() waits on a selectors selector
+with tempfile.TemporaryDirectory() as scratch:
+    open(os.path.join(scratch, "f"), "w").close()
+seen["scratch_removed"] = not os.path.exists(scratch)  # shutil.rmtree
+seen["after_use"] = ran()
+seen["types"] = sorted({type(sys.modules[name]).__name__ for name in NAMES})
+print(json.dumps(seen))
+"""
+
+
+def test_the_cli_import_defers_what_a_plain_request_never_runs_until_used(
+    tmp_path: Path,
+) -> None:
+    """With import_httpx(defer_unused=True), as the command line imports httpx: certifi, idna,
+    mimetypes, email.parser/header/errors/quoprimime/base64mime, locale, selectors and shutil
+    are imported but none of their code has run after the import, after importing them
+    again, nor after a plain http:// GET; then each works at its first use: a non-ASCII host
+    is IDNA-encoded and a symbol refused (idna), a multipart file gets its type (mimetypes),
+    httpx's verify=True context loads certifi's CA bundle, http.client parses headers and
+    notes a defect (email.parser, errors), an encoded word decodes (header, quoprimime),
+    base64mime encodes, the locale is read, a child's output is collected (subprocess waits
+    on a selectors selector), a temporary directory is removed (shutil.rmtree); and each is
+    then an ordinary module."""
+    with FlakyServer() as server:
+        done = subprocess.run(
+            [sys.executable, "-c", _DEFERRED_PROBE, server.url + "/"],
+            env=_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    names = ["certifi", "idna", "mimetypes", "email.parser", "email.header", "email.errors"]
+    names += ["email.quoprimime", "email.base64mime", "locale", "selectors", "shutil"]
+    none_ran = dict.fromkeys(names, False)
+    assert seen["after_import"] == none_ran
+    assert seen["status"] == 200
+    assert seen["after_get"] == none_ran
+    assert seen["idn_host"] == "xn--bcher-kva.example"
+    assert seen["bad_idn"] == "InvalidURL"
+    assert seen["multipart"] is True
+    assert seen["ca_count"] > 50
+    assert seen["certifi_where"] is True
+    assert seen["parsed"] == ["b", ["MissingHeaderBodySeparatorDefect"]]
+    assert seen["decoded"] == ["caf\u00e9", "eA==\n"]
+    assert isinstance(seen["locale"], str) and seen["locale"]
+    assert seen["child"] == "hi\n"
+    assert seen["scratch_removed"] is True
+    assert seen["after_use"] == dict.fromkeys(names, True)
+    assert seen["types"] == ["module"]
+
+
+def test_cli_http_get_runs_no_certifi_idna_email_parser_nor_shutil_code(tmp_path: Path) -> None:
+    """A real `reliactl http GET http://...` start (python -X importtime) prints the body and
+    never runs certifi's code (certifi.core, hence importlib.resources), idna's (idna.core:
+    its Unicode tables), email.parser's (email.feedparser) nor shutil's (bz2, lzma): httpx
+    imports them at import, a plain request uses none."""
+    from importtime import start_reliactl
+
+    with FlakyServer() as server:
+        done, modules = start_reliactl(
+            ["http", "GET", server.url + "/"], env=_env(tmp_path), cwd=tmp_path
+        )
+    assert done.returncode == 0, done.stderr
+    assert "httpx" in modules
+    never = {"certifi.core", "idna.core", "importlib.resources", "email.feedparser", "bz2", "lzma"}
+    assert not never & set(modules), modules
+
+
+def test_cli_http_get_https_with_certifi_refuses_a_ca_it_does_not_hold(tmp_path: Path) -> None:
+    """With no SSL_CERT_FILE, `reliactl http GET https://...` verifies against certifi's
+    bundle, run on demand from the deferred module: the throwaway CA is refused (exit 7,
+    CERTIFICATE_VERIFY_FAILED), not accepted nor crashed on."""
+    ca, _ca_file = make_ca(tmp_path)
+    with https_server(ca) as url:
+        done = subprocess.run(
+            [sys.executable, "-m", "reliactl", "http", "GET", url, "--max-retries", "0"],
+            env=_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert done.returncode == 7, done.stderr
+    assert "CERTIFICATE_VERIFY_FAILED" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def _deferred_module(tmp_path: Path, name: str, body: str) -> Any:
+    """Import module ``name`` (written from ``body`` into tmp_path) deferred, as
+    import_httpx defers certifi for the command line."""
+    import importlib
+
+    from reliactl._imports import ImportScope
+
+    (tmp_path / f"{name}.py").write_text(body)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        with ImportScope(defer=[name]):
+            return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(tmp_path))
+
+
+def test_a_deferred_module_runs_once_when_threads_race_to_its_first_read(
+    tmp_path: Path,
+) -> None:
+    """Eight threads read a deferred module's attribute at once: its code runs exactly once
+    (a lock per module), every thread sees the finished module's value, and the module is an
+    ordinary module afterwards; importing it does not run it."""
+    import threading
+    import types
+
+    name = "reliactl_test_deferred_race"
+    body = (
+        "import builtins, time\n"
+        "builtins.reliactl_test_runs = getattr(builtins, 'reliactl_test_runs', 0) + 1\n"
+        "time.sleep(0.2)\n"
+        "VALUE = 42\n"
+    )
+    import builtins
+
+    try:
+        module = _deferred_module(tmp_path, name, body)
+        assert not hasattr(builtins, "reliactl_test_runs")
+        start = threading.Barrier(8)
+        values: list[int] = []
+
+        def read() -> None:
+            start.wait(30)
+            values.append(module.VALUE)
+
+        threads = [threading.Thread(target=read) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert values == [42] * 8
+        assert builtins.reliactl_test_runs == 1  # type: ignore[attr-defined]
+        assert type(module) is types.ModuleType
+        assert sys.modules[name] is module
+    finally:
+        sys.modules.pop(name, None)
+        if hasattr(builtins, "reliactl_test_runs"):
+            del builtins.reliactl_test_runs
+
+
+def test_a_deferred_module_that_fails_raises_at_first_read_and_imports_again(
+    tmp_path: Path,
+) -> None:
+    """A deferred module whose code raises: the first attribute read raises that error (as
+    the import would have), the module leaves sys.modules like a failed import, and the next
+    import runs it afresh (here: ordinary, and it succeeds once the cause is gone)."""
+    import importlib
+
+    name = "reliactl_test_deferred_fails"
+    flag = tmp_path / "broken"
+    flag.write_text("")
+    body = f"import os\nif os.path.exists({str(flag)!r}):\n    raise RuntimeError('broken')\n"
+    body += "OK = 1\n"
+    try:
+        module = _deferred_module(tmp_path, name, body)
+        with pytest.raises(RuntimeError, match="broken"):
+            module.OK  # noqa: B018 - the first read runs the module
+        assert name not in sys.modules
+        flag.unlink()
+        sys.path.insert(0, str(tmp_path))
+        try:
+            assert importlib.import_module(name).OK == 1
+        finally:
+            sys.path.remove(str(tmp_path))
+    finally:
+        sys.modules.pop(name, None)
+
+
+def test_only_python_source_found_by_the_import_system_is_deferred() -> None:
+    """The deferring finder asks the other finders in their order, as the import system
+    would: a built-in or frozen module (a frozen one would otherwise be loaded from its
+    source file instead) and a name no finder knows are left to the usual import; a module
+    the path finder finds as source is deferred with that same loader."""
+    import json
+    from importlib.machinery import SourceFileLoader
+
+    from reliactl._imports import deferring_spec
+
+    assert deferring_spec("_imp", None, None) is None  # built in
+    assert deferring_spec("__hello__", None, None) is None  # frozen
+    assert deferring_spec("reliactl_no_such_module", None, None) is None
+    spec = deferring_spec("json.tool", json.__path__, None)
+    assert spec is not None and isinstance(spec.loader.loader, SourceFileLoader)
+    assert spec.origin.endswith("tool.py")

@@ -263,7 +263,9 @@ def _run(  # noqa: C901 - one branch per output mode and exit rule of curl
     if token_wait is None:
         token_wait = config.rate_limit.max_wait
 
-    from reliactl.http import ResilientClient, RetryEvent
+    from reliactl.http import ResilientClient, RetryEvent, import_httpx
+
+    import_httpx(defer_unused=True)  # this process's own: what a request never runs, on use
 
     def on_retry(event: RetryEvent) -> None:
         after = "Retry-After" if event.retry_after else "backoff"

@@ -11,14 +11,14 @@ is built without ``driver_info``; the store passes ``driver_info`` with ``redis.
 (:func:`driver_info`), so a cron start never needs it.
 
 :func:`import_redis` imports redis-py through :mod:`reliactl._imports`: ``redis.asyncio``
-and ``importlib.metadata`` are deferred (their ``__init__`` runs at the first read of one of
-their names, e.g. a library user's ``redis.asyncio.Redis``), and ``opentelemetry.metrics`` and
-``opentelemetry.sdk.metrics`` are refused for that one import. redis-py imports both inside
-``try/except ImportError`` and only records ``OTEL_AVAILABLE`` (its metrics are opt-in:
-``OTelConfig``; the SDK is imported again where they are enabled), so the flags are put back
-to what they would have been. The standard library's ``asyncio`` is still imported: redis-py's
-sync modules import names from it (``redis._parsers.base``: ``from asyncio import
-IncompleteReadError``), so deferring it would not defer anything.
+and ``importlib.metadata`` are deferred (imported, their ``__init__`` run at the first read of
+one of their names, e.g. a library user's ``redis.asyncio.Redis``), and
+``opentelemetry.metrics`` and ``opentelemetry.sdk.metrics`` are refused for that one import.
+redis-py imports both inside ``try/except ImportError`` and only records ``OTEL_AVAILABLE``
+(its metrics are opt-in: ``OTelConfig``; the SDK is imported again where they are enabled),
+so the flags are put back to what they would have been. The standard library's ``asyncio`` is
+still imported: redis-py's sync modules import names from it (``redis._parsers.base``: ``from
+asyncio import IncompleteReadError``), so deferring it would not defer anything.
 """
 
 from __future__ import annotations
@@ -45,34 +45,30 @@ def import_redis() -> Any:
     module = sys.modules.get("redis")
     if module is not None:
         return module
-    from reliactl._imports import SkipImports, import_lock
+    from reliactl._imports import ImportScope, import_lock
 
     with import_lock:
         module = sys.modules.get("redis")
         if module is not None:
             return module
-        finder = SkipImports(
-            (n for n in REFUSED if n not in sys.modules),
+        with ImportScope(
+            skip=(n for n in REFUSED if n not in sys.modules),
             defer=(n for n in DEFERRED if n not in sys.modules),
-        )
-        sys.meta_path.insert(0, finder)
-        try:
-            import redis
-        except ImportError as exc:
-            if exc.name not in finder.skipped:
-                raise
-            # A redis-py that needs a refused module after all (not 8.1's try/except): forget
-            # its half-run modules and import it whole, as plain ``import redis`` would.
-            sys.meta_path.remove(finder)
-            for name in [n for n in sys.modules if n == "redis" or n.startswith("redis.")]:
-                del sys.modules[name]
-            import redis
-
-            return redis
-        finally:
-            if finder in sys.meta_path:
+        ) as finder:
+            try:
+                import redis
+            except ImportError as exc:
+                if exc.name not in finder.skipped:
+                    raise
+                # A redis-py that needs a refused module after all (not 8.1's try/except):
+                # forget its half-run modules and import it whole, as plain ``import redis``
+                # would.
                 sys.meta_path.remove(finder)
-            finder.finish()
+                for name in [n for n in sys.modules if n == "redis" or n.startswith("redis.")]:
+                    del sys.modules[name]
+                import redis
+
+                return redis
         for owner_name, refused in _FLAGS.items():
             owner = sys.modules.get(owner_name)
             if refused in finder.skipped and owner is not None:

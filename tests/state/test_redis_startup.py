@@ -101,6 +101,7 @@ assert "redis.asyncio.client" not in sys.modules, "redis.asyncio ran at import"
 
 # Several threads read redis.asyncio at once: each gets the one real package.
 import redis
+bound = redis.asyncio  # bound while deferred (as redis/__init__'s own name is)
 seen = []
 barrier = threading.Barrier(4)
 def first_use():
@@ -115,7 +116,7 @@ import redis.asyncio
 from redis.asyncio import Redis
 from redis.asyncio.client import Redis as ClientRedis
 assert Redis is ClientRedis is seen[0]
-assert sys.modules["redis.asyncio"] is redis.asyncio
+assert sys.modules["redis.asyncio"] is redis.asyncio is bound
 assert type(redis.asyncio) is types.ModuleType
 assert redis.asyncio.observability.recorder  # imported while deferred: still an attribute
 
@@ -151,7 +152,8 @@ def test_library_user_gets_a_working_redis_asyncio_after_reliactl(
     redis_server: RedisServer, namespace: str
 ) -> None:
     """After reliactl imported redis-py lazily, the application's ``import redis.asyncio`` gets
-    the real package (same object everywhere, also to threads reading it at once) and an async
+    the real package (same object everywhere, also to threads reading it at once and to
+    whoever bound it before its first use: it runs in place) and an async
     client does a round trip on the real redis-server; ``importlib.metadata`` works and
     redis-py's OTEL_AVAILABLE flags say what is installed."""
     result = _python(LIBRARY_USER, redis_server.url, namespace)
@@ -256,12 +258,12 @@ def test_a_deferred_package_loads_for_other_threads_only_after_the_import(
     """The machinery itself (reliactl/_imports.py): while the import that deferred a package
     runs, another thread probing it in ``sys.modules`` gets AttributeError and starts no
     import (it could need a module whose import lock the importing thread holds); once the
-    import is over, any thread's first read runs the package, and ``sys.modules``, the parent's
-    attribute and later reads all see the one real module."""
+    import is over, any thread's first read runs the package in place, and ``sys.modules``, the
+    parent's attribute and whoever bound it while deferred hold the one real module."""
     import threading
     import types
 
-    from reliactl._imports import DeferredModule, SkipImports
+    from reliactl._imports import DeferredModule, ImportScope
 
     (tmp_path / "rl_deferpkg" / "sub").mkdir(parents=True)
     (tmp_path / "rl_deferpkg" / "__init__.py").write_text(
@@ -287,21 +289,82 @@ def test_a_deferred_package_loads_for_other_threads_only_after_the_import(
         in_other_thread("during", lambda: getattr(sub, "X", "absent"))
 
     monkeypatch.setattr(rl_deferhook, "during", during)
-    finder = SkipImports((), defer=["rl_deferpkg.sub"])
-    sys.meta_path.insert(0, finder)
-    try:
+    with ImportScope(defer=["rl_deferpkg.sub"]):
         import rl_deferpkg  # type: ignore[import-not-found]
-    finally:
-        sys.meta_path.remove(finder)
-        finder.finish()
     try:
         assert seen == {"during": "absent"}
-        stand_in = rl_deferpkg.sub
+        bound = rl_deferpkg.sub
         in_other_thread("after", lambda: rl_deferpkg.sub.X)
         assert seen["after"] == 42
         real = sys.modules["rl_deferpkg.sub"]
         assert type(real) is types.ModuleType and rl_deferpkg.sub is real
-        assert stand_in.X == 42  # a holder of the stand-in is forwarded
+        assert bound is real and bound.X == 42  # the module bound while deferred ran in place
     finally:
         for name in ("rl_deferpkg", "rl_deferpkg.sub", "rl_deferhook"):
             sys.modules.pop(name, None)
+
+
+SUBMODULE_FIRST = """
+import sys, types
+from reliactl.state.redisimport import import_redis
+
+redis = import_redis()
+from redis.asyncio.client import Redis  # the application's first use: a submodule
+assert Redis.__module__ == "redis.asyncio.client"
+import redis.asyncio
+assert redis.asyncio.Redis is Redis and redis.asyncio.from_url
+assert type(sys.modules["redis.asyncio"]) is types.ModuleType
+print("submodule first ok")
+"""
+
+
+def test_importing_a_submodule_of_the_deferred_package_first_works() -> None:
+    """After reliactl imported redis-py, an application whose first use of the async client
+    is ``from redis.asyncio.client import Redis`` gets it: redis-py's client module imports
+    ``from redis.asyncio import _himport_exec`` while it loads, which must import that
+    submodule, not run ``redis.asyncio``'s ``__init__`` (it would import the half-loaded
+    client again and fail on the circular import); the package then runs at its own first
+    read and names the same class."""
+    result = _python(SUBMODULE_FIRST)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "submodule first ok" in result.stdout
+
+
+def test_a_submodule_imported_first_loads_its_siblings_without_running_the_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The machinery itself: with package ``rl_circpkg`` deferred (its ``__init__`` imports
+    ``rl_circpkg.mod``), importing ``rl_circpkg.mod`` first (which does ``from rl_circpkg
+    import helper``) loads mod and helper without running the package; the package's first
+    read of one of its own names then runs it, in place, once."""
+    import types
+
+    from reliactl._imports import DeferredModule, ImportScope
+
+    package = tmp_path / "rl_circpkg"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        "import builtins\nbuiltins.rl_circpkg_runs = getattr(builtins, 'rl_circpkg_runs', 0) + 1\n"
+        "from rl_circpkg.mod import X\n"
+    )
+    (package / "mod.py").write_text("from rl_circpkg import helper\nX = helper.Y\n")
+    (package / "helper.py").write_text("Y = 7\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    names = ("rl_circpkg", "rl_circpkg.mod", "rl_circpkg.helper")
+    import builtins
+
+    try:
+        with ImportScope(defer=["rl_circpkg"]):
+            import rl_circpkg  # type: ignore[import-not-found]
+        assert type(rl_circpkg) is DeferredModule
+        from rl_circpkg.mod import X  # type: ignore[import-not-found]
+
+        assert X == 7 and not hasattr(builtins, "rl_circpkg_runs")
+        assert rl_circpkg.X == 7  # the package's own name: runs it
+        assert builtins.rl_circpkg_runs == 1  # type: ignore[attr-defined]
+        assert type(rl_circpkg) is types.ModuleType and sys.modules["rl_circpkg"] is rl_circpkg
+    finally:
+        for name in names:
+            sys.modules.pop(name, None)
+        if hasattr(builtins, "rl_circpkg_runs"):
+            del builtins.rl_circpkg_runs
