@@ -3,10 +3,26 @@ item 4: which modules each command imports)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+
+
+def cron_env(tmp_path: Path) -> dict[str, str]:
+    """The environment cron gives a start: HOME and XDG dirs in ``tmp_path``, PATH, no
+    RELIACTL_* variable (PYTHONPATH kept for an uninstalled checkout)."""
+    env = {
+        "HOME": str(tmp_path),
+        "XDG_STATE_HOME": str(tmp_path),
+        "XDG_CONFIG_HOME": str(tmp_path),
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "NO_COLOR": "1",
+    }
+    if "PYTHONPATH" in os.environ:
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    return env
 
 
 def imported(stderr: str) -> list[str]:

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from importtime import imported, start_reliactl
+from importtime import cron_env, imported, start_reliactl
 
 RUN_CORE = (
     "reliactl.jobs",
@@ -96,25 +96,10 @@ runpy.run_module('reliactl', run_name='__main__', alter_sys=True)
 """
 
 
-def _start_env(tmp_path: Path) -> dict[str, str]:
-    """The environment cron gives a start: HOME and XDG dirs in ``tmp_path``, PATH, no
-    RELIACTL_* variable (PYTHONPATH kept for an uninstalled checkout)."""
-    env = {
-        "HOME": str(tmp_path),
-        "XDG_STATE_HOME": str(tmp_path),
-        "XDG_CONFIG_HOME": str(tmp_path),
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "NO_COLOR": "1",
-    }
-    if "PYTHONPATH" in os.environ:
-        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
-    return env
-
-
 def _cli_start(argv: list[str], tmp_path: Path) -> tuple[list[str], set[str]]:
     """(module of each dataclass method compiled, modules imported) for a real CLI start;
     a source reliactl generated and compiled itself shows as a ``<reliactl...>`` entry."""
-    env = _start_env(tmp_path)
+    env = cron_env(tmp_path)
     out = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", SPY, *argv],
         capture_output=True,
@@ -328,7 +313,7 @@ def test_health_round_imports_no_codec_fnmatch_or_tracing(tmp_path: Path) -> Non
     `reliactl.tracing` when no OTEL_* variable asks for traces (tests/test_tracing.py pins the
     spans of a round when one does), nor `resource` while the soft RLIMIT_NOFILE is enough
     (read with sysconf; the check still reports it)."""
-    env = _start_env(tmp_path)
+    env = cron_env(tmp_path)
     out, started = start_reliactl(["health", "--json"], env=env, cwd=tmp_path)
     assert out.returncode in (0, 1, 2, 3), out.stderr[-2000:]
     modules = set(started)
@@ -347,7 +332,7 @@ def test_help_imports_no_typing(argv: list[str], tmp_path: Path) -> None:
     """`reliactl --help` and the run/health help pages (the fast dispatcher's table,
     reliactl/cli/_table.py, names its annotations' types for the type checker only)
     import no typing (issue 21, wave 5) and still print their usage."""
-    out, started = start_reliactl(argv, env=_start_env(tmp_path), cwd=tmp_path)
+    out, started = start_reliactl(argv, env=cron_env(tmp_path), cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "Usage:" in out.stdout
     assert "typing" not in started

@@ -16,9 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from importtime import start_reliactl
+from importtime import cron_env, start_reliactl
 from redishelpers import RedisServer
-from test_run_core_imports import _start_env
 
 HANG = 120.0  # only detects a hang
 
@@ -37,7 +36,7 @@ HEAVY = (
 
 def _redis_env(server: RedisServer, namespace: str, tmp_path: Path, **extra: str) -> dict[str, str]:
     return {
-        **_start_env(tmp_path),
+        **cron_env(tmp_path),
         "RELIACTL_STATE__URL": server.url,
         "RELIACTL_STATE__NAMESPACE": namespace,
         **extra,
