@@ -112,21 +112,47 @@ get_double(PyObject *obj, const char *name, double *out)
     return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
 }
 
+/* What a batch knows of the lock table: its read time, ttl and inode set, taken from the
+ * Python _LockTable once per batch and again after each refresh() (the only thing that
+ * changes them while a batch runs: the GIL is held throughout, and refresh() is the only
+ * Python the batch calls). Each removed file used to look all three up by name and build
+ * its (dev, ino) key even when the set was empty (~0.3 us a file, issue 21 wave 3). */
+typedef struct {
+    PyObject *table; /* borrowed: the batch's argument */
+    PyObject *inodes; /* owned; NULL until loaded */
+    double read_at, ttl;
+    int empty; /* inodes is an empty set or frozenset: nothing can be held */
+} TableView;
+
+static int
+table_load(TableView *view)
+{
+    Py_CLEAR(view->inodes);
+    if (get_double(view->table, "read_at", &view->read_at) < 0 ||
+        get_double(view->table, "ttl", &view->ttl) < 0)
+        return -1;
+    view->inodes = PyObject_GetAttrString(view->table, "inodes");
+    if (view->inodes == NULL)
+        return -1;
+    view->empty = PyAnySet_CheckExact(view->inodes) && PySet_GET_SIZE(view->inodes) == 0;
+    return 0;
+}
+
 /* 1 held, 0 not held, -1 error (exception set), -2 the table could not be re-read. */
 static int
-table_held(PyObject *table, const struct stat *st)
+table_held(TableView *view, const struct stat *st)
 {
     struct timespec ts;
-    double now, read_at, ttl;
+    double now;
     if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) {
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
     }
     now = seconds(ts);
-    if (get_double(table, "read_at", &read_at) < 0 || get_double(table, "ttl", &ttl) < 0)
+    if (view->inodes == NULL && table_load(view) < 0)
         return -1;
-    if (now - read_at > ttl) {
-        PyObject *r = PyObject_CallMethod(table, "refresh", "d", now);
+    if (now - view->read_at > view->ttl) {
+        PyObject *r = PyObject_CallMethod(view->table, "refresh", "d", now);
         if (r == NULL) {
             if (PyErr_ExceptionMatches(PyExc_OSError) || PyErr_ExceptionMatches(PyExc_ValueError)) {
                 PyErr_Clear();
@@ -135,19 +161,17 @@ table_held(PyObject *table, const struct stat *st)
             return -1;
         }
         Py_DECREF(r);
+        if (table_load(view) < 0) /* refresh() set new inodes and read_at */
+            return -1;
     }
-    PyObject *inodes = PyObject_GetAttrString(table, "inodes");
-    if (inodes == NULL)
-        return -1;
+    if (view->empty)
+        return 0;
     PyObject *key = Py_BuildValue("(KK)", (unsigned long long)st->st_dev,
                                   (unsigned long long)st->st_ino);
-    if (key == NULL) {
-        Py_DECREF(inodes);
+    if (key == NULL)
         return -1;
-    }
-    int held = PySequence_Contains(inodes, key);
+    int held = PySequence_Contains(view->inodes, key);
     Py_DECREF(key);
-    Py_DECREF(inodes);
     return held;
 }
 
@@ -344,6 +368,7 @@ batch(Lister *self, Py_ssize_t limit, PyObject *table)
         Py_DECREF(out);
         return NULL;
     }
+    TableView view = {table, NULL, 0.0, 0.0, 0};
     while (listed < limit) {
         if (listed % SIGNAL_EVERY == SIGNAL_EVERY - 1 && PyErr_CheckSignals() < 0)
             goto error; /* a handler raised (KeyboardInterrupt): stop at once */
@@ -414,7 +439,7 @@ batch(Lister *self, Py_ssize_t limit, PyObject *table)
                     goto error;
                 continue;
             }
-            int held = table_held(table, &st);
+            int held = table_held(&view, &st);
             if (held == -1)
                 goto error;
             if (held == -2) { /* stop here: Python switches to the flock probe */
@@ -466,9 +491,11 @@ batch(Lister *self, Py_ssize_t limit, PyObject *table)
             break;
         }
     }
+    Py_XDECREF(view.inodes);
     return Py_BuildValue("(LLLLLLNNii)", listed, gone, files, symlinks, nbytes, kept, out, dirs,
                          end, read_errno);
 error:
+    Py_XDECREF(view.inodes);
     Py_DECREF(out);
     Py_DECREF(dirs);
     return NULL;

@@ -380,3 +380,44 @@ def test_an_unwritable_checkout_installs_without_the_c_walk(tmp_path: Path) -> N
             assert stale.exists() == older
     finally:
         subprocess.run(["umount", str(mnt)], check=True, timeout=60)
+
+
+@pytest.mark.parametrize("later", ["locked", "free"])
+def test_each_reread_of_the_lock_table_decides_the_files_after_it(
+    monkeypatch: pytest.MonkeyPatch, later: str
+) -> None:
+    """C reads the table's inode set, read time and ttl once a batch and again after each
+    refresh() (issue 21 wave 3): a file judged after a re-read is judged by that read. Every
+    file here re-reads the table (ttl 0); the first read lists no file (or every file), the
+    later ones every file (or none), so exactly one old file is removed and four kept as
+    locked (or one kept and four removed), in both walks. A batch that kept the first read's
+    set (or its "empty" shortcut) would remove all five (or keep all five)."""
+    made: list[Path] = []
+
+    def make(env: str) -> tuple[Path, None]:
+        root = Path(tempfile.mkdtemp(prefix="reliactl-cwalkfix-", dir="/dev/shm"))
+        made.append(root)
+        for index in range(5):
+            (root / f"old{index}").write_text("x")
+            os.utime(root / f"old{index}", (1, 1))
+        return root, None
+
+    real_refresh = cleanup._LockTable.refresh
+
+    def refresh(self: cleanup._LockTable, now: float) -> None:
+        real_refresh(self, now)
+        listed = {(st.st_dev, st.st_ino) for st in (os.lstat(p) for p in made[-1].iterdir())}
+        first = self.reads == 1
+        if (later == "locked") != first:
+            self.inodes = frozenset(self.inodes | listed)
+
+    monkeypatch.setattr(cleanup, "LOCK_TABLE_TTL", 0.0)
+    monkeypatch.setattr(cleanup._LockTable, "refresh", refresh)
+    try:
+        for report, _ in both_walks(monkeypatch, make, now=time.time(), age_by="mtime"):
+            removed, locked = (1, 4) if later == "locked" else (4, 1)
+            assert report.files_removed == removed
+            assert report.skipped.get("locked", 0) == locked
+    finally:
+        for root in made:
+            shutil.rmtree(root, ignore_errors=True)
