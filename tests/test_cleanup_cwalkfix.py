@@ -143,20 +143,20 @@ def old_files() -> Iterator[Path]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.mark.parametrize("what", ["close", "batch", "init"])
+@pytest.mark.parametrize("what", ["close", "batch", "list", "init"])
 def test_the_lock_tables_reread_cannot_close_or_reenter_a_running_batch(
     old_files: Path, what: str
 ) -> None:
     """The lock table's refresh() is Python that C calls in the middle of a batch, while
-    the name being judged lives in the Lister's buffer: a close(), a nested batch() or a
-    re-initialisation from there raises RuntimeError (it once freed or refilled the buffer
-    under C: a use-after-free, or an unlink of other bytes than the name checked), nothing
-    is removed, and the Lister still works afterwards."""
+    the name being judged lives in the Lister's buffer: a close(), a nested batch() or
+    list() or a re-initialisation from there raises RuntimeError (it once freed or refilled
+    the buffer under C: a use-after-free, or an unlink of other bytes than the name
+    checked), nothing is removed, and the Lister still works afterwards."""
     module = cleanup.c_walk()
     if module is None:
         require_c()
     fd = os.open(old_files, os.O_RDONLY | os.O_DIRECTORY)
-    args = (fd, False, False, time.time() - DAY, os.fstat(fd).st_dev, 1, False)
+    args = (False, time.time() - DAY, os.fstat(fd).st_dev, 1, False)
     try:
         lister = module.Lister(*args)
 
@@ -170,12 +170,14 @@ def test_the_lock_tables_reread_cannot_close_or_reenter_a_running_batch(
                     lister.close()
                 elif what == "batch":
                     lister.batch(100, None)
+                elif what == "list":
+                    lister.list(fd, False, 100, None)
                 else:
                     lister.__init__(*args)
                 self.read_at = now
 
         with pytest.raises(RuntimeError, match="in a batch"):
-            lister.batch(100, Table())
+            lister.list(fd, False, 100, Table())
         assert sorted(os.listdir(old_files)) == [f"old{i}" for i in range(5)]
         rest = lister.batch(100, None)  # no table: each old file is handed back to Python
         assert rest[1] == 0 and rest[8] == 1
@@ -211,10 +213,10 @@ def test_a_signal_stops_a_long_batch_in_the_middle(shm: Path) -> None:
         for _ in range(5):
             fd = os.open(shm, os.O_RDONLY | os.O_DIRECTORY)
             try:
-                lister = module.Lister(fd, False, True, 0.0, os.fstat(fd).st_dev, 0, False)
+                lister = module.Lister(True, 0.0, os.fstat(fd).st_dev, 0, False)
                 try:
                     signal.setitimer(signal.ITIMER_REAL, 0.001, 0.001)
-                    lister.batch(total + 10, None)
+                    lister.list(fd, False, total + 10, None)
                     signal.setitimer(signal.ITIMER_REAL, 0)
                 except Interrupted:
                     pass
