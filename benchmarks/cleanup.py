@@ -8,7 +8,10 @@ systemd-tmpfiles, the peak RSS of reliactl, and the machine's load average. Shap
 
 - ``flat``: directories of 1,000 files;
 - ``deep``: a tree of fan-out 10, four levels deep, 10 files in each leaf directory;
-- ``onedir``: every file in one directory.
+- ``onedir``: every file in one directory;
+- ``dirs`` (only when asked for, not in ``all``): the deep tree's layout with 2 files a leaf,
+  so ``--files 20000`` gives its 11,111 directories with one file removed from each leaf:
+  the cost of a directory, with few files to blur it.
 
 The candidates:
 
@@ -36,6 +39,7 @@ holds locked (flock or POSIX lock), which it learns from ``/proc/locks`` (see DE
     python benchmarks/cleanup.py --memory               # peak RSS at 10k, 100k and 300k files
     python benchmarks/cleanup.py --floor                # the walk alone vs Python's floor
     python benchmarks/cleanup.py --floor --baseline /tmp/base  # ... and the old walk
+    python benchmarks/cleanup.py --floor --shape dirs --files 20000 --runs 7  # per directory
     python benchmarks/cleanup.py --lock-table           # the cost of reading /proc/locks
 
 ``--floor`` takes start-up out: a child process times only ``clean_root`` (CPU-s, by
@@ -84,10 +88,11 @@ def build(root: Path, files: int, shape: str = "flat") -> None:
                 directory = root / f"d{index // 1000:04}"
                 directory.mkdir()
             _file(directory / f"f{index:07}", old, index % 2 == 0)
-    else:  # deep: leaves of 10 files at depth 4 (fan-out 10)
+    else:  # deep (dirs): leaves of 10 (2) files at depth 4 (fan-out 10)
+        per_leaf = 10 if shape == "deep" else 2
         for index in range(files):
-            if index % 10 == 0:
-                leaf = index // 10
+            if index % per_leaf == 0:
+                leaf = index // per_leaf
                 directory = root.joinpath(*(f"d{(leaf // 10**k) % 10}" for k in range(3, -1, -1)))
                 directory.mkdir(parents=True, exist_ok=True)
             _file(directory / f"f{index:07}", old, index % 2 == 0)
@@ -447,7 +452,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--shape", choices=(*SHAPES, "all"), default="all")
+    parser.add_argument("--shape", choices=(*SHAPES, "dirs", "all"), default="all")
     parser.add_argument("--dir", default=None, help="where to build the trees (default: $TMPDIR)")
     parser.add_argument("--baseline", default=None, help="a directory holding another reliactl")
     parser.add_argument("--syscalls", action="store_true", help="only strace -c counts")

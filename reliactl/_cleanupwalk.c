@@ -1,8 +1,9 @@
 /* reliactl._cleanupwalk: cleanup's per-entry loop in C (optional; docs/DESIGN.md, "walk in C").
  *
- * One Lister reads (getdents64, on the caller's fd) one directory that reliactl.cleanup has
- * already opened safely (by a directory fd, O_NOFOLLOW, checked against the listed inode)
- * and decides its plain entries:
+ * One Lister serves a whole walk (its buffer and the walk's constants are set up once);
+ * list(fd, ...) starts each directory. It reads (getdents64, on the caller's fd) one
+ * directory that reliactl.cleanup has already opened safely (by a directory fd, O_NOFOLLOW,
+ * checked against the listed inode) and decides its plain entries:
  * a subdirectory goes back to Python with its lstat (the walk opens it, or not, as before);
  * a regular file or symlink on the root's filesystem is judged by age and, if old, removed
  * with unlinkat relative to that fd -- a regular file only when the cleanup's lock table
@@ -20,6 +21,7 @@
 #include <Python.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -64,7 +66,8 @@ static PyObject *stat_result; /* os.stat_result, for the subdirectories handed b
 typedef struct {
     PyObject_HEAD
     char *buf; /* getdents64 records; NULL once closed */
-    int fd;    /* the caller's directory fd (not ours: Python closes it after close()) */
+    int fd;    /* the directory being read, set by list() (-1: none yet); the caller's fd,
+                * never closed here */
     long pos, end; /* the unread records are buf[pos:end] */
     int shared;
     int dry_run;
@@ -112,21 +115,47 @@ get_double(PyObject *obj, const char *name, double *out)
     return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
 }
 
+/* What a batch knows of the lock table: its read time, ttl and inode set, taken from the
+ * Python _LockTable once per batch and again after each refresh() (the only thing that
+ * changes them while a batch runs: the GIL is held throughout, and refresh() is the only
+ * Python the batch calls). Each removed file used to look all three up by name and build
+ * its (dev, ino) key even when the set was empty (~0.3 us a file, issue 21 wave 3). */
+typedef struct {
+    PyObject *table; /* borrowed: the batch's argument */
+    PyObject *inodes; /* owned; NULL until loaded */
+    double read_at, ttl;
+    int empty; /* inodes is an empty set or frozenset: nothing can be held */
+} TableView;
+
+static int
+table_load(TableView *view)
+{
+    Py_CLEAR(view->inodes);
+    if (get_double(view->table, "read_at", &view->read_at) < 0 ||
+        get_double(view->table, "ttl", &view->ttl) < 0)
+        return -1;
+    view->inodes = PyObject_GetAttrString(view->table, "inodes");
+    if (view->inodes == NULL)
+        return -1;
+    view->empty = PyAnySet_CheckExact(view->inodes) && PySet_GET_SIZE(view->inodes) == 0;
+    return 0;
+}
+
 /* 1 held, 0 not held, -1 error (exception set), -2 the table could not be re-read. */
 static int
-table_held(PyObject *table, const struct stat *st)
+table_held(TableView *view, const struct stat *st)
 {
     struct timespec ts;
-    double now, read_at, ttl;
+    double now;
     if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) {
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
     }
     now = seconds(ts);
-    if (get_double(table, "read_at", &read_at) < 0 || get_double(table, "ttl", &ttl) < 0)
+    if (view->inodes == NULL && table_load(view) < 0)
         return -1;
-    if (now - read_at > ttl) {
-        PyObject *r = PyObject_CallMethod(table, "refresh", "d", now);
+    if (now - view->read_at > view->ttl) {
+        PyObject *r = PyObject_CallMethod(view->table, "refresh", "d", now);
         if (r == NULL) {
             if (PyErr_ExceptionMatches(PyExc_OSError) || PyErr_ExceptionMatches(PyExc_ValueError)) {
                 PyErr_Clear();
@@ -135,19 +164,17 @@ table_held(PyObject *table, const struct stat *st)
             return -1;
         }
         Py_DECREF(r);
+        if (table_load(view) < 0) /* refresh() set new inodes and read_at */
+            return -1;
     }
-    PyObject *inodes = PyObject_GetAttrString(table, "inodes");
-    if (inodes == NULL)
-        return -1;
+    if (view->empty)
+        return 0;
     PyObject *key = Py_BuildValue("(KK)", (unsigned long long)st->st_dev,
                                   (unsigned long long)st->st_ino);
-    if (key == NULL) {
-        Py_DECREF(inodes);
+    if (key == NULL)
         return -1;
-    }
-    int held = PySequence_Contains(inodes, key);
+    int held = PySequence_Contains(view->inodes, key);
     Py_DECREF(key);
-    Py_DECREF(inodes);
     return held;
 }
 
@@ -244,13 +271,12 @@ emit_dir(PyObject *dirs, const char *name, const struct stat *st)
 static int
 Lister_init(Lister *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"fd", "shared", "dry_run", "cutoff", "root_dev", "age_code",
-                             "report", NULL};
-    int fd, shared, dry_run, age_code, report;
+    static char *kwlist[] = {"dry_run", "cutoff", "root_dev", "age_code", "report", NULL};
+    int dry_run, age_code, report;
     double cutoff;
     unsigned long long root_dev;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "ippdKip", kwlist, &fd, &shared, &dry_run,
-                                     &cutoff, &root_dev, &age_code, &report))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "pdKip", kwlist, &dry_run, &cutoff, &root_dev,
+                                     &age_code, &report))
         return -1;
     if (self->busy) {
         PyErr_SetString(PyExc_RuntimeError, "Lister is in a batch");
@@ -260,17 +286,14 @@ Lister_init(Lister *self, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_RuntimeError, "Lister already initialised");
         return -1;
     }
-    /* The walk opened it just now and never read it (enter, open_root): no rewind, one
-     * syscall a directory less. An fd already read would list only what is left, so less
-     * would be removed, never more. */
     self->buf = PyMem_RawMalloc(DENTS_BUF);
     if (self->buf == NULL) {
         PyErr_NoMemory();
         return -1;
     }
-    self->fd = fd;
+    self->fd = -1; /* list() gives the first directory */
     self->pos = self->end = 0;
-    self->shared = shared;
+    self->shared = 0;
     self->dry_run = dry_run;
     self->cutoff = cutoff;
     self->root_dev = root_dev;
@@ -309,6 +332,22 @@ Lister_dealloc(Lister *self)
  * table: the _LockTable, or None (then every old regular file goes back to Python). */
 static PyObject *batch(Lister *self, Py_ssize_t limit, PyObject *table);
 
+/* 0, or -1 with an exception: the Lister cannot run a batch now. */
+static int
+ready(Lister *self)
+{
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "Lister is in a batch: batch() and list() are not re-entrant");
+        return -1;
+    }
+    if (self->buf == NULL) {
+        PyErr_SetString(PyExc_ValueError, "Lister is closed");
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *
 Lister_batch(Lister *self, PyObject *args)
 {
@@ -316,16 +355,53 @@ Lister_batch(Lister *self, PyObject *args)
     PyObject *table;
     if (!PyArg_ParseTuple(args, "nO", &limit, &table))
         return NULL;
-    if (self->busy) {
-        PyErr_SetString(PyExc_RuntimeError, "Lister is in a batch: batch() is not re-entrant");
+    if (ready(self) < 0)
         return NULL;
-    }
-    if (self->buf == NULL) {
-        PyErr_SetString(PyExc_ValueError, "Lister is closed");
+    if (self->fd < 0) {
+        PyErr_SetString(PyExc_ValueError, "Lister has no directory: call list() first");
         return NULL;
     }
     self->busy = 1;
     PyObject *result = batch(self, limit, table);
+    self->busy = 0;
+    return result;
+}
+
+/* list(fd, shared, limit, table): start reading the directory open on fd (shared: others
+ * may write to it) and return its first batch. Whatever was left unread of the previous
+ * directory is dropped. One call a directory instead of building a Lister (argument
+ * parsing by keyword, a 32 KiB buffer allocated and freed) and closing it: issue 21, the
+ * deep tree's per-directory cost. */
+static PyObject *
+Lister_list(Lister *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "list(fd, shared, limit, table) takes 4 arguments");
+        return NULL;
+    }
+    long fd = PyLong_AsLong(args[0]);
+    if (fd == -1 && PyErr_Occurred())
+        return NULL;
+    if (fd < 0 || fd > INT_MAX) {
+        PyErr_SetString(PyExc_ValueError, "list(): not a file descriptor");
+        return NULL;
+    }
+    int shared = PyObject_IsTrue(args[1]);
+    if (shared < 0)
+        return NULL;
+    Py_ssize_t limit = PyLong_AsSsize_t(args[2]);
+    if (limit == -1 && PyErr_Occurred())
+        return NULL;
+    if (ready(self) < 0)
+        return NULL;
+    /* The walk opened it just now and never read it (enter, open_root): no rewind, one
+     * syscall a directory less. An fd already read would list only what is left, so less
+     * would be removed, never more. */
+    self->fd = (int)fd;
+    self->shared = shared;
+    self->pos = self->end = 0;
+    self->busy = 1;
+    PyObject *result = batch(self, limit, args[3]);
     self->busy = 0;
     return result;
 }
@@ -344,6 +420,7 @@ batch(Lister *self, Py_ssize_t limit, PyObject *table)
         Py_DECREF(out);
         return NULL;
     }
+    TableView view = {table, NULL, 0.0, 0.0, 0};
     while (listed < limit) {
         if (listed % SIGNAL_EVERY == SIGNAL_EVERY - 1 && PyErr_CheckSignals() < 0)
             goto error; /* a handler raised (KeyboardInterrupt): stop at once */
@@ -414,7 +491,7 @@ batch(Lister *self, Py_ssize_t limit, PyObject *table)
                     goto error;
                 continue;
             }
-            int held = table_held(table, &st);
+            int held = table_held(&view, &st);
             if (held == -1)
                 goto error;
             if (held == -2) { /* stop here: Python switches to the flock probe */
@@ -466,19 +543,23 @@ batch(Lister *self, Py_ssize_t limit, PyObject *table)
             break;
         }
     }
+    Py_XDECREF(view.inodes);
     return Py_BuildValue("(LLLLLLNNii)", listed, gone, files, symlinks, nbytes, kept, out, dirs,
                          end, read_errno);
 error:
+    Py_XDECREF(view.inodes);
     Py_DECREF(out);
     Py_DECREF(dirs);
     return NULL;
 }
 
 static PyMethodDef Lister_methods[] = {
+    {"list", (PyCFunction)(void (*)(void))Lister_list, METH_FASTCALL,
+     "list(fd, shared, limit, table) -> the first batch of the directory open on fd"},
     {"batch", (PyCFunction)Lister_batch, METH_VARARGS,
      "batch(limit, table) -> (listed, gone, files, symlinks, nbytes, kept, items, subdirs, end,"
      " errno)"},
-    {"close", (PyCFunction)Lister_close, METH_NOARGS, "Close the directory stream."},
+    {"close", (PyCFunction)Lister_close, METH_NOARGS, "Free the buffer (the fds are the caller's)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -486,7 +567,7 @@ static PyTypeObject ListerType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "reliactl._cleanupwalk.Lister",
     .tp_basicsize = sizeof(Lister),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "One directory of a cleanup walk, decided in batches.",
+    .tp_doc = "A cleanup walk's directories, each decided in batches.",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Lister_init,
     .tp_dealloc = (destructor)Lister_dealloc,
@@ -531,7 +612,7 @@ PyInit__cleanupwalk(void)
         return NULL;
     /* reliactl/cleanup.py uses the module only when this is the version it was written
      * for: a stale build (a checkout updated without reinstalling) is never called. */
-    if (PyModule_AddIntConstant(m, "API", 1) < 0 ||
+    if (PyModule_AddIntConstant(m, "API", 2) < 0 ||
         PyModule_AddStringConstant(m, "SOURCE_SHA256", CWALK_SRC_SHA) < 0) {
         Py_DECREF(m);
         return NULL;

@@ -3,30 +3,31 @@ import os
 from typing import Any
 
 API: int
+SOURCE_SHA256: str
+
+# (listed, gone, files, symlinks, nbytes, kept, items, subdirs, end, read_errno)
+Batch = tuple[
+    int,
+    int,
+    int,
+    int,
+    int,
+    int,
+    list[tuple[str, int, int, int, float]],
+    list[tuple[str, os.stat_result]],
+    int,
+    int,
+]
 
 class Lister:
     def __init__(
         self,
-        fd: int,
-        shared: bool,
         dry_run: bool,
         cutoff: float,
         root_dev: int,
         age_code: int,
         report: bool,
     ) -> None: ...
-    def batch(
-        self, limit: int, table: Any, /
-    ) -> tuple[
-        int,
-        int,
-        int,
-        int,
-        int,
-        int,
-        list[tuple[str, int, int, int, float]],
-        list[tuple[str, os.stat_result]],
-        int,
-        int,
-    ]: ...
+    def list(self, fd: int, shared: bool, limit: int, table: Any, /) -> Batch: ...
+    def batch(self, limit: int, table: Any, /) -> Batch: ...
     def close(self) -> None: ...

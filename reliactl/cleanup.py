@@ -56,7 +56,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import ModuleType
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from reliactl._procfs import unescape_mount
 from reliactl.errors import UnsafeRootError
@@ -129,7 +129,7 @@ _INIT_PID_NS_INO = 0xEFFFFFFC  # PROC_PID_INIT_INO: /proc/self/ns/pid of the ini
 # The walk in C (reliactl/_cleanupwalk.c, optional): RELIACTL_CLEANUP_C=0 turns it off.
 C_WALK_ENV = "RELIACTL_CLEANUP_C"
 C_BATCH = 4096  # entries a call of the C loop reads at most (memory stays flat)
-C_WALK_API = 1  # the _cleanupwalk.API this module speaks (a stale build is not used)
+C_WALK_API = 2  # the _cleanupwalk.API this module speaks (a stale build is not used)
 # What an item of a C batch says (the OUT_* codes of _cleanupwalk.c).
 _C_DEFER, _C_STAT_FAILED, _C_LOCKED, _C_CHANGED = 0, 1, 2, 3
 _C_RECHECK_FAILED, _C_UNLINK_FAILED, _C_REMOVED, _C_TABLE_LOST = 4, 5, 6, 7
@@ -826,6 +826,7 @@ class _Walker:
         self.locks: _LockTable | None = None  # None: probe each file with flock
         self.simple = False  # set by run(): see list_dir
         self.c_walk: ModuleType | None = None  # set by run(): see list_dir_c
+        self.lister: Any = None  # the C walk's one Lister (run() makes and closes it)
         self.c_dirs = 0  # directories the C walk listed
         # size-budget candidates: (age time, size, dir rel, name, dev, ino, ctime_ns)
         self.candidates: list[tuple[float, int, str, str, int, int, int]] = []
@@ -895,12 +896,20 @@ class _Walker:
         # One directory costs a few microseconds of Python around the syscalls (issue 21:
         # the deep tree's 11,111 directories), so the loop binds what it calls once.
         list_dir = self.list_dir if self.c_walk is None else self.list_dir_c
+        if self.c_walk is not None:
+            self.lister = self.c_walk.Lister(
+                self.dry_run,
+                self.cutoff,
+                self.root_dev,
+                _AGE_CODE[self.age_by],
+                self.on_remove is not None,
+            )
         enter = self.enter
         leave = self.leave
         root_age = self.dir_time(root_st)
         stack = [_Frame(root_fd, "", "", root_st, root_age, _shared(root_st, self.euid))]
-        list_dir(stack[0])
         try:
+            list_dir(stack[0])
             while stack:
                 frame = stack[-1]
                 pending = frame.pending
@@ -916,6 +925,9 @@ class _Walker:
         finally:
             for frame in stack[1:]:
                 os.close(frame.fd)
+            if self.lister is not None:
+                self.lister.close()
+                self.lister = None
 
     def enter(self, parent: _Frame, name: str, st: os.stat_result, depth: int) -> _Frame | None:
         if st.st_dev != self.root_dev:
@@ -1156,55 +1168,42 @@ class _Walker:
         other entry, which ``decide`` judges on a fresh lstat, and every outcome but
         "removed" or "young". With an ``on_remove`` callback a batch ends at each
         removal (the callback sees it as it happens); with ``on_progress`` at the next tick.
-        Called once per directory: the bookkeeping is inline (no flush/tick call when
-        there is no progress callback).
+        Called once per directory: one Lister serves the whole walk (``list`` starts a
+        directory and returns its first batch), and the bookkeeping is inline (no
+        flush/tick call when there is no progress callback).
         """
-        module = self.c_walk
-        assert module is not None  # run() binds this method only then
-        try:
-            lister = module.Lister(
-                frame.fd,
-                frame.shared,
-                self.dry_run,
-                self.cutoff,
-                self.root_dev,
-                _AGE_CODE[self.age_by],
-                self.on_remove is not None,
-            )
-        except OSError as exc:
-            self.skip(_reason_for(exc))
-            frame.total += 1  # unknown contents: never "emptied"
-            return
+        lister = self.lister
         self.c_dirs += 1
         progress = self.on_progress is not None
         limit = C_BATCH
-        try:
-            while True:
-                if progress:
-                    limit = min(C_BATCH, max(1, self.next_progress - self.scanned))
-                batch = lister.batch(limit, self.locks)
-                listed, gone, files, symlinks, nbytes, kept, items, subdirs, end, read_errno = batch
-                self.scanned += listed
-                frame.total += listed
+        if progress:
+            limit = min(C_BATCH, max(1, self.next_progress - self.scanned))
+        batch = lister.list(frame.fd, frame.shared, limit, self.locks)
+        while True:
+            listed, gone, files, symlinks, nbytes, kept, items, subdirs, end, read_errno = batch
+            self.scanned += listed
+            frame.total += listed
+            if gone:
                 frame.gone += gone
-                if gone:
-                    self.files += files
-                    self.symlinks += symlinks
-                    self.bytes += nbytes
+                self.files += files
+                self.symlinks += symlinks
+                self.bytes += nbytes
+            if kept:
                 self.kept_bytes += kept
-                if subdirs:
-                    frame.pending += subdirs  # (name, lstat), queued as list_dir queues them
-                for name, code, value, size, t in items:
-                    self.c_item(frame, name, code, value, size, t)
-                if read_errno:
-                    self.skip(_errno_reason(read_errno))
-                    frame.total += 1
-                if progress:
-                    self.tick()
-                if end:
-                    return
-        finally:
-            lister.close()
+            if subdirs:
+                frame.pending += subdirs  # (name, lstat), queued as list_dir queues them
+            for name, code, value, size, t in items:
+                self.c_item(frame, name, code, value, size, t)
+            if read_errno:
+                self.skip(_errno_reason(read_errno))
+                frame.total += 1
+            if progress:
+                self.tick()
+            if end:
+                return
+            if progress:
+                limit = min(C_BATCH, max(1, self.next_progress - self.scanned))
+            batch = lister.batch(limit, self.locks)
 
     def c_item(self, frame: _Frame, name: str, code: int, value: int, size: int, t: float) -> None:
         """One entry the C loop did not settle alone (see list_dir_c)."""

@@ -293,12 +293,17 @@ class CountingModule:
         lister = self.real.Lister(*args)
         batches = self.batches
 
-        def batch(limit: int, table: Any) -> Any:
-            result = lister.batch(limit, table)
+        def counted(result: Any) -> Any:
             batches.append((result[0], len(result[6]) + len(result[7])))
             return result
 
-        return SimpleNamespace(batch=batch, close=lister.close)
+        def start(fd: int, shared: bool, limit: int, table: Any) -> Any:
+            return counted(lister.list(fd, shared, limit, table))
+
+        def batch(limit: int, table: Any) -> Any:
+            return counted(lister.batch(limit, table))
+
+        return SimpleNamespace(list=start, batch=batch, close=lister.close)
 
 
 def test_a_batch_of_the_c_walk_is_bounded_so_memory_stays_flat(
@@ -429,8 +434,8 @@ def test_a_subdirectory_handed_back_by_c_carries_the_lstat_python_would_take(
     os.utime(sub, ns=(1_234_567_891_123_456_789, 1_134_567_891_987_654_321))
     fd = os.open(sub.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        lister = module.Lister(fd, False, True, 0.0, os.fstat(fd).st_dev, 0, False)
-        result = lister.batch(100, None)
+        lister = module.Lister(True, 0.0, os.fstat(fd).st_dev, 0, False)
+        result = lister.list(fd, False, 100, None)
         lister.close()
     finally:
         os.close(fd)
@@ -442,3 +447,42 @@ def test_a_subdirectory_handed_back_by_c_carries_the_lstat_python_would_take(
         assert getattr(st, f"st_{field}_ns") == getattr(want, f"st_{field}_ns")
     for field in ("st_blksize", "st_blocks", "st_rdev"):
         assert getattr(st, field) == getattr(want, field), field
+
+
+def test_one_lister_serves_every_directory_of_a_walk(tmp_path: Path) -> None:
+    """A walk makes one Lister and starts each directory with list() (issue 21 wave 3: no
+    Lister and buffer a directory). list() on another directory drops what was left unread
+    of the last one: a batch never hands back (or unlinks) a name of the directory before,
+    batch() continues the directory list() started, and a Lister with no directory yet
+    refuses batch() rather than reading fd 0."""
+    module = cleanup.c_walk()
+    if module is None:
+        require_c()
+    first, second = tmp_path / "first", tmp_path / "second"
+    for directory, prefix in ((first, "a"), (second, "b")):
+        directory.mkdir()
+        for index in range(10):
+            (directory / f"{prefix}{index}").write_text("x")
+            os.utime(directory / f"{prefix}{index}", (1, 1))
+    fds = [os.open(d, os.O_RDONLY | os.O_DIRECTORY) for d in (first, second)]
+    try:
+        lister = module.Lister(True, time.time() - DAY, os.fstat(fds[0]).st_dev, 1, True)
+        with pytest.raises(ValueError, match="call list"):
+            lister.batch(100, None)
+        seen = []
+        head = lister.list(fds[0], False, 3, None)  # stops with seven names of first unread
+        assert head[0] == 3 and head[8] == 0
+        seen += [item[0] for item in head[6]]
+        result = lister.list(fds[1], False, 4, None)
+        while True:
+            seen += [item[0] for item in result[6]]
+            if result[8]:
+                break
+            result = lister.batch(4, None)
+        lister.close()
+    finally:
+        for fd in fds:
+            os.close(fd)
+    assert len([n for n in seen if n.startswith("a")]) == 3
+    assert sorted(n for n in seen if n.startswith("b")) == sorted(f"b{i}" for i in range(10))
+    assert len(os.listdir(first)) == 10 and len(os.listdir(second)) == 10  # a dry run

@@ -143,20 +143,20 @@ def old_files() -> Iterator[Path]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.mark.parametrize("what", ["close", "batch", "init"])
+@pytest.mark.parametrize("what", ["close", "batch", "list", "init"])
 def test_the_lock_tables_reread_cannot_close_or_reenter_a_running_batch(
     old_files: Path, what: str
 ) -> None:
     """The lock table's refresh() is Python that C calls in the middle of a batch, while
-    the name being judged lives in the Lister's buffer: a close(), a nested batch() or a
-    re-initialisation from there raises RuntimeError (it once freed or refilled the buffer
-    under C: a use-after-free, or an unlink of other bytes than the name checked), nothing
-    is removed, and the Lister still works afterwards."""
+    the name being judged lives in the Lister's buffer: a close(), a nested batch() or
+    list() or a re-initialisation from there raises RuntimeError (it once freed or refilled
+    the buffer under C: a use-after-free, or an unlink of other bytes than the name
+    checked), nothing is removed, and the Lister still works afterwards."""
     module = cleanup.c_walk()
     if module is None:
         require_c()
     fd = os.open(old_files, os.O_RDONLY | os.O_DIRECTORY)
-    args = (fd, False, False, time.time() - DAY, os.fstat(fd).st_dev, 1, False)
+    args = (False, time.time() - DAY, os.fstat(fd).st_dev, 1, False)
     try:
         lister = module.Lister(*args)
 
@@ -170,12 +170,14 @@ def test_the_lock_tables_reread_cannot_close_or_reenter_a_running_batch(
                     lister.close()
                 elif what == "batch":
                     lister.batch(100, None)
+                elif what == "list":
+                    lister.list(fd, False, 100, None)
                 else:
                     lister.__init__(*args)
                 self.read_at = now
 
         with pytest.raises(RuntimeError, match="in a batch"):
-            lister.batch(100, Table())
+            lister.list(fd, False, 100, Table())
         assert sorted(os.listdir(old_files)) == [f"old{i}" for i in range(5)]
         rest = lister.batch(100, None)  # no table: each old file is handed back to Python
         assert rest[1] == 0 and rest[8] == 1
@@ -211,10 +213,10 @@ def test_a_signal_stops_a_long_batch_in_the_middle(shm: Path) -> None:
         for _ in range(5):
             fd = os.open(shm, os.O_RDONLY | os.O_DIRECTORY)
             try:
-                lister = module.Lister(fd, False, True, 0.0, os.fstat(fd).st_dev, 0, False)
+                lister = module.Lister(True, 0.0, os.fstat(fd).st_dev, 0, False)
                 try:
                     signal.setitimer(signal.ITIMER_REAL, 0.001, 0.001)
-                    lister.batch(total + 10, None)
+                    lister.list(fd, False, total + 10, None)
                     signal.setitimer(signal.ITIMER_REAL, 0)
                 except Interrupted:
                     pass
@@ -380,3 +382,44 @@ def test_an_unwritable_checkout_installs_without_the_c_walk(tmp_path: Path) -> N
             assert stale.exists() == older
     finally:
         subprocess.run(["umount", str(mnt)], check=True, timeout=60)
+
+
+@pytest.mark.parametrize("later", ["locked", "free"])
+def test_each_reread_of_the_lock_table_decides_the_files_after_it(
+    monkeypatch: pytest.MonkeyPatch, later: str
+) -> None:
+    """C reads the table's inode set, read time and ttl once a batch and again after each
+    refresh() (issue 21 wave 3): a file judged after a re-read is judged by that read. Every
+    file here re-reads the table (ttl 0); the first read lists no file (or every file), the
+    later ones every file (or none), so exactly one old file is removed and four kept as
+    locked (or one kept and four removed), in both walks. A batch that kept the first read's
+    set (or its "empty" shortcut) would remove all five (or keep all five)."""
+    made: list[Path] = []
+
+    def make(env: str) -> tuple[Path, None]:
+        root = Path(tempfile.mkdtemp(prefix="reliactl-cwalkfix-", dir="/dev/shm"))
+        made.append(root)
+        for index in range(5):
+            (root / f"old{index}").write_text("x")
+            os.utime(root / f"old{index}", (1, 1))
+        return root, None
+
+    real_refresh = cleanup._LockTable.refresh
+
+    def refresh(self: cleanup._LockTable, now: float) -> None:
+        real_refresh(self, now)
+        listed = {(st.st_dev, st.st_ino) for st in (os.lstat(p) for p in made[-1].iterdir())}
+        first = self.reads == 1
+        if (later == "locked") != first:
+            self.inodes = frozenset(self.inodes | listed)
+
+    monkeypatch.setattr(cleanup, "LOCK_TABLE_TTL", 0.0)
+    monkeypatch.setattr(cleanup._LockTable, "refresh", refresh)
+    try:
+        for report, _ in both_walks(monkeypatch, make, now=time.time(), age_by="mtime"):
+            removed, locked = (1, 4) if later == "locked" else (4, 1)
+            assert report.files_removed == removed
+            assert report.skipped.get("locked", 0) == locked
+    finally:
+        for root in made:
+            shutil.rmtree(root, ignore_errors=True)

@@ -121,6 +121,10 @@ def test_swapping_a_directory_for_a_symlink_mid_walk_never_reaches_outside(
 
 @pytest.mark.stress
 def test_swapping_race_many_rounds(tmp_path: Path) -> None:
-    """300 rounds of the race in all, 150 for each walk: nothing outside is ever removed."""
+    """300 rounds of the race in all, 150 for each walk: nothing outside is ever removed.
+
+    The liveness bound is loose on purpose: how much the cleaner finds to remove depends on
+    how fast the swapper runs against it, and at load 5 main's own code removed 16.7k-43k
+    files in 150 rounds (it used to assert more than 18k)."""
     removed, swaps = race(tmp_path, rounds=150)
-    assert removed > 25 * DIRS * FILES and swaps > 10  # liveness; counts depend on the load
+    assert removed > 5 * DIRS * FILES and swaps > 10  # liveness; counts depend on the load
