@@ -18,11 +18,11 @@ import (``with ImportScope(skip=..., defer=...): import pkg``):
   attribute it lacks runs the loader's ``exec_module`` on that same object, once, under a lock
   per module (threads racing to it wait, then all see the finished module), and the class
   goes back to ``types.ModuleType``. Module identity is kept: whoever bound the module
-  (``from redis import asyncio``, ``import certifi``) holds the real one. If its code raises,
-  the first read raises that error and the module leaves ``sys.modules`` like a failed import,
-  so the next import runs it afresh. Only plain Python source or bytecode found by the other
-  finders, in their order, is deferred (:func:`deferring_spec`); a built-in, frozen,
-  extension or zipped module is imported as usual. For a name the package binds
+  (``from redis import asyncio``, ``import certifi``) holds the real one. If its code
+  raises, the first read raises that error and the next read runs it again (below). Only
+  plain Python source or bytecode found by the other finders, in their order, is deferred
+  (:func:`deferring_spec`); a built-in, frozen, extension or zipped module is imported as
+  usual. For a name the package binds
   unconditionally (redis-py's ``from redis import asyncio``), where refusing would fail the
   whole import.
 
@@ -32,10 +32,20 @@ imported, a read of another submodule's name on the package (``from pkg import o
 ``pkg.mod``) imports that submodule and does not run the package, whose code would import the
 half-loaded ``pkg.mod`` again (redis-py's ``redis.asyncio.client`` does that).
 
-Until the scope is left (:meth:`ImportScope.finish`), only the importing thread's reads run a
-deferred module; another thread probing it meanwhile gets AttributeError and starts nothing
-(its code could import a module whose import lock the importing thread holds, e.g. ``redis``
-while ``import redis`` is still running: a deadlock or a half module).
+Modules are deferred only in a process with one thread (:func:`only_thread`, checked by the
+callers before the import): with plain imports another thread that needs a module being
+imported waits on the import system's lock, while a deferred one it could neither run (its
+code may need a module whose import lock the importing thread holds, e.g. ``redis`` while
+``import redis`` is still running: a deadlock or a half module) nor wait for (the import
+system's deadlock detection does not see our lock). A thread the imported package itself
+starts during the import is the one case left: until the scope is left
+(:meth:`ImportScope.finish`), only the importing thread's reads run a deferred module, and
+another thread's read gets AttributeError and starts nothing.
+
+If a deferred module's first run raises (an error, or KeyboardInterrupt), the module stays
+deferred and in ``sys.modules``: the next read runs its code again on the same object, as
+``importlib.reload`` would, so whoever bound it while it was deferred never holds a half-run
+module.
 
 The standard library's ``importlib.util.LazyLoader`` does not fit: it loads at the first
 attribute read of any kind, ``__spec__`` and ``__path__`` included, which the import system
@@ -170,16 +180,30 @@ def _run_deferred(module: types.ModuleType, attr: str) -> types.ModuleType | Non
         try:
             pending.loader.exec_module(module)
         except BaseException:
-            if sys.modules.get(name) is module:
-                del sys.modules[name]  # as a failed import: the next import tries again
-            raise
-        finally:
-            module.__class__ = types.ModuleType  # type: ignore[assignment]
+            # Stays deferred, in sys.modules, and the next read runs it again on the same
+            # object (as importlib.reload would): whoever bound it while deferred must not be
+            # left holding a half-run module (an error, or Ctrl-C, during the first run).
             pending.owner = None
-            with _guard:
-                if _pending.get(name) is pending:
-                    del _pending[name]
+            raise
+        module.__class__ = types.ModuleType  # type: ignore[assignment]
+        pending.owner = None
+        with _guard:
+            if _pending.get(name) is pending:
+                del _pending[name]
     return None
+
+
+def only_thread() -> bool:
+    """Whether the calling thread is the process's only one (``/proc/self/task`` counts the
+    threads no Python code started too). Callers defer modules only then: the first read of a
+    deferred module by another thread while the import runs must not fail (see above), and a
+    process with one thread has no other thread to read it."""
+    import os
+
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return threading.active_count() == 1
 
 
 def _importing_submodule_of(module: types.ModuleType) -> bool:

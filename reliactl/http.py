@@ -50,6 +50,7 @@ from reliactl import tracing as _tracing
 from reliactl._imports import ImportScope as _ImportScope
 from reliactl._imports import LazyModule as _LazyModule
 from reliactl._imports import import_lock as _import_lock
+from reliactl._imports import only_thread as _only_thread
 from reliactl.backoff import Backoff, GiveUp, decide
 from reliactl.errors import CircuitOpenError, HTTPError, HTTPStatusError, RateLimitExceeded
 from reliactl.redact import (
@@ -877,7 +878,7 @@ def import_httpx(*, defer_unused: bool = False) -> Any:
         module = sys.modules.get("httpx")
         if module is not None:
             return module
-        defer = _DEFERRED_FOR_CLI if defer_unused else ()
+        defer = _DEFERRED_FOR_CLI if defer_unused and _only_thread() else ()
         with _ImportScope(
             skip=(n for n in _SKIPPED_AT_IMPORT if n not in sys.modules),
             defer=(n for n in defer if n not in sys.modules),

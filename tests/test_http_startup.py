@@ -421,30 +421,36 @@ def test_a_deferred_module_runs_once_when_threads_race_to_its_first_read(
             del builtins.reliactl_test_runs
 
 
-def test_a_deferred_module_that_fails_raises_at_first_read_and_imports_again(
+def test_a_deferred_module_that_fails_raises_at_first_read_and_runs_again_in_place(
     tmp_path: Path,
 ) -> None:
-    """A deferred module whose code raises: the first attribute read raises that error (as
-    the import would have), the module leaves sys.modules like a failed import, and the next
-    import runs it afresh (here: ordinary, and it succeeds once the cause is gone)."""
+    """A deferred module whose code raises (an error, or Ctrl-C during its first run): the
+    first attribute read raises that error (as the import would have) and the module stays
+    deferred in sys.modules, so the next read runs its code again on the same object: whoever
+    bound it while deferred never holds a half-run module (review: it used to leave
+    sys.modules, and the holders kept the half module forever)."""
     import importlib
+    import types
+
+    from reliactl._imports import DeferredModule
 
     name = "reliactl_test_deferred_fails"
     flag = tmp_path / "broken"
-    flag.write_text("")
-    body = f"import os\nif os.path.exists({str(flag)!r}):\n    raise RuntimeError('broken')\n"
+    flag.write_text("KeyboardInterrupt")
+    body = "import os\nBEFORE = 1\n"
+    body += f"if os.path.exists({str(flag)!r}):\n    raise eval(open({str(flag)!r}).read())\n"
     body += "OK = 1\n"
     try:
-        module = _deferred_module(tmp_path, name, body)
+        held = _deferred_module(tmp_path, name, body)
+        with pytest.raises(KeyboardInterrupt):
+            held.OK  # noqa: B018 - the first read runs the module
+        assert sys.modules[name] is held and type(held) is DeferredModule
+        flag.write_text("RuntimeError('broken')")
         with pytest.raises(RuntimeError, match="broken"):
-            module.OK  # noqa: B018 - the first read runs the module
-        assert name not in sys.modules
+            importlib.import_module(name).OK  # noqa: B018 - the same object, run again
         flag.unlink()
-        sys.path.insert(0, str(tmp_path))
-        try:
-            assert importlib.import_module(name).OK == 1
-        finally:
-            sys.path.remove(str(tmp_path))
+        assert held.OK == 1 and type(held) is types.ModuleType
+        assert importlib.import_module(name) is held
     finally:
         sys.modules.pop(name, None)
 

@@ -38,14 +38,16 @@ def import_redis() -> Any:
     """redis-py without ``redis.asyncio`` and the OpenTelemetry metrics SDK until used.
 
     A process that imported redis already gets it as it is; other threads import normally
-    throughout (the finder is for this thread and this import only).
+    throughout (the finder is for this thread and this import only), and with other threads
+    running nothing is deferred (``reliactl._imports.only_thread``): ``redis.asyncio`` and
+    ``importlib.metadata`` are imported as usual, so another thread can use them at once.
     """
     import sys
 
     module = sys.modules.get("redis")
     if module is not None:
         return module
-    from reliactl._imports import ImportScope, import_lock
+    from reliactl._imports import ImportScope, import_lock, only_thread
 
     with import_lock:
         module = sys.modules.get("redis")
@@ -53,7 +55,7 @@ def import_redis() -> Any:
             return module
         with ImportScope(
             skip=(n for n in REFUSED if n not in sys.modules),
-            defer=(n for n in DEFERRED if n not in sys.modules),
+            defer=(n for n in DEFERRED if n not in sys.modules) if only_thread() else (),
         ) as finder:
             try:
                 import redis

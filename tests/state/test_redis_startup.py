@@ -303,6 +303,51 @@ def test_a_deferred_package_loads_for_other_threads_only_after_the_import(
             sys.modules.pop(name, None)
 
 
+OTHER_THREAD = """
+import sys, threading, types
+assert "importlib.metadata" not in sys.modules and "redis" not in sys.modules
+import reliactl.state  # reliactl itself, as a library user would have it
+errors, versions, stop = [], [], threading.Event()
+
+def other():
+    # Uses importlib.metadata and redis.asyncio the moment they appear in sys.modules, that
+    # is while the main thread is still inside `import redis`.
+    while not stop.is_set() and "importlib.metadata" not in sys.modules:
+        pass
+    try:
+        from importlib.metadata import version
+        versions.append(version("redis"))
+        while not stop.is_set() and "redis.asyncio" not in sys.modules:
+            pass
+        from redis.asyncio import Redis
+        versions.append(Redis.__name__)
+    except Exception as exc:
+        errors.append(repr(exc))
+
+thread = threading.Thread(target=other)
+thread.start()
+import reliactl.state.redis
+stop.set()
+thread.join(60)
+assert errors == [], errors
+assert len(versions) == 2 and versions[1] == "Redis", versions
+for name in ("importlib.metadata", "redis.asyncio"):
+    assert type(sys.modules[name]) is types.ModuleType, name  # nothing deferred
+print("ok")
+"""
+
+
+def test_with_other_threads_running_nothing_is_deferred() -> None:
+    """A threaded library user: while one thread imports the Redis store, another that uses
+    ``importlib.metadata`` or ``redis.asyncio`` the moment they appear gets working modules.
+    With another thread running, import_redis defers nothing (review: that thread got
+    ImportError/AttributeError from the half-imported deferred modules)."""
+    done = subprocess.run(
+        [sys.executable, "-c", OTHER_THREAD], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
+
+
 SUBMODULE_FIRST = """
 import sys, types
 from reliactl.state.redisimport import import_redis
