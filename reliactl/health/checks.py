@@ -44,6 +44,10 @@ if TYPE_CHECKING:
 else:  # dataclasses without the dataclasses module (issue 21, see _records)
     from reliactl._records import dataclass, replace
 
+    # The records' string annotations name Any and Records (a protocol): at run time both
+    # stand for object, so typing.get_type_hints and pydantic resolve them without typing.
+    Any = Records = object
+
 DEFAULT_TIMEOUT = 10.0
 CPU_FIRST_SAMPLE = 0.1  # seconds: only the first run ever (no stored sample) waits this long
 CPU_MIN_WINDOW = 1.0  # seconds of wall time a CPU sample must cover to be worth a new figure

@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 else:  # dataclasses without the dataclasses module (issue 21, see _records)
     from reliactl._records import dataclass, field
 
+    # The records' string annotations name Any: at run time it stands for object (any value),
+    # so typing.get_type_hints and pydantic resolve them without this module importing typing.
+    Any = object
+
 
 class Status(str, Enum):
     """A check's state; ``code`` is the Nagios exit code, ``severity`` orders "worst"."""

@@ -28,6 +28,9 @@ else:  # dataclasses without the dataclasses module (issue 21, see _records)
     # time they are plain base classes (a class may still name one as its base).
     Protocol = object
     RecordKind = str  # one of RECORD_KINDS (a Literal for the type checker)
+    # The records' string annotations name Any: at run time it stands for object (any value),
+    # so typing.get_type_hints and pydantic resolve them without this module importing typing.
+    Any = object
 
 RECORD_KINDS: tuple[RecordKind, ...] = ("breaker", "alert", "rate", "kv")
 
