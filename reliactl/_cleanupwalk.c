@@ -118,7 +118,8 @@ get_double(PyObject *obj, const char *name, double *out)
 /* What a batch knows of the lock table: its read time, ttl and inode set, taken from the
  * Python _LockTable once per batch and again after each refresh() (the only thing that
  * changes them while a batch runs: the GIL is held throughout, and refresh() is the only
- * Python the batch calls). Each removed file used to look all three up by name and build
+ * Python that changes the table; signal handlers and finalizers may run, but nothing in
+ * reliactl touches the table from them). Each removed file used to look all three up by name and build
  * its (dev, ino) key even when the set was empty (~0.3 us a file, issue 21 wave 3). */
 typedef struct {
     PyObject *table; /* borrowed: the batch's argument */

@@ -452,7 +452,7 @@ def test_a_subdirectory_handed_back_by_c_carries_the_lstat_python_would_take(
 def test_one_lister_serves_every_directory_of_a_walk(tmp_path: Path) -> None:
     """A walk makes one Lister and starts each directory with list() (issue 21 wave 3: no
     Lister and buffer a directory). list() on another directory drops what was left unread
-    of the last one: a batch never hands back (or unlinks) a name of the directory before,
+    of the last one: a batch never hands back a name of the directory before,
     batch() continues the directory list() started, and a Lister with no directory yet
     refuses batch() rather than reading fd 0."""
     module = cleanup.c_walk()
