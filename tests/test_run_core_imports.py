@@ -398,3 +398,28 @@ def test_cleanup_with_a_config_file_imports_typing_only_through_cronsim(tmp_path
         assert out.returncode == 0, out.stderr[-2000:]
         assert ("cronsim" in started) == (start == "first"), start
         assert ("typing" in started) == ("cronsim" in started), start
+
+
+def test_the_command_cores_import_no_typing_and_keep_their_public_aliases() -> None:
+    """Importing the cores of cleanup, breaker, retry, chaos, backoff, doctor, drill and the
+    state operations loads no typing (issue 21), and ``reliactl.cleanup.AgeBy``, public, is
+    still ``Literal["newest", "mtime", "atime", "ctime"]`` (made on first use), also through
+    ``from reliactl.cleanup import *``."""
+    cores = (
+        "reliactl.cleanup",
+        "reliactl.breaker",
+        "reliactl.retry",
+        "reliactl.chaos",
+        "reliactl.backoff",
+        "reliactl.doctor",
+        "reliactl.drill",
+        "reliactl.state.ops",
+        "reliactl.state.fleet",
+    )
+    assert "typing" not in loaded_by(cores)
+    code = (
+        "from reliactl.cleanup import *; import typing; "
+        "print(AgeBy == typing.Literal['newest', 'mtime', 'atime', 'ctime'])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True"]
