@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MISSING",
+    "NamedTuple",
     "dataclass",
     "field",
     "fields",
@@ -796,3 +797,72 @@ def _abc_callable() -> Any:
     import collections.abc
 
     return collections.abc.Callable
+
+
+# ---- NamedTuple without typing ---------------------------------------------------------------
+#
+# ``class Row(NamedTuple): ...`` needs typing at import (~3 ms of a `breaker` or `retry plan`
+# start, issue 21). The stand-in below makes the same class: ``collections.namedtuple`` of the
+# annotated fields (a field with a value is a default, as typing requires after the first
+# one), with the body's methods, properties and docstring, and the same refusals. What
+# differs: ``__annotations__`` holds the annotation strings (modules using it have ``from
+# __future__ import annotations``) where typing holds ForwardRefs of them. Type checkers see
+# ``typing.NamedTuple`` (users import this one only at run time, under ``if TYPE_CHECKING:
+# ... else:``); tests/test_config_records.py compares the two.
+
+_NT_PROHIBITED = frozenset(
+    {
+        "__new__",
+        "__init__",
+        "__slots__",
+        "__getnewargs__",
+        "_fields",
+        "_field_defaults",
+        "_make",
+        "_replace",
+        "_asdict",
+        "_source",
+    }
+)
+_NT_SPECIAL = frozenset({"__module__", "__name__", "__annotations__", "__qualname__"})
+
+
+class _NamedTupleMeta(type):
+    def __new__(mcs, typename: str, bases: tuple[type, ...], ns: dict[str, Any]) -> Any:
+        if not bases:  # NamedTuple itself
+            return super().__new__(mcs, typename, bases, ns)
+        if bases != (NamedTuple,):
+            raise TypeError("can only inherit from a NamedTuple type")
+        import collections
+
+        namedtuple: Any = collections.namedtuple  # its name and fields are the class's
+
+        annotations = ns.get("__annotations__", {})
+        defaults: list[str] = []
+        for name in annotations:
+            if name in ns:
+                defaults.append(name)
+            elif defaults:
+                raise TypeError(
+                    f"Non-default namedtuple field {name} cannot follow default field"
+                    f"{'s' if len(defaults) > 1 else ''} {', '.join(defaults)}"
+                )
+        made = namedtuple(
+            typename,
+            list(annotations),
+            defaults=[ns[name] for name in defaults],
+            module=ns["__module__"],
+        )
+        made.__annotations__ = made.__new__.__annotations__ = dict(annotations)
+        for key, value in ns.items():
+            if key in _NT_PROHIBITED:
+                raise AttributeError("Cannot overwrite NamedTuple attribute " + key)
+            if key not in _NT_SPECIAL and key not in made._fields:
+                setattr(made, key, value)
+        made.__qualname__ = ns.get("__qualname__", typename)
+        return made
+
+
+class NamedTuple(metaclass=_NamedTupleMeta):
+    """Base of a record class at run time: ``class Row(NamedTuple)`` makes a plain
+    ``collections.namedtuple`` class, as ``typing.NamedTuple`` does (see above)."""

@@ -25,13 +25,21 @@ from __future__ import annotations
 
 import math
 from enum import Enum
-from typing import NamedTuple, Protocol
 
 # The names of the backoff strategies and jitters: the strategies themselves live in
 # reliactl.retry, the configuration schema and `run`'s flags accept exactly these names. Defined
 # in the ground-level reliactl._settings so that the schema and `run`'s start need not import
 # this module (its enum, NamedTuple and Protocol classes: ~2 ms of every start, issue 21).
 from reliactl._settings import JITTERS, STRATEGIES
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
+if TYPE_CHECKING:
+    from typing import NamedTuple, Protocol
+else:  # without typing (~3 ms of a `retry plan` or `breaker` start, issue 21): the type
+    # checker reads Backoff as a typing.Protocol; at run time it is a plain base class
+    from reliactl._records import NamedTuple
+
+    Protocol = object
 
 __all__ = ["JITTERS", "STRATEGIES", "Backoff", "GiveUp", "Retry", "decide"]
 
@@ -47,7 +55,6 @@ class Backoff(Protocol):
 
     def delay(self, attempt: int, previous_delay: float | None = None) -> float:
         """Seconds to wait before retry ``attempt`` (1 = before the first retry)."""
-        ...
 
 
 class GiveUp(str, Enum):

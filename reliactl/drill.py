@@ -18,19 +18,20 @@ Messages sent by a drill say DRILL in their check name, so nobody mistakes them.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
 from reliactl.errors import ReliactlError
 from reliactl.hostname import hostname
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
+    from typing import Any
+
     from reliactl.config import Config
     from reliactl.state.base import StateStore
 
@@ -117,6 +118,8 @@ def _breaker_drill(rec: _Recorder, config: Config, store: StateStore, path: str 
 
 
 def _alert_drill(rec: _Recorder, config: Config, store: StateStore) -> None:
+    import asyncio  # the alerts drill alone: asyncio imports typing (issue 21, start-up)
+
     from reliactl.health.alerts import AlertManager
     from reliactl.health.model import HealthMetric, HealthReport, Status
     from reliactl.health.records import RecordStore

@@ -45,17 +45,24 @@ import time
 from _thread import allocate_lock
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from enum import Enum
-from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar, overload
 
 from reliactl import chaos as _chaos
 from reliactl import tracing as _tracing
 from reliactl.backoff import JITTERS, STRATEGIES, GiveUp
 from reliactl.backoff import decide as _decide_next
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
     import random
+    from typing import Any, NamedTuple, ParamSpec, TypeVar, overload
 
     from reliactl.config import RetryConfig
+
+    P = ParamSpec("P")
+    R = TypeVar("R")
+else:  # without typing (~3 ms of a `retry plan` start, issue 21); the overloads of retry()
+    # and retry_async() are the type checker's only
+    from reliactl._records import NamedTuple
 
 __all__ = [
     "DEFAULT_RETRYABLE",
@@ -81,9 +88,6 @@ __all__ = [
     "retrying_async",
     "strategy_from_config",
 ]
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 DEFAULT_RETRYABLE: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
 
@@ -1571,33 +1575,34 @@ class AsyncAttemptIterator:
 # --------------------------------------------------------------------------- the short forms
 
 
-@overload
-def retry(fn: Callable[P, R], /) -> Callable[P, R]: ...
+if TYPE_CHECKING:
 
+    @overload
+    def retry(fn: Callable[P, R], /) -> Callable[P, R]: ...
 
-@overload
-def retry(
-    fn: None = None,
-    /,
-    *,
-    strategy: BackoffStrategy | str | None = None,
-    max_retries: int | None = None,
-    base_delay: float | None = None,
-    max_delay: float | None = None,
-    multiplier: float | None = None,
-    jitter: str | None = None,
-    max_elapsed: float | _Unset | None = UNSET,
-    retry_on: RetryOn | None = None,
-    retry_on_result: Callable[[Any], bool] | None = None,
-    reraise: bool = False,
-    on_retry: OnRetry | None = None,
-    on_giveup: OnGiveup | None = None,
-    budget: RetryBudget | None = None,
-    sleep: Callable[[float], object] | None = None,
-    async_sleep: Callable[[float], Awaitable[object]] | None = None,
-    clock: Callable[[], float] | None = None,
-    rng: random.Random | None = None,
-) -> RetryPolicy: ...
+    @overload
+    def retry(
+        fn: None = None,
+        /,
+        *,
+        strategy: BackoffStrategy | str | None = None,
+        max_retries: int | None = None,
+        base_delay: float | None = None,
+        max_delay: float | None = None,
+        multiplier: float | None = None,
+        jitter: str | None = None,
+        max_elapsed: float | _Unset | None = UNSET,
+        retry_on: RetryOn | None = None,
+        retry_on_result: Callable[[Any], bool] | None = None,
+        reraise: bool = False,
+        on_retry: OnRetry | None = None,
+        on_giveup: OnGiveup | None = None,
+        budget: RetryBudget | None = None,
+        sleep: Callable[[float], object] | None = None,
+        async_sleep: Callable[[float], Awaitable[object]] | None = None,
+        clock: Callable[[], float] | None = None,
+        rng: random.Random | None = None,
+    ) -> RetryPolicy: ...
 
 
 def retry(
@@ -1667,32 +1672,33 @@ class AsyncRetryDecorator:
         return self.policy.wrap_async(fn)
 
 
-@overload
-def retry_async(fn: Callable[P, Awaitable[R]], /) -> Callable[P, Coroutine[Any, Any, R]]: ...
+if TYPE_CHECKING:
 
+    @overload
+    def retry_async(fn: Callable[P, Awaitable[R]], /) -> Callable[P, Coroutine[Any, Any, R]]: ...
 
-@overload
-def retry_async(
-    fn: None = None,
-    /,
-    *,
-    strategy: BackoffStrategy | str | None = None,
-    max_retries: int | None = None,
-    base_delay: float | None = None,
-    max_delay: float | None = None,
-    multiplier: float | None = None,
-    jitter: str | None = None,
-    max_elapsed: float | _Unset | None = UNSET,
-    retry_on: RetryOn | None = None,
-    retry_on_result: Callable[[Any], bool] | None = None,
-    reraise: bool = False,
-    on_retry: OnRetry | None = None,
-    on_giveup: OnGiveup | None = None,
-    budget: RetryBudget | None = None,
-    sleep: Callable[[float], Awaitable[object]] | None = None,
-    clock: Callable[[], float] | None = None,
-    rng: random.Random | None = None,
-) -> AsyncRetryDecorator: ...
+    @overload
+    def retry_async(
+        fn: None = None,
+        /,
+        *,
+        strategy: BackoffStrategy | str | None = None,
+        max_retries: int | None = None,
+        base_delay: float | None = None,
+        max_delay: float | None = None,
+        multiplier: float | None = None,
+        jitter: str | None = None,
+        max_elapsed: float | _Unset | None = UNSET,
+        retry_on: RetryOn | None = None,
+        retry_on_result: Callable[[Any], bool] | None = None,
+        reraise: bool = False,
+        on_retry: OnRetry | None = None,
+        on_giveup: OnGiveup | None = None,
+        budget: RetryBudget | None = None,
+        sleep: Callable[[float], Awaitable[object]] | None = None,
+        clock: Callable[[], float] | None = None,
+        rng: random.Random | None = None,
+    ) -> AsyncRetryDecorator: ...
 
 
 def retry_async(

@@ -760,3 +760,64 @@ def test_type_origin_and_args_agree_with_typing_and_need_it_only_for_its_objects
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_records_named_tuple_makes_the_class_typing_named_tuple_makes() -> None:
+    """``reliactl._records.NamedTuple`` (the run-time base of chaos', backoff's and retry's
+    NamedTuple classes, so that their commands' starts import no typing, issue 21) makes the
+    same class as ``typing.NamedTuple``: a plain namedtuple with the annotated fields, their
+    defaults, the body's docstring, methods and properties, the same repr, equality, hash,
+    ``_replace``/``_asdict``/``_make``, pickling, and the same refusals (a field without a
+    default after one with, a reserved attribute, another base)."""
+    import typing
+
+    made = {}
+    for base in (typing.NamedTuple, _records.NamedTuple):
+
+        class Row(base):  # type: ignore[misc,valid-type]
+            """A row."""
+
+            a: int
+            b: str = "x"
+            c: float | None = None
+
+            def both(self) -> str:
+                return f"{self.a}{self.b}"
+
+            @property
+            def double(self) -> int:
+                return self.a * 2
+
+        made[base] = Row
+    std, ours = made[typing.NamedTuple], made[_records.NamedTuple]
+    assert ours.__mro__[1:] == std.__mro__[1:] == (tuple, object)
+    assert type(ours) is type(std) is type
+    for attr in ("__doc__", "_fields", "_field_defaults", "__qualname__", "__module__"):
+        assert getattr(ours, attr) == getattr(std, attr), attr
+    assert list(ours.__annotations__) == list(std.__annotations__) == ["a", "b", "c"]
+    assert ours.__slots__ == std.__slots__ == ()
+    for cls in (std, ours):
+        row = cls(1)
+        assert repr(row) == "Row(a=1, b='x', c=None)"
+        assert row == (1, "x", None) and hash(row) == hash((1, "x", None))
+        assert row.both() == "1x" and row.double == 2
+        assert row._replace(a=3) == cls(3) and row._asdict() == {"a": 1, "b": "x", "c": None}
+        assert cls._make([2, "y", 0.5]) == cls(2, "y", 0.5)
+        with pytest.raises(TypeError):
+            cls()
+        with pytest.raises(TypeError):
+            cls(1, "x", None, "extra")
+    # pickling finds the class by name: pickle a module-level one
+    from reliactl.retry import PlanRow
+
+    plan_row = PlanRow(1, 0.5, 0.5, 0.4, 0.6, False)
+    assert pickle.loads(pickle.dumps(plan_row)) == plan_row
+    assert type(plan_row).__mro__[1:] == (tuple, object)
+    for base in (typing.NamedTuple, _records.NamedTuple):
+        with pytest.raises(TypeError, match="Non-default namedtuple field b"):
+            exec("class Bad(base):\n a: int = 1\n b: str", {"base": base, "__name__": "t"})
+        with pytest.raises(AttributeError, match="Cannot overwrite NamedTuple attribute _asdict"):
+            exec(
+                "class Bad(base):\n a: int\n def _asdict(self): pass",
+                {"base": base, "__name__": "t"},
+            )

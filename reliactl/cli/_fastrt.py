@@ -61,17 +61,22 @@ def usage(message: str) -> SystemExit:
 
 def typer_names(namespace: dict[str, Any], *names: str, **aliases: str) -> None:
     """Give a typer-free command module's (string) annotations the names Typer evaluates when
-    it registers the module's commands: ``typer`` and the shared options of
-    ``reliactl.cli.options`` (``names``, and ``alias=name`` for a module's own spelling).
+    it registers the module's commands: ``typer``, ``Annotated`` and ``Any`` (the module names
+    them for the type checker only, so its fast start imports no typing) and the shared
+    options of ``reliactl.cli.options`` (``names``, and ``alias=name`` for a module's own
+    spelling). The one owner of this injection: every command module calls it.
 
     Called by the module's registration function, which Typer's app alone runs: the fast
     dispatcher calls the command functions without ever evaluating their annotations.
     """
+    from typing import Annotated, Any  # Typer imports typing anyway; the fast path needs none
+
     import typer
 
     from reliactl.cli import options
 
     namespace.update({name: getattr(options, name) for name in names}, typer=typer)
+    namespace.update(Annotated=Annotated, Any=Any)
     namespace.update({alias: getattr(options, name) for alias, name in aliases.items()})
 
 

@@ -7,8 +7,6 @@ named in ``circuit_breaker.breakers`` of the configuration. An unknown NAME is a
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
-
 from reliactl.cli._fastrt import usage
 from reliactl.cli.context import app_context
 from reliactl.cli.exitcodes import ExitCode
@@ -23,7 +21,10 @@ from reliactl.cli.output import (
     with_times,
 )
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
+    from typing import Annotated, Any
+
     import typer
 
     from reliactl.breaker import BreakerSnapshot

@@ -8,14 +8,16 @@ progress bar is shown on a terminal.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Annotated, Any
 
 from reliactl.cli._fastrt import usage
 from reliactl.cli.context import app_context
 from reliactl.cli.exitcodes import ExitCode
 from reliactl.cli.output import emit_json, emit_text, error, info, is_tty, reports_errors, warn
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
+    from typing import Annotated, Any
+
     import typer
 
     from reliactl.cleanup import CleanupReport, CleanupTarget, LockSweepReport, RootReport

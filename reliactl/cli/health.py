@@ -33,16 +33,11 @@ def _typer_names() -> tuple[type, type]:
     The module itself imports no typer: the fast dispatcher (``reliactl.cli._fast``) calls
     ``health()`` directly, so ``health()`` ends with ``SystemExit`` rather than ``typer.Exit``.
     """
-    import typer
     from typer.core import TyperGroup
 
-    from reliactl.cli import options
+    from reliactl.cli import _fastrt, options
 
-    names = ("JsonOption", "hidden", "quiet_option")
-    from typing import Annotated, Any  # for Typer only: the fast path imports no typing
-
-    globals().update({name: getattr(options, name) for name in names}, typer=typer)
-    globals().update(Annotated=Annotated, Any=Any)
+    _fastrt.typer_names(globals(), "JsonOption", "hidden", "quiet_option")
 
     class HealthGroup(TyperGroup):
         """`health` (runs the checks) with subcommands (`health history`) whose parse errors

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import math
 import sys
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 from reliactl.cli import _fastrt
 from reliactl.cli.context import app_context
 from reliactl.cli.output import emit_json, emit_text, reports_errors, table
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
+    from typing import Annotated, Any, NoReturn
+
     import typer
 
     from reliactl.cli.options import (

@@ -297,11 +297,10 @@ def _typer_names() -> type:
     The module itself imports no typer: the fast dispatcher (``reliactl.cli._fast``) calls
     ``run()`` directly, so ``run()`` ends with ``SystemExit`` rather than ``typer.Exit``.
     """
-    import typer
+    from reliactl.cli import _fastrt, options
 
-    from reliactl.cli import options
-
-    names = (
+    _fastrt.typer_names(
+        globals(),
         "JsonOption",
         "base_delay_option",
         "hidden",
@@ -311,10 +310,6 @@ def _typer_names() -> type:
         "max_retries_option",
         "strategy_option",
     )
-    from typing import Annotated, Any  # for Typer only: the fast path imports no typing
-
-    globals().update({name: getattr(options, name) for name in names}, typer=typer)
-    globals().update(Annotated=Annotated, Any=Any)
 
     class RunCommand(options.UsageCommand):
         """`run`: usage errors exit 125, as timeout(1)."""

@@ -6,13 +6,14 @@ alert; the silence ends by itself. The core is ``reliactl.health.alertstate``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
-
 from reliactl.cli._fastrt import usage
 from reliactl.cli.exitcodes import ExitCode
 from reliactl.cli.output import reports_errors
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
+    from typing import Annotated, Any
+
     import typer
 
     from reliactl.cli.options import JsonOption

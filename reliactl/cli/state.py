@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
-
 from reliactl.cli.context import app_context
 from reliactl.cli.output import emit_json, emit_text, info, reports_errors
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
+    from typing import Annotated
+
     import typer
 
     from reliactl.cli.options import JsonOption

@@ -26,7 +26,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 from reliactl.errors import StateError, StateUnavailableError
 from reliactl.hostname import hostname
@@ -42,7 +41,10 @@ from reliactl.state.base import (
     Updater,
 )
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
+    from typing import Any
+
     from reliactl.state.redis import RedisStateStore
     from reliactl.state.sqlite import SQLiteStateStore
 

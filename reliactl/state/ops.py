@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
 from reliactl.state.base import RECORD_KINDS
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
+    from typing import Any
+
     from reliactl.config import Config
     from reliactl.state.fleet import SyncReport
     from reliactl.state.redis import RedisStateStore
