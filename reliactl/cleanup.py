@@ -57,13 +57,19 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import ModuleType
 
+# Literal at run time too: the public records' annotations name it and the aliases below
+# (typing.get_type_hints and pydantic resolve them). It costs the `cleanup` start ~3.6 ms
+# of typing; the review of issue 21's wave 6 found a module __getattr__ for the aliases
+# left Removal and StaleLock unresolvable.
+from typing import Literal
+
 from reliactl._procfs import unescape_mount
 from reliactl.errors import UnsafeRootError
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
+TYPE_CHECKING = False  # typing.TYPE_CHECKING (see reliactl/__init__)
 if TYPE_CHECKING:
     from dataclasses import dataclass
-    from typing import Any, Literal
+    from typing import Any
 
     from reliactl.config import CleanupRoot
     from reliactl.locks import LockHolder
@@ -71,26 +77,8 @@ if TYPE_CHECKING:
 else:  # frozen dataclasses without compiling code at import (issue 21, see _records)
     from reliactl._records import dataclass
 
-if TYPE_CHECKING:
-    AgeBy = Literal["newest", "mtime", "atime", "ctime"]
-    EntryKind = Literal["file", "symlink", "dir"]
-else:
-
-    def __getattr__(name: str) -> object:
-        """The public ``AgeBy`` (and ``EntryKind``), the ``Literal`` aliases of old, made on
-        first use: the module imports no typing (~3.6 ms of every `cleanup` start, issue
-        21); its own annotations name them as strings for the type checker only."""
-        if name in ("AgeBy", "EntryKind"):
-            from typing import Literal
-
-            alias = (
-                Literal["newest", "mtime", "atime", "ctime"]
-                if name == "AgeBy"
-                else Literal["file", "symlink", "dir"]
-            )
-            globals()[name] = alias
-            return alias
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+AgeBy = Literal["newest", "mtime", "atime", "ctime"]
+EntryKind = Literal["file", "symlink", "dir"]
 
 
 AGE_BY: tuple[AgeBy, ...] = ("newest", "mtime", "atime", "ctime")

@@ -228,7 +228,6 @@ CORE_MODULES = (
     "reliactl.ranges",
     "reliactl.locks",
     "reliactl.jobs",
-    "reliactl.runner",
     "reliactl.state.base",
     "reliactl.health.model",
     "reliactl.health.alertstate",
@@ -556,8 +555,23 @@ HINTS_NEED_LAZY_TYPES = {
 }
 
 
+PUBLIC_MODULES = (
+    "reliactl",
+    "reliactl.state",
+    "reliactl.health",
+    "reliactl.jobs",
+    "reliactl.cleanup",
+    "reliactl.breaker",
+    "reliactl.retry",
+    "reliactl.backoff",
+    "reliactl.chaos",
+    "reliactl.ratelimit",
+    "reliactl.http",
+)
+
+
 def test_public_records_resolve_with_get_type_hints_and_pydantic() -> None:
-    """Every record a library user gets from reliactl's public names resolves with
+    """Every record (or named tuple) a library user gets from reliactl's public names resolves with
     typing.get_type_hints, except those naming a lazily imported type (listed, and they
     never resolved); the run history and health records also build a pydantic schema. Taking
     ``typing`` off the start paths once left RunRecord, HealthMetric and CheckContext naming
@@ -571,13 +585,18 @@ def test_public_records_resolve_with_get_type_hints_and_pydantic() -> None:
     from reliactl.state import RunRecord
 
     public: dict[str, Any] = {}
-    for module_name in ("reliactl", "reliactl.state", "reliactl.health", "reliactl.jobs"):
+    for module_name in PUBLIC_MODULES:
         module = importlib.import_module(module_name)
         for name in module.__all__:
             obj = getattr(module, name)
-            if isinstance(obj, type) and _records.is_record(obj):
+            if isinstance(obj, type) and (_records.is_record(obj) or hasattr(obj, "_fields")):
                 public[f"{obj.__module__}.{obj.__qualname__}"] = obj
-    for name in ("reliactl.state.base.RunRecord", "reliactl.health.model.HealthMetric"):
+    for name in (
+        "reliactl.state.base.RunRecord",
+        "reliactl.health.model.HealthMetric",
+        "reliactl.cleanup.Removal",
+        "reliactl.retry.PlanRow",
+    ):
         assert name in public
     unresolved = set()
     for name, cls in public.items():
