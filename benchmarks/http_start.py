@@ -32,8 +32,8 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _common import PY, ServerProcess, print_header, print_spread_table, reliactl_cmd, sized
-from startup import _sample_wall_and_cpu
+from _common import PY, ServerProcess, reliactl_cmd, sized
+from startup import _print_wall_and_cpu, _sample_wall_and_cpu
 
 HTTPX_FLOOR = """
 import sys
@@ -87,14 +87,12 @@ def main() -> None:
         else:
             print("peer not measured: curl is not installed")
         wall, cpu = _sample_wall_and_cpu(commands, runs)
-    print_header(
+    _print_wall_and_cpu(
         f"http GET start-up, {runs} interleaved rounds"
-        " (goal: within 8x python -c pass on a loaded machine)"
+        " (goal: within 8x python -c pass on a loaded machine)",
+        wall,
+        cpu,
     )
-    print("wall:")
-    print_spread_table(wall, "python -c pass", label="command")
-    print("CPU (user + sys):")
-    print_spread_table(cpu, "python -c pass", label="command")
 
 
 if __name__ == "__main__":

@@ -195,6 +195,18 @@ def _sample_wall_and_cpu(
     return wall, cpu
 
 
+def _print_wall_and_cpu(
+    title: str, wall: dict[str, list[float]], cpu: dict[str, list[float]]
+) -> None:
+    """The header and the wall and CPU tables of a start-up table, each against
+    ``python -c pass``."""
+    print_header(title)
+    print("wall:")
+    print_spread_table(wall, "python -c pass", label="command")
+    print("CPU (user + sys):")
+    print_spread_table(cpu, "python -c pass", label="command")
+
+
 def config_file_rows(runs: int) -> None:
     base_dir = os.environ.get("STARTUP_BASE", "")
     with tempfile.TemporaryDirectory() as empty, tempfile.TemporaryDirectory() as home:
@@ -231,14 +243,12 @@ def config_file_rows(runs: int) -> None:
                         row_env.setdefault("XDG_CACHE_HOME", os.path.join(home, "base-cache"))
                     commands[f"{' '.join(argv)} ({variant}){tag}"] = (reliactl_cmd(*argv), row_env)
         wall, cpu = _sample_wall_and_cpu(commands, runs)
-    print_header(
+    _print_wall_and_cpu(
         f"run and health with a configuration file, {runs} interleaved rounds "
-        "(goal: within 5x python -c pass on a quiet machine)"
+        "(goal: within 5x python -c pass on a quiet machine)",
+        wall,
+        cpu,
     )
-    print("wall:")
-    print_spread_table(wall, "python -c pass", label="command")
-    print("CPU (user + sys):")
-    print_spread_table(cpu, "python -c pass", label="command")
 
 
 # ---- with a Redis state store (issue 21 item 4, wave 5: redisstart) --------------------------
@@ -297,14 +307,12 @@ def redis_rows(runs: int) -> None:
             wall, cpu = _sample_wall_and_cpu(commands, runs)
         finally:
             server.stop()
-    print_header(
+    _print_wall_and_cpu(
         f"commands with a Redis state store (redis-server in its own process), {runs} "
-        "interleaved rounds (goal: each within 8x python -c pass loaded; run, health 5x quiet)"
+        "interleaved rounds (goal: each within 8x python -c pass loaded; run, health 5x quiet)",
+        wall,
+        cpu,
     )
-    print("wall:")
-    print_spread_table(wall, "python -c pass", label="command")
-    print("CPU (user + sys):")
-    print_spread_table(cpu, "python -c pass", label="command")
 
 
 if __name__ == "__main__":

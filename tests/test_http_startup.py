@@ -44,6 +44,19 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
+def _python(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``python ARGS`` in a fresh interpreter with :func:`_env` (no RELIACTL_CONFIG, no CA
+    variables unless given): the finished process, its output as text."""
+    return subprocess.run(
+        [sys.executable, *args],
+        env=_env(tmp_path, **env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def test_a_plain_http_request_loads_no_ca_bundle_nor_trio_nor_httpx_cli(tmp_path: Path) -> None:
     """In a fresh interpreter, a ResilientClient GET of an http:// URL answers 200 without
     importing trio, anyio (httpcore imports both at import when installed: ~75 ms), httpx's
@@ -51,14 +64,7 @@ def test_a_plain_http_request_loads_no_ca_bundle_nor_trio_nor_httpx_cli(tmp_path
     context still verifies (CERT_REQUIRED, hostnames checked) but holds no CA until an https
     connection is made."""
     with FlakyServer() as server:
-        done = subprocess.run(
-            [sys.executable, "-c", _PLAIN_PROBE, server.url + "/"],
-            env=_env(tmp_path),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        done = _python(tmp_path, "-c", _PLAIN_PROBE, server.url + "/")
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout)
     assert seen["status"] == 200
@@ -188,14 +194,7 @@ def test_httpx_still_runs_under_trio_and_asyncio_once_reliactl_imported_it(
     async client under asyncio, and httpx.main is still callable (httpx's CLI, on demand)."""
     pytest.importorskip("trio")
     with FlakyServer() as server:
-        done = subprocess.run(
-            [sys.executable, "-c", _TRIO_PROBE, server.url + "/"],
-            env=_env(tmp_path),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        done = _python(tmp_path, "-c", _TRIO_PROBE, server.url + "/")
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["200", "200", "200", "_httpx_main"]
 
@@ -296,14 +295,7 @@ def test_the_cli_import_defers_what_a_plain_request_never_runs_until_used(
     on a selectors selector), a temporary directory is removed (shutil.rmtree); and each is
     then an ordinary module."""
     with FlakyServer() as server:
-        done = subprocess.run(
-            [sys.executable, "-c", _DEFERRED_PROBE, server.url + "/"],
-            env=_env(tmp_path),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        done = _python(tmp_path, "-c", _DEFERRED_PROBE, server.url + "/")
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout)
     names = ["certifi", "idna", "mimetypes", "email.parser", "email.header", "email.errors"]
@@ -349,14 +341,7 @@ def test_cli_http_get_https_with_certifi_refuses_a_ca_it_does_not_hold(tmp_path:
     CERTIFICATE_VERIFY_FAILED), not accepted nor crashed on."""
     ca, _ca_file = make_ca(tmp_path)
     with https_server(ca) as url:
-        done = subprocess.run(
-            [sys.executable, "-m", "reliactl", "http", "GET", url, "--max-retries", "0"],
-            env=_env(tmp_path),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        done = _python(tmp_path, "-m", "reliactl", "http", "GET", url, "--max-retries", "0")
     assert done.returncode == 7, done.stderr
     assert "CERTIFICATE_VERIFY_FAILED" in done.stderr
     assert "Traceback" not in done.stderr

@@ -256,16 +256,7 @@ def test_run_and_health_starts_import_neither_dataclasses_nor_inspect(
     if with_file:
         (tmp_path / "reliactl.yaml").write_text(TYPICAL_CONFIG.format(home=tmp_path))
         (tmp_path / "heartbeat").write_text("")
-    env = {
-        "HOME": str(tmp_path),
-        "XDG_STATE_HOME": str(tmp_path),
-        "XDG_CONFIG_HOME": str(tmp_path),
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "NO_COLOR": "1",
-        "RELIACTL_RUN__TIMEOUT": "30s",
-    }
-    if "PYTHONPATH" in os.environ:
-        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    env = {**cron_env(tmp_path), "RELIACTL_RUN__TIMEOUT": "30s"}
     for start in ("first", "second"):
         out, started = start_reliactl(argv, env=env, cwd=tmp_path)
         assert out.returncode in ((0,) if argv[0] == "run" else (0, 1, 2, 3)), out.stderr[-2000:]
