@@ -228,6 +228,7 @@ CORE_MODULES = (
     "reliactl.ranges",
     "reliactl.locks",
     "reliactl.jobs",
+    "reliactl.runner",
     "reliactl.state.base",
     "reliactl.health.model",
     "reliactl.health.alertstate",
