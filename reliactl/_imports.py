@@ -72,8 +72,10 @@ import_lock = threading.Lock()  # one trimmed import at a time (the finder is pe
 class ImportScope:
     """A meta path finder for one thread (the one importing the package), for one import:
     refuses the ``skip`` names (ModuleNotFoundError) and imports the ``defer`` names as
-    :class:`DeferredModule`. Use it as a context manager around that import: entering puts it
-    first on ``sys.meta_path``, leaving removes it and calls :meth:`finish`."""
+    :class:`DeferredModule`. A name already in ``sys.modules`` never reaches a finder, so it
+    is neither refused nor deferred. Use it as a context manager around that import:
+    entering puts it first on ``sys.meta_path``, leaving removes it and calls
+    :meth:`finish`."""
 
     def __init__(self, skip: Iterable[str] = (), defer: Iterable[str] = ()) -> None:
         self.skip = frozenset(skip)

@@ -879,10 +879,7 @@ def import_httpx(*, defer_unused: bool = False) -> Any:
         if module is not None:
             return module
         defer = _DEFERRED_FOR_CLI if defer_unused and _only_thread() else ()
-        with _ImportScope(
-            skip=(n for n in _SKIPPED_AT_IMPORT if n not in sys.modules),
-            defer=(n for n in defer if n not in sys.modules),
-        ) as finder:
+        with _ImportScope(skip=_SKIPPED_AT_IMPORT, defer=defer) as finder:
             import httpcore  # noqa: F401 - httpx imports it when a client is made: now, here
             import httpx
         sync = sys.modules.get("httpcore._synchronization")

@@ -53,10 +53,7 @@ def import_redis() -> Any:
         module = sys.modules.get("redis")
         if module is not None:
             return module
-        with ImportScope(
-            skip=(n for n in REFUSED if n not in sys.modules),
-            defer=(n for n in DEFERRED if n not in sys.modules) if only_thread() else (),
-        ) as finder:
+        with ImportScope(skip=REFUSED, defer=DEFERRED if only_thread() else ()) as finder:
             try:
                 import redis
             except ImportError as exc:
