@@ -308,8 +308,10 @@ def test_health_round_imports_no_codec_fnmatch_or_tracing(tmp_path: Path) -> Non
     out, started = start_reliactl(["health", "--json"], env=env, cwd=tmp_path)
     assert out.returncode in (0, 1, 2, 3), out.stderr[-2000:]
     modules = set(started)
-    assert "reliactl.health.alertstate" in modules
+    # no alert record in the store: the alert state is not even imported (sixth session; with
+    # a silence it is: tests/test_health_start_imports.py)
     assert not {"encodings.ascii", "fnmatch", "reliactl.tracing", "resource"} & modules
+    assert "reliactl.health.alertstate" not in modules
     checks = {c["name"]: c for c in json.loads(out.stdout)["checks"]}
     metric = checks["file_handles"]
     if os.path.exists("/proc/sys/fs/file-nr"):

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from reliactl.errors import HealthError
 from reliactl.health.model import Status
+from reliactl.health.records import ALERT_KIND
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ __all__ = [
     "silence_for",
 ]
 
-KIND: Final = "alert"
+KIND: Final = ALERT_KIND
 SILENCE = "silence:"
 PROBLEM = "problem:"
 NOTIFY = "notify:"
@@ -456,9 +457,13 @@ def check_notes(
     checks: Iterable[str],
     now: float,
     breakers: Mapping[str, str] | None = None,
+    *,
+    items: Mapping[str, Any] | None = None,
 ) -> dict[str, CheckNote]:
-    """The silence/acknowledgement/flapping notes of ``checks`` that have one (one read)."""
-    items = _items(records)
+    """The silence/acknowledgement/flapping notes of ``checks`` that have one (one read;
+    none with ``items``, the alert records the caller has read already)."""
+    if items is None:
+        items = _items(records)
     silences = _silences(items)
     notes: dict[str, CheckNote] = {}
     for check in checks:

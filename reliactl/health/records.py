@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 __all__ = ["Record", "RecordStore"]
 
 Record = dict[str, "Any"]  # the string: Any is the type checker's only (no typing at run time)
+# The kind of health.alertstate's records (silences, problems, what sinks were told). Named
+# here so a caller can see that there are none without importing alertstate (issue 21).
+ALERT_KIND = "alert"
 
 
 class RecordStore:
