@@ -187,10 +187,20 @@ def _backoff_from(retry: Any, config: Config | None) -> Backoff:
     max_retries = None if retry is None else int(retry)
     if max_retries is not None and max_retries < 0:
         raise ValueError(f"retries must be 0 or more, got {max_retries}")
-    from reliactl.retry import strategy_from_config
+    from reliactl._strategies import strategy_from_config  # not the retry engine's module
 
     config = config if config is not None else _config()
     return strategy_from_config(config.retry, max_retries=max_retries)
+
+
+def _backoff_sleep(seconds: float) -> None:
+    """The default sync sleep between retries: ``reliactl.retry.interruptible_sleep`` (a
+    signal ends it at once), imported at the first wait, so a request that needs no retry
+    (every `reliactl http` that succeeds) never imports the retry engine (~2-3 ms with
+    ``signal``'s enums, issue 21 item 4)."""
+    from reliactl.retry import interruptible_sleep
+
+    interruptible_sleep(seconds)
 
 
 def _config() -> Config:
@@ -1072,11 +1082,7 @@ class ResilientClient(_ClientBase):
                 },
             )
         )
-        if sleep is None:
-            from reliactl.retry import interruptible_sleep
-
-            sleep = interruptible_sleep
-        self._sleep = sleep
+        self._sleep = _backoff_sleep if sleep is None else sleep
         self._client: httpx.Client = hx.Client(
             base_url=base_url,
             timeout=_timeout(hx, timeout),

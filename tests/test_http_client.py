@@ -589,11 +589,32 @@ def test_openai_wrapper_exactly_as_the_seed_builds_it(
 
 
 def test_backoff_sleeps_by_default_end_at_a_signal() -> None:
-    """The default sync sleep is reliactl.retry's, which a signal ends at once."""
-    from reliactl.retry import interruptible_sleep
+    """The default sync sleep is reliactl.retry's interruptible sleep (imported at the first
+    wait since the sixth session of issue 21): a signal whose handler raises ends a 600 s
+    wait at once (the bound only detects a hang)."""
+    import os
+    import signal
+    import threading
+    import time
 
-    with ResilientClient("http://127.0.0.1:9") as c:
-        assert c._sleep is interruptible_sleep
+    class Stop(Exception):
+        pass
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Stop
+
+    old = signal.signal(signal.SIGUSR1, handler)
+    timer = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGUSR1))
+    try:
+        with ResilientClient("http://127.0.0.1:9") as c:
+            started = time.monotonic()
+            timer.start()
+            with pytest.raises(Stop):
+                c._sleep(600)
+            assert time.monotonic() - started < 60
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGUSR1, old)
 
 
 def test_public_names_are_exported_lazily() -> None:

@@ -456,3 +456,29 @@ def test_only_python_source_found_by_the_import_system_is_deferred() -> None:
     spec = deferring_spec("json.tool", json.__path__, None)
     assert spec is not None and isinstance(spec.loader.loader, SourceFileLoader)
     assert spec.origin.endswith("tool.py")
+
+
+def test_cli_http_get_imports_no_retry_engine_and_a_retried_get_still_retries(
+    tmp_path: Path,
+) -> None:
+    """A real `reliactl http GET` (issue 21 item 4, sixth session) builds its client's backoff
+    from reliactl._strategies and waits through a sleep that imports the retry engine at the
+    first wait, so a GET that succeeds at once imports neither `reliactl.retry` nor `signal`
+    (its enums): ~2-3 ms. A GET answered 503 first still retries (after the configured
+    backoff, through reliactl.retry's interruptible sleep, now imported) and prints the
+    second answer's body."""
+    from importtime import start_reliactl
+
+    env = {**_env(tmp_path), "RELIACTL_RETRY__BASE_DELAY": "0.01"}
+    with FlakyServer() as server:
+        done, modules = start_reliactl(["http", "GET", server.url + "/"], env=env, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert "reliactl._strategies" in modules and "httpx" in modules
+        assert not {"reliactl.retry", "signal"} & set(modules), modules
+        server.script("/again", 503, 200)
+        done, modules = start_reliactl(
+            ["http", "GET", server.url + "/again"], env=env, cwd=tmp_path
+        )
+        assert done.returncode == 0, done.stderr
+        assert "reliactl.retry" in modules
+        assert [r.path for r in server.requests if r.path == "/again"] == ["/again"] * 2
