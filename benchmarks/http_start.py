@@ -16,7 +16,7 @@ One GET of a local server (benchmarks/_httpproc.py, its own process) per row, wa
   second HTTP client built on the standard library for the CLI (not built).
 - `reliactl parts + stdlib GET`: what `http GET` would cost with such a second client: the
   same interpreter imports what the command imports of reliactl (the fast CLI, `cli.http`,
-  `reliactl.http`, `reliactl.retry`), loads the configuration, then GETs with http.client.
+  `reliactl.http`, `reliactl._strategies`), loads the configuration, then GETs with http.client.
 - `curl -s URL`: the peer.
 
 HTTP_START_BASE=DIR adds the `reliactl http GET URL` row for the reliactl package in DIR (e.g.
@@ -52,7 +52,7 @@ sys.stdout.buffer.write(connection.getresponse().read())
 connection.close()
 """
 RELIACTL_PARTS = """
-import reliactl.cli._fast, reliactl.cli.http, reliactl.http, reliactl.retry
+import reliactl.cli._fast, reliactl.cli.http, reliactl.http, reliactl._strategies
 from reliactl.config import get_reliability_config
 get_reliability_config()
 """

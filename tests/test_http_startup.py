@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from httpserver import FlakyServer, https_server
+from httpserver import FlakyServer, Reply, https_server
 from smtpserver import make_ca
 
 from reliactl.errors import HTTPError
@@ -482,3 +482,33 @@ def test_cli_http_get_imports_no_retry_engine_and_a_retried_get_still_retries(
         assert done.returncode == 0, done.stderr
         assert "reliactl.retry" in modules
         assert [r.path for r in server.requests if r.path == "/again"] == ["/again"] * 2
+
+
+WEBHOOK_PATTERNS_AT_EXIT = """
+import atexit, sys
+import reliactl.redact as redact
+size = redact._webhook_paths.cache_info
+atexit.register(lambda: print("compiled", size().currsize, file=sys.stderr))
+sys.argv = ["reliactl", *sys.argv[1:]]
+from reliactl.__main__ import main
+main()
+"""
+
+
+def test_cli_http_get_redacts_the_url_only_for_a_message(tmp_path: Path) -> None:
+    """`reliactl http GET` that succeeds never redacts its URL, so redact's webhook patterns
+    (~1 ms of compiling) are not compiled; when the body breaks off after the headers, the
+    message still names the URL with a webhook's token as ***."""
+    with FlakyServer() as server:
+        ok = _python(tmp_path, "-c", WEBHOOK_PATTERNS_AT_EXIT, "http", "GET", server.url + "/")
+        assert ok.returncode == 0, ok.stderr
+        assert "compiled 0" in ok.stderr
+        path = "/api/webhooks/1/tok3n"
+        server.script(path, Reply(body=b"y" * 300, trickle=0.2, trickle_headers=False))
+        broke = _python(
+            tmp_path, "-c", WEBHOOK_PATTERNS_AT_EXIT, "http", "GET", server.url + path,
+            "--timeout", "1s", "--max-retries", "0",
+        )  # fmt: skip
+    assert broke.returncode == 7, broke.stderr
+    assert "then the body broke off after" in broke.stderr
+    assert "/api/webhooks/1/***" in broke.stderr and "tok3n" not in broke.stderr
