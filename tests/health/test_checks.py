@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -11,6 +12,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -771,3 +773,46 @@ def test_a_context_another_thread_makes_during_the_aiohttp_import_verifies_as_us
         assert result["deferred"] >= 1 and result["restored"] and result["empty_before"], result
     assert results["trusted"]["outcome"] == 200
     assert results["untrusted"]["outcome"] == "SSLCertVerificationError"
+
+
+def test_process_tree_from_children_files_equals_the_scan_of_every_process(
+    tmp_path: Path,
+) -> None:
+    """_procfs.tree_pids reads a process's children from /proc/PID/task/TID/children (a few
+    reads, not one per process on the machine: issue 21 item 4); on a real tree (a child, its
+    own child, and a child started from another thread, listed under that thread) it finds
+    the same processes as the scan of every process's parent field, which stays the fallback
+    where the kernel has no children files (there both sides are the scan)."""
+    from reliactl import _procfs
+
+    marker = tmp_path / "grandchild.pid"
+    shell = subprocess.Popen(["sh", "-c", f"sleep 60 & echo $! > {marker}; wait"])
+    from_thread: list[subprocess.Popen[bytes]] = []
+    spawner = threading.Thread(target=lambda: from_thread.append(subprocess.Popen(["sleep", "60"])))
+    spawner.start()
+    spawner.join()
+    try:
+        deadline = time.monotonic() + 30
+        while not (marker.exists() and marker.read_text().strip()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        grandchild = int(marker.read_text())
+        by_files = _procfs.tree_pids(os.getpid())
+        scan = _procfs._children_by_scan()
+        assert by_files is not None and scan is not None
+        by_scan, todo = [], [os.getpid()]
+        while todo:
+            current = todo.pop()
+            by_scan.append(current)
+            todo.extend(scan(current))
+        assert by_files[0] == os.getpid()
+        assert {shell.pid, grandchild, from_thread[0].pid} <= set(by_files)
+        assert sorted(by_files) == sorted(by_scan)
+        rss, count = _procfs.tree_rss(os.getpid()) or (0, 0)
+        assert count >= 4 and rss > 0
+    finally:
+        for proc in (shell, *from_thread):
+            proc.kill()
+            proc.wait()
+        if marker.exists() and marker.read_text().strip():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(marker.read_text()), signal.SIGKILL)
