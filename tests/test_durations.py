@@ -89,3 +89,42 @@ def test_short_forms_round_a_tie_up_as_the_dashboard_does() -> None:
     assert format_seconds_short(0.125) == "0.13s"
     assert format_seconds_short(12.25) == "12.3s"
     assert format_seconds_short(90.5) == "1m31s"
+
+
+def _by_patterns(text: str) -> float | None:
+    """What the patterns make of ``text`` (parse_duration's general path), None if nothing."""
+    from reliactl import durations
+
+    if durations._pattern(durations._NUMBER).fullmatch(text):
+        return float(text)
+    try:
+        return durations._parse_compound(text, text)
+    except DurationError:
+        return None
+
+
+@given(st.text(alphabet="0123456789smhdwinecSMHDWE.+- _\u0665", max_size=7))
+def test_the_simple_duration_reader_agrees_with_the_patterns(text: str) -> None:
+    """_simple_duration (digits alone or with one unit, read without compiling the patterns:
+    issue 21 item 4) answers only where the patterns do, with the same seconds."""
+    from reliactl.durations import _simple_duration
+
+    simple = _simple_duration(text)
+    if simple is not None:
+        assert simple == _by_patterns(text), text
+
+
+@pytest.mark.parametrize("text", ["30", "30s", "15m", "2H", "1h", "500ms", "7d", "2w", "5min"])
+def test_common_durations_are_read_without_the_patterns(text: str) -> None:
+    """The forms a typical configuration file holds are read without compiling a pattern,
+    to the same seconds as the patterns (a fresh interpreter compiles none)."""
+    import subprocess
+    import sys
+
+    from reliactl.durations import _simple_duration
+
+    assert _simple_duration(text) == _by_patterns(text) is not None
+    code = f"import reliactl.durations as d; print(d.parse_duration({text!r}), len(d._COMPILED))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    seconds, compiled = out.stdout.split()
+    assert float(seconds) == _by_patterns(text) and compiled == "0"
