@@ -7,8 +7,8 @@ Accepted forms::
     rediss://[user:password@]host[:port][/db]        the same over TLS (state.tls_ca_file)
     unix:///path/redis.sock[?db=N]                   Redis over a Unix socket
 
-Parsing is pure (no I/O, no redis import) so ``config validate`` can check a URL on a machine
-without the ``redis`` extra, and ``run``/``health`` on SQLite never pay for redis-py.
+Parsing is pure (no I/O, no client import) so ``config validate`` checks a URL without
+connecting, and ``run``/``health`` on SQLite never load the Redis store.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from reliactl.redact import REDACTED
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
-INSTALL_HINT = "pip install 'reliactl[redis]'"
 
 
 @dataclass(frozen=True)
