@@ -3,7 +3,7 @@
 redis-py's own import cost ~60 ms of CPU on every start with a Redis state URL (its command
 mixins, cluster client, connection module with its cache and keyspace notifications, asyncio
 through its parsers), more than a whole ``run`` is allowed; this module needs only the
-standard library's ``socket`` (and ``ssl``/``hashlib`` when used). It speaks RESP2 to Redis 6+
+standard library's ``socket`` (and ``ssl`` for rediss://). It speaks RESP2 to Redis 6+
 (and Valkey) and is duck-typed to the part of redis-py's ``Redis`` API that
 ``state/redis.py``, ``state/redislease.py`` and ``state/fleet.py`` call, with redis-py's reply
 conversions for those commands (bytes replies, ``decode_responses`` off), so the store code is
@@ -39,7 +39,10 @@ import socket
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_LINE = 64 * 1024
 MAX_BULK = 512 * 1024 * 1024
@@ -746,15 +749,25 @@ class Redis(Commands):
         self.close()
 
 
+def _sha1_hex(data: bytes) -> str:
+    """SHA-1 (what EVALSHA names a script by) from CPython's built-in ``_sha1`` when it has
+    one: ``hashlib`` loads OpenSSL's ``_hashlib`` first (~3.5 ms of a Redis start)."""
+    try:
+        from _sha1 import sha1  # type: ignore[import-not-found]
+    except ImportError:  # an interpreter without it
+        import hashlib
+
+        return hashlib.sha1(data, usedforsecurity=False).hexdigest()
+    return str(sha1(data).hexdigest())
+
+
 class Script:
     """A Lua script run by EVALSHA, loaded (SCRIPT LOAD) when the server says NOSCRIPT."""
 
     def __init__(self, client: Redis, script: str) -> None:
-        import hashlib
-
         self.client = client
         self.script = script
-        self.sha = hashlib.sha1(script.encode("utf-8"), usedforsecurity=False).hexdigest()
+        self.sha = _sha1_hex(script.encode("utf-8"))
 
     def __call__(self, keys: Sequence[Any] = (), args: Sequence[Any] = ()) -> Any:
         try:

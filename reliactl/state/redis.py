@@ -30,11 +30,8 @@ only the last run's result is stored (the protocol says so).
 from __future__ import annotations
 
 import json
-import logging
-import random
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
 
 from reliactl.errors import StateAuthError, StateError, StateUnavailableError
 from reliactl.hostname import hostname
@@ -53,7 +50,9 @@ from reliactl.state.base import (
 )
 from reliactl.state.url import StateURL, redact_url
 
-log = logging.getLogger("reliactl.state")
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 CONTENTION_DEADLINE_S = 10.0  # an update that keeps losing races gives up after this
 PAGE = 500
@@ -169,6 +168,13 @@ def _unescape(text: str) -> str:
 
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
+
+
+def _random() -> Any:
+    """The ``random`` module, imported at first use (a start that loses no race never does)."""
+    import random
+
+    return random
 
 
 def _errors() -> tuple[type[BaseException], ...]:
@@ -326,7 +332,8 @@ class RedisStateStore:
                                 f" by other clients too often ({attempt} lost races in"
                                 f" {CONTENTION_DEADLINE_S:g}s)"
                             ) from None
-                        time.sleep(random.uniform(0, min(0.02, 0.0005 * 2 ** min(attempt, 10))))
+                        pause = min(0.02, 0.0005 * 2 ** min(attempt, 10))
+                        time.sleep(_random().uniform(0, pause))
 
         result: Record | None = self._call(op)
         return result
@@ -624,7 +631,7 @@ class RedisStateStore:
         cutoff = ((now - raw_retention) // bucket) * bucket
         oldest = now - aggregate_retention
         lock = f"{self._health}:compacting"
-        token = f"{hostname()}:{random.random()}"
+        token = f"{hostname()}:{_random().random()}"
 
         def op() -> int:
             if not self.client.set(lock, token, nx=True, px=30_000):
@@ -864,7 +871,9 @@ def _decode_record(raw: Any) -> Record | None:
     try:
         value = json.loads(raw)
     except (ValueError, TypeError):
-        log.warning("state store: an unreadable record was ignored")
+        import logging  # only when there is something to say (a start never loads it)
+
+        logging.getLogger("reliactl.state").warning("state store: an unreadable record was ignored")
         return None
     data = value.get("d") if isinstance(value, dict) else None
     return data if isinstance(data, dict) else None

@@ -13,10 +13,15 @@ connecting, and ``run``/``health`` on SQLite never load the Redis store.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from reliactl.redact import REDACTED
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
+if TYPE_CHECKING:
+    from dataclasses import dataclass
+else:  # without the dataclasses module (~10 ms of every Redis start, issue 21; see _records)
+    from reliactl._records import dataclass
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 
