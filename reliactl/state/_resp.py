@@ -302,6 +302,10 @@ class Connection:
             raise self._fail(
                 ConnectionError(f"Error while writing to socket: {_oserror(exc)}")
             ) from None
+        except BaseException:
+            self.broken = True  # e.g. KeyboardInterrupt mid-write: half a command was sent
+            self.close()
+            raise
 
     def _left(self, deadline: float | None) -> float | None:
         if deadline is None:
@@ -347,6 +351,8 @@ class Connection:
     def _line(self) -> bytes:
         while True:
             end = self._buf.find(b"\r\n", self._pos)
+            if end - self._pos > MAX_LINE:
+                raise ConnectionError("Protocol error: a reply line longer than 64 KiB")
             if end >= 0:
                 line = bytes(self._buf[self._pos : end])
                 self._pos = end + 2
@@ -400,10 +406,11 @@ class Connection:
         import select
 
         try:
-            ready, _w, _x = select.select([self.sock], [], [], 0)
+            poller = select.poll()  # not select(): a descriptor above 1023 is fine
+            poller.register(self.sock, select.POLLIN | select.POLLPRI)
+            return bool(poller.poll(0))
         except (OSError, ValueError):
             return True
-        return bool(ready)
 
     def close(self) -> None:
         try:
