@@ -254,7 +254,8 @@ def config_file_rows(runs: int) -> None:
 # ---- with a Redis state store (issue 21 item 4, wave 5: redisstart) --------------------------
 #
 # A fleet's cron lines run with `state.url: redis://...`: every `run` with a breaker, cooldown
-# or fleet lock, every `health`, `doctor` and `state` command then imports redis-py.
+# or fleet lock, every `health`, `doctor` and `state` command then opens the Redis store (on its
+# own RESP client since wave 6, `resp`: no redis-py; a base tree before it imports redis-py).
 # STARTUP_PART=redis starts its own redis-server (tests/state/redishelpers.py: a free loopback
 # port, no persistence) and times, interleaved with `python -c pass`: `state migrate --to` it
 # (an empty local store), `state sync`, `doctor`, `run --lock` (host and fleet scope) and

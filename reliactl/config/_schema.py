@@ -753,7 +753,7 @@ class StateConfig:
     url: str = _opt(
         "",
         doc="empty (SQLite at state.path), a path, sqlite:///path, redis://[user:pw@]host:port/db,"
-        " rediss:// (TLS) or unix:///path.sock; Redis needs pip install 'reliactl[redis]'",
+        " rediss:// (TLS) or unix:///path.sock (Redis 6+ or Valkey; no extra to install)",
         kind="state_url",
     )
     password: str = _opt(

@@ -539,32 +539,23 @@ _NAMESPACE = r"[A-Za-z0-9_.:\-]{1,64}"  # compiled at first use (re caches it)
 
 
 def _state_problems(s: StateConfig, origins: _Origins) -> list[ConfigProblem]:
-    """state.url must parse; a Redis one needs redis-py (found, never imported, here)."""
+    """state.url must parse (a Redis one needs nothing installed: reliactl has its own client)."""
     if not s.url:
         return []  # the default: SQLite at state.path (and no import on the startup path)
-    from reliactl.state.url import INSTALL_HINT, StateURLError, parse_state_url
+    from reliactl.state.url import StateURLError, parse_state_url
 
     problems: list[ConfigProblem] = []
     try:
         parsed = parse_state_url(s.url, s.path)
     except StateURLError as exc:
         return [origins.problem(("state", "url"), str(exc))]
-    if parsed.backend == "redis":
-        import importlib.util
-
-        if importlib.util.find_spec("redis") is None:
-            problems.append(
-                origins.problem(
-                    ("state", "url"), f"a Redis URL needs the redis extra: {INSTALL_HINT}"
-                )
+    if parsed.backend == "redis" and not re.fullmatch(_NAMESPACE, s.namespace):
+        problems.append(
+            origins.problem(
+                ("state", "namespace"),
+                f"expected 1-64 letters, digits, _ . : or -, got {s.namespace!r}",
             )
-        if not re.fullmatch(_NAMESPACE, s.namespace):
-            problems.append(
-                origins.problem(
-                    ("state", "namespace"),
-                    f"expected 1-64 letters, digits, _ . : or -, got {s.namespace!r}",
-                )
-            )
+        )
     return problems
 
 

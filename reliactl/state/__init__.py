@@ -45,8 +45,8 @@ def open_state(
     """Open the store configured by ``state`` (defaults to the process-wide configuration).
 
     ``state.url`` picks the backend: empty, a path or sqlite:///path is SQLite; redis://,
-    rediss:// and unix:// are Redis (redis-py is imported only then). A Redis URL without
-    redis-py installed is a ConfigError naming the pip command.
+    rediss:// and unix:// are Redis (``state/redis.py`` and its RESP client are imported only
+    then; nothing beyond the standard library is needed).
     """
     if config is None:
         from reliactl._configsource import process_config
@@ -130,8 +130,8 @@ def _ship_queued(
 def open_leases(config: Config | None = None) -> LeaseService:
     """The fleet's leases (the lock protocol beside StateStore) in the configured shared store.
 
-    A ConfigError when ``state.url`` is not a shared backend (fleet locks need Redis), or names
-    Redis without redis-py installed; StateError (StateUnavailableError when it is down or does
+    A ConfigError when ``state.url`` is not a shared backend (fleet locks need Redis);
+    StateError (StateUnavailableError when it is down or does
     not answer within the timeouts) when it cannot be reached.
     """
     if config is None:
@@ -184,14 +184,8 @@ def _parsed(
 
 
 def _open_redis(config: Config, url: StateURL) -> RedisStateStore:
-    from reliactl.errors import ConfigError, ConfigProblem
-    from reliactl.state.url import INSTALL_HINT
+    from reliactl.state.redis import open_redis_store
 
-    try:
-        from reliactl.state.redis import open_redis_store
-    except ImportError:
-        message = f"a Redis URL needs the redis extra: {INSTALL_HINT}"
-        raise ConfigError([ConfigProblem("configuration", None, "state.url", message)]) from None
     s = config.state
     return open_redis_store(
         url,

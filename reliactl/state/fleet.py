@@ -25,7 +25,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from reliactl.errors import StateError, StateUnavailableError
 from reliactl.hostname import hostname
@@ -43,10 +42,13 @@ from reliactl.state.base import (
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
+    from dataclasses import dataclass
     from typing import Any
 
     from reliactl.state.redis import RedisStateStore
     from reliactl.state.sqlite import SQLiteStateStore
+else:  # without the dataclasses module (issue 21; see _records)
+    from reliactl._records import dataclass
 
 MODES = ("local", "open", "closed")
 SHIP_AT_OPEN = 200  # items shipped by a command's start; `state sync` ships everything

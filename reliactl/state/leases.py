@@ -14,8 +14,14 @@ backend: ``reliactl.locks`` turns a Lease into the lock ``run`` holds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
+if TYPE_CHECKING:
+    from dataclasses import dataclass
+    from typing import Protocol
+else:  # without dataclasses and typing on a fleet lock's start (issue 21; see _records)
+    from reliactl._records import dataclass
+
+    Protocol = object  # the type checker reads the protocols below as typing.Protocol
 
 
 @dataclass(frozen=True)
@@ -32,23 +38,19 @@ class Lease(Protocol):
     @property
     def name(self) -> str:
         """The lock name."""
-        ...
 
     @property
     def fencing_token(self) -> int:
         """Strictly increasing per lock name across every holder (and backend restarts)."""
-        ...
 
     def renew(self, seconds: float) -> bool:
         """Extend the lease to ``seconds`` from now if it is still ours: True; False when it
         is gone (expired, deleted) or another owner's. Raises StateError when the backend
         cannot answer (within its timeouts)."""
-        ...
 
     def release(self) -> bool:
         """Delete the lease if it is still ours (compare-and-delete): True if deleted.
         Raises StateError when the backend cannot answer."""
-        ...
 
 
 class LeaseService(Protocol):
@@ -57,19 +59,15 @@ class LeaseService(Protocol):
     @property
     def location(self) -> str:
         """Where the leases live (a URL without password)."""
-        ...
 
     @property
     def call_bound(self) -> float:
         """The longest one call may take before it fails (connect + reply timeouts)."""
-        ...
 
     def acquire(self, name: str, owner: str, seconds: float) -> Lease | LeaseBusy:
         """Take the lease ``name`` for ``seconds`` with the owner value ``owner`` (unique per
         holder: it carries a random token) if nobody holds it; else say who does. Raises
         StateError when the backend cannot answer (within its timeouts)."""
-        ...
 
     def close(self) -> None:
         """Release the connection."""
-        ...

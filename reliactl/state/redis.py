@@ -1,9 +1,11 @@
 """The shared state store on Redis (or Valkey): one store for a fleet of hosts.
 
-Imported only when ``state.url`` is a Redis URL (``open_state`` decides), so SQLite users
-never load redis-py. Every command has a connect and a reply timeout and no client-side
-retries: a down, hung or partitioned Redis fails a store call within a stated bound
-(``connect_timeout + operation_timeout`` per command) with one clear StateError, never hangs.
+Imported only when ``state.url`` is a Redis URL (``open_state`` decides). It talks to Redis
+through ``state/_resp.py``, a small RESP2 client of our own (redis-py's import alone cost
+more than a whole ``run`` may; DESIGN section 6). Every command has a connect and a reply
+timeout and no client-side retries: a down, hung or partitioned Redis fails a store call
+within a stated bound (``connect_timeout + operation_timeout`` per command) with one clear
+StateError, never hangs.
 
 Keys (``NS`` = ``state.namespace``; braces are Redis Cluster hash tags)::
 
@@ -28,14 +30,12 @@ only the last run's result is stored (the protocol says so).
 from __future__ import annotations
 
 import json
-import logging
-import random
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
 
 from reliactl.errors import StateAuthError, StateError, StateUnavailableError
 from reliactl.hostname import hostname
+from reliactl.state import _resp
 from reliactl.state.base import (
     RECORD_KINDS,
     BreakerEvent,
@@ -48,19 +48,11 @@ from reliactl.state.base import (
     RunRecord,
     Updater,
 )
-from reliactl.state.redisimport import driver_info, import_redis
 from reliactl.state.url import StateURL, redact_url
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
-    import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-else:  # without redis.asyncio, the OpenTelemetry metrics SDK, ... until used (issue 21)
-    redis = import_redis()
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-
-log = logging.getLogger("reliactl.state")
+    from typing import Any, NoReturn
 
 CONTENTION_DEADLINE_S = 10.0  # an update that keeps losing races gives up after this
 PAGE = 500
@@ -178,16 +170,41 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+def _random() -> Any:
+    """The ``random`` module, imported at first use (a start that loses no race never does)."""
+    import random
+
+    return random
+
+
+def _errors() -> tuple[type[BaseException], ...]:
+    """The client errors ``_call`` translates: ours, and redis-py's when a process (the
+    differential tests, an application passing its own client) imported it; never imports it."""
+    import sys
+
+    theirs = sys.modules.get("redis.exceptions")
+    base = getattr(theirs, "RedisError", None)
+    if isinstance(base, type) and issubclass(base, BaseException):
+        return (_resp.RedisError, base)
+    return (_resp.RedisError,)
+
+
+def _is(exc: BaseException, name: str) -> bool:
+    """Whether ``exc`` is a client error of that name (ours and redis-py's share names and
+    hierarchy: AuthenticationError is a ConnectionError, ReadOnlyError a ResponseError)."""
+    return any(cls.__name__ == name for cls in type(exc).__mro__)
+
+
 class RedisStateStore:
     """A StateStore on one Redis database. Open with :func:`open_redis_store`."""
 
-    # Safe for several threads at once: redis-py's client takes a pooled connection per
-    # command or pipeline (WATCH/MULTI/EXEC holds its own), and the store keeps no other state.
+    # Safe for several threads at once: the client takes a pooled connection per command or
+    # pipeline (WATCH/MULTI/EXEC holds its own), and the store keeps no other state.
     thread_safe = True
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: _resp.Redis,
         url: StateURL,
         *,
         namespace: str = "reliactl",
@@ -197,8 +214,8 @@ class RedisStateStore:
         clock: Callable[[], float] = time.time,
         secrets: tuple[str, ...] = (),
     ) -> None:
-        # redis-py's annotations are unions of its sync and async returns (and Optional where
-        # a reply never is None): typed as Any here, and every reply is checked as it is read.
+        # Our RESP client (``_resp.Redis``), or redis-py's ``Redis`` in the differential tests:
+        # typed as Any here, and every reply is checked as it is read.
         self.client: Any = client
         self.url = url
         self.namespace = namespace
@@ -227,37 +244,37 @@ class RedisStateStore:
 
     # ---- errors: one line, no password, the right class
 
-    def _fail(self, exc: redis.RedisError) -> NoReturn:
+    def _fail(self, exc: BaseException) -> NoReturn:
         where = f"state store {self.location}"
         text = redact_url(_one_line(str(exc)), self._secrets) or type(exc).__name__
         lowered = text.lower()
-        if isinstance(exc, redis.AuthenticationError) or any(
+        if _is(exc, "AuthenticationError") or any(
             word in lowered for word in ("wrongpass", "noauth", "invalid password", "invalid user")
         ):
             raise StateAuthError(
                 f"{where}: authentication failed ({text}); check state.password,"
                 " RELIACTL_STATE__PASSWORD or state.password_file"
             ) from None
-        if isinstance(exc, redis.TimeoutError):
+        if _is(exc, "TimeoutError"):
             raise StateUnavailableError(
                 f"{where}: Redis did not answer within {self.connect_timeout:g}s to connect /"
                 f" {self.operation_timeout:g}s to reply (down, hung or partitioned?): {text}"
             ) from None
-        if isinstance(exc, redis.ConnectionError):
+        if _is(exc, "ConnectionError"):
             raise StateUnavailableError(f"{where}: cannot reach Redis: {text}") from None
         if lowered.startswith("oom") or "maxmemory" in lowered:
             raise StateError(
                 f"{where}: Redis is full and refuses writes (maxmemory reached with a"
                 f" noeviction policy): {text}"
             ) from None
-        if isinstance(exc, redis.ReadOnlyError) or lowered.startswith("readonly"):
+        if _is(exc, "ReadOnlyError") or lowered.startswith("readonly"):
             raise StateError(f"{where}: Redis is a read-only replica: {text}") from None
         raise StateError(f"{where}: {text}") from None
 
     def _call(self, op: Callable[[], Any]) -> Any:
         try:
             return op()
-        except redis.RedisError as exc:
+        except _errors() as exc:
             self._fail(exc)
 
     def ping(self) -> float:
@@ -305,7 +322,9 @@ class RedisStateStore:
                             pipe.set(rkey, self._encode(new))
                         pipe.execute()
                         return new
-                    except redis.WatchError:
+                    except _errors() as exc:
+                        if not _is(exc, "WatchError"):
+                            raise
                         attempt += 1
                         if time.monotonic() > deadline:
                             raise StateError(
@@ -313,7 +332,8 @@ class RedisStateStore:
                                 f" by other clients too often ({attempt} lost races in"
                                 f" {CONTENTION_DEADLINE_S:g}s)"
                             ) from None
-                        time.sleep(random.uniform(0, min(0.02, 0.0005 * 2 ** min(attempt, 10))))
+                        pause = min(0.02, 0.0005 * 2 ** min(attempt, 10))
+                        time.sleep(_random().uniform(0, pause))
 
         result: Record | None = self._call(op)
         return result
@@ -490,8 +510,10 @@ class RedisStateStore:
             try:
                 reply = self.client.config_get("save")
                 save = str(reply.get("save", "")) if isinstance(reply, dict) else None
-            except redis.ResponseError:  # CONFIG renamed or forbidden by an ACL
-                save = None
+            except _errors() as exc:
+                if not _is(exc, "ResponseError"):
+                    raise
+                save = None  # CONFIG renamed or forbidden by an ACL
             return {
                 "version": str(server.get("redis_version", "?")),
                 "mode": str(server.get("redis_mode", "standalone")),
@@ -609,7 +631,7 @@ class RedisStateStore:
         cutoff = ((now - raw_retention) // bucket) * bucket
         oldest = now - aggregate_retention
         lock = f"{self._health}:compacting"
-        token = f"{hostname()}:{random.random()}"
+        token = f"{hostname()}:{_random().random()}"
 
         def op() -> int:
             if not self.client.set(lock, token, nx=True, px=30_000):
@@ -754,7 +776,7 @@ class RedisStateStore:
     def close(self) -> None:
         try:
             self.client.close()
-        except redis.RedisError:
+        except _errors():
             pass
 
     def __enter__(self) -> RedisStateStore:
@@ -781,27 +803,24 @@ def open_redis_store(
 ) -> RedisStateStore:
     """Connect (one PING, within the timeouts) and return the store; StateError otherwise."""
     secret = url.password or password or _read_password(password_file)
-    kwargs: dict[str, Any] = {
+    settings: dict[str, Any] = {
         "db": url.db,
         "username": url.username,
         "password": secret or None,
         "socket_connect_timeout": connect_timeout,
         "socket_timeout": operation_timeout,
-        "retry": Retry(NoBackoff(), 0),
-        "health_check_interval": 0,
         "client_name": f"reliactl@{hostname()}"[:100].replace(" ", "_"),
-        **driver_info(redis),
     }
     if url.scheme == "unix":
-        kwargs["unix_socket_path"] = url.path
+        settings["unix_socket_path"] = url.path
     else:
-        kwargs["host"] = url.host
-        kwargs["port"] = url.port
+        settings["host"] = url.host
+        settings["port"] = url.port
         if url.tls:
-            kwargs["ssl"] = True
+            settings["ssl"] = True
             if tls_ca_file:
-                kwargs["ssl_ca_certs"] = tls_ca_file
-    client = redis.Redis(**kwargs)
+                settings["ssl_ca_certs"] = tls_ca_file
+    client = make_client(**settings)
     store = RedisStateStore(
         client,
         url,
@@ -818,6 +837,12 @@ def open_redis_store(
         store.close()
         raise
     return store
+
+
+def make_client(**settings: Any) -> Any:
+    """The Redis client for these settings (redis-py's keyword names). The differential
+    tests replace it with one that builds redis-py's ``Redis`` from the same settings."""
+    return _resp.Redis(**settings)
 
 
 def _read_password(path: str) -> str:
@@ -846,7 +871,9 @@ def _decode_record(raw: Any) -> Record | None:
     try:
         value = json.loads(raw)
     except (ValueError, TypeError):
-        log.warning("state store: an unreadable record was ignored")
+        import logging  # only when there is something to say (a start never loads it)
+
+        logging.getLogger("reliactl.state").warning("state store: an unreadable record was ignored")
         return None
     data = value.get("d") if isinstance(value, dict) else None
     return data if isinstance(data, dict) else None

@@ -20,10 +20,12 @@ Every operation is one Lua script (atomic on the server, one round trip):
 
 from __future__ import annotations
 
-from typing import Any
-
 from reliactl.state.leases import LeaseBusy
 from reliactl.state.redis import RedisStateStore
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
+if TYPE_CHECKING:
+    from typing import Any
 
 _ACQUIRE = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then

@@ -7,19 +7,23 @@ Accepted forms::
     rediss://[user:password@]host[:port][/db]        the same over TLS (state.tls_ca_file)
     unix:///path/redis.sock[?db=N]                   Redis over a Unix socket
 
-Parsing is pure (no I/O, no redis import) so ``config validate`` can check a URL on a machine
-without the ``redis`` extra, and ``run``/``health`` on SQLite never pay for redis-py.
+Parsing is pure (no I/O, no client import) so ``config validate`` checks a URL without
+connecting, and ``run``/``health`` on SQLite never load the Redis store.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from reliactl.redact import REDACTED
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
+if TYPE_CHECKING:
+    from dataclasses import dataclass
+else:  # without the dataclasses module (~10 ms of every Redis start, issue 21; see _records)
+    from reliactl._records import dataclass
+
 REDIS_SCHEMES = ("redis", "rediss", "unix")
-INSTALL_HINT = "pip install 'reliactl[redis]'"
 
 
 @dataclass(frozen=True)

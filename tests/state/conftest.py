@@ -1,4 +1,12 @@
-"""Fixtures of the state tests: a real redis-server, and one store fixture per backend."""
+"""Fixtures of the state tests: a real redis-server, and one store fixture per backend.
+
+The differential tests (issue 21 item 4): the store talks to Redis through our own RESP
+client (``reliactl/state/_resp.py``); every store-level test that opens a Redis store runs
+twice, once on our client and once on redis-py's ``Redis`` built from the same settings
+(``redishelpers.oracle_client``), so both must give the store the same answers. Tests that
+take ``make_store`` get a third backend, "redis-py"; other in-process tests take the
+``redis_client`` fixture. CLI end-to-end tests run once (on our client, in the subprocess).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from redishelpers import REDIS_SERVER, RedisServer
+from redishelpers import REDIS_SERVER, RedisServer, oracle_client
 
 _namespaces = itertools.count(1)
 
@@ -47,17 +55,43 @@ def namespace() -> str:
     return f"t{next(_namespaces)}"
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``backend``: sqlite and redis; also redis-py (the oracle) for store-level tests."""
+    explicit = any(
+        "backend" in mark.args[0] for mark in metafunc.definition.iter_markers("parametrize")
+    )
+    if "backend" in metafunc.fixturenames and not explicit:
+        names = ["sqlite", "redis"]
+        if "make_store" in metafunc.fixturenames:
+            names.append("redis-py")
+        metafunc.parametrize("backend", names, indirect=True)
+
+
+@pytest.fixture
 def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(params=["resp", "redis-py"])
+def redis_client(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test on our RESP client, then on redis-py with the same settings (the oracle)."""
+    if request.param == "redis-py":
+        monkeypatch.setattr("reliactl.state.redis.make_client", oracle_client)
     return str(request.param)
 
 
 @pytest.fixture
 def make_store(
-    backend: str, request: pytest.FixtureRequest, tmp_path: Path, namespace: str
+    backend: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    namespace: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Callable[..., Any]]:
     """Open a store of the parametrised backend (same data each call); closed afterwards."""
     opened: list[Any] = []
+    if backend == "redis-py":
+        monkeypatch.setattr("reliactl.state.redis.make_client", oracle_client)
 
     def make(max_rows: int = 10_000) -> Any:
         if backend == "sqlite":

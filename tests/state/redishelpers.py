@@ -19,6 +19,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def oracle_client(**settings: object) -> object:
+    """redis-py's client for the store's settings (the differential tests' oracle): what the
+    store built before it had its own client, no retries and no health checks."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return redis.Redis(**settings, retry=Retry(NoBackoff(), 0), health_check_interval=0)  # type: ignore[arg-type]
+
+
 class RedisServer:
     """One redis-server process; ``url`` points at it. Stopped (and reaped) by ``stop``."""
 

@@ -97,6 +97,7 @@ def _tokens(tmp_path: Path) -> list[int]:
 # --------------------------------------------------------------------------- the protocol
 
 
+@pytest.mark.usefixtures("redis_client")
 def test_release_is_compare_and_delete_never_another_owners_key(
     redis_server: RedisServer, namespace: str
 ) -> None:
@@ -118,6 +119,7 @@ def test_release_is_compare_and_delete_never_another_owners_key(
         service.close()
 
 
+@pytest.mark.usefixtures("redis_client")
 def test_keys_of_one_lock_share_a_cluster_hash_tag(
     redis_server: RedisServer, namespace: str
 ) -> None:
@@ -136,6 +138,7 @@ def test_keys_of_one_lock_share_a_cluster_hash_tag(
         service.close()
 
 
+@pytest.mark.usefixtures("redis_client")
 def test_fencing_tokens_increase_also_after_a_restart_that_lost_the_data(
     own_redis: Callable[..., RedisServer], namespace: str
 ) -> None:
@@ -164,6 +167,7 @@ def test_fencing_tokens_increase_also_after_a_restart_that_lost_the_data(
     assert all(a < b for a, b in itertools.pairwise(seen)), seen
 
 
+@pytest.mark.usefixtures("redis_client")
 def test_busy_fleet_lock_names_its_holder(redis_server: RedisServer, namespace: str) -> None:
     """A second acquirer is refused with the holder's host, pid, start and command."""
     held = locks.acquire_fleet(
@@ -188,6 +192,7 @@ def test_busy_fleet_lock_names_its_holder(redis_server: RedisServer, namespace: 
     again.release()
 
 
+@pytest.mark.usefixtures("redis_client")
 def test_renewal_keeps_the_lease_and_says_when_it_is_lost(
     redis_server: RedisServer, namespace: str
 ) -> None:
@@ -209,6 +214,7 @@ def test_renewal_keeps_the_lease_and_says_when_it_is_lost(
     assert client.get(key) == b'{"token": "someone else"}'  # not ours: never deleted
 
 
+@pytest.mark.usefixtures("redis_client")
 def test_unreachable_store_is_waited_for_within_lock_wait_only(
     redis_server: RedisServer, namespace: str
 ) -> None:

@@ -103,29 +103,6 @@ def test_bad_state_url_is_a_config_error(tmp_path: Path) -> None:
 
 ERROR_MODE = {"RELIACTL_STATE__ON_UNAVAILABLE": "error"}
 
-WITHOUT_REDIS = (
-    "import sys; sys.modules['redis'] = None; sys.argv[0] = 'reliactl';"
-    " from reliactl.__main__ import main; main()"
-)
-
-
-@pytest.mark.parametrize("command", [["breaker", "list"], ["run", "--", "true"], ["health"]])
-def test_redis_url_without_the_extra_names_the_pip_command(command: list[str]) -> None:
-    """Without redis-py a Redis URL is one line naming pip install 'reliactl[redis]', exit 78."""
-    proc = subprocess.run(
-        [sys.executable, "-c", WITHOUT_REDIS, *command],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "RELIACTL_STATE__URL": "redis://127.0.0.1:1/0"},
-        check=False,
-    )
-    assert proc.returncode == 78, proc.stderr
-    assert "pip install 'reliactl[redis]'" in proc.stderr
-    assert "Traceback" not in proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if "state.url" in line]
-    assert len(errors) == 1, proc.stderr
-
 
 def imported_modules(*args: str, env: dict[str, str] | None = None) -> set[str]:
     proc = subprocess.run(
@@ -151,10 +128,13 @@ def test_sqlite_run_and_health_never_import_redis(command: list[str]) -> None:
     assert not {m for m in modules if m == "redis" or m.startswith("redis.")}
 
 
-def test_a_redis_url_does_import_redis(redis_server: Any, namespace: str) -> None:
-    """The same probe sees redis-py once state.url is a Redis URL (the test can fail)."""
+def test_a_redis_url_imports_our_client_not_redis_py(redis_server: Any, namespace: str) -> None:
+    """The same probe sees the Redis store and its RESP client once state.url is a Redis URL
+    (the probe can fail), and still no redis-py (issue 21 item 4)."""
     env = {"RELIACTL_STATE__URL": redis_server.url, "RELIACTL_STATE__NAMESPACE": namespace}
-    assert "redis" in imported_modules("breaker", "list", env=env)
+    modules = imported_modules("breaker", "list", env=env)
+    assert {"reliactl.state.redis", "reliactl.state._resp"} <= modules
+    assert not {m for m in modules if m == "redis" or m.startswith("redis.")}
 
 
 # --------------------------------------------------------------------------- working setups
@@ -166,6 +146,7 @@ def open_url(url: str, **kwargs: Any) -> Any:
     return open_redis_store(parse_state_url(url), **kwargs)
 
 
+@pytest.mark.usefixtures("redis_client")
 def test_unix_socket_url(redis_server: Any, namespace: str) -> None:
     """unix:///path/redis.sock reaches the same Redis as TCP."""
     with open_url(f"unix://{redis_server.socket}", namespace=namespace) as store:
@@ -256,6 +237,7 @@ def test_health_on_redis_checks_no_disk_named_after_the_url(
 # --------------------------------------------------------------------------- faults
 
 
+@pytest.mark.usefixtures("redis_client")
 def test_full_redis_is_a_clear_error(own_redis: Any) -> None:
     """A Redis at maxmemory with noeviction refuses writes: a StateError that says so."""
     server = own_redis("--maxmemory-policy", "noeviction")
@@ -298,6 +280,7 @@ def test_sigstopped_redis_fails_within_the_timeouts(own_redis: Any) -> None:
     assert_one_line_error(proc, "did not answer")
 
 
+@pytest.mark.usefixtures("redis_client")
 def test_sigstop_while_a_store_is_in_use_raises_unavailable(own_redis: Any) -> None:
     """A store already connected gets StateUnavailableError when Redis stops answering."""
     server = own_redis()
@@ -420,6 +403,7 @@ class RacingStore:
         return self.inner.get(kind, key)
 
 
+@pytest.mark.usefixtures("redis_client")
 def test_a_lost_race_reruns_the_updater_on_the_winners_record(
     redis_server: Any, namespace: str
 ) -> None:
@@ -435,6 +419,7 @@ def test_a_lost_race_reruns_the_updater_on_the_winners_record(
         assert result == {"n": 11} and mine.get("kv", "c") == {"n": 11}
 
 
+@pytest.mark.usefixtures("redis_client")
 def test_an_alert_claim_lost_to_another_host_sends_nothing(
     redis_server: Any, namespace: str
 ) -> None:
@@ -463,6 +448,7 @@ def test_an_alert_claim_lost_to_another_host_sends_nothing(
         assert mine.get("alert", "notify:log") == theirs
 
 
+@pytest.mark.usefixtures("redis_client")
 def test_a_shared_rate_limit_on_redis_keeps_the_sqlite_semantics(
     redis_server: Any, namespace: str
 ) -> None:

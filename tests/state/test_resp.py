@@ -1,0 +1,424 @@
+"""The Redis store's own RESP client (reliactl/state/_resp.py, issue 21 item 4) against servers
+that fail the way they do in the field: one that accepts and never answers, one that trickles
+a reply a byte at a time, one that closes or stalls mid-reply, garbage and hostile replies, a
+wrong password, a redis-server killed with kill -9 and restarted, a fork. Each pins a promise
+of the store: a call fails within ``connect_timeout + operation_timeout`` with one clear error
+class, and a connection that failed is never read again by a later command.
+
+The fake servers are tiny scripted socket servers on 127.0.0.1; everything else is a real
+redis-server (tests/state/redishelpers.py).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from redishelpers import RedisServer
+
+from reliactl.errors import StateAuthError, StateUnavailableError
+from reliactl.state import _resp
+
+HANG = 60.0  # only detects a hang (a client without a per-reply deadline never returns)
+
+Handler = Callable[[socket.socket, int], None]
+
+
+class FakeRedis:
+    """A scripted server: ``handler(conn, n)`` serves the n-th accepted connection (from 0)
+    in its own thread; ``accepted`` counts connections."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        self.accepted = 0
+        self.stop = threading.Event()
+        self.conns: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _addr = self.listener.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            n, self.accepted = self.accepted, self.accepted + 1
+            threading.Thread(target=self._run, args=(conn, n), daemon=True).start()
+
+    def _run(self, conn: socket.socket, n: int) -> None:
+        try:
+            self.handler(conn, n)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.stop.set()
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (close alone does not)
+        except OSError:
+            pass
+        self.listener.close()
+        for conn in self.conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            conn.close()
+        self.thread.join(HANG)
+        assert not self.thread.is_alive(), "the fake server did not stop"
+
+
+@pytest.fixture
+def fake() -> Iterator[Callable[[Handler], FakeRedis]]:
+    servers: list[FakeRedis] = []
+
+    def start(handler: Handler) -> FakeRedis:
+        servers.append(FakeRedis(handler))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def read_command(conn: socket.socket, buf: bytearray) -> list[bytes] | None:
+    """One RESP command from the client (None at EOF)."""
+
+    def line() -> bytes | None:
+        while b"\r\n" not in buf:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return None
+            buf.extend(chunk)
+        end = buf.index(b"\r\n")
+        out = bytes(buf[:end])
+        del buf[: end + 2]
+        return out
+
+    head = line()
+    if head is None:
+        return None
+    args = []
+    for _ in range(int(head[1:])):
+        size = line()
+        assert size is not None
+        while len(buf) < int(size[1:]) + 2:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return None
+            buf.extend(chunk)
+        args.append(bytes(buf[: int(size[1:])]))
+        del buf[: int(size[1:]) + 2]
+    return args
+
+
+def client(port: int, **extra: Any) -> _resp.Redis:
+    settings: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": port,
+        "socket_connect_timeout": 1.0,
+        "socket_timeout": 0.5,
+    }
+    return _resp.Redis(**{**settings, **extra})
+
+
+def in_thread(call: Callable[[], Any]) -> Any:
+    """``call()`` in a thread joined with a hang bound: its result, or the exception it raised
+    (a client that hangs fails the test instead of the suite)."""
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            out["value"] = call()
+        except BaseException as exc:
+            out["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(HANG)
+    assert not thread.is_alive(), "the client hung"
+    return out.get("error", out.get("value"))
+
+
+def silent(conn: socket.socket, _n: int) -> None:
+    """Accept, read whatever comes, never answer."""
+    while conn.recv(65536):
+        pass
+
+
+def test_a_server_that_never_answers_is_a_timeout(fake: Any) -> None:
+    """A server that accepts and never answers: the handshake (CLIENT SETNAME) and a plain
+    command each fail with TimeoutError (not a hang), and through the store with one
+    StateUnavailableError that names the timeouts."""
+    server = fake(silent)
+    assert isinstance(in_thread(client(server.port, client_name="x").ping), _resp.TimeoutError)
+    assert isinstance(in_thread(client(server.port).ping), _resp.TimeoutError)
+
+    from reliactl.state.redis import open_redis_store
+    from reliactl.state.url import parse_state_url
+
+    url = parse_state_url(f"redis://127.0.0.1:{server.port}/0")
+    error = in_thread(lambda: open_redis_store(url, connect_timeout=0.5, operation_timeout=0.3))
+    assert isinstance(error, StateUnavailableError), error
+    assert "did not answer within 0.5s to connect / 0.3s to reply" in str(error)
+
+
+def trickler(conn: socket.socket, _n: int) -> None:
+    """Answer every command with a bulk string sent one byte every 20 ms, forever."""
+    buf = bytearray()
+    if read_command(conn, buf) is None:
+        return
+    conn.sendall(b"$1000000\r\n")
+    while True:
+        conn.sendall(b"x")
+        threading.Event().wait(0.02)
+
+
+def test_a_reply_trickled_byte_by_byte_fails_at_the_reply_deadline(fake: Any) -> None:
+    """A server trickling its reply a byte at a time (each byte well within the socket
+    timeout) still fails the command with TimeoutError: the timeout bounds the whole reply,
+    not each recv (per-recv timeouts would read for 5.5 hours here)."""
+    server = fake(trickler)
+    error = in_thread(lambda: client(server.port).get("k"))
+    assert isinstance(error, _resp.TimeoutError), error
+
+
+def test_a_connection_closed_mid_reply_is_dropped_and_the_next_call_reconnects(
+    fake: Any,
+) -> None:
+    """The first connection sends half a reply and closes: ConnectionError. The next call on
+    the same client opens a new connection (never reads the old one) and gets its answer."""
+
+    def handler(conn: socket.socket, n: int) -> None:
+        buf = bytearray()
+        while (cmd := read_command(conn, buf)) is not None:
+            if n == 0:
+                conn.sendall(b"$10\r\nabc")
+                conn.close()
+                return
+            conn.sendall(b"$5\r\nfresh\r\n" if cmd[0] == b"GET" else b"+PONG\r\n")
+
+    server = fake(handler)
+    redis = client(server.port)
+    error = in_thread(lambda: redis.get("k"))
+    assert isinstance(error, _resp.ConnectionError), error
+    assert redis.get("k") == b"fresh"
+    assert server.accepted == 2
+
+
+def test_a_reply_late_after_a_timeout_is_never_read_by_the_next_command(fake: Any) -> None:
+    """The first connection stalls mid-reply past the timeout, then sends the rest and
+    answers every later command with "stale": the client gave that connection up at the
+    timeout, so its next GET gets the answer of a new connection, never the old reply's tail
+    (which would hand one key's value to another)."""
+    release = threading.Event()
+
+    def handler(conn: socket.socket, n: int) -> None:
+        buf = bytearray()
+        while read_command(conn, buf) is not None:
+            if n == 0:
+                conn.sendall(b"$6\r\nold")
+                release.wait(HANG)
+                conn.sendall(b"old\r\n")
+                while read_command(conn, buf) is not None:
+                    conn.sendall(b"$5\r\nstale\r\n")
+                return
+            conn.sendall(b"$5\r\nfresh\r\n")
+
+    server = fake(handler)
+    redis = client(server.port)
+    assert isinstance(in_thread(lambda: redis.get("a")), _resp.TimeoutError)
+    release.set()
+    assert redis.get("b") == b"fresh"
+    assert server.accepted == 2
+
+
+GARBAGE = {
+    "not resp": b"hello\r\n",
+    "bulk length not a number": b"$abc\r\n",
+    "negative array length": b"*-5\r\n",
+    "bulk beyond 512 MiB": b"$999999999999\r\n",
+    "huge number": b":" + b"9" * 30 + b"\r\n",
+    "integer with junk": b":12x\r\n",
+    "empty line": b"\r\n",
+    "bulk without its CRLF": b"$3\r\nabcXY",
+    "array of 2^40 elements": b"*1099511627776\r\n",
+    "arrays nested 100 deep": b"*1\r\n" * 100 + b":1\r\n",
+    "a line of 100 KiB without CRLF": b"+" + b"a" * 100_000,
+}
+
+
+@pytest.mark.parametrize("reply", list(GARBAGE.values()), ids=list(GARBAGE))
+def test_garbage_replies_are_a_connection_error_never_a_hang(fake: Any, reply: bytes) -> None:
+    """A reply that is not RESP, or announces more than the client will hold (a bulk over
+    512 MiB, 2^40 array elements, 100 levels of nesting, an endless line), is a
+    ConnectionError at once: no hang, no traceback of another kind, no allocation of the
+    announced size; the connection is dropped (the next call connects again)."""
+
+    def handler(conn: socket.socket, _n: int) -> None:
+        buf = bytearray()
+        while read_command(conn, buf) is not None:
+            conn.sendall(reply)
+
+    server = fake(handler)
+    redis = client(server.port, socket_timeout=5.0)
+    error = in_thread(lambda: redis.get("k"))
+    assert isinstance(error, _resp.ConnectionError), error
+    assert "Protocol error" in str(error)
+    in_thread(lambda: redis.get("k"))
+    assert server.accepted == 2
+
+
+def test_error_replies_keep_redis_py_classes() -> None:
+    """Error replies get redis-py's classes and texts (the store's _fail reads both)."""
+    cases = {
+        "ERR unknown command": (_resp.ResponseError, "unknown command"),
+        "WRONGPASS invalid username-password pair": (_resp.AuthenticationError, "invalid"),
+        "NOAUTH Authentication required.": (_resp.AuthenticationError, "Authentication"),
+        "READONLY You can't write against a read only replica.": (_resp.ReadOnlyError, "You"),
+        "OOM command not allowed when used memory > 'maxmemory'.": (
+            _resp.OutOfMemoryError,
+            "command not allowed",
+        ),
+        "NOSCRIPT No matching script.": (_resp.NoScriptError, "No matching"),
+        "ERR max number of clients reached": (_resp.ConnectionError, "max number"),
+    }
+    for text, (cls, start) in cases.items():
+        error = _resp.parse_error(text)
+        assert type(error) is cls and str(error).startswith(start), (text, error)
+    assert issubclass(_resp.AuthenticationError, _resp.ConnectionError)
+    assert issubclass(_resp.ReadOnlyError, _resp.ResponseError)
+
+
+@pytest.mark.usefixtures("redis_client")
+@pytest.mark.parametrize(
+    ("url", "what"),
+    [("redis://:wrong@127.0.0.1:{port}/0", "WRONGPASS"), ("redis://127.0.0.1:{port}/0", "NOAUTH")],
+)
+def test_wrong_or_missing_password_is_a_state_auth_error(
+    own_redis: Callable[..., RedisServer], url: str, what: str
+) -> None:
+    """A wrong password (WRONGPASS) and none at all (NOAUTH, the handshake's SETNAME refused)
+    are one StateAuthError that never shows the password."""
+    from reliactl.state.redis import open_redis_store
+    from reliactl.state.url import parse_state_url
+
+    server = own_redis(password="right-one")
+    with pytest.raises(StateAuthError) as caught:
+        open_redis_store(parse_state_url(url.format(port=server.port)))
+    assert "authentication failed" in str(caught.value), what
+    assert "wrong" not in str(caught.value).replace("wrongpass", "")
+
+
+@pytest.mark.usefixtures("redis_client")
+def test_acl_user_and_db_reach_the_right_database(own_redis: Callable[..., RedisServer]) -> None:
+    """An ACL user (AUTH user pass) and db 3 (SELECT) in the URL: the store's records land in
+    db 3, written as that user."""
+    from reliactl.state.redis import open_redis_store
+    from reliactl.state.url import parse_state_url
+
+    server = own_redis()
+    admin = server.client()
+    admin.execute_command("ACL", "SETUSER", "fleet", "on", ">fleet-pw", "~*", "+@all")
+    url = f"redis://fleet:fleet-pw@127.0.0.1:{server.port}/3"
+    with open_redis_store(parse_state_url(url), namespace="acl") as store:
+        store.update("breaker", "b", lambda _old: {"state": "open"})
+        assert store.get("breaker", "b") == {"state": "open"}
+    admin.execute_command("SELECT", 3)
+    assert admin.get("acl:r:{breaker:b}") is not None
+
+
+@pytest.mark.usefixtures("redis_client")
+def test_redis_killed_and_restarted_between_calls(own_redis: Callable[..., RedisServer]) -> None:
+    """kill -9 of redis-server between two store calls: the next call is one
+    StateUnavailableError; once it runs again on the same port, the next call works (the
+    pooled connection the dead server left behind is replaced, never used)."""
+    from reliactl.state.redis import open_redis_store
+    from reliactl.state.url import parse_state_url
+
+    server = own_redis()
+    with open_redis_store(parse_state_url(server.url), namespace="k9") as store:
+        store.update("breaker", "b", lambda _old: {"n": 1})
+        server.kill()
+        with pytest.raises(StateUnavailableError):
+            store.get("breaker", "b")
+        own_redis(port=server.port)
+        assert store.get("breaker", "b") is None  # a new, empty server (no persistence)
+        store.update("breaker", "b", lambda _old: {"n": 2})
+        assert store.get("breaker", "b") == {"n": 2}
+
+
+def test_a_forked_child_never_uses_its_parents_connection(redis_server: RedisServer) -> None:
+    """After fork, the child's first command opens its own connection (another CLIENT ID)
+    and the parent's pooled connection is untouched (same CLIENT ID afterwards): two
+    processes on one socket would read each other's replies."""
+    redis = client(redis_server.port, socket_timeout=10.0)
+    parent_id = redis.execute_command("CLIENT", "ID")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its connection's id, then leave without cleanup
+        try:
+            os.write(write, str(redis.execute_command("CLIENT", "ID")).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child_id = pipe.read()
+    os.waitpid(pid, 0)
+    assert child_id.isdigit() and int(child_id) != parent_id
+    assert redis.execute_command("CLIENT", "ID") == parent_id
+
+
+def test_threads_share_the_pool_without_mixing_replies(redis_server: RedisServer) -> None:
+    """8 threads x 200 commands on one client, each reading back its own key: every reply is
+    its own command's (a pool, one connection per command), and the pool keeps at most
+    MAX_IDLE idle connections."""
+    redis = client(redis_server.port, socket_timeout=10.0)
+    errors: list[str] = []
+
+    def work(n: int) -> None:
+        for i in range(200):
+            redis.set(f"resp:t{n}", f"{n}:{i}")
+            got = redis.get(f"resp:t{n}")
+            if got != f"{n}:{i}".encode():
+                errors.append(f"{n}:{i} got {got!r}")
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(HANG)
+    assert errors == []
+    assert len(redis.connection_pool._idle) <= _resp.MAX_IDLE
+
+
+def test_the_handshake_is_one_round_trip(fake: Any) -> None:
+    """AUTH, CLIENT SETNAME and SELECT go out in one write and their three replies are read
+    together: the server sees all three before it answers any (redis-py 8 sent HELLO,
+    CLIENT SETNAME and two CLIENT SETINFO, waiting for each)."""
+    seen: list[list[bytes]] = []
+
+    def handler(conn: socket.socket, _n: int) -> None:
+        buf = bytearray()
+        for _ in range(3):  # all three arrive before any answer is sent
+            cmd = read_command(conn, buf)
+            assert cmd is not None
+            seen.append(cmd)
+        conn.sendall(b"+OK\r\n+OK\r\n+OK\r\n")
+        while read_command(conn, buf) is not None:
+            conn.sendall(b"+PONG\r\n")
+
+    server = fake(handler)
+    redis = client(server.port, username="u", password="p", db=2, client_name="me")
+    assert in_thread(redis.ping) is True
+    assert [c[0] for c in seen] == [b"AUTH", b"CLIENT", b"SELECT"]
+    assert seen[0] == [b"AUTH", b"u", b"p"] and seen[2] == [b"SELECT", b"2"]
