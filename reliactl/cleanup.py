@@ -137,10 +137,14 @@ _INIT_PID_NS_INO = 0xEFFFFFFC  # PROC_PID_INIT_INO: /proc/self/ns/pid of the ini
 # The walk in C (reliactl/_cleanupwalk.c, optional): RELIACTL_CLEANUP_C=0 turns it off.
 C_WALK_ENV = "RELIACTL_CLEANUP_C"
 C_BATCH = 4096  # entries a call of the C loop reads at most (memory stays flat)
-C_WALK_API = 2  # the _cleanupwalk.API this module speaks (a stale build is not used)
+C_WALK_API = 3  # the _cleanupwalk.API this module speaks (a stale build is not used)
 # What an item of a C batch says (the OUT_* codes of _cleanupwalk.c).
 _C_DEFER, _C_STAT_FAILED, _C_LOCKED, _C_CHANGED = 0, 1, 2, 3
 _C_RECHECK_FAILED, _C_UNLINK_FAILED, _C_REMOVED, _C_TABLE_LOST = 4, 5, 6, 7
+# What the C recursion reports back by _Walker.c_event (the EV_* codes of _cleanupwalk.c).
+_EV_OPEN_FAILED, _EV_OTHER_FS, _EV_TOO_DEEP, _EV_CHANGED = 1, 2, 3, 4
+_EV_READ_FAILED, _EV_RMDIR_FAILED = 5, 6
+_C_KINDS: tuple[EntryKind, EntryKind, EntryKind] = ("symlink", "file", "dir")
 # Filesystems whose stat() st_dev and st_ino are the superblock device and inode number the
 # lock table prints, and whose locks are all local (so all in the table).
 _LOCK_TABLE_FILESYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "tmpfs"})
@@ -535,6 +539,9 @@ def _matches(patterns: Sequence[str], name: str, rel: str) -> bool:
     return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(rel, p) for p in patterns)
 
 
+_NO_STAT = os.stat_result((0,) * 10)  # a frame c_items makes: its times are C's
+
+
 class _Frame:
     """One directory on the current path of the walk."""
 
@@ -912,6 +919,9 @@ class _Walker:
                 _AGE_CODE[self.age_by],
                 self.on_remove is not None,
             )
+        if self.lister is not None and self.on_progress is None:
+            self.run_c(root_fd, root_st)
+            return
         enter = self.enter
         leave = self.leave
         root_age = self.dir_time(root_st)
@@ -936,6 +946,80 @@ class _Walker:
             if self.lister is not None:
                 self.lister.close()
                 self.lister = None
+
+    def run_c(self, root_fd: int, root_st: os.stat_result) -> None:
+        """The whole walk in C (``Lister.walk``): run()'s loop, enter() and leave() with
+        the same opens, checks and order; every rare outcome comes back by ``c_event``,
+        ``c_items`` and ``c_removed``, so skips, errors and their paths are this module's.
+        Used without an ``on_progress`` callback (with one, C lists and Python recurses)."""
+        self.c_dirs = 1  # the root is listed by C (the count is exact once walk() returns)
+        try:
+            scanned, files, symlinks, dirs, nbytes, kept, listed = self.lister.walk(
+                root_fd,
+                root_st,
+                self,
+                MAX_DEPTH,
+                self.euid,
+                self.restore,
+                _AGE_CODE[self.age_by],
+                C_BATCH,
+            )
+        finally:
+            self.lister.close()
+            self.lister = None
+        self.c_dirs = listed
+        self.scanned += scanned
+        self.files += files
+        self.symlinks += symlinks
+        self.dirs += dirs
+        self.bytes += nbytes
+        self.kept_bytes += kept
+
+    def c_items(
+        self, fd: int, rel: str, shared: int, items: list[tuple[str, int, int, int, float]]
+    ) -> tuple[int, list[tuple[str, os.stat_result]]]:
+        """A batch's entries the C recursion did not settle: (entries gone, subdirectories
+        found on a fresh lstat, which C then enters as its own)."""
+        frame = _Frame(fd, rel, rel.rpartition("/")[2], _NO_STAT, 0.0, bool(shared))
+        for name, code, value, size, t in items:
+            self.c_item(frame, name, code, value, size, t)
+        return frame.gone, frame.pending
+
+    def c_event(self, code: int, rel: str, name: str, err: int) -> int:
+        """A rare outcome of the C recursion, counted as enter()/leave()/list_dir count it;
+        ``rel`` is the directory ``name`` is in. Returns the entries gone (0 or 1)."""
+        if code == _EV_OPEN_FAILED:  # enter()'s open failed
+            reason = _errno_reason(err)
+            if reason.startswith("error: "):
+                self.error(self.path_of(rel, name), f"cannot open: {os.strerror(err)}")
+            self.skip(reason)
+            return 1 if reason == "vanished" else 0
+        if code == _EV_RMDIR_FAILED:  # leave()'s rmdir failed
+            if err == errno.ENOENT:
+                self.skip("vanished")
+                return 1
+            if err == errno.ENOTDIR:
+                self.skip("changed")  # the name is now something else (a symlink)
+            elif err not in (errno.ENOTEMPTY, errno.EEXIST):
+                self.error(self.path_of(rel, name), os.strerror(err))
+            return 0
+        if code == _EV_READ_FAILED:
+            self.skip(_errno_reason(err))
+        elif code == _EV_OTHER_FS:
+            self.skip("other-filesystem")
+        elif code == _EV_TOO_DEEP:
+            self.skip("too-deep")
+        elif code == _EV_CHANGED:
+            self.skip("changed")  # swapped for another directory (or a mount) since listed
+        else:
+            raise ValueError(f"unknown event {code} from the C walk")
+        return 0
+
+    def c_removed(self, kind: int, rel: str, name: str, size: int, t: float) -> None:
+        """An entry the C recursion removed (counted there): the on_remove callback."""
+        if self.on_remove is not None:
+            path = self.path_of(rel, name)
+            self.on_remove(Removal(path, _C_KINDS[kind], size, max(0.0, self.now - t), "age"))
 
     def enter(self, parent: _Frame, name: str, st: os.stat_result, depth: int) -> _Frame | None:
         if st.st_dev != self.root_dev:
