@@ -852,6 +852,15 @@ class _Walker:
         inner = f"{rel}/{name}" if rel else name
         return f"{self.shown}/{inner}" if self.shown != "/" else f"/{inner}"
 
+    def read_failed(self, rel: str, err: int) -> None:
+        """The directory at ``rel`` could not be read (to its end): a skip reason ("denied",
+        "vanished" ...) or, for any other failure (EMFILE, EIO), an error with its path."""
+        reason = _errno_reason(err)
+        if reason.startswith("error: "):
+            path = self.path_of("", rel) if rel else self.shown
+            self.error(path, f"cannot read: {os.strerror(err)}")
+        self.skip(reason)
+
     def skip(self, reason: str) -> None:
         if reason.startswith("error: "):
             return
@@ -1004,7 +1013,7 @@ class _Walker:
                 self.error(self.path_of(rel, name), os.strerror(err))
             return 0
         if code == _EV_READ_FAILED:
-            self.skip(_errno_reason(err))
+            self.read_failed(rel, err)
         elif code == _EV_OTHER_FS:
             self.skip("other-filesystem")
         elif code == _EV_TOO_DEEP:
@@ -1121,7 +1130,7 @@ class _Walker:
         try:
             it = os.scandir(frame.fd)
         except OSError as exc:
-            self.skip(_reason_for(exc))
+            self.read_failed(frame.rel, exc.errno or errno.EIO)
             frame.total += 1  # unknown contents: never "emptied"
             return
         dir_fd = frame.fd
@@ -1156,7 +1165,7 @@ class _Walker:
                     except StopIteration:
                         break
                     except OSError as exc:
-                        self.skip(_reason_for(exc))
+                        self.read_failed(frame.rel, exc.errno or errno.EIO)
                         listed += 1
                         break
                     scanned += 1
@@ -1287,7 +1296,7 @@ class _Walker:
             for name, code, value, size, t in items:
                 self.c_item(frame, name, code, value, size, t)
             if read_errno:
-                self.skip(_errno_reason(read_errno))
+                self.read_failed(frame.rel, read_errno)
                 frame.total += 1
             if progress:
                 self.tick()
