@@ -12,8 +12,12 @@
  * the unlink still finds the very file that was listed (inode, device, ctime). Everything
  * else (special files, other filesystems, a regular file with no lock table,
  * every failure) goes back to Python in the batch's list, where the rule-by-rule code
- * decides it. Nothing is ever opened, followed or entered here: the only calls on names are
- * fstatat(AT_SYMLINK_NOFOLLOW) and unlinkat, both relative to the directory's fd. The GIL is
+ * decides it. A batch never opens, follows or enters anything: its only calls on names are
+ * fstatat(AT_SYMLINK_NOFOLLOW) and unlinkat, both relative to the directory's fd. walk()
+ * (below) is the directory recursion of reliactl.cleanup's walk in C: it opens each
+ * subdirectory as the Python walk's enter() does (openat relative to the parent's fd,
+ * O_NOFOLLOW|O_DIRECTORY, checked against the listed inode and device) and lists it with the
+ * same batches. The GIL is
  * held throughout (a batch is short; cleanup.py uses this only on local filesystems, and
  * signals are checked every SIGNAL_EVERY entries). A batch stops after `limit` entries, so memory stays
  * flat whatever the directory's size. */
@@ -645,8 +649,8 @@ batch(Lister *self, Py_ssize_t limit, PyObject *table)
  *   walker.c_event(code, rel, name, errno) -> entries gone (a vanished one counts)
  *   walker.c_items(fd, rel, shared, items) -> (gone, subdirectories) for a batch's items
  *   walker.c_removed(kind, rel, name, size, time) (only with an on_remove callback)
- * The caller's walker must not be mounted with mount points below the root (cleanup.py
- * uses the C walk only then). */
+ * walk() knows no list of mount points: cleanup.py calls it only when mountinfo shows none
+ * below the root (a mount on another device is still caught by st_dev, as in Python). */
 
 enum { /* what a c_event call says (mirrored in reliactl/cleanup.py) */
     EV_OPEN_FAILED = 1,  /* errno of the directory's openat */

@@ -35,10 +35,12 @@ does), so neither a dry run nor a real one makes an old directory look young. Di
 opened ``O_NOATIME`` where allowed (owner or CAP_FOWNER, as tmpfiles), so one that nothing was
 removed from keeps its times untouched and needs nothing put back.
 
-The plain entries of a walk without per-name rules are decided in C where the optional
-extension ``reliactl._cleanupwalk`` was built (same rules, on the same directory fd and lock
-table; ``RELIACTL_CLEANUP_C=0`` turns it off); this module's walk is the fallback and the
-reference (docs/DESIGN.md, "Cleanup's walk in C").
+A walk without per-name rules runs in C where the optional extension
+``reliactl._cleanupwalk`` was built: the plain entries and the directory recursion (same
+rules, same opens and checks, on the same directory fds and lock table; skips, errors and
+every other entry come back to this module by callback; ``RELIACTL_CLEANUP_C=0`` turns it
+off). This module's walk is the fallback and the reference (docs/DESIGN.md, "Cleanup's walk
+in C" and "Cleanup's directory recursion in C").
 
 Memory does not grow with the number of files: files are decided while their directory is
 being read; only the subdirectory names of the directories on the current path are held
