@@ -12,8 +12,12 @@
  * the unlink still finds the very file that was listed (inode, device, ctime). Everything
  * else (special files, other filesystems, a regular file with no lock table,
  * every failure) goes back to Python in the batch's list, where the rule-by-rule code
- * decides it. Nothing is ever opened, followed or entered here: the only calls on names are
- * fstatat(AT_SYMLINK_NOFOLLOW) and unlinkat, both relative to the directory's fd. The GIL is
+ * decides it. A batch never opens, follows or enters anything: its only calls on names are
+ * fstatat(AT_SYMLINK_NOFOLLOW) and unlinkat, both relative to the directory's fd. walk()
+ * (below) is the directory recursion of reliactl.cleanup's walk in C: it opens each
+ * subdirectory as the Python walk's enter() does (openat relative to the parent's fd,
+ * O_NOFOLLOW|O_DIRECTORY, checked against the listed inode and device) and lists it with the
+ * same batches. The GIL is
  * held throughout (a batch is short; cleanup.py uses this only on local filesystems, and
  * signals are checked every SIGNAL_EVERY entries). A batch stops after `limit` entries, so memory stays
  * flat whatever the directory's size. */
@@ -77,7 +81,44 @@ typedef struct {
     unsigned long long root_dev;
     int busy; /* a batch is running: Python it calls (the table's refresh) must not close,
                * re-initialise or re-enter this Lister, whose buf holds the names in use */
+    struct Walk *walk; /* walk() is running: batch() queues subdirectories in its frame */
 } Lister;
+
+/* A subdirectory listed and not yet entered: what the Python walk keeps of its lstat. */
+typedef struct {
+    char *name; /* PyMem_RawMalloc'd */
+    unsigned long long ino, dev;
+    unsigned long uid;
+    struct timespec atim, mtim;
+    double age; /* the directory age rule's time */
+} PendingDir;
+
+/* One directory on the current path of walk() (the Python walk's _Frame). */
+typedef struct {
+    int fd;         /* closed when the frame is left (the root's is the caller's) */
+    int shared;     /* others may write to it */
+    int noatime;    /* opened O_NOATIME */
+    size_t rel_len; /* its path below the root is walk->rel[0:rel_len] */
+    PendingDir self; /* its name in the parent and the lstat listed there */
+    long long total, gone;
+    PendingDir *pending;
+    size_t npending, cap;
+    PyObject *rel_obj; /* its rel as str, made at the first callback that needs it */
+} Frame;
+
+typedef struct Walk {
+    PyObject *walker; /* borrowed: the Python _Walker (callbacks, its lock table) */
+    PyObject *table;  /* owned: walker.locks, re-read after each callback that may change it */
+    Frame *frames;
+    int depth, max_depth;
+    Py_ssize_t limit; /* entries a batch reads at most: the items handed back stay bounded */
+    unsigned long euid;
+    int restore, dir_age_code;
+    char *rel;
+    size_t rel_cap;
+    long long scanned, files, symlinks, dirs, nbytes, kept, listed_dirs;
+    Frame *cur; /* the directory batch() is reading */
+} Walk;
 
 static double
 seconds(struct timespec t)
@@ -180,15 +221,17 @@ table_held(TableView *view, const struct stat *st)
 }
 
 static int
-emit(PyObject *out, const char *name, int code, long long value, long long size, double t)
+emit(PyObject **outp, const char *name, int code, long long value, long long size, double t)
 {
+    if (*outp == NULL && (*outp = PyList_New(0)) == NULL) /* made at the first item */
+        return -1;
     PyObject *pyname = PyUnicode_DecodeFSDefault(name); /* as os.scandir's str names */
     if (pyname == NULL)
         return -1;
     PyObject *item = Py_BuildValue("(NiLLd)", pyname, code, value, size, t);
     if (item == NULL)
         return -1;
-    int rc = PyList_Append(out, item);
+    int rc = PyList_Append(*outp, item);
     Py_DECREF(item);
     return rc;
 }
@@ -333,6 +376,16 @@ Lister_dealloc(Lister *self)
  * table: the _LockTable, or None (then every old regular file goes back to Python). */
 static PyObject *batch(Lister *self, Py_ssize_t limit, PyObject *table);
 
+/* What one batch counted (batch() returns them as its tuple's head). */
+typedef struct {
+    long long listed, gone, files, symlinks, nbytes, kept;
+    int end, read_errno;
+} Counts;
+
+static int push_pending(Walk *w, const char *name, const struct stat *st);
+static int call_removed(Walk *w, Frame *dir, const char *name, int kind, long long size,
+                        double t);
+
 /* 0, or -1 with an exception: the Lister cannot run a batch now. */
 static int
 ready(Lister *self)
@@ -407,20 +460,17 @@ Lister_list(Lister *self, PyObject *const *args, Py_ssize_t nargs)
     return result;
 }
 
-static PyObject *
-batch(Lister *self, Py_ssize_t limit, PyObject *table)
+/* One batch of the directory on self->fd: its counts in *c, the items handed back to
+ * Python in *outp (a list made at the first), the subdirectories in dirs (list() and
+ * batch()) or, inside walk(), queued in the walk's current frame. 0, or -1 with an
+ * exception. */
+static int
+batch_core(Lister *self, Py_ssize_t limit, PyObject *table, Counts *c, PyObject **outp,
+           PyObject *dirs)
 {
     int dfd = self->fd;
     long long listed = 0, gone = 0, files = 0, symlinks = 0, nbytes = 0, kept = 0;
     int end = 0, read_errno = 0;
-    PyObject *out = PyList_New(0);
-    if (out == NULL)
-        return NULL;
-    PyObject *dirs = PyList_New(0);
-    if (dirs == NULL) {
-        Py_DECREF(out);
-        return NULL;
-    }
     TableView view = {table, NULL, 0.0, 0.0, 0};
     while (listed < limit) {
         if (listed % SIGNAL_EVERY == SIGNAL_EVERY - 1 && PyErr_CheckSignals() < 0)
@@ -458,26 +508,31 @@ batch(Lister *self, Py_ssize_t limit, PyObject *table)
         listed++;
         struct stat st;
         if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
-            if (emit(out, name, OUT_STAT_FAILED, errno, 0, 0.0) < 0)
+            if (emit(outp, name, OUT_STAT_FAILED, errno, 0, 0.0) < 0)
                 goto error;
             continue;
         }
-        if (S_ISDIR(st.st_mode)) { /* entered (or not) by the Python walk */
+        if (S_ISDIR(st.st_mode)) { /* entered (or not) by walk() or the Python walk */
+            if (self->walk != NULL) {
+                if (push_pending(self->walk, name, &st) < 0)
+                    goto error;
+                continue;
+            }
             int rc = emit_dir(dirs, name, &st);
-            if (rc < 0 || (rc == 0 && emit(out, name, OUT_DEFER, 0, 0, 0.0) < 0))
+            if (rc < 0 || (rc == 0 && emit(outp, name, OUT_DEFER, 0, 0, 0.0) < 0))
                 goto error;
             continue;
         }
         int is_reg = S_ISREG(st.st_mode);
         if (!(is_reg || S_ISLNK(st.st_mode)) || (unsigned long long)st.st_dev != self->root_dev) {
-            if (emit(out, name, OUT_DEFER, 0, 0, 0.0) < 0)
+            if (emit(outp, name, OUT_DEFER, 0, 0, 0.0) < 0)
                 goto error;
             continue;
         }
         long long size = is_reg ? (long long)st.st_size : 0, sum;
         if (__builtin_add_overflow(kept, size, &sum) || __builtin_add_overflow(nbytes, size, &sum)) {
             /* the counters would overflow (huge sparse files): Python counts it exactly */
-            if (emit(out, name, OUT_DEFER, 0, 0, 0.0) < 0)
+            if (emit(outp, name, OUT_DEFER, 0, 0, 0.0) < 0)
                 goto error;
             continue;
         }
@@ -488,7 +543,7 @@ batch(Lister *self, Py_ssize_t limit, PyObject *table)
         }
         if (is_reg) {
             if (table == Py_None) {
-                if (emit(out, name, OUT_DEFER, 0, 0, 0.0) < 0)
+                if (emit(outp, name, OUT_DEFER, 0, 0, 0.0) < 0)
                     goto error;
                 continue;
             }
@@ -496,13 +551,13 @@ batch(Lister *self, Py_ssize_t limit, PyObject *table)
             if (held == -1)
                 goto error;
             if (held == -2) { /* stop here: Python switches to the flock probe */
-                if (emit(out, name, OUT_TABLE_LOST, 0, 0, 0.0) < 0)
+                if (emit(outp, name, OUT_TABLE_LOST, 0, 0, 0.0) < 0)
                     goto error;
                 break;
             }
             if (held) {
                 kept += size;
-                if (emit(out, name, OUT_LOCKED, 0, size, t) < 0)
+                if (emit(outp, name, OUT_LOCKED, 0, size, t) < 0)
                     goto error;
                 continue;
             }
@@ -510,7 +565,7 @@ batch(Lister *self, Py_ssize_t limit, PyObject *table)
                 struct stat again;
                 if (fstatat(dfd, name, &again, AT_SYMLINK_NOFOLLOW) != 0) {
                     kept += size;
-                    if (emit(out, name, OUT_RECHECK_FAILED, errno, size, t) < 0)
+                    if (emit(outp, name, OUT_RECHECK_FAILED, errno, size, t) < 0)
                         goto error;
                     continue;
                 }
@@ -518,7 +573,7 @@ batch(Lister *self, Py_ssize_t limit, PyObject *table)
                     again.st_dev != st.st_dev || again.st_ctim.tv_sec != st.st_ctim.tv_sec ||
                     again.st_ctim.tv_nsec != st.st_ctim.tv_nsec) {
                     kept += size;
-                    if (emit(out, name, OUT_CHANGED, 0, size, t) < 0)
+                    if (emit(outp, name, OUT_CHANGED, 0, size, t) < 0)
                         goto error;
                     continue;
                 }
@@ -526,7 +581,7 @@ batch(Lister *self, Py_ssize_t limit, PyObject *table)
         }
         if (!self->dry_run && unlinkat(dfd, name, 0) != 0) {
             kept += size;
-            if (emit(out, name, OUT_UNLINK_FAILED, errno, size, t) < 0)
+            if (emit(outp, name, OUT_UNLINK_FAILED, errno, size, t) < 0)
                 goto error;
             continue;
         }
@@ -539,22 +594,602 @@ batch(Lister *self, Py_ssize_t limit, PyObject *table)
             symlinks++;
         }
         if (self->report) { /* the callback sees each removal as it happens */
-            if (emit(out, name, OUT_REMOVED, is_reg, size, t) < 0)
+            if (self->walk != NULL) {
+                if (call_removed(self->walk, self->walk->cur, name, is_reg, size, t) < 0)
+                    goto error;
+                continue;
+            }
+            if (emit(outp, name, OUT_REMOVED, is_reg, size, t) < 0)
                 goto error;
             break;
         }
     }
     Py_XDECREF(view.inodes);
-    return Py_BuildValue("(LLLLLLNNii)", listed, gone, files, symlinks, nbytes, kept, out, dirs,
-                         end, read_errno);
+    c->listed = listed;
+    c->gone = gone;
+    c->files = files;
+    c->symlinks = symlinks;
+    c->nbytes = nbytes;
+    c->kept = kept;
+    c->end = end;
+    c->read_errno = read_errno;
+    return 0;
 error:
     Py_XDECREF(view.inodes);
-    Py_DECREF(out);
-    Py_DECREF(dirs);
-    return NULL;
+    return -1;
+}
+
+static PyObject *
+batch(Lister *self, Py_ssize_t limit, PyObject *table)
+{
+    Counts c;
+    PyObject *out = NULL, *dirs = PyList_New(0);
+    if (dirs == NULL)
+        return NULL;
+    if (batch_core(self, limit, table, &c, &out, dirs) < 0 ||
+        (out == NULL && (out = PyList_New(0)) == NULL)) {
+        Py_XDECREF(out);
+        Py_DECREF(dirs);
+        return NULL;
+    }
+    return Py_BuildValue("(LLLLLLNNii)", c.listed, c.gone, c.files, c.symlinks, c.nbytes, c.kept,
+                         out, dirs, c.end, c.read_errno);
+}
+
+/* ------------------------------------------------------------------ walk(): the recursion
+ *
+ * The Python walk's loop (reliactl/cleanup.py, _Walker.run/enter/leave) over the whole tree:
+ * a stack of frames, each directory opened relative to its parent's fd with the same flags
+ * (O_NOFOLLOW|O_DIRECTORY|O_NONBLOCK|O_CLOEXEC, O_NOATIME where allowed, retried without it
+ * on EPERM), fstat'ed and checked to be the listed inode and device, never entered on
+ * another device or deeper than max_depth; after its entries its times are put back, and
+ * it is removed (rmdir relative to the parent's fd) when emptied and old. Every rare
+ * outcome goes back to the walker by callback with its path below the root, so skip
+ * reasons, error messages and paths come from the one Python implementation:
+ *   walker.c_event(code, rel, name, errno) -> entries gone (a vanished one counts)
+ *   walker.c_items(fd, rel, shared, items) -> (gone, subdirectories) for a batch's items
+ *   walker.c_removed(kind, rel, name, size, time) (only with an on_remove callback)
+ * walk() knows no list of mount points: cleanup.py calls it only when mountinfo shows none
+ * below the root (a mount on another device is still caught by st_dev, as in Python). */
+
+enum { /* what a c_event call says (mirrored in reliactl/cleanup.py) */
+    EV_OPEN_FAILED = 1,  /* errno of the directory's openat */
+    EV_OTHER_FS = 2,     /* a subdirectory on another device: not entered */
+    EV_TOO_DEEP = 3,     /* deeper than max_depth: not entered */
+    EV_CHANGED = 4,      /* opened, and not the inode listed: not entered */
+    EV_READ_FAILED = 5,  /* errno of getdents64 (name ""; rel is the directory's own) */
+    EV_RMDIR_FAILED = 6, /* errno of the rmdir of an emptied directory */
+};
+enum { KIND_SYMLINK = 0, KIND_FILE = 1, KIND_DIR = 2 };
+
+static double
+dir_age(const struct timespec *atim, const struct timespec *mtim, const struct timespec *ctim,
+        int code)
+{
+    /* A directory's ctime changes when it is cleaned: "newest" leaves it out (as tmpfiles). */
+    double m = seconds(*mtim), a = seconds(*atim);
+    switch (code) {
+    case 1:
+        return m;
+    case 2:
+        return a;
+    case 3:
+        return seconds(*ctim);
+    default:
+        return m > a ? m : a;
+    }
+}
+
+static int
+pending_add(Frame *f, PendingDir *p)
+{
+    if (f->npending == f->cap) {
+        size_t cap = f->cap ? f->cap * 2 : 8;
+        PendingDir *grown = PyMem_RawRealloc(f->pending, cap * sizeof(PendingDir));
+        if (grown == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        f->pending = grown;
+        f->cap = cap;
+    }
+    f->pending[f->npending++] = *p;
+    return 0;
+}
+
+static char *
+copy_name(const char *name, size_t len)
+{
+    char *copy = PyMem_RawMalloc(len + 1);
+    if (copy == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    memcpy(copy, name, len);
+    copy[len] = '\0';
+    return copy;
+}
+
+static int
+push_pending(Walk *w, const char *name, const struct stat *st)
+{
+    PendingDir p;
+    p.name = copy_name(name, strlen(name));
+    if (p.name == NULL)
+        return -1;
+    p.ino = (unsigned long long)st->st_ino;
+    p.dev = (unsigned long long)st->st_dev;
+    p.uid = (unsigned long)st->st_uid;
+    p.atim = st->st_atim;
+    p.mtim = st->st_mtim;
+    p.age = dir_age(&st->st_atim, &st->st_mtim, &st->st_ctim, w->dir_age_code);
+    if (pending_add(w->cur, &p) < 0) {
+        PyMem_RawFree(p.name);
+        return -1;
+    }
+    return 0;
+}
+
+/* A time from an os.stat_result's st_*_ns (a Python int, any size) as a timespec. */
+static int
+timespec_of(PyObject *ns, struct timespec *out)
+{
+    PyObject *billion = PyLong_FromLong(1000000000L);
+    if (billion == NULL)
+        return -1;
+    PyObject *qr = PyNumber_Divmod(ns, billion);
+    Py_DECREF(billion);
+    if (qr == NULL)
+        return -1;
+    long long sec = PyLong_AsLongLong(PyTuple_GET_ITEM(qr, 0));
+    long nsec = PyLong_AsLong(PyTuple_GET_ITEM(qr, 1));
+    Py_DECREF(qr);
+    if (PyErr_Occurred())
+        return -1;
+    out->tv_sec = (time_t)sec;
+    out->tv_nsec = nsec;
+    return 0;
+}
+
+/* A (name, os.stat_result) the walker queued (an entry it judged a directory on a fresh
+ * lstat) as a pending directory of f. */
+static int
+pending_from_python(Walk *w, Frame *f, PyObject *pair)
+{
+    PyObject *name, *st;
+    if (!PyTuple_Check(pair) || !PyArg_ParseTuple(pair, "UO", &name, &st))
+        return -1;
+    if (!PyObject_TypeCheck(st, (PyTypeObject *)stat_result)) {
+        PyErr_SetString(PyExc_TypeError, "c_items: a subdirectory without its os.stat_result");
+        return -1;
+    }
+    PendingDir p;
+    struct timespec ctim;
+    p.ino = PyLong_AsUnsignedLongLong(PyStructSequence_GET_ITEM(st, 1));
+    p.dev = PyLong_AsUnsignedLongLong(PyStructSequence_GET_ITEM(st, 2));
+    p.uid = PyLong_AsUnsignedLong(PyStructSequence_GET_ITEM(st, 4));
+    if (PyErr_Occurred() || timespec_of(PyStructSequence_GET_ITEM(st, 13), &p.atim) < 0 ||
+        timespec_of(PyStructSequence_GET_ITEM(st, 14), &p.mtim) < 0 ||
+        timespec_of(PyStructSequence_GET_ITEM(st, 15), &ctim) < 0)
+        return -1;
+    /* the age as the Python walk's dir_time: from the float st_*time fields */
+    double a = PyFloat_AsDouble(PyStructSequence_GET_ITEM(st, 10));
+    double m = PyFloat_AsDouble(PyStructSequence_GET_ITEM(st, 11));
+    double c = PyFloat_AsDouble(PyStructSequence_GET_ITEM(st, 12));
+    if (PyErr_Occurred())
+        return -1;
+    switch (w->dir_age_code) {
+    case 1:
+        p.age = m;
+        break;
+    case 2:
+        p.age = a;
+        break;
+    case 3:
+        p.age = c;
+        break;
+    default:
+        p.age = m > a ? m : a;
+    }
+    PyObject *encoded = PyUnicode_EncodeFSDefault(name);
+    if (encoded == NULL)
+        return -1;
+    p.name = copy_name(PyBytes_AS_STRING(encoded), (size_t)PyBytes_GET_SIZE(encoded));
+    Py_DECREF(encoded);
+    if (p.name == NULL)
+        return -1;
+    if (pending_add(f, &p) < 0) {
+        PyMem_RawFree(p.name);
+        return -1;
+    }
+    return 0;
+}
+
+/* The frame's path below the root as str (borrowed; made once a frame). */
+static PyObject *
+frame_rel(Walk *w, Frame *f)
+{
+    if (f->rel_obj == NULL)
+        f->rel_obj = PyUnicode_DecodeFSDefaultAndSize(f->rel_len ? w->rel : "",
+                                                      (Py_ssize_t)f->rel_len);
+    return f->rel_obj;
+}
+
+/* walker.c_event(code, rel of dir, name, err): entries gone, or -1 with an exception. */
+static long long
+call_event(Walk *w, Frame *dir, int code, const char *name, int err)
+{
+    PyObject *rel = frame_rel(w, dir);
+    if (rel == NULL)
+        return -1;
+    PyObject *pyname = PyUnicode_DecodeFSDefault(name);
+    if (pyname == NULL)
+        return -1;
+    PyObject *r = PyObject_CallMethod(w->walker, "c_event", "iONi", code, rel, pyname, err);
+    if (r == NULL)
+        return -1;
+    long long gone = PyLong_AsLongLong(r);
+    Py_DECREF(r);
+    if (gone < 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "c_event returned a negative count");
+        return -1;
+    }
+    return gone;
+}
+
+static int
+call_removed(Walk *w, Frame *dir, const char *name, int kind, long long size, double t)
+{
+    PyObject *rel = frame_rel(w, dir);
+    if (rel == NULL)
+        return -1;
+    PyObject *pyname = PyUnicode_DecodeFSDefault(name);
+    if (pyname == NULL)
+        return -1;
+    PyObject *r = PyObject_CallMethod(w->walker, "c_removed", "iONLd", kind, rel, pyname, size, t);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* walker.locks, re-read after a callback that may have dropped it (the table lost). */
+static int
+reload_table(Walk *w)
+{
+    PyObject *table = PyObject_GetAttrString(w->walker, "locks");
+    if (table == NULL)
+        return -1;
+    Py_XSETREF(w->table, table);
+    return 0;
+}
+
+/* Give a batch's items to walker.c_items; add what it returns to the frame. */
+static int
+call_items(Walk *w, Frame *f, PyObject *items)
+{
+    PyObject *rel = frame_rel(w, f);
+    if (rel == NULL)
+        return -1;
+    PyObject *r = PyObject_CallMethod(w->walker, "c_items", "iOiO", f->fd, rel, f->shared, items);
+    if (r == NULL)
+        return -1;
+    long long gone;
+    PyObject *subdirs;
+    if (!PyTuple_Check(r) || !PyArg_ParseTuple(r, "LO!", &gone, &PyList_Type, &subdirs)) {
+        Py_DECREF(r);
+        return -1;
+    }
+    f->gone += gone;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(subdirs); i++) {
+        if (pending_from_python(w, f, PyList_GET_ITEM(subdirs, i)) < 0) {
+            Py_DECREF(r);
+            return -1;
+        }
+    }
+    Py_DECREF(r);
+    return reload_table(w);
+}
+
+/* Read and decide every entry of the directory of frame f. */
+static int
+list_frame(Lister *self, Walk *w, Frame *f)
+{
+    self->fd = f->fd;
+    self->shared = f->shared;
+    self->pos = self->end = 0;
+    w->cur = f;
+    w->listed_dirs++;
+    if (PyErr_CheckSignals() < 0) /* a long walk of small directories: Ctrl-C stops it */
+        return -1;
+    for (;;) {
+        Counts c;
+        PyObject *items = NULL;
+        if (batch_core(self, w->limit, w->table, &c, &items, NULL) < 0) {
+            Py_XDECREF(items);
+            return -1;
+        }
+        w->scanned += c.listed;
+        f->total += c.listed;
+        f->gone += c.gone;
+        w->files += c.files;
+        w->symlinks += c.symlinks;
+        w->nbytes += c.nbytes;
+        w->kept += c.kept;
+        if (items != NULL) {
+            int rc = call_items(w, f, items);
+            Py_DECREF(items);
+            if (rc < 0)
+                return -1;
+        }
+        if (c.read_errno) {
+            if (call_event(w, f, EV_READ_FAILED, "", c.read_errno) < 0)
+                return -1;
+            f->total += 1; /* unknown contents: never "emptied" */
+        }
+        if (c.end)
+            return 0;
+    }
+}
+
+/* Take the path of the frame about to be pushed: rel of parent + "/" + name. */
+static int
+rel_push(Walk *w, Frame *parent, const char *name, size_t *out_len)
+{
+    size_t len = strlen(name), at = parent->rel_len;
+    size_t need = at + (at ? 1 : 0) + len;
+    if (need + 1 > w->rel_cap) {
+        size_t cap = w->rel_cap ? w->rel_cap : 256;
+        while (cap < need + 1)
+            cap *= 2;
+        char *grown = PyMem_RawRealloc(w->rel, cap);
+        if (grown == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        w->rel = grown;
+        w->rel_cap = cap;
+    }
+    if (at)
+        w->rel[at++] = '/';
+    memcpy(w->rel + at, name, len);
+    *out_len = need;
+    return 0;
+}
+
+static int
+shared_dir(const struct stat *st, unsigned long euid)
+{
+    /* may someone other than this user (or root) change its entries? (_shared) */
+    return (st->st_mode & 022) || ((unsigned long)st->st_uid != 0 && st->st_uid != euid);
+}
+
+/* Enter pending directory p of the top frame: 1 pushed, 0 not entered, -1 error. The frame
+ * takes p's name when pushed; otherwise the caller frees it. */
+static int
+enter(Walk *w, PendingDir *p)
+{
+    Frame *parent = &w->frames[w->depth - 1];
+    long long gone;
+    if (p->dev != w->frames[0].self.dev) /* the root's (walk() checks it is root_dev) */
+        return call_event(w, parent, EV_OTHER_FS, p->name, 0) < 0 ? -1 : 0;
+    if (w->depth > w->max_depth)
+        return call_event(w, parent, EV_TOO_DEEP, p->name, 0) < 0 ? -1 : 0;
+    int noatime = O_NOATIME != 0 && (w->euid == 0 || w->euid == p->uid);
+    const int flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK;
+    int fd;
+    do
+        fd = openat(parent->fd, p->name, noatime ? flags | O_NOATIME : flags);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0 && noatime && errno == EPERM) {
+        noatime = 0; /* root without CAP_FOWNER: read it as anyone would */
+        do
+            fd = openat(parent->fd, p->name, flags);
+        while (fd < 0 && errno == EINTR);
+    }
+    if (fd < 0) {
+        gone = call_event(w, parent, EV_OPEN_FAILED, p->name, errno);
+        if (gone < 0)
+            return -1;
+        parent->gone += gone;
+        return 0;
+    }
+    struct stat now;
+    if (fstat(fd, &now) != 0) {
+        PyErr_SetFromErrno(PyExc_OSError); /* as the Python walk's os.fstat */
+        close(fd);
+        return -1;
+    }
+    if ((unsigned long long)now.st_ino != p->ino || (unsigned long long)now.st_dev != p->dev) {
+        close(fd); /* swapped for another directory (or a mount) since it was listed */
+        return call_event(w, parent, EV_CHANGED, p->name, 0) < 0 ? -1 : 0;
+    }
+    size_t rel_len;
+    if (rel_push(w, parent, p->name, &rel_len) < 0) {
+        close(fd);
+        return -1;
+    }
+    Frame *f = &w->frames[w->depth++];
+    memset(f, 0, sizeof(*f));
+    f->fd = fd;
+    f->shared = shared_dir(&now, w->euid);
+    f->noatime = noatime;
+    f->rel_len = rel_len;
+    f->self = *p;
+    return 1;
+}
+
+/* Put a directory's times back (_Walker.restore_times); failures are harmless. */
+static void
+restore_times(Lister *self, Frame *f)
+{
+    if (f->noatime && (self->dry_run || !f->gone))
+        return; /* read without touching its atime and nothing removed: times unchanged */
+    if (self->dry_run || !f->gone) {
+        struct stat cur;
+        if (fstat(f->fd, &cur) != 0)
+            return;
+        if (cur.st_atim.tv_sec == f->self.atim.tv_sec &&
+            cur.st_atim.tv_nsec == f->self.atim.tv_nsec &&
+            cur.st_mtim.tv_sec == f->self.mtim.tv_sec && cur.st_mtim.tv_nsec == f->self.mtim.tv_nsec)
+            return;
+    }
+    struct timespec ts[2] = {f->self.atim, f->self.mtim};
+    (void)futimens(f->fd, ts);
+}
+
+static void
+frame_free(Frame *f)
+{
+    for (size_t i = 0; i < f->npending; i++)
+        PyMem_RawFree(f->pending[i].name);
+    PyMem_RawFree(f->pending);
+    f->pending = NULL;
+    f->npending = f->cap = 0;
+    PyMem_RawFree(f->self.name);
+    f->self.name = NULL;
+    Py_CLEAR(f->rel_obj);
+}
+
+/* Leave the top frame (_Walker.leave): it is popped (its fd closed) before any callback. */
+static int
+leave(Lister *self, Walk *w)
+{
+    Frame *f = &w->frames[--w->depth];
+    Frame *parent = w->depth ? &w->frames[w->depth - 1] : NULL;
+    int rc = 0;
+    if (w->restore)
+        restore_times(self, f);
+    if (parent == NULL) {
+        frame_free(f); /* the root's fd is the caller's */
+        return 0;
+    }
+    close(f->fd);
+    f->fd = -1;
+    if (f->gone < f->total || f->self.age > self->cutoff)
+        goto done;
+    if (!self->dry_run && unlinkat(parent->fd, f->self.name, AT_REMOVEDIR) != 0) {
+        long long gone = call_event(w, parent, EV_RMDIR_FAILED, f->self.name, errno);
+        if (gone < 0)
+            rc = -1;
+        else
+            parent->gone += gone;
+        goto done;
+    }
+    parent->gone++;
+    w->dirs++;
+    if (self->report)
+        rc = call_removed(w, parent, f->self.name, KIND_DIR, 0, f->self.age);
+done:
+    frame_free(f);
+    return rc;
+}
+
+/* walk(root_fd, root_st, walker, max_depth, euid, restore, dir_age_code, limit)
+ *   -> (scanned, files, symlinks, dirs, nbytes, kept, directories listed) */
+static PyObject *
+Lister_walk(Lister *self, PyObject *args)
+{
+    int root_fd, max_depth, restore, dir_age_code;
+    unsigned long euid;
+    Py_ssize_t limit;
+    PyObject *root_st, *walker;
+    if (!PyArg_ParseTuple(args, "iOOikpin", &root_fd, &root_st, &walker, &max_depth, &euid,
+                          &restore, &dir_age_code, &limit))
+        return NULL;
+    if (limit < 1) {
+        PyErr_SetString(PyExc_ValueError, "walk(): limit must be positive");
+        return NULL;
+    }
+    if (ready(self) < 0)
+        return NULL;
+    if (max_depth < 0 || max_depth > 100000) {
+        PyErr_SetString(PyExc_ValueError, "walk(): max_depth out of range");
+        return NULL;
+    }
+    Walk w;
+    memset(&w, 0, sizeof(w));
+    w.walker = walker;
+    w.max_depth = max_depth;
+    w.euid = euid;
+    w.restore = restore;
+    w.dir_age_code = dir_age_code;
+    w.limit = limit;
+    /* one frame a level: the root plus max_depth below it */
+    w.frames = PyMem_RawCalloc((size_t)max_depth + 1, sizeof(Frame));
+    if (w.frames == NULL)
+        return PyErr_NoMemory();
+    PyObject *result = NULL;
+    Frame *root = &w.frames[0];
+    root->fd = root_fd;
+    struct stat st;
+    if (fstat(root_fd, &st) != 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        goto out;
+    }
+    /* the root's times as the caller took them (its "pre", put back as the Python walk does) */
+    if (!PyObject_TypeCheck(root_st, (PyTypeObject *)stat_result)) {
+        PyErr_SetString(PyExc_TypeError, "walk(): root_st must be an os.stat_result");
+        goto out;
+    }
+    if (timespec_of(PyStructSequence_GET_ITEM(root_st, 13), &root->self.atim) < 0 ||
+        timespec_of(PyStructSequence_GET_ITEM(root_st, 14), &root->self.mtim) < 0)
+        goto out;
+    root->self.dev = (unsigned long long)st.st_dev;
+    root->self.ino = (unsigned long long)st.st_ino;
+    if (root->self.dev != self->root_dev) {
+        PyErr_SetString(PyExc_ValueError, "walk(): root_fd is not on the Lister's root_dev");
+        goto out;
+    }
+    root->shared = shared_dir(&st, euid);
+    w.depth = 1;
+    if (reload_table(&w) < 0)
+        goto out;
+    self->busy = 1;
+    self->walk = &w;
+    if (list_frame(self, &w, root) < 0)
+        goto out;
+    while (w.depth > 0) {
+        Frame *top = &w.frames[w.depth - 1];
+        if (top->npending) {
+            PendingDir p = top->pending[--top->npending];
+            int rc = enter(&w, &p);
+            if (rc <= 0)
+                PyMem_RawFree(p.name);
+            if (rc < 0)
+                goto out;
+            if (rc > 0 && list_frame(self, &w, &w.frames[w.depth - 1]) < 0)
+                goto out;
+            continue;
+        }
+        if (leave(self, &w) < 0)
+            goto out;
+    }
+    result = Py_BuildValue("(LLLLLLL)", w.scanned, w.files, w.symlinks, w.dirs, w.nbytes, w.kept,
+                           w.listed_dirs);
+out:
+    /* an exception (Ctrl-C, a callback's): close what is open below the root, as the Python
+     * walk's finally does (no times are put back) */
+    for (int i = w.depth - 1; i >= 0; i--) {
+        if (i > 0 && w.frames[i].fd >= 0)
+            close(w.frames[i].fd);
+        frame_free(&w.frames[i]);
+    }
+    PyMem_RawFree(w.frames);
+    PyMem_RawFree(w.rel);
+    Py_XDECREF(w.table);
+    self->walk = NULL;
+    self->busy = 0;
+    self->fd = -1;
+    return result;
 }
 
 static PyMethodDef Lister_methods[] = {
+    {"walk", (PyCFunction)Lister_walk, METH_VARARGS,
+     "walk(root_fd, root_st, walker, max_depth, euid, restore, dir_age_code, limit) -> (scanned,"
+     " files,"
+     " symlinks, dirs, nbytes, kept, directories listed): the whole tree below root_fd"},
     {"list", (PyCFunction)(void (*)(void))Lister_list, METH_FASTCALL,
      "list(fd, shared, limit, table) -> the first batch of the directory open on fd"},
     {"batch", (PyCFunction)Lister_batch, METH_VARARGS,
@@ -613,7 +1248,7 @@ PyInit__cleanupwalk(void)
         return NULL;
     /* reliactl/cleanup.py uses the module only when this is the version it was written
      * for: a stale build (a checkout updated without reinstalling) is never called. */
-    if (PyModule_AddIntConstant(m, "API", 2) < 0 ||
+    if (PyModule_AddIntConstant(m, "API", 3) < 0 ||
         PyModule_AddStringConstant(m, "SOURCE_SHA256", CWALK_SRC_SHA) < 0) {
         Py_DECREF(m);
         return NULL;

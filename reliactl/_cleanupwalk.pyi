@@ -30,4 +30,16 @@ class Lister:
     ) -> None: ...
     def list(self, fd: int, shared: bool, limit: int, table: Any, /) -> Batch: ...
     def batch(self, limit: int, table: Any, /) -> Batch: ...
+    def walk(
+        self,
+        root_fd: int,
+        root_st: os.stat_result,
+        walker: Any,
+        max_depth: int,
+        euid: int,
+        restore: bool,
+        dir_age_code: int,
+        limit: int,
+        /,
+    ) -> tuple[int, int, int, int, int, int, int]: ...
     def close(self) -> None: ...

@@ -35,10 +35,12 @@ does), so neither a dry run nor a real one makes an old directory look young. Di
 opened ``O_NOATIME`` where allowed (owner or CAP_FOWNER, as tmpfiles), so one that nothing was
 removed from keeps its times untouched and needs nothing put back.
 
-The plain entries of a walk without per-name rules are decided in C where the optional
-extension ``reliactl._cleanupwalk`` was built (same rules, on the same directory fd and lock
-table; ``RELIACTL_CLEANUP_C=0`` turns it off); this module's walk is the fallback and the
-reference (docs/DESIGN.md, "Cleanup's walk in C").
+A walk without per-name rules runs in C where the optional extension
+``reliactl._cleanupwalk`` was built: the plain entries and the directory recursion (same
+rules, same opens and checks, on the same directory fds and lock table; skips, errors and
+every other entry come back to this module by callback; ``RELIACTL_CLEANUP_C=0`` turns it
+off). This module's walk is the fallback and the reference (docs/DESIGN.md, "Cleanup's walk
+in C" and "Cleanup's directory recursion in C").
 
 Memory does not grow with the number of files: files are decided while their directory is
 being read; only the subdirectory names of the directories on the current path are held
@@ -57,28 +59,60 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import ModuleType
 
-# Literal at run time too: the public records' annotations name it and the aliases below
-# (typing.get_type_hints and pydantic resolve them). It costs the `cleanup` start ~3.6 ms
-# of typing; the review of issue 21's wave 6 found a module __getattr__ for the aliases
-# left Removal and StaleLock unresolvable.
-from typing import Literal
-
 from reliactl._procfs import unescape_mount
 from reliactl.errors import UnsafeRootError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING (see reliactl/__init__)
 if TYPE_CHECKING:
     from dataclasses import dataclass
-    from typing import Any
+    from typing import Any, Literal
 
     from reliactl.config import CleanupRoot
     from reliactl.locks import LockHolder
     from reliactl.state.base import PruneReport
+
+    AgeBy = Literal["newest", "mtime", "atime", "ctime"]
+    EntryKind = Literal["file", "symlink", "dir"]
 else:  # frozen dataclasses without compiling code at import (issue 21, see _records)
     from reliactl._records import dataclass
 
-AgeBy = Literal["newest", "mtime", "atime", "ctime"]
-EntryKind = Literal["file", "symlink", "dir"]
+    class _LazyLiteral:
+        """``typing.Literal`` for the records' annotations, imported when first subscripted.
+
+        The public records spell their Literals out (``Literal["file", "symlink", "dir"]``),
+        so typing.get_type_hints and pydantic, which evaluate them in this module's
+        namespace, get real ``typing.Literal`` objects; a cleanup run never subscripts it
+        and skips typing's import (~2.5 ms of the ``cleanup`` start, issue 21's sixth
+        session). The aliases ``AgeBy`` and ``EntryKind`` come from ``__getattr__``.
+        """
+
+        __slots__ = ()
+
+        def __getitem__(self, values: object) -> object:
+            import typing
+
+            return typing.Literal[values]
+
+        def __repr__(self) -> str:
+            return "typing.Literal"
+
+    # Bound through globals(): to linters and type checkers Literal stays typing's (above).
+    globals()["Literal"] = _LazyLiteral()
+    _ALIASES = {
+        "AgeBy": ("newest", "mtime", "atime", "ctime"),
+        "EntryKind": ("file", "symlink", "dir"),
+    }
+
+    def __getattr__(name: str) -> object:
+        """The public aliases, made (with typing) at first use and then kept."""
+        values = _ALIASES.get(name)
+        if values is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        import typing
+
+        alias = typing.Literal[values]
+        globals()[name] = alias
+        return alias
 
 
 AGE_BY: tuple[AgeBy, ...] = ("newest", "mtime", "atime", "ctime")
@@ -137,10 +171,14 @@ _INIT_PID_NS_INO = 0xEFFFFFFC  # PROC_PID_INIT_INO: /proc/self/ns/pid of the ini
 # The walk in C (reliactl/_cleanupwalk.c, optional): RELIACTL_CLEANUP_C=0 turns it off.
 C_WALK_ENV = "RELIACTL_CLEANUP_C"
 C_BATCH = 4096  # entries a call of the C loop reads at most (memory stays flat)
-C_WALK_API = 2  # the _cleanupwalk.API this module speaks (a stale build is not used)
+C_WALK_API = 3  # the _cleanupwalk.API this module speaks (a stale build is not used)
 # What an item of a C batch says (the OUT_* codes of _cleanupwalk.c).
 _C_DEFER, _C_STAT_FAILED, _C_LOCKED, _C_CHANGED = 0, 1, 2, 3
 _C_RECHECK_FAILED, _C_UNLINK_FAILED, _C_REMOVED, _C_TABLE_LOST = 4, 5, 6, 7
+# What the C recursion reports back by _Walker.c_event (the EV_* codes of _cleanupwalk.c).
+_EV_OPEN_FAILED, _EV_OTHER_FS, _EV_TOO_DEEP, _EV_CHANGED = 1, 2, 3, 4
+_EV_READ_FAILED, _EV_RMDIR_FAILED = 5, 6
+_C_KINDS: tuple[EntryKind, EntryKind, EntryKind] = ("symlink", "file", "dir")
 # Filesystems whose stat() st_dev and st_ino are the superblock device and inode number the
 # lock table prints, and whose locks are all local (so all in the table).
 _LOCK_TABLE_FILESYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "tmpfs"})
@@ -180,7 +218,7 @@ class Removal:
     """One entry removed (or, in a dry run, that would be removed)."""
 
     path: str
-    kind: EntryKind
+    kind: Literal["file", "symlink", "dir"]  # EntryKind, spelled out (see _LazyLiteral)
     size: int  # bytes of a regular file; 0 for symlinks and directories
     age: float  # seconds, by the age rule in use
     reason: Literal["age", "size"]  # the age rule, or the size budget
@@ -535,6 +573,9 @@ def _matches(patterns: Sequence[str], name: str, rel: str) -> bool:
     return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(rel, p) for p in patterns)
 
 
+_NO_STAT = os.stat_result((0,) * 10)  # a frame c_items makes: its times are C's
+
+
 class _Frame:
     """One directory on the current path of the walk."""
 
@@ -845,6 +886,15 @@ class _Walker:
         inner = f"{rel}/{name}" if rel else name
         return f"{self.shown}/{inner}" if self.shown != "/" else f"/{inner}"
 
+    def read_failed(self, rel: str, err: int) -> None:
+        """The directory at ``rel`` could not be read (to its end): a skip reason ("denied",
+        "vanished" ...) or, for any other failure (EMFILE, EIO), an error with its path."""
+        reason = _errno_reason(err)
+        if reason.startswith("error: "):
+            path = self.path_of("", rel) if rel else self.shown
+            self.error(path, f"cannot read: {os.strerror(err)}")
+        self.skip(reason)
+
     def skip(self, reason: str) -> None:
         if reason.startswith("error: "):
             return
@@ -912,6 +962,9 @@ class _Walker:
                 _AGE_CODE[self.age_by],
                 self.on_remove is not None,
             )
+        if self.lister is not None and self.on_progress is None:
+            self.run_c(root_fd, root_st)
+            return
         enter = self.enter
         leave = self.leave
         root_age = self.dir_time(root_st)
@@ -936,6 +989,80 @@ class _Walker:
             if self.lister is not None:
                 self.lister.close()
                 self.lister = None
+
+    def run_c(self, root_fd: int, root_st: os.stat_result) -> None:
+        """The whole walk in C (``Lister.walk``): run()'s loop, enter() and leave() with
+        the same opens, checks and order; every rare outcome comes back by ``c_event``,
+        ``c_items`` and ``c_removed``, so skips, errors and their paths are this module's.
+        Used without an ``on_progress`` callback (with one, C lists and Python recurses)."""
+        self.c_dirs = 1  # the root is listed by C (the count is exact once walk() returns)
+        try:
+            scanned, files, symlinks, dirs, nbytes, kept, listed = self.lister.walk(
+                root_fd,
+                root_st,
+                self,
+                MAX_DEPTH,
+                self.euid,
+                self.restore,
+                _AGE_CODE[self.age_by],
+                C_BATCH,
+            )
+        finally:
+            self.lister.close()
+            self.lister = None
+        self.c_dirs = listed
+        self.scanned += scanned
+        self.files += files
+        self.symlinks += symlinks
+        self.dirs += dirs
+        self.bytes += nbytes
+        self.kept_bytes += kept
+
+    def c_items(
+        self, fd: int, rel: str, shared: int, items: list[tuple[str, int, int, int, float]]
+    ) -> tuple[int, list[tuple[str, os.stat_result]]]:
+        """A batch's entries the C recursion did not settle: (entries gone, subdirectories
+        found on a fresh lstat, which C then enters as its own)."""
+        frame = _Frame(fd, rel, rel.rpartition("/")[2], _NO_STAT, 0.0, bool(shared))
+        for name, code, value, size, t in items:
+            self.c_item(frame, name, code, value, size, t)
+        return frame.gone, frame.pending
+
+    def c_event(self, code: int, rel: str, name: str, err: int) -> int:
+        """A rare outcome of the C recursion, counted as enter()/leave()/list_dir count it;
+        ``rel`` is the directory ``name`` is in. Returns the entries gone (0 or 1)."""
+        if code == _EV_OPEN_FAILED:  # enter()'s open failed
+            reason = _errno_reason(err)
+            if reason.startswith("error: "):
+                self.error(self.path_of(rel, name), f"cannot open: {os.strerror(err)}")
+            self.skip(reason)
+            return 1 if reason == "vanished" else 0
+        if code == _EV_RMDIR_FAILED:  # leave()'s rmdir failed
+            if err == errno.ENOENT:
+                self.skip("vanished")
+                return 1
+            if err == errno.ENOTDIR:
+                self.skip("changed")  # the name is now something else (a symlink)
+            elif err not in (errno.ENOTEMPTY, errno.EEXIST):
+                self.error(self.path_of(rel, name), os.strerror(err))
+            return 0
+        if code == _EV_READ_FAILED:
+            self.read_failed(rel, err)
+        elif code == _EV_OTHER_FS:
+            self.skip("other-filesystem")
+        elif code == _EV_TOO_DEEP:
+            self.skip("too-deep")
+        elif code == _EV_CHANGED:
+            self.skip("changed")  # swapped for another directory (or a mount) since listed
+        else:
+            raise ValueError(f"unknown event {code} from the C walk")
+        return 0
+
+    def c_removed(self, kind: int, rel: str, name: str, size: int, t: float) -> None:
+        """An entry the C recursion removed (counted there): the on_remove callback."""
+        if self.on_remove is not None:
+            path = self.path_of(rel, name)
+            self.on_remove(Removal(path, _C_KINDS[kind], size, max(0.0, self.now - t), "age"))
 
     def enter(self, parent: _Frame, name: str, st: os.stat_result, depth: int) -> _Frame | None:
         if st.st_dev != self.root_dev:
@@ -1037,7 +1164,7 @@ class _Walker:
         try:
             it = os.scandir(frame.fd)
         except OSError as exc:
-            self.skip(_reason_for(exc))
+            self.read_failed(frame.rel, exc.errno or errno.EIO)
             frame.total += 1  # unknown contents: never "emptied"
             return
         dir_fd = frame.fd
@@ -1072,7 +1199,7 @@ class _Walker:
                     except StopIteration:
                         break
                     except OSError as exc:
-                        self.skip(_reason_for(exc))
+                        self.read_failed(frame.rel, exc.errno or errno.EIO)
                         listed += 1
                         break
                     scanned += 1
@@ -1203,7 +1330,7 @@ class _Walker:
             for name, code, value, size, t in items:
                 self.c_item(frame, name, code, value, size, t)
             if read_errno:
-                self.skip(_errno_reason(read_errno))
+                self.read_failed(frame.rel, read_errno)
                 frame.total += 1
             if progress:
                 self.tick()
@@ -1469,7 +1596,7 @@ def clean_root(
     *,
     dry_run: bool = False,
     now: float | None = None,
-    age_by: AgeBy = "newest",
+    age_by: Literal["newest", "mtime", "atime", "ctime"] = "newest",  # AgeBy
     force_root: bool = False,
     on_remove: Callable[[Removal], None] | None = None,
     on_progress: Callable[[Progress], None] | None = None,
@@ -1519,7 +1646,7 @@ def clean(
     *,
     dry_run: bool = False,
     now: float | None = None,
-    age_by: AgeBy = "newest",
+    age_by: Literal["newest", "mtime", "atime", "ctime"] = "newest",  # AgeBy
     force_root: bool = False,
     on_remove: Callable[[Removal], None] | None = None,
     on_progress: Callable[[Progress], None] | None = None,

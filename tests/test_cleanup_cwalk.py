@@ -310,7 +310,9 @@ def test_a_batch_of_the_c_walk_is_bounded_so_memory_stays_flat(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A directory of many entries C hands back (FIFOs, subdirectories) is read in batches
-    of at most C_BATCH entries: what one call holds does not grow with the directory."""
+    of at most C_BATCH entries: what one call holds does not grow with the directory. (With
+    a progress callback: then C lists each directory and Python recurses; the recursion in
+    C has its own test below.)"""
     real = cleanup.c_walk()
     if real is None:
         require_c()
@@ -324,12 +326,43 @@ def test_a_batch_of_the_c_walk_is_bounded_so_memory_stays_flat(
     counting = CountingModule(real)
     monkeypatch.setattr(cleanup, "c_walk", lambda: counting)
     monkeypatch.setattr(cleanup, "C_BATCH", 64)
-    report = clean_root(CleanupTarget(str(root), DAY), now=FUTURE)
+    report = clean_root(CleanupTarget(str(root), DAY), now=FUTURE, on_progress=lambda p: None)
     assert report.files_removed == 300 and report.dirs_removed == 20
     assert report.skipped == {"fifo": 300}
     assert max(n for n, _ in counting.batches) <= 64
     assert max(items for _, items in counting.batches) <= 64
     assert sum(n for n, _ in counting.batches) >= 620
+
+
+def test_the_c_recursion_hands_python_bounded_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recursion in C (no progress callback) reads a directory in batches of at most
+    C_BATCH entries and hands Python each batch's unsettled entries (here FIFOs) at once:
+    what one callback holds does not grow with the directory."""
+    require_c()
+    root = tmp_path / "r"
+    root.mkdir()
+    for index in range(300):
+        os.mkfifo(root / f"p{index}")
+        (root / f"f{index}").write_text("x")
+    for index in range(20):
+        (root / f"d{index}").mkdir()
+    sizes: list[int] = []
+    real_items = cleanup._Walker.c_items
+
+    def counted(self: cleanup._Walker, fd: int, rel: str, shared: int, items: Any) -> Any:
+        sizes.append(len(items))
+        return real_items(self, fd, rel, shared, items)
+
+    monkeypatch.setattr(cleanup._Walker, "c_items", counted)
+    monkeypatch.setattr(cleanup, "C_BATCH", 64)
+    walkers = spy_walkers(monkeypatch)
+    report = clean_root(CleanupTarget(str(root), DAY), now=FUTURE)
+    assert walkers[-1].c_dirs == 21  # the root and its 20 subdirectories, listed by C
+    assert report.files_removed == 300 and report.dirs_removed == 20
+    assert report.skipped == {"fifo": 300} and report.scanned == 620
+    assert max(sizes) <= 64 and sum(sizes) == 300
 
 
 SWAP = """

@@ -9,6 +9,7 @@ checkout). Huge times and sparse files need tmpfs (/dev/shm): ext4 refuses both.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -30,6 +31,7 @@ from tests.cleanupwalks import spy_walkers
 from tests.test_cleanup_cwalk import require_c
 
 DAY = 86400.0
+FUTURE = time.time() + 10 * DAY
 REPO = Path(__file__).resolve().parent.parent
 EXT = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
 BIG = 2**63 - 1  # the largest file size (tmpfs allows it, sparse)
@@ -423,3 +425,52 @@ def test_each_reread_of_the_lock_table_decides_the_files_after_it(
     finally:
         for root in made:
             shutil.rmtree(root, ignore_errors=True)
+
+
+EMFILE = """
+import json, os, resource, sys
+from reliactl.cleanup import CleanupTarget, clean_root
+root, now = sys.argv[1], float(sys.argv[2])
+budget = max(int(fd) for fd in os.listdir("/proc/self/fd")) + 12  # closed fds: 0-2 and its own
+resource.setrlimit(resource.RLIMIT_NOFILE, (budget, budget))
+r = clean_root(CleanupTarget(root, 86400.0), now=now)
+print(json.dumps([r.files_removed, r.dirs_removed, dict(r.skipped), r.error_count,
+                  [(e.path, e.message) for e in r.errors]]))
+"""
+
+
+def test_nesting_beyond_the_descriptor_budget_is_an_error_by_path_in_both_walks(
+    tmp_path: Path,
+) -> None:
+    """A tree nested deeper than the process may hold descriptors for (RLIMIT_NOFILE lowered
+    in the child): the walk runs out of descriptors (EMFILE) and reports one error with the
+    directory's path, the directories above it are kept (not emptied), and the rest is
+    cleaned. The Python walk fails one level higher than C, reading (os.scandir dups the
+    directory's fd) where C fails opening the next level; before the sixth session its read
+    failure was dropped silently (counted as no skip reason at all)."""
+    require_c()
+    for env, what in (("0", "cannot read"), ("1", "cannot open")):
+        root = tmp_path / f"r{env}"
+        deep = root
+        for _ in range(40):
+            deep = deep / "d"
+        deep.mkdir(parents=True)
+        (root / "old").write_text("x")
+        (deep / "old-at-the-bottom").write_text("x")
+        out = subprocess.run(
+            [sys.executable, "-c", EMFILE, str(root), str(FUTURE)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, cleanup.C_WALK_ENV: env},
+            close_fds=True,
+            check=False,
+        )
+        assert out.returncode == 0, out.stderr
+        files, dirs, skipped, error_count, errors = json.loads(out.stdout)
+        assert (files, dirs, skipped, error_count) == (1, 0, {}, 1), out.stdout
+        [(path, message)] = errors
+        assert message == f"{what}: Too many open files", (env, message)
+        rel = os.path.relpath(path, root)
+        assert set(rel.split("/")) == {"d"} and 5 <= rel.count("d") < 40, rel
+        assert (deep / "old-at-the-bottom").exists()
