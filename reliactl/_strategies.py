@@ -375,3 +375,19 @@ def strategy_from_config(retry_config: RetryConfig, **overrides: Any) -> Backoff
             values["base_delay"] = cap
     name = values.pop("name")
     return make_strategy(name, **values)
+
+
+# The public names belong to ``reliactl.retry``, which re-exports them: pickles, reprs and
+# help() name that module, as they did before the split (a pickle made here loads in an
+# older reliactl), and loading one imports ``reliactl.retry``, which holds the same objects.
+for _public in (
+    _Unset,
+    BackoffStrategy,
+    ExponentialBackoffStrategy,
+    LinearBackoffStrategy,
+    FixedDelayStrategy,
+    make_strategy,
+    strategy_from_config,
+):
+    _public.__module__ = "reliactl.retry"
+del _public

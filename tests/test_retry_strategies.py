@@ -328,3 +328,27 @@ def test_decorrelated_first_retry_is_jittered_when_the_caller_has_no_previous_de
         firsts = [strategy.delay(1, previous) for _ in range(500)]
         assert min(firsts) >= 1.0 and max(firsts) <= 3.0
         assert len(set(firsts)) > 400 and max(firsts) > 2.5 and min(firsts) < 1.5
+
+
+def test_public_strategies_are_named_by_reliactl_retry_in_pickles_and_reprs() -> None:
+    """The strategies live in the private reliactl._strategies (so `http` need not import the
+    retry engine) but stay reliactl.retry's public objects: a pickle names reliactl.retry
+    (an older reliactl, where they were defined there, can load it), it loads back equal,
+    and UNSET keeps its identity through a pickle."""
+    import pickle
+
+    from reliactl import retry
+
+    for strategy in (
+        retry.ExponentialBackoffStrategy(base_delay=1.0, max_delay=10.0),
+        retry.LinearBackoffStrategy(base_delay=1.0),
+        retry.FixedDelayStrategy(base_delay=2.0),
+    ):
+        data = pickle.dumps(strategy)
+        assert b"reliactl.retry" in data and b"_strategies" not in data
+        assert type(pickle.loads(data)) is type(strategy)
+        assert type(strategy).__module__ == "reliactl.retry"
+    assert pickle.loads(pickle.dumps(retry.UNSET)) is retry.UNSET
+    assert (
+        retry.make_strategy.__module__ == retry.strategy_from_config.__module__ == "reliactl.retry"
+    )

@@ -241,17 +241,23 @@ class _ThreadedRound:
 
     def run(self) -> list[HealthMetric | None]:
         with self.changed:
-            if self.lane_open:
-                threading.Thread(target=self.lane, name="reliactl-check", daemon=True).start()
-            while True:
-                if self.lane_open and time.monotonic() >= self.lane_until:
-                    self.lane_open = False  # slow checks: the rest start in threads of their own
-                self._start_own_threads()
-                self._settle()
-                if not (self.waiting or self.running):
-                    return self.results
-                if not self._free_slot():
-                    self.changed.wait(max(0.0, self._next_deadline() - time.monotonic()))
+            try:
+                if self.lane_open:
+                    threading.Thread(target=self.lane, name="reliactl-check", daemon=True).start()
+                while True:
+                    if self.lane_open and time.monotonic() >= self.lane_until:
+                        self.lane_open = False  # slow checks: the rest start in their own threads
+                    self._start_own_threads()
+                    self._settle()
+                    if not (self.waiting or self.running):
+                        return self.results
+                    if not self._free_slot():
+                        self.changed.wait(max(0.0, self._next_deadline() - time.monotonic()))
+            finally:
+                # Whatever ends the round (Ctrl-C, an error), no check starts after it: the
+                # lane would otherwise go on starting the queued ones, unwatched.
+                self.lane_open = False
+                self.waiting.clear()
 
     def _free_slot(self) -> bool:
         """A check can start in a thread of its own now."""

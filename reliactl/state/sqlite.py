@@ -51,7 +51,10 @@ def _sqlite_module() -> ModuleType:
     constants and the default date/datetime adapters, and imports ``datetime`` for them
     (~1.5-2 ms of a cron start, issue 21 item 4). The store binds and reads no dates, so it
     needs neither; an importer of ``sqlite3`` after us gets the whole package (the adapters
-    are registered then). Without ``_sqlite3`` (another Python) it is ``sqlite3``."""
+    are registered then). Without ``_sqlite3`` (another Python) it is ``sqlite3``. One
+    difference for tests: when this module was imported before ``sqlite3``, patching
+    ``sqlite3.connect`` does not reach the store (it calls ``_sqlite3.connect``); patch
+    ``reliactl.state.sqlite.sqlite3.connect`` instead."""
     import sys
 
     loaded = sys.modules.get("sqlite3")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -304,3 +306,31 @@ def test_checks_queued_behind_a_slow_one_start_when_the_lane_closes() -> None:
     report = run_checks_in_threads(checks, RecordStore(), lane_s=0.05)
     assert report.metrics["first"].status is Status.OK
     assert report.metrics["second"].status is Status.OK
+
+
+def test_no_queued_check_starts_after_the_round_is_interrupted() -> None:
+    """Ctrl-C (or any error) that ends a round while the lane is open stops the lane too: the
+    checks still queued never start afterwards, unwatched and past the CLI's last
+    kill_running_programs (the lane used to run every one of them)."""
+    first_running, release = threading.Event(), threading.Event()
+    started: list[str] = []
+
+    def first() -> Any:
+        started.append("first")
+        first_running.set()
+        release.wait(30)
+        return {"status": "ok"}
+
+    checks = _lane_checks({"first": first})
+    checks += _lane_checks({f"q{i}": lambda i=i: started.append(f"q{i}") for i in range(5)})
+
+    def interrupt() -> None:
+        if first_running.wait(30):
+            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C: it wakes the caller's wait
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        run_checks_in_threads(checks, RecordStore(), lane_s=60.0)
+    release.set()
+    time.sleep(0.3)  # time for a lane that went on to start the next check
+    assert started == ["first"]
