@@ -11,6 +11,22 @@ from pathlib import Path
 
 import pytest
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Take SIGINT back when the suite was started with it ignored.
+
+    A non-interactive shell starts a background job (`nohup python -m pytest &`, some CI
+    runners) with SIGINT and SIGQUIT ignored; Python then leaves SIGINT ignored, and every
+    child the tests start inherits that (an ignored signal survives exec): the Ctrl-C tests,
+    whose child must end at SIGINT, would hang instead. An interactive shell gives Python
+    SIGINT at its default, so do the same: a Python handler is reset to the default in an
+    exec'd child, as from a terminal."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 LEGACY_VARS = (
     "CB_FAILURE_THRESHOLD",
     "CB_RECOVERY_TIMEOUT",
