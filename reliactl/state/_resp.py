@@ -180,6 +180,12 @@ class Connection:
         self._pos = 0
         self._deadline = 0.0
         self.broken = False
+        # Replies the server still owes this connection: +1 per command sent (counted before
+        # its first byte goes out), -1 per reply read whole. The pool closes, never keeps, a
+        # connection that owes one: an exception of any kind (a Ctrl-C, a signal handler that
+        # raises) between a send and its read would otherwise hand that reply to the next
+        # command on the connection.
+        self.pending = 0
         connect_timeout = params.get("socket_connect_timeout")
         deadline = None if connect_timeout is None else time.monotonic() + connect_timeout
         self.sock = self._open(params, deadline)
@@ -225,18 +231,16 @@ class Connection:
     def _connect_tcp(self, params: Mapping[str, Any], deadline: float | None) -> socket.socket:
         host, port = params.get("host") or "localhost", int(params.get("port") or 6379)
         error: OSError | None = None
-        for family, kind, proto, _name, address in socket.getaddrinfo(
-            host, port, 0, socket.SOCK_STREAM
-        ):
+        for family, kind, proto, _name, address in _resolve(host, port, deadline):
             sock = socket.socket(family, kind, proto)
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 sock.settimeout(self._remaining(deadline))
                 sock.connect(address)
                 return sock
-            except OSError as exc:
+            except BaseException as exc:  # also our TimeoutError (the deadline passed)
                 sock.close()
-                if isinstance(exc, builtins.TimeoutError):
+                if not isinstance(exc, OSError) or isinstance(exc, builtins.TimeoutError):
                     raise
                 error = exc
         raise error or OSError("no address")
@@ -289,10 +293,16 @@ class Connection:
         self.close()
         return exc
 
+    def deadline(self) -> float | None:
+        """The deadline of one command or pipeline: ``socket_timeout`` bounds its write and
+        its whole reply together (one call, one deadline)."""
+        return None if self.timeout is None else time.monotonic() + self.timeout
+
     def send(self, commands: Sequence[Sequence[Any]], deadline: float | None = None) -> None:
         data = b"".join(pack(c) for c in commands)
-        if deadline is None and self.timeout is not None:
-            deadline = time.monotonic() + self.timeout
+        if deadline is None:
+            deadline = self.deadline()
+        self.pending += len(commands)
         try:
             self.sock.settimeout(self._left(deadline))
             self.sock.sendall(data)
@@ -317,11 +327,13 @@ class Connection:
 
     def read(self, deadline: float | None = None) -> Any:
         """One reply; an error reply is returned (not raised) as its exception."""
-        if deadline is None and self.timeout is not None:
-            deadline = time.monotonic() + self.timeout
+        if deadline is None:
+            deadline = self.deadline()
         self._deadline = deadline if deadline is not None else float("inf")
         try:
-            return self._reply(0)
+            reply = self._reply(0)
+            self.pending -= 1
+            return reply
         except (builtins.TimeoutError, TimeoutError):
             raise self._fail(TimeoutError("Timeout reading from socket")) from None
         except ConnectionError as exc:
@@ -428,6 +440,35 @@ def _number(text: bytes) -> int:
         raise ConnectionError(f"Protocol error: not a number {text[:40]!r}") from None
 
 
+def _resolve(host: str, port: int, deadline: float | None) -> list[Any]:
+    """``getaddrinfo`` within the connect deadline. A literal address needs no lookup; a
+    name is looked up in a daemon thread joined with the time left (the C resolver has no
+    timeout of ours: a hung DNS server would hold the call for its own 5 s x attempts)."""
+    try:
+        return socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, 0, socket.AI_NUMERICHOST)
+    except socket.gaierror:
+        pass
+    if deadline is None:
+        return socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+    out: dict[str, Any] = {}
+
+    def lookup() -> None:
+        try:
+            out["addresses"] = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+        except BaseException as exc:  # handed to the caller
+            out["error"] = exc
+
+    thread = threading.Thread(target=lookup, name="reliactl-resolve", daemon=True)
+    thread.start()
+    thread.join(Connection._remaining(deadline))
+    if thread.is_alive():
+        raise TimeoutError(f"Timeout resolving {host}")
+    if "error" in out:
+        raise out["error"]
+    addresses: list[Any] = out["addresses"]
+    return addresses
+
+
 def _oserror(exc: OSError) -> str:
     return exc.strerror or str(exc) or type(exc).__name__
 
@@ -466,7 +507,7 @@ class ConnectionPool:
         return Connection(self.params)
 
     def release(self, conn: Connection) -> None:
-        if conn.broken or conn.pid != os.getpid():
+        if conn.broken or conn.pending or conn.pid != os.getpid():
             conn.close()
             return
         with self._lock:
@@ -708,8 +749,9 @@ class Redis(Commands):
         pool = self.connection_pool
         conn = pool.get()
         try:
-            conn.send([args])
-            reply = _raise(conn.read())
+            deadline = conn.deadline()
+            conn.send([args], deadline)
+            reply = _raise(conn.read(deadline))
         finally:
             pool.release(conn)
         return parse(reply) if parse is not None else reply
@@ -769,7 +811,9 @@ def _sha1_hex(data: bytes) -> str:
 
 
 class Script:
-    """A Lua script run by EVALSHA, loaded (SCRIPT LOAD) when the server says NOSCRIPT."""
+    """A Lua script run by EVALSHA; when the server says NOSCRIPT (a restart, SCRIPT FLUSH),
+    by EVAL with its text, which also caches it for the next EVALSHA: one more round trip,
+    where redis-py's SCRIPT LOAD then EVALSHA makes two."""
 
     def __init__(self, client: Redis, script: str) -> None:
         self.client = client
@@ -779,9 +823,8 @@ class Script:
     def __call__(self, keys: Sequence[Any] = (), args: Sequence[Any] = ()) -> Any:
         try:
             return self.client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            self.client.execute_command("SCRIPT", "LOAD", self.script)
-            return self.client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+        except NoScriptError:  # EVALSHA ran nothing: running the text is safe
+            return self.client.execute_command("EVAL", self.script, len(keys), *keys, *args)
 
 
 class Pipeline(Commands):
@@ -811,10 +854,11 @@ class Pipeline(Commands):
         self._queue = []
         self.explicit_transaction = False
         if conn is not None:
-            if self.watching and not conn.broken:
+            if self.watching and not conn.broken and not conn.pending:
                 try:
-                    conn.send([("UNWATCH",)])
-                    _raise(conn.read())
+                    deadline = conn.deadline()
+                    conn.send([("UNWATCH",)], deadline)
+                    _raise(conn.read(deadline))
                 except RedisError:
                     conn.broken = True
                     conn.close()
@@ -826,8 +870,9 @@ class Pipeline(Commands):
             self._conn = self._pool.get()
         conn = self._conn
         try:
-            conn.send([args])
-            reply = _raise(conn.read())
+            deadline = conn.deadline()
+            conn.send([args], deadline)
+            reply = _raise(conn.read(deadline))
         except (ConnectionError, TimeoutError):
             self._conn = None
             self.watching = False
@@ -870,8 +915,9 @@ class Pipeline(Commands):
             if self.transaction or self.explicit_transaction:
                 done: list[Any] = self._transaction(conn, queue)
                 return done
-            conn.send([args for args, _parse in queue])
-            replies = [conn.read() for _ in queue]
+            deadline = conn.deadline()
+            conn.send([args for args, _parse in queue], deadline)
+            replies = [conn.read(deadline) for _ in queue]
             for reply in replies:
                 _raise(reply)
             return [p(r) if p is not None else r for (_a, p), r in zip(queue, replies, strict=True)]
@@ -879,12 +925,13 @@ class Pipeline(Commands):
             self.reset()
 
     def _transaction(self, conn: Connection, queue: list[tuple[tuple[Any, ...], Any]]) -> Any:
-        conn.send([("MULTI",), *(args for args, _parse in queue), ("EXEC",)])
+        deadline = conn.deadline()
+        conn.send([("MULTI",), *(args for args, _parse in queue), ("EXEC",)], deadline)
         errors: list[RedisError] = []
-        for reply in [conn.read() for _ in range(len(queue) + 1)]:
+        for reply in [conn.read(deadline) for _ in range(len(queue) + 1)]:
             if isinstance(reply, RedisError):
                 errors.append(reply)
-        replies = conn.read()
+        replies = conn.read(deadline)
         self.watching = False  # EXEC (or its failure) ended the WATCH
         if isinstance(replies, ExecAbortError) and errors:
             raise errors[0]
