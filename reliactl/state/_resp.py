@@ -432,12 +432,12 @@ class Connection:
 
 
 def _number(text: bytes) -> int:
-    try:
-        if len(text) > 20:
-            raise ValueError
-        return int(text)
-    except ValueError:
-        raise ConnectionError(f"Protocol error: not a number {text[:40]!r}") from None
+    """An integer reply or a length: exactly ``-?[0-9]{1,19}`` (``int()`` alone would also
+    take spaces, ``+`` and underscores)."""
+    digits = text[1:] if text[:1] == b"-" else text
+    if not 0 < len(digits) <= 19 or not digits.isdigit():  # bytes.isdigit: ASCII only
+        raise ConnectionError(f"Protocol error: not a number {text[:40]!r}")
+    return int(text)
 
 
 def _resolve(host: str, port: int, deadline: float | None) -> list[Any]:

@@ -244,6 +244,13 @@ def test_a_reply_late_after_a_timeout_is_never_read_by_the_next_command(fake: An
 
 GARBAGE = {
     "not resp": b"hello\r\n",
+    "integer with spaces": b": 12 \r\n",
+    "integer with underscores": b":1_000\r\n",
+    "integer with a plus": b":+5\r\n",
+    "integer of 20 digits": b":" + b"1" * 20 + b"\r\n",
+    "bare minus": b":-\r\n",
+    "bulk length with a space": b"$ 3\r\nabc\r\n",
+    "array length with underscores": b"*1_0\r\n",
     "bulk length not a number": b"$abc\r\n",
     "negative array length": b"*-5\r\n",
     "bulk beyond 512 MiB": b"$999999999999\r\n",
