@@ -278,7 +278,12 @@ class Connection:
         self.send(commands, deadline)
         first: RedisError | None = None
         for _ in commands:
-            reply = self.read(deadline)
+            try:
+                reply = self.read(deadline)
+            except RedisError:
+                if first is None:
+                    raise
+                break  # e.g. "max number of clients reached", then the server closed: say that
             if isinstance(reply, RedisError) and first is None:
                 first = reply
         if first is not None:

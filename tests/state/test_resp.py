@@ -542,6 +542,40 @@ def test_a_script_flushed_on_a_real_redis_runs_and_is_cached_again(
     assert redis.execute_command("SCRIPT", "EXISTS", script.sha) == [1]
 
 
+def test_the_first_handshake_error_is_kept_when_the_server_then_closes(fake: Any) -> None:
+    """A server at maxclients answers "-ERR max number of clients reached" and closes: that
+    error is what the client raises (not the reset or EOF that follows)."""
+
+    def handler(conn: socket.socket, _n: int) -> None:
+        conn.sendall(b"-ERR max number of clients reached\r\n")
+        conn.shutdown(socket.SHUT_WR)
+
+    server = fake(handler)
+    error = in_thread(client(server.port, client_name="me", db=2).ping)
+    assert isinstance(error, _resp.ConnectionError), error
+    assert "max number of clients reached" in str(error), error
+
+
+@pytest.mark.usefixtures("redis_client")
+def test_a_redis_at_maxclients_says_so_through_the_store(
+    own_redis: Callable[..., RedisServer],
+) -> None:
+    """A real redis-server with maxclients 1 and its one slot taken: the store's error is one
+    StateUnavailableError that says the client limit was reached."""
+    from reliactl.state.redis import open_redis_store
+    from reliactl.state.url import parse_state_url
+
+    server = own_redis("--maxclients", "1")
+    holder = socket.create_connection(("127.0.0.1", server.port))
+    try:
+        holder.sendall(b"PING\r\n")
+        assert holder.recv(100) == b"+PONG\r\n"
+        with pytest.raises(StateUnavailableError, match="max number of clients reached"):
+            open_redis_store(parse_state_url(server.url), connect_timeout=5.0)
+    finally:
+        holder.close()
+
+
 HUNG_DNS = r"""
 import socket, subprocess, sys, threading, time, warnings
 warnings.simplefilter("error")  # a socket left open is a ResourceWarning: an error here
