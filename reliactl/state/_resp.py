@@ -226,6 +226,8 @@ class Connection:
         except OSError as exc:
             where = path or f"{params.get('host')}:{params.get('port')}"
             raise ConnectionError(f"Error connecting to {where}: {_oserror(exc)}") from None
+        except UnicodeError:  # a host name IDNA cannot encode (a label over 63 characters)
+            raise ConnectionError(f"invalid host name {params.get('host')!r}") from None
         return sock
 
     def _connect_tcp(self, params: Mapping[str, Any], deadline: float | None) -> socket.socket:

@@ -576,6 +576,32 @@ def test_a_redis_at_maxclients_says_so_through_the_store(
         holder.close()
 
 
+def test_a_host_name_label_over_63_characters_is_a_config_error(tmp_path: Any) -> None:
+    """A 64-character host label (IDNA cannot encode it: the review saw "internal error:
+    UnicodeError") is refused by the URL parser: one message, no traceback, exit CONFIG."""
+    import subprocess
+    import sys
+
+    from reliactl.cli.exitcodes import ExitCode
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELIACTL_")}
+    env.update(
+        HOME=str(tmp_path),
+        RELIACTL_STATE__URL=f"redis://{'a' * 64}.example:6379/0",
+        RELIACTL_STATE__PATH=str(tmp_path / "local.db"),
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "reliactl", "state", "info"],
+        env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == ExitCode.CONFIG, result.stderr
+    assert "Traceback" not in result.stderr and "UnicodeError" not in result.stderr
+    assert "host name label must be 1 to 63 characters" in result.stderr, result.stderr
+    # the client itself, given such a host directly: its ConnectionError, not UnicodeError
+    error = in_thread(client(6379, host=f"{'b' * 64}.example").ping)
+    assert isinstance(error, _resp.ConnectionError) and "invalid host name" in str(error)
+
+
 HUNG_DNS = r"""
 import socket, subprocess, sys, threading, time, warnings
 warnings.simplefilter("error")  # a socket left open is a ResourceWarning: an error here
