@@ -208,6 +208,7 @@ class Connection:
 
     def _open(self, params: Mapping[str, Any], deadline: float | None) -> socket.socket:
         path = params.get("unix_socket_path")
+        context = _tls_context(params.get("ssl_ca_certs")) if params.get("ssl") else None
         try:
             if path:
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -219,8 +220,8 @@ class Connection:
                     raise
             else:
                 sock = self._connect_tcp(params, deadline)
-            if params.get("ssl"):
-                sock = self._wrap_tls(sock, params, deadline)
+            if context is not None:
+                sock = self._wrap_tls(sock, context, params, deadline)
         except builtins.TimeoutError:  # the socket's (ours shadows the name)
             raise TimeoutError("Timeout connecting to server") from None
         except OSError as exc:
@@ -249,13 +250,8 @@ class Connection:
 
     @staticmethod
     def _wrap_tls(
-        sock: socket.socket, params: Mapping[str, Any], deadline: float | None
+        sock: socket.socket, context: Any, params: Mapping[str, Any], deadline: float | None
     ) -> socket.socket:
-        # redis-py's defaults for what the store passes: certificates required and the host
-        # name checked, against ssl_ca_certs or else the system's default verify paths.
-        import ssl
-
-        context = ssl.create_default_context(cafile=params.get("ssl_ca_certs") or None)
         try:
             sock.settimeout(Connection._remaining(deadline))
             return context.wrap_socket(sock, server_hostname=params.get("host"))
@@ -445,6 +441,18 @@ def _number(text: bytes) -> int:
     if not 0 < len(digits) <= 19 or not digits.isdigit():  # bytes.isdigit: ASCII only
         raise ConnectionError(f"Protocol error: not a number {text[:40]!r}")
     return int(text)
+
+
+def _tls_context(cafile: str | None) -> Any:
+    """redis-py's defaults for what the store passes: certificates required and the host
+    name checked, against ``ssl_ca_certs`` or else the system's default verify paths. Built
+    before connecting: a CA file that is missing or holds no certificate is named."""
+    import ssl
+
+    try:
+        return ssl.create_default_context(cafile=cafile or None)
+    except OSError as exc:  # also ssl.SSLError
+        raise ConnectionError(f"cannot use the TLS CA file {cafile}: {_oserror(exc)}") from None
 
 
 def _resolve(host: str, port: int, deadline: float | None) -> list[Any]:

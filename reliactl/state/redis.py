@@ -819,6 +819,7 @@ def open_redis_store(
         if url.tls:
             settings["ssl"] = True
             if tls_ca_file:
+                _check_readable(tls_ca_file, "state.tls_ca_file")
                 settings["ssl_ca_certs"] = tls_ca_file
     client = make_client(**settings)
     store = RedisStateStore(
@@ -843,6 +844,20 @@ def make_client(**settings: Any) -> Any:
     """The Redis client for these settings (redis-py's keyword names). The differential
     tests replace it with one that builds redis-py's ``Redis`` from the same settings."""
     return _resp.Redis(**settings)
+
+
+def _check_readable(path: str, key: str) -> None:
+    """A file the configuration names must be there and readable: its absence is a
+    configuration problem (StateError naming the file), not "cannot reach Redis"."""
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise StateError(f"cannot read {key} {path}: {_oserror_text(exc)}") from None
+
+
+def _oserror_text(exc: OSError) -> str:
+    return exc.strerror or str(exc) or type(exc).__name__
 
 
 def _read_password(path: str) -> str:
