@@ -11,10 +11,13 @@ the same for both and the tests run the store suites against both (the different
 
 Behaviour the store relies on:
 
-- Timeouts: ``socket_connect_timeout`` bounds the connection (every address tried, the TLS
-  handshake and the replies to AUTH/SELECT/CLIENT SETNAME, sent in one write); every reply
-  must arrive whole within ``socket_timeout`` (a deadline for the reply, not per ``recv``:
-  a server trickling a byte at a time fails too). No retries: a failed command raises.
+- Timeouts: ``socket_connect_timeout`` bounds the connection (the DNS lookup, every address
+  tried, the TLS handshake and the replies to AUTH/SELECT/CLIENT SETNAME, sent in one
+  write); a command or pipeline has one deadline of ``socket_timeout`` for its write and its
+  whole reply (not per ``recv``: a server trickling a byte at a time fails too). So one call
+  takes at most connect + operation timeout. No retries: a failed command raises.
+- A connection is pooled only when it owes no reply (a count: +1 per command sent, -1 per
+  reply read whole), so an interrupt between a send and its read closes it instead.
 - A connection that failed in any way (timeout, reset, a reply that is not RESP) is closed
   and never reused, so no later command can read the rest of a half-read reply. An idle
   pooled connection with something to read (the server closed it, e.g. it restarted) is
@@ -254,10 +257,11 @@ class Connection:
     ) -> socket.socket:
         try:
             sock.settimeout(Connection._remaining(deadline))
-            return context.wrap_socket(sock, server_hostname=params.get("host"))
+            wrapped: socket.socket = context.wrap_socket(sock, server_hostname=params.get("host"))
         except BaseException:
             sock.close()
             raise
+        return wrapped
 
     def _handshake(self, params: Mapping[str, Any], deadline: float | None) -> None:
         """AUTH, SELECT and CLIENT SETNAME in one write, their replies in one round trip."""

@@ -119,5 +119,5 @@ def test_a_missing_or_unusable_ca_file_is_named(tmp_path: Path) -> None:
         host="127.0.0.1", port=free_port(), ssl=True, ssl_ca_certs=str(garbage),
         socket_connect_timeout=5.0, socket_timeout=5.0,
     )  # fmt: skip
-    with pytest.raises(_resp.ConnectionError, match="TLS CA file .*garbage.pem"):
+    with pytest.raises(_resp.ConnectionError, match=r"TLS CA file .*garbage\.pem"):
         client.ping()
