@@ -4,8 +4,9 @@ Imported only when ``state.url`` is a Redis URL (``open_state`` decides). It tal
 through ``state/_resp.py``, a small RESP2 client of our own (redis-py's import alone cost
 more than a whole ``run`` may; DESIGN section 6). Every command has a connect and a reply
 timeout and no client-side retries: a down, hung or partitioned Redis fails a store call
-within a stated bound (``connect_timeout + operation_timeout`` per command) with one clear
-StateError, never hangs.
+within a stated bound (``connect_timeout + operation_timeout`` for the command it waits on;
+a call of n round trips at most ``connect_timeout + n x operation_timeout``: README
+"Running on several hosts") with one clear StateError, never hangs.
 
 Keys (``NS`` = ``state.namespace``; braces are Redis Cluster hash tags)::
 
