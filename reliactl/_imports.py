@@ -1,10 +1,10 @@
 """Importing a third-party package without the parts of it reliactl never runs (issue 21).
 
-One owner for the machinery behind ``reliactl.http.import_httpx`` (httpx without trio, anyio
-and its command-line client; for the command line's own process also certifi, idna,
-mimetypes and stdlib modules only their functions use) and
-``reliactl.state.redisimport.import_redis`` (redis-py without ``redis.asyncio``, the
-OpenTelemetry metrics SDK and ``importlib.metadata``). While reliactl imports such a package,
+The machinery behind ``reliactl.http.import_httpx`` (httpx without trio, anyio and its
+command-line client; for the command line's own process also certifi, idna, mimetypes and
+stdlib modules only their functions use). Until the sixth session it also served
+``state/redisimport.import_redis`` (redis-py trimmed), removed when the Redis store moved to
+its own RESP client (``state/_resp.py``). While reliactl imports such a package,
 an :class:`ImportScope` finder sits first on ``sys.meta_path`` for that one thread and that one
 import (``with ImportScope(skip=..., defer=...): import pkg``):
 

@@ -11,10 +11,13 @@ the same for both and the tests run the store suites against both (the different
 
 Behaviour the store relies on:
 
-- Timeouts: ``socket_connect_timeout`` bounds the connection (every address tried, the TLS
-  handshake and the replies to AUTH/SELECT/CLIENT SETNAME, sent in one write); every reply
-  must arrive whole within ``socket_timeout`` (a deadline for the reply, not per ``recv``:
-  a server trickling a byte at a time fails too). No retries: a failed command raises.
+- Timeouts: ``socket_connect_timeout`` bounds the connection (the DNS lookup, every address
+  tried, the TLS handshake and the replies to AUTH/SELECT/CLIENT SETNAME, sent in one
+  write); a command or pipeline has one deadline of ``socket_timeout`` for its write and its
+  whole reply (not per ``recv``: a server trickling a byte at a time fails too). So one call
+  takes at most connect + operation timeout. No retries: a failed command raises.
+- A connection is pooled only when it owes no reply (a count: +1 per command sent, -1 per
+  reply read whole), so an interrupt between a send and its read closes it instead.
 - A connection that failed in any way (timeout, reset, a reply that is not RESP) is closed
   and never reused, so no later command can read the rest of a half-read reply. An idle
   pooled connection with something to read (the server closed it, e.g. it restarted) is
@@ -180,6 +183,12 @@ class Connection:
         self._pos = 0
         self._deadline = 0.0
         self.broken = False
+        # Replies the server still owes this connection: +1 per command sent (counted before
+        # its first byte goes out), -1 per reply read whole. The pool closes, never keeps, a
+        # connection that owes one: an exception of any kind (a Ctrl-C, a signal handler that
+        # raises) between a send and its read would otherwise hand that reply to the next
+        # command on the connection.
+        self.pending = 0
         connect_timeout = params.get("socket_connect_timeout")
         deadline = None if connect_timeout is None else time.monotonic() + connect_timeout
         self.sock = self._open(params, deadline)
@@ -202,6 +211,7 @@ class Connection:
 
     def _open(self, params: Mapping[str, Any], deadline: float | None) -> socket.socket:
         path = params.get("unix_socket_path")
+        context = _tls_context(params.get("ssl_ca_certs")) if params.get("ssl") else None
         try:
             if path:
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -213,49 +223,45 @@ class Connection:
                     raise
             else:
                 sock = self._connect_tcp(params, deadline)
-            if params.get("ssl"):
-                sock = self._wrap_tls(sock, params, deadline)
+            if context is not None:
+                sock = self._wrap_tls(sock, context, params, deadline)
         except builtins.TimeoutError:  # the socket's (ours shadows the name)
             raise TimeoutError("Timeout connecting to server") from None
         except OSError as exc:
             where = path or f"{params.get('host')}:{params.get('port')}"
             raise ConnectionError(f"Error connecting to {where}: {_oserror(exc)}") from None
+        except UnicodeError:  # a host name IDNA cannot encode (a label over 63 characters)
+            raise ConnectionError(f"invalid host name {params.get('host')!r}") from None
         return sock
 
     def _connect_tcp(self, params: Mapping[str, Any], deadline: float | None) -> socket.socket:
         host, port = params.get("host") or "localhost", int(params.get("port") or 6379)
         error: OSError | None = None
-        for family, kind, proto, _name, address in socket.getaddrinfo(
-            host, port, 0, socket.SOCK_STREAM
-        ):
+        for family, kind, proto, _name, address in _resolve(host, port, deadline):
             sock = socket.socket(family, kind, proto)
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 sock.settimeout(self._remaining(deadline))
                 sock.connect(address)
                 return sock
-            except OSError as exc:
+            except BaseException as exc:  # also our TimeoutError (the deadline passed)
                 sock.close()
-                if isinstance(exc, builtins.TimeoutError):
+                if not isinstance(exc, OSError) or isinstance(exc, builtins.TimeoutError):
                     raise
                 error = exc
         raise error or OSError("no address")
 
     @staticmethod
     def _wrap_tls(
-        sock: socket.socket, params: Mapping[str, Any], deadline: float | None
+        sock: socket.socket, context: Any, params: Mapping[str, Any], deadline: float | None
     ) -> socket.socket:
-        # redis-py's defaults for what the store passes: certificates required and the host
-        # name checked, against ssl_ca_certs or else the system's default verify paths.
-        import ssl
-
-        context = ssl.create_default_context(cafile=params.get("ssl_ca_certs") or None)
         try:
             sock.settimeout(Connection._remaining(deadline))
-            return context.wrap_socket(sock, server_hostname=params.get("host"))
+            wrapped: socket.socket = context.wrap_socket(sock, server_hostname=params.get("host"))
         except BaseException:
             sock.close()
             raise
+        return wrapped
 
     def _handshake(self, params: Mapping[str, Any], deadline: float | None) -> None:
         """AUTH, SELECT and CLIENT SETNAME in one write, their replies in one round trip."""
@@ -274,7 +280,12 @@ class Connection:
         self.send(commands, deadline)
         first: RedisError | None = None
         for _ in commands:
-            reply = self.read(deadline)
+            try:
+                reply = self.read(deadline)
+            except RedisError:
+                if first is None:
+                    raise
+                break  # e.g. "max number of clients reached", then the server closed: say that
             if isinstance(reply, RedisError) and first is None:
                 first = reply
         if first is not None:
@@ -289,10 +300,16 @@ class Connection:
         self.close()
         return exc
 
+    def deadline(self) -> float | None:
+        """The deadline of one command or pipeline: ``socket_timeout`` bounds its write and
+        its whole reply together (one call, one deadline)."""
+        return None if self.timeout is None else time.monotonic() + self.timeout
+
     def send(self, commands: Sequence[Sequence[Any]], deadline: float | None = None) -> None:
         data = b"".join(pack(c) for c in commands)
-        if deadline is None and self.timeout is not None:
-            deadline = time.monotonic() + self.timeout
+        if deadline is None:
+            deadline = self.deadline()
+        self.pending += len(commands)
         try:
             self.sock.settimeout(self._left(deadline))
             self.sock.sendall(data)
@@ -317,11 +334,13 @@ class Connection:
 
     def read(self, deadline: float | None = None) -> Any:
         """One reply; an error reply is returned (not raised) as its exception."""
-        if deadline is None and self.timeout is not None:
-            deadline = time.monotonic() + self.timeout
+        if deadline is None:
+            deadline = self.deadline()
         self._deadline = deadline if deadline is not None else float("inf")
         try:
-            return self._reply(0)
+            reply = self._reply(0)
+            self.pending -= 1
+            return reply
         except (builtins.TimeoutError, TimeoutError):
             raise self._fail(TimeoutError("Timeout reading from socket")) from None
         except ConnectionError as exc:
@@ -420,12 +439,53 @@ class Connection:
 
 
 def _number(text: bytes) -> int:
+    """An integer reply or a length: exactly ``-?[0-9]{1,19}`` (``int()`` alone would also
+    take spaces, ``+`` and underscores)."""
+    digits = text[1:] if text[:1] == b"-" else text
+    if not 0 < len(digits) <= 19 or not digits.isdigit():  # bytes.isdigit: ASCII only
+        raise ConnectionError(f"Protocol error: not a number {text[:40]!r}")
+    return int(text)
+
+
+def _tls_context(cafile: str | None) -> Any:
+    """redis-py's defaults for what the store passes: certificates required and the host
+    name checked, against ``ssl_ca_certs`` or else the system's default verify paths. Built
+    before connecting: a CA file that is missing or holds no certificate is named."""
+    import ssl
+
     try:
-        if len(text) > 20:
-            raise ValueError
-        return int(text)
-    except ValueError:
-        raise ConnectionError(f"Protocol error: not a number {text[:40]!r}") from None
+        return ssl.create_default_context(cafile=cafile or None)
+    except OSError as exc:  # also ssl.SSLError
+        raise ConnectionError(f"cannot use the TLS CA file {cafile}: {_oserror(exc)}") from None
+
+
+def _resolve(host: str, port: int, deadline: float | None) -> list[Any]:
+    """``getaddrinfo`` within the connect deadline. A literal address needs no lookup; a
+    name is looked up in a daemon thread joined with the time left (the C resolver has no
+    timeout of ours: a hung DNS server would hold the call for its own 5 s x attempts)."""
+    try:
+        return socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, 0, socket.AI_NUMERICHOST)
+    except socket.gaierror:
+        pass
+    if deadline is None:
+        return socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+    out: dict[str, Any] = {}
+
+    def lookup() -> None:
+        try:
+            out["addresses"] = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+        except BaseException as exc:  # handed to the caller
+            out["error"] = exc
+
+    thread = threading.Thread(target=lookup, name="reliactl-resolve", daemon=True)
+    thread.start()
+    thread.join(Connection._remaining(deadline))
+    if thread.is_alive():
+        raise TimeoutError(f"Timeout resolving {host}")
+    if "error" in out:
+        raise out["error"]
+    addresses: list[Any] = out["addresses"]
+    return addresses
 
 
 def _oserror(exc: OSError) -> str:
@@ -466,7 +526,7 @@ class ConnectionPool:
         return Connection(self.params)
 
     def release(self, conn: Connection) -> None:
-        if conn.broken or conn.pid != os.getpid():
+        if conn.broken or conn.pending or conn.pid != os.getpid():
             conn.close()
             return
         with self._lock:
@@ -708,8 +768,9 @@ class Redis(Commands):
         pool = self.connection_pool
         conn = pool.get()
         try:
-            conn.send([args])
-            reply = _raise(conn.read())
+            deadline = conn.deadline()
+            conn.send([args], deadline)
+            reply = _raise(conn.read(deadline))
         finally:
             pool.release(conn)
         return parse(reply) if parse is not None else reply
@@ -769,7 +830,9 @@ def _sha1_hex(data: bytes) -> str:
 
 
 class Script:
-    """A Lua script run by EVALSHA, loaded (SCRIPT LOAD) when the server says NOSCRIPT."""
+    """A Lua script run by EVALSHA; when the server says NOSCRIPT (a restart, SCRIPT FLUSH),
+    by EVAL with its text, which also caches it for the next EVALSHA: one more round trip,
+    where redis-py's SCRIPT LOAD then EVALSHA makes two."""
 
     def __init__(self, client: Redis, script: str) -> None:
         self.client = client
@@ -779,9 +842,8 @@ class Script:
     def __call__(self, keys: Sequence[Any] = (), args: Sequence[Any] = ()) -> Any:
         try:
             return self.client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            self.client.execute_command("SCRIPT", "LOAD", self.script)
-            return self.client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+        except NoScriptError:  # EVALSHA ran nothing: running the text is safe
+            return self.client.execute_command("EVAL", self.script, len(keys), *keys, *args)
 
 
 class Pipeline(Commands):
@@ -811,10 +873,11 @@ class Pipeline(Commands):
         self._queue = []
         self.explicit_transaction = False
         if conn is not None:
-            if self.watching and not conn.broken:
+            if self.watching and not conn.broken and not conn.pending:
                 try:
-                    conn.send([("UNWATCH",)])
-                    _raise(conn.read())
+                    deadline = conn.deadline()
+                    conn.send([("UNWATCH",)], deadline)
+                    _raise(conn.read(deadline))
                 except RedisError:
                     conn.broken = True
                     conn.close()
@@ -826,8 +889,9 @@ class Pipeline(Commands):
             self._conn = self._pool.get()
         conn = self._conn
         try:
-            conn.send([args])
-            reply = _raise(conn.read())
+            deadline = conn.deadline()
+            conn.send([args], deadline)
+            reply = _raise(conn.read(deadline))
         except (ConnectionError, TimeoutError):
             self._conn = None
             self.watching = False
@@ -870,8 +934,9 @@ class Pipeline(Commands):
             if self.transaction or self.explicit_transaction:
                 done: list[Any] = self._transaction(conn, queue)
                 return done
-            conn.send([args for args, _parse in queue])
-            replies = [conn.read() for _ in queue]
+            deadline = conn.deadline()
+            conn.send([args for args, _parse in queue], deadline)
+            replies = [conn.read(deadline) for _ in queue]
             for reply in replies:
                 _raise(reply)
             return [p(r) if p is not None else r for (_a, p), r in zip(queue, replies, strict=True)]
@@ -879,12 +944,13 @@ class Pipeline(Commands):
             self.reset()
 
     def _transaction(self, conn: Connection, queue: list[tuple[tuple[Any, ...], Any]]) -> Any:
-        conn.send([("MULTI",), *(args for args, _parse in queue), ("EXEC",)])
+        deadline = conn.deadline()
+        conn.send([("MULTI",), *(args for args, _parse in queue), ("EXEC",)], deadline)
         errors: list[RedisError] = []
-        for reply in [conn.read() for _ in range(len(queue) + 1)]:
+        for reply in [conn.read(deadline) for _ in range(len(queue) + 1)]:
             if isinstance(reply, RedisError):
                 errors.append(reply)
-        replies = conn.read()
+        replies = conn.read(deadline)
         self.watching = False  # EXEC (or its failure) ended the WATCH
         if isinstance(replies, ExecAbortError) and errors:
             raise errors[0]

@@ -4,8 +4,9 @@ Imported only when ``state.url`` is a Redis URL (``open_state`` decides). It tal
 through ``state/_resp.py``, a small RESP2 client of our own (redis-py's import alone cost
 more than a whole ``run`` may; DESIGN section 6). Every command has a connect and a reply
 timeout and no client-side retries: a down, hung or partitioned Redis fails a store call
-within a stated bound (``connect_timeout + operation_timeout`` per command) with one clear
-StateError, never hangs.
+within a stated bound (``connect_timeout + operation_timeout`` for the command it waits on;
+a call of n round trips at most ``connect_timeout + n x operation_timeout``: README
+"Running on several hosts") with one clear StateError, never hangs.
 
 Keys (``NS`` = ``state.namespace``; braces are Redis Cluster hash tags)::
 
@@ -819,6 +820,7 @@ def open_redis_store(
         if url.tls:
             settings["ssl"] = True
             if tls_ca_file:
+                _check_readable(tls_ca_file, "state.tls_ca_file")
                 settings["ssl_ca_certs"] = tls_ca_file
     client = make_client(**settings)
     store = RedisStateStore(
@@ -843,6 +845,20 @@ def make_client(**settings: Any) -> Any:
     """The Redis client for these settings (redis-py's keyword names). The differential
     tests replace it with one that builds redis-py's ``Redis`` from the same settings."""
     return _resp.Redis(**settings)
+
+
+def _check_readable(path: str, key: str) -> None:
+    """A file the configuration names must be there and readable: its absence is a
+    configuration problem (StateError naming the file), not "cannot reach Redis"."""
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise StateError(f"cannot read {key} {path}: {_oserror_text(exc)}") from None
+
+
+def _oserror_text(exc: OSError) -> str:
+    return exc.strerror or str(exc) or type(exc).__name__
 
 
 def _read_password(path: str) -> str:

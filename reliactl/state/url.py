@@ -101,6 +101,12 @@ def parse_state_url(text: str, default_path: str = "") -> StateURL:
         )
     if not parts.hostname:
         raise StateURLError(f"no host in {redact_url(text)!r}")
+    if ":" not in parts.hostname and any(
+        not 0 < len(label) <= 63 for label in parts.hostname.removesuffix(".").split(".")
+    ):  # DNS's limit (RFC 1035); the resolver's IDNA encoding fails on it with a UnicodeError
+        raise StateURLError(
+            f"a host name label must be 1 to 63 characters, got {redact_url(text)!r}"
+        )
     path_db = parts.path.lstrip("/")
     return StateURL(
         "redis",

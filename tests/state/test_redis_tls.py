@@ -96,3 +96,28 @@ def test_tls_to_a_plain_port_and_plain_text_to_a_tls_port_are_one_line(
     plain_to_tls = _state_info(f"redis://127.0.0.1:{tls_port}/0", tmp_path)
     assert plain_to_tls.returncode != 0
     _one_line(plain_to_tls)
+
+
+def test_a_missing_or_unusable_ca_file_is_named(tmp_path: Path) -> None:
+    """A state.tls_ca_file that does not exist is one line naming the file (a setup problem,
+    not "cannot reach Redis": on_unavailable must not hide it), checked before any connect;
+    a file that holds no certificate is a client error naming it too."""
+    from reliactl.state import _resp
+
+    missing = tmp_path / "no-such-ca.pem"
+    result = _state_info(
+        f"rediss://127.0.0.1:{free_port()}/0", tmp_path, RELIACTL_STATE__TLS_CA_FILE=str(missing)
+    )
+    line = _one_line(result)
+    assert result.returncode != 0
+    assert str(missing) in line and "No such file" in line, line
+    assert "cannot reach" not in line, line
+
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    client = _resp.Redis(
+        host="127.0.0.1", port=free_port(), ssl=True, ssl_ca_certs=str(garbage),
+        socket_connect_timeout=5.0, socket_timeout=5.0,
+    )  # fmt: skip
+    with pytest.raises(_resp.ConnectionError, match=r"TLS CA file .*garbage\.pem"):
+        client.ping()

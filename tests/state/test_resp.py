@@ -244,6 +244,13 @@ def test_a_reply_late_after_a_timeout_is_never_read_by_the_next_command(fake: An
 
 GARBAGE = {
     "not resp": b"hello\r\n",
+    "integer with spaces": b": 12 \r\n",
+    "integer with underscores": b":1_000\r\n",
+    "integer with a plus": b":+5\r\n",
+    "integer of 20 digits": b":" + b"1" * 20 + b"\r\n",
+    "bare minus": b":-\r\n",
+    "bulk length with a space": b"$ 3\r\nabc\r\n",
+    "array length with underscores": b"*1_0\r\n",
     "bulk length not a number": b"$abc\r\n",
     "negative array length": b"*-5\r\n",
     "bulk beyond 512 MiB": b"$999999999999\r\n",
@@ -315,8 +322,14 @@ def test_wrong_or_missing_password_is_a_state_auth_error(
     server = own_redis(password="right-one")
     with pytest.raises(StateAuthError) as caught:
         open_redis_store(parse_state_url(url.format(port=server.port)))
-    assert "authentication failed" in str(caught.value), what
-    assert "wrong" not in str(caught.value).replace("wrongpass", "")
+    message = str(caught.value)
+    assert "authentication failed" in message, message
+    # the server's own reason is kept: WRONGPASS's text, or NOAUTH's (to our SETNAME, or to
+    # redis-py's HELLO); each case really got its own refusal, not the other's
+    wrongpass = "invalid username-password pair" in message
+    noauth = "Authentication required" in message or "HELLO must be called" in message
+    assert (wrongpass, noauth) == ((True, False) if what == "WRONGPASS" else (False, True)), message
+    assert "wrong" not in message.replace("wrongpass", "")
 
 
 @pytest.mark.usefixtures("redis_client")
@@ -422,3 +435,287 @@ def test_the_handshake_is_one_round_trip(fake: Any) -> None:
     assert in_thread(redis.ping) is True
     assert [c[0] for c in seen] == [b"AUTH", b"CLIENT", b"SELECT"]
     assert seen[0] == [b"AUTH", b"u", b"p"] and seen[2] == [b"SELECT", b"2"]
+
+
+# --------------------------------------------------------------------------- review fixes
+
+BUSY_100MS = """
+local t0 = redis.call('TIME')
+repeat
+  local t = redis.call('TIME')
+until (t[1] - t0[1]) * 1000000 + (t[2] - t0[2]) > 100000
+return 'script-reply'
+"""
+
+
+class SignalRaised(BaseException):
+    """What a signal handler raises (the runner installs one) or a Ctrl-C."""
+
+
+def interrupt_read(monkeypatch: pytest.MonkeyPatch, at: int, exc: BaseException) -> None:
+    """The ``at``-th ``Connection.read`` (from 1) raises ``exc`` at its entry, as an interrupt
+    landing after the command was sent but before its reply is read; later reads are real."""
+    real = _resp.Connection.read
+    calls = {"n": 0}
+
+    def read(self: _resp.Connection, deadline: float | None = None) -> Any:
+        calls["n"] += 1
+        if calls["n"] == at:
+            raise exc
+        return real(self, deadline)
+
+    monkeypatch.setattr(_resp.Connection, "read", read)
+
+
+@pytest.mark.parametrize("exc", [KeyboardInterrupt(), SignalRaised()], ids=["ctrl-c", "signal"])
+def test_an_interrupt_between_send_and_read_never_gives_the_reply_to_the_next_command(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch, exc: BaseException
+) -> None:
+    """An interrupt after EVAL was sent and before its reply is read (the script runs 100 ms):
+    the connection owes a reply, so it is closed, not pooled; the next GET gets its own
+    key's value, never the script's reply (the review's repro returned 'script-reply')."""
+    redis = client(redis_server.port, socket_timeout=10.0)
+    redis.set("resp:int:k2", "v2")
+    interrupt_read(monkeypatch, 1, exc)
+    with pytest.raises(type(exc)):
+        redis.execute_command("EVAL", BUSY_100MS, 0)
+    monkeypatch.undo()
+    assert redis.get("resp:int:k2") == b"v2"
+    assert redis.get("resp:int:k2") == b"v2"
+
+
+def test_an_interrupt_before_execs_reply_never_gives_it_to_the_next_command(
+    fake: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inside a transaction (MULTI, SET, EXEC; the server answers EXEC 300 ms late): an
+    interrupt before EXEC's reply is read leaves the connection owing it; it is closed, and
+    the next GET gets its own answer on a new connection, never EXEC's late reply."""
+
+    def handler(conn: socket.socket, _n: int) -> None:
+        buf = bytearray()
+        while (cmd := read_command(conn, buf)) is not None:
+            if cmd[0] == b"MULTI":
+                conn.sendall(b"+OK\r\n")
+            elif cmd[0] == b"EXEC":
+                threading.Event().wait(0.3)
+                conn.sendall(b"*1\r\n$4\r\nexec\r\n")
+            elif cmd[0] == b"GET":
+                conn.sendall(b"$5\r\nfresh\r\n")
+            else:
+                conn.sendall(b"+QUEUED\r\n")
+
+    server = fake(handler)
+    redis = client(server.port, socket_timeout=5.0)
+    interrupt_read(monkeypatch, 3, SignalRaised())  # MULTI's, SET's QUEUED, then EXEC's
+    with pytest.raises(SignalRaised), redis.pipeline() as pipe:
+        pipe.set("k", "v")
+        pipe.execute()
+    monkeypatch.undo()
+    assert in_thread(lambda: redis.get("k")) == b"fresh"
+    assert server.accepted == 2
+
+
+def test_a_script_missing_from_the_server_costs_one_more_round_trip(fake: Any) -> None:
+    """EVALSHA answered NOSCRIPT (a restarted Redis, SCRIPT FLUSH): the script runs by EVAL
+    with its text (which also caches it), one more round trip; never SCRIPT LOAD then
+    EVALSHA (two), so a store call's bound grows by one operation_timeout, not two."""
+    seen: list[bytes] = []
+
+    def handler(conn: socket.socket, _n: int) -> None:
+        buf = bytearray()
+        while (cmd := read_command(conn, buf)) is not None:
+            seen.append(cmd[0])
+            conn.sendall(
+                b"-NOSCRIPT No matching script.\r\n" if cmd[0] == b"EVALSHA" else b":7\r\n"
+            )
+
+    server = fake(handler)
+    script = client(server.port).register_script("return 7")
+    assert in_thread(lambda: script(keys=["k"], args=[1])) == 7
+    assert seen == [b"EVALSHA", b"EVAL"]
+
+
+def test_a_script_flushed_on_a_real_redis_runs_and_is_cached_again(
+    redis_server: RedisServer,
+) -> None:
+    """After SCRIPT FLUSH the script still runs (EVAL) and is cached again, so the next call
+    is one EVALSHA."""
+    redis = client(redis_server.port, socket_timeout=10.0)
+    script = redis.register_script("return ARGV[1] .. KEYS[1]")
+    assert script(keys=["k"], args=["v"]) == b"vk"
+    redis.execute_command("SCRIPT", "FLUSH")
+    assert script(keys=["x"], args=["y"]) == b"yx"
+    assert redis.execute_command("SCRIPT", "EXISTS", script.sha) == [1]
+
+
+def test_the_first_handshake_error_is_kept_when_the_server_then_closes(fake: Any) -> None:
+    """A server at maxclients answers "-ERR max number of clients reached" and closes: that
+    error is what the client raises (not the reset or EOF that follows)."""
+
+    def handler(conn: socket.socket, _n: int) -> None:
+        conn.sendall(b"-ERR max number of clients reached\r\n")
+        conn.shutdown(socket.SHUT_WR)
+
+    server = fake(handler)
+    error = in_thread(client(server.port, client_name="me", db=2).ping)
+    assert isinstance(error, _resp.ConnectionError), error
+    assert "max number of clients reached" in str(error), error
+
+
+@pytest.mark.usefixtures("redis_client")
+def test_a_redis_at_maxclients_says_so_through_the_store(
+    own_redis: Callable[..., RedisServer],
+) -> None:
+    """A real redis-server with maxclients 1 and its one slot taken: the store's error is one
+    StateUnavailableError that says the client limit was reached."""
+    from reliactl.state.redis import open_redis_store
+    from reliactl.state.url import parse_state_url
+
+    server = own_redis("--maxclients", "1")
+    holder = socket.create_connection(("127.0.0.1", server.port))
+    try:
+        holder.sendall(b"PING\r\n")
+        assert holder.recv(100) == b"+PONG\r\n"
+        with pytest.raises(StateUnavailableError, match="max number of clients reached"):
+            open_redis_store(parse_state_url(server.url), connect_timeout=5.0)
+    finally:
+        holder.close()
+
+
+def test_a_host_name_label_over_63_characters_is_a_config_error(tmp_path: Any) -> None:
+    """A 64-character host label (IDNA cannot encode it: the review saw "internal error:
+    UnicodeError") is refused by the URL parser: one message, no traceback, exit CONFIG."""
+    import subprocess
+    import sys
+
+    from reliactl.cli.exitcodes import ExitCode
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELIACTL_")}
+    env.update(
+        HOME=str(tmp_path),
+        RELIACTL_STATE__URL=f"redis://{'a' * 64}.example:6379/0",
+        RELIACTL_STATE__PATH=str(tmp_path / "local.db"),
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "reliactl", "state", "info"],
+        env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == ExitCode.CONFIG, result.stderr
+    assert "Traceback" not in result.stderr and "UnicodeError" not in result.stderr
+    assert "host name label must be 1 to 63 characters" in result.stderr, result.stderr
+    # the client itself, given such a host directly: its ConnectionError, not UnicodeError
+    error = in_thread(client(6379, host=f"{'b' * 64}.example").ping)
+    assert isinstance(error, _resp.ConnectionError) and "invalid host name" in str(error)
+
+
+HUNG_DNS = r"""
+import socket, subprocess, sys, threading, time, warnings
+warnings.simplefilter("error")  # a socket left open is a ResourceWarning: an error here
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+subprocess.run(["mount", "--bind", sys.argv[1], "/etc/resolv.conf"], check=True)
+dns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+dns.bind(("127.0.0.1", 53))  # takes every query, never answers
+from reliactl.state import _resp
+client = _resp.Redis(host="redis.hung-dns.test", socket_connect_timeout=0.5, socket_timeout=0.5)
+started = time.monotonic()
+try:
+    client.ping()
+except _resp.RedisError as exc:
+    print(type(exc).__name__, round(time.monotonic() - started, 2), exc)
+client.close()
+dns.close()
+import gc; gc.collect()
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for unshare (CI runs as root)")
+def test_a_hung_dns_lookup_is_bounded_by_the_connect_timeout(tmp_path: Any) -> None:
+    """The resolver waits 20 s for a DNS server that never answers (a private network and
+    mount namespace: its own /etc/resolv.conf, a silent server on 127.0.0.1:53): the
+    connect still fails with TimeoutError around connect_timeout (0.5 s), not after the
+    lookup's 20 s, and no socket is left open (the old code created one after the lookup,
+    found the deadline passed and never closed it)."""
+    import subprocess
+    import sys
+
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 127.0.0.1\noptions timeout:20 attempts:1\n")
+    result = subprocess.run(
+        ["unshare", "--mount", "--net", sys.executable, "-c", HUNG_DNS, str(resolv)],
+        capture_output=True, text=True, timeout=HANG,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    kind, seconds, *_ = result.stdout.split()
+    assert kind == "TimeoutError", result.stdout
+    assert float(seconds) < 10.0, result.stdout  # generous: the lookup alone takes 20 s
+    assert "ResourceWarning" not in result.stderr, result.stderr
+
+
+@pytest.mark.stress
+def test_one_deadline_bounds_a_commands_write_and_its_reply(fake: Any) -> None:
+    """A server that takes 2.4 s of a 3 s operation_timeout to read a 32 MiB SET, then never
+    answers: the command fails at the one deadline (~3 s after it started), not 3 s after
+    its write ended (~5.4 s, when the write and the reply had a timeout each)."""
+    import time
+
+    def handler(conn: socket.socket, _n: int) -> None:
+        conn.recv(65536)
+        threading.Event().wait(2.4)  # the client's write blocks: socket buffers are full
+        while conn.recv(1 << 20):
+            pass
+
+    server = fake(handler)
+    redis = client(server.port, socket_timeout=3.0)
+    started = time.monotonic()
+    error = in_thread(lambda: redis.set("k", b"x" * (32 << 20)))
+    elapsed = time.monotonic() - started
+    assert isinstance(error, _resp.TimeoutError), error
+    assert elapsed < 4.6, elapsed  # generous against load; the old two timeouts took 5.4 s
+
+
+@pytest.mark.stress
+def test_threads_mixing_transactions_and_scripts_get_their_own_replies(
+    redis_server: RedisServer,
+) -> None:
+    """10 threads on one client, each 100 rounds of: an optimistic transaction (WATCH its key,
+    GET, MULTI/SET/GET/EXEC), a script by EVALSHA (SCRIPT FLUSHed now and then, so EVAL runs
+    too) and a plain pipeline; every reply checked against what that thread wrote: a reply
+    handed to another thread's command would show as a wrong value."""
+    redis = client(redis_server.port, socket_timeout=10.0)
+    script = redis.register_script("redis.call('SET', KEYS[1], ARGV[1]); return ARGV[1]")
+    errors: list[str] = []
+
+    def work(n: int) -> None:
+        key = f"resp:mix:{n}"
+        for i in range(100):
+            with redis.pipeline() as pipe:
+                pipe.watch(key)
+                before = pipe.get(key)
+                pipe.multi()
+                pipe.set(key, f"{n}:{i}:tx")
+                pipe.get(key)
+                replies = pipe.execute()
+            if i and before != f"{n}:{i - 1}:pipe".encode():
+                errors.append(f"{n}:{i} watched GET got {before!r}")
+            if replies != [True, f"{n}:{i}:tx".encode()]:
+                errors.append(f"{n}:{i} EXEC got {replies!r}")
+            if n == 0 and i % 10 == 0:
+                redis.execute_command("SCRIPT", "FLUSH")
+            got = script(keys=[key], args=[f"{n}:{i}:lua"])
+            if got != f"{n}:{i}:lua".encode():
+                errors.append(f"{n}:{i} script got {got!r}")
+            with redis.pipeline(transaction=False) as pipe:
+                pipe.get(key)
+                pipe.set(key, f"{n}:{i}:pipe")
+                plain = pipe.execute()
+            if plain != [f"{n}:{i}:lua".encode(), True]:
+                errors.append(f"{n}:{i} pipeline got {plain!r}")
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(HANG)
+    assert not any(thread.is_alive() for thread in threads), "a thread hung"
+    assert errors == []
+    assert len(redis.connection_pool._idle) <= _resp.MAX_IDLE
