@@ -26,7 +26,6 @@ it outside the file turns the cache off).
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import stat
@@ -129,7 +128,7 @@ def lookup(
             if not chunk:
                 break
             chunks.append(chunk)
-        entry = json.loads(b"".join(chunks))
+        entry = _loads(b"".join(chunks))
         if (
             not isinstance(entry, dict)
             or entry.get("text") != text
@@ -145,6 +144,43 @@ def lookup(
         return None
     finally:
         os.close(fd)
+
+
+_WHITESPACE = " \t\n\r"  # what JSON allows around a document (json.decoder.WHITESPACE)
+_CONSTANTS = {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}
+
+
+class _Context:
+    """What ``_json.make_scanner`` reads of a ``json.JSONDecoder``: its defaults."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = _CONSTANTS.__getitem__
+
+
+def _loads(data: bytes) -> Any:
+    """``json.loads(data)`` for a kept entry, with json's own C scanner but without importing
+    json: its decoder imports ``re`` (with enum ~5-6 ms of every start with a configuration
+    file; nothing else of a `cleanup` or `run` start needs it). Raises ValueError for what
+    json.loads refuses (tests/config/test_cache.py compares the two)."""
+    try:
+        from _json import make_scanner
+    except ImportError:  # pragma: no cover - an interpreter without the C accelerator
+        import json
+
+        return json.loads(data)
+    text = data.decode("utf-8")
+    start = len(text) - len(text.lstrip(_WHITESPACE))
+    try:
+        value, end = make_scanner(_Context())(text, start)  # type: ignore[arg-type]
+    except StopIteration:
+        raise ValueError("not a JSON document") from None
+    if text[end:].strip(_WHITESPACE):
+        raise ValueError("extra data after the JSON document")
+    return value
 
 
 def _exact(value: Any) -> bool:
@@ -171,6 +207,8 @@ class Pending:
 
     def write(self, crons: list[str]) -> bool:
         """Write the entry (False when it could not be; nothing else happens then)."""
+        import json
+
         parts = {**self.parts, "crons": json.dumps(crons)}
         entry = ("{" + ", ".join(f'"{k}": {v}' for k, v in parts.items()) + "}").encode("ascii")
         if len(entry) > MAX_CACHE_BYTES:
@@ -207,6 +245,8 @@ def prepare(
     directory = cache_dir(env)
     if directory is None or not _exact(data):
         return None
+    import json  # a fresh parse (yaml imported already): json at its one write
+
     try:
         parts = {
             "stamp": json.dumps(_stamp()),
