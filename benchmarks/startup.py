@@ -79,7 +79,9 @@ BENCH_CONFIG = "circuit_breaker:\n  breakers:\n    bench:\n      failure_thresho
 
 
 def command_rows(runs: int, env: dict[str, str], home: str) -> dict[str, list[float]]:
-    """Every command and its RELIACTL_FAST=0 twin against `python -c pass`, interleaved."""
+    """Every command and its RELIACTL_FAST=0 twin against `python -c pass`, interleaved; with
+    STARTUP_BASE=DIR its twin is the base tree's same command instead (both via env(1))."""
+    base_dir = os.environ.get("STARTUP_BASE", "")
     tree = os.path.join(home, "tree")
     os.makedirs(tree, exist_ok=True)
     cfg = os.path.join(home, "bench.yaml")
@@ -90,6 +92,11 @@ def command_rows(runs: int, env: dict[str, str], home: str) -> dict[str, list[fl
         commands: dict[str, list[str]] = {"python -c pass": [PY, "-c", "pass"]}
         for name, args in COMMANDS.items():
             real = [a.format(dir=tree, url=server.url, cfg=cfg, init=init) for a in args]
+            if base_dir:  # this tree and the base tree, both through env(1)
+                commands[f"reliactl {name}"] = ["env", "PYTHONPATH=", *reliactl_cmd(*real)]
+                based = ["env", f"PYTHONPATH={base_dir}", *reliactl_cmd(*real)]
+                commands[f"reliactl {name} [base]"] = based
+                continue
             commands[f"reliactl {name}"] = reliactl_cmd(*real)
             typer_path = ["env", "RELIACTL_FAST=0", *reliactl_cmd(*real)]
             commands[f"reliactl {name} [RELIACTL_FAST=0]"] = typer_path
