@@ -71,6 +71,33 @@ def test_a_cleanup_start_imports_no_json_re_or_enum(tmp_path: Path, with_config:
     assert [name for name in NOT_ON_A_CLEANUP_START if name in modules] == []
 
 
+def test_a_console_script_cleanup_start_imports_no_contextlib(tmp_path: Path) -> None:
+    """Started as a console script starts it (``from reliactl.__main__ import main``, no
+    runpy), a `cleanup` with a typical configuration file (its kept parse) imports neither
+    contextlib (the parse cache used ``contextlib.suppress``) nor json, re or enum."""
+    from tests.importtime import cron_env, imported
+
+    env = cron_env(tmp_path)
+    (tmp_path / "reliactl").mkdir()
+    (tmp_path / "reliactl" / "config.yaml").write_text(TYPICAL_CONFIG.format(home=tmp_path))
+    target = _target(tmp_path)
+    code = (
+        "import sys\n"
+        "from reliactl.__main__ import main\n"
+        f"sys.argv = ['reliactl', 'cleanup', '--dry-run', '--older-than', '1d', {str(target)!r}]\n"
+        "sys.exit(main())\n"
+    )
+    argv = [sys.executable, "-X", "importtime", "-c", code]
+    for _ in range(2):  # the first start parses the file and keeps the parse
+        result = subprocess.run(
+            argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+    modules = imported(result.stderr)
+    assert "reliactl.config._cache" in modules
+    assert [m for m in ("contextlib", *NOT_ON_A_CLEANUP_START) if m in modules] == []
+
+
 def test_cleanup_json_output_is_still_json_without_importing_json(tmp_path: Path) -> None:
     """``cleanup --json`` writes its document with json's C escaper, not the json package:
     the output parses and says the same as before."""
@@ -180,6 +207,17 @@ def test_range_bounds_read_numbers_as_the_pattern_did() -> None:
             assert ranges._is_number(text) == bool(old.fullmatch(text)), text
     assert ranges.parse_range("15m").end == 900.0
     assert ranges.parse_range("10:20").start == 10.0
+
+
+@pytest.mark.parametrize("name", ["yaml", "cronsim", "json", "reliactl", "no_such_module_here"])
+def test_the_parse_cache_stamp_finds_modules_as_importlib_does(name: str) -> None:
+    """The parse cache's stamp finds PyYAML and cronsim without importlib.util (and its
+    contextlib): the origin it records equals ``importlib.util.find_spec``'s, for a module
+    not imported yet, one imported already, and one that is not installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(name)
+    assert _cache._origin(name) == (spec.origin if spec is not None else None)
 
 
 @pytest.mark.parametrize(
