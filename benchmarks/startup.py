@@ -18,7 +18,8 @@ after the whole start; `drill` and `serve` are measured to the end of their own 
 nope`, `serve --port 0`: a real drill takes seconds, serve does not exit). `doctor` is slow by
 nature (it opens the store, stats the directories, looks for the serve extra); `http`
 includes one request to a local server in its own process.
-STARTUP_PART=commands runs only this second table, =light only the first, =config only the
+STARTUP_PART=commands runs only this second table (with STARTUP_BASE=DIR each command's twin
+is the base tree's same command instead of RELIACTL_FAST=0), =light only the first, =config only the
 table of `run` and `health` with a configuration file (see config_file_rows), =redis only the
 table of the commands with a Redis state store (see redis_rows).
 """
