@@ -63,6 +63,10 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _common import reliactl_cmd
+
 DAY = 86400
 SHAPES = ("flat", "deep", "onedir")
 
@@ -130,17 +134,8 @@ def timed(
 
 
 def reliactl_argv(tree: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "reliactl",
-        "cleanup",
-        str(tree),
-        "--older-than",
-        "1d",
-        "--age-by",
-        "mtime",
-    ]
+    """The command as users start it: the installed console script (see _common)."""
+    return reliactl_cmd("cleanup", str(tree), "--older-than", "1d", "--age-by", "mtime")
 
 
 class Candidates:
@@ -169,8 +164,8 @@ class Candidates:
             conf.write_text(f"d {tree} - - - am:1d\n")
             return [str(self.tmpfiles), "--clean", str(conf)], None
         env = None
-        # Children run in the scratch directory: `python -m` puts the working directory
-        # first on sys.path, ahead of PYTHONPATH, so a checkout there would shadow --baseline.
+        # Children run in the scratch directory (when started with `python -m`, the working
+        # directory comes first on sys.path, ahead of PYTHONPATH, and would shadow --baseline).
         if tool == "reliactl-base":
             env = dict(os.environ, PYTHONPATH=str(self.baseline))
         if tool == "reliactl-py":
@@ -439,7 +434,7 @@ def lock_table(base: Path, files: int) -> None:
 def startup_cost() -> float:
     best = float("inf")
     for _ in range(5):
-        elapsed, _, _, _ = timed([sys.executable, "-m", "reliactl", "cleanup", "--help"])
+        elapsed, _, _, _ = timed(reliactl_cmd("cleanup", "--help"))
         best = min(best, elapsed)
     return best
 

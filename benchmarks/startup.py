@@ -18,7 +18,8 @@ after the whole start; `drill` and `serve` are measured to the end of their own 
 nope`, `serve --port 0`: a real drill takes seconds, serve does not exit). `doctor` is slow by
 nature (it opens the store, stats the directories, looks for the serve extra); `http`
 includes one request to a local server in its own process.
-STARTUP_PART=commands runs only this second table, =light only the first, =config only the
+STARTUP_PART=commands runs only this second table (with STARTUP_BASE=DIR each command's twin
+is the base tree's same command instead of RELIACTL_FAST=0), =light only the first, =config only the
 table of `run` and `health` with a configuration file (see config_file_rows), =redis only the
 table of the commands with a Redis state store (see redis_rows).
 """
@@ -79,7 +80,9 @@ BENCH_CONFIG = "circuit_breaker:\n  breakers:\n    bench:\n      failure_thresho
 
 
 def command_rows(runs: int, env: dict[str, str], home: str) -> dict[str, list[float]]:
-    """Every command and its RELIACTL_FAST=0 twin against `python -c pass`, interleaved."""
+    """Every command and its RELIACTL_FAST=0 twin against `python -c pass`, interleaved; with
+    STARTUP_BASE=DIR its twin is the base tree's same command instead (both via env(1))."""
+    base_dir = os.environ.get("STARTUP_BASE", "")
     tree = os.path.join(home, "tree")
     os.makedirs(tree, exist_ok=True)
     cfg = os.path.join(home, "bench.yaml")
@@ -90,6 +93,11 @@ def command_rows(runs: int, env: dict[str, str], home: str) -> dict[str, list[fl
         commands: dict[str, list[str]] = {"python -c pass": [PY, "-c", "pass"]}
         for name, args in COMMANDS.items():
             real = [a.format(dir=tree, url=server.url, cfg=cfg, init=init) for a in args]
+            if base_dir:  # this tree and the base tree, both through env(1)
+                commands[f"reliactl {name}"] = ["env", "PYTHONPATH=", *reliactl_cmd(*real)]
+                based = ["env", f"PYTHONPATH={base_dir}", *reliactl_cmd(*real)]
+                commands[f"reliactl {name} [base]"] = based
+                continue
             commands[f"reliactl {name}"] = reliactl_cmd(*real)
             typer_path = ["env", "RELIACTL_FAST=0", *reliactl_cmd(*real)]
             commands[f"reliactl {name} [RELIACTL_FAST=0]"] = typer_path

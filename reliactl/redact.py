@@ -17,12 +17,15 @@ Stdlib only, no I/O; imported by ``http``, ``health.alerts``, ``health.checks`` 
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Iterable, Mapping
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
+    import re
     from typing import Any
+
+# ``re`` (~2-3 ms with enum) is imported by the functions that use it: every start that loads
+# the configuration imports this module, and most never redact a URL.
 
 __all__ = [
     "REDACTED",
@@ -77,6 +80,8 @@ _UUID = r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f
 def _webhook_paths() -> tuple[tuple[re.Pattern[str] | None, re.Pattern[str]], ...]:
     """Compiled at the first URL redacted, not at import (every `run` imports this module
     through the config; ~1 ms of regex compilation it rarely needs)."""
+    import re
+
     return (
         # Discord: /api[/v10]/webhooks/<id>/<token>
         (None, re.compile(r"^(?P<keep>/api(?:/v\d+)?/webhooks/[^/]+/)[^/]+(?P<rest>.*)$")),
@@ -148,6 +153,8 @@ def redact_url(url: object, *, path: bool = True) -> str:
         host = parts.hostname or ""
         port = parts.port
     except ValueError:  # a malformed URL (a bad port): still never show its password
+        import re
+
         return REDACTED if not path else re.sub(_USERINFO, rf"\g<scheme>\g<user>:{REDACTED}@", text)
     if not path:
         if not parts.scheme or not host:
@@ -182,6 +189,8 @@ _URL_IN_TEXT = r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>]+"
 
 def redact_urls_in(text: str) -> str:
     """``text`` (a message, a log line) with every URL in it passed through :func:`redact_url`."""
+    import re
+
     return re.sub(_URL_IN_TEXT, lambda m: redact_url(m.group(0)), text)
 
 

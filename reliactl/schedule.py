@@ -25,7 +25,6 @@ No printing; ``reliactl jobs`` and the ``job`` health check render what this ret
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Iterable, Mapping
@@ -124,8 +123,10 @@ def _local_zone() -> Any:
 
     name = os.environ.get("TZ", "").lstrip(":")
     if name:
-        with contextlib.suppress(Exception):
+        try:  # try/except, not contextlib.suppress: contextlib is ~0.7 ms of a start
             return _zone(name)
+        except Exception:  # noqa: S110 - a $TZ that names no zone: /etc/localtime, as before
+            pass
     try:
         from zoneinfo import ZoneInfo
 
@@ -538,8 +539,10 @@ def job_status(
 
         from reliactl.errors import ReliactlError
 
-        with contextlib.suppress(ReliactlError, OSError):
+        try:
             records.update("kv", DECLARED_KEY.format(name), keep)
+        except (ReliactlError, OSError):
+            pass
     return status
 
 

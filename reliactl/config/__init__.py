@@ -59,13 +59,11 @@ from reliactl.config._validation import (
     parse_remediation_action,
     sink_problems,
 )
-from reliactl.config._views import (
-    example_yaml,
-    is_secret_key,
-    scalar_yaml,
-    to_plain,
-)
 from reliactl.redact import REDACTED  # what config show prints for a secret (one owner)
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
+if TYPE_CHECKING:
+    from reliactl.config._views import example_yaml, is_secret_key, scalar_yaml, to_plain
 
 __all__ = [
     "ALERT_KINDS",
@@ -118,6 +116,21 @@ __all__ = [
     "state_home",
     "to_plain",
 ]
+
+
+# The views (`config show`, the example YAML) import json and re (~3-5 ms): loaded at their
+# first use, so a start that only loads the configuration (`cleanup`, `run`) never pays.
+_VIEWS = frozenset({"example_yaml", "is_secret_key", "scalar_yaml", "to_plain"})
+
+
+def __getattr__(name: str) -> object:
+    if name in _VIEWS:
+        from reliactl.config import _views
+
+        value = getattr(_views, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'reliactl.config' has no attribute {name!r}")
 
 
 # --------------------------------------------------------------------------- the seed's API

@@ -25,8 +25,6 @@ it outside the file turns the cache off).
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
 import os
 import stat
@@ -79,17 +77,35 @@ def _crc32(data: bytes) -> int:
     return crc ^ 0xFFFFFFFF
 
 
+def _origin(name: str) -> str | None:
+    """``importlib.util.find_spec(name).origin`` (None when not found) for a top-level name,
+    without importing importlib.util: it imports contextlib (~1 ms with importlib.abc), which
+    nothing else of a start from a console script needs. The same steps: a module already
+    imported answers with its own spec, else each finder of ``sys.meta_path`` in turn."""
+    import sys
+
+    module = sys.modules.get(name)
+    if module is not None:
+        spec = getattr(module, "__spec__", None)
+        return None if spec is None else spec.origin
+    for finder in sys.meta_path:
+        find_spec = getattr(finder, "find_spec", None)
+        if find_spec is None:
+            continue
+        spec = find_spec(name, None, None)
+        if spec is not None:
+            return spec.origin  # type: ignore[no-any-return]
+    return None
+
+
 def _stamp() -> list[Any]:
     """What an entry depends on besides the text: this reliactl, the PyYAML and the cronsim
     installed (cronsim's verdicts on the cron expressions are kept too)."""
     stamp: list[Any] = [FORMAT, __version__]
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    from importlib.util import find_spec
-
     origins: list[str | None] = [os.path.join(here, "_yaml.py")]
     for name in ("yaml", "cronsim"):
-        spec = find_spec(name)
-        origins.append(spec.origin if spec is not None else None)
+        origins.append(_origin(name))
     for path in origins:
         try:
             st = os.stat(path) if path else None
@@ -129,7 +145,7 @@ def lookup(
             if not chunk:
                 break
             chunks.append(chunk)
-        entry = json.loads(b"".join(chunks))
+        entry = _loads(b"".join(chunks))
         if (
             not isinstance(entry, dict)
             or entry.get("text") != text
@@ -145,6 +161,43 @@ def lookup(
         return None
     finally:
         os.close(fd)
+
+
+_WHITESPACE = " \t\n\r"  # what JSON allows around a document (json.decoder.WHITESPACE)
+_CONSTANTS = {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}
+
+
+class _Context:
+    """What ``_json.make_scanner`` reads of a ``json.JSONDecoder``: its defaults."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = _CONSTANTS.__getitem__
+
+
+def _loads(data: bytes) -> Any:
+    """``json.loads(data)`` for a kept entry, with json's own C scanner but without importing
+    json: its decoder imports ``re`` (with enum ~5-6 ms of every start with a configuration
+    file; nothing else of a `cleanup` or `run` start needs it). Raises ValueError for what
+    json.loads refuses (tests/config/test_cache.py compares the two)."""
+    try:
+        from _json import make_scanner
+    except ImportError:  # pragma: no cover - an interpreter without the C accelerator
+        import json
+
+        return json.loads(data)
+    text = data.decode("utf-8")
+    start = len(text) - len(text.lstrip(_WHITESPACE))
+    try:
+        value, end = make_scanner(_Context())(text, start)  # type: ignore[arg-type]
+    except StopIteration:
+        raise ValueError("not a JSON document") from None
+    if text[end:].strip(_WHITESPACE):
+        raise ValueError("extra data after the JSON document")
+    return value
 
 
 def _exact(value: Any) -> bool:
@@ -171,6 +224,8 @@ class Pending:
 
     def write(self, crons: list[str]) -> bool:
         """Write the entry (False when it could not be; nothing else happens then)."""
+        import json
+
         parts = {**self.parts, "crons": json.dumps(crons)}
         entry = ("{" + ", ".join(f'"{k}": {v}' for k, v in parts.items()) + "}").encode("ascii")
         if len(entry) > MAX_CACHE_BYTES:
@@ -194,8 +249,10 @@ class Pending:
             os.replace(temporary, final)
         except OSError:
             if temporary is not None:
-                with contextlib.suppress(OSError):
+                try:  # not contextlib.suppress: contextlib is ~0.7 ms of every start
                     os.unlink(temporary)
+                except OSError:
+                    pass
             return False
         return True
 
@@ -207,6 +264,8 @@ def prepare(
     directory = cache_dir(env)
     if directory is None or not _exact(data):
         return None
+    import json  # a fresh parse (yaml imported already): json at its one write
+
     try:
         parts = {
             "stamp": json.dumps(_stamp()),

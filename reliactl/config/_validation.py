@@ -4,7 +4,6 @@ its file:line (or variable, or flag)."""
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 
 from reliactl import _records
@@ -407,6 +406,27 @@ def _alerts_problems(config: Config, origins: _Origins) -> list[ConfigProblem]:
     return problems
 
 
+def _fullmatch(pattern: str, text: str) -> bool:
+    """``re.fullmatch(pattern, text) is not None``. The name patterns below are checked by
+    hand (``_NAME_RULES``): ``re`` (~2-3 ms with enum) is then imported only for another
+    pattern, so a start with a typical configuration never needs it (issue 21). Equal to
+    ``re`` on every pattern of the table (tests/test_config_names.py compares them)."""
+    rule = _NAME_RULES.get(pattern)
+    if rule is None:
+        import re
+
+        return re.fullmatch(pattern, text) is not None
+    first, rest, least, most = rule
+    return (
+        least <= len(text) <= most
+        and (not text or text[0] in first)
+        and all(char in rest for char in text[1:])
+    )
+
+
+_ALNUM_ = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
+
+
 _JOB_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.@\-]{0,127}"  # compiled at first use (re caches it)
 
 
@@ -415,7 +435,7 @@ def _job_problems(jobs: dict[str, JobSettings], origins: _Origins) -> list[Confi
     problems: list[ConfigProblem] = []
     for name, job in jobs.items():
         path: KeyPath = ("jobs", name)
-        if not re.fullmatch(_JOB_NAME, name):
+        if not _fullmatch(_JOB_NAME, name):
             problems.append(
                 origins.problem(
                     path, f"expected a job name of letters, digits, _ . @ -, got {name!r}"
@@ -549,7 +569,7 @@ def _state_problems(s: StateConfig, origins: _Origins) -> list[ConfigProblem]:
         parsed = parse_state_url(s.url, s.path)
     except StateURLError as exc:
         return [origins.problem(("state", "url"), str(exc))]
-    if parsed.backend == "redis" and not re.fullmatch(_NAMESPACE, s.namespace):
+    if parsed.backend == "redis" and not _fullmatch(_NAMESPACE, s.namespace):
         problems.append(
             origins.problem(
                 ("state", "namespace"),
@@ -560,6 +580,7 @@ def _state_problems(s: StateConfig, origins: _Origins) -> list[ConfigProblem]:
 
 
 _CHECK_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.\-]*"  # compiled at first use (re caches it)
+_TOPIC = r"[-_A-Za-z0-9]{1,64}"
 
 
 _RESERVED_CHECK_NAMES = (
@@ -596,7 +617,7 @@ def _health_problems(h: HealthMonitorConfig, origins: _Origins) -> list[ConfigPr
     }
     for index, spec in enumerate(h.checks):
         path: KeyPath = (*base, "checks", index)
-        if not re.fullmatch(_CHECK_NAME, spec.name):
+        if not _fullmatch(_CHECK_NAME, spec.name):
             problems.append(
                 origins.problem(
                     (*path, "name"), f"expected letters, digits, _ . or -, got {spec.name!r}"
@@ -687,6 +708,14 @@ _CHANNEL_KEYS = {
     "tls_ca_file": ("email",),
 }
 _ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]*"  # compiled at first use (re caches it)
+# Each name pattern as (first character's set, the others' set, least and most length).
+_NAME_RULES: dict[str, tuple[frozenset[str], frozenset[str], int, int]] = {
+    _JOB_NAME: (_ALNUM_, _ALNUM_ | frozenset(".@-"), 1, 128),
+    _NAMESPACE: (_ALNUM_ | frozenset(".:-"), _ALNUM_ | frozenset(".:-"), 1, 64),
+    _CHECK_NAME: (_ALNUM_, _ALNUM_ | frozenset(".-"), 1, 1 << 62),
+    _ENV_NAME: (_ALNUM_ - frozenset("0123456789"), _ALNUM_, 1, 1 << 62),
+    _TOPIC: (_ALNUM_ | frozenset("-"), _ALNUM_ | frozenset("-"), 1, 64),
+}
 
 
 def sink_problems(sink: AlertSink) -> list[tuple[str, str]]:
@@ -712,7 +741,7 @@ def sink_problems(sink: AlertSink) -> list[tuple[str, str]]:
             problems.append(
                 (secret, f"is required for {kind} sinks (or secret_file, or secret_env)")
             )
-    if sink.secret_env not in ("", REDACTED) and not re.fullmatch(_ENV_NAME, sink.secret_env):
+    if sink.secret_env not in ("", REDACTED) and not _fullmatch(_ENV_NAME, sink.secret_env):
         problems.append(
             ("secret_env", f"expected an environment variable name, got {sink.secret_env!r}")
         )
@@ -725,11 +754,7 @@ def sink_problems(sink: AlertSink) -> list[tuple[str, str]]:
                 problems.append((key, f"expected an e-mail address, got {address!r}"))
         if sink.password and not sink.smtp_user:
             problems.append(("smtp_user", "is required when a password is set"))
-    if (
-        kind == "ntfy"
-        and sink.topic not in ("", REDACTED)
-        and not re.fullmatch(r"[-_A-Za-z0-9]{1,64}", sink.topic)
-    ):
+    if kind == "ntfy" and sink.topic not in ("", REDACTED) and not _fullmatch(_TOPIC, sink.topic):
         problems.append(("topic", "expected 1-64 letters, digits, - or _"))
     return problems
 

@@ -20,7 +20,7 @@ import math
 from collections.abc import Iterable, Mapping
 from enum import Enum
 
-from reliactl.ranges import _NUM, NagiosRange, RangeError, _fmt, parse_range
+from reliactl.ranges import NagiosRange, RangeError, _fmt, _is_number, parse_range
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
@@ -155,7 +155,7 @@ def perf_range(text: str, uom: str = "") -> str:
             return -math.inf
         if not part:
             return default
-        if _NUM.fullmatch(part):
+        if _is_number(part):
             return float(part)
         from reliactl.durations import parse_duration
 
