@@ -171,13 +171,13 @@ _INIT_PID_NS_INO = 0xEFFFFFFC  # PROC_PID_INIT_INO: /proc/self/ns/pid of the ini
 # The walk in C (reliactl/_cleanupwalk.c, optional): RELIACTL_CLEANUP_C=0 turns it off.
 C_WALK_ENV = "RELIACTL_CLEANUP_C"
 C_BATCH = 4096  # entries a call of the C loop reads at most (memory stays flat)
-C_WALK_API = 3  # the _cleanupwalk.API this module speaks (a stale build is not used)
+C_WALK_API = 4  # the _cleanupwalk.API this module speaks (a stale build is not used)
 # What an item of a C batch says (the OUT_* codes of _cleanupwalk.c).
 _C_DEFER, _C_STAT_FAILED, _C_LOCKED, _C_CHANGED = 0, 1, 2, 3
 _C_RECHECK_FAILED, _C_UNLINK_FAILED, _C_REMOVED, _C_TABLE_LOST = 4, 5, 6, 7
 # What the C recursion reports back by _Walker.c_event (the EV_* codes of _cleanupwalk.c).
 _EV_OPEN_FAILED, _EV_OTHER_FS, _EV_TOO_DEEP, _EV_CHANGED = 1, 2, 3, 4
-_EV_READ_FAILED, _EV_RMDIR_FAILED = 5, 6
+_EV_READ_FAILED, _EV_RMDIR_FAILED, _EV_OTHER_MOUNT = 5, 6, 7
 _C_KINDS: tuple[EntryKind, EntryKind, EntryKind] = ("symlink", "file", "dir")
 # Filesystems whose stat() st_dev and st_ino are the superblock device and inode number the
 # lock table prints, and whose locks are all local (so all in the table).
@@ -766,6 +766,32 @@ def _local_filesystem(fstype: str | None) -> bool:
     return fstype in _C_WALK_FILESYSTEMS
 
 
+def _mount_id(fd: int) -> int | None:
+    """The mount id of open ``fd`` (``mnt_id:`` of /proc/self/fdinfo; None when unknown).
+
+    A bind mount of a directory of the same filesystem has the root's st_dev: only the mount
+    id tells it apart. Python has no statx before 3.15; this costs ~3 syscalls a directory.
+    """
+    try:
+        info = os.open(f"/proc/self/fdinfo/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        data = os.read(info, 4096)
+    except OSError:
+        return None
+    finally:
+        os.close(info)
+    at = data.find(b"mnt_id:")
+    if at < 0:
+        return None
+    end = data.find(b"\n", at)
+    try:
+        return int(data[at + 7 : end if end >= 0 else None])
+    except ValueError:
+        return None
+
+
 def _same_file(now: os.stat_result, listed: os.stat_result) -> bool:
     """Still the regular file that was listed (and judged)?
 
@@ -872,6 +898,7 @@ class _Walker:
         self.next_progress = self.every if on_progress is not None else 1 << 62
         self.root_dev = 0
         self.mounts: set[tuple[int, int]] = set()
+        self.root_mnt: int | None = None  # the root's mount id (None: unknown)
         self.locks: _LockTable | None = None  # None: probe each file with flock
         self.simple = False  # set by run(): see list_dir
         self.c_walk: ModuleType | None = None  # set by run(): see list_dir_c
@@ -965,6 +992,7 @@ class _Walker:
         if self.lister is not None and self.on_progress is None:
             self.run_c(root_fd, root_st)
             return
+        self.root_mnt = _mount_id(root_fd)
         enter = self.enter
         leave = self.leave
         root_age = self.dir_time(root_st)
@@ -1054,6 +1082,8 @@ class _Walker:
             self.skip("too-deep")
         elif code == _EV_CHANGED:
             self.skip("changed")  # swapped for another directory (or a mount) since listed
+        elif code == _EV_OTHER_MOUNT:
+            self.skip("mount-point")  # a bind mount made after the mount table was read
         else:
             raise ValueError(f"unknown event {code} from the C walk")
         return 0
@@ -1101,6 +1131,10 @@ class _Walker:
             os.close(fd)  # swapped for another directory (or a mount) since it was listed
             self.skip("changed")
             return None
+        if self.root_mnt is not None and _mount_id(fd) not in (self.root_mnt, None):
+            os.close(fd)  # a bind mount (same st_dev) made after the mount table was read
+            self.skip("mount-point")
+            return None
         rel = f"{parent.rel}/{name}" if parent.rel else name
         frame = _Frame(fd, rel, name, st, self.dir_time(st), _shared(now_st, self.euid))
         frame.noatime = noatime
@@ -1122,6 +1156,12 @@ class _Walker:
             return
         if not self.dry_run:
             try:
+                # The name must still be the directory entered: one renamed away and
+                # replaced by another (empty, young) directory is not removed in its place.
+                cur = os.stat(frame.name, dir_fd=parent.fd, follow_symlinks=False)
+                if cur.st_ino != frame.pre.st_ino or cur.st_dev != frame.pre.st_dev:
+                    self.skip("changed")
+                    return
                 os.rmdir(frame.name, dir_fd=parent.fd)
             except OSError as exc:
                 if exc.errno == errno.ENOENT:
