@@ -120,6 +120,7 @@ typedef struct Walk {
     char *rel;
     size_t rel_cap;
     long long scanned, files, symlinks, dirs, nbytes, kept, listed_dirs;
+    PyObject *nbytes_spill, *kept_spill; /* owned: the part of nbytes/kept past a long long */
     Frame *cur; /* the directory batch() is reading */
 } Walk;
 
@@ -898,6 +899,41 @@ call_items(Walk *w, Frame *f, PyObject *items)
     return reload_table(w);
 }
 
+/* Add v to a walk's byte total: where the long long would overflow (huge sparse files in
+ * several directories), the total so far moves into a Python int, so the walk's totals are
+ * exact, as the Python walk's. */
+static int
+add_total(long long *acc, PyObject **spill, long long v)
+{
+    long long sum;
+    if (!__builtin_add_overflow(*acc, v, &sum)) {
+        *acc = sum;
+        return 0;
+    }
+    PyObject *part = PyLong_FromLongLong(*acc);
+    if (part == NULL)
+        return -1;
+    PyObject *total = *spill != NULL ? PyNumber_Add(*spill, part) : Py_NewRef(part);
+    Py_DECREF(part);
+    if (total == NULL)
+        return -1;
+    Py_XSETREF(*spill, total);
+    *acc = v;
+    return 0;
+}
+
+/* A byte total as a Python int: its spill plus what is left in the long long. */
+static PyObject *
+total_of(long long acc, PyObject *spill)
+{
+    PyObject *part = PyLong_FromLongLong(acc);
+    if (part == NULL || spill == NULL)
+        return part;
+    PyObject *total = PyNumber_Add(spill, part);
+    Py_DECREF(part);
+    return total;
+}
+
 /* Read and decide every entry of the directory of frame f. */
 static int
 list_frame(Lister *self, Walk *w, Frame *f)
@@ -921,8 +957,11 @@ list_frame(Lister *self, Walk *w, Frame *f)
         f->gone += c.gone;
         w->files += c.files;
         w->symlinks += c.symlinks;
-        w->nbytes += c.nbytes;
-        w->kept += c.kept;
+        if (add_total(&w->nbytes, &w->nbytes_spill, c.nbytes) < 0 ||
+            add_total(&w->kept, &w->kept_spill, c.kept) < 0) {
+            Py_XDECREF(items);
+            return -1;
+        }
         if (items != NULL) {
             int rc = call_items(w, f, items);
             Py_DECREF(items);
@@ -1234,7 +1273,13 @@ Lister_walk(Lister *self, PyObject *args)
         if (leave(self, &w) < 0)
             goto out;
     }
-    result = Py_BuildValue("(LLLLLLL)", w.scanned, w.files, w.symlinks, w.dirs, w.nbytes, w.kept,
+    PyObject *nbytes = total_of(w.nbytes, w.nbytes_spill);
+    PyObject *kept = nbytes != NULL ? total_of(w.kept, w.kept_spill) : NULL;
+    if (kept == NULL) {
+        Py_XDECREF(nbytes);
+        goto out;
+    }
+    result = Py_BuildValue("(LLLLNNL)", w.scanned, w.files, w.symlinks, w.dirs, nbytes, kept,
                            w.listed_dirs);
 out:
     /* an exception (Ctrl-C, a callback's): close what is open below the root, as the Python
@@ -1247,6 +1292,8 @@ out:
     PyMem_RawFree(w.frames);
     PyMem_RawFree(w.rel);
     Py_XDECREF(w.table);
+    Py_XDECREF(w.nbytes_spill);
+    Py_XDECREF(w.kept_spill);
     self->walk = NULL;
     self->busy = 0;
     self->fd = -1;

