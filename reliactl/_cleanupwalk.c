@@ -764,7 +764,11 @@ static int
 pending_from_python(Walk *w, Frame *f, PyObject *pair)
 {
     PyObject *name, *st;
-    if (!PyTuple_Check(pair) || !PyArg_ParseTuple(pair, "UO", &name, &st))
+    if (!PyTuple_Check(pair)) {
+        PyErr_SetString(PyExc_TypeError, "c_items: a subdirectory is not a (name, stat) tuple");
+        return -1;
+    }
+    if (!PyArg_ParseTuple(pair, "UO", &name, &st))
         return -1;
     if (!PyObject_TypeCheck(st, (PyTypeObject *)stat_result)) {
         PyErr_SetString(PyExc_TypeError, "c_items: a subdirectory without its os.stat_result");
@@ -884,7 +888,12 @@ call_items(Walk *w, Frame *f, PyObject *items)
         return -1;
     long long gone;
     PyObject *subdirs;
-    if (!PyTuple_Check(r) || !PyArg_ParseTuple(r, "LO!", &gone, &PyList_Type, &subdirs)) {
+    if (!PyTuple_Check(r)) {
+        PyErr_SetString(PyExc_TypeError, "c_items must return a (gone, subdirs) tuple");
+        Py_DECREF(r);
+        return -1;
+    }
+    if (!PyArg_ParseTuple(r, "LO!", &gone, &PyList_Type, &subdirs)) {
         Py_DECREF(r);
         return -1;
     }

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+import reliactl.cleanup as cleanup
 from reliactl.cleanup import CleanupTarget, clean_root
 from tests.cleanupwalks import c_walk_required, walk  # noqa: F401 - walk: the fixture
 
@@ -50,3 +51,30 @@ def test_byte_totals_past_a_long_long_across_directories_are_exact(tmp_path: Pat
         assert report.kept_bytes == 3 * HUGE
     finally:
         subprocess.run(["rm", "-rf", str(root)], check=False)
+
+
+def need_c() -> None:
+    if cleanup.c_walk() is None:
+        if c_walk_required():
+            pytest.fail("RELIACTL_REQUIRE_CLEANUP_C=1 and the C walk is not built")
+        pytest.skip("the C walk is not built here")
+
+
+@pytest.mark.parametrize(
+    "result",
+    [[0, []], (0, [["sub", os.stat("/")]])],
+    ids=["items-not-a-tuple", "subdir-not-a-tuple"],
+)
+def test_a_callback_result_of_the_wrong_type_is_a_type_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, result: object
+) -> None:
+    """The C recursion checks what ``c_items`` returns: a list where a tuple belongs (the
+    result, or a subdirectory in it) raises TypeError, not SystemError ("error return
+    without exception set")."""
+    need_c()
+    root = tmp_path / "r"
+    root.mkdir()
+    os.mkfifo(root / "fifo")  # deferred to Python: c_items is called
+    monkeypatch.setattr(cleanup._Walker, "c_items", lambda *args: result)
+    with pytest.raises(TypeError, match="tuple"):
+        clean_root(CleanupTarget(str(root), DAY), now=FUTURE)
