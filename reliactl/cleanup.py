@@ -83,7 +83,9 @@ else:  # frozen dataclasses without compiling code at import (issue 21, see _rec
         so typing.get_type_hints and pydantic, which evaluate them in this module's
         namespace, get real ``typing.Literal`` objects; a cleanup run never subscripts it
         and skips typing's import (~2.5 ms of the ``cleanup`` start, issue 21's sixth
-        session). The aliases ``AgeBy`` and ``EntryKind`` come from ``__getattr__``.
+        session). The aliases ``AgeBy`` and ``EntryKind`` come from ``__getattr__``, so no
+        annotation evaluated at run time names them (get_type_hints evaluates in the
+        module's globals, where ``__getattr__`` is not looked up): they spell it out.
         """
 
         __slots__ = ()
@@ -114,8 +116,17 @@ else:  # frozen dataclasses without compiling code at import (issue 21, see _rec
         globals()[name] = alias
         return alias
 
+    def __dir__() -> list[str]:
+        """The module's names with the aliases ``__getattr__`` makes (as ``__all__``)."""
+        return sorted({*globals(), *_ALIASES})
 
-AGE_BY: tuple[AgeBy, ...] = ("newest", "mtime", "atime", "ctime")
+
+AGE_BY: tuple[Literal["newest", "mtime", "atime", "ctime"], ...] = (  # AgeBy
+    "newest",
+    "mtime",
+    "atime",
+    "ctime",
+)
 
 # Skip reasons (keys of RootReport.skipped).
 SKIP_REASONS = (
@@ -178,7 +189,7 @@ _C_RECHECK_FAILED, _C_UNLINK_FAILED, _C_REMOVED, _C_TABLE_LOST = 4, 5, 6, 7
 # What the C recursion reports back by _Walker.c_event (the EV_* codes of _cleanupwalk.c).
 _EV_OPEN_FAILED, _EV_OTHER_FS, _EV_TOO_DEEP, _EV_CHANGED = 1, 2, 3, 4
 _EV_READ_FAILED, _EV_RMDIR_FAILED, _EV_OTHER_MOUNT = 5, 6, 7
-_C_KINDS: tuple[EntryKind, EntryKind, EntryKind] = ("symlink", "file", "dir")
+_C_KINDS: tuple[Literal["symlink"], Literal["file"], Literal["dir"]] = ("symlink", "file", "dir")
 # Filesystems whose stat() st_dev and st_ino are the superblock device and inode number the
 # lock table prints, and whose locks are all local (so all in the table).
 _LOCK_TABLE_FILESYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "tmpfs"})
@@ -865,7 +876,7 @@ class _Walker:
         *,
         dry_run: bool,
         now: float,
-        age_by: AgeBy,
+        age_by: Literal["newest", "mtime", "atime", "ctime"],  # AgeBy, spelled out
         on_remove: Callable[[Removal], None] | None,
         on_progress: Callable[[Progress], None] | None,
     ) -> None:
@@ -933,7 +944,13 @@ class _Walker:
             self.errors.append(CleanupProblem(path, message))
 
     def removed(
-        self, rel: str, name: str, kind: EntryKind, size: int, t: float, reason: str
+        self,
+        rel: str,
+        name: str,
+        kind: Literal["file", "symlink", "dir"],  # EntryKind, spelled out
+        size: int,
+        t: float,
+        reason: str,
     ) -> None:
         if kind == "file":
             self.files += 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -78,3 +79,26 @@ def test_a_callback_result_of_the_wrong_type_is_a_type_error(
     monkeypatch.setattr(cleanup._Walker, "c_items", lambda *args: result)
     with pytest.raises(TypeError, match="tuple"):
         clean_root(CleanupTarget(str(root), DAY), now=FUTURE)
+
+
+def test_annotations_resolve_before_the_aliases_are_read() -> None:
+    """In a fresh interpreter, typing.get_type_hints resolves the module's annotations and
+    ``_Walker.__init__``/``removed`` (whose Literals are spelled out: the aliases come from
+    the module ``__getattr__``, which eval over the module's globals never calls), and
+    ``dir()`` lists ``AgeBy`` and ``EntryKind`` as ``__all__`` does."""
+    code = (
+        "import typing\n"
+        "import reliactl.cleanup as c\n"
+        "assert 'AgeBy' not in vars(c) and 'EntryKind' not in vars(c)\n"
+        "hints = typing.get_type_hints(c._Walker.__init__)\n"
+        "assert typing.get_args(hints['age_by']) == c.AGE_BY, hints\n"
+        "kinds = typing.get_args(typing.get_type_hints(c._Walker.removed)['kind'])\n"
+        "assert kinds == ('file', 'symlink', 'dir'), kinds\n"
+        "typing.get_type_hints(c)\n"
+        "assert {'AgeBy', 'EntryKind'} <= set(dir(c)) and set(c.__all__) <= set(dir(c))\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert out.stdout.strip() == "ok", out.stderr[-2000:]
