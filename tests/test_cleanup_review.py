@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import reliactl.cleanup as cleanup
-from reliactl.cleanup import CleanupTarget, clean_root
+from reliactl.cleanup import CleanupTarget, Removal, clean_root
 from tests.cleanupwalks import c_walk_required, walk  # noqa: F401 - walk: the fixture
 
 DAY = 86400.0
@@ -52,6 +52,99 @@ def test_byte_totals_past_a_long_long_across_directories_are_exact(tmp_path: Pat
         assert report.kept_bytes == 3 * HUGE
     finally:
         subprocess.run(["rm", "-rf", str(root)], check=False)
+
+
+@pytest.mark.usefixtures("walk")
+def test_in_a_shared_subdirectory_a_file_swapped_just_before_the_unlink_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A world-writable sticky SUBdirectory of a private root: its files are re-checked by
+    lstat before the unlink like a shared root's (the C walk's enter() must mark it shared),
+    so a file put under the listed name after the listing is kept as "changed"."""
+    root = tmp_path / "r"
+    sub = root / "sub"
+    sub.mkdir(parents=True)
+    sub.chmod(0o1777)
+    write(sub / "victim", b"old")
+    if cleanup._LockTable.for_root(str(root), os.stat(root).st_dev) is None:
+        pytest.fail("the lock table is not trusted on this tmpfs: the test needs it")
+    real_refresh = cleanup._LockTable.refresh
+    refreshes: list[float] = []
+
+    def swapping_refresh(self: cleanup._LockTable, now: float) -> None:
+        refreshes.append(now)
+        if len(refreshes) == 1:  # the walk's first read: right after victim's lstat
+            os.unlink(sub / "victim")
+            time.sleep(0.02)  # a later clock tick: the newcomer's ctime differs
+            (sub / "victim").write_text("newcomer")
+        real_refresh(self, now)
+
+    monkeypatch.setattr(cleanup._LockTable, "refresh", swapping_refresh)
+    monkeypatch.setattr(cleanup, "LOCK_TABLE_TTL", -1.0)  # re-read before every file
+    report = clean_root(CleanupTarget(str(root), DAY), now=FUTURE)
+    assert refreshes
+    assert (sub / "victim").read_text() == "newcomer"
+    assert report.skipped == {"changed": 1} and report.ok
+    assert report.files_removed == 0
+
+
+@pytest.mark.usefixtures("walk")
+def test_the_depth_limit_is_exact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With MAX_DEPTH 3, the directories 1, 1/2 and 1/2/3 are entered and cleaned and
+    1/2/3/4 is the one "too-deep" (an off-by-one either way changes the counts)."""
+    monkeypatch.setattr(cleanup, "MAX_DEPTH", 3)
+    root = tmp_path / "r"
+    deepest = root / "1" / "2" / "3" / "4"
+    write(deepest / "old")
+    for d in (root, root / "1", root / "1/2", root / "1/2/3"):
+        write(d / "old")
+    report = clean_root(CleanupTarget(str(root), DAY), now=FUTURE)
+    assert report.skipped == {"too-deep": 1}
+    assert report.files_removed == 4 and report.dirs_removed == 0
+    assert (deepest / "old").exists() and not (root / "1/2/3/old").exists()
+
+
+@pytest.mark.usefixtures("walk")
+def test_a_directory_gets_its_own_atime_and_mtime_back(tmp_path: Path) -> None:
+    """A directory something was removed from keeps its own atime and mtime (to the
+    nanosecond): each is put back from the listed lstat, not one from the other."""
+    root = tmp_path / "r"
+    d = root / "d"
+    write(d / "old")
+    write(d / "young")
+    os.utime(d / "young", ns=(FUTURE_NS, FUTURE_NS))
+    atime_ns, mtime_ns = 1_000_000_000_123_456_789, 1_100_000_000_987_654_321
+    os.utime(d, ns=(atime_ns, mtime_ns))
+    report = clean_root(CleanupTarget(str(root), DAY), now=FUTURE, age_by="mtime")
+    assert report.files_removed == 1
+    st = os.stat(d)
+    assert (st.st_atime_ns, st.st_mtime_ns) == (atime_ns, mtime_ns)
+
+
+FUTURE_NS = int(FUTURE * 1e9)
+
+
+@pytest.mark.usefixtures("walk")
+def test_a_subdirectory_that_vanishes_before_it_is_opened_counts_as_gone(
+    tmp_path: Path,
+) -> None:
+    """``p/v`` is removed by someone else after ``p`` was listed and before ``v`` is
+    opened (from the on_remove callback of ``p``'s old file, which both walks call before
+    entering ``p``'s subdirectories): "vanished", counted as gone, so the old ``p`` is
+    emptied and removed."""
+    root = tmp_path / "r"
+    write(root / "p" / "old")
+    (root / "p" / "v").mkdir()
+    os.utime(root / "p", (1, 1))
+
+    def on_remove(removal: Removal) -> None:
+        if removal.path.endswith("/p/old"):
+            os.rmdir(root / "p" / "v")
+
+    report = clean_root(CleanupTarget(str(root), DAY), now=FUTURE, on_remove=on_remove)
+    assert report.skipped == {"vanished": 1}
+    assert not (root / "p").exists()
+    assert report.files_removed == 1 and report.dirs_removed == 1
 
 
 def need_c() -> None:
