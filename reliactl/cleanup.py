@@ -9,7 +9,10 @@ tmpreaper (RELIABILITY.md #13, CVE-2018-6954):
   swapped for a symlink mid-walk is never entered, so nothing outside the root can be reached;
 - no symlink is ever followed, not even in the root's own path;
 - no other filesystem and no mount point is entered (``st_dev`` compare, plus the mount points
-  listed in ``/proc/self/mountinfo`` for bind mounts of the same filesystem);
+  listed in ``/proc/self/mountinfo`` for bind mounts of the same filesystem, plus each opened
+  directory's mount id, which must be the root's: a bind mount made after the table was read);
+- an emptied directory is removed by name only while that name still is the directory that
+  was entered (an lstat just before the rmdir): one renamed away and replaced is kept;
 - only regular files, symlinks themselves and directories that became empty (and are old)
   are removed; FIFOs, sockets and devices are skipped and never opened;
 - a regular file another process holds locked is kept. Where the kernel's lock table is
@@ -1009,7 +1012,7 @@ class _Walker:
         if self.lister is not None and self.on_progress is None:
             self.run_c(root_fd, root_st)
             return
-        self.root_mnt = _mount_id(root_fd)
+        self.root_mnt = _mount_id(root_fd)  # the C walk statx'es it itself
         enter = self.enter
         leave = self.leave
         root_age = self.dir_time(root_st)
