@@ -32,6 +32,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -114,9 +115,12 @@ typedef struct Walk {
     Py_ssize_t limit; /* entries a batch reads at most: the items handed back stay bounded */
     unsigned long euid;
     int restore, dir_age_code;
+    int have_mnt;                /* the kernel gave the root's mount id (statx, Linux >= 5.8) */
+    unsigned long long root_mnt; /* every directory entered must be on this mount */
     char *rel;
     size_t rel_cap;
     long long scanned, files, symlinks, dirs, nbytes, kept, listed_dirs;
+    PyObject *nbytes_spill, *kept_spill; /* owned: the part of nbytes/kept past a long long */
     Frame *cur; /* the directory batch() is reading */
 } Walk;
 
@@ -482,7 +486,9 @@ batch_core(Lister *self, Py_ssize_t limit, PyObject *table, Counts *c, PyObject 
             while (n < 0 && errno == EINTR);
             if (n <= 0) {
                 end = 1;
-                read_errno = n < 0 ? errno : 0;
+                /* a directory removed while it is read (a dead inode) says ENOENT: its
+                 * end, as glibc's readdir (and so the Python walk's scandir) takes it */
+                read_errno = n < 0 && errno != ENOENT ? errno : 0;
                 break;
             }
             self->pos = 0;
@@ -659,6 +665,7 @@ enum { /* what a c_event call says (mirrored in reliactl/cleanup.py) */
     EV_CHANGED = 4,      /* opened, and not the inode listed: not entered */
     EV_READ_FAILED = 5,  /* errno of getdents64 (name ""; rel is the directory's own) */
     EV_RMDIR_FAILED = 6, /* errno of the rmdir of an emptied directory */
+    EV_OTHER_MOUNT = 7,  /* opened, on the root's device but another mount (a bind mount) */
 };
 enum { KIND_SYMLINK = 0, KIND_FILE = 1, KIND_DIR = 2 };
 
@@ -757,7 +764,11 @@ static int
 pending_from_python(Walk *w, Frame *f, PyObject *pair)
 {
     PyObject *name, *st;
-    if (!PyTuple_Check(pair) || !PyArg_ParseTuple(pair, "UO", &name, &st))
+    if (!PyTuple_Check(pair)) {
+        PyErr_SetString(PyExc_TypeError, "c_items: a subdirectory is not a (name, stat) tuple");
+        return -1;
+    }
+    if (!PyArg_ParseTuple(pair, "UO", &name, &st))
         return -1;
     if (!PyObject_TypeCheck(st, (PyTypeObject *)stat_result)) {
         PyErr_SetString(PyExc_TypeError, "c_items: a subdirectory without its os.stat_result");
@@ -877,7 +888,12 @@ call_items(Walk *w, Frame *f, PyObject *items)
         return -1;
     long long gone;
     PyObject *subdirs;
-    if (!PyTuple_Check(r) || !PyArg_ParseTuple(r, "LO!", &gone, &PyList_Type, &subdirs)) {
+    if (!PyTuple_Check(r)) {
+        PyErr_SetString(PyExc_TypeError, "c_items must return a (gone, subdirs) tuple");
+        Py_DECREF(r);
+        return -1;
+    }
+    if (!PyArg_ParseTuple(r, "LO!", &gone, &PyList_Type, &subdirs)) {
         Py_DECREF(r);
         return -1;
     }
@@ -890,6 +906,41 @@ call_items(Walk *w, Frame *f, PyObject *items)
     }
     Py_DECREF(r);
     return reload_table(w);
+}
+
+/* Add v to a walk's byte total: where the long long would overflow (huge sparse files in
+ * several directories), the total so far moves into a Python int, so the walk's totals are
+ * exact, as the Python walk's. */
+static int
+add_total(long long *acc, PyObject **spill, long long v)
+{
+    long long sum;
+    if (!__builtin_add_overflow(*acc, v, &sum)) {
+        *acc = sum;
+        return 0;
+    }
+    PyObject *part = PyLong_FromLongLong(*acc);
+    if (part == NULL)
+        return -1;
+    PyObject *total = *spill != NULL ? PyNumber_Add(*spill, part) : Py_NewRef(part);
+    Py_DECREF(part);
+    if (total == NULL)
+        return -1;
+    Py_XSETREF(*spill, total);
+    *acc = v;
+    return 0;
+}
+
+/* A byte total as a Python int: its spill plus what is left in the long long. */
+static PyObject *
+total_of(long long acc, PyObject *spill)
+{
+    PyObject *part = PyLong_FromLongLong(acc);
+    if (part == NULL || spill == NULL)
+        return part;
+    PyObject *total = PyNumber_Add(spill, part);
+    Py_DECREF(part);
+    return total;
 }
 
 /* Read and decide every entry of the directory of frame f. */
@@ -915,8 +966,11 @@ list_frame(Lister *self, Walk *w, Frame *f)
         f->gone += c.gone;
         w->files += c.files;
         w->symlinks += c.symlinks;
-        w->nbytes += c.nbytes;
-        w->kept += c.kept;
+        if (add_total(&w->nbytes, &w->nbytes_spill, c.nbytes) < 0 ||
+            add_total(&w->kept, &w->kept_spill, c.kept) < 0) {
+            Py_XDECREF(items);
+            return -1;
+        }
         if (items != NULL) {
             int rc = call_items(w, f, items);
             Py_DECREF(items);
@@ -959,10 +1013,48 @@ rel_push(Walk *w, Frame *parent, const char *name, size_t *out_len)
 }
 
 static int
-shared_dir(const struct stat *st, unsigned long euid)
+shared_dir(unsigned long mode, unsigned long uid, unsigned long euid)
 {
     /* may someone other than this user (or root) change its entries? (_shared) */
-    return (st->st_mode & 022) || ((unsigned long)st->st_uid != 0 && st->st_uid != euid);
+    return (mode & 022) || (uid != 0 && uid != euid);
+}
+
+/* What enter() and walk() need of an open directory: one statx (the fstat it replaces, plus
+ * the mount id: a bind mount of the same filesystem has the root's st_dev, only its mount id
+ * tells it apart). has_mnt is 0 where the kernel does not give it (before Linux 5.8); where
+ * statx itself is missing (ENOSYS, a seccomp filter) it is an fstat. 0, or -1 with errno. */
+typedef struct {
+    unsigned long long ino, dev, mnt;
+    unsigned long mode, uid;
+    int has_mnt;
+} DirId;
+
+static int
+dir_id(int fd, DirId *id)
+{
+    struct statx sx;
+    if (statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS | STATX_MNT_ID,
+              &sx) == 0) {
+        id->ino = (unsigned long long)sx.stx_ino;
+        id->dev = (unsigned long long)makedev(sx.stx_dev_major, sx.stx_dev_minor);
+        id->mode = sx.stx_mode;
+        id->uid = sx.stx_uid;
+        id->has_mnt = (sx.stx_mask & STATX_MNT_ID) != 0;
+        id->mnt = id->has_mnt ? (unsigned long long)sx.stx_mnt_id : 0;
+        return 0;
+    }
+    if (errno != ENOSYS && errno != EPERM)
+        return -1;
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return -1;
+    id->ino = (unsigned long long)st.st_ino;
+    id->dev = (unsigned long long)st.st_dev;
+    id->mode = st.st_mode;
+    id->uid = st.st_uid;
+    id->has_mnt = 0;
+    id->mnt = 0;
+    return 0;
 }
 
 /* Enter pending directory p of the top frame: 1 pushed, 0 not entered, -1 error. The frame
@@ -995,15 +1087,19 @@ enter(Walk *w, PendingDir *p)
         parent->gone += gone;
         return 0;
     }
-    struct stat now;
-    if (fstat(fd, &now) != 0) {
+    DirId now;
+    if (dir_id(fd, &now) != 0) {
         PyErr_SetFromErrno(PyExc_OSError); /* as the Python walk's os.fstat */
         close(fd);
         return -1;
     }
-    if ((unsigned long long)now.st_ino != p->ino || (unsigned long long)now.st_dev != p->dev) {
+    if (now.ino != p->ino || now.dev != p->dev) {
         close(fd); /* swapped for another directory (or a mount) since it was listed */
         return call_event(w, parent, EV_CHANGED, p->name, 0) < 0 ? -1 : 0;
+    }
+    if (w->have_mnt && now.has_mnt && now.mnt != w->root_mnt) {
+        close(fd); /* a bind mount (same device) made after the mount table was read */
+        return call_event(w, parent, EV_OTHER_MOUNT, p->name, 0) < 0 ? -1 : 0;
     }
     size_t rel_len;
     if (rel_push(w, parent, p->name, &rel_len) < 0) {
@@ -1013,7 +1109,7 @@ enter(Walk *w, PendingDir *p)
     Frame *f = &w->frames[w->depth++];
     memset(f, 0, sizeof(*f));
     f->fd = fd;
-    f->shared = shared_dir(&now, w->euid);
+    f->shared = shared_dir(now.mode, now.uid, w->euid);
     f->noatime = noatime;
     f->rel_len = rel_len;
     f->self = *p;
@@ -1069,6 +1165,24 @@ leave(Lister *self, Walk *w)
     f->fd = -1;
     if (f->gone < f->total || f->self.age > self->cutoff)
         goto done;
+    if (!self->dry_run) {
+        /* the name must still be the directory entered: one renamed away and replaced by
+         * another (empty, young) directory is not removed in its place */
+        struct stat cur;
+        if (fstatat(parent->fd, f->self.name, &cur, AT_SYMLINK_NOFOLLOW) != 0) {
+            long long gone = call_event(w, parent, EV_RMDIR_FAILED, f->self.name, errno);
+            if (gone < 0)
+                rc = -1;
+            else
+                parent->gone += gone;
+            goto done;
+        }
+        if ((unsigned long long)cur.st_ino != f->self.ino ||
+            (unsigned long long)cur.st_dev != f->self.dev) {
+            rc = call_event(w, parent, EV_CHANGED, f->self.name, 0) < 0 ? -1 : 0;
+            goto done;
+        }
+    }
     if (!self->dry_run && unlinkat(parent->fd, f->self.name, AT_REMOVEDIR) != 0) {
         long long gone = call_event(w, parent, EV_RMDIR_FAILED, f->self.name, errno);
         if (gone < 0)
@@ -1123,8 +1237,8 @@ Lister_walk(Lister *self, PyObject *args)
     PyObject *result = NULL;
     Frame *root = &w.frames[0];
     root->fd = root_fd;
-    struct stat st;
-    if (fstat(root_fd, &st) != 0) {
+    DirId st;
+    if (dir_id(root_fd, &st) != 0) {
         PyErr_SetFromErrno(PyExc_OSError);
         goto out;
     }
@@ -1136,13 +1250,15 @@ Lister_walk(Lister *self, PyObject *args)
     if (timespec_of(PyStructSequence_GET_ITEM(root_st, 13), &root->self.atim) < 0 ||
         timespec_of(PyStructSequence_GET_ITEM(root_st, 14), &root->self.mtim) < 0)
         goto out;
-    root->self.dev = (unsigned long long)st.st_dev;
-    root->self.ino = (unsigned long long)st.st_ino;
+    root->self.dev = st.dev;
+    root->self.ino = st.ino;
+    w.have_mnt = st.has_mnt;
+    w.root_mnt = st.mnt;
     if (root->self.dev != self->root_dev) {
         PyErr_SetString(PyExc_ValueError, "walk(): root_fd is not on the Lister's root_dev");
         goto out;
     }
-    root->shared = shared_dir(&st, euid);
+    root->shared = shared_dir(st.mode, st.uid, euid);
     w.depth = 1;
     if (reload_table(&w) < 0)
         goto out;
@@ -1166,7 +1282,13 @@ Lister_walk(Lister *self, PyObject *args)
         if (leave(self, &w) < 0)
             goto out;
     }
-    result = Py_BuildValue("(LLLLLLL)", w.scanned, w.files, w.symlinks, w.dirs, w.nbytes, w.kept,
+    PyObject *nbytes = total_of(w.nbytes, w.nbytes_spill);
+    PyObject *kept = nbytes != NULL ? total_of(w.kept, w.kept_spill) : NULL;
+    if (kept == NULL) {
+        Py_XDECREF(nbytes);
+        goto out;
+    }
+    result = Py_BuildValue("(LLLLNNL)", w.scanned, w.files, w.symlinks, w.dirs, nbytes, kept,
                            w.listed_dirs);
 out:
     /* an exception (Ctrl-C, a callback's): close what is open below the root, as the Python
@@ -1179,6 +1301,8 @@ out:
     PyMem_RawFree(w.frames);
     PyMem_RawFree(w.rel);
     Py_XDECREF(w.table);
+    Py_XDECREF(w.nbytes_spill);
+    Py_XDECREF(w.kept_spill);
     self->walk = NULL;
     self->busy = 0;
     self->fd = -1;
@@ -1248,7 +1372,7 @@ PyInit__cleanupwalk(void)
         return NULL;
     /* reliactl/cleanup.py uses the module only when this is the version it was written
      * for: a stale build (a checkout updated without reinstalling) is never called. */
-    if (PyModule_AddIntConstant(m, "API", 3) < 0 ||
+    if (PyModule_AddIntConstant(m, "API", 4) < 0 ||
         PyModule_AddStringConstant(m, "SOURCE_SHA256", CWALK_SRC_SHA) < 0) {
         Py_DECREF(m);
         return NULL;

@@ -9,7 +9,10 @@ tmpreaper (RELIABILITY.md #13, CVE-2018-6954):
   swapped for a symlink mid-walk is never entered, so nothing outside the root can be reached;
 - no symlink is ever followed, not even in the root's own path;
 - no other filesystem and no mount point is entered (``st_dev`` compare, plus the mount points
-  listed in ``/proc/self/mountinfo`` for bind mounts of the same filesystem);
+  listed in ``/proc/self/mountinfo`` for bind mounts of the same filesystem, plus each opened
+  directory's mount id, which must be the root's: a bind mount made after the table was read);
+- an emptied directory is removed by name only while that name still is the directory that
+  was entered (an lstat just before the rmdir): one renamed away and replaced is kept;
 - only regular files, symlinks themselves and directories that became empty (and are old)
   are removed; FIFOs, sockets and devices are skipped and never opened;
 - a regular file another process holds locked is kept. Where the kernel's lock table is
@@ -83,7 +86,9 @@ else:  # frozen dataclasses without compiling code at import (issue 21, see _rec
         so typing.get_type_hints and pydantic, which evaluate them in this module's
         namespace, get real ``typing.Literal`` objects; a cleanup run never subscripts it
         and skips typing's import (~2.5 ms of the ``cleanup`` start, issue 21's sixth
-        session). The aliases ``AgeBy`` and ``EntryKind`` come from ``__getattr__``.
+        session). The aliases ``AgeBy`` and ``EntryKind`` come from ``__getattr__``, so no
+        annotation evaluated at run time names them (get_type_hints evaluates in the
+        module's globals, where ``__getattr__`` is not looked up): they spell it out.
         """
 
         __slots__ = ()
@@ -114,8 +119,17 @@ else:  # frozen dataclasses without compiling code at import (issue 21, see _rec
         globals()[name] = alias
         return alias
 
+    def __dir__() -> list[str]:
+        """The module's names with the aliases ``__getattr__`` makes (as ``__all__``)."""
+        return sorted({*globals(), *_ALIASES})
 
-AGE_BY: tuple[AgeBy, ...] = ("newest", "mtime", "atime", "ctime")
+
+AGE_BY: tuple[Literal["newest", "mtime", "atime", "ctime"], ...] = (  # AgeBy
+    "newest",
+    "mtime",
+    "atime",
+    "ctime",
+)
 
 # Skip reasons (keys of RootReport.skipped).
 SKIP_REASONS = (
@@ -171,14 +185,14 @@ _INIT_PID_NS_INO = 0xEFFFFFFC  # PROC_PID_INIT_INO: /proc/self/ns/pid of the ini
 # The walk in C (reliactl/_cleanupwalk.c, optional): RELIACTL_CLEANUP_C=0 turns it off.
 C_WALK_ENV = "RELIACTL_CLEANUP_C"
 C_BATCH = 4096  # entries a call of the C loop reads at most (memory stays flat)
-C_WALK_API = 3  # the _cleanupwalk.API this module speaks (a stale build is not used)
+C_WALK_API = 4  # the _cleanupwalk.API this module speaks (a stale build is not used)
 # What an item of a C batch says (the OUT_* codes of _cleanupwalk.c).
 _C_DEFER, _C_STAT_FAILED, _C_LOCKED, _C_CHANGED = 0, 1, 2, 3
 _C_RECHECK_FAILED, _C_UNLINK_FAILED, _C_REMOVED, _C_TABLE_LOST = 4, 5, 6, 7
 # What the C recursion reports back by _Walker.c_event (the EV_* codes of _cleanupwalk.c).
 _EV_OPEN_FAILED, _EV_OTHER_FS, _EV_TOO_DEEP, _EV_CHANGED = 1, 2, 3, 4
-_EV_READ_FAILED, _EV_RMDIR_FAILED = 5, 6
-_C_KINDS: tuple[EntryKind, EntryKind, EntryKind] = ("symlink", "file", "dir")
+_EV_READ_FAILED, _EV_RMDIR_FAILED, _EV_OTHER_MOUNT = 5, 6, 7
+_C_KINDS: tuple[Literal["symlink"], Literal["file"], Literal["dir"]] = ("symlink", "file", "dir")
 # Filesystems whose stat() st_dev and st_ino are the superblock device and inode number the
 # lock table prints, and whose locks are all local (so all in the table).
 _LOCK_TABLE_FILESYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "tmpfs"})
@@ -766,6 +780,32 @@ def _local_filesystem(fstype: str | None) -> bool:
     return fstype in _C_WALK_FILESYSTEMS
 
 
+def _mount_id(fd: int) -> int | None:
+    """The mount id of open ``fd`` (``mnt_id:`` of /proc/self/fdinfo; None when unknown).
+
+    A bind mount of a directory of the same filesystem has the root's st_dev: only the mount
+    id tells it apart. Python has no statx before 3.15; this costs ~3 syscalls a directory.
+    """
+    try:
+        info = os.open(f"/proc/self/fdinfo/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        data = os.read(info, 4096)
+    except OSError:
+        return None
+    finally:
+        os.close(info)
+    at = data.find(b"mnt_id:")
+    if at < 0:
+        return None
+    end = data.find(b"\n", at)
+    try:
+        return int(data[at + 7 : end if end >= 0 else None])
+    except ValueError:
+        return None
+
+
 def _same_file(now: os.stat_result, listed: os.stat_result) -> bool:
     """Still the regular file that was listed (and judged)?
 
@@ -839,7 +879,7 @@ class _Walker:
         *,
         dry_run: bool,
         now: float,
-        age_by: AgeBy,
+        age_by: Literal["newest", "mtime", "atime", "ctime"],  # AgeBy, spelled out
         on_remove: Callable[[Removal], None] | None,
         on_progress: Callable[[Progress], None] | None,
     ) -> None:
@@ -872,6 +912,7 @@ class _Walker:
         self.next_progress = self.every if on_progress is not None else 1 << 62
         self.root_dev = 0
         self.mounts: set[tuple[int, int]] = set()
+        self.root_mnt: int | None = None  # the root's mount id (None: unknown)
         self.locks: _LockTable | None = None  # None: probe each file with flock
         self.simple = False  # set by run(): see list_dir
         self.c_walk: ModuleType | None = None  # set by run(): see list_dir_c
@@ -906,7 +947,13 @@ class _Walker:
             self.errors.append(CleanupProblem(path, message))
 
     def removed(
-        self, rel: str, name: str, kind: EntryKind, size: int, t: float, reason: str
+        self,
+        rel: str,
+        name: str,
+        kind: Literal["file", "symlink", "dir"],  # EntryKind, spelled out
+        size: int,
+        t: float,
+        reason: str,
     ) -> None:
         if kind == "file":
             self.files += 1
@@ -965,6 +1012,7 @@ class _Walker:
         if self.lister is not None and self.on_progress is None:
             self.run_c(root_fd, root_st)
             return
+        self.root_mnt = _mount_id(root_fd)  # the C walk statx'es it itself
         enter = self.enter
         leave = self.leave
         root_age = self.dir_time(root_st)
@@ -1054,6 +1102,8 @@ class _Walker:
             self.skip("too-deep")
         elif code == _EV_CHANGED:
             self.skip("changed")  # swapped for another directory (or a mount) since listed
+        elif code == _EV_OTHER_MOUNT:
+            self.skip("mount-point")  # a bind mount made after the mount table was read
         else:
             raise ValueError(f"unknown event {code} from the C walk")
         return 0
@@ -1101,6 +1151,10 @@ class _Walker:
             os.close(fd)  # swapped for another directory (or a mount) since it was listed
             self.skip("changed")
             return None
+        if self.root_mnt is not None and _mount_id(fd) not in (self.root_mnt, None):
+            os.close(fd)  # a bind mount (same st_dev) made after the mount table was read
+            self.skip("mount-point")
+            return None
         rel = f"{parent.rel}/{name}" if parent.rel else name
         frame = _Frame(fd, rel, name, st, self.dir_time(st), _shared(now_st, self.euid))
         frame.noatime = noatime
@@ -1122,6 +1176,12 @@ class _Walker:
             return
         if not self.dry_run:
             try:
+                # The name must still be the directory entered: one renamed away and
+                # replaced by another (empty, young) directory is not removed in its place.
+                cur = os.stat(frame.name, dir_fd=parent.fd, follow_symlinks=False)
+                if cur.st_ino != frame.pre.st_ino or cur.st_dev != frame.pre.st_dev:
+                    self.skip("changed")
+                    return
                 os.rmdir(frame.name, dir_fd=parent.fd)
             except OSError as exc:
                 if exc.errno == errno.ENOENT:
