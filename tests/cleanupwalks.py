@@ -10,13 +10,26 @@ fixture checks that every walk with no per-name rule really went through the cho
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 import reliactl.cleanup as cleanup
 
 REQUIRE_ENV = "RELIACTL_REQUIRE_CLEANUP_C"
+
+
+DAY = 86400.0
+FUTURE = time.time() + 10 * DAY  # an mtime/atime that no cutoff ever finds old
+
+
+def write(path: Path, data: bytes = b"x") -> Path:
+    """A file with ``data`` at ``path``, its directories made as needed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
 
 
 def c_walk_required() -> bool:

@@ -21,19 +21,10 @@ import pytest
 
 import reliactl.cleanup as cleanup
 from reliactl.cleanup import CleanupTarget, Removal, clean_root
-from tests.cleanupwalks import spy_walkers, walk  # noqa: F401 - walk: the fixture
+from tests.cleanupwalks import DAY, FUTURE, spy_walkers, walk, write  # noqa: F401 - walk: the fixture
 from tests.test_cleanup_held import Holder
 
 pytestmark = pytest.mark.usefixtures("walk")
-
-DAY = 86400.0
-FUTURE = time.time() + 10 * DAY
-
-
-def write(path: Path, data: bytes = b"x") -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
 
 
 def between_listing_and_entering(

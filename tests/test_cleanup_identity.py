@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,18 +21,9 @@ import pytest
 
 import reliactl.cleanup as cleanup
 from reliactl.cleanup import CleanupTarget, Removal, clean_root
-from tests.cleanupwalks import walk  # noqa: F401 - walk: the fixture
+from tests.cleanupwalks import DAY, FUTURE, walk, write  # noqa: F401 - walk: the fixture
 
 pytestmark = pytest.mark.usefixtures("walk")
-
-DAY = 86400.0
-FUTURE = time.time() + 10 * DAY
-
-
-def write(path: Path, data: bytes = b"x") -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
 
 
 def mount(*args: str) -> None:

@@ -19,17 +19,9 @@ import pytest
 
 import reliactl.cleanup as cleanup
 from reliactl.cleanup import CleanupTarget, Removal, clean_root
-from tests.cleanupwalks import c_walk_required, walk  # noqa: F401 - walk: the fixture
+from tests.cleanupwalks import DAY, FUTURE, c_walk_required, walk, write  # noqa: F401 - walk: the fixture
 
-DAY = 86400.0
-FUTURE = time.time() + 10 * DAY
 HUGE = 0x3000000000000000  # three of them overflow a long long (2**63 - 1)
-
-
-def write(path: Path, data: bytes = b"x") -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
 
 
 @pytest.mark.usefixtures("walk")

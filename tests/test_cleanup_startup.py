@@ -22,24 +22,10 @@ from reliactl.config import _cache, _validation
 # enum from an IntEnum of exit codes (and with re).
 NOT_ON_A_CLEANUP_START = ("json", "re", "enum", "typing", "yaml")
 
-# The typical configuration of benchmarks/startup.py: breakers, retry, a check with a
+# The typical configuration benchmarks/startup.py measures: breakers, retry, a check with a
 # threshold, two jobs (one with a cron schedule).
-TYPICAL_CONFIG = """\
-circuit_breaker:
-  failure_threshold: 5
-  recovery_timeout: 1m
-  breakers:
-    openai: {{failure_threshold: 3, recovery_timeout: 2m}}
-    db: {{failure_threshold: 2, slow_call_threshold: 20s}}
-retry:
-  max_retries: 3
-health_monitor:
-  checks:
-  - {{name: heartbeat, kind: file_age, path: {home}/heartbeat, warn: 15m, critical: 1h}}
-jobs:
-  backup: {{schedule: 30 2 * * *, grace: 1h, max_duration: 2h, max_failures: 2}}
-  report: {{every: 1h}}
-"""
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from startup import TYPICAL_CONFIG  # noqa: E402
 
 
 def _target(tmp_path: Path) -> Path:

@@ -201,12 +201,13 @@ class Connection:
     # ---- connecting
 
     @staticmethod
-    def _remaining(deadline: float | None) -> float | None:
+    def _remaining(deadline: float | None, doing: str = "connecting to server") -> float | None:
+        """Seconds left before ``deadline`` (None: no deadline); TimeoutError when none are."""
         if deadline is None:
             return None
         left = deadline - time.monotonic()
         if left <= 0:
-            raise TimeoutError("Timeout connecting to server")
+            raise TimeoutError(f"Timeout {doing}")
         return left
 
     def _open(self, params: Mapping[str, Any], deadline: float | None) -> socket.socket:
@@ -311,7 +312,7 @@ class Connection:
             deadline = self.deadline()
         self.pending += len(commands)
         try:
-            self.sock.settimeout(self._left(deadline))
+            self.sock.settimeout(self._remaining(deadline, "reading from socket"))
             self.sock.sendall(data)
         except (builtins.TimeoutError, TimeoutError):
             raise self._fail(TimeoutError("Timeout writing to socket")) from None
@@ -323,14 +324,6 @@ class Connection:
             self.broken = True  # e.g. KeyboardInterrupt mid-write: half a command was sent
             self.close()
             raise
-
-    def _left(self, deadline: float | None) -> float | None:
-        if deadline is None:
-            return None
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("Timeout reading from socket")
-        return left
 
     def read(self, deadline: float | None = None) -> Any:
         """One reply; an error reply is returned (not raised) as its exception."""
