@@ -1142,23 +1142,24 @@ class _Walker:
                 self.error(self.path_of(parent.rel, name), f"cannot open: {exc.strerror}")
             self.skip(reason)
             return None
+        owned = False  # by the frame: until then every way out closes fd, Ctrl-C's too
         try:
             now_st = os.fstat(fd)
-        except OSError:
-            os.close(fd)
-            raise
-        if now_st.st_ino != st.st_ino or now_st.st_dev != st.st_dev:
-            os.close(fd)  # swapped for another directory (or a mount) since it was listed
-            self.skip("changed")
-            return None
-        if self.root_mnt is not None and _mount_id(fd) not in (self.root_mnt, None):
-            os.close(fd)  # a bind mount (same st_dev) made after the mount table was read
-            self.skip("mount-point")
-            return None
-        rel = f"{parent.rel}/{name}" if parent.rel else name
-        frame = _Frame(fd, rel, name, st, self.dir_time(st), _shared(now_st, self.euid))
-        frame.noatime = noatime
-        return frame
+            if now_st.st_ino != st.st_ino or now_st.st_dev != st.st_dev:
+                reason = "changed"  # swapped for another directory (or a mount) since listed
+            elif self.root_mnt is not None and _mount_id(fd) not in (self.root_mnt, None):
+                reason = "mount-point"  # a bind mount (same st_dev) made after the mount scan
+            else:
+                rel = f"{parent.rel}/{name}" if parent.rel else name
+                frame = _Frame(fd, rel, name, st, self.dir_time(st), _shared(now_st, self.euid))
+                frame.noatime = noatime
+                owned = True
+                return frame
+        finally:
+            if not owned:
+                os.close(fd)
+        self.skip(reason)
+        return None
 
     def leave(self, frame: _Frame, parent: _Frame | None) -> None:
         """After a directory's entries: put its times back, remove it if emptied and old."""

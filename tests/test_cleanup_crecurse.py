@@ -250,3 +250,33 @@ def test_removals_reported_by_the_c_recursion_carry_their_full_path(tmp_path: Pa
         ("a/b/f", "file", 3),
         ("a/l", "symlink", 0),
     ]
+
+
+def test_the_python_walk_closes_a_directory_it_opened_when_interrupted_entering_it(
+    tmp_path: Path,
+    walk: str,  # noqa: F811 - the fixture's value
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An exception raised while the Python walk checks a directory it has just opened (here
+    Ctrl-C's KeyboardInterrupt from the mount-id read; a signal handler may raise there) closes
+    that directory's descriptor on its way out: only the instant between the open's return
+    and its result being stored is left. The C walk reads mount ids in C: nothing to raise."""
+    root = tmp_path / "r"
+    (root / "a" / "b").mkdir(parents=True)
+    real, calls = cleanup._mount_id, []
+
+    def interrupted_entering(fd: int) -> int | None:
+        calls.append(fd)
+        if len(calls) == 1:  # the root's own, read before the walk
+            return real(fd)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cleanup, "_mount_id", interrupted_entering)
+    fds_before = set(os.listdir("/proc/self/fd"))
+    if walk == "python":
+        with pytest.raises(KeyboardInterrupt):
+            clean_root(CleanupTarget(str(root), DAY), now=FUTURE, dry_run=True)
+        assert len(calls) == 2, "the walk did not check the mount id of the directory it entered"
+    else:
+        assert clean_root(CleanupTarget(str(root), DAY), now=FUTURE, dry_run=True).ok
+    assert set(os.listdir("/proc/self/fd")) - fds_before == set()
