@@ -598,10 +598,6 @@ def _config(reply: Any) -> dict[Any, Any]:
     return _pairs(items) if items else {}
 
 
-def _float_or_none(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
 # --------------------------------------------------------------------------- commands
 
 
