@@ -7,6 +7,7 @@ The tree::
     +-- StateError                      the state store cannot be opened or written
     |   +-- StateUnavailableError       a shared store (Redis) is unreachable or did not answer
     |   +-- StateAuthError              a shared store refused the credentials (a setup error)
+    |   +-- StateConfigError            a file the store's settings name is unusable
     +-- DurationError (ValueError)      "30s", "5m", "500MB" could not be parsed
     +-- RetryError                      gave up retrying; .attempts, .reason, __cause__ = last error
     +-- CircuitOpenError                a breaker rejected the call; .name, .retry_after
@@ -76,6 +77,12 @@ class StateUnavailableError(StateError):
 
 class StateAuthError(StateError):
     """A shared state store (Redis) refused the user or password: fix the configuration."""
+
+
+class StateConfigError(StateError):
+    """A file the shared store's settings name (``state.password_file``, ``state.tls_ca_file``)
+    is missing, unreadable, not a regular file, holds no usable content, or is owned by
+    another user / writable by others: the configuration is wrong (exit 78), not Redis."""
 
 
 class DurationError(ReliactlError, ValueError):

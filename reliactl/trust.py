@@ -61,6 +61,31 @@ def untrusted(
     return None
 
 
+def file_untrusted(path: str | os.PathLike[str], st: os.stat_result | None = None) -> str | None:
+    """Why the file ``path`` (a configuration file, a secret or CA file it names) must not be
+    trusted, or None: the file, the directory holding it and, for a symbolic link, the
+    directory of its target must each pass ``untrusted``. None too when it cannot be
+    stat'ed: reading it then reports the problem."""
+    try:
+        info = os.stat(path) if st is None else st
+    except OSError:
+        return None
+    reason = untrusted(info)
+    if reason is not None:
+        return f"the file is {reason}"
+    absolute = os.path.abspath(path)
+    for directory in dict.fromkeys(
+        (os.path.dirname(absolute), os.path.dirname(os.path.realpath(absolute)))
+    ):
+        try:
+            reason = untrusted(os.stat(directory))
+        except OSError:
+            continue
+        if reason is not None:
+            return f"its directory {directory} is {reason}"
+    return None
+
+
 def not_regular(path: str) -> str | None:
     """Why ``path`` cannot be an output file (it exists and is a FIFO, device, socket or
     directory), or None when it is a regular file or does not exist. Checked before a job

@@ -95,7 +95,10 @@ def exit_code_for(exc: BaseException) -> int:
     """The exit code that reports ``exc``."""
     from reliactl import errors
 
-    if isinstance(exc, (errors.ConfigError, errors.ChaosError, errors.StateAuthError)):
+    if isinstance(
+        exc,
+        (errors.ConfigError, errors.ChaosError, errors.StateAuthError, errors.StateConfigError),
+    ):
         return ExitCode.CONFIG
     if isinstance(exc, errors.CircuitOpenError):
         return ExitCode.UNAVAILABLE

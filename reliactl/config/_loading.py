@@ -87,26 +87,9 @@ def config_untrusted(path: str | os.PathLike[str], st: os.stat_result | None = N
     otherwise another user could make reliactl run their command checks or delete their
     choice of cleanup roots with this user's rights.
     """
-    from reliactl.trust import untrusted
+    from reliactl.trust import file_untrusted
 
-    try:
-        info = os.stat(path) if st is None else st
-    except OSError:
-        return None  # reading it reports the problem
-    reason = untrusted(info)
-    if reason is not None:
-        return f"the file is {reason}"
-    absolute = os.path.abspath(path)
-    for directory in dict.fromkeys(
-        (os.path.dirname(absolute), os.path.dirname(os.path.realpath(absolute)))
-    ):
-        try:
-            reason = untrusted(os.stat(directory))
-        except OSError:
-            continue
-        if reason is not None:
-            return f"its directory {directory} is {reason}"
-    return None
+    return file_untrusted(path, st)
 
 
 def find_config_file(

@@ -610,6 +610,11 @@ class Commands:
     def ping(self) -> Any:
         return self.execute_command("PING", parse=lambda r: r == b"PONG")
 
+    def eval(self, script: str, numkeys: int, *keys_and_args: Any) -> Any:
+        """EVAL: the script's text every time, so always one round trip (a Script's EVALSHA
+        takes two after a SCRIPT FLUSH or a restart: NOSCRIPT, then EVAL)."""
+        return self.execute_command("EVAL", script, numkeys, *keys_and_args)
+
     def get(self, name: Any) -> Any:
         return self.execute_command("GET", name)
 

@@ -31,10 +31,11 @@ only the last run's result is stored (the protocol says so).
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Sequence
 
-from reliactl.errors import StateAuthError, StateError, StateUnavailableError
+from reliactl.errors import StateAuthError, StateConfigError, StateError, StateUnavailableError
 from reliactl.hostname import hostname
 from reliactl.state import _resp
 from reliactl.state.base import (
@@ -820,7 +821,7 @@ def open_redis_store(
         if url.tls:
             settings["ssl"] = True
             if tls_ca_file:
-                _check_readable(tls_ca_file, "state.tls_ca_file")
+                _check_ca_file(tls_ca_file)
                 settings["ssl_ca_certs"] = tls_ca_file
     client = make_client(**settings)
     store = RedisStateStore(
@@ -847,14 +848,32 @@ def make_client(**settings: Any) -> Any:
     return _resp.Redis(**settings)
 
 
-def _check_readable(path: str, key: str) -> None:
-    """A file the configuration names must be there and readable: its absence is a
-    configuration problem (StateError naming the file), not "cannot reach Redis"."""
+def _setting_file(path: str, key: str, limit: int = 1 << 20) -> bytes:
+    """The first ``limit`` bytes of a file the settings name (``key``): it must be there,
+    readable, a regular file and trusted as ssh trusts its files (owned by this user or
+    root, not writable by others, nor its directory: ``reliactl.trust``), else the
+    configuration is wrong: a StateConfigError naming the setting and the path (exit 78),
+    never "cannot reach Redis". Trusted because another user who can replace the CA file can
+    read and forge everything the store sends and receives, and one who can replace the
+    password file picks the credentials this host presents."""
+    import stat
+
+    from reliactl.trust import file_untrusted
+
     try:
-        with open(path, "rb"):
-            pass
+        with open(path, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise StateConfigError(f"{key} {path} is not a regular file")
+            reason = file_untrusted(path, st)
+            if reason is not None:
+                raise StateConfigError(
+                    f"{key} {path}: {reason}; refused (chown it to this user or root and"
+                    " chmod go-w it and its directory)"
+                )
+            return fh.read(limit)
     except OSError as exc:
-        raise StateError(f"cannot read {key} {path}: {_oserror_text(exc)}") from None
+        raise StateConfigError(f"cannot read {key} {path}: {_oserror_text(exc)}") from None
 
 
 def _oserror_text(exc: OSError) -> str:
@@ -864,14 +883,21 @@ def _oserror_text(exc: OSError) -> str:
 def _read_password(path: str) -> str:
     if not path:
         return ""
+    data = _setting_file(path, "state.password_file", 4096)
     try:
-        with open(path, encoding="utf-8") as fh:
-            first = fh.readline(4096)
-    except OSError as exc:
-        raise StateError(f"cannot read state.password_file {path}: {exc.strerror}") from None
+        first = data.split(b"\n", 1)[0].decode("utf-8")
     except UnicodeDecodeError:
-        raise StateError(f"state.password_file {path} is not UTF-8 text") from None
+        raise StateConfigError(f"state.password_file {path} is not UTF-8 text") from None
     return first.rstrip("\r\n")
+
+
+def _check_ca_file(path: str) -> None:
+    """The CA file is a trusted, readable file that holds at least one certificate."""
+    _setting_file(path, "state.tls_ca_file", 0)
+    try:
+        _resp._tls_context(path)
+    except _resp.ConnectionError as exc:
+        raise StateConfigError(f"state.tls_ca_file {path}: {exc}") from None
 
 
 # --------------------------------------------------------------------------- codecs

@@ -16,6 +16,13 @@ Every operation is one Lua script (atomic on the server, one round trip):
 - renew: ``PEXPIRE`` only while ``GET key == owner`` (compare-and-expire);
 - release: ``DEL`` only while ``GET key == owner`` (compare-and-delete). A WATCH/MULTI/EXEC
   transaction would need two round trips and a retry loop for the same effect.
+
+Renew and release send the script's text (EVAL, ~100 bytes), never EVALSHA: after a SCRIPT
+FLUSH or a restart EVALSHA fails with NOSCRIPT and needs a second round trip (EVAL), which
+the renewal rule (``run.lock_lease`` / 3 > ``state.connect_timeout`` +
+``state.operation_timeout``, jobs.py; ``call_bound`` in locks.FleetLock) does not allow
+for. So every renewal is exactly one round trip, as the rule counts. Acquire keeps EVALSHA
+(a slow acquire only shortens the lease it measured from its own start).
 """
 
 from __future__ import annotations
@@ -81,14 +88,14 @@ class RedisLease:
 
     def renew(self, seconds: float) -> bool:
         s = self._service
-        done = s.store._call(
-            lambda: s._renew(keys=[s.key(self._name)], args=[self._owner, _ms(seconds)])
-        )
+        key = s.key(self._name)
+        done = s.store._call(lambda: s.store.client.eval(_RENEW, 1, key, self._owner, _ms(seconds)))
         return bool(done)
 
     def release(self) -> bool:
         s = self._service
-        done = s.store._call(lambda: s._release(keys=[s.key(self._name)], args=[self._owner]))
+        key = s.key(self._name)
+        done = s.store._call(lambda: s.store.client.eval(_RELEASE, 1, key, self._owner))
         return bool(done)
 
 
@@ -99,8 +106,6 @@ class RedisLeaseService:
         self.store = store
         client = store.client
         self._acquire = client.register_script(_ACQUIRE)
-        self._renew = client.register_script(_RENEW)
-        self._release = client.register_script(_RELEASE)
 
     @property
     def location(self) -> str:

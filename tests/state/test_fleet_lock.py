@@ -746,3 +746,44 @@ def test_redis_killed_under_a_fleet_locked_run_its_end_is_shipped_once(
         server.stop()
         if restarted is not None:
             restarted.stop()
+
+
+def _scripts_sent(client: Any) -> dict[str, int]:
+    """EVAL and EVALSHA commands received since the last CONFIG RESETSTAT, whether they ran,
+    failed or were refused (NOSCRIPT): INFO commandstats' calls + failed + rejected."""
+    out = {}
+    for name, v in client.info("commandstats").items():
+        command = name.removeprefix("cmdstat_")
+        if command in ("eval", "evalsha"):
+            sent = sum(int(v.get(k, 0)) for k in ("calls", "failed_calls", "rejected_calls"))
+            if sent:
+                out[command] = sent
+    return out
+
+
+@pytest.mark.usefixtures("redis_client")
+def test_a_renewal_after_script_flush_is_one_round_trip(
+    own_redis: Callable[..., RedisServer], namespace: str
+) -> None:
+    """After SCRIPT FLUSH (or a restart) a renewal still sends exactly one command (EVAL
+    with the script's text): the rule run.lock_lease / 3 > connect + operation timeout
+    counts one round trip per renewal, and EVALSHA's NOSCRIPT-then-EVAL took two (the
+    server's own command counters say how many arrived). The lease is extended, and a
+    release after another flush is one command too and deletes it."""
+    server = own_redis()
+    held = locks.acquire_fleet("tight", lambda: _service(server, namespace), seconds=3.0)
+    client = server.client()
+    key = held.service.key("tight")
+    try:
+        client.pexpire(key, 1000)
+        client.script_flush()
+        client.config_resetstat()
+        assert held.renew() is None
+        assert _scripts_sent(client) == {"eval": 1}
+        assert client.pttl(key) > 1500  # back to the full 3 s lease
+        client.script_flush()
+        client.config_resetstat()
+    finally:
+        held.release()
+    assert _scripts_sent(client) == {"eval": 1}
+    assert client.exists(key) == 0
