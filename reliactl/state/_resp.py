@@ -707,6 +707,15 @@ class Commands:
     def hmget(self, name: Any, keys: Sequence[Any]) -> Any:
         return self.execute_command("HMGET", name, *keys)
 
+    def rpush(self, name: Any, *values: Any) -> Any:
+        return self.execute_command("RPUSH", name, *values)
+
+    def lrange(self, name: Any, start: int, end: int) -> Any:
+        return self.execute_command("LRANGE", name, start, end)
+
+    def lrem(self, name: Any, count: int, value: Any) -> Any:
+        return self.execute_command("LREM", name, count, value)
+
     def sadd(self, name: Any, *values: Any) -> Any:
         return self.execute_command("SADD", name, *values)
 

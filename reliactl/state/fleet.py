@@ -301,6 +301,33 @@ class FleetStore:
             return fn(forced_open_record(self._clock()))  # seen, never stored
         return self._records(kind).update(kind, key, fn)  # type: ignore[no-any-return]
 
+    def update_with_events(
+        self,
+        kind: RecordKind,
+        key: str,
+        fn: Callable[[Record | None], tuple[Record | None, Sequence[BreakerEvent]]],
+    ) -> Record | None:
+        """``update`` whose ``fn`` also returns breaker events: on Redis they commit with the
+        record (its outbox, see state/redis.py); while Redis is away the record is updated
+        as ``update`` says and the events are queued in this host's store, as ``add_event``
+        queues them."""
+        ok, result = self._shared(lambda r: r.update_with_events(kind, key, fn))
+        if ok:
+            return result  # type: ignore[no-any-return]
+        events: list[BreakerEvent] = []
+
+        def inner(record: Record | None) -> Record | None:
+            new, events[:] = fn(record)
+            return new
+
+        if self.mode == "open" and kind == "breaker":
+            new = inner(forced_open_record(self._clock()))  # seen, never stored
+        else:
+            new = self._records(kind).update(kind, key, inner)
+        for event in events:
+            self.local().queue_event(event)
+        return new
+
     def items(self, kind: RecordKind) -> dict[str, Record]:
         ok, result = self._shared(lambda r: r.items(kind))
         if ok:

@@ -12,6 +12,9 @@ Keys (``NS`` = ``state.namespace``; braces are Redis Cluster hash tags)::
 
     NS:r:{KIND:KEY}      one record: JSON {"d": record, "u": updated_at}
     NS:h:{events}        stream of breaker transitions, trimmed to max_history on every add
+    NS:h:{events}:origins        sorted set of the events shipped into it (exactly once)
+    NS:h:{events}:outboxes       set of the records whose outbox may hold events
+    NS:o:{KIND:KEY}      a record's outbox: list of its events not yet in the stream
     NS:h:{runs}:seq      run id counter (INCR: unique across hosts)
     NS:h:{runs}:ids      sorted set of run ids (score = id), trimmed to max_history
     NS:h:{runs}:data     hash run id -> JSON run
@@ -26,6 +29,14 @@ and start again if another client changed the record meanwhile. The updater is a
 Python (a breaker's state machine, a token bucket, an alert claim), which a Lua script could
 only run if each were rewritten in Lua; the price is that ``fn`` may run more than once, and
 only the last run's result is stored (the protocol says so).
+
+A breaker's transitions (``update_with_events``) are pushed to the record's outbox in the
+same MULTI as the record (the outbox has the record's hash tag: one Cluster slot), then
+shipped to the stream once (its origin is remembered there) and removed from the outbox. A
+kill -9 between the two leaves them in the outbox: the next transition of that breaker, or
+the next read of the events, ships them. So the event log never holds a change that did not
+commit, and a committed change's event is never lost (DESIGN section 6, "Breaker events on
+Redis: an outbox under the breaker's hash tag").
 """
 
 from __future__ import annotations
@@ -151,6 +162,30 @@ redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[2]) + 1))
 return 1
 """
 
+# Ship breaker events from a breaker's outbox (below) into the stream, each once: ARGV[1] the
+# stream's MAXLEN, then per event its origin, a score for the origin set, the number of
+# field/value items and those items. Only {events} keys: one Cluster slot.
+_SHIP_EVENTS = """
+local maxlen = ARGV[1]
+local i = 2
+local shipped = 0
+while i <= #ARGV do
+  local origin, score, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  if not redis.call('ZSCORE', KEYS[2], origin) then
+    local fields = {}
+    for j = i + 3, i + 2 + n do
+      fields[#fields + 1] = ARGV[j]
+    end
+    redis.call('XADD', KEYS[1], 'MAXLEN', maxlen, '*', unpack(fields))
+    redis.call('ZADD', KEYS[2], score, origin)
+    shipped = shipped + 1
+  end
+  i = i + 3 + n
+end
+redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(maxlen) + 1))
+return shipped
+"""
+
 _DELETE_IF_SAME = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
@@ -239,6 +274,8 @@ class RedisStateStore:
         self._delete_if_same = client.register_script(_DELETE_IF_SAME)
         self._ship_run = client.register_script(_SHIP_RUN)
         self._ship_event = client.register_script(_SHIP_EVENT)
+        self._ship_events = client.register_script(_SHIP_EVENTS)
+        self._outboxes = f"{namespace}:h:{{events}}:outboxes"
 
     @property
     def location(self) -> str:
@@ -303,27 +340,81 @@ class RedisStateStore:
         return _decode_record(raw)
 
     def update(self, kind: RecordKind, key: str, fn: Updater) -> Record | None:
-        rkey = self._key(kind, key)
+        def with_none(record: Record | None) -> tuple[Record | None, Sequence[BreakerEvent]]:
+            return fn(record), ()
 
-        def op() -> Record | None:
+        new, _pushed = self._update(kind, key, with_none)
+        return new
+
+    def update_with_events(
+        self,
+        kind: RecordKind,
+        key: str,
+        fn: Callable[[Record | None], tuple[Record | None, Sequence[BreakerEvent]]],
+    ) -> Record | None:
+        """``update`` whose ``fn`` also returns breaker events: they are pushed to the
+        record's outbox in the record's own MULTI (both commit, or neither), then shipped to
+        the stream. A failure after the commit (Redis away, kill -9) leaves them in the
+        outbox, shipped by the next transition of this record or read of the events; it
+        never fails the update, whose change is committed (a caller falling back to another
+        store would apply it twice)."""
+        new, pushed = self._update(kind, key, fn)
+        if pushed is not None:
+            entries, whole = pushed
+            try:
+                self._call(lambda: self._flush_outbox(self._outbox_key(kind, key), entries, whole))
+            except StateError as exc:
+                import logging  # only when there is something to say
+
+                logging.getLogger("reliactl.state").warning(
+                    "state store: breaker events kept in the outbox, shipped later: %s", exc
+                )
+        return new
+
+    def _outbox_key(self, kind: RecordKind, key: str) -> str:
+        return f"{self.namespace}:o:{{{kind}:{_escape(key)}}}"
+
+    def _update(
+        self,
+        kind: RecordKind,
+        key: str,
+        fn: Callable[[Record | None], tuple[Record | None, Sequence[BreakerEvent]]],
+    ) -> tuple[Record | None, tuple[list[bytes], bool] | None]:
+        """WATCH/GET/fn/MULTI/EXEC until no other client changed the record meanwhile; the
+        events of the last run of ``fn`` go to the outbox in the same MULTI. Returns the new
+        record and, when events were pushed, their outbox entries and whether they were all
+        the outbox held (nothing older is waiting)."""
+        rkey = self._key(kind, key)
+        okey = self._outbox_key(kind, key)
+
+        def op() -> tuple[Record | None, tuple[list[bytes], bool] | None]:
             deadline = time.monotonic() + CONTENTION_DEADLINE_S
             attempt = 0
+            indexed = False
             with self.client.pipeline(transaction=True) as pipe:
                 while True:
                     try:
                         pipe.watch(rkey)
                         raw = pipe.get(rkey)
-                        new = fn(_decode_record(raw))
-                        if new is None and raw is None:
+                        new, events = fn(_decode_record(raw))
+                        if new is None and raw is None and not events:
                             pipe.unwatch()
-                            return None
+                            return None, None
+                        entries = [_outbox_entry(event) for event in events]
+                        if entries and not indexed:  # before the MULTI: a superset, never less
+                            self.client.sadd(self._outboxes, f"{kind}:{key}")
+                            indexed = True
                         pipe.multi()
                         if new is None:
                             pipe.delete(rkey)
                         else:
                             pipe.set(rkey, self._encode(new))
-                        pipe.execute()
-                        return new
+                        if entries:
+                            pipe.rpush(okey, *entries)
+                        replies = pipe.execute()
+                        if not entries:
+                            return new, None
+                        return new, (entries, int(replies[-1]) == len(entries))
                     except _errors() as exc:
                         if not _is(exc, "WatchError"):
                             raise
@@ -337,8 +428,41 @@ class RedisStateStore:
                         pause = min(0.02, 0.0005 * 2 ** min(attempt, 10))
                         time.sleep(_random().uniform(0, pause))
 
-        result: Record | None = self._call(op)
+        result: tuple[Record | None, tuple[list[bytes], bool] | None] = self._call(op)
         return result
+
+    def _flush_outbox(self, okey: str, known: Sequence[bytes] = (), whole: bool = False) -> int:
+        """Ship an outbox's events to the stream, oldest first, each once, then remove them
+        from the outbox; ``known`` with ``whole``: the outbox held just these (no LRANGE).
+        Client errors propagate (the caller's ``_call`` translates them)."""
+        entries = list(known) if whole else list(self.client.lrange(okey, 0, PAGE - 1))
+        if not entries:
+            return 0
+        args: list[Any] = [self.max_rows]
+        for raw in entries:
+            origin, at, flat = _decode_outbox_entry(raw)
+            if origin:
+                args += [origin, at, len(flat), *flat]
+        shipped = 0
+        if len(args) > 1:
+            shipped = int(
+                self._ship_events(keys=[self._events_key, self._events_origins], args=args)
+            )
+        pipe = self.client.pipeline(transaction=False)  # one key: one slot, one round trip
+        for raw in entries:
+            pipe.lrem(okey, 1, raw)
+        pipe.execute()
+        return shipped
+
+    def _flush_outboxes(self, name: str | None) -> None:
+        """Ship what crashed writers left in outboxes (of ``name``, or of every breaker)."""
+        if name is not None:
+            self._flush_outbox(self._outbox_key("breaker", name))
+            return
+        for member in sorted(self.client.smembers(self._outboxes)):
+            kind, _, key = _text(member).partition(":")
+            if kind == "breaker":
+                self._flush_outbox(self._outbox_key("breaker", key))
 
     def items(self, kind: RecordKind) -> dict[str, Record]:
         prefix = f"{self.namespace}:r:{{{kind}:"
@@ -367,14 +491,7 @@ class RedisStateStore:
     # ---- history
 
     def add_event(self, event: BreakerEvent) -> None:
-        fields = {
-            "name": event.name,
-            "from": event.from_state,
-            "to": event.to_state,
-            "reason": event.reason,
-            "at": repr(float(event.at)),
-            "host": event.host or hostname(),
-        }
+        fields = _event_fields(event)
         self._call(
             lambda: self.client.xadd(
                 self._events_key, fields, maxlen=self.max_rows, approximate=False
@@ -383,6 +500,7 @@ class RedisStateStore:
 
     def events(self, name: str | None = None, limit: int = 50) -> list[BreakerEvent]:
         def op() -> list[BreakerEvent]:
+            self._flush_outboxes(name)
             out: list[BreakerEvent] = []
             top: str = "+"
             while len(out) < limit:
@@ -461,15 +579,7 @@ class RedisStateStore:
 
     def ship_event(self, origin: str, event: BreakerEvent, extra: dict[str, str]) -> bool:
         """Append a breaker event recorded elsewhere, once per ``origin``."""
-        fields = {
-            "name": event.name,
-            "from": event.from_state,
-            "to": event.to_state,
-            "reason": event.reason,
-            "at": repr(float(event.at)),
-            "host": event.host or hostname(),
-            **extra,
-        }
+        fields = {**_event_fields(event), **extra}
         flat = [item for pair in fields.items() for item in pair]
         shipped = self._call(
             lambda: self._ship_event(
@@ -942,6 +1052,36 @@ def _decode_event(fields: Any) -> BreakerEvent | None:
         )
     except (KeyError, ValueError):
         return None
+
+
+def _event_fields(event: BreakerEvent) -> dict[str, str]:
+    return {
+        "name": event.name,
+        "from": event.from_state,
+        "to": event.to_state,
+        "reason": event.reason,
+        "at": repr(float(event.at)),
+        "host": event.host or hostname(),
+    }
+
+
+def _outbox_entry(event: BreakerEvent) -> bytes:
+    """One outbox entry: the event's fields and an origin unique to this write (what makes
+    shipping it idempotent)."""
+    origin = f"live|{hostname()}|{os.urandom(8).hex()}|{float(event.at)!r}"
+    return json.dumps({"o": origin, "f": _event_fields(event)}, separators=(",", ":")).encode()
+
+
+def _decode_outbox_entry(raw: Any) -> tuple[str, str, list[str]]:
+    """(origin, score, flat fields) of an outbox entry; an empty origin when unreadable (it
+    is dropped)."""
+    try:
+        value = json.loads(raw)
+        fields = value["f"]
+        flat = [str(item) for pair in fields.items() for item in pair]
+        return str(value["o"]), repr(float(fields["at"])), flat
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return "", "", []
 
 
 def _encode_run(run: RunRecord) -> str:

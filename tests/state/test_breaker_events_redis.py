@@ -1,0 +1,168 @@
+"""Breaker events on the Redis store commit with the state change (issue 21 hardening).
+
+The record (``NS:r:{breaker:NAME}``) and the event stream (``NS:h:{events}``) are in
+different Redis Cluster slots, so one MULTI cannot hold both. Events are pushed to the
+breaker's outbox (``NS:o:{breaker:NAME}``, the record's slot) in the record's MULTI, then
+shipped to the stream once. These tests stall the real `reliactl breaker trip` at the worst
+moments (a hook in the child process holds the first command it would send there) and kill
+it with SIGKILL, against a real redis-server: the event log never holds a change that did
+not commit, and never loses one that did.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redishelpers import RedisServer
+
+from reliactl.state.base import BreakerEvent
+from reliactl.state.redis import open_redis_store
+from reliactl.state.url import parse_state_url
+
+HANG = 120.0  # only detects a hang
+
+# The child: the real CLI, with a hook on the RESP client's send that stops the process
+# (sleeps until killed) before it sends the stage's command: "commit" = the batch holding
+# EXEC (the record's transaction); "shipped" = the first command touching the {events} keys
+# after that EXEC went out (the old code's XADD, the new code's shipping script).
+CHILD = r"""
+import os, runpy, sys, time
+from reliactl.state import _resp
+
+marker, stage = sys.argv[1], sys.argv[2]
+send = _resp.Connection.send
+committed = []
+
+def stall():
+    with open(marker, "w"):
+        pass
+    time.sleep(600)
+
+def hooked(self, commands, deadline=None):
+    names = [str(c[0]).upper() for c in commands]
+    raw = b" ".join(a if isinstance(a, bytes) else str(a).encode() for c in commands for a in c)
+    if stage == "commit" and "EXEC" in names:
+        stall()
+    if stage == "shipped" and committed and b"{events}" in raw:
+        stall()
+    result = send(self, commands, deadline)
+    if "EXEC" in names:
+        committed.append(True)
+    return result
+
+_resp.Connection.send = hooked
+sys.argv = ["reliactl", "--config", sys.argv[3], "breaker", "trip", "b"]
+runpy.run_module("reliactl", run_name="__main__")
+"""
+
+
+def _trip_and_kill(server: RedisServer, namespace: str, tmp_path: Path, stage: str) -> None:
+    """Run `reliactl breaker trip b`, stalled at ``stage``, and kill -9 it there."""
+    marker = tmp_path / f"stalled-{stage}"
+    config = tmp_path / "reliactl.yaml"
+    config.write_text("circuit_breaker:\n  breakers:\n    b:\n      failure_threshold: 3\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELIACTL_")}
+    env.update(
+        HOME=str(tmp_path),
+        RELIACTL_STATE__URL=server.url,
+        RELIACTL_STATE__NAMESPACE=namespace,
+        RELIACTL_STATE__PATH=str(tmp_path / "local.db"),
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(marker), stage, str(config)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + HANG
+        while not marker.exists():
+            if proc.poll() is not None:
+                _out, err = proc.communicate()
+                pytest.fail(f"the writer ended before the stall ({proc.returncode}): {err!r}")
+            assert time.monotonic() < deadline, "the writer never reached the stall"
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=HANG)
+    assert proc.returncode == -signal.SIGKILL
+
+
+def _store(server: RedisServer, namespace: str) -> Any:
+    return open_redis_store(
+        parse_state_url(server.url), namespace=namespace, connect_timeout=5, operation_timeout=5
+    )
+
+
+def test_killed_after_the_commit_the_event_is_not_lost(
+    redis_server: RedisServer, namespace: str, tmp_path: Path
+) -> None:
+    """kill -9 after the trip's transaction committed and before its event reached the
+    stream: the breaker is open and the next read of the events shows the trip (the old
+    code, XADD after the commit, lost it for good)."""
+    _trip_and_kill(redis_server, namespace, tmp_path, "shipped")
+    with _store(redis_server, namespace) as store:
+        record = store.get("breaker", "b")
+        assert record is not None and record["state"] == "open"
+        events = store.events("b")
+        assert [(e.from_state, e.to_state) for e in events] == [("closed", "open")], events
+        assert "tripped by hand" in events[0].reason
+        assert store.events("b") == events  # shipped once: a second read adds nothing
+        assert store.events() == events
+
+
+def test_killed_before_the_commit_no_event_claims_the_change(
+    redis_server: RedisServer, namespace: str, tmp_path: Path
+) -> None:
+    """kill -9 just before the trip's transaction is sent: the breaker did not change, and
+    no event (now, nor after a later read or another breaker's transition) says it did."""
+    _trip_and_kill(redis_server, namespace, tmp_path, "commit")
+    with _store(redis_server, namespace) as store:
+        record = store.get("breaker", "b")
+        assert record is None or record.get("state") != "open"
+        assert store.events("b") == [] and store.events() == []
+        store.update_with_events(
+            "breaker",
+            "other",
+            lambda r: ({"state": "open"}, [BreakerEvent("other", "closed", "open", "t", 1.0)]),
+        )
+        assert [e.name for e in store.events()] == ["other"]
+
+
+@pytest.mark.usefixtures("redis_client")
+def test_events_commit_with_the_record_in_its_slot_and_ship_once(
+    redis_server: RedisServer, namespace: str
+) -> None:
+    """update_with_events: the outbox shares the record's hash tag (one Cluster slot for the
+    MULTI), is empty once shipped, and an entry left by a crashed writer (pushed again by
+    hand, as the MULTI pushes it) is shipped exactly once, before the newer transition."""
+    from reliactl.state.redis import _outbox_entry
+
+    with _store(redis_server, namespace) as store:
+        client = redis_server.client()
+        rkey, okey = store._key("breaker", "x{y}"), store._outbox_key("breaker", "x{y}")
+        from redis.crc import key_slot  # what a Cluster client computes (CRC16 of the tag)
+
+        assert key_slot(rkey.encode()) == key_slot(okey.encode())
+        first = BreakerEvent("x{y}", "closed", "open", "one", 1.0)
+        store.update_with_events("breaker", "x{y}", lambda r: ({"state": "open"}, [first]))
+        assert client.llen(okey) == 0
+        left = _outbox_entry(BreakerEvent("x{y}", "open", "half_open", "two", 2.0))
+        client.rpush(okey, left)
+        store._call(lambda: store._flush_outbox(okey))  # shipped; then the same entry again
+        client.rpush(okey, left)
+        third = BreakerEvent("x{y}", "half_open", "closed", "three", 3.0)
+        store.update_with_events("breaker", "x{y}", lambda r: ({"state": "closed"}, [third]))
+        got = [e.reason for e in reversed(store.events("x{y}"))]
+        assert got == ["one", "two", "three"], got
+        assert client.llen(okey) == 0
