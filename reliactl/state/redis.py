@@ -433,7 +433,8 @@ class RedisStateStore:
 
     def _flush_outbox(self, okey: str, known: Sequence[bytes] = (), whole: bool = False) -> int:
         """Ship an outbox's events to the stream, oldest first, each once, then remove them
-        from the outbox; ``known`` with ``whole``: the outbox held just these (no LRANGE).
+        from the outbox; ``known`` with ``whole``: its oldest entries, already read (no
+        LRANGE: the outbox held just these when pushed, or a pipelined LRANGE read them).
         Client errors propagate (the caller's ``_call`` translates them)."""
         entries = list(known) if whole else list(self.client.lrange(okey, 0, PAGE - 1))
         if not entries:
@@ -455,14 +456,26 @@ class RedisStateStore:
         return shipped
 
     def _flush_outboxes(self, name: str | None) -> None:
-        """Ship what crashed writers left in outboxes (of ``name``, or of every breaker)."""
+        """Ship what crashed writers left in outboxes (of ``name``, or of every breaker that
+        ever pushed to one: their LRANGEs in one pipelined round trip, one key each)."""
         if name is not None:
             self._flush_outbox(self._outbox_key("breaker", name))
             return
-        for member in sorted(self.client.smembers(self._outboxes)):
-            kind, _, key = _text(member).partition(":")
-            if kind == "breaker":
-                self._flush_outbox(self._outbox_key("breaker", key))
+        keys = sorted(
+            self._outbox_key("breaker", key)
+            for kind, _, key in (
+                _text(m).partition(":") for m in self.client.smembers(self._outboxes)
+            )
+            if kind == "breaker"
+        )
+        for start in range(0, len(keys), PAGE):
+            chunk = keys[start : start + PAGE]
+            pipe = self.client.pipeline(transaction=False)
+            for okey in chunk:
+                pipe.lrange(okey, 0, PAGE - 1)
+            for okey, entries in zip(chunk, pipe.execute(), strict=True):
+                if entries:
+                    self._flush_outbox(okey, entries, whole=True)
 
     def items(self, kind: RecordKind) -> dict[str, Record]:
         prefix = f"{self.namespace}:r:{{{kind}:"
