@@ -166,3 +166,50 @@ def test_events_commit_with_the_record_in_its_slot_and_ship_once(
         got = [e.reason for e in reversed(store.events("x{y}"))]
         assert got == ["one", "two", "three"], got
         assert client.llen(okey) == 0
+
+
+@pytest.mark.usefixtures("redis_client")
+def test_a_failure_after_the_commit_keeps_the_change_and_its_event(
+    redis_server: RedisServer, namespace: str
+) -> None:
+    """The stream refuses the shipping script (a key of the wrong type where the stream
+    goes: WRONGTYPE): update_with_events still returns the committed record, without an
+    error (a fleet store would otherwise apply the change again to the host's store), the
+    event waits in the outbox, and once the stream can take it the next read ships it."""
+    with _store(redis_server, namespace) as store:
+        client = redis_server.client()
+        client.set(store._events_key, "not a stream")
+        event = BreakerEvent("w", "closed", "open", "waits", 1.0)
+        new = store.update_with_events("breaker", "w", lambda r: ({"state": "open"}, [event]))
+        assert new == {"state": "open"} and store.get("breaker", "w") == {"state": "open"}
+        assert client.llen(store._outbox_key("breaker", "w")) == 1
+        client.delete(store._events_key)
+        assert [e.reason for e in store.events()] == ["waits"]
+        assert client.llen(store._outbox_key("breaker", "w")) == 0
+
+
+def test_fleet_store_with_redis_away_queues_the_events_with_the_change(tmp_path: Path) -> None:
+    """FleetStore (state.on_unavailable local) while Redis is away: update_with_events
+    updates the host's record and queues the transition in the host's outbox (shipped by
+    `state sync`), as add_event did; nothing is lost for want of Redis."""
+    from reliactl.errors import StateUnavailableError
+    from reliactl.state.fleet import FleetStore
+    from reliactl.state.sqlite import open_store
+
+    warnings: list[str] = []
+    store = FleetStore(
+        None,
+        lambda: open_store(tmp_path / "local.db", max_rows=100),
+        mode="local",
+        location="redis://127.0.0.1:1/0",
+        warn=warnings.append,
+        reason=StateUnavailableError("away"),
+    )
+    with store:
+        event = BreakerEvent("f", "closed", "open", "local", 1.0)
+        new = store.update_with_events("breaker", "f", lambda r: ({"state": "open"}, [event]))
+        assert new == {"state": "open"}
+        local = store.local()
+        assert local.get("breaker", "f") == {"state": "open"}
+        assert [e.reason for e in local.events("f")] == ["local"]
+        assert local.queued_count() == 1
