@@ -184,7 +184,7 @@ def _check_redis(config: Config) -> list[Finding]:
     url = config.state.url.strip()
     if not url.startswith(("redis://", "rediss://", "unix://")):
         return []
-    from reliactl.errors import ReliactlError
+    from reliactl.errors import ReliactlError, StateConfigError
     from reliactl.state.ops import persistence_off, state_info
 
     label = "redis"
@@ -192,15 +192,14 @@ def _check_redis(config: Config) -> list[Finding]:
         info = state_info(config)
     except ReliactlError as exc:
         message = " ".join(str(exc).split())
-        return [
-            Finding(
-                label,
-                FAIL,
-                message,
-                "check state.url and the password, that redis-server runs and that this host"
-                " reaches it (reliactl state info)",
-            )
-        ]
+        fix = (
+            "fix the file the message names (there, readable, owned by you or root, not"
+            " writable by others), or the setting"
+            if isinstance(exc, StateConfigError)
+            else "check state.url and the password, that redis-server runs and that this host"
+            " reaches it (reliactl state info)"
+        )
+        return [Finding(label, FAIL, message, fix)]
     server = info.server
     version = str(server.get("version", "?"))
     findings = []

@@ -132,6 +132,7 @@ def test_every_command_that_opens_the_store_exits_78(
     assert "Traceback" not in doctor.stderr
     failed = [line for line in doctor.stdout.splitlines() if line.startswith("FAIL")]
     assert len(failed) == 1 and str(missing) in failed[0], doctor.stdout
+    assert "fix the file the message names" in doctor.stdout
 
 
 def test_a_password_file_another_user_cannot_read_is_78_for_that_user(
