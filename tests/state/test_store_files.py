@@ -83,8 +83,9 @@ def test_an_unusable_password_file_is_a_configuration_error(
     own_redis: Callable[..., Any], tmp_path: Path, kind: str
 ) -> None:
     """Opening the store with each kind of unusable password file raises StateConfigError
-    naming state.password_file and the path, before anything is sent to Redis (the same file
-    trusted and readable authenticates: test_redis.py's test_password_from_env_and_from_file)."""
+    naming state.password_file and the path, before anything is sent to Redis, and the CLI
+    (`breaker list`) exits 78 with that one line (the same file trusted and readable
+    authenticates: test_redis.py's test_password_from_env_and_from_file)."""
     server = own_redis(password=PASSWORD)
     path = _bad_password_file(kind, tmp_path)
     url = parse_state_url(f"redis://127.0.0.1:{server.port}/0")
@@ -94,6 +95,15 @@ def test_an_unusable_password_file_is_a_configuration_error(
     assert "state.password_file" in text and str(path) in text, text
     assert REASONS[kind] in text, text
     assert "\n" not in text and PASSWORD not in text
+    env = {
+        "HOME": str(tmp_path),
+        "RELIACTL_STATE__URL": f"redis://127.0.0.1:{server.port}/0",
+        "RELIACTL_STATE__PATH": str(tmp_path / "local.db"),
+        "RELIACTL_STATE__PASSWORD_FILE": str(path),
+    }
+    result = _cli(["breaker", "list"], env, tmp_path)
+    assert result.returncode == ExitCode.CONFIG, result.stderr
+    assert _one_line(result) == f"reliactl: error: {text}"
 
 
 def test_every_command_that_opens_the_store_exits_78(
