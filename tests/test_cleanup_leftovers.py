@@ -174,3 +174,36 @@ def test_ctrl_c_anywhere_in_the_walk_leaves_no_descriptor_open(
             break
         assert k < 5000, "the walk never finished"
     assert interrupted == k - 1 and interrupted > 20
+
+
+@pytest.mark.usefixtures("walk")
+@pytest.mark.parametrize("members", ["pairs", "odd"])
+def test_the_lock_tables_set_decides_exactly_its_members(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, members: str
+) -> None:
+    """C looks an old file up in the lock table's set through a hash set of its own, built
+    once per read (issue 21, seventh session), instead of building a (dev, ino) tuple a file:
+    it must answer exactly as the set. The table lists every other old file, 3,000 decoys
+    on the same device (long probe chains), and the other files' inodes on another device
+    (same inode, other filesystem: not theirs). With "odd", the set also holds a member that
+    is not a pair of ints, which C cannot key: it then asks the set, as before."""
+    root = tmp_path / "root"
+    names = [f"old{i:02}" for i in range(40)]
+    for name in names:
+        os.utime(write(root / name), (OLD, OLD))
+    held = {(st.st_dev, st.st_ino) for st in (os.lstat(root / n) for n in names[::2])}
+    free = [os.lstat(root / n) for n in names[1::2]]
+    dev = next(iter(held))[0]
+    decoys = {(dev, 10_000_000 + 7 * i) for i in range(3000)}
+    decoys |= {(st.st_dev ^ 1, st.st_ino) for st in free}
+    extra: set[Any] = {("not", "a pair")} if members == "odd" else set()
+    real_refresh = cleanup._LockTable.refresh
+
+    def refresh(self: cleanup._LockTable, now: float) -> None:
+        real_refresh(self, now)
+        self.inodes = frozenset(self.inodes | held | decoys | extra)
+
+    monkeypatch.setattr(cleanup._LockTable, "refresh", refresh)
+    report = clean_root(CleanupTarget(str(root), DAY), now=FUTURE)
+    assert report.skipped == {"locked": 20} and report.files_removed == 20
+    assert sorted(p.name for p in root.iterdir()) == names[::2]
