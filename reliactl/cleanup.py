@@ -10,7 +10,8 @@ tmpreaper (RELIABILITY.md #13, CVE-2018-6954):
 - no symlink is ever followed, not even in the root's own path;
 - no other filesystem and no mount point is entered (``st_dev`` compare, plus the mount points
   listed in ``/proc/self/mountinfo`` for bind mounts of the same filesystem, plus each opened
-  directory's mount id, which must be the root's: a bind mount made after the table was read);
+  directory's mount id, which must be the root's: a bind mount made after the table was read;
+  the size budget re-opens directories under the same checks);
 - an emptied directory is removed by name only while that name still is the directory that
   was entered (an lstat just before the rmdir): one renamed away and replaced is kept;
 - only regular files, symlinks themselves and directories that became empty (and are old)
