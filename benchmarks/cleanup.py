@@ -41,13 +41,17 @@ holds locked (flock or POSIX lock), which it learns from ``/proc/locks`` (see DE
     python benchmarks/cleanup.py --floor --baseline /tmp/base  # ... and the old walk
     python benchmarks/cleanup.py --floor --shape dirs --files 20000 --runs 7  # per directory
     python benchmarks/cleanup.py --lock-table           # the cost of reading /proc/locks
+    python benchmarks/cleanup.py --floor --hold-locks 30  # ... with a lock table to look up
 
 ``--floor`` takes start-up out: a child process times only ``clean_root`` (CPU-s, by
-``time.process_time``; ``walk`` with the C walk, ``walk-py`` without it), another only the
+``getrusage``, and its user part a file; ``walk`` with the C walk, ``walk-py`` without it),
+another only the
 barest Python loop that could do the job (``scandir``,
 ``DirEntry.stat``, ``unlink`` by dir fd: no rule at all), against systemd-tmpfiles' whole
 process. The gap between the bare loop and tmpfiles is what Python costs per file; the gap
-between reliactl's walk and the bare loop is what its rules cost.
+between reliactl's walk and the bare loop is what its rules cost. ``--hold-locks N`` has
+another process hold N flocks throughout, as on a server (each old file is then looked up in
+a non-empty lock table).
 """
 
 from __future__ import annotations
@@ -225,18 +229,20 @@ def syscalls(cands: Candidates, files: int, shape: str) -> None:
 
 
 WALK = """
-import sys, time
+import resource, sys
 from reliactl.cleanup import CleanupTarget, clean_root
 target = CleanupTarget(sys.argv[1], 86400.0)
-start = time.process_time()
+start = resource.getrusage(resource.RUSAGE_SELF)
 clean_root(target, age_by="mtime")
-print(time.process_time() - start)
+end = resource.getrusage(resource.RUSAGE_SELF)
+user = end.ru_utime - start.ru_utime
+print(user + end.ru_stime - start.ru_stime, user)
 """
 
 # The barest Python that removes the same files: no symlink, filesystem, lock or race rule.
 BARE = """
-import os, sys, time
-start = time.process_time()
+import os, resource, sys, time
+start = resource.getrusage(resource.RUSAGE_SELF)
 cutoff = time.time() - 86400
 stack = [os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)]
 while stack:
@@ -249,12 +255,23 @@ while stack:
             elif st.st_mtime < cutoff:
                 os.unlink(entry.name, dir_fd=fd)
     os.close(fd)
-print(time.process_time() - start)
+end = resource.getrusage(resource.RUSAGE_SELF)
+user = end.ru_utime - start.ru_utime
+print(user + end.ru_stime - start.ru_stime, user)
 """
 
 
+def user_cpu(argv: list[str]) -> tuple[int, float, float]:
+    """(exit status, CPU seconds, user CPU seconds) of one child process."""
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    return os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime, usage.ru_utime
+
+
 def floor(cands: Candidates, files: int, shapes: tuple[str, ...], runs: int) -> None:
-    """CPU-s of reliactl's walk alone and of the bare Python loop, against tmpfiles."""
+    """CPU-s of reliactl's walk alone and of the bare Python loop, against tmpfiles, and the
+    user-space part of it a file (the kernel's part, the same syscalls in each, swings with
+    the machine; user time is what each program's own code costs)."""
     names = ["walk", "bare"] + (["tmpfiles"] if cands.tmpfiles else [])
     if cands.has_c:
         names.append("walk-py")
@@ -262,6 +279,7 @@ def floor(cands: Candidates, files: int, shapes: tuple[str, ...], runs: int) -> 
         names.append("walk-base")
     for shape in shapes:
         cpu: dict[str, list[float]] = {name: [] for name in names}
+        user: dict[str, list[float]] = {name: [] for name in names}
         for run in range(runs):
             for tool in names[run % len(names) :] + names[: run % len(names)]:
                 tree = cands.base / f"tree-{tool}"
@@ -269,7 +287,7 @@ def floor(cands: Candidates, files: int, shapes: tuple[str, ...], runs: int) -> 
                 build(tree, files, shape)
                 if tool == "tmpfiles":
                     argv, _ = cands.command(tool, tree)
-                    _, _, status, seconds = timed(argv)
+                    status, seconds, user_s = user_cpu(argv)
                 else:
                     code = BARE if tool == "bare" else WALK
                     env = None
@@ -286,18 +304,21 @@ def floor(cands: Candidates, files: int, shapes: tuple[str, ...], runs: int) -> 
                         check=False,
                     )
                     status = out.returncode
-                    seconds = float(out.stdout) if status == 0 else float("nan")
+                    fields = out.stdout.split() if status == 0 else ["nan", "nan"]
+                    seconds, user_s = float(fields[0]), float(fields[1])
                 left = count_files(tree)
                 if status != 0 or left != files // 2:
                     print(f"  {tool}: exit {status}, {left} files left (expected {files // 2})")
                 cpu[tool].append(seconds)
+                user[tool].append(user_s)
                 shutil.rmtree(tree, ignore_errors=True)
         print(f"{shape}: {files} files, half removed; {runs} rounds; CPU-s")
         ref = statistics.median(cpu["tmpfiles"]) if cands.tmpfiles else None
         for tool in names:
             med = statistics.median(cpu[tool])
             ratio = f"  {med / ref:.2f}x tmpfiles" if ref else ""
-            print(f"  {tool:<9} {spread(cpu[tool])}{ratio}")
+            per_file = statistics.median(user[tool]) / files * 1e6
+            print(f"  {tool:<9} {spread(cpu[tool])}{ratio}; user {per_file:.2f} us a file")
         print(f"  load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
@@ -460,6 +481,13 @@ def main() -> None:
     parser.add_argument(
         "--lock-table", action="store_true", help="only the cost of reading /proc/locks"
     )
+    parser.add_argument(
+        "--hold-locks",
+        type=int,
+        default=0,
+        metavar="N",
+        help="another process holds N flocks throughout (a server's lock table is not empty)",
+    )
     args = parser.parse_args()
     # PYTHONDONTWRITEBYTECODE may be set here: compile once, so no run pays for compiling.
     import reliactl
@@ -470,7 +498,18 @@ def main() -> None:
     base = Path(tempfile.mkdtemp(prefix="reliactl-bench-", dir=args.dir))
     cands = Candidates(base, args.baseline)
     shapes = SHAPES if args.shape == "all" else (args.shape,)
+    holder: subprocess.Popen[str] | None = None
     try:
+        if args.hold_locks:
+            (base / "held-locks").mkdir()
+            holder = subprocess.Popen(
+                [sys.executable, "-c", LOCKER, str(base / "held-locks"), str(args.hold_locks)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+            print(f"another process holds {args.hold_locks} flocks throughout")
         fs = subprocess.run(
             ["stat", "-f", "-c", "%T", str(base)], capture_output=True, text=True, check=False
         ).stdout.strip()
@@ -523,6 +562,10 @@ def main() -> None:
                 print(line)
             print(f"  load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     finally:
+        if holder is not None:
+            assert holder.stdin is not None
+            holder.stdin.close()
+            holder.wait()
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -83,6 +83,11 @@ typedef struct {
     int busy; /* a batch is running: Python it calls (the table's refresh) must not close,
                * re-initialise or re-enter this Lister, whose buf holds the names in use */
     struct Walk *walk; /* walk() is running: batch() queues subdirectories in its frame */
+    /* The lock table's inode set as a C hash set (see lockset_build): built once per set
+     * object, i.e. once per read of /proc/locks, not once per batch. */
+    PyObject *lk_set;             /* owned: the set the keys were built from; NULL: none */
+    unsigned long long *lk_keys;  /* lk_cap (dev, ino) pairs, open addressing; ino 0 = empty */
+    size_t lk_cap;                /* a power of two */
 } Lister;
 
 /* A subdirectory listed and not yet entered: what the Python walk keeps of its lstat. */
@@ -171,12 +176,108 @@ typedef struct {
     PyObject *inodes; /* owned; NULL until loaded */
     double read_at, ttl;
     int empty; /* inodes is an empty set or frozenset: nothing can be held */
+    int keyed; /* the Lister's lk_keys hold exactly inodes' members: look up in C */
+    Lister *owner;
 } TableView;
+
+static size_t
+lockset_slot(unsigned long long dev, unsigned long long ino, size_t cap)
+{
+    unsigned long long h = (ino ^ (dev * 0x9E3779B97F4A7C15ULL)) * 0xBF58476D1CE4E5B9ULL;
+    return (size_t)(h >> 32) & (cap - 1);
+}
+
+static void
+lockset_clear(Lister *self)
+{
+    Py_CLEAR(self->lk_set);
+    PyMem_RawFree(self->lk_keys);
+    self->lk_keys = NULL;
+    self->lk_cap = 0;
+}
+
+/* The set's (dev, ino) pairs as a C hash set on the Lister, so that each old regular file
+ * is looked up without building a (dev, ino) tuple of two ints and hashing it (~0.1-0.2 us
+ * a removed file whenever any process on the machine holds a lock; issue 21, seventh
+ * session). Built once per set object: _LockTable.refresh() makes a new frozenset per
+ * read. 1 built, 0 not usable here (a member that is not a pair of ints in 64 bits, or an
+ * inode 0: the caller asks the set itself, as before), -1 error. */
+static int
+lockset_build(Lister *self, PyObject *inodes)
+{
+    if (self->lk_set == inodes)
+        return 1;
+    lockset_clear(self);
+    if (!PyAnySet_CheckExact(inodes))
+        return 0;
+    Py_ssize_t n = PySet_GET_SIZE(inodes);
+    size_t cap = 16;
+    while (cap < (size_t)n * 2 + 1) {
+        if (cap > ((size_t)PY_SSIZE_T_MAX / 4) / sizeof(unsigned long long)) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        cap *= 2;
+    }
+    unsigned long long *keys = PyMem_RawCalloc(cap * 2, sizeof(unsigned long long));
+    if (keys == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    PyObject *it = PyObject_GetIter(inodes), *item;
+    if (it == NULL) {
+        PyMem_RawFree(keys);
+        return -1;
+    }
+    while ((item = PyIter_Next(it)) != NULL) {
+        unsigned long long dev = 0, ino = 0;
+        if (PyTuple_CheckExact(item) && PyTuple_GET_SIZE(item) == 2) {
+            dev = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(item, 0));
+            if (!PyErr_Occurred())
+                ino = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(item, 1));
+        }
+        Py_DECREF(item);
+        if (PyErr_Occurred() || ino == 0 || ino == (unsigned long long)-1) {
+            /* not a pair of ints in 64 bits (or inode 0): the set itself decides, as before */
+            PyErr_Clear();
+            Py_DECREF(it);
+            PyMem_RawFree(keys);
+            return 0;
+        }
+        size_t i = lockset_slot(dev, ino, cap);
+        while (keys[2 * i + 1] != 0 && !(keys[2 * i] == dev && keys[2 * i + 1] == ino))
+            i = (i + 1) & (cap - 1);
+        keys[2 * i] = dev;
+        keys[2 * i + 1] = ino;
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred()) { /* the iteration itself failed */
+        PyMem_RawFree(keys);
+        return -1;
+    }
+    self->lk_keys = keys;
+    self->lk_cap = cap;
+    self->lk_set = Py_NewRef(inodes);
+    return 1;
+}
+
+static int
+lockset_has(const Lister *self, unsigned long long dev, unsigned long long ino)
+{
+    size_t cap = self->lk_cap;
+    for (size_t i = lockset_slot(dev, ino, cap);; i = (i + 1) & (cap - 1)) {
+        if (self->lk_keys[2 * i + 1] == 0)
+            return 0;
+        if (self->lk_keys[2 * i] == dev && self->lk_keys[2 * i + 1] == ino)
+            return 1;
+    }
+}
 
 static int
 table_load(TableView *view)
 {
     Py_CLEAR(view->inodes);
+    view->keyed = 0;
     if (get_double(view->table, "read_at", &view->read_at) < 0 ||
         get_double(view->table, "ttl", &view->ttl) < 0)
         return -1;
@@ -184,6 +285,12 @@ table_load(TableView *view)
     if (view->inodes == NULL)
         return -1;
     view->empty = PyAnySet_CheckExact(view->inodes) && PySet_GET_SIZE(view->inodes) == 0;
+    if (!view->empty) {
+        int built = lockset_build(view->owner, view->inodes);
+        if (built < 0)
+            return -1;
+        view->keyed = built;
+    }
     return 0;
 }
 
@@ -215,6 +322,10 @@ table_held(TableView *view, const struct stat *st)
     }
     if (view->empty)
         return 0;
+    if (view->keyed) /* ino 0 is never a file's: it marks an empty slot */
+        return st->st_ino != 0 &&
+               lockset_has(view->owner, (unsigned long long)st->st_dev,
+                           (unsigned long long)st->st_ino);
     PyObject *key = Py_BuildValue("(KK)", (unsigned long long)st->st_dev,
                                   (unsigned long long)st->st_ino);
     if (key == NULL)
@@ -355,6 +466,7 @@ close_dir(Lister *self)
 {
     PyMem_RawFree(self->buf); /* the fd is the caller's: left open */
     self->buf = NULL;
+    lockset_clear(self);
 }
 
 static PyObject *
@@ -475,7 +587,7 @@ batch_core(Lister *self, Py_ssize_t limit, PyObject *table, Counts *c, PyObject 
     int dfd = self->fd;
     long long listed = 0, gone = 0, files = 0, symlinks = 0, nbytes = 0, kept = 0;
     int end = 0, read_errno = 0;
-    TableView view = {table, NULL, 0.0, 0.0, 0};
+    TableView view = {table, NULL, 0.0, 0.0, 0, 0, self};
     while (listed < limit) {
         if (listed % SIGNAL_EVERY == SIGNAL_EVERY - 1 && PyErr_CheckSignals() < 0)
             goto error; /* a handler raised (KeyboardInterrupt): stop at once */

@@ -10,7 +10,8 @@ tmpreaper (RELIABILITY.md #13, CVE-2018-6954):
 - no symlink is ever followed, not even in the root's own path;
 - no other filesystem and no mount point is entered (``st_dev`` compare, plus the mount points
   listed in ``/proc/self/mountinfo`` for bind mounts of the same filesystem, plus each opened
-  directory's mount id, which must be the root's: a bind mount made after the table was read);
+  directory's mount id, which must be the root's: a bind mount made after the table was read;
+  the size budget re-opens directories under the same checks);
 - an emptied directory is removed by name only while that name still is the directory that
   was entered (an lstat just before the rmdir): one renamed away and replaced is kept;
 - only regular files, symlinks themselves and directories that became empty (and are old)
@@ -390,6 +391,14 @@ def open_root(path: str, *, force: bool = False, home: str | None = None) -> tup
     non-directory, ``..`` and (unless ``force``) a dangerous root such as ``/`` or ``$HOME``;
     FileNotFoundError when it does not exist.
     """
+    held: list[int] = []
+    shown = _open_root(path, held, force=force, home=home)
+    return held[0], shown
+
+
+def _open_root(path: str, held: list[int], *, force: bool, home: str | None) -> str:
+    """open_root, the root's fd appended to ``held`` (the caller closes it): no Ctrl-C can
+    leave an fd it opens on the way, or the root's, unowned (see _open_held)."""
     shown = absolute_root(path)
     parts = _components(shown)
     if ".." in parts and not force:
@@ -399,20 +408,20 @@ def open_root(path: str, *, force: bool = False, home: str | None = None) -> tup
         )
     if not force:
         _refuse_by_name(path, shown, home)
-    fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    for index, part in enumerate(parts):
-        try:
-            nfd = os.open(part, _DIR_FLAGS, dir_fd=fd)
-        except OSError as exc:
-            prefix = "/" + "/".join(parts[: index + 1])
-            problem = _root_open_problem(exc, part, fd, prefix)
-            os.close(fd)
-            if exc.errno == errno.ENOENT:
-                raise FileNotFoundError(errno.ENOENT, "no such directory", shown) from None
-            raise UnsafeRootError(f"refusing to clean {path}: {problem}") from None
-        os.close(fd)
-        fd = nfd
+    mine: list[int] = []  # the component open now (and, for an instant, the next one)
     try:
+        _open_held(mine, "/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        for index, part in enumerate(parts):
+            try:
+                _open_held(mine, part, _DIR_FLAGS, mine[-1])
+            except OSError as exc:
+                prefix = "/" + "/".join(parts[: index + 1])
+                problem = _root_open_problem(exc, part, mine[-1], prefix)
+                if exc.errno == errno.ENOENT:
+                    raise FileNotFoundError(errno.ENOENT, "no such directory", shown) from None
+                raise UnsafeRootError(f"refusing to clean {path}: {problem}") from None
+            _close_held(mine, -2)  # the parent
+        fd = mine[-1]
         st = os.fstat(fd)
         danger = _dangerous_identities(home).get((st.st_dev, st.st_ino))
         if danger is not None and not force:
@@ -422,10 +431,10 @@ def open_root(path: str, *, force: bool = False, home: str | None = None) -> tup
             )
         if ".." in parts:
             shown = os.readlink(f"/proc/self/fd/{fd}") if os.path.exists("/proc/self") else shown
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd, shown
+        held.extend(map(list.pop, (mine,)))  # handed over in one step (see _close_held)
+    finally:
+        any(map(os.close, mine))  # in C: see _open_held
+    return shown
 
 
 def _refuse_by_name(path: str, shown: str, home: str | None) -> None:
@@ -468,12 +477,13 @@ def check_root(path: str, *, force: bool = False, home: str | None = None) -> st
 
     A root that does not exist passes (there is nothing to clean in it).
     """
+    held: list[int] = []
     try:
-        fd, shown = open_root(path, force=force, home=home)
+        return _open_root(path, held, force=force, home=home)
     except FileNotFoundError:
         return absolute_root(path)
-    os.close(fd)
-    return shown
+    finally:
+        any(map(os.close, held))  # in C: see _open_held
 
 
 # --------------------------------------------------------------------------- mounts
@@ -590,6 +600,27 @@ def _matches(patterns: Sequence[str], name: str, rel: str) -> bool:
 _NO_STAT = os.stat_result((0,) * 10)  # a frame c_items makes: its times are C's
 
 
+def _open_held(held: list[int], path: str, flags: int, dir_fd: int | None = None) -> int:
+    """``os.open`` whose fd is in ``held`` before any bytecode runs; returns it.
+
+    A signal handler's exception (Ctrl-C's KeyboardInterrupt) is raised between two
+    bytecodes, e.g. just after ``fd = os.open(...)``'s call returns and before the fd is
+    stored, and that fd would leak. ``list.extend`` over ``map`` calls ``os.open`` from C
+    (``methodcaller`` passes ``dir_fd``) and stores what it returns in C, so once the open
+    succeeded the fd is in ``held``, whose owner closes it on every way out. That owner's
+    ``finally`` closes them with ``any(map(os.close, held))``, in C too: a Python function
+    called there could be interrupted at its start, and a loop at each turn.
+    """
+    held.extend(map(operator.methodcaller("open", path, flags, dir_fd=dir_fd), (os,)))
+    return held[-1]
+
+
+def _close_held(held: list[int], index: int = -1) -> None:
+    """Close ``held[index]`` and drop it from ``held`` in one step (no bytecode between the
+    two, see _open_held): an fd is either in ``held`` and open, or closed and gone."""
+    any(map(os.close, map(list.pop, (held,), (index,))))
+
+
 class _Frame:
     """One directory on the current path of the walk."""
 
@@ -627,8 +658,16 @@ class _Probe:
     def __init__(self) -> None:
         self.use_proc = bool(_O_PATH) and os.path.isdir("/proc/self/fd")
 
-    def open(self, dir_fd: int, name: str, st: os.stat_result, shared: bool = True) -> int | str:
-        """A read-only fd on that very inode, or a skip reason.
+    def open(
+        self,
+        dir_fd: int,
+        name: str,
+        st: os.stat_result,
+        shared: bool = True,
+        held: list[int] | None = None,
+    ) -> int | str:
+        """A read-only fd on that very inode (also appended to ``held``, whose owner closes
+        it however the caller is interrupted), or a skip reason.
 
         In a directory others may write to (``shared``), the name could be swapped for a
         FIFO or a device after it was listed: the file is then opened by O_PATH (which opens
@@ -637,31 +676,32 @@ class _Probe:
         root) can change, no one else can swap it, and a direct O_NOFOLLOW|O_NONBLOCK open
         does the same for less than half the kernel time.
         """
+        held = [] if held is None else held
         if shared and self.use_proc:
+            path_held: list[int] = []
             try:
-                pfd = os.open(name, _O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-            except OSError as exc:
-                return _reason_for(exc)
-            try:
+                pfd = _open_held(path_held, name, _O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd)
                 pst = os.fstat(pfd)
                 if not _same_file(pst, st):
                     return "changed"
                 try:
-                    return os.open(f"/proc/self/fd/{pfd}", _PROBE_FLAGS)
+                    return _open_held(held, f"/proc/self/fd/{pfd}", _PROBE_FLAGS)
                 except OSError as exc:
                     if exc.errno == errno.ENOENT and not os.path.isdir("/proc/self/fd"):
                         self.use_proc = False
-                        return self.open(dir_fd, name, st, shared)
+                        return self.open(dir_fd, name, st, shared, held)
                     return _reason_for(exc)
+            except OSError as exc:
+                return _reason_for(exc)
             finally:
-                os.close(pfd)
+                any(map(os.close, path_held))  # in C: see _open_held
         try:  # O_NONBLOCK: even a FIFO swapped in (no /proc) could not block the open
-            fd = os.open(name, _PROBE_FLAGS | os.O_NOFOLLOW, dir_fd=dir_fd)
+            fd = _open_held(held, name, _PROBE_FLAGS | os.O_NOFOLLOW, dir_fd)
         except OSError as exc:
             return _reason_for(exc)
         fst = os.fstat(fd)
         if not _same_file(fst, st):
-            os.close(fd)
+            _close_held(held)
             return "changed"
         return fd
 
@@ -698,15 +738,19 @@ class _LockTable:
         # writing, once per page read). The first read is left to the first file that needs
         # it: a walk that finds nothing old reads nothing, and a first read that fails or
         # cannot be parsed falls back to the flock probe as a failed re-read does.
+        held: list[int] = []
         try:
-            os.close(os.open(LOCK_TABLE, os.O_RDONLY | os.O_CLOEXEC))
+            _open_held(held, LOCK_TABLE, os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             return None
+        finally:
+            any(map(os.close, held))  # in C: see _open_held
         return cls(LOCK_TABLE, LOCK_TABLE_TTL)
 
     def refresh(self, now: float) -> None:
-        fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        held: list[int] = []
         try:
+            fd = _open_held(held, self.path, os.O_RDONLY | os.O_CLOEXEC)
             chunks = []
             while True:
                 chunk = os.read(fd, 1 << 16)
@@ -714,7 +758,7 @@ class _LockTable:
                     break
                 chunks.append(chunk)
         finally:
-            os.close(fd)
+            any(map(os.close, held))  # in C: see _open_held
         self.inodes = _parse_lock_table(b"".join(chunks))
         self.read_at = now
         self.reads += 1
@@ -786,16 +830,14 @@ def _mount_id(fd: int) -> int | None:
     A bind mount of a directory of the same filesystem has the root's st_dev: only the mount
     id tells it apart. Python has no statx before 3.15; this costs ~3 syscalls a directory.
     """
+    held: list[int] = []
     try:
-        info = os.open(f"/proc/self/fdinfo/{fd}", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
+        info = _open_held(held, f"/proc/self/fdinfo/{fd}", os.O_RDONLY | os.O_CLOEXEC)
         data = os.read(info, 4096)
     except OSError:
         return None
     finally:
-        os.close(info)
+        any(map(os.close, held))  # in C: see _open_held
     at = data.find(b"mnt_id:")
     if at < 0:
         return None
@@ -918,6 +960,10 @@ class _Walker:
         self.c_walk: ModuleType | None = None  # set by run(): see list_dir_c
         self.lister: Any = None  # the C walk's one Lister (run() makes and closes it)
         self.c_dirs = 0  # directories the C walk listed
+        # The Python walk's directory fds below the root, in the order of its stack: their
+        # one owner from the instant each is opened to the instant it is closed, so a Ctrl-C
+        # landing anywhere leaves none open (see _open_held).
+        self.held: list[int] = []
         # size-budget candidates: (age time, size, dir rel, name, dev, ino, ctime_ns)
         self.candidates: list[tuple[float, int, str, str, int, int, int]] = []
 
@@ -1032,8 +1078,8 @@ class _Walker:
                 stack.pop()
                 leave(frame, stack[-1] if stack else None)
         finally:
-            for frame in stack[1:]:
-                os.close(frame.fd)
+            any(map(os.close, self.held))  # in C: see _open_held
+            self.held.clear()
             if self.lister is not None:
                 self.lister.close()
                 self.lister = None
@@ -1125,15 +1171,16 @@ class _Walker:
             self.skip("too-deep")
             return None
         noatime = bool(_O_NOATIME) and self.euid in (0, st.st_uid)
+        held = self.held  # owns fd from its open on; leave() or run() closes it
         try:
             try:
                 flags = (_DIR_FLAGS | _O_NOATIME) if noatime else _DIR_FLAGS
-                fd = os.open(name, flags, dir_fd=parent.fd)
+                fd = _open_held(held, name, flags, parent.fd)
             except PermissionError as exc:
                 if not noatime or exc.errno != errno.EPERM:
                     raise
                 noatime = False  # root without CAP_FOWNER: read it as anyone would
-                fd = os.open(name, _DIR_FLAGS, dir_fd=parent.fd)
+                fd = _open_held(held, name, _DIR_FLAGS, parent.fd)
         except OSError as exc:
             reason = _reason_for(exc)
             if reason == "vanished":
@@ -1142,24 +1189,27 @@ class _Walker:
                 self.error(self.path_of(parent.rel, name), f"cannot open: {exc.strerror}")
             self.skip(reason)
             return None
-        owned = False  # by the frame: until then every way out closes fd, Ctrl-C's too
-        try:
-            now_st = os.fstat(fd)
-            if now_st.st_ino != st.st_ino or now_st.st_dev != st.st_dev:
-                reason = "changed"  # swapped for another directory (or a mount) since listed
-            elif self.root_mnt is not None and _mount_id(fd) not in (self.root_mnt, None):
-                reason = "mount-point"  # a bind mount (same st_dev) made after the mount scan
-            else:
-                rel = f"{parent.rel}/{name}" if parent.rel else name
-                frame = _Frame(fd, rel, name, st, self.dir_time(st), _shared(now_st, self.euid))
-                frame.noatime = noatime
-                owned = True
-                return frame
-        finally:
-            if not owned:
-                os.close(fd)
+        # An exception from here on leaves fd in self.held, which run() closes.
+        now_st = os.fstat(fd)
+        if now_st.st_ino != st.st_ino or now_st.st_dev != st.st_dev:
+            reason = "changed"  # swapped for another directory (or a mount) since listed
+        elif self.other_mount(fd):
+            reason = "mount-point"  # a bind mount (same st_dev) made after the mount scan
+        else:
+            rel = f"{parent.rel}/{name}" if parent.rel else name
+            frame = _Frame(fd, rel, name, st, self.dir_time(st), _shared(now_st, self.euid))
+            frame.noatime = noatime
+            return frame
+        _close_held(held)
         self.skip(reason)
         return None
+
+    def other_mount(self, fd: int) -> bool:
+        """Is the directory open on ``fd`` on another mount than the root, a bind mount of
+        the same filesystem (same st_dev) made after the mount table was read? The one
+        check of the Python side (enter, the size budget); C statx'es the mount id itself.
+        An unknown id (no /proc) compares equal: only the device is checked then."""
+        return self.root_mnt is not None and _mount_id(fd) not in (self.root_mnt, None)
 
     def leave(self, frame: _Frame, parent: _Frame | None) -> None:
         """After a directory's entries: put its times back, remove it if emptied and old."""
@@ -1167,8 +1217,9 @@ class _Walker:
             if self.restore:
                 self.restore_times(frame)
         finally:
-            if parent is not None:
-                os.close(frame.fd)
+            held = self.held
+            if parent is not None and held and held[-1] == frame.fd:
+                _close_held(held)  # the last fd held is its own: its children are closed
         if parent is None:
             return
         if frame.gone < frame.total or frame.age > self.cutoff:
@@ -1540,15 +1591,16 @@ class _Walker:
                 if not _same_file(now, st):
                     return "changed"
             return self.unlink(dir_fd, name)
-        fd = self.probe.open(dir_fd, name, st, shared)
-        if isinstance(fd, str):
-            return fd
+        probe_held: list[int] = []
         try:
+            fd = self.probe.open(dir_fd, name, st, shared, probe_held)
+            if isinstance(fd, str):
+                return fd
             if not _try_flock(fd) or _posix_locked(fd):
                 return "locked"
             return self.unlink(dir_fd, name)
         finally:
-            os.close(fd)  # releases the flock
+            any(map(os.close, probe_held))  # releases the flock
 
     def unlink(self, dir_fd: int, name: str) -> str | None:
         """Unlink ``name`` (nothing under --dry-run); None or a skip reason."""
@@ -1568,12 +1620,15 @@ class _Walker:
         if budget is None or self.kept_bytes <= budget:
             return
         self.candidates.sort(key=lambda c: (c[0], c[2], c[3]))
+        if self.root_mnt is None:
+            self.root_mnt = _mount_id(root_fd)
         dir_fds: dict[str, int] = {"": root_fd}
+        held: list[int] = []  # the directories re-opened below the root (see _open_held)
         try:
             for t, size, rel, name, dev, ino, ctime_ns in self.candidates:
                 if self.kept_bytes <= budget:
                     break
-                dfd = self.budget_dir(dir_fds, rel, root_fd)
+                dfd = self.budget_dir(dir_fds, held, rel)
                 if dfd is None:
                     self.skip("changed")
                     continue
@@ -1599,27 +1654,31 @@ class _Walker:
                     self.error(self.path_of(rel, name), outcome[len("error: ") :])
                 self.skip(outcome)
         finally:
-            for key, fd in dir_fds.items():
-                if key and fd >= 0:
-                    os.close(fd)
+            any(map(os.close, held))  # in C: see _open_held
 
-    def budget_dir(self, cache: dict[str, int], rel: str, root_fd: int) -> int | None:
-        """Re-open a directory below the root, component by component, never following."""
+    def budget_dir(self, cache: dict[str, int], held: list[int], rel: str) -> int | None:
+        """Re-open a directory below the root, component by component, never following, and
+        never into another mount (by device, the mount table, and its mount id as enter()
+        checks it: a bind mount may have been made since the walk). Its fd goes to ``held``."""
         if rel in cache:
             fd = cache[rel]
             return fd if fd >= 0 else None
         parent_rel, _, name = rel.rpartition("/")
-        parent = self.budget_dir(cache, parent_rel, root_fd)
+        parent = self.budget_dir(cache, held, parent_rel)
         fd = -1
         if parent is not None:
             try:
-                fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+                fd = _open_held(held, name, _DIR_FLAGS, parent)
                 st = os.fstat(fd)
-                if st.st_dev != self.root_dev or (st.st_dev, st.st_ino) in self.mounts:
-                    os.close(fd)
+                if (
+                    st.st_dev != self.root_dev
+                    or (st.st_dev, st.st_ino) in self.mounts
+                    or self.other_mount(fd)
+                ):
+                    _close_held(held)
                     fd = -1
             except OSError:
-                fd = -1
+                fd = -1  # one opened stays in held until the end
         cache[rel] = fd
         return fd if fd >= 0 else None
 
@@ -1671,10 +1730,22 @@ def clean_root(
     if age_by not in AGE_BY:
         raise ValueError(f"age_by must be one of {', '.join(AGE_BY)}, got {age_by!r}")
     when = time.time() if now is None else now
+    held: list[int] = []  # the root's fd, from its open on (see _open_held)
     try:
-        root_fd, shown = open_root(target.path, force=force_root, home=home)
-    except FileNotFoundError:
-        shown = absolute_root(target.path)
+        try:
+            shown = _open_root(target.path, held, force=force_root, home=home)
+        except FileNotFoundError:
+            shown = absolute_root(target.path)
+            walker = _Walker(
+                target,
+                shown,
+                dry_run=dry_run,
+                now=when,
+                age_by=age_by,
+                on_remove=on_remove,
+                on_progress=on_progress,
+            )
+            return walker.report(missing=True)
         walker = _Walker(
             target,
             shown,
@@ -1684,21 +1755,10 @@ def clean_root(
             on_remove=on_remove,
             on_progress=on_progress,
         )
-        return walker.report(missing=True)
-    walker = _Walker(
-        target,
-        shown,
-        dry_run=dry_run,
-        now=when,
-        age_by=age_by,
-        on_remove=on_remove,
-        on_progress=on_progress,
-    )
-    try:
-        walker.run(root_fd)
-        walker.apply_budget(root_fd)
+        walker.run(held[0])
+        walker.apply_budget(held[0])
     finally:
-        os.close(root_fd)
+        any(map(os.close, held))  # in C: see _open_held
     return walker.report()
 
 
