@@ -383,6 +383,47 @@ def parse_holder(data: bytes) -> LockHolder | None:
     )
 
 
+RECORD_KEYS = ("command", "host", "pid", "started_at")  # what ``_write_holder`` writes
+_FILE_NAME_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%-"
+
+
+def is_lock_file_name(filename: str) -> bool:
+    """Could reliactl have named this file: ``NAME.lock``, NAME from ``check_name`` or
+    ``encode_name`` (at most MAX_NAME of ``[A-Za-z0-9._%-]``)? Never a dot-file
+    (``.s.PGSQL.5432.lock``)."""
+    stem = filename[: -len(".lock")] if filename.endswith(".lock") else ""
+    return (
+        0 < len(stem) <= MAX_NAME
+        and not stem.startswith(".")
+        and all(c in _FILE_NAME_CHARS for c in stem)
+    )
+
+
+def parse_record(data: bytes) -> LockHolder | None:
+    """The holder line only when it is exactly the record ``acquire`` writes (one JSON line
+    with ``pid``, ``host``, ``started_at`` and ``command``, nothing else, each of its type);
+    None for anything else (another program's pid file, a partial or foreign record).
+    ``cleanup --stale-locks`` removes only files this recognises (or empty ones)."""
+    line, _, rest = data.partition(b"\n")
+    if rest:
+        return None
+    try:
+        doc = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or sorted(doc) != list(RECORD_KEYS):
+        return None
+    holder = parse_holder(line)
+    if (
+        holder is None
+        or not isinstance(doc["host"], str)
+        or not isinstance(doc["command"], str)
+        or holder.started_at is None
+    ):
+        return None
+    return holder
+
+
 def read_holder(fd_or_path: int | str) -> LockHolder:
     """The holder of a lock file (an open descriptor or a path, never followed); a holder with
     no pid when the file has no readable record."""
