@@ -9,7 +9,9 @@ in 150 lines than to verify in a dependency:
   symlink is refused (its target is never opened, truncated or re-moded), and no exec'd child
   inherits the descriptor (a child must never be able to release the parent's lock);
 - a lock file with more than one hard link is refused (the holder line would truncate the
-  linked file);
+  linked file), and so is one owned by another user than the caller or root, or writable by
+  others (``reliactl.trust.untrusted``): in a sticky shared lock directory anyone may create
+  ``NAME.lock`` first, hold it and forge its holder line; such a file is never locked or read;
 - the file is never truncated or chmod'ed before the lock is held, and never unlinked on
   release (unlinking lets a waiter lock a dead inode while a newcomer locks a new one);
 - after ``flock`` succeeds the path is checked to still name the same inode (another tool may
@@ -479,6 +481,18 @@ def _open_lock_file(path: str) -> int:
     if not stat.S_ISREG(info.st_mode):
         os.close(fd)
         raise LockError(f"refusing lock file {path}: not a regular file")
+    from reliactl.trust import untrusted
+
+    reason = untrusted(info)
+    if reason is not None:
+        # In a sticky shared directory (/tmp, /run/lock) anyone may create NAME.lock first
+        # and hold it for ever, with a forged holder line: another user's file is refused
+        # before it is locked or read, so nothing it says is shown (trust.untrusted's rule).
+        os.close(fd)
+        raise LockError(
+            f"refusing lock file {path}: it is {reason} (possibly planted);"
+            " remove it or choose another --lock-name"
+        )
     if info.st_nlink > 1:
         # A hard link planted to another file: the holder line would truncate that file.
         os.close(fd)
@@ -559,7 +573,8 @@ def acquire(
     ``sleep(seconds)`` waits between tries and returns False to abandon the wait (a signal
     arrived); it defaults to ``time.sleep``. Raises LockBusyError (with the holder) when busy,
     LockError when the lock cannot be taken safely (symlink, not a regular file, NFS, a lock
-    directory another user could tamper with: ``_check_directory``).
+    directory another user could tamper with: ``_check_directory``, a lock file another user
+    owns or could write: ``_open_lock_file``).
     """
     directory = os.path.dirname(path) or "."
     _check_directory(directory)
