@@ -12,7 +12,16 @@ import sys
 from reliactl.cli._fastrt import usage
 from reliactl.cli.context import app_context
 from reliactl.cli.exitcodes import ExitCode
-from reliactl.cli.output import emit_json, emit_text, error, info, is_tty, reports_errors, warn
+from reliactl.cli.output import (
+    cescape,
+    emit_json,
+    emit_text,
+    error,
+    info,
+    is_tty,
+    reports_errors,
+    warn,
+)
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
@@ -266,7 +275,7 @@ def _run(  # noqa: C901 - the cleanup core moves out of cli (issue 15 item 1)
 
     def on_remove(removal: Removal) -> None:
         if stream:
-            out.write(removal.path + "\n")
+            out.write(cescape(removal.path) + "\n")
         if collect:
             current.append(removal.path)
 
@@ -305,7 +314,7 @@ def _run(  # noqa: C901 - the cleanup core moves out of cli (issue 15 item 1)
             raise SystemExit(ExitCode.CONFIG) from None
         if stream:
             for lock in locks.removed:
-                out.write(lock.path + "\n")
+                out.write(cescape(lock.path) + "\n")
             out.flush()
     pruned: PruneReport | None = None
     if state:
@@ -447,7 +456,7 @@ def _render(report: CleanupReport, *, summary_to_stderr: bool, quiet: bool = Fal
     verb = "would remove" if report.dry_run else "removed"
     for r in report.roots:
         for problem in r.errors[:MAX_ERRORS_SHOWN]:
-            warn(f"{problem.path}: {problem.message}")
+            warn(f"{cescape(problem.path)}: {problem.message}")
         if r.error_count > MAX_ERRORS_SHOWN:
             warn(f"{r.root}: {r.error_count - MAX_ERRORS_SHOWN} more errors (see --json)")
         if r.over_budget:
@@ -457,7 +466,7 @@ def _render(report: CleanupReport, *, summary_to_stderr: bool, quiet: bool = Fal
             )
     if report.locks is not None:
         for problem in report.locks.errors:
-            warn(f"{problem.path}: {problem.message}")
+            warn(f"{cescape(problem.path)}: {problem.message}")
     if quiet:
         return  # the problems above are all there is to say
     if summary_to_stderr:
