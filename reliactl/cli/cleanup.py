@@ -106,7 +106,9 @@ def cleanup(  # noqa: C901 - flags to targets; the core moves out (issue 15 item
         bool,
         typer.Option(
             "--dry-run",
-            help="List what would be removed (one path a line on stdout); remove nothing.",
+            help="List what would be removed (one path a line on stdout; a name with a "
+            "newline, control character, backslash or non-UTF-8 byte is C-escaped: \\n, "
+            "\\\\, \\x1b); remove nothing.",
         ),
     ] = False,
     dry_run_n: Annotated[bool, hidden("-n")] = False,  # before -n meant "how many" everywhere
@@ -118,8 +120,9 @@ def cleanup(  # noqa: C901 - flags to targets; the core moves out (issue 15 item
         bool,
         typer.Option(
             "--stale-locks",
-            help="Also remove lock files in run.lock_dir that nobody holds and whose "
-            "recorded holder is gone. A held lock is never removed.",
+            help="Also remove reliactl's own lock files in run.lock_dir that nobody holds "
+            "(flock, POSIX or OFD lock) and whose recorded holder is gone. A held lock, "
+            "another program's file and another user's empty one are never removed.",
         ),
     ] = False,
     state: Annotated[
