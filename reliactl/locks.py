@@ -466,7 +466,9 @@ def _open_lock_file(path: str) -> int:
                 "remove it or choose another --lock-name"
             ) from None
         if exc.errno in (errno.EACCES, errno.EPERM):
-            # Someone else's lock file we may not write: flock works on a read-only fd.
+            # A lock file we may not write (root's, for another caller; or, with
+            # fs.protected_regular, another user's in a sticky directory, refused below
+            # by its owner): flock works on a read-only fd.
             try:
                 fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
             except OSError as exc2:
