@@ -302,7 +302,8 @@ class LockSweepReport:
     dry_run: bool
     missing: bool
     removed: tuple[StaleLock, ...]
-    kept: Mapping[str, int]  # reason -> count: held, holder-alive, other-host, new, not-a-file
+    kept: Mapping[str, int]  # reason -> count: held, holder-alive, other-host, new, not-a-file,
+    # foreign (not reliactl's), other-user (another user's) ...
     errors: tuple[CleanupProblem, ...]
 
     @property
@@ -1805,21 +1806,32 @@ def sweep_stale_locks(  # noqa: C901 - a branch per keep reason, all under one h
     grace: float = 5.0,
     is_alive: Callable[[LockHolder], bool] | None = None,
 ) -> LockSweepReport:
-    """Remove ``<name>.lock`` files in ``lock_dir`` that nobody holds and whose holder is gone.
+    """Remove reliactl's ``<name>.lock`` files in ``lock_dir`` that nobody holds and whose
+    holder is gone.
 
-    A lock file is stale when a non-blocking flock on it succeeds AND its recorded pid is not
-    alive on this host (or it has no readable record and is older than ``grace`` seconds).
-    It is removed while this process holds that flock, so a newcomer that opened the old
-    inode finds it unlinked after locking and retries. A held lock is never removed.
+    Only reliactl's own lock files are judged (the lock directory may be shared: /tmp,
+    /run/lock): a name ``run`` could have made (``locks.is_lock_file_name``: never a
+    dot-file) holding reliactl's exact holder record (``locks.parse_record``) or nothing.
+    Anything else is kept as ``foreign``. A file owned by another user is kept
+    (``other-user``), except that root removes another user's file when it holds a reliactl
+    record whose holder is gone (never an empty one: that could be anybody's).
+
+    A lock file is stale when nobody holds any lock on it (not in the kernel's lock table
+    where that is trusted, as the cleanup walk reads it; a non-blocking flock succeeds; no
+    POSIX or OFD lock: ``_posix_locked``) AND its recorded pid is not alive on this host (or
+    it is empty and older than ``grace`` seconds). It is removed while this process holds that
+    flock, so a newcomer that opened the old inode finds it unlinked after locking and
+    retries. A held lock is never removed.
     """
     # Imported here: a plain cleanup walk needs neither (json, re and /proc readers).
     from reliactl.hostname import hostname as recorded_hostname
-    from reliactl.locks import holder_alive, parse_holder
+    from reliactl.locks import holder_alive, is_lock_file_name, parse_record
 
     if is_alive is None:
         is_alive = holder_alive
     when = time.time() if now is None else now
     host = recorded_hostname() if hostname is None else hostname
+    euid = os.geteuid()
     kept: dict[str, int] = {}
     removed: list[StaleLock] = []
     errors: list[CleanupProblem] = []
@@ -1832,11 +1844,23 @@ def sweep_stale_locks(  # noqa: C901 - a branch per keep reason, all under one h
     def keep(reason: str) -> None:
         kept[reason] = kept.get(reason, 0) + 1
 
+    def foreign(data: bytes, owner: int) -> str | None:
+        """Why this content is not ours to judge, or None (empty, or reliactl's record)."""
+        if not data:
+            return None if owner == euid else "other-user"
+        if parse_record(data) is None:
+            return "foreign"
+        return None if euid in (owner, 0) else "other-user"
+
     try:
+        table = _LockTable.for_root(shown, os.fstat(dfd).st_dev)
         with os.scandir(dfd) as it:
-            names = [e.name for e in it if e.name.endswith(".lock") and e.name != ".lock"]
+            names = [e.name for e in it if e.name.endswith(".lock")]
         for name in sorted(names):
             path = f"{shown.rstrip('/')}/{name}"
+            if not is_lock_file_name(name):
+                keep("foreign")
+                continue
             try:
                 st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
             except OSError as exc:
@@ -1845,16 +1869,37 @@ def sweep_stale_locks(  # noqa: C901 - a branch per keep reason, all under one h
             if not stat.S_ISREG(st.st_mode):
                 keep("not-a-file")
                 continue
+            if euid not in (st.st_uid, 0):
+                keep("other-user")
+                continue
             fd = probe.open(dfd, name, st)
             if isinstance(fd, str):
                 keep(fd)
                 continue
             try:
-                if not _try_flock(fd):
+                # Judged before any lock is taken: another program's lock file is not probed.
+                why = foreign(os.pread(fd, 4097, 0), st.st_uid)
+                if why is not None:
+                    keep(why)
+                    continue
+                if table is not None:
+                    try:
+                        busy = table.held(st)
+                    except (OSError, ValueError):
+                        table, busy = None, False  # the flock and OFD probes still decide
+                    if busy:
+                        keep("held")
+                        continue
+                if not _try_flock(fd) or _posix_locked(fd):
                     keep("held")
                     continue
-                holder = parse_holder(os.pread(fd, 4096, 0))
+                data = os.pread(fd, 4097, 0)
                 cur = os.fstat(fd)
+                why = foreign(data, cur.st_uid)
+                if why is not None:
+                    keep(why)
+                    continue
+                holder = parse_record(data)
                 if holder is None:
                     if when - cur.st_mtime < grace:
                         keep("new")

@@ -9,7 +9,9 @@ in 150 lines than to verify in a dependency:
   symlink is refused (its target is never opened, truncated or re-moded), and no exec'd child
   inherits the descriptor (a child must never be able to release the parent's lock);
 - a lock file with more than one hard link is refused (the holder line would truncate the
-  linked file);
+  linked file), and so is one owned by another user than the caller or root, or writable by
+  others (``reliactl.trust.untrusted``): in a sticky shared lock directory anyone may create
+  ``NAME.lock`` first, hold it and forge its holder line; such a file is never locked or read;
 - the file is never truncated or chmod'ed before the lock is held, and never unlinked on
   release (unlinking lets a waiter lock a dead inode while a newcomer locks a new one);
 - after ``flock`` succeeds the path is checked to still name the same inode (another tool may
@@ -383,6 +385,47 @@ def parse_holder(data: bytes) -> LockHolder | None:
     )
 
 
+RECORD_KEYS = ("command", "host", "pid", "started_at")  # what ``_write_holder`` writes
+_FILE_NAME_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%-"
+
+
+def is_lock_file_name(filename: str) -> bool:
+    """Could reliactl have named this file: ``NAME.lock``, NAME from ``check_name`` or
+    ``encode_name`` (at most MAX_NAME of ``[A-Za-z0-9._%-]``)? Never a dot-file
+    (``.s.PGSQL.5432.lock``)."""
+    stem = filename[: -len(".lock")] if filename.endswith(".lock") else ""
+    return (
+        0 < len(stem) <= MAX_NAME
+        and not stem.startswith(".")
+        and all(c in _FILE_NAME_CHARS for c in stem)
+    )
+
+
+def parse_record(data: bytes) -> LockHolder | None:
+    """The holder line only when it is exactly the record ``acquire`` writes (one JSON line
+    with ``pid``, ``host``, ``started_at`` and ``command``, nothing else, each of its type);
+    None for anything else (another program's pid file, a partial or foreign record).
+    ``cleanup --stale-locks`` removes only files this recognises (or empty ones)."""
+    line, _, rest = data.partition(b"\n")
+    if rest:
+        return None
+    try:
+        doc = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or sorted(doc) != list(RECORD_KEYS):
+        return None
+    holder = parse_holder(line)
+    if (
+        holder is None
+        or not isinstance(doc["host"], str)
+        or not isinstance(doc["command"], str)
+        or holder.started_at is None
+    ):
+        return None
+    return holder
+
+
 def read_holder(fd_or_path: int | str) -> LockHolder:
     """The holder of a lock file (an open descriptor or a path, never followed); a holder with
     no pid when the file has no readable record."""
@@ -423,7 +466,9 @@ def _open_lock_file(path: str) -> int:
                 "remove it or choose another --lock-name"
             ) from None
         if exc.errno in (errno.EACCES, errno.EPERM):
-            # Someone else's lock file we may not write: flock works on a read-only fd.
+            # A lock file we may not write (root's, for another caller; or, with
+            # fs.protected_regular, another user's in a sticky directory, refused below
+            # by its owner): flock works on a read-only fd.
             try:
                 fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
             except OSError as exc2:
@@ -438,6 +483,18 @@ def _open_lock_file(path: str) -> int:
     if not stat.S_ISREG(info.st_mode):
         os.close(fd)
         raise LockError(f"refusing lock file {path}: not a regular file")
+    from reliactl.trust import untrusted
+
+    reason = untrusted(info)
+    if reason is not None:
+        # In a sticky shared directory (/tmp, /run/lock) anyone may create NAME.lock first
+        # and hold it for ever, with a forged holder line: another user's file is refused
+        # before it is locked or read, so nothing it says is shown (trust.untrusted's rule).
+        os.close(fd)
+        raise LockError(
+            f"refusing lock file {path}: it is {reason} (possibly planted);"
+            " remove it or choose another --lock-name"
+        )
     if info.st_nlink > 1:
         # A hard link planted to another file: the holder line would truncate that file.
         os.close(fd)
@@ -518,7 +575,8 @@ def acquire(
     ``sleep(seconds)`` waits between tries and returns False to abandon the wait (a signal
     arrived); it defaults to ``time.sleep``. Raises LockBusyError (with the holder) when busy,
     LockError when the lock cannot be taken safely (symlink, not a regular file, NFS, a lock
-    directory another user could tamper with: ``_check_directory``).
+    directory another user could tamper with: ``_check_directory``, a lock file another user
+    owns or could write: ``_open_lock_file``).
     """
     directory = os.path.dirname(path) or "."
     _check_directory(directory)

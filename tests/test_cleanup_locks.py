@@ -95,12 +95,15 @@ def test_a_lock_of_another_host_is_kept(tmp_path: Path) -> None:
 
 
 def test_a_lock_without_a_record_goes_only_after_the_grace_period(tmp_path: Path) -> None:
+    """An empty lock file (what a released lock leaves) goes once older than the grace;
+    a file holding something that is not reliactl's record is another program's: kept."""
     fresh = lock_file(tmp_path, "fresh", "", age=0)
-    old = lock_file(tmp_path, "old", "garbage, not json", age=60)
+    old = lock_file(tmp_path, "old", "", age=60)
+    garbage = lock_file(tmp_path, "garbage", "garbage, not json", age=60)
     report = sweep_stale_locks(str(tmp_path), grace=5.0)
-    assert fresh.exists() and not old.exists()
+    assert fresh.exists() and not old.exists() and garbage.exists()
     assert [s.reason for s in report.removed] == ["no-record"]
-    assert report.kept == {"new": 1}
+    assert report.kept == {"foreign": 1, "new": 1}
 
 
 def test_dry_run_removes_nothing_and_lists_the_same(tmp_path: Path) -> None:

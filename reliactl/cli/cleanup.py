@@ -12,7 +12,16 @@ import sys
 from reliactl.cli._fastrt import usage
 from reliactl.cli.context import app_context
 from reliactl.cli.exitcodes import ExitCode
-from reliactl.cli.output import emit_json, emit_text, error, info, is_tty, reports_errors, warn
+from reliactl.cli.output import (
+    cescape,
+    emit_json,
+    emit_text,
+    error,
+    info,
+    is_tty,
+    reports_errors,
+    warn,
+)
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
@@ -97,7 +106,9 @@ def cleanup(  # noqa: C901 - flags to targets; the core moves out (issue 15 item
         bool,
         typer.Option(
             "--dry-run",
-            help="List what would be removed (one path a line on stdout); remove nothing.",
+            help="List what would be removed (one path a line on stdout; a name with a "
+            "newline, control character, backslash or non-UTF-8 byte is C-escaped: \\n, "
+            "\\\\, \\x1b); remove nothing.",
         ),
     ] = False,
     dry_run_n: Annotated[bool, hidden("-n")] = False,  # before -n meant "how many" everywhere
@@ -109,8 +120,9 @@ def cleanup(  # noqa: C901 - flags to targets; the core moves out (issue 15 item
         bool,
         typer.Option(
             "--stale-locks",
-            help="Also remove lock files in run.lock_dir that nobody holds and whose "
-            "recorded holder is gone. A held lock is never removed.",
+            help="Also remove reliactl's own lock files in run.lock_dir that nobody holds "
+            "(flock, POSIX or OFD lock) and whose recorded holder is gone. A held lock, "
+            "another program's file and another user's empty one are never removed.",
         ),
     ] = False,
     state: Annotated[
@@ -266,7 +278,7 @@ def _run(  # noqa: C901 - the cleanup core moves out of cli (issue 15 item 1)
 
     def on_remove(removal: Removal) -> None:
         if stream:
-            out.write(removal.path + "\n")
+            out.write(cescape(removal.path) + "\n")
         if collect:
             current.append(removal.path)
 
@@ -305,7 +317,7 @@ def _run(  # noqa: C901 - the cleanup core moves out of cli (issue 15 item 1)
             raise SystemExit(ExitCode.CONFIG) from None
         if stream:
             for lock in locks.removed:
-                out.write(lock.path + "\n")
+                out.write(cescape(lock.path) + "\n")
             out.flush()
     pruned: PruneReport | None = None
     if state:
@@ -447,7 +459,7 @@ def _render(report: CleanupReport, *, summary_to_stderr: bool, quiet: bool = Fal
     verb = "would remove" if report.dry_run else "removed"
     for r in report.roots:
         for problem in r.errors[:MAX_ERRORS_SHOWN]:
-            warn(f"{problem.path}: {problem.message}")
+            warn(f"{cescape(problem.path)}: {problem.message}")
         if r.error_count > MAX_ERRORS_SHOWN:
             warn(f"{r.root}: {r.error_count - MAX_ERRORS_SHOWN} more errors (see --json)")
         if r.over_budget:
@@ -457,7 +469,7 @@ def _render(report: CleanupReport, *, summary_to_stderr: bool, quiet: bool = Fal
             )
     if report.locks is not None:
         for problem in report.locks.errors:
-            warn(f"{problem.path}: {problem.message}")
+            warn(f"{cescape(problem.path)}: {problem.message}")
     if quiet:
         return  # the problems above are all there is to say
     if summary_to_stderr:

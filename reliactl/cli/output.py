@@ -236,6 +236,31 @@ def _encode(value: Any, out: list[str], newline: str) -> None:
         _encode(str(value), out, newline)
 
 
+_C_ESCAPES = {"\\": "\\\\", "\a": "\\a", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\v": "\\v"}
+_C_ESCAPES.update({"\f": "\\f", "\r": "\\r"})
+
+
+def cescape(text: str) -> str:
+    r"""``text`` (a path) as one safe line: unchanged unless it needs escaping, else C-style
+    as systemd's ``cescape``: ``\\`` for a backslash, ``\n``, ``\t``, ``\r`` (and ``\a``,
+    ``\b``, ``\v``, ``\f``) for those controls, and ``\xHH`` for each UTF-8 byte of any other
+    character that is not printable (controls such as ESC, DEL and C1, bidi and other format
+    characters, a byte that was not UTF-8). Printable non-ASCII text stays as it is.
+    Reversible (read the escapes as bytes, then the bytes as the file name), and a name can
+    never start a second line or send a terminal escape sequence."""
+    if text.isprintable() and "\\" not in text:
+        return text
+    out = []
+    for char in text:
+        if char in _C_ESCAPES:
+            out.append(_C_ESCAPES[char])
+        elif char.isprintable():
+            out.append(char)
+        else:
+            out.extend(f"\\x{b:02x}" for b in char.encode("utf-8", "surrogateescape"))
+    return "".join(out)
+
+
 def emit_text(text: str) -> None:
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
     sys.stdout.flush()
