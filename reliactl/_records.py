@@ -56,6 +56,7 @@ __all__ = [
     "NamedTuple",
     "dataclass",
     "field",
+    "field_names",
     "fields",
     "finish",
     "hints",
@@ -560,6 +561,18 @@ def fields(obj: Any) -> tuple[Field, ...]:
     if table is None:
         raise TypeError(f"{cls.__qualname__} is not a reliactl._records class")
     return table  # type: ignore[no-any-return]
+
+
+def field_names(obj: Any) -> tuple[str, ...]:
+    """The field names of a record, or of any dataclass (a standard subclass of a record
+    too: ``dataclasses.fields``, importing dataclasses), class or instance, in order."""
+    cls = obj if isinstance(obj, type) else type(obj)
+    table = cls.__dict__.get("__record_fields__")
+    if table is None:
+        import dataclasses
+
+        return tuple(f.name for f in dataclasses.fields(obj))
+    return tuple(f.name for f in table)
 
 
 def hints(cls: type) -> dict[str, Any]:
