@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 import logging
 import math
 import pickle
@@ -408,3 +409,52 @@ def test_a_store_that_is_not_thread_safe_gets_one_lock_per_store() -> None:
     lock = breaker_module._store_guard(one)
     assert breaker_module._store_guard(one) is lock
     assert breaker_module._store_guard(two) is not lock
+
+
+# ---- the other commands trimmed the same way (issue 21 item 4: `state info`, `state sync`)
+
+
+def test_state_info_and_sync_start_without_dataclasses_or_url_parsing(tmp_path: Path) -> None:
+    """`state info` and `state sync` on the default SQLite store (no state.url) import
+    neither dataclasses/inspect (StateInfo, MigrateReport are `_records` classes) nor
+    urllib.parse/ipaddress (an empty state.url is SQLite at state.path without parsing), and
+    answer as before: the store's backend and path, "nothing to sync"; a sqlite:/// URL is
+    still parsed and its path used."""
+    env = cron_env(tmp_path)
+    done, modules = start_reliactl(["state", "info", "--json"], env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    info = json.loads(done.stdout)
+    assert info["backend"] == "sqlite" and info["server"] == {} and info["queued"] == 0
+    assert info["location"] == str(tmp_path / "reliactl" / "state.db")
+    unwanted = ("dataclasses", "inspect", "urllib.parse", "ipaddress", "typing", "logging")
+    assert sorted(set(unwanted) & set(modules)) == []
+    done, modules = start_reliactl(["state", "sync"], env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "nothing to sync: the state store is SQLite" in done.stderr
+    assert sorted(set(unwanted) & set(modules)) == []
+
+    config = tmp_path / "url.yaml"
+    config.write_text(f"state:\n  url: sqlite://{tmp_path}/other.db\n")
+    done, modules = start_reliactl(["-c", str(config), "state", "info", "--json"], env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["location"] == str(tmp_path / "other.db")
+    assert "urllib.parse" in modules  # a URL to parse: parsed as before
+
+
+def test_state_ops_records_are_the_frozen_dataclasses_they_replaced() -> None:
+    """StateInfo and MigrateReport (now `_records` classes) print, compare, hash, convert
+    and pickle as their standard frozen dataclass twins."""
+    from reliactl.state.ops import MigrateReport, StateInfo
+
+    info = StateInfo("sqlite", "/x/state.db", 0.5, {"breaker": 1}, queued=2)
+    report = MigrateReport("/x", "redis://h/0", 1, 2, 3, 4, 5)
+    for ours in (info, report):
+        twin = _old_frozen(type(ours))
+        values = {f.name: getattr(ours, f.name) for f in dataclasses.fields(ours)}
+        theirs = twin(**values)
+        assert repr(ours) == repr(theirs)
+        assert dataclasses.asdict(ours) == dataclasses.asdict(theirs)
+        assert _error(hash, ours) == _error(hash, theirs)
+        assert pickle.loads(pickle.dumps(ours)) == ours
+        assert type(ours).__module__ == "reliactl.state.ops"
+    assert info.to_dict()["queued"] == 2 and StateInfo("a", "b", 1.0, {}).server == {}
