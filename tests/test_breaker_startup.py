@@ -458,3 +458,25 @@ def test_state_ops_records_are_the_frozen_dataclasses_they_replaced() -> None:
         assert pickle.loads(pickle.dumps(ours)) == ours
         assert type(ours).__module__ == "reliactl.state.ops"
     assert info.to_dict()["queued"] == 2 and StateInfo("a", "b", 1.0, {}).server == {}
+
+
+def test_doctor_starts_without_dataclasses_and_reports_as_before(tmp_path: Path) -> None:
+    """`doctor` (5.3x `python -c pass` before) imports neither dataclasses nor inspect (its
+    Finding and DoctorReport are `_records` classes) and still checks and reports: exit 0,
+    the config finding and the state store's; the records equal standard twins."""
+    from reliactl.doctor import DoctorReport, Finding
+
+    done, modules = start_reliactl(["doctor"], env=cron_env(tmp_path), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    assert "no configuration file; using the defaults" in done.stdout
+    assert "state store" in done.stdout
+    assert sorted({"dataclasses", "inspect", "typing"} & set(modules)) == []
+    finding = Finding("config", "warn", "none", "fix it")
+    report = DoctorReport((finding, Finding("clock", "fail", "late")))
+    for ours in (finding, report):
+        twin = _old_frozen(type(ours))
+        theirs = twin(**{f.name: getattr(ours, f.name) for f in dataclasses.fields(ours)})
+        assert repr(ours) == repr(theirs) and hash(ours) == hash(theirs)
+        assert dataclasses.asdict(ours) == dataclasses.asdict(theirs)
+        assert pickle.loads(pickle.dumps(ours)) == ours
+    assert report.failed and not DoctorReport((finding,)).failed
