@@ -1,6 +1,7 @@
 """Dataclasses without the dataclasses module: the configuration schema's and the core's
 records on the `run` and `health` paths (runner, jobs, locks, errors, state.base,
-health.model, health.alertstate, health.checks, health.monitor, the config loader).
+health.model, health.alertstate, health.checks, health.monitor, the config loader), and the
+`breaker`, `state info/sync` and `doctor` commands' (breaker, state.ops, doctor).
 
 ``@dataclass(frozen=True)`` compiles six small functions per class, one ``exec`` each (~150
 for the schema, as many again for the core), and ``import dataclasses`` imports ``inspect``
@@ -11,8 +12,9 @@ and the loader's ``typing.get_type_hints`` per section class more again (issue 2
 Here a class is processed by this module alone. It keeps its own field table,
 ``__record_fields__`` (name, annotation, default or factory, metadata, repr/compare/hash,
 the declaring class; the annotation resolved to an object at first ``hints()``, once per
-field), read by :func:`fields`, :func:`hints`, :func:`replace` and :func:`is_record` (the
-config loader's introspection, without dataclasses or ``get_type_hints``). The standard
+field), read by :func:`fields`, :func:`field_names`, :func:`hints`, :func:`replace` and
+:func:`is_record` (the config loader's introspection, without dataclasses or
+``get_type_hints``). The standard
 view is made when asked: ``__dataclass_fields__`` is a descriptor that imports dataclasses
 and builds real ``Field`` objects from the table at first access, so
 ``dataclasses.fields``/``replace``/``asdict``/``is_dataclass`` and a standard
