@@ -95,7 +95,11 @@ def command_rows(runs: int, env: dict[str, str], home: str) -> dict[str, list[fl
             real = [a.format(dir=tree, url=server.url, cfg=cfg, init=init) for a in args]
             if base_dir:  # this tree and the base tree, both through env(1)
                 commands[f"reliactl {name}"] = ["env", "PYTHONPATH=", *reliactl_cmd(*real)]
-                based = ["env", f"PYTHONPATH={base_dir}", *reliactl_cmd(*real)]
+                # The base tree keeps its own parse cache (as config_file_rows): sharing one,
+                # each tree's stamp evicted the other's entry, so every `-c FILE` command
+                # (the breaker writers) imported yaml and parsed at every start, both sides.
+                base_cache = f"XDG_CACHE_HOME={os.path.join(home, 'base-cache')}"
+                based = ["env", f"PYTHONPATH={base_dir}", base_cache, *reliactl_cmd(*real)]
                 commands[f"reliactl {name} [base]"] = based
                 continue
             commands[f"reliactl {name}"] = reliactl_cmd(*real)

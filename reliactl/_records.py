@@ -1,6 +1,7 @@
 """Dataclasses without the dataclasses module: the configuration schema's and the core's
 records on the `run` and `health` paths (runner, jobs, locks, errors, state.base,
-health.model, health.alertstate, health.checks, health.monitor, the config loader).
+health.model, health.alertstate, health.checks, health.monitor, the config loader), and the
+`breaker`, `state info/sync` and `doctor` commands' (breaker, state.ops, doctor).
 
 ``@dataclass(frozen=True)`` compiles six small functions per class, one ``exec`` each (~150
 for the schema, as many again for the core), and ``import dataclasses`` imports ``inspect``
@@ -11,8 +12,9 @@ and the loader's ``typing.get_type_hints`` per section class more again (issue 2
 Here a class is processed by this module alone. It keeps its own field table,
 ``__record_fields__`` (name, annotation, default or factory, metadata, repr/compare/hash,
 the declaring class; the annotation resolved to an object at first ``hints()``, once per
-field), read by :func:`fields`, :func:`hints`, :func:`replace` and :func:`is_record` (the
-config loader's introspection, without dataclasses or ``get_type_hints``). The standard
+field), read by :func:`fields`, :func:`field_names`, :func:`hints`, :func:`replace` and
+:func:`is_record` (the config loader's introspection, without dataclasses or
+``get_type_hints``). The standard
 view is made when asked: ``__dataclass_fields__`` is a descriptor that imports dataclasses
 and builds real ``Field`` objects from the table at first access, so
 ``dataclasses.fields``/``replace``/``asdict``/``is_dataclass`` and a standard
@@ -56,6 +58,7 @@ __all__ = [
     "NamedTuple",
     "dataclass",
     "field",
+    "field_names",
     "fields",
     "finish",
     "hints",
@@ -560,6 +563,18 @@ def fields(obj: Any) -> tuple[Field, ...]:
     if table is None:
         raise TypeError(f"{cls.__qualname__} is not a reliactl._records class")
     return table  # type: ignore[no-any-return]
+
+
+def field_names(obj: Any) -> tuple[str, ...]:
+    """The field names of a record, or of any dataclass (a standard subclass of a record
+    too: ``dataclasses.fields``, importing dataclasses), class or instance, in order."""
+    cls = obj if isinstance(obj, type) else type(obj)
+    table = cls.__dict__.get("__record_fields__")
+    if table is None:
+        import dataclasses
+
+        return tuple(f.name for f in dataclasses.fields(obj))
+    return tuple(f.name for f in table)
 
 
 def hints(cls: type) -> dict[str, Any]:

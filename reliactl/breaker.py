@@ -36,26 +36,22 @@ record the outcome (idempotent; a trial reservation is released either way).
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import functools
-import inspect
 import itertools
-import logging
 import math
 import os
 import sys
-import threading
 import time
 import types
-import weakref
+from _thread import allocate_lock
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 from enum import Enum
 
 from reliactl import chaos as _chaos
 from reliactl._procfs import pid_alive
+from reliactl._records import field_names
+from reliactl._records import fields as _records_fields
 from reliactl._settings import BreakerSettings
 from reliactl.errors import CircuitOpenError, ReliactlError, StateError
 from reliactl.hostname import hostname
@@ -63,7 +59,13 @@ from reliactl.state.base import BreakerEvent
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
-    from typing import Any, ParamSpec, Protocol, TypeVar
+    import contextlib
+    import logging
+    import threading
+    import weakref
+    from collections.abc import Coroutine
+    from dataclasses import dataclass, field
+    from typing import Any, ParamSpec, Protocol, TypeGuard, TypeVar
 
     from reliactl.config import Config
     from reliactl.state.base import Record, RecordKind, StateStore
@@ -74,6 +76,13 @@ else:
     # Without typing (~3 ms of the `breaker` commands' start, issue 21): the type checker
     # reads Clock as a typing.Protocol; at run time it is a plain base class.
     Protocol = object
+    # Without dataclasses (with inspect, ast, dis and tokenize, ~15 ms of every `breaker`
+    # start, issue 21): BreakerConfig and BreakerSnapshot are _records classes, as state.base's.
+    from reliactl._records import dataclass, field
+
+    # The records' string annotations name Any: at run time it stands for object (any value),
+    # so typing.get_type_hints resolves them without this module importing typing.
+    Any = object
 
 __all__ = [
     "Admission",
@@ -91,7 +100,26 @@ __all__ = [
     "list_breakers",
 ]
 
-log = logging.getLogger("reliactl.breaker")
+
+_LOGGER: list[logging.Logger] = []
+
+
+def _log() -> logging.Logger:
+    """The "reliactl.breaker" logger; logging is imported at the first message (with
+    traceback, string, textwrap and threading, ~7 ms of every `breaker` start, issue 21)."""
+    if not _LOGGER:
+        import logging
+
+        _LOGGER.append(logging.getLogger("reliactl.breaker"))
+    return _LOGGER[0]
+
+
+def __getattr__(name: str) -> Any:
+    """``reliactl.breaker.log`` (the module's logger, once a plain global) made on access."""
+    if name == "log":
+        return _log()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 RECORD_KIND: RecordKind = "breaker"
 DEFAULT_MAX_RECOVERY_TIMEOUT = 3600.0
@@ -169,10 +197,10 @@ class BreakerConfig(BreakerSettings):
     def from_settings(cls, settings: BreakerSettings, **overrides: Any) -> BreakerConfig:
         """The config of a breaker from ``config.circuit_breaker.settings_for(name)``."""
         values: dict[str, Any] = {}
-        for f in dataclasses.fields(BreakerSettings):
-            value = getattr(settings, f.name)
+        for name in _SETTINGS_FIELDS:
+            value = getattr(settings, name)
             if value is not None:  # unset (an override): the default applies
-                values[f.name] = value
+                values[name] = value
         values.update(overrides)
         return cls(**values)
 
@@ -193,14 +221,17 @@ class BreakerConfig(BreakerSettings):
     def describe(self) -> dict[str, Any]:
         """JSON-friendly view (exception classes by name), as `breaker show` prints it."""
         out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name == "excluded_exceptions":
+        for name in field_names(self):  # a user's dataclass subclass: its fields too
+            value = getattr(self, name)
+            if name == "excluded_exceptions":
                 value = [c.__name__ for c in value]
-            elif f.name == "is_failure":
+            elif name == "is_failure":
                 value = None if value is None else getattr(value, "__name__", repr(value))
-            out[f.name] = value
+            out[name] = value
         return out
+
+
+_SETTINGS_FIELDS = tuple(f.name for f in _records_fields(BreakerSettings))
 
 
 def _default_settings(name: str) -> BreakerSettings:
@@ -285,36 +316,118 @@ def _new_token() -> str:
     return f"{_HOST}:{os.getpid()}:{next(_token_counter)}"
 
 
-@dataclass(slots=True)
-class _Core:
-    """A breaker's state. ``now`` values are in the backend's clock; ``*_wall`` are epoch."""
+_FACTORY: Any = object()  # _Core's ``trials`` not given: a new dict, as default_factory=dict
 
-    state: str = _CLOSED
-    consecutive_failures: int = 0
-    trial_successes: int = 0
-    opened_at: float | None = None
-    opened_wall: float | None = None
-    open_for: float | None = None  # None while open: tripped until closed by hand
-    reopens: int = 0
-    forced: bool = False
-    trials: dict[str, dict[str, Any]] = field(default_factory=dict)
-    window: str = ""  # "0" success, "1" failure; newest last
-    calls: int = 0
-    successes: int = 0
-    failures: int = 0
-    rejections: int = 0
-    slow_calls: int = 0
-    ignored: int = 0
-    since: float = 0.0
-    last_failure: str | None = None
-    last_failure_at: float | None = None
-    # Set by the in-memory failure path, which keeps the exception's class and its text
-    # (``str(exc)``, cut to MAX_REASON) and formats the reason only when it is read:
-    # ``last_failure`` is then that text; read the reason through ``reason()``.
-    last_failure_type: type[BaseException] | None = None
-    # In memory only: failures counted by that path whose "1"s are not yet in ``window``
-    # (``CircuitBreaker._settle`` appends them, under the lock, before the window is read).
-    pending_failures: int = 0
+
+class _Core:
+    """A breaker's state. ``now`` values are in the backend's clock; ``*_wall`` are epoch.
+
+    What ``@dataclass(slots=True)`` made of it (fields and defaults in this order, keyword or
+    positional ``__init__``, ``trials`` a new dict by default, repr, value equality, no
+    hash), written out: the dataclass decorator imported dataclasses and compiled its
+    methods at every `breaker` start (issue 21; tests/test_breaker_startup.py compares the
+    two). Fields:
+
+    state, consecutive_failures, trial_successes, opened_at, opened_wall, open_for (None
+    while open: tripped until closed by hand), reopens, forced, trials, window ("0" success,
+    "1" failure; newest last), calls, successes, failures, rejections, slow_calls, ignored,
+    since, last_failure, last_failure_at, last_failure_type, pending_failures.
+
+    ``last_failure_type`` is set by the in-memory failure path, which keeps the exception's
+    class and its text (``str(exc)``, cut to MAX_REASON) and formats the reason only when it
+    is read: ``last_failure`` is then that text; read the reason through ``reason()``.
+    ``pending_failures`` (in memory only): failures counted by that path whose "1"s are not
+    yet in ``window`` (``CircuitBreaker._settle`` appends them, under the lock, before the
+    window is read).
+    """
+
+    __slots__ = (  # noqa: RUF023 - the fields' order: __init__'s, repr's, equality's
+        "state",
+        "consecutive_failures",
+        "trial_successes",
+        "opened_at",
+        "opened_wall",
+        "open_for",
+        "reopens",
+        "forced",
+        "trials",
+        "window",
+        "calls",
+        "successes",
+        "failures",
+        "rejections",
+        "slow_calls",
+        "ignored",
+        "since",
+        "last_failure",
+        "last_failure_at",
+        "last_failure_type",
+        "pending_failures",
+    )
+
+    def __init__(
+        self,
+        state: str = _CLOSED,
+        consecutive_failures: int = 0,
+        trial_successes: int = 0,
+        opened_at: float | None = None,
+        opened_wall: float | None = None,
+        open_for: float | None = None,
+        reopens: int = 0,
+        forced: bool = False,
+        trials: dict[str, dict[str, Any]] = _FACTORY,
+        window: str = "",
+        calls: int = 0,
+        successes: int = 0,
+        failures: int = 0,
+        rejections: int = 0,
+        slow_calls: int = 0,
+        ignored: int = 0,
+        since: float = 0.0,
+        last_failure: str | None = None,
+        last_failure_at: float | None = None,
+        last_failure_type: type[BaseException] | None = None,
+        pending_failures: int = 0,
+    ) -> None:
+        self.state = state
+        self.consecutive_failures = consecutive_failures
+        self.trial_successes = trial_successes
+        self.opened_at = opened_at
+        self.opened_wall = opened_wall
+        self.open_for = open_for
+        self.reopens = reopens
+        self.forced = forced
+        self.trials = {} if trials is _FACTORY else trials
+        self.window = window
+        self.calls = calls
+        self.successes = successes
+        self.failures = failures
+        self.rejections = rejections
+        self.slow_calls = slow_calls
+        self.ignored = ignored
+        self.since = since
+        self.last_failure = last_failure
+        self.last_failure_at = last_failure_at
+        self.last_failure_type = last_failure_type
+        self.pending_failures = pending_failures
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"{self.__class__.__qualname__}({inner})"
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is self.__class__:
+            names = self.__slots__
+            return tuple(getattr(self, n) for n in names) == tuple(getattr(other, n) for n in names)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass (eq, not frozen)
+
+    def replace(self, **changes: Any) -> _Core:
+        """A copy with ``changes`` (``dataclasses.replace``)."""
+        values = {name: getattr(self, name) for name in self.__slots__}
+        values.update(changes)
+        return _Core(**values)
 
     _INT_FIELDS = (
         "consecutive_failures",
@@ -357,7 +470,7 @@ class _Core:
                 core.opened_at = core.opened_wall = wall
             return core
         except (TypeError, ValueError, OverflowError) as exc:
-            log.warning("breaker record unreadable (%s); starting it closed", exc)
+            _log().warning("breaker record unreadable (%s); starting it closed", exc)
             return cls(since=wall)
 
     def reason(self) -> str | None:
@@ -710,11 +823,26 @@ def _snapshot(
 # on one breaker, 826 calls/s with turns, 115/s and a 10 s p99 without). Any other store may
 # hold one connection that is not safe for concurrent transactions: all its operations are
 # serialised, per store (never process-wide, as they once were).
-_UNGUARDED = contextlib.nullcontext()
-_STORE_LOCKS: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
+
+
+class _Unguarded:
+    """``contextlib.nullcontext()`` (without importing contextlib at every `breaker` start)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+_UNGUARDED = _Unguarded()
+# Made at the first store that is not thread-safe (weakref is not imported before).
+_STORE_LOCKS: list[weakref.WeakKeyDictionary[Any, threading.Lock]] = []
 _RECORD_LOCKS: dict[tuple[str, str], threading.Lock] = {}
-_STORE_LOCKS_GUARD = threading.Lock()
-_UNHASHABLE_STORES_LOCK = threading.Lock()  # a store that cannot be a weak key shares this one
+_STORE_LOCKS_GUARD = allocate_lock()
+_UNHASHABLE_STORES_LOCK = allocate_lock()  # a store that cannot be a weak key shares this one
 
 
 def _store_guard(store: Any, updating: str | None = None) -> contextlib.AbstractContextManager[Any]:
@@ -727,13 +855,18 @@ def _store_guard(store: Any, updating: str | None = None) -> contextlib.Abstract
         lock = _RECORD_LOCKS.get(key)
         if lock is None:
             with _STORE_LOCKS_GUARD:
-                lock = _RECORD_LOCKS.setdefault(key, threading.Lock())
+                lock = _RECORD_LOCKS.setdefault(key, allocate_lock())
         return lock
     with _STORE_LOCKS_GUARD:
+        if not _STORE_LOCKS:
+            import weakref
+
+            _STORE_LOCKS.append(weakref.WeakKeyDictionary())
+        locks = _STORE_LOCKS[0]
         try:
-            lock = _STORE_LOCKS.get(store)
+            lock = locks.get(store)
             if lock is None:
-                lock = _STORE_LOCKS[store] = threading.Lock()
+                lock = locks[store] = allocate_lock()
         except TypeError:
             lock = _UNHASHABLE_STORES_LOCK
     return lock
@@ -822,7 +955,7 @@ class CircuitBreaker:
         self.clock = clock if clock is not None else SYSTEM_CLOCK
         self._mono = self.clock.monotonic
         self._wall = self.clock.time
-        self._lock = threading.Lock()
+        self._lock = allocate_lock()
         self._core = _Core(since=self.clock.time())
         self._events: deque[BreakerEvent] = deque(maxlen=100)
         self._state_listeners: list[StateListener] = []
@@ -1014,7 +1147,7 @@ class CircuitBreaker:
             try:
                 listener(error)
             except Exception:
-                log.exception("on_call_rejected listener of breaker %r failed", self.name)
+                _log().exception("on_call_rejected listener of breaker %r failed", self.name)
         raise error
 
     def _finish(self, token: str | None, started: float, outcome: str, reason: str | None) -> None:
@@ -1047,7 +1180,9 @@ class CircuitBreaker:
                     if count(self.name, self._config_id, cfg.sliding_window_size):
                         return
                 except StateError as exc:
-                    log.warning("breaker %r: could not record a call's outcome: %s", self.name, exc)
+                    _log().warning(
+                        "breaker %r: could not record a call's outcome: %s", self.name, exc
+                    )
                     return
             count_failure = self._count_failure
             if count_failure is not None and outcome == "failure" and token is None:
@@ -1063,7 +1198,9 @@ class CircuitBreaker:
                     ):
                         return
                 except StateError as exc:
-                    log.warning("breaker %r: could not record a call's outcome: %s", self.name, exc)
+                    _log().warning(
+                        "breaker %r: could not record a call's outcome: %s", self.name, exc
+                    )
                     return
 
             def update(record: Record | None) -> tuple[Record, Transitions, float]:
@@ -1078,7 +1215,7 @@ class CircuitBreaker:
             except StateError as exc:
                 # The call itself is over: losing its outcome must not turn a success into an
                 # error (nor hide the call's own exception). Admission still raises StateError.
-                log.warning("breaker %r: could not record a call's outcome: %s", self.name, exc)
+                _log().warning("breaker %r: could not record a call's outcome: %s", self.name, exc)
                 return
         if out:
             self._emit(out, logged)
@@ -1165,13 +1302,14 @@ class CircuitBreaker:
                     with _store_guard(self.store):
                         self.store.add_event(event)
                 except Exception as exc:  # the transition itself is already committed
-                    log.warning("breaker %r: could not record a transition: %s", self.name, exc)
-            log.info("breaker %r: %s -> %s (%s)", self.name, from_state, to_state, reason)
+                    _log().warning("breaker %r: could not record a transition: %s", self.name, exc)
+            if "logging" in sys.modules:  # else no handler or level is set: INFO goes nowhere
+                _log().info("breaker %r: %s -> %s (%s)", self.name, from_state, to_state, reason)
             for listener in self._state_listeners:
                 try:
                     listener(event)
                 except Exception:
-                    log.exception("on_state_change listener of breaker %r failed", self.name)
+                    _log().exception("on_state_change listener of breaker %r failed", self.name)
 
     # ---- calls
 
@@ -1185,7 +1323,7 @@ class CircuitBreaker:
         flags = code.co_flags if code is not None else 0
         if flags & _CO_GENERATORS or code is None:
             _refuse_generator(fn)
-        if (flags & _CO_COROUTINE) if code is not None else inspect.iscoroutinefunction(fn):
+        if (flags & _CO_COROUTINE) if code is not None else _iscoroutinefunction(fn):
             return self._run_async(fn, args, kwargs)
         return self._run_sync(fn, args, kwargs)
 
@@ -1214,7 +1352,7 @@ class CircuitBreaker:
             self._finish_exc(token, started, exc)
             raise
         kind = type(result)
-        if kind not in _PLAIN_TYPES and (kind in _AWAITABLE_TYPES or inspect.isawaitable(result)):
+        if kind not in _PLAIN_TYPES and (kind in _AWAITABLE_TYPES or _isawaitable(result)):
             # A plain function that returned a coroutine: the call is only done when awaited.
             return self._await(result, token, started)
         if self._hot and token is None:
@@ -1308,7 +1446,7 @@ class CircuitBreaker:
         if self.store is None:
             with self._lock:
                 core = self._fold()
-                core = dataclasses.replace(core, trials=dict(core.trials))
+                core = core.replace(trials=dict(core.trials))
             return _snapshot(self.name, core, self._mono(), False, self._config_view)
         with _store_guard(self.store):
             record = self.store.get(RECORD_KIND, self.name)
@@ -1383,15 +1521,37 @@ class CircuitBreaker:
         def action(core: _Core, now: float, wall: float, out: Transitions) -> None:
             previous = core.state
             fresh = _Core(since=wall)
-            for f in dataclasses.fields(_Core):
-                setattr(core, f.name, getattr(fresh, f.name))
+            for name in _Core.__slots__:
+                setattr(core, name, getattr(fresh, name))
             out.append((previous, _CLOSED, reason))
 
         self._operate(action)
 
 
-_CO_COROUTINE = inspect.CO_COROUTINE
-_CO_GENERATORS = inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
+# inspect's flags, without importing inspect (with ast, dis and tokenize, ~7 ms of every
+# `breaker` start, issue 21); tests/test_breaker_startup.py compares them.
+_CO_COROUTINE = 0x80  # inspect.CO_COROUTINE
+_CO_GENERATORS = 0x20 | 0x200  # inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
+
+
+def _iscoroutinefunction(fn: object) -> TypeGuard[Callable[..., Coroutine[Any, Any, Any]]]:
+    """``inspect.iscoroutinefunction`` (inspect imported when a breaker first needs it)."""
+    import inspect
+
+    return inspect.iscoroutinefunction(fn)
+
+
+def _first_isawaitable(obj: object) -> bool:
+    """``inspect.isawaitable``, which replaces this function as ``_isawaitable`` at its first
+    call (a guarded call returned an object that is not a plain value)."""
+    global _isawaitable
+    import inspect
+
+    _isawaitable = inspect.isawaitable
+    return _isawaitable(obj)
+
+
+_isawaitable: Callable[[object], bool] = _first_isawaitable
 _AWAITABLE_TYPES: frozenset[type] = frozenset({types.CoroutineType})
 _PLAIN_TYPES: frozenset[type] = frozenset(
     {type(None), int, float, str, bytes, bool, dict, list, tuple, set}
@@ -1419,7 +1579,7 @@ def _safe_predicate(predicate: Callable[[BaseException], bool], exc: BaseExcepti
     try:
         return bool(predicate(exc))
     except Exception:
-        log.exception("is_failure predicate raised; counting the exception as a failure")
+        _log().exception("is_failure predicate raised; counting the exception as a failure")
         return True
 
 
@@ -1520,7 +1680,7 @@ class CircuitBreakerManager:
 
     def __init__(self) -> None:
         self._breakers: dict[str, CircuitBreaker] = {}
-        self._lock = threading.Lock()
+        self._lock = allocate_lock()
         self._store: StateStore | None = None
         self._opened_store: StateStore | None = None
 
@@ -1680,7 +1840,7 @@ def _decorate(
         found = lookup(name)
         return create() if found is None else found
 
-    if inspect.iscoroutinefunction(fn):
+    if _iscoroutinefunction(fn):
 
         @functools.wraps(fn)
         async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
@@ -1711,9 +1871,7 @@ def _decorate(
                 b._finish_exc(None, 0.0, exc)
                 raise
             kind = type(result)
-            if kind in _PLAIN_TYPES or not (
-                kind in _AWAITABLE_TYPES or inspect.isawaitable(result)
-            ):
+            if kind in _PLAIN_TYPES or not (kind in _AWAITABLE_TYPES or _isawaitable(result)):
                 if b._hot:
                     next(b._hits)
                     return result

@@ -10,11 +10,14 @@ import os
 import stat
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
+    from dataclasses import dataclass
+
     from reliactl.config import AlertSink, Config
+else:  # dataclasses without the dataclasses module (~10 ms of `doctor`, issue 21)
+    from reliactl._records import dataclass
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 # The token file of examples/systemd/reliactl-serve.service (`reliactl serve --token-file`).
@@ -36,6 +39,8 @@ class Finding:
 
 @dataclass(frozen=True)
 class DoctorReport:
+    """Every check's Finding, in the order `reliactl doctor` prints them."""
+
     findings: tuple[Finding, ...]
 
     @property

@@ -233,6 +233,10 @@ CORE_MODULES = (
     "reliactl.health.model",
     "reliactl.health.alertstate",
     "reliactl.schedule",
+    # the `breaker`, `state info/sync` and `doctor` commands' (issue 21 item 4, brkstart)
+    "reliactl.breaker",
+    "reliactl.state.ops",
+    "reliactl.doctor",
 )
 
 

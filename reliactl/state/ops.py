@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
 
 from reliactl.state.base import RECORD_KINDS
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
+    from dataclasses import dataclass, field
     from typing import Any
 
     from reliactl.config import Config
@@ -21,6 +21,10 @@ if TYPE_CHECKING:
     from reliactl.state.redis import RedisStateStore
     from reliactl.state.sqlite import SQLiteStateStore
     from reliactl.state.url import StateURL
+else:  # dataclasses without the dataclasses module (~15 ms of `state info`, issue 21)
+    from reliactl._records import dataclass, field
+
+    Any = object  # the records' string annotations name it (see state/base.py)
 
 
 @dataclass(frozen=True)
@@ -79,8 +83,16 @@ def _remote(config: Config, url: StateURL) -> RedisStateStore:
     return _open_redis(config, url)
 
 
+def _no_url(config: Config) -> bool:
+    """``state.url`` is empty: SQLite at ``state.path``, as ``parse_state_url`` says, without
+    importing it (urllib.parse and ipaddress, ~3-4 ms of `state info`/`sync`, issue 21)."""
+    return not config.state.url.strip()
+
+
 def _local_path(config: Config) -> str:
     """This host's SQLite store: state.url when it is one, else state.path."""
+    if _no_url(config):
+        return os.path.expanduser(config.state.path)
     parsed = _parsed_url(config)
     path = parsed.path if parsed.backend == "sqlite" and parsed.path else config.state.path
     return os.path.expanduser(path)
@@ -97,8 +109,8 @@ def state_info(config: Config) -> StateInfo:
     this host's queue. Raises StateUnavailableError when Redis does not answer."""
     from reliactl.state import local_store_opener
 
-    parsed = _parsed_url(config)
-    if parsed.backend == "sqlite":
+    parsed = None if _no_url(config) else _parsed_url(config)
+    if parsed is None or parsed.backend == "sqlite":
         with _open_sqlite(_local_path(config), config) as store:
             started = time.perf_counter()
             store.conn.execute("SELECT 1").fetchone()
@@ -187,6 +199,8 @@ def sync_queued(config: Config) -> SyncReport | None:
     from reliactl.state import local_store_opener
     from reliactl.state.fleet import SyncReport, sync
 
+    if _no_url(config):
+        return None
     parsed = _parsed_url(config)
     if parsed.backend == "sqlite":
         return None
