@@ -166,6 +166,13 @@ async def _run_check(check: Check, ctx: CheckContext) -> HealthMetric:
 # that takes longer (a slow program, a hung mount) delays those queued behind it by at most
 # this long; its own timeout, like every check's, counts from its own start.
 LANE_S = 0.01
+# The longest the caller's thread waits without looking at signals. A Ctrl-C that reaches the
+# process while that thread is about to block, or that the kernel hands to another thread
+# (6.x kernels give a signal a process sends itself to the sending thread), does not wake a
+# lock wait: CPython runs the handler, and so raises KeyboardInterrupt, only when the wait
+# returns. Without a bound that was the next check's timeout (30 s by default), while the
+# lane went on starting queued checks.
+INTERRUPT_POLL_S = 0.2
 
 
 def run_checks_in_threads(
@@ -252,7 +259,8 @@ class _ThreadedRound:
                     if not (self.waiting or self.running):
                         return self.results
                     if not self._free_slot():
-                        self.changed.wait(max(0.0, self._next_deadline() - time.monotonic()))
+                        wait = self._next_deadline() - time.monotonic()
+                        self.changed.wait(min(max(0.0, wait), INTERRUPT_POLL_S))
             finally:
                 # Whatever ends the round (Ctrl-C, an error), no check starts after it: the
                 # lane would otherwise go on starting the queued ones, unwatched.
