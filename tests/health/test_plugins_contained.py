@@ -28,7 +28,7 @@ from reliactl.state.sqlite import open_store
 GONE_WITHIN = 15.0  # generous: only a hang (or a survivor) fails
 
 
-def escaping_plugin(tmp_path: Path, then: str = "sleep 60") -> list[str]:
+def escaping_plugin(tmp_path: Path, then: str = "exec sleep 60") -> list[str]:
     """A plugin that writes its pid, double-forks a grandchild into a session of its own
     (setsid, orphaned at once: not a descendant of the plugin any more) that writes its pid
     and sleeps, waits until that grandchild is there, then runs ``then``."""
