@@ -168,7 +168,7 @@ def command_checks(runs: int, base: str | None) -> None:
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         cfg = Path(tmp) / "reliactl.yaml"
         checks = "\n".join(
-            f"    - {{name: c{i}, kind: command, command: [true]}}" for i in range(CHECKS)
+            f"    - {{name: c{i}, kind: command, command: ['true']}}" for i in range(CHECKS)
         )
         cfg.write_text(f"health_monitor:\n  system_checks: []\n  checks:\n{checks}\n")
         candidates: dict[str, Callable[[], object]] = {}
@@ -193,6 +193,12 @@ def command_checks(runs: int, base: str | None) -> None:
                 cpu_program[name].append(float(cpu))
 
             candidates[f"one program, {CHECKS} in a row ({name})"] = one
+        for name, tree in trees.items():  # a config error would be timed as a fast health
+            tree_env = dict(env) if tree is None else {**env, "PYTHONPATH": tree}
+            argv = [py, "-m", "reliactl", "--config", str(cfg), "health", "--json", "--no-alerts"]
+            done = subprocess.run(argv, env=tree_env, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise SystemExit(f"health ({name}) exited {done.returncode}: {done.stderr}")
         load = os.getloadavg()[0]
         rounds = interleave_once(candidates, rounds=runs)
     print(f"\n{CHECKS} command checks `true` (load average {load:.1f} at the start)")

@@ -1439,10 +1439,13 @@ class Contained:
                 in_r, in_w = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC), -1
                 opened.append(in_r)
             prepare_subreaper()
+            import gc as _gc  # built in: no file to read
+
             with _all_signals_blocked():
                 pid = os.fork()
                 if pid == 0:  # pragma: no cover - the child never returns here
                     try:
+                        _gc.disable()  # a collection would walk (and copy) reliactl's whole heap
                         os.dup2(in_r, 0)
                     except BaseException:
                         os._exit(125)
