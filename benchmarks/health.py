@@ -6,7 +6,12 @@ runs in its own process; `curl --parallel` fetching the same 50 URLs is the peer
 interleaved rounds as the CLI. Printed after the machine's load: median, min..max, ratio.
 (500 and 5,000 checks: benchmarks/health_scale.py.)
 
-    python benchmarks/health.py [--runs N]
+Then 50 `command` checks running `true` (each plugin contained under a shim of its own, as
+`run` contains its job: DESIGN section 7, "Hostile environments"): the CLI's wall time and
+the cost of one program (``run_program``, 50 in a row), with ``--base DIR`` (a tree without
+the shim, e.g. /tmp/basede55) in the same interleaved rounds.
+
+    python benchmarks/health.py [--runs N] [--base DIR] [--commands-only]
 """
 
 from __future__ import annotations
@@ -52,7 +57,12 @@ def command(argv: list[str], env: dict[str, str]) -> Callable[[], object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=sized(15, 1), help="interleaved rounds")
+    parser.add_argument("--base", help="a reliactl tree (its parent of reliactl/) to compare")
+    parser.add_argument("--commands-only", action="store_true", help="only the command checks")
     args = parser.parse_args()
+    if args.commands_only:
+        command_checks(args.runs, args.base)
+        return
     py = sys.executable
     print_header(f"reliactl health, {args.runs} interleaved rounds")
     with tempfile.TemporaryDirectory() as tmp:
@@ -126,6 +136,77 @@ def main() -> None:
         print_spread_table(rounds, base)
         status = json.loads(out.stdout)["status"] if out.stdout else f"exit {out.returncode}"
         print(f"(CLI status {status}; in-process statuses {sorted(statuses)}; goal < 1000 ms)")
+    command_checks(args.runs, args.base)
+
+
+ONE_PROGRAM = """
+import os, time
+from reliactl.health.checks import run_program
+run_program(["true"], 5)
+started, cpu = time.perf_counter(), os.times()
+for _ in range({n}):
+    run_program(["true"], 5)
+wall, end = time.perf_counter() - started, os.times()
+used = sum(end[:4]) - sum(cpu[:4])  # ours and our children's (shims, plugins) user + system
+print(wall / {n}, used / {n})
+"""
+
+
+def command_checks(runs: int, base: str | None) -> None:
+    """50 command checks `true`: the CLI and one program in-process, this tree and ``base``."""
+    py = sys.executable
+    trees = {"this tree": None} if base is None else {"this tree": None, "base": base}
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {
+            **os.environ,
+            "HOME": tmp,
+            "XDG_STATE_HOME": f"{tmp}/state",
+            "XDG_CONFIG_HOME": f"{tmp}/cfg",
+            "NO_COLOR": "1",
+            "RELIACTL_CONFIG": "",
+        }
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        cfg = Path(tmp) / "reliactl.yaml"
+        checks = "\n".join(
+            f"    - {{name: c{i}, kind: command, command: ['true']}}" for i in range(CHECKS)
+        )
+        cfg.write_text(f"health_monitor:\n  system_checks: []\n  checks:\n{checks}\n")
+        candidates: dict[str, Callable[[], object]] = {}
+        per_program: dict[str, list[float]] = {name: [] for name in trees}
+        cpu_program: dict[str, list[float]] = {name: [] for name in trees}
+        for name, tree in trees.items():
+            tree_env = dict(env)
+            if tree is not None:
+                tree_env["PYTHONPATH"] = tree
+            argv = [py, "-m", "reliactl"]  # the same start for both trees
+            candidates[f"health, {CHECKS} command checks ({name})"] = command(
+                [*argv, "--config", str(cfg), "health", "--json", "--no-alerts"], tree_env
+            )
+
+            def one(tree_env: dict[str, str] = tree_env, name: str = name) -> None:
+                out = subprocess.run(
+                    [py, "-c", ONE_PROGRAM.format(n=CHECKS)],
+                    env=tree_env, capture_output=True, text=True, check=True,
+                )  # fmt: skip
+                wall, cpu = out.stdout.split()
+                per_program[name].append(float(wall))
+                cpu_program[name].append(float(cpu))
+
+            candidates[f"one program, {CHECKS} in a row ({name})"] = one
+        for name, tree in trees.items():  # a config error would be timed as a fast health
+            tree_env = dict(env) if tree is None else {**env, "PYTHONPATH": tree}
+            argv = [py, "-m", "reliactl", "--config", str(cfg), "health", "--json", "--no-alerts"]
+            done = subprocess.run(argv, env=tree_env, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise SystemExit(f"health ({name}) exited {done.returncode}: {done.stderr}")
+        load = os.getloadavg()[0]
+        rounds = interleave_once(candidates, rounds=runs)
+    print(f"\n{CHECKS} command checks `true` (load average {load:.1f} at the start)")
+    print_spread_table({k: v for k, v in rounds.items() if k.startswith("health")})
+    print("\none program (run_program, in-process): wall time")
+    print_spread_table(per_program)
+    print("one program: CPU time (user + system, reliactl's and its children's)")
+    print_spread_table(cpu_program)
 
 
 if __name__ == "__main__":

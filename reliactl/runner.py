@@ -1408,6 +1408,198 @@ def signal_job(root: int, sig: int, *, group: int) -> list[JobProcess]:
     return hit
 
 
+# --------------------------------------------------------------------------- a check's programs
+
+
+class Contained:
+    """A program reliactl runs for a health check (a Nagios plugin) or a command alert sink,
+    contained as ``run`` contains a job: under a shim of its own (``_shim``: session leader,
+    child subreaper, lifeline), so that
+
+    - when its time is up, it and every descendant die, also ones that called setsid or
+      double-forked (orphans are reparented to the shim, which SIGKILLs every process under
+      it when its lifeline closes);
+    - when reliactl dies in any way, even SIGKILL, they die too (the lifeline reads EOF).
+
+    Safe to start from any thread: the shim never relies on PR_SET_PDEATHSIG (which fires
+    when the forking *thread* exits), only on the lifeline, which closes when the process
+    does. Usage: ``Contained(argv, stdin).communicate(timeout, limit)``; ``kill()`` from a
+    signal handler SIGKILLs every process of it at once.
+    """
+
+    def __init__(self, argv: Sequence[str], stdin: bytes | None = None) -> None:
+        opened: list[int] = []
+        try:
+            report_r, report_w = _pipe(opened)
+            life_r, life_w = _pipe(opened)
+            out_r, out_w = _pipe(opened)
+            if stdin is not None:
+                in_r, in_w = _pipe(opened)
+            else:
+                in_r, in_w = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC), -1
+                opened.append(in_r)
+            prepare_subreaper()
+            import gc as _gc  # built in: no file to read
+
+            with _all_signals_blocked():
+                pid = os.fork()
+                if pid == 0:  # pragma: no cover - the child never returns here
+                    try:
+                        _gc.disable()  # a collection would walk (and copy) reliactl's whole heap
+                        os.dup2(in_r, 0)
+                    except BaseException:
+                        os._exit(125)
+                    _shim(argv, None, None, frozenset(), report_w, life_r, out_w, out_w, None, None)
+        except BaseException:
+            for fd in opened:
+                os.close(fd)
+            raise
+        for fd in (report_w, life_r, out_w, in_r):
+            os.close(fd)
+        os.set_blocking(out_r, False)
+        os.set_blocking(report_r, False)
+        self.pid = pid
+        self._report_r, self._life_w, self._out_r, self._in_w = report_r, life_w, out_r, in_w
+        self._stdin = stdin or b""
+        self._sent = 0
+        self._reaped = False  # set before the shim is reaped: kill() then leaves its pid alone
+        self._report = b""
+        self._code: int | None = None
+        self._failed: str | None = None
+
+    def kill(self) -> None:
+        """SIGKILL every process of the program now (the shim reaps them and exits)."""
+        if not self._reaped:
+            signal_job(self.pid, signal.SIGKILL, group=self.pid)
+
+    def communicate(self, timeout: float, limit: int) -> tuple[int | None, bytes]:
+        """(exit code, negative for a signal, or None when ``timeout`` passed first; the first
+        ``limit`` bytes of its stdout and stderr). Returns once the program has exited and its
+        output ended (or, with descendants still holding it, was quiet for ``DRAIN_QUIET``), or
+        at ``timeout``; either way no process of it is left running. Raises OSError (its
+        FileNotFoundError, PermissionError) when the program cannot be started."""
+        try:
+            code, failed, output = self._collect(timeout, limit)
+        finally:
+            self._end()
+        if failed is not None:
+            number, _, why = failed.partition(" ")
+            raise OSError(int(number) if number.isdigit() else errno.EIO, why)
+        return code, output
+
+    def _collect(self, timeout: float, limit: int) -> tuple[int | None, str | None, bytes]:
+        now = time.monotonic()
+        deadline = now + timeout
+        quiet_at = drain_end = None  # once the program exited: stop at quiet or at DRAIN_MAX
+        out = bytearray()
+        poller = select.poll()
+        poller.register(self._out_r, select.POLLIN)
+        poller.register(self._report_r, select.POLLIN)
+        if self._in_w >= 0:
+            os.set_blocking(self._in_w, False)
+            poller.register(self._in_w, select.POLLOUT)
+        while True:
+            end = deadline if quiet_at is None else min(deadline, quiet_at)
+            if now >= end or self._failed is not None:
+                break
+            events = poller.poll(max(1, int((end - now) * 1000 + 0.999)))
+            now = time.monotonic()
+            for fd, _ in events:
+                if fd == self._in_w:
+                    if self._feed():
+                        poller.unregister(fd)
+                    continue
+                if fd == self._report_r:
+                    if not self._read_report():
+                        poller.unregister(fd)
+                    if self._code is not None and drain_end is None:
+                        quiet_at, drain_end = now + DRAIN_QUIET, now + DRAIN_MAX
+                    continue
+                try:
+                    data = os.read(fd, 65536)
+                except BlockingIOError:
+                    continue
+                if not data:  # every writer is gone: the shim too, so its report is whole
+                    self._read_report()
+                    return self._code, self._failed, bytes(out[:limit])
+                if len(out) < limit:
+                    out += data
+                if drain_end is not None:
+                    quiet_at = min(now + DRAIN_QUIET, drain_end)
+        with contextlib.suppress(OSError):  # what it wrote before it exited is in the pipe
+            while len(out) < limit and (data := os.read(self._out_r, 65536)):
+                out += data
+        return self._code, self._failed, bytes(out[:limit])
+
+    def _feed(self) -> bool:
+        """Write more of its stdin; True once all is written (or it closed its end) and our
+        end is closed."""
+        try:
+            self._sent += os.write(self._in_w, self._stdin[self._sent : self._sent + 65536])
+        except BlockingIOError:
+            return False
+        except OSError:  # EPIPE: it did not read it all; its exit status tells
+            self._sent = len(self._stdin)
+        if self._sent < len(self._stdin):
+            return False
+        os.close(self._in_w)
+        self._in_w = -1
+        return True
+
+    def _read_report(self) -> bool:
+        """Take the shim's report lines (``S<wait status>``, ``E<errno> <why>``) from its pipe;
+        False at EOF (the shim has exited)."""
+        data = _read_all(self._report_r)
+        self._report += data
+        while b"\n" in self._report:
+            line, _, self._report = self._report.partition(b"\n")
+            if line[:1] == b"S" and self._code is None:
+                self._code = os.waitstatus_to_exitcode(int(line[1:]))
+            elif line[:1] == b"E":
+                self._failed = line[1:].decode("utf-8", "replace")
+        return bool(data)
+
+    def _end(self) -> None:
+        """Close the lifeline (the shim SIGKILLs whatever is left and exits) and reap the shim,
+        within a bound: if it has not exited after ``CONTAINED_REAP`` seconds, it and the
+        processes under it are killed from here."""
+        for fd in (self._life_w, self._out_r, self._report_r, self._in_w):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._life_w = self._out_r = self._report_r = self._in_w = -1
+        self._reaped = True  # from here on the shim kills them all; its pid may be reaped
+        pid = self.pid
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                return
+            if not _exited_within(pid, CONTAINED_REAP):
+                signal_job(pid, signal.SIGKILL, group=pid)  # stuck, or racing a fork bomb
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+
+
+CONTAINED_REAP = 2.0  # how long a Contained's shim may take to kill what is left and exit
+
+
+def _exited_within(pid: int, timeout: float) -> bool:
+    """Whether our child ``pid`` exits within ``timeout`` seconds (not reaped: still ours)."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (OSError, AttributeError):  # no pidfds (Linux < 5.3): look a few times
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                return True
+            time.sleep(0.01)
+        return False
+    try:
+        return bool(_readable([pidfd], timeout))
+    finally:
+        os.close(pidfd)
+
+
 # --------------------------------------------------------------------------- parent side
 
 

@@ -1135,78 +1135,45 @@ def split_plugin_output(output: str) -> tuple[str, str]:
 
 
 MAX_OUTPUT = 64 * 1024
-# Programs run_program is waiting for: a CLI stopped by a signal kills their groups (each runs
-# in its own session, so a signal to ours never reaches them) instead of orphaning them.
+# Programs run_program is waiting for: a CLI stopped by a signal kills them at once (each runs
+# in its own session, so a signal to ours never reaches them; kill -9 of reliactl is their
+# lifeline's job, see reliactl.runner.Contained).
 _RUNNING: set[Any] = set()
 
 
 def kill_running_programs() -> int:
-    """SIGKILL the process group of every program still running; how many there were.
+    """SIGKILL every process of every program still running; how many programs there were.
 
-    Safe in a signal handler (no lock; set operations are atomic under the GIL). A program
-    already reaped (``returncode`` set) is skipped, so no recycled process group is hit.
-    ``_signal`` (the C module under ``signal``, loaded by the interpreter itself): every
-    ``health`` calls this on its way out, and ``signal``'s enums cost ~0.5 ms to build."""
-    if TYPE_CHECKING:
-        import signal as _signal
-    else:
-        import _signal
-
-    killed = 0
-    for proc in list(_RUNNING):
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, _signal.SIGKILL)
-                killed += 1
-    return killed
+    Called from a signal handler (Python runs it on the main thread between bytecodes; set
+    operations are atomic under the GIL). A program whose shim may already be reaped is
+    skipped, so no recycled pid is hit. Imports nothing: every ``health`` calls this on its way
+    out, and with no program run, the runner was never loaded."""
+    running = list(_RUNNING)
+    for program in running:
+        program.kill()
+    return len(running)
 
 
 def run_program(
     argv: Sequence[str], timeout: float, stdin: bytes | None = None
 ) -> tuple[int | None, str]:
-    """(exit code or None on timeout, output) of a program in its own process group.
+    """(exit code or None on timeout, output) of a program contained as ``run`` contains a job.
 
-    On timeout the whole group is killed; a grandchild that keeps the pipe open cannot make
-    this wait past the timeout (plus one second to collect what was written).
+    At the timeout the program and every process it started are killed, also ones that
+    called setsid or double-forked (it runs under a shim that is their subreaper); if
+    reliactl dies, even by SIGKILL, they die too (the shim's lifeline). A descendant that keeps
+    the pipe open cannot make this wait past the timeout: once the program has exited, what
+    it left running is killed when the output has been quiet for a moment.
     """
-    import subprocess
+    from reliactl.runner import Contained
 
-    proc = subprocess.Popen(
-        list(argv),
-        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        close_fds=True,
-    )
-    _RUNNING.add(proc)
+    program = Contained(argv, stdin)
+    _RUNNING.add(program)
     try:
-        return _wait_program(proc, timeout, stdin)
+        code, out = program.communicate(timeout, MAX_OUTPUT)
     finally:
-        _RUNNING.discard(proc)
-
-
-def _wait_program(proc: Any, timeout: float, stdin: bytes | None) -> tuple[int | None, str]:
-    import signal
-    import subprocess
-
-    try:
-        out, _ = proc.communicate(stdin, timeout=timeout)
-        code: int | None = proc.returncode
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        try:
-            out, _ = proc.communicate(timeout=1.0)
-        except subprocess.TimeoutExpired:
-            out = b""
-            if proc.stdout is not None:
-                proc.stdout.close()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=1.0)
-        code = None
-    text = (out or b"")[:MAX_OUTPUT].decode("utf-8", "replace")
-    return code, text
+        _RUNNING.discard(program)
+    return code, out.decode("utf-8", "replace")
 
 
 _EXIT_STATUS = {0: Status.OK, 1: Status.WARNING, 2: Status.CRITICAL, 3: Status.UNKNOWN}

@@ -1,0 +1,191 @@
+"""Programs run on a check's or an alert sink's behalf (Nagios plugins, `command` sinks) are
+contained as `run` contains its job: at their timeout they and every descendant die, also
+ones that called setsid and were orphaned (double fork); when reliactl dies, even by
+kill -9, they die too. Real processes, pid files as markers; bounds only detect hangs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from runhelpers import alive, default_signals, reliactl_cmd, wait_file, wait_for
+
+from reliactl.config import AlertSink, CheckSpec, HealthMonitorConfig
+from reliactl.health.alerts import AlertManager
+from reliactl.health.checks import custom_check, kill_running_programs, run_program
+from reliactl.health.model import HealthMetric, HealthReport, Status
+from reliactl.health.monitor import RecordStore, run_checks
+from reliactl.state.sqlite import open_store
+
+GONE_WITHIN = 15.0  # generous: only a hang (or a survivor) fails
+
+
+def escaping_plugin(tmp_path: Path, then: str = "exec sleep 60") -> list[str]:
+    """A plugin that writes its pid, double-forks a grandchild into a session of its own
+    (setsid, orphaned at once: not a descendant of the plugin any more) that writes its pid
+    and sleeps, waits until that grandchild is there, then runs ``then``."""
+    me, grand = tmp_path / "plugin.pid", tmp_path / "grand.pid"
+    script = (
+        f"echo $$ > {me}; "
+        f"( setsid sh -c 'echo $$ > {grand}; exec sleep 60' </dev/null >/dev/null 2>&1 & ); "
+        f"while [ ! -s {grand} ]; do sleep 0.01; done; {then}"
+    )
+    return ["sh", "-c", script]
+
+
+def pids(tmp_path: Path) -> tuple[int, int]:
+    return int(wait_file(tmp_path / "plugin.pid")), int(wait_file(tmp_path / "grand.pid"))
+
+
+def assert_gone(*targets: int) -> None:
+    """Every pid is gone (a zombie awaiting its reaper counts as gone) within the bound; a
+    survivor is killed so it cannot outlive the test, and fails it."""
+    if wait_for(lambda: not any(alive(pid) for pid in targets), GONE_WITHIN, 0.05):
+        return
+    survivors = [pid for pid in targets if alive(pid)]
+    for pid in survivors:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    pytest.fail(f"still running: {survivors}")
+
+
+def test_a_plugin_past_its_timeout_dies_with_its_setsid_double_forked_grandchild(
+    tmp_path: Path,
+) -> None:
+    """A command check whose plugin escapes into a new session through a double fork and
+    sleeps past the check's timeout: UNKNOWN "timed out", and neither the plugin nor the
+    escaped grandchild is left running (a killpg of the plugin's group missed the
+    grandchild, which stayed under init for its whole 60 s)."""
+    spec = CheckSpec(name="c", kind="command", command=escaping_plugin(tmp_path), timeout=2.0)
+    report = asyncio.run(run_checks([custom_check(spec, HealthMonitorConfig())], RecordStore()))
+    metric = report.metrics["c"]
+    assert metric.status is Status.UNKNOWN and "timed out" in metric.message, metric
+    assert_gone(*pids(tmp_path))
+
+
+def test_what_a_plugin_leaves_running_is_killed_when_it_exits(tmp_path: Path) -> None:
+    """A plugin that starts an escaping daemon (setsid, double fork, output elsewhere) and
+    exits OK at once: its status and output are reported as they are, and the daemon is
+    killed rather than left behind by every health run."""
+    code, output = run_program(escaping_plugin(tmp_path, then="echo 'OK - fine'; exit 0"), 30)
+    assert (code, output) == (0, "OK - fine\n")
+    assert_gone(*pids(tmp_path))
+
+
+def test_a_command_sink_past_its_timeout_dies_with_its_escaped_grandchild(
+    tmp_path: Path,
+) -> None:
+    """A `command` alert sink that escapes the same way and hangs: the delivery fails as
+    timed out, and the sink's program and its setsid'd grandchild are both gone."""
+    sink = AlertSink(name="cmd", kind="command", command=escaping_plugin(tmp_path), timeout=2.0)
+    store = RecordStore(open_store(tmp_path / "state.db"))
+    manager = AlertManager([sink], store, host="testhost")  # real clocks: one 2 s deadline
+    metric = HealthMetric("disk", Status.CRITICAL, 97.5, "disk is critical", unit="%")
+    report = HealthReport(Status.CRITICAL, {"disk": metric}, time.time(), 0.0)
+    (outcome,) = asyncio.run(manager.process(report))
+    assert not outcome.delivered and "timed out" in (outcome.error or ""), outcome
+    assert_gone(*pids(tmp_path))
+
+
+def test_kill_running_programs_kills_the_escaped_grandchild_too(tmp_path: Path) -> None:
+    """What `health` does on SIGTERM/SIGHUP/Ctrl-C: every running program dies at once with
+    everything it started, also a grandchild in a session of its own; the waiting call then
+    returns its result (killed: exit status -9) without waiting for its timeout."""
+    import threading
+
+    result: list[tuple[int | None, str]] = []
+    waiter = threading.Thread(
+        target=lambda: result.append(run_program(escaping_plugin(tmp_path), 120))
+    )
+    waiter.start()
+    plugin, grand = pids(tmp_path)
+    assert kill_running_programs() == 1
+    waiter.join(GONE_WITHIN)
+    assert not waiter.is_alive() and result and result[0][0] == -signal.SIGKILL, result
+    assert_gone(plugin, grand)
+
+
+def health_config(tmp_path: Path) -> Path:
+    cfg = tmp_path / "reliactl.yaml"
+    command = json.dumps(escaping_plugin(tmp_path))
+    cfg.write_text(
+        "health_monitor:\n  system_checks: []\n  checks:\n"
+        f"    - {{name: plugin, kind: command, timeout: 120s, command: {command}}}\n"
+    )
+    return cfg
+
+
+def kill9_while_the_plugin_runs(tmp_path: Path, *argv: str) -> None:
+    """Start reliactl (a real process), wait for its plugin and the escaped grandchild, kill -9
+    reliactl: both must be gone within the bound."""
+    cfg = health_config(tmp_path)
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state"), "HOME": str(tmp_path)}
+    proc = subprocess.Popen(
+        reliactl_cmd("--config", str(cfg), *argv),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        preexec_fn=default_signals,
+    )
+    try:
+        plugin, grand = pids(tmp_path)
+        proc.kill()
+        proc.wait(60)
+        assert_gone(plugin, grand)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_kill_9_of_health_kills_its_plugin_and_the_escaped_grandchild(tmp_path: Path) -> None:
+    """kill -9 of `reliactl health` while a plugin runs: the plugin and its setsid'd,
+    orphaned grandchild die too (the shim's lifeline reads EOF); they used to run on under
+    PID 1 for as long as they liked."""
+    kill9_while_the_plugin_runs(tmp_path, "health")
+
+
+@pytest.mark.stress
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("health", "--watch", "--interval", "1s"),
+        ("run", "--require-healthy", "--", "true"),
+        ("run", "--watch-health", "1s", "--", "sleep", "60"),
+    ],
+    ids=["health-watch", "run-require-healthy", "run-watch-health"],
+)
+def test_kill_9_of_every_command_running_plugins(tmp_path: Path, argv: tuple[str, ...]) -> None:
+    """The same for every command that runs health checks: `health --watch`, `run
+    --require-healthy` (the gate) and `run --watch-health` (checks in a thread beside the
+    job): kill -9 of reliactl leaves neither the plugin nor its escaped grandchild."""
+    kill9_while_the_plugin_runs(tmp_path, *argv)
+
+
+def test_the_plugin_gets_default_signals_and_no_descriptor_of_reliactl(tmp_path: Path) -> None:
+    """The plugin starts as from a shell: stdin /dev/null, SIGPIPE and SIGTERM at their
+    defaults, nothing open above stderr (no pipe of reliactl or of another plugin)."""
+    code, output = run_program(
+        [
+            sys.executable,
+            "-c",
+            "import os, signal; print(os.path.realpath('/proc/self/fd/0'),"
+            " signal.getsignal(signal.SIGTERM) == signal.SIG_DFL,"
+            " sorted(int(f) for f in os.listdir('/proc/self/fd')))",
+        ],
+        30,
+    )
+    assert code == 0, output
+    # Python's own listdir fd is the one above 2
+    path, default, fds = output.split(" ", 2)
+    assert path == "/dev/null" and default == "True", output
+    assert len(json.loads(fds)) == 4, output
