@@ -50,17 +50,20 @@ def _usage(message: str) -> SystemExit:
     return usage_exit(message, ExitCode.INTERNAL)  # one line, exit 125 (as timeout(1))
 
 
-def _duration(flag: str, text: str | None, *, forever: bool = False) -> float | None:
-    """Seconds from a flag value; None if unset (or "forever" where allowed)."""
+def _duration(
+    flag: str, text: str | None, *, forever: bool = False, interval: bool = False
+) -> float | None:
+    """Seconds from a flag value; None if unset (or "forever" where allowed); at most 7d for
+    an ``interval`` (a period between two looks)."""
     if text is None:
         return None
     if forever and text.strip().lower() in ("forever", "inf", "infinity"):
         return None
-    from reliactl.durations import parse_duration
+    from reliactl.durations import parse_duration, parse_interval
     from reliactl.errors import DurationError
 
     try:
-        return parse_duration(text)
+        return parse_interval(text) if interval else parse_duration(text)
     except DurationError as exc:
         raise _usage(f"{flag}: {exc}") from None
 
@@ -965,7 +968,7 @@ def _limit_flags(
 
 def _watch_flags(watch_health: str | None, on_critical: str) -> dict[str, Any]:
     """--watch-health and --on-critical as JobSpec fields."""
-    seconds = _duration("--watch-health", watch_health)
+    seconds = _duration("--watch-health", watch_health, interval=True)
     if seconds is not None and seconds <= 0:
         raise _usage(f"--watch-health: expected a positive duration, got {watch_health!r}")
     critical = _choice("--on-critical", on_critical, ("warn", "stop")) or "warn"

@@ -1,0 +1,157 @@
+"""Huge, empty and undecodable values are one-line usage errors, never a wrong outcome.
+
+An adversarial review found values that parsed but broke later: a --cpu-time past RLIMIT_CPU
+made the job "not found" (127, no reason), a --memory-max past 2^64 wrapped in the kernel and
+stopped the job at once as out of memory, a huge --watch-health killed its thread with a
+traceback, and non-UTF-8 or empty names exited 125 "internal error". Each bound has one owner
+(``reliactl.durations``: MAX_DURATION, MAX_INTERVAL, MAX_SIZE; ``reliactl.backoff.MAX_RETRIES``;
+``reliactl.cli._fastrt.require_text``), so every spelling of a value meets the same one.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from reliactl.chaos import parse_run_spec
+from reliactl.durations import (
+    MAX_DURATION,
+    MAX_SIZE,
+    parse_duration,
+    parse_interval,
+    parse_size,
+)
+from reliactl.errors import ChaosError, DurationError
+from reliactl.runner import RunOptions, memory_limit_path, run_command
+
+
+def reliactl(*args: str | bytes, **env: str) -> subprocess.CompletedProcess[str]:
+    """The real CLI in a subprocess (arguments may be bytes: not UTF-8)."""
+    return subprocess.run(
+        [sys.executable, "-m", "reliactl", *args],
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=120,
+        env={**os.environ, **env},
+    )
+
+
+def one_error_line(result: subprocess.CompletedProcess[str], code: int) -> str:
+    """The only stderr line of a usage error (exit ``code``): no traceback, nothing else."""
+    assert result.returncode == code, (result.returncode, result.stderr)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("reliactl: error: "), result.stderr
+    return lines[0]
+
+
+# ---- item 1: --cpu-time past what RLIMIT_CPU holds
+
+
+def test_a_duration_past_100_years_is_refused_in_every_spelling() -> None:
+    """MAX_DURATION (36500d) bounds every duration, whatever its spelling; it itself passes."""
+    assert parse_duration("36500d") == MAX_DURATION
+    for spelling in ("9223372036854775807s", "99999999999999999999", "1e20", "36501d", 1e20):
+        with pytest.raises(DurationError, match="at most 36500d"):
+            parse_duration(spelling)
+
+
+def test_run_cpu_time_too_large_is_a_usage_error_before_the_job_starts() -> None:
+    """`run --cpu-time 9223372036854775807s` (and RELIACTL_RUN__CPU_TIME) never starts the job:
+    one line and run's usage code 125 (the flag), 78 (the environment), no "failure" in the
+    history. It used to start, exit 127 without a reason and record a failure."""
+    result = reliactl("run", "--cpu-time", "9223372036854775807s", "--", "true")
+    assert "--cpu-time: expected a duration of at most 36500d" in one_error_line(result, 125)
+    env = reliactl("run", "--", "true", RELIACTL_RUN__CPU_TIME="9223372036854775807s")
+    assert env.returncode == 78 and "RELIACTL_RUN__CPU_TIME" in env.stderr, env.stderr
+    assert "starting" not in result.stderr + env.stderr
+    runs = reliactl("runs", "--json")
+    assert '"failure"' not in runs.stdout, runs.stdout
+
+
+def test_a_cpu_time_the_kernel_refuses_is_reported_not_taken_for_not_found() -> None:
+    """A library caller's cpu_time past RLIMIT_CPU (OverflowError in the child's setup) is
+    "cannot set --cpu-time", exit 126 with its reason, never 127 "not found" without one."""
+    result = run_command(RunOptions(command=("true",), cpu_time=1e30))
+    assert result.exit_code == 126, result
+    assert result.message is not None and "cannot set --cpu-time" in result.message, result
+
+
+def test_an_unexpected_error_in_the_childs_setup_says_what_it_was() -> None:
+    """Any other error while the command's process is set up (here an I/O class the library
+    does not know) is reported with its type and exits 126, never a silent 127."""
+    result = run_command(RunOptions(command=("true",), io_class="bogus"))
+    assert result.exit_code == 126, result
+    assert result.message is not None and "KeyError" in result.message, result
+    assert result.outcome == "not_executable", result
+
+
+# ---- item 2: --memory-max past 2^64 bytes
+
+
+def test_a_size_of_8eib_or_more_is_refused_in_every_spelling() -> None:
+    """MAX_SIZE (2^63 - 1 bytes) bounds every size, read exactly; past it in any unit, as a
+    float or an int, in 5,000 digits: refused, never wrapped or rounded into range."""
+    assert parse_size(str(MAX_SIZE)) == MAX_SIZE == parse_size(MAX_SIZE)
+    for spelling in (
+        "9223372036854775808",
+        "99999999999999999999999TB",
+        "8388608TiB",
+        "9" * 5000,
+        10**400,
+        1e300,
+    ):
+        with pytest.raises(DurationError, match="below 8EiB"):
+            parse_size(spelling)
+
+
+def test_run_memory_max_past_2_64_is_a_usage_error() -> None:
+    """`run --memory-max 99999999999999999999999TB`: one line, exit 125, the job not started
+    (it used to be written unclamped to memory.limit_in_bytes, wrap, and stop the job at
+    once as killed by the OOM killer, exit 121)."""
+    result = reliactl("run", "--memory-max", "99999999999999999999999TB", "--", "true")
+    assert "--memory-max: expected a size below 8EiB" in one_error_line(result, 125)
+
+
+def test_a_library_callers_huge_memory_max_is_no_limit_not_an_oom_kill() -> None:
+    """RunOptions(memory_max=10**30) from a library caller: the cgroup gets at most MAX_SIZE
+    (no limit to the kernel), so the job succeeds instead of being OOM-killed at once."""
+    path, why = memory_limit_path()
+    if path == "polling":
+        pytest.skip(f"no memory cgroup here: {why}")  # the wrap was the kernel's parser
+    result = run_command(RunOptions(command=("true",), memory_max=10**30))
+    assert (result.outcome, result.exit_code) == ("success", 0), result
+
+
+# ---- item 4: --watch-health and --chaos kill-after past what a thread can wait
+
+
+def test_intervals_are_at_most_7d_with_one_owner() -> None:
+    """parse_interval: the 7-day cap of health --interval, also --watch-health's and chaos
+    kill-after's; past it, or past MAX_DURATION, a DurationError."""
+    assert parse_interval("7d") == 7 * 86400
+    for spelling in ("8d", "99999999999999999999"):
+        with pytest.raises(DurationError):
+            parse_interval(spelling)
+    with pytest.raises(ChaosError, match="at most"):
+        parse_run_spec("kill-after=1e20")
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ("--watch-health", "99999999999999999999"),
+        ("--watch-health", "8d"),
+        ("--chaos", "kill-after=1e20"),
+    ],
+)
+def test_run_refuses_a_huge_watch_or_chaos_period(flags: tuple[str, str]) -> None:
+    """`run --watch-health 1e20` / `--chaos kill-after=1e20`: a usage error (125) before the
+    job starts; the watcher thread used to die with an OverflowError traceback while the job
+    ran on unwatched."""
+    result = reliactl("run", *flags, "--", "true")
+    line = one_error_line(result, 125)
+    assert flags[0] in line and "at most" in line, line
