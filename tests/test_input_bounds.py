@@ -117,12 +117,13 @@ def test_run_memory_max_past_2_64_is_a_usage_error() -> None:
 
 
 def test_a_library_callers_huge_memory_max_is_no_limit_not_an_oom_kill() -> None:
-    """RunOptions(memory_max=10**30) from a library caller: the cgroup gets at most MAX_SIZE
-    (no limit to the kernel), so the job succeeds instead of being OOM-killed at once."""
+    """RunOptions(memory_max=2**64 + 4096) from a library caller: the cgroup gets at most
+    MAX_SIZE (no limit to the kernel), so the job succeeds; the kernel's parser used to wrap
+    it to 4096 bytes and the job was OOM-killed at once (exit 121)."""
     path, why = memory_limit_path()
     if path == "polling":
         pytest.skip(f"no memory cgroup here: {why}")  # the wrap was the kernel's parser
-    result = run_command(RunOptions(command=("true",), memory_max=10**30))
+    result = run_command(RunOptions(command=("true",), memory_max=2**64 + 4096))
     assert (result.outcome, result.exit_code) == ("success", 0), result
 
 
