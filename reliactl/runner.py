@@ -529,6 +529,8 @@ def _exec_command(
     """exec ``argv`` as execvp does (PATH search, /bin/sh for ENOEXEC); returns only on failure."""
     environ = dict(os.environ if env is None else env)
     program = argv[0]
+    if not program:  # execvp's answer (`timeout ''`, `env ''`: 127), before Python's ValueError
+        return errno.ENOENT, os.strerror(errno.ENOENT)
     if cwd is not None:
         try:
             os.chdir(cwd)
@@ -566,6 +568,8 @@ def _spawn_command(
     """
     environ = os.environ if env is None else env
     program = argv[0]
+    if not program:  # execvp's answer (`timeout ''`, `env ''`: 127), before Python's ValueError
+        return errno.ENOENT, os.strerror(errno.ENOENT)
     if cwd is not None:  # the shim's own directory: it would be the command's after a fork
         try:
             os.chdir(cwd)

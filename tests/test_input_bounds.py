@@ -15,6 +15,7 @@ import subprocess
 import sys
 
 import pytest
+from httpserver import FlakyServer
 
 from reliactl.chaos import parse_run_spec
 from reliactl.durations import (
@@ -156,3 +157,152 @@ def test_run_refuses_a_huge_watch_or_chaos_period(flags: tuple[str, str]) -> Non
     result = reliactl("run", *flags, "--", "true")
     line = one_error_line(result, 125)
     assert flags[0] in line and "at most" in line, line
+
+
+# ---- item 3: undecodable, empty and overflowing arguments are usage errors (2), not 125
+
+XFF = b"\xff"
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["http", "GET", b"http://u:pw@127.0.0.1:1/" + XFF], "URL: expected UTF-8 text"),
+        (["http", "--breaker", XFF, "GET", "http://127.0.0.1:1/"], "--breaker: expected UTF-8"),
+        (["breaker", "show", XFF], "NAME: expected UTF-8 text, got '\\xff'"),
+        (["breaker", "reset", XFF], "NAME: expected UTF-8"),
+        (["breaker", "trip", XFF], "NAME: expected UTF-8"),
+        (["silence", "remove", XFF], "ID: expected UTF-8"),
+        (["http", "--breaker", "", "GET", "http://127.0.0.1:1/"], "--breaker: expected a non-emp"),
+        (["http", "--timeout", "99999999999999999999", "GET", "http://127.0.0.1:1/"], "at most"),
+        (["silence", "add", "x", "--for", "1h", "--start", "+99999999999999999999"], "at most"),
+        (["http", "--max-retries", "100000000000000000000", "GET", "http://x/"], "0 to 10000"),
+    ],
+    ids=[
+        "url",
+        "http-breaker",
+        "breaker-show",
+        "breaker-reset",
+        "breaker-trip",
+        "silence-remove",
+        "empty-breaker",
+        "http-timeout",
+        "silence-start",
+        "http-max-retries",
+    ],
+)
+def test_bad_arguments_are_usage_errors_not_internal_errors(
+    args: list[str | bytes], says: str
+) -> None:
+    """Non-UTF-8 names and URLs, an empty breaker name, durations past 100 years and a
+    --max-retries past the one cap: one line and exit 2 (they were "internal error", 125:
+    UnicodeEncodeError, ValueError, OverflowError; --max-retries 1e20 was taken). A URL's
+    password is never shown."""
+    line = one_error_line(reliactl(*args), 2)
+    assert says in line and "pw" not in line, line
+
+
+def test_one_max_retries_cap_for_flags_and_configuration() -> None:
+    """MAX_RETRIES (10,000) is `run`'s, `http`'s and `retry plan`'s --max-retries cap and
+    retry.max_retries's: 10,000 passes, 10,001 is refused by each (`run` with its code)."""
+    from reliactl._settings import MAX_RETRIES, max_retries_error
+    from reliactl.config import load
+    from reliactl.errors import ConfigError
+
+    assert MAX_RETRIES == 10_000 and max_retries_error(MAX_RETRIES) is None
+    assert max_retries_error(-1) and max_retries_error(MAX_RETRIES + 1)
+    assert load(environ={"RELIACTL_RETRY__MAX_RETRIES": "10000"}).config.retry.max_retries == 10000
+    with pytest.raises(ConfigError, match="at most 10000"):
+        load(environ={"RELIACTL_RETRY__MAX_RETRIES": "10001"})
+    run = reliactl("run", "--max-retries", "10001", "--", "true")
+    assert "--max-retries: expected 0 to 10000" in one_error_line(run, 125)
+
+
+def test_require_text_is_the_one_check_of_names() -> None:
+    """require_text: UTF-8 and non-empty pass through; an undecodable byte or a control is
+    shown escaped on one line, a URL's secrets as ***; `empty` allows ''."""
+    from reliactl.cli._fastrt import require_text
+
+    assert require_text("NAME", "api-ü") == "api-ü"
+    assert require_text("--reason", "", empty=True) == ""
+    for bad in ("", os.fsdecode(b"a\xffb")):
+        with pytest.raises(SystemExit) as exc:
+            require_text("NAME", bad)
+        assert exc.value.code == 2
+
+
+def test_http_data_that_is_not_utf8_is_sent_as_given() -> None:
+    """`http -d $'\\xff' POST URL` sends the byte 0xff, as curl does (it was an internal
+    error, 125, trying to encode it)."""
+    with FlakyServer() as server:
+        url = f"{server.url}/in"
+        result = reliactl("http", "-d", b"a\xffb", "POST", url)
+        assert result.returncode == 0, result.stderr
+        assert [r.body for r in server.requests] == [b"a\xffb"]
+
+
+# ---- item 5: help and --version to a full disk
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        (["--help"], {}),
+        (["--version"], {}),
+        (["run", "--help"], {}),
+        (["breaker", "--help"], {"COLUMNS": "100"}),  # the Typer app's help, not the fast path's
+    ],
+    ids=["root-help", "version", "run-help", "typer-help"],
+)
+def test_help_and_version_to_a_full_disk_say_so_in_one_line(
+    args: list[str], env: dict[str, str]
+) -> None:
+    """`reliactl --help >/dev/full` (and --version, a command's help, on either dispatcher):
+    one line "cannot write to stdout: No space left on device" and exit 125, as any other
+    command whose stdout is full; it was a Python traceback."""
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "reliactl", *args],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            env={**os.environ, **env},
+        )
+    assert result.stderr == "reliactl: error: cannot write to stdout: No space left on device\n"
+    assert result.returncode == 125
+
+
+# ---- item 6: health --watch --json is JSON Lines
+
+
+def test_health_watch_json_is_one_compact_document_per_line() -> None:
+    """`health --watch -n 2 --json`: two lines, each a whole JSON document with "version"
+    (JSON Lines, DESIGN.md section 2); they were indented documents run together."""
+    import json
+
+    result = reliactl(
+        "health", "--watch", "-n", "2", "-i", "10ms", "--json", "-C", "file_handles", "--no-alerts"
+    )
+    assert result.returncode in (0, 1, 2), result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2, result.stdout
+    for line in lines:
+        document = json.loads(line)
+        assert document["version"] == 1 and "checks" in document, document
+
+
+# ---- item 7: small oddities
+
+
+def test_small_cli_oddities() -> None:
+    """`drill --help` shows NAME... once (it read NAME......); a missing cleanup PATH is said
+    once (an error, no "nothing to do" after it); `run -- ''` exits 127 "No such file or
+    directory" as `timeout ''` and `env ''` (it was 126)."""
+    drill = reliactl("drill", "--help")
+    assert "NAME..." in drill.stdout and "NAME...." not in drill.stdout, drill.stdout
+    cleanup = reliactl("cleanup", "-l", "--older-than", "1d", "/nonexistent/reliactl-test")
+    assert cleanup.returncode == 1
+    assert cleanup.stderr == "reliactl: error: /nonexistent/reliactl-test: no such directory\n"
+    empty = reliactl("run", "--", "")
+    assert empty.returncode == 127 and "No such file or directory" in empty.stderr, empty.stderr

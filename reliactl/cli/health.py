@@ -132,7 +132,12 @@ def health(  # noqa: C901 - textfile and alerting move to the core (issue 15 ite
     ] = None,
     watch: Annotated[
         bool,
-        typer.Option("--watch", "-w", help="Check again every --interval until Ctrl-C."),
+        typer.Option(
+            "--watch",
+            "-w",
+            help="Check again every --interval until Ctrl-C (with --json: one compact"
+            " document per round and line, JSON Lines).",
+        ),
     ] = False,
     interval: Annotated[
         str | None,
@@ -560,7 +565,8 @@ def _render(
         emit_text(json.dumps(embed, indent=2, ensure_ascii=False))
         return
     if out_format == "json":
-        emit_json(health_document(report, outcomes, healed, notes or {}))
+        # --watch: JSON Lines, one compact document per round (DESIGN.md section 2)
+        emit_json(health_document(report, outcomes, healed, notes or {}), line=watch)
         return
     if out_format == "nagios":
         from reliactl.health.formats import nagios

@@ -115,10 +115,16 @@ def with_times(document: dict[str, Any], *keys: str) -> dict[str, Any]:
     return out
 
 
-def emit_json(document: dict[str, Any], *, version: int = JSON_VERSION) -> None:
-    """One JSON document on stdout, with the "version" field first."""
+def emit_json(document: dict[str, Any], *, version: int = JSON_VERSION, line: bool = False) -> None:
+    """One JSON document on stdout, with the "version" field first; with ``line`` compact on
+    one line, one of a stream of them (JSON Lines: `health --watch --json`, one per round)."""
     doc = {"version": version, **document}
-    sys.stdout.write(dumps_indented(doc) + "\n")
+    if line:
+        import json
+
+        sys.stdout.write(json.dumps(doc, default=str, separators=(",", ":")) + "\n")
+    else:
+        sys.stdout.write(dumps_indented(doc) + "\n")
     sys.stdout.flush()
 
 

@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-from reliactl._settings import JITTERS, STRATEGIES
+from reliactl._settings import JITTERS, STRATEGIES, max_retries_error
 from reliactl.cli.exitcodes import ExitCode
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
@@ -429,7 +429,7 @@ def run(
             "-k",
             metavar="DURATION",
             help="SIGKILL the group this long after the timeout signal (default "
-            "run.kill_after); exit 137.",
+            "run.kill_after; 0: never, as timeout -k 0); exit 137.",
             rich_help_panel="Time limits",
         ),
     ] = None,
@@ -1016,8 +1016,8 @@ def _retry_settings(
     """The retry flags (each as (the flag used, its value) where an old name exists) as
     JobSpec fields; a bad value is a usage error."""
     retries_flag, retries = max_retries
-    if retries is not None and retries < 0:
-        raise _usage(f"{retries_flag}: expected a number >= 0, got {retries}")
+    if retries is not None and max_retries_error(retries):
+        raise _usage(f"{retries_flag}: {max_retries_error(retries)}")
     if multiplier is not None and not (multiplier >= 1 and multiplier != float("inf")):
         raise _usage(f"--multiplier: expected a finite number >= 1, got {multiplier:g}")
     return {
