@@ -306,3 +306,26 @@ def test_small_cli_oddities() -> None:
     assert cleanup.stderr == "reliactl: error: /nonexistent/reliactl-test: no such directory\n"
     empty = reliactl("run", "--", "")
     assert empty.returncode == 127 and "No such file or directory" in empty.stderr, empty.stderr
+
+
+def test_a_silence_an_old_bug_stored_past_time_t_still_lists() -> None:
+    """`silence add --start +99999999999999999999` stored its silence before failing; such a
+    store must not break `silence list` for good: its times print as null ("-"), the epoch
+    number stays, exit 0 (it was "internal error: OverflowError", 125, on every list)."""
+    import json
+    import time
+
+    from reliactl.cli.output import iso_utc
+    from reliactl.config import load
+    from reliactl.health.alertstate import add_silence
+    from reliactl.health.records import RecordStore
+    from reliactl.state import open_state
+
+    assert iso_utc(1e20) is None and iso_utc(0) == "1970-01-01T00:00:00Z"
+    with open_state(load().config) as store:
+        add_silence(RecordStore(store), "x", 3600, start=1e20, now=time.time())
+    result = reliactl("silence", "list", "--json")
+    assert result.returncode == 0, result.stderr
+    (silence,) = json.loads(result.stdout)["silences"]
+    assert silence["start"] is None and silence["start_epoch"] == 1e20
+    assert reliactl("silence", "list").returncode == 0
