@@ -59,7 +59,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from reliactl._procfs import pid_alive, stat_fields, unescape_mount
 from reliactl._procfs import read_bytes as _read_proc
-from reliactl.durations import MAX_SIZE
+from reliactl.durations import MAX_INTERVAL, MAX_SIZE
 from reliactl.errors import LockBusyError, ReliactlError, StateUnavailableError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
@@ -2430,8 +2430,8 @@ class _Watcher:
         import threading
 
         self.watch = watch
-        self.interval = interval
-        self.wake_r, self._wake_w = os.pipe()
+        self.interval = min(interval, MAX_INTERVAL)  # a library caller's 1e20: every 7d, no
+        self.wake_r, self._wake_w = os.pipe()  # OverflowError killing the thread
         os.set_blocking(self.wake_r, False)
         self._verdicts: list[WatchVerdict] = []
         self._lock = threading.Lock()

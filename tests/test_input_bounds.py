@@ -329,3 +329,25 @@ def test_a_silence_an_old_bug_stored_past_time_t_still_lists() -> None:
     (silence,) = json.loads(result.stdout)["silences"]
     assert silence["start"] is None and silence["start_epoch"] == 1e20
     assert reliactl("silence", "list").returncode == 0
+
+
+def test_library_job_specs_meet_the_same_bounds() -> None:
+    """A JobSpec (the library's `run`) meets the CLI's bounds: watch_health at most 7d,
+    cpu_time at most MAX_DURATION, memory_max at most MAX_SIZE (JobSpecError, before any
+    process starts); a bare RunOptions' huge watch interval waits 7d at most instead of
+    killing the watcher thread."""
+    from reliactl.config import Config
+    from reliactl.errors import JobSpecError
+    from reliactl.jobs import JobSpec, prepare_job
+    from reliactl.runner import _Watcher
+
+    for bad in ({"watch_health": 1e20}, {"cpu_time": 1e20}, {"memory_max": 2**64}):
+        with pytest.raises(JobSpecError, match="at most"):
+            prepare_job(JobSpec(command=("true",), **bad), Config())  # type: ignore[arg-type]
+    watcher = _Watcher(lambda: None, 1e20)
+    try:
+        assert watcher.interval == 7 * 86400
+        watcher._thread.join(0.5)  # the OverflowError ended it at once
+        assert watcher._thread.is_alive()
+    finally:
+        watcher.close()
