@@ -8,6 +8,7 @@ app, which stays the definition of the CLI (the fast path's table is generated f
 
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -15,7 +16,15 @@ def main() -> None:
     if sys.argv[1:] == ["--version"]:
         from reliactl._version import __version__
 
-        print(f"reliactl {__version__}")
+        try:
+            print(f"reliactl {__version__}", flush=True)
+        except OSError as exc:  # never a traceback: a closed pipe exits 1 quietly (as help),
+            from reliactl.cli._fastrt import stdout_failed  # a full disk says so in one line
+
+            if isinstance(exc, BrokenPipeError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                sys.exit(1)
+            stdout_failed(exc)
         return
     from reliactl.cli import _fast
 

@@ -12,13 +12,23 @@ if TYPE_CHECKING:
 else:  # the same frozen dataclass, without the dataclasses module (see _records)
     from reliactl._records import MISSING, dataclass, field
 
-__all__ = ["JITTERS", "STRATEGIES", "BreakerSettings", "_opt"]
+__all__ = ["JITTERS", "MAX_RETRIES", "STRATEGIES", "BreakerSettings", "_opt", "max_retries_error"]
 
 # The names of the backoff strategies and jitters (re-exported by reliactl.backoff, whose
 # strategies and reliactl.retry's use them): here so that the configuration schema and `run`'s
 # command line read them without importing the backoff module at every start.
 STRATEGIES = ("exponential", "linear", "fixed")
 JITTERS = ("none", "full", "equal", "decorrelated")
+# The most retries a policy may ask for, the one cap of retry.max_retries and of every
+# --max-retries (`run`, `http`, `retry plan`): 10,000 retries at a 30s max_delay is 3.5 days.
+MAX_RETRIES = 10_000
+
+
+def max_retries_error(value: int) -> str | None:
+    """Why ``value`` cannot be a max_retries (one line), or None."""
+    if 0 <= value <= MAX_RETRIES:
+        return None
+    return f"expected 0 to {MAX_RETRIES}, got {value}"
 
 
 def _opt(

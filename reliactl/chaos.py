@@ -390,7 +390,7 @@ class RunChaos(NamedTuple):
 
 def parse_run_spec(text: str) -> RunChaos:
     """``fail=0.3,delay=2s,exit=75,kill-after=5s`` (any subset); ChaosError names the bad part."""
-    from reliactl.durations import parse_duration
+    from reliactl.durations import parse_duration, parse_interval
     from reliactl.errors import ChaosError
 
     values: dict[str, Any] = {}
@@ -414,7 +414,7 @@ def parse_run_spec(text: str) -> RunChaos:
                     raise ValueError("exit must be 1..255")
                 values["exit"] = int(value)
             elif key in ("kill-after", "kill_after"):
-                seconds = parse_duration(value)
+                seconds = parse_interval(value)  # at most 7d: a timer thread waits for it
                 if seconds <= 0:
                     raise ValueError("kill-after must be a positive duration")
                 values["kill_after"] = seconds

@@ -15,7 +15,24 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reli
 if TYPE_CHECKING:
     import re
 
-__all__ = ["format_duration", "format_size", "parse_duration", "parse_size"]
+__all__ = [
+    "MAX_DURATION",
+    "MAX_INTERVAL",
+    "MAX_SIZE",
+    "format_duration",
+    "format_size",
+    "parse_duration",
+    "parse_interval",
+    "parse_size",
+]
+
+# The largest values anything reliactl reads accepts, whatever their spelling (a number, "1e20",
+# "9223372036854775807s", "99999999999999999999999TB"): past them a value overflows what it is
+# handed to (a thread's wait and time_t, RLIMIT_CPU, a cgroup's 64-bit memory limit) or means
+# "forever" without saying so. DESIGN.md section 2 documents them.
+MAX_DURATION = 36500 * 86400.0  # 100 years: far below threading.TIMEOUT_MAX (~292 years)
+MAX_INTERVAL = 7 * 86400.0  # a period between two looks (health --interval, --watch-health)
+MAX_SIZE = 2**63 - 1  # bytes: below 8EiB, what a signed 64-bit count (and the kernel) holds
 
 _DURATION_UNITS: dict[str, float] = {
     "ms": 0.001,
@@ -90,6 +107,17 @@ def parse_duration(value: object) -> float:
         )
     if not math.isfinite(seconds) or seconds < 0:
         raise DurationError(f"expected a non-negative finite duration, got {value!r}")
+    if seconds > MAX_DURATION:
+        raise DurationError(f"expected a duration of at most 36500d (100 years), got {value!r}")
+    return seconds
+
+
+def parse_interval(value: object) -> float:
+    """``parse_duration`` for a period between two looks at something (a watch, a probe, a
+    chaos kill): at most MAX_INTERVAL (7d), which a sleeping thread can always wait."""
+    seconds = parse_duration(value)
+    if seconds > MAX_INTERVAL:
+        raise DurationError(f"expected at most 7d, got {value!r}")
     return seconds
 
 
@@ -126,11 +154,13 @@ def _parse_compound(text: str, original: str) -> float:
 
 
 def parse_size(value: object) -> int:
-    """Bytes in ``value``: a number, or a string like "500MB", "2GiB", "10k"."""
+    """Bytes in ``value``: a number, or a string like "500MB", "2GiB", "10k"; below 8EiB
+    (MAX_SIZE), however it is spelled."""
     if isinstance(value, bool):
         raise DurationError(f"expected a size such as 500MB or 2GiB, got {value!r}")
+    exact: int | None = None  # whole numbers are read exactly: 2**63 - 1 is a valid size
     if isinstance(value, int):
-        size = float(value)
+        exact, size = value, 0.0
     elif isinstance(value, float):
         size = value
     elif isinstance(value, str):
@@ -138,9 +168,19 @@ def parse_size(value: object) -> int:
         unit = match.group(2).lower() if match else None
         if match is None or unit not in _SIZE_UNITS:
             raise DurationError(f"expected a size such as 500MB or 2GiB, got {value!r}")
-        size = float(match.group(1)) * _SIZE_UNITS[unit]
+        number = match.group(1)
+        if number.isdigit() and len(number) <= 40:  # longer: past any bound (and int()'s)
+            exact, size = int(number) * _SIZE_UNITS[unit], 0.0
+        else:
+            size = float(number) * _SIZE_UNITS[unit]
     else:
         raise DurationError(f"expected a size such as 500MB or 2GiB, got {type(value).__name__}")
-    if not math.isfinite(size) or size < 0:
+    if exact is None:
+        if math.isnan(size) or size < 0:
+            raise DurationError(f"expected a non-negative size, got {value!r}")
+        exact = int(size) if size <= MAX_SIZE else MAX_SIZE + 1
+    if exact < 0:
         raise DurationError(f"expected a non-negative size, got {value!r}")
-    return int(size)
+    if exact > MAX_SIZE:
+        raise DurationError(f"expected a size below 8EiB (2^63 bytes), got {value!r}")
+    return exact

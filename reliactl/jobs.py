@@ -835,15 +835,21 @@ def _limits(spec: JobSpec, config: Config) -> dict[str, Any]:
         if value is FROM_CONFIG:
             value = getattr(run, key, None)
         got[key] = None if value == "" else value
-    for key in ("memory_max", "max_output", "cpu_time"):
-        if got[key] is not None and not got[key] > 0:
-            raise JobSpecError(f"{key} must be > 0, got {got[key]}")
+    from reliactl.durations import MAX_DURATION, MAX_INTERVAL, MAX_SIZE
+
+    for key, most in (
+        ("memory_max", MAX_SIZE),
+        ("max_output", MAX_SIZE),
+        ("cpu_time", MAX_DURATION),
+    ):
+        if got[key] is not None and not 0 < got[key] <= most:  # the CLI's and files' bounds
+            raise JobSpecError(f"{key} must be > 0 and at most {int(most)}, got {got[key]}")
     if got["nice"] is not None and not -20 <= got["nice"] <= 19:
         raise JobSpecError(f"nice must be from -20 to 19, got {got['nice']}")
     if got["io_class"] is not None and got["io_class"] not in ("idle", "best-effort"):
         raise JobSpecError(f"io_class must be idle or best-effort, got {got['io_class']!r}")
-    if spec.watch_health is not None and not spec.watch_health > 0:
-        raise JobSpecError(f"watch_health must be > 0, got {spec.watch_health}")
+    if spec.watch_health is not None and not 0 < spec.watch_health <= MAX_INTERVAL:
+        raise JobSpecError(f"watch_health must be > 0 and at most 7d, got {spec.watch_health}")
     if spec.on_critical not in ("warn", "stop"):
         raise JobSpecError(f"on_critical must be warn or stop, got {spec.on_critical!r}")
     return got

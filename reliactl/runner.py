@@ -59,6 +59,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from reliactl._procfs import pid_alive, stat_fields, unescape_mount
 from reliactl._procfs import read_bytes as _read_proc
+from reliactl.durations import MAX_INTERVAL, MAX_SIZE
 from reliactl.errors import LockBusyError, ReliactlError, StateUnavailableError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
@@ -528,6 +529,8 @@ def _exec_command(
     """exec ``argv`` as execvp does (PATH search, /bin/sh for ENOEXEC); returns only on failure."""
     environ = dict(os.environ if env is None else env)
     program = argv[0]
+    if not program:  # execvp's answer (`timeout ''`, `env ''`: 127), before Python's ValueError
+        return errno.ENOENT, os.strerror(errno.ENOENT)
     if cwd is not None:
         try:
             os.chdir(cwd)
@@ -565,6 +568,8 @@ def _spawn_command(
     """
     environ = os.environ if env is None else env
     program = argv[0]
+    if not program:  # execvp's answer (`timeout ''`, `env ''`: 127), before Python's ValueError
+        return errno.ENOENT, os.strerror(errno.ENOENT)
     if cwd is not None:  # the shim's own directory: it would be the command's after a fork
         try:
             os.chdir(cwd)
@@ -713,8 +718,12 @@ def _shim(  # noqa: C901 - runs between fork and exec: flat, nothing to import
                     code, why = errno.EINVAL, str(exc)
                 os.write(report_w, f"E{code} {why}\n".encode("utf-8", "replace"))
                 os._exit(127 if code in (errno.ENOENT, errno.ENOTDIR) else 126)
+            except BaseException as exc:  # never "not found" (127) without a word: say what
+                with contextlib.suppress(BaseException):
+                    why = f"cannot set up its process: {type(exc).__name__}: {exc}"
+                    os.write(report_w, f"E{errno.EINVAL} {why}\n".encode("utf-8", "replace"))
             finally:
-                os._exit(127)
+                os._exit(125)
         _csignal.pthread_sigmask(signal.SIG_SETMASK, ())
         watched = [life_r, chld_r] if oom_fd is None else [life_r, chld_r, oom_fd]
         command_done = False
@@ -809,7 +818,7 @@ def _apply_setup(setup: _ChildSetup, join: str | None) -> tuple[int, str] | None
         )
         try:
             resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, OverflowError) as exc:  # a library caller's huge value
             return errno.EPERM, f"cannot set --cpu-time: {exc}"
     return None
 
@@ -1076,12 +1085,20 @@ def memory_cgroup_support(base: str | None = None) -> str | None:
     return None
 
 
+def _memory_limit(memory_max: int) -> bytes:
+    """memory.max / memory.limit_in_bytes text for ``memory_max`` bytes: at most MAX_SIZE,
+    which the kernel reads as no limit (it clamps to its page counter); a larger number
+    (a library caller's: the CLI and the configuration refuse it) would wrap in its 64-bit
+    parser and stop the job at once as out of memory."""
+    return str(min(max(memory_max, 0), MAX_SIZE)).encode()
+
+
 def _memory_cgroup(path: str, memory_max: int) -> str | None:
     """The job's cgroup made with memory.max (and the whole group killed on OOM), or None."""
     if memory_cgroup_support(os.path.dirname(path)) is not None or not _make_cgroup(path):
         return None
     _sweep_cgroups(os.path.dirname(path))
-    if not _write_file(os.path.join(path, "memory.max"), str(memory_max).encode()):
+    if not _write_file(os.path.join(path, "memory.max"), _memory_limit(memory_max)):
         _remove_cgroup(path)
         return None
     _write_file(os.path.join(path, "memory.swap.max"), b"0")  # swapping is not staying within
@@ -1152,7 +1169,7 @@ def _memory_cgroup_v1(path: str, memory_max: int) -> str | None:
     if not _make_cgroup(path):
         return None
     _sweep_cgroups(os.path.dirname(path))
-    limit = str(memory_max).encode()
+    limit = _memory_limit(memory_max)
     if not _write_file(os.path.join(path, "memory.limit_in_bytes"), limit):
         _remove_cgroup(path)
         return None
@@ -2605,8 +2622,8 @@ class _Watcher:
         import threading
 
         self.watch = watch
-        self.interval = interval
-        self.wake_r, self._wake_w = os.pipe()
+        self.interval = min(interval, MAX_INTERVAL)  # a library caller's 1e20: every 7d, no
+        self.wake_r, self._wake_w = os.pipe()  # OverflowError killing the thread
         os.set_blocking(self.wake_r, False)
         self._verdicts: list[WatchVerdict] = []
         self._lock = threading.Lock()

@@ -271,6 +271,8 @@ def main(argv: list[str]) -> bool:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             sys.exit(1)
+        except OSError as exc:  # a full disk: one line, as the Typer app's help says it
+            _fastrt.stdout_failed(exc)
         return True
     call(*payload)
     return True

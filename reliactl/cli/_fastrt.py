@@ -11,13 +11,14 @@ both dispatchers end a command the same way.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from collections.abc import Callable
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, NoReturn
 
 
 class FastContext:
@@ -57,6 +58,36 @@ def usage(message: str) -> SystemExit:
     from reliactl.cli.exitcodes import ExitCode
 
     return usage_exit(message, ExitCode.USAGE)
+
+
+def require_text(what: str, value: str, *, empty: bool = False, url: bool = False) -> str:
+    """``value``, a name, ID or URL from the command line, if it can be used; else a usage
+    error (one line, exit 2): not UTF-8 (Python keeps argv's undecodable bytes as surrogates,
+    which no store, request or message can encode) or, unless ``empty``, empty. A ``url``
+    is shown with its password and keys as *** (``reliactl.redact``).
+
+    The one owner of this check for the commands that name things (`http`, `breaker`,
+    `silence`), returning the value: ``url = require_text("URL", url, url=True)``.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = "".join(  # one line: an undecodable byte as \xff, a control as \n
+            f"\\x{ord(c) - 0xDC00:02x}"
+            if 0xDC80 <= ord(c) <= 0xDCFF
+            else c
+            if c.isprintable()
+            else repr(c)[1:-1]
+            for c in value
+        )
+        if url:
+            from reliactl.redact import redact_url
+
+            shown = redact_url(shown)
+        raise usage(f"{what}: expected UTF-8 text, got '{shown}'") from None
+    if not empty and not value:
+        raise usage(f"{what}: expected a non-empty value")
+    return value
 
 
 def typer_names(namespace: dict[str, Any], *names: str, **aliases: str) -> None:
@@ -124,6 +155,8 @@ def guarded(command: Callable[[], Any]) -> None:
 
         if isinstance(exc, ReliactlError):
             sys.exit(report_error(exc))
+        if isinstance(exc, OSError) and _output_failed(exc):
+            stdout_failed(exc)
         if os.environ.get("RELIACTL_DEBUG"):
             _print_traceback(exc)
             error(f"internal error: {type(exc).__name__}: {exc}")
@@ -131,6 +164,32 @@ def guarded(command: Callable[[], Any]) -> None:
             hint = "set RELIACTL_DEBUG=1 for a traceback"
             error(f"internal error: {type(exc).__name__}: {exc} ({hint})")
         sys.exit(ExitCode.INTERNAL)
+
+
+_WRITE_ERRORS = frozenset((errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO))
+
+
+def _output_failed(exc: OSError) -> bool:
+    """Whether the OSError a command ended with was its output's: stdout still holds what it
+    could not write, or (click writes help through a stream of its own, which drops what it
+    could not write) a write error that names no file, as a failed write to stdout does."""
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        return True
+    return exc.errno in _WRITE_ERRORS and exc.filename is None
+
+
+def stdout_failed(exc: OSError) -> NoReturn:
+    """stdout cannot be written (/dev/full, an I/O error; a closed pipe is BrokenPipeError's
+    quiet exit instead): one line on stderr and exit 125, whatever was being printed (help,
+    --version, a command's answer), never a traceback or the interpreter's exit 120."""
+    from reliactl.cli.exitcodes import ExitCode
+    from reliactl.cli.output import error, stream_failed
+
+    stream_failed("stdout")
+    error(f"cannot write to stdout: {exc.strerror or exc}")
+    sys.exit(ExitCode.INTERNAL)
 
 
 def _dispatch_dirs() -> tuple[str, ...]:

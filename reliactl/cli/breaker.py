@@ -7,7 +7,7 @@ named in ``circuit_breaker.breakers`` of the configuration. An unknown NAME is a
 
 from __future__ import annotations
 
-from reliactl.cli._fastrt import usage
+from reliactl.cli._fastrt import require_text, usage
 from reliactl.cli.context import app_context
 from reliactl.cli.exitcodes import ExitCode
 from reliactl.cli.output import (
@@ -187,6 +187,7 @@ def show(
     """One breaker: the config in force, its counters and its last transitions."""
     from reliactl.breaker import breaker_snapshot
 
+    require_text("NAME", name)
     app_ctx = app_context(ctx)
     config = app_ctx.loaded().config
     store = app_ctx.store()
@@ -273,6 +274,8 @@ def reset(
     """Forget a breaker's state: closed, every counter zero (the transition is recorded)."""
     from reliactl.breaker import get_persistent_breaker, known_breaker_names
 
+    if name is not None:
+        require_text("NAME", name)
     app_ctx = app_context(ctx)
     config = app_ctx.loaded().config
     store = app_ctx.store()
@@ -311,6 +314,7 @@ def trip(
     from reliactl.durations import format_duration, parse_duration
     from reliactl.errors import DurationError
 
+    require_text("NAME", name)
     duration: float | None = None
     if for_ is not None:
         try:
@@ -334,6 +338,7 @@ def close(ctx: typer.Context, name: NameArg) -> None:
     """Close a breaker now: calls pass again (counters are kept)."""
     from reliactl.breaker import get_persistent_breaker
 
+    require_text("NAME", name)
     app_ctx = app_context(ctx)
     config = app_ctx.loaded().config
     store = app_ctx.store()

@@ -236,7 +236,12 @@ def cleanup(  # noqa: C901 - flags to targets; the core moves out (issue 15 item
     if json_out:
         emit_json(_document(report, listed))
     else:
-        _render(report, summary_to_stderr=dry_run or list_removed, quiet=quiet)
+        _render(
+            report,
+            summary_to_stderr=dry_run or list_removed,
+            quiet=quiet,
+            reported=frozenset(missing_explicit),
+        )
     if exit_code == ExitCode.OK and (not report.ok or missing_explicit):
         exit_code = ExitCode.FAILURE
     raise SystemExit(exit_code)
@@ -452,7 +457,13 @@ def _skipped_text(skipped: dict[str, int] | Any) -> str:
     return ", ".join(f"{reason} {count}" for reason, count in skipped.items()) or "-"
 
 
-def _render(report: CleanupReport, *, summary_to_stderr: bool, quiet: bool = False) -> None:
+def _render(
+    report: CleanupReport,
+    *,
+    summary_to_stderr: bool,
+    quiet: bool = False,
+    reported: frozenset[str] = frozenset(),  # missing roots already said as errors
+) -> None:
     from reliactl.cli.output import table
     from reliactl.durations import format_size
 
@@ -473,7 +484,8 @@ def _render(report: CleanupReport, *, summary_to_stderr: bool, quiet: bool = Fal
     if quiet:
         return  # the problems above are all there is to say
     if summary_to_stderr:
-        for r in report.roots:
+        # a missing PATH given: its error said it once
+        for r in [r for r in report.roots if r.root not in reported]:
             if r.missing:
                 info(f"{r.root}: does not exist; nothing to do")
                 continue

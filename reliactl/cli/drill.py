@@ -30,7 +30,7 @@ def drill(
     names: Annotated[
         list[str],
         typer.Argument(
-            metavar="NAME...",
+            metavar="NAME",
             help="breaker, alerts, job-missed, disk, or all.",
             show_default=False,
         ),

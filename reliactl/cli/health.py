@@ -132,7 +132,12 @@ def health(  # noqa: C901 - textfile and alerting move to the core (issue 15 ite
     ] = None,
     watch: Annotated[
         bool,
-        typer.Option("--watch", "-w", help="Check again every --interval until Ctrl-C."),
+        typer.Option(
+            "--watch",
+            "-w",
+            help="Check again every --interval until Ctrl-C (with --json: one compact"
+            " document per round and line, JSON Lines).",
+        ),
     ] = False,
     interval: Annotated[
         str | None,
@@ -221,16 +226,14 @@ def health(  # noqa: C901 - textfile and alerting move to the core (issue 15 ite
             raise _usage(f"--textfile: {refused}")
     period: float | None = None
     if interval is not None:
-        from reliactl.durations import parse_duration
+        from reliactl.durations import parse_interval
 
         try:
-            period = parse_duration(interval)
+            period = parse_interval(interval)  # at most 7d: time.sleep() overflows past 1e12 s
         except ValueError as exc:
             raise _usage(f"--interval: {exc}") from None
         if period <= 0:
             raise _usage("--interval: expected a positive duration")
-        if period > 7 * 86400:  # time.sleep() overflows long before 1e12 s
-            raise _usage(f"--interval: expected at most 7d, got {interval}")
 
     app_ctx = app_context(ctx)
     try:
@@ -562,7 +565,8 @@ def _render(
         emit_text(json.dumps(embed, indent=2, ensure_ascii=False))
         return
     if out_format == "json":
-        emit_json(health_document(report, outcomes, healed, notes or {}))
+        # --watch: JSON Lines, one compact document per round (DESIGN.md section 2)
+        emit_json(health_document(report, outcomes, healed, notes or {}), line=watch)
         return
     if out_format == "nagios":
         from reliactl.health.formats import nagios

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
-from reliactl.cli._fastrt import usage
+from reliactl._settings import max_retries_error
+from reliactl.cli._fastrt import require_text, usage
 from reliactl.cli.context import app_context
 from reliactl.cli.exitcodes import ExitCode
 from reliactl.cli.output import error, info, reports_errors
@@ -52,7 +54,7 @@ def _read_data(data: str) -> bytes:
                 return handle.read()
         except OSError as exc:
             raise _usage(f"--data {data}: {exc.strerror or exc}") from None
-    return data.encode()
+    return os.fsencode(data)  # the bytes given, as curl sends them, even if not UTF-8
 
 
 def _raw(headers: Any) -> list[tuple[str, str]]:
@@ -224,6 +226,12 @@ def _run(  # noqa: C901 - one branch per output mode and exit rule of curl
 
     from reliactl.http import host_key, redact_headers, redact_url
 
+    url = require_text("URL", url, url=True)
+    for flag, value in (("--breaker", breaker), ("--rate", rate)):
+        if value is not None:
+            require_text(flag, value)
+    if rate_key is not None:  # empty: the default key (http:HOST)
+        require_text("--rate-key", rate_key, empty=True)
     if not _METHOD.fullmatch(method):
         raise _usage(f"METHOD must be a word such as GET or POST, got {method[:20]!r}")
     method = method.upper()
@@ -236,8 +244,8 @@ def _run(  # noqa: C901 - one branch per output mode and exit rule of curl
     if parts.scheme not in ("http", "https") or not host:
         raise _usage(f"URL must start with http:// or https:// and name a host: {redact_url(url)}")
     headers = _parse_headers(header)
-    if retries is not None and retries < 0:
-        raise _usage(f"--max-retries: expected 0 or more, got {retries}")
+    if retries is not None and max_retries_error(retries):
+        raise _usage(f"--max-retries: {max_retries_error(retries)}")
     attempt_timeout = _duration("--timeout", timeout)
     token_wait = None if rate_wait is None else _duration("--rate-wait", rate_wait, zero_ok=True)
     if json_body and data is None:

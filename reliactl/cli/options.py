@@ -153,14 +153,17 @@ def install_plain_metavars() -> None:
     def display_type_rich(self: Any, ctx: Any) -> str | None:
         return None
 
+    def many(self: Any) -> str:  # once: a metavar "NAME..." read "NAME......"
+        return "..." if self.nargs != 1 and not str(self.display_name_raw).endswith("...") else ""
+
     def usage_display_name(self: Any) -> str:
         name = str(self.display_name_raw)
         if not self.required:
             name = f"[{name}]"
-        return name + ("..." if self.nargs != 1 else "")
+        return name + many(self)
 
     def rich_display_name(self: Any) -> str:
-        return str(self.display_name_raw) + ("..." if self.nargs != 1 else "")
+        return str(self.display_name_raw) + many(self)
 
     TyperOption.display_type_rich = option_display_type  # type: ignore[method-assign]
     TyperArgument.display_type_rich = display_type_rich  # type: ignore[method-assign]

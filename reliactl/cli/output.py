@@ -99,7 +99,10 @@ def iso_utc(epoch: float | None) -> str | None:
     2026-11-28T23:57:52Z (None stays None)."""
     if epoch is None:
         return None
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+    try:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+    except (OverflowError, OSError, ValueError):  # past time_t: a record an old bug wrote
+        return None  # (silence add --start +1e20); `X_at_epoch` still has the number
 
 
 def with_times(document: dict[str, Any], *keys: str) -> dict[str, Any]:
@@ -115,10 +118,16 @@ def with_times(document: dict[str, Any], *keys: str) -> dict[str, Any]:
     return out
 
 
-def emit_json(document: dict[str, Any], *, version: int = JSON_VERSION) -> None:
-    """One JSON document on stdout, with the "version" field first."""
+def emit_json(document: dict[str, Any], *, version: int = JSON_VERSION, line: bool = False) -> None:
+    """One JSON document on stdout, with the "version" field first; with ``line`` compact on
+    one line, one of a stream of them (JSON Lines: `health --watch --json`, one per round)."""
     doc = {"version": version, **document}
-    sys.stdout.write(dumps_indented(doc) + "\n")
+    if line:
+        import json
+
+        sys.stdout.write(json.dumps(doc, default=str, separators=(",", ":")) + "\n")
+    else:
+        sys.stdout.write(dumps_indented(doc) + "\n")
     sys.stdout.flush()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import sys
 
+from reliactl._settings import MAX_RETRIES, max_retries_error
 from reliactl.cli import _fastrt
 from reliactl.cli.context import app_context
 from reliactl.cli.output import emit_json, emit_text, reports_errors, table
@@ -46,7 +47,7 @@ def build() -> typer.Typer:
     return group
 
 
-MAX_PLAN_RETRIES = 10_000
+MAX_PLAN_RETRIES = MAX_RETRIES  # every retry policy's cap (reliactl._settings)
 BAR_WIDTH = 24
 
 
@@ -138,8 +139,8 @@ def plan(
         _usage(f"--base-delay: expected a positive duration, got {base_delay!r}")
     if cap is not None and cap <= 0:
         _usage(f"--max-delay: expected a positive duration, got {max_delay!r}")
-    if max_retries is not None and not 0 <= max_retries <= MAX_PLAN_RETRIES:
-        _usage(f"--max-retries: expected 0 to {MAX_PLAN_RETRIES}, got {max_retries}")
+    if max_retries is not None and max_retries_error(max_retries):
+        _usage(f"--max-retries: {max_retries_error(max_retries)}")
     if multiplier is not None and not (math.isfinite(multiplier) and multiplier >= 1):
         _usage(f"--multiplier: expected a finite number >= 1, got {multiplier:g}")
     if base is not None and cap is not None and cap < base:

@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-from reliactl._settings import JITTERS, STRATEGIES
+from reliactl._settings import JITTERS, STRATEGIES, max_retries_error
 from reliactl.cli.exitcodes import ExitCode
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
@@ -50,17 +50,20 @@ def _usage(message: str) -> SystemExit:
     return usage_exit(message, ExitCode.INTERNAL)  # one line, exit 125 (as timeout(1))
 
 
-def _duration(flag: str, text: str | None, *, forever: bool = False) -> float | None:
-    """Seconds from a flag value; None if unset (or "forever" where allowed)."""
+def _duration(
+    flag: str, text: str | None, *, forever: bool = False, interval: bool = False
+) -> float | None:
+    """Seconds from a flag value; None if unset (or "forever" where allowed); at most 7d for
+    an ``interval`` (a period between two looks)."""
     if text is None:
         return None
     if forever and text.strip().lower() in ("forever", "inf", "infinity"):
         return None
-    from reliactl.durations import parse_duration
+    from reliactl.durations import parse_duration, parse_interval
     from reliactl.errors import DurationError
 
     try:
-        return parse_duration(text)
+        return parse_interval(text) if interval else parse_duration(text)
     except DurationError as exc:
         raise _usage(f"{flag}: {exc}") from None
 
@@ -426,7 +429,7 @@ def run(
             "-k",
             metavar="DURATION",
             help="SIGKILL the group this long after the timeout signal (default "
-            "run.kill_after); exit 137.",
+            "run.kill_after; 0: never, as timeout -k 0); exit 137.",
             rich_help_panel="Time limits",
         ),
     ] = None,
@@ -965,7 +968,7 @@ def _limit_flags(
 
 def _watch_flags(watch_health: str | None, on_critical: str) -> dict[str, Any]:
     """--watch-health and --on-critical as JobSpec fields."""
-    seconds = _duration("--watch-health", watch_health)
+    seconds = _duration("--watch-health", watch_health, interval=True)
     if seconds is not None and seconds <= 0:
         raise _usage(f"--watch-health: expected a positive duration, got {watch_health!r}")
     critical = _choice("--on-critical", on_critical, ("warn", "stop")) or "warn"
@@ -1013,8 +1016,8 @@ def _retry_settings(
     """The retry flags (each as (the flag used, its value) where an old name exists) as
     JobSpec fields; a bad value is a usage error."""
     retries_flag, retries = max_retries
-    if retries is not None and retries < 0:
-        raise _usage(f"{retries_flag}: expected a number >= 0, got {retries}")
+    if retries is not None and max_retries_error(retries):
+        raise _usage(f"{retries_flag}: {max_retries_error(retries)}")
     if multiplier is not None and not (multiplier >= 1 and multiplier != float("inf")):
         raise _usage(f"--multiplier: expected a finite number >= 1, got {multiplier:g}")
     return {

@@ -95,7 +95,7 @@ def serve(
     examples/systemd/reliactl-serve.service runs it."""
     from reliactl.cli.context import app_context
     from reliactl.cli.output import error, info, report_error
-    from reliactl.durations import parse_duration
+    from reliactl.durations import MAX_INTERVAL, parse_duration
     from reliactl.errors import ConfigError, ReliactlError
 
     if not 0 < port < 65536:
@@ -108,7 +108,7 @@ def serve(
         except ValueError as exc:
             error(f"--interval: {exc}")
             raise SystemExit(ExitCode.USAGE) from None
-        if not 0 < period <= 7 * 86400:
+        if not 0 < period <= MAX_INTERVAL:
             error(f"--interval: expected a positive duration of at most 7d, got {interval!r}")
             raise SystemExit(ExitCode.USAGE)
     try:

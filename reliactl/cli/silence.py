@@ -6,7 +6,7 @@ alert; the silence ends by itself. The core is ``reliactl.health.alertstate``.
 
 from __future__ import annotations
 
-from reliactl.cli._fastrt import usage
+from reliactl.cli._fastrt import require_text, usage
 from reliactl.cli.exitcodes import ExitCode
 from reliactl.cli.output import reports_errors
 
@@ -87,6 +87,8 @@ def add(
     from reliactl.health.alertstate import add_silence, parse_start
     from reliactl.hostname import hostname
 
+    require_text("TARGET", target)
+    require_text("--reason", reason, empty=True)
     now = time.time()
     try:
         seconds = parse_duration(duration)
@@ -152,6 +154,7 @@ def remove(
     from reliactl.cli.output import error, info
     from reliactl.health.alertstate import remove_silence
 
+    require_text("ID", silence_id)
     if not remove_silence(_records(ctx), silence_id):
         error(f"no silence {silence_id!r} (see `reliactl silence list`)")
         raise SystemExit(ExitCode.FAILURE)

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from reliactl import _records
-from reliactl._settings import JITTERS, STRATEGIES, BreakerSettings, _opt
+from reliactl._settings import JITTERS, MAX_RETRIES, STRATEGIES, BreakerSettings, _opt
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
@@ -610,7 +610,7 @@ class RateLimitConfig:
 
 @dataclass(frozen=True)
 class RetryConfig:
-    max_retries: int = _opt(3, doc="retries after the first attempt", ge=0)
+    max_retries: int = _opt(3, doc="retries after the first attempt", ge=0, le=MAX_RETRIES)
     base_delay: float = _opt(1.0, doc="first delay", kind="duration", gt=0)
     max_delay: float = _opt(30.0, doc="no delay is longer than this", kind="duration", gt=0)
     multiplier: float = _opt(2.0, doc="growth factor of exponential backoff", ge=1)

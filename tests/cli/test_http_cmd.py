@@ -155,7 +155,7 @@ def test_json_body_is_checked_and_typed(run_cli, server: FlakyServer) -> None:
         (("GET", "http://h/", "--timeout", "soon"), "--timeout:"),
         (("GET", "http://h/", "--timeout", "0s"), "--timeout: expected a positive duration"),
         (("GET", "http://h/", "--rate", "lots"), "--rate:"),
-        (("GET", "http://h/", "--max-retries", "-1"), "--max-retries: expected 0 or more"),
+        (("GET", "http://h/", "--max-retries", "-1"), "--max-retries: expected 0 to 10000"),
         (("GET", "http://h/", "--json-body"), "--json-body needs --data"),
         (("GET", "http://h/", "-d", "@/nonexistent/file"), "No such file"),
     ],

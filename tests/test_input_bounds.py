@@ -1,0 +1,353 @@
+"""Huge, empty and undecodable values are one-line usage errors, never a wrong outcome.
+
+An adversarial review found values that parsed but broke later: a --cpu-time past RLIMIT_CPU
+made the job "not found" (127, no reason), a --memory-max past 2^64 wrapped in the kernel and
+stopped the job at once as out of memory, a huge --watch-health killed its thread with a
+traceback, and non-UTF-8 or empty names exited 125 "internal error". Each bound has one owner
+(``reliactl.durations``: MAX_DURATION, MAX_INTERVAL, MAX_SIZE; ``reliactl.backoff.MAX_RETRIES``;
+``reliactl.cli._fastrt.require_text``), so every spelling of a value meets the same one.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from httpserver import FlakyServer
+
+from reliactl.chaos import parse_run_spec
+from reliactl.durations import (
+    MAX_DURATION,
+    MAX_SIZE,
+    parse_duration,
+    parse_interval,
+    parse_size,
+)
+from reliactl.errors import ChaosError, DurationError
+from reliactl.runner import RunOptions, memory_limit_path, run_command
+
+
+def reliactl(*args: str | bytes, **env: str) -> subprocess.CompletedProcess[str]:
+    """The real CLI in a subprocess (arguments may be bytes: not UTF-8)."""
+    return subprocess.run(
+        [sys.executable, "-m", "reliactl", *args],
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=120,
+        env={**os.environ, **env},
+    )
+
+
+def one_error_line(result: subprocess.CompletedProcess[str], code: int) -> str:
+    """The only stderr line of a usage error (exit ``code``): no traceback, nothing else."""
+    assert result.returncode == code, (result.returncode, result.stderr)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("reliactl: error: "), result.stderr
+    return lines[0]
+
+
+# ---- item 1: --cpu-time past what RLIMIT_CPU holds
+
+
+def test_a_duration_past_100_years_is_refused_in_every_spelling() -> None:
+    """MAX_DURATION (36500d) bounds every duration, whatever its spelling; it itself passes."""
+    assert parse_duration("36500d") == MAX_DURATION
+    for spelling in ("9223372036854775807s", "99999999999999999999", "1e20", "36501d", 1e20):
+        with pytest.raises(DurationError, match="at most 36500d"):
+            parse_duration(spelling)
+
+
+def test_run_cpu_time_too_large_is_a_usage_error_before_the_job_starts() -> None:
+    """`run --cpu-time 9223372036854775807s` (and RELIACTL_RUN__CPU_TIME) never starts the job:
+    one line and run's usage code 125 (the flag), 78 (the environment), no "failure" in the
+    history. It used to start, exit 127 without a reason and record a failure."""
+    result = reliactl("run", "--cpu-time", "9223372036854775807s", "--", "true")
+    assert "--cpu-time: expected a duration of at most 36500d" in one_error_line(result, 125)
+    env = reliactl("run", "--", "true", RELIACTL_RUN__CPU_TIME="9223372036854775807s")
+    assert env.returncode == 78 and "RELIACTL_RUN__CPU_TIME" in env.stderr, env.stderr
+    assert "starting" not in result.stderr + env.stderr
+    runs = reliactl("runs", "--json")
+    assert '"failure"' not in runs.stdout, runs.stdout
+
+
+def test_a_cpu_time_the_kernel_refuses_is_reported_not_taken_for_not_found() -> None:
+    """A library caller's cpu_time past RLIMIT_CPU (OverflowError in the child's setup) is
+    "cannot set --cpu-time", exit 126 with its reason, never 127 "not found" without one."""
+    result = run_command(RunOptions(command=("true",), cpu_time=1e30))
+    assert result.exit_code == 126, result
+    assert result.message is not None and "cannot set --cpu-time" in result.message, result
+
+
+def test_an_unexpected_error_in_the_childs_setup_says_what_it_was() -> None:
+    """Any other error while the command's process is set up (here an I/O class the library
+    does not know) is reported with its type and exits 126, never a silent 127."""
+    result = run_command(RunOptions(command=("true",), io_class="bogus"))
+    assert result.exit_code == 126, result
+    assert result.message is not None and "KeyError" in result.message, result
+    assert result.outcome == "not_executable", result
+
+
+# ---- item 2: --memory-max past 2^64 bytes
+
+
+def test_a_size_of_8eib_or_more_is_refused_in_every_spelling() -> None:
+    """MAX_SIZE (2^63 - 1 bytes) bounds every size, read exactly; past it in any unit, as a
+    float or an int, in 5,000 digits: refused, never wrapped or rounded into range."""
+    assert parse_size(str(MAX_SIZE)) == MAX_SIZE == parse_size(MAX_SIZE)
+    for spelling in (
+        "9223372036854775808",
+        "99999999999999999999999TB",
+        "8388608TiB",
+        "9" * 5000,
+        10**400,
+        1e300,
+    ):
+        with pytest.raises(DurationError, match="below 8EiB"):
+            parse_size(spelling)
+
+
+def test_run_memory_max_past_2_64_is_a_usage_error() -> None:
+    """`run --memory-max 99999999999999999999999TB`: one line, exit 125, the job not started
+    (it used to be written unclamped to memory.limit_in_bytes, wrap, and stop the job at
+    once as killed by the OOM killer, exit 121)."""
+    result = reliactl("run", "--memory-max", "99999999999999999999999TB", "--", "true")
+    assert "--memory-max: expected a size below 8EiB" in one_error_line(result, 125)
+
+
+def test_a_library_callers_huge_memory_max_is_no_limit_not_an_oom_kill() -> None:
+    """RunOptions(memory_max=2**64 + 4096) from a library caller: the cgroup gets at most
+    MAX_SIZE (no limit to the kernel), so the job succeeds; the kernel's parser used to wrap
+    it to 4096 bytes and the job was OOM-killed at once (exit 121)."""
+    path, why = memory_limit_path()
+    if path == "polling":
+        pytest.skip(f"no memory cgroup here: {why}")  # the wrap was the kernel's parser
+    result = run_command(RunOptions(command=("true",), memory_max=2**64 + 4096))
+    assert (result.outcome, result.exit_code) == ("success", 0), result
+
+
+# ---- item 4: --watch-health and --chaos kill-after past what a thread can wait
+
+
+def test_intervals_are_at_most_7d_with_one_owner() -> None:
+    """parse_interval: the 7-day cap of health --interval, also --watch-health's and chaos
+    kill-after's; past it, or past MAX_DURATION, a DurationError."""
+    assert parse_interval("7d") == 7 * 86400
+    for spelling in ("8d", "99999999999999999999"):
+        with pytest.raises(DurationError):
+            parse_interval(spelling)
+    with pytest.raises(ChaosError, match="at most"):
+        parse_run_spec("kill-after=1e20")
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ("--watch-health", "99999999999999999999"),
+        ("--watch-health", "8d"),
+        ("--chaos", "kill-after=1e20"),
+    ],
+)
+def test_run_refuses_a_huge_watch_or_chaos_period(flags: tuple[str, str]) -> None:
+    """`run --watch-health 1e20` / `--chaos kill-after=1e20`: a usage error (125) before the
+    job starts; the watcher thread used to die with an OverflowError traceback while the job
+    ran on unwatched."""
+    result = reliactl("run", *flags, "--", "true")
+    line = one_error_line(result, 125)
+    assert flags[0] in line and "at most" in line, line
+
+
+# ---- item 3: undecodable, empty and overflowing arguments are usage errors (2), not 125
+
+XFF = b"\xff"
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["http", "GET", b"http://u:pw@127.0.0.1:1/" + XFF], "URL: expected UTF-8 text"),
+        (["http", "--breaker", XFF, "GET", "http://127.0.0.1:1/"], "--breaker: expected UTF-8"),
+        (["breaker", "show", XFF], "NAME: expected UTF-8 text, got '\\xff'"),
+        (["breaker", "reset", XFF], "NAME: expected UTF-8"),
+        (["breaker", "trip", XFF], "NAME: expected UTF-8"),
+        (["silence", "remove", XFF], "ID: expected UTF-8"),
+        (["http", "--breaker", "", "GET", "http://127.0.0.1:1/"], "--breaker: expected a non-emp"),
+        (["http", "--timeout", "99999999999999999999", "GET", "http://127.0.0.1:1/"], "at most"),
+        (["silence", "add", "x", "--for", "1h", "--start", "+99999999999999999999"], "at most"),
+        (["http", "--max-retries", "100000000000000000000", "GET", "http://x/"], "0 to 10000"),
+    ],
+    ids=[
+        "url",
+        "http-breaker",
+        "breaker-show",
+        "breaker-reset",
+        "breaker-trip",
+        "silence-remove",
+        "empty-breaker",
+        "http-timeout",
+        "silence-start",
+        "http-max-retries",
+    ],
+)
+def test_bad_arguments_are_usage_errors_not_internal_errors(
+    args: list[str | bytes], says: str
+) -> None:
+    """Non-UTF-8 names and URLs, an empty breaker name, durations past 100 years and a
+    --max-retries past the one cap: one line and exit 2 (they were "internal error", 125:
+    UnicodeEncodeError, ValueError, OverflowError; --max-retries 1e20 was taken). A URL's
+    password is never shown."""
+    line = one_error_line(reliactl(*args), 2)
+    assert says in line and "pw" not in line, line
+
+
+def test_one_max_retries_cap_for_flags_and_configuration() -> None:
+    """MAX_RETRIES (10,000) is `run`'s, `http`'s and `retry plan`'s --max-retries cap and
+    retry.max_retries's: 10,000 passes, 10,001 is refused by each (`run` with its code)."""
+    from reliactl._settings import MAX_RETRIES, max_retries_error
+    from reliactl.config import load
+    from reliactl.errors import ConfigError
+
+    assert MAX_RETRIES == 10_000 and max_retries_error(MAX_RETRIES) is None
+    assert max_retries_error(-1) and max_retries_error(MAX_RETRIES + 1)
+    assert load(environ={"RELIACTL_RETRY__MAX_RETRIES": "10000"}).config.retry.max_retries == 10000
+    with pytest.raises(ConfigError, match="at most 10000"):
+        load(environ={"RELIACTL_RETRY__MAX_RETRIES": "10001"})
+    run = reliactl("run", "--max-retries", "10001", "--", "true")
+    assert "--max-retries: expected 0 to 10000" in one_error_line(run, 125)
+
+
+def test_require_text_is_the_one_check_of_names() -> None:
+    """require_text: UTF-8 and non-empty pass through; an undecodable byte or a control is
+    shown escaped on one line, a URL's secrets as ***; `empty` allows ''."""
+    from reliactl.cli._fastrt import require_text
+
+    assert require_text("NAME", "api-ü") == "api-ü"
+    assert require_text("--reason", "", empty=True) == ""
+    for bad in ("", os.fsdecode(b"a\xffb")):
+        with pytest.raises(SystemExit) as exc:
+            require_text("NAME", bad)
+        assert exc.value.code == 2
+
+
+def test_http_data_that_is_not_utf8_is_sent_as_given() -> None:
+    """`http -d $'\\xff' POST URL` sends the byte 0xff, as curl does (it was an internal
+    error, 125, trying to encode it)."""
+    with FlakyServer() as server:
+        url = f"{server.url}/in"
+        result = reliactl("http", "-d", b"a\xffb", "POST", url)
+        assert result.returncode == 0, result.stderr
+        assert [r.body for r in server.requests] == [b"a\xffb"]
+
+
+# ---- item 5: help and --version to a full disk
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        (["--help"], {}),
+        (["--version"], {}),
+        (["run", "--help"], {}),
+        (["breaker", "--help"], {"COLUMNS": "100"}),  # the Typer app's help, not the fast path's
+    ],
+    ids=["root-help", "version", "run-help", "typer-help"],
+)
+def test_help_and_version_to_a_full_disk_say_so_in_one_line(
+    args: list[str], env: dict[str, str]
+) -> None:
+    """`reliactl --help >/dev/full` (and --version, a command's help, on either dispatcher):
+    one line "cannot write to stdout: No space left on device" and exit 125, as any other
+    command whose stdout is full; it was a Python traceback."""
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "reliactl", *args],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            env={**os.environ, **env},
+        )
+    assert result.stderr == "reliactl: error: cannot write to stdout: No space left on device\n"
+    assert result.returncode == 125
+
+
+# ---- item 6: health --watch --json is JSON Lines
+
+
+def test_health_watch_json_is_one_compact_document_per_line() -> None:
+    """`health --watch -n 2 --json`: two lines, each a whole JSON document with "version"
+    (JSON Lines, DESIGN.md section 2); they were indented documents run together."""
+    import json
+
+    result = reliactl(
+        "health", "--watch", "-n", "2", "-i", "10ms", "--json", "-C", "file_handles", "--no-alerts"
+    )
+    assert result.returncode in (0, 1, 2), result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2, result.stdout
+    for line in lines:
+        document = json.loads(line)
+        assert document["version"] == 1 and "checks" in document, document
+
+
+# ---- item 7: small oddities
+
+
+def test_small_cli_oddities() -> None:
+    """`drill --help` shows NAME... once (it read NAME......); a missing cleanup PATH is said
+    once (an error, no "nothing to do" after it); `run -- ''` exits 127 "No such file or
+    directory" as `timeout ''` and `env ''` (it was 126)."""
+    drill = reliactl("drill", "--help")
+    assert "NAME..." in drill.stdout and "NAME...." not in drill.stdout, drill.stdout
+    cleanup = reliactl("cleanup", "-l", "--older-than", "1d", "/nonexistent/reliactl-test")
+    assert cleanup.returncode == 1
+    assert cleanup.stderr == "reliactl: error: /nonexistent/reliactl-test: no such directory\n"
+    empty = reliactl("run", "--", "")
+    assert empty.returncode == 127 and "No such file or directory" in empty.stderr, empty.stderr
+
+
+def test_a_silence_an_old_bug_stored_past_time_t_still_lists() -> None:
+    """`silence add --start +99999999999999999999` stored its silence before failing; such a
+    store must not break `silence list` for good: its times print as null ("-"), the epoch
+    number stays, exit 0 (it was "internal error: OverflowError", 125, on every list)."""
+    import json
+    import time
+
+    from reliactl.cli.output import iso_utc
+    from reliactl.config import load
+    from reliactl.health.alertstate import add_silence
+    from reliactl.health.records import RecordStore
+    from reliactl.state import open_state
+
+    assert iso_utc(1e20) is None and iso_utc(0) == "1970-01-01T00:00:00Z"
+    with open_state(load().config) as store:
+        add_silence(RecordStore(store), "x", 3600, start=1e20, now=time.time())
+    result = reliactl("silence", "list", "--json")
+    assert result.returncode == 0, result.stderr
+    (silence,) = json.loads(result.stdout)["silences"]
+    assert silence["start"] is None and silence["start_epoch"] == 1e20
+    assert reliactl("silence", "list").returncode == 0
+
+
+def test_library_job_specs_meet_the_same_bounds() -> None:
+    """A JobSpec (the library's `run`) meets the CLI's bounds: watch_health at most 7d,
+    cpu_time at most MAX_DURATION, memory_max at most MAX_SIZE (JobSpecError, before any
+    process starts); a bare RunOptions' huge watch interval waits 7d at most instead of
+    killing the watcher thread."""
+    from reliactl.config import Config
+    from reliactl.errors import JobSpecError
+    from reliactl.jobs import JobSpec, prepare_job
+    from reliactl.runner import _Watcher
+
+    for bad in ({"watch_health": 1e20}, {"cpu_time": 1e20}, {"memory_max": 2**64}):
+        with pytest.raises(JobSpecError, match="at most"):
+            prepare_job(JobSpec(command=("true",), **bad), Config())  # type: ignore[arg-type]
+    watcher = _Watcher(lambda: None, 1e20)
+    try:
+        assert watcher.interval == 7 * 86400
+        watcher._thread.join(0.5)  # the OverflowError ended it at once
+        assert watcher._thread.is_alive()
+    finally:
+        watcher.close()
