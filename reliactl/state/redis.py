@@ -971,32 +971,94 @@ def make_client(**settings: Any) -> Any:
     return _resp.Redis(**settings)
 
 
-def _setting_file(path: str, key: str, limit: int = 1 << 20) -> bytes:
+def _setting_file(
+    path: str, key: str, limit: int, trust: Callable[[str, Any], str | None]
+) -> bytes:
     """The first ``limit`` bytes of a file the settings name (``key``): it must be there,
-    readable, a regular file and trusted as ssh trusts its files (owned by this user or
-    root, not writable by others, nor its directory: ``reliactl.trust``), else the
-    configuration is wrong: a StateConfigError naming the setting and the path (exit 78),
-    never "cannot reach Redis". Trusted because another user who can replace the CA file can
-    read and forge everything the store sends and receives, and one who can replace the
-    password file picks the credentials this host presents."""
+    readable, a regular file (a FIFO or device is refused, never waited on: it is opened
+    with O_NONBLOCK, then fstat'ed) and pass ``trust`` (the reason it fails, or None), else
+    the configuration is wrong: a StateConfigError naming the setting and the path (exit 78
+    where the store is required; ``run`` and ``health`` warn and go on without it), never
+    "cannot reach Redis". Symbolic links are followed (a Kubernetes secret is a ``..data``
+    link); ``trust`` judges the directory of the link and of its target."""
     import stat
 
-    from reliactl.trust import file_untrusted
-
     try:
-        with open(path, "rb") as fh:
-            st = os.fstat(fh.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                raise StateConfigError(f"{key} {path} is not a regular file")
-            reason = file_untrusted(path, st)
-            if reason is not None:
-                raise StateConfigError(
-                    f"{key} {path}: {reason}; refused (chown it to this user or root and"
-                    " chmod go-w it and its directory)"
-                )
-            return fh.read(limit)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError as exc:
         raise StateConfigError(f"cannot read {key} {path}: {_oserror_text(exc)}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise StateConfigError(f"{key} {path} is not a regular file")
+        reason = trust(path, st)
+        if reason is not None:
+            raise StateConfigError(f"{key} {path}: {reason}")
+        chunks = []
+        left = limit
+        while left > 0:
+            chunk = os.read(fd, left)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    except OSError as exc:
+        raise StateConfigError(f"cannot read {key} {path}: {_oserror_text(exc)}") from None
+    finally:
+        os.close(fd)
+
+
+def _secret_untrusted(path: str, st: Any) -> str | None:
+    """Why a password file must be refused, or None. It only supplies a secret: whoever owns
+    it could read or replace it anyway, which denies service but takes nothing over, so any
+    owner is accepted (a compose ``file:`` secret owned by uid 1000, a vault-agent file
+    owned by its user with mode 0640, a root-owned 0660 file its group writes). Refused is
+    only what lets anyone at all replace it: the file writable by others (o+w), or the
+    directory holding it (or its symbolic link's target) writable by others without the
+    sticky bit."""
+    import stat
+
+    from reliactl.trust import owner_name
+
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & stat.S_IWOTH:
+        return (
+            f"the file is writable by others (mode {mode:04o}, owner {owner_name(st.st_uid)});"
+            " refused (chmod o-w it)"
+        )
+    absolute = os.path.abspath(path)
+    for directory in dict.fromkeys(
+        (os.path.dirname(absolute), os.path.dirname(os.path.realpath(absolute)))
+    ):
+        try:
+            dst = os.stat(directory)
+        except OSError:
+            continue
+        dmode = stat.S_IMODE(dst.st_mode)
+        if dmode & stat.S_IWOTH and not dmode & stat.S_ISVTX:
+            return (
+                f"its directory {directory} is writable by others without the sticky bit"
+                f" (mode {dmode:04o}); refused (chmod o-w or +t it)"
+            )
+    return None
+
+
+def _ca_untrusted(path: str, st: Any) -> str | None:
+    """Why a CA file must be refused, or None: it decides whom this host trusts to be Redis,
+    so another user who can replace it can read and forge everything the store sends and
+    receives (a takeover, not a denial). So it is trusted as ssh trusts its files
+    (``reliactl.trust.file_untrusted``): owned by this user or root, not writable by others,
+    nor its directory."""
+    from reliactl.trust import file_untrusted
+
+    reason = file_untrusted(path, st)
+    if reason is None:
+        return None
+    return (
+        f"{reason}; refused: the CA file decides whom this host trusts (chown it to this user"
+        " or root and chmod go-w it and its directory)"
+    )
 
 
 def _oserror_text(exc: OSError) -> str:
@@ -1006,7 +1068,7 @@ def _oserror_text(exc: OSError) -> str:
 def _read_password(path: str) -> str:
     if not path:
         return ""
-    data = _setting_file(path, "state.password_file", 4096)
+    data = _setting_file(path, "state.password_file", 4096, _secret_untrusted)
     try:
         first = data.split(b"\n", 1)[0].decode("utf-8")
     except UnicodeDecodeError:
@@ -1015,8 +1077,9 @@ def _read_password(path: str) -> str:
 
 
 def _check_ca_file(path: str) -> None:
-    """The CA file is a trusted, readable file that holds at least one certificate."""
-    _setting_file(path, "state.tls_ca_file", 0)
+    """The CA file is a trusted, readable file that holds at least one certificate (the
+    context built here is the one the connections use: ``_resp._tls_context`` keeps it)."""
+    _setting_file(path, "state.tls_ca_file", 0, _ca_untrusted)
     try:
         _resp._tls_context(path)
     except _resp.ConnectionError as exc:
