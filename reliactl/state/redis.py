@@ -455,6 +455,24 @@ class RedisStateStore:
         pipe.execute()
         return shipped
 
+    def _flush_outboxes_best_effort(self, name: str | None) -> None:
+        """``_flush_outboxes`` for a read: a Redis that refuses writes (maxmemory with
+        noeviction, a read-only replica, an ACL without write) answers every flush with an
+        error reply, and that must not fail the read (``breaker show``, ``/metrics``,
+        ``Breaker.history`` are what an operator looks at exactly then): the error is logged
+        at debug level and the events stay in their outboxes for a later read. A lost
+        connection still propagates (the read would fail on it anyway)."""
+        try:
+            self._flush_outboxes(name)
+        except _errors() as exc:
+            if not _is(exc, "ResponseError"):
+                raise
+            import logging  # only when there is something to say
+
+            logging.getLogger("reliactl.state").debug(
+                "state store: pending breaker events not shipped (writes refused): %s", exc
+            )
+
     def _flush_outboxes(self, name: str | None) -> None:
         """Ship what crashed writers left in outboxes (of ``name``, or of every breaker that
         ever pushed to one: their LRANGEs in one pipelined round trip, one key each)."""
@@ -513,7 +531,7 @@ class RedisStateStore:
 
     def events(self, name: str | None = None, limit: int = 50) -> list[BreakerEvent]:
         def op() -> list[BreakerEvent]:
-            self._flush_outboxes(name)
+            self._flush_outboxes_best_effort(name)
             out: list[BreakerEvent] = []
             top: str = "+"
             while len(out) < limit:

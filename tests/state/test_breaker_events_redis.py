@@ -213,3 +213,38 @@ def test_fleet_store_with_redis_away_queues_the_events_with_the_change(tmp_path:
         assert local.get("breaker", "f") == {"state": "open"}
         assert [e.reason for e in local.events("f")] == ["local"]
         assert local.queued_count() == 1
+
+
+@pytest.mark.parametrize("refusal", ["maxmemory-noeviction", "read-only-replica"])
+def test_reading_events_works_when_redis_refuses_writes(
+    own_redis: Any, namespace: str, refusal: str
+) -> None:
+    """A transition whose shipping was cut off (its event waits in the outbox), then Redis
+    refuses writes (maxmemory reached with noeviction, or it became a read-only replica):
+    events() and events(name) still return the stream's history (the shipping flush they
+    try first is best-effort); once writes are accepted again the next read ships the
+    waiting event."""
+    from redishelpers import free_port
+
+    server = own_redis()
+    with _store(server, namespace) as store:
+        client = server.client()
+        shipped = BreakerEvent("a", "closed", "open", "shipped", 1.0)
+        store.update_with_events("breaker", "a", lambda r: ({"state": "open"}, [shipped]))
+        waiting = BreakerEvent("b", "closed", "open", "waiting", 2.0)
+        store._update("breaker", "b", lambda r: ({"state": "open"}, [waiting]))  # not shipped
+        assert client.llen(store._outbox_key("breaker", "b")) == 1
+        if refusal == "maxmemory-noeviction":
+            client.config_set("maxmemory-policy", "noeviction")
+            client.config_set("maxmemory", "1")
+        else:
+            client.execute_command("REPLICAOF", "127.0.0.1", str(free_port()))
+        assert [e.reason for e in store.events()] == ["shipped"]
+        assert [e.reason for e in store.events("a")] == ["shipped"]
+        assert store.events("b") == []
+        if refusal == "maxmemory-noeviction":
+            client.config_set("maxmemory", "0")
+        else:
+            client.execute_command("REPLICAOF", "NO", "ONE")
+        assert [e.reason for e in store.events()] == ["waiting", "shipped"]
+        assert client.llen(store._outbox_key("breaker", "b")) == 0
