@@ -146,45 +146,65 @@ return id
 """
 )
 
-# Ship one breaker event exactly once (ARGV[1] its origin; ARGV[2] the stream's MAXLEN;
-# ARGV[3] a score for the origin set; the rest field/value pairs).
-_SHIP_EVENT = """
+# The origin sets of the events stream are scored by shipping order, not by the event's
+# time: the XADD's own ID (ms * 1000 + sequence, as a decimal string: exact in a double), so
+# trimming them to the newest max_history by rank drops the origins shipped longest ago, as
+# the stream's MAXLEN drops the entries added longest ago. Scored by the event's time, an
+# old event shipped late (a crashed writer's outbox) ranked below the newest max_history:
+# its origin was trimmed right after it was added, and a second flusher holding the same
+# outbox snapshot shipped it again. Now an origin stays known for the next max_history ships.
+_SHIP_SCORE = """
+local function ship_score(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return ms .. string.format('%03d', math.min(tonumber(seq), 999))
+end
+"""
+
+# Ship one breaker event exactly once (ARGV[1] its origin; ARGV[2] the stream's MAXLEN; the
+# rest field/value pairs).
+_SHIP_EVENT = (
+    _SHIP_SCORE
+    + """
 if redis.call('ZSCORE', KEYS[2], ARGV[1]) then
   return 0
 end
 local fields = {}
-for i = 4, #ARGV do
+for i = 3, #ARGV do
   fields[#fields + 1] = ARGV[i]
 end
-redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], '*', unpack(fields))
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], '*', unpack(fields))
+redis.call('ZADD', KEYS[2], ship_score(id), ARGV[1])
 redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[2]) + 1))
 return 1
 """
+)
 
 # Ship breaker events from a breaker's outbox (below) into the stream, each once: ARGV[1] the
-# stream's MAXLEN, then per event its origin, a score for the origin set, the number of
-# field/value items and those items. Only {events} keys: one Cluster slot.
-_SHIP_EVENTS = """
+# stream's MAXLEN, then per event its origin, the number of field/value items and those
+# items. Only {events} keys: one Cluster slot.
+_SHIP_EVENTS = (
+    _SHIP_SCORE
+    + """
 local maxlen = ARGV[1]
 local i = 2
 local shipped = 0
 while i <= #ARGV do
-  local origin, score, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local origin, n = ARGV[i], tonumber(ARGV[i + 1])
   if not redis.call('ZSCORE', KEYS[2], origin) then
     local fields = {}
-    for j = i + 3, i + 2 + n do
+    for j = i + 2, i + 1 + n do
       fields[#fields + 1] = ARGV[j]
     end
-    redis.call('XADD', KEYS[1], 'MAXLEN', maxlen, '*', unpack(fields))
-    redis.call('ZADD', KEYS[2], score, origin)
+    local id = redis.call('XADD', KEYS[1], 'MAXLEN', maxlen, '*', unpack(fields))
+    redis.call('ZADD', KEYS[2], ship_score(id), origin)
     shipped = shipped + 1
   end
-  i = i + 3 + n
+  i = i + 2 + n
 end
 redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(maxlen) + 1))
 return shipped
 """
+)
 
 _DELETE_IF_SAME = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -402,7 +422,9 @@ class RedisStateStore:
                             return None, None
                         entries = [_outbox_entry(event) for event in events]
                         if entries and not indexed:  # before the MULTI: a superset, never less
-                            self.client.sadd(self._outboxes, f"{kind}:{key}")
+                            # on the WATCH connection (immediate until multi()): no second
+                            # connection per transition
+                            pipe.sadd(self._outboxes, f"{kind}:{key}")
                             indexed = True
                         pipe.multi()
                         if new is None:
@@ -441,9 +463,9 @@ class RedisStateStore:
             return 0
         args: list[Any] = [self.max_rows]
         for raw in entries:
-            origin, at, flat = _decode_outbox_entry(raw)
+            origin, flat = _decode_outbox_entry(raw)
             if origin:
-                args += [origin, at, len(flat), *flat]
+                args += [origin, len(flat), *flat]
         shipped = 0
         if len(args) > 1:
             shipped = int(
@@ -615,7 +637,7 @@ class RedisStateStore:
         shipped = self._call(
             lambda: self._ship_event(
                 keys=[self._events_key, self._events_origins],
-                args=[origin, self.max_rows, repr(float(event.at)), *flat],
+                args=[origin, self.max_rows, *flat],
             )
         )
         return bool(int(shipped))
@@ -1166,16 +1188,16 @@ def _outbox_entry(event: BreakerEvent) -> bytes:
     return json.dumps({"o": origin, "f": _event_fields(event)}, separators=(",", ":")).encode()
 
 
-def _decode_outbox_entry(raw: Any) -> tuple[str, str, list[str]]:
-    """(origin, score, flat fields) of an outbox entry; an empty origin when unreadable (it
-    is dropped)."""
+def _decode_outbox_entry(raw: Any) -> tuple[str, list[str]]:
+    """(origin, flat fields) of an outbox entry; an empty origin when unreadable (it is
+    dropped)."""
     try:
         value = json.loads(raw)
         fields = value["f"]
         flat = [str(item) for pair in fields.items() for item in pair]
-        return str(value["o"]), repr(float(fields["at"])), flat
+        return str(value["o"]), flat
     except (ValueError, TypeError, KeyError, AttributeError):
-        return "", "", []
+        return "", []
 
 
 def _encode_run(run: RunRecord) -> str:

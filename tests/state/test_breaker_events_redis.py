@@ -248,3 +248,71 @@ def test_reading_events_works_when_redis_refuses_writes(
             client.execute_command("REPLICAOF", "NO", "ONE")
         assert [e.reason for e in store.events()] == ["waiting", "shipped"]
         assert client.llen(store._outbox_key("breaker", "b")) == 0
+
+
+def test_a_transition_uses_one_connection(own_redis: Any, namespace: str) -> None:
+    """Opening the store and committing a transition with its event open one connection
+    (one CLIENT SETNAME on the server): the outbox index's SADD goes on the connection that
+    holds the WATCH, not on a second one taken from the pool while the first is busy."""
+    server = own_redis()
+    client = server.client()
+    client.config_resetstat()
+    with _store(server, namespace) as store:
+        event = BreakerEvent("c", "closed", "open", "one", 1.0)
+        store.update_with_events("breaker", "c", lambda r: ({"state": "open"}, [event]))
+        assert [e.reason for e in store.events("c")] == ["one"]
+    stats = client.info("commandstats")
+    assert stats["cmdstat_client|setname"]["calls"] == 1, stats.get("cmdstat_client|setname")
+
+
+@pytest.mark.usefixtures("redis_client")
+def test_an_old_waiting_event_is_shipped_once_by_two_flushers(
+    redis_server: RedisServer, namespace: str
+) -> None:
+    """max_history 5, already full of newer shipped events; an hour-old transition waits in
+    its outbox (its writer died after the commit) and two flushers read the same outbox
+    snapshot: it reaches the stream once (its origin is kept by shipping order, so it is not
+    trimmed right after being added, as when origins were scored by the event's time)."""
+    store = open_redis_store(
+        parse_state_url(redis_server.url),
+        namespace=namespace,
+        max_rows=5,
+        connect_timeout=5,
+        operation_timeout=5,
+    )
+    with store:
+        now = time.time()
+        old = BreakerEvent("slow", "closed", "open", "old", now - 3600)
+        store._update("breaker", "slow", lambda r: ({"state": "open"}, [old]))  # not shipped
+        for i in range(5):
+            ev = BreakerEvent(f"b{i}", "closed", "open", "new", now + i)
+            store.update_with_events("breaker", f"b{i}", lambda r, ev=ev: ({"state": "open"}, [ev]))
+        okey = store._outbox_key("breaker", "slow")
+        snapshot = list(store.client.lrange(okey, 0, -1))
+        first = store._call(lambda: store._flush_outbox(okey, snapshot, whole=True))
+        second = store._call(lambda: store._flush_outbox(okey, snapshot, whole=True))
+        assert (first, second) == (1, 0)
+        assert [e.reason for e in store.events("slow")] == ["old"]
+
+
+@pytest.mark.usefixtures("redis_client")
+def test_ship_event_keeps_an_origin_for_the_next_max_history_ships(
+    redis_server: RedisServer, namespace: str
+) -> None:
+    """`state sync`'s ship_event: an old event (by its time) shipped after newer ones is
+    still recognised when shipped again, until max_history later ships pushed it out."""
+    store = open_redis_store(
+        parse_state_url(redis_server.url),
+        namespace=namespace,
+        max_rows=3,
+        connect_timeout=5,
+        operation_timeout=5,
+    )
+    with store:
+        for i in range(3):
+            ev = BreakerEvent("n", "closed", "open", f"new{i}", 2_000_000_000.0 + i)
+            assert store.ship_event(f"new{i}", ev, {})
+        old = BreakerEvent("n", "open", "closed", "old", 1.0)
+        assert store.ship_event("old", old, {})
+        assert not store.ship_event("old", old, {})
+        assert len(store.client.zrange(store._events_origins, 0, -1)) == 3
