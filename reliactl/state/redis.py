@@ -13,7 +13,8 @@ Keys (``NS`` = ``state.namespace``; braces are Redis Cluster hash tags)::
     NS:r:{KIND:KEY}      one record: JSON {"d": record, "u": updated_at}
     NS:h:{events}        stream of breaker transitions, trimmed to max_history on every add
     NS:h:{events}:origins        sorted set of the events shipped into it (exactly once)
-    NS:h:{events}:outboxes       set of the records whose outbox may hold events
+    NS:h:{events}:outboxes       set of the records whose outbox may hold events (never
+                                 shrinks: one member per breaker name ever tripped)
     NS:o:{KIND:KEY}      a record's outbox: list of its events not yet in the stream
     NS:h:{runs}:seq      run id counter (INCR: unique across hosts)
     NS:h:{runs}:ids      sorted set of run ids (score = id), trimmed to max_history
@@ -1182,9 +1183,12 @@ def _event_fields(event: BreakerEvent) -> dict[str, str]:
 
 
 def _outbox_entry(event: BreakerEvent) -> bytes:
-    """One outbox entry: the event's fields and an origin unique to this write (what makes
-    shipping it idempotent)."""
-    origin = f"live|{hostname()}|{os.urandom(8).hex()}|{float(event.at)!r}"
+    """One outbox entry: the event's fields and its origin (``fleet.event_origin``: host,
+    breaker, transition, exact time), what makes shipping it idempotent, also against the
+    copy a fleet store queues locally when an EXEC's reply is lost."""
+    from reliactl.state.fleet import event_origin
+
+    origin = event_origin(event)
     return json.dumps({"o": origin, "f": _event_fields(event)}, separators=(",", ":")).encode()
 
 

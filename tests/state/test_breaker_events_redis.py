@@ -316,3 +316,46 @@ def test_ship_event_keeps_an_origin_for_the_next_max_history_ships(
         assert store.ship_event("old", old, {})
         assert not store.ship_event("old", old, {})
         assert len(store.client.zrange(store._events_origins, 0, -1)) == 3
+
+
+def test_a_lost_exec_reply_on_a_fleet_store_leaves_one_event(
+    redis_server: RedisServer, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FleetStore (on_unavailable local): the transition's EXEC reaches Redis and commits,
+    but its reply is lost (a timeout), so the fleet store falls back and queues the event in
+    the host's store too. The two copies carry the same origin: after `state sync` and a
+    read of the events, the stream holds the transition once."""
+    from reliactl.state import _resp
+    from reliactl.state.fleet import FleetStore, sync
+    from reliactl.state.sqlite import open_store
+
+    remote = _store(redis_server, namespace)
+    local_path = tmp_path / "local.db"
+    fleet = FleetStore(
+        remote, lambda: open_store(local_path), mode="local", location="redis", warn=lambda m: None
+    )
+    send = _resp.Connection.send
+    armed = [True]
+
+    def lose_exec_reply(self: Any, commands: Any, deadline: Any = None) -> Any:
+        result = send(self, commands, deadline)
+        if armed[0] and any(str(c[0]).upper() == "EXEC" for c in commands):
+            armed[0] = False
+            raise _resp.TimeoutError("Timeout reading from socket")  # EXEC ran; reply lost
+        return result
+
+    monkeypatch.setattr(_resp.Connection, "send", lose_exec_reply)
+    counter = iter(range(1, 100))
+
+    def trip(record: Any) -> Any:  # as the breaker does: a new event (new time) per run
+        return {"state": "open"}, [BreakerEvent("b", "closed", "open", "t", 1000.0 + next(counter))]
+
+    fleet.update_with_events("breaker", "b", trip)
+    monkeypatch.setattr(_resp.Connection, "send", send)
+    assert not armed[0]
+    with open_store(local_path) as local:
+        report = sync(remote, local)
+    assert report.left == 0
+    events = remote.events("b")
+    assert [(e.from_state, e.to_state) for e in events] == [("closed", "open")], events
+    remote.close()
