@@ -198,8 +198,8 @@ def _check_redis(config: Config) -> list[Finding]:
     except ReliactlError as exc:
         message = " ".join(str(exc).split())
         fix = (
-            "fix the file the message names (there, readable, owned by you or root, not"
-            " writable by others), or the setting"
+            "fix the file the message names (a readable regular file as the message says;"
+            " README: state.password_file, state.tls_ca_file), or the setting"
             if isinstance(exc, StateConfigError)
             else "check state.url and the password, that redis-server runs and that this host"
             " reaches it (reliactl state info)"

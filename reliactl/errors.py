@@ -81,8 +81,9 @@ class StateAuthError(StateError):
 
 class StateConfigError(StateError):
     """A file the shared store's settings name (``state.password_file``, ``state.tls_ca_file``)
-    is missing, unreadable, not a regular file, holds no usable content, or is owned by
-    another user / writable by others: the configuration is wrong (exit 78), not Redis."""
+    is missing, unreadable, not a regular file, holds no usable content, or could be replaced
+    by others (state/redis.py's rules): the configuration is wrong (exit 78 where the store
+    is required; ``run`` and ``health`` warn and go on without it), not Redis."""
 
 
 class DurationError(ReliactlError, ValueError):

@@ -44,7 +44,6 @@ from reliactl.errors import (
     JobSpecError,
     LockError,
     ReliactlError,
-    StateConfigError,
 )
 from reliactl.hostname import hostname
 
@@ -415,8 +414,6 @@ class PreparedJob:
             if callable(store) and not hasattr(store, "add_run"):
                 return store()
             return store  # type: ignore[return-value]
-        except StateConfigError:
-            raise  # the configuration is wrong (exit 78), as a bad state.url is: not degraded
         except ReliactlError as exc:
             lost = [
                 *(["run history"] if spec.history else []),

@@ -203,7 +203,7 @@ def health(  # noqa: C901 - textfile and alerting move to the core (issue 15 ite
         return  # `health history ...`: the subcommand does the work
     from reliactl.cli.context import app_context
     from reliactl.cli.output import report_error, warn
-    from reliactl.errors import ConfigError, HealthError, ReliactlError, StateConfigError
+    from reliactl.errors import ConfigError, HealthError, ReliactlError
 
     detailed = detailed or detailed_d
     fmt = fmt if fmt is not None else fmt_f
@@ -245,8 +245,6 @@ def health(  # noqa: C901 - textfile and alerting move to the core (issue 15 ite
         try:
             store = app_ctx.store()
             break
-        except StateConfigError as exc:  # the configuration is wrong, as a bad state.url
-            raise SystemExit(report_error(exc)) from None
         except ReliactlError as exc:
             # Two runs creating a fresh database at once can see "database is locked" from
             # SQLite's journal-mode switch; a moment later it opens. Without the store,

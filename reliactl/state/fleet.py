@@ -65,6 +65,17 @@ class SyncReport:
     left: int  # items still queued (Redis went away again, or the limit was reached)
 
 
+def event_origin(event: BreakerEvent) -> str:
+    """A breaker event's origin: its host, breaker, transition and exact time. The same
+    for its copy in a Redis outbox and in a host's queue (a lost EXEC reply leaves both),
+    so the stream gets it once; events are told apart by time (``time.time()``, one
+    transition per breaker at a time)."""
+    return (
+        f"event|{event.host or hostname()}|{event.name}|{event.from_state}|{event.to_state}|"
+        f"{float(event.at)!r}"
+    )
+
+
 def origin_of(kind: str, local_path: str, local_id: int, at: float) -> str:
     """Where an item came from, unique across hosts and stores: what makes shipping
     idempotent (a store recreated after corruption reuses ids, never their start times)."""
@@ -116,7 +127,7 @@ def sync(remote: RedisStateStore, local: SQLiteStateStore, limit: int | None = N
                 if event is None:
                     dropped += 1
                 else:
-                    origin = origin_of("event", path, ref, event.at)
+                    origin = event_origin(event)
                     marks = {"delayed": "1", "queued_at": repr(queued_at)}
                     if remote.ship_event(origin, event, marks):
                         shipped += 1
@@ -311,13 +322,28 @@ class FleetStore:
         record (its outbox, see state/redis.py); while Redis is away the record is updated
         as ``update`` says and the events are queued in this host's store, as ``add_event``
         queues them."""
-        ok, result = self._shared(lambda r: r.update_with_events(kind, key, fn))
+        tried: list[BreakerEvent] = []  # the events of the last attempt sent to Redis
+
+        def remote_fn(record: Record | None) -> tuple[Record | None, Sequence[BreakerEvent]]:
+            new, events = fn(record)
+            tried[:] = events
+            return new, events
+
+        ok, result = self._shared(lambda r: r.update_with_events(kind, key, remote_fn))
         if ok:
             return result  # type: ignore[no-any-return]
         events: list[BreakerEvent] = []
 
         def inner(record: Record | None) -> Record | None:
-            new, events[:] = fn(record)
+            new, got = fn(record)
+            # The same transitions as the attempt sent to Redis, whose EXEC may have
+            # committed with its reply lost (a timeout): queue that attempt's events, so the
+            # copy in Redis's outbox and this one have the same origin
+            # (redis.event_origin) and the stream gets one of them.
+            same = [(e.name, e.from_state, e.to_state) for e in got] == [
+                (e.name, e.from_state, e.to_state) for e in tried
+            ]
+            events[:] = tried if same else got
             return new
 
         if self.mode == "open" and kind == "breaker":

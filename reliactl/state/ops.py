@@ -151,7 +151,7 @@ def migrate(config: Config, to: str) -> MigrateReport:
     it again copies nothing new. Raises ConfigError for a URL that is not Redis.
     """
     from reliactl.errors import ConfigError, ConfigProblem
-    from reliactl.state.fleet import origin_of
+    from reliactl.state.fleet import event_origin, origin_of
 
     target = _parsed_url(config, to)
     if target.backend != "redis":
@@ -185,8 +185,8 @@ def migrate(config: Config, to: str) -> MigrateReport:
                 runs += 1
             else:
                 history_present += 1
-        for event_id, event in local.all_events():
-            if remote.ship_event(origin_of("event", path, event_id, event.at), event, {}):
+        for _event_id, event in local.all_events():
+            if remote.ship_event(event_origin(event), event, {}):
                 events += 1
             else:
                 history_present += 1

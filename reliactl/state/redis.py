@@ -13,7 +13,8 @@ Keys (``NS`` = ``state.namespace``; braces are Redis Cluster hash tags)::
     NS:r:{KIND:KEY}      one record: JSON {"d": record, "u": updated_at}
     NS:h:{events}        stream of breaker transitions, trimmed to max_history on every add
     NS:h:{events}:origins        sorted set of the events shipped into it (exactly once)
-    NS:h:{events}:outboxes       set of the records whose outbox may hold events
+    NS:h:{events}:outboxes       set of the records whose outbox may hold events (never
+                                 shrinks: one member per breaker name ever tripped)
     NS:o:{KIND:KEY}      a record's outbox: list of its events not yet in the stream
     NS:h:{runs}:seq      run id counter (INCR: unique across hosts)
     NS:h:{runs}:ids      sorted set of run ids (score = id), trimmed to max_history
@@ -146,45 +147,65 @@ return id
 """
 )
 
-# Ship one breaker event exactly once (ARGV[1] its origin; ARGV[2] the stream's MAXLEN;
-# ARGV[3] a score for the origin set; the rest field/value pairs).
-_SHIP_EVENT = """
+# The origin sets of the events stream are scored by shipping order, not by the event's
+# time: the XADD's own ID (ms * 1000 + sequence, as a decimal string: exact in a double), so
+# trimming them to the newest max_history by rank drops the origins shipped longest ago, as
+# the stream's MAXLEN drops the entries added longest ago. Scored by the event's time, an
+# old event shipped late (a crashed writer's outbox) ranked below the newest max_history:
+# its origin was trimmed right after it was added, and a second flusher holding the same
+# outbox snapshot shipped it again. Now an origin stays known for the next max_history ships.
+_SHIP_SCORE = """
+local function ship_score(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return ms .. string.format('%03d', math.min(tonumber(seq), 999))
+end
+"""
+
+# Ship one breaker event exactly once (ARGV[1] its origin; ARGV[2] the stream's MAXLEN; the
+# rest field/value pairs).
+_SHIP_EVENT = (
+    _SHIP_SCORE
+    + """
 if redis.call('ZSCORE', KEYS[2], ARGV[1]) then
   return 0
 end
 local fields = {}
-for i = 4, #ARGV do
+for i = 3, #ARGV do
   fields[#fields + 1] = ARGV[i]
 end
-redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], '*', unpack(fields))
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], '*', unpack(fields))
+redis.call('ZADD', KEYS[2], ship_score(id), ARGV[1])
 redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[2]) + 1))
 return 1
 """
+)
 
 # Ship breaker events from a breaker's outbox (below) into the stream, each once: ARGV[1] the
-# stream's MAXLEN, then per event its origin, a score for the origin set, the number of
-# field/value items and those items. Only {events} keys: one Cluster slot.
-_SHIP_EVENTS = """
+# stream's MAXLEN, then per event its origin, the number of field/value items and those
+# items. Only {events} keys: one Cluster slot.
+_SHIP_EVENTS = (
+    _SHIP_SCORE
+    + """
 local maxlen = ARGV[1]
 local i = 2
 local shipped = 0
 while i <= #ARGV do
-  local origin, score, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local origin, n = ARGV[i], tonumber(ARGV[i + 1])
   if not redis.call('ZSCORE', KEYS[2], origin) then
     local fields = {}
-    for j = i + 3, i + 2 + n do
+    for j = i + 2, i + 1 + n do
       fields[#fields + 1] = ARGV[j]
     end
-    redis.call('XADD', KEYS[1], 'MAXLEN', maxlen, '*', unpack(fields))
-    redis.call('ZADD', KEYS[2], score, origin)
+    local id = redis.call('XADD', KEYS[1], 'MAXLEN', maxlen, '*', unpack(fields))
+    redis.call('ZADD', KEYS[2], ship_score(id), origin)
     shipped = shipped + 1
   end
-  i = i + 3 + n
+  i = i + 2 + n
 end
 redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(maxlen) + 1))
 return shipped
 """
+)
 
 _DELETE_IF_SAME = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -402,7 +423,9 @@ class RedisStateStore:
                             return None, None
                         entries = [_outbox_entry(event) for event in events]
                         if entries and not indexed:  # before the MULTI: a superset, never less
-                            self.client.sadd(self._outboxes, f"{kind}:{key}")
+                            # on the WATCH connection (immediate until multi()): no second
+                            # connection per transition
+                            pipe.sadd(self._outboxes, f"{kind}:{key}")
                             indexed = True
                         pipe.multi()
                         if new is None:
@@ -441,9 +464,9 @@ class RedisStateStore:
             return 0
         args: list[Any] = [self.max_rows]
         for raw in entries:
-            origin, at, flat = _decode_outbox_entry(raw)
+            origin, flat = _decode_outbox_entry(raw)
             if origin:
-                args += [origin, at, len(flat), *flat]
+                args += [origin, len(flat), *flat]
         shipped = 0
         if len(args) > 1:
             shipped = int(
@@ -454,6 +477,24 @@ class RedisStateStore:
             pipe.lrem(okey, 1, raw)
         pipe.execute()
         return shipped
+
+    def _flush_outboxes_best_effort(self, name: str | None) -> None:
+        """``_flush_outboxes`` for a read: a Redis that refuses writes (maxmemory with
+        noeviction, a read-only replica, an ACL without write) answers every flush with an
+        error reply, and that must not fail the read (``breaker show``, ``/metrics``,
+        ``Breaker.history`` are what an operator looks at exactly then): the error is logged
+        at debug level and the events stay in their outboxes for a later read. A lost
+        connection still propagates (the read would fail on it anyway)."""
+        try:
+            self._flush_outboxes(name)
+        except _errors() as exc:
+            if not _is(exc, "ResponseError"):
+                raise
+            import logging  # only when there is something to say
+
+            logging.getLogger("reliactl.state").debug(
+                "state store: pending breaker events not shipped (writes refused): %s", exc
+            )
 
     def _flush_outboxes(self, name: str | None) -> None:
         """Ship what crashed writers left in outboxes (of ``name``, or of every breaker that
@@ -513,7 +554,7 @@ class RedisStateStore:
 
     def events(self, name: str | None = None, limit: int = 50) -> list[BreakerEvent]:
         def op() -> list[BreakerEvent]:
-            self._flush_outboxes(name)
+            self._flush_outboxes_best_effort(name)
             out: list[BreakerEvent] = []
             top: str = "+"
             while len(out) < limit:
@@ -597,7 +638,7 @@ class RedisStateStore:
         shipped = self._call(
             lambda: self._ship_event(
                 keys=[self._events_key, self._events_origins],
-                args=[origin, self.max_rows, repr(float(event.at)), *flat],
+                args=[origin, self.max_rows, *flat],
             )
         )
         return bool(int(shipped))
@@ -971,32 +1012,94 @@ def make_client(**settings: Any) -> Any:
     return _resp.Redis(**settings)
 
 
-def _setting_file(path: str, key: str, limit: int = 1 << 20) -> bytes:
+def _setting_file(
+    path: str, key: str, limit: int, trust: Callable[[str, Any], str | None]
+) -> bytes:
     """The first ``limit`` bytes of a file the settings name (``key``): it must be there,
-    readable, a regular file and trusted as ssh trusts its files (owned by this user or
-    root, not writable by others, nor its directory: ``reliactl.trust``), else the
-    configuration is wrong: a StateConfigError naming the setting and the path (exit 78),
-    never "cannot reach Redis". Trusted because another user who can replace the CA file can
-    read and forge everything the store sends and receives, and one who can replace the
-    password file picks the credentials this host presents."""
+    readable, a regular file (a FIFO or device is refused, never waited on: it is opened
+    with O_NONBLOCK, then fstat'ed) and pass ``trust`` (the reason it fails, or None), else
+    the configuration is wrong: a StateConfigError naming the setting and the path (exit 78
+    where the store is required; ``run`` and ``health`` warn and go on without it), never
+    "cannot reach Redis". Symbolic links are followed (a Kubernetes secret is a ``..data``
+    link); ``trust`` judges the directory of the link and of its target."""
     import stat
 
-    from reliactl.trust import file_untrusted
-
     try:
-        with open(path, "rb") as fh:
-            st = os.fstat(fh.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                raise StateConfigError(f"{key} {path} is not a regular file")
-            reason = file_untrusted(path, st)
-            if reason is not None:
-                raise StateConfigError(
-                    f"{key} {path}: {reason}; refused (chown it to this user or root and"
-                    " chmod go-w it and its directory)"
-                )
-            return fh.read(limit)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError as exc:
         raise StateConfigError(f"cannot read {key} {path}: {_oserror_text(exc)}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise StateConfigError(f"{key} {path} is not a regular file")
+        reason = trust(path, st)
+        if reason is not None:
+            raise StateConfigError(f"{key} {path}: {reason}")
+        chunks = []
+        left = limit
+        while left > 0:
+            chunk = os.read(fd, left)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    except OSError as exc:
+        raise StateConfigError(f"cannot read {key} {path}: {_oserror_text(exc)}") from None
+    finally:
+        os.close(fd)
+
+
+def _secret_untrusted(path: str, st: Any) -> str | None:
+    """Why a password file must be refused, or None. It only supplies a secret: whoever owns
+    it could read or replace it anyway, which denies service but takes nothing over, so any
+    owner is accepted (a compose ``file:`` secret owned by uid 1000, a vault-agent file
+    owned by its user with mode 0640, a root-owned 0660 file its group writes). Refused is
+    only what lets anyone at all replace it: the file writable by others (o+w), or the
+    directory holding it (or its symbolic link's target) writable by others without the
+    sticky bit."""
+    import stat
+
+    from reliactl.trust import owner_name
+
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & stat.S_IWOTH:
+        return (
+            f"the file is writable by others (mode {mode:04o}, owner {owner_name(st.st_uid)});"
+            " refused (chmod o-w it)"
+        )
+    absolute = os.path.abspath(path)
+    for directory in dict.fromkeys(
+        (os.path.dirname(absolute), os.path.dirname(os.path.realpath(absolute)))
+    ):
+        try:
+            dst = os.stat(directory)
+        except OSError:
+            continue
+        dmode = stat.S_IMODE(dst.st_mode)
+        if dmode & stat.S_IWOTH and not dmode & stat.S_ISVTX:
+            return (
+                f"its directory {directory} is writable by others without the sticky bit"
+                f" (mode {dmode:04o}); refused (chmod o-w or +t it)"
+            )
+    return None
+
+
+def _ca_untrusted(path: str, st: Any) -> str | None:
+    """Why a CA file must be refused, or None: it decides whom this host trusts to be Redis,
+    so another user who can replace it can read and forge everything the store sends and
+    receives (a takeover, not a denial). So it is trusted as ssh trusts its files
+    (``reliactl.trust.file_untrusted``): owned by this user or root, not writable by others,
+    nor its directory."""
+    from reliactl.trust import file_untrusted
+
+    reason = file_untrusted(path, st)
+    if reason is None:
+        return None
+    return (
+        f"{reason}; refused: the CA file decides whom this host trusts (chown it to this user"
+        " or root and chmod go-w it and its directory)"
+    )
 
 
 def _oserror_text(exc: OSError) -> str:
@@ -1006,7 +1109,7 @@ def _oserror_text(exc: OSError) -> str:
 def _read_password(path: str) -> str:
     if not path:
         return ""
-    data = _setting_file(path, "state.password_file", 4096)
+    data = _setting_file(path, "state.password_file", 4096, _secret_untrusted)
     try:
         first = data.split(b"\n", 1)[0].decode("utf-8")
     except UnicodeDecodeError:
@@ -1015,8 +1118,9 @@ def _read_password(path: str) -> str:
 
 
 def _check_ca_file(path: str) -> None:
-    """The CA file is a trusted, readable file that holds at least one certificate."""
-    _setting_file(path, "state.tls_ca_file", 0)
+    """The CA file is a trusted, readable file that holds at least one certificate (the
+    context built here is the one the connections use: ``_resp._tls_context`` keeps it)."""
+    _setting_file(path, "state.tls_ca_file", 0, _ca_untrusted)
     try:
         _resp._tls_context(path)
     except _resp.ConnectionError as exc:
@@ -1079,22 +1183,25 @@ def _event_fields(event: BreakerEvent) -> dict[str, str]:
 
 
 def _outbox_entry(event: BreakerEvent) -> bytes:
-    """One outbox entry: the event's fields and an origin unique to this write (what makes
-    shipping it idempotent)."""
-    origin = f"live|{hostname()}|{os.urandom(8).hex()}|{float(event.at)!r}"
+    """One outbox entry: the event's fields and its origin (``fleet.event_origin``: host,
+    breaker, transition, exact time), what makes shipping it idempotent, also against the
+    copy a fleet store queues locally when an EXEC's reply is lost."""
+    from reliactl.state.fleet import event_origin
+
+    origin = event_origin(event)
     return json.dumps({"o": origin, "f": _event_fields(event)}, separators=(",", ":")).encode()
 
 
-def _decode_outbox_entry(raw: Any) -> tuple[str, str, list[str]]:
-    """(origin, score, flat fields) of an outbox entry; an empty origin when unreadable (it
-    is dropped)."""
+def _decode_outbox_entry(raw: Any) -> tuple[str, list[str]]:
+    """(origin, flat fields) of an outbox entry; an empty origin when unreadable (it is
+    dropped)."""
     try:
         value = json.loads(raw)
         fields = value["f"]
         flat = [str(item) for pair in fields.items() for item in pair]
-        return str(value["o"]), repr(float(fields["at"])), flat
+        return str(value["o"]), flat
     except (ValueError, TypeError, KeyError, AttributeError):
-        return "", "", []
+        return "", []
 
 
 def _encode_run(run: RunRecord) -> str:

@@ -213,3 +213,149 @@ def test_fleet_store_with_redis_away_queues_the_events_with_the_change(tmp_path:
         assert local.get("breaker", "f") == {"state": "open"}
         assert [e.reason for e in local.events("f")] == ["local"]
         assert local.queued_count() == 1
+
+
+@pytest.mark.parametrize("refusal", ["maxmemory-noeviction", "read-only-replica"])
+def test_reading_events_works_when_redis_refuses_writes(
+    own_redis: Any, namespace: str, refusal: str
+) -> None:
+    """A transition whose shipping was cut off (its event waits in the outbox), then Redis
+    refuses writes (maxmemory reached with noeviction, or it became a read-only replica):
+    events() and events(name) still return the stream's history (the shipping flush they
+    try first is best-effort); once writes are accepted again the next read ships the
+    waiting event."""
+    from redishelpers import free_port
+
+    server = own_redis()
+    with _store(server, namespace) as store:
+        client = server.client()
+        shipped = BreakerEvent("a", "closed", "open", "shipped", 1.0)
+        store.update_with_events("breaker", "a", lambda r: ({"state": "open"}, [shipped]))
+        waiting = BreakerEvent("b", "closed", "open", "waiting", 2.0)
+        store._update("breaker", "b", lambda r: ({"state": "open"}, [waiting]))  # not shipped
+        assert client.llen(store._outbox_key("breaker", "b")) == 1
+        if refusal == "maxmemory-noeviction":
+            client.config_set("maxmemory-policy", "noeviction")
+            client.config_set("maxmemory", "1")
+        else:
+            client.execute_command("REPLICAOF", "127.0.0.1", str(free_port()))
+        assert [e.reason for e in store.events()] == ["shipped"]
+        assert [e.reason for e in store.events("a")] == ["shipped"]
+        assert store.events("b") == []
+        if refusal == "maxmemory-noeviction":
+            client.config_set("maxmemory", "0")
+        else:
+            client.execute_command("REPLICAOF", "NO", "ONE")
+        assert [e.reason for e in store.events()] == ["waiting", "shipped"]
+        assert client.llen(store._outbox_key("breaker", "b")) == 0
+
+
+def test_a_transition_uses_one_connection(own_redis: Any, namespace: str) -> None:
+    """Opening the store and committing a transition with its event open one connection
+    (one CLIENT SETNAME on the server): the outbox index's SADD goes on the connection that
+    holds the WATCH, not on a second one taken from the pool while the first is busy."""
+    server = own_redis()
+    client = server.client()
+    client.config_resetstat()
+    with _store(server, namespace) as store:
+        event = BreakerEvent("c", "closed", "open", "one", 1.0)
+        store.update_with_events("breaker", "c", lambda r: ({"state": "open"}, [event]))
+        assert [e.reason for e in store.events("c")] == ["one"]
+    stats = client.info("commandstats")
+    assert stats["cmdstat_client|setname"]["calls"] == 1, stats.get("cmdstat_client|setname")
+
+
+@pytest.mark.usefixtures("redis_client")
+def test_an_old_waiting_event_is_shipped_once_by_two_flushers(
+    redis_server: RedisServer, namespace: str
+) -> None:
+    """max_history 5, already full of newer shipped events; an hour-old transition waits in
+    its outbox (its writer died after the commit) and two flushers read the same outbox
+    snapshot: it reaches the stream once (its origin is kept by shipping order, so it is not
+    trimmed right after being added, as when origins were scored by the event's time)."""
+    store = open_redis_store(
+        parse_state_url(redis_server.url),
+        namespace=namespace,
+        max_rows=5,
+        connect_timeout=5,
+        operation_timeout=5,
+    )
+    with store:
+        now = time.time()
+        old = BreakerEvent("slow", "closed", "open", "old", now - 3600)
+        store._update("breaker", "slow", lambda r: ({"state": "open"}, [old]))  # not shipped
+        for i in range(5):
+            ev = BreakerEvent(f"b{i}", "closed", "open", "new", now + i)
+            store.update_with_events("breaker", f"b{i}", lambda r, ev=ev: ({"state": "open"}, [ev]))
+        okey = store._outbox_key("breaker", "slow")
+        snapshot = list(store.client.lrange(okey, 0, -1))
+        first = store._call(lambda: store._flush_outbox(okey, snapshot, whole=True))
+        second = store._call(lambda: store._flush_outbox(okey, snapshot, whole=True))
+        assert (first, second) == (1, 0)
+        assert [e.reason for e in store.events("slow")] == ["old"]
+
+
+@pytest.mark.usefixtures("redis_client")
+def test_ship_event_keeps_an_origin_for_the_next_max_history_ships(
+    redis_server: RedisServer, namespace: str
+) -> None:
+    """`state sync`'s ship_event: an old event (by its time) shipped after newer ones is
+    still recognised when shipped again, until max_history later ships pushed it out."""
+    store = open_redis_store(
+        parse_state_url(redis_server.url),
+        namespace=namespace,
+        max_rows=3,
+        connect_timeout=5,
+        operation_timeout=5,
+    )
+    with store:
+        for i in range(3):
+            ev = BreakerEvent("n", "closed", "open", f"new{i}", 2_000_000_000.0 + i)
+            assert store.ship_event(f"new{i}", ev, {})
+        old = BreakerEvent("n", "open", "closed", "old", 1.0)
+        assert store.ship_event("old", old, {})
+        assert not store.ship_event("old", old, {})
+        assert len(store.client.zrange(store._events_origins, 0, -1)) == 3
+
+
+def test_a_lost_exec_reply_on_a_fleet_store_leaves_one_event(
+    redis_server: RedisServer, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FleetStore (on_unavailable local): the transition's EXEC reaches Redis and commits,
+    but its reply is lost (a timeout), so the fleet store falls back and queues the event in
+    the host's store too. The two copies carry the same origin: after `state sync` and a
+    read of the events, the stream holds the transition once."""
+    from reliactl.state import _resp
+    from reliactl.state.fleet import FleetStore, sync
+    from reliactl.state.sqlite import open_store
+
+    remote = _store(redis_server, namespace)
+    local_path = tmp_path / "local.db"
+    fleet = FleetStore(
+        remote, lambda: open_store(local_path), mode="local", location="redis", warn=lambda m: None
+    )
+    send = _resp.Connection.send
+    armed = [True]
+
+    def lose_exec_reply(self: Any, commands: Any, deadline: Any = None) -> Any:
+        result = send(self, commands, deadline)
+        if armed[0] and any(str(c[0]).upper() == "EXEC" for c in commands):
+            armed[0] = False
+            raise _resp.TimeoutError("Timeout reading from socket")  # EXEC ran; reply lost
+        return result
+
+    monkeypatch.setattr(_resp.Connection, "send", lose_exec_reply)
+    counter = iter(range(1, 100))
+
+    def trip(record: Any) -> Any:  # as the breaker does: a new event (new time) per run
+        return {"state": "open"}, [BreakerEvent("b", "closed", "open", "t", 1000.0 + next(counter))]
+
+    fleet.update_with_events("breaker", "b", trip)
+    monkeypatch.setattr(_resp.Connection, "send", send)
+    assert not armed[0]
+    with open_store(local_path) as local:
+        report = sync(remote, local)
+    assert report.left == 0
+    events = remote.events("b")
+    assert [(e.from_state, e.to_state) for e in events] == [("closed", "open")], events
+    remote.close()
