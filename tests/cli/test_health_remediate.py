@@ -177,3 +177,35 @@ def test_concurrent_health_runs_remediate_once(tmp_path: Path) -> None:
     results = sorted(r["result"] for d in docs for r in d["remediations"])
     assert results.count("remediated") >= 1, results
     assert set(results) <= {"remediated", "remediation busy"}, results
+
+
+def test_health_as_root_does_not_signal_through_a_link_another_user_planted(
+    reachable: Path,
+) -> None:
+    """The review's attack end to end: nobody's directory holds bot.pid -> root's pidfile of
+    a victim process; `reliactl health` (root, a subprocess) reports the remediation refused
+    with the owner in one line, exits with the check's CRITICAL, and the victim lives."""
+    victim = subprocess.Popen(["sleep", "120"])
+    try:
+        (reachable / "root").mkdir(mode=0o755)
+        pidfile = reachable / "root" / "victim.pid"
+        pidfile.write_text(f"{victim.pid}\n")
+        theirs = reachable / "nob"
+        theirs.mkdir(mode=0o755)
+        os.chown(theirs, 65534, 65534)
+        link = theirs / "bot.pid"
+        subprocess.run([*NOBODY, "ln", "-s", str(pidfile), str(link)], check=True, timeout=30)
+        cfg = config(reachable, f"{{action: 'signal:{link}:TERM'}}")
+        result = subprocess.run(
+            [sys.executable, "-m", "reliactl", "--config", str(cfg), "health"],
+            capture_output=True, text=True, timeout=120, env={**os.environ, "HOME": str(reachable)},
+        )  # fmt: skip
+        assert result.returncode == 2, result.stdout + result.stderr
+        lines = [x for x in result.stdout.splitlines() if x.startswith("remediation:")]
+        assert len(lines) == 1 and "remediation refused" in lines[0], result.stdout
+        assert "owned by nobody" in lines[0]
+        time.sleep(0.2)
+        assert victim.poll() is None
+    finally:
+        victim.kill()
+        victim.wait(30)
