@@ -86,6 +86,22 @@ def file_untrusted(path: str | os.PathLike[str], st: os.stat_result | None = Non
     return None
 
 
+def secret_untrusted(path: str | os.PathLike[str], st: os.stat_result) -> str | None:
+    """Why the secret file ``path`` (``serve --token-file``) with this ``fstat`` must not be
+    used, or None: a regular file, ``file_untrusted``'s rule (another user who can replace it
+    picks the secret), and, as ssh for a private key, no access at all for group or others
+    (who could read the secret)."""
+    if not stat.S_ISREG(st.st_mode):
+        return "it is not a regular file"
+    reason = file_untrusted(path, st)
+    if reason is not None:
+        return reason
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
+        return f"the file is mode {mode:04o}: open to its group or others, as a secret must not be"
+    return None
+
+
 class Untrusted(Exception):
     """A file refused by the trust rule; the message is the one-line reason."""
 
