@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 from reliactl.durations import format_duration
 from reliactl.errors import ReliactlError
 from reliactl.health.model import HealthMetric, HealthReport, Status, worst
+from reliactl.redact import redact_argv
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -98,7 +99,7 @@ class Remediation:
         return {
             "check": self.check,
             "result": self.result,
-            "command": list(self.command),
+            "command": redact_argv(self.command),
             "action": self.action or None,
             "message": self.message,
             "outcome": self.outcome,
@@ -111,7 +112,7 @@ class Remediation:
 
     def describe(self) -> str:
         """One line: "disk: remediated (cleanup:tmp, attempt 1/3)"."""
-        what = self.action or " ".join(self.command)
+        what = self.action or " ".join(redact_argv(self.command))
         extra = f", attempt {self.attempt}/{self.max_attempts}" if self.attempt else ""
         tail = f": {self.message}" if self.message else ""
         return f"{self.check}: {self.result} ({what}{extra}){tail}"

@@ -209,3 +209,39 @@ def test_health_as_root_does_not_signal_through_a_link_another_user_planted(
     finally:
         victim.kill()
         victim.wait(30)
+
+
+def test_a_commands_secrets_run_but_are_shown_nowhere(reachable: Path) -> None:
+    """A remediation command and an alert sink command carrying --token/--password/an
+    Authorization header: the remediation receives the real token (it writes it to a file),
+    while `config show` (text and --json), `health --json` (the remediation's command and
+    the check's details) and the run history show "***" (they printed it in clear)."""
+    secret, other, header = "tok-7f3a9c1e", "pw-91bd33", "hdr-5e2c0a"
+    got = reachable / "got"
+    cfg = config(
+        reachable,
+        "{command: [/bin/sh, -c, "
+        f"'printf %s \"$2\" > {got}; touch {reachable}/fixed', sh, --token, {secret}], "
+        "verify_after: 0s}",
+    )
+    text = cfg.read_text().replace(
+        "health_monitor:\n",
+        "health_monitor:\n  alerts:\n    - {name: log, kind: command, command: [/bin/true,"
+        f" --password={other}, -H, 'Authorization: Bearer {header}']}}\n",
+    )
+    cfg.write_text(text)
+    env = {**os.environ, "HOME": str(reachable)}
+    base = [sys.executable, "-m", "reliactl", "--config", str(cfg)]
+    outputs = []
+    for argv in (["config", "show"], ["config", "show", "--json"], ["health", "--json"]):
+        result = subprocess.run(
+            [*base, *argv], capture_output=True, text=True, timeout=120, env=env
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        outputs.append(result.stdout + result.stderr)
+    assert got.read_text() == secret  # the command ran with the real token
+    history = [r.command for r in open_state(load(cfg).config).runs("remediate.flag")]
+    assert history and "--token ***" in history[0]
+    for shown in [*outputs, *history]:
+        assert secret not in shown and other not in shown and header not in shown, shown
+    assert "***" in outputs[0] and "Bearer ***" in outputs[0]
