@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from reliactl import http
@@ -190,3 +193,23 @@ def test_redact_command_hides_secrets_in_a_shell_string_and_an_sh_c_script() -> 
         "/bin/sh", "-c", 'curl -H "Authorization: Basic ***" --secret=*** x'
     ]  # fmt: skip
     assert argv[2].endswith("--secret=q x")
+
+
+def test_a_run_shows_its_token_in_no_event_and_no_lock_file(tmp_path: Path) -> None:
+    """A real run with a lock: the job gets the real token, but the "starting" event and the
+    lock file (read by `cleanup --stale-locks` and by whoever waits on the lock) show "***"."""
+    from reliactl.runner import LockOptions, RunOptions, run_command
+
+    lock, copy, got = tmp_path / "job.lock", tmp_path / "copy", tmp_path / "got"
+    script = f'cp "$0" {copy}; printf %s "$2" > {got}'
+    events: list[Any] = []
+    result = run_command(
+        RunOptions(
+            command=("/bin/sh", "-c", script, str(lock), "--token", "tok-4c1d9e"),
+            lock=LockOptions(str(lock)),
+        ),
+        on_event=events.append,
+    )
+    assert result.exit_code == 0 and got.read_text() == "tok-4c1d9e"
+    shown = copy.read_text() + " ".join(str(e.message) for e in events)
+    assert "tok-4c1d9e" not in shown and "--token ***" in copy.read_text()
