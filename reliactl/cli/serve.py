@@ -89,8 +89,9 @@ def serve(
         typer.Option(
             "--token-file",
             metavar="PATH",
-            help="A file whose first line is the token that writes (breaker reset/trip) need"
-            " (default: $RELIACTL_SERVE_TOKEN; without one, serve is read-only).",
+            help="A private file (yours or root's, mode 600) whose first line is the token"
+            " that writes (breaker reset/trip) need (default: $RELIACTL_SERVE_TOKEN; without"
+            " one, serve is read-only).",
         ),
     ] = None,
     json_logs: Annotated[
