@@ -230,7 +230,7 @@ complete -c reliactl -n '__reliactl_at \'serve\'' -l help -s h -d 'Show the help
 complete -c reliactl -n '__reliactl_at \'serve\'' -l host -x -d 'Address to listen on.'
 complete -c reliactl -n '__reliactl_at \'serve\'' -l port -s p -x -d 'TCP port to listen on.'
 complete -c reliactl -n '__reliactl_at \'serve\'' -l interval -s i -x -d 'Run the checks this often (default: health_monitor.check_interval, 1m).'
-complete -c reliactl -n '__reliactl_at \'serve\'' -l token-file -r -F -d 'A file whose first line is the token that writes (breaker reset/trip) need (default: $RELIACTL_SERVE_TOKEN; without one, serve is read-only).'
+complete -c reliactl -n '__reliactl_at \'serve\'' -l token-file -r -F -d 'A private file (yours or root\'s, mode 600) whose first line is the token that writes (breaker reset/trip) need (default: $RELIACTL_SERVE_TOKEN; without one, serve is read-only).'
 complete -c reliactl -n '__reliactl_at \'serve\'' -l json-logs -d 'Access log lines as JSON objects.'
 complete -c reliactl -n '__reliactl_word \'silence\'' -a add -d 'Add a silence; prints its ID (for `silence remove ID`).'
 complete -c reliactl -n '__reliactl_word \'silence\'' -a list -d 'Active and planned silences (expired ones are removed).'

@@ -220,6 +220,14 @@ def start_time(pid: int) -> float | None:
         return None
 
 
+def started_after(pid: int, when: float, slack: float = 2.0) -> bool:
+    """Did ``pid`` start after ``when`` (epoch seconds, plus ``slack``)? Then it is not the
+    process that was recorded at ``when`` (a lock taken, a pidfile written): the pid was
+    reused. False when the start time is unknown."""
+    started = start_time(pid)
+    return started is not None and started > when + slack
+
+
 def pid_alive(pid: object) -> bool:
     """Whether a process with this pid exists (on this host); anything but a positive int is
     not a pid, so not alive. Someone else's process (EPERM) is alive."""

@@ -405,16 +405,17 @@ def _check_serve(env: Mapping[str, str], token_file: str) -> Finding:
     fix_mode = f"chown root {token_file} && chmod 600 {token_file}"
     if not stat.S_ISREG(st.st_mode):
         return Finding("serve", FAIL, f"{token_file} is not a regular file", fix_mode)
-    if st.st_mode & 0o077:
+    from reliactl.trust import secret_untrusted
+
+    reason = secret_untrusted(token_file, st)  # serve's own rule: it refuses the file (78)
+    if reason is not None:
         return Finding(
             "serve",
             FAIL,
-            f"{token_file} (serve's token) is mode {stat.S_IMODE(st.st_mode):04o}: other"
-            " users can read the token that resets and trips breakers",
+            f"{token_file} (serve's token, which resets and trips breakers): {reason};"
+            " serve refuses it",
             fix_mode,
         )
-    if st.st_uid not in (0, os.geteuid()):
-        return Finding("serve", WARN, f"{token_file} is owned by uid {st.st_uid}", fix_mode)
     try:
         with open(token_file, encoding="utf-8") as fh:
             length = len(fh.readline(4096).strip())

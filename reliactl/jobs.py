@@ -46,6 +46,7 @@ from reliactl.errors import (
     ReliactlError,
 )
 from reliactl.hostname import hostname
+from reliactl.redact import redact_argv
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
@@ -329,7 +330,7 @@ class PreparedJob:
         health_gate = self._health_gate(opened, warn, gate_seen) if spec.check else None
         watch = self._health_watch(opened) if spec.watch_health is not None else None
         started_at = time.time()
-        shown = _printable(" ".join(spec.command))
+        shown = _printable(" ".join(redact_argv(spec.command)))  # history shows no secret
         name = _printable(self.name)
         options = _with_name(options, name)
 

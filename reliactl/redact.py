@@ -9,7 +9,12 @@ What counts as a secret is decided here and nowhere else:
 - the token in the path of a known webhook form (Discord, Slack, Telegram bots), on any host,
   and of a heartbeat ping URL (a healthchecks.io UUID, an Uptime Kuma push token, ...);
 - a URL that is a secret as a whole (an alert sink's webhook): ``path=False`` keeps only
-  its scheme, host and port.
+  its scheme, host and port;
+- in a command line (:func:`redact_command`: an argv list or a shell string): the value of
+  an option with a secret name (``--token X``, ``--token=X``, ``--password X``), a
+  ``NAME=VALUE`` word with a secret name, a secret header (``Authorization: Bearer X``,
+  ``X-Api-Key: X``) and every URL in it as above; an option naming a place
+  (``--token-file PATH``) keeps its value.
 
 Stdlib only, no I/O; imported by ``http``, ``health.alerts``, ``health.checks`` and the CLI.
 """
@@ -30,6 +35,8 @@ if TYPE_CHECKING:
 __all__ = [
     "REDACTED",
     "is_secret_name",
+    "redact_argv",
+    "redact_command",
     "redact_headers",
     "redact_text",
     "redact_url",
@@ -217,3 +224,97 @@ def scrub(text: str, url: str) -> str:
         if secret and len(secret) > 1:
             out = out.replace(secret, "/***" if secret.startswith("/") else REDACTED)
     return out
+
+
+# --------------------------------------------------------------------------- command lines
+
+# An option with a secret name whose value names a place (a file, a variable), not a secret.
+_PLACE_SUFFIXES = ("-file", "-path", "-dir", "-env", "-var", "-cmd", "-command")
+_WORD_RE = r"""(?:[^\s'"]+|'[^']*'|"(?:\\.|[^"\\])*")+"""
+_NAME_VALUE = r"^(?P<name>-{0,2}[A-Za-z_][A-Za-z0-9_.\-]*)=(?P<value>.*)$"
+_HEADER = r"^\s*(?P<name>[A-Za-z][A-Za-z0-9\-]*)\s*:\s*(?P<value>.*)$"
+
+
+def _secret_option(word: str) -> bool:
+    """Is ``word`` an option (``-x``, ``--name``) whose value, the next word, is a secret?"""
+    if not word.startswith("-") or "=" in word:
+        return False
+    name = word.lstrip("-").lower().replace("_", "-")
+    return (
+        bool(name)
+        and not name.startswith("no-")
+        and not name.endswith(_PLACE_SUFFIXES)
+        and is_secret_name(name)
+    )
+
+
+def _redact_word(word: str) -> str:
+    import re
+
+    pair = re.match(_NAME_VALUE, word, re.DOTALL)
+    if pair is not None:
+        name = pair.group("name").lstrip("-")
+        if is_secret_name(name) and not name.lower().replace("_", "-").endswith(_PLACE_SUFFIXES):
+            return f"{pair.group('name')}={REDACTED}"
+    header = re.match(_HEADER, word, re.DOTALL)
+    if header is not None and is_secret_name(header.group("name")):
+        value = header.group("value")
+        return f"{header.group('name')}: {_redact_value(header.group('name'), value)}"
+    if any(c.isspace() for c in word):  # a script (sh -c '...'): its words, as a shell's
+        return _redact_shell(word)
+    return redact_urls_in(word) if "://" in word else word
+
+
+def redact_argv(argv: Iterable[str]) -> list[str]:
+    """An argv list with its secrets hidden (see the module's rules), for display only."""
+    out: list[str] = []
+    hide_next = False
+    for word in argv:
+        text = str(word)
+        if hide_next and text and not text.startswith("--"):
+            out.append(REDACTED)
+            hide_next = False
+            continue
+        out.append(_redact_word(text))
+        hide_next = _secret_option(text)
+    return out
+
+
+def _redact_shell(text: str) -> str:
+    """A shell command line with its secrets hidden; its words keep their quoting unless one
+    had to change (then it is re-quoted)."""
+    import re
+    import shlex
+
+    hide_next = False
+
+    def one(match: re.Match[str]) -> str:
+        nonlocal hide_next
+        raw = match.group(0)
+        try:
+            parts = shlex.split(raw)
+        except ValueError:
+            parts = [raw]
+        word = parts[0] if len(parts) == 1 else raw
+        if hide_next and word and not word.startswith("--"):
+            hide_next = False
+            return REDACTED
+        hide_next = _secret_option(word)
+        shown = _redact_word(word)
+        if shown == word:
+            return raw
+        if re.fullmatch(r"[\w@%+=:,./*-]+", shown):
+            return shown  # "***" is shown, never expanded: no quotes for it
+        if raw[:1] == '"' and not any(c in shown for c in '"\\$`'):
+            return f'"{shown}"'  # the word's own quoting, when it still fits
+        return f"'{shown}'" if "'" not in shown else shlex.quote(shown)
+
+    return redact_urls_in(re.sub(_WORD_RE, one, text))
+
+
+def redact_command(command: str | Iterable[str]) -> str | list[str]:
+    """A configured or given command, an argv list or a shell string, with its secrets
+    hidden: what ``config show``, health reports, alerts and run history display."""
+    if isinstance(command, str):
+        return _redact_shell(command)
+    return redact_argv(command)

@@ -26,7 +26,9 @@ restarts within 5 cycles then unmonitor"):
   the check recovering, or the window letting another attempt through, re-arms it.
 - UNKNOWN (a check that could not run or timed out) is not CRITICAL: nothing runs for it.
 - Trust: nothing runs when the configuration file is (now) owned by another user or
-  writable by others (reliactl.trust), nor for a signal pidfile that is.
+  writable by others (reliactl.trust), nor for a signal pidfile that is, or that another
+  user could swap (a link, or any directory up its path, theirs), nor for a pidfile whose
+  process started after the file was written (a reused pid).
 - ``dry_run`` shows what would run for every CRITICAL check and changes nothing.
 
 Built-in actions: ``cleanup:ROOT`` runs ``reliactl cleanup`` on that configured root (the
@@ -47,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 from reliactl.durations import format_duration
 from reliactl.errors import ReliactlError
 from reliactl.health.model import HealthMetric, HealthReport, Status, worst
+from reliactl.redact import redact_argv
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -96,7 +99,7 @@ class Remediation:
         return {
             "check": self.check,
             "result": self.result,
-            "command": list(self.command),
+            "command": redact_argv(self.command),
             "action": self.action or None,
             "message": self.message,
             "outcome": self.outcome,
@@ -109,7 +112,7 @@ class Remediation:
 
     def describe(self) -> str:
         """One line: "disk: remediated (cleanup:tmp, attempt 1/3)"."""
-        what = self.action or " ".join(self.command)
+        what = self.action or " ".join(redact_argv(self.command))
         extra = f", attempt {self.attempt}/{self.max_attempts}" if self.attempt else ""
         tail = f": {self.message}" if self.message else ""
         return f"{self.check}: {self.result} ({what}{extra}){tail}"
@@ -184,25 +187,34 @@ def _cleanup_command(name: str, config: Config, config_path: Path | str | None) 
 
 
 def _read_pidfile(path: str) -> int:
-    """The process id in ``path``, a trusted file (else anyone could aim our signal)."""
-    from reliactl.trust import untrusted
+    """The process id in ``path``, a trusted file (else anyone could aim our signal): the
+    whole path is judged and the file opened without following a link (reliactl.trust), and
+    a process that started after the file was last written is a reused pid, refused too."""
+    from reliactl._procfs import pid_alive, started_after
+    from reliactl.trust import Untrusted, open_untrusting
 
     try:
-        st = os.stat(path)
-        with open(path, encoding="ascii", errors="replace") as fh:
-            text = fh.read(64).strip()
+        fd = open_untrusting(path)
+        try:
+            mtime = os.fstat(fd).st_mtime
+            text = os.read(fd, 64).decode("ascii", "replace").strip()
+        finally:
+            os.close(fd)
+    except Untrusted as exc:
+        raise _Refused(REFUSED, f"pidfile {exc}; refused") from None
     except OSError as exc:
         raise _Refused(UNAVAILABLE, f"pidfile {path}: {exc.strerror or exc}") from None
-    reason = untrusted(st)
-    if reason is not None:
-        raise _Refused(REFUSED, f"pidfile {path} is {reason}; refused")
     if not text.isdigit() or int(text) <= 1:
         raise _Refused(UNAVAILABLE, f"pidfile {path}: expected a process id, got {text[:20]!r}")
     pid = int(text)
-    from reliactl._procfs import pid_alive
-
     if not pid_alive(pid):
         raise _Refused(UNAVAILABLE, f"pidfile {path}: process {pid} is not running")
+    if started_after(pid, mtime):
+        raise _Refused(
+            REFUSED,
+            f"pidfile {path}: process {pid} started after the file was written (a reused"
+            " pid, the service gone?); refused",
+        )
     return pid
 
 

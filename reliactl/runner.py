@@ -90,6 +90,13 @@ if TYPE_CHECKING:  # protocols cost import time; only the type checker needs the
             """All output of this attempt has been delivered (partial lines may be flushed)."""
 
 
+def _shown(command: Sequence[str]) -> str:
+    """The command line as shown in events and lock files: secrets hidden (reliactl.redact)."""
+    from reliactl.redact import redact_argv
+
+    return " ".join(redact_argv(command))
+
+
 FORWARDED_SIGNALS: tuple[signal.Signals, ...] = (
     signal.SIGTERM,
     signal.SIGINT,
@@ -1799,7 +1806,7 @@ class Runner:
                 self.on_event(
                     RunEvent(
                         "start",
-                        f"starting {' '.join(opts.command)!r}"
+                        f"starting {_shown(opts.command)!r}"
                         + (f" ({lock.label})" if lock is not None else ""),
                     )
                 )
@@ -1929,7 +1936,7 @@ class Runner:
             return locks.acquire(
                 lock.path,
                 wait=lock.wait,
-                command=" ".join(self.options.command),
+                command=_shown(self.options.command),
                 allow_network_fs=lock.allow_network_fs,
                 sleep=self._lock_sleep,
                 monotonic=self.monotonic,
@@ -1942,7 +1949,7 @@ class Runner:
             lock.open_leases,
             seconds=lock.lease,
             wait=lock.wait,
-            command=" ".join(self.options.command),
+            command=_shown(self.options.command),
             sleep=self._lock_sleep,
             monotonic=self.monotonic,
             now=self.now,

@@ -86,6 +86,107 @@ def file_untrusted(path: str | os.PathLike[str], st: os.stat_result | None = Non
     return None
 
 
+def secret_untrusted(path: str | os.PathLike[str], st: os.stat_result) -> str | None:
+    """Why the secret file ``path`` (``serve --token-file``) with this ``fstat`` must not be
+    used, or None: a regular file, ``file_untrusted``'s rule (another user who can replace it
+    picks the secret), and, as ssh for a private key, no access at all for group or others
+    (who could read the secret)."""
+    if not stat.S_ISREG(st.st_mode):
+        return "it is not a regular file"
+    reason = file_untrusted(path, st)
+    if reason is not None:
+        return reason
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
+        return f"the file is mode {mode:04o}: open to its group or others, as a secret must not be"
+    return None
+
+
+class Untrusted(Exception):
+    """A file refused by the trust rule; the message is the one-line reason."""
+
+
+_MAX_LINKS = 40  # as the kernel's MAXSYMLINKS
+
+
+def resolve_untrusted(path: str) -> tuple[str, str | None]:
+    """``path`` resolved component by component, and why it must not be trusted (or None).
+
+    Every directory the resolution enters must pass ``untrusted`` (a sticky one, such as
+    ``/tmp``, may be writable by others: each entry in it is judged by its own owner), and
+    every symbolic link on the way must be owned by this user or root, so that nobody else
+    can change what the path names, at any level (ssh's ``secure_path``, with links). The
+    physical path comes back (no links left in it) for an ``O_NOFOLLOW`` open; the last
+    component itself is not judged here (the caller judges the opened file's ``fstat``).
+    A component that cannot be ``lstat``'ed ends the walk with no reason: opening the path
+    then reports the problem."""
+    uid = os.geteuid()
+    pending = os.path.abspath(path).split("/")[::-1]
+    current, links = "/", 0
+    try:
+        reason = untrusted(os.stat("/"), sticky_ok=True)
+    except OSError:
+        reason = None
+    if reason is not None:
+        return current, f"the directory / is {reason}"
+    while pending:
+        name = pending.pop()
+        if name in ("", "."):
+            continue
+        if name == "..":
+            current = os.path.dirname(current)
+            continue
+        candidate = os.path.join(current, name)
+        try:
+            st = os.lstat(candidate)
+        except OSError:
+            return os.path.join(candidate, *pending[::-1]), None
+        if stat.S_ISLNK(st.st_mode):
+            if st.st_uid not in (uid, 0):
+                owner = owner_name(st.st_uid)
+                return candidate, f"the symbolic link {candidate} is owned by {owner}"
+            links += 1
+            try:
+                target = os.readlink(candidate)
+            except OSError:
+                return candidate, None
+            if links > _MAX_LINKS:
+                return candidate, f"{path} has too many levels of symbolic links"
+            if target.startswith("/"):
+                current = "/"
+            pending.extend(target.split("/")[::-1])
+            continue
+        current = candidate
+        if pending and stat.S_ISDIR(st.st_mode) and any(p not in ("", ".") for p in pending):
+            reason = untrusted(st, sticky_ok=True)
+            if reason is not None:
+                return current, f"the directory {current} is {reason}"
+    return current, None
+
+
+def open_untrusting(path: str) -> int:
+    """A read-only descriptor of the regular file ``path``, opened only when the whole path
+    is trusted (``resolve_untrusted``) and the file too (``untrusted`` of its ``fstat``),
+    with ``O_NOFOLLOW`` on the resolved path. Raises ``Untrusted`` (the reason) or OSError.
+    For files whose content aims reliactl's power at something: a pidfile it signals."""
+    physical, reason = resolve_untrusted(path)
+    if reason is not None:
+        raise Untrusted(f"{path}: {reason}")
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
+    fd = os.open(physical, flags)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise Untrusted(f"{path} is not a regular file")
+        reason = untrusted(st)
+        if reason is not None:
+            raise Untrusted(f"{path}: the file is {reason}")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def not_regular(path: str) -> str | None:
     """Why ``path`` cannot be an output file (it exists and is a FIFO, device, socket or
     directory), or None when it is a regular file or does not exist. Checked before a job

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from reliactl import http
 from reliactl.health import alerts
-from reliactl.redact import is_secret_name, redact_headers, redact_url, redact_urls_in, scrub
+from reliactl.redact import (
+    is_secret_name,
+    redact_argv,
+    redact_command,
+    redact_headers,
+    redact_url,
+    redact_urls_in,
+    scrub,
+)
 
 
 @pytest.mark.parametrize(
@@ -146,3 +157,59 @@ def test_ping_urls_lose_their_credential_in_text(url: str, shown: str) -> None:
     is shown without it, also when it is not known to be a ping URL."""
     assert redact_url(url) == shown
     assert redact_urls_in(f"ping to {url} failed") == f"ping to {shown} failed"
+
+
+@pytest.mark.parametrize(
+    ("argv", "shown"),
+    [
+        (["notify", "--token", "t0k3n-x"], ["notify", "--token", "***"]),
+        (["notify", "--token=t0k3n-x"], ["notify", "--token=***"]),
+        (["db", "--password", "-starts-with-dash"], ["db", "--password", "***"]),
+        (["c", "-H", "Authorization: Bearer abc.def"], ["c", "-H", "Authorization: Bearer ***"]),
+        (["c", "-H", "X-Api-Key: k3y"], ["c", "-H", "X-Api-Key: ***"]),
+        (["c", "https://u:pw@h/x?api_key=z"], ["c", "https://u:***@h/x?api_key=***"]),
+        (["env", "API_TOKEN=z", "run"], ["env", "API_TOKEN=***", "run"]),
+        # a place, not a secret; ordinary options and a boolean flag before an option
+        (["s", "--token-file", "/etc/t"], ["s", "--token-file", "/etc/t"]),
+        (["ls", "-l", "--color=auto", "/tmp"], ["ls", "-l", "--color=auto", "/tmp"]),
+        (["c", "--auth", "--verbose", "x"], ["c", "--auth", "--verbose", "x"]),
+    ],
+)
+def test_redact_argv_hides_secrets_in_a_command_line(argv: list[str], shown: list[str]) -> None:
+    """A configured command's secrets (option values, NAME=VALUE, headers, URL passwords)
+    are hidden for display; an option that names a file keeps its value."""
+    assert redact_argv(argv) == shown
+
+
+def test_redact_command_hides_secrets_in_a_shell_string_and_an_sh_c_script() -> None:
+    """A shell string (remediate with shell: true) and the script of `sh -c` lose the same
+    secrets, keeping their quoting readable; the argv run is not changed (a copy is shown)."""
+    text = "curl -H 'X-Api-Key: k-1' --token t-2 --password=\"p 3\" 'https://a:b-4@h/'"
+    assert redact_command(text) == (
+        "curl -H 'X-Api-Key: ***' --token *** --password=*** https://a:***@h/"
+    )
+    argv = ["/bin/sh", "-c", 'curl -H "Authorization: Basic abc" --secret=q x']
+    assert redact_command(argv) == [
+        "/bin/sh", "-c", 'curl -H "Authorization: Basic ***" --secret=*** x'
+    ]  # fmt: skip
+    assert argv[2].endswith("--secret=q x")
+
+
+def test_a_run_shows_its_token_in_no_event_and_no_lock_file(tmp_path: Path) -> None:
+    """A real run with a lock: the job gets the real token, but the "starting" event and the
+    lock file (read by `cleanup --stale-locks` and by whoever waits on the lock) show "***"."""
+    from reliactl.runner import LockOptions, RunOptions, run_command
+
+    lock, copy, got = tmp_path / "job.lock", tmp_path / "copy", tmp_path / "got"
+    script = f'cp "$0" {copy}; printf %s "$2" > {got}'
+    events: list[Any] = []
+    result = run_command(
+        RunOptions(
+            command=("/bin/sh", "-c", script, str(lock), "--token", "tok-4c1d9e"),
+            lock=LockOptions(str(lock)),
+        ),
+        on_event=events.append,
+    )
+    assert result.exit_code == 0 and got.read_text() == "tok-4c1d9e"
+    shown = copy.read_text() + " ".join(str(e.message) for e in events)
+    assert "tok-4c1d9e" not in shown and "--token ***" in copy.read_text()

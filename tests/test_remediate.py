@@ -4,11 +4,14 @@ claimed once, refused from an untrusted file; built-in actions; the config's rul
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from httpserver import FlakyServer
+from runhelpers import NOBODY
 
 from reliactl.config import load
 from reliactl.errors import ConfigError
@@ -267,6 +271,125 @@ def test_signal_action_refuses_an_untrusted_pidfile(tmp_path: Path) -> None:
     remediator, _ = healer(cfg)
     done = round_of(remediator)[1]
     assert [r.result for r in done] == [REFUSED] and "writable by others" in done[0].message
+
+
+@pytest.fixture
+def shared_tmp() -> Iterator[Path]:
+    """A root-owned 0755 directory under /tmp that nobody can reach (pytest's is 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="reliactl-pid-", dir="/tmp"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def victim(shared_tmp: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """A real process and its root-owned pidfile (mode 0644) in a root-owned directory."""
+    proc = subprocess.Popen(["sleep", "120"])
+    home = shared_tmp / "root"
+    home.mkdir(mode=0o755)
+    pidfile = home / "victim.pid"
+    pidfile.write_text(f"{proc.pid}\n")
+    try:
+        yield proc, pidfile
+    finally:
+        proc.kill()
+        proc.wait(30)
+
+
+def plant_link(directory: Path, target: Path) -> Path:
+    """``directory`` (made and given to nobody) with bot.pid -> ``target``, made by nobody."""
+    directory.mkdir(mode=0o755)
+    os.chown(directory, 65534, 65534)
+    link = directory / "bot.pid"
+    subprocess.run([*NOBODY, "ln", "-s", str(target), str(link)], check=True, timeout=30)
+    assert link.lstat().st_uid == 65534
+    return link
+
+
+def test_signal_action_refuses_a_link_another_user_planted(
+    tmp_path: Path, shared_tmp: Path, victim: tuple[subprocess.Popen[bytes], Path]
+) -> None:
+    """The review's attack: nobody's directory holds bot.pid -> a root-owned pidfile of a
+    victim; signal:DIR/bot.pid:TERM is refused (the directory is nobody's), naming the
+    owner, and the victim lives. (Before: os.stat followed the link, judged the target
+    alone, and root sent TERM to the victim.)"""
+    proc, pidfile = victim
+    link = plant_link(shared_tmp / "nob", pidfile)
+    cfg = write(tmp_path, f"action: signal:{link}:TERM\n")
+    remediator, _ = healer(cfg)
+    done = round_of(remediator)[1]
+    assert [r.result for r in done] == [REFUSED], done
+    assert "owned by nobody" in done[0].message and "\n" not in done[0].message
+    time.sleep(0.2)
+    assert proc.poll() is None
+
+
+def test_signal_action_refuses_a_root_link_in_a_directory_up_the_path_of_another_user(
+    tmp_path: Path, shared_tmp: Path, victim: tuple[subprocess.Popen[bytes], Path]
+) -> None:
+    """A root-owned link in a root-owned directory, but under a directory nobody owns (who
+    could rename it away and put their own in its place): refused, nothing sent."""
+    proc, pidfile = victim
+    outer = shared_tmp / "nob"
+    outer.mkdir(mode=0o755)
+    os.chown(outer, 65534, 65534)
+    inner = outer / "run"
+    inner.mkdir(mode=0o755)
+    (inner / "bot.pid").symlink_to(pidfile)
+    cfg = write(tmp_path, f"action: signal:{inner / 'bot.pid'}:TERM\n")
+    done = round_of(healer(cfg)[0])[1]
+    assert [r.result for r in done] == [REFUSED] and f"directory {outer}" in done[0].message
+    time.sleep(0.2)
+    assert proc.poll() is None
+
+
+def test_signal_action_follows_a_trusted_link(tmp_path: Path) -> None:
+    """A link root made, in root's directories, to a root-owned pidfile (/var/run -> /run
+    style) is followed: the signal is planned for the process the target names."""
+    proc = subprocess.Popen(["sleep", "120"])
+    try:
+        real = tmp_path / "real.pid"
+        real.write_text(f"{proc.pid}\n")
+        (tmp_path / "app.pid").symlink_to(real)
+        cfg = write(tmp_path, f"action: signal:{tmp_path / 'app.pid'}:TERM\n")
+        done = round_of(healer(cfg, dry_run=True)[0])[1]
+        assert [r.result for r in done] == ["would run"], done
+        assert str(proc.pid) in done[0].command
+    finally:
+        proc.kill()
+        proc.wait(30)
+
+
+def test_signal_action_refuses_a_pid_reused_after_the_pidfile_was_written(tmp_path: Path) -> None:
+    """A pidfile last written an hour before its process started names a reused pid (the
+    service died, the pid went to another process): refused, nothing sent."""
+    proc = subprocess.Popen(["sleep", "120"])
+    try:
+        pidfile = tmp_path / "app.pid"
+        pidfile.write_text(f"{proc.pid}\n")
+        hour_ago = time.time() - 3600
+        os.utime(pidfile, (hour_ago, hour_ago))
+        cfg = write(tmp_path, f"action: signal:{pidfile}:TERM\n")
+        done = round_of(healer(cfg)[0])[1]
+        assert [r.result for r in done] == [REFUSED] and "reused" in done[0].message
+        time.sleep(0.2)
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait(30)
+
+
+def test_signal_action_refuses_a_fifo_without_hanging(tmp_path: Path) -> None:
+    """A FIFO where the pidfile should be (nobody writes it) is refused at once, not read
+    until the remediation's timeout."""
+    pidfile = tmp_path / "app.pid"
+    os.mkfifo(pidfile, 0o644)
+    cfg = write(tmp_path, f"action: signal:{pidfile}:TERM\n")
+    done = round_of(healer(cfg)[0])[1]
+    assert [r.result for r in done] == [REFUSED] and "not a regular file" in done[0].message
 
 
 def test_restart_without_systemd_says_so(tmp_path: Path) -> None:

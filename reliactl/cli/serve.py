@@ -43,8 +43,19 @@ def _read_token(path: str | None) -> str | None:
             problem = ConfigProblem("environment", None, "", message, "RELIACTL_SERVE_TOKEN")
             raise ConfigError([problem])
         return token or None
-    try:
-        with open(path, encoding="utf-8") as fh:
+    from reliactl.trust import secret_untrusted
+
+    try:  # O_NONBLOCK: a FIFO is refused below, never waited on
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with open(fd, encoding="utf-8") as fh:
+            reason = secret_untrusted(path, os.fstat(fd))
+            if reason is not None:  # as --config from another user, as ssh's private keys
+                message = (
+                    f"{path}: {reason}; refused (chown it to this user or root, chmod 600 it"
+                    " and go-w its directory)"
+                )
+                problem = ConfigProblem("command line", None, "--token-file", message)
+                raise ConfigError([problem])
             token = fh.readline(4096).strip()
     except (OSError, UnicodeDecodeError) as exc:
         why = getattr(exc, "strerror", None) or "not UTF-8 text"
@@ -78,8 +89,9 @@ def serve(
         typer.Option(
             "--token-file",
             metavar="PATH",
-            help="A file whose first line is the token that writes (breaker reset/trip) need"
-            " (default: $RELIACTL_SERVE_TOKEN; without one, serve is read-only).",
+            help="A private file (yours or root's, mode 600) whose first line is the token"
+            " that writes (breaker reset/trip) need (default: $RELIACTL_SERVE_TOKEN; without"
+            " one, serve is read-only).",
         ),
     ] = None,
     json_logs: Annotated[

@@ -53,6 +53,10 @@ def to_plain(obj: Any, *, redact: bool = True, human: bool = True) -> Any:
                 from reliactl.state.url import redact_url
 
                 out[f.name] = redact_url(value)
+            elif redact and value and f.name == "command":  # an argv list or a shell string
+                from reliactl.redact import redact_command
+
+                out[f.name] = redact_command(value)
             elif human and value is not None and f.metadata.get("kind") == "duration":
                 out[f.name] = format_duration(value)
             else:

@@ -763,13 +763,22 @@ def _with_uptime(info: dict[str, Any]) -> dict[str, Any]:
 def find_processes(
     pid: int | None = None, pidfile: str | None = None, name: str | None = None
 ) -> tuple[list[Any], str]:
-    """The matching psutil.Process objects and a description of what was looked for."""
+    """The matching psutil.Process objects and a description of what was looked for.
+
+    A pidfile is read only when trusted (``reliactl.trust.open_untrusting``: no link or
+    directory up its path another user could swap, the file theirs to write); otherwise
+    ``reliactl.trust.Untrusted`` is raised (the check is UNKNOWN, with the reason)."""
     import psutil
 
     if pidfile:
+        from reliactl.trust import open_untrusting
+
         try:
-            with open(pidfile, encoding="utf-8", errors="replace") as fh:
-                text = fh.read(64).strip()
+            fd = open_untrusting(pidfile)
+            try:
+                text = os.read(fd, 64).decode("utf-8", "replace").strip()
+            finally:
+                os.close(fd)
         except OSError as exc:
             return [], f"pidfile {pidfile}: {exc.strerror}"
         if not text.isdigit() or int(text) <= 0:
@@ -829,7 +838,15 @@ def process_check(
 
                 procs, what = [psutil.Process()], "this process"
             else:
-                procs, what = find_processes(pid, pidfile, process_name)
+                from reliactl.trust import Untrusted
+
+                try:
+                    procs, what = find_processes(pid, pidfile, process_name)
+                except Untrusted as exc:
+                    return HealthMetric(
+                        name, Status.UNKNOWN, None, f"pidfile {exc}; refused", kind="process",
+                        warn=ws, critical=cs,
+                    )  # fmt: skip
             infos = [i for i in map(_describe_process, procs) if not i.get("vanished")]
         if not infos:
             return HealthMetric(

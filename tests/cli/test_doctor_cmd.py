@@ -80,6 +80,10 @@ def test_serve_token_file_must_be_private_and_long(tmp_path: Path) -> None:
     assert status == "fail" and "mode 0644" in message
     token.chmod(0o600)
     assert serve_finding()[0] == "ok"
+    os.chown(token, 65534, 65534)  # serve refuses another user's token file: so does doctor
+    status, message = serve_finding()
+    assert status == "fail" and "owned by nobody" in message and "refuses" in message
+    os.chown(token, 0, 0)
     token.write_text("short\n")
     status, message = serve_finding()
     assert status == "fail" and "5 characters" in message

@@ -177,3 +177,71 @@ def test_concurrent_health_runs_remediate_once(tmp_path: Path) -> None:
     results = sorted(r["result"] for d in docs for r in d["remediations"])
     assert results.count("remediated") >= 1, results
     assert set(results) <= {"remediated", "remediation busy"}, results
+
+
+def test_health_as_root_does_not_signal_through_a_link_another_user_planted(
+    reachable: Path,
+) -> None:
+    """The review's attack end to end: nobody's directory holds bot.pid -> root's pidfile of
+    a victim process; `reliactl health` (root, a subprocess) reports the remediation refused
+    with the owner in one line, exits with the check's CRITICAL, and the victim lives."""
+    victim = subprocess.Popen(["sleep", "120"])
+    try:
+        (reachable / "root").mkdir(mode=0o755)
+        pidfile = reachable / "root" / "victim.pid"
+        pidfile.write_text(f"{victim.pid}\n")
+        theirs = reachable / "nob"
+        theirs.mkdir(mode=0o755)
+        os.chown(theirs, 65534, 65534)
+        link = theirs / "bot.pid"
+        subprocess.run([*NOBODY, "ln", "-s", str(pidfile), str(link)], check=True, timeout=30)
+        cfg = config(reachable, f"{{action: 'signal:{link}:TERM'}}")
+        result = subprocess.run(
+            [sys.executable, "-m", "reliactl", "--config", str(cfg), "health"],
+            capture_output=True, text=True, timeout=120, env={**os.environ, "HOME": str(reachable)},
+        )  # fmt: skip
+        assert result.returncode == 2, result.stdout + result.stderr
+        lines = [x for x in result.stdout.splitlines() if x.startswith("remediation:")]
+        assert len(lines) == 1 and "remediation refused" in lines[0], result.stdout
+        assert "owned by nobody" in lines[0]
+        time.sleep(0.2)
+        assert victim.poll() is None
+    finally:
+        victim.kill()
+        victim.wait(30)
+
+
+def test_a_commands_secrets_run_but_are_shown_nowhere(reachable: Path) -> None:
+    """A remediation command and an alert sink command carrying --token/--password/an
+    Authorization header: the remediation receives the real token (it writes it to a file),
+    while `config show` (text and --json), `health --json` (the remediation's command and
+    the check's details) and the run history show "***" (they printed it in clear)."""
+    secret, other, header = "tok-7f3a9c1e", "pw-91bd33", "hdr-5e2c0a"
+    got = reachable / "got"
+    cfg = config(
+        reachable,
+        "{command: [/bin/sh, -c, "
+        f"'printf %s \"$2\" > {got}; touch {reachable}/fixed', sh, --token, {secret}], "
+        "verify_after: 0s}",
+    )
+    text = cfg.read_text().replace(
+        "health_monitor:\n",
+        "health_monitor:\n  alerts:\n    - {name: log, kind: command, command: [/bin/true,"
+        f" --password={other}, -H, 'Authorization: Bearer {header}']}}\n",
+    )
+    cfg.write_text(text)
+    env = {**os.environ, "HOME": str(reachable)}
+    base = [sys.executable, "-m", "reliactl", "--config", str(cfg)]
+    outputs = []
+    for argv in (["config", "show"], ["config", "show", "--json"], ["health", "--json"]):
+        result = subprocess.run(
+            [*base, *argv], capture_output=True, text=True, timeout=120, env=env
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        outputs.append(result.stdout + result.stderr)
+    assert got.read_text() == secret  # the command ran with the real token
+    history = [r.command for r in open_state(load(cfg).config).runs("remediate.flag")]
+    assert history and "--token ***" in history[0]
+    for shown in [*outputs, *history]:
+        assert secret not in shown and other not in shown and header not in shown, shown
+    assert "***" in outputs[0] and "Bearer ***" in outputs[0]

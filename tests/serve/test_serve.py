@@ -162,6 +162,7 @@ def test_a_short_token_is_refused_from_the_environment_as_from_a_file(tmp_path: 
     from reliactl.doctor import SERVE_TOKEN_MIN
 
     (tmp_path / "short").write_text("x" * (SERVE_TOKEN_MIN - 1) + "\n", encoding="utf-8")
+    (tmp_path / "short").chmod(0o600)  # private: refused for its length alone
     port = str(free_port())
     cases = [
         ({"RELIACTL_SERVE_TOKEN": "x" * (SERVE_TOKEN_MIN - 1)}, [], "RELIACTL_SERVE_TOKEN"),
@@ -180,6 +181,47 @@ def test_a_short_token_is_refused_from_the_environment_as_from_a_file(tmp_path: 
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and named in lines[0], lines
         assert f"at least {SERVE_TOKEN_MIN} characters" in lines[0]
+
+
+def test_a_token_file_another_user_planted_or_others_can_read_is_refused() -> None:
+    """--token-file is a secret that resets and trips breakers: one nobody wrote into a
+    sticky /tmp-like directory (mode 0644, theirs), and root's own one left mode 0644 (anyone
+    could read it), are refused as --config from another user is: exit 78, one line naming
+    the reason, before listening (the old code served with either). Root's 0600 file is
+    accepted (the other tests serve with one)."""
+    import os
+    import shutil
+    import tempfile
+
+    from runhelpers import NOBODY
+
+    shared = Path(tempfile.mkdtemp(prefix="reliactl-token-", dir="/tmp"))
+    try:
+        shared.chmod(0o1777)
+        planted = shared / "serve.token"
+        subprocess.run(
+            [*NOBODY, "sh", "-c", f"umask 022; echo {TOKEN} > {planted}"], check=True, timeout=30
+        )
+        assert planted.stat().st_uid == 65534
+        mine = shared / "mine"
+        mine.mkdir(mode=0o755)
+        readable = mine / "root.token"
+        readable.write_text(TOKEN + "\n", encoding="utf-8")
+        readable.chmod(0o644)
+        port = str(free_port())
+        for path, why in ((planted, "owned by nobody"), (readable, "mode 0644")):
+            proc = subprocess.run(
+                [sys.executable, "-m", "reliactl", "serve", "--port", port, "--token-file",
+                 str(path)],
+                capture_output=True, text=True, timeout=60, check=False,
+                env={**os.environ, "RELIACTL_SERVE_TOKEN": ""},
+            )  # fmt: skip
+            assert proc.returncode == 78, proc.stderr
+            lines = proc.stderr.strip().splitlines()
+            assert len(lines) == 1 and why in lines[0] and "refused" in lines[0], lines
+            assert TOKEN not in proc.stderr
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
 
 
 def test_read_only_without_a_token(tmp_path: Path) -> None:
