@@ -307,7 +307,9 @@ def test_cpu_time_stops_a_busy_loop() -> None:
         RunOptions(command=("sh", "-c", "while :; do :; done"), cpu_time=1, timeout=120)
     )
     assert (result.outcome, result.exit_code) == ("cpu_limit", 121), result
-    assert result.cpu_time is not None and result.cpu_time >= 0.9
+    # The kernel checks RLIMIT_CPU against its sampled (tick) CPU time, wait4 reports the
+    # precise one: under load the two differ by up to a tick or two (0.895 s seen).
+    assert result.cpu_time is not None and result.cpu_time >= 0.8
 
 
 def test_nice_and_io_class_are_set_on_the_command() -> None:
