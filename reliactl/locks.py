@@ -44,7 +44,7 @@ import stat
 import time
 from collections.abc import Callable, Sequence
 
-from reliactl._procfs import pid_alive, start_time, unescape_mount
+from reliactl._procfs import pid_alive, started_after, unescape_mount
 from reliactl.errors import LockBusyError, LockError, StateUnavailableError
 from reliactl.hostname import hostname
 
@@ -447,12 +447,12 @@ def holder_alive(holder: LockHolder) -> bool:
     """Is the recorded pid still the process that took the lock? (pid reuse is detected)."""
     if not pid_alive(holder.pid):
         return False
-    if holder.started_at is not None and holder.pid is not None:
-        started = start_time(holder.pid)
-        # A process that started after the lock was taken is a recycled pid.
-        if started is not None and started > holder.started_at + 2.0:
-            return False
-    return True
+    # A process that started after the lock was taken is a recycled pid.
+    return not (
+        holder.started_at is not None
+        and holder.pid is not None
+        and started_after(holder.pid, holder.started_at)
+    )
 
 
 def _open_lock_file(path: str) -> int:
