@@ -63,17 +63,16 @@ def head_one(args: list[str], *, stream: str = "stdout") -> tuple[int, bytes, by
         preexec_fn=default_signals,
     )
     assert proc.stdout is not None and proc.stderr is not None
-    read, other = (proc.stdout, proc.stderr) if stream == "stdout" else (proc.stderr, proc.stdout)
+    read = proc.stdout if stream == "stdout" else proc.stderr
     first = read.readline()
     read.close()
     try:
-        rest = other.read()
-        code = proc.wait(timeout=60)
+        out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    return code, first, rest
+    return proc.returncode, first, err if stream == "stdout" else out
 
 
 @pytest.mark.parametrize(
