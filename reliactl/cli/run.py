@@ -620,7 +620,8 @@ def run(
         typer.Option(
             "--log-file",
             metavar="PATH",
-            help="Append all output and reliactl's lines, timestamped, to PATH (created 0600).",
+            help="Append all output and reliactl's lines, timestamped, to PATH (created 0600;"
+            " an existing PATH must be your own file).",
             rich_help_panel="History and output",
         ),
     ] = None,
