@@ -126,3 +126,28 @@ def test_quiet_success_holds_at_most_64_mib() -> None:
         out.write(1, chunk)
     assert out.held_bytes == 64 * 1024 * 1024
     assert out.dropped == 16 * 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    "flags", [["--max-output", "1G"], ["--log-file", "{log}"]], ids=["max-output", "log-file"]
+)
+def test_a_full_disk_is_not_a_gone_reader_and_the_job_runs_on(
+    flags: list[str], tmp_path: Path
+) -> None:
+    """stdout on /dev/full (ENOSPC): only EPIPE closes the job's pipe; here the job still
+    runs to its end and its own exit code (3) comes back, as issue 13 promised."""
+    marker = tmp_path / "ran"
+    script = f"echo one; echo two; echo ran > {marker}; exit 3"
+    args = [flag.format(log=tmp_path / "job.log") for flag in flags]
+    with open("/dev/full", "wb") as full:
+        result = subprocess.run(
+            reliactl_cmd("run", *args, "--", "sh", "-c", script),
+            stdin=subprocess.DEVNULL,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            preexec_fn=default_signals,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 3, result.stderr
+    assert marker.read_text() == "ran\n"
