@@ -142,13 +142,15 @@ class OutputTail:
     """An output sink (``reliactl.runner.OutputSink``) keeping the last ``limit`` bytes of
     stdout and stderr, interleaved as they came, and passing everything on to ``inner`` (by
     default straight to reliactl's own fd 1 and 2, best effort: a stream that fails to take a
-    write is dropped, and the job goes on)."""
+    write is dropped, and the job goes on; one whose reader went away, EPIPE, raises
+    ``BrokenPipeError`` so the runner closes the command's pipe, as a shell pipeline would)."""
 
     def __init__(self, limit: int = DEFAULT_BODY_LIMIT, inner: Any = None) -> None:
         self.limit = max(0, int(limit))
         self.inner = inner
         self._buf = bytearray()
         self._dropped: set[int] = set()
+        self._gone: set[int] = set()  # dropped because the reader went away (EPIPE)
 
     def _pass_on(self, stream: int, data: bytes) -> None:
         import os
@@ -159,18 +161,23 @@ class OutputTail:
                 view = view[os.write(stream, view) :]
             except InterruptedError:
                 continue
+            except BrokenPipeError:
+                self._dropped.add(stream)
+                self._gone.add(stream)
             except OSError:
                 self._dropped.add(stream)
+        if stream in self._gone:
+            raise BrokenPipeError(32, "Broken pipe")  # EPIPE: the reader went away
 
     def write(self, stream: int, data: bytes) -> None:
+        if self.limit:  # first: the tail keeps what the job wrote even if passing it on fails
+            self._buf += data[-self.limit :]
+            if len(self._buf) > self.limit:
+                del self._buf[: len(self._buf) - self.limit]
         if self.inner is not None:
             self.inner.write(stream, data)
         else:
             self._pass_on(stream, data)
-        if self.limit:
-            self._buf += data[-self.limit :]
-            if len(self._buf) > self.limit:
-                del self._buf[: len(self._buf) - self.limit]
 
     def end_attempt(self, attempt: int) -> None:
         if self.inner is not None:

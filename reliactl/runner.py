@@ -37,7 +37,11 @@ The process model (coreutils timeout(1) semantics, plus what timeout cannot prom
 - Without output processing the command inherits reliactl's stdout and stderr directly: no
   pipe, so a grandchild holding stdout can never hang reliactl. With processing (an
   ``OutputSink``), the pipes are read in one select loop and, once the command has exited,
-  drained with a deadline, never waited on for EOF.
+  drained with a deadline, never waited on for EOF. A sink whose reader went away (its
+  ``write`` raises ``BrokenPipeError``: reliactl's own stdout or stderr got EPIPE) makes the
+  loop close its read end of that pipe, so the command gets SIGPIPE/EPIPE at its next write,
+  as in a shell pipeline (``yes | ts | head -1``); any other write failure is the sink's to
+  swallow (the job runs on).
 - Signals reach the loop through ``signal.set_wakeup_fd``; a signal during a lock wait or a
   backoff sleep ends it at once. Signals ignored when reliactl started stay ignored, are not
   forwarded, and stay ignored in the command; SIGPIPE, SIGXFSZ and SIGCHLD are reset to their
@@ -84,7 +88,8 @@ if TYPE_CHECKING:  # protocols cost import time; only the type checker needs the
         """Receives the command's output when reliactl processes it (timestamps, logs, chronic)."""
 
         def write(self, stream: int, data: bytes) -> None:
-            """``stream`` is 1 (stdout) or 2 (stderr)."""
+            """``stream`` is 1 (stdout) or 2 (stderr). Raises ``BrokenPipeError`` when the
+            reader of that stream went away: the runner then closes the command's pipe."""
 
         def end_attempt(self, attempt: int) -> None:
             """All output of this attempt has been delivered (partial lines may be flushed)."""
@@ -2465,7 +2470,14 @@ class Runner:
                     )
             if not data:
                 return True
-        self.output.write(state.pipes[fd], data)
+        try:
+            self.output.write(state.pipes[fd], data)
+        except BrokenPipeError:
+            # Whoever read this stream went away: close our end, so the command's next write
+            # gets SIGPIPE/EPIPE as it would in a shell pipeline, instead of running on.
+            del state.pipes[fd]
+            os.close(fd)
+            return False
         return True
 
     def _limit_hit(self, state: _AttemptState, outcome: str, message: str, number: int) -> None:
@@ -2609,13 +2621,18 @@ class Runner:
 
 
 class _PassThrough:
-    """The output sink of a run that only counts its output (--max-output): straight through."""
+    """The output sink of a run that only counts its output (--max-output): straight through.
+    A reader gone (EPIPE) is passed on as ``BrokenPipeError``; other failures drop the data."""
 
     def write(self, stream: int, data: bytes) -> None:
         view = memoryview(data)
-        with contextlib.suppress(OSError):
+        try:
             while view:
                 view = view[os.write(stream, view) :]
+        except BrokenPipeError:
+            raise
+        except OSError:
+            pass
 
     def end_attempt(self, attempt: int) -> None:
         pass

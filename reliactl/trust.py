@@ -23,6 +23,20 @@ def owner_name(uid: int) -> str:
         return f"uid {uid}"
 
 
+def not_own(st: os.stat_result, *, euid: int | None = None) -> str | None:
+    """Why a file reliactl writes into (``run --log-file``) is not the invoking user's own,
+    or None when it is: "owned by bob (uid 1000), not by root (uid 0)".
+
+    Stricter than ``untrusted``, which also trusts root's files: what is written there (a
+    job's output, a secret it prints) must only go where the invoking user's own file was,
+    never into a file another user made (say mode 0666 in a sticky /shared) and can read.
+    """
+    uid = os.geteuid() if euid is None else euid
+    if st.st_uid == uid:
+        return None
+    return f"owned by {owner_name(st.st_uid)}, not by {owner_name(uid)}"
+
+
 def _private_group(st: os.stat_result) -> bool:
     """Is the file's group the owner's own primary group, with no other members?"""
     try:

@@ -8,6 +8,7 @@ its arguments pass through untouched (``--`` is optional). Bad options exit 125,
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -160,12 +161,19 @@ class RunOutput:
         _write(stream, data)
 
     def write(self, stream: int, data: bytes) -> None:
+        """The command's output on ``stream``; ``BrokenPipeError`` once the reader of
+        reliactl's own ``stream`` went away (the runner then closes the command's pipe, so
+        it gets SIGPIPE as in ``yes | ts | head -1``). Other write failures only drop."""
+        if stream in _reader_gone:
+            raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
         if self.log_fd is not None:
             tag = b"[out] " if stream == STDOUT else b"[err] "
             _write_fd(self.log_fd, self._stamped(data, self._log_line_start, stream, tag))
         if self.timestamps:
             data = self._stamped(data, self._line_start, stream, b"")
         self._emit(stream, data)
+        if stream in _reader_gone:
+            raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
 
     def end_attempt(self, attempt: int) -> None:
         # A last line without newline: end it so the next attempt's stamps start a line.
@@ -199,6 +207,8 @@ class RunOutput:
 # Streams reliactl could not write (full disk, closed, reader gone): their output is dropped
 # from then on, and one note says so (on the other stream and in the log, best effort).
 _broken: set[int] = set()
+# Those of them whose reader went away (EPIPE): the command's pipe for it is closed too.
+_reader_gone: set[int] = set()
 _log_for_note: list[int] = []
 
 
@@ -217,6 +227,10 @@ def _write(stream: int, data: bytes) -> None:
         buffer.flush()
     except (OSError, ValueError) as exc:
         # The job must run on, and its exit code pass through: drop what cannot be written.
+        # A reader gone (EPIPE) is not a failure to write but the end of the pipeline:
+        # RunOutput.write then has the runner close the command's pipe for this stream.
+        if isinstance(exc, BrokenPipeError):
+            _reader_gone.add(stream)
         _stream_broken(stream, exc)
 
 
@@ -230,7 +244,10 @@ def _stream_broken(stream: int, exc: BaseException) -> None:
         return
     name = "stdout" if stream == STDOUT else "stderr"
     why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    note = f"cannot write to {name} ({why}); what would go there is dropped; the job runs on\n"
+    if isinstance(exc, BrokenPipeError):
+        note = f"{name} was closed by its reader ({why}); the command's {name} is closed too\n"
+    else:
+        note = f"cannot write to {name} ({why}); what would go there is dropped; the job runs on\n"
     if stream == STDOUT:
         _write(STDERR, f"{utc_stamp()} reliactl: {note}".encode())
     for fd in _log_for_note:
@@ -250,7 +267,7 @@ def _write_fd(fd: int, data: bytes) -> None:
 def _open_log(path: str) -> int:
     # O_NONBLOCK: a FIFO at the path must be refused at once, not block the job forever.
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
-    from reliactl.trust import not_regular
+    from reliactl.trust import not_own, not_regular
 
     refused = not_regular(path)
     if refused is not None:
@@ -258,14 +275,34 @@ def _open_log(path: str) -> int:
     try:
         fd = os.open(path, flags, 0o600)
     except OSError as exc:
+        try:  # fs.protected_regular refuses another user's file in a sticky directory: say so
+            not_ours = not_own(os.lstat(path))
+        except OSError:
+            not_ours = None
+        if not_ours is not None:
+            raise _log_not_own(path, not_ours) from None
         reason = "it is a symbolic link" if exc.errno == 40 else exc.strerror
         raise _usage(f"--log-file: cannot open {path}: {reason}") from None
     import stat
 
-    if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped in after the check
+    st = os.fstat(fd)  # the file opened, not whatever the path names by now
+    if not stat.S_ISREG(st.st_mode):  # swapped in after the check
         os.close(fd)
         raise _usage(f"--log-file: {path} is not a regular file; refused")
+    not_ours = not_own(st)
+    if not_ours is not None:
+        os.close(fd)
+        raise _log_not_own(path, not_ours)
     return fd
+
+
+def _log_not_own(path: str, reason: str) -> SystemExit:
+    """An existing --log-file of another user: the job's output (secrets included) would be
+    appended where that user reads it. Refused before the job starts (exit 125)."""
+    return _usage(
+        f"--log-file: refusing {path}: it is {reason}; the job's output would go into another"
+        " user's file (remove it, or log to a file of your own)"
+    )
 
 
 def _write_json_report(path: str, result: RunResult | None, extra: dict[str, Any]) -> None:
@@ -586,7 +623,8 @@ def run(
         typer.Option(
             "--log-file",
             metavar="PATH",
-            help="Append all output and reliactl's lines, timestamped, to PATH (created 0600).",
+            help="Append all output and reliactl's lines, timestamped, to PATH (created 0600;"
+            " an existing PATH must be your own file).",
             rich_help_panel="History and output",
         ),
     ] = None,

@@ -1,0 +1,153 @@
+"""`reliactl run` in a shell pipeline whose reader goes away (`... | head -1`).
+
+Bare `yes | head -1` ends at once: head exits, yes gets SIGPIPE (exit 141). With reliactl
+relaying the output (--timestamps, --log-file, --max-output, a ping's output tail) the job
+used to run on forever (and --log-file filled the disk: 866 MB in 15 s), because a failed
+write to reliactl's stdout only dropped the output. Now a reader gone (EPIPE) closes
+reliactl's end of the job's pipe for that stream, so the job gets SIGPIPE as in a pipeline;
+any other write failure (full disk, /dev/full) still lets the job run on
+(tests/test_run_unwritable.py).
+"""
+
+from __future__ import annotations
+
+import errno
+import subprocess
+from pathlib import Path
+
+import pytest
+from runhelpers import default_signals, reliactl_cmd
+
+from reliactl.runner import RunOptions, run_command
+
+SIGPIPE_EXIT = 128 + 13
+
+
+class ReaderGoneOnStdout:
+    """An output sink whose stdout reader went away after the first chunk (as RunOutput
+    reports it: BrokenPipeError); stderr keeps flowing."""
+
+    def __init__(self) -> None:
+        self.data: dict[int, bytes] = {1: b"", 2: b""}
+
+    def write(self, stream: int, data: bytes) -> None:
+        self.data[stream] += data
+        if stream == 1:
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    def end_attempt(self, attempt: int) -> None:
+        pass
+
+
+def test_the_runner_closes_the_pipe_of_a_stream_whose_reader_went_away() -> None:
+    """A sink raising BrokenPipeError for stdout: the runner closes the job's stdout pipe,
+    so `yes` dies of SIGPIPE at its next write (141) while its stderr is still relayed;
+    before, the exception escaped run_command (or, swallowed, `yes` ran forever)."""
+    sink = ReaderGoneOnStdout()
+    script = 'yes; status=$?; echo "yes ended $status" >&2; exit $status'
+    result = run_command(RunOptions(command=("sh", "-c", script)), output=sink)
+    assert result.exit_code == SIGPIPE_EXIT
+    assert sink.data[2] == f"yes ended {SIGPIPE_EXIT}\n".encode()
+    assert sink.data[1].startswith(b"y\n")
+
+
+def head_one(args: list[str], *, stream: str = "stdout") -> tuple[int, bytes, bytes]:
+    """Start reliactl, read one line of ``stream`` and close it, as `| head -1` does; the
+    exit status and the rest of the other stream. The timeout only detects a hang (the old
+    code ran until killed)."""
+    proc = subprocess.Popen(
+        reliactl_cmd(*args),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=default_signals,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    read = proc.stdout if stream == "stdout" else proc.stderr
+    first = read.readline()
+    read.close()
+    try:
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, first, err if stream == "stdout" else out
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        [],  # no processing: the job writes to the pipe itself (already got EPIPE)
+        ["--timestamps"],
+        ["--log-file", "{log}"],
+        ["--max-output", "1G"],
+        ["--ping", "http://127.0.0.1:9/check"],  # the ping's output tail (nothing listens)
+        ["--timestamps", "--log-file", "{log}", "--retry", "--max-retries", "1"],
+    ],
+    ids=["plain", "timestamps", "log-file", "max-output", "ping-tail", "retry"],
+)
+def test_yes_piped_to_head_ends_with_sigpipe(flags: list[str], tmp_path: Path) -> None:
+    """`reliactl run FLAGS -- yes | head -1` ends as `yes | head -1` does: exit 141 (the
+    job's SIGPIPE, 128+13), at once instead of never; --log-file keeps what was relayed
+    (a few pipe buffers, not gigabytes)."""
+    log = tmp_path / "job.log"
+    args = [flag.format(log=log) for flag in flags]
+    code, first, err = head_one(["run", "--no-history", *args, "--", "yes"])
+    assert first.endswith(b"y\n")
+    assert code == SIGPIPE_EXIT, err.decode(errors="replace")
+    assert b"failed by SIGPIPE" in err
+    if "--log-file" in flags:
+        text = log.read_bytes()
+        assert b"[out] y\n" in text
+        assert len(text) < 64 * 1024 * 1024
+        assert b"[reliactl] stdout was closed by its reader" in text
+
+
+def test_a_gone_stderr_reader_stops_a_job_writing_to_stderr(tmp_path: Path) -> None:
+    """The same for stderr (`run --timestamps -- cmd 2>&1 >/dev/null | head -1`): the job's
+    stderr pipe is closed, the job's write gets SIGPIPE, and its exit comes back."""
+    script = 'yes >&2; status=$?; echo "yes ended $status"; exit 3'
+    code, first, out = head_one(["run", "--timestamps", "--", "sh", "-c", script], stream="stderr")
+    assert first  # reliactl's "starting" line or the first stamped y
+    assert code == 3
+    assert out.endswith(f"yes ended {SIGPIPE_EXIT}\n".encode())
+
+
+def test_quiet_success_holds_at_most_64_mib() -> None:
+    """--quiet-success holds the output back until the run ends: bounded in memory (the newest
+    64 MiB, the count of dropped bytes said at replay), so `yes` cannot eat memory. (A reader
+    that went away is only noticed at the replay, as with chronic.)"""
+    from reliactl.cli.run import RunOutput
+
+    out = RunOutput(quiet_success=True)
+    chunk = b"y\n" * (512 * 1024)  # 1 MiB
+    for _ in range(80):
+        out.write(1, chunk)
+    assert out.held_bytes == 64 * 1024 * 1024
+    assert out.dropped == 16 * 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    "flags", [["--max-output", "1G"], ["--log-file", "{log}"]], ids=["max-output", "log-file"]
+)
+def test_a_full_disk_is_not_a_gone_reader_and_the_job_runs_on(
+    flags: list[str], tmp_path: Path
+) -> None:
+    """stdout on /dev/full (ENOSPC): only EPIPE closes the job's pipe; here the job still
+    runs to its end and its own exit code (3) comes back, as issue 13 promised."""
+    marker = tmp_path / "ran"
+    script = f"echo one; echo two; echo ran > {marker}; exit 3"
+    args = [flag.format(log=tmp_path / "job.log") for flag in flags]
+    with open("/dev/full", "wb") as full:
+        result = subprocess.run(
+            reliactl_cmd("run", *args, "--", "sh", "-c", script),
+            stdin=subprocess.DEVNULL,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            preexec_fn=default_signals,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 3, result.stderr
+    assert marker.read_text() == "ran\n"
