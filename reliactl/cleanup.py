@@ -409,6 +409,7 @@ def _open_root(path: str, held: list[int], *, force: bool, home: str | None) -> 
     if not force:
         _refuse_by_name(path, shown, home)
     mine: list[int] = []  # the component open now (and, for an instant, the next one)
+    closing = map(os.close, mine)  # built before the try: see _open_held
     try:
         _open_held(mine, "/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         for index, part in enumerate(parts):
@@ -433,7 +434,7 @@ def _open_root(path: str, held: list[int], *, force: bool, home: str | None) -> 
             shown = os.readlink(f"/proc/self/fd/{fd}") if os.path.exists("/proc/self") else shown
         held.extend(map(list.pop, (mine,)))  # handed over in one step (see _close_held)
     finally:
-        any(map(os.close, mine))  # in C: see _open_held
+        any(closing)  # one C call: a signal is checked after it returns
     return shown
 
 
@@ -478,12 +479,13 @@ def check_root(path: str, *, force: bool = False, home: str | None = None) -> st
     A root that does not exist passes (there is nothing to clean in it).
     """
     held: list[int] = []
+    closing = map(os.close, held)  # built before the try: see _open_held
     try:
         return _open_root(path, held, force=force, home=home)
     except FileNotFoundError:
         return absolute_root(path)
     finally:
-        any(map(os.close, held))  # in C: see _open_held
+        any(closing)  # one C call: a signal is checked after it returns
 
 
 # --------------------------------------------------------------------------- mounts
@@ -607,9 +609,12 @@ def _open_held(held: list[int], path: str, flags: int, dir_fd: int | None = None
     bytecodes, e.g. just after ``fd = os.open(...)``'s call returns and before the fd is
     stored, and that fd would leak. ``list.extend`` over ``map`` calls ``os.open`` from C
     (``methodcaller`` passes ``dir_fd``) and stores what it returns in C, so once the open
-    succeeded the fd is in ``held``, whose owner closes it on every way out. That owner's
-    ``finally`` closes them with ``any(map(os.close, held))``, in C too: a Python function
-    called there could be interrupted at its start, and a loop at each turn.
+    succeeded the fd is in ``held``, whose owner closes it on every way out. That owner
+    builds ``closing = map(os.close, held)`` before its ``try`` (while ``held`` is empty)
+    and its ``finally`` runs ``any(closing)``: one call, which closes them all in C before
+    the interpreter checks for a signal after it. ``any(map(os.close, held))`` in the
+    ``finally`` leaked: the check after ``map(...)`` returns comes before ``any`` runs. A
+    Python function called there could be interrupted at its start, and a loop at each turn.
     """
     held.extend(map(operator.methodcaller("open", path, flags, dir_fd=dir_fd), (os,)))
     return held[-1]
@@ -679,6 +684,7 @@ class _Probe:
         held = [] if held is None else held
         if shared and self.use_proc:
             path_held: list[int] = []
+            closing = map(os.close, path_held)  # built before the try: see _open_held
             try:
                 pfd = _open_held(path_held, name, _O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd)
                 pst = os.fstat(pfd)
@@ -694,7 +700,7 @@ class _Probe:
             except OSError as exc:
                 return _reason_for(exc)
             finally:
-                any(map(os.close, path_held))  # in C: see _open_held
+                any(closing)  # one C call: a signal is checked after it returns
         try:  # O_NONBLOCK: even a FIFO swapped in (no /proc) could not block the open
             fd = _open_held(held, name, _PROBE_FLAGS | os.O_NOFOLLOW, dir_fd)
         except OSError as exc:
@@ -739,16 +745,18 @@ class _LockTable:
         # it: a walk that finds nothing old reads nothing, and a first read that fails or
         # cannot be parsed falls back to the flock probe as a failed re-read does.
         held: list[int] = []
+        closing = map(os.close, held)  # built before the try: see _open_held
         try:
             _open_held(held, LOCK_TABLE, os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             return None
         finally:
-            any(map(os.close, held))  # in C: see _open_held
+            any(closing)  # one C call: a signal is checked after it returns
         return cls(LOCK_TABLE, LOCK_TABLE_TTL)
 
     def refresh(self, now: float) -> None:
         held: list[int] = []
+        closing = map(os.close, held)  # built before the try: see _open_held
         try:
             fd = _open_held(held, self.path, os.O_RDONLY | os.O_CLOEXEC)
             chunks = []
@@ -758,7 +766,7 @@ class _LockTable:
                     break
                 chunks.append(chunk)
         finally:
-            any(map(os.close, held))  # in C: see _open_held
+            any(closing)  # one C call: a signal is checked after it returns
         self.inodes = _parse_lock_table(b"".join(chunks))
         self.read_at = now
         self.reads += 1
@@ -831,13 +839,14 @@ def _mount_id(fd: int) -> int | None:
     id tells it apart. Python has no statx before 3.15; this costs ~3 syscalls a directory.
     """
     held: list[int] = []
+    closing = map(os.close, held)  # built before the try: see _open_held
     try:
         info = _open_held(held, f"/proc/self/fdinfo/{fd}", os.O_RDONLY | os.O_CLOEXEC)
         data = os.read(info, 4096)
     except OSError:
         return None
     finally:
-        any(map(os.close, held))  # in C: see _open_held
+        any(closing)  # one C call: a signal is checked after it returns
     at = data.find(b"mnt_id:")
     if at < 0:
         return None
@@ -1063,6 +1072,7 @@ class _Walker:
         leave = self.leave
         root_age = self.dir_time(root_st)
         stack = [_Frame(root_fd, "", "", root_st, root_age, _shared(root_st, self.euid))]
+        closing = map(os.close, self.held)  # built before the try: see _open_held
         try:
             list_dir(stack[0])
             while stack:
@@ -1078,7 +1088,7 @@ class _Walker:
                 stack.pop()
                 leave(frame, stack[-1] if stack else None)
         finally:
-            any(map(os.close, self.held))  # in C: see _open_held
+            any(closing)  # one C call: a signal is checked after it returns
             self.held.clear()
             if self.lister is not None:
                 self.lister.close()
@@ -1592,6 +1602,7 @@ class _Walker:
                     return "changed"
             return self.unlink(dir_fd, name)
         probe_held: list[int] = []
+        closing = map(os.close, probe_held)  # built before the try: see _open_held
         try:
             fd = self.probe.open(dir_fd, name, st, shared, probe_held)
             if isinstance(fd, str):
@@ -1600,7 +1611,7 @@ class _Walker:
                 return "locked"
             return self.unlink(dir_fd, name)
         finally:
-            any(map(os.close, probe_held))  # releases the flock
+            any(closing)  # one C call: a signal is checked after it returns
 
     def unlink(self, dir_fd: int, name: str) -> str | None:
         """Unlink ``name`` (nothing under --dry-run); None or a skip reason."""
@@ -1624,6 +1635,7 @@ class _Walker:
             self.root_mnt = _mount_id(root_fd)
         dir_fds: dict[str, int] = {"": root_fd}
         held: list[int] = []  # the directories re-opened below the root (see _open_held)
+        closing = map(os.close, held)  # built before the try: see _open_held
         try:
             for t, size, rel, name, dev, ino, ctime_ns in self.candidates:
                 if self.kept_bytes <= budget:
@@ -1654,7 +1666,7 @@ class _Walker:
                     self.error(self.path_of(rel, name), outcome[len("error: ") :])
                 self.skip(outcome)
         finally:
-            any(map(os.close, held))  # in C: see _open_held
+            any(closing)  # one C call: a signal is checked after it returns
 
     def budget_dir(self, cache: dict[str, int], held: list[int], rel: str) -> int | None:
         """Re-open a directory below the root, component by component, never following, and
@@ -1731,6 +1743,7 @@ def clean_root(
         raise ValueError(f"age_by must be one of {', '.join(AGE_BY)}, got {age_by!r}")
     when = time.time() if now is None else now
     held: list[int] = []  # the root's fd, from its open on (see _open_held)
+    closing = map(os.close, held)  # built before the try: see _open_held
     try:
         try:
             shown = _open_root(target.path, held, force=force_root, home=home)
@@ -1758,7 +1771,7 @@ def clean_root(
         walker.run(held[0])
         walker.apply_budget(held[0])
     finally:
-        any(map(os.close, held))  # in C: see _open_held
+        any(closing)  # one C call: a signal is checked after it returns
     return walker.report()
 
 

@@ -11,12 +11,13 @@
 
 from __future__ import annotations
 
+import dis
 import gc
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
+from types import CodeType, FrameType
 from typing import Any
 
 import pytest
@@ -110,21 +111,66 @@ def _leaked(before: set[int]) -> set[int]:
     return _open_fds() - before
 
 
-def _interrupt_at(k: int) -> tuple[Callable[[FrameType, str, Any], None], list[int]]:
-    """A profile hook raising KeyboardInterrupt at the k-th point of cleanup.py's code where
-    the interpreter runs a pending signal handler: after a call returns (C or Python) and at
-    a function's start."""
+_AFTER_CALLS: dict[CodeType, frozenset[int]] = {}
+
+
+def _after_calls(code: CodeType) -> frozenset[int]:
+    """Offsets of ``code``'s instructions that follow a CALL: CPython checks for a pending
+    signal once a call returned, whatever was called (a C function, a type such as ``map``,
+    a Python function)."""
+    got = _AFTER_CALLS.get(code)
+    if got is None:
+        bytecode = dis.Bytecode(code)
+        entries = getattr(bytecode, "exception_entries", [])
+
+        def handler(offset: int) -> tuple[int, int] | None:
+            for entry in entries:
+                if entry.start <= offset < entry.end:
+                    return entry.target, entry.depth
+            return None
+
+        instructions = list(bytecode)
+        # The handler runs at the end of the CALL instruction, so its exception goes where
+        # the CALL's would: raising it at the next instruction is the same only when that
+        # one has the same handler (not when the call ends a ``try`` and the ``finally``'s
+        # inlined code follows).
+        got = frozenset(
+            after.offset
+            for ins, after in zip(instructions, instructions[1:])
+            if ins.opname in ("CALL", "CALL_FUNCTION", "CALL_METHOD", "CALL_FUNCTION_KW")
+            and handler(ins.offset) == handler(after.offset)
+        )
+        _AFTER_CALLS[code] = got
+    return got
+
+
+def _interrupt_at(
+    k: int, error: type[BaseException] = KeyboardInterrupt
+) -> tuple[Callable[[FrameType, str, Any], Any], list[int]]:
+    """A trace function raising ``error`` at the k-th point of cleanup.py's code where the
+    interpreter runs a pending signal handler: at a function's start and just after each
+    call returns (an opcode trace: a profile hook sees no event when a type such as ``map``
+    is called, and so never tried the point between ``map(os.close, held)`` and ``any``)."""
     seen = [0]
     here = cleanup.__file__
 
-    def hook(frame: FrameType, event: str, arg: Any) -> None:
-        if event not in ("c_return", "return", "call") or frame.f_code.co_filename != here:
-            return
+    def trace(frame: FrameType, event: str, arg: Any) -> Any:
+        if frame.f_code.co_filename != here:
+            return None
+        if event == "call":
+            frame.f_trace_opcodes = True
+        elif event != "opcode" or frame.f_lasti not in _after_calls(frame.f_code):
+            return trace
         seen[0] += 1
         if seen[0] == k:
-            raise KeyboardInterrupt
+            raise error
+        return trace
 
-    return hook, seen
+    return trace, seen
+
+
+class _Boom(Exception):
+    """An ordinary exception raised by a signal handler (not Ctrl-C's)."""
 
 
 @pytest.mark.parametrize("locks", ["table", "probe"])
@@ -132,14 +178,38 @@ def _interrupt_at(k: int) -> tuple[Callable[[FrameType, str, Any], None], list[i
 def test_ctrl_c_anywhere_in_the_walk_leaves_no_descriptor_open(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, which: str, locks: str
 ) -> None:
+    """See _interrupted_anywhere; Ctrl-C's KeyboardInterrupt."""
+    _interrupted_anywhere(tmp_path, monkeypatch, which, locks, KeyboardInterrupt)
+
+
+@pytest.mark.stress
+@pytest.mark.parametrize("locks", ["table", "probe"])
+@pytest.mark.parametrize("which", ["python", "c"])
+def test_an_ordinary_exception_from_a_signal_handler_anywhere_leaves_no_descriptor_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, which: str, locks: str
+) -> None:
+    """See _interrupted_anywhere; a handler raising an ordinary Exception (not a
+    BaseException only): no ``except`` of the walk swallows it half-way and goes on."""
+    _interrupted_anywhere(tmp_path, monkeypatch, which, locks, _Boom)
+
+
+def _interrupted_anywhere(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    which: str,
+    locks: str,
+    error: type[BaseException],
+) -> None:
     """A Ctrl-C raised at every point of reliactl/cleanup.py where Python runs a signal
     handler (after each call returns, C or Python, and at each function's start), one point
     a run, on a real tree and a real (not dry) run, with the lock table and with the flock
-    probe (which opens each old file): each run either finishes or raises
-    KeyboardInterrupt, and no descriptor is left open either way. The old Python walk
+    probe (which opens each old file): each run either finishes or raises the
+    exception, and no descriptor is left open either way. The old Python walk
     leaked the directory fd when the handler ran just after ``os.open`` returned, or just
     after ``enter`` returned the frame and before it was pushed, or after it was popped and
-    before ``leave`` closed it."""
+    before ``leave`` closed it; and every ``finally: any(map(os.close, held))`` leaked
+    when it landed after ``map`` returned and before ``any`` ran (the root's fd, a
+    directory's, /proc/locks', the probe's holding an flock on an unlinked file)."""
     if which == "python":
         monkeypatch.setenv(cleanup.C_WALK_ENV, "0")
     else:  # not the walk fixture: it checks that each walk reached C, and some are stopped before
@@ -156,16 +226,17 @@ def test_ctrl_c_anywhere_in_the_walk_leaves_no_descriptor_open(
         k += 1
         root = tmp_path / f"r{k}"
         _tree(root)
-        hook, seen = _interrupt_at(k)
-        sys.setprofile(hook)
+        trace, seen = _interrupt_at(k, error)
+        previous = sys.gettrace()
+        sys.settrace(trace)
         try:
             clean_root(CleanupTarget(str(root), DAY), now=FUTURE)
             finished = True
-        except KeyboardInterrupt:
+        except error:
             finished = False
             interrupted += 1
         finally:
-            sys.setprofile(None)
+            sys.settrace(previous)
         leaked = _leaked(before)
         for fd in leaked:
             os.close(fd)
