@@ -2,7 +2,9 @@
 
 - The size budget (``_Walker.apply_budget``) re-opens directories by path after the walk: each
   one's mount id must be the root's, as the walks check, so a bind mount made over a
-  directory after the walk listed it is not entered to remove a file outside the root.
+  directory after the walk listed it is not entered to remove a file outside the root; a
+  mount id it cannot read (no descriptor left) fails closed; it closes the directories it
+  re-opens as it goes, so it does not run out of descriptors itself.
 - A Ctrl-C (a signal handler's exception) lands between two bytecodes; wherever it lands in
   the Python walk, the walk leaves no descriptor open: ``os.open``'s result is stored before
   any bytecode runs (``_open_held``), and a directory's fd is owned by the walk's stack from
@@ -13,7 +15,10 @@ from __future__ import annotations
 
 import dis
 import gc
+import itertools
+import json
 import os
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -46,8 +51,9 @@ def test_the_size_budget_does_not_enter_a_bind_mount_made_after_the_walk(
     """The walk lists root/sub/f (young, over the budget); before the budget removes it, a
     directory outside the root holding a hard link of that very file (same inode, same ctime)
     is bind-mounted over root/sub. The budget re-opens root/sub by path: same st_dev, and the
-    name f there is the listed inode, so only the mount id tells. It is skipped ("changed",
-    as any directory the budget cannot re-open as it was) and the name outside is kept."""
+    name f there is the listed inode, so only the mount id tells. It is skipped
+    ("mount-point", as the walk says it; it used to say "changed") and the name outside is
+    kept."""
     root, outside = tmp_path / "root", tmp_path / "outside"
     victim = write(root / "sub" / "f", b"x" * 100)
     outside.mkdir()
@@ -62,7 +68,7 @@ def test_the_size_budget_does_not_enter_a_bind_mount_made_after_the_walk(
     monkeypatch.setattr(cleanup._Walker, "apply_budget", mount_then_budget)
     report = clean_root(CleanupTarget(str(root), 1000 * DAY, max_total_size=10), now=FUTURE)
     assert (outside / "f").exists(), "the budget removed a name outside the root"
-    assert report.files_removed == 0 and report.skipped == {"changed": 1}
+    assert report.files_removed == 0 and report.skipped == {"mount-point": 1}
     assert report.over_budget == 90
 
 
@@ -136,7 +142,7 @@ def _after_calls(code: CodeType) -> frozenset[int]:
         # inlined code follows).
         got = frozenset(
             after.offset
-            for ins, after in zip(instructions, instructions[1:])
+            for ins, after in itertools.pairwise(instructions)
             if ins.opname in ("CALL", "CALL_FUNCTION", "CALL_METHOD", "CALL_FUNCTION_KW")
             and handler(ins.offset) == handler(after.offset)
         )
@@ -278,3 +284,73 @@ def test_the_lock_tables_set_decides_exactly_its_members(
     report = clean_root(CleanupTarget(str(root), DAY), now=FUTURE)
     assert report.skipped == {"locked": 20} and report.files_removed == 20
     assert sorted(p.name for p in root.iterdir()) == names[::2]
+
+
+_BUDGET_CHILD = """
+import json, os, resource, sys
+import reliactl.cleanup as cleanup
+from reliactl.cleanup import CleanupTarget, clean_root
+root, now, how = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+if how == "limit":  # 64 descriptors in all, for 200 directories
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+else:  # "last": the budget starts with one descriptor free, which its open of d takes
+    real = cleanup._Walker.apply_budget
+    def starved(self, root_fd):
+        fill = []
+        try:
+            while True:
+                fill.append(os.open("/dev/null", os.O_RDONLY))
+        except OSError:
+            os.close(fill.pop())
+        real(self, root_fd)
+    cleanup._Walker.apply_budget = starved
+r = clean_root(CleanupTarget(root, 1000 * 86400.0, max_total_size=0), now=now)
+print(json.dumps([r.removed_for_size, dict(r.skipped), r.error_count,
+                  [(e.path, e.message) for e in r.errors]]))
+"""
+
+
+def _budget_child(root: Path, how: str) -> list[Any]:
+    out = subprocess.run(
+        [sys.executable, "-c", _BUDGET_CHILD, str(root), str(FUTURE), how],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        close_fds=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    return list(json.loads(out.stdout))
+
+
+@pytest.mark.usefixtures("walk")
+def test_the_size_budget_over_more_directories_than_descriptors_removes_them_all(
+    tmp_path: Path,
+) -> None:
+    """200 directories, a file each over the budget, in a process allowed 64 descriptors: the
+    budget closes the directories it re-opened as it goes (at most BUDGET_DIRS_OPEN), so it
+    removes all 200. It used to keep each open to the end: once none was left, every other
+    file was skipped "changed" with no error (59 removed, 141 skipped)."""
+    root = tmp_path / "root"
+    for i in range(200):
+        path = write(root / f"d{i:03}" / "f", b"x" * 10)
+        os.utime(path, (OLD + i, OLD + i))
+    removed, skipped, error_count, _ = _budget_child(root, "limit")
+    assert (removed, skipped, error_count) == (200, {}, 0)
+    assert not list(root.rglob("f"))
+
+
+@pytest.mark.usefixtures("walk")
+def test_the_size_budget_does_not_enter_a_directory_whose_mount_it_cannot_tell(
+    tmp_path: Path,
+) -> None:
+    """The budget's open of root/d takes the process's last free descriptor (all others are
+    taken, really): reading d's mount id from /proc/self/fdinfo then fails (EMFILE). It
+    cannot tell d from a bind mount, so the file is kept and an error names it; the check
+    used to take the unknown id for the root's (fail open) and go in."""
+    root = tmp_path / "root"
+    victim = write(root / "d" / "f", b"x" * 10)
+    removed, skipped, error_count, errors = _budget_child(root, "last")
+    assert victim.exists()
+    assert (removed, skipped, error_count) == (0, {}, 1)
+    assert errors == [[str(victim), "cannot tell its mount: Too many open files"]]
