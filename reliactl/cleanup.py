@@ -149,6 +149,7 @@ SKIP_REASONS = (
 )
 
 MAX_DEPTH = 256  # one descriptor per level is held open
+BUDGET_DIRS_OPEN = 32  # directories the size budget keeps open at once (see apply_budget)
 MAX_PROBLEMS = 1000  # errors kept with their path in a report (all are counted)
 PROGRESS_EVERY = 4096  # entries between progress callbacks
 
@@ -410,6 +411,7 @@ def _open_root(path: str, held: list[int], *, force: bool, home: str | None) -> 
     if not force:
         _refuse_by_name(path, shown, home)
     mine: list[int] = []  # the component open now (and, for an instant, the next one)
+    closing = map(os.close, mine)  # built before the try: see _open_held
     try:
         _open_held(mine, "/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         for index, part in enumerate(parts):
@@ -434,7 +436,7 @@ def _open_root(path: str, held: list[int], *, force: bool, home: str | None) -> 
             shown = os.readlink(f"/proc/self/fd/{fd}") if os.path.exists("/proc/self") else shown
         held.extend(map(list.pop, (mine,)))  # handed over in one step (see _close_held)
     finally:
-        any(map(os.close, mine))  # in C: see _open_held
+        any(closing)  # one C call: a signal is checked after it returns
     return shown
 
 
@@ -479,12 +481,13 @@ def check_root(path: str, *, force: bool = False, home: str | None = None) -> st
     A root that does not exist passes (there is nothing to clean in it).
     """
     held: list[int] = []
+    closing = map(os.close, held)  # built before the try: see _open_held
     try:
         return _open_root(path, held, force=force, home=home)
     except FileNotFoundError:
         return absolute_root(path)
     finally:
-        any(map(os.close, held))  # in C: see _open_held
+        any(closing)  # one C call: a signal is checked after it returns
 
 
 # --------------------------------------------------------------------------- mounts
@@ -608,12 +611,21 @@ def _open_held(held: list[int], path: str, flags: int, dir_fd: int | None = None
     bytecodes, e.g. just after ``fd = os.open(...)``'s call returns and before the fd is
     stored, and that fd would leak. ``list.extend`` over ``map`` calls ``os.open`` from C
     (``methodcaller`` passes ``dir_fd``) and stores what it returns in C, so once the open
-    succeeded the fd is in ``held``, whose owner closes it on every way out. That owner's
-    ``finally`` closes them with ``any(map(os.close, held))``, in C too: a Python function
-    called there could be interrupted at its start, and a loop at each turn.
+    succeeded the fd is in ``held``, whose owner closes it on every way out. That owner
+    builds ``closing = map(os.close, held)`` before its ``try`` (while ``held`` is empty)
+    and its ``finally`` runs ``any(closing)``: one call, which closes them all in C before
+    the interpreter checks for a signal after it. ``any(map(os.close, held))`` in the
+    ``finally`` leaked: the check after ``map(...)`` returns comes before ``any`` runs. A
+    Python function called there could be interrupted at its start, and a loop at each turn.
     """
     held.extend(map(operator.methodcaller("open", path, flags, dir_fd=dir_fd), (os,)))
     return held[-1]
+
+
+def _close_all_held(held: list[int]) -> None:
+    """Close every fd of ``held`` and empty it, one at a time (see _close_held)."""
+    while held:
+        _close_held(held)
 
 
 def _close_held(held: list[int], index: int = -1) -> None:
@@ -680,6 +692,7 @@ class _Probe:
         held = [] if held is None else held
         if shared and self.use_proc:
             path_held: list[int] = []
+            closing = map(os.close, path_held)  # built before the try: see _open_held
             try:
                 pfd = _open_held(path_held, name, _O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd)
                 pst = os.fstat(pfd)
@@ -695,7 +708,7 @@ class _Probe:
             except OSError as exc:
                 return _reason_for(exc)
             finally:
-                any(map(os.close, path_held))  # in C: see _open_held
+                any(closing)  # one C call: a signal is checked after it returns
         try:  # O_NONBLOCK: even a FIFO swapped in (no /proc) could not block the open
             fd = _open_held(held, name, _PROBE_FLAGS | os.O_NOFOLLOW, dir_fd)
         except OSError as exc:
@@ -740,16 +753,18 @@ class _LockTable:
         # it: a walk that finds nothing old reads nothing, and a first read that fails or
         # cannot be parsed falls back to the flock probe as a failed re-read does.
         held: list[int] = []
+        closing = map(os.close, held)  # built before the try: see _open_held
         try:
             _open_held(held, LOCK_TABLE, os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             return None
         finally:
-            any(map(os.close, held))  # in C: see _open_held
+            any(closing)  # one C call: a signal is checked after it returns
         return cls(LOCK_TABLE, LOCK_TABLE_TTL)
 
     def refresh(self, now: float) -> None:
         held: list[int] = []
+        closing = map(os.close, held)  # built before the try: see _open_held
         try:
             fd = _open_held(held, self.path, os.O_RDONLY | os.O_CLOEXEC)
             chunks = []
@@ -759,7 +774,7 @@ class _LockTable:
                     break
                 chunks.append(chunk)
         finally:
-            any(map(os.close, held))  # in C: see _open_held
+            any(closing)  # one C call: a signal is checked after it returns
         self.inodes = _parse_lock_table(b"".join(chunks))
         self.read_at = now
         self.reads += 1
@@ -826,19 +841,25 @@ def _local_filesystem(fstype: str | None) -> bool:
 
 
 def _mount_id(fd: int) -> int | None:
-    """The mount id of open ``fd`` (``mnt_id:`` of /proc/self/fdinfo; None when unknown).
+    """The mount id of open ``fd`` (``mnt_id:`` of /proc/self/fdinfo).
 
+    None when this kernel does not tell (no /proc/self/fdinfo, no ``mnt_id:`` line); raises
+    OSError when it does but the read failed (no descriptor left for it: EMFILE): the
+    caller cannot tell the mount then, and must not take it for the root's.
     A bind mount of a directory of the same filesystem has the root's st_dev: only the mount
     id tells it apart. Python has no statx before 3.15; this costs ~3 syscalls a directory.
     """
     held: list[int] = []
+    closing = map(os.close, held)  # built before the try: see _open_held
     try:
         info = _open_held(held, f"/proc/self/fdinfo/{fd}", os.O_RDONLY | os.O_CLOEXEC)
         data = os.read(info, 4096)
-    except OSError:
+    except FileNotFoundError:
+        if os.path.isdir("/proc/self/fdinfo"):
+            raise
         return None
     finally:
-        any(map(os.close, held))  # in C: see _open_held
+        any(closing)  # one C call: a signal is checked after it returns
     at = data.find(b"mnt_id:")
     if at < 0:
         return None
@@ -846,7 +867,7 @@ def _mount_id(fd: int) -> int | None:
     try:
         return int(data[at + 7 : end if end >= 0 else None])
     except ValueError:
-        return None
+        raise OSError(errno.EINVAL, f"bad mnt_id in fdinfo: {data[at:end]!r}") from None
 
 
 def _same_file(now: os.stat_result, listed: os.stat_result) -> bool:
@@ -956,6 +977,8 @@ class _Walker:
         self.root_dev = 0
         self.mounts: set[tuple[int, int]] = set()
         self.root_mnt: int | None = None  # the root's mount id (None: unknown)
+        self.root_mnt_error: OSError | None = None  # why it could not be read (see _mount_id)
+        self.root_mnt_read = False
         self.locks: _LockTable | None = None  # None: probe each file with flock
         self.simple = False  # set by run(): see list_dir
         self.c_walk: ModuleType | None = None  # set by run(): see list_dir_c
@@ -1059,11 +1082,12 @@ class _Walker:
         if self.lister is not None and self.on_progress is None:
             self.run_c(root_fd, root_st)
             return
-        self.root_mnt = _mount_id(root_fd)  # the C walk statx'es it itself
+        self.read_root_mnt(root_fd)  # the C walk statx'es it itself
         enter = self.enter
         leave = self.leave
         root_age = self.dir_time(root_st)
         stack = [_Frame(root_fd, "", "", root_st, root_age, _shared(root_st, self.euid))]
+        closing = map(os.close, self.held)  # built before the try: see _open_held
         try:
             list_dir(stack[0])
             while stack:
@@ -1079,7 +1103,7 @@ class _Walker:
                 stack.pop()
                 leave(frame, stack[-1] if stack else None)
         finally:
-            any(map(os.close, self.held))  # in C: see _open_held
+            any(closing)  # one C call: a signal is checked after it returns
             self.held.clear()
             if self.lister is not None:
                 self.lister.close()
@@ -1194,8 +1218,10 @@ class _Walker:
         now_st = os.fstat(fd)
         if now_st.st_ino != st.st_ino or now_st.st_dev != st.st_dev:
             reason = "changed"  # swapped for another directory (or a mount) since listed
-        elif self.other_mount(fd):
-            reason = "mount-point"  # a bind mount (same st_dev) made after the mount scan
+        elif (other := self.mount_reason(fd)) is not None:  # a bind mount since the scan
+            reason = other
+            if reason.startswith("error: "):
+                self.error(self.path_of(parent.rel, name), reason[len("error: ") :])
         else:
             rel = f"{parent.rel}/{name}" if parent.rel else name
             frame = _Frame(fd, rel, name, st, self.dir_time(st), _shared(now_st, self.euid))
@@ -1205,12 +1231,33 @@ class _Walker:
         self.skip(reason)
         return None
 
-    def other_mount(self, fd: int) -> bool:
-        """Is the directory open on ``fd`` on another mount than the root, a bind mount of
-        the same filesystem (same st_dev) made after the mount table was read? The one
-        check of the Python side (enter, the size budget); C statx'es the mount id itself.
-        An unknown id (no /proc) compares equal: only the device is checked then."""
-        return self.root_mnt is not None and _mount_id(fd) not in (self.root_mnt, None)
+    def read_root_mnt(self, root_fd: int) -> None:
+        """Read the root's mount id once (a failure is kept: every check then fails closed)."""
+        if self.root_mnt_read:
+            return
+        self.root_mnt_read = True
+        try:
+            self.root_mnt = _mount_id(root_fd)
+        except OSError as exc:
+            self.root_mnt_error = exc
+
+    def mount_reason(self, fd: int) -> str | None:
+        """None when the directory open on ``fd`` is on the root's mount; "mount-point" for
+        another (a bind mount of the same filesystem, same st_dev, made after the mount
+        table was read); "error: ..." when it cannot tell (no descriptor left to read the
+        mount id, say): such a directory is never entered (fails closed). When this kernel
+        gives no mount id at all (no /proc), only the device was checked."""
+        if self.root_mnt_error is not None:
+            return f"error: cannot tell its mount: {self.root_mnt_error.strerror}"
+        if self.root_mnt is None:
+            return None
+        try:
+            mnt = _mount_id(fd)
+        except OSError as exc:
+            return f"error: cannot tell its mount: {exc.strerror}"
+        if mnt is None:
+            return "error: cannot tell its mount: no mount id for it"
+        return None if mnt == self.root_mnt else "mount-point"
 
     def leave(self, frame: _Frame, parent: _Frame | None) -> None:
         """After a directory's entries: put its times back, remove it if emptied and old."""
@@ -1593,6 +1640,7 @@ class _Walker:
                     return "changed"
             return self.unlink(dir_fd, name)
         probe_held: list[int] = []
+        closing = map(os.close, probe_held)  # built before the try: see _open_held
         try:
             fd = self.probe.open(dir_fd, name, st, shared, probe_held)
             if isinstance(fd, str):
@@ -1601,7 +1649,7 @@ class _Walker:
                 return "locked"
             return self.unlink(dir_fd, name)
         finally:
-            any(map(os.close, probe_held))  # releases the flock
+            any(closing)  # one C call: a signal is checked after it returns
 
     def unlink(self, dir_fd: int, name: str) -> str | None:
         """Unlink ``name`` (nothing under --dry-run); None or a skip reason."""
@@ -1621,17 +1669,24 @@ class _Walker:
         if budget is None or self.kept_bytes <= budget:
             return
         self.candidates.sort(key=lambda c: (c[0], c[2], c[3]))
-        if self.root_mnt is None:
-            self.root_mnt = _mount_id(root_fd)
-        dir_fds: dict[str, int] = {"": root_fd}
+        self.read_root_mnt(root_fd)
+        dir_fds: dict[str, int | str] = {"": root_fd}
         held: list[int] = []  # the directories re-opened below the root (see _open_held)
+        closing = map(os.close, held)  # built before the try: see _open_held
         try:
             for t, size, rel, name, dev, ino, ctime_ns in self.candidates:
                 if self.kept_bytes <= budget:
                     break
+                if len(held) >= BUDGET_DIRS_OPEN:  # oldest first jumps between directories
+                    _close_all_held(held)
+                    dir_fds = {"": root_fd}
                 dfd = self.budget_dir(dir_fds, held, rel)
-                if dfd is None:
-                    self.skip("changed")
+                if isinstance(dfd, str):
+                    if dfd == "vanished":
+                        self.kept_bytes -= size
+                    elif dfd.startswith("error: "):
+                        self.error(self.path_of(rel, name), dfd[len("error: ") :])
+                    self.skip(dfd)
                     continue
                 try:
                     st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
@@ -1655,33 +1710,60 @@ class _Walker:
                     self.error(self.path_of(rel, name), outcome[len("error: ") :])
                 self.skip(outcome)
         finally:
-            any(map(os.close, held))  # in C: see _open_held
+            any(closing)  # one C call: a signal is checked after it returns
 
-    def budget_dir(self, cache: dict[str, int], held: list[int], rel: str) -> int | None:
-        """Re-open a directory below the root, component by component, never following, and
-        never into another mount (by device, the mount table, and its mount id as enter()
-        checks it: a bind mount may have been made since the walk). Its fd goes to ``held``."""
-        if rel in cache:
-            fd = cache[rel]
-            return fd if fd >= 0 else None
-        parent_rel, _, name = rel.rpartition("/")
-        parent = self.budget_dir(cache, held, parent_rel)
-        fd = -1
-        if parent is not None:
-            try:
-                fd = _open_held(held, name, _DIR_FLAGS, parent)
-                st = os.fstat(fd)
-                if (
-                    st.st_dev != self.root_dev
-                    or (st.st_dev, st.st_ino) in self.mounts
-                    or self.other_mount(fd)
-                ):
-                    _close_held(held)
-                    fd = -1
-            except OSError:
-                fd = -1  # one opened stays in held until the end
-        cache[rel] = fd
-        return fd if fd >= 0 else None
+    def budget_dir(self, cache: dict[str, int | str], held: list[int], rel: str) -> int | str:
+        """Re-open directory ``rel`` below the root, component by component, never following,
+        and never into another mount (by device, the mount table, and its mount id as enter()
+        checks it: a bind mount may have been made since the walk); its fd (in ``held`` and
+        ``cache``) or a skip reason ("error: ..." ones are not cached: EMFILE may pass).
+
+        An ancestor not in ``cache`` is open only until its child is: re-opening one
+        directory holds at most two descriptors more than ``cache`` does, however deep."""
+        got = cache.get(rel)
+        if got is not None:
+            return got
+        parts = rel.split("/")
+        at = len(parts) - 1
+        while at > 0 and "/".join(parts[:at]) not in cache:
+            at -= 1
+        got = cache["/".join(parts[:at])]  # "" (the root) is always there
+        own = False  # got is an ancestor opened here (not cached): closed once past it
+        for index in range(at, len(parts)):
+            if isinstance(got, str):
+                return got
+            child = self.budget_open(held, got, parts[index])
+            if own:
+                _close_held(held, held.index(got))
+            got, own = child, True
+        if not (isinstance(got, str) and got.startswith("error: ")):
+            cache[rel] = got
+        return got
+
+    def budget_open(self, held: list[int], parent: int, name: str) -> int | str:
+        """Open directory ``name`` of ``parent`` for the budget, into ``held``; its fd, or a
+        skip reason (then nothing of it is left in ``held``)."""
+        try:
+            fd = _open_held(held, name, _DIR_FLAGS, parent)
+        except OSError as exc:
+            reason = _reason_for(exc)
+            return f"error: cannot open: {exc.strerror}" if reason.startswith("error: ") else reason
+        try:
+            st = os.fstat(fd)
+        except OSError as exc:
+            _close_held(held)
+            return f"error: cannot open: {exc.strerror}"
+        if st.st_dev != self.root_dev:
+            reason = "other-filesystem"  # as the walk says it
+        elif (st.st_dev, st.st_ino) in self.mounts:
+            reason = "mount-point"
+        else:
+            other = self.mount_reason(fd)
+            if other is None:
+                return fd
+            reason = other
+        _close_held(held)
+        return reason
 
     def report(self, missing: bool = False) -> RootReport:
         return RootReport(
@@ -1732,6 +1814,7 @@ def clean_root(
         raise ValueError(f"age_by must be one of {', '.join(AGE_BY)}, got {age_by!r}")
     when = time.time() if now is None else now
     held: list[int] = []  # the root's fd, from its open on (see _open_held)
+    closing = map(os.close, held)  # built before the try: see _open_held
     try:
         try:
             shown = _open_root(target.path, held, force=force_root, home=home)
@@ -1759,7 +1842,7 @@ def clean_root(
         walker.run(held[0])
         walker.apply_budget(held[0])
     finally:
-        any(map(os.close, held))  # in C: see _open_held
+        any(closing)  # one C call: a signal is checked after it returns
     return walker.report()
 
 

@@ -2,7 +2,9 @@
 
 - The size budget (``_Walker.apply_budget``) re-opens directories by path after the walk: each
   one's mount id must be the root's, as the walks check, so a bind mount made over a
-  directory after the walk listed it is not entered to remove a file outside the root.
+  directory after the walk listed it is not entered to remove a file outside the root; a
+  mount id it cannot read (no descriptor left) fails closed; it closes the directories it
+  re-opens as it goes, so it does not run out of descriptors itself.
 - A Ctrl-C (a signal handler's exception) lands between two bytecodes; wherever it lands in
   the Python walk, the walk leaves no descriptor open: ``os.open``'s result is stored before
   any bytecode runs (``_open_held``), and a directory's fd is owned by the walk's stack from
@@ -11,12 +13,16 @@
 
 from __future__ import annotations
 
+import dis
 import gc
+import itertools
+import json
 import os
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
+from types import CodeType, FrameType
 from typing import Any
 
 import pytest
@@ -45,8 +51,9 @@ def test_the_size_budget_does_not_enter_a_bind_mount_made_after_the_walk(
     """The walk lists root/sub/f (young, over the budget); before the budget removes it, a
     directory outside the root holding a hard link of that very file (same inode, same ctime)
     is bind-mounted over root/sub. The budget re-opens root/sub by path: same st_dev, and the
-    name f there is the listed inode, so only the mount id tells. It is skipped ("changed",
-    as any directory the budget cannot re-open as it was) and the name outside is kept."""
+    name f there is the listed inode, so only the mount id tells. It is skipped
+    ("mount-point", as the walk says it; it used to say "changed") and the name outside is
+    kept."""
     root, outside = tmp_path / "root", tmp_path / "outside"
     victim = write(root / "sub" / "f", b"x" * 100)
     outside.mkdir()
@@ -61,7 +68,7 @@ def test_the_size_budget_does_not_enter_a_bind_mount_made_after_the_walk(
     monkeypatch.setattr(cleanup._Walker, "apply_budget", mount_then_budget)
     report = clean_root(CleanupTarget(str(root), 1000 * DAY, max_total_size=10), now=FUTURE)
     assert (outside / "f").exists(), "the budget removed a name outside the root"
-    assert report.files_removed == 0 and report.skipped == {"changed": 1}
+    assert report.files_removed == 0 and report.skipped == {"mount-point": 1}
     assert report.over_budget == 90
 
 
@@ -110,21 +117,66 @@ def _leaked(before: set[int]) -> set[int]:
     return _open_fds() - before
 
 
-def _interrupt_at(k: int) -> tuple[Callable[[FrameType, str, Any], None], list[int]]:
-    """A profile hook raising KeyboardInterrupt at the k-th point of cleanup.py's code where
-    the interpreter runs a pending signal handler: after a call returns (C or Python) and at
-    a function's start."""
+_AFTER_CALLS: dict[CodeType, frozenset[int]] = {}
+
+
+def _after_calls(code: CodeType) -> frozenset[int]:
+    """Offsets of ``code``'s instructions that follow a CALL: CPython checks for a pending
+    signal once a call returned, whatever was called (a C function, a type such as ``map``,
+    a Python function)."""
+    got = _AFTER_CALLS.get(code)
+    if got is None:
+        bytecode = dis.Bytecode(code)
+        entries = getattr(bytecode, "exception_entries", [])
+
+        def handler(offset: int) -> tuple[int, int] | None:
+            for entry in entries:
+                if entry.start <= offset < entry.end:
+                    return entry.target, entry.depth
+            return None
+
+        instructions = list(bytecode)
+        # The handler runs at the end of the CALL instruction, so its exception goes where
+        # the CALL's would: raising it at the next instruction is the same only when that
+        # one has the same handler (not when the call ends a ``try`` and the ``finally``'s
+        # inlined code follows).
+        got = frozenset(
+            after.offset
+            for ins, after in itertools.pairwise(instructions)
+            if ins.opname in ("CALL", "CALL_FUNCTION", "CALL_METHOD", "CALL_FUNCTION_KW")
+            and handler(ins.offset) == handler(after.offset)
+        )
+        _AFTER_CALLS[code] = got
+    return got
+
+
+def _interrupt_at(
+    k: int, error: type[BaseException] = KeyboardInterrupt
+) -> tuple[Callable[[FrameType, str, Any], Any], list[int]]:
+    """A trace function raising ``error`` at the k-th point of cleanup.py's code where the
+    interpreter runs a pending signal handler: at a function's start and just after each
+    call returns (an opcode trace: a profile hook sees no event when a type such as ``map``
+    is called, and so never tried the point between ``map(os.close, held)`` and ``any``)."""
     seen = [0]
     here = cleanup.__file__
 
-    def hook(frame: FrameType, event: str, arg: Any) -> None:
-        if event not in ("c_return", "return", "call") or frame.f_code.co_filename != here:
-            return
+    def trace(frame: FrameType, event: str, arg: Any) -> Any:
+        if frame.f_code.co_filename != here:
+            return None
+        if event == "call":
+            frame.f_trace_opcodes = True
+        elif event != "opcode" or frame.f_lasti not in _after_calls(frame.f_code):
+            return trace
         seen[0] += 1
         if seen[0] == k:
-            raise KeyboardInterrupt
+            raise error
+        return trace
 
-    return hook, seen
+    return trace, seen
+
+
+class _Boom(Exception):
+    """An ordinary exception raised by a signal handler (not Ctrl-C's)."""
 
 
 @pytest.mark.parametrize("locks", ["table", "probe"])
@@ -132,14 +184,38 @@ def _interrupt_at(k: int) -> tuple[Callable[[FrameType, str, Any], None], list[i
 def test_ctrl_c_anywhere_in_the_walk_leaves_no_descriptor_open(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, which: str, locks: str
 ) -> None:
+    """See _interrupted_anywhere; Ctrl-C's KeyboardInterrupt."""
+    _interrupted_anywhere(tmp_path, monkeypatch, which, locks, KeyboardInterrupt)
+
+
+@pytest.mark.stress
+@pytest.mark.parametrize("locks", ["table", "probe"])
+@pytest.mark.parametrize("which", ["python", "c"])
+def test_an_ordinary_exception_from_a_signal_handler_anywhere_leaves_no_descriptor_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, which: str, locks: str
+) -> None:
+    """See _interrupted_anywhere; a handler raising an ordinary Exception (not a
+    BaseException only): no ``except`` of the walk swallows it half-way and goes on."""
+    _interrupted_anywhere(tmp_path, monkeypatch, which, locks, _Boom)
+
+
+def _interrupted_anywhere(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    which: str,
+    locks: str,
+    error: type[BaseException],
+) -> None:
     """A Ctrl-C raised at every point of reliactl/cleanup.py where Python runs a signal
     handler (after each call returns, C or Python, and at each function's start), one point
     a run, on a real tree and a real (not dry) run, with the lock table and with the flock
-    probe (which opens each old file): each run either finishes or raises
-    KeyboardInterrupt, and no descriptor is left open either way. The old Python walk
+    probe (which opens each old file): each run either finishes or raises the
+    exception, and no descriptor is left open either way. The old Python walk
     leaked the directory fd when the handler ran just after ``os.open`` returned, or just
     after ``enter`` returned the frame and before it was pushed, or after it was popped and
-    before ``leave`` closed it."""
+    before ``leave`` closed it; and every ``finally: any(map(os.close, held))`` leaked
+    when it landed after ``map`` returned and before ``any`` ran (the root's fd, a
+    directory's, /proc/locks', the probe's holding an flock on an unlinked file)."""
     if which == "python":
         monkeypatch.setenv(cleanup.C_WALK_ENV, "0")
     else:  # not the walk fixture: it checks that each walk reached C, and some are stopped before
@@ -156,16 +232,17 @@ def test_ctrl_c_anywhere_in_the_walk_leaves_no_descriptor_open(
         k += 1
         root = tmp_path / f"r{k}"
         _tree(root)
-        hook, seen = _interrupt_at(k)
-        sys.setprofile(hook)
+        trace, seen = _interrupt_at(k, error)
+        previous = sys.gettrace()
+        sys.settrace(trace)
         try:
             clean_root(CleanupTarget(str(root), DAY), now=FUTURE)
             finished = True
-        except KeyboardInterrupt:
+        except error:
             finished = False
             interrupted += 1
         finally:
-            sys.setprofile(None)
+            sys.settrace(previous)
         leaked = _leaked(before)
         for fd in leaked:
             os.close(fd)
@@ -207,3 +284,73 @@ def test_the_lock_tables_set_decides_exactly_its_members(
     report = clean_root(CleanupTarget(str(root), DAY), now=FUTURE)
     assert report.skipped == {"locked": 20} and report.files_removed == 20
     assert sorted(p.name for p in root.iterdir()) == names[::2]
+
+
+_BUDGET_CHILD = """
+import json, os, resource, sys
+import reliactl.cleanup as cleanup
+from reliactl.cleanup import CleanupTarget, clean_root
+root, now, how = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+if how == "limit":  # 64 descriptors in all, for 200 directories
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+else:  # "last": the budget starts with one descriptor free, which its open of d takes
+    real = cleanup._Walker.apply_budget
+    def starved(self, root_fd):
+        fill = []
+        try:
+            while True:
+                fill.append(os.open("/dev/null", os.O_RDONLY))
+        except OSError:
+            os.close(fill.pop())
+        real(self, root_fd)
+    cleanup._Walker.apply_budget = starved
+r = clean_root(CleanupTarget(root, 1000 * 86400.0, max_total_size=0), now=now)
+print(json.dumps([r.removed_for_size, dict(r.skipped), r.error_count,
+                  [(e.path, e.message) for e in r.errors]]))
+"""
+
+
+def _budget_child(root: Path, how: str) -> list[Any]:
+    out = subprocess.run(
+        [sys.executable, "-c", _BUDGET_CHILD, str(root), str(FUTURE), how],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        close_fds=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    return list(json.loads(out.stdout))
+
+
+@pytest.mark.usefixtures("walk")
+def test_the_size_budget_over_more_directories_than_descriptors_removes_them_all(
+    tmp_path: Path,
+) -> None:
+    """200 directories, a file each over the budget, in a process allowed 64 descriptors: the
+    budget closes the directories it re-opened as it goes (at most BUDGET_DIRS_OPEN), so it
+    removes all 200. It used to keep each open to the end: once none was left, every other
+    file was skipped "changed" with no error (59 removed, 141 skipped)."""
+    root = tmp_path / "root"
+    for i in range(200):
+        path = write(root / f"d{i:03}" / "f", b"x" * 10)
+        os.utime(path, (OLD + i, OLD + i))
+    removed, skipped, error_count, _ = _budget_child(root, "limit")
+    assert (removed, skipped, error_count) == (200, {}, 0)
+    assert not list(root.rglob("f"))
+
+
+@pytest.mark.usefixtures("walk")
+def test_the_size_budget_does_not_enter_a_directory_whose_mount_it_cannot_tell(
+    tmp_path: Path,
+) -> None:
+    """The budget's open of root/d takes the process's last free descriptor (all others are
+    taken, really): reading d's mount id from /proc/self/fdinfo then fails (EMFILE). It
+    cannot tell d from a bind mount, so the file is kept and an error names it; the check
+    used to take the unknown id for the root's (fail open) and go in."""
+    root = tmp_path / "root"
+    victim = write(root / "d" / "f", b"x" * 10)
+    removed, skipped, error_count, errors = _budget_child(root, "last")
+    assert victim.exists()
+    assert (removed, skipped, error_count) == (0, {}, 1)
+    assert errors == [[str(victim), "cannot tell its mount: Too many open files"]]
