@@ -1212,11 +1212,29 @@ def _oom_eventfd(path: str) -> int | None:
         os.close(ofd)
 
 
+_PF_FORKNOEXEC = 0x40  # /proc/PID/stat flags: forked, has not exec'd yet (include/linux/sched.h)
+
+
 def tree_rss(root: int) -> int:
-    """Bytes resident in every process below ``root`` (the sum of their RSS, /proc statm)."""
+    """Bytes resident in every process below ``root`` (the sum of their RSS, /proc statm).
+
+    Not counted: a child of ``root`` (the shim) that has not exec'd yet. Between the shim's
+    fork and the command's exec (its limits set, its cgroup joined: long on a loaded machine)
+    that child is a copy of reliactl, resident as reliactl is (140 MiB inside a test run), and
+    the first sample, taken at once, stopped a 5 MiB job over a 64 MiB --memory-max. The
+    job's own forks are counted (their parent is not the shim); an orphan that never exec'd,
+    reparented to the shim, is the one process this leaves out (the cgroup limit, where there
+    is one, still holds it).
+    """
     page = os.sysconf("SC_PAGE_SIZE")
     total = 0
     for proc in job_processes(root):
+        fields = stat_fields(proc.pid) or []
+        try:
+            if int(fields[1]) == root and int(fields[6]) & _PF_FORKNOEXEC:
+                continue
+        except (IndexError, ValueError):
+            continue  # gone meanwhile
         fields = (_read_proc(f"/proc/{proc.pid}/statm") or b"").split()
         if len(fields) > 1 and fields[1].isdigit():
             total += int(fields[1]) * page
