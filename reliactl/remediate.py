@@ -453,6 +453,9 @@ class Remediator:
                         lock_name=job_name,
                         skip_if_locked=True,
                         timeout=spec.timeout,
+                        # Its job is often to start something (`/etc/init.d/foo start`
+                        # daemonizes and returns): what it started is not a leftover.
+                        leave_running=True,
                         breaker=job_name if store is not None else None,
                         history=store is not None,
                     ),

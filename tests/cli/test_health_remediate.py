@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -245,3 +246,43 @@ def test_a_commands_secrets_run_but_are_shown_nowhere(reachable: Path) -> None:
     for shown in [*outputs, *history]:
         assert secret not in shown and other not in shown and header not in shown, shown
     assert "***" in outputs[0] and "Bearer ***" in outputs[0]
+
+
+def test_a_remediation_that_starts_a_daemon_leaves_it_running(run_cli, tmp_path: Path) -> None:
+    """A remediation's job is often to start something (`/etc/init.d/foo start`: it daemonizes
+    and returns). What it started keeps running once it exits, as with `run --leave-running`:
+    the check is verified OK, and the daemon is still there after `health` returned (it was
+    stopped as a leftover, and the remediation reported failed)."""
+    pidfile = tmp_path / "svc.pid"
+    start = tmp_path / "svc-start"
+    start.write_text(
+        "#!/bin/sh\n"
+        f"setsid sh -c 'echo $$ > {pidfile}; exec sleep 60' </dev/null >/dev/null 2>&1 &\n"
+        "sleep 0.2\n"
+    )
+    start.chmod(0o755)
+    cfg = tmp_path / "reliactl.yaml"
+    cfg.write_text(f"""state:
+  path: {tmp_path}/state.db
+run:
+  lock_dir: {tmp_path}/locks
+health_monitor:
+  system_checks: []
+  jobs_checks: false
+  checks:
+    - name: svc
+      kind: command
+      command: [/bin/sh, -c, "kill -0 $(cat {pidfile} 2>/dev/null || echo 999999) || exit 2"]
+      remediate:
+        command: [{start}]
+        verify_after: 0.5s
+""")
+    result = run_cli("--config", str(cfg), "health")
+    try:
+        assert result.exit_code == 0, result.output
+        assert "remediated" in result.output, result.output
+        os.kill(int(pidfile.read_text()), 0)  # still running
+    finally:
+        if pidfile.exists():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pidfile.read_text()), 9)
