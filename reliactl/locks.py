@@ -655,19 +655,14 @@ def acquire(
                     break
                 remaining = None if deadline is None else deadline - monotonic()
                 if remaining is not None and remaining <= 0:
-                    if other is not None:
-                        raise _busy_other(path, other)
-                    holder = read_holder(fd)
-                    if holder.pid is None and not extended:
-                        # Held with no record: a sweep probing it, or a run between its flock
-                        # and its record write; both let go within milliseconds.
+                    # Held with no record: a sweep removing it, or a run between its flock and
+                    # its record write; both let go within milliseconds. (Another user's file
+                    # is never read: it gets the grace as if recordless.)
+                    if not extended and (other is not None or read_holder(fd).pid is None):
                         extended = True
                         deadline = monotonic() + NO_RECORD_GRACE
                         continue
-                    raise LockBusyError(
-                        f"lock {path} is busy: held by {holder.describe()}",
-                        holder=holder.describe(),
-                    )
+                    raise _busy_other(path, other) if other is not None else _busy(path, fd)
                 step = pause if remaining is None else min(pause, remaining)
                 pause = min(pause * 2, 0.1)
                 if not (sleep or _plain_sleep)(step):
@@ -710,6 +705,12 @@ def _take(fd: int, path: str, other: int | None) -> bool:
         fcntl.flock(fd, fcntl.LOCK_UN)  # held by a program using fcntl locks: busy
         return False
     return True
+
+
+def _busy(path: str, fd: int) -> LockBusyError:
+    """Busy on our (or root's) lock file: the holder its record names."""
+    holder = read_holder(fd).describe()
+    return LockBusyError(f"lock {path} is busy: held by {holder}", holder=holder)
 
 
 def _busy_other(path: str, uid: int) -> LockBusyError:
