@@ -107,7 +107,7 @@ complete -c reliactl -n '__reliactl_at \'cleanup\'' -l include -x -d 'Only remov
 complete -c reliactl -n '__reliactl_at \'cleanup\'' -l exclude -x -d 'Never remove (or enter) names matching this glob; repeatable.'
 complete -c reliactl -n '__reliactl_at \'cleanup\'' -l dry-run -d 'List what would be removed (one path a line on stdout; a name with a newline, control character, backslash or non-UTF-8 byte is C-escaped: \\n, \\\\, \\x1b); remove nothing.'
 complete -c reliactl -n '__reliactl_at \'cleanup\'' -l list -s l -d 'Also list each removed path on stdout.'
-complete -c reliactl -n '__reliactl_at \'cleanup\'' -l stale-locks -d 'Also remove reliactl\'s own lock files in run.lock_dir that nobody holds (flock, POSIX or OFD lock) and whose recorded holder is gone. A held lock, another program\'s file and another user\'s empty one are never removed.'
+complete -c reliactl -n '__reliactl_at \'cleanup\'' -l stale-locks -d 'Also remove reliactl\'s own lock files in run.lock_dir that nobody holds (flock, POSIX or OFD lock) and whose recorded holder is gone. A held lock and another program\'s file are never removed; another user\'s only by root.'
 complete -c reliactl -n '__reliactl_at \'cleanup\'' -l state -d 'Also prune run history and breaker events past state.retention / state.max_history, and closed breakers unused for state.retention (never a configured one), and vacuum the state store.'
 complete -c reliactl -n '__reliactl_at \'cleanup\'' -l force-root -d 'Allow a dangerous root (/, /etc, /home, /usr, $HOME ...) or a path with \'..\'.'
 complete -c reliactl -n '__reliactl_at \'cleanup\'' -l json -d 'Print one JSON document.'

@@ -54,11 +54,9 @@ being read; only the subdirectory names of the directories on the current path a
 from __future__ import annotations
 
 import errno
-import fcntl
 import operator
 import os
 import stat
-import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import ModuleType
@@ -902,39 +900,6 @@ def _reason_for(exc: OSError) -> str:
     return f"error: {exc.strerror}"
 
 
-_F_OFD_GETLK: int | None = getattr(fcntl, "F_OFD_GETLK", None)
-# struct flock {short l_type, l_whence; off_t l_start, l_len; pid_t l_pid;} on 64-bit Linux.
-_STRUCT_FLOCK = "hhqqi4x" if sys.maxsize > 2**32 else None
-
-
-def _posix_locked(fd: int) -> bool:
-    """Does any other process hold a POSIX (fcntl) or OFD lock on some byte of the file?
-
-    flock and POSIX locks do not see each other on Linux, so the flock probe alone would
-    miss a ``lockf``/``fcntl`` lock; F_OFD_GETLK asks without taking anything.
-    """
-    if _F_OFD_GETLK is None or _STRUCT_FLOCK is None:
-        return False
-    import struct  # the flock-probe mode only
-
-    query = struct.pack(_STRUCT_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
-    try:
-        answer = fcntl.fcntl(fd, _F_OFD_GETLK, query)
-    except OSError:
-        return False  # a kernel or filesystem without OFD locks: the flock probe decides
-    return bool(struct.unpack(_STRUCT_FLOCK, answer)[0] != fcntl.F_UNLCK)
-
-
-def _try_flock(fd: int) -> bool:
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-            return False
-        raise
-    return True
-
-
 class _Walker:
     def __init__(
         self,
@@ -1639,13 +1604,15 @@ class _Walker:
                 if not _same_file(now, st):
                     return "changed"
             return self.unlink(dir_fd, name)
+        from reliactl.locks import posix_locked, try_flock  # the flock-probe mode only
+
         probe_held: list[int] = []
         closing = map(os.close, probe_held)  # built before the try: see _open_held
         try:
             fd = self.probe.open(dir_fd, name, st, shared, probe_held)
             if isinstance(fd, str):
                 return fd
-            if not _try_flock(fd) or _posix_locked(fd):
+            if not try_flock(fd) or posix_locked(fd):
                 return "locked"
             return self.unlink(dir_fd, name)
         finally:
@@ -1880,7 +1847,7 @@ def clean(
 # --------------------------------------------------------------------------- stale locks
 
 
-def sweep_stale_locks(  # noqa: C901 - a branch per keep reason, all under one held flock
+def sweep_stale_locks(  # noqa: C901 - a branch per keep reason, judged before the flock
     lock_dir: str,
     *,
     dry_run: bool = False,
@@ -1901,14 +1868,20 @@ def sweep_stale_locks(  # noqa: C901 - a branch per keep reason, all under one h
 
     A lock file is stale when nobody holds any lock on it (not in the kernel's lock table
     where that is trusted, as the cleanup walk reads it; a non-blocking flock succeeds; no
-    POSIX or OFD lock: ``_posix_locked``) AND its recorded pid is not alive on this host (or
+    POSIX or OFD lock: ``locks.posix_locked``) AND its recorded pid is not alive on this host (or
     it is empty and older than ``grace`` seconds). It is removed while this process holds that
     flock, so a newcomer that opened the old inode finds it unlinked after locking and
     retries. A held lock is never removed.
     """
     # Imported here: a plain cleanup walk needs neither (json, re and /proc readers).
     from reliactl.hostname import hostname as recorded_hostname
-    from reliactl.locks import holder_alive, is_lock_file_name, parse_record
+    from reliactl.locks import (
+        holder_alive,
+        is_lock_file_name,
+        parse_record,
+        posix_locked,
+        try_flock,
+    )
 
     if is_alive is None:
         is_alive = holder_alive
@@ -1929,11 +1902,27 @@ def sweep_stale_locks(  # noqa: C901 - a branch per keep reason, all under one h
 
     def foreign(data: bytes, owner: int) -> str | None:
         """Why this content is not ours to judge, or None (empty, or reliactl's record)."""
-        if not data:
-            return None if owner == euid else "other-user"
-        if parse_record(data) is None:
+        if data and parse_record(data) is None:
             return "foreign"
+        # Empty is the normal state of a released lock file (release() truncates): root
+        # judges another user's like its own (the leftover of a run under that account).
         return None if euid in (owner, 0) else "other-user"
+
+    def judge(
+        data: bytes, cur: os.stat_result
+    ) -> str | tuple[Literal["holder-gone", "no-record"], LockHolder | None]:
+        """Why to keep this content, or why it is stale (and its record)."""
+        why = foreign(data, cur.st_uid)
+        if why is not None:
+            return why
+        holder = parse_record(data)
+        if holder is None:
+            return "new" if when - cur.st_mtime < grace else ("no-record", None)
+        if holder.host and holder.host != host:
+            return "other-host"
+        if is_alive(holder):
+            return "holder-alive"
+        return ("holder-gone", holder)
 
     try:
         table = _LockTable.for_root(shown, os.fstat(dfd).st_dev)
@@ -1960,10 +1949,15 @@ def sweep_stale_locks(  # noqa: C901 - a branch per keep reason, all under one h
                 keep(fd)
                 continue
             try:
-                # Judged before any lock is taken: another program's lock file is not probed.
-                why = foreign(os.pread(fd, 4097, 0), st.st_uid)
-                if why is not None:
-                    keep(why)
+                # Everything is judged before the flock is taken (another program's lock file
+                # is never locked, and a run starting now never finds it held by the sweep);
+                # the flock is taken only for a file about to be removed, and then the file
+                # is judged again under it (a run may have come and gone meanwhile).
+                data = os.pread(fd, 4097, 0)
+                first = os.fstat(fd)
+                verdict = judge(data, first)
+                if isinstance(verdict, str):
+                    keep(verdict)
                     continue
                 if table is not None:
                     try:
@@ -1973,29 +1967,17 @@ def sweep_stale_locks(  # noqa: C901 - a branch per keep reason, all under one h
                     if busy:
                         keep("held")
                         continue
-                if not _try_flock(fd) or _posix_locked(fd):
+                if posix_locked(fd) or not try_flock(fd):
                     keep("held")
                     continue
-                data = os.pread(fd, 4097, 0)
+                again_data = os.pread(fd, 4097, 0)
                 cur = os.fstat(fd)
-                why = foreign(data, cur.st_uid)
-                if why is not None:
-                    keep(why)
+                if again_data != data or cur.st_mtime_ns != first.st_mtime_ns:
+                    verdict = judge(again_data, cur)
+                if isinstance(verdict, str) or posix_locked(fd):
+                    keep(verdict if isinstance(verdict, str) else "held")
                     continue
-                holder = parse_record(data)
-                if holder is None:
-                    if when - cur.st_mtime < grace:
-                        keep("new")
-                        continue
-                    reason: Literal["holder-gone", "no-record"] = "no-record"
-                else:
-                    if holder.host and holder.host != host:
-                        keep("other-host")
-                        continue
-                    if is_alive(holder):
-                        keep("holder-alive")
-                        continue
-                    reason = "holder-gone"
+                reason, holder = verdict
                 # Still the inode we hold? (nobody replaced the name meanwhile)
                 try:
                     again = os.stat(name, dir_fd=dfd, follow_symlinks=False)

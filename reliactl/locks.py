@@ -41,6 +41,7 @@ import json
 import os
 import re
 import stat
+import sys
 import time
 from collections.abc import Callable, Sequence
 
@@ -455,7 +456,44 @@ def holder_alive(holder: LockHolder) -> bool:
     )
 
 
-def _open_lock_file(path: str) -> int:
+_F_OFD_GETLK: int | None = getattr(fcntl, "F_OFD_GETLK", None)
+# struct flock {short l_type, l_whence; off_t l_start, l_len; pid_t l_pid;} on 64-bit Linux.
+_STRUCT_FLOCK = "hhqqi4x" if sys.maxsize > 2**32 else None
+
+
+def posix_locked(fd: int) -> bool:
+    """Does any other process hold a POSIX (fcntl) or OFD lock on some byte of the file?
+
+    flock and POSIX locks do not see each other on Linux, so an flock probe alone would
+    miss a ``lockf``/``fcntl`` lock; F_OFD_GETLK asks without taking anything (and works on
+    a read-only descriptor). Shared with ``cleanup``'s probes.
+    """
+    if _F_OFD_GETLK is None or _STRUCT_FLOCK is None:
+        return False
+    import struct  # only when a lock file is probed, not by every run
+
+    query = struct.pack(_STRUCT_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+    try:
+        answer = fcntl.fcntl(fd, _F_OFD_GETLK, query)
+    except OSError:
+        return False  # a kernel or filesystem without OFD locks: the flock probe decides
+    return bool(struct.unpack(_STRUCT_FLOCK, answer)[0] != fcntl.F_UNLCK)
+
+
+def try_flock(fd: int) -> bool:
+    """A non-blocking exclusive flock: True when taken, False when someone holds it."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return False
+        raise
+    return True
+
+
+def _open_lock_file(path: str) -> tuple[int, int | None]:
+    """Open (creating) the lock file: its descriptor, and its owner's uid when that is
+    another user than the caller or root (None when it is ours or root's)."""
     flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
     try:
         fd = os.open(path, flags, 0o600)
@@ -472,7 +510,7 @@ def _open_lock_file(path: str) -> int:
             try:
                 fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
             except OSError as exc2:
-                raise LockError(f"cannot open lock file {path}: {exc2.strerror}") from None
+                raise LockError(_unopenable(path, exc2)) from None
         else:
             raise LockError(f"cannot open lock file {path}: {exc.strerror}") from None
     try:
@@ -485,16 +523,16 @@ def _open_lock_file(path: str) -> int:
         raise LockError(f"refusing lock file {path}: not a regular file")
     from reliactl.trust import untrusted
 
-    reason = untrusted(info)
+    # Writable by others (judged as if its owner were the caller): anyone could have written
+    # its holder line or could replace its content; never locked or read.
+    reason = untrusted(info, euid=info.st_uid)
     if reason is not None:
-        # In a sticky shared directory (/tmp, /run/lock) anyone may create NAME.lock first
-        # and hold it for ever, with a forged holder line: another user's file is refused
-        # before it is locked or read, so nothing it says is shown (trust.untrusted's rule).
         os.close(fd)
         raise LockError(
             f"refusing lock file {path}: it is {reason} (possibly planted);"
             " remove it or choose another --lock-name"
         )
+    other = info.st_uid if info.st_uid not in (os.geteuid(), 0) else None
     if info.st_nlink > 1:
         # A hard link planted to another file: the holder line would truncate that file.
         os.close(fd)
@@ -502,7 +540,24 @@ def _open_lock_file(path: str) -> int:
             f"refusing lock file {path}: it has {info.st_nlink} hard links (possibly planted);"
             " remove it or choose another --lock-name"
         )
-    return fd
+    return fd, other
+
+
+def _unopenable(path: str, exc: OSError) -> str:
+    """Why a lock file cannot even be read: another user's private file is named as such."""
+    from reliactl.trust import owner_name
+
+    try:
+        uid = os.stat(path, follow_symlinks=False).st_uid
+    except OSError:
+        uid = os.geteuid()
+    if uid not in (os.geteuid(), 0):
+        return (
+            f"refusing lock file {path}: it is owned by {owner_name(uid)} and this user may"
+            f" not open it ({exc.strerror}); ask its owner or root to remove it, or choose"
+            " another --lock-name"
+        )
+    return f"cannot open lock file {path}: {exc.strerror}"
 
 
 def _same_file(path: str, fd: int) -> bool:
@@ -591,41 +646,100 @@ def acquire(
     deadline = None if wait is None else started + wait
     pause = 0.005
     retakes = 0
+    extended = False
     while True:
-        fd = _open_lock_file(path)
+        fd, other = _open_lock_file(path)
         try:
             while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if _take(fd, path, other):
                     break
-                except OSError as exc:
-                    if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                        raise LockError(f"cannot lock {path}: {exc.strerror}") from None
                 remaining = None if deadline is None else deadline - monotonic()
                 if remaining is not None and remaining <= 0:
-                    holder = read_holder(fd)
-                    raise LockBusyError(
-                        f"lock {path} is busy: held by {holder.describe()}",
-                        holder=holder.describe(),
-                    )
+                    # Held with no record: a sweep removing it, or a run between its flock and
+                    # its record write; both let go within milliseconds. (Another user's file
+                    # is never read: it gets the grace as if recordless.)
+                    if not extended and (other is not None or read_holder(fd).pid is None):
+                        extended = True
+                        deadline = monotonic() + NO_RECORD_GRACE
+                        continue
+                    raise _busy_other(path, other) if other is not None else _busy(path, fd)
                 step = pause if remaining is None else min(pause, remaining)
                 pause = min(pause * 2, 0.1)
                 if not (sleep or _plain_sleep)(step):
                     raise LockBusyError(f"gave up waiting for lock {path}")
-            if not _same_file(path, fd):
-                # Replaced or removed while we waited: that inode is not the lock any more.
-                os.close(fd)
-                fd = -1
-                retakes += 1
-                if retakes > 100:
-                    raise LockError(f"lock file {path} keeps being replaced; giving up")
-                continue
-            _write_holder(fd, command, now())
-            return HeldLock(path, fd, LockAttempt(monotonic() - started, retakes))
+            same = _same_file(path, fd)
+            if same and other is None:
+                _write_holder(fd, command, now())
+                return HeldLock(path, fd, LockAttempt(monotonic() - started, retakes))
+            if same and other is not None:
+                # Another user's lock file that nobody holds (the empty leftover of a run
+                # under another account, or a squatter's): removed while we hold its flock,
+                # as the stale-lock sweep does, and ours is created in its place.
+                _take_over(path, other)
+            # Else replaced or removed while we waited: that inode is not the lock any more.
+            os.close(fd)
+            fd = -1
+            retakes += 1
+            if retakes > 100:
+                raise LockError(f"lock file {path} keeps being replaced; giving up")
         except BaseException:
             if fd >= 0:
                 os.close(fd)
             raise
+
+
+NO_RECORD_GRACE = 0.05
+"""Seconds ``acquire`` keeps trying a lock held with no holder record before calling it
+busy: ``cleanup --stale-locks`` holds the flock of a file it removes for microseconds, and
+a run writes its record just after locking; neither is a job holding the lock."""
+
+
+def _take(fd: int, path: str, other: int | None) -> bool:
+    """Try the flock once; for another user's file also no POSIX/OFD lock may be held."""
+    try:
+        if not try_flock(fd):
+            return False
+    except OSError as exc:
+        raise LockError(f"cannot lock {path}: {exc.strerror}") from None
+    if other is not None and posix_locked(fd):
+        fcntl.flock(fd, fcntl.LOCK_UN)  # held by a program using fcntl locks: busy
+        return False
+    return True
+
+
+def _busy(path: str, fd: int) -> LockBusyError:
+    """Busy on our (or root's) lock file: the holder its record names."""
+    holder = read_holder(fd).describe()
+    return LockBusyError(f"lock {path} is busy: held by {holder}", holder=holder)
+
+
+def _busy_other(path: str, uid: int) -> LockBusyError:
+    """Busy on another user's lock file: its owner is named, its content never shown."""
+    from reliactl.trust import owner_name
+
+    who = f"a process of {owner_name(uid)}"
+    return LockBusyError(
+        f"lock {path} is busy: held by {who} (the lock file is that user's, so its holder"
+        " line is not read)",
+        holder=who,
+    )
+
+
+def _take_over(path: str, uid: int) -> None:
+    """Unlink another user's unheld lock file (the caller holds its flock); LockError when
+    this user may not (a sticky directory lets only root and the directory's owner)."""
+    from reliactl.trust import owner_name
+
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise LockError(
+            f"refusing lock file {path}: it is owned by {owner_name(uid)}, and this user may"
+            f" not remove it ({exc.strerror}); ask its owner or root to remove it, or choose"
+            " another --lock-name"
+        ) from None
 
 
 def _plain_sleep(seconds: float) -> bool:

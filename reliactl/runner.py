@@ -1229,9 +1229,9 @@ def tree_rss(root: int) -> int:
     page = os.sysconf("SC_PAGE_SIZE")
     total = 0
     for proc in job_processes(root):
-        fields = stat_fields(proc.pid) or []
+        stat = stat_fields(proc.pid) or []
         try:
-            if int(fields[1]) == root and int(fields[6]) & _PF_FORKNOEXEC:
+            if int(stat[1]) == root and int(stat[6]) & _PF_FORKNOEXEC:
                 continue
         except (IndexError, ValueError):
             continue  # gone meanwhile

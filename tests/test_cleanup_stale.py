@@ -128,10 +128,11 @@ def test_cli_keeps_a_lockf_held_lock_file(tmp_path: Path, holder: object) -> Non
 
 def test_only_reliactls_own_lock_files_are_judged_in_a_shared_directory(shared: Path) -> None:
     """In a sticky shared directory root's sweep removes its own stale reliactl lock files
-    (empty, or a reliactl record whose holder is gone) and another user's only when it holds
-    a reliactl record whose holder is gone. Kept: a dot-file (PostgreSQL's socket lock), a
-    file holding a bare pid or another program's JSON, another user's empty file, a name
-    run never makes. The old sweep removed every unlocked *.lock older than 5 s."""
+    (empty, or a reliactl record whose holder is gone) and another user's too (empty: the
+    normal leftover of a released run under that account; or a reliactl record whose holder
+    is gone). Kept: a dot-file (PostgreSQL's socket lock), a file holding a bare pid or
+    another program's JSON, a name run never makes. The old sweep removed every unlocked
+    *.lock older than 5 s."""
     dead = dead_pid()
     keep = [
         aged(shared / ".s.PGSQL.5432.lock", f"{dead}\n/var/run/postgresql\n", uid=65534),
@@ -139,18 +140,18 @@ def test_only_reliactls_own_lock_files_are_judged_in_a_shared_directory(shared: 
         aged(shared / "pidjson.lock", json.dumps({"pid": dead}) + "\n"),
         aged(shared / "extra.lock", json.dumps({**json.loads(record(dead)), "x": 1}) + "\n"),
         aged(shared / "two-lines.lock", record(dead) + record(dead)),
-        aged(shared / "theirs-empty.lock", "", uid=65534),
         aged(shared / "odd name.lock", ""),
     ]
     go = [
         aged(shared / "mine.lock", ""),
         aged(shared / "mine-gone.lock", record(dead)),
         aged(shared / "theirs-gone.lock", record(dead), uid=65534),
+        aged(shared / "theirs-empty.lock", "", uid=65534),
     ]
     report = sweep_stale_locks(str(shared))
     assert all(p.exists() for p in keep) and not any(p.exists() for p in go)
     assert sorted(s.path for s in report.removed) == sorted(str(p) for p in go)
-    assert report.kept == {"foreign": 6, "other-user": 1}
+    assert report.kept == {"foreign": 6}
 
 
 def test_a_user_sweep_judges_only_that_users_files(shared: Path) -> None:

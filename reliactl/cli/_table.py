@@ -824,11 +824,11 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                                     'holds (flock, POSIX\n'
                                     '                                  or OFD lock) and whose '
                                     'recorded holder is\n'
-                                    '                                  gone. A held lock, another '
-                                    "program's file\n"
-                                    "                                  and another user's empty "
-                                    'one are never\n'
-                                    '                                  removed.\n'
+                                    '                                  gone. A held lock and '
+                                    "another program's file\n"
+                                    '                                  are never removed; another '
+                                    "user's only by\n"
+                                    '                                  root.\n'
                                     '  --state                         Also prune run history and '
                                     'breaker events\n'
                                     '                                  past state.retention / '
@@ -1921,11 +1921,11 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                           '(flock, POSIX\n'
                           '                                  or OFD lock) and whose recorded '
                           'holder is\n'
-                          "                                  gone. A held lock, another program's "
-                          'file\n'
-                          "                                  and another user's empty one are "
-                          'never\n'
-                          '                                  removed.\n'
+                          '                                  gone. A held lock and another '
+                          "program's file\n"
+                          "                                  are never removed; another user's "
+                          'only by\n'
+                          '                                  root.\n'
                           '  --state                         Also prune run history and breaker '
                           'events\n'
                           '                                  past state.retention / '

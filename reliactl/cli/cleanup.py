@@ -121,8 +121,8 @@ def cleanup(  # noqa: C901 - flags to targets; the core moves out (issue 15 item
         typer.Option(
             "--stale-locks",
             help="Also remove reliactl's own lock files in run.lock_dir that nobody holds "
-            "(flock, POSIX or OFD lock) and whose recorded holder is gone. A held lock, "
-            "another program's file and another user's empty one are never removed.",
+            "(flock, POSIX or OFD lock) and whose recorded holder is gone. A held lock and "
+            "another program's file are never removed; another user's only by root.",
         ),
     ] = False,
     state: Annotated[
