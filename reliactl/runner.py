@@ -1460,6 +1460,7 @@ class Contained:
             pid = None
             if shim is not None:
                 pid = _spawn_contain_shim(shim, argv, (in_r, out_w, report_w, life_r))
+            self.shim = "c" if pid is not None else "python"  # which one runs it
             if pid is None:
                 pid = self._fork_shim(argv, in_r, out_w, report_w, life_r)
         except BaseException:
@@ -1471,7 +1472,6 @@ class Contained:
         os.set_blocking(out_r, False)
         os.set_blocking(report_r, False)
         self.pid = pid
-        self.shim = "python" if shim is None or pid is None else "c"
         self._report_r, self._life_w, self._out_r, self._in_w = report_r, life_w, out_r, in_w
         self._stdin = stdin or b""
         self._sent = 0

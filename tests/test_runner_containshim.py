@@ -166,3 +166,42 @@ def test_the_build_makes_the_shim_or_goes_on_without_it(tmp_path: Path) -> None:
         return
     assert hatch_build.build_shim(tmp_path, cc=["gcc"]) == "reliactl/_containshim"
     assert runner._find_contain_shim(str(pkg)) == str(pkg / "_containshim")
+
+
+def test_a_nul_byte_in_an_argument_is_reported_as_the_python_shim_does() -> None:
+    """posix_spawn refuses an argument with a NUL byte before the C shim exists: Contained
+    falls back to the fork of reliactl (and says so), whose shim reports it (OSError
+    EINVAL), rather than raising ValueError from the constructor."""
+    program = runner.Contained(["sh", "-c", "echo a\0b"])
+    assert program.shim == "python"
+    with pytest.raises(OSError, match="null byte"):
+        program.communicate(30, 1000)
+
+
+def test_the_build_hook_ships_the_shim_in_a_wheel_and_builds_it_for_editable(
+    tmp_path: Path,
+) -> None:
+    """hatch_build's hook (what `pip install .` and `pip install -e .` run): for a wheel
+    the shim is an artifact beside the C walk (the wheel is then platform-specific); for an
+    editable install it is built in the checkout, where the .pth points, and not listed."""
+    if shutil.which("gcc") is None and not c_shim_required():
+        pytest.skip("no C compiler here")
+    sys.path.insert(0, str(REPO))
+    try:
+        import hatch_build
+    finally:
+        sys.path.remove(str(REPO))
+    pkg = tmp_path / "reliactl"
+    pkg.mkdir()
+    for name in ("_containshim.c", "_cleanupwalk.c"):
+        shutil.copy(REPO / "reliactl" / name, pkg)
+    hook = hatch_build.CustomBuildHook.__new__(hatch_build.CustomBuildHook)
+    hook.root = str(tmp_path)
+    editable: dict[str, object] = {"artifacts": []}
+    hook.initialize("editable", editable)
+    assert editable["artifacts"] == [] and os.access(pkg / "_containshim", os.X_OK)
+    wheel: dict[str, object] = {"artifacts": []}
+    hook.initialize("standard", wheel)
+    assert "reliactl/_containshim" in wheel["artifacts"]  # type: ignore[operator]
+    assert wheel["pure_python"] is False
+    assert runner._find_contain_shim(str(pkg)) == str(pkg / "_containshim")
