@@ -295,15 +295,3 @@ class LazyModule:
 
     def __repr__(self) -> str:
         return f"<module {self._name!r}, imported on first use>"
-
-
-def sha256_hex(data: bytes) -> str:
-    """hashlib.sha256(data).hexdigest() without importing OpenSSL (~5 ms of a run)."""
-    try:  # CPython's own sha256: _sha256 up to 3.11, _sha2 from 3.12
-        from _sha256 import sha256  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        try:
-            from _sha2 import sha256  # type: ignore[import-not-found,no-redef,unused-ignore]
-        except ImportError:
-            from hashlib import sha256
-    return str(sha256(data).hexdigest())

@@ -565,17 +565,10 @@ def _built_from_source_here(module: ModuleType) -> bool:
     without reinstalling (an editable install) walks in Python rather than calling C built
     from other source, even when nobody bumped ``API``.
     """
-    from reliactl._imports import sha256_hex
+    from reliactl._switches import built_from_source
 
     source = os.path.join(os.path.dirname(module.__file__ or ""), "_cleanupwalk.c")
-    try:
-        with open(source, "rb") as fh:
-            data = fh.read()
-    except FileNotFoundError:
-        return True  # an install that carries only the build
-    except OSError:
-        return False
-    return getattr(module, "SOURCE_SHA256", None) == sha256_hex(data)
+    return built_from_source(source, getattr(module, "SOURCE_SHA256", None))
 
 
 def _errno_reason(err: int) -> str:

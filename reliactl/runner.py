@@ -1646,16 +1646,9 @@ def _find_contain_shim(here: str | None = None) -> str | None:
     if at < 0:
         return None
     digest = built[at + len(_SHIM_MARK) : at + len(_SHIM_MARK) + 64].decode("ascii", "replace")
-    try:
-        with open(os.path.join(here, "_containshim.c"), "rb") as fh:
-            source = fh.read()
-    except FileNotFoundError:
-        return path  # an install that carries only the build
-    except OSError:
-        return None
-    from reliactl._imports import sha256_hex
+    from reliactl._switches import built_from_source
 
-    return path if sha256_hex(source) == digest else None
+    return path if built_from_source(os.path.join(here, "_containshim.c"), digest) else None
 
 
 _SHIM_FDS = 5  # the C shim's fds: 0 stdin, 1 and 2 output, 3 report, 4 lifeline
