@@ -8,8 +8,10 @@ interleaved rounds as the CLI. Printed after the machine's load: median, min..ma
 
 Then 50 `command` checks running `true` (each plugin contained under a shim of its own, as
 `run` contains its job: DESIGN section 7, "Hostile environments"): the CLI's wall time and
-the cost of one program (``run_program``, 50 in a row), with ``--base DIR`` (a tree without
-the shim, e.g. /tmp/basede55) in the same interleaved rounds.
+the cost of one program (``run_program``, 50 in a row): this tree with its C contain shim
+(``reliactl/_containshim``, where built), the same with the Python shim forked from reliactl
+(``RELIACTL_CONTAIN_SHIM=0``) and, with ``--base DIR``, a tree without the shim (e.g.
+/tmp/basede55), in the same interleaved rounds.
 
     python benchmarks/health.py [--runs N] [--base DIR] [--commands-only]
 """
@@ -155,7 +157,14 @@ print(wall / {n}, used / {n})
 def command_checks(runs: int, base: str | None) -> None:
     """50 command checks `true`: the CLI and one program in-process, this tree and ``base``."""
     py = sys.executable
-    trees = {"this tree": None} if base is None else {"this tree": None, "base": base}
+    # (PYTHONPATH, extra environment): this tree with its C contain shim (where built), the
+    # same with the shim forked from reliactl (RELIACTL_CONTAIN_SHIM=0), and ``base``.
+    trees: dict[str, tuple[str | None, dict[str, str]]] = {
+        "this tree": (None, {}),
+        "this tree, Python shim": (None, {"RELIACTL_CONTAIN_SHIM": "0"}),
+    }
+    if base is not None:
+        trees["base"] = (base, {})
     with tempfile.TemporaryDirectory() as tmp:
         env = {
             **os.environ,
@@ -174,8 +183,8 @@ def command_checks(runs: int, base: str | None) -> None:
         candidates: dict[str, Callable[[], object]] = {}
         per_program: dict[str, list[float]] = {name: [] for name in trees}
         cpu_program: dict[str, list[float]] = {name: [] for name in trees}
-        for name, tree in trees.items():
-            tree_env = dict(env)
+        for name, (tree, extra) in trees.items():
+            tree_env = {**env, **extra}
             if tree is not None:
                 tree_env["PYTHONPATH"] = tree
             argv = [py, "-m", "reliactl"]  # the same start for both trees
@@ -193,8 +202,8 @@ def command_checks(runs: int, base: str | None) -> None:
                 cpu_program[name].append(float(cpu))
 
             candidates[f"one program, {CHECKS} in a row ({name})"] = one
-        for name, tree in trees.items():  # a config error would be timed as a fast health
-            tree_env = dict(env) if tree is None else {**env, "PYTHONPATH": tree}
+        for name, (tree, extra) in trees.items():  # a config error would be timed as fast
+            tree_env = {**env, **extra} if tree is None else {**env, **extra, "PYTHONPATH": tree}
             argv = [py, "-m", "reliactl", "--config", str(cfg), "health", "--json", "--no-alerts"]
             done = subprocess.run(argv, env=tree_env, capture_output=True, text=True, check=False)
             if done.returncode != 0:

@@ -566,27 +566,10 @@ def _built_from_source_here(module: ModuleType) -> bool:
     without reinstalling (an editable install) walks in Python rather than calling C built
     from other source, even when nobody bumped ``API``.
     """
+    from reliactl._switches import built_from_source
+
     source = os.path.join(os.path.dirname(module.__file__ or ""), "_cleanupwalk.c")
-    try:
-        with open(source, "rb") as fh:
-            data = fh.read()
-    except FileNotFoundError:
-        return True  # an install that carries only the build
-    except OSError:
-        return False
-    return getattr(module, "SOURCE_SHA256", None) == _sha256_hex(data)
-
-
-def _sha256_hex(data: bytes) -> str:
-    """hashlib.sha256(data).hexdigest() without importing OpenSSL (~5 ms of a run)."""
-    try:  # CPython's own sha256: _sha256 up to 3.11, _sha2 from 3.12
-        from _sha256 import sha256  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        try:
-            from _sha2 import sha256  # type: ignore[import-not-found,no-redef,unused-ignore]
-        except ImportError:
-            from hashlib import sha256
-    return str(sha256(data).hexdigest())
+    return built_from_source(source, getattr(module, "SOURCE_SHA256", None))
 
 
 def _errno_reason(err: int) -> str:

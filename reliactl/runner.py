@@ -1460,8 +1460,9 @@ def signal_job(root: int, sig: int, *, group: int) -> list[JobProcess]:
 
 class Contained:
     """A program reliactl runs for a health check (a Nagios plugin) or a command alert sink,
-    contained as ``run`` contains a job: under a shim of its own (``_shim``: session leader,
-    child subreaper, lifeline), so that
+    contained as ``run`` contains a job: under a shim of its own (session leader, child
+    subreaper, lifeline): the C one, ``reliactl/_containshim`` started with posix_spawn
+    (``contain_shim``), else a fork of reliactl running ``_shim`` (DESIGN.md section 7), so that
 
     - when its time is up, it and every descendant die, also ones that called setsid or
       double-forked (orphans are reparented to the shim, which SIGKILLs every process under
@@ -1485,18 +1486,13 @@ class Contained:
             else:
                 in_r, in_w = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC), -1
                 opened.append(in_r)
-            prepare_subreaper()
-            import gc as _gc  # built in: no file to read
-
-            with _all_signals_blocked():
-                pid = os.fork()
-                if pid == 0:  # pragma: no cover - the child never returns here
-                    try:
-                        _gc.disable()  # a collection would walk (and copy) reliactl's whole heap
-                        os.dup2(in_r, 0)
-                    except BaseException:
-                        os._exit(125)
-                    _shim(argv, None, None, frozenset(), report_w, life_r, out_w, out_w, None, None)
+            shim = contain_shim()
+            pid = None
+            if shim is not None:
+                pid = _spawn_contain_shim(shim, argv, (in_r, out_w, report_w, life_r))
+            self.shim = "c" if pid is not None else "python"  # which one runs it
+            if pid is None:
+                pid = self._fork_shim(argv, in_r, out_w, report_w, life_r)
         except BaseException:
             for fd in opened:
                 os.close(fd)
@@ -1513,6 +1509,23 @@ class Contained:
         self._report = b""
         self._code: int | None = None
         self._failed: str | None = None
+
+    @staticmethod
+    def _fork_shim(argv: Sequence[str], in_r: int, out_w: int, report_w: int, life_r: int) -> int:
+        """The fallback: fork reliactl and run ``_shim`` in the child."""
+        prepare_subreaper()
+        import gc as _gc  # built in: no file to read
+
+        with _all_signals_blocked():
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the child never returns here
+                try:
+                    _gc.disable()  # a collection would walk (and copy) reliactl's whole heap
+                    os.dup2(in_r, 0)
+                except BaseException:
+                    os._exit(125)
+                _shim(argv, None, None, frozenset(), report_w, life_r, out_w, out_w, None, None)
+        return pid
 
     def kill(self) -> None:
         """SIGKILL every process of the program now (the shim reaps them and exits)."""
@@ -1628,6 +1641,84 @@ class Contained:
 
 
 CONTAINED_REAP = 2.0  # how long a Contained's shim may take to kill what is left and exit
+CONTAIN_SHIM_ENV = "RELIACTL_CONTAIN_SHIM"  # 0/false/no/off: fork the Python shim instead
+_SHIM_MARK = b"RELIACTL_CONTAINSHIM_SHA256="
+_contain_shim_path: list[str | None] = []  # found once per process
+
+
+def contain_shim() -> str | None:
+    """The C contain shim (``reliactl/_containshim``, built by hatch_build.py from
+    ``_containshim.c``), or None: not built (no compiler), built from other source than the
+    .c next to it (a checkout updated without reinstalling), or turned off by the operator
+    (``RELIACTL_CONTAIN_SHIM=0``). ``_shim`` forked from reliactl is the fallback."""
+    from reliactl._switches import switched_off
+
+    if switched_off(CONTAIN_SHIM_ENV):
+        return None
+    if not _contain_shim_path:
+        _contain_shim_path.append(_find_contain_shim())
+    return _contain_shim_path[0]
+
+
+def _find_contain_shim(here: str | None = None) -> str | None:
+    """``here``/_containshim (``here``: this package) if it is an executable built from the
+    ``_containshim.c`` beside it (a build says the sha256 of its source), else None."""
+    here = here or os.path.dirname(os.path.abspath(__file__))
+    path = os.path.join(here, "_containshim")
+    try:
+        with open(path, "rb") as fh:
+            built = fh.read()
+        if not os.access(path, os.X_OK):
+            return None
+    except OSError:
+        return None
+    at = built.find(_SHIM_MARK)
+    if at < 0:
+        return None
+    digest = built[at + len(_SHIM_MARK) : at + len(_SHIM_MARK) + 64].decode("ascii", "replace")
+    from reliactl._switches import built_from_source
+
+    return path if built_from_source(os.path.join(here, "_containshim.c"), digest) else None
+
+
+_SHIM_FDS = 5  # the C shim's fds: 0 stdin, 1 and 2 output, 3 report, 4 lifeline
+
+
+def _spawn_contain_shim(
+    shim: str, argv: Sequence[str], fds: tuple[int, int, int, int]
+) -> int | None:
+    """Start the C shim with posix_spawn (a vfork: no copy of reliactl, no Python in the new
+    process) on ``fds`` (stdin, output, report, lifeline), every signal blocked until it has
+    set itself up; None when it cannot start (the caller forks the Python shim)."""
+    dups: list[int] = []
+    try:
+        sources = []
+        for fd in fds:  # a source among the targets 0-4 would be overwritten before its dup2
+            if fd < _SHIM_FDS:
+                import fcntl  # built in
+
+                dups.append(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _SHIM_FDS))
+            sources.append(dups[-1] if fd < _SHIM_FDS else fd)
+        stdin, out, report, life = sources
+        actions = [
+            (os.POSIX_SPAWN_DUP2, stdin, 0),
+            (os.POSIX_SPAWN_DUP2, out, 1),
+            (os.POSIX_SPAWN_DUP2, out, 2),
+            (os.POSIX_SPAWN_DUP2, report, 3),
+            (os.POSIX_SPAWN_DUP2, life, 4),
+        ]
+        return os.posix_spawn(
+            shim,
+            [shim, *argv],
+            os.environ,
+            file_actions=actions,
+            setsigmask=_csignal.valid_signals(),
+        )
+    except (OSError, ValueError):  # a NUL byte: the Python shim reports it as _shim does
+        return None
+    finally:
+        for fd in dups:
+            os.close(fd)
 
 
 def _exited_within(pid: int, timeout: float) -> bool:

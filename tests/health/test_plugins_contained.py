@@ -23,7 +23,11 @@ from reliactl.health.alerts import AlertManager
 from reliactl.health.checks import custom_check, kill_running_programs, run_program
 from reliactl.health.model import HealthMetric, HealthReport, Status
 from reliactl.health.monitor import RecordStore, run_checks
+from reliactl.runner import CONTAIN_SHIM_ENV
 from reliactl.state.sqlite import open_store
+from tests.containshims import shim, shim_of  # noqa: F401 - shim: the fixture
+
+pytestmark = pytest.mark.usefixtures("shim")
 
 GONE_WITHIN = 15.0  # generous: only a hang (or a survivor) fails
 
@@ -125,7 +129,7 @@ def health_config(tmp_path: Path) -> Path:
 
 def kill9_while_the_plugin_runs(tmp_path: Path, *argv: str) -> None:
     """Start reliactl (a real process), wait for its plugin and the escaped grandchild, kill -9
-    reliactl: both must be gone within the bound."""
+    reliactl: both must be gone within the bound. The plugin runs under the fixture's shim."""
     cfg = health_config(tmp_path)
     env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state"), "HOME": str(tmp_path)}
     proc = subprocess.Popen(
@@ -138,6 +142,7 @@ def kill9_while_the_plugin_runs(tmp_path: Path, *argv: str) -> None:
     )
     try:
         plugin, grand = pids(tmp_path)
+        assert shim_of(plugin) == ("python" if os.environ.get(CONTAIN_SHIM_ENV) == "0" else "c")
         proc.kill()
         proc.wait(60)
         assert_gone(plugin, grand)
