@@ -200,21 +200,38 @@ def init(
         error(refused)
         raise SystemExit(ExitCode.FAILURE)
     text = example_yaml(starter=True)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
-    flags |= os.O_TRUNC if force else os.O_EXCL
+    # Written whole to a new file beside it, then put in place (linked: never over an existing
+    # file; with --force, renamed over it): a full disk or a file-size limit leaves neither a
+    # truncated starter nor a half-overwritten configuration behind.
+    from reliactl.cli.output import error
+
+    if os.path.islink(path):  # a planted link is never written through, nor replaced
+        error(f"cannot write {path}: it is a symbolic link")
+        raise SystemExit(ExitCode.INTERNAL)
+    temp = os.path.join(
+        os.path.dirname(path) or ".", f".{os.path.basename(path)}.{os.getpid()}.tmp"
+    )
     try:
-        fd = os.open(path, flags, 0o600)
-    except FileExistsError:
-        from reliactl.cli.output import error
-
-        error(f"{path} exists; use --force to overwrite it")
-        raise SystemExit(ExitCode.FAILURE) from None
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     except OSError as exc:
-        from reliactl.cli.output import error
-
         error(f"cannot write {path}: {exc.strerror}")
         raise SystemExit(ExitCode.INTERNAL) from None
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
+    try:
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            if force:
+                os.replace(temp, path)
+            else:
+                os.link(temp, path)
+        except FileExistsError:
+            error(f"{path} exists; use --force to overwrite it")
+            raise SystemExit(ExitCode.FAILURE) from None
+        except OSError as exc:
+            error(f"cannot write {path}: {exc.strerror}")
+            raise SystemExit(ExitCode.INTERNAL) from None
+    finally:
+        if os.path.lexists(temp):
+            os.unlink(temp)
     info(f"wrote {path}; check it with: reliactl config validate {path}")
     sys.stdout.flush()

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -220,3 +222,22 @@ def test_show_redacts_what_http_treats_as_secret(run_cli, tmp_path: Path, args: 
     assert "https://bob:***@api.example/health?api_key=***&verbose=1" in out
     assert "https://discord.com/api/webhooks/42/***" in out
     assert "text/plain" in out  # an ordinary header stays readable
+
+
+def test_init_that_cannot_write_it_whole_leaves_nothing_behind(tmp_path: Path) -> None:
+    """A full disk or a file-size limit while `config init` writes: one line naming the file
+    (not "cannot write to stdout"), exit 125, and neither a truncated starter nor, with
+    --force, a half-overwritten configuration (the old file stays as it was)."""
+    where = tmp_path / "out"
+    where.mkdir()
+    script = "trap '' XFSZ; ulimit -f 1; exec \"$@\""
+    argv = ["sh", "-c", script, "sh", sys.executable, "-m", "reliactl", "config", "init"]
+    new = subprocess.run([*argv, "x.yaml"], cwd=where, capture_output=True, text=True)
+    assert new.returncode == 125, new.stderr
+    assert new.stderr.strip() == "reliactl: error: cannot write x.yaml: File too large"
+    assert sorted(os.listdir(where)) == []
+    (where / "x.yaml").write_text("keep: me\n")
+    forced = subprocess.run([*argv, "--force", "x.yaml"], cwd=where, capture_output=True, text=True)
+    assert forced.returncode == 125, forced.stderr
+    assert (where / "x.yaml").read_text() == "keep: me\n"
+    assert sorted(os.listdir(where)) == ["x.yaml"]
