@@ -182,5 +182,5 @@ def parse_size(value: object) -> int:
     if exact < 0:
         raise DurationError(f"expected a non-negative size, got {value!r}")
     if exact > MAX_SIZE:
-        raise DurationError(f"expected a size below 8EiB (2^63 bytes), got {value!r}")
+        raise DurationError(f"expected a size below 2^63 bytes (8388608TiB), got {value!r}")
     return exact
