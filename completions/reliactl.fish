@@ -201,7 +201,7 @@ complete -c reliactl -n '__reliactl_at \'run\'' -l no-retry-on -x -d 'Never retr
 complete -c reliactl -n '__reliactl_at \'run\'' -l retry-on-timeout -d 'Retry an attempt that timed out too.'
 complete -c reliactl -n '__reliactl_at \'run\'' -l name -x -d 'Name of this job in the history (default: --lock-name, else a name derived from the command\'s path, the same with or without --lock).'
 complete -c reliactl -n '__reliactl_at \'run\'' -l timestamps -d 'Prefix each line of the command\'s output with an ISO-8601 UTC time.'
-complete -c reliactl -n '__reliactl_at \'run\'' -l log-file -r -F -d 'Append all output and reliactl\'s lines, timestamped, to PATH (created 0600; an existing PATH must be your own file).'
+complete -c reliactl -n '__reliactl_at \'run\'' -l log-file -r -F -d 'Append all output and reliactl\'s lines, timestamped, to PATH (created 0600; in a directory others can write, an existing PATH must be your own file).'
 complete -c reliactl -n '__reliactl_at \'run\'' -l quiet-success -d 'Print output only if the run finally fails (chronic, for cron mail).'
 complete -c reliactl -n '__reliactl_at \'run\'' -l json-report -r -F -d 'Write the run\'s result (attempts, codes, lock wait, health) as JSON to FILE.'
 complete -c reliactl -n '__reliactl_at \'run\'' -l breaker -x -d 'Do not run while circuit breaker NAME is open (exit 69); record the outcome in it.'

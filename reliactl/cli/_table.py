@@ -1363,9 +1363,10 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                                 '  --log-file PATH                 Append all output and '
                                 "reliactl's lines,\n"
                                 '                                  timestamped, to PATH (created '
-                                '0600; an\n'
-                                '                                  existing PATH must be your own '
-                                'file).\n'
+                                '0600; in a\n'
+                                '                                  directory others can write, an '
+                                'existing PATH\n'
+                                '                                  must be your own file).\n'
                                 '  --quiet-success                 Print output only if the run '
                                 'finally fails\n'
                                 '                                  (chronic, for cron mail).\n'
@@ -2389,8 +2390,10 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                       "  --timestamps                    Prefix each line of the command's output\n"
                       '                                  with an ISO-8601 UTC time.\n'
                       "  --log-file PATH                 Append all output and reliactl's lines,\n"
-                      '                                  timestamped, to PATH (created 0600; an\n'
-                      '                                  existing PATH must be your own file).\n'
+                      '                                  timestamped, to PATH (created 0600; in a\n'
+                      '                                  directory others can write, an existing '
+                      'PATH\n'
+                      '                                  must be your own file).\n'
                       '  --quiet-success                 Print output only if the run finally '
                       'fails\n'
                       '                                  (chronic, for cron mail).\n'

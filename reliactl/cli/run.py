@@ -290,10 +290,24 @@ def _open_log(path: str) -> int:
         os.close(fd)
         raise _usage(f"--log-file: {path} is not a regular file; refused")
     not_ours = not_own(st)
-    if not_ours is not None:
+    if not_ours is not None and _shared_directory(path):
         os.close(fd)
-        raise _log_not_own(path, not_ours)
+        raise _log_not_own(path, not_ours + " in a directory others can write")
     return fd
+
+
+def _shared_directory(path: str) -> bool:
+    """Is ``path``'s directory writable by others (/tmp, a shared drop)? There another user's
+    file may have been put to catch what the job prints; in a directory that is not, a file
+    of another user is one the caller chose (root's cron appending to a service's own log in
+    /var/log/app). Unknown: treated as shared."""
+    import stat
+
+    try:
+        mode = os.stat(os.path.dirname(os.path.abspath(path))).st_mode
+    except OSError:
+        return True
+    return bool(mode & stat.S_IWOTH)
 
 
 def _log_not_own(path: str, reason: str) -> SystemExit:
@@ -624,7 +638,7 @@ def run(
             "--log-file",
             metavar="PATH",
             help="Append all output and reliactl's lines, timestamped, to PATH (created 0600;"
-            " an existing PATH must be your own file).",
+            " in a directory others can write, an existing PATH must be your own file).",
             rich_help_panel="History and output",
         ),
     ] = None,
