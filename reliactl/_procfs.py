@@ -223,9 +223,38 @@ def start_time(pid: int) -> float | None:
 def started_after(pid: int, when: float, slack: float = 2.0) -> bool:
     """Did ``pid`` start after ``when`` (epoch seconds, plus ``slack``)? Then it is not the
     process that was recorded at ``when`` (a lock taken, a pidfile written): the pid was
-    reused. False when the start time is unknown."""
+    reused. False when the start time is unknown, and when ``when`` is before the boot time
+    as computed now: start times are the boot time plus the ticks since boot, and the boot
+    time moves with every step of the wall clock (``/proc/stat``'s ``btime`` is now minus the
+    uptime) while ``when`` does not, so after a step forward (a fake-hwclock Raspberry Pi or a
+    resumed VM set by NTP) a record older than the computed boot cannot be judged this way.
+    What remains: a step forward smaller than the uptime at which ``when`` was recorded makes
+    a live process look reused (callers then refuse, never act)."""
     started = start_time(pid)
-    return started is not None and started > when + slack
+    if started is None:
+        return False
+    boot = boot_time()
+    if boot is not None and when < boot:
+        return False
+    return started > when + slack
+
+
+def start_ticks(pid: int) -> str | None:
+    """The clock ticks since boot at which ``pid`` started (``/proc/PID/stat`` field 22), as
+    the kernel writes it: with the pid, names one process whatever the wall clock does."""
+    fields = stat_fields(pid)
+    return fields[19] if fields is not None and len(fields) > 19 else None
+
+
+def real_uid(pid: int) -> int | None:
+    """The real user id of ``pid`` (``/proc/PID/status``' first ``Uid:`` field), or None."""
+    for line in (_read(f"/proc/{pid}/status") or "").splitlines():
+        if line.startswith("Uid:"):
+            try:
+                return int(line.split()[1])
+            except (ValueError, IndexError):
+                return None
+    return None
 
 
 def pid_alive(pid: object) -> bool:

@@ -42,7 +42,7 @@ import stat
 import time
 from collections.abc import Callable, Sequence
 
-from reliactl._procfs import pid_alive, start_time, unescape_mount
+from reliactl._procfs import pid_alive, started_after, unescape_mount
 from reliactl.errors import LockBusyError, LockError, StateUnavailableError
 from reliactl.hostname import hostname
 
@@ -401,15 +401,17 @@ def read_holder(fd_or_path: int | str) -> LockHolder:
 
 
 def holder_alive(holder: LockHolder) -> bool:
-    """Is the recorded pid still the process that took the lock? (pid reuse is detected)."""
+    """Is the recorded pid still the process that took the lock? (pid reuse is detected,
+    ``_procfs.started_after``). After a wall-clock step forward a live holder can look
+    reused; the lock sweep removes a lock file only when its flock is free as well, so a
+    held lock is never removed on this judgement."""
     if not pid_alive(holder.pid):
         return False
-    if holder.started_at is not None and holder.pid is not None:
-        started = start_time(holder.pid)
-        # A process that started after the lock was taken is a recycled pid.
-        if started is not None and started > holder.started_at + 2.0:
-            return False
-    return True
+    return not (
+        holder.started_at is not None
+        and holder.pid is not None
+        and started_after(holder.pid, holder.started_at)
+    )
 
 
 def _open_lock_file(path: str) -> int:

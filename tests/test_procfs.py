@@ -84,5 +84,21 @@ def test_a_holder_whose_pid_started_after_the_lock_is_a_recycled_pid() -> None:
     assert started is not None
     assert holder_alive(LockHolder(me, None, started, None))
     assert holder_alive(LockHolder(me, None, None, None))
-    assert not holder_alive(LockHolder(me, None, started - 3600, None))
+    # a lock taken before this process started, but after the boot (older is not judged)
+    taken = max(
+        started - 3600, (_procfs.boot_time() or 0) + (started - (_procfs.boot_time() or 0)) / 2
+    )
+    assert not holder_alive(LockHolder(me, None, taken, None))
     assert not holder_alive(LockHolder(None, None, None, None))
+
+
+def test_a_record_older_than_the_boot_is_not_judged_by_start_time() -> None:
+    """A wall-clock step forward moves every computed start time (btime + ticks) but not a
+    recorded time: a record from before the boot as computed now (a pidfile's mtime, a lock's
+    started_at) cannot show a reused pid, so started_after is False and a live lock holder
+    stays alive (before: this very process "started after" it, judged reused/dead)."""
+    boot = _procfs.boot_time()
+    assert boot is not None
+    assert not _procfs.started_after(os.getpid(), boot - 3600)
+    holder = LockHolder(os.getpid(), "h", boot - 3600, None)
+    assert holder_alive(holder)
