@@ -88,17 +88,23 @@ def file_untrusted(path: str | os.PathLike[str], st: os.stat_result | None = Non
 
 def secret_untrusted(path: str | os.PathLike[str], st: os.stat_result) -> str | None:
     """Why the secret file ``path`` (``serve --token-file``) with this ``fstat`` must not be
-    used, or None: a regular file, ``file_untrusted``'s rule (another user who can replace it
-    picks the secret), and, as ssh for a private key, no access at all for group or others
-    (who could read the secret)."""
+    used, or None. Refused: anything but a regular file; ``file_untrusted``'s rule (a file
+    or directory another user owns or others can write: they could pick the secret); and a
+    file others (not owner, not group) can read, unless it is root's and read-only for
+    everyone (``0444``: Docker's ``/run/secrets``, published on purpose by root). Group read
+    is accepted: the owner (root or this user) chose that group (``root:svcgroup 0640`` is how
+    a non-root ``serve`` reads root's secret); group write only for a user-private group."""
     if not stat.S_ISREG(st.st_mode):
         return "it is not a regular file"
     reason = file_untrusted(path, st)
     if reason is not None:
         return reason
     mode = stat.S_IMODE(st.st_mode)
-    if mode & 0o077:
-        return f"the file is mode {mode:04o}: open to its group or others, as a secret must not be"
+    if mode & 0o007 and not (st.st_uid == 0 and not mode & 0o222):
+        return (
+            f"the file is mode {mode:04o}: others can read it (only a root-owned read-only"
+            " file, mode 0444, may be)"
+        )
     return None
 
 
