@@ -220,22 +220,27 @@ def start_time(pid: int) -> float | None:
         return None
 
 
-def started_after(pid: int, when: float, slack: float = 2.0) -> bool:
+def started_after(pid: int, when: float, slack: float = 2.0, *, this_boot: bool = False) -> bool:
     """Did ``pid`` start after ``when`` (epoch seconds, plus ``slack``)? Then it is not the
     process that was recorded at ``when`` (a lock taken, a pidfile written): the pid was
-    reused. False when the start time is unknown, and when ``when`` is before the boot time
-    as computed now: start times are the boot time plus the ticks since boot, and the boot
-    time moves with every step of the wall clock (``/proc/stat``'s ``btime`` is now minus the
-    uptime) while ``when`` does not, so after a step forward (a fake-hwclock Raspberry Pi or a
-    resumed VM set by NTP) a record older than the computed boot cannot be judged this way.
-    What remains: a step forward smaller than the uptime at which ``when`` was recorded makes
-    a live process look reused (callers then refuse, never act)."""
+    reused. False when the start time is unknown.
+
+    Start times are the boot time plus the ticks since boot, and the boot time moves with
+    every step of the wall clock (``/proc/stat``'s ``btime`` is now minus the uptime) while
+    ``when`` does not: after a step forward (a fake-hwclock Raspberry Pi, a resumed VM set by
+    NTP) a live process looks started after its record. ``this_boot``: the record cannot
+    predate this boot (a file on tmpfs, as ``/run``), so a ``when`` before the boot time as
+    computed now means the clock stepped: not judged (False). Otherwise such a record may be
+    from before a reboot (its pid now another process's) and is judged. What remains: a step
+    forward smaller than the uptime at which ``when`` was recorded, or any step for a record
+    on persistent storage, makes a live process look reused (callers refuse, never act)."""
     started = start_time(pid)
     if started is None:
         return False
-    boot = boot_time()
-    if boot is not None and when < boot:
-        return False
+    if this_boot:
+        boot = boot_time()
+        if boot is not None and when < boot:
+            return False
     return started > when + slack
 
 

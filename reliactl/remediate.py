@@ -221,8 +221,8 @@ def _read_pidfile(path: str) -> tuple[int, str]:
     ``PIDFile=`` rule (``reliactl.trust.open_pidfile``): a path all root's or this user's may
     name any process; one through another user's directory, link or file may only name that
     user's processes (they could signal those anyway); else refused. A process that started
-    after the file was last written is a reused pid, refused too (``_procfs.started_after``,
-    which does not judge a file older than the boot time after a wall-clock step)."""
+    after the file was last written is a reused pid, refused too (``_procfs.started_after``;
+    a file on tmpfs older than the boot time is not judged: the wall clock stepped)."""
     from reliactl._procfs import pid_alive, real_uid, start_ticks, started_after
     from reliactl.trust import Untrusted, open_pidfile, owner_name
 
@@ -248,11 +248,15 @@ def _read_pidfile(path: str) -> tuple[int, str]:
             f"pidfile {path}: its path is {owner_name(owner)}'s, and process {pid} is not"
             " theirs; refused",
         )
-    if started_after(pid, mtime):
+    from reliactl.locks import filesystem_type
+
+    # a file on tmpfs (/run) cannot predate this boot: an mtime before it is a clock step
+    this_boot = filesystem_type(path) in ("tmpfs", "ramfs")
+    if started_after(pid, mtime, this_boot=this_boot):
         raise _Refused(
             REFUSED,
             f"pidfile {path}: process {pid} started after the file was written (a reused"
-            " pid, the service gone?); refused",
+            " pid, the service gone, or the clock stepped forward since?); refused",
         )
     ticks = start_ticks(pid)
     if ticks is None:

@@ -415,23 +415,33 @@ def test_signal_action_in_a_daemons_own_directory_may_signal_only_its_processes(
         theirs.wait(30)
 
 
-def test_signal_action_does_not_judge_a_pidfile_older_than_the_boot(tmp_path: Path) -> None:
-    """A pidfile whose mtime is before the boot time as computed now (the wall clock was
-    stepped forward after the daemon wrote it: fake-hwclock, a resumed VM) cannot be judged
-    by its start time: the signal is planned (before: refused as a reused pid)."""
+def test_signal_action_does_not_judge_a_tmpfs_pidfile_older_than_the_boot(tmp_path: Path) -> None:
+    """A pidfile on tmpfs (as /run) cannot predate this boot, so an mtime before the boot
+    time as computed now means the wall clock was stepped forward after the daemon wrote it
+    (fake-hwclock, a resumed VM): the signal is planned (before: refused as a reused pid).
+    The same file on persistent storage may be from before a reboot: still refused."""
     from reliactl._procfs import boot_time
+    from reliactl.locks import filesystem_type
 
+    if filesystem_type("/dev/shm") != "tmpfs":
+        pytest.fail("this test needs /dev/shm on tmpfs")
     proc = subprocess.Popen(["sleep", "120"])
+    shm = Path(tempfile.mkdtemp(prefix="reliactl-pid-", dir="/dev/shm"))
     try:
-        pidfile = tmp_path / "app.pid"
-        pidfile.write_text(f"{proc.pid}\n")
         boot = boot_time()
         assert boot is not None
-        os.utime(pidfile, (boot - 3600, boot - 3600))
-        cfg = write(tmp_path, f"action: signal:{pidfile}:TERM\n")
+        for home in (shm, tmp_path):
+            pidfile = home / "app.pid"
+            pidfile.write_text(f"{proc.pid}\n")
+            os.utime(pidfile, (boot - 3600, boot - 3600))
+        cfg = write(tmp_path, f"action: signal:{shm / 'app.pid'}:TERM\n")
         done = round_of(healer(cfg, dry_run=True)[0])[1]
         assert [r.result for r in done] == ["would run"], done
+        cfg = write(tmp_path, f"action: signal:{tmp_path / 'app.pid'}:TERM\n")
+        done = round_of(healer(cfg, dry_run=True)[0])[1]
+        assert [r.result for r in done] == [REFUSED] and "stepped" in done[0].message, done
     finally:
+        shutil.rmtree(shm, ignore_errors=True)
         proc.kill()
         proc.wait(30)
 
