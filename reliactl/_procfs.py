@@ -220,12 +220,46 @@ def start_time(pid: int) -> float | None:
         return None
 
 
-def started_after(pid: int, when: float, slack: float = 2.0) -> bool:
+def started_after(pid: int, when: float, slack: float = 2.0, *, this_boot: bool = False) -> bool:
     """Did ``pid`` start after ``when`` (epoch seconds, plus ``slack``)? Then it is not the
     process that was recorded at ``when`` (a lock taken, a pidfile written): the pid was
-    reused. False when the start time is unknown."""
+    reused. False when the start time is unknown.
+
+    Start times are the boot time plus the ticks since boot, and the boot time moves with
+    every step of the wall clock (``/proc/stat``'s ``btime`` is now minus the uptime) while
+    ``when`` does not: after a step forward (a fake-hwclock Raspberry Pi, a resumed VM set by
+    NTP) a live process looks started after its record. ``this_boot``: the record cannot
+    predate this boot (a file on tmpfs, as ``/run``), so a ``when`` before the boot time as
+    computed now means the clock stepped: not judged (False). Otherwise such a record may be
+    from before a reboot (its pid now another process's) and is judged. What remains: a step
+    forward smaller than the uptime at which ``when`` was recorded, or any step for a record
+    on persistent storage, makes a live process look reused (callers refuse, never act)."""
     started = start_time(pid)
-    return started is not None and started > when + slack
+    if started is None:
+        return False
+    if this_boot:
+        boot = boot_time()
+        if boot is not None and when < boot:
+            return False
+    return started > when + slack
+
+
+def start_ticks(pid: int) -> str | None:
+    """The clock ticks since boot at which ``pid`` started (``/proc/PID/stat`` field 22), as
+    the kernel writes it: with the pid, names one process whatever the wall clock does."""
+    fields = stat_fields(pid)
+    return fields[19] if fields is not None and len(fields) > 19 else None
+
+
+def real_uid(pid: int) -> int | None:
+    """The real user id of ``pid`` (``/proc/PID/status``' first ``Uid:`` field), or None."""
+    for line in (_read(f"/proc/{pid}/status") or "").splitlines():
+        if line.startswith("Uid:"):
+            try:
+                return int(line.split()[1])
+            except (ValueError, IndexError):
+                return None
+    return None
 
 
 def pid_alive(pid: object) -> bool:

@@ -402,7 +402,7 @@ def _check_serve(env: Mapping[str, str], token_file: str) -> Finding:
         return Finding("serve", OK, f"the serve extra is installed; serve would run {mode}")
     except OSError as exc:
         return Finding("serve", WARN, f"cannot inspect {token_file}: {exc.strerror}")
-    fix_mode = f"chown root {token_file} && chmod 600 {token_file}"
+    fix_mode = f"chown root {token_file} && chmod 600 {token_file} (or 640 root:GROUP)"
     if not stat.S_ISREG(st.st_mode):
         return Finding("serve", FAIL, f"{token_file} is not a regular file", fix_mode)
     from reliactl.trust import secret_untrusted

@@ -445,7 +445,12 @@ def read_holder(fd_or_path: int | str) -> LockHolder:
 
 
 def holder_alive(holder: LockHolder) -> bool:
-    """Is the recorded pid still the process that took the lock? (pid reuse is detected)."""
+    """Is the recorded pid still the process that took the lock? (pid reuse is detected,
+    ``_procfs.started_after``, records from before the boot judged too: a lock file from
+    before a reboot whose pid is now another process's is gone). After a wall-clock step
+    forward a live holder can look reused; nothing unsafe follows: the lock sweep removes a
+    lock file only when its flock is free as well, so a held lock is never removed on this
+    judgement, and ``run --lock`` decides by the flock alone."""
     if not pid_alive(holder.pid):
         return False
     # A process that started after the lock was taken is a recycled pid.

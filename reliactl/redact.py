@@ -11,10 +11,14 @@ What counts as a secret is decided here and nowhere else:
 - a URL that is a secret as a whole (an alert sink's webhook): ``path=False`` keeps only
   its scheme, host and port;
 - in a command line (:func:`redact_command`: an argv list or a shell string): the value of
-  an option with a secret name (``--token X``, ``--token=X``, ``--password X``), a
-  ``NAME=VALUE`` word with a secret name, a secret header (``Authorization: Bearer X``,
-  ``X-Api-Key: X``) and every URL in it as above; an option naming a place
-  (``--token-file PATH``) keeps its value.
+  an option whose name's last part is a secret's (``--token X``, ``--token=X``,
+  ``--api-key X``; not ``--token-file PATH``, ``--secret-id ID``, ``--password-stdin``,
+  ``--tokens 5``, ``--auth basic``, ``--key /path``), well-known tools' secret options
+  (``_TOOLS``: ``curl -u``, ``mysql -pX``, ``redis-cli -a``, ``sshpass -p``, ``openssl
+  -pass pass:X``, ``ssh-keygen -N``, ``kubectl --from-literal=password=X``), a ``NAME=VALUE``
+  word with a secret name, a secret header (``Authorization: Bearer X``, ``X-Api-Key: X``,
+  also joined: ``-HAuthorization: ...``, ``--header=...``, ``http.extraHeader=...``) and
+  every URL in it as above.
 
 Stdlib only, no I/O; imported by ``http``, ``health.alerts``, ``health.checks`` and the CLI.
 """
@@ -22,7 +26,7 @@ Stdlib only, no I/O; imported by ``http``, ``health.alerts``, ``health.checks`` 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
@@ -228,56 +232,190 @@ def scrub(text: str, url: str) -> str:
 
 # --------------------------------------------------------------------------- command lines
 
-# An option with a secret name whose value names a place (a file, a variable), not a secret.
-_PLACE_SUFFIXES = ("-file", "-path", "-dir", "-env", "-var", "-cmd", "-command")
+# An option whose name's last part is one of these takes a secret as its value (``--token``,
+# ``--api-key``, ``--client-secret``, ``--db-password``), and not when the last part says what
+# the value is instead (``--token-file PATH``, ``--secret-id NAME``, ``--password-stdin``,
+# ``--tokens 5``): the name's last part decides. NAME=VALUE words without dashes (an
+# environment variable: ``PGPASSWORD=x``) use ``is_secret_name``.
+_SECRET_LAST = frozenset(
+    {
+        "token", "secret", "password", "passwd", "passphrase", "pass", "pw", "pwd", "key",
+        "apikey", "auth", "bearer", "cookie", "credential", "signature",
+    }
+)  # fmt: skip
+_SECRET_ENDINGS = ("token", "secret", "password", "passwd", "apikey")  # --authtoken
+# A secret option whose value may be a place (a key file) or a scheme, not a secret.
+_KEY_FILE_LAST = frozenset({"key"})
+_AUTH_SCHEMES = frozenset(
+    {"basic", "digest", "bearer", "ntlm", "negotiate", "any", "anyauth", "none", "kerberos"}
+)
+_OPTION = r"^--?[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 _WORD_RE = r"""(?:[^\s'"]+|'[^']*'|"(?:\\.|[^"\\])*")+"""
 _NAME_VALUE = r"^(?P<name>-{0,2}[A-Za-z_][A-Za-z0-9_.\-]*)=(?P<value>.*)$"
 _HEADER = r"^\s*(?P<name>[A-Za-z][A-Za-z0-9\-]*)\s*:\s*(?P<value>.*)$"
+_SEPARATORS = frozenset({"|", "||", "&&", ";", "&", "|&"})
 
 
-def _secret_option(word: str) -> bool:
-    """Is ``word`` an option (``-x``, ``--name``) whose value, the next word, is a secret?"""
-    if not word.startswith("-") or "=" in word:
-        return False
-    name = word.lstrip("-").lower().replace("_", "-")
-    return (
-        bool(name)
-        and not name.startswith("no-")
-        and not name.endswith(_PLACE_SUFFIXES)
-        and is_secret_name(name)
-    )
+def _hide(value: str) -> str:
+    return REDACTED
+
+
+def _hide_password_of_user(value: str) -> str:  # curl -u user:password
+    user, sep, _ = value.partition(":")
+    return f"{user}:{REDACTED}" if sep else value
+
+
+def _hide_openssl_pass(value: str) -> str:  # openssl -pass pass:X (env:, file:, fd: are places)
+    return f"pass:{REDACTED}" if value.startswith("pass:") else value
+
+
+def _hide_secret_literal(value: str) -> str:  # kubectl --from-literal=password=X
+    name, sep, _ = value.partition("=")
+    return f"{name}={REDACTED}" if sep and is_secret_name(name) else value
+
+
+# Well-known tools' secret options: option -> (how its value is hidden, whether a bare option
+# takes the next word as its value). A short option's value may also be joined (``-pX``),
+# a long one's given with ``=``. The tool is the last word whose base name is in the table.
+_MYSQL: dict[str, tuple[Callable[[str], str], bool]] = {
+    "-p": (_hide, False)
+}  # bare -p prompts; --password=X is the generic rule's
+_TOOLS: dict[str, dict[str, tuple[Callable[[str], str], bool]]] = {
+    "curl": {
+        "-u": (_hide_password_of_user, True),
+        "--user": (_hide_password_of_user, True),
+        "-U": (_hide_password_of_user, True),
+        "--proxy-user": (_hide_password_of_user, True),
+    },
+    "mysql": _MYSQL,
+    "mysqldump": _MYSQL,
+    "mysqladmin": _MYSQL,
+    "mariadb": _MYSQL,
+    "mariadb-dump": _MYSQL,
+    "redis-cli": {"-a": (_hide, True), "--pass": (_hide, True)},
+    "sshpass": {"-p": (_hide, True)},
+    "openssl": {
+        "-pass": (_hide_openssl_pass, True),
+        "-passin": (_hide_openssl_pass, True),
+        "-passout": (_hide_openssl_pass, True),
+        "-k": (_hide, True),
+    },
+    "ssh-keygen": {"-N": (_hide, True), "-P": (_hide, True)},
+    "kubectl": {"--from-literal": (_hide_secret_literal, True)},
+}
+
+
+def _option_secret(name: str) -> bool:
+    """Is ``name`` (an option's, without its dashes) one whose value is a secret?"""
+    parts = name.lower().replace("_", "-").split("-")
+    last = parts[-1]
+    return parts[0] != "no" and (last in _SECRET_LAST or last.endswith(_SECRET_ENDINGS))
+
+
+def _generic_hider(word: str) -> Callable[[str], str] | None:
+    """How the next word is hidden when ``word`` is an option whose value is a secret."""
+    import re
+
+    if not re.match(_OPTION, word):
+        return None
+    name = word.lstrip("-")
+    if not _option_secret(name):
+        return None
+    last = name.lower().replace("_", "-").rsplit("-", 1)[-1]
+
+    def hide(value: str) -> str:
+        if last == "auth" and value.lower() in _AUTH_SCHEMES:
+            return value  # --auth basic: a scheme
+        if last in _KEY_FILE_LAST and value.startswith(("/", "./", "../", "~/")):
+            return value  # --key /etc/ssl/k.pem: a place
+        return REDACTED
+
+    return hide
+
+
+def _redact_header(word: str) -> str | None:
+    import re
+
+    header = re.match(_HEADER, word, re.DOTALL)
+    if header is None or not is_secret_name(header.group("name")):
+        return None
+    return f"{header.group('name')}: {_redact_value(header.group('name'), header.group('value'))}"
 
 
 def _redact_word(word: str) -> str:
     import re
 
+    if word.startswith("-H") and len(word) > 2 and not word.startswith("-H-"):
+        header = _redact_header(word[2:])  # curl -HAuthorization: Bearer X
+        if header is not None:
+            return "-H" + header
     pair = re.match(_NAME_VALUE, word, re.DOTALL)
     if pair is not None:
-        name = pair.group("name").lstrip("-")
-        if is_secret_name(name) and not name.lower().replace("_", "-").endswith(_PLACE_SUFFIXES):
-            return f"{pair.group('name')}={REDACTED}"
-    header = re.match(_HEADER, word, re.DOTALL)
-    if header is not None and is_secret_name(header.group("name")):
-        value = header.group("value")
-        return f"{header.group('name')}: {_redact_value(header.group('name'), value)}"
+        name, value = pair.group("name"), pair.group("value")
+        plain = name.lstrip("-")
+        if name.startswith("-"):
+            hider = _generic_hider(name)
+            if hider is not None:
+                return f"{name}={hider(value)}"
+        elif is_secret_name(plain) and not plain.lower().replace("_", "-").endswith(
+            ("-file", "-path", "-dir", "-env", "-var", "-cmd", "-command")
+        ):
+            return f"{name}={REDACTED}"
+        header = _redact_header(value)  # --header=Authorization: X, http.extraHeader=...
+        if header is not None:
+            return f"{name}={header}"
+    header = _redact_header(word)
+    if header is not None:
+        return header
     if any(c.isspace() for c in word):  # a script (sh -c '...'): its words, as a shell's
         return _redact_shell(word)
     return redact_urls_in(word) if "://" in word else word
 
 
+class _Words:
+    """Redacts a command line's words in order: remembers the tool being run (``_TOOLS``) and
+    whether this word is the secret value of the option before it."""
+
+    def __init__(self) -> None:
+        self.tool: dict[str, tuple[Callable[[str], str], bool]] | None = None
+        self.pending: Callable[[str], str] | None = None
+
+    def shown(self, word: str) -> str:
+        pending, self.pending = self.pending, None
+        if pending is not None and word and not word.startswith("--"):
+            return pending(word)
+        if word in _SEPARATORS or word.endswith(";"):
+            self.tool = None
+            return word
+        base = word.rsplit("/", 1)[-1]
+        if base in _TOOLS:
+            self.tool = _TOOLS[base]
+            return word
+        if self.tool is not None and word.startswith("-"):
+            shown = self._tool_option(word)
+            if shown is not None:
+                return shown
+        self.pending = _generic_hider(word)
+        return _redact_word(word)
+
+    def _tool_option(self, word: str) -> str | None:
+        assert self.tool is not None
+        entry = self.tool.get(word)
+        if entry is not None:
+            self.pending = entry[0] if entry[1] else None
+            return word
+        for option, (hide, _) in self.tool.items():
+            if option.startswith("--") and word.startswith(option + "="):
+                return f"{option}={hide(word[len(option) + 1 :])}"
+            if len(option) == 2 and word.startswith(option) and len(word) > 2:
+                return option + hide(word[2:])
+        return None
+
+
 def redact_argv(argv: Iterable[str]) -> list[str]:
     """An argv list with its secrets hidden (see the module's rules), for display only."""
-    out: list[str] = []
-    hide_next = False
-    for word in argv:
-        text = str(word)
-        if hide_next and text and not text.startswith("--"):
-            out.append(REDACTED)
-            hide_next = False
-            continue
-        out.append(_redact_word(text))
-        hide_next = _secret_option(text)
-    return out
+    words = _Words()
+    return [words.shown(str(word)) for word in argv]
 
 
 def _redact_shell(text: str) -> str:
@@ -286,21 +424,16 @@ def _redact_shell(text: str) -> str:
     import re
     import shlex
 
-    hide_next = False
+    words = _Words()
 
     def one(match: re.Match[str]) -> str:
-        nonlocal hide_next
         raw = match.group(0)
         try:
             parts = shlex.split(raw)
         except ValueError:
             parts = [raw]
         word = parts[0] if len(parts) == 1 else raw
-        if hide_next and word and not word.startswith("--"):
-            hide_next = False
-            return REDACTED
-        hide_next = _secret_option(word)
-        shown = _redact_word(word)
+        shown = words.shown(word)
         if shown == word:
             return raw
         if re.fullmatch(r"[\w@%+=:,./*-]+", shown):

@@ -26,9 +26,12 @@ restarts within 5 cycles then unmonitor"):
   the check recovering, or the window letting another attempt through, re-arms it.
 - UNKNOWN (a check that could not run or timed out) is not CRITICAL: nothing runs for it.
 - Trust: nothing runs when the configuration file is (now) owned by another user or
-  writable by others (reliactl.trust), nor for a signal pidfile that is, or that another
-  user could swap (a link, or any directory up its path, theirs), nor for a pidfile whose
-  process started after the file was written (a reused pid).
+  writable by others (reliactl.trust). A signal pidfile follows systemd's ``PIDFile=``
+  rule: a path all root's or this user's names any process; one through one other user's
+  directory, link or file only that user's processes; two such users, or anything writable
+  by others (not sticky), refused. A pidfile whose process started after the file was
+  written is a reused pid, refused; the killer re-checks the process's start ticks through
+  a pidfd just before signalling it (the pid could be reused while the job is claimed).
 - ``dry_run`` shows what would run for every CRITICAL check and changes nothing.
 
 Built-in actions: ``cleanup:ROOT`` runs ``reliactl cleanup`` on that configured root (the
@@ -161,9 +164,36 @@ def plan_command(
             )
         return ("systemctl", "restart", "--", args[0])
     pidfile, signame = args
-    pid = _read_pidfile(pidfile)
-    code = "import os,signal,sys; os.kill(int(sys.argv[1]), signal.Signals[sys.argv[2]])"
-    return (sys.executable, "-c", code, str(pid), "SIG" + signame)
+    pid, ticks = _read_pidfile(pidfile)
+    return (sys.executable, "-c", _KILL, str(pid), "SIG" + signame, ticks)
+
+
+# The signal action's killer, run as the job (a fresh interpreter, no reliactl import): the
+# pid is checked when the remediation is planned, then claimed and run, so it could be reused
+# in between. argv: PID SIGNAL START_TICKS. A pidfd pins the process the pid names now; it is
+# signalled only if that process started at the ticks seen at planning (/proc/PID/stat field
+# 22), else exit 1 with a line saying so. Without pidfds (Python < 3.9, Linux < 5.3: ENOSYS)
+# the same re-check, then kill.
+_KILL = """import os,signal,sys
+pid,sig,ticks=int(sys.argv[1]),signal.Signals[sys.argv[2]],sys.argv[3]
+def started():
+    try:
+        with open(f"/proc/{pid}/stat") as fh: text=fh.read()
+    except OSError: return None
+    return text[text.rindex(")")+2:].split()[19]
+try: fd=os.pidfd_open(pid)
+except (AttributeError,OSError) as exc:
+    if isinstance(exc,ProcessLookupError): sys.exit(f"process {pid} is gone; not signalled")
+    fd=None
+if started()!=ticks:
+    sys.exit(f"process {pid} is not the one the pidfile named (pid reused); not signalled")
+if fd is None: os.kill(pid,sig)
+else:
+    try: signal.pidfd_send_signal(fd,sig)
+    except (AttributeError,OSError) as exc:
+        if isinstance(exc,ProcessLookupError): sys.exit(f"process {pid} is gone; not signalled")
+        os.kill(pid,sig)
+"""
 
 
 def _cleanup_command(name: str, config: Config, config_path: Path | str | None) -> tuple[str, ...]:
@@ -186,15 +216,18 @@ def _cleanup_command(name: str, config: Config, config_path: Path | str | None) 
     return (*argv, "--", root.path)
 
 
-def _read_pidfile(path: str) -> int:
-    """The process id in ``path``, a trusted file (else anyone could aim our signal): the
-    whole path is judged and the file opened without following a link (reliactl.trust), and
-    a process that started after the file was last written is a reused pid, refused too."""
-    from reliactl._procfs import pid_alive, started_after
-    from reliactl.trust import Untrusted, open_untrusting
+def _read_pidfile(path: str) -> tuple[int, str]:
+    """The process id in ``path`` and its start ticks (for the killer's re-check). systemd's
+    ``PIDFile=`` rule (``reliactl.trust.open_pidfile``): a path all root's or this user's may
+    name any process; one through another user's directory, link or file may only name that
+    user's processes (they could signal those anyway); else refused. A process that started
+    after the file was last written is a reused pid, refused too (``_procfs.started_after``;
+    a file on tmpfs older than the boot time is not judged: the wall clock stepped)."""
+    from reliactl._procfs import pid_alive, real_uid, start_ticks, started_after
+    from reliactl.trust import Untrusted, open_pidfile, owner_name
 
     try:
-        fd = open_untrusting(path)
+        fd, owner = open_pidfile(path)
         try:
             mtime = os.fstat(fd).st_mtime
             text = os.read(fd, 64).decode("ascii", "replace").strip()
@@ -205,17 +238,30 @@ def _read_pidfile(path: str) -> int:
     except OSError as exc:
         raise _Refused(UNAVAILABLE, f"pidfile {path}: {exc.strerror or exc}") from None
     if not text.isdigit() or int(text) <= 1:
-        raise _Refused(UNAVAILABLE, f"pidfile {path}: expected a process id, got {text[:20]!r}")
+        raise _Refused(UNAVAILABLE, f"pidfile {path}: does not hold a process id")
     pid = int(text)
     if not pid_alive(pid):
         raise _Refused(UNAVAILABLE, f"pidfile {path}: process {pid} is not running")
-    if started_after(pid, mtime):
+    if owner is not None and real_uid(pid) != owner:
+        raise _Refused(
+            REFUSED,
+            f"pidfile {path}: its path is {owner_name(owner)}'s, and process {pid} is not"
+            " theirs; refused",
+        )
+    from reliactl.locks import filesystem_type
+
+    # a file on tmpfs (/run) cannot predate this boot: an mtime before it is a clock step
+    this_boot = filesystem_type(path) in ("tmpfs", "ramfs")
+    if started_after(pid, mtime, this_boot=this_boot):
         raise _Refused(
             REFUSED,
             f"pidfile {path}: process {pid} started after the file was written (a reused"
-            " pid, the service gone?); refused",
+            " pid, the service gone, or the clock stepped forward since?); refused",
         )
-    return pid
+    ticks = start_ticks(pid)
+    if ticks is None:
+        raise _Refused(UNAVAILABLE, f"pidfile {path}: process {pid} is not running")
+    return pid, ticks
 
 
 class _Capture:

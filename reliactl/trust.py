@@ -102,17 +102,23 @@ def file_untrusted(path: str | os.PathLike[str], st: os.stat_result | None = Non
 
 def secret_untrusted(path: str | os.PathLike[str], st: os.stat_result) -> str | None:
     """Why the secret file ``path`` (``serve --token-file``) with this ``fstat`` must not be
-    used, or None: a regular file, ``file_untrusted``'s rule (another user who can replace it
-    picks the secret), and, as ssh for a private key, no access at all for group or others
-    (who could read the secret)."""
+    used, or None. Refused: anything but a regular file; ``file_untrusted``'s rule (a file
+    or directory another user owns or others can write: they could pick the secret); and a
+    file others (not owner, not group) can read, unless it is root's and read-only for
+    everyone (``0444``: Docker's ``/run/secrets``, published on purpose by root). Group read
+    is accepted: the owner (root or this user) chose that group (``root:svcgroup 0640`` is how
+    a non-root ``serve`` reads root's secret); group write only for a user-private group."""
     if not stat.S_ISREG(st.st_mode):
         return "it is not a regular file"
     reason = file_untrusted(path, st)
     if reason is not None:
         return reason
     mode = stat.S_IMODE(st.st_mode)
-    if mode & 0o077:
-        return f"the file is mode {mode:04o}: open to its group or others, as a secret must not be"
+    if mode & 0o007 and not (st.st_uid == 0 and not mode & 0o222):
+        return (
+            f"the file is mode {mode:04o}: others can read it (only a root-owned read-only"
+            " file, mode 0444, may be)"
+        )
     return None
 
 
@@ -121,28 +127,51 @@ class Untrusted(Exception):
 
 
 _MAX_LINKS = 40  # as the kernel's MAXSYMLINKS
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
 
 
-def resolve_untrusted(path: str) -> tuple[str, str | None]:
-    """``path`` resolved component by component, and why it must not be trusted (or None).
+def _writable(st: os.stat_result) -> bool:
+    """Can someone but the owner write this (group write only for a user-private group)?"""
+    mode = stat.S_IMODE(st.st_mode)
+    return bool(mode & stat.S_IWOTH or (mode & stat.S_IWGRP and not _private_group(st)))
 
-    Every directory the resolution enters must pass ``untrusted`` (a sticky one, such as
-    ``/tmp``, may be writable by others: each entry in it is judged by its own owner), and
-    every symbolic link on the way must be owned by this user or root, so that nobody else
-    can change what the path names, at any level (ssh's ``secure_path``, with links). The
-    physical path comes back (no links left in it) for an ``O_NOFOLLOW`` open; the last
-    component itself is not judged here (the caller judges the opened file's ``fstat``).
-    A component that cannot be ``lstat``'ed ends the walk with no reason: opening the path
-    then reports the problem."""
+
+def _open_to_others(st: os.stat_result, what: str) -> str | None:
+    """Why ``what`` (a directory on a pidfile's path) lets others change what it holds."""
+    if stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX:
+        return None
+    if _writable(st):
+        mode = stat.S_IMODE(st.st_mode)
+        return f"{what} is writable by others (mode {mode:04o}, group {st.st_gid})"
+    return None
+
+
+def resolve_owners(path: str) -> tuple[str, str | None, frozenset[int]]:
+    """``path`` resolved component by component: the physical path (no links left in it, for
+    an ``O_NOFOLLOW`` open), why it must not be used at all (or None), and the owners, other
+    than root and this user, of the directories it enters and the links it follows.
+
+    Refused outright: a directory writable by others that is not sticky (anyone could rename
+    what is in it; ``/tmp``'s 1777 is fine, each entry then has its own owner), and a path
+    too deep in links. The last component itself is not judged here (the caller judges the
+    opened file's ``fstat``). A component that cannot be ``lstat``'ed ends the walk with no
+    reason: opening the path then reports the problem."""
     uid = os.geteuid()
+    owners: set[int] = set()
     pending = os.path.abspath(path).split("/")[::-1]
     current, links = "/", 0
+
+    def judge(st: os.stat_result, what: str) -> str | None:
+        if st.st_uid not in (uid, 0):
+            owners.add(st.st_uid)
+        return _open_to_others(st, what)
+
     try:
-        reason = untrusted(os.stat("/"), sticky_ok=True)
+        reason = judge(os.stat("/"), "the directory /")
     except OSError:
         reason = None
     if reason is not None:
-        return current, f"the directory / is {reason}"
+        return current, reason, frozenset(owners)
     while pending:
         name = pending.pop()
         if name in ("", "."):
@@ -154,51 +183,72 @@ def resolve_untrusted(path: str) -> tuple[str, str | None]:
         try:
             st = os.lstat(candidate)
         except OSError:
-            return os.path.join(candidate, *pending[::-1]), None
+            return os.path.join(candidate, *pending[::-1]), None, frozenset(owners)
         if stat.S_ISLNK(st.st_mode):
-            if st.st_uid not in (uid, 0):
-                owner = owner_name(st.st_uid)
-                return candidate, f"the symbolic link {candidate} is owned by {owner}"
+            owners.update({st.st_uid} - {uid, 0})
             links += 1
             try:
                 target = os.readlink(candidate)
             except OSError:
-                return candidate, None
+                return candidate, None, frozenset(owners)
             if links > _MAX_LINKS:
-                return candidate, f"{path} has too many levels of symbolic links"
+                return candidate, f"{path} has too many levels of symbolic links", frozenset()
             if target.startswith("/"):
                 current = "/"
             pending.extend(target.split("/")[::-1])
             continue
         current = candidate
         if pending and stat.S_ISDIR(st.st_mode) and any(p not in ("", ".") for p in pending):
-            reason = untrusted(st, sticky_ok=True)
+            reason = judge(st, f"the directory {current}")
             if reason is not None:
-                return current, f"the directory {current} is {reason}"
-    return current, None
+                return current, reason, frozenset(owners)
+    return current, None, frozenset(owners)
 
 
-def open_untrusting(path: str) -> int:
-    """A read-only descriptor of the regular file ``path``, opened only when the whole path
-    is trusted (``resolve_untrusted``) and the file too (``untrusted`` of its ``fstat``),
-    with ``O_NOFOLLOW`` on the resolved path. Raises ``Untrusted`` (the reason) or OSError.
-    For files whose content aims reliactl's power at something: a pidfile it signals."""
-    physical, reason = resolve_untrusted(path)
-    if reason is not None:
-        raise Untrusted(f"{path}: {reason}")
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
-    fd = os.open(physical, flags)
+def open_regular(path: str, *, follow: bool = True) -> int:
+    """A read-only descriptor of the regular file ``path``: ``O_NONBLOCK`` (a FIFO is never
+    waited on) and refused (``Untrusted``) when it is anything but a regular file. OSError
+    when it cannot be opened. For a read whose worst outcome is a wrong status (the
+    ``process`` health check's pidfile): no trust rule, and callers never quote the content."""
+    fd = os.open(path, _OPEN_FLAGS | (0 if follow else os.O_NOFOLLOW))
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise Untrusted(f"{path} is not a regular file")
-        reason = untrusted(st)
-        if reason is not None:
-            raise Untrusted(f"{path}: the file is {reason}")
     except BaseException:
         os.close(fd)
         raise
     return fd
+
+
+def open_pidfile(path: str) -> tuple[int, int | None]:
+    """A read-only descriptor of the pidfile ``path`` whose process reliactl will signal, and
+    the one user (uid) the pid must belong to, or None when any process may be named.
+
+    systemd's rule for ``PIDFile=``: a path that is all root's or this user's (directories,
+    links, the file) is trusted for any pid (``/run/nginx.pid``). A path through something
+    owned by one other user U (``/run/mysqld/`` of ``RuntimeDirectory=`` with ``User=mysql``,
+    or U's file) may only name U's processes (U could signal those anyway), which the caller
+    checks (``_procfs.real_uid``). Refused (``Untrusted``): two or more such users on the
+    path, or anything on it writable by others (a directory only when not sticky), or a file
+    that is not regular. OSError when it cannot be opened."""
+    physical, reason, owners = resolve_owners(path)
+    if reason is not None:
+        raise Untrusted(f"{path}: {reason}")
+    fd = open_regular(physical, follow=False)
+    try:
+        st = os.fstat(fd)
+        if st.st_uid not in (os.geteuid(), 0):
+            owners |= {st.st_uid}
+        if _writable(st):
+            mode = stat.S_IMODE(st.st_mode)
+            raise Untrusted(f"{path}: the file is writable by others (mode {mode:04o})")
+        if len(owners) > 1:
+            names = ", ".join(owner_name(u) for u in sorted(owners))
+            raise Untrusted(f"{path}: its path is owned by more than one other user ({names})")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, next(iter(owners), None)
 
 
 def not_regular(path: str) -> str | None:

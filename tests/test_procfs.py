@@ -86,3 +86,16 @@ def test_a_holder_whose_pid_started_after_the_lock_is_a_recycled_pid() -> None:
     assert holder_alive(LockHolder(me, None, None, None))
     assert not holder_alive(LockHolder(me, None, started - 3600, None))
     assert not holder_alive(LockHolder(None, None, None, None))
+
+
+def test_a_record_older_than_the_boot_is_judged_only_when_it_may_be_from_before_a_reboot() -> None:
+    """A wall-clock step forward moves every computed start time (btime + ticks) but not a
+    recorded time. A record that cannot predate this boot (this_boot: a pidfile on tmpfs)
+    and is older than the boot as computed now means the clock stepped: not judged (before:
+    this very process "started after" it, a reused pid). Any other record from before the
+    boot may be from before a reboot: judged, so a lock holder from then is gone."""
+    boot = _procfs.boot_time()
+    assert boot is not None
+    assert not _procfs.started_after(os.getpid(), boot - 3600, this_boot=True)
+    assert _procfs.started_after(os.getpid(), boot - 3600)
+    assert not holder_alive(LockHolder(os.getpid(), "h", boot - 3600, None))

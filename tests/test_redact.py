@@ -181,6 +181,66 @@ def test_redact_argv_hides_secrets_in_a_command_line(argv: list[str], shown: lis
     assert redact_argv(argv) == shown
 
 
+@pytest.mark.parametrize(
+    ("argv", "shown"),
+    [
+        # well-known tools' secret options (reliactl.redact._TOOLS), separate and joined
+        (["curl", "-u", "admin:hunter2", "u"], ["curl", "-u", "admin:***", "u"]),
+        (["/usr/bin/curl", "--user=admin:hunter2"], ["/usr/bin/curl", "--user=admin:***"]),
+        (["curl", "-uadmin:hunter2"], ["curl", "-uadmin:***"]),
+        (["mysql", "-phunter2", "db"], ["mysql", "-p***", "db"]),
+        (["mysql", "-p", "db"], ["mysql", "-p", "db"]),  # bare -p prompts: db is no secret
+        (["mysqldump", "--password=hunter2"], ["mysqldump", "--password=***"]),
+        (["redis-cli", "-a", "hunter2", "ping"], ["redis-cli", "-a", "***", "ping"]),
+        (["sshpass", "-p", "hunter2", "ssh", "h"], ["sshpass", "-p", "***", "ssh", "h"]),
+        (["openssl", "enc", "-pass", "pass:hunter2"], ["openssl", "enc", "-pass", "pass:***"]),
+        (["openssl", "rsa", "-passin", "env:PW"], ["openssl", "rsa", "-passin", "env:PW"]),
+        (["ssh-keygen", "-N", "hunter2", "-f", "k"], ["ssh-keygen", "-N", "***", "-f", "k"]),
+        (
+            ["kubectl", "create", "secret", "generic", "s", "--from-literal=password=hunter2"],
+            ["kubectl", "create", "secret", "generic", "s", "--from-literal=password=***"],
+        ),
+        (["kubectl", "--from-literal=user=bob"], ["kubectl", "--from-literal=user=bob"]),
+        # joined header forms
+        (["curl", "-HAuthorization: Bearer abc1"], ["curl", "-HAuthorization: Bearer ***"]),
+        (
+            ["wget", "--header=Authorization: Bearer X9"],
+            ["wget", "--header=Authorization: Bearer ***"],
+        ),
+        (
+            ["git", "-c", "http.extraHeader=Authorization: Bearer X9", "fetch"],
+            ["git", "-c", "http.extraHeader=Authorization: Bearer ***", "fetch"],
+        ),
+        # options whose value is no secret: a flag, a count, an id, a scheme, a key file
+        (["docker", "--password-stdin", "-u", "bob"], ["docker", "--password-stdin", "-u", "bob"]),
+        (["t", "--auth", "basic", "h"], ["t", "--auth", "basic", "h"]),
+        (["t", "--tokens", "5"], ["t", "--tokens", "5"]),
+        (["aws", "--secret-id", "prod/db"], ["aws", "--secret-id", "prod/db"]),
+        (["t", "--key", "/etc/ssl/k.pem"], ["t", "--key", "/etc/ssl/k.pem"]),
+        (["t", "--key", "s3cr3t"], ["t", "--key", "***"]),
+        (["t", "--basic-auth", "u:p"], ["t", "--basic-auth", "***"]),
+        (["aws", "--sse-c-key", "k"], ["aws", "--sse-c-key", "***"]),
+    ],
+)  # fmt: skip
+def test_well_known_tools_and_joined_forms(argv: list[str], shown: list[str]) -> None:
+    """The review's misses (curl -u, mysql -pX, redis-cli -a, sshpass -p, openssl pass:,
+    ssh-keygen -N, kubectl --from-literal, -HAuthorization:, --header=, http.extraHeader=) are
+    hidden, and its over-redactions (--password-stdin hid -u's value; --auth basic, --tokens
+    5, --secret-id, --key PATH) are not."""
+    assert redact_argv(argv) == shown
+
+
+def test_a_joined_header_in_a_shell_string_hides_the_token_not_the_url() -> None:
+    """`curl '-HAuthorization: Bearer abc123' URL` (before: `-HAuthorization: *** abc123`
+    and the URL hidden)."""
+    assert redact_command("curl '-HAuthorization: Bearer abc123' https://h/x") == (
+        "curl '-HAuthorization: Bearer ***' https://h/x"
+    )
+    assert redact_command("mysql -phunter2 db && redis-cli -a x2 ping") == (
+        "mysql -p*** db && redis-cli -a *** ping"
+    )
+
+
 def test_redact_command_hides_secrets_in_a_shell_string_and_an_sh_c_script() -> None:
     """A shell string (remediate with shell: true) and the script of `sh -c` lose the same
     secrets, keeping their quoting readable; the argv run is not changed (a copy is shown)."""

@@ -322,7 +322,7 @@ def test_signal_action_refuses_a_link_another_user_planted(
     remediator, _ = healer(cfg)
     done = round_of(remediator)[1]
     assert [r.result for r in done] == [REFUSED], done
-    assert "owned by nobody" in done[0].message and "\n" not in done[0].message
+    assert "nobody (uid 65534)'s" in done[0].message and "\n" not in done[0].message
     time.sleep(0.2)
     assert proc.poll() is None
 
@@ -341,7 +341,7 @@ def test_signal_action_refuses_a_root_link_in_a_directory_up_the_path_of_another
     (inner / "bot.pid").symlink_to(pidfile)
     cfg = write(tmp_path, f"action: signal:{inner / 'bot.pid'}:TERM\n")
     done = round_of(healer(cfg)[0])[1]
-    assert [r.result for r in done] == [REFUSED] and f"directory {outer}" in done[0].message
+    assert [r.result for r in done] == [REFUSED] and "nobody (uid 65534)'s" in done[0].message
     time.sleep(0.2)
     assert proc.poll() is None
 
@@ -377,6 +377,97 @@ def test_signal_action_refuses_a_pid_reused_after_the_pidfile_was_written(tmp_pa
         assert [r.result for r in done] == [REFUSED] and "reused" in done[0].message
         time.sleep(0.2)
         assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait(30)
+
+
+def test_signal_action_in_a_daemons_own_directory_may_signal_only_its_processes(
+    tmp_path: Path, shared_tmp: Path, victim: tuple[subprocess.Popen[bytes], Path]
+) -> None:
+    """systemd's PIDFile= rule: /run/X owned by the daemon user (RuntimeDirectory= with
+    User=) and its pidfile may name that user's process (planned; before: refused), but not
+    root's (refused, root's victim lives)."""
+    root_proc, _ = victim
+    run = shared_tmp / "mysqld"
+    run.mkdir(mode=0o755)
+    os.chown(run, 65534, 65534)
+    theirs = subprocess.Popen([*NOBODY, "sleep", "120"])
+    try:
+        pidfile = run / "mysqld.pid"
+        subprocess.run(
+            [*NOBODY, "sh", "-c", f"echo {theirs.pid} > {pidfile}"], check=True, timeout=30
+        )
+        cfg = write(tmp_path, f"action: signal:{pidfile}:TERM\n")
+        done = round_of(healer(cfg, dry_run=True)[0])[1]
+        assert [r.result for r in done] == ["would run"], done
+        assert str(theirs.pid) in done[0].command
+        subprocess.run(
+            [*NOBODY, "sh", "-c", f"echo {root_proc.pid} > {pidfile}"], check=True, timeout=30
+        )
+        done = round_of(healer(cfg)[0])[1]
+        assert [r.result for r in done] == [REFUSED], done
+        assert "not theirs" in done[0].message
+        time.sleep(0.2)
+        assert root_proc.poll() is None
+    finally:
+        theirs.kill()
+        theirs.wait(30)
+
+
+def test_signal_action_does_not_judge_a_tmpfs_pidfile_older_than_the_boot(tmp_path: Path) -> None:
+    """A pidfile on tmpfs (as /run) cannot predate this boot, so an mtime before the boot
+    time as computed now means the wall clock was stepped forward after the daemon wrote it
+    (fake-hwclock, a resumed VM): the signal is planned (before: refused as a reused pid).
+    The same file on persistent storage may be from before a reboot: still refused."""
+    from reliactl._procfs import boot_time
+    from reliactl.locks import filesystem_type
+
+    if filesystem_type("/dev/shm") != "tmpfs":
+        pytest.fail("this test needs /dev/shm on tmpfs")
+    proc = subprocess.Popen(["sleep", "120"])
+    shm = Path(tempfile.mkdtemp(prefix="reliactl-pid-", dir="/dev/shm"))
+    try:
+        boot = boot_time()
+        assert boot is not None
+        for home in (shm, tmp_path):
+            pidfile = home / "app.pid"
+            pidfile.write_text(f"{proc.pid}\n")
+            os.utime(pidfile, (boot - 3600, boot - 3600))
+        cfg = write(tmp_path, f"action: signal:{shm / 'app.pid'}:TERM\n")
+        done = round_of(healer(cfg, dry_run=True)[0])[1]
+        assert [r.result for r in done] == ["would run"], done
+        cfg = write(tmp_path, f"action: signal:{tmp_path / 'app.pid'}:TERM\n")
+        done = round_of(healer(cfg, dry_run=True)[0])[1]
+        assert [r.result for r in done] == [REFUSED] and "stepped" in done[0].message, done
+    finally:
+        shutil.rmtree(shm, ignore_errors=True)
+        proc.kill()
+        proc.wait(30)
+
+
+def test_the_killer_rechecks_the_start_ticks_before_signalling(tmp_path: Path) -> None:
+    """The planned signal command carries the process's start ticks; run with other ticks
+    (the pid reused between planning and the kill) it sends nothing and fails saying so;
+    with the planned ones it delivers the signal (through a pidfd)."""
+    from reliactl.remediate import plan_command
+
+    proc = subprocess.Popen(["sleep", "120"])
+    try:
+        pidfile = tmp_path / "app.pid"
+        pidfile.write_text(f"{proc.pid}\n")
+        cfg = write(tmp_path, f"action: signal:{pidfile}:TERM\n")
+        config = load(cfg).config
+        spec = config.health_monitor.checks[0].remediate
+        assert spec is not None
+        argv = plan_command(spec, config)
+        stale = [*argv[:-1], str(int(argv[-1]) + 1)]
+        out = subprocess.run(stale, capture_output=True, text=True, timeout=60)
+        assert out.returncode != 0 and "pid reused" in out.stderr
+        time.sleep(0.2)
+        assert proc.poll() is None
+        assert subprocess.run(argv, timeout=60).returncode == 0
+        assert proc.wait(30) == -signal.SIGTERM
     finally:
         proc.kill()
         proc.wait(30)

@@ -51,8 +51,8 @@ def _read_token(path: str | None) -> str | None:
             reason = secret_untrusted(path, os.fstat(fd))
             if reason is not None:  # as --config from another user, as ssh's private keys
                 message = (
-                    f"{path}: {reason}; refused (chown it to this user or root, chmod 600 it"
-                    " and go-w its directory)"
+                    f"{path}: {reason}; refused (chown it to this user or root, chmod 600 (or"
+                    " 640 with a group of readers) it and go-w its directory)"
                 )
                 problem = ConfigProblem("command line", None, "--token-file", message)
                 raise ConfigError([problem])

@@ -765,16 +765,17 @@ def find_processes(
 ) -> tuple[list[Any], str]:
     """The matching psutil.Process objects and a description of what was looked for.
 
-    A pidfile is read only when trusted (``reliactl.trust.open_untrusting``: no link or
-    directory up its path another user could swap, the file theirs to write); otherwise
-    ``reliactl.trust.Untrusted`` is raised (the check is UNKNOWN, with the reason)."""
+    A pidfile needs no trust rule here (a daemon's own ``/run/X/X.pid`` is the usual case;
+    the worst a planted one can do is a wrong status): it is opened ``O_NONBLOCK``, must be a
+    regular file (``reliactl.trust.open_regular``: else ``Untrusted``, the check UNKNOWN),
+    and its content is never quoted (it could be a link to a secret)."""
     import psutil
 
     if pidfile:
-        from reliactl.trust import open_untrusting
+        from reliactl.trust import open_regular
 
         try:
-            fd = open_untrusting(pidfile)
+            fd = open_regular(pidfile)
             try:
                 text = os.read(fd, 64).decode("utf-8", "replace").strip()
             finally:
@@ -782,7 +783,7 @@ def find_processes(
         except OSError as exc:
             return [], f"pidfile {pidfile}: {exc.strerror}"
         if not text.isdigit() or int(text) <= 0:
-            return [], f"pidfile {pidfile} does not hold a pid ({text[:20]!r})"
+            return [], f"pidfile {pidfile} does not hold a pid"
         pid = int(text)
     if pid is not None:
         try:
