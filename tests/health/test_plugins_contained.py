@@ -199,7 +199,7 @@ def test_the_plugin_gets_default_signals_and_no_descriptor_of_reliactl(tmp_path:
 def delivering_sink(tmp_path: Path, redirect: str = "</dev/null >/dev/null 2>&1") -> list[str]:
     """A sink as exim's `sendmail -odb` (or `notify.sh &`): spool stdin, start a background
     delivery (its pid in deliver.pid) that waits for the test's `go` file (bounded: 30 s),
-    copies the spool to `delivered`, and exit 0 at once. ``redirect``: the background
+    copies the spool to `delivered`, and exit 0 once it runs. ``redirect``: the background
     process's stdio (empty: it keeps the sink's output pipe open)."""
     spool, go, done, pid = (tmp_path / n for n in ("spool", "go", "delivered", "deliver.pid"))
     script = (
@@ -207,7 +207,7 @@ def delivering_sink(tmp_path: Path, redirect: str = "</dev/null >/dev/null 2>&1"
         f"( echo $$ > {pid}.tmp; mv {pid}.tmp {pid}; i=0; "
         f"while [ ! -e {go} ] && [ $i -lt 3000 ]; do sleep 0.01; i=$((i+1)); done; "
         f"cp {spool} {done}.tmp; mv {done}.tmp {done} ) {redirect} & "
-        "echo queued; exit 0"
+        f"while [ ! -s {pid} ]; do sleep 0.01; done; echo queued; exit 0"
     )
     return ["sh", "-c", script]
 
@@ -285,3 +285,16 @@ def test_kill_9_of_reliactl_while_a_sink_runs_kills_it_and_its_grandchild(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_check_plugins_background_process_is_still_killed(tmp_path: Path) -> None:
+    """Only alert sinks leave what they started: a command check whose plugin starts the
+    same background process and exits OK has it killed (a plugin's daemon would otherwise be
+    left behind by every health run), so it never gets to deliver."""
+    spec = CheckSpec(name="c", kind="command", command=delivering_sink(tmp_path), timeout=30)
+    report = asyncio.run(run_checks([custom_check(spec, HealthMonitorConfig())], RecordStore()))
+    assert report.metrics["c"].status is Status.OK, report.metrics["c"]
+    deliverer = int(wait_file(tmp_path / "deliver.pid"))
+    assert_gone(deliverer)
+    (tmp_path / "go").touch()
+    assert not (tmp_path / "delivered").exists()
