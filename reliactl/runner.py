@@ -1518,6 +1518,7 @@ class Contained:
         self._failed: str | None = None
         self.leave_running = leave_running
         self._killed = False  # kill() was called: nothing is left running
+        self._shim_gone = False  # its report or output ended: the shim has exited
 
     @staticmethod
     def _fork_shim(argv: Sequence[str], in_r: int, out_w: int, report_w: int, life_r: int) -> int:
@@ -1582,7 +1583,8 @@ class Contained:
                         poller.unregister(fd)
                     continue
                 if fd == self._report_r:
-                    if not self._read_report():
+                    if not self._read_report():  # EOF: the shim has exited
+                        self._shim_gone = True
                         poller.unregister(fd)
                     if self._code is not None and drain_end is None:
                         quiet_at, drain_end = self._drain_window(now)
@@ -1592,6 +1594,7 @@ class Contained:
                 except BlockingIOError:
                     continue
                 if not data:  # every writer is gone: the shim too, so its report is whole
+                    self._shim_gone = True
                     self._read_report()
                     return self._code, self._failed, bytes(out[:limit])
                 if len(out) < limit:
@@ -1645,9 +1648,8 @@ class Contained:
         processes under it are killed from here. With ``leave_running``, a program that exited
         on its own (within its timeout, not killed) first gets ``L`` written on the lifeline:
         the shim exits leaving what it started (EOF alone still means "kill them all")."""
-        if self.leave_running and self._code is not None and not self._killed:
-            with contextlib.suppress(OSError):
-                os.write(self._life_w, b"L")
+        if self.leave_running and self._code is not None and not (self._killed or self._shim_gone):
+            _write_no_sigpipe(self._life_w, b"L")  # a shim exiting by itself has no reader
         for fd in (self._life_w, self._out_r, self._report_r, self._in_w):
             if fd >= 0:
                 with contextlib.suppress(OSError):
@@ -1744,6 +1746,25 @@ def _spawn_contain_shim(
     finally:
         for fd in dups:
             os.close(fd)
+
+
+def _write_no_sigpipe(fd: int, data: bytes) -> None:
+    """Write ``data`` to the pipe ``fd``, ignoring EPIPE without a SIGPIPE even where its
+    disposition is the default (a library caller's choice): blocked in this thread around
+    the write, and one it raised taken off again before the mask comes back."""
+    pipe = {signal.SIGPIPE}
+    old = _csignal.pthread_sigmask(signal.SIG_BLOCK, pipe)
+    try:
+        try:
+            os.write(fd, data)
+        except BrokenPipeError:
+            if signal.SIGPIPE not in old:
+                with contextlib.suppress(OSError):
+                    _csignal.sigtimedwait(pipe, 0)
+        except OSError:
+            pass
+    finally:
+        _csignal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _exited_within(pid: int, timeout: float) -> bool:

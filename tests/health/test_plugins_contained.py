@@ -298,3 +298,21 @@ def test_a_check_plugins_background_process_is_still_killed(tmp_path: Path) -> N
     assert_gone(deliverer)
     (tmp_path / "go").touch()
     assert not (tmp_path / "delivered").exists()
+
+
+def test_releasing_a_shim_that_already_exited_never_raises_sigpipe(tmp_path: Path) -> None:
+    """A leave_running program that leaves nothing: its shim exits by itself, often before
+    reliactl writes `L` on the lifeline. A caller with SIGPIPE at its default (a library
+    user's choice) must not be killed by that write (exit 141 within a few hundred runs)."""
+    code = (
+        "import signal, sys\nsignal.signal(signal.SIGPIPE, signal.SIG_DFL)\n"
+        "from reliactl.runner import Contained\n"
+        "for i in range(150):\n"
+        "    result = Contained(['true'], leave_running=True).communicate(30, 1000)\n"
+        "    assert result == (0, b''), (i, result)\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert (done.returncode, done.stdout) == (0, "ok\n"), done
