@@ -1467,7 +1467,12 @@ class Contained:
     - when its time is up, it and every descendant die, also ones that called setsid or
       double-forked (orphans are reparented to the shim, which SIGKILLs every process under
       it when its lifeline closes);
-    - when reliactl dies in any way, even SIGKILL, they die too (the lifeline reads EOF).
+    - when reliactl dies in any way, even SIGKILL, they die too (the lifeline reads EOF);
+    - when the program exits on its own, what it left running is killed once the output is
+      quiet (``DRAIN_QUIET``), unless ``leave_running`` (command alert sinks: ``sendmail``'s
+      background delivery, ``notify.sh &``): then reliactl stops reading at its exit, writes
+      ``L`` on the lifeline (the shim exits and leaves them, as ``run --leave-running``) and
+      they run on, reparented away from the shim.
 
     Safe to start from any thread: the shim never relies on PR_SET_PDEATHSIG (which fires
     when the forking *thread* exits), only on the lifeline, which closes when the process
@@ -1475,7 +1480,9 @@ class Contained:
     signal handler SIGKILLs every process of it at once.
     """
 
-    def __init__(self, argv: Sequence[str], stdin: bytes | None = None) -> None:
+    def __init__(
+        self, argv: Sequence[str], stdin: bytes | None = None, *, leave_running: bool = False
+    ) -> None:
         opened: list[int] = []
         try:
             report_r, report_w = _pipe(opened)
@@ -1509,6 +1516,9 @@ class Contained:
         self._report = b""
         self._code: int | None = None
         self._failed: str | None = None
+        self.leave_running = leave_running
+        self._killed = False  # kill() was called: nothing is left running
+        self._shim_gone = False  # its report or output ended: the shim has exited
 
     @staticmethod
     def _fork_shim(argv: Sequence[str], in_r: int, out_w: int, report_w: int, life_r: int) -> int:
@@ -1529,6 +1539,7 @@ class Contained:
 
     def kill(self) -> None:
         """SIGKILL every process of the program now (the shim reaps them and exits)."""
+        self._killed = True
         if not self._reaped:
             signal_job(self.pid, signal.SIGKILL, group=self.pid)
 
@@ -1536,7 +1547,9 @@ class Contained:
         """(exit code, negative for a signal, or None when ``timeout`` passed first; the first
         ``limit`` bytes of its stdout and stderr). Returns once the program has exited and its
         output ended (or, with descendants still holding it, was quiet for ``DRAIN_QUIET``), or
-        at ``timeout``; either way no process of it is left running. Raises OSError (its
+        at ``timeout``; either way no process of it is left running, except with
+        ``leave_running``: then it returns as soon as the program has exited (with what it
+        wrote until then) and what it started runs on. Raises OSError (its
         FileNotFoundError, PermissionError) when the program cannot be started."""
         try:
             code, failed, output = self._collect(timeout, limit)
@@ -1570,16 +1583,18 @@ class Contained:
                         poller.unregister(fd)
                     continue
                 if fd == self._report_r:
-                    if not self._read_report():
+                    if not self._read_report():  # EOF: the shim has exited
+                        self._shim_gone = True
                         poller.unregister(fd)
                     if self._code is not None and drain_end is None:
-                        quiet_at, drain_end = now + DRAIN_QUIET, now + DRAIN_MAX
+                        quiet_at, drain_end = self._drain_window(now)
                     continue
                 try:
                     data = os.read(fd, 65536)
                 except BlockingIOError:
                     continue
                 if not data:  # every writer is gone: the shim too, so its report is whole
+                    self._shim_gone = True
                     self._read_report()
                     return self._code, self._failed, bytes(out[:limit])
                 if len(out) < limit:
@@ -1590,6 +1605,14 @@ class Contained:
             while len(out) < limit and (data := os.read(self._out_r, 65536)):
                 out += data
         return self._code, self._failed, bytes(out[:limit])
+
+    def _drain_window(self, now: float) -> tuple[float, float]:
+        """(stop at quiet, stop at the latest) once the program has exited; with
+        ``leave_running``, now: all it wrote is in the pipe, and what it left running may
+        hold the pipe for ever, so take what is there and go."""
+        if self.leave_running:
+            return now, now
+        return now + DRAIN_QUIET, now + DRAIN_MAX
 
     def _feed(self) -> bool:
         """Write more of its stdin; True once all is written (or it closed its end) and our
@@ -1622,7 +1645,11 @@ class Contained:
     def _end(self) -> None:
         """Close the lifeline (the shim SIGKILLs whatever is left and exits) and reap the shim,
         within a bound: if it has not exited after ``CONTAINED_REAP`` seconds, it and the
-        processes under it are killed from here."""
+        processes under it are killed from here. With ``leave_running``, a program that exited
+        on its own (within its timeout, not killed) first gets ``L`` written on the lifeline:
+        the shim exits leaving what it started (EOF alone still means "kill them all")."""
+        if self.leave_running and self._code is not None and not (self._killed or self._shim_gone):
+            _write_no_sigpipe(self._life_w, b"L")  # a shim exiting by itself has no reader
         for fd in (self._life_w, self._out_r, self._report_r, self._in_w):
             if fd >= 0:
                 with contextlib.suppress(OSError):
@@ -1719,6 +1746,25 @@ def _spawn_contain_shim(
     finally:
         for fd in dups:
             os.close(fd)
+
+
+def _write_no_sigpipe(fd: int, data: bytes) -> None:
+    """Write ``data`` to the pipe ``fd``, ignoring EPIPE without a SIGPIPE even where its
+    disposition is the default (a library caller's choice): blocked in this thread around
+    the write, and one it raised taken off again before the mask comes back."""
+    pipe = {signal.SIGPIPE}
+    old = _csignal.pthread_sigmask(signal.SIG_BLOCK, pipe)
+    try:
+        try:
+            os.write(fd, data)
+        except BrokenPipeError:
+            if signal.SIGPIPE not in old:
+                with contextlib.suppress(OSError):
+                    _csignal.sigtimedwait(pipe, 0)
+        except OSError:
+            pass
+    finally:
+        _csignal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _exited_within(pid: int, timeout: float) -> bool:

@@ -602,7 +602,7 @@ class AlertManager:
             data = json.dumps(body).encode()
             try:
                 code, output = await _in_daemon_thread(
-                    lambda: run_program(sink.command, timeout, stdin=data)
+                    lambda: run_program(sink.command, timeout, stdin=data, leave_running=True)
                 )
             except FileNotFoundError:
                 return f"{sink.command[0]}: command not found", False, None

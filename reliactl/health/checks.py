@@ -1173,7 +1173,7 @@ def kill_running_programs() -> int:
 
 
 def run_program(
-    argv: Sequence[str], timeout: float, stdin: bytes | None = None
+    argv: Sequence[str], timeout: float, stdin: bytes | None = None, *, leave_running: bool = False
 ) -> tuple[int | None, str]:
     """(exit code or None on timeout, output) of a program contained as ``run`` contains a job.
 
@@ -1181,11 +1181,13 @@ def run_program(
     called setsid or double-forked (it runs under a shim that is their subreaper); if
     reliactl dies, even by SIGKILL, they die too (the shim's lifeline). A descendant that keeps
     the pipe open cannot make this wait past the timeout: once the program has exited, what
-    it left running is killed when the output has been quiet for a moment.
+    it left running is killed when the output has been quiet for a moment, except with
+    ``leave_running`` (command alert sinks): once the program exits on its own within its
+    timeout, reliactl stops reading and what it started in the background runs on.
     """
     from reliactl.runner import Contained
 
-    program = Contained(argv, stdin)
+    program = Contained(argv, stdin, leave_running=leave_running)
     _RUNNING.add(program)
     try:
         code, out = program.communicate(timeout, MAX_OUTPUT)

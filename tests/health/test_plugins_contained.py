@@ -194,3 +194,125 @@ def test_the_plugin_gets_default_signals_and_no_descriptor_of_reliactl(tmp_path:
     path, default, fds = output.split(" ", 2)
     assert path == "/dev/null" and default == "True", output
     assert len(json.loads(fds)) == 4, output
+
+
+def delivering_sink(tmp_path: Path, redirect: str = "</dev/null >/dev/null 2>&1") -> list[str]:
+    """A sink as exim's `sendmail -odb` (or `notify.sh &`): spool stdin, start a background
+    delivery (its pid in deliver.pid) that waits for the test's `go` file (bounded: 30 s),
+    copies the spool to `delivered`, and exit 0 once it runs. ``redirect``: the background
+    process's stdio (empty: it keeps the sink's output pipe open)."""
+    spool, go, done, pid = (tmp_path / n for n in ("spool", "go", "delivered", "deliver.pid"))
+    script = (
+        f"cat > {spool}; "
+        f"( echo $$ > {pid}.tmp; mv {pid}.tmp {pid}; i=0; "
+        f"while [ ! -e {go} ] && [ $i -lt 3000 ]; do sleep 0.01; i=$((i+1)); done; "
+        f"cp {spool} {done}.tmp; mv {done}.tmp {done} ) {redirect} & "
+        f"while [ ! -s {pid} ]; do sleep 0.01; done; echo queued; exit 0"
+    )
+    return ["sh", "-c", script]
+
+
+def test_a_command_sinks_background_delivery_is_left_running(tmp_path: Path) -> None:
+    """Review (medium): a `command` alert sink that hands the alert to a background process
+    and exits 0 (exim's default sendmail/mail, `notify.sh &`) is delivered: the background
+    process is not killed when the sink exits (it was SIGKILLed ~50 ms later, so the alert was
+    reported delivered and never sent). Through AlertManager's real send path."""
+    sink = AlertSink(name="mail", kind="command", command=delivering_sink(tmp_path), timeout=30)
+    store = RecordStore(open_store(tmp_path / "state.db"))
+    manager = AlertManager([sink], store, host="testhost")
+    metric = HealthMetric("disk", Status.CRITICAL, 97.5, "disk is critical", unit="%")
+    report = HealthReport(Status.CRITICAL, {"disk": metric}, time.time(), 0.0)
+    (outcome,) = asyncio.run(manager.process(report))
+    assert outcome.delivered, outcome
+    deliverer = int(wait_file(tmp_path / "deliver.pid"))
+    (tmp_path / "go").touch()  # only now: it must have outlived the sink and its shim
+    delivered = wait_file(tmp_path / "delivered", GONE_WITHIN)
+    assert "disk is critical" in delivered and delivered == (tmp_path / "spool").read_text()
+    assert_gone(deliverer)
+
+
+def test_a_sinks_background_child_holding_the_output_neither_delays_nor_dies(
+    tmp_path: Path,
+) -> None:
+    """A sink whose background child keeps the output pipe open (no redirection): the call
+    returns once the sink exits, with what the sink wrote, without waiting for the child
+    (it waits for a file the test writes only after the call returned), and the child runs
+    on to finish its work."""
+    code, output = run_program(
+        delivering_sink(tmp_path, redirect=""), 30, stdin=b"alert\n", leave_running=True
+    )
+    assert (code, output) == (0, "queued\n")
+    deliverer = int(wait_file(tmp_path / "deliver.pid"))
+    (tmp_path / "go").touch()
+    assert wait_file(tmp_path / "delivered", GONE_WITHIN) == "alert\n"
+    assert_gone(deliverer)
+
+
+def test_a_leave_running_program_past_its_timeout_still_dies_with_its_grandchild(
+    tmp_path: Path,
+) -> None:
+    """leave_running lets go only of a program that exited on its own: one that hangs past
+    its timeout is killed with its setsid'd, double-forked grandchild, as before."""
+    code, _ = run_program(escaping_plugin(tmp_path), 2.0, stdin=b"{}", leave_running=True)
+    assert code is None
+    assert_gone(*pids(tmp_path))
+
+
+def test_kill_9_of_reliactl_while_a_sink_runs_kills_it_and_its_grandchild(
+    tmp_path: Path,
+) -> None:
+    """kill -9 of the reliactl process while a leave_running sink still runs (it has not
+    exited, so nothing was let go): the lifeline reads EOF without an `L`, and the sink and
+    its escaped grandchild die."""
+    code = (
+        "import sys\nfrom reliactl.health.checks import run_program\n"
+        "run_program(sys.argv[1:], 120, stdin=b'{}', leave_running=True)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, *escaping_plugin(tmp_path)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=default_signals,
+    )
+    try:
+        plugin, grand = pids(tmp_path)
+        assert shim_of(plugin) == ("python" if os.environ.get(CONTAIN_SHIM_ENV) == "0" else "c")
+        proc.kill()
+        proc.wait(60)
+        assert_gone(plugin, grand)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_a_check_plugins_background_process_is_still_killed(tmp_path: Path) -> None:
+    """Only alert sinks leave what they started: a command check whose plugin starts the
+    same background process and exits OK has it killed (a plugin's daemon would otherwise be
+    left behind by every health run), so it never gets to deliver."""
+    spec = CheckSpec(name="c", kind="command", command=delivering_sink(tmp_path), timeout=30)
+    report = asyncio.run(run_checks([custom_check(spec, HealthMonitorConfig())], RecordStore()))
+    assert report.metrics["c"].status is Status.OK, report.metrics["c"]
+    deliverer = int(wait_file(tmp_path / "deliver.pid"))
+    assert_gone(deliverer)
+    (tmp_path / "go").touch()
+    assert not (tmp_path / "delivered").exists()
+
+
+def test_releasing_a_shim_that_already_exited_never_raises_sigpipe(tmp_path: Path) -> None:
+    """A leave_running program that leaves nothing: its shim exits by itself, often before
+    reliactl writes `L` on the lifeline. A caller with SIGPIPE at its default (a library
+    user's choice) must not be killed by that write (exit 141 within a few hundred runs)."""
+    code = (
+        "import signal, sys\nsignal.signal(signal.SIGPIPE, signal.SIG_DFL)\n"
+        "from reliactl.runner import Contained\n"
+        "for i in range(150):\n"
+        "    result = Contained(['true'], leave_running=True).communicate(30, 1000)\n"
+        "    assert result == (0, b''), (i, result)\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert (done.returncode, done.stdout) == (0, "ok\n"), done
