@@ -44,78 +44,20 @@ def build_extension(root: str | Path, cc: list[str] | None = None) -> str | None
     Never raises for a missing or failing compiler or an unwritable checkout: the package
     works without it. An older build is removed first in every case.
     """
-    root = Path(root)
-    source = root / SOURCE
-    target = root / "reliactl" / (MODULE + (sysconfig.get_config_var("EXT_SUFFIX") or ".so"))
     include = sysconfig.get_paths()["include"]
-    # Whatever happens next, a build from older source must not stay behind: an editable
-    # install would go on importing it (reliactl also refuses one whose source hash differs).
-    try:
-        target.unlink(missing_ok=True)
-    except OSError as exc:
-        print(
-            f"reliactl: cannot remove {target} ({exc}): pure-Python cleanup walk", file=sys.stderr
-        )
-        return None
-    if os.environ.get("RELIACTL_BUILD_EXTENSION", "1") == "0":
-        print("reliactl: RELIACTL_BUILD_EXTENSION=0: not building the C walk", file=sys.stderr)
-        return None
-    if not sys.platform.startswith("linux") or not (Path(include) / "Python.h").is_file():
-        print(
-            f"reliactl: no Python.h in {include} (or not Linux): pure-Python cleanup walk",
-            file=sys.stderr,
-        )
-        return None
-    try:
-        digest = hashlib.sha256(source.read_bytes()).hexdigest()
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent, prefix=".build-")
-        os.close(fd)
-    except OSError as exc:  # an unwritable checkout: install without the C walk
-        print(
-            f"reliactl: cannot build in {target.parent} ({exc}): pure-Python cleanup walk",
-            file=sys.stderr,
-        )
-        return None
-    argv = [
-        *(cc or compiler()),
-        "-O2",
-        "-fPIC",
-        "-shared",
-        "-Wall",
-        "-Wextra",
-        "-Wno-missing-field-initializers",
-        f"-I{include}",
-        f'-DCWALK_SRC_SHA="{digest}"',  # the module says which source it was built from
-        "-o",
-        tmp,
-        str(source),
-    ]
-    try:
-        result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=300)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        os.unlink(tmp)
-        print(
-            f"reliactl: cannot run the C compiler ({exc}): pure-Python cleanup walk",
-            file=sys.stderr,
-        )
-        return None
-    if result.returncode != 0:
-        os.unlink(tmp)
-        print(
-            f"reliactl: the C walk did not compile: pure-Python cleanup walk\n{result.stderr}",
-            file=sys.stderr,
-        )
-        return None
-    try:
-        os.chmod(tmp, 0o755)  # noqa: S103 - a shared object every user of the install loads
-        os.replace(tmp, target)  # atomic: a running process never loads a half-written file
-    except OSError as exc:
-        print(
-            f"reliactl: cannot install the C walk ({exc}): pure-Python cleanup walk",
-            file=sys.stderr,
-        )
-        return None
-    return target.relative_to(root).as_posix()
+    return _build(
+        Path(root),
+        cc,
+        source=SOURCE,
+        name=MODULE + (sysconfig.get_config_var("EXT_SUFFIX") or ".so"),
+        flags=("-fPIC", "-shared", f"-I{include}"),
+        macro="CWALK_SRC_SHA",  # the module says which source it was built from
+        what="the C walk",
+        fallback="pure-Python cleanup walk",
+        missing=None
+        if (Path(include) / "Python.h").is_file()
+        else f"no Python.h in {include} (or not Linux)",
+    )
 
 
 def build_shim(root: str | Path, cc: list[str] | None = None) -> str | None:
@@ -125,60 +67,80 @@ def build_shim(root: str | Path, cc: list[str] | None = None) -> str | None:
     older build is removed first in every case (reliactl also refuses one whose embedded
     source hash differs from the .c next to it).
     """
-    root = Path(root)
-    source = root / SHIM_SOURCE
-    target = root / "reliactl" / SHIM
+    return _build(
+        Path(root),
+        cc,
+        source=SHIM_SOURCE,
+        name=SHIM,
+        flags=(),
+        macro="CSHIM_SRC_SHA",
+        what="the C shim",
+        fallback="Python contain shim",
+        missing=None,
+    )
+
+
+def _build(
+    root: Path,
+    cc: list[str] | None,
+    *,
+    source: str,
+    name: str,
+    flags: tuple[str, ...],
+    macro: str,
+    what: str,
+    fallback: str,
+    missing: str | None,
+) -> str | None:
+    """Compile ``source`` to ``reliactl/NAME`` (the one build both C parts share): None, with
+    one line naming the ``fallback``, whenever it cannot."""
+
+    def without(why: str, detail: str = "") -> None:
+        print(f"reliactl: {why}: {fallback}{detail}", file=sys.stderr)
+
+    target = root / "reliactl" / name
+    # Whatever happens next, a build from older source must not stay behind: an editable
+    # install would go on using it (reliactl also refuses one whose source hash differs).
     try:
         target.unlink(missing_ok=True)
     except OSError as exc:
-        print(f"reliactl: cannot remove {target} ({exc}): Python contain shim", file=sys.stderr)
-        return None
+        return without(f"cannot remove {target} ({exc})")
     if os.environ.get("RELIACTL_BUILD_EXTENSION", "1") == "0":
-        print("reliactl: RELIACTL_BUILD_EXTENSION=0: not building the C shim", file=sys.stderr)
+        print(f"reliactl: RELIACTL_BUILD_EXTENSION=0: not building {what}", file=sys.stderr)
         return None
-    if not sys.platform.startswith("linux"):
-        print("reliactl: not Linux: Python contain shim", file=sys.stderr)
-        return None
+    if not sys.platform.startswith("linux") or missing is not None:
+        return without(missing or "not Linux")
     try:
-        digest = hashlib.sha256(source.read_bytes()).hexdigest()
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".build-")
+        digest = hashlib.sha256((root / source).read_bytes()).hexdigest()
+        fd, tmp = tempfile.mkstemp(suffix=Path(name).suffix, dir=target.parent, prefix=".build-")
         os.close(fd)
-    except OSError as exc:
-        print(
-            f"reliactl: cannot build in {target.parent} ({exc}): Python contain shim",
-            file=sys.stderr,
-        )
-        return None
+    except OSError as exc:  # an unwritable checkout: install without it
+        return without(f"cannot build in {target.parent} ({exc})")
     argv = [
         *(cc or compiler()),
         "-O2",
+        *flags,
         "-Wall",
         "-Wextra",
         "-Wno-missing-field-initializers",
-        f'-DCSHIM_SRC_SHA="{digest}"',
+        f'-D{macro}="{digest}"',
         "-o",
         tmp,
-        str(source),
+        str(root / source),
     ]
     try:
         result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=300)
     except (OSError, subprocess.TimeoutExpired) as exc:
         os.unlink(tmp)
-        print(f"reliactl: cannot run the C compiler ({exc}): Python contain shim", file=sys.stderr)
-        return None
+        return without(f"cannot run the C compiler ({exc})")
     if result.returncode != 0:
         os.unlink(tmp)
-        print(
-            f"reliactl: the C shim did not compile: Python contain shim\n{result.stderr}",
-            file=sys.stderr,
-        )
-        return None
+        return without(f"{what} did not compile", "\n" + result.stderr)
     try:
-        os.chmod(tmp, 0o755)  # noqa: S103 - an executable every user of the install runs
-        os.replace(tmp, target)  # atomic: a running reliactl never starts a half-written file
+        os.chmod(tmp, 0o755)  # noqa: S103 - a file every user of the install loads or runs
+        os.replace(tmp, target)  # atomic: a running process never uses a half-written file
     except OSError as exc:
-        print(f"reliactl: cannot install the C shim ({exc}): Python contain shim", file=sys.stderr)
-        return None
+        return without(f"cannot install {what} ({exc})")
     return target.relative_to(root).as_posix()
 
 

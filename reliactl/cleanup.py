@@ -1767,19 +1767,9 @@ def clean_root(
     closing = map(os.close, held)  # built before the try: see _open_held
     try:
         try:
-            shown = _open_root(target.path, held, force=force_root, home=home)
+            shown, missing = _open_root(target.path, held, force=force_root, home=home), False
         except FileNotFoundError:
-            shown = absolute_root(target.path)
-            walker = _Walker(
-                target,
-                shown,
-                dry_run=dry_run,
-                now=when,
-                age_by=age_by,
-                on_remove=on_remove,
-                on_progress=on_progress,
-            )
-            return walker.report(missing=True)
+            shown, missing = absolute_root(target.path), True
         walker = _Walker(
             target,
             shown,
@@ -1789,6 +1779,8 @@ def clean_root(
             on_remove=on_remove,
             on_progress=on_progress,
         )
+        if missing:
+            return walker.report(missing=True)
         walker.run(held[0])
         walker.apply_budget(held[0])
     finally:
