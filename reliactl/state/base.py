@@ -64,6 +64,10 @@ class BreakerEvent:
     host: str | None = None  # the host that recorded it (shared backends; None on SQLite)
 
 
+# ``update_with_events``' fn: the new record (None deletes it) and the events to record with it.
+EventUpdater = Callable[[Record | None], tuple[Record | None, Sequence[BreakerEvent]]]
+
+
 @dataclass(frozen=True)
 class RunRecord:
     """One `reliactl run` (after all its attempts), or one still running (ended_at None)."""

@@ -30,6 +30,7 @@ from reliactl.errors import StateError, StateUnavailableError
 from reliactl.hostname import hostname
 from reliactl.state.base import (
     BreakerEvent,
+    EventUpdater,
     HealthAggregate,
     HealthEvent,
     HealthPoint,
@@ -316,7 +317,7 @@ class FleetStore:
         self,
         kind: RecordKind,
         key: str,
-        fn: Callable[[Record | None], tuple[Record | None, Sequence[BreakerEvent]]],
+        fn: EventUpdater,
     ) -> Record | None:
         """``update`` whose ``fn`` also returns breaker events: on Redis they commit with the
         record (its outbox, see state/redis.py); while Redis is away the record is updated

@@ -53,6 +53,7 @@ from reliactl.state import _resp
 from reliactl.state.base import (
     RECORD_KINDS,
     BreakerEvent,
+    EventUpdater,
     HealthAggregate,
     HealthEvent,
     HealthPoint,
@@ -371,7 +372,7 @@ class RedisStateStore:
         self,
         kind: RecordKind,
         key: str,
-        fn: Callable[[Record | None], tuple[Record | None, Sequence[BreakerEvent]]],
+        fn: EventUpdater,
     ) -> Record | None:
         """``update`` whose ``fn`` also returns breaker events: they are pushed to the
         record's outbox in the record's own MULTI (both commit, or neither), then shipped to
@@ -399,7 +400,7 @@ class RedisStateStore:
         self,
         kind: RecordKind,
         key: str,
-        fn: Callable[[Record | None], tuple[Record | None, Sequence[BreakerEvent]]],
+        fn: EventUpdater,
     ) -> tuple[Record | None, tuple[list[bytes], bool] | None]:
         """WATCH/GET/fn/MULTI/EXEC until no other client changed the record meanwhile; the
         events of the last run of ``fn`` go to the outbox in the same MULTI. Returns the new

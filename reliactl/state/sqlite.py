@@ -31,6 +31,7 @@ from reliactl.errors import StateError
 from reliactl.hostname import hostname
 from reliactl.state.base import (
     BreakerEvent,
+    EventUpdater,
     HealthAggregate,
     HealthEvent,
     HealthPoint,
@@ -374,7 +375,7 @@ class SQLiteStateStore:
         self,
         kind: RecordKind,
         key: str,
-        fn: Callable[[Record | None], tuple[Record | None, Sequence[BreakerEvent]]],
+        fn: EventUpdater,
     ) -> Record | None:
         """``update`` whose ``fn`` also returns breaker events to record: they are inserted
         in the same transaction as the record, so across processes the event log follows

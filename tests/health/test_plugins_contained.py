@@ -49,6 +49,22 @@ def pids(tmp_path: Path) -> tuple[int, int]:
     return int(wait_file(tmp_path / "plugin.pid")), int(wait_file(tmp_path / "grand.pid"))
 
 
+def kill_9_and_check(proc: subprocess.Popen[bytes], tmp_path: Path) -> None:
+    """Once the plugin and its escaped grandchild run (their pid files), kill -9 ``proc``
+    (a reliactl process running them): both must be gone, and the plugin must have run under
+    the shim this test is for."""
+    try:
+        plugin, grand = pids(tmp_path)
+        assert shim_of(plugin) == ("python" if os.environ.get(CONTAIN_SHIM_ENV) == "0" else "c")
+        proc.kill()
+        proc.wait(60)
+        assert_gone(plugin, grand)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def assert_gone(*targets: int) -> None:
     """Every pid is gone (a zombie awaiting its reaper counts as gone) within the bound; a
     survivor is killed so it cannot outlive the test, and fails it."""
@@ -140,16 +156,7 @@ def kill9_while_the_plugin_runs(tmp_path: Path, *argv: str) -> None:
         env=env,
         preexec_fn=default_signals,
     )
-    try:
-        plugin, grand = pids(tmp_path)
-        assert shim_of(plugin) == ("python" if os.environ.get(CONTAIN_SHIM_ENV) == "0" else "c")
-        proc.kill()
-        proc.wait(60)
-        assert_gone(plugin, grand)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    kill_9_and_check(proc, tmp_path)
 
 
 def test_kill_9_of_health_kills_its_plugin_and_the_escaped_grandchild(tmp_path: Path) -> None:
@@ -275,16 +282,7 @@ def test_kill_9_of_reliactl_while_a_sink_runs_kills_it_and_its_grandchild(
         stderr=subprocess.DEVNULL,
         preexec_fn=default_signals,
     )
-    try:
-        plugin, grand = pids(tmp_path)
-        assert shim_of(plugin) == ("python" if os.environ.get(CONTAIN_SHIM_ENV) == "0" else "c")
-        proc.kill()
-        proc.wait(60)
-        assert_gone(plugin, grand)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    kill_9_and_check(proc, tmp_path)
 
 
 def test_a_check_plugins_background_process_is_still_killed(tmp_path: Path) -> None:
