@@ -571,13 +571,17 @@ class _Core:
             # an error of our own (bad arguments) does not.
             service = isinstance(outcome, self.transient)  # not_sent errors are among them
             self._finish_stats(success=False, service_failed=service)
-            if not isinstance(outcome, Exception):
-                raise outcome
-            if not isinstance(outcome, self.httpx.HTTPError):
+            if isinstance(outcome, self.httpx.HTTPError):
+                why = _describe(outcome)
+            elif isinstance(outcome, UnicodeError):
+                # The host's IDNA encoding (httpx's URL.host, or the stdlib codec under
+                # getaddrinfo): a bad URL, which httpx passes up untranslated.
+                why = f"the host name is not valid: {_describe(outcome)}"
+            else:
                 raise outcome
             tries = f" after {call.attempt} attempts" if call.attempt > 1 else ""
             raise HTTPError(
-                f"{call.method} {call.url}: {_describe(outcome)}{tries}",
+                f"{call.method} {call.url}: {why}{tries}",
                 method=call.method,
                 url=call.url,
                 attempts=call.attempt,

@@ -81,14 +81,10 @@ def check_template(template: str) -> str | None:
 
 
 def ping_url_problem(url: str) -> str | None:
-    """Why ``url`` cannot be pinged, or None (http/https with a host)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError as exc:
-        return f"not a URL ({exc})"
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
-        return "expected an http:// or https:// URL"
-    return None
+    """Why ``url`` cannot be pinged, or None: the one URL rule (``reliactl._urls``)."""
+    from reliactl._urls import url_problem
+
+    return url_problem(url)
 
 
 @dataclass(frozen=True)

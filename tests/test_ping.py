@@ -190,7 +190,8 @@ def test_bad_templates_and_urls_are_explained() -> None:
     problem = check_template("https://x/{nme}")
     assert problem is not None and "unknown placeholder {nme}" in problem
     assert check_template("https://x/{") is not None
-    assert check_template("ftp://x/") == "expected an http:// or https:// URL"
+    assert check_template("ftp://x/") == "expected an http:// or https:// URL, got ftp:"
+    assert "1 to 63" in (check_template("https://a..b/{name}") or "")
 
 
 def test_flags_over_job_settings_over_the_environment() -> None:

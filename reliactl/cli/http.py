@@ -224,6 +224,7 @@ def _run(  # noqa: C901 - one branch per output mode and exit rule of curl
     import json
     from urllib.parse import urlsplit
 
+    from reliactl._urls import url_problem
     from reliactl.http import host_key, redact_headers, redact_url
 
     url = require_text("URL", url, url=True)
@@ -235,14 +236,9 @@ def _run(  # noqa: C901 - one branch per output mode and exit rule of curl
     if not _METHOD.fullmatch(method):
         raise _usage(f"METHOD must be a word such as GET or POST, got {method[:20]!r}")
     method = method.upper()
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        parts.port  # noqa: B018 - raises ValueError for a port out of range
-    except ValueError:
-        raise _usage(f"URL is not valid: {redact_url(url)}") from None
-    if parts.scheme not in ("http", "https") or not host:
-        raise _usage(f"URL must start with http:// or https:// and name a host: {redact_url(url)}")
+    problem = url_problem(url)
+    if problem:
+        raise _usage(f"URL is not valid: {redact_url(url)}: {problem}")
     headers = _parse_headers(header)
     if retries is not None and max_retries_error(retries):
         raise _usage(f"--max-retries: {max_retries_error(retries)}")

@@ -660,8 +660,12 @@ def _health_problems(h: HealthMonitorConfig, origins: _Origins) -> list[ConfigPr
                         (*path, "target"), f"expected module:function, got {spec.target!r}"
                     )
                 )
-        if spec.kind == "http" and spec.url and not spec.url.startswith(("http://", "https://")):
-            problems.append(origins.problem((*path, "url"), "expected an http:// or https:// URL"))
+        if spec.kind == "http" and spec.url:
+            from reliactl._urls import url_problem
+
+            problem = url_problem(spec.url)
+            if problem:
+                problems.append(origins.problem((*path, "url"), problem))
     sinks: set[str] = set()
     for index, sink in enumerate(h.alerts):
         path = (*base, "alerts", index)
@@ -731,7 +735,9 @@ def sink_problems(sink: AlertSink) -> list[tuple[str, str]]:
             problems.append((key, f"does not apply to {kind} sinks"))
     if sink.url and sink.url != REDACTED and kind != "command":
         # (REDACTED: `config show` output stays loadable; it cannot be delivered to.)
-        problem = _url_problem(sink.url)
+        from reliactl._urls import url_problem
+
+        problem = url_problem(sink.url)
         if problem:
             problems.append(("url", problem))
     secret = _SINK_SECRET.get(kind)
@@ -757,22 +763,6 @@ def sink_problems(sink: AlertSink) -> list[tuple[str, str]]:
     if kind == "ntfy" and sink.topic not in ("", REDACTED) and not _fullmatch(_TOPIC, sink.topic):
         problems.append(("topic", "expected 1-64 letters, digits, - or _"))
     return problems
-
-
-def _url_problem(url: str) -> str | None:
-    from urllib.parse import urlsplit
-
-    if not url.lower().startswith(("http://", "https://")):
-        scheme = url.split(":", 1)[0] if ":" in url else url[:20]
-        return f"expected an http:// or https:// URL, got {scheme}:"
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises for a bad port
-    except ValueError:
-        return "expected an http:// or https:// URL, got a malformed one"
-    if not parts.hostname:
-        return "expected an http:// or https:// URL with a host"
-    return None
 
 
 def _looks_like_address(text: str) -> bool:

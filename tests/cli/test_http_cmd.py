@@ -145,8 +145,12 @@ def test_json_body_is_checked_and_typed(run_cli, server: FlakyServer) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("GET", "ftp://host/x"), "must start with http:// or https://"),
-        (("GET", "http:///nohost"), "must start with http:// or https://"),
+        (("GET", "ftp://host/x"), "expected an http:// or https:// URL, got ftp:"),
+        (("GET", "http:///nohost"), "expected an http:// or https:// URL with a host"),
+        (("GET", "http://a..b/"), "every dot-separated part needs 1 to 63"),
+        (("GET", "http://" + "a" * 64 + ".example/"), "every dot-separated part needs 1 to 63"),
+        (("GET", "http://xn--a/"), "is not valid punycode"),
+        (("GET", "http://caf\u00e9\u200d.example/"), "is not a valid international name"),
         (("GET", "http://h:99999/"), "URL is not valid"),
         (("GET", "http://[::1/"), "URL is not valid"),
         (("G T", "http://h/"), "METHOD must be a word"),
