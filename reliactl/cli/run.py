@@ -186,7 +186,13 @@ class RunOutput:
                 self._log_line_start[stream] = True
 
     def message(self, text: str) -> None:
-        """One of reliactl's own lines (always stamped) to stderr, and to the log."""
+        """One of reliactl's own lines (always stamped) to stderr, and to the log; C-escaped
+        (``cescape``) when it is not printable as a whole, as ``output._say``: it may quote a
+        lock's holder or a command."""
+        if not text.isprintable():
+            from reliactl.units import cescape
+
+            text = cescape(text)
         line = self._stamp() + b"reliactl: " + text.encode("utf-8", "replace") + b"\n"
         if self.log_fd is not None:
             _write_fd(

@@ -203,3 +203,23 @@ def test_cescape_takes_any_lone_surrogate() -> None:
     UTF-8-ish bytes, not a crash (the old cescape raised UnicodeEncodeError)."""
     assert cescape("a\ud800b") == "a\\xed\\xa0\\x80b"
     assert cescape("\udcff") == "\\xff"
+
+
+def test_config_show_quotes_a_hostile_key(tmp_path: Path) -> None:
+    """A request header named with ESC and a newline (a mapping key `config show` used to
+    print raw, so the file could draw a fake line into the effective configuration): shown
+    as a quoted YAML string, on its line, with its value and source."""
+    (tmp_path / "reliactl.yaml").write_text(
+        "health_monitor:\n"
+        "  system_checks: []\n"
+        "  checks:\n"
+        "    - name: web\n"
+        "      kind: http\n"
+        "      url: http://127.0.0.1:1/\n"
+        "      headers:\n"
+        '        "X-Evil\\e[2J\\nfake: 1": "v\\e]0;t\\a"\n'
+    )
+    shown = _safe(_cli("config", "show", cwd=tmp_path).stdout)
+    [line] = [line for line in shown.splitlines() if "X-Evil" in line]
+    assert line.strip().startswith('"X-Evil\\u001b[2J\\nfake: 1": ')
+    assert not any(line.strip().startswith("fake") for line in shown.splitlines())
