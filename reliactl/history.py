@@ -26,6 +26,7 @@ from reliactl.state.base import (
     aggregate_points,
     worst_status,
 )
+from reliactl.units import cescape
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
@@ -223,12 +224,13 @@ def chart(
     cols = max(10, width - label_w - 1)
     series = _series(check)
     unit = check.get("unit") or ""
-    head = f"{check['name']}" + (f" ({unit})" if unit else "")
+    # stored text (a check's name, its thresholds) is C-escaped: one line, no terminal escapes
+    head = cescape(f"{check['name']}" + (f" ({unit})" if unit else ""))
     if check.get("status"):
-        head += f"  now {check['status']}"
+        head += f"  now {cescape(str(check['status']))}"
     for word, key in (("warn", "warn"), ("crit", "critical")):
         if check.get(key):
-            head += f"  {word} {check[key]}"
+            head += f"  {word} {cescape(str(check[key]))}"
     if not series:
         return f"{head}\n  no history since {_iso(since)}"
     span = max(1.0, now - since)
@@ -293,8 +295,9 @@ def events_text(document: dict[str, Any], limit: int = 20) -> str:
         return "no status changes"
     lines = ["status changes (newest first):"]
     for e in events[:limit]:
-        before = e["from"] or "(first run)"
-        lines.append(f"  {e['at']}  {e['check']}: {before} -> {e['to']}  {e['message']}"[:200])
+        before = cescape(e["from"]) if e["from"] else "(first run)"
+        what = f"{cescape(e['check'])}: {before} -> {cescape(e['to'])}  {cescape(e['message'])}"
+        lines.append(f"  {e['at']}  {what}"[:200])
     if len(events) > limit:
         lines.append(f"  ... and {len(events) - limit} more (--json has them all)")
     return "\n".join(lines)

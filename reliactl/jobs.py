@@ -47,6 +47,7 @@ from reliactl.errors import (
 )
 from reliactl.hostname import hostname
 from reliactl.redact import redact_argv
+from reliactl.units import cescape
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
@@ -258,8 +259,14 @@ EventCallback = Callable[["RunEvent"], None]
 
 
 def _printable(text: str) -> str:
-    """Arguments that are not UTF-8 (surrogate escapes) are shown, stored and logged escaped."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    """Arguments that are not UTF-8 (surrogate escapes) are shown, stored and logged escaped:
+    each undecodable byte as ``\\xff``, as ``units.cescape`` and ``--json`` write it (the one
+    rule, DESIGN.md section 2); the rest of the text unchanged (its renderer escapes it)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "".join(cescape(c) if "\ud800" <= c <= "\udfff" else c for c in text)
+    return text
 
 
 def _one_line(text: str, limit: int = 300) -> str:

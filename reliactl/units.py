@@ -1,4 +1,5 @@
-"""Durations and sizes in a short human form ("1m30s", "1.5KiB"); imports nothing.
+"""Durations and sizes in a short human form ("1m30s", "1.5KiB"), and foreign text as one safe
+printable line (``cescape``); imports nothing.
 
 The bottom of the ground floor: ``errors`` words its messages with it, ``durations`` (which
 raises ``errors.DurationError``) re-exports both, so the two never import each other.
@@ -8,7 +9,13 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["format_duration", "format_seconds_short", "format_size", "format_size_short"]
+__all__ = [
+    "cescape",
+    "format_duration",
+    "format_seconds_short",
+    "format_size",
+    "format_size_short",
+]
 
 
 def format_duration(seconds: float) -> str:
@@ -81,3 +88,35 @@ def _half_up(value: float, digits: int = 0) -> float:
     """
     scale = 10.0**digits
     return math.floor(value * scale + 0.5) / scale
+
+
+_C_ESCAPES = {"\\": "\\\\", "\a": "\\a", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\v": "\\v"}
+_C_ESCAPES.update({"\f": "\\f", "\r": "\\r"})
+
+
+def cescape(text: str) -> str:
+    r"""``text`` (a path, a command line, a check's message: any stored or foreign text) as one
+    safe line: unchanged unless it needs escaping, else C-style as systemd's ``cescape``:
+    ``\\`` for a backslash, ``\n``, ``\t``, ``\r`` (and ``\a``, ``\b``, ``\v``, ``\f``)
+    for those controls, and ``\xHH`` for each UTF-8 byte of any other character that is not
+    printable (controls such as ESC, DEL and C1, line and paragraph separators, bidi and
+    other format characters, a byte that was not UTF-8, i.e. a ``surrogateescape`` code
+    point, which is its own byte). Printable non-ASCII text stays as it is. Reversible (read
+    the escapes as bytes, then the bytes as the text), and the text can never start a second
+    line or send a terminal escape sequence. The one owner (DESIGN.md section 2): every
+    human-readable renderer, and ``--json`` for text that is not valid Unicode."""
+    if text.isprintable() and "\\" not in text:
+        return text
+    out = []
+    for char in text:
+        if char in _C_ESCAPES:
+            out.append(_C_ESCAPES[char])
+        elif char.isprintable():
+            out.append(char)
+        else:
+            try:
+                raw = char.encode("utf-8", "surrogateescape")
+            except UnicodeEncodeError:  # a lone surrogate that is no escaped byte
+                raw = char.encode("utf-8", "surrogatepass")
+            out.extend(f"\\x{b:02x}" for b in raw)
+    return "".join(out)

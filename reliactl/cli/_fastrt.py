@@ -72,14 +72,9 @@ def require_text(what: str, value: str, *, empty: bool = False, url: bool = Fals
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        shown = "".join(  # one line: an undecodable byte as \xff, a control as \n
-            f"\\x{ord(c) - 0xDC00:02x}"
-            if 0xDC80 <= ord(c) <= 0xDCFF
-            else c
-            if c.isprintable()
-            else repr(c)[1:-1]
-            for c in value
-        )
+        from reliactl.units import cescape
+
+        shown = cescape(value)  # one line: an undecodable byte as \xff, a control as \n
         if url:
             from reliactl.redact import redact_url
 

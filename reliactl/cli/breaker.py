@@ -12,6 +12,7 @@ from reliactl.cli.context import app_context
 from reliactl.cli.exitcodes import ExitCode
 from reliactl.cli.output import (
     TIMES_JSON_VERSION,
+    cescape,
     emit_json,
     emit_text,
     info,
@@ -226,10 +227,11 @@ def _show_text(snap: BreakerSnapshot, events: list[Any]) -> str:
     from reliactl.durations import format_duration
 
     state = snap.state.value + (" (tripped by hand)" if snap.forced else "")
-    lines = [f"breaker {snap.name}: {state}"]
+    # stored text (the name, a failure's message, a host) is C-escaped: one line, no escapes
+    lines = [f"breaker {cescape(snap.name)}: {state}"]
 
     def row(label: str, value: Any) -> None:
-        lines.append(f"  {label:<22}{value}")
+        lines.append(f"  {label:<22}{cescape(str(value))}")
 
     row("since", _stamp(snap.since))
     row("consecutive failures", snap.consecutive_failures)
@@ -256,8 +258,9 @@ def _show_text(snap: BreakerSnapshot, events: list[Any]) -> str:
     if events:
         lines.append("recent transitions (newest first):")
         for e in events:
-            host = f"  on {e.host}" if e.host else ""
-            lines.append(f"  {_stamp(e.at)}  {e.from_state} -> {e.to_state}: {e.reason}{host}")
+            host = f"  on {cescape(e.host)}" if e.host else ""
+            change = f"{e.from_state} -> {e.to_state}: {e.reason}"
+            lines.append(f"  {_stamp(e.at)}  {cescape(change)}{host}")
     else:
         lines.append("no transitions recorded")
     return "\n".join(lines)

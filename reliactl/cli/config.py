@@ -7,7 +7,14 @@ import sys
 
 from reliactl.cli.context import app_context
 from reliactl.cli.exitcodes import ExitCode
-from reliactl.cli.output import emit_json, emit_text, info, report_error, reports_errors
+from reliactl.cli.output import (
+    cescape,
+    emit_json,
+    emit_text,
+    info,
+    report_error,
+    reports_errors,
+)
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
@@ -91,7 +98,7 @@ def validate(
             {"valid": True, "file": str(loaded.path) if loaded.path else None, "problems": []}
         )
     else:
-        emit_text(f"valid: {where}")
+        emit_text(f"valid: {cescape(where)}")
 
 
 @reports_errors
@@ -122,7 +129,7 @@ def show(
             }
         )
         return
-    header = f"# effective configuration; file: {loaded.path or 'none (defaults)'}"
+    header = f"# effective configuration; file: {cescape(str(loaded.path or 'none (defaults)'))}"
     emit_text(header + "\n" + render_yaml(plain, loaded.sources if sources else {}))
 
 
@@ -150,11 +157,12 @@ def render_yaml(plain: dict[str, Any], sources: dict[str, str]) -> str:
 
     def emit(value: Any, path: str, indent: str, key_prefix: str) -> None:
         source = sources.get(path)
-        comment = f"  # {source}" if source else ""
+        comment = f"  # {cescape(source)}" if source else ""
         if isinstance(value, dict) and value:
             lines.append(f"{indent}{key_prefix}{comment}".rstrip() if key_prefix else "")
             for key, item in value.items():
-                emit(item, f"{path}.{key}" if path else str(key), indent + "  ", f"{key}:")
+                name = _yaml_key(key)
+                emit(item, f"{path}.{key}" if path else str(key), indent + "  ", f"{name}:")
         elif isinstance(value, list) and value:
             lines.append(f"{indent}{key_prefix}{comment}")
             for index, item in enumerate(value):
@@ -162,7 +170,8 @@ def render_yaml(plain: dict[str, Any], sources: dict[str, str]) -> str:
                     first = True
                     for key, sub in item.items():
                         prefix = "- " if first else "  "
-                        emit(sub, f"{path}[{index}].{key}", indent + "  " + prefix, f"{key}:")
+                        where = f"{path}[{index}].{key}"
+                        emit(sub, where, indent + "  " + prefix, f"{_yaml_key(key)}:")
                         first = False
                 else:
                     lines.append(f"{indent}  - {scalar_yaml(item)}")
@@ -173,9 +182,18 @@ def render_yaml(plain: dict[str, Any], sources: dict[str, str]) -> str:
     for section, body in plain.items():
         lines.append(f"{section}:")
         for key, value in body.items():
-            emit(value, f"{section}.{key}", "  ", f"{key}:")
+            emit(value, f"{section}.{key}", "  ", f"{_yaml_key(key)}:")
     # A nested list item's indentation contains "- "; normalise "  - " prefixes of continuations.
     return "\n".join(line.replace("- - ", "- ") for line in lines if line != "")
+
+
+def _yaml_key(key: Any) -> str:
+    """A mapping key as ``config show`` writes it: as it is, or (a key that is not one
+    printable line, e.g. a check named with a newline or ESC) a quoted YAML string."""
+    from reliactl.config import scalar_yaml
+
+    text = str(key)
+    return text if text.isprintable() else scalar_yaml(text)
 
 
 def init(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from reliactl.cli.context import app_context
 from reliactl.cli.exitcodes import ExitCode
-from reliactl.cli.output import color_enabled, emit_json, emit_text
+from reliactl.cli.output import cescape, color_enabled, emit_json, emit_text
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
@@ -59,8 +59,9 @@ def doctor(
                 mark = f"\x1b[{code}m{mark:<4}\x1b[0m"
             else:
                 mark = f"{mark:<4}"
-            lines.append(f"{mark}  {f.check:<{width}}  {f.message}")
+            # a finding quotes foreign text (paths, a server's answer): C-escaped, one line
+            lines.append(f"{mark}  {f.check:<{width}}  {cescape(f.message)}")
             if f.fix and f.status != "ok":
-                lines.append(f"      {'':<{width}}  fix: {f.fix}")
+                lines.append(f"      {'':<{width}}  fix: {cescape(f.fix)}")
         emit_text("\n".join(lines))
     raise SystemExit(ExitCode.FAILURE if report.failed else ExitCode.OK)

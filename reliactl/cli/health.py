@@ -551,7 +551,7 @@ def _render(
     healed: Sequence[Remediation] = (),
     notes: dict[str, Any] | None = None,
 ) -> None:
-    from reliactl.cli.output import emit_json, emit_text
+    from reliactl.cli.output import cescape, emit_json, emit_text, strict_json
 
     if out_format == "discord":
         import json
@@ -560,7 +560,7 @@ def _render(
         from reliactl.hostname import hostname
 
         embed = discord_embed(report, detailed=detailed, breakers=breakers, host=hostname())
-        emit_text(json.dumps(embed, indent=2, ensure_ascii=False))
+        emit_text(strict_json(embed, lambda d: json.dumps(d, indent=2, ensure_ascii=False)))
         return
     if out_format == "json":
         # --watch: JSON Lines, one compact document per round (DESIGN.md section 2)
@@ -578,7 +578,7 @@ def _render(
         return
     _render_table(report, detailed, notes or {})
     for result in healed:
-        emit_text(f"remediation: {result.describe()}")
+        emit_text(f"remediation: {cescape(result.describe())}")
     if watch:
         stamp = time.strftime("%H:%M:%S", time.localtime(report.checked_at))
         emit_text(f"(checked at {stamp}; Ctrl-C to stop)")

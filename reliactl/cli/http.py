@@ -11,7 +11,7 @@ from reliactl._settings import max_retries_error
 from reliactl.cli._fastrt import require_text, usage
 from reliactl.cli.context import app_context
 from reliactl.cli.exitcodes import ExitCode
-from reliactl.cli.output import error, info, reports_errors
+from reliactl.cli.output import cescape, error, info, reports_errors
 
 if TYPE_CHECKING:
     import typer
@@ -292,7 +292,8 @@ def _run(  # noqa: C901 - one branch per output mode and exit rule of curl
         def show_response(response: Any) -> None:
             lines = [f"< {response.http_version} {response.status_code} {response.reason_phrase}"]
             lines += [f"< {k}: {v}" for k, v in redact_headers(_raw(response.headers))]
-            sys.stderr.write("\n".join(lines) + "\n<\n")
+            # a server's reason phrase and headers are foreign: C-escaped, one line each
+            sys.stderr.write("\n".join(map(cescape, lines)) + "\n<\n")
             sys.stderr.flush()
 
         hooks = {"request": [show_request], "response": [show_response]}

@@ -87,7 +87,15 @@ def jobs(
     import time
 
     from reliactl.cli.context import app_context
-    from reliactl.cli.output import emit_json, error, report_error, table, utc_stamp
+    from reliactl.cli.output import (
+        cescape,
+        emit_json,
+        emit_text,
+        error,
+        report_error,
+        table,
+        utc_stamp,
+    )
     from reliactl.errors import ReliactlError
     from reliactl.schedule import job_statuses
 
@@ -131,9 +139,9 @@ def jobs(
         table([*columns, "failures"], rows)
         for s in statuses:
             if s.status != "OK" or name is not None:
-                print(f"{s.name}: {s.message}")
+                emit_text(cescape(f"{s.name}: {s.message}"))  # stored text: one safe line
         if recent:
-            print()
+            emit_text("")
             table(
                 ["id", "started", "exit", "outcome", "host"],
                 [

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from reliactl.errors import ConfigError, ReliactlError
+from reliactl.units import cescape as cescape  # noqa: PLC0414 (the ground floor owns it)
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
@@ -71,7 +72,13 @@ def info(message: str) -> None:
 
 def _say(line: str) -> None:
     """One of reliactl's own lines on stderr, best effort: a full disk or a closed stderr must
-    never turn into a traceback or a different exit code (the job's code matters more)."""
+    never turn into a traceback or a different exit code (the job's code matters more).
+
+    A message quotes foreign text (a lock's holder, a breaker's name, a path, an error from
+    elsewhere): a line that is not printable as a whole is C-escaped (``cescape``), so it stays
+    one line and never sends a terminal escape sequence."""
+    if not line.isprintable():
+        line = cescape(line)
     try:
         print(line, file=sys.stderr, flush=True)
     except (OSError, ValueError, AttributeError):
@@ -122,13 +129,50 @@ def emit_json(document: dict[str, Any], *, version: int = JSON_VERSION, line: bo
     """One JSON document on stdout, with the "version" field first; with ``line`` compact on
     one line, one of a stream of them (JSON Lines: `health --watch --json`, one per round)."""
     doc = {"version": version, **document}
-    if line:
-        import json
-
-        sys.stdout.write(json.dumps(doc, default=str, separators=(",", ":")) + "\n")
-    else:
-        sys.stdout.write(dumps_indented(doc) + "\n")
+    sys.stdout.write(strict_json(doc, _dumps_line if line else dumps_indented) + "\n")
     sys.stdout.flush()
+
+
+def _dumps_line(document: Any) -> str:
+    import json
+
+    return json.dumps(document, default=str, separators=(",", ":"))
+
+
+def strict_json(document: Any, dumps: Callable[[Any], str]) -> str:
+    r"""``dumps(document)``, made valid UTF-8 JSON that strict parsers (Go, serde_json) accept:
+    the one rule for every JSON reliactl writes (DESIGN.md section 2). A string that is not
+    valid Unicode (a file name, argv word or lock path holding a byte that is not UTF-8,
+    which Python carries as a lone ``surrogateescape`` code point and json writes as a lone
+    ``\udcff``) is written as its ``cescape``, as the plain output shows it: ``\xff`` (four
+    characters) for the byte, backslashes doubled. Valid text is untouched, and the check
+    costs one substring search of the output unless it holds a ``\ud...`` escape."""
+    text = dumps(document)
+    if "\\ud" in text or (not text.isascii() and not _is_unicode(text)):
+        text = dumps(_valid_unicode(document))
+    return text
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _valid_unicode(value: Any) -> Any:
+    """``value`` with every string that holds a lone surrogate (keys included) C-escaped, and
+    anything json would write through ``str`` (``default=str``) turned to that text first."""
+    if isinstance(value, str):
+        return value if _is_unicode(value) else cescape(str.__str__(value))
+    if value is None or isinstance(value, (int, float)):
+        return value
+    if isinstance(value, dict):
+        return {_valid_unicode(k): _valid_unicode(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_valid_unicode(item) for item in value]
+    return _valid_unicode(str(value))
 
 
 def dumps_indented(document: Any) -> str:
@@ -245,31 +289,6 @@ def _encode(value: Any, out: list[str], newline: str) -> None:
         _encode(str(value), out, newline)
 
 
-_C_ESCAPES = {"\\": "\\\\", "\a": "\\a", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\v": "\\v"}
-_C_ESCAPES.update({"\f": "\\f", "\r": "\\r"})
-
-
-def cescape(text: str) -> str:
-    r"""``text`` (a path) as one safe line: unchanged unless it needs escaping, else C-style
-    as systemd's ``cescape``: ``\\`` for a backslash, ``\n``, ``\t``, ``\r`` (and ``\a``,
-    ``\b``, ``\v``, ``\f``) for those controls, and ``\xHH`` for each UTF-8 byte of any other
-    character that is not printable (controls such as ESC, DEL and C1, bidi and other format
-    characters, a byte that was not UTF-8). Printable non-ASCII text stays as it is.
-    Reversible (read the escapes as bytes, then the bytes as the file name), and a name can
-    never start a second line or send a terminal escape sequence."""
-    if text.isprintable() and "\\" not in text:
-        return text
-    out = []
-    for char in text:
-        if char in _C_ESCAPES:
-            out.append(_C_ESCAPES[char])
-        elif char.isprintable():
-            out.append(char)
-        else:
-            out.extend(f"\\x{b:02x}" for b in char.encode("utf-8", "surrogateescape"))
-    return "".join(out)
-
-
 def emit_text(text: str) -> None:
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
     sys.stdout.flush()
@@ -318,22 +337,24 @@ def table(
                     tbl.add_column(column, overflow="fold", ratio=1)
                 else:
                     tbl.add_column(column, no_wrap=True)
+        from rich.text import Text
+
         for index, row in enumerate(rows):
             cells = []
             for col, cell in enumerate(row):
                 style = styles[index][col] if styles and styles[index] else None
-                text = "" if cell is None else str(cell)
-                cells.append(f"[{style}]{_escape(text)}[/{style}]" if style else _escape(text))
+                # Text, not a markup string: a cell is never read as rich markup or :emoji:
+                cells.append(Text(_cell(cell), style=style or ""))
             tbl.add_row(*cells)
         console().print(tbl)
         return
     emit_text(plain_table(columns, rows))
 
 
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
+def _cell(value: Any) -> str:
+    """A table cell as text: C-escaped (``cescape``), so that a stored command, a check's
+    message or a host name never starts a line, moves the cursor or clears the screen."""
+    return "" if value is None else cescape(str(value))
 
 
 RICH_MAX_ROWS = 200  # a bigger terminal table is laid out plainly (see table())
@@ -350,7 +371,7 @@ def plain_table(
 ) -> str:
     """Aligned columns, two spaces apart; with ``styles`` (rich style names per cell) the
     styled cells are wrapped in ANSI color codes, the alignment counted without them."""
-    cells = [[str(c) for c in columns]] + [["" if c is None else str(c) for c in r] for r in rows]
+    cells = [[str(c) for c in columns]] + [[_cell(c) for c in r] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
     if not styles:
         lines = [
@@ -381,13 +402,9 @@ def report_error(exc: ReliactlError) -> int:
 
     if isinstance(exc, ConfigError):
         for problem in exc.problems:
-            print(f"{PROG}: {problem}", file=sys.stderr)
-        print(
-            f"{PROG}: configuration invalid ({len(exc.problems)} problem"
-            f"{'s' if len(exc.problems) != 1 else ''})",
-            file=sys.stderr,
-            flush=True,
-        )
+            _say(f"{PROG}: {problem}")
+        count = len(exc.problems)
+        _say(f"{PROG}: configuration invalid ({count} problem{'s' if count != 1 else ''})")
     else:
         error(str(exc))
     return exit_code_for(exc)

@@ -186,7 +186,13 @@ class RunOutput:
                 self._log_line_start[stream] = True
 
     def message(self, text: str) -> None:
-        """One of reliactl's own lines (always stamped) to stderr, and to the log."""
+        """One of reliactl's own lines (always stamped) to stderr, and to the log; C-escaped
+        (``cescape``) when it is not printable as a whole, as ``output._say``: it may quote a
+        lock's holder or a command."""
+        if not text.isprintable():
+            from reliactl.units import cescape
+
+            text = cescape(text)
         line = self._stamp() + b"reliactl: " + text.encode("utf-8", "replace") + b"\n"
         if self.log_fd is not None:
             _write_fd(
@@ -320,7 +326,7 @@ def _log_not_own(path: str, reason: str) -> SystemExit:
 
 
 def _write_json_report(path: str, result: RunResult | None, extra: dict[str, Any]) -> None:
-    from reliactl.cli.output import JSON_VERSION, warn
+    from reliactl.cli.output import JSON_VERSION, strict_json, warn
 
     doc = {"version": JSON_VERSION, **(result.to_dict() if result else {}), **extra}
     tmp = f"{path}.tmp.{os.getpid()}"
@@ -329,8 +335,7 @@ def _write_json_report(path: str, result: RunResult | None, extra: dict[str, Any
             tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
         )
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, indent=2, default=str)
-            fh.write("\n")
+            fh.write(strict_json(doc, lambda d: json.dumps(d, indent=2, default=str)) + "\n")
         os.replace(tmp, path)
     except OSError as exc:
         warn(f"--json-report: cannot write {path}: {exc.strerror}")

@@ -13,6 +13,7 @@ from typing import Any
 
 from reliactl.health.model import HealthMetric, HealthReport, PerfData, one_line
 from reliactl.ranges import _fmt
+from reliactl.units import cescape
 
 PROM_PREFIX = "reliactl_health"
 
@@ -20,7 +21,8 @@ PROM_PREFIX = "reliactl_health"
 def nagios(report: HealthReport) -> str:
     """One line: ``STATUS: message | 'label'=value[UOM];warn;crit;min;max ...``.
 
-    The status text never holds a line break or ``|``, so it is always the first line and
+    The status text never holds a line break, a control character or ``|`` (a check's text is
+    C-escaped, ``units.cescape``; ``|`` becomes ``/``), so it is always the first line and
     the perfdata starts at the only ``|``; each datum follows the plugin guidelines
     (PerfData.nagios).
     """
@@ -35,7 +37,9 @@ def nagios(report: HealthReport) -> str:
     else:
         count = len(report.metrics)
         text = f"{count} check{'s' if count != 1 else ''} OK"
-    text = one_line(text).replace("|", "/")
+    # a check's name and message are foreign text: C-escaped (a newline is the two characters
+    # \n), so the status stays the first line and the perfdata starts at the only "|"
+    text = cescape(text).replace("|", "/")
     perf = " ".join(p.nagios() for m in report.metrics.values() for p in m.perfdata)
     line = f"{report.overall_status.value}: {text}"
     return f"{line} | {perf}" if perf else line

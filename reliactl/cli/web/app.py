@@ -28,6 +28,7 @@ from starlette.routing import Route
 from reliactl.cli.web.core import NOTES_MAX_AGE, Service
 from reliactl.cli.web.metrics import ReliactlCollector, exposition
 from reliactl.redact import redact_url, redact_urls_in
+from reliactl.units import cescape
 
 STATIC = {
     "index.html": "text/html; charset=utf-8",
@@ -46,9 +47,12 @@ METRICS_MAX_AGE = 1.0  # seconds a /metrics body is shared by the scrapes that f
 
 def _json_body(doc: dict[str, Any]) -> bytes:
     """A document as the CLI's --json prints it (emit_json): "version" first."""
-    from reliactl.cli.output import JSON_VERSION
+    from reliactl.cli.output import JSON_VERSION, strict_json
 
-    body = json.dumps({"version": JSON_VERSION, **doc}, indent=2, allow_nan=False, default=str)
+    body = strict_json(
+        {"version": JSON_VERSION, **doc},
+        lambda d: json.dumps(d, indent=2, allow_nan=False, default=str),
+    )
     return (body + "\n").encode()
 
 
@@ -81,7 +85,8 @@ def access_log(request: Request, status: int, started: float, json_logs: bool) -
             }
         )
     else:
-        line = f"{stamp} {client} {request.method} {path} {status} {took:.1f}ms"
+        # the path is the client's (percent-decoded): C-escaped, one line, no terminal escapes
+        line = f"{stamp} {client} {request.method} {cescape(path)} {status} {took:.1f}ms"
     try:
         print(line, file=sys.stderr, flush=True)
     except (OSError, ValueError):
@@ -213,7 +218,11 @@ def build_app(service: Service, *, json_logs: bool = False, loop_rounds: bool = 
             try:
                 await asyncio.to_thread(service.round)
             except Exception as exc:  # a round never kills serve
-                print(f"reliactl serve: check round failed: {exc}", file=sys.stderr, flush=True)
+                print(
+                    f"reliactl serve: check round failed: {cescape(str(exc))}",
+                    file=sys.stderr,
+                    flush=True,
+                )
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), service.interval)
 
