@@ -40,8 +40,9 @@ The process model (coreutils timeout(1) semantics, plus what timeout cannot prom
   drained with a deadline, never waited on for EOF. A sink whose reader went away (its
   ``write`` raises ``BrokenPipeError``: reliactl's own stdout or stderr got EPIPE) makes the
   loop close its read end of that pipe, so the command gets SIGPIPE/EPIPE at its next write,
-  as in a shell pipeline (``yes | ts | head -1``); any other write failure is the sink's to
-  swallow (the job runs on).
+  as in a shell pipeline (``yes | ts | head -1``), and no retry follows (nor when the command
+  inherits a reliactl stdout/stderr pipe whose reader is gone); any other write failure is
+  the sink's to swallow (the job runs on).
 - Signals reach the loop through ``signal.set_wakeup_fd``; a signal during a lock wait or a
   backoff sleep ends it at once. Signals ignored when reliactl started stay ignored, are not
   forwarded, and stay ignored in the command; SIGPIPE, SIGXFSZ and SIGCHLD are reset to their
@@ -1897,6 +1898,7 @@ class Runner:
         self._lock = None
         self._lock_lost = None
         self._env = opts.env
+        self._gone = None
 
         def stopped_by(sig: int) -> RunResult:
             if sig == signal.SIGALRM:  # as timeout(1): SIGALRM means "time out now"
@@ -2018,6 +2020,13 @@ class Runner:
                         )
                     if isinstance(decision, GiveUp):
                         return result(attempt.exit_code, final)
+                    gone = self._gone_reader()
+                    if gone is not None:  # every later attempt would die at its first write
+                        why = f"not retrying: {gone}'s reader went away (broken pipe)"
+                        self.on_event(
+                            RunEvent("give_up", why, attempt=number, exit_code=attempt.exit_code)
+                        )
+                        return result(attempt.exit_code, final, message=why)
                     delay = decision.delay
                     capped = self._within_max_elapsed(delay, first_started, attempt)
                     if capped is None:
@@ -2058,6 +2067,20 @@ class Runner:
 
     _signals_seen: int | None = None
     _why: str | None = None  # what the last limit said
+    _gone: int | None = None  # the stream (1/2) whose reader went away, as the sink said
+
+    def _gone_reader(self) -> str | None:
+        """ "stdout"/"stderr" when that stream's reader went away (EPIPE), so a retry could
+        only die at its first write, as the next command of a shell pipeline would not be
+        run either: the sink said so (``BrokenPipeError``), or, when the command inherits
+        reliactl's own descriptors, they are pipes without a reader (poll's POLLERR)."""
+        if self._gone is not None:
+            return "stdout" if self._gone == 1 else "stderr"
+        if self.output is None:
+            for fd, name in ((1, "stdout"), (2, "stderr")):
+                if _pipe_without_reader(fd):
+                    return name
+        return None
 
     def _within_max_elapsed(
         self, delay: float, first_started: float, attempt: Attempt
@@ -2629,7 +2652,9 @@ class Runner:
             self.output.write(state.pipes[fd], data)
         except BrokenPipeError:
             # Whoever read this stream went away: close our end, so the command's next write
-            # gets SIGPIPE/EPIPE as it would in a shell pipeline, instead of running on.
+            # gets SIGPIPE/EPIPE as it would in a shell pipeline, instead of running on (and
+            # no retry follows: Runner._gone_reader).
+            self._gone = state.pipes[fd]
             del state.pipes[fd]
             os.close(fd)
             return False
@@ -2923,6 +2948,21 @@ def _readable(fds: Sequence[int], timeout: float | None) -> list[int]:
         poller.register(fd, select.POLLIN | select.POLLPRI)
     wait_ms = None if timeout is None else min(2**31 - 1, max(0, int(timeout * 1000 + 0.999)))
     return [fd for fd, _ in poller.poll(wait_ms)]
+
+
+def _pipe_without_reader(fd: int) -> bool:
+    """Whether ``fd`` is a pipe (FIFO) whose read end is closed everywhere: Linux's pipe_poll
+    reports POLLERR to a writer then. Looks without writing (a write would raise SIGPIPE)."""
+    import stat
+
+    try:
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return False
+    except OSError:
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poller.poll(0))
 
 
 def _read_all(fd: int) -> bytes:
