@@ -99,6 +99,10 @@ def test_yes_piped_to_head_ends_with_sigpipe(flags: list[str], tmp_path: Path) -
     assert first.endswith(b"y\n")
     assert code == SIGPIPE_EXIT, err.decode(errors="replace")
     assert b"failed by SIGPIPE" in err
+    # Every path relaying the output says so once (--max-output and a ping's tail said
+    # nothing); without relaying the job met the closed pipe itself, and reliactl did not.
+    note = b"stdout was closed by its reader (Broken pipe); the command's stdout is closed too"
+    assert err.count(note) == (1 if flags else 0), err.decode(errors="replace")
     if "--log-file" in flags:
         text = log.read_bytes()
         assert b"[out] y\n" in text
@@ -131,13 +135,22 @@ def test_quiet_success_holds_at_most_64_mib() -> None:
 
 
 @pytest.mark.parametrize(
-    "flags", [["--max-output", "1G"], ["--log-file", "{log}"]], ids=["max-output", "log-file"]
+    "flags",
+    [
+        ["--max-output", "1G"],
+        ["--log-file", "{log}"],
+        ["--timestamps"],
+        ["--ping", "http://127.0.0.1:9/check"],
+    ],
+    ids=["max-output", "log-file", "timestamps", "ping-tail"],
 )
 def test_a_full_disk_is_not_a_gone_reader_and_the_job_runs_on(
     flags: list[str], tmp_path: Path
 ) -> None:
     """stdout on /dev/full (ENOSPC): only EPIPE closes the job's pipe; here the job still
-    runs to its end and its own exit code (3) comes back, as issue 13 promised."""
+    runs to its end and its own exit code (3) comes back, as issue 13 promised, and every
+    path relaying the output says once why it is dropped (--max-output and a ping's tail
+    were silent)."""
     marker = tmp_path / "ran"
     script = f"echo one; echo two; echo ran > {marker}; exit 3"
     args = [flag.format(log=tmp_path / "job.log") for flag in flags]
@@ -153,6 +166,8 @@ def test_a_full_disk_is_not_a_gone_reader_and_the_job_runs_on(
         )
     assert result.returncode == 3, result.stderr
     assert marker.read_text() == "ran\n"
+    note = b"cannot write to stdout (No space left on device); what would go there is dropped"
+    assert result.stderr.count(note) == 1, result.stderr.decode(errors="replace")
 
 
 def test_no_retry_once_the_sinks_reader_went_away() -> None:
