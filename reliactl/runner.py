@@ -1619,7 +1619,8 @@ class Contained:
         """Write more of its stdin; True once all is written (or it closed its end) and our
         end is closed."""
         try:
-            self._sent += os.write(self._in_w, self._stdin[self._sent : self._sent + 65536])
+            chunk = self._stdin[self._sent : self._sent + 65536]
+            self._sent += _write_no_sigpipe(self._in_w, chunk)
         except BlockingIOError:
             return False
         except OSError:  # EPIPE: it did not read it all; its exit status tells
@@ -1650,7 +1651,8 @@ class Contained:
         on its own (within its timeout, not killed) first gets ``L`` written on the lifeline:
         the shim exits leaving what it started (EOF alone still means "kill them all")."""
         if self.leave_running and self._code is not None and not (self._killed or self._shim_gone):
-            _write_no_sigpipe(self._life_w, b"L")  # a shim exiting by itself has no reader
+            with contextlib.suppress(OSError):  # a shim exiting by itself has no reader
+                _write_no_sigpipe(self._life_w, b"L")
         for fd in (self._life_w, self._out_r, self._report_r, self._in_w):
             if fd >= 0:
                 with contextlib.suppress(OSError):
@@ -1749,21 +1751,21 @@ def _spawn_contain_shim(
             os.close(fd)
 
 
-def _write_no_sigpipe(fd: int, data: bytes) -> None:
-    """Write ``data`` to the pipe ``fd``, ignoring EPIPE without a SIGPIPE even where its
-    disposition is the default (a library caller's choice): blocked in this thread around
-    the write, and one it raised taken off again before the mask comes back."""
+def _write_no_sigpipe(fd: int, data: bytes) -> int:
+    """``os.write`` to the pipe ``fd`` of a contained program or its shim (its stdin, the
+    lifeline), which may have exited: EPIPE raises ``BrokenPipeError`` without a SIGPIPE even
+    where its disposition is the default (a library caller's choice; the CLI ignores it):
+    blocked in this thread around the write, and one it raised taken off again before the
+    mask comes back."""
     pipe = {signal.SIGPIPE}
     old = _csignal.pthread_sigmask(signal.SIG_BLOCK, pipe)
     try:
-        try:
-            os.write(fd, data)
-        except BrokenPipeError:
-            if signal.SIGPIPE not in old:
-                with contextlib.suppress(OSError):
-                    _csignal.sigtimedwait(pipe, 0)
-        except OSError:
-            pass
+        return os.write(fd, data)
+    except BrokenPipeError:
+        if signal.SIGPIPE not in old:
+            with contextlib.suppress(OSError):
+                _csignal.sigtimedwait(pipe, 0)
+        raise
     finally:
         _csignal.pthread_sigmask(signal.SIG_SETMASK, old)
 
