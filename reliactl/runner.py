@@ -62,7 +62,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
-from reliactl._procfs import pid_alive, stat_fields, unescape_mount
+from reliactl._procfs import pid_alive, stat_fields, tree_rss, unescape_mount
 from reliactl._procfs import read_bytes as _read_proc
 from reliactl.durations import MAX_INTERVAL, MAX_SIZE
 from reliactl.errors import LockBusyError, ReliactlError, StateUnavailableError
@@ -1213,33 +1213,10 @@ def _oom_eventfd(path: str) -> int | None:
         os.close(ofd)
 
 
-_PF_FORKNOEXEC = 0x40  # /proc/PID/stat flags: forked, has not exec'd yet (include/linux/sched.h)
-
-
-def tree_rss(root: int) -> int:
-    """Bytes resident in every process below ``root`` (the sum of their RSS, /proc statm).
-
-    Not counted: a child of ``root`` (the shim) that has not exec'd yet. Between the shim's
-    fork and the command's exec (its limits set, its cgroup joined: long on a loaded machine)
-    that child is a copy of reliactl, resident as reliactl is (140 MiB inside a test run), and
-    the first sample, taken at once, stopped a 5 MiB job over a 64 MiB --memory-max. The
-    job's own forks are counted (their parent is not the shim); an orphan that never exec'd,
-    reparented to the shim, is the one process this leaves out (the cgroup limit, where there
-    is one, still holds it).
-    """
-    page = os.sysconf("SC_PAGE_SIZE")
-    total = 0
-    for proc in job_processes(root):
-        stat = stat_fields(proc.pid) or []
-        try:
-            if int(stat[1]) == root and int(stat[6]) & _PF_FORKNOEXEC:
-                continue
-        except (IndexError, ValueError):
-            continue  # gone meanwhile
-        fields = (_read_proc(f"/proc/{proc.pid}/statm") or b"").split()
-        if len(fields) > 1 and fields[1].isdigit():
-            total += int(fields[1]) * page
-    return total
+def _job_rss(shim: int) -> int:
+    """Bytes resident in the job's processes (--memory-max's fallback): the shim's
+    descendants, its child before the command's exec (a copy of reliactl) left out."""
+    return (tree_rss(shim, include_root=False, skip_unexeced=True) or (0, 0))[0]
 
 
 def _remove_cgroup(path: str, *, keep_members: bool = False, wait: float = 0.0) -> None:
@@ -2694,7 +2671,7 @@ class Runner:
         """--memory-max: the tree's RSS (the fallback, and the peak), and the cgroup's OOM kills."""
         limit = self.options.memory_max
         assert limit is not None
-        rss = tree_rss(state.pid)
+        rss = _job_rss(state.pid)
         state.peak_tree = max(state.peak_tree, rss)
         if rss > limit:
             self._limit_hit(
