@@ -377,7 +377,8 @@ class RunEvent:
     """Something reliactl reports about a run (rendered by the CLI on stderr)."""
 
     kind: str  # start, lock_wait, attempt_failed, retry, timeout, kill, signal, finish,
-    # limit, memory_limit (which path enforces it), health (--watch-health warn)
+    # limit, memory_limit (which path enforces it), health (--watch-health warn), give_up
+    # (no retry: total timeout or max_elapsed reached, or the output's reader went away)
     message: str
     attempt: int = 0
     exit_code: int | None = None

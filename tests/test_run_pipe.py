@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -224,3 +225,21 @@ def test_run_retry_piped_to_head_runs_one_attempt(flags: list[str], tmp_path: Pa
     assert [(r["attempts"], r["exit_code"], r["outcome"]) for r in runs] == [
         (1, SIGPIPE_EXIT, "failure")
     ]
+
+
+def test_a_pipe_without_reader_is_told_without_writing(tmp_path: Path) -> None:
+    """How the runner tells, without writing (which would raise SIGPIPE), that a stdout it
+    hands the command is a pipe nobody reads any more: POLLERR on a FIFO's write end. A pipe
+    still read, a regular file and a descriptor not open are not judged gone."""
+    from reliactl.runner import _pipe_without_reader
+
+    r, w = os.pipe()
+    try:
+        assert not _pipe_without_reader(w)
+        os.close(r)
+        assert _pipe_without_reader(w)
+    finally:
+        os.close(w)
+    assert not _pipe_without_reader(1 << 20)  # no such descriptor
+    with open(tmp_path / "f", "wb") as fh:
+        assert not _pipe_without_reader(fh.fileno())
