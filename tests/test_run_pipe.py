@@ -21,7 +21,9 @@ import pytest
 from runhelpers import default_signals, reliactl_cmd
 from runhelpers import run as run_reliactl
 
+from reliactl.config import load
 from reliactl.runner import RunEvent, RunOptions, RunRetryPolicy, run_command
+from reliactl.state import open_state
 
 SIGPIPE_EXIT = 128 + 13
 
@@ -225,6 +227,12 @@ def test_run_retry_piped_to_head_runs_one_attempt(flags: list[str], tmp_path: Pa
     assert [(r["attempts"], r["exit_code"], r["outcome"]) for r in runs] == [
         (1, SIGPIPE_EXIT, "failure")
     ]
+    store = open_state(load().config)
+    try:
+        (record,) = store.runs("pipe", 5)
+    finally:
+        store.close()
+    assert record.data["message"] == why.decode() and len(record.data["attempts"]) == 1
 
 
 def test_a_pipe_without_reader_is_told_without_writing(tmp_path: Path) -> None:
