@@ -117,10 +117,35 @@ def _rss(pid: int | str) -> int | None:
         return None
 
 
-def tree_rss(pid: int) -> tuple[int, int] | None:
-    """(RSS bytes, process count) of ``pid`` and its descendants; vanished ones skipped."""
+_PF_FORKNOEXEC = 0x40  # /proc/PID/stat flags: forked, has not exec'd yet (include/linux/sched.h)
+
+
+def tree_rss(
+    pid: int, *, include_root: bool = True, skip_unexeced: bool = False
+) -> tuple[int, int] | None:
+    """(RSS bytes, process count) of ``pid`` and its descendants; vanished ones skipped;
+    None when no process could be read. The one reader for the health memory check (its
+    own tree) and `run --memory-max`'s RSS fallback (the job's tree, whose root is the shim:
+    ``include_root=False``, ``skip_unexeced=True``).
+
+    ``skip_unexeced`` leaves out a child of ``pid`` that has not exec'd yet (PF_FORKNOEXEC).
+    Between the shim's fork and the command's exec (its limits set, its cgroup joined: long
+    on a loaded machine) that child is a copy of reliactl, resident as reliactl is (140 MiB
+    inside a test run), and the first sample, taken at once, stopped a 5 MiB job over a
+    64 MiB --memory-max. The job's own forks are counted (their parent is not the shim); an
+    orphan that never exec'd, reparented to the shim, is the one process this leaves out
+    (the cgroup limit, where there is one, still holds it)."""
     total = count = 0
     for current in tree_pids(pid) or ():
+        if current == pid and not include_root:
+            continue
+        if skip_unexeced and current != pid:
+            stat = stat_fields(current) or []
+            try:
+                if int(stat[1]) == pid and int(stat[6]) & _PF_FORKNOEXEC:
+                    continue
+            except (IndexError, ValueError):
+                continue  # gone meanwhile
         rss = _rss(current)
         if rss is not None:
             total += rss

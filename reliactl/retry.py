@@ -44,6 +44,7 @@ import signal
 import time
 from _thread import allocate_lock
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
+from itertools import chain, starmap
 
 from reliactl import chaos as _chaos
 from reliactl import tracing as _tracing
@@ -314,11 +315,16 @@ def interruptible_sleep(seconds: float) -> None:
     # A Python signal handler can raise after any call returns, before its result is stored.
     # So results are stored by C code (list.extend) and every cleanup is one C call: whatever
     # the point where a KeyboardInterrupt lands, the wakeup fd is restored and the pipe closed.
+    # os.pipe is called from C too (``fds.extend(os.pipe())`` let the handler run between
+    # the pipe's creation and its storing), and ``closing`` is built before the ``try``,
+    # while ``fds`` is empty: ``list(map(os.close, fds))`` in the ``finally`` let it run
+    # between ``map`` and ``list`` (cleanup._open_held explains the pattern).
     fds: list[int] = []
     saved: list[int] = []
+    closing = map(os.close, fds)
     try:
         try:
-            fds.extend(os.pipe())
+            fds.extend(chain.from_iterable(starmap(os.pipe, ((),))))
         except OSError:  # out of file descriptors: a plain sleep beats failing the call
             time.sleep(seconds)
             return
@@ -346,7 +352,7 @@ def interruptible_sleep(seconds: float) -> None:
                 signal.set_wakeup_fd(saved[0])
                 _pass_on(fds[0], saved[0])  # e.g. when the handler raised inside select()
         finally:
-            list(map(os.close, fds))
+            list(closing)
 
 
 def _pass_on(reader: int, previous: int) -> None:

@@ -40,8 +40,9 @@ The process model (coreutils timeout(1) semantics, plus what timeout cannot prom
   drained with a deadline, never waited on for EOF. A sink whose reader went away (its
   ``write`` raises ``BrokenPipeError``: reliactl's own stdout or stderr got EPIPE) makes the
   loop close its read end of that pipe, so the command gets SIGPIPE/EPIPE at its next write,
-  as in a shell pipeline (``yes | ts | head -1``); any other write failure is the sink's to
-  swallow (the job runs on).
+  as in a shell pipeline (``yes | ts | head -1``), and no retry follows (nor when the command
+  inherits a reliactl stdout/stderr pipe whose reader is gone); any other write failure is
+  the sink's to swallow (the job runs on).
 - Signals reach the loop through ``signal.set_wakeup_fd``; a signal during a lock wait or a
   backoff sleep ends it at once. Signals ignored when reliactl started stay ignored, are not
   forwarded, and stay ignored in the command; SIGPIPE, SIGXFSZ and SIGCHLD are reset to their
@@ -61,7 +62,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
-from reliactl._procfs import pid_alive, stat_fields, unescape_mount
+from reliactl._procfs import pid_alive, stat_fields, tree_rss, unescape_mount
 from reliactl._procfs import read_bytes as _read_proc
 from reliactl.durations import MAX_INTERVAL, MAX_SIZE
 from reliactl.errors import LockBusyError, ReliactlError, StateUnavailableError
@@ -376,7 +377,8 @@ class RunEvent:
     """Something reliactl reports about a run (rendered by the CLI on stderr)."""
 
     kind: str  # start, lock_wait, attempt_failed, retry, timeout, kill, signal, finish,
-    # limit, memory_limit (which path enforces it), health (--watch-health warn)
+    # limit, memory_limit (which path enforces it), health (--watch-health warn), give_up
+    # (no retry: total timeout or max_elapsed reached, or the output's reader went away)
     message: str
     attempt: int = 0
     exit_code: int | None = None
@@ -1212,33 +1214,10 @@ def _oom_eventfd(path: str) -> int | None:
         os.close(ofd)
 
 
-_PF_FORKNOEXEC = 0x40  # /proc/PID/stat flags: forked, has not exec'd yet (include/linux/sched.h)
-
-
-def tree_rss(root: int) -> int:
-    """Bytes resident in every process below ``root`` (the sum of their RSS, /proc statm).
-
-    Not counted: a child of ``root`` (the shim) that has not exec'd yet. Between the shim's
-    fork and the command's exec (its limits set, its cgroup joined: long on a loaded machine)
-    that child is a copy of reliactl, resident as reliactl is (140 MiB inside a test run), and
-    the first sample, taken at once, stopped a 5 MiB job over a 64 MiB --memory-max. The
-    job's own forks are counted (their parent is not the shim); an orphan that never exec'd,
-    reparented to the shim, is the one process this leaves out (the cgroup limit, where there
-    is one, still holds it).
-    """
-    page = os.sysconf("SC_PAGE_SIZE")
-    total = 0
-    for proc in job_processes(root):
-        stat = stat_fields(proc.pid) or []
-        try:
-            if int(stat[1]) == root and int(stat[6]) & _PF_FORKNOEXEC:
-                continue
-        except (IndexError, ValueError):
-            continue  # gone meanwhile
-        fields = (_read_proc(f"/proc/{proc.pid}/statm") or b"").split()
-        if len(fields) > 1 and fields[1].isdigit():
-            total += int(fields[1]) * page
-    return total
+def _job_rss(shim: int) -> int:
+    """Bytes resident in the job's processes (--memory-max's fallback): the shim's
+    descendants, its child before the command's exec (a copy of reliactl) left out."""
+    return (tree_rss(shim, include_root=False, skip_unexeced=True) or (0, 0))[0]
 
 
 def _remove_cgroup(path: str, *, keep_members: bool = False, wait: float = 0.0) -> None:
@@ -1618,7 +1597,8 @@ class Contained:
         """Write more of its stdin; True once all is written (or it closed its end) and our
         end is closed."""
         try:
-            self._sent += os.write(self._in_w, self._stdin[self._sent : self._sent + 65536])
+            chunk = self._stdin[self._sent : self._sent + 65536]
+            self._sent += _write_no_sigpipe(self._in_w, chunk)
         except BlockingIOError:
             return False
         except OSError:  # EPIPE: it did not read it all; its exit status tells
@@ -1649,7 +1629,8 @@ class Contained:
         on its own (within its timeout, not killed) first gets ``L`` written on the lifeline:
         the shim exits leaving what it started (EOF alone still means "kill them all")."""
         if self.leave_running and self._code is not None and not (self._killed or self._shim_gone):
-            _write_no_sigpipe(self._life_w, b"L")  # a shim exiting by itself has no reader
+            with contextlib.suppress(OSError):  # a shim exiting by itself has no reader
+                _write_no_sigpipe(self._life_w, b"L")
         for fd in (self._life_w, self._out_r, self._report_r, self._in_w):
             if fd >= 0:
                 with contextlib.suppress(OSError):
@@ -1748,21 +1729,21 @@ def _spawn_contain_shim(
             os.close(fd)
 
 
-def _write_no_sigpipe(fd: int, data: bytes) -> None:
-    """Write ``data`` to the pipe ``fd``, ignoring EPIPE without a SIGPIPE even where its
-    disposition is the default (a library caller's choice): blocked in this thread around
-    the write, and one it raised taken off again before the mask comes back."""
+def _write_no_sigpipe(fd: int, data: bytes) -> int:
+    """``os.write`` to the pipe ``fd`` of a contained program or its shim (its stdin, the
+    lifeline), which may have exited: EPIPE raises ``BrokenPipeError`` without a SIGPIPE even
+    where its disposition is the default (a library caller's choice; the CLI ignores it):
+    blocked in this thread around the write, and one it raised taken off again before the
+    mask comes back."""
     pipe = {signal.SIGPIPE}
     old = _csignal.pthread_sigmask(signal.SIG_BLOCK, pipe)
     try:
-        try:
-            os.write(fd, data)
-        except BrokenPipeError:
-            if signal.SIGPIPE not in old:
-                with contextlib.suppress(OSError):
-                    _csignal.sigtimedwait(pipe, 0)
-        except OSError:
-            pass
+        return os.write(fd, data)
+    except BrokenPipeError:
+        if signal.SIGPIPE not in old:
+            with contextlib.suppress(OSError):
+                _csignal.sigtimedwait(pipe, 0)
+        raise
     finally:
         _csignal.pthread_sigmask(signal.SIG_SETMASK, old)
 
@@ -1897,6 +1878,7 @@ class Runner:
         self._lock = None
         self._lock_lost = None
         self._env = opts.env
+        self._gone = None
 
         def stopped_by(sig: int) -> RunResult:
             if sig == signal.SIGALRM:  # as timeout(1): SIGALRM means "time out now"
@@ -2018,6 +2000,13 @@ class Runner:
                         )
                     if isinstance(decision, GiveUp):
                         return result(attempt.exit_code, final)
+                    gone = self._gone_reader()
+                    if gone is not None:  # every later attempt would die at its first write
+                        why = f"not retrying: {gone}'s reader went away (broken pipe)"
+                        self.on_event(
+                            RunEvent("give_up", why, attempt=number, exit_code=attempt.exit_code)
+                        )
+                        return result(attempt.exit_code, final, message=why)
                     delay = decision.delay
                     capped = self._within_max_elapsed(delay, first_started, attempt)
                     if capped is None:
@@ -2058,6 +2047,20 @@ class Runner:
 
     _signals_seen: int | None = None
     _why: str | None = None  # what the last limit said
+    _gone: int | None = None  # the stream (1/2) whose reader went away, as the sink said
+
+    def _gone_reader(self) -> str | None:
+        """ "stdout"/"stderr" when that stream's reader went away (EPIPE), so a retry could
+        only die at its first write, as the next command of a shell pipeline would not be
+        run either: the sink said so (``BrokenPipeError``), or, when the command inherits
+        reliactl's own descriptors, they are pipes without a reader (poll's POLLERR)."""
+        if self._gone is not None:
+            return "stdout" if self._gone == 1 else "stderr"
+        if self.output is None:
+            for fd, name in ((1, "stdout"), (2, "stderr")):
+                if _pipe_without_reader(fd):
+                    return name
+        return None
 
     def _within_max_elapsed(
         self, delay: float, first_started: float, attempt: Attempt
@@ -2629,7 +2632,9 @@ class Runner:
             self.output.write(state.pipes[fd], data)
         except BrokenPipeError:
             # Whoever read this stream went away: close our end, so the command's next write
-            # gets SIGPIPE/EPIPE as it would in a shell pipeline, instead of running on.
+            # gets SIGPIPE/EPIPE as it would in a shell pipeline, instead of running on (and
+            # no retry follows: Runner._gone_reader).
+            self._gone = state.pipes[fd]
             del state.pipes[fd]
             os.close(fd)
             return False
@@ -2667,7 +2672,7 @@ class Runner:
         """--memory-max: the tree's RSS (the fallback, and the peak), and the cgroup's OOM kills."""
         limit = self.options.memory_max
         assert limit is not None
-        rss = tree_rss(state.pid)
+        rss = _job_rss(state.pid)
         state.peak_tree = max(state.peak_tree, rss)
         if rss > limit:
             self._limit_hit(
@@ -2923,6 +2928,21 @@ def _readable(fds: Sequence[int], timeout: float | None) -> list[int]:
         poller.register(fd, select.POLLIN | select.POLLPRI)
     wait_ms = None if timeout is None else min(2**31 - 1, max(0, int(timeout * 1000 + 0.999)))
     return [fd for fd, _ in poller.poll(wait_ms)]
+
+
+def _pipe_without_reader(fd: int) -> bool:
+    """Whether ``fd`` is a pipe (FIFO) whose read end is closed everywhere: Linux's pipe_poll
+    reports POLLERR to a writer then. Looks without writing (a write would raise SIGPIPE)."""
+    import stat
+
+    try:
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return False
+    except OSError:
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poller.poll(0))
 
 
 def _read_all(fd: int) -> bytes:

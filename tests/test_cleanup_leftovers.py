@@ -151,14 +151,14 @@ def _after_calls(code: CodeType) -> frozenset[int]:
 
 
 def _interrupt_at(
-    k: int, error: type[BaseException] = KeyboardInterrupt
+    k: int, error: type[BaseException] = KeyboardInterrupt, here: str = cleanup.__file__
 ) -> tuple[Callable[[FrameType, str, Any], Any], list[int]]:
-    """A trace function raising ``error`` at the k-th point of cleanup.py's code where the
-    interpreter runs a pending signal handler: at a function's start and just after each
-    call returns (an opcode trace: a profile hook sees no event when a type such as ``map``
-    is called, and so never tried the point between ``map(os.close, held)`` and ``any``)."""
+    """A trace function raising ``error`` at the k-th point of cleanup.py's code (or the
+    module file ``here``) where the interpreter runs a pending signal handler: at a
+    function's start and just after each call returns (an opcode trace: a profile hook sees
+    no event when a type such as ``map`` is called, and so never tried the point between
+    ``map(os.close, held)`` and ``any``). tests/test_retry.py uses it too."""
     seen = [0]
-    here = cleanup.__file__
 
     def trace(frame: FrameType, event: str, arg: Any) -> Any:
         if frame.f_code.co_filename != here:

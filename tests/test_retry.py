@@ -916,6 +916,45 @@ def test_the_default_sleep_works_outside_the_main_thread() -> None:
     assert errors == [] and not t.is_alive()
 
 
+def test_ctrl_c_anywhere_in_the_sleep_leaves_no_descriptor_and_restores_the_wakeup_fd() -> None:
+    """A Ctrl-C (a signal handler's exception) raised at every point of reliactl/retry.py
+    where Python runs a pending handler (a function's start, just after each call returns),
+    one point a sleep: each sleep ends or raises, its pipe is closed and the previous wakeup
+    fd is back either way. The old code leaked both pipe fds when it landed just after
+    ``os.pipe()`` returned (before ``fds.extend`` stored them) or after ``map(os.close,
+    fds)`` returned in the ``finally`` (before ``list`` ran it)."""
+    from reliactl import retry
+    from tests.test_cleanup_leftovers import _interrupt_at, _leaked, _open_fds
+
+    before = _open_fds()
+    initial = signal.set_wakeup_fd(-1)
+    signal.set_wakeup_fd(initial)
+    k = interrupted = 0
+    while True:
+        k += 1
+        trace, seen = _interrupt_at(k, KeyboardInterrupt, retry.__file__)
+        previous = sys.gettrace()
+        sys.settrace(trace)
+        try:
+            retry.interruptible_sleep(0.001)  # one poll of 1 ms: the same points every time
+            finished = True
+        except KeyboardInterrupt:
+            finished = False
+            interrupted += 1
+        finally:
+            sys.settrace(previous)
+        wakeup = signal.set_wakeup_fd(initial)
+        leaked = _leaked(before)
+        for fd in leaked:
+            os.close(fd)
+        assert not leaked, f"interrupted at point {k} of {seen[0]}: {len(leaked)} fd(s) leaked"
+        assert wakeup == initial, f"interrupted at point {k}: the wakeup fd was left at {wakeup}"
+        if finished:
+            break
+        assert k < 500, "the sleep never finished"
+    assert interrupted == k - 1 and interrupted > 10
+
+
 FD_CHILD = textwrap.dedent(
     """
     import os, resource

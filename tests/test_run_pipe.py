@@ -12,13 +12,18 @@ any other write failure (full disk, /dev/full) still lets the job run on
 from __future__ import annotations
 
 import errno
+import json
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
 from runhelpers import default_signals, reliactl_cmd
+from runhelpers import run as run_reliactl
 
-from reliactl.runner import RunOptions, run_command
+from reliactl.config import load
+from reliactl.runner import RunEvent, RunOptions, RunRetryPolicy, run_command
+from reliactl.state import open_state
 
 SIGPIPE_EXIT = 128 + 13
 
@@ -97,6 +102,10 @@ def test_yes_piped_to_head_ends_with_sigpipe(flags: list[str], tmp_path: Path) -
     assert first.endswith(b"y\n")
     assert code == SIGPIPE_EXIT, err.decode(errors="replace")
     assert b"failed by SIGPIPE" in err
+    # Every path relaying the output says so once (--max-output and a ping's tail said
+    # nothing); without relaying the job met the closed pipe itself, and reliactl did not.
+    note = b"stdout was closed by its reader (Broken pipe); the command's stdout is closed too"
+    assert err.count(note) == (1 if flags else 0), err.decode(errors="replace")
     if "--log-file" in flags:
         text = log.read_bytes()
         assert b"[out] y\n" in text
@@ -129,13 +138,22 @@ def test_quiet_success_holds_at_most_64_mib() -> None:
 
 
 @pytest.mark.parametrize(
-    "flags", [["--max-output", "1G"], ["--log-file", "{log}"]], ids=["max-output", "log-file"]
+    "flags",
+    [
+        ["--max-output", "1G"],
+        ["--log-file", "{log}"],
+        ["--timestamps"],
+        ["--ping", "http://127.0.0.1:9/check"],
+    ],
+    ids=["max-output", "log-file", "timestamps", "ping-tail"],
 )
 def test_a_full_disk_is_not_a_gone_reader_and_the_job_runs_on(
     flags: list[str], tmp_path: Path
 ) -> None:
     """stdout on /dev/full (ENOSPC): only EPIPE closes the job's pipe; here the job still
-    runs to its end and its own exit code (3) comes back, as issue 13 promised."""
+    runs to its end and its own exit code (3) comes back, as issue 13 promised, and every
+    path relaying the output says once why it is dropped (--max-output and a ping's tail
+    were silent)."""
     marker = tmp_path / "ran"
     script = f"echo one; echo two; echo ran > {marker}; exit 3"
     args = [flag.format(log=tmp_path / "job.log") for flag in flags]
@@ -151,3 +169,85 @@ def test_a_full_disk_is_not_a_gone_reader_and_the_job_runs_on(
         )
     assert result.returncode == 3, result.stderr
     assert marker.read_text() == "ran\n"
+    note = b"cannot write to stdout (No space left on device); what would go there is dropped"
+    assert result.stderr.count(note) == 1, result.stderr.decode(errors="replace")
+
+
+def test_no_retry_once_the_sinks_reader_went_away() -> None:
+    """With retries left, a stdout reader gone (the sink raised BrokenPipeError) ends the run
+    after that attempt: a retry can only die at its first write (the old code ran all four
+    attempts). The result and a give_up event say why; the job's own status (141) stays."""
+    events: list[RunEvent] = []
+    options = RunOptions(command=("yes",), retry=RunRetryPolicy(max_retries=3))
+    result = run_command(options, output=ReaderGoneOnStdout(), on_event=events.append)
+    assert len(result.attempts) == 1
+    assert result.exit_code == SIGPIPE_EXIT
+    assert result.outcome == "failure"
+    assert result.message == "not retrying: stdout's reader went away (broken pipe)"
+    assert [e.message for e in events if e.kind == "give_up"] == [result.message]
+
+
+class KeepAll(ReaderGoneOnStdout):
+    """A sink whose reader never goes away."""
+
+    def write(self, stream: int, data: bytes) -> None:
+        pass
+
+
+def test_a_failure_with_the_reader_still_there_is_retried() -> None:
+    """The other side: a failing command whose output is still read is retried as before."""
+    options = RunOptions(
+        command=("sh", "-c", "echo out; exit 3"), retry=RunRetryPolicy(max_retries=1)
+    )
+    result = run_command(options, output=KeepAll())
+    assert [a.exit_code for a in result.attempts] == [3, 3]
+    assert result.message is None
+
+
+@pytest.mark.parametrize("flags", [[], ["--timestamps"]], ids=["plain", "timestamps"])
+def test_run_retry_piped_to_head_runs_one_attempt(flags: list[str], tmp_path: Path) -> None:
+    """`reliactl run --retry --max-retries 3 FLAGS -- yes | head -1`: one attempt, exit 141
+    and one line saying why no retry, as a shell pipeline would; the JSON report and the
+    run history say one attempt. Without processing the job holds the pipe itself, and
+    reliactl sees the reader gone by polling its own stdout (POLLERR). The old code ran
+    four attempts, each dying at its first write."""
+    report = tmp_path / "report.json"
+    args = ["--retry", "--max-retries", "3", "--json-report", str(report), *flags]
+    code, first, err = head_one(["run", "--name", "pipe", *args, "--", "yes"])
+    assert first.endswith(b"y\n")
+    assert code == SIGPIPE_EXIT, err.decode(errors="replace")
+    why = b"not retrying: stdout's reader went away (broken pipe)"
+    assert err.count(why) == 1, err.decode(errors="replace")
+    assert b"retry 1 of 3" not in err
+    doc = json.loads(report.read_text())
+    assert len(doc["attempts"]) == 1
+    assert doc["exit_code"] == SIGPIPE_EXIT
+    assert doc["message"] == why.decode()
+    runs = json.loads(run_reliactl("runs", "pipe", "--json").stdout)["runs"]
+    assert [(r["attempts"], r["exit_code"], r["outcome"]) for r in runs] == [
+        (1, SIGPIPE_EXIT, "failure")
+    ]
+    store = open_state(load().config)
+    try:
+        (record,) = store.runs("pipe", 5)
+    finally:
+        store.close()
+    assert record.data["message"] == why.decode() and len(record.data["attempts"]) == 1
+
+
+def test_a_pipe_without_reader_is_told_without_writing(tmp_path: Path) -> None:
+    """How the runner tells, without writing (which would raise SIGPIPE), that a stdout it
+    hands the command is a pipe nobody reads any more: POLLERR on a FIFO's write end. A pipe
+    still read, a regular file and a descriptor not open are not judged gone."""
+    from reliactl.runner import _pipe_without_reader
+
+    r, w = os.pipe()
+    try:
+        assert not _pipe_without_reader(w)
+        os.close(r)
+        assert _pipe_without_reader(w)
+    finally:
+        os.close(w)
+    assert not _pipe_without_reader(1 << 20)  # no such descriptor
+    with open(tmp_path / "f", "wb") as fh:
+        assert not _pipe_without_reader(fh.fileno())

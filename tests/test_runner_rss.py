@@ -1,4 +1,5 @@
-"""--memory-max's RSS fallback: what `runner.tree_rss` counts of a real process tree."""
+"""--memory-max's RSS fallback: what the runner counts of a real process tree
+(`runner._job_rss`, through `_procfs.tree_rss`, the one /proc reader of a tree's RSS)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from reliactl.runner import tree_rss
+from reliactl.runner import _job_rss as tree_rss
 
 MiB = 1024 * 1024
 

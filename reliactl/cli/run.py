@@ -947,7 +947,7 @@ def run(
         _log_for_note.append(log_fd)
     out = RunOutput(timestamps=timestamps, log_fd=log_fd, quiet_success=quiet_success)
     processing = timestamps or log_fd is not None or quiet_success
-    sink = _jobwatch.output(watch, out if processing else None)
+    sink = _output_sink(_jobwatch.output(watch, out), out, processing, job.options.max_output)
 
     def on_event(event: RunEvent) -> None:
         out.message(event.message)
@@ -982,6 +982,16 @@ def run(
     if log_fd is not None:
         os.close(log_fd)
     _exit(result.exit_code, opened[0] if opened else None, result.interrupted_by)
+
+
+def _output_sink(sink: Any, out: RunOutput, processing: bool, max_output: int | None) -> Any:
+    """The runner's sink: every path copying the job's output (processing, --max-output's
+    counting, a ping's or alert's tail: ``sink``, wrapping ``out``) ends in ``out``, the one
+    owner of the note a failed write gets (reader gone, full disk). None when nothing needs
+    the output: the job writes to reliactl's stdout/stderr itself."""
+    if sink is out and not processing and max_output is None:
+        return None
+    return sink
 
 
 def _size(flag: str, text: str | None) -> int | None:

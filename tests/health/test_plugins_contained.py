@@ -298,6 +298,25 @@ def test_a_check_plugins_background_process_is_still_killed(tmp_path: Path) -> N
     assert not (tmp_path / "delivered").exists()
 
 
+def test_feeding_a_program_whose_stdin_lost_its_reader_never_raises_sigpipe() -> None:
+    """Writing a program's stdin after the shim exited (it holds the pipe's read end as fd 0
+    and closes it first when it exits, a moment before the output pipe: a poll in between
+    sees only the stdin pipe's POLLERR) must not kill a caller with SIGPIPE at its default
+    (a library user's choice; the CLI ignores SIGPIPE). That moment is made lasting here:
+    the stdin pipe is swapped for one whose reader is gone. It was exit -13 (SIGPIPE)."""
+    code = (
+        "import os, signal\nsignal.signal(signal.SIGPIPE, signal.SIG_DFL)\n"
+        "from reliactl.runner import Contained\n"
+        "c = Contained(['sleep', '30'], b'x' * 100000)\n"
+        "r, w = os.pipe()\nos.close(r)\nos.dup2(w, c._in_w)\nos.close(w)\n"
+        "print(c.communicate(0.5, 100))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert (done.returncode, done.stdout) == (0, "(None, b'')\n"), done
+
+
 def test_releasing_a_shim_that_already_exited_never_raises_sigpipe(tmp_path: Path) -> None:
     """A leave_running program that leaves nothing: its shim exits by itself, often before
     reliactl writes `L` on the lifeline. A caller with SIGPIPE at its default (a library
