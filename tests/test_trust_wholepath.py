@@ -199,8 +199,9 @@ def test_group_writable_directories_only_for_a_user_private_group(shared: Path) 
 
 def test_another_users_tree_inside_roots_tree(shared: Path) -> None:
     """As nobody: nobody's config in nobody's 0700 directory inside root's tree (a home) is
-    trusted, and so is root's /etc-like config; under a 0777 grandparent it is refused. As
-    root: nobody's directory on the path is refused (nobody could swap what is inside)."""
+    trusted, and so are root's /etc-like config and the real /etc/passwd; under a 0777
+    grandparent it is refused. As root: nobody's directory on the path is refused (nobody
+    could swap what is inside)."""
     home = tree(shared, ("home", 0o755), ("nobody", 0o700))
     os.chown(home, 65534, 65534)
     subprocess.run(
@@ -209,6 +210,7 @@ def test_another_users_tree_inside_roots_tree(shared: Path) -> None:
     )
     assert judged_by_nobody(home / ".config" / "c.yaml") == "None"
     assert judged_by_nobody(config(tree(shared, ("etc", 0o755)))) == "None"
+    assert judged_by_nobody(Path("/etc/passwd")) == "None" and file_untrusted("/etc/passwd") is None
     root_cfg = config(tree(home, ("rootdir", 0o755)))
     assert f"the directory {home} on its path is owned by nobody" in (
         file_untrusted(root_cfg) or ""
