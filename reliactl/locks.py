@@ -673,14 +673,18 @@ def acquire(
                 if not (sleep or _plain_sleep)(step):
                     raise LockBusyError(f"gave up waiting for lock {path}")
             same = _same_file(path, fd)
+            if same and other is not None:
+                # Another user's lock file that nobody holds (the empty leftover of a run
+                # under another account, or a squatter's): replaced, while we hold its
+                # flock, by a new file of ours already locked (see _take_over).
+                taken = _take_over(path, other, fd)
+                if taken is not None:
+                    os.close(fd)
+                    fd, other = taken, None
+                    same = _same_file(path, fd)
             if same and other is None:
                 _write_holder(fd, command, now())
                 return HeldLock(path, fd, LockAttempt(monotonic() - started, retakes))
-            if same and other is not None:
-                # Another user's lock file that nobody holds (the empty leftover of a run
-                # under another account, or a squatter's): removed while we hold its flock,
-                # as the stale-lock sweep does, and ours is created in its place.
-                _take_over(path, other)
             # Else replaced or removed while we waited: that inode is not the lock any more.
             os.close(fd)
             fd = -1
@@ -730,21 +734,115 @@ def _busy_other(path: str, uid: int) -> LockBusyError:
     )
 
 
-def _take_over(path: str, uid: int) -> None:
-    """Unlink another user's unheld lock file (the caller holds its flock); LockError when
-    this user may not (a sticky directory lets only root and the directory's owner)."""
+def _take_over(path: str, uid: int, fd: int) -> int | None:
+    """Replace another user's unheld lock file (``fd``: the caller holds its flock and saw
+    ``path`` name it) by a new file of ours, already locked: its descriptor, or None when
+    the name no longer named that file (the caller opens it again). LockError when this user
+    may not (a sticky directory lets only root and the directory's owner).
+
+    Not unlink-then-create: between the check that ``path`` names ``fd`` and an unlink, the
+    file's owner may remove it and a new run create and lock its own file there, which the
+    unlink would then remove while that run holds it (two runs each holding "the" lock). So
+    the name is swapped atomically (``renameat2(RENAME_EXCHANGE)``) for our own file, locked
+    first: ``path`` never names an unheld or absent file. If what came out is not the file
+    we held, it is swapped back and ours removed (None: try again). Where the filesystem
+    cannot exchange names (or libc lacks ``renameat2``), the old unlink is used."""
+    exchange = _exchange_function()
+    if exchange is None:
+        _unlink_other(path, uid)
+        return None
+    directory, name = os.path.split(path)
+    spare = os.path.join(directory, f".{name}.{os.getpid()}.{os.urandom(6).hex()}")
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        new = os.open(spare, flags, 0o600)
+    except OSError as exc:
+        raise LockError(f"cannot create {spare} to take lock {path} over: {exc.strerror}") from None
+    keep = False
+    try:
+        fcntl.flock(new, fcntl.LOCK_EX)  # a new file only we know: taken at once
+        failed = exchange(spare, path)
+        if failed:
+            _remove_quietly(spare)
+            if failed in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                _unlink_other(path, uid)  # no exchange on this filesystem
+                return None
+            if failed == errno.ENOENT:
+                return None  # the name is gone: open it again
+            raise LockError(_may_not_remove(path, uid, os.strerror(failed)))
+        displaced = os.stat(spare, follow_symlinks=False)
+        held = os.fstat(fd)
+        if (displaced.st_dev, displaced.st_ino) == (held.st_dev, held.st_ino):
+            _remove_quietly(spare)  # the other user's file, unheld: gone
+            keep = True
+            return new
+        # Someone's new lock file took the name after our check (its owner removed theirs
+        # and a run created one): put it back, drop ours, and look again.
+        back = exchange(spare, path)
+        if back == errno.ENOENT:
+            keep = True  # its owner moved it away meanwhile: the name is ours, held
+            return new
+        if back:  # never seen: left where it is, it may be a lock file in use
+            raise LockError(
+                f"lock file {path} changed while being taken over and could not be put back"
+                f" ({os.strerror(back)}): it is now {spare}"
+            )
+        _remove_quietly(spare)
+        return None
+    finally:
+        if not keep:
+            os.close(new)
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+@functools.lru_cache(maxsize=1)
+def _exchange_function() -> Callable[[str, str], int] | None:
+    """``exchange(a, b)``: atomically swap the two names (``renameat2`` with
+    ``RENAME_EXCHANGE``), returning 0 or the errno; None without ``renameat2`` in libc."""
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p]
+    renameat2.argtypes += [ctypes.c_uint]
+    renameat2.restype = ctypes.c_int
+    at_fdcwd, rename_exchange = -100, 2
+
+    def exchange(a: str, b: str) -> int:
+        if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+            return 0
+        return ctypes.get_errno() or errno.EIO
+
+    return exchange
+
+
+def _may_not_remove(path: str, uid: int, why: str) -> str:
     from reliactl.trust import owner_name
 
+    return (
+        f"refusing lock file {path}: it is owned by {owner_name(uid)}, and this user may"
+        f" not remove it ({why}); ask its owner or root to remove it, or choose"
+        " another --lock-name"
+    )
+
+
+def _unlink_other(path: str, uid: int) -> None:
+    """The fallback takeover: unlink another user's unheld lock file (the caller holds its
+    flock); LockError when this user may not."""
     try:
         os.unlink(path)
     except FileNotFoundError:
         pass
     except OSError as exc:
-        raise LockError(
-            f"refusing lock file {path}: it is owned by {owner_name(uid)}, and this user may"
-            f" not remove it ({exc.strerror}); ask its owner or root to remove it, or choose"
-            " another --lock-name"
-        ) from None
+        raise LockError(_may_not_remove(path, uid, exc.strerror or str(exc))) from None
 
 
 def _plain_sleep(seconds: float) -> bool:
