@@ -736,75 +736,93 @@ def _busy_other(path: str, uid: int) -> LockBusyError:
 
 def _take_over(path: str, uid: int, fd: int) -> int | None:
     """Replace another user's unheld lock file (``fd``: the caller holds its flock and saw
-    ``path`` name it) by a new file of ours, already locked: its descriptor, or None when
-    the name no longer named that file (the caller opens it again). LockError when this user
-    may not (a sticky directory lets only root and the directory's owner).
-
-    Not unlink-then-create: between the check that ``path`` names ``fd`` and an unlink, the
-    file's owner may remove it and a new run create and lock its own file there, which the
-    unlink would then remove while that run holds it (two runs each holding "the" lock). So
-    the name is swapped atomically (``renameat2(RENAME_EXCHANGE)``) for our own file, locked
-    first: ``path`` never names an unheld or absent file. If what came out is not the file
-    we held, it is swapped back and ours removed (None: try again). Where the filesystem
-    cannot exchange names (or libc lacks ``renameat2``), the old unlink is used."""
-    exchange = _exchange_function()
-    if exchange is None:
+    ``path`` name it) by a new file of ours, already locked (``swap_in_own``): its
+    descriptor, or None when the name no longer named that file (the caller opens it
+    again). LockError when this user may not (a sticky directory lets only root and the
+    directory's owner). Where the filesystem cannot exchange names, the old unlink."""
+    new, failed = swap_in_own(path, os.fstat(fd))
+    if failed in CANNOT_EXCHANGE:
         _unlink_other(path, uid)
         return None
-    directory, name = os.path.split(path)
-    spare = os.path.join(directory, f".{name}.{os.getpid()}.{os.urandom(6).hex()}")
+    if failed:
+        raise LockError(_may_not_remove(path, uid, os.strerror(failed)))
+    return new
+
+
+CANNOT_EXCHANGE = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP)
+"""What ``swap_in_own`` reports where names cannot be exchanged (filesystem, kernel, libc)."""
+
+
+def swap_in_own(
+    name: str, held: os.stat_result, *, dir_fd: int | None = None
+) -> tuple[int | None, int]:
+    """Swap the entry ``name`` (relative to ``dir_fd``), another user's unheld lock file
+    whose flock the caller holds and whose ``fstat`` is ``held``, for a new empty file of
+    ours, created 0600 and flocked first: (its descriptor, 0) when what came out was
+    ``held`` (then removed); (None, 0) when the name is gone or came out naming another
+    file (someone's new lock file: swapped back at once); (None, errno) when the exchange
+    failed (``CANNOT_EXCHANGE``, or EPERM: this user may not remove the entry), nothing
+    changed. LockError when what came out could not be put back (never seen).
+
+    Not unlink-after-check: between the check that the name names ``held`` and an unlink,
+    the file's owner (in a sticky directory nobody else but root and the directory's owner
+    may remove it) could remove it and a new run create and lock its own file there, which
+    the unlink would then remove while that run holds it: two runs each holding "the" lock.
+    ``renameat2(RENAME_EXCHANGE)`` swaps the two names atomically, so the name never names
+    an absent or unheld file, and what came out is judged after."""
+    exchange = _exchange_function()
+    if exchange is None:
+        return None, errno.ENOSYS
+    head, base = os.path.split(name)
+    spare = os.path.join(head, f".{base}.{os.getpid()}.{os.urandom(6).hex()}")
     flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        new = os.open(spare, flags, 0o600)
+        new = os.open(spare, flags, 0o600, dir_fd=dir_fd)
     except OSError as exc:
-        raise LockError(f"cannot create {spare} to take lock {path} over: {exc.strerror}") from None
+        raise LockError(f"cannot create {spare} to take {name} over: {exc.strerror}") from None
     keep = False
     try:
         fcntl.flock(new, fcntl.LOCK_EX)  # a new file only we know: taken at once
-        failed = exchange(spare, path)
+        at = -100 if dir_fd is None else dir_fd  # AT_FDCWD
+        failed = exchange(at, spare, name)
         if failed:
-            _remove_quietly(spare)
-            if failed in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-                _unlink_other(path, uid)  # no exchange on this filesystem
-                return None
-            if failed == errno.ENOENT:
-                return None  # the name is gone: open it again
-            raise LockError(_may_not_remove(path, uid, os.strerror(failed)))
-        displaced = os.stat(spare, follow_symlinks=False)
-        held = os.fstat(fd)
+            _remove_quietly(spare, dir_fd)
+            return None, 0 if failed == errno.ENOENT else failed
+        displaced = os.stat(spare, dir_fd=dir_fd, follow_symlinks=False)
         if (displaced.st_dev, displaced.st_ino) == (held.st_dev, held.st_ino):
-            _remove_quietly(spare)  # the other user's file, unheld: gone
+            _remove_quietly(spare, dir_fd)  # the other user's file, unheld: gone
             keep = True
-            return new
-        # Someone's new lock file took the name after our check (its owner removed theirs
-        # and a run created one): put it back, drop ours, and look again.
-        back = exchange(spare, path)
+            return new, 0
+        # Someone's new lock file took the name after the check (its owner removed theirs
+        # and a run created one): put it back, and drop ours.
+        back = exchange(at, spare, name)
         if back == errno.ENOENT:
             keep = True  # its owner moved it away meanwhile: the name is ours, held
-            return new
-        if back:  # never seen: left where it is, it may be a lock file in use
+            return new, 0
+        if back:  # left where it is: it may be a lock file in use
             raise LockError(
-                f"lock file {path} changed while being taken over and could not be put back"
+                f"lock file {name} changed while being taken over and could not be put back"
                 f" ({os.strerror(back)}): it is now {spare}"
             )
-        _remove_quietly(spare)
-        return None
+        _remove_quietly(spare, dir_fd)
+        return None, 0
     finally:
         if not keep:
             os.close(new)
 
 
-def _remove_quietly(path: str) -> None:
+def _remove_quietly(path: str, dir_fd: int | None = None) -> None:
     try:
-        os.unlink(path)
+        os.unlink(path, dir_fd=dir_fd)
     except OSError:
         pass
 
 
 @functools.lru_cache(maxsize=1)
-def _exchange_function() -> Callable[[str, str], int] | None:
-    """``exchange(a, b)``: atomically swap the two names (``renameat2`` with
-    ``RENAME_EXCHANGE``), returning 0 or the errno; None without ``renameat2`` in libc."""
+def _exchange_function() -> Callable[[int, str, str], int] | None:
+    """``exchange(dir_fd, a, b)``: atomically swap the two names in that directory
+    (``renameat2`` with ``RENAME_EXCHANGE``), returning 0 or the errno; None without
+    ``renameat2`` in libc."""
     import ctypes
 
     try:
@@ -814,10 +832,10 @@ def _exchange_function() -> Callable[[str, str], int] | None:
     renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p]
     renameat2.argtypes += [ctypes.c_uint]
     renameat2.restype = ctypes.c_int
-    at_fdcwd, rename_exchange = -100, 2
+    rename_exchange = 2
 
-    def exchange(a: str, b: str) -> int:
-        if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+    def exchange(dir_fd: int, a: str, b: str) -> int:
+        if renameat2(dir_fd, os.fsencode(a), dir_fd, os.fsencode(b), rename_exchange) == 0:
             return 0
         return ctypes.get_errno() or errno.EIO
 

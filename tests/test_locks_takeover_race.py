@@ -113,10 +113,60 @@ def test_without_name_exchange_the_takeover_still_works(
     own; the spare file made for the exchange is removed."""
     path = sticky / "job.lock"
     nobodys_leftover(path)
-    monkeypatch.setattr(locks, "_exchange_function", lambda: lambda a, b: errno.EINVAL)
+    monkeypatch.setattr(locks, "_exchange_function", lambda: lambda at, a, b: errno.EINVAL)
     held = locks.acquire(str(path), wait=0)
     try:
         assert path.stat().st_uid == 0 and path.stat().st_ino == os.fstat(held.fd).st_ino
         assert sorted(os.listdir(sticky)) == ["job.lock"]
     finally:
         held.release()
+
+
+def test_the_stale_lock_sweep_keeps_a_lock_file_created_during_its_removal(
+    sticky: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sweep's same gap: root sweeping nobody's stale (empty, old, unheld) job.lock
+    re-checks, under its flock, that the name still names it; right after that check nobody
+    removes it and another holder creates and flocks a new job.lock. The sweep keeps it
+    ("changed"), still held (before: it unlinked the held file); the ordinary case, nothing
+    racing, removes nobody's file and leaves no spare file behind."""
+    from reliactl.cleanup import sweep_stale_locks
+
+    path = sticky / "job.lock"
+    nobodys_leftover(path)
+    os.utime(path, (1000, 1000))
+    other: list[int] = []
+    real_stat = os.stat
+
+    def racing_stat(name: object, *args: object, **kwargs: object) -> os.stat_result:
+        st = real_stat(name, *args, **kwargs)  # type: ignore[arg-type]
+        if name == "job.lock" and "dir_fd" in kwargs and not other and st.st_uid == 65534:
+            probe = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                swept = not locks.try_flock(probe)  # the sweep holds it: this is the re-check
+            finally:
+                os.close(probe)
+            if swept:
+                subprocess.run([*NOBODY, "rm", "-f", str(path)], check=True, timeout=60)
+                held = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                other.append(held)
+        return st
+
+    monkeypatch.setattr(os, "stat", racing_stat)
+    try:
+        report = sweep_stale_locks(str(sticky))
+        monkeypatch.undo()
+        assert other, "the race was not forced"
+        assert not report.removed and report.kept == {"changed": 1}, report
+        assert os.stat(path).st_ino == os.fstat(other[0]).st_ino
+    finally:
+        monkeypatch.undo()
+        for fd in other:
+            os.close(fd)
+    assert sorted(os.listdir(sticky)) == ["job.lock"]
+    path.unlink()
+    nobodys_leftover(path)
+    os.utime(path, (1000, 1000))
+    report = sweep_stale_locks(str(sticky))
+    assert len(report.removed) == 1 and os.listdir(sticky) == [], report
