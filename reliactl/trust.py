@@ -209,7 +209,10 @@ def _walk(path: str, judge: Judge) -> tuple[str, str | None, os.stat_result | No
     directory entered with more components to go, and every symbolic link followed (its
     own ``lstat``). A component that cannot be ``lstat``'ed (or a link read) ends the walk
     with no reason: opening the path then reports the problem."""
-    pending = os.path.abspath(path).split("/")[::-1]
+    # Not abspath: it folds "link/.." lexically, where the kernel goes to the link target's
+    # parent; getcwd is the physical working directory.
+    full = path if path.startswith("/") else os.path.join(os.getcwd(), path)
+    pending = full.split("/")[::-1]
     current, links = "/", 0
     root = os.stat("/")  # as the kernel's own walk, which starts there
     reason = judge(root, "/", False)

@@ -156,12 +156,18 @@ def test_a_kubernetes_configmap_layout_is_trusted_and_its_links_judged(shared: P
 def test_a_link_chain_judges_the_directories_in_the_middle(shared: Path) -> None:
     """An /etc/alternatives-style chain etc/app.yaml -> alternatives/app.yaml ->
     real/app.yaml: trusted when all is root's 0755; refused, naming it, when the middle
-    directory (neither the link's nor the file's) is writable by others (before: passed)."""
+    directory (neither the link's nor the file's) is writable by others (before: passed).
+    A ".." after a link goes to the link target's parent, as the kernel resolves it."""
     etc, alternatives, real = (tree(shared, (name, 0o755)) for name in ("etc", "alt", "real"))
     config(real, "app.yaml")
     (alternatives / "app.yaml").symlink_to(real / "app.yaml")
     (etc / "app.yaml").symlink_to(alternatives / "app.yaml")
     assert file_untrusted(etc / "app.yaml") is None
+    (etc / "to-real").symlink_to(real / "sub")
+    (real / "sub").mkdir()
+    # As the kernel: "to-real/.." is real/, not etc/ (lexical folding judged another path).
+    config(real, "only.yaml")  # no etc/only.yaml: the lexical path leads nowhere
+    assert file_untrusted(f"{etc}/to-real/../only.yaml") is None
     alternatives.chmod(0o777)
     reason = file_untrusted(etc / "app.yaml") or ""
     assert reason.startswith(f"the directory {alternatives} on its path is writable by others")
