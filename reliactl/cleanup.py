@@ -62,7 +62,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import ModuleType
 
 from reliactl._procfs import unescape_mount
-from reliactl.errors import UnsafeRootError
+from reliactl.errors import LockError, UnsafeRootError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING (see reliactl/__init__)
 if TYPE_CHECKING:
@@ -1822,6 +1822,27 @@ def clean(
 # --------------------------------------------------------------------------- stale locks
 
 
+def _swap_out(dfd: int, name: str, held: os.stat_result) -> int | None:
+    """Before root removes another user's stale lock file (``held``, its flock held): swap
+    it for a new, locked file of root's (``locks.swap_in_own``), so the unlink that follows
+    removes root's own file, which nobody else can replace in a sticky directory. Without
+    it, the file's owner could remove theirs after the check and a new run create and lock
+    its own, which the unlink would remove while held. Returns the new file's descriptor
+    (close it only after the unlink), -1 when the filesystem cannot exchange names (the
+    plain unlink, as before), or None when the name came out naming another file (swapped
+    back: keep it). OSError when root may not; LockError when it could not be put back."""
+    from reliactl.locks import CANNOT_EXCHANGE, swap_in_own
+
+    new, failed = swap_in_own(name, held, dir_fd=dfd)
+    if new is not None:
+        return new
+    if failed in CANNOT_EXCHANGE:
+        return -1
+    if failed:
+        raise OSError(failed, os.strerror(failed))
+    return None
+
+
 def sweep_stale_locks(  # noqa: C901 - a branch per keep reason, judged before the flock
     lock_dir: str,
     *,
@@ -1963,7 +1984,14 @@ def sweep_stale_locks(  # noqa: C901 - a branch per keep reason, judged before t
                     keep("changed")
                     continue
                 if not dry_run:
+                    placeholder = -1
                     try:
+                        if cur.st_uid != euid:
+                            swapped = _swap_out(dfd, name, cur)
+                            if swapped is None:
+                                keep("changed")
+                                continue
+                            placeholder = swapped
                         os.unlink(name, dir_fd=dfd)  # while holding the flock
                     except FileNotFoundError:
                         keep("vanished")
@@ -1971,6 +1999,12 @@ def sweep_stale_locks(  # noqa: C901 - a branch per keep reason, judged before t
                     except OSError as exc:
                         errors.append(CleanupProblem(path, f"cannot remove: {exc.strerror}"))
                         continue
+                    except LockError as exc:
+                        errors.append(CleanupProblem(path, str(exc)))
+                        continue
+                    finally:
+                        if placeholder >= 0:
+                            os.close(placeholder)  # unlinked: its waiters retry
                 removed.append(
                     StaleLock(
                         path,

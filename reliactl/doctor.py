@@ -71,7 +71,8 @@ def diagnose(
                 "config trust",
                 WARN,
                 note,
-                "chown it to you or root and chmod go-w it (and its directory), or remove it",
+                "chown it to you or root and chmod go-w it (and the directory the note names),"
+                " or remove it",
             )
         )
     try:

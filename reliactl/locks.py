@@ -673,14 +673,18 @@ def acquire(
                 if not (sleep or _plain_sleep)(step):
                     raise LockBusyError(f"gave up waiting for lock {path}")
             same = _same_file(path, fd)
+            if same and other is not None:
+                # Another user's lock file that nobody holds (the empty leftover of a run
+                # under another account, or a squatter's): replaced, while we hold its
+                # flock, by a new file of ours already locked (see _take_over).
+                taken = _take_over(path, other, fd)
+                if taken is not None:
+                    os.close(fd)
+                    fd, other = taken, None
+                    same = _same_file(path, fd)
             if same and other is None:
                 _write_holder(fd, command, now())
                 return HeldLock(path, fd, LockAttempt(monotonic() - started, retakes))
-            if same and other is not None:
-                # Another user's lock file that nobody holds (the empty leftover of a run
-                # under another account, or a squatter's): removed while we hold its flock,
-                # as the stale-lock sweep does, and ours is created in its place.
-                _take_over(path, other)
             # Else replaced or removed while we waited: that inode is not the lock any more.
             os.close(fd)
             fd = -1
@@ -730,21 +734,133 @@ def _busy_other(path: str, uid: int) -> LockBusyError:
     )
 
 
-def _take_over(path: str, uid: int) -> None:
-    """Unlink another user's unheld lock file (the caller holds its flock); LockError when
-    this user may not (a sticky directory lets only root and the directory's owner)."""
+def _take_over(path: str, uid: int, fd: int) -> int | None:
+    """Replace another user's unheld lock file (``fd``: the caller holds its flock and saw
+    ``path`` name it) by a new file of ours, already locked (``swap_in_own``): its
+    descriptor, or None when the name no longer named that file (the caller opens it
+    again). LockError when this user may not (a sticky directory lets only root and the
+    directory's owner). Where the filesystem cannot exchange names, the old unlink."""
+    new, failed = swap_in_own(path, os.fstat(fd))
+    if failed in CANNOT_EXCHANGE:
+        _unlink_other(path, uid)
+        return None
+    if failed:
+        raise LockError(_may_not_remove(path, uid, os.strerror(failed)))
+    return new
+
+
+CANNOT_EXCHANGE = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP)
+"""What ``swap_in_own`` reports where names cannot be exchanged (filesystem, kernel, libc)."""
+
+
+def swap_in_own(
+    name: str, held: os.stat_result, *, dir_fd: int | None = None
+) -> tuple[int | None, int]:
+    """Swap the entry ``name`` (relative to ``dir_fd``), another user's unheld lock file
+    whose flock the caller holds and whose ``fstat`` is ``held``, for a new empty file of
+    ours, created 0600 and flocked first: (its descriptor, 0) when what came out was
+    ``held`` (then removed); (None, 0) when the name is gone or came out naming another
+    file (someone's new lock file: swapped back at once); (None, errno) when the exchange
+    failed (``CANNOT_EXCHANGE``, or EPERM: this user may not remove the entry), nothing
+    changed. LockError when what came out could not be put back (never seen).
+
+    Not unlink-after-check: between the check that the name names ``held`` and an unlink,
+    the file's owner (in a sticky directory nobody else but root and the directory's owner
+    may remove it) could remove it and a new run create and lock its own file there, which
+    the unlink would then remove while that run holds it: two runs each holding "the" lock.
+    ``renameat2(RENAME_EXCHANGE)`` swaps the two names atomically, so the name never names
+    an absent or unheld file, and what came out is judged after."""
+    exchange = _exchange_function()
+    if exchange is None:
+        return None, errno.ENOSYS
+    head, base = os.path.split(name)
+    spare = os.path.join(head, f".{base}.{os.getpid()}.{os.urandom(6).hex()}")
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        new = os.open(spare, flags, 0o600, dir_fd=dir_fd)
+    except OSError as exc:
+        raise LockError(f"cannot create {spare} to take {name} over: {exc.strerror}") from None
+    keep = False
+    try:
+        fcntl.flock(new, fcntl.LOCK_EX)  # a new file only we know: taken at once
+        at = -100 if dir_fd is None else dir_fd  # AT_FDCWD
+        failed = exchange(at, spare, name)
+        if failed:
+            _remove_quietly(spare, dir_fd)
+            return None, 0 if failed == errno.ENOENT else failed
+        displaced = os.stat(spare, dir_fd=dir_fd, follow_symlinks=False)
+        if (displaced.st_dev, displaced.st_ino) == (held.st_dev, held.st_ino):
+            _remove_quietly(spare, dir_fd)  # the other user's file, unheld: gone
+            keep = True
+            return new, 0
+        # Someone's new lock file took the name after the check (its owner removed theirs
+        # and a run created one): put it back, and drop ours.
+        back = exchange(at, spare, name)
+        if back == errno.ENOENT:
+            keep = True  # its owner moved it away meanwhile: the name is ours, held
+            return new, 0
+        if back:  # left where it is: it may be a lock file in use
+            raise LockError(
+                f"lock file {name} changed while being taken over and could not be put back"
+                f" ({os.strerror(back)}): it is now {spare}"
+            )
+        _remove_quietly(spare, dir_fd)
+        return None, 0
+    finally:
+        if not keep:
+            os.close(new)
+
+
+def _remove_quietly(path: str, dir_fd: int | None = None) -> None:
+    try:
+        os.unlink(path, dir_fd=dir_fd)
+    except OSError:
+        pass
+
+
+@functools.lru_cache(maxsize=1)
+def _exchange_function() -> Callable[[int, str, str], int] | None:
+    """``exchange(dir_fd, a, b)``: atomically swap the two names in that directory
+    (``renameat2`` with ``RENAME_EXCHANGE``), returning 0 or the errno; None without
+    ``renameat2`` in libc."""
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p]
+    renameat2.argtypes += [ctypes.c_uint]
+    renameat2.restype = ctypes.c_int
+    rename_exchange = 2
+
+    def exchange(dir_fd: int, a: str, b: str) -> int:
+        if renameat2(dir_fd, os.fsencode(a), dir_fd, os.fsencode(b), rename_exchange) == 0:
+            return 0
+        return ctypes.get_errno() or errno.EIO
+
+    return exchange
+
+
+def _may_not_remove(path: str, uid: int, why: str) -> str:
     from reliactl.trust import owner_name
 
+    return (
+        f"refusing lock file {path}: it is owned by {owner_name(uid)}, and this user may"
+        f" not remove it ({why}); ask its owner or root to remove it, or choose"
+        " another --lock-name"
+    )
+
+
+def _unlink_other(path: str, uid: int) -> None:
+    """The fallback takeover: unlink another user's unheld lock file (the caller holds its
+    flock); LockError when this user may not."""
     try:
         os.unlink(path)
     except FileNotFoundError:
         pass
     except OSError as exc:
-        raise LockError(
-            f"refusing lock file {path}: it is owned by {owner_name(uid)}, and this user may"
-            f" not remove it ({exc.strerror}); ask its owner or root to remove it, or choose"
-            " another --lock-name"
-        ) from None
+        raise LockError(_may_not_remove(path, uid, exc.strerror or str(exc))) from None
 
 
 def _plain_sleep(seconds: float) -> bool:

@@ -1,16 +1,24 @@
 """Whose files may steer reliactl: the ownership rule of sudo, ssh (StrictModes) and git.
 
 A configuration file decides which commands ``health`` runs and what ``cleanup`` deletes; a
-state store decides whether ``run --breaker`` starts a job. So a file (and the directory that
-holds it) is trusted only when it is owned by the invoking user or root and nobody else can
-write it. Group write is allowed only for a user-private group (the owner's own primary group
-with no other members, the Debian/Ubuntu ``umask 002`` layout, as OpenSSH there allows).
+state store decides whether ``run --breaker`` starts a job. So a file (and every directory
+on its path, ``file_untrusted``) is trusted only when it is owned by the invoking user or
+root and nobody else can write it. Group write is allowed only for a user-private group (the
+owner's own primary group with no other members, the Debian/Ubuntu ``umask 002`` layout, as
+OpenSSH there allows).
 """
 
 from __future__ import annotations
 
 import os
 import stat
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    Judge = Callable[[os.stat_result, str, bool], str | None]
 
 
 def owner_name(uid: int) -> str:
@@ -77,9 +85,16 @@ def untrusted(
 
 def file_untrusted(path: str | os.PathLike[str], st: os.stat_result | None = None) -> str | None:
     """Why the file ``path`` (a configuration file, a secret or CA file it names) must not be
-    trusted, or None: the file, the directory holding it and, for a symbolic link, the
-    directory of its target must each pass ``untrusted``. None too when it cannot be
-    stat'ed: reading it then reports the problem."""
+    trusted, or None. ``st``: the ``fstat`` of the descriptor the caller opened (else the
+    path is ``stat``'ed). None too when it cannot be stat'ed: reading it then reports it.
+
+    OpenSSH's ``safe_path``, resolved through links (``path_untrusted``): the file passes
+    ``untrusted``, and so does every directory on its path from ``/`` (each one owned by this
+    user or root, not writable by others unless sticky as ``/tmp``), and every symbolic link
+    followed is this user's or root's. A directory anyone can write further up (``/srv``
+    0777) would let them rename the file's directory away and put their own in its place.
+    Refused too when the path no longer leads to the file ``st`` describes (it was swapped
+    while being judged)."""
     try:
         info = os.stat(path) if st is None else st
     except OSError:
@@ -87,17 +102,57 @@ def file_untrusted(path: str | os.PathLike[str], st: os.stat_result | None = Non
     reason = untrusted(info)
     if reason is not None:
         return f"the file is {reason}"
-    absolute = os.path.abspath(path)
-    for directory in dict.fromkeys(
-        (os.path.dirname(absolute), os.path.dirname(os.path.realpath(absolute)))
-    ):
-        try:
-            reason = untrusted(os.stat(directory))
-        except OSError:
-            continue
-        if reason is not None:
-            return f"its directory {directory} is {reason}"
+    reason, final = path_untrusted(os.fspath(path))
+    if reason is not None:
+        return reason
+    if final is None or (final.st_dev, final.st_ino) != (info.st_dev, info.st_ino):
+        return "its path changed while it was being checked (is someone replacing it?)"
     return None
+
+
+def path_untrusted(path: str) -> tuple[str | None, os.stat_result | None]:
+    """Why the directories and links leading to ``path`` must not be trusted (or None), and
+    the ``lstat`` of what the path resolves to (None when a component is missing or the
+    walk stopped). Every directory entered, ``/`` first and those inside link targets too,
+    must pass ``untrusted(..., sticky_ok=True)``; every link followed must be owned by this
+    user or root (whoever owns a link in a sticky directory can point it anywhere). The
+    reason is one line naming the directory or link."""
+    uid = os.geteuid()
+
+    def judge(st: os.stat_result, what: str, link: bool) -> str | None:
+        if link:
+            if st.st_uid in (uid, 0):
+                return None
+            trusted = owner_name(0) if uid == 0 else f"{owner_name(uid)} or root"
+            return (
+                f"the symbolic link {what} on its path is owned by {owner_name(st.st_uid)},"
+                f" not by {trusted}"
+            )
+        reason = untrusted(st, sticky_ok=True)
+        if reason is None:
+            return None
+        return f"the directory {what} on its path is {reason}"
+
+    _, reason, final = _walk(path, judge)
+    return reason, final
+
+
+def path_open_to_everyone(path: str) -> str | None:
+    """Why anyone at all could replace what ``path`` leads to, or None: a directory on its
+    path (resolved through links, from ``/``) writable by others without the sticky bit.
+    The looser rule for a file whose owner does not matter (the Redis password file: whoever
+    owns it could only deny service); ``path_untrusted`` is the rule for one that steers."""
+
+    def judge(st: os.stat_result, what: str, link: bool) -> str | None:
+        mode = stat.S_IMODE(st.st_mode)
+        if link or not mode & stat.S_IWOTH or mode & stat.S_ISVTX:
+            return None
+        return (
+            f"the directory {what} on its path is writable by others without the sticky bit"
+            f" (mode {mode:04o})"
+        )
+
+    return _walk(path, judge)[1]
 
 
 def secret_untrusted(path: str | os.PathLike[str], st: os.stat_result) -> str | None:
@@ -146,10 +201,69 @@ def _open_to_others(st: os.stat_result, what: str) -> str | None:
     return None
 
 
+def _walk(path: str, judge: Judge) -> tuple[str, str | None, os.stat_result | None]:
+    """``path`` resolved component by component as the kernel does (``..`` after a link is
+    the target's parent): the physical path reached, why it must not be used (the first
+    reason ``judge`` gives, or too many links), and the ``lstat`` of the last component
+    (None when the walk stopped early). ``judge(st, path, is_link)`` sees ``/``, every
+    directory entered with more components to go, and every symbolic link followed (its
+    own ``lstat``). A component that cannot be ``lstat``'ed (or a link read) ends the walk
+    with no reason: opening the path then reports the problem."""
+    # Not abspath: it folds "link/.." lexically, where the kernel goes to the link target's
+    # parent; getcwd is the physical working directory.
+    full = path if path.startswith("/") else os.path.join(os.getcwd(), path)
+    pending = full.split("/")[::-1]
+    current, links = "/", 0
+    root = os.stat("/")  # as the kernel's own walk, which starts there
+    reason = judge(root, "/", False)
+    if reason is not None:
+        return current, reason, None
+    st: os.stat_result | None = root
+    while pending:
+        name = pending.pop()
+        if name in ("", "."):
+            continue
+        if name == "..":
+            current, st = os.path.dirname(current), None
+            continue
+        candidate = os.path.join(current, name)
+        try:
+            st = os.lstat(candidate)
+        except OSError:
+            return os.path.join(candidate, *pending[::-1]), None, None
+        if stat.S_ISLNK(st.st_mode):
+            reason = judge(st, candidate, True)
+            if reason is not None:
+                return candidate, reason, None
+            links += 1
+            try:
+                target = os.readlink(candidate)
+            except OSError:
+                return candidate, None, None
+            if links > _MAX_LINKS:
+                return candidate, f"{path} has too many levels of symbolic links", None
+            if target.startswith("/"):
+                current = "/"
+            pending.extend(target.split("/")[::-1])
+            continue
+        current = candidate
+        if pending and stat.S_ISDIR(st.st_mode) and any(p not in ("", ".") for p in pending):
+            reason = judge(st, current, False)
+            if reason is not None:
+                return current, reason, None
+    if st is None:  # the path ended in ".."
+        try:
+            st = os.lstat(current)
+        except OSError:
+            return current, None, None
+    return current, None, st
+
+
 def resolve_owners(path: str) -> tuple[str, str | None, frozenset[int]]:
-    """``path`` resolved component by component: the physical path (no links left in it, for
-    an ``O_NOFOLLOW`` open), why it must not be used at all (or None), and the owners, other
-    than root and this user, of the directories it enters and the links it follows.
+    """``path`` resolved component by component (``_walk``): the physical path (no links
+    left in it, for an ``O_NOFOLLOW`` open), why it must not be used at all (or None), and
+    the owners, other than root and this user, of the directories it enters and the links
+    it follows.
 
     Refused outright: a directory writable by others that is not sticky (anyone could rename
     what is in it; ``/tmp``'s 1777 is fine, each entry then has its own owner), and a path
@@ -158,51 +272,14 @@ def resolve_owners(path: str) -> tuple[str, str | None, frozenset[int]]:
     reason: opening the path then reports the problem."""
     uid = os.geteuid()
     owners: set[int] = set()
-    pending = os.path.abspath(path).split("/")[::-1]
-    current, links = "/", 0
 
-    def judge(st: os.stat_result, what: str) -> str | None:
+    def judge(st: os.stat_result, what: str, link: bool) -> str | None:
         if st.st_uid not in (uid, 0):
             owners.add(st.st_uid)
-        return _open_to_others(st, what)
+        return None if link else _open_to_others(st, f"the directory {what}")
 
-    try:
-        reason = judge(os.stat("/"), "the directory /")
-    except OSError:
-        reason = None
-    if reason is not None:
-        return current, reason, frozenset(owners)
-    while pending:
-        name = pending.pop()
-        if name in ("", "."):
-            continue
-        if name == "..":
-            current = os.path.dirname(current)
-            continue
-        candidate = os.path.join(current, name)
-        try:
-            st = os.lstat(candidate)
-        except OSError:
-            return os.path.join(candidate, *pending[::-1]), None, frozenset(owners)
-        if stat.S_ISLNK(st.st_mode):
-            owners.update({st.st_uid} - {uid, 0})
-            links += 1
-            try:
-                target = os.readlink(candidate)
-            except OSError:
-                return candidate, None, frozenset(owners)
-            if links > _MAX_LINKS:
-                return candidate, f"{path} has too many levels of symbolic links", frozenset()
-            if target.startswith("/"):
-                current = "/"
-            pending.extend(target.split("/")[::-1])
-            continue
-        current = candidate
-        if pending and stat.S_ISDIR(st.st_mode) and any(p not in ("", ".") for p in pending):
-            reason = judge(st, f"the directory {current}")
-            if reason is not None:
-                return current, reason, frozenset(owners)
-    return current, None, frozenset(owners)
+    physical, reason, _ = _walk(path, judge)
+    return physical, reason, frozenset(owners)
 
 
 def open_regular(path: str, *, follow: bool = True) -> int:

@@ -106,7 +106,9 @@ def test_own_file_in_a_world_writable_directory_is_not_trusted(
     marker = tmp_path / "ran"
     (open_dir / "reliactl.yaml").write_text(evil_config(open_dir, marker, victim))
     result = reliactl("health", "--no-alerts", cwd=open_dir)
-    assert f"its directory {open_dir} is writable by others" in result.stderr, result.stderr
+    assert f"the directory {open_dir} on its path is writable by others" in result.stderr, (
+        result.stderr
+    )
     assert not marker.exists()
 
 

@@ -1022,7 +1022,7 @@ def _setting_file(
     the configuration is wrong: a StateConfigError naming the setting and the path (exit 78
     where the store is required; ``run`` and ``health`` warn and go on without it), never
     "cannot reach Redis". Symbolic links are followed (a Kubernetes secret is a ``..data``
-    link); ``trust`` judges the directory of the link and of its target."""
+    link); ``trust`` judges every directory on the path, through the links."""
     import stat
 
     try:
@@ -1056,12 +1056,12 @@ def _secret_untrusted(path: str, st: Any) -> str | None:
     it could read or replace it anyway, which denies service but takes nothing over, so any
     owner is accepted (a compose ``file:`` secret owned by uid 1000, a vault-agent file
     owned by its user with mode 0640, a root-owned 0660 file its group writes). Refused is
-    only what lets anyone at all replace it: the file writable by others (o+w), or the
-    directory holding it (or its symbolic link's target) writable by others without the
-    sticky bit."""
+    only what lets anyone at all replace it: the file writable by others (o+w), or a
+    directory anywhere on its path (resolved through links, ``trust.path_open_to_everyone``)
+    writable by others without the sticky bit."""
     import stat
 
-    from reliactl.trust import owner_name
+    from reliactl.trust import owner_name, path_open_to_everyone
 
     mode = stat.S_IMODE(st.st_mode)
     if mode & stat.S_IWOTH:
@@ -1069,20 +1069,9 @@ def _secret_untrusted(path: str, st: Any) -> str | None:
             f"the file is writable by others (mode {mode:04o}, owner {owner_name(st.st_uid)});"
             " refused (chmod o-w it)"
         )
-    absolute = os.path.abspath(path)
-    for directory in dict.fromkeys(
-        (os.path.dirname(absolute), os.path.dirname(os.path.realpath(absolute)))
-    ):
-        try:
-            dst = os.stat(directory)
-        except OSError:
-            continue
-        dmode = stat.S_IMODE(dst.st_mode)
-        if dmode & stat.S_IWOTH and not dmode & stat.S_ISVTX:
-            return (
-                f"its directory {directory} is writable by others without the sticky bit"
-                f" (mode {dmode:04o}); refused (chmod o-w or +t it)"
-            )
+    reason = path_open_to_everyone(path)
+    if reason is not None:
+        return f"{reason}; refused (chmod o-w or +t it)"
     return None
 
 
@@ -1091,7 +1080,7 @@ def _ca_untrusted(path: str, st: Any) -> str | None:
     so another user who can replace it can read and forge everything the store sends and
     receives (a takeover, not a denial). So it is trusted as ssh trusts its files
     (``reliactl.trust.file_untrusted``): owned by this user or root, not writable by others,
-    nor its directory."""
+    nor any directory on its path (resolved through links)."""
     from reliactl.trust import file_untrusted
 
     reason = file_untrusted(path, st)

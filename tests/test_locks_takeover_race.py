@@ -1,0 +1,172 @@
+"""Taking over another user's unheld lock file never removes a lock file someone holds.
+
+Root (or the sticky directory's owner) takes another user's unheld NAME.lock over while
+holding its flock. The old way (check the name still names it, then unlink) had a gap: the
+file's owner removes it right after the check, a new run creates and locks its own NAME.lock,
+and the unlink removed that held file, so two runs each held "the" lock. Now the name is
+swapped atomically (renameat2 RENAME_EXCHANGE) for root's own already-locked file and, when
+what came out is not the file root held, swapped back. The race is forced at the exact
+point: the check is wrapped so that nobody removes their file (setpriv) and a second
+holder locks a new one in between. Real files, a real sticky directory, real flocks."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reliactl import locks
+from reliactl.errors import LockBusyError
+from tests.runhelpers import NOBODY
+
+
+@pytest.fixture
+def sticky() -> Iterator[Path]:
+    """A sticky, world-writable lock directory (1777, root's), reachable by nobody."""
+    top = Path(tempfile.mkdtemp(prefix="reliactl-takeover-"))
+    top.chmod(0o755)
+    directory = top / "lock"
+    directory.mkdir()
+    directory.chmod(0o1777)
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(top)
+
+
+def nobodys_leftover(path: Path) -> None:
+    """An empty, unheld lock file of nobody's (what a run under that account leaves)."""
+    subprocess.run([*NOBODY, "touch", str(path)], check=True, timeout=60)
+    assert path.stat().st_uid == 65534
+
+
+def test_a_lock_file_created_during_the_takeover_is_kept_and_busy(
+    sticky: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Right after root's check that job.lock still names nobody's unheld file, nobody
+    removes it and another holder creates and flocks a new job.lock. Root's acquire then
+    reports busy and the holder's file is still job.lock, still held (before: root unlinked
+    it and took the lock too, two holders). No spare file is left in the directory."""
+    path = sticky / "job.lock"
+    nobodys_leftover(path)
+    other: list[int] = []
+    real_same_file = locks._same_file
+
+    def racing_same_file(name: str, fd: int) -> bool:
+        same = real_same_file(name, fd)
+        if same and not other and os.fstat(fd).st_uid == 65534:
+            subprocess.run([*NOBODY, "rm", "-f", name], check=True, timeout=60)
+            held = os.open(name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a second run holds it
+            other.append(held)
+        return same
+
+    monkeypatch.setattr(locks, "_same_file", racing_same_file)
+    try:
+        with pytest.raises(LockBusyError):
+            locks.acquire(str(path), wait=0)
+        assert other, "the race was not forced"
+        assert os.stat(path).st_ino == os.fstat(other[0]).st_ino  # the holder's file stays
+        probe = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            assert not locks.try_flock(probe)  # and it is still held
+        finally:
+            os.close(probe)
+    finally:
+        for fd in other:
+            os.close(fd)
+    assert sorted(os.listdir(sticky)) == ["job.lock"]
+
+
+def test_the_takeover_leaves_only_roots_locked_file(sticky: Path) -> None:
+    """The ordinary takeover: nobody's unheld leftover is replaced by root's file, which
+    root holds (a second open cannot flock it), and no spare file is left behind."""
+    path = sticky / "job.lock"
+    nobodys_leftover(path)
+    held = locks.acquire(str(path), wait=0)
+    try:
+        st = path.stat()
+        assert st.st_uid == 0
+        assert st.st_ino == os.fstat(held.fd).st_ino
+        probe = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            assert not locks.try_flock(probe)
+        finally:
+            os.close(probe)
+        assert sorted(os.listdir(sticky)) == ["job.lock"]
+    finally:
+        held.release()
+
+
+def test_without_name_exchange_the_takeover_still_works(
+    sticky: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a filesystem that cannot exchange names (renameat2 says EINVAL) the takeover falls
+    back to unlinking nobody's unheld file under its flock, as before, and locks root's
+    own; the spare file made for the exchange is removed."""
+    path = sticky / "job.lock"
+    nobodys_leftover(path)
+    monkeypatch.setattr(locks, "_exchange_function", lambda: lambda at, a, b: errno.EINVAL)
+    held = locks.acquire(str(path), wait=0)
+    try:
+        assert path.stat().st_uid == 0 and path.stat().st_ino == os.fstat(held.fd).st_ino
+        assert sorted(os.listdir(sticky)) == ["job.lock"]
+    finally:
+        held.release()
+
+
+def test_the_stale_lock_sweep_keeps_a_lock_file_created_during_its_removal(
+    sticky: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sweep's same gap: root sweeping nobody's stale (empty, old, unheld) job.lock
+    re-checks, under its flock, that the name still names it; right after that check nobody
+    removes it and another holder creates and flocks a new job.lock. The sweep keeps it
+    ("changed"), still held (before: it unlinked the held file); the ordinary case, nothing
+    racing, removes nobody's file and leaves no spare file behind."""
+    from reliactl.cleanup import sweep_stale_locks
+
+    path = sticky / "job.lock"
+    nobodys_leftover(path)
+    os.utime(path, (1000, 1000))
+    other: list[int] = []
+    real_stat = os.stat
+
+    def racing_stat(name: object, *args: object, **kwargs: object) -> os.stat_result:
+        st = real_stat(name, *args, **kwargs)  # type: ignore[arg-type]
+        if name == "job.lock" and "dir_fd" in kwargs and not other and st.st_uid == 65534:
+            probe = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                swept = not locks.try_flock(probe)  # the sweep holds it: this is the re-check
+            finally:
+                os.close(probe)
+            if swept:
+                subprocess.run([*NOBODY, "rm", "-f", str(path)], check=True, timeout=60)
+                held = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                other.append(held)
+        return st
+
+    monkeypatch.setattr(os, "stat", racing_stat)
+    try:
+        report = sweep_stale_locks(str(sticky))
+        monkeypatch.undo()
+        assert other, "the race was not forced"
+        assert not report.removed and report.kept == {"changed": 1}, report
+        assert os.stat(path).st_ino == os.fstat(other[0]).st_ino
+    finally:
+        monkeypatch.undo()
+        for fd in other:
+            os.close(fd)
+    assert sorted(os.listdir(sticky)) == ["job.lock"]
+    path.unlink()
+    nobodys_leftover(path)
+    os.utime(path, (1000, 1000))
+    report = sweep_stale_locks(str(sticky))
+    assert len(report.removed) == 1 and os.listdir(sticky) == [], report
