@@ -258,3 +258,47 @@ def test_silences_and_acks_address_one_host_or_every_host(
     notes = alertstate.check_notes(f.records, ["disk", "cpu"], now, host="web-2")
     assert notes["disk"].problem is not None and notes["disk"].problem.ack_by == "x"
     assert "cpu" not in notes  # web-1's silence and problem are not web-2's
+
+
+@pytest.mark.parametrize("backend", ["redis"], indirect=True)
+def test_run_alerts_of_a_fleet_locked_job_are_the_fleets_of_a_host_job_each_hosts(
+    make_store: Callable[..., Any],
+    server: CountingServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`run --job` with alert: true on two hosts: a job declared lock_scope: fleet failing on
+    web-1 recovers with its next success on web-2 (one sequence of runs); a host-scoped job's
+    success on web-2 is no recovery of web-1's failure."""
+    from reliactl.cli._jobwatch import watch_for_run
+    from reliactl.config import load
+
+    cfg = tmp_path / "jobs.yaml"
+    cfg.write_text(
+        f"health_monitor:\n  alerts:\n    - {{name: hook, kind: webhook, url: '{server.url}/h'}}\n"
+        "jobs:\n  sync: {every: 1h, lock_scope: fleet, alert: true}\n"
+        "  logs: {every: 1h, lock_scope: host, alert: true}\n"
+    )
+    config = load(str(cfg), use_env=False, search=False).config
+    store = make_store()
+
+    class Result:
+        def __init__(self, code: int) -> None:
+            self.outcome = "success" if code == 0 else "failure"
+            self.exit_code = code
+
+    def run(host: str, job: str, code: int) -> None:
+        monkeypatch.setenv("RELIACTL_HOSTNAME", host)
+        watch = watch_for_run(config, job, config.jobs[job], open_store=lambda: store)
+        assert watch is not None
+        assert watch.finish(Result(code)) == []
+
+    run("web-1", "sync", 1)
+    run("web-1", "logs", 1)
+    run("web-2", "sync", 0)
+    run("web-2", "logs", 0)
+    assert _posted(server) == [
+        ("web-1", "run:sync", "problem", "CRITICAL"),
+        ("web-1", "run:logs", "problem", "CRITICAL"),
+        ("web-2", "run:sync", "recovery", "OK"),
+    ]
