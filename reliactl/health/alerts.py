@@ -2,8 +2,9 @@
 grouped messages, repeats, escalation, silences, acknowledgements and flap detection, with
 every decision in the state store.
 
-Each run first records what it saw in each check's ``problem:CHECK`` record (status, since,
-state changes, flapping; see ``reliactl.health.alertstate``), then, per sink, decides in ONE
+Each run first records what it saw in each check's problem record (status, since, state
+changes, flapping; keyed ``HOST/CHECK``, or ``CHECK`` for a fleet-wide check: see
+``reliactl.health.alertstate``), then, per sink, decides in ONE
 atomic ``update`` of the sink's ``notify:SINK`` record what that sink must be told (new
 problems, recoveries, repeats after ``repeat_every``, escalations, flapping/settled notices;
 nothing for a silenced check) and claims those entries (a lease, ``claimed_until``). It
