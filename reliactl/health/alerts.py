@@ -391,7 +391,7 @@ class AlertManager:
 
             for check in snap.statuses:
                 entry = entries.get(check)
-                old = snap.names[check]
+                old = snap.names.get(check, check)
                 if entry is None and check in snap.inherit and isinstance(entries.get(old), dict):
                     # This host takes its check's entry of the old form (keyed by name) over.
                     moved = entries.pop(old)
