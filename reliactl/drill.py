@@ -162,9 +162,10 @@ def _alert_drill(rec: _Recorder, config: Config, store: StateStore) -> None:
         recovery = asyncio.run(manager.process(report(Status.OK, "DRILL: recovered")))
         sent = sorted(o.sink for o in recovery if o.delivered)
         rec.step("recovery", sent == names, f"recovery delivered to {', '.join(sent) or 'none'}")
-    finally:
-        for sink in sinks:  # the drill's cooldown records: nothing of it stays in the store
-            store.delete("alert", f"{sink.name}:{check}")
+    finally:  # the drill's problem record and each sink's entry: nothing of it stays
+        from reliactl.health.alertstate import forget
+
+        forget(manager.records, [s.name for s in sinks], check, manager.host)
 
 
 def _job_drill(rec: _Recorder, config: Config) -> None:

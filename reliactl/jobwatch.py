@@ -25,6 +25,7 @@ def alert_on_result(
     *,
     default_cooldown: float = 900.0,
     clock: Any = time.time,
+    fleet: bool = False,
 ) -> list[Any]:
     """Alert the sinks about a run of job ``name`` that finally failed (after retries), with
     its exit code and output tail; one recovery alert on its next success; repeats only after
@@ -32,7 +33,9 @@ def alert_on_result(
     job that stops running). Returns the ``AlertOutcome``s; never raises for a failed sink.
 
     The alert is the check ``run:NAME`` in the alert records, so its cooldown and status are
-    its own, apart from the ``job:NAME`` health check's.
+    its own, apart from the ``job:NAME`` health check's. It is this host's (a failure here is
+    not recovered by a success on another host), unless ``fleet``: the job runs under a fleet
+    lock, on whichever host, and its runs are one sequence (alertstate.fleet_wide).
     """
     if not sinks or result.outcome in NOT_DECISIVE:
         return []
@@ -60,7 +63,13 @@ def alert_on_result(
         kind="job",
     )
     report = HealthReport(metric.status, {metric.name: metric}, clock(), 0.0)
-    manager = AlertManager(sinks, records, default_cooldown=default_cooldown, clock=clock)
+    manager = AlertManager(
+        sinks,
+        records,
+        default_cooldown=default_cooldown,
+        clock=clock,
+        fleet=(metric.name,) if fleet else (),
+    )
     outcomes: list[Any] = asyncio.run(manager.process(report))
     return outcomes
 
@@ -93,8 +102,10 @@ class RunWatch:
         default_cooldown: float = 900.0,
         host: str | None = None,
         pinger_options: Mapping[str, Any] | None = None,
+        fleet: bool = False,
     ) -> None:
         self.name = name
+        self.fleet = fleet  # the job runs under a fleet lock: its run:NAME alert is the fleet's
         self.pinger: Any = None
         if targets is not None and targets.configured:
             from reliactl.ping import Pinger
@@ -160,6 +171,7 @@ class RunWatch:
                     self.sinks,
                     self.records,
                     default_cooldown=self.default_cooldown,
+                    fleet=self.fleet,
                 )
             except Exception as exc:  # a broken store or sink never changes the outcome
                 self._alert_error = f"alert for {self.name}: {type(exc).__name__}: {exc}"

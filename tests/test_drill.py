@@ -87,3 +87,29 @@ def test_the_breaker_drill_holds_on_a_host_slow_to_start_processes(tmp_path: Pat
     steps = {s["step"]: s for s in json.loads(result.stdout)["steps"]}
     assert steps["refuse"]["ok"] is True, steps["refuse"]
     assert steps["recover"]["ok"] is True, steps["recover"]
+
+
+def test_the_alerts_drill_leaves_no_entry_in_any_sink_record(tmp_path: Path) -> None:
+    """attack2 #2: each `drill alerts` left its drill check's entry in every sink's
+    notify:SINK record (they piled up). Two drills in a row: both deliver problem and
+    recovery, and afterwards no alert record (problem, sink entry, old-form key) names a
+    drill check, while another check's entry in the same sink record stays."""
+    from reliactl.config import load
+    from reliactl.drill import run_drill
+    from reliactl.health.records import RecordStore
+    from reliactl.state.sqlite import open_store
+
+    with CountingServer() as sink:
+        cfg = _config(tmp_path, sink.url + "/hook", "  {}\n")
+        config = load(cfg, use_env=False, search=False).config
+        store = open_store(tmp_path / "state.db")
+        records = RecordStore(store)
+        kept = {"status": "CRITICAL", "sent_at": 1.0}
+        records.update("alert", "notify:hook", lambda _r: {"checks": {"web-9/disk": kept}})
+        for _ in range(2):
+            report = run_drill(["alerts"], config, lambda: store)
+            assert report.ok, report.to_dict()
+        assert [b["status"] for b in sink.posted()] == ["CRITICAL", "OK"] * 2
+    left = records.items("alert")
+    assert not [k for k in left if "drill" in k], left
+    assert left["notify:hook"]["checks"] == {"web-9/disk": kept}

@@ -38,6 +38,11 @@ class _LazyRecords:
     def update(self, kind: Any, key: str, fn: Any) -> Any:
         return self._get().update(kind, key, fn)
 
+    def items(self, kind: Any) -> Any:
+        # The alert manager reads every alert record (silences, problems) in one go: without
+        # this every `run --alert` failed with an AttributeError and alerted nobody.
+        return self._get().items(kind)
+
 
 def resolve(
     config: Config,
@@ -138,6 +143,9 @@ def watch_for_run(
         sinks=sinks,
         records=_LazyRecords(open_store),
         default_cooldown=config.health_monitor.alert_cooldown,
+        # A job declared with lock_scope: fleet runs on one host at a time, any of them: its
+        # runs are one sequence, so its run:NAME alert is one problem for the fleet.
+        fleet=settings is not None and settings.lock_scope == "fleet",
     )
     return watch if watch.active else None
 

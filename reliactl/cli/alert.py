@@ -57,14 +57,19 @@ def ack(
     ctx: typer.Context,
     target: Annotated[
         str,
-        typer.Argument(metavar="TARGET", help="A check or job name, or a glob (disk*, job:*)."),
+        typer.Argument(
+            metavar="TARGET",
+            help="A check or job name, or a glob (disk*, job:*), on every host;"
+            " HOST/CHECK for one host's (web-1/disk*).",
+        ),
     ],
     reason: Annotated[
         str, typer.Option("--reason", metavar="TEXT", help="Why, or who is on it.")
     ] = "",
 ) -> None:
     """Acknowledge the open problems matching TARGET: no repeats or escalation until they
-    recover (exit 1 if no open problem matches)."""
+    recover (exit 1 if no open problem matches). A host-local check's problem is each host's
+    own: TARGET without a host matches it on every host."""
     import time
 
     from reliactl.cli.output import error, info
@@ -76,12 +81,15 @@ def ack(
         error(f"no open problem matches {target!r} (see `reliactl alert list`)")
         raise SystemExit(ExitCode.FAILURE)
     for problem in done:
-        info(f"{problem.check} ({problem.status.value}) acknowledged by {problem.ack_by}")
+        where = f" on {problem.host}" if problem.scope != "fleet" and problem.host else ""
+        info(f"{problem.check} ({problem.status.value}) acknowledged by {problem.ack_by}{where}")
 
 
 @reports_errors
 def list_(ctx: typer.Context, json_out: JsonOption = False) -> None:
-    """Open problems: status, since when, flapping, acknowledged or not (and by whom)."""
+    """Open problems, one per host for a host-local check (HOST: where; "(fleet)": one
+    problem for the fleet, a job:NAME check): status, since when, flapping, acknowledged or
+    not (and by whom)."""
     from reliactl.cli.output import emit_json, emit_text, iso_utc, table
     from reliactl.health.alertstate import open_problems
 
@@ -99,7 +107,7 @@ def list_(ctx: typer.Context, json_out: JsonOption = False) -> None:
             p.status.value + (" FLAPPING" if p.flapping else ""),
             iso_utc(p.since) or "-",
             f"{p.ack_by}{': ' + p.ack_reason if p.ack_reason else ''}" if p.acknowledged else "no",
-            p.host or "-",
+            "(fleet)" if p.scope == "fleet" else p.host or "-",
         ]
         for p in problems
     ]

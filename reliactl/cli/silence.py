@@ -57,12 +57,16 @@ def add(
     target: Annotated[
         str,
         typer.Argument(
-            metavar="TARGET", help="A check, job or breaker name, or a glob (disk*, job:*)."
+            metavar="TARGET",
+            help="A check, job or breaker name, or a glob (disk*, job:*), on every host;"
+            " HOST/CHECK for one host's (web-1/disk*, web-1/* for all of it).",
         ),
     ],
     duration: Annotated[
         str,
-        typer.Option("--for", metavar="DURATION", help="How long the silence lasts, e.g. 2h."),
+        typer.Option(
+            "--for", metavar="DURATION", help="How long the silence lasts, e.g. 2h (at most 366d)."
+        ),
     ],
     reason: Annotated[
         str, typer.Option("--reason", metavar="TEXT", help="Why (shown with the problem).")
@@ -84,14 +88,14 @@ def add(
     from reliactl.cli.output import emit_json, info
     from reliactl.durations import parse_duration
     from reliactl.errors import HealthError
-    from reliactl.health.alertstate import add_silence, parse_start
+    from reliactl.health.alertstate import add_silence, parse_start, silence_seconds
     from reliactl.hostname import hostname
 
     require_text("TARGET", target)
     require_text("--reason", reason, empty=True)
     now = time.time()
     try:
-        seconds = parse_duration(duration)
+        seconds = silence_seconds(parse_duration(duration))
     except ValueError as exc:
         raise usage(f"--for: {exc}") from None
     begin = None

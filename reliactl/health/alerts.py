@@ -2,8 +2,9 @@
 grouped messages, repeats, escalation, silences, acknowledgements and flap detection, with
 every decision in the state store.
 
-Each run first records what it saw in each check's ``problem:CHECK`` record (status, since,
-state changes, flapping; see ``reliactl.health.alertstate``), then, per sink, decides in ONE
+Each run first records what it saw in each check's problem record (status, since, state
+changes, flapping; keyed ``HOST/CHECK``, or ``CHECK`` for a fleet-wide check: see
+``reliactl.health.alertstate``), then, per sink, decides in ONE
 atomic ``update`` of the sink's ``notify:SINK`` record what that sink must be told (new
 problems, recoveries, repeats after ``repeat_every``, escalations, flapping/settled notices;
 nothing for a silenced check) and claims those entries (a lease, ``claimed_until``). It
@@ -262,6 +263,7 @@ class AlertManager:
         base_delay: float = BASE_DELAY,
         policy: AlertPolicy | None = None,
         breakers: Mapping[str, str] | None = None,
+        fleet: Sequence[str] = (),
     ) -> None:
         self.sinks = list(sinks)
         self.records = records
@@ -274,6 +276,9 @@ class AlertManager:
         self.base_delay = base_delay
         self.policy = policy or AlertPolicy()
         self.breakers = dict(breakers or {})  # job name -> its breaker (silences match both)
+        # Check names that are one problem for the fleet besides job:NAME (alertstate's
+        # fleet_wide): the run:NAME alert of a job run under a fleet lock.
+        self.fleet = frozenset(fleet)
         self._client: httpx.AsyncClient | None = None
 
     def sink(self, name: str) -> AlertSink:
@@ -294,25 +299,52 @@ class AlertManager:
 
     # ---- the decision
 
+    def state_key(self, check: str) -> str:
+        """``check``'s alert state key on this host (``alertstate.state_key``)."""
+        return alertstate.state_key(check, self.host, alertstate.fleet_wide(check, self.fleet))
+
     def _snapshot(self, report: HealthReport) -> tuple[Snapshot, str | None]:
         """Record the report in the problem records; read silences (and old-format records).
+
+        A host-local check's old-form record (``problem:CHECK``, from before alert state was
+        per host) that names this host is moved to this host's key, and this host takes over
+        the sinks' old entries of that check (``inherit``); so does a host that sees the check
+        bad where no old record says whose it was. A host that sees it OK never does: an
+        upgrade sends no recovery for a problem this host never had.
 
         A store failure here leaves the snapshot without problems and silences (the claims
         that follow will most likely fail the same way and be reported)."""
         now = self.clock()
-        snap = Snapshot({m.name: m.status for m in report.metrics.values()})
+        snap = Snapshot({})
+        for name, metric in report.metrics.items():
+            key = self.state_key(name)
+            snap.statuses[key] = metric.status
+            snap.names[key] = name
         try:
-            for name, status in snap.statuses.items():
-                rec = alertstate.observe(self.records, name, status, now, self.policy, self.host)
-                if rec is not None:
-                    snap.problems[name] = rec
             items = alertstate._items(self.records)
+            for key, status in snap.statuses.items():
+                name = snap.names[key]
+                seed = None
+                if key != name:  # host-local
+                    seed = alertstate.old_record(items, name, self.host)
+                    old_elsewhere = isinstance(items.get(alertstate.PROBLEM + name), dict)
+                    if seed is not None or (not status.is_ok and not old_elsewhere):
+                        snap.inherit.add(key)
+                fleet = key == name
+                rec = alertstate.observe(
+                    self.records, name, status, now, self.policy, self.host, fleet=fleet, seed=seed
+                )
+                if seed is not None:
+                    alertstate.drop_old_record(self.records, name, self.host)
+                if rec is not None:
+                    snap.problems[key] = rec
         except ReliactlError as exc:
             return snap, f"state: {exc}"
         silences = alertstate._silences(items)
-        for name in snap.statuses:
-            if alertstate.silence_for(silences, alertstate.alias_names(name, self.breakers), now):
-                snap.silenced.add(name)
+        for key, name in snap.names.items():
+            names = alertstate.target_names(name, self.host, key == name, self.breakers)
+            if alertstate.silence_for(silences, names, now):
+                snap.silenced.add(key)
         own = (alertstate.SILENCE, alertstate.PROBLEM, alertstate.NOTIFY)
         snap.legacy = {
             k: v
@@ -329,11 +361,14 @@ class AlertManager:
         repeat = self.cooldown_of(sink)
         escalation = sink.name in self.policy.escalate_to
         decided: list[Alert] = []
-        prefix = f"{sink.name}:"
-        legacy = {
-            key[len(prefix) :]: rec for key, rec in snap.legacy.items() if key.startswith(prefix)
-        }
-        view = Snapshot(snap.statuses, snap.problems, snap.silenced, legacy)
+        # The old "SINK:CHECK" records, by state key: a fleet-wide check's, and a host-local
+        # one's where this host takes its old state over (snap.inherit).
+        legacy: dict[str, dict[str, Any]] = {}
+        for key, name in snap.names.items():
+            rec = snap.legacy.get(f"{sink.name}:{name}")
+            if rec is not None and (key == name or key in snap.inherit):
+                legacy[key] = rec
+        view = Snapshot(snap.statuses, snap.problems, snap.silenced, legacy, snap.names)
 
         def step(rec: dict[str, Any] | None) -> dict[str, Any] | None:
             # Read the clock inside the transaction: a "now" taken before waiting for the
@@ -356,8 +391,20 @@ class AlertManager:
 
             for check in snap.statuses:
                 entry = entries.get(check)
+                old = snap.names.get(check, check)
+                if entry is None and check in snap.inherit and isinstance(entries.get(old), dict):
+                    # This host takes its check's entry of the old form (keyed by name) over.
+                    moved = entries.pop(old)
+                    entries[check] = entry = {
+                        k: v for k, v in moved.items() if k not in ("claim", "claimed_until")
+                    }
+                    changed = True
                 if entry is None and check in legacy:
                     entry = {k: v for k, v in legacy[check].items() if k in ("status", "sent_at")}
+                    if check != old:  # taken over by this host: its own entry from now on
+                        keep = ("status", "sent_at", "claim", "claimed_until")
+                        entries[check] = {k: v for k, v in legacy[check].items() if k in keep}
+                        changed = True
                 sent_at = (entry or {}).get("sent_at")
                 if isinstance(sent_at, (int, float)) and sent_at > now + CLOCK_SLACK:
                     # Sent "in the future": the clock was ahead then and has been set back.
@@ -383,10 +430,11 @@ class AlertManager:
                         if k in ("status", "sent_at")
                     }
                 entries[item.check] = {**base, "claim": token, "claimed_until": now + lease}
-                metric = metrics.get(item.check)
+                name = snap.names.get(item.check, item.check)
+                metric = metrics.get(name)
                 decided.append(
                     Alert(
-                        item.check,
+                        name,
                         item.status,
                         item.previous,
                         item.kind,
@@ -415,7 +463,7 @@ class AlertManager:
             current = dict(rec or {})
             entries = {k: dict(v) for k, v in (current.get("checks") or {}).items()}
             for alert in alerts:
-                entry = entries.setdefault(alert.check, {})
+                entry = entries.setdefault(self.state_key(alert.check), {})
                 if entry.get("claim") == token:
                     entry.pop("claim", None)
                     entry.pop("claimed_until", None)

@@ -8,11 +8,17 @@ Records (kind "alert", shared by every host on a fleet backend):
   a glob) from ``start`` to ``end``; it matches a check by its name, by the job name of a
   ``job:NAME``/``run:NAME`` check, or by the breaker its job runs through. Expired silences
   simply stop matching (``silence list`` removes them).
-- ``problem:CHECK``: a check's alert state: ``status``, ``since`` (when it left OK),
-  ``changes`` (times of its status changes within the flap window), ``flapping`` and ``ack``
-  (who acknowledged it, why, when; cleared by the recovery).
-- ``notify:SINK``: per check, what that sink was last told (``status``, ``sent_at``,
-  ``flapping``) and a delivery claim in flight (``claim``, ``claimed_until``).
+- ``problem:HOST/CHECK``: a host-local check's alert state on HOST (every check but the
+  fleet-wide ones, see ``fleet_wide``): ``status``, ``since`` (when it left OK), ``changes``
+  (times of its status changes within the flap window), ``flapping`` and ``ack`` (who
+  acknowledged it, why, when; cleared by the recovery), with ``check``, ``host`` and
+  ``scope`` ("host"). ``problem:CHECK``: the same of a fleet-wide check (``scope`` "fleet",
+  ``host`` the last host that saw it bad), one problem whichever host computes it. A
+  ``problem:CHECK`` without ``scope`` is the old form (before state was per host): the host
+  it names moves it to its own key on its next run (``observe``'s ``seed``).
+- ``notify:SINK``: per state key (``HOST/CHECK`` or a fleet-wide ``CHECK``), what that sink
+  was last told (``status``, ``sent_at``, ``flapping``) and a delivery claim in flight
+  (``claim``, ``claimed_until``).
 
 Every change is an atomic ``update`` of one record, so concurrent runs and hosts agree.
 """
@@ -47,11 +53,16 @@ __all__ = [
     "check_notes",
     "current_user",
     "decide",
+    "fleet_wide",
+    "forget",
     "list_silences",
     "observe",
     "open_problems",
     "remove_silence",
     "silence_for",
+    "silence_seconds",
+    "state_key",
+    "target_names",
 ]
 
 KIND: Final = ALERT_KIND
@@ -61,6 +72,47 @@ NOTIFY = "notify:"
 MAX_SILENCE = 366 * 86400.0
 # Prefixes of the checks that stand for a job: `job:NAME` (health) and `run:NAME` (run --alert).
 JOB_PREFIXES = ("job:", "run:")
+# Checks that are one problem for the whole fleet: a `job:NAME` check judges the job's run
+# history and records in the state store, which every host shares, so every host computes
+# the same verdict about the same job. Everything else is about the host that ran it.
+FLEET_PREFIXES = ("job:",)
+
+
+def fleet_wide(check: str, fleet: Iterable[str] = ()) -> bool:
+    """Whether ``check`` is one problem for the fleet (a ``job:NAME`` check, or a name in
+    ``fleet``: the ``run:NAME`` alert of a job run under a fleet lock) rather than one per
+    host."""
+    return check.startswith(FLEET_PREFIXES) or check in fleet
+
+
+def state_key(check: str, host: str, fleet: bool) -> str:
+    """The key of a check's alert state (its problem record, its sink entries): ``CHECK``
+    for a fleet-wide check, ``HOST/CHECK`` for a host-local one."""
+    return check if fleet or not host else f"{host}/{check}"
+
+
+def target_names(
+    check: str, host: str, fleet: bool, breakers: Mapping[str, str] | None = None
+) -> list[str]:
+    """The names a silence or acknowledgement TARGET can match a check's problem by: its
+    ``alias_names`` on any host and, for a host-local one, each as ``HOST/NAME`` (so
+    ``web-1/*`` is everything of web-1, ``web-1/disk*`` its disks)."""
+    names = alias_names(check, breakers)
+    if fleet or not host:
+        return names
+    return [*names, *(f"{host}/{name}" for name in names)]
+
+
+def silence_seconds(seconds: float) -> float:
+    """``seconds`` if a silence may last that long; ValueError (one line) if not. The one
+    owner of the 366d bound (``add_silence`` and `silence add --for`)."""
+    from reliactl.units import format_duration
+
+    if not 0 < seconds <= MAX_SILENCE:
+        raise ValueError(
+            f"the duration must be positive and at most 366d, got {format_duration(seconds)}"
+        )
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -171,8 +223,10 @@ def add_silence(
     target = target.strip()
     if not target:
         raise HealthError("the silence target is empty: name a check, job or breaker, or a glob")
-    if not 0 < duration <= MAX_SILENCE:
-        raise HealthError(f"the duration must be positive and at most 366d, got {duration:g}s")
+    try:
+        silence_seconds(duration)
+    except ValueError as exc:
+        raise HealthError(str(exc)) from None
     begin = now if start is None else start
     if begin + duration <= now:
         raise HealthError("that window is already over: nothing to silence")
@@ -268,6 +322,13 @@ class Problem:
     ack_reason: str = ""
     ack_at: float | None = None
     host: str = ""
+    scope: str = ""  # "host", "fleet", or "" for an old-form record (before per-host state)
+    key: str = ""  # its record's key, without the kind's "problem:" prefix
+
+    @property
+    def label(self) -> str:
+        """How a TARGET names it: ``HOST/CHECK`` when it is one host's, else ``CHECK``."""
+        return f"{self.host}/{self.check}" if self.scope == "host" and self.host else self.check
 
     @property
     def acknowledged(self) -> bool:
@@ -289,14 +350,18 @@ class Problem:
             "ack_reason": self.ack_reason,
             "ack_at": self.ack_at,
             "host": self.host,
+            "scope": self.scope or "host",
         }
 
     @classmethod
-    def from_record(cls, check: str, rec: Mapping[str, Any]) -> Problem:
+    def from_record(cls, key: str, rec: Mapping[str, Any]) -> Problem:
+        """The problem of record ``problem:KEY`` (an old-form KEY is the check's name)."""
         ack = rec.get("ack") if isinstance(rec.get("ack"), dict) else None
         since = rec.get("since")
+        check = rec.get("check")
+        scope = rec.get("scope")
         return cls(
-            check,
+            check if isinstance(check, str) and check else key,
             Status.from_word(rec.get("status")) or Status.UNKNOWN,
             float(since) if isinstance(since, (int, float)) else None,
             bool(rec.get("flapping")),
@@ -305,13 +370,26 @@ class Problem:
             str(ack.get("reason", "")) if ack else "",
             float(ack["at"]) if ack and isinstance(ack.get("at"), (int, float)) else None,
             str(rec.get("host", "")),
+            scope if scope in ("host", "fleet") else "",
+            key,
         )
+
+    def names(self, breakers: Mapping[str, str] | None = None) -> list[str]:
+        """The names a TARGET matches it by (``target_names``; an old-form record is its
+        host's too)."""
+        return target_names(self.check, self.host, self.scope == "fleet", breakers)
 
 
 def observe_step(
-    status: Status, now: float, policy: AlertPolicy, host: str = ""
+    status: Status,
+    now: float,
+    policy: AlertPolicy,
+    host: str = "",
+    *,
+    check: str = "",
+    fleet: bool = False,
 ) -> Callable[[dict[str, Any] | None], dict[str, Any] | None]:
-    """The atomic update of a ``problem:CHECK`` record for one result of the check.
+    """The atomic update of a check's problem record for one result of the check.
 
     A status change is counted once however many runs see it (the first one records it).
     Flapping (Nagios' state-change idea, simplified): more than ``flap_changes`` changes
@@ -347,6 +425,8 @@ def observe_step(
         current.update(status=status.value, changes=changes[-200:], flapping=flapping)
         if host:
             current["host"] = host
+        if check:
+            current.update(check=check, scope="fleet" if fleet else "host")
         if not flapping:
             current.pop("flapping_since", None)
         return current
@@ -355,10 +435,63 @@ def observe_step(
 
 
 def observe(
-    records: RecordStore, check: str, status: Status, now: float, policy: AlertPolicy, host: str
+    records: RecordStore,
+    check: str,
+    status: Status,
+    now: float,
+    policy: AlertPolicy,
+    host: str,
+    *,
+    fleet: bool = False,
+    seed: Mapping[str, Any] | None = None,
 ) -> dict[str, Any] | None:
-    """Record one result of ``check``; the problem record after it (None: all clear)."""
-    return records.update(KIND, PROBLEM + check, observe_step(status, now, policy, host))
+    """Record one result of ``check`` on ``host`` in its problem record (``state_key``); the
+    record after it (None: all clear). ``seed``: what the record starts from when there is
+    none yet (an old-form record this host takes over, see ``old_record``)."""
+    step = observe_step(status, now, policy, host, check=check, fleet=fleet)
+
+    def seeded(rec: dict[str, Any] | None) -> dict[str, Any] | None:
+        return step(rec if rec is not None or seed is None else dict(seed))
+
+    return records.update(KIND, PROBLEM + state_key(check, host, fleet), seeded)
+
+
+def old_record(items: Mapping[str, Any], check: str, host: str) -> dict[str, Any] | None:
+    """The old-form ``problem:CHECK`` record of a host-local check (written before alert
+    state was kept per host) if it is ``host``'s: it names ``host`` as the last host that
+    saw it (or no host). Another host's stays for that host to take."""
+    rec = items.get(PROBLEM + check)
+    if not isinstance(rec, dict) or rec.get("scope") is not None:
+        return None
+    return rec if str(rec.get("host", "")) in ("", host) else None
+
+
+def drop_old_record(records: RecordStore, check: str, host: str) -> None:
+    """Remove ``check``'s old-form problem record if it is (still) ``host``'s: moved."""
+
+    def step(rec: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if old_record({PROBLEM + check: rec}, check, host) is not None else rec
+
+    records.update(KIND, PROBLEM + check, step)
+
+
+def forget(records: RecordStore, sinks: Iterable[str], check: str, host: str) -> None:
+    """Remove every trace of a host-local ``check`` of ``host`` (a drill's): its problem
+    record and each sink's entry (and the older forms of both)."""
+    key = state_key(check, host, False)
+    records.update(KIND, PROBLEM + key, lambda _rec: None)
+    drop_old_record(records, check, host)
+
+    def drop(rec: dict[str, Any] | None) -> dict[str, Any] | None:
+        entries = (rec or {}).get("checks")
+        if rec is None or not isinstance(entries, dict) or not ({key, check} & set(entries)):
+            return rec
+        kept = {k: v for k, v in entries.items() if k not in (key, check)}
+        return {**rec, "checks": kept} if kept or len(rec) > 1 else None
+
+    for sink in sinks:
+        records.update(KIND, NOTIFY + sink, drop)
+        records.update(KIND, f"{sink}:{check}", lambda _rec: None)
 
 
 def _items(records: RecordStore) -> dict[str, Any]:
@@ -366,13 +499,14 @@ def _items(records: RecordStore) -> dict[str, Any]:
 
 
 def open_problems(records: RecordStore) -> list[Problem]:
-    """Checks not OK (or flapping) as the last runs saw them, oldest problem first."""
+    """Checks not OK (or flapping) as the last runs saw them (a host-local check once per
+    host), oldest problem first."""
     out = [
         Problem.from_record(key[len(PROBLEM) :], rec)
         for key, rec in _items(records).items()
         if key.startswith(PROBLEM) and isinstance(rec, dict)
     ]
-    return sorted((p for p in out if p.open), key=lambda p: (p.since or 0.0, p.check))
+    return sorted((p for p in out if p.open), key=lambda p: (p.since or 0.0, p.check, p.host))
 
 
 def acknowledge(
@@ -384,33 +518,34 @@ def acknowledge(
     now: float,
     breakers: Mapping[str, str] | None = None,
 ) -> list[Problem]:
-    """Acknowledge every open problem matching ``target`` (a name or a glob): no repeats and
-    no escalation until it recovers. Returns the problems acknowledged (empty: none matched)."""
+    """Acknowledge every open problem matching ``target`` (a name or a glob, on every host;
+    ``HOST/NAME`` for one host's, see ``target_names``): no repeats and no escalation until
+    it recovers. Returns the problems acknowledged (empty: none matched)."""
     import fnmatch
 
     who = by if by is not None else current_user()
     done: list[Problem] = []
     for problem in open_problems(records):
-        names = alias_names(problem.check, breakers)
+        names = problem.names(breakers)
         if not any(fnmatch.fnmatchcase(n, target.strip()) for n in names):
             continue
         result: list[Problem] = []
 
         def step(
-            rec: dict[str, Any] | None, check: str = problem.check, result: list[Problem] = result
+            rec: dict[str, Any] | None, key: str = problem.key, result: list[Problem] = result
         ) -> dict[str, Any] | None:
             result.clear()
             if rec is None:
                 return None
-            found = Problem.from_record(check, rec)
+            found = Problem.from_record(key, rec)
             if not found.open:
                 return rec  # recovered meanwhile
             current = dict(rec)
             current["ack"] = {"by": who, "reason": reason.strip(), "at": now}
-            result.append(Problem.from_record(check, current))
+            result.append(Problem.from_record(key, current))
             return current
 
-        records.update(KIND, PROBLEM + problem.check, step)
+        records.update(KIND, PROBLEM + problem.key, step)
         done.extend(result)
     return done
 
@@ -459,17 +594,29 @@ def check_notes(
     breakers: Mapping[str, str] | None = None,
     *,
     items: Mapping[str, Any] | None = None,
+    host: str | None = None,
+    fleet: Iterable[str] = (),
 ) -> dict[str, CheckNote]:
-    """The silence/acknowledgement/flapping notes of ``checks`` that have one (one read;
-    none with ``items``, the alert records the caller has read already)."""
+    """The silence/acknowledgement/flapping notes of ``checks`` on ``host`` (default: this
+    one; ``fleet``: more fleet-wide names, see ``fleet_wide``) that have one (one read; none
+    with ``items``, the alert records the caller has read already)."""
     if items is None:
         items = _items(records)
+    if host is None:
+        from reliactl.hostname import hostname
+
+        host = hostname()
+    fleet = set(fleet)
     silences = _silences(items)
     notes: dict[str, CheckNote] = {}
     for check in checks:
-        silence = silence_for(silences, alias_names(check, breakers), now)
-        rec = items.get(PROBLEM + check)
-        problem = Problem.from_record(check, rec) if isinstance(rec, dict) else None
+        wide = fleet_wide(check, fleet)
+        silence = silence_for(silences, target_names(check, host, wide, breakers), now)
+        key = state_key(check, host, wide)
+        rec = items.get(PROBLEM + key)
+        if rec is None and not wide:
+            rec = old_record(items, check, host)
+        problem = Problem.from_record(key, rec) if isinstance(rec, dict) else None
         if problem is not None and not (problem.acknowledged or problem.flapping):
             problem = None
         if silence is not None or problem is not None:
@@ -495,10 +642,13 @@ class Item:
 class Snapshot:
     """What a run knows before deciding: its results, the problems, the silences."""
 
-    statuses: dict[str, Status]
+    statuses: dict[str, Status]  # by state key (``state_key``: HOST/CHECK or CHECK)
     problems: dict[str, dict[str, Any]] = field(default_factory=dict)
     silenced: set[str] = field(default_factory=set)
     legacy: dict[str, dict[str, Any]] = field(default_factory=dict)  # old "SINK:CHECK" records
+    names: dict[str, str] = field(default_factory=dict)  # state key -> the check's name
+    # State keys that take over their check's old-form sink entry (by name): this host's.
+    inherit: set[str] = field(default_factory=set)
 
 
 def decide(

@@ -50,7 +50,7 @@ def manager(sinks: list[AlertSink], tmp_path: Path, clock: FakeClock, **kw: obje
 def told(am: AlertManager, sink: str, check: str) -> dict[str, object] | None:
     """What ``sink`` was last told about ``check`` (its entry in the ``notify:SINK`` record)."""
     record = am.records.get("alert", f"notify:{sink}") or {}
-    entry = (record.get("checks") or {}).get(check)
+    entry = (record.get("checks") or {}).get(am.state_key(check))
     return None if entry is None else dict(entry)
 
 

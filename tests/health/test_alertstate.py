@@ -205,7 +205,8 @@ def test_a_flapping_check_is_notified_once_and_again_when_it_settles(
     assert [m[0][1] for m in rig.messages()] == ["problem", "recovery", "problem"]
     rig.run(a=OK)  # the 4th change
     assert rig.messages()[-1] == [("a", "flapping", "OK")]
-    assert alertstate.check_notes(rig.records, ["a"], rig.clock.time())["a"].problem.flapping  # type: ignore[union-attr]
+    notes = alertstate.check_notes(rig.records, ["a"], rig.clock.time(), host="testhost")
+    assert notes["a"].problem is not None and notes["a"].problem.flapping
     for status in (OK, C, OK, C, OK, C):
         rig.clock.advance(10)
         rig.run(a=status)

@@ -1,6 +1,7 @@
-"""Issue 19: concurrent `reliactl health` processes (8 on one SQLite store; 4 "hosts" on a
-real redis-server) send the grouped message, a repeat and an escalation exactly once each
-per window: the sink's atomic decide-and-claim, not luck, makes it so."""
+"""Issue 19: concurrent `reliactl health` processes (8 on one SQLite store; 4 "hosts" with 2
+processes each on a real redis-server) send the grouped message, a repeat and an escalation
+exactly once each per window and host (a host-local check is each host's own problem): the
+sink's atomic decide-and-claim, not luck, makes it so."""
 
 from __future__ import annotations
 
@@ -68,11 +69,13 @@ class TimedServer(CountingServer):
         return super()._next(path, seen)
 
 
-def _messages(server: TimedServer, path: str) -> list[tuple[float, list[tuple[str, str]]]]:
-    """(arrival, sorted (check, kind) lines) of each message to ``path``."""
+def _messages(
+    server: TimedServer, path: str, host: str | None = None
+) -> list[tuple[float, list[tuple[str, str]]]]:
+    """(arrival, sorted (check, kind) lines) of each message to ``path`` (from ``host``)."""
     out = []
     for at, seen in zip(server.arrived, server.requests, strict=True):
-        if seen.path == path:
+        if seen.path == path and (host is None or seen.json().get("host") == host):
             doc = seen.json()
             alerts = doc["alerts"] if doc.get("kind") == "group" else [doc]
             out.append((at, sorted((a["check"], a["kind"]) for a in alerts)))
@@ -93,7 +96,7 @@ def test_group_repeat_and_escalation_each_exactly_once(
 ) -> None:
     """Round 1 (all processes at once): one grouped message with both problems, nothing to
     the pager. Round 2, a window later: one grouped repeat and one escalation. Whatever the
-    load, no sink gets two messages within a window."""
+    load, no sink gets two messages within a window about one host."""
     with TimedServer(delay=0.3) as server:  # deliveries overlap the other processes
         cfg = tmp_path / "reliactl.yaml"
         cfg.write_text(
@@ -101,17 +104,17 @@ def test_group_repeat_and_escalation_each_exactly_once(
         )
         cmd = [sys.executable, "-m", "reliactl", "--config", str(cfg), "health", "--quiet"]
         base = {**os.environ, **state_env}
-        if backend == "sqlite":
-            envs = [base] * 8
-        else:
-            envs = [{**base, "RELIACTL_HOSTNAME": f"host{i}"} for i in range(4)]
+        hosts = ["host0"] if backend == "sqlite" else [f"host{i}" for i in range(4)]
+        per_host = 8 // len(hosts)  # sqlite: 8 runs of one host; redis: 2 on each of 4
+        envs = [{**base, "RELIACTL_HOSTNAME": h} for h in hosts for _ in range(per_host)]
         _round(cmd, envs)  # every delivery of round 1 ends within it
         time.sleep(WINDOW + 0.5)  # everything sent in round 1 is now a window old
         _round(cmd, envs)
-    hook, pager = _messages(server, "/hook"), _messages(server, "/pager")
-    assert hook[0][1] == [("db", "problem"), ("queue", "problem")]
-    assert hook[1][1] == [("db", "repeat"), ("queue", "repeat")]
-    assert pager[0][1] == [("db", "escalation"), ("queue", "escalation")]
-    assert all(lines == hook[1][1] for _, lines in hook[1:])  # later ones: repeats only
-    _once_per_window(hook)
-    _once_per_window(pager)
+    for host in hosts:
+        hook, pager = _messages(server, "/hook", host), _messages(server, "/pager", host)
+        assert hook[0][1] == [("db", "problem"), ("queue", "problem")]
+        assert hook[1][1] == [("db", "repeat"), ("queue", "repeat")]
+        assert pager[0][1] == [("db", "escalation"), ("queue", "escalation")]
+        assert all(lines == hook[1][1] for _, lines in hook[1:])  # later ones: repeats only
+        _once_per_window(hook)
+        _once_per_window(pager)

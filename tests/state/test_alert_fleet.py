@@ -1,0 +1,304 @@
+"""Alert state in a fleet (attack2 #9): on a shared store (a real redis-server, and one SQLite
+file two "hosts" share) a host-local check's problem is each host's own, keyed HOST/CHECK: a
+healthy host sends no false recovery for an unhealthy one, nor wipes its acknowledgement; a
+`job:NAME` check (judged from the shared run history, the same on every host) stays one
+problem for the fleet; records of the old form (keyed by check name only) are taken over by
+their host on upgrade without a flood of false recoveries. Deliveries are counted at a real
+127.0.0.1 webhook server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from httpserver import CountingServer
+
+from reliactl.config import AlertSink
+from reliactl.health import alertstate
+from reliactl.health.alerts import AlertManager
+from reliactl.health.model import HealthMetric, HealthReport, Status, worst
+from reliactl.health.records import RecordStore
+from reliactl.testing import FakeClock
+
+C, OK = Status.CRITICAL, Status.OK
+
+CONFIG = """\
+health_monitor:
+  system_checks: []
+  checks:
+    - name: disk-data
+      kind: command
+      command: [{python}, -c, "import os; exit(2 * (os.environ['RELIACTL_HOSTNAME'] == 'web-1'))"]
+  alerts:
+    - name: hook
+      kind: webhook
+      url: {url}/hook
+      timeout: 20s
+"""
+
+
+def _cli(env: dict[str, str], host: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "reliactl", *args],
+        env={**env, "RELIACTL_HOSTNAME": host},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _posted(server: CountingServer) -> list[tuple[str, str, str, str]]:
+    """(host, check, kind, status) of every alert delivered (a grouped message's each)."""
+    alerts = [a for p in server.posted() for a in (p["alerts"] if p["kind"] == "group" else [p])]
+    return [(a["host"], a["check"], a["kind"], a["status"]) for a in alerts]
+
+
+def test_two_hosts_one_check_name_each_keep_their_own_problem_and_ack(
+    state_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The repro: disk-data CRITICAL on web-1, OK on web-2, `health` alternating on both
+    (real processes on one shared store): one problem delivered for web-1 and nothing else;
+    `alert list` after web-2's OK run still shows web-1's problem (HOST web-1); web-1's ack
+    survives web-2's next run; `alert ack web-2/disk-data` finds nothing; web-1's recovery is
+    the one second delivery."""
+    with CountingServer() as server:
+        cfg = tmp_path / "reliactl.yaml"
+        cfg.write_text(CONFIG.format(python=json.dumps(sys.executable), url=server.url))
+        env = {**os.environ, **state_env, "RELIACTL_CONFIG": str(cfg)}
+        for _ in range(2):
+            assert _cli(env, "web-1", "health", "--quiet").returncode == 2
+            assert _cli(env, "web-2", "health", "--quiet").returncode == 0
+        assert _posted(server) == [("web-1", "disk-data", "problem", "CRITICAL")]
+        listed = json.loads(_cli(env, "web-2", "alert", "list", "--json").stdout)["problems"]
+        assert [(p["host"], p["check"], p["scope"]) for p in listed] == [
+            ("web-1", "disk-data", "host")
+        ]
+        acked = _cli(env, "web-1", "alert", "ack", "disk-data", "--reason", "web-1 on it")
+        assert acked.returncode == 0 and "acknowledged by" in acked.stderr
+        assert "on web-1" in acked.stderr
+        assert _cli(env, "web-2", "alert", "ack", "web-2/disk-data").returncode == 1
+        assert _cli(env, "web-2", "health", "--quiet").returncode == 0
+        table = _cli(env, "web-1", "alert", "list").stdout
+        assert "HOST" in table and "web-1" in table and "web-1 on it" in table, table
+        cfg.write_text(cfg.read_text().replace("'web-1'", "'nobody'"))  # web-1 heals
+        assert _cli(env, "web-1", "health", "--quiet").returncode == 0
+        assert _posted(server) == [
+            ("web-1", "disk-data", "problem", "CRITICAL"),
+            ("web-1", "disk-data", "recovery", "OK"),
+        ]
+        assert _cli(env, "web-1", "alert", "list").stdout.strip() == "no open problems"
+
+
+# ---------------------------------------------------------------------------- in process
+
+
+def _report(clock: FakeClock, **statuses: Status) -> HealthReport:
+    """A report of the named checks (``job_nightly`` is the check ``job:nightly``)."""
+    metrics = {
+        name.replace("_", ":"): HealthMetric(name.replace("_", ":"), st, 1.0, f"{name} {st.value}")
+        for name, st in statuses.items()
+    }
+    return HealthReport(worst(statuses.values()), metrics, clock.time(), 0.0)
+
+
+class Fleet:
+    """Hosts (one AlertManager each, as separate processes would have) on one shared store,
+    a FakeClock, and a real HTTP sink."""
+
+    def __init__(self, store: Any, server: CountingServer, **kw: Any) -> None:
+        self.records = RecordStore(store)
+        self.server = server
+        self.clock = FakeClock()
+        self.kw = kw
+
+    def run(self, host: str, **statuses: Status) -> list[Any]:
+        am = AlertManager(
+            [AlertSink(name="hook", kind="webhook", url=self.server.url + "/hook")],
+            self.records,
+            clock=self.clock.time,
+            monotonic=self.clock.monotonic,
+            sleep=self.clock.async_sleep,
+            host=host,
+            default_cooldown=3600,
+            **self.kw,
+        )
+        return asyncio.run(am.process(_report(self.clock, **statuses)))
+
+
+@pytest.fixture
+def fleet(
+    backend: str, make_store: Callable[..., Any], server: CountingServer
+) -> Callable[..., Fleet]:
+    return lambda **kw: Fleet(make_store(), server, **kw)
+
+
+@pytest.fixture
+def server() -> Iterator[CountingServer]:
+    with CountingServer() as running:
+        yield running
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"], indirect=True)
+def test_a_job_check_is_one_problem_for_the_fleet(
+    fleet: Callable[..., Fleet], server: CountingServer
+) -> None:
+    """job:NAME (judged from the shared history) failing on two hosts is one problem, one
+    message, one recovery; `alert list` shows it once as fleet-wide; a run:NAME alert is
+    per host unless the job runs under a fleet lock (``fleet``)."""
+    f = fleet(fleet=("run:sync",))
+    f.run("web-1", job_nightly=C, run_sync=C, run_local=C)
+    f.run("web-2", job_nightly=C, run_sync=C, run_local=OK)
+    assert sorted(_posted(server)) == [
+        ("web-1", "job:nightly", "problem", "CRITICAL"),
+        ("web-1", "run:local", "problem", "CRITICAL"),
+        ("web-1", "run:sync", "problem", "CRITICAL"),
+    ]
+    problems = alertstate.open_problems(f.records)
+    assert sorted((p.label, p.scope) for p in problems) == [
+        ("job:nightly", "fleet"),
+        ("run:sync", "fleet"),
+        ("web-1/run:local", "host"),
+    ]
+    f.run("web-2", job_nightly=OK, run_sync=OK)
+    f.run("web-1", job_nightly=OK, run_sync=OK)
+    kinds = sorted(k for _, c, k, _ in _posted(server) if c != "run:local")
+    assert kinds == ["problem", "problem", "recovery", "recovery"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"], indirect=True)
+def test_an_upgraded_store_takes_old_records_over_without_false_recoveries(
+    fleet: Callable[..., Fleet], server: CountingServer
+) -> None:
+    """A store written before per-host state: `problem:disk` (CRITICAL, acknowledged, last
+    seen by web-1) and the sink told CRITICAL under the check's bare name. After the upgrade
+    web-2 and web-3 (OK) send nothing (no false recovery), web-1 (still CRITICAL) sends no
+    second problem and keeps its ack; web-1's recovery then goes out exactly once."""
+    f = fleet()
+    now = f.clock.time()
+    f.records.update(
+        "alert",
+        "problem:disk",
+        lambda _r: {
+            "status": "CRITICAL",
+            "since": now - 600,
+            "changes": [now - 600],
+            "flapping": False,
+            "host": "web-1",
+            "ack": {"by": "alice", "reason": "on it", "at": now - 60},
+        },
+    )
+    f.records.update("alert", "notify:hook", lambda r: {**(r or {}), "checks": {
+        "disk": {"status": "CRITICAL", "sent_at": now - 600}}})  # fmt: skip
+    f.run("web-2", disk=OK)
+    f.run("web-3", disk=OK)
+    assert server.count == 0
+    (problem,) = alertstate.open_problems(f.records)
+    assert (problem.label, problem.ack_by) == ("disk", "alice")  # not web-2's to take
+    f.run("web-1", disk=C)
+    assert server.count == 0
+    (problem,) = alertstate.open_problems(f.records)
+    assert (problem.label, problem.ack_by, problem.scope) == ("web-1/disk", "alice", "host")
+    f.clock.advance(7200)  # past the cooldown: an acknowledged problem does not repeat
+    f.run("web-1", disk=C)
+    assert server.count == 0
+    f.run("web-1", disk=OK)
+    f.run("web-1", disk=OK)
+    assert _posted(server) == [("web-1", "disk", "recovery", "OK")]
+    assert alertstate.open_problems(f.records) == []
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"], indirect=True)
+def test_a_single_host_upgraded_in_place_sends_its_recovery_once(
+    fleet: Callable[..., Fleet], server: CountingServer
+) -> None:
+    """One host, old-form records (the sink told CRITICAL): its OK run after the upgrade is
+    the real recovery, delivered once; a plain `alert ack NAME` still finds its problem."""
+    f = fleet()
+    f.records.update("alert", "problem:disk", lambda _r: {"status": "CRITICAL", "host": "h"})
+    f.records.update("alert", "problem:cpu", lambda _r: {"status": "CRITICAL", "host": "h"})
+    f.records.update("alert", "notify:hook", lambda _r: {"checks": {
+        "disk": {"status": "CRITICAL", "sent_at": 1.0},
+        "cpu": {"status": "CRITICAL", "sent_at": 1.0}}})  # fmt: skip
+    acked = alertstate.acknowledge(f.records, "cpu", now=f.clock.time(), by="bob")
+    assert [p.label for p in acked] == ["cpu"]  # old form: addressed as before
+    f.run("h", disk=OK, cpu=C)
+    f.run("h", disk=OK, cpu=C)
+    assert _posted(server) == [("h", "disk", "recovery", "OK")]
+    (problem,) = alertstate.open_problems(f.records)
+    assert (problem.label, problem.ack_by) == ("h/cpu", "bob")
+    entries = f.records.get("alert", "notify:hook")["checks"]  # type: ignore[index]
+    assert sorted(entries) == ["h/cpu", "h/disk"]  # the old entries moved
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_silences_and_acks_address_one_host_or_every_host(
+    fleet: Callable[..., Fleet], server: CountingServer
+) -> None:
+    """`web-1/*` silences all of web-1 and nothing of web-2; a bare name acknowledges the
+    check on every host, `web-2/disk` only web-2's."""
+    f = fleet()
+    alertstate.add_silence(f.records, "web-1/*", 600, by="ops", now=f.clock.time())
+    f.run("web-1", disk=C, cpu=C)
+    f.run("web-2", disk=C)
+    assert _posted(server) == [("web-2", "disk", "problem", "CRITICAL")]
+    now = f.clock.time()
+    assert [p.label for p in alertstate.acknowledge(f.records, "web-2/disk", now=now)] == [
+        "web-2/disk"
+    ]
+    done = alertstate.acknowledge(f.records, "disk", now=now, by="x")
+    assert sorted(p.label for p in done) == ["web-1/disk", "web-2/disk"]
+    notes = alertstate.check_notes(f.records, ["disk", "cpu"], now, host="web-2")
+    assert notes["disk"].problem is not None and notes["disk"].problem.ack_by == "x"
+    assert "cpu" not in notes  # web-1's silence and problem are not web-2's
+
+
+@pytest.mark.parametrize("backend", ["redis"], indirect=True)
+def test_run_alerts_of_a_fleet_locked_job_are_the_fleets_of_a_host_job_each_hosts(
+    make_store: Callable[..., Any],
+    server: CountingServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`run --job` with alert: true on two hosts: a job declared lock_scope: fleet failing on
+    web-1 recovers with its next success on web-2 (one sequence of runs); a host-scoped job's
+    success on web-2 is no recovery of web-1's failure."""
+    from reliactl.cli._jobwatch import watch_for_run
+    from reliactl.config import load
+
+    cfg = tmp_path / "jobs.yaml"
+    cfg.write_text(
+        f"health_monitor:\n  alerts:\n    - {{name: hook, kind: webhook, url: '{server.url}/h'}}\n"
+        "jobs:\n  sync: {every: 1h, lock_scope: fleet, alert: true}\n"
+        "  logs: {every: 1h, lock_scope: host, alert: true}\n"
+    )
+    config = load(str(cfg), use_env=False, search=False).config
+    store = make_store()
+
+    class Result:
+        def __init__(self, code: int) -> None:
+            self.outcome = "success" if code == 0 else "failure"
+            self.exit_code = code
+
+    def run(host: str, job: str, code: int) -> None:
+        monkeypatch.setenv("RELIACTL_HOSTNAME", host)
+        watch = watch_for_run(config, job, config.jobs[job], open_store=lambda: store)
+        assert watch is not None
+        assert watch.finish(Result(code)) == []
+
+    run("web-1", "sync", 1)
+    run("web-1", "logs", 1)
+    run("web-2", "sync", 0)
+    run("web-2", "logs", 0)
+    assert _posted(server) == [
+        ("web-1", "run:sync", "problem", "CRITICAL"),
+        ("web-1", "run:logs", "problem", "CRITICAL"),
+        ("web-2", "run:sync", "recovery", "OK"),
+    ]
