@@ -874,6 +874,15 @@ def run(
     if json_report:
         _check_report_path(json_report)
     run_chaos = _chaos_spec(chaos)
+    _check_names(
+        {"--name": name, "--breaker": breaker, "--lock-name": lock_name, "--job": job_name},
+        urls={
+            "--ping": ping,
+            "--ping-start": ping_start,
+            "--ping-success": ping_success,
+            "--ping-failure": ping_failure,
+        },
+    )
 
     app_ctx = app_context(ctx)
     try:
@@ -1095,6 +1104,17 @@ def _chaos_spec(text: str | None) -> Any:
         return parse_run_spec(text)
     except ChaosError as exc:
         raise _usage(str(exc)) from None
+
+
+def _check_names(names: dict[str, str | None], urls: dict[str, str | None]) -> None:
+    """A name or ping URL that is not UTF-8 (argv's undecodable bytes) is a usage error
+    before anything runs (`require_text`, the rule of every command that names things): it
+    used to run the job without the breaker it named, or without its pings."""
+    from reliactl.cli._fastrt import require_text
+
+    for flag, value in [*names.items(), *urls.items()]:
+        if value is not None:
+            require_text(flag, value, empty=True, url=flag in urls, code=ExitCode.INTERNAL)
 
 
 def _prepared(spec: Any, config: Any) -> Any:
