@@ -34,14 +34,23 @@ from reliactl._settings import JITTERS, STRATEGIES
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
-    from typing import NamedTuple, Protocol
+    from typing import Any, NamedTuple, Protocol
 else:  # without typing (~3 ms of a `retry plan` or `breaker` start, issue 21): the type
     # checker reads Backoff as a typing.Protocol; at run time it is a plain base class
     from reliactl._records import NamedTuple
 
     Protocol = object
 
-__all__ = ["JITTERS", "STRATEGIES", "Backoff", "GiveUp", "Retry", "decide"]
+__all__ = [
+    "JITTERS",
+    "STRATEGIES",
+    "Backoff",
+    "GiveUp",
+    "Retry",
+    "decide",
+    "never_sent",
+    "not_sent_errors",
+]
 
 # Set by reliactl.testing.zero_backoff(): every delay becomes 0, retries optionally capped.
 _ZERO_BACKOFF = False
@@ -118,3 +127,25 @@ def decide(
         elif delay >= remaining:
             return GiveUp.DEADLINE
     return Retry(delay, computed)
+
+
+def not_sent_errors(httpx_module: object) -> tuple[type[BaseException], ...]:
+    """The httpx errors that prove a request never left: it could not connect (refused, no
+    route, DNS, the TLS handshake, the connect timeout) or waited in vain for a pooled
+    connection. Every other error may come after the server read the request."""
+    h: Any = httpx_module
+    return (h.ConnectError, h.ConnectTimeout, h.PoolTimeout)
+
+
+def never_sent(exc: BaseException) -> bool:
+    """Whether ``exc`` proves its request never left (``not_sent_errors``).
+
+    The one rule by which a request that is not idempotent (a POST) may be sent again: the
+    HTTP clients (``reliactl.http``, unless ``retry_non_idempotent``) and the alert sinks
+    (``reliactl.health.channels.post_json``) ask it, so a server that read the request and
+    was slow to answer never gets it twice from one call.
+    """
+    import sys
+
+    httpx = sys.modules.get("httpx")  # an httpx error means httpx is imported
+    return httpx is not None and isinstance(exc, not_sent_errors(httpx))

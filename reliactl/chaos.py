@@ -58,6 +58,7 @@ __all__ = [
     "injected",
     "parse_rules",
     "parse_run_spec",
+    "refuse_on_production",
     "rules",
 ]
 
@@ -216,6 +217,23 @@ def _production_refusal(force: bool, config: Any = None) -> str | None:
     return None
 
 
+def refuse_on_production(config: Any = None, *, force: bool | None = None) -> None:
+    """Raise ChaosError ("chaos refused: ...") when ``config`` (default: the process
+    configuration) marks its store production and injection is not forced: ``force``, else
+    the configuration's ``chaos.force``, or RELIACTL_CHAOS_FORCE=1.
+
+    The one owner of the refusal: ``enable`` (rules) and ``jobs.prepare_job`` (`run --chaos`)
+    ask it, so no way of injecting can open a breaker a fleet shares.
+    """
+    if force is None:
+        force = bool(getattr(getattr(config, "chaos", None), "force", False))
+    refused = _production_refusal(force, config)
+    if refused is not None:
+        from reliactl.errors import ChaosError
+
+        raise ChaosError(f"chaos refused: {refused}")
+
+
 def enable(
     new_rules: Sequence[ChaosRule] | str,
     *,
@@ -233,11 +251,7 @@ def enable(
     if not parsed:
         disable()
         return
-    refused = _production_refusal(force, config)
-    if refused is not None:
-        from reliactl.errors import ChaosError
-
-        raise ChaosError(f"chaos refused: {refused}")
+    refuse_on_production(config, force=force)
     with _lock:
         _RULES = parsed
         _ENV_PENDING = False

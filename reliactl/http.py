@@ -51,7 +51,7 @@ from reliactl._imports import ImportScope as _ImportScope
 from reliactl._imports import LazyModule as _LazyModule
 from reliactl._imports import import_lock as _import_lock
 from reliactl._imports import only_thread as _only_thread
-from reliactl.backoff import Backoff, GiveUp, decide
+from reliactl.backoff import Backoff, GiveUp, decide, not_sent_errors
 from reliactl.errors import CircuitOpenError, HTTPError, HTTPStatusError, RateLimitExceeded
 from reliactl.redact import (
     REDACTED,
@@ -382,7 +382,7 @@ class _Core:
         self.chaos_name = breaker_name or host_key(base_url) or "http"
         h = httpx_module
         # Errors that prove the request never left: safe to retry for any method.
-        self.not_sent = (h.ConnectError, h.ConnectTimeout, h.PoolTimeout)
+        self.not_sent = not_sent_errors(h)
         # Errors worth retrying for idempotent methods (the request may have been sent).
         self.transient = (h.TimeoutException, h.NetworkError, h.RemoteProtocolError)
 

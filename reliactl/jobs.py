@@ -740,7 +740,9 @@ def _finish_history(
 def prepare_job(spec: JobSpec, config: Config | None = None) -> PreparedJob:
     """Check ``spec`` against ``config`` (default: get_reliability_config()) without running.
 
-    Raises JobSpecError for an invalid lock name or an impossible retry policy.
+    Raises JobSpecError for an invalid lock name or an impossible retry policy, and
+    ChaosError for ``spec.chaos`` on a store marked production (``state.production``) unless
+    ``chaos.force``.
     """
     from reliactl.runner import LockOptions, RunOptions, RunRetryPolicy
 
@@ -750,6 +752,10 @@ def prepare_job(spec: JobSpec, config: Config | None = None) -> PreparedJob:
         config = get_reliability_config()
     if not spec.command:
         raise JobSpecError("no command given")
+    if spec.chaos is not None:  # a rehearsal must not open a breaker a fleet shares
+        from reliactl.chaos import refuse_on_production
+
+        refuse_on_production(config)
     from reliactl import locks
 
     lock_opts = None

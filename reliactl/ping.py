@@ -20,7 +20,8 @@ answering 500, DNS hanging): the request goes on in a daemon thread, so a start 
 needs longer still arrives. ``finish()`` first waits for that start ping (so the monitor sees
 start before end) until ``start_timeout`` (5 s) after it began, then sends the end ping and
 returns within ``end_timeout`` (10 s) of being called. Inside those bounds each ping is
-retried with the retry engine (connection errors and 5xx; not 4xx). Whatever did not finish in
+retried with the retry engine (connection errors and 5xx; not 4xx). A 3xx is not followed and
+counts as not delivered (a warning naming where it points). Whatever did not finish in
 time is abandoned (a daemon thread; ``run`` ends with ``os._exit``).
 
 A ping URL is a secret (the UUID is the credential): every URL this module reports, in
@@ -191,12 +192,37 @@ class _Retryable(Exception):
         self.status = status
 
 
+class _Redirected(Exception):
+    """A 3xx answer: the ping was not delivered (not followed: a redirected POST loses its
+    body, and a monitor never redirects a valid ping URL; an http->https proxy does). Raised
+    by ``http_send`` with the ``Location``; a custom sender may return the status instead."""
+
+    def __init__(self, status: int, location: str | None = None) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.location = location
+
+    def describe(self, url: str) -> str:
+        """What the warning says: the status and where it points (redacted like the ping URL,
+        ``url`` resolving a relative Location), so the operator fixes the configured URL."""
+        where = ""
+        if self.location:
+            from urllib.parse import urljoin
+
+            where = f" to {_shown(urljoin(url, self.location))}"
+        return (
+            f"redirected (HTTP {self.status}){where}, not followed: the monitor did not get"
+            " the ping; configure the URL it redirects to"
+        )
+
+
 Sender = Callable[[str, str, bytes, float], int]
 
 
 def http_send(method: str, url: str, body: bytes, timeout: float) -> int:
     """One HTTP request with stdlib ``http.client``; the status code (the body is not read
-    beyond 64 KiB). ``timeout`` bounds each socket operation; the caller bounds the whole."""
+    beyond 64 KiB), ``_Redirected`` for a 3xx (never followed). ``timeout`` bounds each socket
+    operation; the caller bounds the whole."""
     import http.client
 
     parts = urlsplit(url)
@@ -214,6 +240,8 @@ def http_send(method: str, url: str, body: bytes, timeout: float) -> int:
         conn.request(method, target, body=body if method == "POST" else None, headers=headers)
         response = conn.getresponse()
         response.read(64 * 1024)
+        if 300 <= response.status < 400:
+            raise _Redirected(int(response.status), response.getheader("Location"))
         return int(response.status)
     finally:
         conn.close()
@@ -451,6 +479,11 @@ class Pinger:
             final = policy.call(once)
             if final >= 400:
                 error = f"HTTP {final}"
+            elif final >= 300:  # a custom sender's redirect: not delivered either
+                error = _Redirected(final).describe(flight.url)
+        except _Redirected as exc:  # final, not retried: the same answer would come again
+            status = exc.status
+            error = exc.describe(flight.url)
         except _Retryable as exc:
             error = f"HTTP {exc.status} after {attempts} attempt(s)"
         except Exception as exc:  # a ping must never raise into the run

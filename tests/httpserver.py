@@ -8,7 +8,8 @@ body), so tests can count what the server really saw.
 
 ``https_server(ca)`` serves ``200 ok`` over TLS with a certificate a trustme CA signed.
 ``CountingServer`` answers every request alike (status, body, headers and delay settable
-while it runs), for health checks and alert sinks. ``python tests/httpserver.py`` serves
+while it runs), for health checks and alert sinks. ``SilentServer`` reads every request
+and never answers, counting connections. ``python tests/httpserver.py`` serves
 ``200 ok`` until killed and prints its URL: the benchmark runs it in its own process so
 client and server do not share one GIL.
 """
@@ -255,6 +256,59 @@ def https_server(ca: Any) -> Iterator[str]:
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+class SilentServer:
+    """Accepts every connection and reads what is sent, but never answers (a receiver that
+    got the request and is slow, or stuck): ``connections`` counts the connections made and
+    ``requests`` the request lines read, so a test sees whether a client sent twice."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.connections = 0
+        self.requests: list[str] = []
+        self._open: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        host, port = self.listener.getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                self.connections += 1
+                self._open.append(conn)
+            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+
+    def _read(self, conn: socket.socket) -> None:
+        data = b""
+        with contextlib.suppress(OSError):
+            while chunk := conn.recv(65536):
+                if not data:
+                    with self._lock:
+                        self.requests.append(chunk.split(b"\r\n", 1)[0].decode("latin-1"))
+                data += chunk
+
+    def close(self) -> None:
+        self._stop.set()
+        self.listener.close()
+        with self._lock:
+            for conn in self._open:
+                conn.close()
+
+    def __enter__(self) -> SilentServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def refused_url() -> str:

@@ -1,8 +1,10 @@
 """A real HTTP server on 127.0.0.1 that records pings, for the ping and job tests.
 
-``mode`` decides how it answers: "ok" (200), "500", "404", "hang" (reads the request, then
-says nothing for 60 s or until the server is closed), "trickle" (one byte of the answer a
-second). Every request is recorded as (method, path with query, body) when it arrives.
+``mode`` decides how it answers: "ok" (200), "500", "404", "301" (to
+https://monitor.example + the same path, as an http->https proxy does), "hang" (reads the
+request, then says nothing for 60 s or until the server is closed), "trickle" (one byte of
+the answer a second). Every request is recorded as (method, path with query, body) when it
+arrives.
 """
 
 from __future__ import annotations
@@ -52,9 +54,11 @@ class PingServer:
                 if mode == "hang":
                     server_self.stop.wait(60)
                     return
-                status = {"500": 500, "404": 404}.get(mode, 200)
+                status = {"500": 500, "404": 404, "301": 301}.get(mode, 200)
+                moved = f"Location: https://monitor.example{self.path}\r\n" if status == 301 else ""
                 answer = (
-                    f"HTTP/1.1 {status} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK"
+                    f"HTTP/1.1 {status} X\r\n{moved}Content-Length: 2\r\n"
+                    "Connection: close\r\n\r\nOK"
                 ).encode()
                 if mode == "trickle":
                     for byte in answer:

@@ -285,3 +285,38 @@ def test_the_reference_configuration_never_switches_chaos_on() -> None:
     for text in (example_yaml(), example_yaml(starter=True)):
         doc = yaml.safe_load(text) or {}
         assert not ((doc.get("chaos") or {}).get("rules")), text[:200]
+
+
+def test_run_chaos_is_refused_on_a_production_marked_store(tmp_path: Path) -> None:
+    """`run --chaos` on a store marked state.production: true is refused before anything
+    runs (exit 78, the one line chaos.rules gets), through the fast path and Typer alike, so a
+    rehearsal cannot open a breaker the real job shares; chaos.force lets it inject."""
+    from reliactl.config import load
+    from reliactl.jobs import JobSpec, prepare_job
+
+    marker = tmp_path / "ran"
+    body = (
+        f"state:\n  path: {tmp_path / 'state.db'}\n  production: true\n"
+        "circuit_breaker:\n  failure_threshold: 1\n"
+    )
+    marked = tmp_path / "reliactl.yaml"
+    marked.write_text(body)
+    rehearse = ("run", "--chaos", "fail=1", "--breaker", "shared", "--", "touch", str(marker))
+    for fast in ("1", "0"):
+        env = {**os.environ, "RELIACTL_FAST": fast}
+        env.pop("RELIACTL_CHAOS_FORCE", None)
+        refused = run("-c", str(marked), *rehearse, env=env)
+        assert refused.returncode == 78, refused.stderr
+        assert refused.stderr.count("\n") == 1, refused.stderr
+        assert "chaos refused" in refused.stderr and "state.production" in refused.stderr
+        assert "CHAOS ON" not in refused.stderr and not marker.exists()
+    real = run("-c", str(marked), "run", "--breaker", "shared", "--", "true")
+    assert real.returncode == 0, real.stderr  # the shared breaker is still closed
+    with pytest.raises(ChaosError, match="marked production"):
+        prepare_job(JobSpec(command=("true",), chaos=chaos.RunChaos(fail=1)), load(marked).config)
+
+    forced = tmp_path / "forced.yaml"
+    forced.write_text(body + "chaos:\n  force: true\n")
+    rehearsed = run("-c", str(forced), *rehearse)
+    assert rehearsed.returncode == 1 and "CHAOS ON" in rehearsed.stderr, rehearsed.stderr
+    assert not marker.exists()  # an injected fail never starts the command

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from httpserver import FlakyServer
@@ -200,6 +201,33 @@ def test_bad_arguments_are_usage_errors_not_internal_errors(
     password is never shown."""
     line = one_error_line(reliactl(*args), 2)
     assert says in line and "pw" not in line, line
+
+
+@pytest.mark.parametrize(
+    ("flag", "fast"),
+    [
+        ("--breaker", "1"),
+        ("--breaker", "0"),
+        ("--name", "1"),
+        ("--lock-name", "1"),
+        ("--job", "1"),
+        ("--ping", "1"),
+        ("--ping-start", "0"),
+    ],
+)
+def test_run_refuses_a_name_or_ping_url_that_is_not_utf8(
+    flag: str, fast: str, tmp_path: Path
+) -> None:
+    """`run --breaker $'b\\xff'` (and every `run` option that names something: --name,
+    --lock-name, --job, the ping URLs) is `run`'s usage error (125, one line) before anything
+    runs, through the fast path and Typer alike; the job used to run without the breaker
+    ("breaker unusable, running without it") or its pings, or under an unreadable name."""
+    marker = tmp_path / "ran"
+    value = b"http://u:pw@127.0.0.1:1/b" + XFF if flag.startswith("--ping") else b"b" + XFF
+    result = reliactl("run", flag, value, "--", "touch", str(marker), RELIACTL_FAST=fast)
+    line = one_error_line(result, 125)
+    assert f"{flag}: expected UTF-8 text" in line and "\\xff" in line and "pw" not in line, line
+    assert not marker.exists()
 
 
 def test_one_max_retries_cap_for_flags_and_configuration() -> None:

@@ -119,6 +119,26 @@ def test_a_404_is_not_retried() -> None:
     assert len(server.pings) == 1
 
 
+def test_a_redirect_is_not_delivered_and_the_warning_names_where_it_points() -> None:
+    """A 301 (an http->https reverse proxy) never reached the monitor: each ping is recorded
+    not ok with its status, sent once (not retried, not followed), and the warning names the
+    redirect target's scheme and host (never the UUID) so the operator fixes the URL."""
+    with PingServer("301") as server:
+        pinger = _pinger(f"{server.url}/{UUID}")
+        pinger.start()
+        result = pinger.finish(exit_code=0, outcome="success", duration=0.1)
+    assert result is not None and not result.ok and result.status == 301
+    assert [(p.method, p.path) for p in server.pings] == [
+        ("GET", f"/{UUID}/start"),
+        ("POST", f"/{UUID}"),
+    ]
+    assert [r["ok"] for r in pinger.history()] == [False, False]
+    warnings = pinger.warnings()
+    assert len(warnings) == 2
+    assert "redirected (HTTP 301) to https://monitor.example/***" in warnings[1], warnings
+    assert UUID not in repr(pinger.history()) + "".join(warnings)
+
+
 @pytest.mark.parametrize("mode", ["hang", "trickle"])
 def test_a_hanging_or_trickling_server_is_abandoned_at_the_bounds(mode: str) -> None:
     """start() returns within start_wait, finish() within end_timeout (generous hang bound)."""

@@ -60,14 +60,17 @@ def usage(message: str) -> SystemExit:
     return usage_exit(message, ExitCode.USAGE)
 
 
-def require_text(what: str, value: str, *, empty: bool = False, url: bool = False) -> str:
+def require_text(
+    what: str, value: str, *, empty: bool = False, url: bool = False, code: int | None = None
+) -> str:
     """``value``, a name, ID or URL from the command line, if it can be used; else a usage
-    error (one line, exit 2): not UTF-8 (Python keeps argv's undecodable bytes as surrogates,
-    which no store, request or message can encode) or, unless ``empty``, empty. A ``url``
-    is shown with its password and keys as *** (``reliactl.redact``).
+    error (one line, exit 2, or ``code``: `run`'s is 125): not UTF-8 (Python keeps argv's
+    undecodable bytes as surrogates, which no store, request or message can encode) or,
+    unless ``empty``, empty. A ``url`` is shown with its password and keys as ***
+    (``reliactl.redact``).
 
     The one owner of this check for the commands that name things (`http`, `breaker`,
-    `silence`), returning the value: ``url = require_text("URL", url, url=True)``.
+    `silence`, `run`), returning the value: ``url = require_text("URL", url, url=True)``.
     """
     try:
         value.encode("utf-8")
@@ -79,10 +82,14 @@ def require_text(what: str, value: str, *, empty: bool = False, url: bool = Fals
             from reliactl.redact import redact_url
 
             shown = redact_url(shown)
-        raise usage(f"{what}: expected UTF-8 text, got '{shown}'") from None
+        raise _usage_or(code, f"{what}: expected UTF-8 text, got '{shown}'") from None
     if not empty and not value:
-        raise usage(f"{what}: expected a non-empty value")
+        raise _usage_or(code, f"{what}: expected a non-empty value")
     return value
+
+
+def _usage_or(code: int | None, message: str) -> SystemExit:
+    return usage(message) if code is None else usage_exit(message, code)
 
 
 def typer_names(namespace: dict[str, Any], *names: str, **aliases: str) -> None:

@@ -854,7 +854,7 @@ def run(
     from reliactl.cli.context import app_context
     from reliactl.cli.output import error, report_error, warn
     from reliactl.errors import ConfigError, GateSetupError, JobSpecError, LockError, ReliactlError
-    from reliactl.jobs import FROM_CONFIG, JobSpec, StoreWarnings, prepare_job
+    from reliactl.jobs import FROM_CONFIG, JobSpec, StoreWarnings
 
     # --- flags first: a bad flag never runs the command, whatever the configuration
     timeout_s = _duration("--timeout", timeout)
@@ -879,6 +879,15 @@ def run(
     if json_report:
         _check_report_path(json_report)
     run_chaos = _chaos_spec(chaos)
+    _check_names(
+        {"--name": name, "--breaker": breaker, "--lock-name": lock_name, "--job": job_name},
+        urls={
+            "--ping": ping,
+            "--ping-start": ping_start,
+            "--ping-success": ping_success,
+            "--ping-failure": ping_failure,
+        },
+    )
 
     app_ctx = app_context(ctx)
     try:
@@ -937,7 +946,7 @@ def run(
             **_job_limits(config, job_name, limits),
             **watching,
         )
-        job = prepare_job(spec, config)
+        job = _prepared(spec, config)
     except (JobSpecError, ValueError) as exc:
         raise _usage(str(exc)) from None
     _jobwatch.named(watch, job.name)
@@ -1099,19 +1108,44 @@ def _retry_settings(
 
 
 def _chaos_spec(text: str | None) -> Any:
-    """--chaos SPEC as a RunChaos (announced on stderr: a rehearsal is never silent)."""
+    """--chaos SPEC as a RunChaos; a bad one is a usage error. Announced on stderr once
+    ``prepare_job`` accepted it (a production-marked store refuses it, exit 78)."""
     if text is None:
         return None
     from reliactl.chaos import parse_run_spec
-    from reliactl.cli.output import warn
     from reliactl.errors import ChaosError
 
     try:
-        spec = parse_run_spec(text)
+        return parse_run_spec(text)
     except ChaosError as exc:
         raise _usage(str(exc)) from None
-    warn(f"CHAOS ON: injecting failures into this run ({spec.describe()})")
-    return spec
+
+
+def _check_names(names: dict[str, str | None], urls: dict[str, str | None]) -> None:
+    """A name or ping URL that is not UTF-8 (argv's undecodable bytes) is a usage error
+    before anything runs (`require_text`, the rule of every command that names things): it
+    used to run the job without the breaker it named, or without its pings."""
+    from reliactl.cli._fastrt import require_text
+
+    for flag, value in [*names.items(), *urls.items()]:
+        if value is not None:
+            require_text(flag, value, empty=True, url=flag in urls, code=ExitCode.INTERNAL)
+
+
+def _prepared(spec: Any, config: Any) -> Any:
+    """``prepare_job(spec, config)``; --chaos refused on a production-marked store exits 78
+    with the one line chaos.rules gets there, an accepted one is announced on stderr."""
+    from reliactl.cli.output import report_error, warn
+    from reliactl.errors import ChaosError
+    from reliactl.jobs import prepare_job
+
+    try:
+        job = prepare_job(spec, config)
+    except ChaosError as exc:
+        raise SystemExit(report_error(exc)) from None
+    if spec.chaos is not None:  # a rehearsal is never silent
+        warn(f"CHAOS ON: injecting failures into this run ({spec.chaos.describe()})")
+    return job
 
 
 def _check_report_path(path: str) -> None:

@@ -35,11 +35,12 @@ from typing import TYPE_CHECKING, Any
 from reliactl.errors import HealthError, ReliactlError
 from reliactl.health import alertstate
 from reliactl.health.alertstate import AlertPolicy, Snapshot
-from reliactl.health.channels import CHANNELS, HttpRequest, post_json
+from reliactl.health.channels import CHANNELS, HttpRequest, Progress, post_json
 from reliactl.health.channels import send as send_to_channel
 from reliactl.health.checks import _in_daemon_thread, hostname, run_program
 from reliactl.health.model import HealthMetric, HealthReport, Status
 from reliactl.redact import scrub
+from reliactl.units import format_duration
 
 if TYPE_CHECKING:
     import httpx
@@ -595,12 +596,14 @@ class AlertManager:
             attempts += 1
             remaining = max(0.05, deadline - self.monotonic())
             grace = DELIVERY_GRACE if sink.kind == "command" else 0.0
+            progress = Progress()
             try:
                 error, retryable, wait = await asyncio.wait_for(
-                    self._send_once(sink, alerts, remaining), remaining + grace
+                    self._send_once(sink, alerts, remaining, progress), remaining + grace
                 )
-            except asyncio.TimeoutError:
-                error, retryable, wait = f"no answer within {remaining:.1f}s", True, None
+            except asyncio.TimeoutError:  # cut at the deadline: a POST that left is not resent
+                error = f"no answer within {format_duration(sink.timeout)}"
+                retryable, wait = not progress.left, None
             except Exception as exc:  # never let one sink break the others
                 error, retryable, wait = f"{type(exc).__name__}: {exc}", False, None
             if error is not None:
@@ -613,7 +616,8 @@ class AlertManager:
                 max_retries=self.max_attempts - 1,
                 jitter="none",
             ),
-            max_elapsed=sink.timeout,
+            # what is left of the sink's timeout since the claim: no attempt after the deadline
+            max_elapsed=max(0.05, deadline - self.monotonic()),
             retry_on=lambda exc: isinstance(exc, _DeliveryFailed) and exc.retryable,
             reraise=True,
             async_sleep=self.sleep,
@@ -627,7 +631,7 @@ class AlertManager:
         return True, attempts, None
 
     async def _send_channel(
-        self, sink: AlertSink, alerts: Sequence[Alert], timeout: float
+        self, sink: AlertSink, alerts: Sequence[Alert], timeout: float, progress: Progress
     ) -> tuple[str | None, bool, float | None]:
         """A group to a provider channel. Where the provider keeps incidents (PagerDuty,
         Opsgenie) each check stays its own event, since a dedup key is per check (a retry sends
@@ -636,15 +640,16 @@ class AlertManager:
         if len(alerts) > 1 and not CHANNELS[sink.kind].resolves:
             alerts = [grouped_alert(alerts)]
         for alert in alerts:
-            result = await send_to_channel(sink, alert, timeout, self._http)
+            result = await send_to_channel(sink, alert, timeout, self._http, progress=progress)
             if result[0] is not None:
                 return result
         return None, False, None
 
     async def _send_once(
-        self, sink: AlertSink, alerts: Sequence[Alert], timeout: float
+        self, sink: AlertSink, alerts: Sequence[Alert], timeout: float, progress: Progress
     ) -> tuple[str | None, bool, float | None]:
-        """(error or None, retryable, seconds the server asked us to wait)."""
+        """(error or None, retryable, seconds the server asked us to wait); ``progress``
+        learns whether an HTTP POST may have left (a cut attempt is resent only if not)."""
         body = group_payload(sink.kind, alerts)
         if sink.kind == "command":
             data = json.dumps(body).encode()
@@ -662,5 +667,11 @@ class AlertManager:
             what = "timed out" if code is None else f"exited with status {code}"
             return f"{sink.command[0]} {what}{': ' + first if first else ''}", True, None
         if sink.kind in CHANNELS:  # email, pagerduty, opsgenie, telegram, teams, ntfy
-            return await self._send_channel(sink, alerts, timeout)
-        return await post_json(self._http(), HttpRequest(sink.url, body), timeout)
+            return await self._send_channel(sink, alerts, timeout, progress)
+        return await post_json(
+            self._http(),
+            HttpRequest(sink.url, body),
+            timeout,
+            limit=sink.timeout,
+            progress=progress,
+        )

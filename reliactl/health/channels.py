@@ -53,6 +53,7 @@ __all__ = [
     "Channel",
     "ChannelError",
     "HttpRequest",
+    "Progress",
     "dedup_key",
     "preview",
     "resolve_secret",
@@ -362,14 +363,24 @@ def settings_problems(
     return problems
 
 
-async def send(sink: AlertSink, alert: Alert, timeout: float, client: ClientFactory) -> SendResult:
-    """Deliver ``alert`` once to ``sink`` within ``timeout``: the error comes back scrubbed."""
+async def send(
+    sink: AlertSink,
+    alert: Alert,
+    timeout: float,
+    client: ClientFactory,
+    *,
+    progress: Progress | None = None,
+) -> SendResult:
+    """Deliver ``alert`` once to ``sink`` within ``timeout``: the error comes back scrubbed.
+    ``progress`` learns whether an HTTP request may have left (``Progress``)."""
     secret = ""
     try:
         secret = resolve_secret(sink)
         payload = CHANNELS[sink.kind].build(sink, alert, secret)
         if isinstance(payload, HttpRequest):
-            error, retryable, wait = await post_json(client(), payload, timeout)
+            error, retryable, wait = await post_json(
+                client(), payload, timeout, limit=sink.timeout, progress=progress
+            )
         else:
             error, retryable, wait = await _send_mail(sink, payload, secret, timeout)
     except ChannelError as exc:
@@ -394,26 +405,64 @@ def _retry_after(value: str | None) -> float | None:
     return seconds if seconds is not None and 0 <= seconds < 3600 else None
 
 
-async def post_json(client: httpx.AsyncClient, request: HttpRequest, timeout: float) -> SendResult:
-    """One JSON POST of an alert (every HTTP sink and channel): (error, retryable, retry after)."""
+class Progress:
+    """Whether an alert's POST may have left: httpx's trace hook (``extensions={"trace":
+    ...}``) says when the request headers start going out. An attempt cut at the sink's
+    deadline before that provably never left and may be sent again; after it, the server may
+    have read the alert and is not sent it twice by one delivery (``backoff.never_sent``'s
+    rule, for a cut httpx itself never sees)."""
+
+    def __init__(self) -> None:
+        self.left = False
+
+    async def trace(self, event: str, info: Mapping[str, Any]) -> None:
+        if event.endswith(".send_request_headers.started"):
+            self.left = True
+
+
+async def post_json(
+    client: httpx.AsyncClient,
+    request: HttpRequest,
+    timeout: float,
+    *,
+    limit: float | None = None,
+    progress: Progress | None = None,
+) -> SendResult:
+    """One JSON POST of an alert (every HTTP sink and channel): (error, retryable, retry after).
+
+    Retryable: 429 and 5xx (the server answered: it asks for another try), and an error that
+    proves the POST never left (``reliactl.backoff.never_sent``: it could not connect); any
+    other error may come after the server read the alert, which is then not sent again.
+    ``limit`` is the sink's configured timeout, which a timeout's message names (``timeout``
+    is what is left of it for this attempt); ``progress`` learns whether the POST left.
+    """
     import httpx
 
+    from reliactl.backoff import never_sent
+    from reliactl.units import format_duration
+
+    trace = None if progress is None else {"trace": progress.trace}
     try:
         # The status and Retry-After are all we need (as for the other sinks): the body is
         # never read, so a huge or endless answer costs nothing.
         async with client.stream(
-            "POST", request.url, json=request.body, headers=request.headers, timeout=timeout
+            "POST",
+            request.url,
+            json=request.body,
+            headers=request.headers,
+            timeout=timeout,
+            extensions=trace,
         ) as resp:
             status = resp.status_code
             retry_after = resp.headers.get("Retry-After")
-    except httpx.TimeoutException:
-        return f"no answer within {timeout:.1f}s", True, None
+    except httpx.TimeoutException as exc:
+        return f"no answer within {format_duration(limit or timeout)}", never_sent(exc), None
     except httpx.InvalidURL as exc:
         return f"invalid URL: {exc}", False, None
     except httpx.UnsupportedProtocol:
         return "invalid URL: expected http:// or https://", False, None
     except (httpx.HTTPError, OSError) as exc:
-        return f"{type(exc).__name__}: {exc}", True, None
+        return f"{type(exc).__name__}: {exc}", never_sent(exc), None
     if status < 300:
         return None, False, None
     where = redact_url(request.url, path=False)

@@ -77,6 +77,26 @@ def test_a_down_or_failing_ping_server_is_a_warning_and_the_job_still_succeeds()
     assert UUID not in result.stderr + failing.stderr
 
 
+def test_a_redirected_ping_is_a_warning_and_recorded_not_delivered(tmp_path: Path) -> None:
+    """The review's case: a monitor behind an http->https proxy answers 301. The job's exit
+    code stands, but each ping is a warning naming the redirect target and the report and
+    history record it not ok (it used to say ok with status 301, and warn nothing)."""
+    report = tmp_path / "report.json"
+    with PingServer("301") as server:
+        result = _reliactl(
+            "run", "--name", "moved", "--ping", f"{server.url}/{UUID}",
+            "--json-report", str(report), "--", "true",
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("warning: ping") == 2, result.stderr
+    assert "redirected (HTTP 301) to https://monitor.example/***" in result.stderr
+    doc = json.loads(report.read_text())
+    assert [(p["ok"], p["status"]) for p in doc["pings"]] == [(False, 301), (False, 301)]
+    (data,) = _history("moved")
+    assert [p["ok"] for p in data["pings"]] == [False, False]  # type: ignore[index]
+    assert UUID not in result.stderr + report.read_text()
+
+
 @pytest.mark.stress
 def test_a_hanging_ping_server_delays_the_run_only_within_the_stated_bounds() -> None:
     """A server that never answers: the command still runs and its exit code passes

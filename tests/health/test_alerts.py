@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from httpserver import CountingServer, FlakyServer, Reply
+from httpserver import CountingServer, FlakyServer, Reply, SilentServer, refused_url
 
 from reliactl.config import AlertSink
 from reliactl.errors import HealthError
@@ -353,6 +353,60 @@ def test_a_trickling_webhook_is_cut_off_at_the_sink_timeout(tmp_path: Path) -> N
     assert took < HANG_BOUND, f"took {took:.1f}s"
     assert not outcome.delivered and "no answer within" in (outcome.error or "")
     assert "s3cr3t" not in outcome.describe()
+
+
+def test_a_post_the_server_read_is_never_sent_again_and_the_timeout_is_named(
+    tmp_path: Path,
+) -> None:
+    """A receiver that reads the alert and never answers (slow but working) gets it once per
+    sink: a webhook, a slack sink and a channel (ntfy) each make exactly one connection, and
+    the failure names the configured 3s timeout (it named the 0.1 s left for a second try,
+    which used to resend the alert)."""
+    claims = 0
+
+    def slow_claims() -> float:
+        """Real time, but each sink's claim (the first three reads, before any delivery)
+        took a second, as on a loaded store: the delivery starts 1 s into its 3 s."""
+        nonlocal claims
+        claims += 1
+        return time.monotonic() - (1.0 if claims <= 3 else 0.0)
+
+    with SilentServer() as srv:
+        sinks = [
+            AlertSink(name="hook", kind="webhook", url=srv.url + SECRET, timeout=3.0),
+            AlertSink(name="chat", kind="slack", url=srv.url + "/services/T/B/x", timeout=3.0),
+            AlertSink(name="push", kind="ntfy", url=srv.url, topic="reliactl-t", timeout=3.0),
+        ]
+        started = time.monotonic()
+        am = real_manager(sinks, tmp_path, monotonic=slow_claims)
+        outcomes = asyncio.run(am.process(report(FakeClock(), d=Status.CRITICAL)))
+        took = time.monotonic() - started
+        assert srv.connections == 3, srv.requests
+    assert took < HANG_BOUND, f"took {took:.1f}s"
+    assert sorted(o.sink for o in outcomes) == ["chat", "hook", "push"]
+    for outcome in outcomes:
+        assert not outcome.delivered and outcome.attempts == 1, outcome.describe()
+        assert outcome.error == "no answer within 3s", outcome.describe()
+        assert "not delivered after 1 attempt: no answer within 3s" in outcome.describe()
+
+
+def test_a_post_that_provably_never_left_is_still_retried(tmp_path: Path) -> None:
+    """Connection refused proves the alert never left: retried up to max_attempts (the
+    backoff on a fake clock); a connection dropped after the server read the request is not
+    (it may have been acted on)."""
+    clock = FakeClock()
+    refused = AlertSink(name="down", kind="webhook", url=refused_url() + SECRET)
+    (outcome,) = asyncio.run(
+        manager([refused], tmp_path, clock).process(report(clock, d=Status.CRITICAL))
+    )
+    assert not outcome.delivered and outcome.attempts == 3, outcome.describe()
+    with FlakyServer(Reply(drop=True)) as srv:
+        dropped = AlertSink(name="drop", kind="webhook", url=srv.url + SECRET)
+        (outcome,) = asyncio.run(
+            manager([dropped], tmp_path, clock).process(report(clock, e=Status.CRITICAL))
+        )
+        assert not outcome.delivered and outcome.attempts == 1, outcome.describe()
+        assert srv.count() == 1
 
 
 def test_the_claim_outlives_the_longest_delivery(tmp_path: Path) -> None:
