@@ -219,6 +219,9 @@ class _Redirected(Exception):
 Sender = Callable[[str, str, bytes, float], int]
 
 
+_KEEP_IN_TARGET = "/?#[]@!$&'()*+,;=:%~"
+
+
 def http_send(method: str, url: str, body: bytes, timeout: float) -> int:
     """One HTTP request with stdlib ``http.client``; the status code (the body is not read
     beyond 64 KiB), ``_Redirected`` for a 3xx (never followed). ``timeout`` bounds each socket
@@ -232,7 +235,9 @@ def http_send(method: str, url: str, body: bytes, timeout: float) -> int:
         else http.client.HTTPConnection
     )
     conn = conn_cls(parts.hostname or "", parts.port, timeout=timeout)
-    target = urlunsplit(("", "", parts.path or "/", parts.query, ""))
+    # http.client sends the target as ASCII: a non-ASCII or space character is percent-encoded
+    # as a browser and httpx do (RFC 3986 2.5); what is already encoded or reserved is kept.
+    target = quote(urlunsplit(("", "", parts.path or "/", parts.query, "")), safe=_KEEP_IN_TARGET)
     try:
         headers = {"User-Agent": USER_AGENT, "Connection": "close"}
         if method == "POST":

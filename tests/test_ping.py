@@ -41,6 +41,18 @@ def test_success_pings_start_then_end_with_one_rid_and_the_output_tail() -> None
     assert end.body == b"all good\n"
 
 
+def test_a_url_with_non_ascii_or_spaces_is_sent_percent_encoded() -> None:
+    """http.client sends only ASCII: a ping URL with an accent or a space in its path or query
+    reaches the server percent-encoded (as httpx and browsers send it), what was already
+    encoded stays as it was, and the ping is delivered instead of failing every time."""
+    with PingServer() as server:
+        pinger = _pinger(f"{server.url}/caf\u00e9 x/%41?n=\u00fc")
+        assert pinger.start() is not None
+        result = pinger.finish(exit_code=0, outcome="success", duration=0.1, output=b"")
+    assert result is not None and result.ok, result
+    assert [p.path for p in server.pings] == ["/caf%C3%A9%20x/%41/start", "/caf%C3%A9%20x/%41"]
+
+
 def test_failure_pings_the_exit_code_with_only_the_last_body_limit_bytes() -> None:
     """A failed run pings URL/<exit code>; the body is the last body_limit bytes."""
     with PingServer() as server:
