@@ -3,9 +3,10 @@
 A configuration file decides which commands ``health`` runs and what ``cleanup`` deletes; a
 state store decides whether ``run --breaker`` starts a job. So a file (and every directory
 on its path, ``file_untrusted``) is trusted only when it is owned by the invoking user or
-root and nobody else can write it. Group write is allowed only for a user-private group (the
-owner's own primary group with no other members, the Debian/Ubuntu ``umask 002`` layout, as
-OpenSSH there allows).
+root and nobody else can write it. Group write is allowed only when everyone who can write
+through the group (its listed members and the users whose primary group it is) is root, the
+owner or the caller: a user-private group (the Debian/Ubuntu ``umask 002`` layout, as OpenSSH
+there allows), or a group nobody else is in.
 """
 
 from __future__ import annotations
@@ -45,17 +46,60 @@ def not_own(st: os.stat_result, *, euid: int | None = None) -> str | None:
     return f"owned by {owner_name(st.st_uid)}, not by {owner_name(uid)}"
 
 
-def _private_group(st: os.stat_result) -> bool:
-    """Is the file's group the owner's own primary group, with no other members?"""
+_MEMBERS_SHOWN = 5
+
+
+def _group_refusal(st: os.stat_result, caller: int) -> str | None:
+    """Why the group that may write this file or directory may not, or None: everyone who
+    can write through it is root, its owner or the caller. Those are the group's listed
+    members and every user whose primary group it is (``sync`` and ``_apt`` are in Debian's
+    ``nogroup``; SUSE's shared ``users``): ``pwd.getpwall`` enumerates all users (NSS: LDAP
+    too), so it is only called for a group-writable file or directory, which is rare."""
     try:
         import grp
         import pwd
-
-        user = pwd.getpwuid(st.st_uid)
+    except ImportError:
+        return f"writable by group {st.st_gid}"
+    try:
         group = grp.getgrgid(st.st_gid)
-    except (ImportError, KeyError):
-        return False
-    return user.pw_gid == st.st_gid and all(m == user.pw_name for m in group.gr_mem)
+    except KeyError:
+        return f"writable by group {st.st_gid} (a group with no name here: its members are unknown)"
+    trusted = {0, st.st_uid, caller}
+    others: list[str] = []
+    for name in group.gr_mem:
+        try:
+            uid: int | None = pwd.getpwnam(name).pw_uid
+        except KeyError:
+            uid = None
+        if uid not in trusted and name not in others:
+            others.append(name)
+    for user in pwd.getpwall():
+        if user.pw_gid == st.st_gid and user.pw_uid not in trusted and user.pw_name not in others:
+            others.append(user.pw_name)
+    if not others:
+        return None
+    shown = ", ".join(others[:_MEMBERS_SHOWN])
+    if len(others) > _MEMBERS_SHOWN:
+        shown += f" and {len(others) - _MEMBERS_SHOWN} more"
+    return f"writable by group {group.gr_name} (members: {shown})"
+
+
+def _write_refusal(st: os.stat_result, caller: int) -> str | None:
+    """Why someone but root, the owner and the caller can write this file or directory, or
+    None: "writable by others (mode 0666, owner ...)" or "writable by group staff (members:
+    alice, bob; mode 2775, owner ...)". The sticky bit is the caller's to judge."""
+    mode = stat.S_IMODE(st.st_mode)
+    owner = owner_name(st.st_uid)
+    if mode & stat.S_IWOTH:
+        return f"writable by others (mode {mode:04o}, owner {owner})"
+    if not mode & stat.S_IWGRP:
+        return None
+    reason = _group_refusal(st, caller)
+    if reason is None:
+        return None
+    if reason.endswith(")"):
+        return f"{reason[:-1]}; mode {mode:04o}, owner {owner})"
+    return f"{reason} (mode {mode:04o}, owner {owner})"
 
 
 def untrusted(
@@ -72,15 +116,9 @@ def untrusted(
     if st.st_uid not in (uid, 0):
         trusted = owner_name(0) if uid == 0 else f"{owner_name(uid)} or root"
         return f"owned by {owner_name(st.st_uid)}, not by {trusted}"
-    mode = stat.S_IMODE(st.st_mode)
-    if sticky_ok and stat.S_ISDIR(st.st_mode) and mode & stat.S_ISVTX:
+    if sticky_ok and stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX:
         return None
-    if mode & stat.S_IWOTH or (mode & stat.S_IWGRP and not _private_group(st)):
-        return (
-            f"writable by others (mode {mode:04o}, owner {owner_name(st.st_uid)}, "
-            f"group {st.st_gid})"
-        )
-    return None
+    return _write_refusal(st, uid)
 
 
 def file_untrusted(path: str | os.PathLike[str], st: os.stat_result | None = None) -> str | None:
@@ -162,7 +200,7 @@ def secret_untrusted(path: str | os.PathLike[str], st: os.stat_result) -> str | 
     file others (not owner, not group) can read, unless it is root's and read-only for
     everyone (``0444``: Docker's ``/run/secrets``, published on purpose by root). Group read
     is accepted: the owner (root or this user) chose that group (``root:svcgroup 0640`` is how
-    a non-root ``serve`` reads root's secret); group write only for a user-private group."""
+    a non-root ``serve`` reads root's secret); group write as ``untrusted`` allows."""
     if not stat.S_ISREG(st.st_mode):
         return "it is not a regular file"
     reason = file_untrusted(path, st)
@@ -185,20 +223,12 @@ _MAX_LINKS = 40  # as the kernel's MAXSYMLINKS
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
 
 
-def _writable(st: os.stat_result) -> bool:
-    """Can someone but the owner write this (group write only for a user-private group)?"""
-    mode = stat.S_IMODE(st.st_mode)
-    return bool(mode & stat.S_IWOTH or (mode & stat.S_IWGRP and not _private_group(st)))
-
-
 def _open_to_others(st: os.stat_result, what: str) -> str | None:
     """Why ``what`` (a directory on a pidfile's path) lets others change what it holds."""
     if stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX:
         return None
-    if _writable(st):
-        mode = stat.S_IMODE(st.st_mode)
-        return f"{what} is writable by others (mode {mode:04o}, group {st.st_gid})"
-    return None
+    reason = _write_refusal(st, os.geteuid())
+    return None if reason is None else f"{what} is {reason}"
 
 
 def _walk(path: str, judge: Judge) -> tuple[str, str | None, os.stat_result | None]:
@@ -316,9 +346,9 @@ def open_pidfile(path: str) -> tuple[int, int | None]:
         st = os.fstat(fd)
         if st.st_uid not in (os.geteuid(), 0):
             owners |= {st.st_uid}
-        if _writable(st):
-            mode = stat.S_IMODE(st.st_mode)
-            raise Untrusted(f"{path}: the file is writable by others (mode {mode:04o})")
+        reason = _write_refusal(st, os.geteuid())
+        if reason is not None:
+            raise Untrusted(f"{path}: the file is {reason}")
         if len(owners) > 1:
             names = ", ".join(owner_name(u) for u in sorted(owners))
             raise Untrusted(f"{path}: its path is owned by more than one other user ({names})")
