@@ -11,6 +11,7 @@ there allows), or a group nobody else is in.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
@@ -44,6 +45,17 @@ def not_own(st: os.stat_result, *, euid: int | None = None) -> str | None:
     if st.st_uid == uid:
         return None
     return f"owned by {owner_name(st.st_uid)}, not by {owner_name(uid)}"
+
+
+def _trusted_owner(uid: int, caller: int) -> bool:
+    """May ``uid`` own what steers the caller: root or the caller?"""
+    return uid in (caller, 0)
+
+
+def _owner_refusal(uid: int, caller: int) -> str:
+    """ "owned by bob (uid 1000), not by root (uid 0)": why ``uid`` may not own it."""
+    trusted = owner_name(0) if caller == 0 else f"{owner_name(caller)} or root"
+    return f"owned by {owner_name(uid)}, not by {trusted}"
 
 
 _MEMBERS_SHOWN = 5
@@ -113,9 +125,8 @@ def untrusted(
     for callers that judge each entry on its own (``run --lock``'s lock directory).
     """
     uid = os.geteuid() if euid is None else euid
-    if st.st_uid not in (uid, 0):
-        trusted = owner_name(0) if uid == 0 else f"{owner_name(uid)} or root"
-        return f"owned by {owner_name(st.st_uid)}, not by {trusted}"
+    if not _trusted_owner(st.st_uid, uid):
+        return _owner_refusal(st.st_uid, uid)
     if sticky_ok and stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX:
         return None
     return _write_refusal(st, uid)
@@ -126,7 +137,7 @@ def file_untrusted(path: str | os.PathLike[str], st: os.stat_result | None = Non
     trusted, or None. ``st``: the ``fstat`` of the descriptor the caller opened (else the
     path is ``stat``'ed). None too when it cannot be stat'ed: reading it then reports it.
 
-    OpenSSH's ``safe_path``, resolved through links (``path_untrusted``): the file passes
+    OpenSSH's ``safe_path``, resolved through links (``_walk``): the file passes
     ``untrusted``, and so does every directory on its path from ``/`` (each one owned by this
     user or root, not writable by others unless sticky as ``/tmp``), and every symbolic link
     followed is this user's or root's. A directory anyone can write further up (``/srv``
@@ -140,57 +151,59 @@ def file_untrusted(path: str | os.PathLike[str], st: os.stat_result | None = Non
     reason = untrusted(info)
     if reason is not None:
         return f"the file is {reason}"
-    reason, final = path_untrusted(os.fspath(path))
-    if reason is not None:
-        return reason
-    if final is None or (final.st_dev, final.st_ino) != (info.st_dev, info.st_ino):
-        return "its path changed while it was being checked (is someone replacing it?)"
-    return None
-
-
-def path_untrusted(path: str) -> tuple[str | None, os.stat_result | None]:
-    """Why the directories and links leading to ``path`` must not be trusted (or None), and
-    the ``lstat`` of what the path resolves to (None when a component is missing or the
-    walk stopped). Every directory entered, ``/`` first and those inside link targets too,
-    must pass ``untrusted(..., sticky_ok=True)``; every link followed must be owned by this
-    user or root (whoever owns a link in a sticky directory can point it anywhere). The
-    reason is one line naming the directory or link."""
     uid = os.geteuid()
 
     def judge(st: os.stat_result, what: str, link: bool) -> str | None:
         if link:
-            if st.st_uid in (uid, 0):
+            if _trusted_owner(st.st_uid, uid):
                 return None
-            trusted = owner_name(0) if uid == 0 else f"{owner_name(uid)} or root"
-            return (
-                f"the symbolic link {what} on its path is owned by {owner_name(st.st_uid)},"
-                f" not by {trusted}"
-            )
+            return f"the symbolic link {what} on its path is {_owner_refusal(st.st_uid, uid)}"
         reason = untrusted(st, sticky_ok=True)
         if reason is None:
             return None
         return f"the directory {what} on its path is {reason}"
 
-    _, reason, final = _walk(path, judge)
-    return reason, final
+    return _walk_end(_walk(os.fspath(path), judge), info)
 
 
-def path_open_to_everyone(path: str) -> str | None:
+def _walk_end(walk: _Walked, st: os.stat_result | None) -> str | None:
+    """Why a walk that judged every directory and link must still be refused, or None: it
+    stopped before the file, or led to another file than ``st`` (the opened one)."""
+    if walk.reason is not None:
+        return walk.reason
+    if walk.final is None:
+        return "its path changed while it was being checked (is someone replacing it?)"
+    if st is not None and (walk.final.st_dev, walk.final.st_ino) != (st.st_dev, st.st_ino):
+        return "its path changed while it was being checked (is someone replacing it?)"
+    return None
+
+
+def path_open_to_everyone(path: str, st: os.stat_result | None = None) -> str | None:
     """Why anyone at all could replace what ``path`` leads to, or None: a directory on its
-    path (resolved through links, from ``/``) writable by others without the sticky bit.
-    The looser rule for a file whose owner does not matter (the Redis password file: whoever
-    owns it could only deny service); ``path_untrusted`` is the rule for one that steers."""
+    path (resolved through links, from ``/``) writable by others without the sticky bit, or
+    a symbolic link on it that is not root's or this user's (its owner chooses what is read:
+    a link to ``/etc/shadow`` would send root's first line to Redis as the password). The
+    looser rule for a file whose own owner does not matter (the Redis password file: whoever
+    owns it could only deny service); ``file_untrusted`` is the rule for one that steers.
+    With ``st`` (the opened file's ``fstat``), refused too when the path does not lead to it
+    (``file_untrusted``'s end-of-walk check)."""
+    uid = os.geteuid()
 
     def judge(st: os.stat_result, what: str, link: bool) -> str | None:
+        if link:
+            if _trusted_owner(st.st_uid, uid):
+                return None
+            return f"the symbolic link {what} on its path is {_owner_refusal(st.st_uid, uid)}"
         mode = stat.S_IMODE(st.st_mode)
-        if link or not mode & stat.S_IWOTH or mode & stat.S_ISVTX:
+        if not mode & stat.S_IWOTH or mode & stat.S_ISVTX:
             return None
         return (
             f"the directory {what} on its path is writable by others without the sticky bit"
             f" (mode {mode:04o})"
         )
 
-    return _walk(path, judge)[1]
+    walk = _walk(path, judge)
+    return walk.reason if st is None else _walk_end(walk, st)
 
 
 def secret_untrusted(path: str | os.PathLike[str], st: os.stat_result) -> str | None:
@@ -231,14 +244,42 @@ def _open_to_others(st: os.stat_result, what: str) -> str | None:
     return None if reason is None else f"{what} is {reason}"
 
 
-def _walk(path: str, judge: Judge) -> tuple[str, str | None, os.stat_result | None]:
+class _Walked:
+    """What ``_walk`` found: the physical path reached, why it must not be used (or None),
+    the ``lstat`` of the last component (None when the walk stopped early), why it stopped
+    early ("PATH: Permission denied ...")."""
+
+    __slots__ = ("final", "physical", "reason", "stopped")
+
+    def __init__(
+        self,
+        physical: str,
+        reason: str | None = None,
+        final: os.stat_result | None = None,
+        *,
+        stopped: str | None = None,
+    ) -> None:
+        self.physical, self.reason, self.final = physical, reason, final
+        self.stopped = stopped
+
+
+def _stopped(path: str, exc: OSError) -> str:
+    """Why the walk could not go on at ``path``, in words an operator can act on."""
+    why = exc.strerror or str(exc)
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"{path}: {why} (this user may not search the directory holding it)"
+    if exc.errno == errno.ENOENT:
+        return f"{path}: {why} (removed or renamed while it was being checked?)"
+    return f"{path}: {why}"
+
+
+def _walk(path: str, judge: Judge) -> _Walked:
     """``path`` resolved component by component as the kernel does (``..`` after a link is
-    the target's parent): the physical path reached, why it must not be used (the first
-    reason ``judge`` gives, or too many links), and the ``lstat`` of the last component
-    (None when the walk stopped early). ``judge(st, path, is_link)`` sees ``/``, every
-    directory entered with more components to go, and every symbolic link followed (its
-    own ``lstat``). A component that cannot be ``lstat``'ed (or a link read) ends the walk
-    with no reason: opening the path then reports the problem."""
+    the target's parent), as a ``_Walked``: the first reason ``judge`` gives (or too many
+    links). ``judge(st, path, is_link)`` sees ``/``, every directory entered with more
+    components to go, and every symbolic link followed (its own ``lstat``). A component
+    that cannot be ``lstat``'ed (or a link read) ends the walk with no reason (``stopped``
+    says why)."""
     # Not abspath: it folds "link/.." lexically, where the kernel goes to the link target's
     # parent; getcwd is the physical working directory.
     full = path if path.startswith("/") else os.path.join(os.getcwd(), path)
@@ -247,7 +288,7 @@ def _walk(path: str, judge: Judge) -> tuple[str, str | None, os.stat_result | No
     root = os.stat("/")  # as the kernel's own walk, which starts there
     reason = judge(root, "/", False)
     if reason is not None:
-        return current, reason, None
+        return _Walked(current, reason)
     st: os.stat_result | None = root
     while pending:
         name = pending.pop()
@@ -259,34 +300,37 @@ def _walk(path: str, judge: Judge) -> tuple[str, str | None, os.stat_result | No
         candidate = os.path.join(current, name)
         try:
             st = os.lstat(candidate)
-        except OSError:
-            return os.path.join(candidate, *pending[::-1]), None, None
+        except OSError as exc:
+            return _Walked(
+                os.path.join(candidate, *pending[::-1]), stopped=_stopped(candidate, exc)
+            )
+        last = not any(p not in ("", ".") for p in pending)
         if stat.S_ISLNK(st.st_mode):
             reason = judge(st, candidate, True)
             if reason is not None:
-                return candidate, reason, None
+                return _Walked(candidate, reason)
             links += 1
             try:
                 target = os.readlink(candidate)
-            except OSError:
-                return candidate, None, None
+            except OSError as exc:
+                return _Walked(candidate, stopped=_stopped(candidate, exc))
             if links > _MAX_LINKS:
-                return candidate, f"{path} has too many levels of symbolic links", None
+                return _Walked(candidate, f"{path} has too many levels of symbolic links")
             if target.startswith("/"):
                 current = "/"
             pending.extend(target.split("/")[::-1])
             continue
         current = candidate
-        if pending and stat.S_ISDIR(st.st_mode) and any(p not in ("", ".") for p in pending):
+        if not last and stat.S_ISDIR(st.st_mode):
             reason = judge(st, current, False)
             if reason is not None:
-                return current, reason, None
+                return _Walked(current, reason)
     if st is None:  # the path ended in ".."
         try:
             st = os.lstat(current)
-        except OSError:
-            return current, None, None
-    return current, None, st
+        except OSError as exc:
+            return _Walked(current, stopped=_stopped(current, exc))
+    return _Walked(current, final=st)
 
 
 def resolve_owners(path: str) -> tuple[str, str | None, frozenset[int]]:
@@ -304,12 +348,12 @@ def resolve_owners(path: str) -> tuple[str, str | None, frozenset[int]]:
     owners: set[int] = set()
 
     def judge(st: os.stat_result, what: str, link: bool) -> str | None:
-        if st.st_uid not in (uid, 0):
+        if not _trusted_owner(st.st_uid, uid):
             owners.add(st.st_uid)
         return None if link else _open_to_others(st, f"the directory {what}")
 
-    physical, reason, _ = _walk(path, judge)
-    return physical, reason, frozenset(owners)
+    walk = _walk(path, judge)
+    return walk.physical, walk.reason, frozenset(owners)
 
 
 def open_regular(path: str, *, follow: bool = True) -> int:
@@ -344,7 +388,7 @@ def open_pidfile(path: str) -> tuple[int, int | None]:
     fd = open_regular(physical, follow=False)
     try:
         st = os.fstat(fd)
-        if st.st_uid not in (os.geteuid(), 0):
+        if not _trusted_owner(st.st_uid, os.geteuid()):
             owners |= {st.st_uid}
         reason = _write_refusal(st, os.geteuid())
         if reason is not None:
