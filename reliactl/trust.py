@@ -48,14 +48,47 @@ def not_own(st: os.stat_result, *, euid: int | None = None) -> str | None:
 
 
 def _trusted_owner(uid: int, caller: int) -> bool:
-    """May ``uid`` own what steers the caller: root or the caller?"""
-    return uid in (caller, 0)
+    """May ``uid`` own what steers the caller: root, the caller, or (in a user namespace)
+    the overflow uid standing for an owner outside it (``_outside_namespace``)?"""
+    return uid in (caller, 0) or _outside_namespace(uid)
 
 
 def _owner_refusal(uid: int, caller: int) -> str:
     """ "owned by bob (uid 1000), not by root (uid 0)": why ``uid`` may not own it."""
     trusted = owner_name(0) if caller == 0 else f"{owner_name(caller)} or root"
     return f"owned by {owner_name(uid)}, not by {trusted}"
+
+
+_NAMESPACE: dict[str, int] = {}  # read once per process, and only when needed
+
+
+def _outside_namespace(uid: int) -> bool:
+    """Is ``uid`` the kernel's overflow uid (``/proc/sys/kernel/overflowuid``) standing for
+    an owner outside this user namespace (``unshare -r``, bwrap, flatpak), where no process
+    inside can have it? Then only the host side can change such a file, as root's: it is
+    judged like root's. False in the initial namespace (``uid_map`` is ``0 0 4294967295``)
+    and when the overflow uid is mapped here (a real nobody inside: an ordinary user).
+    ``uid_map`` is read only when an overflow-uid owner is met."""
+    if "overflow" not in _NAMESPACE:
+        _NAMESPACE["overflow"] = next(iter(_read_ints("/proc/sys/kernel/overflowuid")), -1)
+    if uid != _NAMESPACE["overflow"]:
+        return False
+    if "outside" not in _NAMESPACE:
+        numbers = _read_ints("/proc/self/uid_map")
+        ranges = [numbers[i : i + 3] for i in range(0, len(numbers) - 2, 3)]
+        initial = not ranges or len(numbers) % 3 or ranges == [[0, 0, 4294967295]]
+        mapped = any(inside <= uid < inside + count for inside, _, count in ranges)
+        _NAMESPACE["outside"] = int(not initial and not mapped)
+    return bool(_NAMESPACE["outside"])
+
+
+def _read_ints(path: str) -> list[int]:
+    """The whitespace-separated integers of a /proc file ([] when it cannot be read)."""
+    try:
+        with open(path, "rb") as f:
+            return [int(word) for word in f.read(4096).split()]
+    except (OSError, ValueError):
+        return []
 
 
 _MEMBERS_SHOWN = 5
