@@ -176,7 +176,10 @@ def file_untrusted(path: str | os.PathLike[str], st: os.stat_result | None = Non
     followed is this user's or root's. A directory anyone can write further up (``/srv``
     0777) would let them rename the file's directory away and put their own in its place.
     Refused too when the path no longer leads to the file ``st`` describes (it was swapped
-    while being judged)."""
+    while being judged) or cannot be followed to it (a directory this user cannot search,
+    the file removed). A path naming a descriptor the caller handed over (``/dev/stdin``,
+    ``/dev/fd/N``, ``/proc/self/fd/N``: ``sudo -u app reliactl -c /dev/stdin < FILE``) is
+    judged on the opened file alone: whoever opened it chose that file."""
     try:
         info = os.stat(path) if st is None else st
     except OSError:
@@ -202,10 +205,10 @@ def file_untrusted(path: str | os.PathLike[str], st: os.stat_result | None = Non
 def _walk_end(walk: _Walked, st: os.stat_result | None) -> str | None:
     """Why a walk that judged every directory and link must still be refused, or None: it
     stopped before the file, or led to another file than ``st`` (the opened one)."""
-    if walk.reason is not None:
+    if walk.reason is not None or walk.handed:
         return walk.reason
     if walk.final is None:
-        return "its path changed while it was being checked (is someone replacing it?)"
+        return f"its path cannot be followed to the file: {walk.stopped}"
     if st is not None and (walk.final.st_dev, walk.final.st_ino) != (st.st_dev, st.st_ino):
         return "its path changed while it was being checked (is someone replacing it?)"
     return None
@@ -219,7 +222,7 @@ def path_open_to_everyone(path: str, st: os.stat_result | None = None) -> str | 
     looser rule for a file whose own owner does not matter (the Redis password file: whoever
     owns it could only deny service); ``file_untrusted`` is the rule for one that steers.
     With ``st`` (the opened file's ``fstat``), refused too when the path does not lead to it
-    (``file_untrusted``'s end-of-walk check)."""
+    (``file_untrusted``'s end-of-walk check); a descriptor handed over is judged alone."""
     uid = os.geteuid()
 
     def judge(st: os.stat_result, what: str, link: bool) -> str | None:
@@ -280,9 +283,10 @@ def _open_to_others(st: os.stat_result, what: str) -> str | None:
 class _Walked:
     """What ``_walk`` found: the physical path reached, why it must not be used (or None),
     the ``lstat`` of the last component (None when the walk stopped early), why it stopped
-    early ("PATH: Permission denied ...")."""
+    early ("PATH: Permission denied ..."), and whether the path named a descriptor this
+    process holds (``/dev/stdin``, ``/dev/fd/N``, ``/proc/self/fd/N``: the walk ends there)."""
 
-    __slots__ = ("final", "physical", "reason", "stopped")
+    __slots__ = ("final", "handed", "physical", "reason", "stopped")
 
     def __init__(
         self,
@@ -291,9 +295,10 @@ class _Walked:
         final: os.stat_result | None = None,
         *,
         stopped: str | None = None,
+        handed: bool = False,
     ) -> None:
         self.physical, self.reason, self.final = physical, reason, final
-        self.stopped = stopped
+        self.stopped, self.handed = stopped, handed
 
 
 def _stopped(path: str, exc: OSError) -> str:
@@ -306,13 +311,30 @@ def _stopped(path: str, exc: OSError) -> str:
     return f"{path}: {why}"
 
 
-def _walk(path: str, judge: Judge) -> _Walked:
+def _handed_descriptor(candidate: str) -> bool:
+    """Is ``candidate`` (a physical path, links resolved) one of this process's descriptors
+    in /proc (``/proc/PID/fd/N`` or ``/proc/PID/task/TID/fd/N``, where ``/dev/stdin``,
+    ``/dev/fd/N`` and ``/proc/self/fd/N`` lead)?"""
+    parts = candidate.split("/")
+    if len(parts) == 7 and parts[3] == "task" and parts[4].isdigit():
+        parts = parts[:3] + parts[5:]
+    return (
+        len(parts) == 5
+        and parts[:2] == ["", "proc"]
+        and parts[2] == str(os.getpid())
+        and parts[3] == "fd"
+        and parts[4].isdigit()
+    )
+
+
+def _walk(path: str, judge: Judge) -> _Walked:  # noqa: C901 - the kernel's walk, one branch per component kind
     """``path`` resolved component by component as the kernel does (``..`` after a link is
     the target's parent), as a ``_Walked``: the first reason ``judge`` gives (or too many
     links). ``judge(st, path, is_link)`` sees ``/``, every directory entered with more
     components to go, and every symbolic link followed (its own ``lstat``). A component
     that cannot be ``lstat``'ed (or a link read) ends the walk with no reason (``stopped``
-    says why)."""
+    says why); so does a last component that is one of this process's descriptors
+    (``handed``: what it names was opened and handed over, not looked up by name)."""
     # Not abspath: it folds "link/.." lexically, where the kernel goes to the link target's
     # parent; getcwd is the physical working directory.
     full = path if path.startswith("/") else os.path.join(os.getcwd(), path)
@@ -339,6 +361,8 @@ def _walk(path: str, judge: Judge) -> _Walked:
             )
         last = not any(p not in ("", ".") for p in pending)
         if stat.S_ISLNK(st.st_mode):
+            if last and _handed_descriptor(candidate):
+                return _Walked(candidate, handed=True)
             reason = judge(st, candidate, True)
             if reason is not None:
                 return _Walked(candidate, reason)
