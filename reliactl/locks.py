@@ -788,7 +788,13 @@ def swap_in_own(
         if failed:
             _remove_quietly(spare, dir_fd)
             return None, 0 if failed == errno.ENOENT else failed
-        displaced = os.stat(spare, dir_fd=dir_fd, follow_symlinks=False)
+        try:
+            displaced = os.stat(spare, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            # Its owner (only they may, in a sticky directory) moved what came out away
+            # before we looked: as ``back == ENOENT`` below, the name is ours, held.
+            keep = True
+            return new, 0
         if (displaced.st_dev, displaced.st_ino) == (held.st_dev, held.st_ino):
             _remove_quietly(spare, dir_fd)  # the other user's file, unheld: gone
             keep = True

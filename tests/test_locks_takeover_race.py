@@ -170,3 +170,41 @@ def test_the_stale_lock_sweep_keeps_a_lock_file_created_during_its_removal(
     os.utime(path, (1000, 1000))
     report = sweep_stale_locks(str(sticky))
     assert len(report.removed) == 1 and os.listdir(sticky) == [], report
+
+
+def test_a_displaced_file_moved_away_before_it_is_looked_at_leaves_roots_lock_held(
+    sticky: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Right after the exchange put root's locked file at job.lock and nobody's unheld one
+    at the spare name, nobody (its owner, who may rename it in the sticky directory) renames
+    the spare name away, before root looks at what came out. Root's acquire keeps its own
+    file, held, at job.lock (before: an uncaught FileNotFoundError, `run --lock-name job`
+    exiting 125 "internal error" and leaving an unheld root job.lock)."""
+    path = sticky / "job.lock"
+    nobodys_leftover(path)
+    real = locks._exchange_function()
+    assert real is not None
+    moved: list[str] = []
+
+    def racing(at: int, a: str, b: str) -> int:
+        failed = real(at, a, b)
+        if not failed and not moved:
+            away = str(sticky / "moved-away")
+            subprocess.run([*NOBODY, "mv", a, away], check=True, timeout=60)
+            moved.append(away)
+        return failed
+
+    monkeypatch.setattr(locks, "_exchange_function", lambda: racing)
+    held = locks.acquire(str(path), wait=0)
+    try:
+        assert moved, "the race was not forced"
+        st = path.stat()
+        assert st.st_uid == 0 and st.st_ino == os.fstat(held.fd).st_ino
+        probe = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            assert not locks.try_flock(probe)  # root's lock is held
+        finally:
+            os.close(probe)
+        assert sorted(os.listdir(sticky)) == ["job.lock", "moved-away"]
+    finally:
+        held.release()
