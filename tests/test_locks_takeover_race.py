@@ -208,3 +208,51 @@ def test_a_displaced_file_moved_away_before_it_is_looked_at_leaves_roots_lock_he
         assert sorted(os.listdir(sticky)) == ["job.lock", "moved-away"]
     finally:
         held.release()
+
+
+KILLED_MID_SWAP = """
+import os, signal, sys
+from reliactl import locks
+locks._exchange_function = lambda: lambda at, a, b: os.kill(os.getpid(), signal.SIGKILL)
+locks.acquire(sys.argv[1], wait=0)
+"""
+
+
+def test_the_stale_lock_sweep_removes_the_spare_file_a_killed_takeover_left(
+    sticky: Path,
+) -> None:
+    """A run killed (-9) inside the takeover, after making its spare `.job.lock.PID.RANDOM`
+    and before the exchange, leaves that empty root-owned dot-file for good (the sweep
+    never judged dot-files). `cleanup --stale-locks` now removes it (its pid is gone, it is
+    unheld), reporting it with that pid; a live swap's spare (its pid alive, flock held),
+    another user's dot-file of that shape and a non-empty one are kept."""
+    import sys
+
+    from reliactl.cleanup import sweep_stale_locks
+
+    path = sticky / "job.lock"
+    nobodys_leftover(path)
+    killed = subprocess.Popen([sys.executable, "-c", KILLED_MID_SWAP, str(path)])
+    assert killed.wait(timeout=120) == -9
+    (left,) = (name for name in os.listdir(sticky) if name.startswith(".job.lock."))
+    assert locks.spare_pid(left) == killed.pid and (sticky / left).stat().st_uid == 0
+    live = sticky / f".other.lock.{os.getpid()}.{'ab' * 6}"
+    held = os.open(live, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    theirs = f".x.lock.1.{'cd' * 6}"
+    subprocess.run([*NOBODY, "touch", str(sticky / theirs)], check=True, timeout=60)
+    full = sticky / f".y.lock.1.{'ef' * 6}"
+    full.write_text("not empty")
+    os.utime(full, (1000, 1000))
+    try:
+        report = sweep_stale_locks(str(sticky))
+        spares = [r for r in report.removed if os.path.basename(r.path) == left]
+        assert len(spares) == 1 and spares[0].pid == locks.spare_pid(left), report
+        assert sorted(os.listdir(sticky)) == sorted(["job.lock", live.name, theirs, full.name]), (
+            report
+        )
+        os.utime(live, (1000, 1000))  # old, but held: still kept
+        again = sweep_stale_locks(str(sticky))
+        assert live.exists() and again.kept.get("held") == 1, again
+    finally:
+        os.close(held)
