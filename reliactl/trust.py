@@ -134,14 +134,14 @@ def _write_refusal(st: os.stat_result, caller: int) -> str | None:
     None: "writable by others (mode 0666, owner ...)" or "writable by group staff (members:
     alice, bob; mode 2775, owner ...)". The sticky bit is the caller's to judge."""
     mode = stat.S_IMODE(st.st_mode)
-    owner = owner_name(st.st_uid)
     if mode & stat.S_IWOTH:
-        return f"writable by others (mode {mode:04o}, owner {owner})"
+        return f"writable by others (mode {mode:04o}, owner {owner_name(st.st_uid)})"
     if not mode & stat.S_IWGRP:
         return None
     reason = _group_refusal(st, caller)
     if reason is None:
         return None
+    owner = owner_name(st.st_uid)
     if reason.endswith(")"):
         return f"{reason[:-1]}; mode {mode:04o}, owner {owner})"
     return f"{reason} (mode {mode:04o}, owner {owner})"
