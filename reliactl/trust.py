@@ -152,7 +152,9 @@ def untrusted(
 ) -> str | None:
     """Why a file or directory with this ``stat`` must not be trusted, or None if it may.
 
-    The reason names the owner: "owned by bob (uid 1000)" or "writable by others (mode 0666)".
+    The reason names the owner: "owned by bob (uid 1000)", "writable by others (mode 0666,
+    ...)" or "writable by group staff (members: alice, bob; ...)" (``_write_refusal``). In a
+    user namespace an owner outside it counts as root (``_trusted_owner``).
     ``sticky_ok``: a directory with the sticky bit (``/tmp``, ``/run/lock``: mode 1777) may be
     writable by others, because nobody can unlink or rename another user's entry in it; only
     for callers that judge each entry on its own (``run --lock``'s lock directory).
