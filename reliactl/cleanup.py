@@ -1843,6 +1843,49 @@ def _swap_out(dfd: int, name: str, held: os.stat_result) -> int | None:
     return None
 
 
+def _sweep_spare(
+    dfd: int, name: str, pid: int, *, now: float, grace: float, dry_run: bool, probe: _Probe
+) -> str | None:
+    """Remove ``name``, a spare file ``locks.swap_in_own`` left (``.NAME.lock.PID.RANDOM``:
+    a kill -9 between making it and removing it), or say why it is kept. Removed only
+    when it is this user's own empty regular file (what ``swap_in_own`` creates; after the
+    exchange the name holds the other user's file, kept as ``other-user``), no lock is held
+    on it (a live swap holds its flock from just after creating it) and its pid is gone
+    or it is older than ``grace``; under its flock, after a same-inode re-check."""
+    from reliactl._procfs import pid_alive
+    from reliactl.locks import posix_locked, try_flock
+
+    try:
+        st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+    except OSError as exc:
+        return _reason_for(exc)
+    if not stat.S_ISREG(st.st_mode):
+        return "not-a-file"
+    if st.st_uid != os.geteuid():
+        return "other-user"
+    if st.st_size:
+        return "foreign"
+    if now - st.st_mtime < grace and pid_alive(pid):
+        return "holder-alive"
+    fd = probe.open(dfd, name, st)
+    if isinstance(fd, str):
+        return fd
+    try:
+        if posix_locked(fd) or not try_flock(fd):
+            return "held"
+        cur = os.fstat(fd)
+        again = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        if cur.st_size or (again.st_dev, again.st_ino) != (cur.st_dev, cur.st_ino):
+            return "changed"
+        if not dry_run:
+            os.unlink(name, dir_fd=dfd)  # while holding the flock
+        return None
+    except FileNotFoundError:
+        return "vanished"
+    finally:
+        os.close(fd)
+
+
 def sweep_stale_locks(  # noqa: C901 - a branch per keep reason, judged before the flock
     lock_dir: str,
     *,
@@ -1867,7 +1910,9 @@ def sweep_stale_locks(  # noqa: C901 - a branch per keep reason, judged before t
     POSIX or OFD lock: ``locks.posix_locked``) AND its recorded pid is not alive on this host (or
     it is empty and older than ``grace`` seconds). It is removed while this process holds that
     flock, so a newcomer that opened the old inode finds it unlinked after locking and
-    retries. A held lock is never removed.
+    retries. A held lock is never removed. The spare dot-files a takeover killed mid-swap
+    left (``.NAME.lock.PID.RANDOM``) are removed too when this user's, empty and unheld
+    (``_sweep_spare``), reported as ``no-record`` with that pid.
     """
     # Imported here: a plain cleanup walk needs neither (json, re and /proc readers).
     from reliactl.hostname import hostname as recorded_hostname
@@ -1876,6 +1921,7 @@ def sweep_stale_locks(  # noqa: C901 - a branch per keep reason, judged before t
         is_lock_file_name,
         parse_record,
         posix_locked,
+        spare_pid,
         try_flock,
     )
 
@@ -1923,7 +1969,24 @@ def sweep_stale_locks(  # noqa: C901 - a branch per keep reason, judged before t
     try:
         table = _LockTable.for_root(shown, os.fstat(dfd).st_dev)
         with os.scandir(dfd) as it:
-            names = [e.name for e in it if e.name.endswith(".lock")]
+            listed = [e.name for e in it]
+        names = [name for name in listed if name.endswith(".lock")]
+        for name in sorted(listed):  # what a takeover killed mid-swap left
+            spare = spare_pid(name)
+            if spare is None:
+                continue
+            path = f"{shown.rstrip('/')}/{name}"
+            try:
+                why = _sweep_spare(
+                    dfd, name, spare, now=when, grace=grace, dry_run=dry_run, probe=probe
+                )
+            except OSError as exc:
+                errors.append(CleanupProblem(path, f"cannot remove: {exc.strerror}"))
+                continue
+            if why is None:
+                removed.append(StaleLock(path, spare, None, None, "no-record"))
+            else:
+                keep(why)
         for name in sorted(names):
             path = f"{shown.rstrip('/')}/{name}"
             if not is_lock_file_name(name):

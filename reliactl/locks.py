@@ -402,6 +402,30 @@ def is_lock_file_name(filename: str) -> bool:
     )
 
 
+_HEX = frozenset("0123456789abcdef")
+
+
+def spare_name(name: str) -> str:
+    """The dot-file ``swap_in_own`` makes beside lock file ``name`` (a basename or a path):
+    ``.NAME.lock.PID.RANDOM`` (12 hex digits), unique to this process and call."""
+    head, base = os.path.split(name)
+    return os.path.join(head, f".{base}.{os.getpid()}.{os.urandom(6).hex()}")
+
+
+def spare_pid(filename: str) -> int | None:
+    """The pid in a ``spare_name`` (``.NAME.lock.PID.RANDOM``), or None when ``filename``
+    is not one (the stale-lock sweep removes those a kill -9 left)."""
+    if not filename.startswith("."):
+        return None
+    rest, _, token = filename[1:].rpartition(".")
+    base, _, pid = rest.rpartition(".")
+    if len(token) != 12 or not set(token) <= _HEX or not 0 < len(pid) <= 10:
+        return None
+    if not set(pid) <= set("0123456789") or not is_lock_file_name(base):
+        return None
+    return int(pid)
+
+
 def parse_record(data: bytes) -> LockHolder | None:
     """The holder line only when it is exactly the record ``acquire`` writes (one JSON line
     with ``pid``, ``host``, ``started_at`` and ``command``, nothing else, each of its type);
@@ -773,8 +797,7 @@ def swap_in_own(
     exchange = _exchange_function()
     if exchange is None:
         return None, errno.ENOSYS
-    head, base = os.path.split(name)
-    spare = os.path.join(head, f".{base}.{os.getpid()}.{os.urandom(6).hex()}")
+    spare = spare_name(name)
     flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
         new = os.open(spare, flags, 0o600, dir_fd=dir_fd)
@@ -788,7 +811,13 @@ def swap_in_own(
         if failed:
             _remove_quietly(spare, dir_fd)
             return None, 0 if failed == errno.ENOENT else failed
-        displaced = os.stat(spare, dir_fd=dir_fd, follow_symlinks=False)
+        try:
+            displaced = os.stat(spare, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            # Its owner (only they may, in a sticky directory) moved what came out away
+            # before we looked: as ``back == ENOENT`` below, the name is ours, held.
+            keep = True
+            return new, 0
         if (displaced.st_dev, displaced.st_ino) == (held.st_dev, held.st_ino):
             _remove_quietly(spare, dir_fd)  # the other user's file, unheld: gone
             keep = True

@@ -3,13 +3,15 @@
 A configuration file decides which commands ``health`` runs and what ``cleanup`` deletes; a
 state store decides whether ``run --breaker`` starts a job. So a file (and every directory
 on its path, ``file_untrusted``) is trusted only when it is owned by the invoking user or
-root and nobody else can write it. Group write is allowed only for a user-private group (the
-owner's own primary group with no other members, the Debian/Ubuntu ``umask 002`` layout, as
-OpenSSH there allows).
+root and nobody else can write it. Group write is allowed only when everyone who can write
+through the group (its listed members and the users whose primary group it is) is root, the
+owner or the caller: a user-private group (the Debian/Ubuntu ``umask 002`` layout, as OpenSSH
+there allows), or a group nobody else is in.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
@@ -45,17 +47,104 @@ def not_own(st: os.stat_result, *, euid: int | None = None) -> str | None:
     return f"owned by {owner_name(st.st_uid)}, not by {owner_name(uid)}"
 
 
-def _private_group(st: os.stat_result) -> bool:
-    """Is the file's group the owner's own primary group, with no other members?"""
+def _trusted_owner(uid: int, caller: int) -> bool:
+    """May ``uid`` own what steers the caller: root, the caller, or (in a user namespace)
+    the overflow uid standing for an owner outside it (``_outside_namespace``)?"""
+    return uid in (caller, 0) or _outside_namespace(uid)
+
+
+def _owner_refusal(uid: int, caller: int) -> str:
+    """ "owned by bob (uid 1000), not by root (uid 0)": why ``uid`` may not own it."""
+    trusted = owner_name(0) if caller == 0 else f"{owner_name(caller)} or root"
+    return f"owned by {owner_name(uid)}, not by {trusted}"
+
+
+_NAMESPACE: dict[str, int] = {}  # read once per process, and only when needed
+
+
+def _outside_namespace(uid: int) -> bool:
+    """Is ``uid`` the kernel's overflow uid (``/proc/sys/kernel/overflowuid``) standing for
+    an owner outside this user namespace (``unshare -r``, bwrap, flatpak), where no process
+    inside can have it? Then only the host side can change such a file, as root's: it is
+    judged like root's. False in the initial namespace (``uid_map`` is ``0 0 4294967295``)
+    and when the overflow uid is mapped here (a real nobody inside: an ordinary user).
+    ``uid_map`` is read only when an overflow-uid owner is met."""
+    if "overflow" not in _NAMESPACE:
+        _NAMESPACE["overflow"] = next(iter(_read_ints("/proc/sys/kernel/overflowuid")), -1)
+    if uid != _NAMESPACE["overflow"]:
+        return False
+    if "outside" not in _NAMESPACE:
+        numbers = _read_ints("/proc/self/uid_map")
+        ranges = [numbers[i : i + 3] for i in range(0, len(numbers) - 2, 3)]
+        initial = not ranges or len(numbers) % 3 or ranges == [[0, 0, 4294967295]]
+        mapped = any(inside <= uid < inside + count for inside, _, count in ranges)
+        _NAMESPACE["outside"] = int(not initial and not mapped)
+    return bool(_NAMESPACE["outside"])
+
+
+def _read_ints(path: str) -> list[int]:
+    """The whitespace-separated integers of a /proc file ([] when it cannot be read)."""
+    try:
+        with open(path, "rb") as f:
+            return [int(word) for word in f.read(4096).split()]
+    except (OSError, ValueError):
+        return []
+
+
+_MEMBERS_SHOWN = 5
+
+
+def _group_refusal(st: os.stat_result, caller: int) -> str | None:
+    """Why the group that may write this file or directory may not, or None: everyone who
+    can write through it is root, its owner or the caller. Those are the group's listed
+    members and every user whose primary group it is (``sync`` and ``_apt`` are in Debian's
+    ``nogroup``; SUSE's shared ``users``): ``pwd.getpwall`` enumerates all users (NSS: LDAP
+    too), so it is only called for a group-writable file or directory, which is rare."""
     try:
         import grp
         import pwd
-
-        user = pwd.getpwuid(st.st_uid)
+    except ImportError:
+        return f"writable by group {st.st_gid}"
+    try:
         group = grp.getgrgid(st.st_gid)
-    except (ImportError, KeyError):
-        return False
-    return user.pw_gid == st.st_gid and all(m == user.pw_name for m in group.gr_mem)
+    except KeyError:
+        return f"writable by group {st.st_gid} (a group with no name here: its members are unknown)"
+    trusted = {0, st.st_uid, caller}
+    others: list[str] = []
+    for name in group.gr_mem:
+        try:
+            uid: int | None = pwd.getpwnam(name).pw_uid
+        except KeyError:
+            uid = None
+        if uid not in trusted and name not in others:
+            others.append(name)
+    for user in pwd.getpwall():
+        if user.pw_gid == st.st_gid and user.pw_uid not in trusted and user.pw_name not in others:
+            others.append(user.pw_name)
+    if not others:
+        return None
+    shown = ", ".join(others[:_MEMBERS_SHOWN])
+    if len(others) > _MEMBERS_SHOWN:
+        shown += f" and {len(others) - _MEMBERS_SHOWN} more"
+    return f"writable by group {group.gr_name} (members: {shown})"
+
+
+def _write_refusal(st: os.stat_result, caller: int) -> str | None:
+    """Why someone but root, the owner and the caller can write this file or directory, or
+    None: "writable by others (mode 0666, owner ...)" or "writable by group staff (members:
+    alice, bob; mode 2775, owner ...)". The sticky bit is the caller's to judge."""
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & stat.S_IWOTH:
+        return f"writable by others (mode {mode:04o}, owner {owner_name(st.st_uid)})"
+    if not mode & stat.S_IWGRP:
+        return None
+    reason = _group_refusal(st, caller)
+    if reason is None:
+        return None
+    owner = owner_name(st.st_uid)
+    if reason.endswith(")"):
+        return f"{reason[:-1]}; mode {mode:04o}, owner {owner})"
+    return f"{reason} (mode {mode:04o}, owner {owner})"
 
 
 def untrusted(
@@ -63,24 +152,19 @@ def untrusted(
 ) -> str | None:
     """Why a file or directory with this ``stat`` must not be trusted, or None if it may.
 
-    The reason names the owner: "owned by bob (uid 1000)" or "writable by others (mode 0666)".
+    The reason names the owner: "owned by bob (uid 1000)", "writable by others (mode 0666,
+    ...)" or "writable by group staff (members: alice, bob; ...)" (``_write_refusal``). In a
+    user namespace an owner outside it counts as root (``_trusted_owner``).
     ``sticky_ok``: a directory with the sticky bit (``/tmp``, ``/run/lock``: mode 1777) may be
     writable by others, because nobody can unlink or rename another user's entry in it; only
     for callers that judge each entry on its own (``run --lock``'s lock directory).
     """
     uid = os.geteuid() if euid is None else euid
-    if st.st_uid not in (uid, 0):
-        trusted = owner_name(0) if uid == 0 else f"{owner_name(uid)} or root"
-        return f"owned by {owner_name(st.st_uid)}, not by {trusted}"
-    mode = stat.S_IMODE(st.st_mode)
-    if sticky_ok and stat.S_ISDIR(st.st_mode) and mode & stat.S_ISVTX:
+    if not _trusted_owner(st.st_uid, uid):
+        return _owner_refusal(st.st_uid, uid)
+    if sticky_ok and stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX:
         return None
-    if mode & stat.S_IWOTH or (mode & stat.S_IWGRP and not _private_group(st)):
-        return (
-            f"writable by others (mode {mode:04o}, owner {owner_name(st.st_uid)}, "
-            f"group {st.st_gid})"
-        )
-    return None
+    return _write_refusal(st, uid)
 
 
 def file_untrusted(path: str | os.PathLike[str], st: os.stat_result | None = None) -> str | None:
@@ -88,13 +172,16 @@ def file_untrusted(path: str | os.PathLike[str], st: os.stat_result | None = Non
     trusted, or None. ``st``: the ``fstat`` of the descriptor the caller opened (else the
     path is ``stat``'ed). None too when it cannot be stat'ed: reading it then reports it.
 
-    OpenSSH's ``safe_path``, resolved through links (``path_untrusted``): the file passes
+    OpenSSH's ``safe_path``, resolved through links (``_walk``): the file passes
     ``untrusted``, and so does every directory on its path from ``/`` (each one owned by this
     user or root, not writable by others unless sticky as ``/tmp``), and every symbolic link
     followed is this user's or root's. A directory anyone can write further up (``/srv``
     0777) would let them rename the file's directory away and put their own in its place.
     Refused too when the path no longer leads to the file ``st`` describes (it was swapped
-    while being judged)."""
+    while being judged) or cannot be followed to it (a directory this user cannot search,
+    the file removed). A path naming a descriptor the caller handed over (``/dev/stdin``,
+    ``/dev/fd/N``, ``/proc/self/fd/N``: ``sudo -u app reliactl -c /dev/stdin < FILE``) is
+    judged on the opened file alone: whoever opened it chose that file."""
     try:
         info = os.stat(path) if st is None else st
     except OSError:
@@ -102,57 +189,59 @@ def file_untrusted(path: str | os.PathLike[str], st: os.stat_result | None = Non
     reason = untrusted(info)
     if reason is not None:
         return f"the file is {reason}"
-    reason, final = path_untrusted(os.fspath(path))
-    if reason is not None:
-        return reason
-    if final is None or (final.st_dev, final.st_ino) != (info.st_dev, info.st_ino):
-        return "its path changed while it was being checked (is someone replacing it?)"
-    return None
-
-
-def path_untrusted(path: str) -> tuple[str | None, os.stat_result | None]:
-    """Why the directories and links leading to ``path`` must not be trusted (or None), and
-    the ``lstat`` of what the path resolves to (None when a component is missing or the
-    walk stopped). Every directory entered, ``/`` first and those inside link targets too,
-    must pass ``untrusted(..., sticky_ok=True)``; every link followed must be owned by this
-    user or root (whoever owns a link in a sticky directory can point it anywhere). The
-    reason is one line naming the directory or link."""
     uid = os.geteuid()
 
     def judge(st: os.stat_result, what: str, link: bool) -> str | None:
         if link:
-            if st.st_uid in (uid, 0):
+            if _trusted_owner(st.st_uid, uid):
                 return None
-            trusted = owner_name(0) if uid == 0 else f"{owner_name(uid)} or root"
-            return (
-                f"the symbolic link {what} on its path is owned by {owner_name(st.st_uid)},"
-                f" not by {trusted}"
-            )
+            return f"the symbolic link {what} on its path is {_owner_refusal(st.st_uid, uid)}"
         reason = untrusted(st, sticky_ok=True)
         if reason is None:
             return None
         return f"the directory {what} on its path is {reason}"
 
-    _, reason, final = _walk(path, judge)
-    return reason, final
+    return _walk_end(_walk(os.fspath(path), judge), info)
 
 
-def path_open_to_everyone(path: str) -> str | None:
+def _walk_end(walk: _Walked, st: os.stat_result | None) -> str | None:
+    """Why a walk that judged every directory and link must still be refused, or None: it
+    stopped before the file, or led to another file than ``st`` (the opened one)."""
+    if walk.reason is not None or walk.handed:
+        return walk.reason
+    if walk.final is None:
+        return f"its path cannot be followed to the file: {walk.stopped}"
+    if st is not None and (walk.final.st_dev, walk.final.st_ino) != (st.st_dev, st.st_ino):
+        return "its path changed while it was being checked (is someone replacing it?)"
+    return None
+
+
+def path_open_to_everyone(path: str, st: os.stat_result | None = None) -> str | None:
     """Why anyone at all could replace what ``path`` leads to, or None: a directory on its
-    path (resolved through links, from ``/``) writable by others without the sticky bit.
-    The looser rule for a file whose owner does not matter (the Redis password file: whoever
-    owns it could only deny service); ``path_untrusted`` is the rule for one that steers."""
+    path (resolved through links, from ``/``) writable by others without the sticky bit, or
+    a symbolic link on it that is not root's or this user's (its owner chooses what is read:
+    a link to ``/etc/shadow`` would send root's first line to Redis as the password). The
+    looser rule for a file whose own owner does not matter (the Redis password file: whoever
+    owns it could only deny service); ``file_untrusted`` is the rule for one that steers.
+    With ``st`` (the opened file's ``fstat``), refused too when the path does not lead to it
+    (``file_untrusted``'s end-of-walk check); a descriptor handed over is judged alone."""
+    uid = os.geteuid()
 
     def judge(st: os.stat_result, what: str, link: bool) -> str | None:
+        if link:
+            if _trusted_owner(st.st_uid, uid):
+                return None
+            return f"the symbolic link {what} on its path is {_owner_refusal(st.st_uid, uid)}"
         mode = stat.S_IMODE(st.st_mode)
-        if link or not mode & stat.S_IWOTH or mode & stat.S_ISVTX:
+        if not mode & stat.S_IWOTH or mode & stat.S_ISVTX:
             return None
         return (
             f"the directory {what} on its path is writable by others without the sticky bit"
             f" (mode {mode:04o})"
         )
 
-    return _walk(path, judge)[1]
+    walk = _walk(path, judge)
+    return walk.reason if st is None else _walk_end(walk, st)
 
 
 def secret_untrusted(path: str | os.PathLike[str], st: os.stat_result) -> str | None:
@@ -162,7 +251,7 @@ def secret_untrusted(path: str | os.PathLike[str], st: os.stat_result) -> str | 
     file others (not owner, not group) can read, unless it is root's and read-only for
     everyone (``0444``: Docker's ``/run/secrets``, published on purpose by root). Group read
     is accepted: the owner (root or this user) chose that group (``root:svcgroup 0640`` is how
-    a non-root ``serve`` reads root's secret); group write only for a user-private group."""
+    a non-root ``serve`` reads root's secret); group write as ``untrusted`` allows."""
     if not stat.S_ISREG(st.st_mode):
         return "it is not a regular file"
     reason = file_untrusted(path, st)
@@ -185,30 +274,69 @@ _MAX_LINKS = 40  # as the kernel's MAXSYMLINKS
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
 
 
-def _writable(st: os.stat_result) -> bool:
-    """Can someone but the owner write this (group write only for a user-private group)?"""
-    mode = stat.S_IMODE(st.st_mode)
-    return bool(mode & stat.S_IWOTH or (mode & stat.S_IWGRP and not _private_group(st)))
-
-
 def _open_to_others(st: os.stat_result, what: str) -> str | None:
     """Why ``what`` (a directory on a pidfile's path) lets others change what it holds."""
     if stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX:
         return None
-    if _writable(st):
-        mode = stat.S_IMODE(st.st_mode)
-        return f"{what} is writable by others (mode {mode:04o}, group {st.st_gid})"
-    return None
+    reason = _write_refusal(st, os.geteuid())
+    return None if reason is None else f"{what} is {reason}"
 
 
-def _walk(path: str, judge: Judge) -> tuple[str, str | None, os.stat_result | None]:
+class _Walked:
+    """What ``_walk`` found: the physical path reached, why it must not be used (or None),
+    the ``lstat`` of the last component (None when the walk stopped early), why it stopped
+    early ("PATH: Permission denied ..."), and whether the path named a descriptor this
+    process holds (``/dev/stdin``, ``/dev/fd/N``, ``/proc/self/fd/N``: the walk ends there)."""
+
+    __slots__ = ("final", "handed", "physical", "reason", "stopped")
+
+    def __init__(
+        self,
+        physical: str,
+        reason: str | None = None,
+        final: os.stat_result | None = None,
+        *,
+        stopped: str | None = None,
+        handed: bool = False,
+    ) -> None:
+        self.physical, self.reason, self.final = physical, reason, final
+        self.stopped, self.handed = stopped, handed
+
+
+def _stopped(path: str, exc: OSError) -> str:
+    """Why the walk could not go on at ``path``, in words an operator can act on."""
+    why = exc.strerror or str(exc)
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"{path}: {why} (this user may not search the directory holding it)"
+    if exc.errno == errno.ENOENT:
+        return f"{path}: {why} (removed or renamed while it was being checked?)"
+    return f"{path}: {why}"
+
+
+def _handed_descriptor(candidate: str) -> bool:
+    """Is ``candidate`` (a physical path, links resolved) one of this process's descriptors
+    in /proc (``/proc/PID/fd/N`` or ``/proc/PID/task/TID/fd/N``, where ``/dev/stdin``,
+    ``/dev/fd/N`` and ``/proc/self/fd/N`` lead)?"""
+    parts = candidate.split("/")
+    if len(parts) == 7 and parts[3] == "task" and parts[4].isdigit():
+        parts = parts[:3] + parts[5:]
+    return (
+        len(parts) == 5
+        and parts[:2] == ["", "proc"]
+        and parts[2] == str(os.getpid())
+        and parts[3] == "fd"
+        and parts[4].isdigit()
+    )
+
+
+def _walk(path: str, judge: Judge) -> _Walked:  # noqa: C901 - the kernel's walk, one branch per component kind
     """``path`` resolved component by component as the kernel does (``..`` after a link is
-    the target's parent): the physical path reached, why it must not be used (the first
-    reason ``judge`` gives, or too many links), and the ``lstat`` of the last component
-    (None when the walk stopped early). ``judge(st, path, is_link)`` sees ``/``, every
-    directory entered with more components to go, and every symbolic link followed (its
-    own ``lstat``). A component that cannot be ``lstat``'ed (or a link read) ends the walk
-    with no reason: opening the path then reports the problem."""
+    the target's parent), as a ``_Walked``: the first reason ``judge`` gives (or too many
+    links). ``judge(st, path, is_link)`` sees ``/``, every directory entered with more
+    components to go, and every symbolic link followed (its own ``lstat``). A component
+    that cannot be ``lstat``'ed (or a link read) ends the walk with no reason (``stopped``
+    says why); so does a last component that is one of this process's descriptors
+    (``handed``: what it names was opened and handed over, not looked up by name)."""
     # Not abspath: it folds "link/.." lexically, where the kernel goes to the link target's
     # parent; getcwd is the physical working directory.
     full = path if path.startswith("/") else os.path.join(os.getcwd(), path)
@@ -217,7 +345,7 @@ def _walk(path: str, judge: Judge) -> tuple[str, str | None, os.stat_result | No
     root = os.stat("/")  # as the kernel's own walk, which starts there
     reason = judge(root, "/", False)
     if reason is not None:
-        return current, reason, None
+        return _Walked(current, reason)
     st: os.stat_result | None = root
     while pending:
         name = pending.pop()
@@ -229,34 +357,39 @@ def _walk(path: str, judge: Judge) -> tuple[str, str | None, os.stat_result | No
         candidate = os.path.join(current, name)
         try:
             st = os.lstat(candidate)
-        except OSError:
-            return os.path.join(candidate, *pending[::-1]), None, None
+        except OSError as exc:
+            return _Walked(
+                os.path.join(candidate, *pending[::-1]), stopped=_stopped(candidate, exc)
+            )
+        last = not any(p not in ("", ".") for p in pending)
         if stat.S_ISLNK(st.st_mode):
+            if last and _handed_descriptor(candidate):
+                return _Walked(candidate, handed=True)
             reason = judge(st, candidate, True)
             if reason is not None:
-                return candidate, reason, None
+                return _Walked(candidate, reason)
             links += 1
             try:
                 target = os.readlink(candidate)
-            except OSError:
-                return candidate, None, None
+            except OSError as exc:
+                return _Walked(candidate, stopped=_stopped(candidate, exc))
             if links > _MAX_LINKS:
-                return candidate, f"{path} has too many levels of symbolic links", None
+                return _Walked(candidate, f"{path} has too many levels of symbolic links")
             if target.startswith("/"):
                 current = "/"
             pending.extend(target.split("/")[::-1])
             continue
         current = candidate
-        if pending and stat.S_ISDIR(st.st_mode) and any(p not in ("", ".") for p in pending):
+        if not last and stat.S_ISDIR(st.st_mode):
             reason = judge(st, current, False)
             if reason is not None:
-                return current, reason, None
+                return _Walked(current, reason)
     if st is None:  # the path ended in ".."
         try:
             st = os.lstat(current)
-        except OSError:
-            return current, None, None
-    return current, None, st
+        except OSError as exc:
+            return _Walked(current, stopped=_stopped(current, exc))
+    return _Walked(current, final=st)
 
 
 def resolve_owners(path: str) -> tuple[str, str | None, frozenset[int]]:
@@ -274,12 +407,12 @@ def resolve_owners(path: str) -> tuple[str, str | None, frozenset[int]]:
     owners: set[int] = set()
 
     def judge(st: os.stat_result, what: str, link: bool) -> str | None:
-        if st.st_uid not in (uid, 0):
+        if not _trusted_owner(st.st_uid, uid):
             owners.add(st.st_uid)
         return None if link else _open_to_others(st, f"the directory {what}")
 
-    physical, reason, _ = _walk(path, judge)
-    return physical, reason, frozenset(owners)
+    walk = _walk(path, judge)
+    return walk.physical, walk.reason, frozenset(owners)
 
 
 def open_regular(path: str, *, follow: bool = True) -> int:
@@ -314,11 +447,11 @@ def open_pidfile(path: str) -> tuple[int, int | None]:
     fd = open_regular(physical, follow=False)
     try:
         st = os.fstat(fd)
-        if st.st_uid not in (os.geteuid(), 0):
+        if not _trusted_owner(st.st_uid, os.geteuid()):
             owners |= {st.st_uid}
-        if _writable(st):
-            mode = stat.S_IMODE(st.st_mode)
-            raise Untrusted(f"{path}: the file is writable by others (mode {mode:04o})")
+        reason = _write_refusal(st, os.geteuid())
+        if reason is not None:
+            raise Untrusted(f"{path}: the file is {reason}")
         if len(owners) > 1:
             names = ", ".join(owner_name(u) for u in sorted(owners))
             raise Untrusted(f"{path}: its path is owned by more than one other user ({names})")

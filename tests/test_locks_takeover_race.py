@@ -170,3 +170,89 @@ def test_the_stale_lock_sweep_keeps_a_lock_file_created_during_its_removal(
     os.utime(path, (1000, 1000))
     report = sweep_stale_locks(str(sticky))
     assert len(report.removed) == 1 and os.listdir(sticky) == [], report
+
+
+def test_a_displaced_file_moved_away_before_it_is_looked_at_leaves_roots_lock_held(
+    sticky: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Right after the exchange put root's locked file at job.lock and nobody's unheld one
+    at the spare name, nobody (its owner, who may rename it in the sticky directory) renames
+    the spare name away, before root looks at what came out. Root's acquire keeps its own
+    file, held, at job.lock (before: an uncaught FileNotFoundError, `run --lock-name job`
+    exiting 125 "internal error" and leaving an unheld root job.lock)."""
+    path = sticky / "job.lock"
+    nobodys_leftover(path)
+    real = locks._exchange_function()
+    assert real is not None
+    moved: list[str] = []
+
+    def racing(at: int, a: str, b: str) -> int:
+        failed = real(at, a, b)
+        if not failed and not moved:
+            away = str(sticky / "moved-away")
+            subprocess.run([*NOBODY, "mv", a, away], check=True, timeout=60)
+            moved.append(away)
+        return failed
+
+    monkeypatch.setattr(locks, "_exchange_function", lambda: racing)
+    held = locks.acquire(str(path), wait=0)
+    try:
+        assert moved, "the race was not forced"
+        st = path.stat()
+        assert st.st_uid == 0 and st.st_ino == os.fstat(held.fd).st_ino
+        probe = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            assert not locks.try_flock(probe)  # root's lock is held
+        finally:
+            os.close(probe)
+        assert sorted(os.listdir(sticky)) == ["job.lock", "moved-away"]
+    finally:
+        held.release()
+
+
+KILLED_MID_SWAP = """
+import os, signal, sys
+from reliactl import locks
+locks._exchange_function = lambda: lambda at, a, b: os.kill(os.getpid(), signal.SIGKILL)
+locks.acquire(sys.argv[1], wait=0)
+"""
+
+
+def test_the_stale_lock_sweep_removes_the_spare_file_a_killed_takeover_left(
+    sticky: Path,
+) -> None:
+    """A run killed (-9) inside the takeover, after making its spare `.job.lock.PID.RANDOM`
+    and before the exchange, leaves that empty root-owned dot-file for good (the sweep
+    never judged dot-files). `cleanup --stale-locks` now removes it (its pid is gone, it is
+    unheld), reporting it with that pid; a live swap's spare (its pid alive, flock held),
+    another user's dot-file of that shape and a non-empty one are kept."""
+    import sys
+
+    from reliactl.cleanup import sweep_stale_locks
+
+    path = sticky / "job.lock"
+    nobodys_leftover(path)
+    killed = subprocess.Popen([sys.executable, "-c", KILLED_MID_SWAP, str(path)])
+    assert killed.wait(timeout=120) == -9
+    (left,) = (name for name in os.listdir(sticky) if name.startswith(".job.lock."))
+    assert locks.spare_pid(left) == killed.pid and (sticky / left).stat().st_uid == 0
+    live = sticky / f".other.lock.{os.getpid()}.{'ab' * 6}"
+    held = os.open(live, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    theirs = f".x.lock.1.{'cd' * 6}"
+    subprocess.run([*NOBODY, "touch", str(sticky / theirs)], check=True, timeout=60)
+    full = sticky / f".y.lock.1.{'ef' * 6}"
+    full.write_text("not empty")
+    os.utime(full, (1000, 1000))
+    try:
+        report = sweep_stale_locks(str(sticky))
+        spares = [r for r in report.removed if os.path.basename(r.path) == left]
+        assert len(spares) == 1 and spares[0].pid == locks.spare_pid(left), report
+        assert sorted(os.listdir(sticky)) == sorted(["job.lock", live.name, theirs, full.name]), (
+            report
+        )
+        os.utime(live, (1000, 1000))  # old, but held: still kept
+        again = sweep_stale_locks(str(sticky))
+        assert live.exists() and again.kept.get("held") == 1, again
+    finally:
+        os.close(held)

@@ -37,7 +37,7 @@ CASES = [
     (0o644, 65534, 65534, "owned by nobody"),  # another user's
     (0o600, 65534, 65534, "owned by nobody"),
     (0o666, 0, 0, "writable by others"),
-    (0o660, 0, 65534, "writable by others"),  # a shared group may replace it
+    (0o660, 0, 65534, "writable by group"),  # nobody (primary group nogroup) may replace it
 ]
 
 

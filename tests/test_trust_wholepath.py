@@ -9,7 +9,9 @@ the real CLI for the attack."""
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -50,6 +52,13 @@ def config(directory: Path, name: str = "config.yaml", text: str = "retry: {}\n"
     path.write_text(text)
     path.chmod(0o644)
     return path
+
+
+def writers_of(gid: int) -> set[str]:
+    """Who but root can write through group ``gid``: listed members, primary-group users."""
+    members = set(grp.getgrgid(gid).gr_mem)
+    members |= {u.pw_name for u in pwd.getpwall() if u.pw_gid == gid}
+    return members - {"root"}
 
 
 def judged_by_nobody(path: Path) -> str:
@@ -188,19 +197,29 @@ def test_a_link_another_user_owns_is_refused(shared: Path) -> None:
     assert file_untrusted(sticky / "mine.yaml") is None
 
 
-def test_group_writable_directories_only_for_a_user_private_group(shared: Path) -> None:
+def test_group_writable_directories_are_judged_by_who_can_write_through_the_group(
+    shared: Path,
+) -> None:
     """The chosen group rule, as for the file itself: a directory its group can write is
-    trusted only when that group is its owner's own with no other members (root:root 0775
-    here, Debian's `umask 002` homes); root:staff 2775 (old Debian /usr/local) or any shared
-    group is refused, naming the group: its members could swap what is inside."""
+    trusted only when everyone who can write through that group (its listed members and the
+    users whose primary group it is) is root, the owner or the caller: root:root 0775 here,
+    and a shared group nobody is in (Debian's /usr/local, root:staff 2775, when staff is
+    empty). A group with another member is refused, naming the group and the member
+    (tests/test_trust_groups.py has the primary-group cases)."""
     cfg = config(tree(shared, ("private", 0o775), ("app", 0o755)))
     assert file_untrusted(cfg) is None
-    staff = tree(shared, ("local", 0o755))
-    os.chown(staff, 0, 50)
-    staff.chmod(0o2775)
-    reason = file_untrusted(config(tree(staff, ("etc", 0o755)))) or ""
-    assert f"the directory {staff} on its path is writable by others (mode 2775" in reason
-    assert "group 50" in reason
+    empty = next(g for g in grp.getgrall() if g.gr_gid != 0 and not writers_of(g.gr_gid))
+    local = tree(shared, ("local", 0o755))
+    os.chown(local, 0, empty.gr_gid)
+    local.chmod(0o2775)
+    assert file_untrusted(config(tree(local, ("etc", 0o755)))) is None
+    os.chown(local, 0, 65534)  # nogroup: nobody's primary group
+    reason = file_untrusted(local / "etc" / "config.yaml") or ""
+    assert reason.startswith(
+        f"the directory {local} on its path is writable by group {grp.getgrgid(65534).gr_name}"
+        " (members: "
+    ), reason
+    assert "nobody" in reason and "mode 2775, owner root (uid 0))" in reason
 
 
 def test_another_users_tree_inside_roots_tree(shared: Path) -> None:

@@ -83,9 +83,10 @@ def config_untrusted(path: str | os.PathLike[str], st: os.stat_result | None = N
     """Why the configuration file ``path`` must not be trusted, or None (see reliactl.trust).
 
     The file must be owned by the invoking user or root and writable by nobody else, and so
-    must the directory holding it (and, for a symbolic link, the directory of its target):
-    otherwise another user could make reliactl run their command checks or delete their
-    choice of cleanup roots with this user's rights.
+    must every directory and link on its path (``trust.file_untrusted``): otherwise another
+    user could make reliactl run their command checks or delete their choice of cleanup
+    roots with this user's rights. A descriptor handed over (``-c /dev/stdin``,
+    ``/dev/fd/N``) is judged on the opened file alone.
     """
     from reliactl.trust import file_untrusted
 

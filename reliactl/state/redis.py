@@ -1053,12 +1053,15 @@ def _setting_file(
 
 def _secret_untrusted(path: str, st: Any) -> str | None:
     """Why a password file must be refused, or None. It only supplies a secret: whoever owns
-    it could read or replace it anyway, which denies service but takes nothing over, so any
-    owner is accepted (a compose ``file:`` secret owned by uid 1000, a vault-agent file
-    owned by its user with mode 0640, a root-owned 0660 file its group writes). Refused is
-    only what lets anyone at all replace it: the file writable by others (o+w), or a
-    directory anywhere on its path (resolved through links, ``trust.path_open_to_everyone``)
-    writable by others without the sticky bit."""
+    the file could read or replace it anyway, which denies service but takes nothing over,
+    so any owner of the file is accepted (a compose ``file:`` secret owned by uid 1000, a
+    vault-agent file owned by its user with mode 0640, a root-owned 0660 file its group
+    writes). Not so for a symbolic link on its path: whoever owns the link chooses which file
+    is read, and a link to ``/etc/shadow`` would have root send its first line to Redis. So
+    refused: the file writable by others (o+w), a directory anywhere on its path (resolved
+    through links) writable by others without the sticky bit, a link on it that is not root's
+    or this user's, and a path that no longer leads to the opened file
+    (``trust.path_open_to_everyone``)."""
     import stat
 
     from reliactl.trust import owner_name, path_open_to_everyone
@@ -1069,9 +1072,9 @@ def _secret_untrusted(path: str, st: Any) -> str | None:
             f"the file is writable by others (mode {mode:04o}, owner {owner_name(st.st_uid)});"
             " refused (chmod o-w it)"
         )
-    reason = path_open_to_everyone(path)
+    reason = path_open_to_everyone(path, st)
     if reason is not None:
-        return f"{reason}; refused (chmod o-w or +t it)"
+        return f"{reason}; refused (chmod o-w or +t a directory, or use root's or your own link)"
     return None
 
 
