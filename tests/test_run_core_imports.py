@@ -166,8 +166,8 @@ def test_redact_and_locks_compile_their_rare_regexes_at_first_use() -> None:
     duration/size patterns (a start without a configuration file parses none), nor
     `reliactl.health.checks` its plugin perfdata patterns or `health.model` its one-line
     rule (a str.translate table, equal to the pattern it replaced, widened to C1 and the
-    bidi controls, on every character up to U+3000 and the line separators), and all still work when used (including the
-    ASCII-only digits rule)."""
+    bidi controls, on every character up to U+3000 and the line separators), and all still
+    work when used (including the ASCII-only digits rule)."""
     out = subprocess.run(
         [sys.executable, "-c", REGEX_SPY], capture_output=True, text=True, timeout=60, check=True
     )
