@@ -26,7 +26,7 @@ from reliactl.state.base import (
     aggregate_points,
     worst_status,
 )
-from reliactl.units import cescape
+from reliactl.units import printable
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
@@ -225,12 +225,12 @@ def chart(
     series = _series(check)
     unit = check.get("unit") or ""
     # stored text (a check's name, its thresholds) is C-escaped: one line, no terminal escapes
-    head = cescape(f"{check['name']}" + (f" ({unit})" if unit else ""))
+    head = printable(f"{check['name']}" + (f" ({unit})" if unit else ""))
     if check.get("status"):
-        head += f"  now {cescape(str(check['status']))}"
+        head += f"  now {printable(str(check['status']))}"
     for word, key in (("warn", "warn"), ("crit", "critical")):
         if check.get(key):
-            head += f"  {word} {cescape(str(check[key]))}"
+            head += f"  {word} {printable(str(check[key]))}"
     if not series:
         return f"{head}\n  no history since {_iso(since)}"
     span = max(1.0, now - since)
@@ -295,9 +295,9 @@ def events_text(document: dict[str, Any], limit: int = 20) -> str:
         return "no status changes"
     lines = ["status changes (newest first):"]
     for e in events[:limit]:
-        before = cescape(e["from"]) if e["from"] else "(first run)"
-        what = f"{cescape(e['check'])}: {before} -> {cescape(e['to'])}  {cescape(e['message'])}"
-        lines.append(f"  {e['at']}  {what}"[:200])
+        before = e["from"] or "(first run)"
+        line = f"  {e['at']}  {e['check']}: {before} -> {e['to']}  {e['message']}"
+        lines.append(printable(line[:200]))  # cut, then escaped: never half an escape
     if len(events) > limit:
         lines.append(f"  ... and {len(events) - limit} more (--json has them all)")
     return "\n".join(lines)

@@ -47,7 +47,6 @@ from reliactl.errors import (
 )
 from reliactl.hostname import hostname
 from reliactl.redact import redact_argv
-from reliactl.units import cescape
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
@@ -258,15 +257,11 @@ class JobResult:
 EventCallback = Callable[["RunEvent"], None]
 
 
-def _printable(text: str) -> str:
-    """Arguments that are not UTF-8 (surrogate escapes) are shown, stored and logged escaped:
-    each undecodable byte as ``\\xff``, as ``units.cescape`` and ``--json`` write it (the one
-    rule, DESIGN.md section 2); the rest of the text unchanged (its renderer escapes it)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return "".join(cescape(c) if "\ud800" <= c <= "\udfff" else c for c in text)
-    return text
+def stored_text(text: str) -> str:
+    """Arguments that are not UTF-8 (surrogate escapes) are shown, stored and logged escaped
+    (a byte 0xff as the six characters ``\\udcff``, the form the history has always had, so
+    a job keeps its one history). The one owner: `runs NAME` looks a name up in this form."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _one_line(text: str, limit: int = 300) -> str:
@@ -337,8 +332,8 @@ class PreparedJob:
         health_gate = self._health_gate(opened, warn, gate_seen) if spec.check else None
         watch = self._health_watch(opened) if spec.watch_health is not None else None
         started_at = time.time()
-        shown = _printable(" ".join(redact_argv(spec.command)))  # history shows no secret
-        name = _printable(self.name)
+        shown = stored_text(" ".join(redact_argv(spec.command)))  # history shows no secret
+        name = stored_text(self.name)
         options = _with_name(options, name)
 
         trace = None  # tracing off (reliactl.tracing not even imported without OTEL_*)

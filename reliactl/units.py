@@ -1,5 +1,6 @@
 """Durations and sizes in a short human form ("1m30s", "1.5KiB"), and foreign text as one safe
-printable line (``cescape``); imports nothing.
+line (``printable`` for display, ``cescape`` where a listing must be reversible); imports
+nothing.
 
 The bottom of the ground floor: ``errors`` words its messages with it, ``durations`` (which
 raises ``errors.DurationError``) re-exports both, so the two never import each other.
@@ -15,6 +16,7 @@ __all__ = [
     "format_seconds_short",
     "format_size",
     "format_size_short",
+    "printable",
 ]
 
 
@@ -90,33 +92,57 @@ def _half_up(value: float, digits: int = 0) -> float:
     return math.floor(value * scale + 0.5) / scale
 
 
-_C_ESCAPES = {"\\": "\\\\", "\a": "\\a", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\v": "\\v"}
-_C_ESCAPES.update({"\f": "\\f", "\r": "\\r"})
+# What display escapes (DESIGN.md section 2), a fixed set so that output never depends on the
+# Python version's Unicode tables: Cc (C0, DEL, C1), Zl and Zp (U+2028/9), the bidi controls,
+# and surrogates (a byte that was not UTF-8, carried as a ``surrogateescape`` code point, or
+# any other lone surrogate). Everything else is kept: ZWJ and ZWNJ (emoji sequences, Persian
+# and Indic text), other format characters, private use, unassigned, emoji.
+_BIDI = (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+_NAMED = {"\a": "\\a", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\v": "\\v", "\f": "\\f"}
+_NAMED["\r"] = "\\r"
+_DISPLAY: dict[int, str] = {}  # code point -> its escape, as a str.translate table (built once)
+_REVERSIBLE: dict[int, str] = {}  # the same and a backslash doubled
+
+
+def _escape_table() -> dict[int, str]:
+    if not _DISPLAY:
+        for point in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029, *_BIDI):
+            char = chr(point)
+            _DISPLAY[point] = _NAMED.get(char) or _hex(char.encode("utf-8"))
+        for point in range(0xD800, 0xE000):  # surrogates: their own byte, else their bytes
+            low = 0xDC80 <= point <= 0xDCFF
+            raw = bytes([point - 0xDC00]) if low else chr(point).encode("utf-8", "surrogatepass")
+            _DISPLAY[point] = _hex(raw)
+        _REVERSIBLE.update(_DISPLAY)
+        _REVERSIBLE[ord("\\")] = "\\\\"
+    return _DISPLAY
+
+
+def _hex(raw: bytes) -> str:
+    return "".join(f"\\x{b:02x}" for b in raw)
+
+
+def printable(text: str) -> str:
+    r"""``text`` (a command line, a name, a check's message, a path: any stored or foreign text)
+    as one line that is safe on a terminal, for display: unchanged unless it holds a character
+    that needs escaping, which is written as ``\n``, ``\t``, ``\r`` (``\a``, ``\b``, ``\v``,
+    ``\f``) or ``\xHH`` for each of its UTF-8 bytes (an undecodable byte as itself). Escaped:
+    C0, DEL, C1, U+2028/9 and the bidi controls, and lone surrogates (bytes that were not
+    UTF-8); kept: all other text, emoji sequences (ZWJ), ZWNJ and backslashes as they are, so
+    ``C:\backup`` and ``^\d+$`` copy and paste. Not reversible (``\x1b`` may be four typed
+    characters): a listing that promises reversibility uses ``cescape``. The one owner of the
+    display rule (DESIGN.md section 2): tables, text renderers, stderr lines, Nagios."""
+    if text.isprintable():  # nothing to escape (all escaped characters are not printable)
+        return text
+    return text.translate(_escape_table())
 
 
 def cescape(text: str) -> str:
-    r"""``text`` (a path, a command line, a check's message: any stored or foreign text) as one
-    safe line: unchanged unless it needs escaping, else C-style as systemd's ``cescape``:
-    ``\\`` for a backslash, ``\n``, ``\t``, ``\r`` (and ``\a``, ``\b``, ``\v``, ``\f``)
-    for those controls, and ``\xHH`` for each UTF-8 byte of any other character that is not
-    printable (controls such as ESC, DEL and C1, line and paragraph separators, bidi and
-    other format characters, a byte that was not UTF-8, i.e. a ``surrogateescape`` code
-    point, which is its own byte). Printable non-ASCII text stays as it is. Reversible (read
-    the escapes as bytes, then the bytes as the text), and the text can never start a second
-    line or send a terminal escape sequence. The one owner (DESIGN.md section 2): every
-    human-readable renderer, and ``--json`` for text that is not valid Unicode."""
+    r"""``text`` C-escaped as systemd's ``cescape``, reversibly: as ``printable`` and a
+    backslash doubled (``\\``). Read the escapes as bytes, then the bytes as the text, to get
+    the original back. Only for a listing that promises that (cleanup's ``-l``/``--dry-run``
+    paths and its path warnings, DESIGN.md section 7); everything else shows ``printable``."""
     if text.isprintable() and "\\" not in text:
         return text
-    out = []
-    for char in text:
-        if char in _C_ESCAPES:
-            out.append(_C_ESCAPES[char])
-        elif char.isprintable():
-            out.append(char)
-        else:
-            try:
-                raw = char.encode("utf-8", "surrogateescape")
-            except UnicodeEncodeError:  # a lone surrogate that is no escaped byte
-                raw = char.encode("utf-8", "surrogatepass")
-            out.extend(f"\\x{b:02x}" for b in raw)
-    return "".join(out)
+    _escape_table()
+    return text.translate(_REVERSIBLE)

@@ -57,6 +57,7 @@ def assert_reviewable(out: str, baseline: str) -> None:
         ("retry_overhead.py", "reliactl"),
         ("adaptive.py", "baseline, 7d"),
         ("perfdata.py", "ordinary items"),
+        ("json_strict.py", "dumps_indented only"),
         ("tracing_overhead.py", "tracing off"),
         ("http_client.py", "plain httpx"),
         ("alerts.py", "2 checks"),

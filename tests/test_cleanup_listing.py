@@ -99,8 +99,9 @@ def test_listed_paths_are_escaped_one_per_line(tmp_path: Path, flag: str) -> Non
 
 def test_json_lists_the_real_names(tmp_path: Path) -> None:
     """--json is JSON: the names are the real ones (JSON-escaped by the encoder), not
-    cescape'd, but for a name that is not UTF-8: that one is its cescape (``\\xe9``, as the
-    plain listing shows it), never a lone ``\\udce9`` that strict JSON parsers reject."""
+    cescape'd, but for a name that is not UTF-8: that one is the array of its bytes
+    (journald's JSON rule, ``os.fsencode`` of the path), never a lone ``\\udce9`` that strict
+    JSON parsers reject, nor a text another name could be."""
     root = tmp_path / "root"
     expected = plant(root)
     env = {**os.environ, "HOME": str(tmp_path)}
@@ -110,6 +111,32 @@ def test_json_lists_the_real_names(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     [doc] = json.loads(result.stdout)["roots"]
     result.stdout.encode("utf-8")  # no lone surrogate anywhere
-    shown = [cescape(p) if "\udce9" in p else p for p in expected]
-    assert sorted(doc["removed"]) == sorted(shown)
-    assert str(root / "latin1-\\xe9") in doc["removed"]
+    texts = sorted(p for p in doc["removed"] if isinstance(p, str))
+    assert texts == sorted(p for p in expected if "\udce9" not in p)
+    [raw] = [p for p in doc["removed"] if isinstance(p, list)]
+    assert bytes(raw) == os.fsencode(root / os.fsdecode(b"latin1-\xe9"))
+
+
+def test_json_keeps_a_byte_name_and_its_escape_text_apart(tmp_path: Path) -> None:
+    """Two files, one named with the byte 0xfe and one named with the four characters
+    ``\\xfe``: `cleanup --json` lists two distinct entries, the first as the array of its
+    bytes (equal to ``os.fsencode`` of its path), the second as its text. The old rule
+    (an invalid string as its cescape) wrote both as the same path."""
+    root = tmp_path / "root"
+    root.mkdir()
+    byte_name = os.path.join(os.fsencode(root), b"old-\xfe")
+    text_name = os.path.join(os.fsencode(root), b"old-\\xfe")
+    for name in (byte_name, text_name):
+        with open(name, "wb"):
+            pass
+        os.utime(name, (OLD, OLD))
+    result = run(
+        "cleanup", "-n", "--json", "--age-by", "mtime", "--older-than", "1d", str(root),
+        env={**os.environ, "HOME": str(tmp_path)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    [doc] = json.loads(result.stdout)["roots"]
+    removed = doc["removed"]
+    assert len(removed) == 2
+    assert [bytes(p) for p in removed if isinstance(p, list)] == [byte_name]
+    assert [p for p in removed if isinstance(p, str)] == [os.fsdecode(text_name)]

@@ -165,9 +165,9 @@ def test_redact_and_locks_compile_their_rare_regexes_at_first_use() -> None:
     rules (only `sh -c`-style commands need them), nor `reliactl.durations` its three
     duration/size patterns (a start without a configuration file parses none), nor
     `reliactl.health.checks` its plugin perfdata patterns or `health.model` its one-line
-    rule (a str.translate table, equal to the pattern it replaced on every character up to
-    U+3000 and the line separators), and all still work when used (including the
-    ASCII-only digits rule)."""
+    rule (a str.translate table, equal to the pattern it replaced, widened to C1 and the
+    bidi controls, on every character up to U+3000 and the line separators), and all still
+    work when used (including the ASCII-only digits rule)."""
     out = subprocess.run(
         [sys.executable, "-c", REGEX_SPY], capture_output=True, text=True, timeout=60, check=True
     )
@@ -182,7 +182,10 @@ def test_redact_and_locks_compile_their_rare_regexes_at_first_use() -> None:
     from reliactl.health.checks import parse_perfdata
     from reliactl.health.model import one_line
 
-    old_rule = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
+    # the pattern it replaced, and C1 and the bidi controls (units.printable's display set)
+    old_rule = re.compile(
+        "[\x00-\x1f\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+    )
     every = "".join(map(chr, range(0x3000))) + "\u2028\u2029\U0001f600"
     assert one_line(every) == old_rule.sub(" ", every)
     perf = parse_perfdata("'a b'=1.5s;2;3;0;10 c=U d=x e=-2e3KB;;;;bad")

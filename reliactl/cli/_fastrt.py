@@ -75,9 +75,9 @@ def require_text(
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        from reliactl.units import cescape
+        from reliactl.units import printable
 
-        shown = cescape(value)  # one line: an undecodable byte as \xff, a control as \n
+        shown = printable(value)  # one line: an undecodable byte as \xff, a control as \n
         if url:
             from reliactl.redact import redact_url
 

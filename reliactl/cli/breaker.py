@@ -12,11 +12,11 @@ from reliactl.cli.context import app_context
 from reliactl.cli.exitcodes import ExitCode
 from reliactl.cli.output import (
     TIMES_JSON_VERSION,
-    cescape,
     emit_json,
     emit_text,
     info,
     iso_utc,
+    printable,
     reports_errors,
     table,
     with_times,
@@ -228,10 +228,10 @@ def _show_text(snap: BreakerSnapshot, events: list[Any]) -> str:
 
     state = snap.state.value + (" (tripped by hand)" if snap.forced else "")
     # stored text (the name, a failure's message, a host) is C-escaped: one line, no escapes
-    lines = [f"breaker {cescape(snap.name)}: {state}"]
+    lines = [f"breaker {printable(snap.name)}: {state}"]
 
     def row(label: str, value: Any) -> None:
-        lines.append(f"  {label:<22}{cescape(str(value))}")
+        lines.append(f"  {label:<22}{printable(str(value))}")
 
     row("since", _stamp(snap.since))
     row("consecutive failures", snap.consecutive_failures)
@@ -258,9 +258,9 @@ def _show_text(snap: BreakerSnapshot, events: list[Any]) -> str:
     if events:
         lines.append("recent transitions (newest first):")
         for e in events:
-            host = f"  on {cescape(e.host)}" if e.host else ""
+            host = f"  on {printable(e.host)}" if e.host else ""
             change = f"{e.from_state} -> {e.to_state}: {e.reason}"
-            lines.append(f"  {_stamp(e.at)}  {cescape(change)}{host}")
+            lines.append(f"  {_stamp(e.at)}  {printable(change)}{host}")
     else:
         lines.append("no transitions recorded")
     return "\n".join(lines)

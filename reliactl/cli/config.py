@@ -8,10 +8,10 @@ import sys
 from reliactl.cli.context import app_context
 from reliactl.cli.exitcodes import ExitCode
 from reliactl.cli.output import (
-    cescape,
     emit_json,
     emit_text,
     info,
+    printable,
     report_error,
     reports_errors,
 )
@@ -98,7 +98,7 @@ def validate(
             {"valid": True, "file": str(loaded.path) if loaded.path else None, "problems": []}
         )
     else:
-        emit_text(f"valid: {cescape(where)}")
+        emit_text(f"valid: {printable(where)}")
 
 
 @reports_errors
@@ -129,7 +129,7 @@ def show(
             }
         )
         return
-    header = f"# effective configuration; file: {cescape(str(loaded.path or 'none (defaults)'))}"
+    header = f"# effective configuration; file: {printable(str(loaded.path or 'none (defaults)'))}"
     emit_text(header + "\n" + render_yaml(plain, loaded.sources if sources else {}))
 
 
@@ -157,7 +157,7 @@ def render_yaml(plain: dict[str, Any], sources: dict[str, str]) -> str:
 
     def emit(value: Any, path: str, indent: str, key_prefix: str) -> None:
         source = sources.get(path)
-        comment = f"  # {cescape(source)}" if source else ""
+        comment = f"  # {printable(source)}" if source else ""
         if isinstance(value, dict) and value:
             lines.append(f"{indent}{key_prefix}{comment}".rstrip() if key_prefix else "")
             for key, item in value.items():

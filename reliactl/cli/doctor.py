@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from reliactl.cli.context import app_context
 from reliactl.cli.exitcodes import ExitCode
-from reliactl.cli.output import cescape, color_enabled, emit_json, emit_text
+from reliactl.cli.output import color_enabled, emit_json, emit_text, printable
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
@@ -60,8 +60,8 @@ def doctor(
             else:
                 mark = f"{mark:<4}"
             # a finding quotes foreign text (paths, a server's answer): C-escaped, one line
-            lines.append(f"{mark}  {f.check:<{width}}  {cescape(f.message)}")
+            lines.append(f"{mark}  {f.check:<{width}}  {printable(f.message)}")
             if f.fix and f.status != "ok":
-                lines.append(f"      {'':<{width}}  fix: {cescape(f.fix)}")
+                lines.append(f"      {'':<{width}}  fix: {printable(f.fix)}")
         emit_text("\n".join(lines))
     raise SystemExit(ExitCode.FAILURE if report.failed else ExitCode.OK)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from reliactl.cli._fastrt import usage
 from reliactl.cli.context import app_context
 from reliactl.cli.exitcodes import ExitCode
-from reliactl.cli.output import cescape, emit_json, emit_text, report_error
+from reliactl.cli.output import emit_json, emit_text, printable, report_error
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ def drill(
         emit_json(report.to_dict())
     else:
         lines = [
-            f"{'ok  ' if s.ok else 'FAIL'}  {s.drill}/{s.step}: {cescape(s.detail)}"
+            f"{'ok  ' if s.ok else 'FAIL'}  {s.drill}/{s.step}: {printable(s.detail)}"
             for s in report.steps
         ]
         verdict = "every step behaved" if report.ok else "some steps did not behave"

@@ -551,7 +551,7 @@ def _render(
     healed: Sequence[Remediation] = (),
     notes: dict[str, Any] | None = None,
 ) -> None:
-    from reliactl.cli.output import cescape, emit_json, emit_text, strict_json
+    from reliactl.cli.output import emit_json, emit_text, printable, strict_json
 
     if out_format == "discord":
         import json
@@ -578,7 +578,7 @@ def _render(
         return
     _render_table(report, detailed, notes or {})
     for result in healed:
-        emit_text(f"remediation: {cescape(result.describe())}")
+        emit_text(f"remediation: {printable(result.describe())}")
     if watch:
         stamp = time.strftime("%H:%M:%S", time.localtime(report.checked_at))
         emit_text(f"(checked at {stamp}; Ctrl-C to stop)")

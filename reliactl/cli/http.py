@@ -11,7 +11,7 @@ from reliactl._settings import max_retries_error
 from reliactl.cli._fastrt import require_text, usage
 from reliactl.cli.context import app_context
 from reliactl.cli.exitcodes import ExitCode
-from reliactl.cli.output import cescape, error, info, reports_errors
+from reliactl.cli.output import error, info, printable, reports_errors
 
 if TYPE_CHECKING:
     import typer
@@ -58,8 +58,14 @@ def _read_data(data: str) -> bytes:
 
 
 def _raw(headers: Any) -> list[tuple[str, str]]:
-    """Headers as sent or received (original case), decoded as httpx does (latin-1)."""
-    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers.raw]
+    """Headers as sent or received (original case), as text that gives back the wire bytes:
+    UTF-8, a byte that is not UTF-8 kept as itself (``surrogateescape``), so ``-v`` shows a
+    wire byte 0x9b as ``\\x9b`` (latin-1, as httpx decodes, made it U+009B, ``\\xc2\\x9b``)."""
+    return [(_wire_text(k), _wire_text(v)) for k, v in headers.raw]
+
+
+def _wire_text(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
 
 
 def _duration(option: str, text: str, *, zero_ok: bool = False) -> float:
@@ -286,14 +292,16 @@ def _run(  # noqa: C901 - one branch per output mode and exit rule of curl
             target = (shown.path or "/") + (f"?{shown.query}" if shown.query else "")
             lines = [f"> {request.method} {target} HTTP/1.1"]
             lines += [f"> {k}: {v}" for k, v in redact_headers(_raw(request.headers))]
-            sys.stderr.write("\n".join(lines) + "\n>\n")
+            sys.stderr.write("\n".join(map(printable, lines)) + "\n>\n")
             sys.stderr.flush()
 
         def show_response(response: Any) -> None:
-            lines = [f"< {response.http_version} {response.status_code} {response.reason_phrase}"]
+            reason = response.extensions.get("reason_phrase")  # httpx's drops non-ASCII
+            phrase = _wire_text(reason) if isinstance(reason, bytes) else response.reason_phrase
+            lines = [f"< {response.http_version} {response.status_code} {phrase}"]
             lines += [f"< {k}: {v}" for k, v in redact_headers(_raw(response.headers))]
-            # a server's reason phrase and headers are foreign: C-escaped, one line each
-            sys.stderr.write("\n".join(map(cescape, lines)) + "\n<\n")
+            # a server's reason phrase and headers are foreign: escaped, one line each
+            sys.stderr.write("\n".join(map(printable, lines)) + "\n<\n")
             sys.stderr.flush()
 
         hooks = {"request": [show_request], "response": [show_response]}

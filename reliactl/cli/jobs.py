@@ -88,10 +88,10 @@ def jobs(
 
     from reliactl.cli.context import app_context
     from reliactl.cli.output import (
-        cescape,
         emit_json,
         emit_text,
         error,
+        printable,
         report_error,
         table,
         utc_stamp,
@@ -139,7 +139,7 @@ def jobs(
         table([*columns, "failures"], rows)
         for s in statuses:
             if s.status != "OK" or name is not None:
-                emit_text(cescape(f"{s.name}: {s.message}"))  # stored text: one safe line
+                emit_text(printable(f"{s.name}: {s.message}"))  # stored text: one safe line
         if recent:
             emit_text("")
             table(

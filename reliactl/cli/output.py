@@ -15,7 +15,8 @@ import time
 from collections.abc import Callable, Sequence
 
 from reliactl.errors import ConfigError, ReliactlError
-from reliactl.units import cescape as cescape  # noqa: PLC0414 (the ground floor owns it)
+from reliactl.units import cescape as cescape  # noqa: PLC0414 (the ground floor owns them)
+from reliactl.units import printable as printable  # noqa: PLC0414
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
@@ -75,10 +76,9 @@ def _say(line: str) -> None:
     never turn into a traceback or a different exit code (the job's code matters more).
 
     A message quotes foreign text (a lock's holder, a breaker's name, a path, an error from
-    elsewhere): a line that is not printable as a whole is C-escaped (``cescape``), so it stays
-    one line and never sends a terminal escape sequence."""
-    if not line.isprintable():
-        line = cescape(line)
+    elsewhere): its control characters are escaped (``printable``, backslashes kept), so it
+    stays one line and never sends a terminal escape sequence."""
+    line = printable(line)
     try:
         print(line, file=sys.stderr, flush=True)
     except (OSError, ValueError, AttributeError):
@@ -144,16 +144,45 @@ def strict_json(document: Any, dumps: Callable[[Any], str]) -> str:
     the one rule for every JSON reliactl writes (DESIGN.md section 2). A string that is not
     valid Unicode (a file name, argv word or lock path holding a byte that is not UTF-8,
     which Python carries as a lone ``surrogateescape`` code point and json writes as a lone
-    ``\udcff``) is written as its ``cescape``, as the plain output shows it: ``\xff`` (four
-    characters) for the byte, backslashes doubled. Valid text is untouched, and the check
-    costs one substring search of the output unless it holds a ``\ud...`` escape."""
+    ``\udcff``) is written as the array of its bytes (``[97, 255]``, journald's JSON rule),
+    so two different names never read the same; a mapping key that is not valid Unicode
+    (it cannot be an array) as its ``cescape``. Valid text is untouched; the check costs one
+    substring search of the output unless it holds a ``\ud...`` escape, then a scan of those
+    for one that is not half of a surrogate pair (an emoji is a pair)."""
     text = dumps(document)
-    if "\\ud" in text or (not text.isascii() and not _is_unicode(text)):
+    if _lone_surrogate_escape(text) if "\\ud" in text else not _is_unicode(text):
         text = dumps(_valid_unicode(document))
     return text
 
 
+def _lone_surrogate_escape(text: str) -> bool:
+    r"""Whether JSON text (ensure_ascii) holds a ``\udXXX`` escape of a lone surrogate: a low
+    one (``\udc00``-``\udfff``) not after a high one, or a high one not before a low one. A
+    ``\\ud...`` (an escaped backslash, then the letters) is no escape."""
+    at = text.find("\\ud")
+    while at >= 0:
+        run = 0  # backslashes before this one: an odd count makes it the second of a "\\"
+        while at - run > 0 and text[at - run - 1] == "\\":
+            run += 1
+        if run % 2:
+            at = text.find("\\ud", at + 1)
+            continue
+        if text[at + 3 : at + 4] not in _HIGHS:
+            return True  # a low surrogate that no high one took
+        after = at + 6
+        if text[after : after + 3] != "\\ud" or text[after + 3 : after + 4] not in _LOWS:
+            return True
+        at = text.find("\\ud", after + 6)
+    return not _is_unicode(text)  # (ensure_ascii=False writes a surrogate as itself)
+
+
+_HIGHS = ("8", "9", "a", "b")  # the fourth hex digit of \ud800-\udbff, of \udc00-\udfff:
+_LOWS = ("c", "d", "e", "f")
+
+
 def _is_unicode(text: str) -> bool:
+    if text.isascii():
+        return True
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -161,18 +190,36 @@ def _is_unicode(text: str) -> bool:
     return True
 
 
-def _valid_unicode(value: Any) -> Any:
-    """``value`` with every string that holds a lone surrogate (keys included) C-escaped, and
-    anything json would write through ``str`` (``default=str``) turned to that text first."""
+def _valid_unicode(value: Any, key: bool = False) -> Any:
+    """``value`` with every string that is not valid Unicode as the list of its bytes (a key:
+    its ``cescape``), and anything json would write through ``str`` (``default=str``) turned
+    to that text first."""
     if isinstance(value, str):
-        return value if _is_unicode(value) else cescape(str.__str__(value))
+        if _is_unicode(value):
+            return value
+        text = str.__str__(value)
+        if key:
+            return cescape(text)
+        return list(_bytes_of(text))
     if value is None or isinstance(value, (int, float)):
         return value
     if isinstance(value, dict):
-        return {_valid_unicode(k): _valid_unicode(v) for k, v in value.items()}
+        return {_valid_unicode(k, True): _valid_unicode(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_valid_unicode(item) for item in value]
-    return _valid_unicode(str(value))
+    return _valid_unicode(str(value), key)
+
+
+def _bytes_of(text: str) -> bytes:
+    """The bytes ``text`` was decoded from (``os.fsencode``'s): an escaped byte as itself,
+    any other lone surrogate as its own three bytes."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return b"".join(
+            c.encode("utf-8", "surrogateescape" if "\udc80" <= c <= "\udcff" else "surrogatepass")
+            for c in text
+        )
 
 
 def dumps_indented(document: Any) -> str:
@@ -352,9 +399,10 @@ def table(
 
 
 def _cell(value: Any) -> str:
-    """A table cell as text: C-escaped (``cescape``), so that a stored command, a check's
-    message or a host name never starts a line, moves the cursor or clears the screen."""
-    return "" if value is None else cescape(str(value))
+    """A table cell as text, its control characters escaped (``printable``), so that a stored
+    command, a check's message or a host name never starts a line, moves the cursor or clears
+    the screen."""
+    return "" if value is None else printable(str(value))
 
 
 RICH_MAX_ROWS = 200  # a bigger terminal table is laid out plainly (see table())

@@ -187,12 +187,11 @@ class RunOutput:
 
     def message(self, text: str) -> None:
         """One of reliactl's own lines (always stamped) to stderr, and to the log; C-escaped
-        (``cescape``) when it is not printable as a whole, as ``output._say``: it may quote a
+        (``printable``) when it is not printable as a whole, as ``output._say``: it may quote a
         lock's holder or a command."""
-        if not text.isprintable():
-            from reliactl.units import cescape
+        from reliactl.units import printable
 
-            text = cescape(text)
+        text = printable(text)
         line = self._stamp() + b"reliactl: " + text.encode("utf-8", "replace") + b"\n"
         if self.log_fd is not None:
             _write_fd(
@@ -1381,16 +1380,19 @@ def runs(
         TIMES_JSON_VERSION,
         emit_json,
         error,
+        info,
+        printable,
         report_error,
     )
     from reliactl.errors import ReliactlError
-    from reliactl.jobs import LAST_LOOKBACK, newest_decisive
+    from reliactl.jobs import LAST_LOOKBACK, newest_decisive, stored_text
 
     if not 1 <= limit <= MAX_LIMIT:  # SQLite's LIMIT overflows past 2**63
         raise usage(f"--limit: expected a number from 1 to {MAX_LIMIT}, got {limit}")
     try:
         store = app_context(ctx).store()
-        records = store.runs(name, limit=limit if not last else max(limit, LAST_LOOKBACK))
+        key = None if name is None else stored_text(name)  # as the history records it
+        records = store.runs(key, limit=limit if not last else max(limit, LAST_LOOKBACK))
     except ReliactlError as exc:
         raise SystemExit(report_error(exc)) from None
     last_ok = False
@@ -1405,9 +1407,9 @@ def runs(
     elif records:
         _runs_table(records)
     elif not last:
-        print("no runs recorded" + (f" for {name!r}" if name else ""), file=sys.stderr)
+        info("no runs recorded" + (f" for '{printable(name)}'" if name else ""))
     if last:
         if not records:
-            error("no runs recorded" + (f" for {name!r}" if name else ""))
+            error("no runs recorded" + (f" for '{printable(name)}'" if name else ""))
             raise SystemExit(ExitCode.FAILURE)
         raise SystemExit(ExitCode.OK if last_ok else ExitCode.FAILURE)

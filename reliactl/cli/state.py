@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from reliactl.cli.context import app_context
-from reliactl.cli.output import cescape, emit_json, emit_text, info, reports_errors
+from reliactl.cli.output import emit_json, emit_text, info, printable, reports_errors
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ def info_(ctx: typer.Context, json_out: JsonOption = False) -> None:
             lines.append(
                 "warning        persistence is off: breaker state is lost when Redis restarts"
             )
-    emit_text("\n".join(map(cescape, lines)))  # a server's or a file's text: one line each
+    emit_text("\n".join(map(printable, lines)))  # a server's or a file's text: one line each
 
 
 @reports_errors
@@ -113,7 +113,7 @@ def migrate(
         )
         return
     emit_text(  # paths and URLs: C-escaped
-        cescape(
+        printable(
             f"copied {report.records} records, {report.runs} runs and {report.events} breaker"
             f" events from {report.source} to {report.target}"
             f" ({report.records_present} records and {report.history_present} history items"

@@ -25,6 +25,7 @@ from reliactl import _procfs
 from reliactl.durations import format_duration, format_size
 from reliactl.health.model import HealthMetric, PerfData, Status, evaluate, worst
 from reliactl.ranges import NagiosRange, parse_range
+from reliactl.units import printable
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
@@ -1101,7 +1102,9 @@ def parse_perfdata(text: str, prefix: str = "") -> list[PerfData]:
 
     Linear in the input, of which at most MAX_PERF_TEXT characters are read (cut at a space,
     never inside an item) and at most MAX_PERF_ITEMS items kept. A value of ``U`` (the
-    guidelines' "unknown") is kept as NaN, not dropped.
+    guidelines' "unknown") is kept as NaN, not dropped. A label is foreign text: its control,
+    separator and bidi characters are escaped here (``units.printable``: ESC is ``\\x1b``),
+    once, so the Nagios line, tables, JSON and Prometheus all carry the same clean label.
     """
     perf_value = _pattern(_PERF_VALUE)
     number_re = _pattern(_NUMBER)
@@ -1126,7 +1129,8 @@ def parse_perfdata(text: str, prefix: str = "") -> list[PerfData]:
         number, unknown, uom = match.groups()
         value = math.nan if unknown else float(number)
         warn, crit, low, high = ([*thresholds.split(";", 4), "", "", "", ""])[:4]
-        out.append(PerfData(f"{prefix}{label}", value, uom or "", warn, crit, num(low), num(high)))
+        name = printable(f"{prefix}{label}")
+        out.append(PerfData(name, value, uom or "", warn, crit, num(low), num(high)))
         if len(out) >= MAX_PERF_ITEMS:
             break
     return out

@@ -11,9 +11,9 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from reliactl.health.model import HealthMetric, HealthReport, PerfData, one_line
+from reliactl.health.model import HealthMetric, HealthReport, PerfData
 from reliactl.ranges import _fmt
-from reliactl.units import cescape
+from reliactl.units import printable
 
 PROM_PREFIX = "reliactl_health"
 
@@ -22,7 +22,7 @@ def nagios(report: HealthReport) -> str:
     """One line: ``STATUS: message | 'label'=value[UOM];warn;crit;min;max ...``.
 
     The status text never holds a line break, a control character or ``|`` (a check's text is
-    C-escaped, ``units.cescape``; ``|`` becomes ``/``), so it is always the first line and
+    C-escaped, ``units.printable``; ``|`` becomes ``/``), so it is always the first line and
     the perfdata starts at the only ``|``; each datum follows the plugin guidelines
     (PerfData.nagios).
     """
@@ -39,7 +39,7 @@ def nagios(report: HealthReport) -> str:
         text = f"{count} check{'s' if count != 1 else ''} OK"
     # a check's name and message are foreign text: C-escaped (a newline is the two characters
     # \n), so the status stays the first line and the perfdata starts at the only "|"
-    text = cescape(text).replace("|", "/")
+    text = printable(text).replace("|", "/")
     perf = " ".join(p.nagios() for m in report.metrics.values() for p in m.perfdata)
     line = f"{report.overall_status.value}: {text}"
     return f"{line} | {perf}" if perf else line
@@ -214,19 +214,23 @@ def discord_embed(
     else:
         summary = "no checks configured"
     description = _clip(summary, limits["description"])
-    footer = _clip("reliactl health" + (f" · {host}" if host else ""), limits["footer"])
+    # foreign text (names, messages, the host) is shown by the display rule (units.printable):
+    # Discord and the terminal that prints it get no raw control, C1 or bidi character
+    footer = _clip("reliactl health" + (f" · {printable(host)}" if host else ""), limits["footer"])
 
     extra: list[dict[str, Any]] = []
     if detailed:
         if breakers is not None:
             lines = [
-                f"{b.name}: {b.state.value.replace('_', '-')}"
+                f"{printable(b.name)}: {b.state.value.replace('_', '-')}"
                 + (f" ({b.consecutive_failures} failures)" if b.consecutive_failures else "")
                 for b in sorted(breakers, key=lambda b: (b.state.value == "closed", b.name))
             ]
             value = "\n".join(lines) if lines else "none"
             extra.append({"name": "Circuit breakers", "value": value, "inline": False})
-        resources = [f"{m.name}: {_discord_value(m)}" for m in metrics if m.kind in RESOURCE_KINDS]
+        resources = [
+            f"{printable(m.name)}: {_discord_value(m)}" for m in metrics if m.kind in RESOURCE_KINDS
+        ]
         if resources:
             value = "\n".join(sorted(resources))
             extra.append({"name": "Resources", "value": value, "inline": False})
@@ -242,9 +246,10 @@ def discord_embed(
         left = len(metrics) - index
         room = budget - (_SUMMARY_ROOM if left > 1 else 0)
         emoji, word = EMOJI[m.status], m.status.value  # the status survives a long name
-        short = _clip(m.name, limits["field_name"] - len(emoji) - len(word) - 3)
+        short = _clip(printable(m.name), limits["field_name"] - len(emoji) - len(word) - 3)
         name = f"{emoji} {short}: {word}"
-        text = f"{_discord_value(m)} · {one_line(m.message)}" if m.value is not None else m.message
+        message = printable(m.message)
+        text = f"{_discord_value(m)} · {message}" if m.value is not None else message
         if detailed:
             limits_text = " · ".join(
                 t for t in (m.warn and f"warn {m.warn}", m.critical and f"crit {m.critical}") if t
@@ -254,7 +259,7 @@ def discord_embed(
         full = len(fields) >= slots - (1 if left > 1 else 0)
         if full or room - len(name) < 40:
             rest = metrics[index:]
-            names = ", ".join(r.name for r in rest)
+            names = ", ".join(printable(r.name) for r in rest)
             word = "check" if len(rest) == 1 else "checks"
             fields.append(
                 {

@@ -125,7 +125,9 @@ def evaluate(value: float, warn: NagiosRange | None, critical: NagiosRange | Non
 _TIME_SCALE = {"s": 1.0, "ms": 1e3, "us": 1e6}  # seconds -> the UOM of a time value
 # Every character str.splitlines() breaks a line at, and the other control characters, as a
 # str.translate table (a pattern compiled at import cost every `health` start ~0.3 ms).
-_NOT_ONE_LINE = dict.fromkeys((*range(0x20), 0x7F, 0x85, 0x2028, 0x2029), " ")
+# C1 (8-bit CSI) and the bidi controls too, as units.printable escapes them for display.
+_BIDI = (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+_NOT_ONE_LINE = dict.fromkeys((*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029, *_BIDI), " ")
 
 
 def one_line(text: str) -> str:

@@ -28,7 +28,7 @@ from starlette.routing import Route
 from reliactl.cli.web.core import NOTES_MAX_AGE, Service
 from reliactl.cli.web.metrics import ReliactlCollector, exposition
 from reliactl.redact import redact_url, redact_urls_in
-from reliactl.units import cescape
+from reliactl.units import printable
 
 STATIC = {
     "index.html": "text/html; charset=utf-8",
@@ -86,7 +86,7 @@ def access_log(request: Request, status: int, started: float, json_logs: bool) -
         )
     else:
         # the path is the client's (percent-decoded): C-escaped, one line, no terminal escapes
-        line = f"{stamp} {client} {request.method} {cescape(path)} {status} {took:.1f}ms"
+        line = f"{stamp} {client} {request.method} {printable(path)} {status} {took:.1f}ms"
     try:
         print(line, file=sys.stderr, flush=True)
     except (OSError, ValueError):
@@ -219,7 +219,7 @@ def build_app(service: Service, *, json_logs: bool = False, loop_rounds: bool = 
                 await asyncio.to_thread(service.round)
             except Exception as exc:  # a round never kills serve
                 print(
-                    f"reliactl serve: check round failed: {cescape(str(exc))}",
+                    f"reliactl serve: check round failed: {printable(str(exc))}",
                     file=sys.stderr,
                     flush=True,
                 )
