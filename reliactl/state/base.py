@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
     from dataclasses import dataclass, field
     from typing import Any, Literal, Protocol
 
@@ -307,3 +308,16 @@ class StateStore(Protocol):
 
     def close(self) -> None:
         """Release the connection."""
+
+
+def bounded_waits(store: object, seconds: float) -> AbstractContextManager[None]:
+    """``store.bounded_waits(seconds)`` when the store has it (SQLite: this thread's waits on
+    another process's write lock end after ``seconds`` in all), else nothing to bound (Redis
+    has its own ``state.operation_timeout``)."""
+    bound = getattr(store, "bounded_waits", None)
+    if bound is None:
+        import contextlib
+
+        return contextlib.nullcontext()
+    result: AbstractContextManager[None] = bound(seconds)
+    return result

@@ -79,6 +79,7 @@ else:
     sqlite3 = _sqlite_module()
 
 BUSY_TIMEOUT_S = 30.0
+_BUSY_MS = int(BUSY_TIMEOUT_S * 1000)
 SQLITE_HEADER = b"SQLite format 3\x00"
 # PRAGMA application_id of a reliactl store ("RLCT"), at offset 68 of the SQLite header.
 APPLICATION_ID = 0x524C4354
@@ -216,6 +217,10 @@ class SQLiteStateStore:
         self.warn = warn
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.RLock()
+        # ``bounded_waits``: each thread's deadline for waiting on a store another process
+        # holds (None: BUSY_TIMEOUT_S per statement), and the connection's busy_timeout now.
+        self._waits = threading.local()
+        self._busy_ms = _BUSY_MS
         self._open()
 
     # ---- opening and recovery
@@ -240,6 +245,7 @@ class SQLiteStateStore:
                 if inode is not None:
                     ours, suspicion = _identify_settled(self._where)
                 self._conn = _connect(self._where)
+                self._busy_ms = _BUSY_MS
                 if suspicion is not None:
                     _confirm(self._conn, suspicion)
                 _migrate(self._conn)
@@ -314,6 +320,7 @@ class SQLiteStateStore:
             return self._recovering_locked(operation)
 
     def _recovering_locked(self, operation: Callable[[], Any]) -> Any:
+        self._bound_wait()
         try:
             return operation()
         except sqlite3.DatabaseError as exc:
@@ -327,6 +334,32 @@ class SQLiteStateStore:
             self._quarantine(inode, str(exc))
             self._open()
             return operation()
+
+    @contextlib.contextmanager
+    def bounded_waits(self, seconds: float) -> Iterator[None]:
+        """Within: this thread's operations wait at most ``seconds`` in all (not
+        ``BUSY_TIMEOUT_S`` each) while another process holds the store's write lock; then
+        they raise StateError ("database is locked") at once. Nested bounds keep the nearer
+        deadline. Other threads keep their own wait. What ``run`` writes around a job and
+        what ``serve``'s round writes use it: a busy store delays neither by 30 s a write."""
+        outer = getattr(self._waits, "deadline", None)
+        deadline = time.monotonic() + max(0.0, seconds)
+        self._waits.deadline = deadline if outer is None else min(outer, deadline)
+        try:
+            yield
+        finally:
+            self._waits.deadline = outer
+
+    def _bound_wait(self) -> None:
+        """Set the connection's busy_timeout to what this thread may still wait (the lock is
+        held: the connection is this thread's until it is released)."""
+        deadline = getattr(self._waits, "deadline", None)
+        ms = _BUSY_MS
+        if deadline is not None:
+            ms = min(_BUSY_MS, max(0, int((deadline - time.monotonic()) * 1000)))
+        if ms != self._busy_ms and self._conn is not None:
+            self._conn.execute(f"PRAGMA busy_timeout = {ms}")
+            self._busy_ms = ms
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -454,6 +487,7 @@ class SQLiteStateStore:
             conn = self._conn
             if conn is None:
                 raise StateError("state store is closed")
+            self._bound_wait()
             try:
                 row = conn.execute(_PEEK_STATE, (key,)).fetchone()
             except sqlite3.DatabaseError as exc:
@@ -474,6 +508,7 @@ class SQLiteStateStore:
             conn = self._conn
             if conn is None:
                 raise StateError("state store is closed")
+            self._bound_wait()
             try:
                 cursor = conn.execute(
                     _COUNT_SUCCESS,
@@ -499,6 +534,7 @@ class SQLiteStateStore:
             conn = self._conn
             if conn is None:
                 raise StateError("state store is closed")
+            self._bound_wait()
             try:
                 rows = conn.execute(
                     _COUNT_REJECTION,
@@ -536,6 +572,7 @@ class SQLiteStateStore:
             conn = self._conn
             if conn is None:
                 raise StateError("state store is closed")
+            self._bound_wait()
             try:
                 cursor = conn.execute(
                     _COUNT_FAILURE,
