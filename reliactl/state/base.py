@@ -310,6 +310,16 @@ class StateStore(Protocol):
         """Release the connection."""
 
 
+def store_busy(exc: BaseException) -> bool:
+    """Whether a store error is SQLite's "database is locked/busy": another process held the
+    write lock for longer than the caller would wait (``bounded_waits``)."""
+    cause = exc.__cause__
+    code = getattr(cause, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
+    return "database is locked" in str(exc) or "database is busy" in str(exc)
+
+
 def bounded_waits(store: object, seconds: float) -> AbstractContextManager[None]:
     """``store.bounded_waits(seconds)`` when the store has it (SQLite: this thread's waits on
     another process's write lock end after ``seconds`` in all), else nothing to bound (Redis
