@@ -57,3 +57,15 @@ def test_a_bound_is_the_threads_own(tmp_path: Path) -> None:
         waiter.join(HANG)
     assert done == [{"n": 2}]
     store.close()
+
+
+def test_only_the_time_in_store_operations_is_spent(tmp_path: Path) -> None:
+    """Time outside the store (a serve round's checks before its writes) spends nothing of
+    the bound: after 2.5 s of other work inside ``bounded_waits(2)``, a write still waits
+    for a lock held a moment longer, and succeeds once it is released."""
+    store = SQLiteStateStore(tmp_path / "state.db")
+    with write_lock_held(tmp_path / "state.db") as holder, bounded_waits(store, 2.0):
+        time.sleep(2.5)  # the checks of a round
+        threading.Timer(0.2, holder.kill).start()
+        assert store.update("kv", "k", lambda r: {"n": 1}) == {"n": 1}
+    store.close()
