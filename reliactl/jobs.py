@@ -89,6 +89,12 @@ __all__ = [
 TEMPFAIL = 75
 UNAVAILABLE = 69
 INTERNAL = 125
+# A store another process holds locked (state.base.bounded_waits): the run's row waits at most
+# RUN_START_WAIT before the job, then the job starts and the row is written after it; the
+# breaker's outcome and the row after the job wait at most RUN_RECORD_WAIT in all, then are
+# given up with a warning. Not the 30 s a statement of the store's own busy timeout.
+RUN_START_WAIT = 1.0
+RUN_RECORD_WAIT = 5.0
 
 # Outcomes the breaker counts as the service failing (the others: it was not tried).
 BREAKER_FAILURES = frozenset(
@@ -350,42 +356,54 @@ class PreparedJob:
         run_id: int | None = None
         history = opened if spec.history else None
         if history is not None:
-            from reliactl.state.base import RunRecord
+            from reliactl.state.base import RunRecord, bounded_waits, store_busy
 
             try:
-                run_id = history.add_run(
-                    RunRecord(
-                        name=name,
-                        command=shown,
-                        started_at=started_at,
-                        data={"pid": os.getpid(), "host": hostname()},
+                with bounded_waits(history, RUN_START_WAIT):
+                    run_id = history.add_run(
+                        RunRecord(
+                            name=name,
+                            command=shown,
+                            started_at=started_at,
+                            data={"pid": os.getpid(), "host": hostname()},
+                        )
                     )
-                )
             except ReliactlError as exc:
-                warn(f"warning: run history disabled: {exc}")
-                history = None
+                if not store_busy(exc):  # busy: the job starts, its row is written after it
+                    warn(f"warning: run history disabled: {exc}")
+                    history = None
         starting = self._start_hook(JobStart(name, spec.command, started_at, run_id), warn)
         gates: list[Gate] = [store_warnings.gate] if fleet else []
         gates += [g for g in (breaker.gate(), health_gate, starting) if g is not None]
         gate = _chain_gates(gates)
 
         def finish(result: RunResult | None, outcome: str, message: str | None) -> None:
-            _finish_history(history, run_id, name, shown, started_at, result, outcome, message)
+            nonlocal run_id
+            run_id = _finish_history(
+                history, run_id, name, shown, started_at, result, outcome, message, warn
+            )
             if trace is not None:
                 trace.finish(result, breaker.info, message or "")
+
+        def records() -> Any:  # the breaker's outcome and the row: RUN_RECORD_WAIT in all
+            from reliactl.state.base import bounded_waits
+
+            return bounded_waits(opened, RUN_RECORD_WAIT)
 
         try:
             result = Runner(options, on_event=emit, output=output, gate=gate, watch=watch).run()
         except ReliactlError as exc:
             store_warnings.release()
-            breaker.ignore()
-            finish(None, "error", str(exc))
+            with records():
+                breaker.ignore()
+                finish(None, "error", str(exc))
             raise
         if result.outcome == LOCK_UNAVAILABLE:
             store_warnings.drop()  # the refusal names the unreachable store: one line
         store_warnings.release()
-        breaker.report(result)
-        finish(result, result.outcome, None)
+        with records():
+            breaker.report(result)
+            finish(result, result.outcome, None)
         job = JobResult(
             run=result,
             name=name,
@@ -695,9 +713,12 @@ def _finish_history(
     result: RunResult | None,
     outcome: str,
     message: str | None,
-) -> None:
-    if store is None or run_id is None:
-        return
+    warn: Callable[[str], None],
+) -> int | None:
+    """Write the run's row (its start's row was written: ``run_id``; else the whole row) and
+    return its id; a row the store refuses is one warning line, never a failure."""
+    if store is None:
+        return run_id
     from reliactl.state.base import RunRecord
 
     data: dict[str, Any] = {"message": message} if message else {}
@@ -724,9 +745,15 @@ def _finish_history(
         data=data,
     )
     try:
+        if run_id is None:
+            return store.add_run(record)
         store.finish_run(run_id, record)
-    except ReliactlError:
-        pass
+    except ReliactlError as exc:
+        from reliactl.state.base import store_busy
+
+        why = f" (busy: gave up after {RUN_RECORD_WAIT:g}s)" if store_busy(exc) else ""
+        warn(f"warning: run not recorded in the history: {exc}{why}")
+    return run_id
 
 
 # --------------------------------------------------------------------------- preparing

@@ -173,6 +173,7 @@ def test_peak_rss_is_the_childs_own_not_the_benchmarks(tmp_path: Path) -> None:
         ("http_start.py", "python -c pass"),
         ("health.py", "curl --parallel (50)"),
         ("ping.py", "run_command(true)"),
+        ("busy_store.py", "run -- true, free"),
     ],
 )
 def test_command_benchmark_prints_load_median_range_and_ratio(script: str, baseline: str) -> None:

@@ -451,6 +451,7 @@ COMMANDS: dict[str, dict[str, Any]] = {'alert ack': {'arguments': (('target', 1,
                         'interval': None,
                         'json_logs': False,
                         'port': 9464,
+                        'stale_after': None,
                         'token_file': None},
            'function': ('reliactl.cli.serve', 'serve'),
            'group': False,
@@ -461,6 +462,7 @@ COMMANDS: dict[str, dict[str, Any]] = {'alert ack': {'arguments': (('target', 1,
                        '--interval': ('interval', 'str'),
                        '--json-logs': ('json_logs', 'flag'),
                        '--port': ('port', 'int'),
+                       '--stale-after': ('stale_after', 'str'),
                        '--token-file': ('token_file', 'str'),
                        '-i': ('interval', 'str'),
                        '-p': ('port', 'int')},
@@ -1540,6 +1542,8 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                                   '  limiters, alert deliveries), and /api/health, /api/breakers, '
                                   '/api/runs,\n'
                                   "  /api/jobs, /api/history (the CLI's --json documents). "
+                                  '/healthz and /livez\n'
+                                  '  answer from memory, never waiting on the state store. '
                                   'Read-only unless a\n'
                                   '  token is configured; a non-loopback --host needs one. Needs '
                                   'pip install\n'
@@ -1562,6 +1566,11 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                                   '$RELIACTL_SERVE_TOKEN;\n'
                                   '                           without one, serve is read-only).\n'
                                   '  --json-logs              Access log lines as JSON objects.\n'
+                                  '  --stale-after DURATION   /healthz answers 503 (UNKNOWN, '
+                                  'stale) when no check\n'
+                                  '                           round has finished for this long '
+                                  '(default: 3\n'
+                                  '                           intervals, at least 1m).\n'
                                   '  -h, --help               Show this message and exit.\n',
  ('python -m reliactl', 'silence'): 'Usage: python -m reliactl silence [OPTIONS] COMMAND '
                                     '[ARGS]...\n'
@@ -2551,7 +2560,9 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                         'rate\n'
                         '  limiters, alert deliveries), and /api/health, /api/breakers, '
                         '/api/runs,\n'
-                        "  /api/jobs, /api/history (the CLI's --json documents). Read-only unless "
+                        "  /api/jobs, /api/history (the CLI's --json documents). /healthz and "
+                        '/livez\n'
+                        '  answer from memory, never waiting on the state store. Read-only unless '
                         'a\n'
                         '  token is configured; a non-loopback --host needs one. Needs pip '
                         'install\n'
@@ -2570,6 +2581,10 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                         '$RELIACTL_SERVE_TOKEN;\n'
                         '                           without one, serve is read-only).\n'
                         '  --json-logs              Access log lines as JSON objects.\n'
+                        '  --stale-after DURATION   /healthz answers 503 (UNKNOWN, stale) when no '
+                        'check\n'
+                        '                           round has finished for this long (default: 3\n'
+                        '                           intervals, at least 1m).\n'
                         '  -h, --help               Show this message and exit.\n',
  ('reliactl', 'silence'): 'Usage: reliactl silence [OPTIONS] COMMAND [ARGS]...\n'
                           '\n'

@@ -97,12 +97,22 @@ def serve(
     json_logs: Annotated[
         bool, typer.Option("--json-logs", help="Access log lines as JSON objects.")
     ] = False,
+    stale_after: Annotated[
+        str | None,
+        typer.Option(
+            "--stale-after",
+            metavar="DURATION",
+            help="/healthz answers 503 (UNKNOWN, stale) when no check round has finished for"
+            " this long (default: 3 intervals, at least 1m).",
+        ),
+    ] = None,
 ) -> None:
     """Run the checks every interval (alerts and cooldowns as `health --watch`) and serve
     the dashboard (/), /healthz (200 OK/WARNING, 503 CRITICAL/UNKNOWN; ?check=NAME), /livez,
     /metrics (Prometheus: checks, breakers, jobs, rate limiters, alert deliveries), and
     /api/health, /api/breakers, /api/runs, /api/jobs, /api/history (the CLI's --json
-    documents). Read-only unless a token is configured; a non-loopback --host needs one.
+    documents). /healthz and /livez answer from memory, never waiting on the state store.
+    Read-only unless a token is configured; a non-loopback --host needs one.
     Needs pip install 'reliactl[serve]'. TERM finishes the round in progress, then stops;
     examples/systemd/reliactl-serve.service runs it."""
     from reliactl.cli.context import app_context
@@ -122,6 +132,16 @@ def serve(
             raise SystemExit(ExitCode.USAGE) from None
         if not 0 < period <= MAX_INTERVAL:
             error(f"--interval: expected a positive duration of at most 7d, got {interval!r}")
+            raise SystemExit(ExitCode.USAGE)
+    stale = 0.0
+    if stale_after is not None:
+        try:
+            stale = parse_duration(stale_after)
+        except ValueError as exc:
+            error(f"--stale-after: {exc}")
+            raise SystemExit(ExitCode.USAGE) from None
+        if not 0 < stale <= MAX_INTERVAL:
+            error(f"--stale-after: expected a positive duration of at most 7d, got {stale_after!r}")
             raise SystemExit(ExitCode.USAGE)
     try:
         import prometheus_client  # noqa: F401
@@ -156,7 +176,12 @@ def serve(
     config = loaded.config
     monitor = HealthMonitor(config.health_monitor, store=store, full_config=config)
     service = Service(
-        config, store, monitor, period or config.health_monitor.check_interval, token=token
+        config,
+        store,
+        monitor,
+        period or config.health_monitor.check_interval,
+        token=token,
+        stale_after=stale,
     )
     asgi = build_app(service, json_logs=json_logs)
     mode = "read-write (token set)" if token else "read-only"

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
     from dataclasses import dataclass, field
     from typing import Any, Literal, Protocol
 
@@ -307,3 +308,26 @@ class StateStore(Protocol):
 
     def close(self) -> None:
         """Release the connection."""
+
+
+def store_busy(exc: BaseException) -> bool:
+    """Whether a store error is SQLite's "database is locked/busy": another process held the
+    write lock for longer than the caller would wait (``bounded_waits``)."""
+    cause = exc.__cause__
+    code = getattr(cause, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
+    return "database is locked" in str(exc) or "database is busy" in str(exc)
+
+
+def bounded_waits(store: object, seconds: float) -> AbstractContextManager[None]:
+    """``store.bounded_waits(seconds)`` when the store has it (SQLite: this thread's waits on
+    another process's write lock end after ``seconds`` in all), else nothing to bound (Redis
+    has its own ``state.operation_timeout``)."""
+    bound = getattr(store, "bounded_waits", None)
+    if bound is None:
+        import contextlib
+
+        return contextlib.nullcontext()
+    result: AbstractContextManager[None] = bound(seconds)
+    return result

@@ -79,6 +79,8 @@ else:
     sqlite3 = _sqlite_module()
 
 BUSY_TIMEOUT_S = 30.0
+_BUSY_MS = int(BUSY_TIMEOUT_S * 1000)
+_UNBOUNDED = contextlib.nullcontext()
 SQLITE_HEADER = b"SQLite format 3\x00"
 # PRAGMA application_id of a reliactl store ("RLCT"), at offset 68 of the SQLite header.
 APPLICATION_ID = 0x524C4354
@@ -216,6 +218,10 @@ class SQLiteStateStore:
         self.warn = warn
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.RLock()
+        # ``bounded_waits``: what each thread may still spend on a store another process
+        # holds (None: BUSY_TIMEOUT_S per statement), and the connection's busy_timeout now.
+        self._waits = threading.local()
+        self._busy_ms = _BUSY_MS
         self._open()
 
     # ---- opening and recovery
@@ -240,6 +246,7 @@ class SQLiteStateStore:
                 if inode is not None:
                     ours, suspicion = _identify_settled(self._where)
                 self._conn = _connect(self._where)
+                self._busy_ms = _BUSY_MS
                 if suspicion is not None:
                     _confirm(self._conn, suspicion)
                 _migrate(self._conn)
@@ -314,6 +321,10 @@ class SQLiteStateStore:
             return self._recovering_locked(operation)
 
     def _recovering_locked(self, operation: Callable[[], Any]) -> Any:
+        with self._metered():
+            return self._recovering_metered(operation)
+
+    def _recovering_metered(self, operation: Callable[[], Any]) -> Any:
         try:
             return operation()
         except sqlite3.DatabaseError as exc:
@@ -327,6 +338,48 @@ class SQLiteStateStore:
             self._quarantine(inode, str(exc))
             self._open()
             return operation()
+
+    @contextlib.contextmanager
+    def bounded_waits(self, seconds: float) -> Iterator[None]:
+        """Within: this thread's operations take at most about ``seconds`` in all while
+        another process holds the store's write lock (not ``BUSY_TIMEOUT_S`` each): each
+        waits at most what is left, and what it took is spent; once spent they raise
+        StateError ("database is locked") at once. Only the time in the store's operations
+        counts (a round's checks before its writes spend nothing). A nested bound spends
+        from the outer one. Other threads keep their own wait. What ``run`` writes around a
+        job and ``serve``'s rounds use it: a busy store delays neither by 30 s a write."""
+        outer = getattr(self._waits, "left", None)
+        given = max(0.0, seconds) if outer is None else min(outer, max(0.0, seconds))
+        self._waits.left = given
+        try:
+            yield
+        finally:
+            spent = given - self._waits.left
+            self._waits.left = None if outer is None else outer - spent
+
+    def _metered(self) -> contextlib.AbstractContextManager[None]:
+        """Around one operation, the lock held (the connection is this thread's until it is
+        released): its busy_timeout is what this thread may still wait (``bounded_waits``)."""
+        left = getattr(self._waits, "left", None)
+        if left is None:
+            if self._busy_ms != _BUSY_MS:
+                self._set_busy(_BUSY_MS)
+            return _UNBOUNDED
+        return self._spend(left)
+
+    @contextlib.contextmanager
+    def _spend(self, left: float) -> Iterator[None]:
+        self._set_busy(min(_BUSY_MS, max(0, int(left * 1000))))
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self._waits.left = left - (time.monotonic() - started)
+
+    def _set_busy(self, ms: int) -> None:
+        if ms != self._busy_ms and self._conn is not None:
+            self._conn.execute(f"PRAGMA busy_timeout = {ms}")
+            self._busy_ms = ms
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -450,7 +503,7 @@ class SQLiteStateStore:
         """Breaker ``key``'s ``state`` read in SQL, without decoding its record: None when
         there is no record, "" when it is unreadable or has no state, or the read failed (the
         caller then reads the record with ``get``, which reports, recovers or raises)."""
-        with self._lock:
+        with self._lock, self._metered():
             conn = self._conn
             if conn is None:
                 raise StateError("state store is closed")
@@ -470,7 +523,7 @@ class SQLiteStateStore:
         consecutive failure and no failure in its window. False, with nothing written, for
         any other record or when the statement failed: the caller then does the full
         read-modify-write (``update``, which recovers or raises)."""
-        with self._lock:
+        with self._lock, self._metered():
             conn = self._conn
             if conn is None:
                 raise StateError("state store is closed")
@@ -495,7 +548,7 @@ class SQLiteStateStore:
         written, for any other record (the caller then does the full read-modify-write)."""
         if not _RETURNING:
             return None
-        with self._lock:
+        with self._lock, self._metered():
             conn = self._conn
             if conn is None:
                 raise StateError("state store is closed")
@@ -532,7 +585,7 @@ class SQLiteStateStore:
         failed: the caller then does the full read-modify-write (``update``, which recovers
         or raises)."""
         size, threshold, rate, min_calls = limits
-        with self._lock:
+        with self._lock, self._metered():
             conn = self._conn
             if conn is None:
                 raise StateError("state store is closed")

@@ -43,6 +43,14 @@ SECURITY_HEADERS = {
 }
 MAX_SINCE = 366 * 86400.0
 METRICS_MAX_AGE = 1.0  # seconds a /metrics body is shared by the scrapes that follow
+PROBE_NOTES_WAIT = 0.5  # seconds /healthz waits for a new round's notes (then: the last known)
+
+
+def _retrieved(task: asyncio.Future[Any]) -> None:
+    """A background read's outcome is not awaited by anyone: its error is only noted."""
+    if not task.cancelled() and task.exception() is not None:
+        with contextlib.suppress(OSError, ValueError):
+            print(f"reliactl serve: reading the notes failed: {task.exception()}", file=sys.stderr)
 
 
 def _json_body(doc: dict[str, Any]) -> bytes:
@@ -121,43 +129,53 @@ def build_app(service: Service, *, json_logs: bool = False, loop_rounds: bool = 
         body = resources.files("reliactl.cli.web").joinpath("static").joinpath(name).read_bytes()
         return Response(body, media_type=STATIC[name], headers=SECURITY_HEADERS)
 
-    # /healthz without ?check is what probes hit: its body is built once per round, and its
-    # silences/acknowledgements refreshed when it is older than NOTES_MAX_AGE. A new round's
-    # body is built before answering (the status may change); a refresh within the same round
-    # (only the notes can change) runs behind the answer, so probes never wait on the store.
-    healthz_cache: list[Any] = [None, 503, b"", 0.0]  # [report, status, body, monotonic built]
-    healthz_lock = asyncio.Lock()  # one rebuild at a time
-    refreshing: set[asyncio.Task[None]] = set()
+    # The probes never wait on the store: /healthz answers from the last round's report, which
+    # the round publishes in memory before it writes anything, and the notes (silences,
+    # acknowledgements, flapping) last read. Those are read again behind the answer, one read
+    # at a time, once older than NOTES_MAX_AGE; for a new round's report a probe waits for
+    # them at most PROBE_NOTES_WAIT, then answers with the last known ones. A round older than
+    # service.stale_after is 503 (core.Service.health). /livez reads memory only.
+    healthz_cache: list[Any] = [None, None, 503, b""]  # [report, notes, status, body]
+    notes_task: list[asyncio.Future[Any] | None] = [None]
 
-    def healthz_fresh(report: Any) -> bool:
-        age = time.monotonic() - healthz_cache[3]
-        return report is not None and healthz_cache[0] is report and 0 <= age < NOTES_MAX_AGE
+    def refresh_notes(report: Any) -> asyncio.Future[Any]:
+        task = notes_task[0]
+        if task is None or task.done():
+            task = asyncio.ensure_future(asyncio.to_thread(service.check_notes, report))
+            task.add_done_callback(_retrieved)
+            notes_task[0] = task
+        return task
 
-    async def rebuild_healthz() -> None:
-        async with healthz_lock:
-            report = service.report
-            if not healthz_fresh(report):
-                built = time.monotonic()
-                status, doc = await asyncio.to_thread(service.health, None)
-                healthz_cache[:] = [report, status, _json_body(doc), built]
+    async def probe_notes(report: Any) -> dict[str, Any]:
+        last = service.last_notes()
+        if last is not None and last[1] is report and 0 <= time.time() - last[0] < NOTES_MAX_AGE:
+            return last[2]
+        task = refresh_notes(report)
+        if last is None or last[1] is not report:  # a new round: its notes, if they come soon
+            await asyncio.wait({task}, timeout=PROBE_NOTES_WAIT)
+            last = service.last_notes()
+        return {} if last is None else last[2]
 
     async def healthz(request: Request) -> Response:
         check = request.query_params.get("check")
-        if check is None:
-            report = service.report
-            if not healthz_fresh(report):
-                if report is None or healthz_cache[0] is not report:
-                    await rebuild_healthz()
-                elif not healthz_lock.locked():
-                    task = asyncio.create_task(rebuild_healthz())
-                    refreshing.add(task)
-                    task.add_done_callback(refreshing.discard)
-            return _raw_json(healthz_cache[2], healthz_cache[1])
-        status, doc = await asyncio.to_thread(service.health, check)
-        return _json(doc, status)
+        report = service.report
+        notes = {} if report is None else await probe_notes(report)
+        if check is not None:
+            status, doc = service.health(check, notes, report)
+            return _json(doc, status)
+        age = service.round_age()
+        if age is not None and age > service.stale_after:  # its message counts the seconds
+            status, doc = service.health(None, notes, report)
+            return _json(doc, status)
+        if report is None or healthz_cache[0] is not report or healthz_cache[1] is not notes:
+            status, doc = service.health(None, notes, report)
+            healthz_cache[:] = [report, notes, status, _json_body(doc)]
+        return _raw_json(healthz_cache[3], healthz_cache[2])
 
     async def livez(request: Request) -> Response:
-        return _json({"status": "alive", "rounds": service.rounds})
+        age = service.round_age()
+        last = None if age is None else round(age, 3)
+        return _json({"status": "alive", "rounds": service.rounds, "last_round_age": last})
 
     # One exposition at a time, shared by the scrapes that arrive while it is built and for
     # METRICS_MAX_AGE after: a burst of scrapers reads the store once, not once each.

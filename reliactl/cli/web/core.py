@@ -25,6 +25,17 @@ if TYPE_CHECKING:
 HEALTHY = ("OK", "WARNING")  # /healthz answers 200 for these, 503 otherwise
 JOBS_MAX_AGE = 1.0  # seconds a job status list is reused (/metrics, /api/jobs)
 NOTES_MAX_AGE = 1.0  # seconds the checks' silences/acknowledgements are reused (/healthz)
+# A round's store operations (debounce streaks, alert claims, history) wait at most this long
+# in all on a store another process holds locked, not BUSY_TIMEOUT_S (30 s) each: then they
+# are given up with a warning and the next round comes on time.
+ROUND_STORE_WAIT = 5.0
+STALE_ROUNDS = 3  # /healthz is 503 when no round finished for this many intervals...
+STALE_MIN = 60.0  # ...and at least this long (default of serve --stale-after)
+
+
+def default_stale_after(interval: float) -> float:
+    """How long after the last finished round /healthz stops trusting it (503 UNKNOWN)."""
+    return max(STALE_ROUNDS * interval, STALE_MIN)
 
 
 @dataclass
@@ -34,8 +45,10 @@ class Service:
     monitor: HealthMonitor
     interval: float
     token: str | None = None
+    stale_after: float = 0.0  # 0: default_stale_after(interval)
     report: HealthReport | None = None
     rounds: int = 0
+    finished: float | None = None  # time.monotonic() when the last round published its report
     started_at: float = field(default_factory=time.time)
     # Alert deliveries of this process's rounds by (sink, "delivered" | "failed"): what
     # /metrics counts (the store keeps each (sink, check)'s last claim, not a delivery log).
@@ -46,38 +59,74 @@ class Service:
     _notes_lock: threading.Lock = field(default_factory=threading.Lock)
     _notes_cache: tuple[float, Any, dict[str, Any]] | None = None  # (time, report, notes)
 
-    def round(self) -> HealthReport:
-        """One round of checks, alerts (with their cooldowns) and history."""
-        from reliactl.cli.health import _one_round, record_history
+    def __post_init__(self) -> None:
+        if self.stale_after <= 0:
+            self.stale_after = default_stale_after(self.interval)
 
-        with self._lock:
+    def round(self) -> HealthReport:
+        """One round of checks, alerts (with their cooldowns) and history. The report is
+        published (``report``, ``rounds``, ``finished``: what the probes read, in memory)
+        before the history is written, and the round's store operations wait at most
+        ``ROUND_STORE_WAIT`` in all on a store another process holds locked."""
+        from reliactl.cli.health import _one_round, record_history
+        from reliactl.state.base import bounded_waits
+
+        with self._lock, bounded_waits(self.store, ROUND_STORE_WAIT):
             report, outcomes = _one_round(self.monitor, None, alerts=True)
             for outcome in outcomes:
                 result = "delivered" if outcome.delivered else "failed"
                 self.deliveries[(outcome.sink, result)] += 1
-            record_history(self.store, report, self.config)
             self.report = report
             self.rounds += 1
+            self.finished = time.monotonic()
+            record_history(self.store, report, self.config)
             return report
+
+    def round_age(self) -> float | None:
+        """Seconds since the last round published its report (None before the first)."""
+        finished = self.finished
+        return None if finished is None else max(0.0, time.monotonic() - finished)
 
     # ---- documents (the CLI's own)
 
-    def health(self, check: str | None = None) -> tuple[int, dict[str, Any]]:
+    def health(
+        self,
+        check: str | None = None,
+        notes: dict[str, Any] | None = None,
+        report: HealthReport | None = None,
+    ) -> tuple[int, dict[str, Any]]:
         """(HTTP status, `health --json` document), of one check with ``check``: the last
-        round's results, each check's silence/acknowledgement/flapping as they are now."""
-        report = self.report
+        round's results (or ``report``'s), each check's silence/acknowledgement/flapping as
+        they are now (or as ``notes`` say: then nothing here reads the store). A last round
+        older than ``stale_after`` is not trusted: status UNKNOWN (503), ``stale`` true."""
+        if report is None:
+            report = self.report
         if report is None:
             return 503, {"status": "UNKNOWN", "message": "no check round has finished yet"}
         from reliactl.cli.health import health_document
 
-        doc = health_document(report, [], (), self.check_notes(report))
+        if notes is None:
+            notes = self.check_notes(report)
+        doc = health_document(report, [], (), notes)
         if check is not None:
             doc["checks"] = [c for c in doc["checks"] if c["name"] == check]
             if not doc["checks"]:
                 return 404, {"error": f"no check named {check!r}"}
             doc["status"] = doc["checks"][0]["status"]
             doc["exit_code"] = doc["checks"][0]["code"]
+        age = self.round_age()
+        if age is not None and age > self.stale_after:
+            doc["status"], doc["exit_code"], doc["stale"] = "UNKNOWN", 3, True
+            doc["message"] = (
+                f"no check round has finished for {age:.0f}s (stale after"
+                f" {self.stale_after:g}s): these results are the last known"
+            )
         return (200 if doc["status"] in HEALTHY else 503), _scrubbed(doc)
+
+    def last_notes(self) -> tuple[float, Any, dict[str, Any]] | None:
+        """The notes ``check_notes`` read last: (time.time() read, its report, notes), or
+        None. Reads nothing: what a probe may use without waiting on the store."""
+        return self._notes_cache
 
     def check_notes(self, report: HealthReport) -> dict[str, Any]:
         """``health``'s notes of the report's checks (silenced, acknowledged, flapping) as the
