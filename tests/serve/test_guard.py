@@ -125,7 +125,8 @@ def test_a_slow_or_idle_client_is_closed_after_the_head_deadline(tmp_path: Path)
     trickles its head a byte at a time past the deadline, and a keep-alive client that got
     its answer and then sends half of its next head are all closed by serve (the old serve
     kept each open for ever: uvicorn's keep-alive timer stops at the first byte). A client
-    that sends its head in time is answered; a head over 64 KiB gets 431."""
+    that sends its head in time is answered; a head over 64 KiB gets 431; 50 requests that
+    are not HTTP make one warning line on stderr, not 50."""
     served = start_serve(tmp_path, "--head-timeout", "1s")
     port = served.port
     try:
@@ -164,10 +165,15 @@ def test_a_slow_or_idle_client_is_closed_after_the_head_deadline(tmp_path: Path)
             pass
         assert big.recv(65536).startswith(b"HTTP/1.1 431"), "no 431 for a 70 KB head"
         big.close()
+        for _ in range(50):  # each one was a warning line of uvicorn's
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as bad:
+                bad.sendall(b"\x00\x01 not http\r\n\r\n")
+                assert bad.recv(65536).startswith(b"HTTP/1.1 400")
         assert livez(served) == 200
     finally:
         _code, err = served.stop()
     assert "Traceback" not in err, err[:2000]
+    assert err.count("Invalid HTTP request received.") == 1, err[:3000]
 
 
 def test_accept_out_of_descriptors_is_one_line_not_a_traceback_flood(tmp_path: Path) -> None:

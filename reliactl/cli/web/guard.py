@@ -20,8 +20,9 @@ The defence, as nginx (``client_header_timeout``) and Go's ``http.Server``
   connection is busy answering is the new one refused. A probe sends its head at once, so
   it is the newest waiting connection and the last to be dropped: /livez keeps answering
   while an attacker holds every other slot;
-* **accept errors** (EMFILE and the like) and the guard's own closes are logged as one
-  line at most once per ``LOG_INTERVAL``, never a traceback per attempt.
+* **accept errors** (EMFILE and the like), the guard's own closes and uvicorn's warnings
+  (a bad request) are logged as one line at most once per ``LOG_INTERVAL``, never a line
+  (or a traceback) per attempt.
 
 It hooks uvicorn's httptools protocol (what the serve extra installs) through ``http=``:
 ``connection_made``, ``data_received``, ``on_headers_complete``, ``on_response_complete``
@@ -32,6 +33,7 @@ tests/serve/test_guard.py drives a real serve through each path.
 from __future__ import annotations
 
 import asyncio
+import logging
 import resource
 import socket
 import sys
@@ -143,6 +145,30 @@ async def _head_too_large(scope: Any, receive: Any, send: Any) -> None:
     headers = [(b"content-length", b"0"), (b"connection", b"close")]
     await send({"type": "http.response.start", "status": 431, "headers": headers})
     await send({"type": "http.response.body", "body": b""})
+
+
+class OncePerInterval(logging.Filter):
+    """uvicorn's own log lines (``Invalid HTTP request received.``, one per bad request that
+    anyone can send) at most once per message per LOG_INTERVAL, the next one saying how many
+    were left out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._logged: dict[str, float] = {}
+        self._unlogged: dict[str, int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = str(record.msg)
+        now = time.monotonic()
+        last = self._logged.get(key)
+        if last is not None and now - last < LOG_INTERVAL:
+            self._unlogged[key] = self._unlogged.get(key, 0) + 1
+            return False
+        self._logged[key] = now
+        skipped = self._unlogged.pop(key, 0)
+        if skipped:
+            record.msg = f"{record.msg} ({skipped} more since the last such line)"
+        return True
 
 
 class GuardedProtocol(HttpToolsProtocol):
@@ -266,4 +292,5 @@ def guarded_server(
         lifespan="on",
         timeout_graceful_shutdown=10,
     )
+    logging.getLogger("uvicorn.error").addFilter(OncePerInterval())  # after Config's set-up
     return GuardedServer(config), guard
