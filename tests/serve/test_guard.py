@@ -36,19 +36,28 @@ sys.stdin.read()
 """
 
 
-def attacker(port: int, count: int) -> subprocess.Popen[str]:
+def attackers(port: int, count: int, processes: int = 1) -> list[subprocess.Popen[str]]:
+    """``processes`` attackers as nobody, each holding ``count`` half-sent requests."""
     if os.geteuid() != 0:
         pytest.fail("this test needs root and setpriv (util-linux), as the suite does")
-    proc = subprocess.Popen(
-        [*NOBODY, sys.executable, "-c", ATTACKER, str(port), str(count)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()  # once every connection was tried
-    assert line.startswith("open "), line
-    return proc
+    procs = [
+        subprocess.Popen(
+            [*NOBODY, sys.executable, "-c", ATTACKER, str(port), str(count)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(processes)
+    ]
+    for proc in procs:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # once every connection was tried
+        assert line.startswith("open "), line
+    return procs
+
+
+def attacker(port: int, count: int) -> subprocess.Popen[str]:
+    return attackers(port, count)[0]
 
 
 def release(proc: subprocess.Popen[str]) -> None:
@@ -199,3 +208,30 @@ def test_accept_out_of_descriptors_is_one_line_not_a_traceback_flood(tmp_path: P
     assert len(accept_lines) == 1, err[:3000]
     assert "Too many open files" in accept_lines[0]
     assert "at most 8 open connections" in err
+
+
+@pytest.mark.stress
+def test_the_reviews_slowloris_at_full_size_with_the_defaults(tmp_path: Path) -> None:
+    """The review's attack near its size, serve at its defaults (1000 connections, a 10 s
+    head deadline) with 4096 descriptors: two attackers as nobody hold 2,000 half-sent
+    requests each (the review: 10,500 each against 20,000 descriptors). /livez answers
+    throughout, serve's descriptors stay near 1000, stderr stays a few lines; once the
+    attackers' connections passed the deadline serve holds almost none."""
+    served = start_serve(tmp_path, nofile=4096)
+    try:
+        attacks = attackers(served.port, 2000, processes=2)
+        try:
+            for _ in range(5):
+                assert livez(served) == 200
+            assert descriptors(served.proc.pid) < 1000 + 200
+            served.wait_for(
+                lambda: descriptors(served.proc.pid) < 100, "the head deadline to shed them", 60
+            )
+            assert livez(served) == 200
+        finally:
+            for attack in attacks:
+                release(attack)
+    finally:
+        _code, err = served.stop()
+    assert "Traceback" not in err, err[:2000]
+    assert len(err) < 50_000, len(err)
