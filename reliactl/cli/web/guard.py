@@ -2,8 +2,9 @@
 
 uvicorn gives no deadline for a request head (a client that sends half a request, or
 nothing, holds its connection and a descriptor for ever; its keep-alive timeout starts only
-after a response) and no bound on open connections (``limit_concurrency`` answers 503 only
-once a head is complete, so half-sent requests are never counted against it). So a local
+after a response) and no bound on open connections (``limit_concurrency`` closes nothing:
+it answers 503 to a complete head while the open connections reach the limit, so half-sent
+requests keep their descriptors and the probes themselves get the 503). So a local
 user holding thousands of half-sent requests ran serve out of descriptors: /livez stopped
 answering and asyncio logged the same accept() traceback thousands of times a second.
 
@@ -25,8 +26,9 @@ The defence, as nginx (``client_header_timeout``) and Go's ``http.Server``
   (or a traceback) per attempt.
 
 It hooks uvicorn's httptools protocol (what the serve extra installs) through ``http=``:
-``connection_made``, ``data_received``, ``on_headers_complete``, ``on_response_complete``
-and ``connection_lost``, the same in every uvicorn from 0.29 (the lowest allowed) to 0.54;
+``connection_made``, ``data_received``, ``connection_lost`` and the parser callbacks
+``on_message_begin``, ``on_url``, ``on_header``, ``on_headers_complete`` and
+``on_response_complete``, the same in every uvicorn from 0.29 (the lowest allowed) to 0.54;
 tests/serve/test_guard.py drives a real serve through each path.
 """
 
