@@ -77,9 +77,10 @@ class Guard:
         self._logged: dict[str, float] = {}
         self._unlogged: dict[str, int] = {}
 
-    def log(self, kind: str, line: str) -> None:
+    def log(self, kind: str, line: str, *, say_skipped: bool = True) -> None:
         """``line`` on stderr unless a line of ``kind`` went out less than LOG_INTERVAL ago
-        (those are counted and the count said on the next line of that kind)."""
+        (those are counted and, with ``say_skipped``, the count said on the next line of
+        that kind)."""
         now = time.monotonic()
         last = self._logged.get(kind)
         if last is not None and now - last < LOG_INTERVAL:
@@ -87,15 +88,24 @@ class Guard:
             return
         self._logged[kind] = now
         skipped = self._unlogged.pop(kind, 0)
-        if skipped:
+        if skipped and say_skipped:
             line += f" ({skipped} more since the last such line)"
         try:
             print(f"reliactl serve: {line}", file=sys.stderr, flush=True)
         except (OSError, ValueError):
             pass
 
+    def flush(self) -> None:
+        """At the end: the totals, if closes happened since the last line said them."""
+        if self._unlogged.get("guard"):
+            self._logged.pop("guard", None)
+            self.closed_line()
+
     def closed(self, kind: str) -> None:
         self.counts[kind] += 1
+        self.closed_line()
+
+    def closed_line(self) -> None:
         c = self.counts
         self.log(
             "guard",
@@ -104,6 +114,7 @@ class Guard:
             f" {MAX_HEAD_BYTES // 1024} KiB, {c['dropped']} dropped (oldest waiting first)"
             f" and {c['refused']} refused at the bound of {self.max_connections} open"
             " connections, since serve started",
+            say_skipped=False,  # the totals say it
         )
 
     def admit(self, conn: GuardedProtocol) -> bool:
@@ -281,6 +292,12 @@ def guarded_server(
         async def serve(self, sockets: list[socket.socket] | None = None) -> None:
             asyncio.get_running_loop().set_exception_handler(guard.exception_handler)
             await super().serve(sockets)
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            try:
+                await super().shutdown(sockets)
+            finally:  # here: serve() ends by re-raising TERM, which kills the process
+                guard.flush()
 
     config = uvicorn.Config(
         app,
