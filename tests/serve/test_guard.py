@@ -245,3 +245,23 @@ def test_the_reviews_slowloris_at_full_size_with_the_defaults(tmp_path: Path) ->
         _code, err = served.stop()
     assert "Traceback" not in err, err[:2000]
     assert len(err) < 50_000, len(err)
+
+
+def test_bad_limits_are_one_line_and_exit_2() -> None:
+    """--max-connections out of 1..1000000 and --head-timeout not a positive duration of at
+    most 1h are refused before anything starts: one line on stderr, exit 2."""
+    for args, said in (
+        (["--max-connections", "0"], "--max-connections: expected 1 to 1000000, got 0"),
+        (["--head-timeout", "0s"], "--head-timeout: expected a positive duration"),
+        (["--head-timeout", "2h"], "--head-timeout: expected a positive duration"),
+        (["--head-timeout", "soon"], "--head-timeout: expected a duration"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "reliactl", "serve", "--port", "1", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 2, (args, done.stderr)
+        assert done.stderr.count("\n") == 1 and said in done.stderr, (args, done.stderr)
