@@ -77,6 +77,8 @@ _reliactl_value() {
         "serve/--interval"|"serve/-i") _rl_kind="" ;;
         "serve/--token-file") _rl_kind="@file" ;;
         "serve/--stale-after") _rl_kind="" ;;
+        "serve/--max-connections") _rl_kind="" ;;
+        "serve/--head-timeout") _rl_kind="" ;;
         "silence add/--for") _rl_kind="" ;;
         "silence add/--reason") _rl_kind="" ;;
         "silence add/--start") _rl_kind="" ;;
@@ -159,7 +161,7 @@ _reliactl_bash() {
                 "retry plan") _rl_words="--help -h --strategy --base-delay --max-delay --max-retries --jitter --multiplier --max-elapsed --seed --json" ;;
                 "run") _rl_words="--help -h --lock --lock-name --lock-wait --skip-if-locked --lock-on-nfs --lock-scope --timeout --total-timeout --kill-after -k --signal -s --preserve-status --leave-running --retry --max-retries --strategy --base-delay --max-delay --jitter --multiplier --max-elapsed --retry-on --no-retry-on --retry-on-timeout --name --timestamps --log-file --quiet-success --json-report --breaker --no-history --job --ping --ping-start --ping-success --ping-failure --alert --require-healthy --chaos --watch-health --on-critical --memory-max --cpu-time --nice --io-class --max-output" ;;
                 "runs") _rl_words="--help -h --json --last --limit -n" ;;
-                "serve") _rl_words="--help -h --host --port -p --interval -i --token-file --json-logs --stale-after" ;;
+                "serve") _rl_words="--help -h --host --port -p --interval -i --token-file --json-logs --stale-after --max-connections --head-timeout" ;;
                 "silence") _rl_words="--help -h" ;;
                 "silence add") _rl_words="--help -h --for --reason --start --json" ;;
                 "silence list") _rl_words="--help -h --json" ;;

@@ -207,6 +207,16 @@ def test_serve_benchmark_states_the_load() -> None:
     assert re.search(r"/healthz +\d+ \(\d+\.\.\d+\) req/s", out), out
 
 
+@pytest.mark.stress
+def test_serve_slowloris_benchmark_states_the_load() -> None:
+    """The slowloris benchmark runs its smallest round and prints load and its figures."""
+    out = run_bench("serve_slowloris.py")
+    assert LOAD.search(out), out
+    assert re.search(r"/livez, fresh connection, attacked: +[\d.]+ \([\d.]+\.\.[\d.]+\) ms", out), (
+        out
+    )
+
+
 def _installed(module: str) -> bool:
     import importlib.util
 

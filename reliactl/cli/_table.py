@@ -447,9 +447,11 @@ COMMANDS: dict[str, dict[str, Any]] = {'alert ack': {'arguments': (('target', 1,
           'usage_code': 2},
  'serve': {'arguments': (),
            'context': True,
-           'defaults': {'host': '127.0.0.1',
+           'defaults': {'head_timeout': '10s',
+                        'host': '127.0.0.1',
                         'interval': None,
                         'json_logs': False,
+                        'max_connections': 1000,
                         'port': 9464,
                         'stale_after': None,
                         'token_file': None},
@@ -458,9 +460,11 @@ COMMANDS: dict[str, dict[str, Any]] = {'alert ack': {'arguments': (('target', 1,
            'help': ('-h', '--help'),
            'interspersed': True,
            'no_args_is_help': False,
-           'options': {'--host': ('host', 'str'),
+           'options': {'--head-timeout': ('head_timeout', 'str'),
+                       '--host': ('host', 'str'),
                        '--interval': ('interval', 'str'),
                        '--json-logs': ('json_logs', 'flag'),
+                       '--max-connections': ('max_connections', 'int'),
                        '--port': ('port', 'int'),
                        '--stale-after': ('stale_after', 'str'),
                        '--token-file': ('token_file', 'str'),
@@ -1571,6 +1575,21 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                                   '                           round has finished for this long '
                                   '(default: 3\n'
                                   '                           intervals, at least 1m).\n'
+                                  '  --max-connections N      Open connections at most (lowered to '
+                                  'fit the\n'
+                                  '                           descriptor limit); beyond it the '
+                                  'oldest connection\n'
+                                  '                           still sending its request head is '
+                                  'dropped, so a\n'
+                                  '                           probe still gets through.  [default: '
+                                  '1000]\n'
+                                  '  --head-timeout DURATION  Close a connection that has not sent '
+                                  'a complete\n'
+                                  '                           request head this long after '
+                                  'connecting or after\n'
+                                  '                           its previous answer (slow or idle '
+                                  'clients).\n'
+                                  '                           [default: 10s]\n'
                                   '  -h, --help               Show this message and exit.\n',
  ('python -m reliactl', 'silence'): 'Usage: python -m reliactl silence [OPTIONS] COMMAND '
                                     '[ARGS]...\n'
@@ -2585,6 +2604,18 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                         'check\n'
                         '                           round has finished for this long (default: 3\n'
                         '                           intervals, at least 1m).\n'
+                        '  --max-connections N      Open connections at most (lowered to fit the\n'
+                        '                           descriptor limit); beyond it the oldest '
+                        'connection\n'
+                        '                           still sending its request head is dropped, so '
+                        'a\n'
+                        '                           probe still gets through.  [default: 1000]\n'
+                        '  --head-timeout DURATION  Close a connection that has not sent a '
+                        'complete\n'
+                        '                           request head this long after connecting or '
+                        'after\n'
+                        '                           its previous answer (slow or idle clients).\n'
+                        '                           [default: 10s]\n'
                         '  -h, --help               Show this message and exit.\n',
  ('reliactl', 'silence'): 'Usage: reliactl silence [OPTIONS] COMMAND [ARGS]...\n'
                           '\n'

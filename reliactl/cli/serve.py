@@ -67,6 +67,25 @@ def _read_token(path: str | None) -> str | None:
     return token
 
 
+def _limits(max_connections: int, head_timeout: str) -> float:
+    """--max-connections and --head-timeout checked (one line, exit 2); the deadline in s."""
+    from reliactl.cli.output import error
+    from reliactl.durations import parse_duration
+
+    if not 1 <= max_connections <= 1_000_000:
+        error(f"--max-connections: expected 1 to 1000000, got {max_connections}")
+        raise SystemExit(ExitCode.USAGE)
+    try:
+        deadline = parse_duration(head_timeout)
+    except ValueError as exc:
+        error(f"--head-timeout: {exc}")
+        raise SystemExit(ExitCode.USAGE) from None
+    if not 0 < deadline <= 3600:
+        error(f"--head-timeout: expected a positive duration of at most 1h, got {head_timeout!r}")
+        raise SystemExit(ExitCode.USAGE)
+    return deadline
+
+
 def serve(
     ctx: typer.Context,
     host: Annotated[
@@ -106,6 +125,25 @@ def serve(
             " this long (default: 3 intervals, at least 1m).",
         ),
     ] = None,
+    max_connections: Annotated[
+        int,
+        typer.Option(
+            "--max-connections",
+            metavar="N",
+            help="Open connections at most (lowered to fit the descriptor limit); beyond it"
+            " the oldest connection still sending its request head is dropped, so a probe"
+            " still gets through.",
+        ),
+    ] = 1000,
+    head_timeout: Annotated[
+        str,
+        typer.Option(
+            "--head-timeout",
+            metavar="DURATION",
+            help="Close a connection that has not sent a complete request head this long"
+            " after connecting or after its previous answer (slow or idle clients).",
+        ),
+    ] = "10s",
 ) -> None:
     """Run the checks every interval (alerts and cooldowns as `health --watch`) and serve
     the dashboard (/), /healthz (200 OK/WARNING, 503 CRITICAL/UNKNOWN; ?check=NAME), /livez,
@@ -143,10 +181,12 @@ def serve(
         if not 0 < stale <= MAX_INTERVAL:
             error(f"--stale-after: expected a positive duration of at most 7d, got {stale_after!r}")
             raise SystemExit(ExitCode.USAGE)
+    head_deadline = _limits(max_connections, head_timeout)
     try:
+        import httptools  # noqa: F401
         import prometheus_client  # noqa: F401
         import starlette  # noqa: F401
-        import uvicorn
+        import uvicorn  # noqa: F401
     except ImportError as exc:
         error(f"serve needs the serve extra ({exc.name} is missing): {INSTALL_HINT}")
         raise SystemExit(ExitCode.CONFIG) from None
@@ -171,6 +211,7 @@ def serve(
 
     from reliactl.cli.web.app import build_app
     from reliactl.cli.web.core import Service
+    from reliactl.cli.web.guard import guarded_server
     from reliactl.health.monitor import HealthMonitor
 
     config = loaded.config
@@ -186,17 +227,12 @@ def serve(
     asgi = build_app(service, json_logs=json_logs)
     mode = "read-write (token set)" if token else "read-only"
     info(f"serving on http://{host}:{port}/ ({mode}); checks every {service.interval:g}s")
-    server = uvicorn.Server(
-        uvicorn.Config(
-            asgi,
-            host=host,
-            port=port,
-            access_log=False,
-            log_level="warning",
-            lifespan="on",
-            timeout_graceful_shutdown=10,
+    server, guard = guarded_server(asgi, host, port, max_connections, head_deadline)
+    if guard.max_connections < max_connections:
+        info(
+            f"at most {guard.max_connections} open connections (--max-connections"
+            f" {max_connections} would not fit the descriptor limit, ulimit -n)"
         )
-    )
     try:
         server.run()
     except OSError as exc:

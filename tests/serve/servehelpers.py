@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -87,7 +88,8 @@ class Served:
         return self.proc.returncode, err
 
 
-def start_serve(tmp: Path, *extra: str, token: bool = True) -> Served:
+def start_serve(tmp: Path, *extra: str, token: bool = True, nofile: int | None = None) -> Served:
+    """serve on a free port (``nofile``: its RLIMIT_NOFILE, soft and hard), once it answers."""
     flag = tmp / "failing"
     (tmp / "servecheck.py").write_text(
         "import os\n"
@@ -123,8 +125,14 @@ def start_serve(tmp: Path, *extra: str, token: bool = True) -> Served:
     args = ["serve", "--port", str(port), "--interval", "1s", *extra]
     if token:
         args += ["--token-file", str(tmp / "token")]
+
+    def limit() -> None:
+        if nofile is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
     proc = subprocess.Popen(
         [sys.executable, "-m", "reliactl", *args],
+        preexec_fn=limit,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

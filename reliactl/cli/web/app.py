@@ -73,11 +73,19 @@ def _raw_json(body: bytes, status: int = 200) -> Response:
 
 
 def access_log(request: Request, status: int, started: float, json_logs: bool) -> None:
-    path = request.url.path
-    if request.url.query:
-        path += "?" + request.url.query
-    # Secret-named parameters first, then any webhook or URL password hidden in a value.
-    path = redact_urls_in(unquote(redact_url(path)))
+    # The request target as sent (raw_path: Starlette's URL drops a decoded CR, LF or TAB).
+    # Bytes that are not UTF-8: kept (as \xHH) in the text line, U+FFFD in the JSON one.
+    errors = "replace" if json_logs else "surrogateescape"
+    raw = request.scope.get("raw_path") or request.url.path.encode()
+    path = bytes(raw).decode("utf-8", errors)
+    query = request.scope.get("query_string") or b""
+    if query:
+        path += "?" + bytes(query).decode("utf-8", errors)
+    # Secret-named parameters first, then any webhook or URL password hidden in a value. The
+    # text line escapes controls (ESC, BEL, CR, bidi overrides...) and bytes that are not
+    # UTF-8 C-style (units.printable, the display rule), so a request cannot write to the operator's
+    # terminal; the JSON line's own escapes do that there.
+    path = redact_urls_in(unquote(redact_url(path), errors=errors))
     client = request.client.host if request.client else "-"
     took = (time.monotonic() - started) * 1000
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -93,7 +101,6 @@ def access_log(request: Request, status: int, started: float, json_logs: bool) -
             }
         )
     else:
-        # the path is the client's (percent-decoded): C-escaped, one line, no terminal escapes
         line = f"{stamp} {client} {request.method} {printable(path)} {status} {took:.1f}ms"
     try:
         print(line, file=sys.stderr, flush=True)

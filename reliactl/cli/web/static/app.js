@@ -1,6 +1,15 @@
 // The reliactl dashboard: polls the JSON API (no CDN, no framework), draws sparklines as SVG.
 "use strict";
-const REFRESH_MS = Number(new URLSearchParams(location.search).get("refresh") || 2000);
+// ?refresh=MS, kept between 1 s (/?refresh=0 made one tab send ~130 requests a second) and
+// an hour (setInterval/setTimeout treat more than 2^31-1 ms as 0); not a number: 2 s.
+const REFRESH_DEFAULT_MS = 2000, REFRESH_MIN_MS = 1000, REFRESH_MAX_MS = 3600000;
+function refreshMs(search) {
+  const given = new URLSearchParams(search).get("refresh");
+  const ms = given === null || given.trim() === "" ? NaN : Number(given);
+  if (!Number.isFinite(ms)) return REFRESH_DEFAULT_MS;
+  return Math.min(REFRESH_MAX_MS, Math.max(REFRESH_MIN_MS, ms));
+}
+const REFRESH_MS = refreshMs(location.search);
 const HISTORY_MS = 30000;
 let history = {};
 let lastHistory = 0;
@@ -220,6 +229,7 @@ document.addEventListener("DOMContentLoaded", () => {
   const input = document.getElementById("token");
   input.value = sessionStorage.getItem("reliactl-token") || "";
   input.addEventListener("change", () => sessionStorage.setItem("reliactl-token", input.value.trim()));
-  refresh();
-  setInterval(refresh, REFRESH_MS);
+  // The next refresh REFRESH_MS after this one ended: never two polls in flight.
+  const poll = async () => { await refresh(); setTimeout(poll, REFRESH_MS); };
+  poll();
 });

@@ -1,0 +1,315 @@
+"""serve's connection guard: slow and many clients cannot take serve's answers away.
+
+uvicorn gives no deadline for a request head (a client that sends half a request, or
+nothing, holds its connection and a descriptor for ever; its keep-alive timeout starts only
+after a response) and no bound on open connections (``limit_concurrency`` closes nothing:
+it answers 503 to a complete head while the open connections reach the limit, so half-sent
+requests keep their descriptors and the probes themselves get the 503). So a local
+user holding thousands of half-sent requests ran serve out of descriptors: /livez stopped
+answering and asyncio logged the same accept() traceback thousands of times a second.
+
+The defence, as nginx (``client_header_timeout``) and Go's ``http.Server``
+(``ReadHeaderTimeout``, ``MaxHeaderBytes``) do it:
+
+* a **head deadline**: a connection must send a complete request head within
+  ``head_timeout`` of connecting, and again of its previous answer (which also bounds an
+  idle keep-alive connection); else it is closed. A head larger than ``MAX_HEAD_BYTES``
+  gets 431 and is closed;
+* a **bound on open connections** (``max_connections``, kept below the descriptor limit):
+  when it is reached, a new connection drops the *oldest* connection still waiting for its
+  head (an attacker's half-sent request, not a request being answered); only when every
+  connection is busy answering is the new one refused. A probe sends its head at once, so
+  it is the newest waiting connection and the last to be dropped: /livez keeps answering
+  while an attacker holds every other slot;
+* **accept errors** (EMFILE and the like), the guard's own closes and uvicorn's warnings
+  (a bad request) are logged as one line at most once per ``LOG_INTERVAL``, never a line
+  (or a traceback) per attempt.
+
+It hooks uvicorn's httptools protocol (what the serve extra installs) through ``http=``:
+``connection_made``, ``data_received``, ``connection_lost`` and the parser callbacks
+``on_message_begin``, ``on_url``, ``on_header``, ``on_headers_complete`` and
+``on_response_complete``, the same in every uvicorn from 0.29 (the lowest allowed) to 0.54;
+tests/serve/test_guard.py drives a real serve through each path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+import socket
+import sys
+import time
+from collections import OrderedDict
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+DEFAULT_MAX_CONNECTIONS = 1000
+DEFAULT_HEAD_TIMEOUT = 10.0  # seconds; nginx's client_header_timeout is 60 s, a probe needs ms
+MAX_HEAD_BYTES = 64 * 1024  # Go allows 1 MiB, nginx 4 x 8 KiB; serve's heads are < 1 KiB
+LOG_INTERVAL = 60.0  # at most one line per kind of trouble per minute
+BACKLOG = 128  # the listen queue, and so the most connections accepted in one loop turn
+RESERVE = 64  # descriptors kept for the store, threads and the checks' subprocesses
+
+
+def connection_bound(wanted: int, soft_limit: int | None = None) -> int:
+    """``wanted`` connections, lowered so that they, one turn's accepted backlog and the
+    reserve fit under the soft descriptor limit (RLIMIT_NOFILE; at least 8)."""
+    if soft_limit is None:
+        soft_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft_limit == resource.RLIM_INFINITY or soft_limit < 0:
+        return wanted
+    return max(8, min(wanted, soft_limit - BACKLOG - RESERVE))
+
+
+class Guard:
+    """The connections of one serve: who waits for a head since when, the bound, the log."""
+
+    def __init__(self, max_connections: int, head_timeout: float) -> None:
+        self.max_connections = max_connections
+        self.head_timeout = head_timeout
+        self.open: set[GuardedProtocol] = set()
+        # The connections waiting for a head, oldest first (insertion = start of the wait).
+        self.waiting: OrderedDict[GuardedProtocol, None] = OrderedDict()
+        self.counts = {"timed_out": 0, "dropped": 0, "refused": 0, "too_large": 0}
+        self._logged: dict[str, float] = {}
+        self._unlogged: dict[str, int] = {}
+
+    def log(self, kind: str, line: str, *, say_skipped: bool = True) -> None:
+        """``line`` on stderr unless a line of ``kind`` went out less than LOG_INTERVAL ago
+        (those are counted and, with ``say_skipped``, the count said on the next line of
+        that kind)."""
+        now = time.monotonic()
+        last = self._logged.get(kind)
+        if last is not None and now - last < LOG_INTERVAL:
+            self._unlogged[kind] = self._unlogged.get(kind, 0) + 1
+            return
+        self._logged[kind] = now
+        skipped = self._unlogged.pop(kind, 0)
+        if skipped and say_skipped:
+            line += f" ({skipped} more since the last such line)"
+        try:
+            print(f"reliactl serve: {line}", file=sys.stderr, flush=True)
+        except (OSError, ValueError):
+            pass
+
+    def flush(self) -> None:
+        """At the end: the totals, if closes happened since the last line said them."""
+        if self._unlogged.get("guard"):
+            self._logged.pop("guard", None)
+            self.closed_line()
+
+    def closed(self, kind: str) -> None:
+        self.counts[kind] += 1
+        self.closed_line()
+
+    def closed_line(self) -> None:
+        c = self.counts
+        self.log(
+            "guard",
+            f"closed slow or surplus connections: {c['timed_out']} sent no complete request"
+            f" head within {self.head_timeout:g}s, {c['too_large']} sent a head over"
+            f" {MAX_HEAD_BYTES // 1024} KiB, {c['dropped']} dropped (oldest waiting first)"
+            f" and {c['refused']} refused at the bound of {self.max_connections} open"
+            " connections, since serve started",
+            say_skipped=False,  # the totals say it
+        )
+
+    def admit(self, conn: GuardedProtocol) -> bool:
+        """Room for ``conn``: drop the oldest connection waiting for a head when the bound is
+        reached; False (refuse ``conn``) when every open connection is busy answering."""
+        while len(self.open) >= self.max_connections:
+            if not self.waiting:
+                self.closed("refused")
+                return False
+            oldest = next(iter(self.waiting))
+            oldest.drop()
+            self.closed("dropped")
+        self.open.add(conn)
+        return True
+
+    def exception_handler(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """The loop's exception handler: accept() failures (out of descriptors or memory,
+        which asyncio reports once per pending connection, each with a traceback) become one
+        line per LOG_INTERVAL; anything else goes to asyncio's default handler."""
+        message = str(context.get("message", ""))
+        if message.startswith("socket.accept() out of system resource"):
+            exc = context.get("exception")
+            why = getattr(exc, "strerror", None) or str(exc)
+            self.log(
+                "accept",
+                f"cannot accept connections: {why} ({len(self.open)} open, the bound is"
+                f" {self.max_connections}); retrying",
+            )
+            return
+        loop.default_exception_handler(context)
+
+
+HEAD_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+    b"content-length: 0\r\nconnection: close\r\n\r\n"
+)
+
+
+async def _head_too_large(scope: Any, receive: Any, send: Any) -> None:
+    """The ASGI app that answers a complete head over MAX_HEAD_BYTES, instead of serve's."""
+    headers = [(b"content-length", b"0"), (b"connection", b"close")]
+    await send({"type": "http.response.start", "status": 431, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
+
+
+class OncePerInterval(logging.Filter):
+    """uvicorn's own log lines (``Invalid HTTP request received.``, one per bad request that
+    anyone can send) at most once per message per LOG_INTERVAL, the next one saying how many
+    were left out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._logged: dict[str, float] = {}
+        self._unlogged: dict[str, int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = str(record.msg)
+        now = time.monotonic()
+        last = self._logged.get(key)
+        if last is not None and now - last < LOG_INTERVAL:
+            self._unlogged[key] = self._unlogged.get(key, 0) + 1
+            return False
+        self._logged[key] = now
+        skipped = self._unlogged.pop(key, 0)
+        if skipped:
+            record.msg = f"{record.msg} ({skipped} more since the last such line)"
+        return True
+
+
+class GuardedProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol under a Guard (set on the subclass by ``protocol_class``)."""
+
+    guard: Guard
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deadline: asyncio.TimerHandle | None = None
+        self._head_bytes = 0
+
+    # The wait for a head: from connecting, and from each answer, to the next complete head.
+    def _start_wait(self) -> None:
+        self._stop_wait()
+        self.guard.waiting[self] = None
+        self._deadline = self.loop.call_later(self.guard.head_timeout, self._head_late)
+
+    def _stop_wait(self) -> None:
+        self.guard.waiting.pop(self, None)
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _head_late(self) -> None:
+        self._deadline = None
+        if self in self.guard.waiting:
+            self.guard.closed("timed_out")
+            self.drop()
+
+    def drop(self) -> None:
+        """Close now, whatever is buffered (the client sent no complete request)."""
+        self._stop_wait()
+        self.guard.open.discard(self)
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.abort()
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if not self.guard.admit(self):
+            transport.abort()
+            return
+        self._start_wait()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_wait()
+        self.guard.open.discard(self)
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._head_bytes > MAX_HEAD_BYTES and self in self.guard.waiting:
+            self.guard.closed("too_large")  # and still coming: do not wait for its end
+            self._stop_wait()
+            if not self.transport.is_closing():
+                self.transport.write(HEAD_TOO_LARGE)
+                self.transport.close()
+
+    # The head's parts are counted (not the bytes received, which may hold a body too); past
+    # MAX_HEAD_BYTES they are no longer kept, and a complete head gets 431 from uvicorn.
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._head_bytes += len(url)
+        if self._head_bytes <= MAX_HEAD_BYTES:
+            super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_bytes += len(name) + len(value) + 4
+        if self._head_bytes <= MAX_HEAD_BYTES:
+            super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._stop_wait()
+        if self._head_bytes <= MAX_HEAD_BYTES:
+            super().on_headers_complete()
+            return
+        self.guard.closed("too_large")
+        app, self.app, self.url = self.app, _head_too_large, b"/"
+        try:
+            super().on_headers_complete()
+        finally:
+            self.app = app
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self.transport.is_closing():
+            return
+        if self.cycle is None or self.cycle.response_complete:  # nothing more in flight
+            self._start_wait()
+
+
+def protocol_class(guard: Guard) -> type[GuardedProtocol]:
+    """The protocol class to give uvicorn (``http=``), bound to ``guard``."""
+    return type("GuardedHttpToolsProtocol", (GuardedProtocol,), {"guard": guard})
+
+
+def guarded_server(
+    app: Any, host: str, port: int, max_connections: int, head_timeout: float
+) -> tuple[uvicorn.Server, Guard]:
+    """uvicorn's server for ``app`` under a Guard (``max_connections`` lowered by
+    ``connection_bound``); the Guard's exception handler is the loop's."""
+    guard = Guard(connection_bound(max_connections), head_timeout)
+
+    class GuardedServer(uvicorn.Server):
+        async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+            asyncio.get_running_loop().set_exception_handler(guard.exception_handler)
+            await super().serve(sockets)
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            try:
+                await super().shutdown(sockets)
+            finally:  # here: serve() ends by re-raising TERM, which kills the process
+                guard.flush()
+
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=protocol_class(guard),
+        ws="none",
+        backlog=BACKLOG,
+        access_log=False,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+    logging.getLogger("uvicorn.error").addFilter(OncePerInterval())  # after Config's set-up
+    return GuardedServer(config), guard

@@ -1,0 +1,267 @@
+"""serve against slow and many clients (cli/web/guard.py): a real serve on 127.0.0.1, the
+attacker another user (nobody, through setpriv) holding half-sent requests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from servehelpers import Served, start_serve
+
+from reliactl.cli.web.guard import BACKLOG, RESERVE, connection_bound
+
+NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+
+# Opens argv[2] connections to port argv[1], each sending half a request head (never the
+# blank line that ends it), says "open N" and holds them until its stdin closes.
+ATTACKER = """
+import socket, sys
+port, count = int(sys.argv[1]), int(sys.argv[2])
+held = []
+for _ in range(count):
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=2)
+        s.sendall(b"GET /healthz HTTP/1.1\\r\\nHost: x\\r\\n")
+        held.append(s)
+    except OSError:
+        pass
+print("open", len(held), flush=True)
+sys.stdin.read()
+"""
+
+
+def attackers(port: int, count: int, processes: int = 1) -> list[subprocess.Popen[str]]:
+    """``processes`` attackers as nobody, each holding ``count`` half-sent requests."""
+    if os.geteuid() != 0:
+        pytest.fail("this test needs root and setpriv (util-linux), as the suite does")
+    procs = [
+        subprocess.Popen(
+            [*NOBODY, sys.executable, "-c", ATTACKER, str(port), str(count)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(processes)
+    ]
+    for proc in procs:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # once every connection was tried
+        assert line.startswith("open "), line
+    return procs
+
+
+def attacker(port: int, count: int) -> subprocess.Popen[str]:
+    return attackers(port, count)[0]
+
+
+def release(proc: subprocess.Popen[str]) -> None:
+    assert proc.stdin is not None
+    proc.stdin.close()
+    proc.wait(timeout=60)
+
+
+def descriptors(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def livez(served: Served) -> int:
+    status, doc = served.json("/livez")
+    assert doc["status"] == "alive"
+    return status
+
+
+def answers(served: Served) -> bool:
+    """/livez answered 200 (False: this probe was not answered, e.g. reset)."""
+    try:
+        return livez(served) == 200
+    except OSError:
+        return False
+
+
+def test_connection_bound_fits_the_descriptor_limit() -> None:
+    """--max-connections is lowered so that the connections, one loop turn's accepted
+    backlog and a reserve fit under RLIMIT_NOFILE, never below 8; unlimited keeps it."""
+    assert connection_bound(1000, 20000) == 1000
+    assert connection_bound(1000, 1024) == 1024 - BACKLOG - RESERVE
+    assert connection_bound(1000, 100) == 8
+    import resource
+
+    assert connection_bound(77, resource.RLIM_INFINITY) == 77
+
+
+def test_livez_answers_while_another_user_holds_more_half_sent_requests_than_fit(
+    tmp_path: Path,
+) -> None:
+    """The slowloris of the review, scaled down: serve may open 512 descriptors and keeps
+    at most 50 connections; nobody holds 600 half-sent requests (the old serve ran out of
+    descriptors: /livez never answered, stderr filled with accept() tracebacks). Now the
+    oldest waiting connection is dropped for each new one, so /livez answers while the
+    attacker holds on, serve's descriptors stay near the bound, and stderr holds two lines
+    about it (the first close, the totals when serve stops), no traceback."""
+    served = start_serve(tmp_path, "--max-connections", "50", "--head-timeout", "60s", nofile=512)
+    try:
+        attack = attacker(served.port, 600)
+        try:
+            for _ in range(3):
+                assert livez(served) == 200
+            assert descriptors(served.proc.pid) < 50 + 100  # the old serve: 512, EMFILE
+        finally:
+            release(attack)
+        assert livez(served) == 200
+    finally:
+        _code, err = served.stop()
+    assert "Traceback" not in err, err[:2000]
+    assert len(err) < 20_000, len(err)
+    guard_lines = [line for line in err.splitlines() if "closed slow or surplus" in line]
+    assert len(guard_lines) == 2, err[:2000]  # the first close, the totals at the end
+    assert "at the bound of 50 open connections" in guard_lines[1]
+    dropped = int(guard_lines[1].split(" dropped")[0].rsplit(" ", 1)[1])
+    assert dropped >= 600 - 50, guard_lines[1]
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    """True once the server closed ``sock`` (EOF or reset); False if it stays open 60 s."""
+    sock.settimeout(60)  # generous: detects a server that never closes it
+    try:
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                return True
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_a_slow_or_idle_client_is_closed_after_the_head_deadline(tmp_path: Path) -> None:
+    """--head-timeout 1s: a client that sends nothing, one that sends half a head, one that
+    trickles its head a byte at a time past the deadline, and a keep-alive client that got
+    its answer and then sends half of its next head are all closed by serve (the old serve
+    kept each open for ever: uvicorn's keep-alive timer stops at the first byte). A client
+    that sends its head in time is answered; a head over 64 KiB gets 431; 50 requests that
+    are not HTTP make one warning line on stderr, not 50."""
+    served = start_serve(tmp_path, "--head-timeout", "1s")
+    port = served.port
+    try:
+        silent = socket.create_connection(("127.0.0.1", port))
+        half = socket.create_connection(("127.0.0.1", port))
+        half.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n")
+        kept = socket.create_connection(("127.0.0.1", port))
+        kept.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
+        kept.settimeout(30)
+        answer = kept.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200"), answer
+        kept.sendall(b"GET /livez HTTP/1.1\r\n")
+        trickle = socket.create_connection(("127.0.0.1", port))
+        head = b"GET /livez HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 200 + b"\r\n\r\n"
+        closed = False
+        for byte in head:  # about 2 s of bytes at least: past the 1 s deadline
+            try:
+                trickle.sendall(bytes([byte]))
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+                break
+            time.sleep(0.01)
+        if not closed:
+            closed = _closed_by_server(trickle)
+        assert closed, "the trickling client was answered or kept"
+        for name, sock in (("silent", silent), ("half", half), ("kept", kept)):
+            assert _closed_by_server(sock), f"the {name} client is still open"
+            sock.close()
+        trickle.close()
+
+        big = socket.create_connection(("127.0.0.1", port))
+        big.settimeout(30)
+        try:
+            big.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 70_000 + b"\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        assert big.recv(65536).startswith(b"HTTP/1.1 431"), "no 431 for a 70 KB head"
+        big.close()
+        for _ in range(50):  # each one was a warning line of uvicorn's
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as bad:
+                bad.sendall(b"\x00\x01 not http\r\n\r\n")
+                assert bad.recv(65536).startswith(b"HTTP/1.1 400")
+        assert livez(served) == 200
+    finally:
+        _code, err = served.stop()
+    assert "Traceback" not in err, err[:2000]
+    assert err.count("Invalid HTTP request received.") == 1, err[:3000]
+
+
+def test_accept_out_of_descriptors_is_one_line_not_a_traceback_flood(tmp_path: Path) -> None:
+    """serve stopped (SIGSTOP) while 120 connections queue, then continued with a limit of
+    64 descriptors: its first accept turn runs out of descriptors (EMFILE), which asyncio
+    reports once per queued connection with a traceback (the review: 53 MB in 20 s). serve
+    says it in one line, without a traceback, and answers /livez once it has shed them."""
+    served = start_serve(tmp_path, nofile=64)
+    try:
+        served.proc.send_signal(signal.SIGSTOP)
+        try:
+            attack = attacker(served.port, 120)
+        finally:
+            served.proc.send_signal(signal.SIGCONT)
+        try:
+            served.wait_for(lambda: answers(served), "/livez after the accept errors")
+        finally:
+            release(attack)
+    finally:
+        _code, err = served.stop()
+    assert "Traceback" not in err, err[:2000]
+    accept_lines = [line for line in err.splitlines() if "cannot accept connections" in line]
+    assert len(accept_lines) == 1, err[:3000]
+    assert "Too many open files" in accept_lines[0]
+    assert "at most 8 open connections" in err
+
+
+@pytest.mark.stress
+def test_the_reviews_slowloris_at_full_size_with_the_defaults(tmp_path: Path) -> None:
+    """The review's attack near its size, serve at its defaults (1000 connections, a 10 s
+    head deadline) with 4096 descriptors: two attackers as nobody hold 2,000 half-sent
+    requests each (the review: 10,500 each against 20,000 descriptors). /livez answers
+    throughout, serve's descriptors stay near 1000, stderr stays a few lines; once the
+    attackers' connections passed the deadline serve holds almost none."""
+    served = start_serve(tmp_path, nofile=4096)
+    try:
+        attacks = attackers(served.port, 2000, processes=2)
+        try:
+            for _ in range(5):
+                assert livez(served) == 200
+            assert descriptors(served.proc.pid) < 1000 + 200
+            served.wait_for(
+                lambda: descriptors(served.proc.pid) < 100, "the head deadline to shed them", 60
+            )
+            assert livez(served) == 200
+        finally:
+            for attack in attacks:
+                release(attack)
+    finally:
+        _code, err = served.stop()
+    assert "Traceback" not in err, err[:2000]
+    assert len(err) < 50_000, len(err)
+
+
+def test_bad_limits_are_one_line_and_exit_2() -> None:
+    """--max-connections out of 1..1000000 and --head-timeout not a positive duration of at
+    most 1h are refused before anything starts: one line on stderr, exit 2."""
+    for args, said in (
+        (["--max-connections", "0"], "--max-connections: expected 1 to 1000000, got 0"),
+        (["--head-timeout", "0s"], "--head-timeout: expected a positive duration"),
+        (["--head-timeout", "2h"], "--head-timeout: expected a positive duration"),
+        (["--head-timeout", "soon"], "--head-timeout: expected a duration"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "reliactl", "serve", "--port", "1", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 2, (args, done.stderr)
+        assert done.stderr.count("\n") == 1 and said in done.stderr, (args, done.stderr)
