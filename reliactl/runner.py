@@ -2789,10 +2789,10 @@ class _PassThrough:
     A reader gone (EPIPE) is passed on as ``BrokenPipeError``; other failures drop the data."""
 
     def write(self, stream: int, data: bytes) -> None:
-        view = memoryview(data)
+        from reliactl._runio import write_all
+
         try:
-            while view:
-                view = view[os.write(stream, view) :]
+            write_all(stream, data)  # whole, on a non-blocking descriptor too
         except BrokenPipeError:
             raise
         except OSError:

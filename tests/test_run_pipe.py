@@ -15,6 +15,7 @@ import errno
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -302,3 +303,40 @@ def test_a_shell_reporting_its_childs_sigpipe_is_not_retried(tmp_path: Path) -> 
     assert text.splitlines().count("attempt") == 1, text
     assert len(doc["attempts"]) == 1
     assert doc["message"] == "not retrying: stdout's reader went away (broken pipe)"
+
+
+@pytest.mark.parametrize(
+    "flags", [["--max-output", "1G"], ["--timestamps"]], ids=["max-output", "timestamps"]
+)
+def test_a_non_blocking_stdout_gets_every_byte(flags: list[str]) -> None:
+    """stdout a pipe its parent made non-blocking, read late and slowly: all 3,000,000 bytes
+    the job wrote arrive (the relay waits for the pipe as a blocking write would). The
+    buffered write dropped what a full pipe did not take without a word (247,488 arrived,
+    exit 0, no note)."""
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    job = ["sh", "-c", "head -c 3000000 /dev/zero"]
+    try:
+        proc = subprocess.Popen(
+            reliactl_cmd("run", "--no-history", *flags, "--", *job),
+            stdin=subprocess.DEVNULL,
+            stdout=w,
+            stderr=subprocess.PIPE,
+            preexec_fn=default_signals,
+        )
+    finally:
+        os.close(w)
+    got = 0
+    try:
+        time.sleep(0.3)  # the pipe is full before anyone reads
+        while chunk := os.read(r, 65536):
+            got += chunk.count(0)
+            time.sleep(0.001)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        os.close(r)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err.decode(errors="replace")
+    assert got == 3_000_000
