@@ -530,7 +530,8 @@ def run(
         bool,
         typer.Option(
             "--retry",
-            help="Retry failures with the configured policy (retry.* settings).",
+            help="Retry failures with the configured policy (retry.* settings); not an attempt "
+            "that died of a broken pipe (its stdout or stderr reader gone).",
             rich_help_panel="Retries",
         ),
     ] = False,
