@@ -188,7 +188,7 @@ complete -c reliactl -n '__reliactl_at \'run\'' -l kill-after -s k -x -d 'SIGKIL
 complete -c reliactl -n '__reliactl_at \'run\'' -l signal -s s -x -d 'Signal sent to the group on timeout.'
 complete -c reliactl -n '__reliactl_at \'run\'' -l preserve-status -d 'On timeout, exit with the command\'s own status instead of 124.'
 complete -c reliactl -n '__reliactl_at \'run\'' -l leave-running -d 'Leave processes the command started running after it exits (default: stop them like a timeout, holding the lock until they are gone). The lock is then released while they run.'
-complete -c reliactl -n '__reliactl_at \'run\'' -l retry -d 'Retry failures with the configured policy (retry.* settings).'
+complete -c reliactl -n '__reliactl_at \'run\'' -l retry -d 'Retry failures with the configured policy (retry.* settings); not an attempt that died of a broken pipe (its stdout or stderr reader gone).'
 complete -c reliactl -n '__reliactl_at \'run\'' -l max-retries -x -d 'Retries after the first attempt (implies --retry) [default: retry.max_retries].'
 complete -c reliactl -n '__reliactl_at \'run\'' -l strategy -x -a 'exponential linear fixed' -d 'Backoff strategy between attempts [default: retry.strategy].'
 complete -c reliactl -n '__reliactl_at \'run\'' -l base-delay -x -d 'Base of the backoff. With jitter (retry.jitter, full by default) it is the upper bound of the first pause, drawn from 0..DURATION (equal: DURATION/2..DURATION; decorrelated: DURATION..3xDURATION); without jitter it is the first pause.'

@@ -150,14 +150,11 @@ class OutputTail:
         self._gone: set[int] = set()  # dropped because the reader went away (EPIPE)
 
     def _pass_on(self, stream: int, data: bytes) -> None:
-        import os
+        from reliactl._runio import write_all
 
-        view = memoryview(data)
-        while view and stream not in self._dropped:
+        if stream not in self._dropped:
             try:
-                view = view[os.write(stream, view) :]
-            except InterruptedError:
-                continue
+                write_all(stream, data)  # whole, on a non-blocking descriptor too
             except BrokenPipeError:
                 self._dropped.add(stream)
                 self._gone.add(stream)

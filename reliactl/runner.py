@@ -40,9 +40,9 @@ The process model (coreutils timeout(1) semantics, plus what timeout cannot prom
   drained with a deadline, never waited on for EOF. A sink whose reader went away (its
   ``write`` raises ``BrokenPipeError``: reliactl's own stdout or stderr got EPIPE) makes the
   loop close its read end of that pipe, so the command gets SIGPIPE/EPIPE at its next write,
-  as in a shell pipeline (``yes | ts | head -1``), and no retry follows (nor when the command
-  inherits a reliactl stdout/stderr pipe whose reader is gone); any other write failure is
-  the sink's to swallow (the job runs on).
+  as in a shell pipeline (``yes | ts | head -1``), and no retry follows that attempt (nor
+  when the command inherits a reliactl stdout/stderr pipe whose reader is gone and died of
+  SIGPIPE); any other write failure is the sink's to swallow (the job runs on).
 - Signals reach the loop through ``signal.set_wakeup_fd``; a signal during a lock wait or a
   backoff sleep ends it at once. Signals ignored when reliactl started stay ignored, are not
   forwarded, and stay ignored in the command; SIGPIPE, SIGXFSZ and SIGCHLD are reset to their
@@ -1960,6 +1960,7 @@ class Runner:
                         return stopped_by(pending[0])
                     if self._renew_lock():
                         return lock_lost()
+                    self._gone = None  # what the relay met is told per attempt
                     attempt = self._attempt(number, total_deadline)
                     attempts.append(attempt)
                     sig = self._interrupted()
@@ -2000,8 +2001,8 @@ class Runner:
                         )
                     if isinstance(decision, GiveUp):
                         return result(attempt.exit_code, final)
-                    gone = self._gone_reader()
-                    if gone is not None:  # every later attempt would die at its first write
+                    gone = self._gone_reader(attempt)
+                    if gone is not None:  # this attempt died of it: so would the next one
                         why = f"not retrying: {gone}'s reader went away (broken pipe)"
                         self.on_event(
                             RunEvent("give_up", why, attempt=number, exit_code=attempt.exit_code)
@@ -2049,14 +2050,17 @@ class Runner:
     _why: str | None = None  # what the last limit said
     _gone: int | None = None  # the stream (1/2) whose reader went away, as the sink said
 
-    def _gone_reader(self) -> str | None:
-        """ "stdout"/"stderr" when that stream's reader went away (EPIPE), so a retry could
-        only die at its first write, as the next command of a shell pipeline would not be
-        run either: the sink said so (``BrokenPipeError``), or, when the command inherits
-        reliactl's own descriptors, they are pipes without a reader (poll's POLLERR)."""
+    def _gone_reader(self, attempt: Attempt) -> str | None:
+        """ "stdout"/"stderr" when this attempt met that stream's reader gone, so a retry
+        would too, as the next command of a shell pipeline would not be run either. With
+        the output relayed: the sink said so (``BrokenPipeError``) for this attempt's output.
+        With reliactl's own descriptors inherited: the attempt died of SIGPIPE (or, as a
+        shell reports a child's SIGPIPE, exited 141) and that descriptor is a pipe without a
+        reader (poll's POLLERR). A reader gone while the job never wrote to it is not why it
+        failed: that attempt is retried as any other."""
         if self._gone is not None:
             return "stdout" if self._gone == 1 else "stderr"
-        if self.output is None:
+        if self.output is None and _died_of_sigpipe(attempt):
             for fd, name in ((1, "stdout"), (2, "stderr")):
                 if _pipe_without_reader(fd):
                     return name
@@ -2785,10 +2789,10 @@ class _PassThrough:
     A reader gone (EPIPE) is passed on as ``BrokenPipeError``; other failures drop the data."""
 
     def write(self, stream: int, data: bytes) -> None:
-        view = memoryview(data)
+        from reliactl._runio import write_all
+
         try:
-            while view:
-                view = view[os.write(stream, view) :]
+            write_all(stream, data)  # whole, on a non-blocking descriptor too
         except BrokenPipeError:
             raise
         except OSError:
@@ -2928,6 +2932,14 @@ def _readable(fds: Sequence[int], timeout: float | None) -> list[int]:
         poller.register(fd, select.POLLIN | select.POLLPRI)
     wait_ms = None if timeout is None else min(2**31 - 1, max(0, int(timeout * 1000 + 0.999)))
     return [fd for fd, _ in poller.poll(wait_ms)]
+
+
+def _died_of_sigpipe(attempt: Attempt) -> bool:
+    """Whether the attempt ended by SIGPIPE: the command was killed by it, or exited 141 as a
+    shell does when the child it waited for was (`sh -c 'gen | filter'`)."""
+    if attempt.timed_out:
+        return False  # reliactl's own signal ended it (a --timeout-signal PIPE too)
+    return attempt.signal == signal.SIGPIPE or attempt.exit_code == 128 + signal.SIGPIPE
 
 
 def _pipe_without_reader(fd: int) -> bool:

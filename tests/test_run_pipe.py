@@ -15,6 +15,7 @@ import errno
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -251,3 +252,91 @@ def test_a_pipe_without_reader_is_told_without_writing(tmp_path: Path) -> None:
     assert not _pipe_without_reader(1 << 20)  # no such descriptor
     with open(tmp_path / "f", "wb") as fh:
         assert not _pipe_without_reader(fh.fileno())
+
+
+def run_with_gone_reader(stream: str, script: str, tmp_path: Path) -> tuple[int, str, dict]:
+    """`reliactl run --retry --max-retries 2 -- sh -c SCRIPT` whose ``stream`` is a pipe
+    nobody reads any more (closed before reliactl starts: `... | true` without its race);
+    the exit status, the other stream and the JSON report."""
+    report = tmp_path / "report.json"
+    args = ["run", "--no-history", "--retry", "--max-retries", "2", "--base-delay", "0.01"]
+    args += ["--jitter", "none", "--json-report", str(report), "--", "sh", "-c", script]
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        result = subprocess.run(
+            reliactl_cmd(*args),
+            stdin=subprocess.DEVNULL,
+            stdout=w if stream == "stdout" else subprocess.PIPE,
+            stderr=w if stream == "stderr" else subprocess.PIPE,
+            preexec_fn=default_signals,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(w)
+    other = result.stderr if stream == "stdout" else result.stdout
+    return result.returncode, other.decode(errors="replace"), json.loads(report.read_text())
+
+
+@pytest.mark.parametrize("stream", ["stdout", "stderr"])
+def test_a_job_that_never_wrote_to_the_gone_reader_is_retried(stream: str, tmp_path: Path) -> None:
+    """A failing job that never wrote to the stream whose reader is gone did not die of it:
+    all three attempts run and its exit code (3) comes back, as on main
+    (`run --retry -- sh -c '...; exit 3' | true`, or `2> >(logger)` with logger dead). The
+    branch gave up after one attempt, saying "stderr's reader went away", and recorded it."""
+    other = "1" if stream == "stderr" else "2"
+    code, text, doc = run_with_gone_reader(stream, f"echo attempt >&{other}; exit 3", tmp_path)
+    assert code == 3, text
+    assert text.splitlines().count("attempt") == 3, text
+    assert [a["exit_code"] for a in doc["attempts"]] == [3, 3, 3]
+    assert doc["message"] is None
+    assert "reader went away" not in text
+
+
+def test_a_shell_reporting_its_childs_sigpipe_is_not_retried(tmp_path: Path) -> None:
+    """A job whose writer died of SIGPIPE inside a shell that exits with its status (141,
+    not a signal of its own) met the gone reader too: one attempt, and why."""
+    script = "yes; status=$?; echo attempt >&2; exit $status"
+    code, text, doc = run_with_gone_reader("stdout", script, tmp_path)
+    assert code == SIGPIPE_EXIT, text
+    assert text.splitlines().count("attempt") == 1, text
+    assert len(doc["attempts"]) == 1
+    assert doc["message"] == "not retrying: stdout's reader went away (broken pipe)"
+
+
+@pytest.mark.parametrize(
+    "flags", [["--max-output", "1G"], ["--timestamps"]], ids=["max-output", "timestamps"]
+)
+def test_a_non_blocking_stdout_gets_every_byte(flags: list[str]) -> None:
+    """stdout a pipe its parent made non-blocking, read late and slowly: all 3,000,000 bytes
+    the job wrote arrive (the relay waits for the pipe as a blocking write would). The
+    buffered write dropped what a full pipe did not take without a word (247,488 arrived,
+    exit 0, no note)."""
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    job = ["sh", "-c", "head -c 3000000 /dev/zero"]
+    try:
+        proc = subprocess.Popen(
+            reliactl_cmd("run", "--no-history", *flags, "--", *job),
+            stdin=subprocess.DEVNULL,
+            stdout=w,
+            stderr=subprocess.PIPE,
+            preexec_fn=default_signals,
+        )
+    finally:
+        os.close(w)
+    got = 0
+    try:
+        time.sleep(0.3)  # the pipe is full before anyone reads
+        while chunk := os.read(r, 65536):
+            got += chunk.count(0)
+            time.sleep(0.001)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        os.close(r)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err.decode(errors="replace")
+    assert got == 3_000_000

@@ -223,13 +223,16 @@ def _write(stream: int, data: bytes) -> None:
     target = sys.stdout if stream == STDOUT else sys.stderr
     try:
         try:
-            buffer = target.buffer
-        except AttributeError:  # a text-only stream (tests)
-            target.write(data.decode("utf-8", "replace"))
-            target.flush()
+            fd = target.fileno()
+        except (AttributeError, OSError, ValueError):  # not a descriptor (tests)
+            _write_stream(target, data)
             return
-        buffer.write(data)
-        buffer.flush()
+        # What went through the stream before goes first; then os.write, whole: a buffered
+        # write to a non-blocking descriptor that is full drops bytes without a word.
+        target.flush()
+        from reliactl._runio import write_all
+
+        write_all(fd, data)
     except (OSError, ValueError) as exc:
         # The job must run on, and its exit code pass through: drop what cannot be written.
         # A reader gone (EPIPE) is not a failure to write but the end of the pipeline:
@@ -237,6 +240,18 @@ def _write(stream: int, data: bytes) -> None:
         if isinstance(exc, BrokenPipeError):
             _reader_gone.add(stream)
         _stream_broken(stream, exc)
+
+
+def _write_stream(target: Any, data: bytes) -> None:
+    """A stream without a descriptor (a test's): through its buffer, or as text."""
+    try:
+        buffer = target.buffer
+    except AttributeError:
+        target.write(data.decode("utf-8", "replace"))
+        target.flush()
+        return
+    buffer.write(data)
+    buffer.flush()
 
 
 def _stream_broken(stream: int, exc: BaseException) -> None:
@@ -260,11 +275,10 @@ def _stream_broken(stream: int, exc: BaseException) -> None:
 
 
 def _write_fd(fd: int, data: bytes) -> None:
-    view = memoryview(data)
+    from reliactl._runio import write_all
+
     try:
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
+        write_all(fd, data)
     except OSError:
         pass
 
@@ -520,7 +534,8 @@ def run(
         bool,
         typer.Option(
             "--retry",
-            help="Retry failures with the configured policy (retry.* settings).",
+            help="Retry failures with the configured policy (retry.* settings); not an attempt "
+            "that died of a broken pipe (its stdout or stderr reader gone).",
             rich_help_panel="Retries",
         ),
     ] = False,
