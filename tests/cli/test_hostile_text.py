@@ -404,9 +404,23 @@ def test_http_verbose_shows_a_wire_byte_as_itself(tmp_path: Path) -> None:
 def test_runs_filters_by_a_name_that_is_not_utf8(tmp_path: Path) -> None:
     """`runs $'a\\xffb'` lists the runs of the job named so (the history records the name
     as ``a\\udcffb``, as ever), and ``--last`` judges them: no internal error (it was
-    "internal error: UnicodeEncodeError"); an unknown such name says so on one line."""
-    done = _cli("run", "--name", b"a\xffb", "--", "true", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
+    "internal error: UnicodeEncodeError"); an unknown such name says so on one line. `run`
+    now refuses such a name, so the run is one an older version recorded (the same row)."""
+    import os
+    import time
+
+    from reliactl.state.base import RunRecord
+    from reliactl.state.sqlite import open_store
+
+    assert _cli("run", "--name", b"a\xffb", "--", "true", cwd=tmp_path).returncode == 125
+    store = open_store(Path(os.environ["XDG_STATE_HOME"]) / "reliactl" / "state.db")
+    now = time.time()
+    store.add_run(
+        RunRecord(
+            "a\\udcffb", "true", now, ended_at=now, attempts=1, exit_code=0, outcome="success"
+        )
+    )
+    store.close()
     listed = _cli("runs", b"a\xffb", cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
     assert len(_safe(listed.stdout).splitlines()) == 2  # the header and the run
