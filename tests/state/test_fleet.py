@@ -186,7 +186,10 @@ def test_a_shared_60_per_minute_limit_admits_at_most_60(
 
 @pytest.mark.stress
 def test_one_alert_per_cooldown_across_hosts(state_env: dict[str, str], tmp_path: Path) -> None:
-    """One failing check seen by 4 hosts (2 runs each, at once): one alert is delivered."""
+    """One failing check seen by 4 hosts (2 runs each, at once): each host delivers its own
+    problem exactly once (alert state is per host and check, as Alertmanager's `instance`
+    label, since the eighth session): the two runs of a host never both send it, and no
+    host's alert stands in for another's."""
     sent = tmp_path / "alerts.jsonl"
     config = tmp_path / "reliactl.yaml"
     config.write_text(
@@ -228,5 +231,4 @@ def test_one_alert_per_cooldown_across_hosts(state_env: dict[str, str], tmp_path
         assert proc.returncode == 2, err  # CRITICAL
         assert "Traceback" not in err
     alerts = [json.loads(line) for line in sent.read_text().splitlines() if line.strip()]
-    assert len(alerts) == 1, alerts
-    assert alerts[0]["host"] in {f"host-{h}" for h in range(HOSTS)}
+    assert sorted(alert["host"] for alert in alerts) == [f"host-{h}" for h in range(HOSTS)], alerts
