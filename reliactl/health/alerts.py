@@ -342,8 +342,7 @@ class AlertManager:
             return snap, f"state: {exc}"
         silences = alertstate._silences(items)
         for key, name in snap.names.items():
-            names = alertstate.target_names(name, self.host, key == name, self.breakers)
-            if alertstate.silence_for(silences, names, now):
+            if alertstate.silence_for(silences, name, self.host, key == name, now, self.breakers):
                 snap.silenced.add(key)
         own = (alertstate.SILENCE, alertstate.PROBLEM, alertstate.NOTIFY)
         snap.legacy = {

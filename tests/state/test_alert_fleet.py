@@ -302,3 +302,25 @@ def test_run_alerts_of_a_fleet_locked_job_are_the_fleets_of_a_host_job_each_host
         ("web-1", "run:logs", "problem", "CRITICAL"),
         ("web-2", "run:sync", "recovery", "OK"),
     ]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_target_without_a_slash_never_matches_a_host_name(
+    fleet: Callable[..., Fleet], server: CountingServer
+) -> None:
+    """Review finding 1: host web-1 with disk bad; `silence add 'web*'` does not silence
+    web-1's disk and `alert ack 'web*'` acknowledges nothing (fnmatch's * matches "/", so
+    matching 'web*' against 'web-1/disk' did both); `web*/disk` (a slash) still reaches it, a
+    host part equal to the host matches literally (`web[1]/disk` on host web[1]), and a
+    check named with a slash is still matched by its whole name."""
+    f = fleet()
+    alertstate.add_silence(f.records, "web*", 600, by="ops", now=f.clock.time())
+    f.run("web-1", disk=C)
+    assert _posted(server) == [("web-1", "disk", "problem", "CRITICAL")]
+    now = f.clock.time()
+    assert alertstate.acknowledge(f.records, "web*", now=now) == []
+    assert [p.host for p in alertstate.acknowledge(f.records, "web*/disk", now=now)] == ["web-1"]
+    assert alertstate.target_matches("web[1]/disk", "disk", "web[1]", False)
+    assert not alertstate.target_matches("web[1]/disk", "disk", "web-1", False)
+    assert alertstate.target_matches("http/api", "http/api", "web-1", False)
+    assert not alertstate.target_matches("web-1/disk", "disk", "web-1", True)  # fleet-wide
