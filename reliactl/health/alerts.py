@@ -87,6 +87,9 @@ class Alert:
     unit: str = ""
     host: str = ""
     at: float = 0.0
+    # One problem for the fleet (``alertstate.fleet_wide``): its provider incident is not
+    # the sending host's (``channels.dedup_key``), so another host's recovery resolves it.
+    fleet: bool = False
 
     def title(self) -> str:
         verb = {
@@ -442,6 +445,7 @@ class AlertManager:
                         metric.unit if metric else "",
                         self.host,
                         now,
+                        fleet=item.check == name,  # a fleet-wide check's key is its name
                     )
                 )
             if not items and not changed:

@@ -324,3 +324,48 @@ def test_a_target_without_a_slash_never_matches_a_host_name(
     assert not alertstate.target_matches("web[1]/disk", "disk", "web-1", False)
     assert alertstate.target_matches("http/api", "http/api", "web-1", False)
     assert not alertstate.target_matches("web-1/disk", "disk", "web-1", True)  # fleet-wide
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_fleet_problem_opened_by_one_host_is_resolved_by_another_at_the_provider(
+    make_store: Callable[..., Any],
+) -> None:
+    """Review finding 2: job:nightly fails seen from web-1 and recovers seen from web-2; at a
+    real 127.0.0.1 PagerDuty and Opsgenie, web-2's resolve/close names the incident web-1
+    triggered (dedup key / alias `reliactl:*:job:nightly`; before, web-2 resolved
+    `reliactl:web-2:job:nightly` and the incident stayed open forever). A host-local check
+    keeps its host in the key."""
+    from httpserver import FlakyServer, Reply
+
+    records = RecordStore(make_store())
+    clock = FakeClock()
+    with FlakyServer(Reply(202, {"status": "success"})) as fake:
+        sinks = [
+            AlertSink(name="pd", kind="pagerduty", url=fake.url + "/v2/enqueue", routing_key="r"),
+            AlertSink(name="og", kind="opsgenie", url=fake.url, api_key="k"),
+        ]
+
+        def run(host: str, **statuses: Status) -> None:
+            am = AlertManager(
+                sinks, records, clock=clock.time, monotonic=clock.monotonic, host=host
+            )
+            outcomes = asyncio.run(am.process(_report(clock, **statuses)))
+            assert all(o.delivered for o in outcomes), [o.error for o in outcomes]
+
+        run("web-1", job_nightly=C, disk=C)
+        run("web-2", job_nightly=OK, disk=OK)
+        run("web-1", job_nightly=OK, disk=OK)
+        pd = [(e["event_action"], e["dedup_key"]) for e in fake.posted("/v2/enqueue")]
+        assert sorted(pd) == [
+            ("resolve", "reliactl:*:job:nightly"),
+            ("resolve", "reliactl:web-1:disk"),
+            ("trigger", "reliactl:*:job:nightly"),
+            ("trigger", "reliactl:web-1:disk"),
+        ]
+        created = {e["alias"] for e in fake.posted("/v2/alerts")}
+        closed = {r.path for r in fake.requests if r.path.endswith("/close?identifierType=alias")}
+        assert created == {"reliactl:*:job:nightly", "reliactl:web-1:disk"}
+        assert closed == {
+            "/v2/alerts/reliactl%3A%2A%3Ajob%3Anightly/close?identifierType=alias",
+            "/v2/alerts/reliactl%3Aweb-1%3Adisk/close?identifierType=alias",
+        }
