@@ -53,6 +53,7 @@ __all__ = [
     "check_notes",
     "current_user",
     "decide",
+    "fleet_run",
     "fleet_wide",
     "forget",
     "list_silences",
@@ -80,9 +81,19 @@ FLEET_PREFIXES = ("job:",)
 
 def fleet_wide(check: str, fleet: Iterable[str] = ()) -> bool:
     """Whether ``check`` is one problem for the fleet (a ``job:NAME`` check, or a name in
-    ``fleet``: the ``run:NAME`` alert of a job run under a fleet lock) rather than one per
+    ``fleet``: a ``run:NAME`` alert ``fleet_run`` says is fleet-wide) rather than one per
     host."""
     return check.startswith(FLEET_PREFIXES) or check in fleet
+
+
+def fleet_run(name: str, jobs: Mapping[str, Any], lock_scope: str | None = None) -> bool:
+    """Whether the ``run:NAME`` alert of a run named ``name`` is fleet-wide (then its
+    ``run:NAME`` goes into ``fleet_wide``'s ``fleet``): the job declared under that name has
+    ``lock_scope: fleet``, whatever flag named the run (`run --job NAME` or `run --name NAME
+    --alert`: one job, one key), or the run itself holds a fleet lock (``lock_scope``, from
+    `--lock-scope` or --job's entry): its runs are one sequence on whichever host."""
+    declared = jobs.get(name)
+    return lock_scope == "fleet" or getattr(declared, "lock_scope", None) == "fleet"
 
 
 def state_key(check: str, host: str, fleet: bool) -> str:

@@ -369,3 +369,56 @@ def test_a_fleet_problem_opened_by_one_host_is_resolved_by_another_at_the_provid
             "/v2/alerts/reliactl%3A%2A%3Ajob%3Anightly/close?identifierType=alias",
             "/v2/alerts/reliactl%3Aweb-1%3Adisk/close?identifierType=alias",
         }
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_job_has_one_run_key_however_the_run_names_it(
+    make_store: Callable[..., Any],
+    server: CountingServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Review finding 3: `run --name sync --alert` (no --job) of the job declared
+    `lock_scope: fleet` is the same fleet-wide run:sync as `run --job sync`: web-1's failure
+    by name is recovered by web-2's success by --job (before, one was HOST/run:sync and the
+    other run:sync: two problems, no recovery). An undeclared name run with `--lock-scope
+    fleet` is fleet-wide too; without it, each host's."""
+    from reliactl.cli._jobwatch import watch_for_run
+    from reliactl.config import load
+
+    cfg = tmp_path / "jobs.yaml"
+    cfg.write_text(
+        f"health_monitor:\n  alerts:\n    - {{name: hook, kind: webhook, url: '{server.url}/h'}}\n"
+        "jobs:\n  sync: {every: 1h, lock_scope: fleet}\n"
+    )
+    config = load(str(cfg), use_env=False, search=False).config
+    store = make_store()
+
+    class Result:
+        def __init__(self, code: int) -> None:
+            self.outcome = "success" if code == 0 else "failure"
+            self.exit_code = code
+
+    def run(host: str, name: str, code: int, by_job: bool, scope: str | None = None) -> None:
+        monkeypatch.setenv("RELIACTL_HOSTNAME", host)
+        settings = config.jobs[name] if by_job else None
+        watch = watch_for_run(
+            config, name, settings, alert=True, open_store=lambda: store, lock_scope=scope
+        )
+        assert watch is not None
+        assert watch.finish(Result(code)) == []
+
+    run("web-1", "sync", 1, by_job=False)
+    run("web-2", "sync", 0, by_job=True)
+    run("web-1", "adhoc", 1, by_job=False, scope="fleet")
+    run("web-2", "adhoc", 0, by_job=False, scope="fleet")
+    run("web-1", "local", 1, by_job=False)
+    run("web-2", "local", 0, by_job=False)
+    assert _posted(server) == [
+        ("web-1", "run:sync", "problem", "CRITICAL"),
+        ("web-2", "run:sync", "recovery", "OK"),
+        ("web-1", "run:adhoc", "problem", "CRITICAL"),
+        ("web-2", "run:adhoc", "recovery", "OK"),
+        ("web-1", "run:local", "problem", "CRITICAL"),
+    ]
+    assert alertstate.fleet_run("sync", config.jobs) and not alertstate.fleet_run("x", {})
