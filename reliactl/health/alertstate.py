@@ -53,6 +53,7 @@ __all__ = [
     "check_notes",
     "current_user",
     "decide",
+    "drop_entry",
     "fleet_run",
     "fleet_wide",
     "forget",
@@ -60,6 +61,7 @@ __all__ = [
     "observe",
     "open_problems",
     "remove_silence",
+    "resolvable",
     "silence_for",
     "silence_seconds",
     "state_key",
@@ -521,6 +523,27 @@ def forget(records: RecordStore, sinks: Iterable[str], check: str, host: str) ->
     for sink in sinks:
         records.update(KIND, NOTIFY + sink, drop)
         records.update(KIND, f"{sink}:{check}", lambda _rec: None)
+
+
+def drop_entry(records: RecordStore, sink: str, key: str) -> None:
+    """Remove state key ``key``'s entry from ``sink``'s ``notify:SINK`` record."""
+
+    def drop(rec: dict[str, Any] | None) -> dict[str, Any] | None:
+        entries = (rec or {}).get("checks")
+        if rec is None or not isinstance(entries, dict) or key not in entries:
+            return rec
+        return {**rec, "checks": {k: v for k, v in entries.items() if k != key}}
+
+    records.update(KIND, NOTIFY + sink, drop)
+
+
+def resolvable(problem: Problem, target: str, breakers: Mapping[str, str] | None = None) -> bool:
+    """Whether `alert resolve TARGET` closes ``problem``: TARGET matches it
+    (``target_matches``) and, for one host's problem, names the host (``HOST/CHECK``): a
+    bare name must not close every host's problem at once."""
+    if problem.scope == "host" and "/" not in target:
+        return False
+    return problem.matches(target, breakers)
 
 
 def _items(records: RecordStore) -> dict[str, Any]:

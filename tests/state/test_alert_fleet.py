@@ -235,7 +235,7 @@ def test_a_single_host_upgraded_in_place_sends_its_recovery_once(
     (problem,) = alertstate.open_problems(f.records)
     assert (problem.label, problem.ack_by) == ("h/cpu", "bob")
     entries = f.records.get("alert", "notify:hook")["checks"]  # type: ignore[index]
-    assert sorted(entries) == ["h/cpu", "h/disk"]  # the old entries moved
+    assert sorted(entries) == ["h/cpu"]  # moved; h/disk's went with its recovery
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
@@ -422,3 +422,93 @@ def test_a_job_has_one_run_key_however_the_run_names_it(
         ("web-1", "run:local", "problem", "CRITICAL"),
     ]
     assert alertstate.fleet_run("sync", config.jobs) and not alertstate.fleet_run("x", {})
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_recovered_problem_leaves_no_sink_entry(
+    fleet: Callable[..., Fleet], server: CountingServer
+) -> None:
+    """Review finding 5 (second half): after web-1's and web-2's disk recover, notify:hook
+    holds no entry for either (they stayed forever: one per host and check ever bad), and a
+    later failure is still a new problem."""
+    f = fleet()
+    f.run("web-1", disk=C, job_nightly=C)
+    f.run("web-2", disk=C)
+    f.run("web-1", disk=OK, job_nightly=OK)
+    f.run("web-2", disk=OK)
+    entries = f.records.get("alert", "notify:hook")["checks"]  # type: ignore[index]
+    assert entries == {}
+    f.run("web-2", disk=C)
+    assert _posted(server)[-1] == ("web-2", "disk", "problem", "CRITICAL")
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_alert_resolve_closes_a_gone_hosts_problem_at_the_provider(
+    make_store: Callable[..., Any],
+) -> None:
+    """Review finding 5: web-1 (since replaced) left disk CRITICAL open at a real
+    127.0.0.1 PagerDuty. `resolve('disk')` (no host) closes nothing of one host's;
+    `resolve('web-1/disk')` resolves web-1's incident (its dedup key) and removes the problem
+    and its sink entry; a failed delivery keeps both for a retry. A fleet-wide problem
+    resolves by its name."""
+    from httpserver import FlakyServer, Reply
+
+    records = RecordStore(make_store())
+    clock = FakeClock()
+    with FlakyServer(Reply(202, {"status": "success"})) as fake:
+        sinks = [
+            AlertSink(name="pd", kind="pagerduty", url=fake.url + "/v2/enqueue", routing_key="r")
+        ]
+
+        def manager(host: str) -> AlertManager:
+            return AlertManager(
+                sinks,
+                records,
+                clock=clock.time,
+                monotonic=clock.monotonic,
+                sleep=clock.async_sleep,
+                host=host,
+                max_attempts=1,
+            )
+
+        asyncio.run(manager("web-1").process(_report(clock, disk=C, job_nightly=C)))
+        ops = manager("ops")
+        assert asyncio.run(ops.resolve("disk")) == []
+        fake.script("/v2/enqueue", 500)
+        ((problem, (failed,)),) = asyncio.run(ops.resolve("web-1/disk"))
+        assert problem.host == "web-1" and not failed.delivered
+        assert len(alertstate.open_problems(records)) == 2  # kept for a retry
+        ((problem, (sent,)),) = asyncio.run(ops.resolve("web-1/disk", by="ann"))
+        assert sent.delivered and sent.kind == "recovery"
+        ((problem, (sent,)),) = asyncio.run(ops.resolve("job:nightly"))
+        assert sent.delivered
+        assert alertstate.open_problems(records) == []
+        assert records.get("alert", "notify:pd")["checks"] == {}  # type: ignore[index]
+        resolves = [
+            e["dedup_key"] for e in fake.posted("/v2/enqueue") if e["event_action"] == "resolve"
+        ]
+        assert resolves == ["reliactl:web-1:disk", "reliactl:web-1:disk", "reliactl:*:job:nightly"]
+
+
+def test_alert_resolve_command_closes_a_replaced_hosts_problem(
+    state_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`reliactl alert resolve` (real processes on one store): web-1 left disk-data
+    CRITICAL and is gone; `alert resolve disk-data` refuses (exit 1, says HOST/CHECK),
+    `alert resolve web-1/disk-data` sends web-1's recovery to the webhook, says so, and
+    `alert list` is empty after it."""
+    with CountingServer() as server:
+        cfg = tmp_path / "reliactl.yaml"
+        cfg.write_text(CONFIG.format(python=json.dumps(sys.executable), url=server.url))
+        env = {**os.environ, **state_env, "RELIACTL_CONFIG": str(cfg)}
+        assert _cli(env, "web-1", "health", "--quiet").returncode == 2
+        bare = _cli(env, "ops", "alert", "resolve", "disk-data")
+        assert bare.returncode == 1 and "HOST/CHECK" in bare.stderr, bare.stderr
+        done = _cli(env, "ops", "alert", "resolve", "web-1/disk-data", "--reason", "replaced")
+        assert done.returncode == 0, done.stderr
+        assert "web-1/disk-data (CRITICAL) resolved; recovery: hook" in done.stderr
+        assert _posted(server) == [
+            ("web-1", "disk-data", "problem", "CRITICAL"),
+            ("web-1", "disk-data", "recovery", "OK"),
+        ]
+        assert _cli(env, "ops", "alert", "list").stdout.strip() == "no open problems"
