@@ -136,6 +136,13 @@ def watch_for_run(
         environ=environ,
     )
     wants_alert = alert or (settings is not None and settings.alert)
+    if wants_alert and "/" in name:
+        # Its alert is the check run:NAME, addressed as HOST/run:NAME: a "/" in NAME would
+        # make `alert ack`/`silence add`/`alert resolve` targets ambiguous.
+        raise ValueError(
+            f"--alert: the run name {name!r} has a '/', which alert targets (HOST/CHECK)"
+            " cannot tell apart; name it without '/' (--name)"
+        )
     # Escalation sinks (alerts.escalate_to) hear only of problems that lasted: a run's
     # result is one moment, so `run --alert` never goes there (health's job:NAME check does).
     escalation = set(config.alerts.escalate_to)

@@ -512,3 +512,22 @@ def test_alert_resolve_command_closes_a_replaced_hosts_problem(
             ("web-1", "disk-data", "recovery", "OK"),
         ]
         assert _cli(env, "ops", "alert", "list").stdout.strip() == "no open problems"
+
+
+def test_run_alert_refuses_a_run_name_with_a_slash(tmp_path: Path) -> None:
+    """Review finding 6: `run --name x/y --alert` is a one-line usage error (exit 125, as
+    run's other bad flags) and the command never runs: its alert run:x/y could not be
+    told apart from host x's check y/... in HOST/CHECK targets. Without --alert the name
+    is fine."""
+    marker = tmp_path / "ran"
+    cmd = [sys.executable, "-m", "reliactl", "run", "--name", "x/y"]
+    touch = ["--", sys.executable, "-c", f"open({str(marker)!r}, 'w')"]
+    env = dict(os.environ)  # isolated_env: a private HOME and state
+    refused = subprocess.run(
+        [*cmd, "--alert", *touch], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert refused.returncode == 125, refused.stderr
+    assert refused.stderr.count("\n") == 1 and "has a '/'" in refused.stderr
+    assert not marker.exists()
+    ok = subprocess.run([*cmd, *touch], env=env, capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and marker.exists(), ok.stderr
