@@ -133,9 +133,8 @@ def silence_seconds(seconds: float) -> float:
     from reliactl.units import format_duration
 
     if not 0 < seconds <= MAX_SILENCE:
-        raise ValueError(
-            f"the duration must be positive and at most 366d, got {format_duration(seconds)}"
-        )
+        got = "0s" if seconds == 0 else format_duration(seconds)  # not "0ms": --for 0s
+        raise ValueError(f"the duration must be positive and at most 366d, got {got}")
     return seconds
 
 
