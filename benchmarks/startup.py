@@ -13,11 +13,11 @@ table: as a user runs it (the fast path, reliactl/cli/_fast.py) and through the 
 (`RELIACTL_FAST=0`, via env(1), which adds ~1 ms), both interleaved round by round against
 `python -c pass`. Goal: each within 8x on a loaded machine. The writers act on a scratch site
 (`-c` a config naming breaker `bench`; `config init` rewrites a scratch file); `alert ack`,
-`silence remove` take their "no such" answer (exit 1) and `state migrate` a refused Redis (75)
-after the whole start; `drill` and `serve` are measured to the end of their own checks (`drill
-nope`, `serve --port 0`: a real drill takes seconds, serve does not exit). `doctor` is slow by
-nature (it opens the store, stats the directories, looks for the serve extra); `http`
-includes one request to a local server in its own process.
+`alert resolve`, `silence remove` take their "no such" answer (exit 1) and `state migrate` a
+refused Redis (75) after the whole start; `drill` and `serve` are measured to the end of their
+own checks (`drill nope`, `serve --port 0`: a real drill takes seconds, serve does not exit).
+`doctor` is slow by nature (it opens the store, stats the directories, looks for the serve
+extra); `http` includes one request to a local server in its own process.
 STARTUP_PART=commands runs only this second table (with STARTUP_BASE=DIR each command's twin
 is the base tree's same command instead of RELIACTL_FAST=0), =light only the first, =config only the
 table of `run` and `health` with a configuration file (see config_file_rows), =redis only the
@@ -62,6 +62,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "jobs --json": ("jobs", "--json"),
     "alert list": ("alert", "list"),
     "alert ack (none open)": ("alert", "ack", "bench*"),
+    "alert resolve (none open)": ("alert", "resolve", "bench*"),
     "silence list": ("silence", "list"),
     "silence add": ("silence", "add", "bench", "--for", "1m"),
     "silence remove (no such)": ("silence", "remove", "nope"),

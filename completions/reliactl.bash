@@ -7,6 +7,7 @@ _reliactl_value() {
     case "$1/$2" in
         "/--config"|"/-c") _rl_kind="@file" ;;
         "alert ack/--reason") _rl_kind="" ;;
+        "alert resolve/--reason") _rl_kind="" ;;
         "breaker show/--limit"|"breaker show/-n") _rl_kind="" ;;
         "breaker trip/--for") _rl_kind="" ;;
         "cleanup/--older-than") _rl_kind="" ;;
@@ -87,7 +88,7 @@ _reliactl_value() {
 }
 _reliactl_sub() {
     case "$1/$2" in
-        "/alert"|"/breaker"|"/cleanup"|"/config"|"/doctor"|"/drill"|"/health"|"/http"|"/jobs"|"/retry"|"/run"|"/runs"|"/serve"|"/silence"|"/state"|"alert/ack"|"alert/list"|"breaker/close"|"breaker/list"|"breaker/reset"|"breaker/show"|"breaker/trip"|"config/init"|"config/show"|"config/validate"|"health/history"|"retry/plan"|"silence/add"|"silence/list"|"silence/remove"|"state/info"|"state/migrate"|"state/sync") return 0 ;;
+        "/alert"|"/breaker"|"/cleanup"|"/config"|"/doctor"|"/drill"|"/health"|"/http"|"/jobs"|"/retry"|"/run"|"/runs"|"/serve"|"/silence"|"/state"|"alert/ack"|"alert/list"|"alert/resolve"|"breaker/close"|"breaker/list"|"breaker/reset"|"breaker/show"|"breaker/trip"|"config/init"|"config/show"|"config/validate"|"health/history"|"retry/plan"|"silence/add"|"silence/list"|"silence/remove"|"state/info"|"state/migrate"|"state/sync") return 0 ;;
     esac
     return 1
 }
@@ -139,6 +140,7 @@ _reliactl() {
                 "alert") _rl_words="--help -h" ;;
                 "alert ack") _rl_words="--help -h --reason" ;;
                 "alert list") _rl_words="--help -h --json" ;;
+                "alert resolve") _rl_words="--help -h --reason" ;;
                 "breaker") _rl_words="--help -h" ;;
                 "breaker close") _rl_words="--help -h" ;;
                 "breaker list") _rl_words="--help -h --json --fail-on-open" ;;
@@ -175,7 +177,7 @@ _reliactl() {
     esac
     case "$_rl_node" in
         "") _reliactl_reply -W "alert breaker cleanup config doctor drill health http jobs retry run runs serve silence state" -- "$_rl_cur" ;;
-        "alert") _reliactl_reply -W "ack list" -- "$_rl_cur" ;;
+        "alert") _reliactl_reply -W "ack list resolve" -- "$_rl_cur" ;;
         "breaker") _reliactl_reply -W "close list reset show trip" -- "$_rl_cur" ;;
         "cleanup") _reliactl_reply -f -- "$_rl_cur" ;;
         "config") _reliactl_reply -W "init show validate" -- "$_rl_cur" ;;

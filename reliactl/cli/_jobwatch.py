@@ -51,6 +51,7 @@ def resolve(
     name: str | None,
     breaker: str | None,
     open_store: Callable[[], Any],
+    lock_scope: str | None = None,
     **pings: Any,
 ) -> tuple[str | None, str | None, RunWatch | None]:
     """--job's settings under the flags: (history name, breaker, watch or None). ValueError
@@ -61,7 +62,9 @@ def resolve(
     if settings is not None:
         name = name or job
         breaker = breaker or settings.breaker or None
-    watch = watch_for_run(config, name or "", settings, open_store=open_store, **pings)
+    watch = watch_for_run(
+        config, name or "", settings, open_store=open_store, lock_scope=lock_scope, **pings
+    )
     return name, breaker, watch
 
 
@@ -115,9 +118,12 @@ def watch_for_run(
     alert: bool = False,
     open_store: Callable[[], Any],
     environ: Any = None,
+    lock_scope: str | None = None,
 ) -> RunWatch | None:
     """The RunWatch of one run (None when it neither pings nor alerts); ValueError for an
-    unusable ping URL or template (the message hides the credential)."""
+    unusable ping URL or template (the message hides the credential). ``lock_scope``: the
+    run's --lock-scope (else --job's entry's)."""
+    from reliactl.health.alertstate import fleet_run
     from reliactl.jobwatch import RunWatch
     from reliactl.ping import targets_from
 
@@ -130,6 +136,13 @@ def watch_for_run(
         environ=environ,
     )
     wants_alert = alert or (settings is not None and settings.alert)
+    if wants_alert and "/" in name:
+        # Its alert is the check run:NAME, addressed as HOST/run:NAME: a "/" in NAME would
+        # make `alert ack`/`silence add`/`alert resolve` targets ambiguous.
+        raise ValueError(
+            f"--alert: the run name {name!r} has a '/', which alert targets (HOST/CHECK)"
+            " cannot tell apart; name it without '/' (--name)"
+        )
     # Escalation sinks (alerts.escalate_to) hear only of problems that lasted: a run's
     # result is one moment, so `run --alert` never goes there (health's job:NAME check does).
     escalation = set(config.alerts.escalate_to)
@@ -143,9 +156,12 @@ def watch_for_run(
         sinks=sinks,
         records=_LazyRecords(open_store),
         default_cooldown=config.health_monitor.alert_cooldown,
-        # A job declared with lock_scope: fleet runs on one host at a time, any of them: its
-        # runs are one sequence, so its run:NAME alert is one problem for the fleet.
-        fleet=settings is not None and settings.lock_scope == "fleet",
+        # A job declared with lock_scope: fleet (however this run was named) or a run under
+        # a fleet lock runs on one host at a time, any of them: its runs are one sequence, so
+        # its run:NAME alert is one problem for the fleet (alertstate.fleet_run).
+        fleet=fleet_run(
+            name, config.jobs, lock_scope or (settings.lock_scope if settings else None)
+        ),
     )
     return watch if watch.active else None
 

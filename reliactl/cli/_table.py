@@ -655,10 +655,12 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                                   '  -h, --help  Show this message and exit.\n'
                                   '\n'
                                   'Commands:\n'
-                                  '  ack   Acknowledge the open problems matching TARGET: no '
+                                  '  ack      Acknowledge the open problems matching TARGET: no '
                                   'repeats or...\n'
-                                  '  list  Open problems, one per host for a host-local check '
-                                  '(HOST: where;...\n',
+                                  '  list     Open problems, one per host for a host-local check '
+                                  '(HOST:...\n'
+                                  '  resolve  Close open problems by hand, for a host renamed, '
+                                  'replaced or...\n',
  ('python -m reliactl', 'alert ack'): 'Usage: python -m reliactl alert ack [OPTIONS] TARGET\n'
                                       '\n'
                                       '  Acknowledge the open problems matching TARGET: no repeats '
@@ -1803,9 +1805,11 @@ HELP: dict[tuple[str, str], str] = {('python -m reliactl', ''): 'Usage: python -
                         '  -h, --help  Show this message and exit.\n'
                         '\n'
                         'Commands:\n'
-                        '  ack   Acknowledge the open problems matching TARGET: no repeats or...\n'
-                        '  list  Open problems, one per host for a host-local check (HOST: '
-                        'where;...\n',
+                        '  ack      Acknowledge the open problems matching TARGET: no repeats '
+                        'or...\n'
+                        '  list     Open problems, one per host for a host-local check (HOST:...\n'
+                        '  resolve  Close open problems by hand, for a host renamed, replaced '
+                        'or...\n',
  ('reliactl', 'alert ack'): 'Usage: reliactl alert ack [OPTIONS] TARGET\n'
                             '\n'
                             '  Acknowledge the open problems matching TARGET: no repeats or '

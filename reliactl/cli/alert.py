@@ -29,6 +29,12 @@ def _context(ctx: typer.Context) -> tuple[Any, dict[str, str]]:
     return RecordStore(app_ctx.store()), breakers
 
 
+def _config(ctx: typer.Context) -> Any:
+    from reliactl.cli.context import app_context
+
+    return app_context(ctx).loaded().config
+
+
 def _doc(problem: Any) -> dict[str, Any]:
     from reliactl.cli.output import with_times
 
@@ -49,6 +55,7 @@ def build() -> typer.Typer:
     )
     group.command("ack")(ack)
     group.command("list")(list_)
+    group.command("resolve")(resolve)
     return group
 
 
@@ -83,6 +90,62 @@ def ack(
     for problem in done:
         where = f" on {problem.host}" if problem.scope != "fleet" and problem.host else ""
         info(f"{problem.check} ({problem.status.value}) acknowledged by {problem.ack_by}{where}")
+
+
+@reports_errors
+def resolve(
+    ctx: typer.Context,
+    target: Annotated[
+        str,
+        typer.Argument(
+            metavar="TARGET",
+            help="HOST/CHECK for one host's problem (web-1/disk, old-web-*/*); a check name or"
+            " glob for a fleet-wide one (job:nightly).",
+        ),
+    ],
+    reason: Annotated[
+        str, typer.Option("--reason", metavar="TEXT", help="Why (sent with the recovery).")
+    ] = "",
+) -> None:
+    """Close open problems by hand, for a host renamed, replaced or gone (nothing will ever
+    see them recover): every sink told of one gets its recovery (PagerDuty and Opsgenie
+    incidents close), then the problem and its sink entries are removed. A host-local
+    problem needs HOST/CHECK. If the check is still bad on a live host, its next run opens
+    the problem again. Exit 1 if nothing matches or a recovery was not delivered (that
+    problem stays, to try again)."""
+    import asyncio
+
+    from reliactl.cli.output import error, info
+    from reliactl.health.alerts import AlertManager
+    from reliactl.health.alertstate import AlertPolicy
+
+    records, breakers = _context(ctx)
+    config = _config(ctx)
+    manager = AlertManager(
+        config.health_monitor.alerts,
+        records,
+        default_cooldown=config.health_monitor.alert_cooldown,
+        policy=AlertPolicy.from_config(config.alerts),
+        breakers=breakers,
+    )
+    done = asyncio.run(manager.resolve(target, reason=reason))
+    if not done:
+        error(
+            f"no open problem matches {target!r} (one host's needs HOST/CHECK;"
+            " see `reliactl alert list`)"
+        )
+        raise SystemExit(ExitCode.FAILURE)
+    failed = False
+    for problem, outcomes in done:
+        bad = [o for o in outcomes if not o.delivered]
+        for outcome in bad:
+            error(outcome.describe())
+        failed = failed or bool(bad)
+        sent = ", ".join(o.sink for o in outcomes if o.delivered) or "no sink had been told"
+        state = "kept (retry)" if bad else "resolved"
+        info(f"{problem.label} ({problem.status.value}) {state}; recovery: {sent}")
+    if failed:
+        raise SystemExit(ExitCode.FAILURE)
 
 
 @reports_errors

@@ -925,6 +925,7 @@ def run(
             name=name,
             breaker=breaker,
             open_store=open_store,
+            lock_scope=scope,
             ping=ping,
             ping_start=ping_start,
             ping_success=ping_success,

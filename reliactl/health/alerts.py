@@ -88,6 +88,9 @@ class Alert:
     unit: str = ""
     host: str = ""
     at: float = 0.0
+    # One problem for the fleet (``alertstate.fleet_wide``): its provider incident is not
+    # the sending host's (``channels.dedup_key``), so another host's recovery resolves it.
+    fleet: bool = False
 
     def title(self) -> str:
         verb = {
@@ -343,8 +346,7 @@ class AlertManager:
             return snap, f"state: {exc}"
         silences = alertstate._silences(items)
         for key, name in snap.names.items():
-            names = alertstate.target_names(name, self.host, key == name, self.breakers)
-            if alertstate.silence_for(silences, names, now):
+            if alertstate.silence_for(silences, name, self.host, key == name, now, self.breakers):
                 snap.silenced.add(key)
         own = (alertstate.SILENCE, alertstate.PROBLEM, alertstate.NOTIFY)
         snap.legacy = {
@@ -444,6 +446,7 @@ class AlertManager:
                         metric.unit if metric else "",
                         self.host,
                         now,
+                        fleet=item.check == name,  # a fleet-wide check's key is its name
                     )
                 )
             if not items and not changed:
@@ -468,7 +471,14 @@ class AlertManager:
                 if entry.get("claim") == token:
                     entry.pop("claim", None)
                     entry.pop("claimed_until", None)
-                if delivered:
+                if delivered and alert.status.is_ok and alert.kind != "flapping":
+                    # Told "all clear": nothing left to remember (a missing entry reads as
+                    # told OK), so recovered problems do not pile up in notify:SINK.
+                    if not entry.get("claim"):
+                        entries.pop(self.state_key(alert.check), None)
+                    else:
+                        entry.update(status=alert.status.value, sent_at=done_at, flapping=False)
+                elif delivered:
                     entry.update(
                         status=alert.status.value,
                         sent_at=done_at,
@@ -481,6 +491,13 @@ class AlertManager:
             return current
 
         self.records.update("alert", alertstate.NOTIFY + sink.name, step)
+        if delivered:
+            for alert in alerts:
+                key = self.state_key(alert.check)
+                if key == alert.check and alert.status.is_ok and alert.kind != "flapping":
+                    # A fleet-wide check falls back on its old "SINK:CHECK" record when it
+                    # has no entry: that record must go with the entry, or it is told again.
+                    self.records.update("alert", f"{sink.name}:{alert.check}", lambda _r: None)
 
     # ---- processing a report
 
@@ -529,6 +546,63 @@ class AlertManager:
                     )
                 )
         return outcomes
+
+    async def resolve(
+        self, target: str, *, by: str | None = None, reason: str = ""
+    ) -> list[tuple[alertstate.Problem, list[AlertOutcome]]]:
+        """Close the open problems TARGET names by hand (a host renamed, replaced or gone:
+        nothing will ever see them recover): each sink that was told of one gets its
+        recovery (a PagerDuty/Opsgenie incident closes), then its problem record and sink
+        entries go. A host-local problem needs ``HOST/CHECK`` (``alertstate.resolvable``).
+        A sink whose delivery failed keeps its entry, and the problem stays, for a retry.
+        Allowed for a live host too: if its check is still bad, its next run opens the
+        problem again. Returns each problem matched with its deliveries."""
+        who = by if by is not None else alertstate.current_user()
+        found = [
+            p
+            for p in alertstate.open_problems(self.records)
+            if alertstate.resolvable(p, target, self.breakers)
+        ]
+        done: list[tuple[alertstate.Problem, list[AlertOutcome]]] = []
+        try:
+            for problem in found:
+                outcomes: list[AlertOutcome] = []
+                for sink in self.sinks:
+                    rec = self.records.get(alertstate.KIND, alertstate.NOTIFY + sink.name) or {}
+                    entry = (rec.get("checks") or {}).get(problem.key)
+                    told = Status.from_word((entry or {}).get("status")) or Status.OK
+                    if told.is_ok and not (entry or {}).get("flapping"):
+                        alertstate.drop_entry(self.records, sink.name, problem.key)
+                        continue
+                    why = f": {reason.strip()}" if reason.strip() else ""
+                    alert = Alert(
+                        problem.check,
+                        Status.OK,
+                        told,
+                        "recovery",
+                        f"resolved by hand by {who}{why}",
+                        None,
+                        "",
+                        problem.host or self.host,
+                        self.clock(),
+                        fleet=problem.scope == "fleet",
+                    )
+                    ok, attempts, error = await self._deliver(sink, [alert])
+                    outcomes.append(
+                        AlertOutcome(
+                            sink.name, problem.check, Status.OK, "recovery", ok, attempts, error
+                        )
+                    )
+                    if ok:
+                        alertstate.drop_entry(self.records, sink.name, problem.key)
+                if all(o.delivered for o in outcomes):
+                    self.records.update(
+                        alertstate.KIND, alertstate.PROBLEM + problem.key, lambda _rec: None
+                    )
+                done.append((problem, outcomes))
+        finally:
+            await self._close()
+        return done
 
     async def announce(self, alert: Alert) -> list[AlertOutcome]:
         """Deliver one alert that is not a status change (remediation exhausted) to every

@@ -53,16 +53,19 @@ __all__ = [
     "check_notes",
     "current_user",
     "decide",
+    "drop_entry",
+    "fleet_run",
     "fleet_wide",
     "forget",
     "list_silences",
     "observe",
     "open_problems",
     "remove_silence",
+    "resolvable",
     "silence_for",
     "silence_seconds",
     "state_key",
-    "target_names",
+    "target_matches",
 ]
 
 KIND: Final = ALERT_KIND
@@ -80,9 +83,19 @@ FLEET_PREFIXES = ("job:",)
 
 def fleet_wide(check: str, fleet: Iterable[str] = ()) -> bool:
     """Whether ``check`` is one problem for the fleet (a ``job:NAME`` check, or a name in
-    ``fleet``: the ``run:NAME`` alert of a job run under a fleet lock) rather than one per
+    ``fleet``: a ``run:NAME`` alert ``fleet_run`` says is fleet-wide) rather than one per
     host."""
     return check.startswith(FLEET_PREFIXES) or check in fleet
+
+
+def fleet_run(name: str, jobs: Mapping[str, Any], lock_scope: str | None = None) -> bool:
+    """Whether the ``run:NAME`` alert of a run named ``name`` is fleet-wide (then its
+    ``run:NAME`` goes into ``fleet_wide``'s ``fleet``): the job declared under that name has
+    ``lock_scope: fleet``, whatever flag named the run (`run --job NAME` or `run --name NAME
+    --alert`: one job, one key), or the run itself holds a fleet lock (``lock_scope``, from
+    `--lock-scope` or --job's entry): its runs are one sequence on whichever host."""
+    declared = jobs.get(name)
+    return lock_scope == "fleet" or getattr(declared, "lock_scope", None) == "fleet"
 
 
 def state_key(check: str, host: str, fleet: bool) -> str:
@@ -91,16 +104,27 @@ def state_key(check: str, host: str, fleet: bool) -> str:
     return check if fleet or not host else f"{host}/{check}"
 
 
-def target_names(
-    check: str, host: str, fleet: bool, breakers: Mapping[str, str] | None = None
-) -> list[str]:
-    """The names a silence or acknowledgement TARGET can match a check's problem by: its
-    ``alias_names`` on any host and, for a host-local one, each as ``HOST/NAME`` (so
-    ``web-1/*`` is everything of web-1, ``web-1/disk*`` its disks)."""
+def target_matches(
+    target: str, check: str, host: str, fleet: bool, breakers: Mapping[str, str] | None = None
+) -> bool:
+    """Whether a silence or acknowledgement TARGET (a name or a glob) matches ``check`` on
+    ``host``: by any of its ``alias_names`` (on every host); and, only when TARGET has a
+    ``/`` and the check is host-local, as ``HOSTPART/NAMEPART`` where HOSTPART is ``host``
+    itself (literally) or a glob of it and NAMEPART matches an alias (``web-1/*`` is
+    everything of web-1, ``web-*/disk*`` the disks of the web hosts). A TARGET without ``/``
+    never matches a host name (``web*`` is not web-1's disk: fnmatch's ``*`` matches ``/``)."""
+    import fnmatch  # only a match needs it, not every round
+
+    target = target.strip()
     names = alias_names(check, breakers)
-    if fleet or not host:
-        return names
-    return [*names, *(f"{host}/{name}" for name in names)]
+    if any(fnmatch.fnmatchcase(name, target) for name in names):
+        return True
+    if "/" not in target or fleet or not host:
+        return False
+    host_part, _, name_part = target.partition("/")
+    if host_part != host and not fnmatch.fnmatchcase(host, host_part):
+        return False
+    return any(fnmatch.fnmatchcase(name, name_part) for name in names)
 
 
 def silence_seconds(seconds: float) -> float:
@@ -109,9 +133,8 @@ def silence_seconds(seconds: float) -> float:
     from reliactl.units import format_duration
 
     if not 0 < seconds <= MAX_SILENCE:
-        raise ValueError(
-            f"the duration must be positive and at most 366d, got {format_duration(seconds)}"
-        )
+        got = "0s" if seconds == 0 else format_duration(seconds)  # not "0ms": --for 0s
+        raise ValueError(f"the duration must be positive and at most 366d, got {got}")
     return seconds
 
 
@@ -171,10 +194,11 @@ class Silence:
     def active(self, now: float) -> bool:
         return self.start <= now < self.end
 
-    def matches(self, names: Iterable[str]) -> bool:
-        import fnmatch  # only a silence's match needs it, not every round
-
-        return any(fnmatch.fnmatchcase(name, self.target) for name in names)
+    def matches(
+        self, check: str, host: str, fleet: bool, breakers: Mapping[str, str] | None = None
+    ) -> bool:
+        """Whether it matches ``check`` on ``host`` (``target_matches``)."""
+        return target_matches(self.target, check, host, fleet, breakers)
 
     def state(self, now: float) -> str:
         return "active" if self.active(now) else ("pending" if now < self.start else "expired")
@@ -299,10 +323,16 @@ def alias_names(check: str, breakers: Mapping[str, str] | None = None) -> list[s
     return names
 
 
-def silence_for(silences: Sequence[Silence], names: Iterable[str], now: float) -> Silence | None:
-    """The active silence matching any of ``names`` that ends last, or None."""
-    wanted = list(names)
-    found = [s for s in silences if s.active(now) and s.matches(wanted)]
+def silence_for(
+    silences: Sequence[Silence],
+    check: str,
+    host: str,
+    fleet: bool,
+    now: float,
+    breakers: Mapping[str, str] | None = None,
+) -> Silence | None:
+    """The active silence matching ``check`` on ``host`` that ends last, or None."""
+    found = [s for s in silences if s.active(now) and s.matches(check, host, fleet, breakers)]
     return max(found, key=lambda s: s.end) if found else None
 
 
@@ -374,10 +404,10 @@ class Problem:
             key,
         )
 
-    def names(self, breakers: Mapping[str, str] | None = None) -> list[str]:
-        """The names a TARGET matches it by (``target_names``; an old-form record is its
-        host's too)."""
-        return target_names(self.check, self.host, self.scope == "fleet", breakers)
+    def matches(self, target: str, breakers: Mapping[str, str] | None = None) -> bool:
+        """Whether TARGET names it (``target_matches``; an old-form record is its host's
+        too)."""
+        return target_matches(target, self.check, self.host, self.scope == "fleet", breakers)
 
 
 def observe_step(
@@ -494,6 +524,27 @@ def forget(records: RecordStore, sinks: Iterable[str], check: str, host: str) ->
         records.update(KIND, f"{sink}:{check}", lambda _rec: None)
 
 
+def drop_entry(records: RecordStore, sink: str, key: str) -> None:
+    """Remove state key ``key``'s entry from ``sink``'s ``notify:SINK`` record."""
+
+    def drop(rec: dict[str, Any] | None) -> dict[str, Any] | None:
+        entries = (rec or {}).get("checks")
+        if rec is None or not isinstance(entries, dict) or key not in entries:
+            return rec
+        return {**rec, "checks": {k: v for k, v in entries.items() if k != key}}
+
+    records.update(KIND, NOTIFY + sink, drop)
+
+
+def resolvable(problem: Problem, target: str, breakers: Mapping[str, str] | None = None) -> bool:
+    """Whether `alert resolve TARGET` closes ``problem``: TARGET matches it
+    (``target_matches``) and, for one host's problem, names the host (``HOST/CHECK``): a
+    bare name must not close every host's problem at once."""
+    if problem.scope == "host" and "/" not in target:
+        return False
+    return problem.matches(target, breakers)
+
+
 def _items(records: RecordStore) -> dict[str, Any]:
     return records.items(KIND)
 
@@ -519,15 +570,12 @@ def acknowledge(
     breakers: Mapping[str, str] | None = None,
 ) -> list[Problem]:
     """Acknowledge every open problem matching ``target`` (a name or a glob, on every host;
-    ``HOST/NAME`` for one host's, see ``target_names``): no repeats and no escalation until
+    ``HOST/NAME`` for one host's, see ``target_matches``): no repeats and no escalation until
     it recovers. Returns the problems acknowledged (empty: none matched)."""
-    import fnmatch
-
     who = by if by is not None else current_user()
     done: list[Problem] = []
     for problem in open_problems(records):
-        names = problem.names(breakers)
-        if not any(fnmatch.fnmatchcase(n, target.strip()) for n in names):
+        if not problem.matches(target, breakers):
             continue
         result: list[Problem] = []
 
@@ -611,7 +659,7 @@ def check_notes(
     notes: dict[str, CheckNote] = {}
     for check in checks:
         wide = fleet_wide(check, fleet)
-        silence = silence_for(silences, target_names(check, host, wide, breakers), now)
+        silence = silence_for(silences, check, host, wide, now, breakers)
         key = state_key(check, host, wide)
         rec = items.get(PROBLEM + key)
         if rec is None and not wide:

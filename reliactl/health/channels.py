@@ -19,7 +19,8 @@ ntfy       JSON publish to the server root (topic, title,     none
            message, priority 1-5, tags)
 =========  ================================================  =====================================
 
-The dedup key is ``reliactl:<host>:<check>``: one incident per check and host, which a
+The dedup key is ``reliactl:<host>:<check>`` (``reliactl:*:<check>`` for a fleet-wide check,
+see ``dedup_key``): one incident per check and host, which a
 WARNING -> CRITICAL change updates and the recovery closes, whichever run sends it.
 
 Secrets (routing key, API key, bot token, SMTP password, ntfy token) come from the sink's own
@@ -124,8 +125,11 @@ class Channel:
 
 
 def dedup_key(alert: Alert) -> str:
-    """One incident per host and check (PagerDuty allows 255 characters, Opsgenie 512)."""
-    return f"reliactl:{alert.host}:{alert.check}"[:255]
+    """One incident per host and check, ``reliactl:HOST:CHECK``; one per check,
+    ``reliactl:*:CHECK``, for a fleet-wide check (``alert.fleet``: whichever host sees it
+    recover resolves the incident another host opened; ``*`` is in no host name, so it never
+    meets a host's key). PagerDuty allows 255 characters, Opsgenie 512."""
+    return f"reliactl:{'*' if alert.fleet else alert.host}:{alert.check}"[:255]
 
 
 def _text(alert: Alert) -> str:

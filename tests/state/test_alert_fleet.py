@@ -235,7 +235,7 @@ def test_a_single_host_upgraded_in_place_sends_its_recovery_once(
     (problem,) = alertstate.open_problems(f.records)
     assert (problem.label, problem.ack_by) == ("h/cpu", "bob")
     entries = f.records.get("alert", "notify:hook")["checks"]  # type: ignore[index]
-    assert sorted(entries) == ["h/cpu", "h/disk"]  # the old entries moved
+    assert sorted(entries) == ["h/cpu"]  # moved; h/disk's went with its recovery
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
@@ -302,3 +302,232 @@ def test_run_alerts_of_a_fleet_locked_job_are_the_fleets_of_a_host_job_each_host
         ("web-1", "run:logs", "problem", "CRITICAL"),
         ("web-2", "run:sync", "recovery", "OK"),
     ]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_target_without_a_slash_never_matches_a_host_name(
+    fleet: Callable[..., Fleet], server: CountingServer
+) -> None:
+    """Review finding 1: host web-1 with disk bad; `silence add 'web*'` does not silence
+    web-1's disk and `alert ack 'web*'` acknowledges nothing (fnmatch's * matches "/", so
+    matching 'web*' against 'web-1/disk' did both); `web*/disk` (a slash) still reaches it, a
+    host part equal to the host matches literally (`web[1]/disk` on host web[1]), and a
+    check named with a slash is still matched by its whole name."""
+    f = fleet()
+    alertstate.add_silence(f.records, "web*", 600, by="ops", now=f.clock.time())
+    f.run("web-1", disk=C)
+    assert _posted(server) == [("web-1", "disk", "problem", "CRITICAL")]
+    now = f.clock.time()
+    assert alertstate.acknowledge(f.records, "web*", now=now) == []
+    assert [p.host for p in alertstate.acknowledge(f.records, "web*/disk", now=now)] == ["web-1"]
+    assert alertstate.target_matches("web[1]/disk", "disk", "web[1]", False)
+    assert not alertstate.target_matches("web[1]/disk", "disk", "web-1", False)
+    assert alertstate.target_matches("http/api", "http/api", "web-1", False)
+    assert not alertstate.target_matches("web-1/disk", "disk", "web-1", True)  # fleet-wide
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_fleet_problem_opened_by_one_host_is_resolved_by_another_at_the_provider(
+    make_store: Callable[..., Any],
+) -> None:
+    """Review finding 2: job:nightly fails seen from web-1 and recovers seen from web-2; at a
+    real 127.0.0.1 PagerDuty and Opsgenie, web-2's resolve/close names the incident web-1
+    triggered (dedup key / alias `reliactl:*:job:nightly`; before, web-2 resolved
+    `reliactl:web-2:job:nightly` and the incident stayed open forever). A host-local check
+    keeps its host in the key."""
+    from httpserver import FlakyServer, Reply
+
+    records = RecordStore(make_store())
+    clock = FakeClock()
+    with FlakyServer(Reply(202, {"status": "success"})) as fake:
+        sinks = [
+            AlertSink(name="pd", kind="pagerduty", url=fake.url + "/v2/enqueue", routing_key="r"),
+            AlertSink(name="og", kind="opsgenie", url=fake.url, api_key="k"),
+        ]
+
+        def run(host: str, **statuses: Status) -> None:
+            am = AlertManager(
+                sinks, records, clock=clock.time, monotonic=clock.monotonic, host=host
+            )
+            outcomes = asyncio.run(am.process(_report(clock, **statuses)))
+            assert all(o.delivered for o in outcomes), [o.error for o in outcomes]
+
+        run("web-1", job_nightly=C, disk=C)
+        run("web-2", job_nightly=OK, disk=OK)
+        run("web-1", job_nightly=OK, disk=OK)
+        pd = [(e["event_action"], e["dedup_key"]) for e in fake.posted("/v2/enqueue")]
+        assert sorted(pd) == [
+            ("resolve", "reliactl:*:job:nightly"),
+            ("resolve", "reliactl:web-1:disk"),
+            ("trigger", "reliactl:*:job:nightly"),
+            ("trigger", "reliactl:web-1:disk"),
+        ]
+        created = {e["alias"] for e in fake.posted("/v2/alerts")}
+        closed = {r.path for r in fake.requests if r.path.endswith("/close?identifierType=alias")}
+        assert created == {"reliactl:*:job:nightly", "reliactl:web-1:disk"}
+        assert closed == {
+            "/v2/alerts/reliactl%3A%2A%3Ajob%3Anightly/close?identifierType=alias",
+            "/v2/alerts/reliactl%3Aweb-1%3Adisk/close?identifierType=alias",
+        }
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_job_has_one_run_key_however_the_run_names_it(
+    make_store: Callable[..., Any],
+    server: CountingServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Review finding 3: `run --name sync --alert` (no --job) of the job declared
+    `lock_scope: fleet` is the same fleet-wide run:sync as `run --job sync`: web-1's failure
+    by name is recovered by web-2's success by --job (before, one was HOST/run:sync and the
+    other run:sync: two problems, no recovery). An undeclared name run with `--lock-scope
+    fleet` is fleet-wide too; without it, each host's."""
+    from reliactl.cli._jobwatch import watch_for_run
+    from reliactl.config import load
+
+    cfg = tmp_path / "jobs.yaml"
+    cfg.write_text(
+        f"health_monitor:\n  alerts:\n    - {{name: hook, kind: webhook, url: '{server.url}/h'}}\n"
+        "jobs:\n  sync: {every: 1h, lock_scope: fleet}\n"
+    )
+    config = load(str(cfg), use_env=False, search=False).config
+    store = make_store()
+
+    class Result:
+        def __init__(self, code: int) -> None:
+            self.outcome = "success" if code == 0 else "failure"
+            self.exit_code = code
+
+    def run(host: str, name: str, code: int, by_job: bool, scope: str | None = None) -> None:
+        monkeypatch.setenv("RELIACTL_HOSTNAME", host)
+        settings = config.jobs[name] if by_job else None
+        watch = watch_for_run(
+            config, name, settings, alert=True, open_store=lambda: store, lock_scope=scope
+        )
+        assert watch is not None
+        assert watch.finish(Result(code)) == []
+
+    run("web-1", "sync", 1, by_job=False)
+    run("web-2", "sync", 0, by_job=True)
+    run("web-1", "adhoc", 1, by_job=False, scope="fleet")
+    run("web-2", "adhoc", 0, by_job=False, scope="fleet")
+    run("web-1", "local", 1, by_job=False)
+    run("web-2", "local", 0, by_job=False)
+    assert _posted(server) == [
+        ("web-1", "run:sync", "problem", "CRITICAL"),
+        ("web-2", "run:sync", "recovery", "OK"),
+        ("web-1", "run:adhoc", "problem", "CRITICAL"),
+        ("web-2", "run:adhoc", "recovery", "OK"),
+        ("web-1", "run:local", "problem", "CRITICAL"),
+    ]
+    assert alertstate.fleet_run("sync", config.jobs) and not alertstate.fleet_run("x", {})
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_recovered_problem_leaves_no_sink_entry(
+    fleet: Callable[..., Fleet], server: CountingServer
+) -> None:
+    """Review finding 5 (second half): after web-1's and web-2's disk recover, notify:hook
+    holds no entry for either (they stayed forever: one per host and check ever bad), and a
+    later failure is still a new problem."""
+    f = fleet()
+    f.run("web-1", disk=C, job_nightly=C)
+    f.run("web-2", disk=C)
+    f.run("web-1", disk=OK, job_nightly=OK)
+    f.run("web-2", disk=OK)
+    entries = f.records.get("alert", "notify:hook")["checks"]  # type: ignore[index]
+    assert entries == {}
+    f.run("web-2", disk=C)
+    assert _posted(server)[-1] == ("web-2", "disk", "problem", "CRITICAL")
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_alert_resolve_closes_a_gone_hosts_problem_at_the_provider(
+    make_store: Callable[..., Any],
+) -> None:
+    """Review finding 5: web-1 (since replaced) left disk CRITICAL open at a real
+    127.0.0.1 PagerDuty. `resolve('disk')` (no host) closes nothing of one host's;
+    `resolve('web-1/disk')` resolves web-1's incident (its dedup key) and removes the problem
+    and its sink entry; a failed delivery keeps both for a retry. A fleet-wide problem
+    resolves by its name."""
+    from httpserver import FlakyServer, Reply
+
+    records = RecordStore(make_store())
+    clock = FakeClock()
+    with FlakyServer(Reply(202, {"status": "success"})) as fake:
+        sinks = [
+            AlertSink(name="pd", kind="pagerduty", url=fake.url + "/v2/enqueue", routing_key="r")
+        ]
+
+        def manager(host: str) -> AlertManager:
+            return AlertManager(
+                sinks,
+                records,
+                clock=clock.time,
+                monotonic=clock.monotonic,
+                sleep=clock.async_sleep,
+                host=host,
+                max_attempts=1,
+            )
+
+        asyncio.run(manager("web-1").process(_report(clock, disk=C, job_nightly=C)))
+        ops = manager("ops")
+        assert asyncio.run(ops.resolve("disk")) == []
+        fake.script("/v2/enqueue", 500)
+        ((problem, (failed,)),) = asyncio.run(ops.resolve("web-1/disk"))
+        assert problem.host == "web-1" and not failed.delivered
+        assert len(alertstate.open_problems(records)) == 2  # kept for a retry
+        ((problem, (sent,)),) = asyncio.run(ops.resolve("web-1/disk", by="ann"))
+        assert sent.delivered and sent.kind == "recovery"
+        ((problem, (sent,)),) = asyncio.run(ops.resolve("job:nightly"))
+        assert sent.delivered
+        assert alertstate.open_problems(records) == []
+        assert records.get("alert", "notify:pd")["checks"] == {}  # type: ignore[index]
+        resolves = [
+            e["dedup_key"] for e in fake.posted("/v2/enqueue") if e["event_action"] == "resolve"
+        ]
+        assert resolves == ["reliactl:web-1:disk", "reliactl:web-1:disk", "reliactl:*:job:nightly"]
+
+
+def test_alert_resolve_command_closes_a_replaced_hosts_problem(
+    state_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`reliactl alert resolve` (real processes on one store): web-1 left disk-data
+    CRITICAL and is gone; `alert resolve disk-data` refuses (exit 1, says HOST/CHECK),
+    `alert resolve web-1/disk-data` sends web-1's recovery to the webhook, says so, and
+    `alert list` is empty after it."""
+    with CountingServer() as server:
+        cfg = tmp_path / "reliactl.yaml"
+        cfg.write_text(CONFIG.format(python=json.dumps(sys.executable), url=server.url))
+        env = {**os.environ, **state_env, "RELIACTL_CONFIG": str(cfg)}
+        assert _cli(env, "web-1", "health", "--quiet").returncode == 2
+        bare = _cli(env, "ops", "alert", "resolve", "disk-data")
+        assert bare.returncode == 1 and "HOST/CHECK" in bare.stderr, bare.stderr
+        done = _cli(env, "ops", "alert", "resolve", "web-1/disk-data", "--reason", "replaced")
+        assert done.returncode == 0, done.stderr
+        assert "web-1/disk-data (CRITICAL) resolved; recovery: hook" in done.stderr
+        assert _posted(server) == [
+            ("web-1", "disk-data", "problem", "CRITICAL"),
+            ("web-1", "disk-data", "recovery", "OK"),
+        ]
+        assert _cli(env, "ops", "alert", "list").stdout.strip() == "no open problems"
+
+
+def test_run_alert_refuses_a_run_name_with_a_slash(tmp_path: Path) -> None:
+    """Review finding 6: `run --name x/y --alert` is a one-line usage error (exit 125, as
+    run's other bad flags) and the command never runs: its alert run:x/y could not be
+    told apart from host x's check y/... in HOST/CHECK targets. Without --alert the name
+    is fine."""
+    marker = tmp_path / "ran"
+    cmd = [sys.executable, "-m", "reliactl", "run", "--name", "x/y"]
+    touch = ["--", sys.executable, "-c", f"open({str(marker)!r}, 'w')"]
+    env = dict(os.environ)  # isolated_env: a private HOME and state
+    refused = subprocess.run(
+        [*cmd, "--alert", *touch], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert refused.returncode == 125, refused.stderr
+    assert refused.stderr.count("\n") == 1 and "has a '/'" in refused.stderr
+    assert not marker.exists()
+    ok = subprocess.run([*cmd, *touch], env=env, capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and marker.exists(), ok.stderr
