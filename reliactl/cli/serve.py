@@ -67,23 +67,30 @@ def _read_token(path: str | None) -> str | None:
     return token
 
 
+def _positive_duration(flag: str, text: str, most: float, most_text: str) -> float:
+    """``text`` as seconds, positive and at most ``most`` (one line and exit 2 otherwise)."""
+    from reliactl.cli.output import error
+    from reliactl.durations import parse_duration
+
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        error(f"{flag}: {exc}")
+        raise SystemExit(ExitCode.USAGE) from None
+    if not 0 < seconds <= most:
+        error(f"{flag}: expected a positive duration of at most {most_text}, got {text!r}")
+        raise SystemExit(ExitCode.USAGE)
+    return seconds
+
+
 def _limits(max_connections: int, head_timeout: str) -> float:
     """--max-connections and --head-timeout checked (one line, exit 2); the deadline in s."""
     from reliactl.cli.output import error
-    from reliactl.durations import parse_duration
 
     if not 1 <= max_connections <= 1_000_000:
         error(f"--max-connections: expected 1 to 1000000, got {max_connections}")
         raise SystemExit(ExitCode.USAGE)
-    try:
-        deadline = parse_duration(head_timeout)
-    except ValueError as exc:
-        error(f"--head-timeout: {exc}")
-        raise SystemExit(ExitCode.USAGE) from None
-    if not 0 < deadline <= 3600:
-        error(f"--head-timeout: expected a positive duration of at most 1h, got {head_timeout!r}")
-        raise SystemExit(ExitCode.USAGE)
-    return deadline
+    return _positive_duration("--head-timeout", head_timeout, 3600, "1h")
 
 
 def serve(
@@ -155,32 +162,20 @@ def serve(
     examples/systemd/reliactl-serve.service runs it."""
     from reliactl.cli.context import app_context
     from reliactl.cli.output import error, info, report_error
-    from reliactl.durations import MAX_INTERVAL, parse_duration
+    from reliactl.durations import MAX_INTERVAL
     from reliactl.errors import ConfigError, ReliactlError
 
     if not 0 < port < 65536:
         error(f"--port: expected 1 to 65535, got {port}")
         raise SystemExit(ExitCode.USAGE)
-    period: float | None = None
-    if interval is not None:
-        try:
-            period = parse_duration(interval)
-        except ValueError as exc:
-            error(f"--interval: {exc}")
-            raise SystemExit(ExitCode.USAGE) from None
-        if not 0 < period <= MAX_INTERVAL:
-            error(f"--interval: expected a positive duration of at most 7d, got {interval!r}")
-            raise SystemExit(ExitCode.USAGE)
-    stale = 0.0
-    if stale_after is not None:
-        try:
-            stale = parse_duration(stale_after)
-        except ValueError as exc:
-            error(f"--stale-after: {exc}")
-            raise SystemExit(ExitCode.USAGE) from None
-        if not 0 < stale <= MAX_INTERVAL:
-            error(f"--stale-after: expected a positive duration of at most 7d, got {stale_after!r}")
-            raise SystemExit(ExitCode.USAGE)
+    period = (
+        None if interval is None else _positive_duration("--interval", interval, MAX_INTERVAL, "7d")
+    )
+    stale = (
+        0.0
+        if stale_after is None
+        else _positive_duration("--stale-after", stale_after, MAX_INTERVAL, "7d")
+    )
     head_deadline = _limits(max_connections, head_timeout)
     try:
         import httptools  # noqa: F401
