@@ -193,15 +193,21 @@ def file_untrusted(path: str | os.PathLike[str], st: os.stat_result | None = Non
 
     def judge(st: os.stat_result, what: str, link: bool) -> str | None:
         if link:
-            if _trusted_owner(st.st_uid, uid):
-                return None
-            return f"the symbolic link {what} on its path is {_owner_refusal(st.st_uid, uid)}"
+            return _link_refusal(st, what, uid)
         reason = untrusted(st, sticky_ok=True)
         if reason is None:
             return None
         return f"the directory {what} on its path is {reason}"
 
     return _walk_end(_walk(os.fspath(path), judge), info)
+
+
+def _link_refusal(st: os.stat_result, what: str, uid: int) -> str | None:
+    """Why a symbolic link on a judged path must not be followed (its owner chooses what is
+    read), or None: only root's and this user's links (and owners outside a user namespace)."""
+    if _trusted_owner(st.st_uid, uid):
+        return None
+    return f"the symbolic link {what} on its path is {_owner_refusal(st.st_uid, uid)}"
 
 
 def _walk_end(walk: _Walked, st: os.stat_result | None) -> str | None:
@@ -229,9 +235,7 @@ def path_open_to_everyone(path: str, st: os.stat_result | None = None) -> str | 
 
     def judge(st: os.stat_result, what: str, link: bool) -> str | None:
         if link:
-            if _trusted_owner(st.st_uid, uid):
-                return None
-            return f"the symbolic link {what} on its path is {_owner_refusal(st.st_uid, uid)}"
+            return _link_refusal(st, what, uid)
         mode = stat.S_IMODE(st.st_mode)
         if not mode & stat.S_IWOTH or mode & stat.S_ISVTX:
             return None
