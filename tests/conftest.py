@@ -94,3 +94,19 @@ def shared_dir() -> Iterator[Path]:
 from reliactl.cli import _import_typer_plain_unless_terminal  # noqa: E402
 
 _import_typer_plain_unless_terminal()
+
+
+@pytest.fixture
+def sticky() -> Iterator[Path]:
+    """A sticky, world-writable lock directory (1777, root's), reachable by nobody."""
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.fail("these tests need root and setpriv (util-linux), as the suite does")
+    top = Path(tempfile.mkdtemp(prefix="reliactl-sticky-"))
+    top.chmod(0o755)
+    directory = top / "lock"
+    directory.mkdir()
+    directory.chmod(0o1777)
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(top)

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,22 +31,6 @@ os.write(fd, (json.dumps({"pid": 1, "host": os.uname().nodename, "started_at": 1
 print("locked", flush=True)
 time.sleep(600)
 """
-
-
-@pytest.fixture
-def sticky() -> Iterator[Path]:
-    """A sticky, world-writable lock directory (1777, root's), reachable by nobody."""
-    if os.geteuid() != 0 or not shutil.which("setpriv"):
-        pytest.fail("these tests need root and setpriv (util-linux), as the suite does")
-    top = Path(tempfile.mkdtemp(prefix="reliactl-squat-"))
-    top.chmod(0o755)
-    directory = top / "lock"
-    directory.mkdir()
-    directory.chmod(0o1777)
-    try:
-        yield directory
-    finally:
-        shutil.rmtree(top)
 
 
 @pytest.fixture

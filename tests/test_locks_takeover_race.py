@@ -14,10 +14,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import shutil
 import subprocess
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,20 +22,6 @@ import pytest
 from reliactl import locks
 from reliactl.errors import LockBusyError
 from tests.runhelpers import NOBODY
-
-
-@pytest.fixture
-def sticky() -> Iterator[Path]:
-    """A sticky, world-writable lock directory (1777, root's), reachable by nobody."""
-    top = Path(tempfile.mkdtemp(prefix="reliactl-takeover-"))
-    top.chmod(0o755)
-    directory = top / "lock"
-    directory.mkdir()
-    directory.chmod(0o1777)
-    try:
-        yield directory
-    finally:
-        shutil.rmtree(top)
 
 
 def nobodys_leftover(path: Path) -> None:

@@ -61,6 +61,14 @@ def _posted(server: CountingServer) -> list[tuple[str, str, str, str]]:
     return [(a["host"], a["check"], a["kind"], a["status"]) for a in alerts]
 
 
+class _Finished:
+    """What a finished run hands a job watch: its outcome and exit code."""
+
+    def __init__(self, code: int) -> None:
+        self.outcome = "success" if code == 0 else "failure"
+        self.exit_code = code
+
+
 def test_two_hosts_one_check_name_each_keep_their_own_problem_and_ack(
     state_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -282,16 +290,11 @@ def test_run_alerts_of_a_fleet_locked_job_are_the_fleets_of_a_host_job_each_host
     config = load(str(cfg), use_env=False, search=False).config
     store = make_store()
 
-    class Result:
-        def __init__(self, code: int) -> None:
-            self.outcome = "success" if code == 0 else "failure"
-            self.exit_code = code
-
     def run(host: str, job: str, code: int) -> None:
         monkeypatch.setenv("RELIACTL_HOSTNAME", host)
         watch = watch_for_run(config, job, config.jobs[job], open_store=lambda: store)
         assert watch is not None
-        assert watch.finish(Result(code)) == []
+        assert watch.finish(_Finished(code)) == []
 
     run("web-1", "sync", 1)
     run("web-1", "logs", 1)
@@ -394,11 +397,6 @@ def test_a_job_has_one_run_key_however_the_run_names_it(
     config = load(str(cfg), use_env=False, search=False).config
     store = make_store()
 
-    class Result:
-        def __init__(self, code: int) -> None:
-            self.outcome = "success" if code == 0 else "failure"
-            self.exit_code = code
-
     def run(host: str, name: str, code: int, by_job: bool, scope: str | None = None) -> None:
         monkeypatch.setenv("RELIACTL_HOSTNAME", host)
         settings = config.jobs[name] if by_job else None
@@ -406,7 +404,7 @@ def test_a_job_has_one_run_key_however_the_run_names_it(
             config, name, settings, alert=True, open_store=lambda: store, lock_scope=scope
         )
         assert watch is not None
-        assert watch.finish(Result(code)) == []
+        assert watch.finish(_Finished(code)) == []
 
     run("web-1", "sync", 1, by_job=False)
     run("web-2", "sync", 0, by_job=True)
