@@ -190,7 +190,8 @@ def test_one_alert_per_cooldown_across_hosts(state_env: dict[str, str], tmp_path
     problem exactly once (alert state is per host and check, as Alertmanager's `instance`
     label, since the eighth session): the two runs of a host never both send it, and no
     host's alert stands in for another's."""
-    sent = tmp_path / "alerts.jsonl"
+    sent = tmp_path / "alerts"  # one file per delivery: 4 hosts deliver at once, and
+    sent.mkdir()  # appends to one shared file could interleave
     config = tmp_path / "reliactl.yaml"
     config.write_text(
         json.dumps(
@@ -204,7 +205,7 @@ def test_one_alert_per_cooldown_across_hosts(state_env: dict[str, str], tmp_path
                         {
                             "name": "log",
                             "kind": "command",
-                            "command": ["sh", "-c", f"cat >> {sent}; echo >> {sent}"],
+                            "command": ["sh", "-c", f'cat > "$(mktemp {sent}/a.XXXXXX)"'],
                             "cooldown": "15m",
                         }
                     ],
@@ -230,5 +231,5 @@ def test_one_alert_per_cooldown_across_hosts(state_env: dict[str, str], tmp_path
         _, err = proc.communicate(timeout=HANG_BOUND)
         assert proc.returncode == 2, err  # CRITICAL
         assert "Traceback" not in err
-    alerts = [json.loads(line) for line in sent.read_text().splitlines() if line.strip()]
+    alerts = [json.loads(path.read_text()) for path in sent.iterdir()]
     assert sorted(alert["host"] for alert in alerts) == [f"host-{h}" for h in range(HOSTS)], alerts
