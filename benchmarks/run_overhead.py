@@ -13,6 +13,8 @@ Two tables, every candidate interleaved round by round (median, min..max, ratio,
    `run_command(("true",), timeout=10)` (fork the shim, posix_spawn the command, supervise,
    reap) against `subprocess.run(["flock", L, "timeout", "10", "true"])` and
    `subprocess.run(["true"])`. Goal (issue 21): run's spawn within a few ms of flock+timeout.
+3. The relay's throughput: 256 MiB of lines through `run --max-output` and `run --log-file`
+   into a pipe, against the bare pipeline (`cat F | cat`).
 
 Besides wall time, table 1 prints the CPU time (user + system) of each command's whole process
 tree (RUSAGE_CHILDREN): on a machine loaded by others, wall time mostly measures waiting for
@@ -184,6 +186,33 @@ def main() -> None:
             "flock L timeout 10 true" if have_flock else "subprocess.run(true)",
             cpu,
         )
+
+        relay(home, env, max(3, runs // 4), before)
+
+
+def relay(home: str, env: dict[str, str], runs: int, before: str | None) -> None:
+    """Table 3: the relay's throughput through a pipe (the job's output copied by reliactl:
+    --max-output counts it, --log-file also writes it stamped to a file) against the bare
+    pipeline, 256 MiB of 1 KiB lines read by `cat`."""
+    data = os.path.join(home, "lines")
+    with open(data, "wb") as out:
+        out.write((b"x" * 1023 + b"\n") * (256 * 1024))
+    job = f"cat {data}"
+    log = os.path.join(home, "job.log")
+
+    def through(prefix: str, flags: str) -> list[str]:
+        cmd = " ".join(reliactl_cmd("run", "--no-history")) + f" {flags} -- {job}"
+        return ["sh", "-c", f"rm -f {log}; {prefix}{cmd} | cat > /dev/null"]
+
+    commands = {"cat F | cat": ["sh", "-c", f"{job} | cat > /dev/null"]}
+    for flags in ("--max-output 1G", f"--log-file {log}"):
+        commands[f"run {flags.split()[0]}"] = through("", flags)
+        if before:
+            commands[f"BEFORE run {flags.split()[0]}"] = through(f"PYTHONPATH={before} ", flags)
+    wall, cpu = sample_commands(commands, runs=runs, env=env, warmup=1)
+    print_samples(
+        f"the relay, 256 MiB through a pipe, {runs} interleaved runs", wall, "cat F | cat", cpu
+    )
 
 
 if __name__ == "__main__":

@@ -117,6 +117,8 @@ JOB_CONTROL_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGTSTP, signal.SIGTTI
 NEVER_RETRIED = frozenset({126, 127})
 DRAIN_QUIET = 0.05  # after the command exits, stop reading a pipe quiet this long
 DRAIN_MAX = 1.0  # ... and stop reading altogether after this long
+# While the relay waits for its reader, how often it looks whether the job's shim exited.
+RELAY_LOOK = 0.05
 
 # outcomes
 SUCCESS = "success"
@@ -1783,6 +1785,7 @@ class _AttemptState:
     lock_lost: bool = False  # the fleet lease was lost: the job is being stopped
     killed: bool = False
     kill_at: float | None = None
+    deadline: float | None = None  # the attempt's time limit (monotonic), the loop's to move
     report: bytearray = field(default_factory=bytearray)
     parsed: int = 0  # how much of the report has been acted on
     command_status: int | None = None  # set when the shim reports that the command exited
@@ -2049,6 +2052,7 @@ class Runner:
     _signals_seen: int | None = None
     _why: str | None = None  # what the last limit said
     _gone: int | None = None  # the stream (1/2) whose reader went away, as the sink said
+    _relay_waiting = False  # _relay_wait is running (a line it writes must not wait again)
 
     def _gone_reader(self, attempt: Attempt) -> str | None:
         """ "stdout"/"stderr" when this attempt met that stream's reader gone, so a retry
@@ -2381,129 +2385,205 @@ class Runner:
                 number,
             )
 
-    def _supervise(self, state: _AttemptState, number: int, deadline: float | None) -> int:  # noqa: C901 - the one event loop: a branch per event it waits for
-        """Wait for the shim while handling output, signals and deadlines; returns its status."""
-        sigs = self._signals
-        opts = self.options
-        buffers = self.output
+    def _supervise(self, state: _AttemptState, number: int, deadline: float | None) -> int:
+        """Wait for the shim while handling output, signals and deadlines; returns its status.
+
+        With a sink, the relay writes from this loop; a write whose reader has no room calls
+        ``_relay_wait`` (through ``_runio.waiting``), which goes on supervising meanwhile."""
+        state.deadline = deadline
+        if self.output is None:
+            return self._supervise_loop(state, number)
+        from reliactl._runio import waiting
+
+        with waiting(lambda fd: self._relay_wait(state, number, fd)):
+            return self._supervise_loop(state, number)
+
+    def _supervise_loop(self, state: _AttemptState, number: int) -> int:
         while True:
-            # 1. signals received by reliactl: forward to the job (SIGALRM: time out now)
-            for sig in sigs.take():
-                if sig == signal.SIGALRM:
-                    if state.command_status is None:
-                        deadline = self.monotonic()
-                    continue
-                if self._signals_seen is None:
-                    self._signals_seen = sig
-                    self.on_event(
-                        RunEvent(
-                            "signal",
-                            f"received {signal_name(sig)}; forwarding it to the command's group",
-                            attempt=number,
-                        )
-                    )
-                self._signal_group(state, sig)
-                if state.kill_at is None and opts.kill_after is not None:
-                    state.kill_at = self.monotonic() + opts.kill_after
-            # 2. has the shim exited? (looked at without reaping: its pid stays ours)
-            exited = self._shim_exited(state.pid)
-            if exited is not None:
-                if exited and not state.killed:
-                    # The shim was killed from outside (OOM killer, kill -9 of its pid): its
-                    # group would run on unsupervised. Not reaped yet, so the id is still ours;
-                    # processes outside the group are found through the job's cgroup.
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.killpg(state.pid, signal.SIGKILL)
-                    if state.cgroup is not None:
-                        _kill_cgroup(state.cgroup)
-                if state.pipes:
-                    self._drain(state)
-                try:
-                    _, status, state.usage = os.wait4(state.pid, 0)
-                except ChildProcessError:  # reaped behind our back: nothing to report
-                    status = 125 << 8
-                if state.cgroup is not None and os.path.isdir(state.cgroup):
-                    # The shim removes it; if the shim was killed, its members are too.
-                    if exited:
-                        _kill_cgroup(state.cgroup)
-                    _remove_cgroup(state.cgroup, wait=1.0)
-                if state.memory_v1 is not None and os.path.isdir(state.memory_v1):
-                    if exited:
-                        _kill_cgroup(state.memory_v1)
-                    _remove_cgroup(state.memory_v1, wait=1.0)
+            self._take_signals(state, number)  # 1. signals received by reliactl
+            status = self._shim_ended(state)  # 2. has the shim exited?
+            if status is not None:
                 return status
-            # 3. deadlines (the time limit is the command's: it ends when the command exits)
-            if not state.lock_lost and self._renew_lock(force=False):
-                # As on timeout: the timeout signal to the whole job, SIGKILL after kill_after.
-                state.lock_lost = True
-                self._stop_like_timeout(
-                    state, "lock_lost", f"attempt {number}: the lock is lost", number
+            self._check_deadlines(state, number)  # 3. deadlines, limits, the lock
+            # 4. wait for output, a report, a signal or the next deadline
+            ready = self._woken(state, number, self._next_wake(state), [*state.pipes])
+            if self.output is not None:
+                for fd in [fd for fd in ready if fd in state.pipes]:
+                    self._read_pipe(state, fd)
+
+    def _relay_wait(self, state: _AttemptState, number: int, fd: int) -> bool:
+        """The relay's reader has no room on ``fd``: supervise (signals, reports, deadlines)
+        until it has (True), or give up (False) once the job was stopped (timeout, limit, lock
+        lost, a signal forwarded) and then killed, past its SIGKILL time, or gone: the reader
+        then gets no more of the output, and run ends as it would have. The job's pipes are
+        not read meanwhile, so a job that writes waits for the reader, as in a pipeline."""
+        if self._relay_waiting:  # a line written while waiting (an event) to the same reader
+            return False
+        self._relay_waiting = True
+        try:
+            while True:
+                self._take_signals(state, number)
+                self._check_deadlines(state, number)
+                stopped = (
+                    state.timed_out
+                    or state.limit is not None
+                    or state.lock_lost
+                    or self._signals_seen is not None
                 )
-            now = self.monotonic()
-            if state.sample_at is not None and now >= state.sample_at:
-                if state.limit is None and state.command_status is None and not state.timed_out:
-                    self._sample_memory(state, number)
-                    state.sample_at = now + opts.limit_poll
-                else:
-                    state.sample_at = None
-            if state.watcher is not None:
-                for verdict in state.watcher.take():
-                    if verdict.stop and state.command_status is None:
-                        self._limit_hit(state, HEALTH_STOPPED, verdict.message, number)
-                    elif not verdict.stop:
-                        self.on_event(RunEvent("health", verdict.message, attempt=number))
-            if (
-                deadline is not None
-                and not state.timed_out
-                and state.limit is None
-                and state.command_status is None
-                and now >= deadline
-            ):
-                state.timed_out = True
-                self._stop_like_timeout(state, "timeout", f"attempt {number} timed out", number)
-            if state.kill_at is not None and now >= state.kill_at and not state.killed:
-                state.killed = True
-                left = job_processes(state.pid)
-                if state.command_status is not None:
-                    state.leftovers.update((p.pid, p.start) for p in left)
+                if stopped and (
+                    state.killed
+                    or (state.kill_at is not None and self.monotonic() >= state.kill_at)
+                    or self._shim_exited(state.pid) is not None
+                ):
+                    return False
+                wake = self._next_wake(state)
+                wake = RELAY_LOOK if wake is None else min(wake, RELAY_LOOK)
+                if fd in self._woken(state, number, wake, [], writable=fd):
+                    return True
+        finally:
+            self._relay_waiting = False
+
+    def _take_signals(self, state: _AttemptState, number: int) -> None:
+        """Signals received by reliactl: forward to the job (SIGALRM: time out now)."""
+        opts = self.options
+        for sig in self._signals.take():
+            if sig == signal.SIGALRM:
+                if state.command_status is None:
+                    state.deadline = self.monotonic()
+                continue
+            if self._signals_seen is None:
+                self._signals_seen = sig
                 self.on_event(
                     RunEvent(
-                        "kill",
-                        f"still running: {_named(left)}; sending SIGKILL"
-                        if left
-                        else "the command's group is still running; sending SIGKILL",
+                        "signal",
+                        f"received {signal_name(sig)}; forwarding it to the command's group",
                         attempt=number,
                     )
                 )
-                self._signal_group(state, signal.SIGKILL)
-            # 4. wait for output, a report, a signal or the next deadline
-            waits = [t for t in (deadline, state.kill_at, state.sample_at) if t is not None]
-            if (state.timed_out or state.command_status is not None) and deadline in waits:
-                waits.remove(deadline)
-            if state.killed and state.kill_at in waits:
-                waits.remove(state.kill_at)
-            renew_at = None if self._lock is None else self._lock.renew_at
-            if renew_at is not None:
-                waits.append(renew_at)
-            timeout = max(0.0, min(waits) - self.monotonic()) if waits else None
-            watched = [sigs.wake_fd, *state.pipes]
-            if state.report_r >= 0:
-                watched.append(state.report_r)
-            if state.watcher is not None:
-                watched.append(state.watcher.wake_r)
-            try:
-                ready = _readable(watched, timeout)
-            except InterruptedError:
-                ready = []
-            if sigs.wake_fd in ready:
-                sigs.drain()
-            if state.watcher is not None and state.watcher.wake_r in ready:
-                state.watcher.drain()
-            if state.report_r in ready:
-                self._read_report(state, number)
-            if buffers is not None:
-                for fd in [fd for fd in ready if fd in state.pipes]:
-                    self._read_pipe(state, fd)
+            self._signal_group(state, sig)
+            if state.kill_at is None and opts.kill_after is not None:
+                state.kill_at = self.monotonic() + opts.kill_after
+
+    def _shim_ended(self, state: _AttemptState) -> int | None:
+        """The shim's status once it exited (looked at without reaping first: its pid stays
+        ours while the rest is read), else None."""
+        exited = self._shim_exited(state.pid)
+        if exited is None:
+            return None
+        if exited and not state.killed:
+            # The shim was killed from outside (OOM killer, kill -9 of its pid): its
+            # group would run on unsupervised. Not reaped yet, so the id is still ours;
+            # processes outside the group are found through the job's cgroup.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(state.pid, signal.SIGKILL)
+            if state.cgroup is not None:
+                _kill_cgroup(state.cgroup)
+        if state.pipes:
+            self._drain(state)
+        try:
+            _, status, state.usage = os.wait4(state.pid, 0)
+        except ChildProcessError:  # reaped behind our back: nothing to report
+            status = 125 << 8
+        if state.cgroup is not None and os.path.isdir(state.cgroup):
+            # The shim removes it; if the shim was killed, its members are too.
+            if exited:
+                _kill_cgroup(state.cgroup)
+            _remove_cgroup(state.cgroup, wait=1.0)
+        if state.memory_v1 is not None and os.path.isdir(state.memory_v1):
+            if exited:
+                _kill_cgroup(state.memory_v1)
+            _remove_cgroup(state.memory_v1, wait=1.0)
+        return status
+
+    def _check_deadlines(self, state: _AttemptState, number: int) -> None:
+        """The lock's renewal, the limits' samples, the watch's verdicts, the time limit (the
+        command's: it ends when the command exits) and the SIGKILL after it."""
+        opts = self.options
+        if not state.lock_lost and self._renew_lock(force=False):
+            # As on timeout: the timeout signal to the whole job, SIGKILL after kill_after.
+            state.lock_lost = True
+            self._stop_like_timeout(
+                state, "lock_lost", f"attempt {number}: the lock is lost", number
+            )
+        now = self.monotonic()
+        if state.sample_at is not None and now >= state.sample_at:
+            if state.limit is None and state.command_status is None and not state.timed_out:
+                self._sample_memory(state, number)
+                state.sample_at = now + opts.limit_poll
+            else:
+                state.sample_at = None
+        if state.watcher is not None:
+            for verdict in state.watcher.take():
+                if verdict.stop and state.command_status is None:
+                    self._limit_hit(state, HEALTH_STOPPED, verdict.message, number)
+                elif not verdict.stop:
+                    self.on_event(RunEvent("health", verdict.message, attempt=number))
+        deadline = state.deadline
+        if (
+            deadline is not None
+            and not state.timed_out
+            and state.limit is None
+            and state.command_status is None
+            and now >= deadline
+        ):
+            state.timed_out = True
+            self._stop_like_timeout(state, "timeout", f"attempt {number} timed out", number)
+        if state.kill_at is not None and now >= state.kill_at and not state.killed:
+            state.killed = True
+            left = job_processes(state.pid)
+            if state.command_status is not None:
+                state.leftovers.update((p.pid, p.start) for p in left)
+            self.on_event(
+                RunEvent(
+                    "kill",
+                    f"still running: {_named(left)}; sending SIGKILL"
+                    if left
+                    else "the command's group is still running; sending SIGKILL",
+                    attempt=number,
+                )
+            )
+            self._signal_group(state, signal.SIGKILL)
+
+    def _next_wake(self, state: _AttemptState) -> float | None:
+        """Seconds until the next deadline the loop acts on (None: none)."""
+        deadline = state.deadline
+        waits = [t for t in (deadline, state.kill_at, state.sample_at) if t is not None]
+        if (state.timed_out or state.command_status is not None) and deadline in waits:
+            waits.remove(deadline)
+        if state.killed and state.kill_at in waits:
+            waits.remove(state.kill_at)
+        renew_at = None if self._lock is None else self._lock.renew_at
+        if renew_at is not None:
+            waits.append(renew_at)
+        return max(0.0, min(waits) - self.monotonic()) if waits else None
+
+    def _woken(
+        self,
+        state: _AttemptState,
+        number: int,
+        timeout: float | None,
+        readable: list[int],
+        writable: int | None = None,
+    ) -> list[int]:
+        """Wait up to ``timeout`` for a signal, a report, the watch, one of ``readable`` or
+        ``writable`` having room; handles the first three, returns the fds that are ready."""
+        sigs = self._signals
+        watched = [sigs.wake_fd, *readable]
+        if state.report_r >= 0:
+            watched.append(state.report_r)
+        if state.watcher is not None:
+            watched.append(state.watcher.wake_r)
+        try:
+            ready = _ready(watched, timeout, writable)
+        except InterruptedError:
+            ready = []
+        if sigs.wake_fd in ready:
+            sigs.drain()
+        if state.watcher is not None and state.watcher.wake_r in ready:
+            state.watcher.drain()
+        if state.report_r in ready:
+            self._read_report(state, number)
+        return ready
 
     def _read_report(self, state: _AttemptState, number: int) -> None:
         """The shim's reports: the command stopped (T) or exited (S) while the shim lives on."""
@@ -2922,7 +3002,13 @@ def _fmt(seconds: float) -> str:
 
 
 def _readable(fds: Sequence[int], timeout: float | None) -> list[int]:
-    """The fds ready to read (or at EOF/error) within ``timeout`` seconds (None: no limit).
+    """The fds ready to read (or at EOF/error) within ``timeout`` seconds (None: no limit)."""
+    return _ready(fds, timeout)
+
+
+def _ready(fds: Sequence[int], timeout: float | None, writable: int | None = None) -> list[int]:
+    """The fds ready to read (or at EOF/error), and ``writable`` if it has room (or an error),
+    within ``timeout`` seconds (None: no limit).
 
     poll(), not select(): select fails on descriptors above 1024, which a process started
     by a busy service may well be handed.
@@ -2930,6 +3016,8 @@ def _readable(fds: Sequence[int], timeout: float | None) -> list[int]:
     poller = select.poll()
     for fd in fds:
         poller.register(fd, select.POLLIN | select.POLLPRI)
+    if writable is not None:
+        poller.register(writable, select.POLLOUT)
     wait_ms = None if timeout is None else min(2**31 - 1, max(0, int(timeout * 1000 + 0.999)))
     return [fd for fd, _ in poller.poll(wait_ms)]
 

@@ -8,13 +8,14 @@ slow reader here; the end-to-end case is in tests/test_run_pipe.py.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
 
 import pytest
 
-from reliactl._runio import write_all
+from reliactl._runio import Stalled, waiting, write_all
 
 
 def test_write_all_waits_for_a_slow_reader_of_a_non_blocking_pipe() -> None:
@@ -60,3 +61,64 @@ def test_write_all_raises_broken_pipe_once_the_reader_of_a_full_pipe_is_gone() -
     finally:
         closer.join(30)
         os.close(w)
+
+
+@pytest.mark.parametrize("non_blocking", [False, True], ids=["blocking", "non-blocking"])
+def test_a_waiter_is_called_instead_of_blocking_and_can_give_up(non_blocking: bool) -> None:
+    """Under `waiting`, a full pipe (blocking or not) calls the waiter instead of blocking
+    in the kernel; its False raises Stalled, and later writes to the same pipe only write
+    what fits at once (nothing here) instead of waiting again."""
+    r, w = os.pipe()
+    os.set_blocking(w, not non_blocking)
+    calls: list[int] = []
+
+    def give_up(fd: int) -> bool:
+        calls.append(fd)
+        return False
+
+    try:
+        with waiting(give_up):
+            with pytest.raises(Stalled):
+                write_all(w, b"x" * (1 << 20))
+            assert calls == [w]
+            write_all(w, b"y" * 100_000)  # abandoned: returns at once, drops what does not fit
+            assert calls == [w]
+        os.set_blocking(r, False)
+        got = bytearray()
+        with contextlib.suppress(BlockingIOError):
+            while chunk := os.read(r, 65536):
+                got += chunk
+        assert got and set(got) <= {ord("x"), ord("y")}
+        assert got.count(b"x") < (1 << 20)
+    finally:
+        os.close(w)
+        os.close(r)
+
+
+def test_a_waiter_that_says_try_again_delivers_every_byte() -> None:
+    """A waiter that returns True once the reader made room (a slow reader): every byte
+    arrives in order, in pieces no larger than the pipe takes without blocking."""
+    r, w = os.pipe()
+    data = bytes(range(256)) * 2048  # 512 KiB: eight pipe buffers
+    got = bytearray()
+    waits = 0
+
+    def read_some(fd: int) -> bool:
+        nonlocal waits
+        waits += 1
+        got.extend(os.read(r, 10_000))
+        return True
+
+    try:
+        with waiting(read_some):
+            write_all(w, data)
+        os.close(w)
+        w = -1
+        while chunk := os.read(r, 65536):
+            got += chunk
+    finally:
+        if w >= 0:
+            os.close(w)
+        os.close(r)
+    assert waits > 0
+    assert bytes(got) == data

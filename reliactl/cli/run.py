@@ -264,8 +264,12 @@ def _stream_broken(stream: int, exc: BaseException) -> None:
         return
     name = "stdout" if stream == STDOUT else "stderr"
     why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    from reliactl._runio import Stalled
+
     if isinstance(exc, BrokenPipeError):
         note = f"{name} was closed by its reader ({why}); the command's {name} is closed too\n"
+    elif isinstance(exc, Stalled):
+        note = f"{name}: {why}; the rest of its output is dropped\n"
     else:
         note = f"cannot write to {name} ({why}); what would go there is dropped; the job runs on\n"
     if stream == STDOUT:

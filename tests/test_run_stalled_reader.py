@@ -1,0 +1,222 @@
+"""`reliactl run` relaying to a reader that is alive but takes nothing (a hung logger,
+`... | (sleep 600)`).
+
+The relay (--timestamps, --log-file, --max-output, a ping's output tail) writes from the
+supervising loop. It used to wait inside that write with no time limit, so while the reader
+took nothing, --timeout, --kill-after, a lost lock and a forwarded SIGTERM did not act: `run
+--timeout 2s --timestamps -- yes | (sleep 600)` ran for the 600 s with its lock held (timeout
+2 yes | ... stops after 2 s). Now the loop goes on supervising while the write waits, and once
+the job was stopped and is gone (or past its SIGKILL time) the relay gives that reader up.
+A reader that is only slow still gets every byte. Real processes and real pipes throughout;
+the bounds below are generous: the behaviour under test is "ends at all", not how fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from runhelpers import default_signals, reliactl_cmd
+
+END = 60  # seconds: a run that has not ended by then would have waited for ever
+
+RELAYS = [
+    ["--timestamps"],
+    ["--log-file", "{log}"],
+    ["--max-output", "1G"],
+    ["--ping", "http://127.0.0.1:9/check"],  # the ping's output tail (nothing listens)
+]
+RELAY_IDS = ["timestamps", "log-file", "max-output", "ping-tail"]
+NOTE = (
+    b"stdout: its reader took nothing until the job was stopped; the rest of its output is dropped"
+)
+
+
+def start(
+    args: list[str], stdout: int, stderr: int | None = subprocess.PIPE
+) -> subprocess.Popen[bytes]:
+    """`reliactl ARGS` with stdout on the given descriptor (a pipe nobody reads)."""
+    return subprocess.Popen(
+        reliactl_cmd(*args),
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
+        preexec_fn=default_signals,
+    )
+
+
+def ended(proc: subprocess.Popen[bytes]) -> bytes:
+    """Wait for the run to end (killing it if it never does) and return its stderr."""
+    try:
+        _, err = proc.communicate(timeout=END)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail(f"run did not end within {END} s: it waited for a reader that takes nothing")
+    return err or b""
+
+
+@pytest.mark.parametrize("flags", RELAYS, ids=RELAY_IDS)
+def test_the_timeout_fires_while_the_reader_takes_nothing(flags: list[str], tmp_path: Path) -> None:
+    """`run --timeout 1s FLAGS -- yes` with a stdout pipe nobody reads: the timeout stops the
+    job and run exits 124 with its note, instead of waiting for the reader for ever."""
+    args = [flag.format(log=tmp_path / "job.log") for flag in flags]
+    r, w = os.pipe()
+    try:
+        proc = start(["run", "--no-history", "--timeout", "1s", *args, "--", "yes"], w)
+        os.close(w)
+        err = ended(proc)
+    finally:
+        os.close(r)
+    assert proc.returncode == 124, err.decode(errors="replace")
+    assert b"attempt 1 timed out" in err
+    assert NOTE in err, err.decode(errors="replace")
+    if "--log-file" in flags:
+        assert b"[reliactl] stdout: its reader took nothing" in (tmp_path / "job.log").read_bytes()
+
+
+def test_a_non_blocking_stdout_that_takes_nothing_does_not_hold_the_timeout() -> None:
+    """The same through a stdout its parent made non-blocking (the write fails with EAGAIN
+    instead of blocking): the timeout fires and run exits 124."""
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    try:
+        proc = start(["run", "--no-history", "--timeout", "1s", "--timestamps", "--", "yes"], w)
+        os.close(w)
+        err = ended(proc)
+    finally:
+        os.close(r)
+    assert proc.returncode == 124, err.decode(errors="replace")
+    assert NOTE in err
+
+
+def test_own_lines_on_the_same_stalled_pipe_do_not_hold_the_run() -> None:
+    """`2>&1` into the pipe nobody reads: reliactl's own lines (the timeout's) go to the same
+    stalled reader; they are written only as far as the pipe takes them, and run exits 124."""
+    r, w = os.pipe()
+    try:
+        proc = start(
+            ["run", "--no-history", "--timeout", "1s", "--timestamps", "--", "yes"],
+            w,
+            stderr=subprocess.STDOUT,
+        )
+        os.close(w)
+        ended(proc)
+    finally:
+        os.close(r)
+    assert proc.returncode == 124
+
+
+def test_the_lock_is_free_once_the_timeout_stopped_the_job() -> None:
+    """The lock of a run whose reader takes nothing is released when the timeout stops the
+    job: the next run of the same lock starts while that reader still sleeps."""
+    name = f"stall-{os.getpid()}"
+    r, w = os.pipe()
+    try:
+        first = subprocess.Popen(
+            reliactl_cmd(
+                "run",
+                "--no-history",
+                "--lock",
+                "--lock-name",
+                name,
+                "--timeout",
+                "1s",
+                "--timestamps",
+                "--",
+                "yes",
+            ),
+            stdin=subprocess.DEVNULL,
+            stdout=w,
+            stderr=subprocess.PIPE,
+            preexec_fn=default_signals,
+        )
+        os.close(w)
+        err = ended(first)
+        second = subprocess.run(
+            reliactl_cmd("run", "--no-history", "--lock", "--lock-name", name, "--", "true"),
+            capture_output=True,
+            timeout=END,
+            check=False,
+        )
+    finally:
+        os.close(r)
+    assert first.returncode == 124, err.decode(errors="replace")
+    assert second.returncode == 0, second.stderr.decode(errors="replace")
+
+
+def test_a_forwarded_sigterm_stops_a_job_whose_reader_takes_nothing() -> None:
+    """SIGTERM to reliactl while its relay waits on a reader that takes nothing: it is
+    forwarded to the job, the job dies of it, and run ends by the signal it received."""
+    r, w = os.pipe()
+    try:
+        proc = start(["run", "--no-history", "--timestamps", "--", "yes"], w)
+        os.close(w)
+        time.sleep(1.0)  # the pipe is full and the relay waits
+        proc.send_signal(signal.SIGTERM)
+        err = ended(proc)
+    finally:
+        os.close(r)
+    assert b"received SIGTERM; forwarding it" in err, err.decode(errors="replace")
+    assert proc.returncode in (-signal.SIGTERM, 128 + signal.SIGTERM)
+
+
+def test_a_job_ignoring_sigterm_is_killed_at_kill_after() -> None:
+    """A job that ignores the timeout's SIGTERM and keeps writing to a reader that takes
+    nothing: SIGKILL at --kill-after, exit 137, as `timeout -k` does."""
+    job = ["sh", "-c", "trap '' TERM; yes"]
+    r, w = os.pipe()
+    try:
+        proc = start(
+            [
+                "run",
+                "--no-history",
+                "--timeout",
+                "1s",
+                "--kill-after",
+                "1s",
+                "--timestamps",
+                "--",
+                *job,
+            ],
+            w,
+        )
+        os.close(w)
+        err = ended(proc)
+    finally:
+        os.close(r)
+    assert b"sending SIGKILL" in err, err.decode(errors="replace")
+    assert proc.returncode == 137, err.decode(errors="replace")
+
+
+@pytest.mark.parametrize(
+    "flags", [["--max-output", "1G"], ["--log-file", "{log}"]], ids=["max-output", "log-file"]
+)
+def test_a_slow_reader_gets_every_byte(flags: list[str], tmp_path: Path) -> None:
+    """A reader that is slow but reads (small pieces, pauses, starting late) is waited for:
+    every byte of 3 MB arrives in order and run exits 0; nothing is given up."""
+    args = [flag.format(log=tmp_path / "job.log") for flag in flags]
+    data = hashlib.sha256(b"seed").digest() * (3_000_000 // 32)
+    src = tmp_path / "data"
+    src.write_bytes(data)
+    r, w = os.pipe()
+    got = bytearray()
+    try:
+        proc = start(["run", "--no-history", *args, "--", "cat", str(src)], w)
+        os.close(w)
+        time.sleep(0.5)  # the pipe is full before anyone reads
+        while chunk := os.read(r, 4096):
+            got += chunk
+            if len(got) % (256 * 1024) < 4096:
+                time.sleep(0.05)
+        err = ended(proc)
+    finally:
+        os.close(r)
+    assert proc.returncode == 0, err.decode(errors="replace")
+    assert bytes(got) == data
+    assert b"took nothing" not in err
