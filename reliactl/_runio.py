@@ -11,21 +11,29 @@ descriptor does. A reader gone or any other failure raises.
 Waiting must not stop the supervision, though: run's relay writes from its supervising loop,
 and a reader that is alive but takes nothing (a hung logger, ``| (sleep 600)``) would keep
 ``--timeout``, ``--kill-after``, a lost lock and a forwarded SIGTERM from acting, with the
-lock held for ever. So while the runner supervises a job it installs a *waiter*
-(``waiting``): then a write never blocks in the kernel (a pipe, FIFO, terminal or socket is
-written at most ``PIPE_BUF`` bytes at a time, and only once ``poll`` says it has room; a
-non-blocking one as much as it takes), and when the descriptor has no room the waiter is
-called instead: it goes on supervising and returns True once the descriptor may take more,
-or False to give up (the job was stopped and the reader still took nothing). Then the file is
-*abandoned*: ``Stalled`` is raised, and later writes to that file (reliactl's own last lines
-on a ``2>&1`` stream) write only what fits at once, so nothing reliactl writes waits on that
-reader again while the supervision lasts (afterwards, run writes nothing more to a stream it
-gave up). Without a waiter (the library, or outside the supervision) a write waits with no
-time limit, as a blocking descriptor does.
+lock held for ever. So while the runner supervises a job it installs a *waiter* for its
+thread (``waiting``). Then a write never blocks in the kernel: a pipe, FIFO or terminal is
+written through a private non-blocking open file of its own (``/proc/self/fd/N``; the
+shared one keeps its flags, others use it too), as much as it takes; a socket, or a pipe or
+terminal that cannot be reopened (another user's), a piece at a time once ``poll`` says it
+has room (``PIPE_BUF`` for a pipe, where that never blocks; 256 bytes for a terminal, whose
+``poll`` promises less); a non-blocking descriptor as much as it takes. When the descriptor has
+no room the waiter is called instead: it goes on supervising and returns True once the
+descriptor may take more, or False to give up. A line written *while* the waiter runs (an
+event of the supervision) is written at once if it fits whole, else kept and written after
+the write that waits; it never waits itself, nor gives anything up.
+
+Given up, the file is *abandoned* (``Stalled`` is raised) until ``forget`` (the start of the
+next run): every later write to it, from any stream sharing it (``2>&1``) and after the
+supervision too, writes only what fits at once and raises ``Stalled``, so its caller drops
+that stream with its note and nothing reliactl writes waits on that reader again. Without a
+waiter and with nothing abandoned, a write waits with no time limit, as a blocking
+descriptor does (the library's sinks, and ``write_all`` outside a run).
 """
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import errno
 import fcntl
@@ -34,10 +42,19 @@ import select
 import stat
 from collections.abc import Callable, Iterator
 
-# The waiter of the supervision in progress (``waiting``), None outside it.
+# The waiter of the supervision in progress and the thread it belongs to (``waiting``).
 _waiter: Callable[[int], bool] | None = None
+_waiter_thread: int | None = None
+_waited = False  # a write is waiting (calling the waiter): another write is a nested one
+_pending: list[tuple[int, bytes]] = []  # nested writes that did not fit at once, in order
 # Files whose reader took nothing until a waiter gave up: (st_dev, st_ino).
 _abandoned: set[tuple[int, int]] = set()
+# The private non-blocking open files of the supervision in progress: fd -> (file, private fd).
+_private: dict[int, tuple[tuple[int, int], int]] = {}
+TTY_PIECE = 256  # a terminal's poll says "room" with less than PIPE_BUF of it
+# A full descriptor is first waited for this long (ms) before the waiter is called: a reader
+# that keeps up makes room within it, and the supervision's own wait costs far more per call.
+QUICK_MS = 10
 
 
 class Stalled(OSError):
@@ -49,42 +66,112 @@ class Stalled(OSError):
 
 @contextlib.contextmanager
 def waiting(waiter: Callable[[int], bool]) -> Iterator[None]:
-    """While the block runs, a write that would wait calls ``waiter(fd)`` instead: True means
-    try again (the descriptor has room, or something else happened), False means give up."""
-    global _waiter
-    before, _waiter = _waiter, waiter
+    """While the block runs, a write from this thread that would wait calls ``waiter(fd)``
+    instead: True means try again (the descriptor has room, or something else happened),
+    False means give the file up."""
+    global _waiter, _waiter_thread
+    before = _waiter, _waiter_thread
+    _waiter, _waiter_thread = waiter, _thread.get_ident()
     try:
         yield
     finally:
-        _waiter = before
-        if before is None:  # the supervision is over: an inode may be a new pipe's next time
-            _abandoned.clear()
+        _waiter, _waiter_thread = before
+        if before[0] is None:
+            _close_private()
+
+
+def forget() -> None:
+    """A new run: no file is abandoned (an inode may be a new pipe's)."""
+    _abandoned.clear()
+    _close_private()
 
 
 def write_all(fd: int, data: bytes | memoryview) -> None:
     """Write all of ``data`` to ``fd``, through short writes and EAGAIN; raises ``OSError`` as
-    ``os.write`` does otherwise (``BrokenPipeError`` for a gone reader), and ``Stalled`` when
-    the waiter of the supervision gave up on the descriptor (see the module's text)."""
-    waiter = _waiter
+    ``os.write`` does otherwise (``BrokenPipeError`` for a gone reader), and ``Stalled`` for
+    a file given up (see the module's text)."""
+    global _waited
+    view = memoryview(data)
+    if _abandoned and _key(fd) in _abandoned:
+        _write_what_fits(fd, view)
+        raise Stalled()
+    waiter = _waiter if _waiter_thread == _thread.get_ident() else None
     if waiter is None:
-        _write_waiting(fd, memoryview(data))
+        _write_waiting(fd, view)
         return
+    if _waited:  # written while another write waits: never wait, never give up
+        if not _write_whole_at_once(fd, view):
+            _pending.append((fd, bytes(view)))
+        return
+    _waited = True
+    try:
+        _write_supervised(fd, view, waiter)
+    finally:
+        _waited = False
+        _write_pending()
+
+
+def _key(fd: int) -> tuple[int, int] | None:
     try:
         st = os.fstat(fd)
     except OSError:
-        _write_waiting(fd, memoryview(data))  # the write says why
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _write_supervised(fd: int, view: memoryview, waiter: Callable[[int], bool]) -> None:
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        _write_waiting(fd, view)  # the write says why
         return
     key = (st.st_dev, st.st_ino)
-    if key in _abandoned:
-        _write_what_fits(fd, memoryview(data))
+    if _no_reader(st, fd):
+        _write_waiting(fd, view)  # a disk, /dev/null: no reader to wait for
         return
-    if stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode):
-        _write_waiting(fd, memoryview(data))  # a disk: no reader to wait for
-        return
-    if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_NONBLOCK:
-        _write_nonblocking(fd, memoryview(data), waiter, key)
+    target = _nonblocking(fd, st)
+    if target is not None:
+        _write_nonblocking(target, view, waiter, key)
     else:
-        _write_polled(fd, memoryview(data), waiter, key)
+        _write_polled(fd, view, waiter, key, _piece(fd))
+
+
+def _no_reader(st: os.stat_result, fd: int) -> bool:
+    """A regular file, a block device or a character device that is not a terminal."""
+    mode = st.st_mode
+    return stat.S_ISREG(mode) or stat.S_ISBLK(mode) or (stat.S_ISCHR(mode) and not os.isatty(fd))
+
+
+def _piece(fd: int) -> int:
+    return TTY_PIECE if os.isatty(fd) else select.PIPE_BUF
+
+
+def _nonblocking(fd: int, st: os.stat_result) -> int | None:
+    """A descriptor of ``fd``'s file that never blocks: ``fd`` itself if non-blocking, else
+    a private open file of its pipe, FIFO or terminal (kept for the supervision); None for a
+    socket, or one not ours to open."""
+    if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_NONBLOCK:
+        return fd
+    if not (stat.S_ISFIFO(st.st_mode) or stat.S_ISCHR(st.st_mode)):
+        return None
+    key = (st.st_dev, st.st_ino)
+    known = _private.get(fd)
+    if known is not None:
+        if known[0] == key:
+            return known[1]
+        os.close(_private.pop(fd)[1])
+    flags = os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    try:
+        private = os.open(f"/proc/self/fd/{fd}", flags)
+    except OSError:  # another user's pipe or terminal; a FIFO without reader (ENXIO)
+        return None
+    _private[fd] = (key, private)
+    return private
+
+
+def _close_private() -> None:
+    while _private:
+        os.close(_private.popitem()[1][1])
 
 
 def _write_waiting(fd: int, view: memoryview) -> None:
@@ -104,37 +191,91 @@ def _write_nonblocking(
     fd: int, view: memoryview, waiter: Callable[[int], bool], key: tuple[int, int]
 ) -> None:
     """A non-blocking descriptor never blocks: as much as it takes, the waiter when full."""
+    poller = None
     while view:
         try:
             view = view[os.write(fd, view) :]
         except BlockingIOError:
+            if poller is None:
+                poller = select.poll()
+                poller.register(fd, select.POLLOUT)
+            if poller.poll(QUICK_MS):
+                continue
             if not waiter(fd):
                 _abandoned.add(key)
                 raise Stalled() from None
 
 
 def _write_polled(
-    fd: int, view: memoryview, waiter: Callable[[int], bool], key: tuple[int, int]
+    fd: int, view: memoryview, waiter: Callable[[int], bool], key: tuple[int, int], piece: int
 ) -> None:
-    """A blocking pipe, FIFO, terminal or socket: PIPE_BUF at a time once poll says there is
-    room (a write of at most PIPE_BUF to a pipe with room does not block)."""
+    """A blocking descriptor: ``piece`` bytes at a time once poll says there is room."""
     poller = select.poll()
     poller.register(fd, select.POLLOUT)
     while view:
-        if not poller.poll(0):
+        if not poller.poll(0) and not poller.poll(QUICK_MS):
             if not waiter(fd):
                 _abandoned.add(key)
                 raise Stalled()
             continue
-        view = view[os.write(fd, view[: select.PIPE_BUF]) :]
+        view = view[os.write(fd, view[:piece]) :]
+
+
+def _write_whole_at_once(fd: int, view: memoryview) -> bool:
+    """Write ``view`` now if it fits whole without waiting; False, with nothing written,
+    if it does not."""
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return True  # nothing to write to: as a failed write, dropped
+    if _no_reader(st, fd):
+        _write_waiting(fd, view)
+        return True
+    target = _nonblocking(fd, st)
+    if target is None:
+        if len(view) > _piece(fd) or not _room(fd):
+            return False
+        target = fd
+    try:
+        written = os.write(target, view)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True  # dropped: the stream's next write says why
+    if written < len(view):  # the rest after the waiting write, in order
+        _pending.append((fd, bytes(view[written:])))
+    return True
+
+
+def _room(fd: int) -> bool:
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return bool(poller.poll(0))
+
+
+def _write_pending() -> None:
+    """The lines written while a write waited, in order; a failure shows at that stream's
+    next write (a gone reader, a file given up)."""
+    while _pending:
+        fd, data = _pending.pop(0)
+        with contextlib.suppress(OSError):
+            write_all(fd, data)
 
 
 def _write_what_fits(fd: int, view: memoryview) -> None:
-    """An abandoned file: what it takes at once; the rest is dropped without a word."""
-    poller = select.poll()
-    poller.register(fd, select.POLLOUT)
-    while view and poller.poll(0):
-        try:
-            view = view[os.write(fd, view[: select.PIPE_BUF]) :]
-        except BlockingIOError:
+    """An abandoned file: what it takes at once; the rest is dropped."""
+    try:
+        target = _nonblocking(fd, os.fstat(fd))
+        if target is not None:
+            with contextlib.suppress(BlockingIOError):
+                while view:
+                    view = view[os.write(target, view) :]
             return
+        piece = _piece(fd)
+        while view and _room(fd):
+            view = view[os.write(fd, view[:piece]) :]
+    except OSError:
+        pass
+    finally:
+        if _waiter is None:  # after the supervision: nothing keeps them
+            _close_private()

@@ -90,7 +90,10 @@ if TYPE_CHECKING:  # protocols cost import time; only the type checker needs the
 
         def write(self, stream: int, data: bytes) -> None:
             """``stream`` is 1 (stdout) or 2 (stderr). Raises ``BrokenPipeError`` when the
-            reader of that stream went away: the runner then closes the command's pipe."""
+            reader of that stream went away: the runner then closes the command's pipe.
+            Called from the supervising loop: a write that blocks (a buffered
+            ``sys.stdout`` to a reader that takes nothing) holds the timeout too; the
+            CLI's sinks write through ``_runio.write_all``, which never does."""
 
         def end_attempt(self, attempt: int) -> None:
             """All output of this attempt has been delivered (partial lines may be flushed)."""
@@ -117,8 +120,13 @@ JOB_CONTROL_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGTSTP, signal.SIGTTI
 NEVER_RETRIED = frozenset({126, 127})
 DRAIN_QUIET = 0.05  # after the command exits, stop reading a pipe quiet this long
 DRAIN_MAX = 1.0  # ... and stop reading altogether after this long
-# While the relay waits for its reader, how often it looks whether the job's shim exited.
+# While the relay waits for its reader, how often it looks whether the job's shim exited;
+# and how long one wait must have lasted before a stopped job's reader is given up (a slow
+# reader that still reads makes room well within it, and gets the job's last words).
 RELAY_LOOK = 0.05
+RELAY_GRACE = 2.0
+# Forwarded signals that ask the job to stop (USR1/USR2 ask something else of it).
+STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT})
 
 # outcomes
 SUCCESS = "success"
@@ -1786,6 +1794,7 @@ class _AttemptState:
     killed: bool = False
     kill_at: float | None = None
     deadline: float | None = None  # the attempt's time limit (monotonic), the loop's to move
+    stop_forwarded: bool = False  # a signal asking the job to stop was forwarded to it
     report: bytearray = field(default_factory=bytearray)
     parsed: int = 0  # how much of the report has been acted on
     command_status: int | None = None  # set when the shim reports that the command exited
@@ -1882,6 +1891,10 @@ class Runner:
         self._lock_lost = None
         self._env = opts.env
         self._gone = None
+        if self.output is not None:  # a file an earlier run gave up may be a new pipe now
+            from reliactl._runio import forget
+
+            forget()
 
         def stopped_by(sig: int) -> RunResult:
             if sig == signal.SIGALRM:  # as timeout(1): SIGALRM means "time out now"
@@ -2417,9 +2430,10 @@ class Runner:
         lost, a signal forwarded) and then killed, past its SIGKILL time, or gone: the reader
         then gets no more of the output, and run ends as it would have. The job's pipes are
         not read meanwhile, so a job that writes waits for the reader, as in a pipeline."""
-        if self._relay_waiting:  # a line written while waiting (an event) to the same reader
+        if self._relay_waiting:  # never: _runio does not wait within a wait
             return False
         self._relay_waiting = True
+        since = self.monotonic()
         try:
             while True:
                 self._take_signals(state, number)
@@ -2428,12 +2442,16 @@ class Runner:
                     state.timed_out
                     or state.limit is not None
                     or state.lock_lost
-                    or self._signals_seen is not None
+                    or state.stop_forwarded
                 )
-                if stopped and (
-                    state.killed
-                    or (state.kill_at is not None and self.monotonic() >= state.kill_at)
-                    or self._shim_exited(state.pid) is not None
+                if (
+                    stopped
+                    and self.monotonic() - since >= RELAY_GRACE
+                    and (
+                        state.killed
+                        or (state.kill_at is not None and self.monotonic() >= state.kill_at)
+                        or self._shim_exited(state.pid) is not None
+                    )
                 ):
                     return False
                 wake = self._next_wake(state)
@@ -2461,6 +2479,7 @@ class Runner:
                     )
                 )
             self._signal_group(state, sig)
+            state.stop_forwarded |= sig in STOP_SIGNALS
             if state.kill_at is None and opts.kill_after is not None:
                 state.kill_at = self.monotonic() + opts.kill_after
 
@@ -2548,8 +2567,10 @@ class Runner:
         """Seconds until the next deadline the loop acts on (None: none)."""
         deadline = state.deadline
         waits = [t for t in (deadline, state.kill_at, state.sample_at) if t is not None]
-        if (state.timed_out or state.command_status is not None) and deadline in waits:
-            waits.remove(deadline)
+        if (
+            state.timed_out or state.limit is not None or state.command_status is not None
+        ) and deadline in waits:
+            waits.remove(deadline)  # it acts no more (a past one would spin the loop)
         if state.killed and state.kill_at in waits:
             waits.remove(state.kill_at)
         renew_at = None if self._lock is None else self._lock.renew_at

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import resource
 import signal
 import subprocess
 import time
@@ -220,3 +221,160 @@ def test_a_slow_reader_gets_every_byte(flags: list[str], tmp_path: Path) -> None
     assert proc.returncode == 0, err.decode(errors="replace")
     assert bytes(got) == data
     assert b"took nothing" not in err
+
+
+def read_late(r: int, delay: float, pace: float = 0.0) -> bytes:
+    """Read the pipe to its end, starting after ``delay`` seconds, pausing ``pace`` seconds
+    every 64 KiB (a slow reader that still reads)."""
+    time.sleep(delay)
+    got = bytearray()
+    while chunk := os.read(r, 4096):
+        got += chunk
+        if pace and len(got) % 65536 < 4096:
+            time.sleep(pace)
+    return bytes(got)
+
+
+def test_an_event_while_a_slow_reader_catches_up_loses_nothing() -> None:
+    """`2>&1` to a reader that starts late: while the relay waits, the supervision writes an
+    event (the command exited, leaving a process behind) to the same pipe. The event waits
+    its turn; nothing is given up: every line of the job and reliactl's lines arrive. (The
+    event gave the shared pipe up, and the rest of the output vanished without a note.)"""
+    job = "sleep 30 >/dev/null 2>&1 & seq 1 20000"
+    r, w = os.pipe()
+    try:
+        proc = start(
+            ["run", "--no-history", "--timestamps", "--", "sh", "-c", job],
+            w,
+            stderr=subprocess.STDOUT,
+        )
+        os.close(w)
+        got = read_late(r, 2.0)
+        ended(proc)
+    finally:
+        os.close(r)
+    lines = got.decode().splitlines()
+    numbers = [line.split(" ", 1)[1] for line in lines if " reliactl: " not in line]
+    assert numbers == [str(n) for n in range(1, 20001)], got[-500:]
+    assert any("the command exited but 1 process" in line for line in lines)
+    assert b"took nothing" not in got
+    assert proc.returncode == 0
+
+
+def test_a_partial_line_on_a_given_up_pipe_does_not_hold_the_lock() -> None:
+    """A job whose stdout ends mid-line and whose stderr floods, `2>&1` into a pipe nobody
+    reads: after the timeout, ending the partial line (and every later line of reliactl)
+    must not wait on that pipe again: run exits 124 and the lock is free."""
+    name = f"partial-{os.getpid()}"
+    r, w = os.pipe()
+    try:
+        proc = start(
+            [
+                "run", "--no-history", "--lock-name", name, "--timeout", "1s", "--timestamps",
+                "--", "sh", "-c", "printf partial; yes >&2",
+            ],
+            w,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        os.close(w)
+        ended(proc)
+        second = subprocess.run(
+            reliactl_cmd("run", "--no-history", "--lock-name", name, "--", "true"),
+            capture_output=True,
+            timeout=END,
+            check=False,
+        )
+    finally:
+        os.close(r)
+    assert proc.returncode == 124
+    assert second.returncode == 0, second.stderr.decode(errors="replace")
+
+
+def test_a_job_flooding_on_sigterm_into_a_stalled_pipe_ends() -> None:
+    """A job that answers the timeout's SIGTERM with 100 KB more output, into a pipe nobody
+    reads: the job waits on its output as in a pipeline, is killed at --kill-after, that
+    reader is given up and run exits 137 (it used to block for ever writing its last
+    lines)."""
+    job = "trap 'head -c 100000 /dev/zero; exit 3' TERM; yes"
+    r, w = os.pipe()
+    try:
+        proc = start(
+            [
+                "run", "--no-history", "--timeout", "1s", "--kill-after", "2s", "--timestamps",
+                "--", "sh", "-c", job,
+            ],
+            w,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        os.close(w)
+        ended(proc)
+    finally:
+        os.close(r)
+    assert proc.returncode == 137
+
+
+@pytest.mark.parametrize("how", ["usr1", "timeout"])
+def test_a_slow_reader_gets_the_output_of_a_signalled_job(how: str) -> None:
+    """A reader that reads slowly but steadily is never given up, also once a signal went
+    to the job: after a USR1 it ignores, and after the timeout's SIGTERM that it answers
+    with its last 300,000 lines. Every line arrives (the relay gave such a reader up as
+    soon as the job was gone and dropped the job's last words)."""
+    if how == "usr1":
+        job = "trap '' USR1; sleep 2; seq 1 300000"
+        flags = ["--max-output", "1G"]
+    else:
+        job = "trap 'seq 1 300000; exit 0' TERM; while :; do sleep 0.1; done"
+        flags = ["--timeout", "1s", "--max-output", "1G"]
+    r, w = os.pipe()
+    try:
+        proc = start(["run", "--no-history", *flags, "--", "sh", "-c", job], w)
+        os.close(w)
+        if how == "usr1":
+            time.sleep(1.0)
+            proc.send_signal(signal.SIGUSR1)
+        got = read_late(r, 0.5, pace=0.02)
+        err = ended(proc)
+    finally:
+        os.close(r)
+    assert got.decode().splitlines() == [str(n) for n in range(1, 300001)], err
+    assert b"took nothing" not in err
+
+
+def test_a_terminal_nobody_reads_does_not_hold_the_timeout() -> None:
+    """stdout a pseudo-terminal whose other side is never read: the relay's write must not
+    block in the kernel (a terminal's poll says "room" for less than a pipe's): the timeout
+    fires and run exits 124."""
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        proc = start(["run", "--no-history", "--timeout", "1s", "--timestamps", "--", "yes"], slave)
+        os.close(slave)
+        err = ended(proc)
+    finally:
+        os.close(master)
+    assert proc.returncode == 124, err.decode(errors="replace")
+
+
+def test_a_limit_past_the_timeout_does_not_spin_the_loop() -> None:
+    """--max-output stops a job that ignores SIGTERM; while it waits for --kill-after, the
+    passed --timeout must not make the supervising loop spin (it ran at 100% CPU until the
+    SIGKILL): reliactl's CPU over 4 s of waiting stays far below the time waited."""
+    job = "trap '' TERM; head -c 100 /dev/zero; sleep 30"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = subprocess.run(
+        reliactl_cmd(
+            "run", "--no-history", "--max-output", "10", "--timeout", "1s", "--kill-after", "5s",
+            "--", "sh", "-c", job,
+        ),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=END,
+        preexec_fn=default_signals,
+        check=False,
+    )  # fmt: skip
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    used = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    assert proc.returncode == 121, proc.stderr.decode(errors="replace")  # --max-output's
+    assert b"sending SIGKILL" in proc.stderr
+    assert used < 1.5, f"{used:.2f} s of CPU while waiting 4 s for --kill-after"

@@ -12,10 +12,11 @@ import contextlib
 import os
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
-from reliactl._runio import Stalled, waiting, write_all
+from reliactl._runio import Stalled, forget, waiting, write_all
 
 
 def test_write_all_waits_for_a_slow_reader_of_a_non_blocking_pipe() -> None:
@@ -63,11 +64,30 @@ def test_write_all_raises_broken_pipe_once_the_reader_of_a_full_pipe_is_gone() -
         os.close(w)
 
 
+@pytest.fixture(autouse=True)
+def _nothing_abandoned() -> Iterator[None]:
+    """Each test starts as a run does: no file given up (an inode may be reused)."""
+    forget()
+    yield
+    forget()
+
+
+def drain(r: int) -> bytes:
+    """Everything the pipe holds now (its writer may still be open)."""
+    os.set_blocking(r, False)
+    got = bytearray()
+    with contextlib.suppress(BlockingIOError):
+        while chunk := os.read(r, 65536):
+            got += chunk
+    return bytes(got)
+
+
 @pytest.mark.parametrize("non_blocking", [False, True], ids=["blocking", "non-blocking"])
 def test_a_waiter_is_called_instead_of_blocking_and_can_give_up(non_blocking: bool) -> None:
     """Under `waiting`, a full pipe (blocking or not) calls the waiter instead of blocking
-    in the kernel; its False raises Stalled, and later writes to the same pipe only write
-    what fits at once (nothing here) instead of waiting again."""
+    in the kernel; its False raises Stalled, and every later write to that pipe, inside the
+    supervision or after it, writes only what fits at once and raises Stalled (never waits,
+    never calls the waiter again) until the next run (`forget`)."""
     r, w = os.pipe()
     os.set_blocking(w, not non_blocking)
     calls: list[int] = []
@@ -80,16 +100,18 @@ def test_a_waiter_is_called_instead_of_blocking_and_can_give_up(non_blocking: bo
         with waiting(give_up):
             with pytest.raises(Stalled):
                 write_all(w, b"x" * (1 << 20))
-            assert calls == [w]
-            write_all(w, b"y" * 100_000)  # abandoned: returns at once, drops what does not fit
-            assert calls == [w]
-        os.set_blocking(r, False)
-        got = bytearray()
-        with contextlib.suppress(BlockingIOError):
-            while chunk := os.read(r, 65536):
-                got += chunk
-        assert got and set(got) <= {ord("x"), ord("y")}
+            assert len(calls) == 1
+            with pytest.raises(Stalled):
+                write_all(w, b"y" * 100_000)
+            assert len(calls) == 1
+        with pytest.raises(Stalled):  # after the supervision too: no blocking write
+            write_all(w, b"z" * 100_000)
+        got = drain(r)
+        assert got and set(got) <= set(b"xyz")
         assert got.count(b"x") < (1 << 20)
+        forget()
+        write_all(w, b"new run")  # a new run: the pipe is written again
+        assert drain(r) == b"new run"
     finally:
         os.close(w)
         os.close(r)
@@ -97,7 +119,7 @@ def test_a_waiter_is_called_instead_of_blocking_and_can_give_up(non_blocking: bo
 
 def test_a_waiter_that_says_try_again_delivers_every_byte() -> None:
     """A waiter that returns True once the reader made room (a slow reader): every byte
-    arrives in order, in pieces no larger than the pipe takes without blocking."""
+    arrives in order."""
     r, w = os.pipe()
     data = bytes(range(256)) * 2048  # 512 KiB: eight pipe buffers
     got = bytearray()
@@ -122,3 +144,62 @@ def test_a_waiter_that_says_try_again_delivers_every_byte() -> None:
         os.close(r)
     assert waits > 0
     assert bytes(got) == data
+
+
+def test_a_line_written_while_a_write_waits_never_waits_nor_gives_up() -> None:
+    """The supervision's own line written while a write waits (an event, on the same pipe
+    as with `2>&1`) does not wait and abandons nothing: it is kept and written right after
+    the waiting write, whose bytes arrive whole and first; a line that fits is written at
+    once to another pipe."""
+    r, w = os.pipe()
+    r2, w2 = os.pipe()
+    data = b"o" * 200_000
+    got = bytearray()
+    said = False
+
+    def read_and_say(fd: int) -> bool:
+        nonlocal said
+        if not said:
+            said = True
+            write_all(w, b"EVENT\n")  # same pipe, full: kept for later
+            write_all(w2, b"OTHER\n")  # another pipe with room: at once
+        got.extend(os.read(r, 5_000))
+        return True
+
+    try:
+        with waiting(read_and_say):
+            write_all(w, data)
+            assert drain(r2) == b"OTHER\n"
+        got += drain(r)
+    finally:
+        for fd in (r, w, r2, w2):
+            os.close(fd)
+    assert bytes(got) == data + b"EVENT\n"
+
+
+def test_another_threads_write_does_not_use_the_supervisions_waiter() -> None:
+    """The waiter belongs to the thread that installed it: a write from another thread
+    waits as a plain write does (here: until the pipe is read), never calling it."""
+    r, w = os.pipe()
+    called: list[int] = []
+    done = threading.Event()
+
+    def other() -> None:
+        write_all(w, b"t" * 200_000)
+        done.set()
+
+    try:
+        with waiting(lambda fd: called.append(fd) is not None):
+            thread = threading.Thread(target=other)
+            thread.start()
+            time.sleep(0.2)  # it fills the pipe and waits in poll, not in our waiter
+            got = bytearray()
+            while not done.is_set() or len(got) < 200_000:
+                with contextlib.suppress(BlockingIOError):
+                    got += os.read(r, 65536)
+            thread.join(30)
+    finally:
+        os.close(w)
+        os.close(r)
+    assert called == []
+    assert bytes(got) == b"t" * 200_000
