@@ -12,12 +12,14 @@ Waiting must not stop the supervision, though: run's relay writes from its super
 and a reader that is alive but takes nothing (a hung logger, ``| (sleep 600)``) would keep
 ``--timeout``, ``--kill-after``, a lost lock and a forwarded SIGTERM from acting, with the
 lock held for ever. So while the runner supervises a job it installs a *waiter* for its
-thread (``waiting``). Then a write never blocks in the kernel: a pipe, FIFO or terminal is
+thread (``waiting``). Then a write does not block in the kernel: a pipe, FIFO or terminal is
 written through a private non-blocking open file of its own (``/proc/self/fd/N``; the
 shared one keeps its flags, others use it too), as much as it takes; a socket, or a pipe or
-terminal that cannot be reopened (another user's), a piece at a time once ``poll`` says it
-has room (``PIPE_BUF`` for a pipe, where that never blocks; 256 bytes for a terminal, whose
-``poll`` promises less); a non-blocking descriptor as much as it takes. When the descriptor has
+terminal that cannot be reopened (another user's; a pseudo-terminal's master side, which
+would open a new terminal), a piece at a time once ``poll`` says it has room (``PIPE_BUF``
+for a pipe or socket; 256 bytes for a terminal, whose ``poll`` promises less: the one case
+left that can still block, a terminal that is another user's and paused, in cooked mode); a
+non-blocking descriptor as much as it takes. When the descriptor has
 no room the waiter is called instead: it goes on supervising and returns True once the
 descriptor may take more, or False to give up. A line written *while* the waiter runs (an
 event of the supervision) is written at once if it fits whole, else kept and written after
@@ -46,7 +48,8 @@ from collections.abc import Callable, Iterator
 _waiter: Callable[[int], bool] | None = None
 _waiter_thread: int | None = None
 _waited = False  # a write is waiting (calling the waiter): another write is a nested one
-_pending: list[tuple[int, bytes]] = []  # nested writes that did not fit at once, in order
+# Nested writes that did not fit at once, in order: (fd, its file, data).
+_pending: list[tuple[int, tuple[int, int] | None, bytes]] = []
 # Files whose reader took nothing until a waiter gave up: (st_dev, st_ino).
 _abandoned: set[tuple[int, int]] = set()
 # The private non-blocking open files of the supervision in progress: fd -> (file, private fd).
@@ -100,8 +103,9 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
         _write_waiting(fd, view)
         return
     if _waited:  # written while another write waits: never wait, never give up
-        if not _write_whole_at_once(fd, view):
-            _pending.append((fd, bytes(view)))
+        key = _key(fd)
+        if any(kept == key for _, kept, _ in _pending) or not _write_whole_at_once(fd, view):
+            _pending.append((fd, key, bytes(view)))  # behind what is kept for that file
         return
     _waited = True
     try:
@@ -158,20 +162,34 @@ def _nonblocking(fd: int, st: os.stat_result) -> int | None:
     known = _private.get(fd)
     if known is not None:
         if known[0] == key:
-            return known[1]
-        os.close(_private.pop(fd)[1])
-    flags = os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
-    try:
-        private = os.open(f"/proc/self/fd/{fd}", flags)
-    except OSError:  # another user's pipe or terminal; a FIFO without reader (ENXIO)
-        return None
+            return None if known[1] < 0 else known[1]
+        _forget_private(fd)
+    private = -1
+    if not (stat.S_ISCHR(st.st_mode) and _pty_master(st)):
+        flags = os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+        # Fails for another user's pipe or terminal, a FIFO without reader (ENXIO):
+        # remembered, not tried again at every write.
+        with contextlib.suppress(OSError):
+            private = os.open(f"/proc/self/fd/{fd}", flags)
     _private[fd] = (key, private)
-    return private
+    return None if private < 0 else private
+
+
+def _pty_master(st: os.stat_result) -> bool:
+    """A pseudo-terminal's master side: reopening /dev/ptmx (5:2) or a BSD-style master
+    (major 2) makes a new terminal instead of another open file of this one."""
+    return st.st_rdev == os.makedev(5, 2) or os.major(st.st_rdev) == 2
+
+
+def _forget_private(fd: int) -> None:
+    private = _private.pop(fd)[1]
+    if private >= 0:
+        os.close(private)
 
 
 def _close_private() -> None:
     while _private:
-        os.close(_private.popitem()[1][1])
+        _forget_private(next(iter(_private)))
 
 
 def _write_waiting(fd: int, view: memoryview) -> None:
@@ -243,7 +261,7 @@ def _write_whole_at_once(fd: int, view: memoryview) -> bool:
     except OSError:
         return True  # dropped: the stream's next write says why
     if written < len(view):  # the rest after the waiting write, in order
-        _pending.append((fd, bytes(view[written:])))
+        _pending.append((fd, (st.st_dev, st.st_ino), bytes(view[written:])))
     return True
 
 
@@ -257,7 +275,7 @@ def _write_pending() -> None:
     """The lines written while a write waited, in order; a failure shows at that stream's
     next write (a gone reader, a file given up)."""
     while _pending:
-        fd, data = _pending.pop(0)
+        fd, _, data = _pending.pop(0)
         with contextlib.suppress(OSError):
             write_all(fd, data)
 

@@ -17,6 +17,7 @@ import hashlib
 import os
 import re
 import resource
+import select
 import signal
 import subprocess
 import time
@@ -380,3 +381,30 @@ def test_a_limit_past_the_timeout_does_not_spin_the_loop() -> None:
     assert proc.returncode == 121, proc.stderr.decode(errors="replace")  # --max-output's
     assert b"sending SIGKILL" in proc.stderr
     assert used < 1.5, f"{used:.2f} s of CPU while waiting 4 s for --kill-after"
+
+
+def test_a_pty_master_as_stdout_gets_the_output() -> None:
+    """stdout the master side of a pseudo-terminal, read on its slave side: every relayed
+    byte arrives (reopening the master through /proc made a new terminal, and the output
+    went there: nothing arrived and a longer job never ended)."""
+    import pty
+    import tty
+
+    master, slave = pty.openpty()
+    tty.setraw(slave)
+    got = bytearray()
+    try:
+        proc = start(
+            ["run", "--no-history", "--max-output", "1G", "--", "seq", "1", "20000"], master
+        )
+        expected = b"".join(b"%d\n" % n for n in range(1, 20001))
+        deadline = time.monotonic() + END
+        while len(got) < len(expected) and time.monotonic() < deadline:
+            if select.select([slave], [], [], 1.0)[0]:
+                got += os.read(slave, 65536)
+        err = ended(proc)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert bytes(got) == expected, err.decode(errors="replace")
+    assert proc.returncode == 0

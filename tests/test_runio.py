@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from runhelpers import NOBODY
 
+from reliactl import _runio
 from reliactl._runio import Stalled, forget, waiting, write_all
 
 
@@ -203,3 +208,66 @@ def test_another_threads_write_does_not_use_the_supervisions_waiter() -> None:
         os.close(r)
     assert called == []
     assert bytes(got) == b"t" * 200_000
+
+
+def test_a_line_that_would_fit_waits_behind_one_kept_for_the_same_pipe() -> None:
+    """Two lines written while a write waits, to a pipe that is nearly full: the first does
+    not fit and is kept; the second, which would fit after the reader made room, goes out
+    after it, never before (the SIGKILL line came out before the SIGTERM line)."""
+    r, w = os.pipe()
+    r2, w2 = os.pipe()
+    os.set_blocking(w2, False)
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            os.write(w2, b"-" * 1024)  # the second pipe is full
+    said = 0
+
+    def wait_and_say(fd: int) -> bool:
+        nonlocal said
+        if said == 0:
+            write_all(w2, b"FIRST\n")  # no room: kept
+            os.read(r2, 65536)  # the reader makes room
+            write_all(w2, b"SECOND\n")  # would fit now: must wait its turn
+        said += 1
+        os.read(r, 65536)
+        return True
+
+    try:
+        with waiting(wait_and_say):
+            write_all(w, b"o" * 200_000)
+        text = drain(r2).replace(b"-", b"")
+    finally:
+        for fd in (r, w, r2, w2):
+            os.close(fd)
+    assert text == b"FIRST\nSECOND\n"
+
+
+def test_a_pipe_that_cannot_be_reopened_is_tried_once() -> None:
+    """reliactl as another user (nobody) writing to a pipe root made (mode 0600): its
+    private open file cannot be had, and that is asked once, not at every write (a
+    failed openat per write, each one audited); every byte still arrives."""
+    script = (
+        "import os, sys\n"
+        "from reliactl import _runio\n"
+        "tries = 0\n"
+        "real = os.open\n"
+        "def counting(path, *args, **kwargs):\n"
+        "    global tries\n"
+        "    tries += str(path).startswith('/proc/self/fd/')\n"
+        "    return real(path, *args, **kwargs)\n"
+        "os.open = counting\n"
+        "with _runio.waiting(lambda fd: True):\n"
+        "    for _ in range(500):\n"
+        "        _runio.write_all(1, b'x' * 1000)\n"
+        "sys.stderr.write(str(tries))\n"
+    )
+    proc = subprocess.Popen(
+        [*NOBODY, sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(Path(_runio.__file__).parents[1])},
+    )
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err.decode(errors="replace")
+    assert out == b"x" * 500_000
+    assert err == b"1"
