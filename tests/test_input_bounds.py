@@ -230,6 +230,21 @@ def test_run_refuses_a_name_or_ping_url_that_is_not_utf8(
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("fast", ["1", "0"], ids=["fast", "typer"])
+@pytest.mark.parametrize("flag", ["--breaker", "--name", "--lock-name", "--job"])
+def test_run_refuses_an_empty_name(flag: str, fast: str, tmp_path: Path) -> None:
+    """`run --breaker ''` (and an empty --name, --lock-name or --job) is `run`'s usage error
+    (125, one line naming the flag) before anything runs, through the fast path and Typer
+    alike: an empty --breaker or --name ran the job as if the flag were absent, and an empty
+    --lock-name or --job was refused by a later, different check. Nothing is recorded."""
+    marker = tmp_path / "ran"
+    result = reliactl("run", flag, "", "--", "touch", str(marker), RELIACTL_FAST=fast)
+    line = one_error_line(result, 125)
+    assert line == f"reliactl: error: {flag}: expected a non-empty value", line
+    assert not marker.exists()
+    assert reliactl("runs").stdout == ""  # the test's own state (conftest's XDG_STATE_HOME)
+
+
 def test_one_max_retries_cap_for_flags_and_configuration() -> None:
     """MAX_RETRIES (10,000) is `run`'s, `http`'s and `retry plan`'s --max-retries cap and
     retry.max_retries's: 10,000 passes, 10,001 is refused by each (`run` with its code)."""

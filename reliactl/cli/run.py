@@ -1137,14 +1137,16 @@ def _chaos_spec(text: str | None) -> Any:
 
 
 def _check_names(names: dict[str, str | None], urls: dict[str, str | None]) -> None:
-    """A name or ping URL that is not UTF-8 (argv's undecodable bytes) is a usage error
-    before anything runs (`require_text`, the rule of every command that names things): it
-    used to run the job without the breaker it named, or without its pings."""
+    """A name or ping URL that is not UTF-8 (argv's undecodable bytes), or an empty name, is
+    a usage error before anything runs (`require_text`, the rule of every command that names
+    things): it used to run the job without the breaker it named, or without its pings, and
+    an empty --breaker/--name ran the job as if the flag were not given."""
     from reliactl.cli._fastrt import require_text
 
     for flag, value in [*names.items(), *urls.items()]:
         if value is not None:
-            require_text(flag, value, empty=True, url=flag in urls, code=ExitCode.INTERNAL)
+            url = flag in urls
+            require_text(flag, value, empty=url, url=url, code=ExitCode.INTERNAL)
 
 
 def _prepared(spec: Any, config: Any) -> Any:
