@@ -87,6 +87,14 @@ def parse_duration(value: object) -> float:
 
     Raises DurationError for anything else, including negative, infinite and NaN values.
     """
+    seconds = _seconds(value)
+    if seconds > MAX_DURATION:
+        raise DurationError(f"expected a duration of at most 36500d (100 years), got {value!r}")
+    return seconds
+
+
+def _seconds(value: object) -> float:
+    """``parse_duration`` without its 100-year bound (``parse_bounded`` words its own)."""
     if isinstance(value, bool):
         raise DurationError(f"expected a duration such as 30s, 5m or 1h30m, got {value!r}")
     if isinstance(value, (int, float)):
@@ -108,8 +116,6 @@ def parse_duration(value: object) -> float:
         )
     if not math.isfinite(seconds) or seconds < 0:
         raise DurationError(f"expected a non-negative finite duration, got {value!r}")
-    if seconds > MAX_DURATION:
-        raise DurationError(f"expected a duration of at most 36500d (100 years), got {value!r}")
     return seconds
 
 
@@ -118,7 +124,8 @@ def parse_bounded(value: object, *, most: float = MAX_DURATION, zero: bool = Fal
     most ``most``. The one wording of a duration out of its range, for every flag and key:
     "expected a positive duration of at most 7d, got '8d'" ("a duration" if 0 is allowed,
     no "of at most" under the 100-year bound every duration has)."""
-    seconds = parse_duration(value)
+    # Under a tighter bound than 100 years, the flag's own wording past 100 years too.
+    seconds = parse_duration(value) if most >= MAX_DURATION else _seconds(value)
     if seconds > most or (seconds == 0 and not zero):
         kind = "a duration" if zero else "a positive duration"
         bound = f" of at most {format_duration(most)}" if most < MAX_DURATION else ""

@@ -258,6 +258,8 @@ OUT_OF_RANGE = [
     (["breaker", "trip", "b", "--for", "0"], 2, "--for", "", "0"),
     (["health", "--watch", "--interval", "0", "--count", "1"], 3, "--interval", "7d", "0"),
     (["silence", "add", "x", "--for", "400d"], 2, "--for", "366d", "400d"),
+    (["silence", "add", "x", "--for", "36501d"], 2, "--for", "366d", "36501d"),
+    (["run", "--watch-health", "1e20", "--", "true"], 125, "--watch-health", "7d", "1e20"),
 ]
 
 
@@ -275,7 +277,7 @@ def test_a_duration_out_of_its_range_is_one_wording_for_every_flag(
     most B], got 'V'" (`durations.parse_bounded` through `_fastrt.duration_option`). They
     said "expected at most 7d" (run --watch-health), "expected a positive duration" with no
     value (health --interval), "the duration must be positive and at most 366d, got 400d"
-    (silence add --for)."""
+    (silence add --for); past 100 years they named the 100 years, not their own bound."""
     bound = f" of at most {most}" if most else ""
     line = one_error_line(reliactl(*args, RELIACTL_FAST=fast), code)
     assert line == f"reliactl: error: {flag}: expected a positive duration{bound}, got '{given}'"
@@ -293,6 +295,11 @@ def test_parse_bounded_is_the_one_wording_of_a_range() -> None:
         parse_interval("8d")
     with pytest.raises(DurationError, match=r"of at most 7d, got '0'$"):
         parse_bounded("0", most=MAX_INTERVAL)
+    # past 100 years too, a tighter bound is the one named (not the 100 years)
+    with pytest.raises(DurationError, match=r"^expected a duration of at most 7d, got '1e20'$"):
+        parse_interval("1e20")
+    with pytest.raises(DurationError, match=r"at most 36500d \(100 years\), got '36501d'$"):
+        parse_bounded("36501d")
 
 
 def test_one_max_retries_cap_for_flags_and_configuration() -> None:
