@@ -21,6 +21,7 @@ __all__ = [
     "MAX_SIZE",
     "format_duration",
     "format_size",
+    "parse_bounded",
     "parse_duration",
     "parse_interval",
     "parse_size",
@@ -86,6 +87,14 @@ def parse_duration(value: object) -> float:
 
     Raises DurationError for anything else, including negative, infinite and NaN values.
     """
+    seconds = _seconds(value)
+    if seconds > MAX_DURATION:
+        raise DurationError(f"expected a duration of at most 36500d (100 years), got {value!r}")
+    return seconds
+
+
+def _seconds(value: object) -> float:
+    """``parse_duration`` without its 100-year bound (``parse_bounded`` words its own)."""
     if isinstance(value, bool):
         raise DurationError(f"expected a duration such as 30s, 5m or 1h30m, got {value!r}")
     if isinstance(value, (int, float)):
@@ -107,18 +116,27 @@ def parse_duration(value: object) -> float:
         )
     if not math.isfinite(seconds) or seconds < 0:
         raise DurationError(f"expected a non-negative finite duration, got {value!r}")
-    if seconds > MAX_DURATION:
-        raise DurationError(f"expected a duration of at most 36500d (100 years), got {value!r}")
+    return seconds
+
+
+def parse_bounded(value: object, *, most: float = MAX_DURATION, zero: bool = False) -> float:
+    """``parse_duration`` of a value with a range: above 0 (or 0 too, if ``zero``) and at
+    most ``most``. The one wording of a duration out of its range, for every flag and key:
+    "expected a positive duration of at most 7d, got '8d'" ("a duration" if 0 is allowed,
+    no "of at most" under the 100-year bound every duration has)."""
+    # Under a tighter bound than 100 years, the flag's own wording past 100 years too.
+    seconds = parse_duration(value) if most >= MAX_DURATION else _seconds(value)
+    if seconds > most or (seconds == 0 and not zero):
+        kind = "a duration" if zero else "a positive duration"
+        bound = f" of at most {format_duration(most)}" if most < MAX_DURATION else ""
+        raise DurationError(f"expected {kind}{bound}, got {value!r}")
     return seconds
 
 
 def parse_interval(value: object) -> float:
     """``parse_duration`` for a period between two looks at something (a watch, a probe, a
     chaos kill): at most MAX_INTERVAL (7d), which a sleeping thread can always wait."""
-    seconds = parse_duration(value)
-    if seconds > MAX_INTERVAL:
-        raise DurationError(f"expected at most 7d, got {value!r}")
-    return seconds
+    return parse_bounded(value, most=MAX_INTERVAL, zero=True)
 
 
 _LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"

@@ -266,7 +266,8 @@ EventCallback = Callable[["RunEvent"], None]
 def stored_text(text: str) -> str:
     """Arguments that are not UTF-8 (surrogate escapes) are shown, stored and logged escaped
     (a byte 0xff as the six characters ``\\udcff``, the form the history has always had, so
-    a job keeps its one history). The one owner: `runs NAME` looks a name up in this form."""
+    a job keeps its one history). The one owner: `runs NAME` and `jobs NAME` look a name up
+    in this form."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 

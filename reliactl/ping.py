@@ -519,6 +519,23 @@ def _shown(url: str) -> str:
     return redact_url(url, path=False)
 
 
+def _environment_url(env: Mapping[str, str]) -> str:
+    """``RELIACTL_PING_URL`` ("" if unset); ValueError naming the variable if it is not UTF-8
+    (the environment's undecodable bytes, carried as surrogates, which no request can send:
+    every ping failed with a UnicodeEncodeError warning), as `run --ping` refuses such a URL.
+    The URL is shown as every ping URL is, a secret as a whole."""
+    url = env.get("RELIACTL_PING_URL", "")
+    try:
+        url.encode("utf-8")
+    except UnicodeEncodeError:
+        from reliactl.units import printable
+
+        raise ValueError(
+            f"RELIACTL_PING_URL: expected UTF-8 text, got '{_shown(printable(url))}'"
+        ) from None
+    return url
+
+
 def targets_from(
     settings: Any = None,
     *,
@@ -550,7 +567,7 @@ def targets_from(
     given = {"url": url, "start": start, "success": success, "failure": failure}
     chosen = {key: value if value else (setting(key) or "") for key, value in given.items()}
     if not any(chosen.values()):
-        chosen["url"] = env.get("RELIACTL_PING_URL", "")
+        chosen["url"] = _environment_url(env)
     for key, value in chosen.items():
         if value:
             problem = ping_url_problem(value) if key == "url" else check_template(value)

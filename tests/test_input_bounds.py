@@ -230,6 +230,78 @@ def test_run_refuses_a_name_or_ping_url_that_is_not_utf8(
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("fast", ["1", "0"], ids=["fast", "typer"])
+@pytest.mark.parametrize("flag", ["--breaker", "--name", "--lock-name", "--job"])
+def test_run_refuses_an_empty_name(flag: str, fast: str, tmp_path: Path) -> None:
+    """`run --breaker ''` (and an empty --name, --lock-name or --job) is `run`'s usage error
+    (125, one line naming the flag) before anything runs, through the fast path and Typer
+    alike: an empty --breaker or --name ran the job as if the flag were absent, and an empty
+    --lock-name or --job was refused by a later, different check. Nothing is recorded."""
+    marker = tmp_path / "ran"
+    result = reliactl("run", flag, "", "--", "touch", str(marker), RELIACTL_FAST=fast)
+    line = one_error_line(result, 125)
+    assert line == f"reliactl: error: {flag}: expected a non-empty value", line
+    assert not marker.exists()
+    assert reliactl("runs").stdout == ""  # the test's own state (conftest's XDG_STATE_HOME)
+
+
+# ---- one wording for a duration out of its range (`_fastrt.duration_option`)
+
+OUT_OF_RANGE = [
+    (["http", "--timeout", "0", "GET", "http://127.0.0.1:1/"], 2, "--timeout", "", "0"),
+    (["run", "--cpu-time", "0s", "--", "true"], 125, "--cpu-time", "", "0s"),
+    (["run", "--watch-health", "8d", "--", "true"], 125, "--watch-health", "7d", "8d"),
+    (["retry", "plan", "--max-delay", "0"], 2, "--max-delay", "", "0"),
+    (["serve", "--head-timeout", "2h"], 2, "--head-timeout", "1h", "2h"),
+    (["health", "history", "--since", "0"], 3, "--since", "366d", "0"),
+    (["cleanup", "--older-than", "0", "."], 2, "--older-than", "", "0"),
+    (["breaker", "trip", "b", "--for", "0"], 2, "--for", "", "0"),
+    (["health", "--watch", "--interval", "0", "--count", "1"], 3, "--interval", "7d", "0"),
+    (["silence", "add", "x", "--for", "400d"], 2, "--for", "366d", "400d"),
+    (["silence", "add", "x", "--for", "36501d"], 2, "--for", "366d", "36501d"),
+    (["run", "--watch-health", "1e20", "--", "true"], 125, "--watch-health", "7d", "1e20"),
+]
+
+
+@pytest.mark.parametrize("fast", ["1", "0"], ids=["fast", "typer"])
+@pytest.mark.parametrize(
+    ("args", "code", "flag", "most", "given"),
+    OUT_OF_RANGE,
+    ids=[" ".join(case[0][:2]) + " " + case[2] for case in OUT_OF_RANGE],
+)
+def test_a_duration_out_of_its_range_is_one_wording_for_every_flag(
+    args: list[str], code: int, flag: str, most: str, given: str, fast: str
+) -> None:
+    """Every command's duration flag that has a range says so in one wording, with its
+    command's usage code, on both dispatchers: "FLAG: expected a positive duration[ of at
+    most B], got 'V'" (`durations.parse_bounded` through `_fastrt.duration_option`). They
+    said "expected at most 7d" (run --watch-health), "expected a positive duration" with no
+    value (health --interval), "the duration must be positive and at most 366d, got 400d"
+    (silence add --for); past 100 years they named the 100 years, not their own bound."""
+    bound = f" of at most {most}" if most else ""
+    line = one_error_line(reliactl(*args, RELIACTL_FAST=fast), code)
+    assert line == f"reliactl: error: {flag}: expected a positive duration{bound}, got '{given}'"
+
+
+def test_parse_bounded_is_the_one_wording_of_a_range() -> None:
+    """parse_bounded: 0 refused unless ``zero``, past ``most`` refused with the bound shown;
+    parse_interval is it at 7d with 0 allowed."""
+    from reliactl.durations import MAX_INTERVAL, parse_bounded
+
+    assert parse_bounded("1h", most=3600) == 3600 and parse_bounded("0", zero=True) == 0
+    with pytest.raises(DurationError, match=r"^expected a positive duration, got '0s'$"):
+        parse_bounded("0s")
+    with pytest.raises(DurationError, match=r"^expected a duration of at most 7d, got '8d'$"):
+        parse_interval("8d")
+    with pytest.raises(DurationError, match=r"of at most 7d, got '0'$"):
+        parse_bounded("0", most=MAX_INTERVAL)
+    # past 100 years too, a tighter bound is the one named (not the 100 years)
+    with pytest.raises(DurationError, match=r"^expected a duration of at most 7d, got '1e20'$"):
+        parse_interval("1e20")
+    with pytest.raises(DurationError, match=r"at most 36500d \(100 years\), got '36501d'$"):
+        parse_bounded("36501d")
+
+
 def test_one_max_retries_cap_for_flags_and_configuration() -> None:
     """MAX_RETRIES (10,000) is `run`'s, `http`'s and `retry plan`'s --max-retries cap and
     retry.max_retries's: 10,000 passes, 10,001 is refused by each (`run` with its code)."""

@@ -245,6 +245,19 @@ def test_flags_over_job_settings_over_the_environment() -> None:
     assert UUID not in str(info.value)
 
 
+def test_an_environment_url_that_is_not_utf8_is_refused_only_when_it_is_used() -> None:
+    """RELIACTL_PING_URL carrying an undecodable byte (a surrogate, as os.environ holds it)
+    is a ValueError naming the variable, its secret path hidden; it is not read (so not
+    refused) when a flag or the job's settings name a target."""
+    import os
+
+    env = {"RELIACTL_PING_URL": os.fsdecode(f"https://hc-ping.com/{UUID}".encode() + b"\xff")}
+    with pytest.raises(ValueError, match=r"^RELIACTL_PING_URL: expected UTF-8 text") as info:
+        targets_from(None, environ=env)
+    assert UUID not in str(info.value)
+    assert targets_from(None, url="https://flag/x", environ=env).url == "https://flag/x"
+
+
 def test_output_tail_alone_passes_output_through_to_the_real_stdout(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Without an inner sink the command's output still reaches reliactl's stdout/stderr (a
     real subprocess whose fd 1 is a file), and a full disk (/dev/full) never stops the run."""

@@ -88,6 +88,24 @@ def require_text(
     return value
 
 
+def duration_option(
+    flag: str, text: str, *, code: int | None = None, zero: bool = False, most: float | None = None
+) -> float:
+    """``text``, a duration flag's value, as seconds: above 0 (or 0 too, if ``zero``) and at
+    most ``most`` (default: the 100-year bound of every duration); else a usage error (one
+    line, exit 2, or ``code``) in the one wording, ``durations.parse_bounded``'s:
+    "--for: expected a positive duration, got '0'". The one owner of a duration flag's check
+    for every command, on both dispatchers: ``seconds = duration_option("--older-than", v)``.
+    """
+    from reliactl.durations import MAX_DURATION, parse_bounded
+    from reliactl.errors import DurationError
+
+    try:
+        return parse_bounded(text, most=MAX_DURATION if most is None else most, zero=zero)
+    except DurationError as exc:
+        raise _usage_or(code, f"{flag}: {exc}") from None
+
+
 def _usage_or(code: int | None, message: str) -> SystemExit:
     return usage(message) if code is None else usage_exit(message, code)
 

@@ -7,7 +7,7 @@ named in ``circuit_breaker.breakers`` of the configuration. An unknown NAME is a
 
 from __future__ import annotations
 
-from reliactl.cli._fastrt import require_text, usage
+from reliactl.cli._fastrt import duration_option, require_text, usage
 from reliactl.cli.context import app_context
 from reliactl.cli.exitcodes import ExitCode
 from reliactl.cli.output import (
@@ -314,18 +314,10 @@ def trip(
 ) -> None:
     """Force a breaker open (maintenance): callers fail fast with exit 69 until it closes."""
     from reliactl.breaker import get_persistent_breaker
-    from reliactl.durations import format_duration, parse_duration
-    from reliactl.errors import DurationError
+    from reliactl.durations import format_duration
 
     require_text("NAME", name)
-    duration: float | None = None
-    if for_ is not None:
-        try:
-            duration = parse_duration(for_)
-        except DurationError as exc:
-            raise usage(f"--for: {exc}") from None
-        if duration <= 0:
-            raise usage(f"--for: expected a positive duration, got {for_!r}")
+    duration = None if for_ is None else duration_option("--for", for_)
     app_ctx = app_context(ctx)
     config = app_ctx.loaded().config
     store = app_ctx.store()

@@ -49,7 +49,7 @@ def typer_names() -> None:
 
 
 @reports_errors
-def cleanup(  # noqa: C901 - flags to targets; the core moves out (issue 15 item 1)
+def cleanup(
     ctx: typer.Context,
     paths: Annotated[
         list[str] | None,
@@ -159,20 +159,14 @@ def cleanup(  # noqa: C901 - flags to targets; the core moves out (issue 15 item
     Exit 0 on success, 1 if anything could not be removed.
     """  # noqa: E501 - one line per paragraph: --help wraps it
     from reliactl.cleanup import AGE_BY, CleanupTarget
-    from reliactl.durations import parse_duration, parse_size
+    from reliactl.cli._fastrt import duration_option
+    from reliactl.durations import parse_size
     from reliactl.errors import DurationError
 
     dry_run = dry_run or dry_run_n
     if age_by not in AGE_BY:
         raise _usage(f"--age-by: expected one of {', '.join(AGE_BY)}, got {age_by!r}")
-    max_age: float | None = None
-    if older_than is not None:
-        try:
-            max_age = parse_duration(older_than)
-        except DurationError as exc:
-            raise _usage(f"--older-than: {exc}") from None
-        if max_age <= 0:
-            raise _usage(f"--older-than: expected a positive duration, got {older_than!r}")
+    max_age = None if older_than is None else duration_option("--older-than", older_than)
     budget: int | None = None
     if max_size is not None:
         try:

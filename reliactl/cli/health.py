@@ -226,14 +226,11 @@ def health(  # noqa: C901 - textfile and alerting move to the core (issue 15 ite
             raise _usage(f"--textfile: {refused}")
     period: float | None = None
     if interval is not None:
-        from reliactl.durations import parse_interval
+        from reliactl.cli._fastrt import duration_option
+        from reliactl.durations import MAX_INTERVAL
 
-        try:
-            period = parse_interval(interval)  # at most 7d: time.sleep() overflows past 1e12 s
-        except ValueError as exc:
-            raise _usage(f"--interval: {exc}") from None
-        if period <= 0:
-            raise _usage("--interval: expected a positive duration")
+        # at most 7d: time.sleep() overflows past 1e12 s
+        period = duration_option("--interval", interval, code=ExitCode.UNKNOWN, most=MAX_INTERVAL)
 
     app_ctx = app_context(ctx)
     try:

@@ -41,20 +41,13 @@ def history(
     import shutil
     import time
 
+    from reliactl.cli._fastrt import duration_option
     from reliactl.cli.context import app_context
     from reliactl.cli.output import emit_json, emit_text, error, report_error
-    from reliactl.durations import parse_duration
     from reliactl.errors import ReliactlError
     from reliactl.history import chart, events_text, history_document
 
-    try:
-        back = parse_duration(since)
-    except ValueError as exc:
-        error(f"--since: {exc}")
-        raise SystemExit(ExitCode.UNKNOWN) from None
-    if not 0 < back <= MAX_SINCE:
-        error(f"--since: expected a positive duration of at most 366d, got {since!r}")
-        raise SystemExit(ExitCode.UNKNOWN)
+    back = duration_option("--since", since, code=ExitCode.UNKNOWN, most=MAX_SINCE)
     now = time.time()
     try:
         store = app_context(ctx).store()

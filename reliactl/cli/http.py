@@ -69,16 +69,9 @@ def _wire_text(raw: bytes) -> str:
 
 
 def _duration(option: str, text: str, *, zero_ok: bool = False) -> float:
-    from reliactl.durations import parse_duration
-    from reliactl.errors import DurationError
+    from reliactl.cli._fastrt import duration_option
 
-    try:
-        seconds = parse_duration(text)
-    except DurationError as exc:
-        raise _usage(f"{option}: {exc}") from None
-    if seconds < 0 or (seconds == 0 and not zero_ok):
-        raise _usage(f"{option}: expected a positive duration, got {text!r}")
-    return seconds
+    return duration_option(option, text, zero=zero_ok)
 
 
 def _limiter(rate: str | None, rate_key: str | None, host: str, config: Config, store: Any) -> Any:

@@ -97,21 +97,23 @@ def jobs(
         utc_stamp,
     )
     from reliactl.errors import ReliactlError
+    from reliactl.jobs import stored_text
     from reliactl.schedule import job_statuses
 
     now = time.time()
+    key = None if name is None else stored_text(name)  # as the history records it (`runs`)
     try:
         context = app_context(ctx)
         declared = context.loaded().config.jobs
         store = context.store()
         statuses = job_statuses(declared, store, now=now)
         if name is not None:
-            statuses = [s for s in statuses if s.name == name]
+            statuses = [s for s in statuses if s.name == key]
             if not statuses:
                 known = ", ".join(sorted(declared)) or "none declared"
-                error(f"no job named {name!r} declared or in history (jobs: {known})")
+                error(f"no job named '{printable(name)}' declared or in history (jobs: {known})")
                 raise SystemExit(ExitCode.USAGE)
-        recent = store.runs(name, 10) if name is not None else []
+        recent = store.runs(key, 10) if key is not None else []
         notes = job_notes(store, declared, [s.name for s in statuses], now)
     except ReliactlError as exc:
         raise SystemExit(report_error(exc)) from None

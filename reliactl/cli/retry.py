@@ -55,16 +55,10 @@ def _usage(message: str) -> NoReturn:
     raise _fastrt.usage(message)
 
 
-def _duration(option: str, text: str | None) -> float | None:
+def _duration(option: str, text: str | None, *, positive: bool = False) -> float | None:
     if text is None:
         return None
-    from reliactl.durations import parse_duration
-    from reliactl.errors import DurationError
-
-    try:
-        return parse_duration(text)
-    except DurationError as exc:
-        _usage(f"{option}: {exc}")
+    return _fastrt.duration_option(option, text, zero=not positive)
 
 
 def _choice(option: str, value: str | None, choices: tuple[str, ...]) -> str | None:
@@ -129,16 +123,12 @@ def plan(
 
     name = _choice("--strategy", strategy, STRATEGIES)
     jitter_mode = _choice("--jitter", jitter, JITTERS)
-    base = _duration("--base-delay", base_delay)
-    cap = _duration("--max-delay", max_delay)
+    base = _duration("--base-delay", base_delay, positive=True)
+    cap = _duration("--max-delay", max_delay, positive=True)
     no_limit = max_elapsed is not None and max_elapsed.strip().lower() in ("none", "off")
     deadline = None if max_elapsed is None or no_limit else _duration("--max-elapsed", max_elapsed)
     if deadline is not None and deadline <= 0:
         _usage(f"--max-elapsed: expected a positive duration or 'none', got {max_elapsed!r}")
-    if base is not None and base <= 0:
-        _usage(f"--base-delay: expected a positive duration, got {base_delay!r}")
-    if cap is not None and cap <= 0:
-        _usage(f"--max-delay: expected a positive duration, got {max_delay!r}")
     if max_retries is not None and max_retries_error(max_retries):
         _usage(f"--max-retries: {max_retries_error(max_retries)}")
     if multiplier is not None and not (math.isfinite(multiplier) and multiplier >= 1):

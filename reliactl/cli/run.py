@@ -52,21 +52,25 @@ def _usage(message: str) -> SystemExit:
 
 
 def _duration(
-    flag: str, text: str | None, *, forever: bool = False, interval: bool = False
+    flag: str,
+    text: str | None,
+    *,
+    forever: bool = False,
+    interval: bool = False,
+    positive: bool = False,
 ) -> float | None:
-    """Seconds from a flag value; None if unset (or "forever" where allowed); at most 7d for
-    an ``interval`` (a period between two looks)."""
+    """Seconds from a flag value (``_fastrt.duration_option``, with run's usage code); None
+    if unset (or "forever" where allowed); at most 7d for an ``interval`` (a period between
+    two looks); 0 allowed unless ``positive``."""
     if text is None:
         return None
     if forever and text.strip().lower() in ("forever", "inf", "infinity"):
         return None
-    from reliactl.durations import parse_duration, parse_interval
-    from reliactl.errors import DurationError
+    from reliactl.cli._fastrt import duration_option
+    from reliactl.durations import MAX_INTERVAL
 
-    try:
-        return parse_interval(text) if interval else parse_duration(text)
-    except DurationError as exc:
-        raise _usage(f"{flag}: {exc}") from None
+    most = MAX_INTERVAL if interval else None
+    return duration_option(flag, text, code=ExitCode.INTERNAL, zero=not positive, most=most)
 
 
 def _choice(flag: str, text: str | None, choices: tuple[str, ...]) -> str | None:
@@ -1046,9 +1050,7 @@ def _limit_flags(
     max_output: str | None,
 ) -> dict[str, Any]:
     """The limit flags given, as JobSpec fields (the rest come from the configuration)."""
-    cpu = _duration("--cpu-time", cpu_time)
-    if cpu is not None and cpu <= 0:
-        raise _usage(f"--cpu-time: expected a positive duration, got {cpu_time!r}")
+    cpu = _duration("--cpu-time", cpu_time, positive=True)
     if nice is not None and not -20 <= nice <= 19:
         raise _usage(f"--nice: expected a number from -20 to 19, got {nice}")
     given = {
@@ -1063,9 +1065,7 @@ def _limit_flags(
 
 def _watch_flags(watch_health: str | None, on_critical: str) -> dict[str, Any]:
     """--watch-health and --on-critical as JobSpec fields."""
-    seconds = _duration("--watch-health", watch_health, interval=True)
-    if seconds is not None and seconds <= 0:
-        raise _usage(f"--watch-health: expected a positive duration, got {watch_health!r}")
+    seconds = _duration("--watch-health", watch_health, interval=True, positive=True)
     critical = _choice("--on-critical", on_critical, ("warn", "stop")) or "warn"
     return {"watch_health": seconds, "on_critical": critical}
 
@@ -1141,14 +1141,16 @@ def _chaos_spec(text: str | None) -> Any:
 
 
 def _check_names(names: dict[str, str | None], urls: dict[str, str | None]) -> None:
-    """A name or ping URL that is not UTF-8 (argv's undecodable bytes) is a usage error
-    before anything runs (`require_text`, the rule of every command that names things): it
-    used to run the job without the breaker it named, or without its pings."""
+    """A name or ping URL that is not UTF-8 (argv's undecodable bytes), or an empty name, is
+    a usage error before anything runs (`require_text`, the rule of every command that names
+    things): it used to run the job without the breaker it named, or without its pings, and
+    an empty --breaker/--name ran the job as if the flag were not given."""
     from reliactl.cli._fastrt import require_text
 
     for flag, value in [*names.items(), *urls.items()]:
         if value is not None:
-            require_text(flag, value, empty=True, url=flag in urls, code=ExitCode.INTERNAL)
+            url = flag in urls
+            require_text(flag, value, empty=url, url=url, code=ExitCode.INTERNAL)
 
 
 def _prepared(spec: Any, config: Any) -> Any:

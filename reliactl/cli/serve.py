@@ -67,20 +67,11 @@ def _read_token(path: str | None) -> str | None:
     return token
 
 
-def _positive_duration(flag: str, text: str, most: float, most_text: str) -> float:
+def _positive_duration(flag: str, text: str, most: float) -> float:
     """``text`` as seconds, positive and at most ``most`` (one line and exit 2 otherwise)."""
-    from reliactl.cli.output import error
-    from reliactl.durations import parse_duration
+    from reliactl.cli._fastrt import duration_option
 
-    try:
-        seconds = parse_duration(text)
-    except ValueError as exc:
-        error(f"{flag}: {exc}")
-        raise SystemExit(ExitCode.USAGE) from None
-    if not 0 < seconds <= most:
-        error(f"{flag}: expected a positive duration of at most {most_text}, got {text!r}")
-        raise SystemExit(ExitCode.USAGE)
-    return seconds
+    return duration_option(flag, text, most=most)
 
 
 def _limits(max_connections: int, head_timeout: str) -> float:
@@ -90,7 +81,7 @@ def _limits(max_connections: int, head_timeout: str) -> float:
     if not 1 <= max_connections <= 1_000_000:
         error(f"--max-connections: expected 1 to 1000000, got {max_connections}")
         raise SystemExit(ExitCode.USAGE)
-    return _positive_duration("--head-timeout", head_timeout, 3600, "1h")
+    return _positive_duration("--head-timeout", head_timeout, 3600)
 
 
 def serve(
@@ -168,13 +159,11 @@ def serve(
     if not 0 < port < 65536:
         error(f"--port: expected 1 to 65535, got {port}")
         raise SystemExit(ExitCode.USAGE)
-    period = (
-        None if interval is None else _positive_duration("--interval", interval, MAX_INTERVAL, "7d")
-    )
+    period = None if interval is None else _positive_duration("--interval", interval, MAX_INTERVAL)
     stale = (
         0.0
         if stale_after is None
-        else _positive_duration("--stale-after", stale_after, MAX_INTERVAL, "7d")
+        else _positive_duration("--stale-after", stale_after, MAX_INTERVAL)
     )
     head_deadline = _limits(max_connections, head_timeout)
     try:

@@ -6,7 +6,7 @@ alert; the silence ends by itself. The core is ``reliactl.health.alertstate``.
 
 from __future__ import annotations
 
-from reliactl.cli._fastrt import require_text, usage
+from reliactl.cli._fastrt import duration_option, require_text, usage
 from reliactl.cli.exitcodes import ExitCode
 from reliactl.cli.output import reports_errors
 
@@ -86,18 +86,14 @@ def add(
     import time
 
     from reliactl.cli.output import emit_json, info
-    from reliactl.durations import parse_duration
     from reliactl.errors import HealthError
-    from reliactl.health.alertstate import add_silence, parse_start, silence_seconds
+    from reliactl.health.alertstate import MAX_SILENCE, add_silence, parse_start
     from reliactl.hostname import hostname
 
     require_text("TARGET", target)
     require_text("--reason", reason, empty=True)
     now = time.time()
-    try:
-        seconds = silence_seconds(parse_duration(duration))
-    except ValueError as exc:
-        raise usage(f"--for: {exc}") from None
+    seconds = duration_option("--for", duration, most=MAX_SILENCE)
     begin = None
     if start is not None:
         try:

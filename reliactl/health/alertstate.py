@@ -128,13 +128,14 @@ def target_matches(
 
 
 def silence_seconds(seconds: float) -> float:
-    """``seconds`` if a silence may last that long; ValueError (one line) if not. The one
-    owner of the 366d bound (``add_silence`` and `silence add --for`)."""
+    """``seconds`` if a silence may last that long; ValueError (one line, the wording of
+    ``durations.parse_bounded``) if not. The one owner of the 366d bound, MAX_SILENCE
+    (``add_silence``; `silence add --for` passes it to ``_fastrt.duration_option``)."""
     from reliactl.units import format_duration
 
     if not 0 < seconds <= MAX_SILENCE:
         got = "0s" if seconds == 0 else format_duration(seconds)  # not "0ms": --for 0s
-        raise ValueError(f"the duration must be positive and at most 366d, got {got}")
+        raise ValueError(f"expected a positive duration of at most 366d, got {got}")
     return seconds
 
 

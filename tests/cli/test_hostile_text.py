@@ -430,3 +430,45 @@ def test_runs_filters_by_a_name_that_is_not_utf8(tmp_path: Path) -> None:
     other = _cli("runs", "--last", b"a\xfeb", cwd=tmp_path)
     assert other.returncode == 1 and _safe(other.stderr).count("\n") == 1
     assert "a\\xfeb" in other.stderr.decode()
+
+
+@pytest.mark.parametrize("fast", ["1", "0"], ids=["fast", "typer"])
+def test_jobs_finds_a_job_whose_name_is_not_utf8(fast: str, tmp_path: Path) -> None:
+    """`jobs $'a\\xffb'` shows the job named so and its runs (the history records the name as
+    ``a\\udcffb``, `jobs.stored_text`; the lookup compared the raw argv word and said "no job
+    named"), on both dispatchers, in the table and --json; an unknown such name is one line
+    showing the byte as ``\\xfe`` (exit 2). The run is one an older version recorded (`run`
+    now refuses such a name), in the real SQLite store."""
+    import time
+
+    from reliactl.state.base import RunRecord
+    from reliactl.state.sqlite import open_store
+
+    store = open_store(Path(os.environ["XDG_STATE_HOME"]) / "reliactl" / "state.db")
+    now = time.time()
+    for name in ("a\\udcffb", "other"):
+        store.add_run(
+            RunRecord(name, "true", now, ended_at=now, attempts=1, exit_code=0, outcome="success")
+        )
+    store.close()
+    env = {**os.environ, "RELIACTL_FAST": fast}
+
+    def jobs(*args: str | bytes) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [sys.executable, "-m", "reliactl", "jobs", *args],
+            capture_output=True,
+            timeout=120,
+            cwd=tmp_path,
+            env=env,
+        )
+
+    listed = jobs(b"a\xffb")
+    assert listed.returncode == 0, listed.stderr
+    shown = _safe(listed.stdout)
+    assert "a\\udcffb (not declared)" in shown and "other" not in shown, shown
+    assert re.search(r"^1 +\S+ +0 +success", shown, re.MULTILINE), shown  # its recent run
+    doc = json.loads(jobs("--json", b"a\xffb").stdout)
+    assert [j["name"] for j in doc["jobs"]] == ["a\\udcffb"] and len(doc["runs"]) == 1
+    unknown = jobs(b"a\xfeb")
+    assert unknown.returncode == 2 and _safe(unknown.stderr).count("\n") == 1
+    assert "no job named 'a\\xfeb'" in unknown.stderr.decode()

@@ -131,6 +131,33 @@ def test_a_busy_lock_sends_a_log_ping_and_no_start(tmp_path: Path) -> None:
     assert [p.path for p in server.pings] == [f"/{UUID}/log"]
 
 
+@pytest.mark.parametrize("fast", ["1", "0"], ids=["fast", "typer"])
+def test_a_ping_url_in_the_environment_that_is_not_utf8_is_a_usage_error(
+    fast: str, tmp_path: Path
+) -> None:
+    """RELIACTL_PING_URL with a byte that is not UTF-8 is refused as `--ping` is: exit 125,
+    one line naming the variable (the URL a secret as a whole: no UUID, no password), before
+    anything runs and with no ping sent, on both dispatchers. The job used to run with every
+    ping failing on a UnicodeEncodeError warning."""
+    marker = tmp_path / "ran"
+    env = {**os.environb, b"RELIACTL_FAST": fast.encode()}
+    with PingServer() as server:
+        env[b"RELIACTL_PING_URL"] = (
+            f"{server.url}/{UUID}".encode().replace(b"//", b"//u:pw@") + b"\xff"
+        )
+        result = subprocess.run(
+            [sys.executable, "-m", "reliactl", "run", "--", "touch", str(marker)],
+            capture_output=True,
+            timeout=120,
+            env=env,
+        )
+    stderr = result.stderr.decode()
+    assert result.returncode == 125, stderr
+    assert stderr.startswith("reliactl: error: RELIACTL_PING_URL: expected UTF-8 text, got '")
+    assert stderr.count("\n") == 1 and UUID not in stderr and "pw" not in stderr, stderr
+    assert not marker.exists() and server.pings == []
+
+
 def test_job_picks_up_its_name_and_ping_and_bad_values_are_usage_errors(
     tmp_path: Path,
 ) -> None:
