@@ -1009,8 +1009,11 @@ def run(
     if json_report:
         extra: dict[str, Any] = {"breaker": done.breaker}
         extra.update(watched)  # pings and alerts, URLs redacted
-        if check or check_alias:
-            extra["health"] = done.health.to_dict() if done.health is not None else None
+        if check or check_alias:  # the gate's report, as `health --json` shows one
+            from reliactl.cli.health import health_document
+
+            gate = done.health
+            extra["health"] = None if gate is None else health_document(gate, [])
         _write_json_report(json_report, result, extra)
     if log_fd is not None:
         os.close(log_fd)
