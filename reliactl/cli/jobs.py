@@ -16,30 +16,32 @@ if TYPE_CHECKING:
 def jobs_document(
     statuses: list[Any], recent: list[Any] | None = None, notes: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """The ``jobs --json`` document (serve's /api/jobs too): each JobStatus with ISO times, its
+    """The ``jobs --json`` document (serve's /api/jobs too): each JobStatus with its times as
+    every JSON document shows them (``X_at`` ISO text to the second, ``X_at_epoch`` beside), its
     silence, acknowledgement and flapping (``notes``: each job's alertstate note, by name), and
     ``runs`` (the recent runs of one job) when ``recent`` is given."""
-    from reliactl.cli.output import utc_stamp
-
-    def stamp(epoch: float | None) -> str | None:
-        return None if epoch is None else utc_stamp(epoch)
+    from reliactl.cli.output import with_times
 
     def plain(status: Any) -> dict[str, Any]:
-        doc: dict[str, Any] = status.to_dict()
-        for key in ("last_run_at", "last_success_at", "next_expected_at", "declared_at"):
-            doc[key] = stamp(doc[key])
+        doc: dict[str, Any] = with_times(
+            status.to_dict(), "last_run_at", "last_success_at", "next_expected_at", "declared_at"
+        )
         note = (notes or {}).get(status.name)
         silence = note.silence if note is not None else None
         doc["silenced"] = (
             None
             if silence is None
-            else {"by": silence.by, "reason": silence.reason, "until": stamp(silence.end)}
+            else with_times(
+                {"by": silence.by, "reason": silence.reason, "until": silence.end}, "until"
+            )
         )
         problem = note.problem if note is not None else None
         doc["acknowledged"] = (
             None
             if problem is None or not problem.acknowledged
-            else {"by": problem.ack_by, "reason": problem.ack_reason, "at": stamp(problem.ack_at)}
+            else with_times(
+                {"by": problem.ack_by, "reason": problem.ack_reason, "at": problem.ack_at}, "at"
+            )
         )
         doc["flapping"] = bool(problem is not None and problem.flapping)
         return doc
@@ -47,14 +49,18 @@ def jobs_document(
     document: dict[str, Any] = {"jobs": [plain(s) for s in statuses]}
     if recent is not None:
         document["runs"] = [
-            {
-                "id": r.id,
-                "started_at": stamp(r.started_at),
-                "ended_at": stamp(r.ended_at),
-                "exit_code": r.exit_code,
-                "outcome": r.outcome,
-                "host": r.data.get("host"),
-            }
+            with_times(
+                {
+                    "id": r.id,
+                    "started_at": r.started_at,
+                    "ended_at": r.ended_at,
+                    "exit_code": r.exit_code,
+                    "outcome": r.outcome,
+                    "host": r.data.get("host"),
+                },
+                "started_at",
+                "ended_at",
+            )
             for r in recent
         ]
     return document

@@ -346,10 +346,19 @@ def _log_not_own(path: str, reason: str) -> SystemExit:
     )
 
 
-def _write_json_report(path: str, result: RunResult | None, extra: dict[str, Any]) -> None:
-    from reliactl.cli.output import JSON_VERSION, strict_json, warn
+# The report's form: version 2 shows times as the other JSON documents do (ISO 8601 UTC text
+# in `started_at`, the epoch number in `started_at_epoch`); version 1 had the number alone.
+REPORT_VERSION = 2
 
-    doc = {"version": JSON_VERSION, **(result.to_dict() if result else {}), **extra}
+
+def _write_json_report(path: str, result: RunResult | None, extra: dict[str, Any]) -> None:
+    from reliactl.cli.output import strict_json, warn, with_times
+
+    found: dict[str, Any] = {}
+    if result is not None:
+        found = with_times(result.to_dict(), "started_at")
+        found["attempts"] = [with_times(a, "started_at") for a in found["attempts"]]
+    doc = {"version": REPORT_VERSION, **found, **extra}
     tmp = f"{path}.tmp.{os.getpid()}"
     try:
         fd = os.open(
@@ -1008,8 +1017,11 @@ def run(
     if json_report:
         extra: dict[str, Any] = {"breaker": done.breaker}
         extra.update(watched)  # pings and alerts, URLs redacted
-        if check or check_alias:
-            extra["health"] = done.health.to_dict() if done.health is not None else None
+        if check or check_alias:  # the gate's report, as `health --json` shows one
+            from reliactl.cli.health import health_document
+
+            gate = done.health
+            extra["health"] = None if gate is None else health_document(gate, [])
         _write_json_report(json_report, result, extra)
     if log_fd is not None:
         os.close(log_fd)

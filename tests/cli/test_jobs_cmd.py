@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 CONFIG = """\
@@ -33,7 +34,8 @@ def _run(run_cli, config: str, name: str, code: int) -> None:  # type: ignore[no
 
 def test_jobs_lists_declared_and_seen_jobs_with_their_state(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Declared jobs first (a failure streak below max_failures is WARNING), then names only
-    seen in history; --json has ISO 8601 UTC times; a declared job not OK exits 1."""
+    seen in history; --json has ISO 8601 UTC times to the second with `X_at_epoch` beside them
+    (it had milliseconds and no number); a declared job not OK exits 1."""
     config = _config(tmp_path)
     _run(run_cli, config, "backup", 0)
     _run(run_cli, config, "backup", 4)
@@ -47,6 +49,10 @@ def test_jobs_lists_declared_and_seen_jobs_with_their_state(run_cli, tmp_path: P
     backup = by_name["backup"]
     assert (backup["status"], backup["consecutive_failures"]) == ("WARNING", 1)
     assert backup["last_outcome"] == "failure" and backup["last_success_at"].endswith("Z")
+    # Times as every JSON document has them: ISO text to the second, the number beside it.
+    epoch = backup["last_success_at_epoch"]
+    assert backup["last_success_at"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+    assert by_name["nightly"]["last_run_at_epoch"] is None
     assert "expected every 1h, last success" in backup["message"]
     assert by_name["nightly"]["status"] == "OK" and by_name["nightly"]["last_run_at"] is None
     assert by_name["adhoc"]["declared"] is False

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 from importtime import start_reliactl
@@ -67,6 +68,9 @@ def test_critical_health_exits_75_without_running_and_records_gated(tmp_path: Pa
     doc = json.loads(report.read_text())
     assert doc["outcome"] == "gated" and doc["exit_code"] == 75 and doc["attempts"] == []
     assert doc["health"]["status"] == "CRITICAL"
+    # the gate's report as `health --json` has it: the time as text and as a number
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(doc["health"]["checked_at_epoch"]))
+    assert doc["health"]["checked_at"] == stamp
     assert [c["name"] for c in doc["health"]["checks"]] == ["heartbeat"]
 
 

@@ -361,6 +361,11 @@ def test_quiet_success_is_silent_on_success_and_tells_all_on_failure(tmp_path: P
 
 
 def test_json_report_describes_the_attempts(tmp_path: Path) -> None:
+    """`--json-report` has the run's outcome, each attempt's exit code and pause, the lock;
+    mode 0600; version 2: times as every JSON document shows them (ISO 8601 UTC text in
+    `started_at`, the epoch number beside it in `started_at_epoch`), for the run and for
+    each attempt."""
+    before = time.time()
     report = tmp_path / "report.json"
     counter = tmp_path / "n"
     result = run(
@@ -369,8 +374,14 @@ def test_json_report_describes_the_attempts(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     doc = json.loads(report.read_text())
-    assert doc["version"] == 1 and doc["outcome"] == "success" and doc["exit_code"] == 0
+    assert doc["version"] == 2 and doc["outcome"] == "success" and doc["exit_code"] == 0
     assert [a["exit_code"] for a in doc["attempts"]] == [9, 0]
+    for timed in (doc, *doc["attempts"]):
+        epoch = timed["started_at_epoch"]
+        assert before - 1 <= epoch <= time.time()
+        assert timed["started_at"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+        assert list(timed).index("started_at_epoch") == list(timed).index("started_at") + 1
+    assert doc["attempts"][0]["started_at_epoch"] >= doc["started_at_epoch"]
     assert doc["attempts"][0]["delay_after"] is not None
     assert doc["lock"]["path"].endswith("rep.lock") and doc["lock"]["wait"] >= 0
     assert stat.S_IMODE(report.stat().st_mode) == 0o600
