@@ -61,13 +61,20 @@ def usage(message: str) -> SystemExit:
 
 
 def require_text(
-    what: str, value: str, *, empty: bool = False, url: bool = False, code: int | None = None
+    what: str,
+    value: str,
+    *,
+    empty: bool = False,
+    url: bool = False,
+    secret: bool = False,
+    code: int | None = None,
 ) -> str:
     """``value``, a name, ID or URL from the command line, if it can be used; else a usage
     error (one line, exit 2, or ``code``: `run`'s is 125): not UTF-8 (Python keeps argv's
     undecodable bytes as surrogates, which no store, request or message can encode) or,
     unless ``empty``, empty. A ``url`` is shown with its password and keys as ***
-    (``reliactl.redact``).
+    (``reliactl.redact``); a ``secret`` one (a ping URL: its path is the credential) as its
+    scheme and host alone, as every ping message shows it.
 
     The one owner of this check for the commands that name things (`http`, `breaker`,
     `silence`, `run`), returning the value: ``url = require_text("URL", url, url=True)``.
@@ -81,7 +88,7 @@ def require_text(
         if url:
             from reliactl.redact import redact_url
 
-            shown = redact_url(shown)
+            shown = redact_url(shown, path=not secret)
         raise _usage_or(code, f"{what}: expected UTF-8 text, got '{shown}'") from None
     if not empty and not value:
         raise _usage_or(code, f"{what}: expected a non-empty value")

@@ -1162,7 +1162,7 @@ def _check_names(names: dict[str, str | None], urls: dict[str, str | None]) -> N
     for flag, value in [*names.items(), *urls.items()]:
         if value is not None:
             url = flag in urls
-            require_text(flag, value, empty=url, url=url, code=ExitCode.INTERNAL)
+            require_text(flag, value, empty=url, url=url, secret=url, code=ExitCode.INTERNAL)
 
 
 def _prepared(spec: Any, config: Any) -> Any:

@@ -158,6 +158,26 @@ def test_a_ping_url_in_the_environment_that_is_not_utf8_is_a_usage_error(
     assert not marker.exists() and server.pings == []
 
 
+@pytest.mark.parametrize("fast", ["1", "0"], ids=["fast", "typer"])
+@pytest.mark.parametrize("flag", ["--ping", "--ping-start"])
+def test_a_ping_flag_that_is_not_utf8_shows_no_secret(flag: str, fast: str) -> None:
+    """`run --ping URL` whose URL has a byte that is not UTF-8 is refused (exit 125, one
+    line) showing the URL as every ping message does, scheme and host alone: the path is
+    the credential (the error line printed it whole, token and all)."""
+    url = b"https://mon.example/ping/s3cr3t-token\xff"
+    result = subprocess.run(
+        [sys.executable.encode(), b"-m", b"reliactl", b"run", flag.encode(), url, b"--", b"true"],
+        capture_output=True,
+        timeout=120,
+        env={**os.environb, b"RELIACTL_FAST": fast.encode()},
+    )
+    stderr = result.stderr.decode()
+    assert result.returncode == 125, stderr
+    assert (
+        stderr == f"reliactl: error: {flag}: expected UTF-8 text, got 'https://mon.example/***'\n"
+    )
+
+
 def test_job_picks_up_its_name_and_ping_and_bad_values_are_usage_errors(
     tmp_path: Path,
 ) -> None:
