@@ -135,7 +135,7 @@ def _write_supervised(fd: int, view: memoryview, waiter: Callable[[int], bool]) 
         return
     target = _nonblocking(fd, st)
     if target is not None:
-        _write_nonblocking(target, view, waiter, key)
+        _write_waiting(target, view, waiter, key)
     else:
         _write_polled(fd, view, waiter, key, _piece(fd))
 
@@ -192,23 +192,15 @@ def _close_private() -> None:
         _forget_private(next(iter(_private)))
 
 
-def _write_waiting(fd: int, view: memoryview) -> None:
-    """No waiter: short writes and EAGAIN waited through, with no time limit."""
-    poller = None
-    while view:
-        try:
-            view = view[os.write(fd, view) :]
-        except BlockingIOError:
-            if poller is None:
-                poller = select.poll()
-                poller.register(fd, select.POLLOUT)
-            poller.poll()  # POLLERR/POLLHUP/POLLNVAL end it too: the next write says why
-
-
-def _write_nonblocking(
-    fd: int, view: memoryview, waiter: Callable[[int], bool], key: tuple[int, int]
+def _write_waiting(
+    fd: int,
+    view: memoryview,
+    waiter: Callable[[int], bool] | None = None,
+    key: tuple[int, int] | None = None,
 ) -> None:
-    """A non-blocking descriptor never blocks: as much as it takes, the waiter when full."""
+    """As much as ``fd`` takes at a time, through short writes; when it is full (EAGAIN), a
+    ``poll`` for room: with no waiter for as long as it takes, else ``QUICK_MS`` and then
+    the waiter (its False gives ``key``'s file up)."""
     poller = None
     while view:
         try:
@@ -217,9 +209,10 @@ def _write_nonblocking(
             if poller is None:
                 poller = select.poll()
                 poller.register(fd, select.POLLOUT)
-            if poller.poll(QUICK_MS):
-                continue
-            if not waiter(fd):
+            if waiter is None:
+                poller.poll()  # POLLERR/POLLHUP/POLLNVAL end it too: the next write says why
+            elif not poller.poll(QUICK_MS) and not waiter(fd):
+                assert key is not None
                 _abandoned.add(key)
                 raise Stalled() from None
 
