@@ -65,7 +65,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from reliactl._procfs import pid_alive, stat_fields, tree_rss, unescape_mount
 from reliactl._procfs import read_bytes as _read_proc
 from reliactl.durations import MAX_INTERVAL, MAX_SIZE
-from reliactl.errors import LockBusyError, ReliactlError, StateUnavailableError
+from reliactl.errors import (
+    LockBusyError,
+    ReliactlError,
+    StateAuthError,
+    StateConfigError,
+    StateError,
+)
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
@@ -1933,10 +1939,16 @@ class Runner:
                             env = dict(os.environ if opts.env is None else opts.env)
                             env.update(lock.env)
                             self._env = env
-                    except StateUnavailableError as exc:
+                    except StateError as exc:
+                        # Redis away or refusing (full, a key of another type, a permission):
+                        # not run, and the run ends as such (it exited 125 with its history
+                        # row left "running"); a refused user or password is configuration.
                         lock_wait = self.monotonic() - started
+                        config = isinstance(exc, (StateAuthError, StateConfigError))
                         return result(
-                            75, LOCK_UNAVAILABLE, message=f"fleet lock {opts.lock.name}: {exc}"
+                            78 if config else 75,
+                            LOCK_UNAVAILABLE,
+                            message=f"fleet lock {opts.lock.name}: {exc}",
                         )
                     except LockBusyError as exc:
                         lock_wait = self.monotonic() - started

@@ -316,6 +316,11 @@ class RedisStateStore:
                 f"{where}: authentication failed ({text}); check state.password,"
                 " RELIACTL_STATE__PASSWORD or state.password_file"
             ) from None
+        if _is(exc, "NoPermissionError") or lowered.startswith("noperm"):
+            raise StateAuthError(
+                f"{where}: the Redis user may not run a command reliactl needs ({text});"
+                " grant it, or use a user with the commands, keys and scripting it uses"
+            ) from None
         if _is(exc, "TimeoutError"):
             raise StateUnavailableError(
                 f"{where}: Redis did not answer within {self.connect_timeout:g}s to connect /"

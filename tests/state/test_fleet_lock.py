@@ -787,3 +787,83 @@ def test_a_renewal_after_script_flush_is_one_round_trip(
         held.release()
     assert _scripts_sent(client) == {"eval": 1}
     assert client.exists(key) == 0
+
+
+def _runs_json(env: dict[str, str]) -> list[dict[str, Any]]:
+    listed = subprocess.run(
+        [sys.executable, "-m", "reliactl", "runs", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=HANG,
+    )
+    assert listed.returncode == 0, listed.stderr
+    runs: list[dict[str, Any]] = json.loads(listed.stdout)["runs"]
+    return runs
+
+
+def test_a_key_of_another_type_at_the_lock_is_not_run_and_ends_its_row(
+    redis_server: RedisServer, namespace: str, tmp_path: Path
+) -> None:
+    """A hash planted at the fleet lock's key (another tenant, a mistake): the job is not
+    run, one line says why, run exits 75 (not 125, "reliactl failed") and its history row
+    ends as lock_unavailable instead of staying "running"."""
+    redis_server.client().hset(f"{namespace}:l:{{lock:planted}}", "x", "y")
+    env = _host_env(redis_server, namespace, tmp_path, 0)
+    ran = tmp_path / "ran"
+    done = subprocess.run(
+        _run("--lock-scope", "fleet", "--lock-name", "planted", "--name", "planted", "--",
+             "touch", str(ran)),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=HANG,
+    )  # fmt: skip
+    assert done.returncode == 75, done.stderr
+    assert not ran.exists()
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "WRONGTYPE" in lines[0], done.stderr
+    (row,) = [r for r in _runs_json(env) if r["name"] == "planted"]
+    assert (row["outcome"], row["exit_code"]) == ("lock_unavailable", 75)
+
+
+def test_a_redis_user_without_scripting_is_a_configuration_error(
+    redis_server: RedisServer, namespace: str, tmp_path: Path
+) -> None:
+    """A Redis user that may not run scripts (NOPERM), which the fleet lock needs: a
+    configuration error (exit 78, one line saying the user lacks a command), not run; it
+    exited 125 as if reliactl had failed."""
+    user = f"noscript{os.getpid()}"
+    redis_server.client().execute_command(
+        "ACL", "SETUSER", user, "on", ">pw", "~*", "&*", "+@all", "-@scripting"
+    )
+    try:
+        env = _host_env(redis_server, namespace, tmp_path, 0)
+        env["RELIACTL_STATE__URL"] = server_url = redis_server.url.replace(
+            "redis://", f"redis://{user}:pw@"
+        )
+        ran = tmp_path / "ran"
+        done = subprocess.run(
+            _run(
+                "--no-history",
+                "--lock-scope",
+                "fleet",
+                "--lock-name",
+                "acl",
+                "--",
+                "touch",
+                str(ran),
+            ),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=HANG,
+        )
+    finally:
+        redis_server.client().execute_command("ACL", "DELUSER", user)
+    assert done.returncode == 78, done.stderr
+    assert not ran.exists()
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "not run: fleet lock acl" in lines[0], done.stderr
+    assert "may not run a command reliactl needs" in lines[0]
+    assert "pw@" not in done.stderr and server_url not in done.stderr
