@@ -95,6 +95,13 @@ INTERNAL = 125
 # given up with a warning. Not the 30 s a statement of the store's own busy timeout.
 RUN_START_WAIT = 1.0
 RUN_RECORD_WAIT = 5.0
+# The same store: --breaker's admission (its reads and writes: a rejection counted, a trial
+# reserved) waits at most BREAKER_ADMIT_WAIT, then the job runs without the breaker, as with an
+# unusable store; the health checks' store operations (CPU sample, debounce streaks) wait at
+# most HEALTH_STORE_WAIT in all a round (the gate's, each --watch-health round), then are
+# done in memory, as with an unusable store.
+BREAKER_ADMIT_WAIT = 1.0
+HEALTH_STORE_WAIT = 1.0
 
 # Outcomes the breaker counts as the service failing (the others: it was not tried).
 BREAKER_FAILURES = frozenset(
@@ -464,7 +471,7 @@ class PreparedJob:
 
         def gate() -> GateRefusal | None:
             try:
-                report = monitor.run_now()
+                report = _bounded_round(monitor, warn)
             except Exception as exc:  # the checking itself broke: health is unknown, not critical
                 warn(f"warning: health checks could not run ({_one_line(str(exc))}); starting")
                 return None
@@ -502,21 +509,31 @@ class PreparedJob:
         monitor = self._health_monitor(store)
         stop = self.spec.on_critical == "stop"
         was_critical = [False]
+        store_line: list[str] = []  # the store's line: said once a run, not once a round
+        said = [False]
+
+        def note(text: str) -> None:
+            if not store_line:
+                store_line.append(text)
 
         def watch() -> WatchVerdict | None:
             try:
-                report = monitor.run_now()
+                report = _bounded_round(monitor, note)
             except Exception as exc:
                 return WatchVerdict(False, f"warning: health checks could not run: {exc}")
             critical = report.overall_status is Status.CRITICAL
             turned, was_critical[0] = critical and not was_critical[0], critical
-            if not critical:
-                return None
-            bad = [m for m in report.metrics.values() if m.status is Status.CRITICAL]
-            text = f"health is CRITICAL during the run: {_named(bad)}"
-            if stop:
-                return WatchVerdict(True, text)
-            return WatchVerdict(False, f"warning: {text}; running on") if turned else None
+            if critical:
+                bad = [m for m in report.metrics.values() if m.status is Status.CRITICAL]
+                text = f"health is CRITICAL during the run: {_named(bad)}"
+                if stop:
+                    return WatchVerdict(True, text)
+                if turned:
+                    return WatchVerdict(False, f"warning: {text}; running on")
+            if store_line and not said[0]:  # a round's CRITICAL line goes first
+                said[0] = True
+                return WatchVerdict(False, store_line[0])
+            return None
 
         return watch
 
@@ -608,6 +625,7 @@ class _BreakerGate:
         from reliactl.breaker import get_persistent_breaker
         from reliactl.errors import CircuitOpenError
         from reliactl.runner import GateRefusal
+        from reliactl.state.base import bounded_waits, store_busy
 
         name = self.name
         assert name is not None and self.store is not None
@@ -615,12 +633,14 @@ class _BreakerGate:
             breaker = get_persistent_breaker(name, self.config, self.store)
             if self.on_change is not None:
                 breaker.on_state_change(self.on_change)
-            self.admission = breaker.admit(trial_timeout=_trial_timeout(self.options))
+            with bounded_waits(self.store, BREAKER_ADMIT_WAIT):
+                self.admission = breaker.admit(trial_timeout=_trial_timeout(self.options))
         except CircuitOpenError as exc:
             self.info = {"name": name, "decision": "rejected", "retry_after": exc.retry_after}
             return GateRefusal(UNAVAILABLE, str(exc), outcome="breaker_open")
         except (ReliactlError, ValueError) as exc:
-            self.warn(f"warning: breaker {name!r} unusable, running without it: {exc}")
+            why = f" (busy: gave up after {BREAKER_ADMIT_WAIT:g}s)" if store_busy(exc) else ""
+            self.warn(f"warning: breaker {name!r} unusable, running without it: {exc}{why}")
             return None
         self.info = {"name": name, "decision": "admitted", "trial": self.admission.trial}
         return None
@@ -648,6 +668,22 @@ class _BreakerGate:
         except ReliactlError:
             recorded = "not recorded"
         self.info = {**(self.info or {}), "recorded": recorded}
+
+
+def _bounded_round(monitor: Any, warn: Callable[[str], None]) -> HealthReport:
+    """One round of ``monitor``'s checks whose store operations (the CPU sample, debounce
+    streaks) wait at most HEALTH_STORE_WAIT in all on a store another process holds locked;
+    what fails is done in memory, as without a store, and is one ``warn`` line."""
+    records = monitor.records
+    with records.bounded(HEALTH_STORE_WAIT):
+        report: HealthReport = monitor.run_now()
+    exc = records.given_up
+    if exc is not None:
+        from reliactl.state.base import store_busy
+
+        why = f" (busy: gave up after {HEALTH_STORE_WAIT:g}s)" if store_busy(exc) else ""
+        warn(f"warning: health state kept in memory for this run: {exc}{why}")
+    return report
 
 
 def _trial_timeout(options: RunOptions) -> float | None:

@@ -9,6 +9,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 from runhelpers import reliactl_cmd
 from storelock import write_lock_held
@@ -84,3 +85,156 @@ def test_a_row_not_written_before_the_job_is_written_after_it(tmp_path: Path) ->
     newest = _runs(tmp_path)[0]
     assert newest["name"] == "late" and newest["outcome"] == "failure"
     assert newest["exit_code"] == 4 and newest["ended_at"] is not None
+
+
+def _configured(tmp_path: Path, text: str) -> dict[str, str]:
+    config = tmp_path / "reliactl.yaml"
+    config.write_text(text, encoding="utf-8")
+    return {**_env(tmp_path), "RELIACTL_CONFIG": str(config)}
+
+
+def _breaker(env: dict[str, str], name: str = "b") -> dict[str, Any]:
+    done = subprocess.run(
+        reliactl_cmd("breaker", "show", name, "--json"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    doc: dict[str, Any] = json.loads(done.stdout)
+    return doc
+
+
+def _locked_run(
+    tmp_path: Path, env: dict[str, str], *args: str
+) -> subprocess.CompletedProcess[str]:
+    with write_lock_held(tmp_path / "state" / "state.db"):
+        return subprocess.run(
+            reliactl_cmd("run", *args),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=HANG,
+            check=False,
+        )
+
+
+BREAKER = "circuit_breaker:\n  breakers:\n    b: {failure_threshold: 1, recovery_timeout: %s}\n"
+
+
+def test_an_open_breaker_on_a_locked_store_runs_the_job_without_it(tmp_path: Path) -> None:
+    """An open breaker's rejection is a write (its count): with the store locked it is given
+    up within the bound, not after the 30 s busy wait, and the job runs without the breaker
+    as with an unusable store (one warning line saying so, no traceback); the breaker is
+    left as it was (open, nothing counted)."""
+    env = _configured(tmp_path, BREAKER % "1h")
+    subprocess.run(reliactl_cmd("run", "--breaker", "b", "--", "false"), env=env, timeout=60)
+    assert _breaker(env)["breaker"]["state"] == "open"
+    done = _locked_run(tmp_path, env, "--breaker", "b", "--", "sh", "-c", "echo ran; exit 5")
+    assert done.returncode == 5 and done.stdout == "ran\n"
+    lines = [line for line in done.stderr.splitlines() if "breaker 'b'" in line]
+    assert len(lines) == 1, done.stderr
+    assert "unusable, running without it" in lines[0] and "database is locked" in lines[0]
+    assert "gave up after 1s" in lines[0]
+    assert "Traceback" not in done.stderr
+    after = _breaker(env)
+    assert after["breaker"]["state"] == "open"
+    assert after["breaker"]["rejections"] == 0 and after["breaker"]["calls"] == 1
+    assert len(after["transitions"]) == 1  # closed -> open only
+
+
+def test_a_due_trial_on_a_locked_store_is_not_reserved(tmp_path: Path) -> None:
+    """An open breaker whose recovery time has passed admits a half-open trial (a write: the
+    reservation): with the store locked the job runs without the breaker within the bound,
+    and no trial is left reserved nor any transition recorded."""
+    env = _configured(tmp_path, BREAKER % "1s")
+    subprocess.run(reliactl_cmd("run", "--breaker", "b", "--", "false"), env=env, timeout=60)
+    deadline = time.monotonic() + 30
+    while _breaker(env)["breaker"]["retry_after"] > 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    done = _locked_run(tmp_path, env, "--breaker", "b", "--", "sh", "-c", "echo ran")
+    assert done.returncode == 0 and done.stdout == "ran\n"
+    assert "breaker 'b' unusable, running without it" in done.stderr
+    assert "gave up after 1s" in done.stderr and "Traceback" not in done.stderr
+    after = _breaker(env)
+    assert after["breaker"]["state"] == "open" and after["breaker"]["trials_in_flight"] == 0
+    assert [t["to"] for t in after["transitions"]] == ["open"]
+
+
+# A check that is CRITICAL every time, debounced: held at OK for its first two results.
+FLAPPY = (
+    "health_monitor:\n  system_checks: []\n  jobs_checks: false\n  checks:\n"
+    "    - name: flappy\n      kind: command\n"
+    "      command: [sh, -c, 'echo CRITICAL - down; exit 2']\n      debounce: 3\n"
+)
+
+
+def _streak(tmp_path: Path) -> object:
+    from reliactl.state.sqlite import SQLiteStateStore
+
+    store = SQLiteStateStore(tmp_path / "state" / "state.db")
+    try:
+        record = store.get("kv", "health:debounce:flappy")
+    finally:
+        store.close()
+    return None if record is None else record.get("streak")
+
+
+def test_the_health_gate_on_a_locked_store_debounces_in_memory(tmp_path: Path) -> None:
+    """--require-healthy with the store locked: the debounce streak's write is given up
+    within the bound (not the 30 s busy wait) and the check is judged in memory, as with an
+    unusable store (its first bad result held at OK): the job runs, one warning line says
+    so, and the stored streak is left as it was."""
+    env = _configured(tmp_path, FLAPPY)
+    subprocess.run(reliactl_cmd("run", "--require-healthy", "--", "true"), env=env, timeout=60)
+    assert _streak(tmp_path) == 1
+    done = _locked_run(tmp_path, env, "--require-healthy", "--", "sh", "-c", "echo ran")
+    assert done.returncode == 0 and done.stdout == "ran\n", done.stderr
+    lines = [line for line in done.stderr.splitlines() if "health state" in line]
+    assert len(lines) == 1, done.stderr
+    assert "kept in memory" in lines[0] and "gave up after 1s" in lines[0]
+    assert "Traceback" not in done.stderr
+    assert _streak(tmp_path) == 1
+
+
+def test_watch_health_on_a_locked_store_neither_delays_nor_repeats(tmp_path: Path) -> None:
+    """--watch-health with the store locked for the whole run: each round's debounce write
+    is given up within the bound (the rounds go on, in memory), the job's exit code passes
+    through, reliactl ends within the bound (not after a check thread's 30 s busy wait),
+    and the store's warning is one line for the run, not one a round."""
+    env = _configured(tmp_path, FLAPPY)
+    subprocess.run(reliactl_cmd("run", "--", "true"), env=env, timeout=60, check=True)
+    job = "sleep 4; echo done; exit 3"
+    done = _locked_run(tmp_path, env, "--watch-health", "1s", "--", "sh", "-c", job)
+    assert done.returncode == 3 and done.stdout == "done\n", done.stderr
+    lines = [line for line in done.stderr.splitlines() if "health state" in line]
+    assert len(lines) == 1, done.stderr
+    assert "kept in memory" in lines[0] and "gave up after 1s" in lines[0]
+    assert "Traceback" not in done.stderr
+
+
+def test_an_alert_on_a_locked_store_is_sent_within_the_bound(tmp_path: Path) -> None:
+    """`run --alert` of a failing job with the store locked: the alert's state (its problem
+    and the sink's claim) is given up within the bound, not after a 30 s busy wait a write,
+    and kept in memory for the run, so the alert is still delivered (a page is never dropped
+    for want of the store); one warning line says so, no traceback."""
+    sent = tmp_path / "sent.jsonl"
+    sink = tmp_path / "sink.sh"
+    sink.write_text(f"#!/bin/sh\ncat >> {sent}\necho >> {sent}\n", encoding="utf-8")
+    sink.chmod(0o755)
+    env = _configured(
+        tmp_path,
+        f"health_monitor:\n  alerts:\n    - name: file\n      kind: command\n"
+        f"      command: [{sink}]\n",
+    )
+    subprocess.run(reliactl_cmd("run", "--", "true"), env=env, timeout=60, check=True)
+    done = _locked_run(tmp_path, env, "--name", "nightly", "--alert", "--", "sh", "-c", "exit 4")
+    assert done.returncode == 4, done.stderr
+    lines = [line for line in done.stderr.splitlines() if "warning: alert" in line]
+    assert len(lines) == 1, done.stderr
+    assert "alert state kept in memory" in lines[0] and "gave up after 1s" in lines[0]
+    assert "Traceback" not in done.stderr
+    alerts = [json.loads(line) for line in sent.read_text(encoding="utf-8").splitlines() if line]
+    assert [(a["check"], a["status"]) for a in alerts] == [("run:nightly", "CRITICAL")]
