@@ -372,7 +372,7 @@ class PreparedJob:
                             name=name,
                             command=shown,
                             started_at=started_at,
-                            data={"pid": os.getpid(), "host": hostname()},
+                            data=_runner_identity(),
                         )
                     )
             except ReliactlError as exc:
@@ -686,6 +686,16 @@ def _bounded_round(monitor: Any, warn: Callable[[str], None]) -> HealthReport:
     return report
 
 
+def _runner_identity() -> dict[str, Any]:
+    """Who writes a "running" row: this process (``pid``, and ``pid_start``, its start in
+    clock ticks since boot, so that a reused pid is not read as the run going on) on this
+    host (``schedule.record_outcome``)."""
+    from reliactl._procfs import start_ticks
+
+    pid = os.getpid()
+    return {"pid": pid, "pid_start": start_ticks(pid), "host": hostname()}
+
+
 def _trial_timeout(options: RunOptions) -> float | None:
     """How long a half-open trial may take: the run's own bound, when it has one."""
     if options.total_timeout is not None:
@@ -946,17 +956,11 @@ def run_job(
 
 
 def record_outcome(record: RunRecord, *, host: str | None = None) -> str:
-    """A record's outcome; a "running" one whose reliactl (on this host) is gone is "lost"."""
-    if record.outcome != "running":
-        return str(record.outcome)
-    data = record.data if isinstance(record.data, dict) else {}
-    pid, where = data.get("pid"), data.get("host")
-    if isinstance(pid, int) and pid > 0 and where == (host or hostname()):
-        from reliactl._procfs import pid_alive
+    """A record's outcome; a "running" one whose reliactl (on this host) is gone is "lost"
+    (``schedule.record_outcome``, the one owner: job health judges by it too)."""
+    from reliactl.schedule import record_outcome as judged
 
-        if not pid_alive(pid):
-            return "lost"
-    return "running"
+    return judged(record, host=host)
 
 
 def newest_decisive(records: Sequence[RunRecord]) -> RunRecord | None:

@@ -215,6 +215,44 @@ def test_watch_health_on_a_locked_store_neither_delays_nor_repeats(tmp_path: Pat
     assert "Traceback" not in done.stderr
 
 
+def test_a_row_whose_end_was_given_up_reads_lost_not_running(tmp_path: Path) -> None:
+    """The store free when the job starts (its "running" row written) and locked at its end
+    (the row's end given up after the bound, one warning): `runs` reads that row as lost
+    (how it ended is not known), and the job's health check does not take it for a run
+    still going on (no "running for ..., longer than max_duration" however old it grows)."""
+    env = _configured(tmp_path, "jobs:\n  late: {every: 1h, max_duration: 1s}\n")
+    started, go = tmp_path / "started", tmp_path / "go"
+    job = f"touch {started}; while [ ! -e {go} ]; do sleep 0.05; done"
+    proc = subprocess.Popen(
+        reliactl_cmd("run", "--name", "late", "--", "sh", "-c", job),
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + HANG
+    while not started.exists():
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    with write_lock_held(tmp_path / "state" / "state.db"):
+        go.touch()
+        _out, err = proc.communicate(timeout=HANG)
+    assert proc.returncode == 0
+    assert "run not recorded in the history" in err and "gave up after 5s" in err
+    newest = _runs(tmp_path)[0]
+    assert newest["name"] == "late" and newest["ended_at"] is None
+    assert newest["outcome"] == "lost"
+    health = subprocess.run(
+        reliactl_cmd("health", "-C", "job:late", "--json"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    (check,) = json.loads(health.stdout)["checks"]
+    assert check["status"] == "OK" and "running for" not in check["message"], check
+
+
 def test_an_alert_on_a_locked_store_is_sent_within_the_bound(tmp_path: Path) -> None:
     """`run --alert` of a failing job with the store locked: the alert's state (its problem
     and the sink's claim) is given up within the bound, not after a 30 s busy wait a write,
