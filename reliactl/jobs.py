@@ -97,9 +97,10 @@ RUN_START_WAIT = 1.0
 RUN_RECORD_WAIT = 5.0
 # The same store: --breaker's admission (its reads and writes: a rejection counted, a trial
 # reserved) waits at most BREAKER_ADMIT_WAIT, then the job runs without the breaker, as with an
-# unusable store; the health checks' store operations (CPU sample, debounce streaks) wait at
-# most HEALTH_STORE_WAIT in all a round (the gate's, each --watch-health round), then are
-# done in memory, as with an unusable store.
+# unusable store; the health checks' store operations (CPU sample, debounce streaks) wait
+# only until HEALTH_STORE_WAIT after their round began (the gate's, each --watch-health
+# round: a deadline the checks' threads share), then are done in memory, as with an
+# unusable store.
 BREAKER_ADMIT_WAIT = 1.0
 HEALTH_STORE_WAIT = 1.0
 
@@ -672,8 +673,9 @@ class _BreakerGate:
 
 def _bounded_round(monitor: Any, warn: Callable[[str], None]) -> HealthReport:
     """One round of ``monitor``'s checks whose store operations (the CPU sample, debounce
-    streaks) wait at most HEALTH_STORE_WAIT in all on a store another process holds locked;
-    what fails is done in memory, as without a store, and is one ``warn`` line."""
+    streaks) wait on a store another process holds locked only until HEALTH_STORE_WAIT after
+    the round began; what fails is done in memory, as without a store, and is one ``warn``
+    line."""
     records = monitor.records
     with records.bounded(HEALTH_STORE_WAIT):
         report: HealthReport = monitor.run_now()

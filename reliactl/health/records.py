@@ -27,6 +27,18 @@ Record = dict[str, "Any"]  # the string: Any is the type checker's only (no typi
 ALERT_KIND = "alert"
 
 
+class _Bound:
+    """One ``RecordStore.bounded`` block: its wall-clock deadline, whether it ended, and the
+    first operation it gave up."""
+
+    __slots__ = ("deadline", "ended", "given_up")
+
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + max(0.0, seconds)
+        self.ended = False
+        self.given_up: ReliactlError | None = None
+
+
 class RecordStore:
     """A thread-safe view of the state store's records, or an in-memory stand-in."""
 
@@ -34,68 +46,71 @@ class RecordStore:
         self.store = store
         self._memory: dict[tuple[str, str], Record] = {}
         self._lock = threading.Lock()
-        self._left: float | None = None  # ``bounded``: what the store operations may still wait
-        self.given_up: ReliactlError | None = None  # ``bounded``: the first operation given up
+        self._bound: _Bound | None = None  # ``bounded``: the block going on
+        self._last: _Bound | None = None  # ``bounded``: the last block (``given_up``)
+
+    @property
+    def given_up(self) -> ReliactlError | None:
+        """The first store operation the last ``bounded`` block gave up (None: none)."""
+        return None if self._last is None else self._last.given_up
 
     @contextlib.contextmanager
     def bounded(self, seconds: float) -> Iterator[None]:
         """Within: the store operations made through this view, by any thread (a round's
-        checks run in threads of their own), wait at most about ``seconds`` in all on a store
-        another process holds locked (``state.base.bounded_waits``, spent as it spends). One
-        that fails (busy past that, or the store broke) is done in memory instead, as without
-        a store (a debounce streak counts from what this process saw), and ``given_up``
-        keeps the first such error of the block (None: all went to the store)."""
-        self._left, self.given_up = max(0.0, seconds), None
+        checks run in threads of their own), wait on a store another process
+        holds locked (``state.base.bounded_waits``) and for each other only until ``seconds``
+        after the block began: a deadline, not a budget (concurrent operations do not add up,
+        and one given up costs the others nothing). One that fails (busy past the deadline,
+        or the store broke) is done in memory instead, as without a store (a debounce streak
+        counts from what this process saw), and ``given_up`` keeps the first such error of
+        the block (None: all went to the store)."""
+        bound = _Bound(seconds)
+        self._bound = self._last = bound
         try:
             yield
         finally:
-            self._left = None
+            bound.ended = True
+            self._bound = None
 
-    def _store_op(self, op: Callable[[StateStore], Any], in_memory: Callable[[], Any]) -> Any:
-        """``op(store)`` under the view's lock; within ``bounded``, waiting for the lock (another
-        check's operation) and in the store only what is left, and ``in_memory()`` instead
-        when the store fails."""
+    def _store_op(
+        self,
+        op: Callable[[StateStore], Any],
+        in_memory: Callable[[], Any],
+        bound: _Bound | None,
+    ) -> Any:
+        """``op(store)`` under the view's lock; within a ``bounded`` block, waiting for the
+        lock (another check's operation) and in the store only until the block's deadline,
+        and ``in_memory()`` instead when the store fails."""
         store = self.store
         assert store is not None
-        left = self._left
-        if left is None:
+        if bound is None:
             with self._lock:
                 return op(store)
         from reliactl.state.base import bounded_waits
 
-        started = time.monotonic()
         try:
-            if not self._lock.acquire(timeout=left):
-                self._left = None if self._left is None else 0.0
+            if not self._lock.acquire(timeout=max(0.0, bound.deadline - time.monotonic())):
                 raise StateError(
-                    f"state store {store.location}: database is locked (another check is"
-                    " waiting on it)"
+                    f"state store {store.location}: database is locked (another check's"
+                    " operation waited on it until the deadline)"
                 )
             try:
-                left = self._left  # another thread may have spent some meanwhile
-                if left is None:  # the block ended meanwhile (an abandoned check's operation)
+                with bounded_waits(store, max(0.0, bound.deadline - time.monotonic())):
                     return op(store)
-                left -= time.monotonic() - started
-                began = time.monotonic()
-                try:
-                    with bounded_waits(store, max(0.0, left)):
-                        return op(store)
-                finally:
-                    if self._left is not None:
-                        self._left = max(0.0, left - (time.monotonic() - began))
             finally:
                 self._lock.release()
         except ReliactlError as exc:
-            if self._left is None:  # not bounded any more: the caller sees the error
-                raise
-            if self.given_up is None:
-                self.given_up = exc
+            if bound.given_up is None and not bound.ended:
+                bound.given_up = exc
         return in_memory()
 
     def get(self, kind: Any, key: str) -> Record | None:
+        return self._get(kind, key, self._bound)
+
+    def _get(self, kind: Any, key: str, bound: _Bound | None) -> Record | None:
         if self.store is not None:
             stored: Record | None = self._store_op(
-                lambda store: store.get(kind, key), lambda: self._memory_get(kind, key)
+                lambda store: store.get(kind, key), lambda: self._memory_get(kind, key), bound
             )
             return stored
         return self._memory_get(kind, key)
@@ -108,6 +123,9 @@ class RecordStore:
     def history(self, check: str, since: float) -> list[tuple[float, float]]:
         """A check's recorded values since ``since``, oldest first: each older aggregate's
         mean (at its bucket's middle), then the raw points. Empty without a state store."""
+        return self._history(check, since, self._bound)
+
+    def _history(self, check: str, since: float, bound: _Bound | None) -> list[tuple[float, float]]:
         if self.store is None:
             return []
         aggregates, points = self._store_op(
@@ -116,6 +134,7 @@ class RecordStore:
                 store.health_points(check, since),
             ),
             lambda: ([], []),
+            bound,
         )
         out = [(a.start + a.seconds / 2, a.mean) for a in aggregates if a.mean is not None]
         out += [(p.at, p.value) for p in points if p.value is not None]
@@ -123,9 +142,12 @@ class RecordStore:
 
     def items(self, kind: Any) -> dict[str, Record]:
         """Every record of ``kind``, by key."""
+        return self._items(kind, self._bound)
+
+    def _items(self, kind: Any, bound: _Bound | None) -> dict[str, Record]:
         if self.store is not None:
             every: dict[str, Record] = self._store_op(
-                lambda store: store.items(kind), lambda: self._memory_items(kind)
+                lambda store: store.items(kind), lambda: self._memory_items(kind), bound
             )
             return every
         return self._memory_items(kind)
@@ -137,10 +159,20 @@ class RecordStore:
     def update(
         self, kind: Any, key: str, fn: Callable[[Record | None], Record | None]
     ) -> Record | None:
+        return self._update(kind, key, fn, self._bound)
+
+    def _update(
+        self,
+        kind: Any,
+        key: str,
+        fn: Callable[[Record | None], Record | None],
+        bound: _Bound | None,
+    ) -> Record | None:
         if self.store is not None:
             new: Record | None = self._store_op(
                 lambda store: store.update(kind, key, fn),
                 lambda: self._memory_update(kind, key, fn),
+                bound,
             )
             return new
         return self._memory_update(kind, key, fn)
