@@ -310,3 +310,29 @@ def test_a_lightly_busy_store_debounces_in_the_store_as_a_free_one(tmp_path: Pat
     assert "kept in memory" not in done.stderr, done.stderr
     assert done.returncode == 75 and done.stdout == "", done.stderr
     assert _streak(tmp_path) == 3
+
+
+# The CPU check (its first sample waits on the store's CPU record) abandoned at its timeout
+# while its store operation waits, and a debounced check whose streak is written after it.
+SLOW_CPU = (
+    "health_monitor:\n  check_timeout: 1.05s\n  jobs_checks: false\n"
+    "  system_checks: [cpu]\n  checks:\n"
+    "    - name: flappy\n      kind: command\n"
+    "      command: [sh, -c, 'echo CRITICAL - down; exit 2']\n      debounce: 3\n"
+)
+
+
+def test_a_check_abandoned_on_a_locked_store_holds_nothing_after_its_round(
+    tmp_path: Path,
+) -> None:
+    """--watch-health with the store locked for the whole run and a check abandoned at its
+    timeout while it waits on the store: what that check's thread does after its round is
+    done in memory at once (never the store's 30 s busy wait), so it holds neither the
+    state's lock nor the store's connection: the debounce, the run's row and reliactl's exit
+    wait only their own bounds, and the job's exit code passes through."""
+    env = _configured(tmp_path, SLOW_CPU)
+    subprocess.run(reliactl_cmd("run", "--", "true"), env=env, timeout=60, check=True)
+    job = "sleep 3; echo done; exit 3"
+    done = _locked_run(tmp_path, env, "--watch-health", "1s", "--", "sh", "-c", job)
+    assert done.returncode == 3 and done.stdout == "done\n", done.stderr
+    assert "kept in memory" in done.stderr and "Traceback" not in done.stderr

@@ -29,7 +29,8 @@ ALERT_KIND = "alert"
 
 class _Bound:
     """One ``RecordStore.bounded`` block: its wall-clock deadline, whether it ended, and the
-    first operation it gave up."""
+    first operation it gave up. Each block has its own (a check thread left over from one
+    round never spends nor reports in the next)."""
 
     __slots__ = ("deadline", "ended", "given_up")
 
@@ -45,7 +46,8 @@ class RecordStore:
     def __init__(self, store: StateStore | None = None) -> None:
         self.store = store
         self._memory: dict[tuple[str, str], Record] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the store's operations, one at a time
+        self._memory_lock = threading.Lock()  # the memory's (never waits on the store)
         self._bound: _Bound | None = None  # ``bounded``: the block going on
         self._last: _Bound | None = None  # ``bounded``: the last block (``given_up``)
 
@@ -57,13 +59,14 @@ class RecordStore:
     @contextlib.contextmanager
     def bounded(self, seconds: float) -> Iterator[None]:
         """Within: the store operations made through this view, by any thread (a round's
-        checks run in threads of their own), wait on a store another process
+        checks run in threads of their own: ``round_view``), wait on a store another process
         holds locked (``state.base.bounded_waits``) and for each other only until ``seconds``
         after the block began: a deadline, not a budget (concurrent operations do not add up,
         and one given up costs the others nothing). One that fails (busy past the deadline,
         or the store broke) is done in memory instead, as without a store (a debounce streak
         counts from what this process saw), and ``given_up`` keeps the first such error of
-        the block (None: all went to the store)."""
+        the block (None: all went to the store). An operation of a thread that outlives the
+        block (an abandoned check) is done in memory at once."""
         bound = _Bound(seconds)
         self._bound = self._last = bound
         try:
@@ -71,6 +74,13 @@ class RecordStore:
         finally:
             bound.ended = True
             self._bound = None
+
+    def round_view(self) -> RecordStore | _RoundView:
+        """What a round's checks use: within ``bounded``, a view tied to this block (its
+        operations after the block ends are done in memory at once, never bounded by the
+        next block); else this view itself."""
+        bound = self._bound
+        return self if bound is None else _RoundView(self, bound)
 
     def _store_op(
         self,
@@ -80,12 +90,14 @@ class RecordStore:
     ) -> Any:
         """``op(store)`` under the view's lock; within a ``bounded`` block, waiting for the
         lock (another check's operation) and in the store only until the block's deadline,
-        and ``in_memory()`` instead when the store fails."""
+        and ``in_memory()`` instead when the store fails or the block has ended."""
         store = self.store
         assert store is not None
         if bound is None:
             with self._lock:
                 return op(store)
+        if bound.ended:  # an abandoned check's operation: its round is over
+            return in_memory()
         from reliactl.state.base import bounded_waits
 
         try:
@@ -116,7 +128,7 @@ class RecordStore:
         return self._memory_get(kind, key)
 
     def _memory_get(self, kind: Any, key: str) -> Record | None:
-        with self._lock:
+        with self._memory_lock:
             found = self._memory.get((kind, key))
             return None if found is None else dict(found)
 
@@ -153,7 +165,7 @@ class RecordStore:
         return self._memory_items(kind)
 
     def _memory_items(self, kind: Any) -> dict[str, Record]:
-        with self._lock:
+        with self._memory_lock:
             return {k: dict(rec) for (found, k), rec in self._memory.items() if found == kind}
 
     def update(
@@ -180,7 +192,7 @@ class RecordStore:
     def _memory_update(
         self, kind: Any, key: str, fn: Callable[[Record | None], Record | None]
     ) -> Record | None:
-        with self._lock:
+        with self._memory_lock:
             current = self._memory.get((kind, key))
             new = fn(None if current is None else dict(current))
             if new is None:
@@ -188,3 +200,31 @@ class RecordStore:
             else:
                 self._memory[(kind, key)] = dict(new)
             return new
+
+
+class _RoundView:
+    """A RecordStore as one ``bounded`` block's checks see it (``RecordStore.round_view``):
+    its operations are bounded by that block's deadline, and done in memory once it ended."""
+
+    __slots__ = ("_bound", "_records")
+
+    def __init__(self, records: RecordStore, bound: _Bound) -> None:
+        self._records, self._bound = records, bound
+
+    @property
+    def store(self) -> StateStore | None:
+        return self._records.store
+
+    def get(self, kind: Any, key: str) -> Record | None:
+        return self._records._get(kind, key, self._bound)
+
+    def history(self, check: str, since: float) -> list[tuple[float, float]]:
+        return self._records._history(check, since, self._bound)
+
+    def items(self, kind: Any) -> dict[str, Record]:
+        return self._records._items(kind, self._bound)
+
+    def update(
+        self, kind: Any, key: str, fn: Callable[[Record | None], Record | None]
+    ) -> Record | None:
+        return self._records._update(kind, key, fn, self._bound)

@@ -138,3 +138,41 @@ def test_a_record_view_bounds_every_threads_operations_and_falls_back_to_memory(
         assert view.update("kv", "streak", bump) == {"n": 6}
     assert store.get("kv", "cpu") is None
     store.close()
+
+
+def test_a_check_left_over_from_a_round_writes_in_memory_not_in_the_next_round(
+    tmp_path: Path,
+) -> None:
+    """A check abandoned at its timeout in one bounded round (``RecordStore.bounded``) that
+    writes only once the next round is going on, the store locked: its write is done in
+    memory at once (its round is over), neither waiting on the store within the next
+    round's bound nor reported as that round's ``given_up``; the store is left as it was."""
+    from reliactl.health.checks import Check, CheckContext
+    from reliactl.health.monitor import run_checks_in_threads
+    from reliactl.health.records import RecordStore
+
+    store = SQLiteStateStore(tmp_path / "state.db")
+    store.update("kv", "k", lambda r: {"n": 1})
+    records = RecordStore(store)
+    go = threading.Event()
+    wrote: list[object] = []
+
+    def late(ctx: CheckContext) -> dict[str, str]:
+        go.wait(HANG)
+        wrote.append(ctx.records.update("kv", "late", lambda r: {"n": 1}))
+        return {"status": "ok"}
+
+    with write_lock_held(tmp_path / "state.db"):
+        with records.bounded(5.0):
+            report = run_checks_in_threads([Check("late", "custom", late, 0.2)], records)
+        assert "timed out" in report.metrics["late"].message  # abandoned, still waiting
+        with records.bounded(5.0):  # the next round, while the left-over check writes
+            go.set()
+            deadline = time.monotonic() + HANG
+            while not wrote:
+                assert time.monotonic() < deadline, "the left-over write never returned"
+                time.sleep(0.02)
+        assert records.given_up is None  # nothing of this round was given up
+    assert wrote == [{"n": 1}]
+    assert store.get("kv", "late") is None
+    store.close()
