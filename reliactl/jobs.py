@@ -96,11 +96,12 @@ INTERNAL = 125
 RUN_START_WAIT = 1.0
 RUN_RECORD_WAIT = 5.0
 # The same store: --breaker's admission (its reads and writes: a rejection counted, a trial
-# reserved) waits at most BREAKER_ADMIT_WAIT, then the job runs without the breaker, as with an
-# unusable store; the health checks' store operations (CPU sample, debounce streaks) wait
-# only until HEALTH_STORE_WAIT after their round began (the gate's, each --watch-health
-# round: a deadline the checks' threads share), then are done in memory, as with an
-# unusable store.
+# reserved) waits at most BREAKER_ADMIT_WAIT, then the breaker is enforced as its state reads
+# (open, or a trial that cannot be reserved: refused, nothing counted), and only a state that
+# cannot be read runs the job without the breaker, as with an unusable store; the health
+# checks' store operations (CPU sample, debounce streaks) wait only until HEALTH_STORE_WAIT
+# after their round began (the gate's, each --watch-health round: a deadline the checks'
+# threads share), then are done in memory, as with an unusable store.
 BREAKER_ADMIT_WAIT = 1.0
 HEALTH_STORE_WAIT = 1.0
 
@@ -630,6 +631,7 @@ class _BreakerGate:
 
         name = self.name
         assert name is not None and self.store is not None
+        breaker = None
         try:
             breaker = get_persistent_breaker(name, self.config, self.store)
             if self.on_change is not None:
@@ -640,11 +642,45 @@ class _BreakerGate:
             self.info = {"name": name, "decision": "rejected", "retry_after": exc.retry_after}
             return GateRefusal(UNAVAILABLE, str(exc), outcome="breaker_open")
         except (ReliactlError, ValueError) as exc:
-            why = f" (busy: gave up after {BREAKER_ADMIT_WAIT:g}s)" if store_busy(exc) else ""
+            busy = isinstance(exc, ReliactlError) and store_busy(exc)
+            if busy and breaker is not None:
+                refused = self._as_read(breaker)
+                if refused is not None:
+                    return refused
+            why = f" (busy: gave up after {BREAKER_ADMIT_WAIT:g}s)" if busy else ""
             self.warn(f"warning: breaker {name!r} unusable, running without it: {exc}{why}")
             return None
         self.info = {"name": name, "decision": "admitted", "trial": self.admission.trial}
         return None
+
+    def _as_read(self, breaker: Any) -> GateRefusal | None:
+        """The admission's write given up on a busy store: the breaker enforced as its state
+        reads (reads go on while another process holds the write lock), nothing counted or
+        reserved. Open (no trial due yet) or half-open with its trial slots taken: refused
+        as usual; a trial due: refused too, as it could not be reserved (a trial nobody
+        reserved is one more call to a recovering service, from every such run). None
+        (fail open) when the state cannot be read either, or the breaker is closed."""
+        from reliactl.errors import CircuitOpenError
+        from reliactl.runner import GateRefusal
+        from reliactl.state.base import bounded_waits
+
+        name = breaker.name
+        try:
+            with bounded_waits(self.store, BREAKER_ADMIT_WAIT):
+                admitted, trial, retry_after = breaker.would_admit(
+                    trial_timeout=_trial_timeout(self.options)
+                )
+        except (ReliactlError, ValueError):
+            return None
+        if admitted and not trial:
+            return None
+        self.info = {"name": name, "decision": "rejected", "retry_after": retry_after}
+        busy = f"the state store is busy (gave up after {BREAKER_ADMIT_WAIT:g}s)"
+        if trial:
+            text = f"circuit breaker '{name}' is due a trial call; not reserved: {busy}"
+        else:
+            text = f"{CircuitOpenError(name, retry_after)} (rejection not counted: {busy})"
+        return GateRefusal(UNAVAILABLE, text, outcome="breaker_open")
 
     def ignore(self) -> None:
         if self.admission is not None:

@@ -123,44 +123,87 @@ def _locked_run(
 BREAKER = "circuit_breaker:\n  breakers:\n    b: {failure_threshold: 1, recovery_timeout: %s}\n"
 
 
-def test_an_open_breaker_on_a_locked_store_runs_the_job_without_it(tmp_path: Path) -> None:
-    """An open breaker's rejection is a write (its count): with the store locked it is given
-    up within the bound, not after the 30 s busy wait, and the job runs without the breaker
-    as with an unusable store (one warning line saying so, no traceback); the breaker is
-    left as it was (open, nothing counted)."""
+def test_an_open_breaker_on_a_locked_store_still_refuses_the_job(tmp_path: Path) -> None:
+    """An open breaker's rejection is a write (its count): with the store locked that write
+    is given up within the bound (not after the 30 s busy wait), but the state still reads
+    open, so the job is refused as usual (exit 69, not run) and the rejection is not
+    counted; the breaker is left as it was (open, nothing counted). No traceback."""
     env = _configured(tmp_path, BREAKER % "1h")
     subprocess.run(reliactl_cmd("run", "--breaker", "b", "--", "false"), env=env, timeout=60)
     assert _breaker(env)["breaker"]["state"] == "open"
-    done = _locked_run(tmp_path, env, "--breaker", "b", "--", "sh", "-c", "echo ran; exit 5")
-    assert done.returncode == 5 and done.stdout == "ran\n"
-    lines = [line for line in done.stderr.splitlines() if "breaker 'b'" in line]
-    assert len(lines) == 1, done.stderr
-    assert "unusable, running without it" in lines[0] and "database is locked" in lines[0]
-    assert "gave up after 1s" in lines[0]
-    assert "Traceback" not in done.stderr
+    for history in ((), ("--no-history",)):
+        done = _locked_run(
+            tmp_path, env, *history, "--breaker", "b", "--", "sh", "-c", "echo ran; exit 5"
+        )
+        assert done.returncode == 69 and done.stdout == "", done.stderr
+        lines = [line for line in done.stderr.splitlines() if "breaker 'b'" in line]
+        assert len(lines) == 1, done.stderr
+        assert "is open; retry in" in lines[0] and "rejection not counted" in lines[0]
+        assert "unusable" not in done.stderr and "Traceback" not in done.stderr
     after = _breaker(env)
     assert after["breaker"]["state"] == "open"
     assert after["breaker"]["rejections"] == 0 and after["breaker"]["calls"] == 1
     assert len(after["transitions"]) == 1  # closed -> open only
 
 
-def test_a_due_trial_on_a_locked_store_is_not_reserved(tmp_path: Path) -> None:
-    """An open breaker whose recovery time has passed admits a half-open trial (a write: the
-    reservation): with the store locked the job runs without the breaker within the bound,
-    and no trial is left reserved nor any transition recorded."""
-    env = _configured(tmp_path, BREAKER % "1s")
+def _open_until_due(tmp_path: Path, env: dict[str, str]) -> None:
     subprocess.run(reliactl_cmd("run", "--breaker", "b", "--", "false"), env=env, timeout=60)
     deadline = time.monotonic() + 30
     while _breaker(env)["breaker"]["retry_after"] > 0:
         assert time.monotonic() < deadline
         time.sleep(0.2)
+
+
+def test_a_due_trial_on_a_locked_store_is_refused_not_run_unreserved(tmp_path: Path) -> None:
+    """An open breaker whose recovery time has passed admits a half-open trial (a write: the
+    reservation): with the store locked it cannot be reserved, so the job is refused (exit
+    69, not run) within the bound rather than run as a trial nobody reserved (every such run
+    would call the recovering service); nothing is reserved nor any transition recorded."""
+    env = _configured(tmp_path, BREAKER % "1s")
+    _open_until_due(tmp_path, env)
     done = _locked_run(tmp_path, env, "--breaker", "b", "--", "sh", "-c", "echo ran")
-    assert done.returncode == 0 and done.stdout == "ran\n"
-    assert "breaker 'b' unusable, running without it" in done.stderr
+    assert done.returncode == 69 and done.stdout == "", done.stderr
+    assert "is due a trial call; not reserved" in done.stderr
     assert "gave up after 1s" in done.stderr and "Traceback" not in done.stderr
     after = _breaker(env)
     assert after["breaker"]["state"] == "open" and after["breaker"]["trials_in_flight"] == 0
     assert [t["to"] for t in after["transitions"]] == ["open"]
+
+
+def test_a_half_open_breaker_with_its_trial_taken_refuses_on_a_locked_store(
+    tmp_path: Path,
+) -> None:
+    """Half-open with its one trial slot taken by a run still going on: another run while
+    the store is locked reads that state and is refused (exit 69, its job not run: one call
+    at a time to the recovering service), its rejection not counted; the trial's run ends
+    and its success closes the breaker as usual."""
+    env = _configured(tmp_path, BREAKER % "1s, trial_timeout: 60s")
+    _open_until_due(tmp_path, env)
+    started, go = tmp_path / "started", tmp_path / "go"
+    trial = subprocess.Popen(
+        reliactl_cmd(
+            "run", "--breaker", "b", "--", "sh", "-c",
+            f"touch {started}; while [ ! -e {go} ]; do sleep 0.05; done",
+        ),
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + HANG
+        while not started.exists():
+            assert time.monotonic() < deadline and trial.poll() is None
+            time.sleep(0.05)
+        assert _breaker(env)["breaker"]["trials_in_flight"] == 1
+        done = _locked_run(tmp_path, env, "--breaker", "b", "--", "sh", "-c", "echo ran")
+    finally:
+        go.touch()
+        trial.communicate(timeout=60)
+    assert done.returncode == 69 and done.stdout == "", done.stderr
+    assert "rejection not counted" in done.stderr and "Traceback" not in done.stderr
+    assert trial.returncode == 0
+    after = _breaker(env)["breaker"]
+    assert after["state"] == "closed" and after["rejections"] == 0
 
 
 # A check that is CRITICAL every time, debounced: held at OK for its first two results.
