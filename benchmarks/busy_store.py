@@ -2,7 +2,10 @@
 
 attack2 1b: the run's row waited the store's 30 s busy timeout before the job, and
 `--breaker`'s outcome 30 s more after it. Now: at most 1 s before the job (jobs.RUN_START_WAIT)
-and 5 s in all after it (jobs.RUN_RECORD_WAIT). Rounds interleave the free and the locked store.
+and 5 s in all after it (jobs.RUN_RECORD_WAIT). An open breaker's admission (a write: the
+rejection counted) and --require-healthy's checks (the CPU sample, debounce streaks) waited 30 s
+a write too; now 1 s each (jobs.BREAKER_ADMIT_WAIT, jobs.HEALTH_STORE_WAIT). Rounds interleave
+the free and the locked store.
 
     python benchmarks/busy_store.py [--rounds N]     (BENCH_SMOKE=1: one round)
 """
@@ -62,20 +65,32 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = Path(tmp) / "state.db"
         config = Path(tmp) / "config.yaml"
-        config.write_text("state:\n  path: " + str(store) + "\n", encoding="utf-8")
-        env = {**os.environ, "RELIACTL_CONFIG": str(config)}
-        subprocess.run(
-            reliactl_cmd("run", "--", "true"),
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            check=True,
+        config.write_text(
+            f"state:\n  path: {store}\n"
+            "circuit_breaker:\n  breakers:\n"
+            "    down: {failure_threshold: 1, recovery_timeout: 1d}\n",
+            encoding="utf-8",
         )
+        env = {**os.environ, "RELIACTL_CONFIG": str(config)}
+        for setup in (("--", "true"), ("--breaker", "down", "--", "false")):  # "down" is open
+            subprocess.run(
+                reliactl_cmd("run", *setup),
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                check=False,
+            )
+        down = reliactl_cmd("run", "--breaker", "down", "--", "true")
+        healthy = reliactl_cmd("run", "--require-healthy", "--", "true")
         candidates = {
             "run -- true, free": (reliactl_cmd("run", "--", "true"), None),
             "run -- true, locked": (reliactl_cmd("run", "--", "true"), store),
             "run --breaker, free": (reliactl_cmd("run", "--breaker", "b", "--", "true"), None),
             "run --breaker, locked": (reliactl_cmd("run", "--breaker", "b", "--", "true"), store),
+            "run --breaker (open), free": (down, None),
+            "run --breaker (open), locked": (down, store),
+            "run --require-healthy, free": (healthy, None),
+            "run --require-healthy, locked": (healthy, store),
         }
         samples: dict[str, list[float]] = {name: [] for name in candidates}
         names = list(candidates)

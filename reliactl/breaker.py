@@ -1133,6 +1133,28 @@ class CircuitBreaker:
             self._reject(retry_after)
         return token
 
+    def would_admit(self, *, trial_timeout: float | None = None) -> tuple[bool, bool, float]:
+        """What ``admit`` would decide, judged on the state read now and writing nothing:
+        (admitted, as a trial, retry_after). Refused: open with no trial due yet, or
+        half-open with every trial slot taken. For a caller whose admission could not write
+        (the rejection's count, a trial's reservation: a store another process holds
+        locked), so that the breaker is still enforced as read (``jobs._BreakerGate``).
+        Raises what the read raises."""
+        cfg = self.config
+        ttl = float(trial_timeout) if trial_timeout else cfg.trial_ttl
+        store = self.store
+        if store is None:
+            with self._lock:  # a copy: _admit changes what it is given
+                core = self._core.replace(trials=dict(self._core.trials))
+            now, wall = self._mono(), self.clock.time()
+        else:
+            with _store_guard(store):
+                record = store.get(RECORD_KIND, self.name)
+            wall = now = self.clock.time()
+            core = _Core.from_record(record, wall)
+        ok, token, retry_after = _admit(core, cfg, now, wall, ttl, store is not None, [])
+        return ok, token is not None, retry_after
+
     def _reject_open(self, found: tuple[float, float | None], now: float) -> None:
         """Raise for a rejection counted by the store's statement (its opened_at, open_for)."""
         opened_at, open_for = found

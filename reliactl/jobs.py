@@ -95,6 +95,15 @@ INTERNAL = 125
 # given up with a warning. Not the 30 s a statement of the store's own busy timeout.
 RUN_START_WAIT = 1.0
 RUN_RECORD_WAIT = 5.0
+# The same store: --breaker's admission (its reads and writes: a rejection counted, a trial
+# reserved) waits at most BREAKER_ADMIT_WAIT, then the breaker is enforced as its state reads
+# (open, or a trial that cannot be reserved: refused, nothing counted), and only a state that
+# cannot be read runs the job without the breaker, as with an unusable store; the health
+# checks' store operations (CPU sample, debounce streaks) wait only until HEALTH_STORE_WAIT
+# after their round began (the gate's, each --watch-health round: a deadline the checks'
+# threads share), then are done in memory, as with an unusable store.
+BREAKER_ADMIT_WAIT = 1.0
+HEALTH_STORE_WAIT = 1.0
 
 # Outcomes the breaker counts as the service failing (the others: it was not tried).
 BREAKER_FAILURES = frozenset(
@@ -366,7 +375,7 @@ class PreparedJob:
                             name=name,
                             command=shown,
                             started_at=started_at,
-                            data={"pid": os.getpid(), "host": hostname()},
+                            data=_runner_identity(),
                         )
                     )
             except ReliactlError as exc:
@@ -465,7 +474,7 @@ class PreparedJob:
 
         def gate() -> GateRefusal | None:
             try:
-                report = monitor.run_now()
+                report = _bounded_round(monitor, warn)
             except Exception as exc:  # the checking itself broke: health is unknown, not critical
                 warn(f"warning: health checks could not run ({_one_line(str(exc))}); starting")
                 return None
@@ -503,21 +512,31 @@ class PreparedJob:
         monitor = self._health_monitor(store)
         stop = self.spec.on_critical == "stop"
         was_critical = [False]
+        store_line: list[str] = []  # the store's line: said once a run, not once a round
+        said = [False]
+
+        def note(text: str) -> None:
+            if not store_line:
+                store_line.append(text)
 
         def watch() -> WatchVerdict | None:
             try:
-                report = monitor.run_now()
+                report = _bounded_round(monitor, note)
             except Exception as exc:
                 return WatchVerdict(False, f"warning: health checks could not run: {exc}")
             critical = report.overall_status is Status.CRITICAL
             turned, was_critical[0] = critical and not was_critical[0], critical
-            if not critical:
-                return None
-            bad = [m for m in report.metrics.values() if m.status is Status.CRITICAL]
-            text = f"health is CRITICAL during the run: {_named(bad)}"
-            if stop:
-                return WatchVerdict(True, text)
-            return WatchVerdict(False, f"warning: {text}; running on") if turned else None
+            if critical:
+                bad = [m for m in report.metrics.values() if m.status is Status.CRITICAL]
+                text = f"health is CRITICAL during the run: {_named(bad)}"
+                if stop:
+                    return WatchVerdict(True, text)
+                if turned:
+                    return WatchVerdict(False, f"warning: {text}; running on")
+            if store_line and not said[0]:  # a round's CRITICAL line goes first
+                said[0] = True
+                return WatchVerdict(False, store_line[0])
+            return None
 
         return watch
 
@@ -609,22 +628,60 @@ class _BreakerGate:
         from reliactl.breaker import get_persistent_breaker
         from reliactl.errors import CircuitOpenError
         from reliactl.runner import GateRefusal
+        from reliactl.state.base import bounded_waits, store_busy
 
         name = self.name
         assert name is not None and self.store is not None
+        breaker = None
         try:
             breaker = get_persistent_breaker(name, self.config, self.store)
             if self.on_change is not None:
                 breaker.on_state_change(self.on_change)
-            self.admission = breaker.admit(trial_timeout=_trial_timeout(self.options))
+            with bounded_waits(self.store, BREAKER_ADMIT_WAIT):
+                self.admission = breaker.admit(trial_timeout=_trial_timeout(self.options))
         except CircuitOpenError as exc:
             self.info = {"name": name, "decision": "rejected", "retry_after": exc.retry_after}
             return GateRefusal(UNAVAILABLE, str(exc), outcome="breaker_open")
         except (ReliactlError, ValueError) as exc:
-            self.warn(f"warning: breaker {name!r} unusable, running without it: {exc}")
+            busy = isinstance(exc, ReliactlError) and store_busy(exc)
+            if busy and breaker is not None:
+                refused = self._as_read(breaker)
+                if refused is not None:
+                    return refused
+            why = f" (busy: gave up after {BREAKER_ADMIT_WAIT:g}s)" if busy else ""
+            self.warn(f"warning: breaker {name!r} unusable, running without it: {exc}{why}")
             return None
         self.info = {"name": name, "decision": "admitted", "trial": self.admission.trial}
         return None
+
+    def _as_read(self, breaker: Any) -> GateRefusal | None:
+        """The admission's write given up on a busy store: the breaker enforced as its state
+        reads (reads go on while another process holds the write lock), nothing counted or
+        reserved. Open (no trial due yet) or half-open with its trial slots taken: refused
+        as usual; a trial due: refused too, as it could not be reserved (a trial nobody
+        reserved is one more call to a recovering service, from every such run). None
+        (fail open) when the state cannot be read either, or the breaker is closed."""
+        from reliactl.errors import CircuitOpenError
+        from reliactl.runner import GateRefusal
+        from reliactl.state.base import bounded_waits
+
+        name = breaker.name
+        try:
+            with bounded_waits(self.store, BREAKER_ADMIT_WAIT):
+                admitted, trial, retry_after = breaker.would_admit(
+                    trial_timeout=_trial_timeout(self.options)
+                )
+        except (ReliactlError, ValueError):
+            return None
+        if admitted and not trial:
+            return None
+        self.info = {"name": name, "decision": "rejected", "retry_after": retry_after}
+        busy = f"the state store is busy (gave up after {BREAKER_ADMIT_WAIT:g}s)"
+        if trial:
+            text = f"circuit breaker '{name}' is due a trial call; not reserved: {busy}"
+        else:
+            text = f"{CircuitOpenError(name, retry_after)} (rejection not counted: {busy})"
+        return GateRefusal(UNAVAILABLE, text, outcome="breaker_open")
 
     def ignore(self) -> None:
         if self.admission is not None:
@@ -649,6 +706,33 @@ class _BreakerGate:
         except ReliactlError:
             recorded = "not recorded"
         self.info = {**(self.info or {}), "recorded": recorded}
+
+
+def _bounded_round(monitor: Any, warn: Callable[[str], None]) -> HealthReport:
+    """One round of ``monitor``'s checks whose store operations (the CPU sample, debounce
+    streaks) wait on a store another process holds locked only until HEALTH_STORE_WAIT after
+    the round began; what fails is done in memory, as without a store, and is one ``warn``
+    line."""
+    records = monitor.records
+    with records.bounded(HEALTH_STORE_WAIT):
+        report: HealthReport = monitor.run_now()
+    exc = records.given_up
+    if exc is not None:
+        from reliactl.state.base import store_busy
+
+        why = f" (busy: gave up after {HEALTH_STORE_WAIT:g}s)" if store_busy(exc) else ""
+        warn(f"warning: health state kept in memory for this run: {exc}{why}")
+    return report
+
+
+def _runner_identity() -> dict[str, Any]:
+    """Who writes a "running" row: this process (``pid``, and ``pid_start``, its start in
+    clock ticks since boot, so that a reused pid is not read as the run going on) on this
+    host (``schedule.record_outcome``)."""
+    from reliactl._procfs import start_ticks
+
+    pid = os.getpid()
+    return {"pid": pid, "pid_start": start_ticks(pid), "host": hostname()}
 
 
 def _trial_timeout(options: RunOptions) -> float | None:
@@ -911,17 +995,11 @@ def run_job(
 
 
 def record_outcome(record: RunRecord, *, host: str | None = None) -> str:
-    """A record's outcome; a "running" one whose reliactl (on this host) is gone is "lost"."""
-    if record.outcome != "running":
-        return str(record.outcome)
-    data = record.data if isinstance(record.data, dict) else {}
-    pid, where = data.get("pid"), data.get("host")
-    if isinstance(pid, int) and pid > 0 and where == (host or hostname()):
-        from reliactl._procfs import pid_alive
+    """A record's outcome; a "running" one whose reliactl (on this host) is gone is "lost"
+    (``schedule.record_outcome``, the one owner: job health judges by it too)."""
+    from reliactl.schedule import record_outcome as judged
 
-        if not pid_alive(pid):
-            return "lost"
-    return "running"
+    return judged(record, host=host)
 
 
 def newest_decisive(records: Sequence[RunRecord]) -> RunRecord | None:

@@ -7,13 +7,20 @@ Never prints; never changes a run's outcome.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from reliactl.schedule import NOT_DECISIVE
 
-__all__ = ["RunWatch", "alert_on_result"]
+__all__ = ["ALERT_STORE_WAIT", "RunWatch", "alert_on_result"]
+
+# A store another process holds locked (state.base.bounded_waits): the alert's state (its
+# problem and claims) waits at most this long in all, then is kept in memory for the run, as
+# without a store (the alert is still sent: a page is never dropped for want of the store,
+# a repeat is the price); the pings and alerts noted in the run's row wait as long again.
+ALERT_STORE_WAIT = 1.0
 
 
 def alert_on_result(
@@ -163,18 +170,28 @@ class RunWatch:
         if self.pinger is not None:
             self.pinger.report(result, output)
         if self.alert:
+            bounded = getattr(self.records, "bounded", None)  # a RecordStore's (health.records)
             try:
-                self.alerts = alert_on_result(
-                    self.name,
-                    result,
-                    output,
-                    self.sinks,
-                    self.records,
-                    default_cooldown=self.default_cooldown,
-                    fleet=self.fleet,
-                )
+                with bounded(ALERT_STORE_WAIT) if bounded else contextlib.nullcontext():
+                    self.alerts = alert_on_result(
+                        self.name,
+                        result,
+                        output,
+                        self.sinks,
+                        self.records,
+                        default_cooldown=self.default_cooldown,
+                        fleet=self.fleet,
+                    )
             except Exception as exc:  # a broken store or sink never changes the outcome
                 self._alert_error = f"alert for {self.name}: {type(exc).__name__}: {exc}"
+            given_up = getattr(self.records, "given_up", None)
+            if given_up is not None and self._alert_error is None:
+                from reliactl.state.base import store_busy
+
+                why = (
+                    f" (busy: gave up after {ALERT_STORE_WAIT:g}s)" if store_busy(given_up) else ""
+                )
+                self._alert_error = f"alert state kept in memory for this run: {given_up}{why}"
         return self.warnings()
 
     def warnings(self) -> list[str]:

@@ -49,6 +49,7 @@ __all__ = [
     "evaluate_job",
     "job_status",
     "job_statuses",
+    "record_outcome",
     "tz_problem",
 ]
 
@@ -381,6 +382,30 @@ def _last_success(history: list[RunRecord]) -> tuple[float | None, str | None]:
     return at, host
 
 
+def record_outcome(record: RunRecord, *, host: str | None = None) -> str:
+    """A record's outcome; a "running" one whose reliactl (on this host) is gone is "lost":
+    its pid is not alive, or is another process's now (not started at the record's
+    ``pid_start``: the pid was reused). A finished run whose row was given up on a busy
+    store (jobs.RUN_RECORD_WAIT) is one of these: how it ended is not known."""
+    if record.outcome != "running":
+        return str(record.outcome)
+    data = record.data if isinstance(record.data, Mapping) else {}
+    pid, where = data.get("pid"), data.get("host")
+    if isinstance(pid, int) and pid > 0:
+        from reliactl.hostname import hostname
+
+        if where != (host or hostname()):
+            return "running"
+        from reliactl._procfs import pid_alive, start_ticks
+
+        if not pid_alive(pid):
+            return "lost"
+        began = data.get("pid_start")
+        if isinstance(began, str) and start_ticks(pid) not in (None, began):
+            return "lost"
+    return "running"
+
+
 def evaluate_job(
     name: str,
     spec: JobSettings | None,
@@ -398,7 +423,11 @@ def evaluate_job(
     schedule = Schedule.of(spec) if spec is not None else Schedule()
     last = history[0] if history else None
     streak = _failure_streak(history)
-    running = next((r for r in history if r.outcome == "running" and r.ended_at is None), None)
+    # A row left "running" by a run whose end was not recorded (a busy store) is lost, not a
+    # run going on: its reliactl is gone (record_outcome).
+    running = next(
+        (r for r in history if r.ended_at is None and record_outcome(r) == "running"), None
+    )
     running_for = None if running is None else max(0.0, now - running.started_at)
     success_at, success_host = _last_success(history)
     age = None if success_at is None else max(0.0, now - success_at)

@@ -34,3 +34,34 @@ def write_lock_held(path: Path) -> Iterator[subprocess.Popen[str]]:
     finally:
         proc.kill()
         proc.wait(timeout=30)
+
+
+_PULSER = """
+import sqlite3, sys, time
+hold, gap = float(sys.argv[2]), float(sys.argv[3])
+conn = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
+print("pulsing", flush=True)
+while True:
+    conn.execute("BEGIN IMMEDIATE")
+    time.sleep(hold)
+    conn.execute("COMMIT")
+    time.sleep(gap)
+"""
+
+
+@contextlib.contextmanager
+def write_lock_pulsing(path: Path, hold: float, gap: float) -> Iterator[subprocess.Popen[str]]:
+    """A lightly busy store: a subprocess takes ``path``'s write lock for ``hold`` seconds
+    every ``hold + gap`` (a busy neighbour's short writes) until the block ends."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _PULSER, str(path), str(hold), str(gap)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "pulsing", "the writer could not start"
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)

@@ -257,6 +257,24 @@ def test_a_running_record_whose_reliactl_is_gone_reads_as_lost(tmp_path: Path) -
     assert record_outcome(rec("failure", dead.pid, hostname())) == "failure"
 
 
+def test_a_running_record_whose_pid_was_reused_reads_as_lost() -> None:
+    """A "running" record names its reliactl by pid and start (``pid_start``, clock ticks
+    since boot): a live process with that pid but another start is someone else's (the pid
+    was reused), so the run is "lost", not still running; the same pid and start is running;
+    an older record without ``pid_start`` is judged by the pid alone."""
+    from reliactl._procfs import start_ticks
+
+    me, began = os.getpid(), start_ticks(os.getpid())
+    assert began is not None
+
+    def rec(data: dict[str, object]) -> RunRecord:
+        return RunRecord("j", "true", 0.0, outcome="running", data={"host": hostname(), **data})
+
+    assert record_outcome(rec({"pid": me, "pid_start": str(int(began) + 1)})) == "lost"
+    assert record_outcome(rec({"pid": me, "pid_start": began})) == "running"
+    assert record_outcome(rec({"pid": me})) == "running"
+
+
 def test_last_looks_past_ticks_that_found_the_lock_busy() -> None:
     """newest_decisive (runs --last) skips "skipped" and "busy" ticks: a hung job whose ticks
     keep skipping must not look healthy; None when nothing decisive is there."""

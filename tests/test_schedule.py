@@ -68,6 +68,32 @@ def test_a_run_longer_than_max_duration_is_a_warning(clock: FakeClock) -> None:
     assert "running for 10m1s, longer than max_duration 10m" in status.message
 
 
+def test_a_running_row_whose_reliactl_is_gone_is_not_a_run_going_on(clock: FakeClock) -> None:
+    """A "running" row of this host whose reliactl is gone (its end not recorded: a store
+    busy past run's bound, or a kill -9) is lost, not a run going on: no "running for"
+    warning however old it grows; the same row of a live reliactl still warns."""
+    import os
+    import subprocess
+
+    from reliactl.hostname import hostname
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    spec = JobSettings(every=3600.0, max_duration=600.0)
+    now = clock.time()
+
+    def row(pid: int) -> RunRecord:
+        data = {"pid": pid, "host": hostname()}
+        return RunRecord("j", "job.sh", now - 7200, None, 0, None, "running", data)
+
+    success = _run("j", now - 3000, 5, "success")
+    gone = evaluate_job("j", spec, [row(dead.pid), success], now=now)
+    assert gone.status == "OK" and "running for" not in gone.message
+    assert gone.running_for is None
+    alive = evaluate_job("j", spec, [row(os.getpid()), success], now=now)
+    assert alive.status == "WARNING" and "running for 2h" in alive.message
+
+
 def test_a_failure_streak_warns_then_is_critical_at_max_failures(clock: FakeClock) -> None:
     """Fewer than max_failures failures in a row: WARNING; max_failures: CRITICAL; refusals
     (lock busy, breaker open) neither break nor extend the streak."""

@@ -43,6 +43,14 @@ class _LazyRecords:
         # this every `run --alert` failed with an AttributeError and alerted nobody.
         return self._get().items(kind)
 
+    def bounded(self, seconds: float) -> Any:
+        """``RecordStore.bounded`` (jobwatch.ALERT_STORE_WAIT: a busy store's alert state)."""
+        return self._get().bounded(seconds)
+
+    @property
+    def given_up(self) -> Any:
+        return None if self._records is None else self._records.given_up
+
 
 def resolve(
     config: Config,
@@ -192,12 +200,15 @@ def record_watch(watch: RunWatch, store: Any, run_id: int | None) -> None:
     import dataclasses
 
     from reliactl.errors import ReliactlError
+    from reliactl.jobwatch import ALERT_STORE_WAIT
+    from reliactl.state.base import bounded_waits
 
     try:
-        for record in store.runs(watch.name, 20):
-            if record.id == run_id:
-                merged = {**record.data, **data}
-                store.finish_run(run_id, dataclasses.replace(record, data=merged))
-                return
+        with bounded_waits(store, ALERT_STORE_WAIT):  # a busy store: given up, as any failure
+            for record in store.runs(watch.name, 20):
+                if record.id == run_id:
+                    merged = {**record.data, **data}
+                    store.finish_run(run_id, dataclasses.replace(record, data=merged))
+                    return
     except ReliactlError:
         return

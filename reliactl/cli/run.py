@@ -40,6 +40,9 @@ STDOUT, STDERR = 1, 2
 # with os._exit after flushing and closing everything it opened, which skips ~30 ms of
 # interpreter teardown that cron would pay every minute for nothing.
 FAST_EXIT = False
+# How long that exit waits for the state store's connection, which another thread (a health
+# check abandoned at its timeout) may hold through its own bounded wait on a locked store.
+CLOSE_WAIT = 1.0
 
 
 RUN_CONTEXT = {"allow_interspersed_args": False, "ignore_unknown_options": False}
@@ -1214,7 +1217,12 @@ def _exit(code: int, store: Any, died_by: int | None = None) -> None:
         raise SystemExit(code)
     try:
         if store is not None:
-            store.close()
+            from reliactl.state.base import bounded_waits
+
+            # an abandoned health check's thread may still hold the connection (busy on a
+            # locked store): not waited for past CLOSE_WAIT, the exit closes the file anyway
+            with bounded_waits(store, CLOSE_WAIT):
+                store.close()
         sys.stdout.flush()
         sys.stderr.flush()
     except Exception:  # a closed pipe, a store that fails to close: exit the slow, safe way

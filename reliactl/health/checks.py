@@ -422,10 +422,11 @@ def cpu_check(warn: object, critical: object, name: str = "cpu_usage") -> Check:
         if found:
             percent, window = found[0]
             over = f"over the last {format_duration(window)}"
-        else:  # the first run ever on this store: sample briefly
+        else:  # the first run ever on this store (or in memory): sample briefly
+            first = _cpu_times()  # not ``cur``: the update may have waited on a busy store
             ctx.sleep(CPU_FIRST_SAMPLE)
             later = _cpu_times()
-            measured = _busy(cur, later)
+            measured = _busy(first, later)
             percent = measured[0] if measured else 0.0
             window = measured[1] / ncpu if measured else CPU_FIRST_SAMPLE
             record = {"at": ctx.clock(), "times": later, "percent": percent, "window": window}

@@ -198,7 +198,7 @@ def run_checks_in_threads(
     checked_at = clock()
     round_ = _ThreadedRound(
         checks,
-        CheckContext(records=records, clock=clock, sleep=sleep),
+        CheckContext(records=records.round_view(), clock=clock, sleep=sleep),
         max(1, fd_bound(checks, max_parallel)),
         started + lane_s,
     )
@@ -417,7 +417,9 @@ async def run_checks(
     started = time.monotonic()
     checked_at = clock()
     max_parallel = fd_bound(checks, max_parallel)
-    ctx = CheckContext(records=records, clock=clock, sleep=sleep, max_parallel=max_parallel)
+    ctx = CheckContext(
+        records=records.round_view(), clock=clock, sleep=sleep, max_parallel=max_parallel
+    )
     slots = asyncio.Semaphore(max_parallel)
     try:
         if any(check.kind == "http" for check in checks):

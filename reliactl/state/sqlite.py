@@ -317,7 +317,7 @@ class SQLiteStateStore:
         One connection serves every thread of the process, so operations are serialised
         here: another thread's statements must never land inside this one's transaction.
         """
-        with self._lock:
+        with self._held():
             return self._recovering_locked(operation)
 
     def _recovering_locked(self, operation: Callable[[], Any]) -> Any:
@@ -356,6 +356,31 @@ class SQLiteStateStore:
         finally:
             spent = given - self._waits.left
             self._waits.left = None if outer is None else outer - spent
+
+    def _held(self) -> contextlib.AbstractContextManager[Any]:
+        """The store's one connection, this thread's for the block (``_lock``). Another
+        thread's operation may hold it for its whole busy wait (a health check's write while
+        another process holds the store): a thread within ``bounded_waits`` waits for it only
+        what it has left, the wait is spent, and past it StateError ("database is locked")."""
+        left = getattr(self._waits, "left", None)
+        if left is None:
+            return self._lock
+        return self._hold_bounded(left)
+
+    @contextlib.contextmanager
+    def _hold_bounded(self, left: float) -> Iterator[None]:
+        started = time.monotonic()
+        got = self._lock.acquire(timeout=max(0.0, left))
+        self._waits.left = left - (time.monotonic() - started)
+        if not got:
+            raise StateError(
+                f"state store {self._where}: database is locked (another thread of this"
+                " process is waiting on it)"
+            )
+        try:
+            yield
+        finally:
+            self._lock.release()
 
     def _metered(self) -> contextlib.AbstractContextManager[None]:
         """Around one operation, the lock held (the connection is this thread's until it is
@@ -420,7 +445,7 @@ class SQLiteStateStore:
         or None to delete it. An existing row is rewritten in place by UPDATE (INSERT OR
         REPLACE deleted and re-inserted it, which costs more once the record spills into an
         overflow page); a new one is inserted."""
-        with self._lock:
+        with self._held():
             result: Record | None = self._recovering_locked(lambda: self._update(kind, key, fn))
         return result
 
@@ -441,7 +466,7 @@ class SQLiteStateStore:
             logged[:] = events
             return new
 
-        with self._lock:
+        with self._held():
             result: Record | None = self._recovering_locked(
                 lambda: self._update(kind, key, inner, logged)
             )
@@ -503,7 +528,7 @@ class SQLiteStateStore:
         """Breaker ``key``'s ``state`` read in SQL, without decoding its record: None when
         there is no record, "" when it is unreadable or has no state, or the read failed (the
         caller then reads the record with ``get``, which reports, recovers or raises)."""
-        with self._lock, self._metered():
+        with self._held(), self._metered():
             conn = self._conn
             if conn is None:
                 raise StateError("state store is closed")
@@ -523,7 +548,7 @@ class SQLiteStateStore:
         consecutive failure and no failure in its window. False, with nothing written, for
         any other record or when the statement failed: the caller then does the full
         read-modify-write (``update``, which recovers or raises)."""
-        with self._lock, self._metered():
+        with self._held(), self._metered():
             conn = self._conn
             if conn is None:
                 raise StateError("state store is closed")
@@ -548,7 +573,7 @@ class SQLiteStateStore:
         written, for any other record (the caller then does the full read-modify-write)."""
         if not _RETURNING:
             return None
-        with self._lock, self._metered():
+        with self._held(), self._metered():
             conn = self._conn
             if conn is None:
                 raise StateError("state store is closed")
@@ -585,7 +610,7 @@ class SQLiteStateStore:
         failed: the caller then does the full read-modify-write (``update``, which recovers
         or raises)."""
         size, threshold, rate, min_calls = limits
-        with self._lock, self._metered():
+        with self._held(), self._metered():
             conn = self._conn
             if conn is None:
                 raise StateError("state store is closed")
@@ -1074,8 +1099,14 @@ class SQLiteStateStore:
         return SCHEMA_VERSION if version is None else version
 
     def close(self) -> None:
-        with self._lock:  # never under another thread's statement
-            self._close_quietly()
+        """Release the connection, never under another thread's statement. Within
+        ``bounded_waits`` it waits for that statement only what is left, then leaves the
+        connection to the thread that still uses it (the process's exit closes the file)."""
+        try:
+            with self._held():
+                self._close_quietly()
+        except StateError:
+            pass  # busy past the bound: another thread still uses the connection
 
     def __enter__(self) -> SQLiteStateStore:
         return self
