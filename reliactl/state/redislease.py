@@ -8,11 +8,12 @@ Redis Cluster slot and its scripts may touch both)::
 
 Every operation is one Lua script (atomic on the server, one round trip):
 
-- acquire: ``SET key owner NX PX ms``; when it took the lease, the fencing counter is seeded
-  from the server's clock in milliseconds if it is absent (a restart that lost the data
-  restarts it above every token handed out before, as long as the server's clock did not go
-  back and fewer than 1000 tokens a second were drawn on average), then INCR'd. When busy it
-  returns the holder's value and PTTL instead;
+- acquire: ``SET key owner NX PX ms``; when it took the lease, the fencing counter is raised
+  to the server's clock in milliseconds if it is absent or below it, then INCR'd: a token is
+  ``max(previous + 1, now_ms + 1)``, so a restart that lost the counter or brought back an
+  older one (an RDB or AOF from before later tokens) still hands out tokens above every one
+  handed out before, as long as the server's clock did not go back and tokens were not drawn
+  faster than one a millisecond. When busy it returns the holder's value and PTTL instead;
 - renew: ``PEXPIRE`` only while ``GET key == owner`` (compare-and-expire);
 - release: ``DEL`` only while ``GET key == owner`` (compare-and-delete). A WATCH/MULTI/EXEC
   transaction would need two round trips and a retry loop for the same effect.
@@ -36,9 +37,10 @@ if TYPE_CHECKING:
 
 _ACQUIRE = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  if redis.call('EXISTS', KEYS[2]) == 0 then
-    local t = redis.call('TIME')
-    local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local t = redis.call('TIME')
+  local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local fence = redis.call('GET', KEYS[2])
+  if not fence or (tonumber(fence) and tonumber(fence) < ms) then
     redis.call('SET', KEYS[2], string.format('%.0f', ms))
   end
   return {1, redis.call('INCR', KEYS[2])}
