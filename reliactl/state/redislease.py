@@ -13,10 +13,18 @@ Every operation is one Lua script (atomic on the server, one round trip):
   ``max(previous + 1, now_ms + 1)``, so a restart that lost the counter or brought back an
   older one (an RDB or AOF from before later tokens) still hands out tokens above every one
   handed out before, as long as the server's clock did not go back and tokens were not drawn
-  faster than one a millisecond. When busy it returns the holder's value and PTTL instead;
+  faster than one a millisecond. A key that already holds this owner (its own earlier acquire,
+  whose reply was lost) is taken too: PEXPIRE to a full lease, a new token. When busy it
+  returns the holder's value and PTTL instead;
 - renew: ``PEXPIRE`` only while ``GET key == owner`` (compare-and-expire);
 - release: ``DEL`` only while ``GET key == owner`` (compare-and-delete). A WATCH/MULTI/EXEC
   transaction would need two round trips and a retry loop for the same effect.
+
+An acquire that fails for want of an answer (``StateUnavailableError``: the reply timed out
+or the connection broke) may have taken the lease all the same; it then sends the release
+script once for its own owner value (best effort, bounded by one call), so the lease is not
+left held by nobody for its whole length (other hosts told "busy" by a dead process, a
+``--lock-wait`` retry waiting for its own leftover).
 
 Renew and release send the script's text (EVAL, ~100 bytes), never EVALSHA: after a SCRIPT
 FLUSH or a restart EVALSHA fails with NOSCRIPT and needs a second round trip (EVAL), which
@@ -28,6 +36,7 @@ for. So every renewal is exactly one round trip, as the rule counts. Acquire kee
 
 from __future__ import annotations
 
+from reliactl.errors import StateError, StateUnavailableError
 from reliactl.state.leases import LeaseBusy
 from reliactl.state.redis import RedisStateStore
 
@@ -36,7 +45,11 @@ if TYPE_CHECKING:
     from typing import Any
 
 _ACQUIRE = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+local took = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
+if not took and redis.call('GET', KEYS[1]) == ARGV[1] then
+  took = redis.call('PEXPIRE', KEYS[1], ARGV[2]) == 1
+end
+if took then
   local t = redis.call('TIME')
   local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   local fence = redis.call('GET', KEYS[2])
@@ -124,9 +137,18 @@ class RedisLeaseService:
 
     def acquire(self, name: str, owner: str, seconds: float) -> RedisLease | LeaseBusy:
         key = self.key(name)
-        reply = self.store._call(
-            lambda: self._acquire(keys=[key, key + ":fence"], args=[owner, _ms(seconds)])
-        )
+        try:
+            reply = self.store._call(
+                lambda: self._acquire(keys=[key, key + ":fence"], args=[owner, _ms(seconds)])
+            )
+        except StateUnavailableError:
+            # The script may have run with its reply lost or late: give back what it may have
+            # taken (compare-and-delete, one call), or the lease would stay held by nobody.
+            try:
+                self.store._call(lambda: self.store.client.eval(_RELEASE, 1, key, owner))
+            except StateError:
+                pass
+            raise
         if int(reply[0]) == 1:
             return RedisLease(self, name, owner, int(reply[1]))
         pttl = int(reply[2]) if len(reply) > 2 else -2

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from redishelpers import RedisServer
+from redishelpers import LateReplyProxy, RedisServer
 
 from reliactl import locks
 from reliactl.errors import LockBusyError, StateUnavailableError
@@ -277,7 +277,123 @@ def test_unreachable_store_is_waited_for_within_lock_wait_only(
     held.release()
 
 
+@pytest.mark.usefixtures("redis_client")
+def test_an_owner_takes_again_the_lease_it_already_holds(
+    redis_server: RedisServer, namespace: str
+) -> None:
+    """An acquire with the owner value the key already holds (the same holder's earlier
+    acquire, whose reply was lost) takes it: the lease is extended to its full length and a
+    new, higher token drawn; any other owner is still busy."""
+    service = _service(redis_server, namespace)
+    try:
+        first = service.acquire("again", '{"token": "a"}', 30.0)
+        key = service.key("again")
+        client = redis_server.client()
+        client.pexpire(key, 2000)
+        second = service.acquire("again", '{"token": "a"}', 30.0)
+        assert not hasattr(second, "holder"), second
+        assert second.fencing_token > first.fencing_token
+        assert client.pttl(key) > 10_000  # back to a full lease
+        busy = service.acquire("again", '{"token": "b"}', 30.0)
+        assert busy.holder == '{"token": "a"}'
+        assert second.release() is True
+    finally:
+        service.close()
+
+
 # --------------------------------------------------------------------------- reliactl run
+
+
+def _late_acquire_proxy(server: RedisServer) -> LateReplyProxy:
+    """A proxy that answers the first acquire script 3 s late (after it ran in Redis)."""
+    from reliactl.state.redislease import _ACQUIRE
+
+    sha = server.client().script_load(_ACQUIRE)  # so EVALSHA runs it (no NOSCRIPT round trip)
+    return LateReplyProxy(server.port, [sha.encode(), _ACQUIRE.encode()], delay=3.0)
+
+
+def test_an_acquire_answered_too_late_leaves_no_lease_behind(
+    own_redis: Callable[..., RedisServer], namespace: str, tmp_path: Path
+) -> None:
+    """The acquire took the lease in Redis but its reply came after state.operation_timeout:
+    `run` exits 75 saying Redis did not answer, does not run the job, and gives the lease
+    back, so another host takes the lock at once (not "busy: held by" a process that never
+    ran the job, for the whole lease)."""
+    server = own_redis()
+    proxy = _late_acquire_proxy(server)
+    job = ["--lock-scope", "fleet", "--lock-name", "late", "--", "sh", "-c", "echo $0 >> $OUT/ran"]
+    try:
+        late = subprocess.run(
+            _run(*job, "late"),
+            env=_host_env(
+                server,
+                namespace,
+                tmp_path,
+                0,
+                RELIACTL_STATE__URL=proxy.url,
+                RELIACTL_RUN__LOCK_LEASE="60s",
+            ),
+            capture_output=True,
+            text=True,
+            timeout=HANG,
+        )
+    finally:
+        proxy.close()
+    assert proxy.held == 1
+    assert late.returncode == 75, late.stderr
+    assert "did not answer" in late.stderr
+    assert server.client().get(f"{namespace}:l:{{lock:late}}") is None
+    other = subprocess.run(
+        _run(*job, "other"),
+        env=_host_env(server, namespace, tmp_path, 1, RELIACTL_RUN__LOCK_LEASE="60s"),
+        capture_output=True,
+        text=True,
+        timeout=HANG,
+    )
+    assert other.returncode == 0, other.stderr
+    assert (tmp_path / "ran").read_text().split() == ["other"]
+
+
+def test_lock_wait_after_a_late_acquire_reply_takes_the_lock(
+    own_redis: Callable[..., RedisServer], namespace: str, tmp_path: Path
+) -> None:
+    """Within --lock-wait, an acquire whose reply came too late is tried again and takes the
+    lock (it never waits for the lease its own unanswered attempt left: that lease is 60 s,
+    the wait 20 s), and the job runs once."""
+    server = own_redis()
+    proxy = _late_acquire_proxy(server)
+    try:
+        done = subprocess.run(
+            _run(
+                "--lock-scope",
+                "fleet",
+                "--lock-name",
+                "late",
+                "--lock-wait",
+                "20s",
+                "--",
+                "sh",
+                "-c",
+                "echo ran >> $OUT/ran",
+            ),
+            env=_host_env(
+                server,
+                namespace,
+                tmp_path,
+                0,
+                RELIACTL_STATE__URL=proxy.url,
+                RELIACTL_RUN__LOCK_LEASE="60s",
+            ),
+            capture_output=True,
+            text=True,
+            timeout=HANG,
+        )
+    finally:
+        proxy.close()
+    assert proxy.held == 1
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "ran").read_text().split() == ["ran"]
+    assert server.client().get(f"{namespace}:l:{{lock:late}}") is None  # released at the end
 
 
 def test_run_fleet_lock_end_to_end(
