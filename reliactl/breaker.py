@@ -20,8 +20,10 @@ Two backends share one state machine (the ``_admit`` / ``_record`` functions bel
   state store, changed only through ``store.update`` (an atomic read-modify-write across
   processes), so counters stay exact under contention and several processes (five cron runs
   in a row) see one breaker. Times are wall-clock epoch seconds; an ``opened_at`` in the future
-  (the clock was set back) is clamped to now, so a breaker is open at most one open period
-  after the jump is noticed, never forever. A half-open trial holds a reservation with a
+  written by this host (its clock was set back) is clamped to now, so a breaker is open at
+  most one open period after the jump is noticed, never forever; one written by another host
+  (its clock is ahead of ours) is left as it is: clamping it would shorten the open period
+  for the whole fleet by the skew. A half-open trial holds a reservation with a
   wall-clock expiry and its owner's pid and host: a reservation expires after
   ``trial_timeout``, or at once when its owner on this host is dead (kill -9).
   Constructing a breaker never writes: it never resets a persisted one.
@@ -331,7 +333,7 @@ class _Core:
     state, consecutive_failures, trial_successes, opened_at, opened_wall, open_for (None
     while open: tripped until closed by hand), reopens, forced, trials, window ("0" success,
     "1" failure; newest last), calls, successes, failures, rejections, slow_calls, ignored,
-    since, last_failure, last_failure_at, last_failure_type, pending_failures.
+    since, last_failure, last_failure_at, last_failure_type, pending_failures, opened_by.
 
     ``last_failure_type`` is set by the in-memory failure path, which keeps the exception's
     class and its text (``str(exc)``, cut to MAX_REASON) and formats the reason only when it
@@ -339,6 +341,8 @@ class _Core:
     ``pending_failures`` (in memory only): failures counted by that path whose "1"s are not
     yet in ``window`` (``CircuitBreaker._settle`` appends them, under the lock, before the
     window is read).
+    ``opened_by`` (persisted only): the host whose clock wrote ``opened_at`` (None: not
+    known, a record of an older reliactl); only that clock may clamp it (``_admit``).
     """
 
     __slots__ = (  # noqa: RUF023 - the fields' order: __init__'s, repr's, equality's
@@ -363,6 +367,7 @@ class _Core:
         "last_failure_at",
         "last_failure_type",
         "pending_failures",
+        "opened_by",
     )
 
     def __init__(
@@ -388,6 +393,7 @@ class _Core:
         last_failure_at: float | None = None,
         last_failure_type: type[BaseException] | None = None,
         pending_failures: int = 0,
+        opened_by: str | None = None,
     ) -> None:
         self.state = state
         self.consecutive_failures = consecutive_failures
@@ -410,6 +416,7 @@ class _Core:
         self.last_failure_at = last_failure_at
         self.last_failure_type = last_failure_type
         self.pending_failures = pending_failures
+        self.opened_by = opened_by
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
@@ -466,6 +473,8 @@ class _Core:
                 core.trials = {str(k): dict(v) for k, v in trials.items() if isinstance(v, Mapping)}
             failure = record.get("last_failure")
             core.last_failure = failure if isinstance(failure, str) else None
+            opener = record.get("opened_by")
+            core.opened_by = opener if isinstance(opener, str) else None
             if core.state == _OPEN and core.opened_at is None:
                 core.opened_at = core.opened_wall = wall
             return core
@@ -503,6 +512,8 @@ class _Core:
             "last_failure": self.reason(),
             "last_failure_at": self.last_failure_at,
         }
+        if self.opened_by is not None:
+            record["opened_by"] = self.opened_by
         if config is not None:
             record["config"] = config
         if config_id is not None:
@@ -533,6 +544,7 @@ def _open(
     core.open_for = cfg.open_duration(core.reopens)
     core.opened_at = now
     core.opened_wall = wall
+    core.opened_by = _HOST
     core.forced = False
     core.trials.clear()
     core.trial_successes = 0
@@ -546,7 +558,7 @@ def _close(core: _Core, reason: str, wall: float, out: Transitions) -> None:
     core.pending_failures = 0
     core.trials.clear()
     core.reopens = 0
-    core.opened_at = core.opened_wall = None
+    core.opened_at = core.opened_wall = core.opened_by = None
     core.open_for = None
     core.forced = False
     if core.state != _CLOSED:
@@ -583,8 +595,13 @@ def _admit(
     if core.state == _CLOSED:
         return True, None, 0.0
     if core.state == _OPEN:
-        if core.opened_at is None or core.opened_at > now:
-            # Never opened properly, or the clock was set back: count from now.
+        if core.opened_at is None or (
+            core.opened_at > now and (not persisted or core.opened_by in (None, _HOST))
+        ):
+            # Never opened properly, or this clock was set back: count from now. Not when
+            # another host's clock wrote it: ahead of ours is skew, and clamping it would
+            # move the fleet's open period back by the skew (a trial against a down
+            # service); we wait until our clock passes it instead.
             core.opened_at = now
         if core.open_for is None and not core.forced:  # a record without its open time
             core.open_for = cfg.open_duration(core.reopens)
@@ -1495,6 +1512,7 @@ class CircuitBreaker:
         def action(core: _Core, now: float, wall: float, out: Transitions) -> None:
             core.opened_at = now
             core.opened_wall = wall
+            core.opened_by = _HOST
             core.open_for = duration
             core.forced = True
             core.trials.clear()

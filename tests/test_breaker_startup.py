@@ -145,6 +145,7 @@ class _OldCore:
     last_failure_at: float | None = None
     last_failure_type: type[BaseException] | None = None
     pending_failures: int = 0
+    opened_by: str | None = None  # added since (the host that wrote opened_at)
 
 
 _OldCore.__qualname__ = _OldCore.__name__ = "_Core"

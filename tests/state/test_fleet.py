@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -233,3 +234,41 @@ def test_one_alert_per_cooldown_across_hosts(state_env: dict[str, str], tmp_path
         assert "Traceback" not in err
     alerts = [json.loads(path.read_text()) for path in sent.iterdir()]
     assert sorted(alert["host"] for alert in alerts) == [f"host-{h}" for h in range(HOSTS)], alerts
+
+
+FAKETIME = shutil.which("faketime")
+
+
+def test_a_host_whose_clock_is_behind_does_not_shorten_an_open_breaker(
+    state_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A host whose wall clock is 120 s behind sees the fleet's open breaker opened "in the
+    future"; it is refused (69) without moving the shared opened_at back to its own time, so
+    a host with a correct clock still finds the breaker open (69), not past its recovery
+    time (a trial run against a service the fleet found down)."""
+    if FAKETIME is None:
+        pytest.skip("faketime is not installed (apt-get install faketime; .ci/run does)")
+    env = {**state_env, "RELIACTL_CIRCUIT_BREAKER__RECOVERY_TIMEOUT": "30s"}
+
+    def run(host: int, *command: str, behind: bool = False) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "reliactl", "run", "--breaker", "sk", "--", *command]
+        extra = {}
+        if behind:  # libfaketime: the wall clock only (the breaker's times are wall clock)
+            argv = [FAKETIME, "-f", "-120s", *argv]
+            extra = {"FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+        return subprocess.run(
+            argv,
+            env={**host_env(env, tmp_path, host), **extra},
+            capture_output=True,
+            text=True,
+            timeout=HANG_BOUND,
+        )
+
+    codes = [run(1, "false").returncode for _ in range(5)]
+    assert codes == [1, 1, 1, 1, 1]
+    behind = run(3, "sh", "-c", "echo ran", behind=True)
+    assert behind.returncode == 69, behind.stderr
+    assert "ran" not in behind.stdout
+    again = run(1, "sh", "-c", "echo ran; exit 1")
+    assert again.returncode == 69, again.stderr  # still open for host-1: no trial
+    assert "ran" not in again.stdout
