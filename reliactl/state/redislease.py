@@ -13,9 +13,8 @@ Every operation is one Lua script (atomic on the server, one round trip):
   ``max(previous + 1, now_ms + 1)``, so a restart that lost the counter or brought back an
   older one (an RDB or AOF from before later tokens) still hands out tokens above every one
   handed out before, as long as the server's clock did not go back and tokens were not drawn
-  faster than one a millisecond. A key that already holds this owner (its own earlier acquire,
-  whose reply was lost) is taken too: PEXPIRE to a full lease, a new token. When busy it
-  returns the holder's value and PTTL instead;
+  faster than one a millisecond. When busy it returns the holder's value and PTTL instead
+  (also when the key holds this very owner value: see below);
 - renew: ``PEXPIRE`` only while ``GET key == owner`` (compare-and-expire);
 - release: ``DEL`` only while ``GET key == owner`` (compare-and-delete). A WATCH/MULTI/EXEC
   transaction would need two round trips and a retry loop for the same effect.
@@ -24,7 +23,13 @@ An acquire that fails for want of an answer (``StateUnavailableError``: the repl
 or the connection broke) may have taken the lease all the same; it then sends the release
 script once for its own owner value (best effort, bounded by one call), so the lease is not
 left held by nobody for its whole length (other hosts told "busy" by a dead process, a
-``--lock-wait`` retry waiting for its own leftover).
+``--lock-wait`` retry waiting for its own leftover). That release may itself reach Redis
+late, after a later attempt took the lease; so every attempt uses its own owner value
+(``locks.acquire_fleet``: a new random token per attempt), and a late release can only ever
+delete the lease of the attempt that sent it, which nobody holds. For the same reason an
+acquire never takes a key that already holds its owner value: no caller sends one owner
+twice, and accepting it is what would let a late release of an earlier attempt delete a
+live lease.
 
 Renew and release send the script's text (EVAL, ~100 bytes), never EVALSHA: after a SCRIPT
 FLUSH or a restart EVALSHA fails with NOSCRIPT and needs a second round trip (EVAL), which
@@ -45,11 +50,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 _ACQUIRE = """
-local took = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
-if not took and redis.call('GET', KEYS[1]) == ARGV[1] then
-  took = redis.call('PEXPIRE', KEYS[1], ARGV[2]) == 1
-end
-if took then
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   local t = redis.call('TIME')
   local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   local fence = redis.call('GET', KEYS[2])

@@ -198,3 +198,32 @@ class LateReplyProxy:
         with self._lock:
             for s in self._sockets:
                 s.close()
+
+
+class LateRequestProxy(LateReplyProxy):
+    """A ``LateReplyProxy`` that holds back the requests themselves: each of the first
+    ``times`` requests containing one of ``triggers`` reaches Redis ``delay`` seconds late
+    (after its caller timed out and went on), and runs then. ``held`` counts the requests
+    held back, ``forwarded`` those sent on to Redis after their delay."""
+
+    def __init__(self, port: int, triggers: list[bytes], delay: float, times: int = 1) -> None:
+        self.forwarded = 0
+        super().__init__(port, triggers, delay, times)
+
+    def _up(self, src: socket.socket, dst: socket.socket, hold: threading.Event) -> None:
+        try:
+            while data := src.recv(65536):
+                late = any(t in data for t in self.triggers) and self._claim()
+                if late:
+                    with self._lock:
+                        self.held += 1
+                    time.sleep(self.delay)
+                dst.sendall(data)
+                if late:
+                    with self._lock:
+                        self.forwarded += 1
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                s.close()

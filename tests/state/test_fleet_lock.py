@@ -278,27 +278,76 @@ def test_unreachable_store_is_waited_for_within_lock_wait_only(
 
 
 @pytest.mark.usefixtures("redis_client")
-def test_an_owner_takes_again_the_lease_it_already_holds(
+def test_an_acquire_never_takes_a_lease_that_exists_even_with_its_own_owner(
     redis_server: RedisServer, namespace: str
 ) -> None:
-    """An acquire with the owner value the key already holds (the same holder's earlier
-    acquire, whose reply was lost) takes it: the lease is extended to its full length and a
-    new, higher token drawn; any other owner is still busy."""
+    """A held lease is busy for every acquire, one with the very owner value it holds too
+    (no caller sends one owner twice: each attempt has its own, see the late-release test),
+    and the holder is named."""
     service = _service(redis_server, namespace)
     try:
         first = service.acquire("again", '{"token": "a"}', 30.0)
-        key = service.key("again")
-        client = redis_server.client()
-        client.pexpire(key, 2000)
-        second = service.acquire("again", '{"token": "a"}', 30.0)
-        assert not hasattr(second, "holder"), second
-        assert second.fencing_token > first.fencing_token
-        assert client.pttl(key) > 10_000  # back to a full lease
-        busy = service.acquire("again", '{"token": "b"}', 30.0)
-        assert busy.holder == '{"token": "a"}'
-        assert second.release() is True
+        for owner in ('{"token": "a"}', '{"token": "b"}'):
+            busy = service.acquire("again", owner, 30.0)
+            assert busy.holder == '{"token": "a"}'
+        assert first.release() is True
     finally:
         service.close()
+
+
+def test_a_late_give_back_of_an_unanswered_attempt_never_deletes_the_lease_held(
+    own_redis: Callable[..., RedisServer], namespace: str
+) -> None:
+    """Within --lock-wait, attempt 1's acquire and the give-back (compare-and-delete) it sends
+    after timing out both reach Redis late, after attempt 2 took the lease: the lease stays
+    the run's (each attempt has its own owner value, so neither late script matches it), its
+    renewal succeeds and another host is told busy, naming this run."""
+    from redishelpers import LateRequestProxy
+
+    from reliactl.state.redislease import _ACQUIRE, _RELEASE
+
+    server = own_redis()
+    sha = server.client().script_load(_ACQUIRE)  # so EVALSHA runs it (no NOSCRIPT round trip)
+    triggers = [sha.encode(), _ACQUIRE.encode(), _RELEASE.encode()]
+    proxy = LateRequestProxy(server.port, triggers, delay=1.5, times=2)
+
+    def through_proxy() -> Any:
+        from reliactl.state.redis import open_redis_store
+        from reliactl.state.redislease import RedisLeaseService
+        from reliactl.state.url import parse_state_url
+
+        store = open_redis_store(
+            parse_state_url(proxy.url),
+            namespace=namespace,
+            connect_timeout=0.5,
+            operation_timeout=0.5,
+        )
+        return RedisLeaseService(store)
+
+    try:
+        held = locks.acquire_fleet("race", through_proxy, seconds=30.0, wait=60.0, command="a")
+        key = f"{namespace}:l:{{lock:race}}"
+        owner = server.client().get(key)
+        try:
+            assert json.loads(owner)["command"] == "a"
+            deadline = time.monotonic() + HANG
+            while proxy.forwarded < 2:  # both late scripts sent on to Redis
+                assert time.monotonic() < deadline, (proxy.held, proxy.forwarded)
+                time.sleep(0.02)
+            time.sleep(0.5)  # and run there
+            assert server.client().get(key) == owner
+            assert held.renew() is None
+            other = _service(server, namespace)
+            try:
+                busy = other.acquire("race", '{"host": "b", "token": "b"}', 30.0)
+                assert busy.holder == owner.decode()
+            finally:
+                other.close()
+        finally:
+            held.release()
+    finally:
+        proxy.close()
+    assert proxy.held == 2
 
 
 # --------------------------------------------------------------------------- reliactl run
