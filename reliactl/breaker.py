@@ -20,9 +20,13 @@ Two backends share one state machine (the ``_admit`` / ``_record`` functions bel
   state store, changed only through ``store.update`` (an atomic read-modify-write across
   processes), so counters stay exact under contention and several processes (five cron runs
   in a row) see one breaker. Times are wall-clock epoch seconds; an ``opened_at`` in the future
-  (the clock was set back) is clamped to now, so a breaker is open at most one open period
-  after the jump is noticed, never forever. A half-open trial holds a reservation with a
-  wall-clock expiry and its owner's pid and host: a reservation expires after
+  written by this host (its clock was set back), or found on a store one host uses
+  (SQLite), is clamped to now, so a breaker is open at most one open period after the jump
+  is noticed, never forever; on a shared store (Redis) one written by another host (its
+  clock is ahead of ours) is never clamped (that would shorten the open period for the
+  whole fleet by the skew): this host counts the period from no later than its first sight
+  of it plus one period, so at most two periods (``_open_since``). A half-open trial holds a
+  reservation with a wall-clock expiry and its owner's pid and host: a reservation expires after
   ``trial_timeout``, or at once when its owner on this host is dead (kill -9).
   Constructing a breaker never writes: it never resets a persisted one.
 
@@ -331,7 +335,7 @@ class _Core:
     state, consecutive_failures, trial_successes, opened_at, opened_wall, open_for (None
     while open: tripped until closed by hand), reopens, forced, trials, window ("0" success,
     "1" failure; newest last), calls, successes, failures, rejections, slow_calls, ignored,
-    since, last_failure, last_failure_at, last_failure_type, pending_failures.
+    since, last_failure, last_failure_at, last_failure_type, pending_failures, opened_by.
 
     ``last_failure_type`` is set by the in-memory failure path, which keeps the exception's
     class and its text (``str(exc)``, cut to MAX_REASON) and formats the reason only when it
@@ -339,6 +343,11 @@ class _Core:
     ``pending_failures`` (in memory only): failures counted by that path whose "1"s are not
     yet in ``window`` (``CircuitBreaker._settle`` appends them, under the lock, before the
     window is read).
+    ``opened_by`` (persisted only): the host whose clock wrote ``opened_at`` (None: not
+    known, a record of an older reliactl); only that clock may clamp it (``_open_since``).
+    ``seen_ahead`` (persisted only, shared stores): host -> that host's clock when it first
+    found this opening's ``opened_at`` ahead of its clock (another host's skew); it counts
+    the open period from no later than that plus ``open_for`` (``_open_since``).
     """
 
     __slots__ = (  # noqa: RUF023 - the fields' order: __init__'s, repr's, equality's
@@ -363,6 +372,8 @@ class _Core:
         "last_failure_at",
         "last_failure_type",
         "pending_failures",
+        "opened_by",
+        "seen_ahead",
     )
 
     def __init__(
@@ -388,6 +399,8 @@ class _Core:
         last_failure_at: float | None = None,
         last_failure_type: type[BaseException] | None = None,
         pending_failures: int = 0,
+        opened_by: str | None = None,
+        seen_ahead: dict[str, float] = _FACTORY,
     ) -> None:
         self.state = state
         self.consecutive_failures = consecutive_failures
@@ -410,6 +423,8 @@ class _Core:
         self.last_failure_at = last_failure_at
         self.last_failure_type = last_failure_type
         self.pending_failures = pending_failures
+        self.opened_by = opened_by
+        self.seen_ahead = {} if seen_ahead is _FACTORY else seen_ahead
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
@@ -466,6 +481,15 @@ class _Core:
                 core.trials = {str(k): dict(v) for k, v in trials.items() if isinstance(v, Mapping)}
             failure = record.get("last_failure")
             core.last_failure = failure if isinstance(failure, str) else None
+            opener = record.get("opened_by")
+            core.opened_by = opener if isinstance(opener, str) else None
+            seen = record.get("seen_ahead")
+            if isinstance(seen, dict):
+                core.seen_ahead = {
+                    str(k): float(v)
+                    for k, v in seen.items()
+                    if isinstance(v, (int, float)) and math.isfinite(v)
+                }
             if core.state == _OPEN and core.opened_at is None:
                 core.opened_at = core.opened_wall = wall
             return core
@@ -503,6 +527,10 @@ class _Core:
             "last_failure": self.reason(),
             "last_failure_at": self.last_failure_at,
         }
+        if self.opened_by is not None:
+            record["opened_by"] = self.opened_by
+        if self.seen_ahead:
+            record["seen_ahead"] = self.seen_ahead
         if config is not None:
             record["config"] = config
         if config_id is not None:
@@ -533,6 +561,8 @@ def _open(
     core.open_for = cfg.open_duration(core.reopens)
     core.opened_at = now
     core.opened_wall = wall
+    core.opened_by = _HOST
+    core.seen_ahead = {}
     core.forced = False
     core.trials.clear()
     core.trial_successes = 0
@@ -546,7 +576,8 @@ def _close(core: _Core, reason: str, wall: float, out: Transitions) -> None:
     core.pending_failures = 0
     core.trials.clear()
     core.reopens = 0
-    core.opened_at = core.opened_wall = None
+    core.opened_at = core.opened_wall = core.opened_by = None
+    core.seen_ahead = {}
     core.open_for = None
     core.forced = False
     if core.state != _CLOSED:
@@ -570,6 +601,44 @@ def _expire_trials(core: _Core, now: float, ttl: float, check_pids: bool) -> Non
             del core.trials[token]
 
 
+def _is_shared(store: object) -> bool:
+    """Whether ``store`` is shared by several hosts (``StateStore.shared``: Redis)."""
+    return bool(getattr(store, "shared", False))
+
+
+def _open_since(core: _Core, now: float, shared: bool, *, write: bool) -> float:
+    """When this host counts an open breaker's period (``core.open_for``, not None) from,
+    on its clock ``now``: admission (``write``: the record is written back) and snapshots
+    (``breaker show``, read only) share this one rule.
+
+    - not opened properly (no ``opened_at``): from now;
+    - ``opened_at`` in the future, written by this clock (it was set back since), or on a
+      store that is not shared (SQLite: one host, whatever its processes call themselves),
+      or by a record of an older reliactl (no ``opened_by``): clamped to now and written, so
+      a clock set back keeps it open at most one more period, never forever;
+    - ``opened_at`` in the future written by another host of a shared store (its clock
+      ahead of ours): never clamped (that would move the fleet's open time back by the
+      skew); counted from no later than this host's first sight of it plus one period
+      (``seen_ahead``, this host's own entry, written once), so a host far ahead keeps it
+      open here at most two periods from then, never as long as its clock is off.
+    """
+    opened = core.opened_at
+    if opened is None or (
+        opened > now and (not shared or core.opened_by is None or core.opened_by == _HOST)
+    ):
+        if write:
+            core.opened_at = now
+        return now
+    if opened <= now:
+        return opened
+    first = core.seen_ahead.get(_HOST)
+    if first is None or first > now:  # first sight, or this clock went back since
+        first = now
+        if write:
+            core.seen_ahead[_HOST] = now
+    return min(opened, first + (core.open_for or 0.0))
+
+
 def _admit(
     core: _Core,
     cfg: BreakerConfig,
@@ -578,20 +647,20 @@ def _admit(
     ttl: float,
     persisted: bool,
     out: Transitions,
+    *,
+    shared: bool = False,
 ) -> tuple[bool, str | None, float]:
-    """(admitted, trial token or None, retry_after) for one call."""
+    """(admitted, trial token or None, retry_after) for one call (``shared``: the store is
+    shared by several hosts, see ``_open_since``)."""
     if core.state == _CLOSED:
         return True, None, 0.0
     if core.state == _OPEN:
-        if core.opened_at is None or core.opened_at > now:
-            # Never opened properly, or the clock was set back: count from now.
-            core.opened_at = now
         if core.open_for is None and not core.forced:  # a record without its open time
             core.open_for = cfg.open_duration(core.reopens)
         if core.open_for is None:  # tripped by an operator until closed
             core.rejections += 1
             return False, None, float(cfg.recovery_timeout)
-        remaining = core.open_for - (now - core.opened_at)
+        remaining = core.open_for - (now - _open_since(core, now, shared, write=True))
         if remaining > 0:
             core.rejections += 1
             return False, None, remaining
@@ -778,12 +847,13 @@ def _snapshot(
     now: float,
     persistent: bool,
     config: dict[str, Any],
+    shared: bool = False,
 ) -> BreakerSnapshot:
     retry_after: float | None = None
     if core.state == _OPEN and core.open_for is not None:
-        opened = core.opened_at if core.opened_at is not None else now
-        elapsed = max(0.0, now - opened)  # a clock set back counts as no time, never forever
-        retry_after = max(0.0, core.open_for - elapsed)
+        # What admission would answer now (one rule: _open_since), written nowhere.
+        since = _open_since(core, now, shared, write=False)
+        retry_after = max(0.0, core.open_for - (now - since))
     # What the next caller would see: expired reservations and those of dead owners are free.
     probe = _Core(trials={k: dict(v) for k, v in core.trials.items()})
     _expire_trials(probe, now, math.inf, persistent)
@@ -1117,12 +1187,13 @@ class CircuitBreaker:
                 self._rehot()
         else:
             result: list[Any] = []
+            shared = _is_shared(store)
 
             def update(record: Record | None) -> tuple[Record, Transitions, float]:
                 wall = self.clock.time()
                 core = _Core.from_record(record, wall)
                 local: Transitions = []
-                result[:] = [_admit(core, cfg, wall, wall, ttl, True, local)]
+                result[:] = [_admit(core, cfg, wall, wall, ttl, True, local, shared=shared)]
                 return core.to_record(self._config_view, self._config_id), local, wall
 
             out, logged = self._store_write(update)
@@ -1474,7 +1545,8 @@ class CircuitBreaker:
             record = self.store.get(RECORD_KIND, self.name)
         wall = self.clock.time()
         config = (record or {}).get("config") or self._config_view
-        return _snapshot(self.name, _Core.from_record(record, wall), wall, True, config)
+        core = _Core.from_record(record, wall)
+        return _snapshot(self.name, core, wall, True, config, _is_shared(self.store))
 
     def events(self, limit: int = 20) -> list[BreakerEvent]:
         """The newest transitions first."""
@@ -1517,6 +1589,8 @@ class CircuitBreaker:
         def action(core: _Core, now: float, wall: float, out: Transitions) -> None:
             core.opened_at = now
             core.opened_wall = wall
+            core.opened_by = _HOST
+            core.seen_ahead = {}
             core.open_for = duration
             core.forced = True
             core.trials.clear()
@@ -1662,7 +1736,10 @@ def list_breakers(
     names = set(records)
     if config is not None:
         names.update(config.circuit_breaker.breakers)
-    return [_stored_snapshot(name, records.get(name), config, wall) for name in sorted(names)]
+    shared = _is_shared(store)
+    return [
+        _stored_snapshot(name, records.get(name), config, wall, shared) for name in sorted(names)
+    ]
 
 
 def breaker_snapshot(
@@ -1678,11 +1755,12 @@ def breaker_snapshot(
             record = store.get(RECORD_KIND, name)
     if record is None and (config is None or name not in config.circuit_breaker.breakers):
         return None
-    return _stored_snapshot(name, record, config, (clock or SYSTEM_CLOCK).time())
+    wall = (clock or SYSTEM_CLOCK).time()
+    return _stored_snapshot(name, record, config, wall, _is_shared(store))
 
 
 def _stored_snapshot(
-    name: str, record: Record | None, config: Config | None, wall: float
+    name: str, record: Record | None, config: Config | None, wall: float, shared: bool
 ) -> BreakerSnapshot:
     view = (record or {}).get("config")
     if not isinstance(view, dict):
@@ -1691,7 +1769,7 @@ def _stored_snapshot(
             if config is not None
             else {}
         )
-    return _snapshot(name, _Core.from_record(record, wall), wall, True, view)
+    return _snapshot(name, _Core.from_record(record, wall), wall, True, view, shared)
 
 
 # --------------------------------------------------------------------------- the registry

@@ -228,8 +228,8 @@ def _check_redis(config: Config) -> list[Finding]:
             Finding(
                 "redis persistence",
                 WARN,
-                "persistence is off (no RDB save, appendonly no): fencing tokens and breaker"
-                " state do not survive a Redis restart",
+                "persistence is off (no RDB save, appendonly no): breaker state, history and"
+                " held fleet locks do not survive a Redis restart",
                 "set appendonly yes (CONFIG SET appendonly yes, and in redis.conf)",
             )
         )

@@ -25,7 +25,8 @@ The lock is released by closing the descriptor, so it is released however the pr
 including SIGKILL.
 
 Fleet scope (``acquire_fleet``): the same holder line is the value of a lease in the shared
-store (``reliactl.state.leases``; Redis), with a random owner token. The lease expires unless
+store (``reliactl.state.leases``; Redis), with a random owner token, a new one for each
+acquire attempt (see ``acquire_fleet``). The lease expires unless
 renewed: ``FleetLock.renew`` is what the supervisor calls every third of the lease, and it
 says when the lock is lost (the lease could not be renewed before it expired, or it is gone
 or another owner's). Both kinds offer the same face to the runner: ``name``, ``where``,
@@ -1016,7 +1017,8 @@ def _secs(seconds: float) -> str:
 
 
 def fleet_owner(command: str, started_at: float) -> str:
-    """The value of a fleet lease: the holder line of a lock file, plus a random token."""
+    """The value of a fleet lease: the holder line of a lock file, plus a random token (a new
+    one on every call: one per acquire attempt)."""
     return json.dumps(
         {
             "pid": os.getpid(),
@@ -1050,7 +1052,7 @@ def acquire_fleet(
 
     started = monotonic()
     deadline = None if wait is None else started + wait
-    owner = fleet_owner(command, now())
+    started_at = now()
     pause = 0.02
     service: LeaseService | None = None
     try:
@@ -1059,7 +1061,11 @@ def acquire_fleet(
             try:
                 if service is None:
                     service = leases()
-                got = service.acquire(name, owner, seconds)
+                # A fresh owner value (random token) per attempt: an unanswered attempt gives
+                # back its own lease (compare-and-delete of its owner), and that call may reach
+                # Redis late, after a later attempt took the lease: with one owner for every
+                # attempt it would delete the lease this run holds.
+                got = service.acquire(name, fleet_owner(command, started_at), seconds)
             except StateUnavailableError:
                 # Within --lock-wait an unreachable store is waited for like a busy lock.
                 if deadline is None or monotonic() + pause < deadline:

@@ -145,6 +145,8 @@ class _OldCore:
     last_failure_at: float | None = None
     last_failure_type: type[BaseException] | None = None
     pending_failures: int = 0
+    opened_by: str | None = None  # added since (the host that wrote opened_at)
+    seen_ahead: dict[str, float] = dataclasses.field(default_factory=dict)  # added since
 
 
 _OldCore.__qualname__ = _OldCore.__name__ = "_Core"
@@ -166,6 +168,8 @@ def _sample(name: str, index: int) -> Any:
     default = getattr(_OldCore(), name)
     if name == "trials":
         return {f"t{index}": {"expires": float(index)}}
+    if name == "seen_ahead":
+        return {f"h{index}": float(index)}
     if name == "last_failure_type":
         return ValueError
     if isinstance(default, bool):

@@ -222,7 +222,10 @@ class StateStore(Protocol):
 
     A store that several threads may use at once says so with a class attribute
     ``thread_safe = True`` (the SQLite, Redis and fleet stores do); a persisted breaker
-    serialises its operations on any other store, per store.
+    serialises its operations on any other store, per store. A store that several hosts
+    share says so with ``shared = True`` (the Redis and fleet stores): a persisted breaker
+    then clamps an ``opened_at`` ahead of this host's clock only when this host wrote it
+    (``breaker._open_since``); on any other store (SQLite: one host) it always does.
     """
 
     @property

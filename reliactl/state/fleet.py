@@ -183,6 +183,7 @@ class FleetStore:
     """A StateStore on Redis that degrades to the host as ``mode`` says (see the module)."""
 
     thread_safe = True  # its stores are; switching between them is under ``_lock``
+    shared = True  # several hosts: breakers count skew by ``opened_by`` (breaker.py)
 
     def __init__(
         self,

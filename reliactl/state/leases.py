@@ -66,8 +66,9 @@ class LeaseService(Protocol):
 
     def acquire(self, name: str, owner: str, seconds: float) -> Lease | LeaseBusy:
         """Take the lease ``name`` for ``seconds`` with the owner value ``owner`` (unique per
-        holder: it carries a random token) if nobody holds it; else say who does. Raises
-        StateError when the backend cannot answer (within its timeouts)."""
+        attempt: it carries a random token; never sent twice) if nobody holds it; else say
+        who does. Raises StateError when the backend cannot answer (within its timeouts),
+        after giving back (best effort) what the unanswered call may have taken."""
 
     def close(self) -> None:
         """Release the connection."""

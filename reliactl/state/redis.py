@@ -260,6 +260,7 @@ class RedisStateStore:
     # Safe for several threads at once: the client takes a pooled connection per command or
     # pipeline (WATCH/MULTI/EXEC holds its own), and the store keeps no other state.
     thread_safe = True
+    shared = True  # several hosts: breakers count skew by ``opened_by`` (breaker.py)
 
     def __init__(
         self,

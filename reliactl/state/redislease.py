@@ -8,14 +8,28 @@ Redis Cluster slot and its scripts may touch both)::
 
 Every operation is one Lua script (atomic on the server, one round trip):
 
-- acquire: ``SET key owner NX PX ms``; when it took the lease, the fencing counter is seeded
-  from the server's clock in milliseconds if it is absent (a restart that lost the data
-  restarts it above every token handed out before, as long as the server's clock did not go
-  back and fewer than 1000 tokens a second were drawn on average), then INCR'd. When busy it
-  returns the holder's value and PTTL instead;
+- acquire: ``SET key owner NX PX ms``; when it took the lease, the fencing counter is raised
+  to the server's clock in milliseconds if it is absent or below it, then INCR'd: a token is
+  ``max(previous + 1, now_ms + 1)``, so a restart that lost the counter or brought back an
+  older one (an RDB or AOF from before later tokens) still hands out tokens above every one
+  handed out before, as long as the server's clock did not go back and tokens were not drawn
+  faster than one a millisecond. When busy it returns the holder's value and PTTL instead
+  (also when the key holds this very owner value: see below);
 - renew: ``PEXPIRE`` only while ``GET key == owner`` (compare-and-expire);
 - release: ``DEL`` only while ``GET key == owner`` (compare-and-delete). A WATCH/MULTI/EXEC
   transaction would need two round trips and a retry loop for the same effect.
+
+An acquire that fails for want of an answer (``StateUnavailableError``: the reply timed out
+or the connection broke) may have taken the lease all the same; it then sends the release
+script once for its own owner value (best effort, bounded by one call), so the lease is not
+left held by nobody for its whole length (other hosts told "busy" by a dead process, a
+``--lock-wait`` retry waiting for its own leftover). That release may itself reach Redis
+late, after a later attempt took the lease; so every attempt uses its own owner value
+(``locks.acquire_fleet``: a new random token per attempt), and a late release can only ever
+delete the lease of the attempt that sent it, which nobody holds. For the same reason an
+acquire never takes a key that already holds its owner value: no caller sends one owner
+twice, and accepting it is what would let a late release of an earlier attempt delete a
+live lease.
 
 Renew and release send the script's text (EVAL, ~100 bytes), never EVALSHA: after a SCRIPT
 FLUSH or a restart EVALSHA fails with NOSCRIPT and needs a second round trip (EVAL), which
@@ -27,6 +41,7 @@ for. So every renewal is exactly one round trip, as the rule counts. Acquire kee
 
 from __future__ import annotations
 
+from reliactl.errors import StateError, StateUnavailableError
 from reliactl.state.leases import LeaseBusy
 from reliactl.state.redis import RedisStateStore
 
@@ -36,9 +51,10 @@ if TYPE_CHECKING:
 
 _ACQUIRE = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  if redis.call('EXISTS', KEYS[2]) == 0 then
-    local t = redis.call('TIME')
-    local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local t = redis.call('TIME')
+  local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local fence = redis.call('GET', KEYS[2])
+  if not fence or (tonumber(fence) and tonumber(fence) < ms) then
     redis.call('SET', KEYS[2], string.format('%.0f', ms))
   end
   return {1, redis.call('INCR', KEYS[2])}
@@ -122,9 +138,18 @@ class RedisLeaseService:
 
     def acquire(self, name: str, owner: str, seconds: float) -> RedisLease | LeaseBusy:
         key = self.key(name)
-        reply = self.store._call(
-            lambda: self._acquire(keys=[key, key + ":fence"], args=[owner, _ms(seconds)])
-        )
+        try:
+            reply = self.store._call(
+                lambda: self._acquire(keys=[key, key + ":fence"], args=[owner, _ms(seconds)])
+            )
+        except StateUnavailableError:
+            # The script may have run with its reply lost or late: give back what it may have
+            # taken (compare-and-delete, one call), or the lease would stay held by nobody.
+            try:
+                self.store._call(lambda: self.store.client.eval(_RELEASE, 1, key, owner))
+            except StateError:
+                pass
+            raise
         if int(reply[0]) == 1:
             return RedisLease(self, name, owner, int(reply[1]))
         pttl = int(reply[2]) if len(reply) > 2 else -2

@@ -33,14 +33,20 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
-    """A private redis-server per test (to kill, stop or fill); all stopped afterwards."""
+    """A private redis-server per test (to kill, stop or fill); all stopped afterwards.
+    ``directory``: an earlier server's, to restart from what it saved there (its RDB)."""
     if REDIS_SERVER is None:
         pytest.skip("redis-server is not installed (apt-get install redis-server; .ci/run does)")
     started: list[RedisServer] = []
 
-    def start(*extra: str, password: str | None = None, port: int | None = None) -> RedisServer:
+    def start(
+        *extra: str,
+        password: str | None = None,
+        port: int | None = None,
+        directory: Path | None = None,
+    ) -> RedisServer:
         server = RedisServer(
-            tmp_path / f"redis{len(started)}", *extra, password=password, port=port
+            directory or tmp_path / f"redis{len(started)}", *extra, password=password, port=port
         )
         started.append(server)
         return server

@@ -7,6 +7,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -119,3 +120,110 @@ class RedisServer:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+class LateReplyProxy:
+    """A TCP proxy on loopback in front of a redis-server that holds back, for ``delay``
+    seconds, the reply to each of the first ``times`` requests containing one of
+    ``triggers``: the request reaches Redis at once and runs, its reply comes late (a
+    congested or flapping network). ``held`` counts the replies held back. ``close`` stops
+    it and closes every connection."""
+
+    def __init__(self, port: int, triggers: list[bytes], delay: float, times: int = 1) -> None:
+        self.target = port
+        self.triggers = triggers
+        self.delay = delay
+        self.times = times
+        self.held = 0
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            upstream = socket.create_connection(("127.0.0.1", self.target), timeout=30)
+            upstream.settimeout(None)
+            with self._lock:
+                self._sockets += [client, upstream]
+            hold = threading.Event()
+            threading.Thread(target=self._up, args=(client, upstream, hold), daemon=True).start()
+            threading.Thread(target=self._down, args=(upstream, client, hold), daemon=True).start()
+
+    def _claim(self) -> bool:
+        with self._lock:
+            if self.times <= 0:
+                return False
+            self.times -= 1
+            return True
+
+    def _up(self, src: socket.socket, dst: socket.socket, hold: threading.Event) -> None:
+        try:
+            while data := src.recv(65536):
+                if any(t in data for t in self.triggers) and self._claim():
+                    hold.set()  # before Redis can answer
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                s.close()
+
+    def _down(self, src: socket.socket, dst: socket.socket, hold: threading.Event) -> None:
+        try:
+            while data := src.recv(65536):
+                if hold.is_set():
+                    hold.clear()
+                    with self._lock:
+                        self.held += 1
+                    time.sleep(self.delay)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                s.close()
+
+    def close(self) -> None:
+        self._listener.close()
+        with self._lock:
+            for s in self._sockets:
+                s.close()
+
+
+class LateRequestProxy(LateReplyProxy):
+    """A ``LateReplyProxy`` that holds back the requests themselves: each of the first
+    ``times`` requests containing one of ``triggers`` reaches Redis ``delay`` seconds late
+    (after its caller timed out and went on), and runs then. ``held`` counts the requests
+    held back, ``forwarded`` those sent on to Redis after their delay."""
+
+    def __init__(self, port: int, triggers: list[bytes], delay: float, times: int = 1) -> None:
+        self.forwarded = 0
+        super().__init__(port, triggers, delay, times)
+
+    def _up(self, src: socket.socket, dst: socket.socket, hold: threading.Event) -> None:
+        try:
+            while data := src.recv(65536):
+                late = any(t in data for t in self.triggers) and self._claim()
+                if late:
+                    with self._lock:
+                        self.held += 1
+                    time.sleep(self.delay)
+                dst.sendall(data)
+                if late:
+                    with self._lock:
+                        self.forwarded += 1
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                s.close()

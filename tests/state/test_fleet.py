@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -233,3 +234,93 @@ def test_one_alert_per_cooldown_across_hosts(state_env: dict[str, str], tmp_path
         assert "Traceback" not in err
     alerts = [json.loads(path.read_text()) for path in sent.iterdir()]
     assert sorted(alert["host"] for alert in alerts) == [f"host-{h}" for h in range(HOSTS)], alerts
+
+
+FAKETIME = shutil.which("faketime")
+
+
+def _skewed(
+    env: dict[str, str], tmp_path: Path, host: int, skew: str | None, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """``reliactl ARGS`` as host ``host`` whose wall clock is off by ``skew`` (libfaketime,
+    e.g. "-120s", "+1d"; the wall clock only: the breaker's times are wall clock)."""
+    argv = [sys.executable, "-m", "reliactl", *args]
+    extra = {}
+    if skew is not None:
+        assert FAKETIME is not None
+        argv = [FAKETIME, "-f", skew, *argv]
+        extra = {"FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+    return subprocess.run(
+        argv,
+        env={**host_env(env, tmp_path, host), **extra},
+        capture_output=True,
+        text=True,
+        timeout=HANG_BOUND,
+    )
+
+
+@pytest.mark.parametrize("backend", ["redis"])
+def test_a_host_whose_clock_is_behind_does_not_shorten_an_open_breaker(
+    state_env: dict[str, str], tmp_path: Path
+) -> None:
+    """On a shared store (Redis), a host whose wall clock is 120 s behind sees the fleet's
+    open breaker opened "in the future"; it is refused (69) without moving the shared
+    opened_at back to its own time, so a host with a correct clock still finds the breaker
+    open (69), not past its recovery time (a trial run against a service the fleet found
+    down). `breaker show` on the host behind gives the retry-after `run` counts there (the
+    skew counted, at most two periods), not the period alone. (On SQLite, one host, such a
+    process clamps it: a clock set back, see the next test.)"""
+    if FAKETIME is None:
+        pytest.skip("faketime is not installed (apt-get install faketime; .ci/run does)")
+    env = {**state_env, "RELIACTL_CIRCUIT_BREAKER__RECOVERY_TIMEOUT": "30s"}
+    job = ("run", "--breaker", "sk", "--")
+
+    codes = [_skewed(env, tmp_path, 1, None, *job, "false").returncode for _ in range(5)]
+    assert codes == [1, 1, 1, 1, 1]
+    shown = _skewed(env, tmp_path, 3, "-120s", "breaker", "show", "sk", "--json")
+    assert shown.returncode == 0, shown.stderr
+    retry_after = json.loads(shown.stdout)["breaker"]["retry_after"]
+    assert 30 < retry_after <= 60, retry_after  # as admission counts it: not 30 s
+    behind = _skewed(env, tmp_path, 3, "-120s", *job, "sh", "-c", "echo ran")
+    assert behind.returncode == 69, behind.stderr
+    assert "ran" not in behind.stdout
+    again = _skewed(env, tmp_path, 1, None, *job, "sh", "-c", "echo ran; exit 1")
+    assert again.returncode == 69, again.stderr  # still open for host-1: no trial
+    assert "ran" not in again.stdout
+
+
+def test_a_host_whose_clock_is_far_ahead_does_not_keep_a_breaker_open_for_the_others(
+    backend: str, state_env: dict[str, str], tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A host whose wall clock is a day ahead opens the breaker (recovery 2 s): its
+    opened_at is a day in the other hosts' future. Another host is refused at first, then
+    runs its trial within two open periods of first seeing it (never "retry in 1d"): on
+    Redis it counts from no later than its first sight plus a period, and never writes the
+    fleet's opened_at (the opener's record keeps it); on SQLite (one host, whatever its
+    processes are called) it clamps it as a clock set back."""
+    if FAKETIME is None:
+        pytest.skip("faketime is not installed (apt-get install faketime; .ci/run does)")
+    env = {**state_env, "RELIACTL_CIRCUIT_BREAKER__RECOVERY_TIMEOUT": "2s"}
+    job = ("run", "--breaker", "sk", "--")
+
+    codes = [_skewed(env, tmp_path, 1, "+1d", *job, "false").returncode for _ in range(5)]
+    assert codes == [1, 1, 1, 1, 1]
+    shown = _skewed(env, tmp_path, 2, None, "breaker", "show", "sk", "--json")
+    assert shown.returncode == 0, shown.stderr
+    opened = json.loads(shown.stdout)["breaker"]
+    assert opened["state"] == "open" and opened["retry_after"] <= 4, opened
+    first = _skewed(env, tmp_path, 2, None, *job, "sh", "-c", "echo ran")
+    assert first.returncode == 69 and "retry in 1d" not in first.stderr, first.stderr
+    if backend == "redis":  # never written back: the record keeps the opener's opened_at
+        raw = (
+            request.getfixturevalue("redis_server")
+            .client()
+            .get(f"{state_env['RELIACTL_STATE__NAMESPACE']}:r:{{breaker:sk}}")
+        )
+        assert json.loads(raw)["d"]["opened_at"] > time.time() + 12 * 3600
+    deadline = time.monotonic() + 60  # 30 open periods: "within two", generously
+    while (done := _skewed(env, tmp_path, 2, None, *job, "sh", "-c", "echo ran")).returncode == 69:
+        assert "retry in 1d" not in done.stderr
+        assert time.monotonic() < deadline, done.stderr
+        time.sleep(0.2)
+    assert done.returncode == 0 and "ran" in done.stdout, done.stderr

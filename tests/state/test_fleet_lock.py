@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from redishelpers import RedisServer
+from redishelpers import LateReplyProxy, RedisServer
 
 from reliactl import locks
 from reliactl.errors import LockBusyError, StateUnavailableError
@@ -168,6 +168,40 @@ def test_fencing_tokens_increase_also_after_a_restart_that_lost_the_data(
 
 
 @pytest.mark.usefixtures("redis_client")
+def test_fencing_tokens_increase_after_a_restart_from_an_older_snapshot(
+    own_redis: Callable[..., RedisServer], namespace: str
+) -> None:
+    """A Redis restarted from an RDB saved before later tokens were drawn brings back a
+    smaller counter; the next tokens are still above every token handed out before (the
+    counter is raised to the server's clock on every acquire), so no two holders share one."""
+    server = own_redis()
+    service = _service(server, namespace)
+    seen: list[int] = []
+
+    def take(times: int) -> None:
+        for _ in range(times):
+            lease = service.acquire("job", f'{{"n": {len(seen)}}}', 30.0)
+            seen.append(lease.fencing_token)
+            lease.release()
+
+    take(2)
+    fence = service.key("job") + ":fence"
+    assert server.client().save()  # the snapshot holds the counter at the second token
+    take(3)
+    service.close()
+    port, directory = server.port, server.directory
+    server.kill()  # kill -9: only the snapshot survives
+    restarted = own_redis(port=port, directory=directory)
+    assert int(restarted.client().get(fence)) == seen[1]  # the older counter is back
+    service = _service(restarted, namespace)
+    try:
+        take(3)
+    finally:
+        service.close()
+    assert all(a < b for a, b in itertools.pairwise(seen)), seen
+
+
+@pytest.mark.usefixtures("redis_client")
 def test_busy_fleet_lock_names_its_holder(redis_server: RedisServer, namespace: str) -> None:
     """A second acquirer is refused with the holder's host, pid, start and command."""
     held = locks.acquire_fleet(
@@ -243,7 +277,172 @@ def test_unreachable_store_is_waited_for_within_lock_wait_only(
     held.release()
 
 
+@pytest.mark.usefixtures("redis_client")
+def test_an_acquire_never_takes_a_lease_that_exists_even_with_its_own_owner(
+    redis_server: RedisServer, namespace: str
+) -> None:
+    """A held lease is busy for every acquire, one with the very owner value it holds too
+    (no caller sends one owner twice: each attempt has its own, see the late-release test),
+    and the holder is named."""
+    service = _service(redis_server, namespace)
+    try:
+        first = service.acquire("again", '{"token": "a"}', 30.0)
+        for owner in ('{"token": "a"}', '{"token": "b"}'):
+            busy = service.acquire("again", owner, 30.0)
+            assert busy.holder == '{"token": "a"}'
+        assert first.release() is True
+    finally:
+        service.close()
+
+
+def test_a_late_give_back_of_an_unanswered_attempt_never_deletes_the_lease_held(
+    own_redis: Callable[..., RedisServer], namespace: str
+) -> None:
+    """Within --lock-wait, attempt 1's acquire and the give-back (compare-and-delete) it sends
+    after timing out both reach Redis late, after attempt 2 took the lease: the lease stays
+    the run's (each attempt has its own owner value, so neither late script matches it), its
+    renewal succeeds and another host is told busy, naming this run."""
+    from redishelpers import LateRequestProxy
+
+    from reliactl.state.redislease import _ACQUIRE, _RELEASE
+
+    server = own_redis()
+    sha = server.client().script_load(_ACQUIRE)  # so EVALSHA runs it (no NOSCRIPT round trip)
+    triggers = [sha.encode(), _ACQUIRE.encode(), _RELEASE.encode()]
+    proxy = LateRequestProxy(server.port, triggers, delay=1.5, times=2)
+
+    def through_proxy() -> Any:
+        from reliactl.state.redis import open_redis_store
+        from reliactl.state.redislease import RedisLeaseService
+        from reliactl.state.url import parse_state_url
+
+        store = open_redis_store(
+            parse_state_url(proxy.url),
+            namespace=namespace,
+            connect_timeout=0.5,
+            operation_timeout=0.5,
+        )
+        return RedisLeaseService(store)
+
+    try:
+        held = locks.acquire_fleet("race", through_proxy, seconds=30.0, wait=60.0, command="a")
+        key = f"{namespace}:l:{{lock:race}}"
+        owner = server.client().get(key)
+        try:
+            assert json.loads(owner)["command"] == "a"
+            deadline = time.monotonic() + HANG
+            while proxy.forwarded < 2:  # both late scripts sent on to Redis
+                assert time.monotonic() < deadline, (proxy.held, proxy.forwarded)
+                time.sleep(0.02)
+            time.sleep(0.5)  # and run there
+            assert server.client().get(key) == owner
+            assert held.renew() is None
+            other = _service(server, namespace)
+            try:
+                busy = other.acquire("race", '{"host": "b", "token": "b"}', 30.0)
+                assert busy.holder == owner.decode()
+            finally:
+                other.close()
+        finally:
+            held.release()
+    finally:
+        proxy.close()
+    assert proxy.held == 2
+
+
 # --------------------------------------------------------------------------- reliactl run
+
+
+def _late_acquire_proxy(server: RedisServer) -> LateReplyProxy:
+    """A proxy that answers the first acquire script 3 s late (after it ran in Redis)."""
+    from reliactl.state.redislease import _ACQUIRE
+
+    sha = server.client().script_load(_ACQUIRE)  # so EVALSHA runs it (no NOSCRIPT round trip)
+    return LateReplyProxy(server.port, [sha.encode(), _ACQUIRE.encode()], delay=3.0)
+
+
+def test_an_acquire_answered_too_late_leaves_no_lease_behind(
+    own_redis: Callable[..., RedisServer], namespace: str, tmp_path: Path
+) -> None:
+    """The acquire took the lease in Redis but its reply came after state.operation_timeout:
+    `run` exits 75 saying Redis did not answer, does not run the job, and gives the lease
+    back, so another host takes the lock at once (not "busy: held by" a process that never
+    ran the job, for the whole lease)."""
+    server = own_redis()
+    proxy = _late_acquire_proxy(server)
+    job = ["--lock-scope", "fleet", "--lock-name", "late", "--", "sh", "-c", "echo $0 >> $OUT/ran"]
+    try:
+        late = subprocess.run(
+            _run(*job, "late"),
+            env=_host_env(
+                server,
+                namespace,
+                tmp_path,
+                0,
+                RELIACTL_STATE__URL=proxy.url,
+                RELIACTL_RUN__LOCK_LEASE="60s",
+            ),
+            capture_output=True,
+            text=True,
+            timeout=HANG,
+        )
+    finally:
+        proxy.close()
+    assert proxy.held == 1
+    assert late.returncode == 75, late.stderr
+    assert "did not answer" in late.stderr
+    assert server.client().get(f"{namespace}:l:{{lock:late}}") is None
+    other = subprocess.run(
+        _run(*job, "other"),
+        env=_host_env(server, namespace, tmp_path, 1, RELIACTL_RUN__LOCK_LEASE="60s"),
+        capture_output=True,
+        text=True,
+        timeout=HANG,
+    )
+    assert other.returncode == 0, other.stderr
+    assert (tmp_path / "ran").read_text().split() == ["other"]
+
+
+def test_lock_wait_after_a_late_acquire_reply_takes_the_lock(
+    own_redis: Callable[..., RedisServer], namespace: str, tmp_path: Path
+) -> None:
+    """Within --lock-wait, an acquire whose reply came too late is tried again and takes the
+    lock (it never waits for the lease its own unanswered attempt left: that lease is 60 s,
+    the wait 20 s), and the job runs once."""
+    server = own_redis()
+    proxy = _late_acquire_proxy(server)
+    try:
+        done = subprocess.run(
+            _run(
+                "--lock-scope",
+                "fleet",
+                "--lock-name",
+                "late",
+                "--lock-wait",
+                "20s",
+                "--",
+                "sh",
+                "-c",
+                "echo ran >> $OUT/ran",
+            ),
+            env=_host_env(
+                server,
+                namespace,
+                tmp_path,
+                0,
+                RELIACTL_STATE__URL=proxy.url,
+                RELIACTL_RUN__LOCK_LEASE="60s",
+            ),
+            capture_output=True,
+            text=True,
+            timeout=HANG,
+        )
+    finally:
+        proxy.close()
+    assert proxy.held == 1
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "ran").read_text().split() == ["ran"]
+    assert server.client().get(f"{namespace}:l:{{lock:late}}") is None  # released at the end
 
 
 def test_run_fleet_lock_end_to_end(

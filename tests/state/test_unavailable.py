@@ -478,7 +478,7 @@ def _doctor(tmp_path: Path, url: str) -> dict[str, Any]:
 
 def test_doctor_checks_redis_version_and_persistence(tmp_path: Path, own_redis: Any) -> None:
     """doctor: a reachable Redis is ok with its version (6+); with neither RDB saves nor an
-    append-only file it warns that breaker state and fencing do not survive a restart; with
+    append-only file it warns that breaker state and held locks do not survive a restart; with
     appendonly yes it does not; an unreachable Redis fails in one line."""
     server = own_redis()
     found = _doctor(tmp_path, server.url)
