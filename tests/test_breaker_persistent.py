@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -663,3 +664,27 @@ def test_a_transitions_event_is_written_in_its_state_changes_transaction(
     assert any(s.startswith("UPDATE records") for s in seen[begin : inserts[0]])
     assert heard == ["open"]
     assert [(e.from_state, e.to_state) for e in b.events()] == [("closed", "open")]
+
+
+def test_a_fleet_store_fallen_back_to_this_host_clamps_as_sqlite(
+    db: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis away (state.on_unavailable: local): the breaker's records are this host's
+    SQLite file, so a future opened_at is clamped whoever opened it, as on SQLite (one open
+    period, not the shared store's two), and no per-host entry is written into it."""
+    from reliactl import breaker as breaker_module
+    from reliactl.state.fleet import FleetStore
+
+    fleet = FleetStore(
+        None, lambda: open_store(db), mode="local", location="redis://x", warn=lambda _: None
+    )
+    monkeypatch.setattr(breaker_module, "_HOST", "proc-x")
+    b = CircuitBreaker("svc", CFG, store=fleet, clock=clock)
+    fail(b, 3)
+    clock.set_wall(clock.time() - 86400)  # another "host" on this machine, its clock behind
+    monkeypatch.setattr(breaker_module, "_HOST", "proc-y")
+    other = CircuitBreaker("svc", CFG, store=fleet, clock=clock)
+    with pytest.raises(CircuitOpenError) as info:
+        other.call(ok)
+    assert info.value.retry_after == pytest.approx(10.0)
+    assert "seen_ahead" not in json.dumps(open_store(db).get("breaker", "svc"))

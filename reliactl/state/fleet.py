@@ -183,7 +183,6 @@ class FleetStore:
     """A StateStore on Redis that degrades to the host as ``mode`` says (see the module)."""
 
     thread_safe = True  # its stores are; switching between them is under ``_lock``
-    shared = True  # several hosts: breakers count skew by ``opened_by`` (breaker.py)
 
     def __init__(
         self,
@@ -218,6 +217,12 @@ class FleetStore:
             self._degrade(reason or StateUnavailableError(f"state store {location}: unreachable"))
 
     # ---- switching
+
+    @property
+    def shared(self) -> bool:
+        """Several hosts share the records (breakers count skew by ``opened_by``,
+        breaker.py) while Redis answers; fallen back, they are this host's alone."""
+        return not self.degraded
 
     @property
     def location(self) -> str:
