@@ -265,3 +265,226 @@ def test_bad_limits_are_one_line_and_exit_2() -> None:
         )
         assert done.returncode == 2, (args, done.stderr)
         assert done.stderr.count("\n") == 1 and said in done.stderr, (args, done.stderr)
+
+
+HISTORY = "/api/history?since=1h"  # the seeded history: a body of about 9 MB
+
+
+def seed_history(tmp: Path, points: int = 60_000) -> None:
+    """A store whose /api/history answer is several MB, far more than the socket buffers
+    hold (the kernel takes up to 4 MB of a loopback connection's answer)."""
+    from reliactl.state import open_sqlite_store
+    from reliactl.state.base import HealthPoint
+
+    (tmp / "state").mkdir(exist_ok=True)
+    store = open_sqlite_store(tmp / "state" / "state.db", max_rows=10_000, warn=lambda _: None)
+    now = time.time()
+    step = 3000 / points
+    store.add_health_points(
+        [HealthPoint("big", now - 3000 + i * step, "OK", float(i)) for i in range(points)]
+    )
+    store.close()
+
+
+def asking(port: int, path: str, *, close: bool = False) -> socket.socket:
+    """A connection with a small receive buffer that has sent one GET for ``path``."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)  # before connect: the window
+    sock.connect(("127.0.0.1", port))
+    sock.settimeout(60)  # generous: detects a hang only
+    extra = b"Connection: close\r\n" if close else b""
+    sock.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\n" + extra + b"\r\n")
+    return sock
+
+
+def body_size(head: bytes) -> int:
+    """The content-length of an answer's head."""
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    raise AssertionError(f"no content-length: {head[:500]!r}")
+
+
+def read_answer(sock: socket.socket, pause: float = 0.0) -> tuple[int, int, bool]:
+    """(content-length, body bytes read, ended by the server: EOF or reset) of the answer
+    on ``sock``, read 64 KiB at a time with ``pause`` between reads, until the whole body
+    has come or the server closes."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise AssertionError(f"closed before the head: {data[:200]!r}")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    size, got = body_size(head), len(body)
+    while got < size:
+        time.sleep(pause)
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            return size, got, True
+        if not chunk:
+            return size, got, True
+        got += len(chunk)
+    return size, got, False
+
+
+def test_a_slow_but_steady_reader_gets_a_large_answer_whole(tmp_path: Path) -> None:
+    """An answer of about 9 MB read slowly but steadily (64 KiB every 20 ms, several times
+    --head-timeout 1s in all) arrives whole. The old guard started the next head's deadline
+    when the answer was queued, not sent, and cut the reader off after 1 s with the rest of
+    the body thrown away."""
+    seed_history(tmp_path)
+    served = start_serve(tmp_path, "--head-timeout", "1s")
+    try:
+        with asking(served.port, HISTORY) as sock:
+            size, got, _ended = read_answer(sock, pause=0.02)
+        assert size > 6_000_000, size  # more than the socket buffers hold
+        assert got == size, f"{got} of {size} bytes: the answer was cut"
+        assert livez(served) == 200
+    finally:
+        _code, err = served.stop()
+    assert "Traceback" not in err, err[:2000]
+
+
+def serve_holds(pid: int, port: int, client: socket.socket) -> bool:
+    """serve still has its end of ``client``'s connection to ``port`` open (/proc/net/tcp:
+    the socket's inode among serve's descriptors)."""
+    ours = f"0100007F:{port:04X}"
+    theirs = f"0100007F:{client.getsockname()[1]:04X}"
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == ours and fields[2] == theirs:
+            inodes.add(fields[9])
+    held = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            held.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except OSError:
+            pass
+    return any(f"socket:[{inode}]" in held for inode in inodes if inode != "0")
+
+
+def test_a_client_that_reads_none_of_its_answer_is_closed(tmp_path: Path) -> None:
+    """Two clients ask for a 9 MB answer and never read it, one keeping the connection
+    alive, one asking ``Connection: close``: once nothing of the answer was taken for
+    --head-timeout (1s), serve closes both and throws the rest away, and /livez answers
+    meanwhile. The old serve held the ``Connection: close`` one for ever (uvicorn's close
+    waits for the write buffer to empty, and the guard no longer watched it): its
+    descriptor and the answer's memory, a slot of --max-connections that is never freed."""
+    seed_history(tmp_path)
+    served = start_serve(tmp_path, "--head-timeout", "1s")
+    try:
+        kept = asking(served.port, HISTORY)
+        closing = asking(served.port, HISTORY, close=True)
+        for sock in (kept, closing):
+            served.wait_for(
+                lambda sock=sock: serve_holds(served.proc.pid, served.port, sock),
+                "serve to accept the connection",
+            )
+        for name, sock in (("keep-alive", kept), ("Connection: close", closing)):
+            served.wait_for(
+                lambda sock=sock: not serve_holds(served.proc.pid, served.port, sock),
+                f"serve to close the {name} client that reads nothing",
+                bound=60,
+            )
+            assert livez(served) == 200
+            size, got, ended = read_answer(sock)  # what the kernel had taken, then the end
+            assert ended and got < size, (name, got, size)
+            sock.close()
+    finally:
+        _code, err = served.stop()
+    assert "Traceback" not in err, err[:2000]
+    assert "2 read none of their answer for 1s" in err, err[-2000:]
+
+
+def test_an_idle_keep_alive_connection_is_closed_gracefully(tmp_path: Path) -> None:
+    """A keep-alive client that got its whole answer and then sends nothing is closed
+    after --head-timeout with a FIN (recv gives b""), not a reset, and its answer intact."""
+    served = start_serve(tmp_path, "--head-timeout", "1s")
+    try:
+        with asking(served.port, "/livez") as sock:
+            size, got, ended = read_answer(sock)
+            assert (got, ended) == (size, False)
+            assert sock.recv(65536) == b"", "no FIN"  # a reset raises ConnectionResetError
+    finally:
+        served.stop()
+
+
+def closes(served: Served) -> dict[str, float] | None:
+    """serve's /metrics scraped and parsed by prometheus_client: the guard's closes by
+    reason, with the open connections and the bound as "open" and "max" (None: no answer)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        status, text = served.get("/metrics")
+    except OSError:  # refused while every slot is busy
+        return None
+    assert status == 200, text[:500]
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name == "reliactl_serve_connections_closed":
+            assert family.type == "counter"
+            for sample in family.samples:
+                if sample.name == "reliactl_serve_connections_closed_total":
+                    found[sample.labels["reason"]] = sample.value
+        elif family.name == "reliactl_serve_connections_open":
+            found["open"] = family.samples[0].value
+        elif family.name == "reliactl_serve_connections_max":
+            found["max"] = family.samples[0].value
+    return found
+
+
+def test_metrics_count_the_guards_closes_by_reason(tmp_path: Path) -> None:
+    """/metrics, parsed by prometheus_client, counts the guard's closes by reason
+    (reliactl_serve_connections_closed_total{reason}) with the open connections and the
+    bound: at --max-connections 8, eight clients that read none of their answer hold every
+    slot, so a ninth connection is refused; once --head-timeout (3s) passed without a byte
+    taken, all eight are closed (send_timeout); then a head over 64 KiB (head_too_large), and
+    nine silent connections: the oldest evicted at the bound, the rest closed at the head
+    deadline (head_timeout). Before, /metrics said none of it (only the stderr line did)."""
+    seed_history(tmp_path, 40_000)
+    served = start_serve(tmp_path, "--max-connections", "8", "--head-timeout", "3s")
+    port = served.port
+    try:
+        first = closes(served)
+        assert first is not None and first["max"] == 8, first
+        assert all(first[reason] == 0 for reason in ("refused", "send_timeout", "evicted"))
+        readers = [asking(port, HISTORY) for _ in range(8)]
+        for sock in readers:  # the first byte of each answer: all eight are being answered
+            assert sock.recv(1) == b"H"
+        with socket.create_connection(("127.0.0.1", port)) as ninth:
+            ninth.settimeout(60)
+            assert _closed_by_server(ninth), "a ninth connection was kept"
+        served.wait_for(
+            lambda: (closes(served) or {}).get("send_timeout") == 8,
+            "the eight clients that read nothing to be closed",
+            bound=120,
+        )
+        for sock in readers:
+            sock.close()
+        big = socket.create_connection(("127.0.0.1", port))
+        big.settimeout(60)
+        big.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 70_000 + b"\r\n\r\n")
+        assert big.recv(65536).startswith(b"HTTP/1.1 431")
+        big.close()
+        silent = [socket.create_connection(("127.0.0.1", port)) for _ in range(9)]
+
+        def counted() -> dict[str, float] | None:
+            found = closes(served)
+            if found and found["head_timeout"] >= 1 and found["evicted"] >= 1:
+                return found
+            return None
+
+        found = served.wait_for(counted, "the silent connections' closes", bound=60)
+        for sock in silent:
+            sock.close()
+        assert found["refused"] >= 1, found
+        assert found["head_too_large"] == 1, found
+        assert found["send_timeout"] == 8, found
+        assert 1 <= found["open"] <= 8, found
+    finally:
+        _code, err = served.stop()
+    assert "Traceback" not in err, err[:2000]

@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from starlette.applications import Starlette
@@ -29,6 +29,9 @@ from reliactl.cli.web.core import NOTES_MAX_AGE, Service
 from reliactl.cli.web.metrics import ReliactlCollector, exposition
 from reliactl.redact import redact_url, redact_urls_in
 from reliactl.units import printable
+
+if TYPE_CHECKING:
+    from reliactl.cli.web.guard import Guard
 
 STATIC = {
     "index.html": "text/html; charset=utf-8",
@@ -108,9 +111,16 @@ def access_log(request: Request, status: int, started: float, json_logs: bool) -
         pass
 
 
-def build_app(service: Service, *, json_logs: bool = False, loop_rounds: bool = True) -> Any:  # noqa: C901 - one closure per route, kept beside the app they share
-    """The ASGI app: Starlette's routes inside the access log."""
-    collector = ReliactlCollector(service)
+def build_app(  # noqa: C901 - one closure per route, kept beside the app they share
+    service: Service,
+    *,
+    json_logs: bool = False,
+    loop_rounds: bool = True,
+    guard: Guard | None = None,
+) -> Any:
+    """The ASGI app: Starlette's routes inside the access log (``guard``: the connection
+    guard whose closes /metrics counts)."""
+    collector = ReliactlCollector(service, guard)
     stop = asyncio.Event()
 
     def authorized(request: Request) -> Response | None:

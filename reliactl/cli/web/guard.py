@@ -12,9 +12,13 @@ The defence, as nginx (``client_header_timeout``) and Go's ``http.Server``
 (``ReadHeaderTimeout``, ``MaxHeaderBytes``) do it:
 
 * a **head deadline**: a connection must send a complete request head within
-  ``head_timeout`` of connecting, and again of its previous answer (which also bounds an
-  idle keep-alive connection); else it is closed. A head larger than ``MAX_HEAD_BYTES``
-  gets 431 and is closed;
+  ``head_timeout`` of connecting, and again of its previous answer *written out* (its bytes
+  handed to the kernel: a slow reader of a large answer is not cut off mid-body), which also
+  bounds an idle keep-alive connection; else it is closed. A head larger than
+  ``MAX_HEAD_BYTES`` gets 431 and is closed;
+* a **send deadline**, as nginx's ``send_timeout``: while an answer waits in the write
+  buffer, a connection that takes none of it for ``head_timeout`` is closed (a client that
+  never reads would otherwise hold its descriptor and the answer's memory for ever);
 * a **bound on open connections** (``max_connections``, kept below the descriptor limit):
   when it is reached, a new connection drops the *oldest* connection still waiting for its
   head (an attacker's half-sent request, not a request being answered); only when every
@@ -28,17 +32,21 @@ The defence, as nginx (``client_header_timeout``) and Go's ``http.Server``
 It hooks uvicorn's httptools protocol (what the serve extra installs) through ``http=``:
 ``connection_made``, ``data_received``, ``connection_lost`` and the parser callbacks
 ``on_message_begin``, ``on_url``, ``on_header``, ``on_headers_complete`` and
-``on_response_complete``, the same in every uvicorn from 0.29 (the lowest allowed) to 0.54;
+``on_response_complete``, and the transport's flow control (``pause_writing``,
+``resume_writing``), the same in every uvicorn from 0.29 (the lowest allowed) to 0.54;
 tests/serve/test_guard.py drives a real serve through each path.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import resource
 import socket
+import struct
 import sys
+import termios
 import time
 from collections import OrderedDict
 from typing import Any
@@ -68,12 +76,14 @@ class Guard:
     """The connections of one serve: who waits for a head since when, the bound, the log."""
 
     def __init__(self, max_connections: int, head_timeout: float) -> None:
-        self.max_connections = max_connections
+        """``max_connections`` as asked: lowered by ``connection_bound``."""
+        self.max_connections = connection_bound(max_connections)
         self.head_timeout = head_timeout
         self.open: set[GuardedProtocol] = set()
         # The connections waiting for a head, oldest first (insertion = start of the wait).
         self.waiting: OrderedDict[GuardedProtocol, None] = OrderedDict()
-        self.counts = {"timed_out": 0, "dropped": 0, "refused": 0, "too_large": 0}
+        # Closes by reason (/metrics: reliactl_serve_connections_closed_total{reason}).
+        self.counts = {"timed_out": 0, "too_large": 0, "dropped": 0, "refused": 0, "stalled": 0}
         self._logged: dict[str, float] = {}
         self._unlogged: dict[str, int] = {}
 
@@ -111,7 +121,8 @@ class Guard:
             "guard",
             f"closed slow or surplus connections: {c['timed_out']} sent no complete request"
             f" head within {self.head_timeout:g}s, {c['too_large']} sent a head over"
-            f" {MAX_HEAD_BYTES // 1024} KiB, {c['dropped']} dropped (oldest waiting first)"
+            f" {MAX_HEAD_BYTES // 1024} KiB, {c['stalled']} read none of their answer for"
+            f" {self.head_timeout:g}s, {c['dropped']} dropped (oldest waiting first)"
             f" and {c['refused']} refused at the bound of {self.max_connections} open"
             " connections, since serve started",
             say_skipped=False,  # the totals say it
@@ -193,8 +204,13 @@ class GuardedProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
         self._head_bytes = 0
+        # The send deadline: its timer, and the bytes still buffered when it was set.
+        self._send_deadline: asyncio.TimerHandle | None = None
+        self._unsent = 0
+        self._flushing = False  # an answer is complete and waits in the write buffer
 
-    # The wait for a head: from connecting, and from each answer, to the next complete head.
+    # The wait for a head: from connecting, and from each answer written out, to the next
+    # complete head.
     def _start_wait(self) -> None:
         self._stop_wait()
         self.guard.waiting[self] = None
@@ -213,11 +229,80 @@ class GuardedProtocol(HttpToolsProtocol):
             self.drop()
 
     def drop(self) -> None:
-        """Close now, whatever is buffered (the client sent no complete request)."""
+        """Close now, whatever is buffered (the client sent no complete request, or reads
+        none of its answer)."""
         self._stop_wait()
+        self._stop_send_watch()
         self.guard.open.discard(self)
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.abort()
+        if self.transport is not None:
+            self.transport.abort()  # also when closing: close() waits for the buffer
+
+    # The send deadline: while the write buffer holds an answer, each head_timeout must see
+    # it shrink (nginx's send_timeout, between two successful writes, not for the whole
+    # answer: a slow but steady reader gets any size).
+    def _queued(self) -> int:
+        """The answer's bytes not yet taken by the client: the transport's write buffer and
+        the socket's send queue (the kernel's share, often MBs: a slow reader empties that
+        long before the buffer moves; 0 where the platform does not say, as on non-Linux)."""
+        queued = self.transport.get_write_buffer_size()
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4)
+                queued += struct.unpack("i", raw)[0]
+            except (OSError, ValueError):
+                pass
+        return queued
+
+    def _watch_send(self) -> None:
+        if self._send_deadline is None:
+            self._unsent = self._queued()
+            self._send_deadline = self.loop.call_later(self.guard.head_timeout, self._send_check)
+
+    def _stop_send_watch(self) -> None:
+        if self._send_deadline is not None:
+            self._send_deadline.cancel()
+            self._send_deadline = None
+
+    def _send_check(self) -> None:
+        self._send_deadline = None
+        if self.transport.get_write_buffer_size() == 0:
+            return  # written out: resume_writing went on (or a close finished)
+        unsent = self._queued()
+        if unsent < self._unsent:
+            self._watch_send()  # progress: another period
+            return
+        self.guard.closed("stalled")
+        self.drop()
+
+    def _answered(self) -> None:
+        """An answer is complete: the wait for the next head starts once it is written out
+        (at once when it already is); until then the send deadline runs."""
+        unsent = self.transport.get_write_buffer_size()
+        if unsent == 0:
+            self._flushing = False
+            self._stop_send_watch()
+            if not self.transport.is_closing():
+                self._start_wait()
+            return
+        self._flushing = True
+        self._watch_send()
+        # Told (resume_writing) when the buffer is empty, not only below the low-water mark.
+        self.transport.set_write_buffer_limits(high=0, low=0)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._watch_send()  # an answer (or a pipelined one) the client does not read yet
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self.transport.get_write_buffer_size() == 0:
+            self._stop_send_watch()
+        if self._flushing and self.transport.get_write_buffer_size() == 0:
+            self._flushing = False
+            self.transport.set_write_buffer_limits()  # asyncio's defaults again
+            if self.cycle is None or self.cycle.response_complete:  # nothing in flight
+                self._answered()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -228,6 +313,7 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_wait()
+        self._stop_send_watch()
         self.guard.open.discard(self)
         super().connection_lost(exc)
 
@@ -270,10 +356,8 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if self.transport.is_closing():
-            return
         if self.cycle is None or self.cycle.response_complete:  # nothing more in flight
-            self._start_wait()
+            self._answered()  # closing too (connection: close): the send deadline holds
 
 
 def protocol_class(guard: Guard) -> type[GuardedProtocol]:
@@ -281,12 +365,8 @@ def protocol_class(guard: Guard) -> type[GuardedProtocol]:
     return type("GuardedHttpToolsProtocol", (GuardedProtocol,), {"guard": guard})
 
 
-def guarded_server(
-    app: Any, host: str, port: int, max_connections: int, head_timeout: float
-) -> tuple[uvicorn.Server, Guard]:
-    """uvicorn's server for ``app`` under a Guard (``max_connections`` lowered by
-    ``connection_bound``); the Guard's exception handler is the loop's."""
-    guard = Guard(connection_bound(max_connections), head_timeout)
+def guarded_server(app: Any, host: str, port: int, guard: Guard) -> uvicorn.Server:
+    """uvicorn's server for ``app`` under ``guard`` (whose exception handler is the loop's)."""
 
     class GuardedServer(uvicorn.Server):
         async def serve(self, sockets: list[socket.socket] | None = None) -> None:
@@ -312,4 +392,4 @@ def guarded_server(
         timeout_graceful_shutdown=10,
     )
     logging.getLogger("uvicorn.error").addFilter(OncePerInterval())  # after Config's set-up
-    return GuardedServer(config), guard
+    return GuardedServer(config)
