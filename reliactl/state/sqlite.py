@@ -317,7 +317,7 @@ class SQLiteStateStore:
         One connection serves every thread of the process, so operations are serialised
         here: another thread's statements must never land inside this one's transaction.
         """
-        with self._lock:
+        with self._held():
             return self._recovering_locked(operation)
 
     def _recovering_locked(self, operation: Callable[[], Any]) -> Any:
@@ -356,6 +356,31 @@ class SQLiteStateStore:
         finally:
             spent = given - self._waits.left
             self._waits.left = None if outer is None else outer - spent
+
+    def _held(self) -> contextlib.AbstractContextManager[object]:
+        """``_lock``; within ``bounded_waits``, waited for at most what this thread has left,
+        and that wait spent too (another thread holding it may itself be waiting out the
+        busy timeout on another process's lock: a bound that left this wait out let a serve
+        request queue behind a 30 s write, and serve's stop behind the request)."""
+        left = getattr(self._waits, "left", None)
+        if left is None:
+            return self._lock
+        return self._acquire(left)
+
+    @contextlib.contextmanager
+    def _acquire(self, left: float) -> Iterator[None]:
+        started = time.monotonic()
+        if not self._lock.acquire(timeout=max(0.0, left)):
+            self._waits.left = 0.0
+            raise StateError(
+                f"state store {self._where}: database is locked (another of this process's"
+                " operations waits on it)"
+            )
+        try:
+            self._waits.left = left - (time.monotonic() - started)
+            yield
+        finally:
+            self._lock.release()
 
     def _metered(self) -> contextlib.AbstractContextManager[None]:
         """Around one operation, the lock held (the connection is this thread's until it is
@@ -420,7 +445,7 @@ class SQLiteStateStore:
         or None to delete it. An existing row is rewritten in place by UPDATE (INSERT OR
         REPLACE deleted and re-inserted it, which costs more once the record spills into an
         overflow page); a new one is inserted."""
-        with self._lock:
+        with self._held():
             result: Record | None = self._recovering_locked(lambda: self._update(kind, key, fn))
         return result
 
@@ -441,7 +466,7 @@ class SQLiteStateStore:
             logged[:] = events
             return new
 
-        with self._lock:
+        with self._held():
             result: Record | None = self._recovering_locked(
                 lambda: self._update(kind, key, inner, logged)
             )
@@ -503,7 +528,7 @@ class SQLiteStateStore:
         """Breaker ``key``'s ``state`` read in SQL, without decoding its record: None when
         there is no record, "" when it is unreadable or has no state, or the read failed (the
         caller then reads the record with ``get``, which reports, recovers or raises)."""
-        with self._lock, self._metered():
+        with self._held(), self._metered():
             conn = self._conn
             if conn is None:
                 raise StateError("state store is closed")
@@ -523,7 +548,7 @@ class SQLiteStateStore:
         consecutive failure and no failure in its window. False, with nothing written, for
         any other record or when the statement failed: the caller then does the full
         read-modify-write (``update``, which recovers or raises)."""
-        with self._lock, self._metered():
+        with self._held(), self._metered():
             conn = self._conn
             if conn is None:
                 raise StateError("state store is closed")
@@ -548,7 +573,7 @@ class SQLiteStateStore:
         written, for any other record (the caller then does the full read-modify-write)."""
         if not _RETURNING:
             return None
-        with self._lock, self._metered():
+        with self._held(), self._metered():
             conn = self._conn
             if conn is None:
                 raise StateError("state store is closed")
@@ -585,7 +610,7 @@ class SQLiteStateStore:
         failed: the caller then does the full read-modify-write (``update``, which recovers
         or raises)."""
         size, threshold, rate, min_calls = limits
-        with self._lock, self._metered():
+        with self._held(), self._metered():
             conn = self._conn
             if conn is None:
                 raise StateError("state store is closed")
