@@ -3,18 +3,23 @@ attacker another user (nobody, through setpriv) holding half-sent requests."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from servehelpers import Served, start_serve
 
-from reliactl.cli.web.guard import BACKLOG, RESERVE, connection_bound
+from reliactl.cli.web.guard import BACKLOG, RESERVE, Guard, connection_bound, guarded_server
 
 NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
 
@@ -306,27 +311,28 @@ def body_size(head: bytes) -> int:
     raise AssertionError(f"no content-length: {head[:500]!r}")
 
 
-def read_answer(sock: socket.socket, pause: float = 0.0) -> tuple[int, int, bool]:
+def read_answer(
+    sock: socket.socket, pause: float = 0.0, chunk: int = 65536
+) -> tuple[int, int, bool]:
     """(content-length, body bytes read, ended by the server: EOF or reset) of the answer
-    on ``sock``, read 64 KiB at a time with ``pause`` between reads, until the whole body
-    has come or the server closes."""
+    on ``sock``, read ``chunk`` bytes (64 KiB) at a time with ``pause`` between reads, until
+    the whole body has come or the server closes; nothing past the body is read."""
     data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
+    while not data.endswith(b"\r\n\r\n"):  # the head, a byte at a time
+        piece = sock.recv(1)
+        if not piece:
             raise AssertionError(f"closed before the head: {data[:200]!r}")
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    size, got = body_size(head), len(body)
+        data += piece
+    size, got = body_size(data), 0
     while got < size:
         time.sleep(pause)
         try:
-            chunk = sock.recv(65536)
+            piece = sock.recv(min(chunk, size - got))
         except ConnectionResetError:
             return size, got, True
-        if not chunk:
+        if not piece:
             return size, got, True
-        got += len(chunk)
+        got += len(piece)
     return size, got, False
 
 
@@ -488,3 +494,71 @@ def test_metrics_count_the_guards_closes_by_reason(tmp_path: Path) -> None:
     finally:
         _code, err = served.stop()
     assert "Traceback" not in err, err[:2000]
+
+
+@contextlib.contextmanager
+def guarded_in_process(app: Any, guard: Guard, sndbuf: int = 0) -> Iterator[tuple[int, list[str]]]:
+    """serve's guarded uvicorn server for ``app`` in a thread of this process, on a loopback
+    port (yielded, with the stderr lines the guard wrote); ``sndbuf`` sets the listening
+    socket's SO_SNDBUF, which the connections inherit (small: the kernel takes an answer in
+    small steps, as a slow link's window opens)."""
+    listener = socket.socket()
+    if sndbuf:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(BACKLOG)
+    server = guarded_server(app, "127.0.0.1", 0, guard)
+    lines: list[str] = []
+    guard.log = lambda kind, line, **_: lines.append(line)  # type: ignore[method-assign]
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve([listener])))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started and thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert server.started, "the in-process server did not start"
+        yield listener.getsockname()[1], lines
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        listener.close()
+
+
+def big_answers(size: int) -> Any:
+    """An ASGI app answering each GET with ``size`` bytes, the body handed over at once as
+    Starlette does."""
+    body = b"x" * size
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        headers = [(b"content-length", str(size).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+def test_a_steady_reader_of_pipelined_large_answers_gets_them_all() -> None:
+    """Four pipelined answers of 2 MB each, read steadily (4 KiB at a time) over a link
+    that takes them in small steps, all arrive whole, twice over, at a send deadline
+    (--head-timeout) of 0.5 s. The old send deadline measured the bytes still queued: when
+    asyncio resumed writing with a few KiB left, the next pipelined answer was queued under
+    the same deadline, the queue had grown since it was set, and a reader that was taking
+    the answers all along was closed as ``send_timeout``."""
+    size, count = 2_000_000, 4
+    guard = Guard(100, 0.5)
+    with guarded_in_process(big_answers(size), guard, sndbuf=4096) as (port, lines):
+        for _ in range(2):
+            with socket.socket() as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                sock.connect(("127.0.0.1", port))
+                sock.settimeout(60)  # generous: detects a hang only
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * count)
+                for whole in range(count):
+                    got_size, got, ended = read_answer(sock, pause=0.001, chunk=4096)
+                    assert (got_size, got, ended) == (size, size, False), (whole, got, lines)
+    assert guard.counts["stalled"] == 0, lines

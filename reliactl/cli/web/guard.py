@@ -49,7 +49,7 @@ import sys
 import termios
 import time
 from collections import OrderedDict
-from typing import Any
+from typing import Any, cast
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -195,6 +195,23 @@ class OncePerInterval(logging.Filter):
         return True
 
 
+class CountingTransport:
+    """The connection's transport, counting the bytes written to it: the send deadline
+    measures what the client took (written minus still queued), which a newly written
+    answer does not change, where the bytes queued jump up with each pipelined answer."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.written = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written += len(data)
+        self.transport.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
+
+
 class GuardedProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol under a Guard (set on the subclass by ``protocol_class``)."""
 
@@ -204,9 +221,10 @@ class GuardedProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
         self._head_bytes = 0
-        # The send deadline: its timer, and the bytes still buffered when it was set.
+        # The send deadline: its timer, and the bytes the client had taken when it was set.
         self._send_deadline: asyncio.TimerHandle | None = None
-        self._unsent = 0
+        self._counted: CountingTransport | None = None
+        self._taken = 0
         self._flushing = False  # an answer is complete and waits in the write buffer
 
     # The wait for a head: from connecting, and from each answer written out, to the next
@@ -237,9 +255,15 @@ class GuardedProtocol(HttpToolsProtocol):
         if self.transport is not None:
             self.transport.abort()  # also when closing: close() waits for the buffer
 
-    # The send deadline: while the write buffer holds an answer, each head_timeout must see
-    # it shrink (nginx's send_timeout, between two successful writes, not for the whole
-    # answer: a slow but steady reader gets any size).
+    # The send deadline: while the write buffer holds an answer, each head_timeout the client
+    # must have taken more of what was written (nginx's send_timeout, between two
+    # successful writes, not for the whole answer: a slow but steady reader gets any size).
+    def _taken_now(self) -> int:
+        """The bytes written to the connection that the client took so far: written minus
+        still queued (a pipelined answer written meanwhile adds to both)."""
+        written = self._counted.written if self._counted is not None else 0
+        return written - self._queued()
+
     def _queued(self) -> int:
         """The answer's bytes not yet taken by the client: the transport's write buffer and
         the socket's send queue (the kernel's share, often MBs: a slow reader empties that
@@ -256,7 +280,7 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def _watch_send(self) -> None:
         if self._send_deadline is None:
-            self._unsent = self._queued()
+            self._taken = self._taken_now()
             self._send_deadline = self.loop.call_later(self.guard.head_timeout, self._send_check)
 
     def _stop_send_watch(self) -> None:
@@ -268,8 +292,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self._send_deadline = None
         if self.transport.get_write_buffer_size() == 0:
             return  # written out: resume_writing went on (or a close finished)
-        unsent = self._queued()
-        if unsent < self._unsent:
+        if self._taken_now() > self._taken:
             self._watch_send()  # progress: another period
             return
         self.guard.closed("stalled")
@@ -305,7 +328,8 @@ class GuardedProtocol(HttpToolsProtocol):
                 self._answered()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        self._counted = CountingTransport(transport)
+        super().connection_made(cast(asyncio.Transport, self._counted))
         if not self.guard.admit(self):
             transport.abort()
             return
