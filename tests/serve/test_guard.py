@@ -562,3 +562,101 @@ def test_a_steady_reader_of_pipelined_large_answers_gets_them_all() -> None:
                     got_size, got, ended = read_answer(sock, pause=0.001, chunk=4096)
                     assert (got_size, got, ended) == (size, size, False), (whole, got, lines)
     assert guard.counts["stalled"] == 0, lines
+
+
+def rss_mb(pid: int) -> int:
+    """The resident memory of process ``pid``, in MB (/proc/PID/status VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) // 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_pipelined_heads_keep_serve_memory_bounded(tmp_path: Path) -> None:
+    """A client that sends /livez heads without end (2000 in each send, 20 MB in all or
+    20 s at most, connecting again whenever serve closes) and barely reads the answers
+    (4 KiB every 50 ms) leaves serve's memory bounded (under 300 MB), and /livez from
+    another client answers meanwhile. uvicorn queued every complete head of each chunk it
+    read: serve grew by ~150 MB a second (1.3 GB in 8 s); the head deadline never applied
+    (the heads are complete) nor the send deadline (the answers are small)."""
+    served = start_serve(tmp_path)
+    heads = b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n" * 2000
+    stop = threading.Event()
+    # serve logs each request: its stderr is read meanwhile, lest serve block on a full pipe.
+    assert served.proc.stderr is not None
+    logged: list[str] = []
+    pump = threading.Thread(target=lambda: logged.extend(served.proc.stderr or ()))
+    pump.start()
+
+    def read_slowly(sock: socket.socket) -> None:
+        while not stop.is_set():
+            time.sleep(0.05)
+            try:
+                if not sock.recv(4096):
+                    return
+            except OSError:
+                return
+
+    try:
+        start = rss_mb(served.proc.pid)
+        sent, most = 0, start
+        end = time.monotonic() + 20
+        while sent < 20_000_000 and time.monotonic() < end and most < 300:
+            sock = socket.create_connection(("127.0.0.1", served.port))
+            sock.settimeout(0.5)
+            threading.Thread(target=read_slowly, args=(sock,), daemon=True).start()
+            while sent < 20_000_000 and time.monotonic() < end and most < 300:
+                try:
+                    sock.sendall(heads)
+                    sent += len(heads)
+                except TimeoutError:
+                    pass  # serve reads no more for now
+                except OSError:
+                    break  # closed by serve: connect again
+                most = max(most, rss_mb(served.proc.pid))
+            sock.close()
+        assert livez(served) == 200
+        most = max(most, rss_mb(served.proc.pid))
+        stop.set()
+        assert most < 300, f"serve grew from {start} to {most} MB ({sent} bytes of heads sent)"
+    finally:
+        stop.set()
+        served.proc.send_signal(signal.SIGTERM)
+        served.proc.wait(timeout=60)
+        pump.join(60)
+    err = "".join(logged)
+    assert "Traceback" not in err, err[:2000]
+
+
+def test_a_connection_is_closed_after_its_thousandth_request(tmp_path: Path) -> None:
+    """A client that pipelines 1005 /livez requests on one connection gets 1000 answers,
+    the last saying ``connection: close``, then the end of the connection (as nginx's
+    keepalive_requests): one connection cannot hold serve's answers for ever. Before, all
+    1005 were answered and the connection stayed open."""
+    served = start_serve(tmp_path)
+    try:
+        with socket.create_connection(("127.0.0.1", served.port)) as sock:
+            sock.settimeout(60)  # generous: detects a hang only
+            sock.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n" * 1005)
+            heads = []
+            while True:
+                head = b""
+                while not head.endswith(b"\r\n\r\n"):
+                    piece = sock.recv(1)
+                    if not piece:
+                        break
+                    head += piece
+                if not head.endswith(b"\r\n\r\n"):
+                    assert head == b"", head[:200]
+                    break
+                heads.append(head)
+                size = body_size(head)
+                while size:
+                    size -= len(sock.recv(size))
+        assert len(heads) == 1000, len(heads)
+        assert b"connection: close" in heads[-1].lower(), heads[-1]
+        assert all(b"connection: close" not in head.lower() for head in heads[:-1])
+        assert livez(served) == 200
+    finally:
+        _code, err = served.stop()
+    assert "Traceback" not in err, err[:2000]

@@ -19,6 +19,10 @@ The defence, as nginx (``client_header_timeout``) and Go's ``http.Server``
 * a **send deadline**, as nginx's ``send_timeout``: while an answer waits in the write
   buffer, a connection that takes none of it for ``head_timeout`` is closed (a client that
   never reads would otherwise hold its descriptor and the answer's memory for ever);
+* a **bound on pipelining**: at most ``PIPELINE_MAX`` requests wait behind the one being
+  answered (uvicorn queued every head of each chunk it read: a client that pipelined heads
+  and read slowly grew serve by GBs), and a connection's ``MAX_REQUESTS``-th request is its
+  last (nginx's ``keepalive_requests``);
 * a **bound on open connections** (``max_connections``, kept below the descriptor limit):
   when it is reached, a new connection drops the *oldest* connection still waiting for its
   head (an attacker's half-sent request, not a request being answered); only when every
@@ -57,6 +61,15 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 DEFAULT_MAX_CONNECTIONS = 1000
 DEFAULT_HEAD_TIMEOUT = 10.0  # seconds; nginx's client_header_timeout is 60 s, a probe needs ms
 MAX_HEAD_BYTES = 64 * 1024  # Go allows 1 MiB, nginx 4 x 8 KiB; serve's heads are < 1 KiB
+# Pipelined requests: at most PIPELINE_MAX wait behind the one being answered (uvicorn
+# parses every head of each chunk it reads and queues them all), the bytes past them are
+# kept unparsed and the connection is not read meanwhile; the bytes received are parsed
+# FEED_BYTES at a time, so a few dozen tiny heads more may be parsed before the stop.
+PIPELINE_MAX = 16
+FEED_BYTES = 2048
+# Requests per connection, as nginx's keepalive_requests: the last answer says
+# "connection: close" and the connection closes once it is written out.
+MAX_REQUESTS = 1000
 LOG_INTERVAL = 60.0  # at most one line per kind of trouble per minute
 BACKLOG = 128  # the listen queue, and so the most connections accepted in one loop turn
 RESERVE = 64  # descriptors kept for the store, threads and the checks' subprocesses
@@ -226,6 +239,8 @@ class GuardedProtocol(HttpToolsProtocol):
         self._counted: CountingTransport | None = None
         self._taken = 0
         self._flushing = False  # an answer is complete and waits in the write buffer
+        self._unparsed = bytearray()  # received, held back while the pipeline is full
+        self._requests = 0  # complete heads on this connection
 
     # The wait for a head: from connecting, and from each answer written out, to the next
     # complete head.
@@ -342,13 +357,33 @@ class GuardedProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        if self._head_bytes > MAX_HEAD_BYTES and self in self.guard.waiting:
-            self.guard.closed("too_large")  # and still coming: do not wait for its end
-            self._stop_wait()
-            if not self.transport.is_closing():
-                self.transport.write(HEAD_TOO_LARGE)
-                self.transport.close()
+        self._unparsed += data
+        self._parse()
+
+    def _full(self) -> bool:
+        """No more heads are parsed for now: PIPELINE_MAX wait, or MAX_REQUESTS came."""
+        return len(self.pipeline) >= PIPELINE_MAX or self._requests >= MAX_REQUESTS
+
+    def _parse(self) -> None:
+        """The bytes received, parsed FEED_BYTES at a time until the pipeline is full; the
+        rest waits, unread, for its answers to be written (on_response_complete)."""
+        while self._unparsed and not self._full():
+            piece = bytes(self._unparsed[:FEED_BYTES])
+            del self._unparsed[:FEED_BYTES]
+            super().data_received(piece)
+            if self._head_bytes > MAX_HEAD_BYTES and self in self.guard.waiting:
+                self.guard.closed("too_large")  # and still coming: do not wait for its end
+                self._stop_wait()
+                if not self.transport.is_closing():
+                    self.transport.write(HEAD_TOO_LARGE)
+                    self.transport.close()
+            if self.transport.is_closing():
+                self._unparsed.clear()
+                return
+        if self._unparsed:
+            self.flow.pause_reading()  # on_response_complete parses on (uvicorn resumes)
+        if self._requests >= MAX_REQUESTS:
+            self._unparsed.clear()  # never answered: the connection closes after the last
 
     # The head's parts are counted (not the bytes received, which may hold a body too); past
     # MAX_HEAD_BYTES they are no longer kept, and a complete head gets 431 from uvicorn.
@@ -368,8 +403,11 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._stop_wait()
+        self._requests += 1
         if self._head_bytes <= MAX_HEAD_BYTES:
             super().on_headers_complete()
+            if self._requests >= MAX_REQUESTS and self.cycle is not None:
+                self.cycle.keep_alive = False  # the last: "connection: close", then closed
             return
         self.guard.closed("too_large")
         app, self.app, self.url = self.app, _head_too_large, b"/"
@@ -380,6 +418,8 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
+        if self._unparsed and not self.transport.is_closing():
+            self._parse()  # a pipelined request went on: room for the next heads
         if self.cycle is None or self.cycle.response_complete:  # nothing more in flight
             self._answered()  # closing too (connection: close): the send deadline holds
 
