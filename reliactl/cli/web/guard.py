@@ -25,10 +25,11 @@ The defence, as nginx (``client_header_timeout``) and Go's ``http.Server``
   last (nginx's ``keepalive_requests``);
 * a **bound on open connections** (``max_connections``, kept below the descriptor limit):
   when it is reached, a new connection drops the *oldest* connection still waiting for its
-  head (an attacker's half-sent request, not a request being answered); only when every
-  connection is busy answering is the new one refused. A probe sends its head at once, so
-  it is the newest waiting connection and the last to be dropped: /livez keeps answering
-  while an attacker holds every other slot;
+  head (an attacker's half-sent request, not a request being answered), else the oldest
+  *slow reader* (open longer than ``head_timeout``, an answer waiting for it to read);
+  only when every connection is busy otherwise is the new one refused. A probe sends its
+  head at once, so it is the newest waiting connection and the last to be dropped: /livez
+  keeps answering while an attacker holds every other slot;
 * **accept errors** (EMFILE and the like), the guard's own closes and uvicorn's warnings
   (a bad request) are logged as one line at most once per ``LOG_INTERVAL``, never a line
   (or a traceback) per attempt.
@@ -96,7 +97,14 @@ class Guard:
         # The connections waiting for a head, oldest first (insertion = start of the wait).
         self.waiting: OrderedDict[GuardedProtocol, None] = OrderedDict()
         # Closes by reason (/metrics: reliactl_serve_connections_closed_total{reason}).
-        self.counts = {"timed_out": 0, "too_large": 0, "dropped": 0, "refused": 0, "stalled": 0}
+        self.counts = {
+            "timed_out": 0,
+            "too_large": 0,
+            "dropped": 0,
+            "reader": 0,
+            "refused": 0,
+            "stalled": 0,
+        }
         self._logged: dict[str, float] = {}
         self._unlogged: dict[str, int] = {}
 
@@ -135,7 +143,8 @@ class Guard:
             f"closed slow or surplus connections: {c['timed_out']} sent no complete request"
             f" head within {self.head_timeout:g}s, {c['too_large']} sent a head over"
             f" {MAX_HEAD_BYTES // 1024} KiB, {c['stalled']} read none of their answer for"
-            f" {self.head_timeout:g}s, {c['dropped']} dropped (oldest waiting first)"
+            f" {self.head_timeout:g}s, {c['dropped']} dropped (oldest waiting first),"
+            f" {c['reader']} slow readers dropped (oldest first)"
             f" and {c['refused']} refused at the bound of {self.max_connections} open"
             " connections, since serve started",
             say_skipped=False,  # the totals say it
@@ -143,16 +152,30 @@ class Guard:
 
     def admit(self, conn: GuardedProtocol) -> bool:
         """Room for ``conn``: drop the oldest connection waiting for a head when the bound is
-        reached; False (refuse ``conn``) when every open connection is busy answering."""
+        reached, else the oldest slow reader; False (refuse ``conn``) when every open
+        connection is busy answering and none is a slow reader."""
         while len(self.open) >= self.max_connections:
-            if not self.waiting:
+            if self.waiting:
+                next(iter(self.waiting)).drop()
+                self.closed("dropped")
+                continue
+            reader = self.slow_reader()
+            if reader is None:
                 self.closed("refused")
                 return False
-            oldest = next(iter(self.waiting))
-            oldest.drop()
-            self.closed("dropped")
+            reader.drop()
+            self.closed("reader")
         self.open.add(conn)
         return True
+
+    def slow_reader(self) -> GuardedProtocol | None:
+        """The oldest connection open longer than ``head_timeout`` whose answer waits for
+        the client to read it (its send deadline runs): a steady reader of little at a
+        time keeps its connection for as long as its answers last, so at the bound it
+        gives way to a new connection (a probe) rather than have that refused."""
+        old = time.monotonic() - self.head_timeout
+        readers = [conn for conn in self.open if conn.sending() and conn.opened < old]
+        return min(readers, key=lambda conn: conn.opened, default=None)
 
     def exception_handler(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         """The loop's exception handler: accept() failures (out of descriptors or memory,
@@ -240,6 +263,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self._taken = 0
         self._flushing = False  # an answer is complete and waits in the write buffer
         self._unparsed = bytearray()  # received, held back while the pipeline is full
+        self.opened = time.monotonic()
         self._requests = 0  # complete heads on this connection
 
     # The wait for a head: from connecting, and from each answer written out, to the next
@@ -272,7 +296,8 @@ class GuardedProtocol(HttpToolsProtocol):
 
     # The send deadline: while the write buffer holds an answer, each head_timeout the client
     # must have taken more of what was written (nginx's send_timeout, between two
-    # successful writes, not for the whole answer: a slow but steady reader gets any size).
+    # successful writes, not for the whole answer: a slow but steady reader gets any size,
+    # though at the bound of connections it gives way to a new one: Guard.slow_reader).
     def _taken_now(self) -> int:
         """The bytes written to the connection that the client took so far: written minus
         still queued (a pipelined answer written meanwhile adds to both)."""
@@ -297,6 +322,10 @@ class GuardedProtocol(HttpToolsProtocol):
         if self._send_deadline is None:
             self._taken = self._taken_now()
             self._send_deadline = self.loop.call_later(self.guard.head_timeout, self._send_check)
+
+    def sending(self) -> bool:
+        """An answer waits for the client to take it (the send deadline runs)."""
+        return self._send_deadline is not None
 
     def _stop_send_watch(self) -> None:
         if self._send_deadline is not None:

@@ -31,6 +31,7 @@ CLOSE_REASONS = {
     "timed_out": "head_timeout",
     "too_large": "head_too_large",
     "dropped": "evicted",
+    "reader": "evicted_reader",
     "refused": "refused",
     "stalled": "send_timeout",
 }
@@ -235,7 +236,8 @@ class ReliactlCollector:
             "Connections serve closed or refused since it started, by reason: head_timeout"
             " (no complete request head within --head-timeout), head_too_large (431),"
             " send_timeout (read none of its answer for --head-timeout), evicted (oldest"
-            " waiting for a head, at --max-connections), refused (all busy at the bound).",
+            " waiting for a head, at --max-connections), evicted_reader (oldest slow reader"
+            " of its answers, at --max-connections), refused (all busy at the bound).",
             labels=["reason"],
         )
         for kind, reason in CLOSE_REASONS.items():
