@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import Any
 
 from servehelpers import TOKEN, Served, free_port, start_serve
 from storelock import write_lock_held
+
+from reliactl.cli.web.core import JOBS_MAX_AGE
 
 PROBE_BOUND = 10.0  # generous: detects a probe waiting on the store (30 s a write before)
 
@@ -191,6 +194,26 @@ def test_term_stops_serve_promptly_while_requests_wait_on_a_locked_store(
         served.stop()
     assert served.proc.returncode in (0, -signal.SIGTERM), err
     assert "stopped (the round in progress finished, the store is closed)" in err, err
-    assert "Traceback" not in err, err[:3000]
+
     with socket.socket() as again:
         assert again.connect_ex(("127.0.0.1", served.port)) != 0, "serve's port is still open"
+
+
+def test_metrics_and_jobs_answer_while_another_process_holds_the_store_locked(
+    tmp_path: Path,
+) -> None:
+    """With the configured jobs declared (serve's first round), /metrics and /api/jobs
+    answer 200 while another process holds the store's write lock: they only read. Before,
+    each evaluation of a job rewrote its declared record (BEGIN IMMEDIATE) though nothing
+    changed, so both waited out the 5 s request bound and answered 503."""
+    served = start_serve(tmp_path)
+    try:
+        assert served.get("/api/jobs")[0] == 200  # declares the jobs
+        time.sleep(JOBS_MAX_AGE + 0.5)  # the statuses are evaluated again, not cached
+        with write_lock_held(tmp_path / "state" / "state.db"):
+            for path in ("/metrics", "/api/jobs"):
+                status, body = served.get(path)
+                assert status == 200, (path, body[:500])
+    finally:
+        _code, err = served.stop()
+    assert "Traceback" not in err, err[:3000]
