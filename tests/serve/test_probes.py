@@ -160,7 +160,8 @@ def test_term_stops_serve_promptly_while_requests_wait_on_a_locked_store(
     tmp_path: Path,
 ) -> None:
     """Three breaker trips wait on a store another process holds locked when serve gets
-    TERM: each gets 503 "database is locked" once its 5 s are spent (REQUEST_STORE_WAIT,
+    TERM: each gets 503 "state store busy; try again" with Retry-After: 5 and no path in
+    it (anyone may GET /metrics) once its 5 s are spent (REQUEST_STORE_WAIT,
     the wait behind the others included), and serve stops within the bound by its signal,
     as always, no traceback, its port closed. Before, each request held the store's one
     connection for its 30 s busy wait, one after the other, and the stop waited for them
@@ -189,7 +190,9 @@ def test_term_stops_serve_promptly_while_requests_wait_on_a_locked_store(
                 with sock:
                     answer = sock.recv(65536)
                 assert answer.startswith(b"HTTP/1.1 503"), answer[:300]
-                assert b"database is locked" in answer, answer[:500]
+                assert b"state store busy; try again" in answer, answer[:500]
+                assert b"\r\nretry-after: 5\r\n" in answer.lower(), answer[:500]
+                assert str(tmp_path).encode() not in answer, answer[:500]  # no path
     finally:
         served.stop()
     assert served.proc.returncode in (0, -signal.SIGTERM), err

@@ -27,7 +27,7 @@ from starlette.routing import Route
 
 from reliactl.cli.web.core import NOTES_MAX_AGE, REQUEST_STORE_WAIT, Service
 from reliactl.cli.web.metrics import ReliactlCollector, exposition
-from reliactl.errors import StateError
+from reliactl.errors import StateBusyError, StateError, StateUnavailableError
 from reliactl.redact import redact_url, redact_urls_in
 from reliactl.state.base import bounded_waits
 from reliactl.units import printable
@@ -139,7 +139,14 @@ def build_app(  # noqa: C901 - one closure per route, kept beside the app they s
         return await asyncio.to_thread(bounded)
 
     async def store_busy(request: Request, exc: Exception) -> Response:
-        return _json({"error": f"{exc}; try again"}, 503)
+        """A store error as an answer that names no path (anyone may GET /metrics): busy
+        or out of reach is 503 with Retry-After; anything else (closed while serve stops,
+        unwritable) is 500, no "try again"."""
+        if isinstance(exc, (StateBusyError, StateUnavailableError)):
+            response = _json({"error": "state store busy; try again"}, 503)
+            response.headers["Retry-After"] = "5"
+            return response
+        return _json({"error": "state store error"}, 500)
 
     def authorized(request: Request) -> Response | None:
         if not service.token:
