@@ -71,6 +71,11 @@ class StateError(ReliactlError):
     """The state store cannot be used (unwritable directory, a symlink or FIFO at its path)."""
 
 
+class StateBusyError(StateError):
+    """The state store is locked by another process or thread (SQLite's "database is locked")
+    past the wait allowed: try again."""
+
+
 class StateUnavailableError(StateError):
     """A shared state store (Redis) cannot be reached or did not answer in time: try later."""
 

@@ -531,14 +531,26 @@ def declared_at(records: Any, name: str, now: float) -> float:
 
 
 def _declared(records: Any, name: str, now: float) -> tuple[float, list[Any]]:
-    """``declared_at``, and the expected runs kept in the same record (``_kept_times``)."""
+    """``declared_at``, and the expected runs kept in the same record (``_kept_times``).
+    Read first: the record is written only when it has no usable ``declared_at`` yet, so a
+    status (/metrics, /api/jobs) needs no write lock once the job was declared."""
     found: list[tuple[float, list[Any]]] = []
+
+    def usable(value: Any) -> bool:
+        return (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and value <= now + 86400
+        )
+
+    current = records.get("kv", DECLARED_KEY.format(name))
+    if isinstance(current, dict) and usable(current.get("declared_at")):
+        kept = current.get("expected")
+        return float(current["declared_at"]), kept if isinstance(kept, list) else []
 
     def step(current: dict[str, Any] | None) -> dict[str, Any]:
         found.clear()
         record = dict(current or {})
         value = record.get("declared_at")
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value > now + 86400:
+        if not usable(value):
             record["declared_at"] = now  # absent, unreadable or far in the future: from now
         kept = record.get("expected")
         found.append((float(record["declared_at"]), kept if isinstance(kept, list) else []))

@@ -195,7 +195,7 @@ def serve(
 
     from reliactl.cli.web.app import build_app
     from reliactl.cli.web.core import Service
-    from reliactl.cli.web.guard import guarded_server
+    from reliactl.cli.web.guard import Guard, guarded_server
     from reliactl.health.monitor import HealthMonitor
 
     config = loaded.config
@@ -208,10 +208,11 @@ def serve(
         token=token,
         stale_after=stale,
     )
-    asgi = build_app(service, json_logs=json_logs)
+    guard = Guard(max_connections, head_deadline)
+    asgi = build_app(service, json_logs=json_logs, guard=guard)
     mode = "read-write (token set)" if token else "read-only"
     info(f"serving on http://{host}:{port}/ ({mode}); checks every {service.interval:g}s")
-    server, guard = guarded_server(asgi, host, port, max_connections, head_deadline)
+    server = guarded_server(asgi, host, port, guard)
     if guard.max_connections < max_connections:
         info(
             f"at most {guard.max_connections} open connections (--max-connections"

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from types import ModuleType
 
-from reliactl.errors import StateError
+from reliactl.errors import StateBusyError, StateError
 from reliactl.hostname import hostname
 from reliactl.state.base import (
     BreakerEvent,
@@ -181,6 +181,13 @@ class _Foreign(Exception):
     """The file at the path is not a reliactl store: refuse it, never move it."""
 
 
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    """SQLITE_BUSY or SQLITE_LOCKED: another connection holds the lock ("database is
+    locked", "database table is locked", "database is busy")."""
+    text = str(exc)
+    return "is locked" in text or "is busy" in text
+
+
 def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
     if code is not None:
@@ -329,7 +336,9 @@ class SQLiteStateStore:
             return operation()
         except sqlite3.DatabaseError as exc:
             if not _is_corruption(exc):
-                raise StateError(f"state store {self.path}: {exc}") from exc
+                busy = isinstance(exc, sqlite3.OperationalError) and _is_busy(exc)
+                kind = StateBusyError if busy else StateError
+                raise kind(f"state store {self.path}: {exc}") from exc
             self._close_quietly()
             try:
                 inode: int | None = os.lstat(self.path).st_ino
@@ -373,7 +382,7 @@ class SQLiteStateStore:
         got = self._lock.acquire(timeout=max(0.0, left))
         self._waits.left = left - (time.monotonic() - started)
         if not got:
-            raise StateError(
+            raise StateBusyError(
                 f"state store {self._where}: database is locked (another thread of this"
                 " process is waiting on it)"
             )

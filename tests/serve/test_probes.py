@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from servehelpers import Served, free_port
+from servehelpers import TOKEN, Served, free_port, start_serve
 from storelock import write_lock_held
+
+from reliactl.cli.web.core import JOBS_MAX_AGE
 
 PROBE_BOUND = 10.0  # generous: detects a probe waiting on the store (30 s a write before)
 
@@ -146,3 +151,72 @@ def test_stale_after_is_checked() -> None:
         )
         assert done.returncode == 2, done.stderr
         assert done.stderr.count("\n") == 1 and "--stale-after" in done.stderr
+
+
+STOP_BOUND = 20.0  # generous (~5 s here), below the 30 s one locked write used to hold it
+
+
+def test_term_stops_serve_promptly_while_requests_wait_on_a_locked_store(
+    tmp_path: Path,
+) -> None:
+    """Three breaker trips wait on a store another process holds locked when serve gets
+    TERM: each gets 503 "state store busy; try again" with Retry-After: 5 and no path in
+    it (anyone may GET /metrics) once its 5 s are spent (REQUEST_STORE_WAIT,
+    the wait behind the others included), and serve stops within the bound by its signal,
+    as always, no traceback, its port closed. Before, each request held the store's one
+    connection for its 30 s busy wait, one after the other, and the stop waited for them
+    (uvicorn cancelled them after 10 s with a traceback; the round and the store's close
+    still waited)."""
+    served = start_serve(tmp_path)
+    try:
+        with write_lock_held(tmp_path / "state" / "state.db"):
+            trips = []
+            for _ in range(3):
+                sock = socket.create_connection(("127.0.0.1", served.port))
+                sock.settimeout(60)  # generous: detects a hang only
+                sock.sendall(
+                    b"POST /api/breakers/payments/trip HTTP/1.1\r\nHost: x\r\n"
+                    b"Authorization: Bearer " + TOKEN.encode() + b"\r\n"
+                    b"Content-Length: 0\r\n\r\n"
+                )
+                trips.append(sock)
+            served.wait_for(lambda: probe(served, "/livez")[0] == 200, "serve to take the requests")
+            served.proc.send_signal(signal.SIGTERM)
+            try:
+                _out, err = served.proc.communicate(timeout=STOP_BOUND)
+            except subprocess.TimeoutExpired:
+                raise AssertionError("serve did not stop on TERM within the bound") from None
+            for sock in trips:
+                with sock:
+                    answer = sock.recv(65536)
+                assert answer.startswith(b"HTTP/1.1 503"), answer[:300]
+                assert b"state store busy; try again" in answer, answer[:500]
+                assert b"\r\nretry-after: 5\r\n" in answer.lower(), answer[:500]
+                assert str(tmp_path).encode() not in answer, answer[:500]  # no path
+    finally:
+        served.stop()
+    assert served.proc.returncode in (0, -signal.SIGTERM), err
+    assert "stopped (the round in progress finished, the store is closed)" in err, err
+
+    with socket.socket() as again:
+        assert again.connect_ex(("127.0.0.1", served.port)) != 0, "serve's port is still open"
+
+
+def test_metrics_and_jobs_answer_while_another_process_holds_the_store_locked(
+    tmp_path: Path,
+) -> None:
+    """With the configured jobs declared (serve's first round), /metrics and /api/jobs
+    answer 200 while another process holds the store's write lock: they only read. Before,
+    each evaluation of a job rewrote its declared record (BEGIN IMMEDIATE) though nothing
+    changed, so both waited out the 5 s request bound and answered 503."""
+    served = start_serve(tmp_path)
+    try:
+        assert served.get("/api/jobs")[0] == 200  # declares the jobs
+        time.sleep(JOBS_MAX_AGE + 0.5)  # the statuses are evaluated again, not cached
+        with write_lock_held(tmp_path / "state" / "state.db"):
+            for path in ("/metrics", "/api/jobs"):
+                status, body = served.get(path)
+                assert status == 200, (path, body[:500])
+    finally:
+        _code, err = served.stop()
+    assert "Traceback" not in err, err[:3000]

@@ -176,3 +176,28 @@ def test_a_check_left_over_from_a_round_writes_in_memory_not_in_the_next_round(
     assert wrote == [{"n": 1}]
     assert store.get("kv", "late") is None
     store.close()
+
+
+def test_a_bound_counts_the_wait_behind_another_thread_of_the_process(tmp_path: Path) -> None:
+    """A thread under ``bounded_waits(1)`` whose operation queues behind another thread's
+    unbounded write (waiting out BUSY_TIMEOUT_S on another process's lock, with the store's
+    one connection) gives up with "database is locked" within its bound, while the other
+    still waits (before: it waited the other's 30 s, then ran: serve's requests queued
+    behind one another, and its stop behind them)."""
+    store = SQLiteStateStore(tmp_path / "state.db")
+    store.update("kv", "k", lambda r: {"n": 1})
+    done: list[object] = []
+    with write_lock_held(tmp_path / "state.db") as holder:
+        waiter = threading.Thread(
+            target=lambda: done.append(store.update("kv", "theirs", lambda r: {"n": 2}))
+        )
+        waiter.start()
+        time.sleep(0.5)  # it holds the connection, in its busy wait
+        with bounded_waits(store, 1.0), pytest.raises(StateError, match="database is locked"):
+            store.get("kv", "k")
+        assert waiter.is_alive()  # the bounded read did not wait for it
+        holder.kill()
+        waiter.join(HANG)
+    assert done == [{"n": 2}]
+    assert store.get("kv", "k") == {"n": 1}
+    store.close()

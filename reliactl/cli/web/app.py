@@ -15,9 +15,9 @@ import hmac
 import json
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote
 
 from starlette.applications import Starlette
@@ -25,10 +25,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from reliactl.cli.web.core import NOTES_MAX_AGE, Service
+from reliactl.cli.web.core import NOTES_MAX_AGE, REQUEST_STORE_WAIT, Service
 from reliactl.cli.web.metrics import ReliactlCollector, exposition
+from reliactl.errors import StateBusyError, StateError, StateUnavailableError
 from reliactl.redact import redact_url, redact_urls_in
+from reliactl.state.base import bounded_waits
 from reliactl.units import printable
+
+if TYPE_CHECKING:
+    from reliactl.cli.web.guard import Guard
 
 STATIC = {
     "index.html": "text/html; charset=utf-8",
@@ -44,6 +49,7 @@ SECURITY_HEADERS = {
 MAX_SINCE = 366 * 86400.0
 METRICS_MAX_AGE = 1.0  # seconds a /metrics body is shared by the scrapes that follow
 PROBE_NOTES_WAIT = 0.5  # seconds /healthz waits for a new round's notes (then: the last known)
+T = TypeVar("T")
 
 
 def _retrieved(task: asyncio.Future[Any]) -> None:
@@ -108,10 +114,39 @@ def access_log(request: Request, status: int, started: float, json_logs: bool) -
         pass
 
 
-def build_app(service: Service, *, json_logs: bool = False, loop_rounds: bool = True) -> Any:  # noqa: C901 - one closure per route, kept beside the app they share
-    """The ASGI app: Starlette's routes inside the access log."""
-    collector = ReliactlCollector(service)
+def build_app(  # noqa: C901 - one closure per route, kept beside the app they share
+    service: Service,
+    *,
+    json_logs: bool = False,
+    loop_rounds: bool = True,
+    guard: Guard | None = None,
+) -> Any:
+    """The ASGI app: Starlette's routes inside the access log (``guard``: the connection
+    guard whose closes /metrics counts)."""
+    collector = ReliactlCollector(service, guard)
     stop = asyncio.Event()
+
+    async def in_thread(fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in a worker thread whose store operations wait at most
+        REQUEST_STORE_WAIT in all (also behind another thread's) on a store another process
+        holds locked, then raise StateError (503): not 30 s a statement, which queued the
+        requests behind one another, the rounds and serve's stop behind them."""
+
+        def bounded() -> T:
+            with bounded_waits(service.store, REQUEST_STORE_WAIT):
+                return fn(*args)
+
+        return await asyncio.to_thread(bounded)
+
+    async def store_busy(request: Request, exc: Exception) -> Response:
+        """A store error as an answer that names no path (anyone may GET /metrics): busy
+        or out of reach is 503 with Retry-After; anything else (closed while serve stops,
+        unwritable) is 500, no "try again"."""
+        if isinstance(exc, (StateBusyError, StateUnavailableError)):
+            response = _json({"error": "state store busy; try again"}, 503)
+            response.headers["Retry-After"] = "5"
+            return response
+        return _json({"error": "state store error"}, 500)
 
     def authorized(request: Request) -> Response | None:
         if not service.token:
@@ -148,7 +183,7 @@ def build_app(service: Service, *, json_logs: bool = False, loop_rounds: bool = 
     def refresh_notes(report: Any) -> asyncio.Future[Any]:
         task = notes_task[0]
         if task is None or task.done():
-            task = asyncio.ensure_future(asyncio.to_thread(service.check_notes, report))
+            task = asyncio.ensure_future(in_thread(service.check_notes, report))
             task.add_done_callback(_retrieved)
             notes_task[0] = task
         return task
@@ -194,26 +229,26 @@ def build_app(service: Service, *, json_logs: bool = False, loop_rounds: bool = 
         async with metrics_lock:
             built, body = metrics_cache
             if not built >= asked - METRICS_MAX_AGE:
-                body = await asyncio.to_thread(exposition, collector)
+                body = await in_thread(exposition, collector)
                 metrics_cache[:] = [time.monotonic(), body]
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def api_health(request: Request) -> Response:
-        _status, doc = await asyncio.to_thread(service.health, request.query_params.get("check"))
+        _status, doc = await in_thread(service.health, request.query_params.get("check"))
         return _json(doc, 200 if "error" not in doc else 404)
 
     async def api_breakers(request: Request) -> Response:
-        return _json(await asyncio.to_thread(service.breakers))
+        return _json(await in_thread(service.breakers))
 
     async def api_runs(request: Request) -> Response:
         try:
             limit = max(1, min(1000, int(request.query_params.get("limit", "20"))))
         except ValueError:
             return _json({"error": "limit: expected a number"}, 400)
-        return _json(await asyncio.to_thread(service.runs, limit))
+        return _json(await in_thread(service.runs, limit))
 
     async def api_jobs(request: Request) -> Response:
-        return _json(await asyncio.to_thread(service.jobs))
+        return _json(await in_thread(service.jobs))
 
     async def api_history(request: Request) -> Response:
         from reliactl.durations import parse_duration
@@ -227,7 +262,7 @@ def build_app(service: Service, *, json_logs: bool = False, loop_rounds: bool = 
         if not 0 < since <= MAX_SINCE:
             return _json({"error": "since: expected a positive duration of at most 366d"}, 400)
         checks = request.query_params.getlist("check") or None
-        doc = await asyncio.to_thread(service.history, checks, since, max_points)
+        doc = await in_thread(service.history, checks, since, max_points)
         return _json(doc)
 
     async def breaker_action(request: Request) -> Response:
@@ -235,7 +270,7 @@ def build_app(service: Service, *, json_logs: bool = False, loop_rounds: bool = 
         if refused is not None:
             return refused
         name, action = request.path_params["name"], request.path_params["action"]
-        status, doc = await asyncio.to_thread(service.breaker_action, name, action)
+        status, doc = await in_thread(service.breaker_action, name, action)
         return _json(doc, status)
 
     async def loop() -> None:
@@ -280,7 +315,7 @@ def build_app(service: Service, *, json_logs: bool = False, loop_rounds: bool = 
         Route("/api/history", api_history),
         Route("/api/breakers/{name}/{action}", breaker_action, methods=["POST"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={StateError: store_busy})
 
     async def logged(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":

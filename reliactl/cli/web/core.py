@@ -29,6 +29,10 @@ NOTES_MAX_AGE = 1.0  # seconds the checks' silences/acknowledgements are reused 
 # in all on a store another process holds locked, not BUSY_TIMEOUT_S (30 s) each: then they
 # are given up with a warning and the next round comes on time.
 ROUND_STORE_WAIT = 5.0
+# The same bound for each request's store operations (app.in_thread), the wait behind
+# another thread of serve included: a busy store is a 503 after 5 s, and serve's stop
+# waits for no request longer.
+REQUEST_STORE_WAIT = 5.0
 STALE_ROUNDS = 3  # /healthz is 503 when no round finished for this many intervals...
 STALE_MIN = 60.0  # ...and at least this long (default of serve --stale-after)
 

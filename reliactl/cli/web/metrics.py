@@ -2,8 +2,9 @@
 
 Names follow health/formats.py (``reliactl_health_*``, values in base units by the same
 ``_family`` table); breakers are ``reliactl_breaker_*``, jobs (runs) ``reliactl_job_*``, the
-store's rate limiters ``reliactl_ratelimit_*`` and serve's alert deliveries
-``reliactl_alert_deliveries_total``. (Rate limiter waits are not in the store: no waits_total.)
+store's rate limiters ``reliactl_ratelimit_*``, serve's alert deliveries
+``reliactl_alert_deliveries_total`` and its connection guard ``reliactl_serve_connections_*``
+(closes by reason, open now, the bound). (Rate limiter waits are not in the store: no waits_total.)
 Counters (``transitions_total``, ``runs_total``) count what this serve process has seen in
 the store's history since it started, so they only ever grow (a restart is a counter reset,
 as Prometheus expects); they are never the size of the bounded history, which can shrink.
@@ -22,14 +23,25 @@ from reliactl.health.formats import PROM_PREFIX, _family
 
 if TYPE_CHECKING:
     from reliactl.cli.web.core import Service
+    from reliactl.cli.web.guard import Guard
 
 STATES = ("closed", "open", "half_open")
+# The connection guard's closes (Guard.counts) by the reason /metrics names them.
+CLOSE_REASONS = {
+    "timed_out": "head_timeout",
+    "too_large": "head_too_large",
+    "dropped": "evicted",
+    "reader": "evicted_reader",
+    "refused": "refused",
+    "stalled": "send_timeout",
+}
 SEEN_LIMIT = 50_000
 
 
 class ReliactlCollector:
-    def __init__(self, service: Service) -> None:
+    def __init__(self, service: Service, guard: Guard | None = None) -> None:
         self.service = service
+        self.guard = guard
         self._events_seen: set[tuple[str, float, str]] = set()
         self._transitions: Counter[str] = Counter()
         self._runs_seen: set[int] = set()
@@ -44,6 +56,7 @@ class ReliactlCollector:
         yield from self._jobs()
         yield from self._rate_limiters()
         yield from self._alerts()
+        yield from self._connections()
 
     def _health(self) -> Iterator[Metric]:
         report = self.service.report
@@ -211,6 +224,36 @@ class ReliactlCollector:
         for (sink, result), count in sorted(self.service.deliveries.items()):
             deliveries.add_metric([sink, result], count)
         yield deliveries
+
+    def _connections(self) -> Iterator[Metric]:
+        """The connection guard's closes by reason, and the connections open now."""
+        guard = self.guard
+        if guard is None:
+            return
+        counts = dict(guard.counts)  # the loop's thread counts on: one snapshot
+        closed = CounterMetricFamily(
+            "reliactl_serve_connections_closed",
+            "Connections serve closed or refused since it started, by reason: head_timeout"
+            " (no complete request head within --head-timeout), head_too_large (431),"
+            " send_timeout (read none of its answer for --head-timeout), evicted (oldest"
+            " waiting for a head, at --max-connections), evicted_reader (oldest slow reader"
+            " of its answers, at --max-connections), refused (all busy at the bound).",
+            labels=["reason"],
+        )
+        for kind, reason in CLOSE_REASONS.items():
+            closed.add_metric([reason], counts.get(kind, 0))
+        yield closed
+        open_now = GaugeMetricFamily(
+            "reliactl_serve_connections_open", "HTTP connections open now."
+        )
+        open_now.add_metric([], len(guard.open))
+        yield open_now
+        bound = GaugeMetricFamily(
+            "reliactl_serve_connections_max",
+            "The bound on open connections (--max-connections, lowered to fit ulimit -n).",
+        )
+        bound.add_metric([], guard.max_connections)
+        yield bound
 
 
 def exposition(collector: ReliactlCollector) -> bytes:
