@@ -237,7 +237,7 @@ complete -c reliactl -n '__reliactl_at \'serve\'' -l token-file -r -F -d 'A priv
 complete -c reliactl -n '__reliactl_at \'serve\'' -l json-logs -d 'Access log lines as JSON objects.'
 complete -c reliactl -n '__reliactl_at \'serve\'' -l stale-after -x -d '/healthz answers 503 (UNKNOWN, stale) when no check round has finished for this long (default: 3 intervals, at least 1m).'
 complete -c reliactl -n '__reliactl_at \'serve\'' -l max-connections -x -d 'Open connections at most (lowered to fit the descriptor limit); beyond it the oldest connection still sending its request head is dropped, so a probe still gets through.'
-complete -c reliactl -n '__reliactl_at \'serve\'' -l head-timeout -x -d 'Close a connection that has not sent a complete request head this long after connecting or after its previous answer (slow or idle clients).'
+complete -c reliactl -n '__reliactl_at \'serve\'' -l head-timeout -x -d 'Close a connection that has not sent a complete request head this long after connecting or after its previous answer was read (slow or idle clients), or that reads none of its answer for this long.'
 complete -c reliactl -n '__reliactl_word \'silence\'' -a add -d 'Add a silence; prints its ID (for `silence remove ID`).'
 complete -c reliactl -n '__reliactl_word \'silence\'' -a list -d 'Active and planned silences (expired ones are removed).'
 complete -c reliactl -n '__reliactl_word \'silence\'' -a remove -d 'End a silence now (exit 1 if there is none of that ID).'

@@ -139,7 +139,8 @@ def serve(
             "--head-timeout",
             metavar="DURATION",
             help="Close a connection that has not sent a complete request head this long"
-            " after connecting or after its previous answer (slow or idle clients).",
+            " after connecting or after its previous answer was read (slow or idle clients),"
+            " or that reads none of its answer for this long.",
         ),
     ] = "10s",
 ) -> None:
