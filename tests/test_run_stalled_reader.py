@@ -208,15 +208,10 @@ def test_a_slow_reader_gets_every_byte(flags: list[str], tmp_path: Path) -> None
     src = tmp_path / "data"
     src.write_bytes(data)
     r, w = os.pipe()
-    got = bytearray()
     try:
         proc = start(["run", "--no-history", *args, "--", "cat", str(src)], w)
         os.close(w)
-        time.sleep(0.5)  # the pipe is full before anyone reads
-        while chunk := os.read(r, 4096):
-            got += chunk
-            if len(got) % (256 * 1024) < 4096:
-                time.sleep(0.05)
+        got = read_late(r, 0.5, pace=0.05)  # the pipe is full before anyone reads
         err = ended(proc)
     finally:
         os.close(r)
@@ -227,14 +222,21 @@ def test_a_slow_reader_gets_every_byte(flags: list[str], tmp_path: Path) -> None
 
 def read_late(r: int, delay: float, pace: float = 0.0) -> bytes:
     """Read the pipe to its end, starting after ``delay`` seconds, pausing ``pace`` seconds
-    every 64 KiB (a slow reader that still reads)."""
+    every 64 KiB (a slow reader that still reads); fails if the end does not come within
+    END seconds (a run that never ends)."""
     time.sleep(delay)
     got = bytearray()
-    while chunk := os.read(r, 4096):
+    deadline = time.monotonic() + END
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([r], [], [], left)[0]:
+            pytest.fail(f"the pipe did not reach its end within {END} s")
+        chunk = os.read(r, 4096)
+        if not chunk:
+            return bytes(got)
         got += chunk
         if pace and len(got) % 65536 < 4096:
             time.sleep(pace)
-    return bytes(got)
 
 
 def test_an_event_while_a_slow_reader_catches_up_loses_nothing() -> None:
