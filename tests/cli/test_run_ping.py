@@ -107,7 +107,11 @@ def test_a_hanging_ping_server_delays_the_run_only_within_the_stated_bounds() ->
         took = time.monotonic() - began
     assert result.returncode == 4, result.stderr
     assert took < 40, took  # 1 s + 10 s of bounds, and a loaded machine; never the 60 s hang
-    assert "warning: ping start" in result.stderr and "abandoned" in result.stderr
+    # The start ping is a warning: "abandoned" when the run stops waiting for it first, or
+    # its own "timed out" when its 10 s socket timeout ends at the same moment (seen in
+    # session 10's CI; the end ping's warning was then missing: noted, not diagnosed).
+    assert "warning: ping start" in result.stderr, result.stderr
+    assert "abandoned" in result.stderr or "timed out" in result.stderr, result.stderr
 
 
 def test_a_busy_lock_sends_a_log_ping_and_no_start(tmp_path: Path) -> None:
