@@ -36,7 +36,7 @@ _reliactl_value() {
         "retry plan/--max-retries") _rl_kind="" ;;
         "retry plan/--jitter") _rl_kind="none full equal decorrelated" ;;
         "retry plan/--multiplier") _rl_kind="" ;;
-        "retry plan/--max-elapsed") _rl_kind="" ;;
+        "retry plan/--max-elapsed") _rl_kind="none" ;;
         "retry plan/--seed") _rl_kind="" ;;
         "run/--lock-name") _rl_kind="" ;;
         "run/--lock-wait") _rl_kind="forever" ;;

@@ -402,9 +402,27 @@ class RunChaos(NamedTuple):
         return _fails(ChaosRule("run", "*", error=self.fail))
 
 
+def _kill_after(value: str) -> float:
+    """``kill-after=`` of a ``--chaos`` spec: a positive duration of at most 7d (a timer thread
+    waits for it; ``durations.parse_bounded``'s wording). 0 is refused, not read as `run
+    --kill-after 0`'s "never": here the kill is the injected fault, so "no kill" is spelled
+    by leaving the key out, and a 0 that meant "at once" must not silently inject nothing."""
+    from reliactl.durations import MAX_INTERVAL, parse_bounded
+    from reliactl.errors import DurationError
+
+    try:
+        return parse_bounded(value, most=MAX_INTERVAL)
+    except DurationError as exc:
+        hint = ""
+        with contextlib.suppress(DurationError):
+            if parse_bounded(value, most=MAX_INTERVAL, zero=True) == 0:
+                hint = " (to inject no kill, leave kill-after out)"
+        raise ValueError(f"kill-after: {exc}{hint}") from None
+
+
 def parse_run_spec(text: str) -> RunChaos:
     """``fail=0.3,delay=2s,exit=75,kill-after=5s`` (any subset); ChaosError names the bad part."""
-    from reliactl.durations import parse_duration, parse_interval
+    from reliactl.durations import parse_duration
     from reliactl.errors import ChaosError
 
     values: dict[str, Any] = {}
@@ -428,10 +446,7 @@ def parse_run_spec(text: str) -> RunChaos:
                     raise ValueError("exit must be 1..255")
                 values["exit"] = int(value)
             elif key in ("kill-after", "kill_after"):
-                seconds = parse_interval(value)  # at most 7d: a timer thread waits for it
-                if seconds <= 0:
-                    raise ValueError("kill-after must be a positive duration")
-                values["kill_after"] = seconds
+                values["kill_after"] = _kill_after(value)
             else:
                 raise ValueError(f"unknown key {key!r} (fail, delay, exit, kill-after)")
         except ValueError as exc:

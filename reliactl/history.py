@@ -36,8 +36,22 @@ if TYPE_CHECKING:
     from reliactl.health.model import HealthReport
     from reliactl.state import StateStore
 
+# How far back a history may be asked for: `health history --since` and serve's
+# /api/history?since= (``parse_since``, the one owner of this bound).
+MAX_SINCE = 366 * 86400.0
 LAST_KEY = "health:history:last"  # kv record: each check's last status, unit and thresholds
 STATUS_MARK = {"OK": " ", "WARNING": "w", "CRITICAL": "C", "UNKNOWN": "?"}
+
+
+def parse_since(value: object) -> float:
+    """How far back a history is asked for, in seconds: a positive duration of at most
+    MAX_SINCE (366d), else a DurationError in ``durations.parse_bounded``'s one wording
+    ("expected a positive duration of at most 366d, got '0'"). The one check of `health
+    history --since` (through ``_fastrt.duration_option``) and serve's /api/history?since=,
+    each prefixing its own name of the value."""
+    from reliactl.durations import parse_bounded
+
+    return parse_bounded(value, most=MAX_SINCE)
 
 
 def _iso(epoch: float) -> str:

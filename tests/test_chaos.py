@@ -320,3 +320,20 @@ def test_run_chaos_is_refused_on_a_production_marked_store(tmp_path: Path) -> No
     rehearsed = run("-c", str(forced), *rehearse)
     assert rehearsed.returncode == 1 and "CHAOS ON" in rehearsed.stderr, rehearsed.stderr
     assert not marker.exists()  # an injected fail never starts the command
+
+
+@pytest.mark.parametrize("spec", ["kill-after=0", "fail=0.5,kill-after=0s"])
+def test_run_chaos_kill_after_0_is_refused_clearly(spec: str, tmp_path: Path) -> None:
+    """`--chaos kill-after=0` is not `run --kill-after 0`'s "never": the kill is the injected
+    fault, so it is refused in the one wording of a duration out of its range (positive, at
+    most 7d) with how to inject no kill; one line, exit 125, nothing run. It said "kill-after
+    must be a positive duration", not what `run --kill-after 0` led one to expect."""
+    marker = tmp_path / "ran"
+    result = run("run", "--chaos", spec, "--", "touch", str(marker))
+    assert result.returncode == 125, result.stderr
+    given = spec.rpartition("=")[2]
+    assert result.stderr == (
+        f"reliactl: error: --chaos {spec!r}: kill-after: expected a positive duration of at most"
+        f" 7d, got {given!r} (to inject no kill, leave kill-after out)\n"
+    )
+    assert not marker.exists()

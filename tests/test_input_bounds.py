@@ -255,7 +255,8 @@ OUT_OF_RANGE = [
     (["http", "--timeout", "0", "GET", "http://127.0.0.1:1/"], 2, "--timeout", "", "0"),
     (["run", "--cpu-time", "0s", "--", "true"], 125, "--cpu-time", "", "0s"),
     (["run", "--watch-health", "8d", "--", "true"], 125, "--watch-health", "7d", "8d"),
-    (["retry", "plan", "--max-delay", "0"], 2, "--max-delay", "", "0"),
+    (["retry", "plan", "--max-elapsed", "0"], 2, "--max-elapsed", "", "0"),
+    (["run", "--max-elapsed", "0s", "--", "true"], 125, "--max-elapsed", "", "0s"),
     (["serve", "--head-timeout", "2h"], 2, "--head-timeout", "1h", "2h"),
     (["health", "history", "--since", "0"], 3, "--since", "366d", "0"),
     (["cleanup", "--older-than", "0", "."], 2, "--older-than", "", "0"),
@@ -455,3 +456,121 @@ def test_library_job_specs_meet_the_same_bounds() -> None:
         assert watcher._thread.is_alive()
     finally:
         watcher.close()
+
+
+# ---- inputs11: blank names, one check of the retry delays, --max-elapsed's wording
+
+BLANK_NAME = [
+    (["breaker", "show", "  "], "NAME"),
+    (["breaker", "reset", " "], "NAME"),
+    (["breaker", "trip", "\t"], "NAME"),
+    (["breaker", "close", " "], "NAME"),
+    (["http", "--breaker", " ", "GET", "http://127.0.0.1:1/"], "--breaker"),
+    (["silence", "add", " ", "--for", "1h"], "TARGET"),
+    (["silence", "remove", " "], "ID"),
+    (["alert", "ack", " "], "TARGET"),
+    (["alert", "resolve", " "], "TARGET"),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "what"), BLANK_NAME, ids=[" ".join(case[0][:2]) for case in BLANK_NAME]
+)
+def test_a_name_of_only_whitespace_is_refused_as_an_empty_one(args: list[str], what: str) -> None:
+    """A name, target or ID of only spaces or tabs is the usage error an empty one is (exit 2,
+    one line, `require_text`), the value shown: `http --breaker ' '` went through a breaker
+    named ' ', `breaker show '  '` showed (and so created) one, `alert ack ' '` looked for a
+    problem it could never match, `silence add ' '` said "the silence target is empty"."""
+    line = one_error_line(reliactl(*args), 2)
+    shown = printable_arg(args, what)
+    assert line == f"reliactl: error: {what}: expected a non-empty value, got '{shown}'", line
+
+
+def printable_arg(args: list[str], what: str) -> str:
+    """The blank value of ``what`` in ``args``, as the error shows it (a tab as \\t)."""
+    value = args[args.index(what) + 1] if what.startswith("--") else args[2]
+    return value.replace("\t", "\\t")
+
+
+@pytest.mark.parametrize("fast", ["1", "0"], ids=["fast", "typer"])
+@pytest.mark.parametrize("flag", ["--breaker", "--name", "--lock-name", "--job"])
+def test_run_refuses_a_name_of_only_whitespace(flag: str, fast: str, tmp_path: Path) -> None:
+    """`run --name ' '` (and --breaker, --lock-name, --job of only spaces or a tab) is `run`'s
+    usage error (125, one line), as an empty one, before anything runs, on both dispatchers:
+    --name ' ' and --breaker ' ' ran the job, recording its history or a breaker under ' '."""
+    marker = tmp_path / "ran"
+    result = reliactl("run", flag, " \t", "--", "touch", str(marker), RELIACTL_FAST=fast)
+    line = one_error_line(result, 125)
+    assert line == f"reliactl: error: {flag}: expected a non-empty value, got ' \\t'", line
+    assert not marker.exists()
+    assert reliactl("runs").stdout == "" and "' '" not in reliactl("breaker", "list").stdout
+
+
+def test_a_name_with_spaces_around_it_is_kept_as_given() -> None:
+    """Only a blank name is refused: ' nightly ' (text with spaces around it) is used exactly
+    as given, not stripped and not refused, so a job history or breaker an older version
+    stored under such a name stays addressable (DESIGN.md section 2)."""
+    import json
+
+    result = reliactl("run", "--name", " nightly ", "--", "true")
+    assert result.returncode == 0, result.stderr
+    (record,) = json.loads(reliactl("runs", "--json").stdout)["runs"]
+    assert record["name"] == " nightly "
+
+
+def plan_delays(*flags: str) -> list[float]:
+    """The delays `retry plan --json` shows for ``flags`` (exit 0 asserted)."""
+    import json
+
+    result = reliactl("retry", "plan", "--json", "--jitter", "none", *flags)
+    assert result.returncode == 0, result.stderr
+    return [row["delay"] for row in json.loads(result.stdout)["schedule"]]
+
+
+@pytest.mark.parametrize("fast", ["1", "0"], ids=["fast", "typer"])
+def test_run_and_retry_plan_agree_on_a_base_delay_of_0(fast: str, tmp_path: Path) -> None:
+    """`--base-delay 0` (retry at once) is one value for `run`, `retry plan` and
+    retry.base_delay (`_fastrt.retry_delays`, the one check): the plan shows 0ms pauses and
+    run retries with them. `retry plan` refused it ("expected a positive duration") while
+    `run` took it, and the configuration refused it too."""
+    import json
+
+    assert plan_delays("--base-delay", "0", "--max-retries", "2") == [0.0, 0.0]
+    report = tmp_path / "report.json"
+    result = reliactl(
+        "run", "--base-delay", "0", "--max-retries", "2", "--jitter", "none",
+        "--json-report", str(report), "--", "false", RELIACTL_FAST=fast,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    attempts = json.loads(report.read_text())["attempts"]
+    assert len(attempts) == 3 and "retry 2 of 2 in 0ms" in result.stderr, result.stderr
+    config = tmp_path / "retry.yaml"
+    config.write_text("retry:\n  base_delay: 0s\n  max_retries: 1\n")
+    assert reliactl("config", "validate", str(config)).returncode == 0
+    configured = reliactl("-c", str(config), "retry", "plan", "--json", "--jitter", "none")
+    assert [r["delay"] for r in json.loads(configured.stdout)["schedule"]] == [0.0]
+
+
+@pytest.mark.parametrize("fast", ["1", "0"], ids=["fast", "typer"])
+def test_run_and_retry_plan_refuse_a_max_delay_below_the_base_alike(fast: str) -> None:
+    """--max-delay below --base-delay: the same line from `run` (125) and `retry plan` (2);
+    run said "retry policy: max_delay (1s) must not be less than base_delay (2s)"."""
+    expected = "reliactl: error: --max-delay (1s) must not be less than --base-delay (2s)"
+    flags = ("--base-delay", "2s", "--max-delay", "1s")
+    assert one_error_line(reliactl("run", *flags, "--", "true", RELIACTL_FAST=fast), 125) == (
+        expected
+    )
+    assert one_error_line(reliactl("retry", "plan", *flags), 2) == expected
+
+
+def test_max_elapsed_is_declared_once_with_its_none_spelling() -> None:
+    """--max-elapsed reads DURATION|none in `run`'s help and in `retry plan`'s (declared once,
+    `options.max_elapsed_option`), and "none" is accepted by both; `retry plan` showed
+    DURATION alone and worded its refusal "or 'none'" where every duration flag has one
+    wording (see test_a_duration_out_of_its_range_is_one_wording_for_every_flag)."""
+    for args in (["run", "--help"], ["retry", "plan", "--help"]):
+        result = reliactl(*args, COLUMNS="200")
+        assert result.returncode == 0, result.stderr
+        assert "--max-elapsed DURATION|none" in result.stdout, result.stdout
+    assert reliactl("retry", "plan", "--max-elapsed", "none").returncode == 0
+    assert reliactl("run", "--max-elapsed", "none", "--", "true").returncode == 0

@@ -72,7 +72,10 @@ def require_text(
     """``value``, a name, ID or URL from the command line, if it can be used; else a usage
     error (one line, exit 2, or ``code``: `run`'s is 125): not UTF-8 (Python keeps argv's
     undecodable bytes as surrogates, which no store, request or message can encode) or,
-    unless ``empty``, empty. A ``url`` is shown with its password and keys as ***
+    unless ``empty``, empty or only whitespace (`--name ' '` is as much a slip as `--name ''`:
+    it named a breaker or a job's history ' '). A name with text is used exactly as given,
+    spaces around it included: a breaker or run history an older version stored under ' api'
+    stays addressable. A ``url`` is shown with its password and keys as ***
     (``reliactl.redact``); a ``secret`` one (a ping URL: its path is the credential) as its
     scheme and host alone, as every ping message shows it.
 
@@ -92,6 +95,10 @@ def require_text(
         raise _usage_or(code, f"{what}: expected UTF-8 text, got '{shown}'") from None
     if not empty and not value:
         raise _usage_or(code, f"{what}: expected a non-empty value")
+    if not empty and not value.strip():
+        from reliactl.units import printable
+
+        raise _usage_or(code, f"{what}: expected a non-empty value, got '{printable(value)}'")
     return value
 
 
@@ -111,6 +118,47 @@ def duration_option(
         return parse_bounded(text, most=MAX_DURATION if most is None else most, zero=zero)
     except DurationError as exc:
         raise _usage_or(code, f"{flag}: {exc}") from None
+
+
+def retry_delays(
+    base_delay: str | None,
+    max_delay: str | None,
+    *,
+    code: int | None = None,
+    base_flag: str = "--base-delay",
+) -> tuple[float | None, float | None]:
+    """--base-delay and --max-delay of `run` and `retry plan` as seconds (None: not given, the
+    configuration's): a duration, 0 included (retry at once, as retry.base_delay and the
+    library's strategies allow), and --max-delay not below --base-delay when both are given;
+    else a usage error (one line, exit 2, or ``code``). The one check of both flags, so a
+    schedule `retry plan` shows is the one `run` takes (``base_flag``: `run`'s old --delay).
+    """
+    base = (
+        None if base_delay is None else duration_option(base_flag, base_delay, code=code, zero=True)
+    )
+    cap = (
+        None
+        if max_delay is None
+        else duration_option("--max-delay", max_delay, code=code, zero=True)
+    )
+    if base is not None and cap is not None and cap < base:
+        from reliactl.durations import format_duration
+
+        raise _usage_or(
+            code,
+            f"--max-delay ({format_duration(cap)}) must not be less than {base_flag} "
+            f"({format_duration(base)})",
+        )
+    return base, cap
+
+
+def max_elapsed(text: str, *, code: int | None = None) -> float | None:
+    """--max-elapsed of `run` and `retry plan`, given: seconds, a positive duration, or None
+    for "none" (or "off": no limit); else a usage error in ``duration_option``'s one wording
+    ("--max-elapsed: expected a positive duration, got '0'"). The one check of the flag."""
+    if text.strip().lower() in ("none", "off"):
+        return None
+    return duration_option("--max-elapsed", text, code=code)
 
 
 def _usage_or(code: int | None, message: str) -> SystemExit:

@@ -79,9 +79,11 @@ def ack(
     own: TARGET without a host matches it on every host."""
     import time
 
+    from reliactl.cli._fastrt import require_text
     from reliactl.cli.output import error, info
     from reliactl.health.alertstate import acknowledge
 
+    require_text("TARGET", target)  # as silence's TARGET: '' or ' ' matches nothing
     records, breakers = _context(ctx)
     done = acknowledge(records, target, reason=reason, now=time.time(), breakers=breakers)
     if not done:
@@ -115,10 +117,12 @@ def resolve(
     problem stays, to try again)."""
     import asyncio
 
+    from reliactl.cli._fastrt import require_text
     from reliactl.cli.output import error, info
     from reliactl.health.alerts import AlertManager
     from reliactl.health.alertstate import AlertPolicy
 
+    require_text("TARGET", target)
     records, breakers = _context(ctx)
     config = _config(ctx)
     manager = AlertManager(

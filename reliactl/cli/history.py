@@ -10,8 +10,6 @@ if TYPE_CHECKING:
 
     import typer
 
-MAX_SINCE = 366 * 86400.0
-
 
 def typer_names() -> None:
     """Give ``history``'s (string) annotations ``typer``, evaluated when Typer registers it
@@ -45,7 +43,7 @@ def history(
     from reliactl.cli.context import app_context
     from reliactl.cli.output import emit_json, emit_text, error, report_error
     from reliactl.errors import ReliactlError
-    from reliactl.history import chart, events_text, history_document
+    from reliactl.history import MAX_SINCE, chart, events_text, history_document
 
     back = duration_option("--since", since, code=ExitCode.UNKNOWN, most=MAX_SINCE)
     now = time.time()

@@ -194,7 +194,9 @@ def hidden(*spellings: str, metavar: str | None = None) -> Any:
 
 
 # Retry settings: flag = config key of the `retry` section. Each flag is declared once here (its
-# name, metavar and choices); a command may word its help and pick its help panel.
+# name, metavar and choices); a command may word its help and pick its help panel. Their values
+# are checked once, typer-free for `run`'s fast path: ``_fastrt.retry_delays`` (--base-delay,
+# --max-delay) and ``_fastrt.max_elapsed`` (--max-elapsed), for `run` and `retry plan` alike.
 def strategy_option(
     help: str = "Backoff strategy [default: retry.strategy]", panel: str | None = None
 ) -> Any:
@@ -215,6 +217,14 @@ def max_delay_option(
     return typer.Option("--max-delay", metavar="DURATION", help=help, rich_help_panel=panel)
 
 
+def max_elapsed_option(
+    help: str = "Give up after this much time in all (none: no limit) [default: retry.max_elapsed]",
+    panel: str | None = None,
+) -> Any:
+    """--max-elapsed of `run` and `retry plan`: DURATION|none, read by ``_fastrt.max_elapsed``."""
+    return typer.Option("--max-elapsed", metavar="DURATION|none", help=help, rich_help_panel=panel)
+
+
 def max_retries_option(
     help: str = "Retries after the first attempt [default: retry.max_retries]",
     panel: str | None = None,
@@ -232,5 +242,6 @@ def jitter_option(
 StrategyOption = Annotated[str | None, strategy_option()]
 BaseDelayOption = Annotated[str | None, base_delay_option()]
 MaxDelayOption = Annotated[str | None, max_delay_option()]
+MaxElapsedOption = Annotated[str | None, max_elapsed_option()]
 MaxRetriesOption = Annotated[int | None, max_retries_option()]
 JitterOption = Annotated[str | None, jitter_option()]

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
         JitterOption,
         JsonOption,
         MaxDelayOption,
+        MaxElapsedOption,
         MaxRetriesOption,
         StrategyOption,
     )
@@ -36,6 +37,7 @@ def build() -> typer.Typer:
         "JitterOption",
         "JsonOption",
         "MaxDelayOption",
+        "MaxElapsedOption",
         "MaxRetriesOption",
         "StrategyOption",
     )
@@ -53,12 +55,6 @@ BAR_WIDTH = 24
 
 def _usage(message: str) -> NoReturn:
     raise _fastrt.usage(message)
-
-
-def _duration(option: str, text: str | None, *, positive: bool = False) -> float | None:
-    if text is None:
-        return None
-    return _fastrt.duration_option(option, text, zero=not positive)
 
 
 def _choice(option: str, value: str | None, choices: tuple[str, ...]) -> str | None:
@@ -98,15 +94,7 @@ def plan(
             help="Growth factor of exponential backoff, >= 1 [default: retry.multiplier]",
         ),
     ] = None,
-    max_elapsed: Annotated[
-        str | None,
-        typer.Option(
-            "--max-elapsed",
-            metavar="DURATION",
-            help="Give up after this much time in all; 'none' for no limit "
-            "[default: retry.max_elapsed]",
-        ),
-    ] = None,
+    max_elapsed: MaxElapsedOption = None,
     seed: Annotated[
         int | None,
         typer.Option("--seed", metavar="N", help="Seed the jitter, for a reproducible sample."),
@@ -123,23 +111,12 @@ def plan(
 
     name = _choice("--strategy", strategy, STRATEGIES)
     jitter_mode = _choice("--jitter", jitter, JITTERS)
-    base = _duration("--base-delay", base_delay, positive=True)
-    cap = _duration("--max-delay", max_delay, positive=True)
-    no_limit = max_elapsed is not None and max_elapsed.strip().lower() in ("none", "off")
-    deadline = None if max_elapsed is None or no_limit else _duration("--max-elapsed", max_elapsed)
-    if deadline is not None and deadline <= 0:
-        _usage(f"--max-elapsed: expected a positive duration or 'none', got {max_elapsed!r}")
+    base, cap = _fastrt.retry_delays(base_delay, max_delay)  # `run`'s check too
+    deadline = None if max_elapsed is None else _fastrt.max_elapsed(max_elapsed)
     if max_retries is not None and max_retries_error(max_retries):
         _usage(f"--max-retries: {max_retries_error(max_retries)}")
     if multiplier is not None and not (math.isfinite(multiplier) and multiplier >= 1):
         _usage(f"--multiplier: expected a finite number >= 1, got {multiplier:g}")
-    if base is not None and cap is not None and cap < base:
-        from reliactl.durations import format_duration
-
-        _usage(
-            f"--max-delay ({format_duration(cap)}) must not be less than --base-delay "
-            f"({format_duration(base)})"
-        )
     # Only one of them given, past the configured other: strategy_from_config moves it.
     given: dict[str, Any] = {
         "strategy": name,

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         jitter_option,
         limit_option,
         max_delay_option,
+        max_elapsed_option,
         max_retries_option,
         strategy_option,
     )
@@ -399,6 +400,7 @@ def _typer_names() -> type:
         "jitter_option",
         "limit_option",
         "max_delay_option",
+        "max_elapsed_option",
         "max_retries_option",
         "strategy_option",
     )
@@ -619,12 +621,11 @@ def run(
     ] = None,
     max_elapsed: Annotated[
         str | None,
-        typer.Option(
-            "--max-elapsed",
-            metavar="DURATION|none",
+        max_elapsed_option(
             help="Start no retry later than this after the first attempt started; a pause "
-            "that would end past it is cut short [default: retry.max_elapsed].",
-            rich_help_panel="Retries",
+            "that would end past it is cut short (none: no limit) [default: "
+            "retry.max_elapsed].",
+            panel="Retries",
         ),
     ] = None,
     retry_on: Annotated[
@@ -1130,11 +1131,17 @@ def _retry_settings(
         raise _usage(f"{retries_flag}: {max_retries_error(retries)}")
     if multiplier is not None and not (multiplier >= 1 and multiplier != float("inf")):
         raise _usage(f"--multiplier: expected a finite number >= 1, got {multiplier:g}")
+    from reliactl.cli._fastrt import retry_delays
+
+    # `retry plan`'s check of the delays too: a previewed schedule is the one run takes.
+    base, cap = retry_delays(
+        base_delay[1], max_delay, code=ExitCode.INTERNAL, base_flag=base_delay[0]
+    )
     return {
         "strategy": _choice(*strategy, STRATEGIES),
         "jitter": _choice("--jitter", jitter, JITTERS),
-        "base_delay": _duration(*base_delay),
-        "max_delay": _duration("--max-delay", max_delay),
+        "base_delay": base,
+        "max_delay": cap,
         "max_elapsed": _max_elapsed(max_elapsed),
         "max_retries": retries,
         "multiplier": multiplier,
@@ -1193,17 +1200,14 @@ def _check_report_path(path: str) -> None:
 
 
 def _max_elapsed(text: str | None) -> Any:
-    """--max-elapsed: seconds, None for 'none', or the configuration's retry.max_elapsed."""
+    """--max-elapsed: seconds, None for 'none', or the configuration's retry.max_elapsed
+    (``_fastrt.max_elapsed``, `retry plan`'s check and wording too)."""
+    from reliactl.cli._fastrt import max_elapsed
     from reliactl.jobs import FROM_CONFIG
 
     if text is None:
         return FROM_CONFIG
-    if text.strip().lower() in ("none", "off"):
-        return None
-    seconds = _duration("--max-elapsed", text)
-    if seconds is None or seconds <= 0:
-        raise _usage(f"--max-elapsed: expected a positive duration or 'none', got {text!r}")
-    return seconds
+    return max_elapsed(text, code=ExitCode.INTERNAL)
 
 
 def _exit(code: int, store: Any, died_by: int | None = None) -> None:

@@ -151,14 +151,14 @@ def test_max_delay_below_the_configured_base_lowers_it(run_cli) -> None:
         (["--strategy", "expo"], "--strategy: expected one of exponential, linear, fixed"),
         (["--jitter", "ful"], "did you mean 'full'?"),
         (["--base-delay", "soon"], "--base-delay: expected a duration"),
-        (["--base-delay", "0"], "--base-delay: expected a positive duration"),
+        (["--base-delay", "-1s"], "--base-delay: expected a duration"),
         (["--max-delay", "-1s"], "--max-delay"),
         (["--max-delay", "1s", "--base-delay", "5s"], "must not be less than --base-delay"),
         (["--max-retries", "-1"], "--max-retries: expected 0 to 10000, got -1"),
         (["--max-retries", "100000"], "--max-retries: expected 0 to 10000"),
         (["--multiplier", "0.5"], "--multiplier: expected a finite number >= 1"),
         (["--multiplier", "inf"], "--multiplier: expected a finite number >= 1"),
-        (["--max-elapsed", "0"], "--max-elapsed: expected a positive duration or 'none'"),
+        (["--max-elapsed", "0"], "--max-elapsed: expected a positive duration, got '0'"),
     ],
 )
 def test_bad_values_are_usage_errors(run_cli, args: list[str], message: str) -> None:

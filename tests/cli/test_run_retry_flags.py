@@ -81,7 +81,7 @@ def test_bad_retry_values_are_usage_errors_that_run_nothing(tmp_path: Path) -> N
     """A bad --max-elapsed or --multiplier is one line and exit 125, before anything runs."""
     marker = tmp_path / "ran"
     for flags, message in (
-        (("--max-elapsed", "0s"), "--max-elapsed: expected a positive duration or 'none'"),
+        (("--max-elapsed", "0s"), "--max-elapsed: expected a positive duration, got '0s'"),
         (("--multiplier", "0.5"), "--multiplier: expected a finite number >= 1, got 0.5"),
         (("--max-retries", "-1"), "--max-retries: expected 0 to 10000, got -1"),
     ):

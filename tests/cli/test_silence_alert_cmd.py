@@ -85,7 +85,7 @@ def test_a_silenced_check_is_shown_with_who_and_why_and_sends_nothing(
         ),
         (["silence", "add", "x", "--for", "1h", "--start", "yesterday"], 2, "--start: expected"),
         (["silence", "add", "x", "--for", "1h", "--start", "2001-01-01T00:00Z"], 2, "over"),
-        (["silence", "add", " ", "--for", "1h"], 2, "target is empty"),
+        (["silence", "add", " ", "--for", "1h"], 2, "TARGET: expected a non-empty value"),
         (["silence", "remove", "nope"], 1, "no silence 'nope'"),
         (["alert", "ack", "nothing*"], 1, "no open problem matches"),
     ],

@@ -47,6 +47,26 @@ def test_healthz_follows_the_checks_and_api_matches_the_cli(served: Served) -> N
     assert served.json("/livez")[0] == 200
 
 
+def test_api_history_since_is_checked_as_health_history_since(served: Served) -> None:
+    """/api/history?since= has `health history --since`'s one check (`history.parse_since`:
+    positive, at most MAX_SINCE, 366d): a bad value is 400 with {"error": "since: ..."} in
+    the CLI's words after its flag name, as the other API errors ("limit: ..."). It checked
+    `since` itself: 1e20 said "at most 36500d (100 years)", x had no "since:", 0 no value.
+    366d, the bound itself, is a history; a max_points that is no number is 400
+    "max_points: expected a number, got 'x'", not Python's int() message."""
+    for since in ("0", "400d", "1e20", "x"):
+        status, doc = served.json(f"/api/history?since={since}")
+        cli = served.cli("health", "history", "--since", since)
+        assert cli.returncode == 3, cli.stderr
+        cli_words = cli.stderr.strip().removeprefix("reliactl: error: --since: ")
+        assert (status, doc["error"]) == (400, f"since: {cli_words}")
+        assert cli_words.endswith(f"got '{since}'"), cli_words
+    status, doc = served.json("/api/history?since=366d")
+    assert status == 200 and doc["version"] == 1
+    status, doc = served.json("/api/history?max_points=x")
+    assert (status, doc["error"]) == (400, "max_points: expected a number, got 'x'")
+
+
 def test_metrics_parse_with_hostile_names(served: Served) -> None:
     """/metrics parses with prometheus_client's own parser although a perfdata label holds a
     quote and a backslash and a breaker name a quote, a newline and a backslash; values are
