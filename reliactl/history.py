@@ -46,9 +46,10 @@ STATUS_MARK = {"OK": " ", "WARNING": "w", "CRITICAL": "C", "UNKNOWN": "?"}
 def parse_since(value: object) -> float:
     """How far back a history is asked for, in seconds: a positive duration of at most
     MAX_SINCE (366d), else a DurationError in ``durations.parse_bounded``'s one wording
-    ("expected a positive duration of at most 366d, got '0'"). The one check of `health
-    history --since` (through ``_fastrt.duration_option``) and serve's /api/history?since=,
-    each prefixing its own name of the value."""
+    ("expected a positive duration of at most 366d, got '0'"): serve's
+    /api/history?since=. `health history --since` checks the same bound with the same parser
+    through ``_fastrt.duration_option(most=MAX_SINCE)``; tests/serve pins the two wordings
+    equal."""
     from reliactl.durations import parse_bounded
 
     return parse_bounded(value, most=MAX_SINCE)
