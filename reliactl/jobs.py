@@ -639,6 +639,7 @@ class _BreakerGate:
                 breaker.on_state_change(self.on_change)
             with bounded_waits(self.store, BREAKER_ADMIT_WAIT):
                 self.admission = breaker.admit(trial_timeout=_trial_timeout(self.options))
+            self.admission.log_lost = False  # an outcome not recorded: report()'s warning
         except CircuitOpenError as exc:
             self.info = {"name": name, "decision": "rejected", "retry_after": exc.retry_after}
             return GateRefusal(UNAVAILABLE, str(exc), outcome="breaker_open")
@@ -668,7 +669,7 @@ class _BreakerGate:
         name = breaker.name
         try:
             with bounded_waits(self.store, BREAKER_ADMIT_WAIT):
-                admitted, trial, retry_after = breaker.would_admit(
+                admitted, trial, retry_after, state = breaker.would_admit(
                     trial_timeout=_trial_timeout(self.options)
                 )
         except (ReliactlError, ValueError):
@@ -680,12 +681,13 @@ class _BreakerGate:
         if trial:
             text = f"circuit breaker '{name}' is due a trial call; not reserved: {busy}"
         else:
-            text = f"{CircuitOpenError(name, retry_after)} (rejection not counted: {busy})"
+            text = f"{CircuitOpenError(name, retry_after, state)} (rejection not counted: {busy})"
         return GateRefusal(UNAVAILABLE, text, outcome="breaker_open")
 
     def ignore(self) -> None:
         if self.admission is not None:
             self.admission.ignore()
+            self._lost("ignored")
 
     def report(self, result: RunResult) -> None:
         """The run's outcome, after all retries, is one call of the breaker."""
@@ -705,7 +707,23 @@ class _BreakerGate:
                 recorded = "ignored"
         except ReliactlError:
             recorded = "not recorded"
+        if self._lost(recorded):
+            recorded = "not recorded"
         self.info = {**(self.info or {}), "recorded": recorded}
+
+    def _lost(self, what: str) -> bool:
+        """The outcome the store did not take (a busy store past RUN_RECORD_WAIT, one that
+        broke): one warning line of the run, as its history row's, not the breaker's log."""
+        lost = None if self.admission is None else self.admission.lost
+        if lost is None:
+            return False
+        from reliactl.state.base import store_busy
+
+        why = f" (busy: gave up after {RUN_RECORD_WAIT:g}s)" if store_busy(lost) else ""
+        self.warn(
+            f"warning: breaker {self.name!r}: the run's outcome ({what}) not recorded: {lost}{why}"
+        )
+        return True
 
 
 def _bounded_round(monitor: Any, warn: Callable[[str], None]) -> HealthReport:

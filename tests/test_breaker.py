@@ -866,3 +866,24 @@ def test_an_exception_whose_str_raises_is_still_counted_and_re_raised(clock: Fak
     with pytest.raises(Unprintable):
         b.call(bad)
     assert b.state is CircuitState.OPEN and b.snapshot().failures == 2
+
+
+def test_a_half_open_rejection_says_half_open_not_open(clock: FakeClock) -> None:
+    """A rejection names the state that refused: half-open with its trial slots taken is not
+    "open" (the service is being tried); an open breaker still says open. Both are the same
+    CircuitOpenError with its name and retry_after, and ``state`` says which."""
+    b = make(clock, half_open_max_calls=1, trial_timeout=5.0)
+    fail(b, 3)
+    with pytest.raises(CircuitOpenError) as opened:
+        b.admit()
+    assert opened.value.state == "open" and opened.value.retry_after == pytest.approx(10.0)
+    assert str(opened.value) == "circuit breaker 'svc' is open; retry in 10s"
+    clock.advance(10)
+    assert b.admit().trial  # the one trial slot, taken
+    with pytest.raises(CircuitOpenError) as taken:
+        b.admit()
+    assert taken.value.state == "half_open" and taken.value.name == "svc"
+    assert taken.value.retry_after == pytest.approx(5.0)
+    assert str(taken.value) == (
+        "circuit breaker 'svc' is half-open with its trial slots taken; retry in 5s"
+    )

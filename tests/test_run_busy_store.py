@@ -201,6 +201,7 @@ def test_a_half_open_breaker_with_its_trial_taken_refuses_on_a_locked_store(
         trial.communicate(timeout=60)
     assert done.returncode == 69 and done.stdout == "", done.stderr
     assert "rejection not counted" in done.stderr and "Traceback" not in done.stderr
+    assert "circuit breaker 'b' is half-open with its trial slots taken" in done.stderr
     assert trial.returncode == 0
     after = _breaker(env)["breaker"]
     assert after["state"] == "closed" and after["rejections"] == 0
@@ -379,3 +380,34 @@ def test_a_check_abandoned_on_a_locked_store_holds_nothing_after_its_round(
     done = _locked_run(tmp_path, env, "--watch-health", "1s", "--", "sh", "-c", job)
     assert done.returncode == 3 and done.stdout == "done\n", done.stderr
     assert "kept in memory" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_breaker_outcome_not_recorded_is_one_warning_of_the_run(tmp_path: Path) -> None:
+    """The store free when the job starts and locked at its end: the breaker's outcome is
+    given up within the run's records bound as its history row is, and said as the run's
+    other warnings are (the run's timestamped "reliactl: warning:" line, the bound named),
+    not as a bare log line of the library; --json-report says it was not recorded."""
+    env = _env(tmp_path)
+    started, go, report = tmp_path / "started", tmp_path / "go", tmp_path / "report.json"
+    job = f"touch {started}; while [ ! -e {go} ]; do sleep 0.05; done; exit 1"
+    proc = subprocess.Popen(
+        reliactl_cmd("run", "--breaker", "b", "--json-report", str(report), "--", "sh", "-c", job),
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + HANG
+    while not started.exists():
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    with write_lock_held(tmp_path / "state" / "state.db"):
+        go.touch()
+        _out, err = proc.communicate(timeout=HANG)
+    assert proc.returncode == 1 and "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if "breaker 'b'" in line]
+    assert len(lines) == 1, err
+    assert "reliactl: warning: breaker 'b': the run's outcome (failure) not recorded" in lines[0]
+    assert "database is locked" in lines[0] and "(busy: gave up after 5s)" in lines[0]
+    history = [line for line in err.splitlines() if "not recorded in the history" in line]
+    assert len(history) == 1 and "reliactl: warning:" in history[0], err
+    assert json.loads(report.read_text())["breaker"]["recorded"] == "not recorded"
