@@ -99,9 +99,10 @@ RUN_RECORD_WAIT = 5.0
 # reserved) waits at most BREAKER_ADMIT_WAIT, then the breaker is enforced as its state reads
 # (open, or a trial that cannot be reserved: refused, nothing counted), and only a state that
 # cannot be read runs the job without the breaker, as with an unusable store; the health
-# checks' store operations (CPU sample, debounce streaks) wait only until HEALTH_STORE_WAIT
-# after their round began (the gate's, each --watch-health round: a deadline the checks'
-# threads share), then are done in memory, as with an unusable store.
+# checks' store operations (CPU sample, debounce streaks, a job check's run history) wait
+# only until HEALTH_STORE_WAIT after their round began (the gate's, each --watch-health
+# round: a deadline the checks' threads share), then are done in memory, as with an unusable
+# store.
 BREAKER_ADMIT_WAIT = 1.0
 HEALTH_STORE_WAIT = 1.0
 

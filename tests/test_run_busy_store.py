@@ -411,3 +411,66 @@ def test_a_breaker_outcome_not_recorded_is_one_warning_of_the_run(tmp_path: Path
     history = [line for line in err.splitlines() if "not recorded in the history" in line]
     assert len(history) == 1 and "reliactl: warning:" in history[0], err
     assert json.loads(report.read_text())["breaker"]["recorded"] == "not recorded"
+
+
+def test_a_job_check_waits_on_the_store_no_longer_than_the_rounds_bound(tmp_path: Path) -> None:
+    """The health gate's job check (job:NAME reads the job's run history) while another
+    process holds the store locked and another thread of this process holds the store's
+    connection through its own 30 s busy wait (an application sharing the store with
+    run_job): the history read waits only until the round's bound, as the checks' other
+    store operations do, then the job is judged as without a store (not UNKNOWN after the
+    check's 10 s timeout): the job runs, one "kept in memory" warning, and the gate never
+    waited for that thread (still waiting when the run is over)."""
+    import threading
+
+    from reliactl.config import load
+    from reliactl.errors import StateBusyError
+    from reliactl.jobs import JobSpec, run_job
+    from reliactl.runner import RunEvent
+    from reliactl.state.base import bounded_waits
+    from reliactl.state.sqlite import SQLiteStateStore
+
+    env = _configured(
+        tmp_path, "health_monitor:\n  system_checks: []\njobs:\n  nightly: {every: 1h}\n"
+    )
+    config = load(env["RELIACTL_CONFIG"]).config
+    path = tmp_path / "state" / "state.db"
+    path.parent.mkdir()
+    store = SQLiteStateStore(path)
+    seen: list[str] = []
+
+    def on_event(event: RunEvent) -> None:
+        seen.append(event.message)
+
+    try:
+        with write_lock_held(path):
+            writer = threading.Thread(
+                target=lambda: store.update("kv", "app", lambda r: {"n": 1}), daemon=True
+            )
+            writer.start()
+            deadline = time.monotonic() + HANG
+            while True:  # until that thread holds the connection in its busy wait
+                assert time.monotonic() < deadline and writer.is_alive()
+                try:
+                    with bounded_waits(store, 0.05):
+                        store.get("kv", "probe")
+                except StateBusyError:
+                    break
+            job = run_job(
+                JobSpec(("true",), name="gated", check=True, history=False),
+                config=config,
+                store=store,
+                on_event=on_event,
+            )
+            assert writer.is_alive()  # the gate decided without waiting for it
+        writer.join(timeout=60)
+    finally:
+        store.close()
+    assert job.run.outcome == "success", seen
+    assert job.health is not None
+    check = job.health.metrics["job:nightly"]
+    assert check.status.value == "OK", check
+    lines = [line for line in seen if "health state" in line]
+    assert len(lines) == 1, seen
+    assert "kept in memory for this run" in lines[0] and "gave up after 1s" in lines[0]
+    assert not any("UNKNOWN" in line for line in seen), seen

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from reliactl.health.checks import Check, CheckContext
 from reliactl.health.model import HealthMetric, PerfData, Status
-from reliactl.schedule import job_status
+from reliactl.schedule import evaluate_job, job_status
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
@@ -33,9 +33,13 @@ def job_check(name: str, spec: JobSettings, timeout: float) -> Check:
 
     def run(ctx: CheckContext) -> HealthMetric:
         now = ctx.clock()
-        store = getattr(ctx.records, "store", None)  # RecordStore's StateStore (thread-safe)
-        runs = store.runs(name, 200) if store is not None else []
-        st = job_status(ctx.records, name, spec, runs, now)
+        # Through the records' view: within a round's bound as its other operations (a store
+        # another process holds locked, or another thread's operation, waits no longer).
+        runs = ctx.records.runs(name, 200)
+        if runs is None:  # the history could not be read in time: judged as without a store
+            st = evaluate_job(name, spec, [], now=now, first_declared=now)
+        else:
+            st = job_status(ctx.records, name, spec, runs, now)
         perf = [PerfData("failures", float(st.consecutive_failures), "", "", "", 0)]
         if st.success_age is not None:
             perf.insert(0, PerfData("last_success_age", round(st.success_age, 3), "s", min=0))

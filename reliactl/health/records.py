@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from reliactl.state import StateStore
+    from reliactl.state.base import RunRecord
 
 __all__ = ["Record", "RecordStore"]
 
@@ -152,6 +153,21 @@ class RecordStore:
         out += [(p.at, p.value) for p in points if p.value is not None]
         return out
 
+    def runs(self, name: str, limit: int) -> list[RunRecord] | None:
+        """Job ``name``'s run history in the store, newest first (the ``job`` check's), bounded
+        as every operation of this view; ``[]`` without a store. None when the store's answer
+        was given up (busy past the deadline, broken, or the block ended): memory has no
+        history, so the caller judges the job as without a store."""
+        return self._runs(name, limit, self._bound)
+
+    def _runs(self, name: str, limit: int, bound: _Bound | None) -> list[RunRecord] | None:
+        if self.store is None:
+            return []
+        found: list[RunRecord] | None = self._store_op(
+            lambda store: store.runs(name, limit), lambda: None, bound
+        )
+        return found
+
     def items(self, kind: Any) -> dict[str, Record]:
         """Every record of ``kind``, by key."""
         return self._items(kind, self._bound)
@@ -223,6 +239,9 @@ class _RoundView:
 
     def items(self, kind: Any) -> dict[str, Record]:
         return self._records._items(kind, self._bound)
+
+    def runs(self, name: str, limit: int) -> list[RunRecord] | None:
+        return self._records._runs(name, limit, self._bound)
 
     def update(
         self, kind: Any, key: str, fn: Callable[[Record | None], Record | None]
