@@ -66,7 +66,6 @@ if TYPE_CHECKING:
         RunEvent,
         RunOptions,
         RunResult,
-        Watch,
         WatchVerdict,
     )
     from reliactl.state.base import RunRecord, StateStore
@@ -322,7 +321,7 @@ class PreparedJob:
         them until the lock is taken (Redis away: the lock's refusal is the one line). Raises
         GateSetupError (invalid health checks, before anything runs) and what the runner raises
         (LockError, ReliactlError), after recording the run as "error"."""
-        from reliactl.runner import LOCK_UNAVAILABLE, Runner
+        from reliactl.runner import LOCK_UNAVAILABLE
 
         spec, options = self.spec, self.options
         emit: EventCallback = on_event or (lambda event: None)
@@ -402,7 +401,7 @@ class PreparedJob:
             return bounded_waits(opened, RUN_RECORD_WAIT)
 
         try:
-            result = Runner(options, on_event=emit, output=output, gate=gate, watch=watch).run()
+            result = _supervised(options, emit, warn, output, gate, watch)
         except ReliactlError as exc:
             store_warnings.release()
             with records():
@@ -503,43 +502,11 @@ class PreparedJob:
             raise GateSetupError(f"invalid health configuration: {_one_line(str(exc))}") from None
         return monitor
 
-    def _health_watch(self, store: StateStore | None) -> Watch:
+    def _health_watch(self, store: StateStore | None) -> _HealthWatch:
         """--watch-health: the gate's checks again while the command runs (in the runner's
         watch thread). CRITICAL stops the job (on_critical "stop") or is logged once each time
         health turns CRITICAL ("warn"); checks that cannot run are a warning, never a stop."""
-        from reliactl.health.model import Status
-        from reliactl.runner import WatchVerdict
-
-        monitor = self._health_monitor(store)
-        stop = self.spec.on_critical == "stop"
-        was_critical = [False]
-        store_line: list[str] = []  # the store's line: said once a run, not once a round
-        said = [False]
-
-        def note(text: str) -> None:
-            if not store_line:
-                store_line.append(text)
-
-        def watch() -> WatchVerdict | None:
-            try:
-                report = _bounded_round(monitor, note)
-            except Exception as exc:
-                return WatchVerdict(False, f"warning: health checks could not run: {exc}")
-            critical = report.overall_status is Status.CRITICAL
-            turned, was_critical[0] = critical and not was_critical[0], critical
-            if critical:
-                bad = [m for m in report.metrics.values() if m.status is Status.CRITICAL]
-                text = f"health is CRITICAL during the run: {_named(bad)}"
-                if stop:
-                    return WatchVerdict(True, text)
-                if turned:
-                    return WatchVerdict(False, f"warning: {text}; running on")
-            if store_line and not said[0]:  # a round's CRITICAL line goes first
-                said[0] = True
-                return WatchVerdict(False, store_line[0])
-            return None
-
-        return watch
+        return _HealthWatch(self._health_monitor(store), self.spec.on_critical == "stop")
 
     def _start_hook(self, start: JobStart, warn: Callable[[str], None]) -> Gate | None:
         """A last gate that admits always and tells the hooks the command starts."""
@@ -553,6 +520,69 @@ class PreparedJob:
             return None
 
         return starting
+
+
+class _HealthWatch:
+    """The Watch of --watch-health (see PreparedJob._health_watch), and the one line a run
+    that says the health state was kept in memory (a busy store): a round's verdict says it
+    (after that round's CRITICAL line, in the next round), and ``flush`` at the end of the
+    run says it if the runner never logged that verdict: the job was stopped by a CRITICAL
+    round or ended before the next round, or the verdict came after the job's end. Exactly
+    once either way (``passing`` sees what the runner logs). A round still going on when the
+    job ended says nothing (its results are not used)."""
+
+    def __init__(self, monitor: Any, stop: bool) -> None:
+        self.monitor, self.stop = monitor, stop
+        self.was_critical = False
+        self.store_line: str | None = None  # the first round's store line (watch thread)
+        self.offered = False  # returned as a verdict (watch thread)
+        self.said = False  # logged (the run's thread)
+
+    def _note(self, text: str) -> None:
+        if self.store_line is None:
+            self.store_line = text
+
+    def __call__(self) -> WatchVerdict | None:
+        from reliactl.health.model import Status
+        from reliactl.runner import WatchVerdict
+
+        try:
+            report = _bounded_round(self.monitor, self._note)
+        except Exception as exc:
+            return WatchVerdict(False, f"warning: health checks could not run: {exc}")
+        critical = report.overall_status is Status.CRITICAL
+        turned, self.was_critical = critical and not self.was_critical, critical
+        if critical:
+            bad = [m for m in report.metrics.values() if m.status is Status.CRITICAL]
+            text = f"health is CRITICAL during the run: {_named(bad)}"
+            if self.stop:
+                return WatchVerdict(True, text)
+            if turned:
+                return WatchVerdict(False, f"warning: {text}; running on")
+        line = self.store_line
+        if line is not None and not self.offered:  # a round's CRITICAL line goes first
+            self.offered = True
+            return WatchVerdict(False, line)
+        return None
+
+    def passing(self, emit: EventCallback) -> EventCallback:
+        """The runner's event callback: ``emit``, noting when the store line is logged."""
+
+        def on_event(event: RunEvent) -> None:
+            if not self.said and event.kind == "health" and event.message == self.store_line:
+                self.said = True
+            emit(event)
+
+        return on_event
+
+    def flush(self, warn: Callable[[str], None]) -> None:
+        """After the runner: the store line, if a round met the busy store and the runner
+        did not log it; later rounds (one left running) say nothing."""
+        line = self.store_line
+        if line is not None and not self.said:
+            self.said = True
+            warn(line)
+        self.offered = True
 
 
 class StoreWarnings:
@@ -725,6 +755,28 @@ class _BreakerGate:
             f"warning: breaker {self.name!r}: the run's outcome ({what}) not recorded: {lost}{why}"
         )
         return True
+
+
+def _supervised(
+    options: RunOptions,
+    emit: EventCallback,
+    warn: Callable[[str], None],
+    output: OutputSink | None,
+    gate: Gate | None,
+    watch: _HealthWatch | None,
+) -> RunResult:
+    """The Runner's run of the job; --watch-health's store line said once however it ended
+    (``_HealthWatch.flush``)."""
+    from reliactl.runner import Runner
+
+    if watch is None:
+        return Runner(options, on_event=emit, output=output, gate=gate).run()
+    try:
+        return Runner(
+            options, on_event=watch.passing(emit), output=output, gate=gate, watch=watch
+        ).run()
+    finally:
+        watch.flush(warn)
 
 
 def _bounded_round(monitor: Any, warn: Callable[[str], None]) -> HealthReport:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from runhelpers import reliactl_cmd
 from storelock import write_lock_held, write_lock_pulsing
 
@@ -380,6 +381,42 @@ def test_a_check_abandoned_on_a_locked_store_holds_nothing_after_its_round(
     done = _locked_run(tmp_path, env, "--watch-health", "1s", "--", "sh", "-c", job)
     assert done.returncode == 3 and done.stdout == "done\n", done.stderr
     assert "kept in memory" in done.stderr and "Traceback" not in done.stderr
+
+
+# A debounced check whose streak write waits on the store, and one CRITICAL at once.
+FLAPPY_AND_DOWN = FLAPPY + (
+    "    - name: down\n      kind: command\n"
+    "      command: [sh, -c, 'echo CRITICAL - gone; exit 2']\n"
+)
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        ("--on-critical", "stop", "--", "sleep", "20"),
+        # The first round ends 1 s or more after it began (the streak's write waits out the
+        # bound), so a next round would begin 3 s or more after the job started: after its end.
+        ("--", "sleep", "2.5"),
+    ],
+    ids=["stopped", "ended-before-the-next-round"],
+)
+def test_watch_health_says_the_store_line_once_however_the_job_ends(
+    tmp_path: Path, how: tuple[str, ...]
+) -> None:
+    """--watch-health on a locked store with a check CRITICAL from the first round: the
+    "health state kept in memory" line is said exactly once, also when that round's CRITICAL
+    stops the job (--on-critical stop), and when its "health is CRITICAL" line goes first and
+    the job ends before another round (that line waited for a round that never came)."""
+    env = _configured(tmp_path, FLAPPY_AND_DOWN)
+    subprocess.run(reliactl_cmd("run", "--", "true"), env=env, timeout=60, check=True)
+    done = _locked_run(tmp_path, env, "--watch-health", "1s", *how)
+    assert "Traceback" not in done.stderr
+    assert done.returncode == (122 if "stop" in how else 0), done.stderr
+    assert "health is CRITICAL during the run: down" in done.stderr, done.stderr
+    lines = [line for line in done.stderr.splitlines() if "health state" in line]
+    assert len(lines) == 1, done.stderr
+    assert "warning: health state kept in memory for this run" in lines[0]
+    assert "gave up after 1s" in lines[0]
 
 
 def test_a_breaker_outcome_not_recorded_is_one_warning_of_the_run(tmp_path: Path) -> None:
