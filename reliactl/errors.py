@@ -31,6 +31,7 @@ from __future__ import annotations
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
     from dataclasses import dataclass
+    from typing import Any
 else:  # frozen dataclasses without compiling code at import (issue 21, see _records)
     from reliactl._records import dataclass
 
@@ -133,6 +134,11 @@ class CircuitOpenError(ReliactlError):
         super().__init__(
             f"circuit breaker '{name}' {what}; retry in {format_duration(self.retry_after)}"
         )
+
+    def __reduce__(self) -> tuple[type[CircuitOpenError], tuple[str, float, str], dict[str, Any]]:
+        # Exception pickling calls cls(*self.args), args being the one message: rebuild it from
+        # its fields instead (an error raised in a worker process, multiprocessing's results).
+        return type(self), (self.name, self.retry_after, self.state), dict(self.__dict__)
 
 
 class LockError(ReliactlError):
