@@ -396,7 +396,7 @@ FLAPPY_AND_DOWN = FLAPPY + (
         ("--on-critical", "stop", "--", "sleep", "20"),
         # The first round ends 1 s or more after it began (the streak's write waits out the
         # bound), so a next round would begin 3 s or more after the job started: after its end.
-        ("--", "sleep", "2.5"),
+        ("--", "sleep", "2.9"),
     ],
     ids=["stopped", "ended-before-the-next-round"],
 )
@@ -433,13 +433,17 @@ def test_a_breaker_outcome_not_recorded_is_one_warning_of_the_run(tmp_path: Path
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + HANG
-    while not started.exists():
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.05)
-    with write_lock_held(tmp_path / "state" / "state.db"):
-        go.touch()
-        _out, err = proc.communicate(timeout=HANG)
+    try:
+        deadline = time.monotonic() + HANG
+        while not started.exists():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        with write_lock_held(tmp_path / "state" / "state.db"):
+            go.touch()
+            _out, err = proc.communicate(timeout=HANG)
+    finally:
+        proc.kill()  # an assertion above, or the deadline, leaves no run behind
+        proc.wait(timeout=30)
     assert proc.returncode == 1 and "Traceback" not in err, err
     lines = [line for line in err.splitlines() if "breaker 'b'" in line]
     assert len(lines) == 1, err
