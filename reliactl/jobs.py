@@ -345,8 +345,8 @@ class PreparedJob:
         store_warnings.holding = fleet
         opened = self._open_store(store, warn, store_warnings)
         gate_seen: dict[str, HealthReport] = {}
-        health_gate = self._health_gate(opened, warn, gate_seen) if spec.check else None
         watch = self._health_watch(opened) if spec.watch_health is not None else None
+        health_gate = self._health_gate(opened, warn, gate_seen, watch) if spec.check else None
         started_at = time.time()
         shown = stored_text(" ".join(redact_argv(spec.command)))  # history shows no secret
         name = stored_text(self.name)
@@ -461,20 +461,23 @@ class PreparedJob:
         store: StateStore | None,
         warn: Callable[[str], None],
         seen: dict[str, HealthReport],
+        watch: _HealthWatch | None = None,
     ) -> Gate:
         """Every configured health check, once; CRITICAL refuses (exit 75).
 
         The checks share the state store with `reliactl health` (debounce streaks, the CPU
         sample), so a debounced check counts the gate's observations too. No alert is sent.
+        With --watch-health (``watch``), the gate's "kept in memory" line is the run's one.
         """
         from reliactl.health.model import Status
         from reliactl.runner import GateRefusal
 
         monitor = self._health_monitor(store)
+        store_line = warn if watch is None else watch.said_by_gate(warn)
 
         def gate() -> GateRefusal | None:
             try:
-                report = _bounded_round(monitor, warn)
+                report = _bounded_round(monitor, store_line)
             except Exception as exc:  # the checking itself broke: health is unknown, not critical
                 warn(f"warning: health checks could not run ({_one_line(str(exc))}); starting")
                 return None
@@ -524,12 +527,13 @@ class PreparedJob:
 
 class _HealthWatch:
     """The Watch of --watch-health (see PreparedJob._health_watch), and the one line a run
-    that says the health state was kept in memory (a busy store): a round's verdict says it
-    (after that round's CRITICAL line, in the next round), and ``flush`` at the end of the
-    run says it if the runner never logged that verdict: the job was stopped by a CRITICAL
-    round or ended before the next round, or the verdict came after the job's end. Exactly
-    once either way (``passing`` sees what the runner logs). A round still going on when the
-    job ended says nothing (its results are not used)."""
+    that says the health state was kept in memory (a busy store): the --require-healthy
+    gate's round says it (``said_by_gate``), else a round's verdict says it (after that
+    round's CRITICAL line, in the next round), and ``flush`` at the end of the run says it if
+    the runner never logged that verdict: the job was stopped by a CRITICAL round or ended
+    before the next round, or the verdict came after the job's end. Exactly once either way
+    (``passing`` sees what the runner logs). A round still going on when the job ended says
+    nothing (its results are not used)."""
 
     def __init__(self, monitor: Any, stop: bool) -> None:
         self.monitor, self.stop = monitor, stop
@@ -564,6 +568,20 @@ class _HealthWatch:
             self.offered = True
             return WatchVerdict(False, line)
         return None
+
+    def said_by_gate(self, warn: Callable[[str], None]) -> Callable[[str], None]:
+        """The --require-healthy gate's store line (its round, before the job and before any
+        of these rounds): said through ``warn`` and the run's one; no round nor ``flush``
+        says it again."""
+
+        def say(text: str) -> None:
+            if self.store_line is None:
+                self.store_line = text
+            if not self.said:
+                self.said = self.offered = True
+                warn(text)
+
+        return say
 
     def passing(self, emit: EventCallback) -> EventCallback:
         """The runner's event callback: ``emit``, noting when the store line is logged."""
@@ -781,9 +799,10 @@ def _supervised(
 
 def _bounded_round(monitor: Any, warn: Callable[[str], None]) -> HealthReport:
     """One round of ``monitor``'s checks whose store operations (the CPU sample, debounce
-    streaks) wait on a store another process holds locked only until HEALTH_STORE_WAIT after
-    the round began; what fails is done in memory, as without a store, and is one ``warn``
-    line."""
+    streaks, a job check's run history) wait on a store another process holds locked, or
+    for another thread's operation, only until HEALTH_STORE_WAIT after the round began; what
+    fails is done in memory, as without a store (a job check whose history was not read is
+    UNKNOWN, "run history not read: ..."), and is one ``warn`` line."""
     records = monitor.records
     with records.bounded(HEALTH_STORE_WAIT):
         report: HealthReport = monitor.run_now()

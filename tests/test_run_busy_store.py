@@ -454,14 +454,19 @@ def test_a_breaker_outcome_not_recorded_is_one_warning_of_the_run(tmp_path: Path
     assert json.loads(report.read_text())["breaker"]["recorded"] == "not recorded"
 
 
-def test_a_job_check_waits_on_the_store_no_longer_than_the_rounds_bound(tmp_path: Path) -> None:
+@pytest.mark.parametrize("failures", [0, 3], ids=["never-ran", "failing"])
+def test_a_job_check_waits_on_the_store_no_longer_than_the_rounds_bound(
+    tmp_path: Path, failures: int
+) -> None:
     """The health gate's job check (job:NAME reads the job's run history) while another
     process holds the store locked and another thread of this process holds the store's
     connection through its own 30 s busy wait (an application sharing the store with
     run_job): the history read waits only until the round's bound, as the checks' other
-    store operations do, then the job is judged as without a store (not UNKNOWN after the
-    check's 10 s timeout): the job runs, one "kept in memory" warning, and the gate never
-    waited for that thread (still waiting when the run is over)."""
+    store operations do (not until the check's 10 s timeout), and the check is UNKNOWN
+    "run history not read: ...", never judged without its runs: a job whose history is
+    three failures (CRITICAL on the free store) is not OK "never ran; declared 0s ago".
+    The gate warns and starts the job (UNKNOWN), one "kept in memory" warning, and the gate
+    never waited for that thread (still waiting when the run is over)."""
     import threading
 
     from reliactl.config import load
@@ -474,16 +479,24 @@ def test_a_job_check_waits_on_the_store_no_longer_than_the_rounds_bound(tmp_path
     env = _configured(
         tmp_path, "health_monitor:\n  system_checks: []\njobs:\n  nightly: {every: 1h}\n"
     )
+    for _ in range(failures):  # the job's history: real runs of it that failed
+        cmd = reliactl_cmd("run", "--name", "nightly", "--", "sh", "-c", "exit 1")
+        assert subprocess.run(cmd, env=env, timeout=60, check=False).returncode == 1
     config = load(env["RELIACTL_CONFIG"]).config
     path = tmp_path / "state" / "state.db"
-    path.parent.mkdir()
+    path.parent.mkdir(exist_ok=True)
     store = SQLiteStateStore(path)
     seen: list[str] = []
 
     def on_event(event: RunEvent) -> None:
         seen.append(event.message)
 
+    gated = JobSpec(("true",), name="gated", check=True, history=False)
     try:
+        if failures:  # on the free store, that history refuses the job
+            free = run_job(gated, config=config, store=store)
+            assert free.health is not None and free.run.outcome != "success"
+            assert free.health.metrics["job:nightly"].status.value == "CRITICAL"
         with write_lock_held(path):
             writer = threading.Thread(
                 target=lambda: store.update("kv", "app", lambda r: {"n": 1}), daemon=True
@@ -497,12 +510,7 @@ def test_a_job_check_waits_on_the_store_no_longer_than_the_rounds_bound(tmp_path
                         store.get("kv", "probe")
                 except StateBusyError:
                     break
-            job = run_job(
-                JobSpec(("true",), name="gated", check=True, history=False),
-                config=config,
-                store=store,
-                on_event=on_event,
-            )
+            job = run_job(gated, config=config, store=store, on_event=on_event)
             assert writer.is_alive()  # the gate decided without waiting for it
         writer.join(timeout=60)
     finally:
@@ -510,8 +518,30 @@ def test_a_job_check_waits_on_the_store_no_longer_than_the_rounds_bound(tmp_path
     assert job.run.outcome == "success", seen
     assert job.health is not None
     check = job.health.metrics["job:nightly"]
-    assert check.status.value == "OK", check
+    assert check.status.value == "UNKNOWN", check
+    assert check.message.startswith("run history not read: "), check
+    assert "database is locked" in check.message, check
+    unknown = [line for line in seen if "health is UNKNOWN" in line]
+    assert len(unknown) == 1 and "job:nightly (run history not read: " in unknown[0], seen
+    assert "starting anyway" in unknown[0]
     lines = [line for line in seen if "health state" in line]
     assert len(lines) == 1, seen
     assert "kept in memory for this run" in lines[0] and "gave up after 1s" in lines[0]
-    assert not any("UNKNOWN" in line for line in seen), seen
+
+
+def test_require_healthy_with_watch_health_says_the_store_line_once(tmp_path: Path) -> None:
+    """--require-healthy and --watch-health on a locked store: the gate's round and the
+    watch's rounds all keep the health state in memory, and the run says so in one line
+    (the gate's, before the job), not once for the gate and again for the watch."""
+    env = _configured(tmp_path, FLAPPY)
+    subprocess.run(reliactl_cmd("run", "--", "true"), env=env, timeout=60, check=True)
+    job = "sleep 4; echo done"
+    done = _locked_run(
+        tmp_path, env, "--require-healthy", "--watch-health", "1s", "--", "sh", "-c", job
+    )
+    assert done.returncode == 0 and done.stdout == "done\n", done.stderr
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if "health state" in line]
+    assert len(lines) == 1, done.stderr
+    assert "warning: health state kept in memory for this run" in lines[0]
+    assert "gave up after 1s" in lines[0]
