@@ -951,15 +951,23 @@ class Admission:
 
     A context manager too: leaving the block normally is a success, with an exception it is
     classified as ``call()`` does. Reporting twice is harmless (the first report counts).
+
+    An outcome the state store could not take (a store another process holds locked past the
+    caller's ``bounded_waits``, or one that broke) never turns the call into an error: it is
+    logged ("breaker 'b': could not record a call's outcome: ...") and kept in ``lost``. A
+    caller that reports it in its own words sets ``log_lost`` to False first (``run``: one
+    ``warning:`` line among its own).
     """
 
-    __slots__ = ("_breaker", "_done", "started", "token")
+    __slots__ = ("_breaker", "_done", "log_lost", "lost", "started", "token")
 
     def __init__(self, breaker: CircuitBreaker, token: str | None, started: float) -> None:
         self._breaker = breaker
         self.token = token
         self.started = started
         self._done = False
+        self.log_lost = True  # False: the caller reports ``lost`` itself
+        self.lost: StateError | None = None  # why the reported outcome was not recorded
 
     @property
     def trial(self) -> bool:
@@ -974,25 +982,31 @@ class Admission:
         """The call worked (a slow call still counts as a failure when configured)."""
         if not self._done:
             self._done = True
-            self._breaker._finish(self.token, self.started, "success", None)
+            self.lost = self._breaker._finish(
+                self.token, self.started, "success", None, log=self.log_lost
+            )
 
     def failure(self, reason: str = "failure") -> None:
         """The call failed because of the service; ``reason`` is kept for `breaker show`."""
         if not self._done:
             self._done = True
-            self._breaker._finish(self.token, self.started, "failure", reason)
+            self.lost = self._breaker._finish(
+                self.token, self.started, "failure", reason, log=self.log_lost
+            )
 
     def ignore(self) -> None:
         """Count the call as nothing (interrupted, cancelled); releases a trial slot."""
         if not self._done:
             self._done = True
-            self._breaker._finish(self.token, self.started, "ignore", None)
+            self.lost = self._breaker._finish(
+                self.token, self.started, "ignore", None, log=self.log_lost
+            )
 
     def exception(self, exc: BaseException) -> None:
         """Report the call as ending with ``exc``, classified by the breaker's config."""
         if not self._done:
             self._done = True
-            self._breaker._finish_exc(self.token, self.started, exc)
+            self.lost = self._breaker._finish_exc(self.token, self.started, exc, self.log_lost)
 
     def __enter__(self) -> Admission:
         return self
@@ -1184,6 +1198,7 @@ class CircuitBreaker:
                 ok, token, retry_after = _admit(
                     core, cfg, self._mono(), self.clock.time(), ttl, False, out
                 )
+                judged = core.state
                 self._rehot()
         else:
             result: list[Any] = []
@@ -1193,20 +1208,22 @@ class CircuitBreaker:
                 wall = self.clock.time()
                 core = _Core.from_record(record, wall)
                 local: Transitions = []
-                result[:] = [_admit(core, cfg, wall, wall, ttl, True, local, shared=shared)]
+                decided = _admit(core, cfg, wall, wall, ttl, True, local, shared=shared)
+                result[:] = [(*decided, core.state)]
                 return core.to_record(self._config_view, self._config_id), local, wall
 
             out, logged = self._store_write(update)
-            ((ok, token, retry_after),) = result
+            ((ok, token, retry_after, judged),) = result
         if out:
             self._emit(out, logged)
         if not ok:
-            self._reject(retry_after)
+            self._reject(retry_after, judged)
         return token
 
-    def would_admit(self, *, trial_timeout: float | None = None) -> tuple[bool, bool, float]:
+    def would_admit(self, *, trial_timeout: float | None = None) -> tuple[bool, bool, float, str]:
         """What ``admit`` would decide, judged on the state read now and writing nothing:
-        (admitted, as a trial, retry_after). Refused: open with no trial due yet, or
+        (admitted, as a trial, retry_after, the state it is judged in: "closed", "open" or
+        "half_open", a trial due being half-open). Refused: open with no trial due yet, or
         half-open with every trial slot taken. For a caller whose admission could not write
         (the rejection's count, a trial's reservation: a store another process holds
         locked), so that the breaker is still enforced as read (``jobs._BreakerGate``).
@@ -1224,7 +1241,7 @@ class CircuitBreaker:
             wall = now = self.clock.time()
             core = _Core.from_record(record, wall)
         ok, token, retry_after = _admit(core, cfg, now, wall, ttl, store is not None, [])
-        return ok, token is not None, retry_after
+        return ok, token is not None, retry_after, core.state
 
     def _reject_open(self, found: tuple[float, float | None], now: float) -> None:
         """Raise for a rejection counted by the store's statement (its opened_at, open_for)."""
@@ -1234,8 +1251,8 @@ class CircuitBreaker:
         else:
             self._reject(max(0.0, open_for - (now - opened_at)))
 
-    def _reject(self, retry_after: float) -> None:
-        error = CircuitOpenError(self.name, retry_after)
+    def _reject(self, retry_after: float, state: str = _OPEN) -> None:
+        error = CircuitOpenError(self.name, retry_after, state)
         for listener in self._reject_listeners:
             try:
                 listener(error)
@@ -1243,7 +1260,18 @@ class CircuitBreaker:
                 _log().exception("on_call_rejected listener of breaker %r failed", self.name)
         raise error
 
-    def _finish(self, token: str | None, started: float, outcome: str, reason: str | None) -> None:
+    def _finish(
+        self,
+        token: str | None,
+        started: float,
+        outcome: str,
+        reason: str | None,
+        *,
+        log: bool = True,
+    ) -> StateError | None:
+        """Record one call's outcome. A StateError is never raised (the call is over: losing
+        its outcome must not turn a success into an error, nor hide the call's own
+        exception): it is logged (unless not ``log``) and returned. Admission still raises."""
         cfg = self.config
         slow = False
         threshold = cfg.slow_call_threshold
@@ -1271,12 +1299,9 @@ class CircuitBreaker:
                 # A closed breaker's success that changes only counters: one statement.
                 try:
                     if count(self.name, self._config_id, cfg.sliding_window_size):
-                        return
+                        return None
                 except StateError as exc:
-                    _log().warning(
-                        "breaker %r: could not record a call's outcome: %s", self.name, exc
-                    )
-                    return
+                    return self._lost(exc, log)
             count_failure = self._count_failure
             if count_failure is not None and outcome == "failure" and token is None:
                 # A closed breaker's failure that opens nothing: one statement too.
@@ -1289,12 +1314,9 @@ class CircuitBreaker:
                         (reason or "failure")[:MAX_REASON],
                         self._wall(),
                     ):
-                        return
+                        return None
                 except StateError as exc:
-                    _log().warning(
-                        "breaker %r: could not record a call's outcome: %s", self.name, exc
-                    )
-                    return
+                    return self._lost(exc, log)
 
             def update(record: Record | None) -> tuple[Record, Transitions, float]:
                 wall = self.clock.time()
@@ -1306,24 +1328,28 @@ class CircuitBreaker:
             try:
                 out, logged = self._store_write(update)
             except StateError as exc:
-                # The call itself is over: losing its outcome must not turn a success into an
-                # error (nor hide the call's own exception). Admission still raises StateError.
-                _log().warning("breaker %r: could not record a call's outcome: %s", self.name, exc)
-                return
+                return self._lost(exc, log)
         if out:
             self._emit(out, logged)
+        return None
 
-    def _finish_exc(self, token: str | None, started: float, exc: BaseException) -> None:
+    def _lost(self, exc: StateError, log: bool) -> StateError:
+        """A call's outcome the store did not take (see ``_finish``)."""
+        if log:
+            _log().warning("breaker %r: could not record a call's outcome: %s", self.name, exc)
+        return exc
+
+    def _finish_exc(
+        self, token: str | None, started: float, exc: BaseException, log: bool = True
+    ) -> StateError | None:
         if not (self._plain and isinstance(exc, Exception)):
             cfg = self.config
             if not isinstance(exc, Exception) or (
                 cfg.excluded_exceptions and isinstance(exc, cfg.excluded_exceptions)
             ):
-                self._finish(token, started, "ignore", None)
-                return
+                return self._finish(token, started, "ignore", None, log=log)
             if cfg.is_failure is not None and not _safe_predicate(cfg.is_failure, exc):
-                self._finish(token, started, "success", None)
-                return
+                return self._finish(token, started, "success", None, log=log)
         # The reason is formatted only when read (_Core.reason): here just the text, once.
         try:
             text = str(exc)[:MAX_REASON]
@@ -1347,11 +1373,12 @@ class CircuitBreaker:
                     core.last_failure_type = type(exc)
                     core.last_failure_at = self._wall()
                     self._hot = False
-                    return
+                    return None
             finally:
                 lock.release()
         name = type(exc).__name__
-        self._finish(token, started, "failure", (f"{name}: {text}" if text else name)[:MAX_REASON])
+        reason = (f"{name}: {text}" if text else name)[:MAX_REASON]
+        return self._finish(token, started, "failure", reason, log=log)
 
     def _store_write(
         self, update: Callable[[Record | None], tuple[Record, Transitions, float]]

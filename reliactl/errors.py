@@ -10,7 +10,7 @@ The tree::
     |   +-- StateConfigError            a file the store's settings name is unusable
     +-- DurationError (ValueError)      "30s", "5m", "500MB" could not be parsed
     +-- RetryError                      gave up retrying; .attempts, .reason, __cause__ = last error
-    +-- CircuitOpenError                a breaker rejected the call; .name, .retry_after
+    +-- CircuitOpenError                a breaker rejected the call; .name, .retry_after, .state
     +-- LockError                       a lock could not be taken safely (symlink, NFS)
     |   +-- LockBusyError               the lock is held by someone else; .holder
     +-- RateLimitExceeded               no token before the deadline; .retry_after
@@ -31,6 +31,7 @@ from __future__ import annotations
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
     from dataclasses import dataclass
+    from typing import Any
 else:  # frozen dataclasses without compiling code at import (issue 21, see _records)
     from reliactl._records import dataclass
 
@@ -118,16 +119,26 @@ class RetryError(ReliactlError):
 
 
 class CircuitOpenError(ReliactlError):
-    """A circuit breaker is open and rejected the call without trying it."""
+    """A circuit breaker rejected the call without trying it: it is open, or half-open with
+    every trial slot taken by calls still going on. ``state`` says which (``"open"`` or
+    ``"half_open"``, CircuitState's values) and the message names it."""
 
-    def __init__(self, name: str, retry_after: float) -> None:
+    def __init__(self, name: str, retry_after: float, state: str = "open") -> None:
         self.name = name
         from reliactl.units import format_duration
 
         self.retry_after = max(0.0, retry_after)
+        self.state = state
+        half_open = state == "half_open"
+        what = "is half-open with its trial slots taken" if half_open else "is open"
         super().__init__(
-            f"circuit breaker '{name}' is open; retry in {format_duration(self.retry_after)}"
+            f"circuit breaker '{name}' {what}; retry in {format_duration(self.retry_after)}"
         )
+
+    def __reduce__(self) -> tuple[type[CircuitOpenError], tuple[str, float, str], dict[str, Any]]:
+        # Exception pickling calls cls(*self.args), args being the one message: rebuild it from
+        # its fields instead (an error raised in a worker process, multiprocessing's results).
+        return type(self), (self.name, self.retry_after, self.state), dict(self.__dict__)
 
 
 class LockError(ReliactlError):

@@ -66,7 +66,6 @@ if TYPE_CHECKING:
         RunEvent,
         RunOptions,
         RunResult,
-        Watch,
         WatchVerdict,
     )
     from reliactl.state.base import RunRecord, StateStore
@@ -99,9 +98,10 @@ RUN_RECORD_WAIT = 5.0
 # reserved) waits at most BREAKER_ADMIT_WAIT, then the breaker is enforced as its state reads
 # (open, or a trial that cannot be reserved: refused, nothing counted), and only a state that
 # cannot be read runs the job without the breaker, as with an unusable store; the health
-# checks' store operations (CPU sample, debounce streaks) wait only until HEALTH_STORE_WAIT
-# after their round began (the gate's, each --watch-health round: a deadline the checks'
-# threads share), then are done in memory, as with an unusable store.
+# checks' store operations (CPU sample, debounce streaks, a job check's run history) wait
+# only until HEALTH_STORE_WAIT after their round began (the gate's, each --watch-health
+# round: a deadline the checks' threads share), then are done in memory, as with an unusable
+# store.
 BREAKER_ADMIT_WAIT = 1.0
 HEALTH_STORE_WAIT = 1.0
 
@@ -321,7 +321,7 @@ class PreparedJob:
         them until the lock is taken (Redis away: the lock's refusal is the one line). Raises
         GateSetupError (invalid health checks, before anything runs) and what the runner raises
         (LockError, ReliactlError), after recording the run as "error"."""
-        from reliactl.runner import LOCK_UNAVAILABLE, Runner
+        from reliactl.runner import LOCK_UNAVAILABLE
 
         spec, options = self.spec, self.options
         emit: EventCallback = on_event or (lambda event: None)
@@ -345,8 +345,8 @@ class PreparedJob:
         store_warnings.holding = fleet
         opened = self._open_store(store, warn, store_warnings)
         gate_seen: dict[str, HealthReport] = {}
-        health_gate = self._health_gate(opened, warn, gate_seen) if spec.check else None
         watch = self._health_watch(opened) if spec.watch_health is not None else None
+        health_gate = self._health_gate(opened, warn, gate_seen, watch) if spec.check else None
         started_at = time.time()
         shown = stored_text(" ".join(redact_argv(spec.command)))  # history shows no secret
         name = stored_text(self.name)
@@ -401,7 +401,7 @@ class PreparedJob:
             return bounded_waits(opened, RUN_RECORD_WAIT)
 
         try:
-            result = Runner(options, on_event=emit, output=output, gate=gate, watch=watch).run()
+            result = _supervised(options, emit, warn, output, gate, watch)
         except ReliactlError as exc:
             store_warnings.release()
             with records():
@@ -461,20 +461,23 @@ class PreparedJob:
         store: StateStore | None,
         warn: Callable[[str], None],
         seen: dict[str, HealthReport],
+        watch: _HealthWatch | None = None,
     ) -> Gate:
         """Every configured health check, once; CRITICAL refuses (exit 75).
 
         The checks share the state store with `reliactl health` (debounce streaks, the CPU
         sample), so a debounced check counts the gate's observations too. No alert is sent.
+        With --watch-health (``watch``), the gate's "kept in memory" line is the run's one.
         """
         from reliactl.health.model import Status
         from reliactl.runner import GateRefusal
 
         monitor = self._health_monitor(store)
+        store_line = warn if watch is None else watch.said_by_gate(warn)
 
         def gate() -> GateRefusal | None:
             try:
-                report = _bounded_round(monitor, warn)
+                report = _bounded_round(monitor, store_line)
             except Exception as exc:  # the checking itself broke: health is unknown, not critical
                 warn(f"warning: health checks could not run ({_one_line(str(exc))}); starting")
                 return None
@@ -502,43 +505,11 @@ class PreparedJob:
             raise GateSetupError(f"invalid health configuration: {_one_line(str(exc))}") from None
         return monitor
 
-    def _health_watch(self, store: StateStore | None) -> Watch:
+    def _health_watch(self, store: StateStore | None) -> _HealthWatch:
         """--watch-health: the gate's checks again while the command runs (in the runner's
         watch thread). CRITICAL stops the job (on_critical "stop") or is logged once each time
         health turns CRITICAL ("warn"); checks that cannot run are a warning, never a stop."""
-        from reliactl.health.model import Status
-        from reliactl.runner import WatchVerdict
-
-        monitor = self._health_monitor(store)
-        stop = self.spec.on_critical == "stop"
-        was_critical = [False]
-        store_line: list[str] = []  # the store's line: said once a run, not once a round
-        said = [False]
-
-        def note(text: str) -> None:
-            if not store_line:
-                store_line.append(text)
-
-        def watch() -> WatchVerdict | None:
-            try:
-                report = _bounded_round(monitor, note)
-            except Exception as exc:
-                return WatchVerdict(False, f"warning: health checks could not run: {exc}")
-            critical = report.overall_status is Status.CRITICAL
-            turned, was_critical[0] = critical and not was_critical[0], critical
-            if critical:
-                bad = [m for m in report.metrics.values() if m.status is Status.CRITICAL]
-                text = f"health is CRITICAL during the run: {_named(bad)}"
-                if stop:
-                    return WatchVerdict(True, text)
-                if turned:
-                    return WatchVerdict(False, f"warning: {text}; running on")
-            if store_line and not said[0]:  # a round's CRITICAL line goes first
-                said[0] = True
-                return WatchVerdict(False, store_line[0])
-            return None
-
-        return watch
+        return _HealthWatch(self._health_monitor(store), self.spec.on_critical == "stop")
 
     def _start_hook(self, start: JobStart, warn: Callable[[str], None]) -> Gate | None:
         """A last gate that admits always and tells the hooks the command starts."""
@@ -552,6 +523,84 @@ class PreparedJob:
             return None
 
         return starting
+
+
+class _HealthWatch:
+    """The Watch of --watch-health (see PreparedJob._health_watch), and the one line a run
+    that says the health state was kept in memory (a busy store): the --require-healthy
+    gate's round says it (``said_by_gate``), else a round's verdict says it (after that
+    round's CRITICAL line, in the next round), and ``flush`` at the end of the run says it if
+    the runner never logged that verdict: the job was stopped by a CRITICAL round or ended
+    before the next round, or the verdict came after the job's end. Exactly once either way
+    (``passing`` sees what the runner logs). A round still going on when the job ended says
+    nothing (its results are not used)."""
+
+    def __init__(self, monitor: Any, stop: bool) -> None:
+        self.monitor, self.stop = monitor, stop
+        self.was_critical = False
+        self.store_line: str | None = None  # the first round's store line (watch thread)
+        self.offered = False  # returned as a verdict (watch thread)
+        self.said = False  # logged (the run's thread)
+
+    def _note(self, text: str) -> None:
+        if self.store_line is None:
+            self.store_line = text
+
+    def __call__(self) -> WatchVerdict | None:
+        from reliactl.health.model import Status
+        from reliactl.runner import WatchVerdict
+
+        try:
+            report = _bounded_round(self.monitor, self._note)
+        except Exception as exc:
+            return WatchVerdict(False, f"warning: health checks could not run: {exc}")
+        critical = report.overall_status is Status.CRITICAL
+        turned, self.was_critical = critical and not self.was_critical, critical
+        if critical:
+            bad = [m for m in report.metrics.values() if m.status is Status.CRITICAL]
+            text = f"health is CRITICAL during the run: {_named(bad)}"
+            if self.stop:
+                return WatchVerdict(True, text)
+            if turned:
+                return WatchVerdict(False, f"warning: {text}; running on")
+        line = self.store_line
+        if line is not None and not self.offered:  # a round's CRITICAL line goes first
+            self.offered = True
+            return WatchVerdict(False, line)
+        return None
+
+    def said_by_gate(self, warn: Callable[[str], None]) -> Callable[[str], None]:
+        """The --require-healthy gate's store line (its round, before the job and before any
+        of these rounds): said through ``warn`` and the run's one; no round nor ``flush``
+        says it again."""
+
+        def say(text: str) -> None:
+            if self.store_line is None:
+                self.store_line = text
+            if not self.said:
+                self.said = self.offered = True
+                warn(text)
+
+        return say
+
+    def passing(self, emit: EventCallback) -> EventCallback:
+        """The runner's event callback: ``emit``, noting when the store line is logged."""
+
+        def on_event(event: RunEvent) -> None:
+            if not self.said and event.kind == "health" and event.message == self.store_line:
+                self.said = True
+            emit(event)
+
+        return on_event
+
+    def flush(self, warn: Callable[[str], None]) -> None:
+        """After the runner: the store line, if a round met the busy store and the runner
+        did not log it; later rounds (one left running) say nothing."""
+        line = self.store_line
+        if line is not None and not self.said:
+            self.said = True
+            warn(line)
+        self.offered = True
 
 
 class StoreWarnings:
@@ -639,6 +688,7 @@ class _BreakerGate:
                 breaker.on_state_change(self.on_change)
             with bounded_waits(self.store, BREAKER_ADMIT_WAIT):
                 self.admission = breaker.admit(trial_timeout=_trial_timeout(self.options))
+            self.admission.log_lost = False  # an outcome not recorded: report()'s warning
         except CircuitOpenError as exc:
             self.info = {"name": name, "decision": "rejected", "retry_after": exc.retry_after}
             return GateRefusal(UNAVAILABLE, str(exc), outcome="breaker_open")
@@ -668,7 +718,7 @@ class _BreakerGate:
         name = breaker.name
         try:
             with bounded_waits(self.store, BREAKER_ADMIT_WAIT):
-                admitted, trial, retry_after = breaker.would_admit(
+                admitted, trial, retry_after, state = breaker.would_admit(
                     trial_timeout=_trial_timeout(self.options)
                 )
         except (ReliactlError, ValueError):
@@ -680,12 +730,13 @@ class _BreakerGate:
         if trial:
             text = f"circuit breaker '{name}' is due a trial call; not reserved: {busy}"
         else:
-            text = f"{CircuitOpenError(name, retry_after)} (rejection not counted: {busy})"
+            text = f"{CircuitOpenError(name, retry_after, state)} (rejection not counted: {busy})"
         return GateRefusal(UNAVAILABLE, text, outcome="breaker_open")
 
     def ignore(self) -> None:
         if self.admission is not None:
             self.admission.ignore()
+            self._lost("ignored")
 
     def report(self, result: RunResult) -> None:
         """The run's outcome, after all retries, is one call of the breaker."""
@@ -705,14 +756,53 @@ class _BreakerGate:
                 recorded = "ignored"
         except ReliactlError:
             recorded = "not recorded"
+        if self._lost(recorded):
+            recorded = "not recorded"
         self.info = {**(self.info or {}), "recorded": recorded}
+
+    def _lost(self, what: str) -> bool:
+        """The outcome the store did not take (a busy store past RUN_RECORD_WAIT, one that
+        broke): one warning line of the run, as its history row's, not the breaker's log."""
+        lost = None if self.admission is None else self.admission.lost
+        if lost is None:
+            return False
+        from reliactl.state.base import store_busy
+
+        why = f" (busy: gave up after {RUN_RECORD_WAIT:g}s)" if store_busy(lost) else ""
+        self.warn(
+            f"warning: breaker {self.name!r}: the run's outcome ({what}) not recorded: {lost}{why}"
+        )
+        return True
+
+
+def _supervised(
+    options: RunOptions,
+    emit: EventCallback,
+    warn: Callable[[str], None],
+    output: OutputSink | None,
+    gate: Gate | None,
+    watch: _HealthWatch | None,
+) -> RunResult:
+    """The Runner's run of the job; --watch-health's store line said once however it ended
+    (``_HealthWatch.flush``)."""
+    from reliactl.runner import Runner
+
+    if watch is None:
+        return Runner(options, on_event=emit, output=output, gate=gate).run()
+    try:
+        return Runner(
+            options, on_event=watch.passing(emit), output=output, gate=gate, watch=watch
+        ).run()
+    finally:
+        watch.flush(warn)
 
 
 def _bounded_round(monitor: Any, warn: Callable[[str], None]) -> HealthReport:
     """One round of ``monitor``'s checks whose store operations (the CPU sample, debounce
-    streaks) wait on a store another process holds locked only until HEALTH_STORE_WAIT after
-    the round began; what fails is done in memory, as without a store, and is one ``warn``
-    line."""
+    streaks, a job check's run history) wait on a store another process holds locked, or
+    for another thread's operation, only until HEALTH_STORE_WAIT after the round began; what
+    fails is done in memory, as without a store (a job check whose history was not read is
+    UNKNOWN, "run history not read: ..."), and is one ``warn`` line."""
     records = monitor.records
     with records.bounded(HEALTH_STORE_WAIT):
         report: HealthReport = monitor.run_now()

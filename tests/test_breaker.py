@@ -866,3 +866,55 @@ def test_an_exception_whose_str_raises_is_still_counted_and_re_raised(clock: Fak
     with pytest.raises(Unprintable):
         b.call(bad)
     assert b.state is CircuitState.OPEN and b.snapshot().failures == 2
+
+
+def test_a_half_open_rejection_says_half_open_not_open(clock: FakeClock) -> None:
+    """A rejection names the state that refused: half-open with its trial slots taken is not
+    "open" (the service is being tried); an open breaker still says open. Both are the same
+    CircuitOpenError with its name and retry_after, and ``state`` says which."""
+    b = make(clock, half_open_max_calls=1, trial_timeout=5.0)
+    fail(b, 3)
+    with pytest.raises(CircuitOpenError) as opened:
+        b.admit()
+    assert opened.value.state == "open" and opened.value.retry_after == pytest.approx(10.0)
+    assert str(opened.value) == "circuit breaker 'svc' is open; retry in 10s"
+    clock.advance(10)
+    assert b.admit().trial  # the one trial slot, taken
+    with pytest.raises(CircuitOpenError) as taken:
+        b.admit()
+    assert taken.value.state == "half_open" and taken.value.name == "svc"
+    assert taken.value.retry_after == pytest.approx(5.0)
+    assert str(taken.value) == (
+        "circuit breaker 'svc' is half-open with its trial slots taken; retry in 5s"
+    )
+
+
+def _refused_half_open() -> None:
+    """In a worker process: a breaker whose one trial slot is taken refuses a call."""
+    clock = FakeClock()
+    b = make(clock, half_open_max_calls=1, trial_timeout=5.0)
+    fail(b, 3)
+    clock.advance(10)
+    assert b.admit().trial
+    b.admit()  # raises CircuitOpenError (half-open, retry in 5s)
+
+
+def test_a_rejection_pickles_with_its_fields_across_a_process_pool() -> None:
+    """CircuitOpenError survives pickling with its name, retry_after, state and message: a
+    rejection raised in a ProcessPoolExecutor worker reaches the caller as itself (before,
+    unpickling it raised TypeError and broke the pool: BrokenProcessPool). Notes added to it
+    go along."""
+    import pickle
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1) as pool, pytest.raises(CircuitOpenError) as info:
+        pool.submit(_refused_half_open).result(timeout=60)
+    got = info.value
+    assert (got.name, got.retry_after, got.state) == ("svc", pytest.approx(5.0), "half_open")
+    assert str(got) == "circuit breaker 'svc' is half-open with its trial slots taken; retry in 5s"
+    err = CircuitOpenError("b", 3, "open")
+    err.add_note("while calling the inventory service")
+    back = pickle.loads(pickle.dumps(err))
+    assert type(back) is CircuitOpenError and str(back) == str(err)
+    assert (back.name, back.retry_after, back.state) == ("b", 3.0, "open")
+    assert back.__notes__ == ["while calling the inventory service"]

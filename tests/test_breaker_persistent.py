@@ -688,3 +688,20 @@ def test_a_fleet_store_fallen_back_to_this_host_clamps_as_sqlite(
         other.call(ok)
     assert info.value.retry_after == pytest.approx(10.0)
     assert "seen_ahead" not in json.dumps(open_store(db).get("breaker", "svc"))
+
+
+def test_a_persisted_half_open_rejection_says_half_open(db: Path, clock: FakeClock) -> None:
+    """In a SQLite store as in memory: a second process's call while the one trial slot is
+    taken is refused as half-open (not "open"), with the breaker's name and the time until
+    that trial's reservation expires."""
+    cfg = BreakerConfig(failure_threshold=1, recovery_timeout=10.0, trial_timeout=30.0)
+    first = breaker(db, clock, cfg)
+    fail(first)
+    clock.advance(10)
+    assert first.admit().trial
+    other = breaker(db, clock, cfg)  # another caller of the same store
+    with pytest.raises(CircuitOpenError) as info:
+        other.call(ok)
+    assert info.value.state == "half_open" and info.value.name == "svc"
+    assert "is half-open with its trial slots taken; retry in 30s" in str(info.value)
+    assert "is open" not in str(info.value)

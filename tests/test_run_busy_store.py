@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from runhelpers import reliactl_cmd
 from storelock import write_lock_held, write_lock_pulsing
 
@@ -201,6 +202,7 @@ def test_a_half_open_breaker_with_its_trial_taken_refuses_on_a_locked_store(
         trial.communicate(timeout=60)
     assert done.returncode == 69 and done.stdout == "", done.stderr
     assert "rejection not counted" in done.stderr and "Traceback" not in done.stderr
+    assert "circuit breaker 'b' is half-open with its trial slots taken" in done.stderr
     assert trial.returncode == 0
     after = _breaker(env)["breaker"]
     assert after["state"] == "closed" and after["rejections"] == 0
@@ -379,3 +381,167 @@ def test_a_check_abandoned_on_a_locked_store_holds_nothing_after_its_round(
     done = _locked_run(tmp_path, env, "--watch-health", "1s", "--", "sh", "-c", job)
     assert done.returncode == 3 and done.stdout == "done\n", done.stderr
     assert "kept in memory" in done.stderr and "Traceback" not in done.stderr
+
+
+# A debounced check whose streak write waits on the store, and one CRITICAL at once.
+FLAPPY_AND_DOWN = FLAPPY + (
+    "    - name: down\n      kind: command\n"
+    "      command: [sh, -c, 'echo CRITICAL - gone; exit 2']\n"
+)
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        ("--on-critical", "stop", "--", "sleep", "20"),
+        # The first round ends 1 s or more after it began (the streak's write waits out the
+        # bound), so a next round would begin 3 s or more after the job started: after its end.
+        ("--", "sleep", "2.9"),
+    ],
+    ids=["stopped", "ended-before-the-next-round"],
+)
+def test_watch_health_says_the_store_line_once_however_the_job_ends(
+    tmp_path: Path, how: tuple[str, ...]
+) -> None:
+    """--watch-health on a locked store with a check CRITICAL from the first round: the
+    "health state kept in memory" line is said exactly once, also when that round's CRITICAL
+    stops the job (--on-critical stop), and when its "health is CRITICAL" line goes first and
+    the job ends before another round (that line waited for a round that never came)."""
+    env = _configured(tmp_path, FLAPPY_AND_DOWN)
+    subprocess.run(reliactl_cmd("run", "--", "true"), env=env, timeout=60, check=True)
+    done = _locked_run(tmp_path, env, "--watch-health", "1s", *how)
+    assert "Traceback" not in done.stderr
+    assert done.returncode == (122 if "stop" in how else 0), done.stderr
+    assert "health is CRITICAL during the run: down" in done.stderr, done.stderr
+    lines = [line for line in done.stderr.splitlines() if "health state" in line]
+    assert len(lines) == 1, done.stderr
+    assert "warning: health state kept in memory for this run" in lines[0]
+    assert "gave up after 1s" in lines[0]
+
+
+def test_a_breaker_outcome_not_recorded_is_one_warning_of_the_run(tmp_path: Path) -> None:
+    """The store free when the job starts and locked at its end: the breaker's outcome is
+    given up within the run's records bound as its history row is, and said as the run's
+    other warnings are (the run's timestamped "reliactl: warning:" line, the bound named),
+    not as a bare log line of the library; --json-report says it was not recorded."""
+    env = _env(tmp_path)
+    started, go, report = tmp_path / "started", tmp_path / "go", tmp_path / "report.json"
+    job = f"touch {started}; while [ ! -e {go} ]; do sleep 0.05; done; exit 1"
+    proc = subprocess.Popen(
+        reliactl_cmd("run", "--breaker", "b", "--json-report", str(report), "--", "sh", "-c", job),
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + HANG
+        while not started.exists():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        with write_lock_held(tmp_path / "state" / "state.db"):
+            go.touch()
+            _out, err = proc.communicate(timeout=HANG)
+    finally:
+        proc.kill()  # an assertion above, or the deadline, leaves no run behind
+        proc.wait(timeout=30)
+    assert proc.returncode == 1 and "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if "breaker 'b'" in line]
+    assert len(lines) == 1, err
+    assert "reliactl: warning: breaker 'b': the run's outcome (failure) not recorded" in lines[0]
+    assert "database is locked" in lines[0] and "(busy: gave up after 5s)" in lines[0]
+    history = [line for line in err.splitlines() if "not recorded in the history" in line]
+    assert len(history) == 1 and "reliactl: warning:" in history[0], err
+    assert json.loads(report.read_text())["breaker"]["recorded"] == "not recorded"
+
+
+@pytest.mark.parametrize("failures", [0, 3], ids=["never-ran", "failing"])
+def test_a_job_check_waits_on_the_store_no_longer_than_the_rounds_bound(
+    tmp_path: Path, failures: int
+) -> None:
+    """The health gate's job check (job:NAME reads the job's run history) while another
+    process holds the store locked and another thread of this process holds the store's
+    connection through its own 30 s busy wait (an application sharing the store with
+    run_job): the history read waits only until the round's bound, as the checks' other
+    store operations do (not until the check's 10 s timeout), and the check is UNKNOWN
+    "run history not read: ...", never judged without its runs: a job whose history is
+    three failures (CRITICAL on the free store) is not OK "never ran; declared 0s ago".
+    The gate warns and starts the job (UNKNOWN), one "kept in memory" warning, and the gate
+    never waited for that thread (still waiting when the run is over)."""
+    import threading
+
+    from reliactl.config import load
+    from reliactl.errors import StateBusyError
+    from reliactl.jobs import JobSpec, run_job
+    from reliactl.runner import RunEvent
+    from reliactl.state.base import bounded_waits
+    from reliactl.state.sqlite import SQLiteStateStore
+
+    env = _configured(
+        tmp_path, "health_monitor:\n  system_checks: []\njobs:\n  nightly: {every: 1h}\n"
+    )
+    for _ in range(failures):  # the job's history: real runs of it that failed
+        cmd = reliactl_cmd("run", "--name", "nightly", "--", "sh", "-c", "exit 1")
+        assert subprocess.run(cmd, env=env, timeout=60, check=False).returncode == 1
+    config = load(env["RELIACTL_CONFIG"]).config
+    path = tmp_path / "state" / "state.db"
+    path.parent.mkdir(exist_ok=True)
+    store = SQLiteStateStore(path)
+    seen: list[str] = []
+
+    def on_event(event: RunEvent) -> None:
+        seen.append(event.message)
+
+    gated = JobSpec(("true",), name="gated", check=True, history=False)
+    try:
+        if failures:  # on the free store, that history refuses the job
+            free = run_job(gated, config=config, store=store)
+            assert free.health is not None and free.run.outcome != "success"
+            assert free.health.metrics["job:nightly"].status.value == "CRITICAL"
+        with write_lock_held(path):
+            writer = threading.Thread(
+                target=lambda: store.update("kv", "app", lambda r: {"n": 1}), daemon=True
+            )
+            writer.start()
+            deadline = time.monotonic() + HANG
+            while True:  # until that thread holds the connection in its busy wait
+                assert time.monotonic() < deadline and writer.is_alive()
+                try:
+                    with bounded_waits(store, 0.05):
+                        store.get("kv", "probe")
+                except StateBusyError:
+                    break
+            job = run_job(gated, config=config, store=store, on_event=on_event)
+            assert writer.is_alive()  # the gate decided without waiting for it
+        writer.join(timeout=60)
+    finally:
+        store.close()
+    assert job.run.outcome == "success", seen
+    assert job.health is not None
+    check = job.health.metrics["job:nightly"]
+    assert check.status.value == "UNKNOWN", check
+    assert check.message.startswith("run history not read: "), check
+    assert "database is locked" in check.message, check
+    unknown = [line for line in seen if "health is UNKNOWN" in line]
+    assert len(unknown) == 1 and "job:nightly (run history not read: " in unknown[0], seen
+    assert "starting anyway" in unknown[0]
+    lines = [line for line in seen if "health state" in line]
+    assert len(lines) == 1, seen
+    assert "kept in memory for this run" in lines[0] and "gave up after 1s" in lines[0]
+
+
+def test_require_healthy_with_watch_health_says_the_store_line_once(tmp_path: Path) -> None:
+    """--require-healthy and --watch-health on a locked store: the gate's round and the
+    watch's rounds all keep the health state in memory, and the run says so in one line
+    (the gate's, before the job), not once for the gate and again for the watch."""
+    env = _configured(tmp_path, FLAPPY)
+    subprocess.run(reliactl_cmd("run", "--", "true"), env=env, timeout=60, check=True)
+    job = "sleep 4; echo done"
+    done = _locked_run(
+        tmp_path, env, "--require-healthy", "--watch-health", "1s", "--", "sh", "-c", job
+    )
+    assert done.returncode == 0 and done.stdout == "done\n", done.stderr
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if "health state" in line]
+    assert len(lines) == 1, done.stderr
+    assert "warning: health state kept in memory for this run" in lines[0]
+    assert "gave up after 1s" in lines[0]

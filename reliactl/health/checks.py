@@ -42,6 +42,7 @@ if TYPE_CHECKING:
         ForecastSettings,
         HealthMonitorConfig,
     )
+    from reliactl.state.base import RunRecord
 else:  # dataclasses without the dataclasses module (issue 21, see _records)
     from reliactl._records import dataclass, replace
 
@@ -64,6 +65,8 @@ if TYPE_CHECKING:  # a protocol is the type checker's only: no typing at run tim
         def update(
             self, kind: Any, key: str, fn: Callable[[dict[str, Any] | None], dict[str, Any] | None]
         ) -> dict[str, Any] | None: ...
+
+        def runs(self, name: str, limit: int) -> list[RunRecord]: ...
 
 
 USER_AGENT = "reliactl-health"

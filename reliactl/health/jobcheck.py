@@ -3,13 +3,16 @@
 The judgement is ``reliactl.schedule.job_status`` (``evaluate_job``, with a cron schedule's
 expected runs kept in the job's record) over the job's run history; this module
 only turns it into a HealthMetric (value and perfdata: seconds since the last success, and
-the failure streak).
+the failure streak). A history that could not be read (a busy store past a health round's
+bound, a broken one) is UNKNOWN, "run history not read: ...": judged without its runs, a job
+that keeps failing would read as OK or as never having succeeded.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+from reliactl.errors import ReliactlError
 from reliactl.health.checks import Check, CheckContext
 from reliactl.health.model import HealthMetric, PerfData, Status
 from reliactl.schedule import job_status
@@ -33,8 +36,14 @@ def job_check(name: str, spec: JobSettings, timeout: float) -> Check:
 
     def run(ctx: CheckContext) -> HealthMetric:
         now = ctx.clock()
-        store = getattr(ctx.records, "store", None)  # RecordStore's StateStore (thread-safe)
-        runs = store.runs(name, 200) if store is not None else []
+        # Through the records' view: within a round's bound as its other operations (a store
+        # another process holds locked, or another thread's operation, waits no longer).
+        try:
+            runs = ctx.records.runs(name, 200)
+        except ReliactlError as exc:  # not read (in time): UNKNOWN, never judged without it
+            return HealthMetric(
+                check_name, Status.UNKNOWN, None, f"run history not read: {exc}", kind="job"
+            )
         st = job_status(ctx.records, name, spec, runs, now)
         perf = [PerfData("failures", float(st.consecutive_failures), "", "", "", 0)]
         if st.success_age is not None:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from reliactl.state import StateStore
+    from reliactl.state.base import RunRecord
 
 __all__ = ["Record", "RecordStore"]
 
@@ -85,19 +86,20 @@ class RecordStore:
     def _store_op(
         self,
         op: Callable[[StateStore], Any],
-        in_memory: Callable[[], Any],
+        in_memory: Callable[[ReliactlError | None], Any],
         bound: _Bound | None,
     ) -> Any:
         """``op(store)`` under the view's lock; within a ``bounded`` block, waiting for the
         lock (another check's operation) and in the store only until the block's deadline,
-        and ``in_memory()`` instead when the store fails or the block has ended."""
+        and ``in_memory(error)`` instead when the store fails (``error``: why) or the block
+        has ended (None)."""
         store = self.store
         assert store is not None
         if bound is None:
             with self._lock:
                 return op(store)
         if bound.ended:  # an abandoned check's operation: its round is over
-            return in_memory()
+            return in_memory(None)
         from reliactl.state.base import bounded_waits
 
         try:
@@ -114,7 +116,7 @@ class RecordStore:
         except ReliactlError as exc:
             if bound.given_up is None and not bound.ended:
                 bound.given_up = exc
-        return in_memory()
+            return in_memory(exc)
 
     def get(self, kind: Any, key: str) -> Record | None:
         return self._get(kind, key, self._bound)
@@ -122,7 +124,7 @@ class RecordStore:
     def _get(self, kind: Any, key: str, bound: _Bound | None) -> Record | None:
         if self.store is not None:
             stored: Record | None = self._store_op(
-                lambda store: store.get(kind, key), lambda: self._memory_get(kind, key), bound
+                lambda store: store.get(kind, key), lambda _: self._memory_get(kind, key), bound
             )
             return stored
         return self._memory_get(kind, key)
@@ -145,12 +147,32 @@ class RecordStore:
                 store.health_aggregates(check, since),
                 store.health_points(check, since),
             ),
-            lambda: ([], []),
+            lambda _: ([], []),
             bound,
         )
         out = [(a.start + a.seconds / 2, a.mean) for a in aggregates if a.mean is not None]
         out += [(p.at, p.value) for p in points if p.value is not None]
         return out
+
+    def runs(self, name: str, limit: int) -> list[RunRecord]:
+        """Job ``name``'s run history in the store, newest first (the ``job`` check's), bounded
+        as every operation of this view; ``[]`` without a store. Raises the store's error
+        (StateError) when its answer was given up (busy past the deadline, broken) or the
+        block ended: memory has no history, and a job judged without its runs would be judged
+        wrong (the caller says it was not read)."""
+        return self._runs(name, limit, self._bound)
+
+    def _runs(self, name: str, limit: int, bound: _Bound | None) -> list[RunRecord]:
+        if self.store is None:
+            return []
+
+        def not_read(exc: ReliactlError | None) -> list[RunRecord]:
+            raise exc if exc is not None else StateError("the health round it was for is over")
+
+        found: list[RunRecord] = self._store_op(
+            lambda store: store.runs(name, limit), not_read, bound
+        )
+        return found
 
     def items(self, kind: Any) -> dict[str, Record]:
         """Every record of ``kind``, by key."""
@@ -159,7 +181,7 @@ class RecordStore:
     def _items(self, kind: Any, bound: _Bound | None) -> dict[str, Record]:
         if self.store is not None:
             every: dict[str, Record] = self._store_op(
-                lambda store: store.items(kind), lambda: self._memory_items(kind), bound
+                lambda store: store.items(kind), lambda _: self._memory_items(kind), bound
             )
             return every
         return self._memory_items(kind)
@@ -183,7 +205,7 @@ class RecordStore:
         if self.store is not None:
             new: Record | None = self._store_op(
                 lambda store: store.update(kind, key, fn),
-                lambda: self._memory_update(kind, key, fn),
+                lambda _: self._memory_update(kind, key, fn),
                 bound,
             )
             return new
@@ -223,6 +245,9 @@ class _RoundView:
 
     def items(self, kind: Any) -> dict[str, Record]:
         return self._records._items(kind, self._bound)
+
+    def runs(self, name: str, limit: int) -> list[RunRecord]:
+        return self._records._runs(name, limit, self._bound)
 
     def update(
         self, kind: Any, key: str, fn: Callable[[Record | None], Record | None]
