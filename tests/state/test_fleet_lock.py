@@ -353,12 +353,32 @@ def test_a_late_give_back_of_an_unanswered_attempt_never_deletes_the_lease_held(
 # --------------------------------------------------------------------------- reliactl run
 
 
-def _late_acquire_proxy(server: RedisServer) -> LateReplyProxy:
-    """A proxy that answers the first acquire script 3 s late (after it ran in Redis)."""
+def _run_with_late_acquire(
+    server: RedisServer, namespace: str, tmp_path: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """`reliactl run ARGS` as host 0 (a 60 s lease) through a proxy that answers its first
+    acquire script 3 s late, after it ran in Redis; checks that reply was the one held."""
     from reliactl.state.redislease import _ACQUIRE
 
     sha = server.client().script_load(_ACQUIRE)  # so EVALSHA runs it (no NOSCRIPT round trip)
-    return LateReplyProxy(server.port, [sha.encode(), _ACQUIRE.encode()], delay=3.0)
+    proxy = LateReplyProxy(server.port, [sha.encode(), _ACQUIRE.encode()], delay=3.0)
+    env = _host_env(
+        server,
+        namespace,
+        tmp_path,
+        0,
+        RELIACTL_STATE__URL=proxy.url,
+        RELIACTL_RUN__LOCK_LEASE="60s",
+    )
+    try:
+        done = subprocess.run(_run(*args), env=env, capture_output=True, text=True, timeout=HANG)
+    finally:
+        proxy.close()
+    assert proxy.held == 1
+    return done
+
+
+_LATE_JOB = ("--lock-scope", "fleet", "--lock-name", "late")
 
 
 def test_an_acquire_answered_too_late_leaves_no_lease_behind(
@@ -369,31 +389,13 @@ def test_an_acquire_answered_too_late_leaves_no_lease_behind(
     back, so another host takes the lock at once (not "busy: held by" a process that never
     ran the job, for the whole lease)."""
     server = own_redis()
-    proxy = _late_acquire_proxy(server)
-    job = ["--lock-scope", "fleet", "--lock-name", "late", "--", "sh", "-c", "echo $0 >> $OUT/ran"]
-    try:
-        late = subprocess.run(
-            _run(*job, "late"),
-            env=_host_env(
-                server,
-                namespace,
-                tmp_path,
-                0,
-                RELIACTL_STATE__URL=proxy.url,
-                RELIACTL_RUN__LOCK_LEASE="60s",
-            ),
-            capture_output=True,
-            text=True,
-            timeout=HANG,
-        )
-    finally:
-        proxy.close()
-    assert proxy.held == 1
+    body = ("--", "sh", "-c", "echo $0 >> $OUT/ran")
+    late = _run_with_late_acquire(server, namespace, tmp_path, *_LATE_JOB, *body, "late")
     assert late.returncode == 75, late.stderr
     assert "did not answer" in late.stderr
     assert server.client().get(f"{namespace}:l:{{lock:late}}") is None
     other = subprocess.run(
-        _run(*job, "other"),
+        _run(*_LATE_JOB, *body, "other"),
         env=_host_env(server, namespace, tmp_path, 1, RELIACTL_RUN__LOCK_LEASE="60s"),
         capture_output=True,
         text=True,
@@ -410,36 +412,10 @@ def test_lock_wait_after_a_late_acquire_reply_takes_the_lock(
     lock (it never waits for the lease its own unanswered attempt left: that lease is 60 s,
     the wait 20 s), and the job runs once."""
     server = own_redis()
-    proxy = _late_acquire_proxy(server)
-    try:
-        done = subprocess.run(
-            _run(
-                "--lock-scope",
-                "fleet",
-                "--lock-name",
-                "late",
-                "--lock-wait",
-                "20s",
-                "--",
-                "sh",
-                "-c",
-                "echo ran >> $OUT/ran",
-            ),
-            env=_host_env(
-                server,
-                namespace,
-                tmp_path,
-                0,
-                RELIACTL_STATE__URL=proxy.url,
-                RELIACTL_RUN__LOCK_LEASE="60s",
-            ),
-            capture_output=True,
-            text=True,
-            timeout=HANG,
-        )
-    finally:
-        proxy.close()
-    assert proxy.held == 1
+    done = _run_with_late_acquire(
+        server, namespace, tmp_path, *_LATE_JOB, "--lock-wait", "20s",
+        "--", "sh", "-c", "echo ran >> $OUT/ran",
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "ran").read_text().split() == ["ran"]
     assert server.client().get(f"{namespace}:l:{{lock:late}}") is None  # released at the end
