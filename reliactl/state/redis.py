@@ -13,8 +13,11 @@ Keys (``NS`` = ``state.namespace``; braces are Redis Cluster hash tags)::
     NS:r:{KIND:KEY}      one record: JSON {"d": record, "u": updated_at}
     NS:h:{events}        stream of breaker transitions, trimmed to max_history on every add
     NS:h:{events}:origins        sorted set of the events shipped into it (exactly once)
-    NS:h:{events}:outboxes       set of the records whose outbox may hold events (never
-                                 shrinks: one member per breaker name ever tripped)
+    NS:h:{events}:outbox-index   sorted set of the records whose outbox may hold events,
+                                 scored by their last push (store clock); ``prune`` drops
+                                 those with an empty outbox idle past the retention
+    NS:h:{events}:outboxes       the index before it was scored (a set; read, and folded
+                                 into the sorted set by ``prune``)
     NS:o:{KIND:KEY}      a record's outbox: list of its events not yet in the stream
     NS:h:{runs}:seq      run id counter (INCR: unique across hosts)
     NS:h:{runs}:ids      sorted set of run ids (score = id), trimmed to max_history
@@ -208,6 +211,50 @@ return shipped
 """
 )
 
+# Fold the outbox index of earlier versions (a set, KEYS[2]) into the scored one (KEYS[1]),
+# each member scored ARGV[1] unless it is there already; one slot, atomic against a writer of
+# an earlier version adding to the set meanwhile.
+_FOLD_OLD_INDEX = """
+local members = redis.call('SMEMBERS', KEYS[2])
+for i = 1, #members, 1000 do
+  local args = {}
+  for j = i, math.min(i + 999, #members) do
+    args[#args + 1] = ARGV[1]
+    args[#args + 1] = members[j]
+  end
+  redis.call('ZADD', KEYS[1], 'NX', unpack(args))
+end
+redis.call('DEL', KEYS[2])
+return #members
+"""
+
+# Drop from the outbox index the members ARGV[2..] still scored at or below ARGV[1] (a writer
+# that pushed since scored its member anew: it stays); returns those dropped.
+_UNINDEX_IDLE = """
+local gone = {}
+for i = 2, #ARGV do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score and tonumber(score) <= tonumber(ARGV[1]) then
+    redis.call('ZREM', KEYS[1], ARGV[i])
+    gone[#gone + 1] = ARGV[i]
+  end
+end
+return gone
+"""
+
+# After its member left the index: 1 when the outbox holds events (the member goes back);
+# else 0, and the outbox key is written and removed again, so a writer that WATCHes it
+# (between its ZADD to the index and its EXEC) fails its EXEC and retries, adding its member
+# anew. One key: the outbox's slot.
+_RELEASE_OUTBOX = """
+if redis.call('LLEN', KEYS[1]) > 0 then
+  return 1
+end
+redis.call('RPUSH', KEYS[1], '')
+redis.call('DEL', KEYS[1])
+return 0
+"""
+
 _DELETE_IF_SAME = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
@@ -298,7 +345,10 @@ class RedisStateStore:
         self._ship_run = client.register_script(_SHIP_RUN)
         self._ship_event = client.register_script(_SHIP_EVENT)
         self._ship_events = client.register_script(_SHIP_EVENTS)
-        self._outboxes = f"{namespace}:h:{{events}}:outboxes"
+        self._outbox_index = f"{namespace}:h:{{events}}:outbox-index"
+        self._old_outbox_index = f"{namespace}:h:{{events}}:outboxes"
+        self._fold_old_index = client.register_script(_FOLD_OLD_INDEX)
+        self._unindex_idle = client.register_script(_UNINDEX_IDLE)
 
     @property
     def location(self) -> str:
@@ -399,7 +449,7 @@ class RedisStateStore:
                 )
         return new
 
-    def _outbox_key(self, kind: RecordKind, key: str) -> str:
+    def _outbox_key(self, kind: str, key: str) -> str:
         return f"{self.namespace}:o:{{{kind}:{_escape(key)}}}"
 
     def _update(
@@ -411,14 +461,20 @@ class RedisStateStore:
         """WATCH/GET/fn/MULTI/EXEC until no other client changed the record meanwhile; the
         events of the last run of ``fn`` go to the outbox in the same MULTI. Returns the new
         record and, when events were pushed, their outbox entries and whether they were all
-        the outbox held (nothing older is waiting)."""
+        the outbox held (nothing older is waiting).
+
+        An attempt with events WATCHes the outbox too, then scores the record in the outbox
+        index (both before the MULTI, on the WATCH connection), so the index holds every
+        outbox that may hold events: ``prune`` drops a member and then writes the outbox key
+        if it is empty, which fails this EXEC when it came after the ZADD; the retry scores
+        the member again (``_prune_outbox_index``)."""
         rkey = self._key(kind, key)
         okey = self._outbox_key(kind, key)
 
         def op() -> tuple[Record | None, tuple[list[bytes], bool] | None]:
             deadline = time.monotonic() + CONTENTION_DEADLINE_S
             attempt = 0
-            indexed = False
+            member = f"{kind}:{key}"
             with self.client.pipeline(transaction=True) as pipe:
                 while True:
                     try:
@@ -429,11 +485,11 @@ class RedisStateStore:
                             pipe.unwatch()
                             return None, None
                         entries = [_outbox_entry(event) for event in events]
-                        if entries and not indexed:  # before the MULTI: a superset, never less
+                        if entries:  # every attempt: a superset of the outboxes, never less
                             # on the WATCH connection (immediate until multi()): no second
-                            # connection per transition
-                            pipe.sadd(self._outboxes, f"{kind}:{key}")
-                            indexed = True
+                            # connection per transition; the WATCH before the ZADD
+                            pipe.watch(okey)
+                            pipe.zadd(self._outbox_index, {member: self.clock()})
                         pipe.multi()
                         if new is None:
                             pipe.delete(rkey)
@@ -509,12 +565,16 @@ class RedisStateStore:
         if name is not None:
             self._flush_outbox(self._outbox_key("breaker", name))
             return
+        pipe = self.client.pipeline(transaction=False)  # one slot, one round trip
+        pipe.zrange(self._outbox_index, 0, -1)
+        pipe.smembers(self._old_outbox_index)  # written by earlier versions
+        scored, old = pipe.execute()
         keys = sorted(
-            self._outbox_key("breaker", key)
-            for kind, _, key in (
-                _text(m).partition(":") for m in self.client.smembers(self._outboxes)
-            )
-            if kind == "breaker"
+            {
+                self._outbox_key("breaker", key)
+                for kind, _, key in (_text(m).partition(":") for m in [*scored, *old])
+                if kind == "breaker"
+            }
         )
         for start in range(0, len(keys), PAGE):
             chunk = keys[start : start + PAGE]
@@ -866,6 +926,7 @@ class RedisStateStore:
             before = self._used_memory()
             events = self._prune_events(cutoff, max_rows)
             runs = self._prune_runs(cutoff, max_rows)
+            self._prune_outbox_index(now, cutoff)
             records = 0
             for kind in RECORD_KINDS:
                 if kind == "breaker" and keep_breaker is None:
@@ -887,6 +948,36 @@ class RedisStateStore:
 
         result: PruneReport = self._call(op)
         return result
+
+    def _prune_outbox_index(self, now: float, cutoff: float) -> int:
+        """Drop from the outbox index the records whose last push is older than ``cutoff``
+        and whose outbox is empty; returns how many left. The index and an outbox are in
+        different Cluster slots, so no one script sees both: a member leaves first (only if
+        no writer scored it since), then its outbox is checked and, empty, written and removed
+        in one script; a writer between its ZADD and its EXEC WATCHes the outbox, so its EXEC
+        fails and its retry adds the member again, and a writer that committed before the
+        check left events, so the member goes back. Either way an outbox that holds events
+        is in the index when this returns (what ``events()`` relies on to ship a crashed
+        writer's events). The set of earlier versions is folded in first (scored ``now``)."""
+        self._fold_old_index(keys=[self._outbox_index, self._old_outbox_index], args=[now])
+        idle = list(self.client.zrangebyscore(self._outbox_index, "-inf", repr(cutoff)))
+        removed = 0
+        for start in range(0, len(idle), PAGE):
+            chunk = idle[start : start + PAGE]
+            gone = self._unindex_idle(keys=[self._outbox_index], args=[cutoff, *chunk])
+            members = [_text(m) for m in gone or []]
+            if not members:
+                continue
+            pipe = self.client.pipeline(transaction=False)  # one key each: Cluster-safe
+            for member in members:
+                kind, _, key = member.partition(":")
+                pipe.eval(_RELEASE_OUTBOX, 1, self._outbox_key(kind, key))
+            held = [m for m, full in zip(members, pipe.execute(), strict=True) if int(full)]
+            if held:  # events wait there (a crashed writer's): back, as idle as before
+                pairs = [item for m in held for item in (repr(cutoff), m)]
+                self.client.execute_command("ZADD", self._outbox_index, "NX", *pairs)
+            removed += len(members) - len(held)
+        return removed
 
     def _prune_events(self, cutoff: float, max_rows: int) -> int:
         old: list[Any] = []
