@@ -530,6 +530,76 @@ def test_redis_unreachable_at_start_with_history_is_one_line(tmp_path: Path) -> 
         assert recorded.outcome == "lock_unavailable" and recorded.exit_code == 75
 
 
+def _hung_run(url: str, tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], float]:
+    """A fleet-locked `run` (history on: the store opens first) against a Redis that accepts
+    and never answers, state.connect_timeout 2 s; its result and how long it took."""
+    env = {
+        **os.environ,
+        "RELIACTL_STATE__URL": url,
+        "RELIACTL_STATE__PATH": str(tmp_path / "local.db"),
+        "HOME": str(tmp_path),
+        "RELIACTL_STATE__CONNECT_TIMEOUT": "2s",
+    }
+    started = time.monotonic()
+    done = subprocess.run(
+        _run("--lock-scope", "fleet", "--", "touch", str(tmp_path / "ran")),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=HANG,
+    )
+    return done, time.monotonic() - started
+
+
+def test_a_stopped_redis_costs_a_fleet_locked_run_one_connect_timeout(
+    own_redis: Callable[..., RedisServer], tmp_path: Path
+) -> None:
+    """redis-server stopped (SIGSTOP: the kernel still accepts, nothing answers): the run's
+    store and then its lock each waited the whole connect timeout (2 x 2 s); the lock now
+    fails with the reason the store just met, so the run ends (75, one line naming the
+    lock and the hung store, job not run) before twice the timeout."""
+    server = own_redis()
+    server.stop_signal()
+    try:
+        done, took = _hung_run(server.url, tmp_path)
+    finally:
+        server.cont_signal()
+    assert done.returncode == 75, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "not run: fleet lock" in lines[0] and "did not answer within 2s" in lines[0]
+    assert not (tmp_path / "ran").exists()
+    assert took < 4.0, f"{took:.2f}s: the connect timeout was paid twice"
+
+
+def test_a_hung_redis_is_connected_to_once_by_a_fleet_locked_run(tmp_path: Path) -> None:
+    """A listener that accepts and never answers: a fleet-locked run with history connects
+    to it once (the store), not a second time for the lock; exit 75, one line."""
+    import socket
+    import threading
+
+    accepted: list[socket.socket] = []
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def accept() -> None:
+        while True:
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        done, _took = _hung_run(f"redis://127.0.0.1:{listener.getsockname()[1]}/0", tmp_path)
+    finally:
+        listener.close()
+        for conn in accepted:
+            conn.close()
+    assert done.returncode == 75, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert len(accepted) == 1
+
+
 def test_store_fallback_warning_still_shown_once_the_fleet_lock_is_taken(
     redis_server: RedisServer, namespace: str, tmp_path: Path
 ) -> None:
