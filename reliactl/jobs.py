@@ -344,7 +344,7 @@ class PreparedJob:
             store_warnings = StoreWarnings()
         store_warnings.holding = fleet
         opened = self._open_store(store, warn, store_warnings)
-        options = _known_away(options, opened)
+        options = _known_away(options, opened, self.config)
         gate_seen: dict[str, HealthReport] = {}
         health_gate = self._health_gate(opened, warn, gate_seen) if spec.check else None
         watch = self._health_watch(opened) if spec.watch_health is not None else None
@@ -784,12 +784,12 @@ def _scope(spec: JobSpec, config: Config) -> dict[str, Any]:
     return {"scope": "fleet", "lease": lease, "open_leases": open_leases}
 
 
-def _known_away(options: RunOptions, store: Any) -> RunOptions:
+def _known_away(options: RunOptions, store: Any, config: Config) -> RunOptions:
     """``options`` whose fleet lock's first ``open_leases`` call fails at once with the
-    reason the run's store just found Redis unreachable (``FleetStore.unreachable``: the
-    same Redis): a hung Redis cost the store's connect timeout and then the lock's again,
-    twice the bound DESIGN states for a command. Later calls (within --lock-wait) connect
-    again."""
+    reason the run's store just found Redis unreachable (``FleetStore.unreachable``), when
+    that store is the Redis the lock uses (``state.url``): a hung Redis cost the store's
+    connect timeout and then the lock's again, twice the bound DESIGN states for a command.
+    Later calls (within --lock-wait) connect again."""
     lock = options.lock
     if lock is None or lock.scope != "fleet" or lock.open_leases is None:
         return options
@@ -802,11 +802,22 @@ def _known_away(options: RunOptions, store: Any) -> RunOptions:
             asked = True
             unreachable = getattr(store, "unreachable", None)
             reason = unreachable() if callable(unreachable) else None
-            if reason is not None:
+            if reason is not None and _same_store(store, config):
                 raise reason
         return open_leases()
 
     return replace(options, lock=replace(lock, open_leases=opener))
+
+
+def _same_store(store: Any, config: Config) -> bool:
+    """Whether ``store`` is the one ``state.url`` names (a caller may pass another)."""
+    from reliactl.state.url import StateURLError, parse_state_url
+
+    try:
+        url = parse_state_url(config.state.url, config.state.path)
+    except StateURLError:
+        return False
+    return bool(getattr(store, "location", None) == url.shown())
 
 
 def _with_name(options: RunOptions, name: str) -> RunOptions:
