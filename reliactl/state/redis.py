@@ -212,8 +212,9 @@ return shipped
 )
 
 # Fold the outbox index of earlier versions (a set, KEYS[2]) into the scored one (KEYS[1]),
-# each member scored ARGV[1] unless it is there already; one slot, atomic against a writer of
-# an earlier version adding to the set meanwhile.
+# every member scored ARGV[1] (the prune's time), also one already there: a host of an
+# earlier version may have added it to the set just before (it does not WATCH the outbox),
+# so it must not count as idle in this prune. One slot, atomic against such a host.
 _FOLD_OLD_INDEX = """
 local members = redis.call('SMEMBERS', KEYS[2])
 for i = 1, #members, 1000 do
@@ -222,37 +223,56 @@ for i = 1, #members, 1000 do
     args[#args + 1] = ARGV[1]
     args[#args + 1] = members[j]
   end
-  redis.call('ZADD', KEYS[1], 'NX', unpack(args))
+  redis.call('ZADD', KEYS[1], unpack(args))
 end
 redis.call('DEL', KEYS[2])
 return #members
 """
 
-# Drop from the outbox index the members ARGV[2..] still scored at or below ARGV[1] (a writer
-# that pushed since scored its member anew: it stays); returns those dropped.
-_UNINDEX_IDLE = """
-local gone = {}
-for i = 2, #ARGV do
+# Mark the members ARGV[3..] of the outbox index still scored at or below ARGV[1] with this
+# prune's mark ARGV[2] (a negative score no clock gives and no other prune uses); returns
+# those marked. They stay in the index: a writer that scores one since, or another prune
+# that marks it, changes the score, and only a member still bearing this mark is removed.
+_MARK_IDLE = """
+local marked = {}
+for i = 3, #ARGV do
   local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
   if score and tonumber(score) <= tonumber(ARGV[1]) then
-    redis.call('ZREM', KEYS[1], ARGV[i])
-    gone[#gone + 1] = ARGV[i]
+    redis.call('ZADD', KEYS[1], 'XX', ARGV[2], ARGV[i])
+    marked[#marked + 1] = ARGV[i]
   end
 end
-return gone
+return marked
 """
 
-# After its member left the index: 1 when the outbox holds events (the member goes back);
-# else 0, and the outbox key is written and removed again, so a writer that WATCHes it
-# (between its ZADD to the index and its EXEC) fails its EXEC and retries, adding its member
-# anew. One key: the outbox's slot.
+# One marked member's outbox (KEYS[1], its slot): 1 when it must stay indexed as it holds
+# events, 2 when it must as Redis refused the write below (full); else 0, after writing the key and
+# removing it again, so a writer that WATCHes it (between its ZADD to the index and its
+# EXEC) fails its EXEC and retries, scoring its member anew.
 _RELEASE_OUTBOX = """
 if redis.call('LLEN', KEYS[1]) > 0 then
   return 1
 end
-redis.call('RPUSH', KEYS[1], '')
+local pushed = redis.pcall('RPUSH', KEYS[1], '')
+if type(pushed) == 'table' and pushed.err then
+  return 2
+end
 redis.call('DEL', KEYS[1])
 return 0
+"""
+
+# Remove from the outbox index the members ARGV[2..] still bearing this prune's mark
+# ARGV[1] (nobody scored or marked them since); returns how many went. Frees, never
+# allocates: a full Redis runs it.
+_UNINDEX_MARKED = """
+local gone = 0
+for i = 2, #ARGV do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score and tonumber(score) == tonumber(ARGV[1]) then
+    gone = gone + redis.call('ZREM', KEYS[1], ARGV[i])
+  end
+end
+return gone
 """
 
 _DELETE_IF_SAME = """
@@ -348,7 +368,9 @@ class RedisStateStore:
         self._outbox_index = f"{namespace}:h:{{events}}:outbox-index"
         self._old_outbox_index = f"{namespace}:h:{{events}}:outboxes"
         self._fold_old_index = client.register_script(_FOLD_OLD_INDEX)
-        self._unindex_idle = client.register_script(_UNINDEX_IDLE)
+        self._mark_idle = client.register_script(_MARK_IDLE)
+        self._release_outbox = client.register_script(_RELEASE_OUTBOX)
+        self._unindex_marked = client.register_script(_UNINDEX_MARKED)
 
     @property
     def location(self) -> str:
@@ -926,7 +948,6 @@ class RedisStateStore:
             before = self._used_memory()
             events = self._prune_events(cutoff, max_rows)
             runs = self._prune_runs(cutoff, max_rows)
-            self._prune_outbox_index(now, cutoff)
             records = 0
             for kind in RECORD_KINDS:
                 if kind == "breaker" and keep_breaker is None:
@@ -944,40 +965,87 @@ class RedisStateStore:
                         if record is not None and keep_breaker(name, record):
                             continue
                     records += int(self._delete_if_same(keys=[key], args=[raw]))
+            self._prune_index_or_warn(now, cutoff)
             return PruneReport(events, runs, records, before, self._used_memory())
 
         result: PruneReport = self._call(op)
         return result
 
+    def _prune_index_or_warn(self, now: float, cutoff: float) -> None:
+        """The outbox index's prune, last and best-effort: a Redis that refuses it (full,
+        which is when an operator runs cleanup) or fails midway leaves every member
+        indexed, and the prune of the events, runs and records stands; a warning says so."""
+        try:
+            self._call(lambda: self._prune_outbox_index(now, cutoff))
+        except StateError as exc:
+            import logging  # only when there is something to say
+
+            logging.getLogger("reliactl.state").warning(
+                "state store: the breaker outbox index was not pruned (the next cleanup"
+                " tries again): %s",
+                exc,
+            )
+
     def _prune_outbox_index(self, now: float, cutoff: float) -> int:
         """Drop from the outbox index the records whose last push is older than ``cutoff``
         and whose outbox is empty; returns how many left. The index and an outbox are in
-        different Cluster slots, so no one script sees both: a member leaves first (only if
-        no writer scored it since), then its outbox is checked and, empty, written and removed
-        in one script; a writer between its ZADD and its EXEC WATCHes the outbox, so its EXEC
-        fails and its retry adds the member again, and a writer that committed before the
-        check left events, so the member goes back. Either way an outbox that holds events
-        is in the index when this returns (what ``events()`` relies on to ship a crashed
-        writer's events). The set of earlier versions is folded in first (scored ``now``)."""
+        different Cluster slots, so no one script sees both; three single-slot steps, each
+        leaving every member indexed whatever fails after it (Redis full, a timeout, a
+        dropped connection): (1) the idle members are marked with a score unique to this
+        prune (they stay); (2) each one's outbox is checked and, empty, written and removed
+        in one script (a writer between its ZADD and its EXEC WATCHes the outbox: its EXEC
+        fails, its retry scores the member anew); events there, or a refused write, keep it;
+        (3) the members released by (2) and still bearing the mark leave (a writer's ZADD
+        or another prune's mark since changed it: they stay). So an outbox that holds events
+        is in the index when this returns or fails (what ``events()`` relies on to ship a
+        crashed writer's events), whatever the writers' clocks. The set of earlier versions
+        is folded in first (scored ``now``)."""
         self._fold_old_index(keys=[self._outbox_index, self._old_outbox_index], args=[now])
         idle = list(self.client.zrangebyscore(self._outbox_index, "-inf", repr(cutoff)))
-        removed = 0
+        mark = -1 - int.from_bytes(os.urandom(6), "big")  # < 0, exact as a double
+        removed = refused = 0
         for start in range(0, len(idle), PAGE):
             chunk = idle[start : start + PAGE]
-            gone = self._unindex_idle(keys=[self._outbox_index], args=[cutoff, *chunk])
-            members = [_text(m) for m in gone or []]
+            marked = self._mark_idle(keys=[self._outbox_index], args=[cutoff, mark, *chunk])
+            members = [_text(m) for m in marked or []]
             if not members:
                 continue
-            pipe = self.client.pipeline(transaction=False)  # one key each: Cluster-safe
-            for member in members:
-                kind, _, key = member.partition(":")
-                pipe.eval(_RELEASE_OUTBOX, 1, self._outbox_key(kind, key))
-            held = [m for m, full in zip(members, pipe.execute(), strict=True) if int(full)]
-            if held:  # events wait there (a crashed writer's): back, as idle as before
-                pairs = [item for m in held for item in (repr(cutoff), m)]
-                self.client.execute_command("ZADD", self._outbox_index, "NX", *pairs)
-            removed += len(members) - len(held)
+            held = [int(h) for h in self._release_outboxes(members)]
+            refused += held.count(2)
+            released = [m for m, keep in zip(members, held, strict=True) if not keep]
+            if released:
+                gone = self._unindex_marked(keys=[self._outbox_index], args=[mark, *released])
+                removed += int(gone)
+        if refused:
+            import logging  # only when there is something to say
+
+            logging.getLogger("reliactl.state").warning(
+                "state store %s: %d breaker outboxes stay in the outbox index, Redis refused"
+                " the write that releases them (full: maxmemory with noeviction?); the next"
+                " cleanup tries again",
+                self.location,
+                refused,
+            )
         return removed
+
+    def _release_outboxes(self, members: list[str]) -> list[Any]:
+        """``_RELEASE_OUTBOX`` on each member's outbox, pipelined (one key each: Cluster-safe)
+        by EVALSHA; after a SCRIPT FLUSH or a restart (NOSCRIPT), once more by EVAL, which
+        caches it (the script may run twice on an outbox: harmless)."""
+        keys = [self._outbox_key(kind, key) for kind, _, key in (m.partition(":") for m in members)]
+        script = self._release_outbox
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for okey in keys:
+                pipe.execute_command("EVALSHA", script.sha, 1, okey)
+            return list(pipe.execute())
+        except _errors() as exc:
+            if not _is(exc, "NoScriptError"):
+                raise
+        pipe = self.client.pipeline(transaction=False)
+        for okey in keys:
+            pipe.execute_command("EVAL", script.script, 1, okey)
+        return list(pipe.execute())
 
     def _prune_events(self, cutoff: float, max_rows: int) -> int:
         old: list[Any] = []

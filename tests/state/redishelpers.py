@@ -128,14 +128,17 @@ def _pump(
     dst: socket.socket,
     before: Callable[[bytes], object] = lambda data: None,
     after: Callable[[bytes], object] = lambda data: None,
+    rewrite: Callable[[bytes], bytes] = lambda data: data,
 ) -> None:
     """Copy what ``src`` sends to ``dst`` until either side closes or fails, calling
-    ``before`` and ``after`` around each chunk's forwarding (the one pump loop of the
-    proxies below); then close both."""
+    ``before`` and ``after`` around each chunk's forwarding and sending what ``rewrite``
+    makes of it (nothing when empty: held back or dropped); the one pump loop of the
+    proxies in tests/state. Then close both."""
     try:
         while data := src.recv(65536):
             before(data)
-            dst.sendall(data)
+            if out := rewrite(data):
+                dst.sendall(out)
             after(data)
     except OSError:
         pass

@@ -18,7 +18,7 @@ from redishelpers import RedisServer, _pump
 
 from reliactl.errors import StateUnavailableError
 from reliactl.state.base import BreakerEvent
-from reliactl.state.redis import open_redis_store
+from reliactl.state.redis import _outbox_entry, open_redis_store
 from reliactl.state.url import parse_state_url
 
 HANG = 60.0  # only detects a hang
@@ -162,25 +162,12 @@ class _HeldExecProxy:
 
             threading.Thread(target=_pump, args=(client, upstream, request), daemon=True).start()
             threading.Thread(
-                target=_pump_replies, args=(upstream, client, reply), daemon=True
+                target=_pump, args=(upstream, client), kwargs={"rewrite": reply}, daemon=True
             ).start()
 
     def close(self) -> None:
         self._listener.close()
         for s in self._sockets:
-            s.close()
-
-
-def _pump_replies(src: Any, dst: Any, rewrite: Any) -> None:
-    try:
-        while data := src.recv(65536):
-            out = rewrite(data)
-            if out:
-                dst.sendall(out)
-    except OSError:
-        pass
-    finally:
-        for s in (src, dst):
             s.close()
 
 
@@ -230,3 +217,142 @@ def test_a_writer_committing_during_a_prune_stays_in_the_index(
         assert server.client().llen(other._outbox_key("breaker", "flaky")) == 1
         assert _indexed(server, namespace) == {"breaker:flaky"}
         assert [e.reason for e in other.events()] == ["again"]  # "failures": past the retention
+
+
+@pytest.mark.usefixtures("redis_client")
+def test_a_host_of_an_earlier_version_pushing_during_a_prune_stays_indexed(
+    redis_server: RedisServer, namespace: str
+) -> None:
+    """A mixed fleet while upgrading: a breaker idle for a day in the scored index trips on
+    a host of the earlier version, which adds it to the old set before its MULTI (and does
+    not WATCH the outbox); a prune folds the set in, then that host's EXEC pushes its event
+    and the host dies before shipping. The outbox stays listed (the fold scored the member
+    at the prune's time, so the prune did not take it as idle), and `events()` ships it."""
+    url = parse_state_url(redis_server.url)
+    client = redis_server.client()
+    with open_redis_store(url, namespace=namespace, clock=lambda: T0) as store:
+        _trip(store, "x", T0)  # scored T0, shipped: its outbox is empty
+        client.sadd(f"{namespace}:h:{{events}}:outboxes", "breaker:x")  # the old host's SADD
+        store.prune(T0 + DAY + 60, DAY, 10_000)
+        late = BreakerEvent("x", "open", "closed", "old-host", T0 + DAY)
+        client.rpush(store._outbox_key("breaker", "x"), _outbox_entry(late))  # its EXEC
+        assert _indexed(redis_server, namespace) == {"breaker:x"}
+        assert [e.reason for e in store.events()] == ["old-host"]
+
+
+def _with_waiting_outbox(store: Any) -> None:
+    """Three breakers tripped and shipped at T0, one whose writer died after its commit (its
+    event waits in its outbox), and a kv record written at T0: all idle a day later."""
+    for i in range(3):
+        _trip(store, f"gone-{i}", T0)
+    waiting = BreakerEvent("crashed", "closed", "open", "waiting", T0)
+    store._update("breaker", "crashed", lambda r: ({"state": "open"}, [waiting]))  # no ship
+    store.update("kv", "old", lambda r: {"n": 1})
+
+
+ALL = {"breaker:crashed", *(f"breaker:gone-{i}" for i in range(3))}
+
+
+@pytest.mark.usefixtures("redis_client")
+def test_a_full_redis_still_prunes_and_keeps_every_outbox_indexed(
+    own_redis: Any, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On a Redis at maxmemory with noeviction (when an operator runs cleanup) the prune
+    still removes the old events and records, as it did before the index was pruned, and
+    says the index was not pruned; the index stays whole, the outbox holding a crashed
+    writer's event included, which `events()` ships once Redis has room again."""
+    server = own_redis("--maxmemory-policy", "noeviction")
+    url = parse_state_url(server.url)
+    with open_redis_store(url, namespace=namespace, clock=lambda: T0) as store:
+        _with_waiting_outbox(store)
+        server.client().config_set("maxmemory", "1")
+        with caplog.at_level("WARNING", logger="reliactl.state"):
+            report = store.prune(T0 + DAY + 60, DAY, 10_000)
+        assert (report.events_removed, report.records_removed) == (3, 1)
+        assert "outbox index was not pruned" in caplog.text
+        assert "Redis is full" in caplog.text
+        assert _indexed(server, namespace) == ALL
+        server.client().config_set("maxmemory", "0")
+        assert [e.reason for e in store.events()] == ["waiting"]
+
+
+class _TripwireProxy:
+    """A TCP proxy in front of redis-server that calls ``action`` before forwarding the
+    first request holding ``trigger`` (``action`` may raise OSError: that connection is
+    cut, the request never reaches Redis)."""
+
+    def __init__(self, port: int, trigger: bytes, action: Any) -> None:
+        import socket
+
+        self.target = port
+        self.fired = threading.Event()
+        self._sockets: list[Any] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+
+        def request(data: bytes) -> None:
+            if trigger in data and not self.fired.is_set():
+                self.fired.set()
+                action()
+
+        def accept() -> None:
+            while True:
+                try:
+                    client, _ = self._listener.accept()
+                except OSError:
+                    return
+                upstream = socket.create_connection(("127.0.0.1", self.target), timeout=30)
+                upstream.settimeout(None)
+                self._sockets += [client, upstream]
+                threading.Thread(
+                    target=_pump, args=(client, upstream, request), daemon=True
+                ).start()
+                threading.Thread(target=_pump, args=(upstream, client), daemon=True).start()
+
+        threading.Thread(target=accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def close(self) -> None:
+        self._listener.close()
+        for s in self._sockets:
+            s.close()
+
+
+@pytest.mark.usefixtures("redis_client")
+@pytest.mark.parametrize("failure", ["redis-fills", "connection-drops"])
+def test_a_prune_failing_between_its_steps_keeps_every_outbox_indexed(
+    own_redis: Any, namespace: str, failure: str
+) -> None:
+    """The prune's check of the idle members' outboxes meets a Redis that just filled up
+    (maxmemory reached with noeviction: it refuses the write that releases an empty outbox)
+    or a connection cut: the prune of the events and records stands, no error escapes, and
+    every member stays indexed, the outbox holding a crashed writer's event included
+    (`events()` ships it); a later prune on a healthy Redis drops the drained ones."""
+    server = own_redis("--maxmemory-policy", "noeviction")
+    url = parse_state_url(server.url)
+
+    def fail() -> None:
+        if failure == "redis-fills":
+            server.client().config_set("maxmemory", "1")
+        else:
+            raise OSError("cut")
+
+    proxy = _TripwireProxy(server.port, f"{namespace}:o:{{breaker:".encode(), fail)
+    try:
+        with open_redis_store(url, namespace=namespace, clock=lambda: T0) as store:
+            _with_waiting_outbox(store)
+        via = parse_state_url(proxy.url)
+        with open_redis_store(via, namespace=namespace, clock=lambda: T0) as store:
+            report = store.prune(T0 + DAY + 60, DAY, 10_000)
+            assert proxy.fired.is_set()
+            assert (report.events_removed, report.records_removed) == (3, 1)
+            assert _indexed(server, namespace) == ALL
+            server.client().config_set("maxmemory", "0")
+            assert [e.reason for e in store.events()] == ["waiting"]
+            store.prune(T0 + DAY + 60, DAY, 10_000)
+            assert _indexed(server, namespace) == set()
+    finally:
+        proxy.close()
