@@ -981,8 +981,8 @@ class RedisStateStore:
             import logging  # only when there is something to say
 
             logging.getLogger("reliactl.state").warning(
-                "state store: the breaker outbox index was not pruned (the next cleanup"
-                " tries again): %s",
+                "state store: the breaker outbox index was not (fully) pruned (the next"
+                " cleanup tries again): %s",
                 exc,
             )
 
@@ -999,7 +999,11 @@ class RedisStateStore:
         or another prune's mark since changed it: they stay). So an outbox that holds events
         is in the index when this returns or fails (what ``events()`` relies on to ship a
         crashed writer's events), whatever the writers' clocks. The set of earlier versions
-        is folded in first (scored ``now``)."""
+        is folded in first (scored ``now``: this host's clock; a second cleanup on a host
+        whose clock runs ahead of this one by more than the retention could see a member
+        folded here as idle while a host of an earlier version, which does not WATCH, is
+        between its SADD and its EXEC: a window assumed away, as the retention is 30 days
+        by default)."""
         self._fold_old_index(keys=[self._outbox_index, self._old_outbox_index], args=[now])
         idle = list(self.client.zrangebyscore(self._outbox_index, "-inf", repr(cutoff)))
         mark = -1 - int.from_bytes(os.urandom(6), "big")  # < 0, exact as a double
