@@ -344,6 +344,7 @@ class PreparedJob:
             store_warnings = StoreWarnings()
         store_warnings.holding = fleet
         opened = self._open_store(store, warn, store_warnings)
+        options = _known_away(options, opened, self.config)
         gate_seen: dict[str, HealthReport] = {}
         watch = self._health_watch(opened) if spec.watch_health is not None else None
         health_gate = self._health_gate(opened, warn, gate_seen, watch) if spec.check else None
@@ -871,6 +872,42 @@ def _scope(spec: JobSpec, config: Config) -> dict[str, Any]:
         return open_leases(config)
 
     return {"scope": "fleet", "lease": lease, "open_leases": open_leases}
+
+
+def _known_away(options: RunOptions, store: Any, config: Config) -> RunOptions:
+    """``options`` whose fleet lock's first ``open_leases`` call fails at once with the
+    reason the run's store just found Redis unreachable (``FleetStore.unreachable``), when
+    that store is the Redis the lock uses (``state.url``): a hung Redis cost the store's
+    connect timeout and then the lock's again, twice the bound DESIGN states for a command.
+    Later calls (within --lock-wait) connect again."""
+    lock = options.lock
+    if lock is None or lock.scope != "fleet" or lock.open_leases is None:
+        return options
+    open_leases = lock.open_leases
+    asked = False
+
+    def opener() -> Any:
+        nonlocal asked
+        if not asked:
+            asked = True
+            unreachable = getattr(store, "unreachable", None)
+            reason = unreachable() if callable(unreachable) else None
+            if reason is not None and _same_store(store, config):
+                raise reason
+        return open_leases()
+
+    return replace(options, lock=replace(lock, open_leases=opener))
+
+
+def _same_store(store: Any, config: Config) -> bool:
+    """Whether ``store`` is the one ``state.url`` names (a caller may pass another)."""
+    from reliactl.state.url import StateURLError, parse_state_url
+
+    try:
+        url = parse_state_url(config.state.url, config.state.path)
+    except StateURLError:
+        return False
+    return bool(getattr(store, "location", None) == url.shown())
 
 
 def _with_name(options: RunOptions, name: str) -> RunOptions:

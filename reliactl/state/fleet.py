@@ -212,6 +212,7 @@ class FleetStore:
         self._retry_after = retry_after
         self._monotonic = monotonic
         self._degraded_at = 0.0
+        self._reason: StateUnavailableError | None = None
         self.degraded = False
         if remote is None:
             self._degrade(reason or StateUnavailableError(f"state store {location}: unreachable"))
@@ -253,6 +254,16 @@ class FleetStore:
             )
             return self._remote
 
+    def unreachable(self) -> StateUnavailableError | None:
+        """Why Redis is taken as away, while it is and will not be asked again yet (degraded
+        less than ``retry_after`` ago); else None. What else this command would connect to
+        the same Redis for (the fleet lock's leases, jobs.py) fails with it at once instead
+        of paying the connect timeout a second time."""
+        with self._lock:
+            if self.degraded and self._monotonic() - self._degraded_at < self._retry_after:
+                return self._reason
+            return None
+
     def local(self) -> SQLiteStateStore:
         """The host's SQLite store (opened on first use)."""
         with self._lock:
@@ -266,6 +277,7 @@ class FleetStore:
                 return
             self.degraded = True
             self._degraded_at = self._monotonic()
+            self._reason = exc
             what = {
                 "local": "using this host's store",
                 "closed": "breakers and rate limits in memory (calls go through), the rest in",

@@ -13,8 +13,11 @@ Keys (``NS`` = ``state.namespace``; braces are Redis Cluster hash tags)::
     NS:r:{KIND:KEY}      one record: JSON {"d": record, "u": updated_at}
     NS:h:{events}        stream of breaker transitions, trimmed to max_history on every add
     NS:h:{events}:origins        sorted set of the events shipped into it (exactly once)
-    NS:h:{events}:outboxes       set of the records whose outbox may hold events (never
-                                 shrinks: one member per breaker name ever tripped)
+    NS:h:{events}:outbox-index   sorted set of the records whose outbox may hold events,
+                                 scored by their last push (store clock); ``prune`` drops
+                                 those with an empty outbox idle past the retention
+    NS:h:{events}:outboxes       the index before it was scored (a set; read, and folded
+                                 into the sorted set by ``prune``)
     NS:o:{KIND:KEY}      a record's outbox: list of its events not yet in the stream
     NS:h:{runs}:seq      run id counter (INCR: unique across hosts)
     NS:h:{runs}:ids      sorted set of run ids (score = id), trimmed to max_history
@@ -208,6 +211,70 @@ return shipped
 """
 )
 
+# Fold the outbox index of earlier versions (a set, KEYS[2]) into the scored one (KEYS[1]),
+# every member scored ARGV[1] (the prune's time), also one already there: a host of an
+# earlier version may have added it to the set just before (it does not WATCH the outbox),
+# so it must not count as idle in this prune. One slot, atomic against such a host.
+_FOLD_OLD_INDEX = """
+local members = redis.call('SMEMBERS', KEYS[2])
+for i = 1, #members, 1000 do
+  local args = {}
+  for j = i, math.min(i + 999, #members) do
+    args[#args + 1] = ARGV[1]
+    args[#args + 1] = members[j]
+  end
+  redis.call('ZADD', KEYS[1], unpack(args))
+end
+redis.call('DEL', KEYS[2])
+return #members
+"""
+
+# Mark the members ARGV[3..] of the outbox index still scored at or below ARGV[1] with this
+# prune's mark ARGV[2] (a negative score no clock gives and no other prune uses); returns
+# those marked. They stay in the index: a writer that scores one since, or another prune
+# that marks it, changes the score, and only a member still bearing this mark is removed.
+_MARK_IDLE = """
+local marked = {}
+for i = 3, #ARGV do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score and tonumber(score) <= tonumber(ARGV[1]) then
+    redis.call('ZADD', KEYS[1], 'XX', ARGV[2], ARGV[i])
+    marked[#marked + 1] = ARGV[i]
+  end
+end
+return marked
+"""
+
+# One marked member's outbox (KEYS[1], its slot): 1 when it must stay indexed as it holds
+# events, 2 when it must as Redis refused the write below (full); else 0, after writing the key and
+# removing it again, so a writer that WATCHes it (between its ZADD to the index and its
+# EXEC) fails its EXEC and retries, scoring its member anew.
+_RELEASE_OUTBOX = """
+if redis.call('LLEN', KEYS[1]) > 0 then
+  return 1
+end
+local pushed = redis.pcall('RPUSH', KEYS[1], '')
+if type(pushed) == 'table' and pushed.err then
+  return 2
+end
+redis.call('DEL', KEYS[1])
+return 0
+"""
+
+# Remove from the outbox index the members ARGV[2..] still bearing this prune's mark
+# ARGV[1] (nobody scored or marked them since); returns how many went. Frees, never
+# allocates: a full Redis runs it.
+_UNINDEX_MARKED = """
+local gone = 0
+for i = 2, #ARGV do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score and tonumber(score) == tonumber(ARGV[1]) then
+    gone = gone + redis.call('ZREM', KEYS[1], ARGV[i])
+  end
+end
+return gone
+"""
+
 _DELETE_IF_SAME = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
@@ -298,7 +365,12 @@ class RedisStateStore:
         self._ship_run = client.register_script(_SHIP_RUN)
         self._ship_event = client.register_script(_SHIP_EVENT)
         self._ship_events = client.register_script(_SHIP_EVENTS)
-        self._outboxes = f"{namespace}:h:{{events}}:outboxes"
+        self._outbox_index = f"{namespace}:h:{{events}}:outbox-index"
+        self._old_outbox_index = f"{namespace}:h:{{events}}:outboxes"
+        self._fold_old_index = client.register_script(_FOLD_OLD_INDEX)
+        self._mark_idle = client.register_script(_MARK_IDLE)
+        self._release_outbox = client.register_script(_RELEASE_OUTBOX)
+        self._unindex_marked = client.register_script(_UNINDEX_MARKED)
 
     @property
     def location(self) -> str:
@@ -399,7 +471,7 @@ class RedisStateStore:
                 )
         return new
 
-    def _outbox_key(self, kind: RecordKind, key: str) -> str:
+    def _outbox_key(self, kind: str, key: str) -> str:
         return f"{self.namespace}:o:{{{kind}:{_escape(key)}}}"
 
     def _update(
@@ -411,14 +483,20 @@ class RedisStateStore:
         """WATCH/GET/fn/MULTI/EXEC until no other client changed the record meanwhile; the
         events of the last run of ``fn`` go to the outbox in the same MULTI. Returns the new
         record and, when events were pushed, their outbox entries and whether they were all
-        the outbox held (nothing older is waiting)."""
+        the outbox held (nothing older is waiting).
+
+        An attempt with events WATCHes the outbox too, then scores the record in the outbox
+        index (both before the MULTI, on the WATCH connection), so the index holds every
+        outbox that may hold events: ``prune`` drops a member and then writes the outbox key
+        if it is empty, which fails this EXEC when it came after the ZADD; the retry scores
+        the member again (``_prune_outbox_index``)."""
         rkey = self._key(kind, key)
         okey = self._outbox_key(kind, key)
 
         def op() -> tuple[Record | None, tuple[list[bytes], bool] | None]:
             deadline = time.monotonic() + CONTENTION_DEADLINE_S
             attempt = 0
-            indexed = False
+            member = f"{kind}:{key}"
             with self.client.pipeline(transaction=True) as pipe:
                 while True:
                     try:
@@ -429,11 +507,11 @@ class RedisStateStore:
                             pipe.unwatch()
                             return None, None
                         entries = [_outbox_entry(event) for event in events]
-                        if entries and not indexed:  # before the MULTI: a superset, never less
+                        if entries:  # every attempt: a superset of the outboxes, never less
                             # on the WATCH connection (immediate until multi()): no second
-                            # connection per transition
-                            pipe.sadd(self._outboxes, f"{kind}:{key}")
-                            indexed = True
+                            # connection per transition; the WATCH before the ZADD
+                            pipe.watch(okey)
+                            pipe.zadd(self._outbox_index, {member: self.clock()})
                         pipe.multi()
                         if new is None:
                             pipe.delete(rkey)
@@ -509,12 +587,16 @@ class RedisStateStore:
         if name is not None:
             self._flush_outbox(self._outbox_key("breaker", name))
             return
+        pipe = self.client.pipeline(transaction=False)  # one slot, one round trip
+        pipe.zrange(self._outbox_index, 0, -1)
+        pipe.smembers(self._old_outbox_index)  # written by earlier versions
+        scored, old = pipe.execute()
         keys = sorted(
-            self._outbox_key("breaker", key)
-            for kind, _, key in (
-                _text(m).partition(":") for m in self.client.smembers(self._outboxes)
-            )
-            if kind == "breaker"
+            {
+                self._outbox_key("breaker", key)
+                for kind, _, key in (_text(m).partition(":") for m in [*scored, *old])
+                if kind == "breaker"
+            }
         )
         for start in range(0, len(keys), PAGE):
             chunk = keys[start : start + PAGE]
@@ -883,10 +965,91 @@ class RedisStateStore:
                         if record is not None and keep_breaker(name, record):
                             continue
                     records += int(self._delete_if_same(keys=[key], args=[raw]))
+            self._prune_index_or_warn(now, cutoff)
             return PruneReport(events, runs, records, before, self._used_memory())
 
         result: PruneReport = self._call(op)
         return result
+
+    def _prune_index_or_warn(self, now: float, cutoff: float) -> None:
+        """The outbox index's prune, last and best-effort: a Redis that refuses it (full,
+        which is when an operator runs cleanup) or fails midway leaves every member
+        indexed, and the prune of the events, runs and records stands; a warning says so."""
+        try:
+            self._call(lambda: self._prune_outbox_index(now, cutoff))
+        except StateError as exc:
+            import logging  # only when there is something to say
+
+            logging.getLogger("reliactl.state").warning(
+                "state store: the breaker outbox index was not (fully) pruned (the next"
+                " cleanup tries again): %s",
+                exc,
+            )
+
+    def _prune_outbox_index(self, now: float, cutoff: float) -> int:
+        """Drop from the outbox index the records whose last push is older than ``cutoff``
+        and whose outbox is empty; returns how many left. The index and an outbox are in
+        different Cluster slots, so no one script sees both; three single-slot steps, each
+        leaving every member indexed whatever fails after it (Redis full, a timeout, a
+        dropped connection): (1) the idle members are marked with a score unique to this
+        prune (they stay); (2) each one's outbox is checked and, empty, written and removed
+        in one script (a writer between its ZADD and its EXEC WATCHes the outbox: its EXEC
+        fails, its retry scores the member anew); events there, or a refused write, keep it;
+        (3) the members released by (2) and still bearing the mark leave (a writer's ZADD
+        or another prune's mark since changed it: they stay). So an outbox that holds events
+        is in the index when this returns or fails (what ``events()`` relies on to ship a
+        crashed writer's events), whatever the writers' clocks. The set of earlier versions
+        is folded in first (scored ``now``: this host's clock; a second cleanup on a host
+        whose clock runs ahead of this one by more than the retention could see a member
+        folded here as idle while a host of an earlier version, which does not WATCH, is
+        between its SADD and its EXEC: a window assumed away, as the retention is 30 days
+        by default)."""
+        self._fold_old_index(keys=[self._outbox_index, self._old_outbox_index], args=[now])
+        idle = list(self.client.zrangebyscore(self._outbox_index, "-inf", repr(cutoff)))
+        mark = -1 - int.from_bytes(os.urandom(6), "big")  # < 0, exact as a double
+        removed = refused = 0
+        for start in range(0, len(idle), PAGE):
+            chunk = idle[start : start + PAGE]
+            marked = self._mark_idle(keys=[self._outbox_index], args=[cutoff, mark, *chunk])
+            members = [_text(m) for m in marked or []]
+            if not members:
+                continue
+            held = [int(h) for h in self._release_outboxes(members)]
+            refused += held.count(2)
+            released = [m for m, keep in zip(members, held, strict=True) if not keep]
+            if released:
+                gone = self._unindex_marked(keys=[self._outbox_index], args=[mark, *released])
+                removed += int(gone)
+        if refused:
+            import logging  # only when there is something to say
+
+            logging.getLogger("reliactl.state").warning(
+                "state store %s: %d breaker outboxes stay in the outbox index, Redis refused"
+                " the write that releases them (full: maxmemory with noeviction?); the next"
+                " cleanup tries again",
+                self.location,
+                refused,
+            )
+        return removed
+
+    def _release_outboxes(self, members: list[str]) -> list[Any]:
+        """``_RELEASE_OUTBOX`` on each member's outbox, pipelined (one key each: Cluster-safe)
+        by EVALSHA; after a SCRIPT FLUSH or a restart (NOSCRIPT), once more by EVAL, which
+        caches it (the script may run twice on an outbox: harmless)."""
+        keys = [self._outbox_key(kind, key) for kind, _, key in (m.partition(":") for m in members)]
+        script = self._release_outbox
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for okey in keys:
+                pipe.execute_command("EVALSHA", script.sha, 1, okey)
+            return list(pipe.execute())
+        except _errors() as exc:
+            if not _is(exc, "NoScriptError"):
+                raise
+        pipe = self.client.pipeline(transaction=False)
+        for okey in keys:
+            pipe.execute_command("EVAL", script.script, 1, okey)
+        return list(pipe.execute())
 
     def _prune_events(self, cutoff: float, max_rows: int) -> int:
         old: list[Any] = []

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REDIS_SERVER = shutil.which("redis-server")
@@ -122,6 +123,30 @@ class RedisServer:
                 self.kill()
 
 
+def _pump(
+    src: socket.socket,
+    dst: socket.socket,
+    before: Callable[[bytes], object] = lambda data: None,
+    after: Callable[[bytes], object] = lambda data: None,
+    rewrite: Callable[[bytes], bytes] = lambda data: data,
+) -> None:
+    """Copy what ``src`` sends to ``dst`` until either side closes or fails, calling
+    ``before`` and ``after`` around each chunk's forwarding and sending what ``rewrite``
+    makes of it (nothing when empty: held back or dropped); the one pump loop of the
+    proxies in tests/state. Then close both."""
+    try:
+        while data := src.recv(65536):
+            before(data)
+            if out := rewrite(data):
+                dst.sendall(out)
+            after(data)
+    except OSError:
+        pass
+    finally:
+        for s in (src, dst):
+            s.close()
+
+
 class LateReplyProxy:
     """A TCP proxy on loopback in front of a redis-server that holds back, for ``delay``
     seconds, the reply to each of the first ``times`` requests containing one of
@@ -167,31 +192,21 @@ class LateReplyProxy:
             return True
 
     def _up(self, src: socket.socket, dst: socket.socket, hold: threading.Event) -> None:
-        try:
-            while data := src.recv(65536):
-                if any(t in data for t in self.triggers) and self._claim():
-                    hold.set()  # before Redis can answer
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                s.close()
+        def request(data: bytes) -> None:
+            if any(t in data for t in self.triggers) and self._claim():
+                hold.set()  # before Redis can answer
+
+        _pump(src, dst, before=request)
 
     def _down(self, src: socket.socket, dst: socket.socket, hold: threading.Event) -> None:
-        try:
-            while data := src.recv(65536):
-                if hold.is_set():
-                    hold.clear()
-                    with self._lock:
-                        self.held += 1
-                    time.sleep(self.delay)
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                s.close()
+        def reply(data: bytes) -> None:
+            if hold.is_set():
+                hold.clear()
+                with self._lock:
+                    self.held += 1
+                time.sleep(self.delay)
+
+        _pump(src, dst, before=reply)
 
     def close(self) -> None:
         self._listener.close()
@@ -211,19 +226,19 @@ class LateRequestProxy(LateReplyProxy):
         super().__init__(port, triggers, delay, times)
 
     def _up(self, src: socket.socket, dst: socket.socket, hold: threading.Event) -> None:
-        try:
-            while data := src.recv(65536):
-                late = any(t in data for t in self.triggers) and self._claim()
-                if late:
-                    with self._lock:
-                        self.held += 1
-                    time.sleep(self.delay)
-                dst.sendall(data)
-                if late:
-                    with self._lock:
-                        self.forwarded += 1
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                s.close()
+        late = False
+
+        def before(data: bytes) -> None:
+            nonlocal late
+            late = any(t in data for t in self.triggers) and self._claim()
+            if late:
+                with self._lock:
+                    self.held += 1
+                time.sleep(self.delay)
+
+        def after(data: bytes) -> None:
+            if late:
+                with self._lock:
+                    self.forwarded += 1
+
+        _pump(src, dst, before=before, after=after)

@@ -252,7 +252,7 @@ def test_reading_events_works_when_redis_refuses_writes(
 
 def test_a_transition_uses_one_connection(own_redis: Any, namespace: str) -> None:
     """Opening the store and committing a transition with its event open one connection
-    (one CLIENT SETNAME on the server): the outbox index's SADD goes on the connection that
+    (one CLIENT SETNAME on the server): the outbox index's ZADD goes on the connection that
     holds the WATCH, not on a second one taken from the pool while the first is busy."""
     server = own_redis()
     client = server.client()

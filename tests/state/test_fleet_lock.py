@@ -353,12 +353,32 @@ def test_a_late_give_back_of_an_unanswered_attempt_never_deletes_the_lease_held(
 # --------------------------------------------------------------------------- reliactl run
 
 
-def _late_acquire_proxy(server: RedisServer) -> LateReplyProxy:
-    """A proxy that answers the first acquire script 3 s late (after it ran in Redis)."""
+def _run_with_late_acquire(
+    server: RedisServer, namespace: str, tmp_path: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """`reliactl run ARGS` as host 0 (a 60 s lease) through a proxy that answers its first
+    acquire script 3 s late, after it ran in Redis; checks that reply was the one held."""
     from reliactl.state.redislease import _ACQUIRE
 
     sha = server.client().script_load(_ACQUIRE)  # so EVALSHA runs it (no NOSCRIPT round trip)
-    return LateReplyProxy(server.port, [sha.encode(), _ACQUIRE.encode()], delay=3.0)
+    proxy = LateReplyProxy(server.port, [sha.encode(), _ACQUIRE.encode()], delay=3.0)
+    env = _host_env(
+        server,
+        namespace,
+        tmp_path,
+        0,
+        RELIACTL_STATE__URL=proxy.url,
+        RELIACTL_RUN__LOCK_LEASE="60s",
+    )
+    try:
+        done = subprocess.run(_run(*args), env=env, capture_output=True, text=True, timeout=HANG)
+    finally:
+        proxy.close()
+    assert proxy.held == 1
+    return done
+
+
+_LATE_JOB = ("--lock-scope", "fleet", "--lock-name", "late")
 
 
 def test_an_acquire_answered_too_late_leaves_no_lease_behind(
@@ -369,31 +389,13 @@ def test_an_acquire_answered_too_late_leaves_no_lease_behind(
     back, so another host takes the lock at once (not "busy: held by" a process that never
     ran the job, for the whole lease)."""
     server = own_redis()
-    proxy = _late_acquire_proxy(server)
-    job = ["--lock-scope", "fleet", "--lock-name", "late", "--", "sh", "-c", "echo $0 >> $OUT/ran"]
-    try:
-        late = subprocess.run(
-            _run(*job, "late"),
-            env=_host_env(
-                server,
-                namespace,
-                tmp_path,
-                0,
-                RELIACTL_STATE__URL=proxy.url,
-                RELIACTL_RUN__LOCK_LEASE="60s",
-            ),
-            capture_output=True,
-            text=True,
-            timeout=HANG,
-        )
-    finally:
-        proxy.close()
-    assert proxy.held == 1
+    body = ("--", "sh", "-c", "echo $0 >> $OUT/ran")
+    late = _run_with_late_acquire(server, namespace, tmp_path, *_LATE_JOB, *body, "late")
     assert late.returncode == 75, late.stderr
     assert "did not answer" in late.stderr
     assert server.client().get(f"{namespace}:l:{{lock:late}}") is None
     other = subprocess.run(
-        _run(*job, "other"),
+        _run(*_LATE_JOB, *body, "other"),
         env=_host_env(server, namespace, tmp_path, 1, RELIACTL_RUN__LOCK_LEASE="60s"),
         capture_output=True,
         text=True,
@@ -410,36 +412,10 @@ def test_lock_wait_after_a_late_acquire_reply_takes_the_lock(
     lock (it never waits for the lease its own unanswered attempt left: that lease is 60 s,
     the wait 20 s), and the job runs once."""
     server = own_redis()
-    proxy = _late_acquire_proxy(server)
-    try:
-        done = subprocess.run(
-            _run(
-                "--lock-scope",
-                "fleet",
-                "--lock-name",
-                "late",
-                "--lock-wait",
-                "20s",
-                "--",
-                "sh",
-                "-c",
-                "echo ran >> $OUT/ran",
-            ),
-            env=_host_env(
-                server,
-                namespace,
-                tmp_path,
-                0,
-                RELIACTL_STATE__URL=proxy.url,
-                RELIACTL_RUN__LOCK_LEASE="60s",
-            ),
-            capture_output=True,
-            text=True,
-            timeout=HANG,
-        )
-    finally:
-        proxy.close()
-    assert proxy.held == 1
+    done = _run_with_late_acquire(
+        server, namespace, tmp_path, *_LATE_JOB, "--lock-wait", "20s",
+        "--", "sh", "-c", "echo ran >> $OUT/ran",
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "ran").read_text().split() == ["ran"]
     assert server.client().get(f"{namespace}:l:{{lock:late}}") is None  # released at the end
@@ -552,6 +528,76 @@ def test_redis_unreachable_at_start_with_history_is_one_line(tmp_path: Path) -> 
     with open_sqlite_store(tmp_path / "local.db", max_rows=100, warn=print) as local:
         (recorded,) = local.runs("nightly")
         assert recorded.outcome == "lock_unavailable" and recorded.exit_code == 75
+
+
+def _hung_run(url: str, tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], float]:
+    """A fleet-locked `run` (history on: the store opens first) against a Redis that accepts
+    and never answers, state.connect_timeout 3 s; its result and how long it took."""
+    env = {
+        **os.environ,
+        "RELIACTL_STATE__URL": url,
+        "RELIACTL_STATE__PATH": str(tmp_path / "local.db"),
+        "HOME": str(tmp_path),
+        "RELIACTL_STATE__CONNECT_TIMEOUT": "3s",
+    }
+    started = time.monotonic()
+    done = subprocess.run(
+        _run("--lock-scope", "fleet", "--", "touch", str(tmp_path / "ran")),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=HANG,
+    )
+    return done, time.monotonic() - started
+
+
+def test_a_stopped_redis_costs_a_fleet_locked_run_one_connect_timeout(
+    own_redis: Callable[..., RedisServer], tmp_path: Path
+) -> None:
+    """redis-server stopped (SIGSTOP: the kernel still accepts, nothing answers): the run's
+    store and then its lock each waited the whole connect timeout (2 x 3 s); the lock now
+    fails with the reason the store just met, so the run ends (75, one line naming the
+    lock and the hung store, job not run) before twice the timeout."""
+    server = own_redis()
+    server.stop_signal()
+    try:
+        done, took = _hung_run(server.url, tmp_path)
+    finally:
+        server.cont_signal()
+    assert done.returncode == 75, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "not run: fleet lock" in lines[0] and "did not answer within 3s" in lines[0]
+    assert not (tmp_path / "ran").exists()
+    assert took < 6.0, f"{took:.2f}s: the connect timeout was paid twice"
+
+
+def test_a_hung_redis_is_connected_to_once_by_a_fleet_locked_run(tmp_path: Path) -> None:
+    """A listener that accepts and never answers: a fleet-locked run with history connects
+    to it once (the store), not a second time for the lock; exit 75, one line."""
+    import socket
+    import threading
+
+    accepted: list[socket.socket] = []
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def accept() -> None:
+        while True:
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        done, _took = _hung_run(f"redis://127.0.0.1:{listener.getsockname()[1]}/0", tmp_path)
+    finally:
+        listener.close()
+        for conn in accepted:
+            conn.close()
+    assert done.returncode == 75, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert len(accepted) == 1
 
 
 def test_store_fallback_warning_still_shown_once_the_fleet_lock_is_taken(
