@@ -611,7 +611,13 @@ class RateLimitConfig:
 @dataclass(frozen=True)
 class RetryConfig:
     max_retries: int = _opt(3, doc="retries after the first attempt", ge=0, le=MAX_RETRIES)
-    base_delay: float = _opt(1.0, doc="first delay (0: every retry at once, whatever the strategy; max_delay then has no effect)", kind="duration", ge=0)
+    base_delay: float = _opt(
+        1.0,
+        doc="first delay (0: every retry at once, whatever the strategy; max_delay then has"
+        " no effect)",
+        kind="duration",
+        ge=0,
+    )
     max_delay: float = _opt(30.0, doc="no delay is longer than this", kind="duration", ge=0)
     multiplier: float = _opt(2.0, doc="growth factor of exponential backoff", ge=1)
     strategy: str = _opt(
