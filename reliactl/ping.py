@@ -22,7 +22,9 @@ start before end) until ``start_timeout`` (5 s) after it began, then sends the e
 returns within ``end_timeout`` (10 s) of being called. Inside those bounds each ping is
 retried with the retry engine (connection errors and 5xx; not 4xx). A 3xx is not followed and
 counts as not delivered (a warning naming where it points). Whatever did not finish in
-time is abandoned (a daemon thread; ``run`` ends with ``os._exit``).
+time is abandoned (a daemon thread; ``run`` ends with ``os._exit``). Each ping has one
+outcome, decided once (its thread's result or the run giving up on it, whichever comes
+first), so its warning line, the report and the history agree.
 
 A ping URL is a secret (the UUID is the credential): every URL this module reports, in
 ``PingResult``, warnings and history data, goes through ``reliactl.redact``.
@@ -251,13 +253,27 @@ def http_send(method: str, url: str, body: bytes, timeout: float) -> int:
 
 @dataclass
 class _Flight:
-    """One ping in its thread: the caller waits on ``done`` at most its bound."""
+    """One ping in its thread: the caller waits on ``done`` at most its bound.
+
+    Its outcome is decided once (``settle``): by the thread's own result, or by the caller
+    giving up on it (abandoned), whichever comes first. The two meet at the same deadline
+    (the thread's bound is the caller's wait), and the run reads the result more than once
+    (the warning line, then the history row and ``--json-report``): decided once, they all
+    say the same, and an answer that comes after the run gave up changes nothing."""
 
     event: str
     url: str
     started: float
     done: threading.Event = field(default_factory=threading.Event)
     result: PingResult | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def settle(self, result: PingResult) -> PingResult:
+        """The flight's outcome: ``result`` if none was decided yet, else the one that was."""
+        with self._lock:
+            if self.result is None:
+                self.result = result
+            return self.result
 
 
 class Pinger:
@@ -367,11 +383,10 @@ class Pinger:
 
     @property
     def results(self) -> list[PingResult]:
-        """Every ping that has ended, in the order they were sent (unfinished ones as failed)."""
-        out = []
-        for flight in self._flights:
-            out.append(flight.result or self._late(flight))
-        return out
+        """Every ping, in the order they were sent, one result each: a ping still unanswered
+        is given up on here (abandoned: the run is ending) and stays so, so ``warnings()``,
+        ``history()`` and a later call agree even if its answer comes in between."""
+        return [self._late(flight) for flight in self._flights]
 
     def warnings(self) -> list[str]:
         """One line per ping that did not reach the monitor (URLs redacted)."""
@@ -400,19 +415,24 @@ class Pinger:
         left = max(0.0, self.end_timeout - (self._clock() - called))
         flight = self._launch(event, "POST", url, body, left)
         flight.done.wait(left)
-        return flight.result or self._late(flight)
+        return self._late(flight)
 
     def _remaining(self, flight: _Flight, bound: float) -> float:
         return max(0.0, bound - (self._clock() - flight.started))
 
     def _late(self, flight: _Flight) -> PingResult:
+        """Give up on ``flight`` (its outcome from now on, unless its thread decided first)."""
+        if flight.result is not None:
+            return flight.result
         waited = self._clock() - flight.started
-        return PingResult(
-            flight.event,
-            _shown(flight.url),
-            ok=False,
-            error=f"no answer within {waited:.1f}s (abandoned)",
-            duration=waited,
+        return flight.settle(
+            PingResult(
+                flight.event,
+                _shown(flight.url),
+                ok=False,
+                error=f"no answer within {waited:.1f}s (abandoned)",
+                duration=waited,
+            )
         )
 
     def _hc_url(self, suffix: str) -> str:
@@ -492,14 +512,16 @@ class Pinger:
             error = f"{_describe(exc)} after {attempts} attempt(s)"
         from reliactl.redact import scrub
 
-        flight.result = PingResult(
-            flight.event,
-            _shown(flight.url),
-            ok=error is None,
-            status=status,
-            attempts=attempts,
-            error=scrub(error, flight.url) if error else None,
-            duration=self._clock() - flight.started,
+        flight.settle(  # no-op if the run already gave up on it: that stays its outcome
+            PingResult(
+                flight.event,
+                _shown(flight.url),
+                ok=error is None,
+                status=status,
+                attempts=attempts,
+                error=scrub(error, flight.url) if error else None,
+                duration=self._clock() - flight.started,
+            )
         )
         flight.done.set()
 

@@ -282,3 +282,122 @@ def test_output_tail_alone_passes_output_through_to_the_real_stdout(tmp_path) ->
             [sys.executable, "-c", code], stdout=full, stderr=subprocess.PIPE, timeout=60
         )
     assert proc.stderr.endswith(b"(0, b'ops\\n')")
+
+
+def _ping_threads_ended(deadline: float) -> bool:
+    """Wait (until ``deadline``, monotonic) for every ping thread of this process to end."""
+    import threading
+
+    while time.monotonic() < deadline:
+        if not any(t.name.startswith("reliactl-ping-") for t in threading.enumerate()):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def _history_lines(pinger: Pinger) -> list[str]:
+    """The history's failed pings written as their warning lines are."""
+    return [
+        f"ping {r['event']} to {r['url']} failed: {r['error']}"
+        for r in pinger.history()
+        if not r["ok"]
+    ]
+
+
+@pytest.mark.parametrize("mode", ["hang", "trickle"])
+def test_a_ping_given_up_on_stays_given_up_when_its_thread_ends_later(mode: str) -> None:
+    """A server that accepts and never answers (or answers a byte a second): the run gives up
+    on the end ping at end_timeout and says so (finish() returns it not ok). Its thread ends
+    later: at its own timeout, at the same deadline (hang), or after the server stopped
+    trickling (each byte restarted its socket timeout, so the run's bound came first).
+    Neither changes the ping's outcome: warnings() and history() say what finish() said,
+    read right away or after. The outcome used to be read again at each call, so the warning
+    line, the history row and --json-report of one run could each tell another story
+    ("abandoned", "timed out", "RemoteDisconnected")."""
+    with PingServer(mode) as server:
+        # trickle: longer than the 1 s between two bytes, so only the run's bound stops it
+        pinger = _pinger(f"{server.url}/{UUID}", end_timeout=0.5 if mode == "hang" else 2.5)
+        result = pinger.finish(exit_code=0, outcome="success", duration=0.1)
+        assert result is not None and not result.ok
+        first = (pinger.warnings(), pinger.history())
+    assert _ping_threads_ended(time.monotonic() + 30)  # ended by itself or by the close
+    assert first == ([result.warning()], [result.to_dict()])
+    assert (pinger.warnings(), pinger.history()) == first
+
+
+@pytest.mark.parametrize(
+    ("start_timeout", "end_timeout"),
+    [(0.6, 1.0), (2.0, 0.5)],
+    ids=["start-ends-first", "end-bound-first"],
+)
+def test_a_start_ping_still_pending_at_the_jobs_end_and_the_end_ping_warn_once_each(
+    start_timeout: float, end_timeout: float
+) -> None:
+    """A server that accepts and never answers, a job that ends while the start ping is
+    still pending: the start ping and the end ping are one warning line each, start first,
+    whether the start's own timeout ends before the end ping's bound or the end ping's bound
+    runs out while it still waits for the start (then the start is abandoned too)."""
+    with PingServer("hang") as server:
+        pinger = _pinger(
+            f"{server.url}/{UUID}",
+            start_wait=0.1,
+            start_timeout=start_timeout,
+            end_timeout=end_timeout,
+        )
+        assert pinger.start() is None  # still pending
+        result = pinger.finish(exit_code=4, outcome="failure", duration=0.1)
+        pinger.close()
+    assert result is not None and not result.ok
+    warnings = pinger.warnings()
+    assert [w.split(" ")[1] for w in warnings] == ["start", "failure"], warnings
+    assert warnings[1] == result.warning()
+    assert all(("timed out" in w or "abandoned" in w) and UUID not in w for w in warnings)
+    assert _history_lines(pinger) == warnings
+
+
+def test_the_end_of_the_job_at_the_moment_the_start_ping_times_out_loses_no_warning() -> None:
+    """The start ping's own timeout and the job's end coincide (finish() called a few ms
+    before, at and after the start's deadline): each time exactly one start and one end
+    warning, and the warnings, the history and finish()'s result say the same."""
+    with PingServer("hang") as server:
+        for offset in (-0.02, -0.01, 0.0, 0.01, 0.02):
+            pinger = _pinger(
+                f"{server.url}/{UUID}", start_wait=0.1, start_timeout=0.4, end_timeout=0.3
+            )
+            began = time.monotonic()
+            pinger.start()
+            time.sleep(max(0.0, 0.4 + offset - (time.monotonic() - began)))
+            result = pinger.finish(exit_code=4, outcome="failure", duration=0.4)
+            warnings = pinger.warnings()
+            assert result is not None and not result.ok
+            assert [w.split(" ")[1] for w in warnings] == ["start", "failure"], (offset, warnings)
+            assert warnings[1] == result.warning()
+            assert _history_lines(pinger) == warnings == pinger.warnings(), offset
+            pinger.close()
+
+
+@pytest.mark.parametrize("hanging", ["start", "failure"])
+def test_a_hanging_and_a_refusing_monitor_each_get_their_one_warning(hanging: str) -> None:
+    """Templates to two places, one that never answers and one where nothing listens: the
+    start and the end ping warn once each, "connection refused" for the closed port and a
+    timeout or abandonment for the hanging one, scheme and host only (no path)."""
+    refused = f"{closed_port_url()}/{UUID}"
+    with PingServer("hang") as server:
+        hang = f"{server.url}/{UUID}"
+        targets = PingTargets(
+            start=hang if hanging == "start" else refused,
+            failure=hang if hanging == "failure" else refused,
+        )
+        pinger = Pinger(
+            targets, name="j", host="h", start_wait=0.1, start_timeout=0.6, end_timeout=1.0
+        )
+        pinger.start()
+        result = pinger.finish(exit_code=4, outcome="failure", duration=0.1)
+        pinger.close()
+    assert result is not None and not result.ok
+    start, end = pinger.warnings()
+    hung, refusing = (start, end) if hanging == "start" else (end, start)
+    assert start.startswith("ping start ") and end.startswith("ping failure ")
+    assert "connection refused" in refusing, refusing
+    assert "timed out" in hung or "abandoned" in hung, hung
+    assert UUID not in start + end and "127.0.0.1" in start + end
