@@ -22,7 +22,11 @@ start before end) until ``start_timeout`` (5 s) after it began, then sends the e
 returns within ``end_timeout`` (10 s) of being called. Inside those bounds each ping is
 retried with the retry engine (connection errors and 5xx; not 4xx). A 3xx is not followed and
 counts as not delivered (a warning naming where it points). Whatever did not finish in
-time is abandoned (a daemon thread; ``run`` ends with ``os._exit``).
+time is abandoned (a daemon thread; ``run`` ends with ``os._exit``; ``close()`` stops its
+retries). Each ping has one outcome, decided once, by the time ``finish()``/``refused()``
+returns: its thread's result or the run giving up on it (the start ping too, if the run
+stopped waiting for it), whichever comes first; so its warning line, the report and the
+history agree. An answer after the run gave up is not counted (the monitor may have it).
 
 A ping URL is a secret (the UUID is the credential): every URL this module reports, in
 ``PingResult``, warnings and history data, goes through ``reliactl.redact``.
@@ -189,6 +193,10 @@ class _Retryable(Exception):
         self.status = status
 
 
+class _Cancelled(Exception):
+    """``Pinger.close()`` was called: no further attempt (the run is over)."""
+
+
 class _Redirected(Exception):
     """A 3xx answer: the ping was not delivered (not followed: a redirected POST loses its
     body, and a monitor never redirects a valid ping URL; an http->https proxy does). Raised
@@ -251,13 +259,27 @@ def http_send(method: str, url: str, body: bytes, timeout: float) -> int:
 
 @dataclass
 class _Flight:
-    """One ping in its thread: the caller waits on ``done`` at most its bound."""
+    """One ping in its thread: the caller waits on ``done`` at most its bound.
+
+    Its outcome is decided once (``settle``): by the thread's own result, or by the caller
+    giving up on it (abandoned), whichever comes first. The two meet at the same deadline
+    (the thread's bound is the caller's wait), and the run reads the result more than once
+    (the warning line, then the history row and ``--json-report``): decided once, they all
+    say the same, and an answer that comes after the run gave up changes nothing."""
 
     event: str
     url: str
     started: float
     done: threading.Event = field(default_factory=threading.Event)
     result: PingResult | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def settle(self, result: PingResult) -> PingResult:
+        """The flight's outcome: ``result`` if none was decided yet, else the one that was."""
+        with self._lock:
+            if self.result is None:
+                self.result = result
+            return self.result
 
 
 class Pinger:
@@ -367,11 +389,11 @@ class Pinger:
 
     @property
     def results(self) -> list[PingResult]:
-        """Every ping that has ended, in the order they were sent (unfinished ones as failed)."""
-        out = []
-        for flight in self._flights:
-            out.append(flight.result or self._late(flight))
-        return out
+        """Every ping, in the order they were sent, one result each. Reading decides nothing:
+        ``finish()``/``refused()`` (or ``close()``) decided every ping they waited for, so
+        ``warnings()``, ``history()`` and a later call agree; a ping read before that (still
+        in flight) is shown as such and stays undecided."""
+        return [flight.result or self._pending(flight) for flight in self._flights]
 
     def warnings(self) -> list[str]:
         """One line per ping that did not reach the monitor (URLs redacted)."""
@@ -382,14 +404,18 @@ class Pinger:
         return [r.to_dict() for r in self.results]
 
     def close(self) -> None:
-        """Stop retrying pings still in flight (their threads end at their next pause)."""
+        """Stop retrying pings still in flight (their threads send nothing more, and end
+        when the request they are in ends), and give up on any still undecided."""
         self._cancel.set()
+        for flight in self._flights:
+            self._late(flight)
 
     # ---- internals
 
     def _wait_start_only(self) -> None:
         if self._start is not None:
             self._start.done.wait(self._remaining(self._start, self.start_timeout))
+            self._late(self._start)  # the run stops waiting for it: decided now
 
     def _end(self, event: str, url: str, body: bytes) -> PingResult:
         called = self._clock()
@@ -398,20 +424,56 @@ class Pinger:
                 min(self._remaining(self._start, self.start_timeout), self.end_timeout)
             )
         left = max(0.0, self.end_timeout - (self._clock() - called))
-        flight = self._launch(event, "POST", url, body, left)
-        flight.done.wait(left)
-        return flight.result or self._late(flight)
+        if left > 0:
+            flight = self._launch(event, "POST", url, body, left)
+            flight.done.wait(left)
+            result = self._late(flight)
+        else:  # its whole bound went on waiting for the start ping: never sent, 0 attempts
+            result = self._not_sent(event, url)
+        if self._start is not None:  # the run stops waiting for it too: decided now, not
+            self._late(self._start)  # when read (its thread may end another way by then)
+        return result
 
     def _remaining(self, flight: _Flight, bound: float) -> float:
         return max(0.0, bound - (self._clock() - flight.started))
 
     def _late(self, flight: _Flight) -> PingResult:
+        """Give up on ``flight`` (its outcome from now on, unless its thread decided first).
+        It may have been delivered and answered late: the monitor may have it."""
+        if flight.result is not None:
+            return flight.result
+        waited = self._clock() - flight.started
+        return flight.settle(
+            PingResult(
+                flight.event,
+                _shown(flight.url),
+                ok=False,
+                error=f"no answer within {waited:.1f}s (abandoned; the monitor may have it)",
+                duration=waited,
+            )
+        )
+
+    def _not_sent(self, event: str, url: str) -> PingResult:
+        flight = _Flight(event, url, self._clock())
+        self._flights.append(flight)
+        flight.done.set()
+        return flight.settle(
+            PingResult(
+                event,
+                _shown(url),
+                ok=False,
+                error=f"not sent: no time left of its {self.end_timeout:.1f}s bound",
+            )
+        )
+
+    def _pending(self, flight: _Flight) -> PingResult:
+        """``flight`` as it is while the run still waits for it (nothing decided)."""
         waited = self._clock() - flight.started
         return PingResult(
             flight.event,
             _shown(flight.url),
             ok=False,
-            error=f"no answer within {waited:.1f}s (abandoned)",
+            error=f"no answer yet after {waited:.1f}s (in flight)",
             duration=waited,
         )
 
@@ -440,7 +502,7 @@ class Pinger:
         thread = threading.Thread(
             target=self._fly,
             args=(flight, method, body, bound),
-            name=f"reliactl-ping-{event}",
+            name=f"reliactl-ping-{event}-{self.rid}",  # the rid: this pinger's threads
             daemon=True,
         )
         thread.start()
@@ -454,10 +516,12 @@ class Pinger:
 
         def once() -> int:
             nonlocal attempts, status
-            attempts += 1
+            if self._cancel.is_set():  # close(): its backoff skipped, nothing more is sent
+                raise _Cancelled
             left = bound - (self._clock() - flight.started)
             if left <= 0:
                 raise TimeoutError("deadline passed")
+            attempts += 1  # counted when sent: a bound spent before any is "not sent"
             status = self._send(method, flight.url, body, left)
             if status >= 500 or status == 429:
                 raise _Retryable(status)
@@ -488,18 +552,28 @@ class Pinger:
             error = exc.describe(flight.url)
         except _Retryable as exc:
             error = f"HTTP {exc.status} after {attempts} attempt(s)"
+        except _Cancelled:
+            error = f"stopped by the run's end after {attempts} attempt(s)"
+        except TimeoutError as exc:
+            error = (
+                f"{_describe(exc)} after {attempts} attempt(s)"
+                if attempts
+                else f"not sent: no time left of its {bound:.1f}s bound"
+            )
         except Exception as exc:  # a ping must never raise into the run
             error = f"{_describe(exc)} after {attempts} attempt(s)"
         from reliactl.redact import scrub
 
-        flight.result = PingResult(
-            flight.event,
-            _shown(flight.url),
-            ok=error is None,
-            status=status,
-            attempts=attempts,
-            error=scrub(error, flight.url) if error else None,
-            duration=self._clock() - flight.started,
+        flight.settle(  # no-op if the run already gave up on it: that stays its outcome
+            PingResult(
+                flight.event,
+                _shown(flight.url),
+                ok=error is None,
+                status=status,
+                attempts=attempts,
+                error=scrub(error, flight.url) if error else None,
+                duration=self._clock() - flight.started,
+            )
         )
         flight.done.set()
 

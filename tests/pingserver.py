@@ -3,8 +3,9 @@
 ``mode`` decides how it answers: "ok" (200), "500", "404", "301" (to
 https://monitor.example + the same path, as an http->https proxy does), "hang" (reads the
 request, then says nothing for 60 s or until the server is closed), "trickle" (one byte of
-the answer a second). Every request is recorded as (method, path with query, body) when it
-arrives.
+the answer a second), "hold" (answers 200 once ``release`` is set, or after 60 s), "drop"
+(reads the request and closes the connection, no answer). Every request is recorded as
+(method, path with query, body) when it arrives.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class PingServer:
         self.mode = mode
         self.pings: list[Ping] = []
         self.stop = threading.Event()
+        self.release = threading.Event()
         server_self = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -54,6 +56,11 @@ class PingServer:
                 if mode == "hang":
                     server_self.stop.wait(60)
                     return
+                if mode == "drop":
+                    self.close_connection = True
+                    return
+                if mode == "hold":
+                    server_self.release.wait(60)
                 status = {"500": 500, "404": 404, "301": 301}.get(mode, 200)
                 moved = f"Location: https://monitor.example{self.path}\r\n" if status == 301 else ""
                 answer = (

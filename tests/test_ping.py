@@ -282,3 +282,197 @@ def test_output_tail_alone_passes_output_through_to_the_real_stdout(tmp_path) ->
             [sys.executable, "-c", code], stdout=full, stderr=subprocess.PIPE, timeout=60
         )
     assert proc.stderr.endswith(b"(0, b'ops\\n')")
+
+
+def _ping_threads_ended(pinger: Pinger, deadline: float) -> bool:
+    """Wait (until ``deadline``, monotonic) for the ping threads of ``pinger`` to end (named
+    with its rid; another test's threads still ending are not this one's business)."""
+    import threading
+
+    while time.monotonic() < deadline:
+        names = [t.name for t in threading.enumerate()]
+        if not any(n.startswith("reliactl-ping-") and n.endswith(pinger.rid) for n in names):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def _history_lines(pinger: Pinger) -> list[str]:
+    """The history's failed pings written as their warning lines are."""
+    return [
+        f"ping {r['event']} to {r['url']} failed: {r['error']}"
+        for r in pinger.history()
+        if not r["ok"]
+    ]
+
+
+@pytest.mark.parametrize("mode", ["hang", "trickle"])
+def test_a_ping_given_up_on_stays_given_up_when_its_thread_ends_later(mode: str) -> None:
+    """A server that accepts and never answers (or answers a byte a second): the run gives up
+    on the end ping at end_timeout and says so (finish() returns it not ok). Its thread ends
+    later: at its own timeout, at the same deadline (hang), or after the server stopped
+    trickling (each byte restarted its socket timeout, so the run's bound came first).
+    Neither changes the ping's outcome: warnings() and history() say what finish() said,
+    read right away or after. The outcome used to be read again at each call, so the warning
+    line, the history row and --json-report of one run could each tell another story
+    ("abandoned", "timed out", "RemoteDisconnected")."""
+    with PingServer(mode) as server:
+        # trickle: longer than the 1 s between two bytes, so only the run's bound stops it
+        pinger = _pinger(f"{server.url}/{UUID}", end_timeout=0.5 if mode == "hang" else 2.5)
+        result = pinger.finish(exit_code=0, outcome="success", duration=0.1)
+        assert result is not None and not result.ok
+        first = (pinger.warnings(), pinger.history())
+    assert _ping_threads_ended(pinger, time.monotonic() + 30)  # by itself or by the close
+    assert first == ([result.warning()], [result.to_dict()])
+    assert (pinger.warnings(), pinger.history()) == first
+
+
+@pytest.mark.parametrize(
+    ("start_timeout", "end_timeout"),
+    [(0.6, 1.0), (2.0, 0.5)],
+    ids=["start-ends-first", "end-bound-first"],
+)
+def test_a_start_ping_still_pending_at_the_jobs_end_and_the_end_ping_warn_once_each(
+    start_timeout: float, end_timeout: float
+) -> None:
+    """A server that accepts and never answers, a job that ends while the start ping is
+    still pending: the start ping and the end ping are one warning line each, start first,
+    whether the start's own timeout ends before the end ping's bound or the end ping's bound
+    runs out while it still waits for the start. Then the start is abandoned, decided when
+    finish() returns: it used to stay undecided until the warnings were read, and by then
+    its thread could have ended as "RemoteDisconnected" (the server closed), about 1 run
+    in 3; and the end ping, never sent, is "not sent" (it said "timed out after 1
+    attempt(s)")."""
+    with PingServer("hang") as server:
+        pinger = _pinger(
+            f"{server.url}/{UUID}",
+            start_wait=0.1,
+            start_timeout=start_timeout,
+            end_timeout=end_timeout,
+        )
+        assert pinger.start() is None  # still pending
+        result = pinger.finish(exit_code=4, outcome="failure", duration=0.1)
+        pinger.close()
+    assert result is not None and not result.ok
+    warnings = pinger.warnings()
+    assert [w.split(" ")[1] for w in warnings] == ["start", "failure"], warnings
+    assert warnings[1] == result.warning()
+    assert all(UUID not in w for w in warnings)
+    start, end = warnings
+    if start_timeout > end_timeout:  # the run gave up on the start at the end's bound
+        assert "(abandoned; the monitor may have it)" in start, warnings
+        # its whole bound went on the start ping (a few us left: sent and given up on)
+        assert "not sent: no time left" in end or "abandoned" in end, warnings
+    else:
+        assert "timed out after 1 attempt(s)" in start or "abandoned" in start, warnings
+        assert "timed out after 1 attempt(s)" in end or "abandoned" in end, warnings
+    assert _history_lines(pinger) == warnings
+
+
+def test_the_end_of_the_job_at_the_moment_the_start_ping_times_out_loses_no_warning() -> None:
+    """The start ping's own timeout and the job's end coincide (finish() called a few ms
+    before, at and after the start's deadline): each time exactly one start and one end
+    warning, and the warnings, the history and finish()'s result say the same."""
+    with PingServer("hang") as server:
+        for offset in (-0.02, -0.01, 0.0, 0.01, 0.02):
+            pinger = _pinger(
+                f"{server.url}/{UUID}", start_wait=0.1, start_timeout=0.4, end_timeout=0.3
+            )
+            began = time.monotonic()
+            pinger.start()
+            time.sleep(max(0.0, 0.4 + offset - (time.monotonic() - began)))
+            result = pinger.finish(exit_code=4, outcome="failure", duration=0.4)
+            warnings = pinger.warnings()
+            assert result is not None and not result.ok
+            assert [w.split(" ")[1] for w in warnings] == ["start", "failure"], (offset, warnings)
+            assert warnings[1] == result.warning()
+            assert _history_lines(pinger) == warnings == pinger.warnings(), offset
+            pinger.close()
+
+
+@pytest.mark.parametrize("hanging", ["start", "failure"])
+def test_a_hanging_and_a_refusing_monitor_each_get_their_one_warning(hanging: str) -> None:
+    """Templates to two places, one that never answers and one where nothing listens: the
+    start and the end ping warn once each, "connection refused" for the closed port and a
+    timeout or abandonment for the hanging one, scheme and host only (no path)."""
+    refused = f"{closed_port_url()}/{UUID}"
+    with PingServer("hang") as server:
+        hang = f"{server.url}/{UUID}"
+        targets = PingTargets(
+            start=hang if hanging == "start" else refused,
+            failure=hang if hanging == "failure" else refused,
+        )
+        pinger = Pinger(
+            targets, name="j", host="h", start_wait=0.1, start_timeout=0.6, end_timeout=1.0
+        )
+        pinger.start()
+        result = pinger.finish(exit_code=4, outcome="failure", duration=0.1)
+        pinger.close()
+    assert result is not None and not result.ok
+    start, end = pinger.warnings()
+    hung, refusing = (start, end) if hanging == "start" else (end, start)
+    assert start.startswith("ping start ") and end.startswith("ping failure ")
+    assert "connection refused" in refusing, refusing
+    assert "timed out" in hung or "abandoned" in hung, hung
+    assert UUID not in start + end and "127.0.0.1" in start + end
+
+
+def test_reading_the_results_of_a_ping_in_flight_decides_nothing() -> None:
+    """A start ping still waiting for its answer when ``results`` is read (mid-run) is shown
+    as in flight, and when the monitor then answers it is delivered: reading used to give it
+    up for good, so the run's later warning line said "abandoned" for a ping the monitor had
+    answered within its bound."""
+    with PingServer("hold") as server:  # answers once released
+        pinger = _pinger(f"{server.url}/{UUID}", start_wait=0.1, start_timeout=30)
+        assert pinger.start() is None
+        (early,) = pinger.results
+        assert not early.ok and "(in flight)" in (early.error or ""), early
+        server.release.set()
+        assert _ping_threads_ended(pinger, time.monotonic() + 30)
+    (late,) = pinger.results
+    assert late.ok and late.status == 200 and late.attempts == 1, late
+    assert pinger.warnings() == []
+
+
+def test_an_end_ping_with_no_time_left_is_not_sent_and_says_so() -> None:
+    """An end ping whose bound is spent (end_timeout 0) is never sent: the server sees
+    nothing, and its warning says "not sent", 0 attempts; it used to say "timed out after
+    1 attempt(s)" (the deadline check counted as an attempt) or "abandoned"."""
+    with PingServer() as server:
+        pinger = _pinger(f"{server.url}/{UUID}", end_timeout=0.0)
+        result = pinger.finish(exit_code=0, outcome="success", duration=0.1)
+        assert _ping_threads_ended(pinger, time.monotonic() + 30)
+    assert server.pings == []
+    assert result is not None and not result.ok and result.attempts == 0, result
+    assert result.error == "not sent: no time left of its 0.0s bound", result
+    assert pinger.warnings() == [result.warning()]
+
+
+@pytest.mark.parametrize("mode", ["500", "drop"])
+def test_close_stops_the_retries_of_a_ping_in_flight(mode: str) -> None:
+    """A monitor that answers 500 (or closes every connection at once) and a start ping
+    with retries left: after close() at most the request already under way reaches the
+    server (connections counted on it). close() used to skip the backoff only, so the
+    retries left then went out back to back."""
+    import threading
+
+    before = set(threading.enumerate())
+    with PingServer(mode) as server:
+        pinger = _pinger(f"{server.url}/{UUID}", start_wait=0.1, start_timeout=60, max_retries=40)
+        assert pinger.start() is None  # retrying (0.2-1 s of backoff between two)
+        deadline = time.monotonic() + 30
+        while not server.pings and time.monotonic() < deadline:
+            time.sleep(0.01)
+        pinger.close()
+        at_close = len(server.pings)
+        (thread,) = [
+            t
+            for t in threading.enumerate()
+            if t.name.startswith("reliactl-ping-") and t not in before
+        ]
+        thread.join(30)
+        assert not thread.is_alive()
+        sent = len(server.pings)
+    assert 1 <= at_close <= sent <= at_close + 1, (at_close, sent)
+    (start,) = pinger.results
+    assert not start.ok and "abandoned" in (start.error or ""), start
