@@ -120,7 +120,8 @@ def start_serve(tmp: Path, *extra: str, token: bool = True, nofile: int | None =
         **os.environ,
         "RELIACTL_CONFIG": str(config),
         "RELIACTL_STATE__PATH": str(tmp / "state" / "state.db"),
-        "PYTHONPATH": str(tmp),
+        # the check's module; then the caller's path (HELPERS.md: a run against the old code)
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp), os.environ.get("PYTHONPATH")])),
     }
     args = ["serve", "--port", str(port), "--interval", "1s", *extra]
     if token:

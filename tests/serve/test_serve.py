@@ -41,10 +41,57 @@ def test_healthz_follows_the_checks_and_api_matches_the_cli(served: Served) -> N
     assert runs["runs"][0]["name"] == "nightly" and runs["runs"][0]["outcome"] == "success"
     assert set(runs["runs"][0]) == set(json.loads(served.cli("runs", "--json").stdout)["runs"][0])
     history = served.json("/api/history?check=queue&since=1h")[1]
-    assert history["version"] == 1 and history["checks"][0]["points"]
+    assert history["version"] == 2 and history["checks"][0]["points"]
     assert any(e["to"] == "CRITICAL" for e in history["events"])
     assert served.json("/api/history?since=forever")[0] == 400
     assert served.json("/livez")[0] == 200
+
+
+def test_api_times_are_the_clis_form(served: Served) -> None:
+    """/api/history is `health history --json` (version 2): each point's and event's `at`
+    ISO 8601 UTC text with `at_epoch` the stored instant (it had `t` epoch numbers), the
+    dashboard's folded series (`max_points`) with `start_at`/`start_at_epoch`; /api/health
+    and /healthz say the version of `health --json` (2)."""
+    from datetime import datetime
+
+    from reliactl.config import load
+    from reliactl.state import open_state
+
+    def points() -> list[Any]:
+        doc = served.json("/api/history?check=queue&since=1h")[1]
+        return list(doc["checks"][0]["points"]) if doc["checks"] else []
+
+    served.wait_for(lambda: len(points()) >= 3, "three rounds in the history")
+    api = served.json("/api/history?check=queue&since=1h")[1]
+    cli = json.loads(served.cli("health", "history", "queue", "--since", "1h", "--json").stdout)
+    assert api["version"] == cli["version"] == 2
+    assert list(api) == list(cli) == ["version", *TIMES_WINDOW, "checks", "events"]
+    store = open_state(load(str(served.tmp / "serve.yaml"), environ=served.env).config)
+    try:
+        stored = {p.at for p in store.health_points("queue", 0)}
+        events = {e.at for e in store.health_events("queue")}
+    finally:
+        store.close()
+    (check,) = api["checks"]
+    for point in check["points"]:
+        assert list(point) == ["at", "at_epoch", "status", "value"]
+        assert point["at_epoch"] in stored
+        parsed = datetime.fromisoformat(point["at"])
+        assert point["at"].endswith("Z") and parsed.timestamp() == int(point["at_epoch"])
+    assert api["events"] and all(e["at_epoch"] in events for e in api["events"])
+    assert list(api["events"][0]) == ["check", "at", "at_epoch", "from", "to", "message"]
+    folded = served.json("/api/history?check=queue&since=1h&max_points=2")[1]
+    (check,) = folded["checks"]
+    assert check["aggregates"] and not check["points"]
+    for aggregate in check["aggregates"]:
+        assert "t" not in aggregate and "start" not in aggregate
+        parsed = datetime.fromisoformat(aggregate["start_at"])
+        assert parsed.timestamp() == int(aggregate["start_at_epoch"])
+    assert served.json("/api/health")[1]["version"] == 2
+    assert served.json("/healthz")[1]["version"] == 2
+
+
+TIMES_WINDOW = ("start_at", "start_at_epoch", "end_at", "end_at_epoch")
 
 
 def test_metrics_parse_with_hostile_names(served: Served) -> None:
