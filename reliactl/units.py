@@ -29,13 +29,24 @@ __all__ = [
 
 def iso_utc(epoch: float | None) -> str | None:
     """A point in time as JSON and tables show it: ISO 8601 UTC to the second, e.g.
-    2026-11-28T23:57:52Z (None stays None). DESIGN.md section 2, "Times in JSON"."""
+    2026-11-28T23:57:52Z (None stays None). DESIGN.md section 2, "Times in JSON".
+
+    Floored to the second, never rounded up into the next one (1.999 is 00:00:01, -0.5 is
+    23:59:59 the day before), as ``date -d @1.999`` shows it. An instant ISO 8601 cannot
+    write (NaN, infinity, past time_t, a year outside 0001..9999) is None: the caller's
+    ``X_at_epoch`` still has the number, and a bad record never stops a listing."""
     if epoch is None:
         return None
     try:
-        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+        t = time.gmtime(epoch)
     except (OverflowError, OSError, ValueError):  # past time_t: a record an old bug wrote
         return None  # (silence add --start +1e20); `X_at_epoch` still has the number
+    if not 1 <= t.tm_year <= 9999:  # strftime would write "31690708-07-05..." or "1-01-01..."
+        return None
+    return (
+        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
+        f"T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}Z"
+    )
 
 
 def with_times(document: dict[str, Any], *keys: str) -> dict[str, Any]:

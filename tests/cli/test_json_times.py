@@ -14,7 +14,7 @@ import re
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ def reliactl(*args: str) -> subprocess.CompletedProcess[str]:
 def _instant(doc: dict[str, Any], key: str, stored: float | None) -> None:
     """``doc[key]`` is ISO 8601 UTC text to the second that ``datetime.fromisoformat`` reads as
     the stored instant (floored to the second), and ``doc[key + "_epoch"]``, right after it, is
-    that instant exactly."""
+    that instant exactly. (Python 3.10's ``fromisoformat`` rejects "Z": read as "+00:00".)"""
     names = list(doc)
     assert names.index(f"{key}_epoch") == names.index(key) + 1, names
     assert doc[f"{key}_epoch"] == stored
@@ -54,9 +54,14 @@ def _instant(doc: dict[str, Any], key: str, stored: float | None) -> None:
         return
     text = doc[key]
     assert isinstance(text, str) and SECOND.fullmatch(text), text
-    parsed = datetime.fromisoformat(text)
-    assert parsed.tzinfo is not None and parsed.utcoffset() == UTC.utcoffset(None)
+    parsed = _parse(text)
+    assert parsed.tzinfo is not None and parsed.utcoffset() == timezone.utc.utcoffset(None)
     assert parsed.timestamp() == math.floor(stored)
+
+
+def _parse(text: str) -> datetime:
+    """ISO 8601 UTC text as a datetime, on every supported Python (3.10 rejects "Z")."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 @pytest.fixture
@@ -219,3 +224,63 @@ def test_jobs_table_has_upper_case_headers_and_times_to_the_second(configured: A
     assert lines[header_at].split() == ["ID", "STARTED", "EXIT", "OUTCOME", "HOST"]
     assert lines[header_at + 1].split()[1] == started
     assert not re.search(r"\.\d{3}Z", shown.stdout)
+
+
+@pytest.mark.parametrize(
+    ("epoch", "text"),
+    [
+        (1.999, "1970-01-01T00:00:01Z"),  # floored: not 00:00:02
+        (-0.5, "1969-12-31T23:59:59Z"),  # floored toward the past, not to 00:00:00
+        (1777604400.25, "2026-05-01T03:00:00Z"),
+        (253402300799.9, "9999-12-31T23:59:59Z"),  # the last second ISO 8601 writes
+        (-62135596800.0, "0001-01-01T00:00:00Z"),  # the first, zero-padded
+        (None, None),
+        (1e20, None),  # past time_t
+        (math.nan, None),
+        (math.inf, None),
+        (-math.inf, None),
+        (253402300800.0, None),  # year 10000: strftime wrote "10000-01-01T00:00:00Z"
+        (1e15, None),  # year 31690708: strftime wrote "31690708-07-05T01:46:40Z"
+        (-62135596801.0, None),  # year 0: strftime wrote "0-12-31T23:59:59Z"
+    ],
+)
+def test_iso_utc_floors_to_the_second_and_null_for_what_iso_cannot_write(
+    epoch: float | None, text: str | None
+) -> None:
+    """`units.iso_utc` (and so `with_times`) floors to the second, never rounds into the next
+    one (`date -d @1.999` shows 00:00:01); an instant ISO 8601 cannot write (NaN, infinity,
+    past time_t, a year outside 0001..9999) is null text with the number kept beside it in
+    `X_epoch`, never an exception and never text a parser rejects."""
+    from reliactl.cli.output import iso_utc as reexported
+    from reliactl.units import iso_utc, with_times
+
+    assert reexported is iso_utc
+    assert iso_utc(epoch) == text
+    if text is not None:
+        assert _parse(text).timestamp() == math.floor(epoch or 0)
+    shown = with_times({"name": "x", "at": epoch, "value": 1}, "at")
+    assert list(shown) == ["name", "at", "at_epoch", "value"]
+    assert shown["at"] == text
+    kept = shown["at_epoch"]
+    assert kept is epoch or (kept != kept and epoch != epoch)  # the very number, NaN too
+
+
+def test_a_silence_stored_past_year_9999_lists_as_null_text(configured: Any) -> None:
+    """A silence an old bug stored at an instant past year 9999 (inside time_t) lists with
+    `start_at` null and `start_at_epoch` the stored number, and `silence list` (the table)
+    still exits 0; it was "31690708-07-05T01:46:40Z", text no ISO 8601 parser reads."""
+    from reliactl.health.alertstate import add_silence
+    from reliactl.health.records import RecordStore
+
+    store = _store()
+    try:
+        add_silence(RecordStore(store), "x", 3600, start=1e15, now=time.time())
+    finally:
+        store.close()
+    listed = reliactl("silence", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    (silence,) = json.loads(listed.stdout)["silences"]
+    assert silence["start_at"] is None and silence["start_at_epoch"] == 1e15
+    assert silence["end_at"] is None and silence["end_at_epoch"] == 1e15 + 3600
+    table = reliactl("silence", "list")
+    assert table.returncode == 0 and "31690708" not in table.stdout, table.stdout + table.stderr

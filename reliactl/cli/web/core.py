@@ -117,7 +117,7 @@ class Service:
         if check is not None:
             doc["checks"] = [c for c in doc["checks"] if c["name"] == check]
             if not doc["checks"]:
-                return 404, {"error": f"no check named {check!r}"}
+                return 404, {"version": JSON_VERSION, "error": f"no check named {check!r}"}
             doc["status"] = doc["checks"][0]["status"]
             doc["exit_code"] = doc["checks"][0]["code"]
         age = self.round_age()
