@@ -26,7 +26,7 @@ from reliactl.state.base import (
     aggregate_points,
     worst_status,
 )
-from reliactl.units import printable
+from reliactl.units import iso_utc, printable, with_times
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
@@ -39,6 +39,11 @@ if TYPE_CHECKING:
 # How far back a history may be asked for: `health history --since` and serve's
 # /api/history?since= (``parse_since``, the one owner of this bound).
 MAX_SINCE = 366 * 86400.0
+
+# The document's "version" (DESIGN.md section 2): 2 since its times follow "Times in JSON" (each
+# point in time `X_at` ISO text with `X_at_epoch` beside it; version 1 had `t` epoch numbers,
+# an aggregate's `start`, and the window as `since`/`now` text alone).
+JSON_VERSION = 2
 LAST_KEY = "health:history:last"  # kv record: each check's last status, unit and thresholds
 STATUS_MARK = {"OK": " ", "WARNING": "w", "CRITICAL": "C", "UNKNOWN": "?"}
 
@@ -56,7 +61,7 @@ def parse_since(value: object) -> float:
 
 
 def _iso(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+    return iso_utc(epoch) or "?"
 
 
 def record_report(
@@ -126,7 +131,10 @@ def history_document(
 
     Each check has its raw points and its older aggregates, oldest first; with
     ``max_points`` a series longer than that is folded into that many buckets (the dashboard's
-    sparklines). ``events`` are the status changes, newest first.
+    sparklines). ``events`` are the status changes, newest first. Times as every JSON
+    document has them (DESIGN.md section 2): each point's and event's ``at`` and each
+    aggregate's ``start_at`` ISO 8601 UTC text with ``X_epoch`` beside it; the window is
+    ``start_at``..``end_at``. "version" is ``JSON_VERSION`` (2).
     """
     now = time.time() if now is None else now
     last = (store.get("kv", LAST_KEY) or {}).get("checks") or {}
@@ -150,7 +158,7 @@ def history_document(
                 "status": info.get("status"),
                 "aggregates": [_aggregate_dict(a) for a in aggregates],
                 "points": [
-                    {"at": _iso(p.at), "t": p.at, "status": p.status, "value": p.value}
+                    with_times({"at": p.at, "status": p.status, "value": p.value}, "at")
                     for p in points
                 ],
             }
@@ -159,19 +167,22 @@ def history_document(
     for each in [*names] if checks else [None]:
         events += store.health_events(each, since, limit=500)
     events.sort(key=lambda e: -e.at)
+    window = {"start_at": since, "end_at": now}
     return {
-        "since": _iso(since),
-        "now": _iso(now),
+        "version": JSON_VERSION,
+        **with_times(window, "start_at", "end_at"),
         "checks": out,
         "events": [
-            {
-                "check": e.check,
-                "at": _iso(e.at),
-                "t": e.at,
-                "from": e.from_status or None,
-                "to": e.to_status,
-                "message": e.message,
-            }
+            with_times(
+                {
+                    "check": e.check,
+                    "at": e.at,
+                    "from": e.from_status or None,
+                    "to": e.to_status,
+                    "message": e.message,
+                },
+                "at",
+            )
             for e in events
         ],
     }
@@ -179,8 +190,7 @@ def history_document(
 
 def _aggregate_dict(a: HealthAggregate) -> dict[str, Any]:
     return {
-        "start": _iso(a.start),
-        "t": a.start,
+        **with_times({"start_at": a.start}, "start_at"),
         "seconds": a.seconds,
         "count": a.count,
         "min": a.min,
@@ -197,9 +207,10 @@ def _series(check: dict[str, Any]) -> list[tuple[float, float, float | None, str
     """(start, end, value, status) of every aggregate and point, oldest first."""
     out: list[tuple[float, float, float | None, str]] = []
     for a in check["aggregates"]:
-        out.append((a["t"], a["t"] + a["seconds"], a["max"], a["worst"]))
+        start = a["start_at_epoch"]
+        out.append((start, start + a["seconds"], a["max"], a["worst"]))
     for p in check["points"]:
-        out.append((p["t"], p["t"], p["value"], p["status"]))
+        out.append((p["at_epoch"], p["at_epoch"], p["value"], p["status"]))
     return out
 
 

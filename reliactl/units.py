@@ -1,6 +1,6 @@
 """Durations and sizes in a short human form ("1m30s", "1.5KiB"), and foreign text as one safe
-line (``printable`` for display, ``cescape`` where a listing must be reversible); imports
-nothing.
+line (``printable`` for display, ``cescape`` where a listing must be reversible), and a point
+in time as JSON shows it (``iso_utc``, ``with_times``); imports nothing but ``time``.
 
 The bottom of the ground floor: ``errors`` words its messages with it, ``durations`` (which
 raises ``errors.DurationError``) re-exports both, so the two never import each other.
@@ -9,6 +9,11 @@ raises ``errors.DurationError``) re-exports both, so the two never import each o
 from __future__ import annotations
 
 import math
+import time
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "cescape",
@@ -16,8 +21,45 @@ __all__ = [
     "format_seconds_short",
     "format_size",
     "format_size_short",
+    "iso_utc",
     "printable",
+    "with_times",
 ]
+
+
+def iso_utc(epoch: float | None) -> str | None:
+    """A point in time as JSON and tables show it: ISO 8601 UTC to the second, e.g.
+    2026-11-28T23:57:52Z (None stays None). DESIGN.md section 2, "Times in JSON".
+
+    Floored to the second, never rounded up into the next one (1.999 is 00:00:01, -0.5 is
+    23:59:59 the day before), as ``date -d @1.999`` shows it. An instant ISO 8601 cannot
+    write (NaN, infinity, past time_t, a year outside 0001..9999) is None: the caller's
+    ``X_at_epoch`` still has the number, and a bad record never stops a listing."""
+    if epoch is None:
+        return None
+    try:
+        t = time.gmtime(epoch)
+    except (OverflowError, OSError, ValueError):  # past time_t: a record an old bug wrote
+        return None  # (silence add --start +1e20); `X_at_epoch` still has the number
+    if not 1 <= t.tm_year <= 9999:  # strftime would write "31690708-07-05..." or "1-01-01..."
+        return None
+    return (
+        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
+        f"T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}Z"
+    )
+
+
+def with_times(document: dict[str, Any], *keys: str) -> dict[str, Any]:
+    """``document`` with each epoch field in ``keys`` as ISO 8601 UTC text, and the number
+    kept beside it as ``<key>_epoch`` (for scripts that compute with it)."""
+    out: dict[str, Any] = {}
+    for key, value in document.items():
+        if key in keys:
+            out[key] = iso_utc(value)
+            out[f"{key}_epoch"] = value
+        else:
+            out[key] = value
+    return out
 
 
 def format_duration(seconds: float) -> str:

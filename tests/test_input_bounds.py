@@ -394,7 +394,7 @@ def test_health_watch_json_is_one_compact_document_per_line() -> None:
     assert len(lines) == 2, result.stdout
     for line in lines:
         document = json.loads(line)
-        assert document["version"] == 1 and "checks" in document, document
+        assert document["version"] == 2 and "checks" in document, document
 
 
 # ---- item 7: small oddities
@@ -432,7 +432,7 @@ def test_a_silence_an_old_bug_stored_past_time_t_still_lists() -> None:
     result = reliactl("silence", "list", "--json")
     assert result.returncode == 0, result.stderr
     (silence,) = json.loads(result.stdout)["silences"]
-    assert silence["start"] is None and silence["start_epoch"] == 1e20
+    assert silence["start_at"] is None and silence["start_at_epoch"] == 1e20
     assert reliactl("silence", "list").returncode == 0
 
 

@@ -23,6 +23,11 @@ if TYPE_CHECKING:
     from reliactl.remediate import Remediation, Remediator
 
 FORMATS = ("text", "json", "nagios", "prometheus", "discord")
+# `health --json`'s "version" (DESIGN.md section 2): 2 since every point in time in it follows
+# "Times in JSON": a `job` check's details (`last_run_at`, ...) were epoch numbers and a
+# `process` check's processes had `create_time` (now `started_at`), both with `X_epoch` beside.
+JSON_VERSION = 2
+JOB_DETAIL_TIMES = ("last_run_at", "last_success_at", "next_expected_at", "declared_at")
 STYLES = {"OK": "green", "WARNING": "yellow", "CRITICAL": "red", "UNKNOWN": "bright_black"}
 
 
@@ -500,12 +505,17 @@ def health_document(
 ) -> dict[str, Any]:
     """The JSON document of `health --json` (and serve's /healthz and /api/health). With
     ``notes`` (``alertstate.check_notes``) every check says whether it is silenced (by whom,
-    why, until when), acknowledged and flapping; ``healed`` lists the remediations run."""
-    doc: dict[str, Any] = {}
+    why, until when), acknowledged and flapping; ``healed`` lists the remediations run.
+    "version" (``JSON_VERSION``) comes first, so serve and `run --json-report`'s ``health``
+    say it too."""
+    doc: dict[str, Any] = {"version": JSON_VERSION}
     for key, value in report.to_dict().items():
         doc[key] = value
-        if key == "checks" and notes is not None:
-            doc[key] = [{**c, **_note_doc(notes.get(c["name"]))} for c in value]
+        if key == "checks":
+            checks = [_timed_details(c) for c in value]
+            if notes is not None:
+                checks = [{**c, **_note_doc(notes.get(c["name"]))} for c in checks]
+            doc[key] = checks
         if key == "checked_at":  # ISO text already: the number beside it, as elsewhere
             doc["checked_at_epoch"] = report.checked_at
     doc["alerts"] = [
@@ -522,6 +532,34 @@ def health_document(
     ]
     doc["remediations"] = [r.to_dict() for r in healed]
     return doc
+
+
+def _timed_details(check: dict[str, Any]) -> dict[str, Any]:
+    """A check's JSON with the points in time of its details as every JSON document shows
+    them (``X_at`` ISO 8601 UTC text, ``X_at_epoch`` beside): a ``job`` check's job status
+    and a ``process`` check's processes (``create_time``, psutil's name, is ``started_at``).
+    Other details (a plugin's own) are left as they are."""
+    from reliactl.cli.output import with_times
+
+    details = check.get("details")
+    if not isinstance(details, dict) or not details:
+        return check
+    if check.get("kind") == "job":
+        details = with_times(details, *JOB_DETAIL_TIMES)
+    elif check.get("kind") == "process" and isinstance(details.get("processes"), list):
+        details = {**details, "processes": [_process_times(p) for p in details["processes"]]}
+    else:
+        return check
+    return {**check, "details": details}
+
+
+def _process_times(process: Any) -> Any:
+    from reliactl.cli.output import with_times
+
+    if not isinstance(process, dict) or "create_time" not in process:
+        return process
+    renamed = {("started_at" if k == "create_time" else k): v for k, v in process.items()}
+    return with_times(renamed, "started_at")
 
 
 def _note_doc(note: Any) -> dict[str, Any]:
@@ -561,7 +599,8 @@ def _render(
         return
     if out_format == "json":
         # --watch: JSON Lines, one compact document per round (DESIGN.md section 2)
-        emit_json(health_document(report, outcomes, healed, notes or {}), line=watch)
+        document = health_document(report, outcomes, healed, notes or {})
+        emit_json(document, version=JSON_VERSION, line=watch)
         return
     if out_format == "nagios":
         from reliactl.health.formats import nagios

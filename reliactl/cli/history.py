@@ -43,7 +43,7 @@ def history(
     from reliactl.cli.context import app_context
     from reliactl.cli.output import emit_json, emit_text, error, report_error
     from reliactl.errors import ReliactlError
-    from reliactl.history import MAX_SINCE, chart, events_text, history_document
+    from reliactl.history import JSON_VERSION, MAX_SINCE, chart, events_text, history_document
 
     back = duration_option("--since", since, code=ExitCode.UNKNOWN, most=MAX_SINCE)
     now = time.time()
@@ -62,7 +62,7 @@ def history(
     except ReliactlError as exc:
         raise SystemExit(report_error(exc)) from None
     if json_out:
-        emit_json(doc)
+        emit_json(doc, version=JSON_VERSION)  # 2: times as DESIGN's "Times in JSON"
         return
     width = min(100, shutil.get_terminal_size((80, 24)).columns)
     parts = [chart(c, now - back, now, width=width) for c in doc["checks"]]

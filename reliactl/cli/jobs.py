@@ -97,10 +97,10 @@ def jobs(
         emit_json,
         emit_text,
         error,
+        iso_utc,
         printable,
         report_error,
         table,
-        utc_stamp,
     )
     from reliactl.errors import ReliactlError
     from reliactl.jobs import stored_text
@@ -125,7 +125,7 @@ def jobs(
         raise SystemExit(report_error(exc)) from None
 
     def stamp(epoch: float | None) -> str | None:
-        return None if epoch is None else utc_stamp(epoch)
+        return iso_utc(epoch)  # to the second, as `runs` and `breaker list` show times
 
     if json_out:
         emit_json(jobs_document(statuses, recent if name is not None else None, notes))
@@ -143,15 +143,15 @@ def jobs(
             ]
             for s in statuses
         ]
-        columns = ["job", "status", "expected", "last run", "outcome", "last success", "next"]
-        table([*columns, "failures"], rows)
+        columns = ["JOB", "STATUS", "EXPECTED", "LAST RUN", "OUTCOME", "LAST SUCCESS", "NEXT"]
+        table([*columns, "FAILURES"], rows)
         for s in statuses:
             if s.status != "OK" or name is not None:
                 emit_text(printable(f"{s.name}: {s.message}"))  # stored text: one safe line
         if recent:
             emit_text("")
             table(
-                ["id", "started", "exit", "outcome", "host"],
+                ["ID", "STARTED", "EXIT", "OUTCOME", "HOST"],
                 [
                     [r.id, stamp(r.started_at), r.exit_code, r.outcome, r.data.get("host") or "-"]
                     for r in recent

@@ -16,7 +16,9 @@ from collections.abc import Callable, Sequence
 
 from reliactl.errors import ConfigError, ReliactlError
 from reliactl.units import cescape as cescape  # noqa: PLC0414 (the ground floor owns them)
+from reliactl.units import iso_utc as iso_utc  # noqa: PLC0414 (the JSON time form)
 from reliactl.units import printable as printable  # noqa: PLC0414
+from reliactl.units import with_times as with_times  # noqa: PLC0414
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reliactl/__init__)
 if TYPE_CHECKING:
@@ -99,30 +101,6 @@ def stream_failed(name: str) -> None:
 
 
 # ---- data (stdout)
-
-
-def iso_utc(epoch: float | None) -> str | None:
-    """A point in time as JSON and tables show it: ISO 8601 UTC to the second, e.g.
-    2026-11-28T23:57:52Z (None stays None)."""
-    if epoch is None:
-        return None
-    try:
-        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
-    except (OverflowError, OSError, ValueError):  # past time_t: a record an old bug wrote
-        return None  # (silence add --start +1e20); `X_at_epoch` still has the number
-
-
-def with_times(document: dict[str, Any], *keys: str) -> dict[str, Any]:
-    """``document`` with each epoch field in ``keys`` as ISO 8601 UTC text, and the number
-    kept beside it as ``<key>_epoch`` (for scripts that compute with it)."""
-    out: dict[str, Any] = {}
-    for key, value in document.items():
-        if key in keys:
-            out[key] = iso_utc(value)
-            out[f"{key}_epoch"] = value
-        else:
-            out[key] = value
-    return out
 
 
 def emit_json(document: dict[str, Any], *, version: int = JSON_VERSION, line: bool = False) -> None:

@@ -350,9 +350,13 @@ def _log_not_own(path: str, reason: str) -> SystemExit:
     )
 
 
-# The report's form: version 2 shows times as the other JSON documents do (ISO 8601 UTC text
-# in `started_at`, the epoch number in `started_at_epoch`); version 1 had the number alone.
-REPORT_VERSION = 2
+# The report's form (DESIGN.md section 2: a field changing meaning bumps it). Version 2 shows
+# times as the other JSON documents do (ISO 8601 UTC text in `started_at`, the epoch number in
+# `started_at_epoch`); version 1 had the number alone. Version 3: `health` (with `--check`) is
+# `health --json` version 2, a `job` check's details times ISO text with `X_epoch` beside (were
+# epoch numbers), a `process` check's `processes[].create_time` now `started_at` and
+# `started_at_epoch`.
+REPORT_VERSION = 3
 
 
 def _write_json_report(path: str, result: RunResult | None, extra: dict[str, Any]) -> None:

@@ -19,6 +19,12 @@ if TYPE_CHECKING:
     from reliactl.cli.options import JsonOption
 
 
+# `silence add/list --json`'s "version" (DESIGN.md section 2): 2 since a silence's window is
+# named as every point in time is ("Times in JSON"): `start_at`/`end_at` (version 1: `start`
+# and `end`, the same text with `start_epoch`/`end_epoch` beside).
+JSON_VERSION = 2
+
+
 def _records(ctx: typer.Context) -> Any:
     from reliactl.cli.context import app_context
     from reliactl.health.records import RecordStore
@@ -29,8 +35,10 @@ def _records(ctx: typer.Context) -> Any:
 def _doc(silence: Any, now: float) -> dict[str, Any]:
     from reliactl.cli.output import with_times
 
-    doc = {**silence.to_dict(), "state": silence.state(now)}
-    return with_times(doc, "start", "end", "created_at")
+    names = {"start": "start_at", "end": "end_at"}
+    doc = {names.get(k, k): v for k, v in silence.to_dict().items()}
+    doc["state"] = silence.state(now)
+    return with_times(doc, "start_at", "end_at", "created_at")
 
 
 def build() -> typer.Typer:
@@ -107,7 +115,7 @@ def add(
     except HealthError as exc:  # a bad target or window
         raise usage(str(exc)) from None
     if json_out:
-        emit_json(_doc(silence, now))
+        emit_json(_doc(silence, now), version=JSON_VERSION)
         return
     from reliactl.cli.output import iso_utc
 
@@ -131,7 +139,7 @@ def list_(ctx: typer.Context, json_out: JsonOption = False) -> None:
     now = time.time()
     silences = list_silences(_records(ctx), now)
     if json_out:
-        emit_json({"silences": [_doc(s, now) for s in silences]})
+        emit_json({"silences": [_doc(s, now) for s in silences]}, version=JSON_VERSION)
         return
     if not silences:
         emit_text("no silences")

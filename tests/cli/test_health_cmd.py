@@ -72,7 +72,7 @@ def test_json_document(run_cli, tmp_path: Path) -> None:
     result = run_cli("--config", str(cfg), "health", "--json")
     assert result.exit_code == 1, result.output
     doc = json.loads(result.stdout)
-    assert doc["version"] == 1 and doc["status"] == "WARNING" and doc["exit_code"] == 1
+    assert doc["version"] == 2 and doc["status"] == "WARNING" and doc["exit_code"] == 1
     checks = {c["name"]: c for c in doc["checks"]}
     assert checks["warn"]["status"] == "WARNING" and checks["warn"]["message"] == "WARNING - warn"
     assert checks["fine"]["perfdata"][0]["label"] == "fine:fine_time"

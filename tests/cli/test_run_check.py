@@ -116,15 +116,24 @@ def test_ok_health_runs_the_command_silently(tmp_path: Path) -> None:
 
 
 def test_check_with_only_the_builtin_checks(tmp_path: Path) -> None:
-    """No custom checks: the built-ins (lenient thresholds here) are what the gate runs."""
+    """No custom checks: the built-ins (lenient thresholds here) are what the gate runs. The
+    report is version 3: its embedded `health` is `health --json` version 2, so
+    `process_health`'s processes carry `started_at` text and `started_at_epoch` (version 2 of
+    the report had psutil's `create_time` number there)."""
     cfg = config(tmp_path, builtins=True)
     marker = tmp_path / "ran"
     report = tmp_path / "r.json"
     result = run("-c", cfg, "run", "--check", "--json-report", str(report), "touch", str(marker))
     assert result.returncode == 0, result.stderr
     assert marker.exists()
-    names = {c["name"] for c in json.loads(report.read_text())["health"]["checks"]}
-    assert {"cpu_usage", "memory_usage", "file_handles", "process_health"} <= names
+    doc = json.loads(report.read_text())
+    assert doc["version"] == 3 and doc["health"]["version"] == 2
+    checks = {c["name"]: c for c in doc["health"]["checks"]}
+    assert {"cpu_usage", "memory_usage", "file_handles", "process_health"} <= set(checks)
+    (own,) = checks["process_health"]["details"]["processes"]
+    assert "create_time" not in own, own
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(own["started_at_epoch"]))
+    assert own["started_at"] == started and own["started_at_epoch"] <= time.time()
 
 
 def test_an_invalid_health_configuration_is_78_and_nothing_runs(tmp_path: Path) -> None:

@@ -362,9 +362,9 @@ def test_quiet_success_is_silent_on_success_and_tells_all_on_failure(tmp_path: P
 
 def test_json_report_describes_the_attempts(tmp_path: Path) -> None:
     """`--json-report` has the run's outcome, each attempt's exit code and pause, the lock;
-    mode 0600; version 2: times as every JSON document shows them (ISO 8601 UTC text in
-    `started_at`, the epoch number beside it in `started_at_epoch`), for the run and for
-    each attempt."""
+    mode 0600; version 3 (2 since times are as every JSON document shows them, ISO 8601 UTC
+    text in `started_at` and the epoch number beside it in `started_at_epoch`, for the run and
+    for each attempt; 3 since its `health` is `health --json` version 2)."""
     before = time.time()
     report = tmp_path / "report.json"
     counter = tmp_path / "n"
@@ -374,7 +374,7 @@ def test_json_report_describes_the_attempts(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     doc = json.loads(report.read_text())
-    assert doc["version"] == 2 and doc["outcome"] == "success" and doc["exit_code"] == 0
+    assert doc["version"] == 3 and doc["outcome"] == "success" and doc["exit_code"] == 0
     assert [a["exit_code"] for a in doc["attempts"]] == [9, 0]
     for timed in (doc, *doc["attempts"]):
         epoch = timed["started_at_epoch"]

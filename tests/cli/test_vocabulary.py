@@ -331,6 +331,6 @@ def test_json_times_are_iso_utc_with_epoch_beside_them() -> None:
     health = json.loads(
         reliactl("health", "--json", "--check", "file_handles", "--no-alerts").stdout
     )
-    assert health["version"] == 1  # no field changed meaning: one was added
+    assert health["version"] == 2  # 2: its checks' details' times (tests/cli/test_json_times.py)
     assert abs(health["checked_at_epoch"] - time.time()) < 600
     assert ISO.match(health["checked_at"])

@@ -59,7 +59,8 @@ def test_dashboard_in_a_real_browser(served: Served, browser, tmp_path: Path) ->
     one refresh; reset without the token is refused and with it closes the breaker; a failing
     check turns the overall status CRITICAL (red) and /healthz 503; the overdue job is listed
     first in the jobs table; a check and a job silenced with `reliactl silence add` carry a
-    "silenced by ... until ...: REASON" marker in words. Screenshots are saved."""
+    "silenced by ... until ...: REASON" marker in words; the queue check's sparkline is drawn
+    from /api/history's times. Screenshots are saved."""
     from selenium.webdriver.common.by import By
 
     shots = Path(os.environ.get("SERVE_SCREENSHOTS") or tmp_path / "screenshots")
@@ -72,6 +73,16 @@ def test_dashboard_in_a_real_browser(served: Served, browser, tmp_path: Path) ->
     overall = browser.find_element(By.ID, "overall")
     wait(lambda: browser.find_element(By.ID, "overall").text == "OK", "the status OK")
     wait(lambda: "queue" in browser.find_element(By.ID, "checks").text, "the queue check")
+    # The sparkline reads /api/history's `at_epoch` (version 2; `t` before): drawn in the box.
+    spark = (
+        "const p = document.querySelector('#checks [data-check=\"queue\"] polyline.line');"
+        " return p ? p.getAttribute('points') : null;"
+    )
+    drawn = wait(
+        lambda: (p := browser.execute_script(spark)) and len(p.split()) >= 2 and p, "a sparkline"
+    )
+    assert "NaN" not in drawn, drawn
+    assert all(0 <= float(xy.split(",")[0]) <= 200.5 for xy in drawn.split()), drawn
     note = "const n = document.querySelector(arguments[0]); return n ? n.textContent : null;"
     for where in ('#checks [data-check="perf"] .note', '#jobs tr[data-job="weekly"] .note'):
         text = wait(lambda w=where: browser.execute_script(note, w), f"the marker at {where}")

@@ -41,7 +41,7 @@ def test_healthz_follows_the_checks_and_api_matches_the_cli(served: Served) -> N
     assert runs["runs"][0]["name"] == "nightly" and runs["runs"][0]["outcome"] == "success"
     assert set(runs["runs"][0]) == set(json.loads(served.cli("runs", "--json").stdout)["runs"][0])
     history = served.json("/api/history?check=queue&since=1h")[1]
-    assert history["version"] == 1 and history["checks"][0]["points"]
+    assert history["version"] == 2 and history["checks"][0]["points"]
     assert any(e["to"] == "CRITICAL" for e in history["events"])
     assert served.json("/api/history?since=forever")[0] == 400
     assert served.json("/livez")[0] == 200
@@ -65,6 +65,86 @@ def test_api_history_since_is_checked_as_health_history_since(served: Served) ->
     assert status == 200 and doc["version"] == 1
     status, doc = served.json("/api/history?max_points=x")
     assert (status, doc["error"]) == (400, "max_points: expected a number, got 'x'")
+
+
+def test_api_times_are_the_clis_form(served: Served) -> None:
+    """/api/history is `health history --json` (version 2): each point's and event's `at`
+    ISO 8601 UTC text with `at_epoch` the stored instant (it had `t` epoch numbers), the
+    dashboard's folded series (`max_points`) with `start_at`/`start_at_epoch`; /api/health
+    and /healthz say the version of `health --json` (2). (Python 3.10's `fromisoformat` rejects
+    "Z": read as "+00:00".)"""
+    from datetime import datetime
+
+    from reliactl.config import load
+    from reliactl.state import open_state
+
+    def points() -> list[Any]:
+        doc = served.json("/api/history?check=queue&since=1h")[1]
+        return list(doc["checks"][0]["points"]) if doc["checks"] else []
+
+    served.wait_for(lambda: len(points()) >= 3, "three rounds in the history")
+    api = served.json("/api/history?check=queue&since=1h")[1]
+    cli = json.loads(served.cli("health", "history", "queue", "--since", "1h", "--json").stdout)
+    assert api["version"] == cli["version"] == 2
+    assert list(api) == list(cli) == ["version", *TIMES_WINDOW, "checks", "events"]
+    store = open_state(load(str(served.tmp / "serve.yaml"), environ=served.env).config)
+    try:
+        stored = {p.at for p in store.health_points("queue", 0)}
+        events = {e.at for e in store.health_events("queue")}
+    finally:
+        store.close()
+    (check,) = api["checks"]
+    for point in check["points"]:
+        assert list(point) == ["at", "at_epoch", "status", "value"]
+        assert point["at_epoch"] in stored
+        parsed = datetime.fromisoformat(point["at"].replace("Z", "+00:00"))
+        assert point["at"].endswith("Z") and parsed.timestamp() == int(point["at_epoch"])
+    assert api["events"] and all(e["at_epoch"] in events for e in api["events"])
+    assert list(api["events"][0]) == ["check", "at", "at_epoch", "from", "to", "message"]
+    folded = served.json("/api/history?check=queue&since=1h&max_points=2")[1]
+    (check,) = folded["checks"]
+    assert check["aggregates"] and not check["points"]
+    for aggregate in check["aggregates"]:
+        assert "t" not in aggregate and "start" not in aggregate
+        parsed = datetime.fromisoformat(aggregate["start_at"].replace("Z", "+00:00"))
+        assert parsed.timestamp() == int(aggregate["start_at_epoch"])
+    assert served.json("/api/health")[1]["version"] == 2
+    assert served.json("/healthz")[1]["version"] == 2
+
+
+TIMES_WINDOW = ("start_at", "start_at_epoch", "end_at", "end_at_epoch")
+
+
+def test_an_endpoints_errors_say_its_documents_version(served: Served) -> None:
+    """An endpoint's error body says the "version" its answers say (it said 1 while the
+    answers said 2): /api/health and /healthz with an unknown check (404) say `health --json`'s,
+    /api/history with a bad `since` or `max_points` (400) `health history --json`'s, /api/runs
+    with a bad `limit` (400) `runs --json`'s; the version serve gives a store error on each
+    of those endpoints is the one its answer says."""
+    served.wait_for(lambda: served.get("/healthz")[0] in (200, 503), "the first round")
+    bad = {
+        "/api/health": "/api/health?check=nope",
+        "/healthz": "/healthz?check=nope",
+        "/api/history": "/api/history?since=forever",
+        "/api/runs": "/api/runs?limit=many",
+        "/api/breakers": None,
+    }
+    answered: dict[str, int] = {}
+    for path, wrong in bad.items():
+        status, good = served.json(path)
+        assert status in (200, 503) and good["version"] == 2, (path, good)
+        answered[path] = good["version"]
+        if wrong is None:
+            continue
+        status, error = served.json(wrong)
+        assert status in (400, 404) and "error" in error, (wrong, status, error)
+        assert next(iter(error)) == "version" and error["version"] == good["version"], error
+    status, error = served.json("/api/history?since=1h&max_points=lots")
+    assert status == 400 and error["version"] == 2, error
+    assert served.json("/api/history?since=400d")[1]["version"] == 2
+    from reliactl.cli.web.app import _endpoint_version  # what a store error on each says
+
+    assert {path: _endpoint_version(path) for path in answered} == answered
 
 
 def test_metrics_parse_with_hostile_names(served: Served) -> None:

@@ -159,7 +159,7 @@ def test_health_runs_are_recorded_and_drawn(tmp_path: Path, state_env: dict[str,
     import json
 
     doc = json.loads(as_json.stdout)
-    assert doc["version"] == 1
+    assert doc["version"] == 2  # times as "Times in JSON" (tests/cli/test_json_times.py)
     (check,) = doc["checks"]
     assert [p["status"] for p in check["points"]] == ["OK", "CRITICAL"]
     assert doc["events"][0]["to"] == "CRITICAL"

@@ -58,19 +58,40 @@ def _retrieved(task: asyncio.Future[Any]) -> None:
             print(f"reliactl serve: reading the notes failed: {task.exception()}", file=sys.stderr)
 
 
-def _json_body(doc: dict[str, Any]) -> bytes:
-    """A document as the CLI's --json prints it (emit_json): "version" first."""
+def _json_body(doc: dict[str, Any], version: int | None = None) -> bytes:
+    """A document as the CLI's --json prints it (emit_json): "version" first (the document's
+    own, else ``version``, else 1)."""
     from reliactl.cli.output import JSON_VERSION, strict_json
 
     body = strict_json(
-        {"version": JSON_VERSION, **doc},
+        {"version": JSON_VERSION if version is None else version, **doc},
         lambda d: json.dumps(d, indent=2, allow_nan=False, default=str),
     )
     return (body + "\n").encode()
 
 
-def _json(doc: dict[str, Any], status: int = 200) -> Response:
-    return _raw_json(_json_body(doc), status)
+def _json(doc: dict[str, Any], status: int = 200, version: int | None = None) -> Response:
+    return _raw_json(_json_body(doc, version), status)
+
+
+def _endpoint_version(path: str) -> int | None:
+    """The "version" of the document an endpoint answers, which its error bodies (a bad
+    parameter, a busy store) say too, so a client reads one version per endpoint; None: the
+    default (1). /healthz and /api/health are `health --json`, /api/history `health history
+    --json`, /api/runs and /api/breakers `runs --json` and `breaker list --json`."""
+    if path in ("/healthz", "/api/health"):
+        from reliactl.cli.health import JSON_VERSION as HEALTH_VERSION
+
+        return HEALTH_VERSION
+    if path == "/api/history":
+        from reliactl.history import JSON_VERSION as HISTORY_VERSION
+
+        return HISTORY_VERSION
+    if path in ("/api/runs", "/api/breakers"):
+        from reliactl.cli.output import TIMES_JSON_VERSION
+
+        return TIMES_JSON_VERSION
+    return None
 
 
 def _raw_json(body: bytes, status: int = 200) -> Response:
@@ -141,11 +162,12 @@ def build_app(  # noqa: C901 - one closure per route, kept beside the app they s
         """A store error as an answer that names no path (anyone may GET /metrics): busy
         or out of reach is 503 with Retry-After; anything else (closed while serve stops,
         unwritable) is 500, no "try again"."""
+        version = _endpoint_version(request.url.path)
         if isinstance(exc, (StateBusyError, StateUnavailableError)):
-            response = _json({"error": "state store busy; try again"}, 503)
+            response = _json({"error": "state store busy; try again"}, 503, version)
             response.headers["Retry-After"] = "5"
             return response
-        return _json({"error": "state store error"}, 500)
+        return _json({"error": "state store error"}, 500, version)
 
     def authorized(request: Request) -> Response | None:
         if not service.token:
@@ -243,7 +265,7 @@ def build_app(  # noqa: C901 - one closure per route, kept beside the app they s
         try:
             limit = max(1, min(1000, int(request.query_params.get("limit", "20"))))
         except ValueError:
-            return _json({"error": "limit: expected a number"}, 400)
+            return _json({"error": "limit: expected a number"}, 400, _endpoint_version("/api/runs"))
         return _json(await in_thread(service.runs, limit))
 
     async def api_jobs(request: Request) -> Response:
@@ -256,12 +278,13 @@ def build_app(  # noqa: C901 - one closure per route, kept beside the app they s
         try:  # `health history --since`'s one check and wording (history.parse_since)
             since = parse_since(request.query_params.get("since", "24h"))
         except DurationError as exc:
-            return _json({"error": f"since: {exc}"}, 400)
+            return _json({"error": f"since: {exc}"}, 400, _endpoint_version("/api/history"))
         points = request.query_params.get("max_points")
         try:
             max_points = max(2, min(10_000, int(points))) if points else None
         except ValueError:
-            return _json({"error": f"max_points: expected a number, got {points!r}"}, 400)
+            error = f"max_points: expected a number, got {points!r}"
+            return _json({"error": error}, 400, _endpoint_version("/api/history"))
         checks = request.query_params.getlist("check") or None
         doc = await in_thread(service.history, checks, since, max_points)
         return _json(doc)

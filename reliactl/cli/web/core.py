@@ -105,9 +105,11 @@ class Service:
         older than ``stale_after`` is not trusted: status UNKNOWN (503), ``stale`` true."""
         if report is None:
             report = self.report
+        from reliactl.cli.health import JSON_VERSION, health_document
+
         if report is None:
-            return 503, {"status": "UNKNOWN", "message": "no check round has finished yet"}
-        from reliactl.cli.health import health_document
+            message = "no check round has finished yet"
+            return 503, {"version": JSON_VERSION, "status": "UNKNOWN", "message": message}
 
         if notes is None:
             notes = self.check_notes(report)
@@ -115,7 +117,7 @@ class Service:
         if check is not None:
             doc["checks"] = [c for c in doc["checks"] if c["name"] == check]
             if not doc["checks"]:
-                return 404, {"error": f"no check named {check!r}"}
+                return 404, {"version": JSON_VERSION, "error": f"no check named {check!r}"}
             doc["status"] = doc["checks"][0]["status"]
             doc["exit_code"] = doc["checks"][0]["code"]
         age = self.round_age()

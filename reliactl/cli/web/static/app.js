@@ -75,8 +75,8 @@ function sparkline(check, info) {
   svg.setAttribute("preserveAspectRatio", "none");
   svg.setAttribute("role", "img");
   const series = [];
-  for (const a of info.aggregates || []) if (a.max !== null) series.push([a.t, a.max]);
-  for (const p of info.points || []) if (p.value !== null) series.push([p.t, p.value]);
+  for (const a of info.aggregates || []) if (a.max !== null) series.push([a.start_at_epoch, a.max]);
+  for (const p of info.points || []) if (p.value !== null) series.push([p.at_epoch, p.value]);
   svg.setAttribute("aria-label", `${check.name}: ${series.length} points in 24 h`);
   const warn = bound(check.warn), crit = bound(check.critical);
   const values = series.map((s) => s[1]).concat([warn, crit].filter((v) => v !== null));
