@@ -62,7 +62,7 @@ def test_api_history_since_is_checked_as_health_history_since(served: Served) ->
         assert (status, doc["error"]) == (400, f"since: {cli_words}")
         assert cli_words.endswith(f"got '{since}'"), cli_words
     status, doc = served.json("/api/history?since=366d")
-    assert status == 200 and doc["version"] == 1
+    assert status == 200 and doc["version"] == 2
     status, doc = served.json("/api/history?max_points=x")
     assert (status, doc["error"]) == (400, "max_points: expected a number, got 'x'")
 
