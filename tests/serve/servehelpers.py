@@ -120,7 +120,8 @@ def start_serve(tmp: Path, *extra: str, token: bool = True, nofile: int | None =
         **os.environ,
         "RELIACTL_CONFIG": str(config),
         "RELIACTL_STATE__PATH": str(tmp / "state" / "state.db"),
-        "PYTHONPATH": str(tmp),
+        # The test's own PYTHONPATH kept after the check's directory (an old tree under test).
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp), os.environ.get("PYTHONPATH")])),
     }
     args = ["serve", "--port", str(port), "--interval", "1s", *extra]
     if token:
