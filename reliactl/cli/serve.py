@@ -209,6 +209,11 @@ def serve(
         token=token,
         stale_after=stale,
     )
+    from reliactl.cli.web.stderrlog import install
+
+    # From here on a line never waits for stderr's reader (the loop answers the probes);
+    # uvicorn's log handlers, made below, take this stream too.
+    queued = install()
     guard = Guard(max_connections, head_deadline)
     asgi = build_app(service, json_logs=json_logs, guard=guard)
     mode = "read-write (token set)" if token else "read-only"
@@ -224,5 +229,7 @@ def serve(
     except OSError as exc:
         error(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
         raise SystemExit(ExitCode.UNAVAILABLE) from None
+    finally:
+        queued.drain()  # at most DRAIN_WAIT: a stalled reader never holds the exit
     if not server.started:
         raise SystemExit(ExitCode.UNAVAILABLE)

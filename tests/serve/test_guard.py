@@ -708,3 +708,63 @@ def test_at_the_bound_the_oldest_slow_reader_gives_way_to_a_probe(tmp_path: Path
             sock.close()
         _code, err = served.stop()
     assert "Traceback" not in err, err[:2000]
+
+
+def head_of(sock: socket.socket) -> bytes:
+    """An answer's head, read a byte at a time (nothing of its body)."""
+    data = b""
+    while not data.endswith(b"\r\n\r\n"):
+        piece = sock.recv(1)
+        if not piece:
+            raise AssertionError(f"closed before the head: {data[:200]!r}")
+        data += piece
+    return data
+
+
+def test_slow_readers_of_large_answers_hold_a_bounded_memory(tmp_path: Path) -> None:
+    """Clients ask for a 9 MB /api/history one after another and then read nothing (well
+    within --head-timeout, so the send deadline closes none): once their unsent answers
+    hold the answer budget (64 MiB), the next large answer is a 503 with Retry-After and
+    "try again" instead, serve's RSS stays bounded (under 300 MB, generous: ~180 MB
+    measured), /livez still answers 200 (small answers always go) and /metrics counts the
+    refusal; once the readers are gone the history is answered again. The old serve kept
+    every pending answer's unsent part in memory, however many readers: all 40 got their
+    9 MB, and RSS grew with them (323 MB here)."""
+    seed_history(tmp_path)
+    served = start_serve(tmp_path, "--head-timeout", "120s")
+    readers: list[socket.socket] = []
+    try:
+        refused = None
+        most = rss_mb(served.proc.pid)
+        for _ in range(40):
+            sock = asking(served.port, HISTORY)
+            head = head_of(sock)
+            most = max(most, rss_mb(served.proc.pid))
+            if head.startswith(b"HTTP/1.1 503"):
+                refused = head, sock.recv(4096)
+                sock.close()
+                break
+            assert head.startswith(b"HTTP/1.1 200"), head[:200]
+            assert body_size(head) > 6_000_000
+            readers.append(sock)
+        assert refused is not None, f"all {len(readers)} large answers were kept in memory"
+        head, body = refused
+        assert b"\r\nretry-after: 5\r\n" in head.lower(), head
+        assert b"try again" in body, body
+        assert 3 <= len(readers) <= 20, len(readers)  # 64 MiB of 9 MB answers, less the kernel's
+        assert livez(served) == 200
+        status, metrics = served.get("/metrics")
+        assert status == 200
+        assert "reliactl_serve_answers_refused_total 1.0" in metrics, metrics[-1500:]
+        assert most < 300, f"serve's RSS reached {most} MB"
+        for sock in readers:
+            sock.close()
+        readers.clear()
+
+        served.wait_for(lambda: served.get(HISTORY)[0] == 200, "the history answered again")
+    finally:
+        for sock in readers:
+            sock.close()
+        _code, err = served.stop()
+    assert "Traceback" not in err, err[:2000]
+    assert "refused 1 answers over 1 MiB (503, Retry-After)" in err, err[-2000:]
