@@ -60,6 +60,11 @@ def reader(port: int, done: threading.Event, statuses: list[str], asked: threadi
             sock.sendall(f"GET {HISTORY} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
             first = sock.recv(4096)
             status = first.split(b" ", 2)[1].decode() if first else "closed"
+            while status == "503" and b"}" not in first:  # its body may come apart
+                piece = sock.recv(4096)
+                if not piece:
+                    break
+                first += piece
             if status == "503":
                 status += " budget" if b"large answers" in first else " store busy"
             statuses.append(status)
