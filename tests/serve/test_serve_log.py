@@ -7,11 +7,13 @@ import os
 import re
 import select
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
-from servehelpers import Served, start_serve
+from servehelpers import Served, free_port, start_serve
 
 # Percent-encoded: an OSC title change ending in BEL, clear-screen, red text, a CR that
 # would let "FAKE LINE" overwrite the start of the line; an RTL override; a byte not UTF-8.
@@ -108,3 +110,43 @@ def test_a_stderr_nobody_reads_never_stops_the_probes(tmp_path: Path) -> None:
         assert kept >= 16, kept  # the lines queued before the drop came out
     finally:
         served.stop()
+
+
+def test_the_error_that_ends_serve_reaches_stderr(tmp_path: Path) -> None:
+    """The uvicorn server under serve fails inside (a sitecustomize on PYTHONPATH makes
+    ``uvicorn.Server.run`` raise, as a lower layer failing would): serve exits 125 with
+    "reliactl: error: internal error: RuntimeError: ..." on its stderr. That line is written
+    after serve's own drain of its stderr queue (the exception passes serve's ``finally``
+    first), so it reaches the descriptor only through the drain at exit; before, it stayed
+    in the queue of a daemon thread the exit froze, and serve died without saying why."""
+    (tmp_path / "sitecustomize.py").write_text(
+        "import uvicorn\n"
+        "def run(self, *args, **kwargs):\n"
+        "    raise RuntimeError('the server below serve broke')\n"
+        "uvicorn.Server.run = run\n",
+        encoding="utf-8",
+    )
+    config = tmp_path / "c.yaml"
+    config.write_text("health_monitor:\n  system_checks: [memory]\n", encoding="utf-8")
+    env = {
+        **os.environ,
+        "RELIACTL_CONFIG": str(config),
+        "RELIACTL_STATE__PATH": str(tmp_path / "state" / "state.db"),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])),
+    }
+    env.pop("RELIACTL_DEBUG", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "reliactl", "serve", "--port", str(free_port()), "-i", "1h"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert proc.returncode == 125, (proc.returncode, proc.stderr)
+    assert "serving on http://127.0.0.1:" in proc.stderr, proc.stderr  # the queue was in use
+    last = proc.stderr.splitlines()[-1]
+    assert last.startswith(
+        "reliactl: error: internal error: RuntimeError: the server below serve broke"
+    ), proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr

@@ -21,11 +21,14 @@ guard's and the rounds' lines, uvicorn's and Python's logging (whose handlers ta
 
 from __future__ import annotations
 
+import atexit
 import collections
+import contextlib
 import io
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from reliactl._runio import write_all
@@ -45,13 +48,20 @@ class QueuedStderr(io.TextIOBase):
         self._limit = limit
         self._encoding: str = getattr(original, "encoding", None) or "utf-8"
         self._errors: str = getattr(original, "errors", None) or "backslashreplace"
-        self._cond = threading.Condition(threading.Lock())
+        self._cond = threading.Condition(threading.RLock())
+        # A thread inside a section under the lock (its write, the writer's turn, a drain):
+        # a write it makes from there (a finalizer run by the garbage collector, a warning)
+        # only appends its text to _nested, which the section takes before it ends.
+        self._inside: set[int] = set()  # the threads in a section now
+        self._nested: collections.deque[str] = collections.deque()
         self._queue: collections.deque[bytes] = collections.deque()
         self._queued = 0  # bytes in _queue
         self._busy = False  # the thread is writing what it took from the queue
         self._partial = ""  # the start of a line not yet ended
         self._full = False  # dropping: the queue was full and has not drained to half yet
         self._unsaid = 0  # dropped lines the next note counts
+        self._stop_by: float | None = None  # the deadline the drains of the stop share
+        self._stalled = False  # a drain ran out of time: a later drain returns at once
         self.dropped = 0  # dropped lines since serve started
         self._thread = threading.Thread(target=self._run, name="reliactl-stderr", daemon=True)
         self._thread.start()
@@ -78,18 +88,48 @@ class QueuedStderr(io.TextIOBase):
             return False
 
     def write(self, text: str) -> int:
-        with self._cond:
-            lines = (self._partial + text).split("\n")
-            self._partial = lines.pop()
-            if len(self._partial) > LINE_MAX:  # a line without end: cut, not kept for ever
-                lines.append(self._partial)
-                self._partial = ""
-            for line in lines:
-                self._put((line + "\n").encode(self._encoding, self._errors))
+        if threading.get_ident() in self._inside:  # from inside a section: no lock taken
+            self._nested.append(text)
+            return len(text)
+        with self._section():
+            self._take(text)
         return len(text)
 
     def flush(self) -> None:
-        """Nothing waits here: the lines are written by the thread (``drain`` waits)."""
+        """What was written goes on its way, a line not yet ended included (as it is); nothing
+        waits for the descriptor here (``drain`` does)."""
+        if threading.get_ident() in self._inside:
+            return  # from inside a section (a finalizer's print): its end takes the text
+        with self._section():
+            if self._partial:
+                self._put(self._partial.encode(self._encoding, self._errors))
+                self._partial = ""
+
+    @contextlib.contextmanager
+    def _section(self) -> Iterator[None]:
+        """The lock held; a write from this thread meanwhile is taken at the end."""
+        me = threading.get_ident()
+        with self._cond:
+            if me in self._inside:  # a section within a section (drain from a finalizer)
+                yield
+                return
+            self._inside.add(me)
+            try:
+                yield
+                while self._nested:
+                    self._take(self._nested.popleft())
+            finally:
+                self._inside.discard(me)
+
+    def _take(self, text: str) -> None:
+        """``text``'s complete lines into the queue; its end kept for the next (lock held)."""
+        lines = (self._partial + text).split("\n")
+        self._partial = lines.pop()
+        if len(self._partial) > LINE_MAX:  # a line without end: cut, not kept for ever
+            lines.append(self._partial)
+            self._partial = ""
+        for line in lines:
+            self._put((line + "\n").encode(self._encoding, self._errors))
 
     def _put(self, data: bytes) -> None:
         """One line into the queue, or dropped and counted (the lock is held)."""
@@ -118,8 +158,11 @@ class QueuedStderr(io.TextIOBase):
     # ---- the writer thread
     def _run(self) -> None:
         while True:
-            with self._cond:
+            with self._section():
                 while not self._queue:
+                    if self._nested:  # a finalizer's write the section ending took not
+                        self._take(self._nested.popleft())
+                        continue
                     self._busy = False
                     self._cond.notify_all()  # drain() waits for this
                     self._cond.wait()
@@ -130,33 +173,52 @@ class QueuedStderr(io.TextIOBase):
                 write_all(self._fd, batch)
             except OSError:
                 pass  # the reader is gone or stderr is closed: the lines are lost, as print's
-            with self._cond:
+            with self._section():
                 self._queued -= len(batch)  # counted until written: the batch is held till then
                 if self._full and self._queued <= self._limit // 2:
                     self._full = False  # drained again: the note, after the lines kept before
                     self._note()
+                self._stalled = False  # the reader took the batch: a drain may wait again
 
     def drain(self, wait: float = DRAIN_WAIT) -> bool:
-        """Wait at most ``wait`` seconds for every queued line (a line not yet ended and the
-        note of lines dropped included) to be written; False if stderr's reader did not
-        take them in time."""
-        with self._cond:
+        """Wait for every queued line (a line not yet ended and the note of lines dropped
+        included) to be written; False if stderr's reader did not take them in time. The
+        drains of one stop share one deadline: ``wait`` seconds from the first drain (and a
+        drain after one that ran out of time, with nothing written since, returns at once),
+        so a stop waits at most ``wait`` in all however many drains it makes."""
+        with self._section():
+            while self._nested:
+                self._take(self._nested.popleft())
             if self._partial:
                 self._put((self._partial + "\n").encode(self._encoding, self._errors))
                 self._partial = ""
             self._note()
-            end = time.monotonic() + wait
-            while self._queue or self._busy:
+            if self._stop_by is None:
+                self._stop_by = time.monotonic() + wait
+            end = min(self._stop_by, time.monotonic() + wait)
+            while self._queue or self._busy or self._nested:
+                if self._nested:
+                    self._take(self._nested.popleft())
+                    continue
                 left = end - time.monotonic()
-                if left <= 0:
+                if left <= 0 or self._stalled:
+                    self._stalled = True
                     return False
                 self._cond.wait(left)
             return True
 
+    def close_at_exit(self) -> None:
+        """At the interpreter's exit (``atexit``, after the last error line was written and
+        before the daemon writer is frozen): drain, and if every line went out, ``sys.stderr``
+        is the original stream again for what finalization still writes."""
+        if self.drain() and sys.stderr is self:
+            sys.stderr = self._original
+
 
 def install() -> QueuedStderr:
     """``sys.stderr`` becomes a ``QueuedStderr`` writing to descriptor 2 (what it was is
-    flushed first); returns it."""
+    flushed first); returns it. At exit its queue is drained (within the stop's deadline):
+    the error line of a command that failed is written after serve's own drain."""
     original = sys.stderr
     if isinstance(original, QueuedStderr):
         return original
@@ -166,6 +228,7 @@ def install() -> QueuedStderr:
         pass
     queued = QueuedStderr(original)
     sys.stderr = queued
+    atexit.register(queued.close_at_exit)
     return queued
 
 
