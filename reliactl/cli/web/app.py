@@ -349,12 +349,14 @@ def build_app(  # noqa: C901 - one closure per route, kept beside the app they s
         started = time.monotonic()
         status = [500]
         refused = [False]
+        # A HEAD answer's content-length is its GET's, but no body follows: never refused.
+        budgeted = guard is not None and scope.get("method") != "HEAD"
 
         async def send_wrapper(message: Any) -> None:
             if refused[0]:
                 return  # the answer refused: the 503 went instead
             if message["type"] == "http.response.start":
-                if guard is not None and not guard.room_for(_content_length(message)):
+                if budgeted and guard is not None and not guard.room_for(_content_length(message)):
                     refused[0] = True
                     status[0] = 503
                     await _answers_busy(send)

@@ -131,9 +131,13 @@ class Guard:
 
     def room_for(self, size: int) -> bool:
         """An answer of ``size`` bytes may be sent now: it is at most LARGE_ANSWER, or it
-        keeps the bytes waiting in write buffers within ANSWER_BUDGET. Else it is counted
-        and logged (once per LOG_INTERVAL), and the caller answers 503 instead."""
-        if size <= LARGE_ANSWER or self.buffered() + size <= ANSWER_BUDGET:
+        keeps the bytes waiting in write buffers within ANSWER_BUDGET, or nothing waits (an
+        answer larger than the budget itself goes when it is the only one). Else it is
+        counted and logged (once per LOG_INTERVAL), and the caller answers 503 instead."""
+        if size <= LARGE_ANSWER:
+            return True
+        waiting = self.buffered()
+        if waiting == 0 or waiting + size <= ANSWER_BUDGET:
             return True
         self.answers_refused += 1
         self.answers_line()
