@@ -213,7 +213,7 @@ def serve(
 
     # From here on a line never waits for stderr's reader (the loop answers the probes);
     # uvicorn's log handlers, made below, take this stream too. An error that ends serve is
-    # written after the drain below: install() drains again at exit (the same deadline).
+    # written after the drain below: install() drains again at exit (the same budget).
     queued = install()
     try:
         guard = Guard(max_connections, head_deadline)

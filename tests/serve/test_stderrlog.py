@@ -4,17 +4,22 @@ or is gone, lines without end, the note of dropped lines, a write from inside a 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import re
 import select
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from reliactl.cli.web.stderrlog import LINE_MAX, QueuedStderr
+from reliactl.cli.web.stderrlog import DRAIN_WAIT, LINE_MAX, QueuedStderr
 
 BOUND = 30.0  # seconds: generous, detects a hang only
 
@@ -46,10 +51,10 @@ def fill(fd: int) -> int:
     return written
 
 
-def read_for(fd: int, enough: Callable[[bytes], bool]) -> bytes:
-    """What the pipe gives until ``enough`` of it (or its end, or BOUND seconds)."""
+def read_for(fd: int, enough: Callable[[bytes], bool], bound: float = BOUND) -> bytes:
+    """What the pipe gives until ``enough`` of it (or its end, or ``bound`` seconds)."""
     data = b""
-    deadline = time.monotonic() + BOUND
+    deadline = time.monotonic() + bound
     while not enough(data) and time.monotonic() < deadline:
         ready, _, _ = select.select([fd], [], [], 0.2)
         if ready:
@@ -60,13 +65,23 @@ def read_for(fd: int, enough: Callable[[bytes], bool]) -> bytes:
     return data
 
 
-def in_thread(call: Callable[[], Any]) -> tuple[bool, Any]:
-    """``call()`` in a daemon thread joined within BOUND: (finished, its result)."""
+def started(call: Callable[[], Any]) -> Callable[[], tuple[bool, Any]]:
+    """``call()`` started in a daemon thread; the returned join waits for it within BOUND
+    and gives (finished, its result)."""
     result: list[Any] = []
     thread = threading.Thread(target=lambda: result.append(call()), daemon=True)
     thread.start()
-    thread.join(BOUND)
-    return not thread.is_alive(), result[0] if result else None
+
+    def join() -> tuple[bool, Any]:
+        thread.join(BOUND)
+        return not thread.is_alive(), result[0] if result else None
+
+    return join
+
+
+def in_thread(call: Callable[[], Any]) -> tuple[bool, Any]:
+    """``call()`` in a daemon thread joined within BOUND: (finished, its result)."""
+    return started(call)()
 
 
 def test_a_write_from_inside_a_write_completes(pipe: tuple[int, int]) -> None:
@@ -186,3 +201,176 @@ def test_the_dropped_lines_note_comes_where_they_were_left_out(pipe: tuple[int, 
     assert re.fullmatch(r"reliactl serve: (\d+) log lines dropped: stderr not read", lines[kept])
     assert lines[kept] == f"reliactl serve: {dropped} log lines dropped: stderr not read"
     assert lines[kept + 1 :] == ["written after"]
+
+
+def test_a_drain_long_after_one_that_succeeded_waits_again(pipe: tuple[int, int]) -> None:
+    """A drain that succeeded (the reader took everything) spends nothing of the stop's
+    budget, and time between drains never counts: DRAIN_WAIT + 0.5 s later, with the reader
+    a moment behind (the pipe full), a new line and a drain: the drain waits for the reader,
+    says True, and the line arrives. Before, the drains shared a wall-clock deadline set by
+    the first drain, so the later one returned False at once and the line (serve's error
+    line at exit) was lost."""
+    read_end, write_end = pipe
+    stream = QueuedStderr(None, fd=write_end)
+    stream.write("before\n")
+    finished, drained = in_thread(lambda: stream.drain(DRAIN_WAIT))
+    assert finished and drained
+    assert read_for(read_end, lambda d: d == b"before\n") == b"before\n"
+    time.sleep(DRAIN_WAIT + 0.5)
+    prefilled = fill(write_end)
+    stream.write("the error line\n")
+    join = started(lambda: stream.drain(DRAIN_WAIT))
+    out = read_for(read_end, lambda d: d.endswith(b"the error line\n"))  # the reader reads
+    finished, drained = join()
+    assert finished and drained is True
+    assert out[prefilled:] == b"the error line\n"
+
+
+def test_after_a_timed_out_drain_a_reader_that_caught_up_is_waited_for(
+    pipe: tuple[int, int],
+) -> None:
+    """A drain runs out of time on a reader that takes nothing (False); the reader then
+    catches up (the writer finishes its batch): it is not stalled any more, so after a new
+    line (the reader again a moment behind) a drain waits for it and says True, the line
+    written. Before, every drain after the first deadline said False at once, although the
+    docstring promised that only with nothing written since."""
+    read_end, write_end = pipe
+    prefilled = fill(write_end)
+    stream = QueuedStderr(None, fd=write_end)
+    stream.write("queued while stalled\n")
+    finished, drained = in_thread(lambda: stream.drain(1.0))
+    assert finished and drained is False
+    out = read_for(read_end, lambda d: d.endswith(b"queued while stalled\n"))
+    assert out[prefilled:] == b"queued while stalled\n"
+    prefilled = fill(write_end)
+    stream.write("the new line\n")
+    join = started(lambda: stream.drain(DRAIN_WAIT))
+    out = read_for(read_end, lambda d: d.endswith(b"the new line\n"))
+    finished, drained = join()
+    assert finished and drained is True
+    assert out[prefilled:] == b"the new line\n"
+
+
+def test_a_stalled_reader_holds_the_drains_of_a_stop_wait_in_all(pipe: tuple[int, int]) -> None:
+    """A reader that takes nothing: two drains of DRAIN_WAIT each, the second started 1.5 s
+    after the first while that one still waits (the event loop's shutdown and another
+    thread), share the budget: both say False and both have returned before the first's
+    start + DRAIN_WAIT + 1 s (separate budgets would end the second 1.5 s after the first);
+    a third drain, nothing written since, returns at once."""
+    _, write_end = pipe
+    fill(write_end)
+    stream = QueuedStderr(None, fd=write_end)
+    stream.write("nobody takes this\n")
+    start = time.monotonic()
+    first = started(lambda: stream.drain(DRAIN_WAIT))
+    time.sleep(1.5)
+    second = started(lambda: stream.drain(DRAIN_WAIT))
+    assert first() == (True, False)
+    assert second() == (True, False)
+    assert time.monotonic() - start < DRAIN_WAIT + 1.0
+    third_start = time.monotonic()
+    assert in_thread(lambda: stream.drain(DRAIN_WAIT)) == (True, False)
+    assert time.monotonic() - third_start < 1.0
+
+
+def test_a_finalizers_text_survives_a_write_that_raised(pipe: tuple[int, int]) -> None:
+    """A finalizer writes from inside a write (its text set aside), then the outer write
+    raises (a KeyboardInterrupt or MemoryError inside it): the finalizer's line still goes
+    out on its own, with no later write or drain to pick it up. Before, the set-aside text
+    was taken only when the write ended normally: it stayed behind, the writer not woken."""
+    read_end, write_end = pipe
+    stream = QueuedStderr(None, fd=write_end)
+
+    class Finalized:
+        def __del__(self) -> None:
+            stream.write("from a finalizer\n")
+
+    class Interrupted(Exception):
+        pass
+
+    held: list[Finalized] = [Finalized()]
+
+    class Raising(str):
+        def __radd__(self, other: str) -> str:
+            held.clear()  # the finalizer writes here, inside the write
+            raise Interrupted
+
+    def write() -> str:
+        try:
+            stream.write(Raising("the outer line\n"))
+        except Interrupted:
+            return "raised"
+        return "returned"
+
+    assert in_thread(write) == (True, "raised")
+    out = read_for(read_end, lambda d: b"from a finalizer\n" in d, bound=10.0)
+    assert out == b"from a finalizer\n", out
+
+
+def test_a_handler_holding_the_stream_writes_to_the_original_after_the_exit(
+    pipe: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At exit the queue is drained and ``sys.stderr`` is the original stream again; a log
+    handler made while serve ran (uvicorn's) still holds the queued stream, and what it
+    writes then goes straight to the original stream, not into a queue whose writer the
+    exit is about to freeze (before, those lines were lost)."""
+    read_end, write_end = pipe
+    original_read, original_write = os.pipe()
+    original = open(original_write, "w", encoding="utf-8", buffering=1)  # noqa: SIM115
+    try:
+        stream = QueuedStderr(original, fd=write_end)
+        monkeypatch.setattr(sys, "stderr", stream)
+        handler = logging.StreamHandler(stream)
+        record = logging.LogRecord("uvicorn.error", logging.INFO, "", 0, "late line", None, None)
+        stream.close_at_exit()
+        assert sys.stderr is original
+        handler.emit(record)
+        out = read_for(original_read, lambda d: d.endswith(b"late line\n"), bound=10.0)
+        assert out == b"late line\n"
+        assert read_for(read_end, lambda d: bool(d), bound=0.5) == b""
+    finally:
+        original.close()
+        os.close(original_read)
+
+
+def test_the_exit_never_hangs_on_a_lock_a_frozen_writer_holds(tmp_path: Path) -> None:
+    """During the interpreter's finalization daemon threads are frozen, perhaps one inside
+    the stream's lock (the writer thread is). A Python process whose ``sys.stderr`` is the
+    queued stream, with a daemon thread holding its lock from an ``atexit`` hook on, still
+    exits: the flush that finalization makes (and its close) return at once instead of
+    waiting for the lock. Before, the process hung at exit for good."""
+    script = tmp_path / "frozen.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import atexit, sys, threading, time
+            from reliactl.cli.web.stderrlog import QueuedStderr
+
+            stream = QueuedStderr(sys.stderr)
+            sys.stderr = stream
+
+            def wedge():
+                held = threading.Event()
+
+                def hold():
+                    with stream._cond:
+                        held.set()
+                        time.sleep(3600)
+
+                threading.Thread(target=hold, daemon=True).start()
+                held.wait()
+
+            atexit.register(wedge)
+            print("exiting", flush=True)
+            """
+        ),
+        encoding="utf-8",
+    )
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(script)], capture_output=True, timeout=BOUND, check=False
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("the process hung at exit on the stream's lock")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"exiting\n"

@@ -13,8 +13,9 @@ line that finds the queue full is dropped and counted (``dropped``, on /metrics 
 ``reliactl_serve_log_lines_dropped_total``); the queue then takes lines again once it has
 drained to half, starting with one line ``reliactl serve: N log lines dropped: stderr not
 read``, which is written where the lines were left out (also when no line follows). At the
-end ``drain(deadline)`` waits at most that long for the queue to be written: a stop never
-hangs on a stalled reader. Every writer of serve goes through it: the access log, the
+end ``drain(wait)`` waits at most that long for the queue to be written, the stop's drains
+sharing that budget of time spent on a reader that takes nothing: a stop never hangs on a
+stalled reader. Every writer of serve goes through it: the access log, the
 guard's and the rounds' lines, uvicorn's and Python's logging (whose handlers take
 ``sys.stderr`` when serve builds them, after ``install``) and warnings.
 """
@@ -60,8 +61,12 @@ class QueuedStderr(io.TextIOBase):
         self._partial = ""  # the start of a line not yet ended
         self._full = False  # dropping: the queue was full and has not drained to half yet
         self._unsaid = 0  # dropped lines the next note counts
-        self._stop_by: float | None = None  # the deadline the drains of the stop share
-        self._stalled = False  # a drain ran out of time: a later drain returns at once
+        # Time the drains spent waiting while the reader took nothing: the budget they share
+        # (``wait`` in all), whole again once the reader takes a batch (it is not stalled).
+        self._waited = 0.0
+        self._batches = 0  # batches the writer finished (written or lost): the reader's progress
+        self._stalled = False  # a drain ran out of time and nothing was written since
+        self._closed = False  # sys.stderr is the original again: writes go straight to it
         self.dropped = 0  # dropped lines since serve started
         self._thread = threading.Thread(target=self._run, name="reliactl-stderr", daemon=True)
         self._thread.start()
@@ -88,22 +93,39 @@ class QueuedStderr(io.TextIOBase):
             return False
 
     def write(self, text: str) -> int:
+        if self._closed:  # restored at exit: a handler still holding this stream
+            self._original.write(text)
+            return len(text)
+        if sys.is_finalizing():  # the writer is frozen (maybe inside a section): lost, no hang
+            return len(text)
         if threading.get_ident() in self._inside:  # from inside a section: no lock taken
             self._nested.append(text)
             return len(text)
         with self._section():
-            self._take(text)
+            if not self._restored():  # (restored while this write waited for the lock)
+                self._take(text)
+                return len(text)
+        self._original.write(text)
         return len(text)
 
     def flush(self) -> None:
         """What was written goes on its way, a line not yet ended included (as it is); nothing
         waits for the descriptor here (``drain`` does)."""
+        if self._closed:
+            self._original.flush()
+            return
+        if sys.is_finalizing():  # the frozen writer may hold the lock for ever
+            return
         if threading.get_ident() in self._inside:
             return  # from inside a section (a finalizer's print): its end takes the text
         with self._section():
             if self._partial:
                 self._put(self._partial.encode(self._encoding, self._errors))
                 self._partial = ""
+
+    def _restored(self) -> bool:
+        """``sys.stderr`` is the original again (``close_at_exit``): write straight to it."""
+        return self._closed
 
     @contextlib.contextmanager
     def _section(self) -> Iterator[None]:
@@ -116,10 +138,14 @@ class QueuedStderr(io.TextIOBase):
             self._inside.add(me)
             try:
                 yield
-                while self._nested:
-                    self._take(self._nested.popleft())
-            finally:
-                self._inside.discard(me)
+            finally:  # also when the body raised (KeyboardInterrupt inside _take)
+                try:
+                    while self._nested:
+                        self._take(self._nested.popleft())
+                finally:
+                    self._inside.discard(me)
+                    if self._nested:  # taking them raised: the writer takes the rest
+                        self._cond.notify_all()
 
     def _take(self, text: str) -> None:
         """``text``'s complete lines into the queue; its end kept for the next (lock held)."""
@@ -178,14 +204,20 @@ class QueuedStderr(io.TextIOBase):
                 if self._full and self._queued <= self._limit // 2:
                     self._full = False  # drained again: the note, after the lines kept before
                     self._note()
-                self._stalled = False  # the reader took the batch: a drain may wait again
+                # The reader took the batch: it is not stalled, a drain may wait again.
+                self._batches += 1
+                self._waited = 0.0
+                self._stalled = False
+                self._cond.notify_all()  # a drain counts this as progress
 
     def drain(self, wait: float = DRAIN_WAIT) -> bool:
         """Wait for every queued line (a line not yet ended and the note of lines dropped
-        included) to be written; False if stderr's reader did not take them in time. The
-        drains of one stop share one deadline: ``wait`` seconds from the first drain (and a
-        drain after one that ran out of time, with nothing written since, returns at once),
-        so a stop waits at most ``wait`` in all however many drains it makes."""
+        included) to be written; False if stderr's reader did not take them in time. One
+        drain waits at most ``wait``; what the drains share is the time they spent waiting
+        while the reader took nothing: ``wait`` in all, whole again once the reader takes a
+        batch (it is not stalled then), so a stop waits at most ``wait`` for a reader that
+        takes nothing however many drains it makes. A drain after one that ran out of time,
+        with nothing written since, returns at once; time between drains never counts."""
         with self._section():
             while self._nested:
                 self._take(self._nested.popleft())
@@ -193,31 +225,38 @@ class QueuedStderr(io.TextIOBase):
                 self._put((self._partial + "\n").encode(self._encoding, self._errors))
                 self._partial = ""
             self._note()
-            if self._stop_by is None:
-                self._stop_by = time.monotonic() + wait
-            end = min(self._stop_by, time.monotonic() + wait)
+            end = time.monotonic() + wait
             while self._queue or self._busy or self._nested:
                 if self._nested:
                     self._take(self._nested.popleft())
                     continue
-                left = end - time.monotonic()
+                now = time.monotonic()
+                left = min(end - now, wait - self._waited)
                 if left <= 0 or self._stalled:
                     self._stalled = True
+                    self._cond.notify_all()  # another drain waiting gives up too
                     return False
+                batches = self._batches
                 self._cond.wait(left)
+                if self._batches == batches:  # the reader took nothing meanwhile
+                    self._waited += time.monotonic() - now
             return True
 
     def close_at_exit(self) -> None:
         """At the interpreter's exit (``atexit``, after the last error line was written and
         before the daemon writer is frozen): drain, and if every line went out, ``sys.stderr``
-        is the original stream again for what finalization still writes."""
-        if self.drain() and sys.stderr is self:
-            sys.stderr = self._original
+        is the original stream again for what finalization still writes, and so are the
+        writes of whoever still holds this stream (uvicorn's log handlers): no line goes into
+        a queue nobody drains any more."""
+        with self._section():  # no write queued between the drain and the switch
+            if self.drain() and sys.stderr is self:
+                self._closed = True
+                sys.stderr = self._original
 
 
 def install() -> QueuedStderr:
     """``sys.stderr`` becomes a ``QueuedStderr`` writing to descriptor 2 (what it was is
-    flushed first); returns it. At exit its queue is drained (within the stop's deadline):
+    flushed first); returns it. At exit its queue is drained (within the stop's budget):
     the error line of a command that failed is written after serve's own drain."""
     original = sys.stderr
     if isinstance(original, QueuedStderr):
