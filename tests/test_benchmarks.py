@@ -217,6 +217,14 @@ def test_serve_slowloris_benchmark_states_the_load() -> None:
     )
 
 
+@pytest.mark.stress
+def test_serve_memory_benchmark_states_the_load() -> None:
+    """The slow-readers memory benchmark runs its smallest round and prints load and RSS."""
+    out = run_bench("serve_memory.py")
+    assert LOAD.search(out), out
+    assert re.search(r"RSS, peak while reading: +\d+ \(\d+\.\.\d+\) MB", out), out
+
+
 def _installed(module: str) -> bool:
     import importlib.util
 

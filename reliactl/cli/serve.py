@@ -209,20 +209,29 @@ def serve(
         token=token,
         stale_after=stale,
     )
-    guard = Guard(max_connections, head_deadline)
-    asgi = build_app(service, json_logs=json_logs, guard=guard)
-    mode = "read-write (token set)" if token else "read-only"
-    info(f"serving on http://{host}:{port}/ ({mode}); checks every {service.interval:g}s")
-    server = guarded_server(asgi, host, port, guard)
-    if guard.max_connections < max_connections:
-        info(
-            f"at most {guard.max_connections} open connections (--max-connections"
-            f" {max_connections} would not fit the descriptor limit, ulimit -n)"
-        )
+    from reliactl.cli.web.stderrlog import install
+
+    # From here on a line never waits for stderr's reader (the loop answers the probes);
+    # uvicorn's log handlers, made below, take this stream too. An error that ends serve is
+    # written after the drain below: install() drains again at exit (the same budget).
+    queued = install()
     try:
-        server.run()
-    except OSError as exc:
-        error(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
-        raise SystemExit(ExitCode.UNAVAILABLE) from None
+        guard = Guard(max_connections, head_deadline)
+        asgi = build_app(service, json_logs=json_logs, guard=guard)
+        mode = "read-write (token set)" if token else "read-only"
+        info(f"serving on http://{host}:{port}/ ({mode}); checks every {service.interval:g}s")
+        server = guarded_server(asgi, host, port, guard)
+        if guard.max_connections < max_connections:
+            info(
+                f"at most {guard.max_connections} open connections (--max-connections"
+                f" {max_connections} would not fit the descriptor limit, ulimit -n)"
+            )
+        try:
+            server.run()
+        except OSError as exc:
+            error(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+            raise SystemExit(ExitCode.UNAVAILABLE) from None
+    finally:
+        queued.drain()  # at most DRAIN_WAIT: a stalled reader never holds the exit
     if not server.started:
         raise SystemExit(ExitCode.UNAVAILABLE)

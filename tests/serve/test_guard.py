@@ -14,12 +14,19 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from servehelpers import Served, start_serve
 
-from reliactl.cli.web.guard import BACKLOG, RESERVE, Guard, connection_bound, guarded_server
+from reliactl.cli.web.guard import (
+    ANSWER_BUDGET,
+    BACKLOG,
+    RESERVE,
+    Guard,
+    connection_bound,
+    guarded_server,
+)
 
 NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
 
@@ -450,15 +457,16 @@ def test_metrics_count_the_guards_closes_by_reason(tmp_path: Path) -> None:
     """/metrics, parsed by prometheus_client, counts the guard's closes by reason
     (reliactl_serve_connections_closed_total{reason}) with the open connections and the
     bound: at --max-connections 8, eight clients that read none of their answer hold every
-    slot, so a ninth connection is refused (--head-timeout 10s: the eight answers are built
-    one after another, and a reader open longer than that would give way at the bound); once
+    slot, so a ninth connection is refused (--head-timeout 30s: the eight answers are built
+    one after another, ~10 s in all on a loaded machine, and a reader open longer than the
+    head timeout would give way at the bound); once
     --head-timeout passed without a byte taken, all eight are closed (send_timeout, or one
     evicted_reader by a scrape at the bound once they are that old); then a head over 64 KiB
     (head_too_large), and nine silent connections: the oldest evicted at the bound, the rest
     closed at the head deadline (head_timeout). Before, /metrics said none of it (only the
     stderr line did)."""
     seed_history(tmp_path, 40_000)
-    served = start_serve(tmp_path, "--max-connections", "8", "--head-timeout", "10s")
+    served = start_serve(tmp_path, "--max-connections", "8", "--head-timeout", "30s")
     port = served.port
     try:
         first = closes(served)
@@ -493,7 +501,7 @@ def test_metrics_count_the_guards_closes_by_reason(tmp_path: Path) -> None:
                 return found
             return None
 
-        found = served.wait_for(counted, "the silent connections' closes", bound=60)
+        found = served.wait_for(counted, "the silent connections' closes", bound=120)
         for sock in silent:
             sock.close()
         assert found["refused"] >= 1, found
@@ -708,3 +716,86 @@ def test_at_the_bound_the_oldest_slow_reader_gives_way_to_a_probe(tmp_path: Path
             sock.close()
         _code, err = served.stop()
     assert "Traceback" not in err, err[:2000]
+
+
+def head_of(sock: socket.socket) -> bytes:
+    """An answer's head, read a byte at a time (nothing of its body)."""
+    data = b""
+    while not data.endswith(b"\r\n\r\n"):
+        piece = sock.recv(1)
+        if not piece:
+            raise AssertionError(f"closed before the head: {data[:200]!r}")
+        data += piece
+    return data
+
+
+def test_slow_readers_of_large_answers_hold_a_bounded_memory(tmp_path: Path) -> None:
+    """Clients ask for a 9 MB /api/history one after another and then read nothing (well
+    within --head-timeout, so the send deadline closes none): once their unsent answers
+    hold the answer budget (64 MiB), the next large answer is a 503 with Retry-After and
+    "try again" instead, serve's RSS stays bounded (under 300 MB, generous: ~180 MB
+    measured), /livez still answers 200 (small answers always go) and /metrics counts the
+    refusal; a HEAD of the history still gets its 200 (its head declares the GET's size,
+    but no body follows, so it holds nothing: before, it got the 503 too); once the readers
+    are gone the history is answered again. The old serve kept
+    every pending answer's unsent part in memory, however many readers: all 40 got their
+    9 MB, and RSS grew with them (323 MB here)."""
+    seed_history(tmp_path)
+    served = start_serve(tmp_path, "--head-timeout", "120s")
+    readers: list[socket.socket] = []
+    try:
+        refused = None
+        most = rss_mb(served.proc.pid)
+        for _ in range(40):
+            sock = asking(served.port, HISTORY)
+            head = head_of(sock)
+            most = max(most, rss_mb(served.proc.pid))
+            if head.startswith(b"HTTP/1.1 503"):
+                refused = head, sock.recv(4096)
+                sock.close()
+                break
+            assert head.startswith(b"HTTP/1.1 200"), head[:200]
+            assert body_size(head) > 6_000_000
+            readers.append(sock)
+        assert refused is not None, f"all {len(readers)} large answers were kept in memory"
+        head, body = refused
+        assert b"\r\nretry-after: 5\r\n" in head.lower(), head
+        assert b"try again" in body, body
+        assert 3 <= len(readers) <= 20, len(readers)  # 64 MiB of 9 MB answers, less the kernel's
+        assert livez(served) == 200
+        with socket.create_connection(("127.0.0.1", served.port), timeout=60) as head_only:
+            head_only.sendall(b"HEAD " + HISTORY.encode() + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert head_of(head_only).startswith(b"HTTP/1.1 200"), "a HEAD was refused"
+        status, metrics = served.get("/metrics")
+        assert status == 200
+        assert "reliactl_serve_answers_refused_total 1.0" in metrics, metrics[-1500:]
+        assert most < 300, f"serve's RSS reached {most} MB"
+        for sock in readers:
+            sock.close()
+        readers.clear()
+
+        served.wait_for(lambda: served.get(HISTORY)[0] == 200, "the history answered again")
+    finally:
+        for sock in readers:
+            sock.close()
+        _code, err = served.stop()
+    assert "Traceback" not in err, err[:2000]
+    assert "refused 1 answers over 1 MiB (503, Retry-After)" in err, err[-2000:]
+
+
+def test_an_answer_over_the_budget_goes_when_nothing_waits() -> None:
+    """An answer larger than the answer budget itself (a history over 64 MiB) is sent when
+    no other answer waits in a write buffer: the budget bounds what slow readers pile up,
+    it does not forbid the one large answer (before, it was refused for ever, whatever
+    waited); with a connection holding unsent bytes it is refused and counted."""
+    guard = Guard(8, 10.0)
+    assert guard.room_for(ANSWER_BUDGET + 1)
+    assert guard.answers_refused == 0
+
+    class Holding:  # a connection whose client left 1 byte of its answer unread
+        def unsent(self) -> int:
+            return 1
+
+    guard.open.add(cast(Any, Holding()))
+    assert not guard.room_for(ANSWER_BUDGET)
+    assert guard.answers_refused == 1

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import http.client
+import os
+import re
+import select
 import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
-from servehelpers import Served
+import pytest
+from servehelpers import Served, free_port, start_serve
 
 # Percent-encoded: an OSC title change ending in BEL, clear-screen, red text, a CR that
 # would let "FAKE LINE" overwrite the start of the line; an RTL override; a byte not UTF-8.
@@ -31,3 +40,113 @@ def test_access_log_escapes_controls_and_bidi_in_the_path(served: Served) -> Non
     for escaped in PATHS.values():
         lines = [line for line in err.splitlines() if f" GET {escaped} 404 " in line]
         assert len(lines) == 1, (escaped, [x for x in err.splitlines() if " GET /" in x])
+
+
+def _read_until(fd: int, needle: bytes, bound: float = 60.0) -> bytes:
+    """What ``fd`` (a pipe) holds, read until ``needle`` came or ``bound`` seconds passed
+    (generous: detects a hang only)."""
+    data = b""
+    deadline = time.monotonic() + bound
+    while needle not in data and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if ready:
+            piece = os.read(fd, 1 << 20)
+            if not piece:
+                break
+            data += piece
+    return data
+
+
+def test_a_stderr_nobody_reads_never_stops_the_probes(tmp_path: Path) -> None:
+    """serve's stderr is a pipe the test does not read: requests whose access-log lines
+    (4 KiB each: a long query) fill it many times over (the 64 KiB pipe and serve's 1 MiB
+    queue) are answered, and then /healthz and /metrics still answer within the deadline.
+    The old serve wrote each line to stderr from its event loop: once the pipe was full the
+    loop blocked in that write and no request was answered again until someone read. Once
+    the pipe is read, the lines kept come out, then one line saying how many were dropped
+    because stderr was not read, which /metrics counts too."""
+    served = start_serve(tmp_path)
+    assert served.proc.stderr is not None
+    fd = served.proc.stderr.fileno()
+    query = "x=" + "a" * 4096
+    try:
+        answered = 0
+        conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=5)
+        for _ in range(600):  # ~2.4 MB of log lines
+            try:
+                conn.request("GET", f"/livez?{query}")
+                response = conn.getresponse()
+                response.read()
+            except OSError:  # the old serve: stuck in a write to the full pipe
+                break
+            assert response.status == 200
+            answered += 1
+        conn.close()
+        probe = http.client.HTTPConnection("127.0.0.1", served.port, timeout=10)
+        try:
+            probe.request("GET", "/healthz")
+            healthz = probe.getresponse()
+            healthz.read()
+            probe.request("GET", "/metrics")
+            metrics = probe.getresponse().read().decode()
+        except OSError as exc:
+            pytest.fail(f"no answer within 10 s with stderr unread ({answered} answered): {exc}")
+        probe.close()
+        assert answered == 600
+        assert healthz.status in (200, 503)  # answered: what it says is not the point
+        dropped = [
+            line
+            for line in metrics.splitlines()
+            if line.startswith("reliactl_serve_log_lines_dropped_total ")
+        ]
+        assert len(dropped) == 1 and float(dropped[0].split()[1]) > 0, dropped
+        err = _read_until(fd, b"log lines dropped: stderr not read")
+        notes = re.findall(rb"reliactl serve: (\d+) log lines dropped: stderr not read\n", err)
+        assert notes, err[-2000:]
+        kept = err.count(b" GET /livez?x=aaaa")
+        # Every request was either written or counted as dropped (the last few may still
+        # be on their way: the note comes as soon as the queue has drained).
+        assert kept + sum(int(n) for n in notes) >= answered, (kept, notes)
+        assert kept >= 16, kept  # the lines queued before the drop came out
+    finally:
+        served.stop()
+
+
+def test_the_error_that_ends_serve_reaches_stderr(tmp_path: Path) -> None:
+    """The uvicorn server under serve fails inside (a sitecustomize on PYTHONPATH makes
+    ``uvicorn.Server.run`` raise, as a lower layer failing would): serve exits 125 with
+    "reliactl: error: internal error: RuntimeError: ..." on its stderr. That line is written
+    after serve's own drain of its stderr queue (the exception passes serve's ``finally``
+    first), so it reaches the descriptor only through the drain at exit; before, it stayed
+    in the queue of a daemon thread the exit froze, and serve died without saying why."""
+    (tmp_path / "sitecustomize.py").write_text(
+        "import uvicorn\n"
+        "def run(self, *args, **kwargs):\n"
+        "    raise RuntimeError('the server below serve broke')\n"
+        "uvicorn.Server.run = run\n",
+        encoding="utf-8",
+    )
+    config = tmp_path / "c.yaml"
+    config.write_text("health_monitor:\n  system_checks: [memory]\n", encoding="utf-8")
+    env = {
+        **os.environ,
+        "RELIACTL_CONFIG": str(config),
+        "RELIACTL_STATE__PATH": str(tmp_path / "state" / "state.db"),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])),
+    }
+    env.pop("RELIACTL_DEBUG", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "reliactl", "serve", "--port", str(free_port()), "-i", "1h"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert proc.returncode == 125, (proc.returncode, proc.stderr)
+    assert "serving on http://127.0.0.1:" in proc.stderr, proc.stderr  # the queue was in use
+    last = proc.stderr.splitlines()[-1]
+    assert last.startswith(
+        "reliactl: error: internal error: RuntimeError: the server below serve broke"
+    ), proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr

@@ -98,6 +98,31 @@ def _raw_json(body: bytes, status: int = 200) -> Response:
     return Response(body, status, media_type="application/json", headers=SECURITY_HEADERS)
 
 
+def _content_length(message: dict[str, Any]) -> int:
+    """The content-length an ASGI response start declares (0 without one)."""
+    for name, value in message.get("headers", ()):
+        if bytes(name).lower() == b"content-length":
+            with contextlib.suppress(ValueError):
+                return int(value)
+    return 0
+
+
+async def _answers_busy(send: Any) -> None:
+    """The 503 given instead of a large answer while the answer budget is held (guard.py:
+    slow readers' answers wait in memory); the client may try again after Retry-After."""
+    from reliactl.cli.web.guard import ANSWER_RETRY
+
+    body = _json_body({"error": "serve is busy sending large answers to slow clients; try again"})
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"retry-after", str(ANSWER_RETRY).encode()),
+        *((name.lower().encode(), value.encode()) for name, value in SECURITY_HEADERS.items()),
+    ]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 def access_log(request: Request, status: int, started: float, json_logs: bool) -> None:
     # The request target as sent (raw_path: Starlette's URL drops a decoded CR, LF or TAB).
     # Bytes that are not UTF-8: kept (as \xHH) in the text line, U+FFFD in the JSON one.
@@ -347,9 +372,19 @@ def build_app(  # noqa: C901 - one closure per route, kept beside the app they s
             return
         started = time.monotonic()
         status = [500]
+        refused = [False]
+        # A HEAD answer's content-length is its GET's, but no body follows: never refused.
+        budgeted = guard is not None and scope.get("method") != "HEAD"
 
         async def send_wrapper(message: Any) -> None:
+            if refused[0]:
+                return  # the answer refused: the 503 went instead
             if message["type"] == "http.response.start":
+                if budgeted and guard is not None and not guard.room_for(_content_length(message)):
+                    refused[0] = True
+                    status[0] = 503
+                    await _answers_busy(send)
+                    return
                 status[0] = message["status"]
             await send(message)
 

@@ -30,6 +30,12 @@ The defence, as nginx (``client_header_timeout``) and Go's ``http.Server``
   only when every connection is busy otherwise is the new one refused. A probe sends its
   head at once, so it is the newest waiting connection and the last to be dropped: /livez
   keeps answering while an attacker holds every other slot;
+* an **answer budget**: an answer larger than ``LARGE_ANSWER`` (1 MiB) is answered 503
+  with Retry-After instead when the bytes waiting in the connections' write buffers (each
+  pending answer's unsent part, kept until its slow reader takes it) would pass
+  ``ANSWER_BUDGET`` (64 MiB): many slow readers of a large /api/history or /metrics held
+  their whole answers each, memory growing with the readers (``room_for``, asked by the
+  app before an answer starts); the probes' small answers always go;
 * **accept errors** (EMFILE and the like), the guard's own closes and uvicorn's warnings
   (a bad request) are logged as one line at most once per ``LOG_INTERVAL``, never a line
   (or a traceback) per attempt.
@@ -59,6 +65,8 @@ from typing import Any, cast
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from reliactl.cli.web.stderrlog import installed
+
 DEFAULT_MAX_CONNECTIONS = 1000
 DEFAULT_HEAD_TIMEOUT = 10.0  # seconds; nginx's client_header_timeout is 60 s, a probe needs ms
 MAX_HEAD_BYTES = 64 * 1024  # Go allows 1 MiB, nginx 4 x 8 KiB; serve's heads are < 1 KiB
@@ -71,6 +79,13 @@ FEED_BYTES = 2048
 # Requests per connection, as nginx's keepalive_requests: the last answer says
 # "connection: close" and the connection closes once it is written out.
 MAX_REQUESTS = 1000
+# Answers waiting for their readers: an answer larger than LARGE_ANSWER is refused (503,
+# Retry-After) when it would take the bytes waiting in the connections' write buffers (the
+# unsent part of each pending answer, kept in memory until its client reads it) past
+# ANSWER_BUDGET; smaller answers (the probes) always go.
+ANSWER_BUDGET = 64 * 1024 * 1024
+LARGE_ANSWER = 1024 * 1024
+ANSWER_RETRY = 5  # seconds: the refusal's Retry-After
 LOG_INTERVAL = 60.0  # at most one line per kind of trouble per minute
 BACKLOG = 128  # the listen queue, and so the most connections accepted in one loop turn
 RESERVE = 64  # descriptors kept for the store, threads and the checks' subprocesses
@@ -105,8 +120,37 @@ class Guard:
             "refused": 0,
             "stalled": 0,
         }
+        self.answers_refused = 0  # large answers refused at ANSWER_BUDGET (/metrics)
         self._logged: dict[str, float] = {}
         self._unlogged: dict[str, int] = {}
+
+    def buffered(self) -> int:
+        """Bytes of answers written to the connections and not yet handed to the kernel:
+        what pending answers keep in memory (any thread: a snapshot of the connections)."""
+        return sum(conn.unsent() for conn in list(self.open))
+
+    def room_for(self, size: int) -> bool:
+        """An answer of ``size`` bytes may be sent now: it is at most LARGE_ANSWER, or it
+        keeps the bytes waiting in write buffers within ANSWER_BUDGET, or nothing waits (an
+        answer larger than the budget itself goes when it is the only one). Else it is
+        counted and logged (once per LOG_INTERVAL), and the caller answers 503 instead."""
+        if size <= LARGE_ANSWER:
+            return True
+        waiting = self.buffered()
+        if waiting == 0 or waiting + size <= ANSWER_BUDGET:
+            return True
+        self.answers_refused += 1
+        self.answers_line()
+        return False
+
+    def answers_line(self) -> None:
+        self.log(
+            "answers",
+            f"refused {self.answers_refused} answers over {LARGE_ANSWER // 1024 // 1024} MiB"
+            f" (503, Retry-After): the answers waiting for their readers would have held"
+            f" more than {ANSWER_BUDGET // 1024 // 1024} MiB, since serve started",
+            say_skipped=False,  # the total says it
+        )
 
     def log(self, kind: str, line: str, *, say_skipped: bool = True) -> None:
         """``line`` on stderr unless a line of ``kind`` went out less than LOG_INTERVAL ago
@@ -131,6 +175,9 @@ class Guard:
         if self._unlogged.get("guard"):
             self._logged.pop("guard", None)
             self.closed_line()
+        if self._unlogged.get("answers"):
+            self._logged.pop("answers", None)
+            self.answers_line()
 
     def closed(self, kind: str) -> None:
         self.counts[kind] += 1
@@ -323,6 +370,11 @@ class GuardedProtocol(HttpToolsProtocol):
             self._taken = self._taken_now()
             self._send_deadline = self.loop.call_later(self.guard.head_timeout, self._send_check)
 
+    def unsent(self) -> int:
+        """The bytes waiting in this connection's write buffer (0 once it is closed)."""
+        transport = self.transport
+        return 0 if transport is None else int(transport.get_write_buffer_size())
+
     def sending(self) -> bool:
         """An answer waits for the client to take it (the send deadline runs)."""
         return self._send_deadline is not None
@@ -471,6 +523,9 @@ def guarded_server(app: Any, host: str, port: int, guard: Guard) -> uvicorn.Serv
                 await super().shutdown(sockets)
             finally:  # here: serve() ends by re-raising TERM, which kills the process
                 guard.flush()
+                queued = installed()
+                if queued is not None:  # the last lines, unless stderr's reader stalls
+                    queued.drain()
 
     config = uvicorn.Config(
         app,

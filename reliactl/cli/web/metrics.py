@@ -3,8 +3,11 @@
 Names follow health/formats.py (``reliactl_health_*``, values in base units by the same
 ``_family`` table); breakers are ``reliactl_breaker_*``, jobs (runs) ``reliactl_job_*``, the
 store's rate limiters ``reliactl_ratelimit_*``, serve's alert deliveries
-``reliactl_alert_deliveries_total`` and its connection guard ``reliactl_serve_connections_*``
-(closes by reason, open now, the bound). (Rate limiter waits are not in the store: no waits_total.)
+``reliactl_alert_deliveries_total``, its connection guard ``reliactl_serve_connections_*``
+(closes by reason, open now, the bound), ``reliactl_serve_answers_refused_total`` and
+``reliactl_serve_answer_bytes_buffered`` (the answer budget) and
+``reliactl_serve_log_lines_dropped_total`` (stderr not read). (Rate limiter waits are not
+in the store: no waits_total.)
 Counters (``transitions_total``, ``runs_total``) count what this serve process has seen in
 the store's history since it started, so they only ever grow (a restart is a counter reset,
 as Prometheus expects); they are never the size of the bounded history, which can shrink.
@@ -57,6 +60,7 @@ class ReliactlCollector:
         yield from self._rate_limiters()
         yield from self._alerts()
         yield from self._connections()
+        yield from self._log()
 
     def _health(self) -> Iterator[Metric]:
         report = self.service.report
@@ -254,6 +258,34 @@ class ReliactlCollector:
         )
         bound.add_metric([], guard.max_connections)
         yield bound
+        refused = CounterMetricFamily(
+            "reliactl_serve_answers_refused",
+            "Answers over 1 MiB refused (503, Retry-After) since serve started: the answers"
+            " waiting for slow readers would have held more than the answer budget (64 MiB).",
+        )
+        refused.add_metric([], guard.answers_refused)
+        yield refused
+        buffered = GaugeMetricFamily(
+            "reliactl_serve_answer_bytes_buffered",
+            "Bytes of answers written and not yet taken by their clients, held in memory now.",
+        )
+        buffered.add_metric([], guard.buffered())
+        yield buffered
+
+    def _log(self) -> Iterator[Metric]:
+        """The lines serve dropped because nobody read its stderr (web/stderrlog.py)."""
+        from reliactl.cli.web.stderrlog import installed
+
+        queued = installed()
+        if queued is None:
+            return
+        dropped = CounterMetricFamily(
+            "reliactl_serve_log_lines_dropped",
+            "Log lines (access log and serve's own) dropped since serve started because"
+            " stderr's reader took none for a while (the queue of 1 MiB was full).",
+        )
+        dropped.add_metric([], queued.dropped)
+        yield dropped
 
 
 def exposition(collector: ReliactlCollector) -> bytes:
