@@ -69,6 +69,13 @@ def test_dashboard_in_a_real_browser(served: Served, browser, tmp_path: Path) ->
     for target in ("perf", "weekly"):
         silence = ("silence", "add", target, "--for", "2h", "--reason", "swapping the disk")
         assert served.cli(*silence).returncode == 0
+
+    def queue_points() -> bool:  # the page reads the history once a minute: two points first
+        _status, doc = served.json("/api/history?since=24h&max_points=120")
+        queue = [c for c in doc.get("checks", []) if c.get("name") == "queue"]
+        return bool(queue) and len(queue[0].get("aggregates", []) + queue[0]["points"]) >= 2
+
+    wait(queue_points, "two points of the queue check's history")
     browser.get(served.base + "/?refresh=1000")
     overall = browser.find_element(By.ID, "overall")
     wait(lambda: browser.find_element(By.ID, "overall").text == "OK", "the status OK")

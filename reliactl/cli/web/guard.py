@@ -93,12 +93,13 @@ RESERVE = 64  # descriptors kept for the store, threads and the checks' subproce
 
 def connection_bound(wanted: int, soft_limit: int | None = None) -> int:
     """``wanted`` connections, lowered so that they, one turn's accepted backlog and the
-    reserve fit under the soft descriptor limit (RLIMIT_NOFILE; at least 8)."""
+    reserve fit under the soft descriptor limit (RLIMIT_NOFILE), but not below 8 for that
+    reason; never above ``wanted`` (a bound of 4 asked is 4)."""
     if soft_limit is None:
         soft_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     if soft_limit == resource.RLIM_INFINITY or soft_limit < 0:
         return wanted
-    return max(8, min(wanted, soft_limit - BACKLOG - RESERVE))
+    return min(wanted, max(8, soft_limit - BACKLOG - RESERVE))
 
 
 class Guard:
