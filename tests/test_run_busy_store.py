@@ -37,6 +37,20 @@ def _runs(tmp_path: Path) -> list[dict[str, object]]:
     return runs
 
 
+def _end_under_a_held_lock(proc: subprocess.Popen[str], started: Path, go: Path, db: Path) -> str:
+    """Wait (within HANG) for ``proc``'s job to touch ``started``, then let it end (touch
+    ``go``) while another process holds ``db``'s write lock; ``proc``'s stderr once it
+    exited, the lock still held (what run records at its end meets the busy store)."""
+    deadline = time.monotonic() + HANG
+    while not started.exists():
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    with write_lock_held(db):
+        go.touch()
+        _out, err = proc.communicate(timeout=HANG)
+    return err
+
+
 def test_a_locked_store_delays_neither_the_job_nor_its_end(tmp_path: Path) -> None:
     """`run --breaker b` while the store stays locked: the job runs, its exit code passes
     through, and the breaker's outcome and the history row are given up within the bound,
@@ -274,13 +288,7 @@ def test_a_row_whose_end_was_given_up_reads_lost_not_running(tmp_path: Path) -> 
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + HANG
-    while not started.exists():
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.05)
-    with write_lock_held(tmp_path / "state" / "state.db"):
-        go.touch()
-        _out, err = proc.communicate(timeout=HANG)
+    err = _end_under_a_held_lock(proc, started, go, tmp_path / "state" / "state.db")
     assert proc.returncode == 0
     assert "run not recorded in the history" in err and "gave up after 5s" in err
     newest = _runs(tmp_path)[0]
@@ -434,13 +442,7 @@ def test_a_breaker_outcome_not_recorded_is_one_warning_of_the_run(tmp_path: Path
         text=True,
     )
     try:
-        deadline = time.monotonic() + HANG
-        while not started.exists():
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.05)
-        with write_lock_held(tmp_path / "state" / "state.db"):
-            go.touch()
-            _out, err = proc.communicate(timeout=HANG)
+        err = _end_under_a_held_lock(proc, started, go, tmp_path / "state" / "state.db")
     finally:
         proc.kill()  # an assertion above, or the deadline, leaves no run behind
         proc.wait(timeout=30)

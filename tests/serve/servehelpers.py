@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import select
 import signal
 import socket
 import subprocess
@@ -12,6 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,3 +154,18 @@ def start_serve(tmp: Path, *extra: str, token: bool = True, nofile: int | None =
 
     served.wait_for(ready, "serve to answer /livez after one round")
     return served
+
+
+def read_for(fd: int, enough: Callable[[bytes], bool], bound: float = 60.0) -> bytes:
+    """What the pipe ``fd`` gives until ``enough`` of it (or its end, or ``bound`` seconds:
+    generous, detects a hang only)."""
+    data = b""
+    deadline = time.monotonic() + bound
+    while not enough(data) and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            piece = os.read(fd, 1 << 20)
+            if not piece:
+                break
+            data += piece
+    return data

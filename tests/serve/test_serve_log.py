@@ -5,15 +5,13 @@ from __future__ import annotations
 import http.client
 import os
 import re
-import select
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from servehelpers import Served, free_port, start_serve
+from servehelpers import Served, free_port, read_for, start_serve
 
 # Percent-encoded: an OSC title change ending in BEL, clear-screen, red text, a CR that
 # would let "FAKE LINE" overwrite the start of the line; an RTL override; a byte not UTF-8.
@@ -40,21 +38,6 @@ def test_access_log_escapes_controls_and_bidi_in_the_path(served: Served) -> Non
     for escaped in PATHS.values():
         lines = [line for line in err.splitlines() if f" GET {escaped} 404 " in line]
         assert len(lines) == 1, (escaped, [x for x in err.splitlines() if " GET /" in x])
-
-
-def _read_until(fd: int, needle: bytes, bound: float = 60.0) -> bytes:
-    """What ``fd`` (a pipe) holds, read until ``needle`` came or ``bound`` seconds passed
-    (generous: detects a hang only)."""
-    data = b""
-    deadline = time.monotonic() + bound
-    while needle not in data and time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.5)
-        if ready:
-            piece = os.read(fd, 1 << 20)
-            if not piece:
-                break
-            data += piece
-    return data
 
 
 def test_a_stderr_nobody_reads_never_stops_the_probes(tmp_path: Path) -> None:
@@ -100,7 +83,7 @@ def test_a_stderr_nobody_reads_never_stops_the_probes(tmp_path: Path) -> None:
             if line.startswith("reliactl_serve_log_lines_dropped_total ")
         ]
         assert len(dropped) == 1 and float(dropped[0].split()[1]) > 0, dropped
-        err = _read_until(fd, b"log lines dropped: stderr not read")
+        err = read_for(fd, lambda data: b"log lines dropped: stderr not read" in data)
         notes = re.findall(rb"reliactl serve: (\d+) log lines dropped: stderr not read\n", err)
         assert notes, err[-2000:]
         kept = err.count(b" GET /livez?x=aaaa")

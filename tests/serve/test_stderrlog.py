@@ -7,7 +7,6 @@ import fcntl
 import logging
 import os
 import re
-import select
 import subprocess
 import sys
 import textwrap
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from servehelpers import read_for
 
 from reliactl.cli.web.stderrlog import DRAIN_WAIT, LINE_MAX, QueuedStderr
 
@@ -49,20 +49,6 @@ def fill(fd: int) -> int:
     finally:
         fcntl.fcntl(fd, fcntl.F_SETFL, flags)
     return written
-
-
-def read_for(fd: int, enough: Callable[[bytes], bool], bound: float = BOUND) -> bytes:
-    """What the pipe gives until ``enough`` of it (or its end, or ``bound`` seconds)."""
-    data = b""
-    deadline = time.monotonic() + bound
-    while not enough(data) and time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.2)
-        if ready:
-            piece = os.read(fd, 1 << 20)
-            if not piece:
-                break
-            data += piece
-    return data
 
 
 def started(call: Callable[[], Any]) -> Callable[[], tuple[bool, Any]]:

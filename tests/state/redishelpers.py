@@ -147,19 +147,15 @@ def _pump(
             s.close()
 
 
-class LateReplyProxy:
-    """A TCP proxy on loopback in front of a redis-server that holds back, for ``delay``
-    seconds, the reply to each of the first ``times`` requests containing one of
-    ``triggers``: the request reaches Redis at once and runs, its reply comes late (a
-    congested or flapping network). ``held`` counts the replies held back. ``close`` stops
-    it and closes every connection."""
+class RedisProxy:
+    """A TCP proxy on loopback in front of the redis-server on ``port``: each connection it
+    accepts gets a connection of its own to Redis, and ``_pumps(client, upstream)`` starts
+    the two pumps between them (``_pump`` both ways, ``_request`` called before each chunk
+    of requests is forwarded, unless a subclass says otherwise). ``close`` stops it and
+    closes every connection. The one accept loop of the proxies in tests/state."""
 
-    def __init__(self, port: int, triggers: list[bytes], delay: float, times: int = 1) -> None:
+    def __init__(self, port: int) -> None:
         self.target = port
-        self.triggers = triggers
-        self.delay = delay
-        self.times = times
-        self.held = 0
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -180,9 +176,40 @@ class LateReplyProxy:
             upstream.settimeout(None)
             with self._lock:
                 self._sockets += [client, upstream]
-            hold = threading.Event()
-            threading.Thread(target=self._up, args=(client, upstream, hold), daemon=True).start()
-            threading.Thread(target=self._down, args=(upstream, client, hold), daemon=True).start()
+            self._pumps(client, upstream)
+
+    def _pumps(self, client: socket.socket, upstream: socket.socket) -> None:
+        threading.Thread(target=_pump, args=(client, upstream, self._request), daemon=True).start()
+        threading.Thread(target=_pump, args=(upstream, client), daemon=True).start()
+
+    def _request(self, data: bytes) -> None:
+        """Called with each chunk of requests before it is forwarded (may raise OSError:
+        that connection is cut)."""
+
+    def close(self) -> None:
+        self._listener.close()
+        with self._lock:
+            for s in self._sockets:
+                s.close()
+
+
+class LateReplyProxy(RedisProxy):
+    """A ``RedisProxy`` that holds back, for ``delay`` seconds, the reply to each of the
+    first ``times`` requests containing one of ``triggers``: the request reaches Redis at
+    once and runs, its reply comes late (a congested or flapping network). ``held`` counts
+    the replies held back."""
+
+    def __init__(self, port: int, triggers: list[bytes], delay: float, times: int = 1) -> None:
+        self.triggers = triggers
+        self.delay = delay
+        self.times = times
+        self.held = 0
+        super().__init__(port)
+
+    def _pumps(self, client: socket.socket, upstream: socket.socket) -> None:
+        hold = threading.Event()
+        threading.Thread(target=self._up, args=(client, upstream, hold), daemon=True).start()
+        threading.Thread(target=self._down, args=(upstream, client, hold), daemon=True).start()
 
     def _claim(self) -> bool:
         with self._lock:
@@ -207,12 +234,6 @@ class LateReplyProxy:
                 time.sleep(self.delay)
 
         _pump(src, dst, before=reply)
-
-    def close(self) -> None:
-        self._listener.close()
-        with self._lock:
-            for s in self._sockets:
-                s.close()
 
 
 class LateRequestProxy(LateReplyProxy):

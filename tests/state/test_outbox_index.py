@@ -14,7 +14,7 @@ import threading
 from typing import Any
 
 import pytest
-from redishelpers import RedisServer, _pump
+from redishelpers import RedisProxy, RedisServer, _pump
 
 from reliactl.errors import StateUnavailableError
 from reliactl.state.base import BreakerEvent
@@ -96,79 +96,49 @@ def test_an_index_of_an_earlier_version_is_read_then_folded_in(
         assert _indexed(redis_server, namespace) == set()
 
 
-class _HeldExecProxy:
+class _HeldExecProxy(RedisProxy):
     """A TCP proxy in front of redis-server that holds the first request holding an EXEC
     until ``release`` is set (``holding`` is set meanwhile), and cuts the connection instead
     of answering an EXEC that committed: its client is a writer that died right after its
     commit, before it could ship its events. An aborted EXEC (a WATCH failed) is answered."""
 
     def __init__(self, port: int) -> None:
-        self.target = port
         self.holding = threading.Event()
         self.release = threading.Event()
         self._held = False
-        self._sockets: list[Any] = []
-        import socket
+        super().__init__(port)
 
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = int(self._listener.getsockname()[1])
-        threading.Thread(target=self._accept, daemon=True).start()
+    def _pumps(self, client: Any, upstream: Any) -> None:
+        exec_sent = threading.Event()
 
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        def request(data: bytes) -> None:
+            if b"EXEC" in data:
+                if not self._held:
+                    self._held = True
+                    self.holding.set()
+                    assert self.release.wait(HANG)
+                exec_sent.set()
 
-    def _accept(self) -> None:
-        import socket
+        buffered = bytearray()
 
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.target), timeout=30)
-            upstream.settimeout(None)
-            self._sockets += [client, upstream]
-            exec_sent = threading.Event()
-
-            def request(data: bytes, exec_sent: threading.Event = exec_sent) -> None:
-                if b"EXEC" in data:
-                    if not self._held:
-                        self._held = True
-                        self.holding.set()
-                        assert self.release.wait(HANG)
-                    exec_sent.set()
-
-            buffered = bytearray()
-
-            def reply(
-                data: bytes,
-                client: Any = client,
-                exec_sent: threading.Event = exec_sent,
-                buffered: bytearray = buffered,
-            ) -> bytes:
-                if not exec_sent.is_set():
-                    return data
-                buffered.extend(data)
-                if b"*" not in buffered:  # MULTI's and QUEUED's replies: EXEC's is to come
-                    return b""
-                exec_sent.clear()
-                out = bytes(buffered)
-                buffered.clear()
-                if b"*-1\r\n" in out:
-                    return out  # aborted: the writer retries
-                client.shutdown(2)  # committed: the writer dies before it hears so
+        def reply(data: bytes) -> bytes:
+            if not exec_sent.is_set():
+                return data
+            buffered.extend(data)
+            if b"*" not in buffered:  # MULTI's and QUEUED's replies: EXEC's is to come
                 return b""
+            exec_sent.clear()
+            out = bytes(buffered)
+            buffered.clear()
+            if b"*-1\r\n" in out:
+                return out  # aborted: the writer retries
+            client.shutdown(2)  # committed: the writer dies before it hears so
+            return b""
 
-            threading.Thread(target=_pump, args=(client, upstream, request), daemon=True).start()
-            threading.Thread(
-                target=_pump, args=(upstream, client), kwargs={"rewrite": reply}, daemon=True
-            ).start()
-
-    def close(self) -> None:
-        self._listener.close()
-        for s in self._sockets:
-            s.close()
+        threading.Thread(target=_pump, args=(client, upstream, request), daemon=True).start()
+        threading.Thread(
+            target=_pump, args=(upstream, client), kwargs={"rewrite": reply}, daemon=True
+        ).start()
 
 
 def test_a_writer_committing_during_a_prune_stays_in_the_index(
@@ -276,49 +246,21 @@ def test_a_full_redis_still_prunes_and_keeps_every_outbox_indexed(
         assert [e.reason for e in store.events()] == ["waiting"]
 
 
-class _TripwireProxy:
+class _TripwireProxy(RedisProxy):
     """A TCP proxy in front of redis-server that calls ``action`` before forwarding the
     first request holding ``trigger`` (``action`` may raise OSError: that connection is
     cut, the request never reaches Redis)."""
 
     def __init__(self, port: int, trigger: bytes, action: Any) -> None:
-        import socket
-
-        self.target = port
+        self.trigger = trigger
+        self.action = action
         self.fired = threading.Event()
-        self._sockets: list[Any] = []
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = int(self._listener.getsockname()[1])
+        super().__init__(port)
 
-        def request(data: bytes) -> None:
-            if trigger in data and not self.fired.is_set():
-                self.fired.set()
-                action()
-
-        def accept() -> None:
-            while True:
-                try:
-                    client, _ = self._listener.accept()
-                except OSError:
-                    return
-                upstream = socket.create_connection(("127.0.0.1", self.target), timeout=30)
-                upstream.settimeout(None)
-                self._sockets += [client, upstream]
-                threading.Thread(
-                    target=_pump, args=(client, upstream, request), daemon=True
-                ).start()
-                threading.Thread(target=_pump, args=(upstream, client), daemon=True).start()
-
-        threading.Thread(target=accept, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def close(self) -> None:
-        self._listener.close()
-        for s in self._sockets:
-            s.close()
+    def _request(self, data: bytes) -> None:
+        if self.trigger in data and not self.fired.is_set():
+            self.fired.set()
+            self.action()
 
 
 @pytest.mark.usefixtures("redis_client")
